@@ -1,0 +1,16 @@
+//! The subcommands of `fulcrum-bench`, one file each, and what they share.
+
+pub(crate) mod origin;
+
+use std::io;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Waits for SIGINT or SIGTERM, the two ways a script or a terminal asks a tool to stop.
+pub(crate) async fn shutdown_signal() -> io::Result<()> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted,
+        _ = terminate.recv() => Ok(()),
+    }
+}

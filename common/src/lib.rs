@@ -1,0 +1,15 @@
+//! The config vocabulary every Fulcrum crate shares, so each module crate can own its section
+//! of the one config file without depending on another module.
+//!
+//! - [`Duration`] and [`Size`]: values with units (`"250ms"`, `"512KiB"`), as users write them.
+//! - [`ConfigError`]: an error a section found, with the byte span in the file it came from; the
+//!   binary turns spans into `file:line:column` and a dotted key.
+//! - [`secret`]: a secret given inline or through its `*_file` twin.
+
+mod error;
+pub mod secret;
+mod units;
+
+pub use error::ConfigError;
+pub use serde_spanned::Spanned;
+pub use units::{Duration, Size};

@@ -1,0 +1,428 @@
+//! Turns the sections users wrote into a validated [`Config`], collecting every problem found
+//! rather than stopping at the first.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::Path,
+    sync::Arc,
+};
+
+use fulcrum_common::{ConfigError, Spanned};
+
+use super::{
+    Backend, Check, Config, Cookie, Frontend, Return, Rule, Server,
+    section::{BackendSection, CheckKind, FrontendSection, HealthCheckSection, ServerSection},
+};
+use crate::l7::{
+    acl::{Acl, Condition},
+    balance::Algorithm,
+};
+
+/// The proxy's sections of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Sections {
+    pub frontend: BTreeMap<String, FrontendSection>,
+    pub backend: BTreeMap<String, BackendSection>,
+    /// `[global] max_connections`; 0 means no limit.
+    pub max_connections: usize,
+}
+
+/// Validates `sections`; the error list names every problem found.
+pub fn build(sections: &Sections) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let backend_index: HashMap<&str, usize> = sections
+        .backend
+        .keys()
+        .enumerate()
+        .map(|(i, name)| (name.as_str(), i))
+        .collect();
+    let backends = sections
+        .backend
+        .iter()
+        .map(|(name, section)| build_backend(name, section, &mut errors))
+        .collect();
+    let frontends = sections
+        .frontend
+        .iter()
+        .map(|(name, section)| build_frontend(name, section, &backend_index, &mut errors))
+        .collect::<Vec<_>>();
+    check_unique_binds(&sections.frontend, &mut errors);
+    if errors.is_empty() {
+        Ok(Config {
+            frontends,
+            backends,
+            max_connections: sections.max_connections,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+fn build_frontend(
+    name: &str,
+    section: &FrontendSection,
+    backends: &HashMap<&str, usize>,
+    errors: &mut Vec<ConfigError>,
+) -> Frontend {
+    let resolve = |reference: &Spanned<String>, errors: &mut Vec<ConfigError>| {
+        let found = backends.get(reference.get_ref().as_str()).copied();
+        if found.is_none() {
+            let mut defined: Vec<_> = backends.keys().copied().collect();
+            defined.sort_unstable();
+            errors.push(ConfigError::at(
+                reference,
+                format!(
+                    "frontend `{name}` uses backend `{}`, which is not defined (defined: {})",
+                    reference.get_ref(),
+                    list_or_none(&defined)
+                ),
+            ));
+        }
+        found
+    };
+
+    if section.bind.is_empty() {
+        errors.push(ConfigError::global(format!(
+            "frontend `{name}` has an empty `bind`: give at least one address, e.g. [\"0.0.0.0:80\"]"
+        )));
+    }
+
+    let mut acls = HashMap::new();
+    for (acl_name, expr) in &section.acl {
+        match Acl::parse(expr.get_ref()) {
+            Ok(acl) => {
+                acls.insert(acl_name.clone(), Arc::new(acl));
+            }
+            Err(e) => errors.push(ConfigError::at(expr, format!("acl `{acl_name}`: {e}"))),
+        }
+    }
+
+    let mut rules = Vec::new();
+    for rule in &section.use_backend {
+        let backend = resolve(&rule.backend, errors);
+        let (text, negate) = match (&rule.if_, &rule.unless) {
+            (Some(_), Some(unless)) => {
+                errors.push(ConfigError::at(
+                    unless,
+                    "a use_backend rule takes `if` or `unless`, not both",
+                ));
+                continue;
+            }
+            (Some(cond), None) => (cond, false),
+            (None, Some(cond)) => (cond, true),
+            (None, None) => {
+                errors.push(ConfigError::at(
+                    &rule.backend,
+                    "a use_backend rule needs `if` or `unless`; use `default_backend` for the rest",
+                ));
+                continue;
+            }
+        };
+        let condition = match Condition::parse(text.get_ref(), &acls) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(ConfigError::at(text, format!("condition: {e}")));
+                continue;
+            }
+        };
+        if let Some(backend) = backend {
+            rules.push(Rule {
+                backend,
+                condition,
+                negate,
+            });
+        }
+    }
+
+    let mut returns = Vec::new();
+    for rule in &section.returns {
+        let (condition, negate) = match (&rule.if_, &rule.unless) {
+            (Some(_), Some(unless)) => {
+                errors.push(ConfigError::at(
+                    unless,
+                    "a return rule takes `if` or `unless`, not both",
+                ));
+                continue;
+            }
+            (Some(c), None) => (Some(c), false),
+            (None, Some(c)) => (Some(c), true),
+            (None, None) => (None, false),
+        };
+        let condition = match condition.map(|c| (c, Condition::parse(c.get_ref(), &acls))) {
+            None => None,
+            Some((_, Ok(c))) => Some(c),
+            Some((text, Err(e))) => {
+                errors.push(ConfigError::at(text, format!("condition: {e}")));
+                continue;
+            }
+        };
+        let status = match http::StatusCode::from_u16(*rule.status.get_ref()) {
+            Ok(s) if (200..=599).contains(&s.as_u16()) => s,
+            _ => {
+                errors.push(ConfigError::at(&rule.status, "status must be 200..=599"));
+                continue;
+            }
+        };
+        let Ok(content_type) = http::HeaderValue::from_str(&rule.content_type) else {
+            errors.push(ConfigError::global(format!(
+                "frontend `{name}`: content_type `{}` is not a valid header value",
+                rule.content_type
+            )));
+            continue;
+        };
+        returns.push(Return {
+            condition,
+            negate,
+            status,
+            content_type,
+            body: bytes::Bytes::from(rule.body.clone()),
+        });
+    }
+
+    let default_backend = section
+        .default_backend
+        .as_ref()
+        .and_then(|d| resolve(d, errors));
+
+    let tls = section.tls.as_ref().and_then(|tls| {
+        let Some(first) = tls.certs.first() else {
+            errors.push(ConfigError::global(format!(
+                "frontend `{name}`: `tls.certs` is empty; list at least one PEM file"
+            )));
+            return None;
+        };
+        let paths: Vec<&Path> = tls.certs.iter().map(|c| c.get_ref().as_path()).collect();
+        let alpn: Vec<String> = tls.alpn.iter().map(|a| a.get_ref().clone()).collect();
+        for proto in &tls.alpn {
+            if !matches!(proto.get_ref().as_str(), "h2" | "http/1.1") {
+                errors.push(ConfigError::at(
+                    proto,
+                    "ALPN protocols allowed: \"h2\", \"http/1.1\"",
+                ));
+            }
+        }
+        crate::tls::server_config(&paths, &alpn)
+            .map_err(|e| errors.push(ConfigError::at(first, e)))
+            .ok()
+    });
+
+    let max_connections = positive(section.max_connections.as_ref(), "max_connections", errors);
+    Frontend {
+        name: name.to_owned(),
+        binds: section.bind.iter().map(|b| *b.get_ref()).collect(),
+        tls,
+        returns,
+        rules,
+        default_backend,
+        forward_for: section.forward_for,
+        max_connections,
+        timeout_client: section.timeout.client.get(),
+        timeout_http_request: section.timeout.http_request.get(),
+        timeout_keep_alive: section.timeout.keep_alive.get(),
+    }
+}
+
+fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigError>) -> Backend {
+    let algorithm = match &section.balance {
+        None => Algorithm::RoundRobin,
+        Some(text) => text.get_ref().parse().unwrap_or_else(|e| {
+            errors.push(ConfigError::at(text, format!("{e}")));
+            Algorithm::RoundRobin
+        }),
+    };
+    let mut names = HashSet::new();
+    let mut cookies = HashSet::new();
+    let servers = section
+        .servers
+        .iter()
+        .map(|s| {
+            let server = build_server(s, errors);
+            if !names.insert(server.name.clone()) {
+                errors.push(ConfigError::at(
+                    &s.name,
+                    format!("backend `{name}` has two servers named `{}`", server.name),
+                ));
+            }
+            if section.cookie.is_some() && !cookies.insert(server.cookie.clone()) {
+                errors.push(ConfigError::at(
+                    &s.name,
+                    format!(
+                        "backend `{name}`: servers share the cookie value `{}`; give each its own `cookie`",
+                        server.cookie
+                    ),
+                ));
+            }
+            server
+        })
+        .collect();
+    let cookie = section.cookie.as_ref().map(|c| {
+        let valid = !c.name.get_ref().is_empty()
+            && c.name
+                .get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !valid {
+            errors.push(ConfigError::at(
+                &c.name,
+                "cookie name must be a non-empty HTTP token",
+            ));
+        }
+        Cookie {
+            name: c.name.get_ref().clone(),
+            mode: c.mode,
+            nocache: c.nocache,
+            indirect: c.indirect,
+            httponly: c.httponly,
+            secure: c.secure,
+            domain: c.domain.clone(),
+            max_age: c.max_age.map(|d| d.get()),
+        }
+    });
+    let check = section
+        .health_check
+        .as_ref()
+        .and_then(|c| build_check(c, errors));
+    Backend {
+        name: name.to_owned(),
+        algorithm,
+        cookie,
+        check,
+        timeout_connect: section.timeout.connect.get(),
+        timeout_server: section.timeout.server.get(),
+        timeout_queue: section
+            .timeout
+            .queue
+            .unwrap_or(section.timeout.connect)
+            .get(),
+        retries: section.retries,
+        redispatch: section.redispatch,
+        pool_max_idle: section.pool_max_idle as usize,
+        servers,
+    }
+}
+
+fn build_server(section: &ServerSection, errors: &mut Vec<ConfigError>) -> Server {
+    let weight = *section.weight.get_ref();
+    if weight > 256 {
+        errors.push(ConfigError::at(&section.weight, "weight must be 0..=256"));
+    }
+    Server {
+        name: section.name.get_ref().clone(),
+        addr: *section.address.get_ref(),
+        weight: weight.min(256),
+        cookie: section
+            .cookie
+            .clone()
+            .unwrap_or_else(|| section.name.get_ref().clone()),
+        max_connections: positive(section.max_connections.as_ref(), "max_connections", errors)
+            as u32,
+        backup: section.backup,
+        check: section.check,
+        disabled: section.disabled,
+    }
+}
+
+fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> Option<Check> {
+    if section.kind == CheckKind::None {
+        return None;
+    }
+    for (value, key) in [(&section.rise, "rise"), (&section.fall, "fall")] {
+        if *value.get_ref() == 0 {
+            errors.push(ConfigError::at(
+                value,
+                format!("health_check.{key} must be at least 1"),
+            ));
+        }
+    }
+    if section.interval.is_zero() {
+        errors.push(ConfigError::global(
+            "health_check.interval must be longer than 0s",
+        ));
+    }
+    let expect_status = match &section.expect_status {
+        None => (200, 399),
+        Some(text) => parse_status_range(text.get_ref()).unwrap_or_else(|| {
+            errors.push(ConfigError::at(
+                text,
+                "expect_status must be a status code or an inclusive range, e.g. \"200\" or \"200-399\"",
+            ));
+            (200, 399)
+        }),
+    };
+    if http::Method::from_bytes(section.method.as_bytes()).is_err() {
+        errors.push(ConfigError::global(format!(
+            "health_check.method `{}` is not an HTTP method",
+            section.method
+        )));
+    }
+    Some(Check {
+        kind: section.kind,
+        method: section.method.clone(),
+        path: section.path.clone(),
+        host: section.host.clone(),
+        expect_status,
+        expect_body: section.expect_body.clone(),
+        interval: section.interval.get(),
+        timeout: section.timeout.unwrap_or(section.interval).get(),
+        rise: (*section.rise.get_ref()).max(1),
+        fall: (*section.fall.get_ref()).max(1),
+        port: section.port,
+    })
+}
+
+fn parse_status_range(text: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = match text.split_once('-') {
+        Some((lo, hi)) => (lo.trim().parse().ok()?, hi.trim().parse().ok()?),
+        None => {
+            let code = text.trim().parse().ok()?;
+            (code, code)
+        }
+    };
+    ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some((lo, hi))
+}
+
+/// Reads an optional limit that must not be 0 (0 would refuse everything); unset means 0 = none.
+fn positive(value: Option<&Spanned<u32>>, key: &str, errors: &mut Vec<ConfigError>) -> usize {
+    match value {
+        Some(v) if *v.get_ref() == 0 => {
+            errors.push(ConfigError::at(
+                v,
+                format!("{key} must be at least 1 (leave it out for no limit)"),
+            ));
+            0
+        }
+        Some(v) => *v.get_ref() as usize,
+        None => 0,
+    }
+}
+
+fn check_unique_binds(
+    frontends: &BTreeMap<String, FrontendSection>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let mut seen = HashMap::new();
+    for (name, section) in frontends {
+        for bind in &section.bind {
+            if bind.get_ref().port() == 0 {
+                continue;
+            }
+            if let Some(other) = seen.insert(*bind.get_ref(), name) {
+                errors.push(ConfigError::at(
+                    bind,
+                    format!(
+                        "{} is bound by frontends `{other}` and `{name}`",
+                        bind.get_ref()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}

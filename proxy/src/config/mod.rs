@@ -1,0 +1,143 @@
+//! The proxy's configuration: the sections users write ([`section`]) and the validated
+//! [`Config`] the data plane runs on ([`build`]). A `Config` that exists is a config that is
+//! correct: references resolved, ACLs compiled, certificates loaded.
+
+mod build;
+pub mod section;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+pub use build::{Sections, build};
+pub use section::{CheckKind, CookieMode};
+
+use crate::l7::{acl::Condition, balance::Algorithm};
+
+/// A validated proxy configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub frontends: Vec<Frontend>,
+    pub backends: Vec<Backend>,
+    /// Client connections the whole process accepts at once; 0 means no limit.
+    pub max_connections: usize,
+}
+
+/// A validated `[frontend.NAME]`.
+#[derive(Debug)]
+pub struct Frontend {
+    pub name: String,
+    pub binds: Vec<SocketAddr>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Answers the proxy gives itself, tried before `rules`.
+    pub returns: Vec<Return>,
+    pub rules: Vec<Rule>,
+    /// Index into [`Config::backends`].
+    pub default_backend: Option<usize>,
+    pub forward_for: bool,
+    /// 0 means no limit beyond the global one.
+    pub max_connections: usize,
+    pub timeout_client: Duration,
+    pub timeout_http_request: Duration,
+    pub timeout_keep_alive: Duration,
+}
+
+/// One `use_backend` rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Index into [`Config::backends`].
+    pub backend: usize,
+    pub condition: Condition,
+    /// `unless` instead of `if`.
+    pub negate: bool,
+}
+
+/// One `return` rule: a response the proxy sends itself when `condition` holds.
+#[derive(Debug)]
+pub struct Return {
+    /// `None` answers every request.
+    pub condition: Option<Condition>,
+    pub negate: bool,
+    pub status: http::StatusCode,
+    pub content_type: http::HeaderValue,
+    pub body: bytes::Bytes,
+}
+
+impl Return {
+    /// Whether this rule answers `request`.
+    pub fn applies(&self, request: &crate::l7::acl::RequestFacts<'_>) -> bool {
+        self.condition
+            .as_ref()
+            .is_none_or(|c| c.matches(request) != self.negate)
+    }
+}
+
+/// A validated `[backend.NAME]`.
+#[derive(Debug)]
+pub struct Backend {
+    pub name: String,
+    pub algorithm: Algorithm,
+    pub cookie: Option<Cookie>,
+    pub check: Option<Check>,
+    pub timeout_connect: Duration,
+    pub timeout_server: Duration,
+    pub timeout_queue: Duration,
+    pub retries: u32,
+    pub redispatch: bool,
+    pub pool_max_idle: usize,
+    pub servers: Vec<Server>,
+}
+
+/// Cookie persistence settings of a backend.
+#[derive(Debug, Clone)]
+pub struct Cookie {
+    pub name: String,
+    pub mode: CookieMode,
+    pub nocache: bool,
+    pub indirect: bool,
+    pub httponly: bool,
+    pub secure: bool,
+    pub domain: Option<String>,
+    pub max_age: Option<Duration>,
+}
+
+/// Health check settings of a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub kind: CheckKind,
+    pub method: String,
+    pub path: String,
+    pub host: Option<String>,
+    /// Inclusive range of passing status codes.
+    pub expect_status: (u16, u16),
+    pub expect_body: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub port: Option<u16>,
+}
+
+/// One server of a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub cookie: String,
+    /// 0 means no limit.
+    pub max_connections: u32,
+    pub backup: bool,
+    pub check: bool,
+    pub disabled: bool,
+}
+
+impl Config {
+    /// The backend called `name`.
+    pub fn backend(&self, name: &str) -> Option<&Backend> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+
+    /// The frontend called `name`.
+    pub fn frontend(&self, name: &str) -> Option<&Frontend> {
+        self.frontends.iter().find(|f| f.name == name)
+    }
+}

@@ -1,0 +1,277 @@
+//! HAProxy's health-check rise/fall counter: turns a stream of check results into UP/DOWN
+//! transitions with hysteresis, so one flapping check doesn't flap the server.
+
+/// HAProxy's check health counter: `0..=rise+fall-1`; UP while `health >= rise`.
+///
+/// From UP it takes `fall` consecutive failures to go DOWN, from DOWN `rise` consecutive
+/// successes to go UP; mixed results move the counter one step at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthCounter {
+    /// The whole state: UP is exactly `health >= rise`, because crossing that line in either
+    /// direction snaps the counter to the far end of its range.
+    health: u32,
+    rise: u32,
+    fall: u32,
+}
+
+/// What one check result did to the server's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Still UP, or still DOWN.
+    None,
+    /// Was DOWN, is now UP.
+    WentUp,
+    /// Was UP, is now DOWN.
+    WentDown,
+}
+
+/// Upper bound for `rise` and `fall`, so `rise + fall - 1` always fits in a `u32` (HAProxy's
+/// own values are small; this only keeps absurd configurations from overflowing).
+const MAX_THRESHOLD: u32 = u32::MAX / 2;
+
+impl HealthCounter {
+    /// A counter with the given thresholds (0 is treated as 1, values above `u32::MAX / 2` are
+    /// clamped). Started UP, health is `rise + fall - 1` (takes `fall` failures to go DOWN);
+    /// started DOWN, health is 0 (takes `rise` successes to go UP).
+    pub fn new(rise: u32, fall: u32, start_up: bool) -> Self {
+        let rise = rise.clamp(1, MAX_THRESHOLD);
+        let fall = fall.clamp(1, MAX_THRESHOLD);
+        let mut counter = Self {
+            health: 0,
+            rise,
+            fall,
+        };
+        if start_up {
+            counter.health = counter.top();
+        }
+        counter
+    }
+
+    /// HAProxy's state for a server that has not been checked yet: UP, but DOWN at the first
+    /// failed check (its `check.health = check.rise`, "up, but will fall down at first failure").
+    pub fn at_startup(rise: u32, fall: u32) -> Self {
+        let mut counter = Self::new(rise, fall, false);
+        counter.health = counter.rise;
+        counter
+    }
+
+    /// Whether the server is UP.
+    pub fn is_up(&self) -> bool {
+        self.health >= self.rise
+    }
+
+    /// Feeds one check result and reports whether it changed the server's state.
+    pub fn record(&mut self, success: bool) -> Transition {
+        let was_up = self.is_up();
+        if success {
+            if self.health < self.top() {
+                self.health += 1;
+            }
+            if !was_up && self.health >= self.rise {
+                // Now fully healthy: it takes `fall` failures to bring it down again.
+                self.health = self.top();
+                return Transition::WentUp;
+            }
+        } else {
+            self.health = self.health.saturating_sub(1);
+            if was_up && self.health < self.rise {
+                // Now fully unhealthy: it takes `rise` successes to bring it back.
+                self.health = 0;
+                return Transition::WentDown;
+            }
+        }
+        Transition::None
+    }
+
+    /// The current counter value, `0..=rise+fall-1`.
+    pub fn health(&self) -> u32 {
+        self.health
+    }
+
+    /// Consecutive successes that bring a DOWN server UP.
+    pub fn rise(&self) -> u32 {
+        self.rise
+    }
+
+    /// Consecutive failures that bring an UP server DOWN.
+    pub fn fall(&self) -> u32 {
+        self.fall
+    }
+
+    /// The counter's maximum, `rise + fall - 1`; cannot overflow given `MAX_THRESHOLD`.
+    fn top(&self) -> u32 {
+        self.rise + self.fall - 1
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// HAProxy's counter written out the long way, with its own UP flag, to check against.
+    #[derive(Debug)]
+    struct Reference {
+        up: bool,
+        health: u64,
+        rise: u64,
+        fall: u64,
+    }
+
+    impl Reference {
+        fn new(rise: u32, fall: u32, start_up: bool) -> Self {
+            let rise = u64::from(rise.max(1));
+            let fall = u64::from(fall.max(1));
+            Self {
+                up: start_up,
+                health: if start_up { rise + fall - 1 } else { 0 },
+                rise,
+                fall,
+            }
+        }
+
+        fn record(&mut self, success: bool) -> Transition {
+            if success {
+                if self.health < self.rise + self.fall - 1 {
+                    self.health += 1;
+                }
+                if !self.up && self.health == self.rise {
+                    self.up = true;
+                    self.health = self.rise + self.fall - 1;
+                    return Transition::WentUp;
+                }
+            } else {
+                if self.health > 0 {
+                    self.health -= 1;
+                }
+                if self.up && self.health == self.rise - 1 {
+                    self.up = false;
+                    self.health = 0;
+                    return Transition::WentDown;
+                }
+            }
+            Transition::None
+        }
+    }
+
+    #[test]
+    fn starts_up_at_the_top_or_down_at_zero() {
+        let up = HealthCounter::new(2, 3, true);
+        assert!(up.is_up());
+        assert_eq!(up.health(), 4);
+        assert_eq!((up.rise(), up.fall()), (2, 3));
+        let down = HealthCounter::new(2, 3, false);
+        assert!(!down.is_up());
+        assert_eq!(down.health(), 0);
+    }
+
+    #[test]
+    fn zero_thresholds_behave_as_one() {
+        let mut c = HealthCounter::new(0, 0, true);
+        assert_eq!((c.rise(), c.fall(), c.health()), (1, 1, 1));
+        assert_eq!(c.record(false), Transition::WentDown);
+        assert_eq!(c.record(false), Transition::None);
+        assert_eq!(c.record(true), Transition::WentUp);
+        assert_eq!(c.record(true), Transition::None);
+    }
+
+    #[test]
+    fn huge_thresholds_do_not_overflow() {
+        let mut c = HealthCounter::new(u32::MAX, u32::MAX, true);
+        assert!(c.is_up());
+        assert_eq!(c.health(), c.rise() + c.fall() - 1);
+        assert_eq!(c.record(true), Transition::None);
+        assert_eq!(c.record(false), Transition::None);
+        assert_eq!(c.health(), c.rise() + c.fall() - 2);
+    }
+
+    #[test]
+    fn default_haproxy_thresholds() {
+        // rise 2, fall 3: three failures to go down, two successes to come back.
+        let mut c = HealthCounter::new(2, 3, true);
+        assert_eq!(c.record(false), Transition::None);
+        assert_eq!(c.record(false), Transition::None);
+        assert_eq!(c.record(false), Transition::WentDown);
+        assert_eq!(c.health(), 0);
+        assert_eq!(c.record(true), Transition::None);
+        assert_eq!(c.record(true), Transition::WentUp);
+        assert_eq!(c.health(), 4);
+    }
+
+    #[test]
+    fn interleaved_results_move_one_step_at_a_time() {
+        let mut c = HealthCounter::new(2, 3, true); // health 4
+        assert_eq!(c.record(false), Transition::None); // 3
+        assert_eq!(c.record(true), Transition::None); // 4
+        assert_eq!(c.record(false), Transition::None); // 3
+        assert_eq!(c.record(false), Transition::None); // 2
+        assert_eq!(c.health(), 2);
+        assert_eq!(c.record(true), Transition::None); // 3
+        assert_eq!(c.record(false), Transition::None); // 2
+        assert_eq!(c.record(false), Transition::WentDown); // 1 < rise -> 0
+        assert_eq!(c.health(), 0);
+        assert_eq!(c.record(true), Transition::None); // 1
+        assert_eq!(c.record(false), Transition::None); // 0
+        assert_eq!(c.record(false), Transition::None); // stays 0
+        assert_eq!(c.health(), 0);
+        assert_eq!(c.record(true), Transition::None); // 1
+        assert_eq!(c.record(true), Transition::WentUp); // 2 -> 4
+        assert_eq!(c.health(), 4);
+    }
+
+    proptest! {
+        #[test]
+        fn from_up_exactly_fall_failures_go_down(rise in 0_u32..20, fall in 0_u32..20) {
+            let mut c = HealthCounter::new(rise, fall, true);
+            for _ in 1..c.fall() {
+                prop_assert_eq!(c.record(false), Transition::None);
+                prop_assert!(c.is_up());
+            }
+            prop_assert_eq!(c.record(false), Transition::WentDown);
+            prop_assert!(!c.is_up());
+            prop_assert_eq!(c.health(), 0);
+        }
+
+        #[test]
+        fn from_down_exactly_rise_successes_go_up(rise in 0_u32..20, fall in 0_u32..20) {
+            let mut c = HealthCounter::new(rise, fall, false);
+            for _ in 1..c.rise() {
+                prop_assert_eq!(c.record(true), Transition::None);
+                prop_assert!(!c.is_up());
+            }
+            prop_assert_eq!(c.record(true), Transition::WentUp);
+            prop_assert!(c.is_up());
+            prop_assert_eq!(c.health(), c.rise() + c.fall() - 1);
+        }
+
+        #[test]
+        fn matches_reference_model(
+            rise in 0_u32..8,
+            fall in 0_u32..8,
+            start_up: bool,
+            results in proptest::collection::vec(any::<bool>(), 0..200),
+        ) {
+            let mut c = HealthCounter::new(rise, fall, start_up);
+            let mut r = Reference::new(rise, fall, start_up);
+            for success in results {
+                prop_assert_eq!(c.record(success), r.record(success));
+                prop_assert_eq!(c.is_up(), r.up);
+                prop_assert_eq!(u64::from(c.health()), r.health);
+                prop_assert!(u64::from(c.health()) < r.rise + r.fall);
+            }
+        }
+    }
+
+    #[test]
+    fn at_startup_falls_at_the_first_failure_like_haproxy() {
+        let mut c = HealthCounter::at_startup(2, 3);
+        assert!(c.is_up());
+        assert_eq!(c.record(false), Transition::WentDown);
+        let mut c = HealthCounter::at_startup(2, 3);
+        assert_eq!(c.record(true), Transition::None);
+        assert_eq!(c.health(), 3);
+        assert_eq!(c.record(false), Transition::None);
+    }
+}

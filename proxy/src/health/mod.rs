@@ -1,0 +1,148 @@
+//! Active health checks: one task per checked server probing it every `interval`, HAProxy's
+//! rise/fall counter deciding UP and DOWN, and an event for every change.
+//!
+//! - [`counter`]: the rise/fall arithmetic, pure.
+//! - [`probe`]: one TCP or HTTP probe.
+//! - [`Supervisor`]: the tasks, started, kept or restarted as reloads change the config.
+
+pub mod counter;
+mod probe;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use tokio::task::JoinHandle;
+
+use self::counter::{HealthCounter, Transition};
+use crate::{
+    Event,
+    config::Check,
+    runtime::Runtime,
+    state::{AdminState, ServerState, counters},
+    table::Table,
+};
+
+/// What a check task was started with; a reload that changes any of it restarts the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Spec {
+    check: Check,
+    addr: SocketAddr,
+    /// Identity of the server state: a server whose state was replaced needs a new task.
+    state: usize,
+}
+
+/// The running check tasks, by backend and server name.
+#[derive(Debug, Default)]
+pub(crate) struct Supervisor {
+    tasks: Mutex<HashMap<(String, String), (Spec, AbortOnDrop)>>,
+}
+
+impl Supervisor {
+    /// Makes the running checks match `table`: new servers get a task, changed ones a new task,
+    /// removed ones lose theirs. Servers without checks are considered healthy.
+    pub(crate) fn reconcile(&self, rt: &Arc<Runtime>, table: &Table) {
+        let mut wanted = HashMap::new();
+        for (bcfg, bentry) in table.config.backends.iter().zip(&table.backends) {
+            for (scfg, state) in bcfg.servers.iter().zip(&bentry.servers) {
+                let key = (bcfg.name.clone(), scfg.name.clone());
+                match (&bcfg.check, scfg.check) {
+                    (Some(check), true) => {
+                        let addr =
+                            SocketAddr::new(scfg.addr.ip(), check.port.unwrap_or(scfg.addr.port()));
+                        let spec = Spec {
+                            check: check.clone(),
+                            addr,
+                            state: Arc::as_ptr(state) as usize,
+                        };
+                        wanted.insert(key, (spec, Arc::clone(state)));
+                    }
+                    _ => {
+                        state.set_healthy(true);
+                    }
+                }
+            }
+        }
+        let Ok(mut tasks) = self.tasks.lock() else {
+            return;
+        };
+        tasks.retain(|key, (spec, _)| wanted.get(key).is_some_and(|(want, _)| want == spec));
+        for (key, (spec, state)) in wanted {
+            if tasks.contains_key(&key) {
+                continue;
+            }
+            let handle = tokio::spawn(run(Arc::clone(rt), state, spec.check.clone(), spec.addr));
+            tasks.insert(key, (spec, AbortOnDrop(handle)));
+        }
+    }
+
+    /// Stops every check.
+    pub(crate) fn stop(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.clear();
+        }
+    }
+}
+
+/// A task handle that cancels its task when dropped, so no check outlives its config.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Checks one server forever.
+async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: SocketAddr) {
+    let mut health = {
+        let kept = state.health.lock().ok().and_then(|g| *g);
+        match kept {
+            // A reload that changed rise/fall keeps the verdict, not the arithmetic.
+            Some(h) if h.rise() == check.rise && h.fall() == check.fall => h,
+            Some(_) => HealthCounter::new(check.rise, check.fall, state.is_healthy()),
+            None => HealthCounter::at_startup(check.rise, check.fall),
+        }
+    };
+    tokio::time::sleep(probe::first_delay(check.interval)).await;
+    loop {
+        if state.admin() != AdminState::Maint {
+            let result = probe::probe(&check, addr).await;
+            if !result.ok {
+                counters::inc(&state.counters.failed_checks);
+            }
+            let transition = health.record(result.ok);
+            if let Ok(mut slot) = state.health.lock() {
+                *slot = Some(health);
+            }
+            let reason = result.description.clone();
+            if let Ok(mut last) = state.last_check.lock() {
+                *last = Some(result);
+            }
+            let healthy = match transition {
+                Transition::WentUp => Some(true),
+                Transition::WentDown => Some(false),
+                Transition::None => None,
+            };
+            if let Some(healthy) = healthy {
+                let (from, to) = state.set_healthy(healthy);
+                if healthy {
+                    tracing::info!(backend = %state.backend, server = %state.name, %reason, "server is UP");
+                } else {
+                    tracing::warn!(backend = %state.backend, server = %state.name, %reason, "server is DOWN");
+                }
+                rt.emit(Event::ServerStatus {
+                    backend: state.backend.clone(),
+                    server: state.name.clone(),
+                    from,
+                    to,
+                    reason,
+                });
+            }
+        }
+        tokio::time::sleep(check.interval).await;
+    }
+}

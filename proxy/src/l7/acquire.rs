@@ -1,0 +1,124 @@
+//! Getting a server connection for one request: pick a server and take a slot ([`select`]), then
+//! take a pooled connection or open one, retrying failed connects up to `retries` times and, with
+//! `redispatch`, sending the last retry (or a sticky client whose server refuses) elsewhere.
+
+use std::{sync::Arc, time::Duration};
+
+use http::StatusCode;
+use tokio::time::Instant;
+
+use super::{
+    balance::PickKey,
+    log::{Ended, Phase, Record},
+    select::{NoServer, Slot, select},
+    upstream::{self, Upstream},
+};
+use crate::{config::Backend, state::counters, table::BackendEntry};
+
+/// A server slot and a connection to that server.
+#[derive(Debug)]
+pub(crate) struct Acquired {
+    pub(crate) slot: Slot,
+    pub(crate) up: Upstream,
+}
+
+/// State of one request's search for a server, kept across attempts.
+#[derive(Debug)]
+pub(crate) struct Attempts<'k> {
+    pub(crate) key: PickKey<'k>,
+    /// The server a valid persistence cookie names, until a redispatch drops it.
+    pub(crate) sticky: Option<usize>,
+    /// Skip the pool: the request cannot be replayed, or a pooled connection just failed.
+    pub(crate) fresh_only: bool,
+    retries: u32,
+    avoid: Option<usize>,
+    queued: Duration,
+}
+
+impl<'k> Attempts<'k> {
+    pub(crate) fn new(key: PickKey<'k>, sticky: Option<usize>, fresh_only: bool) -> Self {
+        Self {
+            key,
+            sticky,
+            fresh_only,
+            retries: 0,
+            avoid: None,
+            queued: Duration::ZERO,
+        }
+    }
+}
+
+/// Finds a server and connects to it; on failure the log says why and the status to answer is
+/// returned.
+pub(crate) async fn acquire(
+    bcfg: &Backend,
+    bentry: &BackendEntry,
+    attempts: &mut Attempts<'_>,
+    log: &mut Record,
+) -> Result<Acquired, StatusCode> {
+    loop {
+        let queue_started = Instant::now();
+        let (slot, waited) =
+            match select(bcfg, bentry, attempts.sticky, attempts.avoid, &attempts.key).await {
+                Ok(found) => found,
+                Err(NoServer::NoneUp) => {
+                    log.end(Ended::ServerAbort, Phase::Connect);
+                    return Err(StatusCode::SERVICE_UNAVAILABLE);
+                }
+                Err(NoServer::QueueTimeout) => {
+                    log.t_queue = Some(attempts.queued + queue_started.elapsed());
+                    log.end(Ended::ServerTimeout, Phase::Queue);
+                    return Err(StatusCode::SERVICE_UNAVAILABLE);
+                }
+            };
+        attempts.queued += waited;
+        log.t_queue = Some(attempts.queued);
+        let server = Arc::clone(&slot.server);
+        log.server = Some(server.name.clone());
+        let connect_started = Instant::now();
+        let pooled = if attempts.fresh_only {
+            None
+        } else {
+            server.pool.take()
+        };
+        let connected = match pooled {
+            Some(conn) => Ok(Upstream { conn, reused: true }),
+            None => upstream::connect(server.addr, bcfg.timeout_connect).await,
+        };
+        match connected {
+            Ok(up) => {
+                log.t_connect = Some(connect_started.elapsed());
+                counters::inc(&server.counters.sessions_total);
+                server.counters.last_session.store(
+                    crate::state::unix_millis(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                return Ok(Acquired { slot, up });
+            }
+            Err(error) => {
+                counters::inc(&server.counters.errors_conn);
+                counters::inc(&bentry.state.counters.errors_conn);
+                tracing::debug!(backend = %bcfg.name, server = %server.name, %error, "connect failed");
+                if attempts.retries >= bcfg.retries {
+                    log.end(Ended::ServerAbort, Phase::Connect);
+                    return Err(StatusCode::SERVICE_UNAVAILABLE);
+                }
+                attempts.retries += 1;
+                log.retries = attempts.retries;
+                counters::inc(&server.counters.retries);
+                counters::inc(&bentry.state.counters.retries);
+                // HAProxy's `option redispatch`: the last retry goes to another server, and a
+                // sticky client is not held to a server that refuses connections.
+                if bcfg.redispatch
+                    && (attempts.retries == bcfg.retries || attempts.sticky.is_some())
+                {
+                    attempts.avoid = Some(slot.index);
+                    attempts.sticky = None;
+                    log.redispatched = true;
+                    counters::inc(&server.counters.redispatches);
+                    counters::inc(&bentry.state.counters.redispatches);
+                }
+            }
+        }
+    }
+}

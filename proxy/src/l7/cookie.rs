@@ -1,0 +1,384 @@
+//! Cookie persistence with HAProxy's semantics (`cookie NAME insert|rewrite|prefix [indirect]
+//! [nocache] [httponly] [secure] [domain D]`).
+//!
+//! - Request side: find the server the client's cookie names ([`Persistence::from_request`]) and,
+//!   with `indirect` or `prefix`, hide Fulcrum's part of the cookie from the server.
+//! - Response side: insert `Set-Cookie: NAME=ID; path=/` for a client that did not present a valid
+//!   cookie for the server that answered, or rewrite the server's own cookie.
+//!
+//! A cookie naming a server that is DOWN or in MAINT is ignored: the client is balanced anew and
+//! gets a new cookie, as HAProxy does without `option persist`.
+
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::config::{Cookie, CookieMode};
+
+/// What the request's persistence cookie said: HAProxy's third termination-state character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestCookie {
+    /// `N`: no persistence cookie.
+    None,
+    /// `I`: a value naming no server.
+    Invalid,
+    /// `D`: a server that cannot take the client now.
+    Down(usize),
+    /// `V`: a server that can.
+    Valid(usize),
+}
+
+impl RequestCookie {
+    pub(crate) fn log_char(self) -> char {
+        match self {
+            Self::None => 'N',
+            Self::Invalid => 'I',
+            Self::Down(_) => 'D',
+            Self::Valid(_) => 'V',
+        }
+    }
+}
+
+/// What happened to the cookie in the response: HAProxy's fourth termination-state character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResponseCookie {
+    /// `N`: nothing set.
+    None,
+    /// `I`: inserted by Fulcrum.
+    Inserted,
+    /// `R`: the server's cookie rewritten or prefixed.
+    Rewritten,
+}
+
+impl ResponseCookie {
+    pub(crate) fn log_char(self) -> char {
+        match self {
+            Self::None => 'N',
+            Self::Inserted => 'I',
+            Self::Rewritten => 'R',
+        }
+    }
+}
+
+/// Reads the persistence cookie from a request. `server_by_cookie` maps a cookie value to a
+/// server index; `usable` says whether that server takes sticky clients now.
+pub(crate) fn from_request(
+    cfg: &Cookie,
+    headers: &HeaderMap,
+    server_by_cookie: impl Fn(&str) -> Option<usize>,
+    usable: impl Fn(usize) -> bool,
+) -> RequestCookie {
+    let Some(value) = find(headers, &cfg.name) else {
+        return RequestCookie::None;
+    };
+    let id = match cfg.mode {
+        CookieMode::Prefix => value.split_once('~').map_or(value, |(id, _)| id),
+        CookieMode::Insert | CookieMode::Rewrite => value,
+    };
+    match server_by_cookie(id) {
+        None => RequestCookie::Invalid,
+        Some(server) if usable(server) => RequestCookie::Valid(server),
+        Some(server) => RequestCookie::Down(server),
+    }
+}
+
+/// Rewrites the request's `Cookie` headers before they go to the server: with `indirect` the
+/// persistence cookie is removed, with `prefix` its `ID~` prefix is.
+pub(crate) fn rewrite_request(cfg: &Cookie, headers: &mut HeaderMap) {
+    let strip = cfg.indirect && cfg.mode == CookieMode::Insert;
+    let unprefix = cfg.mode == CookieMode::Prefix;
+    if !strip && !unprefix || !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let mut kept = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(text) = value.to_str() else {
+            kept.push(value.as_bytes().to_vec());
+            continue;
+        };
+        let pairs: Vec<String> = text
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .filter_map(|pair| match pair.split_once('=') {
+                Some((name, _)) if strip && name.trim() == cfg.name => None,
+                Some((name, v)) if unprefix && name.trim() == cfg.name => {
+                    let rest = v.split_once('~').map_or(v, |(_, rest)| rest);
+                    Some(format!("{name}={rest}"))
+                }
+                _ => Some(pair.to_owned()),
+            })
+            .collect();
+        if !pairs.is_empty() {
+            kept.push(pairs.join("; ").into_bytes());
+        }
+    }
+    headers.remove(header::COOKIE);
+    for value in kept {
+        if let Ok(v) = HeaderValue::from_bytes(&value) {
+            headers.append(header::COOKIE, v);
+        }
+    }
+}
+
+/// Applies persistence to a response from the server whose cookie value is `server_cookie`.
+/// `client_had_valid` is true when the request carried a valid cookie for that same server.
+pub(crate) fn rewrite_response(
+    cfg: &Cookie,
+    headers: &mut HeaderMap,
+    server_cookie: &str,
+    client_had_valid: bool,
+) -> ResponseCookie {
+    match cfg.mode {
+        CookieMode::Insert => {
+            if client_had_valid {
+                return ResponseCookie::None;
+            }
+            if let Ok(value) = HeaderValue::from_str(&set_cookie_value(cfg, server_cookie)) {
+                headers.append(header::SET_COOKIE, value);
+            }
+            if cfg.nocache {
+                add_cache_control_private(headers);
+            }
+            ResponseCookie::Inserted
+        }
+        CookieMode::Rewrite | CookieMode::Prefix => rewrite_set_cookie(cfg, headers, server_cookie),
+    }
+}
+
+/// The `Set-Cookie` value HAProxy's insert mode sends: `NAME=ID; path=/` and the attributes.
+pub(crate) fn set_cookie_value(cfg: &Cookie, server_cookie: &str) -> String {
+    let mut value = format!("{}={server_cookie}; path=/", cfg.name);
+    if let Some(domain) = &cfg.domain {
+        value.push_str("; domain=");
+        value.push_str(domain);
+    }
+    if let Some(max_age) = cfg.max_age {
+        value.push_str(&format!("; Max-Age={}", max_age.as_secs()));
+    }
+    if cfg.httponly {
+        value.push_str("; HttpOnly");
+    }
+    if cfg.secure {
+        value.push_str("; Secure");
+    }
+    value
+}
+
+fn rewrite_set_cookie(
+    cfg: &Cookie,
+    headers: &mut HeaderMap,
+    server_cookie: &str,
+) -> ResponseCookie {
+    let mut outcome = ResponseCookie::None;
+    let values: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    if values.is_empty() {
+        return outcome;
+    }
+    headers.remove(header::SET_COOKIE);
+    for value in values {
+        let rewritten = value.to_str().ok().and_then(|text| {
+            let (pair, attrs) = text
+                .split_once(';')
+                .map_or((text, None), |(p, a)| (p, Some(a)));
+            let (name, v) = pair.split_once('=')?;
+            if name.trim() != cfg.name {
+                return None;
+            }
+            let new_value = match cfg.mode {
+                CookieMode::Prefix => format!("{server_cookie}~{}", v.trim()),
+                _ => server_cookie.to_owned(),
+            };
+            let mut out = format!("{}={new_value}", cfg.name);
+            if let Some(attrs) = attrs {
+                out.push(';');
+                out.push_str(attrs);
+            }
+            HeaderValue::from_str(&out).ok()
+        });
+        match rewritten {
+            Some(v) => {
+                outcome = ResponseCookie::Rewritten;
+                headers.append(header::SET_COOKIE, v);
+            }
+            None => {
+                headers.append(header::SET_COOKIE, value);
+            }
+        }
+    }
+    if outcome == ResponseCookie::Rewritten && cfg.nocache {
+        add_cache_control_private(headers);
+    }
+    outcome
+}
+
+/// Marks a response that sets a persistence cookie as private, so a shared cache does not hand
+/// one client's cookie to everyone.
+fn add_cache_control_private(headers: &mut HeaderMap) {
+    let already = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("private") || v.contains("no-cache") || v.contains("no-store"));
+    if !already {
+        headers.append(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub(crate) fn find<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn cfg(mode: CookieMode) -> Cookie {
+        Cookie {
+            name: "webserver".into(),
+            mode,
+            nocache: true,
+            indirect: false,
+            httponly: false,
+            secure: false,
+            domain: None,
+            max_age: None,
+        }
+    }
+
+    fn headers(cookie: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
+        h
+    }
+
+    fn by_cookie(v: &str) -> Option<usize> {
+        ["s1", "s2"].iter().position(|c| *c == v)
+    }
+
+    #[test]
+    fn request_cookie_names_a_server() {
+        let c = cfg(CookieMode::Insert);
+        let h = headers("a=1; webserver=s2; b=2");
+        assert_eq!(
+            from_request(&c, &h, by_cookie, |_| true),
+            RequestCookie::Valid(1)
+        );
+        assert_eq!(
+            from_request(&c, &h, by_cookie, |_| false),
+            RequestCookie::Down(1)
+        );
+        assert_eq!(
+            from_request(&c, &headers("webserver=zz"), by_cookie, |_| true),
+            RequestCookie::Invalid
+        );
+        assert_eq!(
+            from_request(&c, &HeaderMap::new(), by_cookie, |_| true),
+            RequestCookie::None
+        );
+    }
+
+    #[test]
+    fn insert_sets_cookie_and_private_only_without_a_valid_one() {
+        let c = cfg(CookieMode::Insert);
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            rewrite_response(&c, &mut h, "s1", false),
+            ResponseCookie::Inserted
+        );
+        assert_eq!(h.get(header::SET_COOKIE).unwrap(), "webserver=s1; path=/");
+        assert_eq!(h.get(header::CACHE_CONTROL).unwrap(), "private");
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            rewrite_response(&c, &mut h, "s1", true),
+            ResponseCookie::None
+        );
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn insert_attributes() {
+        let mut c = cfg(CookieMode::Insert);
+        c.httponly = true;
+        c.secure = true;
+        c.domain = Some(".example.com".into());
+        c.max_age = Some(std::time::Duration::from_secs(60));
+        assert_eq!(
+            set_cookie_value(&c, "s1"),
+            "webserver=s1; path=/; domain=.example.com; Max-Age=60; HttpOnly; Secure"
+        );
+    }
+
+    #[test]
+    fn indirect_hides_the_cookie_from_servers() {
+        let mut c = cfg(CookieMode::Insert);
+        c.indirect = true;
+        let mut h = headers("a=1; webserver=s2; b=2");
+        rewrite_request(&c, &mut h);
+        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
+        let mut only = headers("webserver=s2");
+        rewrite_request(&c, &mut only);
+        assert!(only.get(header::COOKIE).is_none());
+    }
+
+    #[test]
+    fn without_indirect_the_cookie_reaches_servers() {
+        let c = cfg(CookieMode::Insert);
+        let mut h = headers("webserver=s2");
+        rewrite_request(&c, &mut h);
+        assert_eq!(h.get(header::COOKIE).unwrap(), "webserver=s2");
+    }
+
+    #[test]
+    fn prefix_mode_round_trip() {
+        let c = cfg(CookieMode::Prefix);
+        let mut res = HeaderMap::new();
+        res.insert(
+            header::SET_COOKIE,
+            HeaderValue::from_static("webserver=abc; Path=/"),
+        );
+        assert_eq!(
+            rewrite_response(&c, &mut res, "s1", false),
+            ResponseCookie::Rewritten
+        );
+        assert_eq!(
+            res.get(header::SET_COOKIE).unwrap(),
+            "webserver=s1~abc; Path=/"
+        );
+        let mut req = headers("webserver=s1~abc");
+        assert_eq!(
+            from_request(&c, &req, by_cookie, |_| true),
+            RequestCookie::Valid(0)
+        );
+        rewrite_request(&c, &mut req);
+        assert_eq!(req.get(header::COOKIE).unwrap(), "webserver=abc");
+    }
+
+    #[test]
+    fn rewrite_mode_replaces_the_servers_value() {
+        let c = cfg(CookieMode::Rewrite);
+        let mut res = HeaderMap::new();
+        res.append(header::SET_COOKIE, HeaderValue::from_static("other=1"));
+        res.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("webserver=session42"),
+        );
+        assert_eq!(
+            rewrite_response(&c, &mut res, "s2", false),
+            ResponseCookie::Rewritten
+        );
+        let all: Vec<_> = res.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(all, ["other=1", "webserver=s2"]);
+    }
+}

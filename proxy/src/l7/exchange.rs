@@ -1,0 +1,478 @@
+//! One request from an HTTP/1 client: route it, pick a server (persistence, balancing, queue),
+//! get a connection (pool, connect, retries, redispatch), send the request, and stream the
+//! response back with persistence cookies and hop-by-hop headers handled.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    time::Instant,
+};
+
+use super::{
+    acl::RequestFacts,
+    acquire::{Acquired, Attempts, acquire},
+    balance::{Algorithm, PickKey},
+    cookie::{self, RequestCookie},
+    errors,
+    h1::{
+        body::{self, BodyError, CopyTimeouts},
+        conn::{Conn, IoFailure, with_timeout},
+        head::{self, BodyKind, RequestHead},
+    },
+    headers::{add_forwarded, strip_hop_by_hop},
+    log::{Ended, Phase, Record},
+    route::choose_backend,
+    select::Slot,
+    upstream::{self, Upstream, UpstreamError},
+};
+use crate::{
+    config::{Backend, Frontend, Return},
+    runtime::Runtime,
+    state::{FrontendState, counters},
+    table::{BackendEntry, Table},
+};
+
+/// A request body at most this large, already received with its head, is kept until the
+/// response arrives so the request can be replayed on a fresh connection if a pooled one fails.
+const REPLAY_MAX: u64 = 64 * 1024;
+
+/// The client connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientInfo {
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) tls: bool,
+}
+
+/// What one exchange needs from its surroundings.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    pub(crate) rt: &'a Runtime,
+    pub(crate) table: &'a Table,
+    pub(crate) frontend: &'a Frontend,
+    pub(crate) fe_state: &'a FrontendState,
+    pub(crate) client: ClientInfo,
+}
+
+/// What the client connection does after an exchange.
+#[derive(Debug)]
+pub(crate) enum Next {
+    KeepAlive,
+    Close,
+    /// The server switched protocols: relay bytes both ways from now on.
+    Tunnel(Upstream, Slot),
+}
+
+/// Forwards one request read from `client` and its response.
+pub(crate) async fn run<S>(
+    client: &mut Conn<S>,
+    mut head: RequestHead,
+    ctx: &Ctx<'_>,
+    log: &mut Record,
+) -> Next
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let fe = ctx.frontend;
+    let facts = RequestFacts {
+        method: &head.method,
+        path: head.path(),
+        query: head.query(),
+        headers: &head.headers,
+        src: ctx.client.peer.ip(),
+        dst_port: ctx.client.local.port(),
+        ssl: ctx.client.tls,
+    };
+    if let Some(answer) = fe.returns.iter().find(|r| r.applies(&facts)) {
+        return direct_response(client, &head, answer, ctx, log).await;
+    }
+    let Some((bcfg, bentry)) = choose_backend(fe, &facts).and_then(|i| ctx.table.backend(i)) else {
+        log.end(Ended::Resource, Phase::Request);
+        return reply_error(client, StatusCode::SERVICE_UNAVAILABLE, ctx, log).await;
+    };
+    log.backend = Some(bcfg.name.clone());
+    counters::inc(&bentry.state.counters.sessions_total);
+    bentry.state.counters.last_session.store(
+        crate::state::unix_millis(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    bentry.state.counters.sessions.up();
+    let next = forward(client, &mut head, ctx, bcfg, bentry, log).await;
+    bentry.state.counters.sessions.down();
+    next
+}
+
+async fn forward<S>(
+    client: &mut Conn<S>,
+    head: &mut RequestHead,
+    ctx: &Ctx<'_>,
+    bcfg: &Backend,
+    bentry: &BackendEntry,
+    log: &mut Record,
+) -> Next
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let fe = ctx.frontend;
+    let req_cookie = bcfg.cookie.as_ref().map(|c| {
+        cookie::from_request(
+            c,
+            &head.headers,
+            |v| bentry.server_by_cookie(v),
+            |i| {
+                bentry
+                    .servers
+                    .get(i)
+                    .is_some_and(|s| s.takes_sticky_clients())
+            },
+        )
+    });
+    log.cookie_req = req_cookie.map_or('-', RequestCookie::log_char);
+    let sticky = match req_cookie {
+        Some(RequestCookie::Valid(i)) => Some(i),
+        _ => None,
+    };
+    let hdr_value = match &bcfg.algorithm {
+        Algorithm::Hdr(name) => head.headers.get(name).map(|v| v.as_bytes().to_vec()),
+        _ => None,
+    };
+    let path = head.path().to_owned();
+    let key = PickKey {
+        src: Some(ctx.client.peer.ip()),
+        uri_path: Some(&path),
+        header: hdr_value.as_deref(),
+    };
+
+    let mut headers = std::mem::take(&mut head.headers);
+    strip_hop_by_hop(&mut headers, head.upgrade);
+    if head.expect_continue {
+        headers.remove(header::EXPECT);
+    }
+    if let Some(c) = &bcfg.cookie {
+        cookie::rewrite_request(c, &mut headers);
+    }
+    if fe.forward_for {
+        add_forwarded(&mut headers, ctx.client.peer.ip(), ctx.client.tls);
+    }
+    let replayable = match head.body {
+        BodyKind::Empty => true,
+        BodyKind::Length(n) => n <= REPLAY_MAX && n <= client.buf.len() as u64,
+        BodyKind::Chunked | BodyKind::UntilClose => false,
+    };
+    let replay_len = match head.body {
+        BodyKind::Length(n) if replayable => n as usize,
+        _ => 0,
+    };
+    if head.expect_continue && head.body != BodyKind::Empty && !replayable {
+        let sent = client
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", fe.timeout_client)
+            .await;
+        if sent.is_err() {
+            log.end(Ended::ClientAbort, Phase::Request);
+            return Next::Close;
+        }
+    }
+
+    let mut attempts = Attempts::new(key, sticky, !replayable);
+    let (slot, mut up, response, connected_at) = loop {
+        let Acquired { slot, mut up } = match acquire(bcfg, bentry, &mut attempts, log).await {
+            Ok(acquired) => acquired,
+            Err(status) => return reply_error(client, status, ctx, log).await,
+        };
+        let server = Arc::clone(&slot.server);
+        let mut out =
+            request_head_bytes(&head.method, head.path_and_query(), &headers, server.addr);
+        out.extend_from_slice(&client.buf[..replay_len]);
+        let sent = if replayable {
+            up.conn
+                .write_all(&out, bcfg.timeout_server)
+                .await
+                .map_err(BodyError::Write)
+        } else {
+            let timeouts = CopyTimeouts {
+                read: fe.timeout_client,
+                write: bcfg.timeout_server,
+            };
+            body::forward(
+                client,
+                &mut up.conn.io,
+                &mut out,
+                head.body,
+                timeouts,
+                false,
+            )
+            .await
+            .map(drop)
+        };
+        match sent {
+            Ok(()) => {}
+            Err(BodyError::Write(_)) if up.reused => {
+                attempts.fresh_only = true;
+                continue;
+            }
+            Err(BodyError::Write(error)) => {
+                tracing::debug!(server = %server.name, %error, "sending request failed");
+                count_resp_error(bentry, &server);
+                log.end(Ended::ServerAbort, Phase::Headers);
+                return reply_error(client, StatusCode::BAD_GATEWAY, ctx, log).await;
+            }
+            Err(BodyError::Read(IoFailure::Timeout)) => {
+                log.end(Ended::ClientTimeout, Phase::Data);
+                return reply_error(client, StatusCode::REQUEST_TIMEOUT, ctx, log).await;
+            }
+            Err(BodyError::Read(_)) => {
+                log.end(Ended::ClientAbort, Phase::Data);
+                return Next::Close;
+            }
+            Err(BodyError::Malformed(_)) => {
+                counters::inc(&ctx.fe_state.counters.errors_req);
+                log.end(Ended::Proxy, Phase::Data);
+                return reply_error(client, StatusCode::BAD_REQUEST, ctx, log).await;
+            }
+        }
+        let connected_at = Instant::now();
+        match upstream::read_response_head(&mut up.conn, &head.method, bcfg.timeout_server).await {
+            Ok(response) => break (slot, up, response, connected_at),
+            Err(UpstreamError::ClosedEarly) if up.reused && replayable => {
+                attempts.fresh_only = true;
+                continue;
+            }
+            Err(UpstreamError::Timeout) => {
+                count_resp_error(bentry, &server);
+                log.end(Ended::ServerTimeout, Phase::Headers);
+                return reply_error(client, StatusCode::GATEWAY_TIMEOUT, ctx, log).await;
+            }
+            Err(error) => {
+                tracing::debug!(server = %server.name, %error, "bad response");
+                count_resp_error(bentry, &server);
+                let who = if matches!(error, UpstreamError::Invalid(_)) {
+                    Ended::Proxy
+                } else {
+                    Ended::ServerAbort
+                };
+                log.end(who, Phase::Headers);
+                return reply_error(client, StatusCode::BAD_GATEWAY, ctx, log).await;
+            }
+        }
+    };
+    if replay_len > 0 {
+        let _ = client.buf.split_to(replay_len);
+    }
+    log.t_response = Some(connected_at.elapsed());
+
+    let server_cfg = &bcfg.servers[slot.index];
+    let tunnel = head.upgrade && response.status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut res_headers = response.headers;
+    strip_hop_by_hop(&mut res_headers, tunnel);
+    if let Some(c) = &bcfg.cookie {
+        let had_valid = req_cookie == Some(RequestCookie::Valid(slot.index));
+        let outcome = cookie::rewrite_response(c, &mut res_headers, &server_cfg.cookie, had_valid);
+        log.cookie_res = outcome.log_char();
+    }
+    let dechunk = head.version == Version::HTTP_10 && response.body == BodyKind::Chunked;
+    if dechunk {
+        res_headers.remove(header::TRANSFER_ENCODING);
+    }
+    let keep_alive = head.keep_alive
+        && response.body != BodyKind::UntilClose
+        && !dechunk
+        && !tunnel
+        && !ctx.rt.shutdown.is_cancelled();
+    if !tunnel {
+        let connection = match (keep_alive, head.version) {
+            (false, _) => Some("close"),
+            (true, Version::HTTP_10) => Some("keep-alive"),
+            (true, _) => None,
+        };
+        if let Some(value) = connection {
+            res_headers.insert(header::CONNECTION, HeaderValue::from_static(value));
+        }
+    }
+    let status = response.status;
+    log.status = Some(status.as_u16());
+    let mut out = Vec::with_capacity(256);
+    head::write_status_line(&mut out, status);
+    head::write_headers(&mut out, &res_headers);
+    out.extend_from_slice(b"\r\n");
+    let head_len = out.len() as u64;
+    count_response(ctx, bentry, &slot, status);
+
+    if tunnel {
+        if client.write_all(&out, fe.timeout_client).await.is_err() {
+            log.end(Ended::ClientAbort, Phase::Data);
+            return Next::Close;
+        }
+        log.bytes_out = head_len;
+        return Next::Tunnel(up, slot);
+    }
+
+    let timeouts = CopyTimeouts {
+        read: bcfg.timeout_server,
+        write: fe.timeout_client,
+    };
+    let copied = body::forward(
+        &mut up.conn,
+        &mut client.io,
+        &mut out,
+        response.body,
+        timeouts,
+        dechunk,
+    )
+    .await;
+    let body_len = match copied {
+        Ok(n) => n,
+        Err(error) => {
+            tracing::debug!(server = %slot.server.name, %error, "response body aborted");
+            let who = match error {
+                BodyError::Read(IoFailure::Timeout) => Ended::ServerTimeout,
+                BodyError::Read(_) | BodyError::Malformed(_) => Ended::ServerAbort,
+                BodyError::Write(IoFailure::Timeout) => Ended::ClientTimeout,
+                BodyError::Write(_) => Ended::ClientAbort,
+            };
+            if matches!(who, Ended::ServerAbort | Ended::ServerTimeout) {
+                count_resp_error(bentry, &slot.server);
+            }
+            log.end(who, Phase::Data);
+            return Next::Close;
+        }
+    };
+    log.bytes_out = head_len + body_len;
+    counters::add(&ctx.fe_state.counters.bytes_out, log.bytes_out);
+    counters::add(&bentry.state.counters.bytes_out, log.bytes_out);
+    counters::add(&slot.server.counters.bytes_out, log.bytes_out);
+    if response.keep_alive {
+        slot.server.pool.put(up.conn);
+    }
+    if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// Answers a request with a frontend's `return` rule. The request body, if any, is read and
+/// dropped so the connection can carry the next request.
+async fn direct_response<S>(
+    client: &mut Conn<S>,
+    head: &RequestHead,
+    answer: &Return,
+    ctx: &Ctx<'_>,
+    log: &mut Record,
+) -> Next
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let fe = ctx.frontend;
+    if head.body != BodyKind::Empty {
+        let timeouts = CopyTimeouts {
+            read: fe.timeout_client,
+            write: fe.timeout_client,
+        };
+        let drained = body::forward(
+            client,
+            &mut tokio::io::sink(),
+            &mut Vec::new(),
+            head.body,
+            timeouts,
+            false,
+        )
+        .await;
+        if drained.is_err() {
+            log.end(Ended::ClientAbort, Phase::Data);
+            return Next::Close;
+        }
+    }
+    let keep_alive = head.keep_alive && !ctx.rt.shutdown.is_cancelled();
+    let mut out = Vec::with_capacity(256 + answer.body.len());
+    head::write_status_line(&mut out, answer.status);
+    out.extend_from_slice(b"content-type: ");
+    out.extend_from_slice(answer.content_type.as_bytes());
+    out.extend_from_slice(
+        format!(
+            "\r\ncontent-length: {}\r\ncache-control: no-cache\r\n",
+            answer.body.len()
+        )
+        .as_bytes(),
+    );
+    match (keep_alive, head.version) {
+        (false, _) => out.extend_from_slice(b"connection: close\r\n"),
+        (true, Version::HTTP_10) => out.extend_from_slice(b"connection: keep-alive\r\n"),
+        (true, _) => {}
+    }
+    out.extend_from_slice(b"\r\n");
+    if head.method != Method::HEAD {
+        out.extend_from_slice(&answer.body);
+    }
+    log.status = Some(answer.status.as_u16());
+    counters::inc(&ctx.fe_state.counters.responses[counters::status_class(answer.status.as_u16())]);
+    if client.write_all(&out, fe.timeout_client).await.is_err() {
+        log.end(Ended::ClientAbort, Phase::Data);
+        return Next::Close;
+    }
+    log.bytes_out = out.len() as u64;
+    counters::add(&ctx.fe_state.counters.bytes_out, log.bytes_out);
+    if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// Serializes the head sent to a server: always HTTP/1.1, origin-form target, and a `Host`
+/// header (the server's address) when an HTTP/1.0 client sent none.
+fn request_head_bytes(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    server: SocketAddr,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(header::HOST) {
+        out.extend_from_slice(format!("host: {server}\r\n").as_bytes());
+    }
+    head::write_headers(&mut out, headers);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn count_response(ctx: &Ctx<'_>, bentry: &BackendEntry, slot: &Slot, status: StatusCode) {
+    let class = counters::status_class(status.as_u16());
+    counters::inc(&ctx.fe_state.counters.responses[class]);
+    counters::inc(&bentry.state.counters.responses[class]);
+    counters::inc(&slot.server.counters.responses[class]);
+}
+
+fn count_resp_error(bentry: &BackendEntry, server: &crate::state::ServerState) {
+    counters::inc(&bentry.state.counters.errors_resp);
+    counters::inc(&server.counters.errors_resp);
+}
+
+/// Answers the client with an error page and closes the connection.
+pub(crate) async fn reply_error<S>(
+    client: &mut Conn<S>,
+    status: StatusCode,
+    ctx: &Ctx<'_>,
+    log: &mut Record,
+) -> Next
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let page = errors::h1_response(status);
+    log.status = Some(status.as_u16());
+    let class = counters::status_class(status.as_u16());
+    counters::inc(&ctx.fe_state.counters.responses[class]);
+    if with_timeout(ctx.frontend.timeout_client, client.io.write_all(&page))
+        .await
+        .is_ok_and(|r| r.is_ok())
+    {
+        log.bytes_out = page.len() as u64;
+        counters::add(&ctx.fe_state.counters.bytes_out, log.bytes_out);
+    }
+    Next::Close
+}

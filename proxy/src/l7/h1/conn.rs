@@ -1,0 +1,73 @@
+//! A byte stream with its read buffer: what both the client and the server side of an HTTP/1
+//! exchange read heads and bodies from.
+
+use std::{io, time::Duration};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Bytes read per `read` call at least; a request head and a small body usually fit in one.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why reading from or writing to a peer stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IoFailure {
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("timed out")]
+    Timeout,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A stream plus the bytes read from it but not consumed yet.
+#[derive(Debug)]
+pub(crate) struct Conn<S> {
+    pub(crate) io: S,
+    pub(crate) buf: BytesMut,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    pub(crate) fn new(io: S) -> Self {
+        Self {
+            io,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+        }
+    }
+
+    /// Reads more bytes into the buffer; `Closed` at end of stream.
+    pub(crate) async fn fill(&mut self, timeout: Duration) -> Result<usize, IoFailure> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let read = with_timeout(timeout, self.io.read_buf(&mut self.buf)).await??;
+        if read == 0 {
+            return Err(IoFailure::Closed);
+        }
+        Ok(read)
+    }
+
+    /// Writes all of `data`.
+    pub(crate) async fn write_all(
+        &mut self,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<(), IoFailure> {
+        with_timeout(timeout, self.io.write_all(data))
+            .await?
+            .map_err(IoFailure::from)
+    }
+}
+
+/// Runs `fut` with a timeout where zero means none, as in HAProxy's `timeout` keywords.
+pub(crate) async fn with_timeout<F: Future>(
+    timeout: Duration,
+    fut: F,
+) -> Result<F::Output, IoFailure> {
+    if timeout.is_zero() {
+        return Ok(fut.await);
+    }
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| IoFailure::Timeout)
+}

@@ -1,0 +1,549 @@
+//! Request and response heads: parsed with `httparse`, then held to the rules that keep a proxy
+//! from being smuggled through (RFC 9112 §6.3 and §11.2):
+//!
+//! - `Transfer-Encoding` together with `Content-Length`: refused (the two could frame the body
+//!   differently for us and for the server behind us);
+//! - several different `Content-Length` values, or one that is not a number: refused;
+//! - a transfer coding other than `chunked`, or `Transfer-Encoding` on HTTP/1.0: refused;
+//! - obs-fold continuation lines and bare CR: refused by `httparse` itself;
+//! - HTTP/1.1 without exactly one `Host`: refused.
+//!
+//! Every refusal is a 400 and the connection is closed after it, so nothing of a smuggled request
+//! is read as a next request.
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+
+/// Headers a request or response may carry; more gets 431, as HAProxy's `tune.http.maxhdr`.
+pub(crate) const MAX_HEADERS: usize = 100;
+/// Largest request or response head accepted; more gets 431.
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Responses only: the body runs until the server closes.
+    UntilClose,
+}
+
+/// Why a head was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum HeadError {
+    #[error("malformed message: {0}")]
+    Malformed(&'static str),
+    #[error("head too large")]
+    TooLarge,
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
+}
+
+impl HeadError {
+    /// The status a client gets for a request refused this way.
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+}
+
+/// A client's request head.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestHead {
+    pub(crate) method: Method,
+    /// The request-target as sent: `/path?query`, `*`, or an absolute URI.
+    pub(crate) target: String,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: BodyKind,
+    /// The client wants the connection kept open after this exchange.
+    pub(crate) keep_alive: bool,
+    /// `Connection: upgrade` with an `Upgrade` header: a tunnel may follow a 101.
+    pub(crate) upgrade: bool,
+    /// `Expect: 100-continue`.
+    pub(crate) expect_continue: bool,
+}
+
+impl RequestHead {
+    /// The path part of the target, without the query string.
+    pub(crate) fn path(&self) -> &str {
+        let path_and_query = path_and_query(&self.target);
+        path_and_query
+            .split_once('?')
+            .map_or(path_and_query, |(p, _)| p)
+    }
+
+    /// The query string, if any.
+    pub(crate) fn query(&self) -> Option<&str> {
+        path_and_query(&self.target).split_once('?').map(|(_, q)| q)
+    }
+
+    /// The path and query of the target, which is what servers are sent.
+    pub(crate) fn path_and_query(&self) -> &str {
+        path_and_query(&self.target)
+    }
+}
+
+fn path_and_query(target: &str) -> &str {
+    match target.find("://") {
+        Some(scheme_end) => {
+            let rest = &target[scheme_end + 3..];
+            rest.find('/').map_or("/", |i| &rest[i..])
+        }
+        None => target,
+    }
+}
+
+/// A server's response head.
+#[derive(Debug, Clone)]
+pub(crate) struct ResponseHead {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: BodyKind,
+    /// The server keeps the connection open after this response.
+    pub(crate) keep_alive: bool,
+}
+
+/// Parses a request head from the start of `buf`: `Ok(None)` while incomplete, else the head and
+/// the number of bytes it took.
+pub(crate) fn parse_request(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(e) => return Err(HeadError::Malformed(parse_error_reason(e))),
+    };
+    if len > MAX_HEAD_BYTES {
+        return Err(HeadError::TooLarge);
+    }
+    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+        .map_err(|_| HeadError::Malformed("invalid method"))?;
+    let version = match req.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let target = req.path.unwrap_or_default().to_owned();
+    let headers = to_header_map(req.headers)?;
+
+    if method == Method::CONNECT {
+        return Err(HeadError::NotImplemented("CONNECT"));
+    }
+    if !(target.starts_with('/')
+        || target == "*" && method == Method::OPTIONS
+        || is_absolute(&target))
+    {
+        return Err(HeadError::Malformed("invalid request target"));
+    }
+    match headers.get_all(header::HOST).iter().count() {
+        1 => {}
+        0 if version == Version::HTTP_10 => {}
+        0 => return Err(HeadError::Malformed("missing Host header")),
+        _ => return Err(HeadError::Malformed("several Host headers")),
+    }
+
+    let body = match request_framing(&headers, version)? {
+        Some(kind) => kind,
+        None => BodyKind::Empty,
+    };
+    let connection = ConnectionTokens::of(&headers);
+    let keep_alive = match version {
+        Version::HTTP_10 => connection.keep_alive && !connection.close,
+        _ => !connection.close,
+    };
+    let upgrade = connection.upgrade && headers.contains_key(header::UPGRADE);
+    let expect_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    Ok(Some((
+        RequestHead {
+            method,
+            target,
+            version,
+            headers,
+            body,
+            keep_alive,
+            upgrade,
+            expect_continue,
+        },
+        len,
+    )))
+}
+
+/// Parses a response head to a request made with `method`.
+pub(crate) fn parse_response(
+    buf: &[u8],
+    method: &Method,
+) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(e) => return Err(HeadError::Malformed(parse_error_reason(e))),
+    };
+    let status = StatusCode::from_u16(res.code.unwrap_or_default())
+        .map_err(|_| HeadError::Malformed("invalid status code"))?;
+    let version = match res.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let headers = to_header_map(res.headers)?;
+    let connection = ConnectionTokens::of(&headers);
+    let no_body = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let body = if no_body {
+        BodyKind::Empty
+    } else {
+        match response_framing(&headers)? {
+            Some(kind) => kind,
+            None => BodyKind::UntilClose,
+        }
+    };
+    let keep_alive = body != BodyKind::UntilClose
+        && match version {
+            Version::HTTP_10 => connection.keep_alive && !connection.close,
+            _ => !connection.close,
+        };
+    Ok(Some((
+        ResponseHead {
+            status,
+            headers,
+            body,
+            keep_alive,
+        },
+        len,
+    )))
+}
+
+/// The request body framing; `None` when the request has no body.
+fn request_framing(headers: &HeaderMap, version: Version) -> Result<Option<BodyKind>, HeadError> {
+    let chunked = transfer_encoding_is_chunked(headers)?;
+    let length = content_length(headers)?;
+    match (chunked, length) {
+        (Some(_), Some(_)) => Err(HeadError::Malformed(
+            "both Transfer-Encoding and Content-Length",
+        )),
+        (Some(_), None) if version == Version::HTTP_10 => Err(HeadError::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        )),
+        (Some(true), None) => Ok(Some(BodyKind::Chunked)),
+        (Some(false), None) => Err(HeadError::NotImplemented(
+            "transfer coding other than chunked",
+        )),
+        (None, Some(0)) | (None, None) => Ok(None),
+        (None, Some(n)) => Ok(Some(BodyKind::Length(n))),
+    }
+}
+
+/// The response body framing; `None` when it runs until the server closes. Servers are trusted
+/// more than clients, but a response that could be framed two ways is still refused.
+fn response_framing(headers: &HeaderMap) -> Result<Option<BodyKind>, HeadError> {
+    let chunked = transfer_encoding_is_chunked(headers)?;
+    let length = content_length(headers)?;
+    match (chunked, length) {
+        (Some(_), Some(_)) => Err(HeadError::Malformed(
+            "both Transfer-Encoding and Content-Length",
+        )),
+        (Some(true), None) => Ok(Some(BodyKind::Chunked)),
+        (Some(false), None) => Ok(None),
+        (None, Some(0)) => Ok(Some(BodyKind::Empty)),
+        (None, Some(n)) => Ok(Some(BodyKind::Length(n))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `None` without the header; `Some(true)` when the final coding is exactly `chunked` and no
+/// other coding is applied.
+fn transfer_encoding_is_chunked(headers: &HeaderMap) -> Result<Option<bool>, HeadError> {
+    let mut values = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(HeadError::Malformed("several Transfer-Encoding headers"));
+    }
+    let text = first
+        .to_str()
+        .map_err(|_| HeadError::Malformed("invalid Transfer-Encoding"))?;
+    Ok(Some(text.trim().eq_ignore_ascii_case("chunked")))
+}
+
+/// The one Content-Length of a message; repeated identical values are folded into one (RFC 9110
+/// §8.6), different ones refused.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
+    let mut found = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let text = value
+            .to_str()
+            .map_err(|_| HeadError::Malformed("invalid Content-Length"))?;
+        for part in text.split(',') {
+            let part = part.trim();
+            if part.is_empty() || part.len() > 19 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HeadError::Malformed("invalid Content-Length"));
+            }
+            let n: u64 = part
+                .parse()
+                .map_err(|_| HeadError::Malformed("invalid Content-Length"))?;
+            match found {
+                Some(prev) if prev != n => {
+                    return Err(HeadError::Malformed("conflicting Content-Length values"));
+                }
+                _ => found = Some(n),
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn to_header_map(parsed: &[httparse::Header<'_>]) -> Result<HeaderMap, HeadError> {
+    let mut headers = HeaderMap::with_capacity(parsed.len());
+    for h in parsed {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HeadError::Malformed("invalid header name"))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| HeadError::Malformed("invalid header value"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+fn is_absolute(target: &str) -> bool {
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+fn parse_error_reason(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name or obs-fold line",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "bare CR or invalid line ending",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid token",
+        httparse::Error::Version => "invalid HTTP version",
+        httparse::Error::TooManyHeaders => "too many headers",
+    }
+}
+
+/// The tokens of the `Connection` headers that matter to a proxy.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ConnectionTokens {
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
+    pub(crate) upgrade: bool,
+}
+
+impl ConnectionTokens {
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let mut tokens = Self::default();
+        for token in connection_tokens(headers) {
+            if token.eq_ignore_ascii_case("close") {
+                tokens.close = true;
+            } else if token.eq_ignore_ascii_case("keep-alive") {
+                tokens.keep_alive = true;
+            } else if token.eq_ignore_ascii_case("upgrade") {
+                tokens.upgrade = true;
+            }
+        }
+        tokens
+    }
+}
+
+/// Every comma-separated token of every `Connection` header.
+pub(crate) fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Appends `NAME: value\r\n` for every header.
+pub(crate) fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends a status line for `status` in HTTP/1.1.
+pub(crate) fn write_status_line(out: &mut Vec<u8>, status: StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn req(raw: &str) -> Result<Option<(RequestHead, usize)>, HeadError> {
+        parse_request(raw.as_bytes())
+    }
+
+    #[test]
+    fn parses_a_plain_get() {
+        let (head, len) = req("GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(len, 34);
+        assert_eq!(head.method, Method::GET);
+        assert_eq!(head.path(), "/a/b");
+        assert_eq!(head.query(), Some("x=1"));
+        assert_eq!(head.body, BodyKind::Empty);
+        assert!(head.keep_alive);
+    }
+
+    #[test]
+    fn incomplete_head_waits() {
+        assert!(req("GET / HTTP/1.1\r\nHost: h\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn absolute_form_keeps_only_path_for_servers() {
+        let (head, _) = req("GET http://example.com/x?y HTTP/1.1\r\nHost: example.com\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.path_and_query(), "/x?y");
+        assert_eq!(head.path(), "/x");
+    }
+
+    #[test]
+    fn smuggling_attempts_are_refused() {
+        let cases = [
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "both",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                "conflicting",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 6\r\n\r\n",
+                "conflicting",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\n",
+                "invalid Content-Length",
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n",
+                "obs-fold",
+            ),
+            ("GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n", ""),
+            ("GET / HTTP/1.1\r\n\r\n", "missing Host"),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                "several Host",
+            ),
+            (
+                "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "HTTP/1.0",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "several",
+            ),
+        ];
+        for (raw, why) in cases {
+            let err = req(raw).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{raw:?}");
+            assert!(err.to_string().contains(why), "{raw:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn identical_content_lengths_fold() {
+        let (head, _) =
+            req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(head.body, BodyKind::Length(3));
+    }
+
+    #[test]
+    fn unknown_coding_is_not_implemented() {
+        let err = req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n").unwrap_err();
+        assert_eq!(err.status(), StatusCode::NOT_IMPLEMENTED);
+    }
+
+    #[test]
+    fn keep_alive_rules_by_version() {
+        let (h10, _) = req("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!h10.keep_alive);
+        let (h10ka, _) = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h10ka.keep_alive);
+        let (close, _) = req("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!close.keep_alive);
+    }
+
+    #[test]
+    fn upgrade_needs_both_headers() {
+        let (up, _) =
+            req("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert!(up.upgrade);
+        let (no, _) = req("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!no.upgrade);
+    }
+
+    #[test]
+    fn response_framing() {
+        let parse = |raw: &str, m: &Method| parse_response(raw.as_bytes(), m).unwrap().unwrap().0;
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", &Method::GET).body,
+            BodyKind::Length(4)
+        );
+        assert_eq!(
+            parse(
+                "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n",
+                &Method::HEAD
+            )
+            .body,
+            BodyKind::Empty
+        );
+        assert_eq!(
+            parse("HTTP/1.1 204 No Content\r\n\r\n", &Method::GET).body,
+            BodyKind::Empty
+        );
+        let close = parse("HTTP/1.1 200 OK\r\n\r\n", &Method::GET);
+        assert_eq!(close.body, BodyKind::UntilClose);
+        assert!(!close.keep_alive);
+        assert_eq!(
+            parse(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                &Method::GET
+            )
+            .body,
+            BodyKind::Chunked
+        );
+    }
+}

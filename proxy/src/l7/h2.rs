@@ -1,0 +1,471 @@
+//! HTTP/2 from clients (over TLS with ALPN `h2`, or h2c with prior knowledge), served by hyper and
+//! forwarded to servers over HTTP/1.1 like every other request: same routing, persistence,
+//! balancing, queueing and retries as [`super::exchange`], with the body streamed both ways.
+
+use std::{
+    convert::Infallible,
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::{Buf, Bytes};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Body as _, Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::Instant,
+};
+
+use super::{
+    acl::RequestFacts,
+    acquire::{Acquired, Attempts, acquire},
+    balance::{Algorithm, PickKey},
+    cookie::{self, RequestCookie},
+    errors,
+    exchange::ClientInfo,
+    h1::{
+        body::{self, CopyTimeouts},
+        conn::{IoFailure, with_timeout},
+        head::{self, BodyKind},
+    },
+    headers::{add_forwarded, strip_hop_by_hop},
+    log::{Ended, Phase, Record},
+    route::choose_backend,
+    upstream::{self, UpstreamError},
+};
+use crate::{runtime::Runtime, state::counters};
+
+type ResponseBody = BoxBody<Bytes, io::Error>;
+
+/// Serves one HTTP/2 connection until the client closes it or shutdown asks for a graceful end.
+pub(crate) async fn serve<S>(rt: Arc<Runtime>, frontend: &str, client: ClientInfo, io: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let frontend: Arc<str> = Arc::from(frontend);
+    let shutdown = rt.shutdown.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let rt = Arc::clone(&rt);
+        let frontend = Arc::clone(&frontend);
+        async move { Ok::<_, Infallible>(handle(&rt, &frontend, client, req).await) }
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new()).max_concurrent_streams(256);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(client = %client.peer, %error, "h2 connection ended");
+            }
+        }
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn handle(
+    rt: &Runtime,
+    frontend: &str,
+    client: ClientInfo,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let start = Instant::now();
+    let table = rt.table.load_full();
+    let Some((fe_index, fe)) = table.frontend(frontend) else {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    let fe_state = &table.frontends[fe_index].state;
+    counters::inc(&fe_state.counters.requests_total);
+    let mut log = Record::new(client.peer, frontend, client.tls, start);
+    let (parts, body) = req.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    log.request_line = format!("{} {} HTTP/2.0", parts.method, path_and_query);
+    log.t_request = Some(start.elapsed());
+    let mut headers = parts.headers;
+    if !headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, value);
+    }
+    let path = parts.uri.path().to_owned();
+    let facts = RequestFacts {
+        method: &parts.method,
+        path: &path,
+        query: parts.uri.query(),
+        headers: &headers,
+        src: client.peer.ip(),
+        dst_port: client.local.port(),
+        ssl: client.tls,
+    };
+    if let Some(answer) = fe.returns.iter().find(|r| r.applies(&facts)) {
+        log.status = Some(answer.status.as_u16());
+        counters::inc(&fe_state.counters.responses[counters::status_class(answer.status.as_u16())]);
+        log.bytes_out = answer.body.len() as u64;
+        log.emit();
+        let body = if parts.method == http::Method::HEAD {
+            Bytes::new()
+        } else {
+            answer.body.clone()
+        };
+        let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
+        *response.status_mut() = answer.status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, answer.content_type.clone());
+        return response;
+    }
+    let Some((bcfg, bentry)) = choose_backend(fe, &facts).and_then(|i| table.backend(i)) else {
+        log.end(Ended::Resource, Phase::Request);
+        return finish_error(&mut log, StatusCode::SERVICE_UNAVAILABLE, fe_state);
+    };
+    log.backend = Some(bcfg.name.clone());
+    counters::inc(&bentry.state.counters.sessions_total);
+
+    let req_cookie = bcfg.cookie.as_ref().map(|c| {
+        cookie::from_request(
+            c,
+            &headers,
+            |v| bentry.server_by_cookie(v),
+            |i| {
+                bentry
+                    .servers
+                    .get(i)
+                    .is_some_and(|s| s.takes_sticky_clients())
+            },
+        )
+    });
+    log.cookie_req = req_cookie.map_or('-', RequestCookie::log_char);
+    let sticky = match req_cookie {
+        Some(RequestCookie::Valid(i)) => Some(i),
+        _ => None,
+    };
+    let hdr_value = match &bcfg.algorithm {
+        Algorithm::Hdr(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
+        _ => None,
+    };
+    let key = PickKey {
+        src: Some(client.peer.ip()),
+        uri_path: Some(&path),
+        header: hdr_value.as_deref(),
+    };
+
+    strip_hop_by_hop(&mut headers, false);
+    if let Some(c) = &bcfg.cookie {
+        cookie::rewrite_request(c, &mut headers);
+    }
+    if fe.forward_for {
+        add_forwarded(&mut headers, client.peer.ip(), client.tls);
+    }
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let framing = if body.is_end_stream() {
+        headers.remove(header::CONTENT_LENGTH);
+        BodyKind::Empty
+    } else if let Some(n) = declared_length {
+        BodyKind::Length(n)
+    } else {
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        BodyKind::Chunked
+    };
+    let replayable = framing == BodyKind::Empty;
+    let mut body = Some(body);
+
+    let mut attempts = Attempts::new(key, sticky, !replayable);
+    let (slot, mut up, response, connected_at) = loop {
+        let Acquired { slot, mut up } = match acquire(bcfg, bentry, &mut attempts, &mut log).await {
+            Ok(acquired) => acquired,
+            Err(status) => return finish_error(&mut log, status, fe_state),
+        };
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(parts.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(path_and_query.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        head::write_headers(&mut out, &headers);
+        out.extend_from_slice(b"\r\n");
+        let sent = match body.take() {
+            Some(incoming) if !replayable => {
+                send_body(&mut up.conn.io, out, incoming, framing, bcfg.timeout_server).await
+            }
+            _ => up
+                .conn
+                .write_all(&out, bcfg.timeout_server)
+                .await
+                .map_err(SendError::Server),
+        };
+        match sent {
+            Ok(()) => {}
+            Err(SendError::Server(_)) if up.reused && replayable => {
+                attempts.fresh_only = true;
+                continue;
+            }
+            Err(SendError::Server(error)) => {
+                tracing::debug!(server = %slot.server.name, %error, "sending request failed");
+                log.end(Ended::ServerAbort, Phase::Headers);
+                return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
+            }
+            Err(SendError::Client) => {
+                log.end(Ended::ClientAbort, Phase::Data);
+                return finish_error(&mut log, StatusCode::BAD_REQUEST, fe_state);
+            }
+        }
+        let connected_at = Instant::now();
+        match upstream::read_response_head(&mut up.conn, &parts.method, bcfg.timeout_server).await {
+            Ok(response) => break (slot, up, response, connected_at),
+            Err(UpstreamError::ClosedEarly) if up.reused && replayable => {
+                attempts.fresh_only = true;
+            }
+            Err(UpstreamError::Timeout) => {
+                log.end(Ended::ServerTimeout, Phase::Headers);
+                return finish_error(&mut log, StatusCode::GATEWAY_TIMEOUT, fe_state);
+            }
+            Err(error) => {
+                tracing::debug!(server = %slot.server.name, %error, "bad response");
+                log.end(Ended::ServerAbort, Phase::Headers);
+                return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
+            }
+        }
+    };
+    log.t_response = Some(connected_at.elapsed());
+
+    let mut res_headers = response.headers;
+    strip_hop_by_hop(&mut res_headers, false);
+    res_headers.remove(header::TRANSFER_ENCODING);
+    if let Some(c) = &bcfg.cookie {
+        let had_valid = req_cookie == Some(RequestCookie::Valid(slot.index));
+        let outcome = cookie::rewrite_response(
+            c,
+            &mut res_headers,
+            &bcfg.servers[slot.index].cookie,
+            had_valid,
+        );
+        log.cookie_res = outcome.log_char();
+    }
+    log.status = Some(response.status.as_u16());
+    let class = counters::status_class(response.status.as_u16());
+    counters::inc(&fe_state.counters.responses[class]);
+    counters::inc(&bentry.state.counters.responses[class]);
+    counters::inc(&slot.server.counters.responses[class]);
+
+    // The body is relayed by a task of its own through a pipe, so the response can be returned
+    // to hyper now; the task gives the connection back to the pool when the body is complete.
+    let (pipe_read, mut pipe_write) = tokio::io::duplex(64 * 1024);
+    let server_timeout = bcfg.timeout_server;
+    let client_timeout = fe.timeout_client;
+    let body_kind = response.body;
+    let server_keep_alive = response.keep_alive;
+    tokio::spawn(async move {
+        let mut out = Vec::new();
+        let timeouts = CopyTimeouts {
+            read: server_timeout,
+            write: client_timeout,
+        };
+        let copied = body::forward(
+            &mut up.conn,
+            &mut pipe_write,
+            &mut out,
+            body_kind,
+            timeouts,
+            true,
+        )
+        .await;
+        match copied {
+            Ok(n) => {
+                log.bytes_out = n;
+                if server_keep_alive {
+                    slot.server.pool.put(up.conn);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(server = %slot.server.name, %error, "h2 response body aborted");
+                log.end(Ended::ServerAbort, Phase::Data);
+            }
+        }
+        drop(slot);
+        log.emit();
+    });
+    let mut builder = Response::builder().status(response.status);
+    if let Some(h) = builder.headers_mut() {
+        *h = res_headers;
+    }
+    let body = PipeBody {
+        reader: pipe_read,
+        buf: bytes::BytesMut::new(),
+    }
+    .boxed();
+    builder
+        .body(body)
+        .unwrap_or_else(|_| error_response(StatusCode::INTERNAL_SERVER_ERROR))
+}
+
+enum SendError {
+    Client,
+    Server(IoFailure),
+}
+
+/// Sends the head in `out` and then the client's body frames, chunk-encoded when the client gave
+/// no length.
+async fn send_body<W: AsyncWrite + Unpin>(
+    server: &mut W,
+    mut out: Vec<u8>,
+    mut incoming: Incoming,
+    framing: BodyKind,
+    timeout: std::time::Duration,
+) -> Result<(), SendError> {
+    use tokio::io::AsyncWriteExt;
+    let chunked = framing == BodyKind::Chunked;
+    loop {
+        let frame = match incoming.frame().await {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(_)) => return Err(SendError::Client),
+        };
+        let Ok(mut data) = frame.into_data() else {
+            continue; // trailers are not forwarded
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        }
+        while data.has_remaining() {
+            let piece = data.chunk();
+            out.extend_from_slice(piece);
+            let n = piece.len();
+            data.advance(n);
+        }
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+        with_timeout(timeout, server.write_all(&out))
+            .await
+            .map_err(SendError::Server)?
+            .map_err(|e| SendError::Server(e.into()))?;
+        out.clear();
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    with_timeout(timeout, server.write_all(&out))
+        .await
+        .map_err(SendError::Server)?
+        .map_err(|e| SendError::Server(e.into()))
+}
+
+fn finish_error(
+    log: &mut Record,
+    status: StatusCode,
+    fe_state: &crate::state::FrontendState,
+) -> Response<ResponseBody> {
+    log.status = Some(status.as_u16());
+    counters::inc(&fe_state.counters.responses[counters::status_class(status.as_u16())]);
+    log.emit();
+    error_response(status)
+}
+
+fn error_response(status: StatusCode) -> Response<ResponseBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(errors::html_body(status)))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Bytes already read from a connection, served again before the rest of the stream: the h2c
+/// preface sniffed by the listener goes back in front of hyper.
+#[derive(Debug)]
+pub(crate) struct Rewind<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    pub(crate) fn new(prefix: Bytes, inner: S) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A response body read from the pipe the relay task writes into.
+#[derive(Debug)]
+struct PipeBody {
+    reader: tokio::io::DuplexStream,
+    buf: bytes::BytesMut,
+}
+
+impl hyper::body::Body for PipeBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        this.buf.reserve(16 * 1024);
+        match tokio_util::io::poll_read_buf(Pin::new(&mut this.reader), cx, &mut this.buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(0)) => Poll::Ready(None),
+            Poll::Ready(Ok(_)) => Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze())))),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+        }
+    }
+}

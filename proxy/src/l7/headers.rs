@@ -1,0 +1,104 @@
+//! Header rewriting between client and server: hop-by-hop headers stay on their hop (RFC 9110
+//! §7.6.1), and `X-Forwarded-For` / `X-Forwarded-Proto` tell servers who the client is.
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use super::h1::head::connection_tokens;
+
+/// Headers that describe one connection, never forwarded. `Transfer-Encoding` is not among them:
+/// bodies are forwarded with their framing as received.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names. With `tunnel` the
+/// `Upgrade` header and a `Connection: upgrade` stay, since they ask the next hop for the tunnel.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, tunnel: bool) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|n| !(tunnel && *n == header::UPGRADE))
+        .filter(|n| *n != header::TRANSFER_ENCODING && *n != header::CONTENT_LENGTH)
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        if tunnel && *name == header::UPGRADE {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if tunnel {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Adds `X-Forwarded-For: CLIENT` (a header of its own, as HAProxy's `option forwardfor`) and
+/// sets `X-Forwarded-Proto`.
+pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool) {
+    let client = match client {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
+        headers.append(HeaderName::from_static("x-forwarded-for"), value);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if tls { "https" } else { "http" }),
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::HOST, HeaderValue::from_static("h"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        strip_hop_by_hop(&mut h, false);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["host", "transfer-encoding"]);
+    }
+
+    #[test]
+    fn tunnel_keeps_upgrade() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
+        assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn forwarded_for_appends_and_unmaps_v4() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        add_forwarded(&mut h, "::ffff:10.0.0.1".parse().unwrap(), true);
+        let all: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(all, ["1.2.3.4", "10.0.0.1"]);
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+    }
+}

@@ -1,0 +1,163 @@
+//! Listening sockets and accepting clients: bind (with IP_FREEBIND, so a VIP held by the peer can
+//! be bound before it arrives), wait under the global and per-frontend connection limits, then
+//! hand each client to TLS, HTTP/2 or HTTP/1 serving.
+
+use std::{io, net::SocketAddr, sync::Arc};
+
+use tokio::{
+    net::{TcpListener, TcpStream},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{exchange::ClientInfo, h1::conn::Conn, h2, session::serve_h1};
+use crate::{runtime::Runtime, state::counters};
+
+/// What HTTP/2 clients send first (RFC 9113 §3.4); seen on a plaintext port it means h2c with
+/// prior knowledge.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Binds `addr` the way a load balancer needs: SO_REUSEADDR so a restart does not wait for
+/// TIME_WAIT, IP_FREEBIND so a VIP not yet on this node can be bound, a deep backlog.
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false).ok();
+        socket.set_freebind_v6(true).ok();
+    } else {
+        socket.set_freebind_v4(true).ok();
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Accepts clients for `frontend` on `listener` until `stop` is cancelled.
+pub(crate) async fn accept_loop(
+    rt: Arc<Runtime>,
+    frontend: String,
+    listener: TcpListener,
+    stop: CancellationToken,
+) {
+    let local = listener.local_addr().ok();
+    loop {
+        // Wait for room before accepting, so excess clients stay in the kernel's backlog.
+        let global = tokio::select! {
+            permit = rt.limit.acquire() => permit,
+            () = stop.cancelled() => return,
+        };
+        let Some(fe_state) = rt
+            .table
+            .load()
+            .frontend(&frontend)
+            .map(|(i, _)| Arc::clone(&rt.table.load().frontends[i].state))
+        else {
+            return;
+        };
+        let local_permit = tokio::select! {
+            permit = fe_state.limit.acquire() => permit,
+            () = stop.cancelled() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%frontend, %error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => return,
+        };
+        let accepted = Instant::now();
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok().or(local).unwrap_or(peer);
+        let rt2 = Arc::clone(&rt);
+        let frontend = frontend.clone();
+        rt.connections.spawn(async move {
+            fe_state.counters.sessions.up();
+            counters::inc(&fe_state.counters.sessions_total);
+            serve_connection(rt2, &frontend, stream, peer, local, accepted).await;
+            fe_state.counters.sessions.down();
+            drop(local_permit);
+            drop(global);
+        });
+    }
+}
+
+async fn serve_connection(
+    rt: Arc<Runtime>,
+    frontend: &str,
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    accepted: Instant,
+) {
+    let (tls, handshake_timeout) = {
+        let table = rt.table.load();
+        let Some((_, fe)) = table.frontend(frontend) else {
+            return;
+        };
+        (fe.tls.clone(), fe.timeout_http_request)
+    };
+    match tls {
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(client = %peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let client = ClientInfo {
+                peer,
+                local,
+                tls: true,
+            };
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                h2::serve(rt, frontend, client, stream).await;
+            } else {
+                serve_h1(rt, frontend, client, Conn::new(stream), accepted).await;
+            }
+        }
+        None => {
+            let client = ClientInfo {
+                peer,
+                local,
+                tls: false,
+            };
+            let mut conn = Conn::new(stream);
+            if is_h2c(&mut conn, handshake_timeout).await {
+                let rewound = h2::Rewind::new(conn.buf.split().freeze(), conn.io);
+                h2::serve(rt, frontend, client, rewound).await;
+            } else {
+                serve_h1(rt, frontend, client, conn, accepted).await;
+            }
+        }
+    }
+}
+
+/// Reads just enough to tell an h2c preface from an HTTP/1 request.
+async fn is_h2c(conn: &mut Conn<TcpStream>, timeout: std::time::Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = conn.buf.len().min(H2_PREFACE.len());
+        if conn.buf[..n] != H2_PREFACE[..n] {
+            return false;
+        }
+        if n == H2_PREFACE.len() {
+            return true;
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() || conn.fill(remaining).await.is_err() {
+            return false;
+        }
+    }
+}

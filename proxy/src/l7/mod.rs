@@ -1,0 +1,19 @@
+//! The HTTP (L7) tier, HAProxy-style: listeners, HTTP/1 and HTTP/2 serving, ACL routing,
+//! persistence, balancing, queueing, connection pooling and the access log.
+
+pub mod acl;
+mod acquire;
+pub mod balance;
+mod cookie;
+mod errors;
+mod exchange;
+pub(crate) mod h1;
+mod h2;
+mod headers;
+pub(crate) mod listener;
+mod log;
+pub(crate) mod pool;
+mod route;
+mod select;
+mod session;
+mod upstream;

@@ -1,0 +1,163 @@
+//! Picking a server for one request: persistence first, then the backend's balancer among the
+//! servers that take new clients (backups only when no active server does), then waiting in the
+//! queue while every candidate is at its `max_connections`, up to `timeout queue`.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::time::Instant;
+
+use super::balance::{Candidate, PickKey};
+use crate::{
+    config::Backend,
+    state::{BackendState, ServerState, counters},
+    table::BackendEntry,
+};
+
+/// Why no server could be had; both are a 503 to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoServer {
+    /// No server of the backend is UP.
+    NoneUp,
+    /// Servers are UP but all stayed full for `timeout queue`.
+    QueueTimeout,
+}
+
+/// A connection slot on a server, given back on drop.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) index: usize,
+    pub(crate) server: Arc<ServerState>,
+    backend: Arc<BackendState>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.server.release_slot();
+        self.backend.slot_freed.notify_one();
+    }
+}
+
+/// Picks a server and takes a slot on it. `sticky` is the server a valid persistence cookie
+/// names; `avoid` a server that just failed to connect (redispatch).
+pub(crate) async fn select(
+    cfg: &Backend,
+    entry: &BackendEntry,
+    sticky: Option<usize>,
+    avoid: Option<usize>,
+    key: &PickKey<'_>,
+) -> Result<(Slot, Duration), NoServer> {
+    let started = Instant::now();
+    let deadline = started + cfg.timeout_queue;
+    let mut queued = false;
+    let result = loop {
+        // Register interest before looking, so a slot freed in between is not missed.
+        let backend_freed = entry.state.slot_freed.notified();
+        tokio::pin!(backend_freed);
+        backend_freed.as_mut().enable();
+
+        let target = match sticky {
+            Some(index) => Target::Server(index),
+            None => pick(cfg, entry, avoid, key),
+        };
+        let waiting_on = match target {
+            Target::None => break Err(NoServer::NoneUp),
+            Target::Server(index) => {
+                let server = &entry.servers[index];
+                if try_take(cfg, entry, index) {
+                    break Ok(index);
+                }
+                Some(server)
+            }
+            Target::AllFull => None,
+        };
+        if !queued {
+            queued = true;
+            entry.state.counters.queue.up();
+        }
+        let woke = match waiting_on {
+            Some(server) => {
+                let server_freed = server.slot_freed.notified();
+                tokio::select! {
+                    _ = server_freed => true,
+                    _ = tokio::time::sleep_until(deadline) => false,
+                }
+            }
+            None => tokio::select! {
+                _ = backend_freed => true,
+                _ = tokio::time::sleep_until(deadline) => false,
+            },
+        };
+        if !woke {
+            break Err(NoServer::QueueTimeout);
+        }
+    };
+    if queued {
+        entry.state.counters.queue.down();
+    }
+    let index = result?;
+    let server = Arc::clone(&entry.servers[index]);
+    counters::inc(&server.counters.lb_total);
+    Ok((
+        Slot {
+            index,
+            server,
+            backend: Arc::clone(&entry.state),
+        },
+        started.elapsed(),
+    ))
+}
+
+enum Target {
+    Server(usize),
+    AllFull,
+    None,
+}
+
+fn pick(cfg: &Backend, entry: &BackendEntry, avoid: Option<usize>, key: &PickKey<'_>) -> Target {
+    let mut candidates = candidates(cfg, entry, false, avoid);
+    if candidates.is_empty() {
+        candidates = candidates_backup(cfg, entry, avoid);
+    }
+    if candidates.is_empty() {
+        // Redispatching away from the only server left still beats refusing the request.
+        return match avoid {
+            Some(_) => pick(cfg, entry, None, key),
+            None => Target::None,
+        };
+    }
+    match entry.balancer.pick(&candidates, key) {
+        Some(index) => Target::Server(index),
+        None => Target::AllFull,
+    }
+}
+
+fn candidates_backup(cfg: &Backend, entry: &BackendEntry, avoid: Option<usize>) -> Vec<Candidate> {
+    candidates(cfg, entry, true, avoid)
+}
+
+/// The servers of one kind (active or backup) that take new clients now.
+fn candidates(
+    cfg: &Backend,
+    entry: &BackendEntry,
+    backup: bool,
+    avoid: Option<usize>,
+) -> Vec<Candidate> {
+    cfg.servers
+        .iter()
+        .zip(&entry.servers)
+        .enumerate()
+        .filter(|(i, (s, state))| {
+            s.backup == backup && Some(*i) != avoid && state.takes_new_clients()
+        })
+        .map(|(index, (s, state))| Candidate {
+            index,
+            weight: state.weight(),
+            active: state.active(),
+            max: s.max_connections,
+        })
+        .collect()
+}
+
+fn try_take(cfg: &Backend, entry: &BackendEntry, index: usize) -> bool {
+    entry.servers[index].try_take_slot(cfg.servers[index].max_connections)
+}

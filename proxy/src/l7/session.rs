@@ -1,0 +1,217 @@
+//! One client connection speaking HTTP/1: read request heads under `timeout http-request` (408
+//! past it, the slowloris guard), refuse malformed ones, run each exchange, and keep the
+//! connection for the next request while both sides agree, up to `timeout keep-alive`.
+
+use std::sync::Arc;
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    time::Instant,
+};
+
+use super::{
+    exchange::{self, ClientInfo, Ctx, Next},
+    h1::{
+        conn::{Conn, IoFailure},
+        head,
+    },
+    log::{Ended, Phase, Record},
+};
+use crate::{runtime::Runtime, state::counters};
+
+/// Serves HTTP/1 requests on `conn` for frontend `frontend` until either side closes.
+pub(crate) async fn serve_h1<S>(
+    rt: Arc<Runtime>,
+    frontend: &str,
+    client: ClientInfo,
+    mut conn: Conn<S>,
+    accepted: Instant,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut first = true;
+    loop {
+        let table = rt.table.load_full();
+        let Some((fe_index, fe)) = table.frontend(frontend) else {
+            return; // the frontend was removed by a reload
+        };
+        let fe_state = Arc::clone(&table.frontends[fe_index].state);
+
+        // Idle until the next request starts; only a first request owes us anything.
+        if conn.buf.is_empty() {
+            // A first request's whole head is due `http_request` after accept, including any
+            // time the listener spent sniffing for an h2c preface.
+            let idle = if first {
+                fe.timeout_http_request.saturating_sub(accepted.elapsed())
+            } else {
+                fe.timeout_keep_alive
+            };
+            let read = if first && idle.is_zero() && !fe.timeout_http_request.is_zero() {
+                Err(IoFailure::Timeout)
+            } else {
+                tokio::select! {
+                    read = conn.fill(idle) => read,
+                    () = rt.shutdown.cancelled() => return,
+                }
+            };
+            match read {
+                Ok(_) => {}
+                Err(IoFailure::Timeout) if first => {
+                    let mut log = Record::new(client.peer, frontend, client.tls, accepted);
+                    counters::inc(&fe_state.counters.errors_req);
+                    log.end(Ended::ClientTimeout, Phase::Request);
+                    refuse(
+                        &mut conn,
+                        http::StatusCode::REQUEST_TIMEOUT,
+                        &fe_state,
+                        &mut log,
+                        fe.timeout_client,
+                    )
+                    .await;
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        let start = if first { accepted } else { Instant::now() };
+        let mut log = Record::new(client.peer, frontend, client.tls, start);
+        let deadline = start + fe.timeout_http_request;
+
+        let head = loop {
+            match head::parse_request(&conn.buf) {
+                Ok(Some((head, len))) => {
+                    let _ = conn.buf.split_to(len);
+                    counters::add(&fe_state.counters.bytes_in, len as u64);
+                    break head;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(client = %client.peer, %error, "request refused");
+                    counters::inc(&fe_state.counters.errors_req);
+                    log.request_line = "<BADREQ>".to_owned();
+                    log.end(Ended::Proxy, Phase::Request);
+                    refuse(
+                        &mut conn,
+                        error.status(),
+                        &fe_state,
+                        &mut log,
+                        fe.timeout_client,
+                    )
+                    .await;
+                    return;
+                }
+            }
+            // Zero `http_request` means no limit, as in HAProxy; `fill` reads zero the same way.
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let read = if remaining.is_zero() && !fe.timeout_http_request.is_zero() {
+                Err(IoFailure::Timeout)
+            } else {
+                conn.fill(remaining).await
+            };
+            match read {
+                Ok(_) => {}
+                Err(IoFailure::Timeout) => {
+                    counters::inc(&fe_state.counters.errors_req);
+                    log.end(Ended::ClientTimeout, Phase::Request);
+                    refuse(
+                        &mut conn,
+                        http::StatusCode::REQUEST_TIMEOUT,
+                        &fe_state,
+                        &mut log,
+                        fe.timeout_client,
+                    )
+                    .await;
+                    return;
+                }
+                Err(_) => {
+                    log.end(Ended::ClientAbort, Phase::Request);
+                    log.emit();
+                    return;
+                }
+            }
+        };
+        log.t_request = Some(start.elapsed());
+        log.request_line = format!(
+            "{} {} {}",
+            head.method,
+            head.target,
+            version_str(head.version)
+        );
+        counters::inc(&fe_state.counters.requests_total);
+
+        let ctx = Ctx {
+            rt: &rt,
+            table: &table,
+            frontend: fe,
+            fe_state: &fe_state,
+            client,
+        };
+        let next = exchange::run(&mut conn, head, &ctx, &mut log).await;
+        log.conn_counts = [
+            rt.limit.current() as u64,
+            fe_state.counters.sessions.get(),
+            0,
+            0,
+        ];
+        log.emit();
+        match next {
+            Next::KeepAlive => first = false,
+            Next::Close => return,
+            Next::Tunnel(mut up, slot) => {
+                tunnel(&mut conn, &mut up.conn).await;
+                drop(slot);
+                return;
+            }
+        }
+    }
+}
+
+/// Relays bytes both ways after a 101, starting with what each side already sent.
+async fn tunnel<A, B>(client: &mut Conn<A>, server: &mut Conn<B>)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    if !client.buf.is_empty() {
+        let pending = client.buf.split();
+        if server.io.write_all(&pending).await.is_err() {
+            return;
+        }
+    }
+    if !server.buf.is_empty() {
+        let pending = server.buf.split();
+        if client.io.write_all(&pending).await.is_err() {
+            return;
+        }
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client.io, &mut server.io).await;
+}
+
+/// Sends an error page for a request the proxy refused, then the caller closes.
+async fn refuse<S>(
+    conn: &mut Conn<S>,
+    status: http::StatusCode,
+    fe_state: &crate::state::FrontendState,
+    log: &mut Record,
+    timeout: std::time::Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let page = super::errors::h1_response(status);
+    log.status = Some(status.as_u16());
+    counters::inc(&fe_state.counters.responses[counters::status_class(status.as_u16())]);
+    if conn.write_all(&page, timeout).await.is_ok() {
+        log.bytes_out = page.len() as u64;
+        counters::add(&fe_state.counters.bytes_out, log.bytes_out);
+        let _ = conn.io.shutdown().await;
+    }
+    log.emit();
+}
+
+fn version_str(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    }
+}

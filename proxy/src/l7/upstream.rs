@@ -1,0 +1,98 @@
+//! The server side of one exchange: getting a connection (pooled or new, with `timeout connect`
+//! and retries) and reading the response head (with `timeout server`).
+
+use std::{io, net::SocketAddr, time::Duration};
+
+use http::Method;
+use tokio::net::TcpStream;
+
+use super::h1::{
+    conn::{Conn, IoFailure, with_timeout},
+    head::{self, HeadError, ResponseHead},
+};
+
+/// A connection to a server and whether it came from the pool.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub(crate) conn: Conn<TcpStream>,
+    pub(crate) reused: bool,
+}
+
+/// Why a server exchange failed, which decides the status and whether a retry is safe.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    #[error("connect: {0}")]
+    Connect(IoFailure),
+    #[error("server closed before responding")]
+    ClosedEarly,
+    #[error("server timeout")]
+    Timeout,
+    #[error("invalid response: {0}")]
+    Invalid(HeadError),
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+/// Opens a new connection to `addr`.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Upstream, UpstreamError> {
+    let stream = with_timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(UpstreamError::Connect)?
+        .map_err(|e| UpstreamError::Connect(e.into()))?;
+    // Heads and small bodies go out in one write each; Nagle would only delay them.
+    let _ = stream.set_nodelay(true);
+    Ok(Upstream {
+        conn: Conn::new(stream),
+        reused: false,
+    })
+}
+
+/// Reads a final response head, skipping interim 1xx responses other than 101.
+pub(crate) async fn read_response_head(
+    conn: &mut Conn<TcpStream>,
+    method: &Method,
+    timeout: Duration,
+) -> Result<ResponseHead, UpstreamError> {
+    let mut received_any = !conn.buf.is_empty();
+    loop {
+        match head::parse_response(&conn.buf, method) {
+            Ok(Some((head, len))) => {
+                let _ = conn.buf.split_to(len);
+                if head.status.is_informational()
+                    && head.status != http::StatusCode::SWITCHING_PROTOCOLS
+                {
+                    continue;
+                }
+                return Ok(head);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(UpstreamError::Invalid(e)),
+        }
+        match conn.fill(timeout).await {
+            Ok(_) => received_any = true,
+            Err(IoFailure::Closed) if !received_any => return Err(UpstreamError::ClosedEarly),
+            Err(IoFailure::Closed) => {
+                return Err(UpstreamError::Invalid(HeadError::Malformed(
+                    "truncated head",
+                )));
+            }
+            Err(IoFailure::Timeout) => return Err(UpstreamError::Timeout),
+            Err(IoFailure::Io(e)) if !received_any && is_reset(&e) => {
+                return Err(UpstreamError::ClosedEarly);
+            }
+            Err(IoFailure::Io(e)) => return Err(UpstreamError::Io(e)),
+        }
+    }
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
+}

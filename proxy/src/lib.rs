@@ -1,0 +1,241 @@
+//! Fulcrum's data plane: the L7 tier (frontends, ACLs, backends, balancing, cookie persistence,
+//! health checks, TLS, HTTP/1.1 and HTTP/2) and its hot reload.
+//!
+//! The binary hands [`Proxy::start`] a validated [`Config`] (built from the `[frontend.*]` and
+//! `[backend.*]` sections by [`config::build`]); [`Proxy::reload`] swaps in a new one without
+//! dropping a request; [`Proxy::subscribe`] streams server state changes.
+
+pub mod config;
+pub mod health;
+pub mod l7;
+mod runtime;
+pub mod state;
+mod table;
+mod tls;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+pub use config::Config;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    health::Supervisor,
+    runtime::Runtime,
+    state::{Registry, ServerStatus},
+    table::Table,
+};
+
+/// Something the proxy reports to the rest of the appliance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A server's status changed (health check verdict or admin action).
+    ServerStatus {
+        backend: String,
+        server: String,
+        from: ServerStatus,
+        to: ServerStatus,
+        reason: String,
+    },
+}
+
+/// A listener the proxy runs: the frontend, the address configured and the address bound (they
+/// differ when the configured port is 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub frontend: String,
+    pub configured: SocketAddr,
+    pub bound: SocketAddr,
+}
+
+/// Errors starting or reloading the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("frontend `{frontend}`: cannot listen on {addr}: {source}")]
+    Bind {
+        frontend: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    rt: Arc<Runtime>,
+    health: Supervisor,
+    listeners: Mutex<HashMap<(String, SocketAddr), RunningListener>>,
+}
+
+#[derive(Debug)]
+struct RunningListener {
+    bound: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Proxy {
+    /// Binds every frontend's addresses and starts serving and health checking. Must be called
+    /// inside a tokio runtime.
+    pub fn start(config: Config) -> Result<Self, Error> {
+        let registry = Registry::default();
+        let max_connections = config.max_connections;
+        let table = Table::build(config, &registry);
+        let rt = Runtime::new(table, registry, max_connections);
+        let proxy = Self {
+            rt,
+            health: Supervisor::default(),
+            listeners: Mutex::new(HashMap::new()),
+        };
+        let table = proxy.rt.table.load_full();
+        proxy.apply_limits(&table);
+        let bound = proxy.bind_new(&table)?;
+        proxy.start_listeners(bound);
+        proxy.health.reconcile(&proxy.rt, &table);
+        Ok(proxy)
+    }
+
+    /// Swaps in `config`: new listeners are bound first (on failure nothing changes), then the
+    /// table is swapped, removed listeners stop accepting, and health checks follow the change.
+    /// Requests in flight finish on the table they started with.
+    pub fn reload(&self, config: Config) -> Result<(), Error> {
+        let max_connections = config.max_connections;
+        let table = Arc::new(Table::build(config, &self.rt.registry));
+        let bound = self.bind_new(&table)?;
+        self.rt.table.store(Arc::clone(&table));
+        self.rt.limit.set_max(max_connections);
+        self.apply_limits(&table);
+        self.start_listeners(bound);
+        self.stop_removed(&table);
+        self.health.reconcile(&self.rt, &table);
+        let cfg = &table.config;
+        self.rt.registry.retain(
+            |b, s| {
+                cfg.backend(b)
+                    .is_some_and(|b| b.servers.iter().any(|x| x.name == s))
+            },
+            |b| cfg.backend(b).is_some(),
+            |f| cfg.frontend(f).is_some(),
+        );
+        Ok(())
+    }
+
+    /// Receives every [`Event`] from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.rt.events.subscribe()
+    }
+
+    /// The listeners running now.
+    pub fn listeners(&self) -> Vec<Listener> {
+        let Ok(listeners) = self.listeners.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = listeners
+            .iter()
+            .map(|((frontend, configured), l)| Listener {
+                frontend: frontend.clone(),
+                configured: *configured,
+                bound: l.bound,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.frontend, a.configured).cmp(&(&b.frontend, b.configured)));
+        out
+    }
+
+    /// Client connections open now.
+    pub fn connections(&self) -> usize {
+        self.rt.limit.current()
+    }
+
+    /// Stops accepting, lets requests in flight finish for up to `grace`, closes idle keep-alive
+    /// connections at once. Returns whether every connection finished in time.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        if let Ok(mut listeners) = self.listeners.lock() {
+            for (_, l) in listeners.drain() {
+                l.stop.cancel();
+            }
+        }
+        self.health.stop();
+        self.rt.shutdown.cancel();
+        self.rt.connections.close();
+        tokio::time::timeout(grace, self.rt.connections.wait())
+            .await
+            .is_ok()
+    }
+
+    fn apply_limits(&self, table: &Table) {
+        for (fe, entry) in table.config.frontends.iter().zip(&table.frontends) {
+            entry.state.limit.set_max(fe.max_connections);
+        }
+    }
+
+    /// Binds the addresses `table` has and the running listeners lack.
+    fn bind_new(
+        &self,
+        table: &Table,
+    ) -> Result<Vec<(String, SocketAddr, tokio::net::TcpListener)>, Error> {
+        let running = self
+            .listeners
+            .lock()
+            .map(|l| l.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        let mut bound = Vec::new();
+        for fe in &table.config.frontends {
+            for addr in &fe.binds {
+                let key = (fe.name.clone(), *addr);
+                if running.contains(&key) {
+                    continue;
+                }
+                let listener = l7::listener::bind(*addr).map_err(|source| Error::Bind {
+                    frontend: fe.name.clone(),
+                    addr: *addr,
+                    source,
+                })?;
+                bound.push((fe.name.clone(), *addr, listener));
+            }
+        }
+        Ok(bound)
+    }
+
+    fn start_listeners(&self, bound: Vec<(String, SocketAddr, tokio::net::TcpListener)>) {
+        let Ok(mut listeners) = self.listeners.lock() else {
+            return;
+        };
+        for (frontend, configured, listener) in bound {
+            let local = listener.local_addr().unwrap_or(configured);
+            tracing::info!(%frontend, addr = %local, "listening");
+            let stop = CancellationToken::new();
+            tokio::spawn(l7::listener::accept_loop(
+                Arc::clone(&self.rt),
+                frontend.clone(),
+                listener,
+                stop.clone(),
+            ));
+            listeners.insert(
+                (frontend, configured),
+                RunningListener { bound: local, stop },
+            );
+        }
+    }
+
+    fn stop_removed(&self, table: &Table) {
+        let Ok(mut listeners) = self.listeners.lock() else {
+            return;
+        };
+        listeners.retain(|(frontend, addr), l| {
+            let keep = table
+                .config
+                .frontend(frontend)
+                .is_some_and(|fe| fe.binds.contains(addr));
+            if !keep {
+                tracing::info!(%frontend, addr = %l.bound, "listener closed");
+                l.stop.cancel();
+            }
+            keep
+        });
+    }
+}

@@ -1,0 +1,110 @@
+//! What every task of the proxy shares: the current routing table, the runtime state registry,
+//! the event channel, connection accounting and the shutdown signal.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering::Relaxed},
+};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{Event, state::Registry, table::Table};
+
+/// Shared by listeners, connections and health checks.
+#[derive(Debug)]
+pub(crate) struct Runtime {
+    pub(crate) table: ArcSwap<Table>,
+    pub(crate) registry: Registry,
+    pub(crate) events: broadcast::Sender<Event>,
+    /// Cancelled on shutdown: listeners stop, idle connections close.
+    pub(crate) shutdown: CancellationToken,
+    /// Every client connection task, so shutdown can wait for them.
+    pub(crate) connections: TaskTracker,
+    /// `[global] max_connections`.
+    pub(crate) limit: Arc<ConnLimit>,
+}
+
+impl Runtime {
+    pub(crate) fn new(table: Table, registry: Registry, max_connections: usize) -> Arc<Self> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(Self {
+            table: ArcSwap::from_pointee(table),
+            registry,
+            events,
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+            limit: Arc::new(ConnLimit::new(max_connections)),
+        })
+    }
+
+    /// Publishes an event; nobody listening is fine.
+    pub(crate) fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}
+
+impl Default for ConnLimit {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+/// A connection count with a ceiling that can change on reload; accept loops wait at the ceiling,
+/// leaving new clients in the kernel's backlog as HAProxy's `maxconn` does.
+#[derive(Debug)]
+pub(crate) struct ConnLimit {
+    max: AtomicUsize,
+    cur: AtomicUsize,
+    freed: Notify,
+}
+
+impl ConnLimit {
+    /// A limit of `max` connections; 0 means none.
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            max: AtomicUsize::new(max),
+            cur: AtomicUsize::new(0),
+            freed: Notify::new(),
+        }
+    }
+
+    pub(crate) fn set_max(&self, max: usize) {
+        self.max.store(max, Relaxed);
+        self.freed.notify_waiters();
+    }
+
+    pub(crate) fn current(&self) -> usize {
+        self.cur.load(Relaxed)
+    }
+
+    /// Waits until a connection may be taken, then takes it.
+    pub(crate) async fn acquire(self: &Arc<Self>) -> ConnPermit {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let max = self.max.load(Relaxed);
+            let taken = self
+                .cur
+                .fetch_update(Relaxed, Relaxed, |c| (max == 0 || c < max).then_some(c + 1))
+                .is_ok();
+            if taken {
+                return ConnPermit(Arc::clone(self));
+            }
+            freed.await;
+        }
+    }
+}
+
+/// One counted connection; the count drops with it.
+#[derive(Debug)]
+pub(crate) struct ConnPermit(Arc<ConnLimit>);
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        self.0.cur.fetch_sub(1, Relaxed);
+        self.0.freed.notify_one();
+    }
+}

@@ -1,0 +1,21 @@
+//! Runtime state that outlives a config reload: per-frontend, per-backend and per-server counters
+//! (atomics, so the stats page can read them while requests update them), server health and
+//! admin state, and the idle connection pool of each server.
+//!
+//! A reload builds a new routing table but takes these from the [`Registry`] by name, so a server
+//! that stays keeps its health, counters and pooled connections.
+
+pub(crate) mod counters;
+mod registry;
+mod server;
+
+pub use counters::{BackendCounters, FrontendCounters, ServerCounters};
+pub use registry::{BackendState, FrontendState, Registry};
+pub use server::{AdminState, CheckResult, ServerState, ServerStatus};
+
+/// Milliseconds since the Unix epoch, for "last change" times shown to operators.
+pub(crate) fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,80 @@
+//! Where runtime state lives between reloads, found by name.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use dashmap::DashMap;
+use tokio::sync::Notify;
+
+use super::{BackendCounters, FrontendCounters, ServerState};
+use crate::runtime::ConnLimit;
+
+/// A backend's runtime state.
+#[derive(Debug, Default)]
+pub struct BackendState {
+    pub counters: BackendCounters,
+    /// Woken whenever any of the backend's servers frees a slot, for the backend's queue.
+    pub(crate) slot_freed: Notify,
+}
+
+/// A frontend's runtime state.
+#[derive(Debug, Default)]
+pub struct FrontendState {
+    pub counters: FrontendCounters,
+    /// The frontend's `max_connections`, shared by all its listeners.
+    pub(crate) limit: Arc<ConnLimit>,
+}
+
+/// All runtime state, by name.
+#[derive(Debug, Default)]
+pub struct Registry {
+    servers: DashMap<(String, String), Arc<ServerState>>,
+    backends: DashMap<String, Arc<BackendState>>,
+    frontends: DashMap<String, Arc<FrontendState>>,
+}
+
+impl Registry {
+    /// The state of server `name` of `backend`, and whether it was created now: it is when the
+    /// name is new or its address changed (pooled connections and health would be about another
+    /// machine).
+    pub(crate) fn server(
+        &self,
+        backend: &str,
+        name: &str,
+        addr: SocketAddr,
+        weight: u32,
+        pool_max_idle: usize,
+    ) -> (Arc<ServerState>, bool) {
+        let key = (backend.to_owned(), name.to_owned());
+        let fresh = || Arc::new(ServerState::new(backend, name, addr, weight, pool_max_idle));
+        let mut created = false;
+        let mut entry = self.servers.entry(key).or_insert_with(|| {
+            created = true;
+            fresh()
+        });
+        if entry.addr != addr {
+            *entry = fresh();
+            created = true;
+        }
+        (Arc::clone(&entry), created)
+    }
+
+    pub(crate) fn backend(&self, name: &str) -> Arc<BackendState> {
+        Arc::clone(&self.backends.entry(name.to_owned()).or_default())
+    }
+
+    pub(crate) fn frontend(&self, name: &str) -> Arc<FrontendState> {
+        Arc::clone(&self.frontends.entry(name.to_owned()).or_default())
+    }
+
+    /// Forgets state for names that are no longer configured.
+    pub(crate) fn retain(
+        &self,
+        keep_server: impl Fn(&str, &str) -> bool,
+        keep_backend: impl Fn(&str) -> bool,
+        keep_frontend: impl Fn(&str) -> bool,
+    ) {
+        self.servers.retain(|(b, s), _| keep_server(b, s));
+        self.backends.retain(|b, _| keep_backend(b));
+        self.frontends.retain(|f, _| keep_frontend(f));
+    }
+}

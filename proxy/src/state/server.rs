@@ -1,0 +1,221 @@
+//! One server's runtime state: health, admin state, weight, counters and idle connections.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use tokio::sync::Notify;
+
+use super::{ServerCounters, unix_millis};
+use crate::{health::counter::HealthCounter, l7::pool::Pool};
+
+/// What an operator set, as HAProxy's `set server ... state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum AdminState {
+    /// Takes traffic as its health allows.
+    Ready = 0,
+    /// No new clients; sticky clients are still served.
+    Drain = 1,
+    /// Out of service: no traffic at all, health checks stop counting.
+    Maint = 2,
+}
+
+impl AdminState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Drain,
+            2 => Self::Maint,
+            _ => Self::Ready,
+        }
+    }
+}
+
+/// The state operators see: UP, DOWN, MAINT or DRAIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerStatus {
+    Up,
+    Down,
+    Maint,
+    Drain,
+}
+
+impl std::fmt::Display for ServerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Up => "UP",
+            Self::Down => "DOWN",
+            Self::Maint => "MAINT",
+            Self::Drain => "DRAIN",
+        })
+    }
+}
+
+/// The outcome of the last health check, for the stats page and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    pub ok: bool,
+    /// HAProxy-style short description: `L4OK`, `L4CON`, `L4TOUT`, `L7OK`, `L7STS 500`, ...
+    pub description: String,
+    pub duration: Duration,
+}
+
+/// A server's runtime state, shared by the routing tables of successive reloads.
+#[derive(Debug)]
+pub struct ServerState {
+    pub backend: String,
+    pub name: String,
+    pub addr: SocketAddr,
+    pub counters: ServerCounters,
+    pub pool: Pool,
+    healthy: AtomicBool,
+    admin: AtomicU8,
+    weight: AtomicU32,
+    pub(crate) health: Mutex<Option<HealthCounter>>,
+    pub(crate) last_check: Mutex<Option<CheckResult>>,
+    /// Unix milliseconds of the last status change.
+    pub last_change: AtomicU64,
+    /// Milliseconds spent DOWN before the current state.
+    pub downtime: AtomicU64,
+    /// Woken when a slot frees on this server, for requests queued on it.
+    pub(crate) slot_freed: Notify,
+}
+
+impl ServerState {
+    pub(crate) fn new(
+        backend: &str,
+        name: &str,
+        addr: SocketAddr,
+        weight: u32,
+        pool_max_idle: usize,
+    ) -> Self {
+        Self {
+            backend: backend.to_owned(),
+            name: name.to_owned(),
+            addr,
+            counters: ServerCounters::default(),
+            pool: Pool::new(pool_max_idle),
+            healthy: AtomicBool::new(true),
+            admin: AtomicU8::new(AdminState::Ready as u8),
+            weight: AtomicU32::new(weight),
+            health: Mutex::new(None),
+            last_check: Mutex::new(None),
+            last_change: AtomicU64::new(unix_millis()),
+            downtime: AtomicU64::new(0),
+            slot_freed: Notify::new(),
+        }
+    }
+
+    /// UP / DOWN / MAINT / DRAIN as an operator sees it.
+    pub fn status(&self) -> ServerStatus {
+        match self.admin() {
+            AdminState::Maint => ServerStatus::Maint,
+            _ if !self.is_healthy() => ServerStatus::Down,
+            AdminState::Drain => ServerStatus::Drain,
+            AdminState::Ready => ServerStatus::Up,
+        }
+    }
+
+    /// Whether the server may take new, non-sticky clients.
+    pub fn takes_new_clients(&self) -> bool {
+        self.status() == ServerStatus::Up && self.weight() > 0
+    }
+
+    /// Whether a client already bound to this server (by cookie) may keep using it.
+    pub fn takes_sticky_clients(&self) -> bool {
+        matches!(self.status(), ServerStatus::Up | ServerStatus::Drain)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Relaxed)
+    }
+
+    pub fn admin(&self) -> AdminState {
+        AdminState::from_u8(self.admin.load(Relaxed))
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Relaxed)
+    }
+
+    /// Sets the weight an operator asked for (0..=256).
+    pub fn set_weight(&self, weight: u32) {
+        self.weight.store(weight.min(256), Relaxed);
+    }
+
+    /// Sets the admin state; returns the status before and after, for the caller to report.
+    pub fn set_admin(&self, admin: AdminState) -> (ServerStatus, ServerStatus) {
+        let before = self.status();
+        self.admin.store(admin as u8, Relaxed);
+        let after = self.status();
+        self.note_change(before, after);
+        if admin == AdminState::Maint {
+            self.pool.clear();
+        }
+        (before, after)
+    }
+
+    /// Records a health verdict; returns the status before and after.
+    pub(crate) fn set_healthy(&self, healthy: bool) -> (ServerStatus, ServerStatus) {
+        let before = self.status();
+        self.healthy.store(healthy, Relaxed);
+        let after = self.status();
+        self.note_change(before, after);
+        if !healthy {
+            self.pool.clear();
+        }
+        (before, after)
+    }
+
+    fn note_change(&self, before: ServerStatus, after: ServerStatus) {
+        if before == after {
+            return;
+        }
+        let now = unix_millis();
+        let previous = self.last_change.swap(now, Relaxed);
+        if before == ServerStatus::Down {
+            self.downtime
+                .fetch_add(now.saturating_sub(previous), Relaxed);
+        }
+        if after == ServerStatus::Down {
+            self.counters.down_transitions.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The last health check's outcome.
+    pub fn last_check(&self) -> Option<CheckResult> {
+        self.last_check.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Takes a connection slot if the server has room under `max` (0 = unlimited).
+    pub(crate) fn try_take_slot(&self, max: u32) -> bool {
+        let cur = &self.counters.sessions.cur;
+        let taken = if max == 0 {
+            cur.fetch_add(1, Relaxed);
+            true
+        } else {
+            cur.fetch_update(Relaxed, Relaxed, |c| (c < u64::from(max)).then_some(c + 1))
+                .is_ok()
+        };
+        if taken {
+            super::counters::raise(&self.counters.sessions.max, cur.load(Relaxed));
+        }
+        taken
+    }
+
+    /// Gives back a slot taken with [`Self::try_take_slot`].
+    pub(crate) fn release_slot(&self) {
+        self.counters.sessions.down();
+        self.slot_freed.notify_one();
+    }
+
+    /// Requests under way on this server.
+    pub fn active(&self) -> u32 {
+        self.counters.sessions.get() as u32
+    }
+}

@@ -1,0 +1,96 @@
+//! TLS termination settings: certificate chains loaded from PEM files and chosen by SNI.
+//!
+//! Like HAProxy's `crt` list, each file holds a chain and its key; a certificate serves the DNS
+//! names in its subjectAltName (wildcards included), and the first file is the default for clients
+//! that send no SNI or an unknown name.
+
+use std::{collections::HashMap, path::Path, sync::Arc};
+
+use rustls::{
+    crypto::CryptoProvider,
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+/// Builds a server config offering `alpn` and serving the certificates in `pem_files`.
+pub(crate) fn server_config(
+    pem_files: &[&Path],
+    alpn: &[String],
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut resolver = SniResolver::default();
+    for path in pem_files {
+        let key = load_certified_key(path, &provider)?;
+        resolver.add(key)?;
+    }
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+fn load_certified_key(path: &Path, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, String> {
+    let shown = path.display();
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read certificate file {shown}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("bad PEM in {shown}: {e}"))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "{shown} holds no certificate (expected a PEM chain followed by its key)"
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| format!("{shown} holds no usable private key: {e}"))?;
+    CertifiedKey::from_der(chain, key, provider)
+        .map(Arc::new)
+        .map_err(|e| format!("certificate and key in {shown} do not go together: {e}"))
+}
+
+/// Picks a certificate by the client's SNI: exact names first, then `*.domain` wildcards, then
+/// the first certificate loaded.
+#[derive(Debug, Default)]
+struct SniResolver {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl SniResolver {
+    fn add(&mut self, key: Arc<CertifiedKey>) -> Result<(), String> {
+        let leaf = key.end_entity_cert().map_err(|e| e.to_string())?;
+        let parsed = webpki::EndEntityCert::try_from(leaf)
+            .map_err(|e| format!("cannot parse certificate: {e}"))?;
+        for name in parsed.valid_dns_names() {
+            let name = name.to_ascii_lowercase();
+            match name.strip_prefix("*.") {
+                Some(domain) => self.wildcard.entry(domain.to_owned()),
+                None => self.exact.entry(name),
+            }
+            .or_insert_with(|| Arc::clone(&key));
+        }
+        self.default.get_or_insert(key);
+        Ok(())
+    }
+
+    fn find(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let by_name = sni.and_then(|name| {
+            let name = name.to_ascii_lowercase();
+            self.exact.get(&name).or_else(|| {
+                let (_, parent) = name.split_once('.')?;
+                self.wildcard.get(parent)
+            })
+        });
+        by_name.or(self.default.as_ref()).cloned()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.find(hello.server_name())
+    }
+}

@@ -1,0 +1,338 @@
+//! Loading the config file and reporting every problem in it at once, each with its file, line,
+//! column and key, the way `haproxy -c` does.
+//!
+//! Serde stops at the first error, so loading recovers: it records the error, removes the key the
+//! error is about from the parsed document, and deserializes again, until the rest is clean. The
+//! recovered config is then validated by the module crates, whose errors carry spans too.
+
+use std::{
+    fmt,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use fulcrum_common::ConfigError;
+use serde::Deserialize;
+use toml::de::DeTable;
+
+use super::{
+    FileConfig,
+    locate::{key_path, line_col, remove_at},
+};
+
+/// Deserialization passes before giving up on recovering (each pass removes one bad key).
+const MAX_RECOVERIES: usize = 100;
+
+/// A loaded, validated config.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) path: PathBuf,
+    pub(crate) file: FileConfig,
+    pub(crate) proxy: fulcrum_proxy::Config,
+}
+
+impl Loaded {
+    /// The one-line summary `fulcrum check` prints.
+    pub(crate) fn summary(&self) -> String {
+        let servers: usize = self.proxy.backends.iter().map(|b| b.servers.len()).sum();
+        format!(
+            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s)",
+            self.path.display(),
+            self.proxy.frontends.len(),
+            self.proxy.backends.len(),
+            servers
+        )
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug)]
+pub(crate) struct LoadErrors {
+    pub(crate) path: PathBuf,
+    pub(crate) errors: Vec<LocatedError>,
+}
+
+/// One problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocatedError {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    /// Dotted key the problem is about; empty when it is about the file as a whole.
+    pub(crate) key: String,
+    pub(crate) message: String,
+}
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}:{}: ", self.path.display(), e.line, e.column)?;
+            if !e.key.is_empty() {
+                write!(f, "`{}`: ", e.key)?;
+            }
+            write!(f, "{}", e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadErrors {}
+
+/// Reads and validates the config file at `path`.
+pub(crate) fn load(path: &Path) -> Result<Loaded, LoadErrors> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(path, &text),
+        Err(e) => Err(LoadErrors {
+            path: path.to_owned(),
+            errors: vec![LocatedError {
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read the config file: {e}"),
+            }],
+        }),
+    }
+}
+
+/// Validates config `text`, read from `path` (relative paths inside it are taken from the
+/// directory of `path`).
+pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
+    let mut found: Vec<(Option<Range<usize>>, String)> = Vec::new();
+    let (mut root, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        found.extend(
+            syntax
+                .iter()
+                .map(|e| (e.span(), e.message().trim().to_owned())),
+        );
+        return Err(locate(path, text, &root, found));
+    }
+    let original = root.clone();
+
+    let mut removed: Vec<(String, Range<usize>)> = Vec::new();
+    let mut file = None;
+    for _ in 0..MAX_RECOVERIES {
+        match FileConfig::deserialize(toml::de::Deserializer::from(root.clone())) {
+            Ok(parsed) => {
+                file = Some(parsed);
+                break;
+            }
+            Err(e) => {
+                let message = e.message().trim().to_owned();
+                let Some(span) = e.span() else {
+                    found.push((None, message));
+                    break;
+                };
+                // A required key we removed ourselves is not the user's second mistake.
+                let consequence = removed.iter().any(|(key, table)| {
+                    message == format!("missing field `{key}`") && *table == span
+                });
+                if !consequence {
+                    found.push((Some(span.clone()), message));
+                }
+                match remove_at(&mut root, &span) {
+                    Some(gone) => removed.push(gone),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    let Some(mut file) = file else {
+        return Err(locate(path, text, &original, found));
+    };
+    for (section, span) in file.unsupported() {
+        found.push((
+            Some(span),
+            format!("section [{section}] is not supported by this version of Fulcrum yet; remove it to run"),
+        ));
+    }
+    resolve_paths(&mut file, path);
+    let sections = fulcrum_proxy::config::Sections {
+        frontend: file.frontend.clone(),
+        backend: file.backend.clone(),
+        max_connections: file.global.max_connections as usize,
+    };
+    let proxy = fulcrum_proxy::config::build(&sections)
+        .map_err(|errors| {
+            found.extend(
+                errors
+                    .into_iter()
+                    .map(|ConfigError { span, message }| (span, message)),
+            )
+        })
+        .ok();
+    match proxy {
+        Some(proxy) if found.is_empty() => Ok(Loaded {
+            path: path.to_owned(),
+            file,
+            proxy,
+        }),
+        _ => Err(locate(path, text, &original, found)),
+    }
+}
+
+/// Makes relative file paths in the config relative to the config file's directory.
+fn resolve_paths(file: &mut FileConfig, path: &Path) {
+    let base = path.parent().unwrap_or(Path::new("."));
+    for fe in file.frontend.values_mut() {
+        if let Some(tls) = &mut fe.tls {
+            for cert in &mut tls.certs {
+                if cert.get_ref().is_relative() {
+                    let joined = base.join(cert.get_ref());
+                    *cert.get_mut() = joined;
+                }
+            }
+        }
+    }
+}
+
+fn locate(
+    path: &Path,
+    text: &str,
+    root: &toml::Spanned<DeTable<'_>>,
+    found: Vec<(Option<Range<usize>>, String)>,
+) -> LoadErrors {
+    let mut errors: Vec<(usize, LocatedError)> = found
+        .into_iter()
+        .map(|(span, message)| match span {
+            Some(span) => {
+                let (line, column) = line_col(text, span.start);
+                let key = key_path(root.get_ref(), &span);
+                (
+                    span.start,
+                    LocatedError {
+                        line,
+                        column,
+                        key,
+                        message,
+                    },
+                )
+            }
+            None => (
+                usize::MAX,
+                LocatedError {
+                    line: 0,
+                    column: 0,
+                    key: String::new(),
+                    message,
+                },
+            ),
+        })
+        .collect();
+    errors.sort_by_key(|(at, _)| *at);
+    errors.dedup_by(|a, b| a.1 == b.1);
+    LoadErrors {
+        path: path.to_owned(),
+        errors: errors.into_iter().map(|(_, e)| e).collect(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<LocatedError> {
+        load_str(Path::new("test.toml"), text).unwrap_err().errors
+    }
+
+    const GOOD: &str = r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+servers = [{ name = "s1", address = "127.0.0.1:8081" }]
+"#;
+
+    #[test]
+    fn a_good_file_loads() {
+        let loaded = load_str(Path::new("test.toml"), GOOD).unwrap();
+        assert!(
+            loaded
+                .summary()
+                .contains("1 frontend(s), 1 backend(s), 1 server(s)")
+        );
+    }
+
+    #[test]
+    fn unknown_key_bad_duration_and_dangling_reference_are_all_reported() {
+        let text = r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+bogus = 1
+use_backend = [{ backend = "nope", if = "{ method POST }" }]
+default_backend = "web"
+
+[backend.web]
+timeout = { connect = "5 parsecs" }
+servers = [{ name = "s1", address = "127.0.0.1:8081" }]
+"#;
+        let errs = errors(text);
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert_eq!(
+            (errs[0].line, errs[0].key.as_str()),
+            (4, "frontend.main.bogus")
+        );
+        assert!(
+            errs[0].message.contains("unknown field `bogus`"),
+            "{}",
+            errs[0].message
+        );
+        assert_eq!(
+            (errs[1].line, errs[1].key.as_str()),
+            (5, "frontend.main.use_backend[0].backend")
+        );
+        assert!(
+            errs[1]
+                .message
+                .contains("`nope`, which is not defined (defined: web)")
+        );
+        assert_eq!(
+            (errs[2].line, errs[2].key.as_str()),
+            (9, "backend.web.timeout.connect")
+        );
+        assert!(errs[2].message.contains("invalid duration"));
+    }
+
+    #[test]
+    fn several_errors_in_one_table_are_all_reported() {
+        let text = r#"
+[backend.web]
+retries = "three"
+balance = "fastest"
+timeout = { server = 5 }
+servers = [{ name = "s1", address = "nowhere", weight = 999 }]
+"#;
+        let errs = errors(text);
+        let keys: Vec<_> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "backend.web.retries",
+                "backend.web.balance",
+                "backend.web.timeout.server",
+                "backend.web.servers[0].address"
+            ],
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let errs = errors("[frontend.main\nbind = 1\n");
+        assert_eq!(errs[0].line, 1);
+    }
+
+    #[test]
+    fn sections_of_later_modules_are_refused_clearly() {
+        let text = format!("{GOOD}\n[vrrp]\ninterface = \"eth0\"\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.contains("[vrrp] is not supported"));
+        assert_eq!(errs[0].key, "vrrp");
+    }
+}

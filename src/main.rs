@@ -1,0 +1,38 @@
+//! The `fulcrum` binary: the command line, loading the one config file, and starting and wiring
+//! the modules. Everything else lives in the module crates.
+
+mod cli;
+mod config;
+mod logging;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Run { config } => run::run(&config),
+        cli::Command::Check { config } => check(&config),
+        cli::Command::Version => {
+            println!("fulcrum {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `fulcrum check`: exit 0 with a summary line, or 1 with every error listed.
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(loaded) => {
+            println!("{}", loaded.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", path.display(), errors.errors.len());
+            ExitCode::FAILURE
+        }
+    }
+}

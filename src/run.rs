@@ -1,0 +1,94 @@
+//! `fulcrum run`: start the modules on the loaded config, then wait for signals: SIGHUP reloads
+//! (a bad file changes nothing and logs every error), SIGTERM/SIGINT stop accepting and let
+//! requests in flight finish within `[global] grace`.
+
+use std::{path::Path, process::ExitCode};
+
+use fulcrum_proxy::Proxy;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{config, logging};
+
+/// Runs until a stop signal; the exit code is 0 after a clean stop.
+pub(crate) fn run(path: &Path) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "fulcrum: not starting: {} error(s) in {}",
+                errors.errors.len(),
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(&loaded.file.global);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if loaded.file.global.threads > 0 {
+        builder.worker_threads(loaded.file.global.threads);
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(path, loaded))
+}
+
+async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
+    let grace = loaded.file.global.grace.get();
+    let proxy = match Proxy::start(loaded.proxy) {
+        Ok(proxy) => proxy,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "fulcrum started");
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(path, &proxy),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!(grace = ?grace, connections = proxy.connections(), "stopping: no new connections, finishing requests in flight");
+    if proxy.shutdown(grace).await {
+        tracing::info!("stopped");
+    } else {
+        tracing::warn!(
+            connections = proxy.connections(),
+            "grace period over, closing the rest"
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn reload(path: &Path, proxy: &Proxy) {
+    match config::load(path) {
+        Ok(loaded) => match proxy.reload(loaded.proxy) {
+            Ok(()) => tracing::info!(config = %path.display(), "reloaded"),
+            Err(error) => tracing::error!(%error, "reload failed, keeping the running config"),
+        },
+        Err(errors) => {
+            for line in errors.to_string().lines() {
+                tracing::error!(error = line, "reload refused");
+            }
+            tracing::error!(
+                count = errors.errors.len(),
+                "reload refused, keeping the running config"
+            );
+        }
+    }
+}
