@@ -154,6 +154,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
         frontend: file.frontend.clone(),
         backend: file.backend.clone(),
         max_connections: file.global.max_connections as usize,
+        json_log: file.global.log.format == super::LogFormat::Json,
     };
     let proxy = fulcrum_proxy::config::build(&sections)
         .map_err(|errors| {

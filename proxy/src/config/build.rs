@@ -25,6 +25,8 @@ pub struct Sections {
     pub backend: BTreeMap<String, BackendSection>,
     /// `[global] max_connections`; 0 means no limit.
     pub max_connections: usize,
+    /// `[global] log.format = "json"`: access log records carry their fields as JSON fields.
+    pub json_log: bool,
 }
 
 /// Validates `sections`; the error list names every problem found.
@@ -52,6 +54,7 @@ pub fn build(sections: &Sections) -> Result<Config, Vec<ConfigError>> {
             frontends,
             backends,
             max_connections: sections.max_connections,
+            json_log: sections.json_log,
         })
     } else {
         Err(errors)

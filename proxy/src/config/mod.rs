@@ -19,6 +19,8 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// Client connections the whole process accepts at once; 0 means no limit.
     pub max_connections: usize,
+    /// Access log records as JSON fields rather than one `httplog` line.
+    pub json_log: bool,
 }
 
 /// A validated `[frontend.NAME]`.

@@ -182,6 +182,9 @@ where
             Err(status) => return reply_error(client, status, ctx, log).await,
         };
         let server = Arc::clone(&slot.server);
+        log.conn_counts[2] = bentry.state.counters.sessions.get();
+        log.conn_counts[3] = server.counters.sessions.get();
+        log.queues = [0, bentry.state.counters.queue.get()];
         let mut out =
             request_head_bytes(&head.method, head.path_and_query(), &headers, server.addr);
         out.extend_from_slice(&client.buf[..replay_len]);

@@ -84,6 +84,7 @@ async fn handle(
     let fe_state = &table.frontends[fe_index].state;
     counters::inc(&fe_state.counters.requests_total);
     let mut log = Record::new(client.peer, frontend, client.tls, start);
+    log.json = table.config.json_log;
     let (parts, body) = req.into_parts();
     let path_and_query = parts
         .uri

@@ -81,6 +81,8 @@ pub(crate) struct Record {
     pub(crate) request_line: String,
     pub(crate) conn_counts: [u64; 4],
     pub(crate) queues: [u64; 2],
+    /// Emit the fields as structured (JSON) fields too.
+    pub(crate) json: bool,
 }
 
 impl Record {
@@ -108,6 +110,7 @@ impl Record {
             request_line: String::new(),
             conn_counts: [0; 4],
             queues: [0; 2],
+            json: false,
         }
     }
 
@@ -184,6 +187,10 @@ impl Record {
             return;
         }
         let line = self.line();
+        if !self.json {
+            tracing::info!(target: "access", "{line}");
+            return;
+        }
         tracing::info!(
             target: "access",
             client = %self.client,

@@ -58,6 +58,7 @@ pub(crate) async fn serve_h1<S>(
                 Ok(_) => {}
                 Err(IoFailure::Timeout) if first => {
                     let mut log = Record::new(client.peer, frontend, client.tls, accepted);
+                    log.json = table.config.json_log;
                     counters::inc(&fe_state.counters.errors_req);
                     log.end(Ended::ClientTimeout, Phase::Request);
                     refuse(
@@ -75,6 +76,7 @@ pub(crate) async fn serve_h1<S>(
         }
         let start = if first { accepted } else { Instant::now() };
         let mut log = Record::new(client.peer, frontend, client.tls, start);
+        log.json = table.config.json_log;
         let deadline = start + fe.timeout_http_request;
 
         let head = loop {
@@ -147,12 +149,8 @@ pub(crate) async fn serve_h1<S>(
             client,
         };
         let next = exchange::run(&mut conn, head, &ctx, &mut log).await;
-        log.conn_counts = [
-            rt.limit.current() as u64,
-            fe_state.counters.sessions.get(),
-            0,
-            0,
-        ];
+        log.conn_counts[0] = rt.limit.current() as u64;
+        log.conn_counts[1] = fe_state.counters.sessions.get();
         log.emit();
         match next {
             Next::KeepAlive => first = false,

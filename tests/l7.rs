@@ -1,0 +1,384 @@
+//! End-to-end tests of the L7 tier's routing: the seed 004 scenario (POST to the upload backend),
+//! cookie persistence and failover, weighted balancing, the queue, retries and redispatch, and
+//! the headers servers receive. Each test runs the real binary against real origins.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fulcrum_bench::origin::OriginOptions;
+use support::{Fulcrum, KeepAlive, curl, dead_addr, get, origin, origin_with, parse_head};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_insert_nocache_sticks_and_fails_over_after_health_checks() {
+    let s1 = origin("s1").await;
+    let s2 = origin("s2").await;
+    let (interval_ms, fall) = (200, 3);
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+balance = "roundrobin"
+cookie = {{ name = "webserver", mode = "insert", nocache = true }}
+health_check = {{ type = "http", path = "/", interval = "{interval_ms}ms", timeout = "150ms", rise = 2, fall = {fall} }}
+servers = [
+  {{ name = "s1", address = "{}", weight = 1, cookie = "s1" }},
+  {{ name = "s2", address = "{}", weight = 1, cookie = "s2" }},
+]
+"#,
+        s1.addr(),
+        s2.addr()
+    ));
+    let url = format!("http://{}/page", fulcrum.addr("main"));
+
+    // Without a cookie: alternation by weight, each response inserting the cookie, nocache.
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let (status, out, err) = curl(&["-D", "-", "-o", "/dev/null", &url]).await;
+        assert!(status.success(), "{err}");
+        let (code, headers) = parse_head(&out);
+        assert_eq!(code, 200);
+        let server = headers["x-server"][0].clone();
+        assert_eq!(
+            headers["set-cookie"],
+            [format!("webserver={server}; path=/")]
+        );
+        assert_eq!(headers["cache-control"], ["private"]);
+        seen.push(server);
+    }
+    assert_eq!(seen, ["s1", "s2", "s1", "s2", "s1", "s2"]);
+
+    // With the cookie: 100 requests stay on s1 and get no new cookie.
+    let mut client = KeepAlive::connect(fulcrum.addr("main")).await;
+    for _ in 0..100 {
+        let reply = client
+            .get("/page", &[("cookie", "webserver=s1")])
+            .await
+            .unwrap();
+        assert_eq!(reply.server(), "s1");
+        assert!(reply.header("set-cookie").is_none());
+    }
+
+    // s1 stops: once its checks fail `fall` times it is DOWN, the cookie naming it is ignored,
+    // and the client is balanced to s2 with a new cookie.
+    let stopped = Instant::now();
+    s1.stop().await;
+    let moved = loop {
+        let reply = get(fulcrum.addr("main"), "/page", &[("cookie", "webserver=s1")]).await;
+        if reply.status == 200 {
+            break reply;
+        }
+        assert_eq!(
+            reply.status, 503,
+            "a request to the stopped server fails until it is DOWN"
+        );
+        assert!(stopped.elapsed() < support::PATIENCE, "s1 never went DOWN");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = stopped.elapsed();
+    assert_eq!(moved.server(), "s2");
+    assert_eq!(moved.all("set-cookie"), ["webserver=s2; path=/"]);
+    let down = fulcrum.wait_log(|l| support::message(l) == "server is DOWN" && l["server"] == "s1");
+    assert!(
+        down["reason"].as_str().unwrap().starts_with("L4CON")
+            || down["reason"].as_str().unwrap().starts_with("L7")
+    );
+    // fall * interval plus one interval, plus the first check's spread and slack for a busy CI box.
+    let bound =
+        Duration::from_millis(interval_ms * (fall + 1) + interval_ms / 2) + Duration::from_secs(2);
+    assert!(took <= bound, "failover took {took:?}, more than {bound:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redispatch_moves_a_sticky_client_off_a_dead_server_at_once() {
+    let s2 = origin("s2").await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+cookie = {{ name = "srv", mode = "insert" }}
+retries = 1
+redispatch = true
+servers = [
+  {{ name = "dead", address = "{}" }},
+  {{ name = "s2", address = "{}" }},
+]
+"#,
+        dead_addr(),
+        s2.addr()
+    ));
+    let reply = get(fulcrum.addr("main"), "/", &[("cookie", "srv=dead")]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.server(), "s2");
+    assert_eq!(reply.all("set-cookie"), ["srv=s2; path=/"]);
+    let log = fulcrum.wait_log(|l| l["target"] == "access" && l["server"] == "s2");
+    assert!(
+        log["message"].as_str().unwrap().contains("/+1 "),
+        "retries shown as +1 after a redispatch: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_goes_to_the_upload_backend_and_fails_alone_when_it_is_down() {
+    let web = origin("web1").await;
+    let upload = origin_with(OriginOptions {
+        name: "upload1".into(),
+        echo: true,
+        ..OriginOptions::default()
+    })
+    .await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+acl.http_method = "method -i POST"
+use_backend = [{{ backend = "updataserver", if = "http_method" }}]
+default_backend = "webservers"
+
+[backend.webservers]
+servers = [{{ name = "web1", address = "{}" }}]
+
+[backend.updataserver]
+health_check = {{ type = "tcp", interval = "100ms", fall = 1 }}
+servers = [{{ name = "upload1", address = "{}" }}]
+"#,
+        web.addr(),
+        upload.addr()
+    ));
+    let url = format!("http://{}/forum/post.php", fulcrum.addr("main"));
+    let (_, out, _) = curl(&["-D", "-", "--data-binary", "attachment bytes", &url]).await;
+    assert_eq!(parse_head(&out).1["x-server"], ["upload1"]);
+    assert!(
+        out.ends_with("attachment bytes"),
+        "the upload server got the body: {out}"
+    );
+    let (_, out, _) = curl(&["-D", "-", "-o", "/dev/null", &url]).await;
+    assert_eq!(parse_head(&out).1["x-server"], ["web1"]);
+
+    upload.stop().await;
+    fulcrum.wait_log(|l| support::message(l) == "server is DOWN" && l["server"] == "upload1");
+    for _ in 0..5 {
+        let (_, out, _) = curl(&["-D", "-", "-o", "/dev/null", "--data-binary", "x", &url]).await;
+        assert_eq!(parse_head(&out).0, 503);
+        let (_, out, _) = curl(&["-D", "-", "-o", "/dev/null", &url]).await;
+        let (status, headers) = parse_head(&out);
+        assert_eq!((status, headers["x-server"][0].as_str()), (200, "web1"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_queues_then_times_out_with_503() {
+    let slow = origin("slow").await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "one"
+
+[backend.one]
+timeout = {{ connect = "1s", server = "10s", queue = "3s" }}
+servers = [{{ name = "slow", address = "{}", max_connections = 1 }}]
+
+[frontend.short]
+bind = ["127.0.0.1:0"]
+default_backend = "impatient"
+
+[backend.impatient]
+timeout = {{ queue = "200ms" }}
+servers = [{{ name = "slow", address = "{}", max_connections = 1 }}]
+"#,
+        slow.addr(),
+        slow.addr()
+    ));
+
+    // The second request waits for the first to finish, then is served.
+    let addr = fulcrum.addr("main");
+    let first = tokio::spawn(async move { (get(addr, "/delay/600", &[]).await, Instant::now()) });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = get(addr, "/delay/0", &[]).await;
+    let second_done = Instant::now();
+    let (first, first_done) = first.await.unwrap();
+    assert_eq!((first.status, second.status), (200, 200));
+    assert!(
+        second_done >= first_done,
+        "the queued request finished before the one holding the slot"
+    );
+    let queued =
+        fulcrum.wait_log(|l| l["target"] == "access" && l["request"] == "GET /delay/0 HTTP/1.1");
+    let timers: Vec<i64> = queued["message"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .nth(4)
+        .unwrap()
+        .split('/')
+        .map(|t| t.parse().unwrap())
+        .collect();
+    assert!(
+        timers[1] >= 300,
+        "Tw (queue time) shows the wait: {timers:?}"
+    );
+
+    // With `timeout queue = 200ms` the second request gets 503 while the first holds the slot.
+    let addr = fulcrum.addr("short");
+    let first = tokio::spawn(async move { get(addr, "/delay/1000", &[]).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let refused = get(addr, "/", &[]).await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(first.await.unwrap().status, 200);
+    let log = fulcrum.wait_log(|l| l["target"] == "access" && l["status"] == 503);
+    assert_eq!(
+        &log["termination"].as_str().unwrap()[..2],
+        "sQ",
+        "queue timeout: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_receive_forwarded_for_without_hop_by_hop_headers() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+forward_for = true
+default_backend = "web"
+
+[backend.web]
+cookie = {{ name = "srv", mode = "insert", indirect = true }}
+servers = [{{ name = "s1", address = "{}" }}]
+"#,
+        s1.addr()
+    ));
+    let mut client = KeepAlive::connect(fulcrum.addr("main")).await;
+    let reply = client
+        .get(
+            "/x?y=1",
+            &[
+                ("connection", "keep-alive, x-drop-me"),
+                ("x-drop-me", "1"),
+                ("te", "trailers"),
+                ("cookie", "a=1; srv=s1; b=2"),
+                ("x-forwarded-for", "10.9.8.7"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.header("set-cookie").is_none(),
+        "indirect: no cookie re-sent to a client with a valid one"
+    );
+    let seen = &s1.requests()[0];
+    assert_eq!(seen.uri.to_string(), "/x?y=1");
+    let xff: Vec<_> = seen
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(xff, ["10.9.8.7", "127.0.0.1"]);
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    for gone in ["x-drop-me", "te", "keep-alive"] {
+        assert!(
+            !seen.headers.contains_key(gone),
+            "{gone} reached the server"
+        );
+    }
+    assert_eq!(
+        seen.headers["cookie"], "a=1; b=2",
+        "indirect: the persistence cookie is hidden from servers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_serves_only_while_no_active_server_is_up_and_weights_split_traffic() {
+    let a = origin("a").await;
+    let b = origin("b").await;
+    let backup = origin("backup").await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+health_check = {{ type = "tcp", interval = "100ms", fall = 1, rise = 1 }}
+servers = [
+  {{ name = "a", address = "{}", weight = 3 }},
+  {{ name = "b", address = "{}", weight = 1 }},
+  {{ name = "backup", address = "{}", backup = true }},
+]
+"#,
+        a.addr(),
+        b.addr(),
+        backup.addr()
+    ));
+    let mut client = KeepAlive::connect(fulcrum.addr("main")).await;
+    let mut counts = std::collections::HashMap::new();
+    for _ in 0..40 {
+        let reply = client.get("/", &[]).await.unwrap();
+        *counts.entry(reply.server().to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        (counts["a"], counts["b"], counts.get("backup")),
+        (30, 10, None)
+    );
+    a.stop().await;
+    b.stop().await;
+    fulcrum.wait_log(|l| support::message(l) == "server is DOWN" && l["server"] == "a");
+    fulcrum.wait_log(|l| support::message(l) == "server is DOWN" && l["server"] == "b");
+    assert_eq!(get(fulcrum.addr("main"), "/", &[]).await.server(), "backup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_timeout_gives_504_and_upgrade_is_tunnelled() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+timeout = {{ server = "300ms" }}
+servers = [{{ name = "s1", address = "{}" }}]
+"#,
+        s1.addr()
+    ));
+    let addr = fulcrum.addr("main");
+    assert_eq!(get(addr, "/delay/2000", &[]).await.status, 504);
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
+    stream.write_all(b"ping over the tunnel").await.unwrap();
+    let mut echoed = [0u8; 20];
+    stream.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"ping over the tunnel");
+    let _ = Bytes::new();
+}

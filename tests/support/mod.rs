@@ -1,0 +1,413 @@
+//! Shared helpers for the end-to-end tests: the real `fulcrum` binary run on a config in a temp
+//! dir with its JSON log read back, origin servers from `fulcrum-bench`, and HTTP spoken by real
+//! clients (curl, h2load, hyper's client) or raw sockets where a test needs malformed bytes.
+//!
+//! Everything binds port 0 and reads the port back, and everything is torn down on drop, so the
+//! tests run in parallel and clean up even when they fail.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each test binary uses a different part of the support code"
+)]
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use fulcrum_bench::origin::{self, Origin, OriginOptions};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// Longest any wait in a test may take before it is a failure.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The `[global]` section every test config starts with: JSON logs, so the harness can read them.
+const GLOBAL: &str = "[global]\nmax_connections = 1000\ngrace = \"5s\"\nlog = { format = \"json\", level = \"info\", access_log = true }\n\n";
+
+/// A running `fulcrum run` process.
+pub struct Fulcrum {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    logs: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Fulcrum {
+    /// Writes `config` (without `[global]`, which is added) and runs fulcrum on it, waiting until
+    /// it has started.
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("fulcrum-test-")
+            .tempdir()
+            .unwrap();
+        let fulcrum = Self {
+            child: None,
+            dir,
+            logs: Arc::new(Mutex::new(Vec::new())),
+        };
+        fulcrum.write_config(config);
+        fulcrum.spawn()
+    }
+
+    fn spawn(mut self) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+            .args(["run", "-c"])
+            .arg(self.config_path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::clone(&self.logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                logs.lock().unwrap().push(value);
+            }
+        });
+        self.child = Some(child);
+        let started = self
+            .wait_log(|l| message(l) == "fulcrum started" || message(l).contains("not starting"));
+        assert_eq!(
+            message(&started),
+            "fulcrum started",
+            "fulcrum did not start: {:#?}",
+            self.logs()
+        );
+        self
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("fulcrum.toml")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces the config file (the running process sees it on the next SIGHUP).
+    pub fn write_config(&self, config: &str) {
+        std::fs::write(self.config_path(), format!("{GLOBAL}{config}")).unwrap();
+    }
+
+    /// The address frontend `name` listens on (the last one bound under that name).
+    pub fn addr(&self, frontend: &str) -> SocketAddr {
+        self.logs()
+            .iter()
+            .rev()
+            .find(|l| message(l) == "listening" && l["frontend"] == frontend)
+            .and_then(|l| l["addr"].as_str()?.parse().ok())
+            .unwrap_or_else(|| panic!("frontend {frontend} is not listening: {:#?}", self.logs()))
+    }
+
+    /// Everything logged so far.
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits for a log record matching `pred` and returns it.
+    pub fn wait_log(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_log_from(0, pred)
+    }
+
+    /// Waits for a record matching `pred` among those logged after the first `from`.
+    pub fn wait_log_from(&self, from: usize, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(found) = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(from)
+                .find(|l| pred(l))
+            {
+                return found.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such log record; logs: {:#?}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// How many records have been logged.
+    pub fn log_len(&self) -> usize {
+        self.logs.lock().unwrap().len()
+    }
+
+    /// Access log records (one per request).
+    pub fn access_logs(&self) -> Vec<Value> {
+        self.logs()
+            .into_iter()
+            .filter(|l| l["target"] == "access")
+            .collect()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY-free: libc::kill on our own child's pid.
+        let rc = unsafe_free_kill(self.pid(), signal);
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Sends SIGHUP and waits for the reload's outcome; true when it was applied.
+    pub fn reload(&self) -> bool {
+        let from = self.log_len();
+        self.signal(libc::SIGHUP);
+        let outcome = self.wait_log_from(from, |l| {
+            let m = message(l);
+            m == "reloaded" || m.starts_with("reload refused") || m.starts_with("reload failed")
+        });
+        message(&outcome) == "reloaded"
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "fulcrum did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Fulcrum {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn unsafe_free_kill(pid: i32, signal: i32) -> i32 {
+    // `kill(1)` keeps the test crate free of unsafe code.
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    if status.success() { 0 } else { -1 }
+}
+
+/// The `message` field of a JSON log record.
+pub fn message(record: &Value) -> &str {
+    record["message"].as_str().unwrap_or_default()
+}
+
+/// Starts an origin called `name` on a free loopback port.
+pub async fn origin(name: &str) -> Origin {
+    origin_with(OriginOptions {
+        name: name.to_owned(),
+        ..OriginOptions::default()
+    })
+    .await
+}
+
+/// Starts an origin with `options` on a free loopback port.
+pub async fn origin_with(options: OriginOptions) -> Origin {
+    origin::start("127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap()
+}
+
+/// A loopback address nothing listens on: bound, read, released.
+pub fn dead_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A response as a test looks at it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The `X-Server` header: which origin answered.
+    pub fn server(&self) -> &str {
+        self.headers
+            .get("x-server")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// An HTTP/1.1 keep-alive client on one connection (hyper's client).
+pub struct KeepAlive {
+    sender: SendRequest<Full<Bytes>>,
+    authority: String,
+}
+
+impl KeepAlive {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Self {
+            sender,
+            authority: addr.to_string(),
+        }
+    }
+
+    /// Whether the connection can carry another request.
+    pub fn is_open(&self) -> bool {
+        !self.sender.is_closed()
+    }
+
+    pub async fn get(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, hyper::Error> {
+        self.send("GET", path, headers, Bytes::new()).await
+    }
+
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Reply, hyper::Error> {
+        self.sender.ready().await?;
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.authority);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = self
+            .sender
+            .send_request(req.body(Full::new(body)).unwrap())
+            .await?;
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+/// One request on a fresh connection.
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    KeepAlive::connect(addr)
+        .await
+        .get(path, headers)
+        .await
+        .unwrap()
+}
+
+/// Sends raw bytes and reads until the server closes (or `PATIENCE` runs out).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut out))
+        .await
+        .expect("server did not close the connection")
+        .ok();
+    out
+}
+
+/// Runs curl with `args` and returns (exit status, stdout, stderr).
+pub async fn curl(args: &[&str]) -> (ExitStatus, String, String) {
+    let out = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "15"])
+        .args(args)
+        .output()
+        .await
+        .expect("curl is installed (apt-get install curl)");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Parses curl's `-D -` output (the last response head; a body may follow) into status and
+/// headers.
+pub fn parse_head(text: &str) -> (u16, HashMap<String, Vec<String>>) {
+    let last = text
+        .split("\r\n\r\n")
+        .filter(|block| block.starts_with("HTTP/"))
+        .last()
+        .unwrap_or_default();
+    let mut lines = last.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut headers: HashMap<String, Vec<String>> = HashMap::new();
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':') {
+            headers
+                .entry(k.trim().to_ascii_lowercase())
+                .or_default()
+                .push(v.trim().to_owned());
+        }
+    }
+    (status, headers)
+}
+
+/// Whether a command-line tool is installed; tests that need one say so when they skip, and in CI
+/// (where `.ci/run` installs them) a missing tool is a failure.
+pub fn require_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
