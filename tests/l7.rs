@@ -2,6 +2,8 @@
 //! cookie persistence and failover, weighted balancing, the queue, retries and redispatch, and
 //! the headers servers receive. Each test runs the real binary against real origins.
 
+#![allow(clippy::unwrap_used, reason = "tests")]
+
 mod support;
 
 use std::time::{Duration, Instant};

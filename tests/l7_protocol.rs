@@ -1,0 +1,252 @@
+//! End-to-end tests of what the L7 tier refuses and how it speaks: request smuggling attempts,
+//! slowloris, TLS with SNI, HTTP/2 over ALPN and h2c, against real clients (curl, h2load) and raw
+//! sockets where the bytes must be malformed on purpose.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Fulcrum, curl, get, origin, raw_exchange, require_tool};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn plain_site(server: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+timeout = {{ client = "5s", http_request = "1s", keep_alive = "2s" }}
+default_backend = "web"
+
+[backend.web]
+servers = [{{ name = "s1", address = "{server}" }}]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_attempts_get_400_close_and_never_reach_the_server() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&plain_site(s1.addr()));
+    let addr = fulcrum.addr("main");
+    let attempts: [&[u8]; 5] = [
+        // CL.TE: the two headers would frame the body differently here and behind us.
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        // Two different Content-Length values.
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nABCDGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        // obs-fold: a header continued on the next line.
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: a\r\n  Transfer-Encoding: chunked\r\n\r\n",
+        // Bare CR inside a header.
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rTransfer-Encoding: chunked\r\n\r\n",
+        // Bare CR as a line ending.
+        b"GET / HTTP/1.1\rHost: x\r\n\r\n",
+    ];
+    for attempt in attempts {
+        let reply = raw_exchange(addr, attempt).await;
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{:?} -> {text}",
+            String::from_utf8_lossy(attempt)
+        );
+        assert!(text.contains("connection: close"), "{text}");
+        assert_eq!(
+            text.matches("HTTP/1.1").count(),
+            1,
+            "exactly one response, then close: {text}"
+        );
+    }
+    assert_eq!(
+        s1.request_count(),
+        0,
+        "nothing of a refused request reached the server"
+    );
+    // A clean request still works.
+    assert_eq!(get(addr, "/", &[]).await.status, 200);
+    assert_eq!(s1.request_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_gets_408_at_http_request_while_others_are_served() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&plain_site(s1.addr()));
+    let addr = fulcrum.addr("main");
+
+    let slow = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let mut sent = 0;
+        for byte in head {
+            if stream.write_all(&[*byte]).await.is_err() {
+                break; // the proxy gave up on us, as it should
+            }
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if started.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        }
+        let mut reply = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
+        (
+            String::from_utf8_lossy(&reply).into_owned(),
+            sent,
+            started.elapsed(),
+        )
+    });
+
+    // Meanwhile other clients are served normally.
+    for _ in 0..10 {
+        assert_eq!(get(addr, "/", &[]).await.status, 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (reply, sent, _) = slow.await.unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{reply}"
+    );
+    assert!(
+        sent < 40,
+        "the proxy stopped waiting after about 10 bytes at 10 bytes/s, not after {sent}"
+    );
+    assert!(!s1.requests().iter().any(|r| r.uri.path() == "/slow"));
+    let log = fulcrum.wait_log(|l| l["target"] == "access" && l["status"] == 408);
+    assert_eq!(&log["termination"].as_str().unwrap()[..2], "cR");
+}
+
+fn tls_site(server: std::net::SocketAddr) -> String {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    format!(
+        r#"
+[frontend.tls]
+bind = ["127.0.0.1:0"]
+tls = {{ certs = ["{fixtures}/a.pem", "{fixtures}/b.pem"] }}
+default_backend = "web"
+
+[frontend.clear]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+servers = [{{ name = "s1", address = "{server}" }}]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_picks_the_certificate_by_sni_over_tls12_and_tls13() {
+    if !require_tool("curl") {
+        return;
+    }
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&tls_site(s1.addr()));
+    let port = fulcrum.addr("tls").port();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    for (name, version) in [
+        ("a", "--tlsv1.3"),
+        ("b", "--tlsv1.3"),
+        ("a", "--tls-max"),
+        ("b", "--tls-max"),
+    ] {
+        let host = format!("{name}.fulcrum.test");
+        let resolve = format!("{host}:{port}:127.0.0.1");
+        let cacert = format!("{fixtures}/{name}.crt");
+        let url = format!("https://{host}:{port}/");
+        let mut args = vec![
+            "-v",
+            "--http1.1",
+            "--resolve",
+            &resolve,
+            "--cacert",
+            &cacert,
+        ];
+        if version == "--tls-max" {
+            args.extend(["--tlsv1.2", "--tls-max", "1.2"]);
+        } else {
+            args.push(version);
+        }
+        args.push(&url);
+        let (status, body, err) = curl(&args).await;
+        assert!(status.success(), "{host} {version}: {err}");
+        assert!(body.starts_with("s1"), "{body}");
+        assert!(
+            err.contains(&format!("CN={host}")),
+            "{host} was served its own certificate: {err}"
+        );
+        let expected = if version == "--tls-max" {
+            "TLSv1.2"
+        } else {
+            "TLSv1.3"
+        };
+        assert!(err.contains(expected), "{expected} negotiated: {err}");
+    }
+    // The other certificate's CA does not validate a name's certificate: proof it is a different one.
+    let resolve = format!("a.fulcrum.test:{port}:127.0.0.1");
+    let wrong_ca = format!("{fixtures}/b.crt");
+    let url = format!("https://a.fulcrum.test:{port}/");
+    let (status, _, _) = curl(&["--resolve", &resolve, "--cacert", &wrong_ca, &url]).await;
+    assert!(!status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_over_alpn_and_h2c_complete_under_h2load() {
+    if !require_tool("h2load") || !require_tool("curl") {
+        return;
+    }
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&tls_site(s1.addr()));
+    let port = fulcrum.addr("tls").port();
+    let tls_url = format!("https://127.0.0.1:{port}/");
+    let h2c_url = format!("http://{}/", fulcrum.addr("clear"));
+    for url in [&tls_url, &h2c_url] {
+        let out = tokio::process::Command::new("h2load")
+            .args(["-n", "200", "-c", "4", "-m", "10", url])
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("200 succeeded, 0 failed, 0 errored"),
+            "{url}: {text}"
+        );
+        assert!(text.contains("status codes: 200 2xx"), "{url}: {text}");
+        if url == &tls_url {
+            assert!(
+                text.contains("Application protocol: h2"),
+                "ALPN picked h2: {text}"
+            );
+        }
+    }
+    // curl over HTTP/2 sees the origin's answer and a POST body goes through.
+    let resolve = format!("a.fulcrum.test:{port}:127.0.0.1");
+    let cacert = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/a.crt");
+    let url = format!("https://a.fulcrum.test:{port}/h2");
+    let (status, out, err) = curl(&[
+        "--http2",
+        "-D",
+        "-",
+        "--resolve",
+        &resolve,
+        "--cacert",
+        cacert,
+        "--data-binary",
+        "hello",
+        &url,
+    ])
+    .await;
+    assert!(status.success(), "{err}");
+    assert!(out.starts_with("HTTP/2 200"), "{out}");
+    let posted = s1
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.path() == "/h2")
+        .unwrap();
+    assert_eq!(posted.body_len, 5);
+    assert_eq!(
+        posted.version,
+        http::Version::HTTP_11,
+        "servers are spoken to in HTTP/1.1"
+    );
+}

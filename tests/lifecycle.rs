@@ -1,0 +1,260 @@
+//! End-to-end tests of the process around the proxy: `fulcrum check`, hot reload on SIGHUP under
+//! load (no request may fail), a broken reload changing nothing, listeners following the config,
+//! and a graceful stop on SIGTERM that lets requests in flight finish.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod support;
+
+use std::{
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use support::{Fulcrum, KeepAlive, get, message, origin};
+
+#[test]
+fn check_lists_every_error_with_its_line_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"[frontend.main]
+bind = ["127.0.0.1:8080"]
+use_backend = [{ backend = "uploads", if = "{ method POST }" }]
+default_backend = "web"
+colour = "blue"
+
+[backend.web]
+timeout = { connect = "5 fortnights" }
+servers = [{ name = "s1", address = "127.0.0.1:8081" }]
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let shown = path.display().to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "three errors and a count: {err}");
+    assert!(lines[0].starts_with(&format!("{shown}:3:")), "{err}");
+    assert!(
+        lines[0].contains("`frontend.main.use_backend[0].backend`")
+            && lines[0].contains("`uploads`, which is not defined"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{shown}:5:1: `frontend.main.colour`: unknown field `colour`"
+        )),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{shown}:8:"))
+            && lines[2].contains("timeout.connect")
+            && lines[2].contains("invalid duration"),
+        "{err}"
+    );
+    assert!(lines[3].ends_with("3 error(s)"), "{err}");
+
+    std::fs::write(
+        &path,
+        "[frontend.main]\nbind = [\"127.0.0.1:8080\"]\ndefault_backend = \"web\"\n[backend.web]\nservers = [{ name = \"s1\", address = \"127.0.0.1:8081\" }]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(summary.lines().count(), 1, "{summary}");
+    assert!(
+        summary.contains("configuration is valid: 1 frontend(s), 1 backend(s), 1 server(s)"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn the_default_config_is_valid() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .args([
+            "check",
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/etc/fulcrum.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn site(servers: &[(&str, std::net::SocketAddr)], acl: &str, extra_frontend: bool) -> String {
+    let servers: Vec<String> = servers
+        .iter()
+        .map(|(name, addr)| format!("{{ name = \"{name}\", address = \"{addr}\" }}"))
+        .collect();
+    let mut config = format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+acl.special = "{acl}"
+use_backend = [{{ backend = "special", if = "special" }}]
+default_backend = "web"
+
+[backend.web]
+servers = [{}]
+
+[backend.special]
+servers = [{}]
+"#,
+        servers.join(", "),
+        servers[0..1].join(", ")
+    );
+    if extra_frontend {
+        config
+            .push_str("\n[frontend.extra]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"web\"\n");
+    }
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_reloads_under_load_fail_no_request_and_a_broken_file_changes_nothing() {
+    let s1 = origin("s1").await;
+    let s2 = origin("s2").await;
+    let s3 = origin("s3").await;
+    let config_a = site(
+        &[("s1", s1.addr()), ("s2", s2.addr())],
+        "path_beg /special",
+        false,
+    );
+    let config_b = site(
+        &[("s1", s1.addr()), ("s2", s2.addr()), ("s3", s3.addr())],
+        "path_beg /other",
+        true,
+    );
+    let fulcrum = Fulcrum::start(&config_a);
+    let addr = fulcrum.addr("main");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let (stop, ok) = (Arc::clone(&stop), Arc::clone(&ok));
+        clients.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut client = KeepAlive::connect(addr).await;
+            while !stop.load(Ordering::Relaxed) {
+                if !client.is_open() {
+                    client = KeepAlive::connect(addr).await;
+                }
+                match client.get("/page", &[]).await {
+                    Ok(reply) if reply.status == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(reply) => failures.push(format!("status {}", reply.status)),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            failures
+        }));
+    }
+
+    for i in 0..20 {
+        let config = if i % 2 == 0 { &config_b } else { &config_a };
+        fulcrum.write_config(config);
+        assert!(fulcrum.reload(), "reload {i} applied");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // After an even number of reloads config A is back: s3 is gone, ACL matches /special.
+    assert_eq!(get(addr, "/special", &[]).await.server(), "s1");
+
+    // A broken file: refused, every error logged, and traffic goes on as before.
+    let before = fulcrum.log_len();
+    fulcrum.write_config(&format!(
+        "{config_a}\n[backend.web2]\nservers = 3\nbalance = \"nope\"\n"
+    ));
+    assert!(!fulcrum.reload(), "the broken reload was refused");
+    let refusal = fulcrum.wait_log_from(before, |l| {
+        message(l).starts_with("reload refused, keeping")
+    });
+    assert_eq!(refusal["count"], 1, "{refusal}");
+    assert!(fulcrum.logs()[before..].iter().any(|l| {
+        l["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("backend.web2.servers"))
+    }));
+    assert_eq!(get(addr, "/special", &[]).await.server(), "s1");
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for client in clients {
+        failures.extend(client.await.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "failed requests during reloads: {failures:?}"
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "the clients kept sending: {}",
+        ok.load(Ordering::Relaxed)
+    );
+    assert!(
+        s3.request_count() > 0,
+        "the added server took traffic while configured"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_and_removes_listeners() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&site(&[("s1", s1.addr())], "path /x", false));
+    fulcrum.write_config(&site(&[("s1", s1.addr())], "path /x", true));
+    assert!(fulcrum.reload());
+    let extra = fulcrum.addr("extra");
+    assert_eq!(get(extra, "/", &[]).await.status, 200);
+    fulcrum.write_config(&site(&[("s1", s1.addr())], "path /x", false));
+    assert!(fulcrum.reload());
+    fulcrum.wait_log(|l| message(l) == "listener closed" && l["frontend"] == "extra");
+    assert!(
+        tokio::net::TcpStream::connect(extra).await.is_err(),
+        "the removed listener no longer accepts"
+    );
+    assert_eq!(get(fulcrum.addr("main"), "/", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_accepting_and_lets_requests_in_flight_finish() {
+    let s1 = origin("s1").await;
+    let mut fulcrum = Fulcrum::start(&site(&[("s1", s1.addr())], "path /x", false));
+    let addr = fulcrum.addr("main");
+    let in_flight = tokio::spawn(async move { get(addr, "/delay/700", &[]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    fulcrum.signal(libc::SIGTERM);
+    fulcrum.wait_log(|l| message(l).starts_with("stopping"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections once stopping"
+    );
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200, "the request in flight finished");
+    let status = tokio::task::spawn_blocking(move || fulcrum.wait_exit())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
