@@ -384,3 +384,162 @@ servers = [{{ name = "s1", address = "{}" }}]
     assert_eq!(&echoed, b"ping over the tunnel");
     let _ = Bytes::new();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_uploads_stream_with_expect_continue_and_chunked_bodies() {
+    let echo = origin_with(OriginOptions {
+        name: "echo".into(),
+        echo: true,
+        ..OriginOptions::default()
+    })
+    .await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "upload"
+
+[backend.upload]
+servers = [{{ name = "echo", address = "{}" }}]
+"#,
+        echo.addr()
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("upload.bin");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let upload = format!("@{}", file.display());
+    let url = format!("http://{}/upload", fulcrum.addr("main"));
+    // curl sends `Expect: 100-continue` for a body this large.
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "20",
+            "-v",
+            "--data-binary",
+            &upload,
+            &url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Expect: 100-continue"));
+    assert_eq!(out.stdout, data, "the body came back whole");
+    // The same body as chunked transfer coding.
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "20",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &upload,
+            &url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, data, "the chunked body came back whole");
+    let seen = echo.requests();
+    assert!(seen.iter().all(|r| r.body_len == data.len()));
+    assert!(
+        seen.iter().all(|r| !r.headers.contains_key("expect")),
+        "Expect was answered by the proxy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_clients_get_bodies_they_can_read() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+servers = [{{ name = "s1", address = "{}" }}]
+"#,
+        s1.addr()
+    ));
+    let reply =
+        support::raw_exchange(fulcrum.addr("main"), b"GET /size/100 HTTP/1.0\r\n\r\n").await;
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    assert!(text.ends_with(&format!("s1{}", "\n".repeat(98))), "{text}");
+    assert_eq!(
+        s1.requests()[0].headers["host"],
+        s1.addr().to_string(),
+        "a Host header is supplied for HTTP/1.1 servers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frontend_max_connections_holds_extra_clients_until_one_leaves() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+max_connections = 1
+timeout = {{ keep_alive = "30s" }}
+default_backend = "web"
+
+[backend.web]
+servers = [{{ name = "s1", address = "{}" }}]
+"#,
+        s1.addr()
+    ));
+    let addr = fulcrum.addr("main");
+    let mut first = KeepAlive::connect(addr).await;
+    assert_eq!(first.get("/", &[]).await.unwrap().status, 200);
+    // The second client connects (the kernel's backlog) but is not served while the first holds
+    // the only slot.
+    let second = tokio::spawn(async move { get(addr, "/second", &[]).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !second.is_finished(),
+        "the second client was served beyond max_connections"
+    );
+    assert_eq!(s1.request_count(), 1);
+    drop(first);
+    let reply = tokio::time::timeout(support::PATIENCE, second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vip_not_held_yet_can_be_bound() {
+    // 192.0.2.0/24 is TEST-NET-1: never on this machine. IP_FREEBIND lets the listener exist
+    // before the address arrives, as a VRRP backup needs. Nothing connects to it.
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.vip]
+bind = ["192.0.2.123:0", "127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+servers = [{{ name = "s1", address = "{}" }}]
+"#,
+        s1.addr()
+    ));
+    let listening: Vec<String> = fulcrum
+        .logs()
+        .iter()
+        .filter(|l| support::message(l) == "listening")
+        .map(|l| l["addr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        listening.iter().any(|a| a.starts_with("192.0.2.123:")),
+        "{listening:?}"
+    );
+    assert_eq!(get(fulcrum.addr("vip"), "/", &[]).await.status, 200);
+}

@@ -258,3 +258,45 @@ async fn sigterm_stops_accepting_and_lets_requests_in_flight_finish() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_server_health_for_servers_that_stay() {
+    let s1 = origin("s1").await;
+    let dead = support::dead_addr();
+    let config = |acl: &str| {
+        format!(
+            r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+acl.x = "{acl}"
+use_backend = [{{ backend = "web", if = "x" }}]
+default_backend = "web"
+
+[backend.web]
+health_check = {{ type = "tcp", interval = "100ms", fall = 1, rise = 50 }}
+servers = [{{ name = "s1", address = "{}" }}, {{ name = "dead", address = "{dead}" }}]
+"#,
+            s1.addr()
+        )
+    };
+    let fulcrum = Fulcrum::start(&config("path /a"));
+    fulcrum.wait_log(|l| message(l) == "server is DOWN" && l["server"] == "dead");
+    fulcrum.write_config(&config("path /b"));
+    assert!(fulcrum.reload());
+    // With rise = 50 the dead server could only be UP again if the reload had reset its health;
+    // every request therefore lands on s1, with no 503 from a connect to the dead one.
+    let mut client = KeepAlive::connect(fulcrum.addr("main")).await;
+    for _ in 0..20 {
+        let reply = client.get("/", &[]).await.unwrap();
+        assert_eq!((reply.status, reply.server()), (200, "s1"));
+    }
+    let downs = fulcrum
+        .logs()
+        .iter()
+        .filter(|l| message(l) == "server is DOWN")
+        .count();
+    assert_eq!(
+        downs, 1,
+        "the server went DOWN once, not again after the reload"
+    );
+}
