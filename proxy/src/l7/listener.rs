@@ -49,13 +49,12 @@ pub(crate) async fn accept_loop(
             permit = rt.limit.acquire() => permit,
             () = stop.cancelled() => return,
         };
-        let Some(fe_state) = rt
-            .table
-            .load()
-            .frontend(&frontend)
-            .map(|(i, _)| Arc::clone(&rt.table.load().frontends[i].state))
-        else {
-            return;
+        let fe_state = {
+            let table = rt.table.load();
+            match table.frontend(&frontend) {
+                Some((i, _)) => Arc::clone(&table.frontends[i].state),
+                None => return,
+            }
         };
         let local_permit = tokio::select! {
             permit = fe_state.limit.acquire() => permit,
