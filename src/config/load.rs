@@ -336,4 +336,22 @@ servers = [{ name = "s1", address = "nowhere", weight = 999 }]
         assert!(errs[0].message.contains("[vrrp] is not supported"));
         assert_eq!(errs[0].key, "vrrp");
     }
+
+    proptest::proptest! {
+        /// No config text panics the loader.
+        #[test]
+        fn arbitrary_text_never_panics(text in "[\\[\\]a-z_.=\"{}, 0-9\n]{0,200}") {
+            let _ = load_str(Path::new("fuzz.toml"), &text);
+        }
+
+        /// Nor does a valid file with one byte replaced.
+        #[test]
+        fn mutated_file_never_panics(at in 0usize..200, c in proptest::prelude::any::<char>()) {
+            let mut chars: Vec<char> = GOOD.chars().collect();
+            let at = at % chars.len();
+            chars[at] = c;
+            let text: String = chars.into_iter().collect();
+            let _ = load_str(Path::new("fuzz.toml"), &text);
+        }
+    }
 }

@@ -161,3 +161,106 @@ fn candidates(
 fn try_take(cfg: &Backend, entry: &BackendEntry, index: usize) -> bool {
     entry.servers[index].try_take_slot(cfg.servers[index].max_connections)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        config::{Sections, build, section::BackendSection},
+        state::{AdminState, Registry},
+        table::Table,
+    };
+
+    fn table(backend: &str) -> Table {
+        let section: BackendSection = toml::from_str(backend).unwrap();
+        let sections = Sections {
+            backend: [("web".to_owned(), section)].into_iter().collect(),
+            ..Sections::default()
+        };
+        Table::build(build(&sections).unwrap(), &Registry::default())
+    }
+
+    const TWO: &str = r#"
+timeout = { queue = "1s" }
+servers = [{ name = "s1", address = "127.0.0.1:1", max_connections = 1 }, { name = "s2", address = "127.0.0.1:2", max_connections = 1 }]
+"#;
+
+    #[tokio::test]
+    async fn drain_takes_sticky_clients_only_and_maint_takes_none() {
+        let t = table(TWO);
+        let (cfg, entry) = t.backend(0).unwrap();
+        let key = PickKey::default();
+        entry.servers[0].set_admin(AdminState::Drain);
+        for _ in 0..4 {
+            let (slot, _) = select(cfg, entry, None, None, &key).await.unwrap();
+            assert_eq!(slot.index, 1, "a draining server gets no new client");
+        }
+        let (slot, _) = select(cfg, entry, Some(0), None, &key).await.unwrap();
+        assert_eq!(slot.index, 0, "a draining server keeps its sticky clients");
+        assert!(entry.servers[0].takes_sticky_clients());
+        entry.servers[0].set_admin(AdminState::Maint);
+        assert!(!entry.servers[0].takes_sticky_clients());
+        entry.servers[1].set_admin(AdminState::Maint);
+        drop(slot);
+        assert_eq!(
+            select(cfg, entry, None, None, &key).await.unwrap_err(),
+            NoServer::NoneUp
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn full_servers_queue_until_a_slot_frees_or_the_queue_times_out() {
+        let t = table(TWO);
+        let (cfg, entry) = t.backend(0).unwrap();
+        let key = PickKey::default();
+        let (a, _) = select(cfg, entry, None, None, &key).await.unwrap();
+        let (b, _) = select(cfg, entry, None, None, &key).await.unwrap();
+        assert_ne!(a.index, b.index);
+
+        // Both full: the next request waits, and gets the slot `a` frees.
+        let freed = a.index;
+        let waiter = async {
+            let (slot, waited) = select(cfg, entry, None, None, &key).await.unwrap();
+            (slot.index, waited)
+        };
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(a);
+        };
+        let ((index, waited), ()) = tokio::join!(waiter, release);
+        assert_eq!(index, freed);
+        assert_eq!(waited, Duration::from_millis(300));
+        assert_eq!(entry.state.counters.queue.get(), 0);
+
+        // Full again (`b` and `_c` held): the next request times out after `timeout queue`.
+        let (_c, _) = select(cfg, entry, None, None, &key).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            select(cfg, entry, None, None, &key).await.unwrap_err(),
+            NoServer::QueueTimeout
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        drop(b);
+    }
+
+    #[tokio::test]
+    async fn backups_serve_only_when_no_active_server_is_up() {
+        let t = table(
+            r#"servers = [{ name = "a", address = "127.0.0.1:1" }, { name = "bk", address = "127.0.0.1:2", backup = true }]"#,
+        );
+        let (cfg, entry) = t.backend(0).unwrap();
+        let key = PickKey::default();
+        assert_eq!(
+            select(cfg, entry, None, None, &key).await.unwrap().0.index,
+            0
+        );
+        entry.servers[0].set_healthy(false);
+        assert_eq!(
+            select(cfg, entry, None, None, &key).await.unwrap().0.index,
+            1
+        );
+    }
+}

@@ -182,7 +182,8 @@ impl ServerState {
             self.downtime
                 .fetch_add(now.saturating_sub(previous), Relaxed);
         }
-        if after == ServerStatus::Down {
+        // HAProxy's `chkdown`: a serving server that went DOWN, not one leaving MAINT.
+        if after == ServerStatus::Down && matches!(before, ServerStatus::Up | ServerStatus::Drain) {
             self.counters.down_transitions.fetch_add(1, Relaxed);
         }
     }
@@ -217,5 +218,29 @@ impl ServerState {
     /// Requests under way on this server.
     pub fn active(&self) -> u32 {
         self.counters.sessions.get() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_combines_health_and_admin_state() {
+        let s = ServerState::new("b", "s", SocketAddr::from(([127, 0, 0, 1], 1)), 1, 0);
+        assert_eq!(s.status(), ServerStatus::Up);
+        s.set_admin(AdminState::Drain);
+        assert_eq!(s.status(), ServerStatus::Drain);
+        assert!(!s.takes_new_clients() && s.takes_sticky_clients());
+        s.set_healthy(false);
+        assert_eq!(s.status(), ServerStatus::Down);
+        s.set_admin(AdminState::Maint);
+        assert_eq!(s.status(), ServerStatus::Maint);
+        s.set_admin(AdminState::Ready);
+        s.set_healthy(true);
+        assert_eq!(s.status(), ServerStatus::Up);
+        assert_eq!(s.counters.down_transitions.load(Relaxed), 1);
+        s.set_weight(0);
+        assert!(!s.takes_new_clients(), "weight 0 gets no new clients");
     }
 }

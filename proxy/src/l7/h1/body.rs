@@ -332,4 +332,13 @@ mod tests {
         assert_eq!(read.unwrap(), 300_000);
         assert_eq!(written.len(), 300_004);
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes as a chunked body end in an error or a copy, never a panic.
+        #[test]
+        fn arbitrary_chunked_input_never_panics(input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let _ = rt.block_on(run(&input, BodyKind::Chunked));
+        }
+    }
 }

@@ -546,4 +546,25 @@ mod tests {
             BodyKind::Chunked
         );
     }
+
+    proptest::proptest! {
+        /// Nothing a client or server sends panics the parsers.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse_request(&bytes);
+            let _ = parse_response(&bytes, &Method::GET);
+        }
+
+        /// Mutations of a valid head never panic either, and a parse that succeeds consumed no
+        /// more than it was given.
+        #[test]
+        fn mutated_heads_never_panic(at in 0usize..80, byte in proptest::prelude::any::<u8>()) {
+            let mut raw = b"POST /a?b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nCookie: a=1\r\n\r\nabc".to_vec();
+            let at = at % raw.len();
+            raw[at] = byte;
+            if let Ok(Some((_, len))) = parse_request(&raw) {
+                proptest::prop_assert!(len <= raw.len());
+            }
+        }
+    }
 }
