@@ -40,13 +40,8 @@ pub(crate) fn run(path: &Path) -> ExitCode {
 
 async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     let grace = loaded.file.global.grace.get();
-    let proxy = match Proxy::start(loaded.proxy) {
-        Ok(proxy) => proxy,
-        Err(error) => {
-            tracing::error!(%error, "cannot start");
-            return ExitCode::FAILURE;
-        }
-    };
+    // Signals first: a SIGHUP or SIGTERM that arrives while listeners are being bound must not
+    // kill the process with the default action.
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
@@ -54,6 +49,13 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     ) else {
         tracing::error!("cannot install signal handlers");
         return ExitCode::FAILURE;
+    };
+    let proxy = match Proxy::start(loaded.proxy) {
+        Ok(proxy) => proxy,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
     };
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "fulcrum started");
     loop {
@@ -64,13 +66,17 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         }
     }
     tracing::info!(grace = ?grace, connections = proxy.connections(), "stopping: no new connections, finishing requests in flight");
-    if proxy.shutdown(grace).await {
-        tracing::info!("stopped");
-    } else {
-        tracing::warn!(
-            connections = proxy.connections(),
-            "grace period over, closing the rest"
-        );
+    // A second stop signal during the grace period means "now", as with HAProxy's hard stop.
+    tokio::select! {
+        finished = proxy.shutdown(grace) => {
+            if finished {
+                tracing::info!("stopped");
+            } else {
+                tracing::warn!(connections = proxy.connections(), "grace period over, closing the rest");
+            }
+        }
+        _ = term.recv() => tracing::warn!(connections = proxy.connections(), "second stop signal, closing the rest now"),
+        _ = int.recv() => tracing::warn!(connections = proxy.connections(), "second stop signal, closing the rest now"),
     }
     ExitCode::SUCCESS
 }

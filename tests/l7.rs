@@ -543,3 +543,73 @@ servers = [{{ name = "s1", address = "{}" }}]
     );
     assert_eq!(get(fulcrum.addr("vip"), "/", &[]).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redispatch_retries_stay_on_the_same_server() {
+    let live = origin("live").await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+retries = 2
+servers = [{{ name = "dead", address = "{}" }}, {{ name = "live", address = "{}" }}]
+"#,
+        dead_addr(),
+        live.addr()
+    ));
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(get(fulcrum.addr("main"), "/", &[]).await.status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [200, 200, 503, 503],
+        "half the requests are balanced to the dead server and stay there"
+    );
+    let failed = fulcrum.wait_log(|l| l["target"] == "access" && l["status"] == 503);
+    assert_eq!(failed["server"], "dead");
+    assert!(
+        failed["message"].as_str().unwrap().contains("/2 "),
+        "two retries, no redispatch: {failed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_http_request_timeout_means_no_limit_for_tls_and_h2c() {
+    if !support::require_tool("curl") {
+        return;
+    }
+    let s1 = origin("s1").await;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.tls]
+bind = ["127.0.0.1:0"]
+tls = {{ certs = ["{fixtures}/a.pem"] }}
+timeout = {{ http_request = "0s" }}
+default_backend = "web"
+
+[frontend.clear]
+bind = ["127.0.0.1:0"]
+timeout = {{ http_request = "0s" }}
+default_backend = "web"
+
+[backend.web]
+servers = [{{ name = "s1", address = "{}" }}]
+"#,
+        s1.addr()
+    ));
+    let h2c = format!("http://{}/", fulcrum.addr("clear"));
+    let (status, body, err) = curl(&["--http2-prior-knowledge", &h2c]).await;
+    assert!(status.success() && body.starts_with("s1"), "{err}");
+    let port = fulcrum.addr("tls").port();
+    let resolve = format!("a.fulcrum.test:{port}:127.0.0.1");
+    let cacert = format!("{fixtures}/a.crt");
+    let url = format!("https://a.fulcrum.test:{port}/");
+    let (status, body, err) = curl(&["--resolve", &resolve, "--cacert", &cacert, &url]).await;
+    assert!(status.success() && body.starts_with("s1"), "{err}");
+}

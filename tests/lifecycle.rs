@@ -300,3 +300,63 @@ servers = [{{ name = "s1", address = "{}" }}, {{ name = "dead", address = "{dead
         "the server went DOWN once, not again after the reload"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_can_hand_an_address_to_another_frontend() {
+    let s1 = origin("s1").await;
+    let addr = support::dead_addr(); // a free port, fixed so both configs bind the same address
+    let config = |frontend: &str| {
+        format!(
+            "[frontend.{frontend}]\nbind = [\"{addr}\"]\ndefault_backend = \"web\"\n\n[backend.web]\nservers = [{{ name = \"s1\", address = \"{}\" }}]\n",
+            s1.addr()
+        )
+    };
+    let fulcrum = Fulcrum::start(&config("old_name"));
+    let mut client = KeepAlive::connect(addr).await;
+    assert_eq!(client.get("/", &[]).await.unwrap().status, 200);
+    fulcrum.write_config(&config("new_name"));
+    assert!(
+        fulcrum.reload(),
+        "renaming the frontend that binds an address is no bind conflict"
+    );
+    // The connection opened before the reload serves its next request on the new table.
+    assert_eq!(client.get("/after", &[]).await.unwrap().status, 200);
+    assert_eq!(get(addr, "/fresh", &[]).await.status, 200);
+    let frontends: Vec<String> = fulcrum
+        .access_logs()
+        .iter()
+        .map(|l| l["frontend"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(frontends, ["old_name", "new_name", "new_name"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_stop_signal_closes_at_once() {
+    let s1 = origin("s1").await;
+    let mut fulcrum =
+        Fulcrum::start(&site(&[("s1", s1.addr())], "path /x", false).replace("grace = \"5s\"", ""));
+    let addr = fulcrum.addr("main");
+    let in_flight = tokio::spawn(async move {
+        KeepAlive::connect(addr)
+            .await
+            .get("/delay/10000", &[])
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    fulcrum.signal(libc::SIGTERM);
+    fulcrum.wait_log(|l| message(l).starts_with("stopping"));
+    fulcrum.signal(libc::SIGTERM);
+    let status = tokio::task::spawn_blocking(move || fulcrum.wait_exit())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "did not wait out the 5s grace period"
+    );
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the request in flight was cut"
+    );
+}

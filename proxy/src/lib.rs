@@ -20,8 +20,9 @@ use std::{
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 pub use config::Config;
-use tokio::sync::broadcast;
+use tokio::{net::TcpListener, sync::broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -69,12 +70,39 @@ pub enum Error {
 pub struct Proxy {
     rt: Arc<Runtime>,
     health: Supervisor,
-    listeners: Mutex<HashMap<(String, SocketAddr), RunningListener>>,
+    listeners: Mutex<HashMap<ListenKey, RunningListener>>,
+}
+
+/// What identifies a listener across reloads: its address, so a reload that moves an address to
+/// another frontend keeps the socket (no bind race, no refused client); port-0 binds are
+/// ephemeral and belong to their frontend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ListenKey {
+    Addr(SocketAddr),
+    Ephemeral(String, SocketAddr),
+}
+
+impl ListenKey {
+    fn new(frontend: &str, addr: SocketAddr) -> Self {
+        if addr.port() == 0 {
+            Self::Ephemeral(frontend.to_owned(), addr)
+        } else {
+            Self::Addr(addr)
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Self::Addr(a) | Self::Ephemeral(_, a) => *a,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct RunningListener {
     bound: SocketAddr,
+    /// The frontend this listener serves; a reload may hand the address to another one.
+    frontend: Arc<ArcSwap<String>>,
     stop: CancellationToken,
 }
 
@@ -136,9 +164,9 @@ impl Proxy {
         };
         let mut out: Vec<_> = listeners
             .iter()
-            .map(|((frontend, configured), l)| Listener {
-                frontend: frontend.clone(),
-                configured: *configured,
+            .map(|(key, l)| Listener {
+                frontend: l.frontend.load().to_string(),
+                configured: key.addr(),
                 bound: l.bound,
             })
             .collect();
@@ -148,7 +176,7 @@ impl Proxy {
 
     /// Client connections open now.
     pub fn connections(&self) -> usize {
-        self.rt.limit.current()
+        self.rt.active.get() as usize
     }
 
     /// Stops accepting, lets requests in flight finish for up to `grace`, closes idle keep-alive
@@ -173,21 +201,17 @@ impl Proxy {
         }
     }
 
-    /// Binds the addresses `table` has and the running listeners lack.
-    fn bind_new(
-        &self,
-        table: &Table,
-    ) -> Result<Vec<(String, SocketAddr, tokio::net::TcpListener)>, Error> {
-        let running = self
-            .listeners
-            .lock()
-            .map(|l| l.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default();
+    /// Binds the addresses `table` has and the running listeners lack; running listeners whose
+    /// address moved to another frontend are handed to it.
+    fn bind_new(&self, table: &Table) -> Result<Vec<(ListenKey, String, TcpListener)>, Error> {
+        let Ok(running) = self.listeners.lock() else {
+            return Ok(Vec::new());
+        };
         let mut bound = Vec::new();
         for fe in &table.config.frontends {
             for addr in &fe.binds {
-                let key = (fe.name.clone(), *addr);
-                if running.contains(&key) {
+                let key = ListenKey::new(&fe.name, *addr);
+                if running.contains_key(&key) {
                     continue;
                 }
                 let listener = l7::listener::bind(*addr).map_err(|source| Error::Bind {
@@ -195,47 +219,67 @@ impl Proxy {
                     addr: *addr,
                     source,
                 })?;
-                bound.push((fe.name.clone(), *addr, listener));
+                bound.push((key, fe.name.clone(), listener));
             }
         }
         Ok(bound)
     }
 
-    fn start_listeners(&self, bound: Vec<(String, SocketAddr, tokio::net::TcpListener)>) {
+    fn start_listeners(&self, bound: Vec<(ListenKey, String, TcpListener)>) {
         let Ok(mut listeners) = self.listeners.lock() else {
             return;
         };
-        for (frontend, configured, listener) in bound {
-            let local = listener.local_addr().unwrap_or(configured);
+        for (key, frontend, listener) in bound {
+            let local = listener.local_addr().unwrap_or(key.addr());
             tracing::info!(%frontend, addr = %local, "listening");
             let stop = CancellationToken::new();
+            let frontend = Arc::new(ArcSwap::from_pointee(frontend));
             tokio::spawn(l7::listener::accept_loop(
                 Arc::clone(&self.rt),
-                frontend.clone(),
+                Arc::clone(&frontend),
                 listener,
                 stop.clone(),
             ));
             listeners.insert(
-                (frontend, configured),
-                RunningListener { bound: local, stop },
+                key,
+                RunningListener {
+                    bound: local,
+                    frontend,
+                    stop,
+                },
             );
         }
     }
 
+    /// Stops listeners no frontend binds any more, and points the others at the frontend that
+    /// binds their address now.
     fn stop_removed(&self, table: &Table) {
+        let wanted: HashMap<ListenKey, &str> = table
+            .config
+            .frontends
+            .iter()
+            .flat_map(|fe| {
+                fe.binds
+                    .iter()
+                    .map(|a| (ListenKey::new(&fe.name, *a), fe.name.as_str()))
+            })
+            .collect();
         let Ok(mut listeners) = self.listeners.lock() else {
             return;
         };
-        listeners.retain(|(frontend, addr), l| {
-            let keep = table
-                .config
-                .frontend(frontend)
-                .is_some_and(|fe| fe.binds.contains(addr));
-            if !keep {
-                tracing::info!(%frontend, addr = %l.bound, "listener closed");
-                l.stop.cancel();
+        listeners.retain(|key, l| match wanted.get(key) {
+            Some(frontend) => {
+                if l.frontend.load().as_str() != *frontend {
+                    tracing::info!(from = %l.frontend.load(), to = %frontend, addr = %l.bound, "listener handed to another frontend");
+                    l.frontend.store(Arc::new((*frontend).to_owned()));
+                }
+                true
             }
-            keep
+            None => {
+                tracing::info!(frontend = %l.frontend.load(), addr = %l.bound, "listener closed");
+                l.stop.cancel();
+                false
+            }
         });
     }
 }

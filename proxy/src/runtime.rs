@@ -10,7 +10,11 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{Event, state::Registry, table::Table};
+use crate::{
+    Event,
+    state::{Registry, counters::Gauge},
+    table::Table,
+};
 
 /// Shared by listeners, connections and health checks.
 #[derive(Debug)]
@@ -24,6 +28,9 @@ pub(crate) struct Runtime {
     pub(crate) connections: TaskTracker,
     /// `[global] max_connections`.
     pub(crate) limit: Arc<ConnLimit>,
+    /// Client connections being served now (the limit also counts accept loops waiting for a
+    /// client, so it cannot tell).
+    pub(crate) active: Gauge,
 }
 
 impl Runtime {
@@ -36,6 +43,7 @@ impl Runtime {
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             limit: Arc::new(ConnLimit::new(max_connections)),
+            active: Gauge::default(),
         })
     }
 
@@ -73,10 +81,6 @@ impl ConnLimit {
     pub(crate) fn set_max(&self, max: usize) {
         self.max.store(max, Relaxed);
         self.freed.notify_waiters();
-    }
-
-    pub(crate) fn current(&self) -> usize {
-        self.cur.load(Relaxed)
     }
 
     /// Waits until a connection may be taken, then takes it.

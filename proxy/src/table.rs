@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc};
 use crate::{
     config::{Backend, Config, Frontend},
     l7::balance::Balancer,
-    state::{AdminState, BackendState, FrontendState, Registry, ServerState},
+    state::{BackendState, FrontendState, Registry, ServerState},
 };
 
 /// One generation of routing state.
@@ -43,8 +43,8 @@ impl BackendEntry {
 }
 
 impl Table {
-    /// Joins `config` with the state kept in `registry`, creating state for new names. A server
-    /// configured `disabled` starts in MAINT the first time it is seen.
+    /// Joins `config` with the state kept in `registry`, creating state for new names and
+    /// applying `weight` and `disabled` where the config changed them.
     pub(crate) fn build(config: Config, registry: &Registry) -> Self {
         let frontends = config
             .frontends
@@ -61,11 +61,9 @@ impl Table {
                     .servers
                     .iter()
                     .map(|s| {
-                        let (state, created) =
+                        let state =
                             registry.server(&b.name, &s.name, s.addr, s.weight, b.pool_max_idle);
-                        if s.disabled && created {
-                            state.set_admin(AdminState::Maint);
-                        }
+                        state.apply_config(s.weight, s.disabled);
                         state
                     })
                     .collect();
@@ -102,5 +100,51 @@ impl Table {
     /// A backend's config and runtime entry.
     pub(crate) fn backend(&self, index: usize) -> Option<(&Backend, &BackendEntry)> {
         Some((self.config.backends.get(index)?, self.backends.get(index)?))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use crate::{
+        config::{Sections, build, section::BackendSection},
+        state::{AdminState, ServerStatus},
+    };
+
+    fn config(server: &str) -> Config {
+        let section: BackendSection = toml::from_str(&format!(
+            "servers = [{{ name = \"s\", address = \"127.0.0.1:1\", {server} }}]"
+        ))
+        .unwrap();
+        let sections = Sections {
+            backend: [("web".to_owned(), section)].into_iter().collect(),
+            ..Sections::default()
+        };
+        build(&sections).unwrap()
+    }
+
+    #[test]
+    fn a_reload_applies_what_the_file_changed_and_keeps_runtime_changes_it_did_not() {
+        let registry = Registry::default();
+        let first = Table::build(config("weight = 2"), &registry);
+        let state = Arc::clone(&first.backends[0].servers[0]);
+        state.set_weight(7); // an operator's runtime change
+        Table::build(config("weight = 2"), &registry);
+        assert_eq!(
+            state.weight(),
+            7,
+            "an unchanged weight in the file keeps the runtime weight"
+        );
+        let again = Table::build(config("weight = 3"), &registry);
+        assert!(
+            Arc::ptr_eq(&state, &again.backends[0].servers[0]),
+            "same server, same state"
+        );
+        assert_eq!(state.weight(), 3, "a changed weight in the file applies");
+        Table::build(config("weight = 3, disabled = true"), &registry);
+        assert_eq!(state.status(), ServerStatus::Maint);
+        Table::build(config("weight = 3"), &registry);
+        assert_eq!(state.admin(), AdminState::Ready);
     }
 }

@@ -13,20 +13,21 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
-/// Builds a server config offering `alpn` and serving the certificates in `pem_files`.
+/// Builds a server config offering `alpn` and serving the certificates in `pem_files`. An error
+/// names the index of the file at fault, when one is.
 pub(crate) fn server_config(
     pem_files: &[&Path],
     alpn: &[String],
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<Arc<rustls::ServerConfig>, (usize, String)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut resolver = SniResolver::default();
-    for path in pem_files {
-        let key = load_certified_key(path, &provider)?;
-        resolver.add(key)?;
+    for (index, path) in pem_files.iter().enumerate() {
+        let key = load_certified_key(path, &provider).map_err(|e| (index, e))?;
+        resolver.add(key).map_err(|e| (index, e))?;
     }
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
+        .map_err(|e| (0, e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use fulcrum_common::Duration;
+use fulcrum_common::{Duration, Spanned};
 use serde::Deserialize;
 
 /// `[global]` as users write it.
@@ -41,7 +41,7 @@ impl Default for GlobalSection {
 pub(crate) struct LogSection {
     pub(crate) format: LogFormat,
     /// A `tracing` filter: `info`, `debug`, `fulcrum_proxy=debug,info`, ...
-    pub(crate) level: String,
+    pub(crate) level: Spanned<String>,
     /// One line per request, HAProxy `httplog` style.
     pub(crate) access_log: bool,
 }
@@ -50,7 +50,7 @@ impl Default for LogSection {
     fn default() -> Self {
         Self {
             format: LogFormat::Text,
-            level: "info".to_owned(),
+            level: Spanned::new(0..0, "info".to_owned()),
             access_log: true,
         }
     }

@@ -149,6 +149,13 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
             format!("section [{section}] is not supported by this version of Fulcrum yet; remove it to run"),
         ));
     }
+    let level = &file.global.log.level;
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(level.get_ref()) {
+        found.push((
+            Some(level.span()),
+            format!("invalid log level `{}` ({e}): use error, warn, info, debug or trace, optionally per target (`fulcrum_proxy=debug,info`)", level.get_ref()),
+        ));
+    }
     resolve_paths(&mut file, path);
     let sections = fulcrum_proxy::config::Sections {
         frontend: file.frontend.clone(),
@@ -180,7 +187,7 @@ fn resolve_paths(file: &mut FileConfig, path: &Path) {
     let base = path.parent().unwrap_or(Path::new("."));
     for fe in file.frontend.values_mut() {
         if let Some(tls) = &mut fe.tls {
-            for cert in &mut tls.certs {
+            for cert in tls.certs.get_mut() {
                 if cert.get_ref().is_relative() {
                     let joined = base.join(cert.get_ref());
                     *cert.get_mut() = joined;

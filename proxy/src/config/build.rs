@@ -10,7 +10,7 @@ use std::{
 use fulcrum_common::{ConfigError, Spanned};
 
 use super::{
-    Backend, Check, Config, Cookie, Frontend, Return, Rule, Server,
+    Backend, Check, Config, Cookie, CookieMode, Frontend, Return, Rule, Server,
     section::{BackendSection, CheckKind, FrontendSection, HealthCheckSection, ServerSection},
 };
 use crate::l7::{
@@ -84,8 +84,8 @@ fn build_frontend(
         found
     };
 
-    if section.bind.is_empty() {
-        errors.push(ConfigError::global(format!(
+    if section.bind.get_ref().is_empty() {
+        errors.push(ConfigError::at(&section.bind, format!(
             "frontend `{name}` has an empty `bind`: give at least one address, e.g. [\"0.0.0.0:80\"]"
         )));
     }
@@ -166,11 +166,14 @@ fn build_frontend(
                 continue;
             }
         };
-        let Ok(content_type) = http::HeaderValue::from_str(&rule.content_type) else {
-            errors.push(ConfigError::global(format!(
-                "frontend `{name}`: content_type `{}` is not a valid header value",
-                rule.content_type
-            )));
+        let Ok(content_type) = http::HeaderValue::from_str(rule.content_type.get_ref()) else {
+            errors.push(ConfigError::at(
+                &rule.content_type,
+                format!(
+                    "content_type `{}` is not a valid header value",
+                    rule.content_type.get_ref()
+                ),
+            ));
             continue;
         };
         returns.push(Return {
@@ -188,13 +191,19 @@ fn build_frontend(
         .and_then(|d| resolve(d, errors));
 
     let tls = section.tls.as_ref().and_then(|tls| {
-        let Some(first) = tls.certs.first() else {
-            errors.push(ConfigError::global(format!(
-                "frontend `{name}`: `tls.certs` is empty; list at least one PEM file"
-            )));
+        let Some(first) = tls.certs.get_ref().first() else {
+            errors.push(ConfigError::at(
+                &tls.certs,
+                format!("frontend `{name}`: `tls.certs` is empty; list at least one PEM file"),
+            ));
             return None;
         };
-        let paths: Vec<&Path> = tls.certs.iter().map(|c| c.get_ref().as_path()).collect();
+        let paths: Vec<&Path> = tls
+            .certs
+            .get_ref()
+            .iter()
+            .map(|c| c.get_ref().as_path())
+            .collect();
         let alpn: Vec<String> = tls.alpn.iter().map(|a| a.get_ref().clone()).collect();
         for proto in &tls.alpn {
             if !matches!(proto.get_ref().as_str(), "h2" | "http/1.1") {
@@ -205,14 +214,22 @@ fn build_frontend(
             }
         }
         crate::tls::server_config(&paths, &alpn)
-            .map_err(|e| errors.push(ConfigError::at(first, e)))
+            .map_err(|(index, e)| {
+                let at = tls.certs.get_ref().get(index).unwrap_or(first);
+                errors.push(ConfigError::at(at, e));
+            })
             .ok()
     });
 
     let max_connections = positive(section.max_connections.as_ref(), "max_connections", errors);
     Frontend {
         name: name.to_owned(),
-        binds: section.bind.iter().map(|b| *b.get_ref()).collect(),
+        binds: section
+            .bind
+            .get_ref()
+            .iter()
+            .map(|b| *b.get_ref())
+            .collect(),
         tls,
         returns,
         rules,
@@ -235,7 +252,7 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
     };
     let mut names = HashSet::new();
     let mut cookies = HashSet::new();
-    let servers = section
+    let servers: Vec<Server> = section
         .servers
         .iter()
         .map(|s| {
@@ -269,6 +286,24 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
                 &c.name,
                 "cookie name must be a non-empty HTTP token",
             ));
+        }
+        if let Some(domain) = &c.domain
+            && (domain.is_empty() || !domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+        {
+            errors.push(ConfigError::at(&c.name, format!("cookie domain `{domain}` is not a domain name")));
+        }
+        if c.max_age.is_some_and(|d| d.get().as_secs() == 0) {
+            errors.push(ConfigError::at(&c.name, "cookie max_age must be at least 1s (Max-Age=0 deletes the cookie)"));
+        }
+        for (server, section) in servers.iter().zip(&section.servers) {
+            let value = &server.cookie;
+            let ok = crate::l7::cookie::is_cookie_value(value) && !(c.mode == CookieMode::Prefix && value.contains('~'));
+            if !ok {
+                errors.push(ConfigError::at(
+                    &section.name,
+                    format!("server `{}`: cookie value `{value}` cannot be sent in a cookie (no spaces, quotes, commas, semicolons or backslashes; no `~` with mode = \"prefix\")", server.name),
+                ));
+            }
         }
         Cookie {
             name: c.name.get_ref().clone(),
@@ -337,9 +372,18 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
             ));
         }
     }
-    if section.interval.is_zero() {
-        errors.push(ConfigError::global(
+    if section.interval.get_ref().is_zero() {
+        errors.push(ConfigError::at(
+            &section.interval,
             "health_check.interval must be longer than 0s",
+        ));
+    }
+    if let Some(timeout) = &section.timeout
+        && timeout.get_ref().is_zero()
+    {
+        errors.push(ConfigError::at(
+            timeout,
+            "health_check.timeout must be longer than 0s (leave it out to use interval)",
         ));
     }
     let expect_status = match &section.expect_status {
@@ -352,21 +396,28 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
             (200, 399)
         }),
     };
-    if http::Method::from_bytes(section.method.as_bytes()).is_err() {
-        errors.push(ConfigError::global(format!(
-            "health_check.method `{}` is not an HTTP method",
-            section.method
-        )));
+    if http::Method::from_bytes(section.method.get_ref().as_bytes()).is_err() {
+        errors.push(ConfigError::at(
+            &section.method,
+            format!(
+                "health_check.method `{}` is not an HTTP method",
+                section.method.get_ref()
+            ),
+        ));
     }
     Some(Check {
         kind: section.kind,
-        method: section.method.clone(),
+        method: section.method.get_ref().clone(),
         path: section.path.clone(),
         host: section.host.clone(),
         expect_status,
         expect_body: section.expect_body.clone(),
-        interval: section.interval.get(),
-        timeout: section.timeout.unwrap_or(section.interval).get(),
+        interval: section.interval.get_ref().get(),
+        timeout: section
+            .timeout
+            .as_ref()
+            .map_or(*section.interval.get_ref(), |t| *t.get_ref())
+            .get(),
         rise: (*section.rise.get_ref()).max(1),
         fall: (*section.fall.get_ref()).max(1),
         port: section.port,
@@ -405,7 +456,7 @@ fn check_unique_binds(
 ) {
     let mut seen = HashMap::new();
     for (name, section) in frontends {
-        for bind in &section.bind {
+        for bind in section.bind.get_ref() {
             if bind.get_ref().port() == 0 {
                 continue;
             }
@@ -427,5 +478,117 @@ fn list_or_none(items: &[&str]) -> String {
         "none".to_owned()
     } else {
         items.join(", ")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    /// Builds from `[frontend.*]`/`[backend.*]` TOML and returns the error messages.
+    fn errors(text: &str) -> Vec<String> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            #[serde(default)]
+            frontend: BTreeMap<String, FrontendSection>,
+            #[serde(default)]
+            backend: BTreeMap<String, BackendSection>,
+        }
+        let file: File = toml::from_str(text).unwrap();
+        let sections = Sections {
+            frontend: file.frontend,
+            backend: file.backend,
+            ..Sections::default()
+        };
+        match build(&sections) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|e| e.message).collect(),
+        }
+    }
+
+    #[test]
+    fn impossible_values_are_errors() {
+        let errs = errors(
+            r#"
+[backend.web]
+health_check = { type = "http", interval = "0s", timeout = "0s", rise = 0, method = "G E T", expect_status = "600" }
+servers = [
+  { name = "a", address = "127.0.0.1:1", weight = 300, max_connections = 0 },
+  { name = "a", address = "127.0.0.1:2" },
+]
+"#,
+        );
+        for expected in [
+            "interval must be longer than 0s",
+            "timeout must be longer than 0s",
+            "rise must be at least 1",
+            "is not an HTTP method",
+            "expect_status must be",
+            "weight must be 0..=256",
+            "max_connections must be at least 1",
+            "two servers named `a`",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(expected)),
+                "{expected}: {errs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cookie_settings_that_cannot_work_are_errors() {
+        let errs = errors(
+            r#"
+[backend.web]
+cookie = { name = "srv", mode = "prefix", domain = "bad domain", max_age = "0s" }
+servers = [{ name = "a", address = "127.0.0.1:1", cookie = "x~y" }, { name = "b", address = "127.0.0.1:2", cookie = "has space" }]
+"#,
+        );
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        assert!(errs.iter().any(|e| e.contains("not a domain name")));
+        assert!(errs.iter().any(|e| e.contains("Max-Age=0")));
+        assert!(errs.iter().any(|e| e.contains("`x~y` cannot be sent")));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("`has space` cannot be sent"))
+        );
+    }
+
+    #[test]
+    fn frontend_errors_name_what_is_allowed() {
+        let errs = errors(
+            r#"
+[frontend.main]
+bind = []
+acl.a = "paht /x"
+use_backend = [{ backend = "web", if = "a b" }, { backend = "nope", if = "TRUE" }]
+return = [{ if = "TRUE", status = 700 }]
+default_backend = "web"
+
+[backend.web]
+balance = "fastest"
+servers = []
+"#,
+        );
+        assert!(errs.iter().any(|e| e.contains("empty `bind`")), "{errs:#?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("acl `a`") && e.contains("paht")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("`nope`, which is not defined (defined: web)")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("status must be 200..=599")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("roundrobin")),
+            "the balance error lists the algorithms: {errs:#?}"
+        );
     }
 }

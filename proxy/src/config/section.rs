@@ -12,7 +12,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct FrontendSection {
     /// Addresses to listen on; a VIP the node does not hold yet is fine (IP_FREEBIND).
-    pub bind: Vec<Spanned<SocketAddr>>,
+    pub bind: Spanned<Vec<Spanned<SocketAddr>>>,
     /// TLS termination; without it the listeners speak plain HTTP/1.1 and h2c.
     pub tls: Option<TlsSection>,
     /// Named ACLs: `acl.is_post = "method POST"`.
@@ -42,7 +42,7 @@ pub struct FrontendSection {
 pub struct TlsSection {
     /// PEM files, each holding a certificate chain and its private key; several files are chosen
     /// between by SNI, the first is the default.
-    pub certs: Vec<Spanned<PathBuf>>,
+    pub certs: Spanned<Vec<Spanned<PathBuf>>>,
     /// ALPN protocols offered, in order of preference.
     #[serde(default = "default_alpn")]
     pub alpn: Vec<Spanned<String>>,
@@ -75,7 +75,7 @@ pub struct ReturnSection {
     #[serde(default = "default_return_status")]
     pub status: Spanned<u16>,
     #[serde(default = "default_content_type")]
-    pub content_type: String,
+    pub content_type: Spanned<String>,
     #[serde(default)]
     pub body: String,
 }
@@ -84,8 +84,8 @@ fn default_return_status() -> Spanned<u16> {
     Spanned::new(0..0, 200)
 }
 
-fn default_content_type() -> String {
-    "text/plain".to_owned()
+fn default_content_type() -> Spanned<String> {
+    Spanned::new(0..0, "text/plain".to_owned())
 }
 
 /// `timeout = { ... }` of a frontend.
@@ -148,10 +148,13 @@ pub struct CookieSection {
     pub name: Spanned<String>,
     #[serde(default)]
     pub mode: CookieMode,
-    /// With `insert`: add `Cache-Control: private` to responses that set the cookie.
+    /// Add `Cache-Control: private` to responses that set the persistence cookie (inserted, or
+    /// rewritten/prefixed), so shared caches do not hand one client's cookie to others.
     #[serde(default)]
     pub nocache: bool,
-    /// Hide the cookie from servers and don't re-send it to clients that hold a valid one.
+    /// With `insert`: remove the persistence cookie from requests before they reach the server,
+    /// so applications never see it. (A client holding a valid cookie is never sent it again,
+    /// with or without `indirect`.)
     #[serde(default)]
     pub indirect: bool,
     #[serde(default)]
@@ -182,20 +185,21 @@ pub struct HealthCheckSection {
     #[serde(rename = "type", default)]
     pub kind: CheckKind,
     #[serde(default = "default_check_method")]
-    pub method: String,
+    pub method: Spanned<String>,
     #[serde(default = "default_check_path")]
     pub path: String,
     /// `Host` header of the check request; the server's address when unset.
     pub host: Option<String>,
-    /// Status codes that pass, `"200"` or `"200-399"`; the default when neither this nor
-    /// `expect_body` is set is 200-399, as HAProxy's `option httpchk`.
+    /// Status codes that pass, `"200"` or `"200-399"`; 200-399 when unset, as HAProxy's
+    /// `option httpchk`. With `expect_body`, both must pass.
     pub expect_status: Option<Spanned<String>>,
     /// A substring the response body must contain (ldirectord's `receive`).
     pub expect_body: Option<String>,
+    /// Period between two probes (HAProxy's `inter`).
     #[serde(default = "default_check_interval")]
-    pub interval: Duration,
+    pub interval: Spanned<Duration>,
     /// Defaults to `interval`, as HAProxy's `timeout check`.
-    pub timeout: Option<Duration>,
+    pub timeout: Option<Spanned<Duration>>,
     #[serde(default = "default_rise")]
     pub rise: Spanned<u32>,
     #[serde(default = "default_fall")]
@@ -214,16 +218,16 @@ pub enum CheckKind {
     None,
 }
 
-fn default_check_method() -> String {
-    "GET".to_owned()
+fn default_check_method() -> Spanned<String> {
+    Spanned::new(0..0, "GET".to_owned())
 }
 
 fn default_check_path() -> String {
     "/".to_owned()
 }
 
-fn default_check_interval() -> Duration {
-    Duration::from_secs(2)
+fn default_check_interval() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(2))
 }
 
 fn default_rise() -> Spanned<u32> {

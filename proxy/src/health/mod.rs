@@ -107,8 +107,11 @@ async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: Sock
             None => HealthCounter::at_startup(check.rise, check.fall),
         }
     };
-    tokio::time::sleep(probe::first_delay(check.interval)).await;
+    let mut next = tokio::time::Instant::now() + probe::first_delay(check.interval);
     loop {
+        // `interval` is the period between probe starts, as HAProxy's `inter`.
+        tokio::time::sleep_until(next).await;
+        next = tokio::time::Instant::now() + check.interval;
         if state.admin() != AdminState::Maint {
             let result = probe::probe(&check, addr).await;
             if !result.ok {
@@ -143,6 +146,5 @@ async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: Sock
                 });
             }
         }
-        tokio::time::sleep(check.interval).await;
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct Attempts<'k> {
     pub(crate) sticky: Option<usize>,
     /// Skip the pool: the request cannot be replayed, or a pooled connection just failed.
     pub(crate) fresh_only: bool,
+    /// The server a failed connect is retried on.
+    retry_on: Option<usize>,
     retries: u32,
     avoid: Option<usize>,
     queued: Duration,
@@ -41,6 +43,7 @@ impl<'k> Attempts<'k> {
             key,
             sticky,
             fresh_only,
+            retry_on: None,
             retries: 0,
             avoid: None,
             queued: Duration::ZERO,
@@ -58,19 +61,26 @@ pub(crate) async fn acquire(
 ) -> Result<Acquired, StatusCode> {
     loop {
         let queue_started = Instant::now();
-        let (slot, waited) =
-            match select(bcfg, bentry, attempts.sticky, attempts.avoid, &attempts.key).await {
-                Ok(found) => found,
-                Err(NoServer::NoneUp) => {
-                    log.end(Ended::ServerAbort, Phase::Connect);
-                    return Err(StatusCode::SERVICE_UNAVAILABLE);
-                }
-                Err(NoServer::QueueTimeout) => {
-                    log.t_queue = Some(attempts.queued + queue_started.elapsed());
-                    log.end(Ended::ServerTimeout, Phase::Queue);
-                    return Err(StatusCode::SERVICE_UNAVAILABLE);
-                }
-            };
+        let (slot, waited) = match select(
+            bcfg,
+            bentry,
+            attempts.retry_on.or(attempts.sticky),
+            attempts.avoid,
+            &attempts.key,
+        )
+        .await
+        {
+            Ok(found) => found,
+            Err(NoServer::NoneUp) => {
+                log.end(Ended::ServerAbort, Phase::Connect);
+                return Err(StatusCode::SERVICE_UNAVAILABLE);
+            }
+            Err(NoServer::QueueTimeout) => {
+                log.t_queue = Some(attempts.queued + queue_started.elapsed());
+                log.end(Ended::ServerTimeout, Phase::Queue);
+                return Err(StatusCode::SERVICE_UNAVAILABLE);
+            }
+        };
         attempts.queued += waited;
         log.t_queue = Some(attempts.queued);
         let server = Arc::clone(&slot.server);
@@ -107,16 +117,20 @@ pub(crate) async fn acquire(
                 log.retries = attempts.retries;
                 counters::inc(&server.counters.retries);
                 counters::inc(&bentry.state.counters.retries);
-                // HAProxy's `option redispatch`: the last retry goes to another server, and a
-                // sticky client is not held to a server that refuses connections.
+                // HAProxy retries the same server; with `option redispatch` the last retry goes
+                // to another one, and a sticky client is not held to a server that refuses
+                // connections.
                 if bcfg.redispatch
                     && (attempts.retries == bcfg.retries || attempts.sticky.is_some())
                 {
                     attempts.avoid = Some(slot.index);
                     attempts.sticky = None;
+                    attempts.retry_on = None;
                     log.redispatched = true;
                     counters::inc(&server.counters.redispatches);
                     counters::inc(&bentry.state.counters.redispatches);
+                } else {
+                    attempts.retry_on = Some(slot.index);
                 }
             }
         }

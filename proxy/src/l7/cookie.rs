@@ -129,9 +129,13 @@ pub(crate) fn rewrite_response(
 ) -> ResponseCookie {
     match cfg.mode {
         CookieMode::Insert => {
+            // The persistence cookie is Fulcrum's: a server's cookie of the same name would
+            // fight with it, so it is dropped, as HAProxy's insert mode does.
+            remove_set_cookie(headers, &cfg.name);
             if client_had_valid {
                 return ResponseCookie::None;
             }
+            // The value was checked with the config, so this cannot fail.
             if let Ok(value) = HeaderValue::from_str(&set_cookie_value(cfg, server_cookie)) {
                 headers.append(header::SET_COOKIE, value);
             }
@@ -142,6 +146,38 @@ pub(crate) fn rewrite_response(
         }
         CookieMode::Rewrite | CookieMode::Prefix => rewrite_set_cookie(cfg, headers, server_cookie),
     }
+}
+
+/// Removes every `Set-Cookie` of cookie `name`.
+fn remove_set_cookie(headers: &mut HeaderMap, name: &str) {
+    let named = |v: &HeaderValue| {
+        v.to_str()
+            .ok()
+            .and_then(|t| t.split_once('='))
+            .is_some_and(|(n, _)| n.trim() == name)
+    };
+    if !headers.get_all(header::SET_COOKIE).iter().any(named) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !named(v))
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for v in kept {
+        headers.append(header::SET_COOKIE, v);
+    }
+}
+
+/// Whether `value` may be a cookie value (RFC 6265 cookie-octets: no whitespace, quote, comma,
+/// semicolon or backslash), as the config checks server cookie values.
+pub(crate) fn is_cookie_value(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E))
 }
 
 /// The `Set-Cookie` value HAProxy's insert mode sends: `NAME=ID; path=/` and the attributes.
@@ -305,6 +341,31 @@ mod tests {
             ResponseCookie::None
         );
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn insert_drops_the_servers_own_cookie_of_that_name() {
+        let c = cfg(CookieMode::Insert);
+        let mut h = HeaderMap::new();
+        h.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("webserver=app; Path=/"),
+        );
+        h.append(header::SET_COOKIE, HeaderValue::from_static("session=42"));
+        assert_eq!(
+            rewrite_response(&c, &mut h, "s1", false),
+            ResponseCookie::Inserted
+        );
+        let all: Vec<_> = h.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(all, ["session=42", "webserver=s1; path=/"]);
+    }
+
+    #[test]
+    fn cookie_values() {
+        assert!(is_cookie_value("s1") && is_cookie_value("web-01.a_b"));
+        for bad in ["", "a b", "a;b", "a,b", "a\"b", "a\\b", "caf\u{e9}"] {
+            assert!(!is_cookie_value(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ use super::{
         head::{self, BodyKind},
     },
     headers::{add_forwarded, strip_hop_by_hop},
+    listener::FrontendName,
     log::{Ended, Phase, Record},
     route::choose_backend,
     upstream::{self, UpstreamError},
@@ -42,16 +43,16 @@ use crate::{runtime::Runtime, state::counters};
 type ResponseBody = BoxBody<Bytes, io::Error>;
 
 /// Serves one HTTP/2 connection until the client closes it or shutdown asks for a graceful end.
-pub(crate) async fn serve<S>(rt: Arc<Runtime>, frontend: &str, client: ClientInfo, io: S)
+pub(crate) async fn serve<S>(rt: Arc<Runtime>, frontend: &FrontendName, client: ClientInfo, io: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let frontend: Arc<str> = Arc::from(frontend);
+    let frontend = Arc::clone(frontend);
     let shutdown = rt.shutdown.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let rt = Arc::clone(&rt);
         let frontend = Arc::clone(&frontend);
-        async move { Ok::<_, Infallible>(handle(&rt, &frontend, client, req).await) }
+        async move { Ok::<_, Infallible>(handle(&rt, &frontend.load_full(), client, req).await) }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder.timer(TokioTimer::new()).max_concurrent_streams(256);
@@ -125,6 +126,9 @@ async fn handle(
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, answer.content_type.clone());
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         return response;
     }
     let Some((bcfg, bentry)) = choose_backend(fe, &facts).and_then(|i| table.backend(i)) else {
@@ -133,6 +137,7 @@ async fn handle(
     };
     log.backend = Some(bcfg.name.clone());
     counters::inc(&bentry.state.counters.sessions_total);
+    let backend_session = BackendSession::open(&bentry.state);
 
     let req_cookie = bcfg.cookie.as_ref().map(|c| {
         cookie::from_request(
@@ -194,6 +199,12 @@ async fn handle(
             Ok(acquired) => acquired,
             Err(status) => return finish_error(&mut log, status, fe_state),
         };
+        log.conn_counts = [
+            rt.active.get(),
+            fe_state.counters.sessions.get(),
+            bentry.state.counters.sessions.get(),
+            slot.server.counters.sessions.get(),
+        ];
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(parts.method.as_str().as_bytes());
         out.push(b' ');
@@ -203,7 +214,15 @@ async fn handle(
         out.extend_from_slice(b"\r\n");
         let sent = match body.take() {
             Some(incoming) if !replayable => {
-                send_body(&mut up.conn.io, out, incoming, framing, bcfg.timeout_server).await
+                send_body(
+                    &mut up.conn.io,
+                    out,
+                    incoming,
+                    framing,
+                    bcfg.timeout_server,
+                    fe.timeout_client,
+                )
+                .await
             }
             _ => up
                 .conn
@@ -268,6 +287,8 @@ async fn handle(
     // The body is relayed by a task of its own through a pipe, so the response can be returned
     // to hyper now; the task gives the connection back to the pool when the body is complete.
     let (pipe_read, mut pipe_write) = tokio::io::duplex(64 * 1024);
+    let aborted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let relay_aborted = Arc::clone(&aborted);
     let server_timeout = bcfg.timeout_server;
     let client_timeout = fe.timeout_client;
     let body_kind = response.body;
@@ -297,9 +318,14 @@ async fn handle(
             Err(error) => {
                 tracing::debug!(server = %slot.server.name, %error, "h2 response body aborted");
                 log.end(Ended::ServerAbort, Phase::Data);
+                // Set before the pipe closes, so the client's stream ends in an error (a
+                // RST_STREAM), not in what would look like a complete body.
+                relay_aborted.store(true, std::sync::atomic::Ordering::Release);
             }
         }
+        drop(pipe_write);
         drop(slot);
+        drop(backend_session);
         log.emit();
     });
     let mut builder = Response::builder().status(response.status);
@@ -309,11 +335,29 @@ async fn handle(
     let body = PipeBody {
         reader: pipe_read,
         buf: bytes::BytesMut::new(),
+        aborted,
     }
     .boxed();
     builder
         .body(body)
         .unwrap_or_else(|_| error_response(StatusCode::INTERNAL_SERVER_ERROR))
+}
+
+/// A request counted in its backend's current sessions until dropped; the HTTP/2 response body
+/// outlives the handler, so the count goes with it.
+struct BackendSession(Arc<crate::state::BackendState>);
+
+impl BackendSession {
+    fn open(state: &Arc<crate::state::BackendState>) -> Self {
+        state.counters.sessions.up();
+        Self(Arc::clone(state))
+    }
+}
+
+impl Drop for BackendSession {
+    fn drop(&mut self) {
+        self.0.counters.sessions.down();
+    }
 }
 
 enum SendError {
@@ -329,14 +373,16 @@ async fn send_body<W: AsyncWrite + Unpin>(
     mut incoming: Incoming,
     framing: BodyKind,
     timeout: std::time::Duration,
+    client_timeout: std::time::Duration,
 ) -> Result<(), SendError> {
     use tokio::io::AsyncWriteExt;
     let chunked = framing == BodyKind::Chunked;
     loop {
-        let frame = match incoming.frame().await {
-            None => break,
-            Some(Ok(frame)) => frame,
-            Some(Err(_)) => return Err(SendError::Client),
+        let frame = match with_timeout(client_timeout, incoming.frame()).await {
+            Err(_) => return Err(SendError::Client),
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(_))) => return Err(SendError::Client),
         };
         let Ok(mut data) = frame.into_data() else {
             continue; // trailers are not forwarded
@@ -450,6 +496,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 struct PipeBody {
     reader: tokio::io::DuplexStream,
     buf: bytes::BytesMut,
+    /// The relay failed: end of pipe is an error, not the end of the body.
+    aborted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl hyper::body::Body for PipeBody {
@@ -464,6 +512,12 @@ impl hyper::body::Body for PipeBody {
         this.buf.reserve(16 * 1024);
         match tokio_util::io::poll_read_buf(Pin::new(&mut this.reader), cx, &mut this.buf) {
             Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(0)) if this.aborted.load(std::sync::atomic::Ordering::Acquire) => {
+                Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server aborted the response body",
+                ))))
+            }
             Poll::Ready(Ok(0)) => Poll::Ready(None),
             Poll::Ready(Ok(_)) => Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze())))),
             Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),

@@ -4,18 +4,27 @@
 
 use std::{io, net::SocketAddr, sync::Arc};
 
+use arc_swap::ArcSwap;
 use tokio::{
     net::{TcpListener, TcpStream},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{exchange::ClientInfo, h1::conn::Conn, h2, session::serve_h1};
+use super::{
+    exchange::ClientInfo,
+    h1::conn::{Conn, with_timeout},
+    h2,
+    session::serve_h1,
+};
 use crate::{runtime::Runtime, state::counters};
 
 /// What HTTP/2 clients send first (RFC 9113 §3.4); seen on a plaintext port it means h2c with
 /// prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The name of the frontend a listener serves, which a reload may change.
+pub(crate) type FrontendName = Arc<ArcSwap<String>>;
 
 /// Binds `addr` the way a load balancer needs: SO_REUSEADDR so a restart does not wait for
 /// TIME_WAIT, IP_FREEBIND so a VIP not yet on this node can be bound, a deep backlog.
@@ -35,10 +44,11 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts clients for `frontend` on `listener` until `stop` is cancelled.
+/// Accepts clients on `listener` for the frontend `frontend` names (a reload may hand the
+/// address to another frontend) until `stop` is cancelled.
 pub(crate) async fn accept_loop(
     rt: Arc<Runtime>,
-    frontend: String,
+    frontend: FrontendName,
     listener: TcpListener,
     stop: CancellationToken,
 ) {
@@ -49,11 +59,20 @@ pub(crate) async fn accept_loop(
             permit = rt.limit.acquire() => permit,
             () = stop.cancelled() => return,
         };
-        let fe_state = {
+        let name = frontend.load_full();
+        let found = {
             let table = rt.table.load();
-            match table.frontend(&frontend) {
-                Some((i, _)) => Arc::clone(&table.frontends[i].state),
-                None => return,
+            table
+                .frontend(&name)
+                .map(|(i, _)| Arc::clone(&table.frontends[i].state))
+        };
+        let Some(fe_state) = found else {
+            // Mid-reload: the table and this listener's frontend name change one after the
+            // other. Wait for them to agree, or for the reload to stop this listener.
+            drop(global);
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_millis(5)) => continue,
+                () = stop.cancelled() => return,
             }
         };
         let local_permit = tokio::select! {
@@ -65,7 +84,7 @@ pub(crate) async fn accept_loop(
                 Ok(pair) => pair,
                 Err(error) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(%frontend, %error, "accept failed");
+                    tracing::warn!(frontend = %name, %error, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
@@ -76,11 +95,13 @@ pub(crate) async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().ok().or(local).unwrap_or(peer);
         let rt2 = Arc::clone(&rt);
-        let frontend = frontend.clone();
+        let frontend = Arc::clone(&frontend);
         rt.connections.spawn(async move {
             fe_state.counters.sessions.up();
+            rt2.active.up();
             counters::inc(&fe_state.counters.sessions_total);
-            serve_connection(rt2, &frontend, stream, peer, local, accepted).await;
+            serve_connection(Arc::clone(&rt2), &frontend, stream, peer, local, accepted).await;
+            rt2.active.down();
             fe_state.counters.sessions.down();
             drop(local_permit);
             drop(global);
@@ -90,7 +111,7 @@ pub(crate) async fn accept_loop(
 
 async fn serve_connection(
     rt: Arc<Runtime>,
-    frontend: &str,
+    frontend: &FrontendName,
     stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
@@ -98,7 +119,7 @@ async fn serve_connection(
 ) {
     let (tls, handshake_timeout) = {
         let table = rt.table.load();
-        let Some((_, fe)) = table.frontend(frontend) else {
+        let Some((_, fe)) = table.frontend(&frontend.load()) else {
             return;
         };
         (fe.tls.clone(), fe.timeout_http_request)
@@ -106,7 +127,7 @@ async fn serve_connection(
     match tls {
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+            let handshake = with_timeout(handshake_timeout, acceptor.accept(stream)).await;
             let stream = match handshake {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
@@ -143,20 +164,22 @@ async fn serve_connection(
     }
 }
 
-/// Reads just enough to tell an h2c preface from an HTTP/1 request.
+/// Reads just enough to tell an h2c preface from an HTTP/1 request, within `timeout` (zero: no
+/// limit, as every timeout here).
 async fn is_h2c(conn: &mut Conn<TcpStream>, timeout: std::time::Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let n = conn.buf.len().min(H2_PREFACE.len());
-        if conn.buf[..n] != H2_PREFACE[..n] {
-            return false;
+    let sniff = async {
+        loop {
+            let n = conn.buf.len().min(H2_PREFACE.len());
+            if conn.buf[..n] != H2_PREFACE[..n] {
+                return false;
+            }
+            if n == H2_PREFACE.len() {
+                return true;
+            }
+            if conn.fill(std::time::Duration::ZERO).await.is_err() {
+                return false;
+            }
         }
-        if n == H2_PREFACE.len() {
-            return true;
-        }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() || conn.fill(remaining).await.is_err() {
-            return false;
-        }
-    }
+    };
+    with_timeout(timeout, sniff).await.unwrap_or(false)
 }

@@ -4,7 +4,7 @@
 pub mod acl;
 mod acquire;
 pub mod balance;
-mod cookie;
+pub(crate) mod cookie;
 mod errors;
 mod exchange;
 pub(crate) mod h1;

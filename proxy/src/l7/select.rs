@@ -47,7 +47,8 @@ pub(crate) async fn select(
     key: &PickKey<'_>,
 ) -> Result<(Slot, Duration), NoServer> {
     let started = Instant::now();
-    let deadline = started + cfg.timeout_queue;
+    // Zero `timeout queue` means no limit, as every zero timeout.
+    let deadline = (!cfg.timeout_queue.is_zero()).then(|| started + cfg.timeout_queue);
     let mut queued = false;
     let result = loop {
         // Register interest before looking, so a slot freed in between is not missed.
@@ -74,17 +75,23 @@ pub(crate) async fn select(
             queued = true;
             entry.state.counters.queue.up();
         }
+        let expiry = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let woke = match waiting_on {
             Some(server) => {
                 let server_freed = server.slot_freed.notified();
                 tokio::select! {
                     _ = server_freed => true,
-                    _ = tokio::time::sleep_until(deadline) => false,
+                    () = expiry => false,
                 }
             }
             None => tokio::select! {
                 _ = backend_freed => true,
-                _ = tokio::time::sleep_until(deadline) => false,
+                () = expiry => false,
             },
         };
         if !woke {

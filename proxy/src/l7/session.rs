@@ -9,6 +9,7 @@ use tokio::{
     time::Instant,
 };
 
+use super::listener::FrontendName;
 use super::{
     exchange::{self, ClientInfo, Ctx, Next},
     h1::{
@@ -19,10 +20,11 @@ use super::{
 };
 use crate::{runtime::Runtime, state::counters};
 
-/// Serves HTTP/1 requests on `conn` for frontend `frontend` until either side closes.
+/// Serves HTTP/1 requests on `conn` until either side closes, each for the frontend the listener
+/// serves at the time (a reload may rename it).
 pub(crate) async fn serve_h1<S>(
     rt: Arc<Runtime>,
-    frontend: &str,
+    frontend: &FrontendName,
     client: ClientInfo,
     mut conn: Conn<S>,
     accepted: Instant,
@@ -31,8 +33,9 @@ pub(crate) async fn serve_h1<S>(
 {
     let mut first = true;
     loop {
+        let name = frontend.load_full();
         let table = rt.table.load_full();
-        let Some((fe_index, fe)) = table.frontend(frontend) else {
+        let Some((fe_index, fe)) = table.frontend(&name) else {
             return; // the frontend was removed by a reload
         };
         let fe_state = Arc::clone(&table.frontends[fe_index].state);
@@ -57,7 +60,7 @@ pub(crate) async fn serve_h1<S>(
             match read {
                 Ok(_) => {}
                 Err(IoFailure::Timeout) if first => {
-                    let mut log = Record::new(client.peer, frontend, client.tls, accepted);
+                    let mut log = Record::new(client.peer, &name, client.tls, accepted);
                     log.json = table.config.json_log;
                     counters::inc(&fe_state.counters.errors_req);
                     log.end(Ended::ClientTimeout, Phase::Request);
@@ -75,7 +78,7 @@ pub(crate) async fn serve_h1<S>(
             }
         }
         let start = if first { accepted } else { Instant::now() };
-        let mut log = Record::new(client.peer, frontend, client.tls, start);
+        let mut log = Record::new(client.peer, &name, client.tls, start);
         log.json = table.config.json_log;
         let deadline = start + fe.timeout_http_request;
 
@@ -133,6 +136,15 @@ pub(crate) async fn serve_h1<S>(
             }
         };
         log.t_request = Some(start.elapsed());
+        // The request is routed on the newest table: a reload that happened while this
+        // connection sat idle applies to its next request.
+        let name = frontend.load_full();
+        let table = rt.table.load_full();
+        let Some((fe_index, fe)) = table.frontend(&name) else {
+            return;
+        };
+        log.frontend.clone_from(&name);
+        let fe_state = Arc::clone(&table.frontends[fe_index].state);
         log.request_line = format!(
             "{} {} {}",
             head.method,
@@ -149,7 +161,7 @@ pub(crate) async fn serve_h1<S>(
             client,
         };
         let next = exchange::run(&mut conn, head, &ctx, &mut log).await;
-        log.conn_counts[0] = rt.limit.current() as u64;
+        log.conn_counts[0] = rt.active.get();
         log.conn_counts[1] = fe_state.counters.sessions.get();
         log.emit();
         match next {

@@ -33,9 +33,8 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The state of server `name` of `backend`, and whether it was created now: it is when the
-    /// name is new or its address changed (pooled connections and health would be about another
-    /// machine).
+    /// The state of server `name` of `backend`, created when the name is new or its address
+    /// changed (pooled connections and health would be about another machine).
     pub(crate) fn server(
         &self,
         backend: &str,
@@ -43,19 +42,14 @@ impl Registry {
         addr: SocketAddr,
         weight: u32,
         pool_max_idle: usize,
-    ) -> (Arc<ServerState>, bool) {
+    ) -> Arc<ServerState> {
         let key = (backend.to_owned(), name.to_owned());
         let fresh = || Arc::new(ServerState::new(backend, name, addr, weight, pool_max_idle));
-        let mut created = false;
-        let mut entry = self.servers.entry(key).or_insert_with(|| {
-            created = true;
-            fresh()
-        });
+        let mut entry = self.servers.entry(key).or_insert_with(fresh);
         if entry.addr != addr {
             *entry = fresh();
-            created = true;
         }
-        (Arc::clone(&entry), created)
+        Arc::clone(&entry)
     }
 
     pub(crate) fn backend(&self, name: &str) -> Arc<BackendState> {

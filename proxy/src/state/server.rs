@@ -76,6 +76,9 @@ pub struct ServerState {
     healthy: AtomicBool,
     admin: AtomicU8,
     weight: AtomicU32,
+    /// What the config said last, so a reload changes runtime values only where the file did.
+    config_weight: AtomicU32,
+    config_disabled: AtomicBool,
     pub(crate) health: Mutex<Option<HealthCounter>>,
     pub(crate) last_check: Mutex<Option<CheckResult>>,
     /// Unix milliseconds of the last status change.
@@ -103,11 +106,29 @@ impl ServerState {
             healthy: AtomicBool::new(true),
             admin: AtomicU8::new(AdminState::Ready as u8),
             weight: AtomicU32::new(weight),
+            config_weight: AtomicU32::new(weight),
+            config_disabled: AtomicBool::new(false),
             health: Mutex::new(None),
             last_check: Mutex::new(None),
             last_change: AtomicU64::new(unix_millis()),
             downtime: AtomicU64::new(0),
             slot_freed: Notify::new(),
+        }
+    }
+
+    /// Applies the config's `weight` and `disabled` to the runtime state where the config changed
+    /// them since it was last applied, so a reload does not undo an operator's runtime change
+    /// the file did not touch.
+    pub(crate) fn apply_config(&self, weight: u32, disabled: bool) {
+        if self.config_weight.swap(weight, Relaxed) != weight {
+            self.set_weight(weight);
+        }
+        if self.config_disabled.swap(disabled, Relaxed) != disabled {
+            self.set_admin(if disabled {
+                AdminState::Maint
+            } else {
+                AdminState::Ready
+            });
         }
     }
 
