@@ -246,10 +246,17 @@ async fn sigterm_stops_accepting_and_lets_requests_in_flight_finish() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     fulcrum.signal(libc::SIGTERM);
     fulcrum.wait_log(|l| message(l).starts_with("stopping"));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let deadline = std::time::Instant::now() + support::PATIENCE;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting connections while stopping"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "no new connections once stopping"
+        !in_flight.is_finished(),
+        "the listener closed while the request was still in flight"
     );
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.status, 200, "the request in flight finished");
@@ -323,7 +330,7 @@ async fn a_reload_can_hand_an_address_to_another_frontend() {
     assert_eq!(client.get("/after", &[]).await.unwrap().status, 200);
     assert_eq!(get(addr, "/fresh", &[]).await.status, 200);
     let frontends: Vec<String> = fulcrum
-        .access_logs()
+        .wait_access_logs(3)
         .iter()
         .map(|l| l["frontend"].as_str().unwrap().to_owned())
         .collect();

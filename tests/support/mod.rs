@@ -154,6 +154,24 @@ impl Fulcrum {
         self.logs.lock().unwrap().len()
     }
 
+    /// Waits until at least `n` access log records were written, and returns them all. A record
+    /// is written after its response, so a client can be ahead of the log.
+    pub fn wait_access_logs(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let logs = self.access_logs();
+            if logs.len() >= n {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} access records, expected {n}",
+                logs.len()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Access log records (one per request).
     pub fn access_logs(&self) -> Vec<Value> {
         self.logs()
