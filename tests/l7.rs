@@ -249,18 +249,10 @@ servers = [{{ name = "slow", address = "{}", max_connections = 1 }}]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_receive_forwarded_for_without_hop_by_hop_headers() {
     let s1 = origin("s1").await;
-    let fulcrum = Fulcrum::start(&format!(
-        r#"
-[frontend.main]
-bind = ["127.0.0.1:0"]
-forward_for = true
-default_backend = "web"
-
-[backend.web]
-cookie = {{ name = "srv", mode = "insert", indirect = true }}
-servers = [{{ name = "s1", address = "{}" }}]
-"#,
-        s1.addr()
+    let fulcrum = Fulcrum::start(&support::site(
+        r#"forward_for = true"#,
+        r#"cookie = { name = "srv", mode = "insert", indirect = true }"#,
+        &[("s1", s1.addr())],
     ));
     let mut client = KeepAlive::connect(fulcrum.addr("main")).await;
     let reply = client
@@ -346,17 +338,10 @@ servers = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_timeout_gives_504_and_upgrade_is_tunnelled() {
     let s1 = origin("s1").await;
-    let fulcrum = Fulcrum::start(&format!(
-        r#"
-[frontend.main]
-bind = ["127.0.0.1:0"]
-default_backend = "web"
-
-[backend.web]
-timeout = {{ server = "300ms" }}
-servers = [{{ name = "s1", address = "{}" }}]
-"#,
-        s1.addr()
+    let fulcrum = Fulcrum::start(&support::site(
+        r#""#,
+        r#"timeout = { server = "300ms" }"#,
+        &[("s1", s1.addr())],
     ));
     let addr = fulcrum.addr("main");
     assert_eq!(get(addr, "/delay/2000", &[]).await.status, 504);
@@ -458,17 +443,7 @@ servers = [{{ name = "echo", address = "{}" }}]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http10_clients_get_bodies_they_can_read() {
     let s1 = origin("s1").await;
-    let fulcrum = Fulcrum::start(&format!(
-        r#"
-[frontend.main]
-bind = ["127.0.0.1:0"]
-default_backend = "web"
-
-[backend.web]
-servers = [{{ name = "s1", address = "{}" }}]
-"#,
-        s1.addr()
-    ));
+    let fulcrum = Fulcrum::start(&support::site(r#""#, r#""#, &[("s1", s1.addr())]));
     let reply =
         support::raw_exchange(fulcrum.addr("main"), b"GET /size/100 HTTP/1.0\r\n\r\n").await;
     let text = String::from_utf8_lossy(&reply);
@@ -485,18 +460,11 @@ servers = [{{ name = "s1", address = "{}" }}]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frontend_max_connections_holds_extra_clients_until_one_leaves() {
     let s1 = origin("s1").await;
-    let fulcrum = Fulcrum::start(&format!(
-        r#"
-[frontend.main]
-bind = ["127.0.0.1:0"]
-max_connections = 1
-timeout = {{ keep_alive = "30s" }}
-default_backend = "web"
-
-[backend.web]
-servers = [{{ name = "s1", address = "{}" }}]
-"#,
-        s1.addr()
+    let fulcrum = Fulcrum::start(&support::site(
+        r#"max_connections = 1
+timeout = { keep_alive = "30s" }"#,
+        r#""#,
+        &[("s1", s1.addr())],
     ));
     let addr = fulcrum.addr("main");
     let mut first = KeepAlive::connect(addr).await;

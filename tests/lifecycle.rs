@@ -17,6 +17,15 @@ use std::{
 
 use support::{Fulcrum, KeepAlive, get, message, origin};
 
+/// Runs `fulcrum check -c path`.
+fn check(path: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .args(["check", "-c"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_lists_every_error_with_its_line_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,11 +44,7 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
 "#,
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let shown = path.display().to_string();
@@ -70,11 +75,7 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
         "[frontend.main]\nbind = [\"127.0.0.1:8080\"]\ndefault_backend = \"web\"\n[backend.web]\nservers = [{ name = \"s1\", address = \"127.0.0.1:8081\" }]\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(0));
     let summary = String::from_utf8_lossy(&out.stdout);
     assert_eq!(summary.lines().count(), 1, "{summary}");
@@ -86,14 +87,10 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
 
 #[test]
 fn the_default_config_is_valid() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
-        .args([
-            "check",
-            "-c",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/etc/fulcrum.toml"),
-        ])
-        .output()
-        .unwrap();
+    let out = check(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/etc/fulcrum.toml"
+    )));
     assert!(
         out.status.success(),
         "{}",
@@ -102,10 +99,6 @@ fn the_default_config_is_valid() {
 }
 
 fn site(servers: &[(&str, std::net::SocketAddr)], acl: &str, extra_frontend: bool) -> String {
-    let servers: Vec<String> = servers
-        .iter()
-        .map(|(name, addr)| format!("{{ name = \"{name}\", address = \"{addr}\" }}"))
-        .collect();
     let mut config = format!(
         r#"
 [frontend.main]
@@ -115,13 +108,13 @@ use_backend = [{{ backend = "special", if = "special" }}]
 default_backend = "web"
 
 [backend.web]
-servers = [{}]
+servers = {}
 
 [backend.special]
-servers = [{}]
+servers = {}
 "#,
-        servers.join(", "),
-        servers[0..1].join(", ")
+        support::servers_list(servers),
+        support::servers_list(&servers[0..1])
     );
     if extra_frontend {
         config

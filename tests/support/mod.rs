@@ -429,3 +429,21 @@ pub fn require_tool(tool: &str) -> bool {
     }
     found
 }
+
+/// A config with frontend `main` on a free loopback port sending everything to backend `web`
+/// with `servers`; `frontend` and `backend` are extra lines for each section.
+pub fn site(frontend: &str, backend: &str, servers: &[(&str, SocketAddr)]) -> String {
+    format!(
+        "[frontend.main]\nbind = [\"127.0.0.1:0\"]\n{frontend}\ndefault_backend = \"web\"\n\n[backend.web]\n{backend}\nservers = {}\n",
+        servers_list(servers)
+    )
+}
+
+/// `servers` as the value of a backend's `servers` key.
+pub fn servers_list(servers: &[(&str, SocketAddr)]) -> String {
+    let servers: Vec<String> = servers
+        .iter()
+        .map(|(name, addr)| format!("{{ name = \"{name}\", address = \"{addr}\" }}"))
+        .collect();
+    format!("[{}]", servers.join(", "))
+}
