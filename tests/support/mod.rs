@@ -262,6 +262,18 @@ pub fn dead_addr() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
+/// Waits until connections to `addr` are refused (a listener closed), failing after `PATIENCE`.
+pub async fn wait_until_refused(addr: SocketAddr) {
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "{addr} still accepts connections"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A response as a test looks at it.
 #[derive(Debug, Clone)]
 pub struct Reply {
