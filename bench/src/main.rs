@@ -17,6 +17,10 @@ struct Cli {
 enum Command {
     /// Run an origin (real) server to put behind the proxy.
     Origin(cli::origin::Args),
+    /// Generate HTTP load against a URL and report throughput and latency.
+    Load(cli::load::Args),
+    /// Compare Fulcrum with HAProxy side by side on the same machine.
+    Compare(cli::compare::Args),
 }
 
 #[tokio::main]
@@ -31,6 +35,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Origin(args) => cli::origin::run(args).await,
+        Command::Load(args) => cli::load::run(args).await,
+        Command::Compare(args) => cli::compare::run(args).await,
     }
 }
 
