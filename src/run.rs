@@ -24,10 +24,18 @@ pub(crate) fn run(path: &Path) -> ExitCode {
         }
     };
     logging::init(&loaded.file.global);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if loaded.file.global.threads > 0 {
-        builder.worker_threads(loaded.file.global.threads);
-    }
+    // One thread: a current-thread runtime, without the work-stealing scheduler's atomics and
+    // cross-thread wake-ups, which a single worker never needs.
+    let mut builder = match loaded.file.global.threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 0 {
+                b.worker_threads(n);
+            }
+            b
+        }
+    };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(error) => {

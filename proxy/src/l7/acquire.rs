@@ -84,7 +84,7 @@ pub(crate) async fn acquire(
         attempts.queued += waited;
         log.t_queue = Some(attempts.queued);
         let server = Arc::clone(&slot.server);
-        log.server = Some(server.name.clone());
+        log.set_server(&server.name);
         let connect_started = Instant::now();
         let pooled = if attempts.fresh_only {
             None

@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
+use http::{HeaderMap, Method, StatusCode, Version, header};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     time::Instant,
@@ -21,7 +21,7 @@ use super::{
         conn::{Conn, IoFailure, with_timeout},
         head::{self, BodyKind, RequestHead},
     },
-    headers::{add_forwarded, strip_hop_by_hop},
+    headers::{HopByHop, X_FORWARDED_PROTO, write_forwarded},
     log::{Ended, Phase, Record},
     route::choose_backend,
     select::Slot,
@@ -92,7 +92,7 @@ where
         log.end(Ended::Resource, Phase::Request);
         return reply_error(client, StatusCode::SERVICE_UNAVAILABLE, ctx, log).await;
     };
-    log.backend = Some(bcfg.name.clone());
+    log.set_backend(&bcfg.name);
     counters::inc(&bentry.state.counters.sessions_total);
     bentry.state.counters.last_session.store(
         crate::state::unix_millis(),
@@ -146,16 +146,23 @@ where
     };
 
     let mut headers = std::mem::take(&mut head.headers);
-    strip_hop_by_hop(&mut headers, head.upgrade);
-    if head.expect_continue {
-        headers.remove(header::EXPECT);
-    }
     if let Some(c) = &bcfg.cookie {
         cookie::rewrite_request(c, &mut headers);
     }
-    if fe.forward_for {
-        add_forwarded(&mut headers, ctx.client.peer.ip(), ctx.client.tls);
-    }
+    let hop = HopByHop::of(&headers, head.connection, head.upgrade);
+    let forwarded = fe
+        .forward_for
+        .then_some((ctx.client.peer.ip(), ctx.client.tls));
+    let outgoing = OutgoingRequest {
+        method: &head.method,
+        target: head.path_and_query(),
+        headers: &headers,
+        hop: &hop,
+        // The proxy answers `Expect: 100-continue` itself.
+        drop_expect: head.expect_continue,
+        forwarded,
+        tunnel: head.upgrade,
+    };
     let replayable = match head.body {
         BodyKind::Empty => true,
         BodyKind::Length(n) => n <= REPLAY_MAX && n <= client.buf.len() as u64,
@@ -185,8 +192,7 @@ where
         log.conn_counts[2] = bentry.state.counters.sessions.get();
         log.conn_counts[3] = server.counters.sessions.get();
         log.queues = [0, bentry.state.counters.queue.get()];
-        let mut out =
-            request_head_bytes(&head.method, head.path_and_query(), &headers, server.addr);
+        let mut out = outgoing.serialize(server.addr);
         out.extend_from_slice(&client.buf[..replay_len]);
         let sent = if replayable {
             up.conn
@@ -268,36 +274,31 @@ where
     let server_cfg = &bcfg.servers[slot.index];
     let tunnel = head.upgrade && response.status == StatusCode::SWITCHING_PROTOCOLS;
     let mut res_headers = response.headers;
-    strip_hop_by_hop(&mut res_headers, tunnel);
+    let hop = HopByHop::of(&res_headers, response.connection, tunnel);
     if let Some(c) = &bcfg.cookie {
         let had_valid = req_cookie == Some(RequestCookie::Valid(slot.index));
         let outcome = cookie::rewrite_response(c, &mut res_headers, &server_cfg.cookie, had_valid);
         log.cookie_res = outcome.log_char();
     }
     let dechunk = head.version == Version::HTTP_10 && response.body == BodyKind::Chunked;
-    if dechunk {
-        res_headers.remove(header::TRANSFER_ENCODING);
-    }
     let keep_alive = head.keep_alive
         && response.body != BodyKind::UntilClose
         && !dechunk
         && !tunnel
         && !ctx.rt.shutdown.is_cancelled();
-    if !tunnel {
-        let connection = match (keep_alive, head.version) {
-            (false, _) => Some("close"),
-            (true, Version::HTTP_10) => Some("keep-alive"),
-            (true, _) => None,
-        };
-        if let Some(value) = connection {
-            res_headers.insert(header::CONNECTION, HeaderValue::from_static(value));
-        }
-    }
     let status = response.status;
     log.status = Some(status.as_u16());
     let mut out = Vec::with_capacity(256);
     head::write_status_line(&mut out, status);
-    head::write_headers(&mut out, &res_headers);
+    head::write_headers_except(&mut out, &res_headers, |name| {
+        hop.drops(name) || dechunk && *name == header::TRANSFER_ENCODING
+    });
+    out.extend_from_slice(match (tunnel, keep_alive, head.version) {
+        (true, _, _) => b"connection: upgrade\r\n",
+        (false, false, _) => b"connection: close\r\n",
+        (false, true, Version::HTTP_10) => b"connection: keep-alive\r\n",
+        (false, true, _) => b"",
+    });
     out.extend_from_slice(b"\r\n");
     let head_len = out.len() as u64;
     count_response(ctx, bentry, &slot, status);
@@ -423,25 +424,45 @@ where
     }
 }
 
-/// Serializes the head sent to a server: always HTTP/1.1, origin-form target, and a `Host`
-/// header (the server's address) when an HTTP/1.0 client sent none.
-fn request_head_bytes(
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    server: SocketAddr,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !headers.contains_key(header::HOST) {
-        out.extend_from_slice(format!("host: {server}\r\n").as_bytes());
+/// The head of a request as it goes to a server.
+#[derive(Debug)]
+struct OutgoingRequest<'a> {
+    method: &'a Method,
+    target: &'a str,
+    headers: &'a HeaderMap,
+    hop: &'a HopByHop,
+    drop_expect: bool,
+    /// The client's address and whether it came over TLS, with `forward_for`.
+    forwarded: Option<(std::net::IpAddr, bool)>,
+    tunnel: bool,
+}
+
+impl OutgoingRequest<'_> {
+    /// Always HTTP/1.1 with an origin-form target, hop-by-hop headers left out, and a `Host`
+    /// header (the server's address) when an HTTP/1.0 client sent none.
+    fn serialize(&self, server: SocketAddr) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        if !self.headers.contains_key(header::HOST) {
+            out.extend_from_slice(format!("host: {server}\r\n").as_bytes());
+        }
+        head::write_headers_except(&mut out, self.headers, |name| {
+            self.hop.drops(name)
+                || self.drop_expect && *name == header::EXPECT
+                || self.forwarded.is_some() && *name == X_FORWARDED_PROTO
+        });
+        if self.tunnel {
+            out.extend_from_slice(b"connection: upgrade\r\n");
+        }
+        if let Some((client, tls)) = self.forwarded {
+            write_forwarded(&mut out, client, tls);
+        }
+        out.extend_from_slice(b"\r\n");
+        out
     }
-    head::write_headers(&mut out, headers);
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 fn count_response(ctx: &Ctx<'_>, bentry: &BackendEntry, slot: &Slot, status: StatusCode) {

@@ -92,7 +92,9 @@ async fn handle(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    log.request_line = format!("{} {} HTTP/2.0", parts.method, path_and_query);
+    if log.enabled {
+        log.request_line = format!("{} {} HTTP/2.0", parts.method, path_and_query);
+    }
     log.t_request = Some(start.elapsed());
     let mut headers = parts.headers;
     if !headers.contains_key(header::HOST)
@@ -135,7 +137,7 @@ async fn handle(
         log.end(Ended::Resource, Phase::Request);
         return finish_error(&mut log, StatusCode::SERVICE_UNAVAILABLE, fe_state);
     };
-    log.backend = Some(bcfg.name.clone());
+    log.set_backend(&bcfg.name);
     counters::inc(&bentry.state.counters.sessions_total);
     let backend_session = BackendSession::open(&bentry.state);
 

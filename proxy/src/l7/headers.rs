@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
-use super::h1::head::connection_tokens;
+use super::h1::head::{ConnectionTokens, connection_tokens};
 
 /// Headers that describe one connection, never forwarded. `Transfer-Encoding` is not among them:
 /// bodies are forwarded with their framing as received.
@@ -17,6 +17,49 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::TRAILER,
     header::UPGRADE,
 ];
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Which headers of one HTTP/1 message stay on their hop, decided once so serializing the
+/// message can skip them instead of removing them from the map one by one.
+#[derive(Debug)]
+pub(crate) struct HopByHop {
+    /// Headers the `Connection` header names (rare: empty, no allocation, in the usual case).
+    named: Vec<HeaderName>,
+    tunnel: bool,
+}
+
+impl HopByHop {
+    /// For a message with `headers` whose `Connection` tokens are `tokens`; with `tunnel` the
+    /// `Upgrade` header goes on.
+    pub(crate) fn of(headers: &HeaderMap, tokens: ConnectionTokens, tunnel: bool) -> Self {
+        let named = if tokens.names_headers {
+            connection_tokens(headers)
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+                .filter(|n| *n != header::TRANSFER_ENCODING && *n != header::CONTENT_LENGTH)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self { named, tunnel }
+    }
+
+    /// Whether `name` must not be forwarded.
+    pub(crate) fn drops(&self, name: &HeaderName) -> bool {
+        if *name == header::UPGRADE {
+            return !self.tunnel;
+        }
+        *name == header::CONNECTION
+            || *name == KEEP_ALIVE
+            || *name == PROXY_CONNECTION
+            || *name == header::TE
+            || *name == header::TRAILER
+            || self.named.contains(name)
+    }
+}
 
 /// Removes hop-by-hop headers, including those the `Connection` header names. With `tunnel` the
 /// `Upgrade` header and a `Connection: upgrade` stay, since they ask the next hop for the tunnel.
@@ -43,17 +86,33 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, tunnel: bool) {
 /// Adds `X-Forwarded-For: CLIENT` (a header of its own, as HAProxy's `option forwardfor`) and
 /// sets `X-Forwarded-Proto`.
 pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool) {
-    let client = match client {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
-    if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
-        headers.append(HeaderName::from_static("x-forwarded-for"), value);
+    if let Ok(value) = HeaderValue::from_str(&unmapped(client).to_string()) {
+        headers.append(X_FORWARDED_FOR, value);
     }
     headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if tls { "https" } else { "http" }),
     );
+}
+
+/// Appends the `X-Forwarded-For` and `X-Forwarded-Proto` lines to a serialized head; an
+/// `X-Forwarded-Proto` the client sent must be left out of the head by the caller.
+pub(crate) fn write_forwarded(out: &mut Vec<u8>, client: IpAddr, tls: bool) {
+    use std::io::Write;
+    let _ = write!(out, "x-forwarded-for: {}\r\n", unmapped(client));
+    out.extend_from_slice(if tls {
+        b"x-forwarded-proto: https\r\n"
+    } else {
+        b"x-forwarded-proto: http\r\n"
+    });
+}
+
+/// A v4-mapped IPv6 client shown as the IPv4 address it is.
+fn unmapped(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 #[cfg(test)]

@@ -83,14 +83,25 @@ pub(crate) struct Record {
     pub(crate) queues: [u64; 2],
     /// Emit the fields as structured (JSON) fields too.
     pub(crate) json: bool,
+    /// Whether the access log is on: when it is not, nothing is formatted or copied for it.
+    pub(crate) enabled: bool,
 }
 
 impl Record {
     pub(crate) fn new(client: SocketAddr, frontend: &str, tls: bool, start: Instant) -> Self {
+        let enabled = tracing::enabled!(target: "access", tracing::Level::INFO);
         Self {
             client,
-            accept_date: SystemTime::now(),
-            frontend: frontend.to_owned(),
+            accept_date: if enabled {
+                SystemTime::now()
+            } else {
+                SystemTime::UNIX_EPOCH
+            },
+            frontend: if enabled {
+                frontend.to_owned()
+            } else {
+                String::new()
+            },
             tls,
             backend: None,
             server: None,
@@ -111,6 +122,25 @@ impl Record {
             conn_counts: [0; 4],
             queues: [0; 2],
             json: false,
+            enabled,
+        }
+    }
+
+    pub(crate) fn set_frontend(&mut self, name: &str) {
+        if self.enabled && self.frontend != name {
+            name.clone_into(&mut self.frontend);
+        }
+    }
+
+    pub(crate) fn set_backend(&mut self, name: &str) {
+        if self.enabled {
+            self.backend = Some(name.to_owned());
+        }
+    }
+
+    pub(crate) fn set_server(&mut self, name: &str) {
+        if self.enabled {
+            self.server = Some(name.to_owned());
         }
     }
 
@@ -183,7 +213,7 @@ impl Record {
 
     /// Writes the record to the access log.
     pub(crate) fn emit(&self) {
-        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+        if !self.enabled {
             return;
         }
         let line = self.line();

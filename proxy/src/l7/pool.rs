@@ -15,6 +15,10 @@ use super::h1::conn::Conn;
 const MAX_IDLE: Duration = Duration::from_secs(4);
 
 /// A server's idle connections.
+///
+/// A connection the server closed while idle is not probed for (that would cost a syscall per
+/// request): the exchange notices the close before any response byte and replays the request on a
+/// fresh connection, which only requests whose body is in hand may use the pool for.
 #[derive(Debug)]
 pub struct Pool {
     idle: Option<ArrayQueue<(Conn<TcpStream>, Instant)>>,
@@ -32,7 +36,7 @@ impl Pool {
     pub(crate) fn take(&self) -> Option<Conn<TcpStream>> {
         let idle = self.idle.as_ref()?;
         while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() < MAX_IDLE && is_reusable(&conn) {
+            if since.elapsed() < MAX_IDLE {
                 return Some(conn);
             }
         }
@@ -63,10 +67,4 @@ impl Pool {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// An idle connection is reusable while the server has neither closed it nor sent anything.
-fn is_reusable(conn: &Conn<TcpStream>) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(conn.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }

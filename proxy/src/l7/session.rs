@@ -83,9 +83,10 @@ pub(crate) async fn serve_h1<S>(
         let deadline = start + fe.timeout_http_request;
 
         let head = loop {
-            match head::parse_request(&conn.buf) {
-                Ok(Some((head, len))) => {
-                    let _ = conn.buf.split_to(len);
+            let buffered = conn.buf.len();
+            match head::parse_request(&mut conn.buf) {
+                Ok(Some(head)) => {
+                    let len = buffered - conn.buf.len();
                     counters::add(&fe_state.counters.bytes_in, len as u64);
                     break head;
                 }
@@ -143,14 +144,16 @@ pub(crate) async fn serve_h1<S>(
         let Some((fe_index, fe)) = table.frontend(&name) else {
             return;
         };
-        log.frontend.clone_from(&name);
+        log.set_frontend(&name);
         let fe_state = Arc::clone(&table.frontends[fe_index].state);
-        log.request_line = format!(
-            "{} {} {}",
-            head.method,
-            head.target,
-            version_str(head.version)
-        );
+        if log.enabled {
+            log.request_line = format!(
+                "{} {} {}",
+                head.method,
+                head.target(),
+                version_str(head.version)
+            );
+        }
         counters::inc(&fe_state.counters.requests_total);
 
         let ctx = Ctx {

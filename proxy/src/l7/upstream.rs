@@ -58,9 +58,8 @@ pub(crate) async fn read_response_head(
 ) -> Result<ResponseHead, UpstreamError> {
     let mut received_any = !conn.buf.is_empty();
     loop {
-        match head::parse_response(&conn.buf, method) {
-            Ok(Some((head, len))) => {
-                let _ = conn.buf.split_to(len);
+        match head::parse_response(&mut conn.buf, method) {
+            Ok(Some(head)) => {
                 if head.status.is_informational()
                     && head.status != http::StatusCode::SWITCHING_PROTOCOLS
                 {
