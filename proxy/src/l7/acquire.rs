@@ -5,7 +5,6 @@
 use std::{sync::Arc, time::Duration};
 
 use http::StatusCode;
-use tokio::time::Instant;
 
 use super::{
     balance::PickKey,
@@ -60,7 +59,6 @@ pub(crate) async fn acquire(
     log: &mut Record,
 ) -> Result<Acquired, StatusCode> {
     loop {
-        let queue_started = Instant::now();
         let (slot, waited) = match select(
             bcfg,
             bentry,
@@ -76,7 +74,7 @@ pub(crate) async fn acquire(
                 return Err(StatusCode::SERVICE_UNAVAILABLE);
             }
             Err(NoServer::QueueTimeout) => {
-                log.t_queue = Some(attempts.queued + queue_started.elapsed());
+                log.t_queue = Some(attempts.queued + bcfg.timeout_queue);
                 log.end(Ended::ServerTimeout, Phase::Queue);
                 return Err(StatusCode::SERVICE_UNAVAILABLE);
             }
@@ -85,7 +83,7 @@ pub(crate) async fn acquire(
         log.t_queue = Some(attempts.queued);
         let server = Arc::clone(&slot.server);
         log.set_server(&server.name);
-        let connect_started = Instant::now();
+        let connect_started = log.clock();
         let pooled = if attempts.fresh_only {
             None
         } else {
@@ -97,7 +95,7 @@ pub(crate) async fn acquire(
         };
         match connected {
             Ok(up) => {
-                log.t_connect = Some(connect_started.elapsed());
+                log.t_connect = connect_started.map(|t| t.elapsed());
                 counters::inc(&server.counters.sessions_total);
                 server.counters.last_session.store(
                     crate::state::unix_millis(),

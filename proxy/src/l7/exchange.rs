@@ -5,10 +5,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use http::{HeaderMap, Method, StatusCode, Version, header};
-use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
-    time::Instant,
-};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
     acl::RequestFacts,
@@ -65,12 +62,14 @@ pub(crate) enum Next {
     Tunnel(Upstream, Slot),
 }
 
-/// Forwards one request read from `client` and its response.
+/// Forwards one request read from `client` and its response. `scratch` is the connection's
+/// buffer for serialized heads, reused from one request to the next.
 pub(crate) async fn run<S>(
     client: &mut Conn<S>,
     mut head: RequestHead,
     ctx: &Ctx<'_>,
     log: &mut Record,
+    scratch: &mut Vec<u8>,
 ) -> Next
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -99,7 +98,7 @@ where
         std::sync::atomic::Ordering::Relaxed,
     );
     bentry.state.counters.sessions.up();
-    let next = forward(client, &mut head, ctx, bcfg, bentry, log).await;
+    let next = forward(client, &mut head, ctx, bcfg, bentry, log, scratch).await;
     bentry.state.counters.sessions.down();
     next
 }
@@ -111,15 +110,18 @@ async fn forward<S>(
     bcfg: &Backend,
     bentry: &BackendEntry,
     log: &mut Record,
+    out: &mut Vec<u8>,
 ) -> Next
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let fe = ctx.frontend;
+    let mut headers = std::mem::take(&mut head.headers);
+    let head = &*head;
     let req_cookie = bcfg.cookie.as_ref().map(|c| {
         cookie::from_request(
             c,
-            &head.headers,
+            &headers,
             |v| bentry.server_by_cookie(v),
             |i| {
                 bentry
@@ -134,18 +136,16 @@ where
         Some(RequestCookie::Valid(i)) => Some(i),
         _ => None,
     };
+    // A clone of a header value shares its bytes; it outlives the cookie rewrite below.
     let hdr_value = match &bcfg.algorithm {
-        Algorithm::Hdr(name) => head.headers.get(name).map(|v| v.as_bytes().to_vec()),
+        Algorithm::Hdr(name) => headers.get(name).cloned(),
         _ => None,
     };
-    let path = head.path().to_owned();
     let key = PickKey {
         src: Some(ctx.client.peer.ip()),
-        uri_path: Some(&path),
-        header: hdr_value.as_deref(),
+        uri_path: Some(head.path()),
+        header: hdr_value.as_ref().map(|v| v.as_bytes()),
     };
-
-    let mut headers = std::mem::take(&mut head.headers);
     if let Some(c) = &bcfg.cookie {
         cookie::rewrite_request(c, &mut headers);
     }
@@ -192,7 +192,8 @@ where
         log.conn_counts[2] = bentry.state.counters.sessions.get();
         log.conn_counts[3] = server.counters.sessions.get();
         log.queues = [0, bentry.state.counters.queue.get()];
-        let mut out = outgoing.serialize(server.addr);
+        out.clear();
+        outgoing.serialize_into(out, server.addr);
         out.extend_from_slice(&client.buf[..replay_len]);
         let sent = if replayable {
             up.conn
@@ -204,16 +205,9 @@ where
                 read: fe.timeout_client,
                 write: bcfg.timeout_server,
             };
-            body::forward(
-                client,
-                &mut up.conn.io,
-                &mut out,
-                head.body,
-                timeouts,
-                false,
-            )
-            .await
-            .map(drop)
+            body::forward(client, &mut up.conn.io, out, head.body, timeouts, false)
+                .await
+                .map(drop)
         };
         match sent {
             Ok(()) => {}
@@ -241,7 +235,7 @@ where
                 return reply_error(client, StatusCode::BAD_REQUEST, ctx, log).await;
             }
         }
-        let connected_at = Instant::now();
+        let connected_at = log.clock();
         match upstream::read_response_head(&mut up.conn, &head.method, bcfg.timeout_server).await {
             Ok(response) => break (slot, up, response, connected_at),
             Err(UpstreamError::ClosedEarly) if up.reused && replayable => {
@@ -269,7 +263,7 @@ where
     if replay_len > 0 {
         let _ = client.buf.split_to(replay_len);
     }
-    log.t_response = Some(connected_at.elapsed());
+    log.t_response = connected_at.map(|t| t.elapsed());
 
     let server_cfg = &bcfg.servers[slot.index];
     let tunnel = head.upgrade && response.status == StatusCode::SWITCHING_PROTOCOLS;
@@ -288,9 +282,9 @@ where
         && !ctx.rt.shutdown.is_cancelled();
     let status = response.status;
     log.status = Some(status.as_u16());
-    let mut out = Vec::with_capacity(256);
-    head::write_status_line(&mut out, status);
-    head::write_headers_except(&mut out, &res_headers, |name| {
+    out.clear();
+    head::write_status_line(out, status);
+    head::write_headers_except(out, &res_headers, |name| {
         hop.drops(name) || dechunk && *name == header::TRANSFER_ENCODING
     });
     out.extend_from_slice(match (tunnel, keep_alive, head.version) {
@@ -319,7 +313,7 @@ where
     let copied = body::forward(
         &mut up.conn,
         &mut client.io,
-        &mut out,
+        out,
         response.body,
         timeouts,
         dechunk,
@@ -440,8 +434,7 @@ struct OutgoingRequest<'a> {
 impl OutgoingRequest<'_> {
     /// Always HTTP/1.1 with an origin-form target, hop-by-hop headers left out, and a `Host`
     /// header (the server's address) when an HTTP/1.0 client sent none.
-    fn serialize(&self, server: SocketAddr) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
+    fn serialize_into(&self, out: &mut Vec<u8>, server: SocketAddr) {
         out.extend_from_slice(self.method.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.target.as_bytes());
@@ -449,7 +442,7 @@ impl OutgoingRequest<'_> {
         if !self.headers.contains_key(header::HOST) {
             out.extend_from_slice(format!("host: {server}\r\n").as_bytes());
         }
-        head::write_headers_except(&mut out, self.headers, |name| {
+        head::write_headers_except(out, self.headers, |name| {
             self.hop.drops(name)
                 || self.drop_expect && *name == header::EXPECT
                 || self.forwarded.is_some() && *name == X_FORWARDED_PROTO
@@ -458,10 +451,9 @@ impl OutgoingRequest<'_> {
             out.extend_from_slice(b"connection: upgrade\r\n");
         }
         if let Some((client, tls)) = self.forwarded {
-            write_forwarded(&mut out, client, tls);
+            write_forwarded(out, client, tls);
         }
         out.extend_from_slice(b"\r\n");
-        out
     }
 }
 

@@ -126,6 +126,12 @@ impl Record {
         }
     }
 
+    /// The time now, when the access log will show timers; nothing (and no clock read) when
+    /// it is off.
+    pub(crate) fn clock(&self) -> Option<Instant> {
+        self.enabled.then(Instant::now)
+    }
+
     pub(crate) fn set_frontend(&mut self, name: &str) {
         if self.enabled && self.frontend != name {
             name.clone_into(&mut self.frontend);

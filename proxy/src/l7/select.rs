@@ -46,9 +46,9 @@ pub(crate) async fn select(
     avoid: Option<usize>,
     key: &PickKey<'_>,
 ) -> Result<(Slot, Duration), NoServer> {
-    let started = Instant::now();
-    // Zero `timeout queue` means no limit, as every zero timeout.
-    let deadline = (!cfg.timeout_queue.is_zero()).then(|| started + cfg.timeout_queue);
+    // The clock is read only once the request has to wait.
+    let mut started = None;
+    let mut deadline = None;
     let mut queued = false;
     let result = loop {
         // Register interest before looking, so a slot freed in between is not missed.
@@ -74,6 +74,10 @@ pub(crate) async fn select(
         if !queued {
             queued = true;
             entry.state.counters.queue.up();
+            let now = Instant::now();
+            started = Some(now);
+            // Zero `timeout queue` means no limit, as every zero timeout.
+            deadline = (!cfg.timeout_queue.is_zero()).then(|| now + cfg.timeout_queue);
         }
         let expiry = async {
             match deadline {
@@ -110,7 +114,7 @@ pub(crate) async fn select(
             server,
             backend: Arc::clone(&entry.state),
         },
-        started.elapsed(),
+        started.map_or(Duration::ZERO, |t| t.elapsed()),
     ))
 }
 
@@ -138,7 +142,10 @@ fn pick(cfg: &Backend, entry: &BackendEntry, avoid: Option<usize>, key: &PickKey
     }
 }
 
-fn candidates_backup(cfg: &Backend, entry: &BackendEntry, avoid: Option<usize>) -> Vec<Candidate> {
+/// The candidates of one pick; backends rarely have more servers than fit on the stack.
+type Candidates = smallvec::SmallVec<[Candidate; 16]>;
+
+fn candidates_backup(cfg: &Backend, entry: &BackendEntry, avoid: Option<usize>) -> Candidates {
     candidates(cfg, entry, true, avoid)
 }
 
@@ -148,7 +155,7 @@ fn candidates(
     entry: &BackendEntry,
     backup: bool,
     avoid: Option<usize>,
-) -> Vec<Candidate> {
+) -> Candidates {
     cfg.servers
         .iter()
         .zip(&entry.servers)

@@ -32,6 +32,7 @@ pub(crate) async fn serve_h1<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut first = true;
+    let mut scratch = Vec::new();
     loop {
         let name = frontend.load_full();
         let table = rt.table.load_full();
@@ -163,7 +164,7 @@ pub(crate) async fn serve_h1<S>(
             fe_state: &fe_state,
             client,
         };
-        let next = exchange::run(&mut conn, head, &ctx, &mut log).await;
+        let next = exchange::run(&mut conn, head, &ctx, &mut log, &mut scratch).await;
         log.conn_counts[0] = rt.active.get();
         log.conn_counts[1] = fe_state.counters.sessions.get();
         log.emit();

@@ -11,6 +11,8 @@
 //! Every refusal is a 400 and the connection is closed after it, so nothing of a smuggled request
 //! is read as a next request.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 
@@ -115,9 +117,11 @@ pub(crate) struct ResponseHead {
 /// Parses a request head from the start of `buf` and takes it off the buffer: `Ok(None)` while
 /// incomplete (nothing is taken). Header values are slices of the head's bytes, not copies.
 pub(crate) fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(buf) {
+    // Left uninitialized: httparse writes only the slots it fills, so a short head does not
+    // pay for clearing all of them.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
             return Err(HeadError::TooLarge);
@@ -200,9 +204,11 @@ pub(crate) fn parse_response(
     buf: &mut BytesMut,
     method: &Method,
 ) -> Result<Option<ResponseHead>, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut slots);
-    let len = match res.parse(buf) {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
+    {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
             return Err(HeadError::TooLarge);
@@ -262,7 +268,10 @@ fn span_of(buf: &[u8], part: &[u8]) -> std::ops::Range<usize> {
     start..start + part.len()
 }
 
-fn header_spans(buf: &[u8], parsed: &[httparse::Header<'_>]) -> Vec<Span> {
+/// Spans of the headers of one message; most messages have few enough to stay on the stack.
+type Spans = smallvec::SmallVec<[Span; 24]>;
+
+fn header_spans(buf: &[u8], parsed: &[httparse::Header<'_>]) -> Spans {
     parsed
         .iter()
         .map(|h| (span_of(buf, h.name.as_bytes()), span_of(buf, h.value)))
