@@ -197,7 +197,7 @@ where
         out.extend_from_slice(&client.buf[..replay_len]);
         let sent = if replayable {
             up.conn
-                .write_all(&out, bcfg.timeout_server)
+                .write_all(out, bcfg.timeout_server)
                 .await
                 .map_err(BodyError::Write)
         } else {
@@ -298,7 +298,7 @@ where
     count_response(ctx, bentry, &slot, status);
 
     if tunnel {
-        if client.write_all(&out, fe.timeout_client).await.is_err() {
+        if client.write_all(out, fe.timeout_client).await.is_err() {
             log.end(Ended::ClientAbort, Phase::Data);
             return Next::Close;
         }
