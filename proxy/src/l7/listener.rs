@@ -125,27 +125,24 @@ async fn serve_connection(
         (fe.tls.clone(), fe.timeout_http_request)
     };
     match tls {
+        // Boxed: a TLS session's state is large, and plain connections should not carry room
+        // for it in their task.
         Some(config) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let handshake = with_timeout(handshake_timeout, acceptor.accept(stream)).await;
-            let stream = match handshake {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    tracing::debug!(client = %peer, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
             let client = ClientInfo {
                 peer,
                 local,
                 tls: true,
             };
-            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                h2::serve(rt, frontend, client, stream).await;
-            } else {
-                serve_h1(rt, frontend, client, Conn::new(stream), accepted).await;
-            }
+            Box::pin(serve_tls(
+                rt,
+                frontend,
+                client,
+                stream,
+                config,
+                handshake_timeout,
+                accepted,
+            ))
+            .await;
         }
         None => {
             let client = ClientInfo {
@@ -156,11 +153,37 @@ async fn serve_connection(
             let mut conn = Conn::new(stream);
             if is_h2c(&mut conn, handshake_timeout).await {
                 let rewound = h2::Rewind::new(conn.buf.split().freeze(), conn.io);
-                h2::serve(rt, frontend, client, rewound).await;
+                Box::pin(h2::serve(rt, frontend, client, rewound)).await;
             } else {
                 serve_h1(rt, frontend, client, conn, accepted).await;
             }
         }
+    }
+}
+
+/// Completes the TLS handshake, then serves HTTP/2 or HTTP/1 as ALPN chose.
+async fn serve_tls(
+    rt: Arc<Runtime>,
+    frontend: &FrontendName,
+    client: ClientInfo,
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    handshake_timeout: std::time::Duration,
+    accepted: Instant,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let stream = match with_timeout(handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(client = %client.peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        h2::serve(rt, frontend, client, stream).await;
+    } else {
+        serve_h1(rt, frontend, client, Conn::new(stream), accepted).await;
     }
 }
 

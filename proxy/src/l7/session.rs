@@ -13,7 +13,7 @@ use super::listener::FrontendName;
 use super::{
     exchange::{self, ClientInfo, Ctx, Next},
     h1::{
-        conn::{Conn, IoFailure},
+        conn::{Conn, IoFailure, WaitReadable},
         head,
     },
     log::{Ended, Phase, Record},
@@ -29,7 +29,7 @@ pub(crate) async fn serve_h1<S>(
     mut conn: Conn<S>,
     accepted: Instant,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + WaitReadable,
 {
     let mut first = true;
     let mut scratch = Vec::new();
@@ -43,6 +43,9 @@ pub(crate) async fn serve_h1<S>(
 
         // Idle until the next request starts; only a first request owes us anything.
         if conn.buf.is_empty() {
+            // An idle keep-alive connection holds no buffers: its head buffer goes now, its
+            // read buffer in `fill_idle`.
+            scratch = Vec::new();
             // A first request's whole head is due `http_request` after accept, including any
             // time the listener spent sniffing for an h2c preface.
             let idle = if first {
@@ -54,7 +57,7 @@ pub(crate) async fn serve_h1<S>(
                 Err(IoFailure::Timeout)
             } else {
                 tokio::select! {
-                    read = conn.fill(idle) => read,
+                    read = conn.fill_idle(idle) => read,
                     () = rt.shutdown.cancelled() => return,
                 }
             };
@@ -164,7 +167,9 @@ pub(crate) async fn serve_h1<S>(
             fe_state: &fe_state,
             client,
         };
-        let next = exchange::run(&mut conn, head, &ctx, &mut log, &mut scratch).await;
+        // Boxed: the exchange's state lives only while a request is under way, so an idle
+        // connection's task stays small.
+        let next = Box::pin(exchange::run(&mut conn, head, &ctx, &mut log, &mut scratch)).await;
         log.conn_counts[0] = rt.active.get();
         log.conn_counts[1] = fe_state.counters.sessions.get();
         log.emit();

@@ -28,11 +28,34 @@ pub(crate) struct Conn<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// A connection with no buffer yet: the first read allocates it.
     pub(crate) fn new(io: S) -> Self {
         Self {
             io,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
         }
+    }
+
+    /// Waits for the next bytes of an idle connection without holding a read buffer meanwhile:
+    /// an idle keep-alive client then costs a socket and a small task, not 16 KiB of buffer.
+    /// Input that is already there is read at once, keeping the buffer of a busy connection.
+    pub(crate) async fn fill_idle(&mut self, timeout: Duration) -> Result<usize, IoFailure>
+    where
+        S: WaitReadable,
+    {
+        if self.buf.is_empty() {
+            let mut read = std::pin::pin!(self.io.read_buf(&mut self.buf));
+            let ready = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+            match ready {
+                Poll::Ready(Ok(0)) => return Err(IoFailure::Closed),
+                Poll::Ready(Ok(n)) => return Ok(n),
+                Poll::Ready(Err(e)) => return Err(e.into()),
+                Poll::Pending => {}
+            }
+            self.buf = BytesMut::new();
+            with_timeout(timeout, self.io.wait_readable()).await??;
+        }
+        self.fill(timeout).await
     }
 
     /// Reads more bytes into the buffer; `Closed` at end of stream.
@@ -56,6 +79,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         with_timeout(timeout, self.io.write_all(data))
             .await?
             .map_err(IoFailure::from)
+    }
+}
+
+/// Waiting until a stream has input, for [`Conn::fill_idle`].
+pub(crate) trait WaitReadable {
+    /// Resolves when a read would not block (or as soon as that cannot be told).
+    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl WaitReadable for tokio::net::TcpStream {
+    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        self.readable()
+    }
+}
+
+impl<S: Sync> WaitReadable for tokio_rustls::server::TlsStream<S> {
+    /// TLS may hold decrypted bytes the socket no longer signals, so it does not wait.
+    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        std::future::ready(Ok(()))
     }
 }
 
