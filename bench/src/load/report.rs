@@ -38,6 +38,49 @@ pub struct Report {
     /// The latency distribution for plots: `(percentile, microseconds)` pairs from 0 to 100,
     /// denser towards the tail.
     pub distribution: Vec<(f64, u64)>,
+    /// Time from when each request was actually sent to the end of its answer, in microseconds:
+    /// what a client that ignores coordinated omission would report. The same as `latency_us` in
+    /// closed-loop mode; in rate mode, far below it when the server stalled.
+    #[serde(default)]
+    pub service_us: Latency,
+    /// Connections established during the measurement: one per request with a connection per
+    /// request; with keep-alive, the first ones too when there is no warm-up, then only
+    /// reconnections.
+    #[serde(default)]
+    pub connects: u64,
+    /// Load generator threads, each with its share of the connections.
+    #[serde(default)]
+    pub threads: usize,
+    /// Concurrent streams per connection, for HTTP/2.
+    #[serde(default)]
+    pub streams: Option<usize>,
+}
+
+impl Default for Report {
+    /// An empty report of the current schema, for building one field by field.
+    fn default() -> Self {
+        Self {
+            schema: SCHEMA.to_owned(),
+            url: String::new(),
+            mode: String::new(),
+            protocol: String::new(),
+            keep_alive: false,
+            connections: 0,
+            rate: None,
+            duration_s: 0.0,
+            requests: 0,
+            errors: Errors::default(),
+            status: BTreeMap::new(),
+            throughput_rps: 0.0,
+            bytes_read: 0,
+            latency_us: Latency::default(),
+            distribution: Vec::new(),
+            service_us: Latency::default(),
+            connects: 0,
+            threads: 0,
+            streams: None,
+        }
+    }
 }
 
 /// Failures by kind.

@@ -1,0 +1,161 @@
+//! The Fulcrum side of a [`Site`]: a TOML config equivalent to [`super::haproxy_config`]'s, with
+//! one worker thread and the access log off, as HAProxy runs with `nbthread 1` and no `log`.
+
+use std::path::Path;
+
+use super::scenario::COOKIE_NAME;
+use super::site::{Site, timeouts};
+
+/// Renders the config of `site`.
+pub(crate) fn fulcrum_config(site: &Site) -> String {
+    let mut lines = vec![
+        "# Written by `fulcrum-bench compare`.".to_owned(),
+        String::new(),
+        "[global]".to_owned(),
+        "threads = 1".to_owned(),
+        format!("max_connections = {}", site.max_connections),
+        "grace = \"1s\"".to_owned(),
+        "log = { format = \"text\", level = \"warn\", access_log = false }".to_owned(),
+        String::new(),
+        "[frontend.main]".to_owned(),
+        format!("bind = [{}]", quote(&site.listen.to_string())),
+    ];
+    if let Some(cert) = &site.tls_cert {
+        lines.push(format!(
+            "tls = {{ certs = [{}], alpn = [\"h2\", \"http/1.1\"] }}",
+            quote_path(cert)
+        ));
+    }
+    lines.push("default_backend = \"web\"".to_owned());
+    lines.push(format!(
+        "timeout = {{ client = \"{}\", http_request = \"{}\", keep_alive = \"{}\" }}",
+        timeouts::CLIENT,
+        timeouts::HTTP_REQUEST,
+        timeouts::KEEP_ALIVE
+    ));
+    lines.push(String::new());
+    lines.push("[backend.web]".to_owned());
+    lines.push("balance = \"roundrobin\"".to_owned());
+    if site.cookie {
+        lines.push(format!(
+            "cookie = {{ name = \"{COOKIE_NAME}\", mode = \"insert\", indirect = true, nocache = true }}"
+        ));
+    }
+    lines.push(format!(
+        "timeout = {{ connect = \"{}\", server = \"{}\" }}",
+        timeouts::CONNECT,
+        timeouts::SERVER
+    ));
+    lines.push("servers = [".to_owned());
+    for (name, addr) in &site.servers {
+        lines.push(format!(
+            "  {{ name = {}, address = {}, cookie = {} }},",
+            quote(name),
+            quote(&addr.to_string()),
+            quote(name)
+        ));
+    }
+    lines.push("]".to_owned());
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+/// A TOML basic string. JSON's escapes are a subset of TOML's, so serde_json quotes correctly.
+fn quote(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
+fn quote_path(path: &Path) -> String {
+    quote(&path.to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::path::PathBuf;
+
+    use super::fulcrum_config;
+    use crate::compare::site::Site;
+
+    fn site(cookie: bool, tls: Option<PathBuf>) -> Site {
+        Site {
+            listen: "127.0.0.1:18080".parse().unwrap(),
+            servers: vec![
+                ("s1".to_owned(), "127.0.0.1:18081".parse().unwrap()),
+                ("s2".to_owned(), "127.0.0.1:18082".parse().unwrap()),
+            ],
+            cookie,
+            tls_cert: tls,
+            max_connections: 11_024,
+        }
+    }
+
+    #[test]
+    fn plain_site() {
+        let toml = fulcrum_config(&site(false, None));
+        assert!(toml.contains("threads = 1\n"), "{toml}");
+        assert!(toml.contains("access_log = false"), "{toml}");
+        assert!(toml.contains("max_connections = 11024\n"), "{toml}");
+        assert!(toml.contains("bind = [\"127.0.0.1:18080\"]"), "{toml}");
+        assert!(toml.contains("balance = \"roundrobin\""), "{toml}");
+        assert!(
+            toml.contains("{ name = \"s2\", address = \"127.0.0.1:18082\", cookie = \"s2\" }"),
+            "{toml}"
+        );
+        assert!(!toml.contains("tls ="), "{toml}");
+        assert!(!toml.contains("cookie = {"), "{toml}");
+    }
+
+    #[test]
+    fn cookie_and_tls_site() {
+        let toml = fulcrum_config(&site(true, Some(PathBuf::from("/tmp/x y/site.pem"))));
+        assert!(
+            toml.contains(
+                "cookie = { name = \"SRV\", mode = \"insert\", indirect = true, nocache = true }"
+            ),
+            "{toml}"
+        );
+        assert!(
+            toml.contains(
+                "tls = { certs = [\"/tmp/x y/site.pem\"], alpn = [\"h2\", \"http/1.1\"] }"
+            ),
+            "{toml}"
+        );
+    }
+
+    /// `fulcrum check` accepts every config the runner writes, when a fulcrum binary is at hand.
+    /// The smoke test runs the real thing on these configs anyway.
+    #[test]
+    fn fulcrum_check_accepts_the_configs() {
+        let Some(fulcrum) = std::env::var_os("FULCRUM_BIN") else {
+            eprintln!("skipped: FULCRUM_BIN is not set (the smoke test covers these configs)");
+            return;
+        };
+        let Some(openssl) = crate::compare::tools::find_in_path("openssl") else {
+            eprintln!("skipped: openssl is not installed");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cert = crate::compare::cert::generate_cert(&openssl, dir.path()).unwrap();
+        for (name, site) in [
+            ("plain", site(false, None)),
+            ("cookie", site(true, None)),
+            ("tls", site(false, Some(cert.clone()))),
+        ] {
+            let path = dir.path().join(format!("{name}.toml"));
+            std::fs::write(&path, fulcrum_config(&site)).unwrap();
+            let out = std::process::Command::new(&fulcrum)
+                .arg("check")
+                .arg("-c")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The Markdown summary: how and where the comparison ran, then one table per scenario of
+//! medians with the Fulcrum/HAProxy ratio. It is also what the CLI prints on stdout.
+
+use super::report::{CompareReport, ScenarioReport, SummaryRow};
+
+/// Renders the whole summary.
+pub fn render_markdown(report: &CompareReport) -> String {
+    let m = &report.machine;
+    let s = &report.settings;
+    let mut out = Vec::new();
+    out.push(format!(
+        "# Fulcrum vs HAProxy, {}",
+        report.date.get(..10).unwrap_or(&report.date)
+    ));
+    out.push(String::new());
+    out.push(format!(
+        "Made on {} by:\n\n```sh\n{}\n```",
+        report.date, report.command
+    ));
+    out.push(String::new());
+    if s.quick {
+        out.push(
+            "**Quick run** (`--quick`, sized for a smoke test): these numbers only show that \
+             the runner works."
+                .to_owned(),
+        );
+        out.push(String::new());
+    }
+    out.push("| machine | |".to_owned());
+    out.push("|---|---|".to_owned());
+    out.push(format!(
+        "| CPU | {} ({} logical CPUs) |",
+        m.cpu_model, m.cores
+    ));
+    out.push(format!("| kernel | {} |", m.kernel));
+    out.push(format!("| HAProxy | {} |", m.haproxy_version));
+    out.push(format!("| Fulcrum | {} |", m.fulcrum_version));
+    out.push(format!(
+        "| pinning | proxy on CPU {}, origins and load generator on CPU {} |",
+        s.proxy_cpu, s.load_cpu
+    ));
+    out.push(format!(
+        "| runs | {} round(s) per scenario, Fulcrum then HAProxy; {} s measured after {} s \
+         warm-up; {} connections; {} idle connections |",
+        s.rounds, s.duration_s, s.warmup_s, s.connections, s.idle_connections
+    ));
+    out.push(format!(
+        "| CPU time | `/proc/PID/stat` user + system, {} ticks/s ({}) |",
+        m.clock_ticks_per_second, m.clock_ticks_source
+    ));
+    out.push(format!(
+        "| open files | hard limit {} |",
+        m.open_files_hard_limit
+            .map_or("unlimited".to_owned(), |n| n.to_string())
+    ));
+    out.push(String::new());
+    out.push(
+        "Each cell is the median over the rounds. The ratio is Fulcrum/HAProxy: above 1 is \
+         better for throughput and handshakes, below 1 is better for CPU, latency and memory. \
+         Latency is measured at a fixed rate of half HAProxy's saturation throughput in the \
+         same round. \"Proxy CPU busy\" well below 100% means the load generator, not the proxy, \
+         was the bottleneck of the saturation run: its throughput then says little about the \
+         proxies, while CPU per request still does."
+            .to_owned(),
+    );
+    for scenario in &report.scenarios {
+        out.push(String::new());
+        out.push(render_scenario(scenario));
+    }
+    out.push(String::new());
+    out.join("\n")
+}
+
+/// One scenario's heading and table.
+pub(crate) fn render_scenario(scenario: &ScenarioReport) -> String {
+    let mut out = vec![
+        format!("## {}: {}", scenario.scenario, scenario.description),
+        String::new(),
+        "| metric | Fulcrum | HAProxy | Fulcrum/HAProxy |".to_owned(),
+        "|---|---:|---:|---:|".to_owned(),
+    ];
+    out.extend(
+        scenario
+            .summary
+            .iter()
+            .filter(|row| row.metric.in_table())
+            .map(render_row),
+    );
+    out.join("\n")
+}
+
+fn render_row(row: &SummaryRow) -> String {
+    let decimals = row.metric.decimals();
+    let ratio = if row.metric.has_ratio() {
+        row.ratio.map_or("–".to_owned(), |r| format!("{r:.2}"))
+    } else {
+        String::new()
+    };
+    format!(
+        "| {} | {} | {} | {} |",
+        row.metric.label(),
+        number(row.fulcrum, decimals),
+        number(row.haproxy, decimals),
+        ratio
+    )
+}
+
+/// A number with thousands separated by a thin space, so 6-digit rates stay readable.
+fn number(value: Option<f64>, decimals: usize) -> String {
+    let Some(value) = value else {
+        return "–".to_owned();
+    };
+    let text = format!("{:.*}", decimals, value.abs());
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let mut grouped = String::new();
+    for (i, digit) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push('\u{202f}');
+        }
+        grouped.push(digit);
+    }
+    let sign = if value < 0.0 && text.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        "-"
+    } else {
+        ""
+    };
+    if frac.is_empty() {
+        format!("{sign}{grouped}")
+    } else {
+        format!("{sign}{grouped}.{frac}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{number, render_scenario};
+    use crate::compare::report::ScenarioReport;
+    use crate::compare::scenario::Scenario;
+    use crate::compare::summary::{summarize, tests::rounds};
+
+    #[test]
+    fn numbers() {
+        assert_eq!(number(None, 0), "–");
+        assert_eq!(number(Some(950.4), 0), "950");
+        assert_eq!(number(Some(45_000.0), 0), "45\u{202f}000");
+        assert_eq!(number(Some(1_234_567.891), 1), "1\u{202f}234\u{202f}567.9");
+        assert_eq!(number(Some(-2048.0), 0), "-2\u{202f}048");
+        assert_eq!(number(Some(-0.01), 0), "0");
+    }
+
+    #[test]
+    fn scenario_table() {
+        let rounds = rounds();
+        let scenario = ScenarioReport {
+            scenario: Scenario::Get,
+            description: Scenario::Get.description().to_owned(),
+            summary: summarize(&rounds),
+            rounds,
+        };
+        let table = render_scenario(&scenario);
+        let expected = "\
+## get: small GET, keep-alive
+
+| metric | Fulcrum | HAProxy | Fulcrum/HAProxy |
+|---|---:|---:|---:|
+| throughput (req/s) | 45\u{202f}000 | 25\u{202f}000 | 1.80 |
+| CPU per request (µs) | 1.0 | 1.0 | 1.00 |
+| proxy CPU busy in that run (%) | 5 | 5 |  |
+| latency p50 at fixed rate (µs) | 1\u{202f}200 | 1\u{202f}200 | 1.00 |
+| latency p99 at fixed rate (µs) | 800 | 1\u{202f}100 | 0.73 |
+| RSS per idle connection (bytes) | 3\u{202f}000 | 2\u{202f}000 | 1.50 |
+| errors + non-2xx (all runs) | 6 | 6 |  |";
+        assert_eq!(table, expected);
+    }
+}

@@ -1,0 +1,227 @@
+//! Smoke test of `fulcrum-bench compare`: a `--quick` comparison end to end, with the real
+//! `fulcrum-bench` (origins and load) and the `fulcrum` binary named by `FULCRUM_BIN`, checking
+//! that the report has every field, the files are written, and nothing is left running.
+//!
+//! The `fulcrum` binary is `FULCRUM_BIN`, or else the one built beside `fulcrum-bench` (a workspace
+//! build, as CI's, builds both). A missing binary or HAProxy skips the test, except in CI (`CI`
+//! set), which builds the one and installs the other.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fulcrum_bench::compare::{
+    CompareOptions, CompareReport, Metric, SCHEMA, Scenario, find_haproxy, run_compare,
+};
+
+#[test]
+fn quick_comparison_reports_every_field() {
+    let fulcrum = std::env::var_os("FULCRUM_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_fulcrum-bench")).with_file_name("fulcrum"),
+        PathBuf::from,
+    );
+    if !fulcrum.is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is missing, and CI builds it",
+            fulcrum.display()
+        );
+        eprintln!(
+            "skipped: no fulcrum binary at {} (build the workspace or set FULCRUM_BIN)",
+            fulcrum.display()
+        );
+        return;
+    }
+    if find_haproxy(None).is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "haproxy is not installed, and CI must have it"
+        );
+        eprintln!("skipped: haproxy is not installed");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let mut options = quick_options(fulcrum);
+    options.out = Some(out.path().to_owned());
+
+    let report = run_compare(&options).unwrap();
+    check_report(&report, &options);
+    assert_no_children();
+
+    // The files: the JSON reads back to the same report, the tables are in both Markdown files.
+    assert_eq!(report.files.len(), 4, "{:?}", report.files);
+    for file in &report.files {
+        assert!(file.is_file(), "{} was not written", file.display());
+    }
+    let json = report
+        .files
+        .iter()
+        .find(|f| f.extension().is_some_and(|e| e == "json"));
+    let read: CompareReport =
+        serde_json::from_str(&std::fs::read_to_string(json.unwrap()).unwrap()).unwrap();
+    // Floats may come back one ulp off, so the numbers are compared by the summary's medians.
+    assert_eq!(read.machine, report.machine);
+    assert_eq!(read.settings, report.settings);
+    assert_eq!(read.files, report.files);
+    for (read, written) in read.scenarios.iter().zip(&report.scenarios) {
+        assert_eq!(read.rounds.len(), written.rounds.len());
+        for (r, w) in read.summary.iter().zip(&written.summary) {
+            assert_eq!(r.metric, w.metric);
+            let close = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+                (a, b) => a == b,
+            };
+            assert!(
+                close(r.fulcrum, w.fulcrum) && close(r.haproxy, w.haproxy),
+                "{r:?}"
+            );
+        }
+    }
+    let latest = std::fs::read_to_string(out.path().join("latest.md")).unwrap();
+    assert!(
+        latest.contains("## get: ") && latest.contains("## cookie: "),
+        "{latest}"
+    );
+    assert!(latest.contains("| throughput (req/s) |"), "{latest}");
+    let svg = report
+        .files
+        .iter()
+        .find(|f| f.extension().is_some_and(|e| e == "svg"));
+    let svg = std::fs::read_to_string(svg.unwrap()).unwrap();
+    assert!(svg.contains("Fulcrum") && svg.contains("HAProxy"));
+
+    // A failure part-way (here the load generator) still stops every process.
+    let mut failing = quick_options(options.fulcrum.clone());
+    failing.load_cmd = PathBuf::from("/bin/false");
+    let error = format!("{:#}", run_compare(&failing).unwrap_err());
+    assert!(error.contains("/bin/false"), "{error}");
+    assert_no_children();
+}
+
+fn quick_options(fulcrum: PathBuf) -> CompareOptions {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_fulcrum-bench"));
+    let mut options = CompareOptions::quick(bench, fulcrum);
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        // One CPU: everything shares it; the flow is what is tested.
+        options.load_cpu = 0;
+    }
+    options
+}
+
+fn check_report(report: &CompareReport, options: &CompareOptions) {
+    assert_eq!(report.schema, SCHEMA);
+    assert!(
+        report.date.ends_with('Z') && report.date.len() == 20,
+        "{}",
+        report.date
+    );
+    assert!(!report.command.is_empty());
+    let m = &report.machine;
+    assert!(!m.cpu_model.is_empty() && m.cores >= 1 && !m.kernel.is_empty());
+    assert!(
+        m.haproxy_version.contains("HAProxy"),
+        "{}",
+        m.haproxy_version
+    );
+    assert!(
+        m.fulcrum_version.starts_with("fulcrum "),
+        "{}",
+        m.fulcrum_version
+    );
+    assert!(m.clock_ticks_per_second > 0 && !m.clock_ticks_source.is_empty());
+    assert!(report.settings.quick);
+    assert_eq!(report.settings.rounds, 1);
+    assert_eq!(
+        report.settings.scenarios,
+        vec![Scenario::Get, Scenario::Cookie]
+    );
+
+    let scenarios: Vec<Scenario> = report.scenarios.iter().map(|s| s.scenario).collect();
+    assert_eq!(scenarios, vec![Scenario::Get, Scenario::Cookie]);
+    for scenario in &report.scenarios {
+        let name = scenario.scenario;
+        assert_eq!(scenario.rounds.len(), 1, "{name}");
+        let round = &scenario.rounds[0];
+        for proxy in [&round.fulcrum, &round.haproxy] {
+            let saturation = &proxy.saturation;
+            assert!(saturation.load.requests > 0, "{name}: {saturation:?}");
+            assert!(saturation.cpu.us_per_request.is_some(), "{name}");
+            assert!(proxy.handshakes.is_none(), "{name}");
+            if name == Scenario::Get {
+                let fixed = proxy.fixed_rate.as_ref().unwrap();
+                assert!(fixed.load.rate.is_some() && fixed.load.requests > 0);
+                assert!(!fixed.load.distribution.is_empty());
+                let idle = proxy.idle.as_ref().unwrap();
+                assert_eq!(idle.connections, options.idle_connections);
+                assert_eq!(idle.closed_early, 0);
+                assert!(idle.rss_after_bytes > 0 && idle.bytes_per_connection.is_finite());
+            } else {
+                assert!(proxy.fixed_rate.is_none() && proxy.idle.is_none(), "{name}");
+            }
+        }
+        let metrics: Vec<Metric> = scenario.summary.iter().map(|r| r.metric).collect();
+        let expected = if name == Scenario::Get {
+            vec![
+                Metric::ThroughputRps,
+                Metric::CpuUsPerRequest,
+                Metric::ProxyCpuBusyPercent,
+                Metric::LatencyP50Us,
+                Metric::LatencyP90Us,
+                Metric::LatencyP99Us,
+                Metric::LatencyP999Us,
+                Metric::RssBytesPerConnection,
+                Metric::Errors,
+            ]
+        } else {
+            vec![
+                Metric::ThroughputRps,
+                Metric::CpuUsPerRequest,
+                Metric::ProxyCpuBusyPercent,
+                Metric::Errors,
+            ]
+        };
+        assert_eq!(metrics, expected, "{name}");
+        for row in &scenario.summary {
+            assert!(
+                row.fulcrum.is_some() && row.haproxy.is_some(),
+                "{name}: {row:?}"
+            );
+            if row.metric == Metric::Errors {
+                // Both proxies answer every request of a quick run.
+                assert_eq!((row.fulcrum, row.haproxy), (Some(0.0), Some(0.0)), "{name}");
+            } else if row.metric.has_ratio() {
+                assert!(row.ratio.is_some(), "{name}: {row:?}");
+            }
+        }
+    }
+}
+
+/// Waits a little for killed children to finish dying, then fails if any is left.
+fn assert_no_children() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !children().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(children(), Vec::<String>::new(), "processes left running");
+}
+
+/// This process's living children, as `PID (COMMAND)` (zombies are not running anything).
+fn children() -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // Fields after the command name: state (3), ppid (4).
+        if fields.get(1) == Some(&me.as_str()) && fields.first() != Some(&"Z") {
+            found.push(stat[..=close].to_owned());
+        }
+    }
+    found
+}
