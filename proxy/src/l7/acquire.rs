@@ -27,8 +27,11 @@ pub(crate) struct Attempts<'k> {
     pub(crate) key: PickKey<'k>,
     /// The server a valid persistence cookie names, until a redispatch drops it.
     pub(crate) sticky: Option<usize>,
-    /// Skip the pool: the request cannot be replayed, or a pooled connection just failed.
+    /// Skip the pool: a pooled connection just failed.
     pub(crate) fresh_only: bool,
+    /// The request can be sent again on another connection (its body, if any, is in hand);
+    /// one that cannot only takes pooled connections that pass a liveness probe.
+    replayable: bool,
     /// The server a failed connect is retried on.
     retry_on: Option<usize>,
     retries: u32,
@@ -37,11 +40,12 @@ pub(crate) struct Attempts<'k> {
 }
 
 impl<'k> Attempts<'k> {
-    pub(crate) fn new(key: PickKey<'k>, sticky: Option<usize>, fresh_only: bool) -> Self {
+    pub(crate) fn new(key: PickKey<'k>, sticky: Option<usize>, replayable: bool) -> Self {
         Self {
             key,
             sticky,
-            fresh_only,
+            fresh_only: false,
+            replayable,
             retry_on: None,
             retries: 0,
             avoid: None,
@@ -87,7 +91,7 @@ pub(crate) async fn acquire(
         let pooled = if attempts.fresh_only {
             None
         } else {
-            server.pool.take()
+            server.pool.take(!attempts.replayable)
         };
         let connected = match pooled {
             Some(conn) => Ok(Upstream { conn, reused: true }),

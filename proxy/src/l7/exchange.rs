@@ -182,7 +182,7 @@ where
         }
     }
 
-    let mut attempts = Attempts::new(key, sticky, !replayable);
+    let mut attempts = Attempts::new(key, sticky, replayable);
     let (slot, mut up, response, connected_at) = loop {
         let Acquired { slot, mut up } = match acquire(bcfg, bentry, &mut attempts, log).await {
             Ok(acquired) => acquired,
@@ -211,7 +211,7 @@ where
         };
         match sent {
             Ok(()) => {}
-            Err(BodyError::Write(_)) if up.reused => {
+            Err(BodyError::Write(_)) if up.reused && replayable => {
                 attempts.fresh_only = true;
                 continue;
             }

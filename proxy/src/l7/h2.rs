@@ -195,7 +195,7 @@ async fn handle(
     let replayable = framing == BodyKind::Empty;
     let mut body = Some(body);
 
-    let mut attempts = Attempts::new(key, sticky, !replayable);
+    let mut attempts = Attempts::new(key, sticky, replayable);
     let (slot, mut up, response, connected_at) = loop {
         let Acquired { slot, mut up } = match acquire(bcfg, bentry, &mut attempts, &mut log).await {
             Ok(acquired) => acquired,

@@ -1,7 +1,7 @@
 //! Idle keep-alive connections to one server, kept for the next request.
 //!
 //! A lock-free bounded queue: requests on any worker thread put and take without blocking each
-//! other. A connection is checked before reuse, since the server may have closed it while idle.
+//! other.
 
 use std::time::Duration;
 
@@ -16,9 +16,10 @@ const MAX_IDLE: Duration = Duration::from_secs(4);
 
 /// A server's idle connections.
 ///
-/// A connection the server closed while idle is not probed for (that would cost a syscall per
-/// request): the exchange notices the close before any response byte and replays the request on a
-/// fresh connection, which only requests whose body is in hand may use the pool for.
+/// The server may have closed one while it was idle. A request whose body is in hand takes it
+/// unchecked (a check costs a syscall): if the server turns out to have closed it, the request is
+/// replayed on a fresh connection. A request whose body is still streaming from the client cannot
+/// be replayed, so it asks for a probed connection.
 #[derive(Debug)]
 pub struct Pool {
     idle: Option<ArrayQueue<(Conn<TcpStream>, Instant)>>,
@@ -32,11 +33,12 @@ impl Pool {
         }
     }
 
-    /// A live idle connection, if one is at hand.
-    pub(crate) fn take(&self) -> Option<Conn<TcpStream>> {
+    /// An idle connection, if one is at hand; with `probe`, only one the server has neither
+    /// closed nor written to.
+    pub(crate) fn take(&self, probe: bool) -> Option<Conn<TcpStream>> {
         let idle = self.idle.as_ref()?;
         while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() < MAX_IDLE {
+            if since.elapsed() < MAX_IDLE && (!probe || is_open(&conn)) {
                 return Some(conn);
             }
         }
@@ -67,4 +69,11 @@ impl Pool {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Whether an idle connection is still open: a read that would block means the server has
+/// neither closed it nor sent anything unasked.
+fn is_open(conn: &Conn<TcpStream>) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(conn.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
