@@ -584,3 +584,29 @@ servers = [{{ name = "s1", address = "{}" }}]
     let (status, body, err) = curl(&["--resolve", &resolve, "--cacert", &cacert, &url]).await;
     assert!(status.success() && body.starts_with("s1"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_upload_reuses_a_pooled_server_connection() {
+    let echo = origin_with(OriginOptions {
+        name: "echo".into(),
+        echo: true,
+        ..OriginOptions::default()
+    })
+    .await;
+    let fulcrum = Fulcrum::start(&support::site("", "", &[("echo", echo.addr())]));
+    let mut client = KeepAlive::connect(fulcrum.addr("main")).await;
+    assert_eq!(client.get("/first", &[]).await.unwrap().status, 200);
+    // Larger than the proxy reads with the head, so it streams and cannot be replayed.
+    let body = Bytes::from(vec![b'x'; 200_000]);
+    let reply = client
+        .send("POST", "/upload", &[], body.clone())
+        .await
+        .unwrap();
+    assert_eq!(reply.body, body);
+    let peers: Vec<_> = echo.requests().iter().map(|r| r.peer).collect();
+    assert_eq!(peers.len(), 2);
+    assert_eq!(
+        peers[0], peers[1],
+        "the upload went over the pooled connection"
+    );
+}
