@@ -32,6 +32,7 @@ use super::{
         conn::{IoFailure, with_timeout},
         head::{self, BodyKind},
     },
+    h2_body::{Finish, LengthBody},
     headers::{add_forwarded, strip_hop_by_hop},
     listener::FrontendName,
     log::{Ended, Phase, Record},
@@ -286,8 +287,36 @@ async fn handle(
     counters::inc(&bentry.state.counters.responses[class]);
     counters::inc(&slot.server.counters.responses[class]);
 
-    // The body is relayed by a task of its own through a pipe, so the response can be returned
-    // to hyper now; the task gives the connection back to the pool when the body is complete.
+    let mut builder = Response::builder().status(response.status);
+    if let Some(h) = builder.headers_mut() {
+        *h = res_headers;
+    }
+    // A body of known length is read by hyper straight from the server connection.
+    let length = match response.body {
+        BodyKind::Empty => Some(0),
+        BodyKind::Length(n) => Some(n),
+        BodyKind::Chunked | BodyKind::UntilClose => None,
+    };
+    if let Some(length) = length {
+        let finish = Finish {
+            slot,
+            guard: backend_session,
+            log,
+        };
+        let body = LengthBody::new(
+            up.conn,
+            length,
+            response.keep_alive,
+            bcfg.timeout_server,
+            finish,
+        );
+        return builder
+            .body(body.boxed())
+            .unwrap_or_else(|_| error_response(StatusCode::INTERNAL_SERVER_ERROR));
+    }
+
+    // Other bodies are relayed by a task of their own through a pipe, so the response can be
+    // returned to hyper now; the task gives the connection back to the pool when it is done.
     let (pipe_read, mut pipe_write) = tokio::io::duplex(64 * 1024);
     let aborted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let relay_aborted = Arc::clone(&aborted);
@@ -330,10 +359,6 @@ async fn handle(
         drop(backend_session);
         log.emit();
     });
-    let mut builder = Response::builder().status(response.status);
-    if let Some(h) = builder.headers_mut() {
-        *h = res_headers;
-    }
     let body = PipeBody {
         reader: pipe_read,
         buf: bytes::BytesMut::new(),

@@ -9,6 +9,7 @@ mod errors;
 mod exchange;
 pub(crate) mod h1;
 mod h2;
+mod h2_body;
 mod headers;
 pub(crate) mod listener;
 mod log;
