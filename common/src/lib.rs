@@ -5,11 +5,14 @@
 //! - [`ConfigError`]: an error a section found, with the byte span in the file it came from; the
 //!   binary turns spans into `file:line:column` and a dotted key.
 //! - [`secret`]: a secret given inline or through its `*_file` twin.
+//! - [`UtcTime`]: calendar dates for logs and reports, without a date library.
 
 mod error;
 pub mod secret;
 mod units;
+mod utc;
 
 pub use error::ConfigError;
 pub use serde_spanned::Spanned;
 pub use units::{Duration, Size};
+pub use utc::UtcTime;

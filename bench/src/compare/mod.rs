@@ -6,7 +6,6 @@
 
 mod cert;
 mod chart;
-mod date;
 mod fulcrum_config;
 mod haproxy_config;
 mod idle;
@@ -44,7 +43,6 @@ pub use self::scenario::{COOKIE_NAME, Scenario, parse_scenarios};
 pub use self::tools::find_haproxy;
 
 use self::chart::chart_of;
-use self::date::UtcTime;
 use self::load_run::LoadRunner;
 use self::machine::describe_machine;
 use self::origins::start_origins;
@@ -52,6 +50,7 @@ use self::output::{OutputPaths, write_outputs};
 use self::proxy::ProxyBinaries;
 use self::runner::Bench;
 use self::tools::{find_tools, is_executable};
+use fulcrum_common::UtcTime;
 
 /// Runs a comparison on a runtime of its own and blocks until it is done. For callers without a
 /// tokio runtime (a plain `#[test]`); inside one, use [`compare`].

@@ -1,30 +1,32 @@
-//! Calendar dates in UTC for file names and the report, without a date library: the civil date of
-//! a Unix day count (Howard Hinnant's `civil_from_days`).
+//! Calendar dates in UTC without a date library (Howard Hinnant's `civil_from_days`): for log
+//! lines, report files and anything else that shows a wall-clock date.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The current UTC time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct UtcTime {
-    pub(crate) year: i64,
-    pub(crate) month: u32,
-    pub(crate) day: u32,
-    pub(crate) hour: u32,
-    pub(crate) minute: u32,
-    pub(crate) second: u32,
+pub struct UtcTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
 }
 
 impl UtcTime {
-    /// Now, by the system clock. A clock before 1970 reads as the epoch: the date only names files.
-    pub(crate) fn now() -> Self {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Self::from_unix(secs)
+    /// Now, by the system clock. A clock before 1970 reads as the epoch.
+    pub fn now() -> Self {
+        Self::from_system(SystemTime::now())
+    }
+
+    /// The UTC time of `t`, to the second.
+    pub fn from_system(t: SystemTime) -> Self {
+        Self::from_unix(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
     }
 
     /// The UTC time `secs` seconds after 1970-01-01T00:00:00Z.
-    pub(crate) fn from_unix(secs: u64) -> Self {
+    pub fn from_unix(secs: u64) -> Self {
         let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
         let rest = secs % 86_400;
         let (year, month, day) = civil_from_days(days);
@@ -39,13 +41,13 @@ impl UtcTime {
         }
     }
 
-    /// `YYYY-MM-DD`, as in the result file names.
-    pub(crate) fn date(&self) -> String {
+    /// `YYYY-MM-DD`.
+    pub fn date(&self) -> String {
         format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
     }
 
     /// RFC 3339, `YYYY-MM-DDTHH:MM:SSZ`.
-    pub(crate) fn rfc3339(&self) -> String {
+    pub fn rfc3339(&self) -> String {
         format!(
             "{}T{:02}:{:02}:{:02}Z",
             self.date(),
