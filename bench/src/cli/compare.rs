@@ -134,20 +134,16 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use clap::Parser;
     use fulcrum_bench::compare::{CompareOptions, Scenario};
 
     use super::Args;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
+    use crate::cli::parse_args;
 
     fn options(argv: &[&str]) -> CompareOptions {
-        let argv = std::iter::once("compare").chain(argv.iter().copied());
-        Cli::try_parse_from(argv).unwrap().args.options().unwrap()
+        parse_args::<Args>("compare", argv)
+            .unwrap()
+            .options()
+            .unwrap()
     }
 
     #[test]
@@ -220,7 +216,6 @@ mod tests {
 
     #[test]
     fn unknown_scenarios_are_refused() {
-        let argv = ["compare", "--scenarios", "get,ftp"];
-        assert!(Cli::try_parse_from(argv).is_err());
+        assert!(parse_args::<Args>("compare", &["--scenarios", "get,ftp"]).is_err());
     }
 }

@@ -153,20 +153,13 @@ mod tests {
     use std::io::Write;
     use std::time::Duration;
 
-    use clap::Parser;
     use fulcrum_bench::load::{LoadOptions, Protocol, Stop};
 
     use super::Args;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
+    use crate::cli::parse_args;
 
     fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
-        let argv = std::iter::once("load").chain(argv.iter().copied());
-        Cli::try_parse_from(argv).map(|cli| cli.args)
+        parse_args("load", argv)
     }
 
     fn options(argv: &[&str]) -> LoadOptions {

@@ -16,3 +16,15 @@ pub(crate) async fn shutdown_signal() -> io::Result<()> {
         _ = terminate.recv() => Ok(()),
     }
 }
+
+/// Parses `argv` (without the subcommand's name) as the arguments of subcommand `name`, for the
+/// subcommands' tests.
+#[cfg(test)]
+pub(crate) fn parse_args<A: clap::Args + clap::FromArgMatches>(
+    name: &'static str,
+    argv: &[&str],
+) -> Result<A, clap::Error> {
+    let matches = A::augment_args(clap::Command::new(name))
+        .try_get_matches_from(std::iter::once(name).chain(argv.iter().copied()))?;
+    A::from_arg_matches(&matches)
+}

@@ -67,20 +67,13 @@ mod tests {
 
     use std::time::Duration;
 
-    use clap::Parser;
     use fulcrum_bench::origin::OriginOptions;
 
     use super::Args;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
+    use crate::cli::parse_args;
 
     fn options(argv: &[&str]) -> OriginOptions {
-        let argv = std::iter::once("origin").chain(argv.iter().copied());
-        Cli::try_parse_from(argv).unwrap().args.options()
+        parse_args::<Args>("origin", argv).unwrap().options()
     }
 
     #[test]
@@ -119,7 +112,6 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_refused() {
-        let argv = ["origin", "--body-size", "lots"];
-        assert!(Cli::try_parse_from(argv).is_err());
+        assert!(parse_args::<Args>("origin", &["--body-size", "lots"]).is_err());
     }
 }
