@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod health;
+pub mod l4;
 pub mod l7;
 mod runtime;
 pub mod state;

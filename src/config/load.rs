@@ -160,6 +160,8 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
     let sections = fulcrum_proxy::config::Sections {
         frontend: file.frontend.clone(),
         backend: file.backend.clone(),
+        // The L4 data plane is not running yet: `[virtual_server]` is refused above.
+        virtual_server: std::collections::BTreeMap::new(),
         max_connections: file.global.max_connections as usize,
         json_log: file.global.log.format == super::LogFormat::Json,
     };

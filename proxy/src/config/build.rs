@@ -3,6 +3,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
     path::Path,
     sync::Arc,
 };
@@ -10,12 +11,17 @@ use std::{
 use fulcrum_common::{ConfigError, Spanned};
 
 use super::{
-    Backend, Check, Config, Cookie, CookieMode, Frontend, Return, Rule, Server,
+    Backend, Check, Config, Cookie, CookieMode, Frontend, L4Protocol, ProxyProtocol, RealServer,
+    Return, Rule, Server, VirtualServer,
+    l4_section::VirtualServerSection,
     section::{BackendSection, CheckKind, FrontendSection, HealthCheckSection, ServerSection},
 };
-use crate::l7::{
-    acl::{Acl, Condition},
-    balance::Algorithm,
+use crate::{
+    l4::sched::{Kind, Options as SchedOptions, Scheduler},
+    l7::{
+        acl::{Acl, Condition},
+        balance::Algorithm,
+    },
 };
 
 /// The proxy's sections of the config file.
@@ -23,6 +29,7 @@ use crate::l7::{
 pub struct Sections {
     pub frontend: BTreeMap<String, FrontendSection>,
     pub backend: BTreeMap<String, BackendSection>,
+    pub virtual_server: BTreeMap<String, VirtualServerSection>,
     /// `[global] max_connections`; 0 means no limit.
     pub max_connections: usize,
     /// `[global] log.format = "json"`: access log records carry their fields as JSON fields.
@@ -48,11 +55,17 @@ pub fn build(sections: &Sections) -> Result<Config, Vec<ConfigError>> {
         .iter()
         .map(|(name, section)| build_frontend(name, section, &backend_index, &mut errors))
         .collect::<Vec<_>>();
-    check_unique_binds(&sections.frontend, &mut errors);
+    let virtual_servers = sections
+        .virtual_server
+        .iter()
+        .map(|(name, section)| build_virtual_server(name, section, &mut errors))
+        .collect();
+    check_unique_binds(&sections.frontend, &sections.virtual_server, &mut errors);
     if errors.is_empty() {
         Ok(Config {
             frontends,
             backends,
+            virtual_servers,
             max_connections: sections.max_connections,
             json_log: sections.json_log,
         })
@@ -450,26 +463,114 @@ fn positive(value: Option<&Spanned<u32>>, key: &str, errors: &mut Vec<ConfigErro
     }
 }
 
+/// No two listeners may share an address: TCP frontends and TCP virtual servers share the TCP
+/// port space, UDP virtual servers have their own. Port 0 (pick a free port) never clashes.
 fn check_unique_binds(
     frontends: &BTreeMap<String, FrontendSection>,
+    virtual_servers: &BTreeMap<String, VirtualServerSection>,
     errors: &mut Vec<ConfigError>,
 ) {
-    let mut seen = HashMap::new();
-    for (name, section) in frontends {
-        for bind in section.bind.get_ref() {
-            if bind.get_ref().port() == 0 {
-                continue;
-            }
-            if let Some(other) = seen.insert(*bind.get_ref(), name) {
+    let mut seen: HashMap<(SocketAddr, L4Protocol), String> = HashMap::new();
+    let frontend_binds = frontends.iter().flat_map(|(name, section)| {
+        section
+            .bind
+            .get_ref()
+            .iter()
+            .map(move |bind| (bind, L4Protocol::Tcp, format!("frontend `{name}`")))
+    });
+    let vs_binds = virtual_servers
+        .iter()
+        .map(|(name, vs)| (&vs.listen, vs.protocol, format!("virtual_server `{name}`")));
+    for (bind, protocol, owner) in frontend_binds.chain(vs_binds) {
+        if bind.get_ref().port() == 0 {
+            continue;
+        }
+        if let Some(other) = seen.insert((*bind.get_ref(), protocol), owner.clone()) {
+            errors.push(ConfigError::at(
+                bind,
+                format!("{} is bound by {other} and {owner}", bind.get_ref()),
+            ));
+        }
+    }
+}
+
+fn build_virtual_server(
+    name: &str,
+    section: &VirtualServerSection,
+    errors: &mut Vec<ConfigError>,
+) -> VirtualServer {
+    let scheduler = match &section.scheduler {
+        None => Kind::Wlc,
+        Some(text) => text.get_ref().parse().unwrap_or_else(|e| {
+            errors.push(ConfigError::at(text, format!("{e}")));
+            Kind::Wlc
+        }),
+    };
+    let options = SchedOptions {
+        fallback: section.scheduler_options.fallback,
+        port: section.scheduler_options.port,
+        mh_table_size: *section.scheduler_options.mh_table_size.get_ref(),
+        ..SchedOptions::default()
+    };
+    if let Err(e) = Scheduler::new(scheduler, options) {
+        errors.push(ConfigError::at(
+            &section.scheduler_options.mh_table_size,
+            format!("{e}"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let real_servers = section
+        .real_servers
+        .iter()
+        .map(|rs| {
+            let weight = *rs.weight.get_ref();
+            if weight > 65_535 {
                 errors.push(ConfigError::at(
-                    bind,
+                    &rs.weight,
+                    "weight must be 0..=65535, as in IPVS",
+                ));
+            }
+            if !seen.insert(*rs.address.get_ref()) {
+                errors.push(ConfigError::at(
+                    &rs.address,
                     format!(
-                        "{} is bound by frontends `{other}` and `{name}`",
-                        bind.get_ref()
+                        "virtual_server `{name}` lists real server {} twice",
+                        rs.address.get_ref()
                     ),
                 ));
             }
-        }
+            RealServer {
+                addr: *rs.address.get_ref(),
+                weight: weight.min(65_535),
+                upper_threshold: rs.upper_threshold,
+            }
+        })
+        .collect();
+    if section.protocol == L4Protocol::Udp && section.proxy_protocol == ProxyProtocol::V1 {
+        errors.push(ConfigError::at(
+            &section.listen,
+            "PROXY protocol v1 is for TCP only; use \"v2\" or \"none\" with protocol = \"udp\"",
+        ));
+    }
+    let check = section
+        .health_check
+        .as_ref()
+        .and_then(|c| build_check(c, errors));
+    VirtualServer {
+        name: name.to_owned(),
+        listen: *section.listen.get_ref(),
+        protocol: section.protocol,
+        scheduler,
+        scheduler_options: options,
+        persistence: section.persistence.get(),
+        quiescent: section.quiescent,
+        proxy_protocol: section.proxy_protocol,
+        transparent: section.transparent,
+        check,
+        timeout_connect: section.timeout.connect.get(),
+        timeout_idle: section.timeout.idle.get(),
+        fallback: section.fallback.as_ref().map(|f| *f.get_ref()),
+        real_servers,
     }
 }
 
@@ -486,24 +587,89 @@ fn list_or_none(items: &[&str]) -> String {
 mod tests {
     use super::*;
 
-    /// Builds from `[frontend.*]`/`[backend.*]` TOML and returns the error messages.
-    fn errors(text: &str) -> Vec<String> {
+    /// Builds from `[frontend.*]`/`[backend.*]`/`[virtual_server.*]` TOML.
+    fn built(text: &str) -> Result<Config, Vec<String>> {
         #[derive(serde::Deserialize)]
         struct File {
             #[serde(default)]
             frontend: BTreeMap<String, FrontendSection>,
             #[serde(default)]
             backend: BTreeMap<String, BackendSection>,
+            #[serde(default)]
+            virtual_server: BTreeMap<String, VirtualServerSection>,
         }
         let file: File = toml::from_str(text).unwrap();
         let sections = Sections {
             frontend: file.frontend,
             backend: file.backend,
+            virtual_server: file.virtual_server,
             ..Sections::default()
         };
-        match build(&sections) {
-            Ok(_) => Vec::new(),
-            Err(errors) => errors.into_iter().map(|e| e.message).collect(),
+        build(&sections).map_err(|errors| errors.into_iter().map(|e| e.message).collect())
+    }
+
+    /// The error messages of building `text`; none when it is valid.
+    fn errors(text: &str) -> Vec<String> {
+        built(text).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_virtual_server_is_built_with_ipvsadm_defaults() {
+        let config = built(
+            r#"
+[virtual_server.web]
+listen = "10.10.60.22:80"
+health_check = { type = "http", path = "/test.html", expect_body = "Test Page", interval = "1s", timeout = "3s", rise = 1, fall = 1 }
+fallback = "127.0.0.1:8081"
+real_servers = [{ address = "192.168.60.78:80" }, { address = "192.168.60.55:80", weight = 3 }]
+"#,
+        )
+        .unwrap();
+        let vs = &config.virtual_servers[0];
+        assert_eq!(vs.scheduler, Kind::Wlc, "wlc by default, as ipvsadm");
+        assert!(vs.quiescent);
+        assert_eq!(vs.protocol, L4Protocol::Tcp);
+        assert_eq!(vs.proxy_protocol, ProxyProtocol::None);
+        assert_eq!(vs.persistence, std::time::Duration::ZERO);
+        assert_eq!(vs.real_servers[1].weight, 3);
+        assert_eq!(
+            vs.check.as_ref().unwrap().expect_body.as_deref(),
+            Some("Test Page")
+        );
+        assert_eq!(vs.fallback, Some("127.0.0.1:8081".parse().unwrap()));
+    }
+
+    #[test]
+    fn virtual_server_mistakes_are_errors() {
+        let errs = errors(
+            r#"
+[frontend.main]
+bind = ["10.0.0.1:80"]
+
+[virtual_server.a]
+listen = "10.0.0.1:80"
+scheduler = "fastest"
+scheduler_options = { mh_table_size = 100 }
+real_servers = [{ address = "10.0.0.2:80", weight = 70000 }, { address = "10.0.0.2:80" }]
+
+[virtual_server.dns]
+listen = "10.0.0.1:53"
+protocol = "udp"
+proxy_protocol = "v1"
+real_servers = []
+"#,
+        );
+        for expected in [
+            "is bound by frontend `main` and virtual_server `a`",
+            "fastest",
+            "weight must be 0..=65535",
+            "lists real server 10.0.0.2:80 twice",
+            "PROXY protocol v1 is for TCP only",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(expected)),
+                "{expected}: {errs:#?}"
+            );
         }
     }
 

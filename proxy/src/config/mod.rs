@@ -3,11 +3,13 @@
 //! correct: references resolved, ACLs compiled, certificates loaded.
 
 mod build;
+pub mod l4_section;
 pub mod section;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 pub use build::{Sections, build};
+pub use l4_section::{L4Protocol, ProxyProtocolSection as ProxyProtocol};
 pub use section::{CheckKind, CookieMode};
 
 use crate::l7::{acl::Condition, balance::Algorithm};
@@ -17,6 +19,7 @@ use crate::l7::{acl::Condition, balance::Algorithm};
 pub struct Config {
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
+    pub virtual_servers: Vec<VirtualServer>,
     /// Client connections the whole process accepts at once; 0 means no limit.
     pub max_connections: usize,
     /// Access log records as JSON fields rather than one `httplog` line.
@@ -86,6 +89,35 @@ pub struct Backend {
     pub redispatch: bool,
     pub pool_max_idle: usize,
     pub servers: Vec<Server>,
+}
+
+/// A validated `[virtual_server.NAME]`.
+#[derive(Debug)]
+pub struct VirtualServer {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub protocol: L4Protocol,
+    pub scheduler: crate::l4::sched::Kind,
+    pub scheduler_options: crate::l4::sched::Options,
+    /// Zero: no persistence.
+    pub persistence: Duration,
+    pub quiescent: bool,
+    pub proxy_protocol: ProxyProtocol,
+    pub transparent: bool,
+    pub check: Option<Check>,
+    pub timeout_connect: Duration,
+    pub timeout_idle: Duration,
+    pub fallback: Option<SocketAddr>,
+    pub real_servers: Vec<RealServer>,
+}
+
+/// One real server of a virtual service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealServer {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    /// 0: no limit.
+    pub upper_threshold: u32,
 }
 
 /// Cookie persistence settings of a backend.
