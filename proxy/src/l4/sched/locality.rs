@@ -412,6 +412,10 @@ impl Lblc {
     pub(super) fn entries(&self) -> usize {
         self.table.len()
     }
+
+    pub(super) fn contains(&mut self, destination: IpAddr) -> bool {
+        self.table.get_mut(destination).is_some()
+    }
 }
 
 #[cfg(test)]

@@ -253,3 +253,15 @@ fn gcd(a: u32, b: u32) -> u32 {
     }
     a
 }
+
+#[cfg(test)]
+impl Mh {
+    /// The server in `slot`, for tests.
+    pub(super) fn slot(&self, slot: u32) -> Option<usize> {
+        self.table
+            .get(slot as usize)
+            .copied()
+            .filter(|&s| s != EMPTY)
+            .map(|s| s as usize)
+    }
+}

@@ -6,11 +6,12 @@
 //! kernel keeps in `svc->sched_data` (round-robin cursors, hash tables, locality caches); the
 //! connection counters and the overload flag are the caller's, passed in on every decision.
 //!
-//! Concurrency: [`Scheduler::schedule`] takes `&mut self`, as the kernel holds `svc->sched_lock`
-//! (or updates its tables) while it decides. The caller wraps one scheduler per virtual service in
-//! whatever it already uses for that service (a `Mutex` per service, or one scheduler per worker
-//! when per-worker fairness is enough); nothing in here locks, allocates per decision (except
-//! `lblc`/`lblcr`, which insert cache entries as the kernel does) or does I/O.
+//! Concurrency: [`Scheduler::schedule`] takes `&mut self`, because `rr`, `wrr`, `lblc` and `lblcr`
+//! change state on every decision (the kernel takes `svc->sched_lock` for it). The caller wraps
+//! each virtual service's scheduler: a `Mutex` per service is the simple choice; per-worker copies
+//! also work, at the price of per-worker round-robin order and locality caches (`dh`, `sh`, `mh`
+//! and the least-connection family answer the same from any copy). Nothing in here locks, does
+//! I/O, or allocates per decision, except the cache entries `lblc`/`lblcr` add as the kernel does.
 //!
 //! Arithmetic follows the kernel for every value the kernel accepts (weights up to `i32::MAX`,
 //! counters whose overhead fits an `int`); past that it widens instead of wrapping, and no input

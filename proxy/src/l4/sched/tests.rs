@@ -244,6 +244,16 @@ fn rr_resumes_after_a_removed_server_as_the_kernel_does() {
     s.update(&without_b);
     assert_eq!(picks(&mut s, &without_b, 3), [1, 2, 0].map(Some));
 
+    // The step back is to the nearest earlier server: A B C D E with the cursor on C; C goes,
+    // the cursor moves to B, and D is next (not B, as stepping back to the head's first would).
+    let mut s = scheduler(Kind::Rr);
+    let five = dests(&[1; 5]);
+    s.update(&five);
+    assert_eq!(picks(&mut s, &five, 3), [0, 1, 2].map(Some));
+    let without_c = vec![five[0], five[1], five[3], five[4]];
+    s.update(&without_c);
+    assert_eq!(picks(&mut s, &without_c, 1), [Some(2)]);
+
     // Deleting the first server while the cursor is on it goes back to the head.
     let mut s = scheduler(Kind::Rr);
     s.update(&all);
@@ -353,10 +363,6 @@ impl KernelWrr {
         }
     }
 
-    #[allow(
-        clippy::needless_range_loop,
-        reason = "mirrors the kernel's loop over positions"
-    )]
     fn schedule(&mut self, d: &[Dest]) -> Option<usize> {
         if self.mw == 0 {
             return None;
@@ -365,8 +371,8 @@ impl KernelWrr {
         let mut pos = last;
         let (mut stop, mut last_pass, mut restarted) = (None, false, false);
         loop {
-            for i in pos.map_or(0, |p| p + 1)..d.len() {
-                if !d[i].overloaded && i64::from(d[i].weight) >= self.cw {
+            for (i, dest) in d.iter().enumerate().skip(pos.map_or(0, |p| p + 1)) {
+                if !dest.overloaded && i64::from(dest.weight) >= self.cw {
                     self.cl = Some(i);
                     return Some(i);
                 }
@@ -750,6 +756,65 @@ fn mh_fallback_finds_another_server() {
 }
 
 #[test]
+fn mh_light_server_keeps_a_turn_when_weights_are_shifted() {
+    // max / gcd = 1000 needs 10 bits; the 65537-slot table keeps 8, so weights shift right by 2:
+    // 1000 -> 250 turns, and 1 -> 0, which the kernel rounds up to one turn.
+    let mut s = scheduler(Kind::Mh);
+    let d = dests(&[1, 1000]);
+    s.update(&d);
+    let got: Vec<_> = (0..20_000)
+        .map(|c| s.schedule(&d, &client(c), Duration::ZERO))
+        .collect();
+    let light = counts(&got, 2)[0];
+    assert!((20..200).contains(&light), "{light}");
+}
+
+#[test]
+fn mh_fallback_rehashes_with_the_kernels_offsets() {
+    // ip_vs_mh_get_fallback: probe k looks up hsiphash(roffset + port + addr) with
+    // roffset = (k + ihash) % M, until a slot's server is available.
+    let options = Options {
+        fallback: true,
+        mh_table_size: 251,
+        ..Options::default()
+    };
+    let mut s = with_options(Kind::Mh, options);
+    let mut d = dests(&[1; 6]);
+    s.update(&d);
+    let table: Vec<Option<usize>> = {
+        let State::Mh(mh) = &s.state else {
+            unreachable!()
+        };
+        (0..251).map(|slot| mh.slot(slot)).collect()
+    };
+    for dest in &mut d[..4] {
+        dest.overloaded = true;
+    }
+    let key = [2_654_435_761_u64, 2_654_435_761];
+    for c in 0..500 {
+        let packet = client(c);
+        let fold = addr_fold(packet.client.ip());
+        let ihash = hsiphash_u32(fold, &key) % 251;
+        let expected = (0..251)
+            .map(|k| {
+                let roffset = (k + ihash) % 251;
+                table[(hsiphash_u32(fold.wrapping_add(roffset), &key) % 251) as usize].unwrap()
+            })
+            .find(|&i| i >= 4);
+        let expected = if table[ihash as usize].unwrap() >= 4 {
+            table[ihash as usize]
+        } else {
+            expected
+        };
+        assert_eq!(
+            s.schedule(&d, &packet, Duration::ZERO),
+            expected,
+            "client {c}"
+        );
+    }
+}
+
+#[test]
 fn mh_server_added_at_weight_zero_takes_no_slots() {
     let mut s = scheduler(Kind::Mh);
     let d = dests(&[1, 2, 1]);
@@ -885,6 +950,32 @@ fn lblc_entry_in_use_does_not_expire() {
             "hour {hour}"
         );
     }
+}
+
+#[test]
+fn lblc_full_table_refuses_entries_until_idle_ones_are_collected() {
+    let mut s = scheduler(Kind::Lblc);
+    let d = dests(&[1, 1]);
+    let contains = |s: &mut Scheduler, packet: &Packet| match &mut s.state {
+        State::Lblc(lblc) => lblc.contains(packet.destination.ip()),
+        _ => unreachable!(),
+    };
+    // The kernel admits entries while `entries > max_size` is false: 16385 of them.
+    for i in 0..16_400 {
+        assert!(s.schedule(&d, &to_destination(i), Duration::ZERO).is_some());
+    }
+    assert_eq!(lblc_entries(&s), 16_385);
+    let late = to_destination(20_000);
+    assert!(s.schedule(&d, &late, Duration::from_secs(359)).is_some());
+    assert!(!contains(&mut s, &late));
+    assert_eq!(lblc_entries(&s), 16_385);
+    // The sweep at 360 s finds entries idle for ENTRY_TIMEOUT (6 min) and collects whole
+    // buckets until a third more than the excess is gone; then entries are taken again.
+    let later = to_destination(20_001);
+    assert!(s.schedule(&d, &later, Duration::from_secs(360)).is_some());
+    assert!(contains(&mut s, &later));
+    let entries = lblc_entries(&s);
+    assert!((16_300..16_385).contains(&entries), "{entries}");
 }
 
 #[test]
