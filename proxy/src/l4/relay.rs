@@ -1,0 +1,189 @@
+//! Relaying one L4 connection both ways until both sides are done: a side that finishes sending
+//! (EOF) has its direction shut down on the other side while the other direction goes on
+//! (half-close, as LVS passes FINs through), and a connection silent both ways for `idle` is
+//! closed (`timeout.idle`, like IPVS's TCP established timeout).
+
+use std::{
+    io,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    time::Instant,
+};
+
+/// Buffer per direction.
+const BUFFER: usize = 16 * 1024;
+
+/// Bytes moved each way, and how the relay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relayed {
+    pub client_to_server: u64,
+    pub server_to_client: u64,
+    pub ended: RelayEnd,
+}
+
+/// Why a relay stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// Both sides sent EOF.
+    Closed,
+    /// Nothing moved either way for the idle timeout.
+    Idle,
+    /// A read or write failed (a reset, usually).
+    Error,
+}
+
+/// Relays between `client` and `server` until both directions are closed, one fails, or the
+/// connection is idle for `idle` (zero: no limit).
+pub async fn relay<C, S>(client: &mut C, server: &mut S, idle: Duration) -> Relayed
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Atomics, not cells, only so the future stays `Send`; both directions run in this task.
+    let start = Instant::now();
+    let last_activity = AtomicU64::new(0);
+    let (up_moved, down_moved) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (client_read, client_write) = tokio::io::split(client);
+    let (server_read, server_write) = tokio::io::split(server);
+    // The two directions run side by side in this task: each finishes on its own EOF, so a
+    // half-closed connection keeps carrying the other way.
+    let both = async {
+        tokio::try_join!(
+            pump(client_read, server_write, start, &last_activity, &up_moved),
+            pump(
+                server_read,
+                client_write,
+                start,
+                &last_activity,
+                &down_moved
+            ),
+        )
+    };
+    let watchdog = async {
+        loop {
+            let deadline = start + Duration::from_nanos(last_activity.load(Relaxed)) + idle;
+            tokio::time::sleep_until(deadline).await;
+            if start + Duration::from_nanos(last_activity.load(Relaxed)) + idle <= Instant::now() {
+                return;
+            }
+        }
+    };
+    let ended = tokio::select! {
+        result = both => if result.is_ok() { RelayEnd::Closed } else { RelayEnd::Error },
+        () = watchdog, if !idle.is_zero() => RelayEnd::Idle,
+    };
+    Relayed {
+        client_to_server: up_moved.load(Relaxed),
+        server_to_client: down_moved.load(Relaxed),
+        ended,
+    }
+}
+
+/// Copies `from` to `to` until EOF, then shuts `to`'s write side down (passing the FIN on).
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    start: Instant,
+    last_activity: &AtomicU64,
+    moved: &AtomicU64,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0; BUFFER];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buf[..n]).await?;
+        last_activity.store(start.elapsed().as_nanos() as u64, Relaxed);
+        moved.fetch_add(n as u64, Relaxed);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use tokio::io::duplex;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn bytes_flow_both_ways_and_half_close_keeps_the_other_direction() {
+        let (mut client, mut client_side) = duplex(1024);
+        let (mut server_side, mut server) = duplex(1024);
+        let relay =
+            tokio::spawn(
+                async move { relay(&mut client_side, &mut server_side, Duration::ZERO).await },
+            );
+
+        client.write_all(b"request").await.unwrap();
+        client.shutdown().await.unwrap(); // the client is done sending
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap(); // EOF passed on to the server
+        assert_eq!(got, b"request");
+        // The server still answers after the client's half-close.
+        server.write_all(b"response after FIN").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"response after FIN");
+
+        let done = relay.await.unwrap();
+        assert_eq!(done.ended, RelayEnd::Closed);
+        assert_eq!((done.client_to_server, done.server_to_client), (7, 18));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+        let (mut client, mut client_side) = duplex(1024);
+        let (mut server_side, _server) = duplex(1024);
+        let relay = tokio::spawn(async move {
+            relay(&mut client_side, &mut server_side, Duration::from_secs(900)).await
+        });
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        client.write_all(b"x").await.unwrap(); // activity restarts the clock
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(
+            !relay.is_finished(),
+            "600s after the last byte is within the 900s idle timeout"
+        );
+        tokio::time::sleep(Duration::from_secs(301)).await;
+        // Bounded, so a relay that never times out fails the test instead of hanging it.
+        let done = tokio::time::timeout(Duration::from_secs(60), relay)
+            .await
+            .expect("the relay ended at the idle timeout")
+            .unwrap();
+        assert_eq!(done.ended, RelayEnd::Idle);
+        assert_eq!(done.client_to_server, 1);
+    }
+
+    #[tokio::test]
+    async fn large_transfers_arrive_intact() {
+        let (mut client, mut client_side) = duplex(64 * 1024);
+        let (mut server_side, mut server) = duplex(64 * 1024);
+        let relay =
+            tokio::spawn(
+                async move { relay(&mut client_side, &mut server_side, Duration::ZERO).await },
+            );
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+            client
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, data);
+        server.shutdown().await.unwrap();
+        drop(writer.await.unwrap());
+        assert_eq!(relay.await.unwrap().client_to_server, 5_000_000);
+    }
+}
