@@ -8,18 +8,15 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use super::h1::head::{ConnectionTokens, connection_tokens};
 
 /// Headers that describe one connection, never forwarded. `Transfer-Encoding` is not among them:
-/// bodies are forwarded with their framing as received.
-const HOP_BY_HOP: [HeaderName; 6] = [
+/// bodies are forwarded with their framing as received. `Upgrade` is hop-by-hop too, except on a
+/// tunnel (see [`HopByHop::drops`]).
+const HOP_BY_HOP: [HeaderName; 5] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::TE,
     header::TRAILER,
-    header::UPGRADE,
 ];
-
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
@@ -37,10 +34,7 @@ impl HopByHop {
     /// `Upgrade` header goes on.
     pub(crate) fn of(headers: &HeaderMap, tokens: ConnectionTokens, tunnel: bool) -> Self {
         let named = if tokens.names_headers {
-            connection_tokens(headers)
-                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-                .filter(|n| *n != header::TRANSFER_ENCODING && *n != header::CONTENT_LENGTH)
-                .collect()
+            named_by_connection(headers)
         } else {
             Vec::new()
         };
@@ -52,35 +46,34 @@ impl HopByHop {
         if *name == header::UPGRADE {
             return !self.tunnel;
         }
-        *name == header::CONNECTION
-            || *name == KEEP_ALIVE
-            || *name == PROXY_CONNECTION
-            || *name == header::TE
-            || *name == header::TRAILER
-            || self.named.contains(name)
+        HOP_BY_HOP.contains(name) || self.named.contains(name)
     }
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names. With `tunnel` the
 /// `Upgrade` header and a `Connection: upgrade` stay, since they ask the next hop for the tunnel.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, tunnel: bool) {
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .filter(|n| !(tunnel && *n == header::UPGRADE))
-        .filter(|n| *n != header::TRANSFER_ENCODING && *n != header::CONTENT_LENGTH)
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
-        if tunnel && *name == header::UPGRADE {
-            continue;
-        }
+    let hop = HopByHop {
+        named: named_by_connection(headers),
+        tunnel,
+    };
+    let (fixed, upgrade) = (HOP_BY_HOP, [header::UPGRADE]);
+    let candidates = hop.named.iter().chain(&fixed).chain(&upgrade);
+    for name in candidates.filter(|n| hop.drops(n)) {
         headers.remove(name);
     }
     if tunnel {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// The headers the `Connection` header names, which are hop-by-hop too; the framing headers are
+/// never among them, since bodies are forwarded with their framing.
+fn named_by_connection(headers: &HeaderMap) -> Vec<HeaderName> {
+    connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|n| *n != header::TRANSFER_ENCODING && *n != header::CONTENT_LENGTH)
+        .collect()
 }
 
 /// Adds `X-Forwarded-For: CLIENT` (a header of its own, as HAProxy's `option forwardfor`) and
