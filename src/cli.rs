@@ -29,8 +29,36 @@ pub(crate) enum Command {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Show the running process's state, over its control socket.
+    Status {
+        #[command(subcommand)]
+        what: StatusCommand,
+    },
     /// Print the version.
     Version,
+}
+
+/// What `fulcrum status` shows.
+#[derive(Debug, Subcommand)]
+pub(crate) enum StatusCommand {
+    /// The L4 tier, as `ipvsadm -L -n`: virtual services, real servers, weights, connections.
+    L4 {
+        /// Config file whose `[global] control_socket` names the socket.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Control socket to ask, instead of the one the config names.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Connections and bytes since start (`ipvsadm -L -n --stats`).
+        #[arg(long, conflicts_with_all = ["connections", "json"])]
+        stats: bool,
+        /// One line per open connection (`ipvsadm -L -n -c`).
+        #[arg(long, conflicts_with = "json")]
+        connections: bool,
+        /// The whole state as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[cfg(test)]

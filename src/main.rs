@@ -3,8 +3,10 @@
 
 mod cli;
 mod config;
+mod control;
 mod logging;
 mod run;
+mod status;
 
 use std::process::ExitCode;
 
@@ -15,6 +17,24 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Run { config } => run::run(&config),
         cli::Command::Check { config } => check(&config),
+        cli::Command::Status {
+            what:
+                cli::StatusCommand::L4 {
+                    config,
+                    socket,
+                    stats,
+                    connections,
+                    json,
+                },
+        } => {
+            let view = match (stats, connections, json) {
+                (true, _, _) => status::View::Stats,
+                (_, true, _) => status::View::Connections,
+                (_, _, true) => status::View::Json,
+                _ => status::View::Table,
+            };
+            status::l4(&config, socket.as_deref(), view)
+        }
         cli::Command::Version => {
             println!("fulcrum {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -2,12 +2,12 @@
 //! (a bad file changes nothing and logs every error), SIGTERM/SIGINT stop accepting and let
 //! requests in flight finish within `[global] grace`.
 
-use std::{path::Path, process::ExitCode};
+use std::{path::Path, process::ExitCode, sync::Arc};
 
 use fulcrum_proxy::Proxy;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::{config, logging};
+use crate::{config, control, logging};
 
 /// Runs until a stop signal; the exit code is 0 after a clean stop.
 pub(crate) fn run(path: &Path) -> ExitCode {
@@ -58,11 +58,24 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         tracing::error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
+    let socket_path = loaded.file.global.control_socket();
     let proxy = match Proxy::start(loaded.proxy) {
-        Ok(proxy) => proxy,
+        Ok(proxy) => Arc::new(proxy),
         Err(error) => {
             tracing::error!(%error, "cannot start");
             return ExitCode::FAILURE;
+        }
+    };
+    // Without the control socket the appliance still serves; only `fulcrum status` cannot
+    // reach it, which the warning says.
+    let _control = match control::start(&socket_path, Arc::clone(&proxy)).await {
+        Ok(socket) => {
+            tracing::info!(path = %socket_path.display(), "control socket ready");
+            Some(socket)
+        }
+        Err(error) => {
+            tracing::warn!(path = %socket_path.display(), %error, "no control socket: `fulcrum status` will not reach this process; set [global] control_socket");
+            None
         }
     };
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "fulcrum started");

@@ -1,9 +1,11 @@
-//! Fulcrum's data plane: the L7 tier (frontends, ACLs, backends, balancing, cookie persistence,
-//! health checks, TLS, HTTP/1.1 and HTTP/2) and its hot reload.
+//! Fulcrum's data plane: the L4 tier (virtual services, IPVS schedulers, persistence) and the L7
+//! tier (frontends, ACLs, backends, balancing, cookie persistence, health checks, TLS, HTTP/1.1
+//! and HTTP/2), and their hot reload.
 //!
-//! The binary hands [`Proxy::start`] a validated [`Config`] (built from the `[frontend.*]` and
-//! `[backend.*]` sections by [`config::build`]); [`Proxy::reload`] swaps in a new one without
-//! dropping a request; [`Proxy::subscribe`] streams server state changes.
+//! The binary hands [`Proxy::start`] a validated [`Config`] (built from the `[frontend.*]`,
+//! `[backend.*]` and `[virtual_server.*]` sections by [`config::build`]); [`Proxy::reload`] swaps
+//! in a new one without dropping a request or a connection; [`Proxy::subscribe`] streams server
+//! state changes; [`Proxy::l4_status`] is the `ipvsadm -L -n` view.
 
 pub mod config;
 pub mod health;
@@ -64,6 +66,12 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("virtual_server `{name}`: cannot listen on {addr}: {source}")]
+    BindVirtualServer {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The running proxy.
@@ -72,6 +80,7 @@ pub struct Proxy {
     rt: Arc<Runtime>,
     health: Supervisor,
     listeners: Mutex<HashMap<ListenKey, RunningListener>>,
+    l4: l4::tier::Tier,
 }
 
 /// What identifies a listener across reloads: its address, so a reload that moves an address to
@@ -110,7 +119,8 @@ struct RunningListener {
 impl Proxy {
     /// Binds every frontend's addresses and starts serving and health checking. Must be called
     /// inside a tokio runtime.
-    pub fn start(config: Config) -> Result<Self, Error> {
+    pub fn start(mut config: Config) -> Result<Self, Error> {
+        let virtual_servers = take_virtual_servers(&mut config);
         let registry = Registry::default();
         let max_connections = config.max_connections;
         let table = Table::build(config, &registry);
@@ -119,11 +129,14 @@ impl Proxy {
             rt,
             health: Supervisor::default(),
             listeners: Mutex::new(HashMap::new()),
+            l4: l4::tier::Tier::default(),
         };
         let table = proxy.rt.table.load_full();
         proxy.apply_limits(&table);
         let bound = proxy.bind_new(&table)?;
+        let l4_bound = proxy.l4.bind_new(&virtual_servers)?;
         proxy.start_listeners(bound);
+        proxy.l4.apply(&proxy.rt, virtual_servers, l4_bound);
         proxy.health.reconcile(&proxy.rt, &table);
         Ok(proxy)
     }
@@ -131,16 +144,19 @@ impl Proxy {
     /// Swaps in `config`: new listeners are bound first (on failure nothing changes), then the
     /// table is swapped, removed listeners stop accepting, and health checks follow the change.
     /// Requests in flight finish on the table they started with.
-    pub fn reload(&self, config: Config) -> Result<(), Error> {
+    pub fn reload(&self, mut config: Config) -> Result<(), Error> {
+        let virtual_servers = take_virtual_servers(&mut config);
         let max_connections = config.max_connections;
         let table = Arc::new(Table::build(config, &self.rt.registry));
         let bound = self.bind_new(&table)?;
+        let l4_bound = self.l4.bind_new(&virtual_servers)?;
         self.rt.table.store(Arc::clone(&table));
         self.rt.limit.set_max(max_connections);
         self.apply_limits(&table);
         self.start_listeners(bound);
         self.stop_removed(&table);
         self.health.reconcile(&self.rt, &table);
+        self.l4.apply(&self.rt, virtual_servers, l4_bound);
         let cfg = &table.config;
         self.rt.registry.retain(
             |b, s| {
@@ -175,6 +191,15 @@ impl Proxy {
         out
     }
 
+    /// The L4 tier now: every virtual service with its real servers and connections.
+    pub fn l4_status(&self) -> Vec<l4::status::ServiceStatus> {
+        self.l4
+            .services()
+            .iter()
+            .map(|(service, bound)| l4::status::snapshot(service, *bound))
+            .collect()
+    }
+
     /// Client connections open now.
     pub fn connections(&self) -> usize {
         self.rt.active.get() as usize
@@ -189,6 +214,7 @@ impl Proxy {
             }
         }
         self.health.stop();
+        self.l4.stop();
         self.rt.shutdown.cancel();
         self.rt.connections.close();
         tokio::time::timeout(grace, self.rt.connections.wait())
@@ -283,4 +309,12 @@ impl Proxy {
             }
         });
     }
+}
+
+/// Moves the virtual services out of `config`: the L4 tier keeps them, the L7 table the rest.
+fn take_virtual_servers(config: &mut Config) -> Vec<Arc<config::VirtualServer>> {
+    std::mem::take(&mut config.virtual_servers)
+        .into_iter()
+        .map(Arc::new)
+        .collect()
 }

@@ -20,6 +20,34 @@ pub(crate) struct GlobalSection {
     /// How long a shutdown (SIGTERM/SIGINT) lets requests in flight finish.
     pub(crate) grace: Duration,
     pub(crate) log: LogSection,
+    /// The local control socket `fulcrum status` talks to; empty: the default of
+    /// [`default_control_socket`]. Relative paths are taken from the config file's directory.
+    pub(crate) control_socket: PathBuf,
+}
+
+impl GlobalSection {
+    /// The control socket this config names, or the default.
+    pub(crate) fn control_socket(&self) -> PathBuf {
+        if self.control_socket.as_os_str().is_empty() {
+            default_control_socket()
+        } else {
+            self.control_socket.clone()
+        }
+    }
+}
+
+/// `/run/fulcrum.sock` for root, as daemons keep theirs; otherwise the user's runtime directory
+/// (`$XDG_RUNTIME_DIR/fulcrum.sock`), or `/tmp/fulcrum-UID.sock` without one.
+pub(crate) fn default_control_socket() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if uid == Some(0) {
+        return PathBuf::from("/run/fulcrum.sock");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("fulcrum.sock"),
+        _ => PathBuf::from(format!("/tmp/fulcrum-{}.sock", uid.unwrap_or(0))),
+    }
 }
 
 impl Default for GlobalSection {
@@ -31,6 +59,7 @@ impl Default for GlobalSection {
             max_connections: 100_000,
             grace: Duration::from_secs(10),
             log: LogSection::default(),
+            control_socket: PathBuf::new(),
         }
     }
 }

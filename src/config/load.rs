@@ -35,12 +35,20 @@ impl Loaded {
     /// The one-line summary `fulcrum check` prints.
     pub(crate) fn summary(&self) -> String {
         let servers: usize = self.proxy.backends.iter().map(|b| b.servers.len()).sum();
+        let real_servers: usize = self
+            .proxy
+            .virtual_servers
+            .iter()
+            .map(|v| v.real_servers.len())
+            .sum();
         format!(
-            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s)",
+            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s)",
             self.path.display(),
             self.proxy.frontends.len(),
             self.proxy.backends.len(),
-            servers
+            servers,
+            self.proxy.virtual_servers.len(),
+            real_servers,
         )
     }
 }
@@ -160,8 +168,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
     let sections = fulcrum_proxy::config::Sections {
         frontend: file.frontend.clone(),
         backend: file.backend.clone(),
-        // The L4 data plane is not running yet: `[virtual_server]` is refused above.
-        virtual_server: std::collections::BTreeMap::new(),
+        virtual_server: file.virtual_server.clone(),
         max_connections: file.global.max_connections as usize,
         json_log: file.global.log.format == super::LogFormat::Json,
     };
@@ -187,6 +194,10 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
 /// Makes relative file paths in the config relative to the config file's directory.
 fn resolve_paths(file: &mut FileConfig, path: &Path) {
     let base = path.parent().unwrap_or(Path::new("."));
+    let socket = &mut file.global.control_socket;
+    if !socket.as_os_str().is_empty() && socket.is_relative() {
+        *socket = base.join(&*socket);
+    }
     for fe in file.frontend.values_mut() {
         if let Some(tls) = &mut fe.tls {
             for cert in tls.certs.get_mut() {

@@ -11,7 +11,10 @@ mod locate;
 use std::collections::BTreeMap;
 
 use fulcrum_common::Spanned;
-use fulcrum_proxy::config::section::{BackendSection, FrontendSection};
+use fulcrum_proxy::config::{
+    l4_section::VirtualServerSection,
+    section::{BackendSection, FrontendSection},
+};
 use serde::Deserialize;
 
 pub(crate) use global::{GlobalSection, LogFormat};
@@ -27,10 +30,11 @@ pub(crate) struct FileConfig {
     pub(crate) frontend: BTreeMap<String, FrontendSection>,
     #[serde(default)]
     pub(crate) backend: BTreeMap<String, BackendSection>,
+    #[serde(default)]
+    pub(crate) virtual_server: BTreeMap<String, VirtualServerSection>,
     // Sections documented in CONFIG.md whose modules are not built yet: accepted by the parser so
     // they can be refused with a message that says so, rather than "unknown field".
     admin: Option<Spanned<toml::Value>>,
-    virtual_server: Option<Spanned<toml::Value>>,
     vrrp: Option<Spanned<toml::Value>>,
     volume: Option<Spanned<toml::Value>>,
     sync: Option<Spanned<toml::Value>>,
@@ -43,7 +47,6 @@ impl FileConfig {
     fn unsupported(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
         [
             ("admin", &self.admin),
-            ("virtual_server", &self.virtual_server),
             ("vrrp", &self.vrrp),
             ("volume", &self.volume),
             ("sync", &self.sync),

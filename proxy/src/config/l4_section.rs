@@ -56,6 +56,16 @@ pub enum L4Protocol {
     Udp,
 }
 
+impl L4Protocol {
+    /// `tcp` or `udp`, as written in the config.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
 /// `proxy_protocol = "none" | "v1" | "v2"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]

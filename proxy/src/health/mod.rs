@@ -34,6 +34,16 @@ struct Spec {
     state: usize,
 }
 
+/// One server to check: its key (backend and server name, or virtual service and address), the
+/// check, the address probed and the state the verdicts go to.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) key: (String, String),
+    pub(crate) check: Check,
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: Arc<ServerState>,
+}
+
 /// The running check tasks, by backend and server name.
 #[derive(Debug, Default)]
 pub(crate) struct Supervisor {
@@ -41,30 +51,45 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    /// Makes the running checks match `table`: new servers get a task, changed ones a new task,
-    /// removed ones lose theirs. Servers without checks are considered healthy.
+    /// Makes the running checks match the L7 `table`: new servers get a task, changed ones a new
+    /// task, removed ones lose theirs. Servers without checks are considered healthy.
     pub(crate) fn reconcile(&self, rt: &Arc<Runtime>, table: &Table) {
-        let mut wanted = HashMap::new();
+        let mut targets = Vec::new();
         for (bcfg, bentry) in table.config.backends.iter().zip(&table.backends) {
             for (scfg, state) in bcfg.servers.iter().zip(&bentry.servers) {
-                let key = (bcfg.name.clone(), scfg.name.clone());
                 match (&bcfg.check, scfg.check) {
-                    (Some(check), true) => {
-                        let addr =
-                            SocketAddr::new(scfg.addr.ip(), check.port.unwrap_or(scfg.addr.port()));
-                        let spec = Spec {
-                            check: check.clone(),
-                            addr,
-                            state: Arc::as_ptr(state) as usize,
-                        };
-                        wanted.insert(key, (spec, Arc::clone(state)));
-                    }
+                    (Some(check), true) => targets.push(Target {
+                        key: (bcfg.name.clone(), scfg.name.clone()),
+                        addr: SocketAddr::new(
+                            scfg.addr.ip(),
+                            check.port.unwrap_or(scfg.addr.port()),
+                        ),
+                        check: check.clone(),
+                        state: Arc::clone(state),
+                    }),
                     _ => {
                         state.set_healthy(true);
                     }
                 }
             }
         }
+        self.reconcile_targets(rt, targets);
+    }
+
+    /// Makes the running checks exactly `targets`: a target whose check, address and state are
+    /// unchanged keeps its task (and its rise/fall progress).
+    pub(crate) fn reconcile_targets(&self, rt: &Arc<Runtime>, targets: Vec<Target>) {
+        let wanted: HashMap<_, _> = targets
+            .into_iter()
+            .map(|t| {
+                let spec = Spec {
+                    check: t.check,
+                    addr: t.addr,
+                    state: Arc::as_ptr(&t.state) as usize,
+                };
+                (t.key, (spec, t.state))
+            })
+            .collect();
         let Ok(mut tasks) = self.tasks.lock() else {
             return;
         };

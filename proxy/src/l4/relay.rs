@@ -43,9 +43,7 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // Atomics, not cells, only so the future stays `Send`; both directions run in this task.
-    let start = Instant::now();
-    let last_activity = AtomicU64::new(0);
+    let activity = Activity::new();
     let (up_moved, down_moved) = (AtomicU64::new(0), AtomicU64::new(0));
     let (client_read, client_write) = tokio::io::split(client);
     let (server_read, server_write) = tokio::io::split(server);
@@ -53,28 +51,13 @@ where
     // half-closed connection keeps carrying the other way.
     let both = async {
         tokio::try_join!(
-            pump(client_read, server_write, start, &last_activity, &up_moved),
-            pump(
-                server_read,
-                client_write,
-                start,
-                &last_activity,
-                &down_moved
-            ),
+            pump(client_read, server_write, &activity, &up_moved),
+            pump(server_read, client_write, &activity, &down_moved),
         )
-    };
-    let watchdog = async {
-        loop {
-            let deadline = start + Duration::from_nanos(last_activity.load(Relaxed)) + idle;
-            tokio::time::sleep_until(deadline).await;
-            if start + Duration::from_nanos(last_activity.load(Relaxed)) + idle <= Instant::now() {
-                return;
-            }
-        }
     };
     let ended = tokio::select! {
         result = both => if result.is_ok() { RelayEnd::Closed } else { RelayEnd::Error },
-        () = watchdog, if !idle.is_zero() => RelayEnd::Idle,
+        () = activity.idle(idle) => RelayEnd::Idle,
     };
     Relayed {
         client_to_server: up_moved.load(Relaxed),
@@ -83,12 +66,51 @@ where
     }
 }
 
+/// When bytes last moved either way, for the idle timeout; shared by both directions of one
+/// relay (here and in [`super::splice`]).
+#[derive(Debug)]
+pub(crate) struct Activity {
+    start: Instant,
+    /// Nanoseconds after `start`. Atomic, not a cell, only so the relay future stays `Send`;
+    /// both directions run in one task.
+    last: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// Records that bytes moved now.
+    pub(crate) fn touch(&self) {
+        self.last
+            .store(self.start.elapsed().as_nanos() as u64, Relaxed);
+    }
+
+    /// Returns once nothing has moved for `idle`; never if `idle` is zero (no limit).
+    pub(crate) async fn idle(&self, idle: Duration) {
+        if idle.is_zero() {
+            return std::future::pending().await;
+        }
+        loop {
+            let deadline = self.start + Duration::from_nanos(self.last.load(Relaxed)) + idle;
+            tokio::time::sleep_until(deadline).await;
+            // Activity during the sleep moved the deadline on: sleep again until the new one.
+            if self.start + Duration::from_nanos(self.last.load(Relaxed)) + idle <= Instant::now() {
+                return;
+            }
+        }
+    }
+}
+
 /// Copies `from` to `to` until EOF, then shuts `to`'s write side down (passing the FIN on).
 async fn pump<R, W>(
     mut from: R,
     mut to: W,
-    start: Instant,
-    last_activity: &AtomicU64,
+    activity: &Activity,
     moved: &AtomicU64,
 ) -> io::Result<()>
 where
@@ -102,7 +124,7 @@ where
             return to.shutdown().await;
         }
         to.write_all(&buf[..n]).await?;
-        last_activity.store(start.elapsed().as_nanos() as u64, Relaxed);
+        activity.touch();
         moved.fetch_add(n as u64, Relaxed);
     }
 }

@@ -76,6 +76,9 @@ pub struct ServerState {
     healthy: AtomicBool,
     admin: AtomicU8,
     weight: AtomicU32,
+    /// The largest weight [`Self::set_weight`] accepts: 256 as HAProxy for L7 servers, 65535 as
+    /// IPVS for L4 real servers.
+    weight_max: u32,
     /// What the config said last, so a reload changes runtime values only where the file did.
     config_weight: AtomicU32,
     config_disabled: AtomicBool,
@@ -87,6 +90,9 @@ pub struct ServerState {
     pub downtime: AtomicU64,
     /// Woken when a slot frees on this server, for requests queued on it.
     pub(crate) slot_freed: Notify,
+    /// Woken (all waiters) whenever [`Self::status`] changes, e.g. for L4 connections that must
+    /// be reset when their real server goes DOWN.
+    pub(crate) status_changed: Notify,
 }
 
 impl ServerState {
@@ -106,6 +112,7 @@ impl ServerState {
             healthy: AtomicBool::new(true),
             admin: AtomicU8::new(AdminState::Ready as u8),
             weight: AtomicU32::new(weight),
+            weight_max: 256,
             config_weight: AtomicU32::new(weight),
             config_disabled: AtomicBool::new(false),
             health: Mutex::new(None),
@@ -113,7 +120,15 @@ impl ServerState {
             last_change: AtomicU64::new(unix_millis()),
             downtime: AtomicU64::new(0),
             slot_freed: Notify::new(),
+            status_changed: Notify::new(),
         }
+    }
+
+    /// Lets weights go up to `max` instead of HAProxy's 256 (IPVS takes 0..=65535).
+    pub(crate) fn with_weight_max(mut self, max: u32) -> Self {
+        self.weight_max = max;
+        self.weight = AtomicU32::new(self.weight.into_inner().min(max));
+        self
     }
 
     /// Applies the config's `weight` and `disabled` to the runtime state where the config changed
@@ -164,9 +179,9 @@ impl ServerState {
         self.weight.load(Relaxed)
     }
 
-    /// Sets the weight an operator asked for (0..=256).
+    /// Sets the weight an operator asked for (0..=256, or 0..=65535 for L4 real servers).
     pub fn set_weight(&self, weight: u32) {
-        self.weight.store(weight.min(256), Relaxed);
+        self.weight.store(weight.min(self.weight_max), Relaxed);
     }
 
     /// Sets the admin state; returns the status before and after, for the caller to report.
@@ -197,6 +212,7 @@ impl ServerState {
         if before == after {
             return;
         }
+        self.status_changed.notify_waiters();
         let now = unix_millis();
         let previous = self.last_change.swap(now, Relaxed);
         if before == ServerStatus::Down {

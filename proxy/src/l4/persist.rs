@@ -1,0 +1,177 @@
+//! Persistence, as `ipvsadm -p TIMEOUT`: a client address keeps the real server it was given
+//! while it has connections through the service, and for `timeout` after its last one closes.
+//!
+//! IPVS keeps this in "persistence templates": one per client address, counting the client's
+//! connections, expiring `timeout` after the count drops to zero. This is the same bookkeeping,
+//! pure and with time passed in, so it is tested without sockets or sleeps. Whether the
+//! remembered server may still be used (IPVS: it is still in the service; a quiescent server with
+//! weight 0 keeps its persistent clients) is the caller's call.
+
+use std::{collections::HashMap, net::IpAddr, net::SocketAddr, time::Duration};
+
+/// How often at most expired templates are swept out.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// One client's template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Template {
+    server: SocketAddr,
+    /// The client's connections through the service now.
+    connections: u32,
+    /// When `connections` last dropped to zero (meaningless while it is above zero).
+    idle_since: Duration,
+}
+
+/// The templates of one virtual service.
+#[derive(Debug)]
+pub(crate) struct Persistence {
+    timeout: Duration,
+    templates: HashMap<IpAddr, Template>,
+    last_sweep: Duration,
+}
+
+impl Persistence {
+    /// Templates that outlive their client's last connection by `timeout`.
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            templates: HashMap::new(),
+            last_sweep: Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// The server `client` is bound to at `now`, if its template is still alive.
+    pub(crate) fn lookup(&self, client: IpAddr, now: Duration) -> Option<SocketAddr> {
+        self.templates
+            .get(&client)
+            .filter(|t| self.alive(t, now))
+            .map(|t| t.server)
+    }
+
+    /// Counts a new connection of `client` to `server`, binding the client to it (replacing a
+    /// template for another server, which the caller found unusable).
+    pub(crate) fn open(&mut self, client: IpAddr, server: SocketAddr, now: Duration) {
+        self.sweep(now);
+        let template = self.templates.entry(client).or_insert(Template {
+            server,
+            connections: 0,
+            idle_since: now,
+        });
+        if template.server != server {
+            // The old server's connections still close later; they no longer count here.
+            *template = Template {
+                server,
+                connections: 0,
+                idle_since: now,
+            };
+        }
+        template.connections += 1;
+    }
+
+    /// Counts a connection of `client` to `server` as closed at `now`.
+    pub(crate) fn close(&mut self, client: IpAddr, server: SocketAddr, now: Duration) {
+        if let Some(t) = self.templates.get_mut(&client)
+            && t.server == server
+            && t.connections > 0
+        {
+            t.connections -= 1;
+            if t.connections == 0 {
+                t.idle_since = now;
+            }
+        }
+    }
+
+    /// Templates alive now (`ipvsadm -L -c` lists them as `NONE` entries).
+    pub(crate) fn len(&self, now: Duration) -> usize {
+        self.templates
+            .values()
+            .filter(|t| self.alive(t, now))
+            .count()
+    }
+
+    fn alive(&self, t: &Template, now: Duration) -> bool {
+        t.connections > 0 || now < t.idle_since + self.timeout
+    }
+
+    /// Drops expired templates, at most once per [`SWEEP_EVERY`], so memory follows the clients
+    /// of the last `timeout` only.
+    fn sweep(&mut self, now: Duration) {
+        if now < self.last_sweep + SWEEP_EVERY {
+            return;
+        }
+        self.last_sweep = now;
+        let timeout = self.timeout;
+        self.templates
+            .retain(|_, t| t.connections > 0 || now < t.idle_since + timeout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)), 80);
+    const B: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)), 80);
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn a_client_keeps_its_server_while_connected_and_for_the_timeout_after() {
+        let mut p = Persistence::new(secs(300));
+        assert_eq!(p.lookup(CLIENT, secs(0)), None);
+        p.open(CLIENT, A, secs(0));
+        assert_eq!(
+            p.lookup(CLIENT, secs(10_000)),
+            Some(A),
+            "held while connected"
+        );
+        p.close(CLIENT, A, secs(10_000));
+        assert_eq!(p.lookup(CLIENT, secs(10_299)), Some(A));
+        assert_eq!(p.lookup(CLIENT, secs(10_300)), None, "expired");
+    }
+
+    #[test]
+    fn the_timeout_runs_from_the_last_connection_closing() {
+        let mut p = Persistence::new(secs(60));
+        p.open(CLIENT, A, secs(0));
+        p.open(CLIENT, A, secs(1));
+        p.close(CLIENT, A, secs(2));
+        assert_eq!(p.lookup(CLIENT, secs(100)), Some(A), "one still open");
+        p.close(CLIENT, A, secs(100));
+        assert_eq!(p.lookup(CLIENT, secs(159)), Some(A));
+        assert_eq!(p.lookup(CLIENT, secs(160)), None);
+    }
+
+    #[test]
+    fn rebinding_moves_the_client_and_ignores_the_old_servers_closes() {
+        let mut p = Persistence::new(secs(60));
+        p.open(CLIENT, A, secs(0));
+        p.open(CLIENT, B, secs(1));
+        p.close(CLIENT, A, secs(2));
+        assert_eq!(
+            p.lookup(CLIENT, secs(1_000)),
+            Some(B),
+            "B's connection is open"
+        );
+    }
+
+    #[test]
+    fn expired_templates_are_swept() {
+        let mut p = Persistence::new(secs(5));
+        for i in 0..100u8 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 0, i));
+            p.open(ip, A, secs(0));
+            p.close(ip, A, secs(0));
+        }
+        assert_eq!(p.len(secs(1)), 100);
+        p.open(CLIENT, B, secs(10));
+        assert_eq!(p.templates.len(), 1, "only the live template is kept");
+    }
+}

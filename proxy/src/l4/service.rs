@@ -1,0 +1,436 @@
+//! One virtual service at run time: its config, its real servers' state, its scheduler and
+//! persistence templates, and the connections it carries; and the decision that picks a real
+//! server for a new client, the way IPVS makes it.
+//!
+//! A decision: a live persistence template wins if its server is still in the service (a
+//! quiescent server with weight 0 keeps its persistent clients, as in IPVS); otherwise the
+//! scheduler picks among the servers in the service, with weight 0 for any that is not UP
+//! (quiescent) or without the DOWN ones (`quiescent = false`); if it finds none, the fallback.
+//! The scheduler and the templates sit behind one mutex per service: a decision is a few hundred
+//! nanoseconds and only new connections take it.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+
+use super::{
+    persist::Persistence,
+    sched::{Dest, Packet, Scheduler},
+};
+use crate::{
+    config::VirtualServer,
+    state::{ServerState, ServerStatus, counters},
+};
+
+/// A real server's state, kept across reloads by virtual service and address.
+#[derive(Debug)]
+pub(crate) struct Real {
+    /// Health, admin state, weight and counters, as for L7 servers; `counters.sessions` is the
+    /// number of established connections (IPVS's ActiveConn).
+    pub(crate) server: Arc<ServerState>,
+    /// Connections being opened to it (IPVS's InActConn: not established yet).
+    pub(crate) connecting: AtomicU32,
+}
+
+impl Real {
+    pub(crate) fn new(service: &str, addr: SocketAddr, weight: u32) -> Self {
+        let name = addr.to_string();
+        Self {
+            server: Arc::new(
+                ServerState::new(service, &name, addr, weight, 0).with_weight_max(65_535),
+            ),
+            connecting: AtomicU32::new(0),
+        }
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    pub(crate) fn active(&self) -> u32 {
+        self.server.active()
+    }
+
+    pub(crate) fn inactive(&self) -> u32 {
+        self.connecting.load(Relaxed)
+    }
+
+    /// The weight the scheduler sees: the set weight while UP, 0 otherwise (quiescent).
+    fn effective_weight(&self) -> u32 {
+        if self.server.status() == ServerStatus::Up {
+            self.server.weight()
+        } else {
+            0
+        }
+    }
+
+    /// Whether the server is in the service at all: with `quiescent = false` a DOWN server is
+    /// taken out, as ldirectord removes it.
+    pub(crate) fn in_service(&self, quiescent: bool) -> bool {
+        quiescent || self.server.status() != ServerStatus::Down
+    }
+}
+
+/// The real servers of one generation of the config, in config order.
+#[derive(Debug)]
+pub(crate) struct Members {
+    pub(crate) servers: Vec<(Arc<Real>, u32)>,
+    pub(crate) fallback: Option<Arc<Real>>,
+}
+
+/// What the scheduler saw last, so a change in servers or effective weights rebuilds its tables.
+type Signature = Vec<(SocketAddr, u32)>;
+
+#[derive(Debug)]
+struct Decider {
+    scheduler: Scheduler,
+    signature: Signature,
+    persistence: Persistence,
+}
+
+/// A connection's entry in the table `fulcrum status l4 --connections` lists.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnEntry {
+    pub(crate) client: SocketAddr,
+    pub(crate) virtual_addr: SocketAddr,
+    pub(crate) real: SocketAddr,
+    pub(crate) established: bool,
+    pub(crate) since: Instant,
+}
+
+/// A running virtual service.
+#[derive(Debug)]
+pub(crate) struct Service {
+    pub(crate) name: String,
+    config: ArcSwap<VirtualServer>,
+    members: ArcSwap<Members>,
+    decider: Mutex<Decider>,
+    /// Open connections (TCP) or flows (UDP), by id.
+    pub(crate) conns: DashMap<u64, ConnEntry>,
+    next_conn: AtomicU64,
+    /// Connections refused because no real server (and no fallback) was available.
+    pub(crate) no_server: AtomicU64,
+    epoch: Instant,
+}
+
+/// The outcome of a decision: the real server, and what must be undone when the connection ends.
+#[derive(Debug)]
+pub(crate) struct Pick {
+    pub(crate) real: Arc<Real>,
+    /// The client's address, when persistence counted this connection.
+    persistent: Option<SocketAddr>,
+}
+
+impl Service {
+    pub(crate) fn new(config: Arc<VirtualServer>, members: Members) -> Self {
+        let scheduler = new_scheduler(&config);
+        Self {
+            name: config.name.clone(),
+            decider: Mutex::new(Decider {
+                scheduler,
+                signature: Vec::new(),
+                persistence: Persistence::new(config.persistence),
+            }),
+            config: ArcSwap::new(config),
+            members: ArcSwap::from_pointee(members),
+            conns: DashMap::new(),
+            next_conn: AtomicU64::new(0),
+            no_server: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    pub(crate) fn config(&self) -> Arc<VirtualServer> {
+        self.config.load_full()
+    }
+
+    pub(crate) fn members(&self) -> Arc<Members> {
+        self.members.load_full()
+    }
+
+    /// Swaps in a reloaded config: the scheduler is rebuilt only if its kind or options changed,
+    /// so round-robin order, hash tables and locality caches survive an unrelated edit.
+    pub(crate) fn apply(&self, config: Arc<VirtualServer>, members: Members) {
+        if let Ok(mut d) = self.decider.lock() {
+            if d.scheduler.kind() != config.scheduler
+                || d.scheduler.options() != config.scheduler_options
+            {
+                d.scheduler = new_scheduler(&config);
+                d.signature.clear();
+            }
+            d.persistence.set_timeout(config.persistence);
+        }
+        self.members.store(Arc::new(members));
+        self.config.store(config);
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Picks the real server for a new connection from `client` to `destination`; None when no
+    /// server is available and there is no fallback (IPVS then drops the connection).
+    pub(crate) fn pick(&self, client: SocketAddr, destination: SocketAddr) -> Option<Pick> {
+        let config = self.config.load();
+        let members = self.members.load();
+        let now = self.now();
+        let persistent = !config.persistence.is_zero();
+        let Ok(mut decider) = self.decider.lock() else {
+            return None;
+        };
+        if persistent
+            && let Some(addr) = decider.persistence.lookup(client.ip(), now)
+            && let Some((real, _)) = members.servers.iter().find(|(r, _)| r.addr() == addr)
+            && real.in_service(config.quiescent)
+            && real.server.status() != ServerStatus::Maint
+        {
+            decider.persistence.open(client.ip(), addr, now);
+            return Some(self.picked(real, Some(client)));
+        }
+        let mut in_service = smallvec::SmallVec::<[&Arc<Real>; 16]>::new();
+        let mut dests = smallvec::SmallVec::<[Dest; 16]>::new();
+        for (real, upper_threshold) in &members.servers {
+            if !real.in_service(config.quiescent) {
+                continue;
+            }
+            let (active, inactive) = (real.active(), real.inactive());
+            in_service.push(real);
+            dests.push(Dest {
+                addr: real.addr(),
+                weight: real.effective_weight(),
+                active,
+                inactive,
+                overloaded: *upper_threshold > 0
+                    && active.saturating_add(inactive) >= *upper_threshold,
+            });
+        }
+        let signature_changed = decider.signature.len() != dests.len()
+            || decider
+                .signature
+                .iter()
+                .zip(&dests)
+                .any(|(s, d)| *s != (d.addr, d.weight));
+        if signature_changed {
+            decider.signature = dests.iter().map(|d| (d.addr, d.weight)).collect();
+            decider.scheduler.update(&dests);
+        }
+        let packet = Packet {
+            client,
+            destination,
+        };
+        match decider.scheduler.schedule(&dests, &packet, now) {
+            Some(i) => {
+                let real = in_service[i];
+                if persistent {
+                    decider.persistence.open(client.ip(), real.addr(), now);
+                }
+                counters::inc(&real.server.counters.lb_total);
+                Some(self.picked(real, persistent.then_some(client)))
+            }
+            None => {
+                drop(decider);
+                match &members.fallback {
+                    Some(fallback) => Some(self.picked(fallback, None)),
+                    None => {
+                        counters::inc(&self.no_server);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn picked(&self, real: &Arc<Real>, persistent: Option<SocketAddr>) -> Pick {
+        Pick {
+            real: Arc::clone(real),
+            persistent,
+        }
+    }
+
+    /// Ends what [`Self::pick`] started for a connection now closed.
+    pub(crate) fn release(&self, pick: &Pick) {
+        if let Some(client) = pick.persistent
+            && let Ok(mut d) = self.decider.lock()
+        {
+            let now = self.now();
+            d.persistence.close(client.ip(), pick.real.addr(), now);
+        }
+    }
+
+    /// Persistence templates alive now.
+    pub(crate) fn persistent_clients(&self) -> usize {
+        let now = self.now();
+        self.decider
+            .lock()
+            .map(|d| d.persistence.len(now))
+            .unwrap_or(0)
+    }
+
+    /// Lists a new connection; it leaves the list when the returned guard drops.
+    pub(crate) fn track(&self, entry: ConnEntry) -> ConnGuard<'_> {
+        let id = self.next_conn.fetch_add(1, Relaxed);
+        self.conns.insert(id, entry);
+        ConnGuard { service: self, id }
+    }
+}
+
+fn new_scheduler(config: &VirtualServer) -> Scheduler {
+    // Only an `mh` table size that is not a prime in range fails, and the config builder
+    // refuses those.
+    Scheduler::new(config.scheduler, config.scheduler_options)
+        .expect("the config builder validated the scheduler options")
+}
+
+/// Removes a connection from its service's list when dropped.
+#[derive(Debug)]
+pub(crate) struct ConnGuard<'a> {
+    service: &'a Service,
+    id: u64,
+}
+
+impl ConnGuard<'_> {
+    pub(crate) fn established(&self) {
+        if let Some(mut e) = self.service.conns.get_mut(&self.id) {
+            e.established = true;
+        }
+    }
+}
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        self.service.conns.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use crate::config::{L4Protocol, ProxyProtocol};
+    use crate::l4::sched::{Kind, Options};
+
+    fn addr(last: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, last], 80))
+    }
+
+    fn client(last: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, last], 40_000))
+    }
+
+    fn config(kind: Kind, persistence: u64, quiescent: bool) -> Arc<VirtualServer> {
+        Arc::new(VirtualServer {
+            name: "vs".to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 80)),
+            protocol: L4Protocol::Tcp,
+            scheduler: kind,
+            scheduler_options: Options::default(),
+            persistence: Duration::from_secs(persistence),
+            quiescent,
+            proxy_protocol: ProxyProtocol::None,
+            transparent: false,
+            check: None,
+            timeout_connect: Duration::from_secs(5),
+            timeout_idle: Duration::from_secs(60),
+            fallback: None,
+            real_servers: Vec::new(),
+        })
+    }
+
+    fn members(servers: &[u8], fallback: Option<u8>) -> Members {
+        Members {
+            servers: servers
+                .iter()
+                .map(|&i| (Arc::new(Real::new("vs", addr(i), 1)), 0))
+                .collect(),
+            fallback: fallback.map(|i| Arc::new(Real::new("vs", addr(i), 1))),
+        }
+    }
+
+    fn pick(s: &Service, from: SocketAddr) -> Option<SocketAddr> {
+        s.pick(from, SocketAddr::from(([127, 0, 0, 1], 80)))
+            .map(|p| p.real.addr())
+    }
+
+    #[test]
+    fn rr_alternates_and_skips_a_down_server_with_weight_zero() {
+        let s = Service::new(config(Kind::Rr, 0, true), members(&[1, 2], None));
+        let picks: Vec<_> = (0..4).map(|_| pick(&s, client(1)).unwrap()).collect();
+        assert_eq!(picks, [addr(1), addr(2), addr(1), addr(2)]);
+        s.members().servers[0].0.server.set_healthy(false);
+        let picks: Vec<_> = (0..3).map(|_| pick(&s, client(1)).unwrap()).collect();
+        assert_eq!(picks, [addr(2); 3], "a weight change reaches the scheduler");
+    }
+
+    #[test]
+    fn persistence_keeps_a_client_on_a_quiescent_server_but_not_a_removed_one() {
+        let s = Service::new(config(Kind::Rr, 300, true), members(&[1, 2], None));
+        let first = pick(&s, client(7)).unwrap();
+        for _ in 0..5 {
+            assert_eq!(pick(&s, client(7)), Some(first), "rr alone would alternate");
+        }
+        let first_real = s
+            .members()
+            .servers
+            .iter()
+            .find(|(r, _)| r.addr() == first)
+            .map(|(r, _)| Arc::clone(r))
+            .unwrap();
+        first_real.server.set_healthy(false);
+        assert_eq!(
+            pick(&s, client(7)),
+            Some(first),
+            "quiescent: the template holds"
+        );
+        assert_ne!(pick(&s, client(8)), Some(first), "new clients go elsewhere");
+
+        let s = Service::new(config(Kind::Rr, 300, false), members(&[1, 2], None));
+        let first = pick(&s, client(7)).unwrap();
+        let real = s
+            .members()
+            .servers
+            .iter()
+            .find(|(r, _)| r.addr() == first)
+            .map(|(r, _)| Arc::clone(r))
+            .unwrap();
+        real.server.set_healthy(false);
+        assert_ne!(
+            pick(&s, client(7)),
+            Some(first),
+            "not quiescent: removed, rescheduled"
+        );
+    }
+
+    #[test]
+    fn the_fallback_answers_only_while_no_server_is_available() {
+        let s = Service::new(config(Kind::Wlc, 0, true), members(&[1, 2], Some(9)));
+        assert_ne!(pick(&s, client(1)), Some(addr(9)));
+        for (real, _) in &s.members().servers {
+            real.server.set_healthy(false);
+        }
+        assert_eq!(pick(&s, client(1)), Some(addr(9)));
+        s.members().servers[1].0.server.set_healthy(true);
+        assert_eq!(pick(&s, client(1)), Some(addr(2)));
+
+        let s = Service::new(config(Kind::Wlc, 0, true), members(&[1], None));
+        s.members().servers[0].0.server.set_healthy(false);
+        assert_eq!(pick(&s, client(1)), None);
+        assert_eq!(s.no_server.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn releasing_the_last_connection_starts_the_persistence_timeout() {
+        let s = Service::new(config(Kind::Rr, 300, true), members(&[1, 2], None));
+        let p = s.pick(client(3), addr(200)).unwrap();
+        assert_eq!(s.persistent_clients(), 1);
+        s.release(&p);
+        assert_eq!(s.persistent_clients(), 1, "kept for the timeout");
+    }
+}

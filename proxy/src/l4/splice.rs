@@ -1,0 +1,452 @@
+//! Zero-copy TCP relaying for the L4 tier: the relay of [`super::relay`] (half-close passed
+//! through, one idle timeout over both directions, the same [`Relayed`]), but on Linux a
+//! direction that carries a bulk transfer moves its bytes from socket to socket through a pipe
+//! with `splice(2)`, never entering userspace. Short exchanges stay on a buffer, where a pipe
+//! would cost more syscalls than the copy it saves (HAProxy's `splice-auto` makes the same call).
+//!
+//! LVS forwards in the kernel, so its users expect an L4 virtual service to cost next to no CPU
+//! per byte; a userspace relay adds two copies of every byte, which splice takes away. Where
+//! splice is unavailable (no file descriptors left for pipes, a seccomp filter or sandbox that
+//! refuses it, another OS) the buffered relay runs instead, with the same result.
+
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::relay::{self, Relayed};
+
+/// Relays between `client` and `server` until both directions are closed, one fails, or the
+/// connection is idle for `idle` (zero: no limit), splicing where the kernel allows it.
+#[cfg(target_os = "linux")]
+pub async fn relay_tcp(client: &mut TcpStream, server: &mut TcpStream, idle: Duration) -> Relayed {
+    linux::relay_with(client, server, idle, true).await
+}
+
+/// Relays between `client` and `server` until both directions are closed, one fails, or the
+/// connection is idle for `idle` (zero: no limit); splice is Linux's, so this is the buffered
+/// relay.
+#[cfg(not(target_os = "linux"))]
+pub async fn relay_tcp(client: &mut TcpStream, server: &mut TcpStream, idle: Duration) -> Relayed {
+    relay::relay(client, server, idle).await
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::{
+        io,
+        net::Shutdown,
+        os::fd::OwnedFd,
+        sync::atomic::{AtomicU64, Ordering::Relaxed},
+        time::Duration,
+    };
+
+    use rustix::{
+        io::Errno,
+        pipe::{PipeFlags, SpliceFlags, pipe_with, splice},
+    };
+    use socket2::SockRef;
+    use tokio::{io::Interest, net::TcpStream};
+    use tracing::debug;
+
+    use super::relay::{Activity, RelayEnd, Relayed};
+
+    /// Most bytes asked for per splice: the default pipe capacity (16 pages), so a splice into
+    /// an empty pipe is bounded by what the socket has rather than by the pipe.
+    const CHUNK: usize = 64 * 1024;
+
+    /// The buffer a direction starts with; a read that fills it switches the direction to
+    /// splice.
+    const BUFFER: usize = 16 * 1024;
+
+    /// Never block (tokio says when a socket is ready); MOVE asks for pages to be moved rather
+    /// than copied, where the kernel can.
+    const FLAGS: SpliceFlags = SpliceFlags::NONBLOCK.union(SpliceFlags::MOVE);
+
+    /// Relays through a buffer per direction, switching a direction to splice once it shows a
+    /// bulk transfer (`splice` set); tests clear `splice` to pin the buffered path.
+    pub(super) async fn relay_with(
+        client: &mut TcpStream,
+        server: &mut TcpStream,
+        idle: Duration,
+        splice: bool,
+    ) -> Relayed {
+        let client: &TcpStream = client;
+        let server: &TcpStream = server;
+        let activity = Activity::new();
+        let (up_moved, down_moved) = (AtomicU64::new(0), AtomicU64::new(0));
+        // Both directions in this task, each finishing on its own EOF, so a half-closed
+        // connection keeps carrying the other way.
+        let both = async {
+            tokio::try_join!(
+                pump(client, server, splice, &activity, &up_moved),
+                pump(server, client, splice, &activity, &down_moved),
+            )
+        };
+        let ended = tokio::select! {
+            result = both => if result.is_ok() { RelayEnd::Closed } else { RelayEnd::Error },
+            () = activity.idle(idle) => RelayEnd::Idle,
+        };
+        Relayed {
+            client_to_server: up_moved.load(Relaxed),
+            server_to_client: down_moved.load(Relaxed),
+            ended,
+        }
+    }
+
+    /// One direction's pipe: the source socket is spliced into `write`, `read` into the
+    /// destination.
+    #[derive(Debug)]
+    struct Pipe {
+        read: OwnedFd,
+        write: OwnedFd,
+    }
+
+    impl Pipe {
+        fn new() -> io::Result<Self> {
+            // Nonblocking, so no splice ever parks the runtime's thread on the pipe.
+            let (read, write) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
+            Ok(Self { read, write })
+        }
+    }
+
+    /// How a direction ended up moving its bytes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Mode {
+        Buffered,
+        Spliced,
+    }
+
+    /// Moves `from` to `to` until EOF, then shuts `to`'s write side down (passing the FIN on).
+    ///
+    /// It starts with a buffer, as HAProxy's `splice-auto` does: a short exchange costs a read
+    /// and a write, where splice would add a pipe (two descriptors to open and close) and two
+    /// syscalls per chunk. A read that fills the whole buffer means more is coming, and from
+    /// then on this direction splices. A kernel or sandbox that refuses splice (EINVAL, ENOSYS
+    /// before any byte moved) leaves it on the buffer. A peer gone away shows as EPIPE, not
+    /// SIGPIPE: the Rust runtime ignores that signal.
+    pub(super) async fn pump(
+        from: &TcpStream,
+        to: &TcpStream,
+        may_splice: bool,
+        activity: &Activity,
+        moved: &AtomicU64,
+    ) -> io::Result<Mode> {
+        let mut buf = vec![0u8; BUFFER];
+        let mut may_splice = may_splice;
+        loop {
+            let n = from
+                .async_io(Interest::READABLE, || from.try_read(&mut buf))
+                .await?;
+            if n == 0 {
+                SockRef::from(to).shutdown(Shutdown::Write)?;
+                return Ok(Mode::Buffered);
+            }
+            let mut sent = 0;
+            while sent < n {
+                sent += to
+                    .async_io(Interest::WRITABLE, || to.try_write(&buf[sent..n]))
+                    .await?;
+            }
+            moved.fetch_add(n as u64, Relaxed);
+            activity.touch();
+            if n == buf.len() && may_splice {
+                match Pipe::new() {
+                    Ok(pipe) => match spliced(from, to, &pipe, activity, moved).await? {
+                        Some(()) => return Ok(Mode::Spliced),
+                        None => may_splice = false,
+                    },
+                    Err(error) => {
+                        debug!(%error, "no pipe for splice, relaying through buffers");
+                        may_splice = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The splicing rest of [`pump`]: `Some(())` at EOF, `None` if the kernel refused the very
+    /// first splice, so the caller goes on with its buffer.
+    async fn spliced(
+        from: &TcpStream,
+        to: &TcpStream,
+        pipe: &Pipe,
+        activity: &Activity,
+        moved: &AtomicU64,
+    ) -> io::Result<Option<()>> {
+        let mut first = true;
+        loop {
+            // The pipe is filled only once empty, so it always has room and an EAGAIN can only
+            // be the socket's (nothing to read). That matters: tokio takes EAGAIN as the socket
+            // no longer readable, and a full pipe's EAGAIN would leave this waiting for an edge
+            // that never comes while the socket still holds data.
+            let filled = from
+                .async_io(Interest::READABLE, || {
+                    splice(from, None, &pipe.write, None, CHUNK, FLAGS).map_err(io::Error::from)
+                })
+                .await;
+            let mut in_pipe = match filled {
+                Ok(n) => n,
+                Err(e) if first && refused(&e) => {
+                    debug!(error = %e, "splice refused, relaying through buffers");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            first = false;
+            if in_pipe == 0 {
+                // EOF with the pipe empty: all that came has gone on.
+                SockRef::from(to).shutdown(Shutdown::Write)?;
+                return Ok(Some(()));
+            }
+            // Likewise the pipe holds data here, so EAGAIN is `to`'s send buffer being full.
+            while in_pipe > 0 {
+                let n = to
+                    .async_io(Interest::WRITABLE, || {
+                        splice(&pipe.read, None, to, None, in_pipe, FLAGS).map_err(io::Error::from)
+                    })
+                    .await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                in_pipe -= n;
+                moved.fetch_add(n as u64, Relaxed);
+                activity.touch();
+            }
+        }
+    }
+
+    /// The errors of a kernel or sandbox without splice for these descriptors: nothing moved.
+    fn refused(e: &io::Error) -> bool {
+        matches!(
+            e.raw_os_error().map(Errno::from_raw_os_error),
+            Some(Errno::INVAL | Errno::NOSYS | Errno::PERM)
+        )
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+        task::JoinHandle,
+        time::{Instant, timeout},
+    };
+
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    use super::{linux::*, *};
+    use crate::l4::relay::{Activity, RelayEnd};
+
+    /// Bounds every wait on the relay, so a relay that hangs fails the test instead.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// Two connected loopback sockets.
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap());
+        let (near, (far, _)) = tokio::try_join!(near, listener.accept()).unwrap();
+        (near, far)
+    }
+
+    /// A client and a server with a relay between them (splicing unless `splice` is false).
+    async fn relayed(idle: Duration, splice: bool) -> (TcpStream, TcpStream, JoinHandle<Relayed>) {
+        let (client, mut client_side) = connected().await;
+        let (mut server_side, server) = connected().await;
+        let relay = tokio::spawn(async move {
+            relay_with(&mut client_side, &mut server_side, idle, splice).await
+        });
+        (client, server, relay)
+    }
+
+    async fn finished(relay: JoinHandle<Relayed>) -> Relayed {
+        timeout(PATIENCE, relay)
+            .await
+            .expect("the relay ended")
+            .unwrap()
+    }
+
+    /// Pumps `bytes` from one end through a single direction and reports its mode.
+    async fn pumped(bytes: usize) -> Mode {
+        let (mut sender, from) = connected().await;
+        let (to, mut receiver) = connected().await;
+        let pump = tokio::spawn(async move {
+            let (activity, moved) = (Activity::new(), AtomicU64::new(0));
+            let mode = pump(&from, &to, true, &activity, &moved).await.unwrap();
+            assert_eq!(moved.load(Relaxed), bytes as u64);
+            mode
+        });
+        let send = async move {
+            sender.write_all(&vec![7u8; bytes]).await.unwrap();
+            sender.shutdown().await.unwrap();
+        };
+        let receive = async move {
+            let mut got = Vec::new();
+            receiver.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got.len(), bytes);
+        };
+        tokio::join!(send, receive);
+        finished_pump(pump).await
+    }
+
+    async fn finished_pump(pump: JoinHandle<Mode>) -> Mode {
+        timeout(PATIENCE, pump)
+            .await
+            .expect("the pump ended")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_short_exchange_stays_buffered_and_a_bulk_one_splices() {
+        assert_eq!(pumped(100).await, Mode::Buffered, "no pipe for a request");
+        assert_eq!(
+            pumped(4 << 20).await,
+            Mode::Spliced,
+            "this kernel splices TCP"
+        );
+    }
+
+    #[tokio::test]
+    async fn bytes_are_counted_both_ways() {
+        let (mut client, mut server, relay) = relayed(Duration::ZERO, true).await;
+        client.write_all(b"hello").await.unwrap();
+        let mut got = [0; 5];
+        server.read_exact(&mut got).await.unwrap();
+        server.write_all(b"welcome").await.unwrap();
+        client.read_exact(&mut [0; 7]).await.unwrap();
+        drop((client, server));
+        let done = finished(relay).await;
+        assert_eq!(&got, b"hello");
+        assert_eq!(done.ended, RelayEnd::Closed);
+        assert_eq!((done.client_to_server, done.server_to_client), (5, 7));
+    }
+
+    /// Writes `SIZE` pseudo-random bytes from `seed` to `to`, then shuts it down.
+    async fn send_stream(mut to: tokio::net::tcp::OwnedWriteHalf, seed: u64) {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut chunk = vec![0; STREAM_CHUNK];
+        for _ in 0..SIZE / STREAM_CHUNK {
+            rng.fill(&mut chunk);
+            to.write_all(&chunk).await.unwrap();
+        }
+        to.shutdown().await.unwrap();
+    }
+
+    /// Reads what [`send_stream`] sent with `seed` and checks it byte for byte, then EOF.
+    async fn check_stream(mut from: tokio::net::tcp::OwnedReadHalf, seed: u64) {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let (mut got, mut expected) = (vec![0; STREAM_CHUNK], vec![0; STREAM_CHUNK]);
+        for _ in 0..SIZE / STREAM_CHUNK {
+            from.read_exact(&mut got).await.unwrap();
+            rng.fill(&mut expected);
+            assert!(
+                got == expected,
+                "the relayed stream differs from what was sent"
+            );
+        }
+        assert_eq!(
+            from.read(&mut got).await.unwrap(),
+            0,
+            "EOF after the stream"
+        );
+    }
+
+    const SIZE: usize = 64 << 20;
+    const STREAM_CHUNK: usize = 64 * 1024;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sixty_four_mib_each_way_arrive_intact() {
+        let (client, server, relay) = relayed(Duration::ZERO, true).await;
+        let (client_read, client_write) = client.into_split();
+        let (server_read, server_write) = server.into_split();
+        let streams = tokio::spawn(async move {
+            tokio::join!(
+                send_stream(client_write, 1),
+                check_stream(server_read, 1),
+                send_stream(server_write, 2),
+                check_stream(client_read, 2),
+            )
+        });
+        timeout(PATIENCE, streams).await.unwrap().unwrap();
+        let done = finished(relay).await;
+        assert_eq!(done.ended, RelayEnd::Closed);
+        assert_eq!(done.client_to_server, SIZE as u64);
+        assert_eq!(done.server_to_client, SIZE as u64);
+    }
+
+    #[tokio::test]
+    async fn the_server_answers_after_the_client_half_closes() {
+        let (mut client, mut server, relay) = relayed(Duration::ZERO, true).await;
+        client.write_all(b"request").await.unwrap();
+        client.shutdown().await.unwrap(); // the client is done sending
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap(); // EOF passed on to the server
+        assert_eq!(got, b"request");
+        server.write_all(b"response after FIN").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"response after FIN");
+        let done = finished(relay).await;
+        assert_eq!(done.ended, RelayEnd::Closed);
+        assert_eq!((done.client_to_server, done.server_to_client), (7, 18));
+    }
+
+    // Real time, not a paused clock: the kernel moves the bytes, and a paused clock jumps ahead
+    // whenever the runtime waits on it. Hence a short timeout and loose bounds.
+    #[tokio::test]
+    async fn a_silent_connection_ends_idle() {
+        let idle = Duration::from_millis(200);
+        let (mut client, mut server, relay) = relayed(idle, true).await;
+        client.write_all(b"x").await.unwrap();
+        server.read_exact(&mut [0; 1]).await.unwrap();
+        let silent_since = Instant::now();
+        let done = finished(relay).await;
+        assert!(
+            silent_since.elapsed() >= idle / 2,
+            "not before the idle timeout"
+        );
+        assert_eq!(done.ended, RelayEnd::Idle);
+        assert_eq!(done.client_to_server, 1);
+    }
+
+    #[tokio::test]
+    async fn a_server_reset_ends_the_relay() {
+        let (mut client, mut server, relay) = relayed(Duration::ZERO, true).await;
+        client.write_all(b"ping").await.unwrap();
+        server.read_exact(&mut [0; 4]).await.unwrap();
+        // SO_LINGER zero: close sends a RST rather than a FIN.
+        socket2::SockRef::from(&server)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(server);
+        // The client stays open: the relay must end on the reset alone.
+        let done = finished(relay).await;
+        assert!(
+            matches!(done.ended, RelayEnd::Error | RelayEnd::Closed),
+            "{done:?}"
+        );
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn the_buffered_fallback_relays_the_same() {
+        let (mut client, mut server, relay) = relayed(Duration::ZERO, false).await;
+        client.write_all(b"request").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        server.write_all(b"answer").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(
+            (got.as_slice(), answer.as_slice()),
+            (&b"request"[..], &b"answer"[..])
+        );
+        let done = finished(relay).await;
+        assert_eq!(done.ended, RelayEnd::Closed);
+        assert_eq!((done.client_to_server, done.server_to_client), (7, 6));
+    }
+}

@@ -1,0 +1,223 @@
+//! TCP virtual services: accept a client, pick a real server, connect (from the client's own
+//! address in transparent mode), tell it the client with a PROXY header if configured, then relay
+//! both ways until both sides are done.
+//!
+//! A client gets a reset, as IPVS gives it, when no real server is available or the chosen one
+//! cannot be reached within `timeout.connect`. With `quiescent = false`, a real server going DOWN
+//! resets its connections, as ldirectord removing it from IPVS does (`expire_nodest_conn`).
+
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Instant,
+};
+
+use tokio::{
+    io::AsyncWriteExt,
+    net::{TcpListener, TcpSocket, TcpStream},
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    proxy_protocol,
+    relay::RelayEnd,
+    service::{ConnEntry, Real, Service},
+};
+use crate::{
+    config::{ProxyProtocol, VirtualServer},
+    runtime::Runtime,
+    state::{ServerStatus, counters},
+};
+
+/// Accepts clients of `service` on `listener` until `stop` is cancelled.
+pub(crate) async fn accept_loop(
+    rt: Arc<Runtime>,
+    service: Arc<Service>,
+    listener: TcpListener,
+    stop: CancellationToken,
+) {
+    loop {
+        // Wait for room before accepting, so excess clients stay in the kernel's backlog.
+        let permit = tokio::select! {
+            permit = rt.limit.acquire() => permit,
+            () = stop.cancelled() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(virtual_server = %service.name, %error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => return,
+        };
+        let rt2 = Arc::clone(&rt);
+        let service = Arc::clone(&service);
+        rt.connections.spawn(async move {
+            rt2.active.up();
+            serve(&service, stream, peer).await;
+            rt2.active.down();
+            drop(permit);
+        });
+    }
+}
+
+/// Carries one client connection from pick to close.
+async fn serve(service: &Service, mut client: TcpStream, peer: SocketAddr) {
+    let Ok(local) = client.local_addr() else {
+        return;
+    };
+    let config = service.config();
+    let Some(pick) = service.pick(peer, local) else {
+        tracing::debug!(virtual_server = %service.name, client = %peer, "no real server available");
+        reset(&client);
+        return;
+    };
+    let real = Arc::clone(&pick.real);
+    let entry = service.track(ConnEntry {
+        client: peer,
+        virtual_addr: local,
+        real: real.addr(),
+        established: false,
+        since: Instant::now(),
+    });
+    let connected = {
+        let _connecting = Connecting::new(&real);
+        connect(&config, real.addr(), peer, local).await
+    };
+    let mut server = match connected {
+        Ok(server) => server,
+        Err(error) => {
+            counters::inc(&real.server.counters.errors_conn);
+            tracing::debug!(virtual_server = %service.name, real_server = %real.addr(), %error, "cannot connect");
+            reset(&client);
+            service.release(&pick);
+            return;
+        }
+    };
+    entry.established();
+    let counters = &real.server.counters;
+    counters.sessions.up();
+    counters::inc(&counters.sessions_total);
+    let relayed = if config.quiescent {
+        super::splice::relay_tcp(&mut client, &mut server, config.timeout_idle).await
+    } else {
+        tokio::select! {
+            relayed = super::splice::relay_tcp(&mut client, &mut server, config.timeout_idle) => relayed,
+            () = until_down(&real) => {
+                tracing::info!(virtual_server = %service.name, real_server = %real.addr(), client = %peer, "connection reset: real server is DOWN and the service is not quiescent");
+                reset(&client);
+                reset(&server);
+                counters.sessions.down();
+                service.release(&pick);
+                return;
+            }
+        }
+    };
+    counters.sessions.down();
+    counters::add(&counters.bytes_in, relayed.client_to_server);
+    counters::add(&counters.bytes_out, relayed.server_to_client);
+    if relayed.ended == RelayEnd::Error {
+        // A reset on one side is passed on as a reset to the other, as a router would.
+        reset(&client);
+        reset(&server);
+    }
+    service.release(&pick);
+}
+
+/// Counts a connection as being opened to `real` (InActConn) while alive.
+struct Connecting<'a>(&'a Real);
+
+impl<'a> Connecting<'a> {
+    fn new(real: &'a Real) -> Self {
+        real.connecting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(real)
+    }
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.0
+            .connecting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Opens the connection to a real server and writes the PROXY header, within `timeout.connect`.
+async fn connect(
+    config: &VirtualServer,
+    real: SocketAddr,
+    client: SocketAddr,
+    local: SocketAddr,
+) -> io::Result<TcpStream> {
+    let opening = async {
+        let socket = outgoing_socket(real, config.transparent.then_some(client.ip()))?;
+        let mut stream = socket.connect(real).await?;
+        let _ = stream.set_nodelay(true);
+        let version = match config.proxy_protocol {
+            ProxyProtocol::None => None,
+            ProxyProtocol::V1 => Some(proxy_protocol::Version::V1),
+            ProxyProtocol::V2 => Some(proxy_protocol::Version::V2),
+        };
+        if let Some(version) = version {
+            let mut header = Vec::with_capacity(64);
+            proxy_protocol::encode(version, client, local, &mut header);
+            stream.write_all(&header).await?;
+        }
+        Ok(stream)
+    };
+    if config.timeout_connect.is_zero() {
+        return opening.await;
+    }
+    tokio::time::timeout(config.timeout_connect, opening)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))?
+}
+
+/// A socket to `real`; with `source`, bound to the client's address with IP_TRANSPARENT so the
+/// real server sees the true client (needs CAP_NET_ADMIN and the routing in docs/config.md). The
+/// port is the kernel's choice, as HAProxy's `usesrc clientip`: one client port may reach the
+/// same real server through two virtual services.
+pub(crate) fn outgoing_socket(real: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpSocket> {
+    let Some(source) = source else {
+        return if real.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        };
+    };
+    let domain = socket2::Domain::for_address(real);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    if real.is_ipv4() {
+        socket.set_ip_transparent_v4(true)?;
+    } else {
+        socket.set_ip_transparent_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    Ok(TcpSocket::from_std_stream(socket.into()))
+}
+
+/// Resolves once `real` is DOWN.
+async fn until_down(real: &Real) {
+    loop {
+        let changed = real.server.status_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if real.server.status() == ServerStatus::Down {
+            return;
+        }
+        changed.await;
+    }
+}
+
+/// Makes the coming close send a RST instead of a FIN.
+fn reset(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
+}

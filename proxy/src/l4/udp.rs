@@ -1,0 +1,230 @@
+//! UDP virtual services: datagrams from one client address form a flow, scheduled once to a real
+//! server; the flow's replies go back to the client from the virtual address, and a flow silent
+//! both ways for `timeout.idle` ends (IPVS's UDP timeout, 300 s by default there).
+//!
+//! Each flow has its own socket connected to its real server, so the kernel sorts replies by
+//! flow and drops datagrams from anyone else. With `proxy_protocol = "v2"` every datagram to the
+//! real server starts with a PROXY v2 `DGRAM` header, as HAProxy's spec has it for UDP.
+
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use dashmap::DashMap;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    proxy_protocol,
+    service::{ConnEntry, Pick, Service},
+};
+use crate::{config::ProxyProtocol, runtime::Runtime, state::counters};
+
+/// The largest datagram relayed.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// One client's flow.
+#[derive(Debug)]
+struct Flow {
+    upstream: UdpSocket,
+    pick: Pick,
+    /// Milliseconds since the service socket's start at the last datagram either way.
+    last: AtomicU64,
+}
+
+/// Binds a UDP virtual address with IP_FREEBIND, so a VIP this node does not hold yet works.
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false).ok();
+        socket.set_freebind_v6(true).ok();
+    } else {
+        socket.set_freebind_v4(true).ok();
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Relays datagrams arriving on `socket` until `stop` is cancelled; flows under way end on their
+/// idle timeout.
+pub(crate) async fn serve(
+    rt: Arc<Runtime>,
+    service: Arc<Service>,
+    socket: UdpSocket,
+    stop: CancellationToken,
+) {
+    let socket = Arc::new(socket);
+    let Ok(local) = socket.local_addr() else {
+        return;
+    };
+    let flows: Arc<DashMap<SocketAddr, Arc<Flow>>> = Arc::default();
+    let epoch = Instant::now();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut datagram = Vec::with_capacity(MAX_DATAGRAM + 64);
+    loop {
+        let (n, client) = tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // An ICMP error for an earlier reply surfaces here on Linux; nothing to do.
+                    tracing::debug!(virtual_server = %service.name, %error, "udp receive failed");
+                    continue;
+                }
+            },
+            () = stop.cancelled() => return,
+        };
+        let existing = flows.get(&client).map(|f| Arc::clone(&f));
+        let flow = match existing {
+            Some(flow) => flow,
+            None => match open_flow(&rt, &service, &socket, &flows, client, local, epoch).await {
+                Some(flow) => flow,
+                None => continue,
+            },
+        };
+        flow.last.store(millis_since(epoch), Relaxed);
+        let config = service.config();
+        let payload = if config.proxy_protocol == ProxyProtocol::V2 {
+            datagram.clear();
+            proxy_protocol::encode_v2_udp(client, local, &mut datagram);
+            datagram.extend_from_slice(&buf[..n]);
+            &datagram[..]
+        } else {
+            &buf[..n]
+        };
+        let counters = &flow.pick.real.server.counters;
+        match flow.upstream.send(payload).await {
+            Ok(_) => counters::add(&counters.bytes_in, n as u64),
+            Err(_) => counters::inc(&counters.errors_conn),
+        }
+    }
+}
+
+/// Schedules a new client and starts the task that carries its replies.
+async fn open_flow(
+    rt: &Arc<Runtime>,
+    service: &Arc<Service>,
+    socket: &Arc<UdpSocket>,
+    flows: &Arc<DashMap<SocketAddr, Arc<Flow>>>,
+    client: SocketAddr,
+    local: SocketAddr,
+    epoch: Instant,
+) -> Option<Arc<Flow>> {
+    let pick = service.pick(client, local)?;
+    let config = service.config();
+    let upstream = match connect(pick.real.addr(), config.transparent.then_some(client.ip())).await
+    {
+        Ok(s) => s,
+        Err(error) => {
+            counters::inc(&pick.real.server.counters.errors_conn);
+            tracing::debug!(virtual_server = %service.name, real_server = %pick.real.addr(), %error, "cannot open udp flow");
+            service.release(&pick);
+            return None;
+        }
+    };
+    let flow = Arc::new(Flow {
+        upstream,
+        pick,
+        last: AtomicU64::new(millis_since(epoch)),
+    });
+    flows.insert(client, Arc::clone(&flow));
+    let counters = &flow.pick.real.server.counters;
+    counters.sessions.up();
+    counters::inc(&counters.sessions_total);
+    let (service, socket, flows, flow2) = (
+        Arc::clone(service),
+        Arc::clone(socket),
+        Arc::clone(flows),
+        Arc::clone(&flow),
+    );
+    rt.connections.spawn(async move {
+        let entry = service.track(ConnEntry {
+            client,
+            virtual_addr: local,
+            real: flow2.pick.real.addr(),
+            established: true,
+            since: Instant::now(),
+        });
+        replies(&service, &socket, &flow2, client, epoch).await;
+        flows.remove(&client);
+        drop(entry);
+        flow2.pick.real.server.counters.sessions.down();
+        service.release(&flow2.pick);
+    });
+    Some(flow)
+}
+
+/// Sends the real server's replies to `client` until the flow is idle for `timeout.idle`.
+async fn replies(
+    service: &Service,
+    socket: &UdpSocket,
+    flow: &Flow,
+    client: SocketAddr,
+    epoch: Instant,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let counters = &flow.pick.real.server.counters;
+    loop {
+        let idle = match service.config().timeout_idle {
+            d if d.is_zero() => Duration::from_secs(300),
+            d => d,
+        };
+        let last = Duration::from_millis(flow.last.load(Relaxed));
+        let deadline = epoch + last + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::select! {
+            received = flow.upstream.recv(&mut buf) => match received {
+                Ok(n) => {
+                    flow.last.store(millis_since(epoch), Relaxed);
+                    if socket.send_to(&buf[..n], client).await.is_ok() {
+                        counters::add(&counters.bytes_out, n as u64);
+                    }
+                }
+                // ECONNREFUSED: nothing listens on the real server's port. The flow ends; the
+                // client's next datagram is scheduled afresh.
+                Err(_) => {
+                    counters::inc(&counters.errors_resp);
+                    return;
+                }
+            },
+            () = tokio::time::sleep_until(deadline.into()) => {}
+        }
+    }
+}
+
+/// A socket connected to `real`, from the client's address in transparent mode.
+async fn connect(real: SocketAddr, source: Option<IpAddr>) -> io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(real);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    let any: SocketAddr = match real {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    if let Some(source) = source {
+        if real.is_ipv4() {
+            socket.set_ip_transparent_v4(true)?;
+        } else {
+            socket.set_ip_transparent_v6(true)?;
+        }
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+    } else {
+        socket.bind(&any.into())?;
+    }
+    socket.set_nonblocking(true)?;
+    let socket = UdpSocket::from_std(socket.into())?;
+    socket.connect(real).await?;
+    Ok(socket)
+}
+
+fn millis_since(epoch: Instant) -> u64 {
+    epoch.elapsed().as_millis() as u64
+}
