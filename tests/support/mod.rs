@@ -37,7 +37,8 @@ use tokio::{
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The `[global]` section every test config starts with: JSON logs, so the harness can read them.
-const GLOBAL: &str = "[global]\nmax_connections = 1000\ngrace = \"5s\"\nlog = { format = \"json\", level = \"info\", access_log = true }\n\n";
+/// The control socket lives in the test's temp dir, so parallel tests never share one.
+const GLOBAL: &str = "[global]\nmax_connections = 1000\ngrace = \"5s\"\ncontrol_socket = \"control.sock\"\nlog = { format = \"json\", level = \"info\", access_log = true }\n\n";
 
 /// A running `fulcrum run` process.
 pub struct Fulcrum {
@@ -50,6 +51,12 @@ impl Fulcrum {
     /// Writes `config` (without `[global]`, which is added) and runs fulcrum on it, waiting until
     /// it has started.
     pub fn start(config: &str) -> Self {
+        Self::start_wrapped(&[], config)
+    }
+
+    /// As [`Fulcrum::start`], with the command line prefixed by `wrapper` (e.g.
+    /// `["ip", "netns", "exec", NAME]` to run inside a network namespace).
+    pub fn start_wrapped(wrapper: &[&str], config: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("fulcrum-test-")
             .tempdir()
@@ -60,11 +67,25 @@ impl Fulcrum {
             logs: Arc::new(Mutex::new(Vec::new())),
         };
         fulcrum.write_config(config);
-        fulcrum.spawn()
+        fulcrum.spawn(wrapper)
     }
 
-    fn spawn(mut self) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+    /// The control socket `fulcrum status` reaches this process on.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    fn spawn(mut self, wrapper: &[&str]) -> Self {
+        let bin = env!("CARGO_BIN_EXE_fulcrum");
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .args(["run", "-c"])
             .arg(self.config_path())
             .env_remove("RUST_LOG")
@@ -312,7 +333,12 @@ pub struct KeepAlive {
 
 impl KeepAlive {
     pub async fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).await.unwrap();
+        Self::over(TcpStream::connect(addr).await.unwrap()).await
+    }
+
+    /// Speaks HTTP/1.1 over a stream the test connected itself (e.g. from a chosen source).
+    pub async fn over(stream: TcpStream) -> Self {
+        let addr = stream.peer_addr().unwrap();
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .unwrap();
@@ -458,4 +484,19 @@ pub fn servers_list(servers: &[(&str, SocketAddr)]) -> String {
         .map(|(name, addr)| format!("{{ name = \"{name}\", address = \"{addr}\" }}"))
         .collect();
     format!("[{}]", servers.join(", "))
+}
+
+// L4 virtual services (`[virtual_server.NAME]`), used by tests/l4_peers.rs.
+
+impl Fulcrum {
+    /// The address virtual service `name` is bound to (the last one bound under that name), read
+    /// from its `listening` log record as [`Fulcrum::addr`] does for frontends.
+    pub fn virtual_server_addr(&self, name: &str) -> SocketAddr {
+        self.logs()
+            .iter()
+            .rev()
+            .find(|l| message(l) == "listening" && l["virtual_server"] == name)
+            .and_then(|l| l["addr"].as_str()?.parse().ok())
+            .unwrap_or_else(|| panic!("virtual server {name} is not listening: {:#?}", self.logs()))
+    }
 }

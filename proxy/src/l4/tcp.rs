@@ -93,7 +93,12 @@ async fn serve(service: &Service, mut client: TcpStream, peer: SocketAddr) {
         Ok(server) => server,
         Err(error) => {
             counters::inc(&real.server.counters.errors_conn);
-            tracing::debug!(virtual_server = %service.name, real_server = %real.addr(), %error, "cannot connect");
+            if error.kind() == io::ErrorKind::PermissionDenied {
+                // Transparent mode without CAP_NET_ADMIN: a config problem, not a server's.
+                tracing::warn!(virtual_server = %service.name, real_server = %real.addr(), %error, "cannot connect: transparent mode needs root (CAP_NET_ADMIN)");
+            } else {
+                tracing::debug!(virtual_server = %service.name, real_server = %real.addr(), %error, "cannot connect");
+            }
             reset(&client);
             service.release(&pick);
             return;

@@ -53,45 +53,63 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// Relays datagrams arriving on `socket` until `stop` is cancelled; flows under way end on their
-/// idle timeout.
+/// What a virtual address's receive loop shares with the tasks of its flows.
+#[derive(Debug)]
+struct Endpoint {
+    rt: Arc<Runtime>,
+    service: Arc<Service>,
+    socket: UdpSocket,
+    /// The virtual address, as bound.
+    local: SocketAddr,
+    flows: DashMap<SocketAddr, Arc<Flow>>,
+    /// The clock of the flows' `last` stamps.
+    epoch: Instant,
+    stop: CancellationToken,
+}
+
+/// Relays datagrams arriving on `socket` until `stop` is cancelled, which also ends the flows.
 pub(crate) async fn serve(
     rt: Arc<Runtime>,
     service: Arc<Service>,
     socket: UdpSocket,
     stop: CancellationToken,
 ) {
-    let socket = Arc::new(socket);
     let Ok(local) = socket.local_addr() else {
         return;
     };
-    let flows: Arc<DashMap<SocketAddr, Arc<Flow>>> = Arc::default();
-    let epoch = Instant::now();
+    let endpoint = Arc::new(Endpoint {
+        rt,
+        service,
+        socket,
+        local,
+        flows: DashMap::new(),
+        epoch: Instant::now(),
+        stop,
+    });
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut datagram = Vec::with_capacity(MAX_DATAGRAM + 64);
     loop {
         let (n, client) = tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
+            received = endpoint.socket.recv_from(&mut buf) => match received {
                 Ok(pair) => pair,
                 Err(error) => {
                     // An ICMP error for an earlier reply surfaces here on Linux; nothing to do.
-                    tracing::debug!(virtual_server = %service.name, %error, "udp receive failed");
+                    tracing::debug!(virtual_server = %endpoint.service.name, %error, "udp receive failed");
                     continue;
                 }
             },
-            () = stop.cancelled() => return,
+            () = endpoint.stop.cancelled() => return,
         };
-        let existing = flows.get(&client).map(|f| Arc::clone(&f));
+        let existing = endpoint.flows.get(&client).map(|f| Arc::clone(&f));
         let flow = match existing {
             Some(flow) => flow,
-            None => match open_flow(&rt, &service, &socket, &flows, client, local, epoch).await {
+            None => match open_flow(&endpoint, client).await {
                 Some(flow) => flow,
                 None => continue,
             },
         };
-        flow.last.store(millis_since(epoch), Relaxed);
-        let config = service.config();
-        let payload = if config.proxy_protocol == ProxyProtocol::V2 {
+        flow.last.store(millis_since(endpoint.epoch), Relaxed);
+        let payload = if endpoint.service.config().proxy_protocol == ProxyProtocol::V2 {
             datagram.clear();
             proxy_protocol::encode_v2_udp(client, local, &mut datagram);
             datagram.extend_from_slice(&buf[..n]);
@@ -108,19 +126,11 @@ pub(crate) async fn serve(
 }
 
 /// Schedules a new client and starts the task that carries its replies.
-async fn open_flow(
-    rt: &Arc<Runtime>,
-    service: &Arc<Service>,
-    socket: &Arc<UdpSocket>,
-    flows: &Arc<DashMap<SocketAddr, Arc<Flow>>>,
-    client: SocketAddr,
-    local: SocketAddr,
-    epoch: Instant,
-) -> Option<Arc<Flow>> {
-    let pick = service.pick(client, local)?;
-    let config = service.config();
-    let upstream = match connect(pick.real.addr(), config.transparent.then_some(client.ip())).await
-    {
+async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<Flow>> {
+    let service = &endpoint.service;
+    let pick = service.pick(client, endpoint.local)?;
+    let transparent = service.config().transparent;
+    let upstream = match connect(pick.real.addr(), transparent.then_some(client.ip())).await {
         Ok(s) => s,
         Err(error) => {
             counters::inc(&pick.real.server.counters.errors_conn);
@@ -132,28 +142,29 @@ async fn open_flow(
     let flow = Arc::new(Flow {
         upstream,
         pick,
-        last: AtomicU64::new(millis_since(epoch)),
+        last: AtomicU64::new(millis_since(endpoint.epoch)),
     });
-    flows.insert(client, Arc::clone(&flow));
+    endpoint.flows.insert(client, Arc::clone(&flow));
     let counters = &flow.pick.real.server.counters;
     counters.sessions.up();
     counters::inc(&counters.sessions_total);
-    let (service, socket, flows, flow2) = (
-        Arc::clone(service),
-        Arc::clone(socket),
-        Arc::clone(flows),
-        Arc::clone(&flow),
-    );
-    rt.connections.spawn(async move {
+    let (endpoint, flow2) = (Arc::clone(endpoint), Arc::clone(&flow));
+    endpoint.rt.connections.clone().spawn(async move {
+        let service = &endpoint.service;
         let entry = service.track(ConnEntry {
             client,
-            virtual_addr: local,
+            virtual_addr: endpoint.local,
             real: flow2.pick.real.addr(),
             established: true,
             since: Instant::now(),
         });
-        replies(&service, &socket, &flow2, client, epoch).await;
-        flows.remove(&client);
+        // A stopped service ends its flows at once, unlike TCP connections: a datagram flow has
+        // no end of its own, and its socket must free the address for a reload or a restart.
+        tokio::select! {
+            () = replies(service, &endpoint.socket, &flow2, client, endpoint.epoch) => {}
+            () = endpoint.stop.cancelled() => {}
+        }
+        endpoint.flows.remove(&client);
         drop(entry);
         flow2.pick.real.server.counters.sessions.down();
         service.release(&flow2.pick);
