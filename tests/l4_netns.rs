@@ -4,6 +4,8 @@
 //! Needs root (namespaces, addresses, routing rules) and iproute2; skips with a message
 //! otherwise, and fails in CI (`CI` set) where it must run.
 
+#![allow(clippy::unwrap_used, reason = "tests")]
+
 mod support;
 
 use std::process::Command;

@@ -2,6 +2,8 @@
 //! `--connections` and `--json` show the connections a test holds open, read over the control
 //! socket.
 
+#![allow(clippy::unwrap_used, reason = "tests")]
+
 mod support;
 
 use std::process::Command;
