@@ -13,7 +13,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed},
     },
     time::{Duration, Instant},
 };
@@ -38,6 +38,8 @@ pub(crate) struct Real {
     pub(crate) server: Arc<ServerState>,
     /// Connections being opened to it (IPVS's InActConn: not established yet).
     pub(crate) connecting: AtomicU32,
+    /// Above its upper threshold, and not yet back below the lower one.
+    overloaded: AtomicBool,
 }
 
 impl Real {
@@ -48,7 +50,29 @@ impl Real {
                 ServerState::new(service, &name, addr, weight, 0).with_weight_max(65_535),
             ),
             connecting: AtomicU32::new(0),
+            overloaded: AtomicBool::new(false),
         }
+    }
+
+    /// IPVS's overload flag with its hysteresis (`ip_vs_dest_totalconns` against `u_threshold`
+    /// and `l_threshold`): set at `upper` connections, cleared only below three quarters of it,
+    /// the kernel's lower threshold when none is set. So a server at its limit does not flip
+    /// with every connection that opens or closes.
+    fn overloaded(&self, connections: u32, upper: u32) -> bool {
+        if upper == 0 {
+            return false;
+        }
+        let lower = (upper * 3 / 4).max(1);
+        let was = self.overloaded.load(Relaxed);
+        let now = if was {
+            connections >= lower
+        } else {
+            connections >= upper
+        };
+        if now != was {
+            self.overloaded.store(now, Relaxed);
+        }
+        now
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -208,8 +232,7 @@ impl Service {
                 weight: real.effective_weight(),
                 active,
                 inactive,
-                overloaded: *upper_threshold > 0
-                    && active.saturating_add(inactive) >= *upper_threshold,
+                overloaded: real.overloaded(active.saturating_add(inactive), *upper_threshold),
             });
         }
         let signature_changed = decider.signature.len() != dests.len()
@@ -423,6 +446,17 @@ mod tests {
         s.members().servers[0].0.server.set_healthy(false);
         assert_eq!(pick(&s, client(1)), None);
         assert_eq!(s.no_server.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn overload_holds_until_connections_drop_below_three_quarters() {
+        let real = Real::new("vs", addr(1), 1);
+        let seq: Vec<bool> = [7, 8, 7, 6, 5, 8]
+            .into_iter()
+            .map(|c| real.overloaded(c, 8))
+            .collect();
+        assert_eq!(seq, [false, true, true, true, false, true]);
+        assert!(!real.overloaded(1_000, 0), "no threshold, never overloaded");
     }
 
     #[test]
