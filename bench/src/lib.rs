@@ -1,7 +1,8 @@
 //! Fulcrum's test and benchmark tooling: the origin server every test puts behind the proxy, the
-//! load generator, the side-by-side comparison with HAProxy, and the small parsers the
-//! `fulcrum-bench` command line shares.
+//! load generator, bulk TCP streams, the side-by-side comparison with HAProxy, and the small
+//! parsers the `fulcrum-bench` command line shares.
 
+pub mod bulk;
 pub mod compare;
 pub mod load;
 pub mod origin;

@@ -19,6 +19,8 @@ enum Command {
     Origin(cli::origin::Args),
     /// Generate HTTP load against a URL and report throughput and latency.
     Load(cli::load::Args),
+    /// Send or time bulk TCP streams (`bulk source`, `bulk fetch`).
+    Bulk(cli::bulk::Args),
     /// Compare Fulcrum with HAProxy side by side on the same machine.
     Compare(cli::compare::Args),
 }
@@ -36,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Origin(args) => cli::origin::run(args).await,
         Command::Load(args) => cli::load::run(args).await,
+        Command::Bulk(args) => cli::bulk::run(args).await,
         Command::Compare(args) => cli::compare::run(args).await,
     }
 }

@@ -1,6 +1,8 @@
 //! Smoke test of `fulcrum-bench compare`: a `--quick` comparison end to end, with the real
-//! `fulcrum-bench` (origins and load) and the `fulcrum` binary named by `FULCRUM_BIN`, checking
-//! that the report has every field, the files are written, and nothing is left running.
+//! `fulcrum-bench` (origins, load and bulk streams) and the `fulcrum` binary named by
+//! `FULCRUM_BIN`, checking that the report has every field, the files are written, and nothing is
+//! left running. The quick scenarios cover the L7 tier (`get`, `cookie`) and the L4 tier
+//! (`tcp-close`, and `tcp-bulk` with 16 MiB streams).
 //!
 //! The `fulcrum` binary is `FULCRUM_BIN`, or else the one built beside `fulcrum-bench` (a workspace
 //! build, as CI's, builds both). A missing binary or HAProxy skips the test, except in CI (`CI`
@@ -12,7 +14,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fulcrum_bench::compare::{
-    CompareOptions, CompareReport, Metric, SCHEMA, Scenario, find_haproxy, run_compare,
+    Baseline, CompareOptions, CompareReport, Metric, SCHEMA, Scenario, ScenarioReport,
+    find_haproxy, run_compare,
 };
 
 #[test]
@@ -64,8 +67,11 @@ fn quick_comparison_reports_every_field() {
     assert_eq!(read.machine, report.machine);
     assert_eq!(read.settings, report.settings);
     assert_eq!(read.files, report.files);
+    assert_eq!(read.scenarios.len(), report.scenarios.len());
     for (read, written) in read.scenarios.iter().zip(&report.scenarios) {
         assert_eq!(read.rounds.len(), written.rounds.len());
+        assert_eq!(read.bulk_rounds.len(), written.bulk_rounds.len());
+        assert_eq!(read.summary.len(), written.summary.len());
         for (r, w) in read.summary.iter().zip(&written.summary) {
             assert_eq!(r.metric, w.metric);
             let close = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -73,17 +79,22 @@ fn quick_comparison_reports_every_field() {
                 (a, b) => a == b,
             };
             assert!(
-                close(r.fulcrum, w.fulcrum) && close(r.haproxy, w.haproxy),
+                close(r.fulcrum, w.fulcrum)
+                    && close(r.haproxy, w.haproxy)
+                    && close(r.direct, w.direct),
                 "{r:?}"
             );
         }
+        let goals = |s: &ScenarioReport| s.goals.iter().map(|g| g.goal).collect::<Vec<_>>();
+        assert_eq!(goals(read), goals(written));
     }
     let latest = std::fs::read_to_string(out.path().join("latest.md")).unwrap();
-    assert!(
-        latest.contains("## get: ") && latest.contains("## cookie: "),
-        "{latest}"
-    );
+    for heading in ["## get: ", "## cookie: ", "## tcp-close: ", "## tcp-bulk: "] {
+        assert!(latest.contains(heading), "{heading} missing from\n{latest}");
+    }
     assert!(latest.contains("| throughput (req/s) |"), "{latest}");
+    assert!(latest.contains("| throughput (MB/s) |"), "{latest}");
+    assert!(latest.contains("- Goal: "), "{latest}");
     let svg = report
         .files
         .iter()
@@ -132,15 +143,32 @@ fn check_report(report: &CompareReport, options: &CompareOptions) {
     assert!(m.clock_ticks_per_second > 0 && !m.clock_ticks_source.is_empty());
     assert!(report.settings.quick);
     assert_eq!(report.settings.rounds, 1);
-    assert_eq!(
-        report.settings.scenarios,
-        vec![Scenario::Get, Scenario::Cookie]
-    );
+    assert_eq!(report.settings.bulk_size_bytes, options.bulk_size);
+    let quick = vec![
+        Scenario::Get,
+        Scenario::Cookie,
+        Scenario::TcpClose,
+        Scenario::TcpBulk,
+    ];
+    assert_eq!(report.settings.scenarios, quick);
 
     let scenarios: Vec<Scenario> = report.scenarios.iter().map(|s| s.scenario).collect();
-    assert_eq!(scenarios, vec![Scenario::Get, Scenario::Cookie]);
+    assert_eq!(scenarios, quick);
     for scenario in &report.scenarios {
         let name = scenario.scenario;
+        // Every goal has a ratio to judge by; whether it is met means nothing in a quick run.
+        assert_eq!(scenario.goals.len(), name.goals().len(), "{name}");
+        for check in &scenario.goals {
+            assert!(
+                check.ratio.is_some() && check.met.is_some(),
+                "{name}: {check:?}"
+            );
+        }
+        if name == Scenario::TcpBulk {
+            check_bulk(scenario, options);
+            continue;
+        }
+        assert!(scenario.bulk_rounds.is_empty(), "{name}");
         assert_eq!(scenario.rounds.len(), 1, "{name}");
         let round = &scenario.rounds[0];
         for proxy in [&round.fulcrum, &round.haproxy] {
@@ -195,6 +223,37 @@ fn check_report(report: &CompareReport, options: &CompareOptions) {
             }
         }
     }
+}
+
+/// `tcp-bulk`: one round of three streams, each of the whole size, and the proxies' CPU.
+fn check_bulk(scenario: &ScenarioReport, options: &CompareOptions) {
+    assert!(scenario.rounds.is_empty());
+    assert_eq!(scenario.bulk_rounds.len(), 1);
+    let round = &scenario.bulk_rounds[0];
+    for run in [&round.direct, &round.fulcrum, &round.haproxy] {
+        assert_eq!(run.transfer.bytes, options.bulk_size);
+        assert!(run.transfer.megabytes_per_second > 0.0, "{run:?}");
+    }
+    assert!(round.direct.proxy_cpu.is_none());
+    for run in [&round.fulcrum, &round.haproxy] {
+        let cpu = run.proxy_cpu.as_ref().unwrap();
+        assert!(cpu.seconds >= 0.0 && !cpu.source.is_empty(), "{cpu:?}");
+        assert!(run.cpu_seconds_per_gib().is_some());
+    }
+    let metrics: Vec<Metric> = scenario.summary.iter().map(|r| r.metric).collect();
+    assert_eq!(
+        metrics,
+        [
+            Metric::ThroughputMegabytesPerSecond,
+            Metric::CpuSecondsPerGib,
+            Metric::ProxyCpuBusyPercent
+        ]
+    );
+    let throughput = &scenario.summary[0];
+    assert!(throughput.direct.is_some() && throughput.direct_ratio.is_some());
+    assert!(throughput.ratio.is_some());
+    let baselines: Vec<Baseline> = scenario.goals.iter().map(|g| g.goal.baseline).collect();
+    assert_eq!(baselines, [Baseline::Direct, Baseline::Haproxy]);
 }
 
 /// Waits a little for killed children to finish dying, then fails if any is left.

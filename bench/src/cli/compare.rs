@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use fulcrum_bench::compare::{
     self, CompareOptions, Scenario, Sizing, parse_scenarios, render_markdown,
 };
+use fulcrum_bench::size::parse_size;
 
 /// Options of `fulcrum-bench compare`. Those without a default here take the full-run value, or
 /// the smoke-test one with `--quick`.
@@ -19,8 +20,8 @@ pub(crate) struct Args {
     /// The haproxy binary [default: `haproxy` in PATH, /usr/sbin or /usr/local/sbin].
     #[arg(long)]
     haproxy: Option<PathBuf>,
-    /// `all`, or a comma-separated list of get, post, close, cookie, tls, h2
-    /// [default: all; get,cookie with --quick].
+    /// `all`, or a comma-separated list of get, post, close, cookie, tls, h2, tcp-close, tcp-bulk
+    /// [default: all; get,cookie,tcp-close,tcp-bulk with --quick].
     #[arg(long, value_parser = parse_scenarios)]
     scenarios: Option<Scenarios>,
     /// Rounds per scenario, each measuring Fulcrum then HAProxy [default: 3; 1 with --quick].
@@ -39,6 +40,9 @@ pub(crate) struct Args {
     /// come from 127.0.0.2 to 127.0.0.9 [default: 10000; 500 with --quick].
     #[arg(long)]
     idle_connections: Option<usize>,
+    /// Bytes of each tcp-bulk stream: `1GiB`, `256MiB` [default: 1GiB; 16MiB with --quick].
+    #[arg(long, value_parser = parse_size)]
+    bulk_size: Option<usize>,
     /// The CPU the proxies run on.
     #[arg(long, default_value_t = 0)]
     proxy_cpu: usize,
@@ -95,6 +99,7 @@ impl Args {
         options.warmup = self.warmup.map_or(sizing.warmup, Duration::from);
         options.connections = self.connections.unwrap_or(sizing.connections);
         options.idle_connections = self.idle_connections.unwrap_or(sizing.idle_connections);
+        options.bulk_size = self.bulk_size.map_or(sizing.bulk_size, |size| size as u64);
         options.proxy_cpu = self.proxy_cpu;
         options.load_cpu = self.load_cpu;
         options.out = match self.out {
@@ -155,6 +160,7 @@ mod tests {
         assert_eq!(options.warmup, Duration::from_secs(2));
         assert_eq!(options.connections, 64);
         assert_eq!(options.idle_connections, 10_000);
+        assert_eq!(options.bulk_size, 1 << 30);
         assert_eq!((options.proxy_cpu, options.load_cpu), (0, 1));
         assert_eq!(options.out, Some(PathBuf::from("bench/results")));
         assert_eq!(options.fulcrum.file_name().unwrap(), "fulcrum");
@@ -165,12 +171,21 @@ mod tests {
     #[test]
     fn quick_defaults_and_overrides() {
         let options = options(&["--quick", "--rounds", "2", "--load-cmd", "/bin/fake"]);
-        assert_eq!(options.scenarios, vec![Scenario::Get, Scenario::Cookie]);
+        assert_eq!(
+            options.scenarios,
+            vec![
+                Scenario::Get,
+                Scenario::Cookie,
+                Scenario::TcpClose,
+                Scenario::TcpBulk
+            ]
+        );
         assert_eq!(options.rounds, 2);
         assert_eq!(options.duration, Duration::from_secs(1));
         assert_eq!(options.warmup, Duration::from_millis(200));
         assert_eq!(options.connections, 16);
         assert_eq!(options.idle_connections, 500);
+        assert_eq!(options.bulk_size, 16 << 20);
         assert_eq!(options.load_cmd, PathBuf::from("/bin/fake"));
         assert_eq!(
             options.out, None,
@@ -196,6 +211,8 @@ mod tests {
             "8",
             "--idle-connections",
             "100000",
+            "--bulk-size",
+            "256MiB",
             "--proxy-cpu",
             "2",
             "--load-cpu",
@@ -210,6 +227,7 @@ mod tests {
         assert_eq!(options.warmup, Duration::ZERO);
         assert_eq!(options.connections, 8);
         assert_eq!(options.idle_connections, 100_000);
+        assert_eq!(options.bulk_size, 256 << 20);
         assert_eq!((options.proxy_cpu, options.load_cpu), (2, 3));
         assert_eq!(options.out, Some(PathBuf::from("/tmp/results")));
     }
@@ -217,5 +235,16 @@ mod tests {
     #[test]
     fn unknown_scenarios_are_refused() {
         assert!(parse_args::<Args>("compare", &["--scenarios", "get,ftp"]).is_err());
+    }
+
+    #[test]
+    fn l4_scenarios_and_bulk_size() {
+        let options = options(&["--scenarios", "tcp-bulk,tcp-close", "--bulk-size", "1MiB"]);
+        assert_eq!(
+            options.scenarios,
+            vec![Scenario::TcpClose, Scenario::TcpBulk]
+        );
+        assert_eq!(options.bulk_size, 1 << 20);
+        assert!(parse_args::<Args>("compare", &["--bulk-size", "lots"]).is_err());
     }
 }

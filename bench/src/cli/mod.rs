@@ -1,5 +1,6 @@
 //! The subcommands of `fulcrum-bench`, one file each, and what they share.
 
+pub(crate) mod bulk;
 pub(crate) mod compare;
 pub(crate) mod load;
 pub(crate) mod origin;

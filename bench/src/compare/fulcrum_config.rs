@@ -1,10 +1,11 @@
 //! The Fulcrum side of a [`Site`]: a TOML config equivalent to [`super::haproxy_config`]'s, with
 //! one worker thread and the access log off, as HAProxy runs with `nbthread 1` and no `log`.
+//! In `mode tcp` the site is a `[virtual_server]` (the L4 tier), scheduled round robin.
 
 use std::path::Path;
 
 use super::scenario::COOKIE_NAME;
-use super::site::{Site, timeouts};
+use super::site::{Mode, Site, timeouts};
 
 /// Renders the config of `site`.
 pub(crate) fn fulcrum_config(site: &Site) -> String {
@@ -17,9 +18,43 @@ pub(crate) fn fulcrum_config(site: &Site) -> String {
         "grace = \"1s\"".to_owned(),
         "log = { format = \"text\", level = \"warn\", access_log = false }".to_owned(),
         String::new(),
+    ];
+    match site.mode {
+        Mode::Http => http_sections(site, &mut lines),
+        Mode::Tcp => virtual_server(site, &mut lines),
+    }
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+/// `[virtual_server.main]`: HAProxy's `listen` section in `mode tcp`, as IPVS words it. The
+/// servers have no names in an L4 config; `rr` is `balance roundrobin` with equal weights.
+fn virtual_server(site: &Site, lines: &mut Vec<String>) {
+    lines.push("[virtual_server.main]".to_owned());
+    lines.push(format!("listen = {}", quote(&site.listen.to_string())));
+    lines.push("protocol = \"tcp\"".to_owned());
+    lines.push("scheduler = \"rr\"".to_owned());
+    lines.push(format!(
+        "timeout = {{ connect = \"{}\", idle = \"{}\" }}",
+        timeouts::CONNECT,
+        timeouts::TCP_IDLE
+    ));
+    lines.push("real_servers = [".to_owned());
+    for (_, addr) in &site.servers {
+        lines.push(format!(
+            "  {{ address = {}, weight = 1 }},",
+            quote(&addr.to_string())
+        ));
+    }
+    lines.push("]".to_owned());
+}
+
+/// `[frontend.main]` and `[backend.web]`.
+fn http_sections(site: &Site, lines: &mut Vec<String>) {
+    lines.extend([
         "[frontend.main]".to_owned(),
         format!("bind = [{}]", quote(&site.listen.to_string())),
-    ];
+    ]);
     if let Some(cert) = &site.tls_cert {
         lines.push(format!(
             "tls = {{ certs = [{}], alpn = [\"h2\", \"http/1.1\"] }}",
@@ -56,8 +91,6 @@ pub(crate) fn fulcrum_config(site: &Site) -> String {
         ));
     }
     lines.push("]".to_owned());
-    lines.push(String::new());
-    lines.join("\n")
 }
 
 /// A TOML basic string. JSON's escapes are a subset of TOML's, so serde_json quotes correctly.
@@ -76,10 +109,11 @@ mod tests {
     use std::path::PathBuf;
 
     use super::fulcrum_config;
-    use crate::compare::site::Site;
+    use crate::compare::site::{Mode, Site};
 
     fn site(cookie: bool, tls: Option<PathBuf>) -> Site {
         Site {
+            mode: Mode::Http,
             listen: "127.0.0.1:18080".parse().unwrap(),
             servers: vec![
                 ("s1".to_owned(), "127.0.0.1:18081".parse().unwrap()),
@@ -105,6 +139,36 @@ mod tests {
         );
         assert!(!toml.contains("tls ="), "{toml}");
         assert!(!toml.contains("cookie = {"), "{toml}");
+    }
+
+    fn tcp_site() -> Site {
+        Site {
+            mode: Mode::Tcp,
+            ..site(false, None)
+        }
+    }
+
+    #[test]
+    fn tcp_site_is_a_virtual_server() {
+        let toml = fulcrum_config(&tcp_site());
+        let expected = "\
+[virtual_server.main]
+listen = \"127.0.0.1:18080\"
+protocol = \"tcp\"
+scheduler = \"rr\"
+timeout = { connect = \"5s\", idle = \"10m\" }
+real_servers = [
+  { address = \"127.0.0.1:18081\", weight = 1 },
+  { address = \"127.0.0.1:18082\", weight = 1 },
+]
+";
+        assert!(toml.ends_with(expected), "{toml}");
+        assert!(toml.contains("threads = 1\n"), "{toml}");
+        assert!(toml.contains("access_log = false"), "{toml}");
+        assert!(toml.contains("max_connections = 11024\n"), "{toml}");
+        for http in ["[frontend", "[backend", "balance", "cookie"] {
+            assert!(!toml.contains(http), "{http} in {toml}");
+        }
     }
 
     #[test]
@@ -142,6 +206,7 @@ mod tests {
             ("plain", site(false, None)),
             ("cookie", site(true, None)),
             ("tls", site(false, Some(cert.clone()))),
+            ("tcp", tcp_site()),
         ] {
             let path = dir.path().join(format!("{name}.toml"));
             std::fs::write(&path, fulcrum_config(&site)).unwrap();

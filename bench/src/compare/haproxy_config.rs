@@ -1,16 +1,25 @@
 //! The HAProxy side of a [`Site`]: `nbthread 1`, no logging, keep-alive on both sides
 //! (`http-reuse safe`), round robin over the same two origins, and the cookie and TLS settings
-//! that match [`super::fulcrum_config`]'s.
+//! that match [`super::fulcrum_config`]'s. In `mode tcp`, one `listen` section relaying bytes,
+//! with HAProxy's defaults otherwise (no `option splice-*`: HAProxy copies through its buffers
+//! unless told to splice).
 
 use std::path::Path;
 
 use super::scenario::COOKIE_NAME;
-use super::site::{Site, timeouts};
+use super::site::{Mode, Site, timeouts};
 
 /// Renders the config of `site`.
 pub(crate) fn haproxy_config(site: &Site) -> String {
-    let maxconn = site.max_connections;
-    let mut lines = vec![
+    match site.mode {
+        Mode::Http => http_config(site),
+        Mode::Tcp => tcp_config(site),
+    }
+}
+
+/// The `global` section both modes share.
+fn global(maxconn: usize) -> Vec<String> {
+    vec![
         "# Written by `fulcrum-bench compare`.".to_owned(),
         "global".to_owned(),
         "    nbthread 1".to_owned(),
@@ -22,6 +31,38 @@ pub(crate) fn haproxy_config(site: &Site) -> String {
         "    no strict-limits".to_owned(),
         // No `log` line: nothing is logged, as Fulcrum runs with its access log off.
         String::new(),
+    ]
+}
+
+/// `mode tcp`: the relay of a Fulcrum `virtual_server`, whose one `idle` timeout is both of
+/// HAProxy's inactivity timeouts here.
+fn tcp_config(site: &Site) -> String {
+    let maxconn = site.max_connections;
+    let mut lines = global(maxconn);
+    lines.extend([
+        "defaults".to_owned(),
+        "    mode tcp".to_owned(),
+        format!("    maxconn {maxconn}"),
+        format!("    timeout connect {}", timeouts::CONNECT),
+        format!("    timeout client {}", timeouts::TCP_IDLE),
+        format!("    timeout server {}", timeouts::TCP_IDLE),
+        String::new(),
+        "listen main".to_owned(),
+        format!("    bind {}", site.listen),
+        "    balance roundrobin".to_owned(),
+    ]);
+    for (name, addr) in &site.servers {
+        lines.push(format!("    server {name} {addr}"));
+    }
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+/// `mode http`: a frontend and a backend.
+fn http_config(site: &Site) -> String {
+    let maxconn = site.max_connections;
+    let mut lines = global(maxconn);
+    lines.extend([
         "defaults".to_owned(),
         "    mode http".to_owned(),
         "    option http-keep-alive".to_owned(),
@@ -34,7 +75,7 @@ pub(crate) fn haproxy_config(site: &Site) -> String {
         format!("    timeout http-keep-alive {}", timeouts::KEEP_ALIVE),
         String::new(),
         "frontend main".to_owned(),
-    ];
+    ]);
     match &site.tls_cert {
         Some(cert) => lines.push(format!(
             "    bind {} ssl crt {} alpn h2,http/1.1",
@@ -85,11 +126,12 @@ mod tests {
     use std::process::Command;
 
     use super::haproxy_config;
-    use crate::compare::site::Site;
+    use crate::compare::site::{Mode, Site};
     use crate::compare::tools;
 
     fn site(cookie: bool, tls: Option<PathBuf>) -> Site {
         Site {
+            mode: Mode::Http,
             listen: "127.0.0.1:18080".parse().unwrap(),
             servers: vec![
                 ("s1".to_owned(), "127.0.0.1:18081".parse().unwrap()),
@@ -122,6 +164,39 @@ mod tests {
         assert!(!cfg.contains(" log "), "{cfg}");
     }
 
+    fn tcp_site() -> Site {
+        Site {
+            mode: Mode::Tcp,
+            ..site(false, None)
+        }
+    }
+
+    #[test]
+    fn tcp_site_is_a_listen_section() {
+        let cfg = haproxy_config(&tcp_site());
+        let expected = "\
+defaults
+    mode tcp
+    maxconn 11024
+    timeout connect 5s
+    timeout client 10m
+    timeout server 10m
+
+listen main
+    bind 127.0.0.1:18080
+    balance roundrobin
+    server s1 127.0.0.1:18081
+    server s2 127.0.0.1:18082
+";
+        assert!(cfg.ends_with(expected), "{cfg}");
+        for line in ["    nbthread 1\n", "    no strict-limits\n"] {
+            assert!(cfg.contains(line), "missing {line:?} in\n{cfg}");
+        }
+        for http in ["http", "cookie", "frontend", "backend", "splice"] {
+            assert!(!cfg.contains(http), "{http} in\n{cfg}");
+        }
+    }
+
     #[test]
     fn cookie_and_tls_site() {
         let cfg = haproxy_config(&site(true, Some(PathBuf::from("/tmp/a b/site.pem"))));
@@ -147,7 +222,11 @@ mod tests {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
-        let mut sites = vec![("plain", site(false, None)), ("cookie", site(true, None))];
+        let mut sites = vec![
+            ("plain", site(false, None)),
+            ("cookie", site(true, None)),
+            ("tcp", tcp_site()),
+        ];
         match tools::find_in_path("openssl") {
             Some(openssl) => {
                 let cert = crate::compare::cert::generate_cert(&openssl, dir.path()).unwrap();

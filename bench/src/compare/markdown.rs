@@ -1,6 +1,8 @@
 //! The Markdown summary: how and where the comparison ran, then one table per scenario of
-//! medians with the Fulcrum/HAProxy ratio. It is also what the CLI prints on stdout.
+//! medians with the Fulcrum/HAProxy ratio (and, for `tcp-bulk`, the stream without a proxy and
+//! the Fulcrum/direct ratio), and the scenario's goals. It is also what the CLI prints on stdout.
 
+use super::goal::render_check;
 use super::report::{CompareReport, ScenarioReport, SummaryRow};
 
 /// Renders the whole summary.
@@ -44,6 +46,13 @@ pub fn render_markdown(report: &CompareReport) -> String {
          warm-up; {} connections; {} idle connections |",
         s.rounds, s.duration_s, s.warmup_s, s.connections, s.idle_connections
     ));
+    if s.scenarios.iter().any(|s| s.bulk()) {
+        out.push(format!(
+            "| tcp-bulk | one stream of {} MiB per run: without a proxy, then through Fulcrum, \
+             then HAProxy; proxy CPU from `/proc/PID/task/*/schedstat` |",
+            s.bulk_size_bytes >> 20
+        ));
+    }
     out.push(format!(
         "| CPU time | `/proc/PID/stat` user + system, {} ticks/s ({}) |",
         m.clock_ticks_per_second, m.clock_ticks_source
@@ -60,7 +69,8 @@ pub fn render_markdown(report: &CompareReport) -> String {
          Latency is measured at a fixed rate of half HAProxy's saturation throughput in the \
          same round. \"Proxy CPU busy\" well below 100% means the load generator, not the proxy, \
          was the bottleneck of the saturation run: its throughput then says little about the \
-         proxies, while CPU per request still does."
+         proxies, while CPU per request still does. In `tcp-bulk`, \"direct\" is the same \
+         stream with no proxy in the way, and the last column is Fulcrum/direct."
             .to_owned(),
     );
     for scenario in &report.scenarios {
@@ -71,38 +81,67 @@ pub fn render_markdown(report: &CompareReport) -> String {
     out.join("\n")
 }
 
-/// One scenario's heading and table.
+/// One scenario's heading, table and goals.
 pub(crate) fn render_scenario(scenario: &ScenarioReport) -> String {
+    let direct = scenario.scenario.bulk();
     let mut out = vec![
         format!("## {}: {}", scenario.scenario, scenario.description),
         String::new(),
-        "| metric | Fulcrum | HAProxy | Fulcrum/HAProxy |".to_owned(),
-        "|---|---:|---:|---:|".to_owned(),
     ];
+    if direct {
+        out.push(
+            "| metric | direct | Fulcrum | HAProxy | Fulcrum/HAProxy | Fulcrum/direct |".to_owned(),
+        );
+        out.push("|---|---:|---:|---:|---:|---:|".to_owned());
+    } else {
+        out.push("| metric | Fulcrum | HAProxy | Fulcrum/HAProxy |".to_owned());
+        out.push("|---|---:|---:|---:|".to_owned());
+    }
     out.extend(
         scenario
             .summary
             .iter()
             .filter(|row| row.metric.in_table())
-            .map(render_row),
+            .map(|row| render_row(row, direct)),
     );
+    if !scenario.goals.is_empty() {
+        out.push(String::new());
+        out.extend(
+            scenario
+                .goals
+                .iter()
+                .map(|g| format!("- {}", render_check(g))),
+        );
+    }
     out.join("\n")
 }
 
-fn render_row(row: &SummaryRow) -> String {
+/// A row; with `direct`, the columns of the stream without a proxy too.
+fn render_row(row: &SummaryRow, direct: bool) -> String {
     let decimals = row.metric.decimals();
-    let ratio = if row.metric.has_ratio() {
-        row.ratio.map_or("–".to_owned(), |r| format!("{r:.2}"))
-    } else {
-        String::new()
+    let shown_ratio = |ratio: Option<f64>| {
+        if row.metric.has_ratio() {
+            ratio.map_or("–".to_owned(), |r| format!("{r:.2}"))
+        } else {
+            String::new()
+        }
     };
-    format!(
-        "| {} | {} | {} | {} |",
-        row.metric.label(),
-        number(row.fulcrum, decimals),
-        number(row.haproxy, decimals),
-        ratio
-    )
+    let mut cells = vec![row.metric.label().to_owned()];
+    if direct {
+        cells.push(number(row.direct, decimals));
+    }
+    cells.push(number(row.fulcrum, decimals));
+    cells.push(number(row.haproxy, decimals));
+    cells.push(shown_ratio(row.ratio));
+    if direct {
+        // No ratio to a baseline that was not measured (the proxies' CPU).
+        cells.push(if row.direct.is_some() {
+            shown_ratio(row.direct_ratio)
+        } else {
+            String::new()
+        });
+    }
+    format!("| {} |", cells.join(" | "))
 }
 
 /// A number with thousands separated by a thin space, so 6-digit rates stay readable.
@@ -134,9 +173,11 @@ fn number(value: Option<f64>, decimals: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::{number, render_scenario};
+    use crate::compare::goal::check_goals;
     use crate::compare::report::ScenarioReport;
     use crate::compare::scenario::Scenario;
-    use crate::compare::summary::{summarize, tests::rounds};
+    use crate::compare::summary::tests::{bulk_rounds, rounds};
+    use crate::compare::summary::{summarize, summarize_bulk};
 
     #[test]
     fn numbers() {
@@ -156,6 +197,8 @@ mod tests {
             description: Scenario::Get.description().to_owned(),
             summary: summarize(&rounds),
             rounds,
+            bulk_rounds: Vec::new(),
+            goals: Vec::new(),
         };
         let table = render_scenario(&scenario);
         let expected = "\
@@ -170,6 +213,55 @@ mod tests {
 | latency p99 at fixed rate (µs) | 800 | 1\u{202f}100 | 0.73 |
 | RSS per idle connection (bytes) | 3\u{202f}000 | 2\u{202f}000 | 1.50 |
 | errors + non-2xx (all runs) | 6 | 6 |  |";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn goals_follow_the_table() {
+        let rounds = rounds();
+        let summary = summarize(&rounds);
+        let scenario = ScenarioReport {
+            scenario: Scenario::TcpClose,
+            description: Scenario::TcpClose.description().to_owned(),
+            goals: check_goals(Scenario::TcpClose.goals(), &summary),
+            summary,
+            rounds,
+            bulk_rounds: Vec::new(),
+        };
+        let table = render_scenario(&scenario);
+        assert!(
+            table.ends_with(
+                "| errors + non-2xx (all runs) | 6 | 6 |  |\n\n\
+                 - Goal: CPU per request (µs) ≤ 0.70 × HAProxy: **missed** (1.00)"
+            ),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn bulk_table_has_the_direct_columns() {
+        let rounds = bulk_rounds();
+        let summary = summarize_bulk(&rounds);
+        let scenario = ScenarioReport {
+            scenario: Scenario::TcpBulk,
+            description: Scenario::TcpBulk.description().to_owned(),
+            goals: check_goals(Scenario::TcpBulk.goals(), &summary),
+            summary,
+            rounds: Vec::new(),
+            bulk_rounds: rounds,
+        };
+        let table = render_scenario(&scenario);
+        let expected = "\
+## tcp-bulk: one long TCP stream through an L4 relay, and the same stream without a proxy
+
+| metric | direct | Fulcrum | HAProxy | Fulcrum/HAProxy | Fulcrum/direct |
+|---|---:|---:|---:|---:|---:|
+| throughput (MB/s) | 2\u{202f}147 | 1\u{202f}718 | 671 | 2.56 | 0.80 |
+| proxy CPU per GiB (s) | – | 0.250 | 0.500 | 0.50 |  |
+| proxy CPU busy in that run (%) | – | 48 | 30 |  |  |
+
+- Goal: throughput (MB/s) ≥ 0.90 × direct: **missed** (0.80)
+- Goal: throughput (MB/s) ≥ 1.00 × HAProxy: **met** (2.56)";
         assert_eq!(table, expected);
     }
 }

@@ -1,12 +1,17 @@
 //! The side-by-side comparison of Fulcrum and HAProxy: same origins, equivalent configs, pinned
-//! CPUs, rounds alternating A B A B, reported as medians and Fulcrum/HAProxy ratios.
+//! CPUs, rounds alternating A B A B, reported as medians and Fulcrum/HAProxy ratios. Both the L7
+//! tier (HAProxy `mode http`) and the L4 tier (`mode tcp`, a Fulcrum `virtual_server`) are
+//! measured.
 //!
 //! [`compare`] (async) and [`run_compare`] (blocking) run it; `fulcrum-bench compare` is the
 //! command line around them. The files it writes are described in `bench/results/README.md`.
 
+mod bulk_rounds;
+mod bulk_run;
 mod cert;
 mod chart;
 mod fulcrum_config;
+mod goal;
 mod haproxy_config;
 mod idle;
 mod limits;
@@ -32,20 +37,22 @@ use anyhow::{Context, bail};
 use tracing::{info, warn};
 
 pub use self::chart::{Series, latency_svg};
+pub use self::goal::{Baseline, Bound, Goal, GoalCheck};
 pub use self::markdown::render_markdown;
 pub use self::options::{CompareOptions, Sizing, shell_command_line};
 pub use self::proxy::Proxy;
 pub use self::report::{
-    CompareReport, CpuUse, IdleMemory, Machine, Measured, Metric, ProxyRound, RoundReport, SCHEMA,
-    ScenarioReport, Settings, SummaryRow,
+    BulkCpu, BulkRound, BulkRun, CompareReport, CpuUse, IdleMemory, Machine, Measured, Metric,
+    ProxyRound, RoundReport, SCHEMA, ScenarioReport, Settings, SummaryRow,
 };
 pub use self::scenario::{COOKIE_NAME, Scenario, parse_scenarios};
 pub use self::tools::find_haproxy;
 
+use self::bulk_run::BulkFetcher;
 use self::chart::chart_of;
 use self::load_run::LoadRunner;
 use self::machine::describe_machine;
-use self::origins::start_origins;
+use self::origins::{BULK_SOURCE, start_bulk_source, start_origins};
 use self::output::{OutputPaths, write_outputs};
 use self::proxy::ProxyBinaries;
 use self::runner::Bench;
@@ -113,8 +120,16 @@ pub async fn compare(options: &CompareOptions) -> anyhow::Result<CompareReport> 
         _ => None,
     };
 
-    let (origins, servers) =
+    let (mut origins, servers) =
         start_origins(&options.bench, &tools.taskset, options.load_cpu).await?;
+    let bulk_source = if options.scenarios.iter().any(|s| s.bulk()) {
+        let (source, addr) =
+            start_bulk_source(&options.bench, &tools.taskset, options.load_cpu).await?;
+        origins.push(source);
+        Some((BULK_SOURCE.to_owned(), addr))
+    } else {
+        None
+    };
 
     let bench = Bench {
         options,
@@ -128,8 +143,14 @@ pub async fn compare(options: &CompareOptions) -> anyhow::Result<CompareReport> 
             taskset: &tools.taskset,
             cpu: options.load_cpu,
         },
+        fetcher: BulkFetcher {
+            program: &options.bench,
+            taskset: &tools.taskset,
+            cpu: options.load_cpu,
+        },
         dir: dir.path(),
         servers,
+        bulk_source,
         cert,
         clock_ticks: machine.clock_ticks_per_second,
     };
@@ -156,6 +177,7 @@ pub async fn compare(options: &CompareOptions) -> anyhow::Result<CompareReport> 
             warmup_s: options.warmup.as_secs_f64(),
             connections: options.connections,
             idle_connections: options.idle_connections,
+            bulk_size_bytes: options.bulk_size,
             proxy_cpu: options.proxy_cpu,
             load_cpu: options.load_cpu,
             quick: options.quick,

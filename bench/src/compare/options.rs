@@ -32,6 +32,8 @@ pub struct CompareOptions {
     pub connections: usize,
     /// Idle keep-alive connections for the memory measurement; zero skips it.
     pub idle_connections: usize,
+    /// Bytes of each `tcp-bulk` stream.
+    pub bulk_size: u64,
     /// The CPU the proxies run on.
     pub proxy_cpu: usize,
     /// The CPU the origins and the load generator run on.
@@ -52,6 +54,7 @@ pub struct Sizing {
     pub warmup: Duration,
     pub connections: usize,
     pub idle_connections: usize,
+    pub bulk_size: u64,
 }
 
 impl Sizing {
@@ -62,6 +65,7 @@ impl Sizing {
         warmup: Duration::from_secs(2),
         connections: 64,
         idle_connections: 10_000,
+        bulk_size: 1 << 30,
     };
 
     /// A smoke test: seconds, not minutes.
@@ -71,6 +75,7 @@ impl Sizing {
         warmup: Duration::from_millis(200),
         connections: 16,
         idle_connections: 500,
+        bulk_size: 16 << 20,
     };
 }
 
@@ -80,7 +85,7 @@ impl CompareOptions {
         Self::sized(bench, fulcrum, Sizing::FULL, Scenario::ALL.to_vec(), false)
     }
 
-    /// Smoke-test defaults: `get` and `cookie`, one short round, no files written.
+    /// Smoke-test defaults: [`Scenario::QUICK`], one short round, no files written.
     pub fn quick(bench: PathBuf, fulcrum: PathBuf) -> Self {
         let mut options = Self::sized(
             bench,
@@ -111,6 +116,7 @@ impl CompareOptions {
             warmup: sizing.warmup,
             connections: sizing.connections,
             idle_connections: sizing.idle_connections,
+            bulk_size: sizing.bulk_size,
             proxy_cpu: 0,
             load_cpu: 1,
             out: Some(PathBuf::from("bench/results")),
@@ -132,6 +138,9 @@ impl CompareOptions {
         }
         if self.connections == 0 {
             bail!("--connections must be at least 1");
+        }
+        if self.bulk_size == 0 && self.scenarios.iter().any(|s| s.bulk()) {
+            bail!("--bulk-size must be above zero for tcp-bulk");
         }
         for (flag, cpu) in [
             ("--proxy-cpu", self.proxy_cpu),
@@ -193,5 +202,10 @@ mod tests {
         let mut none = options.clone();
         none.rounds = 0;
         assert!(none.validate(2).is_err());
+        let mut empty_stream = options.clone();
+        empty_stream.bulk_size = 0;
+        assert!(empty_stream.validate(2).is_err());
+        empty_stream.scenarios.retain(|s| !s.bulk());
+        assert!(empty_stream.validate(2).is_ok(), "no tcp-bulk, no stream");
     }
 }

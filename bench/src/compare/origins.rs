@@ -1,6 +1,7 @@
 //! The two origins every proxy is put in front of: `fulcrum-bench origin` processes named `s1` and
 //! `s2` (the names are also the persistence cookie values), pinned to the load CPU so the proxy's
-//! CPU does nothing but proxy.
+//! CPU does nothing but proxy. `tcp-bulk` puts the proxies in front of a `fulcrum-bench bulk
+//! source` instead, pinned the same way.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -46,4 +47,32 @@ pub(crate) async fn start_origins(
         servers.push((name.to_owned(), addr));
     }
     Ok((origins, servers))
+}
+
+/// The name of the bulk source in the proxies' configs.
+pub(crate) const BULK_SOURCE: &str = "b1";
+
+/// Starts `bench bulk source` pinned to `cpu`; returns it and its address.
+pub(crate) async fn start_bulk_source(
+    bench: &Path,
+    taskset: &Path,
+    cpu: usize,
+) -> anyhow::Result<(Spawned, SocketAddr)> {
+    let launch = Launch {
+        taskset,
+        cpu,
+        nofile: 1024,
+        program: bench,
+        args: vec![
+            "bulk".into(),
+            "source".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ],
+    };
+    let mut command = launch.command();
+    command.env("RUST_LOG", "warn");
+    Spawned::origin(BULK_SOURCE, command)
+        .await
+        .with_context(|| format!("cannot start a bulk source with {}", bench.display()))
 }

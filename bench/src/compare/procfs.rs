@@ -1,6 +1,8 @@
-//! What the runner reads about a process from `/proc`: CPU time (`/proc/PID/stat`), resident
-//! memory (`/proc/PID/status`) and the open-files limit (`/proc/PID/limits`).
+//! What the runner reads about a process from `/proc`: CPU time (`/proc/PID/stat`, and per
+//! thread in nanoseconds from `/proc/PID/task/TID/schedstat`), resident memory
+//! (`/proc/PID/status`) and the open-files limit (`/proc/PID/limits`).
 
+use std::collections::BTreeMap;
 use std::fs;
 
 use anyhow::{Context, bail};
@@ -38,6 +40,63 @@ pub(crate) fn parse_stat(text: &str) -> anyhow::Result<CpuTicks> {
         user: field(14)?,
         system: field(15)?,
     })
+}
+
+/// Time on CPU of each thread of a process, in nanoseconds, by thread id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TaskRunTimes(BTreeMap<u32, u64>);
+
+impl TaskRunTimes {
+    /// Nanoseconds on CPU since `before`, over the threads alive now. A thread that started in
+    /// between counts from zero; one that ended in between is lost, which a relay's threads do
+    /// not do in the middle of a stream.
+    pub(crate) fn since(&self, before: &Self) -> u64 {
+        self.0
+            .iter()
+            .map(|(tid, &now)| now.saturating_sub(before.0.get(tid).copied().unwrap_or(0)))
+            .sum()
+    }
+}
+
+/// Reads the CPU time of every thread of `pid` from `/proc/PID/task/TID/schedstat`, whose first
+/// field is nanoseconds on CPU. Fails where the kernel has no schedstat (no CONFIG_SCHED_INFO).
+pub(crate) fn read_task_run_times(pid: u32) -> anyhow::Result<TaskRunTimes> {
+    let dir = format!("/proc/{pid}/task");
+    let mut times = BTreeMap::new();
+    for entry in fs::read_dir(&dir).with_context(|| format!("cannot list {dir}"))? {
+        let entry = entry.with_context(|| format!("cannot list {dir}"))?;
+        let Some(tid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let path = entry.path().join("schedstat");
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let ns = parse_schedstat(&text)
+                    .with_context(|| format!("cannot parse {}", path.display()))?;
+                times.insert(tid, ns);
+            }
+            // The thread ended since the listing.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        }
+    }
+    if times.is_empty() {
+        bail!("no thread of {pid} has a schedstat");
+    }
+    Ok(TaskRunTimes(times))
+}
+
+/// The first field of `schedstat`: `RUN_NS WAIT_NS TIMESLICES`.
+pub(crate) fn parse_schedstat(text: &str) -> anyhow::Result<u64> {
+    let field = text
+        .split_whitespace()
+        .next()
+        .context("schedstat is empty")?;
+    field
+        .parse()
+        .with_context(|| format!("run time is not a number: {field:?}"))
 }
 
 /// Reads the resident set size of `pid` in bytes (`VmRSS`).
@@ -97,7 +156,12 @@ pub(crate) fn parse_nofile(text: &str) -> anyhow::Result<Limit> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
-    use super::{CpuTicks, Limit, parse_nofile, parse_stat, parse_vm_rss};
+    use std::collections::BTreeMap;
+
+    use super::{
+        CpuTicks, Limit, TaskRunTimes, parse_nofile, parse_schedstat, parse_stat, parse_vm_rss,
+        read_task_run_times,
+    };
 
     #[test]
     fn stat_fields_14_and_15() {
@@ -135,6 +199,44 @@ mod tests {
         assert!(parse_stat("1 (x) S 1 2 3").is_err());
         assert!(parse_stat("no parenthesis at all").is_err());
         assert!(parse_stat("1 (x) S 1 1 1 0 -1 0 0 0 0 0 abc 8").is_err());
+    }
+
+    #[test]
+    fn schedstat_run_time() {
+        assert_eq!(
+            parse_schedstat("54118321 25502119 183\n").unwrap(),
+            54_118_321
+        );
+        assert!(parse_schedstat("").is_err());
+        assert!(parse_schedstat("x 1 2").is_err());
+    }
+
+    #[test]
+    fn run_time_since_counts_new_threads_from_zero() {
+        let before = TaskRunTimes(BTreeMap::from([(1, 100), (2, 50), (3, 10)]));
+        // Thread 3 ended, thread 4 started, and a clock never runs backwards (saturating).
+        let after = TaskRunTimes(BTreeMap::from([(1, 250), (2, 50), (4, 30)]));
+        assert_eq!(after.since(&before), 150 + 30);
+        assert_eq!(
+            before.since(&after),
+            10,
+            "only thread 3, unknown after, counts"
+        );
+    }
+
+    #[test]
+    fn run_times_of_this_process() {
+        if !std::path::Path::new("/proc/self/schedstat").exists() {
+            eprintln!("skipped: this kernel keeps no schedstat");
+            return;
+        }
+        let before = read_task_run_times(std::process::id()).unwrap();
+        let mut spin = 0_u64;
+        for i in 0..1_000_000 {
+            spin = std::hint::black_box(spin.wrapping_add(i));
+        }
+        let after = read_task_run_times(std::process::id()).unwrap();
+        assert!(after.since(&before) > 0, "{spin}");
     }
 
     #[test]

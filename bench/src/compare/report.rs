@@ -1,12 +1,15 @@
 //! What a comparison found, as written to `compare-DATE.json`: the machine, the settings, and for
-//! every scenario every round's raw numbers for both proxies, with the medians and ratios the
-//! Markdown table shows. The schema is versioned like the load report's.
+//! every scenario every round's raw numbers for both proxies (and, for `tcp-bulk`, for the stream
+//! without a proxy), with the medians, ratios and goals the Markdown table shows. The schema is
+//! versioned like the load report's.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::goal::GoalCheck;
 use super::scenario::Scenario;
+use crate::bulk::BulkReport;
 use crate::load::Report;
 
 /// The schema name and version written in every comparison report.
@@ -59,6 +62,9 @@ pub struct Settings {
     pub warmup_s: f64,
     pub connections: usize,
     pub idle_connections: usize,
+    /// Bytes of each `tcp-bulk` stream (absent from reports made before it existed).
+    #[serde(default)]
+    pub bulk_size_bytes: u64,
     /// The CPU both proxies are pinned to, one at a time.
     pub proxy_cpu: usize,
     /// The CPU the origins and the load generator are pinned to.
@@ -74,9 +80,16 @@ pub struct Settings {
 pub struct ScenarioReport {
     pub scenario: Scenario,
     pub description: String,
+    /// The load runs' rounds; empty for `tcp-bulk`.
     pub rounds: Vec<RoundReport>,
+    /// The streams' rounds of `tcp-bulk`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bulk_rounds: Vec<BulkRound>,
     /// Medians over the rounds and Fulcrum/HAProxy ratios, one row per metric measured.
     pub summary: Vec<SummaryRow>,
+    /// The scenario's goals and whether this run met them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub goals: Vec<GoalCheck>,
 }
 
 /// One round: each proxy measured once, Fulcrum first.
@@ -148,6 +161,55 @@ impl CpuUse {
     }
 }
 
+/// One round of `tcp-bulk`: the stream without a proxy, through Fulcrum, through HAProxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BulkRound {
+    /// From 1.
+    pub round: usize,
+    pub direct: BulkRun,
+    pub fulcrum: BulkRun,
+    pub haproxy: BulkRun,
+}
+
+/// One stream and, through a proxy, the proxy's CPU time while it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BulkRun {
+    /// What `fulcrum-bench bulk fetch` reported.
+    pub transfer: BulkReport,
+    /// `None` for the stream without a proxy.
+    pub proxy_cpu: Option<BulkCpu>,
+}
+
+/// The proxy's CPU time (all threads) over one stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BulkCpu {
+    /// From `/proc/PID/task/TID/schedstat` (nanoseconds) where the kernel keeps it, else from
+    /// the ticks below: at 100 per second those are too coarse for a stream of a fraction of a
+    /// second.
+    pub seconds: f64,
+    /// `"schedstat"` or `"stat"`: where `seconds` came from.
+    pub source: String,
+    /// `/proc/PID/stat` user and system ticks over the same time, as the other scenarios count.
+    pub user_ticks: u64,
+    pub system_ticks: u64,
+    pub ticks_per_second: u64,
+}
+
+impl BulkRun {
+    /// Proxy CPU seconds per GiB moved.
+    pub fn cpu_seconds_per_gib(&self) -> Option<f64> {
+        let cpu = self.proxy_cpu.as_ref()?;
+        let gib = self.transfer.bytes as f64 / (1u64 << 30) as f64;
+        (gib > 0.0).then(|| cpu.seconds / gib)
+    }
+
+    /// Proxy CPU over the stream's wall time, in percent of one CPU.
+    pub fn busy_percent(&self) -> Option<f64> {
+        let cpu = self.proxy_cpu.as_ref()?;
+        (self.transfer.seconds > 0.0).then(|| cpu.seconds * 100.0 / self.transfer.seconds)
+    }
+}
+
 /// RSS growth while idle keep-alive connections were held open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdleMemory {
@@ -167,11 +229,17 @@ pub struct IdleMemory {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRow {
     pub metric: Metric,
+    /// Median over the rounds without a proxy (`tcp-bulk` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<f64>,
     /// Median over the rounds.
     pub fulcrum: Option<f64>,
     pub haproxy: Option<f64>,
     /// fulcrum / haproxy.
     pub ratio: Option<f64>,
+    /// fulcrum / direct.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_ratio: Option<f64>,
 }
 
 /// The metrics a table can show.
@@ -189,6 +257,10 @@ pub enum Metric {
     LatencyP99Us,
     LatencyP999Us,
     RssBytesPerConnection,
+    /// A bulk stream's bytes per second, in 10^6.
+    ThroughputMegabytesPerSecond,
+    /// Proxy CPU seconds per GiB of a bulk stream.
+    CpuSecondsPerGib,
     /// Failed requests and non-2xx answers over every run of the scenario (a sum, not a median).
     Errors,
 }
@@ -207,6 +279,8 @@ impl Metric {
             Self::LatencyP99Us => "latency p99 at fixed rate (µs)",
             Self::LatencyP999Us => "latency p99.9 at fixed rate (µs)",
             Self::RssBytesPerConnection => "RSS per idle connection (bytes)",
+            Self::ThroughputMegabytesPerSecond => "throughput (MB/s)",
+            Self::CpuSecondsPerGib => "proxy CPU per GiB (s)",
             Self::Errors => "errors + non-2xx (all runs)",
         }
     }
@@ -226,6 +300,7 @@ impl Metric {
     pub fn decimals(self) -> usize {
         match self {
             Self::CpuUsPerRequest | Self::CpuUsPerHandshake => 1,
+            Self::CpuSecondsPerGib => 3,
             _ => 0,
         }
     }

@@ -5,6 +5,7 @@
 //! process, before any load), a warm-up, the saturation run that gives throughput and CPU per
 //! request, and for `tls` the handshake run. Then, for `get`, each proxy gets a fixed-rate run at
 //! half of the HAProxy throughput just measured, which gives latency at a load both can carry.
+//! `tcp-bulk` has rounds of its own, in [`super::bulk_rounds`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use tracing::{info, warn};
 
+use super::bulk_run::BulkFetcher;
+use super::goal::check_goals;
 use super::idle::{IdleTarget, measure_idle};
 use super::load_run::{LoadRunner, LoadSpec};
 use super::options::CompareOptions;
@@ -33,10 +36,13 @@ pub(crate) struct Bench<'a> {
     pub(crate) options: &'a CompareOptions,
     pub(crate) binaries: ProxyBinaries<'a>,
     pub(crate) load: LoadRunner<'a>,
+    pub(crate) fetcher: BulkFetcher<'a>,
     /// The run's temp dir: configs and proxy logs.
     pub(crate) dir: &'a Path,
     /// The origins, `s1` and `s2`.
     pub(crate) servers: Vec<(String, SocketAddr)>,
+    /// The bulk source, when `tcp-bulk` runs.
+    pub(crate) bulk_source: Option<(String, SocketAddr)>,
     /// The TLS certificate, when a TLS scenario runs.
     pub(crate) cert: Option<PathBuf>,
     pub(crate) clock_ticks: u64,
@@ -47,7 +53,12 @@ impl Bench<'_> {
     pub(crate) async fn all_scenarios(&self) -> anyhow::Result<Vec<ScenarioReport>> {
         let mut reports = Vec::new();
         for &scenario in &self.options.scenarios {
-            reports.push(self.scenario(scenario).await?);
+            let report = if scenario.bulk() {
+                self.bulk_scenario(scenario).await?
+            } else {
+                self.scenario(scenario).await?
+            };
+            reports.push(report);
         }
         Ok(reports)
     }
@@ -63,11 +74,14 @@ impl Bench<'_> {
                     .with_context(|| format!("scenario {scenario}, round {round}"))?,
             );
         }
+        let summary = summarize(&rounds);
         Ok(ScenarioReport {
             scenario,
             description: scenario.description().to_owned(),
-            summary: summarize(&rounds),
+            goals: check_goals(scenario.goals(), &summary),
+            summary,
             rounds,
+            bulk_rounds: Vec::new(),
         })
     }
 
@@ -236,16 +250,26 @@ impl Bench<'_> {
         Ok(Measured { load, cpu })
     }
 
-    async fn start(&self, proxy: Proxy, site: &Site) -> anyhow::Result<Spawned> {
+    pub(super) async fn start(&self, proxy: Proxy, site: &Site) -> anyhow::Result<Spawned> {
         start_proxy(proxy, site, self.binaries, self.options.proxy_cpu, self.dir).await
     }
 
-    /// The scenario's site on a port free right now.
-    fn site(&self, scenario: Scenario) -> anyhow::Result<Site> {
+    /// The scenario's site on a port free right now, in front of the origins (the bulk source
+    /// for `tcp-bulk`).
+    pub(super) fn site(&self, scenario: Scenario) -> anyhow::Result<Site> {
+        let servers = if scenario.bulk() {
+            let source = self
+                .bulk_source
+                .clone()
+                .context("tcp-bulk runs without a bulk source")?;
+            vec![source]
+        } else {
+            self.servers.clone()
+        };
         Ok(Site::for_scenario(
             scenario,
             free_port()?,
-            &self.servers,
+            &servers,
             self.cert.clone(),
             self.options.idle_connections,
         ))

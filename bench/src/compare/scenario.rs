@@ -1,10 +1,15 @@
-//! The scenarios: what traffic each sends, which proxy features it turns on, and which of the
-//! optional measurements (fixed-rate latency, idle memory, TLS handshakes) it takes.
+//! The scenarios: what traffic each sends, which proxy features it turns on, which of the
+//! optional measurements (fixed-rate latency, idle memory, TLS handshakes) it takes, and the goals
+//! its ratios are held to.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use super::goal::{Baseline, Bound, Goal};
+use super::report::Metric;
+use super::site::Mode;
 
 /// One kind of traffic measured through both proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -22,6 +27,13 @@ pub enum Scenario {
     Tls,
     /// HTTP/2 clients over TLS (ALPN `h2`).
     H2,
+    /// Small GETs, a new connection for every request, through an L4 relay (HAProxy `mode tcp`,
+    /// a Fulcrum `virtual_server`).
+    #[serde(rename = "tcp-close")]
+    TcpClose,
+    /// One long stream through an L4 relay, against the same stream without a proxy.
+    #[serde(rename = "tcp-bulk")]
+    TcpBulk,
 }
 
 /// The cookie both proxies insert, and the value naming the first origin.
@@ -29,18 +41,20 @@ pub const COOKIE_NAME: &str = "SRV";
 
 impl Scenario {
     /// Every scenario, in the order the report lists them.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Get,
         Self::Post,
         Self::Close,
         Self::Cookie,
         Self::Tls,
         Self::H2,
+        Self::TcpClose,
+        Self::TcpBulk,
     ];
 
-    /// What `--quick` runs unless `--scenarios` says otherwise: the cheapest two that still cover
-    /// a plain and a persistence config.
-    pub const QUICK: [Self; 2] = [Self::Get, Self::Cookie];
+    /// What `--quick` runs unless `--scenarios` says otherwise: the cheapest that still cover a
+    /// plain, a persistence and an L4 config, and both ways of measuring (load runs and streams).
+    pub const QUICK: [Self; 4] = [Self::Get, Self::Cookie, Self::TcpClose, Self::TcpBulk];
 
     /// The name used on the command line and in the report.
     pub fn name(self) -> &'static str {
@@ -51,6 +65,8 @@ impl Scenario {
             Self::Cookie => "cookie",
             Self::Tls => "tls",
             Self::H2 => "h2",
+            Self::TcpClose => "tcp-close",
+            Self::TcpBulk => "tcp-bulk",
         }
     }
 
@@ -67,7 +83,27 @@ impl Scenario {
                 "small GET over HTTPS, keep-alive; handshakes with a new connection per request"
             }
             Self::H2 => "small GET over HTTP/2 (TLS, ALPN h2)",
+            Self::TcpClose => {
+                "small GET through an L4 relay (HAProxy mode tcp, Fulcrum virtual_server), a new \
+                 connection per request"
+            }
+            Self::TcpBulk => {
+                "one long TCP stream through an L4 relay, and the same stream without a proxy"
+            }
         }
+    }
+
+    /// Whether the proxies speak HTTP or relay bytes.
+    pub(crate) fn mode(self) -> Mode {
+        match self {
+            Self::TcpClose | Self::TcpBulk => Mode::Tcp,
+            _ => Mode::Http,
+        }
+    }
+
+    /// Measured with bulk streams (direct, then through each proxy) rather than load runs.
+    pub fn bulk(self) -> bool {
+        self == Self::TcpBulk
     }
 
     /// The proxies terminate TLS for this scenario.
@@ -97,17 +133,46 @@ impl Scenario {
         self == Self::Tls
     }
 
-    /// The load generator's flags for this traffic, besides URL, connections and durations.
+    /// The load generator's flags for this traffic, besides URL, connections and durations
+    /// (none for `tcp-bulk`, which runs no load generator).
     pub fn load_flags(self) -> Vec<String> {
         let flags: &[&str] = match self {
-            Self::Get => &[],
+            Self::Get | Self::TcpBulk => &[],
             Self::Post => &["--method", "POST", "--body-size", "16KiB"],
-            Self::Close => &["--close"],
+            Self::Close | Self::TcpClose => &["--close"],
             Self::Cookie => &["--header", "Cookie: SRV=s1"],
             Self::Tls => &["--insecure"],
             Self::H2 => &["--h2", "--insecure"],
         };
         flags.iter().map(|&f| f.to_owned()).collect()
+    }
+
+    /// What Fulcrum is meant to achieve here, as a ratio to HAProxy or to no proxy at all. The
+    /// report says for each whether this run met it.
+    pub fn goals(self) -> &'static [Goal] {
+        match self {
+            // An L4 relay has no HTTP to parse: per connection, it should cost well under what
+            // HAProxy's stream machinery does.
+            Self::TcpClose => &[Goal {
+                metric: Metric::CpuUsPerRequest,
+                baseline: Baseline::Haproxy,
+                bound: Bound::AtMost(0.7),
+            }],
+            // Splicing, it should lose little to loopback itself and not trail HAProxy.
+            Self::TcpBulk => &[
+                Goal {
+                    metric: Metric::ThroughputMegabytesPerSecond,
+                    baseline: Baseline::Direct,
+                    bound: Bound::AtLeast(0.9),
+                },
+                Goal {
+                    metric: Metric::ThroughputMegabytesPerSecond,
+                    baseline: Baseline::Haproxy,
+                    bound: Bound::AtLeast(1.0),
+                },
+            ],
+            _ => &[],
+        }
     }
 }
 
@@ -157,6 +222,8 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::{COOKIE_NAME, Scenario, parse_scenarios};
+    use crate::compare::goal::{Baseline, Bound};
+    use crate::compare::site::Mode;
 
     #[test]
     fn lists_parse_in_report_order() {
@@ -174,6 +241,46 @@ mod tests {
         for scenario in Scenario::ALL {
             assert_eq!(scenario.name().parse::<Scenario>().unwrap(), scenario);
         }
+    }
+
+    #[test]
+    fn l4_scenarios() {
+        assert_eq!(
+            parse_scenarios("tcp-bulk,TCP-CLOSE,get").unwrap(),
+            vec![Scenario::Get, Scenario::TcpClose, Scenario::TcpBulk]
+        );
+        assert_eq!(
+            serde_json::to_string(&Scenario::TcpClose).unwrap(),
+            "\"tcp-close\""
+        );
+        assert_eq!(
+            serde_json::from_str::<Scenario>("\"tcp-bulk\"").unwrap(),
+            Scenario::TcpBulk
+        );
+        assert_eq!(Scenario::TcpClose.load_flags(), ["--close"]);
+        for scenario in Scenario::ALL {
+            let l4 = matches!(scenario, Scenario::TcpClose | Scenario::TcpBulk);
+            assert_eq!(scenario.mode() == Mode::Tcp, l4, "{scenario}");
+            // An L4 relay neither terminates TLS nor reads cookies.
+            assert!(!(l4 && (scenario.tls() || scenario.cookie())), "{scenario}");
+            assert_eq!(scenario.bulk(), scenario == Scenario::TcpBulk);
+        }
+    }
+
+    #[test]
+    fn goals_of_the_l4_scenarios() {
+        assert!(Scenario::Get.goals().is_empty());
+        let [close] = Scenario::TcpClose.goals() else {
+            panic!("one goal for tcp-close");
+        };
+        assert_eq!(close.bound, Bound::AtMost(0.7));
+        assert_eq!(close.baseline, Baseline::Haproxy);
+        let baselines: Vec<Baseline> = Scenario::TcpBulk
+            .goals()
+            .iter()
+            .map(|g| g.baseline)
+            .collect();
+        assert_eq!(baselines, [Baseline::Direct, Baseline::Haproxy]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The site both proxies are configured to serve, described once so the Fulcrum and HAProxy
-//! configs cannot drift apart: one listener, two origins balanced round robin, and optionally
-//! cookie persistence and TLS termination.
+//! configs cannot drift apart: one listener, origins balanced round robin, either as HTTP (with
+//! optional cookie persistence and TLS termination) or as an L4 relay of bytes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use super::scenario::Scenario;
 /// One proxy configuration, in terms both proxies share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Site {
+    pub(crate) mode: Mode,
     /// The frontend's address (`127.0.0.1:PORT`, a port picked free).
     pub(crate) listen: SocketAddr,
     /// The origins, by server name (`s1`, `s2`); the name is also the cookie value.
@@ -23,6 +24,16 @@ pub(crate) struct Site {
     pub(crate) max_connections: usize,
 }
 
+/// What the proxies do with a connection, in HAProxy's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `mode http`: a Fulcrum frontend and backend.
+    Http,
+    /// `mode tcp`: bytes relayed as they come, a Fulcrum `virtual_server`. Only `listen`,
+    /// `servers` and `max_connections` apply.
+    Tcp,
+}
+
 impl Site {
     /// The site of `scenario` on `listen`, in front of `servers`.
     pub(crate) fn for_scenario(
@@ -33,6 +44,7 @@ impl Site {
         idle_connections: usize,
     ) -> Self {
         Self {
+            mode: scenario.mode(),
             listen,
             servers: servers.to_vec(),
             cookie: scenario.cookie(),
@@ -70,4 +82,7 @@ pub(crate) mod timeouts {
     pub(crate) const HTTP_REQUEST: &str = "10s";
     /// Idle time between two requests of a keep-alive connection.
     pub(crate) const KEEP_ALIVE: &str = "10m";
+    /// An L4 relay with no traffic either way: Fulcrum's `idle`, HAProxy's `timeout client` and
+    /// `timeout server` in `mode tcp`.
+    pub(crate) const TCP_IDLE: &str = "10m";
 }

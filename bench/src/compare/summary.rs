@@ -1,7 +1,7 @@
-//! From rounds to table rows: the median of each metric over the rounds for each proxy, and
-//! their ratio.
+//! From rounds to table rows: the median of each metric over the rounds for each proxy (and for
+//! the stream without a proxy, in `tcp-bulk`), and their ratios.
 
-use super::report::{Metric, ProxyRound, RoundReport, SummaryRow};
+use super::report::{BulkRound, BulkRun, Metric, ProxyRound, RoundReport, SummaryRow};
 use super::stats::{median, ratio};
 use crate::load::Report;
 
@@ -14,9 +14,11 @@ pub(crate) fn summarize(rounds: &[RoundReport]) -> Vec<SummaryRow> {
         if fulcrum.is_some() || haproxy.is_some() {
             rows.push(SummaryRow {
                 metric,
+                direct: None,
                 fulcrum,
                 haproxy,
                 ratio: ratio(fulcrum, haproxy),
+                direct_ratio: None,
             });
         }
     }
@@ -26,10 +28,50 @@ pub(crate) fn summarize(rounds: &[RoundReport]) -> Vec<SummaryRow> {
         };
         rows.push(SummaryRow {
             metric: Metric::Errors,
+            direct: None,
             fulcrum: Some(sum(|r| &r.fulcrum)),
             haproxy: Some(sum(|r| &r.haproxy)),
             ratio: None,
+            direct_ratio: None,
         });
+    }
+    rows
+}
+
+/// The rows of `tcp-bulk`: throughput for all three, the proxies' CPU per GiB and how busy they
+/// were. No error row: a stream that comes short fails the run instead.
+pub(crate) fn summarize_bulk(rounds: &[BulkRound]) -> Vec<SummaryRow> {
+    type BulkValue = fn(&BulkRun) -> Option<f64>;
+    const BULK_METRICS: [(Metric, BulkValue); 3] = [
+        (Metric::ThroughputMegabytesPerSecond, |r| {
+            Some(r.transfer.megabytes_per_second)
+        }),
+        (Metric::CpuSecondsPerGib, BulkRun::cpu_seconds_per_gib),
+        (Metric::ProxyCpuBusyPercent, BulkRun::busy_percent),
+    ];
+    let mut rows = Vec::new();
+    for (metric, value) in BULK_METRICS {
+        let median_of = |side: fn(&BulkRound) -> &BulkRun| {
+            median(
+                &rounds
+                    .iter()
+                    .filter_map(|r| value(side(r)))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let direct = median_of(|r| &r.direct);
+        let fulcrum = median_of(|r| &r.fulcrum);
+        let haproxy = median_of(|r| &r.haproxy);
+        if direct.is_some() || fulcrum.is_some() || haproxy.is_some() {
+            rows.push(SummaryRow {
+                metric,
+                direct,
+                fulcrum,
+                haproxy,
+                ratio: ratio(fulcrum, haproxy),
+                direct_ratio: ratio(fulcrum, direct),
+            });
+        }
     }
     rows
 }
@@ -102,10 +144,12 @@ pub(crate) fn report_errors(report: &Report) -> u64 {
 pub(crate) mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
-    use super::{report_errors, summarize};
+    use super::{report_errors, summarize, summarize_bulk};
+    use crate::bulk::{BulkReport, SCHEMA};
     use crate::compare::load_run::{parse_report, tests::REPORT};
     use crate::compare::report::{
-        CpuUse, IdleMemory, Measured, Metric, ProxyRound, RoundReport, SummaryRow,
+        BulkCpu, BulkRound, BulkRun, CpuUse, IdleMemory, Measured, Metric, ProxyRound, RoundReport,
+        SummaryRow,
     };
 
     /// A round where the proxy did `rps` requests per second, with every optional measurement.
@@ -168,6 +212,73 @@ pub(crate) mod tests {
         assert!(rows.iter().all(|r| r.metric != Metric::HandshakesPerSecond));
         // One read error per run, two runs per round, three rounds.
         assert_eq!(row(&rows, Metric::Errors).fulcrum, Some(6.0));
+    }
+
+    /// A stream of 1 GiB that took `seconds`, through a proxy that used `cpu` seconds.
+    pub(crate) fn bulk_run(seconds: f64, cpu: Option<f64>) -> BulkRun {
+        let bytes = 1 << 30;
+        BulkRun {
+            transfer: BulkReport {
+                schema: SCHEMA.to_owned(),
+                addr: "127.0.0.1:1".parse().unwrap(),
+                bytes,
+                seconds,
+                megabytes_per_second: bytes as f64 / seconds / 1e6,
+            },
+            proxy_cpu: cpu.map(|seconds| BulkCpu {
+                seconds,
+                source: "schedstat".to_owned(),
+                user_ticks: 0,
+                system_ticks: (seconds * 100.0) as u64,
+                ticks_per_second: 100,
+            }),
+        }
+    }
+
+    pub(crate) fn bulk_rounds() -> Vec<BulkRound> {
+        [
+            (1, 0.5, 0.5, 0.25, 1.0, 0.5),
+            (2, 0.4, 0.8, 0.2, 1.6, 0.4),
+            (3, 0.5, 0.625, 0.3, 2.0, 0.6),
+        ]
+        .into_iter()
+        .map(
+            |(round, direct, fulcrum, f_cpu, haproxy, h_cpu)| BulkRound {
+                round,
+                direct: bulk_run(direct, None),
+                fulcrum: bulk_run(fulcrum, Some(f_cpu)),
+                haproxy: bulk_run(haproxy, Some(h_cpu)),
+            },
+        )
+        .collect()
+    }
+
+    #[test]
+    fn bulk_medians_and_ratios() {
+        let rows = summarize_bulk(&bulk_rounds());
+        let metrics: Vec<Metric> = rows.iter().map(|r| r.metric).collect();
+        assert_eq!(
+            metrics,
+            [
+                Metric::ThroughputMegabytesPerSecond,
+                Metric::CpuSecondsPerGib,
+                Metric::ProxyCpuBusyPercent
+            ]
+        );
+        let mb = |seconds: f64| (1u64 << 30) as f64 / seconds / 1e6;
+        let throughput = &rows[0];
+        // Medians of the times 0.5, 0.4, 0.5 / 0.5, 0.8, 0.625 / 1.0, 1.6, 2.0.
+        assert_eq!(throughput.direct, Some(mb(0.5)));
+        assert_eq!(throughput.fulcrum, Some(mb(0.625)));
+        assert_eq!(throughput.haproxy, Some(mb(1.6)));
+        assert!((throughput.direct_ratio.unwrap() - 0.8).abs() < 1e-12);
+        assert!((throughput.ratio.unwrap() - 2.56).abs() < 1e-12);
+        let cpu = &rows[1];
+        assert_eq!((cpu.direct, cpu.direct_ratio), (None, None));
+        assert_eq!((cpu.fulcrum, cpu.haproxy), (Some(0.25), Some(0.5)));
+        assert_eq!(cpu.ratio, Some(0.5));
+        // Busy: 0.25 / 0.5 s, 0.2 / 0.8 s, 0.3 / 0.625 s of Fulcrum's rounds.
+        assert_eq!(rows[2].fulcrum, Some(48.0));
     }
 
     #[test]

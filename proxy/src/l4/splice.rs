@@ -131,11 +131,14 @@ mod linux {
         activity: &Activity,
         moved: &AtomicU64,
     ) -> io::Result<Mode> {
-        let mut buf = vec![0u8; BUFFER];
+        // Read into spare capacity: zeroing 16 KiB per direction and connection showed in the
+        // profile of short connections (bench tcp-close), and the bytes are overwritten anyway.
+        let mut buf = Vec::with_capacity(BUFFER);
         let mut may_splice = may_splice;
         loop {
+            buf.clear();
             let n = from
-                .async_io(Interest::READABLE, || from.try_read(&mut buf))
+                .async_io(Interest::READABLE, || from.try_read_buf(&mut buf))
                 .await?;
             if n == 0 {
                 SockRef::from(to).shutdown(Shutdown::Write)?;
@@ -149,7 +152,7 @@ mod linux {
             }
             moved.fetch_add(n as u64, Relaxed);
             activity.touch();
-            if n == buf.len() && may_splice {
+            if n == buf.capacity() && may_splice {
                 match Pipe::new() {
                     Ok(pipe) => match spliced(from, to, &pipe, activity, moved).await? {
                         Some(()) => return Ok(Mode::Spliced),
