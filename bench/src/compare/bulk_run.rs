@@ -3,11 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::time::timeout;
 
 use super::process::Launch;
 use crate::bulk::{BulkReport, SCHEMA};
@@ -39,27 +37,8 @@ impl BulkFetcher<'_> {
             program: self.program,
             args: args.iter().map(Into::into).collect(),
         };
-        let mut command = launch.command();
-        command
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
         let patience = FETCH_SLACK + Duration::from_secs(size / SLOWEST);
-        let shown = format!("{} {}", self.program.display(), args.join(" "));
-        let out = timeout(patience, command.output())
-            .await
-            .with_context(|| format!("`{shown}` did not finish within {patience:?}"))?
-            .with_context(|| format!("cannot run `{shown}`"))?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            bail!("`{shown}` failed ({}): {}", out.status, stderr.trim());
-        }
-        parse_bulk_report(&String::from_utf8_lossy(&out.stdout)).with_context(|| {
-            format!(
-                "`{shown}` printed no bulk report; stderr: {}",
-                stderr.trim()
-            )
-        })
+        launch.report(patience, "bulk", parse_bulk_report).await
     }
 }
 

@@ -2,11 +2,9 @@
 //! CPU, and reading the [`Report`] it prints with `--json`.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::time::timeout;
 
 use super::process::Launch;
 use crate::load::{Report, SCHEMA};
@@ -49,27 +47,8 @@ impl LoadRunner<'_> {
             program: self.program,
             args: args.iter().map(Into::into).collect(),
         };
-        let mut command = launch.command();
-        command
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
         let patience = spec.duration + spec.warmup.unwrap_or_default() + LOAD_SLACK;
-        let shown = format!("{} {}", self.program.display(), args.join(" "));
-        let out = timeout(patience, command.output())
-            .await
-            .with_context(|| format!("`{shown}` did not finish within {patience:?}"))?
-            .with_context(|| format!("cannot run `{shown}`"))?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            bail!("`{shown}` failed ({}): {}", out.status, stderr.trim());
-        }
-        parse_report(&String::from_utf8_lossy(&out.stdout)).with_context(|| {
-            format!(
-                "`{shown}` printed no load report; stderr: {}",
-                stderr.trim()
-            )
-        })
+        launch.report(patience, "load", parse_report).await
     }
 }
 

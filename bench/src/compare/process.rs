@@ -65,6 +65,37 @@ impl Launch<'_> {
             .kill_on_drop(true);
         command
     }
+
+    /// Runs the program to the end within `patience` and reads its `--json` report from stdout
+    /// with `parse`; `what` names the report in errors (`load`, `bulk`).
+    pub(crate) async fn report<T>(
+        &self,
+        patience: Duration,
+        what: &str,
+        parse: impl FnOnce(&str) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut command = self.command();
+        command
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let args: Vec<_> = self.args.iter().map(|a| a.to_string_lossy()).collect();
+        let shown = format!("{} {}", self.program.display(), args.join(" "));
+        let out = timeout(patience, command.output())
+            .await
+            .with_context(|| format!("`{shown}` did not finish within {patience:?}"))?
+            .with_context(|| format!("cannot run `{shown}`"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            bail!("`{shown}` failed ({}): {}", out.status, stderr.trim());
+        }
+        parse(&String::from_utf8_lossy(&out.stdout)).with_context(|| {
+            format!(
+                "`{shown}` printed no {what} report; stderr: {}",
+                stderr.trim()
+            )
+        })
+    }
 }
 
 impl Spawned {
