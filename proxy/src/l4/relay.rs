@@ -43,26 +43,46 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let activity = Activity::new();
-    let (up_moved, down_moved) = (AtomicU64::new(0), AtomicU64::new(0));
+    let tally = Tally::default();
     let (client_read, client_write) = tokio::io::split(client);
     let (server_read, server_write) = tokio::io::split(server);
     // The two directions run side by side in this task: each finishes on its own EOF, so a
     // half-closed connection keeps carrying the other way.
     let both = async {
         tokio::try_join!(
-            pump(client_read, server_write, &activity, &up_moved),
-            pump(server_read, client_write, &activity, &down_moved),
+            pump(client_read, server_write, &tally.activity, &tally.up),
+            pump(server_read, client_write, &tally.activity, &tally.down),
         )
     };
-    let ended = tokio::select! {
-        result = both => if result.is_ok() { RelayEnd::Closed } else { RelayEnd::Error },
-        () = activity.idle(idle) => RelayEnd::Idle,
-    };
-    Relayed {
-        client_to_server: up_moved.load(Relaxed),
-        server_to_client: down_moved.load(Relaxed),
-        ended,
+    tally.until_done(both, idle).await
+}
+
+/// What one relay counts, both directions together: bytes each way, and when they last moved.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) activity: Activity,
+    /// Client to server.
+    pub(crate) up: AtomicU64,
+    /// Server to client.
+    pub(crate) down: AtomicU64,
+}
+
+impl Tally {
+    /// Waits for `both` directions to finish, or for the idle timeout, and says how it ended.
+    pub(crate) async fn until_done<T>(
+        &self,
+        both: impl Future<Output = io::Result<T>>,
+        idle: Duration,
+    ) -> Relayed {
+        let ended = tokio::select! {
+            result = both => if result.is_ok() { RelayEnd::Closed } else { RelayEnd::Error },
+            () = self.activity.idle(idle) => RelayEnd::Idle,
+        };
+        Relayed {
+            client_to_server: self.up.load(Relaxed),
+            server_to_client: self.down.load(Relaxed),
+            ended,
+        }
     }
 }
 
@@ -74,6 +94,12 @@ pub(crate) struct Activity {
     /// Nanoseconds after `start`. Atomic, not a cell, only so the relay future stays `Send`;
     /// both directions run in one task.
     last: AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Activity {

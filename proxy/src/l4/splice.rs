@@ -48,7 +48,7 @@ mod linux {
     use tokio::{io::Interest, net::TcpStream};
     use tracing::debug;
 
-    use super::relay::{Activity, RelayEnd, Relayed};
+    use super::relay::{Activity, Relayed, Tally};
 
     /// Most bytes asked for per splice: the default pipe capacity (16 pages), so a splice into
     /// an empty pipe is bounded by what the socket has rather than by the pipe.
@@ -72,25 +72,16 @@ mod linux {
     ) -> Relayed {
         let client: &TcpStream = client;
         let server: &TcpStream = server;
-        let activity = Activity::new();
-        let (up_moved, down_moved) = (AtomicU64::new(0), AtomicU64::new(0));
+        let tally = Tally::default();
         // Both directions in this task, each finishing on its own EOF, so a half-closed
         // connection keeps carrying the other way.
         let both = async {
             tokio::try_join!(
-                pump(client, server, splice, &activity, &up_moved),
-                pump(server, client, splice, &activity, &down_moved),
+                pump(client, server, splice, &tally.activity, &tally.up),
+                pump(server, client, splice, &tally.activity, &tally.down),
             )
         };
-        let ended = tokio::select! {
-            result = both => if result.is_ok() { RelayEnd::Closed } else { RelayEnd::Error },
-            () = activity.idle(idle) => RelayEnd::Idle,
-        };
-        Relayed {
-            client_to_server: up_moved.load(Relaxed),
-            server_to_client: down_moved.load(Relaxed),
-            ended,
-        }
+        tally.until_done(both, idle).await
     }
 
     /// One direction's pipe: the source socket is spliced into `write`, `read` into the
