@@ -88,7 +88,7 @@ impl Real {
     }
 
     /// The weight the scheduler sees: the set weight while UP, 0 otherwise (quiescent).
-    fn effective_weight(&self) -> u32 {
+    pub(crate) fn effective_weight(&self) -> u32 {
         if self.server.status() == ServerStatus::Up {
             self.server.weight()
         } else {

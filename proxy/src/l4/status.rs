@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Instant};
 use serde::{Deserialize, Serialize};
 
 use super::service::Service;
-use crate::{config::L4Protocol, state::ServerStatus};
+use crate::config::L4Protocol;
 
 /// One virtual service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,16 +72,11 @@ pub(crate) fn snapshot(service: &Service, address: SocketAddr) -> ServiceStatus 
     let members = service.members();
     let real_status = |real: &super::service::Real| {
         let s = &real.server;
-        let status = s.status();
         RealServerStatus {
             address: real.addr(),
-            status: status.to_string(),
+            status: s.status().to_string(),
             weight: s.weight(),
-            effective_weight: if status == ServerStatus::Up {
-                s.weight()
-            } else {
-                0
-            },
+            effective_weight: real.effective_weight(),
             in_service: real.in_service(config.quiescent),
             active: real.active(),
             inactive: real.inactive(),
