@@ -11,6 +11,7 @@ pub mod config;
 pub mod health;
 pub mod l4;
 pub mod l7;
+mod net;
 mod runtime;
 pub mod state;
 mod table;

@@ -37,6 +37,12 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     stop: CancellationToken,
 ) {
+    // A listener on a specific address knows each client's destination already; only a
+    // wildcard one (0.0.0.0, [::]) asks the kernel, a getsockname per connection.
+    let fixed_local = listener
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
     loop {
         // Wait for room before accepting, so excess clients stay in the kernel's backlog.
         let permit = tokio::select! {
@@ -59,16 +65,22 @@ pub(crate) async fn accept_loop(
         let service = Arc::clone(&service);
         rt.connections.spawn(async move {
             rt2.active.up();
-            serve(&service, stream, peer).await;
+            serve(&service, stream, peer, fixed_local).await;
             rt2.active.down();
             drop(permit);
         });
     }
 }
 
-/// Carries one client connection from pick to close.
-async fn serve(service: &Service, mut client: TcpStream, peer: SocketAddr) {
-    let Ok(local) = client.local_addr() else {
+/// Carries one client connection from pick to close; `fixed_local` is the address the client
+/// reached, when the listener's own says it.
+async fn serve(
+    service: &Service,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    fixed_local: Option<SocketAddr>,
+) {
+    let Some(local) = fixed_local.or_else(|| client.local_addr().ok()) else {
         return;
     };
     let config = service.config();
@@ -184,29 +196,16 @@ async fn connect(
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))?
 }
 
-/// A socket to `real`; with `source`, bound to the client's address with IP_TRANSPARENT so the
-/// real server sees the true client (needs CAP_NET_ADMIN and the routing in docs/config.md). The
-/// port is the kernel's choice, as HAProxy's `usesrc clientip`: one client port may reach the
-/// same real server through two virtual services.
+/// A socket to `real`; with `source`, bound to the client's address in transparent mode (see
+/// [`crate::net::bind_transparent`]).
 pub(crate) fn outgoing_socket(real: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpSocket> {
-    let Some(source) = source else {
-        return if real.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        };
-    };
-    let domain = socket2::Domain::for_address(real);
-    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    if real.is_ipv4() {
-        socket.set_ip_transparent_v4(true)?;
-    } else {
-        socket.set_ip_transparent_v6(true)?;
+    match source {
+        Some(source) => Ok(TcpSocket::from_std_stream(
+            crate::net::bind_transparent(real, source, socket2::Type::STREAM)?.into(),
+        )),
+        None if real.is_ipv4() => TcpSocket::new_v4(),
+        None => TcpSocket::new_v6(),
     }
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&SocketAddr::new(source, 0).into())?;
-    Ok(TcpSocket::from_std_stream(socket.into()))
 }
 
 /// Resolves once `real` is DOWN.

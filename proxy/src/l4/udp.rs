@@ -40,17 +40,7 @@ struct Flow {
 
 /// Binds a UDP virtual address with IP_FREEBIND, so a VIP this node does not hold yet works.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let domain = socket2::Domain::for_address(addr);
-    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(false).ok();
-        socket.set_freebind_v6(true).ok();
-    } else {
-        socket.set_freebind_v4(true).ok();
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    UdpSocket::from_std(crate::net::bind_freebind(addr, socket2::Type::DGRAM)?.into())
 }
 
 /// What a virtual address's receive loop shares with the tasks of its flows.
@@ -214,24 +204,13 @@ async fn replies(
 
 /// A socket connected to `real`, from the client's address in transparent mode.
 async fn connect(real: SocketAddr, source: Option<IpAddr>) -> io::Result<UdpSocket> {
-    let domain = socket2::Domain::for_address(real);
-    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-    let any: SocketAddr = match real {
-        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
-        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    let socket = match source {
+        Some(source) => UdpSocket::from_std(
+            crate::net::bind_transparent(real, source, socket2::Type::DGRAM)?.into(),
+        )?,
+        None if real.is_ipv4() => UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0))).await?,
+        None => UdpSocket::bind(SocketAddr::from(([0u16; 8], 0))).await?,
     };
-    if let Some(source) = source {
-        if real.is_ipv4() {
-            socket.set_ip_transparent_v4(true)?;
-        } else {
-            socket.set_ip_transparent_v6(true)?;
-        }
-        socket.bind(&SocketAddr::new(source, 0).into())?;
-    } else {
-        socket.bind(&any.into())?;
-    }
-    socket.set_nonblocking(true)?;
-    let socket = UdpSocket::from_std(socket.into())?;
     socket.connect(real).await?;
     Ok(socket)
 }

@@ -29,17 +29,7 @@ pub(crate) type FrontendName = Arc<ArcSwap<String>>;
 /// Binds `addr` the way a load balancer needs: SO_REUSEADDR so a restart does not wait for
 /// TIME_WAIT, IP_FREEBIND so a VIP not yet on this node can be bound, a deep backlog.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let domain = socket2::Domain::for_address(addr);
-    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(false).ok();
-        socket.set_freebind_v6(true).ok();
-    } else {
-        socket.set_freebind_v4(true).ok();
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
+    let socket = crate::net::bind_freebind(addr, socket2::Type::STREAM)?;
     socket.listen(4096)?;
     TcpListener::from_std(socket.into())
 }

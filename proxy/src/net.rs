@@ -1,0 +1,55 @@
+//! Socket set-up both tiers share: binding an address the node may not hold yet (a VIP), and
+//! opening a socket to a real server from the client's own address (transparent mode).
+
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// A nonblocking TCP or UDP socket bound to `addr` with IP_FREEBIND, so a VIP not yet on this
+/// node can be bound and serves the moment it arrives; TCP also gets SO_REUSEADDR, so a restart
+/// does not wait for TIME_WAIT. IPv6 sockets also take IPv4 (`[::]` means both).
+pub(crate) fn bind_freebind(addr: SocketAddr, ty: Type) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, protocol(ty))?;
+    if ty == Type::STREAM {
+        socket.set_reuse_address(true)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(false).ok();
+        socket.set_freebind_v6(true).ok();
+    } else {
+        socket.set_freebind_v4(true).ok();
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+/// A nonblocking socket for reaching `real`, bound to the client's address `source` with
+/// IP_TRANSPARENT, so the real server sees the true client (needs CAP_NET_ADMIN and the routing
+/// in docs/config.md). The port is the kernel's choice, as HAProxy's `usesrc clientip`: one
+/// client port may reach the same real server through two virtual services.
+pub(crate) fn bind_transparent(real: SocketAddr, source: IpAddr, ty: Type) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(real), ty, protocol(ty))?;
+    if real.is_ipv4() {
+        socket.set_ip_transparent_v4(true)?;
+    } else {
+        socket.set_ip_transparent_v6(true)?;
+    }
+    if ty == Type::STREAM {
+        socket.set_reuse_address(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    Ok(socket)
+}
+
+fn protocol(ty: Type) -> Option<Protocol> {
+    Some(if ty == Type::DGRAM {
+        Protocol::UDP
+    } else {
+        Protocol::TCP
+    })
+}
