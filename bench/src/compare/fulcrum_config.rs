@@ -109,21 +109,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::fulcrum_config;
-    use crate::compare::site::{Mode, Site};
-
-    fn site(cookie: bool, tls: Option<PathBuf>) -> Site {
-        Site {
-            mode: Mode::Http,
-            listen: "127.0.0.1:18080".parse().unwrap(),
-            servers: vec![
-                ("s1".to_owned(), "127.0.0.1:18081".parse().unwrap()),
-                ("s2".to_owned(), "127.0.0.1:18082".parse().unwrap()),
-            ],
-            cookie,
-            tls_cert: tls,
-            max_connections: 11_024,
-        }
-    }
+    use crate::compare::site::fixtures::{site, tcp_site};
 
     #[test]
     fn plain_site() {
@@ -139,13 +125,6 @@ mod tests {
         );
         assert!(!toml.contains("tls ="), "{toml}");
         assert!(!toml.contains("cookie = {"), "{toml}");
-    }
-
-    fn tcp_site() -> Site {
-        Site {
-            mode: Mode::Tcp,
-            ..site(false, None)
-        }
     }
 
     #[test]

@@ -126,22 +126,8 @@ mod tests {
     use std::process::Command;
 
     use super::haproxy_config;
-    use crate::compare::site::{Mode, Site};
+    use crate::compare::site::fixtures::{site, tcp_site};
     use crate::compare::tools;
-
-    fn site(cookie: bool, tls: Option<PathBuf>) -> Site {
-        Site {
-            mode: Mode::Http,
-            listen: "127.0.0.1:18080".parse().unwrap(),
-            servers: vec![
-                ("s1".to_owned(), "127.0.0.1:18081".parse().unwrap()),
-                ("s2".to_owned(), "127.0.0.1:18082".parse().unwrap()),
-            ],
-            cookie,
-            tls_cert: tls,
-            max_connections: 11_024,
-        }
-    }
 
     #[test]
     fn plain_site() {
@@ -162,13 +148,6 @@ mod tests {
         }
         assert!(!cfg.contains("cookie"), "{cfg}");
         assert!(!cfg.contains(" log "), "{cfg}");
-    }
-
-    fn tcp_site() -> Site {
-        Site {
-            mode: Mode::Tcp,
-            ..site(false, None)
-        }
     }
 
     #[test]

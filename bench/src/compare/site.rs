@@ -86,3 +86,36 @@ pub(crate) mod timeouts {
     /// `timeout server` in `mode tcp`.
     pub(crate) const TCP_IDLE: &str = "10m";
 }
+
+/// The sites the config generators' tests render: the same two servers behind one listener.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::path::PathBuf;
+
+    use super::{Mode, Site};
+
+    /// An HTTP site, with cookie stickiness and TLS as asked.
+    pub(crate) fn site(cookie: bool, tls: Option<PathBuf>) -> Site {
+        Site {
+            mode: Mode::Http,
+            listen: "127.0.0.1:18080".parse().unwrap(),
+            servers: vec![
+                ("s1".to_owned(), "127.0.0.1:18081".parse().unwrap()),
+                ("s2".to_owned(), "127.0.0.1:18082".parse().unwrap()),
+            ],
+            cookie,
+            tls_cert: tls,
+            max_connections: 11_024,
+        }
+    }
+
+    /// The same servers behind an L4 relay.
+    pub(crate) fn tcp_site() -> Site {
+        Site {
+            mode: Mode::Tcp,
+            ..site(false, None)
+        }
+    }
+}
