@@ -34,6 +34,19 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: StatusCommand,
     },
+    /// Act on the running process over its control socket, with HAProxy's runtime API:
+    /// `fulcrum ctl set server web/s1 state drain`, `fulcrum ctl show stat`, `fulcrum ctl help`.
+    Ctl {
+        /// Config file whose `[global] control_socket` names the socket.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Control socket to use, instead of the one the config names.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// The request, e.g. `server set-state web/s1 drain` or `show servers state`.
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
+        request: Vec<String>,
+    },
     /// Print the version.
     Version,
 }

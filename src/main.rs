@@ -1,9 +1,11 @@
 //! The `fulcrum` binary: the command line, loading the one config file, and starting and wiring
 //! the modules. Everything else lives in the module crates.
 
+mod appliance;
 mod cli;
 mod config;
 mod control;
+mod ctl;
 mod logging;
 mod run;
 mod status;
@@ -35,6 +37,11 @@ fn main() -> ExitCode {
             };
             status::l4(&config, socket.as_deref(), view)
         }
+        cli::Command::Ctl {
+            config,
+            socket,
+            request,
+        } => ctl::ctl(&config, socket.as_deref(), &request.join(" ")),
         cli::Command::Version => {
             println!("fulcrum {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -4,10 +4,11 @@
 
 use std::{path::Path, process::ExitCode, sync::Arc};
 
+use fulcrum_monitoring::{admin::AdminServer, config::AdminConfig};
 use fulcrum_proxy::Proxy;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::{config, control, logging};
+use crate::{appliance::Appliance, config, control, logging};
 
 /// Runs until a stop signal; the exit code is 0 after a clean stop.
 pub(crate) fn run(path: &Path) -> ExitCode {
@@ -66,9 +67,26 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let appliance = Arc::new(Appliance {
+        proxy: Arc::clone(&proxy),
+    });
+    let registry = prometheus::Registry::new();
+    if let Err(error) = proxy
+        .register_metrics(&registry)
+        .and_then(|()| fulcrum_monitoring::process::register(&registry))
+    {
+        tracing::warn!(%error, "cannot register metrics; /metrics will lack them");
+    }
+    let mut admin = match Admin::start(loaded.admin, &registry, &appliance).await {
+        Ok(admin) => admin,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the admin server");
+            return ExitCode::FAILURE;
+        }
+    };
     // Without the control socket the appliance still serves; only `fulcrum status` cannot
     // reach it, which the warning says.
-    let _control = match control::start(&socket_path, Arc::clone(&proxy)).await {
+    let _control = match control::start(&socket_path, Arc::clone(&appliance)).await {
         Ok(socket) => {
             tracing::info!(path = %socket_path.display(), "control socket ready");
             Some(socket)
@@ -81,7 +99,11 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "fulcrum started");
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, &proxy),
+            _ = hup.recv() => {
+                if let Some(new_admin) = reload(path, &proxy) {
+                    admin.follow(new_admin, &registry, &appliance).await;
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -102,11 +124,18 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn reload(path: &Path, proxy: &Proxy) {
+/// Reloads the proxy; returns the new file's `[admin]` when the reload went through.
+fn reload(path: &Path, proxy: &Proxy) -> Option<Option<AdminConfig>> {
     match config::load(path) {
         Ok(loaded) => match proxy.reload(loaded.proxy) {
-            Ok(()) => tracing::info!(config = %path.display(), "reloaded"),
-            Err(error) => tracing::error!(%error, "reload failed, keeping the running config"),
+            Ok(()) => {
+                tracing::info!(config = %path.display(), "reloaded");
+                Some(loaded.admin)
+            }
+            Err(error) => {
+                tracing::error!(%error, "reload failed, keeping the running config");
+                None
+            }
         },
         Err(errors) => {
             for line in errors.to_string().lines() {
@@ -116,6 +145,53 @@ fn reload(path: &Path, proxy: &Proxy) {
                 count = errors.errors.len(),
                 "reload refused, keeping the running config"
             );
+            None
+        }
+    }
+}
+
+/// The admin server of `[admin]`, if the config has one, with the config it runs.
+struct Admin(Option<(AdminConfig, AdminServer)>);
+
+impl Admin {
+    async fn start(
+        config: Option<AdminConfig>,
+        registry: &prometheus::Registry,
+        appliance: &Arc<Appliance>,
+    ) -> Result<Self, fulcrum_monitoring::admin::Error> {
+        let Some(config) = config else {
+            return Ok(Self(None));
+        };
+        let server = AdminServer::start(
+            config.clone(),
+            registry.clone(),
+            Arc::clone(appliance) as Arc<dyn fulcrum_monitoring::Appliance>,
+            env!("CARGO_PKG_VERSION"),
+        )
+        .await?;
+        tracing::info!(addr = %server.local_addr(), stats = %config.stats_path, metrics = %config.metrics_path, "admin server listening");
+        Ok(Self(Some((config, server))))
+    }
+
+    /// Restarts the admin server when a reload changed `[admin]`; otherwise leaves it serving.
+    async fn follow(
+        &mut self,
+        config: Option<AdminConfig>,
+        registry: &prometheus::Registry,
+        appliance: &Arc<Appliance>,
+    ) {
+        if self.0.as_ref().map(|(running, _)| running) == config.as_ref() {
+            return;
+        }
+        // The old server must let go of its address before the new one binds it.
+        if let Some((_, old)) = self.0.take() {
+            old.stop().await;
+        }
+        match Self::start(config, registry, appliance).await {
+            Ok(admin) => *self = admin,
+            Err(error) => {
+                tracing::error!(%error, "cannot start the admin server with the new [admin]; it is not running");
+            }
         }
     }
 }

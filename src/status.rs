@@ -6,7 +6,7 @@ use std::{fmt::Write, path::Path, process::ExitCode};
 
 use fulcrum_proxy::l4::status::{RealServerStatus, ServiceStatus};
 
-use crate::{config, control};
+use crate::control;
 
 /// Which `ipvsadm -L` listing to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,19 +23,8 @@ pub(crate) enum View {
 
 /// Finds the socket (`--socket`, else the config's `control_socket`), asks, prints.
 pub(crate) fn l4(config_path: &Path, socket: Option<&Path>, view: View) -> ExitCode {
-    let path = match socket {
-        Some(p) => p.to_owned(),
-        None => match config::load(config_path) {
-            Ok(loaded) => loaded.file.global.control_socket(),
-            Err(errors) => {
-                eprintln!("{errors}");
-                eprintln!(
-                    "fulcrum: cannot read {} to find the control socket; pass --socket PATH",
-                    config_path.display()
-                );
-                return ExitCode::FAILURE;
-            }
-        },
+    let Some(path) = control::find_socket(config_path, socket) else {
+        return ExitCode::FAILURE;
     };
     let answer = match control::ask(&path, control::SHOW_L4) {
         Ok(a) => a,

@@ -6,9 +6,14 @@
 //!   binary turns spans into `file:line:column` and a dotted key.
 //! - [`secret`]: a secret given inline or through its `*_file` twin.
 //! - [`UtcTime`]: calendar dates for logs and reports, without a date library.
+//! - [`stats`] and [`action`]: the statistics every module reports and the actions operators
+//!   take on servers, shared by the proxy (which fills and obeys them) and the monitoring crate
+//!   (which renders and sends them).
 
+pub mod action;
 mod error;
 pub mod secret;
+pub mod stats;
 mod units;
 mod utc;
 

@@ -5,15 +5,20 @@
 //! The binary hands [`Proxy::start`] a validated [`Config`] (built from the `[frontend.*]`,
 //! `[backend.*]` and `[virtual_server.*]` sections by [`config::build`]); [`Proxy::reload`] swaps
 //! in a new one without dropping a request or a connection; [`Proxy::subscribe`] streams server
-//! state changes; [`Proxy::l4_status`] is the `ipvsadm -L -n` view.
+//! state changes; [`Proxy::l4_status`] is the `ipvsadm -L -n` view. For operators,
+//! [`Proxy::stats`] gives HAProxy's stats rows, [`Proxy::server_action`] carries out their
+//! actions on servers, and [`Proxy::register_metrics`] exports the same numbers to Prometheus.
 
+mod action;
 pub mod config;
 pub mod health;
 pub mod l4;
 pub mod l7;
+mod metrics;
 mod net;
 mod runtime;
 pub mod state;
+mod stats;
 mod table;
 mod tls;
 
@@ -24,8 +29,13 @@ use std::{
     time::Duration,
 };
 
+pub use action::ActionError;
 use arc_swap::ArcSwap;
 pub use config::Config;
+use fulcrum_common::{
+    action::{ServerAction, ServerRef},
+    stats::ProxyStats,
+};
 use tokio::{net::TcpListener, sync::broadcast};
 use tokio_util::sync::CancellationToken;
 
@@ -81,7 +91,8 @@ pub struct Proxy {
     rt: Arc<Runtime>,
     health: Supervisor,
     listeners: Mutex<HashMap<ListenKey, RunningListener>>,
-    l4: l4::tier::Tier,
+    /// Shared with the metrics collector, which a Prometheus registry owns.
+    l4: Arc<l4::tier::Tier>,
 }
 
 /// What identifies a listener across reloads: its address, so a reload that moves an address to
@@ -130,7 +141,7 @@ impl Proxy {
             rt,
             health: Supervisor::default(),
             listeners: Mutex::new(HashMap::new()),
-            l4: l4::tier::Tier::default(),
+            l4: Arc::default(),
         };
         let table = proxy.rt.table.load_full();
         proxy.apply_limits(&table);
@@ -199,6 +210,38 @@ impl Proxy {
             .iter()
             .map(|(service, bound)| l4::status::snapshot(service, *bound))
             .collect()
+    }
+
+    /// HAProxy's stats now: every frontend (one `FRONTEND` row), every backend in config order
+    /// (a row per server, then its `BACKEND` row), then every L4 virtual service (a row per real
+    /// server, named by its address, then its `BACKEND` row). Counters are folded from their
+    /// per-thread shards; `rate` and `rate_max` are left at 0 for the caller to sample.
+    pub fn stats(&self) -> Vec<ProxyStats> {
+        stats::collect(&self.rt, &self.l4)
+            .into_iter()
+            .map(|p| p.stats)
+            .collect()
+    }
+
+    /// Carries out an operator's `action` on `server`, an L7 backend's server by name or an L4
+    /// virtual service's real server by address: admin state (`ready`/`drain`/`maint`, with an
+    /// [`Event::ServerStatus`] when the status changes), weight, health checks off and on
+    /// (HAProxy's `disable health`: no checks and the server counts as UP, `no check`; `enable
+    /// health` starts the rise/fall count from HAProxy's start-up state), or shutting every
+    /// session it serves down. Returns what changed, as `web/s1: UP -> DRAIN`.
+    pub fn server_action(
+        &self,
+        server: &ServerRef,
+        action: ServerAction,
+    ) -> Result<String, ActionError> {
+        action::apply(&self.rt, &self.l4, server, action)
+    }
+
+    /// Registers a collector that builds the `fulcrum_*` metric families at every scrape from
+    /// the same numbers as [`Self::stats`]. Once per registry: a second time is an error.
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        let collector = metrics::ProxyCollector::new(Arc::clone(&self.rt), Arc::clone(&self.l4))?;
+        registry.register(Box::new(collector))
     }
 
     /// Client connections open now.

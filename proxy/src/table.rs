@@ -57,7 +57,7 @@ impl Table {
             .backends
             .iter()
             .map(|b| {
-                let servers = b
+                let servers: Vec<_> = b
                     .servers
                     .iter()
                     .map(|s| {
@@ -67,6 +67,8 @@ impl Table {
                         state
                     })
                     .collect();
+                let state = registry.backend(&b.name);
+                state.availability.set_members(&servers);
                 let cookies = b
                     .servers
                     .iter()
@@ -74,7 +76,7 @@ impl Table {
                     .map(|(i, s)| (s.cookie.clone(), i))
                     .collect();
                 BackendEntry {
-                    state: registry.backend(&b.name),
+                    state,
                     servers,
                     balancer: Balancer::new(b.algorithm.clone()),
                     cookies,

@@ -29,6 +29,8 @@ pub(crate) struct Loaded {
     pub(crate) path: PathBuf,
     pub(crate) file: FileConfig,
     pub(crate) proxy: fulcrum_proxy::Config,
+    /// `[admin]`, when the file has one.
+    pub(crate) admin: Option<fulcrum_monitoring::config::AdminConfig>,
 }
 
 impl Loaded {
@@ -41,8 +43,12 @@ impl Loaded {
             .iter()
             .map(|v| v.real_servers.len())
             .sum();
+        let admin = match &self.admin {
+            Some(admin) => format!(", stats on {}{}", admin.listen, admin.stats_path),
+            None => String::new(),
+        };
         format!(
-            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s)",
+            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s){admin}",
             self.path.display(),
             self.proxy.frontends.len(),
             self.proxy.backends.len(),
@@ -181,13 +187,60 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
             )
         })
         .ok();
+    let admin = file.admin.as_ref().and_then(|section| {
+        section
+            .build()
+            .map_err(|errors| {
+                found.extend(
+                    errors
+                        .into_iter()
+                        .map(|ConfigError { span, message }| (span, message)),
+                )
+            })
+            .ok()
+    });
+    if let (Some(section), Some(proxy)) = (&file.admin, &proxy) {
+        check_admin_listen(section, proxy, &mut found);
+    }
     match proxy {
         Some(proxy) if found.is_empty() => Ok(Loaded {
             path: path.to_owned(),
             file,
             proxy,
+            admin,
         }),
         _ => Err(locate(path, text, &original, found)),
+    }
+}
+
+/// The admin listener must not take an address a frontend or virtual service binds: the stats
+/// page would shadow traffic, or fail to bind at start.
+fn check_admin_listen(
+    section: &fulcrum_monitoring::config::AdminSection,
+    proxy: &fulcrum_proxy::Config,
+    found: &mut Vec<(Option<Range<usize>>, String)>,
+) {
+    let listen = *section.listen.get_ref();
+    if listen.port() == 0 {
+        return;
+    }
+    let frontend = proxy
+        .frontends
+        .iter()
+        .find(|fe| fe.binds.contains(&listen))
+        .map(|fe| format!("frontend `{}`", fe.name));
+    let virtual_server = proxy
+        .virtual_servers
+        .iter()
+        .find(|vs| vs.listen == listen && vs.protocol == fulcrum_proxy::config::L4Protocol::Tcp)
+        .map(|vs| format!("virtual_server `{}`", vs.name));
+    if let Some(user) = frontend.or(virtual_server) {
+        found.push((
+            Some(section.listen.span()),
+            format!(
+                "{listen} is already bound by {user}; give the admin server an address of its own"
+            ),
+        ));
     }
 }
 
@@ -198,6 +251,16 @@ fn resolve_paths(file: &mut FileConfig, path: &Path) {
     if !socket.as_os_str().is_empty() && socket.is_relative() {
         *socket = base.join(&*socket);
     }
+    if let Some(admin) = &mut file.admin {
+        for user in &mut admin.users {
+            if let Some(file) = &mut user.password_file {
+                relative_to(base, file.get_mut());
+            }
+        }
+        if let Some(tls) = &mut admin.tls {
+            relative_to(base, tls.cert.get_mut());
+        }
+    }
     for fe in file.frontend.values_mut() {
         if let Some(tls) = &mut fe.tls {
             for cert in tls.certs.get_mut() {
@@ -207,6 +270,12 @@ fn resolve_paths(file: &mut FileConfig, path: &Path) {
                 }
             }
         }
+    }
+}
+
+fn relative_to(base: &Path, path: &mut PathBuf) {
+    if path.is_relative() {
+        *path = base.join(&*path);
     }
 }
 

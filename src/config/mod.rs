@@ -11,6 +11,7 @@ mod locate;
 use std::collections::BTreeMap;
 
 use fulcrum_common::Spanned;
+use fulcrum_monitoring::config::AdminSection;
 use fulcrum_proxy::config::{
     l4_section::VirtualServerSection,
     section::{BackendSection, FrontendSection},
@@ -32,9 +33,9 @@ pub(crate) struct FileConfig {
     pub(crate) backend: BTreeMap<String, BackendSection>,
     #[serde(default)]
     pub(crate) virtual_server: BTreeMap<String, VirtualServerSection>,
+    pub(crate) admin: Option<AdminSection>,
     // Sections documented in CONFIG.md whose modules are not built yet: accepted by the parser so
     // they can be refused with a message that says so, rather than "unknown field".
-    admin: Option<Spanned<toml::Value>>,
     vrrp: Option<Spanned<toml::Value>>,
     volume: Option<Spanned<toml::Value>>,
     sync: Option<Spanned<toml::Value>>,
@@ -46,7 +47,6 @@ impl FileConfig {
     /// Sections present in the file that this build cannot run yet, with their spans.
     fn unsupported(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
         [
-            ("admin", &self.admin),
             ("vrrp", &self.vrrp),
             ("volume", &self.volume),
             ("sync", &self.sync),

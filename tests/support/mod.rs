@@ -12,6 +12,8 @@
 )]
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+pub mod webdriver;
+
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
@@ -498,5 +500,20 @@ impl Fulcrum {
             .find(|l| message(l) == "listening" && l["virtual_server"] == name)
             .and_then(|l| l["addr"].as_str()?.parse().ok())
             .unwrap_or_else(|| panic!("virtual server {name} is not listening: {:#?}", self.logs()))
+    }
+}
+
+// The admin server (`[admin]`), used by tests/admin*.rs.
+
+impl Fulcrum {
+    /// The address the admin server is bound to (the last one started), read from its
+    /// `admin server listening` log record.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.logs()
+            .iter()
+            .rev()
+            .find(|l| message(l) == "admin server listening")
+            .and_then(|l| l["addr"].as_str()?.parse().ok())
+            .unwrap_or_else(|| panic!("the admin server is not listening: {:#?}", self.logs()))
     }
 }

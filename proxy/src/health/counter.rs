@@ -98,6 +98,18 @@ impl HealthCounter {
         self.fall
     }
 
+    /// How far the counter is on its way to a change, as HAProxy's stats show it: while UP,
+    /// `Some((n, fall))` with `n` the failures it still takes to go DOWN (`UP 2/3`); while DOWN,
+    /// `Some((n, rise))` with `n` the successes seen towards UP (`DOWN 1/2`); `None` at rest,
+    /// fully UP or fully DOWN.
+    pub fn progress(&self) -> Option<(u32, u32)> {
+        if self.is_up() {
+            (self.health < self.top()).then(|| (self.health - self.rise + 1, self.fall))
+        } else {
+            (self.health > 0).then_some((self.health, self.rise))
+        }
+    }
+
     /// The counter's maximum, `rise + fall - 1`; cannot overflow given `MAX_THRESHOLD`.
     fn top(&self) -> u32 {
         self.rise + self.fall - 1
@@ -262,6 +274,27 @@ mod tests {
                 prop_assert!(u64::from(c.health()) < r.rise + r.fall);
             }
         }
+    }
+
+    #[test]
+    fn progress_is_haproxys_going_down_and_going_up_counts() {
+        let mut c = HealthCounter::new(2, 3, true);
+        assert_eq!(c.progress(), None, "fully UP");
+        c.record(false);
+        assert_eq!(
+            c.progress(),
+            Some((2, 3)),
+            "UP 2/3: two more failures to go DOWN"
+        );
+        c.record(false);
+        assert_eq!(c.progress(), Some((1, 3)));
+        c.record(false);
+        assert_eq!(c.progress(), None, "fully DOWN");
+        c.record(true);
+        assert_eq!(c.progress(), Some((1, 2)), "DOWN 1/2: one success of two");
+        c.record(true);
+        assert_eq!(c.progress(), None);
+        assert_eq!(HealthCounter::at_startup(2, 3).progress(), Some((1, 3)));
     }
 
     #[test]

@@ -57,6 +57,8 @@ impl Supervisor {
         let mut targets = Vec::new();
         for (bcfg, bentry) in table.config.backends.iter().zip(&table.backends) {
             for (scfg, state) in bcfg.servers.iter().zip(&bentry.servers) {
+                let checked = bcfg.check.is_some() && scfg.check;
+                state.set_check_configured(checked);
                 match (&bcfg.check, scfg.check) {
                     (Some(check), true) => targets.push(Target {
                         key: (bcfg.name.clone(), scfg.name.clone()),
@@ -121,8 +123,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Checks one server forever.
+/// Checks one server forever. While an operator has disabled its checks, none is sent; once
+/// enabled again, the count starts afresh ([`ServerState::enable_checks`]).
 async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: SocketAddr) {
+    let mut epoch = state.check_epoch();
     let mut health = {
         let kept = state.health.lock().ok().and_then(|g| *g);
         match kept {
@@ -137,8 +141,15 @@ async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: Sock
         // `interval` is the period between probe starts, as HAProxy's `inter`.
         tokio::time::sleep_until(next).await;
         next = tokio::time::Instant::now() + check.interval;
-        if state.admin() != AdminState::Maint {
+        if state.check_epoch() != epoch {
+            epoch = state.check_epoch();
+            health = HealthCounter::at_startup(check.rise, check.fall);
+        }
+        if state.admin() != AdminState::Maint && !state.checks_disabled() {
             let result = probe::probe(&check, addr).await;
+            if state.checks_disabled() || state.check_epoch() != epoch {
+                continue; // disabled or re-enabled while probing: the result no longer counts
+            }
             if !result.ok {
                 counters::inc(&state.counters.failed_checks);
             }

@@ -15,7 +15,7 @@ mod persist;
 pub mod proxy_protocol;
 pub mod relay;
 pub mod sched;
-mod service;
+pub(crate) mod service;
 pub mod splice;
 pub mod status;
 mod tcp;

@@ -27,7 +27,10 @@ use super::{
 };
 use crate::{
     config::VirtualServer,
-    state::{ServerState, ServerStatus, counters},
+    state::{
+        Availability, BackendCounters, ServerState, ServerStatus,
+        counters::{self, Total},
+    },
 };
 
 /// A real server's state, kept across reloads by virtual service and address.
@@ -110,6 +113,25 @@ pub(crate) struct Members {
     pub(crate) fallback: Option<Arc<Real>>,
 }
 
+impl Members {
+    /// Every real server's state, the fallback's last.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<ServerState>> {
+        self.servers
+            .iter()
+            .map(|(r, _)| &r.server)
+            .chain(self.fallback.iter().map(|r| &r.server))
+    }
+
+    /// The real server (or fallback) at `addr`.
+    pub(crate) fn find(&self, addr: SocketAddr) -> Option<&Arc<Real>> {
+        self.servers
+            .iter()
+            .map(|(r, _)| r)
+            .chain(&self.fallback)
+            .find(|r| r.addr() == addr)
+    }
+}
+
 /// What the scheduler saw last, so a change in servers or effective weights rebuilds its tables.
 type Signature = Vec<(SocketAddr, u32)>;
 
@@ -142,6 +164,10 @@ pub(crate) struct Service {
     next_conn: AtomicU64,
     /// Connections refused because no real server (and no fallback) was available.
     pub(crate) no_server: AtomicU64,
+    /// The service's own counts, as a backend's: connections open and in all, bytes, errors.
+    pub(crate) counters: BackendCounters,
+    /// UP while any real server (or the fallback) takes new clients.
+    pub(crate) availability: Arc<Availability>,
     epoch: Instant,
 }
 
@@ -156,6 +182,8 @@ pub(crate) struct Pick {
 impl Service {
     pub(crate) fn new(config: Arc<VirtualServer>, members: Members) -> Self {
         let scheduler = new_scheduler(&config);
+        let availability = Arc::new(Availability::default());
+        availability.set_members(members.all());
         Self {
             name: config.name.clone(),
             decider: Mutex::new(Decider {
@@ -168,6 +196,8 @@ impl Service {
             conns: DashMap::new(),
             next_conn: AtomicU64::new(0),
             no_server: AtomicU64::new(0),
+            counters: BackendCounters::default(),
+            availability,
             epoch: Instant::now(),
         }
     }
@@ -192,6 +222,7 @@ impl Service {
             }
             d.persistence.set_timeout(config.persistence);
         }
+        self.availability.set_members(members.all());
         self.members.store(Arc::new(members));
         self.config.store(config);
     }
@@ -255,7 +286,8 @@ impl Service {
                 if persistent {
                     decider.persistence.open(client.ip(), real.addr(), now);
                 }
-                counters::inc(&real.server.counters.lb_total);
+                real.server.counters.totals.inc(Total::LoadBalanced);
+                self.counters.totals.inc(Total::LoadBalanced);
                 Some(self.picked(real, persistent.then_some(client)))
             }
             None => {

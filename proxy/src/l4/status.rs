@@ -72,6 +72,7 @@ pub(crate) fn snapshot(service: &Service, address: SocketAddr) -> ServiceStatus 
     let members = service.members();
     let real_status = |real: &super::service::Real| {
         let s = &real.server;
+        let totals = s.counters.totals.snapshot();
         RealServerStatus {
             address: real.addr(),
             status: s.status().to_string(),
@@ -80,10 +81,10 @@ pub(crate) fn snapshot(service: &Service, address: SocketAddr) -> ServiceStatus 
             in_service: real.in_service(config.quiescent),
             active: real.active(),
             inactive: real.inactive(),
-            connections_total: load(&s.counters.sessions_total),
-            bytes_in: load(&s.counters.bytes_in),
-            bytes_out: load(&s.counters.bytes_out),
-            connect_errors: load(&s.counters.errors_conn),
+            connections_total: totals.sessions,
+            bytes_in: totals.bytes_in,
+            bytes_out: totals.bytes_out,
+            connect_errors: totals.connect_errors,
             last_check: s.last_check().map(|c| c.description),
         }
     };
@@ -116,7 +117,7 @@ pub(crate) fn snapshot(service: &Service, address: SocketAddr) -> ServiceStatus 
         persistence_secs: config.persistence.as_secs(),
         quiescent: config.quiescent,
         persistent_clients: service.persistent_clients(),
-        no_server: load(&service.no_server),
+        no_server: service.no_server.load(std::sync::atomic::Ordering::Relaxed),
         real_servers: members
             .servers
             .iter()
@@ -125,8 +126,4 @@ pub(crate) fn snapshot(service: &Service, address: SocketAddr) -> ServiceStatus 
         fallback: members.fallback.as_deref().map(real_status),
         connections,
     }
-}
-
-fn load(c: &std::sync::atomic::AtomicU64) -> u64 {
-    c.load(std::sync::atomic::Ordering::Relaxed)
 }

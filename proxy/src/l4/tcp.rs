@@ -4,7 +4,8 @@
 //!
 //! A client gets a reset, as IPVS gives it, when no real server is available or the chosen one
 //! cannot be reached within `timeout.connect`. With `quiescent = false`, a real server going DOWN
-//! resets its connections, as ldirectord removing it from IPVS does (`expire_nodest_conn`).
+//! resets its connections, as ldirectord removing it from IPVS does (`expire_nodest_conn`); an
+//! operator's `shutdown sessions` resets them whatever the service's mode.
 
 use std::{
     io,
@@ -27,7 +28,7 @@ use super::{
 use crate::{
     config::{ProxyProtocol, VirtualServer},
     runtime::Runtime,
-    state::{ServerStatus, counters},
+    state::{ServerStatus, counters::Total},
 };
 
 /// Accepts clients of `service` on `listener` until `stop` is cancelled.
@@ -90,6 +91,8 @@ async fn serve(
         return;
     };
     let real = Arc::clone(&pick.real);
+    // Taken before connecting: a shutdown while this connection opens ends it too.
+    let epoch = real.server.sessions_epoch();
     let entry = service.track(ConnEntry {
         client: peer,
         virtual_addr: local,
@@ -104,7 +107,8 @@ async fn serve(
     let mut server = match connected {
         Ok(server) => server,
         Err(error) => {
-            counters::inc(&real.server.counters.errors_conn);
+            real.server.counters.totals.inc(Total::ConnectErrors);
+            service.counters.totals.inc(Total::ConnectErrors);
             if error.kind() == io::ErrorKind::PermissionDenied {
                 // Transparent mode without CAP_NET_ADMIN: a config problem, not a server's.
                 tracing::warn!(virtual_server = %service.name, real_server = %real.addr(), %error, "cannot connect: transparent mode needs root (CAP_NET_ADMIN)");
@@ -117,27 +121,41 @@ async fn serve(
         }
     };
     entry.established();
-    let counters = &real.server.counters;
-    counters.sessions.up();
-    counters::inc(&counters.sessions_total);
-    let relayed = if config.quiescent {
-        super::splice::relay_tcp(&mut client, &mut server, config.timeout_idle).await
-    } else {
-        tokio::select! {
-            relayed = super::splice::relay_tcp(&mut client, &mut server, config.timeout_idle) => relayed,
-            () = until_down(&real) => {
-                tracing::info!(virtual_server = %service.name, real_server = %real.addr(), client = %peer, "connection reset: real server is DOWN and the service is not quiescent");
-                reset(&client);
-                reset(&server);
-                counters.sessions.down();
-                service.release(&pick);
-                return;
+    // Counted for the real server and for the service as a whole.
+    let counts = [
+        (&real.server.counters.sessions, &real.server.counters.totals),
+        (&service.counters.sessions, &service.counters.totals),
+    ];
+    for (sessions, totals) in counts {
+        sessions.up();
+        totals.inc(Total::Sessions);
+        totals.touch();
+    }
+    let relay = super::splice::relay_tcp(&mut client, &mut server, config.timeout_idle);
+    let relayed = tokio::select! {
+        relayed = relay => Some(relayed),
+        why = until_reset(&real, config.quiescent, epoch) => {
+            match why {
+                Reset::Down => tracing::info!(virtual_server = %service.name, real_server = %real.addr(), client = %peer, "connection reset: real server is DOWN and the service is not quiescent"),
+                Reset::Shutdown => tracing::info!(virtual_server = %service.name, real_server = %real.addr(), client = %peer, "connection reset: sessions shut down by an operator"),
             }
+            None
         }
     };
-    counters.sessions.down();
-    counters::add(&counters.bytes_in, relayed.client_to_server);
-    counters::add(&counters.bytes_out, relayed.server_to_client);
+    // Bytes before the session count, so a reader that sees the connection gone sees its bytes.
+    for (sessions, totals) in counts {
+        if let Some(relayed) = &relayed {
+            totals.add(Total::BytesIn, relayed.client_to_server);
+            totals.add(Total::BytesOut, relayed.server_to_client);
+        }
+        sessions.down();
+    }
+    let Some(relayed) = relayed else {
+        reset(&client);
+        reset(&server);
+        service.release(&pick);
+        return;
+    };
     if relayed.ended == RelayEnd::Error {
         // A reset on one side is passed on as a reset to the other, as a router would.
         reset(&client);
@@ -205,6 +223,30 @@ pub(crate) fn outgoing_socket(real: SocketAddr, source: Option<IpAddr>) -> io::R
         )),
         None if real.is_ipv4() => TcpSocket::new_v4(),
         None => TcpSocket::new_v6(),
+    }
+}
+
+/// Why a relayed connection is reset before its end.
+#[derive(Debug, Clone, Copy)]
+enum Reset {
+    /// Its real server went DOWN and the service is not quiescent.
+    Down,
+    /// An operator shut the real server's sessions down.
+    Shutdown,
+}
+
+/// Resolves, saying why, when `real`'s connections of `epoch` must be reset.
+async fn until_reset(real: &Real, quiescent: bool, epoch: u64) -> Reset {
+    let down = async {
+        if quiescent {
+            std::future::pending().await
+        } else {
+            until_down(real).await;
+        }
+    };
+    tokio::select! {
+        () = down => Reset::Down,
+        () = real.server.sessions_shut(epoch) => Reset::Shutdown,
     }
 }
 

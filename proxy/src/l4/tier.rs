@@ -181,6 +181,7 @@ impl Tier {
                 else {
                     continue;
                 };
+                real.server.set_check_configured(vs.check.is_some());
                 match &vs.check {
                     Some(check) => targets.push(Target {
                         key: (format!("virtual_server {}", vs.name), rs.addr.to_string()),

@@ -24,7 +24,7 @@ use super::{
     proxy_protocol,
     service::{ConnEntry, Pick, Service},
 };
-use crate::{config::ProxyProtocol, runtime::Runtime, state::counters};
+use crate::{config::ProxyProtocol, runtime::Runtime, state::counters::Total};
 
 /// The largest datagram relayed.
 const MAX_DATAGRAM: usize = 65_535;
@@ -107,11 +107,12 @@ pub(crate) async fn serve(
         } else {
             &buf[..n]
         };
-        let counters = &flow.pick.real.server.counters;
-        match flow.upstream.send(payload).await {
-            Ok(_) => counters::add(&counters.bytes_in, n as u64),
-            Err(_) => counters::inc(&counters.errors_conn),
-        }
+        let (total, n) = match flow.upstream.send(payload).await {
+            Ok(_) => (Total::BytesIn, n as u64),
+            Err(_) => (Total::ConnectErrors, 1),
+        };
+        flow.pick.real.server.counters.totals.add(total, n);
+        endpoint.service.counters.totals.add(total, n);
     }
 }
 
@@ -119,11 +120,13 @@ pub(crate) async fn serve(
 async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<Flow>> {
     let service = &endpoint.service;
     let pick = service.pick(client, endpoint.local)?;
+    let epoch = pick.real.server.sessions_epoch();
     let transparent = service.config().transparent;
     let upstream = match connect(pick.real.addr(), transparent.then_some(client.ip())).await {
         Ok(s) => s,
         Err(error) => {
-            counters::inc(&pick.real.server.counters.errors_conn);
+            pick.real.server.counters.totals.inc(Total::ConnectErrors);
+            service.counters.totals.inc(Total::ConnectErrors);
             tracing::debug!(virtual_server = %service.name, real_server = %pick.real.addr(), %error, "cannot open udp flow");
             service.release(&pick);
             return None;
@@ -135,9 +138,18 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         last: AtomicU64::new(millis_since(endpoint.epoch)),
     });
     endpoint.flows.insert(client, Arc::clone(&flow));
-    let counters = &flow.pick.real.server.counters;
-    counters.sessions.up();
-    counters::inc(&counters.sessions_total);
+    // Counted for the real server and for the service as a whole.
+    for (sessions, totals) in [
+        (
+            &flow.pick.real.server.counters.sessions,
+            &flow.pick.real.server.counters.totals,
+        ),
+        (&service.counters.sessions, &service.counters.totals),
+    ] {
+        sessions.up();
+        totals.inc(Total::Sessions);
+        totals.touch();
+    }
     let (endpoint, flow2) = (Arc::clone(endpoint), Arc::clone(&flow));
     endpoint.rt.connections.clone().spawn(async move {
         let service = &endpoint.service;
@@ -150,13 +162,17 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         });
         // A stopped service ends its flows at once, unlike TCP connections: a datagram flow has
         // no end of its own, and its socket must free the address for a reload or a restart.
+        // So does an operator's `shutdown sessions`; the client's next datagram is scheduled
+        // afresh.
         tokio::select! {
             () = replies(service, &endpoint.socket, &flow2, client, endpoint.epoch) => {}
             () = endpoint.stop.cancelled() => {}
+            () = flow2.pick.real.server.sessions_shut(epoch) => {}
         }
         endpoint.flows.remove(&client);
         drop(entry);
         flow2.pick.real.server.counters.sessions.down();
+        service.counters.sessions.down();
         service.release(&flow2.pick);
     });
     Some(flow)
@@ -171,7 +187,10 @@ async fn replies(
     epoch: Instant,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let counters = &flow.pick.real.server.counters;
+    let totals = [
+        &flow.pick.real.server.counters.totals,
+        &service.counters.totals,
+    ];
     loop {
         let idle = match service.config().timeout_idle {
             d if d.is_zero() => Duration::from_secs(300),
@@ -187,13 +206,17 @@ async fn replies(
                 Ok(n) => {
                     flow.last.store(millis_since(epoch), Relaxed);
                     if socket.send_to(&buf[..n], client).await.is_ok() {
-                        counters::add(&counters.bytes_out, n as u64);
+                        for t in totals {
+                            t.add(Total::BytesOut, n as u64);
+                        }
                     }
                 }
                 // ECONNREFUSED: nothing listens on the real server's port. The flow ends; the
                 // client's next datagram is scheduled afresh.
                 Err(_) => {
-                    counters::inc(&counters.errors_resp);
+                    for t in totals {
+                        t.inc(Total::ResponseErrors);
+                    }
                     return;
                 }
             },

@@ -12,7 +12,7 @@ use super::{
     select::{NoServer, Slot, select},
     upstream::{self, Upstream},
 };
-use crate::{config::Backend, state::counters, table::BackendEntry};
+use crate::{config::Backend, state::counters::Total, table::BackendEntry};
 
 /// A server slot and a connection to that server.
 #[derive(Debug)]
@@ -100,16 +100,13 @@ pub(crate) async fn acquire(
         match connected {
             Ok(up) => {
                 log.t_connect = connect_started.map(|t| t.elapsed());
-                counters::inc(&server.counters.sessions_total);
-                server.counters.last_session.store(
-                    crate::state::unix_millis(),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                server.counters.totals.inc(Total::Sessions);
+                server.counters.totals.touch();
                 return Ok(Acquired { slot, up });
             }
             Err(error) => {
-                counters::inc(&server.counters.errors_conn);
-                counters::inc(&bentry.state.counters.errors_conn);
+                server.counters.totals.inc(Total::ConnectErrors);
+                bentry.state.counters.totals.inc(Total::ConnectErrors);
                 tracing::debug!(backend = %bcfg.name, server = %server.name, %error, "connect failed");
                 if attempts.retries >= bcfg.retries {
                     log.end(Ended::ServerAbort, Phase::Connect);
@@ -117,8 +114,8 @@ pub(crate) async fn acquire(
                 }
                 attempts.retries += 1;
                 log.retries = attempts.retries;
-                counters::inc(&server.counters.retries);
-                counters::inc(&bentry.state.counters.retries);
+                server.counters.totals.inc(Total::Retries);
+                bentry.state.counters.totals.inc(Total::Retries);
                 // HAProxy retries the same server; with `option redispatch` the last retry goes
                 // to another one, and a sticky client is not held to a server that refuses
                 // connections.
@@ -129,8 +126,8 @@ pub(crate) async fn acquire(
                     attempts.sticky = None;
                     attempts.retry_on = None;
                     log.redispatched = true;
-                    counters::inc(&server.counters.redispatches);
-                    counters::inc(&bentry.state.counters.redispatches);
+                    server.counters.totals.inc(Total::Redispatches);
+                    bentry.state.counters.totals.inc(Total::Redispatches);
                 } else {
                     attempts.retry_on = Some(slot.index);
                 }

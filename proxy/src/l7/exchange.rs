@@ -5,7 +5,10 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use http::{HeaderMap, Method, StatusCode, Version, header};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    time::Instant,
+};
 
 use super::{
     acl::RequestFacts,
@@ -27,7 +30,10 @@ use super::{
 use crate::{
     config::{Backend, Frontend, Return},
     runtime::Runtime,
-    state::{FrontendState, counters},
+    state::{
+        FrontendState, ServerState,
+        counters::{FrontendTotal, Total},
+    },
     table::{BackendEntry, Table},
 };
 
@@ -92,11 +98,8 @@ where
         return reply_error(client, StatusCode::SERVICE_UNAVAILABLE, ctx, log).await;
     };
     log.set_backend(&bcfg.name);
-    counters::inc(&bentry.state.counters.sessions_total);
-    bentry.state.counters.last_session.store(
-        crate::state::unix_millis(),
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    bentry.state.counters.totals.inc(Total::Sessions);
+    bentry.state.counters.totals.touch();
     bentry.state.counters.sessions.up();
     let next = forward(client, &mut head, ctx, bcfg, bentry, log, scratch).await;
     bentry.state.counters.sessions.down();
@@ -183,7 +186,7 @@ where
     }
 
     let mut attempts = Attempts::new(key, sticky, replayable);
-    let (slot, mut up, response, connected_at) = loop {
+    let (slot, mut up, response, sent_at) = loop {
         let Acquired { slot, mut up } = match acquire(bcfg, bentry, &mut attempts, log).await {
             Ok(acquired) => acquired,
             Err(status) => return reply_error(client, status, ctx, log).await,
@@ -195,19 +198,24 @@ where
         out.clear();
         outgoing.serialize_into(out, server.addr);
         out.extend_from_slice(&client.buf[..replay_len]);
-        let sent = if replayable {
-            up.conn
-                .write_all(out, bcfg.timeout_server)
-                .await
-                .map_err(BodyError::Write)
-        } else {
-            let timeouts = CopyTimeouts {
-                read: fe.timeout_client,
-                write: bcfg.timeout_server,
-            };
-            body::forward(client, &mut up.conn.io, out, head.body, timeouts, false)
-                .await
-                .map(drop)
+        let sending = async {
+            if replayable {
+                up.conn
+                    .write_all(out, bcfg.timeout_server)
+                    .await
+                    .map_err(BodyError::Write)
+            } else {
+                let timeouts = CopyTimeouts {
+                    read: fe.timeout_client,
+                    write: bcfg.timeout_server,
+                };
+                body::forward(client, &mut up.conn.io, out, head.body, timeouts, false)
+                    .await
+                    .map(drop)
+            }
+        };
+        let Some(sent) = slot.unless_shut(sending).await else {
+            return killed(log, Phase::Data);
         };
         match sent {
             Ok(()) => {}
@@ -230,14 +238,19 @@ where
                 return Next::Close;
             }
             Err(BodyError::Malformed(_)) => {
-                counters::inc(&ctx.fe_state.counters.errors_req);
+                ctx.fe_state.counters.inc(FrontendTotal::RequestErrors);
                 log.end(Ended::Proxy, Phase::Data);
                 return reply_error(client, StatusCode::BAD_REQUEST, ctx, log).await;
             }
         }
-        let connected_at = log.clock();
-        match upstream::read_response_head(&mut up.conn, &head.method, bcfg.timeout_server).await {
-            Ok(response) => break (slot, up, response, connected_at),
+        // The response time (HAProxy's Tr): from the request sent to the response head.
+        let sent_at = Instant::now();
+        let reading = upstream::read_response_head(&mut up.conn, &head.method, bcfg.timeout_server);
+        let Some(read) = slot.unless_shut(reading).await else {
+            return killed(log, Phase::Headers);
+        };
+        match read {
+            Ok(response) => break (slot, up, response, sent_at),
             Err(UpstreamError::ClosedEarly) if up.reused && replayable => {
                 attempts.fresh_only = true;
                 continue;
@@ -263,7 +276,10 @@ where
     if replay_len > 0 {
         let _ = client.buf.split_to(replay_len);
     }
-    log.t_response = connected_at.map(|t| t.elapsed());
+    let t_response = sent_at.elapsed();
+    log.t_response = Some(t_response);
+    bentry.state.counters.totals.observe(t_response);
+    slot.server.counters.totals.observe(t_response);
 
     let server_cfg = &bcfg.servers[slot.index];
     let tunnel = head.upgrade && response.status == StatusCode::SWITCHING_PROTOCOLS;
@@ -310,15 +326,17 @@ where
         read: bcfg.timeout_server,
         write: fe.timeout_client,
     };
-    let copied = body::forward(
+    let copying = body::forward(
         &mut up.conn,
         &mut client.io,
         out,
         response.body,
         timeouts,
         dechunk,
-    )
-    .await;
+    );
+    let Some(copied) = slot.unless_shut(copying).await else {
+        return killed(log, Phase::Data);
+    };
     let body_len = match copied {
         Ok(n) => n,
         Err(error) => {
@@ -337,9 +355,18 @@ where
         }
     };
     log.bytes_out = head_len + body_len;
-    counters::add(&ctx.fe_state.counters.bytes_out, log.bytes_out);
-    counters::add(&bentry.state.counters.bytes_out, log.bytes_out);
-    counters::add(&slot.server.counters.bytes_out, log.bytes_out);
+    ctx.fe_state
+        .counters
+        .add(FrontendTotal::BytesOut, log.bytes_out);
+    bentry
+        .state
+        .counters
+        .totals
+        .add(Total::BytesOut, log.bytes_out);
+    slot.server
+        .counters
+        .totals
+        .add(Total::BytesOut, log.bytes_out);
     if response.keep_alive {
         slot.server.pool.put(up.conn);
     }
@@ -404,13 +431,15 @@ where
         out.extend_from_slice(&answer.body);
     }
     log.status = Some(answer.status.as_u16());
-    counters::inc(&ctx.fe_state.counters.responses[counters::status_class(answer.status.as_u16())]);
+    ctx.fe_state.counters.response(answer.status.as_u16());
     if client.write_all(&out, fe.timeout_client).await.is_err() {
         log.end(Ended::ClientAbort, Phase::Data);
         return Next::Close;
     }
     log.bytes_out = out.len() as u64;
-    counters::add(&ctx.fe_state.counters.bytes_out, log.bytes_out);
+    ctx.fe_state
+        .counters
+        .add(FrontendTotal::BytesOut, log.bytes_out);
     if keep_alive {
         Next::KeepAlive
     } else {
@@ -458,15 +487,22 @@ impl OutgoingRequest<'_> {
 }
 
 fn count_response(ctx: &Ctx<'_>, bentry: &BackendEntry, slot: &Slot, status: StatusCode) {
-    let class = counters::status_class(status.as_u16());
-    counters::inc(&ctx.fe_state.counters.responses[class]);
-    counters::inc(&bentry.state.counters.responses[class]);
-    counters::inc(&slot.server.counters.responses[class]);
+    let status = status.as_u16();
+    ctx.fe_state.counters.response(status);
+    bentry.state.counters.totals.response(status);
+    slot.server.counters.totals.response(status);
 }
 
-fn count_resp_error(bentry: &BackendEntry, server: &crate::state::ServerState) {
-    counters::inc(&bentry.state.counters.errors_resp);
-    counters::inc(&server.counters.errors_resp);
+fn count_resp_error(bentry: &BackendEntry, server: &ServerState) {
+    bentry.state.counters.totals.inc(Total::ResponseErrors);
+    server.counters.totals.inc(Total::ResponseErrors);
+}
+
+/// Ends an exchange an operator's `shutdown sessions` cut: the client connection closes with
+/// nothing more sent, as HAProxy kills a stream (`K` in the log).
+fn killed(log: &mut Record, phase: Phase) -> Next {
+    log.end(Ended::Killed, phase);
+    Next::Close
 }
 
 /// Answers the client with an error page and closes the connection.
@@ -481,14 +517,15 @@ where
 {
     let page = errors::h1_response(status);
     log.status = Some(status.as_u16());
-    let class = counters::status_class(status.as_u16());
-    counters::inc(&ctx.fe_state.counters.responses[class]);
+    ctx.fe_state.counters.response(status.as_u16());
     if with_timeout(ctx.frontend.timeout_client, client.io.write_all(&page))
         .await
         .is_ok_and(|r| r.is_ok())
     {
         log.bytes_out = page.len() as u64;
-        counters::add(&ctx.fe_state.counters.bytes_out, log.bytes_out);
+        ctx.fe_state
+            .counters
+            .add(FrontendTotal::BytesOut, log.bytes_out);
     }
     Next::Close
 }

@@ -39,7 +39,13 @@ use super::{
     route::choose_backend,
     upstream::{self, UpstreamError},
 };
-use crate::{runtime::Runtime, state::counters};
+use crate::{
+    runtime::Runtime,
+    state::{
+        FrontendState, ServerState,
+        counters::{FrontendTotal, Total},
+    },
+};
 
 type ResponseBody = BoxBody<Bytes, io::Error>;
 
@@ -84,7 +90,7 @@ async fn handle(
         return error_response(StatusCode::SERVICE_UNAVAILABLE);
     };
     let fe_state = &table.frontends[fe_index].state;
-    counters::inc(&fe_state.counters.requests_total);
+    fe_state.counters.inc(FrontendTotal::Requests);
     let mut log = Record::new(client.peer, frontend, client.tls, start);
     log.json = table.config.json_log;
     let (parts, body) = req.into_parts();
@@ -116,7 +122,7 @@ async fn handle(
     };
     if let Some(answer) = fe.returns.iter().find(|r| r.applies(&facts)) {
         log.status = Some(answer.status.as_u16());
-        counters::inc(&fe_state.counters.responses[counters::status_class(answer.status.as_u16())]);
+        fe_state.counters.response(answer.status.as_u16());
         log.bytes_out = answer.body.len() as u64;
         log.emit();
         let body = if parts.method == http::Method::HEAD {
@@ -139,7 +145,8 @@ async fn handle(
         return finish_error(&mut log, StatusCode::SERVICE_UNAVAILABLE, fe_state);
     };
     log.set_backend(&bcfg.name);
-    counters::inc(&bentry.state.counters.sessions_total);
+    bentry.state.counters.totals.inc(Total::Sessions);
+    bentry.state.counters.totals.touch();
     let backend_session = BackendSession::open(&bentry.state);
 
     let req_cookie = bcfg.cookie.as_ref().map(|c| {
@@ -197,7 +204,7 @@ async fn handle(
     let mut body = Some(body);
 
     let mut attempts = Attempts::new(key, sticky, replayable);
-    let (slot, mut up, response, connected_at) = loop {
+    let (slot, mut up, response, sent_at) = loop {
         let Acquired { slot, mut up } = match acquire(bcfg, bentry, &mut attempts, &mut log).await {
             Ok(acquired) => acquired,
             Err(status) => return finish_error(&mut log, status, fe_state),
@@ -215,23 +222,28 @@ async fn handle(
         out.extend_from_slice(b" HTTP/1.1\r\n");
         head::write_headers(&mut out, &headers);
         out.extend_from_slice(b"\r\n");
-        let sent = match body.take() {
-            Some(incoming) if !replayable => {
-                send_body(
-                    &mut up.conn.io,
-                    out,
-                    incoming,
-                    framing,
-                    bcfg.timeout_server,
-                    fe.timeout_client,
-                )
-                .await
+        let sending = async {
+            match body.take() {
+                Some(incoming) if !replayable => {
+                    send_body(
+                        &mut up.conn.io,
+                        out,
+                        incoming,
+                        framing,
+                        bcfg.timeout_server,
+                        fe.timeout_client,
+                    )
+                    .await
+                }
+                _ => up
+                    .conn
+                    .write_all(&out, bcfg.timeout_server)
+                    .await
+                    .map_err(SendError::Server),
             }
-            _ => up
-                .conn
-                .write_all(&out, bcfg.timeout_server)
-                .await
-                .map_err(SendError::Server),
+        };
+        let Some(sent) = slot.unless_shut(sending).await else {
+            return killed(&mut log, Phase::Data, fe_state);
         };
         match sent {
             Ok(()) => {}
@@ -241,6 +253,7 @@ async fn handle(
             }
             Err(SendError::Server(error)) => {
                 tracing::debug!(server = %slot.server.name, %error, "sending request failed");
+                count_resp_error(&bentry.state, &slot.server);
                 log.end(Ended::ServerAbort, Phase::Headers);
                 return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
             }
@@ -249,24 +262,35 @@ async fn handle(
                 return finish_error(&mut log, StatusCode::BAD_REQUEST, fe_state);
             }
         }
-        let connected_at = Instant::now();
-        match upstream::read_response_head(&mut up.conn, &parts.method, bcfg.timeout_server).await {
-            Ok(response) => break (slot, up, response, connected_at),
+        // The response time (HAProxy's Tr): from the request sent to the response head.
+        let sent_at = Instant::now();
+        let reading =
+            upstream::read_response_head(&mut up.conn, &parts.method, bcfg.timeout_server);
+        let Some(read) = slot.unless_shut(reading).await else {
+            return killed(&mut log, Phase::Headers, fe_state);
+        };
+        match read {
+            Ok(response) => break (slot, up, response, sent_at),
             Err(UpstreamError::ClosedEarly) if up.reused && replayable => {
                 attempts.fresh_only = true;
             }
             Err(UpstreamError::Timeout) => {
+                count_resp_error(&bentry.state, &slot.server);
                 log.end(Ended::ServerTimeout, Phase::Headers);
                 return finish_error(&mut log, StatusCode::GATEWAY_TIMEOUT, fe_state);
             }
             Err(error) => {
                 tracing::debug!(server = %slot.server.name, %error, "bad response");
+                count_resp_error(&bentry.state, &slot.server);
                 log.end(Ended::ServerAbort, Phase::Headers);
                 return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
             }
         }
     };
-    log.t_response = Some(connected_at.elapsed());
+    let t_response = sent_at.elapsed();
+    log.t_response = Some(t_response);
+    bentry.state.counters.totals.observe(t_response);
+    slot.server.counters.totals.observe(t_response);
 
     let mut res_headers = response.headers;
     strip_hop_by_hop(&mut res_headers, false);
@@ -282,10 +306,10 @@ async fn handle(
         log.cookie_res = outcome.log_char();
     }
     log.status = Some(response.status.as_u16());
-    let class = counters::status_class(response.status.as_u16());
-    counters::inc(&fe_state.counters.responses[class]);
-    counters::inc(&bentry.state.counters.responses[class]);
-    counters::inc(&slot.server.counters.responses[class]);
+    let status = response.status.as_u16();
+    fe_state.counters.response(status);
+    bentry.state.counters.totals.response(status);
+    slot.server.counters.totals.response(status);
 
     let mut builder = Response::builder().status(response.status);
     if let Some(h) = builder.headers_mut() {
@@ -330,23 +354,26 @@ async fn handle(
             read: server_timeout,
             write: client_timeout,
         };
-        let copied = body::forward(
+        let copying = body::forward(
             &mut up.conn,
             &mut pipe_write,
             &mut out,
             body_kind,
             timeouts,
             true,
-        )
-        .await;
-        match copied {
-            Ok(n) => {
+        );
+        match slot.unless_shut(copying).await {
+            None => {
+                log.end(Ended::Killed, Phase::Data);
+                relay_aborted.store(true, std::sync::atomic::Ordering::Release);
+            }
+            Some(Ok(n)) => {
                 log.bytes_out = n;
                 if server_keep_alive {
                     slot.server.pool.put(up.conn);
                 }
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 tracing::debug!(server = %slot.server.name, %error, "h2 response body aborted");
                 log.end(Ended::ServerAbort, Phase::Data);
                 // Set before the pipe closes, so the client's stream ends in an error (a
@@ -447,12 +474,24 @@ async fn send_body<W: AsyncWrite + Unpin>(
 fn finish_error(
     log: &mut Record,
     status: StatusCode,
-    fe_state: &crate::state::FrontendState,
+    fe_state: &FrontendState,
 ) -> Response<ResponseBody> {
     log.status = Some(status.as_u16());
-    counters::inc(&fe_state.counters.responses[counters::status_class(status.as_u16())]);
+    fe_state.counters.response(status.as_u16());
     log.emit();
     error_response(status)
+}
+
+/// Ends a request whose server's sessions an operator shut down before the response came: the
+/// client gets a 503, the log a `K`.
+fn killed(log: &mut Record, phase: Phase, fe_state: &FrontendState) -> Response<ResponseBody> {
+    log.end(Ended::Killed, phase);
+    finish_error(log, StatusCode::SERVICE_UNAVAILABLE, fe_state)
+}
+
+fn count_resp_error(backend: &crate::state::BackendState, server: &ServerState) {
+    backend.counters.totals.inc(Total::ResponseErrors);
+    server.counters.totals.inc(Total::ResponseErrors);
 }
 
 fn error_response(status: StatusCode) -> Response<ResponseBody> {

@@ -1,8 +1,10 @@
 //! The body of a response relayed to an HTTP/2 client, read straight from the server connection
 //! when its length is known: no task, no pipe, no copy beyond the read. When the body is complete
-//! the connection goes back to the pool, the server slot is freed and the request is logged.
+//! the connection goes back to the pool, the server slot is freed and the request is logged. An
+//! operator's `shutdown sessions` on the server cuts it short.
 
 use std::{
+    future::Future,
     io,
     pin::Pin,
     task::{Context, Poll},
@@ -42,6 +44,8 @@ pub(crate) struct LengthBody<G> {
     /// `timeout server`, restarted at every read that has to wait.
     timeout: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Resolves when an operator shuts the server's sessions down.
+    shut: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
     finish: Option<Finish<G>>,
 }
 
@@ -67,6 +71,7 @@ impl<G> LengthBody<G> {
             keep_alive,
             timeout,
             sleep: None,
+            shut: Box::pin(finish.slot.shut()),
             finish: Some(finish),
         }
     }
@@ -90,7 +95,15 @@ impl<G> LengthBody<G> {
     }
 
     fn fail(&mut self, message: &'static str) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        self.end(Some(Ended::ServerAbort));
+        self.cut(Ended::ServerAbort, message)
+    }
+
+    fn cut(
+        &mut self,
+        who: Ended,
+        message: &'static str,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.end(Some(who));
         Poll::Ready(Some(Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             message,
@@ -117,6 +130,9 @@ impl<G: Unpin> Body for LengthBody<G> {
         if this.remaining == 0 {
             this.end(None);
             return Poll::Ready(None);
+        }
+        if this.finish.is_some() && this.shut.as_mut().poll(cx).is_ready() {
+            return this.cut(Ended::Killed, "the server's sessions were shut down");
         }
         let Some(conn) = this.conn.as_mut() else {
             return Poll::Ready(None);

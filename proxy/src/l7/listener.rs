@@ -17,7 +17,7 @@ use super::{
     h2,
     session::serve_h1,
 };
-use crate::{runtime::Runtime, state::counters};
+use crate::{runtime::Runtime, state::counters::FrontendTotal};
 
 /// What HTTP/2 clients send first (RFC 9113 §3.4); seen on a plaintext port it means h2c with
 /// prior knowledge.
@@ -89,7 +89,7 @@ pub(crate) async fn accept_loop(
         rt.connections.spawn(async move {
             fe_state.counters.sessions.up();
             rt2.active.up();
-            counters::inc(&fe_state.counters.sessions_total);
+            fe_state.counters.inc(FrontendTotal::Sessions);
             serve_connection(Arc::clone(&rt2), &frontend, stream, peer, local, accepted).await;
             rt2.active.down();
             fe_state.counters.sessions.down();

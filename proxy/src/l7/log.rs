@@ -37,6 +37,8 @@ pub(crate) enum Ended {
     Proxy,
     /// `R`: a resource ran out (no server).
     Resource,
+    /// `K`: an operator killed the session (`shutdown sessions`).
+    Killed,
 }
 
 /// Where the transaction was when it ended: HAProxy's second character.
@@ -167,6 +169,7 @@ impl Record {
             Ended::ServerTimeout => 's',
             Ended::Proxy => 'P',
             Ended::Resource => 'R',
+            Ended::Killed => 'K',
         };
         let phase = match (self.ended, self.phase) {
             (Ended::Normal, _) => '-',

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::balance::{Candidate, PickKey};
 use crate::{
     config::Backend,
-    state::{BackendState, ServerState, counters},
+    state::{BackendState, ServerState, counters::Total},
     table::BackendEntry,
 };
 
@@ -28,6 +28,28 @@ pub(crate) struct Slot {
     pub(crate) index: usize,
     pub(crate) server: Arc<ServerState>,
     backend: Arc<BackendState>,
+    /// The server's session epoch when the slot was taken, for `shutdown sessions`.
+    epoch: u64,
+}
+
+impl Slot {
+    /// Runs `work` (the request's exchange with the server) unless an operator shuts the
+    /// server's sessions down first, which gives `None`.
+    pub(crate) async fn unless_shut<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            out = work => Some(out),
+            () = self.server.sessions_shut(self.epoch) => None,
+        }
+    }
+
+    /// Resolves once an operator shuts the server's sessions down; owns what it needs, for a
+    /// response body that outlives the request handler.
+    pub(crate) fn shut(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+        let server = Arc::clone(&self.server);
+        let epoch = self.epoch;
+        async move { server.sessions_shut(epoch).await }
+    }
 }
 
 impl Drop for Slot {
@@ -107,12 +129,15 @@ pub(crate) async fn select(
     }
     let index = result?;
     let server = Arc::clone(&entry.servers[index]);
-    counters::inc(&server.counters.lb_total);
+    server.counters.totals.inc(Total::LoadBalanced);
+    entry.state.counters.totals.inc(Total::LoadBalanced);
+    let epoch = server.sessions_epoch();
     Ok((
         Slot {
             index,
             server,
             backend: Arc::clone(&entry.state),
+            epoch,
         },
         started.map_or(Duration::ZERO, |t| t.elapsed()),
     ))

@@ -18,7 +18,7 @@ use super::{
     },
     log::{Ended, Phase, Record},
 };
-use crate::{runtime::Runtime, state::counters};
+use crate::{runtime::Runtime, state::counters::FrontendTotal};
 
 /// Serves HTTP/1 requests on `conn` until either side closes, each for the frontend the listener
 /// serves at the time (a reload may rename it).
@@ -66,7 +66,7 @@ pub(crate) async fn serve_h1<S>(
                 Err(IoFailure::Timeout) if first => {
                     let mut log = Record::new(client.peer, &name, client.tls, accepted);
                     log.json = table.config.json_log;
-                    counters::inc(&fe_state.counters.errors_req);
+                    fe_state.counters.inc(FrontendTotal::RequestErrors);
                     log.end(Ended::ClientTimeout, Phase::Request);
                     refuse(
                         &mut conn,
@@ -91,13 +91,13 @@ pub(crate) async fn serve_h1<S>(
             match head::parse_request(&mut conn.buf) {
                 Ok(Some(head)) => {
                     let len = buffered - conn.buf.len();
-                    counters::add(&fe_state.counters.bytes_in, len as u64);
+                    fe_state.counters.add(FrontendTotal::BytesIn, len as u64);
                     break head;
                 }
                 Ok(None) => {}
                 Err(error) => {
                     tracing::debug!(client = %client.peer, %error, "request refused");
-                    counters::inc(&fe_state.counters.errors_req);
+                    fe_state.counters.inc(FrontendTotal::RequestErrors);
                     log.request_line = "<BADREQ>".to_owned();
                     log.end(Ended::Proxy, Phase::Request);
                     refuse(
@@ -121,7 +121,7 @@ pub(crate) async fn serve_h1<S>(
             match read {
                 Ok(_) => {}
                 Err(IoFailure::Timeout) => {
-                    counters::inc(&fe_state.counters.errors_req);
+                    fe_state.counters.inc(FrontendTotal::RequestErrors);
                     log.end(Ended::ClientTimeout, Phase::Request);
                     refuse(
                         &mut conn,
@@ -158,7 +158,7 @@ pub(crate) async fn serve_h1<S>(
                 version_str(head.version)
             );
         }
-        counters::inc(&fe_state.counters.requests_total);
+        fe_state.counters.inc(FrontendTotal::Requests);
 
         let ctx = Ctx {
             rt: &rt,
@@ -177,7 +177,8 @@ pub(crate) async fn serve_h1<S>(
             Next::KeepAlive => first = false,
             Next::Close => return,
             Next::Tunnel(mut up, slot) => {
-                tunnel(&mut conn, &mut up.conn).await;
+                // An operator's `shutdown sessions` on the server ends the tunnel too.
+                let _ = slot.unless_shut(tunnel(&mut conn, &mut up.conn)).await;
                 drop(slot);
                 return;
             }
@@ -218,10 +219,12 @@ async fn refuse<S>(
 {
     let page = super::errors::h1_response(status);
     log.status = Some(status.as_u16());
-    counters::inc(&fe_state.counters.responses[counters::status_class(status.as_u16())]);
+    fe_state.counters.response(status.as_u16());
     if conn.write_all(&page, timeout).await.is_ok() {
         log.bytes_out = page.len() as u64;
-        counters::add(&fe_state.counters.bytes_out, log.bytes_out);
+        fe_state
+            .counters
+            .add(FrontendTotal::BytesOut, log.bytes_out);
         let _ = conn.io.shutdown().await;
     }
     log.emit();

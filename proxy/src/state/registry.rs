@@ -5,13 +5,15 @@ use std::{net::SocketAddr, sync::Arc};
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
-use super::{BackendCounters, FrontendCounters, ServerState};
+use super::{Availability, BackendCounters, FrontendCounters, ServerState};
 use crate::runtime::ConnLimit;
 
 /// A backend's runtime state.
 #[derive(Debug, Default)]
 pub struct BackendState {
     pub counters: BackendCounters,
+    /// UP while any of its servers takes new clients.
+    pub availability: Arc<Availability>,
     /// Woken whenever any of the backend's servers frees a slot, for the backend's queue.
     pub(crate) slot_freed: Notify,
 }

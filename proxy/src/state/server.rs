@@ -1,9 +1,10 @@
-//! One server's runtime state: health, admin state, weight, counters and idle connections.
+//! One server's runtime state: health, admin state, weight, counters and idle connections, and
+//! the switches operators pull at run time (health checks off and on, sessions shut down).
 
 use std::{
     net::SocketAddr,
     sync::{
-        Mutex,
+        Mutex, Weak,
         atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed},
     },
     time::Duration,
@@ -11,7 +12,7 @@ use std::{
 
 use tokio::sync::Notify;
 
-use super::{ServerCounters, unix_millis};
+use super::{Availability, ServerCounters, shutdown::SessionKill, unix_millis};
 use crate::{health::counter::HealthCounter, l7::pool::Pool};
 
 /// What an operator set, as HAProxy's `set server ... state`.
@@ -84,6 +85,16 @@ pub struct ServerState {
     config_disabled: AtomicBool,
     pub(crate) health: Mutex<Option<HealthCounter>>,
     pub(crate) last_check: Mutex<Option<CheckResult>>,
+    /// Whether the config gives this server a health check.
+    check_configured: AtomicBool,
+    /// An operator's `disable health`: no check runs and the server counts as healthy.
+    checks_disabled: AtomicBool,
+    /// Bumped by `enable health`, so the check task starts its rise/fall count afresh.
+    check_epoch: AtomicU64,
+    /// Ends the sessions under way at an operator's `shutdown sessions`.
+    pub(crate) kill: SessionKill,
+    /// The backend or virtual service whose availability depends on this server's.
+    group: Mutex<Weak<Availability>>,
     /// Unix milliseconds of the last status change.
     pub last_change: AtomicU64,
     /// Milliseconds spent DOWN before the current state.
@@ -117,6 +128,11 @@ impl ServerState {
             config_disabled: AtomicBool::new(false),
             health: Mutex::new(None),
             last_check: Mutex::new(None),
+            check_configured: AtomicBool::new(false),
+            checks_disabled: AtomicBool::new(false),
+            check_epoch: AtomicU64::new(0),
+            kill: SessionKill::default(),
+            group: Mutex::new(Weak::new()),
             last_change: AtomicU64::new(unix_millis()),
             downtime: AtomicU64::new(0),
             slot_freed: Notify::new(),
@@ -182,6 +198,17 @@ impl ServerState {
     /// Sets the weight an operator asked for (0..=256, or 0..=65535 for L4 real servers).
     pub fn set_weight(&self, weight: u32) {
         self.weight.store(weight.min(self.weight_max), Relaxed);
+        self.tell_group();
+    }
+
+    /// The largest weight [`Self::set_weight`] takes.
+    pub fn weight_max(&self) -> u32 {
+        self.weight_max
+    }
+
+    /// The weight the config gave.
+    pub fn config_weight(&self) -> u32 {
+        self.config_weight.load(Relaxed)
     }
 
     /// Sets the admin state; returns the status before and after, for the caller to report.
@@ -213,6 +240,7 @@ impl ServerState {
             return;
         }
         self.status_changed.notify_waiters();
+        self.tell_group();
         let now = unix_millis();
         let previous = self.last_change.swap(now, Relaxed);
         if before == ServerStatus::Down {
@@ -225,9 +253,90 @@ impl ServerState {
         }
     }
 
+    /// Makes `group` the availability this server's changes are reported to.
+    pub(crate) fn join(&self, group: Weak<Availability>) {
+        if let Ok(mut g) = self.group.lock() {
+            *g = group;
+        }
+    }
+
+    fn tell_group(&self) {
+        let group = self.group.lock().ok().and_then(|g| g.upgrade());
+        if let Some(group) = group {
+            group.refresh();
+        }
+    }
+
     /// The last health check's outcome.
     pub fn last_check(&self) -> Option<CheckResult> {
         self.last_check.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// The rise/fall counter of the checks, once a check task runs.
+    pub fn health_counter(&self) -> Option<HealthCounter> {
+        self.health.lock().ok().and_then(|g| *g)
+    }
+
+    /// Whether the config gives this server a health check.
+    pub fn check_configured(&self) -> bool {
+        self.check_configured.load(Relaxed)
+    }
+
+    pub(crate) fn set_check_configured(&self, configured: bool) {
+        self.check_configured.store(configured, Relaxed);
+    }
+
+    /// Whether health checks run: configured and not disabled by an operator.
+    pub fn checks_enabled(&self) -> bool {
+        self.check_configured() && !self.checks_disabled()
+    }
+
+    pub fn checks_disabled(&self) -> bool {
+        self.checks_disabled.load(Relaxed)
+    }
+
+    pub(crate) fn check_epoch(&self) -> u64 {
+        self.check_epoch.load(Relaxed)
+    }
+
+    /// HAProxy's `disable health`: checks stop and their last verdict no longer counts, so the
+    /// server is healthy. Returns the status before and after.
+    pub(crate) fn disable_checks(&self) -> (ServerStatus, ServerStatus) {
+        self.checks_disabled.store(true, Relaxed);
+        self.set_healthy(true)
+    }
+
+    /// HAProxy's `enable health`: checks run again, counting from HAProxy's start-up state
+    /// ([`HealthCounter::at_startup`]: UP, DOWN at the first failure), since the verdict from
+    /// before they were disabled is stale and the server has been serving as UP since.
+    pub(crate) fn enable_checks(&self) {
+        if !self.checks_disabled.swap(false, Relaxed) {
+            return;
+        }
+        self.check_epoch.fetch_add(1, Relaxed);
+        if let Ok(mut slot) = self.health.lock()
+            && let Some(h) = slot.as_mut()
+        {
+            *h = HealthCounter::at_startup(h.rise(), h.fall());
+        }
+    }
+
+    /// The epoch a session starting on this server now belongs to, for
+    /// [`Self::sessions_shut`].
+    pub(crate) fn sessions_epoch(&self) -> u64 {
+        self.kill.epoch()
+    }
+
+    /// Resolves once the sessions of `epoch` are to end.
+    pub(crate) async fn sessions_shut(&self, epoch: u64) {
+        self.kill.fired(epoch).await;
+    }
+
+    /// HAProxy's `shutdown sessions server`: every session under way ends, and idle pooled
+    /// connections are closed.
+    pub(crate) fn shutdown_sessions(&self) {
+        self.kill.fire();
+        self.pool.clear();
     }
 
     /// Takes a connection slot if the server has room under `max` (0 = unlimited).
@@ -279,5 +388,27 @@ mod tests {
         assert_eq!(s.counters.down_transitions.load(Relaxed), 1);
         s.set_weight(0);
         assert!(!s.takes_new_clients(), "weight 0 gets no new clients");
+    }
+
+    #[test]
+    fn disabled_checks_make_a_down_server_healthy_and_enabling_restarts_the_count() {
+        let s = ServerState::new("b", "s", SocketAddr::from(([127, 0, 0, 1], 1)), 1, 0);
+        s.set_check_configured(true);
+        *s.health.lock().unwrap_or_else(|e| e.into_inner()) = Some(HealthCounter::new(2, 3, false));
+        s.set_healthy(false);
+        assert!(s.checks_enabled());
+        assert_eq!(s.disable_checks(), (ServerStatus::Down, ServerStatus::Up));
+        assert!(!s.checks_enabled() && s.is_healthy());
+        let epoch = s.check_epoch();
+        s.enable_checks();
+        assert!(s.checks_enabled());
+        assert_ne!(s.check_epoch(), epoch, "the check task starts afresh");
+        assert_eq!(s.health_counter(), Some(HealthCounter::at_startup(2, 3)));
+        s.enable_checks();
+        assert_eq!(
+            s.check_epoch(),
+            epoch + 1,
+            "enabling enabled checks changes nothing"
+        );
     }
 }

@@ -1,0 +1,242 @@
+//! The admin web server of `[admin]`: HAProxy's `stats uri` page with its admin form, its CSV and
+//! JSON forms, and Prometheus `/metrics`, over HTTP/1.1 or HTTPS.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET`/`HEAD STATS_PATH` | the HTML page (`html.rs`), or the [`Snapshot`](crate::Snapshot) as JSON when `Accept` prefers `application/json`; `?norefresh` leaves the page's auto-refresh out |
+//! | `GET`/`HEAD STATS_PATH;csv` | HAProxy's CSV ([`csv()`]) |
+//! | `POST STATS_PATH` | an admin action from the page's form (`routes.rs`), answered `303 See Other` back to the page, which then shows the result |
+//! | `GET`/`HEAD METRICS_PATH` | Prometheus text format, without authentication |
+//!
+//! Anything else is 404, another method 405. With `users` configured every stats route but
+//! `METRICS_PATH` needs HTTP basic auth (`auth.rs`); admin actions also need `admin_actions`, a
+//! session cookie and its CSRF token (`session.rs`).
+//!
+//! The server runs as tasks that end when the [`AdminServer`] is stopped or dropped, so it never
+//! outlives its owner.
+
+mod auth;
+pub mod csv;
+mod form;
+mod html;
+mod rates;
+mod routes;
+mod session;
+#[cfg(test)]
+mod tests;
+mod tls;
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use hyper::{server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::Registry;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+    sync::{Semaphore, watch},
+    task::JoinHandle,
+};
+use tokio_rustls::TlsAcceptor;
+
+pub use self::csv::csv;
+use crate::{Appliance, config::AdminConfig};
+
+/// Connections served at once; past that, new ones wait in the listen backlog. The page is for a
+/// few operators and a scraper, so this only bounds what a misbehaving client can hold.
+const MAX_CONNECTIONS: usize = 256;
+/// How long a client has to send a request's headers, and to finish the TLS handshake.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the admin server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot listen on {addr} for the admin server: {source} (is another process using it?)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("admin TLS certificate {path}: {reason}")]
+    Tls { path: String, reason: String },
+}
+
+/// The running admin server. Dropping it stops accepting, closes the connections it serves and
+/// ends the session-rate sampler, all in the background; [`AdminServer::stop`] does the same
+/// and returns once the address is free again (for a restart on the same address).
+#[derive(Debug)]
+pub struct AdminServer {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+    /// One permit per connection being served; all of them back means none is left.
+    slots: Arc<Semaphore>,
+}
+
+impl AdminServer {
+    /// Binds `config.listen` (port 0 picks a free port, see [`AdminServer::local_addr`]) and
+    /// serves until stopped. `version` is shown on the page unless `hide_version` is set.
+    pub async fn start(
+        config: AdminConfig,
+        registry: Registry,
+        appliance: Arc<dyn Appliance>,
+        version: &'static str,
+    ) -> Result<Self, Error> {
+        let tls = match &config.tls_cert {
+            Some(path) => Some(TlsAcceptor::from(tls::server_config(path)?)),
+            None => None,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let (stop, stopped) = watch::channel(false);
+        let rates = Arc::new(Mutex::new(rates::Rates::default()));
+        let shared = Arc::new(Shared {
+            tls: tls.is_some(),
+            sessions: session::Sessions::default(),
+            rates: Arc::clone(&rates),
+            appliance: Arc::clone(&appliance),
+            config,
+            registry,
+            version,
+        });
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        tokio::spawn(rates::sample(appliance, rates, stopped.clone()));
+        let accept = tokio::spawn(accept(listener, tls, shared, Arc::clone(&slots), stopped));
+        tracing::debug!(addr = %local_addr, "admin server listening");
+        Ok(Self {
+            local_addr,
+            stop,
+            accept,
+            slots,
+        })
+    }
+
+    /// The address it listens on, with the port the system chose for port 0.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops serving, and returns once the listening socket is closed and every connection
+    /// has ended, so a new server can bind the same address.
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        // A panic in the accept task is reported by the runtime already; the listener is gone
+        // either way.
+        let _ = self.accept.await;
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "MAX_CONNECTIONS is a small constant"
+        )]
+        let _ = self.slots.acquire_many(MAX_CONNECTIONS as u32).await;
+    }
+}
+
+/// What every request handler reads.
+struct Shared {
+    config: AdminConfig,
+    registry: Registry,
+    appliance: Arc<dyn Appliance>,
+    version: &'static str,
+    /// Whether this is HTTPS: the session cookie gets `Secure` and an `Origin` must be https.
+    tls: bool,
+    sessions: session::Sessions,
+    /// Filled each second by [`rates::sample`]; read by each request. A std mutex is right here:
+    /// it is held for a map update or lookup, never across an await, and off the traffic path.
+    rates: Arc<Mutex<rates::Rates>>,
+}
+
+/// Resolves when the server is stopped or dropped (the sender gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    // An error means the sender was dropped: stopped as well.
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+async fn accept(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = stopped(stop.clone()) => return,
+            accepted = async {
+                // Waiting for a slot before accepting leaves extra clients in the backlog.
+                let slot = Arc::clone(&slots).acquire_owned().await;
+                (slot, listener.accept().await)
+            } => accepted,
+        };
+        let (Ok(slot), result) = accepted else { return };
+        let (stream, peer) = match result {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // EMFILE and the like: back off a little instead of spinning.
+                tracing::warn!(%error, "admin server accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let shared = Arc::clone(&shared);
+        let tls = tls.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stopped(stop) => {}
+                () = connection(stream, peer, tls, shared) => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+) {
+    match tls {
+        None => serve(stream, peer, shared).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve(stream, peer, shared).await,
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "admin TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "admin TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(routes::handle(&shared, peer, request).await) }
+    });
+    let result = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "admin connection ended with an error");
+    }
+}

@@ -1,0 +1,733 @@
+//! The admin server end to end: a real server on 127.0.0.1:0, a test appliance that records the
+//! actions it is asked for, and raw HTTP/1.1 requests over TCP (and TLS), so each check sees
+//! exactly the bytes a browser or curl would.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use base64::Engine as _;
+use fulcrum_common::{
+    action::{AdminState, ServerAction, ServerRef},
+    stats::{ProxyKind, ProxyStats, Row, RowKind, Snapshot},
+};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use super::AdminServer;
+use crate::{
+    Appliance,
+    config::{AdminConfig, User},
+};
+
+const VERSION: &str = "9.8.7-test";
+
+#[derive(Debug, Default)]
+struct TestAppliance {
+    actions: Mutex<Vec<(ServerRef, ServerAction)>>,
+}
+
+impl TestAppliance {
+    fn actions(&self) -> Vec<(ServerRef, ServerAction)> {
+        self.actions.lock().unwrap().clone()
+    }
+}
+
+impl Appliance for TestAppliance {
+    fn snapshot(&self) -> Snapshot {
+        let mut s1 = Row::new("web", "s1", RowKind::Server);
+        s1.status = "UP".into();
+        s1.stot = 10;
+        let mut s2 = Row::new("web", "s2", RowKind::Server);
+        s2.status = "UP 2/3".into();
+        let mut backend = Row::new("web", "BACKEND", RowKind::Backend);
+        backend.status = "UP".into();
+        Snapshot {
+            proxies: vec![ProxyStats {
+                name: "web".into(),
+                kind: ProxyKind::Backend,
+                mode: "http".into(),
+                rows: vec![s1, s2, backend],
+            }],
+            ..Snapshot::default()
+        }
+    }
+
+    fn server_action(&self, server: &ServerRef, action: ServerAction) -> Result<String, String> {
+        if server.server == "ghost" {
+            return Err("no such server".into());
+        }
+        self.actions.lock().unwrap().push((server.clone(), action));
+        Ok(format!("{action} done"))
+    }
+}
+
+fn config(users: bool, admin_actions: bool) -> AdminConfig {
+    AdminConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        stats_path: "/stats".into(),
+        metrics_path: "/metrics".into(),
+        users: if users {
+            vec![User {
+                name: "admin".into(),
+                password: "s3cret".into(),
+            }]
+        } else {
+            Vec::new()
+        },
+        hide_version: false,
+        admin_actions,
+        refresh: Duration::from_secs(5),
+        tls_cert: None,
+    }
+}
+
+async fn start(config: AdminConfig) -> (AdminServer, Arc<TestAppliance>) {
+    let appliance = Arc::new(TestAppliance::default());
+    let registry = prometheus::Registry::new();
+    crate::process::register(&registry).unwrap();
+    let server = AdminServer::start(config, registry, appliance.clone(), VERSION)
+        .await
+        .unwrap();
+    (server, appliance)
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn auth(credentials: &str) -> String {
+    format!(
+        "Authorization: Basic {}\r\n",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
+}
+
+const ADMIN: &str = "admin:s3cret";
+
+/// Sends `head` (request line and headers, without the blank line) and `body`, and reads the
+/// whole answer (the request says `Connection: close`).
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    head: &str,
+    body: &[u8],
+) -> Reply {
+    let mut request = head.to_owned();
+    request.push_str("Connection: close\r\n");
+    if !body.is_empty() {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+async fn send(addr: SocketAddr, head: &str, body: &[u8]) -> Reply {
+    exchange(TcpStream::connect(addr).await.unwrap(), head, body).await
+}
+
+async fn get(addr: SocketAddr, path: &str, extra: &str) -> Reply {
+    send(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}"),
+        b"",
+    )
+    .await
+}
+
+async fn post(addr: SocketAddr, extra: &str, body: &str) -> Reply {
+    send(
+        addr,
+        &format!(
+            "POST /stats HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n{extra}"
+        ),
+        body.as_bytes(),
+    )
+    .await
+}
+
+/// The session cookie's `name=value` and the form's token, from a page load.
+fn session_of(reply: &Reply) -> (String, String) {
+    let cookie = reply.header("set-cookie").unwrap();
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let token = reply
+        .body
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    (pair, token)
+}
+
+#[tokio::test]
+async fn the_stats_page_needs_a_login() {
+    let (server, _) = start(config(true, true)).await;
+    let addr = server.local_addr();
+
+    let reply = get(addr, "/stats", "").await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some("Basic realm=\"Fulcrum statistics\"")
+    );
+    assert!(!reply.body.contains("row-web-s1"));
+    for wrong in ["admin:wrong", "nobody:s3cret", "admin"] {
+        assert_eq!(
+            get(addr, "/stats", &auth(wrong)).await.status,
+            401,
+            "{wrong}"
+        );
+    }
+    assert_eq!(get(addr, "/stats;csv", "").await.status, 401);
+    let json = get(addr, "/stats", "Accept: application/json\r\n").await;
+    assert_eq!(json.status, 401);
+
+    let reply = get(addr, "/stats", &auth(ADMIN)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        reply
+            .body
+            .contains("<tr id=\"row-web-s1\" class=\"srv state-up\"")
+    );
+    assert!(
+        reply
+            .body
+            .contains("<tr id=\"row-web-s2\" class=\"srv state-going-down\"")
+    );
+    assert!(reply.body.contains(VERSION));
+    assert_eq!(reply.header("server"), Some("Fulcrum/9.8.7-test"));
+    assert_eq!(reply.header("x-frame-options"), Some("DENY"));
+    let cookie = reply.header("set-cookie").unwrap();
+    assert!(cookie.starts_with("fulcrum_admin="), "{cookie}");
+    assert!(
+        cookie.ends_with("; HttpOnly; SameSite=Strict; Path=/stats"),
+        "{cookie}"
+    );
+    assert!(
+        reply
+            .body
+            .contains("<button type=\"submit\" id=\"apply-web\">")
+    );
+}
+
+#[tokio::test]
+async fn json_csv_and_metrics() {
+    let (server, _) = start(config(true, true)).await;
+    let addr = server.local_addr();
+
+    let reply = get(
+        addr,
+        "/stats",
+        &format!("{}Accept: application/json\r\n", auth(ADMIN)),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(json["proxies"][0]["name"], "web");
+    assert_eq!(json["proxies"][0]["rows"][0]["svname"], "s1");
+    assert_eq!(json["proxies"][0]["rows"][0]["stot"], 10);
+
+    let reply = get(addr, "/stats;csv", &auth(ADMIN)).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.starts_with("# pxname,svname,qcur,qmax,scur,"));
+    assert!(reply.body.contains("\nweb,s1,"));
+    assert_eq!(reply.body.lines().count(), 4);
+
+    // HEAD: the headers of a GET, no body.
+    let reply = send(
+        addr,
+        &format!(
+            "HEAD /stats;csv HTTP/1.1\r\nHost: {addr}\r\n{}",
+            auth(ADMIN)
+        ),
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.is_empty());
+
+    // Metrics need no login.
+    let reply = get(addr, "/metrics", "").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; version=0.0.4")
+    );
+    assert!(reply.body.contains(&format!(
+        "fulcrum_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(
+        reply
+            .body
+            .contains("# TYPE process_cpu_seconds_total counter")
+    );
+    assert!(
+        reply
+            .body
+            .contains("# TYPE process_resident_memory_bytes gauge")
+    );
+    promtool_check(&reply.body).await;
+}
+
+/// `promtool check metrics` over `text`, where promtool is installed (Debian's `prometheus`).
+async fn promtool_check(text: &str) {
+    let promtool = PathBuf::from("/usr/bin/promtool");
+    if !promtool.exists() {
+        eprintln!("promtool not installed: the metrics format is not checked by it");
+        return;
+    }
+    let mut child = tokio::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods() {
+    let (server, _) = start(config(true, true)).await;
+    let addr = server.local_addr();
+    assert_eq!(get(addr, "/", "").await.status, 404);
+    assert_eq!(get(addr, "/stats/x", &auth(ADMIN)).await.status, 404);
+    assert_eq!(get(addr, "/stats;json", &auth(ADMIN)).await.status, 404);
+    let reply = send(
+        addr,
+        &format!("DELETE /stats HTTP/1.1\r\nHost: {addr}\r\n{}", auth(ADMIN)),
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET, HEAD, POST"));
+    let reply = send(
+        addr,
+        &format!("POST /metrics HTTP/1.1\r\nHost: {addr}\r\n"),
+        b"x=1",
+    )
+    .await;
+    assert_eq!(reply.status, 405);
+    // Not HTTP at all: the connection is closed or answered 400, and the server goes on.
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    raw.write_all(b"\x16\x03\x01\x00\xff garbage\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut sink)).await;
+    assert_eq!(get(addr, "/metrics", "").await.status, 200);
+}
+
+#[tokio::test]
+async fn admin_actions_need_the_session_token_and_origin() {
+    let (server, appliance) = start(config(true, true)).await;
+    let addr = server.local_addr();
+    let page = get(addr, "/stats", &auth(ADMIN)).await;
+    let (cookie, token) = session_of(&page);
+    let logged_in = format!("{}Cookie: {cookie}\r\n", auth(ADMIN));
+    let form = format!("s=s1&s=s2&b=web&action=drain&token={token}");
+
+    // No token, a wrong token, no cookie, or no login: refused, nothing done.
+    let reply = post(addr, &logged_in, "s=s1&b=web&action=drain").await;
+    assert_eq!(reply.status, 403);
+    let reply = post(
+        addr,
+        &logged_in,
+        "s=s1&b=web&action=drain&token=00000000000000000000000000000000",
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(post(addr, &auth(ADMIN), &form).await.status, 403);
+    assert_eq!(
+        post(addr, &format!("Cookie: {cookie}\r\n"), &form)
+            .await
+            .status,
+        401
+    );
+    // Another site's form, with everything else right.
+    let foreign = format!("{logged_in}Origin: http://evil.example\r\n");
+    assert_eq!(post(addr, &foreign, &form).await.status, 403);
+    let wrong_port = format!("{logged_in}Origin: http://127.0.0.1:1\r\n");
+    assert_eq!(post(addr, &wrong_port, &form).await.status, 403);
+    assert!(appliance.actions().is_empty());
+
+    // The page's own form: done, and back to the page.
+    let same_origin = format!("{logged_in}Origin: http://{addr}\r\n");
+    let reply = post(addr, &same_origin, &form).await;
+    assert_eq!(reply.status, 303);
+    assert_eq!(reply.header("location"), Some("/stats"));
+    let drain = ServerAction::SetState(AdminState::Drain);
+    let web = |server: &str| ServerRef {
+        backend: "web".into(),
+        server: server.into(),
+    };
+    assert_eq!(
+        appliance.actions(),
+        [(web("s1"), drain), (web("s2"), drain)]
+    );
+
+    // The next page shows the results, once.
+    let page = get(addr, "/stats", &logged_in).await;
+    assert!(page.header("set-cookie").is_none(), "the session is reused");
+    assert!(
+        page.body
+            .contains("<p class=\"flash ok\">web/s1: set state drain done</p>")
+    );
+    assert!(
+        page.body
+            .contains("<p class=\"flash ok\">web/s2: set state drain done</p>")
+    );
+    let page = get(addr, "/stats", &logged_in).await;
+    assert!(!page.body.contains("class=\"flash"));
+
+    // Errors show too: the appliance's, and the form's own.
+    let reply = post(
+        addr,
+        &logged_in,
+        &format!("s=ghost&b=web&action=maint&token={token}"),
+    )
+    .await;
+    assert_eq!(reply.status, 303);
+    let page = get(addr, "/stats", &logged_in).await;
+    assert!(
+        page.body
+            .contains("<p class=\"flash error\">web/ghost: no such server</p>")
+    );
+    post(
+        addr,
+        &logged_in,
+        &format!("s=s1&b=web&action=weight&weight=x&token={token}"),
+    )
+    .await;
+    let page = get(addr, "/stats", &logged_in).await;
+    assert!(
+        page.body
+            .contains("class=\"flash error\">weight must be a whole number")
+    );
+    post(
+        addr,
+        &logged_in,
+        &format!("b=web&action=ready&token={token}"),
+    )
+    .await;
+    let page = get(addr, "/stats", &logged_in).await;
+    assert!(page.body.contains("no server selected"));
+    assert_eq!(appliance.actions().len(), 2);
+
+    // From the page without auto-refresh, back to it.
+    let reply = send(
+        addr,
+        &format!(
+            "POST /stats?norefresh HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n{logged_in}"
+        ),
+        format!("s=s1&b=web&action=weight&weight=7&token={token}").as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.header("location"), Some("/stats?norefresh"));
+    assert_eq!(
+        appliance.actions()[2],
+        (web("s1"), ServerAction::SetWeight(7))
+    );
+    let page = get(addr, "/stats?norefresh", &logged_in).await;
+    assert!(!page.body.contains("http-equiv=\"refresh\""));
+    assert!(page.body.contains("action=\"/stats?norefresh\""));
+}
+
+#[tokio::test]
+async fn bad_posts_get_their_4xx() {
+    let (server, appliance) = start(config(true, true)).await;
+    let addr = server.local_addr();
+    let page = get(addr, "/stats", &auth(ADMIN)).await;
+    let (cookie, token) = session_of(&page);
+    let logged_in = format!("{}Cookie: {cookie}\r\n", auth(ADMIN));
+
+    let big = format!(
+        "s=s1&b=web&action=drain&token={token}&pad={}",
+        "x".repeat(70_000)
+    );
+    assert_eq!(post(addr, &logged_in, &big).await.status, 413);
+    // Chunked, so the size is only known while reading.
+    let chunked = send(
+        addr,
+        &format!(
+            "POST /stats HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Transfer-Encoding: chunked\r\n{logged_in}"
+        ),
+        format!("{:x}\r\n{big}\r\n0\r\n\r\n", big.len()).as_bytes(),
+    )
+    .await;
+    assert_eq!(chunked.status, 413);
+    let json = send(
+        addr,
+        &format!(
+            "POST /stats HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{logged_in}"
+        ),
+        b"{}",
+    )
+    .await;
+    assert_eq!(json.status, 415);
+    assert_eq!(post(addr, &logged_in, "%%%&&&==").await.status, 403);
+    assert!(appliance.actions().is_empty());
+}
+
+#[tokio::test]
+async fn without_users_the_page_is_open_and_actions_refused() {
+    let (server, appliance) = start(config(false, true)).await;
+    let addr = server.local_addr();
+    let page = get(addr, "/stats", "").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("row-web-s1"));
+    assert!(!page.body.contains("<form"));
+    assert!(page.header("set-cookie").is_none());
+    let reply = post(addr, "", "s=s1&b=web&action=maint").await;
+    assert_eq!(reply.status, 403);
+    assert!(appliance.actions().is_empty());
+}
+
+#[tokio::test]
+async fn with_actions_off_there_is_no_form() {
+    let (server, appliance) = start(config(true, false)).await;
+    let addr = server.local_addr();
+    let page = get(addr, "/stats", &auth(ADMIN)).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<form"));
+    assert!(page.header("set-cookie").is_none());
+    assert_eq!(
+        post(addr, &auth(ADMIN), "s=s1&b=web&action=maint")
+            .await
+            .status,
+        403
+    );
+    assert!(appliance.actions().is_empty());
+}
+
+#[tokio::test]
+async fn hide_version_leaves_it_out() {
+    let mut config = config(false, false);
+    config.hide_version = true;
+    let (server, _) = start(config).await;
+    let addr = server.local_addr();
+    let page = get(addr, "/stats", "").await;
+    assert!(!page.body.contains(VERSION));
+    assert!(page.header("server").is_none());
+    assert!(!get(addr, "/stats;csv", "").await.body.contains(VERSION));
+}
+
+#[tokio::test]
+async fn stopping_closes_the_port() {
+    let (server, _) = start(config(false, false)).await;
+    let addr = server.local_addr();
+    assert_eq!(get(addr, "/stats", "").await.status, 200);
+    // A connection in progress does not keep stop from returning.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /stats HTTP/1.1\r\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after stop"
+    );
+    // Closed: an end of stream, or a reset for the request bytes left unread.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection is still open");
+    // The address is free for the next server at once.
+    let mut again = config(false, false);
+    again.listen = addr;
+    let (server, _) = start(again).await;
+    assert_eq!(get(addr, "/stats", "").await.status, 200);
+    drop(server);
+
+    let (server, _) = start(config(false, false)).await;
+    let addr = server.local_addr();
+    drop(server);
+    let mut refused = false;
+    for _ in 0..100 {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "still accepting after drop");
+}
+
+fn test_cert() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/admin/testdata/localhost.pem")
+}
+
+#[tokio::test]
+async fn https_serves_the_page_with_a_secure_cookie() {
+    use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+
+    let mut config = config(true, true);
+    config.tls_cert = Some(test_cert());
+    let (server, _) = start(config).await;
+    let addr = server.local_addr();
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(test_cert()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let reply = exchange(
+        tls,
+        &format!(
+            "GET /stats HTTP/1.1\r\nHost: localhost:{}\r\n{}",
+            addr.port(),
+            auth(ADMIN)
+        ),
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("set-cookie").unwrap().ends_with("; Secure"));
+
+    // Plain HTTP on the HTTPS port gets nowhere.
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut sink)).await;
+    assert!(!String::from_utf8_lossy(&sink).contains("200 OK"));
+}
+
+#[tokio::test]
+async fn a_bad_certificate_file_is_a_clear_error() {
+    let mut config = config(true, true);
+    config.tls_cert = Some(PathBuf::from("/nonexistent/admin.pem"));
+    let appliance = Arc::new(TestAppliance::default());
+    let error = AdminServer::start(config, prometheus::Registry::new(), appliance, VERSION)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("/nonexistent/admin.pem"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn rates_are_sampled_while_the_server_runs() {
+    // The appliance's stot grows by 5 per snapshot; after the sampler's first two ticks the
+    // page shows a rate.
+    #[derive(Debug, Default)]
+    struct Growing(Mutex<u64>);
+    impl Appliance for Growing {
+        fn snapshot(&self) -> Snapshot {
+            let mut n = self.0.lock().unwrap();
+            *n += 5;
+            let mut row = Row::new("web", "s1", RowKind::Server);
+            row.stot = *n;
+            Snapshot {
+                proxies: vec![ProxyStats {
+                    name: "web".into(),
+                    kind: ProxyKind::Backend,
+                    mode: "http".into(),
+                    rows: vec![row],
+                }],
+                ..Snapshot::default()
+            }
+        }
+        fn server_action(&self, _: &ServerRef, _: ServerAction) -> Result<String, String> {
+            Err("no".into())
+        }
+    }
+    let server = AdminServer::start(
+        config(false, false),
+        prometheus::Registry::new(),
+        Arc::new(Growing::default()),
+        VERSION,
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let mut rate = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let reply = get(addr, "/stats", "Accept: application/json\r\n").await;
+        let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        rate = json["proxies"][0]["rows"][0]["rate_max"].as_u64().unwrap();
+        if rate > 0 {
+            break;
+        }
+    }
+    assert!(rate > 0, "no rate after 5s");
+}

@@ -1,0 +1,169 @@
+//! `[admin]`: the admin web server's section, as users write it (see docs/config.md §6), and the
+//! validated [`AdminConfig`] built from it.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use fulcrum_common::{ConfigError, Duration, Spanned, secret};
+use serde::Deserialize;
+
+/// `[admin]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Where the admin web server listens; separate from every traffic listener.
+    pub listen: Spanned<SocketAddr>,
+    /// The stats page; its CSV is at `STATS_PATH;csv`, its JSON answers `Accept: application/json`.
+    #[serde(default = "default_stats_path")]
+    pub stats_path: Spanned<String>,
+    /// Prometheus text format, without authentication (scrapers).
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: Spanned<String>,
+    /// Users allowed on the stats page (HTTP basic auth). Empty: the page is open to anyone who
+    /// reaches `listen`, and admin actions are refused.
+    #[serde(default)]
+    pub users: Vec<UserSection>,
+    /// Leave the version out of the page (HAProxy's `stats hide-version`).
+    #[serde(default)]
+    pub hide_version: bool,
+    /// Let authenticated users act on servers from the page (HAProxy's `stats admin if TRUE`).
+    #[serde(default)]
+    pub admin_actions: bool,
+    /// How often the page reloads itself.
+    #[serde(default = "default_refresh")]
+    pub refresh: Spanned<Duration>,
+    /// Serve HTTPS instead of HTTP.
+    pub tls: Option<AdminTlsSection>,
+}
+
+/// One `users` entry: `{ name = "admin", password = "..." }` or `password_file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    pub name: Spanned<String>,
+    pub password: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<PathBuf>>,
+}
+
+/// `tls = { cert = "etc/tls/admin.pem" }`: one PEM file with the chain and its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTlsSection {
+    pub cert: Spanned<PathBuf>,
+}
+
+fn default_stats_path() -> Spanned<String> {
+    Spanned::new(0..0, "/stats".to_owned())
+}
+
+fn default_metrics_path() -> Spanned<String> {
+    Spanned::new(0..0, "/metrics".to_owned())
+}
+
+fn default_refresh() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration::from_secs(5))
+}
+
+/// A checked `[admin]`. Compared on reload: the admin server restarts only when it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub stats_path: String,
+    pub metrics_path: String,
+    pub users: Vec<User>,
+    pub hide_version: bool,
+    pub admin_actions: bool,
+    pub refresh: std::time::Duration,
+    /// The PEM file (chain + key) to serve HTTPS with.
+    pub tls_cert: Option<PathBuf>,
+}
+
+/// A user of the stats page.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminSection {
+    /// Checks the section; every problem is reported, each at its key.
+    pub fn build(&self) -> Result<AdminConfig, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        for path in [&self.stats_path, &self.metrics_path] {
+            if !path.get_ref().starts_with('/') || path.get_ref().contains(['?', '#', ';']) {
+                errors.push(ConfigError::at(
+                    path,
+                    format!(
+                        "`{}` is not a path: write one that starts with `/`, without `?`, `#` or `;`",
+                        path.get_ref()
+                    ),
+                ));
+            }
+        }
+        if self.stats_path.get_ref() == self.metrics_path.get_ref() {
+            errors.push(ConfigError::at(
+                &self.metrics_path,
+                "`metrics_path` and `stats_path` must differ",
+            ));
+        }
+        let refresh = self.refresh.get_ref().get();
+        if refresh < std::time::Duration::from_secs(1) {
+            errors.push(ConfigError::at(
+                &self.refresh,
+                "`refresh` must be at least 1s",
+            ));
+        }
+        let mut users = Vec::new();
+        for user in &self.users {
+            let name = user.name.get_ref();
+            if name.is_empty() || name.contains(':') {
+                errors.push(ConfigError::at(
+                    &user.name,
+                    "a user name must be non-empty and without `:` (HTTP basic auth)",
+                ));
+            }
+            if users.iter().any(|u: &User| &u.name == name) {
+                errors.push(ConfigError::at(
+                    &user.name,
+                    format!("user `{name}` is listed twice"),
+                ));
+            }
+            match secret::resolve(
+                "password",
+                user.password.as_ref(),
+                user.password_file.as_ref(),
+            ) {
+                Ok(Some(password)) => users.push(User {
+                    name: name.clone(),
+                    password,
+                }),
+                Ok(None) => errors.push(ConfigError::at(
+                    &user.name,
+                    format!("user `{name}` needs a `password` or a `password_file`"),
+                )),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(AdminConfig {
+                listen: *self.listen.get_ref(),
+                stats_path: self.stats_path.get_ref().clone(),
+                metrics_path: self.metrics_path.get_ref().clone(),
+                users,
+                hide_version: self.hide_version,
+                admin_actions: self.admin_actions,
+                refresh,
+                tls_cert: self.tls.as_ref().map(|t| t.cert.get_ref().clone()),
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}

@@ -1,0 +1,831 @@
+//! The operator's view of a running proxy: HAProxy's stats rows, the Prometheus families drawn
+//! from the same numbers, and admin actions on servers, against a real proxy on 127.0.0.1:0 in
+//! front of tiny local origins.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use fulcrum_common::{
+    action::{AdminState, ServerAction, ServerRef},
+    stats::{ProxyKind, ProxyStats, Row},
+};
+use fulcrum_proxy::{
+    ActionError, Config, Event, Proxy,
+    config::{
+        Sections,
+        l4_section::VirtualServerSection,
+        section::{BackendSection, FrontendSection},
+    },
+    state::ServerStatus,
+};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus::proto::MetricFamily;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// Longest any wait may take before it is a failure.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[derive(serde::Deserialize)]
+struct File {
+    #[serde(default)]
+    frontend: BTreeMap<String, FrontendSection>,
+    #[serde(default)]
+    backend: BTreeMap<String, BackendSection>,
+    #[serde(default)]
+    virtual_server: BTreeMap<String, VirtualServerSection>,
+}
+
+fn config(toml_text: &str) -> Config {
+    let file: File = toml::from_str(toml_text).unwrap();
+    let sections = Sections {
+        frontend: file.frontend,
+        backend: file.backend,
+        virtual_server: file.virtual_server,
+        ..Sections::default()
+    };
+    fulcrum_proxy::config::build(&sections).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// An HTTP/1.1 origin answering `GET /missing` with 404, holding `GET /slow` forever, sending
+/// only part of the body of `GET /stall`, and anything else 200 with its `name` as the body.
+async fn origin(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let Some(end) = find(&buf, b"\r\n\r\n") else {
+                        let mut chunk = [0u8; 4096];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end + 4);
+                    let path = head.split(' ').nth(1).unwrap_or("/");
+                    let response = match path {
+                        "/slow" => {
+                            std::future::pending::<()>().await;
+                            return;
+                        }
+                        "/stall" => {
+                            let part = "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc";
+                            let _ = conn.write_all(part.as_bytes()).await;
+                            std::future::pending::<()>().await;
+                            return;
+                        }
+                        "/missing" => {
+                            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_owned()
+                        }
+                        _ => format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}",
+                            name.len()
+                        ),
+                    };
+                    if conn.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One response read off a client connection.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    body: String,
+    /// The persistence cookie the proxy set, if any.
+    cookie: Option<String>,
+    /// Bytes received, head and body.
+    bytes: u64,
+}
+
+/// Sends `GET path` on `conn` and reads the response; `None` if the proxy closed the connection.
+async fn get(conn: &mut TcpStream, path: &str, cookie: Option<&str>) -> (u64, Option<Response>) {
+    let cookie = cookie.map_or(String::new(), |c| format!("cookie: SRV={c}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\n{cookie}\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let response = loop {
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + length {
+                let status = head[9..12].parse().unwrap();
+                let cookie = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("set-cookie: srv="))
+                    .map(|v| v.split(';').next().unwrap_or("").to_owned());
+                break Some(Response {
+                    status,
+                    body: String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).to_string(),
+                    cookie,
+                    bytes: buf.len() as u64,
+                });
+            }
+        }
+        match tokio::time::timeout(PATIENCE, conn.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break None,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => panic!("no response to {path} in time"),
+        }
+    };
+    (request.len() as u64, response)
+}
+
+fn proxy_of<'a>(stats: &'a [ProxyStats], name: &str) -> &'a ProxyStats {
+    stats.iter().find(|p| p.name == name).unwrap()
+}
+
+fn row<'a>(stats: &'a [ProxyStats], proxy: &str, sv: &str) -> &'a Row {
+    proxy_of(stats, proxy)
+        .rows
+        .iter()
+        .find(|r| r.svname == sv)
+        .unwrap_or_else(|| panic!("no row {proxy}/{sv}"))
+}
+
+/// The value of the series of `family` whose labels include `labels`.
+fn value(families: &[MetricFamily], family: &str, labels: &[(&str, &str)]) -> f64 {
+    let f = families
+        .iter()
+        .find(|f| f.name() == family)
+        .unwrap_or_else(|| panic!("no family {family}"));
+    let m = f
+        .get_metric()
+        .iter()
+        .find(|m| {
+            labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            })
+        })
+        .unwrap_or_else(|| panic!("no series {family}{labels:?}"));
+    match f.get_field_type() {
+        prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
+        prometheus::proto::MetricType::GAUGE => m.get_gauge().get_value(),
+        prometheus::proto::MetricType::HISTOGRAM => m.get_histogram().get_sample_count() as f64,
+        other => panic!("{family}: unexpected type {other:?}"),
+    }
+}
+
+/// Polls `stats` until `done` holds.
+async fn wait_for(proxy: &Proxy, what: &str, done: impl Fn(&[ProxyStats]) -> bool) {
+    let started = Instant::now();
+    loop {
+        if done(&proxy.stats()) {
+            return;
+        }
+        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const N: u64 = 10;
+const MISSING: u64 = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stats_and_metrics_count_every_request_exactly() {
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let proxy = Proxy::start(config(&format!(
+        r#"
+[frontend.web]
+bind = ["127.0.0.1:0"]
+default_backend = "app"
+max_connections = 100
+
+[backend.app]
+balance = "roundrobin"
+servers = [
+  {{ name = "s1", address = "{s1}", max_connections = 50 }},
+  {{ name = "s2", address = "{s2}", weight = 3 }},
+  {{ name = "spare", address = "{s1}", backup = true }},
+]
+
+[virtual_server.vs]
+listen = "127.0.0.1:0"
+real_servers = [{{ address = "{s2}", upper_threshold = 9 }}]
+"#
+    )))
+    .unwrap();
+    let registry = prometheus::Registry::new();
+    proxy.register_metrics(&registry).unwrap();
+    assert!(
+        proxy.register_metrics(&registry).is_err(),
+        "a registry takes the proxy's families once"
+    );
+    let web = proxy.listeners()[0].bound;
+
+    let mut client = TcpStream::connect(web).await.unwrap();
+    let (mut sent, mut received) = (0, 0);
+    let mut bodies = Vec::new();
+    for i in 0..N + MISSING {
+        let path = if i < N { "/" } else { "/missing" };
+        let (req, res) = get(&mut client, path, None).await;
+        let res = res.unwrap();
+        assert_eq!(res.status, if i < N { 200 } else { 404 });
+        sent += req;
+        received += res.bytes;
+        bodies.push(res.body);
+    }
+    // The L4 service relays one connection carrying two requests.
+    let vs = proxy.l4_status()[0].address;
+    let mut l4_client = TcpStream::connect(vs).await.unwrap();
+    let mut l4_sent = 0;
+    let mut l4_received = 0;
+    for _ in 0..2 {
+        let (req, res) = get(&mut l4_client, "/", None).await;
+        l4_sent += req;
+        l4_received += res.unwrap().bytes;
+    }
+    drop(l4_client);
+    drop(client);
+    wait_for(&proxy, "connections to close", |s| {
+        row(s, "web", "FRONTEND").scur == 0 && row(s, "vs", "BACKEND").scur == 0
+    })
+    .await;
+
+    let stats = proxy.stats();
+    let kinds: Vec<_> = stats.iter().map(|p| (p.name.as_str(), p.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("web", ProxyKind::Frontend),
+            ("app", ProxyKind::Backend),
+            ("vs", ProxyKind::VirtualService)
+        ]
+    );
+
+    let fe = row(&stats, "web", "FRONTEND");
+    assert_eq!(fe.status, "OPEN");
+    assert_eq!(fe.req_tot, Some(N + MISSING));
+    assert_eq!((fe.hrsp_2xx, fe.hrsp_4xx, fe.hrsp_5xx), (N, MISSING, 0));
+    assert_eq!((fe.stot, fe.smax, fe.slim), (1, 1, Some(100)));
+    assert_eq!((fe.bin, fe.bout), (sent, received));
+    assert_eq!(fe.ereq, Some(0));
+
+    // Round robin with weights 1 and 3: a quarter to s1.
+    let (r1, r2) = (row(&stats, "app", "s1"), row(&stats, "app", "s2"));
+    let to_s1 = bodies.iter().filter(|b| *b == "s1").count() as u64;
+    assert_eq!(r1.stot + r2.stot, N + MISSING);
+    assert_eq!(r1.lbtot, Some(r1.stot));
+    assert_eq!(r1.hrsp_2xx, to_s1);
+    assert_eq!(r2.hrsp_2xx, N - to_s1);
+    assert!(
+        to_s1 > 0 && to_s1 < N / 2,
+        "weights 1 and 3: {to_s1} of {N}"
+    );
+    assert_eq!(r1.status, "no check");
+    assert_eq!(r1.check_enabled, Some(false));
+    assert_eq!(r1.slim, Some(50));
+    assert_eq!((r2.weight, r2.config_weight), (Some(3), Some(3)));
+    assert!(r1.lastsess.is_some_and(|s| s < 5), "{:?}", r1.lastsess);
+    let spare = row(&stats, "app", "spare");
+    assert_eq!((spare.act, spare.bck, spare.stot), (Some(0), Some(1), 0));
+    assert_eq!(spare.lastsess, None);
+
+    let be = row(&stats, "app", "BACKEND");
+    assert_eq!(be.status, "UP");
+    assert_eq!((be.stot, be.lbtot), (N + MISSING, Some(N + MISSING)));
+    assert_eq!((be.hrsp_2xx, be.hrsp_4xx), (N, MISSING));
+    assert_eq!(
+        be.bout, received,
+        "every byte the client got came from a server"
+    );
+    assert_eq!((be.act, be.bck, be.weight), (Some(2), Some(1), Some(4)));
+    assert_eq!((be.qcur, be.qmax), (Some(0), Some(0)));
+    assert_eq!(
+        (be.econ, be.eresp, be.wretr, be.wredis),
+        (Some(0), Some(0), Some(0), Some(0))
+    );
+    assert_eq!(be.downtime, Some(0));
+
+    let vs_name = format!("{s2}");
+    let real = row(&stats, "vs", &vs_name);
+    assert_eq!(proxy_of(&stats, "vs").mode, "tcp");
+    assert_eq!(real.addr.as_deref(), Some(vs_name.as_str()));
+    assert_eq!((real.stot, real.lbtot, real.slim), (1, Some(1), Some(9)));
+    assert_eq!((real.bin, real.bout), (l4_sent, l4_received));
+    assert_eq!(real.status, "no check");
+    let vs_row = row(&stats, "vs", "BACKEND");
+    assert_eq!(
+        (vs_row.stot, vs_row.bin, vs_row.bout),
+        (1, l4_sent, l4_received)
+    );
+    assert_eq!((vs_row.status.as_str(), vs_row.act), ("UP", Some(1)));
+
+    // The metrics are the same numbers.
+    let families = registry.gather();
+    let web = [("proxy", "web")];
+    let app = [("proxy", "app")];
+    assert_eq!(
+        value(&families, "fulcrum_frontend_http_requests_total", &web),
+        (N + MISSING) as f64
+    );
+    assert_eq!(
+        value(
+            &families,
+            "fulcrum_frontend_http_responses_total",
+            &[("proxy", "web"), ("code", "2xx")]
+        ),
+        N as f64
+    );
+    assert_eq!(
+        value(
+            &families,
+            "fulcrum_frontend_http_responses_total",
+            &[("proxy", "web"), ("code", "4xx")]
+        ),
+        MISSING as f64
+    );
+    assert_eq!(
+        value(&families, "fulcrum_frontend_bytes_out_total", &web),
+        received as f64
+    );
+    assert_eq!(
+        value(&families, "fulcrum_frontend_limit_sessions", &web),
+        100.0
+    );
+    assert_eq!(
+        value(&families, "fulcrum_backend_sessions_total", &app),
+        (N + MISSING) as f64
+    );
+    assert_eq!(value(&families, "fulcrum_backend_status", &app), 1.0);
+    assert_eq!(value(&families, "fulcrum_backend_weight", &app), 4.0);
+    assert_eq!(
+        value(
+            &families,
+            "fulcrum_backend_http_response_time_seconds",
+            &app
+        ),
+        (N + MISSING) as f64,
+        "one response time per response"
+    );
+    let s1_labels = [("proxy", "app"), ("server", "s1")];
+    assert_eq!(
+        value(&families, "fulcrum_server_sessions_total", &s1_labels),
+        r1.stot as f64
+    );
+    assert_eq!(
+        value(
+            &families,
+            "fulcrum_server_http_response_time_seconds",
+            &s1_labels
+        ),
+        r1.stot as f64
+    );
+    assert_eq!(
+        value(
+            &families,
+            "fulcrum_server_status",
+            &[("server", "s1"), ("state", "NOCHECK")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &families,
+            "fulcrum_server_status",
+            &[("server", "s1"), ("state", "UP")]
+        ),
+        0.0
+    );
+    let real_labels = [("virtual_service", "vs"), ("server", vs_name.as_str())];
+    assert_eq!(
+        value(
+            &families,
+            "fulcrum_real_server_connections_total",
+            &real_labels
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &families,
+            "fulcrum_real_server_bytes_in_total",
+            &real_labels
+        ),
+        l4_sent as f64
+    );
+    assert_eq!(
+        value(
+            &families,
+            "fulcrum_real_server_inactive_connections",
+            &real_labels
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &families,
+            "fulcrum_virtual_service_connections_total",
+            &[("virtual_service", "vs")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &families,
+            "fulcrum_virtual_service_no_server_total",
+            &[("virtual_service", "vs")]
+        ),
+        0.0
+    );
+
+    promtool_check(&families);
+}
+
+/// Runs `promtool check metrics` on the text exposition, when promtool is installed (Debian's
+/// `prometheus` package); without it the check is skipped, saying so.
+fn promtool_check(families: &[MetricFamily]) {
+    use prometheus::Encoder;
+    let mut text = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(families, &mut text)
+        .unwrap();
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool not found: the exposition format lint is skipped");
+        return;
+    };
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&text).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics:\n{}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&text),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_actions_change_servers_and_say_what_changed() {
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let proxy = Proxy::start(config(&format!(
+        r#"
+[frontend.web]
+bind = ["127.0.0.1:0"]
+default_backend = "app"
+
+[backend.app]
+cookie = {{ name = "SRV", mode = "insert" }}
+servers = [{{ name = "s1", address = "{s1}" }}, {{ name = "s2", address = "{s2}" }}]
+
+[backend.checked]
+health_check = {{ type = "tcp", interval = "50ms" }}
+servers = [{{ name = "c1", address = "{s1}" }}]
+
+[virtual_server.vs]
+listen = "127.0.0.1:0"
+real_servers = [{{ address = "{s2}" }}]
+"#
+    )))
+    .unwrap();
+    let mut events = proxy.subscribe();
+    let web = proxy.listeners()[0].bound;
+    let at = |backend: &str, server: &str| ServerRef {
+        backend: backend.to_owned(),
+        server: server.to_owned(),
+    };
+
+    // A client stuck to s2 by its cookie.
+    let mut sticky = TcpStream::connect(web).await.unwrap();
+    let mut cookie = None;
+    while cookie.as_deref() != Some("s2") {
+        let (_, res) = get(&mut sticky, "/", None).await;
+        cookie = res.unwrap().cookie;
+    }
+
+    let drained = proxy
+        .server_action(&at("app", "s2"), ServerAction::SetState(AdminState::Drain))
+        .unwrap();
+    assert_eq!(drained, "app/s2: UP -> DRAIN");
+    let event = events.recv().await.unwrap();
+    assert_eq!(
+        event,
+        Event::ServerStatus {
+            backend: "app".to_owned(),
+            server: "s2".to_owned(),
+            from: ServerStatus::Up,
+            to: ServerStatus::Drain,
+            reason: "admin action: set state drain".to_owned(),
+        }
+    );
+    assert_eq!(row(&proxy.stats(), "app", "s2").status, "DRAIN");
+    for _ in 0..4 {
+        let (_, res) = get(&mut sticky, "/", Some("s2")).await;
+        assert_eq!(
+            res.unwrap().body,
+            "s2",
+            "a sticky client of a DRAIN server stays"
+        );
+        let mut fresh = TcpStream::connect(web).await.unwrap();
+        let (_, res) = get(&mut fresh, "/", None).await;
+        assert_eq!(
+            res.unwrap().body,
+            "s1",
+            "a new client does not go to a DRAIN server"
+        );
+    }
+    assert_eq!(
+        proxy
+            .server_action(&at("app", "s2"), ServerAction::SetState(AdminState::Ready))
+            .unwrap(),
+        "app/s2: DRAIN -> UP"
+    );
+
+    assert_eq!(
+        proxy
+            .server_action(&at("app", "s1"), ServerAction::SetWeight(5))
+            .unwrap(),
+        "app/s1: weight 1 -> 5"
+    );
+    let stats = proxy.stats();
+    assert_eq!(
+        (
+            row(&stats, "app", "s1").weight,
+            row(&stats, "app", "s1").config_weight
+        ),
+        (Some(5), Some(1))
+    );
+    let too_heavy = proxy
+        .server_action(&at("app", "s1"), ServerAction::SetWeight(257))
+        .unwrap_err();
+    assert_eq!(
+        too_heavy.to_string(),
+        "app/s1: weight 257 is out of range, it must be 0 to 256"
+    );
+    let real = proxy.l4_status()[0].real_servers[0].address.to_string();
+    assert_eq!(
+        proxy
+            .server_action(&at("vs", &real), ServerAction::SetWeight(1000))
+            .unwrap(),
+        format!("vs/{real}: weight 1 -> 1000"),
+        "IPVS weights go to 65535"
+    );
+    assert!(matches!(
+        proxy.server_action(&at("vs", &real), ServerAction::SetWeight(65_536)),
+        Err(ActionError::WeightOutOfRange { max: 65_535, .. })
+    ));
+    assert_eq!(
+        proxy
+            .server_action(&at("app", "nope"), ServerAction::SetWeight(1))
+            .unwrap_err()
+            .to_string(),
+        "`app` has no server `nope`; its servers are: s1, s2"
+    );
+    assert_eq!(
+        proxy
+            .server_action(&at("nope", "s1"), ServerAction::SetWeight(1))
+            .unwrap_err(),
+        ActionError::UnknownBackend("nope".to_owned())
+    );
+    assert_eq!(
+        proxy
+            .server_action(&at("app", "s1"), ServerAction::DisableHealth)
+            .unwrap_err(),
+        ActionError::NoHealthCheck("app/s1".to_owned())
+    );
+
+    // Health checks off and on again.
+    wait_for(&proxy, "a first check", |s| {
+        row(s, "checked", "c1").check_status.as_deref() == Some("L4OK")
+    })
+    .await;
+    let c1 = row(&proxy.stats(), "checked", "c1").clone();
+    assert_eq!(c1.check_enabled, Some(true));
+    assert!(c1.status.starts_with("UP"), "{}", c1.status);
+    assert_eq!(
+        proxy
+            .server_action(&at("checked", "c1"), ServerAction::DisableHealth)
+            .unwrap(),
+        "checked/c1: health checks disabled, UP -> UP"
+    );
+    let c1 = row(&proxy.stats(), "checked", "c1").clone();
+    assert_eq!(
+        (c1.status.as_str(), c1.check_enabled),
+        ("no check", Some(false))
+    );
+    assert_eq!(c1.check_status, None);
+    proxy
+        .server_action(&at("checked", "c1"), ServerAction::EnableHealth)
+        .unwrap();
+    wait_for(&proxy, "checks to bring c1 fully UP", |s| {
+        row(s, "checked", "c1").status == "UP"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_sessions_ends_what_a_server_serves_now_and_nothing_later() {
+    let s1 = origin("s1").await;
+    let proxy = Proxy::start(config(&format!(
+        r#"
+[frontend.web]
+bind = ["127.0.0.1:0"]
+default_backend = "app"
+
+[backend.app]
+servers = [{{ name = "s1", address = "{s1}" }}]
+
+[virtual_server.vs]
+listen = "127.0.0.1:0"
+real_servers = [{{ address = "{s1}" }}]
+"#
+    )))
+    .unwrap();
+    let web = proxy.listeners()[0].bound;
+    let vs = proxy.l4_status()[0].address;
+    let real = format!("{s1}");
+
+    // An HTTP request waiting for its response, and an idle L4 connection.
+    let slow = tokio::spawn(async move {
+        let mut conn = TcpStream::connect(web).await.unwrap();
+        get(&mut conn, "/slow", None).await.1
+    });
+    let mut l4 = TcpStream::connect(vs).await.unwrap();
+    let (_, res) = get(&mut l4, "/", None).await;
+    assert_eq!(res.unwrap().status, 200);
+    wait_for(&proxy, "the slow request to reach s1", |s| {
+        row(s, "app", "s1").scur == 1
+    })
+    .await;
+
+    let message = proxy
+        .server_action(
+            &ServerRef {
+                backend: "app".to_owned(),
+                server: "s1".to_owned(),
+            },
+            ServerAction::ShutdownSessions,
+        )
+        .unwrap();
+    assert_eq!(message, "app/s1: 1 sessions shut down");
+    let cut = tokio::time::timeout(PATIENCE, slow).await.unwrap().unwrap();
+    assert!(cut.is_none(), "the client connection is closed: {cut:?}");
+    assert_eq!(row(&proxy.stats(), "app", "s1").scur, 0);
+
+    proxy
+        .server_action(
+            &ServerRef {
+                backend: "vs".to_owned(),
+                server: real.clone(),
+            },
+            ServerAction::ShutdownSessions,
+        )
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(PATIENCE, l4.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the relayed connection is reset: {read:?}"
+    );
+
+    // Later sessions are served as usual.
+    let mut conn = TcpStream::connect(web).await.unwrap();
+    assert_eq!(get(&mut conn, "/", None).await.1.unwrap().body, "s1");
+    let mut l4 = TcpStream::connect(vs).await.unwrap();
+    assert_eq!(get(&mut l4, "/", None).await.1.unwrap().body, "s1");
+}
+
+/// An HTTP/2 (h2c) client connection to `addr`.
+async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>> {
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+fn h2_get(path: &str) -> http::Request<Empty<bytes::Bytes>> {
+    http::Request::get(format!("http://test{path}"))
+        .body(Empty::new())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h2_requests_are_counted_and_cut_as_h1_ones() {
+    let s1 = origin("s1").await;
+    let proxy = Proxy::start(config(&format!(
+        r#"
+[frontend.web]
+bind = ["127.0.0.1:0"]
+default_backend = "app"
+
+[backend.app]
+servers = [{{ name = "s1", address = "{s1}" }}]
+"#
+    )))
+    .unwrap();
+    let web = proxy.listeners()[0].bound;
+    let mut client = h2(web).await;
+    for _ in 0..N {
+        let res = client.send_request(h2_get("/")).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"s1");
+    }
+    let stats = proxy.stats();
+    assert_eq!(row(&stats, "web", "FRONTEND").req_tot, Some(N));
+    let s1_row = row(&stats, "app", "s1");
+    assert_eq!((s1_row.stot, s1_row.hrsp_2xx), (N, N));
+    let registry = prometheus::Registry::new();
+    proxy.register_metrics(&registry).unwrap();
+    assert_eq!(
+        value(
+            &registry.gather(),
+            "fulcrum_server_http_response_time_seconds",
+            &[("server", "s1")]
+        ),
+        N as f64
+    );
+
+    // Shutting s1's sessions down cuts a request waiting for its response (503) and one
+    // whose body is on its way (the stream is reset), on HTTP/2 and HTTP/1 alike.
+    let waiting = tokio::spawn({
+        let mut client = client.clone();
+        async move { client.send_request(h2_get("/slow")).await.unwrap().status() }
+    });
+    let stalled = client.send_request(h2_get("/stall")).await.unwrap();
+    let mut h1 = TcpStream::connect(web).await.unwrap();
+    h1.write_all(b"GET /stall HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    wait_for(&proxy, "three requests on s1", |s| {
+        row(s, "app", "s1").scur == 3
+    })
+    .await;
+    let s1_ref = ServerRef {
+        backend: "app".to_owned(),
+        server: "s1".to_owned(),
+    };
+    assert_eq!(
+        proxy
+            .server_action(&s1_ref, ServerAction::ShutdownSessions)
+            .unwrap(),
+        "app/s1: 3 sessions shut down"
+    );
+    let status = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 503);
+    let body = tokio::time::timeout(PATIENCE, stalled.into_body().collect())
+        .await
+        .unwrap();
+    assert!(body.is_err(), "a cut body is an error, not a short body");
+    let mut received = Vec::new();
+    let end = tokio::time::timeout(PATIENCE, h1.read_to_end(&mut received))
+        .await
+        .unwrap();
+    assert!(end.is_ok() || !received.is_empty());
+    assert!(
+        received.ends_with(b"abc"),
+        "the head and what came of the body, then the close"
+    );
+    wait_for(&proxy, "s1's slots to be free", |s| {
+        row(s, "app", "s1").scur == 0
+    })
+    .await;
+}

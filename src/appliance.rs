@@ -1,0 +1,32 @@
+//! The running modules seen as one appliance by the admin server and the control socket: one
+//! [`Snapshot`] of every module, and server actions routed to the proxy.
+
+use std::sync::Arc;
+
+use fulcrum_common::{
+    action::{ServerAction, ServerRef},
+    stats::Snapshot,
+};
+use fulcrum_proxy::Proxy;
+
+/// The modules this process runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Appliance {
+    pub(crate) proxy: Arc<Proxy>,
+}
+
+impl fulcrum_monitoring::Appliance for Appliance {
+    fn snapshot(&self) -> Snapshot {
+        // VRRP, volumes and sync sets stay empty until their modules run here.
+        Snapshot {
+            proxies: self.proxy.stats(),
+            ..Snapshot::default()
+        }
+    }
+
+    fn server_action(&self, server: &ServerRef, action: ServerAction) -> Result<String, String> {
+        self.proxy
+            .server_action(server, action)
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,188 @@
+//! The local control socket (`[global] control_socket`): a unix socket on which the running
+//! process answers `fulcrum status` and `fulcrum ctl`, as HAProxy's stats socket answers its
+//! runtime API.
+//!
+//! The protocol is one request line (see [`command`]), answered with text (JSON for `show l4`
+//! and `show stat json`, CSV for `show stat`), then the connection closes; an answer that starts
+//! with `error: ` is a refusal. The socket is created mode 0600: whoever can read the process's
+//! state may use it, nobody else. Every action is logged with the uid of the peer.
+
+pub(crate) mod command;
+
+use std::{
+    io,
+    os::unix::fs::{FileTypeExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use self::command::Request;
+use crate::appliance::Appliance;
+use fulcrum_common::stats::{RowKind, Snapshot};
+use fulcrum_monitoring::Appliance as _;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+};
+
+/// The request `fulcrum status l4` sends.
+pub(crate) const SHOW_L4: &str = "show l4";
+
+/// How an answer that refuses a request starts.
+pub(crate) const ERROR_PREFIX: &str = "error: ";
+
+/// The longest request line read.
+const MAX_REQUEST: u64 = 1024;
+
+/// The bound socket; the file is removed when this drops.
+#[derive(Debug)]
+pub(crate) struct ControlSocket {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds `path` and serves it. A stale socket file (no process behind it) is replaced; a live one
+/// is left to its owner and reported as an error.
+pub(crate) async fn start(path: &Path, appliance: Arc<Appliance>) -> io::Result<ControlSocket> {
+    if UnixStream::connect(path).await.is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another running fulcrum answers on it",
+        ));
+    }
+    // Only a socket is ours to replace: a regular file at that path is a mistake in the config.
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let appliance = Arc::clone(&appliance);
+            tokio::spawn(async move {
+                if let Err(error) = answer(stream, &appliance).await {
+                    tracing::debug!(%error, "control socket client failed");
+                }
+            });
+        }
+    });
+    Ok(ControlSocket {
+        path: path.to_owned(),
+        task,
+    })
+}
+
+/// Reads one request line and writes its answer.
+async fn answer(stream: UnixStream, appliance: &Appliance) -> io::Result<()> {
+    let peer = stream
+        .peer_cred()
+        .map_or_else(|_| "unknown".to_owned(), |c| format!("uid {}", c.uid()));
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read.take(MAX_REQUEST))
+        .read_line(&mut line)
+        .await?;
+    let reply = match command::parse(&line) {
+        Ok(request) => reply(request, appliance, &peer)?,
+        Err(error) => format!("{ERROR_PREFIX}{error}\n"),
+    };
+    write.write_all(reply.as_bytes()).await?;
+    write.shutdown().await
+}
+
+/// The answer to one request.
+fn reply(request: Request, appliance: &Appliance, peer: &str) -> io::Result<String> {
+    Ok(match request {
+        Request::ShowL4 => json_line(&appliance.proxy.l4_status())?,
+        Request::ShowStatJson => json_line(&appliance.snapshot())?,
+        Request::ShowStat => fulcrum_monitoring::admin::csv::csv(&appliance.snapshot()),
+        Request::ShowServersState => servers_state(&appliance.snapshot()),
+        Request::Help => command::HELP.to_owned(),
+        Request::Server(server, action) => match appliance.server_action(&server, action) {
+            Ok(message) => {
+                tracing::info!(user = peer, %server, %action, result = %message, "control socket: server action");
+                format!("{message}\n")
+            }
+            Err(error) => {
+                tracing::warn!(user = peer, %server, %action, %error, "control socket: server action refused");
+                format!("{ERROR_PREFIX}{error}\n")
+            }
+        },
+    })
+}
+
+/// `value` as one line of JSON.
+fn json_line(value: &impl serde::Serialize) -> io::Result<String> {
+    let mut line = serde_json::to_string(value).map_err(io::Error::other)?;
+    line.push('\n');
+    Ok(line)
+}
+
+/// `show servers state`: one line per server, space separated, after a `#` header naming the
+/// columns (HAProxy's own columns are about its state file; these are the ones operators read).
+fn servers_state(snapshot: &Snapshot) -> String {
+    let mut out = String::from("# backend server address status weight config_weight check\n");
+    let rows = snapshot.proxies.iter().flat_map(|p| &p.rows);
+    for row in rows.filter(|r| r.kind == RowKind::Server) {
+        let opt = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+        out.push_str(&format!(
+            "{} {} {} {} {} {} {}\n",
+            row.pxname,
+            row.svname,
+            row.addr.as_deref().unwrap_or("-"),
+            row.status.replace(' ', "_"),
+            opt(row.weight),
+            opt(row.config_weight),
+            row.check_status.as_deref().unwrap_or("-"),
+        ));
+    }
+    out
+}
+
+/// The socket a client command talks to: `--socket`, else the config's `control_socket`. Prints
+/// why when neither can be had.
+pub(crate) fn find_socket(config_path: &Path, socket: Option<&Path>) -> Option<PathBuf> {
+    if let Some(socket) = socket {
+        return Some(socket.to_owned());
+    }
+    match crate::config::load(config_path) {
+        Ok(loaded) => Some(loaded.file.global.control_socket()),
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "fulcrum: cannot read {} to find the control socket; pass --socket PATH",
+                config_path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Sends `request` to the process listening on `path` and returns its answer.
+pub(crate) fn ask(path: &Path, request: &str) -> io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(b"\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}

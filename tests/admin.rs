@@ -1,0 +1,435 @@
+//! End-to-end tests of `[admin]` against the real binary with real clients: basic auth on the
+//! stats page (curl), the CSRF token and Origin check on admin actions, Prometheus output checked
+//! by `promtool` with exact counts, CSV read by a standard CSV reader against the JSON, and the
+//! same actions from `fulcrum ctl` over the control socket.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod support;
+
+use std::{collections::HashMap, net::SocketAddr, path::Path, process::Command};
+
+use serde_json::Value;
+use support::{Fulcrum, KeepAlive, curl, origin, parse_head, require_tool};
+
+/// A site with two servers and the admin server on an ephemeral port, user `admin`/`s3cret`.
+fn site(s1: SocketAddr, s2: SocketAddr) -> String {
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+users = [{{ name = "admin", password = "s3cret" }}]
+admin_actions = true
+refresh = "60s"
+
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+balance = "roundrobin"
+cookie = {{ name = "SRV", mode = "insert" }}
+health_check = {{ type = "tcp", interval = "1s" }}
+servers = [
+  {{ name = "s1", address = "{s1}", cookie = "s1" }},
+  {{ name = "s2", address = "{s2}", cookie = "s2" }},
+]
+"#
+    )
+}
+
+/// curl's status code for `args` (a URL among them), with the response head.
+async fn status_of(args: &[&str]) -> (u16, HashMap<String, Vec<String>>, String) {
+    let mut all = vec!["-D", "-", "-o", "-"];
+    all.extend_from_slice(args);
+    let (status, out, err) = curl(&all).await;
+    assert!(status.success(), "curl failed: {err}");
+    let (code, headers) = parse_head(&out);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    (code, headers, body.unwrap_or_default())
+}
+
+/// The server rows of the JSON snapshot, by name: (status, weight).
+async fn servers(admin: SocketAddr) -> HashMap<String, Value> {
+    let (_, out, err) = curl(&[
+        "-u",
+        "admin:s3cret",
+        "-H",
+        "Accept: application/json",
+        &format!("http://{admin}/stats"),
+    ])
+    .await;
+    let snapshot: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    snapshot["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["rows"].as_array().unwrap())
+        .filter(|r| r["kind"] == "server")
+        .map(|r| (r["svname"].as_str().unwrap().to_owned(), r.clone()))
+        .collect()
+}
+
+/// A server's status without HAProxy's check progress (`UP 2/3` is UP): right after start the
+/// first checks move it towards steady UP, which is not what these tests are about.
+async fn status(admin: SocketAddr, server: &str) -> String {
+    let status = servers(admin).await[server]["status"].as_str().unwrap().to_owned();
+    status.split(' ').next().unwrap().to_owned()
+}
+
+/// The hidden `token` of the stats page's action form.
+fn form_token(page: &str) -> String {
+    let at = page
+        .find("name=\"token\"")
+        .unwrap_or_else(|| panic!("no token field in the page: {page}"));
+    let tag_start = page[..at].rfind('<').unwrap();
+    let tag_end = at + page[at..].find('>').unwrap();
+    let tag = &page[tag_start..tag_end];
+    let value = tag.split("value=\"").nth(1).unwrap();
+    value[..value.find('"').unwrap()].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_page_needs_the_right_credentials() {
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));
+    let url = format!("http://{}/stats", fulcrum.admin_addr());
+
+    let (code, headers, _) = status_of(&[&url]).await;
+    assert_eq!(code, 401, "no credentials");
+    assert!(
+        headers["www-authenticate"][0].starts_with("Basic realm="),
+        "{headers:?}"
+    );
+    let (code, _, _) = status_of(&["-u", "admin:wrong", &url]).await;
+    assert_eq!(code, 401, "wrong password");
+    let (code, _, _) = status_of(&["-u", "nobody:s3cret", &url]).await;
+    assert_eq!(code, 401, "unknown user");
+    let (code, _, _) = status_of(&["-u", "admin:wrong", &format!("{url};csv")]).await;
+    assert_eq!(code, 401, "the CSV is protected too");
+
+    let (code, headers, page) = status_of(&["-u", "admin:s3cret", &url]).await;
+    assert_eq!(code, 200);
+    assert!(headers["content-type"][0].starts_with("text/html"));
+    for name in ["web", "s1", "s2", "main"] {
+        assert!(page.contains(name), "the page names {name}");
+    }
+    let refused = fulcrum.wait_log(|l| support::message(l) == "stats login refused");
+    assert!(
+        !refused.to_string().contains("wrong"),
+        "no password in the log: {refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_need_the_session_token_and_a_same_origin() {
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));
+    let admin = fulcrum.admin_addr();
+    let url = format!("http://{admin}/stats");
+    let jar = fulcrum.dir().join("cookies.txt");
+    let jar = jar.to_str().unwrap();
+
+    let (code, _, page) = status_of(&["-u", "admin:s3cret", "-c", jar, &url]).await;
+    assert_eq!(code, 200);
+    let token = form_token(&page);
+    let drain = |token: &str| format!("b=web&s=s1&action=drain&token={token}");
+
+    // No token; a wrong token; the right token from a foreign Origin: all 403, nothing changes.
+    let no_token = "b=web&s=s1&action=drain".to_owned();
+    let wrong = drain("00000000000000000000000000000000");
+    let right = drain(&token);
+    let own_origin = format!("Origin: http://{admin}");
+    for (body, origin, why) in [
+        (&no_token, own_origin.as_str(), "without a token"),
+        (&wrong, own_origin.as_str(), "with a wrong token"),
+        (
+            &right,
+            "Origin: http://evil.example",
+            "from a foreign origin",
+        ),
+    ] {
+        let (code, _, _) = status_of(&[
+            "-u",
+            "admin:s3cret",
+            "-b",
+            jar,
+            "-H",
+            origin,
+            "--data",
+            body,
+            &url,
+        ])
+        .await;
+        assert_eq!(code, 403, "a POST {why}");
+        assert_eq!(status(admin, "s1").await, "UP", "{why}");
+    }
+    // Without the session cookie the token is worth nothing.
+    let (code, _, _) = status_of(&[
+        "-u",
+        "admin:s3cret",
+        "-H",
+        &own_origin,
+        "--data",
+        &right,
+        &url,
+    ])
+    .await;
+    assert_eq!(code, 403, "a POST without the session cookie");
+    assert_eq!(status(admin, "s1").await, "UP");
+
+    // The right token, same origin, same session: done, and the page says so.
+    let (code, headers, _) = status_of(&[
+        "-u",
+        "admin:s3cret",
+        "-b",
+        jar,
+        "-H",
+        &own_origin,
+        "--data",
+        &right,
+        &url,
+    ])
+    .await;
+    assert_eq!(code, 303, "{headers:?}");
+    assert_eq!(status(admin, "s1").await, "DRAIN");
+    let location = &headers["location"][0];
+    let next = if location.starts_with("http") {
+        location.clone()
+    } else {
+        format!("http://{admin}{location}")
+    };
+    let (_, _, page) = status_of(&["-u", "admin:s3cret", "-b", jar, &next]).await;
+    assert!(page.contains("DRAIN"), "the result is shown: {page}");
+    let logged = fulcrum.wait_log(|l| support::message(l) == "admin action");
+    assert_eq!(logged["user"], "admin");
+    assert_eq!(logged["server"], "web/s1");
+    assert!(
+        logged["result"].as_str().unwrap().contains("DRAIN"),
+        "{logged}"
+    );
+}
+
+/// Counts of `text`'s samples named `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "one {name} {labels:?} in:\n{text}");
+    found[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_and_count_every_request() {
+    if !require_tool("promtool") {
+        return;
+    }
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));
+    let sent = 7;
+    let mut client = KeepAlive::connect(fulcrum.addr("main")).await;
+    for _ in 0..sent {
+        let reply = client.get("/", &[]).await.unwrap();
+        assert_eq!(reply.status, 200);
+    }
+    drop(client);
+
+    let url = format!("http://{}/metrics", fulcrum.admin_addr());
+    let (code, headers, text) = status_of(&[&url]).await;
+    assert_eq!(code, 200, "no credentials needed for scrapers");
+    assert!(headers["content-type"][0].starts_with("text/plain; version=0.0.4"));
+
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let fe = [("proxy", "main")];
+    assert_eq!(
+        sample(&text, "fulcrum_frontend_http_requests_total", &fe),
+        f64::from(sent)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "fulcrum_frontend_http_responses_total",
+            &[("proxy", "main"), ("code", "2xx")]
+        ),
+        f64::from(sent)
+    );
+    assert_eq!(
+        sample(&text, "fulcrum_frontend_sessions_total", &fe),
+        1.0,
+        "one connection"
+    );
+    let per_server: Vec<f64> = ["s1", "s2"]
+        .iter()
+        .map(|s| {
+            sample(
+                &text,
+                "fulcrum_server_sessions_total",
+                &[("proxy", "web"), ("server", s)],
+            )
+        })
+        .collect();
+    assert_eq!(per_server, [4.0, 3.0], "round robin over 7 requests");
+    assert_eq!(
+        sample(
+            &text,
+            "fulcrum_backend_http_response_time_seconds_count",
+            &[("proxy", "web")]
+        ),
+        f64::from(sent)
+    );
+    assert_eq!(
+        sample(&text, "fulcrum_backend_active_servers", &[("proxy", "web")]),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "fulcrum_server_status",
+            &[("proxy", "web"), ("server", "s1"), ("state", "UP")]
+        ),
+        1.0
+    );
+    assert!(
+        text.contains("process_resident_memory_bytes"),
+        "process metrics"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_reads_with_a_standard_reader_and_matches_the_json() {
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));
+    let mut client = KeepAlive::connect(fulcrum.addr("main")).await;
+    for _ in 0..5 {
+        client.get("/", &[]).await.unwrap();
+    }
+    drop(client);
+    let admin = fulcrum.admin_addr();
+    let (code, headers, csv) =
+        status_of(&["-u", "admin:s3cret", &format!("http://{admin}/stats;csv")]).await;
+    assert_eq!(code, 200);
+    // text/plain, as HAProxy serves it, so a browser shows it rather than downloading it.
+    assert!(
+        headers["content-type"][0].starts_with("text/plain"),
+        "{headers:?}"
+    );
+    assert!(csv.starts_with("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,"));
+
+    let mut reader = csv::ReaderBuilder::new().from_reader(csv.trim_start_matches("# ").as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let servers = servers(admin).await;
+    for name in ["s1", "s2"] {
+        let row = rows
+            .iter()
+            .find(|r| &r[column("pxname")] == "web" && &r[column("svname")] == name)
+            .unwrap();
+        let json = &servers[name];
+        for key in [
+            "stot", "bin", "bout", "scur", "smax", "hrsp_2xx", "lbtot", "weight",
+        ] {
+            assert_eq!(
+                row[column(key)],
+                json[key].to_string(),
+                "{name} {key}: CSV and JSON agree"
+            );
+        }
+        assert_eq!(&row[column("status")], json["status"].as_str().unwrap());
+        assert_eq!(&row[column("type")], "2");
+    }
+    let stot: u64 = ["s1", "s2"]
+        .iter()
+        .map(|s| servers[*s]["stot"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stot, 5, "every request counted once");
+}
+
+/// Runs `fulcrum ctl --socket SOCKET ARGS...`: (success, stdout, stderr).
+fn ctl(socket: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .arg("ctl")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_drains_weighs_and_reports_like_the_runtime_api() {
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));
+    let socket = fulcrum.control_socket();
+
+    let (ok, out, err) = ctl(&socket, &["server", "set-state", "web/s1", "drain"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "web/s1: UP -> DRAIN");
+    let (ok, out, _) = ctl(&socket, &["show", "servers", "state"]);
+    assert!(ok);
+    let s1_line = out.lines().find(|l| l.starts_with("web s1 ")).unwrap();
+    assert!(s1_line.contains(" DRAIN "), "{out}");
+
+    // Drained: new clients all go to s2.
+    let mut client = KeepAlive::connect(fulcrum.addr("main")).await;
+    for _ in 0..6 {
+        assert_eq!(client.get("/", &[]).await.unwrap().server(), "s2");
+    }
+    let (ok, out, err) = ctl(&socket, &["set", "server", "web/s1", "state", "ready"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "web/s1: DRAIN -> UP");
+
+    let (ok, _, err) = ctl(&socket, &["set", "server", "web/s2", "weight", "0"]);
+    assert!(ok, "{err}");
+    for _ in 0..6 {
+        assert_eq!(
+            client.get("/", &[]).await.unwrap().server(),
+            "s1",
+            "weight 0 takes no new clients"
+        );
+    }
+    fulcrum.wait_log(|l| l["user"].as_str().is_some_and(|u| u.starts_with("uid ")));
+
+    let (ok, _, err) = ctl(&socket, &["set", "server", "web/s9", "state", "drain"]);
+    assert!(!ok);
+    assert!(err.contains("s9"), "{err}");
+    let (ok, _, err) = ctl(&socket, &["set", "server", "web/s1", "weight", "300"]);
+    assert!(!ok, "L7 weights stop at 256");
+    assert!(err.contains("256"), "{err}");
+    let (ok, _, err) = ctl(&socket, &["reboot"]);
+    assert!(!ok);
+    assert!(err.contains("try `help`"), "{err}");
+
+    let (ok, csv, _) = ctl(&socket, &["show", "stat"]);
+    assert!(ok);
+    assert!(csv.starts_with("# pxname,svname,"));
+    assert!(csv.lines().any(|l| l.starts_with("web,s2,")));
+}
