@@ -193,6 +193,32 @@ impl Row {
     }
 }
 
+impl Row {
+    /// `hrsp_1xx` ... `hrsp_other`, in that order.
+    pub fn responses(&self) -> [u64; 6] {
+        [
+            self.hrsp_1xx,
+            self.hrsp_2xx,
+            self.hrsp_3xx,
+            self.hrsp_4xx,
+            self.hrsp_5xx,
+            self.hrsp_other,
+        ]
+    }
+
+    /// Sets `hrsp_1xx` ... `hrsp_other` from counts in that order.
+    pub fn set_responses(&mut self, counts: [u64; 6]) {
+        [
+            self.hrsp_1xx,
+            self.hrsp_2xx,
+            self.hrsp_3xx,
+            self.hrsp_4xx,
+            self.hrsp_5xx,
+            self.hrsp_other,
+        ] = counts;
+    }
+}
+
 /// A VRRP instance (filled once the VRRP module exists).
 #[derive(Debug, Clone, Serialize)]
 pub struct VrrpInstance {

@@ -310,15 +310,7 @@ fn samples(m: &Def, row: &Row, extra: &Extra, out: &mut Vec<proto::Metric>) {
             }
         }
         Value::Responses => {
-            let values = [
-                row.hrsp_1xx,
-                row.hrsp_2xx,
-                row.hrsp_3xx,
-                row.hrsp_4xx,
-                row.hrsp_5xx,
-                row.hrsp_other,
-            ];
-            for (code, v) in CODES.iter().zip(values) {
+            for (code, v) in CODES.iter().zip(row.responses()) {
                 let mut metric = with(Some(code));
                 metric.set_counter(counter(v as f64));
                 out.push(metric);

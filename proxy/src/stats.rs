@@ -10,8 +10,8 @@ use crate::{
     l4::{service::Service, tier::Tier},
     runtime::Runtime,
     state::{
-        Availability, BackendCounters, FrontendState, Histogram, ServerState, ServerStatus,
-        seconds_since, unix_millis,
+        Availability, BackendCounters, FrontendState, Gauge, Histogram, ServerState, ServerStatus,
+        TotalsSnapshot, seconds_since, unix_millis,
     },
 };
 
@@ -79,7 +79,7 @@ fn frontend_row(cfg: &Frontend, state: &FrontendState) -> Row {
     row.ereq = Some(t.request_errors);
     row.status = "OPEN".to_owned();
     row.req_tot = Some(t.requests);
-    set_responses(&mut row, t.responses);
+    row.set_responses(t.responses);
     row
 }
 
@@ -171,17 +171,7 @@ fn server_row(pxname: &str, s: &ServerState, backup: bool, now: u64) -> (Row, Ex
     let status = s.status();
     let mut row = Row::new(pxname, &s.name, RowKind::Server);
     row.addr = Some(s.addr.to_string());
-    row.scur = s.counters.sessions.get();
-    row.smax = s.counters.sessions.max();
-    row.stot = t.sessions;
-    row.lbtot = Some(t.load_balanced);
-    row.lastsess = last_session(t.last_session, now);
-    row.bin = t.bytes_in;
-    row.bout = t.bytes_out;
-    row.econ = Some(t.connect_errors);
-    row.eresp = Some(t.response_errors);
-    row.wretr = Some(t.retries);
-    row.wredis = Some(t.redispatches);
+    fill_traffic(&mut row, &s.counters.sessions, &t, now);
     row.status = status_text(s);
     let last_change = s.last_change.load(std::sync::atomic::Ordering::Relaxed);
     row.lastchg = Some(seconds_since(last_change, now));
@@ -217,7 +207,6 @@ fn server_row(pxname: &str, s: &ServerState, backup: bool, now: u64) -> (Row, Ex
         row.check_code = code;
         row.check_duration = Some(check.duration.as_millis() as u64);
     }
-    set_responses(&mut row, t.responses);
     let extra = Extra {
         response_time: Some(t.response_time),
         ..Extra::default()
@@ -250,17 +239,7 @@ fn group_row(
         up(true).map(|(_, _, w)| w).sum()
     };
     let mut row = Row::new(pxname, "BACKEND", RowKind::Backend);
-    row.scur = counters.sessions.get();
-    row.smax = counters.sessions.max();
-    row.stot = t.sessions;
-    row.lbtot = Some(t.load_balanced);
-    row.lastsess = last_session(t.last_session, now);
-    row.bin = t.bytes_in;
-    row.bout = t.bytes_out;
-    row.econ = Some(t.connect_errors);
-    row.eresp = Some(t.response_errors);
-    row.wretr = Some(t.retries);
-    row.wredis = Some(t.redispatches);
+    fill_traffic(&mut row, &counters.sessions, &t, now);
     row.status = if availability.is_up() { "UP" } else { "DOWN" }.to_owned();
     row.lastchg = Some(seconds_since(availability.last_change(), now));
     row.downtime = Some(availability.downtime(now) / 1000);
@@ -268,7 +247,6 @@ fn group_row(
     row.act = Some(active);
     row.bck = Some(backups);
     row.chkdown = Some(availability.went_down());
-    set_responses(&mut row, t.responses);
     row
 }
 
@@ -310,19 +288,25 @@ fn split_check(description: &str) -> (&str, Option<u16>) {
     (short, code)
 }
 
-fn last_session(unix_ms: u64, now: u64) -> Option<u64> {
-    (unix_ms > 0).then(|| seconds_since(unix_ms, now))
+/// The columns servers and backends count alike: sessions, balancing, bytes, errors, warnings
+/// and responses.
+fn fill_traffic(row: &mut Row, sessions: &Gauge, t: &TotalsSnapshot, now: u64) {
+    row.scur = sessions.get();
+    row.smax = sessions.max();
+    row.stot = t.sessions;
+    row.lbtot = Some(t.load_balanced);
+    row.lastsess = last_session(t.last_session, now);
+    row.bin = t.bytes_in;
+    row.bout = t.bytes_out;
+    row.econ = Some(t.connect_errors);
+    row.eresp = Some(t.response_errors);
+    row.wretr = Some(t.retries);
+    row.wredis = Some(t.redispatches);
+    row.set_responses(t.responses);
 }
 
-fn set_responses(row: &mut Row, r: [u64; 6]) {
-    [
-        row.hrsp_1xx,
-        row.hrsp_2xx,
-        row.hrsp_3xx,
-        row.hrsp_4xx,
-        row.hrsp_5xx,
-        row.hrsp_other,
-    ] = r;
+fn last_session(unix_ms: u64, now: u64) -> Option<u64> {
+    (unix_ms > 0).then(|| seconds_since(unix_ms, now))
 }
 
 #[cfg(test)]
