@@ -73,7 +73,10 @@ async fn servers(admin: SocketAddr) -> HashMap<String, Value> {
 /// A server's status without HAProxy's check progress (`UP 2/3` is UP): right after start the
 /// first checks move it towards steady UP, which is not what these tests are about.
 async fn status(admin: SocketAddr, server: &str) -> String {
-    let status = servers(admin).await[server]["status"].as_str().unwrap().to_owned();
+    let status = servers(admin).await[server]["status"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     status.split(' ').next().unwrap().to_owned()
 }
 
@@ -432,4 +435,58 @@ async fn ctl_drains_weighs_and_reports_like_the_runtime_api() {
     assert!(ok);
     assert!(csv.starts_with("# pxname,svname,"));
     assert!(csv.lines().any(|l| l.starts_with("web,s2,")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_in_count_request_heads_and_bodies() {
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));
+    let admin = fulcrum.admin_addr();
+    let body = "x".repeat(5000);
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = support::raw_exchange(fulcrum.addr("main"), request.as_bytes()).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    let (_, out, _) = curl(&[
+        "-u",
+        "admin:s3cret",
+        "-H",
+        "Accept: application/json",
+        &format!("http://{admin}/stats"),
+    ])
+    .await;
+    let snapshot: Value = serde_json::from_str(&out).unwrap();
+    let row = |px: &str, sv: &str| {
+        snapshot["proxies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["rows"].as_array().unwrap())
+            .find(|r| r["pxname"] == px && r["svname"] == sv)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        row("main", "FRONTEND")["bin"],
+        request.len(),
+        "the frontend counts every byte the client sent"
+    );
+    let served = if row("web", "s1")["stot"] == 1 {
+        "s1"
+    } else {
+        "s2"
+    };
+    let to_server = row("web", served)["bin"].as_u64().unwrap();
+    assert!(
+        to_server > body.len() as u64,
+        "the server's bin holds the head and the body: {to_server}"
+    );
+    assert_eq!(row("web", "BACKEND")["bin"], to_server);
 }

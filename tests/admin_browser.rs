@@ -163,8 +163,8 @@ fn act(browser: &Browser, server: &str, action: &str) {
     browser.click(&checkbox);
     assert!(browser.is_selected(&checkbox));
     browser.select("select#action-web[name=action]", action);
-    browser.click(&browser.find("button#apply-web"));
-    let flash = browser.wait_for("#flash p.flash");
+    browser.click_to_navigate(&browser.find("button#apply-web"));
+    let flash = browser.find("#flash p.flash");
     let text = browser.text(&flash);
     assert_eq!(
         browser.attribute(&flash, "class").as_deref(),
@@ -237,10 +237,10 @@ fn webdriver_client_drives_chromium() {
     let note = browser.find("#note");
     browser.send_keys(&note, "hello world");
     assert_eq!(browser.property(&note, "value"), "hello world");
-    browser.click(&browser.find("#apply"));
+    browser.click_to_navigate(&browser.find("#apply"));
 
     // The POST answered 303 to a GET that shows what was posted.
-    let result = browser.wait_for("#result");
+    let result = browser.find("#result");
     assert_eq!(
         browser.text(&result),
         "token=t0k3n&s=b&note=hello+world&action=drain"

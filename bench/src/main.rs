@@ -21,6 +21,8 @@ enum Command {
     Load(cli::load::Args),
     /// Send or time bulk TCP streams (`bulk source`, `bulk fetch`).
     Bulk(cli::bulk::Args),
+    /// Fetch URLs once per interval, as a Prometheus scraper would, and count the good answers.
+    Scrape(cli::scrape::Args),
     /// Compare Fulcrum with HAProxy side by side on the same machine.
     Compare(cli::compare::Args),
 }
@@ -39,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Origin(args) => cli::origin::run(args).await,
         Command::Load(args) => cli::load::run(args).await,
         Command::Bulk(args) => cli::bulk::run(args).await,
+        Command::Scrape(args) => cli::scrape::run(args).await,
         Command::Compare(args) => cli::compare::run(args).await,
     }
 }

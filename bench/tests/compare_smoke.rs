@@ -2,7 +2,8 @@
 //! `fulcrum-bench` (origins, load and bulk streams) and the `fulcrum` binary named by
 //! `FULCRUM_BIN`, checking that the report has every field, the files are written, and nothing is
 //! left running. The quick scenarios cover the L7 tier (`get`, `cookie`) and the L4 tier
-//! (`tcp-close`, and `tcp-bulk` with 16 MiB streams).
+//! (`tcp-close`, and `tcp-bulk` with 16 MiB streams); a second quick run covers `get-metrics`
+//! (Fulcrum with its admin server scraped, against Fulcrum without).
 //!
 //! The `fulcrum` binary is `FULCRUM_BIN`, or else the one built beside `fulcrum-bench` (a workspace
 //! build, as CI's, builds both). A missing binary or HAProxy skips the test, except in CI (`CI`
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use fulcrum_bench::compare::{
     Baseline, CompareOptions, CompareReport, Metric, SCHEMA, Scenario, ScenarioReport,
-    find_haproxy, run_compare,
+    find_haproxy, render_markdown, run_compare,
 };
 
 #[test]
@@ -101,6 +102,12 @@ fn quick_comparison_reports_every_field() {
         .find(|f| f.extension().is_some_and(|e| e == "svg"));
     let svg = std::fs::read_to_string(svg.unwrap()).unwrap();
     assert!(svg.contains("Fulcrum") && svg.contains("HAProxy"));
+
+    // Metrics on against off: both runs are Fulcrum, the second scraped.
+    let mut metrics = quick_options(options.fulcrum.clone());
+    metrics.scenarios = vec![Scenario::GetMetrics];
+    check_metrics(&run_compare(&metrics).unwrap());
+    assert_no_children();
 
     // A failure part-way (here the load generator) still stops every process.
     let mut failing = quick_options(options.fulcrum.clone());
@@ -254,6 +261,69 @@ fn check_bulk(scenario: &ScenarioReport, options: &CompareOptions) {
     assert!(throughput.ratio.is_some());
     let baselines: Vec<Baseline> = scenario.goals.iter().map(|g| g.goal.baseline).collect();
     assert_eq!(baselines, [Baseline::Direct, Baseline::Haproxy]);
+}
+
+/// `get-metrics`: one round of Fulcrum off then on, every scrape of the second good and counted.
+fn check_metrics(report: &CompareReport) {
+    let [scenario] = &report.scenarios[..] else {
+        panic!("one scenario: {:?}", report.scenarios);
+    };
+    assert_eq!(scenario.scenario, Scenario::GetMetrics);
+    assert!(scenario.rounds.is_empty() && scenario.bulk_rounds.is_empty());
+    let [round] = &scenario.metrics_rounds[..] else {
+        panic!("one round: {:?}", scenario.metrics_rounds);
+    };
+    assert!(
+        round.off.saturation.scrapes.is_none(),
+        "nobody scrapes metrics off"
+    );
+    let scrapes = round.on.saturation.scrapes.as_ref().unwrap();
+    // `/metrics` and the stats JSON, at least once each in a 1 s run.
+    assert_eq!(scrapes.targets.len(), 2, "{scrapes:?}");
+    assert!(
+        scrapes.ok() >= 2 && scrapes.ok() == scrapes.attempts(),
+        "{scrapes:?}"
+    );
+    assert!(scrapes.targets.iter().all(|t| t.bytes > 0), "{scrapes:?}");
+    for side in [&round.off, &round.on] {
+        assert!(side.saturation.load.requests > 0);
+        assert!(side.saturation.cpu.us_per_request.is_some());
+        assert!(side.fixed_rate.is_none() && side.idle.is_none() && side.handshakes.is_none());
+    }
+    let row = |metric: Metric| {
+        scenario
+            .summary
+            .iter()
+            .find(|r| r.metric == metric)
+            .unwrap()
+    };
+    let cpu = row(Metric::CpuUsPerRequest);
+    assert!(cpu.fulcrum.is_some() && cpu.metrics_on.is_some() && cpu.metrics_ratio.is_some());
+    assert_eq!(
+        (cpu.haproxy, cpu.ratio),
+        (None, None),
+        "HAProxy does not run"
+    );
+    assert_eq!(row(Metric::Scrapes).metrics_on, Some(scrapes.ok() as f64));
+    assert_eq!(row(Metric::Errors).metrics_on, Some(0.0));
+    let [goal] = &scenario.goals[..] else {
+        panic!("one goal: {:?}", scenario.goals);
+    };
+    assert_eq!(goal.goal.baseline, Baseline::MetricsOff);
+    assert!(goal.ratio.is_some() && goal.met.is_some(), "{goal:?}");
+    let markdown = render_markdown(report);
+    assert!(
+        markdown.starts_with("# Fulcrum, metrics on vs off, "),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| metric | Fulcrum | Fulcrum+metrics | metrics on/off |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("- Goal: metrics on costs ≤ 3% more CPU per request (µs)"),
+        "{markdown}"
+    );
 }
 
 /// Waits a little for killed children to finish dying, then fails if any is left.

@@ -20,7 +20,7 @@ pub trait Appliance: Send + Sync + 'static {
     /// Every module's statistics, now.
     fn snapshot(&self) -> Snapshot;
 
-    /// Carries out `action` on `server`; the message says what changed (for the page and the
+    /// Carries out `action` on `server`; the message names the server and says what changed (for the page and the
     /// log), the error why nothing did (unknown server, weight out of range, ...).
     fn server_action(&self, server: &ServerRef, action: ServerAction) -> Result<String, String>;
 }

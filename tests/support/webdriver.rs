@@ -207,6 +207,24 @@ impl Browser {
         );
     }
 
+    /// Clicks `element`, which leads to another page (a link, a form's submit button), and waits
+    /// until that page has replaced the current one and loaded. A click alone may return before
+    /// the navigation starts, and then the old page would still answer. The old page is told
+    /// apart by a mark on its `window`, which a new document does not have; while the pages
+    /// change, a command may fail with a transient error, which counts as not there yet.
+    pub fn click_to_navigate(&self, element: &Element) {
+        self.execute("window.fulcrumOldPage = true;", &[]);
+        self.click(element);
+        let probe = json!({
+            "script": "return window.fulcrumOldPage !== true && document.readyState === 'complete';",
+            "args": [],
+        });
+        self.wait_until("the next page", |b| {
+            let loaded = b.command("POST", "/execute/sync", Some(&probe));
+            (loaded.ok() == Some(Value::Bool(true))).then_some(())
+        });
+    }
+
     /// The rendered text of `element`.
     pub fn text(&self, element: &Element) -> String {
         string(self.run("GET", &format!("/element/{}/text", element.id), None))

@@ -20,11 +20,13 @@ pub(crate) struct Args {
     /// The haproxy binary [default: `haproxy` in PATH, /usr/sbin or /usr/local/sbin].
     #[arg(long)]
     haproxy: Option<PathBuf>,
-    /// `all`, or a comma-separated list of get, post, close, cookie, tls, h2, tcp-close, tcp-bulk
-    /// [default: all; get,cookie,tcp-close,tcp-bulk with --quick].
+    /// `all`, or a comma-separated list of get, post, close, cookie, tls, h2, tcp-close, tcp-bulk,
+    /// get-metrics (Fulcrum with metrics on against off) [default: all; get,cookie,tcp-close,
+    /// tcp-bulk with --quick].
     #[arg(long, value_parser = parse_scenarios)]
     scenarios: Option<Scenarios>,
-    /// Rounds per scenario, each measuring Fulcrum then HAProxy [default: 3; 1 with --quick].
+    /// Rounds per scenario, each measuring Fulcrum then HAProxy (get-metrics: then Fulcrum with
+    /// metrics on) [default: 3; 1 with --quick].
     #[arg(long)]
     rounds: Option<usize>,
     /// Length of each measured run [default: 10s; 1s with --quick].

@@ -4,6 +4,7 @@ pub(crate) mod bulk;
 pub(crate) mod compare;
 pub(crate) mod load;
 pub(crate) mod origin;
+pub(crate) mod scrape;
 
 use std::io;
 

@@ -32,6 +32,7 @@ impl Bench<'_> {
             description: scenario.description().to_owned(),
             rounds: Vec::new(),
             bulk_rounds: rounds,
+            metrics_rounds: Vec::new(),
             goals: check_goals(scenario.goals(), &summary),
             summary,
         })

@@ -106,6 +106,8 @@ pub(crate) fn chart_of(report: &CompareReport) -> anyhow::Result<Option<String>>
                 .filter_map(|r| match proxy {
                     Proxy::Fulcrum => r.fulcrum.fixed_rate.as_ref(),
                     Proxy::Haproxy => r.haproxy.fixed_rate.as_ref(),
+                    // Not in `BOTH`: it only runs in `get-metrics`, which has no latency run.
+                    Proxy::FulcrumMetrics => None,
                 })
                 .map(|m| m.load.distribution.as_slice())
                 .collect(),

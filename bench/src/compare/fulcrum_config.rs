@@ -1,9 +1,11 @@
 //! The Fulcrum side of a [`Site`]: a TOML config equivalent to [`super::haproxy_config`]'s, with
 //! one worker thread and the access log off, as HAProxy runs with `nbthread 1` and no `log`.
-//! In `mode tcp` the site is a `[virtual_server]` (the L4 tier), scheduled round robin.
+//! In `mode tcp` the site is a `[virtual_server]` (the L4 tier), scheduled round robin. With an
+//! admin site ("Fulcrum+metrics"), an `[admin]` section too.
 
 use std::path::Path;
 
+use super::admin::{AdminSite, METRICS_PATH, PASSWORD, STATS_PATH, USER};
 use super::scenario::COOKIE_NAME;
 use super::site::{Mode, Site, timeouts};
 
@@ -19,12 +21,31 @@ pub(crate) fn fulcrum_config(site: &Site) -> String {
         "log = { format = \"text\", level = \"warn\", access_log = false }".to_owned(),
         String::new(),
     ];
+    if let Some(admin) = &site.admin {
+        admin_section(admin, &mut lines);
+    }
     match site.mode {
         Mode::Http => http_sections(site, &mut lines),
         Mode::Tcp => virtual_server(site, &mut lines),
     }
     lines.push(String::new());
     lines.join("\n")
+}
+
+/// `[admin]`: the stats page (with its JSON) behind one login, and Prometheus `/metrics`.
+fn admin_section(admin: &AdminSite, lines: &mut Vec<String>) {
+    lines.extend([
+        "[admin]".to_owned(),
+        format!("listen = {}", quote(&admin.listen.to_string())),
+        format!("stats_path = {}", quote(STATS_PATH)),
+        format!("metrics_path = {}", quote(METRICS_PATH)),
+        format!(
+            "users = [{{ name = {}, password = {} }}]",
+            quote(USER),
+            quote(PASSWORD)
+        ),
+        String::new(),
+    ]);
 }
 
 /// `[virtual_server.main]`: HAProxy's `listen` section in `mode tcp`, as IPVS words it. The
@@ -109,7 +130,19 @@ mod tests {
     use std::path::PathBuf;
 
     use super::fulcrum_config;
+    use crate::compare::admin::AdminSite;
+    use crate::compare::site::Site;
     use crate::compare::site::fixtures::{site, tcp_site};
+
+    /// The plain site as "Fulcrum+metrics" runs it.
+    fn metrics_site() -> Site {
+        Site {
+            admin: Some(AdminSite {
+                listen: "127.0.0.1:18404".parse().unwrap(),
+            }),
+            ..site(false, None)
+        }
+    }
 
     #[test]
     fn plain_site() {
@@ -151,6 +184,27 @@ real_servers = [
     }
 
     #[test]
+    fn only_the_metrics_site_has_an_admin_section() {
+        let toml = fulcrum_config(&metrics_site());
+        let expected = "\
+[admin]
+listen = \"127.0.0.1:18404\"
+stats_path = \"/stats\"
+metrics_path = \"/metrics\"
+users = [{ name = \"bench\", password = \"bench-scraper\" }]
+
+[frontend.main]
+";
+        assert!(toml.contains(expected), "{toml}");
+        // Otherwise the same site: only `[admin]` differs between metrics on and off.
+        let without = toml.replace(&expected[..expected.find("[frontend").unwrap()], "");
+        assert_eq!(without, fulcrum_config(&site(false, None)));
+        for other in [site(false, None), site(true, None), tcp_site()] {
+            assert!(!fulcrum_config(&other).contains("[admin]"));
+        }
+    }
+
+    #[test]
     fn cookie_and_tls_site() {
         let toml = fulcrum_config(&site(true, Some(PathBuf::from("/tmp/x y/site.pem"))));
         assert!(
@@ -186,6 +240,7 @@ real_servers = [
             ("cookie", site(true, None)),
             ("tls", site(false, Some(cert.clone()))),
             ("tcp", tcp_site()),
+            ("metrics", metrics_site()),
         ] {
             let path = dir.path().join(format!("{name}.toml"));
             std::fs::write(&path, fulcrum_config(&site)).unwrap();

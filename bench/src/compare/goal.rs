@@ -1,11 +1,13 @@
-//! Goals: a bound on one of a scenario's ratios ("CPU per request at most 0.7 × HAProxy's"), and
-//! whether a run met it, so a table says plainly what it shows.
+//! Goals: a bound on one of a scenario's ratios ("CPU per request at most 0.7 × HAProxy's",
+//! "metrics on cost at most 3% more CPU per request than metrics off"), and whether a run met
+//! it, so a table says plainly what it shows.
 
 use serde::{Deserialize, Serialize};
 
 use super::report::{Metric, SummaryRow};
 
-/// A bound on the ratio of Fulcrum's median to a baseline's.
+/// A bound on the ratio of Fulcrum's median to a baseline's (Fulcrum+metrics' to plain Fulcrum's
+/// for [`Baseline::MetricsOff`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Goal {
     pub metric: Metric,
@@ -21,6 +23,10 @@ pub enum Baseline {
     Haproxy,
     /// No proxy at all (`tcp-bulk` only).
     Direct,
+    /// Fulcrum without `[admin]` in the same round, against Fulcrum with it and scraped
+    /// (`get-metrics` only).
+    #[serde(rename = "metrics_off")]
+    MetricsOff,
 }
 
 /// `{"at_most": 0.7}` or `{"at_least": 0.9}` in the JSON.
@@ -57,6 +63,15 @@ impl Baseline {
         match self {
             Self::Haproxy => "HAProxy",
             Self::Direct => "direct",
+            Self::MetricsOff => "metrics off",
+        }
+    }
+
+    /// What is divided by the baseline, when it is not plain Fulcrum.
+    fn subject(self) -> Option<&'static str> {
+        match self {
+            Self::Haproxy | Self::Direct => None,
+            Self::MetricsOff => Some("metrics on"),
         }
     }
 }
@@ -70,6 +85,7 @@ pub(crate) fn check_goals(goals: &[Goal], summary: &[SummaryRow]) -> Vec<GoalChe
             let ratio = row.and_then(|r| match goal.baseline {
                 Baseline::Haproxy => r.ratio,
                 Baseline::Direct => r.direct_ratio,
+                Baseline::MetricsOff => r.metrics_ratio,
             });
             GoalCheck {
                 goal,
@@ -80,22 +96,46 @@ pub(crate) fn check_goals(goals: &[Goal], summary: &[SummaryRow]) -> Vec<GoalChe
         .collect()
 }
 
-/// One line for the Markdown summary: `CPU per request (µs) ≤ 0.70 × HAProxy: **met** (0.64)`.
+/// One line for the Markdown summary: `CPU per request (µs) ≤ 0.70 × HAProxy: **met** (0.64)`,
+/// or for a cost over metrics off, `metrics on costs ≤ 3% more CPU per request (µs) than metrics
+/// off (ratio ≤ 1.03): **met** (1.01)`.
 pub(crate) fn render_check(check: &GoalCheck) -> String {
     let (sign, limit) = match check.goal.bound {
         Bound::AtMost(limit) => ("≤", limit),
         Bound::AtLeast(limit) => ("≥", limit),
     };
+    let shown = |ratio: f64| {
+        // Two decimals, unless they would round a miss onto the bound (1.034 against 1.03).
+        let two = format!("{ratio:.2}");
+        if two == format!("{limit:.2}") && ratio != limit {
+            format!("{ratio:.3}")
+        } else {
+            two
+        }
+    };
     let verdict = match (check.met, check.ratio) {
-        (Some(true), Some(ratio)) => format!("**met** ({ratio:.2})"),
-        (Some(false), Some(ratio)) => format!("**missed** ({ratio:.2})"),
+        (Some(true), Some(ratio)) => format!("**met** ({})", shown(ratio)),
+        (Some(false), Some(ratio)) => format!("**missed** ({})", shown(ratio)),
         _ => "not measured".to_owned(),
     };
-    format!(
-        "Goal: {} {sign} {limit:.2} × {}: {verdict}",
-        check.goal.metric.label(),
-        check.goal.baseline.name()
-    )
+    let label = check.goal.metric.label();
+    let baseline = check.goal.baseline;
+    match (baseline.subject(), check.goal.bound) {
+        (Some(subject), Bound::AtMost(limit)) if limit >= 1.0 => format!(
+            "Goal: {subject} costs {sign} {:.0}% more {label} than {} (ratio {sign} {limit:.2}): \
+             {verdict}",
+            (limit - 1.0) * 100.0,
+            baseline.name()
+        ),
+        (Some(subject), _) => format!(
+            "Goal: {label} {subject} {sign} {limit:.2} × {}: {verdict}",
+            baseline.name()
+        ),
+        (None, _) => format!(
+            "Goal: {label} {sign} {limit:.2} × {}: {verdict}",
+            baseline.name()
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -113,8 +153,30 @@ mod tests {
             haproxy: Some(1.0),
             ratio,
             direct_ratio,
+            metrics_on: None,
+            metrics_ratio: None,
         }
     }
+
+    /// A `get-metrics` row: Fulcrum with metrics `on` µs per request, without `off`.
+    fn metrics_row(off: f64, on: f64) -> SummaryRow {
+        SummaryRow {
+            metric: Metric::CpuUsPerRequest,
+            direct: None,
+            fulcrum: Some(off),
+            haproxy: None,
+            ratio: None,
+            direct_ratio: None,
+            metrics_on: Some(on),
+            metrics_ratio: Some(on / off),
+        }
+    }
+
+    const METRICS_COST: Goal = Goal {
+        metric: Metric::CpuUsPerRequest,
+        baseline: Baseline::MetricsOff,
+        bound: Bound::AtMost(1.03),
+    };
 
     const CPU: Goal = Goal {
         metric: Metric::CpuUsPerRequest,
@@ -169,5 +231,42 @@ mod tests {
             met: Some(false),
         };
         assert!(render_check(&missed).ends_with("≥ 0.90 × direct: **missed** (0.50)"));
+    }
+
+    #[test]
+    fn metrics_cost_is_judged_on_over_off() {
+        // 10.2 µs on, 10.0 off: 2% more, met; 10.4: 4% more, missed.
+        let [cheap] = &check_goals(&[METRICS_COST], &[metrics_row(10.0, 10.2)])[..] else {
+            panic!("one check");
+        };
+        assert_eq!(cheap.met, Some(true));
+        assert!((cheap.ratio.unwrap() - 1.02).abs() < 1e-12);
+        assert_eq!(
+            render_check(cheap),
+            "Goal: metrics on costs ≤ 3% more CPU per request (µs) than metrics off \
+             (ratio ≤ 1.03): **met** (1.02)"
+        );
+        let dear = &check_goals(&[METRICS_COST], &[metrics_row(10.0, 10.4)])[0];
+        assert_eq!(dear.met, Some(false));
+        assert!(render_check(dear).ends_with("(ratio ≤ 1.03): **missed** (1.04)"));
+        // A miss that two decimals would round onto the bound shows a third.
+        let close = &check_goals(&[METRICS_COST], &[metrics_row(10.0, 10.34)])[0];
+        assert_eq!(close.met, Some(false));
+        assert!(render_check(close).ends_with("**missed** (1.034)"));
+        // The HAProxy ratio of a row does not count for this goal, and none is no verdict.
+        let unmeasured = check_goals(
+            &[METRICS_COST],
+            &[row(Metric::CpuUsPerRequest, Some(0.5), None)],
+        );
+        assert_eq!((unmeasured[0].ratio, unmeasured[0].met), (None, None));
+        assert!(render_check(&unmeasured[0]).ends_with(": not measured"));
+        assert_eq!(
+            serde_json::to_value(cheap.goal).unwrap(),
+            serde_json::json!({
+                "metric": "cpu_us_per_request",
+                "baseline": "metrics_off",
+                "bound": { "at_most": 1.03 }
+            })
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The Markdown summary: how and where the comparison ran, then one table per scenario of
-//! medians with the Fulcrum/HAProxy ratio (and, for `tcp-bulk`, the stream without a proxy and
-//! the Fulcrum/direct ratio), and the scenario's goals. It is also what the CLI prints on stdout.
+//! medians with the Fulcrum/HAProxy ratio (for `tcp-bulk`, also the stream without a proxy and
+//! the Fulcrum/direct ratio; for `get-metrics`, Fulcrum with metrics off and on and their ratio
+//! instead), and the scenario's goals. It is also what the CLI prints on stdout.
 
 use super::goal::render_check;
 use super::report::{CompareReport, ScenarioReport, SummaryRow};
@@ -9,9 +10,16 @@ use super::report::{CompareReport, ScenarioReport, SummaryRow};
 pub fn render_markdown(report: &CompareReport) -> String {
     let m = &report.machine;
     let s = &report.settings;
+    // A run of `get-metrics` alone never starts HAProxy, and says so.
+    let metrics_only = s.scenarios.iter().all(|s| s.metrics());
+    let (title, order) = if metrics_only {
+        ("Fulcrum, metrics on vs off", "Fulcrum then Fulcrum+metrics")
+    } else {
+        ("Fulcrum vs HAProxy", "Fulcrum then HAProxy")
+    };
     let mut out = Vec::new();
     out.push(format!(
-        "# Fulcrum vs HAProxy, {}",
+        "# {title}, {}",
         report.date.get(..10).unwrap_or(&report.date)
     ));
     out.push(String::new());
@@ -42,8 +50,8 @@ pub fn render_markdown(report: &CompareReport) -> String {
         s.proxy_cpu, s.load_cpu
     ));
     out.push(format!(
-        "| runs | {} round(s) per scenario, Fulcrum then HAProxy; {} s measured after {} s \
-         warm-up; {} connections; {} idle connections |",
+        "| runs | {} round(s) per scenario, {order}; {} s measured after {} s warm-up; {} \
+         connections; {} idle connections |",
         s.rounds, s.duration_s, s.warmup_s, s.connections, s.idle_connections
     ));
     if s.scenarios.iter().any(|s| s.bulk()) {
@@ -52,6 +60,15 @@ pub fn render_markdown(report: &CompareReport) -> String {
              then HAProxy; proxy CPU from `/proc/PID/task/*/schedstat` |",
             s.bulk_size_bytes >> 20
         ));
+    }
+    if s.scenarios.iter().any(|s| s.metrics()) {
+        out.push(
+            "| get-metrics | each round: Fulcrum without `[admin]` (metrics off), then Fulcrum \
+             with `[admin]` on loopback while `fulcrum-bench scrape`, on the load CPU, fetches \
+             `/metrics` and the stats JSON (basic auth) once a second during the measured run \
+             (metrics on) |"
+                .to_owned(),
+        );
     }
     out.push(format!(
         "| CPU time | `/proc/PID/stat` user + system, {} ticks/s ({}) |",
@@ -63,16 +80,35 @@ pub fn render_markdown(report: &CompareReport) -> String {
             .map_or("unlimited".to_owned(), |n| n.to_string())
     ));
     out.push(String::new());
-    out.push(
-        "Each cell is the median over the rounds. The ratio is Fulcrum/HAProxy: above 1 is \
-         better for throughput and handshakes, below 1 is better for CPU, latency and memory. \
-         Latency is measured at a fixed rate of half HAProxy's saturation throughput in the \
-         same round. \"Proxy CPU busy\" well below 100% means the load generator, not the proxy, \
-         was the bottleneck of the saturation run: its throughput then says little about the \
-         proxies, while CPU per request still does. In `tcp-bulk`, \"direct\" is the same \
-         stream with no proxy in the way, and the last column is Fulcrum/direct."
-            .to_owned(),
-    );
+    if metrics_only {
+        out.push(
+            "Each cell is the median over the rounds. \"Proxy CPU busy\" well below 100% means \
+             the load generator, not the proxy, was the bottleneck of the saturation run: its \
+             throughput then says little about the proxy, while CPU per request still does."
+                .to_owned(),
+        );
+    } else {
+        out.push(
+            "Each cell is the median over the rounds. The ratio is Fulcrum/HAProxy: above 1 is \
+             better for throughput and handshakes, below 1 is better for CPU, latency and memory. \
+             Latency is measured at a fixed rate of half HAProxy's saturation throughput in the \
+             same round. \"Proxy CPU busy\" well below 100% means the load generator, not the \
+             proxy, was the bottleneck of the saturation run: its throughput then says little \
+             about the proxies, while CPU per request still does. In `tcp-bulk`, \"direct\" is \
+             the same stream with no proxy in the way, and the last column is Fulcrum/direct."
+                .to_owned(),
+        );
+    }
+    if s.scenarios.iter().any(|s| s.metrics()) {
+        out.push(String::new());
+        out.push(
+            "In `get-metrics` both columns are Fulcrum, HAProxy does not run: \"Fulcrum\" has no \
+             `[admin]` and nobody reads its counters, \"Fulcrum+metrics\" serves them and is \
+             scraped. The last column is on/off: what the metrics cost. The scraper's own CPU is \
+             not the proxy's; the admin server's work for it is."
+                .to_owned(),
+        );
+    }
     for scenario in &report.scenarios {
         out.push(String::new());
         out.push(render_scenario(scenario));
@@ -81,28 +117,53 @@ pub fn render_markdown(report: &CompareReport) -> String {
     out.join("\n")
 }
 
+/// The columns of a scenario's table, after the metric's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Columns {
+    /// Fulcrum, HAProxy, Fulcrum/HAProxy.
+    Haproxy,
+    /// Direct first, then as [`Columns::Haproxy`], then Fulcrum/direct (`tcp-bulk`).
+    Direct,
+    /// Fulcrum (metrics off), Fulcrum+metrics, on/off (`get-metrics`).
+    Metrics,
+}
+
 /// One scenario's heading, table and goals.
 pub(crate) fn render_scenario(scenario: &ScenarioReport) -> String {
-    let direct = scenario.scenario.bulk();
+    let columns = if scenario.scenario.bulk() {
+        Columns::Direct
+    } else if scenario.scenario.metrics() {
+        Columns::Metrics
+    } else {
+        Columns::Haproxy
+    };
     let mut out = vec![
         format!("## {}: {}", scenario.scenario, scenario.description),
         String::new(),
     ];
-    if direct {
-        out.push(
-            "| metric | direct | Fulcrum | HAProxy | Fulcrum/HAProxy | Fulcrum/direct |".to_owned(),
-        );
-        out.push("|---|---:|---:|---:|---:|---:|".to_owned());
-    } else {
-        out.push("| metric | Fulcrum | HAProxy | Fulcrum/HAProxy |".to_owned());
-        out.push("|---|---:|---:|---:|".to_owned());
+    match columns {
+        Columns::Direct => {
+            out.push(
+                "| metric | direct | Fulcrum | HAProxy | Fulcrum/HAProxy | Fulcrum/direct |"
+                    .to_owned(),
+            );
+            out.push("|---|---:|---:|---:|---:|---:|".to_owned());
+        }
+        Columns::Haproxy => {
+            out.push("| metric | Fulcrum | HAProxy | Fulcrum/HAProxy |".to_owned());
+            out.push("|---|---:|---:|---:|".to_owned());
+        }
+        Columns::Metrics => {
+            out.push("| metric | Fulcrum | Fulcrum+metrics | metrics on/off |".to_owned());
+            out.push("|---|---:|---:|---:|".to_owned());
+        }
     }
     out.extend(
         scenario
             .summary
             .iter()
             .filter(|row| row.metric.in_table())
-            .map(|row| render_row(row, direct)),
+            .map(|row| render_row(row, columns)),
     );
     if !scenario.goals.is_empty() {
         out.push(String::new());
@@ -116,27 +177,35 @@ pub(crate) fn render_scenario(scenario: &ScenarioReport) -> String {
     out.join("\n")
 }
 
-/// A row; with `direct`, the columns of the stream without a proxy too.
-fn render_row(row: &SummaryRow, direct: bool) -> String {
+/// A row in `columns`.
+fn render_row(row: &SummaryRow, columns: Columns) -> String {
     let decimals = row.metric.decimals();
-    let shown_ratio = |ratio: Option<f64>| {
+    let shown_ratio = |ratio: Option<f64>, decimals: usize| {
         if row.metric.has_ratio() {
-            ratio.map_or("–".to_owned(), |r| format!("{r:.2}"))
+            ratio.map_or("–".to_owned(), |r| format!("{r:.decimals$}"))
         } else {
             String::new()
         }
     };
     let mut cells = vec![row.metric.label().to_owned()];
+    if columns == Columns::Metrics {
+        cells.push(number(row.fulcrum, decimals));
+        cells.push(number(row.metrics_on, decimals));
+        // A cost of a few percent is the news here: three decimals, not two.
+        cells.push(shown_ratio(row.metrics_ratio, 3));
+        return format!("| {} |", cells.join(" | "));
+    }
+    let direct = columns == Columns::Direct;
     if direct {
         cells.push(number(row.direct, decimals));
     }
     cells.push(number(row.fulcrum, decimals));
     cells.push(number(row.haproxy, decimals));
-    cells.push(shown_ratio(row.ratio));
+    cells.push(shown_ratio(row.ratio, 2));
     if direct {
         // No ratio to a baseline that was not measured (the proxies' CPU).
         cells.push(if row.direct.is_some() {
-            shown_ratio(row.direct_ratio)
+            shown_ratio(row.direct_ratio, 2)
         } else {
             String::new()
         });
@@ -176,8 +245,8 @@ mod tests {
     use crate::compare::goal::check_goals;
     use crate::compare::report::ScenarioReport;
     use crate::compare::scenario::Scenario;
-    use crate::compare::summary::tests::{bulk_rounds, rounds};
-    use crate::compare::summary::{summarize, summarize_bulk};
+    use crate::compare::summary::tests::{bulk_rounds, metrics_rounds, rounds};
+    use crate::compare::summary::{summarize, summarize_bulk, summarize_metrics};
 
     #[test]
     fn numbers() {
@@ -198,6 +267,7 @@ mod tests {
             summary: summarize(&rounds),
             rounds,
             bulk_rounds: Vec::new(),
+            metrics_rounds: Vec::new(),
             goals: Vec::new(),
         };
         let table = render_scenario(&scenario);
@@ -227,6 +297,7 @@ mod tests {
             summary,
             rounds,
             bulk_rounds: Vec::new(),
+            metrics_rounds: Vec::new(),
         };
         let table = render_scenario(&scenario);
         assert!(
@@ -249,6 +320,7 @@ mod tests {
             summary,
             rounds: Vec::new(),
             bulk_rounds: rounds,
+            metrics_rounds: Vec::new(),
         };
         let table = render_scenario(&scenario);
         let expected = "\
@@ -262,6 +334,37 @@ mod tests {
 
 - Goal: throughput (MB/s) ≥ 0.90 × direct: **missed** (0.80)
 - Goal: throughput (MB/s) ≥ 1.00 × HAProxy: **met** (2.56)";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn metrics_table_is_off_on_and_their_ratio() {
+        let rounds = metrics_rounds();
+        let summary = summarize_metrics(&rounds);
+        let scenario = ScenarioReport {
+            scenario: Scenario::GetMetrics,
+            description: Scenario::GetMetrics.description().to_owned(),
+            goals: check_goals(Scenario::GetMetrics.goals(), &summary),
+            summary,
+            rounds: Vec::new(),
+            bulk_rounds: Vec::new(),
+            metrics_rounds: rounds,
+        };
+        let table = render_scenario(&scenario);
+        let expected = "\
+## get-metrics: small GET, keep-alive, through Fulcrum with metrics off (no [admin]) and on \
+([admin], /metrics and the stats JSON scraped every second)
+
+| metric | Fulcrum | Fulcrum+metrics | metrics on/off |
+|---|---:|---:|---:|
+| throughput (req/s) | 50\u{202f}000 | 50\u{202f}000 | 1.000 |
+| CPU per request (µs) | 10.0 | 10.2 | 1.020 |
+| proxy CPU busy in that run (%) | 50 | 51 |  |
+| errors + non-2xx (all runs) | 3 | 3 |  |
+| scrapes answered 200 (all runs) | 0 | 60 |  |
+
+- Goal: metrics on costs ≤ 3% more CPU per request (µs) than metrics off (ratio ≤ 1.03): \
+**met** (1.02)";
         assert_eq!(table, expected);
     }
 }

@@ -1,11 +1,13 @@
 //! The side-by-side comparison of Fulcrum and HAProxy: same origins, equivalent configs, pinned
 //! CPUs, rounds alternating A B A B, reported as medians and Fulcrum/HAProxy ratios. Both the L7
 //! tier (HAProxy `mode http`) and the L4 tier (`mode tcp`, a Fulcrum `virtual_server`) are
-//! measured.
+//! measured, and so is what Fulcrum's metrics cost (`get-metrics`: Fulcrum with its admin server
+//! scraped against Fulcrum without).
 //!
 //! [`compare`] (async) and [`run_compare`] (blocking) run it; `fulcrum-bench compare` is the
 //! command line around them. The files it writes are described in `bench/results/README.md`.
 
+mod admin;
 mod bulk_rounds;
 mod bulk_run;
 mod cert;
@@ -18,6 +20,7 @@ mod limits;
 mod load_run;
 mod machine;
 mod markdown;
+mod metrics_rounds;
 mod options;
 mod origins;
 mod output;
@@ -28,6 +31,7 @@ mod proxy;
 mod report;
 mod runner;
 mod scenario;
+mod scrape_run;
 mod site;
 mod stats;
 mod summary;
@@ -43,7 +47,7 @@ pub use self::options::{CompareOptions, Sizing, shell_command_line};
 pub use self::proxy::Proxy;
 pub use self::report::{
     BulkCpu, BulkRound, BulkRun, CompareReport, CpuUse, IdleMemory, Machine, Measured, Metric,
-    ProxyRound, RoundReport, SCHEMA, ScenarioReport, Settings, SummaryRow,
+    MetricsRound, ProxyRound, RoundReport, SCHEMA, ScenarioReport, Settings, SummaryRow,
 };
 pub use self::scenario::{COOKIE_NAME, Scenario, parse_scenarios};
 pub use self::tools::find_haproxy;
@@ -56,6 +60,7 @@ use self::origins::{BULK_SOURCE, start_bulk_source, start_origins};
 use self::output::{OutputPaths, write_outputs};
 use self::proxy::ProxyBinaries;
 use self::runner::Bench;
+use self::scrape_run::Scraper;
 use self::tools::{find_tools, is_executable};
 use fulcrum_common::UtcTime;
 
@@ -144,6 +149,11 @@ pub async fn compare(options: &CompareOptions) -> anyhow::Result<CompareReport> 
             cpu: options.load_cpu,
         },
         fetcher: BulkFetcher {
+            program: &options.bench,
+            taskset: &tools.taskset,
+            cpu: options.load_cpu,
+        },
+        scraper: Scraper {
             program: &options.bench,
             taskset: &tools.taskset,
             cpu: options.load_cpu,

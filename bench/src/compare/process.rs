@@ -186,7 +186,8 @@ impl Spawned {
             .with_context(|| format!("cannot stop {}", self.name))
     }
 
-    async fn wait_listening(&mut self, listen: SocketAddr) -> anyhow::Result<()> {
+    /// Waits until `listen` accepts connections, failing if the process exits first.
+    pub(crate) async fn wait_listening(&mut self, listen: SocketAddr) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_PATIENCE;
         loop {
             self.check_alive()?;

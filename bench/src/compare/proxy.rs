@@ -1,10 +1,12 @@
-//! The two proxies under test, and starting one on a [`Site`]: write its config into the run's
-//! temp dir, run it pinned to the proxy CPU, wait until it accepts connections.
+//! The proxies under test, and starting one on a [`Site`]: write its config into the run's temp
+//! dir, run it pinned to the proxy CPU, wait until it accepts connections. Besides Fulcrum and
+//! HAProxy, "Fulcrum+metrics" is Fulcrum with its admin server on, which `get-metrics` measures
+//! against plain Fulcrum.
 
 use std::fmt;
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::fulcrum_config::fulcrum_config;
@@ -16,8 +18,13 @@ use super::site::Site;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proxy {
+    /// No `[admin]`: the per-request counters are kept, nobody reads them.
     Fulcrum,
     Haproxy,
+    /// Fulcrum with `[admin]` (the site's [`AdminSite`](super::admin::AdminSite)), scraped
+    /// during every measured run.
+    #[serde(rename = "fulcrum-metrics")]
+    FulcrumMetrics,
 }
 
 impl Proxy {
@@ -29,6 +36,7 @@ impl Proxy {
         match self {
             Self::Fulcrum => "Fulcrum",
             Self::Haproxy => "HAProxy",
+            Self::FulcrumMetrics => "Fulcrum+metrics",
         }
     }
 
@@ -37,7 +45,13 @@ impl Proxy {
         match self {
             Self::Fulcrum => "fulcrum",
             Self::Haproxy => "haproxy",
+            Self::FulcrumMetrics => "fulcrum-metrics",
         }
+    }
+
+    /// Runs the admin server, so its site needs an [`AdminSite`](super::admin::AdminSite).
+    pub fn metrics(self) -> bool {
+        self == Self::FulcrumMetrics
     }
 }
 
@@ -63,9 +77,13 @@ pub(crate) async fn start_proxy(
     cpu: usize,
     dir: &Path,
 ) -> anyhow::Result<Spawned> {
+    if proxy.metrics() != site.admin.is_some() {
+        // A runner bug, and one that would measure metrics off as on or the reverse.
+        bail!("{proxy} must have an [admin] exactly when it is Fulcrum+metrics");
+    }
     let (config, text, program) = match proxy {
-        Proxy::Fulcrum => (
-            dir.join("fulcrum.toml"),
+        Proxy::Fulcrum | Proxy::FulcrumMetrics => (
+            dir.join(format!("{}.toml", proxy.key())),
             fulcrum_config(site),
             binaries.fulcrum,
         ),
@@ -77,7 +95,9 @@ pub(crate) async fn start_proxy(
     };
     std::fs::write(&config, text).with_context(|| format!("cannot write {}", config.display()))?;
     let args = match proxy {
-        Proxy::Fulcrum => vec!["run".into(), "-c".into(), config.clone().into()],
+        Proxy::Fulcrum | Proxy::FulcrumMetrics => {
+            vec!["run".into(), "-c".into(), config.clone().into()]
+        }
         // `-db`: stay in the foreground as one process, so the child's PID is the one that works.
         Proxy::Haproxy => vec!["-db".into(), "-f".into(), config.clone().into()],
     };
@@ -91,12 +111,20 @@ pub(crate) async fn start_proxy(
         args,
     };
     let mut command = launch.command();
-    if proxy == Proxy::Fulcrum {
+    if proxy != Proxy::Haproxy {
         // RUST_LOG would replace the config's `warn` level and log every request.
         command.env_remove("RUST_LOG").env("NO_COLOR", "1");
     }
     let log = dir.join(format!("{}.log", proxy.key()));
-    Spawned::server(proxy.name(), command, log, site.listen)
+    let mut spawned = Spawned::server(proxy.name(), command, log, site.listen)
         .await
-        .with_context(|| format!("cannot start {proxy} on {}", config.display()))
+        .with_context(|| format!("cannot start {proxy} on {}", config.display()))?;
+    if let Some(admin) = &site.admin {
+        // The admin server starts after the traffic listener; the scraper must find it up.
+        spawned
+            .wait_listening(admin.listen)
+            .await
+            .with_context(|| format!("the admin server of {proxy} on {}", admin.listen))?;
+    }
+    Ok(spawned)
 }

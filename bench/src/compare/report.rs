@@ -1,7 +1,8 @@
 //! What a comparison found, as written to `compare-DATE.json`: the machine, the settings, and for
 //! every scenario every round's raw numbers for both proxies (and, for `tcp-bulk`, for the stream
-//! without a proxy), with the medians, ratios and goals the Markdown table shows. The schema is
-//! versioned like the load report's.
+//! without a proxy; for `get-metrics`, for Fulcrum with metrics off and on, with the scrapes),
+//! with the medians, ratios and goals the Markdown table shows. The schema is versioned like the
+//! load report's.
 
 use std::path::PathBuf;
 
@@ -11,6 +12,7 @@ use super::goal::GoalCheck;
 use super::scenario::Scenario;
 use crate::bulk::BulkReport;
 use crate::load::Report;
+use crate::scrape::ScrapeReport;
 
 /// The schema name and version written in every comparison report.
 pub const SCHEMA: &str = "fulcrum-bench/compare/v1";
@@ -80,11 +82,14 @@ pub struct Settings {
 pub struct ScenarioReport {
     pub scenario: Scenario,
     pub description: String,
-    /// The load runs' rounds; empty for `tcp-bulk`.
+    /// The load runs' rounds against HAProxy; empty for `tcp-bulk` and `get-metrics`.
     pub rounds: Vec<RoundReport>,
     /// The streams' rounds of `tcp-bulk`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bulk_rounds: Vec<BulkRound>,
+    /// The rounds of `get-metrics`: Fulcrum with metrics off, then on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics_rounds: Vec<MetricsRound>,
     /// Medians over the rounds and Fulcrum/HAProxy ratios, one row per metric measured.
     pub summary: Vec<SummaryRow>,
     /// The scenario's goals and whether this run met them.
@@ -99,6 +104,17 @@ pub struct RoundReport {
     pub round: usize,
     pub fulcrum: ProxyRound,
     pub haproxy: ProxyRound,
+}
+
+/// One round of `get-metrics`: Fulcrum measured without metrics, then with them, each fresh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRound {
+    /// From 1.
+    pub round: usize,
+    /// No `[admin]`, nobody scraping.
+    pub off: ProxyRound,
+    /// `[admin]` on, and its saturation run's `scrapes`.
+    pub on: ProxyRound,
 }
 
 /// What one proxy did in one round.
@@ -120,6 +136,10 @@ pub struct Measured {
     /// The load generator's report, as it printed it.
     pub load: Report,
     pub cpu: CpuUse,
+    /// What the scraper of the admin server got during the run (Fulcrum+metrics only). Every
+    /// scrape in it passed: a failed one fails the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrapes: Option<ScrapeReport>,
 }
 
 /// CPU time of the proxy process (all threads) over one run.
@@ -240,6 +260,13 @@ pub struct SummaryRow {
     /// fulcrum / direct.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct_ratio: Option<f64>,
+    /// Median over the rounds of Fulcrum with metrics on (`get-metrics` only, where `fulcrum`
+    /// is Fulcrum with metrics off and HAProxy was not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_on: Option<f64>,
+    /// metrics_on / fulcrum: what the metrics cost (`get-metrics` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_ratio: Option<f64>,
 }
 
 /// The metrics a table can show.
@@ -263,6 +290,8 @@ pub enum Metric {
     CpuSecondsPerGib,
     /// Failed requests and non-2xx answers over every run of the scenario (a sum, not a median).
     Errors,
+    /// Scrapes of the admin server that answered 200 with a good body, over every run (a sum).
+    Scrapes,
 }
 
 impl Metric {
@@ -282,6 +311,7 @@ impl Metric {
             Self::ThroughputMegabytesPerSecond => "throughput (MB/s)",
             Self::CpuSecondsPerGib => "proxy CPU per GiB (s)",
             Self::Errors => "errors + non-2xx (all runs)",
+            Self::Scrapes => "scrapes answered 200 (all runs)",
         }
     }
 
@@ -293,7 +323,10 @@ impl Metric {
     /// Whether the table shows a ratio: a ratio of error counts or of how busy the CPU was says
     /// nothing about which proxy is better.
     pub fn has_ratio(self) -> bool {
-        !matches!(self, Self::Errors | Self::ProxyCpuBusyPercent)
+        !matches!(
+            self,
+            Self::Errors | Self::Scrapes | Self::ProxyCpuBusyPercent
+        )
     }
 
     /// Digits after the decimal point in the table.

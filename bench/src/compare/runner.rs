@@ -5,7 +5,9 @@
 //! process, before any load), a warm-up, the saturation run that gives throughput and CPU per
 //! request, and for `tls` the handshake run. Then, for `get`, each proxy gets a fixed-rate run at
 //! half of the HAProxy throughput just measured, which gives latency at a load both can carry.
-//! `tcp-bulk` has rounds of its own, in [`super::bulk_rounds`].
+//! `tcp-bulk` has rounds of its own, in [`super::bulk_rounds`], and so has `get-metrics`, in
+//! [`super::metrics_rounds`]. Whenever a proxy runs its admin server, a scraper runs beside each
+//! of its measured load runs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use tracing::{info, warn};
 
+use super::admin::AdminSite;
 use super::bulk_run::BulkFetcher;
 use super::goal::check_goals;
 use super::idle::{IdleTarget, measure_idle};
@@ -24,6 +27,7 @@ use super::procfs::read_cpu_ticks;
 use super::proxy::{Proxy, ProxyBinaries, start_proxy};
 use super::report::{CpuUse, Measured, ProxyRound, RoundReport, ScenarioReport};
 use super::scenario::Scenario;
+use super::scrape_run::{Scraper, check_scrapes};
 use super::site::Site;
 use super::summary::{report_errors, summarize};
 
@@ -37,6 +41,8 @@ pub(crate) struct Bench<'a> {
     pub(crate) binaries: ProxyBinaries<'a>,
     pub(crate) load: LoadRunner<'a>,
     pub(crate) fetcher: BulkFetcher<'a>,
+    /// Scrapes the admin server of Fulcrum+metrics.
+    pub(crate) scraper: Scraper<'a>,
     /// The run's temp dir: configs and proxy logs.
     pub(crate) dir: &'a Path,
     /// The origins, `s1` and `s2`.
@@ -55,6 +61,8 @@ impl Bench<'_> {
         for &scenario in &self.options.scenarios {
             let report = if scenario.bulk() {
                 self.bulk_scenario(scenario).await?
+            } else if scenario.metrics() {
+                self.metrics_scenario(scenario).await?
             } else {
                 self.scenario(scenario).await?
             };
@@ -82,6 +90,7 @@ impl Bench<'_> {
             summary,
             rounds,
             bulk_rounds: Vec::new(),
+            metrics_rounds: Vec::new(),
         })
     }
 
@@ -106,8 +115,12 @@ impl Bench<'_> {
     }
 
     /// Phase one for one proxy: idle memory, warm-up, saturation, handshakes.
-    async fn saturate(&self, scenario: Scenario, proxy: Proxy) -> anyhow::Result<ProxyRound> {
-        let site = self.site(scenario)?;
+    pub(super) async fn saturate(
+        &self,
+        scenario: Scenario,
+        proxy: Proxy,
+    ) -> anyhow::Result<ProxyRound> {
+        let site = self.site_for(scenario, proxy)?;
         let mut running = self.start(proxy, &site).await?;
         // Stopped (and waited for) on failure too, so the next attempt or the caller's check
         // finds nothing running.
@@ -154,8 +167,9 @@ impl Bench<'_> {
                 .await
                 .with_context(|| format!("warm-up of {proxy}"))?;
         }
+        let admin = site.admin.as_ref();
         let saturation = self
-            .measure(running, proxy, &self.spec(scenario, site))
+            .measure(running, proxy, &self.spec(scenario, site), admin)
             .await
             .with_context(|| format!("saturation run of {proxy}"))?;
         info!(
@@ -169,7 +183,7 @@ impl Bench<'_> {
             let mut spec = self.spec(scenario, site);
             spec.flags.push("--close".to_owned());
             let measured = self
-                .measure(running, proxy, &spec)
+                .measure(running, proxy, &spec, admin)
                 .await
                 .with_context(|| format!("handshake run of {proxy}"))?;
             info!(
@@ -196,14 +210,16 @@ impl Bench<'_> {
         proxy: Proxy,
         rate: f64,
     ) -> anyhow::Result<Measured> {
-        let site = self.site(scenario)?;
+        let site = self.site_for(scenario, proxy)?;
         let mut running = self.start(proxy, &site).await?;
         let spec = LoadSpec {
             rate: Some(rate),
             warmup: (!self.options.warmup.is_zero()).then_some(self.options.warmup),
             ..self.spec(scenario, &site)
         };
-        let measured = self.measure(&mut running, proxy, &spec).await;
+        let measured = self
+            .measure(&mut running, proxy, &spec, site.admin.as_ref())
+            .await;
         running.stop().await?;
         let measured =
             measured.with_context(|| format!("fixed-rate run of {proxy} at {rate:.0} req/s"))?;
@@ -216,18 +232,30 @@ impl Bench<'_> {
         Ok(measured)
     }
 
-    /// One load run, with the proxy's CPU ticks read around it.
+    /// One load run, with the proxy's CPU ticks read around it; with `admin`, the scraper runs
+    /// beside it for as long, and any scrape that failed fails the run.
     async fn measure(
         &self,
         running: &mut Spawned,
         proxy: Proxy,
         spec: &LoadSpec,
+        admin: Option<&AdminSite>,
     ) -> anyhow::Result<Measured> {
         let pid = running.pid()?;
         let before = read_cpu_ticks(pid)?;
-        let load = self.load.run(spec).await?;
+        let (load, scrapes) = match admin {
+            None => (self.load.run(spec).await?, None),
+            Some(admin) => {
+                let (load, scrapes) =
+                    tokio::join!(self.load.run(spec), self.scraper.run(admin, spec.duration));
+                (load?, Some(scrapes.context("the scraper")?))
+            }
+        };
         let after = read_cpu_ticks(pid)?;
         running.check_alive()?;
+        if let Some(scrapes) = &scrapes {
+            check_scrapes(scrapes).with_context(|| format!("scraping {proxy}"))?;
+        }
         if load.requests == 0 {
             bail!(
                 "no request completed through {proxy} ({}): errors {:?}, statuses {:?}",
@@ -247,7 +275,7 @@ impl Bench<'_> {
             load.requests,
             load.duration_s,
         );
-        Ok(Measured { load, cpu })
+        Ok(Measured { load, cpu, scrapes })
     }
 
     pub(super) async fn start(&self, proxy: Proxy, site: &Site) -> anyhow::Result<Spawned> {
@@ -273,6 +301,22 @@ impl Bench<'_> {
             self.cert.clone(),
             self.options.idle_connections,
         ))
+    }
+
+    /// [`Self::site`] for `proxy`: with an admin server on a port of its own for
+    /// Fulcrum+metrics.
+    fn site_for(&self, scenario: Scenario, proxy: Proxy) -> anyhow::Result<Site> {
+        let mut site = self.site(scenario)?;
+        if proxy.metrics() {
+            // A port just released can come back at once; the admin server must not share the
+            // traffic listener's, which Fulcrum refuses.
+            let mut listen = free_port()?;
+            while listen == site.listen {
+                listen = free_port()?;
+            }
+            site.admin = Some(AdminSite { listen });
+        }
+        Ok(site)
     }
 
     /// The closed-loop run of `scenario` against `site`.

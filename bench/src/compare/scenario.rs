@@ -1,6 +1,7 @@
 //! The scenarios: what traffic each sends, which proxy features it turns on, which of the
 //! optional measurements (fixed-rate latency, idle memory, TLS handshakes) it takes, and the goals
-//! its ratios are held to.
+//! its ratios are held to. All but `get-metrics` measure Fulcrum against HAProxy; `get-metrics`
+//! measures Fulcrum with its metrics scraped against Fulcrum without.
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,6 +35,10 @@ pub enum Scenario {
     /// One long stream through an L4 relay, against the same stream without a proxy.
     #[serde(rename = "tcp-bulk")]
     TcpBulk,
+    /// `get` through Fulcrum without `[admin]` (metrics off), and through Fulcrum with `[admin]`
+    /// and a scraper fetching `/metrics` and the stats JSON every second (metrics on).
+    #[serde(rename = "get-metrics")]
+    GetMetrics,
 }
 
 /// The cookie both proxies insert, and the value naming the first origin.
@@ -41,7 +46,7 @@ pub const COOKIE_NAME: &str = "SRV";
 
 impl Scenario {
     /// Every scenario, in the order the report lists them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Get,
         Self::Post,
         Self::Close,
@@ -50,6 +55,7 @@ impl Scenario {
         Self::H2,
         Self::TcpClose,
         Self::TcpBulk,
+        Self::GetMetrics,
     ];
 
     /// What `--quick` runs unless `--scenarios` says otherwise: the cheapest that still cover a
@@ -67,6 +73,7 @@ impl Scenario {
             Self::H2 => "h2",
             Self::TcpClose => "tcp-close",
             Self::TcpBulk => "tcp-bulk",
+            Self::GetMetrics => "get-metrics",
         }
     }
 
@@ -90,6 +97,10 @@ impl Scenario {
             Self::TcpBulk => {
                 "one long TCP stream through an L4 relay, and the same stream without a proxy"
             }
+            Self::GetMetrics => {
+                "small GET, keep-alive, through Fulcrum with metrics off (no [admin]) and on \
+                 ([admin], /metrics and the stats JSON scraped every second)"
+            }
         }
     }
 
@@ -104,6 +115,11 @@ impl Scenario {
     /// Measured with bulk streams (direct, then through each proxy) rather than load runs.
     pub fn bulk(self) -> bool {
         self == Self::TcpBulk
+    }
+
+    /// Measured as Fulcrum without metrics against Fulcrum with them, rather than against HAProxy.
+    pub fn metrics(self) -> bool {
+        self == Self::GetMetrics
     }
 
     /// The proxies terminate TLS for this scenario.
@@ -137,7 +153,7 @@ impl Scenario {
     /// (none for `tcp-bulk`, which runs no load generator).
     pub fn load_flags(self) -> Vec<String> {
         let flags: &[&str] = match self {
-            Self::Get | Self::TcpBulk => &[],
+            Self::Get | Self::GetMetrics | Self::TcpBulk => &[],
             Self::Post => &["--method", "POST", "--body-size", "16KiB"],
             Self::Close | Self::TcpClose => &["--close"],
             Self::Cookie => &["--header", "Cookie: SRV=s1"],
@@ -171,6 +187,13 @@ impl Scenario {
                     bound: Bound::AtLeast(1.0),
                 },
             ],
+            // Metrics that an aggressive Prometheus scrapes every second must cost the traffic
+            // next to nothing.
+            Self::GetMetrics => &[Goal {
+                metric: Metric::CpuUsPerRequest,
+                baseline: Baseline::MetricsOff,
+                bound: Bound::AtMost(1.03),
+            }],
             _ => &[],
         }
     }
@@ -281,6 +304,24 @@ mod tests {
             .map(|g| g.baseline)
             .collect();
         assert_eq!(baselines, [Baseline::Direct, Baseline::Haproxy]);
+    }
+
+    #[test]
+    fn get_metrics_is_get_held_to_its_own_cost() {
+        let metrics = Scenario::GetMetrics;
+        assert_eq!(parse_scenarios("get-metrics").unwrap(), [metrics]);
+        assert_eq!(serde_json::to_string(&metrics).unwrap(), "\"get-metrics\"");
+        assert_eq!(metrics.load_flags(), Scenario::Get.load_flags());
+        assert_eq!(metrics.mode(), Mode::Http);
+        assert!(metrics.metrics() && !metrics.bulk() && !metrics.tls() && !metrics.cookie());
+        // Its two runs per round are all that is measured: no latency, memory or handshakes.
+        assert!(!metrics.fixed_rate() && !metrics.idle_memory() && !metrics.handshakes());
+        assert!(Scenario::ALL.iter().filter(|s| s.metrics()).eq([&metrics]));
+        let [goal] = metrics.goals() else {
+            panic!("one goal for get-metrics");
+        };
+        assert_eq!(goal.baseline, Baseline::MetricsOff);
+        assert_eq!(goal.bound, Bound::AtMost(1.03));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::admin::AdminSite;
 use super::scenario::Scenario;
 
 /// One proxy configuration, in terms both proxies share.
@@ -22,6 +23,8 @@ pub(crate) struct Site {
     /// Client connections either proxy accepts at once: above the idle-connection count, so the
     /// memory measurement never waits in a backlog.
     pub(crate) max_connections: usize,
+    /// Fulcrum's `[admin]`: only for "Fulcrum+metrics" in `get-metrics`, never for HAProxy.
+    pub(crate) admin: Option<AdminSite>,
 }
 
 /// What the proxies do with a connection, in HAProxy's words.
@@ -50,6 +53,7 @@ impl Site {
             cookie: scenario.cookie(),
             tls_cert: if scenario.tls() { tls_cert } else { None },
             max_connections: max_connections(idle_connections),
+            admin: None,
         }
     }
 
@@ -108,6 +112,7 @@ pub(crate) mod fixtures {
             cookie,
             tls_cert: tls,
             max_connections: 11_024,
+            admin: None,
         }
     }
 

@@ -326,9 +326,10 @@ async fn action(
                 |server| match shared.appliance.server_action(server, action) {
                     Ok(message) => {
                         tracing::info!(user, %peer, %server, %action, result = message, "admin action");
+                        // The appliance's message names the server already.
                         Flash {
                             ok: true,
-                            text: format!("{server}: {message}"),
+                            text: message,
                         }
                     }
                     Err(error) => {

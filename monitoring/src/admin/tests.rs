@@ -65,7 +65,7 @@ impl Appliance for TestAppliance {
             return Err("no such server".into());
         }
         self.actions.lock().unwrap().push((server.clone(), action));
-        Ok(format!("{action} done"))
+        Ok(format!("{server}: {action} done"))
     }
 }
 

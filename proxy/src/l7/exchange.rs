@@ -198,27 +198,31 @@ where
         out.clear();
         outgoing.serialize_into(out, server.addr);
         out.extend_from_slice(&client.buf[..replay_len]);
+        let buffered = out.len() as u64;
+        // Resolves to the body bytes read from the client beyond those already buffered.
         let sending = async {
             if replayable {
                 up.conn
                     .write_all(out, bcfg.timeout_server)
                     .await
+                    .map(|()| 0)
                     .map_err(BodyError::Write)
             } else {
                 let timeouts = CopyTimeouts {
                     read: fe.timeout_client,
                     write: bcfg.timeout_server,
                 };
-                body::forward(client, &mut up.conn.io, out, head.body, timeouts, false)
-                    .await
-                    .map(drop)
+                body::forward(client, &mut up.conn.io, out, head.body, timeouts, false).await
             }
         };
         let Some(sent) = slot.unless_shut(sending).await else {
             return killed(log, Phase::Data);
         };
         match sent {
-            Ok(()) => {}
+            Ok(body_read) => {
+                let body = replay_len as u64 + body_read;
+                count_request_bytes(ctx, bentry, &server, buffered + body_read, body);
+            }
             Err(BodyError::Write(_)) if up.reused && replayable => {
                 attempts.fresh_only = true;
                 continue;
@@ -491,6 +495,21 @@ fn count_response(ctx: &Ctx<'_>, bentry: &BackendEntry, slot: &Slot, status: Sta
     ctx.fe_state.counters.response(status);
     bentry.state.counters.totals.response(status);
     slot.server.counters.totals.response(status);
+}
+
+/// Counts a request sent to a server (HAProxy's `bin`): `sent` bytes, head and body, for the
+/// server and its backend; the `body` bytes for the frontend, which counted the head when it
+/// parsed it.
+fn count_request_bytes(
+    ctx: &Ctx<'_>,
+    bentry: &BackendEntry,
+    server: &ServerState,
+    sent: u64,
+    body: u64,
+) {
+    ctx.fe_state.counters.add(FrontendTotal::BytesIn, body);
+    bentry.state.counters.totals.add(Total::BytesIn, sent);
+    server.counters.totals.add(Total::BytesIn, sent);
 }
 
 fn count_resp_error(bentry: &BackendEntry, server: &ServerState) {
