@@ -98,16 +98,18 @@ pub(crate) fn check_goals(goals: &[Goal], summary: &[SummaryRow]) -> Vec<GoalChe
 
 /// One line for the Markdown summary: `CPU per request (µs) ≤ 0.70 × HAProxy: **met** (0.64)`,
 /// or for a cost over metrics off, `metrics on costs ≤ 3% more CPU per request (µs) than metrics
-/// off (ratio ≤ 1.03): **met** (1.01)`.
+/// off (ratio ≤ 1.03): **met** (1.012)`.
 pub(crate) fn render_check(check: &GoalCheck) -> String {
     let (sign, limit) = match check.goal.bound {
         Bound::AtMost(limit) => ("≤", limit),
         Bound::AtLeast(limit) => ("≥", limit),
     };
+    let baseline = check.goal.baseline;
     let shown = |ratio: f64| {
-        // Two decimals, unless they would round a miss onto the bound (1.034 against 1.03).
+        // Two decimals, unless they would round a miss onto the bound (1.034 against 1.03), or
+        // the goal is a cost of a few percent.
         let two = format!("{ratio:.2}");
-        if two == format!("{limit:.2}") && ratio != limit {
+        if baseline.subject().is_some() || (two == format!("{limit:.2}") && ratio != limit) {
             format!("{ratio:.3}")
         } else {
             two
@@ -119,7 +121,6 @@ pub(crate) fn render_check(check: &GoalCheck) -> String {
         _ => "not measured".to_owned(),
     };
     let label = check.goal.metric.label();
-    let baseline = check.goal.baseline;
     match (baseline.subject(), check.goal.bound) {
         (Some(subject), Bound::AtMost(limit)) if limit >= 1.0 => format!(
             "Goal: {subject} costs {sign} {:.0}% more {label} than {} (ratio {sign} {limit:.2}): \
@@ -244,15 +245,18 @@ mod tests {
         assert_eq!(
             render_check(cheap),
             "Goal: metrics on costs ≤ 3% more CPU per request (µs) than metrics off \
-             (ratio ≤ 1.03): **met** (1.02)"
+             (ratio ≤ 1.03): **met** (1.020)"
         );
         let dear = &check_goals(&[METRICS_COST], &[metrics_row(10.0, 10.4)])[0];
         assert_eq!(dear.met, Some(false));
-        assert!(render_check(dear).ends_with("(ratio ≤ 1.03): **missed** (1.04)"));
-        // A miss that two decimals would round onto the bound shows a third.
-        let close = &check_goals(&[METRICS_COST], &[metrics_row(10.0, 10.34)])[0];
-        assert_eq!(close.met, Some(false));
-        assert!(render_check(close).ends_with("**missed** (1.034)"));
+        assert!(render_check(dear).ends_with("(ratio ≤ 1.03): **missed** (1.040)"));
+        // A miss that two decimals would round onto the bound shows a third, whatever the goal.
+        let close = GoalCheck {
+            goal: CPU,
+            ratio: Some(0.704),
+            met: Some(false),
+        };
+        assert!(render_check(&close).ends_with("**missed** (0.704)"));
         // The HAProxy ratio of a row does not count for this goal, and none is no verdict.
         let unmeasured = check_goals(
             &[METRICS_COST],
