@@ -142,6 +142,32 @@ refresh = "60s"
     // The page as the operator sees it, kept for people to look at.
     let png = save(&browser, "stats.png");
     assert!(png.len() > 1000 && png.starts_with(PNG_SIGNATURE));
+
+    // On a phone's width the page itself does not scroll sideways: each wide table scrolls in
+    // its own box, so the header, the legend and the forms stay readable.
+    browser.cdp(
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({ "width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true }),
+    );
+    browser.navigate(&stats);
+    let widths = browser.execute(
+        "return [document.documentElement.scrollWidth, window.innerWidth, \
+         document.querySelector('table.stats').parentElement.scrollWidth, \
+         document.querySelector('table.stats').parentElement.clientWidth];",
+        &[],
+    );
+    let [page, viewport, table, table_box] =
+        [0, 1, 2, 3].map(|i| widths[i].as_u64().unwrap_or_else(|| panic!("{widths}")));
+    assert!(
+        page <= viewport,
+        "the page overflows a phone's width: {page} > {viewport}"
+    );
+    assert!(
+        table > table_box,
+        "the table scrolls in its own box: {table} <= {table_box}"
+    );
+    let png = save(&browser, "stats-phone.png");
+    assert!(png.starts_with(PNG_SIGNATURE));
 }
 
 /// The state class list and the status text (`span.state`) of server `server`'s row in `web`.
