@@ -328,7 +328,10 @@ async fn promtool_check(text: &str) {
     let promtool = PathBuf::from("/usr/bin/promtool");
     if !promtool.exists() {
         // CI installs promtool (Debian's `prometheus`); there its absence is a failure.
-        assert!(std::env::var_os("CI").is_none(), "promtool is required in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is required in CI"
+        );
         eprintln!("SKIPPED: promtool is not installed: the metrics format is not checked by it");
         return;
     }
@@ -732,4 +735,80 @@ async fn rates_are_sampled_while_the_server_runs() {
         }
     }
     assert!(rate > 0, "no rate after 5s");
+}
+
+/// One request of arbitrary content that hyper still frames (so it reaches our code): a method,
+/// a path under or beside the stats path, credentials good or garbled, cookies, an Origin, an
+/// Accept and a form body, each from a small alphabet that is rich in the characters parsers
+/// trip on.
+fn arbitrary_request() -> impl proptest::strategy::Strategy<Value = (String, Vec<u8>)> {
+    use proptest::prelude::*;
+    let method = prop::sample::select(vec!["GET", "HEAD", "POST", "PUT", "OPTIONS"]);
+    let path = "(/stats|/metrics|/)[;?%&=a-z0-9/.+-]{0,24}";
+    let text = "[ -~]{0,40}";
+    let credentials = prop_oneof![Just(ADMIN.to_owned()), "[a-z:]{0,12}", "[ -~]{0,20}"];
+    let raw_auth = prop_oneof![Just(false), Just(true)];
+    let body = "(b|s|action|token|weight|x)=[a-z0-9%+&=./:]{0,30}(&(b|s|action|token|weight)=[a-z0-9%+&=./:]{0,30}){0,4}";
+    (method, path, credentials, raw_auth, text, text, text, body).prop_map(
+        |(method, path, credentials, raw_auth, cookie, origin, accept, body)| {
+            let authorization = if raw_auth {
+                format!("Authorization: Basic {credentials}\r\n")
+            } else {
+                auth(&credentials)
+            };
+            let head = format!(
+                "{method} {path} HTTP/1.1\r\nHost: fuzz\r\n{authorization}Cookie: {cookie}\r\n\
+                 Origin: {origin}\r\nAccept: {accept}\r\n"
+            );
+            (head, body.into_bytes())
+        },
+    )
+}
+
+/// Whatever a client sends, it gets an answer (a panicking handler would drop the connection
+/// without one), and the server goes on serving.
+#[test]
+fn arbitrary_requests_get_an_answer_and_never_stop_the_server() {
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (server, _appliance) = rt.block_on(start(config(true, true)));
+    let addr = server.local_addr();
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        ..Config::default()
+    });
+    runner
+        .run(&arbitrary_request(), |(head, body)| {
+            let reply = rt.block_on(send(addr, &head, &body));
+            proptest::prop_assert!((200..600).contains(&reply.status), "{head}: {reply:?}");
+            Ok(())
+        })
+        .unwrap();
+    // A valid session and token, then arbitrary forms through the action path itself.
+    let page = rt.block_on(get(addr, "/stats", &auth(ADMIN)));
+    let (cookie, token) = session_of(&page);
+    let mut runner = TestRunner::new(Config {
+        cases: 200,
+        ..Config::default()
+    });
+    runner
+        .run(&"[a-z0-9%+&=./:_-]{0,60}", |form| {
+            let extra = format!(
+                "{}Cookie: {cookie}\r\nOrigin: http://{addr}\r\n",
+                auth(ADMIN)
+            );
+            let body = format!("token={token}&{form}");
+            let reply = rt.block_on(post(addr, &extra, &body));
+            proptest::prop_assert!(
+                matches!(reply.status, 303 | 400 | 403 | 413),
+                "{form}: {reply:?}"
+            );
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(rt.block_on(get(addr, "/stats", &auth(ADMIN))).status, 200);
 }
