@@ -5,9 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-
-use super::process::Launch;
+use super::process::{Launch, parse_json_report};
 use crate::bulk::{BulkReport, SCHEMA};
 
 /// Time a stream may take beyond what it would at [`SLOWEST`]: starting, connecting, a slow
@@ -57,15 +55,7 @@ pub(crate) fn fetch_args(addr: SocketAddr, size: u64) -> Vec<String> {
 
 /// Reads the report printed on stdout.
 pub(crate) fn parse_bulk_report(stdout: &str) -> anyhow::Result<BulkReport> {
-    let report: BulkReport =
-        serde_json::from_str(stdout.trim()).context("stdout is not a JSON bulk report")?;
-    if report.schema != SCHEMA {
-        bail!(
-            "the bulk report's schema is {:?}, this runner reads {SCHEMA:?}",
-            report.schema
-        );
-    }
-    Ok(report)
+    parse_json_report(stdout, "bulk", SCHEMA, |r: &BulkReport| &r.schema)
 }
 
 #[cfg(test)]

@@ -4,9 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-
-use super::process::Launch;
+use super::process::{Launch, parse_json_report};
 use crate::load::{Report, SCHEMA};
 
 /// Time a load run may take beyond its duration and warm-up: connecting, the report, a slow
@@ -83,24 +81,7 @@ fn millis(duration: Duration) -> String {
 /// Reads the report: the whole of stdout, or else its last line that is a JSON object, in case
 /// the generator printed something before it.
 pub(crate) fn parse_report(stdout: &str) -> anyhow::Result<Report> {
-    let report: Report = match serde_json::from_str(stdout.trim()) {
-        Ok(report) => report,
-        Err(whole) => stdout
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with('{'))
-            .with_context(|| format!("stdout is not a JSON report: {whole}"))
-            .and_then(|line| {
-                serde_json::from_str(line).context("the last JSON line is not a load report")
-            })?,
-    };
-    if report.schema != SCHEMA {
-        bail!(
-            "the load report's schema is {:?}, this runner reads {SCHEMA:?}",
-            report.schema
-        );
-    }
-    Ok(report)
+    parse_json_report(stdout, "load", SCHEMA, |r: &Report| &r.schema)
 }
 
 #[cfg(test)]

@@ -227,6 +227,33 @@ pub(crate) fn parse_listening_line(line: &str) -> Option<SocketAddr> {
     addr.trim().parse().ok()
 }
 
+/// A child's JSON report from its stdout (the whole of it, or else its last JSON line, after
+/// anything a tool printed first), refused unless its schema is the one this runner reads.
+pub(crate) fn parse_json_report<T: serde::de::DeserializeOwned>(
+    stdout: &str,
+    what: &str,
+    expected: &str,
+    schema: impl Fn(&T) -> &str,
+) -> anyhow::Result<T> {
+    let report: T = match serde_json::from_str(stdout.trim()) {
+        Ok(report) => report,
+        Err(whole) => stdout
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+            .with_context(|| format!("stdout is not a JSON {what} report: {whole}"))
+            .and_then(|line| {
+                serde_json::from_str(line)
+                    .with_context(|| format!("the last JSON line is not a {what} report"))
+            })?,
+    };
+    let found = schema(&report);
+    if found != expected {
+        bail!("the {what} report's schema is {found:?}, this runner reads {expected:?}");
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]

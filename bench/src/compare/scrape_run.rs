@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use super::admin::{AdminSite, PASSWORD, USER};
-use super::process::Launch;
+use super::process::{Launch, parse_json_report};
 use crate::scrape::{SCHEMA, ScrapeReport};
 
 /// How often an aggressive Prometheus scrapes.
@@ -68,15 +68,7 @@ pub(crate) fn scrape_args(admin: &AdminSite, duration: Duration) -> Vec<String> 
 
 /// Reads the report printed on stdout.
 pub(crate) fn parse_scrape_report(stdout: &str) -> anyhow::Result<ScrapeReport> {
-    let report: ScrapeReport =
-        serde_json::from_str(stdout.trim()).context("stdout is not a JSON scrape report")?;
-    if report.schema != SCHEMA {
-        bail!(
-            "the scrape report's schema is {:?}, this runner reads {SCHEMA:?}",
-            report.schema
-        );
-    }
-    Ok(report)
+    parse_json_report(stdout, "scrape", SCHEMA, |r: &ScrapeReport| &r.schema)
 }
 
 /// Fails unless every target was scraped and every scrape passed: a metrics page that answered
