@@ -373,18 +373,9 @@ async fn csv_reads_with_a_standard_reader_and_matches_the_json() {
 
 /// Runs `fulcrum ctl --socket SOCKET ARGS...`: (success, stdout, stderr).
 fn ctl(socket: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
-        .arg("ctl")
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["ctl", "--socket", socket.to_str().unwrap()];
+    all.extend_from_slice(args);
+    support::fulcrum_command(all)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,17 +12,10 @@ use support::{Fulcrum, KeepAlive, origin};
 
 /// Runs `fulcrum status l4 ARGS` for `fulcrum`'s config; returns (success, stdout, stderr).
 fn status(fulcrum: &Fulcrum, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
-        .args(["status", "l4", "-c"])
-        .arg(fulcrum.config_path())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let config = fulcrum.config_path();
+    let mut all = vec!["status", "l4", "-c", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    support::fulcrum_command(all)
 }
 
 /// The whitespace-separated fields of the table line for real server `addr`.

@@ -517,3 +517,20 @@ impl Fulcrum {
             .unwrap_or_else(|| panic!("the admin server is not listening: {:#?}", self.logs()))
     }
 }
+
+/// Runs the `fulcrum` binary with `args` to the end: (success, stdout, stderr).
+pub fn fulcrum_command<I, S>(args: I) -> (bool, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
