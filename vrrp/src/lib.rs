@@ -1,3 +1,12 @@
-//! Embedded VRRP (v2/v3): packets, the per-instance state machine, transports and VIP handling.
+//! Fulcrum's embedded VRRP (RFC 3768 v2, RFC 5798 v3): the packet codec, the per-instance state
+//! machine, and (later) the raw-socket and unicast transports, VIP handling with gratuitous ARP,
+//! tracked scripts and interfaces, and notify scripts. It interoperates with keepalived on the
+//! same LAN.
 //!
-//! Empty until its issue lands; the crate exists so the workspace has its final shape.
+//! - [`packet`]: encoding and decoding adverts, with the receive checks of RFC 3768 §7.1 and a
+//!   counter per reason a packet is dropped.
+//! - [`fsm`]: the Initialize / Backup / Master state machine, pure and clock-injected: events in,
+//!   actions out, no sockets and no sleeps.
+
+pub mod fsm;
+pub mod packet;
