@@ -3,10 +3,13 @@
 //! tracked scripts and interfaces, and notify scripts. It interoperates with keepalived on the
 //! same LAN.
 //!
+//! - [`config`]: the `[vrrp]` section as users write it (keepalived's instances, scripts and sync
+//!   groups, in CONFIG.md's key names) and the validated config each instance runs on.
 //! - [`packet`]: encoding and decoding adverts, with the receive checks of RFC 3768 §7.1 and a
 //!   counter per reason a packet is dropped.
 //! - [`fsm`]: the Initialize / Backup / Master state machine, pure and clock-injected: events in,
 //!   actions out, no sockets and no sleeps.
 
+pub mod config;
 pub mod fsm;
 pub mod packet;
