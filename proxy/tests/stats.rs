@@ -479,7 +479,10 @@ fn promtool_check(families: &[MetricFamily]) {
         .spawn()
     else {
         // CI installs promtool (Debian's `prometheus`); there its absence is a failure.
-        assert!(std::env::var_os("CI").is_none(), "promtool is required in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is required in CI"
+        );
         eprintln!("SKIPPED: promtool is not installed: the exposition format lint is skipped");
         return;
     };
