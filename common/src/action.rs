@@ -29,15 +29,17 @@ impl fmt::Display for ServerRef {
     }
 }
 
-/// The admin state an operator sets, as `set server ... state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The admin state an operator sets, as `set server ... state`. The proxy keeps it in an
+/// `AtomicU8`, hence the fixed discriminants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
 pub enum AdminState {
     /// Takes traffic as its health allows.
-    Ready,
+    Ready = 0,
     /// No new clients; sticky clients and persistent L4 clients are still served.
-    Drain,
-    /// Out of service: no traffic at all.
-    Maint,
+    Drain = 1,
+    /// Out of service: no traffic at all, health checks stop counting.
+    Maint = 2,
 }
 
 impl AdminState {
@@ -80,10 +82,10 @@ impl ServerAction {
     /// The action the stats page's form names: HAProxy's `action` values, plus `weight`, which
     /// takes the form's `weight` field.
     pub fn from_form(action: &str, weight: Option<&str>) -> Result<Self, String> {
+        if let Some(state) = AdminState::parse(action) {
+            return Ok(Self::SetState(state));
+        }
         Ok(match action {
-            "ready" | "drain" | "maint" => {
-                Self::SetState(AdminState::parse(action).unwrap_or(AdminState::Ready))
-            }
             "ehlth" => Self::EnableHealth,
             "dhlth" => Self::DisableHealth,
             "shutdown" => Self::ShutdownSessions,

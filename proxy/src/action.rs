@@ -5,13 +5,13 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use fulcrum_common::action::{AdminState as Wanted, ServerAction, ServerRef};
+use fulcrum_common::action::{ServerAction, ServerRef};
 
 use crate::{
     Event,
     l4::tier::Tier,
     runtime::Runtime,
-    state::{AdminState, ServerState, ServerStatus},
+    state::{ServerState, ServerStatus},
 };
 
 /// Why an action was refused; nothing changed.
@@ -46,12 +46,7 @@ pub(crate) fn apply(
     let server = find(rt, l4, target)?;
     let label = format!("{}/{}", server.backend, server.name);
     let message = match action {
-        ServerAction::SetState(wanted) => {
-            let admin = match wanted {
-                Wanted::Ready => AdminState::Ready,
-                Wanted::Drain => AdminState::Drain,
-                Wanted::Maint => AdminState::Maint,
-            };
+        ServerAction::SetState(admin) => {
             let (from, to) = server.set_admin(admin);
             report(rt, &server, from, to, action);
             format!("{label}: {from} -> {to}")

@@ -15,25 +15,14 @@ use tokio::sync::Notify;
 use super::{Availability, ServerCounters, shutdown::SessionKill, unix_millis};
 use crate::{health::counter::HealthCounter, l7::pool::Pool};
 
-/// What an operator set, as HAProxy's `set server ... state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum AdminState {
-    /// Takes traffic as its health allows.
-    Ready = 0,
-    /// No new clients; sticky clients are still served.
-    Drain = 1,
-    /// Out of service: no traffic at all, health checks stop counting.
-    Maint = 2,
-}
+pub use fulcrum_common::action::AdminState;
 
-impl AdminState {
-    fn from_u8(v: u8) -> Self {
-        match v {
-            1 => Self::Drain,
-            2 => Self::Maint,
-            _ => Self::Ready,
-        }
+/// The admin state stored as `AdminState as u8`; anything else reads as `Ready`.
+fn admin_from_u8(v: u8) -> AdminState {
+    match v {
+        1 => AdminState::Drain,
+        2 => AdminState::Maint,
+        _ => AdminState::Ready,
     }
 }
 
@@ -188,7 +177,7 @@ impl ServerState {
     }
 
     pub fn admin(&self) -> AdminState {
-        AdminState::from_u8(self.admin.load(Relaxed))
+        admin_from_u8(self.admin.load(Relaxed))
     }
 
     pub fn weight(&self) -> u32 {
