@@ -6,7 +6,6 @@
 use anyhow::Context;
 use tracing::info;
 
-use super::goal::check_goals;
 use super::procfs::{read_cpu_ticks, read_task_run_times};
 use super::proxy::Proxy;
 use super::report::{BulkCpu, BulkRound, BulkRun, ScenarioReport};
@@ -17,24 +16,13 @@ use super::summary::summarize_bulk;
 impl Bench<'_> {
     /// Runs every round of a bulk scenario.
     pub(super) async fn bulk_scenario(&self, scenario: Scenario) -> anyhow::Result<ScenarioReport> {
-        let mut rounds = Vec::new();
-        for round in 1..=self.options.rounds {
-            info!(%scenario, round, rounds = self.options.rounds, "round starting");
-            rounds.push(
-                self.bulk_round(scenario, round)
-                    .await
-                    .with_context(|| format!("scenario {scenario}, round {round}"))?,
-            );
-        }
+        let rounds = self
+            .rounds(scenario, |round| self.bulk_round(scenario, round))
+            .await?;
         let summary = summarize_bulk(&rounds);
         Ok(ScenarioReport {
-            scenario,
-            description: scenario.description().to_owned(),
-            rounds: Vec::new(),
             bulk_rounds: rounds,
-            metrics_rounds: Vec::new(),
-            goals: check_goals(scenario.goals(), &summary),
-            summary,
+            ..ScenarioReport::new(scenario, summary)
         })
     }
 

@@ -148,28 +148,21 @@ mod tests {
 
     fn row(metric: Metric, ratio: Option<f64>, direct_ratio: Option<f64>) -> SummaryRow {
         SummaryRow {
-            metric,
-            direct: None,
             fulcrum: Some(1.0),
             haproxy: Some(1.0),
             ratio,
             direct_ratio,
-            metrics_on: None,
-            metrics_ratio: None,
+            ..SummaryRow::new(metric)
         }
     }
 
     /// A `get-metrics` row: Fulcrum with metrics `on` µs per request, without `off`.
     fn metrics_row(off: f64, on: f64) -> SummaryRow {
         SummaryRow {
-            metric: Metric::CpuUsPerRequest,
-            direct: None,
             fulcrum: Some(off),
-            haproxy: None,
-            ratio: None,
-            direct_ratio: None,
             metrics_on: Some(on),
             metrics_ratio: Some(on / off),
+            ..SummaryRow::new(Metric::CpuUsPerRequest)
         }
     }
 

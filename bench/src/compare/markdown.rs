@@ -13,6 +13,7 @@ pub fn render_markdown(report: &CompareReport) -> String {
     let s = &report.settings;
     // A run of `get-metrics` alone never starts HAProxy, and says so.
     let metrics_only = s.scenarios.iter().all(|s| s.metrics());
+    let any_metrics = s.scenarios.iter().any(|s| s.metrics());
     let (title, order) = if metrics_only {
         ("Fulcrum, metrics on vs off", "Fulcrum then Fulcrum+metrics")
     } else {
@@ -62,7 +63,7 @@ pub fn render_markdown(report: &CompareReport) -> String {
             s.bulk_size_bytes >> 20
         ));
     }
-    if s.scenarios.iter().any(|s| s.metrics()) {
+    if any_metrics {
         out.push(
             "| get-metrics | each round: Fulcrum without `[admin]` (metrics off), then Fulcrum \
              with `[admin]` on loopback while `fulcrum-bench scrape`, on the load CPU, fetches \
@@ -100,7 +101,7 @@ pub fn render_markdown(report: &CompareReport) -> String {
                 .to_owned(),
         );
     }
-    if s.scenarios.iter().any(|s| s.metrics()) {
+    if any_metrics {
         out.push(String::new());
         out.push(
             "In `get-metrics` both columns are Fulcrum, HAProxy does not run: \"Fulcrum\" has no \

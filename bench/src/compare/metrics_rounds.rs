@@ -3,10 +3,8 @@
 //! Fulcrum with `[admin]` and a scraper fetching `/metrics` and the stats JSON once a second
 //! (metrics on), both pinned to the proxy CPU. On over off is what the metrics cost.
 
-use anyhow::Context;
 use tracing::info;
 
-use super::goal::check_goals;
 use super::proxy::Proxy;
 use super::report::{MetricsRound, ScenarioReport};
 use super::runner::Bench;
@@ -19,33 +17,29 @@ impl Bench<'_> {
         &self,
         scenario: Scenario,
     ) -> anyhow::Result<ScenarioReport> {
-        let mut rounds = Vec::new();
-        for round in 1..=self.options.rounds {
-            info!(%scenario, round, rounds = self.options.rounds, "round starting");
-            let off = self
-                .saturate(scenario, Proxy::Fulcrum)
-                .await
-                .with_context(|| format!("scenario {scenario}, round {round}"))?;
-            let on = self
-                .saturate(scenario, Proxy::FulcrumMetrics)
-                .await
-                .with_context(|| format!("scenario {scenario}, round {round}"))?;
-            info!(
-                %scenario, round,
-                scrapes = on.saturation.scrapes.as_ref().map_or(0, |s| s.ok()),
-                "metrics on and off measured"
-            );
-            rounds.push(MetricsRound { round, off, on });
-        }
+        let rounds = self
+            .rounds(scenario, |round| self.metrics_round(scenario, round))
+            .await?;
         let summary = summarize_metrics(&rounds);
         Ok(ScenarioReport {
-            scenario,
-            description: scenario.description().to_owned(),
-            rounds: Vec::new(),
-            bulk_rounds: Vec::new(),
-            goals: check_goals(scenario.goals(), &summary),
-            summary,
             metrics_rounds: rounds,
+            ..ScenarioReport::new(scenario, summary)
         })
+    }
+
+    /// One round: Fulcrum with metrics off, then on.
+    async fn metrics_round(
+        &self,
+        scenario: Scenario,
+        round: usize,
+    ) -> anyhow::Result<MetricsRound> {
+        let off = self.saturate(scenario, Proxy::Fulcrum).await?;
+        let on = self.saturate(scenario, Proxy::FulcrumMetrics).await?;
+        info!(
+            %scenario, round,
+            scrapes = on.saturation.scrapes.as_ref().map_or(0, |s| s.ok()),
+            "metrics on and off measured"
+        );
+        Ok(MetricsRound { round, off, on })
     }
 }

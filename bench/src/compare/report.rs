@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::goal::GoalCheck;
+use super::goal::{GoalCheck, check_goals};
 use super::scenario::Scenario;
 use crate::bulk::BulkReport;
 use crate::load::Report;
@@ -97,6 +97,22 @@ pub struct ScenarioReport {
     pub goals: Vec<GoalCheck>,
 }
 
+impl ScenarioReport {
+    /// `scenario` with the `summary` of its rounds and its goals checked against it. Every list
+    /// of rounds is empty: the caller fills in the one it ran.
+    pub(crate) fn new(scenario: Scenario, summary: Vec<SummaryRow>) -> Self {
+        Self {
+            scenario,
+            description: scenario.description().to_owned(),
+            rounds: Vec::new(),
+            bulk_rounds: Vec::new(),
+            metrics_rounds: Vec::new(),
+            goals: check_goals(scenario.goals(), &summary),
+            summary,
+        }
+    }
+}
+
 /// One round: each proxy measured once, Fulcrum first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundReport {
@@ -128,6 +144,15 @@ pub struct ProxyRound {
     pub fixed_rate: Option<Measured>,
     /// Memory per idle keep-alive connection (`get` and `tls`).
     pub idle: Option<IdleMemory>,
+}
+
+impl ProxyRound {
+    /// Its load runs: saturation, then handshakes and fixed rate where they ran.
+    pub(crate) fn runs(&self) -> impl Iterator<Item = &Measured> {
+        std::iter::once(&self.saturation)
+            .chain(&self.handshakes)
+            .chain(&self.fixed_rate)
+    }
 }
 
 /// One load run and the proxy's CPU time during it.
@@ -267,6 +292,22 @@ pub struct SummaryRow {
     /// metrics_on / fulcrum: what the metrics cost (`get-metrics` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_ratio: Option<f64>,
+}
+
+impl SummaryRow {
+    /// A row of `metric` with every value missing, for the constructors to fill in theirs.
+    pub(crate) fn new(metric: Metric) -> Self {
+        Self {
+            metric,
+            direct: None,
+            fulcrum: None,
+            haproxy: None,
+            ratio: None,
+            direct_ratio: None,
+            metrics_on: None,
+            metrics_ratio: None,
+        }
+    }
 }
 
 /// The metrics a table can show.

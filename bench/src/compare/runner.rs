@@ -17,7 +17,6 @@ use tracing::{info, warn};
 
 use super::admin::AdminSite;
 use super::bulk_run::BulkFetcher;
-use super::goal::check_goals;
 use super::idle::{IdleTarget, measure_idle};
 use super::load_run::{LoadRunner, LoadSpec};
 use super::options::CompareOptions;
@@ -71,26 +70,34 @@ impl Bench<'_> {
         Ok(reports)
     }
 
-    /// Runs every round of `scenario`.
-    async fn scenario(&self, scenario: Scenario) -> anyhow::Result<ScenarioReport> {
+    /// Runs `run_round` for each round of `scenario`, from 1, and names the scenario and the
+    /// round in its failure: the loop of every kind of scenario.
+    pub(super) async fn rounds<R>(
+        &self,
+        scenario: Scenario,
+        run_round: impl AsyncFn(usize) -> anyhow::Result<R>,
+    ) -> anyhow::Result<Vec<R>> {
         let mut rounds = Vec::new();
         for round in 1..=self.options.rounds {
             info!(%scenario, round, rounds = self.options.rounds, "round starting");
             rounds.push(
-                self.round(scenario, round)
+                run_round(round)
                     .await
                     .with_context(|| format!("scenario {scenario}, round {round}"))?,
             );
         }
+        Ok(rounds)
+    }
+
+    /// Runs every round of `scenario`.
+    async fn scenario(&self, scenario: Scenario) -> anyhow::Result<ScenarioReport> {
+        let rounds = self
+            .rounds(scenario, |round| self.round(scenario, round))
+            .await?;
         let summary = summarize(&rounds);
         Ok(ScenarioReport {
-            scenario,
-            description: scenario.description().to_owned(),
-            goals: check_goals(scenario.goals(), &summary),
-            summary,
             rounds,
-            bulk_rounds: Vec::new(),
-            metrics_rounds: Vec::new(),
+            ..ScenarioReport::new(scenario, summary)
         })
     }
 

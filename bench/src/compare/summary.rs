@@ -12,18 +12,14 @@ use crate::load::Report;
 pub(crate) fn summarize(rounds: &[RoundReport]) -> Vec<SummaryRow> {
     let mut rows = Vec::new();
     for (metric, value) in METRICS {
-        let fulcrum = median(&values(rounds, |r| &r.fulcrum, value));
-        let haproxy = median(&values(rounds, |r| &r.haproxy, value));
+        let fulcrum = median_of(rounds, |r| &r.fulcrum, value);
+        let haproxy = median_of(rounds, |r| &r.haproxy, value);
         if fulcrum.is_some() || haproxy.is_some() {
             rows.push(SummaryRow {
-                metric,
-                direct: None,
                 fulcrum,
                 haproxy,
                 ratio: ratio(fulcrum, haproxy),
-                direct_ratio: None,
-                metrics_on: None,
-                metrics_ratio: None,
+                ..SummaryRow::new(metric)
             });
         }
     }
@@ -32,14 +28,9 @@ pub(crate) fn summarize(rounds: &[RoundReport]) -> Vec<SummaryRow> {
             rounds.iter().map(|r| round_errors(side(r))).sum::<u64>() as f64
         };
         rows.push(SummaryRow {
-            metric: Metric::Errors,
-            direct: None,
             fulcrum: Some(sum(|r| &r.fulcrum)),
             haproxy: Some(sum(|r| &r.haproxy)),
-            ratio: None,
-            direct_ratio: None,
-            metrics_on: None,
-            metrics_ratio: None,
+            ..SummaryRow::new(Metric::Errors)
         });
     }
     rows
@@ -49,30 +40,19 @@ pub(crate) fn summarize(rounds: &[RoundReport]) -> Vec<SummaryRow> {
 /// column and on in `metrics_on`, their ratio on/off; then the errors and the scrapes, summed.
 pub(crate) fn summarize_metrics(rounds: &[MetricsRound]) -> Vec<SummaryRow> {
     let row = |metric: Metric, off: Option<f64>, on: Option<f64>| SummaryRow {
-        metric,
-        direct: None,
         fulcrum: off,
-        haproxy: None,
-        ratio: None,
-        direct_ratio: None,
         metrics_on: on,
         metrics_ratio: if metric.has_ratio() {
             ratio(on, off)
         } else {
             None
         },
+        ..SummaryRow::new(metric)
     };
     let mut rows = Vec::new();
     for (metric, value) in METRICS {
-        let side = |side: fn(&MetricsRound) -> &ProxyRound| {
-            median(
-                &rounds
-                    .iter()
-                    .filter_map(|r| value(side(r)))
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let (off, on) = (side(|r| &r.off), side(|r| &r.on));
+        let off = median_of(rounds, |r| &r.off, value);
+        let on = median_of(rounds, |r| &r.on, value);
         if off.is_some() || on.is_some() {
             rows.push(row(metric, off, on));
         }
@@ -108,27 +88,17 @@ pub(crate) fn summarize_bulk(rounds: &[BulkRound]) -> Vec<SummaryRow> {
     ];
     let mut rows = Vec::new();
     for (metric, value) in BULK_METRICS {
-        let median_of = |side: fn(&BulkRound) -> &BulkRun| {
-            median(
-                &rounds
-                    .iter()
-                    .filter_map(|r| value(side(r)))
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let direct = median_of(|r| &r.direct);
-        let fulcrum = median_of(|r| &r.fulcrum);
-        let haproxy = median_of(|r| &r.haproxy);
+        let direct = median_of(rounds, |r| &r.direct, value);
+        let fulcrum = median_of(rounds, |r| &r.fulcrum, value);
+        let haproxy = median_of(rounds, |r| &r.haproxy, value);
         if direct.is_some() || fulcrum.is_some() || haproxy.is_some() {
             rows.push(SummaryRow {
-                metric,
                 direct,
                 fulcrum,
                 haproxy,
                 ratio: ratio(fulcrum, haproxy),
                 direct_ratio: ratio(fulcrum, direct),
-                metrics_on: None,
-                metrics_ratio: None,
+                ..SummaryRow::new(metric)
             });
         }
     }
@@ -169,35 +139,28 @@ const METRICS: [(Metric, Value); 10] = [
     }),
 ];
 
-fn values(rounds: &[RoundReport], side: fn(&RoundReport) -> &ProxyRound, value: Value) -> Vec<f64> {
-    rounds.iter().filter_map(|r| value(side(r))).collect()
+/// The median over `rounds` of one `side`'s `value`, where it has one.
+fn median_of<R, S>(rounds: &[R], side: fn(&R) -> &S, value: fn(&S) -> Option<f64>) -> Option<f64> {
+    median(
+        &rounds
+            .iter()
+            .filter_map(|r| value(side(r)))
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// Failed requests and non-2xx answers over every run of one proxy in one round.
 pub(crate) fn round_errors(round: &ProxyRound) -> u64 {
-    [
-        Some(&round.saturation),
-        round.handshakes.as_ref(),
-        round.fixed_rate.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|m| report_errors(&m.load))
-    .sum()
+    round.runs().map(|m| report_errors(&m.load)).sum()
 }
 
 /// Good scrapes of the admin server over every run of one proxy in one round.
 pub(crate) fn round_scrapes(round: &ProxyRound) -> u64 {
-    [
-        Some(&round.saturation),
-        round.handshakes.as_ref(),
-        round.fixed_rate.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(|m| m.scrapes.as_ref())
-    .map(|s| s.ok())
-    .sum()
+    round
+        .runs()
+        .filter_map(|m| m.scrapes.as_ref())
+        .map(|s| s.ok())
+        .sum()
 }
 
 /// Failed requests and non-2xx answers of one run.
