@@ -191,9 +191,7 @@ impl Row {
             req_tot: None,
         }
     }
-}
 
-impl Row {
     /// `hrsp_1xx` ... `hrsp_other`, in that order.
     pub fn responses(&self) -> [u64; 6] {
         [

@@ -72,6 +72,7 @@ pub struct AdminConfig {
     pub users: Vec<User>,
     pub hide_version: bool,
     pub admin_actions: bool,
+    /// At least 1s ([`AdminSection::build`] refuses less).
     pub refresh: std::time::Duration,
     /// The PEM file (chain + key) to serve HTTPS with.
     pub tls_cert: Option<PathBuf>,

@@ -113,7 +113,7 @@ fn reply(request: Request, appliance: &Appliance, peer: &str) -> io::Result<Stri
     Ok(match request {
         Request::ShowL4 => json_line(&appliance.proxy.l4_status())?,
         Request::ShowStatJson => json_line(&appliance.snapshot())?,
-        Request::ShowStat => fulcrum_monitoring::admin::csv::csv(&appliance.snapshot()),
+        Request::ShowStat => fulcrum_monitoring::admin::csv(&appliance.snapshot()),
         Request::ShowServersState => servers_state(&appliance.snapshot()),
         Request::Help => command::HELP.to_owned(),
         Request::Server(server, action) => match appliance.server_action(&server, action) {

@@ -106,6 +106,7 @@ pub fn csv(snapshot: &Snapshot) -> String {
     }
     out.push('\n');
     for (index, proxy) in snapshot.proxies.iter().enumerate() {
+        let http = proxy.mode == "http";
         let mut sid = 0u64;
         for row in &proxy.rows {
             let ids = Ids {
@@ -118,7 +119,7 @@ pub fn csv(snapshot: &Snapshot) -> String {
                 },
             };
             for column in COLUMNS {
-                match cell(column, proxy, row, ids) {
+                match cell(column, proxy, row, ids, http) {
                     Cell::Empty => {}
                     Cell::Num(n) => {
                         let _ = write!(out, "{n}");
@@ -151,8 +152,8 @@ impl From<Option<u64>> for Cell<'_> {
     }
 }
 
-fn cell<'a>(column: &str, proxy: &'a ProxyStats, row: &'a Row, ids: Ids) -> Cell<'a> {
-    let http = proxy.mode == "http";
+/// `http`: whether `proxy` is in `http` mode (its `hrsp_*` columns are filled).
+fn cell<'a>(column: &str, proxy: &'a ProxyStats, row: &'a Row, ids: Ids, http: bool) -> Cell<'a> {
     let num = Cell::Num;
     let opt = |v: Option<u64>| Cell::from(v);
     let opt32 = |v: Option<u32>| Cell::from(v.map(u64::from));

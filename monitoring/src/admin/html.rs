@@ -47,10 +47,10 @@ pub(super) struct Page<'a> {
     pub(super) uptime: Option<u64>,
     /// When the snapshot was taken, RFC 3339.
     pub(super) generated: &'a str,
-    /// Seconds between reloads; `None` for `?norefresh`.
-    pub(super) refresh: Option<u64>,
-    /// The configured refresh, for the link that turns it back on.
+    /// Seconds between reloads (the configured refresh, at least 1).
     pub(super) refresh_secs: u64,
+    /// `?norefresh`: the page does not reload itself, and links to the one that does.
+    pub(super) norefresh: bool,
     pub(super) stats_path: &'a str,
     pub(super) user: Option<&'a str>,
     /// The CSRF token: `Some` when this user may act, and the page then has forms.
@@ -136,9 +136,9 @@ footer{margin-top:1.5rem;color:#666;font-size:.8rem}\
 fn head(h: &mut Html, page: &Page<'_>) {
     h.raw("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
         .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    if let Some(refresh) = page.refresh {
+    if !page.norefresh {
         h.raw("<meta http-equiv=\"refresh\" content=\"")
-            .num(refresh)
+            .num(page.refresh_secs)
             .raw("\">\n");
     }
     h.raw("<title>Fulcrum statistics");
@@ -173,20 +173,21 @@ fn summary(h: &mut Html, page: &Page<'_>) {
         h.text(page.generated);
     });
     item(h, "refresh", |h| {
-        match page.refresh {
-            Some(secs) => h
-                .raw("every ")
-                .text(&duration(secs))
-                .raw(" · <a id=\"refresh-toggle\" href=\"")
-                .text(page.stats_path)
-                .raw("?norefresh\">stop</a>"),
-            None => h
-                .raw("off · <a id=\"refresh-toggle\" href=\"")
-                .text(page.stats_path)
+        // The toggle links to this page with the auto-refresh the other way.
+        let toggle = page_url(page.stats_path, !page.norefresh);
+        if page.norefresh {
+            h.raw("off · <a id=\"refresh-toggle\" href=\"")
+                .text(&toggle)
                 .raw("\">every ")
                 .text(&duration(page.refresh_secs))
-                .raw("</a>"),
-        };
+                .raw("</a>");
+        } else {
+            h.raw("every ")
+                .text(&duration(page.refresh_secs))
+                .raw(" · <a id=\"refresh-toggle\" href=\"")
+                .text(&toggle)
+                .raw("\">stop</a>");
+        }
     });
     let count = |kind| {
         page.snapshot
@@ -245,6 +246,15 @@ fn summary(h: &mut Html, page: &Page<'_>) {
     h.raw("<li><i>italic</i>: backup server</li></ul>\n</header>\n");
 }
 
+/// The page's URL, with or without its auto-refresh.
+pub(super) fn page_url(stats_path: &str, norefresh: bool) -> String {
+    if norefresh {
+        format!("{stats_path}?norefresh")
+    } else {
+        stats_path.to_owned()
+    }
+}
+
 fn item(h: &mut Html, term: &str, value: impl FnOnce(&mut Html)) {
     h.raw("<div><dt>").raw(term).raw("</dt><dd>");
     value(h);
@@ -261,14 +271,15 @@ fn plural(n: usize, what: &str) -> String {
 
 /// "6: 4 up, 1 down, 1 maint", counting each server by its state.
 fn server_counts(snapshot: &Snapshot) -> String {
-    let servers: Vec<&Row> = snapshot
+    let servers = snapshot
         .proxies
         .iter()
         .flat_map(|p| &p.rows)
-        .filter(|r| r.kind == RowKind::Server)
-        .collect();
+        .filter(|r| r.kind == RowKind::Server);
+    let mut total = 0;
     let mut counts = [0usize; 4];
-    for row in &servers {
+    for row in servers {
+        total += 1;
         let slot = match State::of(&row.status) {
             State::Up | State::GoingDown | State::NoCheck | State::Open | State::Other => 0,
             State::Down | State::GoingUp => 1,
@@ -277,7 +288,7 @@ fn server_counts(snapshot: &Snapshot) -> String {
         };
         counts[slot] += 1;
     }
-    let mut out = format!("{}: {} up", servers.len(), counts[0]);
+    let mut out = format!("{total}: {} up", counts[0]);
     for (n, label) in counts[1..].iter().zip(["down", "maint", "drain"]) {
         if *n > 0 {
             let _ = write!(out, ", {n} {label}");
@@ -376,15 +387,10 @@ fn proxy_section(h: &mut Html, page: &Page<'_>, proxy: &ProxyStats) {
         .text(&proxy.mode)
         .raw("</small></h3>\n");
     if token.is_some() {
-        let action = if page.refresh.is_some() {
-            page.stats_path.to_owned()
-        } else {
-            format!("{}?norefresh", page.stats_path)
-        };
         h.raw("<form id=\"form-")
             .raw(&key)
             .raw("\" method=\"post\" action=\"")
-            .text(&action)
+            .text(&page_url(page.stats_path, page.norefresh))
             .raw("\">\n");
     }
     h.raw("<div class=\"scroll\"><table class=\"stats\">\n<thead>\n<tr class=\"groups\"><th rowspan=\"2\">Name</th>")
@@ -794,8 +800,8 @@ mod tests {
             pid: 42,
             uptime: Some(7380),
             generated: "2025-01-01T00:00:00Z",
-            refresh: Some(5),
             refresh_secs: 5,
+            norefresh: false,
             stats_path: "/stats",
             user: Some("admin"),
             token,
@@ -1010,7 +1016,7 @@ mod tests {
         let snapshot = Snapshot::default();
         let mut p = page(&snapshot, None, &[]);
         p.version = None;
-        p.refresh = None;
+        p.norefresh = true;
         let html = render(&p);
         assert!(!html.contains("0.1.0"));
         assert!(!html.contains("http-equiv=\"refresh\""));

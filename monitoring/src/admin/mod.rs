@@ -16,7 +16,7 @@
 //! outlives its owner.
 
 mod auth;
-pub mod csv;
+mod csv;
 mod form;
 mod html;
 mod rates;

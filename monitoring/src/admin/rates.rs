@@ -38,33 +38,33 @@ impl Rates {
     pub(super) fn record(&mut self, snapshot: &Snapshot, now: Instant) {
         let mut next: HashMap<String, HashMap<String, Seen>> = HashMap::new();
         for row in snapshot.proxies.iter().flat_map(|p| &p.rows) {
+            // The row's previous sample gives back its key, so a known row needs no new one.
             let previous = self
                 .rows
                 .get_mut(&row.pxname)
-                .and_then(|rows| rows.remove(&row.svname));
-            let seen = match previous {
-                Some(previous) => {
+                .and_then(|rows| rows.remove_entry(&row.svname));
+            let (svname, rate, max) = match previous {
+                Some((svname, previous)) => {
                     let elapsed = now.saturating_duration_since(previous.at);
                     // A counter that went back (a row replaced) is a new start, not a negative rate.
                     let rate = per_second(row.stot.saturating_sub(previous.stot), elapsed)
                         .unwrap_or(previous.rate);
-                    Seen {
-                        stot: row.stot,
-                        at: now,
-                        rate,
-                        max: previous.max.max(rate),
-                    }
+                    (svname, rate, previous.max.max(rate))
                 }
-                None => Seen {
-                    stot: row.stot,
-                    at: now,
-                    rate: 0,
-                    max: 0,
-                },
+                None => (row.svname.clone(), 0, 0),
             };
-            next.entry(row.pxname.clone())
-                .or_default()
-                .insert(row.svname.clone(), seen);
+            let seen = Seen {
+                stot: row.stot,
+                at: now,
+                rate,
+                max,
+            };
+            // The proxy name is copied once per proxy, not per row.
+            if let Some(rows) = next.get_mut(&row.pxname) {
+                rows.insert(svname, seen);
+            } else {
+                next.insert(row.pxname.clone(), HashMap::from([(svname, seen)]));
+            }
         }
         self.rows = next;
     }

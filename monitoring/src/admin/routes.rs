@@ -110,7 +110,7 @@ async fn route(shared: &Shared, peer: SocketAddr, request: Request<Incoming>) ->
     };
     let user = match auth::check(&config.users, request.headers()) {
         Auth::Open => None,
-        Auth::User(name) => Some(name.to_owned()),
+        Auth::User(name) => Some(name),
         Auth::Missing => return unauthorized(),
         Auth::Refused(name) => {
             let user = name.as_deref().map(auth::loggable).unwrap_or_default();
@@ -124,7 +124,7 @@ async fn route(shared: &Shared, peer: SocketAddr, request: Request<Incoming>) ->
             "text/plain; charset=utf-8",
             super::csv(&snapshot(shared)),
         ),
-        (&Method::GET | &Method::HEAD, View::Page) => page(shared, &request, user.as_deref()),
+        (&Method::GET | &Method::HEAD, View::Page) => page(shared, &request, user),
         (&Method::POST, View::Page) => action(shared, peer, request, user).await,
         (_, View::Csv) => method_not_allowed("GET, HEAD"),
         (_, View::Page) => method_not_allowed("GET, HEAD, POST"),
@@ -159,19 +159,36 @@ fn metrics(shared: &Shared) -> Answer {
 /// The HTML page, or the snapshot as JSON for a client that prefers it.
 fn page(shared: &Shared, request: &Request<Incoming>, user: Option<&str>) -> Answer {
     let snapshot = snapshot(shared);
-    if prefers_json(request.headers()) {
-        let mut response = match serde_json::to_vec(&snapshot) {
-            Ok(body) => text(StatusCode::OK, "application/json", body),
-            Err(error) => {
-                tracing::error!(%error, "cannot encode the snapshot as JSON");
-                return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode JSON\n");
-            }
-        };
+    let mut response = if prefers_json(request.headers()) {
+        json(&snapshot)
+    } else {
+        html_page(shared, request, user, &snapshot)
+    };
+    // A page or its JSON depends on `Accept`; a 500 from either does not.
+    if response.status() == StatusCode::OK {
         response
             .headers_mut()
             .insert(VARY, HeaderValue::from_static("Accept"));
-        return response;
     }
+    response
+}
+
+fn json(snapshot: &Snapshot) -> Answer {
+    match serde_json::to_vec(snapshot) {
+        Ok(body) => text(StatusCode::OK, "application/json", body),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode the snapshot as JSON");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode JSON\n")
+        }
+    }
+}
+
+fn html_page(
+    shared: &Shared,
+    request: &Request<Incoming>,
+    user: Option<&str>,
+    snapshot: &Snapshot,
+) -> Answer {
     let config = &shared.config;
     // Only a logged-in user who may act gets a session: its token goes into the forms.
     let session = match user {
@@ -192,27 +209,24 @@ fn page(shared: &Shared, request: &Request<Incoming>, user: Option<&str>) -> Ans
         }
         _ => None,
     };
-    let refresh_secs = config.refresh.as_secs().max(1);
     let node = process::node_name();
     let generated = UtcTime::now().rfc3339();
     let body = html::render(&html::Page {
-        snapshot: &snapshot,
+        snapshot,
         version: (!config.hide_version).then_some(shared.version),
         node: node.as_deref(),
         pid: std::process::id(),
         uptime: process::uptime_secs(),
         generated: &generated,
-        refresh: (!wants_norefresh(request)).then_some(refresh_secs),
-        refresh_secs,
+        // At least 1: the config refuses less than 1s.
+        refresh_secs: config.refresh.as_secs(),
+        norefresh: wants_norefresh(request),
         stats_path: &config.stats_path,
         user,
         token: session.as_ref().map(|s| s.token.as_str()),
         flash: session.as_ref().map_or(&[], |s| s.flash.as_slice()),
     });
     let mut response = text(StatusCode::OK, "text/html; charset=utf-8", body);
-    response
-        .headers_mut()
-        .insert(VARY, HeaderValue::from_static("Accept"));
     if let Some(id) = session.and_then(|s| s.new_id) {
         match HeaderValue::from_str(&session::set_cookie(&id, &config.stats_path, shared.tls)) {
             Ok(cookie) => {
@@ -233,7 +247,7 @@ async fn action(
     shared: &Shared,
     peer: SocketAddr,
     request: Request<Incoming>,
-    user: Option<String>,
+    user: Option<&str>,
 ) -> Answer {
     if !shared.config.admin_actions {
         return plain(
@@ -272,11 +286,7 @@ async fn action(
         return too_large();
     }
     let cookie = session::cookie(headers).map(str::to_owned);
-    let back = if wants_norefresh(&request) {
-        format!("{}?norefresh", shared.config.stats_path)
-    } else {
-        shared.config.stats_path.clone()
-    };
+    let back = html::page_url(&shared.config.stats_path, wants_norefresh(&request));
     let collected = tokio::time::timeout(
         BODY_TIMEOUT,
         Limited::new(request.into_body(), MAX_BODY).collect(),
@@ -303,7 +313,7 @@ async fn action(
     let Some(cookie) = cookie.filter(|id| {
         shared
             .sessions
-            .allows(Some(id), &user, token, Instant::now())
+            .allows(Some(id), user, token, Instant::now())
     }) else {
         tracing::warn!(user, %peer, "admin action refused: no valid session or token");
         return plain(

@@ -15,6 +15,7 @@
 
 use std::{
     collections::HashMap,
+    fmt::Write as _,
     sync::{Mutex, PoisonError},
     time::Duration,
 };
@@ -160,7 +161,11 @@ impl Sessions {
 fn random_hex() -> Result<String, RandomError> {
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes).map_err(RandomError)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    let mut hex = String::with_capacity(32);
+    for b in bytes {
+        let _ = write!(hex, "{b:02x}");
+    }
+    Ok(hex)
 }
 
 /// The session id in the request's `fulcrum_admin` cookie, if any.
