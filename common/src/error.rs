@@ -42,3 +42,25 @@ impl ConfigError {
         }
     }
 }
+
+/// `names` joined by commas, or `none`: the list of what is defined, in a message about
+/// something that is not.
+pub fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_or_none_says_none_for_an_empty_list() {
+        assert_eq!(list_or_none(&[]), "none");
+        assert_eq!(list_or_none(&["a"]), "a");
+        assert_eq!(list_or_none(&["a", "b"]), "a, b");
+    }
+}

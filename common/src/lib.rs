@@ -4,6 +4,7 @@
 //! - [`Duration`] and [`Size`]: values with units (`"250ms"`, `"512KiB"`), as users write them.
 //! - [`ConfigError`]: an error a section found, with the byte span in the file it came from; the
 //!   binary turns spans into `file:line:column` and a dotted key.
+//!   [`list_or_none`] lists, in such a message, what is defined.
 //! - [`secret`]: a secret given inline or through its `*_file` twin.
 //! - [`UtcTime`]: calendar dates for logs and reports, without a date library.
 //! - [`stats`] and [`action`]: the statistics every module reports and the actions operators
@@ -17,7 +18,7 @@ pub mod stats;
 mod units;
 mod utc;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, list_or_none};
 pub use serde_spanned::Spanned;
 pub use units::{Duration, Size};
 pub use utc::UtcTime;

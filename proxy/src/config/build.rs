@@ -8,7 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use fulcrum_common::{ConfigError, Spanned};
+use fulcrum_common::{ConfigError, Spanned, list_or_none};
 
 use super::{
     Backend, Check, Config, Cookie, CookieMode, Frontend, L4Protocol, ProxyProtocol, RealServer,
@@ -571,14 +571,6 @@ fn build_virtual_server(
         timeout_idle: section.timeout.idle.get(),
         fallback: section.fallback.as_ref().map(|f| *f.get_ref()),
         real_servers,
-    }
-}
-
-fn list_or_none(items: &[&str]) -> String {
-    if items.is_empty() {
-        "none".to_owned()
-    } else {
-        items.join(", ")
     }
 }
 

@@ -7,12 +7,12 @@ use std::{
     ops::RangeInclusive,
 };
 
-use fulcrum_common::{ConfigError, Duration, Spanned, secret};
+use fulcrum_common::{ConfigError, Duration, Spanned, list_or_none, secret};
 use ipnet::IpNet;
 
 use super::{
     Garp, InstanceConfig, Notify, ScriptCheck, ScriptConfig, SyncGroup, VrrpConfig,
-    section::{GarpSection, GroupSection, InstanceSection, ScriptSection, StateSection},
+    section::{GarpSection, GroupSection, InstanceSection, ScriptSection},
 };
 use crate::{
     fsm::{self, InitialState, Version},
@@ -32,17 +32,15 @@ impl super::VrrpSection {
     /// Validates the section; every problem is reported, each at its key.
     pub fn build(&self) -> Result<VrrpConfig, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let version = match self.version.get_ref() {
-            2 => Some(Version::V2),
-            3 => Some(Version::V3),
-            _ => {
-                errors.push(ConfigError::at(
-                    &self.version,
-                    "version must be 2 (RFC 3768) or 3 (RFC 5798: IPv6 and centisecond intervals)",
-                ));
-                None
-            }
-        };
+        let version = u8::try_from(*self.version.get_ref())
+            .ok()
+            .and_then(Version::from_number);
+        if version.is_none() {
+            errors.push(ConfigError::at(
+                &self.version,
+                "version must be 2 (RFC 3768) or 3 (RFC 5798: IPv6 and centisecond intervals)",
+            ));
+        }
         if let Some(interface) = &self.interface {
             check_ifname(interface, "interface", &mut errors);
         }
@@ -147,18 +145,19 @@ fn build_instance(
         errors,
     );
     let (family, virtual_ips) = build_virtual_ips(name_str, section, context.version, errors);
-    if let Some(version) = context.version {
-        // Values reported above are replaced by valid stand-ins so that the interval still
-        // gets checked; the instance is dropped anyway.
-        if let Err(e) = fsm::Config::new(
+    // A VRID or priority reported above is replaced by a valid stand-in so that the interval
+    // still gets checked; the instance is then dropped, so the stand-in is never used. With both
+    // in range, the interval is all that `fsm::Config::new` can refuse.
+    let fsm = context.version.and_then(|version| {
+        fsm::Config::new(
             version,
             vrid.unwrap_or(1),
             priority.unwrap_or(100),
             section.advert_interval.get_ref().get(),
-        ) {
-            errors.push(fsm_error(section, &e));
-        }
-    }
+        )
+        .inspect_err(|_| errors.push(interval_error(section, version)))
+        .ok()
+    });
     let auth = build_auth(section, context.version, errors);
     let track_scripts = build_track_scripts(name_str, section, &context.scripts, errors);
     let track_interfaces = build_names(&section.track_interfaces, "track_interfaces", errors);
@@ -175,9 +174,8 @@ fn build_instance(
                 &section.virtual_router_id,
                 format!(
                     "instances `{other}` and `{name_str}` both use virtual_router_id {vrid} on \
-                     {interface} ({}): a virtual router id must be unique per interface and \
-                     address family; give one of them another id",
-                    family_name(family)
+                     {interface} ({family}): a virtual router id must be unique per interface \
+                     and address family; give one of them another id"
                 ),
             )),
             None => {
@@ -204,18 +202,11 @@ fn build_instance(
     if errors.len() > errors_before {
         return None;
     }
-    let (interface, vrid, priority, family, version) =
-        (interface?, vrid?, priority?, family?, context.version?);
-    let fsm = fsm::Config::new(
-        version,
-        vrid,
-        priority,
-        section.advert_interval.get_ref().get(),
-    )
-    .ok()?
-    .with_preempt(*section.preempt.get_ref())
-    .with_preempt_delay(section.preempt_delay.get_ref().get())
-    .with_initial_state(initial_state);
+    let (interface, family) = (interface?, family?);
+    let fsm = fsm?
+        .with_preempt(*section.preempt.get_ref())
+        .with_preempt_delay(section.preempt_delay.get_ref().get())
+        .with_initial_state(initial_state);
     Some(InstanceConfig {
         name: name_str.to_owned(),
         fsm,
@@ -280,7 +271,7 @@ fn build_virtual_ips(
             ));
             continue;
         };
-        let this = family_of(vip.addr());
+        let this = Family::of(vip.addr());
         match family {
             None => {
                 family = Some(this);
@@ -296,11 +287,8 @@ fn build_virtual_ips(
             Some(first) if first != this => errors.push(ConfigError::at(
                 entry,
                 format!(
-                    "instance `{name}` mixes {} and {} virtual_ips: a virtual router is of one \
-                     family; put the {} ones in another instance",
-                    family_name(first),
-                    family_name(this),
-                    family_name(this)
+                    "instance `{name}` mixes {first} and {this} virtual_ips: a virtual router is of \
+                     one family; put the {this} ones in another instance"
                 ),
             )),
             Some(_) => {}
@@ -325,28 +313,22 @@ fn parse_vip(text: &str) -> Option<IpNet> {
         .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-/// The located form of an error of [`fsm::Config::new`], in the config's own key names.
-fn fsm_error(section: &InstanceSection, error: &fsm::ConfigError) -> ConfigError {
-    match error {
-        fsm::ConfigError::Vrid => ConfigError::at(&section.virtual_router_id, error.to_string()),
-        fsm::ConfigError::Priority => ConfigError::at(&section.priority, error.to_string()),
-        fsm::ConfigError::AdvertInterval { version, .. } => ConfigError::at(
-            &section.advert_interval,
-            match version {
-                Version::V2 => format!(
-                    "advert_interval {} is not valid for VRRPv2: use whole seconds from 1s to \
-                     255s, or `version = 3` in [vrrp]",
-                    section.advert_interval.get_ref()
-                ),
-                Version::V3 => format!(
-                    "advert_interval {} is not valid for VRRPv3: use a multiple of 10ms from \
-                     10ms to 40.95s",
-                    section.advert_interval.get_ref()
-                ),
-            },
-        ),
-        fsm::ConfigError::V2NeedsIpv4 => ConfigError::at(&section.virtual_ips, error.to_string()),
-    }
+/// [`fsm::ConfigError::AdvertInterval`] located, in the config's own key names.
+fn interval_error(section: &InstanceSection, version: Version) -> ConfigError {
+    let interval = section.advert_interval.get_ref();
+    ConfigError::at(
+        &section.advert_interval,
+        match version {
+            Version::V2 => format!(
+                "advert_interval {interval} is not valid for VRRPv2: use whole seconds from 1s to \
+                 255s, or `version = 3` in [vrrp]"
+            ),
+            Version::V3 => format!(
+                "advert_interval {interval} is not valid for VRRPv3: use a multiple of 10ms from \
+                 10ms to 40.95s"
+            ),
+        },
+    )
 }
 
 /// `auth_pass` / `auth_pass_file`: VRRPv2 only, 1 to 8 bytes.
@@ -462,13 +444,12 @@ fn build_unicast_peers(
                 entry,
                 format!("{peer} cannot be a unicast peer: give the peer node's own address"),
             ));
-        } else if let Some(family) = family.filter(|f| *f != family_of(peer)) {
+        } else if let Some(family) = family.filter(|f| *f != Family::of(peer)) {
             errors.push(ConfigError::at(
                 entry,
                 format!(
-                    "unicast peer {peer} is not {} like the instance's virtual_ips: adverts go \
-                     over one family",
-                    family_name(family)
+                    "unicast peer {peer} is not {family} like the instance's virtual_ips: adverts \
+                     go over one family"
                 ),
             ));
         } else if peers.contains(&peer) {
@@ -492,10 +473,7 @@ fn check_preemption(
     priority: Option<u8>,
     errors: &mut Vec<ConfigError>,
 ) -> InitialState {
-    let initial = match section.state.get_ref() {
-        StateSection::Master => InitialState::Master,
-        StateSection::Backup => InitialState::Backup,
-    };
+    let initial = *section.state.get_ref();
     let delay = section.preempt_delay.get_ref().get();
     if delay > MAX_PREEMPT_DELAY {
         errors.push(ConfigError::at(
@@ -760,32 +738,10 @@ fn in_range<T: TryFrom<i64>>(
     converted
 }
 
-fn family_of(addr: IpAddr) -> Family {
-    match addr {
-        IpAddr::V4(_) => Family::Ipv4,
-        IpAddr::V6(_) => Family::Ipv6,
-    }
-}
-
-fn family_name(family: Family) -> &'static str {
-    match family {
-        Family::Ipv4 => "IPv4",
-        Family::Ipv6 => "IPv6",
-    }
-}
-
 fn off_if_zero(duration: Duration) -> Option<std::time::Duration> {
     (!duration.is_zero()).then(|| duration.get())
 }
 
 fn non_empty(text: &str) -> Option<String> {
     (!text.trim().is_empty()).then(|| text.to_owned())
-}
-
-fn list_or_none(names: &[&str]) -> String {
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
-    }
 }

@@ -12,8 +12,7 @@ use std::{net::IpAddr, time::Duration};
 use ipnet::IpNet;
 
 pub use section::{
-    BuiltinCheck, GarpSection, GroupSection, InstanceSection, ScriptSection, StateSection,
-    VrrpSection,
+    BuiltinCheck, GarpSection, GroupSection, InstanceSection, ScriptSection, VrrpSection,
 };
 
 use crate::{fsm, packet::Auth, packet::Family};

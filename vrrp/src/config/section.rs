@@ -10,6 +10,8 @@ use std::{collections::BTreeMap, path::PathBuf};
 use fulcrum_common::{Duration, Spanned};
 use serde::Deserialize;
 
+use crate::fsm::InitialState;
+
 /// `[vrrp]`: keepalived's `vrrp_instance`s, `vrrp_script`s and `vrrp_sync_group`s.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,7 +120,7 @@ pub enum BuiltinCheck {
 pub struct InstanceSection {
     /// The initial state; `backup` by default (keepalived: BACKUP unless `state MASTER`).
     #[serde(default = "default_state")]
-    pub state: Spanned<StateSection>,
+    pub state: Spanned<InitialState>,
     /// Falls back to `[vrrp] interface`.
     pub interface: Option<Spanned<String>>,
     /// 1..=255; must be the same on both nodes and unique per interface and address family.
@@ -167,8 +169,8 @@ pub struct InstanceSection {
     pub notify: String,
 }
 
-fn default_state() -> Spanned<StateSection> {
-    Spanned::new(0..0, StateSection::Backup)
+fn default_state() -> Spanned<InitialState> {
+    Spanned::new(0..0, InitialState::Backup)
 }
 
 fn default_preempt_delay() -> Spanned<Duration> {
@@ -185,15 +187,6 @@ fn default_advert_interval() -> Spanned<Duration> {
 
 fn default_true() -> Spanned<bool> {
     Spanned::new(0..0, true)
-}
-
-/// `state = "master" | "backup"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StateSection {
-    Master,
-    #[default]
-    Backup,
 }
 
 /// `[vrrp.group.NAME]`: keepalived's `vrrp_sync_group`. When one of its instances goes to

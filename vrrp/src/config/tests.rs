@@ -227,6 +227,23 @@ fn unknown_keys_are_refused_by_the_section_type() {
 }
 
 #[test]
+fn a_bad_state_is_refused_with_the_choices() {
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code, reason = "only deserialized")]
+    struct File {
+        vrrp: VrrpSection,
+    }
+    let text = with_instance("", "state = \"primary\"");
+    let e = toml::from_str::<File>(&text).unwrap_err();
+    assert!(
+        e.message()
+            .contains("unknown variant `primary`, expected `master` or `backup`"),
+        "{e}"
+    );
+    assert_eq!(&text[e.span().unwrap()], "\"primary\"");
+}
+
+#[test]
 fn a_bad_version_is_reported_with_the_choices() {
     let (at, message) = one_error(&with_instance("version = 4", ""));
     assert_eq!(at, "4");

@@ -4,25 +4,22 @@
 
 use std::{fmt, time::Duration};
 
-/// The protocol version of an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Version {
-    /// RFC 3768: IPv4 only, whole-second intervals, Skew_Time independent of the interval.
-    V2,
-    /// RFC 5798: IPv4 or IPv6, centisecond intervals, backups adopt the master's interval.
-    V3,
-}
+use serde::Deserialize;
+
+use super::Version;
 
 /// keepalived's `state MASTER|BACKUP`. It is only a startup hint: an instance that does not own
 /// the addresses (priority < 255) still starts in BACKUP and waits a full Master_Down_Interval,
 /// exactly as with `state BACKUP` (keepalived 2.2 `vrrp_init_state`); what `Master` changes is
 /// that `nopreempt` and `preempt_delay` are ignored, as keepalived clears them with a warning.
-/// Priority 255 starts as MASTER at once whatever the hint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// Priority 255 starts as MASTER at once whatever the hint. The config's
+/// `state = "master" | "backup"` reads into it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum InitialState {
+    Master,
     #[default]
     Backup,
-    Master,
 }
 
 /// The configuration of one virtual router, as the state machine needs it.

@@ -28,11 +28,12 @@ mod tests;
 use std::{net::IpAddr, time::Duration};
 
 pub use self::{
-    config::{Config, ConfigError, InitialState, Version},
+    config::{Config, ConfigError, InitialState},
     priority::effective_priority,
     time::Time,
     timers::{master_down_interval, skew_time},
 };
+pub use crate::packet::Version;
 
 /// The states of RFC 5798 §6.4, plus keepalived's FAULT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

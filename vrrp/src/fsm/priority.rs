@@ -7,17 +7,14 @@ use std::{cmp::Ordering, net::IpAddr};
 /// interfaces that currently count, kept within 1..=254 so tracking can neither claim ownership
 /// nor send the reserved 0. An owner (base 255) stays 255 whatever its tracking says.
 pub fn effective_priority(base: u8, tracked_weight_sum: i32) -> u8 {
-    if base == 255 {
-        return 255;
-    }
-    let total = i32::from(base)
-        .saturating_add(tracked_weight_sum)
-        .clamp(1, 254);
-    u8::try_from(total).unwrap_or(254)
+    let total = i32::from(base).saturating_add(tracked_weight_sum);
+    // Saturated into a u8 (below 0 to 0, above 255 to 255); `clamp_effective` applies the range.
+    let total = u8::try_from(total.max(0)).unwrap_or(u8::MAX);
+    clamp_effective(base == 255, total)
 }
 
-/// The priority the state machine runs with after a [`super::Event::PriorityChanged`]: an owner
-/// ignores changes, anyone else is kept within 1..=254 as in [`effective_priority`].
+/// The priority the state machine runs with after a [`super::Event::PriorityChanged`], and the
+/// rule of [`effective_priority`]: an owner stays 255, anyone else is kept within 1..=254.
 pub(super) fn clamp_effective(owner: bool, requested: u8) -> u8 {
     if owner { 255 } else { requested.clamp(1, 254) }
 }

@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use super::AUTH_DATA_LEN;
+
 /// The most addresses one advert can list: the count is a single byte on the wire.
 pub const MAX_ADDRESSES: usize = 255;
 
@@ -250,12 +252,15 @@ pub enum AdvertError {
     },
 }
 
-/// The VRRP protocol version, the high nibble of an advert's first byte.
+/// The VRRP protocol version, the high nibble of an advert's first byte; also the version an
+/// instance runs ([`crate::fsm::Config`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Version {
-    /// RFC 3768: IPv4 only, interval in seconds, optional simple password.
+    /// RFC 3768: IPv4 only, interval in whole seconds, optional simple password, Skew_Time
+    /// independent of the interval.
     V2,
-    /// RFC 5798: IPv4 and IPv6, interval in centiseconds, no authentication.
+    /// RFC 5798: IPv4 and IPv6, interval in centiseconds, no authentication, backups adopt the
+    /// master's interval.
     V3,
 }
 
@@ -265,6 +270,23 @@ impl Version {
         match self {
             Version::V2 => 2,
             Version::V3 => 3,
+        }
+    }
+
+    /// The version numbered `number` on the wire, if it is one of ours.
+    pub fn from_number(number: u8) -> Option<Self> {
+        match number {
+            2 => Some(Version::V2),
+            3 => Some(Version::V3),
+            _ => None,
+        }
+    }
+
+    /// The bytes of authentication data after the addresses: VRRPv2's, none in VRRPv3.
+    pub(super) fn auth_len(self) -> usize {
+        match self {
+            Version::V2 => AUTH_DATA_LEN,
+            Version::V3 => 0,
         }
     }
 }
@@ -285,12 +307,29 @@ pub enum Family {
 }
 
 impl Family {
+    /// The family of `addr`.
+    pub fn of(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => Family::Ipv4,
+            IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+
     /// The size of one address on the wire.
     pub fn address_len(self) -> usize {
         match self {
             Family::Ipv4 => 4,
             Family::Ipv6 => 16,
         }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::Ipv4 => "IPv4",
+            Family::Ipv6 => "IPv6",
+        })
     }
 }
 

@@ -5,10 +5,12 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use subtle::ConstantTimeEq;
+
 use super::checksum::{self, ChecksumMode};
 use super::{
-    AUTH_DATA_LEN, AUTH_NONE, AUTH_PASS, Advert, Auth, DropReason, Family, HEADER_LEN, Interval,
-    TTL, TYPE_ADVERTISEMENT, Version,
+    AUTH_NONE, AUTH_PASS, Advert, Auth, DropReason, Family, HEADER_LEN, Interval, TTL,
+    TYPE_ADVERTISEMENT, Version, message_len,
 };
 
 /// What the receive checks need that is not in the VRRP message: what the IP layer reported, and
@@ -128,10 +130,9 @@ pub fn decode(message: &[u8], ctx: &RecvContext<'_>) -> Result<Accepted, DropRea
         return Err(DropReason::BadTtl { ttl });
     }
 
-    let version = match version_type >> 4 {
-        2 => Version::V2,
-        3 => Version::V3,
-        other => return Err(DropReason::BadVersion { version: other }),
+    let number = version_type >> 4;
+    let Some(version) = Version::from_number(number) else {
+        return Err(DropReason::BadVersion { version: number });
     };
     let kind = version_type & 0x0F;
     if kind != TYPE_ADVERTISEMENT {
@@ -153,11 +154,7 @@ pub fn decode(message: &[u8], ctx: &RecvContext<'_>) -> Result<Accepted, DropRea
         });
     }
 
-    let auth_len = match version {
-        Version::V2 => AUTH_DATA_LEN,
-        Version::V3 => 0,
-    };
-    let expected_len = HEADER_LEN + usize::from(count) * family.address_len() + auth_len;
+    let expected_len = message_len(version, family, usize::from(count));
     if message.len() != expected_len {
         return Err(DropReason::BadLength {
             len: message.len(),
@@ -189,7 +186,7 @@ pub fn decode(message: &[u8], ctx: &RecvContext<'_>) -> Result<Accepted, DropRea
     // The length check above makes the body exactly the addresses then the authentication data.
     let body = message.get(HEADER_LEN..).unwrap_or_default();
     let (address_bytes, auth_data) = body
-        .split_at_checked(body.len().saturating_sub(auth_len))
+        .split_at_checked(body.len().saturating_sub(version.auth_len()))
         .unwrap_or((body, &[]));
     let addresses = read_addresses(address_bytes, family);
 
@@ -253,20 +250,16 @@ fn check_v2_auth(auth_type: u8, data: &[u8], expected: &Auth) -> Result<Auth, Dr
     match expected {
         Auth::None => Ok(Auth::None),
         Auth::Pass(password) => {
-            if constant_time_eq(data, password) {
+            // Compares without stopping at the first difference, as keepalived's
+            // `memcmp_constant_time` does. The password crosses the LAN in clear anyway; this only
+            // avoids making an online guess any easier.
+            if bool::from(data.ct_eq(password)) {
                 Ok(Auth::Pass(*password))
             } else {
                 Err(DropReason::AuthFailed)
             }
         }
     }
-}
-
-/// Compares without stopping at the first difference, as keepalived's `memcmp_constant_time`
-/// does. The password crosses the LAN in clear anyway; this only avoids making an online guess
-/// any easier.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 fn read_addresses(bytes: &[u8], family: Family) -> Vec<IpAddr> {

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use super::checksum::{self, ChecksumMode};
-use super::{AUTH_DATA_LEN, Advert, CHECKSUM_OFFSET, HEADER_LEN, TYPE_ADVERTISEMENT, Version};
+use super::{Advert, CHECKSUM_OFFSET, TYPE_ADVERTISEMENT, Version, message_len};
 
 /// The VRRP message for `advert`, checksum included; the IP header is the kernel's.
 ///
@@ -13,12 +13,11 @@ use super::{AUTH_DATA_LEN, Advert, CHECKSUM_OFFSET, HEADER_LEN, TYPE_ADVERTISEME
 /// only matters to VRRPv3 over IPv4.
 pub fn encode(advert: &Advert, mode: ChecksumMode, src: IpAddr, dst: IpAddr) -> Vec<u8> {
     let addresses = advert.addresses();
-    let auth_len = match advert.version() {
-        Version::V2 => AUTH_DATA_LEN,
-        Version::V3 => 0,
-    };
-    let len = HEADER_LEN + addresses.len() * advert.family().address_len() + auth_len;
-    let mut message = Vec::with_capacity(len);
+    let mut message = Vec::with_capacity(message_len(
+        advert.version(),
+        advert.family(),
+        addresses.len(),
+    ));
 
     message.push(advert.version().number() << 4 | TYPE_ADVERTISEMENT);
     message.push(advert.vrid());

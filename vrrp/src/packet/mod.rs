@@ -57,6 +57,12 @@ const HEADER_LEN: usize = 8;
 /// The VRRPv2 authentication data after the addresses.
 const AUTH_DATA_LEN: usize = 8;
 
+/// The length of a VRRP message of `version` listing `count` addresses of `family`: the fixed
+/// header, the addresses, then the authentication data (VRRPv2 only).
+fn message_len(version: Version, family: Family, count: usize) -> usize {
+    HEADER_LEN + count * family.address_len() + version.auth_len()
+}
+
 /// Where the 16-bit checksum sits in the fixed header.
 const CHECKSUM_OFFSET: usize = 6;
 
