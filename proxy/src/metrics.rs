@@ -243,11 +243,12 @@ pub(crate) fn families(parts: &[stats::Part]) -> Vec<MetricFamily> {
     METRICS
         .iter()
         .filter_map(|m| {
+            let names = label_names(m);
             let mut metrics = Vec::new();
             for part in parts {
                 for (row, extra) in part.stats.rows.iter().zip(&part.extras) {
                     if Scope::of(part.stats.kind, row.kind) == m.scope {
-                        samples(m, row, extra, &mut metrics);
+                        samples(m, &names, row, extra, &mut metrics);
                     }
                 }
             }
@@ -267,13 +268,18 @@ pub(crate) fn families(parts: &[stats::Part]) -> Vec<MetricFamily> {
         .collect()
 }
 
-/// Adds the series `m` has for one row.
-fn samples(m: &Def, row: &Row, extra: &Extra, out: &mut Vec<proto::Metric>) {
+/// Adds the series `m`, labelled `names` ([`label_names`]), has for one row.
+fn samples(
+    m: &Def,
+    names: &[&'static str],
+    row: &Row,
+    extra: &Extra,
+    out: &mut Vec<proto::Metric>,
+) {
     let mut labels = vec![row.pxname.as_str()];
     if matches!(m.scope, Scope::Server | Scope::RealServer) {
         labels.push(row.svname.as_str());
     }
-    let names = label_names(m);
     let with = |extra_label: Option<&str>| {
         let values = labels.iter().copied().chain(extra_label);
         proto::Metric::from_label(

@@ -11,7 +11,7 @@ use crate::{
     runtime::Runtime,
     state::{
         Availability, BackendCounters, FrontendState, Gauge, Histogram, ServerState, ServerStatus,
-        TotalsSnapshot, seconds_since, unix_millis,
+        TotalsSnapshot, counters, seconds_since, unix_millis,
     },
 };
 
@@ -100,11 +100,19 @@ fn backend(
         rows.push(row);
         extras.push(extra);
     }
-    let mut row = group_row(&cfg.name, counters, availability, &members, now);
+    let totals = counters.totals.snapshot();
+    let mut row = group_row(
+        &cfg.name,
+        &counters.sessions,
+        &totals,
+        availability,
+        &members,
+        now,
+    );
     row.qcur = Some(counters.queue.get());
     row.qmax = Some(counters.queue.max());
     extras.push(Extra {
-        response_time: Some(counters.totals.snapshot().response_time),
+        response_time: Some(totals.response_time),
         ..Extra::default()
     });
     rows.push(row);
@@ -125,12 +133,7 @@ fn virtual_service(service: &Service, now: u64) -> Part {
     let mut rows = Vec::new();
     let mut extras = Vec::new();
     let mut states = Vec::new();
-    let reals = members
-        .servers
-        .iter()
-        .map(|(real, threshold)| (real, false, *threshold))
-        .chain(members.fallback.iter().map(|real| (real, true, 0)));
-    for (real, backup, threshold) in reals {
+    for (real, backup, threshold) in members.reals() {
         let (mut row, mut extra) = server_row(&service.name, &real.server, backup, now);
         row.slim = (threshold > 0).then_some(u64::from(threshold));
         extra.response_time = None;
@@ -141,13 +144,14 @@ fn virtual_service(service: &Service, now: u64) -> Part {
     }
     rows.push(group_row(
         &service.name,
-        &service.counters,
+        &service.counters.sessions,
+        &service.counters.totals.snapshot(),
         &service.availability,
         &states,
         now,
     ));
     extras.push(Extra {
-        no_server: Some(service.no_server.load(std::sync::atomic::Ordering::Relaxed)),
+        no_server: Some(counters::load(&service.no_server)),
         ..Extra::default()
     });
     let mode = match config.protocol {
@@ -173,13 +177,8 @@ fn server_row(pxname: &str, s: &ServerState, backup: bool, now: u64) -> (Row, Ex
     row.addr = Some(s.addr.to_string());
     fill_traffic(&mut row, &s.counters.sessions, &t, now);
     row.status = status_text(s);
-    let last_change = s.last_change.load(std::sync::atomic::Ordering::Relaxed);
-    row.lastchg = Some(seconds_since(last_change, now));
-    let mut downtime = s.downtime.load(std::sync::atomic::Ordering::Relaxed);
-    if status == ServerStatus::Down {
-        downtime += now.saturating_sub(last_change);
-    }
-    row.downtime = Some(downtime / 1000);
+    row.lastchg = Some(seconds_since(counters::load(&s.last_change), now));
+    row.downtime = Some(s.downtime(now) / 1000);
     // The weight the balancer uses now: none unless the server takes new clients.
     row.weight = Some(if status == ServerStatus::Up {
         s.weight()
@@ -189,16 +188,8 @@ fn server_row(pxname: &str, s: &ServerState, backup: bool, now: u64) -> (Row, Ex
     row.config_weight = Some(s.config_weight());
     row.act = Some(u32::from(!backup));
     row.bck = Some(u32::from(backup));
-    row.chkfail = Some(
-        s.counters
-            .failed_checks
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    row.chkdown = Some(
-        s.counters
-            .down_transitions
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
+    row.chkfail = Some(counters::load(&s.counters.failed_checks));
+    row.chkdown = Some(counters::load(&s.counters.down_transitions));
     let checked = s.checks_enabled();
     row.check_enabled = Some(checked);
     if checked && let Some(check) = s.last_check() {
@@ -214,18 +205,19 @@ fn server_row(pxname: &str, s: &ServerState, backup: bool, now: u64) -> (Row, Ex
     (row, extra)
 }
 
-/// The BACKEND row of a backend or virtual service from its own counters and its members'
-/// `(status, backup, effective weight)`, as HAProxy sums it: `act`/`bck` count the UP servers
-/// of each kind, and `weight` sums the UP active servers' weights, or the UP backups' when no
-/// active server is UP (the ones that get the traffic).
+/// The BACKEND row of a backend or virtual service from its own counters (its sessions gauge
+/// and its totals, folded) and its members' `(status, backup, effective weight)`, as HAProxy
+/// sums it: `act`/`bck` count the UP servers of each kind, and `weight` sums the UP active
+/// servers' weights, or the UP backups' when no active server is UP (the ones that get the
+/// traffic).
 fn group_row(
     pxname: &str,
-    counters: &BackendCounters,
+    sessions: &Gauge,
+    t: &TotalsSnapshot,
     availability: &Availability,
     members: &[(ServerStatus, bool, u32)],
     now: u64,
 ) -> Row {
-    let t = counters.totals.snapshot();
     let up = |backup: bool| {
         members
             .iter()
@@ -239,7 +231,7 @@ fn group_row(
         up(true).map(|(_, _, w)| w).sum()
     };
     let mut row = Row::new(pxname, "BACKEND", RowKind::Backend);
-    fill_traffic(&mut row, &counters.sessions, &t, now);
+    fill_traffic(&mut row, sessions, t, now);
     row.status = if availability.is_up() { "UP" } else { "DOWN" }.to_owned();
     row.lastchg = Some(seconds_since(availability.last_change(), now));
     row.downtime = Some(availability.downtime(now) / 1000);
@@ -381,7 +373,7 @@ mod tests {
             duration: Duration::from_millis(12),
         });
         s.set_healthy(false);
-        let since = s.last_change.load(std::sync::atomic::Ordering::Relaxed);
+        let since = counters::load(&s.last_change);
         let (row, extra) = server_row("web", &s, false, since + 7_500);
         assert_eq!(row.status, "DOWN");
         assert_eq!(row.downtime, Some(7), "the current DOWN period counts");
@@ -409,13 +401,21 @@ mod tests {
             (ServerStatus::Down, false, 0),
             (ServerStatus::Up, true, 5),
         ];
-        let row = group_row("web", &counters, &availability, &members, unix_millis());
+        let row = group_row(
+            "web",
+            &counters.sessions,
+            &counters.totals.snapshot(),
+            &availability,
+            &members,
+            unix_millis(),
+        );
         assert_eq!((row.act, row.bck, row.weight), (Some(1), Some(1), Some(2)));
         assert_eq!(row.status, "UP");
         let backups_only = [(ServerStatus::Down, false, 0), (ServerStatus::Up, true, 5)];
         let row = group_row(
             "web",
-            &counters,
+            &counters.sessions,
+            &counters.totals.snapshot(),
             &availability,
             &backups_only,
             unix_millis(),

@@ -57,19 +57,21 @@ impl Supervisor {
         let mut targets = Vec::new();
         for (bcfg, bentry) in table.config.backends.iter().zip(&table.backends) {
             for (scfg, state) in bcfg.servers.iter().zip(&bentry.servers) {
-                let checked = bcfg.check.is_some() && scfg.check;
-                state.set_check_configured(checked);
                 match (&bcfg.check, scfg.check) {
-                    (Some(check), true) => targets.push(Target {
-                        key: (bcfg.name.clone(), scfg.name.clone()),
-                        addr: SocketAddr::new(
-                            scfg.addr.ip(),
-                            check.port.unwrap_or(scfg.addr.port()),
-                        ),
-                        check: check.clone(),
-                        state: Arc::clone(state),
-                    }),
+                    (Some(check), true) => {
+                        state.set_check_configured(true);
+                        targets.push(Target {
+                            key: (bcfg.name.clone(), scfg.name.clone()),
+                            addr: SocketAddr::new(
+                                scfg.addr.ip(),
+                                check.port.unwrap_or(scfg.addr.port()),
+                            ),
+                            check: check.clone(),
+                            state: Arc::clone(state),
+                        });
+                    }
                     _ => {
+                        state.set_check_configured(false);
                         state.set_healthy(true);
                     }
                 }
@@ -128,8 +130,7 @@ impl Drop for AbortOnDrop {
 async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: SocketAddr) {
     let mut epoch = state.check_epoch();
     let mut health = {
-        let kept = state.health.lock().ok().and_then(|g| *g);
-        match kept {
+        match state.health_counter() {
             // A reload that changed rise/fall keeps the verdict, not the arithmetic.
             Some(h) if h.rise() == check.rise && h.fall() == check.fall => h,
             Some(_) => HealthCounter::new(check.rise, check.fall, state.is_healthy()),
@@ -141,8 +142,9 @@ async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: Sock
         // `interval` is the period between probe starts, as HAProxy's `inter`.
         tokio::time::sleep_until(next).await;
         next = tokio::time::Instant::now() + check.interval;
-        if state.check_epoch() != epoch {
-            epoch = state.check_epoch();
+        let current = state.check_epoch();
+        if current != epoch {
+            epoch = current;
             health = HealthCounter::at_startup(check.rise, check.fall);
         }
         if state.admin() != AdminState::Maint && !state.checks_disabled() {

@@ -30,6 +30,7 @@ use crate::{
     state::{
         Availability, BackendCounters, ServerState, ServerStatus,
         counters::{self, Total},
+        unix_millis,
     },
 };
 
@@ -114,21 +115,23 @@ pub(crate) struct Members {
 }
 
 impl Members {
-    /// Every real server's state, the fallback's last.
-    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<ServerState>> {
+    /// Every real server, the fallback last: `(real, fallback, upper threshold)`, the fallback's
+    /// threshold 0 (none).
+    pub(crate) fn reals(&self) -> impl Iterator<Item = (&Arc<Real>, bool, u32)> {
         self.servers
             .iter()
-            .map(|(r, _)| &r.server)
-            .chain(self.fallback.iter().map(|r| &r.server))
+            .map(|(r, threshold)| (r, false, *threshold))
+            .chain(self.fallback.iter().map(|r| (r, true, 0)))
+    }
+
+    /// Every real server's state, the fallback's last.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<ServerState>> {
+        self.reals().map(|(r, _, _)| &r.server)
     }
 
     /// The real server (or fallback) at `addr`.
     pub(crate) fn find(&self, addr: SocketAddr) -> Option<&Arc<Real>> {
-        self.servers
-            .iter()
-            .map(|(r, _)| r)
-            .chain(&self.fallback)
-            .find(|r| r.addr() == addr)
+        self.reals().map(|(r, _, _)| r).find(|r| r.addr() == addr)
     }
 }
 
@@ -318,6 +321,27 @@ impl Service {
             let now = self.now();
             d.persistence.close(client.ip(), pick.real.addr(), now);
         }
+    }
+
+    /// Counts `n` of `total` for `real` and for the service as a whole.
+    pub(crate) fn count(&self, real: &Real, total: Total, n: u64) {
+        real.server.counters.totals.add(total, n);
+        self.counters.totals.add(total, n);
+    }
+
+    /// Counts a connection (UDP: a flow) to `real` established now, for it and for the service.
+    pub(crate) fn session_opened(&self, real: &Real) {
+        let now = unix_millis();
+        real.server.counters.sessions.up();
+        real.server.counters.totals.session_started(now);
+        self.counters.sessions.up();
+        self.counters.totals.session_started(now);
+    }
+
+    /// Counts a connection (UDP: a flow) to `real` ended, for it and for the service.
+    pub(crate) fn session_closed(&self, real: &Real) {
+        real.server.counters.sessions.down();
+        self.counters.sessions.down();
     }
 
     /// Persistence templates alive now.

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Instant};
 use serde::{Deserialize, Serialize};
 
 use super::service::Service;
-use crate::config::L4Protocol;
+use crate::{config::L4Protocol, state::counters};
 
 /// One virtual service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,7 +117,7 @@ pub(crate) fn snapshot(service: &Service, address: SocketAddr) -> ServiceStatus 
         persistence_secs: config.persistence.as_secs(),
         quiescent: config.quiescent,
         persistent_clients: service.persistent_clients(),
-        no_server: service.no_server.load(std::sync::atomic::Ordering::Relaxed),
+        no_server: counters::load(&service.no_server),
         real_servers: members
             .servers
             .iter()

@@ -107,8 +107,7 @@ async fn serve(
     let mut server = match connected {
         Ok(server) => server,
         Err(error) => {
-            real.server.counters.totals.inc(Total::ConnectErrors);
-            service.counters.totals.inc(Total::ConnectErrors);
+            service.count(&real, Total::ConnectErrors, 1);
             if error.kind() == io::ErrorKind::PermissionDenied {
                 // Transparent mode without CAP_NET_ADMIN: a config problem, not a server's.
                 tracing::warn!(virtual_server = %service.name, real_server = %real.addr(), %error, "cannot connect: transparent mode needs root (CAP_NET_ADMIN)");
@@ -121,16 +120,7 @@ async fn serve(
         }
     };
     entry.established();
-    // Counted for the real server and for the service as a whole.
-    let counts = [
-        (&real.server.counters.sessions, &real.server.counters.totals),
-        (&service.counters.sessions, &service.counters.totals),
-    ];
-    for (sessions, totals) in counts {
-        sessions.up();
-        totals.inc(Total::Sessions);
-        totals.touch();
-    }
+    service.session_opened(&real);
     let relay = super::splice::relay_tcp(&mut client, &mut server, config.timeout_idle);
     let relayed = tokio::select! {
         relayed = relay => Some(relayed),
@@ -143,13 +133,11 @@ async fn serve(
         }
     };
     // Bytes before the session count, so a reader that sees the connection gone sees its bytes.
-    for (sessions, totals) in counts {
-        if let Some(relayed) = &relayed {
-            totals.add(Total::BytesIn, relayed.client_to_server);
-            totals.add(Total::BytesOut, relayed.server_to_client);
-        }
-        sessions.down();
+    if let Some(relayed) = &relayed {
+        service.count(&real, Total::BytesIn, relayed.client_to_server);
+        service.count(&real, Total::BytesOut, relayed.server_to_client);
     }
+    service.session_closed(&real);
     let Some(relayed) = relayed else {
         reset(&client);
         reset(&server);

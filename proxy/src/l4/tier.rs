@@ -181,15 +181,21 @@ impl Tier {
                 else {
                     continue;
                 };
-                real.server.set_check_configured(vs.check.is_some());
                 match &vs.check {
-                    Some(check) => targets.push(Target {
-                        key: (format!("virtual_server {}", vs.name), rs.addr.to_string()),
-                        addr: SocketAddr::new(rs.addr.ip(), check.port.unwrap_or(rs.addr.port())),
-                        check: check.clone(),
-                        state: Arc::clone(&real.server),
-                    }),
+                    Some(check) => {
+                        real.server.set_check_configured(true);
+                        targets.push(Target {
+                            key: (format!("virtual_server {}", vs.name), rs.addr.to_string()),
+                            addr: SocketAddr::new(
+                                rs.addr.ip(),
+                                check.port.unwrap_or(rs.addr.port()),
+                            ),
+                            check: check.clone(),
+                            state: Arc::clone(&real.server),
+                        });
+                    }
                     None => {
+                        real.server.set_check_configured(false);
                         real.server.set_healthy(true);
                     }
                 }

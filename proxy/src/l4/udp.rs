@@ -111,8 +111,7 @@ pub(crate) async fn serve(
             Ok(_) => (Total::BytesIn, n as u64),
             Err(_) => (Total::ConnectErrors, 1),
         };
-        flow.pick.real.server.counters.totals.add(total, n);
-        endpoint.service.counters.totals.add(total, n);
+        endpoint.service.count(&flow.pick.real, total, n);
     }
 }
 
@@ -125,8 +124,7 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
     let upstream = match connect(pick.real.addr(), transparent.then_some(client.ip())).await {
         Ok(s) => s,
         Err(error) => {
-            pick.real.server.counters.totals.inc(Total::ConnectErrors);
-            service.counters.totals.inc(Total::ConnectErrors);
+            service.count(&pick.real, Total::ConnectErrors, 1);
             tracing::debug!(virtual_server = %service.name, real_server = %pick.real.addr(), %error, "cannot open udp flow");
             service.release(&pick);
             return None;
@@ -138,18 +136,7 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         last: AtomicU64::new(millis_since(endpoint.epoch)),
     });
     endpoint.flows.insert(client, Arc::clone(&flow));
-    // Counted for the real server and for the service as a whole.
-    for (sessions, totals) in [
-        (
-            &flow.pick.real.server.counters.sessions,
-            &flow.pick.real.server.counters.totals,
-        ),
-        (&service.counters.sessions, &service.counters.totals),
-    ] {
-        sessions.up();
-        totals.inc(Total::Sessions);
-        totals.touch();
-    }
+    service.session_opened(&flow.pick.real);
     let (endpoint, flow2) = (Arc::clone(endpoint), Arc::clone(&flow));
     endpoint.rt.connections.clone().spawn(async move {
         let service = &endpoint.service;
@@ -171,8 +158,7 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         }
         endpoint.flows.remove(&client);
         drop(entry);
-        flow2.pick.real.server.counters.sessions.down();
-        service.counters.sessions.down();
+        service.session_closed(&flow2.pick.real);
         service.release(&flow2.pick);
     });
     Some(flow)
@@ -187,10 +173,6 @@ async fn replies(
     epoch: Instant,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let totals = [
-        &flow.pick.real.server.counters.totals,
-        &service.counters.totals,
-    ];
     loop {
         let idle = match service.config().timeout_idle {
             d if d.is_zero() => Duration::from_secs(300),
@@ -206,17 +188,13 @@ async fn replies(
                 Ok(n) => {
                     flow.last.store(millis_since(epoch), Relaxed);
                     if socket.send_to(&buf[..n], client).await.is_ok() {
-                        for t in totals {
-                            t.add(Total::BytesOut, n as u64);
-                        }
+                        service.count(&flow.pick.real, Total::BytesOut, n as u64);
                     }
                 }
                 // ECONNREFUSED: nothing listens on the real server's port. The flow ends; the
                 // client's next datagram is scheduled afresh.
                 Err(_) => {
-                    for t in totals {
-                        t.inc(Total::ResponseErrors);
-                    }
+                    service.count(&flow.pick.real, Total::ResponseErrors, 1);
                     return;
                 }
             },

@@ -12,7 +12,11 @@ use super::{
     select::{NoServer, Slot, select},
     upstream::{self, Upstream},
 };
-use crate::{config::Backend, state::counters::Total, table::BackendEntry};
+use crate::{
+    config::Backend,
+    state::{counters::Total, unix_millis},
+    table::BackendEntry,
+};
 
 /// A server slot and a connection to that server.
 #[derive(Debug)]
@@ -100,8 +104,7 @@ pub(crate) async fn acquire(
         match connected {
             Ok(up) => {
                 log.t_connect = connect_started.map(|t| t.elapsed());
-                server.counters.totals.inc(Total::Sessions);
-                server.counters.totals.touch();
+                server.counters.totals.session_started(unix_millis());
                 return Ok(Acquired { slot, up });
             }
             Err(error) => {

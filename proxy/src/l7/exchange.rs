@@ -31,7 +31,7 @@ use crate::{
     config::{Backend, Frontend, Return},
     runtime::Runtime,
     state::{
-        FrontendState, ServerState,
+        BackendSession, FrontendState, ServerState,
         counters::{FrontendTotal, Total},
     },
     table::{BackendEntry, Table},
@@ -98,12 +98,8 @@ where
         return reply_error(client, StatusCode::SERVICE_UNAVAILABLE, ctx, log).await;
     };
     log.set_backend(&bcfg.name);
-    bentry.state.counters.totals.inc(Total::Sessions);
-    bentry.state.counters.totals.touch();
-    bentry.state.counters.sessions.up();
-    let next = forward(client, &mut head, ctx, bcfg, bentry, log, scratch).await;
-    bentry.state.counters.sessions.down();
-    next
+    let _session = BackendSession::open(&*bentry.state);
+    forward(client, &mut head, ctx, bcfg, bentry, log, scratch).await
 }
 
 async fn forward<S>(
@@ -199,9 +195,12 @@ where
         outgoing.serialize_into(out, server.addr);
         out.extend_from_slice(&client.buf[..replay_len]);
         let buffered = out.len() as u64;
-        // Resolves to the body bytes read from the client beyond those already buffered.
-        let sending = async {
-            if replayable {
+        // Sends the request, then reads the response head: the phase an operator's `shutdown
+        // sessions` cuts is Data until the request is sent, Headers after.
+        let mut phase = Phase::Data;
+        let exchanging = async {
+            // The body bytes read from the client beyond those already buffered.
+            let body_read = if replayable {
                 up.conn
                     .write_all(out, bcfg.timeout_server)
                     .await
@@ -213,23 +212,28 @@ where
                     write: bcfg.timeout_server,
                 };
                 body::forward(client, &mut up.conn.io, out, head.body, timeouts, false).await
-            }
+            }?;
+            let body = replay_len as u64 + body_read;
+            count_request_bytes(ctx, bentry, &server, buffered + body_read, body);
+            phase = Phase::Headers;
+            // The response time (HAProxy's Tr): from the request sent to the response head.
+            let sent_at = Instant::now();
+            let read =
+                upstream::read_response_head(&mut up.conn, &head.method, bcfg.timeout_server).await;
+            Ok::<_, BodyError>((read, sent_at))
         };
-        let Some(sent) = slot.unless_shut(sending).await else {
-            return killed(log, Phase::Data);
+        let Some(exchanged) = slot.unless_shut(exchanging).await else {
+            return killed(log, phase);
         };
-        match sent {
-            Ok(body_read) => {
-                let body = replay_len as u64 + body_read;
-                count_request_bytes(ctx, bentry, &server, buffered + body_read, body);
-            }
+        let (read, sent_at) = match exchanged {
+            Ok(read) => read,
             Err(BodyError::Write(_)) if up.reused && replayable => {
                 attempts.fresh_only = true;
                 continue;
             }
             Err(BodyError::Write(error)) => {
                 tracing::debug!(server = %server.name, %error, "sending request failed");
-                count_resp_error(bentry, &server);
+                slot.count_resp_error();
                 log.end(Ended::ServerAbort, Phase::Headers);
                 return reply_error(client, StatusCode::BAD_GATEWAY, ctx, log).await;
             }
@@ -246,12 +250,6 @@ where
                 log.end(Ended::Proxy, Phase::Data);
                 return reply_error(client, StatusCode::BAD_REQUEST, ctx, log).await;
             }
-        }
-        // The response time (HAProxy's Tr): from the request sent to the response head.
-        let sent_at = Instant::now();
-        let reading = upstream::read_response_head(&mut up.conn, &head.method, bcfg.timeout_server);
-        let Some(read) = slot.unless_shut(reading).await else {
-            return killed(log, Phase::Headers);
         };
         match read {
             Ok(response) => break (slot, up, response, sent_at),
@@ -260,13 +258,13 @@ where
                 continue;
             }
             Err(UpstreamError::Timeout) => {
-                count_resp_error(bentry, &server);
+                slot.count_resp_error();
                 log.end(Ended::ServerTimeout, Phase::Headers);
                 return reply_error(client, StatusCode::GATEWAY_TIMEOUT, ctx, log).await;
             }
             Err(error) => {
                 tracing::debug!(server = %server.name, %error, "bad response");
-                count_resp_error(bentry, &server);
+                slot.count_resp_error();
                 let who = if matches!(error, UpstreamError::Invalid(_)) {
                     Ended::Proxy
                 } else {
@@ -282,8 +280,7 @@ where
     }
     let t_response = sent_at.elapsed();
     log.t_response = Some(t_response);
-    bentry.state.counters.totals.observe(t_response);
-    slot.server.counters.totals.observe(t_response);
+    slot.observe(t_response);
 
     let server_cfg = &bcfg.servers[slot.index];
     let tunnel = head.upgrade && response.status == StatusCode::SWITCHING_PROTOCOLS;
@@ -315,7 +312,8 @@ where
     });
     out.extend_from_slice(b"\r\n");
     let head_len = out.len() as u64;
-    count_response(ctx, bentry, &slot, status);
+    ctx.fe_state.counters.response(status.as_u16());
+    slot.count_response(status.as_u16());
 
     if tunnel {
         if client.write_all(out, fe.timeout_client).await.is_err() {
@@ -352,7 +350,7 @@ where
                 BodyError::Write(_) => Ended::ClientAbort,
             };
             if matches!(who, Ended::ServerAbort | Ended::ServerTimeout) {
-                count_resp_error(bentry, &slot.server);
+                slot.count_resp_error();
             }
             log.end(who, Phase::Data);
             return Next::Close;
@@ -490,13 +488,6 @@ impl OutgoingRequest<'_> {
     }
 }
 
-fn count_response(ctx: &Ctx<'_>, bentry: &BackendEntry, slot: &Slot, status: StatusCode) {
-    let status = status.as_u16();
-    ctx.fe_state.counters.response(status);
-    bentry.state.counters.totals.response(status);
-    slot.server.counters.totals.response(status);
-}
-
 /// Counts a request sent to a server (HAProxy's `bin`): `sent` bytes, head and body, for the
 /// server and its backend; the `body` bytes for the frontend, which counted the head when it
 /// parsed it.
@@ -510,11 +501,6 @@ fn count_request_bytes(
     ctx.fe_state.counters.add(FrontendTotal::BytesIn, body);
     bentry.state.counters.totals.add(Total::BytesIn, sent);
     server.counters.totals.add(Total::BytesIn, sent);
-}
-
-fn count_resp_error(bentry: &BackendEntry, server: &ServerState) {
-    bentry.state.counters.totals.inc(Total::ResponseErrors);
-    server.counters.totals.inc(Total::ResponseErrors);
 }
 
 /// Ends an exchange an operator's `shutdown sessions` cut: the client connection closes with

@@ -41,10 +41,7 @@ use super::{
 };
 use crate::{
     runtime::Runtime,
-    state::{
-        FrontendState, ServerState,
-        counters::{FrontendTotal, Total},
-    },
+    state::{BackendSession, FrontendState, counters::FrontendTotal},
 };
 
 type ResponseBody = BoxBody<Bytes, io::Error>;
@@ -145,9 +142,7 @@ async fn handle(
         return finish_error(&mut log, StatusCode::SERVICE_UNAVAILABLE, fe_state);
     };
     log.set_backend(&bcfg.name);
-    bentry.state.counters.totals.inc(Total::Sessions);
-    bentry.state.counters.totals.touch();
-    let backend_session = BackendSession::open(&bentry.state);
+    let backend_session = BackendSession::open(Arc::clone(&bentry.state));
 
     let req_cookie = bcfg.cookie.as_ref().map(|c| {
         cookie::from_request(
@@ -222,7 +217,10 @@ async fn handle(
         out.extend_from_slice(b" HTTP/1.1\r\n");
         head::write_headers(&mut out, &headers);
         out.extend_from_slice(b"\r\n");
-        let sending = async {
+        // Sends the request, then reads the response head: the phase an operator's `shutdown
+        // sessions` cuts is Data until the request is sent, Headers after.
+        let mut phase = Phase::Data;
+        let exchanging = async {
             match body.take() {
                 Some(incoming) if !replayable => {
                     send_body(
@@ -240,20 +238,27 @@ async fn handle(
                     .write_all(&out, bcfg.timeout_server)
                     .await
                     .map_err(SendError::Server),
-            }
+            }?;
+            phase = Phase::Headers;
+            // The response time (HAProxy's Tr): from the request sent to the response head.
+            let sent_at = Instant::now();
+            let read =
+                upstream::read_response_head(&mut up.conn, &parts.method, bcfg.timeout_server)
+                    .await;
+            Ok::<_, SendError>((read, sent_at))
         };
-        let Some(sent) = slot.unless_shut(sending).await else {
-            return killed(&mut log, Phase::Data, fe_state);
+        let Some(exchanged) = slot.unless_shut(exchanging).await else {
+            return killed(&mut log, phase, fe_state);
         };
-        match sent {
-            Ok(()) => {}
+        let (read, sent_at) = match exchanged {
+            Ok(read) => read,
             Err(SendError::Server(_)) if up.reused && replayable => {
                 attempts.fresh_only = true;
                 continue;
             }
             Err(SendError::Server(error)) => {
                 tracing::debug!(server = %slot.server.name, %error, "sending request failed");
-                count_resp_error(&bentry.state, &slot.server);
+                slot.count_resp_error();
                 log.end(Ended::ServerAbort, Phase::Headers);
                 return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
             }
@@ -261,13 +266,6 @@ async fn handle(
                 log.end(Ended::ClientAbort, Phase::Data);
                 return finish_error(&mut log, StatusCode::BAD_REQUEST, fe_state);
             }
-        }
-        // The response time (HAProxy's Tr): from the request sent to the response head.
-        let sent_at = Instant::now();
-        let reading =
-            upstream::read_response_head(&mut up.conn, &parts.method, bcfg.timeout_server);
-        let Some(read) = slot.unless_shut(reading).await else {
-            return killed(&mut log, Phase::Headers, fe_state);
         };
         match read {
             Ok(response) => break (slot, up, response, sent_at),
@@ -275,13 +273,13 @@ async fn handle(
                 attempts.fresh_only = true;
             }
             Err(UpstreamError::Timeout) => {
-                count_resp_error(&bentry.state, &slot.server);
+                slot.count_resp_error();
                 log.end(Ended::ServerTimeout, Phase::Headers);
                 return finish_error(&mut log, StatusCode::GATEWAY_TIMEOUT, fe_state);
             }
             Err(error) => {
                 tracing::debug!(server = %slot.server.name, %error, "bad response");
-                count_resp_error(&bentry.state, &slot.server);
+                slot.count_resp_error();
                 log.end(Ended::ServerAbort, Phase::Headers);
                 return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
             }
@@ -289,8 +287,7 @@ async fn handle(
     };
     let t_response = sent_at.elapsed();
     log.t_response = Some(t_response);
-    bentry.state.counters.totals.observe(t_response);
-    slot.server.counters.totals.observe(t_response);
+    slot.observe(t_response);
 
     let mut res_headers = response.headers;
     strip_hop_by_hop(&mut res_headers, false);
@@ -308,8 +305,7 @@ async fn handle(
     log.status = Some(response.status.as_u16());
     let status = response.status.as_u16();
     fe_state.counters.response(status);
-    bentry.state.counters.totals.response(status);
-    slot.server.counters.totals.response(status);
+    slot.count_response(status);
 
     let mut builder = Response::builder().status(response.status);
     if let Some(h) = builder.headers_mut() {
@@ -397,23 +393,6 @@ async fn handle(
         .unwrap_or_else(|_| error_response(StatusCode::INTERNAL_SERVER_ERROR))
 }
 
-/// A request counted in its backend's current sessions until dropped; the HTTP/2 response body
-/// outlives the handler, so the count goes with it.
-struct BackendSession(Arc<crate::state::BackendState>);
-
-impl BackendSession {
-    fn open(state: &Arc<crate::state::BackendState>) -> Self {
-        state.counters.sessions.up();
-        Self(Arc::clone(state))
-    }
-}
-
-impl Drop for BackendSession {
-    fn drop(&mut self) {
-        self.0.counters.sessions.down();
-    }
-}
-
 enum SendError {
     Client,
     Server(IoFailure),
@@ -487,11 +466,6 @@ fn finish_error(
 fn killed(log: &mut Record, phase: Phase, fe_state: &FrontendState) -> Response<ResponseBody> {
     log.end(Ended::Killed, phase);
     finish_error(log, StatusCode::SERVICE_UNAVAILABLE, fe_state)
-}
-
-fn count_resp_error(backend: &crate::state::BackendState, server: &ServerState) {
-    backend.counters.totals.inc(Total::ResponseErrors);
-    server.counters.totals.inc(Total::ResponseErrors);
 }
 
 fn error_response(status: StatusCode) -> Response<ResponseBody> {

@@ -43,6 +43,24 @@ impl Slot {
         }
     }
 
+    /// Counts a response with `status` for the backend and the server.
+    pub(crate) fn count_response(&self, status: u16) {
+        self.backend.counters.totals.response(status);
+        self.server.counters.totals.response(status);
+    }
+
+    /// Counts a bad, aborted or timed-out response for the backend and the server.
+    pub(crate) fn count_resp_error(&self) {
+        self.backend.counters.totals.inc(Total::ResponseErrors);
+        self.server.counters.totals.inc(Total::ResponseErrors);
+    }
+
+    /// Records a response time for the backend and the server.
+    pub(crate) fn observe(&self, elapsed: Duration) {
+        self.backend.counters.totals.observe(elapsed);
+        self.server.counters.totals.observe(elapsed);
+    }
+
     /// Resolves once an operator shuts the server's sessions down; owns what it needs, for a
     /// response body that outlives the request handler.
     pub(crate) fn shut(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {

@@ -22,6 +22,11 @@ pub(crate) fn inc(c: &AtomicU64) {
     c.fetch_add(1, Relaxed);
 }
 
+/// Reads a counter.
+pub(crate) fn load(c: &AtomicU64) -> u64 {
+    c.load(Relaxed)
+}
+
 /// Raises `max` to `value` if it is larger.
 pub(crate) fn raise(max: &AtomicU64, value: u64) {
     max.fetch_max(value, Relaxed);
@@ -70,7 +75,8 @@ pub(crate) fn status_class(status: u16) -> usize {
 /// Response classes counted: 1xx to 5xx and other.
 const CLASSES: usize = 6;
 
-/// A frontend's totals.
+/// A frontend's totals. The responses' slots follow the last one: a new total goes last and
+/// `FRONTEND_RESPONSES` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FrontendTotal {
     /// Client connections accepted.
@@ -84,8 +90,8 @@ pub(crate) enum FrontendTotal {
 }
 
 /// Frontend slots: the totals, then responses by class.
-const FRONTEND_SLOTS: usize = 6 + CLASSES;
-const FRONTEND_RESPONSES: usize = 6;
+const FRONTEND_RESPONSES: usize = FrontendTotal::DeniedRequests as usize + 1;
+const FRONTEND_SLOTS: usize = FRONTEND_RESPONSES + CLASSES;
 
 /// A frontend's counters.
 #[derive(Debug, Default)]
@@ -138,7 +144,8 @@ pub struct FrontendSnapshot {
     pub responses: [u64; 6],
 }
 
-/// A backend's or a server's totals.
+/// A backend's or a server's totals. The responses' slots follow the last one: a new total goes
+/// last and `RESPONSES` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Total {
     /// Requests routed to the backend, connections made to the server.
@@ -165,7 +172,7 @@ const BUCKETS: usize = RESPONSE_TIME_BOUNDS_MICROS.len() + 1;
 /// Slots of a backend's or server's block: the totals, responses by class, the last session's
 /// time (folded by max), the histogram's buckets and its sum. The count is the buckets' sum, so
 /// it always equals the +Inf bucket, even when a scrape races an observation.
-const RESPONSES: usize = 8;
+const RESPONSES: usize = Total::Redispatches as usize + 1;
 const LAST_SESSION: usize = RESPONSES + CLASSES;
 const HISTOGRAM: usize = LAST_SESSION + 1;
 const HISTOGRAM_SUM: usize = HISTOGRAM + BUCKETS;
@@ -189,9 +196,10 @@ impl Totals {
         self.0.add(RESPONSES + status_class(status), 1);
     }
 
-    /// Notes a session starting now (`lastsess`).
-    pub(crate) fn touch(&self) {
-        self.0.raise(LAST_SESSION, super::unix_millis());
+    /// Counts a session starting at `now` (Unix milliseconds), which becomes `lastsess`.
+    pub(crate) fn session_started(&self, now: u64) {
+        self.inc(Total::Sessions);
+        self.0.raise(LAST_SESSION, now);
     }
 
     /// Records one response time: from the request sent to the server to its response head.
@@ -296,6 +304,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::state::unix_millis;
 
     #[test]
     fn threads_count_on_their_own_shard_and_a_fold_sees_every_count() {
@@ -340,11 +349,11 @@ mod tests {
     fn the_last_session_is_the_latest_over_the_shards() {
         let t = Arc::new(Totals::default());
         assert_eq!(t.snapshot().last_session, 0, "no session yet");
-        t.touch();
+        t.session_started(unix_millis());
         let first = t.snapshot().last_session;
         assert!(first > 0);
         let other = Arc::clone(&t);
-        std::thread::spawn(move || other.touch())
+        std::thread::spawn(move || other.session_started(unix_millis()))
             .join()
             .unwrap_or_else(|_| panic!("thread panicked"));
         assert!(t.snapshot().last_session >= first);

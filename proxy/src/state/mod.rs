@@ -17,6 +17,7 @@ pub use counters::{
     BackendCounters, FrontendCounters, FrontendSnapshot, Gauge, Histogram,
     RESPONSE_TIME_BOUNDS_MICROS, ServerCounters, Totals, TotalsSnapshot,
 };
+pub(crate) use registry::BackendSession;
 pub use registry::{BackendState, FrontendState, Registry};
 pub use server::{AdminState, CheckResult, ServerState, ServerStatus};
 

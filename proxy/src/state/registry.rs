@@ -1,11 +1,11 @@
 //! Where runtime state lives between reloads, found by name.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, ops::Deref, sync::Arc};
 
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
-use super::{Availability, BackendCounters, FrontendCounters, ServerState};
+use super::{Availability, BackendCounters, FrontendCounters, ServerState, unix_millis};
 use crate::runtime::ConnLimit;
 
 /// A backend's runtime state.
@@ -16,6 +16,28 @@ pub struct BackendState {
     pub availability: Arc<Availability>,
     /// Woken whenever any of the backend's servers frees a slot, for the backend's queue.
     pub(crate) slot_freed: Notify,
+}
+
+/// A request counted in its backend's sessions, current until dropped. `B` is the backend's
+/// state, borrowed for an HTTP/1 exchange or owned (an `Arc`) for an HTTP/2 response body that
+/// outlives its handler.
+#[derive(Debug)]
+pub(crate) struct BackendSession<B: Deref<Target = BackendState>>(B);
+
+impl<B: Deref<Target = BackendState>> BackendSession<B> {
+    /// Counts a request routed to `backend` now: one more session in all and under way.
+    pub(crate) fn open(backend: B) -> Self {
+        let counters = &backend.counters;
+        counters.totals.session_started(unix_millis());
+        counters.sessions.up();
+        Self(backend)
+    }
+}
+
+impl<B: Deref<Target = BackendState>> Drop for BackendSession<B> {
+    fn drop(&mut self) {
+        self.0.counters.sessions.down();
+    }
 }
 
 /// A frontend's runtime state.

@@ -81,7 +81,7 @@ pub struct ServerState {
     /// Bumped by `enable health`, so the check task starts its rise/fall count afresh.
     check_epoch: AtomicU64,
     /// Ends the sessions under way at an operator's `shutdown sessions`.
-    pub(crate) kill: SessionKill,
+    kill: SessionKill,
     /// The backend or virtual service whose availability depends on this server's.
     group: Mutex<Weak<Availability>>,
     /// Unix milliseconds of the last status change.
@@ -253,6 +253,18 @@ impl ServerState {
         let group = self.group.lock().ok().and_then(|g| g.upgrade());
         if let Some(group) = group {
             group.refresh();
+        }
+    }
+
+    /// Milliseconds DOWN in all, up to `now` (Unix milliseconds): the current DOWN period counts.
+    pub fn downtime(&self, now: u64) -> u64 {
+        let down = self.status() == ServerStatus::Down;
+        let last_change = self.last_change.load(Relaxed);
+        let downtime = self.downtime.load(Relaxed);
+        if down {
+            downtime + now.saturating_sub(last_change)
+        } else {
+            downtime
         }
     }
 
