@@ -52,8 +52,8 @@ async fn status_of(args: &[&str]) -> (u16, HashMap<String, Vec<String>>, String)
     (code, headers, body.unwrap_or_default())
 }
 
-/// The server rows of the JSON snapshot, by name: (status, weight).
-async fn servers(admin: SocketAddr) -> HashMap<String, Value> {
+/// Every row of the JSON snapshot (frontends, backends, servers).
+async fn rows(admin: SocketAddr) -> Vec<Value> {
     let (_, out, err) = curl(&[
         "-u",
         "admin:s3cret",
@@ -67,9 +67,17 @@ async fn servers(admin: SocketAddr) -> HashMap<String, Value> {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|p| p["rows"].as_array().unwrap())
+        .flat_map(|p| p["rows"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// The server rows of the JSON snapshot, by server name.
+async fn servers(admin: SocketAddr) -> HashMap<String, Value> {
+    rows(admin)
+        .await
+        .into_iter()
         .filter(|r| r["kind"] == "server")
-        .map(|r| (r["svname"].as_str().unwrap().to_owned(), r.clone()))
+        .map(|r| (r["svname"].as_str().unwrap().to_owned(), r))
         .collect()
 }
 
@@ -451,21 +459,9 @@ async fn bytes_in_count_request_heads_and_bodies() {
         String::from_utf8_lossy(&answer)
     );
 
-    let (_, out, _) = curl(&[
-        "-u",
-        "admin:s3cret",
-        "-H",
-        "Accept: application/json",
-        &format!("http://{admin}/stats"),
-    ])
-    .await;
-    let snapshot: Value = serde_json::from_str(&out).unwrap();
+    let rows = rows(admin).await;
     let row = |px: &str, sv: &str| {
-        snapshot["proxies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|p| p["rows"].as_array().unwrap())
+        rows.iter()
             .find(|r| r["pxname"] == px && r["svname"] == sv)
             .unwrap()
             .clone()

@@ -291,9 +291,8 @@ fn webdriver_client_drives_chromium() {
     assert_eq!(post.target, "/form");
     assert_eq!(post.cookie.as_deref(), Some("sid=abc"), "{post:?}");
 
-    let png = browser.screenshot();
+    let png = save(&browser, "webdriver_client.png");
     assert!(png.len() > 100 && png.starts_with(PNG_SIGNATURE));
-    std::fs::write(artifact_path("admin_browser", "webdriver_client.png"), png).unwrap();
 }
 
 /// A request the form server received.

@@ -178,27 +178,11 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
         max_connections: file.global.max_connections as usize,
         json_log: file.global.log.format == super::LogFormat::Json,
     };
-    let proxy = fulcrum_proxy::config::build(&sections)
-        .map_err(|errors| {
-            found.extend(
-                errors
-                    .into_iter()
-                    .map(|ConfigError { span, message }| (span, message)),
-            )
-        })
-        .ok();
-    let admin = file.admin.as_ref().and_then(|section| {
-        section
-            .build()
-            .map_err(|errors| {
-                found.extend(
-                    errors
-                        .into_iter()
-                        .map(|ConfigError { span, message }| (span, message)),
-                )
-            })
-            .ok()
-    });
+    let proxy = collect(fulcrum_proxy::config::build(&sections), &mut found);
+    let admin = file
+        .admin
+        .as_ref()
+        .and_then(|section| collect(section.build(), &mut found));
     if let (Some(section), Some(proxy)) = (&file.admin, &proxy) {
         check_admin_listen(section, proxy, &mut found);
     }
@@ -224,32 +208,38 @@ fn check_admin_listen(
     if listen.port() == 0 {
         return;
     }
-    let frontend = proxy
-        .frontends
-        .iter()
-        .find(|fe| fe.binds.contains(&listen))
-        .map(|fe| format!("frontend `{}`", fe.name));
-    let virtual_server = proxy
-        .virtual_servers
-        .iter()
-        .find(|vs| vs.listen == listen && vs.protocol == fulcrum_proxy::config::L4Protocol::Tcp)
-        .map(|vs| format!("virtual_server `{}`", vs.name));
-    if let Some(user) = frontend.or(virtual_server) {
+    if let Some(owner) = proxy.tcp_bind_owner(listen) {
         found.push((
             Some(section.listen.span()),
             format!(
-                "{listen} is already bound by {user}; give the admin server an address of its own"
+                "{listen} is already bound by {owner}; give the admin server an address of its own"
             ),
         ));
     }
+}
+
+/// A section's built value, its errors moved into `found`.
+fn collect<T>(
+    built: Result<T, Vec<ConfigError>>,
+    found: &mut Vec<(Option<Range<usize>>, String)>,
+) -> Option<T> {
+    built
+        .map_err(|errors| {
+            found.extend(
+                errors
+                    .into_iter()
+                    .map(|ConfigError { span, message }| (span, message)),
+            )
+        })
+        .ok()
 }
 
 /// Makes relative file paths in the config relative to the config file's directory.
 fn resolve_paths(file: &mut FileConfig, path: &Path) {
     let base = path.parent().unwrap_or(Path::new("."));
     let socket = &mut file.global.control_socket;
-    if !socket.as_os_str().is_empty() && socket.is_relative() {
-        *socket = base.join(&*socket);
+    if !socket.as_os_str().is_empty() {
+        relative_to(base, socket);
     }
     if let Some(admin) = &mut file.admin {
         for user in &mut admin.users {
@@ -264,10 +254,7 @@ fn resolve_paths(file: &mut FileConfig, path: &Path) {
     for fe in file.frontend.values_mut() {
         if let Some(tls) = &mut fe.tls {
             for cert in tls.certs.get_mut() {
-                if cert.get_ref().is_relative() {
-                    let joined = base.join(cert.get_ref());
-                    *cert.get_mut() = joined;
-                }
+                relative_to(base, cert.get_mut());
             }
         }
     }
@@ -409,6 +396,48 @@ servers = [{ name = "s1", address = "nowhere", weight = 999 }]
             ],
             "{errs:#?}"
         );
+    }
+
+    #[test]
+    fn the_admin_server_may_not_take_a_traffic_address() {
+        let text = r#"
+[admin]
+listen = "127.0.0.1:8080"
+
+[frontend.main]
+bind = ["127.0.0.1:8080"]
+
+[virtual_server.db]
+listen = "127.0.0.1:3306"
+real_servers = [{ address = "127.0.0.1:3307" }]
+"#;
+        let errs = errors(text);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!((errs[0].line, errs[0].key.as_str()), (3, "admin.listen"));
+        assert!(
+            errs[0]
+                .message
+                .contains("127.0.0.1:8080 is already bound by frontend `main`"),
+            "{}",
+            errs[0].message
+        );
+        let text = text.replacen(
+            r#"listen = "127.0.0.1:8080""#,
+            r#"listen = "127.0.0.1:3306""#,
+            1,
+        );
+        let errs = errors(&text);
+        assert!(
+            errs[0].message.contains("by virtual_server `db`"),
+            "{errs:#?}"
+        );
+        // The [admin] table comes first, so its `listen` is the first one.
+        let text = text.replacen(
+            r#"listen = "127.0.0.1:3306""#,
+            r#"listen = "127.0.0.1:8404""#,
+            1,
+        );
+        assert!(load_str(Path::new("test.toml"), &text).is_ok());
     }
 
     #[test]

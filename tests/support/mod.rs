@@ -131,12 +131,19 @@ impl Fulcrum {
 
     /// The address frontend `name` listens on (the last one bound under that name).
     pub fn addr(&self, frontend: &str) -> SocketAddr {
+        self.logged_addr(&format!("frontend {frontend}"), |l| {
+            message(l) == "listening" && l["frontend"] == frontend
+        })
+    }
+
+    /// The `addr` field of the last log record `is` picks; `what` names it when there is none.
+    fn logged_addr(&self, what: &str, is: impl Fn(&Value) -> bool) -> SocketAddr {
         self.logs()
             .iter()
             .rev()
-            .find(|l| message(l) == "listening" && l["frontend"] == frontend)
+            .find(|l| is(l))
             .and_then(|l| l["addr"].as_str()?.parse().ok())
-            .unwrap_or_else(|| panic!("frontend {frontend} is not listening: {:#?}", self.logs()))
+            .unwrap_or_else(|| panic!("{what} is not listening: {:#?}", self.logs()))
     }
 
     /// Everything logged so far.
@@ -494,12 +501,9 @@ impl Fulcrum {
     /// The address virtual service `name` is bound to (the last one bound under that name), read
     /// from its `listening` log record as [`Fulcrum::addr`] does for frontends.
     pub fn virtual_server_addr(&self, name: &str) -> SocketAddr {
-        self.logs()
-            .iter()
-            .rev()
-            .find(|l| message(l) == "listening" && l["virtual_server"] == name)
-            .and_then(|l| l["addr"].as_str()?.parse().ok())
-            .unwrap_or_else(|| panic!("virtual server {name} is not listening: {:#?}", self.logs()))
+        self.logged_addr(&format!("virtual server {name}"), |l| {
+            message(l) == "listening" && l["virtual_server"] == name
+        })
     }
 }
 
@@ -509,12 +513,9 @@ impl Fulcrum {
     /// The address the admin server is bound to (the last one started), read from its
     /// `admin server listening` log record.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.logs()
-            .iter()
-            .rev()
-            .find(|l| message(l) == "admin server listening")
-            .and_then(|l| l["addr"].as_str()?.parse().ok())
-            .unwrap_or_else(|| panic!("the admin server is not listening: {:#?}", self.logs()))
+        self.logged_addr("the admin server", |l| {
+            message(l) == "admin server listening"
+        })
     }
 }
 

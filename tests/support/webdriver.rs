@@ -175,15 +175,6 @@ impl Browser {
         }
     }
 
-    /// Every element matching the CSS `selector`, in document order.
-    pub fn find_all(&self, selector: &str) -> Vec<Element> {
-        let body = json!({ "using": "css selector", "value": selector });
-        match self.run("POST", "/elements", Some(&body)) {
-            Value::Array(found) => found.iter().map(element).collect(),
-            other => panic!("`{selector}` found {other}"),
-        }
-    }
-
     /// The first descendant of `parent` matching the CSS `selector`, if any.
     pub fn find_in(&self, parent: &Element, selector: &str) -> Option<Element> {
         let body = json!({ "using": "css selector", "value": selector });
@@ -265,15 +256,6 @@ impl Browser {
         );
     }
 
-    /// Empties an input or textarea.
-    pub fn clear(&self, element: &Element) {
-        self.run(
-            "POST",
-            &format!("/element/{}/clear", element.id),
-            Some(&json!({})),
-        );
-    }
-
     /// Chooses the `<option value="VALUE">` of the `<select>` matching `select`, by clicking it.
     pub fn select(&self, select: &str, value: &str) {
         let option = self.find(&format!("{select} option[value=\"{value}\"]"));
@@ -324,11 +306,6 @@ impl Browser {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// Waits for an element matching `selector` and returns it.
-    pub fn wait_for(&self, selector: &str) -> Element {
-        self.wait_until(&format!("`{selector}`"), |b| b.try_find(selector))
     }
 
     /// A command that must succeed.
@@ -513,18 +490,15 @@ fn http(
     let head = std::str::from_utf8(&response[..end])
         .map_err(|_| invalid("head not UTF-8"))?
         .to_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid("no status"))?;
+    let (status, headers) = super::parse_head(&head);
+    if status == 0 {
+        return Err(invalid("no status"));
+    }
     let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_ascii_lowercase())
-        })
+        headers
+            .get(name)
+            .and_then(|values| values.first())
+            .map(|v| v.to_ascii_lowercase())
     };
     let start = end + 4;
     if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
@@ -595,31 +569,20 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// Decodes standard base64 (RFC 4648 §4, padding optional, whitespace ignored): screenshots
-/// arrive that way, and the test crate has no base64 dependency.
+/// Decodes standard base64 (RFC 4648 §4, padding optional, whitespace ignored), the way
+/// screenshots arrive.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            b' ' | b'\n' | b'\r' | b'\t' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::{
+        Engine as _,
+        alphabet::STANDARD,
+        engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
+    };
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let compact: String = text.split_ascii_whitespace().collect();
+    LENIENT.decode(compact).ok()
 }
 
 /// The eight bytes every PNG file starts with.

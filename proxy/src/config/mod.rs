@@ -174,4 +174,20 @@ impl Config {
     pub fn frontend(&self, name: &str) -> Option<&Frontend> {
         self.frontends.iter().find(|f| f.name == name)
     }
+
+    /// What binds TCP address `addr`, as ``frontend `NAME` `` or ``virtual_server `NAME` ``, so
+    /// another listener of the appliance can refuse it.
+    pub fn tcp_bind_owner(&self, addr: SocketAddr) -> Option<String> {
+        let frontend = self
+            .frontends
+            .iter()
+            .find(|fe| fe.binds.contains(&addr))
+            .map(|fe| format!("frontend `{}`", fe.name));
+        frontend.or_else(|| {
+            self.virtual_servers
+                .iter()
+                .find(|vs| vs.listen == addr && vs.protocol == L4Protocol::Tcp)
+                .map(|vs| format!("virtual_server `{}`", vs.name))
+        })
+    }
 }
