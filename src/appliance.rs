@@ -13,13 +13,16 @@ use fulcrum_proxy::Proxy;
 #[derive(Debug, Clone)]
 pub(crate) struct Appliance {
     pub(crate) proxy: Arc<Proxy>,
+    /// `None` without `[vrrp]`.
+    pub(crate) vrrp: Option<fulcrum_vrrp::run::StatusHandle>,
 }
 
 impl fulcrum_monitoring::Appliance for Appliance {
     fn snapshot(&self) -> Snapshot {
-        // VRRP, volumes and sync sets stay empty until their modules run here.
+        // Volumes and sync sets stay empty until their modules run here.
         Snapshot {
             proxies: self.proxy.stats(),
+            vrrp: self.vrrp_stats(),
             ..Snapshot::default()
         }
     }
@@ -28,5 +31,14 @@ impl fulcrum_monitoring::Appliance for Appliance {
         self.proxy
             .server_action(server, action)
             .map_err(|e| e.to_string())
+    }
+}
+
+impl Appliance {
+    /// Every VRRP instance, in name order.
+    pub(crate) fn vrrp_stats(&self) -> Vec<fulcrum_common::stats::VrrpInstance> {
+        self.vrrp.as_ref().map_or_else(Vec::new, |vrrp| {
+            vrrp.instances().iter().map(|i| i.to_stats()).collect()
+        })
     }
 }

@@ -7,6 +7,7 @@ mod config;
 mod control;
 mod ctl;
 mod logging;
+mod proxy_health;
 mod run;
 mod status;
 
@@ -30,13 +31,21 @@ fn main() -> ExitCode {
                 },
         } => {
             let view = match (stats, connections, json) {
-                (true, _, _) => status::View::Stats,
-                (_, true, _) => status::View::Connections,
-                (_, _, true) => status::View::Json,
-                _ => status::View::Table,
+                (true, _, _) => status::l4::View::Stats,
+                (_, true, _) => status::l4::View::Connections,
+                (_, _, true) => status::l4::View::Json,
+                _ => status::l4::View::Table,
             };
-            status::l4(&config, socket.as_deref(), view)
+            status::l4::l4(&config, socket.as_deref(), view)
         }
+        cli::Command::Status {
+            what:
+                cli::StatusCommand::Vrrp {
+                    config,
+                    socket,
+                    json,
+                },
+        } => status::vrrp::vrrp(&config, socket.as_deref(), json),
         cli::Command::Ctl {
             config,
             socket,

@@ -6,6 +6,7 @@ use std::{path::Path, process::ExitCode, sync::Arc};
 
 use fulcrum_monitoring::{admin::AdminServer, config::AdminConfig};
 use fulcrum_proxy::Proxy;
+use fulcrum_vrrp::{config::VrrpConfig, run::Vrrp};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{appliance::Appliance, config, control, logging};
@@ -67,8 +68,28 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // After the proxy, whose listeners bind VIPs with IP_FREEBIND and so need not wait for
+    // them; before the admin server, so the stats page shows VRRP from its first page.
+    let running_vrrp = loaded.vrrp.clone();
+    let vrrp = match loaded.vrrp {
+        Some(config) => {
+            let options = fulcrum_vrrp::run::Options {
+                proxy_health: Some(crate::proxy_health::watch(Arc::clone(&proxy))),
+                ..Default::default()
+            };
+            match Vrrp::start(&config, options).await {
+                Ok(vrrp) => Some(vrrp),
+                Err(error) => {
+                    tracing::error!(%error, "cannot start VRRP");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
     let appliance = Arc::new(Appliance {
         proxy: Arc::clone(&proxy),
+        vrrp: vrrp.as_ref().map(Vrrp::status_handle),
     });
     let registry = prometheus::Registry::new();
     if let Err(error) = proxy
@@ -81,6 +102,7 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         Ok(admin) => admin,
         Err(error) => {
             tracing::error!(%error, "cannot start the admin server");
+            stop_vrrp(vrrp).await;
             return ExitCode::FAILURE;
         }
     };
@@ -100,14 +122,22 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Some(new_admin) = reload(path, &proxy) {
+                if let Some((new_admin, new_vrrp)) = reload(path, &proxy) {
                     admin.follow(new_admin, &registry, &appliance).await;
+                    if new_vrrp != running_vrrp {
+                        // Restarting instances would make a master send priority 0 and flap
+                        // every VIP; keepalived users restart a node to change VRRP too.
+                        tracing::warn!("[vrrp] changed: VRRP keeps running on the old settings until fulcrum restarts");
+                    }
                 }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    // VRRP first: a master's priority-0 advert lets the peer take the VIPs after Skew_Time
+    // while this node finishes what it has in flight.
+    stop_vrrp(vrrp).await;
     tracing::info!(grace = ?grace, connections = proxy.connections(), "stopping: no new connections, finishing requests in flight");
     // A second stop signal during the grace period means "now", as with HAProxy's hard stop.
     tokio::select! {
@@ -124,13 +154,22 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Reloads the proxy; returns the new file's `[admin]` when the reload went through.
-fn reload(path: &Path, proxy: &Proxy) -> Option<Option<AdminConfig>> {
+/// Shuts VRRP down: masters send priority 0 and remove their VIPs, `notify_stop` scripts run.
+async fn stop_vrrp(vrrp: Option<Vrrp>) {
+    if let Some(vrrp) = vrrp {
+        vrrp.stop().await;
+        tracing::info!("VRRP stopped");
+    }
+}
+
+/// Reloads the proxy; returns the new file's `[admin]` and `[vrrp]` when the reload went
+/// through.
+fn reload(path: &Path, proxy: &Proxy) -> Option<(Option<AdminConfig>, Option<VrrpConfig>)> {
     match config::load(path) {
         Ok(loaded) => match proxy.reload(loaded.proxy) {
             Ok(()) => {
                 tracing::info!(config = %path.display(), "reloaded");
-                Some(loaded.admin)
+                Some((loaded.admin, loaded.vrrp))
             }
             Err(error) => {
                 tracing::error!(%error, "reload failed, keeping the running config");

@@ -8,35 +8,10 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{Fulcrum, PATIENCE, message};
-
-/// Runs `ip ARGS...`, failing the test on error.
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Whether this process may create network namespaces.
-fn can_use_netns() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    let tools = support::require_tool("ip");
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root: this test must run there"
-        );
-        eprintln!("SKIPPED: needs root for network namespaces");
-    }
-    root && tools
-}
+use support::{
+    Fulcrum, PATIENCE, message,
+    netns::{Netns, can_use_netns, veth},
+};
 
 /// Three namespaces, client - lb - server, removed on drop:
 ///
@@ -46,91 +21,43 @@ fn can_use_netns() -> bool {
 ///
 /// The client and server route everything through the lb, as LVS-NAT real servers must.
 struct Site {
-    client: String,
-    lb: String,
-    server: String,
+    client: Netns,
+    lb: Netns,
+    server: Netns,
 }
 
 impl Site {
     fn new() -> Self {
-        // veth names are limited to 15 bytes: a short random tag keeps parallel runs apart.
-        let tag = format!("{:05x}", fastrand_tag());
         let site = Self {
-            client: format!("fl-c-{tag}"),
-            lb: format!("fl-l-{tag}"),
-            server: format!("fl-s-{tag}"),
+            client: Netns::new("c"),
+            lb: Netns::new("l"),
+            server: Netns::new("s"),
         };
-        for ns in [&site.client, &site.lb, &site.server] {
-            ip(&["netns", "add", ns]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        let (vc, vlc, vls, vs) = (
-            format!("c{tag}"),
-            format!("lc{tag}"),
-            format!("ls{tag}"),
-            format!("s{tag}"),
+        veth(
+            &site.client,
+            "eth0",
+            "10.77.1.2/24",
+            &site.lb,
+            "to-client",
+            "10.77.1.1/24",
         );
-        ip(&[
-            "link",
-            "add",
-            &vc,
-            "netns",
-            &site.client,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &vlc,
-            "netns",
+        veth(
             &site.lb,
-        ]);
-        ip(&[
-            "link",
-            "add",
-            &vs,
-            "netns",
+            "to-server",
+            "10.77.2.1/24",
             &site.server,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &vls,
-            "netns",
-            &site.lb,
-        ]);
-        for (ns, dev, addr) in [
-            (&site.client, &vc, "10.77.1.2/24"),
-            (&site.lb, &vlc, "10.77.1.1/24"),
-            (&site.lb, &vls, "10.77.2.1/24"),
-            (&site.server, &vs, "10.77.2.2/24"),
-        ] {
-            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-        }
-        ip(&[
-            "-n",
-            &site.client,
-            "route",
-            "add",
-            "default",
-            "via",
-            "10.77.1.1",
-        ]);
-        ip(&[
-            "-n",
-            &site.server,
-            "route",
-            "add",
-            "default",
-            "via",
-            "10.77.2.1",
-        ]);
+            "eth0",
+            "10.77.2.2/24",
+        );
+        site.client
+            .ip(&["route", "add", "default", "via", "10.77.1.1"]);
+        site.server
+            .ip(&["route", "add", "default", "via", "10.77.2.1"]);
         // The routing docs/config.md gives for transparent mode: what comes back from the real
         // servers is delivered locally, to the sockets bound to client addresses.
-        ip(&["-n", &site.lb, "rule", "add", "iif", &vls, "lookup", "100"]);
-        ip(&[
-            "-n",
-            &site.lb,
+        site.lb
+            .ip(&["rule", "add", "iif", "to-server", "lookup", "100"]);
+        site.lb.ip(&[
             "route",
             "add",
             "local",
@@ -143,25 +70,9 @@ impl Site {
         site
     }
 
-    fn exec(ns: &str) -> [&str; 4] {
-        ["ip", "netns", "exec", ns]
+    fn exec(ns: &Netns) -> [&str; 4] {
+        ["ip", "netns", "exec", ns.name()]
     }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes its end of each veth pair, and with it the pair.
-        for ns in [&self.client, &self.lb, &self.server] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// A tag that differs between test processes and between calls.
-fn fastrand_tag() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-    static N: AtomicU32 = AtomicU32::new(0);
-    (std::process::id().wrapping_mul(31) + N.fetch_add(1, Relaxed)) & 0xf_ffff
 }
 
 /// The client address the real server logged for its last request.
@@ -206,8 +117,10 @@ real_servers = [{ address = "10.77.2.2:8080" }]
     );
     let curl = |port: u16| {
         let url = format!("http://10.77.1.1:{port}/");
-        let out = Command::new("ip")
-            .args(["netns", "exec", &site.client, "curl", "-sS", "--max-time"])
+        let out = site
+            .client
+            .cmd("curl")
+            .args(["-sS", "--max-time"])
             .arg(PATIENCE.as_secs().to_string())
             .arg(&url)
             .output()

@@ -7,7 +7,7 @@
 //! ...) so its users find every number where they expect it; `None` is an empty CSV cell (a
 //! column that does not apply to the row, as in HAProxy's own output).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything the stats page shows, taken at one moment.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -218,20 +218,33 @@ impl Row {
 }
 
 /// A VRRP instance (filled once the VRRP module exists).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VrrpInstance {
     pub name: String,
     pub interface: String,
     pub vrid: u8,
+    /// 2 or 3.
+    pub version: u8,
     /// `INIT`, `BACKUP`, `MASTER` or `FAULT`.
     pub state: String,
+    /// Why the state last changed (`master-no-response`, `higher-priority`, `fault`, ...).
+    pub reason: Option<String>,
+    /// The configured priority.
     pub priority: u8,
+    /// The priority adverts carry, after tracking.
     pub effective_priority: u8,
     /// The master's address as last heard, if any.
     pub master: Option<String>,
     pub vips: Vec<String>,
     /// Seconds since the state last changed.
     pub lastchg: u64,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    /// How many times the instance became master.
+    pub became_master: u64,
+    /// Packets refused by the receive checks on the instance's interface, by reason
+    /// (`bad_ttl`, `auth_failed`, ...).
+    pub dropped: Vec<(String, u64)>,
 }
 
 /// A replicated volume (filled once the storage module exists).

@@ -31,6 +31,8 @@ pub(crate) struct Loaded {
     pub(crate) proxy: fulcrum_proxy::Config,
     /// `[admin]`, when the file has one.
     pub(crate) admin: Option<fulcrum_monitoring::config::AdminConfig>,
+    /// `[vrrp]`, when the file has one.
+    pub(crate) vrrp: Option<fulcrum_vrrp::config::VrrpConfig>,
 }
 
 impl Loaded {
@@ -183,6 +185,10 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
         .admin
         .as_ref()
         .and_then(|section| collect(section.build(), &mut found));
+    let vrrp = file
+        .vrrp
+        .as_ref()
+        .and_then(|section| collect(section.build(), &mut found));
     if let (Some(section), Some(proxy)) = (&file.admin, &proxy) {
         check_admin_listen(section, proxy, &mut found);
     }
@@ -192,6 +198,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
             file,
             proxy,
             admin,
+            vrrp,
         }),
         _ => Err(locate(path, text, &original, found)),
     }
@@ -255,6 +262,13 @@ fn resolve_paths(file: &mut FileConfig, path: &Path) {
         if let Some(tls) = &mut fe.tls {
             for cert in tls.certs.get_mut() {
                 relative_to(base, cert.get_mut());
+            }
+        }
+    }
+    if let Some(vrrp) = &mut file.vrrp {
+        for instance in vrrp.instance.values_mut() {
+            if let Some(file) = &mut instance.auth_pass_file {
+                relative_to(base, file.get_mut());
             }
         }
     }
@@ -448,11 +462,32 @@ real_servers = [{ address = "127.0.0.1:3307" }]
 
     #[test]
     fn sections_of_later_modules_are_refused_clearly() {
-        let text = format!("{GOOD}\n[vrrp]\ninterface = \"eth0\"\n");
+        let text = format!("{GOOD}\n[nrpe]\nlisten = \"127.0.0.1:5666\"\n");
         let errs = errors(&text);
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].message.contains("[vrrp] is not supported"));
-        assert_eq!(errs[0].key, "vrrp");
+        assert!(errs[0].message.contains("[nrpe] is not supported"));
+        assert_eq!(errs[0].key, "nrpe");
+    }
+
+    #[test]
+    fn vrrp_errors_are_located_at_their_key() {
+        let text = format!(
+            "{GOOD}\n[vrrp.instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 300\nvirtual_ips = [\"10.0.0.1/32\"]\n"
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "vrrp.instance.VI_1.virtual_router_id");
+        assert!(errs[0].message.contains("255"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn a_vrrp_section_loads() {
+        let text = format!(
+            "{GOOD}\n[vrrp.instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_ips = [\"10.0.0.1/32\"]\nauth_pass = \"secret\"\n"
+        );
+        let loaded = load_str(Path::new("test.toml"), &text).unwrap();
+        let vrrp = loaded.vrrp.unwrap();
+        assert_eq!(vrrp.instances[0].fsm.vrid(), 51);
     }
 
     proptest::proptest! {

@@ -16,6 +16,7 @@ use fulcrum_proxy::config::{
     l4_section::VirtualServerSection,
     section::{BackendSection, FrontendSection},
 };
+use fulcrum_vrrp::config::VrrpSection;
 use serde::Deserialize;
 
 pub(crate) use global::{GlobalSection, LogFormat};
@@ -34,9 +35,9 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) virtual_server: BTreeMap<String, VirtualServerSection>,
     pub(crate) admin: Option<AdminSection>,
+    pub(crate) vrrp: Option<VrrpSection>,
     // Sections documented in CONFIG.md whose modules are not built yet: accepted by the parser so
     // they can be refused with a message that says so, rather than "unknown field".
-    vrrp: Option<Spanned<toml::Value>>,
     volume: Option<Spanned<toml::Value>>,
     sync: Option<Spanned<toml::Value>>,
     nrpe: Option<Spanned<toml::Value>>,
@@ -47,7 +48,6 @@ impl FileConfig {
     /// Sections present in the file that this build cannot run yet, with their spans.
     fn unsupported(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
         [
-            ("vrrp", &self.vrrp),
             ("volume", &self.volume),
             ("sync", &self.sync),
             ("nrpe", &self.nrpe),

@@ -1,7 +1,7 @@
 //! The control socket's request language: HAProxy's runtime API lines where one exists (`show
 //! stat`, `show servers state`, `set server B/S state drain`, `set server B/S weight 5`,
 //! `enable health B/S`, `disable health B/S`, `shutdown sessions server B/S`), Fulcrum's own
-//! (`show l4`, `show stat json`), and the `fulcrum ctl server set-state B/S drain` spelling.
+//! (`show l4`, `show vrrp`, `show stat json`), and the `fulcrum ctl server set-state B/S drain` spelling.
 
 use fulcrum_common::action::{AdminState, ServerAction, ServerRef, parse_weight};
 
@@ -10,6 +10,8 @@ use fulcrum_common::action::{AdminState, ServerAction, ServerRef, parse_weight};
 pub(crate) enum Request {
     /// The L4 tier as JSON, for `fulcrum status l4`.
     ShowL4,
+    /// The VRRP instances as JSON, for `fulcrum status vrrp`.
+    ShowVrrp,
     /// Every row as HAProxy's CSV.
     ShowStat,
     /// The whole snapshot as JSON.
@@ -27,6 +29,7 @@ show stat                              all frontends, backends and servers as CS
 show stat json                         the same as JSON
 show servers state                     one line per server
 show l4                                the L4 tier as JSON (fulcrum status l4)
+show vrrp                              the VRRP instances as JSON (fulcrum status vrrp)
 set server B/S state ready|drain|maint
 set server B/S weight N
 enable health B/S | disable health B/S
@@ -48,6 +51,7 @@ pub(crate) fn parse(line: &str) -> Result<Request, String> {
     let weight = |s: &str| parse_weight(s).map(ServerAction::SetWeight);
     Ok(match words.as_slice() {
         ["show", "l4"] => Request::ShowL4,
+        ["show", "vrrp"] => Request::ShowVrrp,
         ["show", "stat"] => Request::ShowStat,
         ["show", "stat", "json"] => Request::ShowStatJson,
         ["show", "servers", "state"] => Request::ShowServersState,

@@ -2,8 +2,8 @@
 //! process answers `fulcrum status` and `fulcrum ctl`, as HAProxy's stats socket answers its
 //! runtime API.
 //!
-//! The protocol is one request line (see [`command`]), answered with text (JSON for `show l4`
-//! and `show stat json`, CSV for `show stat`), then the connection closes; an answer that starts
+//! The protocol is one request line (see [`command`]), answered with text (JSON for `show l4`,
+//! `show vrrp` and `show stat json`, CSV for `show stat`), then the connection closes; an answer that starts
 //! with `error: ` is a refusal. The socket is created mode 0600: whoever can read the process's
 //! state may use it, nobody else. Every action is logged with the uid of the peer.
 
@@ -27,6 +27,9 @@ use tokio::{
 
 /// The request `fulcrum status l4` sends.
 pub(crate) const SHOW_L4: &str = "show l4";
+
+/// The request `fulcrum status vrrp` sends.
+pub(crate) const SHOW_VRRP: &str = "show vrrp";
 
 /// How an answer that refuses a request starts.
 pub(crate) const ERROR_PREFIX: &str = "error: ";
@@ -112,6 +115,7 @@ async fn answer(stream: UnixStream, appliance: &Appliance) -> io::Result<()> {
 fn reply(request: Request, appliance: &Appliance, peer: &str) -> io::Result<String> {
     Ok(match request {
         Request::ShowL4 => json_line(&appliance.proxy.l4_status())?,
+        Request::ShowVrrp => json_line(&appliance.vrrp_stats())?,
         Request::ShowStatJson => json_line(&appliance.snapshot())?,
         Request::ShowStat => fulcrum_monitoring::admin::csv(&appliance.snapshot()),
         Request::ShowServersState => servers_state(&appliance.snapshot()),

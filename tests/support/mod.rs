@@ -12,6 +12,8 @@
 )]
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+pub mod keepalived;
+pub mod netns;
 pub mod webdriver;
 
 use std::{

@@ -559,7 +559,8 @@ fn vrrp(h: &mut Html, snapshot: &Snapshot) {
         "<div class=\"scroll\"><table class=\"info\">\n<thead><tr><th>Name</th><th>Interface</th>",
     )
     .raw("<th>VRID</th><th>State</th><th>Priority</th><th>Effective</th><th>Master</th>")
-    .raw("<th>VIPs</th><th>Since</th></tr></thead>\n<tbody>\n");
+    .raw("<th>VIPs</th><th>Since</th><th>Adverts out</th><th>Adverts in</th>")
+    .raw("<th>Dropped</th></tr></thead>\n<tbody>\n");
     for instance in &snapshot.vrrp {
         let id = h.unique(format!("vrrp-{}", id_part(&instance.name)));
         let state = format!("state-{}", id_part(&instance.state.to_ascii_lowercase()));
@@ -584,9 +585,32 @@ fn vrrp(h: &mut Html, snapshot: &Snapshot) {
             .text(&instance.vips.join(" "))
             .raw("</td><td>")
             .text(&duration(instance.lastchg))
+            .raw("</td>")
+            .td(instance.adverts_sent)
+            .td(instance.adverts_received)
+            .raw("<td class=\"text\" title=\"")
+            .text(&dropped_detail(&instance.dropped))
+            .raw("\">")
+            .text(
+                &instance
+                    .dropped
+                    .iter()
+                    .map(|(_, n)| n)
+                    .sum::<u64>()
+                    .to_string(),
+            )
             .raw("</td></tr>\n");
     }
     h.raw("</tbody>\n</table></div>\n</section>\n");
+}
+
+/// `auth_failed: 3, bad_ttl: 1`: why packets were dropped, for the cell's tooltip.
+fn dropped_detail(dropped: &[(String, u64)]) -> String {
+    dropped
+        .iter()
+        .map(|(reason, n)| format!("{reason}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn volumes(h: &mut Html, snapshot: &Snapshot) {
@@ -1036,6 +1060,9 @@ mod tests {
                 master: Some("10.0.0.2".into()),
                 vips: vec!["10.0.0.100/24".into(), "10.0.0.101/24".into()],
                 lastchg: 65,
+                adverts_sent: 1234,
+                dropped: vec![("auth_failed".into(), 3)],
+                ..VrrpInstance::default()
             }],
             volumes: vec![Volume {
                 name: "r0".into(),
@@ -1059,6 +1086,11 @@ mod tests {
         assert!(html.contains("<tr id=\"vrrp-VI_1\" class=\"vrrp state-master\">"));
         assert!(html.contains("<td>150</td><td>140</td>"));
         assert!(html.contains("10.0.0.100/24 10.0.0.101/24"));
+        assert!(
+            html.contains(
+                "<td>1234</td><td>0</td><td class=\"text\" title=\"auth_failed: 3\">3</td>"
+            )
+        );
         assert!(html.contains("<tr id=\"volume-r0\" class=\"volume state-going-up\">"));
         assert!(html.contains("42.2%") || html.contains("42.3%"));
         assert!(html.contains("<tr id=\"sync-uploads\" class=\"sync state-up\">"));

@@ -298,7 +298,7 @@ impl fmt::Display for Version {
 }
 
 /// The address family of an advert: its addresses are all of it, and so is the IP packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
     /// 4-byte addresses, carried in IPv4 with protocol 112 to 224.0.0.18 (or a unicast peer).
     Ipv4,

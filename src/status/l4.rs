@@ -23,36 +23,13 @@ pub(crate) enum View {
 
 /// Finds the socket (`--socket`, else the config's `control_socket`), asks, prints.
 pub(crate) fn l4(config_path: &Path, socket: Option<&Path>, view: View) -> ExitCode {
-    let Some(path) = control::find_socket(config_path, socket) else {
-        return ExitCode::FAILURE;
-    };
-    let answer = match control::ask(&path, control::SHOW_L4) {
-        Ok(a) => a,
-        Err(error) => {
-            eprintln!(
-                "fulcrum: cannot reach a running fulcrum at {}: {error} (is it running with this config?)",
-                path.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    if view == View::Json {
-        print!("{answer}");
-        return ExitCode::SUCCESS;
-    }
-    match serde_json::from_str::<Vec<ServiceStatus>>(&answer) {
-        Ok(services) => {
-            print!("{}", render(&services, view));
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!(
-                "fulcrum: unexpected answer from {}: {error}",
-                path.display()
-            );
-            ExitCode::FAILURE
-        }
-    }
+    super::show(
+        config_path,
+        socket,
+        control::SHOW_L4,
+        view == View::Json,
+        |services: Vec<ServiceStatus>| render(&services, view),
+    )
 }
 
 /// The listing, as text.
@@ -154,7 +131,7 @@ fn flags(s: &ServiceStatus) -> String {
 }
 
 /// `mm:ss` as ipvsadm prints expiry times, hours when needed.
-fn age(secs: u64) -> String {
+pub(super) fn age(secs: u64) -> String {
     if secs >= 3600 {
         format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
     } else {

@@ -1,0 +1,400 @@
+//! Fulcrum's VRRP against Debian's keepalived 2.2.7 on the wire, each node in a network namespace
+//! of its own: dual master with swapped priorities (v2 + PASS, and v3), failover on SIGTERM and
+//! SIGKILL both ways, preemption on and off, a tracked script moving a VIP with notify scripts
+//! run in order.
+//!
+//! Needs root, iproute2 and keepalived; skips with a message otherwise, and fails in CI (`CI`
+//! set) where all three are there.
+//!
+//! Timings are not speed goals here (those are `fulcrum-bench failover`'s): where a test bounds a
+//! takeover, the bound tells two mechanisms apart, e.g. a priority-0 advert (takeover after
+//! Skew_Time, 0.6 s) from a silent master (Master_Down_Interval, 3.6 s).
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod support;
+
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use support::{
+    Fulcrum,
+    keepalived::{Keepalived, KeepalivedInstance, config, require_keepalived},
+    netns::{Netns, can_use_netns, veth, wait_until},
+};
+
+/// The two VIPs of the dual-master pair, one per VRID.
+const VIP1: &str = "10.77.0.51";
+const VIP2: &str = "10.77.0.52";
+
+/// Long enough for any election here (Master_Down_Interval is 3.6 s at most).
+const CONVERGE: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(20);
+
+/// Node A (Fulcrum, 10.77.0.1) and node B (keepalived, 10.77.0.2) on one veth link.
+struct Pair {
+    a: Netns,
+    b: Netns,
+}
+
+fn pair(tag: &str) -> Option<Pair> {
+    if !can_use_netns() || !require_keepalived() {
+        return None;
+    }
+    let a = Netns::new(&format!("{tag}a"));
+    let b = Netns::new(&format!("{tag}b"));
+    veth(&a, "eth0", "10.77.0.1/24", &b, "eth0", "10.77.0.2/24");
+    Some(Pair { a, b })
+}
+
+fn ip(addr: &str) -> IpAddr {
+    addr.parse().unwrap()
+}
+
+/// Fulcrum's `[vrrp]` with `instances` (each a `[vrrp.instance.NAME]` table) on eth0.
+fn fulcrum_vrrp(version: u8, instances: &[String]) -> String {
+    format!(
+        "[vrrp]\ninterface = \"eth0\"\nversion = {version}\n\n{}",
+        instances.join("\n")
+    )
+}
+
+/// One `[vrrp.instance.NAME]`; `extra` holds further keys, one per line.
+fn instance(name: &str, vrid: u8, priority: u8, vip: &str, extra: &str) -> String {
+    format!(
+        "[vrrp.instance.{name}]\nvirtual_router_id = {vrid}\npriority = {priority}\nvirtual_ips = [\"{vip}/32\"]\n{extra}\n"
+    )
+}
+
+fn start_fulcrum(ns: &Netns, config: &str) -> Fulcrum {
+    Fulcrum::start_wrapped(&["ip", "netns", "exec", ns.name()], config)
+}
+
+/// keepalived's side of the dual-master pair: VI_1 at `p1`, VI_2 at `p2`.
+fn keepalived_pair(version: u8, p1: u8, p2: u8) -> String {
+    let make = |name: &str, vrid: u8, priority: u8, vip: &str| {
+        let mut i = KeepalivedInstance::new(name, "eth0", vrid, priority);
+        i.version = version;
+        if version == 2 {
+            i.auth_pass = Some("s3cret".to_owned());
+        }
+        i.vips = vec![format!("{vip}/32")];
+        i
+    };
+    config(
+        "kb",
+        &[make("VI_1", 51, p1, VIP1), make("VI_2", 52, p2, VIP2)],
+    )
+}
+
+/// Fulcrum's side of the dual-master pair: VI_1 at `p1`, VI_2 at `p2`.
+fn fulcrum_pair(version: u8, p1: u8, p2: u8) -> String {
+    let auth = if version == 2 {
+        "auth_pass = \"s3cret\""
+    } else {
+        ""
+    };
+    fulcrum_vrrp(
+        version,
+        &[
+            instance("VI_1", 51, p1, VIP1, auth),
+            instance("VI_2", 52, p2, VIP2, auth),
+        ],
+    )
+}
+
+/// Waits until `ns` holds `vip` (`holds`) or not; false on timeout.
+fn wait_vip(ns: &Netns, vip: &str, holds: bool, timeout: Duration) -> bool {
+    wait_until(timeout, POLL, || ns.has_address("eth0", ip(vip)) == holds)
+}
+
+/// Asserts each VIP sits on exactly one node, `a_holds` on A and `b_holds` on B.
+fn assert_split(pair: &Pair, a_holds: &str, b_holds: &str) {
+    assert!(
+        wait_vip(&pair.a, a_holds, true, CONVERGE),
+        "A never took {a_holds}"
+    );
+    assert!(
+        wait_vip(&pair.b, b_holds, true, CONVERGE),
+        "B never took {b_holds}"
+    );
+    // Once both are settled, neither holds the other's VIP, over several advert intervals.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let (a, b) = (pair.a.addresses("eth0"), pair.b.addresses("eth0"));
+        assert!(!a.contains(&ip(b_holds)), "A also holds {b_holds}: {a:?}");
+        assert!(!b.contains(&ip(a_holds)), "B also holds {a_holds}: {b:?}");
+        assert!(a.contains(&ip(a_holds)) && b.contains(&ip(b_holds)));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// keepalived's complaints about adverts it received: none may appear when both speak the same
+/// protocol.
+fn assert_keepalived_accepted_everything(keepalived: &Keepalived) {
+    let log = keepalived.log();
+    for complaint in ["invalid", "checksum", "mismatch", "passwd", "bogus"] {
+        let bad: Vec<&str> = log
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().contains(complaint))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "keepalived complained ({complaint}): {bad:#?}"
+        );
+    }
+}
+
+/// `fulcrum status vrrp --json` of the running node.
+fn status(fulcrum: &Fulcrum) -> serde_json::Value {
+    let socket = fulcrum.control_socket();
+    let (ok, out, err) = support::fulcrum_command([
+        "status".as_ref(),
+        "vrrp".as_ref(),
+        "--json".as_ref(),
+        "--socket".as_ref(),
+        socket.as_os_str(),
+    ]);
+    assert!(ok, "fulcrum status vrrp failed: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Fulcrum's side: it heard keepalived's adverts and refused none of them.
+fn assert_fulcrum_accepted_everything(fulcrum: &Fulcrum) {
+    let status = status(fulcrum);
+    for instance in status.as_array().unwrap() {
+        assert_eq!(
+            instance["dropped"],
+            serde_json::json!([]),
+            "Fulcrum dropped packets: {instance:#}"
+        );
+    }
+    let received: u64 = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["adverts_received"].as_u64().unwrap())
+        .sum();
+    assert!(received > 0, "Fulcrum heard no advert: {status:#}");
+}
+
+/// How long `ns` takes to hold `vip`, from `since`; fails after `timeout`.
+fn takeover(ns: &Netns, vip: &str, since: Instant, timeout: Duration) -> Duration {
+    assert!(wait_vip(ns, vip, true, timeout), "{vip} never moved");
+    since.elapsed()
+}
+
+#[test]
+fn dual_master_with_keepalived_over_v2_pass_and_sigterm_hands_over_after_skew() {
+    let Some(pair) = pair("kv2") else { return };
+    let keepalived = Keepalived::start(&pair.b, &keepalived_pair(2, 99, 105));
+    let fulcrum = start_fulcrum(&pair.a, &fulcrum_pair(2, 105, 99));
+
+    assert_split(&pair, VIP1, VIP2);
+    assert_keepalived_accepted_everything(&keepalived);
+    assert_fulcrum_accepted_everything(&fulcrum);
+    let status = status(&fulcrum);
+    assert_eq!(status[0]["state"], "MASTER");
+    assert_eq!(status[1]["state"], "BACKUP");
+    assert_eq!(status[1]["master"], "10.77.0.2");
+
+    // SIGTERM: VI_1's master says goodbye with priority 0, so keepalived (priority 99) takes
+    // over after its Skew_Time (0.61 s), not after Master_Down_Interval (3.61 s).
+    let stopped = Instant::now();
+    fulcrum.signal(libc::SIGTERM);
+    let gap = takeover(&pair.b, VIP1, stopped, CONVERGE);
+    eprintln!("keepalived took {VIP1} {gap:?} after SIGTERM");
+    assert!(gap < Duration::from_millis(2500), "took {gap:?}");
+    assert!(wait_vip(&pair.a, VIP1, false, CONVERGE), "A kept {VIP1}");
+}
+
+#[test]
+fn dual_master_with_keepalived_over_v3_and_sigkill_hands_over_after_master_down() {
+    let Some(pair) = pair("kv3") else { return };
+    let keepalived = Keepalived::start(&pair.b, &keepalived_pair(3, 99, 105));
+    let fulcrum = start_fulcrum(&pair.a, &fulcrum_pair(3, 105, 99));
+
+    assert_split(&pair, VIP1, VIP2);
+    assert_keepalived_accepted_everything(&keepalived);
+    assert_fulcrum_accepted_everything(&fulcrum);
+
+    // SIGKILL (what dropping a Fulcrum sends): no goodbye, so keepalived waits
+    // Master_Down_Interval (3 x 1 s + 0.61 s).
+    let killed = Instant::now();
+    drop(fulcrum);
+    let gap = takeover(&pair.b, VIP1, killed, CONVERGE);
+    eprintln!("keepalived took {VIP1} {gap:?} after SIGKILL");
+    assert!(
+        gap > Duration::from_millis(2500),
+        "too soon for a silent master: {gap:?}"
+    );
+
+    // The killed process left VIP1 on A; a restart removes it before anything else, then
+    // preempts back with priority 105 > 99.
+    assert!(
+        pair.a.has_address("eth0", ip(VIP1)),
+        "the killed process should have left {VIP1}"
+    );
+    let fulcrum = start_fulcrum(&pair.a, &fulcrum_pair(3, 105, 99));
+    // Preemption takes Master_Down_Interval (3.6 s); the clean-up comes first.
+    assert!(
+        wait_vip(&pair.a, VIP1, false, Duration::from_secs(2)),
+        "the left-over {VIP1} survived the restart"
+    );
+    assert_split(&pair, VIP1, VIP2);
+    assert_eq!(status(&fulcrum)[0]["reason"], "preempt");
+    assert_keepalived_accepted_everything(&keepalived);
+}
+
+#[test]
+fn without_preempt_a_higher_priority_fulcrum_stays_backup() {
+    let Some(pair) = pair("knp") else { return };
+    let _keepalived = Keepalived::start(&pair.b, &keepalived_pair(2, 100, 100));
+    assert!(wait_vip(&pair.b, VIP1, true, CONVERGE));
+    let auth = "auth_pass = \"s3cret\"";
+    let fulcrum = start_fulcrum(
+        &pair.a,
+        &fulcrum_vrrp(
+            2,
+            &[
+                instance("VI_1", 51, 150, VIP1, &format!("{auth}\npreempt = false")),
+                instance("VI_2", 52, 150, VIP2, auth),
+            ],
+        ),
+    );
+    // VI_2 preempts (the control), VI_1 must not, however long we wait.
+    assert!(
+        wait_vip(&pair.a, VIP2, true, CONVERGE),
+        "VI_2 did not preempt"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(pair.b.has_address("eth0", ip(VIP1)), "VI_1 preempted");
+    assert!(!pair.a.has_address("eth0", ip(VIP1)));
+    assert_eq!(status(&fulcrum)[0]["state"], "BACKUP");
+}
+
+#[test]
+fn fulcrum_takes_over_when_keepalived_stops_or_dies() {
+    let Some(pair) = pair("krev") else { return };
+    let mut keepalived = Keepalived::start(&pair.b, &keepalived_pair(2, 105, 105));
+    let fulcrum = start_fulcrum(&pair.a, &fulcrum_pair(2, 99, 99));
+    assert!(wait_vip(&pair.b, VIP1, true, CONVERGE));
+    assert!(wait_vip(&pair.b, VIP2, true, CONVERGE));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!pair.a.has_address("eth0", ip(VIP1)));
+
+    // SIGTERM: keepalived sends priority 0; Fulcrum takes both after Skew_Time.
+    let stopped = Instant::now();
+    keepalived.stop();
+    let gap = takeover(&pair.a, VIP1, stopped, CONVERGE);
+    eprintln!("Fulcrum took {VIP1} {gap:?} after keepalived's SIGTERM");
+    assert!(gap < Duration::from_millis(2500), "took {gap:?}");
+    assert!(wait_vip(&pair.a, VIP2, true, CONVERGE));
+    assert_eq!(status(&fulcrum)[0]["reason"], "master-released");
+
+    // keepalived back with priority 105 preempts; then SIGKILL: Fulcrum waits Master_Down.
+    let mut keepalived = Keepalived::start(&pair.b, &keepalived_pair(2, 105, 105));
+    assert!(
+        wait_vip(&pair.b, VIP1, true, CONVERGE),
+        "keepalived did not preempt"
+    );
+    assert!(
+        wait_vip(&pair.a, VIP1, false, CONVERGE),
+        "Fulcrum kept {VIP1}"
+    );
+    let killed = Instant::now();
+    keepalived.kill();
+    let gap = takeover(&pair.a, VIP1, killed, CONVERGE);
+    eprintln!("Fulcrum took {VIP1} {gap:?} after keepalived's SIGKILL");
+    assert!(
+        gap > Duration::from_millis(2500),
+        "too soon for a silent master: {gap:?}"
+    );
+    assert_eq!(status(&fulcrum)[0]["reason"], "master-no-response");
+}
+
+#[test]
+fn a_failing_tracked_script_moves_the_vip_and_notify_scripts_run_in_order() {
+    let Some(pair) = pair("ktr") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = dir.path().join("healthy");
+    let events = dir.path().join("events");
+    std::fs::write(&healthy, "").unwrap();
+    // keepalived at 101: Fulcrum's 105 beats it while its script passes, and 105 - 5 does not.
+    let mut peer = KeepalivedInstance::new("VI_1", "eth0", 51, 101);
+    peer.vips = vec![format!("{VIP1}/32")];
+    let keepalived = Keepalived::start(&pair.b, &config("kb", &[peer]));
+    let events_path = events.display();
+    let fulcrum = start_fulcrum(
+        &pair.a,
+        &format!(
+            "[vrrp]\ninterface = \"eth0\"\n\n[vrrp.script.chk]\ncommand = \"test -f {}\"\ninterval = \"100ms\"\nweight = -5\nfall = 2\nrise = 1\n\n{}",
+            healthy.display(),
+            instance(
+                "VI_1",
+                51,
+                105,
+                VIP1,
+                &format!(
+                    "track_scripts = [\"chk\"]\nnotify_master = \"echo master >> {events_path}\"\nnotify_backup = \"echo backup >> {events_path}\"\nnotify = \"echo notify >> {events_path}; echo >> {events_path}\"",
+                ),
+            ),
+        ),
+    );
+    assert!(
+        wait_vip(&pair.a, VIP1, true, CONVERGE),
+        "Fulcrum never became master"
+    );
+
+    std::fs::remove_file(&healthy).unwrap();
+    assert!(
+        wait_vip(&pair.b, VIP1, true, CONVERGE),
+        "the VIP did not move on failure"
+    );
+    assert!(wait_vip(&pair.a, VIP1, false, CONVERGE));
+    assert_eq!(status(&fulcrum)[0]["effective_priority"], 100);
+
+    std::fs::write(&healthy, "").unwrap();
+    assert!(
+        wait_vip(&pair.a, VIP1, true, CONVERGE),
+        "the VIP did not come back"
+    );
+    assert!(wait_vip(&pair.b, VIP1, false, CONVERGE));
+    assert_eq!(status(&fulcrum)[0]["effective_priority"], 105);
+    assert_keepalived_accepted_everything(&keepalived);
+
+    // Each change runs the state's own script, then the generic one with keepalived's four
+    // arguments, which its second `echo` writes.
+    let expect = |state: &str, priority: u8| {
+        [
+            state.to_ascii_lowercase(),
+            "notify".to_owned(),
+            format!("INSTANCE VI_1 {state} {priority}"),
+        ]
+    };
+    let wanted: Vec<String> = [
+        expect("BACKUP", 105),
+        expect("MASTER", 105),
+        expect("BACKUP", 100),
+        expect("MASTER", 105),
+    ]
+    .concat();
+    assert!(
+        wait_until(CONVERGE, POLL, || {
+            std::fs::read_to_string(&events)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                >= wanted.len()
+        }),
+        "notify scripts missing"
+    );
+    let got: Vec<String> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(got, wanted);
+}

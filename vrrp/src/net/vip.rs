@@ -1,0 +1,116 @@
+//! Adding and removing virtual addresses, as keepalived does on entering and leaving MASTER.
+//!
+//! Both are idempotent, so that a restart that finds its VIPs still configured (or already gone)
+//! converges instead of failing.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use futures_util::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::AddressMessageBuilder;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
+use tracing::debug;
+
+use super::error::{is_errno, to_io};
+use super::{Link, Netlink};
+
+/// The longest IPv4 address label the kernel takes: IFNAMSIZ less the NUL.
+const MAX_LABEL_LEN: usize = 15;
+
+impl Netlink {
+    /// Adds `vip` to `link`; already present is success.
+    ///
+    /// An IPv4 VIP gets the address label `label` (at most 15 bytes, e.g. `eth0:vrrp53`), which
+    /// `ip addr` and `ifconfig` show, so an operator can tell VIPs from the primary address; an
+    /// empty label leaves the kernel's default (the interface name). IPv6 has no labels: `label`
+    /// is ignored and the VIP is added with `IFA_F_NODAD`, so it is usable at once instead of
+    /// after a second of duplicate address detection (the other router has just given it up).
+    pub async fn add_vip(&self, link: &Link, vip: &IpNet, label: &str) -> io::Result<()> {
+        let mut request = self
+            .handle
+            .address()
+            .add(link.index, vip.addr(), vip.prefix_len());
+        let message = request.message_mut();
+        match vip {
+            IpNet::V4(_) => {
+                if label.len() > MAX_LABEL_LEN {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("address label {label:?} is longer than {MAX_LABEL_LEN} bytes"),
+                    ));
+                }
+                if !label.is_empty() {
+                    message
+                        .attributes
+                        .push(AddressAttribute::Label(label.to_owned()));
+                }
+            }
+            IpNet::V6(_) => {
+                // The header holds the low 8 flag bits, IFA_FLAGS all 32; set both, as iproute2
+                // does.
+                message.header.flags |= AddressHeaderFlags::Nodad;
+                message
+                    .attributes
+                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            }
+        }
+        match request.execute().await.map_err(to_io) {
+            Ok(()) => {
+                debug!(interface = %link.name, %vip, "VIP added");
+                Ok(())
+            }
+            // The request carries NLM_F_EXCL, so an address already there answers EEXIST.
+            Err(error) if is_errno(&error, nix::libc::EEXIST) => {
+                debug!(interface = %link.name, %vip, "VIP already present");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Removes `vip` from `link`; already absent is success.
+    pub async fn remove_vip(&self, link: &Link, vip: &IpNet) -> io::Result<()> {
+        let message = match vip {
+            IpNet::V4(net) => AddressMessageBuilder::<Ipv4Addr>::new()
+                .index(link.index)
+                .address(net.addr(), net.prefix_len())
+                .build(),
+            IpNet::V6(net) => AddressMessageBuilder::<Ipv6Addr>::new()
+                .index(link.index)
+                .address(net.addr(), net.prefix_len())
+                .build(),
+        };
+        match self
+            .handle
+            .address()
+            .del(message)
+            .execute()
+            .await
+            .map_err(to_io)
+        {
+            Ok(()) => {
+                debug!(interface = %link.name, %vip, "VIP removed");
+                Ok(())
+            }
+            // The kernel's answer for an address (of that prefix length) not on the interface.
+            Err(error) if is_errno(&error, nix::libc::EADDRNOTAVAIL) => {
+                debug!(interface = %link.name, %vip, "VIP already absent");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Whether `addr` is configured on `link`, whatever its prefix length.
+    pub async fn has_address(&self, link: &Link, addr: IpAddr) -> io::Result<bool> {
+        let mut addresses = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(link.index)
+            .set_address_filter(addr)
+            .execute();
+        Ok(addresses.try_next().await.map_err(to_io)?.is_some())
+    }
+}

@@ -1,0 +1,358 @@
+//! An instance's (or sync group's) notify scripts, keepalived's `notify_master` and friends: run
+//! one at a time, in the order of the state changes, on a task of their own so a slow script
+//! never holds up the state machine.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::{
+    config::Notify,
+    fsm::State,
+    track::shell::{self, Outcome},
+};
+
+/// How long a notify script may run before its process group is killed: long enough for real
+/// work (reloading routes, sending mail), short enough that a wedged script does not hold back
+/// every later state's scripts forever.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs an instance's notify scripts in order without blocking the state machine: one task per
+/// instance draining a queue; each script runs to completion (or its 60 s timeout) before the
+/// next starts, so MASTER's script finishes before BACKUP's starts.
+#[derive(Debug)]
+pub struct Notifier {
+    kind: &'static str,
+    name: String,
+    notify: Notify,
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+/// What the task does next.
+#[derive(Debug)]
+enum Job {
+    Run(Run),
+    /// Answered once every job queued before it is done.
+    Drained(oneshot::Sender<()>),
+}
+
+/// One script for one state change.
+#[derive(Debug)]
+struct Run {
+    /// The config key, for the logs: `notify_master`, ..., `notify`.
+    key: &'static str,
+    script: String,
+    /// Empty for the state's own script; `KIND NAME STATE PRIORITY` for the generic one.
+    args: Vec<String>,
+    state: &'static str,
+}
+
+impl Notifier {
+    /// Starts the task of one instance (`kind` "INSTANCE") or sync group (`kind` "GROUP"),
+    /// `name` being the instance's or group's.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as [`tokio::spawn`].
+    pub fn spawn(kind: &'static str, name: String, notify: Notify) -> Notifier {
+        Self::spawn_with_timeout(kind, name, notify, NOTIFY_TIMEOUT)
+    }
+
+    fn spawn_with_timeout(
+        kind: &'static str,
+        name: String,
+        notify: Notify,
+        timeout: Duration,
+    ) -> Notifier {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(work(kind, name.clone(), timeout, jobs));
+        Notifier {
+            kind,
+            name,
+            notify,
+            queue,
+        }
+    }
+
+    /// Queues the scripts for entering `state`: first the state's own (`notify_master`,
+    /// `notify_backup`, `notify_fault`, or `notify_stop` for Initialize, i.e. stopped) as
+    /// `sh -c SCRIPT` with no arguments (keepalived passes none unless the line has them), then
+    /// the generic `notify` as `sh -c 'SCRIPT "$@"' sh KIND NAME STATE PRIORITY`, STATE one of
+    /// MASTER BACKUP FAULT STOP. Returns at once.
+    pub fn state_changed(&self, state: State, priority: u8) {
+        let (key, own, label) = match state {
+            State::Master => ("notify_master", &self.notify.master, "MASTER"),
+            State::Backup => ("notify_backup", &self.notify.backup, "BACKUP"),
+            State::Fault => ("notify_fault", &self.notify.fault, "FAULT"),
+            State::Initialize => ("notify_stop", &self.notify.stop, "STOP"),
+        };
+        if let Some(script) = own {
+            self.queue(Run {
+                key,
+                script: script.clone(),
+                args: Vec::new(),
+                state: label,
+            });
+        }
+        if let Some(script) = &self.notify.any {
+            let args = vec![
+                self.kind.to_owned(),
+                self.name.clone(),
+                label.to_owned(),
+                priority.to_string(),
+            ];
+            // `"$@"` after the user's line, so the line may carry arguments of its own first.
+            let script = format!("{script} \"$@\"");
+            self.queue(Run {
+                key: "notify",
+                script,
+                args,
+                state: label,
+            });
+        }
+    }
+
+    /// Waits until every script queued so far has finished: at shutdown so `notify_stop` runs
+    /// before the process exits, and in tests.
+    pub async fn drain(&self) {
+        let (done, drained) = oneshot::channel();
+        if self.queue.send(Job::Drained(done)).is_ok() {
+            // An error means the task is gone, with nothing left to wait for.
+            let _ = drained.await;
+        }
+    }
+
+    fn queue(&self, run: Run) {
+        if self.queue.send(Job::Run(run)).is_err() {
+            // Only when the runtime is shutting down: the task has been dropped.
+            warn!(kind = self.kind, name = %self.name, "notify task gone, script not run");
+        }
+    }
+}
+
+/// The task: one job at a time, until every [`Notifier`] handle is dropped and the queue is empty
+/// (so a `notify_stop` queued just before the drop still runs).
+async fn work(
+    kind: &'static str,
+    name: String,
+    timeout: Duration,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+) {
+    while let Some(job) = jobs.recv().await {
+        match job {
+            Job::Run(run) => execute(kind, &name, timeout, &run).await,
+            Job::Drained(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+async fn execute(kind: &'static str, name: &str, timeout: Duration, run: &Run) {
+    let args: Vec<&str> = run.args.iter().map(String::as_str).collect();
+    let (key, state, script) = (run.key, run.state, run.script.as_str());
+    match shell::run(script, &args, timeout).await {
+        Outcome::Exited(status) if status.success() => {
+            info!(kind, name, state, key, script, %status, "notify script ran");
+        }
+        Outcome::Exited(status) => {
+            warn!(kind, name, state, key, script, %status, "notify script failed");
+        }
+        Outcome::TimedOut => {
+            warn!(
+                kind,
+                name,
+                state,
+                key,
+                script,
+                ?timeout,
+                "notify script timed out, killed"
+            );
+        }
+        Outcome::Failed(error) => {
+            warn!(kind, name, state, key, script, %error, "notify script did not run");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A generic `notify` that logs its arguments to `log`. Run as `sh FILE` rather than
+    /// executed, so a parallel test's fork cannot make it "text file busy".
+    fn generic(dir: &Path, log: &Path) -> String {
+        let path = dir.join("notify.sh");
+        std::fs::write(
+            &path,
+            format!("echo \"notify $*\" >> '{}'\n", log.display()),
+        )
+        .unwrap();
+        format!("sh '{}'", path.display())
+    }
+
+    /// A state's own script that logs `WORD ARGC`, proving it gets no arguments.
+    fn own(word: &str, log: &Path) -> Option<String> {
+        Some(format!("echo \"{word} $#\" >> '{}'", log.display()))
+    }
+
+    fn read(log: &Path) -> Vec<String> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn scripts_run_in_order_with_keepalived_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let notify = Notify {
+            master: own("master", &log),
+            backup: own("backup", &log),
+            fault: own("fault", &log),
+            stop: own("stop", &log),
+            any: Some(generic(dir.path(), &log)),
+        };
+        let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), notify);
+        notifier.state_changed(State::Master, 105);
+        notifier.state_changed(State::Fault, 100);
+        notifier.state_changed(State::Backup, 100);
+        notifier.state_changed(State::Initialize, 100);
+        notifier.drain().await;
+        assert_eq!(
+            read(&log),
+            [
+                "master 0",
+                "notify INSTANCE VI_1 MASTER 105",
+                "fault 0",
+                "notify INSTANCE VI_1 FAULT 100",
+                "backup 0",
+                "notify INSTANCE VI_1 BACKUP 100",
+                "stop 0",
+                "notify INSTANCE VI_1 STOP 100",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn unset_scripts_are_skipped_and_groups_say_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let notify = Notify {
+            any: Some(generic(dir.path(), &log)),
+            ..Notify::default()
+        };
+        let notifier = Notifier::spawn("GROUP", "G1".to_owned(), notify);
+        notifier.state_changed(State::Backup, 90);
+        notifier.drain().await;
+        assert_eq!(read(&log), ["notify GROUP G1 BACKUP 90"]);
+    }
+
+    #[tokio::test]
+    async fn a_slow_script_finishes_before_the_next_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let notify = Notify {
+            master: Some(format!("sleep 0.2; echo master >> '{}'", log.display())),
+            backup: own("backup", &log),
+            ..Notify::default()
+        };
+        let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), notify);
+        notifier.state_changed(State::Master, 100);
+        notifier.state_changed(State::Backup, 100);
+        notifier.drain().await;
+        assert_eq!(read(&log), ["master", "backup 0"]);
+    }
+
+    #[tokio::test]
+    async fn state_changed_returns_at_once() {
+        let notify = Notify {
+            master: Some("sleep 0.3".to_owned()),
+            ..Notify::default()
+        };
+        let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), notify);
+        let started = tokio::time::Instant::now();
+        notifier.state_changed(State::Master, 100);
+        assert!(started.elapsed() < Duration::from_millis(100));
+        notifier.drain().await;
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn a_missing_script_does_not_stop_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let notify = Notify {
+            master: Some(dir.path().join("missing").display().to_string()),
+            any: Some(generic(dir.path(), &log)),
+            ..Notify::default()
+        };
+        let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), notify);
+        notifier.state_changed(State::Master, 100);
+        notifier.drain().await;
+        assert_eq!(read(&log), ["notify INSTANCE VI_1 MASTER 100"]);
+    }
+
+    #[tokio::test]
+    async fn a_hung_script_is_killed_and_the_next_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let notify = Notify {
+            master: Some("sleep 5".to_owned()),
+            backup: own("backup", &log),
+            ..Notify::default()
+        };
+        let notifier = Notifier::spawn_with_timeout(
+            "INSTANCE",
+            "VI_1".to_owned(),
+            notify,
+            Duration::from_millis(100),
+        );
+        let started = tokio::time::Instant::now();
+        notifier.state_changed(State::Master, 100);
+        notifier.state_changed(State::Backup, 100);
+        notifier.drain().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(read(&log), ["backup 0"]);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_notifier_still_runs_what_was_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let notify = Notify {
+            stop: own("stop", &log),
+            ..Notify::default()
+        };
+        let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), notify);
+        notifier.state_changed(State::Initialize, 100);
+        drop(notifier);
+        tokio::time::timeout(Duration::from_millis(1500), async {
+            while read(&log).is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(read(&log), ["stop 0"]);
+    }
+
+    #[tokio::test]
+    async fn drain_with_nothing_queued_returns() {
+        let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), Notify::default());
+        notifier.state_changed(State::Master, 100);
+        tokio::time::timeout(Duration::from_millis(500), notifier.drain())
+            .await
+            .unwrap();
+    }
+}

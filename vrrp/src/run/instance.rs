@@ -1,0 +1,280 @@
+//! The task of one instance: feeds its state machine with adverts, tracking changes and timers,
+//! and carries out the actions it returns (send adverts, add and remove the VIPs, announce them,
+//! run notify scripts, publish the state).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::VrrpEvent;
+use super::status::{Counters, InstanceStatus, state_name};
+use crate::config::InstanceConfig;
+use crate::fsm::{self, Action, Event, Fsm, State, Time};
+use crate::net::{AdvertSocket, Announcer, Link, Netlink};
+use crate::notify::Notifier;
+use crate::packet::{self, Accepted, Advert, ChecksumMode, Family};
+
+/// What the instance task listens to.
+#[derive(Debug)]
+pub(crate) struct Inputs {
+    pub(crate) adverts: mpsc::Receiver<Accepted>,
+    /// The effective priority from tracking, or `None` while tracking puts the instance in FAULT.
+    pub(crate) tracking: watch::Receiver<Option<u8>>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// One running instance.
+#[derive(Debug)]
+pub(crate) struct Instance {
+    pub(crate) config: InstanceConfig,
+    pub(crate) fsm: Fsm,
+    pub(crate) link: Link,
+    pub(crate) socket: Arc<AdvertSocket>,
+    pub(crate) template: Advert,
+    pub(crate) checksum: ChecksumMode,
+    pub(crate) netlink: Arc<Netlink>,
+    /// `None` when the link has no hardware address or the packet socket could not be opened
+    /// (logged once): the VIPs still move, neighbours learn them when they next ask.
+    pub(crate) announcer: Option<Announcer>,
+    pub(crate) notifier: Notifier,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) status: watch::Sender<InstanceStatus>,
+    pub(crate) events: broadcast::Sender<VrrpEvent>,
+    /// The instant the state machine's clock counts from.
+    pub(crate) epoch: Instant,
+    /// keepalived's delayed second burst of gratuitous ARPs after becoming master.
+    pub(crate) garp_second: Option<Instant>,
+    /// The next periodic burst while master (`garp.refresh`).
+    pub(crate) garp_refresh: Option<Instant>,
+}
+
+impl Instance {
+    pub(crate) async fn run(mut self, mut inputs: Inputs) {
+        let tracked = *inputs.tracking.borrow_and_update();
+        self.apply_tracking(tracked).await;
+        self.handle(Event::Startup).await;
+        loop {
+            let wakeup = self.next_wakeup();
+            tokio::select! {
+                biased;
+                () = inputs.shutdown.cancelled() => break,
+                Some(accepted) = inputs.adverts.recv() => self.received(accepted).await,
+                Ok(()) = inputs.tracking.changed() => {
+                    let tracked = *inputs.tracking.borrow_and_update();
+                    self.apply_tracking(tracked).await;
+                }
+                () = sleep_until(wakeup) => self.timers().await,
+            }
+        }
+        self.handle(Event::Shutdown).await;
+        // notify_stop must have run before the process exits.
+        self.notifier.drain().await;
+    }
+
+    async fn received(&mut self, accepted: Accepted) {
+        Counters::bump(&self.counters.adverts_received);
+        let advert = fsm::Advert {
+            src: accepted.src,
+            priority: accepted.advert.priority(),
+            max_advert_interval: accepted.advert.interval().as_duration(),
+        };
+        self.handle(Event::Advert(advert)).await;
+        if self.fsm.state() == State::Backup {
+            // A backup hears only masters (and masters leaving with priority 0).
+            let master = (advert.priority > 0).then_some(advert.src);
+            self.status.send_modify(|s| s.master = master);
+        }
+    }
+
+    /// Tracking changed: the priority first, so that an instance leaving FAULT starts its
+    /// Master_Down_Timer with the skew of its new priority.
+    async fn apply_tracking(&mut self, tracked: Option<u8>) {
+        match tracked {
+            Some(priority) => {
+                self.handle(Event::PriorityChanged(priority)).await;
+                self.handle(Event::Fault(false)).await;
+            }
+            None => self.handle(Event::Fault(true)).await,
+        }
+        let (priority, faulted) = (self.fsm.priority(), self.fsm.is_faulted());
+        self.status.send_modify(|s| {
+            s.effective_priority = priority;
+            s.faulted = faulted;
+        });
+    }
+
+    async fn timers(&mut self) {
+        let now = Instant::now();
+        if self.garp_second.is_some_and(|t| t <= now) {
+            self.garp_second = None;
+            self.announce();
+        }
+        if let Some(refresh) = self.config.garp.refresh
+            && self.garp_refresh.is_some_and(|t| t <= now)
+        {
+            self.garp_refresh = Some(now + refresh);
+            self.announce();
+        }
+        let actions = self.fsm.poll(self.clock(now));
+        self.execute(actions).await;
+    }
+
+    async fn handle(&mut self, event: Event) {
+        let now = self.clock(Instant::now());
+        let actions = self.fsm.handle(now, event);
+        self.execute(actions).await;
+    }
+
+    async fn execute(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::SendAdvert { priority } => self.send_advert(priority).await,
+                Action::AddVips => self.add_vips().await,
+                Action::RemoveVips => self.remove_vips().await,
+                Action::SendGratuitousArp => {
+                    self.announce();
+                    let now = Instant::now();
+                    self.garp_second = self.config.garp.delay.map(|d| now + d);
+                    self.garp_refresh = self.config.garp.refresh.map(|r| now + r);
+                }
+                Action::StateChanged { from, to, reason } => {
+                    tracing::info!(
+                        instance = %self.config.name,
+                        from = state_name(from),
+                        to = state_name(to),
+                        ?reason,
+                        priority = self.fsm.priority(),
+                        "VRRP state changed"
+                    );
+                    if to == State::Master {
+                        Counters::bump(&self.counters.became_master);
+                    } else {
+                        self.garp_second = None;
+                        self.garp_refresh = None;
+                    }
+                    let master = match to {
+                        State::Master => Some(self.fsm.local_addr()),
+                        _ => None,
+                    };
+                    self.status.send_modify(|s| {
+                        s.state = to;
+                        s.reason = Some(reason);
+                        s.since = SystemTime::now();
+                        s.master = master;
+                    });
+                    self.notifier.state_changed(to, self.fsm.priority());
+                    // Nobody listening is fine.
+                    let _ = self.events.send(VrrpEvent {
+                        instance: self.config.name.clone(),
+                        group: self.config.group.clone(),
+                        from,
+                        to,
+                        reason,
+                        priority: self.fsm.priority(),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn send_advert(&mut self, priority: u8) {
+        self.template.set_priority(priority);
+        let local = self.fsm.local_addr();
+        let multicast = match self.config.family {
+            Family::Ipv4 => IpAddr::V4(packet::MULTICAST_V4),
+            Family::Ipv6 => IpAddr::V6(packet::MULTICAST_V6),
+        };
+        let peers = if self.config.unicast_peers.is_empty() {
+            std::slice::from_ref(&multicast)
+        } else {
+            self.config.unicast_peers.as_slice()
+        };
+        for &dst in peers {
+            let message = packet::encode(&self.template, self.checksum, local, dst);
+            match self.socket.send(&message, dst).await {
+                Ok(()) => Counters::bump(&self.counters.adverts_sent),
+                Err(error) => {
+                    Counters::bump(&self.counters.send_errors);
+                    tracing::warn!(instance = %self.config.name, %dst, %error, "VRRP advert not sent");
+                }
+            }
+        }
+    }
+
+    async fn add_vips(&self) {
+        let label = label(&self.config.interface, self.fsm.config().vrid());
+        for vip in &self.config.virtual_ips {
+            if let Err(error) = self.netlink.add_vip(&self.link, vip, &label).await {
+                tracing::error!(instance = %self.config.name, %vip, %error, "virtual IP not added");
+            }
+        }
+    }
+
+    async fn remove_vips(&self) {
+        for vip in &self.config.virtual_ips {
+            if let Err(error) = self.netlink.remove_vip(&self.link, vip).await {
+                tracing::error!(instance = %self.config.name, %vip, %error, "virtual IP not removed");
+            }
+        }
+    }
+
+    /// One burst of `garp.repeat` gratuitous ARPs / unsolicited NAs for every VIP.
+    fn announce(&mut self) {
+        let Some(announcer) = self.announcer.as_mut() else {
+            return;
+        };
+        let addresses: Vec<IpAddr> = self.config.virtual_ips.iter().map(|n| n.addr()).collect();
+        for _ in 0..self.config.garp.repeat {
+            if let Err(error) = announcer.announce(&addresses) {
+                tracing::warn!(instance = %self.config.name, %error, "gratuitous ARP not sent");
+                return;
+            }
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        let fsm = self.fsm.next_wakeup().map(|t| self.epoch + t.since_epoch());
+        [fsm, self.garp_second, self.garp_refresh]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn clock(&self, now: Instant) -> Time {
+        Time::from(now.saturating_duration_since(self.epoch))
+    }
+}
+
+/// The address label of the VIPs (`ip addr` shows it): the interface name and the VRID, as
+/// keepalived users write `dev eth0 label eth0:53`. The kernel keeps at most 15 bytes.
+pub(crate) fn label(interface: &str, vrid: u8) -> String {
+    let suffix = format!(":{vrid}");
+    let mut name = interface.to_owned();
+    while name.len() + suffix.len() > 15 {
+        name.pop();
+    }
+    name + &suffix
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label;
+
+    #[test]
+    fn labels_fit_the_kernels_fifteen_bytes() {
+        assert_eq!(label("eth0", 53), "eth0:53");
+        assert_eq!(label("enp0s31f6abcdef", 255), "enp0s31f6ab:255");
+        assert!(label("enp0s31f6abcdef", 255).len() <= 15);
+    }
+}

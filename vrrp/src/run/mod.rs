@@ -1,0 +1,420 @@
+//! The running VRRP: one task per instance around its [`Fsm`](crate::fsm::Fsm), one raw socket
+//! per interface and family shared by the instances there, one checker per tracked script and one
+//! watcher per tracked interface.
+//!
+//! [`Vrrp::start`] resolves interfaces and addresses (an error names the instance), then starts
+//! everything; [`Vrrp::stop`] shuts every instance down as RFC 5798 §6.4.3 says (a master sends
+//! priority 0 and removes its VIPs), runs the `notify_stop` scripts and waits for them. Dropping
+//! a `Vrrp` without `stop` still asks the instances to shut down, but cannot wait for them.
+//!
+//! - `instance`: the instance task.
+//! - `receiver`: the shared sockets and their reader tasks.
+//! - `tracking`: tracking inputs folded into an effective priority or FAULT.
+//! - `template`: the advert an instance sends.
+//! - `status`: what the instances publish.
+
+mod instance;
+mod receiver;
+mod status;
+mod template;
+mod tracking;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use status::{CounterSnapshot, InstanceStatus, reason_name, state_name};
+
+use self::instance::{Inputs, Instance};
+use self::receiver::Route;
+use self::status::Counters;
+use self::tracking::{Member, Source};
+use crate::config::{InstanceConfig, ScriptCheck, VrrpConfig};
+use crate::fsm::{Fsm, Reason, State};
+use crate::net::{AdvertSocket, Announcer, Netlink};
+use crate::notify::Notifier;
+use crate::packet::{ChecksumMode, DropCounters, Family};
+use crate::track::{ScriptHealth, spawn_script};
+
+/// What the rest of the appliance gives VRRP.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// "The local proxy is healthy", for scripts with `builtin = "proxy"`. Without it such a
+    /// script fails: nothing says the proxy is healthy.
+    pub proxy_health: Option<watch::Receiver<bool>>,
+    /// How VRRPv3 over IPv4 sums its checksum (keepalived's default: with the pseudo-header).
+    pub checksum: ChecksumMode,
+}
+
+/// A state change, published to the rest of Fulcrum (volumes following an instance, alerts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpEvent {
+    pub instance: String,
+    /// The sync group of the instance, if any.
+    pub group: Option<String>,
+    pub from: State,
+    pub to: State,
+    pub reason: Reason,
+    /// The effective priority at the change.
+    pub priority: u8,
+}
+
+/// Why VRRP could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("vrrp: cannot open a netlink socket: {0}")]
+    Netlink(#[source] std::io::Error),
+    #[error("vrrp.instance.{instance}: interface {interface:?}: {source}")]
+    Interface {
+        instance: String,
+        interface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "vrrp.instance.{instance}: interface {interface:?} has no {family} address to send adverts from"
+    )]
+    NoAddress {
+        instance: String,
+        interface: String,
+        family: Family,
+    },
+    #[error("vrrp.instance.{instance}: {message}")]
+    Instance { instance: String, message: String },
+    #[error(
+        "vrrp: cannot open the VRRP socket on {interface:?} (raw sockets need root or CAP_NET_RAW): {source}"
+    )]
+    Socket {
+        interface: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The running instances. See the module documentation.
+#[derive(Debug)]
+pub struct Vrrp {
+    instances: Vec<JoinHandle<()>>,
+    readers: Vec<JoinHandle<()>>,
+    status: StatusHandle,
+    events: broadcast::Sender<VrrpEvent>,
+    shutdown: CancellationToken,
+}
+
+impl Vrrp {
+    /// Starts every instance of `config` on the current tokio runtime.
+    pub async fn start(config: &VrrpConfig, options: Options) -> Result<Vrrp, StartError> {
+        let netlink = Arc::new(Netlink::new().map_err(StartError::Netlink)?);
+        let shutdown = CancellationToken::new();
+        let (events, _) = broadcast::channel(64);
+
+        let mut resolved = Vec::with_capacity(config.instances.len());
+        for instance in &config.instances {
+            let link = netlink
+                .link(&instance.interface)
+                .await
+                .map_err(|source| interface_error(instance, source))?;
+            let local = netlink
+                .primary_address(&link, instance.family)
+                .await
+                .map_err(|source| interface_error(instance, source))?
+                .ok_or_else(|| StartError::NoAddress {
+                    instance: instance.name.clone(),
+                    interface: instance.interface.clone(),
+                    family: instance.family,
+                })?;
+            let template =
+                template::advert_template(instance).map_err(|e| StartError::Instance {
+                    instance: instance.name.clone(),
+                    message: e.to_string(),
+                })?;
+            resolved.push((instance, link, local, template));
+        }
+
+        // One socket per (interface, family), its reader routing adverts by VRID.
+        let mut sockets: BTreeMap<(String, Family), Shared> = BTreeMap::new();
+        let mut advert_queues = Vec::with_capacity(resolved.len());
+        for (instance, link, local, template) in &resolved {
+            let key = (instance.interface.clone(), instance.family);
+            let shared = match sockets.entry(key) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    // Multicast membership is needed as soon as one instance there uses it.
+                    let unicast = resolved.iter().all(|(i, ..)| {
+                        i.interface != instance.interface
+                            || i.family != instance.family
+                            || !i.unicast_peers.is_empty()
+                    });
+                    let socket = AdvertSocket::open(link, instance.family, *local, unicast)
+                        .map_err(|source| StartError::Socket {
+                            interface: instance.interface.clone(),
+                            source,
+                        })?;
+                    e.insert(Shared {
+                        socket: Arc::new(socket),
+                        local: *local,
+                        routes: Vec::new(),
+                        dropped: Arc::new(DropCounters::new()),
+                    })
+                }
+            };
+            let (tx, rx) = mpsc::channel(64);
+            shared.routes.push(Route {
+                expected: template::expected(instance, template),
+                to: tx,
+            });
+            advert_queues.push((Arc::clone(&shared.socket), Arc::clone(&shared.dropped), rx));
+        }
+        let readers = sockets
+            .into_values()
+            .map(|s| {
+                receiver::spawn_reader(s.socket, s.local, options.checksum, s.routes, s.dropped)
+            })
+            .collect();
+
+        let members = tracking_members(config, &netlink, &options);
+        let epoch = Instant::now();
+        let mut instances = Vec::with_capacity(resolved.len());
+        let mut statuses = Vec::with_capacity(resolved.len());
+        let mut all_counters = Vec::with_capacity(resolved.len());
+        for ((instance, link, local, template), (socket, dropped, adverts)) in
+            resolved.into_iter().zip(advert_queues)
+        {
+            let fsm = Fsm::new(instance.fsm.clone(), local).map_err(|e| StartError::Instance {
+                instance: instance.name.clone(),
+                message: e.to_string(),
+            })?;
+            let siblings = siblings(config, instance, &members);
+            let own = members
+                .get(&instance.name)
+                .cloned()
+                .unwrap_or_else(|| Member {
+                    base: instance.fsm.priority(),
+                    sources: Vec::new(),
+                });
+            let tracking = tracking::spawn_tracking(own, siblings);
+            let announcer = match Announcer::open(&link) {
+                Ok(announcer) => Some(announcer),
+                Err(error) => {
+                    tracing::warn!(instance = %instance.name, %error, "gratuitous ARP disabled");
+                    None
+                }
+            };
+            let counters = Arc::new(Counters::new(dropped));
+            let (status, status_rx) = watch::channel(initial_status(instance, &fsm));
+            let task = Instance {
+                config: instance.clone(),
+                fsm,
+                link,
+                socket,
+                template,
+                checksum: options.checksum,
+                netlink: Arc::clone(&netlink),
+                announcer,
+                notifier: Notifier::spawn(
+                    "INSTANCE",
+                    instance.name.clone(),
+                    instance.notify.clone(),
+                ),
+                counters: Arc::clone(&counters),
+                status,
+                events: events.clone(),
+                epoch,
+                garp_second: None,
+                garp_refresh: None,
+            };
+            let inputs = Inputs {
+                adverts,
+                tracking,
+                shutdown: shutdown.clone(),
+            };
+            instances.push(tokio::spawn(task.run(inputs)));
+            statuses.push(status_rx);
+            all_counters.push(counters);
+        }
+
+        Ok(Vrrp {
+            instances,
+            readers,
+            status: StatusHandle {
+                statuses: statuses.into(),
+                counters: all_counters.into(),
+            },
+            events,
+            shutdown,
+        })
+    }
+
+    /// Every instance now, in name order.
+    pub fn status(&self) -> Vec<InstanceStatus> {
+        self.status.instances()
+    }
+
+    /// A cheap handle on the instances' status, for readers that outlive a borrow of `self`
+    /// (the control socket, the stats page).
+    pub fn status_handle(&self) -> StatusHandle {
+        self.status.clone()
+    }
+
+    /// State changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<VrrpEvent> {
+        self.events.subscribe()
+    }
+
+    /// Shuts every instance down (priority 0 from masters, VIPs removed, `notify_stop` run) and
+    /// waits for them.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for task in std::mem::take(&mut self.instances) {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "VRRP instance task failed");
+            }
+        }
+        for reader in std::mem::take(&mut self.readers) {
+            reader.abort();
+        }
+    }
+}
+
+impl Drop for Vrrp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        for reader in &self.readers {
+            reader.abort();
+        }
+    }
+}
+
+/// Reads the instances' status; see [`Vrrp::status_handle`].
+#[derive(Debug, Clone)]
+pub struct StatusHandle {
+    statuses: Arc<[watch::Receiver<InstanceStatus>]>,
+    counters: Arc<[Arc<Counters>]>,
+}
+
+impl StatusHandle {
+    /// Every instance now, in name order.
+    pub fn instances(&self) -> Vec<InstanceStatus> {
+        self.statuses
+            .iter()
+            .zip(self.counters.iter())
+            .map(|(status, counters)| {
+                let mut status = status.borrow().clone();
+                status.counters = counters.snapshot();
+                status
+            })
+            .collect()
+    }
+}
+
+/// A socket and the instances it serves, while starting.
+struct Shared {
+    socket: Arc<AdvertSocket>,
+    local: IpAddr,
+    routes: Vec<Route>,
+    dropped: Arc<DropCounters>,
+}
+
+fn interface_error(instance: &InstanceConfig, source: std::io::Error) -> StartError {
+    StartError::Interface {
+        instance: instance.name.clone(),
+        interface: instance.interface.clone(),
+        source,
+    }
+}
+
+/// Each instance's tracking, with one checker per script and one watcher per interface however
+/// many instances track it.
+fn tracking_members(
+    config: &VrrpConfig,
+    netlink: &Netlink,
+    options: &Options,
+) -> BTreeMap<String, Member> {
+    let mut scripts: BTreeMap<&str, watch::Receiver<ScriptHealth>> = BTreeMap::new();
+    let mut links: BTreeMap<&str, watch::Receiver<bool>> = BTreeMap::new();
+    let mut members = BTreeMap::new();
+    for instance in &config.instances {
+        let mut sources = Vec::new();
+        for name in &instance.track_scripts {
+            // The config resolved every name.
+            let Some(script) = config.script(name) else {
+                continue;
+            };
+            let health = scripts
+                .entry(name)
+                .or_insert_with(|| {
+                    let builtin = match script.check {
+                        ScriptCheck::Builtin(_) => options.proxy_health.clone(),
+                        ScriptCheck::Command(_) => None,
+                    };
+                    spawn_script(script.clone(), builtin)
+                })
+                .clone();
+            sources.push(Source::Script {
+                weight: script.weight,
+                health,
+            });
+        }
+        for name in &instance.track_interfaces {
+            let up = links
+                .entry(name)
+                .or_insert_with(|| netlink.watch_link(name))
+                .clone();
+            sources.push(Source::Interface { up });
+        }
+        members.insert(
+            instance.name.clone(),
+            Member {
+                base: instance.fsm.priority(),
+                sources,
+            },
+        );
+    }
+    members
+}
+
+/// The other members of `instance`'s sync group.
+fn siblings(
+    config: &VrrpConfig,
+    instance: &InstanceConfig,
+    members: &BTreeMap<String, Member>,
+) -> Vec<Member> {
+    let Some(group) = instance
+        .group
+        .as_deref()
+        .and_then(|g| config.groups.iter().find(|x| x.name == g))
+    else {
+        return Vec::new();
+    };
+    group
+        .instances
+        .iter()
+        .filter(|name| **name != instance.name)
+        .filter_map(|name| members.get(name).cloned())
+        .collect()
+}
+
+fn initial_status(instance: &InstanceConfig, fsm: &Fsm) -> InstanceStatus {
+    InstanceStatus {
+        name: instance.name.clone(),
+        interface: instance.interface.clone(),
+        vrid: instance.fsm.vrid(),
+        version: instance.fsm.version().number(),
+        state: State::Initialize,
+        reason: None,
+        since: SystemTime::now(),
+        base_priority: instance.fsm.priority(),
+        effective_priority: fsm.priority(),
+        local_addr: fsm.local_addr(),
+        master: None,
+        virtual_ips: instance.virtual_ips.iter().map(|n| n.to_string()).collect(),
+        faulted: false,
+        counters: CounterSnapshot::default(),
+    }
+}

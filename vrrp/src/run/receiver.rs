@@ -1,0 +1,64 @@
+//! One raw socket per interface and family, shared by the instances there as keepalived shares
+//! its sockets: a reader task runs the receive checks against every local instance's
+//! expectations and hands each accepted advert to the instance of its VRID, so an advert for
+//! another local instance is not counted as an unknown VRID.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::net::AdvertSocket;
+use crate::packet::{Accepted, ChecksumMode, DropCounters, Expected};
+
+/// Where the adverts of one VRID go.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) expected: Expected,
+    pub(crate) to: mpsc::Sender<Accepted>,
+}
+
+/// Reads `socket` until aborted. `local` is our own address there: adverts from it are our own
+/// (unicast peers may list us) and are skipped.
+pub(crate) fn spawn_reader(
+    socket: Arc<AdvertSocket>,
+    local: IpAddr,
+    checksum: ChecksumMode,
+    routes: Vec<Route>,
+    dropped: Arc<DropCounters>,
+) -> JoinHandle<()> {
+    let expected: Vec<Expected> = routes.iter().map(|r| r.expected.clone()).collect();
+    tokio::spawn(async move {
+        loop {
+            match socket.recv(checksum, &expected).await {
+                Ok(Ok(accepted)) => {
+                    if accepted.src == local {
+                        continue;
+                    }
+                    for warning in &accepted.warnings {
+                        tracing::debug!(vrid = accepted.advert.vrid(), src = %accepted.src, "{warning}");
+                    }
+                    let vrid = accepted.advert.vrid();
+                    if let Some(route) = routes.iter().find(|r| r.expected.vrid == vrid) {
+                        // A full queue means the instance is far behind; dropping an advert
+                        // then is what the network would do, and the next one follows.
+                        if route.to.try_send(accepted).is_err() {
+                            tracing::debug!(vrid, "advert dropped: the instance is busy");
+                        }
+                    }
+                }
+                Ok(Err(reason)) => {
+                    tracing::debug!(%reason, "VRRP packet dropped");
+                    dropped.record(&reason);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "VRRP socket receive failed");
+                    // An error that repeats (the interface went away) must not spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
