@@ -75,7 +75,6 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         Some(config) => {
             let options = fulcrum_vrrp::run::Options {
                 proxy_health: Some(crate::proxy_health::watch(Arc::clone(&proxy))),
-                ..Default::default()
             };
             match Vrrp::start(&config, options).await {
                 Ok(vrrp) => Some(vrrp),
@@ -136,7 +135,8 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         }
     }
     // VRRP first: a master's priority-0 advert lets the peer take the VIPs after Skew_Time
-    // while this node finishes what it has in flight.
+    // rather than after Master_Down_Interval. Connections to a VIP end with it (its packets now
+    // reach the peer); the grace period serves those on the node's own addresses.
     stop_vrrp(vrrp).await;
     tracing::info!(grace = ?grace, connections = proxy.connections(), "stopping: no new connections, finishing requests in flight");
     // A second stop signal during the grace period means "now", as with HAProxy's hard stop.

@@ -49,8 +49,12 @@ impl Loaded {
             Some(admin) => format!(", stats on {}{}", admin.listen, admin.stats_path),
             None => String::new(),
         };
+        let vrrp = match &self.vrrp {
+            Some(vrrp) => format!(", {} VRRP instance(s)", vrrp.instances.len()),
+            None => String::new(),
+        };
         format!(
-            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s){admin}",
+            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s){vrrp}{admin}",
             self.path.display(),
             self.proxy.frontends.len(),
             self.proxy.backends.len(),
@@ -486,6 +490,11 @@ real_servers = [{ address = "127.0.0.1:3307" }]
             "{GOOD}\n[vrrp.instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_ips = [\"10.0.0.1/32\"]\nauth_pass = \"secret\"\n"
         );
         let loaded = load_str(Path::new("test.toml"), &text).unwrap();
+        assert!(
+            loaded.summary().contains(", 1 VRRP instance(s)"),
+            "{}",
+            loaded.summary()
+        );
         let vrrp = loaded.vrrp.unwrap();
         assert_eq!(vrrp.instances[0].fsm.vrid(), 51);
     }

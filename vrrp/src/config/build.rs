@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     fsm::{self, InitialState, Version},
-    packet::{Auth, Family, MAX_ADDRESSES},
+    packet::{Auth, ChecksumMode, Family, MAX_ADDRESSES},
 };
 
 /// keepalived's largest `preempt_delay` (keepalived.conf(5): "Range: 0 (default) to 1,000").
@@ -76,6 +76,11 @@ impl super::VrrpSection {
                 instances,
                 scripts,
                 groups,
+                checksum: if self.v3_checksum_as_v2 {
+                    ChecksumMode::MessageOnly
+                } else {
+                    ChecksumMode::PseudoHeader
+                },
             })
         } else {
             Err(errors)

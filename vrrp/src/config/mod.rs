@@ -15,7 +15,7 @@ pub use section::{
     BuiltinCheck, GarpSection, GroupSection, InstanceSection, ScriptSection, VrrpSection,
 };
 
-use crate::{fsm, packet::Auth, packet::Family};
+use crate::{fsm, packet::Auth, packet::ChecksumMode, packet::Family};
 
 /// A validated `[vrrp]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub struct VrrpConfig {
     pub scripts: Vec<ScriptConfig>,
     /// In name order.
     pub groups: Vec<SyncGroup>,
+    /// How VRRPv3 over IPv4 sums its checksum (`v3_checksum_as_v2`).
+    pub checksum: ChecksumMode,
 }
 
 /// A validated `[vrrp.instance.NAME]`.

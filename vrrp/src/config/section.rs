@@ -34,6 +34,11 @@ pub struct VrrpSection {
     /// `[vrrp.group.NAME]`: sync groups, whose instances change state together.
     #[serde(default)]
     pub group: BTreeMap<Spanned<String>, GroupSection>,
+    /// VRRPv3 over IPv4: sum the checksum over the message alone, without the IPv4
+    /// pseudo-header (RFC 9568's reading; keepalived 2.2.8's `v3_checksum_as_v2`). Both ends
+    /// must agree; keepalived 2.2.7 always uses the pseudo-header.
+    #[serde(default)]
+    pub v3_checksum_as_v2: bool,
 }
 
 fn default_version() -> Spanned<i64> {
@@ -110,7 +115,8 @@ fn default_one() -> Spanned<i64> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BuiltinCheck {
-    /// Healthy while the local proxy serves (its listeners are up).
+    /// Healthy while no backend or virtual service of the local proxy is DOWN (without a usable
+    /// server).
     Proxy,
 }
 

@@ -540,3 +540,14 @@ fn garp_repeat_must_send_something() {
         }
     );
 }
+
+#[test]
+fn the_v3_checksum_covers_the_pseudo_header_unless_asked_otherwise() {
+    let instance = "[vrrp.instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 1\nvirtual_ips = [\"10.0.0.1/32\"]\n";
+    let default = built(&format!("[vrrp]\nversion = 3\n{instance}"));
+    assert_eq!(default.checksum, crate::packet::ChecksumMode::PseudoHeader);
+    let as_v2 = built(&format!(
+        "[vrrp]\nversion = 3\nv3_checksum_as_v2 = true\n{instance}"
+    ));
+    assert_eq!(as_v2.checksum, crate::packet::ChecksumMode::MessageOnly);
+}

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::VrrpEvent;
-use super::status::{Counters, InstanceStatus, state_name};
+use super::status::{Counters, InstanceStatus, reason_name, state_name};
 use crate::config::InstanceConfig;
 use crate::fsm::{self, Action, Event, Fsm, State, Time};
 use crate::net::{AdvertSocket, Announcer, Link, Netlink};
@@ -146,7 +146,7 @@ impl Instance {
                         instance = %self.config.name,
                         from = state_name(from),
                         to = state_name(to),
-                        ?reason,
+                        reason = reason_name(reason),
                         priority = self.fsm.priority(),
                         "VRRP state changed"
                     );
@@ -250,14 +250,16 @@ impl Instance {
 }
 
 /// The address label of the VIPs (`ip addr` shows it): the interface name and the VRID, as
-/// keepalived users write `dev eth0 label eth0:53`. The kernel keeps at most 15 bytes.
+/// keepalived users write `dev eth0 label eth0:53`. The kernel keeps at most 15 bytes, and
+/// iproute2 wants a label to start with the interface name, so a name too long for the suffix
+/// gets the interface name alone, the kernel's own default label.
 pub(crate) fn label(interface: &str, vrid: u8) -> String {
-    let suffix = format!(":{vrid}");
-    let mut name = interface.to_owned();
-    while name.len() + suffix.len() > 15 {
-        name.pop();
+    let label = format!("{interface}:{vrid}");
+    if label.len() <= 15 {
+        label
+    } else {
+        interface.to_owned()
     }
-    name + &suffix
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -274,7 +276,8 @@ mod tests {
     #[test]
     fn labels_fit_the_kernels_fifteen_bytes() {
         assert_eq!(label("eth0", 53), "eth0:53");
-        assert_eq!(label("enp0s31f6abcdef", 255), "enp0s31f6ab:255");
-        assert!(label("enp0s31f6abcdef", 255).len() <= 15);
+        // "enp0s31f6abc:255" would be 16 bytes.
+        assert_eq!(label("enp0s31f6abc", 255), "enp0s31f6abc");
+        assert_eq!(label("enp0s31f6ab", 255), "enp0s31f6ab:255");
     }
 }

@@ -39,7 +39,7 @@ use crate::config::{InstanceConfig, ScriptCheck, VrrpConfig};
 use crate::fsm::{Fsm, Reason, State};
 use crate::net::{AdvertSocket, Announcer, Netlink};
 use crate::notify::Notifier;
-use crate::packet::{ChecksumMode, DropCounters, Family};
+use crate::packet::{DropCounters, Family};
 use crate::track::{ScriptHealth, spawn_script};
 
 /// What the rest of the appliance gives VRRP.
@@ -48,8 +48,6 @@ pub struct Options {
     /// "The local proxy is healthy", for scripts with `builtin = "proxy"`. Without it such a
     /// script fails: nothing says the proxy is healthy.
     pub proxy_health: Option<watch::Receiver<bool>>,
-    /// How VRRPv3 over IPv4 sums its checksum (keepalived's default: with the pseudo-header).
-    pub checksum: ChecksumMode,
 }
 
 /// A state change, published to the rest of Fulcrum (volumes following an instance, alerts).
@@ -174,11 +172,11 @@ impl Vrrp {
         let readers = sockets
             .into_values()
             .map(|s| {
-                receiver::spawn_reader(s.socket, s.local, options.checksum, s.routes, s.dropped)
+                receiver::spawn_reader(s.socket, s.local, config.checksum, s.routes, s.dropped)
             })
             .collect();
 
-        let members = tracking_members(config, &netlink, &options);
+        let members = tracking_members(config, &netlink, &options).await;
         let epoch = Instant::now();
         let mut instances = Vec::with_capacity(resolved.len());
         let mut statuses = Vec::with_capacity(resolved.len());
@@ -214,7 +212,7 @@ impl Vrrp {
                 link,
                 socket,
                 template,
-                checksum: options.checksum,
+                checksum: config.checksum,
                 netlink: Arc::clone(&netlink),
                 announcer,
                 notifier: Notifier::spawn(
@@ -330,8 +328,9 @@ fn interface_error(instance: &InstanceConfig, source: std::io::Error) -> StartEr
 }
 
 /// Each instance's tracking, with one checker per script and one watcher per interface however
-/// many instances track it.
-fn tracking_members(
+/// many instances track it. As keepalived does (unless `dont_track_primary`), an instance also
+/// tracks its own interface: adverts cannot leave through a link that is down.
+async fn tracking_members(
     config: &VrrpConfig,
     netlink: &Netlink,
     options: &Options,
@@ -361,11 +360,15 @@ fn tracking_members(
                 health,
             });
         }
-        for name in &instance.track_interfaces {
-            let up = links
-                .entry(name)
-                .or_insert_with(|| netlink.watch_link(name))
-                .clone();
+        let own = std::iter::once(&instance.interface)
+            .filter(|own| !instance.track_interfaces.contains(own));
+        for name in own.chain(&instance.track_interfaces) {
+            let up = match links.entry(name) {
+                std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
+                std::collections::btree_map::Entry::Vacant(e) => e
+                    .insert(first_link_state(netlink.watch_link(name)).await)
+                    .clone(),
+            };
             sources.push(Source::Interface { up });
         }
         members.insert(
@@ -377,6 +380,21 @@ fn tracking_members(
         );
     }
     members
+}
+
+/// A link watcher once it has read the kernel's state: its initial `false` is a placeholder, and
+/// starting on it would put every instance tracking the link in FAULT for a moment (running
+/// `notify_fault`) at each start.
+async fn first_link_state(mut up: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    // The first state arrives within milliseconds; past a second, go on with what there is.
+    if tokio::time::timeout(std::time::Duration::from_secs(1), up.changed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("no link state from the kernel yet; assuming down until it says");
+    }
+    up.borrow_and_update();
+    up
 }
 
 /// The other members of `instance`'s sync group.
