@@ -398,3 +398,67 @@ fn a_failing_tracked_script_moves_the_vip_and_notify_scripts_run_in_order() {
         .collect();
     assert_eq!(got, wanted);
 }
+
+/// Waits until `ns`'s eth0 has a link-local IPv6 address past duplicate address detection: the
+/// source VRRPv3 over IPv6 sends from (RFC 5798 §5.1.2.1).
+fn wait_link_local(ns: &Netns) -> bool {
+    wait_until(CONVERGE, POLL, || {
+        let tentative = ns.exec(&["ip", "-6", "addr", "show", "dev", "eth0", "tentative"]);
+        let all = ns.exec(&["ip", "-6", "addr", "show", "dev", "eth0", "scope", "link"]);
+        tentative.stdout.is_empty() && String::from_utf8_lossy(&all.stdout).contains("fe80::")
+    })
+}
+
+#[test]
+fn dual_master_with_keepalived_over_v3_ipv6() {
+    let Some(pair) = pair("kv6") else { return };
+    assert!(
+        wait_link_local(&pair.a) && wait_link_local(&pair.b),
+        "no link-local address"
+    );
+    let (vip1, vip2) = ("fd00:77::51", "fd00:77::52");
+    let make = |name: &str, vrid: u8, priority: u8, vip: &str| {
+        let mut i = KeepalivedInstance::new(name, "eth0", vrid, priority);
+        i.version = 3;
+        i.vips = vec![format!("{vip}/128")];
+        i
+    };
+    let keepalived = Keepalived::start(
+        &pair.b,
+        &config(
+            "kb",
+            &[make("VI_1", 51, 99, vip1), make("VI_2", 52, 105, vip2)],
+        ),
+    );
+    let instance6 = |name: &str, vrid: u8, priority: u8, vip: &str| {
+        format!(
+            "[vrrp.instance.{name}]\nvirtual_router_id = {vrid}\npriority = {priority}\nvirtual_ips = [\"{vip}/128\"]\n"
+        )
+    };
+    let fulcrum = start_fulcrum(
+        &pair.a,
+        &fulcrum_vrrp(
+            3,
+            &[
+                instance6("VI_1", 51, 105, vip1),
+                instance6("VI_2", 52, 99, vip2),
+            ],
+        ),
+    );
+    assert_split(&pair, vip1, vip2);
+    assert_keepalived_accepted_everything(&keepalived);
+    assert_fulcrum_accepted_everything(&fulcrum);
+    let status = status(&fulcrum);
+    let master = status[1]["master"].as_str().unwrap();
+    assert!(
+        master.starts_with("fe80::"),
+        "VI_2's master is {master}, not link-local"
+    );
+
+    // SIGTERM hands VI_1 over after Skew_Time here too.
+    let stopped = Instant::now();
+    fulcrum.signal(libc::SIGTERM);
+    let gap = takeover(&pair.b, vip1, stopped, CONVERGE);
+    eprintln!("keepalived took {vip1} {gap:?} after SIGTERM");
+    assert!(gap < Duration::from_millis(2500), "took {gap:?}");
+}
