@@ -462,3 +462,56 @@ fn dual_master_with_keepalived_over_v3_ipv6() {
     eprintln!("keepalived took {vip1} {gap:?} after SIGTERM");
     assert!(gap < Duration::from_millis(2500), "took {gap:?}");
 }
+
+#[test]
+fn a_sync_group_keeps_its_instances_together() {
+    // keepalived: VI_1 at 100, VI_2 at 110. Fulcrum: VI_1 at 105, VI_2 at 100. Alone, Fulcrum
+    // would win VI_1 and lose VI_2; in one sync group it cannot split them, and since VI_2
+    // follows a better master, VI_1 gives way with it and does not preempt back.
+    let Some(pair) = pair("ksg") else { return };
+    let keepalived = Keepalived::start(&pair.b, &keepalived_pair(2, 100, 110));
+    let auth = "auth_pass = \"s3cret\"";
+    let fulcrum = start_fulcrum(
+        &pair.a,
+        &format!(
+            "{}\n[vrrp.group.G1]\ninstances = [\"VI_1\", \"VI_2\"]\n",
+            fulcrum_vrrp(
+                2,
+                &[
+                    instance("VI_1", 51, 105, VIP1, auth),
+                    instance("VI_2", 52, 100, VIP2, auth),
+                ],
+            )
+        ),
+    );
+    assert!(
+        wait_vip(&pair.b, VIP1, true, CONVERGE),
+        "keepalived never held {VIP1}"
+    );
+    assert!(
+        wait_vip(&pair.b, VIP2, true, CONVERGE),
+        "keepalived never held {VIP2}"
+    );
+    // Several Master_Down_Intervals: VI_1 would have preempted by now without the group.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let a = pair.a.addresses("eth0");
+        assert!(
+            !a.contains(&ip(VIP1)) && !a.contains(&ip(VIP2)),
+            "A holds a VIP: {a:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = status(&fulcrum);
+    assert_eq!(status[0]["state"], "BACKUP", "{status:#}");
+    assert_eq!(status[1]["state"], "BACKUP", "{status:#}");
+    assert_keepalived_accepted_everything(&keepalived);
+
+    // keepalived's VI_2 leaves: Fulcrum's VI_2 takes over and brings VI_1 with it.
+    drop(keepalived);
+    assert!(
+        wait_vip(&pair.a, VIP1, true, CONVERGE),
+        "VI_1 did not follow VI_2"
+    );
+    assert!(wait_vip(&pair.a, VIP2, true, CONVERGE));
+}

@@ -11,17 +11,20 @@ impl Fsm {
             // hence the smallest skew, takes over first.
             self.deadline = Some(now + self.skew_time());
             self.next_master_reason = Reason::MasterReleased;
+            self.following = false;
             return;
         }
         if self.accepts_master(now, advert.priority) {
             self.adopt_interval(advert);
             self.deadline = Some(now + self.master_down_interval());
             self.next_master_reason = Reason::MasterNoResponse;
+            self.following = true;
             self.track_preempt_delay(now, advert.priority);
         } else {
             // Discard it: Master_Down_Timer keeps running and fires unless a router at least as
             // good as us shows up.
             self.next_master_reason = Reason::Preempt;
+            self.following = false;
         }
     }
 

@@ -63,6 +63,18 @@ pub enum Event {
     /// Whether the instance is in fault now: the I/O layer ORs every reason (tracked interfaces
     /// down, weight-0 scripts failing) into this one flag.
     Fault(bool),
+    /// Sync groups: a sibling became master, so a backup becomes master with it at once
+    /// (keepalived's `vrrp_sync_master`).
+    GroupMaster,
+    /// Sync groups: a sibling gave way to a better master, so a master steps down with it,
+    /// saying goodbye with priority 0 so its peer takes over after Skew_Time (keepalived's
+    /// `vrrp_sync_backup`).
+    GroupBackup,
+    /// Sync groups: whether a sibling follows a better master. While one does, a backup whose
+    /// Master_Down_Timer fires does not take over (it would drag the sibling along, only for the
+    /// sibling to give way again): the timer restarts instead (keepalived's
+    /// `vrrp_sync_can_goto_master`).
+    GroupHold(bool),
 }
 
 /// The fields of a received advert the state machine decides on.
@@ -120,6 +132,8 @@ pub enum Reason {
     Fault,
     /// Fault -> Backup, or -> Master for an owner.
     FaultCleared,
+    /// Backup -> Master or Master -> Backup with the rest of the sync group.
+    SyncGroup,
     /// -> Initialize.
     Shutdown,
 }
@@ -143,6 +157,11 @@ pub struct Fsm {
     preempt_until: Option<Time>,
     /// What to report if Master_Down_Timer fires now.
     next_master_reason: Reason,
+    /// In Backup: the last advert came from a live master we accept (so we will not take over
+    /// while it keeps advertising). What [`Event::GroupHold`] is computed from.
+    following: bool,
+    /// See [`Event::GroupHold`].
+    group_hold: bool,
 }
 
 impl Fsm {
@@ -163,6 +182,8 @@ impl Fsm {
             deadline: None,
             preempt_until: None,
             next_master_reason: Reason::MasterNoResponse,
+            following: false,
+            group_hold: false,
         })
     }
 
@@ -183,6 +204,18 @@ impl Fsm {
             },
             Event::PriorityChanged(priority) => self.priority_changed(now, priority, &mut out),
             Event::Fault(faulted) => self.fault_changed(now, faulted, &mut out),
+            Event::GroupMaster => {
+                if self.state == State::Backup {
+                    self.become_master(now, Reason::SyncGroup, &mut out);
+                }
+            }
+            Event::GroupBackup => {
+                if self.state == State::Master {
+                    out.push(Action::SendAdvert { priority: 0 });
+                    self.become_backup(now, Reason::SyncGroup, &mut out);
+                }
+            }
+            Event::GroupHold(hold) => self.group_hold = hold,
         }
         self.fire_due_timer(now, &mut out);
         out
@@ -222,6 +255,12 @@ impl Fsm {
         self.faulted
     }
 
+    /// Whether this is a backup following a live master it accepts: the siblings of a sync
+    /// group hold back while one is (see [`Event::GroupHold`]).
+    pub fn follows_master(&self) -> bool {
+        self.state == State::Backup && self.following
+    }
+
     /// Master_Adver_Interval: in v3 a backup uses the interval its master advertises.
     pub fn master_adver_interval(&self) -> Duration {
         self.master_adver_interval
@@ -253,6 +292,12 @@ impl Fsm {
         {
             match self.state {
                 State::Master => self.send_advert(now, out),
+                // No master heard for Master_Down_Interval: we follow nobody now, which the
+                // holding sibling sees, so whichever of us fires next takes over for both.
+                State::Backup if self.group_hold => {
+                    self.following = false;
+                    self.deadline = Some(now + self.master_down_interval());
+                }
                 State::Backup => self.become_master(now, self.next_master_reason, out),
                 State::Initialize | State::Fault => self.deadline = None,
             }
@@ -266,6 +311,7 @@ impl Fsm {
         let from = self.state;
         self.state = State::Master;
         self.preempt_until = None;
+        self.following = false;
         self.send_advert(now, out);
         out.push(Action::AddVips);
         out.push(Action::SendGratuitousArp);
@@ -285,6 +331,7 @@ impl Fsm {
         self.state = State::Backup;
         self.deadline = Some(now + self.master_down_interval());
         self.next_master_reason = Reason::MasterNoResponse;
+        self.following = false;
         out.push(Action::StateChanged {
             from,
             to: State::Backup,

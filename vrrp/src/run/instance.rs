@@ -24,6 +24,8 @@ pub(crate) struct Inputs {
     pub(crate) adverts: mpsc::Receiver<Accepted>,
     /// The effective priority from tracking, or `None` while tracking puts the instance in FAULT.
     pub(crate) tracking: watch::Receiver<Option<u8>>,
+    /// The other members of the instance's sync group, if any.
+    pub(crate) siblings: Vec<watch::Receiver<InstanceStatus>>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -57,6 +59,7 @@ impl Instance {
         let tracked = *inputs.tracking.borrow_and_update();
         self.apply_tracking(tracked).await;
         self.handle(Event::Startup).await;
+        let mut group = Group::new(&mut inputs.siblings);
         loop {
             let wakeup = self.next_wakeup();
             tokio::select! {
@@ -66,6 +69,11 @@ impl Instance {
                 Ok(()) = inputs.tracking.changed() => {
                     let tracked = *inputs.tracking.borrow_and_update();
                     self.apply_tracking(tracked).await;
+                }
+                () = changed_any(&mut inputs.siblings) => {
+                    for event in group.follow(&mut inputs.siblings) {
+                        self.handle(event).await;
+                    }
                 }
                 () = sleep_until(wakeup) => self.timers().await,
             }
@@ -121,12 +129,21 @@ impl Instance {
         }
         let actions = self.fsm.poll(self.clock(now));
         self.execute(actions).await;
+        self.publish_following();
     }
 
     async fn handle(&mut self, event: Event) {
         let now = self.clock(Instant::now());
         let actions = self.fsm.handle(now, event);
         self.execute(actions).await;
+        self.publish_following();
+    }
+
+    /// Sync-group siblings hold back while this instance follows a master.
+    fn publish_following(&self) {
+        let following = self.fsm.follows_master();
+        self.status
+            .send_if_modified(|s| std::mem::replace(&mut s.following, following) != following);
     }
 
     async fn execute(&mut self, actions: Vec<Action>) {
@@ -259,6 +276,64 @@ pub(crate) fn label(interface: &str, vrid: u8) -> String {
         label
     } else {
         interface.to_owned()
+    }
+}
+
+/// What the instance last saw of its sync-group siblings, to turn their changes into
+/// [`Event::GroupMaster`], [`Event::GroupBackup`] and [`Event::GroupHold`].
+#[derive(Debug)]
+struct Group {
+    states: Vec<State>,
+    hold: bool,
+}
+
+impl Group {
+    fn new(siblings: &mut [watch::Receiver<InstanceStatus>]) -> Self {
+        let states = siblings
+            .iter_mut()
+            .map(|s| s.borrow_and_update().state)
+            .collect();
+        Group {
+            states,
+            hold: false,
+        }
+    }
+
+    /// The events the siblings' latest statuses call for: a sibling that became master takes
+    /// this instance along, one that gave way to a better master takes it down too, and a
+    /// sibling following a master holds this one back.
+    fn follow(&mut self, siblings: &mut [watch::Receiver<InstanceStatus>]) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut hold = false;
+        for (seen, sibling) in self.states.iter_mut().zip(siblings.iter_mut()) {
+            let status = sibling.borrow_and_update();
+            match (*seen, status.state) {
+                (State::Master, State::Master) => {}
+                (_, State::Master) => events.push(Event::GroupMaster),
+                (State::Master, State::Backup) => events.push(Event::GroupBackup),
+                _ => {}
+            }
+            *seen = status.state;
+            hold |= status.following;
+        }
+        if hold != self.hold {
+            self.hold = hold;
+            events.insert(0, Event::GroupHold(hold));
+        }
+        events
+    }
+}
+
+/// Resolves when any of `siblings` changed; never without siblings (or once they are gone).
+async fn changed_any(siblings: &mut [watch::Receiver<InstanceStatus>]) {
+    if siblings.is_empty() {
+        return std::future::pending().await;
+    }
+    let changes = siblings.iter_mut().map(|s| Box::pin(s.changed()));
+    let (result, _, _) = futures_util::future::select_all(changes).await;
+    if result.is_err() {
+        // A sibling's task ended (shutdown): nothing more to follow.
+        std::future::pending::<()>().await;
     }
 }
 

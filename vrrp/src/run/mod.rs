@@ -178,7 +178,7 @@ impl Vrrp {
 
         let members = tracking_members(config, &netlink, &options).await;
         let epoch = Instant::now();
-        let mut instances = Vec::with_capacity(resolved.len());
+        let mut tasks = Vec::with_capacity(resolved.len());
         let mut statuses = Vec::with_capacity(resolved.len());
         let mut all_counters = Vec::with_capacity(resolved.len());
         for ((instance, link, local, template), (socket, dropped, adverts)) in
@@ -230,12 +230,31 @@ impl Vrrp {
             let inputs = Inputs {
                 adverts,
                 tracking,
+                siblings: Vec::new(),
                 shutdown: shutdown.clone(),
             };
-            instances.push(tokio::spawn(task.run(inputs)));
+            tasks.push((task, inputs));
             statuses.push(status_rx);
             all_counters.push(counters);
         }
+        // Every status exists now: give each member of a sync group its siblings' to follow.
+        let instances = tasks
+            .into_iter()
+            .map(|(task, mut inputs)| {
+                inputs.siblings = config
+                    .instances
+                    .iter()
+                    .zip(&statuses)
+                    .filter(|(other, _)| {
+                        other.name != task.config.name
+                            && other.group.is_some()
+                            && other.group == task.config.group
+                    })
+                    .map(|(_, status)| status.clone())
+                    .collect();
+                tokio::spawn(task.run(inputs))
+            })
+            .collect();
 
         Ok(Vrrp {
             instances,
@@ -433,6 +452,7 @@ fn initial_status(instance: &InstanceConfig, fsm: &Fsm) -> InstanceStatus {
         master: None,
         virtual_ips: instance.virtual_ips.iter().map(|n| n.to_string()).collect(),
         faulted: false,
+        following: false,
         counters: CounterSnapshot::default(),
     }
 }

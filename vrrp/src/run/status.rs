@@ -32,6 +32,8 @@ pub struct InstanceStatus {
     pub virtual_ips: Vec<String>,
     /// Whether tracking (scripts, interfaces, the sync group) holds the instance in FAULT.
     pub faulted: bool,
+    /// A backup following a live master it accepts: its sync-group siblings hold back.
+    pub following: bool,
     pub counters: CounterSnapshot,
 }
 
@@ -115,6 +117,7 @@ pub fn reason_name(reason: Reason) -> &'static str {
         Reason::HigherAddress => "higher-address",
         Reason::Fault => "fault",
         Reason::FaultCleared => "fault-cleared",
+        Reason::SyncGroup => "sync-group",
         Reason::Shutdown => "shutdown",
     }
 }

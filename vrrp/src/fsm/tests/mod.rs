@@ -10,6 +10,7 @@
 
 mod backup;
 mod fault;
+mod group;
 mod master;
 mod pair;
 mod priority;

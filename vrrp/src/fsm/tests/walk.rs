@@ -17,6 +17,9 @@ enum Op {
     },
     Priority(u8),
     Fault(bool),
+    /// A sync-group sibling's move: [`Event::GroupMaster`], [`Event::GroupBackup`] or
+    /// [`Event::GroupHold`].
+    Group(u8),
     Poll,
     /// Poll exactly at the next wakeup, if any.
     PollAtWakeup,
@@ -30,6 +33,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(src, priority, interval_cs)| Op::Advert { src, priority, interval_cs }),
         2 => any::<u8>().prop_map(Op::Priority),
         1 => any::<bool>().prop_map(Op::Fault),
+        1 => (0u8..4).prop_map(Op::Group),
         2 => Just(Op::Poll),
         4 => Just(Op::PollAtWakeup),
     ]
@@ -75,7 +79,7 @@ fn check(
     let mut state = before;
     for (i, action) in actions.iter().enumerate() {
         let next_change = actions[i..].iter().find_map(|a| match a {
-            Action::StateChanged { from, to, .. } => Some((*from, *to)),
+            Action::StateChanged { from, to, reason } => Some((*from, *to, *reason)),
             _ => None,
         });
         match action {
@@ -83,13 +87,14 @@ fn check(
                 assert!(
                     matches!(
                         next_change,
-                        Some((State::Master, State::Fault | State::Initialize))
+                        Some((State::Master, State::Fault | State::Initialize, _))
+                            | Some((State::Master, State::Backup, Reason::SyncGroup))
                     ),
                     "farewell advert without leaving Master: {actions:?}"
                 );
             }
             Action::SendAdvert { priority } => {
-                let becoming_master = matches!(next_change, Some((_, State::Master)));
+                let becoming_master = matches!(next_change, Some((_, State::Master, _)));
                 assert!(
                     state == State::Master || becoming_master,
                     "advert from {state:?}: {actions:?}"
@@ -173,6 +178,15 @@ proptest! {
                 ),
                 Op::Priority(p) => fsm.handle(now, Event::PriorityChanged(p)),
                 Op::Fault(f) => fsm.handle(now, Event::Fault(f)),
+                Op::Group(g) => fsm.handle(
+                    now,
+                    match g {
+                        0 => Event::GroupMaster,
+                        1 => Event::GroupBackup,
+                        2 => Event::GroupHold(true),
+                        _ => Event::GroupHold(false),
+                    },
+                ),
                 Op::Poll => fsm.poll(now),
                 Op::PollAtWakeup => {
                     if let Some(wakeup) = fsm.next_wakeup() {
