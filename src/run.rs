@@ -94,6 +94,10 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     if let Err(error) = proxy
         .register_metrics(&registry)
         .and_then(|()| fulcrum_monitoring::process::register(&registry))
+        .and_then(|()| {
+            vrrp.as_ref()
+                .map_or(Ok(()), |v| v.register_metrics(&registry))
+        })
     {
         tracing::warn!(%error, "cannot register metrics; /metrics will lack them");
     }

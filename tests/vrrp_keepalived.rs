@@ -190,7 +190,13 @@ fn takeover(ns: &Netns, vip: &str, since: Instant, timeout: Duration) -> Duratio
 fn dual_master_with_keepalived_over_v2_pass_and_sigterm_hands_over_after_skew() {
     let Some(pair) = pair("kv2") else { return };
     let keepalived = Keepalived::start(&pair.b, &keepalived_pair(2, 99, 105));
-    let fulcrum = start_fulcrum(&pair.a, &fulcrum_pair(2, 105, 99));
+    let fulcrum = start_fulcrum(
+        &pair.a,
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n\n{}",
+            fulcrum_pair(2, 105, 99)
+        ),
+    );
 
     assert_split(&pair, VIP1, VIP2);
     assert_keepalived_accepted_everything(&keepalived);
@@ -199,6 +205,18 @@ fn dual_master_with_keepalived_over_v2_pass_and_sigterm_hands_over_after_skew() 
     assert_eq!(status[0]["state"], "MASTER");
     assert_eq!(status[1]["state"], "BACKUP");
     assert_eq!(status[1]["master"], "10.77.0.2");
+
+    // The same facts on /metrics.
+    let url = format!("http://{}/metrics", fulcrum.admin_addr());
+    let metrics = pair.a.exec(&["curl", "-sS", "--max-time", "5", &url]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    for line in [
+        r#"fulcrum_vrrp_state{instance="VI_1",interface="eth0",vrid="51",state="MASTER"} 1"#,
+        r#"fulcrum_vrrp_state{instance="VI_2",interface="eth0",vrid="52",state="BACKUP"} 1"#,
+        r#"fulcrum_vrrp_dropped_packets_total{interface="eth0",reason="auth_failed"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "no {line} in /metrics:\n{metrics}");
+    }
 
     // SIGTERM: VI_1's master says goodbye with priority 0, so keepalived (priority 99) takes
     // over after its Skew_Time (0.61 s), not after Master_Down_Interval (3.61 s).

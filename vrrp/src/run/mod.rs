@@ -14,6 +14,7 @@
 //! - `status`: what the instances publish.
 
 mod instance;
+mod metrics;
 mod receiver;
 mod status;
 mod template;
@@ -279,6 +280,11 @@ impl Vrrp {
         self.status.clone()
     }
 
+    /// Registers the `fulcrum_vrrp_*` metrics, read from the instances at each scrape.
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(metrics::VrrpCollector::new(self.status.clone())?))
+    }
+
     /// State changes from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<VrrpEvent> {
         self.events.subscribe()
@@ -327,6 +333,27 @@ impl StatusHandle {
                 status
             })
             .collect()
+    }
+
+    /// The drop counters of each socket (one per interface and family), with the interface's
+    /// name: instances on one socket share them, so they are counted once here.
+    pub(crate) fn dropped(&self) -> Vec<(String, Vec<(&'static str, u64)>)> {
+        let mut seen: Vec<&Arc<DropCounters>> = Vec::new();
+        let mut out = Vec::new();
+        for (status, counters) in self.statuses.iter().zip(self.counters.iter()) {
+            if seen.iter().any(|s| Arc::ptr_eq(s, &counters.dropped)) {
+                continue;
+            }
+            seen.push(&counters.dropped);
+            let reasons = counters
+                .dropped
+                .snapshot()
+                .into_iter()
+                .map(|(kind, n)| (kind.name(), n))
+                .collect();
+            out.push((status.borrow().interface.clone(), reasons));
+        }
+        out
     }
 }
 
