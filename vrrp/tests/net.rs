@@ -17,7 +17,7 @@ use fulcrum_vrrp::packet::{
     MULTICAST_V4, MULTICAST_V6,
 };
 use ipnet::IpNet;
-use netns::{PATIENCE, index_and_mac, ip, veth_pair};
+use netns::{PATIENCE, index_and_mac, ip};
 use pnet_datalink::{Channel, DataLinkReceiver, NetworkInterface};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::runtime::Runtime;
@@ -26,15 +26,12 @@ use tokio::sync::watch;
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+/// The TTL / hop limit of [`send_plain`]: anything below the 255 VRRP requires.
+const LOW_TTL: u8 = 64;
 
 #[test]
 fn link_reports_index_mac_and_state() {
-    let Some(runtime) = netns::enter() else {
-        return;
-    };
-    veth_pair();
-    runtime.block_on(async {
-        let netlink = Netlink::new().unwrap();
+    in_lab(async |Lab { netlink, .. }| {
         let (index, mac) = index_and_mac("va");
         let link = netlink.link("va").await.unwrap();
         assert_eq!(
@@ -65,16 +62,10 @@ fn link_reports_index_mac_and_state() {
 
 #[test]
 fn primary_address_is_the_first_ipv4_and_the_ipv6_link_local() {
-    let Some(runtime) = netns::enter() else {
-        return;
-    };
-    veth_pair();
-    ip(&["addr", "add", "10.0.0.9/24", "dev", "va"]); // a secondary
-    ip(&["addr", "add", "2001:db8::1/64", "dev", "va"]);
-    ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d0p"]);
-    runtime.block_on(async {
-        let netlink = Netlink::new().unwrap();
-        let va = netlink.link("va").await.unwrap();
+    in_lab(async |Lab { netlink, va, .. }| {
+        ip(&["addr", "add", "10.0.0.9/24", "dev", "va"]); // a secondary
+        ip(&["addr", "add", "2001:db8::1/64", "dev", "va"]);
+        ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d0p"]);
         assert_eq!(
             netlink.primary_address(&va, Family::Ipv4).await.unwrap(),
             Some(IpAddr::V4(A))
@@ -102,13 +93,7 @@ fn primary_address_is_the_first_ipv4_and_the_ipv6_link_local() {
 
 #[test]
 fn vips_are_added_and_removed_idempotently() {
-    let Some(runtime) = netns::enter() else {
-        return;
-    };
-    veth_pair();
-    runtime.block_on(async {
-        let netlink = Netlink::new().unwrap();
-        let va = netlink.link("va").await.unwrap();
+    in_lab(async |Lab { netlink, va, .. }| {
         let v4: IpNet = "10.0.0.100/32".parse().unwrap();
         let v6: IpNet = "2001:db8::100/64".parse().unwrap();
 
@@ -153,12 +138,7 @@ fn vips_are_added_and_removed_idempotently() {
 
 #[test]
 fn watch_link_follows_the_interface() {
-    let Some(runtime) = netns::enter() else {
-        return;
-    };
-    veth_pair();
-    runtime.block_on(async {
-        let netlink = Netlink::new().unwrap();
+    in_lab(async |Lab { netlink, .. }| {
         let mut va = netlink.watch_link("va");
         tokio::time::timeout(PATIENCE, va.changed())
             .await
@@ -197,16 +177,9 @@ fn watch_link_follows_the_interface() {
 
 #[test]
 fn multicast_v2_advert_crosses_the_link() {
-    let Some(runtime) = netns::enter() else {
-        return;
-    };
-    veth_pair();
-    let (a, b) = socket_pair(&runtime, false);
-    runtime.block_on(async {
+    with_sockets(false, async |a, b| {
         let advert = v2_advert(Auth::pass("secret"));
-        let expected = [Expected::for_advert(&advert, false)];
-        send(&a, &advert, IpAddr::V4(MULTICAST_V4)).await;
-        let accepted = recv(&b, &expected).await.unwrap();
+        let accepted = exchange(&a, &b, &advert, IpAddr::V4(MULTICAST_V4)).await;
         assert_eq!(accepted.src, IpAddr::V4(A));
         assert_eq!(accepted.advert.vrid(), 53);
         assert_eq!(accepted.advert.priority(), 150);
@@ -216,17 +189,10 @@ fn multicast_v2_advert_crosses_the_link() {
 
 #[test]
 fn multicast_v3_advert_checksum_covers_our_source() {
-    let Some(runtime) = netns::enter() else {
-        return;
-    };
-    veth_pair();
-    let (a, b) = socket_pair(&runtime, false);
-    runtime.block_on(async {
+    with_sockets(false, async |a, b| {
         let advert = Advert::v3(53, 200, Interval::from_centis(100), vec![VIP]).unwrap();
-        let expected = [Expected::for_advert(&advert, false)];
         // The pseudo-header sums the source: it only verifies if the kernel sent from 10.0.0.1.
-        send(&a, &advert, IpAddr::V4(MULTICAST_V4)).await;
-        let accepted = recv(&b, &expected).await.unwrap();
+        let accepted = exchange(&a, &b, &advert, IpAddr::V4(MULTICAST_V4)).await;
         assert_eq!(accepted.src, IpAddr::V4(A));
         assert_eq!(accepted.advert.priority(), 200);
     });
@@ -234,16 +200,9 @@ fn multicast_v3_advert_checksum_covers_our_source() {
 
 #[test]
 fn unicast_advert_reaches_the_peer() {
-    let Some(runtime) = netns::enter() else {
-        return;
-    };
-    veth_pair();
-    let (a, b) = socket_pair(&runtime, true);
-    runtime.block_on(async {
+    with_sockets(true, async |a, b| {
         let advert = v2_advert(Auth::None);
-        let expected = [Expected::for_advert(&advert, true)];
-        send(&a, &advert, IpAddr::V4(B)).await;
-        let accepted = recv(&b, &expected).await.unwrap();
+        let accepted = exchange(&a, &b, &advert, IpAddr::V4(B)).await;
         assert_eq!(accepted.src, IpAddr::V4(A));
         assert_eq!(accepted.advert.vrid(), 53);
     });
@@ -251,12 +210,7 @@ fn unicast_advert_reaches_the_peer() {
 
 #[test]
 fn wrong_password_is_dropped() {
-    let Some(runtime) = netns::enter() else {
-        return;
-    };
-    veth_pair();
-    let (a, b) = socket_pair(&runtime, false);
-    runtime.block_on(async {
+    with_sockets(false, async |a, b| {
         let ours = v2_advert(Auth::pass("secret"));
         let expected = [Expected::for_advert(&ours, false)];
         send(
@@ -271,57 +225,31 @@ fn wrong_password_is_dropped() {
 
 #[test]
 fn multicast_with_ttl_below_255_is_dropped() {
-    let Some(runtime) = netns::enter() else {
-        return;
-    };
-    veth_pair();
-    let (_a, b) = socket_pair(&runtime, false);
-    runtime.block_on(async {
+    with_sockets(false, async |_a, b| {
         let advert = v2_advert(Auth::None);
         let expected = [Expected::for_advert(&advert, false)];
 
-        let plain = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
-        plain.bind_device(Some(b"va")).unwrap();
-        plain.set_multicast_if_v4(&A).unwrap();
-        plain.set_multicast_ttl_v4(64).unwrap();
         let message = packet::encode(
             &advert,
             ChecksumMode::default(),
             IpAddr::V4(A),
             IpAddr::V4(MULTICAST_V4),
         );
-        let to = SocketAddr::new(IpAddr::V4(MULTICAST_V4), 0);
-        plain.send_to(&message, &to.into()).unwrap();
+        send_plain(&netns::link("va"), &message, IpAddr::V4(MULTICAST_V4));
 
         assert_eq!(
             recv(&b, &expected).await,
-            Err(DropReason::BadTtl { ttl: 64 })
+            Err(DropReason::BadTtl { ttl: LOW_TTL })
         );
     });
 }
 
 #[test]
 fn ipv6_v3_advert_crosses_the_link_and_hop_limit_is_checked() {
-    let Some(runtime) = netns::enter() else {
-        return;
-    };
-    veth_pair();
-    runtime.block_on(async {
-        let netlink = Netlink::new().unwrap();
-        let va = netlink.link("va").await.unwrap();
-        let vb = netlink.link("vb").await.unwrap();
-        let a_local = netlink
-            .primary_address(&va, Family::Ipv6)
-            .await
-            .unwrap()
-            .unwrap();
-        let b_local = netlink
-            .primary_address(&vb, Family::Ipv6)
-            .await
-            .unwrap()
-            .unwrap();
-        let a = AdvertSocket::open(&va, Family::Ipv6, a_local, false).unwrap();
-        let b = AdvertSocket::open(&vb, Family::Ipv6, b_local, false).unwrap();
+    in_lab(async |lab| {
+        let (a_local, b_local) = lab.primaries(Family::Ipv6).await;
+        let a = AdvertSocket::open(&lab.va, Family::Ipv6, a_local, false).unwrap();
+        let b = AdvertSocket::open(&lab.vb, Family::Ipv6, b_local, false).unwrap();
 
         let vip6: Ipv6Addr = "2001:db8::100".parse().unwrap();
         let advert = Advert::v3_ipv6(53, 150, Interval::from_centis(100), vec![vip6]).unwrap();
@@ -337,30 +265,18 @@ fn ipv6_v3_advert_crosses_the_link_and_hop_limit_is_checked() {
         assert_eq!(accepted.src, a_local);
         assert_eq!(accepted.advert, advert);
 
-        // The same message from a plain socket with hop limit 64.
-        let plain = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(112))).unwrap();
-        plain.bind_device(Some(b"va")).unwrap();
-        plain.set_multicast_if_v6(va.index).unwrap();
-        plain.set_multicast_hops_v6(64).unwrap();
-        let to = SocketAddr::new(IpAddr::V6(MULTICAST_V6), 0);
-        plain.send_to(&message, &to.into()).unwrap();
+        // The same message from a plain socket with a low hop limit.
+        send_plain(&lab.va, &message, IpAddr::V6(MULTICAST_V6));
         assert_eq!(
             recv(&b, &expected).await,
-            Err(DropReason::BadTtl { ttl: 64 })
+            Err(DropReason::BadTtl { ttl: LOW_TTL })
         );
     });
 }
 
 #[test]
 fn announcer_sends_gratuitous_arp() {
-    let Some(runtime) = netns::enter() else {
-        return;
-    };
-    veth_pair();
-    runtime.block_on(async {
-        let netlink = Netlink::new().unwrap();
-        let va = netlink.link("va").await.unwrap();
-        let vb = netlink.link("vb").await.unwrap();
+    in_lab(async |Lab { va, vb, .. }| {
         let mut capture = capture(&vb);
 
         let mut announcer = Announcer::open(&va).unwrap();
@@ -376,14 +292,7 @@ fn announcer_sends_gratuitous_arp() {
 
 #[test]
 fn announcer_sends_unsolicited_neighbor_advertisement() {
-    let Some(runtime) = netns::enter() else {
-        return;
-    };
-    veth_pair();
-    runtime.block_on(async {
-        let netlink = Netlink::new().unwrap();
-        let va = netlink.link("va").await.unwrap();
-        let vb = netlink.link("vb").await.unwrap();
+    in_lab(async |Lab { netlink, va, vb }| {
         let target: Ipv6Addr = "2001:db8::100".parse().unwrap();
         netlink
             .add_vip(&va, &IpNet::new(IpAddr::V6(target), 64).unwrap(), "")
@@ -393,7 +302,6 @@ fn announcer_sends_unsolicited_neighbor_advertisement() {
 
         let mut announcer = Announcer::open(&va).unwrap();
         announcer.announce(&[IpAddr::V6(target)]).unwrap();
-
         // Ethernet (14) + IPv6 (40) + ICMPv6 type 136.
         let frame = next_frame(capture.as_mut(), |frame| {
             frame.get(12..14) == Some(&[0x86, 0xdd])
@@ -425,6 +333,53 @@ fn announcer_sends_unsolicited_neighbor_advertisement() {
     });
 }
 
+/// Netlink's view of the veth pair, as every netlink-facing test starts from it.
+struct Lab {
+    netlink: Netlink,
+    va: Link,
+    vb: Link,
+}
+
+impl Lab {
+    async fn new() -> Self {
+        let netlink = Netlink::new().unwrap();
+        let va = netlink.link("va").await.unwrap();
+        let vb = netlink.link("vb").await.unwrap();
+        Self { netlink, va, vb }
+    }
+
+    /// The primary addresses of `va` and `vb` for `family`; panics where one has none.
+    async fn primaries(&self, family: Family) -> (IpAddr, IpAddr) {
+        let primary = async |link| {
+            self.netlink
+                .primary_address(link, family)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("no {family:?} address on {}", link.name))
+        };
+        (primary(&self.va).await, primary(&self.vb).await)
+    }
+}
+
+/// Runs `test` on the [`Lab`] of a namespace of its own with the veth pair (skipped without
+/// root).
+fn in_lab(test: impl AsyncFnOnce(Lab)) {
+    let Some(runtime) = netns::enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async { test(Lab::new().await).await });
+}
+
+/// Runs `test` on the IPv4 advert sockets of [`socket_pair`], in a namespace of its own with the
+/// veth pair (skipped without root).
+fn with_sockets(unicast: bool, test: impl AsyncFnOnce(AdvertSocket, AdvertSocket)) {
+    let Some(runtime) = netns::enter_with_veth_pair() else {
+        return;
+    };
+    let (a, b) = socket_pair(&runtime, unicast);
+    runtime.block_on(test(a, b));
+}
+
 fn v2_advert(auth: Auth) -> Advert {
     Advert::v2(53, 150, Interval::from_secs(1), vec![VIP], auth).unwrap()
 }
@@ -445,6 +400,35 @@ fn socket_pair(runtime: &Runtime, unicast: bool) -> (AdvertSocket, AdvertSocket)
 async fn send(socket: &AdvertSocket, advert: &Advert, dst: IpAddr) {
     let message = packet::encode(advert, ChecksumMode::default(), IpAddr::V4(A), dst);
     socket.send(&message, dst).await.unwrap();
+}
+
+/// Sends `advert` from `a` to `dst` and has `b` accept it as expected of it.
+async fn exchange(a: &AdvertSocket, b: &AdvertSocket, advert: &Advert, dst: IpAddr) -> Accepted {
+    let expected = [Expected::for_advert(advert, !dst.is_multicast())];
+    send(a, advert, dst).await;
+    recv(b, &expected).await.unwrap()
+}
+
+/// Sends `message` to the group `group` out of `link` from a plain raw socket (not an
+/// [`AdvertSocket`]) whose TTL / hop limit is [`LOW_TTL`].
+fn send_plain(link: &Link, message: &[u8], group: IpAddr) {
+    let domain = if group.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let plain = Socket::new(domain, Type::RAW, Some(Protocol::from(112))).unwrap();
+    plain.bind_device(Some(link.name.as_bytes())).unwrap();
+    if group.is_ipv4() {
+        plain.set_multicast_if_v4(&A).unwrap();
+        plain.set_multicast_ttl_v4(LOW_TTL.into()).unwrap();
+    } else {
+        plain.set_multicast_if_v6(link.index).unwrap();
+        plain.set_multicast_hops_v6(LOW_TTL.into()).unwrap();
+    }
+    plain
+        .send_to(message, &SocketAddr::new(group, 0).into())
+        .unwrap();
 }
 
 async fn recv(socket: &AdvertSocket, expected: &[Expected]) -> Result<Accepted, DropReason> {

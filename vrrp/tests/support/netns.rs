@@ -32,8 +32,15 @@ pub(crate) fn enter() -> Option<tokio::runtime::Runtime> {
     Some(runtime)
 }
 
+/// [`enter`], then [`veth_pair`]: the namespace every test starts from.
+pub(crate) fn enter_with_veth_pair() -> Option<tokio::runtime::Runtime> {
+    let runtime = enter()?;
+    veth_pair();
+    Some(runtime)
+}
+
 /// `lo` up, and the veth pair `va` (10.0.0.1/24) <-> `vb` (10.0.0.2/24), both up.
-pub(crate) fn veth_pair() {
+fn veth_pair() {
     ip(&["link", "set", "lo", "up"]);
     ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb"]);
     ip(&["addr", "add", "10.0.0.1/24", "dev", "va"]);
