@@ -25,6 +25,13 @@ enum Command {
     Scrape(cli::scrape::Args),
     /// Compare Fulcrum with HAProxy side by side on the same machine.
     Compare(cli::compare::Args),
+    /// Measure the gap a client sees when the VRRP master fails, Fulcrum against keepalived
+    /// (needs root).
+    Failover(cli::failover::Args),
+    /// Connect to an address every few ms and record which connects failed (`failover`'s
+    /// client, run inside its client namespace).
+    #[command(hide = true)]
+    Probe(cli::probe::Args),
 }
 
 #[tokio::main]
@@ -43,6 +50,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Bulk(args) => cli::bulk::run(args).await,
         Command::Scrape(args) => cli::scrape::run(args).await,
         Command::Compare(args) => cli::compare::run(args).await,
+        Command::Failover(args) => cli::failover::run(args).await,
+        Command::Probe(args) => cli::probe::run(args).await,
     }
 }
 

@@ -12,9 +12,12 @@
 )]
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-pub mod keepalived;
-pub mod netns;
 pub mod webdriver;
+
+/// The network lab lives in its own crate, `lab/`, shared with `fulcrum-bench failover`; the tests
+/// reach it as `support::netns` and `support::keepalived`.
+#[allow(unused_imports, reason = "only the netns and VRRP tests use the lab")]
+pub use fulcrum_lab::{keepalived, netns};
 
 use std::{
     collections::HashMap,

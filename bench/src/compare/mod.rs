@@ -52,6 +52,10 @@ pub use self::report::{
 pub use self::scenario::{COOKIE_NAME, Scenario, parse_scenarios};
 pub use self::tools::find_haproxy;
 
+// `failover` reports medians and ratios as `compare` does, and describes the CPU the same way.
+pub(crate) use self::machine::cpu_model;
+pub(crate) use self::stats::{median, ratio};
+
 use self::bulk_run::BulkFetcher;
 use self::chart::chart_of;
 use self::load_run::LoadRunner;

@@ -1,5 +1,5 @@
 //! keepalived, the VRRP implementation Fulcrum must interoperate with, run in a lab namespace
-//! ([`super::netns::Netns`]) on a config written into a temp dir, with its log kept in a file.
+//! ([`crate::netns::Netns`]) on a config written into a temp dir, with its log kept in a file.
 //!
 //! Only the VRRP subsystem runs (`--vrrp`), in the foreground, logging to the console. Its pid
 //! files live in the temp dir: keepalived refuses to start ("daemon is already running") when
@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::netns::{Netns, wait_until};
+use crate::netns::{Netns, wait_until};
 
 /// Where Debian installs it.
 pub const KEEPALIVED: &str = "/usr/sbin/keepalived";
