@@ -13,20 +13,13 @@
 
 mod support;
 
-use std::{
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use support::{
-    Fulcrum,
     keepalived::{Keepalived, KeepalivedInstance, config, require_keepalived},
     netns::{Bridge, Netns, can_use_netns, veth, wait_until},
+    vrrp::{CONVERGE, POLL, fulcrum_vrrp, instance, ip, start_fulcrum, status, takeover, wait_vip},
 };
-
-/// Long enough for any election here (Master_Down_Interval is 3.6 s at most).
-const CONVERGE: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(20);
 
 #[test]
 fn three_nodes_on_a_bridge_keep_one_master_per_vrid_and_heal_fast() {
@@ -164,7 +157,7 @@ fn a_partition_with_carrier_up_heals_within_one_advert_interval() {
 
     // Partition: K stops hearing F1 and takes over after its Master_Down_Interval (3.61 s);
     // F1, its link up, stays master of its side.
-    forward(&bridge, &f1, false);
+    bridge.set_forwarding(&f1, false);
     assert!(
         wait_until(CONVERGE, POLL, || holders(&nodes, VIP) == ["F1", "K"]),
         "no master on each side: {:?}",
@@ -177,7 +170,7 @@ fn a_partition_with_carrier_up_heals_within_one_advert_interval() {
     // leaves room for sampling and for removing the address, and still tells that apart from
     // a Master_Down_Interval (3.6 s).
     let healed = Instant::now();
-    forward(&bridge, &f1, true);
+    bridge.set_forwarding(&f1, true);
     let (last_dual, settled) = after_heal(&nodes, VIP, "F1", healed);
     eprintln!("after the heal: two masters last seen {last_dual:?}; F1 alone from {settled:?}");
     let dual = last_dual.expect("two masters when the partition healed");
@@ -302,12 +295,6 @@ fn a_v3_pair_with_100ms_adverts_fails_over_within_master_down() {
     assert_eq!(status(&backup)[0]["reason"], "master-no-response");
 }
 
-// Helpers, as in tests/vrrp_keepalived.rs.
-
-fn ip(addr: &str) -> IpAddr {
-    addr.parse().unwrap()
-}
-
 /// The names of the `nodes` holding `vip` on eth0 now.
 fn holders<'a>(nodes: &[(&'a str, &Netns)], vip: &str) -> Vec<&'a str> {
     nodes
@@ -343,74 +330,4 @@ fn after_heal(
         std::thread::sleep(POLL);
     }
     (last_dual, alone)
-}
-
-/// Stops or restarts the bridge's forwarding to and from `node`'s eth0, whose carrier stays
-/// up, unlike with [`Bridge::cut`].
-fn forward(bridge: &Bridge, node: &Netns, on: bool) {
-    let links = |ns: &Netns, args: &[&str]| -> serde_json::Value {
-        let out = ns.exec(&[&["ip", "-j", "link", "show"], args].concat());
-        assert!(out.status.success(), "{out:?}");
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    // The bridge's port is the veth peer of eth0, whose ifindex eth0 gives as `link_index`.
-    let peer = links(node, &["dev", "eth0"])[0]["link_index"].clone();
-    let ports = links(bridge.netns(), &[]);
-    let port = ports
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["ifindex"] == peer)
-        .and_then(|l| l["ifname"].as_str())
-        .unwrap_or_else(|| panic!("no port {peer} in {ports:#}"));
-    // With STP off, a port may be set to any state: 0 disabled, 3 forwarding.
-    let state = if on { "3" } else { "0" };
-    let out = bridge
-        .netns()
-        .exec(&["bridge", "link", "set", "dev", port, "state", state]);
-    assert!(out.status.success(), "{out:?}");
-}
-
-/// Fulcrum's `[vrrp]` with `instances` (each a `[vrrp.instance.NAME]` table) on eth0.
-fn fulcrum_vrrp(version: u8, instances: &[String]) -> String {
-    format!(
-        "[vrrp]\ninterface = \"eth0\"\nversion = {version}\n\n{}",
-        instances.join("\n")
-    )
-}
-
-/// One `[vrrp.instance.NAME]`; `extra` holds further keys, one per line.
-fn instance(name: &str, vrid: u8, priority: u8, vip: &str, extra: &str) -> String {
-    format!(
-        "[vrrp.instance.{name}]\nvirtual_router_id = {vrid}\npriority = {priority}\nvirtual_ips = [\"{vip}/32\"]\n{extra}\n"
-    )
-}
-
-fn start_fulcrum(ns: &Netns, config: &str) -> Fulcrum {
-    Fulcrum::start_wrapped(&["ip", "netns", "exec", ns.name()], config)
-}
-
-/// Waits until `ns` holds `vip` (`holds`) or not; false on timeout.
-fn wait_vip(ns: &Netns, vip: &str, holds: bool, timeout: Duration) -> bool {
-    wait_until(timeout, POLL, || ns.has_address("eth0", ip(vip)) == holds)
-}
-
-/// How long `ns` takes to hold `vip`, from `since`; fails after `timeout`.
-fn takeover(ns: &Netns, vip: &str, since: Instant, timeout: Duration) -> Duration {
-    assert!(wait_vip(ns, vip, true, timeout), "{vip} never moved");
-    since.elapsed()
-}
-
-/// `fulcrum status vrrp --json` of the running node.
-fn status(fulcrum: &Fulcrum) -> serde_json::Value {
-    let socket = fulcrum.control_socket();
-    let (ok, out, err) = support::fulcrum_command([
-        "status".as_ref(),
-        "vrrp".as_ref(),
-        "--json".as_ref(),
-        "--socket".as_ref(),
-        socket.as_os_str(),
-    ]);
-    assert!(ok, "fulcrum status vrrp failed: {err}");
-    serde_json::from_str(&out).unwrap()
 }

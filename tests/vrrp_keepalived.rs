@@ -14,24 +14,18 @@
 
 mod support;
 
-use std::{
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use support::{
     Fulcrum,
     keepalived::{Keepalived, KeepalivedInstance, config, require_keepalived},
     netns::{Netns, can_use_netns, veth, wait_until},
+    vrrp::{CONVERGE, POLL, fulcrum_vrrp, instance, ip, start_fulcrum, status, takeover, wait_vip},
 };
 
 /// The two VIPs of the dual-master pair, one per VRID.
 const VIP1: &str = "10.77.0.51";
 const VIP2: &str = "10.77.0.52";
-
-/// Long enough for any election here (Master_Down_Interval is 3.6 s at most).
-const CONVERGE: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(20);
 
 /// Node A (Fulcrum, 10.77.0.1) and node B (keepalived, 10.77.0.2) on one veth link.
 struct Pair {
@@ -47,29 +41,6 @@ fn pair(tag: &str) -> Option<Pair> {
     let b = Netns::new(&format!("{tag}b"));
     veth(&a, "eth0", "10.77.0.1/24", &b, "eth0", "10.77.0.2/24");
     Some(Pair { a, b })
-}
-
-fn ip(addr: &str) -> IpAddr {
-    addr.parse().unwrap()
-}
-
-/// Fulcrum's `[vrrp]` with `instances` (each a `[vrrp.instance.NAME]` table) on eth0.
-fn fulcrum_vrrp(version: u8, instances: &[String]) -> String {
-    format!(
-        "[vrrp]\ninterface = \"eth0\"\nversion = {version}\n\n{}",
-        instances.join("\n")
-    )
-}
-
-/// One `[vrrp.instance.NAME]`; `extra` holds further keys, one per line.
-fn instance(name: &str, vrid: u8, priority: u8, vip: &str, extra: &str) -> String {
-    format!(
-        "[vrrp.instance.{name}]\nvirtual_router_id = {vrid}\npriority = {priority}\nvirtual_ips = [\"{vip}/32\"]\n{extra}\n"
-    )
-}
-
-fn start_fulcrum(ns: &Netns, config: &str) -> Fulcrum {
-    Fulcrum::start_wrapped(&["ip", "netns", "exec", ns.name()], config)
 }
 
 /// keepalived's side of the dual-master pair: VI_1 at `p1`, VI_2 at `p2`.
@@ -103,11 +74,6 @@ fn fulcrum_pair(version: u8, p1: u8, p2: u8) -> String {
             instance("VI_2", 52, p2, VIP2, auth),
         ],
     )
-}
-
-/// Waits until `ns` holds `vip` (`holds`) or not; false on timeout.
-fn wait_vip(ns: &Netns, vip: &str, holds: bool, timeout: Duration) -> bool {
-    wait_until(timeout, POLL, || ns.has_address("eth0", ip(vip)) == holds)
 }
 
 /// Asserts each VIP sits on exactly one node, `a_holds` on A and `b_holds` on B.
@@ -147,20 +113,6 @@ fn assert_keepalived_accepted_everything(keepalived: &Keepalived) {
     }
 }
 
-/// `fulcrum status vrrp --json` of the running node.
-fn status(fulcrum: &Fulcrum) -> serde_json::Value {
-    let socket = fulcrum.control_socket();
-    let (ok, out, err) = support::fulcrum_command([
-        "status".as_ref(),
-        "vrrp".as_ref(),
-        "--json".as_ref(),
-        "--socket".as_ref(),
-        socket.as_os_str(),
-    ]);
-    assert!(ok, "fulcrum status vrrp failed: {err}");
-    serde_json::from_str(&out).unwrap()
-}
-
 /// Fulcrum's side: it heard keepalived's adverts and refused none of them.
 fn assert_fulcrum_accepted_everything(fulcrum: &Fulcrum) {
     let status = status(fulcrum);
@@ -178,12 +130,6 @@ fn assert_fulcrum_accepted_everything(fulcrum: &Fulcrum) {
         .map(|i| i["adverts_received"].as_u64().unwrap())
         .sum();
     assert!(received > 0, "Fulcrum heard no advert: {status:#}");
-}
-
-/// How long `ns` takes to hold `vip`, from `since`; fails after `timeout`.
-fn takeover(ns: &Netns, vip: &str, since: Instant, timeout: Duration) -> Duration {
-    assert!(wait_vip(ns, vip, true, timeout), "{vip} never moved");
-    since.elapsed()
 }
 
 #[test]

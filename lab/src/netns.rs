@@ -232,21 +232,39 @@ impl Bridge {
         self.set_ports(node, true);
     }
 
+    /// Partitions `node` (`forwarding` false) or joins it again, with its carrier up all along,
+    /// unlike [`Bridge::cut`]: its ports stop forwarding (bridge port state 0, disabled) or
+    /// forward again (state 3). With STP off, a port may be set to any state.
+    pub fn set_forwarding(&self, node: &Netns, forwarding: bool) {
+        let state = if forwarding { "3" } else { "0" };
+        for port in self.ports_of(node) {
+            let out = self
+                .ns
+                .exec(&["bridge", "link", "set", "dev", &port, "state", state]);
+            assert!(out.status.success(), "{out:?}");
+        }
+    }
+
     fn set_ports(&self, node: &Netns, up: bool) {
+        for port in self.ports_of(node) {
+            self.ns.link_set(&port, up);
+        }
+    }
+
+    /// The bridge-side ports of `node`'s attachments.
+    fn ports_of(&self, node: &Netns) -> Vec<String> {
         let ports = self.ports.lock().unwrap();
-        let mine: Vec<&String> = ports
+        let mine: Vec<String> = ports
             .iter()
             .filter(|(ns, _)| *ns == node.name)
-            .map(|(_, port)| port)
+            .map(|(_, port)| port.clone())
             .collect();
         assert!(
             !mine.is_empty(),
             "{} is not attached to the bridge",
             node.name
         );
-        for port in mine {
-            self.ns.link_set(port, up);
-        }
+        mine
     }
 }
 

@@ -12,6 +12,7 @@
 )]
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+pub mod vrrp;
 pub mod webdriver;
 
 /// The network lab lives in its own crate, `lab/`, shared with `fulcrum-bench failover`; the tests
