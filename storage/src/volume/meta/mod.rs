@@ -1,0 +1,1 @@
+//! The volume metadata (being written).

@@ -1,0 +1,10 @@
+//! The replicated volume, DRBD's semantics in userspace.
+//!
+//! - [`config`]: `[volume.NAME]` as users write it, validated.
+//! - [`meta`]: what a node keeps in `state_dir` about its copy: generation identifiers, the
+//!   out-of-sync bitmap and the activity log, persisted crash-safely.
+//! - [`peer`]: the replication link between the two nodes: authentication and the wire format.
+
+pub mod config;
+pub mod meta;
+pub mod peer;

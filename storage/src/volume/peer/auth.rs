@@ -1,0 +1,372 @@
+//! Mutual authentication of the replication link from the shared secret: DRBD's
+//! `cram-hmac-alg` challenge-response, bound to the direction so that no response can be
+//! reflected back at its author.
+//!
+//! ```text
+//!   Connecting side                                     Accepting side
+//!   Greeting { v1, Connecting, Cc }  ───►     ◄───  Greeting { v1, Accepting, Ca }
+//!   Response { HMAC(K, T(C, Ca, Cc)) } ─►     ◄─  Response { HMAC(K, T(A, Cc, Ca)) }
+//!   Accepted | Refused { reason }    ───►     ◄───  Accepted | Refused { reason }
+//!
+//!   T(side, answered, own) = "fulcrum-volume v1" ‖ side ‖ answered ‖ own
+//! ```
+//!
+//! Each side sends a step before reading the peer's, so neither waits for the other. A
+//! response names the side that made it and both challenges: a peer that echoes our challenge
+//! is refused outright (the reflection attack), and one that opens a second connection to get
+//! a response to replay gets one made by the other side, for other challenges, which does not
+//! verify. The last step is a verdict, so each side learns whether the other accepted it: a
+//! wrong secret is reported as [`AuthError::WrongSecret`] on both sides, and logged there.
+//!
+//! The handshake reads exactly its own frames: the stream is left at the first byte after it.
+
+mod frame;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ring::hmac;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::{debug, info, warn};
+
+use self::frame::{AuthFrame, MAX_PAYLOAD, TAG_LEN};
+use super::frame::{HEADER_LEN, Header};
+use super::wire::WireError;
+
+/// The protocol version this build speaks, sent first so that a mismatch is a clear error.
+pub const VERSION: u16 = 1;
+
+/// Length of a challenge.
+pub const CHALLENGE_LEN: usize = 32;
+
+type Challenge = [u8; CHALLENGE_LEN];
+
+/// What the response MAC starts with: the protocol and its version, so that a tag made for
+/// anything else (another protocol using the same secret, another version) never verifies.
+const LABEL: &[u8] = b"fulcrum-volume v1";
+
+/// Which end of the TCP connection we are; the two must differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Connecting,
+    Accepting,
+}
+
+impl Side {
+    fn code(self) -> u8 {
+        match self {
+            Self::Connecting => 1,
+            Self::Accepting => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Connecting),
+            2 => Some(Self::Accepting),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connecting => "connecting",
+            Self::Accepting => "accepting",
+        })
+    }
+}
+
+/// Why one side refused the other, as sent in the Refused frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    WrongSecret,
+    VersionMismatch,
+    Reflected,
+    SameSide,
+    Malformed,
+}
+
+impl Refusal {
+    fn code(self) -> u8 {
+        match self {
+            Self::WrongSecret => 1,
+            Self::VersionMismatch => 2,
+            Self::Reflected => 3,
+            Self::SameSide => 4,
+            Self::Malformed => 5,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::WrongSecret),
+            2 => Some(Self::VersionMismatch),
+            3 => Some(Self::Reflected),
+            4 => Some(Self::SameSide),
+            5 => Some(Self::Malformed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::WrongSecret => "wrong shared secret",
+            Self::VersionMismatch => "protocol version mismatch",
+            Self::Reflected => "our challenge was reflected",
+            Self::SameSide => "both ends on the same side",
+            Self::Malformed => "malformed handshake",
+        })
+    }
+}
+
+/// Why the handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The two nodes do not have the same secret (found by us, or by the peer, which said so).
+    #[error("wrong shared secret")]
+    WrongSecret,
+    /// The peer refused us for a reason other than the secret.
+    #[error("the peer refused us: {0}")]
+    RefusedByPeer(Refusal),
+    #[error("the peer sent our own challenge back (reflection)")]
+    Reflected,
+    /// Both ends claim the same side of the connection.
+    #[error("both ends say they are {0}")]
+    SameSide(Side),
+    #[error("protocol version mismatch: we speak {ours}, the peer {theirs}")]
+    VersionMismatch { ours: u16, theirs: u16 },
+    /// The first octets were not a Fulcrum frame.
+    #[error("the peer does not speak the Fulcrum volume protocol (it began with {0:#06x})")]
+    NotFulcrum(u16),
+    #[error("malformed handshake from the peer: {0}")]
+    Malformed(#[source] WireError),
+    #[error("the peer sent {0} out of turn")]
+    Unexpected(&'static str),
+    #[error("the handshake did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("the peer closed the connection during the handshake")]
+    Closed,
+    #[error("I/O error during the handshake: {0}")]
+    Io(#[source] std::io::Error),
+    /// A local configuration error: authenticating with nothing would accept anyone.
+    #[error("the shared secret is empty")]
+    EmptySecret,
+    #[error("no randomness for a challenge: {0}")]
+    Random(getrandom::Error),
+}
+
+impl AuthError {
+    /// Whether the nodes disagree (secret, version, sides) or the peer is not a proper
+    /// Fulcrum node, as opposed to the link failing (timeout, closed, I/O), which may heal by
+    /// itself. A rejection needs an operator; retrying only repeats it.
+    pub fn is_rejection(&self) -> bool {
+        !matches!(
+            self,
+            Self::Timeout(_) | Self::Closed | Self::Io(_) | Self::Random(_)
+        )
+    }
+}
+
+impl From<WireError> for AuthError {
+    fn from(error: WireError) -> Self {
+        match error {
+            WireError::BadMagic(magic) => Self::NotFulcrum(magic),
+            WireError::Io(error) => Self::Io(error),
+            other => Self::Malformed(other),
+        }
+    }
+}
+
+/// Authenticates the peer at the other end of `stream` and it us, from `secret`, within
+/// `timeout`. `we_are` is our end of the connection, which the peer's must not be.
+///
+/// Failures are logged here, once (a rejection at warn, a failing link at info), so the
+/// caller need not. On success the stream is at the first byte the peer sent after the
+/// handshake. Retry through a [`super::Backoff`], never at once.
+pub async fn authenticate<S>(
+    stream: &mut S,
+    secret: &[u8],
+    we_are: Side,
+    timeout: Duration,
+) -> Result<(), AuthError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let result = match tokio::time::timeout(timeout, handshake(stream, secret, we_are)).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(AuthError::Timeout(timeout)),
+    };
+    match &result {
+        Ok(()) => debug!(side = %we_are, "peer authenticated"),
+        Err(error) if error.is_rejection() => {
+            warn!(side = %we_are, %error, "peer authentication refused");
+        }
+        Err(error) => info!(side = %we_are, %error, "peer authentication failed"),
+    }
+    result
+}
+
+async fn handshake<S>(stream: &mut S, secret: &[u8], we_are: Side) -> Result<(), AuthError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if secret.is_empty() {
+        return Err(AuthError::EmptySecret);
+    }
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    let mut ours = [0; CHALLENGE_LEN];
+    getrandom::getrandom(&mut ours).map_err(AuthError::Random)?;
+
+    let greeting = AuthFrame::Greeting {
+        version: VERSION,
+        side: we_are,
+        challenge: ours,
+    };
+    send(stream, &greeting).await?;
+    let (they_are, theirs) = match receive(stream).await? {
+        AuthFrame::Greeting {
+            version,
+            side,
+            challenge,
+        } => {
+            if version != VERSION {
+                let error = AuthError::VersionMismatch {
+                    ours: VERSION,
+                    theirs: version,
+                };
+                return Err(refuse(stream, Refusal::VersionMismatch, error).await);
+            }
+            (side, challenge)
+        }
+        other => return Err(out_of_turn(stream, other).await),
+    };
+    if they_are == we_are {
+        return Err(refuse(stream, Refusal::SameSide, AuthError::SameSide(we_are)).await);
+    }
+    // The challenges are public: comparing them in constant time would hide nothing.
+    if theirs == ours {
+        return Err(refuse(stream, Refusal::Reflected, AuthError::Reflected).await);
+    }
+
+    let response = hmac::sign(&key, &transcript(we_are, &theirs, &ours));
+    let mut tag = [0; TAG_LEN];
+    tag.copy_from_slice(response.as_ref());
+    send(stream, &AuthFrame::Response(tag)).await?;
+    let their_tag = match receive(stream).await? {
+        AuthFrame::Response(tag) => tag,
+        other => return Err(out_of_turn(stream, other).await),
+    };
+    if hmac::verify(&key, &transcript(they_are, &ours, &theirs), &their_tag).is_err() {
+        return Err(refuse(stream, Refusal::WrongSecret, AuthError::WrongSecret).await);
+    }
+
+    send(stream, &AuthFrame::Accepted).await?;
+    match receive(stream).await? {
+        AuthFrame::Accepted => Ok(()),
+        other => Err(out_of_turn(stream, other).await),
+    }
+}
+
+/// What a response from `responder` MACs: the label, who responds, the challenge it
+/// answers and its own. Fixed-length fields, so no two transcripts read the same.
+fn transcript(responder: Side, answered: &Challenge, own: &Challenge) -> Vec<u8> {
+    let mut transcript = Vec::with_capacity(LABEL.len() + 1 + 2 * CHALLENGE_LEN);
+    transcript.extend_from_slice(LABEL);
+    transcript.push(responder.code());
+    transcript.extend_from_slice(answered);
+    transcript.extend_from_slice(own);
+    transcript
+}
+
+/// A frame other than the one expected: the peer's refusal, or a violation we refuse.
+async fn out_of_turn<S>(stream: &mut S, frame: AuthFrame) -> AuthError
+where
+    S: AsyncWrite + Unpin,
+{
+    match frame {
+        AuthFrame::Refused(Refusal::WrongSecret) => AuthError::WrongSecret,
+        AuthFrame::Refused(reason) => AuthError::RefusedByPeer(reason),
+        other => {
+            refuse(
+                stream,
+                Refusal::Malformed,
+                AuthError::Unexpected(other.name()),
+            )
+            .await
+        }
+    }
+}
+
+/// Tells the peer why we refuse it, then gives back our own `error`.
+async fn refuse<S>(stream: &mut S, reason: Refusal, error: AuthError) -> AuthError
+where
+    S: AsyncWrite + Unpin,
+{
+    // Best effort: the peer may be gone already, and our own error is what matters here.
+    if let Err(send_error) = send(stream, &AuthFrame::Refused(reason)).await {
+        debug!(%reason, error = %send_error, "refusal not delivered");
+    }
+    error
+}
+
+async fn send<S>(stream: &mut S, frame: &AuthFrame) -> Result<(), AuthError>
+where
+    S: AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + MAX_PAYLOAD);
+    frame.encode(&mut buf)?;
+    stream.write_all(&buf).await.map_err(AuthError::Io)?;
+    stream.flush().await.map_err(AuthError::Io)
+}
+
+/// Reads one handshake frame, refusing the peer if it is not one.
+async fn receive<S>(stream: &mut S) -> Result<AuthFrame, AuthError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match read_frame(stream).await {
+        Err(error @ (AuthError::Malformed(_) | AuthError::NotFulcrum(_))) => {
+            Err(refuse(stream, Refusal::Malformed, error).await)
+        }
+        other => other,
+    }
+}
+
+/// Reads exactly one frame, header then payload, and nothing past it.
+async fn read_frame<S>(stream: &mut S) -> Result<AuthFrame, AuthError>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut header = [0; HEADER_LEN];
+    read_exact(stream, &mut header).await?;
+    let header = Header::parse(header, MAX_PAYLOAD)?;
+    let mut payload = [0; MAX_PAYLOAD];
+    let Some(payload) = payload.get_mut(..header.len) else {
+        // Header::parse has checked the length against MAX_PAYLOAD already.
+        return Err(AuthError::Malformed(WireError::TooLarge {
+            len: header.len,
+            max: MAX_PAYLOAD,
+        }));
+    };
+    read_exact(stream, payload).await?;
+    Ok(AuthFrame::decode(header.ty, payload)?)
+}
+
+async fn read_exact<S>(stream: &mut S, buf: &mut [u8]) -> Result<(), AuthError>
+where
+    S: AsyncRead + Unpin,
+{
+    match stream.read_exact(buf).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Err(AuthError::Closed),
+        Err(error) => Err(AuthError::Io(error)),
+    }
+}

@@ -1,0 +1,351 @@
+//! The handshake between two real ends, and against fake peers that misbehave.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+
+use super::*;
+
+const SECRET: &[u8] = b"correct horse battery staple";
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs both real ends over one in-memory connection.
+async fn both_ends(
+    connecting_secret: &[u8],
+    accepting_secret: &[u8],
+) -> (
+    (DuplexStream, Result<(), AuthError>),
+    (DuplexStream, Result<(), AuthError>),
+) {
+    let (mut a, mut b) = duplex(1024);
+    let (ra, rb) = tokio::join!(
+        authenticate(&mut a, connecting_secret, Side::Connecting, TIMEOUT),
+        authenticate(&mut b, accepting_secret, Side::Accepting, TIMEOUT),
+    );
+    ((a, ra), (b, rb))
+}
+
+/// The response a peer holding `secret` makes as `responder`.
+fn response(secret: &[u8], responder: Side, answered: &Challenge, own: &Challenge) -> AuthFrame {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    let mut tag = [0; TAG_LEN];
+    tag.copy_from_slice(hmac::sign(&key, &transcript(responder, answered, own)).as_ref());
+    AuthFrame::Response(tag)
+}
+
+fn greeting(side: Side, challenge: Challenge) -> AuthFrame {
+    AuthFrame::Greeting {
+        version: VERSION,
+        side,
+        challenge,
+    }
+}
+
+/// A fake peer reads our greeting and gives back the challenge in it.
+async fn their_challenge(fake: &mut DuplexStream) -> Challenge {
+    match read_frame(fake).await {
+        Ok(AuthFrame::Greeting { challenge, .. }) => challenge,
+        other => panic!("expected a Greeting, got {other:?}"),
+    }
+}
+
+async fn fake_send(fake: &mut DuplexStream, frame: AuthFrame) {
+    send(fake, &frame).await.expect("the fake peer sends");
+}
+
+// Input: the same secret on both ends. Output: both authenticated, and the stream is left
+// exactly after the handshake both ways.
+#[tokio::test]
+async fn the_right_secret_authenticates_both_ways() {
+    let ((mut a, ra), (mut b, rb)) = both_ends(SECRET, SECRET).await;
+    assert!(ra.is_ok(), "{ra:?}");
+    assert!(rb.is_ok(), "{rb:?}");
+    a.write_all(b"ping").await.expect("write");
+    b.write_all(b"pong").await.expect("write");
+    let mut got = [0; 4];
+    b.read_exact(&mut got).await.expect("read");
+    assert_eq!(&got, b"ping");
+    a.read_exact(&mut got).await.expect("read");
+    assert_eq!(&got, b"pong");
+}
+
+// Input: different secrets. Output: WrongSecret on both ends.
+#[tokio::test]
+async fn a_wrong_secret_is_refused_on_both_sides() {
+    let ((_, ra), (_, rb)) = both_ends(SECRET, b"another secret").await;
+    assert!(matches!(ra, Err(AuthError::WrongSecret)), "{ra:?}");
+    assert!(matches!(rb, Err(AuthError::WrongSecret)), "{rb:?}");
+}
+
+// Input: a peer whose response is made with another secret.
+// Output: WrongSecret here, and an explicit Refused(WrongSecret) frame sent to the peer.
+#[tokio::test]
+async fn the_side_that_finds_a_wrong_secret_tells_the_other() {
+    let (mut ours, mut fake) = duplex(1024);
+    let peer = async {
+        let theirs = their_challenge(&mut fake).await;
+        let own = [7; CHALLENGE_LEN];
+        fake_send(&mut fake, greeting(Side::Accepting, own)).await;
+        let wrong = response(b"wrong", Side::Accepting, &theirs, &own);
+        fake_send(&mut fake, wrong).await;
+        let their_response = read_frame(&mut fake).await;
+        assert!(matches!(their_response, Ok(AuthFrame::Response(_))));
+        read_frame(&mut fake).await
+    };
+    let (result, told) = tokio::join!(
+        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
+        peer
+    );
+    assert!(matches!(result, Err(AuthError::WrongSecret)), "{result:?}");
+    assert!(
+        matches!(told, Ok(AuthFrame::Refused(Refusal::WrongSecret))),
+        "{told:?}"
+    );
+}
+
+// Input: a peer that accepts our response's form but refuses it as a wrong secret.
+// Output: WrongSecret here too, though our own check of the peer passed.
+#[tokio::test]
+async fn a_refusal_from_the_peer_is_reported_as_a_wrong_secret() {
+    let (mut ours, mut fake) = duplex(1024);
+    let peer = async {
+        let theirs = their_challenge(&mut fake).await;
+        let own = [7; CHALLENGE_LEN];
+        fake_send(&mut fake, greeting(Side::Accepting, own)).await;
+        fake_send(&mut fake, response(SECRET, Side::Accepting, &theirs, &own)).await;
+        fake_send(&mut fake, AuthFrame::Refused(Refusal::WrongSecret)).await;
+    };
+    let (result, ()) = tokio::join!(
+        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
+        peer
+    );
+    assert!(matches!(result, Err(AuthError::WrongSecret)), "{result:?}");
+}
+
+// Input: a peer that echoes our challenge as its own.
+// Output: Reflected, and Refused(Reflected) sent before any response of ours.
+#[tokio::test]
+async fn a_reflected_challenge_is_refused() {
+    let (mut ours, mut fake) = duplex(1024);
+    let peer = async {
+        let theirs = their_challenge(&mut fake).await;
+        fake_send(&mut fake, greeting(Side::Accepting, theirs)).await;
+        read_frame(&mut fake).await
+    };
+    let (result, told) = tokio::join!(
+        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
+        peer
+    );
+    assert!(matches!(result, Err(AuthError::Reflected)), "{result:?}");
+    assert!(
+        matches!(told, Ok(AuthFrame::Refused(Refusal::Reflected))),
+        "{told:?}"
+    );
+}
+
+// Input: an attacker without the secret opens two connections to an accepting node and
+// replays, on the first, the response the node made on the second for the first's challenge.
+// Output: WrongSecret: the replayed response names the wrong side and other challenges.
+#[tokio::test]
+async fn a_response_replayed_from_another_connection_is_refused() {
+    let (mut node1, mut attacker1) = duplex(1024);
+    let (mut node2, mut attacker2) = duplex(1024);
+    let attack = async {
+        let challenge1 = their_challenge(&mut attacker1).await;
+        fake_send(
+            &mut attacker1,
+            greeting(Side::Connecting, [1; CHALLENGE_LEN]),
+        )
+        .await;
+        let _challenge2 = their_challenge(&mut attacker2).await;
+        fake_send(&mut attacker2, greeting(Side::Connecting, challenge1)).await;
+        let Ok(answer) = read_frame(&mut attacker2).await else {
+            panic!("the second connection answers");
+        };
+        drop(attacker2);
+        // Connection 1 sent its own response first; then replay connection 2's.
+        assert!(matches!(
+            read_frame(&mut attacker1).await,
+            Ok(AuthFrame::Response(_))
+        ));
+        fake_send(&mut attacker1, answer).await;
+        read_frame(&mut attacker1).await
+    };
+    let (r1, r2, told) = tokio::join!(
+        authenticate(&mut node1, SECRET, Side::Accepting, TIMEOUT),
+        authenticate(&mut node2, SECRET, Side::Accepting, TIMEOUT),
+        attack,
+    );
+    assert!(matches!(r1, Err(AuthError::WrongSecret)), "{r1:?}");
+    assert!(r2.is_err());
+    assert!(
+        matches!(told, Ok(AuthFrame::Refused(Refusal::WrongSecret))),
+        "{told:?}"
+    );
+}
+
+// Input: two connecting ends. Output: SameSide on both.
+#[tokio::test]
+async fn both_ends_on_the_same_side_are_refused() {
+    let (mut a, mut b) = duplex(1024);
+    let (ra, rb) = tokio::join!(
+        authenticate(&mut a, SECRET, Side::Connecting, TIMEOUT),
+        authenticate(&mut b, SECRET, Side::Connecting, TIMEOUT),
+    );
+    assert!(
+        matches!(ra, Err(AuthError::SameSide(Side::Connecting))),
+        "{ra:?}"
+    );
+    assert!(
+        matches!(rb, Err(AuthError::SameSide(Side::Connecting))),
+        "{rb:?}"
+    );
+}
+
+// Input: a greeting of version 2. Output: VersionMismatch, and the peer told.
+#[tokio::test]
+async fn another_version_is_a_clear_error() {
+    let (mut ours, mut fake) = duplex(1024);
+    let peer = async {
+        their_challenge(&mut fake).await;
+        let newer = AuthFrame::Greeting {
+            version: 2,
+            side: Side::Accepting,
+            challenge: [3; CHALLENGE_LEN],
+        };
+        fake_send(&mut fake, newer).await;
+        read_frame(&mut fake).await
+    };
+    let (result, told) = tokio::join!(
+        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
+        peer
+    );
+    assert!(
+        matches!(
+            result,
+            Err(AuthError::VersionMismatch { ours: 1, theirs: 2 })
+        ),
+        "{result:?}"
+    );
+    assert!(matches!(
+        told,
+        Ok(AuthFrame::Refused(Refusal::VersionMismatch))
+    ));
+}
+
+/// What our end makes of a peer that writes `bytes` and then waits.
+async fn against_bytes(bytes: &[u8]) -> Result<(), AuthError> {
+    let (mut ours, mut fake) = duplex(1024);
+    fake.write_all(bytes).await.expect("write");
+    authenticate(&mut ours, SECRET, Side::Accepting, TIMEOUT).await
+}
+
+// Input: an HTTP request. Output: NotFulcrum, from the first two octets.
+#[tokio::test]
+async fn a_peer_that_is_not_fulcrum_is_told_apart() {
+    let result = against_bytes(b"GET / HTTP/1.1\r\nHost: lb1\r\n\r\n").await;
+    assert!(
+        matches!(result, Err(AuthError::NotFulcrum(0x4745))),
+        "{result:?}"
+    );
+}
+
+// Input: a header announcing 4 GiB. Output: refused from the header, nothing buffered.
+#[tokio::test]
+async fn a_huge_frame_is_refused_before_reading_it() {
+    let result = against_bytes(&[0xF1, 0xC5, 0x01, 0, 0xFF, 0xFF, 0xFF, 0xFF]).await;
+    assert!(
+        matches!(
+            result,
+            Err(AuthError::Malformed(WireError::TooLarge { .. }))
+        ),
+        "{result:?}"
+    );
+}
+
+// Input: a message frame instead of a greeting. Output: refused as malformed.
+#[tokio::test]
+async fn a_message_before_the_handshake_is_refused() {
+    let result = against_bytes(&[0xF1, 0xC5, 0x12, 0, 0, 0, 0, 0]).await;
+    assert!(
+        matches!(
+            result,
+            Err(AuthError::Malformed(WireError::UnknownType(0x12)))
+        ),
+        "{result:?}"
+    );
+}
+
+// Input: a peer that reads our greeting and hangs up. Output: Closed.
+#[tokio::test]
+async fn a_peer_that_hangs_up_is_reported() {
+    let (mut ours, mut fake) = duplex(1024);
+    let peer = async move {
+        their_challenge(&mut fake).await;
+    };
+    let (result, ()) = tokio::join!(
+        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
+        peer
+    );
+    assert!(matches!(result, Err(AuthError::Closed)), "{result:?}");
+    assert!(result.as_ref().is_err_and(|e| !e.is_rejection()));
+}
+
+// Input: a peer that never answers. Output: Timeout.
+// (Real time: this crate's tokio has no test-util, so no start_paused; the peer is silent,
+// so only the duration of the test depends on the clock.)
+#[tokio::test]
+async fn a_silent_peer_times_out() {
+    let (mut ours, _silent) = duplex(1024);
+    let limit = Duration::from_millis(50);
+    let result = authenticate(&mut ours, SECRET, Side::Connecting, limit).await;
+    assert!(
+        matches!(result, Err(AuthError::Timeout(d)) if d == limit),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_secret_is_refused_locally() {
+    let (_, ra) = both_ends(b"", b"").await.0;
+    assert!(matches!(ra, Err(AuthError::EmptySecret)), "{ra:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    // Input: any bytes from the peer, then end of stream. Output: an error, never success
+    // and never a panic.
+    #[test]
+    fn garbage_is_refused_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let result = runtime.block_on(async {
+            let (mut ours, mut fake) = duplex(4096);
+            fake.write_all(&bytes).await.expect("write");
+            drop(fake);
+            authenticate(&mut ours, SECRET, Side::Accepting, TIMEOUT).await
+        });
+        prop_assert!(result.is_err());
+    }
+
+    // Input: a valid greeting followed by any bytes. Output: an error, never success.
+    #[test]
+    fn garbage_after_a_greeting_is_refused(bytes in prop::collection::vec(any::<u8>(), 0..100)) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let result = runtime.block_on(async {
+            let (mut ours, mut fake) = duplex(4096);
+            fake_send(&mut fake, greeting(Side::Connecting, [9; CHALLENGE_LEN])).await;
+            fake.write_all(&bytes).await.expect("write");
+            drop(fake);
+            authenticate(&mut ours, SECRET, Side::Accepting, TIMEOUT).await
+        });
+        prop_assert!(result.is_err());
+    }
+}
