@@ -479,3 +479,113 @@ fn a_sync_group_keeps_its_instances_together() {
     );
     assert!(wait_vip(&pair.a, VIP2, true, CONVERGE));
 }
+
+#[test]
+fn the_builtin_proxy_check_moves_the_vip_when_the_proxy_cannot_serve() {
+    // Fulcrum at 105 tracks its own proxy (weight -10); keepalived at 100. Its only backend
+    // server, unchecked, counts as UP; put in maintenance, the backend is DOWN, so the proxy
+    // cannot serve and 105 - 10 = 95 gives the VIP away. Ready again, it comes back.
+    let Some(pair) = pair("kpx") else { return };
+    let mut peer = KeepalivedInstance::new("VI_1", "eth0", 51, 100);
+    peer.vips = vec![format!("{VIP1}/32")];
+    let _keepalived = Keepalived::start(&pair.b, &config("kb", &[peer]));
+    let fulcrum = start_fulcrum(
+        &pair.a,
+        &format!(
+            "[frontend.web]\nbind = [\"{VIP1}:8080\"]\ndefault_backend = \"app\"\n\n\
+             [backend.app]\nservers = [{{ name = \"s1\", address = \"127.0.0.1:9\" }}]\n\n\
+             [vrrp]\ninterface = \"eth0\"\n\n\
+             [vrrp.script.chk_proxy]\nbuiltin = \"proxy\"\ninterval = \"100ms\"\nweight = -10\nfall = 1\nrise = 1\n\n{}",
+            instance("VI_1", 51, 105, VIP1, "track_scripts = [\"chk_proxy\"]"),
+        ),
+    );
+    assert!(
+        wait_vip(&pair.a, VIP1, true, CONVERGE),
+        "Fulcrum never became master"
+    );
+
+    let socket = fulcrum.control_socket();
+    let ctl = |state: &str| {
+        let (ok, out, err) = support::fulcrum_command([
+            "ctl",
+            "--socket",
+            socket.to_str().unwrap(),
+            "set",
+            "server",
+            "app/s1",
+            "state",
+            state,
+        ]);
+        assert!(ok, "fulcrum ctl: {out} {err}");
+    };
+    ctl("maint");
+    assert!(
+        wait_vip(&pair.b, VIP1, true, CONVERGE),
+        "the VIP stayed with a proxy that cannot serve"
+    );
+    assert!(wait_vip(&pair.a, VIP1, false, CONVERGE));
+    assert_eq!(status(&fulcrum)[0]["effective_priority"], 95);
+
+    ctl("ready");
+    assert!(
+        wait_vip(&pair.a, VIP1, true, CONVERGE),
+        "the VIP did not come back"
+    );
+    assert_eq!(status(&fulcrum)[0]["effective_priority"], 105);
+}
+
+#[test]
+fn gratuitous_arps_come_in_bursts_then_a_delayed_burst_then_refreshes() {
+    // garp: bursts of 2 at becoming master, a second burst 400 ms later, then one every
+    // 1 s while master. The peer captures them; bursts are told apart by the gaps between them.
+    let Some(pair) = pair("kga") else { return };
+    if !support::require_tool("tcpdump") {
+        return;
+    }
+    let mut capture = pair
+        .b
+        .cmd("tcpdump")
+        .args(["-i", "eth0", "-n", "-tt", "-l", "arp and src host", VIP1])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let fulcrum = start_fulcrum(
+        &pair.a,
+        &format!(
+            "[vrrp]\ninterface = \"eth0\"\nversion = 3\ngarp = {{ delay = \"400ms\", repeat = 2, refresh = \"1s\" }}\n\n{}",
+            instance("VI_1", 51, 105, VIP1, "advert_interval = \"100ms\""),
+        ),
+    );
+    assert!(wait_vip(&pair.a, VIP1, true, CONVERGE));
+    std::thread::sleep(Duration::from_millis(2700));
+    drop(fulcrum);
+    let _ = std::process::Command::new("kill")
+        .arg(capture.id().to_string())
+        .status();
+    let out = capture.wait_with_output().unwrap();
+    let times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("tell {VIP1}")))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    // Group packets less than 50 ms apart into bursts.
+    let mut bursts: Vec<(f64, usize)> = Vec::new();
+    for t in &times {
+        match bursts.last_mut() {
+            Some((start, n)) if t - *start < 0.05 => *n += 1,
+            _ => bursts.push((*t, 1)),
+        }
+    }
+    assert!(bursts.len() >= 4, "bursts {bursts:?} from {times:?}");
+    assert!(
+        bursts.iter().all(|(_, n)| *n == 2),
+        "repeat = 2: {bursts:?}"
+    );
+    let gap = |i: usize| bursts[i + 1].0 - bursts[i].0;
+    assert!((0.35..0.6).contains(&gap(0)), "delay 400 ms: {bursts:?}");
+    // The refresh timer starts at the first burst: 1 s after it, then every second.
+    assert!((0.5..0.75).contains(&gap(1)), "first refresh: {bursts:?}");
+    assert!((0.9..1.15).contains(&gap(2)), "refresh 1 s: {bursts:?}");
+}
