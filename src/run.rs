@@ -60,6 +60,10 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         tracing::error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
+    if let Some(volume) = loaded.volumes.first() {
+        tracing::error!(volume = %volume.name, "[volume] sections pass `fulcrum check`, but this version cannot run a replicated volume yet; remove them to run");
+        return ExitCode::FAILURE;
+    }
     let socket_path = loaded.file.global.control_socket();
     let proxy = match Proxy::start(loaded.proxy) {
         Ok(proxy) => Arc::new(proxy),

@@ -542,7 +542,7 @@ fn gratuitous_arps_come_in_bursts_then_a_delayed_burst_then_refreshes() {
     if !support::require_tool("tcpdump") {
         return;
     }
-    let mut capture = pair
+    let capture = pair
         .b
         .cmd("tcpdump")
         .args(["-i", "eth0", "-n", "-tt", "-l", "arp and src host", VIP1])

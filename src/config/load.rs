@@ -33,6 +33,8 @@ pub(crate) struct Loaded {
     pub(crate) admin: Option<fulcrum_monitoring::config::AdminConfig>,
     /// `[vrrp]`, when the file has one.
     pub(crate) vrrp: Option<fulcrum_vrrp::config::VrrpConfig>,
+    /// `[volume.NAME]`, in name order.
+    pub(crate) volumes: Vec<fulcrum_storage::volume::config::VolumeConfig>,
 }
 
 impl Loaded {
@@ -53,8 +55,12 @@ impl Loaded {
             Some(vrrp) => format!(", {} VRRP instance(s)", vrrp.instances.len()),
             None => String::new(),
         };
+        let volumes = match self.volumes.len() {
+            0 => String::new(),
+            n => format!(", {n} volume(s)"),
+        };
         format!(
-            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s){vrrp}{admin}",
+            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s){vrrp}{volumes}{admin}",
             self.path.display(),
             self.proxy.frontends.len(),
             self.proxy.backends.len(),
@@ -193,6 +199,20 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
         .vrrp
         .as_ref()
         .and_then(|section| collect(section.build(), &mut found));
+    let volumes = collect(
+        fulcrum_storage::volume::config::build_all(&file.volume),
+        &mut found,
+    )
+    .unwrap_or_default();
+    let instances: Vec<&str> = vrrp
+        .iter()
+        .flat_map(|v| v.instances.iter().map(|i| i.name.as_str()))
+        .collect();
+    found.extend(
+        fulcrum_storage::volume::config::check_follow_vrrp(&volumes, &instances)
+            .into_iter()
+            .map(|ConfigError { span, message }| (span, message)),
+    );
     if let (Some(section), Some(proxy)) = (&file.admin, &proxy) {
         check_admin_listen(section, proxy, &mut found);
     }
@@ -203,6 +223,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
             proxy,
             admin,
             vrrp,
+            volumes,
         }),
         _ => Err(locate(path, text, &original, found)),
     }
@@ -267,6 +288,12 @@ fn resolve_paths(file: &mut FileConfig, path: &Path) {
             for cert in tls.certs.get_mut() {
                 relative_to(base, cert.get_mut());
             }
+        }
+    }
+    for volume in file.volume.values_mut() {
+        relative_to(base, volume.backing.get_mut());
+        if let Some(secret) = &mut volume.shared_secret_file {
+            relative_to(base, secret.get_mut());
         }
     }
     if let Some(vrrp) = &mut file.vrrp {
@@ -482,6 +509,38 @@ real_servers = [{ address = "127.0.0.1:3307" }]
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].key, "vrrp.instance.VI_1.virtual_router_id");
         assert!(errs[0].message.contains("255"), "{}", errs[0].message);
+    }
+
+    const VOLUME: &str = "[volume.nfs]\nbacking = \"does-not-exist/nfs.img\"\nsize = \"64MiB\"\nlisten = \"127.0.0.1:7788\"\npeer = \"127.0.0.2:7788\"\nshared_secret = \"s\"\n";
+
+    #[test]
+    fn a_volume_section_loads_with_its_backing_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("does-not-exist")).unwrap();
+        let path = dir.path().join("fulcrum.toml");
+        let loaded = load_str(&path, &format!("{GOOD}\n{VOLUME}")).unwrap();
+        assert_eq!(loaded.volumes.len(), 1);
+        assert_eq!(
+            loaded.volumes[0].backing.path,
+            dir.path().join("does-not-exist/nfs.img")
+        );
+        assert!(
+            loaded.summary().contains(", 1 volume(s)"),
+            "{}",
+            loaded.summary()
+        );
+    }
+
+    #[test]
+    fn follow_vrrp_must_name_an_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("does-not-exist")).unwrap();
+        let path = dir.path().join("fulcrum.toml");
+        let text = format!("{GOOD}\n{VOLUME}follow_vrrp = \"VI_9\"\n");
+        let errs = load_str(&path, &text).unwrap_err().errors;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "volume.nfs.follow_vrrp");
+        assert!(errs[0].message.contains("VI_9"), "{}", errs[0].message);
     }
 
     #[test]

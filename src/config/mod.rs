@@ -16,6 +16,7 @@ use fulcrum_proxy::config::{
     l4_section::VirtualServerSection,
     section::{BackendSection, FrontendSection},
 };
+use fulcrum_storage::volume::config::VolumeSection;
 use fulcrum_vrrp::config::VrrpSection;
 use serde::Deserialize;
 
@@ -36,9 +37,10 @@ pub(crate) struct FileConfig {
     pub(crate) virtual_server: BTreeMap<String, VirtualServerSection>,
     pub(crate) admin: Option<AdminSection>,
     pub(crate) vrrp: Option<VrrpSection>,
+    #[serde(default)]
+    pub(crate) volume: BTreeMap<Spanned<String>, VolumeSection>,
     // Sections documented in CONFIG.md whose modules are not built yet: accepted by the parser so
     // they can be refused with a message that says so, rather than "unknown field".
-    volume: Option<Spanned<toml::Value>>,
     sync: Option<Spanned<toml::Value>>,
     nrpe: Option<Spanned<toml::Value>>,
     alert: Option<Spanned<toml::Value>>,
@@ -48,7 +50,6 @@ impl FileConfig {
     /// Sections present in the file that this build cannot run yet, with their spans.
     fn unsupported(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
         [
-            ("volume", &self.volume),
             ("sync", &self.sync),
             ("nrpe", &self.nrpe),
             ("alert", &self.alert),
