@@ -8,6 +8,9 @@ use fulcrum_common::{
     stats::Snapshot,
 };
 use fulcrum_proxy::Proxy;
+use fulcrum_storage::volume::Volume;
+
+use crate::control::command::VolumeAction;
 
 /// The modules this process runs.
 #[derive(Debug, Clone)]
@@ -15,14 +18,17 @@ pub(crate) struct Appliance {
     pub(crate) proxy: Arc<Proxy>,
     /// `None` without `[vrrp]`.
     pub(crate) vrrp: Option<fulcrum_vrrp::run::StatusHandle>,
+    /// `[volume.NAME]`s, in name order.
+    pub(crate) volumes: Vec<Volume>,
 }
 
 impl fulcrum_monitoring::Appliance for Appliance {
     fn snapshot(&self) -> Snapshot {
-        // Volumes and sync sets stay empty until their modules run here.
+        // Sync sets stay empty until their module runs here.
         Snapshot {
             proxies: self.proxy.stats(),
             vrrp: self.vrrp_stats(),
+            volumes: self.volume_stats(),
             ..Snapshot::default()
         }
     }
@@ -35,6 +41,52 @@ impl fulcrum_monitoring::Appliance for Appliance {
 }
 
 impl Appliance {
+    /// Every volume, in name order.
+    pub(crate) fn volume_stats(&self) -> Vec<fulcrum_common::stats::Volume> {
+        self.volumes
+            .iter()
+            .map(|v| crate::volumes::to_stats(&v.status()))
+            .collect()
+    }
+
+    /// Carries out `action` on the volume called `name`; the message says what happened.
+    pub(crate) async fn volume_action(
+        &self,
+        name: &str,
+        action: VolumeAction,
+    ) -> Result<String, String> {
+        let volume = self
+            .volumes
+            .iter()
+            .find(|v| v.status().name == name)
+            .ok_or_else(|| {
+                let names: Vec<String> = self.volumes.iter().map(|v| v.status().name).collect();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                format!(
+                    "no volume `{name}` (defined: {})",
+                    fulcrum_common::list_or_none(&names)
+                )
+            })?;
+        let done = match action {
+            VolumeAction::Primary { force } => {
+                volume.promote(force).await.map(|()| "primary".to_owned())
+            }
+            VolumeAction::Secondary => volume.demote().await.map(|()| "secondary".to_owned()),
+            VolumeAction::Connect { discard_my_data } => volume
+                .connect(discard_my_data)
+                .await
+                .map(|()| "connecting".to_owned()),
+            VolumeAction::Disconnect => volume.disconnect().await.map(|()| "StandAlone".to_owned()),
+            VolumeAction::Verify => volume.verify().await.map(|r| {
+                format!(
+                    "verified {} bytes, {} differ",
+                    r.checked_bytes, r.differing_bytes
+                )
+            }),
+        };
+        done.map_err(|e| e.to_string())
+    }
+
     /// Every VRRP instance, in name order.
     pub(crate) fn vrrp_stats(&self) -> Vec<fulcrum_common::stats::VrrpInstance> {
         self.vrrp.as_ref().map_or_else(Vec::new, |vrrp| {

@@ -47,6 +47,18 @@ pub(crate) enum Command {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
         request: Vec<String>,
     },
+    /// Act on a replicated volume with `drbdadm`'s verbs, over the control socket:
+    /// `fulcrum volume connect nfs --discard-my-data`, `fulcrum volume primary nfs --force`.
+    Volume {
+        /// Config file whose `[global] control_socket` names the socket.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Control socket to use, instead of the one the config names.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[command(subcommand)]
+        action: VolumeCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -72,6 +84,19 @@ pub(crate) enum StatusCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The replicated volumes, as `/proc/drbd`: connection, roles, disk states, traffic,
+    /// out-of-sync data and resync progress.
+    Volume {
+        /// Config file whose `[global] control_socket` names the socket.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Control socket to ask, instead of the one the config names.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// The volumes as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The VRRP instances: state, priorities, master, VIPs, advert counters.
     Vrrp {
         /// Config file whose `[global] control_socket` names the socket.
@@ -84,6 +109,59 @@ pub(crate) enum StatusCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `fulcrum volume` does, with `drbdadm`'s verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum VolumeCommand {
+    /// Promote to primary: refused unless the local data is UpToDate and the peer is not
+    /// primary; `--force` promotes anyway and starts a new generation.
+    Primary {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Demote to secondary, after the NBD clients are drained.
+    Secondary { name: String },
+    /// Leave StandAlone and connect to the peer; `--discard-my-data` resolves a split brain by
+    /// making this side take the peer's data.
+    Connect {
+        name: String,
+        #[arg(long)]
+        discard_my_data: bool,
+    },
+    /// Drop the link and stay StandAlone.
+    Disconnect { name: String },
+    /// Compare both copies online.
+    Verify { name: String },
+}
+
+impl VolumeCommand {
+    /// The control socket request.
+    pub(crate) fn request(&self) -> String {
+        match self {
+            Self::Primary { name, force } => {
+                format!(
+                    "volume primary {name}{}",
+                    if *force { " --force" } else { "" }
+                )
+            }
+            Self::Secondary { name } => format!("volume secondary {name}"),
+            Self::Connect {
+                name,
+                discard_my_data,
+            } => format!(
+                "volume connect {name}{}",
+                if *discard_my_data {
+                    " --discard-my-data"
+                } else {
+                    ""
+                }
+            ),
+            Self::Disconnect { name } => format!("volume disconnect {name}"),
+            Self::Verify { name } => format!("volume verify {name}"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod logging;
 mod proxy_health;
 mod run;
 mod status;
+mod volumes;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,19 @@ fn main() -> ExitCode {
                     json,
                 },
         } => status::vrrp::vrrp(&config, socket.as_deref(), json),
+        cli::Command::Status {
+            what:
+                cli::StatusCommand::Volume {
+                    config,
+                    socket,
+                    json,
+                },
+        } => status::volume::volume(&config, socket.as_deref(), json),
+        cli::Command::Volume {
+            config,
+            socket,
+            action,
+        } => ctl::ctl(&config, socket.as_deref(), &action.request()),
         cli::Command::Ctl {
             config,
             socket,

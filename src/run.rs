@@ -6,10 +6,11 @@ use std::{path::Path, process::ExitCode, sync::Arc};
 
 use fulcrum_monitoring::{admin::AdminServer, config::AdminConfig};
 use fulcrum_proxy::Proxy;
+use fulcrum_storage::volume::config::VolumeConfig;
 use fulcrum_vrrp::{config::VrrpConfig, run::Vrrp};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::{appliance::Appliance, config, control, logging};
+use crate::{appliance::Appliance, config, control, logging, volumes::Volumes};
 
 /// Runs until a stop signal; the exit code is 0 after a clean stop.
 pub(crate) fn run(path: &Path) -> ExitCode {
@@ -60,10 +61,6 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         tracing::error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
-    if let Some(volume) = loaded.volumes.first() {
-        tracing::error!(volume = %volume.name, "[volume] sections pass `fulcrum check`, but this version cannot run a replicated volume yet; remove them to run");
-        return ExitCode::FAILURE;
-    }
     let socket_path = loaded.file.global.control_socket();
     let proxy = match Proxy::start(loaded.proxy) {
         Ok(proxy) => Arc::new(proxy),
@@ -75,6 +72,7 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     // After the proxy, whose listeners bind VIPs with IP_FREEBIND and so need not wait for
     // them; before the admin server, so the stats page shows VRRP from its first page.
     let running_vrrp = loaded.vrrp.clone();
+    let running_volumes = loaded.volumes.clone();
     let vrrp = match loaded.vrrp {
         Some(config) => {
             let options = fulcrum_vrrp::run::Options {
@@ -90,9 +88,27 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         }
         None => None,
     };
+    // After VRRP, whose events promote the volumes that follow an instance.
+    let global = &loaded.file.global;
+    let volumes = match Volumes::start(
+        loaded.volumes,
+        &global.state_dir,
+        &global.node_name(),
+        vrrp.as_ref(),
+    )
+    .await
+    {
+        Ok(volumes) => volumes,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the replicated volumes");
+            stop_vrrp(vrrp).await;
+            return ExitCode::FAILURE;
+        }
+    };
     let appliance = Arc::new(Appliance {
         proxy: Arc::clone(&proxy),
         vrrp: vrrp.as_ref().map(Vrrp::status_handle),
+        volumes: volumes.handles(),
     });
     let registry = prometheus::Registry::new();
     if let Err(error) = proxy
@@ -110,6 +126,7 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         Err(error) => {
             tracing::error!(%error, "cannot start the admin server");
             stop_vrrp(vrrp).await;
+            volumes.stop().await;
             return ExitCode::FAILURE;
         }
     };
@@ -129,12 +146,17 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Some((new_admin, new_vrrp)) = reload(path, &proxy) {
-                    admin.follow(new_admin, &registry, &appliance).await;
-                    if new_vrrp != running_vrrp {
+                if let Some(new) = reload(path, &proxy) {
+                    admin.follow(new.admin, &registry, &appliance).await;
+                    if new.vrrp != running_vrrp {
                         // Restarting instances would make a master send priority 0 and flap
                         // every VIP; keepalived users restart a node to change VRRP too.
                         tracing::warn!("[vrrp] changed: VRRP keeps running on the old settings until fulcrum restarts");
+                    }
+                    if new.volumes != running_volumes {
+                        // Restarting a volume drops its link and its NBD clients; DRBD users
+                        // run `drbdadm adjust` for the same reason, deliberately.
+                        tracing::warn!("[volume] changed: the volumes keep running on the old settings until fulcrum restarts");
                     }
                 }
             }
@@ -146,6 +168,9 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     // rather than after Master_Down_Interval. Connections to a VIP end with it (its packets now
     // reach the peer); the grace period serves those on the node's own addresses.
     stop_vrrp(vrrp).await;
+    // Then the volumes (NBD drained, metadata closed clean): the peer, MASTER now, promotes its
+    // copy as soon as this one is secondary.
+    volumes.stop().await;
     tracing::info!(grace = ?grace, connections = proxy.connections(), "stopping: no new connections, finishing requests in flight");
     // A second stop signal during the grace period means "now", as with HAProxy's hard stop.
     tokio::select! {
@@ -170,14 +195,24 @@ async fn stop_vrrp(vrrp: Option<Vrrp>) {
     }
 }
 
-/// Reloads the proxy; returns the new file's `[admin]` and `[vrrp]` when the reload went
-/// through.
-fn reload(path: &Path, proxy: &Proxy) -> Option<(Option<AdminConfig>, Option<VrrpConfig>)> {
+/// The sections a reload hands to the modules other than the proxy.
+struct Reloaded {
+    admin: Option<AdminConfig>,
+    vrrp: Option<VrrpConfig>,
+    volumes: Vec<VolumeConfig>,
+}
+
+/// Reloads the proxy; returns the new file's other sections when the reload went through.
+fn reload(path: &Path, proxy: &Proxy) -> Option<Reloaded> {
     match config::load(path) {
         Ok(loaded) => match proxy.reload(loaded.proxy) {
             Ok(()) => {
                 tracing::info!(config = %path.display(), "reloaded");
-                Some((loaded.admin, loaded.vrrp))
+                Some(Reloaded {
+                    admin: loaded.admin,
+                    vrrp: loaded.vrrp,
+                    volumes: loaded.volumes,
+                })
             }
             Err(error) => {
                 tracing::error!(%error, "reload failed, keeping the running config");

@@ -247,19 +247,35 @@ pub struct VrrpInstance {
     pub dropped: Vec<(String, u64)>,
 }
 
-/// A replicated volume (filled once the storage module exists).
-#[derive(Debug, Clone, Serialize)]
+/// A replicated volume, with the fields of DRBD's `/proc/drbd`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Volume {
     pub name: String,
     /// `Primary` or `Secondary`.
     pub role: String,
-    /// `Connected`, `Connecting`, `StandAlone`, `SyncSource`, `SyncTarget`, ...
+    /// The peer's role, while connected.
+    pub peer_role: Option<String>,
+    /// DRBD's connection states: `Connected`, `WFConnection`, `StandAlone`, `SyncSource`,
+    /// `SyncTarget`.
     pub connection: String,
-    /// `UpToDate`, `Inconsistent`, `Outdated`, ...
+    /// `UpToDate`, `Inconsistent`, `Outdated`, `Diskless`.
     pub disk: String,
+    /// The peer's disk state, while connected.
+    pub peer_disk: Option<String>,
+    /// `A`, `B` or `C`.
+    pub protocol: String,
     pub out_of_sync_bytes: u64,
     /// Resync progress 0..=100 while one runs.
     pub resync_percent: Option<f64>,
+    /// Resync speed (average since it started), while one runs.
+    pub resync_bytes_per_sec: Option<u64>,
+    /// Where NBD is served (only while primary).
+    pub nbd: Option<String>,
+    /// DRBD's `ns`, `nr`, `dw`, `dr`.
+    pub net_sent_bytes: u64,
+    pub net_received_bytes: u64,
+    pub disk_written_bytes: u64,
+    pub disk_read_bytes: u64,
 }
 
 /// A directory sync set (filled once the sync module exists).

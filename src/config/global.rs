@@ -50,6 +50,19 @@ pub(crate) fn default_control_socket() -> PathBuf {
     }
 }
 
+impl GlobalSection {
+    /// `node`, else the host name (from `/proc/sys/kernel/hostname`), else `fulcrum`.
+    pub(crate) fn node_name(&self) -> String {
+        self.node.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "fulcrum".to_owned())
+        })
+    }
+}
+
 impl Default for GlobalSection {
     fn default() -> Self {
         Self {

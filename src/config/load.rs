@@ -269,6 +269,7 @@ fn collect<T>(
 /// Makes relative file paths in the config relative to the config file's directory.
 fn resolve_paths(file: &mut FileConfig, path: &Path) {
     let base = path.parent().unwrap_or(Path::new("."));
+    relative_to(base, &mut file.global.state_dir);
     let socket = &mut file.global.control_socket;
     if !socket.as_os_str().is_empty() {
         relative_to(base, socket);

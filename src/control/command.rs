@@ -12,6 +12,10 @@ pub(crate) enum Request {
     ShowL4,
     /// The VRRP instances as JSON, for `fulcrum status vrrp`.
     ShowVrrp,
+    /// The replicated volumes as JSON, for `fulcrum status volume`.
+    ShowVolume,
+    /// An action on one volume, as `drbdadm` verbs.
+    Volume(String, VolumeAction),
     /// Every row as HAProxy's CSV.
     ShowStat,
     /// The whole snapshot as JSON.
@@ -23,6 +27,22 @@ pub(crate) enum Request {
     Help,
 }
 
+/// What `fulcrum volume` (and the control socket's `volume ...` requests) do to a volume, with
+/// `drbdadm`'s verbs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VolumeAction {
+    /// `drbdadm primary [--force]`.
+    Primary { force: bool },
+    /// `drbdadm secondary`.
+    Secondary,
+    /// `drbdadm connect [--discard-my-data]`.
+    Connect { discard_my_data: bool },
+    /// `drbdadm disconnect`.
+    Disconnect,
+    /// `drbdadm verify`.
+    Verify,
+}
+
 /// What `help` answers, and the hint after an unknown request.
 pub(crate) const HELP: &str = "\
 show stat                              all frontends, backends and servers as CSV
@@ -30,6 +50,12 @@ show stat json                         the same as JSON
 show servers state                     one line per server
 show l4                                the L4 tier as JSON (fulcrum status l4)
 show vrrp                              the VRRP instances as JSON (fulcrum status vrrp)
+show volume                            the replicated volumes as JSON (fulcrum status volume)
+volume primary NAME [--force]          promote (drbdadm primary)
+volume secondary NAME                  demote (drbdadm secondary)
+volume connect NAME [--discard-my-data]  leave StandAlone; resolve a split brain
+volume disconnect NAME                 go StandAlone
+volume verify NAME                     online verify
 set server B/S state ready|drain|maint
 set server B/S weight N
 enable health B/S | disable health B/S
@@ -52,6 +78,49 @@ pub(crate) fn parse(line: &str) -> Result<Request, String> {
     Ok(match words.as_slice() {
         ["show", "l4"] => Request::ShowL4,
         ["show", "vrrp"] => Request::ShowVrrp,
+        ["show", "volume"] => Request::ShowVolume,
+        ["volume", verb, name, flags @ ..] => {
+            let flag = |wanted: &str| -> Result<bool, String> {
+                match flags {
+                    [] => Ok(false),
+                    [f] if *f == wanted => Ok(true),
+                    _ => Err(format!(
+                        "`volume {verb}` takes {}",
+                        if wanted.is_empty() {
+                            "no option".to_owned()
+                        } else {
+                            format!("only {wanted}")
+                        }
+                    )),
+                }
+            };
+            let action = match *verb {
+                "primary" => VolumeAction::Primary {
+                    force: flag("--force")?,
+                },
+                "secondary" => {
+                    flag("")?;
+                    VolumeAction::Secondary
+                }
+                "connect" => VolumeAction::Connect {
+                    discard_my_data: flag("--discard-my-data")?,
+                },
+                "disconnect" => {
+                    flag("")?;
+                    VolumeAction::Disconnect
+                }
+                "verify" => {
+                    flag("")?;
+                    VolumeAction::Verify
+                }
+                other => {
+                    return Err(format!(
+                        "unknown volume action `{other}`: use primary, secondary, connect, disconnect or verify"
+                    ));
+                }
+            };
+            Request::Volume((*name).to_owned(), action)
+        }
         ["show", "stat"] => Request::ShowStat,
         ["show", "stat", "json"] => Request::ShowStatJson,
         ["show", "servers", "state"] => Request::ShowServersState,
@@ -102,6 +171,43 @@ mod tests {
         );
         assert_eq!(parse("  show   stat \n"), Ok(Request::ShowStat));
         assert_eq!(parse("show l4"), Ok(Request::ShowL4));
+    }
+
+    #[test]
+    fn volume_actions_take_drbdadm_verbs_and_options() {
+        assert_eq!(
+            parse("volume connect nfs --discard-my-data"),
+            Ok(Request::Volume(
+                "nfs".into(),
+                VolumeAction::Connect {
+                    discard_my_data: true
+                }
+            ))
+        );
+        assert_eq!(
+            parse("volume primary nfs"),
+            Ok(Request::Volume(
+                "nfs".into(),
+                VolumeAction::Primary { force: false }
+            ))
+        );
+        assert_eq!(
+            parse("volume primary nfs --force"),
+            Ok(Request::Volume(
+                "nfs".into(),
+                VolumeAction::Primary { force: true }
+            ))
+        );
+        assert!(
+            parse("volume secondary nfs --force")
+                .unwrap_err()
+                .contains("no option")
+        );
+        assert!(
+            parse("volume resize nfs")
+                .unwrap_err()
+                .contains("unknown volume action")
+        );
     }
 
     #[test]

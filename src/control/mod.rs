@@ -31,6 +31,9 @@ pub(crate) const SHOW_L4: &str = "show l4";
 /// The request `fulcrum status vrrp` sends.
 pub(crate) const SHOW_VRRP: &str = "show vrrp";
 
+/// The request `fulcrum status volume` sends.
+pub(crate) const SHOW_VOLUME: &str = "show volume";
+
 /// How an answer that refuses a request starts.
 pub(crate) const ERROR_PREFIX: &str = "error: ";
 
@@ -104,7 +107,7 @@ async fn answer(stream: UnixStream, appliance: &Appliance) -> io::Result<()> {
         .read_line(&mut line)
         .await?;
     let reply = match command::parse(&line) {
-        Ok(request) => reply(request, appliance, &peer)?,
+        Ok(request) => reply(request, appliance, &peer).await?,
         Err(error) => format!("{ERROR_PREFIX}{error}\n"),
     };
     write.write_all(reply.as_bytes()).await?;
@@ -112,10 +115,21 @@ async fn answer(stream: UnixStream, appliance: &Appliance) -> io::Result<()> {
 }
 
 /// The answer to one request.
-fn reply(request: Request, appliance: &Appliance, peer: &str) -> io::Result<String> {
+async fn reply(request: Request, appliance: &Appliance, peer: &str) -> io::Result<String> {
     Ok(match request {
         Request::ShowL4 => json_line(&appliance.proxy.l4_status())?,
         Request::ShowVrrp => json_line(&appliance.vrrp_stats())?,
+        Request::ShowVolume => json_line(&appliance.volume_stats())?,
+        Request::Volume(name, action) => match appliance.volume_action(&name, action).await {
+            Ok(message) => {
+                tracing::info!(user = peer, volume = %name, ?action, result = %message, "control socket: volume action");
+                format!("{message}\n")
+            }
+            Err(error) => {
+                tracing::warn!(user = peer, volume = %name, ?action, %error, "control socket: volume action refused");
+                format!("{ERROR_PREFIX}{error}\n")
+            }
+        },
         Request::ShowStatJson => json_line(&appliance.snapshot())?,
         Request::ShowStat => fulcrum_monitoring::admin::csv(&appliance.snapshot()),
         Request::ShowServersState => servers_state(&appliance.snapshot()),

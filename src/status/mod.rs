@@ -3,8 +3,10 @@
 //!
 //! - `l4`: the L4 tier, as `ipvsadm -L -n`.
 //! - `vrrp`: the VRRP instances, with what keepalived's data dump tells.
+//! - `volume`: the replicated volumes, as `/proc/drbd`.
 
 pub(crate) mod l4;
+pub(crate) mod volume;
 pub(crate) mod vrrp;
 
 use std::{path::Path, process::ExitCode};

@@ -46,7 +46,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The `[global]` section every test config starts with: JSON logs, so the harness can read them.
 /// The control socket lives in the test's temp dir, so parallel tests never share one.
-const GLOBAL: &str = "[global]\nmax_connections = 1000\ngrace = \"5s\"\ncontrol_socket = \"control.sock\"\nlog = { format = \"json\", level = \"info\", access_log = true }\n\n";
+const GLOBAL: &str = "[global]\nmax_connections = 1000\ngrace = \"5s\"\ncontrol_socket = \"control.sock\"\nstate_dir = \"state\"\nlog = { format = \"json\", level = \"info\", access_log = true }\n\n";
 
 /// A running `fulcrum run` process.
 pub struct Fulcrum {
@@ -132,7 +132,10 @@ impl Fulcrum {
 
     /// Replaces the config file (the running process sees it on the next SIGHUP).
     pub fn write_config(&self, config: &str) {
-        std::fs::write(self.config_path(), format!("{GLOBAL}{config}")).unwrap();
+        // A node name of its own, as two processes on one host are two nodes to each other.
+        let node = self.dir.path().file_name().unwrap().to_string_lossy();
+        let global = GLOBAL.replacen("[global]\n", &format!("[global]\nnode = \"{node}\"\n"), 1);
+        std::fs::write(self.config_path(), format!("{global}{config}")).unwrap();
     }
 
     /// The address frontend `name` listens on (the last one bound under that name).

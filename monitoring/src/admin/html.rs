@@ -1071,6 +1071,7 @@ mod tests {
                 disk: "UpToDate".into(),
                 out_of_sync_bytes: 2048,
                 resync_percent: Some(42.25),
+                ..Volume::default()
             }],
             syncs: vec![SyncSet {
                 name: "uploads".into(),

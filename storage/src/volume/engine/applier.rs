@@ -1,0 +1,149 @@
+//! The receiving side of replication: applies the peer's writes, flushes and resync data to the
+//! local disk strictly in the order they arrived, on a task of its own so the session keeps
+//! answering pings meanwhile, and reports each completion (the session acks it).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::inner::Inner;
+use super::status::{Counters, VolumeEvent};
+use crate::volume::peer::WriteFlags;
+
+/// Requests queued ahead of the disk: at most this many (each at most 1 MiB) are buffered,
+/// after which the session stops reading the socket (back-pressure on the peer).
+pub(crate) const QUEUE: usize = 64;
+
+/// Something to apply.
+#[derive(Debug)]
+pub(crate) enum Apply {
+    Write {
+        seq: u64,
+        offset: u64,
+        data: Bytes,
+        flags: WriteFlags,
+    },
+    Zeroes {
+        seq: u64,
+        offset: u64,
+        len: u64,
+        flags: WriteFlags,
+    },
+    Flush {
+        seq: u64,
+    },
+    Resync {
+        offset: u64,
+        data: Bytes,
+    },
+}
+
+/// Something applied.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Applied {
+    Write {
+        seq: u64,
+        offset: u64,
+        len: u64,
+        ok: bool,
+    },
+    Flush {
+        seq: u64,
+        ok: bool,
+    },
+    Resync {
+        offset: u64,
+        len: u64,
+        ok: bool,
+    },
+}
+
+/// Starts the applier; it ends when the sender is dropped.
+pub(crate) fn spawn(inner: Arc<Inner>) -> (mpsc::Sender<Apply>, mpsc::UnboundedReceiver<Applied>) {
+    let (tx, mut rx) = mpsc::channel::<Apply>(QUEUE);
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(apply) = rx.recv().await {
+            let applied = apply_one(&inner, apply).await;
+            if done_tx.send(applied).is_err() {
+                return;
+            }
+        }
+    });
+    (tx, done_rx)
+}
+
+async fn apply_one(inner: &Inner, apply: Apply) -> Applied {
+    let disk = &inner.disk;
+    let report = |what: &str, result: &std::io::Result<()>| {
+        if let Err(error) = result {
+            warn!(volume = %inner.config.name, %error, what, "applying the peer's request failed");
+            inner.emit(VolumeEvent::IoError);
+        }
+    };
+    match apply {
+        Apply::Write {
+            seq,
+            offset,
+            data,
+            flags,
+        } => {
+            let len = data.len() as u64;
+            let mut result = Ok(());
+            if flags.flush_before {
+                result = disk.sync().await;
+            }
+            if result.is_ok() {
+                result = disk.write(offset, data, flags.fua).await;
+            }
+            report("write", &result);
+            if result.is_ok() {
+                Counters::add(&inner.counters.disk_written, len);
+            }
+            Applied::Write {
+                seq,
+                offset,
+                len,
+                ok: result.is_ok(),
+            }
+        }
+        Apply::Zeroes {
+            seq,
+            offset,
+            len,
+            flags,
+        } => {
+            let result = disk.write_zeroes(offset, len, flags.fua).await;
+            report("write zeroes", &result);
+            Applied::Write {
+                seq,
+                offset,
+                len,
+                ok: result.is_ok(),
+            }
+        }
+        Apply::Flush { seq } => {
+            let result = disk.sync().await;
+            report("flush", &result);
+            Applied::Flush {
+                seq,
+                ok: result.is_ok(),
+            }
+        }
+        Apply::Resync { offset, data } => {
+            let len = data.len() as u64;
+            let result = disk.write(offset, data, false).await;
+            report("resync write", &result);
+            if result.is_ok() {
+                Counters::add(&inner.counters.disk_written, len);
+            }
+            Applied::Resync {
+                offset,
+                len,
+                ok: result.is_ok(),
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The connection manager: one task per volume that gets a link to the peer, authenticates it,
+//! runs the handshake and the session, and starts over, until the volume stops.
+//!
+//! Both nodes listen; the node whose `listen` address sorts lower dials and the other accepts,
+//! so there is never a race of two connections to resolve (DRBD keeps one of two crossed
+//! connections; keeping only the lower node's dial is the same rule applied up front). The
+//! dialer waits on a [`Backoff`] after every failure, so a wrong secret is never retried in a
+//! tight loop. While StandAlone nobody dials, and incoming connections are closed at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::counting::{Counted, Direction};
+use super::handshake::{self, Failure};
+use super::inner::Inner;
+use super::link::Request;
+use super::session::{self, End};
+use super::status::{ConnState, Counters, VolumeEvent};
+use crate::volume::meta::GenerationIds;
+use crate::volume::peer::{self, Backoff, MessageReader, MessageWriter};
+
+/// Requests the write path may queue ahead of the session.
+const REQUEST_QUEUE: usize = 256;
+
+/// Runs until the volume is cancelled.
+pub(crate) async fn run(inner: Arc<Inner>, listener: TcpListener) {
+    let config = &inner.config;
+    let dialer = config.listen < config.peer;
+    let mut backoff = Backoff::new(
+        config.connect_interval,
+        (config.connect_interval * 32).max(Duration::from_secs(30)),
+    );
+    let mut admin = inner.admin.subscribe();
+    loop {
+        if inner.cancel.is_cancelled() {
+            return;
+        }
+        let state = *admin.borrow_and_update();
+        if state.standalone {
+            inner.set_conn(ConnState::StandAlone);
+            tokio::select! {
+                () = inner.cancel.cancelled() => return,
+                _ = admin.changed() => {}
+                accepted = listener.accept() => {
+                    if let Ok((_, from)) = accepted {
+                        info!(volume = %config.name, %from, "StandAlone: connection closed");
+                    }
+                }
+            }
+            continue;
+        }
+        inner.set_conn(ConnState::Connecting);
+        let stream = tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            _ = admin.changed() => continue,
+            stream = get_stream(&inner, &listener, dialer) => stream,
+        };
+        let Some(mut stream) = stream else {
+            if dialer {
+                pause(&inner, &mut backoff).await;
+            }
+            continue;
+        };
+        Counters::add(&inner.counters.connect_attempts, 1);
+        let side = if dialer {
+            peer::Side::Connecting
+        } else {
+            peer::Side::Accepting
+        };
+        let auth = peer::authenticate(
+            &mut stream,
+            config.shared_secret.as_bytes(),
+            side,
+            config.timeout,
+        )
+        .await;
+        if let Err(error) = auth {
+            if error.is_rejection() {
+                Counters::add(&inner.counters.auth_failures, 1);
+                inner.emit(VolumeEvent::AuthRefused);
+            }
+            if dialer {
+                pause(&inner, &mut backoff).await;
+            }
+            continue;
+        }
+        match connected(&inner, stream, dialer, state.discard_my_data).await {
+            Outcome::Ended(End::Shutdown) => return,
+            Outcome::Ended(End::Admin) | Outcome::Refused(Failure::StandAlone) => {
+                inner.admin.send_modify(|a| {
+                    a.standalone = true;
+                    a.discard_my_data = false;
+                });
+            }
+            Outcome::Ended(_) => {
+                backoff.succeeded();
+                if dialer {
+                    pause(&inner, &mut backoff).await;
+                }
+            }
+            Outcome::Refused(Failure::Retry) => {
+                if dialer {
+                    pause(&inner, &mut backoff).await;
+                }
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Refused(Failure),
+    Ended(End),
+}
+
+/// Dials the peer, or accepts its connection; `None` when that failed.
+async fn get_stream(inner: &Inner, listener: &TcpListener, dialer: bool) -> Option<TcpStream> {
+    let config = &inner.config;
+    let stream = if dialer {
+        match tokio::time::timeout(config.timeout, TcpStream::connect(config.peer)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(volume = %config.name, peer = %config.peer, %error, "connect failed");
+                return None;
+            }
+            Err(_) => return None,
+        }
+    } else {
+        match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                warn!(volume = %config.name, %error, "accept failed");
+                // Out of descriptors and the like: do not spin.
+                tokio::time::sleep(peer::MIN_CONNECT_INTERVAL).await;
+                return None;
+            }
+        }
+    };
+    // Acks must not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    Some(stream)
+}
+
+async fn pause(inner: &Inner, backoff: &mut Backoff) {
+    let delay = backoff.next_delay();
+    tokio::select! {
+        () = inner.cancel.cancelled() => {}
+        () = tokio::time::sleep(delay) => {}
+    }
+}
+
+/// An authenticated link: attach the write path, handshake, run the session, detach.
+async fn connected(inner: &Arc<Inner>, stream: TcpStream, dialer: bool, discard: bool) -> Outcome {
+    let (read, write) = stream.into_split();
+    let mut reader = MessageReader::new(Counted::new(read, Arc::clone(inner), Direction::Received));
+    let mut writer = MessageWriter::new(Counted::new(write, Arc::clone(inner), Direction::Sent));
+    let (tx, requests) = mpsc::channel::<Request>(REQUEST_QUEUE);
+    // Attached before the Hello: every write from now on is queued for the peer, and every
+    // earlier one is in the bitmap we are about to describe.
+    *inner.gate.write().await = Some(tx);
+    let est = {
+        // Roles stay put while the Hello reports them.
+        let _roles = inner.role_lock.lock().await;
+        handshake::run(inner, &mut reader, &mut writer, dialer, discard).await
+    };
+    let outcome = match est {
+        Ok(est) => {
+            if discard {
+                inner.admin.send_modify(|a| a.discard_my_data = false);
+            }
+            let end = session::run(
+                inner,
+                reader,
+                writer,
+                est,
+                requests,
+                inner.admin.subscribe(),
+            )
+            .await;
+            if end != End::Shutdown {
+                after_session(inner).await;
+            }
+            Outcome::Ended(end)
+        }
+        Err(failure) => {
+            drop(requests);
+            Outcome::Refused(failure)
+        }
+    };
+    *inner.gate.write().await = None;
+    outcome
+}
+
+/// The peer is gone: a primary starts a new generation (its writes from now on are known only
+/// here, so the next connect syncs from the bitmap, or sees a split brain).
+async fn after_session(inner: &Arc<Inner>) {
+    // Detach first so that writes stop queueing for a session that is gone.
+    *inner.gate.write().await = None;
+    {
+        let mut c = inner.control();
+        c.peer_role = None;
+        c.peer_disk = None;
+        c.resync = None;
+    }
+    inner.set_conn(ConnState::Connecting);
+    inner.emit(VolumeEvent::Disconnected);
+    let _roles = inner.role_lock.lock().await;
+    if inner.is_primary() {
+        let Ok(id) = GenerationIds::random_id() else {
+            return;
+        };
+        let result = inner
+            .meta
+            .try_call(move |m| {
+                m.update(|s| {
+                    s.ids.new_current(id, true);
+                    s.peer_disk = None;
+                })
+            })
+            .await;
+        if let Err(error) = result {
+            warn!(volume = %inner.config.name, %error, "cannot start a new generation");
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! [`VolumeExport`]: the volume as an NBD [`Export`], the primary's I/O path.
+//!
+//! A write is serialized against overlapping writes in flight, logged in the activity log,
+//! written locally, then queued to the replication session (or marked out of sync when there
+//! is none), and acknowledged per protocol. Writing locally *before* queueing keeps the resync
+//! correct without conflict detection: the session reads a block for the resync and sends it in
+//! one step, so any write to that block is either on disk already (the read sees it) or queued
+//! after the resync data (the peer applies it afterwards).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tracing::warn;
+
+use super::inner::Inner;
+use super::link::{Delivery, Request};
+use super::status::{Counters, VolumeEvent};
+use crate::nbd::{Export, ExportFlags, NbdError};
+
+/// Write-zeroes requests are logged and replicated in pieces of this size, so one request never
+/// needs more of the activity log than it holds.
+const ZEROES_CHUNK: u64 = 64 << 20;
+
+/// The volume's data as an NBD export: reads from the local disk, replicated writes, and EPERM
+/// for writes while not primary. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct VolumeExport {
+    inner: Arc<Inner>,
+}
+
+impl VolumeExport {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    fn check_writable(&self) -> Result<(), NbdError> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(NbdError::Shutdown);
+        }
+        if !self.inner.is_primary() {
+            return Err(NbdError::Perm);
+        }
+        Ok(())
+    }
+
+    /// One write or write-zeroes of `[offset, offset + len)`: `local` does the local I/O and
+    /// `request` builds what the session sends.
+    async fn replicated<L, F>(
+        &self,
+        offset: u64,
+        len: u64,
+        local: L,
+        request: impl FnOnce(oneshot::Sender<Delivery>) -> Request,
+    ) -> Result<(), NbdError>
+    where
+        L: FnOnce() -> F,
+        F: Future<Output = std::io::Result<()>>,
+    {
+        self.check_writable()?;
+        let inner = &self.inner;
+        let order = inner.overlaps.lock(offset, offset + len).await;
+        inner
+            .meta
+            .try_call(move |m| m.begin_write(offset, len))
+            .await
+            .map_err(|error| {
+                warn!(volume = %inner.config.name, %error, "activity log");
+                NbdError::Io
+            })?;
+        let result = self.after_begin(offset, len, local, request, order).await;
+        inner.meta.post(move |m| m.end_write(offset, len));
+        result
+    }
+
+    async fn after_begin<L, F>(
+        &self,
+        offset: u64,
+        len: u64,
+        local: L,
+        request: impl FnOnce(oneshot::Sender<Delivery>) -> Request,
+        order: super::overlap::OverlapGuard<'_>,
+    ) -> Result<(), NbdError>
+    where
+        L: FnOnce() -> F,
+        F: Future<Output = std::io::Result<()>>,
+    {
+        let inner = &self.inner;
+        if let Err(error) = local().await {
+            warn!(volume = %inner.config.name, %error, offset, len, "local write failed");
+            inner.emit(VolumeEvent::IoError);
+            // The block may now differ from the peer's: a resync repairs it.
+            self.mark_out_of_sync(offset, len).await;
+            return Err(error.into());
+        }
+        Counters::add(&inner.counters.disk_written, len);
+        let delivery = {
+            let gate = inner.gate.read().await;
+            let queued = match gate.as_ref() {
+                Some(tx) => {
+                    let (done, rx) = oneshot::channel();
+                    tx.send(request(done)).await.ok().map(|()| rx)
+                }
+                None => None,
+            };
+            if queued.is_none() {
+                // Under the gate: a session attaching after this sees the bit.
+                self.mark_out_of_sync(offset, len).await;
+            }
+            queued
+        };
+        // Our place in the stream is taken: overlapping writes may go.
+        drop(order);
+        if let Some(rx) = delivery
+            && rx.await != Ok(Delivery::Done)
+        {
+            if inner.cancel.is_cancelled() {
+                return Err(NbdError::Shutdown);
+            }
+            self.mark_out_of_sync(offset, len).await;
+        }
+        // A volume torn down meanwhile (a crash, as far as the client can tell) acks nothing.
+        if inner.cancel.is_cancelled() {
+            return Err(NbdError::Shutdown);
+        }
+        Counters::add(&inner.counters.writes_acked, 1);
+        Ok(())
+    }
+
+    async fn mark_out_of_sync(&self, offset: u64, len: u64) {
+        let inner = &self.inner;
+        Counters::add(&inner.counters.writes_out_of_sync, 1);
+        if let Err(error) = inner
+            .meta
+            .try_call(move |m| m.mark_out_of_sync(offset, len))
+            .await
+        {
+            warn!(volume = %inner.config.name, %error, "cannot mark out of sync");
+        }
+    }
+}
+
+impl Export for VolumeExport {
+    fn size(&self) -> u64 {
+        self.inner.config.backing.size
+    }
+
+    fn flags(&self) -> ExportFlags {
+        ExportFlags {
+            read_only: false,
+            can_flush: true,
+            can_fua: true,
+            // Not replicated yet: advertising no trim keeps both copies identical.
+            can_trim: false,
+            can_write_zeroes: true,
+            // One local file and one ordered stream to the peer: a flush on any connection
+            // covers what every connection had acknowledged.
+            can_multi_conn: true,
+            rotational: false,
+        }
+    }
+
+    async fn read(&self, offset: u64, len: usize) -> Result<Bytes, NbdError> {
+        let data = self.inner.disk.read(offset, len).await.map_err(|error| {
+            warn!(volume = %self.inner.config.name, %error, offset, len, "local read failed");
+            self.inner.emit(VolumeEvent::IoError);
+            NbdError::from(error)
+        })?;
+        Counters::add(&self.inner.counters.disk_read, len as u64);
+        Ok(data)
+    }
+
+    async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), NbdError> {
+        let len = data.len() as u64;
+        let disk = self.inner.disk.clone();
+        let local_data = data.clone();
+        self.replicated(
+            offset,
+            len,
+            move || async move { disk.write(offset, local_data, fua).await },
+            move |done| Request::Write {
+                offset,
+                data,
+                fua,
+                done,
+            },
+        )
+        .await
+    }
+
+    async fn flush(&self) -> Result<(), NbdError> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(NbdError::Shutdown);
+        }
+        self.inner.disk.sync().await?;
+        let tx = self.inner.gate.read().await.clone();
+        if let Some(tx) = tx {
+            let (done, rx) = oneshot::channel();
+            if tx.send(Request::Flush { done }).await.is_ok() {
+                // A lost link is fine: the writes it did not confirm are marked out of sync.
+                let _ = rx.await;
+            }
+        }
+        if self.inner.cancel.is_cancelled() {
+            return Err(NbdError::Shutdown);
+        }
+        Ok(())
+    }
+
+    async fn trim(&self, _offset: u64, _len: u64, _fua: bool) -> Result<(), NbdError> {
+        self.check_writable()
+    }
+
+    async fn write_zeroes(&self, offset: u64, len: u64, fua: bool) -> Result<(), NbdError> {
+        let mut done = 0;
+        while done < len {
+            let (at, n) = (offset + done, (len - done).min(ZEROES_CHUNK));
+            let disk = self.inner.disk.clone();
+            self.replicated(
+                at,
+                n,
+                move || async move { disk.write_zeroes(at, n, fua).await },
+                move |done| Request::WriteZeroes {
+                    offset: at,
+                    len: n,
+                    fua,
+                    done,
+                },
+            )
+            .await?;
+            done += n;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! Promotion and demotion: the checks DRBD makes, the generation change, the peer told, and the
+//! NBD server started (primary) or drained and stopped (before demotion).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::net::TcpListener;
+use tracing::info;
+
+use super::error::VolumeError;
+use super::export::VolumeExport;
+use super::inner::{Inner, to_wire_role};
+use super::link::Request;
+use super::status::{ConnState, VolumeEvent};
+use crate::nbd::NbdServer;
+use crate::volume::config::Role;
+use crate::volume::meta::{self, GenerationIds};
+use crate::volume::peer::DiskState;
+
+/// Makes this node primary. Refused when the peer is primary, while receiving a resync, or
+/// (unless `force`) when the local disk is not UpToDate. While disconnected (or with `force`)
+/// a new generation starts, so the next connect knows this node wrote on its own.
+pub(crate) async fn promote(inner: &Arc<Inner>, force: bool) -> Result<(), VolumeError> {
+    let mut nbd = inner.role_lock.lock().await;
+    if inner.cancel.is_cancelled() {
+        return Err(VolumeError::Stopped);
+    }
+    if inner.is_primary() {
+        return Ok(());
+    }
+    let (conn, peer_role, disk) = {
+        let c = inner.control();
+        (c.conn, c.peer_role, c.disk)
+    };
+    if peer_role == Some(Role::Primary) {
+        return Err(VolumeError::PeerPrimary);
+    }
+    if conn == ConnState::SyncTarget {
+        return Err(VolumeError::SyncTarget);
+    }
+    if disk != DiskState::UpToDate && !force {
+        return Err(VolumeError::NotUpToDate(disk));
+    }
+    // Bind first: a port in use fails the promotion before anything changed.
+    let listener = match &inner.config.nbd {
+        Some(cfg) => {
+            Some(
+                TcpListener::bind(cfg.listen)
+                    .await
+                    .map_err(|source| VolumeError::Listen {
+                        addr: cfg.listen,
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let new_generation = !conn.is_connected() || force;
+    let id = GenerationIds::random_id()
+        .map_err(|e| VolumeError::Io(std::io::Error::other(e.to_string())))?;
+    inner
+        .meta
+        .try_call(move |m| {
+            m.update(|s| {
+                if new_generation {
+                    s.ids.new_current(id, true);
+                }
+                s.ids.set_role(true);
+                s.primary = true;
+                if force {
+                    s.disk = meta::DiskState::UpToDate;
+                }
+            })
+        })
+        .await?;
+    inner.primary.store(true, Ordering::Release);
+    {
+        let mut c = inner.control();
+        c.role = Role::Primary;
+        if force {
+            c.disk = DiskState::UpToDate;
+        }
+    }
+    tell_peer(inner).await;
+    if let (Some(listener), Some(cfg)) = (listener, &inner.config.nbd) {
+        let export = Arc::new(VolumeExport::new(Arc::clone(inner)));
+        let server = NbdServer::start(listener, cfg.export.clone(), export)?;
+        inner.control().nbd = Some(server.local_addr());
+        info!(volume = %inner.config.name, nbd = %server.local_addr(), "serving NBD");
+        *nbd = Some(server);
+    }
+    info!(volume = %inner.config.name, force, new_generation, "promoted to primary");
+    inner.emit(VolumeEvent::RoleChanged(Role::Primary));
+    Ok(())
+}
+
+/// Makes this node secondary: the NBD server stops first (its clients' requests in flight are
+/// answered), then writes are refused.
+pub(crate) async fn demote(inner: &Arc<Inner>) -> Result<(), VolumeError> {
+    let mut nbd = inner.role_lock.lock().await;
+    if let Some(server) = nbd.take() {
+        server.stop().await;
+    }
+    inner.control().nbd = None;
+    if !inner.is_primary() {
+        return Ok(());
+    }
+    inner.primary.store(false, Ordering::Release);
+    inner
+        .meta
+        .try_call(|m| {
+            m.update(|s| {
+                s.ids.set_role(false);
+                s.primary = false;
+            })
+        })
+        .await?;
+    inner.control().role = Role::Secondary;
+    tell_peer(inner).await;
+    info!(volume = %inner.config.name, "demoted to secondary");
+    inner.emit(VolumeEvent::RoleChanged(Role::Secondary));
+    Ok(())
+}
+
+/// Stops serving NBD without touching the role (volume shutdown, or a dropped volume).
+pub(crate) async fn stop_nbd(inner: &Inner) {
+    let server = inner.role_lock.lock().await.take();
+    if let Some(server) = server {
+        server.stop().await;
+    }
+    inner.control().nbd = None;
+}
+
+async fn tell_peer(inner: &Inner) {
+    let tx = inner.gate.read().await.clone();
+    if let Some(tx) = tx {
+        let (role, disk) = {
+            let c = inner.control();
+            (to_wire_role(c.role), c.disk)
+        };
+        let _ = tx.send(Request::State { role, disk }).await;
+    }
+}

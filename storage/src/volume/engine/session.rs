@@ -1,0 +1,717 @@
+//! A connected session, after the handshake: one task that owns both halves of the socket and
+//! multiplexes the primary's requests, the peer's messages, the applier's completions, pings
+//! and the resync, so that nothing here needs a lock.
+//!
+//! Liveness: each side pings when it has heard nothing for `ping_interval`; whenever an answer
+//! is owed to us (a ping, a write's ack, a flush, resync data) and nothing has arrived for
+//! `timeout`, the peer is declared lost and the session ends (the caller marks what was not
+//! confirmed out of sync).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::applier::{self, Applied, Apply};
+use super::counting::Counted;
+use super::decide::Plan;
+use super::handshake::Established;
+use super::inner::{Admin, Inner, ResyncState, from_wire_role, to_wire_role};
+use super::link::{Delivery, Request};
+use super::resync::TargetResync;
+use super::status::{ConnState, Counters, VolumeEvent};
+use crate::volume::meta::{self, GenerationIds};
+use crate::volume::peer::{
+    AckKind, DisconnectReason, DiskState, MAX_DATA, Message, MessageReader, MessageWriter,
+    Protocol, WriteFlags,
+};
+
+pub(crate) type Reader = MessageReader<Counted<OwnedReadHalf>>;
+pub(crate) type Writer = MessageWriter<Counted<OwnedWriteHalf>>;
+
+/// Stop taking requests while this much is queued for the socket (protocol A's back-pressure).
+const HIGH_WATER: usize = 8 << 20;
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The peer stopped answering, or the socket failed.
+    Lost,
+    /// The peer closed the connection (or said it would).
+    Closed,
+    /// `disconnect` was asked: go StandAlone.
+    Admin,
+    /// The volume is stopping.
+    Shutdown,
+    /// The peer broke the protocol.
+    Protocol,
+}
+
+/// A write sent and not yet acknowledged as far as the protocol needs.
+#[derive(Debug)]
+struct Pending {
+    offset: u64,
+    len: u64,
+    done: Option<oneshot::Sender<Delivery>>,
+}
+
+/// The session's state.
+struct Session<'a> {
+    inner: &'a Arc<Inner>,
+    protocol: Protocol,
+    seq: u64,
+    pending: BTreeMap<u64, Pending>,
+    flushes: HashMap<u64, oneshot::Sender<Delivery>>,
+    ping_out: bool,
+    last_rx: Instant,
+    /// Since when an answer is owed to us with none received.
+    awaiting: Option<Instant>,
+    apply: mpsc::Sender<Apply>,
+    target: Option<TargetResync>,
+    /// SyncTarget: the ids to adopt at the end.
+    source_ids: Option<GenerationIds>,
+    /// SyncSource: waiting for the target to report UpToDate.
+    source: bool,
+}
+
+/// Runs the session until it ends.
+pub(crate) async fn run(
+    inner: &Arc<Inner>,
+    mut reader: Reader,
+    mut writer: Writer,
+    est: Established,
+    mut requests: mpsc::Receiver<Request>,
+    mut admin: watch::Receiver<Admin>,
+) -> End {
+    let config = &inner.config;
+    let (apply, mut applied) = applier::spawn(Arc::clone(inner));
+    let now = Instant::now();
+    let mut s = Session {
+        inner,
+        protocol: est.peer.protocol,
+        seq: 0,
+        pending: BTreeMap::new(),
+        flushes: HashMap::new(),
+        ping_out: false,
+        last_rx: now,
+        awaiting: None,
+        apply,
+        target: None,
+        source_ids: est.source_ids,
+        source: false,
+    };
+    s.start(&est, now).await;
+    let tick = (config.timeout.min(config.ping_interval) / 4).max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let end = loop {
+        if let Err(end) = s.pump(&mut writer).await {
+            break end;
+        }
+        let paced = s.target.as_ref().and_then(TargetResync::paced_until);
+        tokio::select! {
+            biased;
+            () = inner.cancel.cancelled() => {
+                let _ = writer.feed(&Message::Disconnect {
+                    reason: DisconnectReason::Shutdown,
+                    detail: String::new(),
+                });
+                let _ = tokio::time::timeout(Duration::from_millis(100), writer.flush()).await;
+                break End::Shutdown;
+            }
+            changed = admin.changed() => {
+                if changed.is_err() || admin.borrow_and_update().standalone {
+                    let _ = writer.feed(&Message::Disconnect {
+                        reason: DisconnectReason::Admin,
+                        detail: String::new(),
+                    });
+                    let _ = tokio::time::timeout(config.timeout, writer.flush()).await;
+                    break End::Admin;
+                }
+            }
+            flushed = writer.flush(), if writer.queued() > 0 => {
+                if let Err(error) = flushed {
+                    info!(volume = %config.name, %error, "replication link failed");
+                    break End::Lost;
+                }
+            }
+            msg = reader.next() => match msg {
+                Ok(Some(msg)) => {
+                    s.heard();
+                    if let Err(end) = s.on_message(msg, &mut writer).await {
+                        break end;
+                    }
+                }
+                Ok(None) => break End::Closed,
+                Err(error) => {
+                    info!(volume = %config.name, %error, "replication link failed");
+                    break End::Lost;
+                }
+            },
+            Some(done) = applied.recv() => {
+                if let Err(end) = s.on_applied(done, &mut writer).await {
+                    break end;
+                }
+            }
+            Some(request) = requests.recv(), if writer.queued() < HIGH_WATER => {
+                if let Err(end) = s.on_request(request, &mut writer) {
+                    break end;
+                }
+            }
+            _ = ticker.tick() => {
+                if let Err(end) = s.on_tick(&mut writer) {
+                    break end;
+                }
+            }
+            () = sleep_until(paced), if paced.is_some() => {}
+        }
+    };
+    // Dropping the session's maps drops every waiter: those writes count as lost.
+    drop(s);
+    end
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+impl Session<'_> {
+    async fn start(&mut self, est: &Established, now: Instant) {
+        let inner = self.inner;
+        let conn = match est.plan {
+            Plan::Source { .. } => ConnState::SyncSource,
+            Plan::Target { .. } => ConnState::SyncTarget,
+            _ => ConnState::Connected,
+        };
+        {
+            let mut c = inner.control();
+            c.peer_role = Some(from_wire_role(est.peer.role));
+            c.peer_disk = Some(if conn == ConnState::SyncSource {
+                DiskState::Inconsistent
+            } else {
+                est.peer.disk
+            });
+        }
+        inner.set_conn(conn);
+        Counters::add(&inner.counters.connections, 1);
+        inner.emit(VolumeEvent::Connected);
+        info!(volume = %inner.config.name, peer = %est.peer.node, plan = ?est.plan, "connected");
+        let resync_total = inner.meta.out_of_sync_bytes();
+        match est.plan {
+            Plan::Source { .. } => {
+                self.source = true;
+                self.begin_progress(resync_total, now);
+            }
+            Plan::Target { .. } => {
+                let ranges = inner
+                    .meta
+                    .call(|m| m.bitmap().dirty_ranges().collect::<Vec<_>>())
+                    .await
+                    .unwrap_or_default();
+                let target = TargetResync::new(ranges, inner.config.resync_rate, now);
+                self.begin_progress(target.total, now);
+                self.target = Some(target);
+            }
+            _ => {}
+        }
+    }
+
+    fn begin_progress(&self, total: u64, now: Instant) {
+        info!(volume = %self.inner.config.name, total, "resync started");
+        self.inner.control().resync = Some(ResyncState {
+            total,
+            done: 0,
+            started: now,
+        });
+        self.inner.emit(VolumeEvent::ResyncStarted);
+    }
+
+    fn progress(&self, len: u64) {
+        Counters::add(&self.inner.counters.resynced, len);
+        if let Some(r) = self.inner.control().resync.as_mut() {
+            r.done += len;
+        }
+    }
+
+    /// Something arrived: whatever was owed, the peer is alive.
+    fn heard(&mut self) {
+        let now = Instant::now();
+        self.last_rx = now;
+        self.awaiting = self.owed().then_some(now);
+    }
+
+    fn owed(&self) -> bool {
+        self.ping_out
+            || !self.pending.is_empty()
+            || !self.flushes.is_empty()
+            || self.target.as_ref().is_some_and(|t| t.in_flight() > 0)
+    }
+
+    fn expect_answer(&mut self) {
+        self.awaiting.get_or_insert_with(Instant::now);
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn feed(writer: &mut Writer, msg: &Message) -> Result<(), End> {
+        writer.feed(msg).map_err(|error| {
+            warn!(%error, msg = msg.name(), "cannot encode");
+            End::Protocol
+        })
+    }
+
+    fn on_request(&mut self, request: Request, writer: &mut Writer) -> Result<(), End> {
+        match request {
+            Request::Write {
+                offset,
+                data,
+                fua,
+                done,
+            } => {
+                let mut done = Some(done);
+                let mut at = 0;
+                while at < data.len() {
+                    let n = (data.len() - at).min(MAX_DATA);
+                    let seq = self.next_seq();
+                    let chunk = data.slice(at..at + n);
+                    Self::feed(
+                        writer,
+                        &Message::Write {
+                            seq,
+                            offset: offset + at as u64,
+                            flags: WriteFlags {
+                                fua,
+                                flush_before: false,
+                            },
+                            data: chunk,
+                        },
+                    )?;
+                    at += n;
+                    let last = at >= data.len();
+                    self.sent_write(
+                        seq,
+                        offset + (at - n) as u64,
+                        n as u64,
+                        last.then(|| done.take()).flatten(),
+                    );
+                }
+                if let Some(done) = done {
+                    // An empty write: nothing to replicate.
+                    let _ = done.send(Delivery::Done);
+                }
+            }
+            Request::WriteZeroes {
+                offset,
+                len,
+                fua,
+                done,
+            } => {
+                let seq = self.next_seq();
+                Self::feed(
+                    writer,
+                    &Message::WriteZeroes {
+                        seq,
+                        offset,
+                        len,
+                        flags: WriteFlags {
+                            fua,
+                            flush_before: false,
+                        },
+                    },
+                )?;
+                self.sent_write(seq, offset, len, Some(done));
+            }
+            Request::Flush { done } => {
+                let seq = self.next_seq();
+                Self::feed(writer, &Message::Flush { seq })?;
+                self.flushes.insert(seq, done);
+                self.expect_answer();
+            }
+            Request::State { role, disk } => {
+                Self::feed(writer, &Message::StateChange { role, disk })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a write put on the wire: protocol A acknowledges it now (it is queued for the
+    /// socket), B and C when the peer's ack arrives.
+    fn sent_write(
+        &mut self,
+        seq: u64,
+        offset: u64,
+        len: u64,
+        done: Option<oneshot::Sender<Delivery>>,
+    ) {
+        if self.protocol == Protocol::A {
+            if let Some(done) = done {
+                let _ = done.send(Delivery::Done);
+            }
+            return;
+        }
+        self.pending.insert(seq, Pending { offset, len, done });
+        self.expect_answer();
+    }
+
+    async fn on_message(&mut self, msg: Message, writer: &mut Writer) -> Result<(), End> {
+        let inner = self.inner;
+        match msg {
+            Message::Ping => Self::feed(writer, &Message::PingAck)?,
+            Message::PingAck => self.ping_out = false,
+            Message::Write {
+                seq,
+                offset,
+                flags,
+                data,
+            } => {
+                self.check_secondary("Write")?;
+                if self.protocol == Protocol::B {
+                    Self::feed(
+                        writer,
+                        &Message::Ack {
+                            seq,
+                            kind: AckKind::Received,
+                        },
+                    )?;
+                }
+                self.queue_apply(Apply::Write {
+                    seq,
+                    offset,
+                    data,
+                    flags,
+                })
+                .await?;
+            }
+            Message::WriteZeroes {
+                seq,
+                offset,
+                len,
+                flags,
+            } => {
+                self.check_secondary("WriteZeroes")?;
+                if self.protocol == Protocol::B {
+                    Self::feed(
+                        writer,
+                        &Message::Ack {
+                            seq,
+                            kind: AckKind::Received,
+                        },
+                    )?;
+                }
+                self.queue_apply(Apply::Zeroes {
+                    seq,
+                    offset,
+                    len,
+                    flags,
+                })
+                .await?;
+            }
+            Message::Trim { seq, .. } => {
+                // We never send trims; a peer that does gets its ack (a trim is a hint).
+                let kind = match self.protocol {
+                    Protocol::A => return Ok(()),
+                    Protocol::B => AckKind::Received,
+                    Protocol::C => AckKind::Written,
+                };
+                Self::feed(writer, &Message::Ack { seq, kind })?;
+            }
+            Message::Flush { seq } => self.queue_apply(Apply::Flush { seq }).await?,
+            Message::Ack { seq, kind } => self.on_ack(seq, kind),
+            Message::FlushAck { seq } => {
+                if let Some(done) = self.flushes.remove(&seq) {
+                    let _ = done.send(Delivery::Done);
+                }
+            }
+            Message::StateChange { role, disk } => {
+                {
+                    let mut c = inner.control();
+                    c.peer_role = Some(from_wire_role(role));
+                    c.peer_disk = Some(disk);
+                }
+                if role == crate::volume::peer::Role::Primary && inner.is_primary() {
+                    warn!(volume = %inner.config.name, "both nodes primary: disconnecting");
+                    return Err(End::Protocol);
+                }
+                if self.source && disk == DiskState::UpToDate {
+                    self.finish_source().await;
+                }
+            }
+            Message::ResyncRequest { offset, len } => {
+                self.serve_resync(offset, len, writer).await?;
+            }
+            Message::ResyncData { offset, data } => {
+                if self.target.is_none() {
+                    return Err(self.unexpected("ResyncData"));
+                }
+                self.queue_apply(Apply::Resync { offset, data }).await?;
+            }
+            Message::VerifyRequest {
+                offset,
+                len,
+                digest,
+            } => {
+                let equal = match self.read(offset, len).await {
+                    Ok(data) => {
+                        ring::digest::digest(&ring::digest::SHA256, &data).as_ref() == digest
+                    }
+                    Err(()) => false,
+                };
+                Self::feed(writer, &Message::VerifyResult { offset, len, equal })?;
+            }
+            Message::Disconnect { reason, detail } => {
+                info!(volume = %inner.config.name, ?reason, %detail, "peer disconnected");
+                return Err(End::Closed);
+            }
+            Message::SplitBrain { resolution } => {
+                warn!(volume = %inner.config.name, ?resolution, "peer reports a split brain");
+            }
+            other @ (Message::Hello(_)
+            | Message::Bitmap { .. }
+            | Message::ChecksumRequest { .. }
+            | Message::ChecksumMatch { .. }
+            | Message::VerifyResult { .. }) => return Err(self.unexpected(other.name())),
+        }
+        Ok(())
+    }
+
+    fn unexpected(&self, what: &'static str) -> End {
+        warn!(volume = %self.inner.config.name, what, "unexpected message from the peer");
+        End::Protocol
+    }
+
+    /// A secondary applies the peer's writes; a primary must never receive one.
+    fn check_secondary(&self, what: &'static str) -> Result<(), End> {
+        if self.inner.is_primary() {
+            return Err(self.unexpected(what));
+        }
+        Ok(())
+    }
+
+    async fn queue_apply(&mut self, apply: Apply) -> Result<(), End> {
+        // Waits while the applier is behind: the socket then fills and the peer slows down.
+        self.apply.send(apply).await.map_err(|_| End::Lost)
+    }
+
+    fn on_ack(&mut self, seq: u64, kind: AckKind) {
+        let Some(pending) = self.pending.remove(&seq) else {
+            return;
+        };
+        let delivery = match kind {
+            AckKind::Received | AckKind::Written => Delivery::Done,
+            AckKind::Failed => {
+                let (offset, len) = (pending.offset, pending.len);
+                warn!(volume = %self.inner.config.name, offset, len, "peer failed a write: out of sync");
+                self.inner.meta.post(move |m| {
+                    let _ = m.mark_out_of_sync(offset, len);
+                });
+                Delivery::Failed
+            }
+        };
+        if let Some(done) = pending.done {
+            let _ = done.send(delivery);
+        }
+    }
+
+    async fn on_applied(&mut self, applied: Applied, writer: &mut Writer) -> Result<(), End> {
+        match applied {
+            Applied::Write {
+                seq,
+                offset,
+                len,
+                ok,
+            } => {
+                if !ok {
+                    // The peer (primary) may have acked it already (protocol A/B): our bitmap
+                    // remembers the block for the next resync.
+                    self.inner.meta.post(move |m| {
+                        let _ = m.mark_out_of_sync(offset, len);
+                    });
+                }
+                let kind = if ok {
+                    AckKind::Written
+                } else {
+                    AckKind::Failed
+                };
+                if self.protocol == Protocol::C || !ok {
+                    Self::feed(writer, &Message::Ack { seq, kind })?;
+                }
+            }
+            Applied::Flush { seq, ok } => {
+                if !ok {
+                    // Our disk cannot make the peer's writes durable: let it carry on alone.
+                    return Err(End::Lost);
+                }
+                Self::feed(writer, &Message::FlushAck { seq })?;
+            }
+            Applied::Resync { offset, len, ok } => {
+                if ok {
+                    self.inner.meta.post(move |m| m.mark_in_sync(offset, len));
+                }
+                if let Some(t) = self.target.as_mut() {
+                    t.received(len);
+                }
+                self.progress(len);
+                if !ok {
+                    return Err(End::Lost);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// SyncTarget: sends as many requests as the window and the rate allow; finishes the resync
+    /// once everything came back.
+    async fn pump(&mut self, writer: &mut Writer) -> Result<(), End> {
+        let Some(target) = self.target.as_mut() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut sent = false;
+        while let Some((offset, len)) = target.next_request(now) {
+            Self::feed(writer, &Message::ResyncRequest { offset, len })?;
+            sent = true;
+        }
+        if sent {
+            self.expect_answer();
+        }
+        if self.target.as_ref().is_some_and(TargetResync::finished) {
+            self.target = None;
+            self.finish_target(writer).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish_target(&mut self, writer: &mut Writer) -> Result<(), End> {
+        let inner = self.inner;
+        // UpToDate only once the resynced data is durable.
+        if let Err(error) = inner.disk.sync().await {
+            warn!(volume = %inner.config.name, %error, "sync after resync failed");
+            return Err(End::Lost);
+        }
+        let source_ids = self.source_ids.take();
+        let primary = inner.is_primary();
+        let result = inner
+            .meta
+            .try_call(move |m| {
+                m.update(|s| {
+                    if let Some(ids) = source_ids {
+                        s.ids.finish_resync_as_target(&ids, primary);
+                    }
+                    s.disk = meta::DiskState::UpToDate;
+                    s.peer_disk = Some(meta::DiskState::UpToDate);
+                })?;
+                m.checkpoint()
+            })
+            .await;
+        if let Err(error) = result {
+            warn!(volume = %inner.config.name, %error, "cannot record the end of the resync");
+            return Err(End::Lost);
+        }
+        inner.control().disk = DiskState::UpToDate;
+        Self::feed(
+            writer,
+            &Message::StateChange {
+                role: to_wire_role(inner.control().role),
+                disk: DiskState::UpToDate,
+            },
+        )?;
+        self.resync_done();
+        Ok(())
+    }
+
+    async fn finish_source(&mut self) {
+        self.source = false;
+        let result = self
+            .inner
+            .meta
+            .try_call(|m| {
+                m.update(|s| {
+                    s.ids.finish_resync_as_source();
+                    s.peer_disk = Some(meta::DiskState::UpToDate);
+                })?;
+                m.checkpoint()
+            })
+            .await;
+        if let Err(error) = result {
+            warn!(volume = %self.inner.config.name, %error, "cannot record the end of the resync");
+        }
+        self.resync_done();
+    }
+
+    fn resync_done(&self) {
+        let inner = self.inner;
+        let done = inner.control().resync.take();
+        if let Some(r) = done {
+            info!(volume = %inner.config.name, bytes = r.done, secs = r.started.elapsed().as_secs_f64(), "resync finished");
+        }
+        Counters::add(&inner.counters.resyncs, 1);
+        inner.set_conn(ConnState::Connected);
+        inner.emit(VolumeEvent::ResyncDone);
+    }
+
+    /// SyncSource: reads and sends a range in one step (see the write path's ordering note in
+    /// [`super::export`]), then forgets its bits: the target keeps its own until applied.
+    async fn serve_resync(
+        &mut self,
+        offset: u64,
+        len: u32,
+        writer: &mut Writer,
+    ) -> Result<(), End> {
+        if len as usize > MAX_DATA
+            || offset.saturating_add(u64::from(len)) > self.inner.config.backing.size
+        {
+            return Err(self.unexpected("ResyncRequest out of range"));
+        }
+        let data = self.read(offset, len).await.map_err(|()| End::Lost)?;
+        Self::feed(writer, &Message::ResyncData { offset, data })?;
+        let len = u64::from(len);
+        self.inner.meta.post(move |m| m.mark_in_sync(offset, len));
+        self.progress(len);
+        Ok(())
+    }
+
+    async fn read(&self, offset: u64, len: u32) -> Result<bytes::Bytes, ()> {
+        if offset.saturating_add(u64::from(len)) > self.inner.config.backing.size {
+            return Err(());
+        }
+        match self.inner.disk.read(offset, len as usize).await {
+            Ok(data) => {
+                Counters::add(&self.inner.counters.disk_read, u64::from(len));
+                Ok(data)
+            }
+            Err(error) => {
+                warn!(volume = %self.inner.config.name, %error, "local read for the peer failed");
+                self.inner.emit(VolumeEvent::IoError);
+                Err(())
+            }
+        }
+    }
+
+    fn on_tick(&mut self, writer: &mut Writer) -> Result<(), End> {
+        let config = &self.inner.config;
+        let now = Instant::now();
+        if !self.ping_out && now.duration_since(self.last_rx) >= config.ping_interval {
+            Self::feed(writer, &Message::Ping)?;
+            self.ping_out = true;
+            self.expect_answer();
+        }
+        if !self.owed() {
+            self.awaiting = None;
+        } else if let Some(since) = self.awaiting
+            && now.duration_since(since) > config.timeout
+        {
+            warn!(volume = %config.name, timeout = ?config.timeout, "peer did not answer: lost");
+            return Err(End::Lost);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,418 @@
+//! The replicated volume end to end: two [`Volume`]s of one pair in this process on
+//! 127.0.0.1, each with its own state directory and backing file.
+//!
+//! Writes go through [`Volume::export`] (the NBD export's own code path) except in the `nbdcopy`
+//! test, which uses libnbd's client over TCP; it is skipped with a message when `nbdcopy` is
+//! missing, except in CI (`CI` set), where `.ci/run` installs libnbd-bin.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+#[path = "support/volume_pair.rs"]
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fulcrum_storage::nbd::{Export, NbdError};
+use fulcrum_storage::volume::config::{SharedSecret, ZeroPrimariesPolicy};
+use fulcrum_storage::volume::{ConnState, DiskState, Protocol, Role, VolumeEvent};
+use support::{assert_same_files, pair, pattern, wait_connected, wait_for};
+
+const MIB: u64 = 1 << 20;
+const BLOCK: u64 = 4096;
+
+// Input: a brand-new pair, A configured primary. Output: both Connected and UpToDate, nothing
+// resynced, A serving NBD and B not, B refusing writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_pair_connects_up_to_date_without_a_sync() {
+    let (a, b) = pair(16 * MIB, Protocol::C, Role::Primary);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    wait_connected(&vb).await;
+    for (v, role) in [(&va, Role::Primary), (&vb, Role::Secondary)] {
+        let s = v.status();
+        assert_eq!(s.role, role);
+        assert_eq!(s.disk, DiskState::UpToDate);
+        assert_eq!(s.peer_disk, Some(DiskState::UpToDate));
+        assert_eq!(s.out_of_sync_bytes, 0);
+        assert_eq!(s.counters.resynced_bytes, 0, "{s:#?}");
+    }
+    assert!(va.nbd_addr().is_some());
+    assert!(vb.nbd_addr().is_none());
+    let refused = vb
+        .export()
+        .write(0, Bytes::from_static(&[1; 4096]), false)
+        .await;
+    assert_eq!(refused, Err(NbdError::Perm));
+    va.stop().await;
+    vb.stop().await;
+}
+
+/// Writes `total` bytes of pattern data through A's export, 1 MiB at a time, 8 in flight.
+async fn write_through(export: &fulcrum_storage::volume::VolumeExport, total: u64, seed: u64) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total / MIB {
+        let export = export.clone();
+        tasks.spawn(async move {
+            let data = Bytes::from(pattern(seed + i, MIB as usize));
+            export.write(i * MIB, data, false).await
+        });
+        if tasks.len() >= 8 {
+            tasks.join_next().await.unwrap().unwrap().unwrap();
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap().unwrap();
+    }
+}
+
+// Input: 32 MiB written with protocol C. Output: once every write returned, the secondary's
+// backing file is byte-identical (no flush needed: C acks when on both sides).
+#[tokio::test(flavor = "multi_thread")]
+async fn protocol_c_writes_are_on_the_secondary_when_acknowledged() {
+    let (a, b) = pair(32 * MIB, Protocol::C, Role::Primary);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    write_through(&va.export(), 32 * MIB, 1).await;
+    assert_same_files(&a.backing(), &b.backing());
+    let s = va.status();
+    assert_eq!(s.out_of_sync_bytes, 0);
+    assert_eq!(s.counters.writes_acked, 32);
+    assert!(s.counters.net_sent_bytes >= 32 * MIB, "{s:#?}");
+    va.stop().await;
+    vb.stop().await;
+}
+
+// Input: 16 MiB written with protocol A, then a flush. Output: identical after the flush.
+#[tokio::test(flavor = "multi_thread")]
+async fn protocol_a_writes_are_on_the_secondary_after_a_flush() {
+    let (a, b) = pair(16 * MIB, Protocol::A, Role::Primary);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    let export = va.export();
+    write_through(&export, 16 * MIB, 7).await;
+    export.flush().await.unwrap();
+    assert_same_files(&a.backing(), &b.backing());
+    va.stop().await;
+    vb.stop().await;
+}
+
+// Input: 32 MiB of random data copied by libnbd's nbdcopy to the primary's NBD export
+// (protocol C). Output: the secondary's backing file equals the source once nbdcopy returns.
+#[tokio::test(flavor = "multi_thread")]
+async fn nbdcopy_to_the_primary_is_on_the_secondary_when_it_returns() {
+    if !require_tool("nbdcopy") {
+        return;
+    }
+    let (a, b) = pair(32 * MIB, Protocol::C, Role::Primary);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    let source = a.dir.path().join("source.img");
+    std::fs::write(&source, pattern(99, (32 * MIB) as usize)).unwrap();
+    let uri = format!("nbd://{}/{}", va.nbd_addr().unwrap(), support::NAME);
+    let out = tokio::process::Command::new("nbdcopy")
+        .arg(&source)
+        .arg(&uri)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_files(&source, &b.backing());
+    assert_same_files(&a.backing(), &b.backing());
+    va.stop().await;
+    vb.stop().await;
+}
+
+// Input: B stopped; A writes 10 scattered blocks and one 1 MiB range; B restarted. Output:
+// exactly those 10 × 4 KiB + 1 MiB are resynced (counted on both sides), the files end equal.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_changed_blocks_are_resynced_after_the_secondary_returns() {
+    let (a, b) = pair(64 * MIB, Protocol::C, Role::Primary);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    write_through(&va.export(), 8 * MIB, 3).await;
+    vb.stop().await;
+    wait_for(&va, "disconnect", |s| s.connection == ConnState::Connecting).await;
+
+    let export = va.export();
+    for i in 0..10u64 {
+        let offset = 5 * MIB + i * 3 * MIB + BLOCK * i;
+        let data = Bytes::from(pattern(1000 + i, BLOCK as usize));
+        export.write(offset, data, false).await.unwrap();
+    }
+    export
+        .write(40 * MIB, Bytes::from(pattern(77, MIB as usize)), true)
+        .await
+        .unwrap();
+    let changed = 10 * BLOCK + MIB;
+    assert_eq!(va.status().out_of_sync_bytes, changed);
+    assert_eq!(va.status().counters.writes_out_of_sync, 11);
+
+    let vb = b.start().await;
+    wait_connected(&vb).await;
+    wait_connected(&va).await;
+    let (sa, sb) = (va.status(), vb.status());
+    println!(
+        "resynced: source {} bytes, target {} bytes",
+        sa.counters.resynced_bytes, sb.counters.resynced_bytes
+    );
+    assert_eq!(sa.counters.resynced_bytes, changed, "{sa:#?}");
+    assert_eq!(sb.counters.resynced_bytes, changed, "{sb:#?}");
+    assert_eq!(sb.disk, DiskState::UpToDate);
+    assert_eq!(sa.out_of_sync_bytes, 0);
+    assert_eq!(sb.out_of_sync_bytes, 0);
+    assert_same_files(&a.backing(), &b.backing());
+    va.stop().await;
+    vb.stop().await;
+}
+
+// Input: a connected pair disconnected, both promoted with force and written, both demoted,
+// reconnected (after_split_brain all `disconnect`). Output: the split brain is detected and
+// both stay StandAlone; `connect(discard_my_data = true)` on B (and `connect` on A, StandAlone
+// too, as DRBD asks) makes B the target, and the files end identical with A's data.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_split_brain_is_detected_and_resolved_by_discard_my_data() {
+    let (a, b) = pair(16 * MIB, Protocol::C, Role::Secondary);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    wait_connected(&vb).await;
+    let mut events = vb.subscribe();
+    va.disconnect().await.unwrap();
+    vb.disconnect().await.unwrap();
+    for v in [&va, &vb] {
+        wait_for(v, "StandAlone", |s| s.connection == ConnState::StandAlone).await;
+        v.promote(true).await.unwrap();
+    }
+    va.export()
+        .write(0, Bytes::from(pattern(1, MIB as usize)), false)
+        .await
+        .unwrap();
+    vb.export()
+        .write(2 * MIB, Bytes::from(pattern(2, 8192)), false)
+        .await
+        .unwrap();
+    va.demote().await.unwrap();
+    vb.demote().await.unwrap();
+    va.connect(false).await.unwrap();
+    vb.connect(false).await.unwrap();
+    // Both were StandAlone already: wait for the event, then for both to be StandAlone again.
+    let saw = tokio::time::timeout(Duration::from_secs(8), async {
+        while events.recv().await.unwrap() != VolumeEvent::SplitBrain {}
+    })
+    .await;
+    assert!(saw.is_ok(), "no split brain: {:#?}", vb.status());
+    wait_for(&va, "StandAlone", |s| s.connection == ConnState::StandAlone).await;
+    wait_for(&vb, "StandAlone", |s| s.connection == ConnState::StandAlone).await;
+    // Still apart after a while: never silently merged.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(va.status().connection, ConnState::StandAlone);
+    assert_eq!(vb.status().connection, ConnState::StandAlone);
+
+    vb.connect(true).await.unwrap();
+    va.connect(false).await.unwrap();
+    wait_connected(&vb).await;
+    wait_connected(&va).await;
+    assert_eq!(vb.status().disk, DiskState::UpToDate);
+    // Bitmap-based: A's 1 MiB and B's 8 KiB, nothing else.
+    assert_eq!(vb.status().counters.resynced_bytes, MIB + 8192);
+    assert_same_files(&a.backing(), &b.backing());
+    va.stop().await;
+    vb.stop().await;
+}
+
+// Input: the same split brain with zero_primaries = discard-least-changes. Output: resolved
+// automatically, B (fewer changes) is the target.
+#[tokio::test(flavor = "multi_thread")]
+async fn discard_least_changes_resolves_a_split_brain_by_itself() {
+    let (mut a, mut b) = pair(16 * MIB, Protocol::C, Role::Secondary);
+    for n in [&mut a, &mut b] {
+        n.config.after_split_brain.zero_primaries = ZeroPrimariesPolicy::DiscardLeastChanges;
+    }
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    va.disconnect().await.unwrap();
+    vb.disconnect().await.unwrap();
+    for v in [&va, &vb] {
+        wait_for(v, "StandAlone", |s| s.connection == ConnState::StandAlone).await;
+        v.promote(true).await.unwrap();
+    }
+    va.export()
+        .write(0, Bytes::from(pattern(1, MIB as usize)), false)
+        .await
+        .unwrap();
+    vb.export()
+        .write(2 * MIB, Bytes::from(pattern(2, 8192)), false)
+        .await
+        .unwrap();
+    va.demote().await.unwrap();
+    vb.demote().await.unwrap();
+    va.connect(false).await.unwrap();
+    vb.connect(false).await.unwrap();
+    wait_connected(&vb).await;
+    wait_connected(&va).await;
+    assert_same_files(&a.backing(), &b.backing());
+    let data = std::fs::read(b.backing()).unwrap();
+    assert_eq!(&data[..MIB as usize], &pattern(1, MIB as usize)[..]);
+    va.stop().await;
+    vb.stop().await;
+}
+
+// Input: the two nodes with different secrets, connect_interval 200 ms, for 2 s. Output: never
+// connected, both count refusals, the dialer tried at most 5 times (backoff 200, 400, 800 ms..),
+// and not a byte of replication traffic crossed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_secret_is_refused_without_data_and_without_a_tight_loop() {
+    let (mut a, mut b) = pair(4 * MIB, Protocol::C, Role::Primary);
+    a.config.connect_interval = Duration::from_millis(200);
+    b.config.connect_interval = Duration::from_millis(200);
+    b.config.shared_secret = SharedSecret::new("not the same");
+    let (va, vb) = (a.start().await, b.start().await);
+    let mut events = vb.subscribe();
+    va.export()
+        .write(0, Bytes::from(pattern(5, 4096)), false)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (sa, sb) = (va.status(), vb.status());
+    assert_eq!(sa.connection, ConnState::Connecting);
+    assert_eq!(sb.connection, ConnState::Connecting);
+    // a listens on the lower port: it dials.
+    let attempts = sa.counters.connect_attempts;
+    assert!((2..=5).contains(&attempts), "{attempts} attempts in 2 s");
+    assert!(sa.counters.auth_failures >= 1 && sb.counters.auth_failures >= 1);
+    for s in [&sa, &sb] {
+        assert_eq!(s.counters.net_sent_bytes, 0, "{s:#?}");
+        assert_eq!(s.counters.net_received_bytes, 0, "{s:#?}");
+        assert_eq!(s.counters.connections, 0);
+    }
+    assert_eq!(events.try_recv().ok(), Some(VolumeEvent::AuthRefused));
+    assert!(std::fs::read(b.backing()).unwrap().iter().all(|&x| x == 0));
+    va.stop().await;
+    vb.stop().await;
+}
+
+// Input: protocol C, a stream of FUA writes from 4 clients, each recorded when acknowledged;
+// the primary dropped abruptly mid-stream (its tasks aborted, no clean stop). Output: the
+// secondary notices, is promoted, and holds every acknowledged write; the crashed node restarts,
+// resyncs from it as SyncTarget, and the two end identical.
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_writes_survive_the_loss_of_the_primary() {
+    let (mut a, b) = pair(64 * MIB, Protocol::C, Role::Primary);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let export = va.export();
+        let acked = Arc::clone(&acked);
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let block = (w * 1000 + i) % 4096;
+                let seed = w << 32 | i;
+                let data = Bytes::from(pattern(seed, BLOCK as usize));
+                if export.write(block * BLOCK, data, true).await.is_err() {
+                    return;
+                }
+                acked.lock().unwrap().push((block, seed));
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(va);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
+    wait_for(&vb, "primary lost", |s| {
+        s.connection == ConnState::Connecting
+    })
+    .await;
+    vb.promote(false).await.unwrap();
+    // The last acknowledged write to each block is what it must hold.
+    let mut last = std::collections::HashMap::new();
+    for (block, seed) in &acked {
+        last.insert(*block, *seed);
+    }
+    let export = vb.export();
+    for (block, seed) in last {
+        let got = export.read(block * BLOCK, BLOCK as usize).await.unwrap();
+        assert_eq!(
+            &got[..],
+            &pattern(seed, BLOCK as usize)[..],
+            "block {block}"
+        );
+    }
+    println!("{} acknowledged writes, all on the secondary", acked.len());
+
+    // The crashed node comes back (as secondary: started as primary while B is primary and
+    // before it hears of B, it would promote itself and the two would refuse each other). Its
+    // metadata was left unclean, so its activity-log extents are out of sync; it becomes
+    // SyncTarget for B's new generation and ends identical.
+    a.config.role = Role::Secondary;
+    vb.export()
+        .write(8 * MIB, Bytes::from(pattern(4242, 8192)), false)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let va = a.start().await;
+    wait_connected(&va).await;
+    wait_connected(&vb).await;
+    let s = va.status();
+    assert_eq!(s.role, Role::Secondary);
+    assert_eq!(s.disk, DiskState::UpToDate);
+    // The hot region only: the writers' blocks lie in the first four 4 MiB extents.
+    assert!(s.counters.resynced_bytes >= 8192, "{s:#?}");
+    assert!(s.counters.resynced_bytes <= 16 * MIB, "{s:#?}");
+    println!(
+        "crashed primary resynced {} bytes",
+        s.counters.resynced_bytes
+    );
+    assert_same_files(&a.backing(), &b.backing());
+    va.stop().await;
+    vb.stop().await;
+}
+
+// Input: a primary that demotes. Output: NBD stops (no address), writes get EPERM, the peer
+// sees a secondary.
+#[tokio::test(flavor = "multi_thread")]
+async fn demotion_stops_nbd_and_refuses_writes() {
+    let (a, b) = pair(4 * MIB, Protocol::C, Role::Primary);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    wait_for(&vb, "peer primary", |s| s.peer_role == Some(Role::Primary)).await;
+    assert!(vb.promote(false).await.is_err());
+    va.demote().await.unwrap();
+    assert_eq!(va.nbd_addr(), None);
+    let refused = va
+        .export()
+        .write(0, Bytes::from_static(&[1; 512]), false)
+        .await;
+    assert_eq!(refused, Err(NbdError::Perm));
+    wait_for(&vb, "peer secondary", |s| {
+        s.peer_role == Some(Role::Secondary)
+    })
+    .await;
+    vb.promote(false).await.unwrap();
+    assert!(vb.nbd_addr().is_some());
+    va.stop().await;
+    vb.stop().await;
+}
+
+/// Whether `tool` is on PATH; without it the test is skipped (failed in CI).
+fn require_tool(tool: &str) -> bool {
+    let found = std::process::Command::new("which")
+        .arg(tool)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "{tool} missing in CI");
+        eprintln!("skipped: {tool} not installed (apt install libnbd-bin)");
+    }
+    found
+}
