@@ -22,13 +22,61 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One node's `[volume.data]`: its replication port, the peer's, and NBD on port 0.
-fn volume(listen: u16, peer: u16, role: &str) -> String {
+/// One node's `[volume.data]` (256 MiB, `protocol`): its replication port, the peer's, and NBD
+/// on port 0.
+fn volume(listen: u16, peer: u16, role: &str, protocol: &str) -> String {
     format!(
-        "[volume.data]\nbacking = \"data.img\"\nsize = \"32MiB\"\nlisten = \"127.0.0.1:{listen}\"\n\
+        "[volume.data]\nbacking = \"data.img\"\nsize = \"256MiB\"\nlisten = \"127.0.0.1:{listen}\"\n\
          peer = \"127.0.0.1:{peer}\"\nshared_secret = \"s3cret\"\nrole = \"{role}\"\n\
-         nbd = {{ listen = \"127.0.0.1:0\", export = \"data\" }}\n"
+         protocol = \"{protocol}\"\nnbd = {{ listen = \"127.0.0.1:0\", export = \"data\" }}\n"
     )
+}
+
+/// A connected pair, `a` primary.
+fn pair(protocol: &str) -> (Fulcrum, Fulcrum) {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Fulcrum::start(&volume(pa, pb, "primary", protocol));
+    let b = Fulcrum::start(&volume(pb, pa, "secondary", protocol));
+    assert!(
+        wait_until(PATIENCE, Duration::from_millis(50), || connected(&a)
+            && connected(&b)),
+        "never connected: {} / {}",
+        status(&a),
+        status(&b)
+    );
+    (a, b)
+}
+
+/// Copies 256 MiB of random data to `a`'s export with nbdcopy (`--flush` when `flush`), and
+/// returns it.
+fn nbdcopy_random(a: &Fulcrum, flush: bool) -> Vec<u8> {
+    let nbd = status(a)["nbd"].as_str().unwrap().to_owned();
+    let source = a.dir().join("source.bin");
+    let data = random_file(&source, 256 << 20);
+    let mut command = std::process::Command::new("nbdcopy");
+    if flush {
+        command.arg("--flush");
+    }
+    let out = command
+        .arg(&source)
+        .arg(format!("nbd://{nbd}/data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "nbdcopy: {out:?}");
+    data
+}
+
+#[test]
+fn protocol_a_writes_are_on_the_secondary_after_a_flush() {
+    if !support::require_tool("nbdcopy") {
+        return;
+    }
+    let (a, b) = pair("A");
+    let data = nbdcopy_random(&a, true);
+    assert!(
+        backing(&b) == data,
+        "the secondary's copy differs after the flush"
+    );
 }
 
 /// `fulcrum status volume --json` of `node`.
@@ -67,20 +115,11 @@ fn random_file(path: &Path, len: usize) -> Vec<u8> {
 }
 
 #[test]
-fn two_nodes_replicate_what_nbdcopy_writes_to_the_primary() {
+fn protocol_c_writes_are_on_the_secondary_when_nbdcopy_returns() {
     if !support::require_tool("nbdcopy") {
         return;
     }
-    let (pa, pb) = (free_port(), free_port());
-    let a = Fulcrum::start(&volume(pa, pb, "primary"));
-    let b = Fulcrum::start(&volume(pb, pa, "secondary"));
-    assert!(
-        wait_until(PATIENCE, Duration::from_millis(50), || connected(&a)
-            && connected(&b)),
-        "never connected: {} / {}",
-        status(&a),
-        status(&b)
-    );
+    let (a, b) = pair("C");
     let sa = status(&a);
     assert_eq!(sa["role"], "Primary");
     assert_eq!(sa["peer_role"], "Secondary");
@@ -89,26 +128,11 @@ fn two_nodes_replicate_what_nbdcopy_writes_to_the_primary() {
     assert_eq!(sa["out_of_sync_bytes"], 0);
     assert!(status(&b)["nbd"].is_null(), "a secondary serves no NBD");
 
-    // 8 MiB of random data through NBD: with protocol C, acknowledged means on both disks.
-    let nbd = sa["nbd"].as_str().unwrap().to_owned();
-    let source = a.dir().join("source.bin");
-    let data = random_file(&source, 8 << 20);
-    let out = std::process::Command::new("nbdcopy")
-        .arg(&source)
-        .arg(format!("nbd://{nbd}/data"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "nbdcopy: {out:?}");
-    assert_eq!(
-        &backing(&a)[..data.len()],
-        &data[..],
-        "the primary's own copy"
-    );
-    assert_eq!(
-        &backing(&b)[..data.len()],
-        &data[..],
-        "the secondary's copy"
-    );
+    // 256 MiB of random data through NBD, no flush asked: with protocol C, acknowledged
+    // means on both disks.
+    let data = nbdcopy_random(&a, false);
+    assert!(backing(&a) == data, "the primary's own copy differs");
+    assert!(backing(&b) == data, "the secondary's copy differs");
 
     // The /proc/drbd view.
     let socket = a.control_socket();
