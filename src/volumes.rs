@@ -13,15 +13,18 @@ use fulcrum_storage::volume::{
 use fulcrum_vrrp::{fsm::State, run::Vrrp};
 use tokio::{sync::broadcast::error::RecvError, task::JoinSet};
 
+/// How often a running resync's progress is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
 /// How often a promotion the peer refused (it is still primary, demoting) is tried again while
 /// the instance stays MASTER.
 const PROMOTE_RETRY: Duration = Duration::from_millis(500);
 
-/// The running volumes, in name order, and the tasks that make them follow VRRP.
+/// The running volumes, in name order, and their tasks: following VRRP, logging resync progress.
 #[derive(Debug, Default)]
 pub(crate) struct Volumes {
     volumes: Vec<Volume>,
-    followers: JoinSet<()>,
+    tasks: JoinSet<()>,
 }
 
 impl Volumes {
@@ -45,9 +48,10 @@ impl Volumes {
             };
             if let (Some(instance), Some(vrrp)) = (follow, vrrp) {
                 started
-                    .followers
+                    .tasks
                     .spawn(follow_vrrp(volume.clone(), instance, vrrp));
             }
+            started.tasks.spawn(log_resync_progress(volume.clone()));
             started.volumes.push(volume);
         }
         Ok(started)
@@ -57,12 +61,38 @@ impl Volumes {
         self.volumes.clone()
     }
 
-    /// Stops following VRRP, then stops every volume cleanly (NBD drained, metadata closed).
+    /// Stops those tasks, then every volume cleanly (NBD drained, metadata closed).
     pub(crate) async fn stop(mut self) {
-        self.followers.shutdown().await;
+        self.tasks.shutdown().await;
         for volume in self.volumes.drain(..) {
             volume.stop().await;
         }
+    }
+}
+
+/// Logs a running resync's progress every [`PROGRESS_EVERY`], DRBD's `sync'ed: 42.0%` line
+/// of `/proc/drbd` in the log, so an operator tailing it sees a long resync advance.
+async fn log_resync_progress(volume: Volume) {
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let status = volume.status();
+        let Some(resync) = status.resync else {
+            continue;
+        };
+        let percent = match resync.total_bytes {
+            0 => 100.0,
+            total => resync.done_bytes as f64 * 100.0 / total as f64,
+        };
+        tracing::info!(
+            volume = %status.name,
+            connection = %status.connection,
+            done_mib = resync.done_bytes >> 20,
+            total_mib = resync.total_bytes >> 20,
+            mib_per_sec = resync.bytes_per_sec >> 20,
+            "resync {percent:.1}% done"
+        );
     }
 }
 
