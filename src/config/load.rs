@@ -216,6 +216,9 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
     if let (Some(section), Some(proxy)) = (&file.admin, &proxy) {
         check_admin_listen(section, proxy, &mut found);
     }
+    if let Some(proxy) = &proxy {
+        check_volume_listens(&file, &volumes, proxy, &mut found);
+    }
     match proxy {
         Some(proxy) if found.is_empty() => Ok(Loaded {
             path: path.to_owned(),
@@ -247,6 +250,51 @@ fn check_admin_listen(
                 "{listen} is already bound by {owner}; give the admin server an address of its own"
             ),
         ));
+    }
+}
+
+/// A volume's replication and NBD listeners must not take an address a frontend, a virtual
+/// service or the admin server binds: one of them would fail to bind at start.
+fn check_volume_listens(
+    file: &FileConfig,
+    volumes: &[fulcrum_storage::volume::config::VolumeConfig],
+    proxy: &fulcrum_proxy::Config,
+    found: &mut Vec<(Option<Range<usize>>, String)>,
+) {
+    let admin = file.admin.as_ref().map(|a| *a.listen.get_ref());
+    for volume in volumes {
+        let Some((_, section)) = file
+            .volume
+            .iter()
+            .find(|(n, _)| *n.get_ref() == volume.name)
+        else {
+            continue;
+        };
+        let listeners = std::iter::once((volume.listen, section.listen.span(), "listen")).chain(
+            volume
+                .nbd
+                .as_ref()
+                .zip(section.nbd.as_ref())
+                .map(|(nbd, s)| (nbd.listen, s.listen.span(), "nbd.listen")),
+        );
+        for (addr, span, key) in listeners {
+            if addr.port() == 0 {
+                continue;
+            }
+            let owner = proxy
+                .tcp_bind_owner(addr)
+                .map(|o| o.to_string())
+                .or_else(|| (admin == Some(addr)).then(|| "the admin server".to_owned()));
+            if let Some(owner) = owner {
+                found.push((
+                    Some(span),
+                    format!(
+                        "volume `{}` {key} {addr} is already bound by {owner}; give it an address of its own",
+                        volume.name
+                    ),
+                ));
+            }
+        }
     }
 }
 
@@ -529,6 +577,22 @@ real_servers = [{ address = "127.0.0.1:3307" }]
             loaded.summary().contains(", 1 volume(s)"),
             "{}",
             loaded.summary()
+        );
+    }
+
+    #[test]
+    fn a_volume_may_not_listen_where_the_admin_server_does() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("does-not-exist")).unwrap();
+        let path = dir.path().join("fulcrum.toml");
+        let text = format!("[admin]\nlisten = \"127.0.0.1:7788\"\n\n{GOOD}\n{VOLUME}");
+        let errs = load_str(&path, &text).unwrap_err().errors;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "volume.nfs.listen");
+        assert!(
+            errs[0].message.contains("admin server"),
+            "{}",
+            errs[0].message
         );
     }
 
