@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fulcrum_storage::nbd::{Export, NbdError};
-use fulcrum_storage::volume::config::{SharedSecret, ZeroPrimariesPolicy};
-use fulcrum_storage::volume::{ConnState, DiskState, Protocol, Role, VolumeEvent};
-use support::{assert_same_files, pair, pattern, wait_connected, wait_for};
+use fulcrum_storage::volume::config::{IoErrorPolicy, SharedSecret, ZeroPrimariesPolicy};
+use fulcrum_storage::volume::{
+    ConnState, DiskState, Protocol, Role, VerifyReport, VolumeError, VolumeEvent,
+};
+use support::{assert_same_files, overwrite, pair, pattern, wait_connected, wait_for};
 
 const MIB: u64 = 1 << 20;
 const BLOCK: u64 = 4096;
@@ -402,6 +404,249 @@ async fn demotion_stops_nbd_and_refuses_writes() {
     assert!(vb.nbd_addr().is_some());
     va.stop().await;
     vb.stop().await;
+}
+
+// Input: a connected pair with 8 MiB written; three 4 KiB blocks of the secondary's backing
+// file overwritten behind its back (in written data and in never-written zeroes). Output: a
+// verify before that (run on the secondary) finds nothing; afterwards, verify on the primary
+// reports exactly those 12 KiB of the 16 MiB checked and marks them out of sync, a second
+// verify started together is refused; while StandAlone verify is refused; after disconnect and
+// connect exactly those blocks are resynced and the files are identical.
+#[tokio::test(flavor = "multi_thread")]
+async fn online_verify_finds_blocks_changed_behind_the_secondarys_back() {
+    let (a, b) = pair(16 * MIB, Protocol::C, Role::Primary);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    wait_connected(&vb).await;
+    write_through(&va.export(), 8 * MIB, 11).await;
+    let clean = vb.verify().await.unwrap();
+    assert_eq!(
+        clean,
+        VerifyReport {
+            checked_bytes: 16 * MIB,
+            differing_bytes: 0
+        }
+    );
+
+    let bad = [3 * BLOCK, 2 * MIB + 5 * BLOCK, 12 * MIB];
+    for (i, &offset) in bad.iter().enumerate() {
+        overwrite(
+            &b.backing(),
+            offset,
+            &pattern(500 + i as u64, BLOCK as usize),
+        );
+    }
+    let (first, second) = tokio::join!(va.verify(), va.verify());
+    let (report, refused) = match (first, second) {
+        (Ok(report), Err(refused)) | (Err(refused), Ok(report)) => (report, refused),
+        other => panic!("one verify at a time: {other:?}"),
+    };
+    assert!(matches!(refused, VolumeError::VerifyRunning), "{refused}");
+    assert_eq!(
+        report,
+        VerifyReport {
+            checked_bytes: 16 * MIB,
+            differing_bytes: 3 * BLOCK
+        }
+    );
+    assert_eq!(va.status().out_of_sync_bytes, 3 * BLOCK);
+
+    let before = vb.status().counters;
+    va.disconnect().await.unwrap();
+    wait_for(&va, "StandAlone", |s| s.connection == ConnState::StandAlone).await;
+    wait_for(&vb, "peer gone", |s| s.connection == ConnState::Connecting).await;
+    let refused = va.verify().await;
+    assert!(
+        matches!(
+            refused,
+            Err(VolumeError::NotConnected(ConnState::StandAlone))
+        ),
+        "{refused:?}"
+    );
+    va.connect(false).await.unwrap();
+    wait_for(&vb, "resync done", |s| {
+        s.counters.resyncs > before.resyncs && s.connection == ConnState::Connected
+    })
+    .await;
+    wait_connected(&va).await;
+    let after = vb.status().counters;
+    assert_eq!(after.resynced_bytes - before.resynced_bytes, 3 * BLOCK);
+    assert_eq!(va.status().out_of_sync_bytes, 0);
+    assert_same_files(&a.backing(), &b.backing());
+    va.stop().await;
+    vb.stop().await;
+}
+
+// Input: a pair with 16 MiB written and in sync; B stopped, its metadata deleted (as after
+// losing its state_dir) and four 4 KiB blocks of its backing changed; B restarted with
+// checksum_resync. Output: B, Inconsistent and without history, gets a full resync of the 16 MiB,
+// but only the four blocks' data crosses: resynced_bytes is 16 KiB and resync_skipped_bytes the
+// rest, on both sides; A sends well under 1 MiB for it; the files end identical.
+#[tokio::test(flavor = "multi_thread")]
+async fn checksum_resync_sends_only_the_blocks_that_differ() {
+    let (a, mut b) = pair(16 * MIB, Protocol::C, Role::Primary);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    write_through(&va.export(), 16 * MIB, 21).await;
+    vb.stop().await;
+    wait_for(&va, "disconnect", |s| s.connection == ConnState::Connecting).await;
+
+    std::fs::remove_dir_all(b.state_dir().join("volume").join(support::NAME)).unwrap();
+    let bad = [
+        0,
+        5 * MIB + 3 * BLOCK,
+        9 * MIB + 17 * BLOCK,
+        16 * MIB - BLOCK,
+    ];
+    for (i, &offset) in bad.iter().enumerate() {
+        overwrite(
+            &b.backing(),
+            offset,
+            &pattern(700 + i as u64, BLOCK as usize),
+        );
+    }
+    b.config.checksum_resync = true;
+    let before = va.status().counters;
+    let vb = b.start().await;
+    assert_eq!(vb.status().disk, DiskState::Inconsistent);
+    wait_connected(&vb).await;
+    wait_for(&va, "resync done", |s| {
+        s.counters.resyncs > before.resyncs && s.connection == ConnState::Connected
+    })
+    .await;
+    let (sa, sb) = (va.status().counters, vb.status().counters);
+    let differing = bad.len() as u64 * BLOCK;
+    println!(
+        "checksum resync: {} bytes sent, {} skipped, {} bytes on the wire from the source",
+        sa.resynced_bytes - before.resynced_bytes,
+        sa.resync_skipped_bytes - before.resync_skipped_bytes,
+        sa.net_sent_bytes - before.net_sent_bytes
+    );
+    assert_eq!(sb.resynced_bytes, differing, "{sb:#?}");
+    assert_eq!(sb.resync_skipped_bytes, 16 * MIB - differing, "{sb:#?}");
+    assert_eq!(sa.resynced_bytes - before.resynced_bytes, differing);
+    assert_eq!(
+        sa.resync_skipped_bytes - before.resync_skipped_bytes,
+        16 * MIB - differing
+    );
+    assert!(
+        sa.net_sent_bytes - before.net_sent_bytes < 256 * 1024,
+        "{sa:#?}"
+    );
+    assert_eq!(vb.status().disk, DiskState::UpToDate);
+    assert_same_files(&a.backing(), &b.backing());
+    va.stop().await;
+    vb.stop().await;
+}
+
+// Input: a connected pair (on_io_error = detach) with 4 MiB written; A's disk made to fail
+// over one 4 KiB block. Output: a read of that block through A still returns its data (from
+// B); A is Diskless, and B sees it; writes then go to B only (A's file keeps zeroes there) and
+// read back through A; a flush succeeds; A marks the failed block and the new writes out of
+// sync, and verify is refused (Diskless). A restarted (its disk
+// healthy again) comes back Inconsistent, stays secondary, resyncs exactly those blocks from
+// B, and the files end identical.
+#[tokio::test(flavor = "multi_thread")]
+async fn detach_serves_from_the_peer_after_a_local_io_error() {
+    let (a, b) = pair(8 * MIB, Protocol::C, Role::Primary);
+    assert_eq!(a.config.on_io_error, IoErrorPolicy::Detach);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    wait_connected(&vb).await;
+    let export = va.export();
+    write_through(&export, 4 * MIB, 31).await;
+    let mut events = va.subscribe();
+
+    let failing = MIB + 2 * BLOCK;
+    va.inject_local_io_errors(failing, BLOCK);
+    let got = export.read(failing, BLOCK as usize).await.unwrap();
+    let written = pattern(31 + 1, MIB as usize);
+    assert_eq!(&got[..], &written[2 * BLOCK as usize..3 * BLOCK as usize]);
+    let s = va.status();
+    assert_eq!(s.disk, DiskState::Diskless);
+    assert!(s.counters.peer_read_bytes >= BLOCK, "{s:#?}");
+    wait_for(&vb, "peer Diskless", |s| {
+        s.peer_disk == Some(DiskState::Diskless)
+    })
+    .await;
+    let mut saw = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        saw.push(event);
+    }
+    assert!(saw.contains(&VolumeEvent::Detached), "{saw:?}");
+
+    // Writes go to B only; reads (even of healthy blocks) come from B.
+    let new = Bytes::from(pattern(900, 64 * 1024));
+    export.write(6 * MIB, new.clone(), false).await.unwrap();
+    export.flush().await.unwrap();
+    assert_eq!(export.read(6 * MIB, new.len()).await.unwrap(), new);
+    let whole = export.read(0, 2 * MIB as usize).await.unwrap();
+    assert_eq!(&whole[MIB as usize..], &written[..]);
+    let on_b = std::fs::read(b.backing()).unwrap();
+    assert_eq!(&on_b[6 * MIB as usize..][..new.len()], &new[..]);
+    let on_a = std::fs::read(a.backing()).unwrap();
+    assert!(
+        on_a[6 * MIB as usize..][..new.len()]
+            .iter()
+            .all(|&x| x == 0)
+    );
+    assert_eq!(va.status().out_of_sync_bytes, BLOCK + 64 * 1024);
+    assert!(va.status().counters.peer_read_bytes >= BLOCK + 64 * 1024 + 2 * MIB);
+    assert!(matches!(
+        va.verify().await,
+        Err(VolumeError::NotUpToDate(DiskState::Diskless))
+    ));
+    assert!(matches!(
+        vb.verify().await,
+        Err(VolumeError::PeerNotUpToDate(Some(DiskState::Diskless)))
+    ));
+
+    va.stop().await;
+    let va = a.start().await;
+    let s = va.status();
+    assert_eq!((s.role, s.disk), (Role::Secondary, DiskState::Inconsistent));
+    wait_for(&va, "resynced", |s| {
+        s.disk == DiskState::UpToDate && s.connection == ConnState::Connected && s.resync.is_none()
+    })
+    .await;
+    assert_eq!(va.status().counters.resynced_bytes, BLOCK + 64 * 1024);
+    assert_same_files(&a.backing(), &b.backing());
+    va.stop().await;
+    vb.stop().await;
+}
+
+// Input: on_io_error = pass_on, A's disk failing over one block; then a detach-configured
+// primary alone (no peer to go on with). Output: in both, a read and a write there get EIO, the
+// write's block is marked out of sync, the disk stays UpToDate and attached, and the other
+// blocks still work.
+#[tokio::test(flavor = "multi_thread")]
+async fn pass_on_and_detach_without_a_peer_return_the_error() {
+    let (mut a, b) = pair(4 * MIB, Protocol::C, Role::Primary);
+    a.config.on_io_error = IoErrorPolicy::PassOn;
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    let (alone, _alone_peer) = pair(4 * MIB, Protocol::C, Role::Primary);
+    let lone = alone.start().await;
+    for v in [&va, &lone] {
+        let export = v.export();
+        v.inject_local_io_errors(MIB, BLOCK);
+        assert_eq!(export.read(MIB, BLOCK as usize).await, Err(NbdError::Io));
+        let data = Bytes::from(pattern(3, BLOCK as usize));
+        assert_eq!(
+            export.write(MIB, data.clone(), false).await,
+            Err(NbdError::Io)
+        );
+        export.write(2 * MIB, data.clone(), false).await.unwrap();
+        assert_eq!(export.read(2 * MIB, BLOCK as usize).await.unwrap(), data);
+        let s = v.status();
+        assert_eq!(s.disk, DiskState::UpToDate);
+        assert_eq!(s.counters.peer_read_bytes, 0);
+        assert!(s.out_of_sync_bytes >= BLOCK, "{s:#?}");
+    }
+    assert_eq!(va.status().out_of_sync_bytes, BLOCK);
+    va.stop().await;
+    vb.stop().await;
+    lone.stop().await;
 }
 
 /// Whether `tool` is on PATH; without it the test is skipped (failed in CI).

@@ -117,6 +117,15 @@ pub(crate) fn pattern(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Overwrites `data` at `offset` in a backing file behind its volume's back (a disk that
+/// silently changed).
+pub(crate) fn overwrite(path: &Path, offset: u64, data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(data, offset).unwrap();
+    file.sync_all().unwrap();
+}
+
 /// Asserts two backing files are byte-identical, reporting the first difference.
 pub(crate) fn assert_same_files(a: &Path, b: &Path) {
     let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());

@@ -1,6 +1,9 @@
 //! The receiving side of replication: applies the peer's writes, flushes and resync data to the
 //! local disk strictly in the order they arrived, on a task of its own so the session keeps
 //! answering pings meanwhile, and reports each completion (the session acks it).
+//!
+//! Reads that must see every write received before them go through here too, in the same
+//! order: the peer's verify and remote-read requests, and a SyncTarget's checksums.
 
 use std::sync::Arc;
 
@@ -8,9 +11,11 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::disk::digest;
 use super::inner::Inner;
 use super::status::{Counters, VolumeEvent};
-use crate::volume::peer::WriteFlags;
+use crate::volume::config::BLOCK_SIZE;
+use crate::volume::peer::{Digest, DiskState, WriteFlags};
 
 /// Requests queued ahead of the disk: at most this many (each at most 1 MiB) are buffered,
 /// after which the session stops reading the socket (back-pressure on the peer).
@@ -38,10 +43,27 @@ pub(crate) enum Apply {
         offset: u64,
         data: Bytes,
     },
+    /// The peer's online verify: compare its digest with our copy of the range.
+    Verify {
+        offset: u64,
+        len: u32,
+        digest: Digest,
+    },
+    /// Checksum-based resync (SyncTarget): the digests of the range's 4 KiB blocks.
+    Digests {
+        offset: u64,
+        len: u32,
+    },
+    /// The peer's disk is detached: read the range for it.
+    Read {
+        id: u64,
+        offset: u64,
+        len: u32,
+    },
 }
 
 /// Something applied.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Applied {
     Write {
         seq: u64,
@@ -57,6 +79,22 @@ pub(crate) enum Applied {
         offset: u64,
         len: u64,
         ok: bool,
+    },
+    Verify {
+        offset: u64,
+        len: u32,
+        equal: bool,
+    },
+    /// `None` when the local read failed.
+    Digests {
+        offset: u64,
+        len: u32,
+        digests: Option<Vec<Digest>>,
+    },
+    /// `None` when the read failed or our copy is not UpToDate.
+    Read {
+        id: u64,
+        data: Option<Bytes>,
     },
 }
 
@@ -144,6 +182,58 @@ async fn apply_one(inner: &Inner, apply: Apply) -> Applied {
                 len,
                 ok: result.is_ok(),
             }
+        }
+        Apply::Verify {
+            offset,
+            len,
+            digest: theirs,
+        } => {
+            let data = read(inner, offset, len, "verify read").await;
+            let equal = data.is_some_and(|data| digest(&data) == theirs);
+            Applied::Verify { offset, len, equal }
+        }
+        Apply::Digests { offset, len } => {
+            let result = disk
+                .digests(offset, len as usize, BLOCK_SIZE as usize)
+                .await;
+            let result =
+                result.inspect(|_| Counters::add(&inner.counters.disk_read, u64::from(len)));
+            if let Err(error) = &result {
+                warn!(volume = %inner.config.name, %error, offset, len, "checksum read failed");
+                inner.emit(VolumeEvent::IoError);
+            }
+            Applied::Digests {
+                offset,
+                len,
+                digests: result.ok(),
+            }
+        }
+        Apply::Read { id, offset, len } => {
+            // Only an UpToDate copy may stand in for the peer's.
+            let data = if inner.control().disk == DiskState::UpToDate {
+                read(inner, offset, len, "read for the peer").await
+            } else {
+                None
+            };
+            Applied::Read { id, data }
+        }
+    }
+}
+
+/// Reads a range for the peer; `None` (logged) when it is out of the volume or the read fails.
+async fn read(inner: &Inner, offset: u64, len: u32, what: &str) -> Option<Bytes> {
+    if offset.saturating_add(u64::from(len)) > inner.config.backing.size {
+        return None;
+    }
+    match inner.disk.read(offset, len as usize).await {
+        Ok(data) => {
+            Counters::add(&inner.counters.disk_read, u64::from(len));
+            Some(data)
+        }
+        Err(error) => {
+            warn!(volume = %inner.config.name, %error, offset, len, what, "local read failed");
+            inner.emit(VolumeEvent::IoError);
+            None
         }
     }
 }

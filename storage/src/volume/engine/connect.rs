@@ -39,6 +39,13 @@ pub(crate) async fn run(inner: Arc<Inner>, listener: TcpListener) {
         if inner.cancel.is_cancelled() {
             return;
         }
+        if inner.is_detached() {
+            // No copy here to resync into while serving: wait for the restart (see `detach`).
+            inner.set_conn(ConnState::StandAlone);
+            warn!(volume = %config.name, "disk detached and peer lost: not reconnecting until restart");
+            inner.cancel.cancelled().await;
+            return;
+        }
         let state = *admin.borrow_and_update();
         if state.standalone {
             inner.set_conn(ConnState::StandAlone);

@@ -1,23 +1,61 @@
 //! The local copy of the volume: the backing file or block device, read and written with
 //! `pread`/`pwrite` on blocking threads (tokio's file API would copy every buffer once more).
+//! Tests can make ranges of it fail like a dying disk ([`LocalDisk::inject_errors`]).
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use crate::volume::config::{Backing, BackingKind};
+use crate::volume::peer::Digest;
 
 /// Zeroes for WRITE_ZEROES, a chunk at a time (in `.bss`: no memory until read).
 static ZEROES: [u8; ZERO_CHUNK] = [0; ZERO_CHUNK];
 const ZERO_CHUNK: usize = 1 << 20;
 
+/// Linux's EIO: what a failing disk returns.
+const EIO: i32 = 5;
+
 /// The backing store; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct LocalDisk {
     file: Arc<File>,
+    faults: Arc<Faults>,
+}
+
+/// Injected failures (test support): reads and writes touching one of `ranges` fail with EIO.
+#[derive(Debug, Default)]
+struct Faults {
+    /// Whether `ranges` is non-empty: the only cost on the I/O path when no test armed it.
+    armed: AtomicBool,
+    // A std mutex: only taken once a test armed a fault, never across an await.
+    ranges: Mutex<Vec<Range<u64>>>,
+}
+
+impl Faults {
+    fn check(&self, offset: u64, len: u64) -> io::Result<()> {
+        if !self.armed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let end = offset.saturating_add(len);
+        let ranges = self.ranges.lock().unwrap_or_else(|p| p.into_inner());
+        if ranges.iter().any(|r| r.start < end && offset < r.end) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
+        Ok(())
+    }
+}
+
+/// The SHA-256 of `data` (checksum-based resync, online verify).
+pub(crate) fn digest(data: &[u8]) -> Digest {
+    let mut out = [0; crate::volume::peer::DIGEST_LEN];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    out
 }
 
 impl LocalDisk {
@@ -59,12 +97,22 @@ impl LocalDisk {
         Ok((
             LocalDisk {
                 file: Arc::new(file),
+                faults: Arc::default(),
             },
             created,
         ))
     }
 
+    /// From now on, reads and writes touching `[offset, offset + len)` fail with EIO, as a
+    /// failing disk's would. Test support only (see [`crate::volume::Volume::inject_local_io_errors`]).
+    pub(crate) fn inject_errors(&self, offset: u64, len: u64) {
+        let mut ranges = self.faults.ranges.lock().unwrap_or_else(|p| p.into_inner());
+        ranges.push(offset..offset.saturating_add(len));
+        self.faults.armed.store(true, Ordering::Release);
+    }
+
     pub(crate) async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        self.faults.check(offset, len as u64)?;
         self.blocking(move |file| {
             let mut buf = vec![0; len];
             file.read_exact_at(&mut buf, offset)?;
@@ -75,6 +123,7 @@ impl LocalDisk {
 
     /// Writes `data` at `offset`; with `sync`, returns once it is on stable storage.
     pub(crate) async fn write(&self, offset: u64, data: Bytes, sync: bool) -> io::Result<()> {
+        self.faults.check(offset, data.len() as u64)?;
         self.blocking(move |file| {
             file.write_all_at(&data, offset)?;
             if sync {
@@ -86,6 +135,7 @@ impl LocalDisk {
     }
 
     pub(crate) async fn write_zeroes(&self, offset: u64, len: u64, sync: bool) -> io::Result<()> {
+        self.faults.check(offset, len)?;
         self.blocking(move |file| {
             let mut done = 0;
             while done < len {
@@ -98,6 +148,23 @@ impl LocalDisk {
                 file.sync_data()?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// Reads `[offset, offset + len)` and returns the digest of each `block`-sized piece of it
+    /// (the last one may be shorter), hashed on the blocking thread.
+    pub(crate) async fn digests(
+        &self,
+        offset: u64,
+        len: usize,
+        block: usize,
+    ) -> io::Result<Vec<Digest>> {
+        self.faults.check(offset, len as u64)?;
+        self.blocking(move |file| {
+            let mut buf = vec![0; len];
+            file.read_exact_at(&mut buf, offset)?;
+            Ok(buf.chunks(block.max(1)).map(digest).collect())
         })
         .await
     }

@@ -4,6 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use super::status::ConnState;
 use crate::volume::meta::MetaError;
 use crate::volume::peer::DiskState;
 
@@ -39,6 +40,18 @@ pub enum VolumeError {
     /// Promotion refused while this node is receiving a resync.
     #[error("a resync into this node is running")]
     SyncTarget,
+    /// Online verify needs a Connected peer (not StandAlone, connecting or resyncing).
+    #[error("the peer is not connected in sync (connection {0}): verify needs Connected")]
+    NotConnected(ConnState),
+    /// Online verify needs the peer's disk UpToDate (`None`: not known).
+    #[error("the peer's disk is {0:?}, not UpToDate")]
+    PeerNotUpToDate(Option<DiskState>),
+    /// Another online verify of this volume is running.
+    #[error("an online verify of this volume is already running")]
+    VerifyRunning,
+    /// The connection was lost (or the volume stopped) before the operation finished.
+    #[error("the connection to the peer was lost")]
+    ConnectionLost,
     /// Not implemented in this version.
     #[error("{0} is not supported yet")]
     NotSupported(&'static str),

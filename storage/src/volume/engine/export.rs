@@ -6,6 +6,9 @@
 //! correct without conflict detection: the session reads a block for the resync and sends it in
 //! one step, so any write to that block is either on disk already (the read sees it) or queued
 //! after the resync data (the peer applies it afterwards).
+//!
+//! With the local disk detached after an I/O error (see [`super::detach`]), reads come from
+//! the peer and writes go to the peer only, marked out of sync here.
 
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tracing::warn;
 
+use super::detach;
 use super::inner::Inner;
 use super::link::{Delivery, Request};
 use super::status::{Counters, VolumeEvent};
@@ -86,14 +90,28 @@ impl VolumeExport {
         F: Future<Output = std::io::Result<()>>,
     {
         let inner = &self.inner;
-        if let Err(error) = local().await {
-            warn!(volume = %inner.config.name, %error, offset, len, "local write failed");
-            inner.emit(VolumeEvent::IoError);
-            // The block may now differ from the peer's: a resync repairs it.
-            self.mark_out_of_sync(offset, len).await;
-            return Err(error.into());
+        // Detached (now or before): the write goes to the peer only.
+        let detached = inner.is_detached()
+            || match local().await {
+                Ok(()) => {
+                    Counters::add(&inner.counters.disk_written, len);
+                    false
+                }
+                Err(error) => {
+                    warn!(volume = %inner.config.name, %error, offset, len, "local write failed");
+                    inner.emit(VolumeEvent::IoError);
+                    if !detach::detach(inner, &error).await {
+                        // The block may now differ from the peer's: a resync repairs it.
+                        self.mark_out_of_sync(offset, len).await;
+                        return Err(error.into());
+                    }
+                    true
+                }
+            };
+        if detached {
+            // Not on our disk: the next start resyncs it from the peer.
+            self.mark(offset, len).await;
         }
-        Counters::add(&inner.counters.disk_written, len);
         let delivery = {
             let gate = inner.gate.read().await;
             let queued = match gate.as_ref() {
@@ -104,6 +122,10 @@ impl VolumeExport {
                 None => None,
             };
             if queued.is_none() {
+                if detached {
+                    // No copy here and no peer: the write is nowhere.
+                    return Err(NbdError::Io);
+                }
                 // Under the gate: a session attaching after this sees the bit.
                 self.mark_out_of_sync(offset, len).await;
             }
@@ -117,6 +139,9 @@ impl VolumeExport {
             if inner.cancel.is_cancelled() {
                 return Err(NbdError::Shutdown);
             }
+            if detached {
+                return Err(NbdError::Io);
+            }
             self.mark_out_of_sync(offset, len).await;
         }
         // A volume torn down meanwhile (a crash, as far as the client can tell) acks nothing.
@@ -127,9 +152,14 @@ impl VolumeExport {
         Ok(())
     }
 
+    /// A write the peer did not get.
     async fn mark_out_of_sync(&self, offset: u64, len: u64) {
+        Counters::add(&self.inner.counters.writes_out_of_sync, 1);
+        self.mark(offset, len).await;
+    }
+
+    async fn mark(&self, offset: u64, len: u64) {
         let inner = &self.inner;
-        Counters::add(&inner.counters.writes_out_of_sync, 1);
         if let Err(error) = inner
             .meta
             .try_call(move |m| m.mark_out_of_sync(offset, len))
@@ -161,13 +191,26 @@ impl Export for VolumeExport {
     }
 
     async fn read(&self, offset: u64, len: usize) -> Result<Bytes, NbdError> {
-        let data = self.inner.disk.read(offset, len).await.map_err(|error| {
-            warn!(volume = %self.inner.config.name, %error, offset, len, "local read failed");
-            self.inner.emit(VolumeEvent::IoError);
-            NbdError::from(error)
-        })?;
-        Counters::add(&self.inner.counters.disk_read, len as u64);
-        Ok(data)
+        let inner = &self.inner;
+        if !inner.is_detached() {
+            match inner.disk.read(offset, len).await {
+                Ok(data) => {
+                    Counters::add(&inner.counters.disk_read, len as u64);
+                    return Ok(data);
+                }
+                Err(error) => {
+                    warn!(volume = %inner.config.name, %error, offset, len, "local read failed");
+                    inner.emit(VolumeEvent::IoError);
+                    if !detach::detach(inner, &error).await {
+                        return Err(NbdError::from(error));
+                    }
+                    // Rewritten from the peer on the next start (a rewrite often heals a bad
+                    // sector).
+                    self.mark(offset, len as u64).await;
+                }
+            }
+        }
+        detach::read_from_peer(inner, offset, len).await
     }
 
     async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), NbdError> {
@@ -192,14 +235,29 @@ impl Export for VolumeExport {
         if self.inner.cancel.is_cancelled() {
             return Err(NbdError::Shutdown);
         }
-        self.inner.disk.sync().await?;
-        let tx = self.inner.gate.read().await.clone();
-        if let Some(tx) = tx {
-            let (done, rx) = oneshot::channel();
-            if tx.send(Request::Flush { done }).await.is_ok() {
-                // A lost link is fine: the writes it did not confirm are marked out of sync.
-                let _ = rx.await;
+        let inner = &self.inner;
+        if !inner.is_detached()
+            && let Err(error) = inner.disk.sync().await
+        {
+            warn!(volume = %inner.config.name, %error, "local flush failed");
+            inner.emit(VolumeEvent::IoError);
+            if !detach::detach(inner, &error).await {
+                return Err(error.into());
             }
+        }
+        let detached = inner.is_detached();
+        let tx = inner.gate.read().await.clone();
+        let flushed = match tx {
+            Some(tx) => {
+                let (done, rx) = oneshot::channel();
+                tx.send(Request::Flush { done }).await.is_ok() && rx.await == Ok(Delivery::Done)
+            }
+            None => false,
+        };
+        // Attached, a lost link is fine: the writes it did not confirm are marked out of sync.
+        // Detached, the peer holds the only copy.
+        if detached && !flushed {
+            return Err(NbdError::Io);
         }
         if self.inner.cancel.is_cancelled() {
             return Err(NbdError::Shutdown);

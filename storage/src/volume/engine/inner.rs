@@ -35,6 +35,11 @@ pub(crate) struct Inner {
     pub(crate) gate: RwLock<Option<mpsc::Sender<Request>>>,
     /// Whether writes are accepted (read on every request).
     pub(crate) primary: AtomicBool,
+    /// The local disk failed and is no longer used (`on_io_error = "detach"`): reads and
+    /// writes go to the peer only. Set once, until the volume restarts.
+    pub(crate) detached: AtomicBool,
+    /// An online verify is running (one at a time).
+    pub(crate) verifying: AtomicBool,
     // A std mutex: status fields only, changed on state transitions and read by `status()`,
     // never held across an await.
     control: Mutex<Control>,
@@ -96,6 +101,8 @@ impl Inner {
             overlaps: Overlaps::default(),
             gate: RwLock::new(None),
             primary: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
+            verifying: AtomicBool::new(false),
             control: Mutex::new(Control {
                 role: Role::Secondary,
                 peer_role: None,
@@ -119,6 +126,10 @@ impl Inner {
 
     pub(crate) fn is_primary(&self) -> bool {
         self.primary.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::Acquire)
     }
 
     pub(crate) fn emit(&self, event: VolumeEvent) {

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::volume::peer::{DiskState, Role};
+use crate::volume::peer::{Digest, DiskState, Role};
 
 /// A request for the session, queued in the order the session must send it.
 #[derive(Debug)]
@@ -27,6 +27,21 @@ pub(crate) enum Request {
     State {
         role: Role,
         disk: DiskState,
+    },
+    /// Online verify: compare our digest of a range with the peer's copy; `done` gets whether
+    /// they are equal.
+    Verify {
+        offset: u64,
+        len: u32,
+        digest: Digest,
+        done: oneshot::Sender<bool>,
+    },
+    /// Read a range (at most `MAX_DATA`) from the peer's copy (our disk is detached); `done`
+    /// gets the data, or `None` when the peer could not read it.
+    Read {
+        offset: u64,
+        len: u32,
+        done: oneshot::Sender<Option<Bytes>>,
     },
 }
 

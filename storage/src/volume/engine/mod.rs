@@ -8,14 +8,16 @@
 //!   (`decide`, pure), bitmap exchange; `session`: the connected link's one task; `applier`:
 //!   the peer's writes applied in order; `resync`: the SyncTarget's walk (pure).
 //! - [`VolumeExport`]: the write path (activity log, local write, replication, acks);
-//!   `overlap`: overlapping writes in order; `disk`: the backing file; `meta_thread`: the
-//!   metadata's own thread.
+//!   `overlap`: overlapping writes in order; `disk`: the backing file; `detach`: going on
+//!   with the peer's copy after a local I/O error; `meta_thread`: the metadata's own thread.
+//! - `verify`: online verify against the peer's copy.
 //! - [`status`](VolumeStatus): the snapshot, counters and events.
 
 mod applier;
 mod connect;
 mod counting;
 mod decide;
+mod detach;
 mod disk;
 mod error;
 mod export;
@@ -28,6 +30,7 @@ mod resync;
 mod roles;
 mod session;
 mod status;
+mod verify;
 mod volume;
 
 pub use error::VolumeError;

@@ -1,5 +1,6 @@
 //! The SyncTarget's side of a resync (pure): which ranges to request next, in disk order, with
-//! a bounded window of requests in flight and `resync_rate` pacing, and when it is finished.
+//! a bounded window of bytes in flight and `resync_rate` pacing, and when it is finished. A
+//! range may come back in pieces (checksum-based resync answers per 4 KiB block).
 
 use std::ops::Range;
 use std::time::Duration;
@@ -8,8 +9,8 @@ use tokio::time::Instant;
 
 use crate::volume::peer::MAX_DATA;
 
-/// Requests in flight at once: enough to keep a loopback link busy.
-const WINDOW: usize = 16;
+/// Bytes requested and not yet back: enough to keep a loopback link busy.
+const WINDOW: u64 = 16 * MAX_DATA as u64;
 
 /// What the target still has to fetch.
 #[derive(Debug)]
@@ -19,7 +20,8 @@ pub(crate) struct TargetResync {
     /// Index in `ranges` and the offset reached in it.
     next: usize,
     at: u64,
-    in_flight: usize,
+    /// Bytes requested and not yet received.
+    in_flight: u64,
     pub(crate) total: u64,
     pub(crate) done: u64,
     rate: Option<u64>,
@@ -56,7 +58,7 @@ impl TargetResync {
             self.next += 1;
             self.at = self.ranges.get(self.next).map_or(0, |r| r.start);
         }
-        self.in_flight += 1;
+        self.in_flight += len;
         if let Some(rate) = self.rate {
             let cost = Duration::from_secs_f64(len as f64 / rate.max(1) as f64);
             self.not_before = self.not_before.max(now) + cost;
@@ -71,13 +73,13 @@ impl TargetResync {
         more.then_some(self.not_before)
     }
 
-    /// A requested range was applied.
+    /// `len` bytes of a requested range were applied (or found equal).
     pub(crate) fn received(&mut self, len: u64) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+        self.in_flight = self.in_flight.saturating_sub(len);
         self.done += len;
     }
 
-    pub(crate) fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> u64 {
         self.in_flight
     }
 
@@ -131,6 +133,21 @@ mod tests {
         assert!(r.next_request(now).is_none());
         assert_eq!(r.paced_until(), Some(now + Duration::from_secs(1)));
         assert!(r.next_request(now + Duration::from_secs(1)).is_some());
+    }
+
+    // Input: a 1 MiB request answered in 4 KiB pieces. Output: finished after the last piece.
+    #[test]
+    fn a_range_may_come_back_in_pieces() {
+        let now = Instant::now();
+        let mb = MAX_DATA as u64;
+        let mut r = TargetResync::new(std::iter::once(0..mb).collect(), None, now);
+        assert_eq!(r.next_request(now), Some((0, MAX_DATA as u32)));
+        for _ in 0..255 {
+            r.received(4096);
+        }
+        assert!(!r.finished());
+        r.received(4096);
+        assert!(r.finished());
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub(crate) async fn promote(inner: &Arc<Inner>, force: bool) -> Result<(), Volum
     if conn == ConnState::SyncTarget {
         return Err(VolumeError::SyncTarget);
     }
+    if inner.is_detached() {
+        // No local copy to serve from once the peer goes: not even `force`.
+        return Err(VolumeError::NotUpToDate(DiskState::Diskless));
+    }
     if disk != DiskState::UpToDate && !force {
         return Err(VolumeError::NotUpToDate(disk));
     }

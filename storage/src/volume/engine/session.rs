@@ -6,6 +6,11 @@
 //! is owed to us (a ping, a write's ack, a flush, resync data) and nothing has arrived for
 //! `timeout`, the peer is declared lost and the session ends (the caller marks what was not
 //! confirmed out of sync).
+//!
+//! Besides writes, the session carries the online verify's requests (see [`super::verify`]),
+//! a detached node's reads (see [`super::detach`]) and, with `checksum_resync`, the
+//! SyncTarget's checksums: it asks per 4 KiB block, and the source answers `ChecksumMatch`
+//! (no data) or the block's data.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,14 +24,16 @@ use tracing::{info, warn};
 use super::applier::{self, Applied, Apply};
 use super::counting::Counted;
 use super::decide::Plan;
+use super::disk::digest;
 use super::handshake::Established;
 use super::inner::{Admin, Inner, ResyncState, from_wire_role, to_wire_role};
 use super::link::{Delivery, Request};
 use super::resync::TargetResync;
 use super::status::{ConnState, Counters, VolumeEvent};
+use crate::volume::config::BLOCK_SIZE;
 use crate::volume::meta::{self, GenerationIds};
 use crate::volume::peer::{
-    AckKind, DisconnectReason, DiskState, MAX_DATA, Message, MessageReader, MessageWriter,
+    AckKind, Digest, DisconnectReason, DiskState, MAX_DATA, Message, MessageReader, MessageWriter,
     Protocol, WriteFlags,
 };
 
@@ -76,6 +83,13 @@ struct Session<'a> {
     source_ids: Option<GenerationIds>,
     /// SyncSource: waiting for the target to report UpToDate.
     source: bool,
+    /// SyncTarget: ask for checksums first (`checksum_resync`).
+    checksum: bool,
+    /// Our online verify's requests awaiting the peer's result, by range.
+    verifies: HashMap<(u64, u32), oneshot::Sender<bool>>,
+    /// Our reads from the peer's copy, by id: the length asked and the waiter.
+    reads: HashMap<u64, (u32, oneshot::Sender<Option<bytes::Bytes>>)>,
+    next_read: u64,
 }
 
 /// Runs the session until it ends.
@@ -103,6 +117,10 @@ pub(crate) async fn run(
         target: None,
         source_ids: est.source_ids,
         source: false,
+        checksum: config.checksum_resync,
+        verifies: HashMap::new(),
+        reads: HashMap::new(),
+        next_read: 0,
     };
     s.start(&est, now).await;
     let tick = (config.timeout.min(config.ping_interval) / 4).max(Duration::from_millis(10));
@@ -232,8 +250,19 @@ impl Session<'_> {
         self.inner.emit(VolumeEvent::ResyncStarted);
     }
 
+    /// `len` bytes of data resynced (sent or received).
     fn progress(&self, len: u64) {
         Counters::add(&self.inner.counters.resynced, len);
+        self.advance(len);
+    }
+
+    /// `len` bytes found equal by their checksums: no data crossed.
+    fn skipped(&self, len: u64) {
+        Counters::add(&self.inner.counters.resync_skipped, len);
+        self.advance(len);
+    }
+
+    fn advance(&self, len: u64) {
         if let Some(r) = self.inner.control().resync.as_mut() {
             r.done += len;
         }
@@ -250,6 +279,8 @@ impl Session<'_> {
         self.ping_out
             || !self.pending.is_empty()
             || !self.flushes.is_empty()
+            || !self.verifies.is_empty()
+            || !self.reads.is_empty()
             || self.target.as_ref().is_some_and(|t| t.in_flight() > 0)
     }
 
@@ -338,6 +369,30 @@ impl Session<'_> {
             }
             Request::State { role, disk } => {
                 Self::feed(writer, &Message::StateChange { role, disk })?;
+            }
+            Request::Verify {
+                offset,
+                len,
+                digest,
+                done,
+            } => {
+                Self::feed(
+                    writer,
+                    &Message::VerifyRequest {
+                        offset,
+                        len,
+                        digest,
+                    },
+                )?;
+                self.verifies.insert((offset, len), done);
+                self.expect_answer();
+            }
+            Request::Read { offset, len, done } => {
+                self.next_read += 1;
+                let id = self.next_read;
+                Self::feed(writer, &Message::ReadRequest { id, offset, len })?;
+                self.reads.insert(id, (len, done));
+                self.expect_answer();
             }
         }
         Ok(())
@@ -459,13 +514,53 @@ impl Session<'_> {
                 len,
                 digest,
             } => {
-                let equal = match self.read(offset, len).await {
-                    Ok(data) => {
-                        ring::digest::digest(&ring::digest::SHA256, &data).as_ref() == digest
-                    }
-                    Err(()) => false,
+                // In order with the writes received before it.
+                self.queue_apply(Apply::Verify {
+                    offset,
+                    len,
+                    digest,
+                })
+                .await?;
+            }
+            Message::VerifyResult { offset, len, equal } => {
+                let Some(done) = self.verifies.remove(&(offset, len)) else {
+                    return Err(self.unexpected("VerifyResult"));
                 };
-                Self::feed(writer, &Message::VerifyResult { offset, len, equal })?;
+                let _ = done.send(equal);
+            }
+            Message::ChecksumRequest {
+                offset,
+                len,
+                digest,
+            } => {
+                if !self.source {
+                    return Err(self.unexpected("ChecksumRequest"));
+                }
+                self.serve_checksum(offset, len, digest, writer).await?;
+            }
+            Message::ChecksumMatch { offset, len } => {
+                let Some(target) = self.target.as_mut() else {
+                    return Err(self.unexpected("ChecksumMatch"));
+                };
+                let len = u64::from(len);
+                target.received(len);
+                self.inner.meta.post(move |m| m.mark_in_sync(offset, len));
+                self.skipped(len);
+            }
+            Message::ReadRequest { id, offset, len } => {
+                self.queue_apply(Apply::Read { id, offset, len }).await?;
+            }
+            Message::ReadData { id, data } => match self.reads.remove(&id) {
+                Some((len, done)) if data.len() == len as usize => {
+                    let _ = done.send(Some(data));
+                }
+                _ => return Err(self.unexpected("ReadData")),
+            },
+            Message::ReadFailed { id } => {
+                let Some((_, done)) = self.reads.remove(&id) else {
+                    return Err(self.unexpected("ReadFailed"));
+                };
+                let _ = done.send(None);
             }
             Message::Disconnect { reason, detail } => {
                 info!(volume = %inner.config.name, ?reason, %detail, "peer disconnected");
@@ -474,11 +569,9 @@ impl Session<'_> {
             Message::SplitBrain { resolution } => {
                 warn!(volume = %inner.config.name, ?resolution, "peer reports a split brain");
             }
-            other @ (Message::Hello(_)
-            | Message::Bitmap { .. }
-            | Message::ChecksumRequest { .. }
-            | Message::ChecksumMatch { .. }
-            | Message::VerifyResult { .. }) => return Err(self.unexpected(other.name())),
+            other @ (Message::Hello(_) | Message::Bitmap { .. }) => {
+                return Err(self.unexpected(other.name()));
+            }
         }
         Ok(())
     }
@@ -564,7 +657,52 @@ impl Session<'_> {
                     return Err(End::Lost);
                 }
             }
+            Applied::Verify { offset, len, equal } => {
+                Self::feed(writer, &Message::VerifyResult { offset, len, equal })?;
+            }
+            Applied::Digests {
+                offset,
+                len,
+                digests,
+            } => self.send_checksums(offset, len, digests, writer)?,
+            Applied::Read { id, data } => {
+                let msg = match data {
+                    Some(data) => Message::ReadData { id, data },
+                    None => Message::ReadFailed { id },
+                };
+                Self::feed(writer, &msg)?;
+            }
         }
+        Ok(())
+    }
+
+    /// SyncTarget with `checksum_resync`: one `ChecksumRequest` per 4 KiB block of a range
+    /// whose digests the applier computed; the whole range's data when our read failed.
+    fn send_checksums(
+        &mut self,
+        offset: u64,
+        len: u32,
+        digests: Option<Vec<Digest>>,
+        writer: &mut Writer,
+    ) -> Result<(), End> {
+        let Some(digests) = digests else {
+            return Self::feed(writer, &Message::ResyncRequest { offset, len });
+        };
+        let mut at = 0u64;
+        for digest in digests {
+            let n = (u64::from(len) - at).min(BLOCK_SIZE);
+            Self::feed(
+                writer,
+                &Message::ChecksumRequest {
+                    offset: offset + at,
+                    // At most BLOCK_SIZE.
+                    len: u32::try_from(n).unwrap_or(u32::MAX),
+                    digest,
+                },
+            )?;
+            at += n;
+        }
+        self.expect_answer();
         Ok(())
     }
 
@@ -575,12 +713,19 @@ impl Session<'_> {
             return Ok(());
         };
         let now = Instant::now();
-        let mut sent = false;
-        while let Some((offset, len)) = target.next_request(now) {
-            Self::feed(writer, &Message::ResyncRequest { offset, len })?;
-            sent = true;
+        let mut requests = Vec::new();
+        while let Some(request) = target.next_request(now) {
+            requests.push(request);
         }
-        if sent {
+        for &(offset, len) in &requests {
+            if self.checksum {
+                // Our digests first, read in order with the writes applied before.
+                self.queue_apply(Apply::Digests { offset, len }).await?;
+            } else {
+                Self::feed(writer, &Message::ResyncRequest { offset, len })?;
+            }
+        }
+        if !requests.is_empty() {
             self.expect_answer();
         }
         if self.target.as_ref().is_some_and(TargetResync::finished) {
@@ -676,6 +821,37 @@ impl Session<'_> {
         let len = u64::from(len);
         self.inner.meta.post(move |m| m.mark_in_sync(offset, len));
         self.progress(len);
+        Ok(())
+    }
+
+    /// SyncSource with a checksum-based target: answers `ChecksumMatch` when our copy of the
+    /// range has the target's digest, else its data, read and sent in one step as in
+    /// [`Self::serve_resync`].
+    async fn serve_checksum(
+        &mut self,
+        offset: u64,
+        len: u32,
+        theirs: Digest,
+        writer: &mut Writer,
+    ) -> Result<(), End> {
+        if offset.saturating_add(u64::from(len)) > self.inner.config.backing.size {
+            return Err(self.unexpected("ChecksumRequest out of range"));
+        }
+        let data = self.read(offset, len).await.map_err(|()| End::Lost)?;
+        let equal = digest(&data) == theirs;
+        let msg = if equal {
+            Message::ChecksumMatch { offset, len }
+        } else {
+            Message::ResyncData { offset, data }
+        };
+        Self::feed(writer, &msg)?;
+        let len = u64::from(len);
+        self.inner.meta.post(move |m| m.mark_in_sync(offset, len));
+        if equal {
+            self.skipped(len);
+        } else {
+            self.progress(len);
+        }
         Ok(())
     }
 

@@ -87,8 +87,12 @@ pub struct VolumeCounters {
     pub writes_acked: u64,
     /// Writes the peer did not get (no link, link lost, or failed there): marked out of sync.
     pub writes_out_of_sync: u64,
-    /// Bytes resynced since start (sent as SyncSource or received as SyncTarget).
+    /// Bytes resynced since start (sent as SyncSource or received as SyncTarget): data that
+    /// crossed the link.
     pub resynced_bytes: u64,
+    /// Bytes a checksum-based resync found already equal on both sides, so sent no data for
+    /// (`checksum_resync`; counted by both sides).
+    pub resync_skipped_bytes: u64,
     /// Resyncs completed.
     pub resyncs: u64,
     /// Connections dialed or accepted.
@@ -97,6 +101,9 @@ pub struct VolumeCounters {
     pub auth_failures: u64,
     /// Connections that passed the handshake.
     pub connections: u64,
+    /// Bytes read from the peer's copy because the local disk is detached
+    /// (`on_io_error = "detach"`).
+    pub peer_read_bytes: u64,
 }
 
 /// What happened, broadcast to [`super::Volume::subscribe`]rs.
@@ -113,12 +120,16 @@ pub enum VolumeEvent {
     /// The peer failed authentication (or refused ours).
     AuthRefused,
     IoError,
+    /// The local disk failed and was detached (`on_io_error = "detach"`): I/O goes to the peer.
+    Detached,
 }
 
 /// The result of an online verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VerifyReport {
+    /// The whole volume, once the verify completes.
     pub checked_bytes: u64,
+    /// Bytes (whole 4 KiB blocks) found different on the peer, now marked out of sync.
     pub differing_bytes: u64,
 }
 
@@ -132,10 +143,12 @@ pub(crate) struct Counters {
     pub(crate) writes_acked: AtomicU64,
     pub(crate) writes_out_of_sync: AtomicU64,
     pub(crate) resynced: AtomicU64,
+    pub(crate) resync_skipped: AtomicU64,
     pub(crate) resyncs: AtomicU64,
     pub(crate) connect_attempts: AtomicU64,
     pub(crate) auth_failures: AtomicU64,
     pub(crate) connections: AtomicU64,
+    pub(crate) peer_read: AtomicU64,
 }
 
 impl Counters {
@@ -153,10 +166,12 @@ impl Counters {
             writes_acked: get(&self.writes_acked),
             writes_out_of_sync: get(&self.writes_out_of_sync),
             resynced_bytes: get(&self.resynced),
+            resync_skipped_bytes: get(&self.resync_skipped),
             resyncs: get(&self.resyncs),
             connect_attempts: get(&self.connect_attempts),
             auth_failures: get(&self.auth_failures),
             connections: get(&self.connections),
+            peer_read_bytes: get(&self.peer_read),
         }
     }
 }

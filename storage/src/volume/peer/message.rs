@@ -122,6 +122,24 @@ pub enum Message {
         len: u32,
         equal: bool,
     },
+    /// A read served by the peer's copy (this node's disk is detached after an I/O error):
+    /// answered by [`Message::ReadData`] or [`Message::ReadFailed`] with the same `id`, after
+    /// every write sent before it is applied.
+    ReadRequest {
+        id: u64,
+        offset: u64,
+        len: u32,
+    },
+    /// The content of a [`Message::ReadRequest`]'s range.
+    ReadData {
+        id: u64,
+        data: Bytes,
+    },
+    /// The peer could not serve a [`Message::ReadRequest`] (its own read failed, or its copy is
+    /// not UpToDate).
+    ReadFailed {
+        id: u64,
+    },
 }
 
 impl Message {
@@ -147,6 +165,9 @@ impl Message {
             Self::ChecksumMatch { .. } => "ChecksumMatch",
             Self::VerifyRequest { .. } => "VerifyRequest",
             Self::VerifyResult { .. } => "VerifyResult",
+            Self::ReadRequest { .. } => "ReadRequest",
+            Self::ReadData { .. } => "ReadData",
+            Self::ReadFailed { .. } => "ReadFailed",
         }
     }
 }

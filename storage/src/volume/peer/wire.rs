@@ -76,6 +76,9 @@
 //!  0x34  ChecksumMatch    offset u64, len u32
 //!  0x35  VerifyRequest    offset u64, len u32 (at most MAX_DATA), digest
 //!  0x36  VerifyResult     offset u64, len u32, equal bool
+//!  0x40  ReadRequest      id u64, offset u64, len u32 (at most MAX_DATA)
+//!  0x41  ReadData         id u64, data (to the end)
+//!  0x42  ReadFailed       id u64
 //! ```
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -148,6 +151,9 @@ const CHECKSUM_REQUEST: u8 = 0x33;
 const CHECKSUM_MATCH: u8 = 0x34;
 const VERIFY_REQUEST: u8 = 0x35;
 const VERIFY_RESULT: u8 = 0x36;
+const READ_REQUEST: u8 = 0x40;
+const READ_DATA: u8 = 0x41;
+const READ_FAILED: u8 = 0x42;
 
 const FLAG_FUA: u8 = 0x01;
 const FLAG_FLUSH_BEFORE: u8 = 0x02;
@@ -196,6 +202,9 @@ fn type_of(msg: &Message) -> u8 {
         Message::ChecksumMatch { .. } => CHECKSUM_MATCH,
         Message::VerifyRequest { .. } => VERIFY_REQUEST,
         Message::VerifyResult { .. } => VERIFY_RESULT,
+        Message::ReadRequest { .. } => READ_REQUEST,
+        Message::ReadData { .. } => READ_DATA,
+        Message::ReadFailed { .. } => READ_FAILED,
     }
 }
 
@@ -287,6 +296,18 @@ fn put_body(msg: &Message, dst: &mut BytesMut) -> Result<(), WireError> {
             dst.put_u32(*len);
             dst.put_u8(u8::from(*equal));
         }
+        Message::ReadRequest { id, offset, len } => {
+            check_range(name, *len)?;
+            dst.put_u64(*id);
+            dst.put_u64(*offset);
+            dst.put_u32(*len);
+        }
+        Message::ReadData { id, data } => {
+            check_len(name, "data", data.len())?;
+            dst.put_u64(*id);
+            dst.put_slice(data);
+        }
+        Message::ReadFailed { id } => dst.put_u64(*id),
     }
     Ok(())
 }
@@ -431,6 +452,16 @@ fn decode_body(ty: u8, payload: Bytes) -> Result<Message, WireError> {
             len: body.u32()?,
             equal: body.bool("equal")?,
         },
+        READ_REQUEST => Message::ReadRequest {
+            id: body.u64()?,
+            offset: body.u64()?,
+            len: body.range_len()?,
+        },
+        READ_DATA => Message::ReadData {
+            id: body.u64()?,
+            data: body.rest(),
+        },
+        READ_FAILED => Message::ReadFailed { id: body.u64()? },
         _ => return Err(WireError::UnknownType(ty)),
     };
     body.finish()?;
@@ -465,6 +496,9 @@ impl Body {
             CHECKSUM_MATCH => "ChecksumMatch",
             VERIFY_REQUEST => "VerifyRequest",
             VERIFY_RESULT => "VerifyResult",
+            READ_REQUEST => "ReadRequest",
+            READ_DATA => "ReadData",
+            READ_FAILED => "ReadFailed",
             _ => return Err(WireError::UnknownType(ty)),
         };
         Ok(Self { buf, message })

@@ -75,6 +75,46 @@ fn hello_layout() {
     assert_eq!(bytes, want);
 }
 
+// Input: a remote read of 4 KiB, its data and a failure. Output: id, offset, len; id, data; id.
+// A read over MAX_DATA is refused both ways.
+#[test]
+fn remote_read_layout() {
+    let mut want = vec![0xF1, 0xC5, 0x40, 0, 0, 0, 0, 20];
+    want.extend_from_slice(&9u64.to_be_bytes());
+    want.extend_from_slice(&0x2000u64.to_be_bytes());
+    want.extend_from_slice(&4096u32.to_be_bytes());
+    let request = Message::ReadRequest {
+        id: 9,
+        offset: 0x2000,
+        len: 4096,
+    };
+    assert_eq!(encoded(&request), want);
+    let mut data = vec![0xF1, 0xC5, 0x41, 0, 0, 0, 0, 10];
+    data.extend_from_slice(&9u64.to_be_bytes());
+    data.extend_from_slice(b"ok");
+    let reply = Message::ReadData {
+        id: 9,
+        data: Bytes::from_static(b"ok"),
+    };
+    assert_eq!(encoded(&reply), data);
+    let mut failed = vec![0xF1, 0xC5, 0x42, 0, 0, 0, 0, 8];
+    failed.extend_from_slice(&9u64.to_be_bytes());
+    assert_eq!(encoded(&Message::ReadFailed { id: 9 }), failed);
+
+    let mut buf = BytesMut::new();
+    let too_long = Message::ReadRequest {
+        id: 1,
+        offset: 0,
+        len: u32::try_from(MAX_DATA).unwrap_or(0) + 1,
+    };
+    assert!(encode(&too_long, &mut buf).is_err());
+    want[24..28].copy_from_slice(&(u32::try_from(MAX_DATA).unwrap_or(0) + 1).to_be_bytes());
+    assert!(matches!(
+        decoded(&want),
+        Err(WireError::InvalidValue { field: "len", .. })
+    ));
+}
+
 #[test]
 fn an_incomplete_frame_asks_for_more() {
     let bytes = encoded(&Message::Flush { seq: 3 });
@@ -323,6 +363,10 @@ fn any_message() -> impl Strategy<Value = Message> {
         }),
         (any::<u64>(), any::<u32>(), any::<bool>())
             .prop_map(|(offset, len, equal)| Message::VerifyResult { offset, len, equal }),
+        (any::<u64>(), any::<u64>(), any_range_len())
+            .prop_map(|(id, offset, len)| Message::ReadRequest { id, offset, len }),
+        (any::<u64>(), any_bytes()).prop_map(|(id, data)| Message::ReadData { id, data }),
+        any::<u64>().prop_map(|id| Message::ReadFailed { id }),
     ]
 }
 
