@@ -1,8 +1,10 @@
-//! The replicated volume (DRBD-like, exported over NBD) and, later, the two-way directory sync.
+//! The replicated volume (DRBD-like, exported over NBD) and the two-way directory sync.
 //!
 //! - [`nbd`]: an NBD server (fixed newstyle, structured replies) over any [`nbd::Export`].
 //! - [`volume`]: the replicated volume: its config, its on-disk metadata (generation ids, the
-//!   out-of-sync bitmap, the activity log) and the peer protocol.
+//!   out-of-sync bitmap, the activity log), the peer protocol and the replication engine.
+//! - [`sync`]: the two-way directory sync (rsync+inotify done right).
 
 pub mod nbd;
+pub mod sync;
 pub mod volume;

@@ -11,7 +11,7 @@ use std::path::Path;
 pub(super) const TEMP_SUFFIX: &str = ".tmp";
 
 /// Replaces `dir/name` with `bytes` atomically and durably.
-pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), MetaError> {
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), MetaError> {
     let target = dir.join(name);
     let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
     let mut file = OpenOptions::new()
@@ -36,7 +36,7 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), MetaError> {
 
 /// Deletes temp files a crash left behind: they never became the real file, so they hold nothing
 /// that counts.
-pub(super) fn remove_temps(dir: &Path) -> Result<(), MetaError> {
+pub(crate) fn remove_temps(dir: &Path) -> Result<(), MetaError> {
     for entry in fs::read_dir(dir).map_err(MetaError::io(dir))? {
         let entry = entry.map_err(MetaError::io(dir))?;
         if entry.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) {
@@ -57,7 +57,7 @@ pub(super) fn check64(bytes: &[u8]) -> u64 {
 }
 
 /// SHA-256 over `bytes`, for whole-file checksums.
-pub(super) fn sha256(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());

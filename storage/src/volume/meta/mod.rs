@@ -25,7 +25,7 @@
 
 pub mod activity_log;
 pub mod bitmap;
-mod durable;
+pub(crate) mod durable;
 pub mod error;
 pub mod generation;
 pub mod store;

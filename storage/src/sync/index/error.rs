@@ -1,0 +1,61 @@
+//! Errors of the index; each names the file it concerns, and none is resolved by silently
+//! starting from an empty index (which would look like a node whose files all appeared at once).
+
+use std::{io, path::PathBuf};
+
+use crate::volume::meta::MetaError;
+
+/// Scanning, loading or saving an index failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// Reading or writing a file or directory failed.
+    #[error("{}: {source}", file.display())]
+    Io {
+        file: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The index file is not valid (magic, checksum, length or a field).
+    #[error("{}: corrupt sync index: {reason}; move it away to rebuild the index from the disk \
+             (every file is then new to the peers and compared by hash)", file.display())]
+    Corrupt { file: PathBuf, reason: String },
+    /// The index file was written by a newer, incompatible Fulcrum.
+    #[error("{}: sync index format version {version} is not supported (this Fulcrum reads \
+             version {supported})", file.display())]
+    Version {
+        file: PathBuf,
+        version: u32,
+        supported: u32,
+    },
+    /// No randomness for a new index's id.
+    #[error("no randomness for a new index id: {0}")]
+    Random(getrandom::Error),
+}
+
+impl IndexError {
+    pub(super) fn io(file: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let file = file.into();
+        move |source| Self::Io { file, source }
+    }
+
+    pub(super) fn corrupt(file: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::Corrupt {
+            file: file.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The crash-safe write is the volume metadata's (`volume::meta::durable`); its only failures
+/// are I/O.
+impl From<MetaError> for IndexError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::Io { file, source } => Self::Io { file, source },
+            other => Self::Io {
+                file: PathBuf::new(),
+                source: io::Error::other(other.to_string()),
+            },
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! A node's persistent index of one synced directory: per relative path its kind, size, mtime,
+//! mode, SHA-256 and version vector, and tombstones for deletions. A restart compares the disk
+//! to it ([`Index::scan`]) to find what changed while the node was down, and a peer's entry is
+//! judged against it ([`Index::apply_remote`]) so that conflicts are detected, not guessed.
+//!
+//! How the protocol (next to come) is meant to use it:
+//! - Each change to the index takes the next [`Index::sequence`]; a peer that has received this
+//!   index up to sequence N is sent [`Index::changed_since`]`(N)`, and what each peer sent us is
+//!   remembered with [`Index::set_peer_mark`] (with the peer index's [`Index::id`], so that a
+//!   peer that lost its index is asked for everything). Changes made while a peer is down thus
+//!   wait in the index on disk, not in memory.
+//! - Each received entry goes to [`Index::apply_remote`]: the [`Decision`] says whether to fetch
+//!   content, record a merge, resolve a conflict (newest-wins, the loser kept under
+//!   [`conflict_name`]) or do nothing; once the disk matches, [`Index::record`] stores it.
+//! - A renamed file is a tombstone plus a new entry here; the protocol spots the rename by
+//!   finding the new entry's hash ([`Index::find_by_hash`]) and moves instead of transferring.
+//!
+//! Mtime granularity: a file rewritten with the same size within the same mtime tick is not
+//! seen by a normal scan, which hashes only files whose size, mtime or mode changed; a rescan
+//! with [`Rehash::Always`] hashes everything and sees it.
+
+mod entry;
+mod error;
+mod remote;
+mod scan;
+mod store;
+#[cfg(test)]
+mod tests;
+pub mod version;
+
+use std::collections::BTreeMap;
+
+pub use entry::{Entry, Hash, Kind, MAX_PATH, NO_HASH, PathError, check_path};
+pub use error::IndexError;
+pub use remote::{Conflict, Decision, Side, conflict_name};
+pub use scan::{Change, ChangeKind, Rehash, ScanReport};
+pub use store::{FORMAT_VERSION, INDEX_FILE, index_dir};
+pub use version::{Causality, VersionVector};
+
+/// How far this node has received a peer's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerMark {
+    /// The peer index's [`Index::id`]: a different one means the peer started a new index, and
+    /// its sequences start over.
+    pub index_id: u64,
+    /// The peer's sequence received up to.
+    pub sequence: u64,
+}
+
+/// One node's index of one synced directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    /// This node's name in version vectors.
+    node: String,
+    /// Random, chosen when the index is created.
+    id: u64,
+    /// The last sequence given to an entry.
+    sequence: u64,
+    entries: BTreeMap<String, Entry>,
+    peers: BTreeMap<String, PeerMark>,
+    /// Changed since loaded or saved.
+    dirty: bool,
+}
+
+impl Index {
+    /// An empty index for node `node`, with a random id.
+    pub fn new(node: impl Into<String>) -> Result<Self, IndexError> {
+        let mut id = [0u8; 8];
+        getrandom::getrandom(&mut id).map_err(IndexError::Random)?;
+        Ok(Self::with_id(node.into(), u64::from_le_bytes(id)))
+    }
+
+    fn with_id(node: String, id: u64) -> Self {
+        Self {
+            node,
+            id,
+            sequence: 0,
+            entries: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            dirty: true,
+        }
+    }
+
+    /// This node's name in version vectors.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The index's random id (see [`PeerMark`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The last sequence given to a change.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The entry of `path`, live or a tombstone.
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    /// Every entry, tombstones included, in path order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// How many entries, tombstones included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries changed after `sequence`, in sequence order: what a peer that has seen this index
+    /// up to `sequence` lacks. A linear pass; the protocol calls it once per connection or
+    /// batch, not per entry.
+    pub fn changed_since(&self, sequence: u64) -> Vec<&Entry> {
+        let mut changed: Vec<&Entry> = self
+            .entries
+            .values()
+            .filter(|e| e.sequence > sequence)
+            .collect();
+        changed.sort_unstable_by_key(|e| e.sequence);
+        changed
+    }
+
+    /// Entries (live files and tombstones) whose content hash is `hash`: where a new path's
+    /// content can be found locally, e.g. the old name of a renamed file. A linear pass.
+    pub fn find_by_hash<'a>(&'a self, hash: &'a Hash) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.entries
+            .values()
+            .filter(move |e| e.kind == Kind::File && e.hash == *hash)
+    }
+
+    /// Stores `entry` as the path's current state (after the disk was made to match a peer's
+    /// version, see [`Decision`]), with the next sequence.
+    pub fn record(&mut self, mut entry: Entry) {
+        self.sequence += 1;
+        entry.sequence = self.sequence;
+        self.entries.insert(entry.path.clone(), entry);
+        self.dirty = true;
+    }
+
+    /// Removes a path's entry without a tombstone, so that its deletion is not propagated (an
+    /// excluded path). Returns the entry.
+    pub fn forget(&mut self, path: &str) -> Option<Entry> {
+        let removed = self.entries.remove(path);
+        self.dirty |= removed.is_some();
+        removed
+    }
+
+    /// How far this node has received `peer`'s index.
+    pub fn peer_mark(&self, peer: &str) -> Option<PeerMark> {
+        self.peers.get(peer).copied()
+    }
+
+    pub fn set_peer_mark(&mut self, peer: &str, mark: PeerMark) {
+        if self.peers.get(peer) != Some(&mark) {
+            self.peers.insert(peer.to_owned(), mark);
+            self.dirty = true;
+        }
+    }
+
+    /// Whether the index changed since it was loaded or last saved.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+}

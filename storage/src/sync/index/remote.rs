@@ -1,0 +1,164 @@
+//! Judging a peer's entry against ours by version vectors: take it, ignore it, merge histories,
+//! or resolve a conflict newest-wins, keeping the loser as a conflict copy (Syncthing's rules,
+//! with lsyncd's users' complaint in mind: nothing is lost silently).
+//!
+//! The index is not changed here: the caller makes the disk match the decision, then
+//! [`Index::record`]s the entry the decision names, so that a crash between the two leaves an
+//! index that still describes the disk.
+
+use std::time::SystemTime;
+
+use fulcrum_common::UtcTime;
+
+use super::{
+    Index,
+    entry::{Entry, Kind, PathError, check_path},
+    version::Causality,
+};
+
+/// What to do with a peer's entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Our version is the peer's: nothing to do.
+    UpToDate,
+    /// Ours has seen the peer's and more: nothing to do here; the peer will take ours.
+    Ignore,
+    /// The peer's has seen ours and more: make the disk match it (fetch the content, create the
+    /// directory or link, set mode and mtime, or delete the path for a tombstone), then record
+    /// the entry. A node with `delete = false` neither deletes nor records a tombstone: its
+    /// older entry is dominated, so its file is never sent back to the peers.
+    Accept(Entry),
+    /// Concurrent histories that reached the same content (e.g. the same file on both nodes
+    /// before their first sync): record the entry, which has both histories; nothing moves.
+    Merge(Entry),
+    /// Both changed the path since their last common version, differently.
+    Conflict(Box<Conflict>),
+}
+
+/// A conflict, decided newest-wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub local: Entry,
+    pub remote: Entry,
+    pub winner: Side,
+    /// The winner with both histories merged: record it once the disk holds the winner. Both
+    /// nodes reach the same entry, so the path is then in sync without another round.
+    pub resolved: Entry,
+}
+
+/// Whose version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Local,
+    Remote,
+}
+
+impl Conflict {
+    /// The losing version.
+    pub fn loser(&self) -> &Entry {
+        match self.winner {
+            Side::Local => &self.remote,
+            Side::Remote => &self.local,
+        }
+    }
+
+    /// Where to keep our losing version before the winner replaces it:
+    /// [`conflict_name`] of its path, by the node that made it, at `now`. `None` when our
+    /// version won (the peer keeps its own loser, which then syncs here as a new file), when it
+    /// is a deletion (a deletion that loses to a modification keeps the file, and there is
+    /// nothing else to keep), or when both are directories (their contents are separate paths).
+    pub fn local_copy_name(&self, now: SystemTime) -> Option<String> {
+        let loser = &self.local;
+        let keep = self.winner == Side::Remote
+            && !loser.deleted
+            && !(loser.kind == Kind::Dir && self.remote.kind == Kind::Dir);
+        keep.then(|| conflict_name(&loser.path, &loser.modified_by, now))
+    }
+}
+
+impl Index {
+    /// Decides what a peer's `remote` entry means here (see [`Decision`]). Refuses a path that
+    /// is not a clean relative path (`../`, absolute, empty segments), which no peer should
+    /// send.
+    ///
+    /// Concurrent versions go newest-wins: a modification beats a deletion whatever the times
+    /// (a delete that loses to a modification keeps the file); otherwise the newer mtime wins,
+    /// a tie going to the greater node name, then the greater hash, so that every node picks
+    /// the same winner on its own.
+    pub fn apply_remote(&self, remote: &Entry) -> Result<Decision, PathError> {
+        check_path(&remote.path)?;
+        let Some(local) = self.entries.get(&remote.path) else {
+            return Ok(Decision::Accept(remote.clone()));
+        };
+        let decision = match local.version.compare(&remote.version) {
+            Causality::Equal => Decision::UpToDate,
+            Causality::Dominates => Decision::Ignore,
+            Causality::DominatedBy => Decision::Accept(remote.clone()),
+            Causality::Concurrent => {
+                let version = local.version.merge(&remote.version);
+                if local.same_content(remote) {
+                    Decision::Merge(Entry {
+                        version,
+                        ..local.clone()
+                    })
+                } else {
+                    let winner = newest_wins(local, remote);
+                    let resolved = match winner {
+                        Side::Local => local,
+                        Side::Remote => remote,
+                    };
+                    Decision::Conflict(Box::new(Conflict {
+                        local: local.clone(),
+                        remote: remote.clone(),
+                        winner,
+                        resolved: Entry {
+                            version,
+                            ..resolved.clone()
+                        },
+                    }))
+                }
+            }
+        };
+        Ok(decision)
+    }
+}
+
+/// The winner of two concurrent, different versions.
+fn newest_wins(local: &Entry, remote: &Entry) -> Side {
+    match (local.deleted, remote.deleted) {
+        (true, false) => return Side::Remote,
+        (false, true) => return Side::Local,
+        _ => {}
+    }
+    let key = |e: &Entry| (e.mtime_ns, e.modified_by.clone(), e.hash, e.mode);
+    if key(remote) > key(local) {
+        Side::Remote
+    } else {
+        Side::Local
+    }
+}
+
+/// Where a losing version is kept, in Syncthing's shape: `dir/NAME.conflict-NODE-TIME.EXT`,
+/// with TIME `YYYYMMDD-HHMMSS` in UTC, and the extension kept last so that the copy opens with
+/// the same program (`a/report.pdf` -> `a/report.conflict-web2-20240131-235959.pdf`). A name
+/// with no extension, or a dotfile, gets the suffix at its end. Characters of NODE that cannot
+/// be in a name (`/`, NUL) become `_`.
+pub fn conflict_name(path: &str, node: &str, time: SystemTime) -> String {
+    let (dir, name) = match path.rfind('/') {
+        Some(slash) => (&path[..=slash], &path[slash + 1..]),
+        None => ("", path),
+    };
+    let (stem, ext) = match name.rfind('.') {
+        Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
+        _ => (name, ""),
+    };
+    let node: String = node
+        .chars()
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect();
+    let t = UtcTime::from_system(time);
+    format!(
+        "{dir}{stem}.conflict-{node}-{:04}{:02}{:02}-{:02}{:02}{:02}{ext}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
+}

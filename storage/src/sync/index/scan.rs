@@ -1,0 +1,391 @@
+//! Comparing the disk to the index: what was created, modified or deleted since the index last
+//! looked, each change a bump of this node's counter in the path's version vector.
+//!
+//! A file is hashed only when its size, mtime or mode differ from the index (or always, with
+//! [`Rehash::Always`]); a version is made only when the content, the mode, a symlink's target
+//! or the kind changed, so `touch` alone updates the stored mtime without a new version. A path
+//! that cannot be read is left as it is in the index, never taken for deleted: an unreadable
+//! directory must not delete its files on every peer. The sync's own temporary files
+//! ([`TEMP_PREFIX`]) are never indexed.
+
+use std::{
+    collections::HashSet,
+    fs::{self, Metadata},
+    io::{self, Read},
+    ops::Bound,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use tracing::warn;
+
+use super::{
+    Index, IndexError,
+    entry::{Entry, Hash, Kind, NO_HASH, check_path, in_scope},
+    version::VersionVector,
+};
+use crate::sync::{config::Pattern, watch::TEMP_PREFIX};
+
+/// When a scan hashes a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rehash {
+    /// When its size, mtime or mode differ from the index: the normal scan.
+    #[default]
+    IfChanged,
+    /// Always: sees a rewrite that kept the size within one mtime tick (tests, periodic
+    /// rescans).
+    Always,
+}
+
+/// What a scan found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// In path order.
+    pub changes: Vec<Change>,
+    /// Names that are not UTF-8 (or symlinks whose target is not), skipped.
+    pub non_utf8: u64,
+    /// Paths that could not be read (left as they were in the index).
+    pub unreadable: u64,
+    /// Sockets, FIFOs and device nodes, skipped.
+    pub special: u64,
+    /// Files that changed while being hashed, left for the next scan.
+    pub changing: u64,
+    /// Entries of newly excluded paths, removed without a tombstone.
+    pub forgotten: u64,
+}
+
+/// A path whose version changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// New, or back after a deletion.
+    Created,
+    /// Content, mode, symlink target or kind changed.
+    Modified,
+    /// Gone: now a tombstone.
+    Deleted,
+}
+
+impl Index {
+    /// Compares the whole tree under `root` to the index, skipping `exclude`d paths, and records
+    /// each change with a bump of this node's counter.
+    ///
+    /// Fails only when `root` itself cannot be read: then nothing is known, and taking every
+    /// file for deleted would delete it on the peers.
+    pub fn scan(
+        &mut self,
+        root: &Path,
+        exclude: &[Pattern],
+        rehash: Rehash,
+    ) -> Result<ScanReport, IndexError> {
+        self.scan_under(root, exclude, "", rehash)
+    }
+
+    /// [`Index::scan`] of one subtree, `under` (a relative path; `""` is the root): after a
+    /// watch event, or a watch queue overflow in that tree.
+    pub fn scan_under(
+        &mut self,
+        root: &Path,
+        exclude: &[Pattern],
+        under: &str,
+        rehash: Rehash,
+    ) -> Result<ScanReport, IndexError> {
+        let mut scan = Scan {
+            index: self,
+            exclude,
+            rehash,
+            report: ScanReport::default(),
+            seen: HashSet::new(),
+            unreadable: Vec::new(),
+        };
+        if under.is_empty() {
+            fs::read_dir(root).map_err(IndexError::io(root))?;
+            scan.walk(root.to_path_buf(), String::new());
+        } else {
+            check_path(under).map_err(|e| IndexError::Io {
+                file: root.join(under),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            })?;
+            if crate::sync::config::is_excluded(exclude, under, true) {
+                return Ok(scan.report);
+            }
+            scan.visit(root.join(under), under.to_owned());
+        }
+        scan.finish(under);
+        let mut report = scan.report;
+        report.changes.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(report)
+    }
+
+    /// Records a local change to `entry` (a new version by this node).
+    fn bump(&mut self, mut entry: Entry, kind: ChangeKind, report: &mut ScanReport) {
+        entry.version.bump(&self.node);
+        entry.modified_by = self.node.clone();
+        report.changes.push(Change {
+            path: entry.path.clone(),
+            kind,
+        });
+        self.record(entry);
+    }
+}
+
+/// One scan's state.
+struct Scan<'a> {
+    index: &'a mut Index,
+    exclude: &'a [Pattern],
+    rehash: Rehash,
+    report: ScanReport,
+    /// Paths found on disk (and not excluded).
+    seen: HashSet<String>,
+    /// Paths that could not be read: they and everything under them keep their entries.
+    unreadable: Vec<String>,
+}
+
+impl Scan<'_> {
+    /// Every path under the directory `dir` (relative path `rel`), depth first, without
+    /// recursion (a deep tree cannot overflow the stack).
+    fn walk(&mut self, dir: PathBuf, rel: String) {
+        let mut stack = vec![(dir, rel)];
+        while let Some((dir, rel)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(error) => {
+                    self.unreadable(&rel, &dir, &error);
+                    continue;
+                }
+            };
+            for child in entries {
+                let child = match child {
+                    Ok(child) => child,
+                    Err(error) => {
+                        self.unreadable(&rel, &dir, &error);
+                        break;
+                    }
+                };
+                let name = child.file_name();
+                let Some(name) = name.to_str() else {
+                    self.report.non_utf8 += 1;
+                    warn!(dir = %dir.display(), name = ?name, "sync: skipping a name that is not UTF-8");
+                    continue;
+                };
+                // A receiver's file in the making: it becomes its real name by a rename.
+                if name.starts_with(TEMP_PREFIX) {
+                    continue;
+                }
+                let child_rel = if rel.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                if let Some(subdir) = self.observe(child.path(), child_rel) {
+                    stack.push(subdir);
+                }
+            }
+        }
+    }
+
+    /// `under` itself, then its tree if it is a directory.
+    fn visit(&mut self, abs: PathBuf, rel: String) {
+        if let Some((dir, rel)) = self.observe(abs, rel) {
+            self.walk(dir, rel);
+        }
+    }
+
+    /// Compares one path to its entry; returns it if it is a directory to descend into.
+    fn observe(&mut self, abs: PathBuf, rel: String) -> Option<(PathBuf, String)> {
+        let meta = match fs::symlink_metadata(&abs) {
+            Ok(meta) => meta,
+            // Gone since it was listed: absent, as if the listing had come later.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(error) => {
+                self.unreadable(&rel, &abs, &error);
+                return None;
+            }
+        };
+        let file_type = meta.file_type();
+        let is_dir = file_type.is_dir();
+        if self.exclude.iter().any(|p| p.matches(&rel, is_dir)) {
+            return None;
+        }
+        let kind = if is_dir {
+            Kind::Dir
+        } else if file_type.is_file() {
+            Kind::File
+        } else if file_type.is_symlink() {
+            match fs::read_link(&abs) {
+                Ok(target) => match target.into_os_string().into_string() {
+                    Ok(target) => Kind::Symlink(target),
+                    Err(target) => {
+                        self.report.non_utf8 += 1;
+                        warn!(link = %abs.display(), ?target, "sync: skipping a symlink whose target is not UTF-8");
+                        return None;
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+                Err(error) => {
+                    self.unreadable(&rel, &abs, &error);
+                    return None;
+                }
+            }
+        } else {
+            self.report.special += 1;
+            return None;
+        };
+        self.seen.insert(rel.clone());
+        self.compare(&abs, &rel, kind, &meta);
+        is_dir.then_some((abs, rel))
+    }
+
+    /// Records `rel`'s change, if any, against its entry.
+    fn compare(&mut self, abs: &Path, rel: &str, kind: Kind, meta: &Metadata) {
+        let mode = if matches!(kind, Kind::Symlink(_)) {
+            0
+        } else {
+            meta.mode() & 0o7777
+        };
+        let size = if kind == Kind::File { meta.len() } else { 0 };
+        let mtime_ns = mtime_ns(meta);
+        let old = self.index.entries.get(rel);
+        let live = old.filter(|e| !e.deleted);
+
+        let unchanged_stat = live.is_some_and(|e| {
+            e.kind == kind && e.size == size && e.mtime_ns == mtime_ns && e.mode == mode
+        });
+        if unchanged_stat && (kind != Kind::File || self.rehash == Rehash::IfChanged) {
+            return;
+        }
+        let hash = if kind == Kind::File {
+            match hash_file(abs, meta) {
+                Ok(Some(hash)) => hash,
+                Ok(None) => {
+                    self.report.changing += 1;
+                    return;
+                }
+                Err(error) => {
+                    self.unreadable(rel, abs, &error);
+                    return;
+                }
+            }
+        } else {
+            NO_HASH
+        };
+        let fresh = Entry {
+            path: rel.to_owned(),
+            kind,
+            size,
+            mtime_ns,
+            mode,
+            hash,
+            version: old.map_or_else(VersionVector::new, |e| e.version.clone()),
+            modified_by: String::new(),
+            deleted: false,
+            sequence: 0,
+        };
+        match live {
+            None => self
+                .index
+                .bump(fresh, ChangeKind::Created, &mut self.report),
+            Some(old) if !old.same_content(&fresh) => {
+                self.index
+                    .bump(fresh, ChangeKind::Modified, &mut self.report);
+            }
+            Some(old) => {
+                // Same content and mode: keep the version, take the new mtime.
+                if old.mtime_ns != mtime_ns
+                    && let Some(entry) = self.index.entries.get_mut(rel)
+                {
+                    entry.mtime_ns = mtime_ns;
+                    self.index.dirty = true;
+                }
+            }
+        }
+    }
+
+    fn unreadable(&mut self, rel: &str, abs: &Path, error: &io::Error) {
+        self.report.unreadable += 1;
+        warn!(path = %abs.display(), %error, "sync: cannot read, left as indexed");
+        self.unreadable.push(rel.to_owned());
+    }
+
+    /// Tombstones the live entries in scope that were not seen, and forgets excluded ones.
+    fn finish(&mut self, scope: &str) {
+        // A scope's entries are all the paths from `scope` to `scope` + `0`: `0` follows `/`.
+        let end = format!("{scope}0");
+        let candidates: Vec<String> = self
+            .index
+            .entries
+            .range::<str, _>(range_of(scope, &end))
+            .filter(|(path, e)| !e.deleted && in_scope(path, scope) && !self.seen.contains(*path))
+            .map(|(path, _)| path.clone())
+            .collect();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        for path in candidates {
+            if self.unreadable.iter().any(|u| in_scope(&path, u)) {
+                continue;
+            }
+            let Some(entry) = self.index.entries.get(&path) else {
+                continue;
+            };
+            let is_dir = entry.kind == Kind::Dir;
+            if crate::sync::config::is_excluded(self.exclude, &path, is_dir) {
+                self.index.forget(&path);
+                self.report.forgotten += 1;
+                continue;
+            }
+            let mut tombstone = entry.clone();
+            tombstone.deleted = true;
+            tombstone.mtime_ns = now;
+            self.index
+                .bump(tombstone, ChangeKind::Deleted, &mut self.report);
+        }
+    }
+}
+
+/// The key range holding `scope` and everything under it (and a few siblings such as
+/// `scope-x`, which [`in_scope`] filters out).
+/// `end` is `scope` + `0`.
+fn range_of<'a>(scope: &'a str, end: &'a str) -> (Bound<&'a str>, Bound<&'a str>) {
+    if scope.is_empty() {
+        (Bound::Unbounded, Bound::Unbounded)
+    } else {
+        (Bound::Included(scope), Bound::Excluded(end))
+    }
+}
+
+fn mtime_ns(meta: &Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
+}
+
+/// SHA-256 of the file's content; `None` if it changed while being read (its size or mtime
+/// moved), in which case a later event or scan will look again.
+fn hash_file(path: &Path, before: &Metadata) -> io::Result<Option<Hash>> {
+    let mut file = fs::File::open(path)?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        context.update(&buf[..n]);
+    }
+    let after = file.metadata()?;
+    if after.len() != before.len() || mtime_ns(&after) != mtime_ns(before) {
+        return Ok(None);
+    }
+    let mut hash = NO_HASH;
+    hash.copy_from_slice(context.finish().as_ref());
+    Ok(Some(hash))
+}

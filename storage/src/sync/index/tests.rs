@@ -1,0 +1,549 @@
+//! The index against real directories: a scan finds creations, modifications, deletions and
+//! renames; peers' entries are judged by version vectors; conflicts are named as Syncthing
+//! names them; the file survives a round trip and refuses corruption; 50,000 entries are fast.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::{
+    fs,
+    os::unix::fs::{PermissionsExt, symlink},
+    path::Path,
+    time::{Duration, Instant, SystemTime},
+};
+
+use super::*;
+use crate::sync::config::Pattern;
+
+fn scan(index: &mut Index, root: &Path) -> Vec<(String, ChangeKind)> {
+    changes(index.scan(root, &[], Rehash::IfChanged).unwrap())
+}
+
+fn changes(report: ScanReport) -> Vec<(String, ChangeKind)> {
+    report
+        .changes
+        .into_iter()
+        .map(|c| (c.path, c.kind))
+        .collect()
+}
+
+fn ch(path: &str, kind: ChangeKind) -> (String, ChangeKind) {
+    (path.to_owned(), kind)
+}
+
+/// Sets `path`'s mtime to `secs` after the epoch, so a test controls what a scan compares.
+fn set_mtime(path: &Path, secs: u64) {
+    let file = fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap();
+}
+
+use ChangeKind::{Created, Deleted, Modified};
+
+#[test]
+fn scan_finds_creations_modifications_and_deletions() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::create_dir_all(r.join("a/b")).unwrap();
+    fs::write(r.join("a/b/one.txt"), b"one").unwrap();
+    fs::write(r.join("top"), b"top").unwrap();
+    symlink("a/b/one.txt", r.join("link")).unwrap();
+    let mut index = Index::new("n1").unwrap();
+
+    assert_eq!(
+        scan(&mut index, r),
+        [
+            ch("a", Created),
+            ch("a/b", Created),
+            ch("a/b/one.txt", Created),
+            ch("link", Created),
+            ch("top", Created),
+        ]
+    );
+    let one = index.get("a/b/one.txt").unwrap();
+    assert_eq!(one.kind, Kind::File);
+    assert_eq!(one.size, 3);
+    assert_eq!(one.version.get("n1"), 1);
+    assert_eq!(one.modified_by, "n1");
+    assert_eq!(
+        one.hash.as_slice(),
+        ring::digest::digest(&ring::digest::SHA256, b"one").as_ref()
+    );
+    assert_eq!(
+        index.get("link").unwrap().kind,
+        Kind::Symlink("a/b/one.txt".to_owned())
+    );
+    assert_eq!(index.get("a").unwrap().kind, Kind::Dir);
+    // Nothing changed: nothing found.
+    assert_eq!(scan(&mut index, r), []);
+    let sequence = index.sequence();
+
+    // Content, mode, link target.
+    fs::write(r.join("top"), b"top, longer").unwrap();
+    fs::set_permissions(r.join("a/b/one.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::remove_file(r.join("link")).unwrap();
+    symlink("top", r.join("link")).unwrap();
+    assert_eq!(
+        scan(&mut index, r),
+        [
+            ch("a/b/one.txt", Modified),
+            ch("link", Modified),
+            ch("top", Modified)
+        ]
+    );
+    assert_eq!(index.get("top").unwrap().version.get("n1"), 2);
+    assert_eq!(index.get("a/b/one.txt").unwrap().mode, 0o600);
+    assert_eq!(index.changed_since(sequence).len(), 3);
+
+    // `touch` alone is not a new version.
+    set_mtime(&r.join("top"), 1_000_000);
+    assert_eq!(scan(&mut index, r), []);
+    assert_eq!(index.get("top").unwrap().mtime_ns, 1_000_000_000_000_000);
+    assert_eq!(index.get("top").unwrap().version.get("n1"), 2);
+
+    // A deleted tree: a tombstone each, with a bumped counter.
+    fs::remove_dir_all(r.join("a")).unwrap();
+    assert_eq!(
+        scan(&mut index, r),
+        [
+            ch("a", Deleted),
+            ch("a/b", Deleted),
+            ch("a/b/one.txt", Deleted)
+        ]
+    );
+    let gone = index.get("a/b/one.txt").unwrap();
+    assert!(gone.deleted);
+    assert_eq!(gone.version.get("n1"), 3);
+    assert_eq!(scan(&mut index, r), [], "a tombstone is not deleted twice");
+
+    // Back after a deletion: a version that dominates the tombstone.
+    fs::create_dir(r.join("a")).unwrap();
+    let created = scan(&mut index, r);
+    assert_eq!(created, [ch("a", Created)]);
+    let back = index.get("a").unwrap();
+    assert!(!back.deleted);
+    assert_eq!(back.version.get("n1"), 3);
+}
+
+#[test]
+fn a_same_size_rewrite_within_one_mtime_is_seen_only_when_rehashing() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("f");
+    fs::write(&file, b"aaaa").unwrap();
+    set_mtime(&file, 1_700_000_000);
+    let mut index = Index::new("n1").unwrap();
+    scan(&mut index, root.path());
+    fs::write(&file, b"bbbb").unwrap();
+    set_mtime(&file, 1_700_000_000);
+    assert_eq!(scan(&mut index, root.path()), []);
+    let report = index.scan(root.path(), &[], Rehash::Always).unwrap();
+    assert_eq!(changes(report), [ch("f", Modified)]);
+}
+
+#[test]
+fn a_rename_is_a_deletion_and_a_creation_found_by_hash() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::write(r.join("old.jpg"), b"picture").unwrap();
+    let mut index = Index::new("n1").unwrap();
+    scan(&mut index, r);
+    fs::rename(r.join("old.jpg"), r.join("new.jpg")).unwrap();
+    assert_eq!(
+        scan(&mut index, r),
+        [ch("new.jpg", Created), ch("old.jpg", Deleted)]
+    );
+    let hash = index.get("new.jpg").unwrap().hash;
+    let mut same: Vec<(&str, bool)> = index
+        .find_by_hash(&hash)
+        .map(|e| (e.path.as_str(), e.deleted))
+        .collect();
+    same.sort();
+    assert_eq!(same, [("new.jpg", false), ("old.jpg", true)]);
+}
+
+#[test]
+fn excludes_are_not_indexed_and_newly_excluded_paths_are_forgotten_not_deleted() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::create_dir_all(r.join("cache/x")).unwrap();
+    fs::write(r.join("cache/x/big"), b"1").unwrap();
+    fs::write(r.join("upload.tmp"), b"2").unwrap();
+    fs::write(r.join("keep.txt"), b"3").unwrap();
+    let temp = format!("{}upload", crate::sync::watch::TEMP_PREFIX);
+    fs::write(r.join(&temp), b"receiving").unwrap();
+    let exclude = [
+        Pattern::new("*.tmp").unwrap(),
+        Pattern::new("cache/").unwrap(),
+    ];
+    let mut index = Index::new("n1").unwrap();
+    let report = index.scan(r, &exclude, Rehash::IfChanged).unwrap();
+    assert_eq!(changes(report), [ch("keep.txt", Created)]);
+
+    // Indexed before the exclude was added: dropped without tombstones.
+    let mut index = Index::new("n1").unwrap();
+    scan(&mut index, r);
+    assert_eq!(index.len(), 5);
+    let report = index.scan(r, &exclude, Rehash::IfChanged).unwrap();
+    assert_eq!(report.forgotten, 4);
+    assert_eq!(report.changes, []);
+    assert_eq!(index.len(), 1);
+}
+
+#[test]
+fn a_subtree_scan_touches_only_its_subtree() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::create_dir_all(r.join("a")).unwrap();
+    fs::create_dir_all(r.join("a-b")).unwrap();
+    fs::write(r.join("a/x"), b"x").unwrap();
+    fs::write(r.join("a-b/y"), b"y").unwrap();
+    let mut index = Index::new("n1").unwrap();
+    scan(&mut index, r);
+    fs::remove_file(r.join("a-b/y")).unwrap();
+    fs::write(r.join("a/x"), b"xx").unwrap();
+    fs::write(r.join("a/z"), b"z").unwrap();
+    let report = index.scan_under(r, &[], "a", Rehash::IfChanged).unwrap();
+    assert_eq!(changes(report), [ch("a/x", Modified), ch("a/z", Created)]);
+    assert!(!index.get("a-b/y").unwrap().deleted, "outside the subtree");
+    fs::remove_dir_all(r.join("a")).unwrap();
+    let report = index.scan_under(r, &[], "a", Rehash::IfChanged).unwrap();
+    assert_eq!(
+        changes(report),
+        [ch("a", Deleted), ch("a/x", Deleted), ch("a/z", Deleted)]
+    );
+    assert!(
+        index
+            .scan_under(r, &[], "../etc", Rehash::IfChanged)
+            .is_err()
+    );
+}
+
+#[test]
+fn an_unreadable_directory_is_not_taken_for_deleted() {
+    if nix_is_root() {
+        // Root reads through permissions; the case cannot be produced.
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::create_dir(r.join("locked")).unwrap();
+    fs::write(r.join("locked/f"), b"f").unwrap();
+    let mut index = Index::new("n1").unwrap();
+    scan(&mut index, r);
+    fs::set_permissions(r.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    let report = index.scan(r, &[], Rehash::IfChanged).unwrap();
+    fs::set_permissions(r.join("locked"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(report.unreadable, 1);
+    assert!(!index.get("locked/f").unwrap().deleted);
+}
+
+/// Whether the tests run as root (in a container, often).
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn non_utf8_names_are_skipped_and_counted() {
+    use std::os::unix::ffi::OsStrExt;
+    let root = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"bad-\xff");
+    fs::write(root.path().join(name), b"x").unwrap();
+    fs::write(root.path().join("good"), b"x").unwrap();
+    let mut index = Index::new("n1").unwrap();
+    let report = index.scan(root.path(), &[], Rehash::IfChanged).unwrap();
+    assert_eq!(report.non_utf8, 1);
+    assert_eq!(changes(report), [ch("good", Created)]);
+}
+
+#[test]
+fn a_missing_root_fails_instead_of_deleting_everything() {
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("f"), b"x").unwrap();
+    let mut index = Index::new("n1").unwrap();
+    scan(&mut index, root.path());
+    let gone = root.path().join("nope");
+    assert!(matches!(
+        index.scan(&gone, &[], Rehash::IfChanged),
+        Err(IndexError::Io { .. })
+    ));
+    assert!(!index.get("f").unwrap().deleted);
+}
+
+/// An entry as a peer would send it.
+fn remote(path: &str, by: &str, version: &[(&str, u64)], content: &[u8], mtime: i64) -> Entry {
+    let mut hash = NO_HASH;
+    hash.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, content).as_ref());
+    Entry {
+        path: path.to_owned(),
+        kind: Kind::File,
+        size: content.len() as u64,
+        mtime_ns: mtime,
+        mode: 0o644,
+        hash,
+        version: version.iter().copied().collect(),
+        modified_by: by.to_owned(),
+        deleted: false,
+        sequence: 99,
+    }
+}
+
+fn tombstone(mut entry: Entry) -> Entry {
+    entry.deleted = true;
+    entry
+}
+
+#[test]
+fn remote_entries_are_judged_by_version_vectors() {
+    let mut index = Index::new("a").unwrap();
+    let ours = remote("f", "a", &[("a", 2), ("b", 1)], b"ours", 100);
+    index.record(ours.clone());
+
+    // (remote, expected decision)
+    let equal = remote("f", "a", &[("a", 2), ("b", 1)], b"ours", 100);
+    assert_eq!(index.apply_remote(&equal).unwrap(), Decision::UpToDate);
+    let older = remote("f", "b", &[("a", 1), ("b", 1)], b"old", 50);
+    assert_eq!(index.apply_remote(&older).unwrap(), Decision::Ignore);
+    let newer = remote("f", "b", &[("a", 2), ("b", 2)], b"new", 50);
+    assert_eq!(
+        index.apply_remote(&newer).unwrap(),
+        Decision::Accept(newer.clone())
+    );
+    let unknown = remote("g", "b", &[("b", 1)], b"g", 1);
+    assert_eq!(
+        index.apply_remote(&unknown).unwrap(),
+        Decision::Accept(unknown.clone())
+    );
+    let deleted = tombstone(remote("f", "b", &[("a", 2), ("b", 2)], b"ours", 100));
+    assert_eq!(
+        index.apply_remote(&deleted).unwrap(),
+        Decision::Accept(deleted.clone())
+    );
+
+    // Concurrent with the same content: merged histories, nothing moves.
+    let same = remote("f", "b", &[("a", 1), ("b", 2)], b"ours", 300);
+    let Decision::Merge(merged) = index.apply_remote(&same).unwrap() else {
+        panic!("not a merge");
+    };
+    assert_eq!(merged.version, [("a", 2), ("b", 2)].into_iter().collect());
+    assert_eq!(merged.hash, ours.hash);
+}
+
+#[test]
+fn concurrent_changes_go_newest_wins_and_a_modification_beats_a_deletion() {
+    let mut index = Index::new("a").unwrap();
+    let ours = remote("d/report.pdf", "a", &[("a", 2), ("b", 1)], b"ours", 200);
+    index.record(ours.clone());
+    let merged: VersionVector = [("a", 2), ("b", 2)].into_iter().collect();
+
+    // Theirs is newer: it wins, ours is kept under a conflict name.
+    let theirs = remote("d/report.pdf", "b", &[("a", 1), ("b", 2)], b"theirs", 300);
+    let Decision::Conflict(conflict) = index.apply_remote(&theirs).unwrap() else {
+        panic!("not a conflict");
+    };
+    assert_eq!(conflict.winner, Side::Remote);
+    assert_eq!(conflict.loser().hash, ours.hash);
+    assert_eq!(conflict.resolved.hash, theirs.hash);
+    assert_eq!(conflict.resolved.version, merged);
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_706_745_599);
+    assert_eq!(
+        conflict.local_copy_name(at).as_deref(),
+        Some("d/report.conflict-a-20240131-235959.pdf")
+    );
+
+    // Theirs is older: ours wins; the peer keeps its own loser.
+    let older = remote("d/report.pdf", "b", &[("a", 1), ("b", 2)], b"theirs", 100);
+    let Decision::Conflict(conflict) = index.apply_remote(&older).unwrap() else {
+        panic!("not a conflict");
+    };
+    assert_eq!(conflict.winner, Side::Local);
+    assert_eq!(conflict.resolved.hash, ours.hash);
+    assert_eq!(conflict.resolved.version, merged);
+    assert_eq!(conflict.local_copy_name(at), None);
+
+    // Same mtime: the greater node name wins, on both nodes alike.
+    let tie = remote("d/report.pdf", "b", &[("a", 1), ("b", 2)], b"theirs", 200);
+    let Decision::Conflict(conflict) = index.apply_remote(&tie).unwrap() else {
+        panic!("not a conflict");
+    };
+    assert_eq!(conflict.winner, Side::Remote);
+    let mut mirror = Index::new("b").unwrap();
+    mirror.record(tie.clone());
+    let Decision::Conflict(mirrored) = mirror.apply_remote(&ours).unwrap() else {
+        panic!("not a conflict");
+    };
+    assert_eq!(mirrored.winner, Side::Local);
+    assert_eq!(
+        mirrored.resolved,
+        Entry {
+            sequence: mirrored.resolved.sequence,
+            ..conflict.resolved.clone()
+        }
+    );
+
+    // A newer deletion loses to a modification: the file stays.
+    let deleted = tombstone(remote(
+        "d/report.pdf",
+        "b",
+        &[("a", 1), ("b", 2)],
+        b"ours",
+        900,
+    ));
+    let Decision::Conflict(conflict) = index.apply_remote(&deleted).unwrap() else {
+        panic!("not a conflict");
+    };
+    assert_eq!(conflict.winner, Side::Local);
+    assert!(!conflict.resolved.deleted);
+    // And the other way round: our deletion loses, nothing to keep.
+    let mut deleter = Index::new("a").unwrap();
+    deleter.record(tombstone(ours.clone()));
+    let Decision::Conflict(conflict) = deleter.apply_remote(&theirs).unwrap() else {
+        panic!("not a conflict");
+    };
+    assert_eq!(conflict.winner, Side::Remote);
+    assert_eq!(conflict.local_copy_name(at), None);
+}
+
+#[test]
+fn paths_escaping_the_root_are_refused() {
+    let index = Index::new("a").unwrap();
+    for path in ["../etc/passwd", "/etc/passwd", "a/../../b", "a//b", ""] {
+        let entry = remote(path, "b", &[("b", 1)], b"x", 1);
+        assert!(index.apply_remote(&entry).is_err(), "{path:?}");
+    }
+}
+
+#[test]
+fn conflict_names_have_syncthings_shape() {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000); // 2023-11-14 22:13:20
+    for (path, node, expected) in [
+        ("a.txt", "web1", "a.conflict-web1-20231114-221320.txt"),
+        (
+            "d/e/archive.tar.gz",
+            "web1",
+            "d/e/archive.tar.conflict-web1-20231114-221320.gz",
+        ),
+        ("README", "web1", "README.conflict-web1-20231114-221320"),
+        (
+            ".htaccess",
+            "web1",
+            ".htaccess.conflict-web1-20231114-221320",
+        ),
+        (
+            "d.x/noext",
+            "web1",
+            "d.x/noext.conflict-web1-20231114-221320",
+        ),
+        ("f.jpg", "a/b", "f.conflict-a_b-20231114-221320.jpg"),
+    ] {
+        assert_eq!(conflict_name(path, node, t), expected);
+        assert_eq!(check_path(&conflict_name(path, node, t)), Ok(()));
+    }
+}
+
+#[test]
+fn persistence_round_trips_and_marks_peers() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = index_dir(state.path(), "web");
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("d")).unwrap();
+    fs::write(root.path().join("d/f"), b"content").unwrap();
+    symlink("d/f", root.path().join("l")).unwrap();
+    let mut index = Index::open(&dir, "n1").unwrap();
+    scan(&mut index, root.path());
+    fs::remove_file(root.path().join("l")).unwrap();
+    scan(&mut index, root.path());
+    index.record(remote("x", "n2", &[("n1", 1), ("n2", 4)], b"x", -5));
+    index.set_peer_mark(
+        "n2",
+        PeerMark {
+            index_id: 7,
+            sequence: 42,
+        },
+    );
+    assert!(index.is_dirty());
+    index.save(&dir).unwrap();
+    assert!(!index.is_dirty());
+    assert!(dir.join(INDEX_FILE).is_file());
+
+    let loaded = Index::open(&dir, "n1").unwrap();
+    assert_eq!(loaded, index);
+    assert_eq!(
+        loaded.peer_mark("n2"),
+        Some(PeerMark {
+            index_id: 7,
+            sequence: 42
+        })
+    );
+    assert!(loaded.get("l").unwrap().deleted);
+
+    // A leftover temp file from a crash is cleared; a renamed node keeps its entries.
+    fs::write(dir.join("index.tmp"), b"half").unwrap();
+    let renamed = Index::open(&dir, "n1-new").unwrap();
+    assert!(!dir.join("index.tmp").exists());
+    assert_eq!(renamed.node(), "n1-new");
+    assert_eq!(renamed.len(), index.len());
+}
+
+#[test]
+fn corruption_is_refused_naming_the_file() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path();
+    let mut index = Index::new("n1").unwrap();
+    index.record(remote("f", "n1", &[("n1", 1)], b"x", 1));
+    index.save(dir).unwrap();
+    let file = dir.join(INDEX_FILE);
+    let good = fs::read(&file).unwrap();
+
+    let mut flipped = good.clone();
+    flipped[40] ^= 1;
+    let mut future = good.clone();
+    future[8] = 9;
+    let mut bad_magic = good.clone();
+    bad_magic[0] = b'X';
+    for (bytes, needle) in [
+        (flipped, "checksum mismatch"),
+        (good[..good.len() - 1].to_vec(), "truncated"),
+        (Vec::new(), "shorter than a header"),
+        (bad_magic, "bad magic"),
+        (future, "format version 9"),
+    ] {
+        fs::write(&file, &bytes).unwrap();
+        let err = Index::open(dir, "n1").unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+        assert!(err.contains(&file.display().to_string()), "{err}");
+    }
+}
+
+#[test]
+fn fifty_thousand_entries_save_and_load_quickly() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path();
+    let mut index = Index::new("web1").unwrap();
+    for i in 0..50_000u32 {
+        let path = format!("uploads/{:03}/{:02}/attachment-{i}.jpg", i % 1000, i % 97);
+        let mut entry = remote(
+            &path,
+            "web2",
+            &[("web1", 3), ("web2", u64::from(i))],
+            &i.to_le_bytes(),
+            1_700_000_000_000_000_000,
+        );
+        entry.deleted = i % 50 == 0;
+        index.record(entry);
+    }
+    let started = Instant::now();
+    index.save(dir).unwrap();
+    let saved = started.elapsed();
+    let started = Instant::now();
+    let loaded = Index::open(dir, "web1").unwrap();
+    let load = started.elapsed();
+    let size = fs::metadata(dir.join(INDEX_FILE)).unwrap().len();
+    println!("50,000 entries: save {saved:?}, load {load:?}, {size} bytes");
+    assert_eq!(loaded, index);
+}

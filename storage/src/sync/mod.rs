@@ -1,0 +1,11 @@
+//! The two-way directory sync of `[sync.NAME]`: what rsync+inotify and lsyncd do one way, done
+//! both ways, so either web server can take uploads.
+//!
+//! - [`config`]: `[sync.NAME]` as users write it, validated.
+//! - [`index`]: each node's persistent record of its tree (sizes, mtimes, modes, hashes, version
+//!   vectors), so a restart knows what changed while it was down and conflicts are detected.
+//! - [`watch`]: inotify watching with batching, and a rescan when the kernel's queue overflows.
+
+pub mod config;
+pub mod index;
+pub mod watch;
