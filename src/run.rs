@@ -61,6 +61,10 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         tracing::error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
+    if let Some(sync) = loaded.syncs.first() {
+        tracing::error!(sync = %sync.name, "[sync] sections pass `fulcrum check`, but this version cannot run a directory sync yet; remove them to run");
+        return ExitCode::FAILURE;
+    }
     let socket_path = loaded.file.global.control_socket();
     let proxy = match Proxy::start(loaded.proxy) {
         Ok(proxy) => Arc::new(proxy),

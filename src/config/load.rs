@@ -35,6 +35,8 @@ pub(crate) struct Loaded {
     pub(crate) vrrp: Option<fulcrum_vrrp::config::VrrpConfig>,
     /// `[volume.NAME]`, in name order.
     pub(crate) volumes: Vec<fulcrum_storage::volume::config::VolumeConfig>,
+    /// `[sync.NAME]`, in name order.
+    pub(crate) syncs: Vec<fulcrum_storage::sync::config::SyncConfig>,
 }
 
 impl Loaded {
@@ -59,8 +61,12 @@ impl Loaded {
             0 => String::new(),
             n => format!(", {n} volume(s)"),
         };
+        let syncs = match self.syncs.len() {
+            0 => String::new(),
+            n => format!(", {n} sync set(s)"),
+        };
         format!(
-            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s){vrrp}{volumes}{admin}",
+            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s){vrrp}{volumes}{syncs}{admin}",
             self.path.display(),
             self.proxy.frontends.len(),
             self.proxy.backends.len(),
@@ -216,8 +222,14 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
     if let (Some(section), Some(proxy)) = (&file.admin, &proxy) {
         check_admin_listen(section, proxy, &mut found);
     }
+    let syncs = collect(
+        fulcrum_storage::sync::config::build_all(&file.sync),
+        &mut found,
+    )
+    .unwrap_or_default();
     if let Some(proxy) = &proxy {
         check_volume_listens(&file, &volumes, proxy, &mut found);
+        check_sync_listens(&file, &syncs, &volumes, proxy, &mut found);
     }
     match proxy {
         Some(proxy) if found.is_empty() => Ok(Loaded {
@@ -227,6 +239,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
             admin,
             vrrp,
             volumes,
+            syncs,
         }),
         _ => Err(locate(path, text, &original, found)),
     }
@@ -298,6 +311,44 @@ fn check_volume_listens(
     }
 }
 
+/// A sync set's listener must not take an address a frontend, a virtual service, the admin
+/// server or a volume binds.
+fn check_sync_listens(
+    file: &FileConfig,
+    syncs: &[fulcrum_storage::sync::config::SyncConfig],
+    volumes: &[fulcrum_storage::volume::config::VolumeConfig],
+    proxy: &fulcrum_proxy::Config,
+    found: &mut Vec<(Option<Range<usize>>, String)>,
+) {
+    let admin = file.admin.as_ref().map(|a| *a.listen.get_ref());
+    for sync in syncs {
+        let Some((_, section)) = file.sync.iter().find(|(n, _)| *n.get_ref() == sync.name) else {
+            continue;
+        };
+        let addr = sync.listen;
+        if addr.port() == 0 {
+            continue;
+        }
+        let volume = volumes
+            .iter()
+            .find(|v| v.listen == addr || v.nbd.as_ref().is_some_and(|n| n.listen == addr));
+        let owner = proxy
+            .tcp_bind_owner(addr)
+            .map(|o| o.to_string())
+            .or_else(|| (admin == Some(addr)).then(|| "the admin server".to_owned()))
+            .or_else(|| volume.map(|v| format!("volume `{}`", v.name)));
+        if let Some(owner) = owner {
+            found.push((
+                Some(section.listen.span()),
+                format!(
+                    "sync set `{}` listen {addr} is already bound by {owner}; give it an address of its own",
+                    sync.name
+                ),
+            ));
+        }
+    }
+}
+
 /// A section's built value, its errors moved into `found`.
 fn collect<T>(
     built: Result<T, Vec<ConfigError>>,
@@ -337,6 +388,12 @@ fn resolve_paths(file: &mut FileConfig, path: &Path) {
             for cert in tls.certs.get_mut() {
                 relative_to(base, cert.get_mut());
             }
+        }
+    }
+    for sync in file.sync.values_mut() {
+        relative_to(base, sync.path.get_mut());
+        if let Some(secret) = &mut sync.shared_secret_file {
+            relative_to(base, secret.get_mut());
         }
     }
     for volume in file.volume.values_mut() {
@@ -593,6 +650,28 @@ real_servers = [{ address = "127.0.0.1:3307" }]
             errs[0].message.contains("admin server"),
             "{}",
             errs[0].message
+        );
+    }
+
+    #[test]
+    fn a_sync_section_loads_with_its_path_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("www")).unwrap();
+        let path = dir.path().join("fulcrum.toml");
+        let text = format!(
+            "{GOOD}\n[sync.web]\npath = \"www\"\nlisten = \"127.0.0.1:8730\"\npeers = [\"127.0.0.2:8730\"]\nshared_secret = \"s\"\n"
+        );
+        let loaded = load_str(&path, &text).unwrap();
+        assert_eq!(loaded.syncs.len(), 1);
+        assert!(
+            loaded.syncs[0].path.ends_with("www"),
+            "{:?}",
+            loaded.syncs[0].path
+        );
+        assert!(
+            loaded.summary().contains(", 1 sync set(s)"),
+            "{}",
+            loaded.summary()
         );
     }
 

@@ -16,7 +16,7 @@ use fulcrum_proxy::config::{
     l4_section::VirtualServerSection,
     section::{BackendSection, FrontendSection},
 };
-use fulcrum_storage::volume::config::VolumeSection;
+use fulcrum_storage::{sync::config::SyncSection, volume::config::VolumeSection};
 use fulcrum_vrrp::config::VrrpSection;
 use serde::Deserialize;
 
@@ -39,9 +39,10 @@ pub(crate) struct FileConfig {
     pub(crate) vrrp: Option<VrrpSection>,
     #[serde(default)]
     pub(crate) volume: BTreeMap<Spanned<String>, VolumeSection>,
+    #[serde(default)]
+    pub(crate) sync: BTreeMap<Spanned<String>, SyncSection>,
     // Sections documented in CONFIG.md whose modules are not built yet: accepted by the parser so
     // they can be refused with a message that says so, rather than "unknown field".
-    sync: Option<Spanned<toml::Value>>,
     nrpe: Option<Spanned<toml::Value>>,
     alert: Option<Spanned<toml::Value>>,
 }
@@ -49,13 +50,9 @@ pub(crate) struct FileConfig {
 impl FileConfig {
     /// Sections present in the file that this build cannot run yet, with their spans.
     fn unsupported(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
-        [
-            ("sync", &self.sync),
-            ("nrpe", &self.nrpe),
-            ("alert", &self.alert),
-        ]
-        .into_iter()
-        .filter_map(|(name, v)| v.as_ref().map(|v| (name, v.span())))
-        .collect()
+        [("nrpe", &self.nrpe), ("alert", &self.alert)]
+            .into_iter()
+            .filter_map(|(name, v)| v.as_ref().map(|v| (name, v.span())))
+            .collect()
     }
 }
