@@ -28,6 +28,9 @@ enum Command {
     /// Measure the gap a client sees when the VRRP master fails, Fulcrum against keepalived
     /// (needs root).
     Failover(cli::failover::Args),
+    /// Measure Fulcrum's replicated volume over NBD against qemu-nbd: sequential writes alone
+    /// and as a protocol C pair, 4 KiB write latency, and a resync.
+    Nbd(cli::nbd::Args),
     /// Connect to an address every few ms and record which connects failed (`failover`'s
     /// client, run inside its client namespace).
     #[command(hide = true)]
@@ -51,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Scrape(args) => cli::scrape::run(args).await,
         Command::Compare(args) => cli::compare::run(args).await,
         Command::Failover(args) => cli::failover::run(args).await,
+        Command::Nbd(args) => cli::nbd::run(args).await,
         Command::Probe(args) => cli::probe::run(args).await,
     }
 }

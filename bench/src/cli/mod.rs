@@ -4,6 +4,7 @@ pub(crate) mod bulk;
 pub(crate) mod compare;
 pub(crate) mod failover;
 pub(crate) mod load;
+pub(crate) mod nbd;
 pub(crate) mod origin;
 pub(crate) mod probe;
 pub(crate) mod scrape;
