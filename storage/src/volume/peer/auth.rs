@@ -200,7 +200,24 @@ pub async fn authenticate<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let result = match tokio::time::timeout(timeout, handshake(stream, secret, we_are)).await {
+    authenticate_labelled(stream, secret, LABEL, we_are, timeout).await
+}
+
+/// [`authenticate`] for another protocol on the same handshake: `label` starts every
+/// response MAC in place of the volume's, so that a response made for one protocol never
+/// verifies for another that shares the secret (the directory sync uses its own).
+pub async fn authenticate_labelled<S>(
+    stream: &mut S,
+    secret: &[u8],
+    label: &'static [u8],
+    we_are: Side,
+    timeout: Duration,
+) -> Result<(), AuthError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let handshake = handshake(stream, secret, label, we_are);
+    let result = match tokio::time::timeout(timeout, handshake).await {
         Ok(result) => result,
         Err(_elapsed) => Err(AuthError::Timeout(timeout)),
     };
@@ -214,7 +231,12 @@ where
     result
 }
 
-async fn handshake<S>(stream: &mut S, secret: &[u8], we_are: Side) -> Result<(), AuthError>
+async fn handshake<S>(
+    stream: &mut S,
+    secret: &[u8],
+    label: &[u8],
+    we_are: Side,
+) -> Result<(), AuthError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -256,7 +278,7 @@ where
         return Err(refuse(stream, Refusal::Reflected, AuthError::Reflected).await);
     }
 
-    let response = hmac::sign(&key, &transcript(we_are, &theirs, &ours));
+    let response = hmac::sign(&key, &labelled_transcript(label, we_are, &theirs, &ours));
     let mut tag = [0; TAG_LEN];
     tag.copy_from_slice(response.as_ref());
     send(stream, &AuthFrame::Response(tag)).await?;
@@ -264,7 +286,13 @@ where
         AuthFrame::Response(tag) => tag,
         other => return Err(out_of_turn(stream, other).await),
     };
-    if hmac::verify(&key, &transcript(they_are, &ours, &theirs), &their_tag).is_err() {
+    if hmac::verify(
+        &key,
+        &labelled_transcript(label, they_are, &ours, &theirs),
+        &their_tag,
+    )
+    .is_err()
+    {
         return Err(refuse(stream, Refusal::WrongSecret, AuthError::WrongSecret).await);
     }
 
@@ -277,9 +305,20 @@ where
 
 /// What a response from `responder` MACs: the label, who responds, the challenge it
 /// answers and its own. Fixed-length fields, so no two transcripts read the same.
+#[cfg(test)]
 fn transcript(responder: Side, answered: &Challenge, own: &Challenge) -> Vec<u8> {
-    let mut transcript = Vec::with_capacity(LABEL.len() + 1 + 2 * CHALLENGE_LEN);
-    transcript.extend_from_slice(LABEL);
+    labelled_transcript(LABEL, responder, answered, own)
+}
+
+/// What a response MACs, under the protocol's `label` (see `transcript`).
+fn labelled_transcript(
+    label: &[u8],
+    responder: Side,
+    answered: &Challenge,
+    own: &Challenge,
+) -> Vec<u8> {
+    let mut transcript = Vec::with_capacity(label.len() + 1 + 2 * CHALLENGE_LEN);
+    transcript.extend_from_slice(label);
     transcript.push(responder.code());
     transcript.extend_from_slice(answered);
     transcript.extend_from_slice(own);

@@ -72,14 +72,16 @@ pub(super) fn start(dst: &mut BytesMut, ty: u8) -> usize {
     start
 }
 
-/// Writes the length of the frame begun at `start` (by [`start`]), or takes the frame back
-/// off `dst` if its payload is over `max_payload`.
+/// Writes the length of the frame begun at `start` (by [`start`]), counting `trailing` octets
+/// the caller sends after `dst`, or takes the frame back off `dst` if its payload is over
+/// `max_payload`.
 pub(super) fn finish(
     dst: &mut BytesMut,
     start: usize,
+    trailing: usize,
     max_payload: usize,
 ) -> Result<(), WireError> {
-    let len = dst.len() - start - HEADER_LEN;
+    let len = dst.len() - start - HEADER_LEN + trailing;
     match u32::try_from(len) {
         Ok(wire_len) if len <= max_payload => {
             dst[start + 4..start + HEADER_LEN].copy_from_slice(&wire_len.to_be_bytes());

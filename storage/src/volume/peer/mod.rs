@@ -19,7 +19,9 @@ mod message;
 mod stream;
 mod wire;
 
-pub use auth::{AuthError, CHALLENGE_LEN, Refusal, Side, VERSION, authenticate};
+pub use auth::{
+    AuthError, CHALLENGE_LEN, Refusal, Side, VERSION, authenticate, authenticate_labelled,
+};
 pub use backoff::{Backoff, MIN_CONNECT_INTERVAL};
 pub use message::{
     AckKind, DIGEST_LEN, Digest, DisconnectReason, DiskState, Generations, Hello, MAX_DATA,

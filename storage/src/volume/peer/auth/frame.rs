@@ -81,7 +81,7 @@ impl AuthFrame {
             Self::Accepted => {}
             Self::Refused(reason) => dst.put_u8(reason.code()),
         }
-        frame::finish(dst, start, MAX_PAYLOAD)
+        frame::finish(dst, start, 0, MAX_PAYLOAD)
     }
 
     /// Reads a payload of `len` octets; its length is already checked against [`MAX_PAYLOAD`].

@@ -383,6 +383,19 @@ proptest! {
     }
 
     #[test]
+    fn a_head_and_its_trailing_data_are_the_whole_frame(msg in any_message()) {
+        let mut whole = BytesMut::new();
+        prop_assert!(encode(&msg, &mut whole).is_ok());
+        let mut head = BytesMut::new();
+        let trailing = encode_head(&msg, &mut head);
+        prop_assert!(trailing.is_ok());
+        if let Ok(Some(data)) = trailing {
+            head.extend_from_slice(&data);
+        }
+        prop_assert_eq!(head, whole);
+    }
+
+    #[test]
     fn a_stream_of_messages_decodes_in_order(msgs in prop::collection::vec(any_message(), 1..6)) {
         let mut buf = BytesMut::new();
         for msg in &msgs {
