@@ -5,7 +5,16 @@
 //! - [`index`]: each node's persistent record of its tree (sizes, mtimes, modes, hashes, version
 //!   vectors), so a restart knows what changed while it was down and conflicts are detected.
 //! - [`watch`]: inotify watching with batching, and a rescan when the kernel's queue overflows.
+//! - [`proto`]: the messages between peers (Hello, index deltas, contents and rsync deltas).
+//! - [`engine`]: a running set ([`SyncSet`]): the watcher into the index, the peer links, and
+//!   the application of the peers' changes.
 
 pub mod config;
+pub mod engine;
 pub mod index;
+pub mod proto;
 pub mod watch;
+
+pub use engine::{
+    PeerStatus, SyncCounters, SyncError, SyncEvent, SyncOptions, SyncSet, SyncStatus,
+};

@@ -1,0 +1,90 @@
+//! `fulcrum status sync`: each directory sync set with its peers, the changes they have not
+//! acknowledged, the last complete sync, conflicts and transfer counters.
+
+use std::{fmt::Write, path::Path, process::ExitCode};
+
+use fulcrum_common::stats::SyncSet;
+
+use crate::control;
+
+/// Asks the running process and prints its sync sets (or the raw JSON with `json`).
+pub(crate) fn sync(config_path: &Path, socket: Option<&Path>, json: bool) -> ExitCode {
+    super::show(
+        config_path,
+        socket,
+        control::SHOW_SYNC,
+        json,
+        |sets: Vec<SyncSet>| render(&sets),
+    )
+}
+
+/// The listing, as text.
+pub(crate) fn render(sets: &[SyncSet]) -> String {
+    if sets.is_empty() {
+        return "No sync set configured.\n".to_owned();
+    }
+    let mut out = String::new();
+    for s in sets {
+        let last = s.last_sync_secs.map_or_else(
+            || "never".to_owned(),
+            |secs| format!("{} ago", super::l4::age(secs)),
+        );
+        let _ = writeln!(out, "sync set {} ({}): {}", s.name, s.path, s.state);
+        for peer in &s.peers {
+            let _ = writeln!(out, "  peer         {peer}");
+        }
+        let _ = writeln!(
+            out,
+            "  pending      {} change(s)   last sync {last}",
+            s.pending
+        );
+        let _ = writeln!(out, "  conflicts    {}", s.conflicts);
+        let _ = writeln!(
+            out,
+            "  transfers    sent {} file(s) / {} KiB, received {} file(s) / {} KiB, {} KiB saved by deltas",
+            s.files_sent,
+            s.bytes_sent / 1024,
+            s.files_received,
+            s.bytes_received / 1024,
+            s.bytes_saved_by_delta / 1024
+        );
+        let _ = writeln!(out, "  overflows    {}   errors {}", s.overflows, s.errors);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_shows_its_peers_queue_and_counters() {
+        let out = render(&[SyncSet {
+            name: "web".into(),
+            path: "/data/www".into(),
+            state: "connected".into(),
+            peers: vec!["172.16.0.88:8730 (web2) up".into()],
+            pending: 2,
+            conflicts: 1,
+            last_sync_secs: Some(5),
+            files_sent: 3,
+            bytes_sent: 4096,
+            ..SyncSet::default()
+        }]);
+        assert!(out.contains("sync set web (/data/www): connected"), "{out}");
+        assert!(
+            out.contains("peer         172.16.0.88:8730 (web2) up"),
+            "{out}"
+        );
+        assert!(
+            out.contains("pending      2 change(s)   last sync 00:05 ago"),
+            "{out}"
+        );
+        assert!(out.contains("sent 3 file(s) / 4 KiB"), "{out}");
+    }
+
+    #[test]
+    fn no_set_says_so() {
+        assert_eq!(render(&[]), "No sync set configured.\n");
+    }
+}

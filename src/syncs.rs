@@ -1,0 +1,106 @@
+//! The directory sync sets of `[sync.NAME]` in this process: started with the other modules,
+//! read by the stats page and `fulcrum status sync`, stopped last (their index saved) on exit.
+
+use std::{path::Path, sync::Mutex};
+
+use fulcrum_common::stats;
+use fulcrum_storage::sync::{SyncSet, SyncStatus, config::SyncConfig};
+
+/// The running sync sets, in name order. A std mutex is enough: it is taken to read a status
+/// for the page or the control socket, and once at stop, never on a data path.
+#[derive(Debug, Default)]
+pub(crate) struct Syncs {
+    sets: Mutex<Vec<SyncSet>>,
+}
+
+impl Syncs {
+    /// Starts every set; on an error, the ones already started are stopped again.
+    pub(crate) async fn start(
+        configs: Vec<SyncConfig>,
+        state_dir: &Path,
+        node: &str,
+    ) -> Result<Syncs, String> {
+        let mut sets = Vec::with_capacity(configs.len());
+        for config in configs {
+            let name = config.name.clone();
+            match SyncSet::start(config, state_dir, node).await {
+                Ok(set) => sets.push(set),
+                Err(error) => {
+                    for set in sets {
+                        let _ = set.stop().await;
+                    }
+                    return Err(format!("sync set {name}: {error}"));
+                }
+            }
+        }
+        Ok(Syncs {
+            sets: Mutex::new(sets),
+        })
+    }
+
+    /// Every set now, as the stats page and `fulcrum status sync` show it.
+    pub(crate) fn stats(&self) -> Vec<stats::SyncSet> {
+        let Ok(sets) = self.sets.lock() else {
+            return Vec::new();
+        };
+        sets.iter().map(|s| to_stats(&s.status())).collect()
+    }
+
+    /// Stops every set, saving its index.
+    pub(crate) async fn stop(&self) {
+        let sets = match self.sets.lock() {
+            Ok(mut sets) => std::mem::take(&mut *sets),
+            Err(_) => return,
+        };
+        for set in sets {
+            let name = set.status().name;
+            if let Err(error) = set.stop().await {
+                tracing::warn!(sync = %name, %error, "sync set did not stop cleanly");
+            }
+        }
+    }
+}
+
+/// A set as the stats page and `fulcrum status sync` show it.
+fn to_stats(status: &SyncStatus) -> stats::SyncSet {
+    let connected = status.peers.iter().filter(|p| p.connected).count();
+    let state = match (connected, status.peers.len()) {
+        (0, _) => "connecting",
+        (c, n) if c == n => "connected",
+        _ => "partly connected",
+    };
+    stats::SyncSet {
+        name: status.name.clone(),
+        path: status.path.display().to_string(),
+        state: state.to_owned(),
+        peers: status
+            .peers
+            .iter()
+            .map(|p| {
+                let node = p
+                    .node
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
+                let link = if p.connected { "up" } else { "down" };
+                format!("{}{node} {link}", p.addr)
+            })
+            .collect(),
+        pending: status.peers.iter().map(|p| p.queue).sum(),
+        conflicts: status.conflicts,
+        last_sync_secs: status
+            .peers
+            .iter()
+            .filter_map(|p| p.last_sync)
+            .max()
+            .and_then(|t| t.elapsed().ok())
+            .map(|d| d.as_secs()),
+        files_sent: status.counters.files_sent,
+        files_received: status.counters.files_received,
+        bytes_sent: status.counters.bytes_sent,
+        bytes_received: status.counters.bytes_received,
+        bytes_saved_by_delta: status.counters.bytes_saved_by_delta,
+        overflows: status.counters.overflows,
+        errors: status.counters.errors,
+    }
+}

@@ -1,0 +1,225 @@
+//! Getting an authenticated, introduced connection to each peer. Every node listens; of two
+//! peers the one whose `listen` sorts lower dials (the volume engine's rule), so there is one
+//! connection per pair and no race of two to resolve. The dialer waits on a [`Backoff`] after
+//! each failure; a wrong secret is refused and logged on both sides by the handshake.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::{
+    TcpListener, TcpStream,
+    tcp::{OwnedReadHalf, OwnedWriteHalf},
+};
+use tracing::{debug, info, warn};
+
+use super::{Shared, session};
+use crate::sync::proto::{
+    self, AUTH_LABEL, FLAG_RECEIVES, FLAG_SENDS, Hello, Message, ProtoReader, ProtoWriter,
+};
+use crate::volume::peer::{self, Backoff};
+
+/// An introduced connection.
+pub(super) struct Introduced {
+    pub(super) peer: usize,
+    pub(super) hello: Hello,
+    pub(super) reader: ProtoReader<OwnedReadHalf>,
+    pub(super) writer: ProtoWriter<OwnedWriteHalf>,
+}
+
+/// Accepts the peers that dial us until the set stops.
+pub(super) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, from) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                warn!(set = %shared.config.name, %error, "sync: accept failed");
+                tokio::time::sleep(peer::MIN_CONNECT_INTERVAL).await;
+                continue;
+            }
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let cancel = shared.cancel.clone();
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = incoming(shared, stream, from) => {}
+            }
+        });
+    }
+}
+
+async fn incoming(shared: Arc<Shared>, mut stream: TcpStream, from: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let auth = peer::authenticate_labelled(
+        &mut stream,
+        shared.config.shared_secret.as_bytes(),
+        AUTH_LABEL,
+        peer::Side::Accepting,
+        shared.timeout,
+    )
+    .await;
+    if let Err(error) = auth {
+        shared.error();
+        debug!(set = %shared.config.name, %from, %error, "sync: incoming peer not authenticated");
+        return;
+    }
+    match introduce(&shared, stream, None).await {
+        Ok(link) => {
+            let _ = session::run(&shared, link).await;
+        }
+        Err(reason) => {
+            shared.error();
+            warn!(set = %shared.config.name, %from, %reason, "sync: peer refused");
+        }
+    }
+}
+
+/// Dials peer `i` (whose `listen` sorts above ours) until the set stops.
+pub(super) async fn dial(shared: Arc<Shared>, i: usize) {
+    let addr = shared.peers[i].addr;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    loop {
+        if shared.cancel.is_cancelled() {
+            return;
+        }
+        let attempt = async {
+            let mut stream = tokio::time::timeout(shared.timeout, TcpStream::connect(addr))
+                .await
+                .map_err(|_| "connect timed out".to_owned())?
+                .map_err(|e| format!("connect: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            peer::authenticate_labelled(
+                &mut stream,
+                shared.config.shared_secret.as_bytes(),
+                AUTH_LABEL,
+                peer::Side::Connecting,
+                shared.timeout,
+            )
+            .await
+            .map_err(|e| {
+                if e.is_rejection() {
+                    shared.error();
+                }
+                format!("authentication: {e}")
+            })?;
+            introduce(&shared, stream, Some(i))
+                .await
+                .inspect_err(|_| shared.error())
+        };
+        let result = tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            result = attempt => result,
+        };
+        match result {
+            Ok(link) => {
+                if session::run(&shared, link).await {
+                    backoff.succeeded();
+                }
+            }
+            Err(reason) => {
+                debug!(set = %shared.config.name, peer = %addr, %reason, "sync: no link")
+            }
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Exchanges Hellos and checks the peer's: same set, another node, one of our peers (the one
+/// dialed, if we dialed), and a peer that should have dialed us if it did.
+async fn introduce(
+    shared: &Shared,
+    stream: TcpStream,
+    dialed: Option<usize>,
+) -> Result<Introduced, String> {
+    let (read, write) = stream.into_split();
+    let mut reader = ProtoReader::new(read);
+    let mut writer = ProtoWriter::new(write);
+    let direction = shared.config.direction;
+    let flags = if direction.sends() { FLAG_SENDS } else { 0 }
+        | if direction.receives() {
+            FLAG_RECEIVES
+        } else {
+            0
+        };
+    let ours = Hello {
+        version: proto::VERSION,
+        set: shared.config.name.clone(),
+        node: shared.node.clone(),
+        listen: shared.config.listen.to_string(),
+        index_id: shared.index().id(),
+        flags,
+    };
+    let exchange = async {
+        writer
+            .send(&Message::Hello(ours))
+            .await
+            .map_err(|e| e.to_string())?;
+        match reader.next().await {
+            Ok(Some(Message::Hello(hello))) => Ok(hello),
+            Ok(Some(Message::Refuse { reason })) => Err(format!("the peer refused us: {reason}")),
+            Ok(Some(other)) => Err(format!("{} instead of Hello", other.name())),
+            Ok(None) => Err("closed before Hello".to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let hello = tokio::time::timeout(shared.timeout, exchange)
+        .await
+        .map_err(|_| "no Hello in time".to_owned())??;
+    let check = || -> Result<usize, String> {
+        if hello.version != proto::VERSION {
+            return Err(format!("protocol version {}", hello.version));
+        }
+        if hello.set != shared.config.name {
+            return Err(format!("set {:?}, not ours", hello.set));
+        }
+        if hello.node.is_empty() || hello.node == shared.node {
+            return Err(format!("node name {:?} is ours (or empty)", hello.node));
+        }
+        let listen: SocketAddr = hello
+            .listen
+            .parse()
+            .map_err(|_| format!("listen {:?} is not an address", hello.listen))?;
+        let i = shared
+            .peers
+            .iter()
+            .position(|p| p.addr == listen)
+            .ok_or_else(|| format!("{listen} is not one of our peers"))?;
+        match dialed {
+            Some(d) if d != i => Err(format!(
+                "dialed {}, answered by {listen}",
+                shared.peers[d].addr
+            )),
+            None if shared.config.listen < listen => {
+                Err(format!("{listen} dialed us, but we dial it"))
+            }
+            _ => Ok(i),
+        }
+    };
+    match check() {
+        Ok(peer) => {
+            info!(set = %shared.config.name, peer = %shared.peers[peer].addr, node = %hello.node,
+                "sync: peer introduced");
+            Ok(Introduced {
+                peer,
+                hello,
+                reader,
+                writer,
+            })
+        }
+        Err(reason) => {
+            let _ = writer
+                .send(&Message::Refuse {
+                    reason: reason.clone(),
+                })
+                .await;
+            Err(reason)
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! This node's own changes: the watcher's batches scanned into the index (each change a new
+//! sequence, which wakes the senders), and the index saved when it changed.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use tracing::warn;
+
+use super::{Shared, status::Counters};
+use crate::sync::{index::Rehash, watch::Watcher};
+
+/// Scans each batch's paths (and rescans) into the index until the set stops.
+pub(super) async fn watch(shared: Arc<Shared>, mut watcher: Watcher) {
+    loop {
+        let batch = tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            batch = watcher.next_batch() => batch,
+        };
+        let Some(batch) = batch else {
+            warn!(set = %shared.config.name, "sync: the watcher stopped");
+            return;
+        };
+        let stats = watcher.stats();
+        let counters = &shared.counters;
+        counters
+            .overflows
+            .store(stats.overflows, std::sync::atomic::Ordering::Relaxed);
+        counters
+            .rescans
+            .store(stats.rescans, std::sync::atomic::Ordering::Relaxed);
+        let scanner = Arc::clone(&shared);
+        let scanned = tokio::task::spawn_blocking(move || {
+            let mut index = scanner.index();
+            let (root, exclude) = (&scanner.root, &scanner.config.exclude);
+            let subtrees = batch.rescan.iter().chain(batch.paths.iter());
+            for rel in subtrees {
+                let Some(rel) = rel_str(rel) else { continue };
+                if let Err(error) = index.scan_under(root, exclude, &rel, Rehash::IfChanged) {
+                    Counters::add(&scanner.counters.errors, 1);
+                    warn!(set = %scanner.config.name, path = %rel, %error, "sync: scan failed");
+                }
+            }
+        })
+        .await;
+        if scanned.is_err() {
+            shared.error();
+        }
+        shared.notify_changed();
+    }
+}
+
+/// A batch path as the index's `/`-separated string; `None` if it is not UTF-8 (the scan
+/// skips those names too).
+fn rel_str(rel: &Path) -> Option<String> {
+    let s = rel.to_str()?;
+    Some(s.trim_end_matches('/').to_owned())
+}
+
+/// Saves the index every `interval` while it is dirty, until the set stops (`stop` saves last).
+pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let saver = Arc::clone(&shared);
+        let result = tokio::task::spawn_blocking(move || {
+            let mut index = saver.index();
+            if index.is_dirty() {
+                index.save(&saver.index_dir)
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                shared.error();
+                warn!(set = %shared.config.name, %error, "sync: cannot save the index");
+            }
+            Err(_) => shared.error(),
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! A running sync set: the index kept up to date from the watcher, a link to each peer, index
+//! deltas sent both ways and contents fetched, so that either node's directory can take
+//! uploads.
+//!
+//! - [`local`]: start-up scan, the watcher's batches into the index, periodic index saves.
+//! - [`link`]: who dials whom (the lower `listen` dials, as the volume engine), authentication
+//!   with backoff, the Hello.
+//! - [`session`]: one authenticated connection: its reader, writer, the sender of our index
+//!   delta and the server of our files.
+//! - [`receive`]: applying a peer's entries: decisions, renames found by hash, transfers (whole
+//!   or rsync delta) into a temporary file renamed into place, deletions, conflicts.
+//!
+//! The index is the only queue: what a peer has not acknowledged is what its mark lags behind,
+//! so a peer that is down costs no memory here.
+
+mod delta;
+mod fsops;
+mod link;
+mod local;
+mod receive;
+mod session;
+mod status;
+
+use std::{
+    io,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, SystemTime},
+};
+
+use tokio::{
+    net::TcpListener,
+    sync::{broadcast, watch},
+    task::JoinHandle,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use status::{PeerStatus, SyncCounters, SyncEvent, SyncStatus};
+
+use self::status::Counters;
+use super::{
+    config::SyncConfig,
+    index::{Index, IndexError, Rehash, index_dir},
+    watch::{self as watcher, WatchError, Watcher},
+};
+
+/// Why a sync set could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("sync set {name}: {source}")]
+    Index {
+        name: String,
+        #[source]
+        source: IndexError,
+    },
+    #[error("sync set {name}: {source}")]
+    Watch {
+        name: String,
+        #[source]
+        source: WatchError,
+    },
+    #[error("sync set {name}: cannot listen on {addr}: {source}")]
+    Listen {
+        name: String,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sync set {name}: the node name is empty")]
+    EmptyNode { name: String },
+    #[error("sync set {name}: a start-up task failed: {reason}")]
+    Task { name: String, reason: String },
+}
+
+/// Knobs beyond the config, for tests and benchmarks.
+#[derive(Debug)]
+pub struct SyncOptions {
+    /// How the watcher batches and falls back (its `delay` is the config's unless set here).
+    pub watch: Option<watcher::Options>,
+    /// How often a changed index is saved.
+    pub save_interval: Duration,
+    /// Handshake and Hello timeout.
+    pub timeout: Duration,
+    /// A listener already bound to `listen` (tests bind port 0 first, then configure it).
+    pub listener: Option<std::net::TcpListener>,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            watch: None,
+            save_interval: Duration::from_millis(100),
+            timeout: Duration::from_secs(10),
+            listener: None,
+        }
+    }
+}
+
+/// A running sync set. Stop it with [`SyncSet::stop`], which saves the index; dropping it
+/// stops the tasks without the final save (the periodic saves still hold all but the last
+/// 100 ms, and a restart's scan finds the rest).
+#[derive(Debug)]
+pub struct SyncSet {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+    local_addr: SocketAddr,
+}
+
+/// What every task of a set shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    config: SyncConfig,
+    /// `config.path`, canonicalized (the watcher's paths are relative to it).
+    root: PathBuf,
+    node: String,
+    index_dir: PathBuf,
+    index: Mutex<Index>,
+    /// The index's sequence after each change, so that senders wake up.
+    changed: watch::Sender<u64>,
+    counters: Counters,
+    events: broadcast::Sender<SyncEvent>,
+    peers: Vec<Peer>,
+    cancel: CancellationToken,
+    timeout: Duration,
+}
+
+/// A configured peer and what we know of it.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    addr: SocketAddr,
+    state: Mutex<PeerState>,
+}
+
+#[derive(Debug, Default)]
+struct PeerState {
+    node: Option<String>,
+    connected: bool,
+    last_sync: Option<SystemTime>,
+    /// The last of our sequences the peer acknowledged (this run).
+    acked: u64,
+    /// The current session, cancelled when a newer connection replaces it.
+    session: Option<(u64, CancellationToken)>,
+    next_session: u64,
+}
+
+impl SyncSet {
+    /// Starts the sync set `config` for node `node`: opens (or creates) its index in
+    /// `state_dir/sync/NAME`, starts the watcher, scans the tree for what changed while the
+    /// node was down, listens on `listen` and connects to the peers.
+    pub async fn start(
+        config: SyncConfig,
+        state_dir: &Path,
+        node: &str,
+    ) -> Result<Self, SyncError> {
+        Self::start_with(config, state_dir, node, SyncOptions::default()).await
+    }
+
+    /// [`SyncSet::start`] with [`SyncOptions`].
+    pub async fn start_with(
+        config: SyncConfig,
+        state_dir: &Path,
+        node: &str,
+        options: SyncOptions,
+    ) -> Result<Self, SyncError> {
+        let name = config.name.clone();
+        if node.is_empty() {
+            return Err(SyncError::EmptyNode { name });
+        }
+        let task_name = name.clone();
+        let task_error = |e: tokio::task::JoinError| SyncError::Task {
+            name: task_name.clone(),
+            reason: e.to_string(),
+        };
+        let dir = index_dir(state_dir, &config.name);
+        let index = {
+            let (dir, node) = (dir.clone(), node.to_owned());
+            tokio::task::spawn_blocking(move || Index::open(&dir, &node))
+                .await
+                .map_err(task_error)?
+                .map_err(|source| SyncError::Index {
+                    name: name.clone(),
+                    source,
+                })?
+        };
+
+        // The watcher first, the scan second: a change made in between is seen by both, never
+        // by neither.
+        let watch_options = options
+            .watch
+            .unwrap_or_else(|| watcher::Options::new(config.delay));
+        let watcher = {
+            let root = config.path.clone();
+            let exclude = config.exclude.clone();
+            tokio::task::spawn_blocking(move || {
+                Watcher::start_with(
+                    root,
+                    move |rel: &Path, is_dir| {
+                        rel.to_str()
+                            .is_some_and(|rel| super::config::is_excluded(&exclude, rel, is_dir))
+                    },
+                    watch_options,
+                )
+            })
+            .await
+            .map_err(task_error)?
+            .map_err(|source| SyncError::Watch {
+                name: name.clone(),
+                source,
+            })?
+        };
+        let root = watcher.root().to_path_buf();
+
+        let listener = match options.listener {
+            Some(std) => std
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(std)),
+            None => TcpListener::bind(config.listen).await,
+        }
+        .map_err(|source| SyncError::Listen {
+            name: name.clone(),
+            addr: config.listen,
+            source,
+        })?;
+        let local_addr = listener.local_addr().unwrap_or(config.listen);
+
+        let peers = config
+            .peers
+            .iter()
+            .map(|&addr| Peer {
+                addr,
+                state: Mutex::new(PeerState::default()),
+            })
+            .collect();
+        let (changed, _) = watch::channel(index.sequence());
+        let (events, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            root,
+            node: node.to_owned(),
+            index_dir: dir,
+            index: Mutex::new(index),
+            changed,
+            counters: Counters::default(),
+            events,
+            peers,
+            cancel: CancellationToken::new(),
+            timeout: options.timeout,
+            config,
+        });
+
+        let scan = {
+            let shared = Arc::clone(&shared);
+            tokio::task::spawn_blocking(move || {
+                let mut index = shared.index();
+                let report = index.scan(&shared.root, &shared.config.exclude, Rehash::IfChanged);
+                if let Ok(report) = &report {
+                    info!(set = %shared.config.name, changes = report.changes.len(),
+                        entries = index.len(), "sync: start-up scan done");
+                }
+                let saved = index.save(&shared.index_dir);
+                drop(index);
+                shared.notify_changed();
+                report.and(saved)
+            })
+        };
+        scan.await
+            .map_err(task_error)?
+            .map_err(|source| SyncError::Index {
+                name: name.clone(),
+                source,
+            })?;
+
+        let mut tasks = vec![
+            tokio::spawn(local::watch(Arc::clone(&shared), watcher)),
+            tokio::spawn(local::save(Arc::clone(&shared), options.save_interval)),
+            tokio::spawn(link::accept(Arc::clone(&shared), listener)),
+        ];
+        for i in 0..shared.peers.len() {
+            if shared.config.listen < shared.peers[i].addr {
+                tasks.push(tokio::spawn(link::dial(Arc::clone(&shared), i)));
+            }
+        }
+        info!(set = %shared.config.name, node, listen = %local_addr, root = %shared.root.display(),
+            "sync set started");
+        Ok(Self {
+            shared,
+            tasks,
+            local_addr,
+        })
+    }
+
+    /// A snapshot of the set's state.
+    pub fn status(&self) -> SyncStatus {
+        self.shared.status()
+    }
+
+    /// Conflicts, peers coming and going, failed transfers.
+    pub fn subscribe(&self) -> broadcast::Receiver<SyncEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// The address the set listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops every task and saves the index.
+    pub async fn stop(mut self) -> Result<(), SyncError> {
+        self.shared.cancel.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        let shared = Arc::clone(&self.shared);
+        let name = shared.config.name.clone();
+        tokio::task::spawn_blocking(move || shared.index().save(&shared.index_dir))
+            .await
+            .map_err(|e| SyncError::Task {
+                name: name.clone(),
+                reason: e.to_string(),
+            })?
+            .map_err(|source| SyncError::Index { name, source })
+    }
+}
+
+impl Drop for SyncSet {
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+impl Shared {
+    /// The index; a panic while it was held leaves it as the panicking task left it, which is
+    /// still an index describing a disk (each change is one `record`).
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn notify_changed(&self) {
+        let sequence = self.index().sequence();
+        self.changed.send_if_modified(|old| {
+            let changed = *old != sequence;
+            *old = sequence;
+            changed
+        });
+    }
+
+    fn emit(&self, event: SyncEvent) {
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
+
+    fn error(&self) {
+        Counters::add(&self.counters.errors, 1);
+    }
+
+    fn peer_state(&self, i: usize) -> MutexGuard<'_, PeerState> {
+        self.peers[i]
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn status(&self) -> SyncStatus {
+        let marks: Vec<_> = (0..self.peers.len())
+            .map(|i| {
+                let s = self.peer_state(i);
+                (s.node.clone(), s.connected, s.last_sync, s.acked)
+            })
+            .collect();
+        let queues: Vec<u64> = {
+            let index = self.index();
+            marks
+                .iter()
+                .map(|(_, _, _, acked)| index.changed_since(*acked).len() as u64)
+                .collect()
+        };
+        let peers = self
+            .peers
+            .iter()
+            .zip(marks)
+            .zip(queues)
+            .map(
+                |((peer, (node, connected, last_sync, _)), queue)| PeerStatus {
+                    addr: peer.addr,
+                    node,
+                    connected,
+                    last_sync,
+                    queue: if self.config.direction.sends() {
+                        queue
+                    } else {
+                        0
+                    },
+                },
+            )
+            .collect();
+        SyncStatus {
+            name: self.config.name.clone(),
+            path: self.config.path.clone(),
+            peers,
+            conflicts: self
+                .counters
+                .conflicts
+                .load(std::sync::atomic::Ordering::Relaxed),
+            counters: self.counters.snapshot(),
+        }
+    }
+}

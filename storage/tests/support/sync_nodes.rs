@@ -1,0 +1,275 @@
+//! Sync nodes in one test process: configs on 127.0.0.1 with listeners bound first (port 0),
+//! roots and state dirs in temporary directories (on /dev/shm when there is one), tree
+//! comparison and polling.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fulcrum_storage::sync::config::{ConflictPolicy, Direction, SharedSecret, SyncConfig};
+use fulcrum_storage::sync::watch::TEMP_PREFIX;
+use fulcrum_storage::sync::{SyncOptions, SyncSet, SyncStatus};
+
+pub(crate) const SET: &str = "uploads";
+pub(crate) const SECRET: &str = "correct horse battery staple";
+
+/// A temporary directory, in memory when possible.
+pub(crate) fn temp_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::Builder::new()
+            .prefix("fulcrum-sync-")
+            .tempdir_in(shm)
+    {
+        return dir;
+    }
+    tempfile::tempdir().unwrap()
+}
+
+/// One node: its root, state dir, address and config.
+pub(crate) struct Node {
+    pub(crate) name: String,
+    _dir: tempfile::TempDir,
+    pub(crate) root: PathBuf,
+    pub(crate) state: PathBuf,
+    pub(crate) addr: SocketAddr,
+    pub(crate) config: SyncConfig,
+    listener: Option<TcpListener>,
+}
+
+impl Node {
+    /// A node bound to a free port; peers are set by [`nodes`].
+    pub(crate) fn new(name: &str) -> Self {
+        let dir = temp_dir();
+        let root = dir.path().join("root");
+        let state = dir.path().join("state");
+        fs::create_dir_all(&root).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = SyncConfig {
+            name: SET.to_owned(),
+            path: root.clone(),
+            listen: addr,
+            peers: Vec::new(),
+            shared_secret: SharedSecret::new(SECRET),
+            direction: Direction::Both,
+            exclude: Vec::new(),
+            delay: Duration::from_millis(20),
+            conflict: ConflictPolicy::NewestWins,
+            delete: true,
+        };
+        Self {
+            name: name.to_owned(),
+            _dir: dir,
+            root,
+            state,
+            addr,
+            config,
+            listener: Some(listener),
+        }
+    }
+
+    pub(crate) async fn start(&mut self) -> SyncSet {
+        self.start_with(SyncOptions::default()).await
+    }
+
+    pub(crate) async fn start_with(&mut self, mut options: SyncOptions) -> SyncSet {
+        let listener = match self.listener.take() {
+            Some(listener) => listener,
+            None => TcpListener::bind(self.addr).unwrap(),
+        };
+        options.listener = Some(listener);
+        SyncSet::start_with(self.config.clone(), &self.state, &self.name, options)
+            .await
+            .unwrap()
+    }
+
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub(crate) fn write(&self, rel: &str, content: &[u8]) {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap();
+        }
+        fs::write(path, content).unwrap();
+    }
+
+    /// Writes `rel` as an upload handler should: elsewhere, then renamed into place, so that
+    /// the watcher never sees it half-written.
+    pub(crate) fn write_atomic(&self, rel: &str, content: &[u8]) {
+        let staging = self.state.join("staging");
+        fs::create_dir_all(self.state.as_path()).unwrap();
+        fs::write(&staging, content).unwrap();
+        fs::rename(&staging, self.path(rel)).unwrap();
+    }
+}
+
+/// `n` nodes, each the others' peer.
+pub(crate) fn nodes(names: &[&str]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = names.iter().map(|n| Node::new(n)).collect();
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    for node in &mut nodes {
+        node.config.peers = addrs.iter().copied().filter(|a| *a != node.addr).collect();
+    }
+    nodes
+}
+
+/// What a tree holds, for comparison: per path its kind, mode, and for files the SHA-256 and
+/// mtime, for symlinks the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Item {
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        mtime_ns: i64,
+        sha256: Vec<u8>,
+    },
+    Link {
+        target: PathBuf,
+    },
+}
+
+pub(crate) fn tree(root: &Path) -> BTreeMap<String, Item> {
+    let mut out = BTreeMap::new();
+    walk(root, "", &mut out);
+    out
+}
+
+fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Item>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let child = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        let mode = meta.mode() & 0o7777;
+        if meta.is_dir() {
+            out.insert(child.clone(), Item::Dir { mode });
+            walk(&entry.path(), &child, out);
+        } else if meta.file_type().is_symlink() {
+            let target = fs::read_link(entry.path()).unwrap_or_default();
+            out.insert(child, Item::Link { target });
+        } else if let Ok(content) = fs::read(entry.path()) {
+            let sha256 = ring::digest::digest(&ring::digest::SHA256, &content)
+                .as_ref()
+                .to_vec();
+            let mtime_ns = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
+            out.insert(
+                child,
+                Item::File {
+                    mode,
+                    mtime_ns,
+                    sha256,
+                },
+            );
+        }
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes; returns how long it took.
+pub(crate) async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A tree by stat only (kind, size, mode, mtime): cheap enough to poll.
+fn stat_tree(root: &Path) -> BTreeMap<String, (bool, u64, u32, i64)> {
+    fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, (bool, u64, u32, i64)>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let child = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            let is_dir = meta.is_dir();
+            let (size, mtime) = if meta.is_file() {
+                (meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec())
+            } else {
+                (0, 0)
+            };
+            out.insert(child.clone(), (is_dir, size, meta.mode() & 0o7777, mtime));
+            if is_dir {
+                walk(&entry.path(), &child, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, "", &mut out);
+    out
+}
+
+/// Waits until both trees are the same (polled by stat, then checked by content hashes);
+/// panics with the difference after `limit`.
+pub(crate) async fn converge(a: &Node, b: &Node, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let remaining = limit.saturating_sub(start.elapsed());
+        let same_stat = wait_for(remaining, || stat_tree(&a.root) == stat_tree(&b.root)).await;
+        let (ta, tb) = (tree(&a.root), tree(&b.root));
+        if same_stat.is_some() && ta == tb {
+            return start.elapsed();
+        }
+        if start.elapsed() > limit {
+            let only_a: Vec<_> = ta
+                .iter()
+                .filter(|(k, v)| tb.get(*k) != Some(v))
+                .map(|(k, _)| k)
+                .collect();
+            let only_b: Vec<_> = tb
+                .iter()
+                .filter(|(k, v)| ta.get(*k) != Some(v))
+                .map(|(k, _)| k)
+                .collect();
+            panic!(
+                "{} and {} did not converge in {limit:?}: differing on {}: {only_a:?}; on {}: {only_b:?}",
+                a.name, b.name, a.name, b.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until every peer of `set` is connected.
+pub(crate) async fn connected(set: &SyncSet, limit: Duration) {
+    let ok = wait_for(limit, || {
+        let status: SyncStatus = set.status();
+        status.peers.iter().all(|p| p.connected)
+    })
+    .await;
+    assert!(ok.is_some(), "not connected: {:?}", set.status());
+}

@@ -1,0 +1,449 @@
+//! Two-way directory sync between nodes in one process on loopback: the "Show" list.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+#[path = "support/sync_nodes.rs"]
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use fulcrum_storage::sync::SyncOptions;
+use fulcrum_storage::sync::config::SharedSecret;
+use fulcrum_storage::sync::index::{Entry, Kind, VersionVector};
+use fulcrum_storage::sync::proto::{
+    self, AUTH_LABEL, FLAG_SENDS, Hello, Message, ProtoReader, ProtoWriter,
+};
+use fulcrum_storage::sync::watch::Options as WatchOptions;
+use fulcrum_storage::volume::peer::{Side, authenticate_labelled};
+use support::{Node, SECRET, SET, connected, converge, nodes, tree, wait_for};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Ops on one side, checked on the other within the 1 s (polled up to 3 s, the time
+/// printed, so that a loaded CI machine does not flake while a slow sync still shows).
+async fn ops_propagate(from: &Node, to: &Node, tag: &str) {
+    let check = async |what: &str| {
+        let took = converge(from, to, 3 * SECOND).await;
+        println!("{tag}: {what} propagated in {took:?}");
+        assert!(!tree(&to.root).is_empty() || what == "delete all");
+    };
+    from.write(&format!("{tag}-f.txt"), b"hello");
+    check("create").await;
+    from.write(&format!("{tag}-f.txt"), b"hello, modified");
+    fs::set_permissions(
+        from.path(&format!("{tag}-f.txt")),
+        fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    check("modify + chmod").await;
+    {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(from.path(&format!("{tag}-f.txt")))
+            .unwrap();
+        f.write_all(b" and appended").unwrap();
+    }
+    check("append").await;
+    fs::rename(
+        from.path(&format!("{tag}-f.txt")),
+        from.path(&format!("{tag}-g.txt")),
+    )
+    .unwrap();
+    check("rename").await;
+    for i in 0..20 {
+        from.write(
+            &format!("{tag}-tree/sub{}/file{i}.bin", i % 3),
+            &vec![i as u8; 1000 + i],
+        );
+    }
+    std::os::unix::fs::symlink("sub0/file0.bin", from.path(&format!("{tag}-tree/link"))).unwrap();
+    check("tree + symlink").await;
+    fs::rename(
+        from.path(&format!("{tag}-tree")),
+        from.path(&format!("{tag}-moved")),
+    )
+    .unwrap();
+    check("directory rename").await;
+    fs::remove_file(from.path(&format!("{tag}-g.txt"))).unwrap();
+    fs::remove_dir_all(from.path(&format!("{tag}-moved"))).unwrap();
+    check("delete all").await;
+}
+
+// Input: create, modify, chmod, append, rename, a tree with a symlink, a directory rename,
+// deletes, first on A then on B. Output: the other side matches (hashes, modes, mtimes) each
+// time; the renames moved files locally instead of transferring them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changes_propagate_both_ways() {
+    let mut n = nodes(&["a", "b"]);
+    let a = n[0].start().await;
+    let b = n[1].start().await;
+    connected(&a, 5 * SECOND).await;
+    ops_propagate(&n[0], &n[1], "fromA").await;
+    ops_propagate(&n[1], &n[0], "fromB").await;
+    let (sa, sb) = (a.status(), b.status());
+    println!("A: {sa:?}\nB: {sb:?}");
+    assert!(
+        sb.counters.renames >= 1,
+        "the file rename was a local move on B"
+    );
+    assert!(
+        sa.counters.renames >= 1,
+        "the file rename was a local move on A"
+    );
+    assert_eq!(sa.counters.errors + sb.counters.errors, 0);
+    assert!(sb.counters.deletes >= 1);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+    drop(n.pop());
+}
+
+// Input: A and B each write a different file at the same moment. Output: both on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simultaneous_writes_of_different_files_meet() {
+    let mut n = nodes(&["a", "b"]);
+    let a = n[0].start().await;
+    let b = n[1].start().await;
+    connected(&a, 5 * SECOND).await;
+    n[0].write("upload-a.jpg", &[1u8; 50_000]);
+    n[1].write("upload-b.jpg", &[2u8; 60_000]);
+    converge(&n[0], &n[1], 3 * SECOND).await;
+    assert_eq!(
+        fs::read(n[1].path("upload-a.jpg")).unwrap(),
+        vec![1u8; 50_000]
+    );
+    assert_eq!(
+        fs::read(n[0].path("upload-b.jpg")).unwrap(),
+        vec![2u8; 60_000]
+    );
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+// Input: the link is down (A stopped); A and B change the same file, B later. Output: after A
+// restarts both hold B's version and a conflict copy of A's; a conflict event on each side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conflict_keeps_the_newer_and_a_copy_of_the_other() {
+    let mut n = nodes(&["a", "b"]);
+    let a = n[0].start().await;
+    let b = n[1].start().await;
+    connected(&a, 5 * SECOND).await;
+    n[0].write("report.txt", b"original");
+    converge(&n[0], &n[1], 3 * SECOND).await;
+    a.stop().await.unwrap();
+    n[0].write("report.txt", b"changed on a");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    n[1].write("report.txt", b"changed on b, later");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut b_events = b.subscribe();
+    let a = n[0].start().await;
+    let mut a_events = a.subscribe();
+    converge(&n[0], &n[1], 5 * SECOND).await;
+    let files = tree(&n[0].root);
+    assert_eq!(
+        fs::read(n[0].path("report.txt")).unwrap(),
+        b"changed on b, later"
+    );
+    let copies: Vec<_> = files
+        .keys()
+        .filter(|k| k.starts_with("report.conflict-a-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{files:?}");
+    assert_eq!(fs::read(n[1].path(copies[0])).unwrap(), b"changed on a");
+    let conflict = |rx: &mut tokio::sync::broadcast::Receiver<_>| {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .any(|e| matches!(e, fulcrum_storage::sync::SyncEvent::Conflict { .. }))
+    };
+    assert!(conflict(&mut a_events) || conflict(&mut b_events));
+    assert!(a.status().conflicts + b.status().conflicts >= 1);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+// Input: 200 files synced; B stopped; A changes one 100 KB file. Output: B catches up after its
+// restart with about that file's bytes sent, not the 200 files' again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_catches_up_with_the_changes_only() {
+    let mut n = nodes(&["a", "b"]);
+    let a = n[0].start().await;
+    let b = n[1].start().await;
+    connected(&a, 5 * SECOND).await;
+    for i in 0..200 {
+        n[0].write(&format!("f{i:03}"), &vec![(i % 251) as u8; 10_000]);
+    }
+    converge(&n[0], &n[1], 5 * SECOND).await;
+    let before = a.status().counters.bytes_sent;
+    assert!(before >= 2_000_000, "{before}");
+    b.stop().await.unwrap();
+    n[0].write("f007", &vec![9u8; 100_000]);
+    n[0].write("new", &vec![8u8; 1_000]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let queued = a.status().peers[0].queue;
+    assert!(
+        queued >= 2,
+        "the changes wait in A's index for B: queue {queued}"
+    );
+    let b = n[1].start().await;
+    converge(&n[0], &n[1], 5 * SECOND).await;
+    let sent = a.status().counters.bytes_sent - before;
+    println!("bytes sent for the catch-up: {sent}");
+    assert!((101_000..=150_000).contains(&sent), "{sent}");
+    assert!(
+        wait_for(2 * SECOND, || a.status().peers[0].queue == 0)
+            .await
+            .is_some()
+    );
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+// Input: 5,000 files created in a burst on A, with a watcher that holds at most 500 pending
+// paths. Output: the watcher overflowed (counted), rescanned, and B converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_5000_files_converges_through_an_overflow() {
+    let mut n = nodes(&["a", "b"]);
+    let small = || SyncOptions {
+        watch: Some(WatchOptions {
+            delay: Duration::from_millis(50),
+            poll_interval: Duration::from_secs(10),
+            max_pending: 500,
+        }),
+        ..SyncOptions::default()
+    };
+    let a = n[0].start_with(small()).await;
+    let b = n[1].start_with(small()).await;
+    connected(&a, 5 * SECOND).await;
+    for i in 0..5_000 {
+        n[0].write(&format!("d{}/f{i}", i % 50), format!("file {i}").as_bytes());
+    }
+    let took = converge(&n[0], &n[1], 8 * SECOND).await;
+    let status = a.status();
+    println!("5000 files converged in {took:?}; A: {:?}", status.counters);
+    assert!(status.counters.overflows > 0, "{:?}", status.counters);
+    assert!(status.counters.rescans > 0);
+    assert!(b.status().counters.files_received >= 5_000);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+// Input: B has another secret. Output: no link, nothing transferred, errors counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wrong_secret_is_refused() {
+    let mut n = nodes(&["a", "b"]);
+    n[1].config.shared_secret = SharedSecret::new("not the secret");
+    n[0].write("private.txt", b"secret data");
+    let a = n[0].start().await;
+    let b = n[1].start().await;
+    let refused = wait_for(3 * SECOND, || {
+        a.status().counters.errors > 0 && b.status().counters.errors > 0
+    })
+    .await;
+    assert!(refused.is_some(), "A {:?} B {:?}", a.status(), b.status());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!n[1].path("private.txt").exists());
+    assert!(!a.status().peers[0].connected && !b.status().peers[0].connected);
+    assert_eq!(b.status().counters.files_received, 0);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+fn file_entry(path: &str, content: &[u8]) -> Entry {
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, content).as_ref());
+    Entry {
+        path: path.to_owned(),
+        kind: Kind::File,
+        size: content.len() as u64,
+        mtime_ns: 1_700_000_000_000_000_000,
+        mode: 0o644,
+        hash,
+        version: [("evil", 1)].into_iter().collect::<VersionVector>(),
+        modified_by: "evil".to_owned(),
+        deleted: false,
+        sequence: 1,
+    }
+}
+
+// Input: a raw client with the right secret sends entries for `../x`, `/etc/x`, and a path
+// through a symlinked directory, then asks for `../` files. Output: each refused and counted;
+// nothing written outside the root; the batch is still acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_path_escaping_the_root_is_refused() {
+    let mut a = Node::new("a");
+    // The raw client poses as a peer whose listen sorts below A's, so A expects it to dial.
+    a.config.peers = vec!["127.0.0.1:1".parse().unwrap()];
+    let outside = support::temp_dir();
+    std::os::unix::fs::symlink(outside.path(), a.path("out")).unwrap();
+    let set = a.start().await;
+    let mut events = set.subscribe();
+
+    let mut stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+    authenticate_labelled(
+        &mut stream,
+        SECRET.as_bytes(),
+        AUTH_LABEL,
+        Side::Connecting,
+        5 * SECOND,
+    )
+    .await
+    .unwrap();
+    let (r, w) = stream.into_split();
+    let (mut reader, mut writer) = (ProtoReader::new(r), ProtoWriter::new(w));
+    writer
+        .send(&Message::Hello(Hello {
+            version: proto::VERSION,
+            set: SET.to_owned(),
+            node: "evil".to_owned(),
+            listen: "127.0.0.1:1".to_owned(),
+            index_id: 7,
+            flags: FLAG_SENDS,
+        }))
+        .await
+        .unwrap();
+    assert!(matches!(reader.next().await, Ok(Some(Message::Hello(_)))));
+    assert!(matches!(
+        reader.next().await,
+        Ok(Some(Message::Resume { .. }))
+    ));
+    let bad = ["../x", "/etc/x", "out/evil", "a/../../x"];
+    writer
+        .send(&Message::Entries {
+            up_to: 1,
+            entries: bad.iter().map(|p| file_entry(p, b"pwned")).collect(),
+        })
+        .await
+        .unwrap();
+    // Nothing is requested for them: the next message is the Ack.
+    let ack = tokio::time::timeout(3 * SECOND, reader.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(ack, Ok(Some(Message::Ack { up_to: 1 }))),
+        "{ack:?}"
+    );
+    // Asking A for files outside its root gets a refusal, never content.
+    writer
+        .send(&Message::Get(proto::Request {
+            id: 1,
+            path: "../state/sync/uploads/index".to_owned(),
+            size: 0,
+            mtime_ns: 0,
+            hash: [0; 32],
+        }))
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(3 * SECOND, reader.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(answer, Ok(Some(Message::Failed { id: 1, .. }))),
+        "{answer:?}"
+    );
+
+    assert!(
+        fs::read_dir(outside.path()).unwrap().next().is_none(),
+        "nothing written through the link"
+    );
+    assert!(!a.root.parent().unwrap().join("x").exists());
+    assert!(set.status().counters.errors >= bad.len() as u64);
+    let refused = std::iter::from_fn(|| events.try_recv().ok())
+        .filter(|e| matches!(e, fulcrum_storage::sync::SyncEvent::TransferFailed { .. }))
+        .count();
+    assert!(refused >= bad.len(), "{refused}");
+    set.stop().await.unwrap();
+}
+
+fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+// Input: a 32 MiB file synced, then 100 octets of it changed on A. Output: B receives a delta
+// much smaller than the file, counted as saved; the content matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_change_to_a_large_file_is_sent_as_a_delta() {
+    let mut n = nodes(&["a", "b"]);
+    let a = n[0].start().await;
+    let b = n[1].start().await;
+    connected(&a, 5 * SECOND).await;
+    let mut content = pseudo_random(32 << 20, 42);
+    n[0].write_atomic("big.bin", &content);
+    converge(&n[0], &n[1], 8 * SECOND).await;
+    let before = b.status().counters;
+    assert!(before.bytes_received >= 32 << 20);
+    content[10_000_000..10_000_100].copy_from_slice(&[0xAB; 100]);
+    n[0].write_atomic("big.bin", &content);
+    converge(&n[0], &n[1], 8 * SECOND).await;
+    let after = b.status().counters;
+    let received = after.bytes_received - before.bytes_received;
+    let saved = after.bytes_saved_by_delta - before.bytes_saved_by_delta;
+    println!("delta: received {received} octets, saved {saved}");
+    assert!(received < 256 * 1024, "{received}");
+    assert!(saved > 31 << 20, "{saved}");
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+// Input: a reader polls B's copy while A replaces a 64 MiB file. Output: every read is the old
+// or the new content, never a mix or a partial file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_never_sees_a_partial_file() {
+    let mut n = nodes(&["a", "b"]);
+    let a = n[0].start().await;
+    let b = n[1].start().await;
+    connected(&a, 5 * SECOND).await;
+    let old = pseudo_random(64 << 20, 1);
+    // Changed in a few places: the transfer is a delta (fast_rsync's diff of wholly new
+    // content is slow in an unoptimised test build), but B still writes all 64 MiB.
+    let mut new = old.clone();
+    for at in [1usize << 20, 20 << 20, 63 << 20] {
+        new[at..at + 4096].copy_from_slice(&pseudo_random(4096, at as u32));
+    }
+    let digest = |c: &[u8]| {
+        ring::digest::digest(&ring::digest::SHA256, c)
+            .as_ref()
+            .to_vec()
+    };
+    let (old_hash, new_hash) = (digest(&old), digest(&new));
+    n[0].write_atomic("upload.bin", &old);
+    converge(&n[0], &n[1], 8 * SECOND).await;
+
+    let path = n[1].path("upload.bin");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, old_hash, new_hash) = (stop.clone(), old_hash.clone(), new_hash.clone());
+        std::thread::spawn(move || {
+            let (mut reads, mut saw_new) = (0, false);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let content = fs::read(&path).expect("the file is always there");
+                let hash = digest(&content);
+                assert!(
+                    hash == old_hash || hash == new_hash,
+                    "a partial file: {} octets",
+                    content.len()
+                );
+                saw_new |= hash == new_hash;
+                reads += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (reads, saw_new)
+        })
+    };
+    n[0].write_atomic("upload.bin", &new);
+    converge(&n[0], &n[1], 8 * SECOND).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (reads, saw_new) = reader.join().unwrap();
+    println!("{reads} reads during the replacement");
+    assert!(reads > 2 && saw_new);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
