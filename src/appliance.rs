@@ -10,7 +10,7 @@ use fulcrum_common::{
 use fulcrum_proxy::Proxy;
 use fulcrum_storage::volume::Volume;
 
-use crate::control::command::VolumeAction;
+use crate::{control::command::VolumeAction, syncs::Syncs};
 
 /// The modules this process runs.
 #[derive(Debug, Clone)]
@@ -20,16 +20,17 @@ pub(crate) struct Appliance {
     pub(crate) vrrp: Option<fulcrum_vrrp::run::StatusHandle>,
     /// `[volume.NAME]`s, in name order.
     pub(crate) volumes: Vec<Volume>,
+    /// `[sync.NAME]`s.
+    pub(crate) syncs: Arc<Syncs>,
 }
 
 impl fulcrum_monitoring::Appliance for Appliance {
     fn snapshot(&self) -> Snapshot {
-        // Sync sets stay empty until their module runs here.
         Snapshot {
             proxies: self.proxy.stats(),
             vrrp: self.vrrp_stats(),
             volumes: self.volume_stats(),
-            ..Snapshot::default()
+            syncs: self.syncs.stats(),
         }
     }
 

@@ -97,6 +97,18 @@ pub(crate) enum StatusCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The directory sync sets: peers, pending changes, last sync, conflicts, transfers.
+    Sync {
+        /// Config file whose `[global] control_socket` names the socket.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Control socket to ask, instead of the one the config names.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// The sync sets as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The VRRP instances: state, priorities, master, VIPs, advert counters.
     Vrrp {
         /// Config file whose `[global] control_socket` names the socket.

@@ -10,6 +10,7 @@ mod logging;
 mod proxy_health;
 mod run;
 mod status;
+mod syncs;
 mod volumes;
 
 use std::process::ExitCode;
@@ -55,6 +56,14 @@ fn main() -> ExitCode {
                     json,
                 },
         } => status::volume::volume(&config, socket.as_deref(), json),
+        cli::Command::Status {
+            what:
+                cli::StatusCommand::Sync {
+                    config,
+                    socket,
+                    json,
+                },
+        } => status::sync::sync(&config, socket.as_deref(), json),
         cli::Command::Volume {
             config,
             socket,

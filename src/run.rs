@@ -10,7 +10,7 @@ use fulcrum_storage::volume::config::VolumeConfig;
 use fulcrum_vrrp::{config::VrrpConfig, run::Vrrp};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::{appliance::Appliance, config, control, logging, volumes::Volumes};
+use crate::{appliance::Appliance, config, control, logging, syncs::Syncs, volumes::Volumes};
 
 /// Runs until a stop signal; the exit code is 0 after a clean stop.
 pub(crate) fn run(path: &Path) -> ExitCode {
@@ -61,10 +61,6 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         tracing::error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
-    if let Some(sync) = loaded.syncs.first() {
-        tracing::error!(sync = %sync.name, "[sync] sections pass `fulcrum check`, but this version cannot run a directory sync yet; remove them to run");
-        return ExitCode::FAILURE;
-    }
     let socket_path = loaded.file.global.control_socket();
     let proxy = match Proxy::start(loaded.proxy) {
         Ok(proxy) => Arc::new(proxy),
@@ -109,10 +105,20 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let syncs = match Syncs::start(loaded.syncs, &global.state_dir, &global.node_name()).await {
+        Ok(syncs) => Arc::new(syncs),
+        Err(error) => {
+            tracing::error!(%error, "cannot start the directory sync");
+            stop_vrrp(vrrp).await;
+            volumes.stop().await;
+            return ExitCode::FAILURE;
+        }
+    };
     let appliance = Arc::new(Appliance {
         proxy: Arc::clone(&proxy),
         vrrp: vrrp.as_ref().map(Vrrp::status_handle),
         volumes: volumes.handles(),
+        syncs: Arc::clone(&syncs),
     });
     let registry = prometheus::Registry::new();
     if let Err(error) = proxy
@@ -131,6 +137,7 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
             tracing::error!(%error, "cannot start the admin server");
             stop_vrrp(vrrp).await;
             volumes.stop().await;
+            syncs.stop().await;
             return ExitCode::FAILURE;
         }
     };
@@ -175,6 +182,8 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     // Then the volumes (NBD drained, metadata closed clean): the peer, MASTER now, promotes its
     // copy as soon as this one is secondary.
     volumes.stop().await;
+    // The sync sets save their index; what they have not sent waits in it for the next start.
+    syncs.stop().await;
     tracing::info!(grace = ?grace, connections = proxy.connections(), "stopping: no new connections, finishing requests in flight");
     // A second stop signal during the grace period means "now", as with HAProxy's hard stop.
     tokio::select! {

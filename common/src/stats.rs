@@ -278,14 +278,26 @@ pub struct Volume {
     pub disk_read_bytes: u64,
 }
 
-/// A directory sync set (filled once the sync module exists).
-#[derive(Debug, Clone, Serialize)]
+/// A directory sync set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SyncSet {
     pub name: String,
     pub path: String,
-    /// `connected`, `connecting`, `scanning`, ...
+    /// `connected`, `partly connected` or `connecting`.
     pub state: String,
+    /// Each peer: its address, its node name once known, and whether the link is `up`.
     pub peers: Vec<String>,
+    /// Changes made here that a peer has not acknowledged yet (summed over the peers).
     pub pending: u64,
     pub conflicts: u64,
+    /// Seconds since a peer last had everything, if ever.
+    pub last_sync_secs: Option<u64>,
+    pub files_sent: u64,
+    pub files_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub bytes_saved_by_delta: u64,
+    /// Times the watcher lost events (inotify queue overflow) and rescanned.
+    pub overflows: u64,
+    pub errors: u64,
 }

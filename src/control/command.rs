@@ -14,6 +14,8 @@ pub(crate) enum Request {
     ShowVrrp,
     /// The replicated volumes as JSON, for `fulcrum status volume`.
     ShowVolume,
+    /// The directory sync sets as JSON, for `fulcrum status sync`.
+    ShowSync,
     /// An action on one volume, as `drbdadm` verbs.
     Volume(String, VolumeAction),
     /// Every row as HAProxy's CSV.
@@ -51,6 +53,7 @@ show servers state                     one line per server
 show l4                                the L4 tier as JSON (fulcrum status l4)
 show vrrp                              the VRRP instances as JSON (fulcrum status vrrp)
 show volume                            the replicated volumes as JSON (fulcrum status volume)
+show sync                              the directory sync sets as JSON (fulcrum status sync)
 volume primary NAME [--force]          promote (drbdadm primary)
 volume secondary NAME                  demote (drbdadm secondary)
 volume connect NAME [--discard-my-data]  leave StandAlone; resolve a split brain
@@ -79,6 +82,7 @@ pub(crate) fn parse(line: &str) -> Result<Request, String> {
         ["show", "l4"] => Request::ShowL4,
         ["show", "vrrp"] => Request::ShowVrrp,
         ["show", "volume"] => Request::ShowVolume,
+        ["show", "sync"] => Request::ShowSync,
         ["volume", verb, name, flags @ ..] => {
             let flag = |wanted: &str| -> Result<bool, String> {
                 match flags {

@@ -34,6 +34,9 @@ pub(crate) const SHOW_VRRP: &str = "show vrrp";
 /// The request `fulcrum status volume` sends.
 pub(crate) const SHOW_VOLUME: &str = "show volume";
 
+/// The request `fulcrum status sync` sends.
+pub(crate) const SHOW_SYNC: &str = "show sync";
+
 /// How an answer that refuses a request starts.
 pub(crate) const ERROR_PREFIX: &str = "error: ";
 
@@ -120,6 +123,7 @@ async fn reply(request: Request, appliance: &Appliance, peer: &str) -> io::Resul
         Request::ShowL4 => json_line(&appliance.proxy.l4_status())?,
         Request::ShowVrrp => json_line(&appliance.vrrp_stats())?,
         Request::ShowVolume => json_line(&appliance.volume_stats())?,
+        Request::ShowSync => json_line(&appliance.syncs.stats())?,
         Request::Volume(name, action) => match appliance.volume_action(&name, action).await {
             Ok(message) => {
                 tracing::info!(user = peer, volume = %name, ?action, result = %message, "control socket: volume action");

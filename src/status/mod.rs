@@ -4,8 +4,10 @@
 //! - `l4`: the L4 tier, as `ipvsadm -L -n`.
 //! - `vrrp`: the VRRP instances, with what keepalived's data dump tells.
 //! - `volume`: the replicated volumes, as `/proc/drbd`.
+//! - `sync`: the directory sync sets.
 
 pub(crate) mod l4;
+pub(crate) mod sync;
 pub(crate) mod volume;
 pub(crate) mod vrrp;
 

@@ -1080,6 +1080,7 @@ mod tests {
                 peers: vec!["10.0.0.2:7790".into()],
                 pending: 3,
                 conflicts: 0,
+                ..SyncSet::default()
             }],
             ..Snapshot::default()
         };
