@@ -6,7 +6,7 @@ use std::{path::Path, process::ExitCode, sync::Arc};
 
 use fulcrum_monitoring::{admin::AdminServer, config::AdminConfig};
 use fulcrum_proxy::Proxy;
-use fulcrum_storage::volume::config::VolumeConfig;
+use fulcrum_storage::{sync::config::SyncConfig, volume::config::VolumeConfig};
 use fulcrum_vrrp::{config::VrrpConfig, run::Vrrp};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -73,6 +73,7 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     // them; before the admin server, so the stats page shows VRRP from its first page.
     let running_vrrp = loaded.vrrp.clone();
     let running_volumes = loaded.volumes.clone();
+    let running_syncs = loaded.syncs.clone();
     let vrrp = match loaded.vrrp {
         Some(config) => {
             let options = fulcrum_vrrp::run::Options {
@@ -169,6 +170,9 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
                         // run `drbdadm adjust` for the same reason, deliberately.
                         tracing::warn!("[volume] changed: the volumes keep running on the old settings until fulcrum restarts");
                     }
+                    if new.syncs != running_syncs {
+                        tracing::warn!("[sync] changed: the sync sets keep running on the old settings until fulcrum restarts");
+                    }
                 }
             }
             _ = term.recv() => break,
@@ -213,6 +217,7 @@ struct Reloaded {
     admin: Option<AdminConfig>,
     vrrp: Option<VrrpConfig>,
     volumes: Vec<VolumeConfig>,
+    syncs: Vec<SyncConfig>,
 }
 
 /// Reloads the proxy; returns the new file's other sections when the reload went through.
@@ -225,6 +230,7 @@ fn reload(path: &Path, proxy: &Proxy) -> Option<Reloaded> {
                     admin: loaded.admin,
                     vrrp: loaded.vrrp,
                     volumes: loaded.volumes,
+                    syncs: loaded.syncs,
                 })
             }
             Err(error) => {
