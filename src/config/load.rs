@@ -231,6 +231,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
         check_volume_listens(&file, &volumes, proxy, &mut found);
         check_sync_listens(&file, &syncs, &volumes, proxy, &mut found);
     }
+    check_state_dir_outside_syncs(&file, &syncs, &mut found);
     match proxy {
         Some(proxy) if found.is_empty() => Ok(Loaded {
             path: path.to_owned(),
@@ -347,6 +348,50 @@ fn check_sync_listens(
             ));
         }
     }
+}
+
+/// `[global] state_dir` must not lie inside a synced directory: the indexes saved there would
+/// change on every save and be sent to the peers, which would change theirs in turn.
+fn check_state_dir_outside_syncs(
+    file: &FileConfig,
+    syncs: &[fulcrum_storage::sync::config::SyncConfig],
+    found: &mut Vec<(Option<Range<usize>>, String)>,
+) {
+    let state_dir = &file.global.state_dir;
+    let resolved = resolve_existing(state_dir);
+    for sync in syncs {
+        let root = sync
+            .path
+            .canonicalize()
+            .unwrap_or_else(|_| sync.path.clone());
+        if resolved.starts_with(&root) {
+            let span = file
+                .sync
+                .iter()
+                .find(|(n, _)| *n.get_ref() == sync.name)
+                .map(|(_, s)| s.path.span());
+            found.push((
+                span,
+                format!(
+                    "sync set `{}` would sync [global] state_dir {} (inside {}); keep the state directory out of synced paths",
+                    sync.name,
+                    state_dir.display(),
+                    sync.path.display()
+                ),
+            ));
+        }
+    }
+}
+
+/// `path` with symlinks resolved as far as it exists (a state directory may not exist yet).
+fn resolve_existing(path: &Path) -> PathBuf {
+    for ancestor in path.ancestors() {
+        if let Ok(real) = ancestor.canonicalize() {
+            let rest = path.strip_prefix(ancestor).unwrap_or(Path::new(""));
+            return real.join(rest);
+        }
+    }
+    path.to_owned()
 }
 
 /// A section's built value, its errors moved into `found`.
@@ -673,6 +718,20 @@ real_servers = [{ address = "127.0.0.1:3307" }]
             "{}",
             loaded.summary()
         );
+    }
+
+    #[test]
+    fn the_state_directory_may_not_be_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("www")).unwrap();
+        let path = dir.path().join("fulcrum.toml");
+        let text = format!(
+            "[global]\nstate_dir = \"www/.state\"\n\n{GOOD}\n[sync.web]\npath = \"www\"\nlisten = \"127.0.0.1:8730\"\npeers = [\"127.0.0.2:8730\"]\nshared_secret = \"s\"\n"
+        );
+        let errs = load_str(&path, &text).unwrap_err().errors;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "sync.web.path");
+        assert!(errs[0].message.contains("state_dir"), "{}", errs[0].message);
     }
 
     #[test]
