@@ -663,9 +663,10 @@ fn syncs(h: &mut Html, snapshot: &Snapshot) {
         .raw("<th>State</th><th>Peers</th><th>Pending</th><th>Conflicts</th></tr></thead>\n<tbody>\n");
     for sync in &snapshot.syncs {
         let id = h.unique(format!("sync-{}", id_part(&sync.name)));
+        // Every peer linked: green; some: going down (changes wait for the others); none: red.
         let state = match sync.state.as_str() {
             "connected" => State::Up,
-            "connecting" | "scanning" => State::GoingUp,
+            "partly connected" => State::GoingDown,
             _ => State::Down,
         };
         h.raw("<tr id=\"")
