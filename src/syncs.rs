@@ -22,14 +22,14 @@ impl Syncs {
     ) -> Result<Syncs, String> {
         let mut sets = Vec::with_capacity(configs.len());
         for config in configs {
-            let name = config.name.clone();
             match SyncSet::start(config, state_dir, node).await {
                 Ok(set) => sets.push(set),
                 Err(error) => {
                     for set in sets {
                         let _ = set.stop().await;
                     }
-                    return Err(format!("sync set {name}: {error}"));
+                    // The error names its set already ("sync set NAME: ...").
+                    return Err(error.to_string());
                 }
             }
         }

@@ -6,17 +6,9 @@
 
 mod support;
 
-use std::{net::TcpListener, time::Duration};
+use std::time::Duration;
 
-use support::{Fulcrum, PATIENCE, fulcrum_command, netns::wait_until};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{Fulcrum, PATIENCE, free_port, netns::wait_until, status_json, status_text};
 
 /// One node's `[sync.uploads]` on `dir/uploads`, created first (the path must exist).
 fn node(dir: &std::path::Path, listen: u16, peer: u16) -> String {
@@ -30,16 +22,7 @@ fn node(dir: &std::path::Path, listen: u16, peer: u16) -> String {
 }
 
 fn status(node: &Fulcrum) -> serde_json::Value {
-    let socket = node.control_socket();
-    let (ok, out, err) = fulcrum_command([
-        "status".as_ref(),
-        "sync".as_ref(),
-        "--json".as_ref(),
-        "--socket".as_ref(),
-        socket.as_os_str(),
-    ]);
-    assert!(ok, "fulcrum status sync: {err}");
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+    status_json(node, "sync")
 }
 
 #[test]
@@ -93,14 +76,7 @@ fn an_upload_on_either_node_appears_on_the_other() {
     let sb = status(&b);
     assert!(sb["files_received"].as_u64().unwrap() >= 1, "{sb}");
     assert_eq!(sb["conflicts"], 0);
-    let socket = b.control_socket();
-    let (ok, text, err) = fulcrum_command([
-        "status".as_ref(),
-        "sync".as_ref(),
-        "--socket".as_ref(),
-        socket.as_os_str(),
-    ]);
-    assert!(ok, "{err}");
+    let text = status_text(&b, "sync");
     assert!(text.contains("sync set uploads"), "{text}");
     assert!(text.contains(" up"), "{text}");
 }

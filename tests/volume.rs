@@ -9,18 +9,11 @@
 
 mod support;
 
-use std::{net::TcpListener, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
-use support::{Fulcrum, PATIENCE, fulcrum_command, netns::wait_until};
-
-/// A free loopback port (bound and released: the tiny race is acceptable in tests).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{
+    Fulcrum, PATIENCE, free_port, fulcrum_on, netns::wait_until, status_json, status_text,
+};
 
 /// One node's `[volume.data]` (256 MiB, `protocol`): its replication port, the peer's, and NBD
 /// on port 0.
@@ -81,16 +74,7 @@ fn protocol_a_writes_are_on_the_secondary_after_a_flush() {
 
 /// `fulcrum status volume --json` of `node`.
 fn status(node: &Fulcrum) -> serde_json::Value {
-    let socket = node.control_socket();
-    let (ok, out, err) = fulcrum_command([
-        "status".as_ref(),
-        "volume".as_ref(),
-        "--json".as_ref(),
-        "--socket".as_ref(),
-        socket.as_os_str(),
-    ]);
-    assert!(ok, "fulcrum status volume: {err}");
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+    status_json(node, "volume")
 }
 
 fn backing(node: &Fulcrum) -> Vec<u8> {
@@ -135,50 +119,24 @@ fn protocol_c_writes_are_on_the_secondary_when_nbdcopy_returns() {
     assert!(backing(&b) == data, "the secondary's copy differs");
 
     // The /proc/drbd view.
-    let socket = a.control_socket();
-    let (ok, text, err) = fulcrum_command([
-        "status".as_ref(),
-        "volume".as_ref(),
-        "--socket".as_ref(),
-        socket.as_os_str(),
-    ]);
-    assert!(ok, "{err}");
+    let text = status_text(&a, "volume");
     assert!(
         text.contains(" data: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C"),
         "{text}"
     );
 
     // drbdadm's verbs: the primary cannot be promoted on the secondary while it is primary.
-    let socket_b = b.control_socket();
-    let (ok, _, err) = fulcrum_command([
-        "volume".as_ref(),
-        "--socket".as_ref(),
-        socket_b.as_os_str(),
-        "primary".as_ref(),
-        "data".as_ref(),
-    ]);
+    let (ok, _, err) = fulcrum_on(&b, &["volume"], &["primary", "data"]);
     assert!(!ok, "two primaries were allowed");
     assert!(!err.is_empty());
-    let (ok, out, err) = fulcrum_command([
-        "volume".as_ref(),
-        "--socket".as_ref(),
-        socket.as_os_str(),
-        "secondary".as_ref(),
-        "data".as_ref(),
-    ]);
+    let (ok, out, err) = fulcrum_on(&a, &["volume"], &["secondary", "data"]);
     assert!(ok, "demote: {out} {err}");
     assert!(
         wait_until(PATIENCE, Duration::from_millis(50), || status(&a)["nbd"]
             .is_null()),
         "NBD still served after demotion"
     );
-    let (ok, out, err) = fulcrum_command([
-        "volume".as_ref(),
-        "--socket".as_ref(),
-        socket_b.as_os_str(),
-        "primary".as_ref(),
-        "data".as_ref(),
-    ]);
+    let (ok, out, err) = fulcrum_on(&b, &["volume"], &["primary", "data"]);
     assert!(ok, "promote the other side: {out} {err}");
     assert!(status(&b)["nbd"].is_string());
 }

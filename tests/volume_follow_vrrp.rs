@@ -11,8 +11,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    Fulcrum, fulcrum_command,
+    Fulcrum,
     netns::{Netns, can_use_netns, veth, wait_until},
+    status_json,
     vrrp::{CONVERGE, POLL, fulcrum_vrrp, instance, start_fulcrum, status as vrrp_status},
 };
 
@@ -31,16 +32,7 @@ fn node(own: &str, peer: &str, priority: u8) -> String {
 }
 
 fn volume(node: &Fulcrum) -> serde_json::Value {
-    let socket = node.control_socket();
-    let (ok, out, err) = fulcrum_command([
-        "status".as_ref(),
-        "volume".as_ref(),
-        "--json".as_ref(),
-        "--socket".as_ref(),
-        socket.as_os_str(),
-    ]);
-    assert!(ok, "fulcrum status volume: {err}");
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+    status_json(node, "volume")
 }
 
 #[test]

@@ -5,6 +5,11 @@
 //!   out-of-sync bitmap, the activity log), the peer protocol and the replication engine.
 //! - [`sync`]: the two-way directory sync (rsync+inotify done right).
 
+mod config_check;
 pub mod nbd;
+mod positional;
 pub mod sync;
 pub mod volume;
+
+#[cfg(test)]
+mod test_support;

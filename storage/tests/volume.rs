@@ -17,7 +17,7 @@ use bytes::Bytes;
 use fulcrum_storage::nbd::{Export, NbdError};
 use fulcrum_storage::volume::config::{IoErrorPolicy, SharedSecret, ZeroPrimariesPolicy};
 use fulcrum_storage::volume::{
-    ConnState, DiskState, Protocol, Role, VerifyReport, VolumeError, VolumeEvent,
+    ConnState, DiskState, Protocol, Role, VerifyReport, Volume, VolumeError, VolumeEvent,
 };
 use support::{assert_same_files, overwrite, pair, pattern, wait_connected, wait_for};
 
@@ -29,9 +29,7 @@ const BLOCK: u64 = 4096;
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fresh_pair_connects_up_to_date_without_a_sync() {
     let (a, b) = pair(16 * MIB, Protocol::C, Role::Primary);
-    let (va, vb) = (a.start().await, b.start().await);
-    wait_connected(&va).await;
-    wait_connected(&vb).await;
+    let (va, vb) = start_connected(&a, &b).await;
     for (v, role) in [(&va, Role::Primary), (&vb, Role::Secondary)] {
         let s = v.status();
         assert_eq!(s.role, role);
@@ -180,36 +178,17 @@ async fn only_the_changed_blocks_are_resynced_after_the_secondary_returns() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_split_brain_is_detected_and_resolved_by_discard_my_data() {
     let (a, b) = pair(16 * MIB, Protocol::C, Role::Secondary);
-    let (va, vb) = (a.start().await, b.start().await);
-    wait_connected(&va).await;
-    wait_connected(&vb).await;
+    let (va, vb) = start_connected(&a, &b).await;
     let mut events = vb.subscribe();
-    va.disconnect().await.unwrap();
-    vb.disconnect().await.unwrap();
-    for v in [&va, &vb] {
-        wait_for(v, "StandAlone", |s| s.connection == ConnState::StandAlone).await;
-        v.promote(true).await.unwrap();
-    }
-    va.export()
-        .write(0, Bytes::from(pattern(1, MIB as usize)), false)
-        .await
-        .unwrap();
-    vb.export()
-        .write(2 * MIB, Bytes::from(pattern(2, 8192)), false)
-        .await
-        .unwrap();
-    va.demote().await.unwrap();
-    vb.demote().await.unwrap();
-    va.connect(false).await.unwrap();
-    vb.connect(false).await.unwrap();
+    split_brain(&va, &vb).await;
     // Both were StandAlone already: wait for the event, then for both to be StandAlone again.
     let saw = tokio::time::timeout(Duration::from_secs(8), async {
         while events.recv().await.unwrap() != VolumeEvent::SplitBrain {}
     })
     .await;
     assert!(saw.is_ok(), "no split brain: {:#?}", vb.status());
-    wait_for(&va, "StandAlone", |s| s.connection == ConnState::StandAlone).await;
-    wait_for(&vb, "StandAlone", |s| s.connection == ConnState::StandAlone).await;
+    wait_standalone(&va).await;
+    wait_standalone(&vb).await;
     // Still apart after a while: never silently merged.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(va.status().connection, ConnState::StandAlone);
@@ -237,24 +216,7 @@ async fn discard_least_changes_resolves_a_split_brain_by_itself() {
     }
     let (va, vb) = (a.start().await, b.start().await);
     wait_connected(&va).await;
-    va.disconnect().await.unwrap();
-    vb.disconnect().await.unwrap();
-    for v in [&va, &vb] {
-        wait_for(v, "StandAlone", |s| s.connection == ConnState::StandAlone).await;
-        v.promote(true).await.unwrap();
-    }
-    va.export()
-        .write(0, Bytes::from(pattern(1, MIB as usize)), false)
-        .await
-        .unwrap();
-    vb.export()
-        .write(2 * MIB, Bytes::from(pattern(2, 8192)), false)
-        .await
-        .unwrap();
-    va.demote().await.unwrap();
-    vb.demote().await.unwrap();
-    va.connect(false).await.unwrap();
-    vb.connect(false).await.unwrap();
+    split_brain(&va, &vb).await;
     wait_connected(&vb).await;
     wait_connected(&va).await;
     assert_same_files(&a.backing(), &b.backing());
@@ -415,9 +377,7 @@ async fn demotion_stops_nbd_and_refuses_writes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn online_verify_finds_blocks_changed_behind_the_secondarys_back() {
     let (a, b) = pair(16 * MIB, Protocol::C, Role::Primary);
-    let (va, vb) = (a.start().await, b.start().await);
-    wait_connected(&va).await;
-    wait_connected(&vb).await;
+    let (va, vb) = start_connected(&a, &b).await;
     write_through(&va.export(), 8 * MIB, 11).await;
     let clean = vb.verify().await.unwrap();
     assert_eq!(
@@ -429,13 +389,7 @@ async fn online_verify_finds_blocks_changed_behind_the_secondarys_back() {
     );
 
     let bad = [3 * BLOCK, 2 * MIB + 5 * BLOCK, 12 * MIB];
-    for (i, &offset) in bad.iter().enumerate() {
-        overwrite(
-            &b.backing(),
-            offset,
-            &pattern(500 + i as u64, BLOCK as usize),
-        );
-    }
+    overwrite_blocks(&b.backing(), &bad, 500);
     let (first, second) = tokio::join!(va.verify(), va.verify());
     let (report, refused) = match (first, second) {
         (Ok(report), Err(refused)) | (Err(refused), Ok(report)) => (report, refused),
@@ -453,7 +407,7 @@ async fn online_verify_finds_blocks_changed_behind_the_secondarys_back() {
 
     let before = vb.status().counters;
     va.disconnect().await.unwrap();
-    wait_for(&va, "StandAlone", |s| s.connection == ConnState::StandAlone).await;
+    wait_standalone(&va).await;
     wait_for(&vb, "peer gone", |s| s.connection == ConnState::Connecting).await;
     let refused = va.verify().await;
     assert!(
@@ -464,10 +418,7 @@ async fn online_verify_finds_blocks_changed_behind_the_secondarys_back() {
         "{refused:?}"
     );
     va.connect(false).await.unwrap();
-    wait_for(&vb, "resync done", |s| {
-        s.counters.resyncs > before.resyncs && s.connection == ConnState::Connected
-    })
-    .await;
+    wait_resync_done(&vb, before.resyncs).await;
     wait_connected(&va).await;
     let after = vb.status().counters;
     assert_eq!(after.resynced_bytes - before.resynced_bytes, 3 * BLOCK);
@@ -498,22 +449,13 @@ async fn checksum_resync_sends_only_the_blocks_that_differ() {
         9 * MIB + 17 * BLOCK,
         16 * MIB - BLOCK,
     ];
-    for (i, &offset) in bad.iter().enumerate() {
-        overwrite(
-            &b.backing(),
-            offset,
-            &pattern(700 + i as u64, BLOCK as usize),
-        );
-    }
+    overwrite_blocks(&b.backing(), &bad, 700);
     b.config.checksum_resync = true;
     let before = va.status().counters;
     let vb = b.start().await;
     assert_eq!(vb.status().disk, DiskState::Inconsistent);
     wait_connected(&vb).await;
-    wait_for(&va, "resync done", |s| {
-        s.counters.resyncs > before.resyncs && s.connection == ConnState::Connected
-    })
-    .await;
+    wait_resync_done(&va, before.resyncs).await;
     let (sa, sb) = (va.status().counters, vb.status().counters);
     let differing = bad.len() as u64 * BLOCK;
     println!(
@@ -550,9 +492,7 @@ async fn checksum_resync_sends_only_the_blocks_that_differ() {
 async fn detach_serves_from_the_peer_after_a_local_io_error() {
     let (a, b) = pair(8 * MIB, Protocol::C, Role::Primary);
     assert_eq!(a.config.on_io_error, IoErrorPolicy::Detach);
-    let (va, vb) = (a.start().await, b.start().await);
-    wait_connected(&va).await;
-    wait_connected(&vb).await;
+    let (va, vb) = start_connected(&a, &b).await;
     let export = va.export();
     write_through(&export, 4 * MIB, 31).await;
     let mut events = va.subscribe();
@@ -647,6 +587,60 @@ async fn pass_on_and_detach_without_a_peer_return_the_error() {
     va.stop().await;
     vb.stop().await;
     lone.stop().await;
+}
+
+/// A started pair, both Connected and in sync.
+async fn start_connected(a: &support::Node, b: &support::Node) -> (Volume, Volume) {
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    wait_connected(&vb).await;
+    (va, vb)
+}
+
+async fn wait_standalone(volume: &Volume) {
+    wait_for(volume, "StandAlone", |s| {
+        s.connection == ConnState::StandAlone
+    })
+    .await;
+}
+
+/// Waits until `volume` is Connected again with a resync counted after the `before` first ones.
+async fn wait_resync_done(volume: &Volume, before: u64) {
+    wait_for(volume, "resync done", |s| {
+        s.counters.resyncs > before && s.connection == ConnState::Connected
+    })
+    .await;
+}
+
+/// A split brain of a connected pair: both disconnected, promoted with force and written (A
+/// 1 MiB at 0, B 8 KiB at 2 MiB), demoted, and told to connect.
+async fn split_brain(va: &Volume, vb: &Volume) {
+    va.disconnect().await.unwrap();
+    vb.disconnect().await.unwrap();
+    for v in [va, vb] {
+        wait_standalone(v).await;
+        v.promote(true).await.unwrap();
+    }
+    va.export()
+        .write(0, Bytes::from(pattern(1, MIB as usize)), false)
+        .await
+        .unwrap();
+    vb.export()
+        .write(2 * MIB, Bytes::from(pattern(2, 8192)), false)
+        .await
+        .unwrap();
+    va.demote().await.unwrap();
+    vb.demote().await.unwrap();
+    va.connect(false).await.unwrap();
+    vb.connect(false).await.unwrap();
+}
+
+/// Overwrites the 4 KiB blocks at `offsets` of `backing` behind its volume's back, each with
+/// the pattern of `seed` plus its index.
+fn overwrite_blocks(backing: &std::path::Path, offsets: &[u64], seed: u64) {
+    for (i, &offset) in offsets.iter().enumerate() {
+        overwrite(backing, offset, &pattern(seed + i as u64, BLOCK as usize));
+    }
 }
 
 /// Whether `tool` is on PATH; without it the test is skipped (failed in CI).

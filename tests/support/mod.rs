@@ -301,6 +301,11 @@ pub fn dead_addr() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
+/// A free loopback port (bound and released: the tiny race is acceptable in tests).
+pub fn free_port() -> u16 {
+    dead_addr().port()
+}
+
 /// Waits until connections to `addr` are refused (a listener closed), failing after `PATIENCE`.
 pub async fn wait_until_refused(addr: SocketAddr) {
     let deadline = Instant::now() + PATIENCE;
@@ -543,4 +548,29 @@ where
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `fulcrum` with `before`, then `--socket` and `node`'s control socket, then `after`.
+pub fn fulcrum_on(node: &Fulcrum, before: &[&str], after: &[&str]) -> (bool, String, String) {
+    let socket = node.control_socket();
+    let args = before
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .chain(["--socket".as_ref(), socket.as_os_str()])
+        .chain(after.iter().map(std::ffi::OsStr::new));
+    fulcrum_command(args)
+}
+
+/// `fulcrum status WHAT --json` of `node` (`what` is "volume" or "sync"): its first entry.
+pub fn status_json(node: &Fulcrum, what: &str) -> Value {
+    let (ok, out, err) = fulcrum_on(node, &["status", what, "--json"], &[]);
+    assert!(ok, "fulcrum status {what}: {err}");
+    serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+}
+
+/// `fulcrum status WHAT` of `node`, the text for people.
+pub fn status_text(node: &Fulcrum, what: &str) -> String {
+    let (ok, text, err) = fulcrum_on(node, &["status", what], &[]);
+    assert!(ok, "{err}");
+    text
 }

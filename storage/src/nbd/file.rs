@@ -7,7 +7,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,11 +14,7 @@ use bytes::Bytes;
 use tracing::warn;
 
 use super::{Export, ExportFlags, NbdError};
-
-/// Zeroes written by WRITE_ZEROES, a chunk at a time (in `.bss`, so it costs no memory until
-/// it is read).
-static ZEROES: [u8; ZERO_CHUNK] = [0; ZERO_CHUNK];
-const ZERO_CHUNK: usize = 1 << 20;
+use crate::positional::{self, read_at, write_at, write_zeroes_at};
 
 /// A file served as an export. Its size is fixed when it is opened.
 #[derive(Debug, Clone)]
@@ -52,8 +47,7 @@ impl FileExport {
         T: Send + 'static,
         F: FnOnce(&File) -> io::Result<T> + Send + 'static,
     {
-        let file = Arc::clone(&self.file);
-        match tokio::task::spawn_blocking(move || op(&file)).await {
+        match positional::blocking(&self.file, op).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 warn!(%error, "nbd file export I/O failed");
@@ -87,28 +81,15 @@ impl Export for FileExport {
     }
 
     async fn read(&self, offset: u64, len: usize) -> Result<Bytes, NbdError> {
-        self.blocking(move |file| {
-            // A fresh allocation: large ones come from the kernel already zeroed, and the
-            // buffer goes to the socket without a copy.
-            let mut buf = vec![0; len];
-            file.read_exact_at(&mut buf, offset)?;
-            Ok(Bytes::from(buf))
-        })
-        .await
+        self.blocking(move |file| read_at(file, offset, len)).await
     }
 
     async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), NbdError> {
         if self.read_only {
             return Err(NbdError::Perm);
         }
-        self.blocking(move |file| {
-            file.write_all_at(&data, offset)?;
-            if fua {
-                file.sync_data()?;
-            }
-            Ok(())
-        })
-        .await
+        self.blocking(move |file| write_at(file, offset, &data, fua))
+            .await
     }
 
     async fn flush(&self) -> Result<(), NbdError> {
@@ -130,21 +111,8 @@ impl Export for FileExport {
         if self.read_only {
             return Err(NbdError::Perm);
         }
-        self.blocking(move |file| {
-            let mut done = 0;
-            while done < len {
-                let chunk = (len - done).min(ZERO_CHUNK as u64);
-                // `chunk` is at most ZERO_CHUNK, which fits in usize.
-                let chunk_len = usize::try_from(chunk).unwrap_or(ZERO_CHUNK);
-                file.write_all_at(&ZEROES[..chunk_len], offset + done)?;
-                done += chunk;
-            }
-            if fua {
-                file.sync_data()?;
-            }
-            Ok(())
-        })
-        .await
+        self.blocking(move |file| write_zeroes_at(file, offset, len, fua))
+            .await
     }
 }
 

@@ -8,28 +8,38 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use fulcrum_common::{ConfigError, Duration, Spanned, list_or_none, secret};
+use fulcrum_common::{ConfigError, Duration, Spanned, list_or_none};
 
-use super::{
-    ConflictPolicy, Direction, MAX_DELAY, Pattern, SharedSecret, SyncConfig, section::SyncSection,
+use super::{ConflictPolicy, Direction, MAX_DELAY, Pattern, SyncConfig, section::SyncSection};
+use crate::config_check::{self, Kind, binds_overlap};
+
+/// How the shared checks speak of a sync set.
+const SYNC: Kind = Kind {
+    what: "sync set",
+    state: "a directory",
+    example_name: "web",
+    example_addr: "172.16.0.99:8730",
+    named_by: "the peers",
 };
-
-/// The longest set name: it names a directory in `state_dir`.
-const MAX_NAME: usize = 64;
 
 impl SyncSection {
     /// Validates the section of the sync set called `name`; every problem is reported, each at
     /// its key.
     pub fn build(&self, name: &Spanned<String>) -> Result<SyncConfig, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        check_name(name, &mut errors);
+        SYNC.check_name(name, &mut errors);
         let path = check_path(&self.path, &mut errors);
-        let listen = parse_addr(&self.listen, "listen", &mut errors);
+        let listen = SYNC.parse_addr(&self.listen, "listen", &mut errors);
         if let Some(listen) = listen {
-            check_listen(listen, &self.listen, &mut errors);
+            SYNC.check_listen(listen, &self.listen, &mut errors);
         }
         let peers = build_peers(self, listen, &mut errors);
-        let shared_secret = build_secret(name, self, &mut errors);
+        let shared_secret = SYNC.build_secret(
+            name,
+            self.shared_secret.as_ref(),
+            self.shared_secret_file.as_ref(),
+            &mut errors,
+        );
         let direction = parse_choice(
             &self.direction,
             "direction",
@@ -67,39 +77,7 @@ impl SyncSection {
 pub fn build_all(
     sections: &BTreeMap<Spanned<String>, SyncSection>,
 ) -> Result<Vec<SyncConfig>, Vec<ConfigError>> {
-    let mut errors = Vec::new();
-    let mut built = Vec::with_capacity(sections.len());
-    for (name, section) in sections {
-        match section.build(name) {
-            Ok(set) => built.push((section, set)),
-            Err(e) => errors.extend(e),
-        }
-    }
-    check_distinct(&built, &mut errors);
-    if errors.is_empty() {
-        Ok(built.into_iter().map(|(_, set)| set).collect())
-    } else {
-        Err(errors)
-    }
-}
-
-fn check_name(name: &Spanned<String>, errors: &mut Vec<ConfigError>) {
-    let text = name.get_ref();
-    let valid = !text.is_empty()
-        && text.len() <= MAX_NAME
-        && !text.starts_with('.')
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !valid {
-        errors.push(ConfigError::at(
-            name,
-            format!(
-                "`{text}` cannot name a sync set: use 1 to {MAX_NAME} letters, digits, `-`, `_` \
-                 or `.`, not starting with `.` (it names a directory in state_dir), e.g. \"web\""
-            ),
-        ));
-    }
+    config_check::build_all(sections, SyncSection::build, check_distinct)
 }
 
 /// An existing directory other than `/`.
@@ -148,46 +126,6 @@ fn check_path(path: &Spanned<PathBuf>, errors: &mut Vec<ConfigError>) -> PathBuf
     value.clone()
 }
 
-/// `IP:port`, with a hint when the port or the brackets of IPv6 are missing.
-fn parse_addr(
-    text: &Spanned<String>,
-    key: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<SocketAddr> {
-    let value = text.get_ref().trim();
-    let parsed = value.parse::<SocketAddr>();
-    if parsed.is_err() {
-        let hint = if value.parse::<std::net::IpAddr>().is_ok() {
-            " (the port is missing)"
-        } else {
-            ""
-        };
-        errors.push(ConfigError::at(
-            text,
-            format!(
-                "{key}: `{value}` is not IP:port{hint}: write e.g. \"172.16.0.99:8730\", or \
-                 \"[2001:db8::1]:8730\" for IPv6"
-            ),
-        ));
-    }
-    parsed.ok()
-}
-
-/// The port is fixed: the peers' `peers` name it.
-fn check_listen(addr: SocketAddr, text: &Spanned<String>, errors: &mut Vec<ConfigError>) {
-    if addr.port() == 0 {
-        errors.push(ConfigError::at(
-            text,
-            "listen: port 0 cannot be named by the peers: give a port, e.g. 8730",
-        ));
-    } else if addr.ip().is_multicast() {
-        errors.push(ConfigError::at(
-            text,
-            format!("listen: {} is a multicast address", addr.ip()),
-        ));
-    }
-}
-
 /// At least one, each a connectable address, none twice, none this node's `listen`.
 fn build_peers(
     section: &SyncSection,
@@ -205,7 +143,7 @@ fn build_peers(
     let mut peers: Vec<SocketAddr> = Vec::with_capacity(list.len());
     let mut ok = true;
     for text in list {
-        let Some(peer) = parse_addr(text, "peers", errors) else {
+        let Some(peer) = SYNC.parse_addr(text, "peers", errors) else {
             ok = false;
             continue;
         };
@@ -232,52 +170,6 @@ fn build_peers(
         }
     }
     ok.then_some(peers)
-}
-
-/// `shared_secret` or `shared_secret_file`: exactly one, not empty.
-fn build_secret(
-    name: &Spanned<String>,
-    section: &SyncSection,
-    errors: &mut Vec<ConfigError>,
-) -> Option<SharedSecret> {
-    // `secret::resolve` takes the inline value as a string; it never prints it.
-    let inline = section.shared_secret.as_ref().map(|s| {
-        Spanned::new(
-            s.span(),
-            String::from_utf8_lossy(s.get_ref().as_bytes()).into_owned(),
-        )
-    });
-    let file = section.shared_secret_file.as_ref();
-    match secret::resolve("shared_secret", inline.as_ref(), file) {
-        Ok(Some(value)) if value.is_empty() => {
-            let span = inline
-                .as_ref()
-                .map(Spanned::span)
-                .or_else(|| file.map(Spanned::span))
-                .unwrap_or_else(|| name.span());
-            errors.push(ConfigError::spanned(
-                span,
-                "shared_secret is empty: the peers authenticate each other with it",
-            ));
-            None
-        }
-        Ok(Some(value)) => Some(SharedSecret::new(value)),
-        Ok(None) => {
-            errors.push(ConfigError::at(
-                name,
-                format!(
-                    "sync set `{}` needs `shared_secret` (or `shared_secret_file`): the peers \
-                     authenticate each other with it",
-                    name.get_ref()
-                ),
-            ));
-            None
-        }
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-    }
 }
 
 /// One of `choices` by its name; otherwise an error listing them.
@@ -348,14 +240,6 @@ fn check_delay(delay: &Spanned<Duration>, errors: &mut Vec<ConfigError>) {
             ),
         ));
     }
-}
-
-/// Whether two listeners cannot both bind: the same port and address, or the same port with a
-/// wildcard address of the same family.
-fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port()
-        && a.is_ipv4() == b.is_ipv4()
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// No two sets share a listener or a peer address, or directories where one is the other or

@@ -1,21 +1,70 @@
 //! Getting an authenticated, introduced connection to each peer. Every node listens; of two
 //! peers the one whose `listen` sorts lower dials (the volume engine's rule), so there is one
 //! connection per pair and no race of two to resolve. The dialer waits on a [`Backoff`] after
-//! each failure; a wrong secret is refused and logged on both sides by the handshake.
+//! each failure; a wrong secret is refused and logged on both sides by the handshake (inside a
+//! span naming the set). A link whose Hello the peer refused is a failure too: the backoff
+//! grows, and the accepting side logs the same refusal at most once a minute ([`Throttle`]).
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use tokio::net::{
     TcpListener, TcpStream,
     tcp::{OwnedReadHalf, OwnedWriteHalf},
 };
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{Shared, session};
 use crate::sync::proto::{
     self, AUTH_LABEL, FLAG_RECEIVES, FLAG_SENDS, Hello, Message, ProtoReader, ProtoWriter,
 };
 use crate::volume::peer::{self, Backoff};
+
+/// How often the same refusal is logged at most.
+pub(super) const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Rate-limits identical warnings: the first is logged, then at most one per `every`, with how
+/// many were left out in between.
+#[derive(Debug)]
+pub(super) struct Throttle {
+    every: Duration,
+    seen: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+impl Throttle {
+    pub(super) fn new(every: Duration) -> Self {
+        Self {
+            every,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether to log `key` at `now`: `Some(n)` with the `n` identical ones not logged since
+    /// the last that was, `None` to leave this one out.
+    pub(super) fn admit(&self, key: &str, now: Instant) -> Option<u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((last, left_out)) = seen.get_mut(key) {
+            if now.saturating_duration_since(*last) < self.every {
+                *left_out += 1;
+                return None;
+            }
+            let n = *left_out;
+            (*last, *left_out) = (now, 0);
+            return Some(n);
+        }
+        // Bounded: keys not seen for a while are forgotten first.
+        if seen.len() >= 1024 {
+            let every = self.every;
+            seen.retain(|_, (last, _)| now.saturating_duration_since(*last) < every);
+        }
+        seen.insert(key.to_owned(), (now, 0));
+        Some(0)
+    }
+}
 
 /// An introduced connection.
 pub(super) struct Introduced {
@@ -60,6 +109,7 @@ async fn incoming(shared: Arc<Shared>, mut stream: TcpStream, from: SocketAddr) 
         peer::Side::Accepting,
         shared.timeout,
     )
+    .instrument(info_span!("sync", set = %shared.config.name, %from))
     .await;
     if let Err(error) = auth {
         shared.error();
@@ -72,7 +122,11 @@ async fn incoming(shared: Arc<Shared>, mut stream: TcpStream, from: SocketAddr) 
         }
         Err(reason) => {
             shared.error();
-            warn!(set = %shared.config.name, %from, %reason, "sync: peer refused");
+            let key = format!("{} {reason}", from.ip());
+            if let Some(left_out) = shared.refusals.admit(&key, Instant::now()) {
+                warn!(set = %shared.config.name, %from, %reason, repeated = left_out,
+                    "sync: peer refused (repeats logged at most once a minute)");
+            }
         }
     }
 }
@@ -98,6 +152,7 @@ pub(super) async fn dial(shared: Arc<Shared>, i: usize) {
                 peer::Side::Connecting,
                 shared.timeout,
             )
+            .instrument(info_span!("sync", set = %shared.config.name, peer = %addr))
             .await
             .map_err(|e| {
                 if e.is_rejection() {
@@ -115,6 +170,9 @@ pub(super) async fn dial(shared: Arc<Shared>, i: usize) {
         };
         match result {
             Ok(link) => {
+                // Only a link the peer accepted resets the backoff: a refused Hello (which
+                // comes after the peer's own Hello) is a failure, or we would re-dial at the
+                // shortest delay forever.
                 if session::run(&shared, link).await {
                     backoff.succeeded();
                 }
@@ -221,5 +279,28 @@ async fn introduce(
                 .await;
             Err(reason)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Input: the same refusal 100 times within a minute, then once after it, and another
+    // refusal. Output: the first logged, the next 99 left out, the one after the minute logged
+    // with 99; another key is logged at once.
+    #[test]
+    fn identical_refusals_are_logged_at_most_once_a_minute() {
+        let throttle = Throttle::new(WARN_EVERY);
+        let start = Instant::now();
+        assert_eq!(throttle.admit("10.0.0.1 not ours", start), Some(0));
+        for i in 1..100 {
+            let at = start + Duration::from_millis(i * 100);
+            assert_eq!(throttle.admit("10.0.0.1 not ours", at), None);
+        }
+        assert_eq!(throttle.admit("10.0.0.2 not ours", start), Some(0));
+        let later = start + WARN_EVERY;
+        assert_eq!(throttle.admit("10.0.0.1 not ours", later), Some(99));
+        assert_eq!(throttle.admit("10.0.0.1 not ours", later), None);
     }
 }

@@ -85,6 +85,11 @@ pub struct SyncOptions {
     pub timeout: Duration,
     /// A listener already bound to `listen` (tests bind port 0 first, then configure it).
     pub listener: Option<std::net::TcpListener>,
+    /// A link with nothing to send for this long sends a Ping.
+    pub keepalive: Duration,
+    /// A link that received no frame at all for this long is dropped (the peer is lost; the
+    /// dialing side dials again).
+    pub peer_timeout: Duration,
 }
 
 impl Default for SyncOptions {
@@ -94,6 +99,8 @@ impl Default for SyncOptions {
             save_interval: Duration::from_millis(100),
             timeout: Duration::from_secs(10),
             listener: None,
+            keepalive: Duration::from_secs(10),
+            peer_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -124,6 +131,10 @@ pub(crate) struct Shared {
     peers: Vec<Peer>,
     cancel: CancellationToken,
     timeout: Duration,
+    keepalive: Duration,
+    peer_timeout: Duration,
+    /// The accepting side's refusals, logged at most once a minute per peer and reason.
+    refusals: link::Throttle,
 }
 
 /// A configured peer and what we know of it.
@@ -246,6 +257,9 @@ impl SyncSet {
             peers,
             cancel: CancellationToken::new(),
             timeout: options.timeout,
+            keepalive: options.keepalive,
+            peer_timeout: options.peer_timeout,
+            refusals: link::Throttle::new(link::WARN_EVERY),
             config,
         });
 

@@ -7,8 +7,14 @@
 //! a renamed file's old name still exists when its new name arrives and is moved rather than
 //! transferred. Contents are fetched with a window of requests in flight; a file is written
 //! under a temporary name, fsynced, given its mode and mtime, checked against its SHA-256 and
-//! only then renamed into place. A failed transfer is reported and retried with backoff; the
-//! batch is acknowledged (and the peer's mark advanced) only once every entry is applied.
+//! only then renamed into place. A failed transfer is reported and retried with backoff, up to
+//! [`MAX_ATTEMPTS`] times: then that entry is given up for this session (reported, counted,
+//! not recorded) so that one path failing forever (an unreadable file on the peer, a name too
+//! long here) does not stall every later change. The batch is then acknowledged, so that the
+//! peer sends on, but our persisted mark of the peer's index stays where it was before that
+//! batch for the rest of the session: after a reconnect or a restart the peer sends again
+//! from there, and the entry given up is tried again (what was applied since is up to date,
+//! and costs only its entry).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -37,6 +43,9 @@ use crate::{
     volume::peer::Backoff,
 };
 
+/// Attempts at one entry in one batch before it is given up for the session.
+pub(super) const MAX_ATTEMPTS: u32 = 5;
+
 /// Requests in flight at once.
 const WINDOW: usize = 64;
 
@@ -53,6 +62,9 @@ pub(super) struct Receiver {
     responses: mpsc::Receiver<Message>,
     next_id: u32,
     backoff: Backoff,
+    /// Once an entry was given up: the mark of the peer's index to keep persisting (the one
+    /// before that entry's batch), so that it is sent again after a reconnect.
+    held_mark: Option<u64>,
 }
 
 /// How an entry's content will be obtained.
@@ -111,6 +123,7 @@ impl Receiver {
             responses,
             next_id: 0,
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
+            held_mark: None,
         }
     }
 
@@ -120,8 +133,16 @@ impl Receiver {
             let Message::Entries { up_to, entries } = msg else {
                 return Err(format!("{} where Entries were expected", msg.name()));
             };
-            self.batch(entries).await?;
-            set_mark(&self.shared, &self.node, self.index_id, up_to);
+            let before = match self.shared.index().peer_mark(&self.node) {
+                Some(mark) if mark.index_id == self.index_id => mark.sequence,
+                _ => 0,
+            };
+            let given_up = self.batch(entries).await?;
+            if given_up > 0 && self.held_mark.is_none() {
+                self.held_mark = Some(before);
+            }
+            let mark = self.held_mark.unwrap_or(up_to);
+            set_mark(&self.shared, &self.node, self.index_id, mark);
             self.shared.notify_changed();
             self.ctrl
                 .send(Message::Ack { up_to })
@@ -131,7 +152,10 @@ impl Receiver {
         Ok(())
     }
 
-    async fn batch(&mut self, entries: Vec<Entry>) -> Result<(), String> {
+    /// Applies one batch; returns how many entries were given up (see [`MAX_ATTEMPTS`]).
+    async fn batch(&mut self, entries: Vec<Entry>) -> Result<usize, String> {
+        let mut attempts: HashMap<String, u32> = HashMap::new();
+        let mut given_up = 0;
         let (mut dead, mut live): (Vec<Entry>, Vec<Entry>) =
             entries.into_iter().partition(|e| e.deleted);
         live.sort_by(|a, b| a.path.cmp(&b.path));
@@ -171,7 +195,7 @@ impl Receiver {
                 }
             }
             failed.extend(self.fetch_all(fetches).await?);
-            pending = failed;
+            pending = self.give_up_some(failed, &mut attempts, &mut given_up);
             if !pending.is_empty() {
                 tokio::time::sleep(self.backoff.next_delay()).await;
             }
@@ -195,13 +219,44 @@ impl Receiver {
                     }
                 }
             }
-            pending = failed;
+            pending = self.give_up_some(failed, &mut attempts, &mut given_up);
             if !pending.is_empty() {
                 tokio::time::sleep(self.backoff.next_delay()).await;
             }
         }
         self.backoff.succeeded();
-        Ok(())
+        Ok(given_up)
+    }
+
+    /// Counts one more attempt at each failed entry; returns those to retry, after giving up
+    /// (reported, counted in `given_up`) those tried [`MAX_ATTEMPTS`] times.
+    fn give_up_some(
+        &self,
+        failed: Vec<Entry>,
+        attempts: &mut HashMap<String, u32>,
+        given_up: &mut usize,
+    ) -> Vec<Entry> {
+        failed
+            .into_iter()
+            .filter(|remote| {
+                let n = attempts.entry(remote.path.clone()).or_insert(0);
+                *n += 1;
+                if *n < MAX_ATTEMPTS {
+                    return true;
+                }
+                *given_up += 1;
+                self.shared.error();
+                let error =
+                    format!("gave up after {MAX_ATTEMPTS} attempts; tried again after a reconnect");
+                warn!(set = %self.shared.config.name, peer = %self.node, path = %remote.path,
+                    %error, "sync: transfer given up for this session");
+                self.shared.emit(SyncEvent::TransferFailed {
+                    path: remote.path.clone(),
+                    error,
+                });
+                false
+            })
+            .collect()
     }
 
     /// An entry we will never apply (a path escaping the root, a symlinked parent).
@@ -620,7 +675,11 @@ fn decide(shared: &Shared, index: &mut Index, remote: &Entry) -> Result<Option<T
                 conflict: false,
             }),
             Decision::Conflict(c) if c.winner == Side::Local => {
-                index.record(c.resolved.clone());
+                // Not the merge when the peer must keep its losing version: our entry would
+                // then dominate the peer's, which the peer would overwrite without a copy.
+                if let Some(resolved) = c.to_record() {
+                    index.record(resolved.clone());
+                }
                 conflict_event(shared, &remote.path, None);
                 None
             }

@@ -9,8 +9,19 @@
 //!   index changes when there is nothing left;
 //! - the server answers the peer's requests for our files, in order;
 //! - the receiver ([`super::receive`]) applies the peer's batches.
+//!
+//! Keepalive: the writer sends a Ping after `keepalive` with nothing to send, the reader
+//! answers Pings with Pongs and drops the link after `peer_timeout` without any frame, so that
+//! a peer that vanished silently is noticed (and the lower node dials again).
 
-use std::{io::Read, sync::Arc, time::SystemTime};
+use std::{
+    io::Read,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
 
 use bytes::Bytes;
 use ring::digest;
@@ -47,7 +58,9 @@ const BATCH_OCTETS: usize = 1024 * 1024;
 type TaskResult = Result<(), String>;
 
 /// Runs one introduced connection until it fails, the peer goes, a newer connection to the
-/// same peer replaces it, or the set stops. Returns whether it got as far as running.
+/// same peer replaces it, or the set stops. Returns whether it got as far as running: the peer
+/// sent something after its Hello other than a Refuse (a refused Hello arrives after the
+/// peer's own Hello, so the dialer must not count it as a success and reset its backoff).
 pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
     let Introduced {
         peer,
@@ -83,9 +96,21 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
     let (serve_tx, serve_rx) = mpsc::channel(MAX_REQUESTS);
     let (resp_tx, resp_rx) = mpsc::channel(16);
 
+    let heard = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
-    tasks.spawn(write_loop(writer, ctrl_rx, data_rx));
-    tasks.spawn(read_loop(reader, acks_tx, entries_tx, serve_tx, resp_tx));
+    tasks.spawn(write_loop(writer, ctrl_rx, data_rx, shared.keepalive));
+    tasks.spawn(read_loop(
+        reader,
+        Channels {
+            acks: acks_tx,
+            entries: entries_tx,
+            serve: serve_tx,
+            responses: resp_tx,
+            pong: ctrl_tx.clone(),
+        },
+        shared.peer_timeout,
+        Arc::clone(&heard),
+    ));
     tasks.spawn(serve_loop(Arc::clone(shared), serve_rx, data_tx));
     if we_send {
         tasks.spawn(send_loop(
@@ -141,19 +166,26 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
         info!(set = %shared.config.name, peer = %addr, %reason, "sync: peer link ended");
     }
     shared.emit(SyncEvent::PeerLost { addr });
-    true
+    heard.load(Ordering::Relaxed)
 }
 
+/// Sends control messages before file data; a Ping when nothing was sent for `keepalive`.
 async fn write_loop(
     mut writer: ProtoWriter<OwnedWriteHalf>,
     mut ctrl: mpsc::UnboundedReceiver<Message>,
     mut data: mpsc::Receiver<Message>,
+    keepalive: Duration,
 ) -> TaskResult {
+    let mut nonce = 0u64;
     loop {
         let msg = tokio::select! {
             biased;
             Some(msg) = ctrl.recv() => msg,
             Some(msg) = data.recv() => msg,
+            () = tokio::time::sleep(keepalive) => {
+                nonce = nonce.wrapping_add(1);
+                Message::Ping { nonce }
+            }
             else => return Ok(()),
         };
         writer.feed(&msg).map_err(|e| e.to_string())?;
@@ -171,19 +203,43 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(
-    mut reader: ProtoReader<OwnedReadHalf>,
+/// Where the reader dispatches the peer's messages.
+struct Channels {
     acks: mpsc::Sender<Message>,
     entries: mpsc::Sender<Message>,
     serve: mpsc::Sender<Message>,
     responses: mpsc::Sender<Message>,
+    /// The control queue, for Pongs.
+    pong: mpsc::UnboundedSender<Message>,
+}
+
+/// Dispatches the peer's messages; drops the link when no frame (not even a Ping) came for
+/// `timeout`. Sets `heard` on the first message that is not a refusal.
+async fn read_loop(
+    mut reader: ProtoReader<OwnedReadHalf>,
+    channels: Channels,
+    timeout: Duration,
+    heard: Arc<AtomicBool>,
 ) -> TaskResult {
+    let Channels {
+        acks,
+        entries,
+        serve,
+        responses,
+        pong,
+    } = channels;
     loop {
-        let msg = match reader.next().await {
-            Ok(Some(msg)) => msg,
-            Ok(None) => return Err("the peer closed the link".to_owned()),
-            Err(e) => return Err(format!("read: {e}")),
+        let next = tokio::time::timeout(timeout, reader.next()).await;
+        let msg = match next {
+            Err(_) => return Err(format!("no frame from the peer for {timeout:?}: lost")),
+            Ok(Ok(Some(msg))) => msg,
+            Ok(Ok(None)) => return Err("the peer closed the link".to_owned()),
+            Ok(Err(e)) => return Err(format!("read: {e}")),
         };
+        if let Message::Refuse { reason } = &msg {
+            return Err(format!("the peer refused us: {reason}"));
+        }
+        heard.store(true, Ordering::Relaxed);
         let name = msg.name();
         let full = |_| format!("the peer sent {name} beyond the protocol's window");
         match msg {
@@ -198,6 +254,11 @@ async fn read_loop(
                 .send(msg)
                 .await
                 .map_err(|_| format!("{name} that nothing asked for"))?,
+            Message::Ping { nonce } => {
+                // Ignored if the writer is gone: the session is ending anyway.
+                let _ = pong.send(Message::Pong { nonce });
+            }
+            Message::Pong { .. } => {}
             Message::Hello(_) | Message::Refuse { .. } => {
                 return Err(format!("{name} after the Hello"));
             }

@@ -79,7 +79,9 @@ pub enum SyncEvent {
     PeerLost {
         addr: SocketAddr,
     },
-    /// A transfer or an entry failed; a transfer is retried with backoff.
+    /// A transfer or an entry failed; a transfer is retried with backoff, and given up for
+    /// the session after a few attempts (an event saying so), to be tried again after a
+    /// reconnect or a restart.
     TransferFailed {
         path: String,
         error: String,

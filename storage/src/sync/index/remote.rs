@@ -5,6 +5,19 @@
 //! The index is not changed here: the caller makes the disk match the decision, then
 //! [`Index::record`]s the entry the decision names, so that a crash between the two leaves an
 //! index that still describes the disk.
+//!
+//! Who keeps the loser: always the node that made it, when it judges the winner's entry as a
+//! [`Decision::Conflict`] it lost ([`Conflict::local_copy_name`]). That only works if the
+//! loser does see a conflict: a winner that recorded the merged entry
+//! ([`Conflict::resolved`]) before sending its own version would send an entry that
+//! dominates the loser's, which the loser would take as a plain [`Decision::Accept`] and
+//! overwrite its version without a copy (data loss). So a node whose version wins against a
+//! peer's version that has content to keep records nothing ([`Conflict::to_record`] is
+//! `None`): its own, unmerged, entry stays concurrent with the peer's, the peer sees the
+//! conflict, keeps its copy, and records and sends back the merged entry, which this node then
+//! accepts without moving anything (same content). The cost: if the winner changes the file
+//! again before that merged entry comes back, the peer's merged version (the winner's older
+//! content) is kept as one more conflict copy: an extra copy, never a lost one.
 
 use std::time::SystemTime;
 
@@ -41,8 +54,9 @@ pub struct Conflict {
     pub local: Entry,
     pub remote: Entry,
     pub winner: Side,
-    /// The winner with both histories merged: record it once the disk holds the winner. Both
-    /// nodes reach the same entry, so the path is then in sync without another round.
+    /// The winner with both histories merged: record it once the disk holds the winner (but
+    /// see [`Conflict::to_record`]: not on the winning node while the loser has yet to keep
+    /// its copy). Both nodes reach the same entry, so the path is then in sync.
     pub resolved: Entry,
 }
 
@@ -60,6 +74,23 @@ impl Conflict {
             Side::Local => &self.remote,
             Side::Remote => &self.local,
         }
+    }
+
+    /// Whether the losing version is the peer's and has something the peer must keep as a
+    /// conflict copy (not a deletion, not a directory against a directory).
+    pub fn remote_keeps_copy(&self) -> bool {
+        self.winner == Side::Local
+            && !self.remote.deleted
+            && !(self.remote.kind == Kind::Dir && self.local.kind == Kind::Dir)
+    }
+
+    /// What to record once the disk holds the winner: [`Conflict::resolved`], except when our
+    /// version won against a peer's version that the peer must keep as a copy
+    /// ([`Conflict::remote_keeps_copy`]): then nothing, so that our entry stays concurrent
+    /// with the peer's and the peer sees the conflict, keeps its copy and sends the merge back
+    /// (see the module's docs).
+    pub fn to_record(&self) -> Option<&Entry> {
+        (!self.remote_keeps_copy()).then_some(&self.resolved)
     }
 
     /// Where to keep our losing version before the winner replaces it:

@@ -365,6 +365,10 @@ fn concurrent_changes_go_newest_wins_and_a_modification_beats_a_deletion() {
     assert_eq!(conflict.resolved.hash, ours.hash);
     assert_eq!(conflict.resolved.version, merged);
     assert_eq!(conflict.local_copy_name(at), None);
+    // The peer must keep its loser: the merge, which would dominate the peer's version and
+    // make it overwrite its file without a copy, is not recorded here.
+    assert!(conflict.remote_keeps_copy());
+    assert_eq!(conflict.to_record(), None);
 
     // Same mtime: the greater node name wins, on both nodes alike.
     let tie = remote("d/report.pdf", "b", &[("a", 1), ("b", 2)], b"theirs", 200);
@@ -399,6 +403,9 @@ fn concurrent_changes_go_newest_wins_and_a_modification_beats_a_deletion() {
     };
     assert_eq!(conflict.winner, Side::Local);
     assert!(!conflict.resolved.deleted);
+    // A losing deletion has nothing to keep: the merge is recorded at once.
+    assert!(!conflict.remote_keeps_copy());
+    assert_eq!(conflict.to_record(), Some(&conflict.resolved));
     // And the other way round: our deletion loses, nothing to keep.
     let mut deleter = Index::new("a").unwrap();
     deleter.record(tombstone(ours.clone()));

@@ -33,6 +33,8 @@ const END: u8 = 0x18;
 const STALE: u8 = 0x19;
 const FAILED: u8 = 0x1A;
 const REFUSE: u8 = 0x1B;
+const PING: u8 = 0x1C;
+const PONG: u8 = 0x1D;
 
 /// A frame that is not a valid message, or a stream that ended inside one.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +106,7 @@ pub fn encode(msg: &Message, dst: &mut BytesMut) -> Result<(), ProtoError> {
             put_str16(dst, reason);
         }
         Message::Refuse { reason } => put_str16(dst, reason),
+        Message::Ping { nonce } | Message::Pong { nonce } => dst.put_u64(*nonce),
     }
     let len = dst.len() - start - HEADER_LEN;
     if len > MAX_PAYLOAD {
@@ -160,6 +163,8 @@ fn type_of(msg: &Message) -> u8 {
         Message::Stale { .. } => STALE,
         Message::Failed { .. } => FAILED,
         Message::Refuse { .. } => REFUSE,
+        Message::Ping { .. } => PING,
+        Message::Pong { .. } => PONG,
     }
 }
 
@@ -177,6 +182,8 @@ fn decode_payload(ty: u8, payload: Bytes) -> Result<Message, ProtoError> {
         STALE => "Stale",
         FAILED => "Failed",
         REFUSE => "Refuse",
+        PING => "Ping",
+        PONG => "Pong",
         other => return Err(ProtoError::UnknownType(other)),
     };
     let mut r = Reader {
@@ -236,6 +243,8 @@ fn decode_payload(ty: u8, payload: Bytes) -> Result<Message, ProtoError> {
             id: r.u32()?,
             reason: r.str16()?,
         },
+        PING => Message::Ping { nonce: r.u64()? },
+        PONG => Message::Pong { nonce: r.u64()? },
         _ => Message::Refuse { reason: r.str16()? },
     };
     if !r.buf.is_empty() {

@@ -27,6 +27,8 @@
 //!   0x19 Stale    id u32                          the file is no longer that version
 //!   0x1A Failed   id u32 | reason str16           the sender could not read it
 //!   0x1B Refuse   reason str16                    the Hello was not accepted
+//!   0x1C Ping     nonce u64                       "still there?" (sent when idle)
+//!   0x1D Pong     nonce u64                       the answer, with the Ping's nonce
 //! ```
 //!
 //! Each side sends a Hello; the side that will receive answers the other's with Resume (from
@@ -52,8 +54,8 @@ pub use stream::{ProtoReader, ProtoWriter};
 /// The first two octets of every frame (the volume's is 0xF1C5).
 pub const MAGIC: u16 = 0xF1C6;
 
-/// The protocol version in the Hello.
-pub const VERSION: u16 = 1;
+/// The protocol version in the Hello (2: Ping and Pong, which version 1 did not know).
+pub const VERSION: u16 = 2;
 
 /// What starts the handshake's MACs, so that a volume's response never verifies here.
 pub const AUTH_LABEL: &[u8] = b"fulcrum-sync v1";
@@ -106,6 +108,8 @@ pub enum Message {
     Stale { id: u32 },
     Failed { id: u32, reason: String },
     Refuse { reason: String },
+    Ping { nonce: u64 },
+    Pong { nonce: u64 },
 }
 
 /// A request for one version of a file's content.
@@ -134,6 +138,8 @@ impl Message {
             Self::Stale { .. } => "Stale",
             Self::Failed { .. } => "Failed",
             Self::Refuse { .. } => "Refuse",
+            Self::Ping { .. } => "Ping",
+            Self::Pong { .. } => "Pong",
         }
     }
 }

@@ -12,13 +12,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use fulcrum_common::{ConfigError, Duration, Size, Spanned, list_or_none, secret};
+use fulcrum_common::{ConfigError, Duration, Size, Spanned, list_or_none};
 
 use super::{
-    BLOCK_SIZE, Backing, BackingKind, MAX_EXPORT_NAME, NbdConfig, Policy, SharedSecret,
-    SplitBrainPolicies, VolumeConfig,
+    BLOCK_SIZE, Backing, BackingKind, MAX_EXPORT_NAME, NbdConfig, Policy, SplitBrainPolicies,
+    VolumeConfig,
     section::{NbdSection, SplitBrainSection, VolumeSection},
 };
+use crate::config_check::{self, Kind, binds_overlap};
 
 /// DRBD's `timeout` range (`DRBD_TIMEOUT_MIN`..`MAX`: 1 to 600 tenths of a second).
 const TIMEOUT: RangeInclusive<std::time::Duration> =
@@ -28,8 +29,14 @@ const TIMEOUT: RangeInclusive<std::time::Duration> =
 const INTERVAL: RangeInclusive<std::time::Duration> =
     std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(120);
 
-/// The longest volume name: it names files in `state_dir`.
-const MAX_NAME: usize = 64;
+/// How the shared checks speak of a volume.
+const VOLUME: Kind = Kind {
+    what: "volume",
+    state: "files",
+    example_name: "nfs",
+    example_addr: "10.1.88.175:7788",
+    named_by: "the peer",
+};
 
 /// Split-brain policy names of DRBD that Fulcrum does not implement, with why.
 const DRBD_ONLY_POLICIES: &[(&str, &str)] = &[
@@ -49,17 +56,22 @@ impl VolumeSection {
     pub fn build(&self, name: &Spanned<String>) -> Result<VolumeConfig, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let name_str = name.get_ref().as_str();
-        check_name(name, &mut errors);
+        VOLUME.check_name(name, &mut errors);
 
-        let listen = parse_addr(&self.listen, "listen", &mut errors);
-        let peer = parse_addr(&self.peer, "peer", &mut errors);
+        let listen = VOLUME.parse_addr(&self.listen, "listen", &mut errors);
+        let peer = VOLUME.parse_addr(&self.peer, "peer", &mut errors);
         if let Some(listen) = listen {
-            check_listen(listen, &self.listen, &mut errors);
+            VOLUME.check_listen(listen, &self.listen, &mut errors);
         }
         if let Some(peer) = peer {
             check_peer(peer, listen, &self.peer, &mut errors);
         }
-        let shared_secret = build_secret(name, self, &mut errors);
+        let shared_secret = VOLUME.build_secret(
+            name,
+            self.shared_secret.as_ref(),
+            self.shared_secret_file.as_ref(),
+            &mut errors,
+        );
         let backing = build_backing(self, &mut errors);
         let nbd = self
             .nbd
@@ -114,20 +126,7 @@ impl VolumeSection {
 pub fn build_all(
     sections: &BTreeMap<Spanned<String>, VolumeSection>,
 ) -> Result<Vec<VolumeConfig>, Vec<ConfigError>> {
-    let mut errors = Vec::new();
-    let mut built = Vec::with_capacity(sections.len());
-    for (name, section) in sections {
-        match section.build(name) {
-            Ok(volume) => built.push((section, volume)),
-            Err(e) => errors.extend(e),
-        }
-    }
-    check_distinct(&built, &mut errors);
-    if errors.is_empty() {
-        Ok(built.into_iter().map(|(_, volume)| volume).collect())
-    } else {
-        Err(errors)
-    }
+    config_check::build_all(sections, VolumeSection::build, check_distinct)
 }
 
 /// Every `follow_vrrp` names one of `instances` (the `[vrrp.instance.NAME]`s defined). For the
@@ -150,65 +149,6 @@ pub fn check_follow_vrrp(volumes: &[VolumeConfig], instances: &[&str]) -> Vec<Co
             })
         })
         .collect()
-}
-
-fn check_name(name: &Spanned<String>, errors: &mut Vec<ConfigError>) {
-    let text = name.get_ref();
-    let valid = !text.is_empty()
-        && text.len() <= MAX_NAME
-        && !text.starts_with('.')
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !valid {
-        errors.push(ConfigError::at(
-            name,
-            format!(
-                "`{text}` cannot name a volume: use 1 to {MAX_NAME} letters, digits, `-`, `_` or \
-                 `.`, not starting with `.` (it names files in state_dir), e.g. \"nfs\""
-            ),
-        ));
-    }
-}
-
-/// `IP:port`, with a hint when the port or the brackets of IPv6 are missing.
-fn parse_addr(
-    text: &Spanned<String>,
-    key: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<SocketAddr> {
-    let value = text.get_ref().trim();
-    let parsed = value.parse::<SocketAddr>();
-    if parsed.is_err() {
-        let hint = if value.parse::<std::net::IpAddr>().is_ok() {
-            " (the port is missing)"
-        } else {
-            ""
-        };
-        errors.push(ConfigError::at(
-            text,
-            format!(
-                "{key}: `{value}` is not IP:port{hint}: write e.g. \"10.1.88.175:7788\", or \
-                 \"[2001:db8::1]:7788\" for IPv6"
-            ),
-        ));
-    }
-    parsed.ok()
-}
-
-/// The replication port is fixed: the peer's `peer` names it.
-fn check_listen(addr: SocketAddr, text: &Spanned<String>, errors: &mut Vec<ConfigError>) {
-    if addr.port() == 0 {
-        errors.push(ConfigError::at(
-            text,
-            "listen: port 0 cannot be named by the peer: give a port, e.g. 7788",
-        ));
-    } else if addr.ip().is_multicast() {
-        errors.push(ConfigError::at(
-            text,
-            format!("listen: {} is a multicast address", addr.ip()),
-        ));
-    }
 }
 
 fn check_peer(
@@ -238,50 +178,6 @@ fn check_peer(
                  connect over one"
             ),
         ));
-    }
-}
-
-/// `shared_secret` or `shared_secret_file`: exactly one, not empty.
-fn build_secret(
-    name: &Spanned<String>,
-    section: &VolumeSection,
-    errors: &mut Vec<ConfigError>,
-) -> Option<SharedSecret> {
-    // `secret::resolve` takes the inline value as a string; it never prints it.
-    let inline = section
-        .shared_secret
-        .as_ref()
-        .map(|s| Spanned::new(s.span(), s.get_ref().0.clone()));
-    let file = section.shared_secret_file.as_ref();
-    match secret::resolve("shared_secret", inline.as_ref(), file) {
-        Ok(Some(value)) if value.is_empty() => {
-            let span = inline
-                .as_ref()
-                .map(Spanned::span)
-                .or_else(|| file.map(Spanned::span))
-                .unwrap_or_else(|| name.span());
-            errors.push(ConfigError::spanned(
-                span,
-                "shared_secret is empty: the peers authenticate each other with it",
-            ));
-            None
-        }
-        Ok(Some(value)) => Some(SharedSecret(value)),
-        Ok(None) => {
-            errors.push(ConfigError::at(
-                name,
-                format!(
-                    "volume `{}` needs `shared_secret` (or `shared_secret_file`): the peers \
-                     authenticate each other with it",
-                    name.get_ref()
-                ),
-            ));
-            None
-        }
-        Err(e) => {
-            errors.push(e);
-            None
-        }
     }
 }
 
@@ -437,7 +333,7 @@ fn build_nbd(
     listen: Option<SocketAddr>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<NbdConfig> {
-    let addr = parse_addr(&section.listen, "nbd.listen", errors);
+    let addr = VOLUME.parse_addr(&section.listen, "nbd.listen", errors);
     if let (Some(addr), Some(listen)) = (addr, listen)
         && binds_overlap(addr, listen)
     {
@@ -602,15 +498,6 @@ fn check_timers(section: &VolumeSection, errors: &mut Vec<ConfigError>) {
 /// Whether a value came from a `default` function rather than the file (those have no span).
 fn is_default<T>(value: &Spanned<T>) -> bool {
     value.span() == (0..0)
-}
-
-/// Whether two listeners cannot both bind: the same port and address, or the same port with a
-/// wildcard address of the same family. Port 0 (any free port) never collides.
-fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port()
-        && a.port() != 0
-        && a.is_ipv4() == b.is_ipv4()
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// No two volumes share a listener (`listen` or `nbd.listen`), a `peer` or a backing store;

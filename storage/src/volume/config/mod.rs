@@ -260,6 +260,11 @@ impl SharedSecret {
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
+
+    /// The key's text (the config builders hand it to `secret::resolve`, which never prints it).
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for SharedSecret {

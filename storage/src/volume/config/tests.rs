@@ -64,20 +64,12 @@ fn built_all(text: &str) -> Result<Vec<VolumeConfig>, Vec<ConfigError>> {
 }
 
 fn built(text: &str) -> VolumeConfig {
-    let mut all = built_all(text).unwrap_or_else(|errors| panic!("{errors:#?}"));
-    assert_eq!(all.len(), 1);
-    all.remove(0)
+    crate::test_support::only(built_all(text))
 }
 
 /// Each error as (the text its span covers, its message).
 fn errors(text: &str) -> Vec<(String, String)> {
-    match built_all(text) {
-        Ok(_) => Vec::new(),
-        Err(errors) => errors
-            .into_iter()
-            .map(|e| (text[e.span.unwrap()].to_owned(), e.message))
-            .collect(),
-    }
+    crate::test_support::error_spans(text, built_all(text))
 }
 
 /// The one error of `text`: where it points and its message.

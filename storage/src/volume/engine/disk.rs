@@ -5,18 +5,14 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use crate::positional::{self, read_at, write_at, write_zeroes_at};
 use crate::volume::config::{Backing, BackingKind};
 use crate::volume::peer::Digest;
-
-/// Zeroes for WRITE_ZEROES, a chunk at a time (in `.bss`: no memory until read).
-static ZEROES: [u8; ZERO_CHUNK] = [0; ZERO_CHUNK];
-const ZERO_CHUNK: usize = 1 << 20;
 
 /// Linux's EIO: what a failing disk returns.
 const EIO: i32 = 5;
@@ -113,43 +109,20 @@ impl LocalDisk {
 
     pub(crate) async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         self.faults.check(offset, len as u64)?;
-        self.blocking(move |file| {
-            let mut buf = vec![0; len];
-            file.read_exact_at(&mut buf, offset)?;
-            Ok(Bytes::from(buf))
-        })
-        .await
+        self.blocking(move |file| read_at(file, offset, len)).await
     }
 
     /// Writes `data` at `offset`; with `sync`, returns once it is on stable storage.
     pub(crate) async fn write(&self, offset: u64, data: Bytes, sync: bool) -> io::Result<()> {
         self.faults.check(offset, data.len() as u64)?;
-        self.blocking(move |file| {
-            file.write_all_at(&data, offset)?;
-            if sync {
-                file.sync_data()?;
-            }
-            Ok(())
-        })
-        .await
+        self.blocking(move |file| write_at(file, offset, &data, sync))
+            .await
     }
 
     pub(crate) async fn write_zeroes(&self, offset: u64, len: u64, sync: bool) -> io::Result<()> {
         self.faults.check(offset, len)?;
-        self.blocking(move |file| {
-            let mut done = 0;
-            while done < len {
-                let chunk = (len - done).min(ZERO_CHUNK as u64);
-                let chunk_len = usize::try_from(chunk).unwrap_or(ZERO_CHUNK);
-                file.write_all_at(&ZEROES[..chunk_len], offset + done)?;
-                done += chunk;
-            }
-            if sync {
-                file.sync_data()?;
-            }
-            Ok(())
-        })
-        .await
+        self.blocking(move |file| write_zeroes_at(file, offset, len, sync))
+            .await
     }
 
     /// Reads `[offset, offset + len)` and returns the digest of each `block`-sized piece of it
@@ -162,8 +135,7 @@ impl LocalDisk {
     ) -> io::Result<Vec<Digest>> {
         self.faults.check(offset, len as u64)?;
         self.blocking(move |file| {
-            let mut buf = vec![0; len];
-            file.read_exact_at(&mut buf, offset)?;
+            let buf = read_at(file, offset, len)?;
             Ok(buf.chunks(block.max(1)).map(digest).collect())
         })
         .await
@@ -178,8 +150,7 @@ impl LocalDisk {
         T: Send + 'static,
         F: FnOnce(&File) -> io::Result<T> + Send + 'static,
     {
-        let file = Arc::clone(&self.file);
-        tokio::task::spawn_blocking(move || op(&file))
+        positional::blocking(&self.file, op)
             .await
             .map_err(io::Error::other)?
     }

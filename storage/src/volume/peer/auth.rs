@@ -143,9 +143,11 @@ pub enum AuthError {
     SameSide(Side),
     #[error("protocol version mismatch: we speak {ours}, the peer {theirs}")]
     VersionMismatch { ours: u16, theirs: u16 },
-    /// The first octets were not a Fulcrum frame.
-    #[error("the peer does not speak the Fulcrum volume protocol (it began with {0:#06x})")]
-    NotFulcrum(u16),
+    /// The first octets were not a Fulcrum frame. `protocol` is the protocol's name from its
+    /// label ([`protocol_name`]): "volume" for [`authenticate`], "sync" for the directory
+    /// sync's label.
+    #[error("the peer does not speak the Fulcrum {protocol} protocol (it began with {magic:#06x})")]
+    NotFulcrum { magic: u16, protocol: &'static str },
     #[error("malformed handshake from the peer: {0}")]
     Malformed(#[source] WireError),
     #[error("the peer sent {0} out of turn")]
@@ -178,7 +180,11 @@ impl AuthError {
 impl From<WireError> for AuthError {
     fn from(error: WireError) -> Self {
         match error {
-            WireError::BadMagic(magic) => Self::NotFulcrum(magic),
+            // Named for the volume here; `authenticate_labelled` renames it for its label.
+            WireError::BadMagic(magic) => Self::NotFulcrum {
+                magic,
+                protocol: "volume",
+            },
             WireError::Io(error) => Self::Io(error),
             other => Self::Malformed(other),
         }
@@ -216,19 +222,37 @@ pub async fn authenticate_labelled<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let protocol = protocol_name(label);
     let handshake = handshake(stream, secret, label, we_are);
     let result = match tokio::time::timeout(timeout, handshake).await {
         Ok(result) => result,
         Err(_elapsed) => Err(AuthError::Timeout(timeout)),
-    };
+    }
+    .map_err(|error| match error {
+        AuthError::NotFulcrum { magic, .. } => AuthError::NotFulcrum { magic, protocol },
+        other => other,
+    });
     match &result {
-        Ok(()) => debug!(side = %we_are, "peer authenticated"),
+        Ok(()) => debug!(side = %we_are, protocol, "peer authenticated"),
         Err(error) if error.is_rejection() => {
-            warn!(side = %we_are, %error, "peer authentication refused");
+            warn!(side = %we_are, protocol, %error, "peer authentication refused");
         }
-        Err(error) => info!(side = %we_are, %error, "peer authentication failed"),
+        Err(error) => info!(side = %we_are, protocol, %error, "peer authentication failed"),
     }
     result
+}
+
+/// A protocol's name in messages, from its handshake label: `fulcrum-volume v1` -> `volume`,
+/// `fulcrum-sync v1` -> `sync`; a label not of that shape is named as it is.
+pub fn protocol_name(label: &'static [u8]) -> &'static str {
+    let Ok(label) = std::str::from_utf8(label) else {
+        return "unnamed";
+    };
+    let name = label.strip_prefix("fulcrum-").unwrap_or(label);
+    match name.rsplit_once(" v") {
+        Some((name, version)) if version.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => name,
+    }
 }
 
 async fn handshake<S>(
@@ -372,7 +396,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match read_frame(stream).await {
-        Err(error @ (AuthError::Malformed(_) | AuthError::NotFulcrum(_))) => {
+        Err(error @ (AuthError::Malformed(_) | AuthError::NotFulcrum { .. })) => {
             Err(refuse(stream, Refusal::Malformed, error).await)
         }
         other => other,

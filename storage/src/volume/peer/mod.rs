@@ -21,6 +21,7 @@ mod wire;
 
 pub use auth::{
     AuthError, CHALLENGE_LEN, Refusal, Side, VERSION, authenticate, authenticate_labelled,
+    protocol_name,
 };
 pub use backoff::{Backoff, MIN_CONNECT_INTERVAL};
 pub use message::{

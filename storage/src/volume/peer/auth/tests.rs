@@ -246,9 +246,43 @@ async fn against_bytes(bytes: &[u8]) -> Result<(), AuthError> {
 async fn a_peer_that_is_not_fulcrum_is_told_apart() {
     let result = against_bytes(b"GET / HTTP/1.1\r\nHost: lb1\r\n\r\n").await;
     assert!(
-        matches!(result, Err(AuthError::NotFulcrum(0x4745))),
+        matches!(
+            result,
+            Err(AuthError::NotFulcrum {
+                magic: 0x4745,
+                protocol: "volume"
+            })
+        ),
         "{result:?}"
     );
+    let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("the Fulcrum volume protocol"), "{message}");
+}
+
+// Input: an HTTP request to the sync's handshake (its own label). Output: the error names the
+// sync protocol, not the volume's; the labels' names.
+#[tokio::test]
+async fn a_labelled_handshake_names_its_protocol() {
+    let (mut ours, mut fake) = tokio::io::duplex(4096);
+    fake.write_all(b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .expect("write");
+    let result = authenticate_labelled(
+        &mut ours,
+        SECRET,
+        b"fulcrum-sync v1",
+        Side::Accepting,
+        TIMEOUT,
+    )
+    .await;
+    let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("does not speak the Fulcrum sync protocol"),
+        "{message}"
+    );
+    assert_eq!(protocol_name(b"fulcrum-volume v1"), "volume");
+    assert_eq!(protocol_name(b"fulcrum-sync v1"), "sync");
+    assert_eq!(protocol_name(b"other"), "other");
 }
 
 // Input: a header announcing 4 GiB. Output: refused from the header, nothing buffered.
