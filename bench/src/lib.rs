@@ -1,7 +1,7 @@
 //! Fulcrum's test and benchmark tooling: the origin server every test puts behind the proxy, the
 //! load generator, bulk TCP streams, a metrics scraper, the side-by-side comparison with HAProxy,
-//! the failover gap against keepalived, the NBD export against qemu-nbd, and the small parsers
-//! the `fulcrum-bench` command line shares.
+//! the failover gap against keepalived, the NBD export against qemu-nbd, the directory sync
+//! against lsyncd and rsync, and the small parsers the `fulcrum-bench` command line shares.
 
 pub mod bulk;
 pub mod compare;
@@ -11,3 +11,4 @@ pub mod nbd;
 pub mod origin;
 pub mod scrape;
 pub mod size;
+pub mod sync;

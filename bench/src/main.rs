@@ -31,6 +31,9 @@ enum Command {
     /// Measure Fulcrum's replicated volume over NBD against qemu-nbd: sequential writes alone
     /// and as a protocol C pair, 4 KiB write latency, and a resync.
     Nbd(cli::nbd::Args),
+    /// Measure Fulcrum's two-way directory sync against lsyncd and rsync: 4 KiB change
+    /// latency, the initial sync of a tree, and the bytes a 1% change sends.
+    Sync(cli::sync::Args),
     /// Connect to an address every few ms and record which connects failed (`failover`'s
     /// client, run inside its client namespace).
     #[command(hide = true)]
@@ -55,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Compare(args) => cli::compare::run(args).await,
         Command::Failover(args) => cli::failover::run(args).await,
         Command::Nbd(args) => cli::nbd::run(args).await,
+        Command::Sync(args) => cli::sync::run(args).await,
         Command::Probe(args) => cli::probe::run(args).await,
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod nbd;
 pub(crate) mod origin;
 pub(crate) mod probe;
 pub(crate) mod scrape;
+pub(crate) mod sync;
 
 use std::io;
 

@@ -1,0 +1,210 @@
+//! The tables of a sync run: the machine and the set-up, the medians with Fulcrum's ratio to
+//! the reference, the goals, and every round.
+
+use std::fmt::Write as _;
+
+use super::report::SyncReport;
+
+/// The whole Markdown file.
+pub fn render_markdown(report: &SyncReport) -> String {
+    let mut md = String::new();
+    let date = report.date.get(..10).unwrap_or(&report.date);
+    let (m, s, sum) = (&report.machine, &report.settings, &report.summary);
+    let _ = writeln!(
+        md,
+        "# Directory sync, Fulcrum vs lsyncd and rsync, {date}\n"
+    );
+    let _ = writeln!(
+        md,
+        "Made on {} by:\n\n```sh\n{}\n```\n",
+        report.date, report.command
+    );
+    md.push_str("| machine | |\n|---|---|\n");
+    let _ = writeln!(md, "| CPU | {} ({} logical CPUs) |", m.cpu_model, m.cores);
+    let _ = writeln!(md, "| kernel | {} |", m.kernel);
+    let _ = writeln!(md, "| trees | {} ({}) |", s.dir.display(), m.filesystem);
+    let _ = writeln!(md, "| Fulcrum | {} |", m.fulcrum_version);
+    let _ = writeln!(md, "| rsync | {} |", m.rsync_version);
+    let _ = writeln!(md, "| lsyncd | {} |", m.lsyncd_version);
+    let _ = writeln!(
+        md,
+        "| Fulcrum | two `fulcrum run` processes on loopback, one `[sync.bench]` each, `delay = \"{}ms\"` |",
+        s.delay_ms
+    );
+    let _ = writeln!(
+        md,
+        "| references | an rsync daemon on loopback (`rsync --daemon`, a writable module on B's directory); lsyncd `default.rsync` to it with `delay = {}`; `rsync -a` to it |",
+        s.delay_ms / 1000.0
+    );
+    let _ = writeln!(
+        md,
+        "| latency | {} rewrites of a {}-byte file on A (new bytes and mtime each time), each timed until B's copy reads back the new bytes (read every 100 µs) |",
+        s.changes, s.change_bytes
+    );
+    let _ = writeln!(
+        md,
+        "| initial sync | {} files, {} bytes (most below 64 KiB, 1 in 1000 large); Fulcrum: from starting B on an empty directory (A up and indexed) until A has nothing pending and B lists the same files; rsync: `rsync -a` wall time |",
+        s.files, s.tree_bytes
+    );
+    let _ = writeln!(
+        md,
+        "| delta | {} of a {}-byte file rewritten in place in {} regions; Fulcrum: A's `bytes_sent` (file data and deltas); rsync: `--stats` Total bytes sent |",
+        s.delta_change_bytes, s.delta_file_bytes, s.delta_regions
+    );
+    let _ = writeln!(
+        md,
+        "| runs | {} round(s); Fulcrum first in odd rounds, the reference first in even ones |\n",
+        s.rounds
+    );
+
+    md.push_str(
+        "Each cell is the median over the rounds; the ratio is Fulcrum's over the reference's.\n\n",
+    );
+    md.push_str(
+        "| measure | Fulcrum | reference | reference is | ×reference |\n|---|---:|---:|---|---:|\n",
+    );
+    let rows = [
+        (
+            "4 KiB change, p50 (ms)",
+            sum.fulcrum_p50_ms,
+            sum.lsyncd_p50_ms,
+            "lsyncd + rsync daemon",
+            sum.p50_ratio,
+            1,
+        ),
+        (
+            "4 KiB change, p99 (ms)",
+            sum.fulcrum_p99_ms,
+            sum.lsyncd_p99_ms,
+            "lsyncd + rsync daemon",
+            sum.p99_ratio,
+            1,
+        ),
+        (
+            "initial sync (s)",
+            sum.fulcrum_initial_s,
+            sum.rsync_initial_s,
+            "`rsync -a` to the daemon",
+            sum.initial_ratio,
+            2,
+        ),
+        (
+            "bytes sent for the 1% change",
+            sum.fulcrum_delta_bytes,
+            sum.rsync_delta_bytes,
+            "`rsync -a` to the daemon",
+            sum.delta_ratio,
+            0,
+        ),
+    ];
+    for (name, fulcrum, reference, what, ratio, decimals) in rows {
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {what} | {} |",
+            number(fulcrum, decimals),
+            number(reference, decimals),
+            number(ratio, 2)
+        );
+    }
+    md.push_str("\n| goal (issue 8) | measured | bound | met |\n|---|---:|---:|---|\n");
+    for goal in &sum.goals {
+        let _ = writeln!(
+            md,
+            "| {} | {} | ≤ {} | {} |",
+            goal.description,
+            number(goal.measured, 2),
+            goal.bound,
+            match goal.met {
+                Some(true) => "**met**",
+                Some(false) => "**not met**",
+                None => "not measured",
+            }
+        );
+    }
+
+    md.push_str("\n## Rounds\n\n| round | latency | p50 (ms) | p99 (ms) | mean (ms) | max (ms) |\n|---:|---|---:|---:|---:|---:|\n");
+    for r in &report.latency {
+        let tool = label(r.tool, "lsyncd");
+        match &r.error {
+            Some(e) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {tool} | failed: {} | | | |",
+                    r.round,
+                    first_line(e)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {tool} | {} | {} | {} | {} |",
+                    r.round,
+                    number(r.p50_ms, 1),
+                    number(r.p99_ms, 1),
+                    number(r.mean_ms, 1),
+                    number(r.max_ms, 1)
+                );
+            }
+        }
+    }
+    md.push_str("\n| round | initial sync | seconds | MiB/s |\n|---:|---|---:|---:|\n");
+    for r in &report.initial {
+        let tool = label(r.tool, "rsync -a");
+        match &r.error {
+            Some(e) => {
+                let _ = writeln!(md, "| {} | {tool} | failed: {} | |", r.round, first_line(e));
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {tool} | {} | {} |",
+                    r.round,
+                    number(r.seconds, 2),
+                    number(r.mib_per_s, 0)
+                );
+            }
+        }
+    }
+    md.push_str("\n| round | delta | bytes sent | bytes received | saved by delta | seconds |\n|---:|---|---:|---:|---:|---:|\n");
+    for r in &report.delta {
+        let tool = label(r.tool, "rsync -a");
+        match &r.error {
+            Some(e) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {tool} | failed: {} | | | |",
+                    r.round,
+                    first_line(e)
+                );
+            }
+            None => {
+                let int = |v: Option<u64>| v.map_or_else(|| "–".to_owned(), |v| v.to_string());
+                let _ = writeln!(
+                    md,
+                    "| {} | {tool} | {} | {} | {} | {} |",
+                    r.round,
+                    int(r.bytes_sent),
+                    int(r.bytes_received),
+                    int(r.bytes_saved_by_delta),
+                    number(r.seconds, 2)
+                );
+            }
+        }
+    }
+    md
+}
+
+fn label(tool: super::Tool, reference: &'static str) -> &'static str {
+    match tool {
+        super::Tool::Fulcrum => "Fulcrum",
+        super::Tool::Reference => reference,
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().replace('|', "\\|")
+}
+
+fn number(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
+}
