@@ -11,15 +11,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use fulcrum_storage::sync::SyncOptions;
 use fulcrum_storage::sync::config::SharedSecret;
 use fulcrum_storage::sync::index::{Entry, Kind, VersionVector};
-use fulcrum_storage::sync::proto::{
-    self, AUTH_LABEL, FLAG_SENDS, Hello, Message, ProtoReader, ProtoWriter,
-};
+use fulcrum_storage::sync::proto::{self, Message};
 use fulcrum_storage::sync::watch::Options as WatchOptions;
-use fulcrum_storage::volume::peer::{Side, authenticate_labelled};
-use support::{Node, SECRET, SET, connected, converge, nodes, tree, wait_for};
+use fulcrum_storage::sync::{SyncOptions, SyncSet};
+use fulcrum_storage::volume::peer::Side;
+use support::{
+    Node, SET, Writer, authenticated, connected, converge, hello, next_within, node_for_raw_peer,
+    nodes, raw_peer, started_pair, started_pair_with, stop_both, tree, wait_for,
+};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -35,29 +36,23 @@ async fn ops_propagate(from: &Node, to: &Node, tag: &str) {
         println!("{tag}: {what} propagated in {took:?}");
         assert!(!tree(&to.root).is_empty() || what == "delete all");
     };
+    // Where `rel` is on `from`, under this direction's tag.
+    let at = |rel: &str| from.path(&format!("{tag}-{rel}"));
     from.write(&format!("{tag}-f.txt"), b"hello");
     check("create").await;
     from.write(&format!("{tag}-f.txt"), b"hello, modified");
-    fs::set_permissions(
-        from.path(&format!("{tag}-f.txt")),
-        fs::Permissions::from_mode(0o640),
-    )
-    .unwrap();
+    fs::set_permissions(at("f.txt"), fs::Permissions::from_mode(0o640)).unwrap();
     check("modify + chmod").await;
     {
         use std::io::Write;
         let mut f = fs::OpenOptions::new()
             .append(true)
-            .open(from.path(&format!("{tag}-f.txt")))
+            .open(at("f.txt"))
             .unwrap();
         f.write_all(b" and appended").unwrap();
     }
     check("append").await;
-    fs::rename(
-        from.path(&format!("{tag}-f.txt")),
-        from.path(&format!("{tag}-g.txt")),
-    )
-    .unwrap();
+    fs::rename(at("f.txt"), at("g.txt")).unwrap();
     check("rename").await;
     for i in 0..20 {
         from.write(
@@ -65,16 +60,12 @@ async fn ops_propagate(from: &Node, to: &Node, tag: &str) {
             &vec![i as u8; 1000 + i],
         );
     }
-    std::os::unix::fs::symlink("sub0/file0.bin", from.path(&format!("{tag}-tree/link"))).unwrap();
+    std::os::unix::fs::symlink("sub0/file0.bin", at("tree/link")).unwrap();
     check("tree + symlink").await;
-    fs::rename(
-        from.path(&format!("{tag}-tree")),
-        from.path(&format!("{tag}-moved")),
-    )
-    .unwrap();
+    fs::rename(at("tree"), at("moved")).unwrap();
     check("directory rename").await;
-    fs::remove_file(from.path(&format!("{tag}-g.txt"))).unwrap();
-    fs::remove_dir_all(from.path(&format!("{tag}-moved"))).unwrap();
+    fs::remove_file(at("g.txt")).unwrap();
+    fs::remove_dir_all(at("moved")).unwrap();
     check("delete all").await;
 }
 
@@ -83,10 +74,7 @@ async fn ops_propagate(from: &Node, to: &Node, tag: &str) {
 // time; the renames moved files locally instead of transferring them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn changes_propagate_both_ways() {
-    let mut n = nodes(&["a", "b"]);
-    let a = n[0].start().await;
-    let b = n[1].start().await;
-    connected(&a, 5 * SECOND).await;
+    let (mut n, a, b) = started_pair().await;
     ops_propagate(&n[0], &n[1], "fromA").await;
     ops_propagate(&n[1], &n[0], "fromB").await;
     let (sa, sb) = (a.status(), b.status());
@@ -101,18 +89,14 @@ async fn changes_propagate_both_ways() {
     );
     assert_eq!(sa.counters.errors + sb.counters.errors, 0);
     assert!(sb.counters.deletes >= 1);
-    a.stop().await.unwrap();
-    b.stop().await.unwrap();
+    stop_both(a, b).await;
     drop(n.pop());
 }
 
 // Input: A and B each write a different file at the same moment. Output: both on both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn simultaneous_writes_of_different_files_meet() {
-    let mut n = nodes(&["a", "b"]);
-    let a = n[0].start().await;
-    let b = n[1].start().await;
-    connected(&a, 5 * SECOND).await;
+    let (n, a, b) = started_pair().await;
     n[0].write("upload-a.jpg", &[1u8; 50_000]);
     n[1].write("upload-b.jpg", &[2u8; 60_000]);
     converge(&n[0], &n[1], PATIENCE).await;
@@ -124,23 +108,25 @@ async fn simultaneous_writes_of_different_files_meet() {
         fs::read(n[0].path("upload-b.jpg")).unwrap(),
         vec![2u8; 60_000]
     );
+    stop_both(a, b).await;
+}
+
+/// Writes `rel` as `original` on A (`n[0]`, running as `a`) and waits until B has it, then
+/// stops A and writes `edited` there, and lets 50 ms pass so that B's edit is the later one.
+async fn edit_on_a_while_down(n: &[Node], a: SyncSet, rel: &str, original: &[u8], edited: &[u8]) {
+    n[0].write(rel, original);
+    converge(&n[0], &n[1], PATIENCE).await;
     a.stop().await.unwrap();
-    b.stop().await.unwrap();
+    n[0].write(rel, edited);
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 // Input: the link is down (A stopped); A and B change the same file, B later. Output: after A
 // restarts both hold B's version and a conflict copy of A's; a conflict event on each side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_conflict_keeps_the_newer_and_a_copy_of_the_other() {
-    let mut n = nodes(&["a", "b"]);
-    let a = n[0].start().await;
-    let b = n[1].start().await;
-    connected(&a, 5 * SECOND).await;
-    n[0].write("report.txt", b"original");
-    converge(&n[0], &n[1], PATIENCE).await;
-    a.stop().await.unwrap();
-    n[0].write("report.txt", b"changed on a");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (mut n, a, b) = started_pair().await;
+    edit_on_a_while_down(&n, a, "report.txt", b"original", b"changed on a").await;
     n[1].write("report.txt", b"changed on b, later");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut b_events = b.subscribe();
@@ -164,18 +150,14 @@ async fn a_conflict_keeps_the_newer_and_a_copy_of_the_other() {
     };
     assert!(conflict(&mut a_events) || conflict(&mut b_events));
     assert!(a.status().conflicts + b.status().conflicts >= 1);
-    a.stop().await.unwrap();
-    b.stop().await.unwrap();
+    stop_both(a, b).await;
 }
 
 // Input: 200 files synced; B stopped; A changes one 100 KB file. Output: B catches up after its
 // restart with about that file's bytes sent, not the 200 files' again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restart_catches_up_with_the_changes_only() {
-    let mut n = nodes(&["a", "b"]);
-    let a = n[0].start().await;
-    let b = n[1].start().await;
-    connected(&a, 5 * SECOND).await;
+    let (mut n, a, b) = started_pair().await;
     for i in 0..200 {
         n[0].write(&format!("f{i:03}"), &vec![(i % 251) as u8; 10_000]);
     }
@@ -201,15 +183,13 @@ async fn a_restart_catches_up_with_the_changes_only() {
             .await
             .is_some()
     );
-    a.stop().await.unwrap();
-    b.stop().await.unwrap();
+    stop_both(a, b).await;
 }
 
 // Input: 5,000 files created in a burst on A, with a watcher that holds at most 500 pending
 // paths. Output: the watcher overflowed (counted), rescanned, and B converges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_5000_files_converges_through_an_overflow() {
-    let mut n = nodes(&["a", "b"]);
     let small = || SyncOptions {
         watch: Some(WatchOptions {
             delay: Duration::from_millis(50),
@@ -218,9 +198,7 @@ async fn a_burst_of_5000_files_converges_through_an_overflow() {
         }),
         ..SyncOptions::default()
     };
-    let a = n[0].start_with(small()).await;
-    let b = n[1].start_with(small()).await;
-    connected(&a, 5 * SECOND).await;
+    let (n, a, b) = started_pair_with(small).await;
     for i in 0..5_000 {
         n[0].write(&format!("d{}/f{i}", i % 50), format!("file {i}").as_bytes());
     }
@@ -230,8 +208,7 @@ async fn a_burst_of_5000_files_converges_through_an_overflow() {
     assert!(status.counters.overflows > 0, "{:?}", status.counters);
     assert!(status.counters.rescans > 0);
     assert!(b.status().counters.files_received >= 5_000);
-    a.stop().await.unwrap();
-    b.stop().await.unwrap();
+    stop_both(a, b).await;
 }
 
 // Input: B has another secret. Output: no link, nothing transferred, errors counted.
@@ -251,8 +228,7 @@ async fn a_wrong_secret_is_refused() {
     assert!(!n[1].path("private.txt").exists());
     assert!(!a.status().peers[0].connected && !b.status().peers[0].connected);
     assert_eq!(b.status().counters.files_received, 0);
-    a.stop().await.unwrap();
-    b.stop().await.unwrap();
+    stop_both(a, b).await;
 }
 
 fn file_entry(path: &str, content: &[u8]) -> Entry {
@@ -272,59 +248,40 @@ fn file_entry(path: &str, content: &[u8]) -> Entry {
     }
 }
 
+/// Sends an Entries batch of `entries`, numbered up to `up_to`.
+async fn send_entries(writer: &mut Writer, up_to: u64, entries: Vec<Entry>) {
+    writer
+        .send(&Message::Entries { up_to, entries })
+        .await
+        .unwrap();
+}
+
 // Input: a raw client with the right secret sends entries for `../x`, `/etc/x`, and a path
 // through a symlinked directory, then asks for `../` files. Output: each refused and counted;
 // nothing written outside the root; the batch is still acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_path_escaping_the_root_is_refused() {
-    let mut a = Node::new("a");
     // The raw client poses as a peer whose listen sorts below A's, so A expects it to dial.
-    a.config.peers = vec!["127.0.0.1:1".parse().unwrap()];
+    let mut a = node_for_raw_peer("a");
     let outside = support::temp_dir();
     std::os::unix::fs::symlink(outside.path(), a.path("out")).unwrap();
     let set = a.start().await;
     let mut events = set.subscribe();
 
-    let mut stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
-    authenticate_labelled(
-        &mut stream,
-        SECRET.as_bytes(),
-        AUTH_LABEL,
-        Side::Connecting,
-        5 * SECOND,
-    )
-    .await
-    .unwrap();
-    let (r, w) = stream.into_split();
-    let (mut reader, mut writer) = (ProtoReader::new(r), ProtoWriter::new(w));
-    writer
-        .send(&Message::Hello(Hello {
-            version: proto::VERSION,
-            set: SET.to_owned(),
-            node: "evil".to_owned(),
-            listen: "127.0.0.1:1".to_owned(),
-            index_id: 7,
-            flags: FLAG_SENDS,
-        }))
-        .await
-        .unwrap();
-    assert!(matches!(reader.next().await, Ok(Some(Message::Hello(_)))));
+    let (mut reader, mut writer) = raw_peer(&a).await;
     assert!(matches!(
         reader.next().await,
         Ok(Some(Message::Resume { .. }))
     ));
     let bad = ["../x", "/etc/x", "out/evil", "a/../../x"];
-    writer
-        .send(&Message::Entries {
-            up_to: 1,
-            entries: bad.iter().map(|p| file_entry(p, b"pwned")).collect(),
-        })
-        .await
-        .unwrap();
+    send_entries(
+        &mut writer,
+        1,
+        bad.iter().map(|p| file_entry(p, b"pwned")).collect(),
+    )
+    .await;
     // Nothing is requested for them: the next message is the Ack.
-    let ack = tokio::time::timeout(3 * SECOND, reader.next())
-        .await
-        .unwrap();
+    let ack = next_within(&mut reader, 3 * SECOND).await;
     assert!(
         matches!(ack, Ok(Some(Message::Ack { up_to: 1 }))),
         "{ack:?}"
@@ -340,9 +297,7 @@ async fn a_peer_path_escaping_the_root_is_refused() {
         }))
         .await
         .unwrap();
-    let answer = tokio::time::timeout(3 * SECOND, reader.next())
-        .await
-        .unwrap();
+    let answer = next_within(&mut reader, 3 * SECOND).await;
     assert!(
         matches!(answer, Ok(Some(Message::Failed { id: 1, .. }))),
         "{answer:?}"
@@ -377,10 +332,7 @@ fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
 // much smaller than the file, counted as saved; the content matches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_change_to_a_large_file_is_sent_as_a_delta() {
-    let mut n = nodes(&["a", "b"]);
-    let a = n[0].start().await;
-    let b = n[1].start().await;
-    connected(&a, 5 * SECOND).await;
+    let (n, a, b) = started_pair().await;
     let mut content = pseudo_random(32 << 20, 42);
     n[0].write_atomic("big.bin", &content);
     converge(&n[0], &n[1], PATIENCE).await;
@@ -395,18 +347,14 @@ async fn a_small_change_to_a_large_file_is_sent_as_a_delta() {
     println!("delta: received {received} octets, saved {saved}");
     assert!(received < 256 * 1024, "{received}");
     assert!(saved > 31 << 20, "{saved}");
-    a.stop().await.unwrap();
-    b.stop().await.unwrap();
+    stop_both(a, b).await;
 }
 
 // Input: a reader polls B's copy while A replaces a 64 MiB file. Output: every read is the old
 // or the new content, never a mix or a partial file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reader_never_sees_a_partial_file() {
-    let mut n = nodes(&["a", "b"]);
-    let a = n[0].start().await;
-    let b = n[1].start().await;
-    connected(&a, 5 * SECOND).await;
+    let (n, a, b) = started_pair().await;
     let old = pseudo_random(64 << 20, 1);
     // Changed in a few places: the transfer is a delta (fast_rsync's diff of wholly new
     // content is slow in an unoptimised test build), but B still writes all 64 MiB.
@@ -450,8 +398,7 @@ async fn a_reader_never_sees_a_partial_file() {
     let (reads, saw_new) = reader.join().unwrap();
     println!("{reads} reads during the replacement");
     assert!(reads > 2 && saw_new);
-    a.stop().await.unwrap();
-    b.stop().await.unwrap();
+    stop_both(a, b).await;
 }
 
 /// The files of `node` whose name starts with `prefix`.
@@ -469,15 +416,15 @@ fn named(node: &Node, prefix: &str) -> Vec<String> {
 // and A's edit was lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_conflict_resolved_by_the_winner_first_still_keeps_the_losers_copy() {
-    let mut n = nodes(&["a", "b"]);
-    let a = n[0].start().await;
-    let b = n[1].start().await;
-    connected(&a, 5 * SECOND).await;
-    n[0].write("config.php", b"<?php // original");
-    converge(&n[0], &n[1], PATIENCE).await;
-    a.stop().await.unwrap();
-    n[0].write("config.php", b"<?php // edited on a");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (mut n, a, b) = started_pair().await;
+    edit_on_a_while_down(
+        &n,
+        a,
+        "config.php",
+        b"<?php // original",
+        b"<?php // edited on a",
+    )
+    .await;
     for i in 0..600 {
         n[1].write(
             &format!("uploads/f{i:04}.txt"),
@@ -512,8 +459,7 @@ async fn a_conflict_resolved_by_the_winner_first_still_keeps_the_losers_copy() {
         );
     }
     assert!(a.status().conflicts >= 1, "the loser saw no conflict");
-    a.stop().await.unwrap();
-    b.stop().await.unwrap();
+    stop_both(a, b).await;
 }
 
 /// A fake peer on 127.0.0.2 (so that a node on 127.0.0.1 dials it): for each connection it
@@ -526,29 +472,12 @@ async fn fake_peer(refuse: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&accepted);
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                authenticate_labelled(
-                    &mut stream,
-                    SECRET.as_bytes(),
-                    AUTH_LABEL,
-                    Side::Accepting,
-                    5 * SECOND,
-                )
-                .await
-                .unwrap();
-                let (r, w) = stream.into_split();
-                let (mut reader, mut writer) = (ProtoReader::new(r), ProtoWriter::new(w));
+                let (mut reader, mut writer) = authenticated(stream, Side::Accepting).await;
                 writer
-                    .send(&Message::Hello(Hello {
-                        version: proto::VERSION,
-                        set: SET.to_owned(),
-                        node: "fake".to_owned(),
-                        listen: addr.to_string(),
-                        index_id: 1,
-                        flags: FLAG_SENDS,
-                    }))
+                    .send(&hello("fake", addr.to_string(), 1))
                     .await
                     .unwrap();
                 let _ = reader.next().await;
@@ -631,45 +560,20 @@ async fn a_start_up_error_names_the_set_once() {
 // sent again after a reconnect. Before the fix A retried forever and never acked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_transfer_failing_forever_does_not_stall_later_changes() {
-    let mut a = Node::new("a");
-    a.config.peers = vec!["127.0.0.1:1".parse().unwrap()];
+    let mut a = node_for_raw_peer("a");
     let set = a.start().await;
     let mut events = set.subscribe();
-    let mut stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
-    authenticate_labelled(
-        &mut stream,
-        SECRET.as_bytes(),
-        AUTH_LABEL,
-        Side::Connecting,
-        5 * SECOND,
-    )
-    .await
-    .unwrap();
-    let (r, w) = stream.into_split();
-    let (mut reader, mut writer) = (ProtoReader::new(r), ProtoWriter::new(w));
-    writer
-        .send(&Message::Hello(Hello {
-            version: proto::VERSION,
-            set: SET.to_owned(),
-            node: "evil".to_owned(),
-            listen: "127.0.0.1:1".to_owned(),
-            index_id: 7,
-            flags: FLAG_SENDS,
-        }))
-        .await
-        .unwrap();
-    assert!(matches!(reader.next().await, Ok(Some(Message::Hello(_)))));
+    let (mut reader, mut writer) = raw_peer(&a).await;
     assert!(matches!(
         reader.next().await,
         Ok(Some(Message::Resume { from: 0, .. }))
     ));
-    writer
-        .send(&Message::Entries {
-            up_to: 1,
-            entries: vec![file_entry("bad.txt", b"never readable")],
-        })
-        .await
-        .unwrap();
+    send_entries(
+        &mut writer,
+        1,
+        vec![file_entry("bad.txt", b"never readable")],
+    )
+    .await;
     let mut gets = 0;
     loop {
         let msg = tokio::time::timeout(10 * SECOND, reader.next())
@@ -698,16 +602,8 @@ async fn a_transfer_failing_forever_does_not_stall_later_changes() {
     later.mode = 0o755;
     later.hash = [0; 32];
     later.size = 0;
-    writer
-        .send(&Message::Entries {
-            up_to: 2,
-            entries: vec![later],
-        })
-        .await
-        .unwrap();
-    let ack = tokio::time::timeout(5 * SECOND, reader.next())
-        .await
-        .unwrap();
+    send_entries(&mut writer, 2, vec![later]).await;
+    let ack = next_within(&mut reader, 5 * SECOND).await;
     assert!(
         matches!(ack, Ok(Some(Message::Ack { up_to: 2 }))),
         "{ack:?}"

@@ -10,11 +10,20 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fulcrum_storage::sync::config::{ConflictPolicy, Direction, SharedSecret, SyncConfig};
+use fulcrum_storage::sync::proto::{
+    self, AUTH_LABEL, FLAG_SENDS, Hello, Message, ProtoError, ProtoReader, ProtoWriter,
+};
 use fulcrum_storage::sync::watch::TEMP_PREFIX;
 use fulcrum_storage::sync::{SyncOptions, SyncSet, SyncStatus};
+use fulcrum_storage::volume::peer::{Side, authenticate_labelled};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 pub(crate) const SET: &str = "uploads";
 pub(crate) const SECRET: &str = "correct horse battery staple";
+
+/// The `listen` a raw peer claims: it sorts below any node's, so the node expects it to dial.
+pub(crate) const RAW_PEER_LISTEN: &str = "127.0.0.1:1";
 
 /// A temporary directory, in memory when possible.
 pub(crate) fn temp_dir() -> tempfile::TempDir {
@@ -109,6 +118,88 @@ impl Node {
     }
 }
 
+/// A node (not started) whose only peer is the raw peer of [`raw_peer`].
+pub(crate) fn node_for_raw_peer(name: &str) -> Node {
+    let mut node = Node::new(name);
+    node.config.peers = vec![RAW_PEER_LISTEN.parse().unwrap()];
+    node
+}
+
+/// Nodes "a" and "b", each the other's peer, both started with `options()`; A is connected.
+pub(crate) async fn started_pair_with(
+    options: impl Fn() -> SyncOptions,
+) -> (Vec<Node>, SyncSet, SyncSet) {
+    let mut n = nodes(&["a", "b"]);
+    let a = n[0].start_with(options()).await;
+    let b = n[1].start_with(options()).await;
+    connected(&a, Duration::from_secs(5)).await;
+    (n, a, b)
+}
+
+/// [`started_pair_with`] the default options.
+pub(crate) async fn started_pair() -> (Vec<Node>, SyncSet, SyncSet) {
+    started_pair_with(SyncOptions::default).await
+}
+
+/// Stops both sets, each without error.
+pub(crate) async fn stop_both(a: SyncSet, b: SyncSet) {
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+/// One end of the sync protocol, driven by hand.
+pub(crate) type Reader = ProtoReader<OwnedReadHalf>;
+pub(crate) type Writer = ProtoWriter<OwnedWriteHalf>;
+
+/// Authenticates `stream` as `side` with [`SECRET`] (5 s at most) and splits it into the
+/// protocol's reader and writer.
+pub(crate) async fn authenticated(mut stream: TcpStream, side: Side) -> (Reader, Writer) {
+    authenticate_labelled(
+        &mut stream,
+        SECRET.as_bytes(),
+        AUTH_LABEL,
+        side,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let (r, w) = stream.into_split();
+    (ProtoReader::new(r), ProtoWriter::new(w))
+}
+
+/// A Hello for [`SET`] from `node`, which sends.
+pub(crate) fn hello(node: &str, listen: String, index_id: u64) -> Message {
+    Message::Hello(Hello {
+        version: proto::VERSION,
+        set: SET.to_owned(),
+        node: node.to_owned(),
+        listen,
+        index_id,
+        flags: FLAG_SENDS,
+    })
+}
+
+/// A raw peer "evil" (index id 7, listening on [`RAW_PEER_LISTEN`]) connected to `node`:
+/// authenticated, its Hello sent and `node`'s Hello received.
+pub(crate) async fn raw_peer(node: &Node) -> (Reader, Writer) {
+    let stream = TcpStream::connect(node.addr).await.unwrap();
+    let (mut reader, mut writer) = authenticated(stream, Side::Connecting).await;
+    writer
+        .send(&hello("evil", RAW_PEER_LISTEN.to_owned(), 7))
+        .await
+        .unwrap();
+    assert!(matches!(reader.next().await, Ok(Some(Message::Hello(_)))));
+    (reader, writer)
+}
+
+/// The next message from `reader`, which must come within `limit`.
+pub(crate) async fn next_within(
+    reader: &mut Reader,
+    limit: Duration,
+) -> Result<Option<Message>, ProtoError> {
+    tokio::time::timeout(limit, reader.next()).await.unwrap()
+}
+
 /// `n` nodes, each the others' peer.
 pub(crate) fn nodes(names: &[&str]) -> Vec<Node> {
     let mut nodes: Vec<Node> = names.iter().map(|n| Node::new(n)).collect();
@@ -138,35 +229,14 @@ pub(crate) enum Item {
 
 pub(crate) fn tree(root: &Path) -> BTreeMap<String, Item> {
     let mut out = BTreeMap::new();
-    walk(root, "", &mut out);
-    out
-}
-
-fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Item>) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(TEMP_PREFIX) {
-            continue;
-        }
-        let child = if rel.is_empty() {
-            name.clone()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let Ok(meta) = fs::symlink_metadata(entry.path()) else {
-            continue;
-        };
+    walk(root, "", &mut |child, path, meta| {
         let mode = meta.mode() & 0o7777;
         if meta.is_dir() {
-            out.insert(child.clone(), Item::Dir { mode });
-            walk(&entry.path(), &child, out);
+            out.insert(child, Item::Dir { mode });
         } else if meta.file_type().is_symlink() {
-            let target = fs::read_link(entry.path()).unwrap_or_default();
+            let target = fs::read_link(path).unwrap_or_default();
             out.insert(child, Item::Link { target });
-        } else if let Ok(content) = fs::read(entry.path()) {
+        } else if let Ok(content) = fs::read(path) {
             let sha256 = ring::digest::digest(&ring::digest::SHA256, &content)
                 .as_ref()
                 .to_vec();
@@ -179,6 +249,34 @@ fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Item>) {
                     sha256,
                 },
             );
+        }
+    });
+    out
+}
+
+/// Calls `visit` with the path relative to the root, the path and the metadata (not followed)
+/// of every entry below `dir` (at `rel`) but the watcher's temporaries, a directory before
+/// what it holds.
+fn walk(dir: &Path, rel: &str, visit: &mut impl FnMut(String, &Path, &fs::Metadata)) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let child = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        visit(child.clone(), &entry.path(), &meta);
+        if meta.is_dir() {
+            walk(&entry.path(), &child, visit);
         }
     }
 }
@@ -199,37 +297,15 @@ pub(crate) async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) ->
 
 /// A tree by stat only (kind, size, mode, mtime): cheap enough to poll.
 fn stat_tree(root: &Path) -> BTreeMap<String, (bool, u64, u32, i64)> {
-    fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, (bool, u64, u32, i64)>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(TEMP_PREFIX) {
-                continue;
-            }
-            let child = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            let Ok(meta) = fs::symlink_metadata(entry.path()) else {
-                continue;
-            };
-            let is_dir = meta.is_dir();
-            let (size, mtime) = if meta.is_file() {
-                (meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec())
-            } else {
-                (0, 0)
-            };
-            out.insert(child.clone(), (is_dir, size, meta.mode() & 0o7777, mtime));
-            if is_dir {
-                walk(&entry.path(), &child, out);
-            }
-        }
-    }
     let mut out = BTreeMap::new();
-    walk(root, "", &mut out);
+    walk(root, "", &mut |child, _, meta| {
+        let (size, mtime) = if meta.is_file() {
+            (meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec())
+        } else {
+            (0, 0)
+        };
+        out.insert(child, (meta.is_dir(), size, meta.mode() & 0o7777, mtime));
+    });
     out
 }
 

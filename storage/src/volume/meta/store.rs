@@ -101,23 +101,7 @@ impl Meta {
             crashed_primary: false,
         };
         // The superblock goes last: until it exists, the volume was not created.
-        write_superblock(
-            dir,
-            &Superblock {
-                size,
-                clean: false,
-                state,
-            },
-        )?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            size,
-            state,
-            bitmap,
-            al,
-            unpersisted: HashSet::new(),
-            recovery: None,
-        })
+        Self::mark_open(dir, size, state, bitmap, al, None)
     }
 
     fn open_with(dir: &Path, al_extents: usize) -> Result<Self, MetaError> {
@@ -158,6 +142,19 @@ impl Meta {
         }
         // Only after the recovered bits are in the bitmap file may the old log go.
         let al = ActivityLog::create(dir, ACTIVITY_LOG, al_extents)?;
+        Self::mark_open(dir, size, state, bitmap, al, recovery)
+    }
+
+    /// Writes the superblock as open (not clean, so that a crash from now on is found) and
+    /// returns the open metadata.
+    fn mark_open(
+        dir: &Path,
+        size: u64,
+        state: State,
+        bitmap: Bitmap,
+        al: ActivityLog,
+        recovery: Option<Recovery>,
+    ) -> Result<Self, MetaError> {
         write_superblock(
             dir,
             &Superblock {
@@ -367,19 +364,25 @@ fn write_superblock(dir: &Path, sb: &Superblock) -> Result<(), MetaError> {
     durable::write_atomic(dir, SUPERBLOCK, &b)
 }
 
+/// Refuses a file (whose magic was checked) of another format version than `expected`.
+fn check_version(path: &Path, b: &[u8], expected: u32) -> Result<(), MetaError> {
+    let version = le32(&b[8..12]);
+    if version != expected {
+        return Err(MetaError::Version {
+            file: path.to_path_buf(),
+            version,
+        });
+    }
+    Ok(())
+}
+
 fn read_superblock(path: &Path) -> Result<Superblock, MetaError> {
     let b = fs::read(path).map_err(MetaError::io(path))?;
     let corrupt = |why: &str| MetaError::corrupt(path, why);
     if b.len() < 12 || b[..8] != SB_MAGIC {
         return Err(corrupt("not a Fulcrum superblock (bad magic)"));
     }
-    let version = le32(&b[8..12]);
-    if version != SB_VERSION {
-        return Err(MetaError::Version {
-            file: path.to_path_buf(),
-            version,
-        });
-    }
+    check_version(path, &b, SB_VERSION)?;
     if b.len() != SB_LEN {
         return Err(corrupt(&format!("{} bytes, expected {SB_LEN}", b.len())));
     }
@@ -442,13 +445,7 @@ fn read_bitmap(path: &Path, size: u64) -> Result<Bitmap, MetaError> {
     if b.len() < BM_HEADER + 32 || b[..8] != BM_MAGIC {
         return Err(corrupt("not a Fulcrum bitmap (bad magic or too short)"));
     }
-    let version = le32(&b[8..12]);
-    if version != BM_VERSION {
-        return Err(MetaError::Version {
-            file: path.to_path_buf(),
-            version,
-        });
-    }
+    check_version(path, &b, BM_VERSION)?;
     let body = b.len() - 32;
     if sha256(&b[..body]) != b[body..] {
         return Err(corrupt("checksum mismatch"));

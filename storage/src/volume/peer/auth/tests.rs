@@ -54,6 +54,47 @@ async fn fake_send(fake: &mut DuplexStream, frame: AuthFrame) {
     send(fake, &frame).await.expect("the fake peer sends");
 }
 
+/// Asserts that `result` is an error matching `pattern`.
+macro_rules! assert_err {
+    ($result:expr, $pattern:pat) => {{
+        let result = &$result;
+        assert!(matches!(result, Err($pattern)), "{result:?}");
+    }};
+}
+
+/// Asserts that our end failed with `AuthError::$why` and told the peer `Refusal::$why`.
+macro_rules! assert_refused {
+    ($result:expr, $told:expr, $why:ident) => {{
+        let told = &$told;
+        assert_err!($result, AuthError::$why);
+        assert!(
+            matches!(told, Ok(AuthFrame::Refused(Refusal::$why))),
+            "{told:?}"
+        );
+    }};
+}
+
+/// Our connecting end against the fake peer `peer`, run together over one in-memory
+/// connection that stays open until both are done; returns our result and the peer's.
+async fn against_fake<T>(
+    peer: impl AsyncFnOnce(&mut DuplexStream) -> T,
+) -> (Result<(), AuthError>, T) {
+    let (mut ours, mut fake) = duplex(1024);
+    tokio::join!(
+        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
+        peer(&mut fake)
+    )
+}
+
+/// The fake peer, accepting: reads our greeting and answers with its own, made with a fixed
+/// challenge; returns our challenge and its own.
+async fn greet_back(fake: &mut DuplexStream) -> (Challenge, Challenge) {
+    let theirs = their_challenge(fake).await;
+    let own = [7; CHALLENGE_LEN];
+    fake_send(fake, greeting(Side::Accepting, own)).await;
+    (theirs, own)
+}
+
 // Input: the same secret on both ends. Output: both authenticated, and the stream is left
 // exactly after the handshake both ways.
 #[tokio::test]
@@ -74,74 +115,50 @@ async fn the_right_secret_authenticates_both_ways() {
 #[tokio::test]
 async fn a_wrong_secret_is_refused_on_both_sides() {
     let ((_, ra), (_, rb)) = both_ends(SECRET, b"another secret").await;
-    assert!(matches!(ra, Err(AuthError::WrongSecret)), "{ra:?}");
-    assert!(matches!(rb, Err(AuthError::WrongSecret)), "{rb:?}");
+    assert_err!(ra, AuthError::WrongSecret);
+    assert_err!(rb, AuthError::WrongSecret);
 }
 
 // Input: a peer whose response is made with another secret.
 // Output: WrongSecret here, and an explicit Refused(WrongSecret) frame sent to the peer.
 #[tokio::test]
 async fn the_side_that_finds_a_wrong_secret_tells_the_other() {
-    let (mut ours, mut fake) = duplex(1024);
-    let peer = async {
-        let theirs = their_challenge(&mut fake).await;
-        let own = [7; CHALLENGE_LEN];
-        fake_send(&mut fake, greeting(Side::Accepting, own)).await;
+    let (result, told) = against_fake(async |fake| {
+        let (theirs, own) = greet_back(fake).await;
         let wrong = response(b"wrong", Side::Accepting, &theirs, &own);
-        fake_send(&mut fake, wrong).await;
-        let their_response = read_frame(&mut fake).await;
+        fake_send(fake, wrong).await;
+        let their_response = read_frame(fake).await;
         assert!(matches!(their_response, Ok(AuthFrame::Response(_))));
-        read_frame(&mut fake).await
-    };
-    let (result, told) = tokio::join!(
-        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
-        peer
-    );
-    assert!(matches!(result, Err(AuthError::WrongSecret)), "{result:?}");
-    assert!(
-        matches!(told, Ok(AuthFrame::Refused(Refusal::WrongSecret))),
-        "{told:?}"
-    );
+        read_frame(fake).await
+    })
+    .await;
+    assert_refused!(result, told, WrongSecret);
 }
 
 // Input: a peer that accepts our response's form but refuses it as a wrong secret.
 // Output: WrongSecret here too, though our own check of the peer passed.
 #[tokio::test]
 async fn a_refusal_from_the_peer_is_reported_as_a_wrong_secret() {
-    let (mut ours, mut fake) = duplex(1024);
-    let peer = async {
-        let theirs = their_challenge(&mut fake).await;
-        let own = [7; CHALLENGE_LEN];
-        fake_send(&mut fake, greeting(Side::Accepting, own)).await;
-        fake_send(&mut fake, response(SECRET, Side::Accepting, &theirs, &own)).await;
-        fake_send(&mut fake, AuthFrame::Refused(Refusal::WrongSecret)).await;
-    };
-    let (result, ()) = tokio::join!(
-        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
-        peer
-    );
-    assert!(matches!(result, Err(AuthError::WrongSecret)), "{result:?}");
+    let (result, ()) = against_fake(async |fake| {
+        let (theirs, own) = greet_back(fake).await;
+        fake_send(fake, response(SECRET, Side::Accepting, &theirs, &own)).await;
+        fake_send(fake, AuthFrame::Refused(Refusal::WrongSecret)).await;
+    })
+    .await;
+    assert_err!(result, AuthError::WrongSecret);
 }
 
 // Input: a peer that echoes our challenge as its own.
 // Output: Reflected, and Refused(Reflected) sent before any response of ours.
 #[tokio::test]
 async fn a_reflected_challenge_is_refused() {
-    let (mut ours, mut fake) = duplex(1024);
-    let peer = async {
-        let theirs = their_challenge(&mut fake).await;
-        fake_send(&mut fake, greeting(Side::Accepting, theirs)).await;
-        read_frame(&mut fake).await
-    };
-    let (result, told) = tokio::join!(
-        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
-        peer
-    );
-    assert!(matches!(result, Err(AuthError::Reflected)), "{result:?}");
-    assert!(
-        matches!(told, Ok(AuthFrame::Refused(Refusal::Reflected))),
-        "{told:?}"
-    );
+    let (result, told) = against_fake(async |fake| {
+        let theirs = their_challenge(fake).await;
+        fake_send(fake, greeting(Side::Accepting, theirs)).await;
+        read_frame(fake).await
+    })
+    .await;
+    assert_refused!(result, told, Reflected);
 }
 
 // Input: an attacker without the secret opens two connections to an accepting node and
@@ -177,12 +194,8 @@ async fn a_response_replayed_from_another_connection_is_refused() {
         authenticate(&mut node2, SECRET, Side::Accepting, TIMEOUT),
         attack,
     );
-    assert!(matches!(r1, Err(AuthError::WrongSecret)), "{r1:?}");
+    assert_refused!(r1, told, WrongSecret);
     assert!(r2.is_err());
-    assert!(
-        matches!(told, Ok(AuthFrame::Refused(Refusal::WrongSecret))),
-        "{told:?}"
-    );
 }
 
 // Input: two connecting ends. Output: SameSide on both.
@@ -206,28 +219,18 @@ async fn both_ends_on_the_same_side_are_refused() {
 // Input: a greeting of version 2. Output: VersionMismatch, and the peer told.
 #[tokio::test]
 async fn another_version_is_a_clear_error() {
-    let (mut ours, mut fake) = duplex(1024);
-    let peer = async {
-        their_challenge(&mut fake).await;
+    let (result, told) = against_fake(async |fake| {
+        their_challenge(fake).await;
         let newer = AuthFrame::Greeting {
             version: 2,
             side: Side::Accepting,
             challenge: [3; CHALLENGE_LEN],
         };
-        fake_send(&mut fake, newer).await;
-        read_frame(&mut fake).await
-    };
-    let (result, told) = tokio::join!(
-        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
-        peer
-    );
-    assert!(
-        matches!(
-            result,
-            Err(AuthError::VersionMismatch { ours: 1, theirs: 2 })
-        ),
-        "{result:?}"
-    );
+        fake_send(fake, newer).await;
+        read_frame(fake).await
+    })
+    .await;
+    assert_err!(result, AuthError::VersionMismatch { ours: 1, theirs: 2 });
     assert!(matches!(
         told,
         Ok(AuthFrame::Refused(Refusal::VersionMismatch))
@@ -245,15 +248,12 @@ async fn against_bytes(bytes: &[u8]) -> Result<(), AuthError> {
 #[tokio::test]
 async fn a_peer_that_is_not_fulcrum_is_told_apart() {
     let result = against_bytes(b"GET / HTTP/1.1\r\nHost: lb1\r\n\r\n").await;
-    assert!(
-        matches!(
-            result,
-            Err(AuthError::NotFulcrum {
-                magic: 0x4745,
-                protocol: "volume"
-            })
-        ),
-        "{result:?}"
+    assert_err!(
+        result,
+        AuthError::NotFulcrum {
+            magic: 0x4745,
+            protocol: "volume"
+        }
     );
     let message = result.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("the Fulcrum volume protocol"), "{message}");
@@ -289,26 +289,14 @@ async fn a_labelled_handshake_names_its_protocol() {
 #[tokio::test]
 async fn a_huge_frame_is_refused_before_reading_it() {
     let result = against_bytes(&[0xF1, 0xC5, 0x01, 0, 0xFF, 0xFF, 0xFF, 0xFF]).await;
-    assert!(
-        matches!(
-            result,
-            Err(AuthError::Malformed(WireError::TooLarge { .. }))
-        ),
-        "{result:?}"
-    );
+    assert_err!(result, AuthError::Malformed(WireError::TooLarge { .. }));
 }
 
 // Input: a message frame instead of a greeting. Output: refused as malformed.
 #[tokio::test]
 async fn a_message_before_the_handshake_is_refused() {
     let result = against_bytes(&[0xF1, 0xC5, 0x12, 0, 0, 0, 0, 0]).await;
-    assert!(
-        matches!(
-            result,
-            Err(AuthError::Malformed(WireError::UnknownType(0x12)))
-        ),
-        "{result:?}"
-    );
+    assert_err!(result, AuthError::Malformed(WireError::UnknownType(0x12)));
 }
 
 // Input: a peer that reads our greeting and hangs up. Output: Closed.
@@ -322,7 +310,7 @@ async fn a_peer_that_hangs_up_is_reported() {
         authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
         peer
     );
-    assert!(matches!(result, Err(AuthError::Closed)), "{result:?}");
+    assert_err!(result, AuthError::Closed);
     assert!(result.as_ref().is_err_and(|e| !e.is_rejection()));
 }
 
@@ -343,7 +331,16 @@ async fn a_silent_peer_times_out() {
 #[tokio::test]
 async fn an_empty_secret_is_refused_locally() {
     let (_, ra) = both_ends(b"", b"").await.0;
-    assert!(matches!(ra, Err(AuthError::EmptySecret)), "{ra:?}");
+    assert_err!(ra, AuthError::EmptySecret);
+}
+
+/// Runs `future` to completion on a new single-threaded runtime (for the proptests).
+fn block_on<T>(future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
 }
 
 proptest! {
@@ -353,11 +350,7 @@ proptest! {
     // and never a panic.
     #[test]
     fn garbage_is_refused_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a runtime");
-        let result = runtime.block_on(async {
+        let result = block_on(async {
             let (mut ours, mut fake) = duplex(4096);
             fake.write_all(&bytes).await.expect("write");
             drop(fake);
@@ -369,11 +362,7 @@ proptest! {
     // Input: a valid greeting followed by any bytes. Output: an error, never success.
     #[test]
     fn garbage_after_a_greeting_is_refused(bytes in prop::collection::vec(any::<u8>(), 0..100)) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a runtime");
-        let result = runtime.block_on(async {
+        let result = block_on(async {
             let (mut ours, mut fake) = duplex(4096);
             fake_send(&mut fake, greeting(Side::Connecting, [9; CHALLENGE_LEN])).await;
             fake.write_all(&bytes).await.expect("write");
