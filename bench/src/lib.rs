@@ -6,6 +6,7 @@
 pub mod bulk;
 pub mod compare;
 pub mod failover;
+mod harness;
 pub mod load;
 pub mod nbd;
 pub mod origin;

@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use fulcrum_bench::compare::shell_command_line;
 use fulcrum_bench::failover::{Case, FailoverOptions, parse_cases, render_markdown, run_failover};
 use fulcrum_lab::keepalived::KEEPALIVED;
@@ -52,13 +52,7 @@ const TIMEOUT: Duration = Duration::from_millis(50);
 impl Args {
     fn options(self, cancel: Arc<AtomicBool>) -> anyhow::Result<FailoverOptions> {
         let bench = std::env::current_exe().context("cannot find this executable's path")?;
-        let fulcrum = match self.fulcrum {
-            Some(path) => path,
-            None => match bench.parent() {
-                Some(dir) => dir.join("fulcrum"),
-                None => bail!("cannot find the directory of {}", bench.display()),
-            },
-        };
+        let fulcrum = super::fulcrum_path(self.fulcrum)?;
         Ok(FailoverOptions {
             bench,
             fulcrum,
@@ -87,20 +81,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let options = args.options(Arc::clone(&cancel))?;
     // The rounds block (the lab runs `ip` and waits on processes); on a signal they stop at the
     // next step and tear their lab down, so Ctrl-C leaves no namespace behind.
-    let mut rounds = tokio::task::spawn_blocking(move || run_failover(&options));
-    let report = tokio::select! {
-        report = &mut rounds => report.context("the failover run panicked")??,
-        signal = super::shutdown_signal() => {
-            signal.context("cannot wait for SIGINT or SIGTERM")?;
-            cancel.store(true, Relaxed);
-            eprintln!("interrupted: stopping after the current step");
-            rounds.await.context("the failover run panicked")??
-        }
-    };
-    print!("{}", render_markdown(&report));
-    for file in &report.files {
-        eprintln!("wrote {}", file.display());
-    }
+    let report = super::run_rounds("failover", cancel, move || run_failover(&options)).await?;
+    super::print_report(&render_markdown(&report), &report.files);
     Ok(())
 }
 

@@ -3,11 +3,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, bail};
+use super::parse_bytes;
 use fulcrum_bench::compare::shell_command_line;
-use fulcrum_bench::size::parse_size;
 use fulcrum_bench::sync::{SyncOptions, Tools, find_tools, render_markdown, run_sync};
 
 /// Options of `fulcrum-bench sync`.
@@ -56,17 +55,7 @@ pub(crate) struct Args {
 
 impl Args {
     fn options(self, tools: Tools, cancel: Arc<AtomicBool>) -> anyhow::Result<SyncOptions> {
-        let fulcrum = match self.fulcrum {
-            Some(path) => path,
-            None => {
-                let bench =
-                    std::env::current_exe().context("cannot find this executable's path")?;
-                match bench.parent() {
-                    Some(dir) => dir.join("fulcrum"),
-                    None => bail!("cannot find the directory of {}", bench.display()),
-                }
-            }
-        };
+        let fulcrum = super::fulcrum_path(self.fulcrum)?;
         Ok(SyncOptions {
             fulcrum,
             tools,
@@ -85,12 +74,6 @@ impl Args {
     }
 }
 
-fn parse_bytes(text: &str) -> Result<u64, String> {
-    parse_size(text)
-        .map(|n| n as u64)
-        .map_err(|error| error.to_string())
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let tools = match find_tools(args.rsync.as_deref(), args.lsyncd.as_deref()) {
         Ok(tools) => tools,
@@ -103,20 +86,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let options = args.options(tools, Arc::clone(&cancel))?;
     // The rounds block; on a signal they stop after the current step, and every process is
     // killed as its handle drops (the temp dir on tmpfs goes with it).
-    let mut rounds = tokio::task::spawn_blocking(move || run_sync(&options));
-    let report = tokio::select! {
-        report = &mut rounds => report.context("the sync run panicked")??,
-        signal = super::shutdown_signal() => {
-            signal.context("cannot wait for SIGINT or SIGTERM")?;
-            cancel.store(true, Relaxed);
-            eprintln!("interrupted: stopping after the current step");
-            rounds.await.context("the sync run panicked")??
-        }
-    };
-    print!("{}", render_markdown(&report));
-    for file in &report.files {
-        eprintln!("wrote {}", file.display());
-    }
+    let report = super::run_rounds("sync", cancel, move || run_sync(&options)).await?;
+    super::print_report(&render_markdown(&report), &report.files);
     Ok(())
 }
 

@@ -55,6 +55,9 @@ pub use self::tools::find_haproxy;
 // `failover` reports medians and ratios as `compare` does, and describes the CPU the same way.
 pub(crate) use self::machine::cpu_model;
 pub(crate) use self::stats::{median, ratio};
+// So do nbd and sync, and they pick their ports the same way.
+pub(crate) use self::port::free_port;
+pub(crate) use self::tools::{find_in_path, is_executable};
 
 use self::bulk_run::BulkFetcher;
 use self::chart::chart_of;
@@ -65,7 +68,7 @@ use self::output::{OutputPaths, write_outputs};
 use self::proxy::ProxyBinaries;
 use self::runner::Bench;
 use self::scrape_run::Scraper;
-use self::tools::{find_tools, is_executable};
+use self::tools::find_tools;
 use fulcrum_common::UtcTime;
 
 /// Runs a comparison on a runtime of its own and blocks until it is done. For callers without a

@@ -5,22 +5,20 @@ use std::fmt::Write as _;
 
 use super::report::{CaseReport, FailoverReport, FailoverRound};
 use super::{Case, Contender};
+use crate::harness::markdown_header;
 
 /// The whole Markdown file.
 pub fn render_markdown(report: &FailoverReport) -> String {
     let mut md = String::new();
-    let date = report.date.get(..10).unwrap_or(&report.date);
     let m = &report.machine;
     let s = &report.settings;
-    let _ = writeln!(md, "# Failover gap, Fulcrum vs keepalived, {date}\n");
-    let _ = writeln!(
-        md,
-        "Made on {} by:\n\n```sh\n{}\n```\n",
-        report.date, report.command
+    markdown_header(
+        &mut md,
+        "Failover gap, Fulcrum vs keepalived",
+        &report.date,
+        &report.command,
+        (&m.cpu_model, m.cores, &m.kernel),
     );
-    md.push_str("| machine | |\n|---|---|\n");
-    let _ = writeln!(md, "| CPU | {} ({} logical CPUs) |", m.cpu_model, m.cores);
-    let _ = writeln!(md, "| kernel | {} |", m.kernel);
     let _ = writeln!(md, "| Fulcrum | {} |", m.fulcrum_version);
     let _ = writeln!(md, "| keepalived | {} |", m.keepalived_version);
     let _ = writeln!(

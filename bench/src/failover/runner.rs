@@ -3,7 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use super::report::{
     CaseReport, FailoverMachine, FailoverReport, FailoverRound, FailoverSettings, SCHEMA, ms,
 };
 use super::{Case, Contender, FailoverOptions};
-use crate::compare::cpu_model;
+use crate::harness::{cores, cpu_model_or_unknown, kernel, version_line, write_files};
 
 /// How long B may take to hold the VIP after A failed before the round is a failure.
 const TAKEOVER_PATIENCE: Duration = Duration::from_secs(10);
@@ -93,7 +93,14 @@ pub fn run_failover(options: &FailoverOptions) -> anyhow::Result<FailoverReport>
         files: Vec::new(),
     };
     if let Some(out) = &options.out {
-        write_files(out, &started.date(), &mut report)?;
+        write_files(
+            out,
+            "failover",
+            &started.date(),
+            &mut report,
+            |r| &mut r.files,
+            render_markdown,
+        )?;
         info!(dir = %out.display(), "results written");
     }
     Ok(report)
@@ -297,58 +304,14 @@ fn sleep_unless_cancelled(options: &FailoverOptions, d: Duration) -> anyhow::Res
 }
 
 fn describe_machine(options: &FailoverOptions) -> anyhow::Result<FailoverMachine> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let fulcrum = Command::new(&options.fulcrum)
-        .arg("version")
-        .output()
-        .with_context(|| format!("cannot run {} version", options.fulcrum.display()))?;
-    // keepalived prints its version on stderr.
-    let keepalived = Command::new(&options.keepalived)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("cannot run {} --version", options.keepalived.display()))?;
-    let first_line = |bytes: &[u8]| {
-        String::from_utf8_lossy(bytes)
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    };
     Ok(FailoverMachine {
-        cpu_model: cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".to_owned()),
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or_else(|_| "unknown".to_owned(), |k| k.trim().to_owned()),
-        fulcrum_version: first_line(&fulcrum.stdout),
-        keepalived_version: first_line(&[keepalived.stdout, keepalived.stderr].concat()),
+        cpu_model: cpu_model_or_unknown(),
+        cores: cores(),
+        kernel: kernel(),
+        fulcrum_version: version_line(&options.fulcrum, "version")?,
+        // keepalived prints its version on stderr.
+        keepalived_version: version_line(&options.keepalived, "--version")?,
     })
-}
-
-/// `failover-DATE.json`, `failover-DATE.md`, and copies as `latest.json` and `latest.md`.
-fn write_files(out: &Path, date: &str, report: &mut FailoverReport) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let json = out.join(format!("failover-{date}.json"));
-    let markdown = out.join(format!("failover-{date}.md"));
-    let (latest_json, latest_md) = (out.join("latest.json"), out.join("latest.md"));
-    report.files = vec![
-        json.clone(),
-        markdown.clone(),
-        latest_json.clone(),
-        latest_md.clone(),
-    ];
-    let json_text =
-        serde_json::to_string_pretty(report).context("cannot serialise the report")? + "\n";
-    let markdown_text = render_markdown(report);
-    for (path, text) in [
-        (&json, &json_text),
-        (&markdown, &markdown_text),
-        (&latest_json, &json_text),
-        (&latest_md, &markdown_text),
-    ] {
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

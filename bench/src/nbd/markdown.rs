@@ -4,23 +4,21 @@
 use std::fmt::Write as _;
 
 use super::report::{NbdReport, NbdRun, ResyncRun};
+use crate::harness::{first_line, markdown_header, number, render_goals};
 
 /// The whole Markdown file.
 pub fn render_markdown(report: &NbdReport) -> String {
     let mut md = String::new();
-    let date = report.date.get(..10).unwrap_or(&report.date);
     let m = &report.machine;
     let s = &report.settings;
     let size = size_text(s.size_bytes);
-    let _ = writeln!(md, "# NBD export, Fulcrum vs qemu-nbd, {date}\n");
-    let _ = writeln!(
-        md,
-        "Made on {} by:\n\n```sh\n{}\n```\n",
-        report.date, report.command
+    markdown_header(
+        &mut md,
+        "NBD export, Fulcrum vs qemu-nbd",
+        &report.date,
+        &report.command,
+        (&m.cpu_model, m.cores, &m.kernel),
     );
-    md.push_str("| machine | |\n|---|---|\n");
-    let _ = writeln!(md, "| CPU | {} ({} logical CPUs) |", m.cpu_model, m.cores);
-    let _ = writeln!(md, "| kernel | {} |", m.kernel);
     let _ = writeln!(
         md,
         "| backing files | {} ({}), fresh sparse files every run |",
@@ -94,21 +92,7 @@ pub fn render_markdown(report: &NbdReport) -> String {
         number(sum.resync_sync_mib_per_s, 0),
     );
 
-    md.push_str("| goal (issue 7) | measured | bound | met |\n|---|---:|---:|---|\n");
-    for goal in &sum.goals {
-        let _ = writeln!(
-            md,
-            "| {} | {} | ≥ {} | {} |",
-            goal.description,
-            number(goal.measured, 2),
-            goal.bound,
-            match goal.met {
-                Some(true) => "**met**",
-                Some(false) => "**not met**",
-                None => "not measured",
-            }
-        );
-    }
+    render_goals(&mut md, "goal (issue 7)", "≥", &sum.goals);
 
     md.push_str("\n## Rounds\n\n");
     md.push_str("| round | server | seq write (MiB/s) | seconds | p50 (µs) | p99 (µs) | IOPS |\n");
@@ -171,14 +155,6 @@ fn render_resync(md: &mut String, resync: &ResyncRun) {
         number(resync.mib_per_s, 0),
         number(resync.sync_mib_per_s, 0),
     );
-}
-
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().replace('|', "\\|")
-}
-
-fn number(value: Option<f64>, decimals: usize) -> String {
-    value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
 /// `1 GiB`, `16 MiB`, or bytes.

@@ -3,91 +3,19 @@
 //! so an error or Ctrl-C leaves nothing running.
 
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use anyhow::{Context, bail};
 
 use super::BLOCK;
+pub(crate) use crate::compare::free_port;
+pub(crate) use crate::harness::Running;
+use crate::harness::{pair_ports, start_fulcrum};
 
 /// The volume's name, and its NBD export's.
 pub(crate) const EXPORT: &str = "bench";
-
-/// How long a server may take to start serving, or to stop after SIGTERM.
-const PATIENCE: Duration = Duration::from_secs(15);
-
-/// A running child, killed on drop.
-#[derive(Debug)]
-pub(crate) struct Running {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    fn spawn(name: &str, mut command: Command, log: PathBuf) -> anyhow::Result<Self> {
-        let file =
-            File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file);
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        Ok(Self {
-            name: name.to_owned(),
-            child,
-            log,
-        })
-    }
-
-    /// Fails with the log's tail if the child has already exited.
-    pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            let tail = self.log_tail();
-            let last = tail
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or_default();
-            bail!("{} exited ({status}): {last}\n{tail}", self.name);
-        }
-        Ok(())
-    }
-
-    /// SIGTERM (a clean stop: Fulcrum closes its metadata clean), then SIGKILL if it lingers.
-    pub(crate) fn terminate(mut self) -> anyhow::Result<()> {
-        // `kill(1)`: the workspace forbids the unsafe a libc call needs.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        bail!("{} did not stop within {PATIENCE:?} of SIGTERM", self.name)
-    }
-
-    pub(crate) fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `qemu-nbd -f raw --cache=writeback` serving `file` (created sparse at `size`) on `port`.
 pub(crate) fn start_qemu_nbd(
@@ -110,7 +38,7 @@ pub(crate) fn start_qemu_nbd(
         .args(["--cache=writeback", "--aio=threads", "--persistent"])
         .arg(&file);
     let mut running = Running::spawn("qemu-nbd", command, dir.join("qemu-nbd.log"))?;
-    wait_listening(&mut running, addr)?;
+    running.wait_listening(addr)?;
     Ok((running, addr))
 }
 
@@ -167,30 +95,10 @@ impl Node {
     /// Writes the config (first time only) and starts `fulcrum run` on it; returns once the
     /// control socket answers.
     pub(crate) fn start(&self, fulcrum: &Path) -> anyhow::Result<Running> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        let config = self.dir.join("fulcrum.toml");
-        if !config.exists() {
-            std::fs::write(&config, self.config())
-                .with_context(|| format!("cannot write {}", config.display()))?;
-        }
-        let mut command = Command::new(fulcrum);
-        command.arg("run").arg("-c").arg(&config);
-        let log = self.dir.join(format!("fulcrum-{}.log", self.role));
-        let mut running = Running::spawn(&format!("fulcrum ({})", self.role), command, log)?;
-        let deadline = Instant::now() + PATIENCE;
-        while super::status::volume_status(&self.socket(), EXPORT).is_err() {
-            running.check_alive()?;
-            if Instant::now() >= deadline {
-                bail!(
-                    "fulcrum ({}) did not answer on its control socket within {PATIENCE:?}:\n{}",
-                    self.role,
-                    running.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Ok(running)
+        let socket = self.socket();
+        start_fulcrum(fulcrum, &self.dir, self.role, &self.config(), true, || {
+            super::status::volume_status(&socket, EXPORT).is_ok()
+        })
     }
 }
 
@@ -202,11 +110,7 @@ pub(crate) fn pair_nodes(
     secondary_backing: PathBuf,
     size: u64,
 ) -> anyhow::Result<(Node, Node)> {
-    let (a, b) = (free_port()?, free_port()?);
-    let (low, high) = if a < b { (a, b) } else { (b, a) };
-    if low == high {
-        bail!("the kernel gave port {low} twice");
-    }
+    let (low, high) = pair_ports()?;
     let primary = Node {
         role: "primary",
         dir: dir.join("primary"),
@@ -235,34 +139,6 @@ pub(crate) fn sync_disks() -> anyhow::Result<()> {
         bail!("sync failed ({status})");
     }
     Ok(())
-}
-
-/// A `127.0.0.1` address whose port was free a moment ago. Another process could take it in
-/// between, and the server then fails to start with its own error.
-pub(crate) fn free_port() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .context("cannot bind 127.0.0.1:0 to find a free port")?;
-    listener
-        .local_addr()
-        .context("cannot read the port of 127.0.0.1:0")
-}
-
-fn wait_listening(running: &mut Running, addr: SocketAddr) -> anyhow::Result<()> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        running.check_alive()?;
-        if Instant::now() >= deadline {
-            bail!(
-                "{} did not listen on {addr} within {PATIENCE:?}:\n{}",
-                running.name,
-                running.log_tail()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// The volume size the run uses: `size` rounded down to whole 4 KiB blocks.

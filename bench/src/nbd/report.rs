@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::Server;
-use crate::compare::{median, ratio};
+use crate::compare::ratio;
+use crate::harness::median_of;
+pub use crate::harness::{Goal, mib_per_s};
 
 /// The `schema` of the JSON file.
 pub const SCHEMA: &str = "fulcrum-bench/nbd/v1";
@@ -136,27 +138,11 @@ pub struct ServerSummary {
     pub p99_ratio: Option<f64>,
 }
 
-/// A goal of issue 7: `measured` must be at least `bound`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Goal {
-    pub name: String,
-    pub description: String,
-    pub measured: Option<f64>,
-    pub bound: f64,
-    /// `None` when nothing was measured.
-    pub met: Option<bool>,
-}
-
 impl NbdSummary {
     /// Sums up the runs and resyncs of every round.
     pub fn new(runs: &[NbdRun], resyncs: &[ResyncRun]) -> Self {
         let of = |server: Server, value: fn(&NbdRun) -> Option<f64>| {
-            let values: Vec<f64> = runs
-                .iter()
-                .filter(|r| r.server == server)
-                .filter_map(value)
-                .collect();
-            median(&values)
+            median_of(runs, |r| if r.server == server { value(r) } else { None })
         };
         let write = |r: &NbdRun| r.write.as_ref().map(|w| w.mib_per_s);
         let p50 = |r: &NbdRun| r.latency.as_ref().map(|l| l.p50_us);
@@ -183,9 +169,7 @@ impl NbdSummary {
                 }
             })
             .collect();
-        let resync = |value: fn(&ResyncRun) -> Option<f64>| {
-            median(&resyncs.iter().filter_map(value).collect::<Vec<_>>())
-        };
+        let resync = |value: fn(&ResyncRun) -> Option<f64>| median_of(resyncs, value);
         let resync_mib_per_s = resync(|r| r.mib_per_s);
         let write_ratio = |server: Server| {
             servers
@@ -220,28 +204,6 @@ impl NbdSummary {
             resync_sync_mib_per_s: resync(|r| r.sync_mib_per_s),
             goals,
         }
-    }
-}
-
-impl Goal {
-    fn at_least(name: &str, description: &str, measured: Option<f64>, bound: f64) -> Self {
-        Self {
-            name: name.to_owned(),
-            description: description.to_owned(),
-            measured,
-            bound,
-            met: measured.map(|m| m >= bound),
-        }
-    }
-}
-
-/// Throughput in MiB (2^20 bytes) per second; 0 for a zero or negative time, which only a broken
-/// clock gives.
-pub fn mib_per_s(bytes: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        bytes as f64 / f64::from(1 << 20) / seconds
-    } else {
-        0.0
     }
 }
 
@@ -280,13 +242,6 @@ mod tests {
             sync_mib_per_s: seconds.map(|s| mib_per_s(1 << 30, s - 0.1)),
             error: seconds.is_none().then(|| "broken".to_owned()),
         }
-    }
-
-    #[test]
-    fn rate_is_mib_per_second() {
-        assert_eq!(mib_per_s(1 << 30, 2.0), 512.0);
-        assert_eq!(mib_per_s(1 << 20, 0.5), 2.0);
-        assert_eq!(mib_per_s(1 << 20, 0.0), 0.0);
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,9 @@ use super::report::{
 };
 use super::status::wait_status;
 use super::{BLOCK, NbdOptions, Server};
-use crate::compare::cpu_model;
+use crate::harness::{
+    cores, cpu_model_or_unknown, filesystem_of, kernel, version_line, write_files,
+};
 
 /// How long a pair may take to connect, and a resync to finish.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
@@ -146,7 +147,14 @@ pub fn run_nbd(options: &NbdOptions) -> anyhow::Result<NbdReport> {
         files: Vec::new(),
     };
     if let Some(out) = &options.out {
-        write_files(out, &started.date(), &mut report)?;
+        write_files(
+            out,
+            "nbd",
+            &started.date(),
+            &mut report,
+            |r| &mut r.files,
+            render_markdown,
+        )?;
         info!(dir = %out.display(), "results written");
     }
     Ok(report)
@@ -425,77 +433,21 @@ fn next_random(state: &mut u64) -> u64 {
 }
 
 fn describe_machine(options: &NbdOptions) -> anyhow::Result<NbdMachine> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let version = |program: &Path, arg: &str| -> anyhow::Result<String> {
-        let out = Command::new(program)
-            .arg(arg)
-            .output()
-            .with_context(|| format!("cannot run {} {arg}", program.display()))?;
-        Ok(String::from_utf8_lossy(&[out.stdout, out.stderr].concat())
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or_default()
-            .trim()
-            .to_owned())
-    };
     let tools = &options.tools;
     Ok(NbdMachine {
-        cpu_model: cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".to_owned()),
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or_else(|_| "unknown".to_owned(), |k| k.trim().to_owned()),
+        cpu_model: cpu_model_or_unknown(),
+        cores: cores(),
+        kernel: kernel(),
         filesystem: filesystem_of(&options.dir),
         secondary_filesystem: filesystem_of(&options.secondary_dir),
-        fulcrum_version: version(&options.fulcrum, "version")?,
-        qemu_nbd_version: version(&tools.qemu_nbd, "--version")?,
-        nbdcopy_version: version(&tools.nbdcopy, "--version")?,
+        fulcrum_version: version_line(&options.fulcrum, "version")?,
+        qemu_nbd_version: version_line(&tools.qemu_nbd, "--version")?,
+        nbdcopy_version: version_line(&tools.nbdcopy, "--version")?,
         fio_version: match &tools.fio {
-            Some(fio) => Some(version(fio, "--version")?),
+            Some(fio) => Some(version_line(fio, "--version")?),
             None => None,
         },
     })
-}
-
-/// `TYPE on DEVICE` of the mount holding `dir`: the longest mount point it is under.
-fn filesystem_of(dir: &Path) -> String {
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    mounts
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (device, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
-            dir.starts_with(point)
-                .then(|| (point.len(), format!("{kind} on {device}")))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map_or_else(|| "unknown".to_owned(), |(_, fs)| fs)
-}
-
-/// `nbd-DATE.json`, `nbd-DATE.md`, and copies as `latest.json` and `latest.md`.
-fn write_files(out: &Path, date: &str, report: &mut NbdReport) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let json = out.join(format!("nbd-{date}.json"));
-    let markdown = out.join(format!("nbd-{date}.md"));
-    let (latest_json, latest_md) = (out.join("latest.json"), out.join("latest.md"));
-    report.files = vec![
-        json.clone(),
-        markdown.clone(),
-        latest_json.clone(),
-        latest_md.clone(),
-    ];
-    let json_text =
-        serde_json::to_string_pretty(report).context("cannot serialise the report")? + "\n";
-    let markdown_text = render_markdown(report);
-    for (path, text) in [
-        (&json, &json_text),
-        (&markdown, &markdown_text),
-        (&latest_json, &json_text),
-        (&latest_md, &markdown_text),
-    ] {
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! Reading a volume's state from a running Fulcrum's control socket (`show volume`, the JSON of
 //! `fulcrum status volume --json`), and waiting for a state.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+
+use crate::harness::ask;
 
 /// The fields of one volume the benchmark looks at; the others are ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -34,21 +34,9 @@ impl VolumeStatus {
     }
 }
 
-/// How long one question to the control socket may take.
-const ASK_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Asks the process behind `socket` for volume `name`.
 pub(crate) fn volume_status(socket: &Path, name: &str) -> anyhow::Result<VolumeStatus> {
-    let mut stream = UnixStream::connect(socket)
-        .with_context(|| format!("cannot connect to {}", socket.display()))?;
-    stream.set_read_timeout(Some(ASK_TIMEOUT))?;
-    stream.set_write_timeout(Some(ASK_TIMEOUT))?;
-    stream.write_all(b"show volume\n")?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .with_context(|| format!("no answer on {}", socket.display()))?;
-    parse_volume(&answer, name)
+    parse_volume(&ask(socket, "show volume")?, name)
 }
 
 fn parse_volume(answer: &str, name: &str) -> anyhow::Result<VolumeStatus> {

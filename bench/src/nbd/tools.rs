@@ -1,9 +1,10 @@
 //! Finding the programs the run needs (`qemu-nbd`, `nbdcopy`, and `fio` with its nbd engine for
 //! the latency) and naming every missing one at once, before anything is started.
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::compare::{find_in_path, is_executable};
 
 /// The programs a run uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,20 +55,6 @@ fn has_nbd_engine(fio: &Path) -> bool {
         .is_ok_and(|out| {
             out.status.success() && String::from_utf8_lossy(&out.stdout).contains("uri")
         })
-}
-
-/// The first executable called `name` in the directories of `PATH`.
-fn find_in_path(name: impl AsRef<OsStr>) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name.as_ref()))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]

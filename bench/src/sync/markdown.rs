@@ -4,24 +4,19 @@
 use std::fmt::Write as _;
 
 use super::report::SyncReport;
+use crate::harness::{first_line, markdown_header, number, render_goals};
 
 /// The whole Markdown file.
 pub fn render_markdown(report: &SyncReport) -> String {
     let mut md = String::new();
-    let date = report.date.get(..10).unwrap_or(&report.date);
     let (m, s, sum) = (&report.machine, &report.settings, &report.summary);
-    let _ = writeln!(
-        md,
-        "# Directory sync, Fulcrum vs lsyncd and rsync, {date}\n"
+    markdown_header(
+        &mut md,
+        "Directory sync, Fulcrum vs lsyncd and rsync",
+        &report.date,
+        &report.command,
+        (&m.cpu_model, m.cores, &m.kernel),
     );
-    let _ = writeln!(
-        md,
-        "Made on {} by:\n\n```sh\n{}\n```\n",
-        report.date, report.command
-    );
-    md.push_str("| machine | |\n|---|---|\n");
-    let _ = writeln!(md, "| CPU | {} ({} logical CPUs) |", m.cpu_model, m.cores);
-    let _ = writeln!(md, "| kernel | {} |", m.kernel);
     let _ = writeln!(md, "| trees | {} ({}) |", s.dir.display(), m.filesystem);
     let _ = writeln!(md, "| Fulcrum | {} |", m.fulcrum_version);
     let _ = writeln!(md, "| rsync | {} |", m.rsync_version);
@@ -106,21 +101,8 @@ pub fn render_markdown(report: &SyncReport) -> String {
             number(ratio, 2)
         );
     }
-    md.push_str("\n| goal (issue 8) | measured | bound | met |\n|---|---:|---:|---|\n");
-    for goal in &sum.goals {
-        let _ = writeln!(
-            md,
-            "| {} | {} | ≤ {} | {} |",
-            goal.description,
-            number(goal.measured, 2),
-            goal.bound,
-            match goal.met {
-                Some(true) => "**met**",
-                Some(false) => "**not met**",
-                None => "not measured",
-            }
-        );
-    }
+    md.push('\n');
+    render_goals(&mut md, "goal (issue 8)", "≤", &sum.goals);
 
     md.push_str("\n## Rounds\n\n| round | latency | p50 (ms) | p99 (ms) | mean (ms) | max (ms) |\n|---:|---|---:|---:|---:|---:|\n");
     for r in &report.latency {
@@ -199,12 +181,4 @@ fn label(tool: super::Tool, reference: &'static str) -> &'static str {
         super::Tool::Fulcrum => "Fulcrum",
         super::Tool::Reference => reference,
     }
-}
-
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().replace('|', "\\|")
-}
-
-fn number(value: Option<f64>, decimals: usize) -> String {
-    value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
 }

@@ -3,87 +3,20 @@
 //! the sync set's status from Fulcrum's control socket (`show sync`, the JSON of `fulcrum
 //! status sync --json`).
 
-use std::fs::File;
-use std::io::{Read, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fulcrum_common::stats::SyncSet;
 
+use crate::compare::free_port;
+pub(crate) use crate::harness::Running;
+use crate::harness::{ask, pair_ports, start_fulcrum};
+
 /// The sync set's name, and the rsync daemon's module.
 pub(crate) const NAME: &str = "bench";
-
-/// How long a program may take to start serving, or to stop after SIGTERM.
-const PATIENCE: Duration = Duration::from_secs(15);
-
-/// A running child, killed on drop.
-#[derive(Debug)]
-pub(crate) struct Running {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    pub(crate) fn spawn(name: &str, mut command: Command, log: PathBuf) -> anyhow::Result<Self> {
-        let file =
-            File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file);
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        Ok(Self {
-            name: name.to_owned(),
-            child,
-            log,
-        })
-    }
-
-    /// Fails with the log's tail if the child has exited.
-    pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("{} exited ({status}):\n{}", self.name, self.log_tail());
-        }
-        Ok(())
-    }
-
-    /// SIGTERM, then SIGKILL (on drop) if it lingers.
-    pub(crate) fn terminate(mut self) -> anyhow::Result<()> {
-        // `kill(1)`: the workspace forbids the unsafe a libc call needs.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        bail!("{} did not stop within {PATIENCE:?} of SIGTERM", self.name)
-    }
-
-    pub(crate) fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One `fulcrum run` node of the sync set.
 #[derive(Debug, Clone)]
@@ -129,30 +62,12 @@ impl Node {
     /// Writes the config and starts `fulcrum run` on it; returns once the control socket
     /// answers.
     pub(crate) fn start(&self, fulcrum: &Path) -> anyhow::Result<Running> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
         std::fs::create_dir_all(&self.path)
             .with_context(|| format!("cannot create {}", self.path.display()))?;
-        let config = self.dir.join("fulcrum.toml");
-        std::fs::write(&config, self.config())
-            .with_context(|| format!("cannot write {}", config.display()))?;
-        let mut command = Command::new(fulcrum);
-        command.arg("run").arg("-c").arg(&config);
-        let log = self.dir.join(format!("fulcrum-{}.log", self.name));
-        let mut running = Running::spawn(&format!("fulcrum ({})", self.name), command, log)?;
-        let deadline = Instant::now() + PATIENCE;
-        while sync_status(&self.socket()).is_err() {
-            running.check_alive()?;
-            if Instant::now() >= deadline {
-                bail!(
-                    "fulcrum ({}) did not answer on its control socket within {PATIENCE:?}:\n{}",
-                    self.name,
-                    running.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Ok(running)
+        let socket = self.socket();
+        start_fulcrum(fulcrum, &self.dir, self.name, &self.config(), false, || {
+            sync_status(&socket).is_ok()
+        })
     }
 }
 
@@ -165,11 +80,7 @@ pub(crate) fn pair(
     b_path: PathBuf,
     delay: Duration,
 ) -> anyhow::Result<(Node, Node)> {
-    let (x, y) = (free_port()?, free_port()?);
-    if x == y {
-        bail!("the kernel gave port {x} twice");
-    }
-    let (low, high) = if x < y { (x, y) } else { (y, x) };
+    let (low, high) = pair_ports()?;
     let a = Node {
         name: "a",
         dir: dir.join("node-a"),
@@ -189,21 +100,9 @@ pub(crate) fn pair(
     Ok((a, b))
 }
 
-/// How long one question to the control socket may take.
-const ASK_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// The sync set of the process behind `socket`.
 pub(crate) fn sync_status(socket: &Path) -> anyhow::Result<SyncSet> {
-    let mut stream = UnixStream::connect(socket)
-        .with_context(|| format!("cannot connect to {}", socket.display()))?;
-    stream.set_read_timeout(Some(ASK_TIMEOUT))?;
-    stream.set_write_timeout(Some(ASK_TIMEOUT))?;
-    stream.write_all(b"show sync\n")?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .with_context(|| format!("no answer on {}", socket.display()))?;
-    parse_sync(&answer)
+    parse_sync(&ask(socket, "show sync")?)
 }
 
 fn parse_sync(answer: &str) -> anyhow::Result<SyncSet> {
@@ -274,14 +173,7 @@ pub(crate) fn start_rsync_daemon(
         .arg(format!("--port={}", addr.port()))
         .arg(format!("--address={}", addr.ip()));
     let mut running = Running::spawn("rsync --daemon", command, dir.join("rsyncd.out"))?;
-    let deadline = Instant::now() + PATIENCE;
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        running.check_alive()?;
-        if Instant::now() >= deadline {
-            bail!("the rsync daemon did not listen on {addr} within {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    running.wait_listening(addr)?;
     Ok((running, format!("rsync://{addr}/{NAME}/")))
 }
 
@@ -319,15 +211,6 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-}
-
-/// A `127.0.0.1` address whose port was free a moment ago.
-pub(crate) fn free_port() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .context("cannot bind 127.0.0.1:0 to find a free port")?;
-    listener
-        .local_addr()
-        .context("cannot read the port of 127.0.0.1:0")
 }
 
 #[cfg(test)]

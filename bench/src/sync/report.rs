@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compare::{median, ratio};
+use crate::compare::ratio;
+pub use crate::harness::Goal;
+use crate::harness::median_of;
+pub(crate) use crate::harness::mib_per_s;
 
 /// The `schema` of the JSON file.
 pub const SCHEMA: &str = "fulcrum-bench/sync/v1";
@@ -143,28 +146,6 @@ pub struct SyncSummary {
     pub goals: Vec<Goal>,
 }
 
-/// A goal of issue 8: `measured` must be at most `bound`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Goal {
-    pub name: String,
-    pub description: String,
-    pub measured: Option<f64>,
-    pub bound: f64,
-    pub met: Option<bool>,
-}
-
-impl Goal {
-    fn at_most(name: &str, description: String, measured: Option<f64>, bound: f64) -> Self {
-        Self {
-            name: name.to_owned(),
-            description,
-            measured,
-            bound,
-            met: measured.map(|m| m <= bound),
-        }
-    }
-}
-
 impl SyncSummary {
     pub fn new(
         latency: &[LatencyRun],
@@ -172,11 +153,8 @@ impl SyncSummary {
         delta: &[DeltaRun],
         delay_ms: f64,
     ) -> Self {
-        fn of<R>(runs: &[R], keep: impl Fn(&R) -> Option<f64>) -> Option<f64> {
-            median(&runs.iter().filter_map(keep).collect::<Vec<_>>())
-        }
         let lat = |tool: Tool, value: fn(&LatencyRun) -> Option<f64>| {
-            of(latency, |r| if r.tool == tool { value(r) } else { None })
+            median_of(latency, |r| if r.tool == tool { value(r) } else { None })
         };
         let (fulcrum_p50_ms, fulcrum_p99_ms) = (
             lat(Tool::Fulcrum, |r| r.p50_ms),
@@ -186,10 +164,11 @@ impl SyncSummary {
             lat(Tool::Reference, |r| r.p50_ms),
             lat(Tool::Reference, |r| r.p99_ms),
         );
-        let init = |tool: Tool| of(initial, |r| if r.tool == tool { r.seconds } else { None });
+        let init =
+            |tool: Tool| median_of(initial, |r| if r.tool == tool { r.seconds } else { None });
         let (fulcrum_initial_s, rsync_initial_s) = (init(Tool::Fulcrum), init(Tool::Reference));
         let sent = |tool: Tool| {
-            of(delta, |r| {
+            median_of(delta, |r| {
                 if r.tool == tool {
                     r.bytes_sent.map(|b| b as f64)
                 } else {
@@ -248,15 +227,6 @@ pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
     sorted.sort_by(f64::total_cmp);
     let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
-/// MiB per second; 0 for a zero time.
-pub(crate) fn mib_per_s(bytes: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        bytes as f64 / f64::from(1 << 20) / seconds
-    } else {
-        0.0
-    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@ use super::tree::{
     verify_copy, write_random_file, write_tree,
 };
 use super::{DELTA_REGIONS, SyncOptions};
-use crate::compare::cpu_model;
+use crate::harness::{
+    cores, cpu_model_or_unknown, filesystem_of, kernel, version_line, write_files,
+};
 
 /// How long a pair may take to connect, a change to arrive, a tree to be copied.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
@@ -130,7 +132,14 @@ pub fn run_sync(options: &SyncOptions) -> anyhow::Result<SyncReport> {
         files: Vec::new(),
     };
     if let Some(out) = &options.out {
-        write_files(out, &started.date(), &mut report)?;
+        write_files(
+            out,
+            "sync",
+            &started.date(),
+            &mut report,
+            |r| &mut r.files,
+            render_markdown,
+        )?;
     }
     Ok(report)
 }
@@ -507,66 +516,15 @@ pub(crate) fn stat_number(stats: &str, label: &str) -> Option<u64> {
 }
 
 fn describe_machine(options: &SyncOptions) -> anyhow::Result<SyncMachine> {
-    let first_line = |program: &Path, arg: &str| -> anyhow::Result<String> {
-        let out = Command::new(program)
-            .arg(arg)
-            .output()
-            .with_context(|| format!("cannot run {} {arg}", program.display()))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        Ok(text.lines().next().unwrap_or_default().trim().to_owned())
-    };
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     Ok(SyncMachine {
-        cpu_model: cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".to_owned()),
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or_else(|_| "unknown".to_owned(), |k| k.trim().to_owned()),
+        cpu_model: cpu_model_or_unknown(),
+        cores: cores(),
+        kernel: kernel(),
         filesystem: filesystem_of(&options.dir),
-        fulcrum_version: first_line(&options.fulcrum, "version")?,
-        rsync_version: first_line(&options.tools.rsync, "--version")?,
-        lsyncd_version: first_line(&options.tools.lsyncd, "--version")?,
+        fulcrum_version: version_line(&options.fulcrum, "version")?,
+        rsync_version: version_line(&options.tools.rsync, "--version")?,
+        lsyncd_version: version_line(&options.tools.lsyncd, "--version")?,
     })
-}
-
-/// `TYPE on DEVICE` of the mount holding `dir`, from `/proc/self/mounts`.
-fn filesystem_of(dir: &Path) -> String {
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 3 && dir.starts_with(f[1]))
-                .then(|| (f[1].len(), format!("{} on {}", f[2], f[0])))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map_or_else(|| "unknown".to_owned(), |(_, fs)| fs)
-}
-
-fn write_files(out: &Path, date: &str, report: &mut SyncReport) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let (json_path, md_path) = (
-        out.join(format!("sync-{date}.json")),
-        out.join(format!("sync-{date}.md")),
-    );
-    report.files = vec![
-        json_path.clone(),
-        md_path.clone(),
-        out.join("latest.json"),
-        out.join("latest.md"),
-    ];
-    let json = serde_json::to_string_pretty(report)? + "\n";
-    let markdown = render_markdown(report);
-    for (path, text) in [
-        (&json_path, &json),
-        (&md_path, &markdown),
-        (&out.join("latest.json"), &json),
-        (&out.join("latest.md"), &markdown),
-    ] {
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::compare::{self, is_executable};
+
 /// The reference programs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tools {
@@ -33,18 +35,14 @@ pub fn find_tools(rsync: Option<&Path>, lsyncd: Option<&Path>) -> Result<Tools, 
     }
 }
 
+/// The first executable called `name` in `PATH`, else in `/usr/bin` or `/usr/local/bin`.
 fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    compare::find_in_path(name).or_else(|| {
+        ["/usr/bin", "/usr/local/bin"]
+            .into_iter()
+            .map(|dir| Path::new(dir).join(name))
+            .find(|candidate| is_executable(candidate))
+    })
 }
 
 #[cfg(test)]
