@@ -32,6 +32,17 @@ impl SyncSection {
         let listen = SYNC.parse_addr(&self.listen, "listen", &mut errors);
         if let Some(listen) = listen {
             SYNC.check_listen(listen, &self.listen, &mut errors);
+            // A peer knows this node by the address in its own `peers`, which must be this
+            // `listen` exactly: a wildcard would be refused by every peer at each connection.
+            if listen.ip().is_unspecified() && listen.port() != 0 {
+                errors.push(ConfigError::at(
+                    &self.listen,
+                    format!(
+                        "listen {listen} is a wildcard, but peers name this node by its `listen`: give the address the peers list, e.g. \"172.16.0.99:{}\"",
+                        listen.port()
+                    ),
+                ));
+            }
         }
         let peers = build_peers(self, listen, &mut errors);
         let shared_secret = SYNC.build_secret(

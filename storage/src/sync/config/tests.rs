@@ -239,6 +239,16 @@ fn bad_names_and_unknown_keys_are_refused() {
 }
 
 #[test]
+fn listen_may_not_be_a_wildcard() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = one_error(
+        &with(dir.path(), "listen", "\"0.0.0.0:8730\""),
+        "peers name this node",
+    );
+    assert!(at.contains("0.0.0.0:8730"), "{at}");
+}
+
+#[test]
 fn sets_may_not_share_ports_peers_or_directories() {
     let dir = tempfile::tempdir().unwrap();
     let inner = dir.path().join("inner");
@@ -252,12 +262,12 @@ fn sets_may_not_share_ports_peers_or_directories() {
         )
     };
     let text = set("a", dir.path(), "10.0.0.1:8730", "10.0.0.2:8730")
-        + &set("b", &inner, "0.0.0.0:8730", "10.0.0.2:8730")
+        + &set("b", &inner, "10.0.0.1:8730", "10.0.0.2:8730")
         + &set("c", other.path(), "10.0.0.1:8731", "10.0.0.2:8731");
     let errors = errors(&text);
     assert_eq!(errors.len(), 3, "{errors:#?}");
     assert!(errors[0].1.contains("sync set `a`"), "{}", errors[0].1);
-    assert!(errors[0].0.contains("0.0.0.0:8730"));
+    assert!(errors[0].0.contains("10.0.0.1:8730"));
     assert!(errors[1].1.contains("also a peer"), "{}", errors[1].1);
     assert!(errors[2].1.contains("inside"), "{}", errors[2].1);
 
