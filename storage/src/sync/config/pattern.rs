@@ -6,9 +6,9 @@
 //! - `**` as a whole segment matches across directories: `**/cache` is `cache` at any depth,
 //!   `logs/**` everything inside `logs`, `a/**/b` `b` at any depth under `a` (also `a/b`).
 //! - A trailing `/` matches directories only: `cache/` is every directory named `cache`.
-//! - A pattern with no `/` but a trailing one matches a name at any depth (`*.tmp`); with a `/`
-//!   at its start or in its middle it is matched against the whole path from the synced
-//!   directory (`/uploads/tmp`, `uploads/tmp`).
+//! - A pattern without a `/` (a trailing one aside) matches a name at any depth (`*.tmp`,
+//!   `cache/`); one with a `/` at its start or in its middle is matched against the whole path
+//!   from the synced directory (`/uploads/tmp`, `uploads/tmp`).
 //! - A directory that is excluded excludes everything inside it.
 //!
 //! Negation (`!pattern`) is refused rather than ignored: a user who writes it expects files to

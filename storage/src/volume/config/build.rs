@@ -406,8 +406,8 @@ fn parse_policy<P: Policy>(text: &Spanned<String>, errors: &mut Vec<ConfigError>
         format!("DRBD's `{value}` is not offered: {reason}")
     } else if value.starts_with("discard-node-") {
         format!(
-            "DRBD's `{value}` is not offered: name the victim by its history instead, e.g. \
-             `discard-younger-primary`"
+            "DRBD's `{value}` is not offered: a node named in the config loses whatever \
+             happened; choose the victim by what the copies went through instead"
         )
     } else {
         format!("unknown policy `{value}`")
