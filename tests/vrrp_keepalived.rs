@@ -504,18 +504,12 @@ fn the_builtin_proxy_check_moves_the_vip_when_the_proxy_cannot_serve() {
         "Fulcrum never became master"
     );
 
-    let socket = fulcrum.control_socket();
     let ctl = |state: &str| {
-        let (ok, out, err) = support::fulcrum_command([
-            "ctl",
-            "--socket",
-            socket.to_str().unwrap(),
-            "set",
-            "server",
-            "app/s1",
-            "state",
-            state,
-        ]);
+        let (ok, out, err) = support::fulcrum_on(
+            &fulcrum,
+            &["ctl"],
+            &["set", "server", "app/s1", "state", state],
+        );
         assert!(ok, "fulcrum ctl: {out} {err}");
     };
     ctl("maint");

@@ -295,11 +295,7 @@ fn check_volume_listens(
             if addr.port() == 0 {
                 continue;
             }
-            let owner = proxy
-                .tcp_bind_owner(addr)
-                .map(|o| o.to_string())
-                .or_else(|| (admin == Some(addr)).then(|| "the admin server".to_owned()));
-            if let Some(owner) = owner {
+            if let Some(owner) = listener_owner(addr, proxy, admin) {
                 found.push((
                     Some(span),
                     format!(
@@ -310,6 +306,19 @@ fn check_volume_listens(
             }
         }
     }
+}
+
+/// Who else binds `addr`: a frontend or virtual service of `proxy`, or the admin server
+/// listening on `admin`.
+fn listener_owner(
+    addr: std::net::SocketAddr,
+    proxy: &fulcrum_proxy::Config,
+    admin: Option<std::net::SocketAddr>,
+) -> Option<String> {
+    proxy
+        .tcp_bind_owner(addr)
+        .map(|o| o.to_string())
+        .or_else(|| (admin == Some(addr)).then(|| "the admin server".to_owned()))
 }
 
 /// A sync set's listener must not take an address a frontend, a virtual service, the admin
@@ -333,10 +342,7 @@ fn check_sync_listens(
         let volume = volumes
             .iter()
             .find(|v| v.listen == addr || v.nbd.as_ref().is_some_and(|n| n.listen == addr));
-        let owner = proxy
-            .tcp_bind_owner(addr)
-            .map(|o| o.to_string())
-            .or_else(|| (admin == Some(addr)).then(|| "the admin server".to_owned()))
+        let owner = listener_owner(addr, proxy, admin)
             .or_else(|| volume.map(|v| format!("volume `{}`", v.name)));
         if let Some(owner) = owner {
             found.push((

@@ -53,14 +53,7 @@ pub fn takeover(ns: &Netns, vip: &str, since: Instant, timeout: Duration) -> Dur
 
 /// `fulcrum status vrrp --json` of the running node.
 pub fn status(fulcrum: &Fulcrum) -> serde_json::Value {
-    let socket = fulcrum.control_socket();
-    let (ok, out, err) = super::fulcrum_command([
-        "status".as_ref(),
-        "vrrp".as_ref(),
-        "--json".as_ref(),
-        "--socket".as_ref(),
-        socket.as_os_str(),
-    ]);
+    let (ok, out, err) = super::fulcrum_on(fulcrum, &["status", "vrrp", "--json"], &[]);
     assert!(ok, "fulcrum status vrrp failed: {err}");
     serde_json::from_str(&out).unwrap()
 }

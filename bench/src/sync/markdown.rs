@@ -106,74 +106,58 @@ pub fn render_markdown(report: &SyncReport) -> String {
 
     md.push_str("\n## Rounds\n\n| round | latency | p50 (ms) | p99 (ms) | mean (ms) | max (ms) |\n|---:|---|---:|---:|---:|---:|\n");
     for r in &report.latency {
-        let tool = label(r.tool, "lsyncd");
-        match &r.error {
-            Some(e) => {
-                let _ = writeln!(
-                    md,
-                    "| {} | {tool} | failed: {} | | | |",
-                    r.round,
-                    first_line(e)
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    md,
-                    "| {} | {tool} | {} | {} | {} | {} |",
-                    r.round,
-                    number(r.p50_ms, 1),
-                    number(r.p99_ms, 1),
-                    number(r.mean_ms, 1),
-                    number(r.max_ms, 1)
-                );
-            }
-        }
+        let cells = [r.p50_ms, r.p99_ms, r.mean_ms, r.max_ms].map(|v| number(v, 1));
+        round_row(
+            &mut md,
+            r.round,
+            label(r.tool, "lsyncd"),
+            r.error.as_deref(),
+            &cells,
+        );
     }
     md.push_str("\n| round | initial sync | seconds | MiB/s |\n|---:|---|---:|---:|\n");
     for r in &report.initial {
-        let tool = label(r.tool, "rsync -a");
-        match &r.error {
-            Some(e) => {
-                let _ = writeln!(md, "| {} | {tool} | failed: {} | |", r.round, first_line(e));
-            }
-            None => {
-                let _ = writeln!(
-                    md,
-                    "| {} | {tool} | {} | {} |",
-                    r.round,
-                    number(r.seconds, 2),
-                    number(r.mib_per_s, 0)
-                );
-            }
-        }
+        let cells = [number(r.seconds, 2), number(r.mib_per_s, 0)];
+        round_row(
+            &mut md,
+            r.round,
+            label(r.tool, "rsync -a"),
+            r.error.as_deref(),
+            &cells,
+        );
     }
     md.push_str("\n| round | delta | bytes sent | bytes received | saved by delta | seconds |\n|---:|---|---:|---:|---:|---:|\n");
     for r in &report.delta {
-        let tool = label(r.tool, "rsync -a");
-        match &r.error {
-            Some(e) => {
-                let _ = writeln!(
-                    md,
-                    "| {} | {tool} | failed: {} | | | |",
-                    r.round,
-                    first_line(e)
-                );
-            }
-            None => {
-                let int = |v: Option<u64>| v.map_or_else(|| "–".to_owned(), |v| v.to_string());
-                let _ = writeln!(
-                    md,
-                    "| {} | {tool} | {} | {} | {} | {} |",
-                    r.round,
-                    int(r.bytes_sent),
-                    int(r.bytes_received),
-                    int(r.bytes_saved_by_delta),
-                    number(r.seconds, 2)
-                );
-            }
-        }
+        let int = |v: Option<u64>| v.map_or_else(|| "–".to_owned(), |v| v.to_string());
+        let cells = [
+            int(r.bytes_sent),
+            int(r.bytes_received),
+            int(r.bytes_saved_by_delta),
+            number(r.seconds, 2),
+        ];
+        round_row(
+            &mut md,
+            r.round,
+            label(r.tool, "rsync -a"),
+            r.error.as_deref(),
+            &cells,
+        );
     }
     md
+}
+
+/// One round's row: its `cells`, or, for a failed round, the first line of its error in the
+/// first cell and the others left empty.
+fn round_row(md: &mut String, round: usize, tool: &str, error: Option<&str>, cells: &[String]) {
+    let _ = match error {
+        Some(e) => writeln!(
+            md,
+            "| {round} | {tool} | failed: {} |{}",
+            first_line(e),
+            " |".repeat(cells.len().saturating_sub(1))
+        ),
+        None => writeln!(md, "| {round} | {tool} | {} |", cells.join(" | ")),
+    };
 }
 
 fn label(tool: super::Tool, reference: &'static str) -> &'static str {

@@ -246,11 +246,7 @@ impl Vrrp {
                     .instances
                     .iter()
                     .zip(&statuses)
-                    .filter(|(other, _)| {
-                        other.name != task.config.name
-                            && other.group.is_some()
-                            && other.group == task.config.group
-                    })
+                    .filter(|(other, _)| same_group(&task.config, other))
                     .map(|(_, status)| status.clone())
                     .collect();
                 tokio::spawn(task.run(inputs))
@@ -449,19 +445,17 @@ fn siblings(
     instance: &InstanceConfig,
     members: &BTreeMap<String, Member>,
 ) -> Vec<Member> {
-    let Some(group) = instance
-        .group
-        .as_deref()
-        .and_then(|g| config.groups.iter().find(|x| x.name == g))
-    else {
-        return Vec::new();
-    };
-    group
+    config
         .instances
         .iter()
-        .filter(|name| **name != instance.name)
-        .filter_map(|name| members.get(name).cloned())
+        .filter(|other| same_group(instance, other))
+        .filter_map(|other| members.get(&other.name).cloned())
         .collect()
+}
+
+/// Whether `other` is another member of `instance`'s sync group.
+fn same_group(instance: &InstanceConfig, other: &InstanceConfig) -> bool {
+    other.name != instance.name && instance.group.is_some() && other.group == instance.group
 }
 
 fn initial_status(instance: &InstanceConfig, fsm: &Fsm) -> InstanceStatus {
