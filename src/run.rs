@@ -129,6 +129,7 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
             vrrp.as_ref()
                 .map_or(Ok(()), |v| v.register_metrics(&registry))
         })
+        .and_then(|()| register_storage_metrics(&appliance, &registry))
     {
         tracing::warn!(%error, "cannot register metrics; /metrics will lack them");
     }
@@ -202,6 +203,20 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         _ = int.recv() => tracing::warn!(connections = proxy.connections(), "second stop signal, closing the rest now"),
     }
     ExitCode::SUCCESS
+}
+
+/// `fulcrum_volume_*` and `fulcrum_sync_*`, read from the volumes' and sync sets' status at
+/// each scrape.
+fn register_storage_metrics(
+    appliance: &Arc<Appliance>,
+    registry: &prometheus::Registry,
+) -> prometheus::Result<()> {
+    let (volumes, syncs) = (Arc::clone(appliance), Arc::clone(appliance));
+    let collector = fulcrum_monitoring::storage_metrics::StorageCollector::new(
+        Arc::new(move || volumes.volume_stats()),
+        Arc::new(move || syncs.syncs.stats()),
+    )?;
+    registry.register(Box::new(collector))
 }
 
 /// Shuts VRRP down: masters send priority 0 and remove their VIPs, `notify_stop` scripts run.

@@ -80,3 +80,38 @@ fn an_upload_on_either_node_appears_on_the_other() {
     assert!(text.contains("sync set uploads"), "{text}");
     assert!(text.contains(" up"), "{text}");
 }
+
+/// `/metrics` carries each set's peers, queue and counters.
+#[test]
+fn the_sync_state_is_in_the_prometheus_metrics() {
+    let (pa, pb) = (free_port(), free_port());
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let a = Fulcrum::start(&format!("{}{admin}", node(a_dir.path(), pa, pb)));
+    let metrics = || {
+        let out = std::process::Command::new("curl")
+            .args(["--silent", "--max-time", "10"])
+            .arg(format!("http://{}/metrics", a.admin_addr()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = metrics();
+    assert!(
+        text.contains(r#"fulcrum_sync_connected_peers{sync="uploads"} 0"#),
+        "{text}"
+    );
+    let _b = Fulcrum::start(&node(b_dir.path(), pb, pa));
+    std::fs::write(a_dir.path().join("uploads/a.txt"), b"hello").unwrap();
+    assert!(
+        wait_until(PATIENCE, Duration::from_millis(50), || {
+            let text = metrics();
+            text.contains(r#"fulcrum_sync_connected_peers{sync="uploads"} 1"#)
+                && text.contains(r#"fulcrum_sync_files_total{direction="sent",sync="uploads"} 1"#)
+        }),
+        "the peer and the sent file never showed: {}",
+        metrics()
+    );
+    assert!(metrics().contains(r#"fulcrum_sync_peers{sync="uploads"} 1"#));
+}

@@ -140,3 +140,36 @@ fn protocol_c_writes_are_on_the_secondary_when_nbdcopy_returns() {
     assert!(ok, "promote the other side: {out} {err}");
     assert!(status(&b)["nbd"].is_string());
 }
+
+/// `/metrics` carries the volume's role, link and disk as one-hot gauges and its counters, so a
+/// Prometheus rule can page on `fulcrum_volume_connection{state="Connected"} == 0`.
+#[test]
+fn the_volume_state_is_in_the_prometheus_metrics() {
+    let (pa, pb) = (free_port(), free_port());
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let a = Fulcrum::start(&format!("{}{admin}", volume(pa, pb, "primary", "C")));
+    let metrics = || {
+        let out = std::process::Command::new("curl")
+            .args(["--silent", "--max-time", "10"])
+            .arg(format!("http://{}/metrics", a.admin_addr()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = metrics();
+    assert!(
+        text.contains(r#"fulcrum_volume_connection{state="WFConnection",volume="data"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"fulcrum_volume_role{role="Primary",volume="data"} 1"#));
+
+    let _b = Fulcrum::start(&volume(pb, pa, "secondary", "C"));
+    assert!(
+        wait_until(PATIENCE, Duration::from_millis(50), || {
+            metrics().contains(r#"fulcrum_volume_connection{state="Connected",volume="data"} 1"#)
+        }),
+        "the link never showed as Connected: {}",
+        metrics()
+    );
+    assert!(metrics().contains(r#"fulcrum_volume_disk{state="UpToDate",volume="data"} 1"#));
+}

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod config;
 pub mod process;
+pub mod storage_metrics;
 
 pub use fulcrum_common::{
     action::{ServerAction, ServerRef},
