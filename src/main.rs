@@ -1,6 +1,7 @@
 //! The `fulcrum` binary: the command line, loading the one config file, and starting and wiring
 //! the modules. Everything else lives in the module crates.
 
+mod alerts;
 mod appliance;
 mod cli;
 mod config;

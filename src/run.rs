@@ -4,13 +4,19 @@
 
 use std::{path::Path, process::ExitCode, sync::Arc};
 
-use fulcrum_monitoring::{admin::AdminServer, config::AdminConfig};
+use fulcrum_monitoring::{admin::AdminServer, alert::AlertConfig, config::AdminConfig};
 use fulcrum_proxy::Proxy;
 use fulcrum_storage::{sync::config::SyncConfig, volume::config::VolumeConfig};
 use fulcrum_vrrp::{config::VrrpConfig, run::Vrrp};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::{appliance::Appliance, config, control, logging, syncs::Syncs, volumes::Volumes};
+use crate::{
+    alerts::{self, Alerts},
+    appliance::Appliance,
+    config, control, logging,
+    syncs::Syncs,
+    volumes::Volumes,
+};
 
 /// Runs until a stop signal; the exit code is 0 after a clean stop.
 pub(crate) fn run(path: &Path) -> ExitCode {
@@ -133,10 +139,21 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     {
         tracing::warn!(%error, "cannot register metrics; /metrics will lack them");
     }
+    let node = global.node_name();
+    let sources = |registry| alerts::Sources {
+        proxy: &proxy,
+        vrrp: vrrp.as_ref(),
+        volumes: &volumes,
+        syncs: &syncs,
+        node: &node,
+        registry,
+    };
+    let mut alerts = Alerts::start(loaded.alert, sources(&registry));
     let mut admin = match Admin::start(loaded.admin, &registry, &appliance).await {
         Ok(admin) => admin,
         Err(error) => {
             tracing::error!(%error, "cannot start the admin server");
+            alerts.stop().await;
             stop_vrrp(vrrp).await;
             volumes.stop().await;
             syncs.stop().await;
@@ -161,6 +178,7 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
             _ = hup.recv() => {
                 if let Some(new) = reload(path, &proxy) {
                     admin.follow(new.admin, &registry, &appliance).await;
+                    alerts.follow(new.alert, sources(&registry)).await;
                     if new.vrrp != running_vrrp {
                         // Restarting instances would make a master send priority 0 and flap
                         // every VIP; keepalived users restart a node to change VRRP too.
@@ -184,11 +202,16 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     // rather than after Master_Down_Interval. Connections to a VIP end with it (its packets now
     // reach the peer); the grace period serves those on the node's own addresses.
     stop_vrrp(vrrp).await;
+    // Their last alerts (each instance's STOP) go out while the rest stops.
+    let alerts = tokio::spawn(alerts.stop());
     // Then the volumes (NBD drained, metadata closed clean): the peer, MASTER now, promotes its
     // copy as soon as this one is secondary.
     volumes.stop().await;
     // The sync sets save their index; what they have not sent waits in it for the next start.
     syncs.stop().await;
+    if alerts.await.is_err() {
+        tracing::warn!("the alerts did not stop cleanly");
+    }
     tracing::info!(grace = ?grace, connections = proxy.connections(), "stopping: no new connections, finishing requests in flight");
     // A second stop signal during the grace period means "now", as with HAProxy's hard stop.
     tokio::select! {
@@ -230,6 +253,7 @@ async fn stop_vrrp(vrrp: Option<Vrrp>) {
 /// The sections a reload hands to the modules other than the proxy.
 struct Reloaded {
     admin: Option<AdminConfig>,
+    alert: Option<AlertConfig>,
     vrrp: Option<VrrpConfig>,
     volumes: Vec<VolumeConfig>,
     syncs: Vec<SyncConfig>,
@@ -243,6 +267,7 @@ fn reload(path: &Path, proxy: &Proxy) -> Option<Reloaded> {
                 tracing::info!(config = %path.display(), "reloaded");
                 Some(Reloaded {
                     admin: loaded.admin,
+                    alert: loaded.alert,
                     vrrp: loaded.vrrp,
                     volumes: loaded.volumes,
                     syncs: loaded.syncs,

@@ -4,7 +4,8 @@
 use std::{path::Path, sync::Mutex};
 
 use fulcrum_common::stats;
-use fulcrum_storage::sync::{SyncSet, SyncStatus, config::SyncConfig};
+use fulcrum_storage::sync::{SyncEvent, SyncSet, SyncStatus, config::SyncConfig};
+use tokio::sync::broadcast;
 
 /// The running sync sets, in name order. A std mutex is enough: it is taken to read a status
 /// for the page or the control socket, and once at stop, never on a data path.
@@ -44,6 +45,17 @@ impl Syncs {
             return Vec::new();
         };
         sets.iter().map(|s| to_stats(&s.status())).collect()
+    }
+
+    /// Each set's name and its events from now on (conflicts, peers lost and back, failed
+    /// transfers), for the alerts.
+    pub(crate) fn subscribe_all(&self) -> Vec<(String, broadcast::Receiver<SyncEvent>)> {
+        let Ok(sets) = self.sets.lock() else {
+            return Vec::new();
+        };
+        sets.iter()
+            .map(|s| (s.status().name, s.subscribe()))
+            .collect()
     }
 
     /// Stops every set, saving its index.

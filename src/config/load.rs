@@ -37,6 +37,8 @@ pub(crate) struct Loaded {
     pub(crate) volumes: Vec<fulcrum_storage::volume::config::VolumeConfig>,
     /// `[sync.NAME]`, in name order.
     pub(crate) syncs: Vec<fulcrum_storage::sync::config::SyncConfig>,
+    /// `[alert]`, when the file has one.
+    pub(crate) alert: Option<fulcrum_monitoring::alert::AlertConfig>,
 }
 
 impl Loaded {
@@ -65,8 +67,20 @@ impl Loaded {
             0 => String::new(),
             n => format!(", {n} sync set(s)"),
         };
+        let alert = match &self.alert {
+            Some(alert) => format!(
+                ", alerts on {}",
+                alert
+                    .events
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ),
+            None => String::new(),
+        };
         format!(
-            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s){vrrp}{volumes}{syncs}{admin}",
+            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s){vrrp}{volumes}{syncs}{admin}{alert}",
             self.path.display(),
             self.proxy.frontends.len(),
             self.proxy.backends.len(),
@@ -232,6 +246,10 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
         check_sync_listens(&file, &syncs, &volumes, proxy, &mut found);
     }
     check_state_dir_outside_syncs(&file, &syncs, &mut found);
+    let alert = file
+        .alert
+        .as_ref()
+        .and_then(|section| collect(section.build(), &mut found));
     match proxy {
         Some(proxy) if found.is_empty() => Ok(Loaded {
             path: path.to_owned(),
@@ -241,6 +259,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
             vrrp,
             volumes,
             syncs,
+            alert,
         }),
         _ => Err(locate(path, text, &original, found)),
     }
@@ -460,6 +479,21 @@ fn resolve_paths(file: &mut FileConfig, path: &Path) {
             }
         }
     }
+    if let Some(alert) = &mut file.alert {
+        if let Some(email) = &mut alert.email {
+            for file in [&mut email.ca, &mut email.password_file]
+                .into_iter()
+                .flatten()
+            {
+                relative_to(base, file.get_mut());
+            }
+        }
+        for webhook in &mut alert.webhooks {
+            if let Some(ca) = &mut webhook.ca {
+                relative_to(base, ca.get_mut());
+            }
+        }
+    }
 }
 
 fn relative_to(base: &Path, path: &mut PathBuf) {
@@ -655,6 +689,21 @@ real_servers = [{ address = "127.0.0.1:3307" }]
         assert_eq!(errs.len(), 1);
         assert!(errs[0].message.contains("[nrpe] is not supported"));
         assert_eq!(errs[0].key, "nrpe");
+    }
+
+    #[test]
+    fn alert_errors_are_located_at_their_key() {
+        let text = format!(
+            "{GOOD}\n[alert]\nevents = [\"vrrp\", \"dns\"]\ncommand = \"/usr/local/bin/send-sms\"\n"
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].message.contains("unknown event category `dns`"),
+            "{errs:?}"
+        );
+        assert_eq!(errs[0].key, "alert.events[1]");
+        assert_eq!(errs[0].line, text.lines().count() - 1);
     }
 
     #[test]

@@ -1,0 +1,216 @@
+//! The command sink: runs the configured program (no shell) with the alert's text on standard
+//! input (subject, blank line, body) and its facts in the environment, within a timeout; a
+//! non-zero exit is a failure.
+//!
+//! Environment: `FULCRUM_ALERT_NODE`, `FULCRUM_ALERT_CATEGORY` (vrrp, server, volume, sync),
+//! `FULCRUM_ALERT_OBJECT` (`VI_1`, `www/web1`, ...), `FULCRUM_ALERT_STATE` (`MASTER`, `DOWN`,
+//! `SplitBrain`, ...), `FULCRUM_ALERT_FIRING` (`1` for a problem, else `0`) and
+//! `FULCRUM_ALERT_SUBJECT`.
+
+use std::process::Stdio;
+
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
+    process::Command as Process,
+};
+
+use super::{config::CommandConfig, error::DeliveryError, event::Alert, sink::Deliver, text};
+
+/// The most of the program's standard error kept for the log.
+const STDERR_KEPT: usize = 512;
+
+/// The command sink.
+pub(super) struct Command {
+    config: CommandConfig,
+}
+
+/// What the program gets.
+pub(super) struct Input {
+    stdin: String,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Command {
+    pub(super) fn new(config: CommandConfig) -> Self {
+        Self { config }
+    }
+
+    fn program(&self) -> String {
+        self.config.argv.first().cloned().unwrap_or_default()
+    }
+}
+
+impl Deliver for Command {
+    type Payload = Input;
+
+    fn prepare(&mut self, alert: &Alert) -> Result<Input, DeliveryError> {
+        let text = text::render(alert);
+        let event = &alert.event;
+        Ok(Input {
+            stdin: text.to_message(),
+            env: vec![
+                ("FULCRUM_ALERT_NODE", alert.node.clone()),
+                ("FULCRUM_ALERT_CATEGORY", event.category().name().to_owned()),
+                ("FULCRUM_ALERT_OBJECT", event.object()),
+                ("FULCRUM_ALERT_STATE", event.state().to_owned()),
+                (
+                    "FULCRUM_ALERT_FIRING",
+                    if event.is_problem() { "1" } else { "0" }.to_owned(),
+                ),
+                ("FULCRUM_ALERT_SUBJECT", text.subject),
+            ],
+        })
+    }
+
+    async fn deliver(&self, input: &Input) -> Result<(), DeliveryError> {
+        let program = self.program();
+        let mut child = Process::new(&program)
+            .args(self.config.argv.iter().skip(1))
+            .envs(input.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            // Its own process group, so a timeout also ends what a script started (a `curl`).
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| DeliveryError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        let group = child.id();
+        let stdin = child.stdin.take();
+        let stderr = child.stderr.take();
+        let run = async {
+            let write = async {
+                if let Some(mut stdin) = stdin {
+                    // A program may exit without reading it all; its exit status tells.
+                    let _ = stdin.write_all(input.stdin.as_bytes()).await;
+                }
+            };
+            let (_, stderr, status) = tokio::join!(write, read_kept(stderr), child.wait());
+            (stderr, status)
+        };
+        let outcome = tokio::time::timeout(self.config.timeout, run).await;
+        let Ok((stderr, status)) = outcome else {
+            if let Some(group) = group {
+                kill_group(group).await;
+            }
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(DeliveryError::Timeout(self.config.timeout));
+        };
+        let status = status.map_err(|source| DeliveryError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(DeliveryError::Exit {
+                program,
+                status: status.to_string(),
+                stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
+            })
+        }
+    }
+}
+
+/// `kill -KILL -- -GROUP`: std cannot signal a process group, and the crate forbids `unsafe`.
+async fn kill_group(group: u32) {
+    let kill = Process::new("kill")
+        .args(["-KILL", "--", &format!("-{group}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    if let Err(error) = kill {
+        tracing::warn!(%error, group, "cannot kill an alert command's process group");
+    }
+}
+
+/// Reads `from` to its end (so the program never blocks on a full pipe), keeping the start.
+async fn read_kept(from: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let Some(mut from) = from else {
+        return kept;
+    };
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = STDERR_KEPT.saturating_sub(kept.len()).min(n);
+        kept.extend_from_slice(&buf[..room]);
+    }
+    kept
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::alert::Event;
+
+    fn command(argv: &[&str], timeout: Duration) -> Command {
+        Command::new(CommandConfig {
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            timeout,
+        })
+    }
+
+    fn input(c: &mut Command) -> Input {
+        c.prepare(&Alert {
+            event: Event::Server {
+                proxy: "www".into(),
+                server: "web1".into(),
+                addr: None,
+                state: "DOWN".into(),
+                reason: None,
+            },
+            node: "lb1".into(),
+            time: SystemTime::UNIX_EPOCH,
+            suppressed: 0,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn failures_say_why() {
+        let mut c = command(
+            &["sh", "-c", "echo nope >&2; exit 3"],
+            Duration::from_secs(5),
+        );
+        let i = input(&mut c);
+        let e = c.deliver(&i).await.unwrap_err().to_string();
+        assert!(e.contains("exit status: 3") && e.contains("nope"), "{e}");
+
+        let mut c = command(&["/nonexistent/fulcrum-alert"], Duration::from_secs(5));
+        let i = input(&mut c);
+        assert!(matches!(
+            c.deliver(&i).await,
+            Err(DeliveryError::Spawn { .. })
+        ));
+
+        let mut c = command(&["sleep", "5"], Duration::from_millis(100));
+        let i = input(&mut c);
+        assert!(matches!(
+            c.deliver(&i).await,
+            Err(DeliveryError::Timeout(_))
+        ));
+
+        let mut c = command(
+            &[
+                "sh",
+                "-c",
+                "test \"$FULCRUM_ALERT_FIRING$FULCRUM_ALERT_OBJECT\" = 1www/web1",
+            ],
+            Duration::from_secs(5),
+        );
+        let i = input(&mut c);
+        c.deliver(&i).await.unwrap();
+    }
+}

@@ -1,0 +1,277 @@
+//! `[alert]` in this process: the events that cross modules (VRRP transitions, servers going UP
+//! or DOWN, volume links, sync peers and conflicts) turned into alerts and handed to the
+//! monitoring crate's [`Alerter`], which sends them off the events' path: a slow mail server
+//! never delays a failover.
+
+use std::sync::Arc;
+
+use fulcrum_monitoring::alert::{
+    AlertConfig, AlertSender, Alerter, Event, SyncEventKind, VolumeEventKind,
+};
+use fulcrum_proxy::Proxy;
+use fulcrum_storage::{sync::SyncEvent, volume::VolumeEvent};
+use fulcrum_vrrp::{
+    fsm::State,
+    run::{StatusHandle, Vrrp, VrrpEvent, state_name},
+};
+use tokio::{
+    sync::{
+        broadcast::{self, error::RecvError},
+        watch,
+    },
+    task::JoinSet,
+};
+
+use crate::{syncs::Syncs, volumes::Volumes};
+
+/// The alerter of `[alert]` and the tasks feeding it, one per event source, with the config it
+/// runs; `None` inside without `[alert]`.
+#[derive(Debug, Default)]
+pub(crate) struct Alerts(Option<Running>);
+
+#[derive(Debug)]
+struct Running {
+    config: AlertConfig,
+    alerter: Alerter,
+    feeds: JoinSet<()>,
+    /// Tells the feeds to take what their sources have sent so far, then end.
+    stop_feeds: watch::Sender<bool>,
+}
+
+/// Where the events come from.
+#[derive(Clone, Copy)]
+pub(crate) struct Sources<'a> {
+    pub(crate) proxy: &'a Arc<Proxy>,
+    pub(crate) vrrp: Option<&'a Vrrp>,
+    pub(crate) volumes: &'a Volumes,
+    pub(crate) syncs: &'a Syncs,
+    pub(crate) node: &'a str,
+    pub(crate) registry: &'a prometheus::Registry,
+}
+
+impl Alerts {
+    /// Starts the alerter of `config` and subscribes to every source now, so no event after
+    /// start is missed.
+    pub(crate) fn start(config: Option<AlertConfig>, sources: Sources<'_>) -> Self {
+        let Some(config) = config else {
+            return Self(None);
+        };
+        let alerter = Alerter::start(config.clone(), sources.node.to_owned(), sources.registry);
+        let (stop_feeds, stopping) = watch::channel(false);
+        let feeds = subscribe(&alerter.sender(), &stopping, sources);
+        tracing::info!(categories = ?config.events, "alerts ready");
+        Self(Some(Running {
+            config,
+            alerter,
+            feeds,
+            stop_feeds,
+        }))
+    }
+
+    /// Follows a reload: a changed `[alert]` starts a new alerter before the old one flushes
+    /// and stops, so no event falls between them (one in the overlap may go out twice).
+    pub(crate) async fn follow(&mut self, config: Option<AlertConfig>, sources: Sources<'_>) {
+        if self.0.as_ref().map(|r| &r.config) == config.as_ref() {
+            return;
+        }
+        let old = std::mem::replace(self, Self::start(config, sources));
+        old.stop().await;
+    }
+
+    /// Takes the events the sources have sent so far (the VRRP transitions of a shutdown
+    /// included), then lets the alerter deliver what is queued within its deadline.
+    pub(crate) async fn stop(self) {
+        if let Some(running) = self.0 {
+            let _ = running.stop_feeds.send(true);
+            running.feeds.join_all().await;
+            running.alerter.stop().await;
+        }
+    }
+}
+
+/// One task per event source, converting its events to alerts for `sender`.
+fn subscribe(
+    sender: &AlertSender,
+    stopping: &watch::Receiver<bool>,
+    sources: Sources<'_>,
+) -> JoinSet<()> {
+    let mut feeds = Feeds {
+        tasks: JoinSet::new(),
+        sender,
+        stopping,
+    };
+    let proxy = Arc::clone(sources.proxy);
+    feeds.add(sources.proxy.subscribe(), move |event| {
+        Some(server_event(&proxy, event))
+    });
+    if let Some(vrrp) = sources.vrrp {
+        let status = vrrp.status_handle();
+        feeds.add(vrrp.subscribe(), move |event| {
+            Some(vrrp_event(&status, event))
+        });
+    }
+    for volume in sources.volumes.handles() {
+        let name = volume.status().name;
+        feeds.add(volume.subscribe(), move |event| volume_event(&name, event));
+    }
+    for (name, events) in sources.syncs.subscribe_all() {
+        feeds.add(events, move |event| Some(sync_event(&name, event)));
+    }
+    feeds.tasks
+}
+
+/// The feed tasks being spawned, and what each gets.
+struct Feeds<'a> {
+    tasks: JoinSet<()>,
+    sender: &'a AlertSender,
+    stopping: &'a watch::Receiver<bool>,
+}
+
+impl Feeds<'_> {
+    /// Spawns a task forwarding `events`, converted by `convert`, to the alerter.
+    fn add<T, F>(&mut self, mut events: broadcast::Receiver<T>, convert: F)
+    where
+        T: Clone + Send + 'static,
+        F: Fn(T) -> Option<Event> + Send + 'static,
+    {
+        let sender = self.sender.clone();
+        let mut stopping = self.stopping.clone();
+        let forward = move |event| {
+            if let Some(alert) = convert(event) {
+                sender.send(alert);
+            }
+        };
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    // Events first: those sent before the stop are all forwarded.
+                    biased;
+                    received = events.recv() => match received {
+                        Ok(event) => forward(event),
+                        // Only a burst of thousands of events lags a receiver; the states
+                        // that follow still arrive, so the last word on each object is right.
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::warn!(missed, "alerts fell behind the events; some were skipped");
+                        }
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = stopping.changed() => {
+                        while let Ok(event) = events.try_recv() {
+                            forward(event);
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn server_event(proxy: &Proxy, event: fulcrum_proxy::Event) -> Event {
+    let fulcrum_proxy::Event::ServerStatus {
+        backend,
+        server,
+        to,
+        reason,
+        ..
+    } = event;
+    // The address, for keepalived's "Realserver [ip]:port" subject, from the stats rows.
+    let addr = proxy
+        .stats()
+        .into_iter()
+        .filter(|p| p.name == backend)
+        .flat_map(|p| p.rows)
+        .find(|row| row.svname == server)
+        .and_then(|row| row.addr);
+    Event::Server {
+        proxy: backend,
+        server,
+        addr,
+        state: to.to_string(),
+        reason: (!reason.is_empty()).then_some(reason),
+    }
+}
+
+fn vrrp_event(status: &StatusHandle, event: VrrpEvent) -> Event {
+    let vips = status
+        .instances()
+        .into_iter()
+        .find(|i| i.name == event.instance)
+        .map(|i| i.virtual_ips)
+        .unwrap_or_default();
+    // keepalived's notify_stop and its "Stopping" mail: the instance left for good.
+    let state = match event.to {
+        State::Initialize => "STOP",
+        to => state_name(to),
+    };
+    Event::Vrrp {
+        instance: event.instance,
+        state: state.to_owned(),
+        previous: Some(state_name(event.from).to_owned()),
+        vips,
+    }
+}
+
+fn volume_event(name: &str, event: VolumeEvent) -> Option<Event> {
+    let kind = match event {
+        VolumeEvent::Connected => VolumeEventKind::Connected,
+        VolumeEvent::Disconnected => VolumeEventKind::Disconnected,
+        VolumeEvent::SplitBrain => VolumeEventKind::SplitBrain,
+        VolumeEvent::ResyncDone => VolumeEventKind::ResyncDone,
+        // A refused peer never connects, so its Disconnected-free silence would hide it: say
+        // so as a link problem. Detaching a failed disk loses the local copy: the same.
+        VolumeEvent::AuthRefused => {
+            return Some(Event::Volume {
+                name: name.to_owned(),
+                kind: VolumeEventKind::Disconnected,
+                detail: Some(
+                    "the peer failed authentication (check shared_secret on both nodes)".to_owned(),
+                ),
+            });
+        }
+        VolumeEvent::Detached => {
+            return Some(Event::Volume {
+                name: name.to_owned(),
+                kind: VolumeEventKind::Disconnected,
+                detail: Some(
+                    "the local disk failed and was detached; I/O goes to the peer".to_owned(),
+                ),
+            });
+        }
+        VolumeEvent::ResyncStarted | VolumeEvent::RoleChanged(_) | VolumeEvent::IoError => {
+            return None;
+        }
+    };
+    Some(Event::Volume {
+        name: name.to_owned(),
+        kind,
+        detail: None,
+    })
+}
+
+fn sync_event(name: &str, event: SyncEvent) -> Event {
+    let (kind, detail) = match event {
+        SyncEvent::Conflict { path, kept_as } => (
+            SyncEventKind::Conflict,
+            match kept_as {
+                Some(kept) => {
+                    format!("{path}: both nodes changed it; this node's version kept as {kept}")
+                }
+                None => format!("{path}: both nodes changed it; this node's version won"),
+            },
+        ),
+        SyncEvent::PeerConnected { addr, node } => (
+            SyncEventKind::PeerBack,
+            format!("peer {node} ({addr}) connected"),
+        ),
+        SyncEvent::PeerLost { addr } => (SyncEventKind::PeerLost, format!("peer {addr} lost")),
+        SyncEvent::TransferFailed { path, error, .. } => {
+            (SyncEventKind::TransferFailed, format!("{path}: {error}"))
+        }
+    };
+    Event::Sync {
+        name: name.to_owned(),
+        kind,
+        detail,
+    }
+}

@@ -1,0 +1,327 @@
+//! `[alert]` end to end: a running `fulcrum` turns its modules' events into alerts. A server
+//! that goes DOWN and comes back fires and resolves an Alertmanager alert and runs the alert
+//! command; a VRRP instance (in network namespaces) that becomes MASTER, then stops, mails
+//! keepalived's subjects to a real SMTP server (Debian's aiosmtpd) while a webhook receiver
+//! that never answers holds its connection open.
+//!
+//! The VRRP test needs root, iproute2 and aiosmtpd (python3-aiosmtpd); it skips with a message
+//! without them, and fails in CI (`CI` set), where `.ci/run` installs them.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::Value;
+use support::{
+    Fulcrum, PATIENCE, free_port,
+    netns::{Netns, can_use_netns, veth, wait_until},
+    vrrp,
+};
+
+const POLL: Duration = Duration::from_millis(50);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_down_then_up_fires_then_resolves_and_runs_the_command() {
+    let port = free_port();
+    let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+    let s1 = origin(listen).await;
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("sms.sh");
+    let texts = dir.path().join("texts");
+    std::fs::write(&script, format!("#!/bin/sh\ncat >> {}\n", texts.display())).unwrap();
+    make_executable(&script);
+    let fulcrum = Fulcrum::start(&format!(
+        "[frontend.main]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"web\"\n\n\
+         [backend.web]\nhealth_check = {{ type = \"tcp\", interval = \"100ms\", timeout = \"100ms\", rise = 1, fall = 1 }}\n\
+         servers = [{{ name = \"s1\", address = \"{listen}\" }}]\n\n\
+         [alert]\nevents = [\"server\"]\n\
+         webhooks = [{{ url = \"{}\", format = \"alertmanager\" }}]\n\
+         command = \"{}\"\n",
+        receiver.url(),
+        script.display()
+    ));
+
+    // The support harness names each node after its temp dir.
+    let node = node_name(&fulcrum);
+    s1.stop().await;
+    let firing = receiver.wait_alert(|a| a["labels"]["alertname"] == "FulcrumServerDown");
+    assert_eq!(firing["labels"]["proxy"], "web", "{firing}");
+    assert_eq!(firing["labels"]["server"], "s1");
+    assert_eq!(firing["labels"]["instance"], node.as_str());
+    let subject =
+        format!("[{node}] Realserver [127.0.0.1]:tcp:{port} of virtual server web - DOWN");
+    assert!(
+        wait_until(PATIENCE, POLL, || read(&texts).contains(&subject)),
+        "the command never got the DOWN text: {}",
+        read(&texts)
+    );
+
+    let _back = origin(listen).await;
+    let resolved =
+        receiver.wait_alert(|a| a["labels"]["alertname"] == "FulcrumServerDown" && ended(a));
+    assert_eq!(
+        resolved["labels"], firing["labels"],
+        "a resolution must carry the firing alert's labels"
+    );
+    assert_eq!(resolved["startsAt"], firing["startsAt"]);
+    assert!(
+        wait_until(PATIENCE, POLL, || read(&texts).contains("- UP")),
+        "the command never got the UP text: {}",
+        read(&texts)
+    );
+    drop(fulcrum);
+}
+
+/// VRRP in a namespace pair: node A alone on its link becomes MASTER of VI_1, and mails it with
+/// keepalived's subject while its other alert sink, a webhook whose receiver accepts and never
+/// answers, hangs; a SIGTERM mails the instance's "Stopping" before the process exits.
+#[test]
+fn a_vrrp_transition_is_mailed_in_keepalived_shape_while_a_webhook_hangs() {
+    if !can_use_netns() || !require_aiosmtpd() {
+        return;
+    }
+    let a = Netns::new("alert-a");
+    let b = Netns::new("alert-b");
+    veth(&a, "eth0", "10.61.0.1/24", &b, "eth0", "10.61.0.2/24");
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let _smtp = KillOnDrop(
+        a.cmd("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:2525"])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Accepts connections (the kernel's backlog does) and never reads or answers them.
+    let _hang = KillOnDrop(
+        a.cmd("/usr/bin/python3")
+            .args([
+                "-c",
+                "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 9093))\ns.listen()\ntime.sleep(3600)",
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_until(PATIENCE, POLL, || a
+            .exec(&["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/2525"])
+            .status
+            .success()),
+        "aiosmtpd never listened"
+    );
+    let mut fulcrum = vrrp::start_fulcrum(
+        &a,
+        &format!(
+            "{}\n\
+             [alert]\nevents = [\"vrrp\"]\n\
+             email = {{ smtp = \"127.0.0.1:2525\", from = \"fulcrum@example.com\", to = [\"ops@example.com\"] }}\n\
+             webhooks = [{{ url = \"http://127.0.0.1:9093/api/v2/alerts\", format = \"alertmanager\", timeout = \"60s\" }}]\n",
+            vrrp::fulcrum_vrrp(2, &[vrrp::instance("VI_1", 61, 100, "10.61.0.100", "")])
+        ),
+    );
+
+    let node = node_name(&fulcrum);
+    assert!(
+        vrrp::wait_vip(&a, "10.61.0.100", true, PATIENCE),
+        "A never became MASTER"
+    );
+    let mail = wait_mail(&maildir, "Entering MASTER state");
+    assert!(
+        mail.contains(&format!(
+            "Subject: [{node}] VRRP Instance VI_1 - Entering MASTER state\n"
+        )),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("=> VRRP Instance is now owning VRRP VIPs <="),
+        "{mail}"
+    );
+    assert!(mail.contains("From: fulcrum@example.com"), "{mail}");
+    assert!(mail.contains("To: ops@example.com"), "{mail}");
+
+    fulcrum.signal(libc::SIGTERM);
+    assert!(fulcrum.wait_exit().success());
+    let mail = wait_mail(&maildir, "Stopping");
+    assert!(
+        mail.contains(&format!(
+            "Subject: [{node}] VRRP Instance VI_1 - Stopping\n"
+        )),
+        "{mail}"
+    );
+}
+
+/// An origin named s1 on `listen`, so it can come back on the same address.
+async fn origin(listen: SocketAddr) -> fulcrum_bench::origin::Origin {
+    let options = fulcrum_bench::origin::OriginOptions {
+        name: "s1".to_owned(),
+        ..Default::default()
+    };
+    fulcrum_bench::origin::start(listen, options).await.unwrap()
+}
+
+/// An Alertmanager stand-in: answers 200 to every POST and keeps each alert of the bodies.
+struct Receiver {
+    addr: SocketAddr,
+    alerts: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let alerts = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&alerts);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let kept = Arc::clone(&kept);
+                std::thread::spawn(move || serve(stream, &kept));
+            }
+        });
+        Self { addr, alerts }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/api/v2/alerts", self.addr)
+    }
+
+    /// The first alert received that `matches`; fails after [`PATIENCE`].
+    fn wait_alert(&self, matches: impl Fn(&Value) -> bool) -> Value {
+        let mut found = None;
+        let got = wait_until(PATIENCE, POLL, || {
+            found = self
+                .alerts
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|a| matches(a))
+                .cloned();
+            found.is_some()
+        });
+        assert!(got, "no such alert in {:?}", self.alerts.lock().unwrap());
+        found.unwrap()
+    }
+}
+
+/// Reads HTTP/1.1 requests with a Content-Length body off `stream`, answering each.
+fn serve(stream: std::net::TcpStream, kept: &Mutex<Vec<Value>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        let mut length = 0;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        if let Ok(Value::Array(alerts)) = serde_json::from_slice(&body) {
+            kept.lock().unwrap().extend(alerts);
+        }
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+    }
+}
+
+/// A resolved alert: its `endsAt` is at most a minute after its `startsAt` (a firing one's is
+/// four `resend`s, minutes, ahead).
+fn ended(alert: &Value) -> bool {
+    let seconds = |field: &str| -> Option<i64> {
+        // RFC 3339: `2026-11-21T20:44:21.123Z`; the time of day is enough across a minute.
+        let time = alert[field].as_str()?.get(11..19)?;
+        let mut parts = time.split(':').map(|p| p.parse::<i64>().ok());
+        Some(parts.next()?? * 3600 + parts.next()?? * 60 + parts.next()??)
+    };
+    match (seconds("startsAt"), seconds("endsAt")) {
+        (Some(starts), Some(ends)) => (ends - starts).rem_euclid(86_400) < 60,
+        _ => false,
+    }
+}
+
+fn node_name(fulcrum: &Fulcrum) -> String {
+    fulcrum
+        .dir()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The first mail in `maildir` whose text contains `needle`, with `\n` line ends.
+fn wait_mail(maildir: &Path, needle: &str) -> String {
+    let mut found = None;
+    let got = wait_until(PATIENCE, POLL, || {
+        found = mails(maildir).into_iter().find(|m| m.contains(needle));
+        found.is_some()
+    });
+    assert!(got, "no mail with {needle:?}: {:?}", mails(maildir));
+    found.unwrap()
+}
+
+fn mails(maildir: &Path) -> Vec<String> {
+    let files: Vec<PathBuf> = std::fs::read_dir(maildir.join("new"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files
+        .iter()
+        .map(|f| read(f).replace("\r\n", "\n"))
+        .collect()
+}
+
+/// Debian's aiosmtpd, or a skip (a failure in CI).
+fn require_aiosmtpd() -> bool {
+    let present = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import aiosmtpd"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "aiosmtpd (python3-aiosmtpd) is required in CI"
+        );
+        eprintln!("skipped: aiosmtpd is not installed (apt install python3-aiosmtpd)");
+    }
+    present
+}
+
+/// A child process killed and reaped when the test ends, passed or failed.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
