@@ -8,6 +8,7 @@ mod config;
 mod control;
 mod ctl;
 mod logging;
+mod nrpe;
 mod proxy_health;
 mod run;
 mod status;

@@ -4,7 +4,9 @@
 
 use std::{path::Path, process::ExitCode, sync::Arc};
 
-use fulcrum_monitoring::{admin::AdminServer, alert::AlertConfig, config::AdminConfig};
+use fulcrum_monitoring::{
+    admin::AdminServer, alert::AlertConfig, config::AdminConfig, nrpe::NrpeConfig,
+};
 use fulcrum_proxy::Proxy;
 use fulcrum_storage::{sync::config::SyncConfig, volume::config::VolumeConfig};
 use fulcrum_vrrp::{config::VrrpConfig, run::Vrrp};
@@ -14,6 +16,7 @@ use crate::{
     alerts::{self, Alerts},
     appliance::Appliance,
     config, control, logging,
+    nrpe::Nrpe,
     syncs::Syncs,
     volumes::Volumes,
 };
@@ -160,6 +163,18 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut nrpe = match Nrpe::start(loaded.nrpe, &registry, &appliance).await {
+        Ok(nrpe) => nrpe,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the NRPE agent");
+            drop(admin);
+            alerts.stop().await;
+            stop_vrrp(vrrp).await;
+            volumes.stop().await;
+            syncs.stop().await;
+            return ExitCode::FAILURE;
+        }
+    };
     // Without the control socket the appliance still serves; only `fulcrum status` cannot
     // reach it, which the warning says.
     let _control = match control::start(&socket_path, Arc::clone(&appliance)).await {
@@ -178,6 +193,7 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
             _ = hup.recv() => {
                 if let Some(new) = reload(path, &proxy) {
                     admin.follow(new.admin, &registry, &appliance).await;
+                    nrpe.follow(new.nrpe, &registry, &appliance).await;
                     alerts.follow(new.alert, sources(&registry)).await;
                     if new.vrrp != running_vrrp {
                         // Restarting instances would make a master send priority 0 and flap
@@ -209,6 +225,7 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
     volumes.stop().await;
     // The sync sets save their index; what they have not sent waits in it for the next start.
     syncs.stop().await;
+    nrpe.stop().await;
     if alerts.await.is_err() {
         tracing::warn!("the alerts did not stop cleanly");
     }
@@ -253,6 +270,7 @@ async fn stop_vrrp(vrrp: Option<Vrrp>) {
 /// The sections a reload hands to the modules other than the proxy.
 struct Reloaded {
     admin: Option<AdminConfig>,
+    nrpe: Option<NrpeConfig>,
     alert: Option<AlertConfig>,
     vrrp: Option<VrrpConfig>,
     volumes: Vec<VolumeConfig>,
@@ -267,6 +285,7 @@ fn reload(path: &Path, proxy: &Proxy) -> Option<Reloaded> {
                 tracing::info!(config = %path.display(), "reloaded");
                 Some(Reloaded {
                     admin: loaded.admin,
+                    nrpe: loaded.nrpe,
                     alert: loaded.alert,
                     vrrp: loaded.vrrp,
                     volumes: loaded.volumes,

@@ -1,6 +1,6 @@
 //! Fulcrum's monitoring: the admin web server of `[admin]` (the HAProxy-style stats page with its
-//! admin actions, its CSV and JSON forms, and Prometheus `/metrics`), the built-in Nagios checks
-//! (for the NRPE agent to come), and the alert senders of `[alert]`.
+//! admin actions, its CSV and JSON forms, and Prometheus `/metrics`), the NRPE agent of `[nrpe]`
+//! with its built-in checks, and the alert senders of `[alert]`.
 //!
 //! The crate depends on no other module: the binary hands [`admin::AdminServer::start`] an
 //! [`Appliance`], which gives a [`Snapshot`] of every module and carries out server actions, and
@@ -10,6 +10,7 @@ pub mod admin;
 pub mod alert;
 pub mod checks;
 pub mod config;
+pub mod nrpe;
 pub mod process;
 pub mod storage_metrics;
 

@@ -37,6 +37,8 @@ pub(crate) struct Loaded {
     pub(crate) volumes: Vec<fulcrum_storage::volume::config::VolumeConfig>,
     /// `[sync.NAME]`, in name order.
     pub(crate) syncs: Vec<fulcrum_storage::sync::config::SyncConfig>,
+    /// `[nrpe]`, when the file has one.
+    pub(crate) nrpe: Option<fulcrum_monitoring::nrpe::NrpeConfig>,
     /// `[alert]`, when the file has one.
     pub(crate) alert: Option<fulcrum_monitoring::alert::AlertConfig>,
 }
@@ -67,6 +69,14 @@ impl Loaded {
             0 => String::new(),
             n => format!(", {n} sync set(s)"),
         };
+        let nrpe = match &self.nrpe {
+            Some(nrpe) => format!(
+                ", NRPE on {} with {} command(s)",
+                nrpe.listen,
+                nrpe.commands.len()
+            ),
+            None => String::new(),
+        };
         let alert = match &self.alert {
             Some(alert) => format!(
                 ", alerts on {}",
@@ -80,7 +90,7 @@ impl Loaded {
             None => String::new(),
         };
         format!(
-            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s){vrrp}{volumes}{syncs}{admin}{alert}",
+            "{}: configuration is valid: {} frontend(s), {} backend(s), {} server(s), {} virtual server(s), {} real server(s){vrrp}{volumes}{syncs}{admin}{nrpe}{alert}",
             self.path.display(),
             self.proxy.frontends.len(),
             self.proxy.backends.len(),
@@ -189,12 +199,6 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
     let Some(mut file) = file else {
         return Err(locate(path, text, &original, found));
     };
-    for (section, span) in file.unsupported() {
-        found.push((
-            Some(span),
-            format!("section [{section}] is not supported by this version of Fulcrum yet; remove it to run"),
-        ));
-    }
     let level = &file.global.log.level;
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(level.get_ref()) {
         found.push((
@@ -246,6 +250,13 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
         check_sync_listens(&file, &syncs, &volumes, proxy, &mut found);
     }
     check_state_dir_outside_syncs(&file, &syncs, &mut found);
+    let nrpe = file
+        .nrpe
+        .as_ref()
+        .and_then(|section| collect(section.build(), &mut found));
+    if let (Some(section), Some(proxy)) = (&file.nrpe, &proxy) {
+        check_nrpe_listen(&file, section, proxy, &mut found);
+    }
     let alert = file
         .alert
         .as_ref()
@@ -259,6 +270,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
             vrrp,
             volumes,
             syncs,
+            nrpe,
             alert,
         }),
         _ => Err(locate(path, text, &original, found)),
@@ -281,6 +293,29 @@ fn check_admin_listen(
             Some(section.listen.span()),
             format!(
                 "{listen} is already bound by {owner}; give the admin server an address of its own"
+            ),
+        ));
+    }
+}
+
+/// The NRPE agent must not take an address a frontend, a virtual service or the admin server
+/// binds.
+fn check_nrpe_listen(
+    file: &FileConfig,
+    section: &fulcrum_monitoring::nrpe::NrpeSection,
+    proxy: &fulcrum_proxy::Config,
+    found: &mut Vec<(Option<Range<usize>>, String)>,
+) {
+    let listen = *section.listen.get_ref();
+    let admin = file.admin.as_ref().map(|a| *a.listen.get_ref());
+    if listen.port() == 0 {
+        return;
+    }
+    if let Some(owner) = listener_owner(listen, proxy, admin) {
+        found.push((
+            Some(section.listen.span()),
+            format!(
+                "{listen} is already bound by {owner}; give the NRPE agent an address of its own"
             ),
         ));
     }
@@ -478,6 +513,10 @@ fn resolve_paths(file: &mut FileConfig, path: &Path) {
                 relative_to(base, file.get_mut());
             }
         }
+    }
+    if let Some(tls) = file.nrpe.as_mut().and_then(|n| n.tls.as_mut()) {
+        relative_to(base, tls.cert.get_mut());
+        relative_to(base, tls.key.get_mut());
     }
     if let Some(alert) = &mut file.alert {
         if let Some(email) = &mut alert.email {
@@ -683,12 +722,15 @@ real_servers = [{ address = "127.0.0.1:3307" }]
     }
 
     #[test]
-    fn sections_of_later_modules_are_refused_clearly() {
-        let text = format!("{GOOD}\n[nrpe]\nlisten = \"127.0.0.1:5666\"\n");
+    fn nrpe_errors_are_located_at_their_key() {
+        let text = format!(
+            "{GOOD}\n[nrpe]\nlisten = \"127.0.0.1:5666\"\n[nrpe.command]\ncheck_x = \"builtin nosuch -w 1\"\n"
+        );
         let errs = errors(&text);
-        assert_eq!(errs.len(), 1);
-        assert!(errs[0].message.contains("[nrpe] is not supported"));
-        assert_eq!(errs[0].key, "nrpe");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.contains("nosuch"), "{errs:?}");
+        assert_eq!(errs[0].key, "nrpe.command.check_x");
+        assert_eq!(errs[0].line, text.lines().count());
     }
 
     #[test]

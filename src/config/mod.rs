@@ -11,7 +11,7 @@ mod locate;
 use std::collections::BTreeMap;
 
 use fulcrum_common::Spanned;
-use fulcrum_monitoring::{alert::AlertSection, config::AdminSection};
+use fulcrum_monitoring::{alert::AlertSection, config::AdminSection, nrpe::NrpeSection};
 use fulcrum_proxy::config::{
     l4_section::VirtualServerSection,
     section::{BackendSection, FrontendSection},
@@ -41,18 +41,6 @@ pub(crate) struct FileConfig {
     pub(crate) volume: BTreeMap<Spanned<String>, VolumeSection>,
     #[serde(default)]
     pub(crate) sync: BTreeMap<Spanned<String>, SyncSection>,
-    // Sections documented in CONFIG.md whose modules are not built yet: accepted by the parser so
-    // they can be refused with a message that says so, rather than "unknown field".
-    nrpe: Option<Spanned<toml::Value>>,
+    pub(crate) nrpe: Option<NrpeSection>,
     pub(crate) alert: Option<AlertSection>,
-}
-
-impl FileConfig {
-    /// Sections present in the file that this build cannot run yet, with their spans.
-    fn unsupported(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
-        [("nrpe", &self.nrpe)]
-            .into_iter()
-            .filter_map(|(name, v)| v.as_ref().map(|v| (name, v.span())))
-            .collect()
-    }
 }
