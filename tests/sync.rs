@@ -89,14 +89,7 @@ fn the_sync_state_is_in_the_prometheus_metrics() {
     let b_dir = tempfile::tempdir().unwrap();
     let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n";
     let a = Fulcrum::start(&format!("{}{admin}", node(a_dir.path(), pa, pb)));
-    let metrics = || {
-        let out = std::process::Command::new("curl")
-            .args(["--silent", "--max-time", "10"])
-            .arg(format!("http://{}/metrics", a.admin_addr()))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let metrics = || a.metrics();
     let text = metrics();
     assert!(
         text.contains(r#"fulcrum_sync_connected_peers{sync="uploads"} 0"#),

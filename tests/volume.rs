@@ -148,14 +148,7 @@ fn the_volume_state_is_in_the_prometheus_metrics() {
     let (pa, pb) = (free_port(), free_port());
     let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n";
     let a = Fulcrum::start(&format!("{}{admin}", volume(pa, pb, "primary", "C")));
-    let metrics = || {
-        let out = std::process::Command::new("curl")
-            .args(["--silent", "--max-time", "10"])
-            .arg(format!("http://{}/metrics", a.admin_addr()))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let metrics = || a.metrics();
     let text = metrics();
     assert!(
         text.contains(r#"fulcrum_volume_connection{state="WFConnection",volume="data"} 1"#),

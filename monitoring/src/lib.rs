@@ -6,6 +6,7 @@
 //! [`Appliance`], which gives a [`Snapshot`] of every module and carries out server actions, and
 //! a `prometheus::Registry` in which each module has registered its own metrics.
 
+mod accept;
 pub mod admin;
 pub mod alert;
 pub mod checks;

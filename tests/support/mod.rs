@@ -531,6 +531,16 @@ impl Fulcrum {
             message(l) == "admin server listening"
         })
     }
+
+    /// The admin server's `/metrics` text, fetched with curl.
+    pub fn metrics(&self) -> String {
+        let out = Command::new("curl")
+            .args(["--silent", "--max-time", "10"])
+            .arg(format!("http://{}/metrics", self.admin_addr()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 /// Runs the `fulcrum` binary with `args` to the end: (success, stdout, stderr).

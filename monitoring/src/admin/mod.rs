@@ -159,12 +159,6 @@ struct Shared {
     rates: Arc<Mutex<rates::Rates>>,
 }
 
-/// Resolves when the server is stopped or dropped (the sender gone).
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    // An error means the sender was dropped: stopped as well.
-    let _ = stop.wait_for(|stopped| *stopped).await;
-}
-
 async fn accept(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -172,36 +166,10 @@ async fn accept(
     slots: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            () = stopped(stop.clone()) => return,
-            accepted = async {
-                // Waiting for a slot before accepting leaves extra clients in the backlog.
-                let slot = Arc::clone(&slots).acquire_owned().await;
-                (slot, listener.accept().await)
-            } => accepted,
-        };
-        let (Ok(slot), result) = accepted else { return };
-        let (stream, peer) = match result {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // EMFILE and the like: back off a little instead of spinning.
-                tracing::warn!(%error, "admin server accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let shared = Arc::clone(&shared);
-        let tls = tls.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = stopped(stop) => {}
-                () = connection(stream, peer, tls, shared) => {}
-            }
-            drop(slot);
-        });
-    }
+    crate::accept::accept(listener, "admin", slots, stop, |stream, peer| {
+        Some(connection(stream, peer, tls.clone(), Arc::clone(&shared)))
+    })
+    .await;
 }
 
 async fn connection(

@@ -101,7 +101,7 @@ pub(super) async fn sample(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let stopped = super::stopped(stop);
+    let stopped = crate::accept::stopped(stop);
     tokio::pin!(stopped);
     loop {
         tokio::select! {

@@ -5,7 +5,6 @@
 use std::{
     net::{IpAddr, SocketAddr},
     sync::Arc,
-    time::Duration,
 };
 
 use fulcrum_common::stats::Snapshot;
@@ -136,12 +135,7 @@ impl Drop for NrpeServer {
     }
 }
 
-/// Resolves when the server is stopped or dropped (the sender gone).
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    // An error means the sender was dropped: stopped as well.
-    let _ = stop.wait_for(|stopped| *stopped).await;
-}
-
+/// Admits allowed hosts only, each connection served until `connection_timeout`.
 async fn accept(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -149,43 +143,19 @@ async fn accept(
     slots: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            () = stopped(stop.clone()) => return,
-            accepted = async {
-                // Waiting for a slot before accepting leaves extra clients in the backlog.
-                let slot = Arc::clone(&slots).acquire_owned().await;
-                (slot, listener.accept().await)
-            } => accepted,
-        };
-        let (Ok(slot), result) = accepted else { return };
-        let (stream, peer) = match result {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // EMFILE and the like: back off a little instead of spinning.
-                tracing::warn!(%error, "nrpe accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    crate::accept::accept(listener, "nrpe", slots, stop, |stream, peer| {
         let peer = peer.ip().to_canonical();
         if !allowed(&shared.config.allowed_hosts, peer) {
             shared.metrics.refused(Refusal::Host);
             tracing::warn!(%peer, "nrpe host is not allowed to talk to us");
-            continue;
+            return None;
         }
         let deadline = Instant::now() + shared.config.connection_timeout;
         let shared = Arc::clone(&shared);
         let tls = tls.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = stopped(stop) => {}
-                () = handle(stream, peer, deadline, tls, &shared) => {}
-            }
-            drop(slot);
-        });
-    }
+        Some(async move { handle(stream, peer, deadline, tls, &shared).await })
+    })
+    .await;
 }
 
 /// The TLS handshake when configured (within the request's deadline), then the request.
