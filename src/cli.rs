@@ -1,6 +1,6 @@
 //! The command line (see docs/cli.md).
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +28,17 @@ pub(crate) enum Command {
         /// Config file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+    },
+    /// Run a demo site on loopback, with no root and no config: two web servers and an upload
+    /// server behind the L7 tier, cookie persistence, health checks and the stats page.
+    /// Ctrl-C (or SIGTERM) stops it.
+    Demo {
+        /// Address of the site; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Address of the stats page; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8404")]
+        admin: SocketAddr,
     },
     /// Show the running process's state, over its control socket.
     Status {
@@ -177,6 +188,7 @@ impl VolumeCommand {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use clap::CommandFactory;
 
@@ -185,5 +197,15 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn demo_listens_on_loopback_by_default() {
+        let cli = Cli::try_parse_from(["fulcrum", "demo"]).unwrap();
+        let Command::Demo { listen, admin } = cli.command else {
+            panic!("not demo: {:?}", cli.command);
+        };
+        assert_eq!(listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(admin.to_string(), "127.0.0.1:8404");
     }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod control;
 mod ctl;
+mod demo;
 mod logging;
 mod nrpe;
 mod proxy_health;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Run { config } => run::run(&config),
         cli::Command::Check { config } => check(&config),
+        cli::Command::Demo { listen, admin } => demo::demo(listen, admin),
         cli::Command::Status {
             what:
                 cli::StatusCommand::L4 {

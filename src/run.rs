@@ -2,7 +2,7 @@
 //! (a bad file changes nothing and logs every error), SIGTERM/SIGINT stop accepting and let
 //! requests in flight finish within `[global] grace`.
 
-use std::{path::Path, process::ExitCode, sync::Arc};
+use std::{net::SocketAddr, path::Path, process::ExitCode, sync::Arc};
 
 use fulcrum_monitoring::{
     admin::AdminServer, alert::AlertConfig, config::AdminConfig, nrpe::NrpeConfig,
@@ -55,10 +55,24 @@ pub(crate) fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(path, loaded))
+    runtime.block_on(serve(path, loaded, |_| ()))
 }
 
-async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
+/// Where a started appliance listens, with the ports the system chose for port 0: what
+/// `fulcrum demo` prints.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub(crate) listeners: Vec<fulcrum_proxy::Listener>,
+    /// The admin server's address, when the config has `[admin]`.
+    pub(crate) admin: Option<SocketAddr>,
+}
+
+/// Serves `loaded` until a stop signal; `started` is called once everything is up.
+pub(crate) async fn serve(
+    path: &Path,
+    loaded: config::Loaded,
+    started: impl FnOnce(Started),
+) -> ExitCode {
     let grace = loaded.file.global.grace.get();
     // Signals first: a SIGHUP or SIGTERM that arrives while listeners are being bound must not
     // kill the process with the default action.
@@ -188,6 +202,10 @@ async fn serve(path: &Path, loaded: config::Loaded) -> ExitCode {
         }
     };
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "fulcrum started");
+    started(Started {
+        listeners: proxy.listeners(),
+        admin: admin.local_addr(),
+    });
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -314,6 +332,10 @@ fn reload(path: &Path, proxy: &Proxy) -> Option<Reloaded> {
 struct Admin(Option<(AdminConfig, AdminServer)>);
 
 impl Admin {
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.0.as_ref().map(|(_, server)| server.local_addr())
+    }
+
     async fn start(
         config: Option<AdminConfig>,
         registry: &prometheus::Registry,
