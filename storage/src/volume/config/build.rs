@@ -278,6 +278,19 @@ fn new_file(
     errors: &mut Vec<ConfigError>,
 ) -> Option<Backing> {
     let at = &section.backing;
+    // A device node that is not there (a logical volume not created yet, a typo) must not
+    // become a regular file in devtmpfs, which lives in RAM and vanishes at reboot.
+    if path.starts_with("/dev") {
+        errors.push(ConfigError::at(
+            at,
+            format!(
+                "{} does not exist: a device under /dev is never created as a file; create the \
+                 block device (e.g. the logical volume) first, or name a file elsewhere",
+                path.display()
+            ),
+        ));
+        return None;
+    }
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

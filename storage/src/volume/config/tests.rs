@@ -318,6 +318,23 @@ fn a_missing_backing_needs_a_size_and_a_directory() {
 }
 
 #[test]
+fn a_missing_device_under_dev_is_never_created_as_a_file() {
+    let dir = scratch();
+    let (at, message) = one_error(&volume(
+        dir.path(),
+        &[("backing", "'/dev/vg_fulcrum_test/no_such_lv'")],
+    ));
+    assert_eq!(at, "'/dev/vg_fulcrum_test/no_such_lv'");
+    assert!(message.contains("never created as a file"), "{message}");
+    // /dev itself exists, so without the rule a `size` would have made it a RAM-backed file.
+    let (_, message) = one_error(&volume(
+        dir.path(),
+        &[("backing", "'/dev/no_such_fulcrum_disk'")],
+    ));
+    assert!(message.contains("create the block device"), "{message}");
+}
+
+#[test]
 fn a_policy_not_allowed_for_its_case_names_the_allowed_ones() {
     let dir = scratch();
     let sb = |policies: &str| volume(dir.path(), &[("after_split_brain", policies)]);
