@@ -1,7 +1,8 @@
 //! The replicated volumes of `[volume.NAME]` in this process: started after VRRP, each one that
 //! has `follow_vrrp` promoted while its instance is MASTER and demoted otherwise, as heartbeat's
 //! `drbddisk` resource did beside the VIP, and stopped after VRRP so the peer holds the VIP by
-//! the time this node lets the data go.
+//! the time this node lets the data go. Heartbeat's order holds around the notify scripts:
+//! promoted before `notify_master` runs, demoted after `notify_backup` / `_fault` / `_stop`.
 
 use std::{path::Path, time::Duration};
 
@@ -10,8 +11,11 @@ use fulcrum_storage::volume::{
     Volume, VolumeStatus,
     config::{Role, VolumeConfig},
 };
-use fulcrum_vrrp::{fsm::State, run::Vrrp};
-use tokio::{sync::broadcast::error::RecvError, task::JoinSet};
+use fulcrum_vrrp::{
+    fsm::State,
+    run::{Follower, Transition, Vrrp},
+};
+use tokio::task::JoinSet;
 
 /// How often a running resync's progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -20,10 +24,15 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// the instance stays MASTER.
 const PROMOTE_RETRY: Duration = Duration::from_millis(500);
 
+/// How long stopping waits for the followers' last demotion (VRRP has stopped by then, its
+/// `notify_stop` scripts run) before the volumes stop anyway.
+const LAST_DEMOTION: Duration = Duration::from_secs(10);
+
 /// The running volumes, in name order, and their tasks: following VRRP, logging resync progress.
 #[derive(Debug, Default)]
 pub(crate) struct Volumes {
     volumes: Vec<Volume>,
+    followers: JoinSet<()>,
     tasks: JoinSet<()>,
 }
 
@@ -35,21 +44,29 @@ impl Volumes {
         node: &str,
         vrrp: Option<&Vrrp>,
     ) -> Result<Volumes, String> {
+        // Every follower registers before any volume starts (which takes a while): a MASTER
+        // change from then on holds `notify_master` until the volume is promoted.
+        let configs: Vec<(VolumeConfig, Option<Follower>)> = configs
+            .into_iter()
+            .map(|config| {
+                let follower = follower(&config, vrrp);
+                (config, follower)
+            })
+            .collect();
         let mut started = Volumes::default();
-        for config in configs {
+        for (config, follower) in configs {
             let name = config.name.clone();
-            let follow = config.follow_vrrp.as_ref().map(|f| f.get_ref().clone());
             let volume = match Volume::start(config, state_dir, node).await {
                 Ok(volume) => volume,
                 Err(error) => {
-                    started.stop().await;
+                    started.abort().await;
                     return Err(format!("volume {name}: {error}"));
                 }
             };
-            if let (Some(instance), Some(vrrp)) = (follow, vrrp) {
+            if let Some(follower) = follower {
                 started
-                    .tasks
-                    .spawn(follow_vrrp(volume.clone(), instance, vrrp));
+                    .followers
+                    .spawn(follow_vrrp(volume.clone(), follower));
             }
             started.tasks.spawn(log_resync_progress(volume.clone()));
             started.volumes.push(volume);
@@ -61,13 +78,42 @@ impl Volumes {
         self.volumes.clone()
     }
 
-    /// Stops those tasks, then every volume cleanly (NBD drained, metadata closed).
+    /// Lets the followers finish (after VRRP has stopped, each demotes once its instance's
+    /// `notify_stop` has run; bounded), stops the other tasks, then every volume cleanly (NBD
+    /// drained, metadata closed).
     pub(crate) async fn stop(mut self) {
+        let followers = async { while self.followers.join_next().await.is_some() {} };
+        if tokio::time::timeout(LAST_DEMOTION, followers)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                waited = ?LAST_DEMOTION,
+                "volumes still following VRRP; stopping them anyway"
+            );
+        }
+        self.abort().await;
+    }
+
+    /// Stops the tasks at once, then every volume.
+    async fn abort(&mut self) {
+        self.followers.shutdown().await;
         self.tasks.shutdown().await;
         for volume in self.volumes.drain(..) {
             volume.stop().await;
         }
     }
+}
+
+/// The follower of `config`'s `follow_vrrp` instance, if it has one.
+fn follower(config: &VolumeConfig, vrrp: Option<&Vrrp>) -> Option<Follower> {
+    let instance = config.follow_vrrp.as_ref()?.get_ref();
+    let follower = vrrp.and_then(|vrrp| vrrp.follower(instance));
+    if follower.is_none() {
+        // The config check makes `follow_vrrp` name an instance of `[vrrp]`.
+        tracing::error!(volume = %config.name, %instance, "follow_vrrp: no such VRRP instance running; the volume does not follow it");
+    }
+    follower
 }
 
 /// Logs a running resync's progress every [`PROGRESS_EVERY`], DRBD's `sync'ed: 42.0%` line
@@ -96,77 +142,83 @@ async fn log_resync_progress(volume: Volume) {
     }
 }
 
-/// Keeps `volume` primary exactly while `instance` is MASTER.
-fn follow_vrrp(
-    volume: Volume,
-    instance: String,
-    vrrp: &Vrrp,
-) -> impl Future<Output = ()> + Send + 'static {
-    let mut events = vrrp.subscribe();
-    let status = vrrp.status_handle();
-    async move {
-        let state_now = || {
-            status
-                .instances()
-                .into_iter()
-                .find(|i| i.name == instance)
-                .map(|i| i.state)
+/// Keeps `volume` primary exactly while the followed instance is MASTER, in heartbeat's order:
+/// entering MASTER, promoted before `notify_master` runs (the instance waits for `done`);
+/// leaving it, demoted only after that change's notify scripts have run (they stop the service
+/// and unmount). Ends when the instance has stopped and the volume is demoted.
+async fn follow_vrrp(volume: Volume, mut follower: Follower) {
+    let instance = follower.instance().to_owned();
+    let mut transition = follower.current();
+    loop {
+        let newer = if transition.state() == State::Master {
+            let newer = promote_while_master(&volume, &instance, &mut follower).await;
+            // Promoted, refused, or MASTER already left: `notify_master` may run.
+            follower.done(&transition);
+            newer
+        } else {
+            // Reported first: a MASTER change queued before this one waits for it.
+            follower.done(&transition);
+            transition.notified().await;
+            demote(&volume, &instance).await;
+            None
         };
-        let mut master = state_now() == Some(State::Master);
-        loop {
-            if master {
-                promote_while_master(&volume, &instance).await;
-            } else if volume.status().role == Role::Primary {
-                match volume.demote().await {
-                    Ok(()) => {
-                        tracing::info!(volume = %volume.status().name, %instance, "demoted: the VRRP instance is no longer MASTER")
-                    }
-                    Err(error) => {
-                        tracing::error!(volume = %volume.status().name, %instance, %error, "demotion failed")
-                    }
-                }
-            }
-            // Wait for this instance's next change; a lagged receiver re-reads the state.
-            loop {
-                match events.recv().await {
-                    Ok(event) if event.instance == instance => {
-                        master = event.to == State::Master;
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => {
-                        master = state_now() == Some(State::Master);
-                        break;
-                    }
-                    Err(RecvError::Closed) => return,
-                }
-            }
+        transition = match newer {
+            Some(newer) => newer,
+            None => match follower.next().await {
+                Some(next) => next,
+                None => return,
+            },
+        };
+    }
+}
+
+/// Demotes `volume` if it is primary.
+async fn demote(volume: &Volume, instance: &str) {
+    if volume.status().role != Role::Primary {
+        return;
+    }
+    let name = volume.status().name;
+    match volume.demote().await {
+        Ok(()) => {
+            tracing::info!(volume = %name, %instance, "demoted: the VRRP instance is no longer MASTER")
+        }
+        Err(error) => {
+            tracing::error!(volume = %name, %instance, %error, "demotion failed")
         }
     }
 }
 
 /// Promotes `volume`, retrying while the peer still holds the primary role (its demotion is
-/// under way: it stops VRRP before its volumes). Returns once promoted, or when promotion
-/// cannot succeed without an operator (the local data is not UpToDate).
-async fn promote_while_master(volume: &Volume, instance: &str) {
+/// under way: it runs its notify scripts first). Returns once promoted, when promotion cannot
+/// succeed without an operator (the local data is not UpToDate), or with the instance's next
+/// change if one comes first.
+async fn promote_while_master(
+    volume: &Volume,
+    instance: &str,
+    follower: &mut Follower,
+) -> Option<Transition> {
     let name = volume.status().name;
     let mut logged = false;
     loop {
         match volume.promote(false).await {
             Ok(()) => {
                 tracing::info!(volume = %name, %instance, "promoted: the VRRP instance is MASTER");
-                return;
+                return None;
             }
             Err(error) if volume.status().peer_role == Some(Role::Primary) => {
                 if !logged {
                     tracing::warn!(volume = %name, %instance, %error, "promotion waits for the peer to demote");
                     logged = true;
                 }
-                tokio::time::sleep(PROMOTE_RETRY).await;
+                tokio::select! {
+                    () = tokio::time::sleep(PROMOTE_RETRY) => {}
+                    // None: the instance stopped; the caller finds that out again.
+                    next = follower.next() => return next,
+                }
             }
             Err(error) => {
                 tracing::error!(volume = %name, %instance, %error, "promotion refused; the volume stays secondary");
-                return;
+                return None;
             }
         }
     }

@@ -1,34 +1,70 @@
 //! `follow_vrrp`: a replicated volume is primary exactly where its VRRP instance is MASTER, as
 //! heartbeat's `drbddisk` resource followed the VIP in seeds 002 and 003. Two nodes in network
-//! namespaces of their own, each running `[vrrp]` and `[volume.data]`.
+//! namespaces of their own, each running `[vrrp]` and `[volume.data]`, with notify scripts that
+//! record whether the volume's NBD export answers when they run: heartbeat's order
+//! (`IPaddr drbddisk Filesystem nfs`) has the volume primary before `notify_master` and still
+//! primary while `notify_backup` / `notify_stop` run.
 //!
-//! Needs root and iproute2; skips with a message otherwise, and fails in CI (`CI` set).
+//! Needs root, iproute2 and `nbdinfo`; skips with a message otherwise, and fails in CI (`CI`
+//! set).
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use support::{
-    Fulcrum,
+    Fulcrum, PATIENCE,
     netns::{Netns, can_use_netns, veth, wait_until},
-    status_json,
+    require_tool, status_json,
     vrrp::{CONVERGE, POLL, fulcrum_vrrp, instance, start_fulcrum, status as vrrp_status},
 };
 
 const VIP: &str = "10.78.0.50";
 
-/// A node's config: VI_1 at `priority`, and a volume that follows it (retrying the peer every
-/// second rather than DRBD's 10 s, as the two nodes start one after the other).
-fn node(own: &str, peer: &str, priority: u8) -> String {
+/// The NBD export, on each namespace's own loopback.
+const NBD: &str = "nbd://127.0.0.1:10809/data";
+
+/// A notify script: `probe.sh STATE LOG` appends `STATE serving` or `STATE not-serving` to LOG,
+/// as the export answers or not. Leaving MASTER it first sleeps a second, as a script stopping
+/// NFS and unmounting takes time: the export must still answer after it.
+const PROBE: &str = r#"case "$1" in master) ;; *) sleep 1 ;; esac
+if nbdinfo --size "$NBD" >/dev/null 2>&1; then r=serving; else r=not-serving; fi
+echo "$1 $r" >> "$2"
+"#;
+
+/// A node's config: VI_1 at `priority` with the probe as its notify scripts, logging to `log`,
+/// and a volume that follows it (retrying the peer every second rather than DRBD's 10 s, as
+/// the two nodes start one after the other).
+fn node(own: &str, peer: &str, priority: u8, probe: &Path, log: &Path) -> String {
+    let (probe, log) = (probe.display(), log.display());
+    let run = |state: &str| format!("NBD={NBD} sh '{probe}' {state} '{log}'");
+    let notify = format!(
+        "notify_master = \"{}\"\nnotify_backup = \"{}\"\nnotify_stop = \"{}\"",
+        run("master"),
+        run("backup"),
+        run("stop"),
+    );
     format!(
         "{}\n[volume.data]\nbacking = \"data.img\"\nsize = \"16MiB\"\nlisten = \"{own}:7788\"\n\
          peer = \"{peer}:7788\"\nshared_secret = \"s3cret\"\nfollow_vrrp = \"VI_1\"\n\
          connect_interval = \"1s\"\nping_interval = \"1s\"\ntimeout = \"500ms\"\n\
-         nbd = {{ listen = \"127.0.0.1:0\", export = \"data\" }}\n",
-        fulcrum_vrrp(2, &[instance("VI_1", 61, priority, VIP, "")]),
+         nbd = {{ listen = \"127.0.0.1:10809\", export = \"data\" }}\n",
+        fulcrum_vrrp(2, &[instance("VI_1", 61, priority, VIP, &notify)]),
     )
+}
+
+/// What a node's notify scripts recorded, one line per run.
+fn records(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn volume(node: &Fulcrum) -> serde_json::Value {
@@ -37,13 +73,17 @@ fn volume(node: &Fulcrum) -> serde_json::Value {
 
 #[test]
 fn the_volume_is_primary_where_its_instance_is_master_and_moves_with_it() {
-    if !can_use_netns() {
+    if !can_use_netns() || !require_tool("nbdinfo") {
         return;
     }
+    let scripts = tempfile::tempdir().unwrap();
+    let probe = scripts.path().join("probe.sh");
+    std::fs::write(&probe, PROBE).unwrap();
+    let (log_a, log_b) = (scripts.path().join("a.log"), scripts.path().join("b.log"));
     let (na, nb) = (Netns::new("fva"), Netns::new("fvb"));
     veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
-    let a = start_fulcrum(&na, &node("10.78.0.1", "10.78.0.2", 150));
-    let b = start_fulcrum(&nb, &node("10.78.0.2", "10.78.0.1", 100));
+    let a = start_fulcrum(&na, &node("10.78.0.1", "10.78.0.2", 150, &probe, &log_a));
+    let b = start_fulcrum(&nb, &node("10.78.0.2", "10.78.0.1", 100, &probe, &log_b));
 
     // A wins the election (150 > 100) and its volume is promoted; B's stays secondary.
     assert!(
@@ -57,6 +97,14 @@ fn the_volume_is_primary_where_its_instance_is_master_and_moves_with_it() {
     );
     assert_eq!(vrrp_status(&a)[0]["state"], "MASTER");
     assert!(volume(&a)["nbd"].is_string() && volume(&b)["nbd"].is_null());
+    // notify_master ran once the volume was primary (promotion first, as heartbeat's drbddisk
+    // before Filesystem).
+    assert!(
+        wait_until(PATIENCE, POLL, || records(&log_a).len() >= 2),
+        "{:?}",
+        records(&log_a)
+    );
+    assert_eq!(records(&log_a), ["backup not-serving", "master serving"]);
 
     // SIGTERM on A: VRRP lets the VIP go first, then the volume; B becomes MASTER and, once
     // A's copy is secondary, primary.
@@ -75,6 +123,27 @@ fn the_volume_is_primary_where_its_instance_is_master_and_moves_with_it() {
     assert_eq!(vrrp_status(&b)[0]["state"], "MASTER");
     assert!(volume(&b)["nbd"].is_string());
     assert_eq!(volume(&b)["disk"], "UpToDate");
+    // A's notify_stop still found the export answering a second in: the volume was demoted
+    // after it. B's notify_master waited for B's promotion, which waited for A's demotion.
+    assert!(
+        wait_until(PATIENCE, POLL, || {
+            records(&log_a).len() >= 3 && records(&log_b).len() >= 2
+        }),
+        "A: {:?} / B: {:?}",
+        records(&log_a),
+        records(&log_b)
+    );
+    assert_eq!(
+        (records(&log_a), records(&log_b)),
+        (
+            vec![
+                "backup not-serving".to_owned(),
+                "master serving".to_owned(),
+                "stop serving".to_owned()
+            ],
+            vec!["backup not-serving".to_owned(), "master serving".to_owned()]
+        )
+    );
     drop(a);
     std::thread::sleep(Duration::from_millis(10));
 }

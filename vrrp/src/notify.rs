@@ -1,10 +1,12 @@
 //! An instance's (or sync group's) notify scripts, keepalived's `notify_master` and friends: run
 //! one at a time, in the order of the state changes, on a task of their own so a slow script
-//! never holds up the state machine.
+//! never holds up the state machine. Gates hold later scripts back (`notify_master` waits for the
+//! volumes that follow the instance), and each state change hands back a [`Notified`] that
+//! resolves once its scripts have run (a following volume is demoted only then).
 
-use std::time::Duration;
+use std::{fmt, future::Future, pin::Pin, time::Duration};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::{
@@ -29,12 +31,50 @@ pub struct Notifier {
     queue: mpsc::UnboundedSender<Job>,
 }
 
+/// Resolves once the scripts queued for one state change (and every one before them) have
+/// finished, or the notify task is gone. Cloneable, so each follower of an instance may wait.
+#[derive(Debug, Clone)]
+pub struct Notified(watch::Receiver<()>);
+
+impl Notified {
+    /// Already resolved: for the state an instance starts in, which queued no scripts.
+    pub fn ready() -> Notified {
+        let (done, notified) = watch::channel(());
+        drop(done);
+        Notified(notified)
+    }
+
+    /// Waits for those scripts; returns at once if they are done.
+    pub async fn wait(&self) {
+        let mut notified = self.0.clone();
+        // Nothing is ever sent: the task drops the sender when it reaches this point of its
+        // queue, and `changed` then fails.
+        while notified.changed().await.is_ok() {}
+    }
+
+    /// Whether those scripts are done, without waiting.
+    pub fn is_done(&self) -> bool {
+        self.0.has_changed().is_err()
+    }
+}
+
 /// What the task does next.
-#[derive(Debug)]
 enum Job {
     Run(Run),
-    /// Answered once every job queued before it is done.
-    Drained(oneshot::Sender<()>),
+    /// Holds back every job queued after it until it resolves.
+    Gate(Pin<Box<dyn Future<Output = ()> + Send>>),
+    /// Dropped once every job queued before it is done, resolving its [`Notified`].
+    Done(watch::Sender<()>),
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Job::Run(run) => f.debug_tuple("Run").field(run).finish(),
+            Job::Gate(_) => f.write_str("Gate"),
+            Job::Done(_) => f.write_str("Done"),
+        }
+    }
 }
 
 /// One script for one state change.
@@ -79,8 +119,8 @@ impl Notifier {
     /// `notify_backup`, `notify_fault`, or `notify_stop` for Initialize, i.e. stopped) as
     /// `sh -c SCRIPT` with no arguments (keepalived passes none unless the line has them), then
     /// the generic `notify` as `sh -c 'SCRIPT "$@"' sh KIND NAME STATE PRIORITY`, STATE one of
-    /// MASTER BACKUP FAULT STOP. Returns at once.
-    pub fn state_changed(&self, state: State, priority: u8) {
+    /// MASTER BACKUP FAULT STOP. Returns at once, with what resolves when they have run.
+    pub fn state_changed(&self, state: State, priority: u8) -> Notified {
         let (key, own, label) = match state {
             State::Master => ("notify_master", &self.notify.master, "MASTER"),
             State::Backup => ("notify_backup", &self.notify.backup, "BACKUP"),
@@ -88,12 +128,12 @@ impl Notifier {
             State::Initialize => ("notify_stop", &self.notify.stop, "STOP"),
         };
         if let Some(script) = own {
-            self.queue(Run {
+            self.queue(Job::Run(Run {
                 key,
                 script: script.clone(),
                 args: Vec::new(),
                 state: label,
-            });
+            }));
         }
         if let Some(script) = &self.notify.any {
             let args = vec![
@@ -104,27 +144,39 @@ impl Notifier {
             ];
             // `"$@"` after the user's line, so the line may carry arguments of its own first.
             let script = format!("{script} \"$@\"");
-            self.queue(Run {
+            self.queue(Job::Run(Run {
                 key: "notify",
                 script,
                 args,
                 state: label,
-            });
+            }));
         }
+        self.done()
+    }
+
+    /// Holds back every script queued after this call until `gate` resolves, without holding
+    /// up the caller: the task waits. The gate bounds its own wait.
+    pub fn gate(&self, gate: impl Future<Output = ()> + Send + 'static) {
+        self.queue(Job::Gate(Box::pin(gate)));
     }
 
     /// Waits until every script queued so far has finished: at shutdown so `notify_stop` runs
     /// before the process exits, and in tests.
     pub async fn drain(&self) {
-        let (done, drained) = oneshot::channel();
-        if self.queue.send(Job::Drained(done)).is_ok() {
-            // An error means the task is gone, with nothing left to wait for.
-            let _ = drained.await;
-        }
+        self.done().wait().await;
     }
 
-    fn queue(&self, run: Run) {
-        if self.queue.send(Job::Run(run)).is_err() {
+    /// What resolves once every job queued so far is done.
+    fn done(&self) -> Notified {
+        let (done, notified) = watch::channel(());
+        // On an error the job, and so the sender, is dropped: resolved at once, as it should
+        // be with no task left to wait for.
+        let _ = self.queue.send(Job::Done(done));
+        Notified(notified)
+    }
+
+    fn queue(&self, job: Job) {
+        if self.queue.send(job).is_err() {
             // Only when the runtime is shutting down: the task has been dropped.
             warn!(kind = self.kind, name = %self.name, "notify task gone, script not run");
         }
@@ -142,9 +194,8 @@ async fn work(
     while let Some(job) = jobs.recv().await {
         match job {
             Job::Run(run) => execute(kind, &name, timeout, &run).await,
-            Job::Drained(done) => {
-                let _ = done.send(());
-            }
+            Job::Gate(gate) => gate.await,
+            Job::Done(done) => drop(done),
         }
     }
 }
@@ -352,6 +403,68 @@ mod tests {
         let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), Notify::default());
         notifier.state_changed(State::Master, 100);
         tokio::time::timeout(Duration::from_millis(500), notifier.drain())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_gate_holds_back_the_scripts_queued_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let notify = Notify {
+            master: own("master", &log),
+            backup: own("backup", &log),
+            any: Some(generic(dir.path(), &log)),
+            ..Notify::default()
+        };
+        let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), notify);
+        notifier.state_changed(State::Backup, 100);
+        let (open, opened) = tokio::sync::oneshot::channel::<()>();
+        notifier.gate(async move {
+            let _ = opened.await;
+        });
+        let master = notifier.state_changed(State::Master, 100);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(read(&log), ["backup 0", "notify INSTANCE VI_1 BACKUP 100"]);
+        assert!(!master.is_done());
+        open.send(()).unwrap();
+        master.wait().await;
+        assert_eq!(
+            read(&log)[2..],
+            ["master 0", "notify INSTANCE VI_1 MASTER 100"]
+        );
+    }
+
+    #[tokio::test]
+    async fn notified_resolves_once_that_changes_scripts_have_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let notify = Notify {
+            backup: Some(format!("sleep 0.2; echo backup >> '{}'", log.display())),
+            stop: own("stop", &log),
+            ..Notify::default()
+        };
+        let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), notify);
+        let backup = notifier.state_changed(State::Backup, 100);
+        // No script of its own, yet it comes after BACKUP's.
+        let fault = notifier.state_changed(State::Fault, 100);
+        let stop = notifier.state_changed(State::Initialize, 100);
+        assert!(!backup.is_done());
+        let waiter = backup.clone();
+        waiter.wait().await;
+        assert_eq!(read(&log), ["backup"]);
+        fault.wait().await;
+        stop.wait().await;
+        assert_eq!(read(&log), ["backup", "stop 0"]);
+        assert!(backup.is_done() && stop.is_done());
+    }
+
+    #[tokio::test]
+    async fn notified_resolves_when_the_task_is_gone() {
+        let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), Notify::default());
+        let notified = notifier.state_changed(State::Master, 100);
+        drop(notifier);
+        tokio::time::timeout(Duration::from_millis(500), notified.wait())
             .await
             .unwrap();
     }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::VrrpEvent;
+use super::follower::Leader;
 use super::status::{Counters, InstanceStatus, reason_name, state_name};
 use crate::config::InstanceConfig;
 use crate::fsm::{self, Action, Event, Fsm, State, Time};
@@ -43,6 +44,8 @@ pub(crate) struct Instance {
     /// (logged once): the VIPs still move, neighbours learn them when they next ask.
     pub(crate) announcer: Option<Announcer>,
     pub(crate) notifier: Notifier,
+    /// Tells the instance's followers of each change, and queues the notify scripts around them.
+    pub(crate) leader: Leader,
     pub(crate) counters: Arc<Counters>,
     pub(crate) status: watch::Sender<InstanceStatus>,
     pub(crate) events: broadcast::Sender<VrrpEvent>,
@@ -183,7 +186,8 @@ impl Instance {
                         s.since = SystemTime::now();
                         s.master = master;
                     });
-                    self.notifier.state_changed(to, self.fsm.priority());
+                    // MASTER's scripts run once the followers (volumes) are promoted.
+                    self.leader.changed(to, self.fsm.priority(), &self.notifier);
                     // Nobody listening is fine.
                     let _ = self.events.send(VrrpEvent {
                         instance: self.config.name.clone(),

@@ -6,13 +6,17 @@
 //! everything; [`Vrrp::stop`] shuts every instance down as RFC 5798 §6.4.3 says (a master sends
 //! priority 0 and removes its VIPs), runs the `notify_stop` scripts and waits for them. Dropping
 //! a `Vrrp` without `stop` still asks the instances to shut down, but cannot wait for them.
+//! [`Vrrp::follower`] lets another part of Fulcrum act on an instance's changes in heartbeat's
+//! order around its notify scripts.
 //!
 //! - `instance`: the instance task.
+//! - `follower`: followers of an instance, and the order they keep with its notify scripts.
 //! - `receiver`: the shared sockets and their reader tasks.
 //! - `tracking`: tracking inputs folded into an effective priority or FAULT.
 //! - `template`: the advert an instance sends.
 //! - `status`: what the instances publish.
 
+mod follower;
 mod instance;
 mod metrics;
 mod receiver;
@@ -30,8 +34,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use follower::{FOLLOWERS_TIMEOUT, Follower, Transition};
 pub use status::{CounterSnapshot, InstanceStatus, reason_name, state_name};
 
+use self::follower::{Leader, Roster};
 use self::instance::{Inputs, Instance};
 use self::receiver::Route;
 use self::status::Counters;
@@ -103,6 +109,8 @@ pub struct Vrrp {
     readers: Vec<JoinHandle<()>>,
     status: StatusHandle,
     events: broadcast::Sender<VrrpEvent>,
+    /// Each instance's followers, by instance name.
+    rosters: BTreeMap<String, Roster>,
     shutdown: CancellationToken,
 }
 
@@ -182,6 +190,7 @@ impl Vrrp {
         let mut tasks = Vec::with_capacity(resolved.len());
         let mut statuses = Vec::with_capacity(resolved.len());
         let mut all_counters = Vec::with_capacity(resolved.len());
+        let mut rosters = BTreeMap::new();
         for ((instance, link, local, template), (socket, dropped, adverts)) in
             resolved.into_iter().zip(advert_queues)
         {
@@ -207,6 +216,8 @@ impl Vrrp {
             };
             let counters = Arc::new(Counters::new(dropped));
             let (status, status_rx) = watch::channel(initial_status(instance, &fsm));
+            let (leader, roster) = Leader::new(instance.name.clone(), follower::FOLLOWERS_TIMEOUT);
+            rosters.insert(instance.name.clone(), roster);
             let task = Instance {
                 config: instance.clone(),
                 fsm,
@@ -221,6 +232,7 @@ impl Vrrp {
                     instance.name.clone(),
                     instance.notify.clone(),
                 ),
+                leader,
                 counters: Arc::clone(&counters),
                 status,
                 events: events.clone(),
@@ -261,6 +273,7 @@ impl Vrrp {
                 counters: all_counters.into(),
             },
             events,
+            rosters,
             shutdown,
         })
     }
@@ -284,6 +297,16 @@ impl Vrrp {
     /// State changes from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<VrrpEvent> {
         self.events.subscribe()
+    }
+
+    /// A new follower of `instance` (`None` if there is no such instance), for a part of Fulcrum
+    /// that acts on its changes as heartbeat ran a resource group: entering MASTER, the
+    /// instance's notify scripts wait until every follower has called [`Follower::done`]
+    /// (at most [`FOLLOWERS_TIMEOUT`]); leaving it, a follower awaits the change's
+    /// [`Transition::notified`] before it undoes what it did. Register before the instance may
+    /// become MASTER: a change whose scripts have already started does not wait for it.
+    pub fn follower(&self, instance: &str) -> Option<Follower> {
+        self.rosters.get(instance).map(Roster::follower)
     }
 
     /// Shuts every instance down (priority 0 from masters, VIPs removed, `notify_stop` run) and
