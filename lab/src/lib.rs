@@ -1,5 +1,6 @@
-//! The network lab of issue 10: named network namespaces joined by veth pairs or a bridge, and
-//! keepalived run inside them; fault injection comes later. Used by the root package's
+//! The network lab of issue 10: named network namespaces joined by veth pairs or a bridge,
+//! keepalived and Fulcrum nodes run inside them, fault injectors (signals, links, `tc netem`, a
+//! full disk), and seed 004's whole site built from them. Used by the root package's
 //! integration tests and by `fulcrum-bench failover`.
 //!
 //! Everything it creates is torn down on drop, so also when a test panics. It needs root and
@@ -12,5 +13,9 @@
     reason = "a test harness: a failed setup step is a test failure, reported by the panic"
 )]
 
+pub mod alerts;
+pub mod faults;
+pub mod fulcrum;
 pub mod keepalived;
 pub mod netns;
+pub mod seed004;

@@ -69,6 +69,27 @@ impl Netns {
             .unwrap()
     }
 
+    /// Runs `f` on a thread of its own that has joined the namespace, and returns its result.
+    /// Sockets `f` creates stay in the namespace when the thread ends, so a listener bound here
+    /// serves the namespace's addresses from any thread or runtime afterwards (accepted
+    /// connections belong to the listener's namespace): how in-process servers (origins, an
+    /// alert receiver) join a lab without a process of their own. A panic in `f` is re-raised.
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        // Only this thread moves: setns(2) with CLONE_NEWNET changes the calling thread alone,
+        // and `ip netns pids` (which the drop kills) looks at each process's main thread.
+        let handle = std::fs::File::open(format!("/run/netns/{}", self.name)).unwrap();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    nix::sched::setns(&handle, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .expect("setns into the lab namespace (needs root)");
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
     /// Runs `ip -n NAME ARGS...`, failing the test on error.
     pub fn ip(&self, args: &[&str]) {
         run(Command::new("ip").args(["-n", &self.name]).args(args));

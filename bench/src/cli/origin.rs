@@ -4,6 +4,7 @@
 //! can read the port it got.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use fulcrum_bench::origin::{self, OriginOptions};
@@ -33,6 +34,9 @@ pub(crate) struct Args {
     /// Status of every answer (200 to 599).
     #[arg(long, default_value_t = OriginOptions::default().status)]
     status: u16,
+    /// Store `POST`/`PUT /files/NAME` bodies in this directory and serve them to `GET`.
+    #[arg(long, value_name = "DIR")]
+    files: Option<PathBuf>,
 }
 
 impl Args {
@@ -44,6 +48,7 @@ impl Args {
             delay: self.delay.into(),
             keep_alive: !self.no_keepalive,
             status: self.status,
+            files: self.files.clone(),
         }
     }
 }
@@ -96,6 +101,8 @@ mod tests {
             "--no-keepalive",
             "--status",
             "503",
+            "--files",
+            "/srv/uploads",
         ]);
         assert_eq!(
             options,
@@ -106,6 +113,7 @@ mod tests {
                 delay: Duration::from_millis(10),
                 keep_alive: false,
                 status: 503,
+                files: Some("/srv/uploads".into()),
             }
         );
     }

@@ -19,6 +19,7 @@
 //! `Connection: Upgrade` and an `Upgrade` header gets `101 Switching Protocols`, after which the
 //! server echoes raw bytes until the client closes its side.
 
+mod files;
 mod log;
 mod route;
 mod server;
@@ -28,6 +29,7 @@ mod tests;
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +60,9 @@ pub struct OriginOptions {
     pub keep_alive: bool,
     /// Status of every answer outside `/status/NNN`; 200 to 599.
     pub status: u16,
+    /// A directory to store and serve files in under `/files/NAME` (seed 004's upload and web
+    /// servers); `None` leaves `/files/` an ordinary path.
+    pub files: Option<PathBuf>,
 }
 
 impl Default for OriginOptions {
@@ -69,6 +74,7 @@ impl Default for OriginOptions {
             delay: Duration::ZERO,
             keep_alive: true,
             status: 200,
+            files: None,
         }
     }
 }

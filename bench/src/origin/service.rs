@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
+use super::files::{self, Files};
 use super::log::{REQUEST_LOG_CAPACITY, RecordedRequest, RequestLog};
 use super::route::{Route, final_status};
 use super::server::Tasks;
@@ -33,6 +34,7 @@ pub(super) struct Shared {
     delay: Duration,
     keep_alive: bool,
     status: StatusCode,
+    files: Option<Files>,
     log: RequestLog,
 }
 
@@ -58,6 +60,7 @@ impl Shared {
             delay: options.delay,
             keep_alive: options.keep_alive,
             status,
+            files: options.files.map(Files::new),
             log: RequestLog::new(REQUEST_LOG_CAPACITY),
         })
     }
@@ -110,6 +113,22 @@ pub(super) async fn handle(
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     if wants_upgrade(&request) {
         return Ok(upgrade(&shared, peer, &tasks, request).await);
+    }
+    if let Some(store) = &shared.files
+        && let Some(name) = request.uri().path().strip_prefix(files::PREFIX)
+    {
+        let name = name.to_owned();
+        let (parts, body) = request.into_parts();
+        let outcome = store.handle(&parts.method, &name, body).await?;
+        shared.log.record(RecordedRequest {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            body_len: outcome.body_len,
+            peer,
+        });
+        return Ok(shared.response(outcome.status, outcome.body));
     }
     let route = Route::parse(request.uri().path());
     let (parts, body) = request.into_parts();

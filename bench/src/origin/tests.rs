@@ -372,6 +372,70 @@ async fn speaks_h2c_with_prior_knowledge() {
 }
 
 #[tokio::test]
+async fn files_are_stored_and_served_back_when_a_directory_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = origin(OriginOptions {
+        files: Some(dir.path().to_owned()),
+        ..named("web1")
+    })
+    .await;
+    let mut client = Client::connect(&origin).await;
+
+    assert_eq!(client.get("/files/photo.jpg").await.status, 404);
+    client
+        .send(b"POST /files/photo.jpg HTTP/1.1\r\nHost: origin\r\nContent-Length: 10\r\n\r\njpeg bytes")
+        .await;
+    let stored = client.response().await;
+    assert_eq!(stored.status, 201);
+    assert_eq!(stored.header("x-server"), Some("web1"));
+    // On disk under its name, and nothing else left behind (the temporary file was renamed).
+    assert_eq!(
+        std::fs::read(dir.path().join("photo.jpg")).unwrap(),
+        b"jpeg bytes"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+    let served = client.get("/files/photo.jpg").await;
+    assert_eq!((served.status, &served.body[..]), (200, &b"jpeg bytes"[..]));
+    client
+        .send(b"PUT /files/photo.jpg HTTP/1.1\r\nHost: origin\r\nContent-Length: 3\r\n\r\nnew")
+        .await;
+    assert_eq!(client.response().await.status, 201);
+    assert_eq!(&client.get("/files/photo.jpg").await.body[..], b"new");
+    // A file written there by anyone else (a directory sync) is served too.
+    std::fs::write(dir.path().join("synced.txt"), b"from the peer").unwrap();
+    assert_eq!(
+        &client.get("/files/synced.txt").await.body[..],
+        b"from the peer"
+    );
+
+    for bad in [
+        "/files/..",
+        "/files/.photo.jpg.1-0.tmp",
+        "/files/a%2Fb",
+        "/files/",
+    ] {
+        assert_eq!(client.get(bad).await.status, 400, "{bad}");
+    }
+    client
+        .send(b"DELETE /files/photo.jpg HTTP/1.1\r\nHost: origin\r\n\r\n")
+        .await;
+    assert_eq!(client.response().await.status, 405);
+    let recorded = origin.requests();
+    assert_eq!(recorded[1].method, Method::POST);
+    assert_eq!(recorded[1].body_len, 10);
+}
+
+#[tokio::test]
+async fn without_a_directory_files_paths_are_ordinary() {
+    let origin = origin(named("s1")).await;
+    let mut client = Client::connect(&origin).await;
+    let response = client.get("/files/photo.jpg").await;
+    assert_eq!(response.status, 200);
+    assert!(response.body.starts_with(b"s1"));
+}
+
+#[tokio::test]
 async fn refuses_options_it_cannot_serve() {
     for options in [
         named("bad\nname"),
