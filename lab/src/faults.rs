@@ -1,9 +1,13 @@
 //! Fault injectors of issue 10 besides the ones on the processes and links themselves
 //! ([`crate::fulcrum::FulcrumNode::signal`] and `kill`, [`crate::netns::Bridge::cut`] and
-//! `set_forwarding`): a lossy or slow link with `tc netem`, and a full disk on a small tmpfs.
+//! `set_forwarding`): a lossy link, and a full disk on a small tmpfs.
 //!
-//! Each is undone by its own call or guard, and by the lab's teardown anyway: a qdisc goes with
-//! its namespace, a mount with its guard.
+//! Packet loss is an nftables rule dropping a random share of what leaves an interface
+//! (`numgen random`), rather than `tc netem loss`: the same fault, and it works on kernels built
+//! without `sch_netem` (this project's CI machines are), while nf_tables is everywhere.
+//!
+//! Each is undone by its own call or guard, and by the lab's teardown anyway: a ruleset goes
+//! with its namespace, a mount with its guard.
 
 use std::{
     io::{ErrorKind, Write},
@@ -13,33 +17,66 @@ use std::{
 
 use crate::netns::Netns;
 
-/// Puts `tc netem SPEC` on `ifname`'s egress in `ns` (replacing any earlier one): `"loss 10%"`,
-/// `"delay 50ms 10ms"`, `"loss 5% delay 20ms"`. Only what leaves through `ifname` is affected:
-/// for both directions of a link, set it at both ends.
-pub fn netem(ns: &Netns, ifname: &str, spec: &str) {
-    let mut args = vec!["tc", "qdisc", "replace", "dev", ifname, "root", "netem"];
-    args.extend(spec.split_whitespace());
-    let out = ns.exec(&args);
+/// The nftables table the loss rules live in, one per namespace.
+const TABLE: &str = "fulcrum_lab_loss";
+
+/// Drops `percent` % of the packets leaving through `ifname` in `ns`, at random (replacing any
+/// earlier loss on any interface of `ns`). Only what leaves through `ifname` is affected: for
+/// both directions of a link, set it at both ends.
+pub fn packet_loss(ns: &Netns, ifname: &str, percent: u8) {
+    assert!(percent <= 100, "a loss of {percent}%");
+    clear_packet_loss(ns);
+    // nftables compares the random number with a value below the modulus: 100 % is every packet.
+    let share = match percent {
+        100 => String::new(),
+        p => format!("numgen random mod 100 < {p} "),
+    };
+    let ruleset = format!(
+        "table inet {TABLE} {{\n\
+         \tchain lab_output {{\n\
+         \t\ttype filter hook output priority 0; policy accept;\n\
+         \t\toifname \"{ifname}\" {share}drop\n\
+         \t}}\n\
+         \tchain lab_forward {{\n\
+         \t\ttype filter hook forward priority 0; policy accept;\n\
+         \t\toifname \"{ifname}\" {share}drop\n\
+         \t}}\n\
+         }}\n"
+    );
+    let mut child = ns
+        .cmd("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft is installed (apt-get install nftables)");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(ruleset.as_bytes())
+        .expect("nft reads its ruleset");
+    let out = child.wait_with_output().expect("nft runs");
     assert!(
         out.status.success(),
-        "tc {spec} on {ifname}: {}",
+        "nft: {percent}% loss on {ifname}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
-/// Removes the `netem` [`netem`] put on `ifname` (nothing there is fine).
-pub fn clear_netem(ns: &Netns, ifname: &str) {
-    let _ = ns.exec(&["tc", "qdisc", "del", "dev", ifname, "root"]);
+/// Removes the loss [`packet_loss`] put in `ns` (nothing there is fine).
+pub fn clear_packet_loss(ns: &Netns) {
+    let _ = ns.exec(&["nft", "delete", "table", "inet", TABLE]);
 }
 
-/// Whether `tc netem` works here: `tc` installed (iproute2) and the kernel's `sch_netem`
-/// available (some VM kernels are built without it). Tries it on the loopback of a scratch
-/// namespace, and prints why a test skips; in CI (`CI` set) it is a failure.
-pub fn can_use_netem() -> bool {
-    let scratch = Netns::new("netem");
+/// Whether [`packet_loss`] can work here: `nft` installed (nftables) and nf_tables in the
+/// kernel. Tries a table in a scratch namespace, and prints why a test skips; in CI (`CI` set)
+/// it is a failure.
+pub fn can_drop_packets() -> bool {
+    let scratch = Netns::new("nft");
     let out = scratch
-        .cmd("tc")
-        .args(["qdisc", "add", "dev", "lo", "root", "netem", "loss", "0%"])
+        .cmd("nft")
+        .args(["add", "table", "inet", TABLE])
         .output();
     let works = out.as_ref().is_ok_and(|out| out.status.success());
     if !works {
@@ -49,11 +86,9 @@ pub fn can_use_netem() -> bool {
         );
         assert!(
             std::env::var_os("CI").is_none(),
-            "tc netem is required in CI: {why}"
+            "nftables is required in CI: {why}"
         );
-        eprintln!(
-            "skipped: tc netem does not work here ({why}): needs iproute2 and the kernel's sch_netem"
-        );
+        eprintln!("skipped: nft does not work here ({why}): needs nftables and nf_tables");
     }
     works
 }
@@ -140,26 +175,31 @@ impl Drop for FullDisk {
 mod tests {
     use std::time::Duration;
 
-    use super::{FullDisk, can_use_netem, clear_netem, netem};
+    use super::{FullDisk, can_drop_packets, clear_packet_loss, packet_loss};
     use crate::netns::{Netns, can_use_netns, veth};
 
     #[test]
-    fn netem_loss_shows_in_the_qdisc_and_clears() {
-        if !can_use_netns() || !can_use_netem() {
+    fn packet_loss_drops_what_leaves_and_clears() {
+        if !can_use_netns() || !can_drop_packets() {
             return;
         }
         let (a, b) = (Netns::new("tca"), Netns::new("tcb"));
         veth(&a, "eth0", "10.39.0.1/24", &b, "eth0", "10.39.0.2/24");
-        let qdisc = || {
-            String::from_utf8_lossy(&a.exec(&["tc", "qdisc", "show", "dev", "eth0"]).stdout)
-                .into_owned()
-        };
-        netem(&a, "eth0", "loss 100%");
-        assert!(qdisc().contains("loss 100%"), "{}", qdisc());
+        let ruleset =
+            || String::from_utf8_lossy(&a.exec(&["nft", "list", "ruleset"]).stdout).into_owned();
+        packet_loss(&a, "eth0", 100);
+        assert!(ruleset().contains("oifname \"eth0\" drop"), "{}", ruleset());
         // Every packet from A is lost: B cannot be reached.
         assert!(!a.reachable("10.39.0.2".parse().unwrap(), Duration::from_millis(300)));
-        clear_netem(&a, "eth0");
-        assert!(!qdisc().contains("netem"), "{}", qdisc());
+        // A share: of 20 connection attempts (one SYN each, no time to retransmit), some get
+        // through and some do not (all or none has odds of 2 in a million).
+        packet_loss(&a, "eth0", 50);
+        let through = (0..20)
+            .filter(|_| a.reachable("10.39.0.2".parse().unwrap(), Duration::from_millis(200)))
+            .count();
+        assert!((1..20).contains(&through), "{through} of 20 got through");
+        clear_packet_loss(&a);
+        assert!(!ruleset().contains("drop"), "{}", ruleset());
         assert!(a.reachable("10.39.0.2".parse().unwrap(), Duration::from_secs(2)));
     }
 

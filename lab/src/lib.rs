@@ -1,5 +1,5 @@
 //! The network lab of issue 10: named network namespaces joined by veth pairs or a bridge,
-//! keepalived and Fulcrum nodes run inside them, fault injectors (signals, links, `tc netem`, a
+//! keepalived and Fulcrum nodes run inside them, fault injectors (signals, links, packet loss, a
 //! full disk), and seed 004's whole site built from them. Used by the root package's
 //! integration tests and by `fulcrum-bench failover`.
 //!
