@@ -12,14 +12,13 @@
 mod support;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Stdio},
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
+use fulcrum_lab::alerts::AlertReceiver;
 use serde_json::Value;
 use support::{
     Fulcrum, PATIENCE, free_port,
@@ -34,7 +33,7 @@ async fn a_server_down_then_up_fires_then_resolves_and_runs_the_command() {
     let port = free_port();
     let listen: SocketAddr = ([127, 0, 0, 1], port).into();
     let s1 = origin(listen).await;
-    let receiver = Receiver::start();
+    let receiver = AlertReceiver::on_host(([127, 0, 0, 1], 0).into());
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("sms.sh");
     let texts = dir.path().join("texts");
@@ -54,7 +53,11 @@ async fn a_server_down_then_up_fires_then_resolves_and_runs_the_command() {
     // The support harness names each node after its temp dir.
     let node = node_name(&fulcrum);
     s1.stop().await;
-    let firing = receiver.wait_alert(|a| a["labels"]["alertname"] == "FulcrumServerDown");
+    let firing = receiver
+        .wait(PATIENCE, |a| {
+            a["labels"]["alertname"] == "FulcrumServerDown"
+        })
+        .expect("no FulcrumServerDown alert");
     assert_eq!(firing["labels"]["proxy"], "web", "{firing}");
     assert_eq!(firing["labels"]["server"], "s1");
     assert_eq!(firing["labels"]["instance"], node.as_str());
@@ -67,8 +70,11 @@ async fn a_server_down_then_up_fires_then_resolves_and_runs_the_command() {
     );
 
     let _back = origin(listen).await;
-    let resolved =
-        receiver.wait_alert(|a| a["labels"]["alertname"] == "FulcrumServerDown" && ended(a));
+    let resolved = receiver
+        .wait(PATIENCE, |a| {
+            a["labels"]["alertname"] == "FulcrumServerDown" && ended(a)
+        })
+        .expect("the DOWN alert was never resolved");
     assert_eq!(
         resolved["labels"], firing["labels"],
         "a resolution must carry the firing alert's labels"
@@ -169,80 +175,6 @@ async fn origin(listen: SocketAddr) -> fulcrum_bench::origin::Origin {
         ..Default::default()
     };
     fulcrum_bench::origin::start(listen, options).await.unwrap()
-}
-
-/// An Alertmanager stand-in: answers 200 to every POST and keeps each alert of the bodies.
-struct Receiver {
-    addr: SocketAddr,
-    alerts: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Receiver {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let alerts = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&alerts);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let kept = Arc::clone(&kept);
-                std::thread::spawn(move || serve(stream, &kept));
-            }
-        });
-        Self { addr, alerts }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/api/v2/alerts", self.addr)
-    }
-
-    /// The first alert received that `matches`; fails after [`PATIENCE`].
-    fn wait_alert(&self, matches: impl Fn(&Value) -> bool) -> Value {
-        let mut found = None;
-        let got = wait_until(PATIENCE, POLL, || {
-            found = self
-                .alerts
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|a| matches(a))
-                .cloned();
-            found.is_some()
-        });
-        assert!(got, "no such alert in {:?}", self.alerts.lock().unwrap());
-        found.unwrap()
-    }
-}
-
-/// Reads HTTP/1.1 requests with a Content-Length body off `stream`, answering each.
-fn serve(stream: std::net::TcpStream, kept: &Mutex<Vec<Value>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut stream = stream;
-    loop {
-        let mut length = 0;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        if let Ok(Value::Array(alerts)) = serde_json::from_slice(&body) {
-            kept.lock().unwrap().extend(alerts);
-        }
-        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-    }
 }
 
 /// A resolved alert: its `endsAt` is at most a minute after its `startsAt` (a firing one's is

@@ -230,7 +230,7 @@ fn an_l7_node_crash_under_load_moves_its_vip_and_volume_and_is_reported() {
     let promoted = killed.elapsed();
     // The director's check finds VIP1 served again, now by B.
     assert!(
-        wait_until(PATIENCE, POLL, || director_sees_both_up(&site)),
+        wait_until(PATIENCE, POLL, || site.director_sees_both_up()),
         "the director never saw VIP1 UP again\n{}",
         site.report()
     );
@@ -463,18 +463,6 @@ fn check_stats(site: &Site) {
             "B's stats do not show web/{server} UP: {web_rows:#}"
         );
     }
-}
-
-/// Whether the director sees both VIPs UP.
-fn director_sees_both_up(site: &Site) -> bool {
-    site.lvs
-        .fulcrum
-        .status("l4")
-        .and_then(|s| {
-            let servers = s[0]["real_servers"].as_array()?.clone();
-            Some(servers.len() == 2 && servers.iter().all(|r| r["status"] == "UP"))
-        })
-        .unwrap_or(false)
 }
 
 /// `len` bytes that differ from block to block (a counter and a xorshift stream), so a block

@@ -1,4 +1,4 @@
-//! A webhook receiver for `[alert]` inside a lab namespace: it answers 200 to every POST and
+//! A webhook receiver for `[alert]`, inside a lab namespace or on the host: it answers 200 to every POST and
 //! keeps each alert of the bodies, a `format = "json"` object or an Alertmanager array, so a
 //! test can wait for the alert a transition must send.
 
@@ -27,7 +27,15 @@ pub struct AlertReceiver {
 impl AlertReceiver {
     /// Listens on `addr` inside `ns` (an address of the namespace, or port 0 for any).
     pub fn start(ns: &Netns, addr: SocketAddr) -> Self {
-        let listener = ns.enter(|| TcpListener::bind(addr)).unwrap();
+        Self::serve(ns.enter(|| TcpListener::bind(addr)).unwrap())
+    }
+
+    /// Listens on `addr` in the caller's own namespace (tests without a lab).
+    pub fn on_host(addr: SocketAddr) -> Self {
+        Self::serve(TcpListener::bind(addr).unwrap())
+    }
+
+    fn serve(listener: TcpListener) -> Self {
         // Non-blocking accepts, so the loop sees `stop` and the thread ends with the receiver.
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();

@@ -157,6 +157,18 @@ pub struct L7 {
 }
 
 impl Seed004 {
+    /// Whether the director's health checks have both VIPs UP.
+    pub fn director_sees_both_up(&self) -> bool {
+        self.lvs
+            .fulcrum
+            .status("l4")
+            .and_then(|s| {
+                let servers = s[0]["real_servers"].as_array()?.clone();
+                Some(servers.len() == 2 && servers.iter().all(|r| r["status"] == "UP"))
+            })
+            .unwrap_or(false)
+    }
+
     /// Builds the site and waits until it has settled: A holds VIP1 and B VIP2, the director
     /// sees both UP, A's volume is primary and both copies are UpToDate, the sync set is
     /// connected, and a client request through the front is answered. Fails the test (with
@@ -260,16 +272,7 @@ impl Seed004 {
         step("A holds VIP1 and B holds VIP2", &|| {
             self.holders(VIP1) == ["A"] && self.holders(VIP2) == ["B"]
         });
-        step("the director sees both VIPs UP", &|| {
-            self.lvs
-                .fulcrum
-                .status("l4")
-                .and_then(|s| {
-                    let servers = s[0]["real_servers"].as_array()?.clone();
-                    Some(servers.len() == 2 && servers.iter().all(|r| r["status"] == "UP"))
-                })
-                .unwrap_or(false)
-        });
+        step("the director sees both VIPs UP", &|| self.director_sees_both_up());
         step(
             "A's volume is primary, connected, both copies UpToDate",
             &|| {
