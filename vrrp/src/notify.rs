@@ -439,9 +439,15 @@ mod tests {
     async fn notified_resolves_once_that_changes_scripts_have_run() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
+        // STOP's script waits for the test's go, so what BACKUP's resolution sees is certain.
+        let go = dir.path().join("go");
         let notify = Notify {
             backup: Some(format!("sleep 0.2; echo backup >> '{}'", log.display())),
-            stop: own("stop", &log),
+            stop: Some(format!(
+                "while [ ! -e '{}' ]; do sleep 0.01; done; echo 'stop 0' >> '{}'",
+                go.display(),
+                log.display()
+            )),
             ..Notify::default()
         };
         let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), notify);
@@ -453,6 +459,8 @@ mod tests {
         let waiter = backup.clone();
         waiter.wait().await;
         assert_eq!(read(&log), ["backup"]);
+        assert!(!stop.is_done(), "STOP resolved before its script ran");
+        std::fs::write(&go, b"").unwrap();
         fault.wait().await;
         stop.wait().await;
         assert_eq!(read(&log), ["backup", "stop 0"]);
