@@ -272,7 +272,9 @@ impl Seed004 {
         step("A holds VIP1 and B holds VIP2", &|| {
             self.holders(VIP1) == ["A"] && self.holders(VIP2) == ["B"]
         });
-        step("the director sees both VIPs UP", &|| self.director_sees_both_up());
+        step("the director sees both VIPs UP", &|| {
+            self.director_sees_both_up()
+        });
         step(
             "A's volume is primary, connected, both copies UpToDate",
             &|| {
