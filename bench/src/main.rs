@@ -34,6 +34,9 @@ enum Command {
     /// Measure Fulcrum's two-way directory sync against lsyncd and rsync: 4 KiB change
     /// latency, the initial sync of a tree, and the bytes a 1% change sends.
     Sync(cli::sync::Args),
+    /// Run seed 004's site under steady load for minutes with a fault every 30 s, and report
+    /// failed requests, failovers, lost writes and memory growth (needs root).
+    Soak(cli::soak::Args),
     /// Connect to an address every few ms and record which connects failed (`failover`'s
     /// client, run inside its client namespace).
     #[command(hide = true)]
@@ -59,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Failover(args) => cli::failover::run(args).await,
         Command::Nbd(args) => cli::nbd::run(args).await,
         Command::Sync(args) => cli::sync::run(args).await,
+        Command::Soak(args) => cli::soak::run(args).await,
         Command::Probe(args) => cli::probe::run(args).await,
     }
 }

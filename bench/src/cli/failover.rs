@@ -71,7 +71,7 @@ impl Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    if !is_root() {
+    if !super::is_root() {
         eprintln!(
             "fulcrum-bench failover needs root: it creates network namespaces and runs VRRP (try sudo)"
         );
@@ -84,13 +84,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let report = super::run_rounds("failover", cancel, move || run_failover(&options)).await?;
     super::print_report(&render_markdown(&report), &report.files);
     Ok(())
-}
-
-/// Whether this process runs as root: the owner of its own `/proc/self`, since the workspace
-/// forbids the unsafe `geteuid` needs.
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub(crate) mod nbd;
 pub(crate) mod origin;
 pub(crate) mod probe;
 pub(crate) mod scrape;
+pub(crate) mod soak;
 pub(crate) mod sync;
 
 use std::io;
@@ -38,6 +39,13 @@ pub(crate) fn fulcrum_path(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf>
         Some(dir) => Ok(dir.join("fulcrum")),
         None => bail!("cannot find the directory of {}", bench.display()),
     }
+}
+
+/// Whether this process runs as root: the owner of its own `/proc/self`, since the workspace
+/// forbids the unsafe `geteuid` needs.
+pub(crate) fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// A byte size (`1GiB`, `64MiB`) for clap.

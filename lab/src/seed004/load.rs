@@ -1,9 +1,11 @@
 //! Clients of seed 004's site: `curl` run inside the client namespace, one request per run (a
 //! fresh connection each time, as the seed's browsers and `ab` made), either once or in loops
 //! that record every outcome with its start and end, so a fault test can tell which requests
-//! were in flight when it struck.
+//! were in flight when it struck; and [`thread_in`], for in-process clients (the soak run's)
+//! that would spend more CPU starting curl than the site spends answering it.
 
 use std::{
+    fs::File,
     path::Path,
     process::Command,
     sync::{
@@ -13,6 +15,8 @@ use std::{
     thread::JoinHandle,
     time::{Duration, Instant},
 };
+
+use crate::netns::Netns;
 
 /// Longest a request may take: more than the director's `timeout.connect` (15 s), so a request
 /// caught in a takeover gap is reported as what the director made of it, not as curl's timeout.
@@ -68,6 +72,25 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// curl's exit code and message when it failed, else empty.
     pub error: String,
+}
+
+/// Starts a thread that joins namespace `ns` and runs `f` there: every socket `f` opens (a
+/// client's connections) belongs to `ns`. Unlike [`Netns::enter`], the thread is not scoped,
+/// so it may outlive the borrow of `ns`; it must end before the namespace is deleted, or its
+/// sockets keep the namespace's network stack alive until it does.
+pub fn thread_in<T: Send + 'static>(
+    ns: &Netns,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
+    // Opened here, so that a namespace deleted meanwhile fails the caller, not the thread.
+    let handle = File::open(format!("/run/netns/{}", ns.name())).unwrap();
+    std::thread::spawn(move || {
+        // setns(2) with CLONE_NEWNET moves the calling thread alone.
+        nix::sched::setns(&handle, nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("setns into the lab namespace (needs root)");
+        drop(handle);
+        f()
+    })
 }
 
 /// Runs one request with `curl ARGS` inside namespace `ns` (by name).

@@ -1,7 +1,7 @@
 //! Seed 004's site in network namespaces, end to end: a client, an L4 director (LVS-NAT's
 //! place), two L7 nodes in dual master (HAProxy + keepalived's place) with a replicated volume
 //! following VI_1 and their upload directories synced both ways, two web origins and an upload
-//! origin. Used by `tests/seed004.rs`, and meant for the soak run of `fulcrum-bench`.
+//! origin. Used by `tests/seed004.rs` and by `fulcrum-bench soak`.
 //!
 //! ```text
 //!                 client 10.40.0.100 (curl, nbdcopy, the alert receiver on :9093)
@@ -28,6 +28,7 @@
 //! then Fulcrum processes (killed and reaped), then namespaces, mounts and the directory.
 
 mod config;
+pub mod link_loss;
 pub mod load;
 
 use std::{
@@ -169,10 +170,10 @@ impl Seed004 {
             .unwrap_or(false)
     }
 
-    /// Builds the site and waits until it has settled: A holds VIP1 and B VIP2, the director
-    /// sees both UP, A's volume is primary and both copies are UpToDate, the sync set is
-    /// connected, and a client request through the front is answered. Fails the test (with
-    /// the logs) otherwise.
+    /// Builds the site and waits until it has settled ([`Seed004::health`]): A holds VIP1 and
+    /// B VIP2, the director sees both UP, every L7 backend server is UP, A's volume is primary
+    /// and both copies are UpToDate, the sync set is connected, and a client request through
+    /// the front is answered. Fails the test (with the logs) otherwise.
     pub fn start(options: Options<'_>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("fulcrum-seed004-")
@@ -260,39 +261,91 @@ impl Seed004 {
         site
     }
 
-    /// Waits for each part of the settled state in turn, naming the one that does not come.
+    /// Waits for the settled state ([`Seed004::health`]), naming the part that does not come.
     fn settle(&self) {
-        let step = |what: &str, ok: &dyn Fn() -> bool| {
-            assert!(
-                wait_until(SETTLE, POLL, ok),
-                "seed 004 did not settle: {what}\n{}",
-                self.report()
-            );
-        };
-        step("A holds VIP1 and B holds VIP2", &|| {
-            self.holders(VIP1) == ["A"] && self.holders(VIP2) == ["B"]
+        let mut missing = "";
+        let settled = wait_until(SETTLE, POLL, || match self.health() {
+            Ok(()) => true,
+            Err(part) => {
+                missing = part;
+                false
+            }
         });
-        step("the director sees both VIPs UP", &|| {
-            self.director_sees_both_up()
-        });
-        step(
-            "A's volume is primary, connected, both copies UpToDate",
-            &|| {
-                let v = self.a.fulcrum.status_of("volume", "data");
-                v["role"] == "Primary"
-                    && v["connection"] == "Connected"
-                    && v["disk"] == "UpToDate"
-                    && v["peer_disk"] == "UpToDate"
-            },
+        assert!(
+            settled,
+            "seed 004 did not settle: {missing}\n{}",
+            self.report()
         );
-        step("the sync set is connected on both nodes", &|| {
+    }
+
+    /// Whether the site is in its settled state, or else the first part that is not: each VIP on
+    /// its own master, the director seeing both UP, every L7 backend server UP on both nodes,
+    /// A's volume primary with both copies UpToDate, the sync set connected on both nodes, and
+    /// a request through the front answered. What a fault's end waits for, as the start does.
+    /// Cheap parts are asked first, so a poll during a fault mostly costs one `ip addr` each.
+    pub fn health(&self) -> Result<(), &'static str> {
+        let check = |ok: bool, part: &'static str| if ok { Ok(()) } else { Err(part) };
+        check(
+            self.holders(VIP1) == ["A"] && self.holders(VIP2) == ["B"],
+            "A holds VIP1 and B holds VIP2",
+        )?;
+        check(
+            self.director_sees_both_up(),
+            "the director sees both VIPs UP",
+        )?;
+        let v = self.a.fulcrum.status_of("volume", "data");
+        check(
+            v["role"] == "Primary"
+                && v["connection"] == "Connected"
+                && v["disk"] == "UpToDate"
+                && v["peer_disk"] == "UpToDate",
+            "A's volume is primary, connected, both copies UpToDate",
+        )?;
+        check(
             [&self.a, &self.b]
                 .iter()
-                .all(|n| n.fulcrum.status_of("sync", "uploads")["state"] == "connected")
-        });
-        step("a client request through the front is answered", &|| {
-            self.curl_front("/", &[]).status == 200
-        });
+                .all(|n| n.fulcrum.status_of("sync", "uploads")["state"] == "connected"),
+            "the sync set is connected on both nodes",
+        )?;
+        check(
+            [&self.a, &self.b]
+                .iter()
+                .all(|n| self.stats(n).is_some_and(|s| backends_up(&s))),
+            "every L7 backend server is UP on both nodes",
+        )?;
+        check(
+            self.curl_front("/", &[]).status == 200,
+            "a client request through the front is answered",
+        )
+    }
+
+    /// The L7 node named `name` (`A` or `B`).
+    pub fn l7(&self, name: &str) -> &L7 {
+        match name {
+            "A" => &self.a,
+            "B" => &self.b,
+            other => panic!("no L7 node {other}"),
+        }
+    }
+
+    /// The L7 node named `name`, to signal, kill or restart.
+    pub fn l7_mut(&mut self, name: &str) -> &mut L7 {
+        match name {
+            "A" => &mut self.a,
+            "B" => &mut self.b,
+            other => panic!("no L7 node {other}"),
+        }
+    }
+
+    /// Each Fulcrum process by node name (`lvs`, `A`, `B`) with its pid while it runs (`None`
+    /// once it has exited), for the soak run's memory samples: a restarted node has a new pid.
+    pub fn fulcrum_pids(&mut self) -> Vec<(&'static str, Option<u32>)> {
+        let pid = |node: &mut FulcrumNode| (!node.wait_exit(Duration::ZERO)).then(|| node.pid());
+        vec![
+            ("lvs", pid(&mut self.lvs.fulcrum)),
+            ("A", pid(&mut self.a.fulcrum)),
+            ("B", pid(&mut self.b.fulcrum)),
+        ]
     }
 
     /// The L7 nodes (`A`, `B`) holding `vip` on eth0 now.
@@ -311,11 +364,7 @@ impl Seed004 {
     /// connection sent to it; a dead node answers nothing. The node's origins stay up (they are
     /// other servers). Returns when the node is down.
     pub fn crash(&mut self, node: &str) {
-        let l7 = match node {
-            "A" => &mut self.a,
-            "B" => &mut self.b,
-            other => panic!("no L7 node {other}"),
-        };
+        let l7 = self.l7_mut(node);
         l7.fulcrum.kill();
         for vip in [VIP1, VIP2] {
             if l7.ns.has_address("eth0", IpAddr::V4(vip)) {
@@ -413,6 +462,38 @@ impl Seed004 {
         }
         out
     }
+}
+
+/// Whether every server of every backend in an L7 node's stats JSON is UP.
+fn backends_up(stats: &Value) -> bool {
+    let backends: Vec<&Value> = stats["proxies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["kind"] == "backend")
+        .collect();
+    !backends.is_empty()
+        && backends.iter().all(|b| {
+            b["rows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["svname"] != "BACKEND")
+                .all(|r| r["status"] == "UP")
+        })
+}
+
+/// The resident set of process `pid` in KiB (`VmRSS` of `/proc/PID/status`), `None` when it
+/// is gone.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Drop for Seed004 {

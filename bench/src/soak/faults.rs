@@ -1,0 +1,137 @@
+//! Injecting a fault into the running site and undoing it, as an operator or a supervisor
+//! would: a crashed or stopped node is started again, a link plugged back, the loss cleared,
+//! the disk freed.
+
+use std::time::Duration;
+
+use fulcrum_lab::fulcrum::Signal;
+use fulcrum_lab::seed004::Seed004;
+use fulcrum_lab::seed004::link_loss::{clear_link_loss, link_loss};
+
+use super::FaultKind;
+use super::site::panic_text;
+
+/// The share of packets [`FaultKind::PacketLoss`] drops each way.
+const LOSS_PERCENT: u8 = 10;
+
+/// How long a node may take to exit after SIGTERM (its grace and the volume's demotion)
+/// before it is killed.
+const STOP_PATIENCE: Duration = Duration::from_secs(20);
+
+/// The node a fault's `occurrence`-th injection (from 0) targets: the L7 faults alternate
+/// between A and B, so both nodes go through each.
+pub(crate) fn target(kind: FaultKind, occurrence: usize) -> &'static str {
+    match kind {
+        FaultKind::Director => "lvs",
+        FaultKind::FullDisk => "B",
+        _ if occurrence.is_multiple_of(2) => "A",
+        _ => "B",
+    }
+}
+
+/// A fault in place, with what undoing it needs to know.
+#[derive(Debug)]
+pub(crate) struct Injected {
+    pub(crate) kind: FaultKind,
+    pub(crate) node: &'static str,
+    /// B's `TransferFailed` alerts before the full disk, to see whether it gave any up.
+    transfer_failures: usize,
+}
+
+/// Injects `kind` on `node`.
+pub(crate) fn inject(site: &mut Seed004, kind: FaultKind, node: &'static str) -> Injected {
+    let transfer_failures = transfer_failures(site, node);
+    match kind {
+        FaultKind::Crash => site.crash(node),
+        FaultKind::Sigterm => site.l7(node).fulcrum.signal(Signal::Term),
+        FaultKind::LinkCut => site.bridge().cut(&site.l7(node).ns),
+        FaultKind::PacketLoss => link_loss(&site.l7(node).ns, "eth0", LOSS_PERCENT),
+        FaultKind::Director => site.lvs.fulcrum.kill(),
+        FaultKind::FullDisk => {
+            if let Some(disk) = &site.l7(node).uploads_disk {
+                disk.fill();
+            }
+        }
+    }
+    Injected {
+        kind,
+        node,
+        transfer_failures,
+    }
+}
+
+/// Undoes `fault`; returns what happened on the way worth a note in the report. A step that
+/// fails (the lab panics: a node that does not start again) is caught and returned as an
+/// error, so the run goes on to its report.
+pub(crate) fn undo(site: &mut Seed004, fault: &Injected) -> Result<Vec<String>, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| undo_steps(site, fault)))
+        .map_err(|panic| panic_text(&*panic))
+}
+
+fn undo_steps(site: &mut Seed004, fault: &Injected) -> Vec<String> {
+    let node = fault.node;
+    let mut notes = Vec::new();
+    match fault.kind {
+        FaultKind::Crash => site.l7_mut(node).fulcrum.restart(),
+        FaultKind::Sigterm => {
+            notes.extend(stop(site, node));
+            site.l7_mut(node).fulcrum.restart();
+        }
+        FaultKind::LinkCut => site.bridge().heal(&site.l7(node).ns),
+        FaultKind::PacketLoss => clear_link_loss(&site.l7(node).ns),
+        FaultKind::Director => site.lvs.fulcrum.restart(),
+        FaultKind::FullDisk => {
+            if let Some(disk) = &site.l7(node).uploads_disk {
+                disk.free();
+            }
+            // A transfer that failed five times is given up for the session and retried on
+            // the next one (docs/config.md, "Not done yet"): the operator's fix is a restart.
+            let given_up = transfer_failures(site, node) - fault.transfer_failures;
+            if given_up > 0 {
+                notes.push(format!(
+                    "{node} gave up {given_up} transfer(s) while full: restarted (SIGTERM) so that they are retried"
+                ));
+                site.l7(node).fulcrum.signal(Signal::Term);
+                notes.extend(stop(site, node));
+                site.l7_mut(node).fulcrum.restart();
+            }
+        }
+    }
+    notes
+}
+
+/// Waits for `node` to exit after its SIGTERM, killing it past [`STOP_PATIENCE`].
+fn stop(site: &mut Seed004, node: &str) -> Option<String> {
+    let fulcrum = &mut site.l7_mut(node).fulcrum;
+    if fulcrum.wait_exit(STOP_PATIENCE) {
+        return None;
+    }
+    fulcrum.kill();
+    Some(format!(
+        "{node} did not exit within {STOP_PATIENCE:?} of SIGTERM: killed"
+    ))
+}
+
+/// The `TransferFailed` alerts `node`'s sync set has sent so far.
+fn transfer_failures(site: &Seed004, node: &str) -> usize {
+    site.alerts
+        .alerts()
+        .iter()
+        .filter(|a| a["node"] == node && a["category"] == "sync" && a["state"] == "TransferFailed")
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target;
+    use crate::soak::FaultKind;
+
+    #[test]
+    fn l7_faults_alternate_between_the_nodes() {
+        assert_eq!(target(FaultKind::Crash, 0), "A");
+        assert_eq!(target(FaultKind::Crash, 1), "B");
+        assert_eq!(target(FaultKind::LinkCut, 2), "A");
+        assert_eq!(target(FaultKind::FullDisk, 1), "B");
+        assert_eq!(target(FaultKind::Director, 0), "lvs");
+    }
+}
