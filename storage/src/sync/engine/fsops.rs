@@ -1,16 +1,23 @@
 //! The receiver's disk operations, all blocking: resolving a peer's path without ever going
-//! through a symlinked directory, writing a file into a temporary name and renaming it into
-//! place, deleting, and telling whether the disk still matches the index.
+//! through a symlinked directory, writing a file under a temporary name (in the
+//! [`super::staging`] directory, or beside its target) to be renamed into place, deleting, and
+//! telling whether the disk still matches the index.
 
 use std::{
     fs::{self, File, FileTimes, OpenOptions, Permissions},
     io::{self, Read, Write},
     os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
+    sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use ring::digest;
+
+use super::staging::Staging;
 
 use crate::sync::{
     config::{Pattern, is_excluded},
@@ -20,9 +27,11 @@ use crate::sync::{
 
 /// Checks every parent directory of `rel` under `root`: none may be a symlink (a peer must not
 /// make us write through a link to elsewhere) or a non-directory. With `create`, missing ones
-/// are made (one level at a time, each checked), mode 0755.
-pub(super) fn check_parents(root: &Path, rel: &str, create: bool) -> io::Result<()> {
+/// are made (one level at a time, each checked), mode 0755. Returns the filesystem of `rel`'s
+/// directory (`None` for the root itself).
+pub(super) fn check_parents(root: &Path, rel: &str, create: bool) -> io::Result<Option<u64>> {
     let mut dir = root.to_path_buf();
+    let mut dev = None;
     let mut segments: Vec<&str> = rel.split('/').collect();
     segments.pop();
     for segment in segments {
@@ -34,13 +43,14 @@ pub(super) fn check_parents(root: &Path, rel: &str, create: bool) -> io::Result<
                     format!("{} is a symlink", dir.display()),
                 ));
             }
-            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) if meta.is_dir() => dev = Some(meta.dev()),
             Ok(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::NotADirectory,
                     format!("{} is not a directory", dir.display()),
                 ));
             }
+            // A new directory is on its parent's filesystem: `dev` stays.
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => match fs::create_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -49,31 +59,43 @@ pub(super) fn check_parents(root: &Path, rel: &str, create: bool) -> io::Result<
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(dev)
 }
 
 /// A fresh temporary name in `rel`'s directory: the watcher and the scan ignore it.
 pub(super) fn temp_path(root: &Path, rel: &str) -> PathBuf {
-    let mut random = [0u8; 8];
-    // Without randomness, the time still makes the name unique enough within one directory.
-    let n = match getrandom::getrandom(&mut random) {
-        Ok(()) => u64::from_le_bytes(random),
-        Err(_) => SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    };
     let dir = match rel.rfind('/') {
         Some(slash) => root.join(&rel[..slash]),
         None => root.to_path_buf(),
     };
-    dir.join(format!("{TEMP_PREFIX}{n:016x}"))
+    temp_in(&dir)
 }
 
-/// A file being received: written under a temporary name and hashed as it is written.
+/// A fresh temporary name in `dir`: a random number drawn once per process, plus a count (no
+/// syscall per name; a name taken all the same makes the exclusive create fail, and retry).
+fn temp_in(dir: &Path) -> PathBuf {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        let mut random = [0u8; 8];
+        // Without randomness, the time still makes names unique enough.
+        match getrandom::getrandom(&mut random) {
+            Ok(()) => u64::from_le_bytes(random),
+            Err(_) => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        }
+    });
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("{TEMP_PREFIX}{seed:016x}-{n}"))
+}
+
+/// A file being received: written under a temporary name, and hashed as it is written unless
+/// its content is hashed elsewhere.
 pub(super) struct TempFile {
     pub(super) path: PathBuf,
     file: File,
-    hasher: digest::Context,
+    hasher: Option<digest::Context>,
     pub(super) written: u64,
 }
 
@@ -87,39 +109,64 @@ impl std::fmt::Debug for TempFile {
 }
 
 impl TempFile {
-    /// Creates the temporary file for `rel` (its parents checked and created).
-    pub(super) fn create(root: &Path, rel: &str) -> io::Result<Self> {
-        check_parents(root, rel, true)?;
-        let path = temp_path(root, rel);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
+    /// Creates the temporary file for `rel` (its parents checked and created): in `staging`
+    /// when a rename from there reaches `rel`, else beside it. With `hashed`, what is written
+    /// is hashed.
+    pub(super) fn create(
+        root: &Path,
+        staging: Option<&Staging>,
+        rel: &str,
+        hashed: bool,
+    ) -> io::Result<Self> {
+        let dev = check_parents(root, rel, true)?;
+        let mut attempts = 0;
+        let (path, file) = loop {
+            let path = match staging.and_then(|s| s.dir_for(dev)) {
+                Some(dir) => temp_in(dir),
+                None => temp_path(root, rel),
+            };
+            let created = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path);
+            match created {
+                Ok(file) => break (path, file),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 3 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         Ok(Self {
             path,
             file,
-            hasher: digest::Context::new(&digest::SHA256),
+            hasher: hashed.then(|| digest::Context::new(&digest::SHA256)),
             written: 0,
         })
     }
 
     pub(super) fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.file.write_all(bytes)?;
-        self.hasher.update(bytes);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(bytes);
+        }
         self.written += bytes.len() as u64;
         Ok(())
     }
 
-    /// Flushes to disk, sets `mode` and `mtime_ns`, and returns the content's SHA-256; the
-    /// file is then ready to be renamed into place.
-    pub(super) fn finish(self, mode: u32, mtime_ns: i64) -> io::Result<(PathBuf, Hash)> {
+    /// Flushes to disk, sets `mode` and `mtime_ns`, and returns the content's SHA-256 if it
+    /// was hashed; the file is then ready to be renamed into place.
+    pub(super) fn finish(self, mode: u32, mtime_ns: i64) -> io::Result<(PathBuf, Option<Hash>)> {
         self.file.set_permissions(Permissions::from_mode(mode))?;
         self.file
             .set_times(FileTimes::new().set_modified(system_time(mtime_ns)))?;
         self.file.sync_all()?;
-        let mut hash = NO_HASH;
-        hash.copy_from_slice(self.hasher.finish().as_ref());
+        let hash = self.hasher.map(|hasher| {
+            let mut hash = NO_HASH;
+            hash.copy_from_slice(hasher.finish().as_ref());
+            hash
+        });
         Ok((self.path, hash))
     }
 
@@ -239,7 +286,12 @@ pub(super) fn delete(root: &Path, rel: &str, exclude: &[Pattern]) -> io::Result<
 }
 
 /// Copies the regular file `from` into a new temporary file for `rel`, hashing it.
-pub(super) fn copy_to_temp(root: &Path, from: &Path, rel: &str) -> io::Result<TempFile> {
+pub(super) fn copy_to_temp(
+    root: &Path,
+    staging: Option<&Staging>,
+    from: &Path,
+    rel: &str,
+) -> io::Result<TempFile> {
     let meta = fs::symlink_metadata(from)?;
     if !meta.is_file() {
         return Err(io::Error::new(
@@ -248,7 +300,7 @@ pub(super) fn copy_to_temp(root: &Path, from: &Path, rel: &str) -> io::Result<Te
         ));
     }
     let mut source = File::open(from)?;
-    let mut temp = TempFile::create(root, rel)?;
+    let mut temp = TempFile::create(root, staging, rel, true)?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = match source.read(&mut buf) {

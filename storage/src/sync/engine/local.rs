@@ -6,7 +6,10 @@ use std::{path::Path, sync::Arc, time::Duration};
 use tracing::warn;
 
 use super::{Shared, status::Counters};
-use crate::sync::{index::Rehash, watch::Watcher};
+use crate::sync::{
+    index::{Index, Rehash},
+    watch::Watcher,
+};
 
 /// Scans each batch's paths (and rescans) into the index until the set stops.
 pub(super) async fn watch(shared: Arc<Shared>, mut watcher: Watcher) {
@@ -55,27 +58,46 @@ fn rel_str(rel: &Path) -> Option<String> {
     Some(s.trim_end_matches('/').to_owned())
 }
 
+/// How much longer than `interval` a save waits when only peer marks changed (see
+/// [`crate::sync::index::Index::only_marks_dirty`]): a sender's index being acknowledged
+/// batch by batch would otherwise be saved whole ten times a second for nothing but its marks.
+const MARKS_ONLY_FACTOR: u32 = 10;
+
 /// Saves the index every `interval` while it is dirty, until the set stops (`stop` saves last).
 pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut saved = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = shared.cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let marks_may_wait = saved.elapsed() < interval * MARKS_ONLY_FACTOR;
         let saver = Arc::clone(&shared);
         let result = tokio::task::spawn_blocking(move || {
-            let mut index = saver.index();
-            if index.is_dirty() {
-                index.save(&saver.index_dir)
-            } else {
-                Ok(())
+            // Encoded under the lock, written without it: the receivers and the watcher go on
+            // while the file is written and fsynced.
+            let snapshot = {
+                let mut index = saver.index();
+                if marks_may_wait && index.only_marks_dirty() {
+                    return Ok(false);
+                }
+                index.take_snapshot()
+            };
+            let Some(snapshot) = snapshot else {
+                return Ok(false);
+            };
+            let written = Index::write_snapshot(&saver.index_dir, &snapshot);
+            if written.is_err() {
+                saver.index().mark_dirty();
             }
+            written.map(|()| true)
         })
         .await;
         match result {
-            Ok(Ok(())) => {}
+            Ok(Ok(true)) => saved = tokio::time::Instant::now(),
+            Ok(Ok(false)) => {}
             Ok(Err(error)) => {
                 shared.error();
                 warn!(set = %shared.config.name, %error, "sync: cannot save the index");

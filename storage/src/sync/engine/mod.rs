@@ -5,21 +5,30 @@
 //! - [`local`]: start-up scan, the watcher's batches into the index, periodic index saves.
 //! - [`link`]: who dials whom (the lower `listen` dials, as the volume engine), authentication
 //!   with backoff, the Hello.
-//! - [`session`]: one authenticated connection: its reader, writer, the sender of our index
-//!   delta and the server of our files.
-//! - [`receive`]: applying a peer's entries: decisions, renames found by hash, transfers (whole
-//!   or rsync delta) into a temporary file renamed into place, deletions, conflicts.
+//! - [`session`]: one authenticated connection: its reader, writer and the sender of our index
+//!   delta.
+//! - [`serve`]: the server of our files, on a blocking thread.
+//! - [`receive`]: applying a peer's entries: decisions, renames found by hash, deletions,
+//!   conflicts; [`fetch`] transfers the contents (whole or rsync delta) into temporary files
+//!   renamed into place, on a blocking thread, with [`hasher`] hashing what arrives and
+//!   [`staging`] keeping the temporary files out of the watcher's sight.
 //!
 //! The index is the only queue: what a peer has not acknowledged is what its mark lags behind,
 //! so a peer that is down costs no memory here.
 
 mod delta;
+mod fetch;
 mod fsops;
+mod hasher;
 mod link;
 mod local;
 mod receive;
+mod serve;
 mod session;
+mod staging;
 mod status;
+#[cfg(test)]
+mod testing;
 
 use std::{
     io,
@@ -121,6 +130,8 @@ pub(crate) struct Shared {
     config: SyncConfig,
     /// `config.path`, canonicalized (the watcher's paths are relative to it).
     root: PathBuf,
+    /// Where received files are written before their rename (`None`: beside their targets).
+    staging: Option<staging::Staging>,
     node: String,
     index_dir: PathBuf,
     index: Mutex<Index>,
@@ -222,6 +233,12 @@ impl SyncSet {
             })?
         };
         let root = watcher.root().to_path_buf();
+        let staging = {
+            let root = root.clone();
+            tokio::task::spawn_blocking(move || staging::Staging::open(&root))
+                .await
+                .map_err(task_error)?
+        };
 
         let listener = match options.listener {
             Some(std) => std
@@ -248,6 +265,7 @@ impl SyncSet {
         let (events, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             root,
+            staging,
             node: node.to_owned(),
             index_dir: dir,
             index: Mutex::new(index),
@@ -386,7 +404,7 @@ impl Shared {
             let index = self.index();
             marks
                 .iter()
-                .map(|(_, _, _, acked)| index.changed_since(*acked).len() as u64)
+                .map(|(_, _, _, acked)| index.count_changed_since(*acked) as u64)
                 .collect()
         };
         let peers = self

@@ -17,40 +17,35 @@
 //! and costs only its entry).
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet},
     fs, io,
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::{
     Shared, delta,
-    fsops::{self, Deleted, TempFile, disk_matches, mtime_ns},
+    fetch::{Fetch, Job, Source},
+    fsops::{self, Deleted, disk_matches, mtime_ns},
     session::set_mark,
     status::{Counters, SyncEvent},
 };
 use crate::{
     sync::{
         config::is_excluded,
-        index::{Decision, Entry, Hash, Index, Kind, Rehash, Side, check_path},
-        proto::{Message, Request},
+        index::{Causality, Decision, Entry, Hash, Index, Kind, Rehash, Side, check_path},
+        proto::Message,
+        watch::TEMP_PREFIX,
     },
     volume::peer::Backoff,
 };
 
 /// Attempts at one entry in one batch before it is given up for the session.
 pub(super) const MAX_ATTEMPTS: u32 = 5;
-
-/// Requests in flight at once.
-const WINDOW: usize = 64;
-
-/// A whole file up to this size is held in memory until its end, then written in one go.
-const SMALL_FILE: usize = 1024 * 1024;
 
 /// The receiving half of a session.
 pub(super) struct Receiver {
@@ -59,42 +54,12 @@ pub(super) struct Receiver {
     node: String,
     index_id: u64,
     ctrl: mpsc::UnboundedSender<Message>,
-    responses: mpsc::Receiver<Message>,
-    next_id: u32,
+    /// To the fetcher ([`super::fetch`]), which fetches the contents on a blocking thread.
+    jobs: mpsc::UnboundedSender<Job>,
     backoff: Backoff,
     /// Once an entry was given up: the mark of the peer's index to keep persisting (the one
     /// before that entry's batch), so that it is sent again after a reconnect.
     held_mark: Option<u64>,
-}
-
-/// How an entry's content will be obtained.
-enum Source {
-    /// A local file with the same content (a copy; a rename is done at once).
-    Local(PathBuf),
-    /// From the peer; `delta` when we have an older copy worth an rsync delta.
-    Remote { delta: bool },
-}
-
-/// An entry whose content must be fetched.
-struct Fetch {
-    /// As the peer sent it (judged again at commit).
-    remote: Entry,
-    /// What will be recorded: its mode and mtime go on the file.
-    target: Entry,
-    source: Source,
-}
-
-/// A request in flight.
-struct InFlight {
-    fetch: Fetch,
-    id: u32,
-    temp: Option<TempFile>,
-    base: Option<Arc<Vec<u8>>>,
-    /// A whole file's first octets, before its temporary file exists (small files never
-    /// need one before their end).
-    buffer: Vec<u8>,
-    received: u64,
-    error: Option<String>,
 }
 
 /// A decision that changes the disk.
@@ -112,32 +77,57 @@ impl Receiver {
         node: String,
         index_id: u64,
         ctrl: mpsc::UnboundedSender<Message>,
-        responses: mpsc::Receiver<Message>,
+        jobs: mpsc::UnboundedSender<Job>,
     ) -> Self {
         Self {
             shared,
             peer,
             node,
             index_id,
+            jobs,
             ctrl,
-            responses,
-            next_id: 0,
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
             held_mark: None,
         }
     }
 
-    /// Applies each batch, then acknowledges it.
+    /// Applies each batch, then acknowledges it. While a batch's contents are fetched, the
+    /// next batch is prepared as soon as it comes and its fetches queued behind: the judging
+    /// of its entries does not hold the transfers up, and the fetcher's window goes on from
+    /// one batch to the next instead of draining at each.
     pub(super) async fn run(mut self, mut batches: mpsc::Receiver<Message>) -> Result<(), String> {
-        while let Some(msg) = batches.recv().await {
-            let Message::Entries { up_to, entries } = msg else {
-                return Err(format!("{} where Entries were expected", msg.name()));
+        let mut ahead: Option<Started> = None;
+        let mut more = true;
+        loop {
+            let started = match ahead.take() {
+                Some(started) => started,
+                None => match batches.recv().await {
+                    Some(msg) => self.start_batch(msg).await?,
+                    None => return Ok(()),
+                },
             };
             let before = match self.shared.index().peer_mark(&self.node) {
                 Some(mark) if mark.index_id == self.index_id => mark.sequence,
                 _ => 0,
             };
-            let given_up = self.batch(entries).await?;
+            let Started {
+                up_to,
+                mut fetching,
+                mut failed,
+                dead,
+                tombstones,
+            } = started;
+            let fetched = loop {
+                tokio::select! {
+                    fetched = finish_fetch(&mut fetching) => break fetched?,
+                    msg = batches.recv(), if more && ahead.is_none() => match msg {
+                        Some(msg) => ahead = Some(self.start_batch(msg).await?),
+                        None => more = false,
+                    },
+                }
+            };
+            failed.extend(fetched);
+            let given_up = self.complete(failed, dead, tombstones).await?;
             if given_up > 0 && self.held_mark.is_none() {
                 self.held_mark = Some(before);
             }
@@ -148,57 +138,105 @@ impl Receiver {
                 .send(Message::Ack { up_to })
                 .map_err(|_| "writer gone".to_owned())?;
             self.shared.peer_state(self.peer).last_sync = Some(SystemTime::now());
+            if !more && ahead.is_none() {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
-    /// Applies one batch; returns how many entries were given up (see [`MAX_ATTEMPTS`]).
-    async fn batch(&mut self, entries: Vec<Entry>) -> Result<usize, String> {
-        let mut attempts: HashMap<String, u32> = HashMap::new();
-        let mut given_up = 0;
+    /// Prepares a batch and queues its fetches.
+    async fn start_batch(&self, msg: Message) -> Result<Started, String> {
+        let (up_to, prepared) = self.prepare_batch(msg).await?;
+        let Prepared {
+            fetches,
+            failed,
+            dead,
+            tombstones,
+        } = prepared;
+        Ok(Started {
+            up_to,
+            fetching: self.start_fetch(fetches)?,
+            failed,
+            dead,
+            tombstones,
+        })
+    }
+
+    /// Sorts a batch (see the module's header) and prepares its live entries.
+    async fn prepare_batch(&self, msg: Message) -> Result<(u64, Prepared), String> {
+        let Message::Entries { up_to, entries } = msg else {
+            return Err(format!("{} where Entries were expected", msg.name()));
+        };
         let (mut dead, mut live): (Vec<Entry>, Vec<Entry>) =
             entries.into_iter().partition(|e| e.deleted);
         live.sort_by(|a, b| a.path.cmp(&b.path));
         dead.sort_by(|a, b| b.path.cmp(&a.path));
         let tombstones: Arc<HashMap<String, Entry>> =
             Arc::new(dead.iter().map(|e| (e.path.clone(), e.clone())).collect());
+        let (fetches, failed) = self.prepare_live(live, &tombstones).await?;
+        Ok((
+            up_to,
+            Prepared {
+                fetches,
+                failed,
+                dead,
+                tombstones,
+            },
+        ))
+    }
 
-        let mut pending = live;
-        while !pending.is_empty() {
-            let mut fetches = Vec::new();
-            let mut failed = Vec::new();
-            let shared = Arc::clone(&self.shared);
-            let tombs = Arc::clone(&tombstones);
-            let batch = std::mem::take(&mut pending);
-            // One blocking call for the whole batch: most entries need no transfer.
-            let steps = tokio::task::spawn_blocking(move || {
-                let mut by_hash = None;
-                batch
-                    .into_iter()
-                    .map(|remote| {
-                        let path = remote.path.clone();
-                        (path, prepare(&shared, remote, &tombs, &mut by_hash))
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            for (path, step) in steps {
-                match step {
-                    Ok(Some(fetch)) => fetches.push(fetch),
-                    Ok(None) => {}
-                    Err(Failure::Refused(error)) => self.refused(&path, &error),
-                    Err(Failure::Retry(remote, error)) => {
-                        self.failed(&path, &error);
-                        failed.push(*remote);
-                    }
+    /// Prepares live entries (see [`prepare`]) in one blocking call, as most need no
+    /// transfer; returns the fetches needed and the entries that failed here.
+    async fn prepare_live(
+        &self,
+        live: Vec<Entry>,
+        tombstones: &Arc<HashMap<String, Entry>>,
+    ) -> Result<(Vec<Fetch>, Vec<Entry>), String> {
+        let shared = Arc::clone(&self.shared);
+        let tombs = Arc::clone(tombstones);
+        let steps = tokio::task::spawn_blocking(move || {
+            let mut by_hash = ByHash::new(&live);
+            live.into_iter()
+                .map(|remote| {
+                    let path = remote.path.clone();
+                    (path, prepare(&shared, remote, &tombs, &mut by_hash))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let (mut fetches, mut failed) = (Vec::new(), Vec::new());
+        for (path, step) in steps {
+            match step {
+                Ok(Some(fetch)) => fetches.push(fetch),
+                Ok(None) => {}
+                Err(Failure::Refused(error)) => self.refused(&path, &error),
+                Err(Failure::Retry(remote, error)) => {
+                    self.failed(&path, &error);
+                    failed.push(*remote);
                 }
             }
-            failed.extend(self.fetch_all(fetches).await?);
+        }
+        Ok((fetches, failed))
+    }
+
+    /// Retries what failed (with backoff) until it succeeds or is given up, then applies the
+    /// deletions; returns how many entries were given up (see [`MAX_ATTEMPTS`]).
+    async fn complete(
+        &mut self,
+        failed: Vec<Entry>,
+        dead: Vec<Entry>,
+        tombstones: Arc<HashMap<String, Entry>>,
+    ) -> Result<usize, String> {
+        let mut attempts: HashMap<String, u32> = HashMap::new();
+        let mut given_up = 0;
+        let mut pending = self.give_up_some(failed, &mut attempts, &mut given_up);
+        while !pending.is_empty() {
+            tokio::time::sleep(self.backoff.next_delay()).await;
+            let (fetches, mut failed) = self.prepare_live(pending, &tombstones).await?;
+            let mut fetching = self.start_fetch(fetches)?;
+            failed.extend(finish_fetch(&mut fetching).await?);
             pending = self.give_up_some(failed, &mut attempts, &mut given_up);
-            if !pending.is_empty() {
-                tokio::time::sleep(self.backoff.next_delay()).await;
-            }
         }
 
         let mut pending = dead;
@@ -271,356 +309,66 @@ impl Receiver {
 
     /// A transfer that failed and will be retried.
     fn failed(&self, path: &str, error: &str) {
-        self.shared.error();
-        warn!(set = %self.shared.config.name, peer = %self.node, path, error,
-            "sync: transfer failed, will retry");
-        self.shared.emit(SyncEvent::TransferFailed {
-            path: path.to_owned(),
-            error: error.to_owned(),
-        });
+        report_failed(&self.shared, &self.node, path, error);
     }
 
-    /// Fetches every content, `WINDOW` requests in flight (one delta at a time, whose base is
-    /// held in memory); returns the entries to retry. `Err` only when the link is gone.
-    async fn fetch_all(&mut self, fetches: Vec<Fetch>) -> Result<Vec<Entry>, String> {
-        let mut queue: VecDeque<Fetch> = fetches.into();
-        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-        let mut failed = Vec::new();
-        let mut delta_busy = false;
-        loop {
-            while in_flight.len() < WINDOW {
-                let wants_delta = matches!(
-                    queue.front(),
-                    Some(Fetch {
-                        source: Source::Remote { delta: true },
-                        ..
-                    })
-                );
-                if wants_delta && delta_busy {
-                    break;
-                }
-                let Some(fetch) = queue.pop_front() else {
-                    break;
-                };
-                match &fetch.source {
-                    Source::Local(from) => {
-                        if let Some(retry) = self.copy_local(&fetch, from.clone()).await? {
-                            queue.push_back(retry);
-                        }
-                    }
-                    Source::Remote { delta } => {
-                        let delta = *delta;
-                        match self.request(fetch, delta).await? {
-                            Ok(flight) => {
-                                delta_busy |= flight.base.is_some();
-                                in_flight.push_back(flight);
-                            }
-                            Err((remote, error)) => {
-                                self.failed(&remote.path, &error);
-                                failed.push(remote);
-                            }
-                        }
-                    }
-                }
-            }
-            let Some(flight) = in_flight.pop_front() else {
-                break;
-            };
-            if flight.base.is_some() {
-                delta_busy = false;
-            }
-            if let Some(remote) = self.receive(flight).await? {
-                failed.push(remote);
-            }
+    /// Queues fetches for the fetcher.
+    fn start_fetch(&self, fetches: Vec<Fetch>) -> Result<Fetching, String> {
+        if fetches.is_empty() {
+            return Ok(None);
         }
-        Ok(failed)
+        let (done, result) = oneshot::channel();
+        self.jobs
+            .send(Job { fetches, done })
+            .map_err(|_| "the fetcher is gone".to_owned())?;
+        Ok(Some(result))
     }
+}
 
-    /// Copies a local file with the right content; returns the fetch again (from the peer)
-    /// if the copy turned out not to have it.
-    async fn copy_local(&mut self, fetch: &Fetch, from: PathBuf) -> Result<Option<Fetch>, String> {
-        let shared = Arc::clone(&self.shared);
-        let (remote, target) = (fetch.remote.clone(), fetch.target.clone());
-        let copied = tokio::task::spawn_blocking(move || {
-            let temp = fsops::copy_to_temp(&shared.root, &from, &target.path)?;
-            let (temp, hash) = temp.finish(target.mode, target.mtime_ns)?;
-            if hash != target.hash {
-                let _ = fs::remove_file(&temp);
-                return Ok(false);
-            }
-            commit(&shared, &remote, &temp, &hash).map_err(io::Error::other)
-        })
+/// Waits for queued fetches to be done; returns the entries to retry. `Err` only when the link
+/// is gone.
+async fn finish_fetch(fetching: &mut Fetching) -> Result<Vec<Entry>, String> {
+    let Some(result) = fetching else {
+        return Ok(Vec::new());
+    };
+    result
         .await
-        .map_err(|e| e.to_string())?;
-        match copied {
-            Ok(true) => {
-                Counters::add(&self.shared.counters.renames, 1);
-                Ok(None)
-            }
-            Ok(false) | Err(_) => Ok(Some(Fetch {
-                remote: fetch.remote.clone(),
-                target: fetch.target.clone(),
-                source: Source::Remote { delta: false },
-            })),
-        }
-    }
+        .map_err(|_| "the fetcher stopped: link closed".to_owned())?
+}
 
-    /// Creates the temporary file and sends the request. The inner `Err` is a local failure
-    /// to report and retry.
-    async fn request(
-        &mut self,
-        fetch: Fetch,
-        delta: bool,
-    ) -> Result<Result<InFlight, (Entry, String)>, String> {
-        let shared = Arc::clone(&self.shared);
-        let path = fetch.target.path.clone();
-        if !delta {
-            // Created on the first octets: a small file is written in one go at its end.
-            return self.send_request(fetch, None, None, None);
-        }
-        let prepared = tokio::task::spawn_blocking(move || {
-            let temp = TempFile::create(&shared.root, &path)?;
-            let base = if delta {
-                match read_base(&shared.root, &path) {
-                    Ok(base) => Some(base),
-                    Err(e) => {
-                        debug!(path, error = %e, "sync: no delta base, fetching whole");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            let signature = base.as_ref().map(|b| delta::sign(b));
-            Ok::<_, io::Error>((temp, base, signature))
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        let (temp, base, signature) = match prepared {
-            Ok(prepared) => prepared,
-            Err(e) => return Ok(Err((fetch.remote, e.to_string()))),
-        };
-        self.send_request(fetch, Some(temp), base, signature)
-    }
+/// Fetches queued: the entries to retry once they are all done.
+type Fetching = Option<oneshot::Receiver<Result<Vec<Entry>, String>>>;
 
-    /// Sends a Get (or a GetDelta with `signature`) and returns what is in flight.
-    #[allow(clippy::type_complexity, reason = "the two error levels of `request`")]
-    fn send_request(
-        &mut self,
-        fetch: Fetch,
-        temp: Option<TempFile>,
-        base: Option<Vec<u8>>,
-        signature: Option<Vec<u8>>,
-    ) -> Result<Result<InFlight, (Entry, String)>, String> {
-        self.next_id = self.next_id.wrapping_add(1);
-        let id = self.next_id;
-        let request = Request {
-            id,
-            path: fetch.remote.path.clone(),
-            size: fetch.remote.size,
-            mtime_ns: fetch.remote.mtime_ns,
-            hash: fetch.remote.hash,
-        };
-        let msg = match signature {
-            Some(signature) => Message::GetDelta {
-                request,
-                signature: Bytes::from(signature),
-            },
-            None => Message::Get(request),
-        };
-        self.ctrl.send(msg).map_err(|_| "writer gone".to_owned())?;
-        Ok(Ok(InFlight {
-            fetch,
-            id,
-            temp,
-            base: base.map(Arc::new),
-            buffer: Vec::new(),
-            received: 0,
-            error: None,
-        }))
-    }
+/// A batch prepared, its fetches queued.
+struct Started {
+    up_to: u64,
+    fetching: Fetching,
+    /// Entries that failed here, to retry.
+    failed: Vec<Entry>,
+    dead: Vec<Entry>,
+    tombstones: Arc<HashMap<String, Entry>>,
+}
 
-    /// Receives one request's answer into its temporary file and commits it; returns the entry
-    /// if it is to be retried.
-    async fn receive(&mut self, mut flight: InFlight) -> Result<Option<Entry>, String> {
-        let mut delta_octets = 0u64;
-        loop {
-            let msg = self
-                .responses
-                .recv()
-                .await
-                .ok_or_else(|| "link closed".to_owned())?;
-            match msg {
-                Message::Data { id, data } if id == flight.id => {
-                    flight.received += data.len() as u64;
-                    Counters::add(&self.shared.counters.bytes_received, data.len() as u64);
-                    self.write(&mut flight, data, false).await?;
-                }
-                Message::Delta { id, delta } if id == flight.id => {
-                    if flight.base.is_none() {
-                        return Err("a delta for a whole-file request".to_owned());
-                    }
-                    delta_octets += delta.len() as u64;
-                    Counters::add(&self.shared.counters.bytes_received, delta.len() as u64);
-                    self.write(&mut flight, delta, true).await?;
-                }
-                Message::End { id, hash } if id == flight.id => {
-                    return self.end(flight, hash, delta_octets).await;
-                }
-                Message::Stale { id } if id == flight.id => {
-                    debug!(path = %flight.fetch.remote.path, "sync: the peer's file moved on");
-                    if let Some(temp) = flight.temp.take() {
-                        let _ = tokio::task::spawn_blocking(move || temp.discard()).await;
-                    }
-                    return Ok(None);
-                }
-                Message::Failed { id, reason } if id == flight.id => {
-                    if let Some(temp) = flight.temp.take() {
-                        let _ = tokio::task::spawn_blocking(move || temp.discard()).await;
-                    }
-                    let error = format!("the peer cannot read it: {reason}");
-                    self.failed(&flight.fetch.remote.path, &error);
-                    return Ok(Some(flight.fetch.remote));
-                }
-                other => {
-                    return Err(format!(
-                        "{} out of order (expected answers to request {})",
-                        other.name(),
-                        flight.id
-                    ));
-                }
-            }
-        }
-    }
+/// A batch's live entries applied as far as they can be without the peer (see [`prepare`]).
+struct Prepared {
+    fetches: Vec<Fetch>,
+    /// Entries that failed here, to retry.
+    failed: Vec<Entry>,
+    /// Its deletions, in reverse path order.
+    dead: Vec<Entry>,
+    /// The same, by path, for the moves found by hash.
+    tombstones: Arc<HashMap<String, Entry>>,
+}
 
-    /// Writes a piece (data, or a delta applied to the base) into the temporary file. A local
-    /// failure (disk full) is kept, and the rest of the answer drained, so the link stays in
-    /// step.
-    async fn write(
-        &mut self,
-        flight: &mut InFlight,
-        piece: Bytes,
-        is_delta: bool,
-    ) -> Result<(), String> {
-        if flight.error.is_some() {
-            return Ok(());
-        }
-        if !is_delta && flight.temp.is_none() {
-            if flight.buffer.len() + piece.len() <= SMALL_FILE {
-                flight.buffer.extend_from_slice(&piece);
-                return Ok(());
-            }
-            let shared = Arc::clone(&self.shared);
-            let path = flight.fetch.target.path.clone();
-            let buffer = std::mem::take(&mut flight.buffer);
-            let created = tokio::task::spawn_blocking(move || {
-                let mut temp = TempFile::create(&shared.root, &path)?;
-                temp.write(&buffer)?;
-                Ok::<_, io::Error>(temp)
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            match created {
-                Ok(temp) => flight.temp = Some(temp),
-                Err(e) => {
-                    flight.error = Some(e.to_string());
-                    return Ok(());
-                }
-            }
-        }
-        let Some(mut temp) = flight.temp.take() else {
-            return Ok(());
-        };
-        let base = flight.base.clone();
-        let limit = flight.fetch.target.size.saturating_sub(0);
-        let (temp, result) = tokio::task::spawn_blocking(move || {
-            let result = if is_delta {
-                let base = base.unwrap_or_default();
-                let room =
-                    usize::try_from(limit.saturating_sub(temp.written)).unwrap_or(usize::MAX);
-                let mut out = Vec::new();
-                match delta::apply(&base, &piece, &mut out, room) {
-                    Ok(()) => temp.write(&out).map_err(|e| e.to_string()),
-                    Err(e) => Err(format!("delta does not apply: {e}")),
-                }
-            } else {
-                temp.write(&piece).map_err(|e| e.to_string())
-            };
-            (temp, result)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        flight.temp = Some(temp);
-        if let Err(error) = result {
-            flight.error = Some(error);
-        }
-        Ok(())
-    }
-
-    /// The answer is complete: check it and commit.
-    async fn end(
-        &mut self,
-        mut flight: InFlight,
-        sent_hash: Hash,
-        delta_octets: u64,
-    ) -> Result<Option<Entry>, String> {
-        let temp = flight.temp.take();
-        if let Some(error) = flight.error.take() {
-            if let Some(temp) = temp {
-                let _ = tokio::task::spawn_blocking(move || temp.discard()).await;
-            }
-            self.failed(&flight.fetch.remote.path, &error);
-            return Ok(Some(flight.fetch.remote));
-        }
-        let shared = Arc::clone(&self.shared);
-        let (remote, target) = (flight.fetch.remote.clone(), flight.fetch.target.clone());
-        let buffer = std::mem::take(&mut flight.buffer);
-        let result = tokio::task::spawn_blocking(move || {
-            let temp = match temp {
-                Some(temp) => temp,
-                None => {
-                    let create = || {
-                        let mut temp = TempFile::create(&shared.root, &target.path)?;
-                        temp.write(&buffer)?;
-                        Ok::<_, io::Error>(temp)
-                    };
-                    create().map_err(|e| e.to_string())?
-                }
-            };
-            let (path, hash) = temp
-                .finish(target.mode, target.mtime_ns)
-                .map_err(|e| e.to_string())?;
-            if hash != sent_hash {
-                let _ = fs::remove_file(&path);
-                return Err("content does not match the sender's SHA-256".to_owned());
-            }
-            if hash != target.hash {
-                // The peer's file changed after it sent the entry: a newer entry follows.
-                let _ = fs::remove_file(&path);
-                return Ok(false);
-            }
-            commit(&shared, &remote, &path, &hash)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        match result {
-            Ok(committed) => {
-                if committed {
-                    let counters = &self.shared.counters;
-                    Counters::add(&counters.files_received, 1);
-                    if flight.base.is_some() {
-                        let saved = flight.fetch.target.size.saturating_sub(delta_octets);
-                        Counters::add(&counters.bytes_saved_by_delta, saved);
-                    }
-                }
-                Ok(None)
-            }
-            Err(error) => {
-                self.failed(&flight.fetch.remote.path, &error);
-                Ok(Some(flight.fetch.remote))
-            }
-        }
-    }
+/// A transfer that failed and will be retried: counted, logged and sent as an event.
+pub(super) fn report_failed(shared: &Shared, node: &str, path: &str, error: &str) {
+    shared.error();
+    warn!(set = %shared.config.name, peer = %node, path, error,
+        "sync: transfer failed, will retry");
+    shared.emit(SyncEvent::TransferFailed {
+        path: path.to_owned(),
+        error: error.to_owned(),
+    });
 }
 
 /// Why an entry was not applied.
@@ -631,9 +379,65 @@ enum Failure {
     Retry(Box<Entry>, String),
 }
 
+/// Whether our index already has `remote`'s version of its path, or a newer one: then there
+/// is nothing to do whatever the disk holds (a change not yet scanned only makes ours newer),
+/// so neither the path nor the disk is looked at. Every entry a peer sends back after taking
+/// it from us is such.
+fn already_have(shared: &Shared, remote: &Entry) -> bool {
+    shared.index().get(&remote.path).is_some_and(|local| {
+        matches!(
+            local.version.compare(&remote.version),
+            Causality::Equal | Causality::Dominates
+        )
+    })
+}
+
+/// The index's files by content hash, for the hashes one batch asks for: built on first use
+/// with one pass over the index (no copy of a path that no entry of the batch could use).
+struct ByHash {
+    wanted: HashSet<Hash>,
+    map: Option<HashMap<Hash, Vec<String>>>,
+}
+
+impl ByHash {
+    fn new(batch: &[Entry]) -> Self {
+        let wanted = batch
+            .iter()
+            .filter(|e| e.kind == Kind::File && !e.deleted)
+            .map(|e| e.hash)
+            .collect();
+        Self { wanted, map: None }
+    }
+
+    /// The paths of the index's files whose hash is `hash` (one of the batch's).
+    fn paths<'a>(&'a mut self, index: &Index, hash: &Hash) -> impl Iterator<Item = &'a String> {
+        let wanted = &self.wanted;
+        let map = self.map.get_or_insert_with(|| {
+            let mut map: HashMap<Hash, Vec<String>> = HashMap::new();
+            for e in index
+                .entries()
+                .filter(|e| e.is_file() && wanted.contains(&e.hash))
+            {
+                map.entry(e.hash).or_default().push(e.path.clone());
+            }
+            map
+        });
+        map.get(hash).into_iter().flatten()
+    }
+}
+
 /// The checks every peer path goes through before anything is done with it.
 fn admit(shared: &Shared, remote: &Entry) -> Result<bool, Failure> {
     check_path(&remote.path).map_err(|e| Failure::Refused(e.to_string()))?;
+    // Our own temporary names (the staging directory among them) are never indexed, so a
+    // peer never has them: left alone, as excluded paths are.
+    if remote
+        .path
+        .split('/')
+        .any(|name| name.starts_with(TEMP_PREFIX))
+    {
+        return Ok(false);
+    }
     if is_excluded(
         &shared.config.exclude,
         &remote.path,
@@ -642,7 +446,7 @@ fn admit(shared: &Shared, remote: &Entry) -> Result<bool, Failure> {
         return Ok(false);
     }
     match fsops::check_parents(&shared.root, &remote.path, false) {
-        Ok(()) => Ok(true),
+        Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(Failure::Refused(e.to_string())),
     }
@@ -727,16 +531,30 @@ fn prepare(
     shared: &Shared,
     remote: Entry,
     tombstones: &HashMap<String, Entry>,
-    by_hash: &mut Option<HashMap<Hash, Vec<String>>>,
+    by_hash: &mut ByHash,
 ) -> Result<Option<Fetch>, Failure> {
-    if !admit(shared, &remote)? {
+    if already_have(shared, &remote) || !admit(shared, &remote)? {
         return Ok(None);
     }
     let retry =
         |remote: &Entry, e: io::Error| Failure::Retry(Box::new(remote.clone()), e.to_string());
     let mut index = shared.index();
-    let Some(target) = decide(shared, &mut index, &remote)? else {
-        return Ok(None);
+    // A file our index does not know is taken as it is: whether the disk holds something
+    // there (not yet scanned) is checked where it matters, before a move below or at the
+    // commit of a transfer, which judges the entry again; not here as well.
+    let unknown_file =
+        remote.kind == Kind::File && !remote.deleted && index.get(&remote.path).is_none();
+    let target = if unknown_file {
+        Target {
+            entry: remote.clone(),
+            copy: None,
+            conflict: false,
+        }
+    } else {
+        let Some(target) = decide(shared, &mut index, &remote)? else {
+            return Ok(None);
+        };
+        target
     };
     let root = &shared.root;
     let path = root.join(&target.entry.path);
@@ -794,20 +612,10 @@ fn prepare(
                 index.record(target.entry);
                 return Ok(None);
             }
-            // The content under another name: the old name of a rename, or a copy.
-            // A map of the index's files by hash, built once per batch (find_by_hash is a
-            // linear pass); each candidate is checked against the index and the disk.
-            let by_hash = by_hash.get_or_insert_with(|| {
-                let mut map: HashMap<Hash, Vec<String>> = HashMap::new();
-                for e in index.entries().filter(|e| e.is_file()) {
-                    map.entry(e.hash).or_default().push(e.path.clone());
-                }
-                map
-            });
+            // The content under another name: the old name of a rename, or a copy. Each
+            // candidate is checked against the index and the disk.
             let source = by_hash
-                .get(&target.entry.hash)
-                .into_iter()
-                .flatten()
+                .paths(&index, &target.entry.hash)
                 .filter_map(|p| index.get(p))
                 .find(|e| {
                     e.is_file()
@@ -817,12 +625,16 @@ fn prepare(
                         && disk_matches(root, &e.path, Some(e))
                 })
                 .map(|e| e.path.clone());
-            let here = fs::symlink_metadata(&path);
+            // What is at the path now: `decide` made sure the disk matches the index there,
+            // so the index says it without another lstat (for a file the index does not know,
+            // the disk is looked at before a move).
+            let here = index.get(&target.entry.path).filter(|e| !e.deleted);
             if let Some(source) = source {
                 let moved = tombstones.get(&source).filter(|tomb| {
                     shared.config.delete
                         && !target.conflict
-                        && here.is_err()
+                        && here.is_none()
+                        && !(unknown_file && fs::symlink_metadata(&path).is_ok())
                         && matches!(index.apply_remote(tomb), Ok(Decision::Accept(_)))
                 });
                 if let Some(tomb) = moved.cloned() {
@@ -849,8 +661,8 @@ fn prepare(
                 }));
             }
             let delta = remote.size >= delta::DELTA_MIN
-                && here.is_ok_and(|m| {
-                    m.is_file() && m.len() >= delta::DELTA_MIN && m.len() <= delta::DELTA_MAX
+                && here.is_some_and(|e| {
+                    e.is_file() && e.size >= delta::DELTA_MIN && e.size <= delta::DELTA_MAX
                 });
             Ok(Some(Fetch {
                 remote,
@@ -863,7 +675,12 @@ fn prepare(
 
 /// Renames a received file into place if the entry is still to be applied (judged again: the
 /// disk or the index may have moved while it was fetched). Returns whether it was.
-fn commit(shared: &Shared, remote: &Entry, temp: &Path, hash: &Hash) -> Result<bool, String> {
+pub(super) fn commit(
+    shared: &Shared,
+    remote: &Entry,
+    temp: &Path,
+    hash: &Hash,
+) -> Result<bool, String> {
     let mut index = shared.index();
     let target = match decide(shared, &mut index, remote) {
         Ok(Some(target)) if target.entry.kind == Kind::File && target.entry.hash == *hash => target,
@@ -877,9 +694,14 @@ fn commit(shared: &Shared, remote: &Entry, temp: &Path, hash: &Hash) -> Result<b
         }
     };
     let path = shared.root.join(&target.entry.path);
+    // `decide` made sure the disk matches the index here: only where the index has a
+    // directory can there be one to make room for (no lstat for every file).
+    let maybe_dir = index
+        .get(&target.entry.path)
+        .is_some_and(|e| !e.deleted && e.kind == Kind::Dir);
     let apply = || -> io::Result<()> {
         keep_loser(shared, &target)?;
-        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+        if maybe_dir && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
             fs::remove_dir(&path)?;
         }
         fs::rename(temp, &path)
@@ -895,7 +717,7 @@ fn commit(shared: &Shared, remote: &Entry, temp: &Path, hash: &Hash) -> Result<b
 /// Applies a tombstone: deletes the path (a directory only when nothing but excluded entries
 /// is left in it) and records the deletion, unless `delete = false`.
 fn delete(shared: &Shared, remote: Entry) -> Result<(), Failure> {
-    if !admit(shared, &remote)? {
+    if already_have(shared, &remote) || !admit(shared, &remote)? {
         return Ok(());
     }
     let mut index = shared.index();
@@ -923,15 +745,4 @@ fn delete(shared: &Shared, remote: Entry) -> Result<(), Failure> {
         }
         Err(e) => Err(Failure::Retry(Box::new(remote), e.to_string())),
     }
-}
-
-/// Our older copy of `rel`, the base of a delta.
-fn read_base(root: &Path, rel: &str) -> io::Result<Vec<u8>> {
-    let (mut file, meta) = fsops::open_regular(root, rel)?;
-    if meta.len() > delta::DELTA_MAX {
-        return Err(io::Error::other("too large for a delta"));
-    }
-    let mut base = Vec::with_capacity(meta.len() as usize);
-    io::Read::read_to_end(&mut file, &mut base)?;
-    Ok(base)
 }

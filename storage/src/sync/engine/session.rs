@@ -1,13 +1,17 @@
 //! One introduced connection to a peer, as a few tasks that end together:
 //!
 //! - the reader dispatches each message to the task it is for, never waiting except on file
-//!   data (the one flow with back-pressure); everything else is bounded by the protocol (one
-//!   Entries batch outstanding, a window of requests), and a peer exceeding that is dropped;
+//!   data (the one flow with back-pressure); everything else is bounded by the protocol (two
+//!   Entries batches outstanding, a window of requests), and a peer exceeding that is dropped;
 //! - the writer sends control messages before file data, so an Ack or a request never queues
 //!   behind a large file;
-//! - the sender sends our index after the peer's mark, one batch per Ack, and sleeps until the
-//!   index changes when there is nothing left;
-//! - the server answers the peer's requests for our files, in order;
+//! - the sender sends our index after the peer's mark, a batch ahead of each Ack, and sleeps
+//!   until the index changes when there is nothing left;
+//! - the server ([`super::serve`]) answers the peer's requests for our files, in order, on a
+//!   blocking thread;
+//! - the hasher ([`super::hasher`]) hashes the answers to our requests on a blocking thread;
+//! - the fetcher ([`super::fetch`]) fetches the contents the receiver asks for, on a blocking
+//!   thread;
 //! - the receiver ([`super::receive`]) applies the peer's batches.
 //!
 //! Keepalive: the writer sends a Ping after `keepalive` with nothing to send, the reader
@@ -15,41 +19,47 @@
 //! a peer that vanished silently is noticed (and the lower node dials again).
 
 use std::{
-    io::Read,
+    collections::VecDeque,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
+        mpsc as std_mpsc,
     },
     time::{Duration, SystemTime},
 };
 
-use bytes::Bytes;
-use ring::digest;
 use tokio::{
     net::tcp::{OwnedReadHalf, OwnedWriteHalf},
     sync::mpsc,
     task::JoinSet,
 };
-use tracing::{info, warn};
+use tracing::info;
 
-use super::{
-    Shared, delta,
-    fsops::{self, mtime_ns},
-    link::Introduced,
-    receive,
-    status::{Counters, SyncEvent},
-};
+use super::{Shared, fetch, hasher, link::Introduced, receive, serve, status::SyncEvent};
 use crate::sync::{
-    config::is_excluded,
-    index::{Entry, NO_HASH, PeerMark, check_path},
+    index::{Entry, PeerMark},
     proto::{
-        FLAG_RECEIVES, FLAG_SENDS, MAX_DATA, MAX_ENTRIES, Message, ProtoReader, ProtoWriter,
-        Request,
+        FLAG_RECEIVES, FLAG_SENDS, FrameBuf, MAX_DATA, MAX_ENTRIES, Message, ProtoReader,
+        ProtoWriter,
     },
 };
 
 /// Most requests a peer may have outstanding with us.
 const MAX_REQUESTS: usize = 1024;
+
+/// Buffers of answers waiting for the writer (each up to about 2 MiB).
+const ANSWER_QUEUE: usize = 4;
+
+/// Runs of the peer's answers waiting for the receiver, and the most octets and messages in
+/// one run: the answers to our requests that one read brought in go over together, so that
+/// the receiver wakes once for them rather than once per message.
+const RESPONSE_QUEUE: usize = 4;
+const RUN_OCTETS: usize = MAX_DATA;
+const RUN_MESSAGES: usize = 256;
+
+/// Entries batches sent ahead of their Acks: the receiver finds the next batch waiting when it
+/// acknowledges one, instead of idling for a round trip (its queue holds four).
+const OUTSTANDING_BATCHES: usize = 2;
 
 /// Most octets of entries in one Entries message (well under the frame limit).
 const BATCH_OCTETS: usize = 1024 * 1024;
@@ -90,15 +100,24 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
     let we_receive = direction.receives() && hello.flags & FLAG_SENDS != 0;
 
     let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
-    let (data_tx, data_rx) = mpsc::channel(4);
+    let (frames_tx, frames_rx) = mpsc::channel(ANSWER_QUEUE);
+    let (spent_tx, spent_rx) = std_mpsc::channel();
     let (acks_tx, acks_rx) = mpsc::channel(4);
     let (entries_tx, entries_rx) = mpsc::channel(4);
     let (serve_tx, serve_rx) = mpsc::channel(MAX_REQUESTS);
-    let (resp_tx, resp_rx) = mpsc::channel(16);
+    let (resp_tx, resp_rx) = mpsc::channel(RESPONSE_QUEUE);
 
     let heard = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
-    tasks.spawn(write_loop(writer, ctrl_rx, data_rx, shared.keepalive));
+    tasks.spawn(write_loop(
+        writer,
+        ctrl_rx,
+        Answers {
+            frames: frames_rx,
+            spent: spent_tx,
+        },
+        shared.keepalive,
+    ));
     tasks.spawn(read_loop(
         reader,
         Channels {
@@ -111,7 +130,14 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
         shared.peer_timeout,
         Arc::clone(&heard),
     ));
-    tasks.spawn(serve_loop(Arc::clone(shared), serve_rx, data_tx));
+    {
+        let shared = Arc::clone(shared);
+        let outbox = serve::Outbox {
+            frames: frames_tx,
+            spent: spent_rx,
+        };
+        tasks.spawn_blocking(move || serve::serve_loop(shared, serve_rx, outbox));
+    }
     if we_send {
         tasks.spawn(send_loop(
             Arc::clone(shared),
@@ -129,13 +155,25 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
             index_id: hello.index_id,
             from,
         });
+        // Answers go through the hasher on their way to the fetcher, which takes its jobs
+        // from the receiver.
+        let (hashed_tx, hashed_rx) = mpsc::channel(RESPONSE_QUEUE);
+        tasks.spawn_blocking(move || hasher::hash_loop(resp_rx, hashed_tx));
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        let mut fetcher = fetch::Fetcher::new(
+            Arc::clone(shared),
+            hello.node.clone(),
+            ctrl_tx.clone(),
+            hashed_rx,
+        );
+        tasks.spawn_blocking(move || fetcher.run(jobs_rx));
         let receiver = receive::Receiver::new(
             Arc::clone(shared),
             peer,
             hello.node.clone(),
             hello.index_id,
             ctrl_tx.clone(),
-            resp_rx,
+            jobs_tx,
         );
         tasks.spawn(receiver.run(entries_rx));
     }
@@ -169,37 +207,52 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
     heard.load(Ordering::Relaxed)
 }
 
+/// The writer's ends of the server's channels.
+struct Answers {
+    /// Buffers of whole frames from the server.
+    frames: mpsc::Receiver<FrameBuf>,
+    /// Written buffers, back to the server.
+    spent: std_mpsc::Sender<FrameBuf>,
+}
+
 /// Sends control messages before file data; a Ping when nothing was sent for `keepalive`.
 async fn write_loop(
     mut writer: ProtoWriter<OwnedWriteHalf>,
     mut ctrl: mpsc::UnboundedReceiver<Message>,
-    mut data: mpsc::Receiver<Message>,
+    mut answers: Answers,
     keepalive: Duration,
 ) -> TaskResult {
     let mut nonce = 0u64;
     loop {
-        let msg = tokio::select! {
+        let mut frames = None;
+        tokio::select! {
             biased;
-            Some(msg) = ctrl.recv() => msg,
-            Some(msg) = data.recv() => msg,
+            Some(msg) = ctrl.recv() => writer.feed(&msg).map_err(|e| e.to_string())?,
+            Some(buf) = answers.frames.recv() => frames = Some(buf),
             () = tokio::time::sleep(keepalive) => {
                 nonce = nonce.wrapping_add(1);
-                Message::Ping { nonce }
+                writer.feed(&Message::Ping { nonce }).map_err(|e| e.to_string())?;
             }
             else => return Ok(()),
-        };
-        writer.feed(&msg).map_err(|e| e.to_string())?;
-        while writer.queued() < MAX_DATA {
-            let next = match ctrl.try_recv() {
-                Ok(msg) => msg,
-                Err(_) => match data.try_recv() {
-                    Ok(msg) => msg,
-                    Err(_) => break,
-                },
-            };
-            writer.feed(&next).map_err(|e| e.to_string())?;
         }
-        writer.flush().await.map_err(|e| format!("write: {e}"))?;
+        while writer.queued() < MAX_DATA {
+            let Ok(msg) = ctrl.try_recv() else { break };
+            writer.feed(&msg).map_err(|e| e.to_string())?;
+        }
+        if frames.is_none() {
+            frames = answers.frames.try_recv().ok();
+        }
+        match frames {
+            Some(buf) => {
+                writer
+                    .send_frames(buf.as_slice())
+                    .await
+                    .map_err(|e| format!("write: {e}"))?;
+                // The server may be gone; the buffer is then dropped.
+                let _ = answers.spent.send(buf);
+            }
+            None => writer.flush().await.map_err(|e| format!("write: {e}"))?,
+        }
     }
 }
 
@@ -208,7 +261,8 @@ struct Channels {
     acks: mpsc::Sender<Message>,
     entries: mpsc::Sender<Message>,
     serve: mpsc::Sender<Message>,
-    responses: mpsc::Sender<Message>,
+    /// Answers to our requests, in runs.
+    responses: mpsc::Sender<Vec<Message>>,
     /// The control queue, for Pongs.
     pong: mpsc::UnboundedSender<Message>,
 }
@@ -228,13 +282,25 @@ async fn read_loop(
         responses,
         pong,
     } = channels;
+    let mut run = Vec::new();
+    let mut run_octets = 0;
     loop {
-        let next = tokio::time::timeout(timeout, reader.next()).await;
-        let msg = match next {
-            Err(_) => return Err(format!("no frame from the peer for {timeout:?}: lost")),
-            Ok(Ok(Some(msg))) => msg,
-            Ok(Ok(None)) => return Err("the peer closed the link".to_owned()),
-            Ok(Err(e)) => return Err(format!("read: {e}")),
+        // What is already buffered first; the run of answers goes once nothing more is.
+        let msg = match reader.try_next() {
+            Ok(Some(msg)) => msg,
+            Ok(None) => {
+                if !run.is_empty() {
+                    send_run(&responses, &mut run, &mut run_octets).await?;
+                }
+                let next = tokio::time::timeout(timeout, reader.next()).await;
+                match next {
+                    Err(_) => return Err(format!("no frame from the peer for {timeout:?}: lost")),
+                    Ok(Ok(Some(msg))) => msg,
+                    Ok(Ok(None)) => return Err("the peer closed the link".to_owned()),
+                    Ok(Err(e)) => return Err(format!("read: {e}")),
+                }
+            }
+            Err(e) => return Err(format!("read: {e}")),
         };
         if let Message::Refuse { reason } = &msg {
             return Err(format!("the peer refused us: {reason}"));
@@ -246,14 +312,16 @@ async fn read_loop(
             Message::Resume { .. } | Message::Ack { .. } => acks.try_send(msg).map_err(full)?,
             Message::Entries { .. } => entries.try_send(msg).map_err(full)?,
             Message::Get(_) | Message::GetDelta { .. } => serve.try_send(msg).map_err(full)?,
-            Message::Data { .. }
-            | Message::Delta { .. }
-            | Message::End { .. }
-            | Message::Stale { .. }
-            | Message::Failed { .. } => responses
-                .send(msg)
-                .await
-                .map_err(|_| format!("{name} that nothing asked for"))?,
+            Message::Data {
+                data: ref octets, ..
+            }
+            | Message::Delta {
+                delta: ref octets, ..
+            } => {
+                run_octets += octets.len();
+                run.push(msg);
+            }
+            Message::End { .. } | Message::Stale { .. } | Message::Failed { .. } => run.push(msg),
             Message::Ping { nonce } => {
                 // Ignored if the writer is gone: the session is ending anyway.
                 let _ = pong.send(Message::Pong { nonce });
@@ -263,10 +331,28 @@ async fn read_loop(
                 return Err(format!("{name} after the Hello"));
             }
         }
+        if run_octets >= RUN_OCTETS || run.len() >= RUN_MESSAGES {
+            send_run(&responses, &mut run, &mut run_octets).await?;
+        }
     }
 }
 
-/// Sends our index after the peer's mark, batch by batch, each waiting for its Ack.
+/// Hands a run of answers to the receiver (waiting while it is behind: the one flow with
+/// back-pressure).
+async fn send_run(
+    responses: &mpsc::Sender<Vec<Message>>,
+    run: &mut Vec<Message>,
+    octets: &mut usize,
+) -> TaskResult {
+    *octets = 0;
+    responses
+        .send(std::mem::take(run))
+        .await
+        .map_err(|_| "answers that nothing asked for".to_owned())
+}
+
+/// Sends our index after the peer's mark, batch by batch, at most [`OUTSTANDING_BATCHES`]
+/// waiting for their Acks.
 async fn send_loop(
     shared: Arc<Shared>,
     peer: usize,
@@ -282,10 +368,22 @@ async fn send_loop(
     };
     shared.peer_state(peer).acked = mark;
     let mut changed = shared.changed.subscribe();
+    // The batches sent and not yet acknowledged (their `up_to`), and the last sequence sent.
+    let mut outstanding: VecDeque<u64> = VecDeque::new();
+    let mut sent = mark;
     loop {
         changed.borrow_and_update();
-        let (entries, up_to) = next_batch(&shared, mark);
-        if entries.is_empty() {
+        while outstanding.len() < OUTSTANDING_BATCHES {
+            let (entries, up_to) = next_batch(&shared, sent);
+            if entries.is_empty() {
+                break;
+            }
+            ctrl.send(Message::Entries { up_to, entries })
+                .map_err(|_| "writer gone".to_owned())?;
+            outstanding.push_back(up_to);
+            sent = up_to;
+        }
+        let Some(&oldest) = outstanding.front() else {
             {
                 let mut state = shared.peer_state(peer);
                 state.acked = mark;
@@ -295,16 +393,26 @@ async fn send_loop(
                 return Ok(());
             }
             continue;
+        };
+        tokio::select! {
+            ack = acks.recv() => match ack {
+                Some(Message::Ack { up_to }) if up_to == oldest => {
+                    outstanding.pop_front();
+                    mark = up_to;
+                    shared.peer_state(peer).acked = mark;
+                }
+                Some(other) => {
+                    return Err(format!("unexpected {} for batch {oldest}", other.name()));
+                }
+                None => return Ok(()),
+            },
+            // Room for another batch, and the index changed: send it.
+            changed = changed.changed(), if outstanding.len() < OUTSTANDING_BATCHES => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
         }
-        ctrl.send(Message::Entries { up_to, entries })
-            .map_err(|_| "writer gone".to_owned())?;
-        match acks.recv().await {
-            Some(Message::Ack { up_to: acked }) if acked == up_to => {}
-            Some(other) => return Err(format!("unexpected {} for batch {up_to}", other.name())),
-            None => return Ok(()),
-        }
-        mark = up_to;
-        shared.peer_state(peer).acked = mark;
     }
 }
 
@@ -313,7 +421,7 @@ fn next_batch(shared: &Shared, mark: u64) -> (Vec<Entry>, u64) {
     let index = shared.index();
     let mut octets = 0;
     let mut batch = Vec::new();
-    for entry in index.changed_since(mark) {
+    for entry in index.first_changed_since(mark, MAX_ENTRIES) {
         octets += 100 + entry.path.len() + entry.version.len() * 24;
         if batch.len() == MAX_ENTRIES || (octets > BATCH_OCTETS && !batch.is_empty()) {
             break;
@@ -324,205 +432,73 @@ fn next_batch(shared: &Shared, mark: u64) -> (Vec<Entry>, u64) {
     (batch, up_to)
 }
 
-/// Answers the peer's requests for our files, one at a time, in order.
-async fn serve_loop(
-    shared: Arc<Shared>,
-    mut requests: mpsc::Receiver<Message>,
-    data: mpsc::Sender<Message>,
-) -> TaskResult {
-    while let Some(msg) = requests.recv().await {
-        match msg {
-            Message::Get(request) => serve_whole(&shared, request, &data).await?,
-            Message::GetDelta { request, signature } => {
-                serve_delta(&shared, request, signature, &data).await?;
-            }
-            other => return Err(format!("{} is not a request", other.name())),
-        }
-    }
-    Ok(())
-}
-
-/// Why a request cannot be served: the file moved on (Stale) or cannot be read (Failed).
-enum Refused {
-    Stale,
-    Failed(String),
-}
-
-fn refused_message(id: u32, refused: Refused) -> Message {
-    match refused {
-        Refused::Stale => Message::Stale { id },
-        Refused::Failed(reason) => Message::Failed { id, reason },
-    }
-}
-
-/// Opens a requested file: a path inside the root, not excluded, a regular file reached
-/// without symlinks, still the version asked for.
-fn open_requested(
-    shared: &Shared,
-    request: &Request,
-) -> Result<(std::fs::File, std::fs::Metadata), Refused> {
-    if let Err(e) = check_path(&request.path) {
-        warn!(set = %shared.config.name, error = %e, "sync: peer requested a path outside the root");
-        return Err(Refused::Failed(e.to_string()));
-    }
-    if is_excluded(&shared.config.exclude, &request.path, false) {
-        return Err(Refused::Failed("excluded".to_owned()));
-    }
-    let (file, meta) = match fsops::open_regular(&shared.root, &request.path) {
-        Ok(opened) => opened,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Refused::Stale),
-        Err(e) => return Err(Refused::Failed(e.to_string())),
-    };
-    if meta.len() != request.size || mtime_ns(&meta) != request.mtime_ns {
-        return Err(Refused::Stale);
-    }
-    Ok((file, meta))
-}
-
-async fn serve_whole(
-    shared: &Arc<Shared>,
-    request: Request,
-    data: &mpsc::Sender<Message>,
-) -> TaskResult {
-    let id = request.id;
-    let closed = |_| "writer gone".to_owned();
-    let opened = {
-        let (shared, request) = (Arc::clone(shared), request.clone());
-        tokio::task::spawn_blocking(move || open_requested(&shared, &request))
-            .await
-            .map_err(|e| e.to_string())?
-    };
-    let (mut file, meta) = match opened {
-        Ok(opened) => opened,
-        Err(refused) => {
-            return data
-                .send(refused_message(id, refused))
-                .await
-                .map_err(closed);
-        }
-    };
-    let mut hasher = digest::Context::new(&digest::SHA256);
-    loop {
-        let read = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; MAX_DATA / 2];
-            let mut filled = 0;
-            while filled < buf.len() {
-                match file.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return (file, Err(e)),
-                }
-            }
-            buf.truncate(filled);
-            (file, Ok(buf))
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        file = read.0;
-        let chunk = match read.1 {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                let refused = Refused::Failed(e.to_string());
-                return data
-                    .send(refused_message(id, refused))
-                    .await
-                    .map_err(closed);
-            }
-        };
-        if chunk.is_empty() {
-            break;
-        }
-        hasher.update(&chunk);
-        Counters::add(&shared.counters.bytes_sent, chunk.len() as u64);
-        data.send(Message::Data {
-            id,
-            data: Bytes::from(chunk),
-        })
-        .await
-        .map_err(closed)?;
-    }
-    let after = file.metadata().map_err(|e| e.to_string())?;
-    if after.len() != meta.len() || mtime_ns(&after) != mtime_ns(&meta) {
-        return data.send(Message::Stale { id }).await.map_err(closed);
-    }
-    let mut hash = NO_HASH;
-    hash.copy_from_slice(hasher.finish().as_ref());
-    Counters::add(&shared.counters.files_sent, 1);
-    data.send(Message::End { id, hash }).await.map_err(closed)
-}
-
-/// Sends the file as rsync deltas against the peer's signature, one window per message.
-async fn serve_delta(
-    shared: &Arc<Shared>,
-    request: Request,
-    signature: Bytes,
-    data: &mpsc::Sender<Message>,
-) -> TaskResult {
-    if request.size > delta::DELTA_MAX {
-        return serve_whole(shared, request, data).await;
-    }
-    let shared = Arc::clone(shared);
-    let data = data.clone();
-    tokio::task::spawn_blocking(move || {
-        let id = request.id;
-        let send = |msg| {
-            data.blocking_send(msg)
-                .map_err(|_| "writer gone".to_owned())
-        };
-        let (mut file, meta) = match open_requested(&shared, &request) {
-            Ok(opened) => opened,
-            Err(refused) => return send(refused_message(id, refused)),
-        };
-        let mut content = Vec::with_capacity(meta.len() as usize);
-        if let Err(e) = file.read_to_end(&mut content) {
-            return send(Message::Failed {
-                id,
-                reason: e.to_string(),
-            });
-        }
-        match file.metadata() {
-            Ok(after) if after.len() == meta.len() && mtime_ns(&after) == mtime_ns(&meta) => {}
-            _ => return send(Message::Stale { id }),
-        }
-        let signature = match delta::parse_signature(signature.to_vec()) {
-            Ok(signature) => signature,
-            Err(e) => {
-                return send(Message::Failed {
-                    id,
-                    reason: e.to_string(),
-                });
-            }
-        };
-        let indexed = signature.index();
-        for window in content.chunks(delta::window(&signature)) {
-            let delta = match delta::diff(&indexed, window) {
-                Ok(delta) => delta,
-                Err(e) => {
-                    return send(Message::Failed {
-                        id,
-                        reason: e.to_string(),
-                    });
-                }
-            };
-            Counters::add(&shared.counters.bytes_sent, delta.len() as u64);
-            send(Message::Delta {
-                id,
-                delta: Bytes::from(delta),
-            })?;
-        }
-        let mut hash = NO_HASH;
-        hash.copy_from_slice(digest::digest(&digest::SHA256, &content).as_ref());
-        Counters::add(&shared.counters.files_sent, 1);
-        send(Message::End { id, hash })
-    })
-    .await
-    .map_err(|e| e.to_string())?
-}
-
 /// Records in the index how far we have applied `node`'s index.
 pub(super) fn set_mark(shared: &Shared, node: &str, index_id: u64, sequence: u64) {
     shared
         .index()
         .set_peer_mark(node, PeerMark { index_id, sequence });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sync::engine::testing;
+
+    /// The next Entries the sender sends (within 5 s): its `up_to` and size.
+    async fn entries(ctrl: &mut mpsc::UnboundedReceiver<Message>) -> (u64, usize) {
+        match tokio::time::timeout(Duration::from_secs(5), ctrl.recv()).await {
+            Ok(Some(Message::Entries { up_to, entries })) => (up_to, entries.len()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // Input: an index of 1,100 files; the peer resumes from 0 and acknowledges slowly.
+    // Output: two batches (512 each) go before any Ack and no third; each Ack lets one more
+    // go; once all three are acknowledged nothing is pending for the peer.
+    // Real time (storage's tokio has no test-util to pause it): 200 ms without a third batch
+    // stands for "none".
+    #[tokio::test]
+    async fn two_batches_go_ahead_of_their_acks() {
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for i in 0..1100 {
+            std::fs::write(root.path().join(format!("f{i:04}")), b"x").unwrap();
+        }
+        let shared = testing::shared(root.path(), state.path());
+        let (acks_tx, acks_rx) = mpsc::channel(4);
+        let (ctrl_tx, mut ctrl) = mpsc::unbounded_channel();
+        let index_id = shared.index().id();
+        acks_tx
+            .send(Message::Resume { index_id, from: 0 })
+            .await
+            .unwrap();
+        let sender = tokio::spawn(send_loop(Arc::clone(&shared), 0, acks_rx, ctrl_tx));
+
+        let (first, n1) = entries(&mut ctrl).await;
+        let (second, n2) = entries(&mut ctrl).await;
+        assert_eq!((n1, n2), (MAX_ENTRIES, MAX_ENTRIES));
+        let third = tokio::time::timeout(Duration::from_millis(200), ctrl.recv()).await;
+        assert!(third.is_err(), "a third batch before any Ack: {third:?}");
+
+        acks_tx.send(Message::Ack { up_to: first }).await.unwrap();
+        let (last, n3) = entries(&mut ctrl).await;
+        assert_eq!(n3, 1100 - 2 * MAX_ENTRIES);
+        for up_to in [second, last] {
+            acks_tx.send(Message::Ack { up_to }).await.unwrap();
+        }
+        let synced = async {
+            while shared.status().peers[0].queue != 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), synced)
+            .await
+            .unwrap();
+        // Caught up, it waits for the index to change.
+        assert!(!sender.is_finished());
+        sender.abort();
+    }
 }

@@ -28,7 +28,7 @@ mod store;
 mod tests;
 pub mod version;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use entry::{Entry, Hash, Kind, MAX_PATH, NO_HASH, PathError, check_path};
 pub use error::IndexError;
@@ -36,6 +36,11 @@ pub use remote::{Conflict, Decision, Side, conflict_name};
 pub use scan::{Change, ChangeKind, Rehash, ScanReport};
 pub use store::{FORMAT_VERSION, INDEX_FILE, index_dir};
 pub use version::{Causality, VersionVector};
+
+/// The `by_sequence` keys after `sequence`.
+fn after(sequence: u64) -> std::ops::RangeFrom<(u64, String)> {
+    (sequence.saturating_add(1), String::new())..
+}
 
 /// How far this node has received a peer's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,9 +62,14 @@ pub struct Index {
     /// The last sequence given to an entry.
     sequence: u64,
     entries: BTreeMap<String, Entry>,
+    /// The entries' (sequence, path), so that what changed after a sequence is found without
+    /// a pass over every entry: senders ask for it per batch, the status on every poll.
+    by_sequence: BTreeSet<(u64, String)>,
     peers: BTreeMap<String, PeerMark>,
-    /// Changed since loaded or saved.
+    /// Entries changed since loaded or saved.
     dirty: bool,
+    /// Peer marks changed since loaded or saved (see [`Index::only_marks_dirty`]).
+    marks_dirty: bool,
 }
 
 impl Index {
@@ -76,8 +86,10 @@ impl Index {
             id,
             sequence: 0,
             entries: BTreeMap::new(),
+            by_sequence: BTreeSet::new(),
             peers: BTreeMap::new(),
             dirty: true,
+            marks_dirty: false,
         }
     }
 
@@ -116,16 +128,25 @@ impl Index {
     }
 
     /// Entries changed after `sequence`, in sequence order: what a peer that has seen this index
-    /// up to `sequence` lacks. A linear pass; the protocol calls it once per connection or
-    /// batch, not per entry.
+    /// up to `sequence` lacks.
     pub fn changed_since(&self, sequence: u64) -> Vec<&Entry> {
-        let mut changed: Vec<&Entry> = self
-            .entries
-            .values()
-            .filter(|e| e.sequence > sequence)
-            .collect();
-        changed.sort_unstable_by_key(|e| e.sequence);
-        changed
+        self.iter_changed_since(sequence).collect()
+    }
+
+    /// The first `limit` of [`Index::changed_since`] (a sender's batch).
+    pub fn first_changed_since(&self, sequence: u64, limit: usize) -> Vec<&Entry> {
+        self.iter_changed_since(sequence).take(limit).collect()
+    }
+
+    /// How many entries [`Index::changed_since`] would return, without collecting them.
+    pub fn count_changed_since(&self, sequence: u64) -> usize {
+        self.by_sequence.range(after(sequence)).count()
+    }
+
+    fn iter_changed_since(&self, sequence: u64) -> impl Iterator<Item = &Entry> {
+        self.by_sequence
+            .range(after(sequence))
+            .filter_map(|(_, path)| self.entries.get(path))
     }
 
     /// Entries (live files and tombstones) whose content hash is `hash`: where a new path's
@@ -141,7 +162,11 @@ impl Index {
     pub fn record(&mut self, mut entry: Entry) {
         self.sequence += 1;
         entry.sequence = self.sequence;
-        self.entries.insert(entry.path.clone(), entry);
+        self.by_sequence
+            .insert((entry.sequence, entry.path.clone()));
+        if let Some(old) = self.entries.insert(entry.path.clone(), entry) {
+            self.by_sequence.remove(&(old.sequence, old.path));
+        }
         self.dirty = true;
     }
 
@@ -149,7 +174,10 @@ impl Index {
     /// excluded path). Returns the entry.
     pub fn forget(&mut self, path: &str) -> Option<Entry> {
         let removed = self.entries.remove(path);
-        self.dirty |= removed.is_some();
+        if let Some(old) = &removed {
+            self.by_sequence.remove(&(old.sequence, old.path.clone()));
+            self.dirty = true;
+        }
         removed
     }
 
@@ -161,12 +189,19 @@ impl Index {
     pub fn set_peer_mark(&mut self, peer: &str, mark: PeerMark) {
         if self.peers.get(peer) != Some(&mark) {
             self.peers.insert(peer.to_owned(), mark);
-            self.dirty = true;
+            self.marks_dirty = true;
         }
     }
 
     /// Whether the index changed since it was loaded or last saved.
     pub fn is_dirty(&self) -> bool {
-        self.dirty
+        self.dirty || self.marks_dirty
+    }
+
+    /// Whether the only change since loaded or saved is to peer marks. Such a save may wait:
+    /// a mark that is lost in a crash costs only the peer sending again entries we have
+    /// (judged up to date), while a lost entry would be taken for a local change.
+    pub fn only_marks_dirty(&self) -> bool {
+        self.marks_dirty && !self.dirty
     }
 }

@@ -91,88 +91,108 @@ impl Index {
 
     /// Writes the index to `dir/index`, crash-safely, if it changed since loaded or saved.
     pub fn save(&mut self, dir: &Path) -> Result<(), IndexError> {
-        if !self.dirty {
+        if !self.is_dirty() {
             return Ok(());
         }
         std::fs::create_dir_all(dir).map_err(IndexError::io(dir))?;
         durable::write_atomic(dir, INDEX_FILE, &encode(self))?;
-        self.dirty = false;
+        (self.dirty, self.marks_dirty) = (false, false);
         Ok(())
+    }
+
+    /// [`Index::save`] in two steps, so that the index is held only while it is encoded, not
+    /// while the file is written and fsynced: the bytes to save if the index changed since
+    /// loaded or saved (it then counts as saved). Write them with [`Index::write_snapshot`];
+    /// if that fails, call [`Index::mark_dirty`]. One saver at a time, or an older snapshot
+    /// could land after a newer one.
+    pub fn take_snapshot(&mut self) -> Option<Vec<u8>> {
+        if !self.is_dirty() {
+            return None;
+        }
+        (self.dirty, self.marks_dirty) = (false, false);
+        Some(encode(self))
+    }
+
+    /// Writes a snapshot to `dir/index`, crash-safely.
+    pub fn write_snapshot(dir: &Path, bytes: &[u8]) -> Result<(), IndexError> {
+        std::fs::create_dir_all(dir).map_err(IndexError::io(dir))?;
+        durable::write_atomic(dir, INDEX_FILE, bytes)?;
+        Ok(())
+    }
+
+    /// Counts the index as changed since saved (a snapshot that could not be written).
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
     }
 }
 
 /// The file's bytes.
 pub(super) fn encode(index: &Index) -> Vec<u8> {
+    // Names first, so the table precedes the entries that refer to it (entries' names in entry
+    // order, then the peers'); the entries then look their names up again, which is cheap.
     let mut names = NameTable::default();
-    // Names first, so the table precedes the entries that refer to it.
-    let mut entry_names = Vec::with_capacity(index.entries.len());
     for entry in index.entries.values() {
-        let by = names.id(&entry.modified_by);
-        let version: Vec<(u32, u64)> = entry
-            .version
-            .iter()
-            .map(|(node, counter)| (names.id(node), counter))
-            .collect();
-        entry_names.push((by, version));
+        names.id(&entry.modified_by);
+        for (node, _) in entry.version.iter() {
+            names.id(node);
+        }
     }
-    let peers: Vec<(u32, PeerMark)> = index
-        .peers
-        .iter()
-        .map(|(peer, mark)| (names.id(peer), *mark))
-        .collect();
-    let names = names.names;
+    for peer in index.peers.keys() {
+        names.id(peer);
+    }
 
-    let mut body = Vec::with_capacity(64 + index.entries.len() * 120);
-    put_str16(&mut body, &index.node);
-    body.extend_from_slice(&index.id.to_le_bytes());
-    body.extend_from_slice(&index.sequence.to_le_bytes());
-    body.extend_from_slice(&(names.len() as u32).to_le_bytes());
-    for name in &names {
-        put_str16(&mut body, name);
+    // Header, body and checksum in one buffer: the body's length is filled in at the end.
+    let mut out = Vec::with_capacity(HEADER + 64 + index.entries.len() * 120 + CHECKSUM);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    put_str16(&mut out, &index.node);
+    out.extend_from_slice(&index.id.to_le_bytes());
+    out.extend_from_slice(&index.sequence.to_le_bytes());
+    out.extend_from_slice(&(names.names.len() as u32).to_le_bytes());
+    for name in &names.names {
+        put_str16(&mut out, name);
     }
-    body.extend_from_slice(&(peers.len() as u32).to_le_bytes());
-    for (name, mark) in &peers {
-        body.extend_from_slice(&name.to_le_bytes());
-        body.extend_from_slice(&mark.index_id.to_le_bytes());
-        body.extend_from_slice(&mark.sequence.to_le_bytes());
+    out.extend_from_slice(&(index.peers.len() as u32).to_le_bytes());
+    for (peer, mark) in &index.peers {
+        out.extend_from_slice(&names.id(peer).to_le_bytes());
+        out.extend_from_slice(&mark.index_id.to_le_bytes());
+        out.extend_from_slice(&mark.sequence.to_le_bytes());
     }
-    body.extend_from_slice(&(index.entries.len() as u64).to_le_bytes());
-    for (entry, (by, version)) in index.entries.values().zip(&entry_names) {
-        put_str32(&mut body, &entry.path);
-        body.push(u8::from(entry.deleted));
-        body.push(match entry.kind {
+    out.extend_from_slice(&(index.entries.len() as u64).to_le_bytes());
+    for entry in index.entries.values() {
+        put_str32(&mut out, &entry.path);
+        out.push(u8::from(entry.deleted));
+        out.push(match entry.kind {
             Kind::File => 0,
             Kind::Dir => 1,
             Kind::Symlink(_) => 2,
         });
-        body.extend_from_slice(&entry.size.to_le_bytes());
-        body.extend_from_slice(&entry.mtime_ns.to_le_bytes());
-        body.extend_from_slice(&entry.mode.to_le_bytes());
-        body.extend_from_slice(&entry.sequence.to_le_bytes());
+        out.extend_from_slice(&entry.size.to_le_bytes());
+        out.extend_from_slice(&entry.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&entry.mode.to_le_bytes());
+        out.extend_from_slice(&entry.sequence.to_le_bytes());
         match &entry.kind {
-            Kind::File => body.extend_from_slice(&entry.hash),
-            Kind::Symlink(target) => put_str32(&mut body, target),
+            Kind::File => out.extend_from_slice(&entry.hash),
+            Kind::Symlink(target) => put_str32(&mut out, target),
             Kind::Dir => {}
         }
-        body.extend_from_slice(&by.to_le_bytes());
-        body.extend_from_slice(&(version.len() as u16).to_le_bytes());
-        for (name, counter) in version {
-            body.extend_from_slice(&name.to_le_bytes());
-            body.extend_from_slice(&counter.to_le_bytes());
+        out.extend_from_slice(&names.id(&entry.modified_by).to_le_bytes());
+        out.extend_from_slice(&(entry.version.len() as u16).to_le_bytes());
+        for (node, counter) in entry.version.iter() {
+            out.extend_from_slice(&names.id(node).to_le_bytes());
+            out.extend_from_slice(&counter.to_le_bytes());
         }
     }
-
-    let mut out = Vec::with_capacity(HEADER + body.len() + CHECKSUM);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&body);
+    let body_len = (out.len() - HEADER) as u64;
+    out[12..HEADER].copy_from_slice(&body_len.to_le_bytes());
     let checksum = durable::sha256(&out);
     out.extend_from_slice(&checksum);
     out
 }
 
-/// Node names by their position in the file.
+/// Node names by their position in the file. There are few (the nodes of a set), so a lookup
+/// is a scan of a short list; a map takes over if there are many.
 #[derive(Default)]
 struct NameTable<'a> {
     names: Vec<&'a str>,
@@ -180,12 +200,27 @@ struct NameTable<'a> {
 }
 
 impl<'a> NameTable<'a> {
+    /// Past this many names, lookups go through the map.
+    const SCAN: usize = 16;
+
     fn id(&mut self, name: &'a str) -> u32 {
-        let next = self.names.len() as u32;
-        *self.ids.entry(name).or_insert_with(|| {
-            self.names.push(name);
-            next
-        })
+        if self.names.len() <= Self::SCAN {
+            if let Some(i) = self.names.iter().position(|n| *n == name) {
+                return i as u32;
+            }
+        } else if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name);
+        if self.names.len() > Self::SCAN {
+            if self.ids.is_empty() {
+                self.ids = self.names.iter().zip(0..).map(|(n, i)| (*n, i)).collect();
+            } else {
+                self.ids.insert(name, id);
+            }
+        }
+        id
     }
 }
 
@@ -324,13 +359,19 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
             r.bytes.len()
         )));
     }
+    let by_sequence = entries
+        .values()
+        .map(|e| (e.sequence, e.path.clone()))
+        .collect();
     Ok(Index {
         node,
         id,
         sequence,
         entries,
+        by_sequence,
         peers,
         dirty: false,
+        marks_dirty: false,
     })
 }
 

@@ -16,7 +16,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::{Hello, MAGIC, MAX_ENTRIES, MAX_PAYLOAD, MAX_SIGNATURE, Message, Request};
 use crate::sync::index::{Entry, Hash, Kind, MAX_PATH, NO_HASH, VersionVector};
 
-const HEADER_LEN: usize = 8;
+pub(super) const HEADER_LEN: usize = 8;
 
 /// The most nodes in one entry's version vector.
 const MAX_VERSION_NODES: usize = 1024;
@@ -27,7 +27,7 @@ const ENTRIES: u8 = 0x12;
 const ACK: u8 = 0x13;
 const GET: u8 = 0x14;
 const GET_DELTA: u8 = 0x15;
-const DATA: u8 = 0x16;
+pub(super) const DATA: u8 = 0x16;
 const DELTA: u8 = 0x17;
 const END: u8 = 0x18;
 const STALE: u8 = 0x19;
@@ -120,12 +120,14 @@ pub fn encode(msg: &Message, dst: &mut BytesMut) -> Result<(), ProtoError> {
     Ok(())
 }
 
-/// Takes one message off the front of `src`, or `None` while more bytes are needed.
-pub fn decode(src: &mut BytesMut) -> Result<Option<Message>, ProtoError> {
+/// The length of the frame at the front of `src` (header included), once its header is
+/// there; an error if the header is not one (bad magic, reserved octet, a length over the
+/// limit: checked before anything waits for the frame's octets).
+pub(super) fn frame_len(src: &[u8]) -> Result<Option<usize>, ProtoError> {
     let Some(header) = src.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
-    let [m0, m1, ty, reserved, l0, l1, l2, l3] = *header;
+    let [m0, m1, _, reserved, l0, l1, l2, l3] = *header;
     let magic = u16::from_be_bytes([m0, m1]);
     if magic != MAGIC {
         return Err(ProtoError::BadMagic(magic));
@@ -140,12 +142,35 @@ pub fn decode(src: &mut BytesMut) -> Result<Option<Message>, ProtoError> {
             max: MAX_PAYLOAD,
         });
     }
-    if src.len() < HEADER_LEN + len {
-        src.reserve(HEADER_LEN + len - src.len());
+    Ok(Some(HEADER_LEN + len))
+}
+
+/// Takes one message off the front of `src`, or `None` while more bytes are needed.
+pub fn decode(src: &mut BytesMut) -> Result<Option<Message>, ProtoError> {
+    let Some(frame) = frame_len(src)? else {
+        return Ok(None);
+    };
+    if src.len() < frame {
+        src.reserve(frame - src.len());
         return Ok(None);
     }
+    let ty = src[2];
     src.advance(HEADER_LEN);
-    let payload = src.split_to(len).freeze();
+    let payload = src.split_to(frame - HEADER_LEN).freeze();
+    decode_payload(ty, payload).map(Some)
+}
+
+/// [`decode`] from shared octets: the message's payloads are slices of `src`, not copies.
+pub(super) fn decode_shared(src: &mut Bytes) -> Result<Option<Message>, ProtoError> {
+    let Some(frame) = frame_len(src)? else {
+        return Ok(None);
+    };
+    if src.len() < frame {
+        return Ok(None);
+    }
+    let mut payload = src.split_to(frame);
+    let ty = payload[2];
+    payload.advance(HEADER_LEN);
     decode_payload(ty, payload).map(Some)
 }
 

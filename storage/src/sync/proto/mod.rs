@@ -23,7 +23,7 @@
 //!   0x15 GetDelta id u32 | path str32 | size u64 | mtime_ns i64 | hash [32] | signature bytes32
 //!   0x16 Data     id u32 | octets (the rest)      a piece of the file, in order
 //!   0x17 Delta    id u32 | octets (the rest)      an rsync delta of the next window
-//!   0x18 End      id u32 | hash [32]              SHA-256 of what was sent
+//!   0x18 End      id u32 | hash [32]              SHA-256 of the version sent
 //!   0x19 Stale    id u32                          the file is no longer that version
 //!   0x1A Failed   id u32 | reason str16           the sender could not read it
 //!   0x1B Refuse   reason str16                    the Hello was not accepted
@@ -32,14 +32,19 @@
 //! ```
 //!
 //! Each side sends a Hello; the side that will receive answers the other's with Resume (from
-//! its persisted mark of the sender's index), then the sender sends Entries one batch at a
-//! time, each acked once applied. Contents are requested by the receiver (Get, or GetDelta with
-//! its rsync signature when it has an older copy) and answered in request order.
+//! its persisted mark of the sender's index), then the sender sends Entries batches, at most
+//! two not yet acked (a receiver queues up to four), each acked once applied, in order.
+//! Contents are requested by the receiver (Get, or GetDelta with its rsync signature when it
+//! has an older copy), several at a time, and answered in request order; the End of an answer
+//! carries the SHA-256 the sender's index holds for the version asked for, which the receiver
+//! checks every octet against.
 //!
 //! Nothing here panics on what a peer sends, and no frame longer than [`MAX_PAYLOAD`] is
 //! buffered: the length is checked from the header.
 
 mod codec;
+mod frames;
+mod recycle;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -49,6 +54,7 @@ use bytes::Bytes;
 use super::index::{Entry, Hash};
 
 pub use codec::{ProtoError, decode, encode};
+pub use frames::FrameBuf;
 pub use stream::{ProtoReader, ProtoWriter};
 
 /// The first two octets of every frame (the volume's is 0xF1C5).

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,10 @@ const MAX_QUEUED: usize = 4 * 16384;
 
 /// Most messages handled in a row before the worker looks at its clocks again.
 const MAX_DRAIN: usize = 4096;
+
+/// While a batch gathers, how often the worker takes the events that came (far fewer than
+/// [`MAX_QUEUED`] can come in between).
+const GATHER_TICK: Duration = Duration::from_millis(2);
 
 /// What reaches the worker.
 #[derive(Debug)]
@@ -46,14 +50,19 @@ pub(super) struct Shared {
     pub(super) counters: Counters,
 }
 
-/// notify's event handler. It runs on notify's thread, which must never block: the worker's
-/// `watch()` calls wait for that thread.
+/// notify's event handler. It runs on notify's thread, which must never block for long: the
+/// worker's `watch()` calls wait for that thread. In a stream of events it does pause for
+/// [`NAP`] after one (see there).
 pub(super) fn handler(
     tx: Sender<Msg>,
     inbox: Arc<Inbox>,
     #[cfg(test)] mut gate: Option<std::sync::mpsc::Receiver<()>>,
 ) -> impl FnMut(notify::Result<Event>) + Send + 'static {
+    let mut pace = Pace::default();
     move |event| {
+        // After this event is handed on: the kernel queues what comes meanwhile, and notify's
+        // thread reads it all in one wake-up.
+        let _nap = Nap::new(&mut pace);
         if let Ok(event) = &event
             && is_read_only(&event.kind)
         {
@@ -73,6 +82,53 @@ pub(super) fn handler(
         }
         // The worker is gone only when the watcher is being dropped.
         let _ = tx.send(Msg::Event(event));
+    }
+}
+
+/// How long notify's thread pauses after an event that came alone but soon after the last.
+/// In a stream of changes (a peer's files arriving, or ours being read for a peer, whose opens
+/// notify 8 cannot be told not to watch) it would otherwise wake once per event; pausing lets
+/// the kernel queue them (far fewer than its 16,384 in this time) so that one wake-up reads
+/// many. No event waits for its own pause: it comes after the event is handed on. Events
+/// already queued are read without pausing, so a burst goes at full speed; and the first
+/// event after a quiet spell is not followed by a pause, so a lone change is not delayed.
+const NAP: Duration = Duration::from_millis(2);
+
+/// An event this soon after the previous one was already queued: no pause.
+const QUEUED: Duration = Duration::from_micros(20);
+
+/// An event this long after the previous one ends a quiet spell: no pause.
+const QUIET: Duration = Duration::from_millis(1);
+
+/// When notify's thread last finished with an event.
+struct Pace(Instant);
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self(Instant::now())
+    }
+}
+
+/// Paces notify's thread when dropped, after an event (see [`NAP`]).
+struct Nap<'a> {
+    pace: &'a mut Pace,
+    /// How long the thread waited for this event.
+    gap: Duration,
+}
+
+impl<'a> Nap<'a> {
+    fn new(pace: &'a mut Pace) -> Self {
+        let gap = pace.0.elapsed();
+        Self { pace, gap }
+    }
+}
+
+impl Drop for Nap<'_> {
+    fn drop(&mut self) {
+        if (QUEUED..QUIET).contains(&self.gap) {
+            std::thread::sleep(NAP);
+        }
+        self.pace.0 = Instant::now();
     }
 }
 
@@ -119,9 +175,21 @@ impl Worker {
         let mut next_poll = Instant::now() + self.poll_interval;
         loop {
             let wake = deadline.map_or(next_poll, |deadline| deadline.min(next_poll));
-            let first = self
-                .rx
-                .recv_timeout(wake.saturating_duration_since(Instant::now()));
+            let first = if deadline.is_some() {
+                // A batch is gathering: its events are taken a tick at a time, not each as it
+                // comes, so that a burst (a peer's files arriving) wakes this thread a few
+                // hundred times a second rather than once per event. The batch still goes at
+                // its deadline.
+                let nap = wake.saturating_duration_since(Instant::now());
+                std::thread::sleep(nap.min(GATHER_TICK));
+                self.rx.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                self.rx
+                    .recv_timeout(wake.saturating_duration_since(Instant::now()))
+            };
             match first {
                 Ok(msg) => {
                     let mut next = Some(msg);

@@ -1,0 +1,650 @@
+//! Fetching the contents the batches need, on one blocking thread for the session: requests
+//! go out ahead of the answers (a window bounded by count and by octets, spanning batches),
+//! the answers come back in request order and are written into temporary files as they
+//! arrive, and each file is checked against its SHA-256 and committed at its End. There is no
+//! task hop per piece or per file: the thread does the disk work itself.
+
+use std::{
+    collections::VecDeque,
+    fs, io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use super::{
+    Shared, delta,
+    fsops::{self, TempFile},
+    hasher::Answer,
+    receive::{commit, report_failed},
+    status::Counters,
+};
+use crate::sync::{
+    index::{Entry, Hash},
+    proto::{Message, Request},
+};
+
+/// Requests in flight at once, at most.
+const WINDOW: usize = 256;
+
+/// File octets requested and not yet received, at most (a larger file goes alone).
+const WINDOW_OCTETS: u64 = 16 * 1024 * 1024;
+
+/// A whole file up to this size is held in memory until its end, then written in one go: an
+/// answer that turns out Stale never creates a file.
+const SMALL_FILE: usize = 1024 * 1024;
+
+/// How an entry's content will be obtained.
+pub(super) enum Source {
+    /// A local file with the same content (a copy; a rename is done at once).
+    Local(PathBuf),
+    /// From the peer; `delta` when we have an older copy worth an rsync delta.
+    Remote { delta: bool },
+}
+
+/// An entry whose content must be fetched.
+pub(super) struct Fetch {
+    /// As the peer sent it (judged again at commit).
+    pub(super) remote: Entry,
+    /// What will be recorded: its mode and mtime go on the file.
+    pub(super) target: Entry,
+    pub(super) source: Source,
+}
+
+/// One batch's fetches for the fetcher, and where the entries to retry go when they are all
+/// done.
+pub(super) struct Job {
+    pub(super) fetches: Vec<Fetch>,
+    pub(super) done: oneshot::Sender<Result<Vec<Entry>, String>>,
+}
+
+/// An open job's progress.
+struct Progress {
+    /// Fetches not finished yet.
+    left: usize,
+    /// Entries to retry.
+    failed: Vec<Entry>,
+    done: Option<oneshot::Sender<Result<Vec<Entry>, String>>>,
+}
+
+/// A request in flight.
+struct InFlight {
+    fetch: Fetch,
+    id: u32,
+    temp: Option<TempFile>,
+    /// Our older copy, when the answer is a delta against it.
+    base: Option<Vec<u8>>,
+    /// A whole file's first pieces, before its temporary file exists.
+    pieces: Vec<Bytes>,
+    buffered: usize,
+    /// Delta octets received (for the bytes a delta saved).
+    delta_octets: u64,
+    error: Option<String>,
+}
+
+/// The session's receiving end of file contents.
+pub(super) struct Fetcher {
+    shared: Arc<Shared>,
+    /// The peer's node name, for reports.
+    node: String,
+    ctrl: mpsc::UnboundedSender<Message>,
+    /// The peer's answers, in runs, hashed (see [`super::hasher`]).
+    responses: mpsc::Receiver<Vec<Answer>>,
+    /// The rest of the current run.
+    run: VecDeque<Answer>,
+    next_id: u32,
+}
+
+impl Fetcher {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        node: String,
+        ctrl: mpsc::UnboundedSender<Message>,
+        responses: mpsc::Receiver<Vec<Answer>>,
+    ) -> Self {
+        Self {
+            shared,
+            node,
+            ctrl,
+            responses,
+            run: VecDeque::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Runs the jobs the receiver queues until it goes; `Err` when the link is gone. The
+    /// window spans jobs: the next batch's requests go out while this one's last answers
+    /// arrive, so the transfers do not drain and start again at every batch. Blocking.
+    pub(super) fn run(&mut self, mut jobs: mpsc::UnboundedReceiver<Job>) -> Result<(), String> {
+        let mut queue: VecDeque<(u64, Fetch)> = VecDeque::new();
+        let mut in_flight: VecDeque<(u64, InFlight)> = VecDeque::new();
+        // The jobs not yet done, oldest first; `first` is the number of the oldest.
+        let mut open: VecDeque<Progress> = VecDeque::new();
+        let mut first = 0u64;
+        let mut octets = 0u64;
+        let mut delta_busy = false;
+        loop {
+            if queue.is_empty() && in_flight.is_empty() {
+                // Idle: wait for a job (the oldest open ones have none left to fetch).
+                Self::close_done(&mut open, &mut first);
+                match jobs.blocking_recv() {
+                    Some(job) => Self::open(job, &mut open, first, &mut queue),
+                    None => return Ok(()),
+                }
+            }
+            while let Ok(job) = jobs.try_recv() {
+                Self::open(job, &mut open, first, &mut queue);
+            }
+            // Refilled only once half the window is free, then to the full: requests leave in
+            // bursts, so the writer wakes (and a segment goes) once per burst, not per file.
+            let refill = in_flight.is_empty()
+                || (in_flight.len() <= WINDOW / 2 && octets <= WINDOW_OCTETS / 2);
+            while refill
+                && in_flight.len() < WINDOW
+                && (in_flight.is_empty() || octets < WINDOW_OCTETS)
+            {
+                let wants_delta = matches!(
+                    queue.front(),
+                    Some((
+                        _,
+                        Fetch {
+                            source: Source::Remote { delta: true },
+                            ..
+                        }
+                    ))
+                );
+                if wants_delta && delta_busy {
+                    break;
+                }
+                let Some((job, fetch)) = queue.pop_front() else {
+                    break;
+                };
+                let outcome = match &fetch.source {
+                    Source::Local(from) => {
+                        let from = from.clone();
+                        if let Some(retry) = self.copy_local(fetch, &from) {
+                            queue.push_back((job, retry));
+                            continue;
+                        }
+                        None
+                    }
+                    &Source::Remote { delta } => match self.request(fetch, delta)? {
+                        Ok(flight) => {
+                            delta_busy |= flight.base.is_some();
+                            octets += flight.fetch.remote.size;
+                            in_flight.push_back((job, flight));
+                            continue;
+                        }
+                        Err((remote, error)) => {
+                            report_failed(&self.shared, &self.node, &remote.path, &error);
+                            Some(remote)
+                        }
+                    },
+                };
+                Self::finished(&mut open, first, job, outcome);
+            }
+            if let Some((job, flight)) = in_flight.pop_front() {
+                octets -= flight.fetch.remote.size;
+                if flight.base.is_some() {
+                    delta_busy = false;
+                }
+                let outcome = self.receive(flight)?;
+                Self::finished(&mut open, first, job, outcome);
+            }
+            Self::close_done(&mut open, &mut first);
+        }
+    }
+
+    /// Fetches every content (one job); returns the entries to retry. `Err` only when the
+    /// link is gone. Blocking.
+    #[cfg(test)]
+    pub(super) fn fetch_all(&mut self, fetches: Vec<Fetch>) -> Result<Vec<Entry>, String> {
+        let (jobs, queued) = mpsc::unbounded_channel();
+        let (done, result) = oneshot::channel();
+        jobs.send(Job { fetches, done })
+            .map_err(|_| "not queued".to_owned())?;
+        drop(jobs);
+        self.run(queued)?;
+        result.blocking_recv().map_err(|_| "no result".to_owned())?
+    }
+
+    /// Queues a job's fetches, numbered after the open jobs.
+    fn open(
+        job: Job,
+        open: &mut VecDeque<Progress>,
+        first: u64,
+        queue: &mut VecDeque<(u64, Fetch)>,
+    ) {
+        let number = first + open.len() as u64;
+        open.push_back(Progress {
+            left: job.fetches.len(),
+            failed: Vec::new(),
+            done: Some(job.done),
+        });
+        queue.extend(job.fetches.into_iter().map(|fetch| (number, fetch)));
+    }
+
+    /// Counts one of job `job`'s fetches as finished, with the entry to retry if it failed.
+    fn finished(open: &mut VecDeque<Progress>, first: u64, job: u64, outcome: Option<Entry>) {
+        if let Some(progress) = usize::try_from(job - first)
+            .ok()
+            .and_then(|i| open.get_mut(i))
+        {
+            progress.left -= 1;
+            progress.failed.extend(outcome);
+        }
+    }
+
+    /// Reports the oldest jobs that are done, in order.
+    fn close_done(open: &mut VecDeque<Progress>, first: &mut u64) {
+        while open.front().is_some_and(|p| p.left == 0) {
+            if let Some(mut progress) = open.pop_front() {
+                *first += 1;
+                if let Some(done) = progress.done.take() {
+                    // The receiver may be gone: the session is ending.
+                    let _ = done.send(Ok(progress.failed));
+                }
+            }
+        }
+    }
+
+    /// Copies a local file with the right content; returns the fetch again (from the peer)
+    /// if the copy turned out not to have it.
+    fn copy_local(&mut self, fetch: Fetch, from: &Path) -> Option<Fetch> {
+        let shared = &self.shared;
+        let (remote, target) = (&fetch.remote, &fetch.target);
+        let copied = fsops::copy_to_temp(&shared.root, shared.staging.as_ref(), from, &target.path)
+            .and_then(|temp| temp.finish(target.mode, target.mtime_ns))
+            .and_then(|(temp, hash)| {
+                if hash != Some(target.hash) {
+                    let _ = fs::remove_file(&temp);
+                    return Ok(false);
+                }
+                commit(shared, remote, &temp, &target.hash).map_err(io::Error::other)
+            });
+        match copied {
+            Ok(true) => {
+                Counters::add(&shared.counters.renames, 1);
+                None
+            }
+            Ok(false) | Err(_) => Some(Fetch {
+                source: Source::Remote { delta: false },
+                ..fetch
+            }),
+        }
+    }
+
+    /// Sends the request (for a delta: after reading our copy, signing it and creating the
+    /// temporary file). The inner `Err` is a local failure to report and retry.
+    #[allow(clippy::type_complexity, reason = "a link failure, or a local one")]
+    fn request(
+        &mut self,
+        fetch: Fetch,
+        delta: bool,
+    ) -> Result<Result<InFlight, (Entry, String)>, String> {
+        let mut temp = None;
+        let mut base = None;
+        let mut signature = None;
+        if delta {
+            let root = &self.shared.root;
+            let path = &fetch.target.path;
+            match TempFile::create(root, self.shared.staging.as_ref(), path, true) {
+                Ok(created) => temp = Some(created),
+                Err(e) => return Ok(Err((fetch.remote, e.to_string()))),
+            }
+            match read_base(root, path) {
+                Ok(read) => {
+                    signature = Some(Bytes::from(delta::sign(&read)));
+                    base = Some(read);
+                }
+                Err(e) => debug!(path, error = %e, "sync: no delta base, fetching whole"),
+            }
+        }
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        let request = Request {
+            id,
+            path: fetch.remote.path.clone(),
+            size: fetch.remote.size,
+            mtime_ns: fetch.remote.mtime_ns,
+            hash: fetch.remote.hash,
+        };
+        let msg = match signature {
+            Some(signature) => Message::GetDelta { request, signature },
+            None => Message::Get(request),
+        };
+        self.ctrl.send(msg).map_err(|_| "writer gone".to_owned())?;
+        Ok(Ok(InFlight {
+            fetch,
+            id,
+            temp,
+            base,
+            pieces: Vec::new(),
+            buffered: 0,
+            delta_octets: 0,
+            error: None,
+        }))
+    }
+
+    /// Receives one request's answer into its temporary file and commits it; returns the entry
+    /// if it is to be retried.
+    fn receive(&mut self, mut flight: InFlight) -> Result<Option<Entry>, String> {
+        loop {
+            let Answer { msg, received } = self.next_response()?;
+            match msg {
+                Message::Data { id, data } if id == flight.id => {
+                    Counters::add(&self.shared.counters.bytes_received, data.len() as u64);
+                    self.write(&mut flight, data, false);
+                }
+                Message::Delta { id, delta } if id == flight.id => {
+                    if flight.base.is_none() {
+                        return Err("a delta for a whole-file request".to_owned());
+                    }
+                    flight.delta_octets += delta.len() as u64;
+                    Counters::add(&self.shared.counters.bytes_received, delta.len() as u64);
+                    self.write(&mut flight, delta, true);
+                }
+                Message::End { id, hash } if id == flight.id => {
+                    return Ok(self.end(flight, hash, received));
+                }
+                Message::Stale { id } if id == flight.id => {
+                    debug!(path = %flight.fetch.remote.path, "sync: the peer's file moved on");
+                    if let Some(temp) = flight.temp.take() {
+                        temp.discard();
+                    }
+                    return Ok(None);
+                }
+                Message::Failed { id, reason } if id == flight.id => {
+                    if let Some(temp) = flight.temp.take() {
+                        temp.discard();
+                    }
+                    let error = format!("the peer cannot read it: {reason}");
+                    report_failed(&self.shared, &self.node, &flight.fetch.remote.path, &error);
+                    return Ok(Some(flight.fetch.remote));
+                }
+                other => {
+                    return Err(format!(
+                        "{} out of order (expected answers to request {})",
+                        other.name(),
+                        flight.id
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The peer's next answer, waiting for it. `Err` when the link is gone.
+    fn next_response(&mut self) -> Result<Answer, String> {
+        loop {
+            if let Some(msg) = self.run.pop_front() {
+                return Ok(msg);
+            }
+            let run = self
+                .responses
+                .blocking_recv()
+                .ok_or_else(|| "link closed".to_owned())?;
+            self.run = run.into();
+        }
+    }
+
+    /// Writes a piece (data, or a delta applied to the base) into the temporary file. A local
+    /// failure (disk full) is kept, and the rest of the answer drained, so the link stays in
+    /// step.
+    fn write(&self, flight: &mut InFlight, piece: Bytes, is_delta: bool) {
+        if flight.error.is_some() {
+            return;
+        }
+        if !is_delta && flight.temp.is_none() {
+            if flight.buffered + piece.len() <= SMALL_FILE {
+                flight.buffered += piece.len();
+                flight.pieces.push(piece);
+                return;
+            }
+            let created = self.create_temp(&flight.fetch.target.path, &mut flight.pieces);
+            flight.buffered = 0;
+            match created {
+                Ok(temp) => flight.temp = Some(temp),
+                Err(e) => {
+                    flight.error = Some(e.to_string());
+                    return;
+                }
+            }
+        }
+        let Some(temp) = flight.temp.as_mut() else {
+            return;
+        };
+        let result = if is_delta {
+            let base = flight.base.as_deref().unwrap_or_default();
+            let room = flight.fetch.target.size.saturating_sub(temp.written);
+            let room = usize::try_from(room).unwrap_or(usize::MAX);
+            let mut out = Vec::new();
+            match delta::apply(base, &piece, &mut out, room) {
+                Ok(()) => temp.write(&out).map_err(|e| e.to_string()),
+                Err(e) => Err(format!("delta does not apply: {e}")),
+            }
+        } else {
+            temp.write(&piece).map_err(|e| e.to_string())
+        };
+        if let Err(error) = result {
+            flight.error = Some(error);
+        }
+    }
+
+    /// The temporary file of a whole-file answer for `rel`, holding the `pieces` buffered so
+    /// far.
+    fn create_temp(&self, rel: &str, pieces: &mut Vec<Bytes>) -> io::Result<TempFile> {
+        // The hasher hashes whole-file answers: not again here.
+        let mut temp =
+            TempFile::create(&self.shared.root, self.shared.staging.as_ref(), rel, false)?;
+        for piece in pieces.drain(..) {
+            if let Err(e) = temp.write(&piece) {
+                temp.discard();
+                return Err(e);
+            }
+        }
+        Ok(temp)
+    }
+
+    /// The answer is complete: check it (hashed by the temporary file as it was written, or
+    /// else by the hasher as it arrived) and commit. Returns the entry if it is to be retried.
+    fn end(&self, mut flight: InFlight, sent_hash: Hash, received: Option<Hash>) -> Option<Entry> {
+        let temp = flight.temp.take();
+        if let Some(error) = flight.error.take() {
+            if let Some(temp) = temp {
+                temp.discard();
+            }
+            report_failed(&self.shared, &self.node, &flight.fetch.remote.path, &error);
+            return Some(flight.fetch.remote);
+        }
+        let shared = &self.shared;
+        let mut pieces = std::mem::take(&mut flight.pieces);
+        let (remote, target) = (&flight.fetch.remote, &flight.fetch.target);
+        let checked = || -> Result<bool, String> {
+            let temp = match temp {
+                Some(temp) => temp,
+                None => self
+                    .create_temp(&target.path, &mut pieces)
+                    .map_err(|e| e.to_string())?,
+            };
+            let (path, written) = temp
+                .finish(target.mode, target.mtime_ns)
+                .map_err(|e| e.to_string())?;
+            let Some(hash) = written.or(received) else {
+                let _ = fs::remove_file(&path);
+                return Err("the content was not hashed".to_owned());
+            };
+            if hash != sent_hash {
+                let _ = fs::remove_file(&path);
+                return Err("content does not match the sender's SHA-256".to_owned());
+            }
+            if hash != target.hash {
+                // The peer's file changed after it sent the entry: a newer entry follows.
+                let _ = fs::remove_file(&path);
+                return Ok(false);
+            }
+            commit(shared, remote, &path, &hash)
+        };
+        match checked() {
+            Ok(committed) => {
+                if committed {
+                    Counters::add(&shared.counters.files_received, 1);
+                    if flight.base.is_some() {
+                        let saved = target.size.saturating_sub(flight.delta_octets);
+                        Counters::add(&shared.counters.bytes_saved_by_delta, saved);
+                    }
+                }
+                None
+            }
+            Err(error) => {
+                report_failed(shared, &self.node, &remote.path, &error);
+                Some(flight.fetch.remote)
+            }
+        }
+    }
+}
+
+/// Our older copy of `rel`, the base of a delta.
+fn read_base(root: &Path, rel: &str) -> io::Result<Vec<u8>> {
+    let (mut file, meta) = fsops::open_regular(root, rel)?;
+    if meta.len() > delta::DELTA_MAX {
+        return Err(io::Error::other("too large for a delta"));
+    }
+    let mut base = Vec::with_capacity(meta.len() as usize);
+    io::Read::read_to_end(&mut file, &mut base)?;
+    Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::{collections::HashMap, fs, thread, time::Duration};
+
+    use super::*;
+    use crate::sync::{
+        engine::{hasher, testing},
+        index::{Kind, VersionVector},
+    };
+
+    /// Peer "b"'s entry for `path` holding `content`.
+    fn entry(path: &str, content: &[u8]) -> Entry {
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, content).as_ref());
+        Entry {
+            path: path.to_owned(),
+            kind: Kind::File,
+            size: content.len() as u64,
+            mtime_ns: 1_700_000_000_000_000_000,
+            mode: 0o644,
+            hash,
+            version: [("b", 1)].into_iter().collect::<VersionVector>(),
+            modified_by: "b".to_owned(),
+            deleted: false,
+            sequence: 1,
+        }
+    }
+
+    // Input: 600 small files, then 4 of 6 MiB, fetched from a peer that answers in order but
+    // holds back (100 ms) before the first answer and before the first large file. Output: the
+    // count fills the window exactly, the octets never exceed the window by more than one file,
+    // requests leave in bursts (the window refills only once half of it is free), and every
+    // file is committed with its content, through the hasher.
+    #[test]
+    fn the_request_window_is_bounded_by_count_and_octets() {
+        const LARGE: usize = 6 << 20;
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let shared = testing::shared(root.path(), state.path());
+        let contents: Vec<(String, Vec<u8>)> = (0..600)
+            .map(|i| (format!("s/{i:03}.txt"), vec![i as u8; 1000]))
+            .chain((0..4).map(|i| (format!("l/{i}.bin"), vec![i as u8; LARGE])))
+            .collect();
+        let fetches = contents
+            .iter()
+            .map(|(path, content)| Fetch {
+                remote: entry(path, content),
+                target: entry(path, content),
+                source: Source::Remote { delta: false },
+            })
+            .collect();
+
+        let (ctrl_tx, mut ctrl_rx) = mpsc::unbounded_channel();
+        let (runs_tx, runs_rx) = mpsc::channel(4);
+        let (answers_tx, answers_rx) = mpsc::channel(4);
+        thread::spawn(move || hasher::hash_loop(runs_rx, answers_tx));
+        let by_path: HashMap<String, Vec<u8>> = contents.iter().cloned().collect();
+        let total = contents.len();
+        let peer = thread::spawn(move || {
+            let mut outstanding = VecDeque::new();
+            let (mut octets, mut max_count, mut max_octets) = (0, 0, 0);
+            let (mut bursts, mut held_large) = (0, false);
+            thread::sleep(Duration::from_millis(100));
+            let mut answered = 0;
+            while answered < total {
+                let mut burst = false;
+                while let Ok(msg) = ctrl_rx.try_recv() {
+                    let Message::Get(request) = msg else {
+                        panic!("{msg:?}")
+                    };
+                    octets += request.size;
+                    outstanding.push_back(request);
+                    burst = true;
+                }
+                bursts += usize::from(burst);
+                let is_large = |r: &Request| r.size as usize == LARGE;
+                if !held_large && outstanding.iter().any(is_large) {
+                    held_large = true;
+                    thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                max_count = max_count.max(outstanding.len());
+                max_octets = max_octets.max(octets);
+                let request = loop {
+                    match outstanding.pop_front() {
+                        Some(request) => break request,
+                        None => match ctrl_rx.blocking_recv() {
+                            Some(Message::Get(request)) => {
+                                octets += request.size;
+                                outstanding.push_back(request);
+                            }
+                            other => panic!("{other:?}"),
+                        },
+                    }
+                };
+                octets -= request.size;
+                let content = &by_path[&request.path];
+                let mut run: Vec<Message> = content
+                    .chunks(1 << 20)
+                    .map(|piece| Message::Data {
+                        id: request.id,
+                        data: Bytes::copy_from_slice(piece),
+                    })
+                    .collect();
+                let (id, hash) = (request.id, request.hash);
+                run.push(Message::End { id, hash });
+                runs_tx.blocking_send(run).unwrap();
+                answered += 1;
+            }
+            (max_count, max_octets, bursts)
+        });
+
+        let mut fetcher = Fetcher::new(Arc::clone(&shared), "b".to_owned(), ctrl_tx, answers_rx);
+        let failed = fetcher.fetch_all(fetches).unwrap();
+        assert!(failed.is_empty());
+        let (max_count, max_octets, bursts) = peer.join().unwrap();
+        assert_eq!(max_count, WINDOW);
+        assert!(max_octets > WINDOW_OCTETS, "{max_octets}");
+        assert!(max_octets <= WINDOW_OCTETS + LARGE as u64, "{max_octets}");
+        assert!(bursts < total / 16, "{bursts} bursts of requests");
+        for (path, content) in &contents {
+            assert_eq!(
+                &fs::read(root.path().join(path)).unwrap(),
+                content,
+                "{path}"
+            );
+        }
+        assert_eq!(shared.index().len(), contents.len());
+    }
+}

@@ -1,0 +1,129 @@
+//! The staging directory, `ROOT/.fulcrum-tmp-staging`: received files are written there and
+//! renamed into place. Nothing watches it (its name is a temporary file's, which the watcher
+//! and the scan skip), so a received file costs the watcher one event, the rename into its
+//! directory, instead of one for each write, mode, mtime, close and rename of a temporary file
+//! beside it; and what a crash leaves behind is in one place, emptied at start.
+//!
+//! A file whose directory is on another filesystem than the staging directory (a mount inside
+//! the tree) is still written beside its target, since a rename cannot cross filesystems; so
+//! is every file when the staging directory cannot be made (a read-only root, or something
+//! that is not our directory in its place).
+
+use std::{
+    fs::{self, Permissions},
+    io,
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use tracing::warn;
+
+/// The staging directory's name in the root (it starts with [`crate::sync::watch::TEMP_PREFIX`]).
+pub(super) const STAGING_DIR: &str = ".fulcrum-tmp-staging";
+
+/// A usable staging directory.
+#[derive(Debug)]
+pub(super) struct Staging {
+    dir: PathBuf,
+    /// Its filesystem.
+    dev: u64,
+}
+
+impl Staging {
+    /// Creates the staging directory under `root`, or empties the one a previous run left;
+    /// `None` (logged) when it cannot be used. Call it before any transfer starts.
+    pub(super) fn open(root: &Path) -> Option<Self> {
+        let dir = root.join(STAGING_DIR);
+        let made = || -> io::Result<u64> {
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            // Not a symlink planted to make us write elsewhere, and on the root's filesystem.
+            let meta = fs::symlink_metadata(&dir)?;
+            if !meta.is_dir() {
+                return Err(io::Error::other("not a directory"));
+            }
+            if meta.dev() != fs::metadata(root)?.dev() {
+                return Err(io::Error::other("on another filesystem than the root"));
+            }
+            fs::set_permissions(&dir, Permissions::from_mode(0o700))?;
+            Ok(meta.dev())
+        };
+        let dev = match made() {
+            Ok(dev) => dev,
+            Err(error) => {
+                warn!(dir = %dir.display(), %error,
+                    "sync: no staging directory, temporary files go beside their targets");
+                return None;
+            }
+        };
+        empty(&dir);
+        Some(Self { dir, dev })
+    }
+
+    /// Where a temporary file for a target in a directory on filesystem `dev` goes: here, if
+    /// a rename from here can reach it.
+    pub(super) fn dir_for(&self, dev: Option<u64>) -> Option<&Path> {
+        match dev {
+            Some(dev) if dev != self.dev => None,
+            _ => Some(&self.dir),
+        }
+    }
+}
+
+/// Removes what a previous run left in the staging directory (only ever our temporary files).
+fn empty(dir: &Path) {
+    let Ok(children) = fs::read_dir(dir) else {
+        return;
+    };
+    for child in children.flatten() {
+        let path = child.path();
+        let removed = match child.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        if let Err(error) = removed {
+            warn!(path = %path.display(), %error, "sync: cannot remove a leftover temporary file");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+    use crate::sync::watch::TEMP_PREFIX;
+
+    #[test]
+    fn the_staging_directory_is_skipped_like_a_temporary_file() {
+        assert!(STAGING_DIR.starts_with(TEMP_PREFIX));
+    }
+
+    // Input: a root whose staging directory holds a leftover file. Output: opening it keeps
+    // the directory, empties it, and places targets on the same filesystem in it.
+    #[test]
+    fn opening_empties_leftovers() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(STAGING_DIR);
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join(".fulcrum-tmp-0123"), b"half").unwrap();
+        let staging = Staging::open(root.path()).unwrap();
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        let dev = fs::metadata(root.path()).unwrap().dev();
+        assert_eq!(staging.dir_for(Some(dev)), Some(dir.as_path()));
+        assert_eq!(staging.dir_for(None), Some(dir.as_path()));
+        assert_eq!(staging.dir_for(Some(dev + 1)), None);
+    }
+
+    // Input: a symlink where the staging directory goes. Output: not used.
+    #[test]
+    fn a_symlink_in_its_place_is_not_used() {
+        let root = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), root.path().join(STAGING_DIR)).unwrap();
+        assert!(Staging::open(root.path()).is_none());
+    }
+}
