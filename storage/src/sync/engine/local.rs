@@ -1,8 +1,9 @@
 //! This node's own changes: the watcher's batches scanned into the index (each change a new
-//! sequence, which wakes the senders), and the index saved when it changed.
+//! sequence), and the index saved when it changed, which publishes the changes to the senders.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
+use tokio::time::Instant;
 use tracing::warn;
 
 use super::{Shared, status::Counters};
@@ -63,40 +64,55 @@ fn rel_str(rel: &Path) -> Option<String> {
 /// batch by batch would otherwise be saved whole ten times a second for nothing but its marks.
 const MARKS_ONLY_FACTOR: u32 = 10;
 
-/// Saves the index every `interval` while it is dirty, until the set stops (`stop` saves last).
+/// Saves the index when it changed, until the set stops (`stop` saves last), and publishes
+/// what was saved to the senders (see [`Index::published`]): a change is sent only once it
+/// is on disk. A lone change is saved at once; a burst, at most once per `interval / 10`;
+/// peer marks alone, every `interval` times [`MARKS_ONLY_FACTOR`]. A failed save is retried
+/// every `interval`.
 pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut saved = tokio::time::Instant::now();
+    let gap = interval / 10;
+    let mut saved = Instant::now();
+    let mut started = Instant::now() - gap;
     loop {
         tokio::select! {
             () = shared.cancel.cancelled() => return,
-            _ = tick.tick() => {}
+            () = shared.unsaved.notified() => {}
+            () = tokio::time::sleep(interval) => {}
         }
+        tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            () = tokio::time::sleep_until(started + gap) => {}
+        }
+        started = Instant::now();
         let marks_may_wait = saved.elapsed() < interval * MARKS_ONLY_FACTOR;
         let saver = Arc::clone(&shared);
         let result = tokio::task::spawn_blocking(move || {
             // Encoded under the lock, written without it: the receivers and the watcher go on
             // while the file is written and fsynced.
-            let snapshot = {
+            let (snapshot, sequence) = {
                 let mut index = saver.index();
                 if marks_may_wait && index.only_marks_dirty() {
                     return Ok(false);
                 }
-                index.take_snapshot()
+                (index.take_snapshot(), index.sequence())
             };
             let Some(snapshot) = snapshot else {
                 return Ok(false);
             };
             let written = Index::write_snapshot(&saver.index_dir, &snapshot);
-            if written.is_err() {
-                saver.index().mark_dirty();
+            let mut index = saver.index();
+            match written {
+                Ok(()) => index.publish(sequence),
+                Err(_) => index.mark_dirty(),
             }
             written.map(|()| true)
         })
         .await;
         match result {
-            Ok(Ok(true)) => saved = tokio::time::Instant::now(),
+            Ok(Ok(true)) => {
+                saved = Instant::now();
+                shared.notify_published();
+            }
             Ok(Ok(false)) => {}
             Ok(Err(error)) => {
                 shared.error();

@@ -40,7 +40,7 @@ use std::{
 
 use tokio::{
     net::TcpListener,
-    sync::{broadcast, watch},
+    sync::{Notify, broadcast, watch},
     task::JoinHandle,
 };
 use tokio_util::sync::CancellationToken;
@@ -88,7 +88,8 @@ pub enum SyncError {
 pub struct SyncOptions {
     /// How the watcher batches and falls back (its `delay` is the config's unless set here).
     pub watch: Option<watcher::Options>,
-    /// How often a changed index is saved.
+    /// The index saver's pace (see `local::save`): a burst of changes is saved at most every
+    /// tenth of it, peer marks alone every ten, a failed save retried every one.
     pub save_interval: Duration,
     /// Handshake and Hello timeout.
     pub timeout: Duration,
@@ -99,6 +100,8 @@ pub struct SyncOptions {
     /// A link that received no frame at all for this long is dropped (the peer is lost; the
     /// dialing side dials again).
     pub peer_timeout: Duration,
+    /// How often the transfers set aside after repeated failures are tried again.
+    pub parked_retry: Duration,
 }
 
 impl Default for SyncOptions {
@@ -110,6 +113,7 @@ impl Default for SyncOptions {
             listener: None,
             keepalive: Duration::from_secs(10),
             peer_timeout: Duration::from_secs(30),
+            parked_retry: receive::PARKED_RETRY,
         }
     }
 }
@@ -135,8 +139,11 @@ pub(crate) struct Shared {
     node: String,
     index_dir: PathBuf,
     index: Mutex<Index>,
-    /// The index's sequence after each change, so that senders wake up.
+    /// The index's published sequence (see [`Index::published`]), so that senders wake up
+    /// when there is more they may send.
     changed: watch::Sender<u64>,
+    /// Woken after each change to the index, so that the saver saves and publishes it.
+    unsaved: Notify,
     counters: Counters,
     events: broadcast::Sender<SyncEvent>,
     peers: Vec<Peer>,
@@ -144,6 +151,8 @@ pub(crate) struct Shared {
     timeout: Duration,
     keepalive: Duration,
     peer_timeout: Duration,
+    /// See [`SyncOptions::parked_retry`].
+    parked_retry: Duration,
     /// The accepting side's refusals, logged at most once a minute per peer and reason.
     refusals: link::Throttle,
 }
@@ -261,7 +270,7 @@ impl SyncSet {
                 state: Mutex::new(PeerState::default()),
             })
             .collect();
-        let (changed, _) = watch::channel(index.sequence());
+        let (changed, _) = watch::channel(index.published());
         let (events, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             root,
@@ -270,6 +279,7 @@ impl SyncSet {
             index_dir: dir,
             index: Mutex::new(index),
             changed,
+            unsaved: Notify::new(),
             counters: Counters::default(),
             events,
             peers,
@@ -277,6 +287,7 @@ impl SyncSet {
             timeout: options.timeout,
             keepalive: options.keepalive,
             peer_timeout: options.peer_timeout,
+            parked_retry: options.parked_retry,
             refusals: link::Throttle::new(link::WARN_EVERY),
             config,
         });
@@ -368,12 +379,19 @@ impl Shared {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// After a change to the index: the saver saves it, then the senders send it.
     fn notify_changed(&self) {
-        let sequence = self.index().sequence();
+        self.unsaved.notify_one();
+        self.notify_published();
+    }
+
+    /// Wakes the senders if the published sequence moved.
+    fn notify_published(&self) {
+        let published = self.index().published();
         self.changed.send_if_modified(|old| {
-            let changed = *old != sequence;
-            *old = sequence;
-            changed
+            let moved = *old != published;
+            *old = published;
+            moved
         });
     }
 

@@ -416,14 +416,19 @@ async fn send_loop(
     }
 }
 
-/// Our entries after `mark`, up to a batch's worth, and the last one's sequence.
+/// Our published entries after `mark` (saved ones only: see [`Index::published`]), up to a
+/// batch's worth, and the last one's sequence.
+///
+/// [`Index::published`]: crate::sync::index::Index::published
 fn next_batch(shared: &Shared, mark: u64) -> (Vec<Entry>, u64) {
     let index = shared.index();
+    let published = index.published();
     let mut octets = 0;
     let mut batch = Vec::new();
     for entry in index.first_changed_since(mark, MAX_ENTRIES) {
         octets += 100 + entry.path.len() + entry.version.len() * 24;
-        if batch.len() == MAX_ENTRIES || (octets > BATCH_OCTETS && !batch.is_empty()) {
+        let full = batch.len() == MAX_ENTRIES || (octets > BATCH_OCTETS && !batch.is_empty());
+        if full || entry.sequence > published {
             break;
         }
         batch.push(entry.clone());
@@ -446,7 +451,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::sync::engine::testing;
+    use crate::sync::{
+        engine::{local, testing},
+        index::{INDEX_FILE, Index, Rehash},
+    };
 
     /// The next Entries the sender sends (within 5 s): its `up_to` and size.
     async fn entries(ctrl: &mut mpsc::UnboundedReceiver<Message>) -> (u64, usize) {
@@ -500,5 +508,45 @@ mod tests {
         // Caught up, it waits for the index to change.
         assert!(!sender.is_finished());
         sender.abort();
+    }
+
+    // Input: the peer has acknowledged everything; a new file is scanned into the index, and
+    // only later is the saver started. Output: nothing is sent while the change is unsaved
+    // (200 ms stands for "never": a crash then would lose an entry the peer acknowledged,
+    // and the restarted node would give its sequence to another change); once the saver runs,
+    // the entry is sent, and the index on disk holds it by then.
+    #[tokio::test]
+    async fn a_change_is_sent_only_once_the_index_is_saved() {
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(root.path().join("old"), b"x").unwrap();
+        let shared = testing::shared(root.path(), state.path());
+        let (acks_tx, acks_rx) = mpsc::channel(4);
+        let (ctrl_tx, mut ctrl) = mpsc::unbounded_channel();
+        let index_id = shared.index().id();
+        acks_tx
+            .send(Message::Resume { index_id, from: 0 })
+            .await
+            .unwrap();
+        let sender = tokio::spawn(send_loop(Arc::clone(&shared), 0, acks_rx, ctrl_tx));
+        let (up_to, n) = entries(&mut ctrl).await;
+        assert_eq!(n, 1);
+        acks_tx.send(Message::Ack { up_to }).await.unwrap();
+
+        std::fs::write(root.path().join("new"), b"y").unwrap();
+        shared
+            .index()
+            .scan_under(&shared.root, &[], "new", Rehash::IfChanged)
+            .unwrap();
+        shared.notify_changed();
+        let early = tokio::time::timeout(Duration::from_millis(200), ctrl.recv()).await;
+        assert!(early.is_err(), "sent before saved: {early:?}");
+
+        let saver = tokio::spawn(local::save(Arc::clone(&shared), Duration::from_millis(100)));
+        let (up_to, n) = entries(&mut ctrl).await;
+        assert_eq!((up_to, n), (shared.index().sequence(), 1));
+        let on_disk = Index::load(&state.path().join(INDEX_FILE)).unwrap();
+        assert!(on_disk.get("new").is_some());
+        sender.abort();
+        saver.abort();
     }
 }

@@ -19,11 +19,12 @@ use crate::sync::{
     index::{Index, Rehash},
 };
 
-/// A set "t" of node "a" over `root` (scanned into its index), with one peer.
+/// A set "t" of node "a" over `root` (scanned into its index, saved in `state`), with one peer.
 pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
     let root = root.canonicalize().unwrap();
     let mut index = Index::new("a").unwrap();
     index.scan(&root, &[], Rehash::IfChanged).unwrap();
+    index.save(state).unwrap();
     let config = SyncConfig {
         name: "t".to_owned(),
         path: root.clone(),
@@ -36,7 +37,7 @@ pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
         conflict: ConflictPolicy::NewestWins,
         delete: true,
     };
-    let (changed, _) = watch::channel(index.sequence());
+    let (changed, _) = watch::channel(index.published());
     let (events, _) = broadcast::channel(16);
     Arc::new(Shared {
         staging: Staging::open(&root),
@@ -45,6 +46,7 @@ pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
         index_dir: state.to_path_buf(),
         index: Mutex::new(index),
         changed,
+        unsaved: tokio::sync::Notify::new(),
         counters: Counters::default(),
         events,
         peers: vec![Peer {
@@ -55,6 +57,7 @@ pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
         timeout: Duration::from_secs(5),
         keepalive: Duration::from_secs(10),
         peer_timeout: Duration::from_secs(30),
+        parked_retry: Duration::from_secs(30),
         refusals: link::Throttle::new(link::WARN_EVERY),
         config,
     })

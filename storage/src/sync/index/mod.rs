@@ -61,6 +61,10 @@ pub struct Index {
     id: u64,
     /// The last sequence given to an entry.
     sequence: u64,
+    /// The sequence as of the last save that reached the disk: only entries up to it may be
+    /// sent to peers. A peer that acknowledged an entry this node then lost in a crash would
+    /// skip the entry that reuses its sequence (or its version) after the restart.
+    published: u64,
     entries: BTreeMap<String, Entry>,
     /// The entries' (sequence, path), so that what changed after a sequence is found without
     /// a pass over every entry: senders ask for it per batch, the status on every poll.
@@ -85,6 +89,7 @@ impl Index {
             node,
             id,
             sequence: 0,
+            published: 0,
             entries: BTreeMap::new(),
             by_sequence: BTreeSet::new(),
             peers: BTreeMap::new(),
@@ -106,6 +111,17 @@ impl Index {
     /// The last sequence given to a change.
     pub fn sequence(&self) -> u64 {
         self.sequence
+    }
+
+    /// The last sequence saved: what peers may be sent (see [`Index::publish`]).
+    pub fn published(&self) -> u64 {
+        self.published
+    }
+
+    /// Records that the index up to `sequence` is on disk (a snapshot taken at that sequence
+    /// was written), so that its entries may be sent.
+    pub fn publish(&mut self, sequence: u64) {
+        self.published = self.published.max(sequence.min(self.sequence));
     }
 
     /// The entry of `path`, live or a tombstone.

@@ -97,13 +97,15 @@ impl Index {
         std::fs::create_dir_all(dir).map_err(IndexError::io(dir))?;
         durable::write_atomic(dir, INDEX_FILE, &encode(self))?;
         (self.dirty, self.marks_dirty) = (false, false);
+        self.published = self.sequence;
         Ok(())
     }
 
     /// [`Index::save`] in two steps, so that the index is held only while it is encoded, not
     /// while the file is written and fsynced: the bytes to save if the index changed since
     /// loaded or saved (it then counts as saved). Write them with [`Index::write_snapshot`];
-    /// if that fails, call [`Index::mark_dirty`]. One saver at a time, or an older snapshot
+    /// if that succeeds, call [`Index::publish`] with the [`Index::sequence`] the snapshot was
+    /// taken at; if it fails, call [`Index::mark_dirty`]. One saver at a time, or an older snapshot
     /// could land after a newer one.
     pub fn take_snapshot(&mut self) -> Option<Vec<u8>> {
         if !self.is_dirty() {
@@ -367,6 +369,8 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         node,
         id,
         sequence,
+        // What was loaded is on disk.
+        published: sequence,
         entries,
         by_sequence,
         peers,
