@@ -625,3 +625,71 @@ async fn a_transfer_failing_forever_does_not_stall_later_changes() {
     let mark = index.peer_mark("evil").map_or(0, |m| m.sequence);
     assert_eq!(mark, 0, "the mark moved past the entry given up");
 }
+
+// Input: a raw peer sends `bad.txt` and answers A's requests for it with Failed (a full disk
+// on its side, say) until A sets it aside, then answers the next request with the content.
+// Output: A tries it again by itself after `parked_retry` (no reconnect, no restart), stores
+// it, and its persisted mark of the peer then moves past it. Before, the entry waited for the
+// next connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_set_aside_is_tried_again_without_a_reconnect() {
+    let mut a = node_for_raw_peer("a");
+    let set = a
+        .start_with(SyncOptions {
+            parked_retry: Duration::from_millis(300),
+            ..SyncOptions::default()
+        })
+        .await;
+    let (mut reader, mut writer) = raw_peer(&a).await;
+    assert!(matches!(
+        reader.next().await,
+        Ok(Some(Message::Resume { from: 0, .. }))
+    ));
+    let content = b"stored at last";
+    send_entries(&mut writer, 1, vec![file_entry("bad.txt", content)]).await;
+    let (mut gets, mut acked) = (0, false);
+    while !a.path("bad.txt").exists() {
+        let msg = next_within(&mut reader, 10 * SECOND)
+            .await
+            .expect("the link failed")
+            .expect("the link closed");
+        match msg {
+            Message::Get(request) => {
+                gets += 1;
+                let id = request.id;
+                if gets <= 5 {
+                    let reason = "No space left on device".to_owned();
+                    writer.send(&Message::Failed { id, reason }).await.unwrap();
+                    continue;
+                }
+                assert!(acked, "tried a 6th time before the batch was acknowledged");
+                let data = bytes::Bytes::from_static(content);
+                writer.send(&Message::Data { id, data }).await.unwrap();
+                let hash = file_entry("bad.txt", content).hash;
+                writer.send(&Message::End { id, hash }).await.unwrap();
+                // A stores it once the End is read: wait for that with the link open.
+                let stored = wait_for(5 * SECOND, || a.path("bad.txt").exists()).await;
+                assert!(stored.is_some(), "not stored after the retry");
+            }
+            Message::Ack { up_to } => {
+                assert_eq!(up_to, 1);
+                acked = true;
+            }
+            Message::Ping { .. } | Message::Pong { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(gets, 6);
+    assert_eq!(std::fs::read(a.path("bad.txt")).unwrap(), content);
+    let marked = wait_for(5 * SECOND, || {
+        set.status().counters.errors >= 5 && {
+            let dir = fulcrum_storage::sync::index::index_dir(&a.state, SET);
+            fulcrum_storage::sync::index::Index::load(&dir.join("index"))
+                .is_ok_and(|index| index.peer_mark("evil").is_some_and(|m| m.sequence == 1))
+        }
+    })
+    .await;
+    assert!(marked.is_some(), "the mark did not move past the entry");
+    drop((reader, writer));
+    set.stop().await.unwrap();
+}

@@ -8,13 +8,13 @@
 //! transferred. Contents are fetched with a window of requests in flight; a file is written
 //! under a temporary name, fsynced, given its mode and mtime, checked against its SHA-256 and
 //! only then renamed into place. A failed transfer is reported and retried with backoff, up to
-//! [`MAX_ATTEMPTS`] times: then that entry is given up for this session (reported, counted,
-//! not recorded) so that one path failing forever (an unreadable file on the peer, a name too
-//! long here) does not stall every later change. The batch is then acknowledged, so that the
-//! peer sends on, but our persisted mark of the peer's index stays where it was before that
-//! batch for the rest of the session: after a reconnect or a restart the peer sends again
-//! from there, and the entry given up is tried again (what was applied since is up to date,
-//! and costs only its entry).
+//! [`MAX_ATTEMPTS`] times: then that entry is set aside (reported, counted, not recorded) so
+//! that one path failing for long (a full disk, an unreadable file on the peer, a name too
+//! long here) does not stall every later change, and tried again every [`PARKED_RETRY`] (by
+//! default) while the link is idle. The batch is acknowledged, so that the peer sends on, but our persisted
+//! mark of the peer's index stays where it was before that batch until every entry set aside
+//! is applied: after a reconnect or a restart the peer sends again from there, and the entries
+//! set aside are tried again (what was applied since is up to date, and costs only its entry).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -25,7 +25,7 @@ use std::{
 };
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     Shared, delta,
@@ -44,8 +44,12 @@ use crate::{
     volume::peer::Backoff,
 };
 
-/// Attempts at one entry in one batch before it is given up for the session.
+/// Attempts at one entry in a row before it is set aside.
 pub(super) const MAX_ATTEMPTS: u32 = 5;
+
+/// How often the entries set aside are tried again by default (each time up to
+/// [`MAX_ATTEMPTS`] times): the longest wait of the retries' backoff.
+pub(super) const PARKED_RETRY: Duration = Duration::from_secs(30);
 
 /// The receiving half of a session.
 pub(super) struct Receiver {
@@ -57,9 +61,14 @@ pub(super) struct Receiver {
     /// To the fetcher ([`super::fetch`]), which fetches the contents on a blocking thread.
     jobs: mpsc::UnboundedSender<Job>,
     backoff: Backoff,
-    /// Once an entry was given up: the mark of the peer's index to keep persisting (the one
-    /// before that entry's batch), so that it is sent again after a reconnect.
+    /// Entries set aside after [`MAX_ATTEMPTS`] failures, to be tried again at `retry_at`.
+    parked: Vec<Entry>,
+    retry_at: tokio::time::Instant,
+    /// While entries are set aside: the mark of the peer's index to keep persisting (the one
+    /// before the first one's batch), so that they are sent again after a reconnect.
     held_mark: Option<u64>,
+    /// The last batch acknowledged: the mark once nothing is set aside.
+    acked: u64,
 }
 
 /// A decision that changes the disk.
@@ -86,8 +95,11 @@ impl Receiver {
             index_id,
             jobs,
             ctrl,
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
+            backoff: Backoff::new(Duration::from_millis(100), PARKED_RETRY),
+            parked: Vec::new(),
+            retry_at: tokio::time::Instant::now(),
             held_mark: None,
+            acked: 0,
         }
     }
 
@@ -101,10 +113,19 @@ impl Receiver {
         loop {
             let started = match ahead.take() {
                 Some(started) => started,
-                None => match batches.recv().await {
-                    Some(msg) => self.start_batch(msg).await?,
-                    None => return Ok(()),
-                },
+                None => {
+                    let msg = tokio::select! {
+                        msg = batches.recv() => msg,
+                        () = tokio::time::sleep_until(self.retry_at), if !self.parked.is_empty() => {
+                            self.retry_parked().await?;
+                            continue;
+                        }
+                    };
+                    match msg {
+                        Some(msg) => self.start_batch(msg).await?,
+                        None => return Ok(()),
+                    }
+                }
             };
             let before = match self.shared.index().peer_mark(&self.node) {
                 Some(mark) if mark.index_id == self.index_id => mark.sequence,
@@ -128,9 +149,11 @@ impl Receiver {
             };
             failed.extend(fetched);
             let given_up = self.complete(failed, dead, tombstones).await?;
-            if given_up > 0 && self.held_mark.is_none() {
-                self.held_mark = Some(before);
+            if !given_up.is_empty() {
+                self.held_mark.get_or_insert(before);
+                self.park(given_up);
             }
+            self.acked = up_to;
             let mark = self.held_mark.unwrap_or(up_to);
             set_mark(&self.shared, &self.node, self.index_id, mark);
             self.shared.notify_changed();
@@ -142,6 +165,41 @@ impl Receiver {
                 return Ok(());
             }
         }
+    }
+
+    /// Sets entries aside, to be tried again in [`SyncOptions::parked_retry`].
+    ///
+    /// [`SyncOptions::parked_retry`]: super::SyncOptions::parked_retry
+    fn park(&mut self, entries: Vec<Entry>) {
+        if self.parked.is_empty() {
+            self.retry_at = tokio::time::Instant::now() + self.shared.parked_retry;
+        }
+        self.parked.extend(entries);
+    }
+
+    /// Tries the entries set aside again, the way a batch's are (each judged anew against the
+    /// index: a later batch may have brought a newer version); once none is left, the mark
+    /// moves up to the last batch acknowledged.
+    async fn retry_parked(&mut self) -> Result<(), String> {
+        let (dead, live): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|e| e.deleted);
+        let tombstones: Arc<HashMap<String, Entry>> =
+            Arc::new(dead.iter().map(|e| (e.path.clone(), e.clone())).collect());
+        let (fetches, mut failed) = self.prepare_live(live, &tombstones).await?;
+        let mut fetching = self.start_fetch(fetches)?;
+        failed.extend(finish_fetch(&mut fetching).await?);
+        let given_up = self.complete(failed, dead, tombstones).await?;
+        if given_up.is_empty() {
+            self.held_mark = None;
+            set_mark(&self.shared, &self.node, self.index_id, self.acked);
+            info!(set = %self.shared.config.name, peer = %self.node,
+                "sync: the transfers set aside are done");
+        } else {
+            self.park(given_up);
+        }
+        self.shared.notify_changed();
+        Ok(())
     }
 
     /// Prepares a batch and queues its fetches.
@@ -221,15 +279,15 @@ impl Receiver {
     }
 
     /// Retries what failed (with backoff) until it succeeds or is given up, then applies the
-    /// deletions; returns how many entries were given up (see [`MAX_ATTEMPTS`]).
+    /// deletions; returns the entries given up (see [`MAX_ATTEMPTS`]).
     async fn complete(
         &mut self,
         failed: Vec<Entry>,
         dead: Vec<Entry>,
         tombstones: Arc<HashMap<String, Entry>>,
-    ) -> Result<usize, String> {
+    ) -> Result<Vec<Entry>, String> {
         let mut attempts: HashMap<String, u32> = HashMap::new();
-        let mut given_up = 0;
+        let mut given_up = Vec::new();
         let mut pending = self.give_up_some(failed, &mut attempts, &mut given_up);
         while !pending.is_empty() {
             tokio::time::sleep(self.backoff.next_delay()).await;
@@ -267,34 +325,33 @@ impl Receiver {
     }
 
     /// Counts one more attempt at each failed entry; returns those to retry, after giving up
-    /// (reported, counted in `given_up`) those tried [`MAX_ATTEMPTS`] times.
+    /// (reported, moved to `given_up`) those tried [`MAX_ATTEMPTS`] times.
     fn give_up_some(
         &self,
         failed: Vec<Entry>,
         attempts: &mut HashMap<String, u32>,
-        given_up: &mut usize,
+        given_up: &mut Vec<Entry>,
     ) -> Vec<Entry> {
-        failed
-            .into_iter()
-            .filter(|remote| {
-                let n = attempts.entry(remote.path.clone()).or_insert(0);
-                *n += 1;
-                if *n < MAX_ATTEMPTS {
-                    return true;
-                }
-                *given_up += 1;
-                self.shared.error();
-                let error =
-                    format!("gave up after {MAX_ATTEMPTS} attempts; tried again after a reconnect");
-                warn!(set = %self.shared.config.name, peer = %self.node, path = %remote.path,
-                    %error, "sync: transfer given up for this session");
-                self.shared.emit(SyncEvent::TransferFailed {
-                    path: remote.path.clone(),
-                    error,
-                });
-                false
-            })
-            .collect()
+        let (retry, spent): (Vec<Entry>, Vec<Entry>) = failed.into_iter().partition(|remote| {
+            let n = attempts.entry(remote.path.clone()).or_insert(0);
+            *n += 1;
+            *n < MAX_ATTEMPTS
+        });
+        for remote in spent {
+            self.shared.error();
+            let error = format!(
+                "gave up after {MAX_ATTEMPTS} attempts; tried again in {:?}",
+                self.shared.parked_retry
+            );
+            warn!(set = %self.shared.config.name, peer = %self.node, path = %remote.path,
+                %error, "sync: transfer set aside");
+            self.shared.emit(SyncEvent::TransferFailed {
+                path: remote.path.clone(),
+                error,
+            });
+            given_up.push(remote);
+        }
+        retry
     }
 
     /// An entry we will never apply (a path escaping the root, a symlinked parent).
