@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::{
     Message, ProtoError, codec,
-    recycle::{BUFFER, Recycler},
+    recycle::{self, BUFFER},
 };
 
 /// Reads messages from one half of a link.
@@ -27,7 +27,6 @@ pub struct ProtoReader<R> {
     end: usize,
     /// Whole frames handed over and not yet decoded.
     ready: Bytes,
-    recycler: Recycler,
 }
 
 impl<R> fmt::Debug for ProtoReader<R> {
@@ -46,7 +45,6 @@ impl<R: AsyncRead + Unpin> ProtoReader<R> {
             buf: Vec::new(),
             end: 0,
             ready: Bytes::new(),
-            recycler: Recycler::new(),
         }
     }
 
@@ -95,10 +93,16 @@ impl<R: AsyncRead + Unpin> ProtoReader<R> {
         if self.end < self.buf.len() && frame <= self.buf.len() {
             return Ok(());
         }
-        let mut larger = self.recycler.take(frame.max(self.end + 1));
+        let mut larger = recycle::take(frame.max(self.end + 1));
         larger[..self.end].copy_from_slice(&self.buf[..self.end]);
         self.buf = larger;
         Ok(())
+    }
+}
+
+impl<R> Drop for ProtoReader<R> {
+    fn drop(&mut self) {
+        recycle::give_back(std::mem::take(&mut self.buf));
     }
 }
 
@@ -125,13 +129,13 @@ impl<R> ProtoReader<R> {
             return Ok(());
         }
         let tail = self.end - whole;
-        let mut next = self.recycler.take(BUFFER.min(tail.max(1)));
+        let mut next = recycle::take(BUFFER.min(tail.max(1)));
         if next.len() < tail {
             next.resize(tail, 0);
         }
         next[..tail].copy_from_slice(&self.buf[whole..self.end]);
         let full = std::mem::replace(&mut self.buf, next);
-        self.ready = self.recycler.share(full, whole);
+        self.ready = recycle::share(full, whole);
         self.end = tail;
         Ok(())
     }
