@@ -99,6 +99,18 @@ fn to_stats(status: &SyncStatus) -> stats::SyncSet {
             })
             .collect(),
         pending: status.peers.iter().map(|p| p.queue).sum(),
+        catch_up_done: status
+            .peers
+            .iter()
+            .filter_map(|p| p.catch_up)
+            .map(|c| c.done)
+            .sum(),
+        catch_up_total: status
+            .peers
+            .iter()
+            .filter_map(|p| p.catch_up)
+            .map(|c| c.total)
+            .sum(),
         conflicts: status.conflicts,
         last_sync_secs: status
             .peers

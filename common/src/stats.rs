@@ -289,6 +289,13 @@ pub struct SyncSet {
     pub peers: Vec<String>,
     /// Changes made here that a peer has not acknowledged yet (summed over the peers).
     pub pending: u64,
+    /// While peers are sent the backlog they lacked when they connected (a start-up full
+    /// sync, a catch-up): the changes of that backlog acknowledged, and its size (summed over
+    /// the peers catching up; both 0 otherwise).
+    #[serde(default)]
+    pub catch_up_done: u64,
+    #[serde(default)]
+    pub catch_up_total: u64,
     pub conflicts: u64,
     /// Seconds since a peer last had everything, if ever.
     pub last_sync_secs: Option<u64>,

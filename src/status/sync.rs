@@ -38,6 +38,15 @@ pub(crate) fn render(sets: &[SyncSet]) -> String {
             "  pending      {} change(s)   last sync {last}",
             s.pending
         );
+        if s.catch_up_total > 0 {
+            let _ = writeln!(
+                out,
+                "  catching up  {}  {} of {} change(s)",
+                progress_bar(s.catch_up_done, s.catch_up_total),
+                s.catch_up_done,
+                s.catch_up_total
+            );
+        }
         let _ = writeln!(out, "  conflicts    {}", s.conflicts);
         let _ = writeln!(
             out,
@@ -51,6 +60,19 @@ pub(crate) fn render(sets: &[SyncSet]) -> String {
         let _ = writeln!(out, "  overflows    {}   errors {}", s.overflows, s.errors);
     }
     out
+}
+
+/// `[#########...........]  45 %`: `done` of `total`, in 20 steps.
+fn progress_bar(done: u64, total: u64) -> String {
+    const WIDTH: u64 = 20;
+    let done = done.min(total);
+    let filled = (done * WIDTH / total.max(1)) as usize;
+    let percent = done * 100 / total.max(1);
+    format!(
+        "[{}{}] {percent:>3} %",
+        "#".repeat(filled),
+        ".".repeat(WIDTH as usize - filled)
+    )
 }
 
 #[cfg(test)]
@@ -81,6 +103,23 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("sent 3 file(s) / 4 KiB"), "{out}");
+    }
+
+    #[test]
+    fn a_catch_up_shows_a_progress_bar_and_only_while_it_runs() {
+        let set = |done, total| SyncSet {
+            name: "web".into(),
+            catch_up_done: done,
+            catch_up_total: total,
+            ..SyncSet::default()
+        };
+        let out = render(&[set(4500, 10_000)]);
+        assert!(
+            out.contains("catching up  [#########...........]  45 %  4500 of 10000 change(s)"),
+            "{out}"
+        );
+        assert!(!render(&[set(0, 0)]).contains("catching up"));
+        assert_eq!(progress_bar(3, 3), "[####################] 100 %");
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl FaultKind {
                 "kill -9 of the director's Fulcrum (no standby: an outage); restarted after 2 s"
             }
             Self::FullDisk => {
-                "B's upload tmpfs filled for the hold, then freed; B restarted if its sync gave a transfer up"
+                "B's upload tmpfs filled for the hold, then freed (no restart: B's sync retries by itself)"
             }
         }
     }

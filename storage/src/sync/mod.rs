@@ -16,5 +16,5 @@ pub mod proto;
 pub mod watch;
 
 pub use engine::{
-    PeerStatus, SyncCounters, SyncError, SyncEvent, SyncOptions, SyncSet, SyncStatus,
+    CatchUp, PeerStatus, SyncCounters, SyncError, SyncEvent, SyncOptions, SyncSet, SyncStatus,
 };

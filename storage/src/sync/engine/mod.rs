@@ -46,7 +46,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use status::{PeerStatus, SyncCounters, SyncEvent, SyncStatus};
+pub use status::{CatchUp, PeerStatus, SyncCounters, SyncEvent, SyncStatus};
 
 use self::status::Counters;
 use super::{
@@ -171,6 +171,9 @@ struct PeerState {
     last_sync: Option<SystemTime>,
     /// The last of our sequences the peer acknowledged (this run).
     acked: u64,
+    /// The backlog the peer lacked when its session started, while it is being sent (0: none
+    /// or done).
+    catch_up_total: u64,
     /// The current session, cancelled when a newer connection replaces it.
     session: Option<(u64, CancellationToken)>,
     next_session: u64,
@@ -415,14 +418,20 @@ impl Shared {
         let marks: Vec<_> = (0..self.peers.len())
             .map(|i| {
                 let s = self.peer_state(i);
-                (s.node.clone(), s.connected, s.last_sync, s.acked)
+                (
+                    s.node.clone(),
+                    s.connected,
+                    s.last_sync,
+                    s.acked,
+                    s.catch_up_total,
+                )
             })
             .collect();
         let queues: Vec<u64> = {
             let index = self.index();
             marks
                 .iter()
-                .map(|(_, _, _, acked)| index.count_changed_since(*acked) as u64)
+                .map(|(_, _, _, acked, _)| index.count_changed_since(*acked) as u64)
                 .collect()
         };
         let peers = self
@@ -431,16 +440,20 @@ impl Shared {
             .zip(marks)
             .zip(queues)
             .map(
-                |((peer, (node, connected, last_sync, _)), queue)| PeerStatus {
-                    addr: peer.addr,
-                    node,
-                    connected,
-                    last_sync,
-                    queue: if self.config.direction.sends() {
+                |((peer, (node, connected, last_sync, _, catch_up_total)), queue)| {
+                    let queue = if self.config.direction.sends() {
                         queue
                     } else {
                         0
-                    },
+                    };
+                    PeerStatus {
+                        addr: peer.addr,
+                        node,
+                        connected,
+                        last_sync,
+                        queue,
+                        catch_up: CatchUp::of(catch_up_total, queue),
+                    }
                 },
             )
             .collect();

@@ -25,7 +25,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         mpsc as std_mpsc,
     },
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tokio::{
@@ -366,7 +366,13 @@ async fn send_loop(
         Some(other) => return Err(format!("{} before Resume", other.name())),
         None => return Ok(()),
     };
-    shared.peer_state(peer).acked = mark;
+    let backlog = shared.index().count_changed_since(mark) as u64;
+    {
+        let mut state = shared.peer_state(peer);
+        state.acked = mark;
+        state.catch_up_total = backlog;
+    }
+    let mut progress = CatchUpLog::new(backlog);
     let mut changed = shared.changed.subscribe();
     // The batches sent and not yet acknowledged (their `up_to`), and the last sequence sent.
     let mut outstanding: VecDeque<u64> = VecDeque::new();
@@ -388,7 +394,9 @@ async fn send_loop(
                 let mut state = shared.peer_state(peer);
                 state.acked = mark;
                 state.last_sync = Some(SystemTime::now());
+                state.catch_up_total = 0;
             }
+            progress.done(&shared, peer);
             if changed.changed().await.is_err() {
                 return Ok(());
             }
@@ -400,6 +408,7 @@ async fn send_loop(
                     outstanding.pop_front();
                     mark = up_to;
                     shared.peer_state(peer).acked = mark;
+                    progress.tick(&shared, peer);
                 }
                 Some(other) => {
                     return Err(format!("unexpected {} for batch {oldest}", other.name()));
@@ -413,6 +422,51 @@ async fn send_loop(
                 }
             }
         }
+    }
+}
+
+/// Log lines while a peer catches up: every [`CatchUpLog::EVERY`] how far it is, and once when
+/// it is done, so that a start-up full sync of a large tree is not silent.
+struct CatchUpLog {
+    /// The backlog at the start (0: nothing to report).
+    total: u64,
+    started: Instant,
+    logged: Instant,
+}
+
+impl CatchUpLog {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn new(total: u64) -> Self {
+        let now = Instant::now();
+        Self {
+            total,
+            started: now,
+            logged: now,
+        }
+    }
+
+    /// After an Ack: logs the progress if the last line is old enough.
+    fn tick(&mut self, shared: &Shared, peer: usize) {
+        if self.total == 0 || self.logged.elapsed() < Self::EVERY {
+            return;
+        }
+        self.logged = Instant::now();
+        if let Some(progress) = shared.status().peers[peer].catch_up {
+            info!(set = %shared.config.name, peer = %shared.peers[peer].addr,
+                done = progress.done, total = progress.total,
+                percent = progress.done * 100 / progress.total, "sync: catching up a peer");
+        }
+    }
+
+    /// Caught up: says so once, if there was a backlog.
+    fn done(&mut self, shared: &Shared, peer: usize) {
+        if self.total == 0 {
+            return;
+        }
+        info!(set = %shared.config.name, peer = %shared.peers[peer].addr, changes = self.total,
+            seconds = self.started.elapsed().as_secs_f64(), "sync: peer caught up");
+        self.total = 0;
     }
 }
 
@@ -452,6 +506,7 @@ mod tests {
 
     use super::*;
     use crate::sync::{
+        CatchUp,
         engine::{local, testing},
         index::{INDEX_FILE, Index, Rehash},
     };
@@ -507,6 +562,62 @@ mod tests {
             .unwrap();
         // Caught up, it waits for the index to change.
         assert!(!sender.is_finished());
+        sender.abort();
+    }
+
+    // Input: an index of 600 files; the peer resumes from 0 and acknowledges batch by batch.
+    // Output: its status shows the catch-up (0 of 600 at first, 512 after the first Ack), and
+    // none once everything is acknowledged.
+    #[tokio::test]
+    async fn a_peer_catching_up_shows_its_progress() {
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for i in 0..600 {
+            std::fs::write(root.path().join(format!("f{i:04}")), b"x").unwrap();
+        }
+        let shared = testing::shared(root.path(), state.path());
+        let (acks_tx, acks_rx) = mpsc::channel(4);
+        let (ctrl_tx, mut ctrl) = mpsc::unbounded_channel();
+        let index_id = shared.index().id();
+        acks_tx
+            .send(Message::Resume { index_id, from: 0 })
+            .await
+            .unwrap();
+        let sender = tokio::spawn(send_loop(Arc::clone(&shared), 0, acks_rx, ctrl_tx));
+        let catch_up = || shared.status().peers[0].catch_up;
+        let (first, _) = entries(&mut ctrl).await;
+        let (second, _) = entries(&mut ctrl).await;
+        assert_eq!(
+            catch_up(),
+            Some(CatchUp {
+                done: 0,
+                total: 600
+            })
+        );
+        acks_tx.send(Message::Ack { up_to: first }).await.unwrap();
+        let moved = async {
+            while catch_up().is_some_and(|c| c.done == 0) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), moved)
+            .await
+            .unwrap();
+        assert_eq!(
+            catch_up(),
+            Some(CatchUp {
+                done: 512,
+                total: 600
+            })
+        );
+        acks_tx.send(Message::Ack { up_to: second }).await.unwrap();
+        let done = async {
+            while catch_up().is_some() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .unwrap();
         sender.abort();
     }
 

@@ -34,6 +34,30 @@ pub struct PeerStatus {
     /// (counted from the last acknowledged sequence, which is not persisted: after a restart
     /// with the peer down it counts every entry until the peer reconnects).
     pub queue: u64,
+    /// While the peer is being sent the backlog it lacked when it connected (a start-up full
+    /// sync, a catch-up after a restart): how far along.
+    pub catch_up: Option<CatchUp>,
+}
+
+/// A peer's catch-up: of the `total` changes it lacked when it connected (or lacks now, if
+/// more), `done` are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUp {
+    pub done: u64,
+    pub total: u64,
+}
+
+impl CatchUp {
+    /// `total` changes to send at the start, `queue` of them (or of later ones) still unsent.
+    pub(super) fn of(total: u64, queue: u64) -> Option<Self> {
+        (total > 0 && queue > 0).then(|| {
+            let total = total.max(queue);
+            Self {
+                done: total - queue,
+                total,
+            }
+        })
+    }
 }
 
 /// Counters since the set started.
@@ -79,8 +103,8 @@ pub enum SyncEvent {
     PeerLost {
         addr: SocketAddr,
     },
-    /// A transfer or an entry failed; a transfer is retried with backoff, and given up for
-    /// the session after a few attempts (an event saying so), to be tried again after a
+    /// A transfer or an entry failed; a transfer is retried with backoff, and set aside after
+    /// a few attempts (an event saying so), to be tried again every 30 s and after a
     /// reconnect or a restart.
     TransferFailed {
         path: String,
