@@ -500,6 +500,11 @@ fn resolve_paths(file: &mut FileConfig, path: &Path) {
         if let Some(secret) = &mut sync.shared_secret_file {
             relative_to(base, secret.get_mut());
         }
+        if let Some(tls) = &mut sync.tls {
+            for file in [&mut tls.cert, &mut tls.key, &mut tls.ca] {
+                relative_to(base, file.get_mut());
+            }
+        }
     }
     for volume in file.volume.values_mut() {
         relative_to(base, volume.backing.get_mut());

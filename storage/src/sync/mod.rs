@@ -6,6 +6,7 @@
 //!   vectors), so a restart knows what changed while it was down and conflicts are detected.
 //! - [`watch`]: inotify watching with batching, and a rescan when the kernel's queue overflows.
 //! - [`proto`]: the messages between peers (Hello, index deltas, contents and rsync deltas).
+//! - [`tls`]: the optional TLS of the peer links.
 //! - [`engine`]: a running set ([`SyncSet`]): the watcher into the index, the peer links, and
 //!   the application of the peers' changes.
 
@@ -13,6 +14,7 @@ pub mod config;
 pub mod engine;
 pub mod index;
 pub mod proto;
+pub mod tls;
 pub mod watch;
 
 pub use engine::{

@@ -69,6 +69,7 @@ impl Node {
             delay: Duration::from_millis(20),
             conflict: ConflictPolicy::NewestWins,
             delete: true,
+            tls: None,
         };
         Self {
             name: name.to_owned(),

@@ -1,6 +1,6 @@
 //! Turns the `[sync.NAME]` sections users wrote into validated [`SyncConfig`]s, collecting every
 //! problem found rather than stopping at the first. Building reads the disk: whether `path` is a
-//! directory, and `shared_secret_file`.
+//! directory, `shared_secret_file`, and the TLS files.
 
 use std::{
     collections::BTreeMap,
@@ -10,8 +10,12 @@ use std::{
 
 use fulcrum_common::{ConfigError, Duration, Spanned, list_or_none};
 
-use super::{ConflictPolicy, Direction, MAX_DELAY, Pattern, SyncConfig, section::SyncSection};
+use super::{
+    ConflictPolicy, Direction, MAX_DELAY, Pattern, SyncConfig,
+    section::{SyncSection, SyncTlsSection},
+};
 use crate::config_check::{self, Kind, binds_overlap};
+use crate::sync::tls::{SyncTls, TlsFile, TlsFiles};
 
 /// How the shared checks speak of a sync set.
 const SYNC: Kind = Kind {
@@ -60,6 +64,12 @@ impl SyncSection {
         let conflict = parse_conflict(&self.conflict, &mut errors);
         let exclude = build_exclude(&self.exclude, &mut errors);
         check_delay(&self.delay, &mut errors);
+        let tls = match (&self.tls, listen, &peers) {
+            (Some(section), Some(listen), Some(peers)) => {
+                build_tls(section, listen, peers, &mut errors)
+            }
+            _ => None,
+        };
 
         match (listen, peers, shared_secret, direction, conflict) {
             (Some(listen), Some(peers), Some(shared_secret), Some(direction), Some(conflict))
@@ -76,6 +86,7 @@ impl SyncSection {
                     delay: self.delay.get_ref().get(),
                     conflict,
                     delete: self.delete,
+                    tls,
                 })
             }
             _ => Err(errors),
@@ -237,6 +248,31 @@ fn build_exclude(patterns: &[Spanned<String>], errors: &mut Vec<ConfigError>) ->
             }
         })
         .collect()
+}
+
+/// Loads the TLS files (checked only once `listen` and `peers` are, as the check of this
+/// node's certificate needs them); an error is reported at the key of the file it is about.
+fn build_tls(
+    section: &SyncTlsSection,
+    listen: SocketAddr,
+    peers: &[SocketAddr],
+    errors: &mut Vec<ConfigError>,
+) -> Option<SyncTls> {
+    let files = TlsFiles {
+        cert: section.cert.get_ref().clone(),
+        key: section.key.get_ref().clone(),
+        ca: section.ca.get_ref().clone(),
+    };
+    SyncTls::load(files, listen, peers)
+        .map_err(|e| {
+            let at = match e.file {
+                TlsFile::Cert => &section.cert,
+                TlsFile::Key => &section.key,
+                TlsFile::Ca => &section.ca,
+            };
+            errors.push(ConfigError::at(at, e.to_string()));
+        })
+        .ok()
 }
 
 fn check_delay(delay: &Spanned<Duration>, errors: &mut Vec<ConfigError>) {

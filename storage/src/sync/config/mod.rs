@@ -1,6 +1,7 @@
 //! A sync set's configuration: the `[sync.NAME]` section users write ([`section`]) and the
 //! validated [`SyncConfig`] a sync set runs on. A `SyncConfig` that exists is one a node can
-//! start: the directory there, addresses parsed, the secret read, exclude patterns compiled.
+//! start: the directory there, addresses parsed, the secret read, exclude patterns compiled,
+//! the TLS files loaded.
 
 mod build;
 pub mod pattern;
@@ -10,9 +11,11 @@ mod tests;
 
 use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
+use super::tls::SyncTls;
+
 pub use build::build_all;
 pub use pattern::{Pattern, PatternError, is_excluded};
-pub use section::SyncSection;
+pub use section::{SyncSection, SyncTlsSection};
 
 /// The peers authenticate each other with the same kind of key as a volume's peers.
 pub use crate::volume::config::SharedSecret;
@@ -41,6 +44,8 @@ pub struct SyncConfig {
     /// Whether deletions made on a peer are applied here. Deletions made here are always
     /// recorded (as tombstones), so a peer with `delete = true` applies them.
     pub delete: bool,
+    /// Mutual TLS on every link (see [`crate::sync::tls`]); `None`: plain TCP.
+    pub tls: Option<SyncTls>,
 }
 
 /// The longest `delay`: changes sitting unsent longer than this make a two-way sync look broken.

@@ -45,6 +45,23 @@ pub struct SyncSection {
     /// is not sent back to the peer that deleted it.
     #[serde(default = "default_delete")]
     pub delete: bool,
+    /// Mutual TLS on every link of the set; without it, plain TCP (authenticated by the
+    /// shared secret, not encrypted).
+    pub tls: Option<SyncTlsSection>,
+}
+
+/// `tls = { cert = "etc/tls/sync.pem", key = "etc/tls/sync.key", ca = "etc/tls/sync-ca.pem" }`.
+/// The binary makes relative paths relative to the config file's directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncTlsSection {
+    /// This node's certificate (then its chain), presented to every peer.
+    pub cert: Spanned<PathBuf>,
+    /// Its private key.
+    pub key: Spanned<PathBuf>,
+    /// The certificates a peer's certificate must chain to (a CA, or the peers' self-signed
+    /// certificates).
+    pub ca: Spanned<PathBuf>,
 }
 
 fn default_direction() -> Spanned<String> {

@@ -8,6 +8,7 @@ use std::{collections::BTreeMap, io::Write, path::Path, time::Duration};
 use fulcrum_common::{ConfigError, Spanned};
 
 use super::*;
+use crate::sync::tls::{TlsFiles, tls_certs};
 
 /// CONFIG.md's `[sync.web]`, with `path` a scratch directory (`{dir}`).
 const CONFIG_MD: &str = r#"
@@ -234,7 +235,7 @@ fn bad_names_and_unknown_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let text = minimal(dir.path(), "").replace("[sync.web]", "[sync.\"../web\"]");
     one_error(&text, "cannot name a sync set");
-    let unknown = minimal(dir.path(), "tls = true\n");
+    let unknown = minimal(dir.path(), "mode = \"rsync\"\n");
     assert!(toml::from_str::<File>(&unknown).is_err());
 }
 
@@ -277,4 +278,119 @@ fn sets_may_not_share_ports_peers_or_directories() {
     let around = set("a", &inner, "10.0.0.1:8730", "10.0.0.2:8730")
         + &set("b", dir.path(), "10.0.0.1:8731", "10.0.0.2:8731");
     one_error(&around, "around");
+}
+
+/// `tls = { cert, key, ca }` with these paths.
+fn tls_line(cert: &Path, key: &Path, ca: &Path) -> String {
+    format!(
+        "tls = {{ cert = '{}', key = '{}', ca = '{}' }}\n",
+        cert.display(),
+        key.display(),
+        ca.display()
+    )
+}
+
+// Input: a node certificate signed by the CA, its key and the CA. Output: the files are
+// loaded; a config read again from the same files is equal, and not once a file changed.
+#[test]
+fn tls_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tls_certs::Pki::new();
+    let node = pki.issue("a");
+    let text = minimal(dir.path(), &tls_line(&node.cert, &node.key, &pki.ca.cert));
+    let set = built(&text);
+    let tls = set.tls.as_ref().unwrap();
+    assert_eq!(
+        tls.files(),
+        &TlsFiles {
+            cert: node.cert.clone(),
+            key: node.key.clone(),
+            ca: pki.ca.cert.clone(),
+        }
+    );
+    assert_eq!(built(&text), set);
+    std::fs::copy(&pki.issue("b").cert, &node.cert).unwrap();
+    std::fs::copy(pki.dir().join("b.key"), &node.key).unwrap();
+    assert_ne!(built(&text), set, "the same paths, other contents");
+    assert!(built(&minimal(dir.path(), "")).tls.is_none());
+}
+
+// Input: each file missing in turn. Output: one error, at that file's key, naming the file.
+#[test]
+fn missing_tls_files_are_reported_at_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tls_certs::Pki::new();
+    let node = pki.issue("a");
+    let missing = pki.dir().join("missing.pem");
+    for (cert, key, ca, what) in [
+        (&missing, &node.key, &pki.ca.cert, "TLS certificate"),
+        (&node.cert, &missing, &pki.ca.cert, "TLS key"),
+        (&node.cert, &node.key, &missing, "TLS CA bundle"),
+    ] {
+        let text = minimal(dir.path(), &tls_line(cert, key, ca));
+        let at = one_error(
+            &text,
+            &format!("{what} {}: cannot read it", missing.display()),
+        );
+        assert_eq!(at, format!("'{}'", missing.display()));
+    }
+}
+
+// Input: files that are not PEM of the right kind, and a key of another certificate.
+// Output: an error at the key of the file, saying what is wrong with it.
+#[test]
+fn unusable_tls_files_are_reported_at_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tls_certs::Pki::new();
+    let a = pki.issue("a");
+    let b = pki.issue("b");
+    let junk = pki.dir().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+
+    let text = minimal(dir.path(), &tls_line(&junk, &a.key, &pki.ca.cert));
+    let at = one_error(&text, "holds no PEM certificate");
+    assert!(at.contains("junk.pem"), "{at}");
+    let text = minimal(dir.path(), &tls_line(&a.cert, &junk, &pki.ca.cert));
+    assert!(one_error(&text, "no usable PEM private key").contains("junk.pem"));
+    let text = minimal(dir.path(), &tls_line(&a.cert, &a.key, &junk));
+    assert!(one_error(&text, "TLS CA bundle").contains("junk.pem"));
+    // A certificate where the key belongs.
+    let text = minimal(dir.path(), &tls_line(&a.cert, &a.cert, &pki.ca.cert));
+    one_error(&text, "no usable PEM private key");
+
+    let text = minimal(dir.path(), &tls_line(&a.cert, &b.key, &pki.ca.cert));
+    let at = one_error(&text, "does not go with the certificate");
+    assert_eq!(at, format!("'{}'", b.key.display()));
+}
+
+// Input: this node's own certificate as its peers will check it. Output: a CA certificate
+// used as a node's, or one without this node's address when a peer dials it, is refused at
+// `cert` with how to make a good one; one the own `ca` does not vouch for passes.
+#[test]
+fn own_certificate_is_checked_as_the_peers_will() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tls_certs::Pki::new();
+    let ca_as_node = tls_line(&pki.ca.cert, &pki.ca.key, &pki.ca.cert);
+    one_error(
+        &minimal(dir.path(), &ca_as_node),
+        "basicConstraints=critical,CA:FALSE",
+    );
+
+    // 10.0.0.2 is dialed by its peer 10.0.0.1, which checks the name; 10.0.0.1 dials only.
+    let unnamed = pki.issue_with("unnamed", None);
+    let line = tls_line(&unnamed.cert, &unnamed.key, &pki.ca.cert);
+    let dialed = |line: &str| {
+        minimal(dir.path(), line)
+            .replace("10.0.0.1:8730", "10.0.0.9:8730")
+            .replace("10.0.0.2:8730", "10.0.0.1:8730")
+            .replace("10.0.0.9:8730", "10.0.0.2:8730")
+    };
+    built(&minimal(dir.path(), &line));
+    one_error(&dialed(&line), "subjectAltName=IP:10.0.0.2");
+    let named = pki.issue_with("named", Some("IP:10.0.0.2"));
+    built(&dialed(&tls_line(&named.cert, &named.key, &pki.ca.cert)));
+
+    let other = tls_certs::Pki::new();
+    let foreign = tls_line(&unnamed.cert, &unnamed.key, &other.ca.cert);
+    built(&dialed(&foreign));
 }

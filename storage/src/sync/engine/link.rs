@@ -4,6 +4,10 @@
 //! each failure; a wrong secret is refused and logged on both sides by the handshake (inside a
 //! span naming the set). A link whose Hello the peer refused is a failure too: the backoff
 //! grows, and the accepting side logs the same refusal at most once a minute ([`Throttle`]).
+//!
+//! With `tls` set, every link is TLS (see [`crate::sync::tls`]): the TLS handshake comes first,
+//! then the same HMAC handshake inside it. A failed TLS handshake is a refusal, logged (with
+//! the peer's address and the likely cause) at most once a minute on each side and counted.
 
 use std::{
     collections::HashMap,
@@ -12,17 +16,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::net::{
-    TcpListener, TcpStream,
-    tcp::{OwnedReadHalf, OwnedWriteHalf},
-};
+use tokio::net::{TcpListener, TcpStream};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{Shared, session};
-use crate::sync::proto::{
-    self, AUTH_LABEL, FLAG_RECEIVES, FLAG_SENDS, Hello, Message, ProtoReader, ProtoWriter,
+pub(super) use crate::sync::tls::{LinkRead, LinkWrite};
+use crate::sync::{
+    proto::{
+        self, AUTH_LABEL, FLAG_RECEIVES, FLAG_SENDS, Hello, Message, ProtoReader, ProtoWriter,
+    },
+    tls::{self, LinkStream},
 };
-use crate::volume::peer::{self, Backoff};
+use crate::volume::peer::{self, AuthError, Backoff};
 
 /// How often the same refusal is logged at most.
 pub(super) const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -70,8 +75,8 @@ impl Throttle {
 pub(super) struct Introduced {
     pub(super) peer: usize,
     pub(super) hello: Hello,
-    pub(super) reader: ProtoReader<OwnedReadHalf>,
-    pub(super) writer: ProtoWriter<OwnedWriteHalf>,
+    pub(super) reader: ProtoReader<LinkRead>,
+    pub(super) writer: ProtoWriter<LinkWrite>,
 }
 
 /// Accepts the peers that dial us until the set stops.
@@ -100,8 +105,19 @@ pub(super) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-async fn incoming(shared: Arc<Shared>, mut stream: TcpStream, from: SocketAddr) {
+async fn incoming(shared: Arc<Shared>, stream: TcpStream, from: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let mut stream = match &shared.config.tls {
+        None => LinkStream::Plain(stream),
+        Some(tls) => match tls.accept(stream, shared.timeout).await {
+            Ok(stream) => stream,
+            Err(reason) => {
+                shared.error();
+                refused(&shared, from, &reason);
+                return;
+            }
+        },
+    };
     let auth = peer::authenticate_labelled(
         &mut stream,
         shared.config.shared_secret.as_bytes(),
@@ -113,7 +129,12 @@ async fn incoming(shared: Arc<Shared>, mut stream: TcpStream, from: SocketAddr) 
     .await;
     if let Err(error) = auth {
         shared.error();
-        debug!(set = %shared.config.name, %from, %error, "sync: incoming peer not authenticated");
+        match speaks_tls(&error) {
+            Some(reason) => refused(&shared, from, reason),
+            None => {
+                debug!(set = %shared.config.name, %from, %error, "sync: incoming peer not authenticated")
+            }
+        }
         return;
     }
     match introduce(&shared, stream, None).await {
@@ -122,12 +143,29 @@ async fn incoming(shared: Arc<Shared>, mut stream: TcpStream, from: SocketAddr) 
         }
         Err(reason) => {
             shared.error();
-            let key = format!("{} {reason}", from.ip());
-            if let Some(left_out) = shared.refusals.admit(&key, Instant::now()) {
-                warn!(set = %shared.config.name, %from, %reason, repeated = left_out,
-                    "sync: peer refused (repeats logged at most once a minute)");
-            }
+            refused(&shared, from, &reason);
         }
+    }
+}
+
+/// Logs that `peer` was refused (or refused us) for `reason`, at most once a minute for the
+/// same peer address and reason.
+fn refused(shared: &Shared, peer: SocketAddr, reason: &str) {
+    let key = format!("{} {reason}", peer.ip());
+    if let Some(left_out) = shared.refusals.admit(&key, Instant::now()) {
+        warn!(set = %shared.config.name, %peer, %reason, repeated = left_out,
+            "sync: peer refused (repeats logged at most once a minute)");
+    }
+}
+
+/// The reason to log when the HMAC handshake failed because the peer began a TLS record (a
+/// handshake or an alert) where a plain node expects its greeting: it has `tls` set, we do not.
+fn speaks_tls(error: &AuthError) -> Option<&'static str> {
+    match error {
+        AuthError::NotFulcrum { magic, .. } if matches!(magic >> 8, 0x15 | 0x16) => Some(
+            "the peer speaks TLS (it has `tls` set) and this node does not: set `tls` on every node of the set, or on none",
+        ),
+        _ => None,
     }
 }
 
@@ -140,11 +178,21 @@ pub(super) async fn dial(shared: Arc<Shared>, i: usize) {
             return;
         }
         let attempt = async {
-            let mut stream = tokio::time::timeout(shared.timeout, TcpStream::connect(addr))
+            let stream = tokio::time::timeout(shared.timeout, TcpStream::connect(addr))
                 .await
                 .map_err(|_| "connect timed out".to_owned())?
                 .map_err(|e| format!("connect: {e}"))?;
             let _ = stream.set_nodelay(true);
+            let mut stream = match &shared.config.tls {
+                None => LinkStream::Plain(stream),
+                Some(tls) => tls
+                    .connect(stream, addr.ip(), shared.timeout)
+                    .await
+                    .inspect_err(|reason| {
+                        shared.error();
+                        refused(&shared, addr, reason);
+                    })?,
+            };
             peer::authenticate_labelled(
                 &mut stream,
                 shared.config.shared_secret.as_bytes(),
@@ -157,6 +205,15 @@ pub(super) async fn dial(shared: Arc<Shared>, i: usize) {
             .map_err(|e| {
                 if e.is_rejection() {
                     shared.error();
+                }
+                if let Some(reason) = speaks_tls(&e) {
+                    refused(&shared, addr, reason);
+                }
+                if let AuthError::Io(io) = &e
+                    && let Some(reason) = tls::refusal(io)
+                {
+                    shared.error();
+                    refused(&shared, addr, &reason);
                 }
                 format!("authentication: {e}")
             })?;
@@ -193,7 +250,7 @@ pub(super) async fn dial(shared: Arc<Shared>, i: usize) {
 /// dialed, if we dialed), and a peer that should have dialed us if it did.
 async fn introduce(
     shared: &Shared,
-    stream: TcpStream,
+    stream: LinkStream,
     dialed: Option<usize>,
 ) -> Result<Introduced, String> {
     let (read, write) = stream.into_split();

@@ -28,14 +28,15 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tokio::{
-    net::tcp::{OwnedReadHalf, OwnedWriteHalf},
-    sync::mpsc,
-    task::JoinSet,
-};
+use tokio::{sync::mpsc, task::JoinSet};
 use tracing::info;
 
-use super::{Shared, fetch, hasher, link::Introduced, receive, serve, status::SyncEvent};
+use super::{
+    Shared, fetch, hasher,
+    link::{Introduced, LinkRead, LinkWrite},
+    receive, serve,
+    status::SyncEvent,
+};
 use crate::sync::{
     index::{Entry, PeerMark},
     proto::{
@@ -217,7 +218,7 @@ struct Answers {
 
 /// Sends control messages before file data; a Ping when nothing was sent for `keepalive`.
 async fn write_loop(
-    mut writer: ProtoWriter<OwnedWriteHalf>,
+    mut writer: ProtoWriter<LinkWrite>,
     mut ctrl: mpsc::UnboundedReceiver<Message>,
     mut answers: Answers,
     keepalive: Duration,
@@ -270,7 +271,7 @@ struct Channels {
 /// Dispatches the peer's messages; drops the link when no frame (not even a Ping) came for
 /// `timeout`. Sets `heard` on the first message that is not a refusal.
 async fn read_loop(
-    mut reader: ProtoReader<OwnedReadHalf>,
+    mut reader: ProtoReader<LinkRead>,
     channels: Channels,
     timeout: Duration,
     heard: Arc<AtomicBool>,
@@ -519,6 +520,52 @@ mod tests {
         }
     }
 
+    /// A sender over a set of `files` one-octet files, its peer resumed from 0: the set, the
+    /// Ack channel, what the sender sends, the sender, and the temporary directories.
+    struct Started {
+        shared: Arc<Shared>,
+        acks: mpsc::Sender<Message>,
+        ctrl: mpsc::UnboundedReceiver<Message>,
+        sender: tokio::task::JoinHandle<TaskResult>,
+        root: tempfile::TempDir,
+        state: tempfile::TempDir,
+    }
+
+    async fn start_sender(files: usize) -> Started {
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for i in 0..files {
+            std::fs::write(root.path().join(format!("f{i:04}")), b"x").unwrap();
+        }
+        let shared = testing::shared(root.path(), state.path());
+        let (acks, acks_rx) = mpsc::channel(4);
+        let (ctrl_tx, ctrl) = mpsc::unbounded_channel();
+        let index_id = shared.index().id();
+        acks.send(Message::Resume { index_id, from: 0 })
+            .await
+            .unwrap();
+        let sender = tokio::spawn(send_loop(Arc::clone(&shared), 0, acks_rx, ctrl_tx));
+        Started {
+            shared,
+            acks,
+            ctrl,
+            sender,
+            root,
+            state,
+        }
+    }
+
+    /// Waits up to 5 s for `done`.
+    async fn until(done: impl Fn() -> bool) {
+        let waited = async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), waited)
+            .await
+            .unwrap();
+    }
+
     // Input: an index of 1,100 files; the peer resumes from 0 and acknowledges slowly.
     // Output: two batches (512 each) go before any Ack and no third; each Ack lets one more
     // go; once all three are acknowledged nothing is pending for the peer.
@@ -526,19 +573,13 @@ mod tests {
     // stands for "none".
     #[tokio::test]
     async fn two_batches_go_ahead_of_their_acks() {
-        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        for i in 0..1100 {
-            std::fs::write(root.path().join(format!("f{i:04}")), b"x").unwrap();
-        }
-        let shared = testing::shared(root.path(), state.path());
-        let (acks_tx, acks_rx) = mpsc::channel(4);
-        let (ctrl_tx, mut ctrl) = mpsc::unbounded_channel();
-        let index_id = shared.index().id();
-        acks_tx
-            .send(Message::Resume { index_id, from: 0 })
-            .await
-            .unwrap();
-        let sender = tokio::spawn(send_loop(Arc::clone(&shared), 0, acks_rx, ctrl_tx));
+        let Started {
+            shared,
+            acks: acks_tx,
+            mut ctrl,
+            sender,
+            ..
+        } = start_sender(1100).await;
 
         let (first, n1) = entries(&mut ctrl).await;
         let (second, n2) = entries(&mut ctrl).await;
@@ -552,14 +593,7 @@ mod tests {
         for up_to in [second, last] {
             acks_tx.send(Message::Ack { up_to }).await.unwrap();
         }
-        let synced = async {
-            while shared.status().peers[0].queue != 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), synced)
-            .await
-            .unwrap();
+        until(|| shared.status().peers[0].queue == 0).await;
         // Caught up, it waits for the index to change.
         assert!(!sender.is_finished());
         sender.abort();
@@ -570,19 +604,13 @@ mod tests {
     // none once everything is acknowledged.
     #[tokio::test]
     async fn a_peer_catching_up_shows_its_progress() {
-        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        for i in 0..600 {
-            std::fs::write(root.path().join(format!("f{i:04}")), b"x").unwrap();
-        }
-        let shared = testing::shared(root.path(), state.path());
-        let (acks_tx, acks_rx) = mpsc::channel(4);
-        let (ctrl_tx, mut ctrl) = mpsc::unbounded_channel();
-        let index_id = shared.index().id();
-        acks_tx
-            .send(Message::Resume { index_id, from: 0 })
-            .await
-            .unwrap();
-        let sender = tokio::spawn(send_loop(Arc::clone(&shared), 0, acks_rx, ctrl_tx));
+        let Started {
+            shared,
+            acks: acks_tx,
+            mut ctrl,
+            sender,
+            ..
+        } = start_sender(600).await;
         let catch_up = || shared.status().peers[0].catch_up;
         let (first, _) = entries(&mut ctrl).await;
         let (second, _) = entries(&mut ctrl).await;
@@ -594,14 +622,7 @@ mod tests {
             })
         );
         acks_tx.send(Message::Ack { up_to: first }).await.unwrap();
-        let moved = async {
-            while catch_up().is_some_and(|c| c.done == 0) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), moved)
-            .await
-            .unwrap();
+        until(|| catch_up().is_some_and(|c| c.done > 0)).await;
         assert_eq!(
             catch_up(),
             Some(CatchUp {
@@ -610,14 +631,7 @@ mod tests {
             })
         );
         acks_tx.send(Message::Ack { up_to: second }).await.unwrap();
-        let done = async {
-            while catch_up().is_some() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), done)
-            .await
-            .unwrap();
+        until(|| catch_up().is_none()).await;
         sender.abort();
     }
 
@@ -628,25 +642,22 @@ mod tests {
     // the entry is sent, and the index on disk holds it by then.
     #[tokio::test]
     async fn a_change_is_sent_only_once_the_index_is_saved() {
-        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        std::fs::write(root.path().join("old"), b"x").unwrap();
-        let shared = testing::shared(root.path(), state.path());
-        let (acks_tx, acks_rx) = mpsc::channel(4);
-        let (ctrl_tx, mut ctrl) = mpsc::unbounded_channel();
-        let index_id = shared.index().id();
-        acks_tx
-            .send(Message::Resume { index_id, from: 0 })
-            .await
-            .unwrap();
-        let sender = tokio::spawn(send_loop(Arc::clone(&shared), 0, acks_rx, ctrl_tx));
+        let Started {
+            shared,
+            acks: acks_tx,
+            mut ctrl,
+            sender,
+            root,
+            state,
+        } = start_sender(1).await;
         let (up_to, n) = entries(&mut ctrl).await;
         assert_eq!(n, 1);
         acks_tx.send(Message::Ack { up_to }).await.unwrap();
 
-        std::fs::write(root.path().join("new"), b"y").unwrap();
+        std::fs::write(root.path().join("f9999"), b"y").unwrap();
         shared
             .index()
-            .scan_under(&shared.root, &[], "new", Rehash::IfChanged)
+            .scan_under(&shared.root, &[], "f9999", Rehash::IfChanged)
             .unwrap();
         shared.notify_changed();
         let early = tokio::time::timeout(Duration::from_millis(200), ctrl.recv()).await;
@@ -656,7 +667,7 @@ mod tests {
         let (up_to, n) = entries(&mut ctrl).await;
         assert_eq!((up_to, n), (shared.index().sequence(), 1));
         let on_disk = Index::load(&state.path().join(INDEX_FILE)).unwrap();
-        assert!(on_disk.get("new").is_some());
+        assert!(on_disk.get("f9999").is_some());
         sender.abort();
         saver.abort();
     }
