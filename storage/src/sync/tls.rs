@@ -26,7 +26,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf},
     net::{
         TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
@@ -97,6 +97,10 @@ impl PartialEq for SyncTls {
 }
 
 impl Eq for SyncTls {}
+
+/// A TLS record holding a fatal `decode_error` alert (content type 21, TLS 1.2 record version,
+/// length 2, level 2, description 50), sent when a peer's first bytes were not TLS.
+const NOT_TLS_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32];
 
 impl SyncTls {
     /// Reads the files and builds both ends' configs for a node listening on `listen` with
@@ -204,9 +208,15 @@ impl SyncTls {
         stream: TcpStream,
         timeout: Duration,
     ) -> Result<LinkStream, String> {
-        match tokio::time::timeout(timeout, self.acceptor.accept(stream)).await {
+        let accept = self.acceptor.accept(stream).into_fallible();
+        match tokio::time::timeout(timeout, accept).await {
             Err(_) => Err(format!("TLS handshake did not finish within {timeout:?}")),
-            Ok(Err(e)) => Err(explain(&e, None)),
+            Ok(Err((e, mut tcp))) => {
+                // rustls sends no alert when the first bytes are not TLS at all: a plain peer
+                // would only see the link close. A fatal decode_error alert tells it what it met.
+                let _ = tcp.write_all(&NOT_TLS_ALERT).await;
+                Err(explain(&e, None))
+            }
             Ok(Ok(tls)) => Ok(LinkStream::Tls(Box::new(TlsStream::Server(tls)))),
         }
     }
