@@ -5,6 +5,7 @@
 //!   out-of-sync bitmap, the activity log), the peer protocol and the replication engine.
 //! - [`sync`]: the two-way directory sync (rsync+inotify done right).
 
+mod buffers;
 mod config_check;
 pub mod nbd;
 mod positional;

@@ -233,7 +233,7 @@ impl Round<'_> {
                 .map_err(|e| anyhow::anyhow!("{e:#}"))?;
             let (primary_node, secondary_node) = pair_nodes(
                 self.dir,
-                backing.path().join("volume.img"),
+                secondary_backing(self.dir, backing.path())?,
                 volume_size(self.options.size),
             )?;
             let primary = primary_node.start(&self.options.fulcrum)?;
@@ -361,6 +361,18 @@ impl Round<'_> {
         };
         Ok((write, latency))
     }
+}
+
+/// The secondary's backing file in `tmpfs_dir`, named through a link in `dir`: Fulcrum never
+/// creates a missing backing under /dev (there it is a device not made yet), and /dev/shm is
+/// where the default `--secondary-dir` lives. Through the link, Fulcrum still creates the
+/// file, sparse, so the pair starts as new as the other servers do.
+fn secondary_backing(dir: &Path, tmpfs_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let link = dir.join("secondary-backing");
+    std::os::unix::fs::symlink(tmpfs_dir, &link)
+        .with_context(|| format!("cannot link {} to {}", link.display(), tmpfs_dir.display()))?;
+    Ok(link.join("volume.img"))
 }
 
 /// One unrecorded qemu-nbd run: the first write after the source file is made runs slower (by

@@ -21,6 +21,7 @@
 pub mod handshake;
 pub mod proto;
 
+pub(crate) mod buffers;
 mod file;
 mod mem;
 mod server;

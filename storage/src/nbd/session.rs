@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use super::buffers;
 use super::handshake::{BadClientFlags, MAX_OPTION_DATA, Negotiation, Next};
 use super::proto::{
     self, Command, OPTION_HEADER_LEN, REPLY_FLAG_DONE, REPLY_TYPE_NONE, REQUEST_HEADER_LEN,
@@ -325,9 +326,15 @@ async fn acquire(
     Some((request, data))
 }
 
-/// Reads a write's data straight into its own buffer (no zeroing, no copy afterwards).
+/// Reads a write's data straight into its own buffer (no zeroing, no copy afterwards); a large
+/// one into a buffer that comes back when the write is done (see [`super::buffers`]).
 async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, length: u32) -> io::Result<Bytes> {
     let length = length as usize;
+    if length >= buffers::POOLED_FROM {
+        let mut buf = buffers::WRITES.take(length);
+        reader.read_exact(&mut buf[..length]).await?;
+        return Ok(buffers::WRITES.share(buf, length));
+    }
     let mut buf = BytesMut::with_capacity(length);
     while buf.len() < length {
         let want = length - buf.len();

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::{
     Message, ProtoError, codec,
-    recycle::{self, BUFFER},
+    recycle::{BUFFER, READS},
 };
 
 /// Reads messages from one half of a link.
@@ -93,7 +93,7 @@ impl<R: AsyncRead + Unpin> ProtoReader<R> {
         if self.end < self.buf.len() && frame <= self.buf.len() {
             return Ok(());
         }
-        let mut larger = recycle::take(frame.max(self.end + 1));
+        let mut larger = READS.take(frame.max(self.end + 1));
         larger[..self.end].copy_from_slice(&self.buf[..self.end]);
         self.buf = larger;
         Ok(())
@@ -102,7 +102,7 @@ impl<R: AsyncRead + Unpin> ProtoReader<R> {
 
 impl<R> Drop for ProtoReader<R> {
     fn drop(&mut self) {
-        recycle::give_back(std::mem::take(&mut self.buf));
+        READS.give_back(std::mem::take(&mut self.buf));
     }
 }
 
@@ -129,13 +129,13 @@ impl<R> ProtoReader<R> {
             return Ok(());
         }
         let tail = self.end - whole;
-        let mut next = recycle::take(BUFFER.min(tail.max(1)));
+        let mut next = READS.take(BUFFER.min(tail.max(1)));
         if next.len() < tail {
             next.resize(tail, 0);
         }
         next[..tail].copy_from_slice(&self.buf[whole..self.end]);
         let full = std::mem::replace(&mut self.buf, next);
-        self.ready = recycle::share(full, whole);
+        self.ready = READS.share(full, whole);
         self.end = tail;
         Ok(())
     }

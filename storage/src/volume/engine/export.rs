@@ -236,27 +236,35 @@ impl Export for VolumeExport {
             return Err(NbdError::Shutdown);
         }
         let inner = &self.inner;
-        if !inner.is_detached()
-            && let Err(error) = inner.disk.sync().await
-        {
+        // Both copies at once: the peer's flush waits for its applier to catch up, ours for the
+        // page cache to reach the disk, and neither needs the other first.
+        let local = async {
+            if inner.is_detached() {
+                return Ok(());
+            }
+            inner.disk.sync().await
+        };
+        let peer = async {
+            let tx = inner.gate.read().await.clone();
+            match tx {
+                Some(tx) => {
+                    let (done, rx) = oneshot::channel();
+                    tx.send(Request::Flush { done }).await.is_ok() && rx.await == Ok(Delivery::Done)
+                }
+                None => false,
+            }
+        };
+        let (local, flushed) = tokio::join!(local, peer);
+        if let Err(error) = local {
             warn!(volume = %inner.config.name, %error, "local flush failed");
             inner.emit(VolumeEvent::IoError);
             if !detach::detach(inner, &error).await {
                 return Err(error.into());
             }
         }
-        let detached = inner.is_detached();
-        let tx = inner.gate.read().await.clone();
-        let flushed = match tx {
-            Some(tx) => {
-                let (done, rx) = oneshot::channel();
-                tx.send(Request::Flush { done }).await.is_ok() && rx.await == Ok(Delivery::Done)
-            }
-            None => false,
-        };
         // Attached, a lost link is fine: the writes it did not confirm are marked out of sync.
         // Detached, the peer holds the only copy.
-        if detached && !flushed {
+        if inner.is_detached() && !flushed {
             return Err(NbdError::Io);
         }
         if self.inner.cancel.is_cancelled() {

@@ -102,7 +102,13 @@ pub(crate) async fn run(
     mut admin: watch::Receiver<Admin>,
 ) -> End {
     let config = &inner.config;
-    let (apply, mut applied) = applier::spawn(Arc::clone(inner));
+    let (apply, mut applied) = match applier::spawn(Arc::clone(inner)) {
+        Ok(applier) => applier,
+        Err(error) => {
+            warn!(volume = %config.name, %error, "cannot start the applier thread");
+            return End::Lost;
+        }
+    };
     let now = Instant::now();
     let mut s = Session {
         inner,
@@ -126,7 +132,7 @@ pub(crate) async fn run(
     let tick = (config.timeout.min(config.ping_interval) / 4).max(Duration::from_millis(10));
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let end = loop {
+    let end = 'session: loop {
         if let Err(end) = s.pump(&mut writer).await {
             break end;
         }
@@ -171,13 +177,28 @@ pub(crate) async fn run(
                 }
             },
             Some(done) = applied.recv() => {
-                if let Err(end) = s.on_applied(done, &mut writer).await {
-                    break end;
+                // Every completion ready goes out in one flush: acks batch when the applier is
+                // ahead of the socket.
+                let mut next = Some(done);
+                while let Some(done) = next {
+                    if let Err(end) = s.on_applied(done, &mut writer).await {
+                        break 'session end;
+                    }
+                    next = applied.try_recv().ok();
                 }
             }
             Some(request) = requests.recv(), if writer.queued() < HIGH_WATER => {
-                if let Err(end) = s.on_request(request, &mut writer) {
-                    break end;
+                // Likewise the writes queued meanwhile: one flush, one system call for many.
+                let mut next = Some(request);
+                while let Some(request) = next {
+                    if let Err(end) = s.on_request(request, &mut writer) {
+                        break 'session end;
+                    }
+                    next = if writer.queued() < HIGH_WATER {
+                        requests.try_recv().ok()
+                    } else {
+                        None
+                    };
                 }
             }
             _ = ticker.tick() => {

@@ -7,20 +7,39 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::frame::{HEADER_LEN, Header};
 use super::message::Message;
-use super::wire::{self, WireError};
+use super::wire::{self, MAX_PAYLOAD, WireError};
+use crate::nbd::buffers;
 
 /// How much to read at a time when the buffer has no room.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Most queued segments one write hands the kernel.
+const MAX_SLICES: usize = 64;
 
 /// Reads messages from one half of the link.
 #[derive(Debug)]
 pub struct MessageReader<R> {
     inner: R,
     buf: BytesMut,
+    /// A large frame being read straight into a buffer of its own, which comes back when the
+    /// message's data is dropped (see [`crate::nbd::buffers`]).
+    large: Option<Large>,
+}
+
+/// A large frame's payload, partly read.
+#[derive(Debug)]
+struct Large {
+    ty: u8,
+    payload: Vec<u8>,
+    len: usize,
+    filled: usize,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
@@ -28,6 +47,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         Self {
             inner,
             buf: BytesMut::new(),
+            large: None,
         }
     }
 
@@ -37,6 +57,28 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// beside a timer. After an error the stream is out of step; drop the connection.
     pub async fn next(&mut self) -> Result<Option<Message>, WireError> {
         loop {
+            if self.large.is_none() {
+                self.large = self.start_large()?;
+            }
+            // Kept in `self` while it fills, so that a cancelled call loses nothing.
+            while let Some(large) = self.large.as_mut()
+                && large.filled < large.len
+            {
+                let n = self
+                    .inner
+                    .read(&mut large.payload[large.filled..large.len])
+                    .await?;
+                if n == 0 {
+                    return Err(WireError::UnexpectedEof);
+                }
+                large.filled += n;
+            }
+            if let Some(Large {
+                ty, payload, len, ..
+            }) = self.large.take()
+            {
+                return wire::decode_payload(ty, buffers::WRITES.share(payload, len)).map(Some);
+            }
             if let Some(msg) = wire::decode(&mut self.buf)? {
                 return Ok(Some(msg));
             }
@@ -54,6 +96,29 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                 };
             }
         }
+    }
+
+    /// A frame whose header is buffered and whose payload is large and not all buffered yet:
+    /// taken off `buf` with what of the payload it holds, the rest to be read into its own
+    /// buffer. (A short read leaves only the rest of that frame unread: no copy after.)
+    fn start_large(&mut self) -> Result<Option<Large>, WireError> {
+        let Some(header) = self.buf.first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let header = Header::parse(*header, MAX_PAYLOAD)?;
+        if header.len < buffers::POOLED_FROM || self.buf.len() >= HEADER_LEN + header.len {
+            return Ok(None);
+        }
+        let mut payload = buffers::WRITES.take(header.len);
+        let have = self.buf.len() - HEADER_LEN;
+        payload[..have].copy_from_slice(&self.buf[HEADER_LEN..]);
+        self.buf.clear();
+        Ok(Some(Large {
+            ty: header.ty,
+            payload,
+            len: header.len,
+            filled: have,
+        }))
     }
 }
 
@@ -81,7 +146,9 @@ impl<W: AsyncWrite + Unpin> MessageWriter<W> {
     pub fn feed(&mut self, msg: &Message) -> Result<(), WireError> {
         if let Some(data) = wire::encode_head(msg, &mut self.buf)? {
             self.segments.push_back(self.buf.split().freeze());
-            self.segments.push_back(data);
+            if !data.is_empty() {
+                self.segments.push_back(data);
+            }
         }
         Ok(())
     }
@@ -93,13 +160,35 @@ impl<W: AsyncWrite + Unpin> MessageWriter<W> {
         if !self.buf.is_empty() {
             self.segments.push_back(self.buf.split().freeze());
         }
-        while let Some(segment) = self.segments.front_mut() {
-            // `write_all_buf` advances the segment, so a cancelled flush resumes where it was.
-            self.inner.write_all_buf(segment).await?;
-            self.segments.pop_front();
+        while !self.segments.is_empty() {
+            // A write's header and payload, and whatever follows, in one system call: a header
+            // sent alone would cross loopback as a packet of its own.
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = self.segments.len().min(MAX_SLICES);
+            for (slice, segment) in slices.iter_mut().zip(&self.segments) {
+                *slice = IoSlice::new(segment);
+            }
+            let written = self.inner.write_vectored(&slices[..count]).await?;
+            if written == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+            }
+            // Consumed as written, so a cancelled flush resumes where it was.
+            self.advance(written);
         }
         self.inner.flush().await?;
         Ok(())
+    }
+
+    /// Drops `n` written octets off the front of the queue.
+    fn advance(&mut self, mut n: usize) {
+        while let Some(segment) = self.segments.front_mut() {
+            if n < segment.len() {
+                segment.advance(n);
+                return;
+            }
+            n -= segment.len();
+            self.segments.pop_front();
+        }
     }
 
     /// [`feed`](Self::feed) then [`flush`](Self::flush).
@@ -116,6 +205,8 @@ impl<W: AsyncWrite + Unpin> MessageWriter<W> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
     use bytes::Bytes;
     use tokio::io::AsyncWriteExt;
 
@@ -155,6 +246,108 @@ mod tests {
         let (sent_result, received) = tokio::join!(send, receive);
         assert!(sent_result.is_ok());
         assert_eq!(received.ok(), Some(sent));
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_survives_a_cancelled_read() {
+        // Input: a 1 MiB write's frame, its first half, a `next` dropped while waiting for the
+        // rest, then the rest. Output: the whole write, then the ping after it.
+        let (mut a, b) = tokio::io::duplex(4 << 20);
+        let data = Bytes::from((0..MAX_DATA).map(|i| i as u8).collect::<Vec<_>>());
+        let write = Message::Write {
+            seq: 7,
+            offset: 1 << 20,
+            flags: WriteFlags::default(),
+            data,
+        };
+        let mut encoded = BytesMut::new();
+        wire::encode(&write, &mut encoded).unwrap();
+        wire::encode(&Message::Ping, &mut encoded).unwrap();
+        let half = encoded.len() / 2;
+        a.write_all(&encoded[..half]).await.unwrap();
+        let mut reader = MessageReader::new(b);
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(20), reader.next()).await;
+        assert!(waited.is_err(), "the frame is not complete yet");
+        a.write_all(&encoded[half..]).await.unwrap();
+        assert_eq!(reader.next().await.unwrap(), Some(write));
+        assert_eq!(reader.next().await.unwrap(), Some(Message::Ping));
+    }
+
+    /// A sink that takes everything and counts the system calls it would have made.
+    #[derive(Default)]
+    struct Calls {
+        writes: usize,
+        bytes: usize,
+    }
+
+    impl tokio::io::AsyncWrite for Calls {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.writes += 1;
+            self.bytes += buf.len();
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let n = bufs.iter().map(|b| b.len()).sum();
+            self.writes += 1;
+            self.bytes += n;
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_and_their_headers_go_out_in_one_call() {
+        // Input: two 1 MiB writes and an ack fed, then one flush, to a sink that takes all.
+        // Output: one write call with every octet (headers and payloads are not sent apart).
+        let mut writer = MessageWriter::new(Calls::default());
+        let mut expected = BytesMut::new();
+        for seq in 1..=2 {
+            let write = Message::Write {
+                seq,
+                offset: seq << 20,
+                flags: WriteFlags::default(),
+                data: Bytes::from(vec![seq as u8; MAX_DATA]),
+            };
+            writer.feed(&write).unwrap();
+            wire::encode(&write, &mut expected).unwrap();
+        }
+        let ack = Message::Ack {
+            seq: 9,
+            kind: crate::volume::peer::AckKind::Written,
+        };
+        writer.feed(&ack).unwrap();
+        wire::encode(&ack, &mut expected).unwrap();
+        writer.flush().await.unwrap();
+        assert_eq!(writer.queued(), 0);
+        assert_eq!(writer.inner.bytes, expected.len());
+        assert_eq!(writer.inner.writes, 1);
     }
 
     #[tokio::test]

@@ -210,6 +210,12 @@ pub fn decode(src: &mut BytesMut) -> Result<Option<Message>, WireError> {
     }
 }
 
+/// The message in a frame of type `ty` whose payload was read apart (a large one, into a
+/// buffer of its own).
+pub(super) fn decode_payload(ty: u8, payload: Bytes) -> Result<Message, WireError> {
+    decode_body(ty, payload)
+}
+
 fn type_of(msg: &Message) -> u8 {
     match msg {
         Message::Hello(_) => HELLO,
