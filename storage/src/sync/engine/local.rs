@@ -64,13 +64,17 @@ fn rel_str(rel: &Path) -> Option<String> {
 /// batch by batch would otherwise be saved whole ten times a second for nothing but its marks.
 const MARKS_ONLY_FACTOR: u32 = 10;
 
+/// A burst's saves are at least this many times as far apart as a save takes.
+const SAVE_SHARE: u32 = 5;
+
 /// Saves the index when it changed, until the set stops (`stop` saves last), and publishes
 /// what was saved to the senders (see [`Index::published`]): a change is sent only once it
-/// is on disk. A lone change is saved at once; a burst, at most once per `interval / 10`;
-/// peer marks alone, every `interval` times [`MARKS_ONLY_FACTOR`]. A failed save is retried
-/// every `interval`.
+/// is on disk. A lone change is saved at once; a burst, at most once per `interval / 10` or
+/// [`SAVE_SHARE`] times as long as the last save took, whichever is longer (so that saving a
+/// large index during a start-up full sync takes a small share of a core); peer marks alone,
+/// every `interval` times [`MARKS_ONLY_FACTOR`]. A failed save is retried every `interval`.
 pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
-    let gap = interval / 10;
+    let mut gap = interval / 10;
     let mut saved = Instant::now();
     let mut started = Instant::now() - gap;
     loop {
@@ -111,6 +115,7 @@ pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
         match result {
             Ok(Ok(true)) => {
                 saved = Instant::now();
+                gap = (interval / 10).max(saved.duration_since(started) * SAVE_SHARE);
                 shared.notify_published();
             }
             Ok(Ok(false)) => {}
