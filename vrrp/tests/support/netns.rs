@@ -39,8 +39,12 @@ pub(crate) fn enter_with_veth_pair() -> Option<tokio::runtime::Runtime> {
     Some(runtime)
 }
 
-/// `lo` up, and the veth pair `va` (10.0.0.1/24) <-> `vb` (10.0.0.2/24), both up.
+/// `lo` up, and the veth pair `va` (10.0.0.1/24) <-> `vb` (10.0.0.2/24), both up. Without
+/// duplicate address detection in the namespace: a link-local address is tentative for about
+/// a second otherwise, and an IPv6 advert sent from it in that time fails (EINVAL).
 fn veth_pair() {
+    // The calling thread is in the test's namespace: /proc/sys/net is that namespace's.
+    std::fs::write("/proc/sys/net/ipv6/conf/default/accept_dad", "0").expect("accept_dad");
     ip(&["link", "set", "lo", "up"]);
     ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb"]);
     ip(&["addr", "add", "10.0.0.1/24", "dev", "va"]);
