@@ -26,11 +26,7 @@ const TABLE: &str = "fulcrum_lab_loss";
 pub fn packet_loss(ns: &Netns, ifname: &str, percent: u8) {
     assert!(percent <= 100, "a loss of {percent}%");
     clear_packet_loss(ns);
-    // nftables compares the random number with a value below the modulus: 100 % is every packet.
-    let share = match percent {
-        100 => String::new(),
-        p => format!("numgen random mod 100 < {p} "),
-    };
+    let share = random_share(percent);
     let ruleset = format!(
         "table inet {TABLE} {{\n\
          \tchain lab_output {{\n\
@@ -43,6 +39,20 @@ pub fn packet_loss(ns: &Netns, ifname: &str, percent: u8) {
          \t}}\n\
          }}\n"
     );
+    apply_ruleset(ns, &ruleset, &format!("{percent}% loss on {ifname}"));
+}
+
+/// The match of an nftables rule that picks `percent` % of the packets at random (nothing for
+/// 100 %: nftables compares the random number with a value below the modulus).
+pub(crate) fn random_share(percent: u8) -> String {
+    match percent {
+        100 => String::new(),
+        p => format!("numgen random mod 100 < {p} "),
+    }
+}
+
+/// Loads `ruleset` into `ns` with `nft -f -`; panics naming `what` if nft refuses it.
+pub(crate) fn apply_ruleset(ns: &Netns, ruleset: &str, what: &str) {
     let mut child = ns
         .cmd("nft")
         .args(["-f", "-"])
@@ -59,7 +69,7 @@ pub fn packet_loss(ns: &Netns, ifname: &str, percent: u8) {
     let out = child.wait_with_output().expect("nft runs");
     assert!(
         out.status.success(),
-        "nft: {percent}% loss on {ifname}: {}",
+        "nft: {what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

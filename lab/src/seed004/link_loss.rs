@@ -3,10 +3,8 @@
 //! node, and a second nftables table here drops the same share of what arrives, so that a
 //! request, its answer, an advert and an ack are each at the same risk.
 
-use std::io::Write;
-
 use crate::{
-    faults::{clear_packet_loss, packet_loss},
+    faults::{apply_ruleset, clear_packet_loss, packet_loss, random_share},
     netns::Netns,
 };
 
@@ -18,10 +16,7 @@ const TABLE: &str = "fulcrum_lab_loss_in";
 pub fn link_loss(ns: &Netns, ifname: &str, percent: u8) {
     packet_loss(ns, ifname, percent);
     let _ = ns.exec(&["nft", "delete", "table", "inet", TABLE]);
-    let share = match percent {
-        100 => String::new(),
-        p => format!("numgen random mod 100 < {p} "),
-    };
+    let share = random_share(percent);
     let ruleset = format!(
         "table inet {TABLE} {{\n\
          \tchain lab_input {{\n\
@@ -30,24 +25,10 @@ pub fn link_loss(ns: &Netns, ifname: &str, percent: u8) {
          \t}}\n\
          }}\n"
     );
-    let mut child = ns
-        .cmd("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("nft is installed (apt-get install nftables)");
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(ruleset.as_bytes())
-        .expect("nft reads its ruleset");
-    let out = child.wait_with_output().expect("nft runs");
-    assert!(
-        out.status.success(),
-        "nft: {percent}% inbound loss on {ifname}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    apply_ruleset(
+        ns,
+        &ruleset,
+        &format!("{percent}% inbound loss on {ifname}"),
     );
 }
 
