@@ -69,11 +69,22 @@ impl Goal {
 
 /// The goals' table under `header` (`goal (issue 7)`), each bound after `relation` (`≥`, `≤`).
 pub(crate) fn render_goals(md: &mut String, header: &str, relation: &str, goals: &[Goal]) {
+    render_goals_by(md, header, goals, |_| relation);
+}
+
+/// [`render_goals`] with each goal's own relation (a bound that must not be reached: `<`).
+pub(crate) fn render_goals_by<'a>(
+    md: &mut String,
+    header: &str,
+    goals: &[Goal],
+    relation: impl Fn(&Goal) -> &'a str,
+) {
     let _ = writeln!(
         md,
         "| {header} | measured | bound | met |\n|---|---:|---:|---|"
     );
     for goal in goals {
+        let relation = relation(goal);
         let _ = writeln!(
             md,
             "| {} | {} | {relation} {} | {} |",

@@ -8,7 +8,7 @@ mod results;
 
 pub(crate) use self::fulcrum_process::{Running, ask, pair_ports, start_fulcrum};
 pub use self::goals::Goal;
-pub(crate) use self::goals::render_goals;
+pub(crate) use self::goals::{render_goals, render_goals_by};
 pub use self::results::mib_per_s;
 pub(crate) use self::results::{
     cores, cpu_model_or_unknown, filesystem_of, first_line, kernel, markdown_header, median_of,

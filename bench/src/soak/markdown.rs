@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::FaultKind;
 use super::chart::chart_file;
 use super::report::{FaultReport, SoakReport};
-use crate::harness::{first_line, markdown_header, number};
+use crate::harness::{first_line, markdown_header, number, render_goals_by};
 
 /// The whole Markdown file.
 pub fn render_markdown(report: &SoakReport) -> String {
@@ -71,26 +71,14 @@ pub fn render_markdown(report: &SoakReport) -> String {
          up: [README.md](README.md).\n\n",
     );
 
-    md.push_str("## Goals\n\n| goal | measured | bound | met |\n|---|---:|---:|---|\n");
-    for goal in &report.goals {
-        let relation = if goal.name == "rss-growth" {
+    md.push_str("## Goals\n\n");
+    render_goals_by(&mut md, "goal", &report.goals, |goal| {
+        if goal.name == "rss-growth" {
             "<"
         } else {
             "≤"
-        };
-        let _ = writeln!(
-            md,
-            "| {} | {} | {relation} {} | {} |",
-            goal.description,
-            number(goal.measured, 2),
-            goal.bound,
-            match goal.met {
-                Some(true) => "**met**",
-                Some(false) => "**not met**",
-                None => "not measured",
-            }
-        );
-    }
+        }
+    });
 
     if let Some(dir) = &report.kept_logs {
         let _ = writeln!(
