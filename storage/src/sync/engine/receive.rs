@@ -181,11 +181,7 @@ impl Receiver {
     /// index: a later batch may have brought a newer version); once none is left, the mark
     /// moves up to the last batch acknowledged.
     async fn retry_parked(&mut self) -> Result<(), String> {
-        let (dead, live): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.parked)
-            .into_iter()
-            .partition(|e| e.deleted);
-        let tombstones: Arc<HashMap<String, Entry>> =
-            Arc::new(dead.iter().map(|e| (e.path.clone(), e.clone())).collect());
+        let (live, dead, tombstones) = in_order(std::mem::take(&mut self.parked));
         let (fetches, mut failed) = self.prepare_live(live, &tombstones).await?;
         let mut fetching = self.start_fetch(fetches)?;
         failed.extend(finish_fetch(&mut fetching).await?);
@@ -225,12 +221,7 @@ impl Receiver {
         let Message::Entries { up_to, entries } = msg else {
             return Err(format!("{} where Entries were expected", msg.name()));
         };
-        let (mut dead, mut live): (Vec<Entry>, Vec<Entry>) =
-            entries.into_iter().partition(|e| e.deleted);
-        live.sort_by(|a, b| a.path.cmp(&b.path));
-        dead.sort_by(|a, b| b.path.cmp(&a.path));
-        let tombstones: Arc<HashMap<String, Entry>> =
-            Arc::new(dead.iter().map(|e| (e.path.clone(), e.clone())).collect());
+        let (live, dead, tombstones) = in_order(entries);
         let (fetches, failed) = self.prepare_live(live, &tombstones).await?;
         Ok((
             up_to,
@@ -380,6 +371,17 @@ impl Receiver {
             .map_err(|_| "the fetcher is gone".to_owned())?;
         Ok(Some(result))
     }
+}
+
+/// A batch's entries in the order they are applied (see the module's header): the live ones
+/// in path order, the deletions in reverse path order, and the deletions by path.
+fn in_order(entries: Vec<Entry>) -> (Vec<Entry>, Vec<Entry>, Arc<HashMap<String, Entry>>) {
+    let (mut dead, mut live): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| e.deleted);
+    live.sort_by(|a, b| a.path.cmp(&b.path));
+    dead.sort_by(|a, b| b.path.cmp(&a.path));
+    let tombstones = Arc::new(dead.iter().map(|e| (e.path.clone(), e.clone())).collect());
+    (live, dead, tombstones)
 }
 
 /// Waits for queued fetches to be done; returns the entries to retry. `Err` only when the link
