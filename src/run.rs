@@ -9,7 +9,10 @@ use fulcrum_monitoring::{
 };
 use fulcrum_proxy::Proxy;
 use fulcrum_storage::{sync::config::SyncConfig, volume::config::VolumeConfig};
-use fulcrum_vrrp::{config::VrrpConfig, run::Vrrp};
+use fulcrum_vrrp::{
+    config::VrrpConfig,
+    run::{Prepared, Vrrp},
+};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
@@ -102,7 +105,7 @@ pub(crate) async fn serve(
             let options = fulcrum_vrrp::run::Options {
                 proxy_health: Some(crate::proxy_health::watch(Arc::clone(&proxy))),
             };
-            match Vrrp::start(&config, options).await {
+            match Vrrp::prepare(&config, options).await {
                 Ok(vrrp) => Some(vrrp),
                 Err(error) => {
                     tracing::error!(%error, "cannot start VRRP");
@@ -112,16 +115,13 @@ pub(crate) async fn serve(
         }
         None => None,
     };
-    // After VRRP, whose events promote the volumes that follow an instance.
+    // Each volume that follows an instance registers before the instances start, so that even
+    // the first MASTER (at once with priority 255) waits for its promotion before
+    // `notify_master`; the volumes themselves start after VRRP, which promotes them.
+    let planned = Volumes::plan(loaded.volumes, vrrp.as_ref());
+    let vrrp = vrrp.map(Prepared::start);
     let global = &loaded.file.global;
-    let volumes = match Volumes::start(
-        loaded.volumes,
-        &global.state_dir,
-        &global.node_name(),
-        vrrp.as_ref(),
-    )
-    .await
-    {
+    let volumes = match Volumes::start(planned, &global.state_dir, &global.node_name()).await {
         Ok(volumes) => volumes,
         Err(error) => {
             tracing::error!(%error, "cannot start the replicated volumes");

@@ -1,8 +1,10 @@
-//! The replicated volumes of `[volume.NAME]` in this process: started after VRRP, each one that
-//! has `follow_vrrp` promoted while its instance is MASTER and demoted otherwise, as heartbeat's
-//! `drbddisk` resource did beside the VIP, and stopped after VRRP so the peer holds the VIP by
-//! the time this node lets the data go. Heartbeat's order holds around the notify scripts:
-//! promoted before `notify_master` runs, demoted after `notify_backup` / `_fault` / `_stop`.
+//! The replicated volumes of `[volume.NAME]` in this process: each one that has `follow_vrrp`
+//! promoted while its instance is MASTER and demoted otherwise, as heartbeat's `drbddisk`
+//! resource did beside the VIP, and stopped after VRRP so the peer holds the VIP by the time this
+//! node lets the data go. Heartbeat's order holds around the notify scripts: promoted before
+//! `notify_master` runs, demoted after `notify_backup` / `_fault` / `_stop`. For that, the
+//! volumes are planned ([`Volumes::plan`], their followers registered) before VRRP's instances
+//! start, and started after.
 
 use std::{path::Path, time::Duration};
 
@@ -13,7 +15,7 @@ use fulcrum_storage::volume::{
 };
 use fulcrum_vrrp::{
     fsm::State,
-    run::{Follower, Transition, Vrrp},
+    run::{Follower, Prepared, Transition},
 };
 use tokio::task::JoinSet;
 
@@ -36,25 +38,38 @@ pub(crate) struct Volumes {
     tasks: JoinSet<()>,
 }
 
+/// The volumes to start, each with `follow_vrrp` holding its follower of the instance: from
+/// [`Volumes::plan`], to [`Volumes::start`].
+#[derive(Debug)]
+pub(crate) struct Planned {
+    volumes: Vec<(VolumeConfig, Option<Follower>)>,
+}
+
 impl Volumes {
-    /// Starts every volume; on an error, the ones already started are stopped again.
-    pub(crate) async fn start(
-        configs: Vec<VolumeConfig>,
-        state_dir: &Path,
-        node: &str,
-        vrrp: Option<&Vrrp>,
-    ) -> Result<Volumes, String> {
-        // Every follower registers before any volume starts (which takes a while): a MASTER
-        // change from then on holds `notify_master` until the volume is promoted.
-        let configs: Vec<(VolumeConfig, Option<Follower>)> = configs
+    /// Registers the follower of every volume with `follow_vrrp`, with VRRP prepared and its
+    /// instances not yet started: every change of the instance, its first MASTER included
+    /// (priority 255 is MASTER at once), then holds `notify_master` until the volume, started
+    /// later, is promoted.
+    pub(crate) fn plan(configs: Vec<VolumeConfig>, vrrp: Option<&Prepared>) -> Planned {
+        let volumes = configs
             .into_iter()
             .map(|config| {
                 let follower = follower(&config, vrrp);
                 (config, follower)
             })
             .collect();
+        Planned { volumes }
+    }
+
+    /// Starts every planned volume; on an error, the ones already started are stopped again
+    /// (and their followers dropped, which counts as done).
+    pub(crate) async fn start(
+        planned: Planned,
+        state_dir: &Path,
+        node: &str,
+    ) -> Result<Volumes, String> {
         let mut started = Volumes::default();
-        for (config, follower) in configs {
+        for (config, follower) in planned.volumes {
             let name = config.name.clone();
             let volume = match Volume::start(config, state_dir, node).await {
                 Ok(volume) => volume,
@@ -106,7 +121,7 @@ impl Volumes {
 }
 
 /// The follower of `config`'s `follow_vrrp` instance, if it has one.
-fn follower(config: &VolumeConfig, vrrp: Option<&Vrrp>) -> Option<Follower> {
+fn follower(config: &VolumeConfig, vrrp: Option<&Prepared>) -> Option<Follower> {
     let instance = config.follow_vrrp.as_ref()?.get_ref();
     let follower = vrrp.and_then(|vrrp| vrrp.follower(instance));
     if follower.is_none() {

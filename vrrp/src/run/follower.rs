@@ -41,9 +41,9 @@ impl Transition {
     }
 }
 
-/// A follower's handle on one instance, from [`Vrrp::follower`](super::Vrrp::follower). The
-/// instance's MASTER scripts wait for it to call [`Follower::done`]; dropping it counts as done
-/// for good.
+/// A follower's handle on one instance, from [`Prepared::follower`](super::Prepared::follower)
+/// before the instance starts. The instance's MASTER scripts wait for it to call
+/// [`Follower::done`]; dropping it counts as done for good.
 #[derive(Debug)]
 pub struct Follower {
     instance: String,
@@ -114,7 +114,7 @@ pub(crate) struct Leader {
     bound: Duration,
 }
 
-/// The side [`Vrrp`](super::Vrrp) keeps to hand out followers of one instance.
+/// The side [`Prepared`](super::Prepared) keeps to hand out followers of one instance.
 #[derive(Debug, Clone)]
 pub(crate) struct Roster {
     instance: String,

@@ -2,12 +2,16 @@
 //! per interface and family shared by the instances there, one checker per tracked script and one
 //! watcher per tracked interface.
 //!
-//! [`Vrrp::start`] resolves interfaces and addresses (an error names the instance), then starts
-//! everything; [`Vrrp::stop`] shuts every instance down as RFC 5798 §6.4.3 says (a master sends
-//! priority 0 and removes its VIPs), runs the `notify_stop` scripts and waits for them. Dropping
-//! a `Vrrp` without `stop` still asks the instances to shut down, but cannot wait for them.
-//! [`Vrrp::follower`] lets another part of Fulcrum act on an instance's changes in heartbeat's
-//! order around its notify scripts.
+//! Starting takes two steps. [`Vrrp::prepare`] resolves interfaces and addresses (an error names
+//! the instance) and opens the sockets; [`Prepared::follower`] then lets another part of Fulcrum
+//! act on an instance's changes in heartbeat's order around its notify scripts, and
+//! [`Prepared::start`] starts the instances. Followers can only register in between, so none can
+//! miss an instance's first MASTER (priority 255 is MASTER at once). [`Vrrp::start`] does both
+//! steps for a caller without followers.
+//!
+//! [`Vrrp::stop`] shuts every instance down as RFC 5798 §6.4.3 says (a master sends priority 0
+//! and removes its VIPs), runs the `notify_stop` scripts and waits for them. Dropping a `Vrrp`
+//! without `stop` still asks the instances to shut down, but cannot wait for them.
 //!
 //! - `instance`: the instance task.
 //! - `follower`: followers of an instance, and the order they keep with its notify scripts.
@@ -46,7 +50,7 @@ use crate::config::{InstanceConfig, ScriptCheck, VrrpConfig};
 use crate::fsm::{Fsm, Reason, State};
 use crate::net::{AdvertSocket, Announcer, Netlink};
 use crate::notify::Notifier;
-use crate::packet::{DropCounters, Family};
+use crate::packet::{ChecksumMode, DropCounters, Family};
 use crate::track::{ScriptHealth, spawn_script};
 
 /// What the rest of the appliance gives VRRP.
@@ -109,14 +113,35 @@ pub struct Vrrp {
     readers: Vec<JoinHandle<()>>,
     status: StatusHandle,
     events: broadcast::Sender<VrrpEvent>,
+    shutdown: CancellationToken,
+}
+
+/// VRRP with its sockets open and its instances built but not yet running, from
+/// [`Vrrp::prepare`]: the only time followers can register ([`Prepared::follower`]).
+/// [`Prepared::start`] starts the instances; dropping it starts nothing.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Each instance's task and what it listens to, in name order.
+    instances: Vec<(Instance, Inputs)>,
+    sockets: Vec<Shared>,
+    checksum: ChecksumMode,
+    status: StatusHandle,
+    events: broadcast::Sender<VrrpEvent>,
     /// Each instance's followers, by instance name.
     rosters: BTreeMap<String, Roster>,
     shutdown: CancellationToken,
 }
 
 impl Vrrp {
-    /// Starts every instance of `config` on the current tokio runtime.
+    /// Starts every instance of `config` on the current tokio runtime: [`Vrrp::prepare`], then
+    /// [`Prepared::start`] at once, for a caller with no followers to register.
     pub async fn start(config: &VrrpConfig, options: Options) -> Result<Vrrp, StartError> {
+        Ok(Vrrp::prepare(config, options).await?.start())
+    }
+
+    /// Resolves every instance of `config` and opens its sockets, on the current tokio runtime,
+    /// without starting any instance (the tracking checkers and watchers do start).
+    pub async fn prepare(config: &VrrpConfig, options: Options) -> Result<Prepared, StartError> {
         let netlink = Arc::new(Netlink::new().map_err(StartError::Netlink)?);
         let shutdown = CancellationToken::new();
         let (events, _) = broadcast::channel(64);
@@ -178,12 +203,6 @@ impl Vrrp {
             });
             advert_queues.push((Arc::clone(&shared.socket), Arc::clone(&shared.dropped), rx));
         }
-        let readers = sockets
-            .into_values()
-            .map(|s| {
-                receiver::spawn_reader(s.socket, s.local, config.checksum, s.routes, s.dropped)
-            })
-            .collect();
 
         let members = tracking_members(config, &netlink, &options).await;
         let epoch = Instant::now();
@@ -251,23 +270,20 @@ impl Vrrp {
             all_counters.push(counters);
         }
         // Every status exists now: give each member of a sync group its siblings' to follow.
-        let instances = tasks
-            .into_iter()
-            .map(|(task, mut inputs)| {
-                inputs.siblings = config
-                    .instances
-                    .iter()
-                    .zip(&statuses)
-                    .filter(|(other, _)| same_group(&task.config, other))
-                    .map(|(_, status)| status.clone())
-                    .collect();
-                tokio::spawn(task.run(inputs))
-            })
-            .collect();
+        for (task, inputs) in &mut tasks {
+            inputs.siblings = config
+                .instances
+                .iter()
+                .zip(&statuses)
+                .filter(|(other, _)| same_group(&task.config, other))
+                .map(|(_, status)| status.clone())
+                .collect();
+        }
 
-        Ok(Vrrp {
-            instances,
-            readers,
+        Ok(Prepared {
+            instances: tasks,
+            sockets: sockets.into_values().collect(),
+            checksum: config.checksum,
             status: StatusHandle {
                 statuses: statuses.into(),
                 counters: all_counters.into(),
@@ -299,16 +315,6 @@ impl Vrrp {
         self.events.subscribe()
     }
 
-    /// A new follower of `instance` (`None` if there is no such instance), for a part of Fulcrum
-    /// that acts on its changes as heartbeat ran a resource group: entering MASTER, the
-    /// instance's notify scripts wait until every follower has called [`Follower::done`]
-    /// (at most [`FOLLOWERS_TIMEOUT`]); leaving it, a follower awaits the change's
-    /// [`Transition::notified`] before it undoes what it did. Register before the instance may
-    /// become MASTER: a change whose scripts have already started does not wait for it.
-    pub fn follower(&self, instance: &str) -> Option<Follower> {
-        self.rosters.get(instance).map(Roster::follower)
-    }
-
     /// Shuts every instance down (priority 0 from masters, VIPs removed, `notify_stop` run) and
     /// waits for them.
     pub async fn stop(mut self) {
@@ -320,6 +326,39 @@ impl Vrrp {
         }
         for reader in std::mem::take(&mut self.readers) {
             reader.abort();
+        }
+    }
+}
+
+impl Prepared {
+    /// A new follower of `instance` (`None` if there is no such instance), for a part of Fulcrum
+    /// that acts on its changes as heartbeat ran a resource group: entering MASTER, the
+    /// instance's notify scripts wait until every follower has called [`Follower::done`]
+    /// (at most [`FOLLOWERS_TIMEOUT`]); leaving it, a follower awaits the change's
+    /// [`Transition::notified`] before it undoes what it did. The instance is not running yet,
+    /// so every change it makes, its first MASTER included, waits for the follower.
+    pub fn follower(&self, instance: &str) -> Option<Follower> {
+        self.rosters.get(instance).map(Roster::follower)
+    }
+
+    /// Starts the socket readers and the instances, on the current tokio runtime.
+    pub fn start(self) -> Vrrp {
+        let readers = self
+            .sockets
+            .into_iter()
+            .map(|s| receiver::spawn_reader(s.socket, s.local, self.checksum, s.routes, s.dropped))
+            .collect();
+        let instances = self
+            .instances
+            .into_iter()
+            .map(|(task, inputs)| tokio::spawn(task.run(inputs)))
+            .collect();
+        Vrrp {
+            instances,
+            readers,
+            status: self.status,
+            events: self.events,
+            shutdown: self.shutdown,
         }
     }
 }
@@ -377,6 +416,7 @@ impl StatusHandle {
 }
 
 /// A socket and the instances it serves, while starting.
+#[derive(Debug)]
 struct Shared {
     socket: Arc<AdvertSocket>,
     local: IpAddr,
@@ -500,3 +540,7 @@ fn initial_status(instance: &InstanceConfig, fsm: &Fsm) -> InstanceStatus {
         counters: CounterSnapshot::default(),
     }
 }
+
+#[cfg(test)]
+#[path = "start_tests.rs"]
+mod start_tests;

@@ -1,0 +1,139 @@
+//! Starting in two steps against a real kernel: a follower registered between
+//! [`Vrrp::prepare`] and [`Prepared::start`] holds even the first `notify_master` of an address
+//! owner, which is MASTER the moment it starts. Each test runs in a network namespace of its own
+//! with a veth pair; they need root (CI runs them as root) and print "skipped" otherwise.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sched::{CloneFlags, unshare};
+
+use super::*;
+use crate::config::VrrpSection;
+
+/// How long the follower takes to "promote": long enough that a `notify_master` that did not
+/// wait for it would log first.
+const PROMOTION: Duration = Duration::from_millis(300);
+
+#[test]
+fn an_owners_first_notify_master_waits_for_a_follower_registered_before_start() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let prepared = Vrrp::prepare(&owner(&log), Options::default())
+            .await
+            .unwrap();
+        let follower = prepared.follower("VI_1").unwrap();
+        assert!(prepared.follower("VI_9").is_none());
+        let vrrp = prepared.start();
+        let promoted = tokio::spawn(promote_on_master(follower, log.clone()));
+
+        let ran = async {
+            while !read(&log).contains(&"master".to_owned()) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), ran)
+            .await
+            .expect("notify_master ran");
+        assert_eq!(read(&log), ["promoted", "master"]);
+        vrrp.stop().await;
+        // The instance has stopped for good: the follower sees the end.
+        tokio::time::timeout(Duration::from_secs(5), promoted)
+            .await
+            .unwrap()
+            .unwrap();
+    });
+}
+
+/// VI_1 on `va` with priority 255 (MASTER at once), logging its `notify_master` to `log`.
+fn owner(log: &Path) -> VrrpConfig {
+    #[derive(serde::Deserialize)]
+    struct File {
+        vrrp: VrrpSection,
+    }
+    let text = format!(
+        r#"
+[vrrp]
+interface = "va"
+
+[vrrp.instance.VI_1]
+virtual_router_id = 53
+priority = 255
+virtual_ips = ["10.0.0.100/32"]
+notify_master = "echo master >> '{}'"
+"#,
+        log.display()
+    );
+    toml::from_str::<File>(&text)
+        .unwrap()
+        .vrrp
+        .build()
+        .unwrap_or_else(|errors| panic!("{errors:#?}"))
+}
+
+/// Plays a volume: on MASTER, "promotes" (logs `promoted` after [`PROMOTION`]) and says done;
+/// returns when the instance has stopped.
+async fn promote_on_master(mut follower: Follower, log: PathBuf) {
+    while let Some(transition) = follower.next().await {
+        if transition.state() == State::Master {
+            tokio::time::sleep(PROMOTION).await;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap();
+            writeln!(file, "promoted").unwrap();
+        }
+        follower.done(&transition);
+    }
+}
+
+fn read(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Moves this thread into a new network namespace with `lo` up and the veth pair `va`
+/// (10.0.0.1/24) <-> `vb` (10.0.0.2/24) up, and builds the test's runtime there (its threads
+/// inherit the namespace). Multi-threaded as Fulcrum's own: an instance task runs the moment it
+/// is spawned. `None`, after saying so, without root.
+fn enter_with_veth_pair() -> Option<tokio::runtime::Runtime> {
+    if unshare(CloneFlags::CLONE_NEWNET).is_err() {
+        eprintln!("skipped: needs root to create a network namespace");
+        return None;
+    }
+    ip(&["link", "set", "lo", "up"]);
+    ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb"]);
+    ip(&["addr", "add", "10.0.0.1/24", "dev", "va"]);
+    ip(&["addr", "add", "10.0.0.2/24", "dev", "vb"]);
+    ip(&["link", "set", "va", "up"]);
+    ip(&["link", "set", "vb", "up"]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    Some(runtime)
+}
+
+/// Runs `ip args...`; panics with its stderr if it fails.
+fn ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
