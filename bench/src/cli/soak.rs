@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use fulcrum_bench::compare::shell_command_line;
-use fulcrum_bench::soak::{FaultKind, SoakOptions, parse_faults, render_markdown, run_soak};
+use fulcrum_bench::soak::{
+    FaultKind, L7Node, SoakOptions, parse_faults, parse_node, render_markdown, run_soak,
+};
 
 /// Options of `fulcrum-bench soak`.
 #[derive(Debug, clap::Args)]
@@ -28,6 +30,10 @@ pub(crate) struct Args {
     /// full-disk, injected in that rotation.
     #[arg(long, default_value = "all", value_parser = parse_faults)]
     faults: Faults,
+    /// Aim every L7 fault at this node (A or B) instead of alternating, to watch the other
+    /// one live through them all.
+    #[arg(long, value_parser = parse_node)]
+    node: Option<L7Node>,
     /// Longest a fault window may last before the site counts as not recovered.
     #[arg(long, default_value = "60s")]
     window_cap: humantime::Duration,
@@ -53,6 +59,7 @@ impl Args {
             fault_every: self.fault_every.into(),
             hold: self.hold.into(),
             faults: self.faults,
+            node: self.node,
             window_cap: self.window_cap.into(),
             warmup: self.warmup.into(),
             out: (!self.no_files).then_some(self.out),
@@ -104,7 +111,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use fulcrum_bench::soak::FaultKind;
+    use fulcrum_bench::soak::{FaultKind, L7Node};
 
     use super::Args;
     use crate::cli::parse_args;
@@ -119,6 +126,7 @@ mod tests {
         assert_eq!(options.fault_every, Duration::from_secs(30));
         assert_eq!(options.hold, Duration::from_secs(10));
         assert_eq!(options.faults, FaultKind::ALL.to_vec());
+        assert_eq!(options.node, None);
         assert_eq!(options.window_cap, Duration::from_secs(60));
         assert_eq!(options.out, Some(PathBuf::from("bench/results/soak")));
         assert_eq!(options.fulcrum.file_name().unwrap(), "fulcrum");
@@ -132,6 +140,8 @@ mod tests {
                 "20s",
                 "--faults",
                 "crash,full-disk",
+                "--node",
+                "b",
                 "--no-files",
             ],
         )
@@ -140,6 +150,8 @@ mod tests {
         .unwrap();
         assert_eq!(options.duration, Duration::from_secs(120));
         assert_eq!(options.faults, vec![FaultKind::Crash, FaultKind::FullDisk]);
+        assert_eq!(options.node, Some(L7Node::B));
         assert_eq!(options.out, None);
+        assert!(parse_args::<Args>("soak", &["--node", "C"]).is_err());
     }
 }

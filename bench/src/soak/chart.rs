@@ -188,6 +188,7 @@ mod tests {
                 window_cap_s: 60.0,
                 warmup_s: 60.0,
                 faults: Vec::new(),
+                node: None,
                 fulcrum: "fulcrum".into(),
             },
             ran_s: 0.0,

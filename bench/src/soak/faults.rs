@@ -8,8 +8,8 @@ use fulcrum_lab::fulcrum::Signal;
 use fulcrum_lab::seed004::Seed004;
 use fulcrum_lab::seed004::link_loss::{clear_link_loss, link_loss};
 
-use super::FaultKind;
 use super::site::panic_text;
+use super::{FaultKind, L7Node};
 
 /// The share of packets [`FaultKind::PacketLoss`] drops each way.
 const LOSS_PERCENT: u8 = 10;
@@ -19,11 +19,13 @@ const LOSS_PERCENT: u8 = 10;
 const STOP_PATIENCE: Duration = Duration::from_secs(20);
 
 /// The node a fault's `occurrence`-th injection (from 0) targets: the L7 faults alternate
-/// between A and B, so both nodes go through each.
-pub(crate) fn target(kind: FaultKind, occurrence: usize) -> &'static str {
+/// between A and B, so both nodes go through each, unless `only` names one of them (to watch
+/// the other survive every fault).
+pub(crate) fn target(kind: FaultKind, occurrence: usize, only: Option<L7Node>) -> &'static str {
     match kind {
         FaultKind::Director => "lvs",
         FaultKind::FullDisk => "B",
+        _ if only.is_some() => only.map_or("A", L7Node::name),
         _ if occurrence.is_multiple_of(2) => "A",
         _ => "B",
     }
@@ -121,14 +123,23 @@ fn transfer_failures(site: &Seed004, node: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::target;
-    use crate::soak::FaultKind;
+    use crate::soak::{FaultKind, L7Node};
 
     #[test]
     fn l7_faults_alternate_between_the_nodes() {
-        assert_eq!(target(FaultKind::Crash, 0), "A");
-        assert_eq!(target(FaultKind::Crash, 1), "B");
-        assert_eq!(target(FaultKind::LinkCut, 2), "A");
-        assert_eq!(target(FaultKind::FullDisk, 1), "B");
-        assert_eq!(target(FaultKind::Director, 0), "lvs");
+        assert_eq!(target(FaultKind::Crash, 0, None), "A");
+        assert_eq!(target(FaultKind::Crash, 1, None), "B");
+        assert_eq!(target(FaultKind::LinkCut, 2, None), "A");
+        assert_eq!(target(FaultKind::FullDisk, 1, None), "B");
+        assert_eq!(target(FaultKind::Director, 0, None), "lvs");
+    }
+
+    #[test]
+    fn a_named_node_takes_every_l7_fault() {
+        for occurrence in 0..4 {
+            assert_eq!(target(FaultKind::Crash, occurrence, Some(L7Node::B)), "B");
+            assert_eq!(target(FaultKind::Sigterm, occurrence, Some(L7Node::A)), "A");
+        }
+        assert_eq!(target(FaultKind::Director, 1, Some(L7Node::A)), "lvs");
     }
 }

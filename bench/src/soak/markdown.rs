@@ -48,9 +48,13 @@ pub fn render_markdown(report: &SoakReport) -> String {
     } else {
         ""
     };
+    let aimed = s
+        .node
+        .as_ref()
+        .map_or_else(String::new, |n| format!("; every L7 fault on {n}"));
     let _ = writeln!(
         md,
-        "| faults | one every {} s from {} s on, in rotation: {}; each held {} s{director}, then undone; a window is capped at {} s |",
+        "| faults | one every {} s from {} s on, in rotation: {}{aimed}; each held {} s{director}, then undone; a window is capped at {} s |",
         s.fault_every_s,
         s.fault_every_s,
         kinds.join(", "),

@@ -127,6 +127,31 @@ pub fn parse_faults(text: &str) -> Result<Vec<FaultKind>, String> {
     Ok(kinds)
 }
 
+/// One of seed 004's two L7 nodes, for `--node`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L7Node {
+    A,
+    B,
+}
+
+impl L7Node {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::B => "B",
+        }
+    }
+}
+
+/// Parses `--node`: `A` or `B`, in either case.
+pub fn parse_node(text: &str) -> Result<L7Node, String> {
+    match text {
+        "A" | "a" => Ok(L7Node::A),
+        "B" | "b" => Ok(L7Node::B),
+        _ => Err(format!("unknown L7 node `{text}` (A or B)")),
+    }
+}
+
 /// How long the director stays dead: a supervisor's restart delay. Seed 004 has one director,
 /// so every request through the front fails until it is back.
 pub const DIRECTOR_RESTART: Duration = Duration::from_secs(2);
@@ -143,6 +168,8 @@ pub struct SoakOptions {
     pub hold: Duration,
     /// The kinds, in rotation.
     pub faults: Vec<FaultKind>,
+    /// The L7 node every L7 fault goes to; without, they alternate between A and B.
+    pub node: Option<L7Node>,
     /// How long a fault window may last before the site counts as not recovered.
     pub window_cap: Duration,
     /// How long after a process starts its memory counts as warmed up.

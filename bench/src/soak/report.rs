@@ -66,6 +66,9 @@ pub struct SoakSettings {
     pub window_cap_s: f64,
     pub warmup_s: f64,
     pub faults: Vec<FaultKind>,
+    /// `--node`: the L7 node every L7 fault went to; absent when they alternated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub fulcrum: PathBuf,
 }
 

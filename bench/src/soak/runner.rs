@@ -151,6 +151,7 @@ pub fn run_soak(options: &SoakOptions) -> anyhow::Result<SoakReport> {
             window_cap_s: options.window_cap.as_secs_f64(),
             warmup_s: options.warmup.as_secs_f64(),
             faults: options.faults.clone(),
+            node: options.node.map(|n| n.name().to_owned()),
             fulcrum: options.fulcrum.clone(),
         },
         ran_s,
@@ -213,7 +214,7 @@ fn control_loop(site: &mut Seed004, options: &SoakOptions, t0: Instant) -> (Vec<
                 if now >= due && due + options.fault_every <= end {
                     let kind = options.faults[windows.len() % options.faults.len()];
                     let slot = FaultKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-                    let node = faults::target(kind, occurrences[slot]);
+                    let node = faults::target(kind, occurrences[slot], options.node);
                     occurrences[slot] += 1;
                     windows.push(Window::open(
                         site,
