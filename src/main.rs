@@ -9,6 +9,7 @@ mod control;
 mod ctl;
 mod demo;
 mod logging;
+mod malloc;
 mod nrpe;
 mod proxy_health;
 mod run;
@@ -21,6 +22,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Before any thread starts. `false` only off glibc, where there is nothing to fix.
+    let _ = malloc::fix_mmap_threshold();
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Run { config } => run::run(&config),
