@@ -10,7 +10,7 @@ use std::{path::Path, time::Duration};
 
 use fulcrum_common::stats;
 use fulcrum_storage::volume::{
-    Volume, VolumeStatus,
+    Volume, VolumeError, VolumeStatus,
     config::{Role, VolumeConfig},
 };
 use fulcrum_vrrp::{
@@ -204,7 +204,9 @@ async fn demote(volume: &Volume, instance: &str) {
 }
 
 /// Promotes `volume`, retrying while the peer still holds the primary role (its demotion is
-/// under way: it runs its notify scripts first). Returns once promoted, when promotion cannot
+/// under way: it runs its notify scripts first) and while this node is still receiving the
+/// resync that makes it current (after a healed partition the peer, primary meanwhile, may
+/// demote before the resync ends). Returns once promoted, when promotion cannot
 /// succeed without an operator (the local data is not UpToDate), or with the instance's next
 /// change if one comes first.
 async fn promote_while_master(
@@ -220,9 +222,12 @@ async fn promote_while_master(
                 tracing::info!(volume = %name, %instance, "promoted: the VRRP instance is MASTER");
                 return None;
             }
-            Err(error) if volume.status().peer_role == Some(Role::Primary) => {
+            Err(error)
+                if matches!(error, VolumeError::SyncTarget)
+                    || volume.status().peer_role == Some(Role::Primary) =>
+            {
                 if !logged {
-                    tracing::warn!(volume = %name, %instance, %error, "promotion waits for the peer to demote");
+                    tracing::warn!(volume = %name, %instance, %error, "promotion waits for the peer to demote or the resync to end");
                     logged = true;
                 }
                 tokio::select! {

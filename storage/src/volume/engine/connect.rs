@@ -6,13 +6,18 @@
 //! connections; keeping only the lower node's dial is the same rule applied up front). The
 //! dialer waits on a [`Backoff`] after every failure, so a wrong secret is never retried in a
 //! tight loop. While StandAlone nobody dials, and incoming connections are closed at once.
+//!
+//! A promotion that finds the link down asks for the peer now (see `reach`): the dialer's pause
+//! ends early when its own node wakes it, or when the accepting node connects to the dialer's
+//! listener, which the dialer otherwise never reads, to say "dial me".
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
 use super::counting::{Counted, Direction};
 use super::handshake::{self, Failure};
@@ -20,6 +25,7 @@ use super::inner::Inner;
 use super::link::Request;
 use super::session::{self, End};
 use super::status::{ConnState, Counters, VolumeEvent};
+use crate::volume::config::VolumeConfig;
 use crate::volume::meta::GenerationIds;
 use crate::volume::peer::{self, Backoff, MessageReader, MessageWriter};
 
@@ -29,7 +35,7 @@ const REQUEST_QUEUE: usize = 256;
 /// Runs until the volume is cancelled.
 pub(crate) async fn run(inner: Arc<Inner>, listener: TcpListener) {
     let config = &inner.config;
-    let dialer = config.listen < config.peer;
+    let dialer = dials(config);
     let mut backoff = Backoff::new(
         config.connect_interval,
         (config.connect_interval * 32).max(Duration::from_secs(30)),
@@ -67,8 +73,9 @@ pub(crate) async fn run(inner: Arc<Inner>, listener: TcpListener) {
             stream = get_stream(&inner, &listener, dialer) => stream,
         };
         let Some(mut stream) = stream else {
+            inner.attempt_failed();
             if dialer {
-                pause(&inner, &mut backoff).await;
+                pause(&inner, &listener, &mut backoff).await;
             }
             continue;
         };
@@ -90,8 +97,9 @@ pub(crate) async fn run(inner: Arc<Inner>, listener: TcpListener) {
                 Counters::add(&inner.counters.auth_failures, 1);
                 inner.emit(VolumeEvent::AuthRefused);
             }
+            inner.attempt_failed();
             if dialer {
-                pause(&inner, &mut backoff).await;
+                pause(&inner, &listener, &mut backoff).await;
             }
             continue;
         }
@@ -106,12 +114,13 @@ pub(crate) async fn run(inner: Arc<Inner>, listener: TcpListener) {
             Outcome::Ended(_) => {
                 backoff.succeeded();
                 if dialer {
-                    pause(&inner, &mut backoff).await;
+                    pause(&inner, &listener, &mut backoff).await;
                 }
             }
             Outcome::Refused(Failure::Retry) => {
+                inner.attempt_failed();
                 if dialer {
-                    pause(&inner, &mut backoff).await;
+                    pause(&inner, &listener, &mut backoff).await;
                 }
             }
         }
@@ -127,6 +136,7 @@ enum Outcome {
 async fn get_stream(inner: &Inner, listener: &TcpListener, dialer: bool) -> Option<TcpStream> {
     let config = &inner.config;
     let stream = if dialer {
+        inner.attempt_begun();
         match tokio::time::timeout(config.timeout, TcpStream::connect(config.peer)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
@@ -136,7 +146,9 @@ async fn get_stream(inner: &Inner, listener: &TcpListener, dialer: bool) -> Opti
             Err(_) => return None,
         }
     } else {
-        match listener.accept().await {
+        let accepted = listener.accept().await;
+        inner.attempt_begun();
+        match accepted {
             Ok((stream, _)) => stream,
             Err(error) => {
                 warn!(volume = %config.name, %error, "accept failed");
@@ -151,11 +163,44 @@ async fn get_stream(inner: &Inner, listener: &TcpListener, dialer: bool) -> Opti
     Some(stream)
 }
 
-async fn pause(inner: &Inner, backoff: &mut Backoff) {
+/// Whether this node dials (the other accepts): the one whose `listen` sorts lower.
+pub(crate) fn dials(config: &VolumeConfig) -> bool {
+    config.listen < config.peer
+}
+
+/// The dialer's wait before its next attempt. A promotion on either node cuts it short, but
+/// never below [`peer::MIN_CONNECT_INTERVAL`] from its start, so that wake-ups repeated by a
+/// confused or hostile peer cannot make a tight loop; the backoff itself is left as it is.
+async fn pause(inner: &Inner, listener: &TcpListener, backoff: &mut Backoff) {
     let delay = backoff.next_delay();
+    let now = Instant::now();
+    let until = now + delay;
+    let floor = (now + peer::MIN_CONNECT_INTERVAL).min(until);
+    let by = tokio::select! {
+        () = inner.cancel.cancelled() => return,
+        () = tokio::time::sleep_until(until) => return,
+        () = inner.redial.notified() => "this node",
+        accepted = listener.accept() => match accepted {
+            // A connection from the accepting node, which never dials: its wake-up call.
+            Ok((_, from)) => {
+                debug!(volume = %inner.config.name, %from, "woken up by the peer");
+                "the peer"
+            }
+            Err(error) => {
+                // Out of descriptors and the like: sit the pause out without the listener.
+                debug!(volume = %inner.config.name, %error, "accept failed while pausing");
+                tokio::select! {
+                    () = inner.cancel.cancelled() => {}
+                    () = tokio::time::sleep_until(until) => {}
+                }
+                return;
+            }
+        },
+    };
+    info!(volume = %inner.config.name, by, "redialing the peer at once: a promotion waits for it");
     tokio::select! {
         () = inner.cancel.cancelled() => {}
-        () = tokio::time::sleep(delay) => {}
+        () = tokio::time::sleep_until(floor) => {}
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{RwLock, broadcast, mpsc, watch};
+use tokio::sync::{Notify, RwLock, broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,6 +46,13 @@ pub(crate) struct Inner {
     pub(crate) events: broadcast::Sender<VolumeEvent>,
     /// Operator requests for the connection (StandAlone or not).
     pub(crate) admin: watch::Sender<Admin>,
+    /// Cuts the dialer's backoff pause short: a promotion wants to hear from the peer now
+    /// (see `reach`).
+    pub(crate) redial: Notify,
+    /// The attempts to reach the peer, sent again unchanged on every connection state change,
+    /// so that a promotion waiting for the peer learns at once that it connected or that the
+    /// attempt it asked for failed.
+    pub(crate) link_news: watch::Sender<Attempts>,
     /// Serializes role changes (and the handshake, which reports the role); holds the NBD
     /// server while primary.
     pub(crate) role_lock: tokio::sync::Mutex<Option<NbdServer>>,
@@ -60,6 +67,16 @@ pub(crate) struct Admin {
     pub(crate) standalone: bool,
     /// The next handshake resolves a split brain by discarding our changes.
     pub(crate) discard_my_data: bool,
+}
+
+/// The connection manager's attempts to reach the peer, numbered from 1.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Attempts {
+    /// Attempts begun: dials, or connections accepted.
+    pub(crate) begun: u64,
+    /// The number of the last attempt that failed before a session started (dial,
+    /// authentication or handshake); 0 for none.
+    pub(crate) last_failed: u64,
 }
 
 /// The status fields that change on transitions.
@@ -92,6 +109,7 @@ impl Inner {
     ) -> Arc<Inner> {
         let (events, _) = broadcast::channel(256);
         let (admin, _) = watch::channel(Admin::default());
+        let (link_news, _) = watch::channel(Attempts::default());
         Arc::new(Inner {
             config,
             node,
@@ -114,6 +132,8 @@ impl Inner {
             }),
             events,
             admin,
+            redial: Notify::new(),
+            link_news,
             role_lock: tokio::sync::Mutex::new(None),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -138,11 +158,25 @@ impl Inner {
     }
 
     pub(crate) fn set_conn(&self, conn: ConnState) {
-        let mut c = self.control();
-        if c.conn != conn {
+        {
+            let mut c = self.control();
+            if c.conn == conn {
+                return;
+            }
             tracing::info!(volume = %self.config.name, from = %c.conn, to = %conn, "connection state");
             c.conn = conn;
         }
+        self.link_news.send_modify(|_| {});
+    }
+
+    /// The connection manager begins an attempt to reach the peer.
+    pub(crate) fn attempt_begun(&self) {
+        self.link_news.send_modify(|a| a.begun += 1);
+    }
+
+    /// The current attempt failed before a session started.
+    pub(crate) fn attempt_failed(&self) {
+        self.link_news.send_modify(|a| a.last_failed = a.begun);
     }
 
     pub(crate) fn status(&self) -> VolumeStatus {

@@ -3,7 +3,8 @@
 //! split-brain handling, roles) and serves the data over NBD while primary.
 //!
 //! - [`volume`](Volume): the public face (`start`, `status`, `promote`, `demote`, `connect`,
-//!   `disconnect`, `stop`); `roles`: the promotion rules and the NBD server's life.
+//!   `disconnect`, `stop`); `roles`: the promotion rules and the NBD server's life; `reach`:
+//!   a promotion without the link tries the peer first.
 //! - `connect`: dial or accept, authenticate, back off; `handshake`: Hellos, the plan
 //!   (`decide`, pure), bitmap exchange; `session`: the connected link's one task; `applier`:
 //!   the peer's writes applied in order; `resync`: the SyncTarget's walk (pure).
@@ -26,6 +27,7 @@ mod inner;
 mod link;
 mod meta_thread;
 mod overlap;
+mod reach;
 mod resync;
 mod roles;
 mod session;

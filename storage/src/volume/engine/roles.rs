@@ -11,6 +11,7 @@ use super::error::VolumeError;
 use super::export::VolumeExport;
 use super::inner::{Inner, to_wire_role};
 use super::link::Request;
+use super::reach;
 use super::status::{ConnState, VolumeEvent};
 use crate::nbd::NbdServer;
 use crate::volume::config::Role;
@@ -19,8 +20,13 @@ use crate::volume::peer::DiskState;
 
 /// Makes this node primary. Refused when the peer is primary, while receiving a resync, or
 /// (unless `force`) when the local disk is not UpToDate. While disconnected (or with `force`)
-/// a new generation starts, so the next connect knows this node wrote on its own.
+/// a new generation starts, so the next connect knows this node wrote on its own. Without
+/// `force`, a node that finds the link down first tries to reach the peer (see `reach`), and
+/// goes on alone only when the peer does not answer.
 pub(crate) async fn promote(inner: &Arc<Inner>, force: bool) -> Result<(), VolumeError> {
+    if !force {
+        reach::before_promotion(inner).await;
+    }
     let mut nbd = inner.role_lock.lock().await;
     if inner.cancel.is_cancelled() {
         return Err(VolumeError::Stopped);

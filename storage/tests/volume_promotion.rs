@@ -1,0 +1,160 @@
+//! Promotion while the link is down: a node asked to become primary without its peer first tries
+//! to reach it, so that a partition that has healed, but that its dialer has not noticed yet,
+//! does not end in two primaries of their own generations (a split brain that loses one side's
+//! acknowledged writes). A peer that is really gone does not delay the promotion.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+#[path = "support/volume_pair.rs"]
+#[allow(dead_code, reason = "this test uses some of the pair helpers")]
+mod support;
+
+#[path = "support/link_cut.rs"]
+mod link_cut;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fulcrum_storage::nbd::Export;
+use fulcrum_storage::volume::{ConnState, Protocol, Role, Volume, VolumeError, VolumeEvent};
+use link_cut::{Link, relayed_pair};
+use support::{pair, pattern, wait_connected, wait_for};
+
+const MIB: u64 = 1 << 20;
+
+/// Longer than either test: a node reconnects within it only when asked to.
+const CONNECT_INTERVAL: Duration = Duration::from_secs(30);
+
+// Input (the soak's data loss): A, the dialer, primary and connected to B through a link. A
+// demotes and the link is cut (A's VRRP in FAULT); B is promoted alone and acknowledges writes;
+// the link comes back while A's dialer still waits out its connect interval, and A is promoted
+// (its VRRP preempts). Output: A's promotion reaches B at once and is refused with PeerPrimary
+// rather than starting a generation of its own; once B demotes, A is promoted and serves B's
+// writes; no split brain on either node.
+#[tokio::test(flavor = "multi_thread")]
+async fn volume_promotion_after_a_healed_partition_reaches_the_peer_first() {
+    healed_partition(true).await;
+}
+
+// Input: the same with the roles swapped: B, the accepting node, is cut off, A promoted alone,
+// and B promoted once the link is back. Output: B's wake-up call makes A's dialer connect at
+// once; B's promotion is refused with PeerPrimary, and B takes over A's writes once A demotes.
+#[tokio::test(flavor = "multi_thread")]
+async fn volume_promotion_after_a_healed_partition_wakes_the_peers_dialer() {
+    healed_partition(false).await;
+}
+
+/// The healed partition of the two tests above; `returning_dials`: the node cut off and promoted
+/// after the link is back is A, the dialer (else B).
+async fn healed_partition(returning_dials: bool) {
+    let (mut a, mut b, routes) = relayed_pair(16 * MIB, Protocol::C, Role::Secondary);
+    for n in [&mut a, &mut b] {
+        n.config.connect_interval = CONNECT_INTERVAL;
+    }
+    let link = Link::new(&routes).await;
+    // B first: A's first dial must find it.
+    let vb = b.start().await;
+    let va = a.start().await;
+    wait_connected(&va).await;
+    wait_connected(&vb).await;
+    let (returning, other) = if returning_dials {
+        (&va, &vb)
+    } else {
+        (&vb, &va)
+    };
+    let (mut events_a, mut events_b) = (va.subscribe(), vb.subscribe());
+    returning.promote(false).await.unwrap();
+    returning
+        .export()
+        .write(0, Bytes::from(pattern(1, MIB as usize)), true)
+        .await
+        .unwrap();
+    returning.demote().await.unwrap();
+
+    link.cut().await;
+    for v in [&va, &vb] {
+        wait_for(v, "link lost", |s| s.connection == ConnState::Connecting).await;
+    }
+    other.promote(false).await.unwrap();
+    let acked = Bytes::from(pattern(2, MIB as usize));
+    other.export().write(0, acked.clone(), true).await.unwrap();
+
+    link.restore().await;
+    let started = tokio::time::Instant::now();
+    let refused = returning.promote(false).await;
+    assert!(
+        matches!(refused, Err(VolumeError::PeerPrimary)),
+        "promoted alone beside a primary peer: {refused:?}, {:#?}",
+        returning.status()
+    );
+    assert!(started.elapsed() < Duration::from_secs(2), "{started:?}");
+    assert_eq!(returning.status().role, Role::Secondary);
+    assert_eq!(returning.status().peer_role, Some(Role::Primary));
+
+    // The other node's VRRP lets go; the follower retries until the promotion goes through.
+    other.demote().await.unwrap();
+    promote_soon(returning).await;
+    wait_connected(returning).await;
+    wait_connected(other).await;
+    let got = returning.export().read(0, MIB as usize).await.unwrap();
+    assert!(
+        got == acked,
+        "the writes acknowledged during the cut are not served"
+    );
+    for events in [&mut events_a, &mut events_b] {
+        while let Ok(event) = events.try_recv() {
+            assert_ne!(event, VolumeEvent::SplitBrain);
+        }
+    }
+    drop(link);
+    va.stop().await;
+    vb.stop().await;
+}
+
+// Input: a connected pair; one node stopped (its port then refuses connections) and the other
+// promoted, once with the dialer left and once with the accepting node left. Output: each
+// promotion succeeds alone well within `timeout`: a refused connection ends the wait for the
+// peer at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn volume_promotion_without_a_live_peer_is_not_delayed() {
+    for dialer_left in [true, false] {
+        let (mut a, mut b) = pair(4 * MIB, Protocol::C, Role::Secondary);
+        for n in [&mut a, &mut b] {
+            n.config.connect_interval = CONNECT_INTERVAL;
+        }
+        // B first: A (the dialer) must find it on its first dial.
+        let vb = b.start().await;
+        let va = a.start().await;
+        wait_connected(&va).await;
+        let (left, gone) = if dialer_left { (va, vb) } else { (vb, va) };
+        gone.stop().await;
+        wait_for(&left, "peer lost", |s| {
+            s.connection == ConnState::Connecting
+        })
+        .await;
+        let started = tokio::time::Instant::now();
+        left.promote(false).await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "dialer {dialer_left}: {took:?}"
+        );
+        assert_eq!(left.status().role, Role::Primary);
+        left.stop().await;
+    }
+}
+
+/// Promotes `volume`, retrying as the VRRP follower does while the peer still holds the role
+/// or a resync runs (up to 8 s).
+async fn promote_soon(volume: &Volume) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        match volume.promote(false).await {
+            Ok(()) => return,
+            Err(error) if tokio::time::Instant::now() > deadline => {
+                panic!("not promoted: {error}: {:#?}", volume.status())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
