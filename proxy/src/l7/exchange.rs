@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use http::{HeaderMap, Method, StatusCode, Version, header};
+use http::{HeaderMap, HeaderName, Method, StatusCode, Version, header};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     time::Instant,
@@ -182,7 +182,7 @@ where
     }
 
     let mut attempts = Attempts::new(key, sticky, replayable);
-    let (slot, mut up, response, sent_at) = loop {
+    let (slot, mut up, mut response, sent_at) = loop {
         let Acquired { slot, mut up } = match acquire(bcfg, bentry, &mut attempts, log).await {
             Ok(acquired) => acquired,
             Err(status) => return reply_error(client, status, ctx, log).await,
@@ -284,11 +284,18 @@ where
 
     let server_cfg = &bcfg.servers[slot.index];
     let tunnel = head.upgrade && response.status == StatusCode::SWITCHING_PROTOCOLS;
-    let mut res_headers = response.headers;
-    let hop = HopByHop::of(&res_headers, response.connection, tunnel);
-    if let Some(c) = &bcfg.cookie {
+    // A map only when a header has to be found by name: for the persistence cookie, or for the
+    // headers the server's `Connection` header names. Otherwise the fields go out as received.
+    let mut res_map = (bcfg.cookie.is_some() || response.connection.names_headers)
+        .then(|| head::header_map(std::mem::take(&mut response.fields)));
+    let hop = HopByHop::of(
+        res_map.as_ref().unwrap_or(&HeaderMap::new()),
+        response.connection,
+        tunnel,
+    );
+    if let (Some(c), Some(res_map)) = (&bcfg.cookie, &mut res_map) {
         let had_valid = req_cookie == Some(RequestCookie::Valid(slot.index));
-        let outcome = cookie::rewrite_response(c, &mut res_headers, &server_cfg.cookie, had_valid);
+        let outcome = cookie::rewrite_response(c, res_map, &server_cfg.cookie, had_valid);
         log.cookie_res = outcome.log_char();
     }
     let dechunk = head.version == Version::HTTP_10 && response.body == BodyKind::Chunked;
@@ -301,9 +308,14 @@ where
     log.status = Some(status.as_u16());
     out.clear();
     head::write_status_line(out, status);
-    head::write_headers_except(out, &res_headers, |name| {
-        hop.drops(name) || dechunk && *name == header::TRANSFER_ENCODING
-    });
+    let skip = |name: &HeaderName| hop.drops(name) || dechunk && *name == header::TRANSFER_ENCODING;
+    match &res_map {
+        Some(map) => head::write_headers_except(out, map, skip),
+        None => {
+            let fields = response.fields.iter().map(|(name, value)| (name, value));
+            head::write_fields_except(out, fields, skip);
+        }
+    }
     out.extend_from_slice(match (tunnel, keep_alive, head.version) {
         (true, _, _) => b"connection: upgrade\r\n",
         (false, false, _) => b"connection: close\r\n",

@@ -11,7 +11,7 @@ use std::{
 };
 
 use bytes::{Buf, Bytes};
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Body as _, Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -33,7 +33,7 @@ use super::{
         head::{self, BodyKind},
     },
     h2_body::{Finish, LengthBody},
-    headers::{add_forwarded, strip_hop_by_hop},
+    headers::{HopByHop, add_forwarded, strip_hop_by_hop},
     listener::FrontendName,
     log::{Ended, Phase, Record},
     route::choose_backend,
@@ -56,7 +56,12 @@ where
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let rt = Arc::clone(&rt);
         let frontend = Arc::clone(&frontend);
-        async move { Ok::<_, Infallible>(handle(&rt, &frontend.load_full(), client, req).await) }
+        // Boxed: hyper moves each stream's future several times (into its stream task, into
+        // the task's cell) before and after running it, and the handler's state is kilobytes.
+        async move {
+            let response = Box::pin(handle(&rt, &frontend.load_full(), client, req)).await;
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder.timer(TokioTimer::new()).max_concurrent_streams(256);
@@ -289,9 +294,22 @@ async fn handle(
     log.t_response = Some(t_response);
     slot.observe(t_response);
 
-    let mut res_headers = response.headers;
-    strip_hop_by_hop(&mut res_headers, false);
-    res_headers.remove(header::TRANSFER_ENCODING);
+    // HTTP/2 frames the body itself: no hop-by-hop header and no Transfer-Encoding goes on.
+    // They are left out as the map is built rather than looked up and removed after, unless
+    // the server's `Connection` header names some, which needs the map to find them.
+    let mut res_headers = if response.connection.names_headers {
+        let mut map = head::header_map(response.fields);
+        strip_hop_by_hop(&mut map, false);
+        map.remove(header::TRANSFER_ENCODING);
+        map
+    } else {
+        let hop = HopByHop::of(&HeaderMap::new(), response.connection, false);
+        response
+            .fields
+            .into_iter()
+            .filter(|(name, _)| !hop.drops(name) && *name != header::TRANSFER_ENCODING)
+            .collect()
+    };
     if let Some(c) = &bcfg.cookie {
         let had_valid = req_cookie == Some(RequestCookie::Valid(slot.index));
         let outcome = cookie::rewrite_response(

@@ -36,6 +36,8 @@ impl Slot {
     /// Runs `work` (the request's exchange with the server) unless an operator shuts the
     /// server's sessions down first, which gives `None`.
     pub(crate) async fn unless_shut<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
+        // Pinned here, so the select below holds a reference rather than another copy of it.
+        let work = std::pin::pin!(work);
         tokio::select! {
             biased;
             out = work => Some(out),
@@ -86,6 +88,17 @@ pub(crate) async fn select(
     avoid: Option<usize>,
     key: &PickKey<'_>,
 ) -> Result<(Slot, Duration), NoServer> {
+    // Most requests find room at once, and need not register for freed slots (a lock and a
+    // waiter list entry each time). One that finds none registers, then looks again below.
+    let target = match sticky {
+        Some(index) => Target::Server(index),
+        None => pick(cfg, entry, avoid, key),
+    };
+    if let Target::Server(index) = target
+        && try_take(cfg, entry, index)
+    {
+        return Ok((take_slot(entry, index), Duration::ZERO));
+    }
     // The clock is read only once the request has to wait.
     let mut started = None;
     let mut deadline = None;
@@ -146,19 +159,24 @@ pub(crate) async fn select(
         entry.state.counters.queue.down();
     }
     let index = result?;
+    Ok((
+        take_slot(entry, index),
+        started.map_or(Duration::ZERO, |t| t.elapsed()),
+    ))
+}
+
+/// The slot just taken on server `index`, counted as load balanced.
+fn take_slot(entry: &BackendEntry, index: usize) -> Slot {
     let server = Arc::clone(&entry.servers[index]);
     server.counters.totals.inc(Total::LoadBalanced);
     entry.state.counters.totals.inc(Total::LoadBalanced);
     let epoch = server.sessions_epoch();
-    Ok((
-        Slot {
-            index,
-            server,
-            backend: Arc::clone(&entry.state),
-            epoch,
-        },
-        started.map_or(Duration::ZERO, |t| t.elapsed()),
-    ))
+    Slot {
+        index,
+        server,
+        backend: Arc::clone(&entry.state),
+        epoch,
+    }
 }
 
 enum Target {

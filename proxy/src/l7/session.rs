@@ -14,7 +14,7 @@ use super::{
     exchange::{self, ClientInfo, Ctx, Next},
     h1::{
         conn::{Conn, IoFailure, WaitReadable},
-        head,
+        head, spare,
     },
     log::{Ended, Phase, Record},
 };
@@ -33,6 +33,8 @@ pub(crate) async fn serve_h1<S>(
 {
     let mut first = true;
     let mut scratch = Vec::new();
+    // The timer of every idle wait, set again for each (see `Conn::fill_idle`).
+    let mut idle_timer = std::pin::pin!(tokio::time::sleep(std::time::Duration::ZERO));
     loop {
         let name = frontend.load_full();
         let table = rt.table.load_full();
@@ -43,9 +45,9 @@ pub(crate) async fn serve_h1<S>(
 
         // Idle until the next request starts; only a first request owes us anything.
         if conn.buf.is_empty() {
-            // An idle keep-alive connection holds no buffers: its head buffer goes now, its
-            // read buffer in `fill_idle`.
-            scratch = Vec::new();
+            // An idle keep-alive connection holds no buffers: its head buffer goes back to the
+            // thread's spares now, its read buffer in `fill_idle`.
+            spare::put_head(std::mem::take(&mut scratch));
             // A first request's whole head is due `http_request` after accept, including any
             // time the listener spent sniffing for an h2c preface.
             let idle = if first {
@@ -57,7 +59,7 @@ pub(crate) async fn serve_h1<S>(
                 Err(IoFailure::Timeout)
             } else {
                 tokio::select! {
-                    read = conn.fill_idle(idle) => read,
+                    read = conn.fill_idle(idle, idle_timer.as_mut()) => read,
                     () = rt.shutdown.cancelled() => return,
                 }
             };
@@ -167,6 +169,9 @@ pub(crate) async fn serve_h1<S>(
             fe_state: &fe_state,
             client,
         };
+        if scratch.capacity() == 0 {
+            scratch = spare::take_head();
+        }
         // Boxed: the exchange's state lives only while a request is under way, so an idle
         // connection's task stays small.
         let next = Box::pin(exchange::run(&mut conn, head, &ctx, &mut log, &mut scratch)).await;

@@ -58,7 +58,13 @@ pub(crate) async fn read_response_head(
 ) -> Result<ResponseHead, UpstreamError> {
     let mut received_any = !conn.buf.is_empty();
     loop {
-        match head::parse_response(&mut conn.buf, method) {
+        // A pooled connection's buffer is empty when the request goes out: nothing to parse yet.
+        let parsed = if conn.buf.is_empty() {
+            Ok(None)
+        } else {
+            head::parse_response(&mut conn.buf, method)
+        };
+        match parsed {
             Ok(Some(head)) => {
                 if head.status.is_informational()
                     && head.status != http::StatusCode::SWITCHING_PROTOCOLS

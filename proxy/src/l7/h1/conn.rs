@@ -1,10 +1,15 @@
 //! A byte stream with its read buffer: what both the client and the server side of an HTTP/1
 //! exchange read heads and bodies from.
 
-use std::{io, task::Poll, time::Duration};
+use std::{io, pin::Pin, task::Poll, time::Duration};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    time::Sleep,
+};
+
+use super::timer::{self, Timer};
 
 /// Bytes read per `read` call at least; a request head and a small body usually fit in one.
 const READ_CHUNK: usize = 16 * 1024;
@@ -25,6 +30,8 @@ pub(crate) enum IoFailure {
 pub(crate) struct Conn<S> {
     pub(crate) io: S,
     pub(crate) buf: BytesMut,
+    /// Times the reads that have to wait.
+    timer: Timer,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -33,13 +40,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Self {
             io,
             buf: BytesMut::new(),
+            timer: Timer::default(),
         }
     }
 
     /// Waits for the next bytes of an idle connection without holding a read buffer meanwhile:
     /// an idle keep-alive client then costs a socket and a small task, not 16 KiB of buffer.
-    /// Input that is already there is read at once, keeping the buffer of a busy connection.
-    pub(crate) async fn fill_idle(&mut self, timeout: Duration) -> Result<usize, IoFailure>
+    /// Input that is already there is read at once, keeping the buffer of a busy connection;
+    /// otherwise the buffer goes back to the thread's spares until input arrives.
+    ///
+    /// The wait is timed with `idle_timer`, which the caller keeps for all of a connection's
+    /// idle waits (see [`timer::run_pinned`]).
+    pub(crate) async fn fill_idle(
+        &mut self,
+        timeout: Duration,
+        idle_timer: Pin<&mut Sleep>,
+    ) -> Result<usize, IoFailure>
     where
         S: WaitReadable,
     {
@@ -52,18 +68,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Poll::Ready(Err(e)) => return Err(e.into()),
                 Poll::Pending => {}
             }
-            self.buf = BytesMut::new();
-            with_timeout(timeout, self.io.wait_readable()).await??;
+            super::spare::put_read(std::mem::take(&mut self.buf));
+            timer::run_pinned(idle_timer, timeout, self.io.wait_readable()).await??;
         }
         self.fill(timeout).await
     }
 
     /// Reads more bytes into the buffer; `Closed` at end of stream.
     pub(crate) async fn fill(&mut self, timeout: Duration) -> Result<usize, IoFailure> {
+        if self.buf.capacity() == 0 {
+            self.buf = super::spare::take_read();
+        }
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
         }
-        let read = with_timeout(timeout, self.io.read_buf(&mut self.buf)).await??;
+        let read = self
+            .timer
+            .run(timeout, self.io.read_buf(&mut self.buf))
+            .await??;
         if read == 0 {
             return Err(IoFailure::Closed);
         }
@@ -89,8 +111,11 @@ pub(crate) trait WaitReadable {
 }
 
 impl WaitReadable for tokio::net::TcpStream {
+    /// Polls the socket's own read readiness (the slot the read after it uses too) rather than
+    /// `readable()`, whose waiter goes into and out of the socket's shared waiter list, under a
+    /// lock, on every idle wait.
     fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        self.readable()
+        std::future::poll_fn(|cx| self.poll_read_ready(cx))
     }
 }
 

@@ -107,7 +107,10 @@ impl RequestHead {
 #[derive(Debug, Clone)]
 pub(crate) struct ResponseHead {
     pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
+    /// The header fields in the order received: most responses go back to an HTTP/1 client
+    /// with no field looked up by name, so no [`HeaderMap`] is built unless one is needed
+    /// ([`header_map`]).
+    pub(crate) fields: Fields,
     pub(crate) body: BodyKind,
     /// The server keeps the connection open after this response.
     pub(crate) keep_alive: bool,
@@ -225,7 +228,8 @@ pub(crate) fn parse_response(
     };
     let spans = header_spans(buf, res.headers);
     let raw = buf.split_to(len).freeze();
-    let (headers, scan) = to_header_map(&raw, &spans)?;
+    let mut fields = Fields::with_capacity(spans.len());
+    let scan = scan_fields(&raw, &spans, |name, value| fields.push((name, value)))?;
     let no_body = *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -252,7 +256,7 @@ pub(crate) fn parse_response(
         };
     Ok(Some(ResponseHead {
         status,
-        headers,
+        fields,
         body,
         keep_alive,
         connection,
@@ -291,11 +295,33 @@ struct Scan {
     expect_continue: bool,
 }
 
+/// A response's header fields, names checked (and lowercased), values sharing the head's bytes.
+pub(crate) type Fields = Vec<(HeaderName, HeaderValue)>;
+
+/// The map of `fields`, as a request's headers are held.
+pub(crate) fn header_map(fields: Fields) -> HeaderMap {
+    fields.into_iter().collect()
+}
+
 /// Builds the header map (values share `raw`'s memory) and scans the headers that frame the
-/// message (RFC 9112 §6.3): several different `Content-Length` values, a non-numeric one, or a
-/// repeated `Transfer-Encoding` are refused; repeated identical lengths fold (RFC 9110 §8.6).
+/// message: see [`scan_fields`].
 fn to_header_map(raw: &Bytes, spans: &[Span]) -> Result<(HeaderMap, Scan), HeadError> {
     let mut headers = HeaderMap::with_capacity(spans.len());
+    let scan = scan_fields(raw, spans, |name, value| {
+        headers.append(name, value);
+    })?;
+    Ok((headers, scan))
+}
+
+/// Checks each header field, hands it to `keep` (values share `raw`'s memory), and scans the
+/// headers that frame the message (RFC 9112 §6.3): several different `Content-Length` values, a
+/// non-numeric one, or a repeated `Transfer-Encoding` are refused; repeated identical lengths
+/// fold (RFC 9110 §8.6).
+fn scan_fields(
+    raw: &Bytes,
+    spans: &[Span],
+    mut keep: impl FnMut(HeaderName, HeaderValue),
+) -> Result<Scan, HeadError> {
     let mut scan = Scan::default();
     for (name_span, value_span) in spans {
         let name = HeaderName::from_bytes(&raw[name_span.clone()])
@@ -331,9 +357,9 @@ fn to_header_map(raw: &Bytes, spans: &[Span]) -> Result<(HeaderMap, Scan), HeadE
         } else if name == header::EXPECT {
             scan.expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
         }
-        headers.append(name, value);
+        keep(name, value);
     }
-    Ok((headers, scan))
+    Ok(scan)
 }
 
 fn parse_length(digits: &[u8]) -> Result<u64, HeadError> {
@@ -409,7 +435,16 @@ pub(crate) fn write_headers_except(
     headers: &HeaderMap,
     skip: impl Fn(&HeaderName) -> bool,
 ) {
-    for (name, value) in headers {
+    write_fields_except(out, headers, skip);
+}
+
+/// Appends `NAME: value\r\n` for every field `skip` does not reject, in the given order.
+pub(crate) fn write_fields_except<'a>(
+    out: &mut Vec<u8>,
+    fields: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+    skip: impl Fn(&HeaderName) -> bool,
+) {
+    for (name, value) in fields {
         if skip(name) {
             continue;
         }

@@ -5,7 +5,11 @@
 //! - [`conn`]: a socket with its read buffer.
 //! - [`head`]: request and response heads, parsed and checked (the anti-smuggling rules live here).
 //! - [`body`]: body framing and streaming copies between two connections.
+//! - [`spare`]: the buffers of connections waiting for input, kept per thread for reuse.
+//! - [`timer`]: a connection's one timer for the timeouts of its waits.
 
 pub(crate) mod body;
 pub(crate) mod conn;
 pub(crate) mod head;
+pub(crate) mod spare;
+pub(crate) mod timer;

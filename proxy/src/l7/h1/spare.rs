@@ -1,0 +1,107 @@
+//! Spare buffers, kept per thread: a keep-alive connection gives its buffers back whenever it
+//! waits for its client, so an idle one holds none, and takes them again when input arrives.
+//! Between two requests of a busy client that is a pop and a push here instead of a 16 KiB
+//! allocation, the re-growth of the head buffer from empty, and their frees.
+
+use std::cell::RefCell;
+
+use bytes::BytesMut;
+
+/// Buffers kept per thread and kind: about the requests one thread has in flight at once under
+/// load. Beyond that they are freed, so idle connections cost no more than this in all.
+const KEEP: usize = 64;
+/// A buffer that grew larger (a large head, a body gathered for one write) is freed rather than
+/// kept for a request that would not need it.
+const MAX_KEPT: usize = 64 * 1024;
+
+thread_local! {
+    static READ: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static HEAD: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A read buffer: a spare one (empty, with whatever room it had) or a new empty one.
+pub(crate) fn take_read() -> BytesMut {
+    take(&READ).unwrap_or_default()
+}
+
+/// Gives back a read buffer; its content, if any, is dropped.
+pub(crate) fn put_read(mut buf: BytesMut) {
+    if buf.capacity() == 0 || buf.capacity() > MAX_KEPT {
+        return;
+    }
+    buf.clear();
+    put(&READ, buf);
+}
+
+/// A buffer for serialized heads: a spare one (empty) or a new empty one.
+pub(crate) fn take_head() -> Vec<u8> {
+    take(&HEAD).unwrap_or_default()
+}
+
+/// Gives back a head buffer; its content, if any, is dropped.
+pub(crate) fn put_head(mut buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() > MAX_KEPT {
+        return;
+    }
+    buf.clear();
+    put(&HEAD, buf);
+}
+
+fn take<T: 'static>(spare: &'static std::thread::LocalKey<RefCell<Vec<T>>>) -> Option<T> {
+    // A pool in use cannot be reached again from within (nothing here calls back into it),
+    // but should it be, allocating is the safe answer.
+    spare.with(|cell| cell.try_borrow_mut().ok()?.pop())
+}
+
+fn put<T: 'static>(spare: &'static std::thread::LocalKey<RefCell<Vec<T>>>, buf: T) {
+    spare.with(|cell| {
+        if let Ok(mut spare) = cell.try_borrow_mut()
+            && spare.len() < KEEP
+        {
+            spare.push(buf);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_come_back_empty_and_keep_their_room() {
+        let mut buf = BytesMut::with_capacity(1024);
+        buf.extend_from_slice(b"left over");
+        put_read(buf);
+        let again = take_read();
+        assert!(again.is_empty());
+        assert!(again.capacity() >= 1024);
+
+        let mut head = Vec::with_capacity(512);
+        head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        put_head(head);
+        let again = take_head();
+        assert!(again.is_empty());
+        assert!(again.capacity() >= 512);
+    }
+
+    #[test]
+    fn large_or_empty_buffers_are_not_kept() {
+        while take(&HEAD).is_some() {}
+        put_head(Vec::new());
+        put_head(Vec::with_capacity(MAX_KEPT + 1));
+        assert_eq!(take_head().capacity(), 0);
+    }
+
+    #[test]
+    fn at_most_keep_buffers_per_thread() {
+        while take(&HEAD).is_some() {}
+        for _ in 0..KEEP + 10 {
+            put_head(Vec::with_capacity(16));
+        }
+        let mut kept = 0;
+        while take(&HEAD).is_some() {
+            kept += 1;
+        }
+        assert_eq!(kept, KEEP);
+    }
+}
