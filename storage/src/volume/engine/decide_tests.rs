@@ -251,3 +251,39 @@ fn two_primaries_are_refused() {
     let a = side(GenerationIds::just_created(), true, DiskState::UpToDate);
     assert_eq!(first(&a, &a, false), First::Refuse(Refusal::TwoPrimaries));
 }
+
+// Input: the soak's false split brain. A (Primary) started a resync as source, B (Secondary)
+// recorded its end, the link dropped before A did, and A started a new generation on the loss.
+// Output: A bitmap-based SyncSource, B SyncTarget (was: split brain, both StandAlone).
+#[test]
+fn a_primary_source_that_missed_the_end_of_resync_resyncs_from_its_bitmap() {
+    let mut a_ids = GenerationIds::just_created();
+    a_ids.skip_initial_sync(0x1000);
+    a_ids.set_role(true);
+    let mut b_ids = a_ids;
+    b_ids.set_role(false);
+    a_ids.new_current(0x2000, true);
+    let sync = a_ids.begin_resync_as_source(0x3000);
+    b_ids.begin_resync_as_target(sync, false);
+    let mut finished = a_ids;
+    finished.finish_resync_as_source();
+    b_ids.finish_resync_as_target(&finished, false);
+    a_ids.new_current(0x4000, true);
+    let a = side(a_ids, true, DiskState::UpToDate);
+    let b = side(b_ids, false, DiskState::UpToDate);
+    // A dials, so B resolves conflicts.
+    assert_eq!(
+        first(&a, &b, false),
+        First::Sync {
+            source: true,
+            full: false
+        }
+    );
+    assert_eq!(
+        first(&b, &a, true),
+        First::Sync {
+            source: false,
+            full: false
+        }
+    );
+}

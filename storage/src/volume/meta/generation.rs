@@ -64,7 +64,9 @@ impl GenerationIds {
     /// only locally; but a SyncTarget that recorded the end of a resync its source did not has
     /// adopted that id, and writes under it would later be discarded by rule 50 instead of being
     /// seen as a split brain. And where DRBD (forced) overwrites a set bitmap id, we keep it: it
-    /// is the generation the peer still holds, and the bitmap covers every change since.
+    /// is the generation the peer still holds, and the bitmap covers every change since. A
+    /// source that missed the end of a resync thus keeps the sync id as bitmap id under a new
+    /// current; rules 38/39 of the compare recognise it where DRBD would have used rule 34.
     pub fn new_current(&mut self, id: u64, primary: bool) {
         if self.bitmap == 0 {
             self.bitmap = self.current;
@@ -402,6 +404,29 @@ fn uuid_compare(
     // Rule 80: the peer's current generation is in our history: we are far ahead; full sync.
     if l.history.iter().any(|&h| m(h) == peer_cur) {
         return (Hg::Value(2), 80, None);
+    }
+    // Rule 38 (38/39 are not in DRBD's table: our `new_current` deviation needs them): as
+    // 34/35, we were SyncSource and missed the end of the resync the peer recorded (its
+    // history holds our sync id and the generation before it), but we have started a new
+    // generation since, keeping the sync id as bitmap id. DRBD never gets here (no new
+    // generation while the bitmap id is set; then rule 34 applies). The peer has no bitmap id,
+    // so it has not written since it adopted our generation of the time, and our bitmap covers
+    // every change since the sync id: SyncSource, bitmap-based. If the peer did write (it has a
+    // bitmap id), both moved on: the split brain of rule 100 stands.
+    if m(p.bitmap) == 0
+        && m(l.bitmap) != 0
+        && m(l.bitmap) == m(p.history[0])
+        && m(l.history[0]) == m(p.history[1])
+    {
+        return (Hg::Value(1), 38, None);
+    }
+    // Rule 39: the mirror image: the peer was SyncSource and missed the end; SyncTarget.
+    if m(l.bitmap) == 0
+        && m(p.bitmap) != 0
+        && m(l.history[0]) == m(p.bitmap)
+        && m(l.history[1]) == m(p.history[0])
+    {
+        return (Hg::Value(-1), 39, None);
     }
     // Rule 90: both bitmaps relative to the same generation: both changed since (split brain,
     // resolvable from the bitmaps).

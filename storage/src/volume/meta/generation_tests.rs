@@ -343,6 +343,92 @@ fn a_resync_restarted_after_a_lost_sync_id_reuses_it() {
     assert_eq!(compare(&side(ahead), &behind, true).decision, source(true));
 }
 
+/// The soak's sequence up to the second link loss: A (Primary, in sync with B at `A`) loses B
+/// and starts `B`; they reconnect and A starts a bitmap-based resync as source; B records its
+/// end, the link drops before A does. Returns (A, B, the sync id).
+fn source_misses_the_end_of_resync() -> (GenerationIds, GenerationIds, u64) {
+    let mut a = ids(A | 1, 0, H, 0);
+    let mut b = ids(A, 0, H, 0);
+    a.new_current(B, true);
+    assert_eq!(compare(&side(a), &side(b), false).decision, source(false));
+    let sync = a.begin_resync_as_source(D);
+    b.begin_resync_as_target(sync, false);
+    // B adopts the ids A sent with the sync id, as A would hold them after the end.
+    let mut finished = a;
+    finished.finish_resync_as_source();
+    b.finish_resync_as_target(&finished, false);
+    assert_eq!(a, ids(B | 1, A + NEW_BM_OFFSET, A | 1, H));
+    assert_eq!(b, ids(B, 0, A + NEW_BM_OFFSET, A | 1));
+    (a, b, sync)
+}
+
+#[test]
+fn rule_38_39_primary_source_missed_the_end_and_moved_on() {
+    // Input: the soak's false split brain. A stays Primary and, as the engine does on every
+    // lost link (after_session), starts generation C; its bitmap id stays the sync id. B is
+    // Secondary and never wrote. Output: A bitmap-based SyncSource by rule 38, B SyncTarget
+    // by rule 39 (was: split brain -100 by rule 100, found only by the shared history).
+    let (mut a, b, sync) = source_misses_the_end_of_resync();
+    a.new_current(C, true);
+    assert_eq!(a, ids(C | 1, sync, A | 1, H));
+    let a_side = Side {
+        primary: true,
+        ..side(a)
+    };
+    // A is the dialer: B resolves conflicts.
+    let out = compare(&a_side, &side(b), false);
+    assert_eq!((out.decision, out.rule), (source(false), 38), "{out:?}");
+    let back = compare(&side(b), &a_side, true);
+    assert_eq!((back.decision, back.rule), (target(false), 39), "{back:?}");
+    // The resync resumes under the same sync id and ends with equal ids.
+    let mut b = b;
+    assert_eq!(a.begin_resync_as_source(D), sync);
+    b.begin_resync_as_target(sync, false);
+    let mut finished = a;
+    finished.finish_resync_as_source();
+    b.finish_resync_as_target(&finished, false);
+    a = finished;
+    assert_eq!(a, ids(C | 1, 0, sync, A | 1));
+    assert_eq!(
+        compare(&side(a), &side(b), true).decision,
+        SyncDecision::NoSync
+    );
+}
+
+#[test]
+fn rule_34_35_primary_source_missed_the_end_and_kept_its_generation() {
+    // Input: the same, but A did not start a generation at the second loss (DRBD's
+    // after_state_ch skips it while the bitmap id is set). Output: same current, so rule 34
+    // (A SyncSource, bitmap-based) and rule 35 on B.
+    let (a, b, _) = source_misses_the_end_of_resync();
+    let a_side = Side {
+        primary: true,
+        ..side(a)
+    };
+    let out = compare(&a_side, &side(b), false);
+    assert_eq!((out.decision, out.rule), (source(false), 34), "{out:?}");
+    let back = compare(&side(b), &a_side, true);
+    assert_eq!((back.decision, back.rule), (target(false), 35), "{back:?}");
+}
+
+#[test]
+fn a_target_that_wrote_after_its_source_missed_the_end_is_a_split_brain() {
+    // Input: as rule 38, but B was promoted alone after the loss and wrote (new generation,
+    // bitmap id B). Output: still a split brain: rule 38 needs the peer's bitmap id to be 0.
+    let (mut a, mut b, _) = source_misses_the_end_of_resync();
+    a.new_current(C, true);
+    b.new_current(D, true);
+    let out = compare(&side(a), &side(b), false);
+    assert!(
+        matches!(out.decision, SyncDecision::SplitBrain(_)),
+        "{out:?}"
+    );
+    assert_eq!(
+        compare(&side(b), &side(a), true).decision,
+        mirror(out.decision)
+    );
+}
+
 // ---- A simulated pair: symmetry and "no acknowledged write is lost" over reachable states.
 
 #[derive(Debug, Clone)]
@@ -364,6 +450,7 @@ enum Fault {
     SyncIdLost,
     SourceFinishedOnly,
     TargetFinishedOnly,
+    SourceMissedEnd,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -386,6 +473,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         1 => Just(Fault::SyncIdLost),
         1 => Just(Fault::SourceFinishedOnly),
         1 => Just(Fault::TargetFinishedOnly),
+        1 => Just(Fault::SourceMissedEnd),
     ]
 }
 
@@ -604,6 +692,18 @@ impl Pair {
                 self.n[src].crashed_primary |= self.n[src].primary;
                 self.n[src].primary = false;
                 self.n[src].ids.set_role(false);
+                return;
+            }
+            Fault::SourceMissedEnd => {
+                // The target recorded the end, then the link dropped before the source did;
+                // both stay up (rules 34 / 35, or 38 / 39 once the source moved on).
+                self.n[tgt].writes = self.n[src].writes.clone();
+                self.n[tgt]
+                    .ids
+                    .finish_resync_as_target(&finished_src, primary);
+                self.n[tgt].disk = DiskState::UpToDate;
+                self.lose_peer(src);
+                self.lose_peer(tgt);
                 return;
             }
             Fault::SyncIdLost | Fault::None => {}
