@@ -198,6 +198,10 @@ async fn pause(inner: &Inner, listener: &TcpListener, backoff: &mut Backoff) {
         },
     };
     info!(volume = %inner.config.name, by, "redialing the peer at once: a promotion waits for it");
+    // The early dial is the promotion's, not a retry of the schedule's: its failure must not
+    // lengthen the next wait (a node promoted at start, before its peer runs, would otherwise
+    // wait twice the connect interval for a peer that starts a moment later).
+    backoff.woken();
     tokio::select! {
         () = inner.cancel.cancelled() => {}
         () = tokio::time::sleep_until(floor) => {}

@@ -59,6 +59,12 @@ impl Backoff {
         self.failures = 0;
     }
 
+    /// The wait that [`next_delay`](Self::next_delay) gave was cut short by a wake-up: it does
+    /// not count, and the next failure waits as long as that one would have.
+    pub fn woken(&mut self) {
+        self.failures = self.failures.saturating_sub(1);
+    }
+
     /// Failed attempts since the last success.
     pub fn failures(&self) -> u32 {
         self.failures
@@ -122,6 +128,17 @@ mod tests {
         backoff.succeeded();
         assert_eq!(backoff.failures(), 0);
         assert_eq!(backoff.delay_with(0), SECOND);
+    }
+
+    // Input: a wait cut short by a wake-up, then a failure. Output: the next wait is the one
+    // the woken wait would have been, not the one after.
+    #[test]
+    fn a_woken_wait_does_not_count() {
+        let mut backoff = Backoff::new(SECOND, 60 * SECOND);
+        assert_eq!(backoff.delay_with(0), SECOND);
+        backoff.woken();
+        assert_eq!(backoff.delay_with(0), SECOND);
+        assert_eq!(backoff.delay_with(0), 2 * SECOND);
     }
 
     // Input: a zero interval and a cap below it. Output: never faster than the floor.
