@@ -23,4 +23,6 @@ pub mod net;
 pub mod notify;
 pub mod packet;
 pub mod run;
+#[cfg(test)]
+mod testing;
 pub mod track;

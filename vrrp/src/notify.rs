@@ -233,6 +233,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::testing::logged_lines;
 
     /// A generic `notify` that logs its arguments to `log`. Run as `sh FILE` rather than
     /// executed, so a parallel test's fork cannot make it "text file busy".
@@ -249,14 +250,6 @@ mod tests {
     /// A state's own script that logs `WORD ARGC`, proving it gets no arguments.
     fn own(word: &str, log: &Path) -> Option<String> {
         Some(format!("echo \"{word} $#\" >> '{}'", log.display()))
-    }
-
-    fn read(log: &Path) -> Vec<String> {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
     }
 
     #[tokio::test]
@@ -277,7 +270,7 @@ mod tests {
         notifier.state_changed(State::Initialize, 100);
         notifier.drain().await;
         assert_eq!(
-            read(&log),
+            logged_lines(&log),
             [
                 "master 0",
                 "notify INSTANCE VI_1 MASTER 105",
@@ -302,7 +295,7 @@ mod tests {
         let notifier = Notifier::spawn("GROUP", "G1".to_owned(), notify);
         notifier.state_changed(State::Backup, 90);
         notifier.drain().await;
-        assert_eq!(read(&log), ["notify GROUP G1 BACKUP 90"]);
+        assert_eq!(logged_lines(&log), ["notify GROUP G1 BACKUP 90"]);
     }
 
     #[tokio::test]
@@ -318,7 +311,7 @@ mod tests {
         notifier.state_changed(State::Master, 100);
         notifier.state_changed(State::Backup, 100);
         notifier.drain().await;
-        assert_eq!(read(&log), ["master", "backup 0"]);
+        assert_eq!(logged_lines(&log), ["master", "backup 0"]);
     }
 
     #[tokio::test]
@@ -347,7 +340,7 @@ mod tests {
         let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), notify);
         notifier.state_changed(State::Master, 100);
         notifier.drain().await;
-        assert_eq!(read(&log), ["notify INSTANCE VI_1 MASTER 100"]);
+        assert_eq!(logged_lines(&log), ["notify INSTANCE VI_1 MASTER 100"]);
     }
 
     #[tokio::test]
@@ -374,7 +367,7 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(read(&log), ["backup 0"]);
+        assert_eq!(logged_lines(&log), ["backup 0"]);
     }
 
     #[tokio::test]
@@ -389,13 +382,13 @@ mod tests {
         notifier.state_changed(State::Initialize, 100);
         drop(notifier);
         tokio::time::timeout(Duration::from_millis(1500), async {
-            while read(&log).is_empty() {
+            while logged_lines(&log).is_empty() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
         .await
         .unwrap();
-        assert_eq!(read(&log), ["stop 0"]);
+        assert_eq!(logged_lines(&log), ["stop 0"]);
     }
 
     #[tokio::test]
@@ -425,12 +418,15 @@ mod tests {
         });
         let master = notifier.state_changed(State::Master, 100);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(read(&log), ["backup 0", "notify INSTANCE VI_1 BACKUP 100"]);
+        assert_eq!(
+            logged_lines(&log),
+            ["backup 0", "notify INSTANCE VI_1 BACKUP 100"]
+        );
         assert!(!master.is_done());
         open.send(()).unwrap();
         master.wait().await;
         assert_eq!(
-            read(&log)[2..],
+            logged_lines(&log)[2..],
             ["master 0", "notify INSTANCE VI_1 MASTER 100"]
         );
     }
@@ -458,12 +454,12 @@ mod tests {
         assert!(!backup.is_done());
         let waiter = backup.clone();
         waiter.wait().await;
-        assert_eq!(read(&log), ["backup"]);
+        assert_eq!(logged_lines(&log), ["backup"]);
         assert!(!stop.is_done(), "STOP resolved before its script ran");
         std::fs::write(&go, b"").unwrap();
         fault.wait().await;
         stop.wait().await;
-        assert_eq!(read(&log), ["backup", "stop 0"]);
+        assert_eq!(logged_lines(&log), ["backup", "stop 0"]);
         assert!(backup.is_done() && stop.is_done());
     }
 

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+use crate::testing::logged_lines;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -28,14 +29,6 @@ fn append(log: &Path, line: &str) {
     writeln!(file, "{line}").unwrap();
 }
 
-fn read(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// A follower that, on each MASTER change, "promotes" after `ms` (logging `name`) and reports.
 fn promote_slowly(mut follower: Follower, name: &'static str, log: PathBuf, ms: u64) {
     tokio::spawn(async move {
@@ -59,7 +52,7 @@ async fn notify_master_runs_after_every_follower_has_promoted() {
     promote_slowly(roster.follower(), "mysql", log.clone(), 300);
     leader.changed(State::Master, 100, &notifier);
     notifier.drain().await;
-    assert_eq!(read(&log), ["nfs", "mysql", "master"]);
+    assert_eq!(logged_lines(&log), ["nfs", "mysql", "master"]);
 }
 
 #[tokio::test]
@@ -75,7 +68,7 @@ async fn leaving_master_a_follower_acts_after_the_scripts() {
     follower.done(&transition);
     transition.notified().await;
     append(&log, "demoted");
-    assert_eq!(read(&log), ["backup", "demoted"]);
+    assert_eq!(logged_lines(&log), ["backup", "demoted"]);
 }
 
 #[tokio::test]
@@ -94,7 +87,7 @@ async fn a_follower_skipping_to_a_later_change_releases_master() {
     tokio::time::timeout(Duration::from_secs(3), latest.notified())
         .await
         .unwrap();
-    assert_eq!(read(&log), ["master", "backup"]);
+    assert_eq!(logged_lines(&log), ["master", "backup"]);
 }
 
 #[tokio::test]
@@ -106,12 +99,12 @@ async fn a_dropped_follower_counts_as_done() {
     let follower = roster.follower();
     leader.changed(State::Master, 100, &notifier);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(read(&log).is_empty(), "notify_master did not wait");
+    assert!(logged_lines(&log).is_empty(), "notify_master did not wait");
     drop(follower);
     tokio::time::timeout(Duration::from_secs(3), notifier.drain())
         .await
         .unwrap();
-    assert_eq!(read(&log), ["master"]);
+    assert_eq!(logged_lines(&log), ["master"]);
 }
 
 #[tokio::test]
@@ -127,7 +120,7 @@ async fn the_wait_for_followers_is_bounded() {
         .await
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(200));
-    assert_eq!(read(&log), ["master"]);
+    assert_eq!(logged_lines(&log), ["master"]);
 }
 
 #[tokio::test]
@@ -140,7 +133,7 @@ async fn without_followers_notify_master_runs_at_once() {
     tokio::time::timeout(Duration::from_secs(3), notifier.drain())
         .await
         .unwrap();
-    assert_eq!(read(&log), ["master"]);
+    assert_eq!(logged_lines(&log), ["master"]);
 }
 
 #[tokio::test]

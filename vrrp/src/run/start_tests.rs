@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+use crate::testing::logged_lines;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,14 +37,14 @@ fn an_owners_first_notify_master_waits_for_a_follower_registered_before_start() 
         let promoted = tokio::spawn(promote_on_master(follower, log.clone()));
 
         let ran = async {
-            while !read(&log).contains(&"master".to_owned()) {
+            while !logged_lines(&log).contains(&"master".to_owned()) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
         tokio::time::timeout(Duration::from_secs(10), ran)
             .await
             .expect("notify_master ran");
-        assert_eq!(read(&log), ["promoted", "master"]);
+        assert_eq!(logged_lines(&log), ["promoted", "master"]);
         vrrp.stop().await;
         // The instance has stopped for good: the follower sees the end.
         tokio::time::timeout(Duration::from_secs(5), promoted)
@@ -94,14 +95,6 @@ async fn promote_on_master(mut follower: Follower, log: PathBuf) {
         }
         follower.done(&transition);
     }
-}
-
-fn read(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Moves this thread into a new network namespace with `lo` up and the veth pair `va`
