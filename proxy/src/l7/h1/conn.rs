@@ -9,7 +9,7 @@ use tokio::{
     time::Sleep,
 };
 
-use super::timer::{self, Timer};
+use super::timer::{self, First, Timer};
 
 /// Bytes read per `read` call at least; a request head and a small body usually fit in one.
 const READ_CHUNK: usize = 16 * 1024;
@@ -135,23 +135,14 @@ pub(crate) async fn with_timeout<F: Future>(
     timeout: Duration,
     fut: F,
 ) -> Result<F::Output, IoFailure> {
+    // The task's own waker stays registered when `fut` is not ready, which is what the timed
+    // wait needs anyway.
     let mut fut = std::pin::pin!(fut);
-    let ready = std::future::poll_fn(|cx| {
-        // The task's own waker: if `fut` is not ready it stays registered, which is what the
-        // timed wait below needs anyway.
-        Poll::Ready(match fut.as_mut().poll(cx) {
-            Poll::Ready(output) => Some(output),
-            Poll::Pending => None,
-        })
-    })
-    .await;
-    if let Some(output) = ready {
-        return Ok(output);
+    match timer::first_poll(timeout, fut.as_mut()).await {
+        First::Done(output) => Ok(output),
+        First::Untimed => Ok(fut.await),
+        First::Wait(deadline) => tokio::time::timeout_at(deadline, fut)
+            .await
+            .map_err(|_| IoFailure::Timeout),
     }
-    if timeout.is_zero() {
-        return Ok(fut.await);
-    }
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| IoFailure::Timeout)
 }

@@ -27,23 +27,14 @@ impl Timer {
         timeout: Duration,
         fut: F,
     ) -> Result<F::Output, IoFailure> {
-        let mut fut = std::pin::pin!(fut);
-        let deadline = match first_poll(timeout, fut.as_mut()).await {
-            First::Done(output) => return Ok(output),
-            First::Untimed => return Ok(fut.await),
-            First::Wait(deadline) => deadline,
-        };
-        let sleep = match &mut self.0 {
-            Some(sleep) => {
-                sleep.as_mut().reset(deadline);
-                sleep.as_mut()
-            }
-            None => self
+        timed(timeout, fut, |deadline| {
+            let sleep = self
                 .0
-                .insert(Box::pin(tokio::time::sleep_until(deadline)))
-                .as_mut(),
-        };
-        wait(fut, sleep).await
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            sleep.as_mut().reset(deadline);
+            sleep.as_mut()
+        })
+        .await
     }
 }
 
@@ -51,23 +42,34 @@ impl Timer {
 /// allocation of its own: for the wait of an idle connection, whose task then holds nothing
 /// more than it did with a new timer for each wait.
 pub(crate) async fn run_pinned<F: Future>(
-    sleep: Pin<&mut Sleep>,
+    mut sleep: Pin<&mut Sleep>,
     timeout: Duration,
     fut: F,
 ) -> Result<F::Output, IoFailure> {
+    timed(timeout, fut, |deadline| {
+        sleep.as_mut().reset(deadline);
+        sleep
+    })
+    .await
+}
+
+/// Polls `fut` once; if it has to wait with a limit, waits on the timer `arm` sets to the
+/// deadline.
+async fn timed<'t, F: Future>(
+    timeout: Duration,
+    fut: F,
+    arm: impl FnOnce(Instant) -> Pin<&'t mut Sleep>,
+) -> Result<F::Output, IoFailure> {
     let mut fut = std::pin::pin!(fut);
-    let deadline = match first_poll(timeout, fut.as_mut()).await {
-        First::Done(output) => return Ok(output),
-        First::Untimed => return Ok(fut.await),
-        First::Wait(deadline) => deadline,
-    };
-    let mut sleep = sleep;
-    sleep.as_mut().reset(deadline);
-    wait(fut, sleep).await
+    match first_poll(timeout, fut.as_mut()).await {
+        First::Done(output) => Ok(output),
+        First::Untimed => Ok(fut.await),
+        First::Wait(deadline) => wait(fut, arm(deadline)).await,
+    }
 }
 
 /// What polling a future once found.
-enum First<T> {
+pub(super) enum First<T> {
     Done(T),
     /// Not done, with a zero timeout: no limit.
     Untimed,
@@ -76,7 +78,10 @@ enum First<T> {
 }
 
 /// Polls `fut` once, and reads the clock only if it has to wait.
-async fn first_poll<F: Future>(timeout: Duration, mut fut: Pin<&mut F>) -> First<F::Output> {
+pub(super) async fn first_poll<F: Future>(
+    timeout: Duration,
+    mut fut: Pin<&mut F>,
+) -> First<F::Output> {
     let ready = std::future::poll_fn(|cx| {
         Poll::Ready(match fut.as_mut().poll(cx) {
             Poll::Ready(output) => Some(output),
