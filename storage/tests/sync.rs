@@ -232,8 +232,7 @@ async fn a_wrong_secret_is_refused() {
 }
 
 fn file_entry(path: &str, content: &[u8]) -> Entry {
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, content).as_ref());
+    let hash = fulcrum_storage::sync::index::content_hash(content);
     Entry {
         path: path.to_owned(),
         kind: Kind::File,

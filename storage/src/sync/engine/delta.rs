@@ -1,7 +1,7 @@
 //! rsync deltas with `fast_rsync`: the receiver signs its older copy, the sender diffs the new
 //! content against that signature one window at a time (so a delta message stays under the
 //! frame limit), and the receiver applies each window's delta to its copy. The whole-file
-//! SHA-256 is checked afterwards: MD4 block hashes alone are not trusted.
+//! content hash (BLAKE3) is checked afterwards: MD4 block hashes alone are not trusted.
 
 use fast_rsync::{Signature, SignatureOptions};
 

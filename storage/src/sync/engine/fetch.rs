@@ -1,7 +1,7 @@
 //! Fetching the contents the batches need, on one blocking thread for the session: requests
 //! go out ahead of the answers (a window bounded by count and by octets, spanning batches),
 //! the answers come back in request order and are written into temporary files as they
-//! arrive, and each file is checked against its SHA-256 and committed at its End. There is no
+//! arrive, and each file is checked against its content hash and committed at its End. There is no
 //! task hop per piece or per file: the thread does the disk work itself.
 
 use std::{
@@ -478,7 +478,7 @@ impl Fetcher {
             };
             if hash != sent_hash {
                 let _ = fs::remove_file(&path);
-                return Err("content does not match the sender's SHA-256".to_owned());
+                return Err("content does not match the sender's hash".to_owned());
             }
             if hash != target.hash {
                 // The peer's file changed after it sent the entry: a newer entry follows.
@@ -531,8 +531,7 @@ mod tests {
 
     /// Peer "b"'s entry for `path` holding `content`.
     fn entry(path: &str, content: &[u8]) -> Entry {
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, content).as_ref());
+        let hash = crate::sync::index::content_hash(content);
         Entry {
             path: path.to_owned(),
             kind: Kind::File,

@@ -15,13 +15,11 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use ring::digest;
-
 use super::staging::Staging;
 
 use crate::sync::{
     config::{Pattern, is_excluded},
-    index::{Entry, Hash, Kind, NO_HASH},
+    index::{ContentHasher, Entry, Hash, Kind},
     watch::TEMP_PREFIX,
 };
 
@@ -95,7 +93,7 @@ fn temp_in(dir: &Path) -> PathBuf {
 pub(super) struct TempFile {
     pub(super) path: PathBuf,
     file: File,
-    hasher: Option<digest::Context>,
+    hasher: Option<ContentHasher>,
     pub(super) written: u64,
 }
 
@@ -141,7 +139,7 @@ impl TempFile {
         Ok(Self {
             path,
             file,
-            hasher: hashed.then(|| digest::Context::new(&digest::SHA256)),
+            hasher: hashed.then(ContentHasher::new),
             written: 0,
         })
     }
@@ -155,18 +153,14 @@ impl TempFile {
         Ok(())
     }
 
-    /// Flushes to disk, sets `mode` and `mtime_ns`, and returns the content's SHA-256 if it
+    /// Flushes to disk, sets `mode` and `mtime_ns`, and returns the content's hash if it
     /// was hashed; the file is then ready to be renamed into place.
     pub(super) fn finish(self, mode: u32, mtime_ns: i64) -> io::Result<(PathBuf, Option<Hash>)> {
         self.file.set_permissions(Permissions::from_mode(mode))?;
         self.file
             .set_times(FileTimes::new().set_modified(system_time(mtime_ns)))?;
         self.file.sync_all()?;
-        let hash = self.hasher.map(|hasher| {
-            let mut hash = NO_HASH;
-            hash.copy_from_slice(hasher.finish().as_ref());
-            hash
-        });
+        let hash = self.hasher.map(|hasher| hasher.finish());
         Ok((self.path, hash))
     }
 

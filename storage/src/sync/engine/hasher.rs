@@ -1,4 +1,4 @@
-//! The receiving side's SHA-256 of each whole-file answer, computed on its own thread between
+//! The receiving side's content hash ([`content_hash`]) of each whole-file answer, computed on its own thread between
 //! the session's reader and the fetcher: hashing every received octet is the largest cost of
 //! a transfer, and this way it overlaps with the fetcher's writes instead of adding to them.
 //! The fetcher still checks the hash against the sender's before a file is renamed into place.
@@ -7,11 +7,10 @@
 //! id, in order; an End gets the hash of its request's Data. Deltas are not hashed here: what
 //! counts is the file rebuilt from them, which the fetcher hashes as it writes it.
 
-use ring::digest;
 use tokio::sync::mpsc;
 
 use crate::sync::{
-    index::{Hash, NO_HASH},
+    index::{ContentHasher, Hash, content_hash},
     proto::Message,
 };
 
@@ -19,7 +18,7 @@ use crate::sync::{
 #[derive(Debug)]
 pub(super) struct Answer {
     pub(super) msg: Message,
-    /// For an End: the SHA-256 of the Data received for its request.
+    /// For an End: the content hash of the Data received for its request.
     pub(super) received: Option<Hash>,
 }
 
@@ -28,7 +27,7 @@ pub(super) fn hash_loop(
     mut runs: mpsc::Receiver<Vec<Message>>,
     out: mpsc::Sender<Vec<Answer>>,
 ) -> Result<(), String> {
-    let mut current: Option<(u32, digest::Context)> = None;
+    let mut current: Option<(u32, ContentHasher)> = None;
     while let Some(run) = runs.blocking_recv() {
         let answers = run
             .into_iter()
@@ -36,19 +35,19 @@ pub(super) fn hash_loop(
                 let received = match &msg {
                     Message::Data { id, data } => {
                         match &mut current {
-                            Some((hashing, context)) if hashing == id => context.update(data),
+                            Some((hashing, hasher)) if hashing == id => hasher.update(data),
                             _ => {
-                                let mut context = digest::Context::new(&digest::SHA256);
-                                context.update(data);
-                                current = Some((*id, context));
+                                let mut hasher = ContentHasher::new();
+                                hasher.update(data);
+                                current = Some((*id, hasher));
                             }
                         }
                         None
                     }
                     Message::End { id, .. } => Some(match current.take() {
-                        Some((hashing, context)) if hashing == *id => to_hash(context.finish()),
+                        Some((hashing, hasher)) if hashing == *id => hasher.finish(),
                         // No Data: an empty file.
-                        _ => to_hash(digest::digest(&digest::SHA256, &[])),
+                        _ => content_hash(&[]),
                     }),
                     Message::Stale { .. } | Message::Failed { .. } => {
                         current = None;
@@ -67,12 +66,6 @@ pub(super) fn hash_loop(
     Ok(())
 }
 
-fn to_hash(digest: digest::Digest) -> Hash {
-    let mut hash = NO_HASH;
-    hash.copy_from_slice(digest.as_ref());
-    hash
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -82,7 +75,7 @@ mod tests {
     use super::*;
 
     fn sha(data: &[u8]) -> Hash {
-        to_hash(digest::digest(&digest::SHA256, data))
+        content_hash(data)
     }
 
     // Input: two answers in two runs (the first split over two Data), an empty file, and a
@@ -95,7 +88,10 @@ mod tests {
             id,
             data: Bytes::from_static(d),
         };
-        let end = |id| Message::End { id, hash: NO_HASH };
+        let end = |id| Message::End {
+            id,
+            hash: crate::sync::index::NO_HASH,
+        };
         runs_tx
             .try_send(vec![data(1, b"hello "), data(1, b"world")])
             .unwrap();

@@ -289,7 +289,11 @@ async fn introduce(
         .map_err(|_| "no Hello in time".to_owned())??;
     let check = || -> Result<usize, String> {
         if hello.version != proto::VERSION {
-            return Err(format!("protocol version {}", hello.version));
+            return Err(format!(
+                "protocol version {}, this node speaks {} (upgrade both nodes)",
+                hello.version,
+                proto::VERSION
+            ));
         }
         if hello.set != shared.config.name {
             return Err(format!("set {:?}, not ours", hello.set));

@@ -2,12 +2,12 @@
 //! reads each file straight into the outgoing frames ([`FrameBuf`]). A small file thus costs a
 //! few syscalls and no task hop, and many small answers leave in one write.
 //!
-//! The End of an answer carries the SHA-256 our index holds for the version asked for; the
+//! The End of an answer carries the content hash our index holds for the version asked for; the
 //! file is served only while the index and the disk (size and mtime, before and after the
 //! read) still describe that version, and the receiver checks every octet against the hash.
 //! Hashing here too would only tell a damaged transfer from a file rewritten in place with
 //! its size and mtime kept (which our index cannot see either), at the cost of a second
-//! SHA-256 of everything sent.
+//! content hash of everything sent.
 
 use std::{
     io::Read,

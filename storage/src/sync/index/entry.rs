@@ -3,7 +3,7 @@
 
 use super::version::VersionVector;
 
-/// SHA-256 of a file's content.
+/// A file's content hash ([`super::content_hash`]).
 pub type Hash = [u8; 32];
 
 /// The hash of nothing: directories', symlinks' and tombstones' of paths never a file.
@@ -36,7 +36,7 @@ pub struct Entry {
     pub mtime_ns: i64,
     /// Permission bits (`0o7777`); 0 for symlinks, whose mode Linux ignores.
     pub mode: u32,
-    /// SHA-256 of the content, for files (kept in a tombstone, so a rename can be recognised);
+    /// The content hash ([`super::content_hash`]), for files (kept in a tombstone, so a rename can be recognised);
     /// [`NO_HASH`] otherwise.
     pub hash: Hash,
     pub version: VersionVector,

@@ -1,5 +1,5 @@
 //! A node's persistent index of one synced directory: per relative path its kind, size, mtime,
-//! mode, SHA-256 and version vector, and tombstones for deletions. A restart compares the disk
+//! mode, content hash (BLAKE3) and version vector, and tombstones for deletions. A restart compares the disk
 //! to it ([`Index::scan`]) to find what changed while the node was down, and a peer's entry is
 //! judged against it ([`Index::apply_remote`]) so that conflicts are detected, not guessed.
 //!
@@ -19,6 +19,7 @@
 //! seen by a normal scan, which hashes only files whose size, mtime or mode changed; a rescan
 //! with [`Rehash::Always`] hashes everything and sees it.
 
+mod content_hash;
 mod entry;
 mod error;
 mod remote;
@@ -30,6 +31,7 @@ pub mod version;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use content_hash::{ContentHasher, content_hash};
 pub use entry::{Entry, Hash, Kind, MAX_PATH, NO_HASH, PathError, check_path};
 pub use error::IndexError;
 pub use remote::{Conflict, Decision, Side, conflict_name};
@@ -74,6 +76,9 @@ pub struct Index {
     dirty: bool,
     /// Peer marks changed since loaded or saved (see [`Index::only_marks_dirty`]).
     marks_dirty: bool,
+    /// The file hashes are SHA-256, read from a format 1 index: the next scan of the whole
+    /// tree hashes every file again, in place (see [`store`]).
+    legacy_hashes: bool,
 }
 
 impl Index {
@@ -95,6 +100,7 @@ impl Index {
             peers: BTreeMap::new(),
             dirty: true,
             marks_dirty: false,
+            legacy_hashes: false,
         }
     }
 

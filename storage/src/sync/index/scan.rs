@@ -21,7 +21,7 @@ use std::{
 use tracing::warn;
 
 use super::{
-    Index, IndexError,
+    ContentHasher, Index, IndexError,
     entry::{Entry, Hash, Kind, NO_HASH, check_path, in_scope},
     version::VersionVector,
 };
@@ -118,6 +118,10 @@ impl Index {
             scan.visit(root.join(under), under.to_owned());
         }
         scan.finish(under);
+        if under.is_empty() {
+            // Every file has been seen, so every live hash is a content hash now.
+            scan.index.legacy_hashes = false;
+        }
         let mut report = scan.report;
         report.changes.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(report)
@@ -257,6 +261,10 @@ impl Scan<'_> {
         let unchanged_stat = live.is_some_and(|e| {
             e.kind == kind && e.size == size && e.mtime_ns == mtime_ns && e.mode == mode
         });
+        if unchanged_stat && kind == Kind::File && self.index.legacy_hashes {
+            self.rehash_in_place(abs, rel, meta);
+            return;
+        }
         if unchanged_stat && (kind != Kind::File || self.rehash == Rehash::IfChanged) {
             return;
         }
@@ -304,6 +312,21 @@ impl Scan<'_> {
                     self.index.dirty = true;
                 }
             }
+        }
+    }
+
+    /// Replaces an unchanged file's legacy hash with its content hash: the same content, so
+    /// no new version.
+    fn rehash_in_place(&mut self, abs: &Path, rel: &str, meta: &Metadata) {
+        match hash_file(abs, meta) {
+            Ok(Some(hash)) => {
+                if let Some(entry) = self.index.entries.get_mut(rel) {
+                    entry.hash = hash;
+                    self.index.dirty = true;
+                }
+            }
+            Ok(None) => self.report.changing += 1,
+            Err(error) => self.unreadable(rel, abs, &error),
         }
     }
 
@@ -366,11 +389,11 @@ fn mtime_ns(meta: &Metadata) -> i64 {
         .saturating_add(meta.mtime_nsec())
 }
 
-/// SHA-256 of the file's content; `None` if it changed while being read (its size or mtime
+/// The file's content hash; `None` if it changed while being read (its size or mtime
 /// moved), in which case a later event or scan will look again.
 fn hash_file(path: &Path, before: &Metadata) -> io::Result<Option<Hash>> {
     let mut file = fs::File::open(path)?;
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut hasher = ContentHasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = match file.read(&mut buf) {
@@ -379,13 +402,11 @@ fn hash_file(path: &Path, before: &Metadata) -> io::Result<Option<Hash>> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        context.update(&buf[..n]);
+        hasher.update(&buf[..n]);
     }
     let after = file.metadata()?;
     if after.len() != before.len() || mtime_ns(&after) != mtime_ns(before) {
         return Ok(None);
     }
-    let mut hash = NO_HASH;
-    hash.copy_from_slice(context.finish().as_ref());
-    Ok(Some(hash))
+    Ok(Some(hasher.finish()))
 }

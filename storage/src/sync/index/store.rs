@@ -17,11 +17,17 @@
 //!   entries: u64 count, each:
 //!     path str32 | deleted u8 | kind u8 (0 file, 1 dir, 2 symlink)
 //!     size u64 | mtime_ns i64 | mode u32 | sequence u64
-//!     hash [32]          files only
+//!     hash [32]          files only: BLAKE3 of the content (SHA-256 in format 1)
 //!     target str32       symlinks only
 //!     modified_by u32 (name)
 //!     version: u16 count, (name u32, counter u64) each
 //! ```
+//!
+//! Format 1 differs only in its hashes. It is still read, for an upgrade: its tombstones lose
+//! their hashes (they served only to spot renames), and the start-up scan hashes every file
+//! again and puts the new hash in place without a new version, since the content is the same
+//! (a file whose size or mtime changed meanwhile is a change as usual). Peers then agree on
+//! every hash without sending anything again.
 //!
 //! Binary rather than text: 50,000 entries are about 5 MB and encode or decode in tens of
 //! milliseconds. Loading refuses a file that fails any check, naming it; it never starts over
@@ -42,8 +48,11 @@ use crate::volume::meta::durable;
 /// The index file's name in its directory.
 pub const INDEX_FILE: &str = "index";
 
-/// The format written, and the only one read.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format written; [`LEGACY_FORMAT`] is read too.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format of SHA-256 hashes, read for an upgrade.
+const LEGACY_FORMAT: u32 = 1;
 
 const MAGIC: &[u8; 8] = b"FULSYNCI";
 const HEADER: usize = 20;
@@ -146,7 +155,13 @@ pub(super) fn encode(index: &Index) -> Vec<u8> {
     // Header, body and checksum in one buffer: the body's length is filled in at the end.
     let mut out = Vec::with_capacity(HEADER + 64 + index.entries.len() * 120 + CHECKSUM);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    // Until a scan has redone its hashes, a legacy index is saved as what it still is.
+    let format = if index.legacy_hashes {
+        LEGACY_FORMAT
+    } else {
+        FORMAT_VERSION
+    };
+    out.extend_from_slice(&format.to_le_bytes());
     out.extend_from_slice(&0u64.to_le_bytes());
     put_str16(&mut out, &index.node);
     out.extend_from_slice(&index.id.to_le_bytes());
@@ -261,9 +276,10 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         bytes: &bytes[8..HEADER],
     };
     let version = r.u32()?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != LEGACY_FORMAT {
         return Err(DecodeError::Version(version));
     }
+    let legacy_hashes = version == LEGACY_FORMAT;
     let body_len = r.u64()?;
     let expected = (HEADER as u64)
         .checked_add(body_len)
@@ -322,6 +338,9 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         let kind = match kind {
             0 => {
                 hash.copy_from_slice(r.take(32)?);
+                if legacy_hashes && deleted {
+                    hash = super::NO_HASH;
+                }
                 Kind::File
             }
             1 => Kind::Dir,
@@ -374,8 +393,10 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         entries,
         by_sequence,
         peers,
-        dirty: false,
+        // A legacy index is saved in the current format once its hashes are redone.
+        dirty: legacy_hashes,
         marks_dirty: false,
+        legacy_hashes,
     })
 }
 

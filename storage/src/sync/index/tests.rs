@@ -64,10 +64,7 @@ fn scan_finds_creations_modifications_and_deletions() {
     assert_eq!(one.size, 3);
     assert_eq!(one.version.get("n1"), 1);
     assert_eq!(one.modified_by, "n1");
-    assert_eq!(
-        one.hash.as_slice(),
-        ring::digest::digest(&ring::digest::SHA256, b"one").as_ref()
-    );
+    assert_eq!(one.hash, super::content_hash(b"one"));
     assert_eq!(
         index.get("link").unwrap().kind,
         Kind::Symlink("a/b/one.txt".to_owned())
@@ -277,8 +274,7 @@ fn a_missing_root_fails_instead_of_deleting_everything() {
 
 /// An entry as a peer would send it.
 fn remote(path: &str, by: &str, version: &[(&str, u64)], content: &[u8], mtime: i64) -> Entry {
-    let mut hash = NO_HASH;
-    hash.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, content).as_ref());
+    let hash = super::content_hash(content);
     Entry {
         path: path.to_owned(),
         kind: Kind::File,
@@ -495,6 +491,72 @@ fn persistence_round_trips_and_marks_peers() {
     assert!(!dir.join("index.tmp").exists());
     assert_eq!(renamed.node(), "n1-new");
     assert_eq!(renamed.len(), index.len());
+}
+
+/// A format 1 index (SHA-256 hashes), as an upgrade finds it, is read; the start-up scan
+/// redoes each unchanged file's hash in place, with no new version and so nothing for the
+/// peers to fetch, while a file changed meanwhile is a change as usual; the index is then
+/// saved in the current format.
+#[test]
+fn a_format_1_index_gets_content_hashes_without_new_versions() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = index_dir(state.path(), "web");
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::write(r.join("same"), b"same content").unwrap();
+    fs::write(r.join("edited"), b"before").unwrap();
+    fs::write(r.join("gone"), b"deleted before the upgrade").unwrap();
+    let mut old = Index::open(&dir, "n1").unwrap();
+    scan(&mut old, r);
+    fs::remove_file(r.join("gone")).unwrap();
+    scan(&mut old, r);
+    // What the previous release saved: the same entries with SHA-256 hashes, format 1.
+    let sha256 = |content: &[u8]| {
+        let mut hash = NO_HASH;
+        hash.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, content).as_ref());
+        hash
+    };
+    for (path, content) in [
+        ("same", &b"same content"[..]),
+        ("edited", b"before"),
+        ("gone", b"deleted before the upgrade"),
+    ] {
+        old.entries.get_mut(path).unwrap().hash = sha256(content);
+    }
+    old.legacy_hashes = true;
+    old.dirty = true;
+    old.save(&dir).unwrap();
+    assert_eq!(
+        fs::read(dir.join(INDEX_FILE)).unwrap()[8..12],
+        1u32.to_le_bytes()
+    );
+
+    fs::write(r.join("edited"), b"after the upgrade").unwrap();
+    let mut index = Index::open(&dir, "n1").unwrap();
+    assert_eq!(index.get("same").unwrap().hash, sha256(b"same content"));
+    assert_eq!(
+        index.get("gone").unwrap().hash,
+        NO_HASH,
+        "a tombstone's legacy hash could only mislead rename detection"
+    );
+    assert_eq!(scan(&mut index, r), vec![ch("edited", Modified)]);
+    let same = index.get("same").unwrap();
+    assert_eq!(same.hash, content_hash(b"same content"));
+    assert_eq!(
+        same.version,
+        old.get("same").unwrap().version,
+        "no new version"
+    );
+    assert_eq!(
+        index.get("edited").unwrap().hash,
+        content_hash(b"after the upgrade")
+    );
+    index.save(&dir).unwrap();
+    assert_eq!(
+        fs::read(dir.join(INDEX_FILE)).unwrap()[8..12],
+        FORMAT_VERSION.to_le_bytes()
+    );
+    assert_eq!(Index::open(&dir, "n1").unwrap(), index);
 }
 
 #[test]

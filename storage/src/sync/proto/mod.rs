@@ -23,7 +23,7 @@
 //!   0x15 GetDelta id u32 | path str32 | size u64 | mtime_ns i64 | hash [32] | signature bytes32
 //!   0x16 Data     id u32 | octets (the rest)      a piece of the file, in order
 //!   0x17 Delta    id u32 | octets (the rest)      an rsync delta of the next window
-//!   0x18 End      id u32 | hash [32]              SHA-256 of the version sent
+//!   0x18 End      id u32 | hash [32]              content hash of the version sent
 //!   0x19 Stale    id u32                          the file is no longer that version
 //!   0x1A Failed   id u32 | reason str16           the sender could not read it
 //!   0x1B Refuse   reason str16                    the Hello was not accepted
@@ -36,7 +36,7 @@
 //! two not yet acked (a receiver queues up to four), each acked once applied, in order.
 //! Contents are requested by the receiver (Get, or GetDelta with its rsync signature when it
 //! has an older copy), several at a time, and answered in request order; the End of an answer
-//! carries the SHA-256 the sender's index holds for the version asked for, which the receiver
+//! carries the content hash (BLAKE3) the sender's index holds for the version asked for, which the receiver
 //! checks every octet against.
 //!
 //! Nothing here panics on what a peer sends, and no frame longer than [`MAX_PAYLOAD`] is
@@ -60,8 +60,9 @@ pub use stream::{ProtoReader, ProtoWriter};
 /// The first two octets of every frame (the volume's is 0xF1C5).
 pub const MAGIC: u16 = 0xF1C6;
 
-/// The protocol version in the Hello (2: Ping and Pong, which version 1 did not know).
-pub const VERSION: u16 = 2;
+/// The protocol version in the Hello (2: Ping and Pong, which version 1 did not know; 3:
+/// content hashes are BLAKE3, not SHA-256, so a version 2 peer would fail every check).
+pub const VERSION: u16 = 3;
 
 /// What starts the handshake's MACs, so that a volume's response never verifies here.
 pub const AUTH_LABEL: &[u8] = b"fulcrum-sync v1";
