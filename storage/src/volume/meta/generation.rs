@@ -235,8 +235,12 @@ pub struct Outcome {
     pub rule: u16,
     /// Disk states overrode the generation ids (DRBD: "Becoming sync source due to disk states").
     pub by_disk_state: bool,
-    /// Corrected local ids the caller must persist (rules 34 and 71: the local node missed the
-    /// end or the start of the last resync).
+    /// The local ids as DRBD corrects them (rules 34 and 71: the local node missed the end or
+    /// the start of the last resync), for the log and the tests. Fulcrum does not persist
+    /// them, where DRBD does. With this module's deviations, the stored ids already lead to the
+    /// same decisions: a source resumes under a pending sync id, and keeps its bitmap id under
+    /// a new current, which rules 38/39 recognise. The pair simulation (`generation_tests.rs`)
+    /// keeps every acknowledged write over 20,000 random histories either way.
     pub corrected_local: Option<GenerationIds>,
 }
 
@@ -392,7 +396,7 @@ fn uuid_compare(
         return (Hg::Value(1), 70, None);
     }
     // Rule 71: the mirror of 51: our sync id never reached the peer; undo our last start of
-    // resync (the corrected ids are for the caller to persist) and stay SyncSource.
+    // resync (as DRBD would persist; Fulcrum does not, see [`Outcome`]) and stay SyncSource.
     if m(l.history[0]) == peer_cur && m(l.history[0]).wrapping_add(NEW_BM_OFFSET) == m(l.bitmap) {
         let fixed = GenerationIds {
             bitmap: l.history[0],
