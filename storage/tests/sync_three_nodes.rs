@@ -1,0 +1,100 @@
+//! Three sync nodes, as the "two or three sync nodes" allows: a full mesh (each node the
+//! other two's peer, as `peers` lists them), and a chain where the middle node passes changes on.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+#[path = "support/sync_nodes.rs"]
+#[allow(dead_code, reason = "this test uses some of the sync helpers")]
+mod support;
+
+use std::fs;
+use std::time::Duration;
+
+use support::{Node, connected, converge, nodes};
+
+/// Generous, as the suite runs many tests at once on two cores; the time taken is printed.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Waits until all of `n` hold the same tree, and prints how long it took.
+async fn all_converge(n: &[Node], what: &str) {
+    let took = converge(&n[0], &n[1], PATIENCE).await;
+    let took_c = converge(&n[0], &n[2], PATIENCE).await;
+    println!("{what}: B in {took:?}, C in {took_c:?}");
+}
+
+// Input: three nodes, each the peer of the other two. A creates a file, B modifies it, C
+// deletes it; then A and C each write a different file at the same moment. Output: after each
+// step all three trees match (content hashes, modes, mtimes), and both new files are on all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mesh_of_three_converges_on_every_change() {
+    let mut n = nodes(&["a", "b", "c"]);
+    let mut sets = Vec::new();
+    for node in &mut n {
+        sets.push(node.start().await);
+    }
+    for set in &sets {
+        connected(set, Duration::from_secs(10)).await;
+    }
+
+    n[0].write("page.html", b"from A");
+    all_converge(&n, "create on A").await;
+    assert_eq!(fs::read(n[2].path("page.html")).unwrap(), b"from A");
+
+    n[1].write("page.html", b"edited on B");
+    all_converge(&n, "modify on B").await;
+    assert_eq!(fs::read(n[0].path("page.html")).unwrap(), b"edited on B");
+
+    fs::remove_file(n[2].path("page.html")).unwrap();
+    all_converge(&n, "delete on C").await;
+    assert!(!n[0].path("page.html").exists());
+
+    n[0].write("upload-a.jpg", &[1u8; 40_000]);
+    n[2].write("upload-c.jpg", &[3u8; 50_000]);
+    all_converge(&n, "simultaneous writes on A and C").await;
+    assert_eq!(fs::read(n[1].path("upload-a.jpg")).unwrap(), [1u8; 40_000]);
+    assert_eq!(fs::read(n[1].path("upload-c.jpg")).unwrap(), [3u8; 50_000]);
+
+    for set in &sets {
+        assert_eq!(set.status().counters.errors, 0, "{:?}", set.status());
+    }
+    for set in sets {
+        set.stop().await.unwrap();
+    }
+}
+
+// Input: A's only peer is B, B's are A and C, C's only peer is B. A writes a file, C edits it.
+// Output: C gets A's file and A gets C's edit, each through B, which applied it and passed it
+// on from its own index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chain_passes_changes_through_the_middle_node() {
+    let mut n = nodes(&["a", "b", "c"]);
+    let (a, b, c) = (n[0].addr, n[1].addr, n[2].addr);
+    n[0].config.peers = vec![b];
+    n[1].config.peers = vec![a, c];
+    n[2].config.peers = vec![b];
+    let mut sets = Vec::new();
+    for node in &mut n {
+        sets.push(node.start().await);
+    }
+    for set in &sets {
+        connected(set, Duration::from_secs(10)).await;
+    }
+
+    n[0].write("docs/readme.txt", b"written on A");
+    all_converge(&n, "create on A").await;
+    assert_eq!(
+        fs::read(n[2].path("docs/readme.txt")).unwrap(),
+        b"written on A"
+    );
+
+    n[2].write("docs/readme.txt", b"edited on C");
+    all_converge(&n, "modify on C").await;
+    assert_eq!(
+        fs::read(n[0].path("docs/readme.txt")).unwrap(),
+        b"edited on C"
+    );
+
+    for set in sets {
+        set.stop().await.unwrap();
+    }
+}
