@@ -212,7 +212,7 @@ pub(crate) fn nodes(names: &[&str]) -> Vec<Node> {
 }
 
 /// What a tree holds, for comparison: per path its kind, mode, and for files the SHA-256 and
-/// mtime, for symlinks the target.
+/// mtime, for symlinks the target and the link's own mtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Item {
     Dir {
@@ -225,6 +225,7 @@ pub(crate) enum Item {
     },
     Link {
         target: PathBuf,
+        mtime_ns: i64,
     },
 }
 
@@ -236,7 +237,8 @@ pub(crate) fn tree(root: &Path) -> BTreeMap<String, Item> {
             out.insert(child, Item::Dir { mode });
         } else if meta.file_type().is_symlink() {
             let target = fs::read_link(path).unwrap_or_default();
-            out.insert(child, Item::Link { target });
+            let mtime_ns = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
+            out.insert(child, Item::Link { target, mtime_ns });
         } else if let Ok(content) = fs::read(path) {
             let sha256 = ring::digest::digest(&ring::digest::SHA256, &content)
                 .as_ref()

@@ -187,13 +187,29 @@ pub(super) fn mtime_ns(meta: &fs::Metadata) -> i64 {
 }
 
 /// Sets a file's or directory's mode and mtime (not a symlink's: Linux ignores a link's mode,
-/// and its times need `utimensat`, which the std does not offer without following it).
+/// and its mtime is [`set_link_mtime`]'s).
 pub(super) fn set_attributes(path: &Path, mode: u32, mtime_ns: Option<i64>) -> io::Result<()> {
     fs::set_permissions(path, Permissions::from_mode(mode))?;
     if let Some(ns) = mtime_ns {
         File::open(path)?.set_times(FileTimes::new().set_modified(system_time(ns)))?;
     }
     Ok(())
+}
+
+/// Sets a symlink's own mtime (not its target's), so that a synced link keeps the sender's.
+pub(super) fn set_link_mtime(path: &Path, mtime_ns: i64) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT, utimensat};
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: mtime_ns.div_euclid(1_000_000_000),
+            tv_nsec: mtime_ns.rem_euclid(1_000_000_000),
+        },
+    };
+    utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)
 }
 
 /// Whether the disk at `entry`'s path (or `rel`, for no entry) still is what the index says,

@@ -647,6 +647,8 @@ fn prepare(
                 fsops::check_parents(root, &target.entry.path, true)?;
                 let temp = fsops::temp_path(root, &target.entry.path);
                 std::os::unix::fs::symlink(link, &temp)?;
+                // Set before the rename, which keeps it: the link never shows another mtime.
+                fsops::set_link_mtime(&temp, target.entry.mtime_ns)?;
                 keep_loser(shared, &target)?;
                 if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                     fs::remove_dir(&path)?;
