@@ -138,7 +138,7 @@ fn default_retries() -> u32 {
 }
 
 fn default_pool_idle() -> u32 {
-    64
+    1024
 }
 
 /// `cookie = { name = "webserver", mode = "insert", ... }`: HAProxy's cookie persistence.

@@ -1,11 +1,16 @@
 //! Idle keep-alive connections to one server, kept for the next request.
 //!
-//! A lock-free bounded queue: requests on any worker thread put and take without blocking each
-//! other.
+//! The most recently used connection is reused first, so that after a burst the connections
+//! the load no longer needs sink to the bottom, expire there and are closed: the pool follows
+//! the load down again, as HAProxy's idle-connection purge does. It holds memory only for the
+//! connections it keeps, so its bound can be as high as a burst needs (HTTP/2 clients
+//! multiplex many requests per connection, and each needs a server connection of its own).
+//! The lock is held for a push or a pop.
 
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crossbeam_queue::ArrayQueue;
 use tokio::{net::TcpStream, time::Instant};
 
 use super::h1::conn::Conn;
@@ -14,7 +19,7 @@ use super::h1::conn::Conn;
 /// timeouts (often 5s in Apache, 75s in nginx) make reuse a race.
 const MAX_IDLE: Duration = Duration::from_secs(4);
 
-/// A server's idle connections.
+/// A server's idle connections, the least recently used at the front.
 ///
 /// The server may have closed one while it was idle. A request whose body is in hand takes it
 /// unchecked (a check costs a syscall): if the server turns out to have closed it, the request is
@@ -22,52 +27,72 @@ const MAX_IDLE: Duration = Duration::from_secs(4);
 /// be replayed, so it asks for a probed connection.
 #[derive(Debug)]
 pub struct Pool {
-    idle: Option<ArrayQueue<(Conn<TcpStream>, Instant)>>,
+    idle: Mutex<VecDeque<(Conn<TcpStream>, Instant)>>,
+    /// At most this many are kept (0 disables reuse).
+    capacity: usize,
 }
 
 impl Pool {
     /// A pool holding at most `capacity` idle connections (0 disables reuse).
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            idle: (capacity > 0).then(|| ArrayQueue::new(capacity)),
+            idle: Mutex::new(VecDeque::new()),
+            capacity,
         }
     }
 
-    /// An idle connection, if one is at hand; with `probe`, only one the server has neither
-    /// closed nor written to.
+    /// The most recently used idle connection, if one is at hand; with `probe`, only one the
+    /// server has neither closed nor written to.
     pub(crate) fn take(&self, probe: bool) -> Option<Conn<TcpStream>> {
-        let idle = self.idle.as_ref()?;
-        while let Some((conn, since)) = idle.pop() {
+        loop {
+            let (conn, since) = self.idle().pop_back()?;
             if since.elapsed() < MAX_IDLE && (!probe || is_open(&conn)) {
                 return Some(conn);
             }
         }
-        None
     }
 
-    /// Keeps `conn` for reuse; drops it when the pool is full.
+    /// Keeps `conn` for reuse; drops it when the pool is full. The connections that expired
+    /// at the bottom are closed first.
     pub(crate) fn put(&self, conn: Conn<TcpStream>) {
-        if let Some(idle) = &self.idle
-            && conn.buf.is_empty()
-        {
-            let _ = idle.push((conn, Instant::now()));
+        if self.capacity == 0 || !conn.buf.is_empty() {
+            return;
         }
+        let mut expired = Vec::new();
+        {
+            let mut idle = self.idle();
+            while idle
+                .front()
+                .is_some_and(|(_, since)| since.elapsed() >= MAX_IDLE)
+            {
+                expired.extend(idle.pop_front());
+            }
+            if idle.len() < self.capacity {
+                idle.push_back((conn, Instant::now()));
+            }
+        }
+        // Closed outside the lock.
+        drop(expired);
     }
 
     /// Drops every idle connection (the server went DOWN or into MAINT).
     pub(crate) fn clear(&self) {
-        if let Some(idle) = &self.idle {
-            while idle.pop().is_some() {}
-        }
+        let all = std::mem::take(&mut *self.idle());
+        drop(all);
     }
 
     /// Idle connections held now.
     pub fn len(&self) -> usize {
-        self.idle.as_ref().map_or(0, ArrayQueue::len)
+        self.idle().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// A panic while the list was held leaves a list of connections, still usable.
+    fn idle(&self) -> MutexGuard<'_, VecDeque<(Conn<TcpStream>, Instant)>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -76,4 +101,70 @@ impl Pool {
 fn is_open(conn: &Conn<TcpStream>) -> bool {
     let mut probe = [0u8; 1];
     matches!(conn.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// `n` connections to a listener that accepts them and keeps them open.
+    async fn conns(n: usize) -> (Vec<Conn<TcpStream>>, Vec<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let (conn, (accepted, _)) =
+                tokio::try_join!(TcpStream::connect(addr), listener.accept()).unwrap();
+            ours.push(Conn::new(conn));
+            theirs.push(accepted);
+        }
+        (ours, theirs)
+    }
+
+    #[tokio::test]
+    async fn it_keeps_up_to_its_capacity_and_gives_back_the_most_recent_first() {
+        let (ours, _theirs) = conns(5).await;
+        let ports: Vec<u16> = ours
+            .iter()
+            .map(|c| c.io.local_addr().unwrap().port())
+            .collect();
+        let pool = Pool::new(3);
+        for conn in ours {
+            pool.put(conn);
+        }
+        assert_eq!(pool.len(), 3, "the last two are dropped");
+        let taken: Vec<u16> = std::iter::from_fn(|| pool.take(true))
+            .map(|c| c.io.local_addr().unwrap().port())
+            .collect();
+        assert_eq!(taken, [ports[2], ports[1], ports[0]]);
+        assert!(pool.is_empty());
+
+        let (ours, _theirs) = conns(1).await;
+        let off = Pool::new(0);
+        off.put(ours.into_iter().next().unwrap());
+        assert!(off.take(false).is_none(), "capacity 0 disables reuse");
+    }
+
+    // Input: a burst leaves 4 idle connections; then the load needs one at a time for 6 s,
+    // a connection taken and put back every 100 ms. Output: the 3 the load does not use expire
+    // and are closed by the puts; the one in use stays.
+    #[tokio::test(start_paused = true)]
+    async fn after_a_burst_the_unused_connections_expire_and_close() {
+        let (ours, _theirs) = conns(4).await;
+        let pool = Pool::new(64);
+        for conn in ours {
+            pool.put(conn);
+        }
+        assert_eq!(pool.len(), 4);
+        for _ in 0..60 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            let conn = pool.take(false).unwrap();
+            pool.put(conn);
+        }
+        assert_eq!(pool.len(), 1, "only the connection in use is left");
+    }
 }
