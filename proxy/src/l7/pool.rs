@@ -54,10 +54,13 @@ impl Pool {
 
     /// Keeps `conn` for reuse; drops it when the pool is full. The connections that expired
     /// at the bottom are closed first.
-    pub(crate) fn put(&self, conn: Conn<TcpStream>) {
+    pub(crate) fn put(&self, mut conn: Conn<TcpStream>) {
         if self.capacity == 0 || !conn.buf.is_empty() {
             return;
         }
+        // An idle connection holds no read buffer (16 KiB each, for as many connections as a
+        // burst left here): it goes back to the thread's spares, and the next read takes one.
+        super::h1::spare::put_read(std::mem::take(&mut conn.buf));
         let mut expired = Vec::new();
         {
             let mut idle = self.idle();
@@ -133,10 +136,15 @@ mod tests {
             .map(|c| c.io.local_addr().unwrap().port())
             .collect();
         let pool = Pool::new(3);
-        for conn in ours {
+        for mut conn in ours {
+            conn.buf.reserve(16 * 1024); // as after a response was read
             pool.put(conn);
         }
         assert_eq!(pool.len(), 3, "the last two are dropped");
+        assert!(
+            pool.idle().iter().all(|(c, _)| c.buf.capacity() == 0),
+            "idle connections hold no read buffer"
+        );
         let taken: Vec<u16> = std::iter::from_fn(|| pool.take(true))
             .map(|c| c.io.local_addr().unwrap().port())
             .collect();
