@@ -10,10 +10,23 @@ mod support;
 use std::fs;
 use std::time::Duration;
 
+use fulcrum_storage::sync::SyncSet;
 use support::{Node, connected, converge, nodes};
 
 /// Generous, as the suite runs many tests at once on two cores; the time taken is printed.
 const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Starts every node of `n` and waits until each is connected to all its peers.
+async fn start_connected(n: &mut [Node]) -> Vec<SyncSet> {
+    let mut sets = Vec::new();
+    for node in n.iter_mut() {
+        sets.push(node.start().await);
+    }
+    for set in &sets {
+        connected(set, Duration::from_secs(10)).await;
+    }
+    sets
+}
 
 /// Waits until all of `n` hold the same tree, and prints how long it took.
 async fn all_converge(n: &[Node], what: &str) {
@@ -28,13 +41,7 @@ async fn all_converge(n: &[Node], what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mesh_of_three_converges_on_every_change() {
     let mut n = nodes(&["a", "b", "c"]);
-    let mut sets = Vec::new();
-    for node in &mut n {
-        sets.push(node.start().await);
-    }
-    for set in &sets {
-        connected(set, Duration::from_secs(10)).await;
-    }
+    let sets = start_connected(&mut n).await;
 
     n[0].write("page.html", b"from A");
     all_converge(&n, "create on A").await;
@@ -72,13 +79,7 @@ async fn a_chain_passes_changes_through_the_middle_node() {
     n[0].config.peers = vec![b];
     n[1].config.peers = vec![a, c];
     n[2].config.peers = vec![b];
-    let mut sets = Vec::new();
-    for node in &mut n {
-        sets.push(node.start().await);
-    }
-    for set in &sets {
-        connected(set, Duration::from_secs(10)).await;
-    }
+    let sets = start_connected(&mut n).await;
 
     n[0].write("docs/readme.txt", b"written on A");
     all_converge(&n, "create on A").await;
