@@ -61,17 +61,19 @@ impl Pool {
         // An idle connection holds no read buffer (16 KiB each, for as many connections as a
         // burst left here): it goes back to the thread's spares, and the next read takes one.
         super::h1::spare::put_read(std::mem::take(&mut conn.buf));
+        // One clock read serves both the expiry check and the new connection's time.
+        let now = Instant::now();
         let mut expired = Vec::new();
         {
             let mut idle = self.idle();
             while idle
                 .front()
-                .is_some_and(|(_, since)| since.elapsed() >= MAX_IDLE)
+                .is_some_and(|(_, since)| now.duration_since(*since) >= MAX_IDLE)
             {
                 expired.extend(idle.pop_front());
             }
             if idle.len() < self.capacity {
-                idle.push_back((conn, Instant::now()));
+                idle.push_back((conn, now));
             }
         }
         // Closed outside the lock.
