@@ -24,7 +24,7 @@ use super::{
 };
 use crate::sync::{
     index::{Entry, Hash},
-    proto::{Message, Request},
+    proto::{MAX_DATA, Message, Request},
 };
 
 /// Requests in flight at once, at most.
@@ -75,8 +75,11 @@ struct InFlight {
     fetch: Fetch,
     id: u32,
     temp: Option<TempFile>,
-    /// Our older copy, when the answer is a delta against it.
-    base: Option<Vec<u8>>,
+    /// Our older copy, when the answer is a delta against it: read where each delta copies
+    /// from, never whole.
+    base: Option<fs::File>,
+    /// One window's content, rebuilt from a delta before it is written.
+    applied: Vec<u8>,
     /// A whole file's first pieces, before its temporary file exists.
     pieces: Vec<Bytes>,
     buffered: usize,
@@ -295,10 +298,10 @@ impl Fetcher {
                 Ok(created) => temp = Some(created),
                 Err(e) => return Ok(Err((fetch.remote, e.to_string()))),
             }
-            match read_base(root, path) {
-                Ok(read) => {
-                    signature = Some(Bytes::from(delta::sign(&read)));
-                    base = Some(read);
+            match open_base(root, path) {
+                Ok((file, signed)) => {
+                    signature = Some(Bytes::from(signed));
+                    base = Some(file);
                 }
                 Err(e) => debug!(path, error = %e, "sync: no delta base, fetching whole"),
             }
@@ -322,6 +325,7 @@ impl Fetcher {
             id,
             temp,
             base,
+            applied: Vec::new(),
             pieces: Vec::new(),
             buffered: 0,
             delta_octets: 0,
@@ -417,13 +421,18 @@ impl Fetcher {
             return;
         };
         let result = if is_delta {
-            let base = flight.base.as_deref().unwrap_or_default();
+            let Some(base) = flight.base.as_ref() else {
+                flight.error = Some("a delta without a base".to_owned());
+                return;
+            };
+            // A window rebuilds at most MAX_DATA octets: a larger claim is refused before any
+            // memory is taken for it.
             let room = flight.fetch.target.size.saturating_sub(temp.written);
-            let room = usize::try_from(room).unwrap_or(usize::MAX);
-            let mut out = Vec::new();
-            match delta::apply(base, &piece, &mut out, room) {
-                Ok(()) => temp.write(&out).map_err(|e| e.to_string()),
-                Err(e) => Err(format!("delta does not apply: {e}")),
+            let room = usize::try_from(room).unwrap_or(usize::MAX).min(MAX_DATA);
+            flight.applied.clear();
+            match delta::apply(base, &piece, &mut flight.applied, room) {
+                Ok(()) => temp.write(&flight.applied).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
             }
         } else {
             temp.write(&piece).map_err(|e| e.to_string())
@@ -506,15 +515,14 @@ impl Fetcher {
     }
 }
 
-/// Our older copy of `rel`, the base of a delta.
-fn read_base(root: &Path, rel: &str) -> io::Result<Vec<u8>> {
+/// Our older copy of `rel`, the base of a delta, and its signature.
+fn open_base(root: &Path, rel: &str) -> io::Result<(fs::File, Vec<u8>)> {
     let (mut file, meta) = fsops::open_regular(root, rel)?;
     if meta.len() > delta::DELTA_MAX {
         return Err(io::Error::other("too large for a delta"));
     }
-    let mut base = Vec::with_capacity(meta.len() as usize);
-    io::Read::read_to_end(&mut file, &mut base)?;
-    Ok(base)
+    let signature = delta::sign(&mut file, meta.len())?;
+    Ok((file, signature))
 }
 
 #[cfg(test)]

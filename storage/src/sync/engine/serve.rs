@@ -9,10 +9,7 @@
 //! its size and mtime kept (which our index cannot see either), at the cost of a second
 //! content hash of everything sent.
 
-use std::{
-    io::Read,
-    sync::{Arc, mpsc as std_mpsc},
-};
+use std::sync::{Arc, mpsc as std_mpsc};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -195,31 +192,37 @@ fn serve_whole(shared: &Shared, request: &Request, out: &mut Out) -> TaskResult 
     out.put(&Message::End { id, hash })
 }
 
-/// Sends the file as rsync deltas against the peer's signature, one window per message.
+/// Sends the file as rsync deltas against the peer's signature, one window per message, read
+/// a window at a time.
 fn serve_delta(shared: &Shared, request: &Request, signature: Bytes, out: &mut Out) -> TaskResult {
     if request.size > delta::DELTA_MAX {
         return serve_whole(shared, request, out);
     }
     let id = request.id;
     let failed = |reason: String| Message::Failed { id, reason };
-    let (mut file, meta, hash) = match open_requested(shared, request) {
-        Ok(opened) => opened,
-        Err(refused) => return out.put(&refused_message(id, refused)),
-    };
-    let mut content = Vec::with_capacity(meta.len() as usize);
-    if let Err(e) = file.read_to_end(&mut content) {
-        return out.put(&failed(e.to_string()));
-    }
-    if content.len() as u64 != meta.len() || !unchanged(&file, &meta) {
-        return out.put(&Message::Stale { id });
-    }
     let signature = match delta::parse_signature(signature.to_vec()) {
         Ok(signature) => signature,
         Err(e) => return out.put(&failed(e.to_string())),
     };
+    let (mut file, meta, hash) = match open_requested(shared, request) {
+        Ok(opened) => opened,
+        Err(refused) => return out.put(&refused_message(id, refused)),
+    };
     let indexed = signature.index();
-    for window in content.chunks(delta::window(&signature)) {
-        let delta = match delta::diff(&indexed, window) {
+    let mut window = vec![0; delta::window(&signature)];
+    // Up to the size it had: a file that grows or shrinks meanwhile is Stale below.
+    let mut left = meta.len();
+    while left > 0 {
+        let want = window
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        let read = match delta::read_full(&mut file, &mut window[..want]) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(e) => return out.put(&failed(e.to_string())),
+        };
+        left -= read as u64;
+        let delta = match delta::diff(&indexed, &window[..read]) {
             Ok(delta) => delta,
             Err(e) => return out.put(&failed(e.to_string())),
         };
@@ -228,6 +231,9 @@ fn serve_delta(shared: &Shared, request: &Request, signature: Bytes, out: &mut O
             id,
             delta: Bytes::from(delta),
         })?;
+    }
+    if left > 0 || !unchanged(&file, &meta) {
+        return out.put(&Message::Stale { id });
     }
     Counters::add(&shared.counters.files_sent, 1);
     out.put(&Message::End { id, hash })
