@@ -69,6 +69,7 @@ impl Node {
             delay: Duration::from_millis(20),
             conflict: ConflictPolicy::NewestWins,
             delete: true,
+            delete_retention: None,
             tls: None,
         };
         Self {

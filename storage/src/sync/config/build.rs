@@ -11,7 +11,7 @@ use std::{
 use fulcrum_common::{ConfigError, Duration, Spanned, list_or_none};
 
 use super::{
-    ConflictPolicy, Direction, MAX_DELAY, Pattern, SyncConfig,
+    ConflictPolicy, Direction, MAX_DELAY, MIN_DELETE_RETENTION, Pattern, SyncConfig,
     section::{SyncSection, SyncTlsSection},
 };
 use crate::config_check::{self, Kind, binds_overlap};
@@ -64,6 +64,7 @@ impl SyncSection {
         let conflict = parse_conflict(&self.conflict, &mut errors);
         let exclude = build_exclude(&self.exclude, &mut errors);
         check_delay(&self.delay, &mut errors);
+        let delete_retention = check_delete_retention(&self.delete_retention, &mut errors);
         let tls = match (&self.tls, listen, &peers) {
             (Some(section), Some(listen), Some(peers)) => {
                 build_tls(section, listen, peers, &mut errors)
@@ -86,6 +87,7 @@ impl SyncSection {
                     delay: self.delay.get_ref().get(),
                     conflict,
                     delete: self.delete,
+                    delete_retention,
                     tls,
                 })
             }
@@ -287,6 +289,31 @@ fn check_delay(delay: &Spanned<Duration>, errors: &mut Vec<ConfigError>) {
             ),
         ));
     }
+}
+
+/// `None` for "0s" (for ever); else the retention, which must be at least
+/// [`MIN_DELETE_RETENTION`].
+fn check_delete_retention(
+    retention: &Spanned<Duration>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<std::time::Duration> {
+    let value = retention.get_ref().get();
+    if value.is_zero() {
+        return None;
+    }
+    if value < MIN_DELETE_RETENTION {
+        errors.push(ConfigError::at(
+            retention,
+            format!(
+                "delete_retention {} is shorter than {}: a peer that is only slow could miss a \
+                 deletion and send the file back; \"0s\" keeps deletions for ever, 1y is the \
+                 default",
+                retention.get_ref(),
+                Duration(MIN_DELETE_RETENTION)
+            ),
+        ));
+    }
+    Some(value)
 }
 
 /// No two sets share a listener or a peer address, or directories where one is the other or

@@ -44,9 +44,20 @@ pub struct SyncConfig {
     /// Whether deletions made on a peer are applied here. Deletions made here are always
     /// recorded (as tombstones), so a peer with `delete = true` applies them.
     pub delete: bool,
+    /// How long a tombstone is kept before it is forgotten; `None`: for ever. At least
+    /// [`MIN_DELETE_RETENTION`] when built from a config.
+    pub delete_retention: Option<Duration>,
     /// Mutual TLS on every link (see [`crate::sync::tls`]); `None`: plain TCP.
     pub tls: Option<SyncTls>,
 }
+
+/// `delete_retention` by default: a year (humantime's, 365.25 days). Syncthing forgets
+/// deletions after 15 months; a web server's peer away for a year is rebuilt, not resumed.
+pub const DEFAULT_DELETE_RETENTION: Duration = Duration::from_secs(31_557_600);
+
+/// The shortest `delete_retention` other than "for ever": deletions are collected hourly, and
+/// a peer that is merely slow must not miss one.
+pub const MIN_DELETE_RETENTION: Duration = Duration::from_secs(3600);
 
 /// The longest `delay`: changes sitting unsent longer than this make a two-way sync look broken.
 pub const MAX_DELAY: Duration = Duration::from_secs(300);

@@ -45,6 +45,11 @@ pub struct SyncSection {
     /// is not sent back to the peer that deleted it.
     #[serde(default = "default_delete")]
     pub delete: bool,
+    /// How long a deletion is remembered (its tombstone kept in the index), so that it reaches
+    /// a peer that was away; then forgotten, as Syncthing does. `"0s"` keeps deletions for
+    /// ever; otherwise at least 1h. 1 year by default.
+    #[serde(default = "default_delete_retention")]
+    pub delete_retention: Spanned<Duration>,
     /// Mutual TLS on every link of the set; without it, plain TCP (authenticated by the
     /// shared secret, not encrypted).
     pub tls: Option<SyncTlsSection>,
@@ -78,4 +83,8 @@ fn default_conflict() -> Spanned<String> {
 
 fn default_delete() -> bool {
     true
+}
+
+fn default_delete_retention() -> Spanned<Duration> {
+    Spanned::new(0..0, Duration(super::DEFAULT_DELETE_RETENTION))
 }

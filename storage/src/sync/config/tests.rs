@@ -230,6 +230,28 @@ fn delay_is_bounded() {
     assert!(toml::from_str::<File>(&with(d, "delay", "\"100\"")).is_err());
 }
 
+// Input: no `delete_retention`, "0s", "30d", "10m". Output: a year by default, none (for
+// ever) for "0s", 30 days, and "10m" refused at its value for being under an hour.
+#[test]
+fn delete_retention_is_a_year_by_default_for_ever_at_zero_and_at_least_an_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let year = Duration::from_secs(31_557_600);
+    assert_eq!(built(&minimal(d, "")).delete_retention, Some(year));
+    assert_eq!(
+        built(&with(d, "delete_retention", "\"0s\"")).delete_retention,
+        None
+    );
+    assert_eq!(
+        built(&with(d, "delete_retention", "\"30d\"")).delete_retention,
+        Some(Duration::from_secs(30 * 86_400))
+    );
+    assert_eq!(
+        one_error(&with(d, "delete_retention", "\"10m\""), "shorter than 1h"),
+        "\"10m\""
+    );
+}
+
 #[test]
 fn bad_names_and_unknown_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();

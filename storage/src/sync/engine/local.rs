@@ -1,10 +1,15 @@
 //! This node's own changes: the watcher's batches scanned into the index (each change a new
-//! sequence), and the index saved when it changed, which publishes the changes to the senders.
+//! sequence), the index saved when it changed, which publishes the changes to the senders, and
+//! old deletions forgotten.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{Shared, status::Counters};
 use crate::sync::{
@@ -50,6 +55,51 @@ pub(super) async fn watch(shared: Arc<Shared>, mut watcher: Watcher) {
         }
         shared.notify_changed();
     }
+}
+
+/// How often deletions past `delete_retention` are forgotten: the retention is at least an
+/// hour, and a pass looks at every entry.
+pub(super) const FORGET_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Forgets the deletions older than `delete_retention` every `interval` (the start-up scan
+/// forgot them once already), until the set stops.
+pub(super) async fn forget(shared: Arc<Shared>, interval: Duration) {
+    if shared.config.delete_retention.is_none() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let forgetter = Arc::clone(&shared);
+        let forgot = tokio::task::spawn_blocking(move || {
+            let mut index = forgetter.index();
+            forget_old_deletions(&forgetter, &mut index)
+        })
+        .await;
+        if forgot.is_ok_and(|n| n > 0) {
+            shared.unsaved.notify_one();
+        }
+    }
+}
+
+/// Forgets the index's deletions older than `delete_retention` (none without one), logs how
+/// many, and returns it.
+pub(super) fn forget_old_deletions(shared: &Shared, index: &mut Index) -> usize {
+    let Some(retention) = shared.config.delete_retention else {
+        return 0;
+    };
+    let before = SystemTime::now()
+        .checked_sub(retention)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let forgotten = index.forget_deletions_before(before);
+    if forgotten > 0 {
+        info!(set = %shared.config.name, forgotten, retention = %fulcrum_common::Duration(retention),
+            "sync: forgot deletions older than delete_retention");
+    }
+    forgotten
 }
 
 /// A batch path as the index's `/`-separated string; `None` if it is not UTF-8 (the scan

@@ -102,6 +102,9 @@ pub struct SyncOptions {
     pub peer_timeout: Duration,
     /// How often the transfers set aside after repeated failures are tried again.
     pub parked_retry: Duration,
+    /// How often deletions older than the config's `delete_retention` are forgotten (and once
+    /// at start).
+    pub forget_interval: Duration,
 }
 
 impl Default for SyncOptions {
@@ -114,6 +117,7 @@ impl Default for SyncOptions {
             keepalive: Duration::from_secs(10),
             peer_timeout: Duration::from_secs(30),
             parked_retry: receive::PARKED_RETRY,
+            forget_interval: local::FORGET_INTERVAL,
         }
     }
 }
@@ -304,6 +308,7 @@ impl SyncSet {
                     info!(set = %shared.config.name, changes = report.changes.len(),
                         entries = index.len(), "sync: start-up scan done");
                 }
+                local::forget_old_deletions(&shared, &mut index);
                 let saved = index.save(&shared.index_dir);
                 drop(index);
                 shared.notify_changed();
@@ -320,6 +325,7 @@ impl SyncSet {
         let mut tasks = vec![
             tokio::spawn(local::watch(Arc::clone(&shared), watcher)),
             tokio::spawn(local::save(Arc::clone(&shared), options.save_interval)),
+            tokio::spawn(local::forget(Arc::clone(&shared), options.forget_interval)),
             tokio::spawn(link::accept(Arc::clone(&shared), listener)),
         ];
         for i in 0..shared.peers.len() {

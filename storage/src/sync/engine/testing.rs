@@ -36,6 +36,7 @@ pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
         delay: Duration::from_millis(10),
         conflict: ConflictPolicy::NewestWins,
         delete: true,
+        delete_retention: None,
         tls: None,
     };
     let (changed, _) = watch::channel(index.published());

@@ -32,7 +32,7 @@ pub struct Entry {
     /// Bytes, for files; 0 otherwise.
     pub size: u64,
     /// Nanoseconds since the Unix epoch. For a tombstone, when the deletion was found, so that
-    /// old tombstones can be collected (not done yet: they are kept, which costs an entry each).
+    /// old tombstones can be forgotten ([`super::Index::forget_deletions_before`]).
     pub mtime_ns: i64,
     /// Permission bits (`0o7777`); 0 for symlinks, whose mode Linux ignores.
     pub mode: u32,

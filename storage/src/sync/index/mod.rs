@@ -79,6 +79,9 @@ pub struct Index {
     /// The file hashes are SHA-256, read from a format 1 index: the next scan of the whole
     /// tree hashes every file again, in place (see [`store`]).
     legacy_hashes: bool,
+    /// Deletions found before this (nanoseconds since the Unix epoch) are forgotten (see
+    /// [`Index::forget_deletions_before`]); `i64::MIN` until the first collection.
+    forgotten_before: i64,
 }
 
 impl Index {
@@ -101,6 +104,7 @@ impl Index {
             dirty: true,
             marks_dirty: false,
             legacy_hashes: false,
+            forgotten_before: i64::MIN,
         }
     }
 
@@ -201,6 +205,28 @@ impl Index {
             self.dirty = true;
         }
         removed
+    }
+
+    /// Forgets the tombstones of deletions found before `before_ns` (nanoseconds since the Unix
+    /// epoch), as Syncthing forgets old deletions, so that deleted paths do not cost an entry
+    /// for ever; returns how many. From then on a peer's tombstone that old, of a path this
+    /// index does not hold, is taken as applied ([`Index::apply_remote`]), so that a peer that
+    /// keeps its own longer does not bring it back. The cost: a peer that was away since
+    /// before `before_ns`, and never saw a deletion, sends its copy of the file back. A path
+    /// made again after its tombstone is forgotten still gets a version that no peer's old
+    /// tombstone dominates (see [`VersionVector::bump`]).
+    pub fn forget_deletions_before(&mut self, before_ns: i64) -> usize {
+        self.forgotten_before = self.forgotten_before.max(before_ns);
+        let old: Vec<String> = self
+            .entries
+            .values()
+            .filter(|e| e.deleted && e.mtime_ns < before_ns)
+            .map(|e| e.path.clone())
+            .collect();
+        for path in &old {
+            self.forget(path);
+        }
+        old.len()
     }
 
     /// How far this node has received `peer`'s index.

@@ -119,6 +119,11 @@ impl Index {
     pub fn apply_remote(&self, remote: &Entry) -> Result<Decision, PathError> {
         check_path(&remote.path)?;
         let Some(local) = self.entries.get(&remote.path) else {
+            if remote.deleted && remote.mtime_ns < self.forgotten_before {
+                // A deletion so old that ours would have been forgotten: nothing to delete,
+                // and nothing worth an entry.
+                return Ok(Decision::UpToDate);
+            }
             return Ok(Decision::Accept(remote.clone()));
         };
         let decision = match local.version.compare(&remote.version) {

@@ -397,6 +397,7 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         dirty: legacy_hashes,
         marks_dirty: false,
         legacy_hashes,
+        forgotten_before: i64::MIN,
     })
 }
 

@@ -62,8 +62,11 @@ fn scan_finds_creations_modifications_and_deletions() {
     let one = index.get("a/b/one.txt").unwrap();
     assert_eq!(one.kind, Kind::File);
     assert_eq!(one.size, 3);
-    assert_eq!(one.version.get("n1"), 1);
+    // One change by n1 (a counter at the clock's seconds, see `VersionVector::bump`).
+    assert_eq!(one.version.len(), 1);
+    assert!(one.version.get("n1") > 0);
     assert_eq!(one.modified_by, "n1");
+    let created = index.get("top").unwrap().version.get("n1");
     assert_eq!(one.hash, super::content_hash(b"one"));
     assert_eq!(
         index.get("link").unwrap().kind,
@@ -87,7 +90,9 @@ fn scan_finds_creations_modifications_and_deletions() {
             ch("top", Modified)
         ]
     );
-    assert_eq!(index.get("top").unwrap().version.get("n1"), 2);
+    let modified = index.get("top").unwrap().version.get("n1");
+    assert!(modified > created, "{modified} after {created}");
+    let one_modified = index.get("a/b/one.txt").unwrap().version.get("n1");
     assert_eq!(index.get("a/b/one.txt").unwrap().mode, 0o600);
     assert_eq!(index.changed_since(sequence).len(), 3);
 
@@ -95,7 +100,7 @@ fn scan_finds_creations_modifications_and_deletions() {
     set_mtime(&r.join("top"), 1_000_000);
     assert_eq!(scan(&mut index, r), []);
     assert_eq!(index.get("top").unwrap().mtime_ns, 1_000_000_000_000_000);
-    assert_eq!(index.get("top").unwrap().version.get("n1"), 2);
+    assert_eq!(index.get("top").unwrap().version.get("n1"), modified);
 
     // A deleted tree: a tombstone each, with a bumped counter.
     fs::remove_dir_all(r.join("a")).unwrap();
@@ -109,16 +114,17 @@ fn scan_finds_creations_modifications_and_deletions() {
     );
     let gone = index.get("a/b/one.txt").unwrap();
     assert!(gone.deleted);
-    assert_eq!(gone.version.get("n1"), 3);
+    assert!(gone.version.get("n1") > one_modified);
     assert_eq!(scan(&mut index, r), [], "a tombstone is not deleted twice");
 
     // Back after a deletion: a version that dominates the tombstone.
+    let tombstone = index.get("a").unwrap().version.clone();
     fs::create_dir(r.join("a")).unwrap();
     let created = scan(&mut index, r);
     assert_eq!(created, [ch("a", Created)]);
     let back = index.get("a").unwrap();
     assert!(!back.deleted);
-    assert_eq!(back.version.get("n1"), 3);
+    assert_eq!(back.version.compare(&tombstone), Causality::Dominates);
 }
 
 #[test]
@@ -615,4 +621,67 @@ fn fifty_thousand_entries_save_and_load_quickly() {
     let size = fs::metadata(dir.join(INDEX_FILE)).unwrap().len();
     println!("50,000 entries: save {saved:?}, load {load:?}, {size} bytes");
     assert_eq!(loaded, index);
+}
+
+// Input: our tombstones of deletions found at t=100 and t=300 and a live file; deletions
+// before t=200 forgotten. Output: only the older tombstone goes, and the index is dirty. Then
+// a peer's tombstone from before t=200 of a path we no longer hold is up to date (not taken
+// back), one from after is taken, and an old one of a path we hold is judged as always.
+#[test]
+fn old_deletions_are_forgotten_and_not_taken_back_from_peers() {
+    let mut index = Index::new("a").unwrap();
+    index.record(tombstone(remote("old", "a", &[("a", 2)], b"x", 100)));
+    index.record(tombstone(remote("recent", "a", &[("a", 2)], b"x", 300)));
+    index.record(remote("live", "a", &[("a", 1)], b"x", 50));
+    let _ = index.take_snapshot();
+    assert_eq!(index.forget_deletions_before(200), 1);
+    assert!(index.is_dirty());
+    assert!(index.get("old").is_none());
+    assert!(index.get("recent").is_some_and(|e| e.deleted));
+    assert!(index.get("live").is_some_and(|e| !e.deleted));
+    assert_eq!(index.forget_deletions_before(200), 0);
+
+    let theirs_old = tombstone(remote("old", "b", &[("a", 2), ("b", 1)], b"x", 150));
+    assert_eq!(index.apply_remote(&theirs_old).unwrap(), Decision::UpToDate);
+    let theirs_new = tombstone(remote("other", "b", &[("b", 1)], b"x", 250));
+    assert!(matches!(
+        index.apply_remote(&theirs_new).unwrap(),
+        Decision::Accept(_)
+    ));
+    let live_deleted_long_ago = tombstone(remote("live", "b", &[("a", 1), ("b", 1)], b"x", 150));
+    assert!(matches!(
+        index.apply_remote(&live_deleted_long_ago).unwrap(),
+        Decision::Accept(e) if e.deleted
+    ));
+}
+
+// Input: A deleted a file that B had changed, B keeps the tombstone (counters of A and B), A
+// forgets it and then makes the path again. Output: B finds A's new version concurrent with
+// its tombstone, and the modification wins: B takes the file. Without the clock in A's
+// counter the new version (a:1) would be older than the tombstone, and B would ignore it.
+#[test]
+fn a_path_made_again_after_its_deletion_was_forgotten_reaches_a_peer_that_remembers() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = Index::new("a").unwrap();
+    a.record(tombstone(remote(
+        "f",
+        "a",
+        &[("a", 3), ("b", 2)],
+        b"old",
+        100,
+    )));
+    let mut b = Index::new("b").unwrap();
+    b.record(a.get("f").unwrap().clone());
+
+    assert_eq!(a.forget_deletions_before(200), 1);
+    fs::write(root.path().join("f"), b"new").unwrap();
+    assert_eq!(scan(&mut a, root.path()), [ch("f", Created)]);
+    let made_again = a.get("f").unwrap().clone();
+    match b.apply_remote(&made_again).unwrap() {
+        Decision::Conflict(conflict) => {
+            assert_eq!(conflict.winner, Side::Remote, "{conflict:?}");
+            assert!(conflict.local.deleted);
+        }
+        other => panic!("B must take the new file, decided {other:?}"),
+    }
 }

@@ -1,7 +1,12 @@
-//! Version vectors: per path, how many changes each node has made to it, so that two versions
-//! can be ordered (one saw the other) or found concurrent (a conflict) without trusting clocks.
+//! Version vectors: per path, a counter per node that grows with each change the node makes to
+//! it, so that two versions can be ordered (one saw the other) or found concurrent (a
+//! conflict) without trusting clocks. (A counter jumps to the clock's seconds when those are
+//! larger, see [`VersionVector::bump`], but only the counters are compared.)
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 /// Node name -> how many versions of the path that node made. A missing node counts 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -31,11 +36,24 @@ impl VersionVector {
         self.0.get(node).copied().unwrap_or(0)
     }
 
-    /// Records a change made by `node`. Saturates at `u64::MAX`, a count no node reaches one
-    /// change at a time; a peer sending it gains nothing but a stuck path.
+    /// Records a change made by `node`: its counter becomes one more than it was, or the Unix
+    /// time in seconds if that is more (Syncthing's rule). The clock makes a path whose history
+    /// this node forgot (its deletion record collected, see [`super::Index::forget_deletions_before`])
+    /// and then made again start above every counter the node gave the path before: a peer
+    /// that still holds the old deletion finds the new version concurrent with it, not older,
+    /// and a modification beats a deletion. Saturates at `u64::MAX`; a peer sending that gains
+    /// nothing but a stuck path.
     pub fn bump(&mut self, node: &str) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.bump_from(node, now);
+    }
+
+    /// [`VersionVector::bump`] with the clock (Unix seconds) read by the caller.
+    pub fn bump_from(&mut self, node: &str, now: u64) {
         let counter = self.0.entry(node.to_owned()).or_insert(0);
-        *counter = counter.saturating_add(1);
+        *counter = counter.saturating_add(1).max(now);
     }
 
     /// Sets `node`'s counter (decoding, tests).
@@ -156,15 +174,32 @@ mod tests {
         assert_eq!(merged.compare(&a), Causality::Dominates);
         assert_eq!(merged.compare(&b), Causality::Dominates);
         let mut bumped = merged.clone();
-        bumped.bump("a");
+        bumped.bump_from("a", 0);
         assert_eq!(bumped.get("a"), 3);
         assert_eq!(bumped.compare(&merged), Causality::Dominates);
+    }
+
+    // Input: counters bumped with the clock behind them, then ahead of them. Output: one more
+    // while the counter is ahead; the clock's seconds once they are more; never less than
+    // one more, whatever the clock says.
+    #[test]
+    fn a_bump_jumps_to_the_clock_when_it_is_ahead() {
+        let mut v = vv(&[("a", 5)]);
+        v.bump_from("a", 3);
+        assert_eq!(v.get("a"), 6);
+        v.bump_from("a", 1_700_000_000);
+        assert_eq!(v.get("a"), 1_700_000_000);
+        v.bump_from("a", 1_700_000_000);
+        assert_eq!(v.get("a"), 1_700_000_001);
+        let mut fresh = VersionVector::new();
+        fresh.bump("b");
+        assert!(fresh.get("b") > 1_700_000_000, "{fresh:?}");
     }
 
     #[test]
     fn a_bump_saturates() {
         let mut v = vv(&[("a", u64::MAX)]);
-        v.bump("a");
+        v.bump_from("a", 7);
         assert_eq!(v.get("a"), u64::MAX);
     }
 }
