@@ -75,8 +75,10 @@ impl Syncs {
 
 /// A set as the stats page and `fulcrum status sync` show it.
 fn to_stats(status: &SyncStatus) -> stats::SyncSet {
+    let scan = status.scan.unwrap_or_default();
     let connected = status.peers.iter().filter(|p| p.connected).count();
     let state = match (connected, status.peers.len()) {
+        _ if status.scan.is_some() => "scanning",
         (0, _) => "connecting",
         (c, n) if c == n => "connected",
         _ => "partly connected",
@@ -126,5 +128,9 @@ fn to_stats(status: &SyncStatus) -> stats::SyncSet {
         bytes_saved_by_delta: status.counters.bytes_saved_by_delta,
         overflows: status.counters.overflows,
         errors: status.counters.errors,
+        scan_examined: scan.examined,
+        scan_hashed: scan.hashed,
+        scan_total_paths: scan.total_paths,
+        scan_total_bytes: scan.total_bytes,
     }
 }

@@ -283,7 +283,7 @@ pub struct Volume {
 pub struct SyncSet {
     pub name: String,
     pub path: String,
-    /// `connected`, `partly connected` or `connecting`.
+    /// `scanning` (the start-up scan), `connected`, `partly connected` or `connecting`.
     pub state: String,
     /// Each peer: its address, its node name once known, and whether the link is `up`.
     pub peers: Vec<String>,
@@ -307,4 +307,15 @@ pub struct SyncSet {
     /// Times the watcher lost events (inotify queue overflow) and rescanned.
     pub overflows: u64,
     pub errors: u64,
+    /// While the start-up scan runs (state `scanning`): paths examined, file octets hashed,
+    /// and the totals they are counted against (0 when unknown: see `fulcrum_storage`'s
+    /// `ScanCounts`).
+    #[serde(default)]
+    pub scan_examined: u64,
+    #[serde(default)]
+    pub scan_hashed: u64,
+    #[serde(default)]
+    pub scan_total_paths: u64,
+    #[serde(default)]
+    pub scan_total_bytes: u64,
 }

@@ -4,6 +4,7 @@
 use std::{fmt::Write, path::Path, process::ExitCode};
 
 use fulcrum_common::stats::SyncSet;
+use fulcrum_storage::sync::{describe_scan, index::ScanCounts};
 
 use crate::control;
 
@@ -38,6 +39,19 @@ pub(crate) fn render(sets: &[SyncSet]) -> String {
             "  pending      {} change(s)   last sync {last}",
             s.pending
         );
+        if s.state == "scanning" {
+            let counts = ScanCounts {
+                examined: s.scan_examined,
+                hashed: s.scan_hashed,
+                total_paths: s.scan_total_paths,
+                total_bytes: s.scan_total_bytes,
+            };
+            let bar = counts
+                .fraction()
+                .map(|(done, total)| format!("{}  ", progress_bar(done, total)))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  scanning     {bar}{}", describe_scan(&counts));
+        }
         if s.catch_up_total > 0 {
             let _ = writeln!(
                 out,
@@ -120,6 +134,44 @@ mod tests {
         );
         assert!(!render(&[set(0, 0)]).contains("catching up"));
         assert_eq!(progress_bar(3, 3), "[####################] 100 %");
+    }
+
+    // Input: a set scanning a measured tree (1 of 4 GiB hashed), a restart's scan (paths
+    // against the index's entries), one with no total, and a set done scanning. Output: a
+    // bar by octets, a bar by paths, counts alone, and no scan line.
+    #[test]
+    fn a_start_up_scan_shows_its_progress_while_it_runs() {
+        const MIB: u64 = 1024 * 1024;
+        let scanning = |examined, hashed, total_paths, total_bytes| SyncSet {
+            name: "web".into(),
+            state: "scanning".into(),
+            scan_examined: examined,
+            scan_hashed: hashed,
+            scan_total_paths: total_paths,
+            scan_total_bytes: total_bytes,
+            ..SyncSet::default()
+        };
+        let out = render(&[scanning(2_000, 1024 * MIB, 9_000, 4096 * MIB)]);
+        assert!(out.contains("sync set web (): scanning"), "{out}");
+        assert!(
+            out.contains("scanning     [#####...............]  25 %  1024 of 4096 MiB hashed"),
+            "{out}"
+        );
+        let out = render(&[scanning(4_500, 0, 10_000, 0)]);
+        assert!(
+            out.contains("[#########...........]  45 %  4500 of 10000 paths examined"),
+            "{out}"
+        );
+        let out = render(&[scanning(1_200, 3 * MIB, 0, 0)]);
+        assert!(
+            out.contains("scanning     1200 paths examined, 3 MiB hashed"),
+            "{out}"
+        );
+        let done = SyncSet {
+            state: "connected".into(),
+            ..scanning(0, 0, 0, 0)
+        };
+        assert!(!render(&[done]).contains("scanning"));
     }
 
     #[test]

@@ -18,5 +18,6 @@ pub mod tls;
 pub mod watch;
 
 pub use engine::{
-    CatchUp, PeerStatus, SyncCounters, SyncError, SyncEvent, SyncOptions, SyncSet, SyncStatus,
+    CatchUp, PeerStatus, ScanHook, SyncCounters, SyncError, SyncEvent, SyncOptions, SyncSet,
+    SyncStatus, describe_scan,
 };

@@ -87,7 +87,21 @@ impl Node {
         self.start_with(SyncOptions::default()).await
     }
 
-    pub(crate) async fn start_with(&mut self, mut options: SyncOptions) -> SyncSet {
+    /// Starts the node and waits for its start-up scan, as most tests expect of a started
+    /// node (a stop during the scan would stop it short).
+    pub(crate) async fn start_with(&mut self, options: SyncOptions) -> SyncSet {
+        let set = self.start_scanning(options).await;
+        let scanned = wait_for(Duration::from_secs(30), || set.status().scan.is_none()).await;
+        assert!(
+            scanned.is_some(),
+            "{}'s start-up scan never ended",
+            self.name
+        );
+        set
+    }
+
+    /// Starts the node: `SyncSet::start_with` returns before the start-up scan is done.
+    pub(crate) async fn start_scanning(&mut self, mut options: SyncOptions) -> SyncSet {
         let listener = match self.listener.take() {
             Some(listener) => listener,
             None => TcpListener::bind(self.addr).unwrap(),

@@ -26,6 +26,7 @@ mod receive;
 mod serve;
 mod session;
 mod staging;
+mod startup;
 mod status;
 #[cfg(test)]
 mod testing;
@@ -34,7 +35,10 @@ use std::{
     io,
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -46,12 +50,13 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub use startup::{ScanHook, describe as describe_scan};
 pub use status::{CatchUp, PeerStatus, SyncCounters, SyncEvent, SyncStatus};
 
 use self::status::Counters;
 use super::{
     config::SyncConfig,
-    index::{Index, IndexError, Rehash, index_dir},
+    index::{Index, IndexError, ScanProgress, index_dir},
     watch::{self as watcher, WatchError, Watcher},
 };
 
@@ -105,6 +110,8 @@ pub struct SyncOptions {
     /// How often deletions older than the config's `delete_retention` are forgotten (and once
     /// at start).
     pub forget_interval: Duration,
+    /// Tests: holds the start-up scan (see [`ScanHook`]).
+    pub before_scan: Option<ScanHook>,
 }
 
 impl Default for SyncOptions {
@@ -118,6 +125,7 @@ impl Default for SyncOptions {
             peer_timeout: Duration::from_secs(30),
             parked_retry: receive::PARKED_RETRY,
             forget_interval: local::FORGET_INTERVAL,
+            before_scan: None,
         }
     }
 }
@@ -159,6 +167,11 @@ pub(crate) struct Shared {
     parked_retry: Duration,
     /// The accepting side's refusals, logged at most once a minute per peer and reason.
     refusals: link::Throttle,
+    /// The start-up scan's progress, and its stop.
+    scan: ScanProgress,
+    /// Until the start-up scan is over: it holds the index meanwhile, so the status does not
+    /// wait for it.
+    scanning: AtomicBool,
 }
 
 /// A configured peer and what we know of it.
@@ -296,43 +309,28 @@ impl SyncSet {
             peer_timeout: options.peer_timeout,
             parked_retry: options.parked_retry,
             refusals: link::Throttle::new(link::WARN_EVERY),
+            scan: ScanProgress::default(),
+            scanning: AtomicBool::new(true),
             config,
         });
 
-        let scan = {
-            let shared = Arc::clone(&shared);
-            tokio::task::spawn_blocking(move || {
-                let mut index = shared.index();
-                let report = index.scan(&shared.root, &shared.config.exclude, Rehash::IfChanged);
-                if let Ok(report) = &report {
-                    info!(set = %shared.config.name, changes = report.changes.len(),
-                        entries = index.len(), "sync: start-up scan done");
-                }
-                local::forget_old_deletions(&shared, &mut index);
-                let saved = index.save(&shared.index_dir);
-                drop(index);
-                shared.notify_changed();
-                report.and(saved)
-            })
+        // The root must be readable now, so that a start that cannot work fails at once; the
+        // scan itself runs in the background (see `startup`).
+        std::fs::read_dir(&shared.root).map_err(|e| SyncError::Index {
+            name: name.clone(),
+            source: IndexError::Io {
+                file: shared.root.clone(),
+                source: e,
+            },
+        })?;
+        let startup = startup::Startup {
+            watcher,
+            listener,
+            save_interval: options.save_interval,
+            forget_interval: options.forget_interval,
+            before_scan: options.before_scan,
         };
-        scan.await
-            .map_err(task_error)?
-            .map_err(|source| SyncError::Index {
-                name: name.clone(),
-                source,
-            })?;
-
-        let mut tasks = vec![
-            tokio::spawn(local::watch(Arc::clone(&shared), watcher)),
-            tokio::spawn(local::save(Arc::clone(&shared), options.save_interval)),
-            tokio::spawn(local::forget(Arc::clone(&shared), options.forget_interval)),
-            tokio::spawn(link::accept(Arc::clone(&shared), listener)),
-        ];
-        for i in 0..shared.peers.len() {
-            if shared.config.listen < shared.peers[i].addr {
-                tasks.push(tokio::spawn(link::dial(Arc::clone(&shared), i)));
-            }
-        }
+        let tasks = vec![tokio::spawn(startup.run(Arc::clone(&shared)))];
         info!(set = %shared.config.name, node, listen = %local_addr, root = %shared.root.display(),
             "sync set started");
         Ok(Self {
@@ -360,6 +358,7 @@ impl SyncSet {
     /// Stops every task and saves the index.
     pub async fn stop(mut self) -> Result<(), SyncError> {
         self.shared.cancel.cancel();
+        self.shared.scan.stop();
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
@@ -378,6 +377,7 @@ impl SyncSet {
 impl Drop for SyncSet {
     fn drop(&mut self) {
         self.shared.cancel.cancel();
+        self.shared.scan.stop();
     }
 }
 
@@ -433,7 +433,11 @@ impl Shared {
                 )
             })
             .collect();
-        let queues: Vec<u64> = {
+        let scanning = self.scanning.load(Ordering::Acquire);
+        // The start-up scan holds the index; no peer is linked before it is done.
+        let queues: Vec<u64> = if scanning {
+            vec![0; marks.len()]
+        } else {
             let index = self.index();
             marks
                 .iter()
@@ -472,6 +476,7 @@ impl Shared {
                 .conflicts
                 .load(std::sync::atomic::Ordering::Relaxed),
             counters: self.counters.snapshot(),
+            scan: scanning.then(|| self.scan.counts()),
         }
     }
 }

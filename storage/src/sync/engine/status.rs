@@ -8,6 +8,8 @@ use std::{
     time::SystemTime,
 };
 
+use crate::sync::index::ScanCounts;
+
 /// A snapshot of one sync set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncStatus {
@@ -18,6 +20,8 @@ pub struct SyncStatus {
     /// Conflicts resolved since the set started.
     pub conflicts: u64,
     pub counters: SyncCounters,
+    /// While the start-up scan runs (the set has no links yet): how far it is.
+    pub scan: Option<ScanCounts>,
 }
 
 /// One configured peer.

@@ -22,6 +22,7 @@
 mod content_hash;
 mod entry;
 mod error;
+mod progress;
 mod remote;
 mod scan;
 mod store;
@@ -34,6 +35,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use content_hash::{ContentHasher, content_hash};
 pub use entry::{Entry, Hash, Kind, MAX_PATH, NO_HASH, PathError, check_path};
 pub use error::IndexError;
+pub use progress::{ScanCounts, ScanProgress};
 pub use remote::{Conflict, Decision, Side, conflict_name};
 pub use scan::{Change, ChangeKind, Rehash, ScanReport};
 pub use store::{FORMAT_VERSION, INDEX_FILE, index_dir};

@@ -21,7 +21,7 @@ use std::{
 use tracing::warn;
 
 use super::{
-    ContentHasher, Index, IndexError,
+    ContentHasher, Index, IndexError, ScanProgress,
     entry::{Entry, Hash, Kind, NO_HASH, check_path, in_scope},
     version::VersionVector,
 };
@@ -53,6 +53,9 @@ pub struct ScanReport {
     pub changing: u64,
     /// Entries of newly excluded paths, removed without a tombstone.
     pub forgotten: u64,
+    /// The scan was stopped ([`ScanProgress::stop`]) before it saw everything: it recorded
+    /// what it found, but no deletions.
+    pub stopped: bool,
 }
 
 /// A path whose version changed.
@@ -84,7 +87,31 @@ impl Index {
         exclude: &[Pattern],
         rehash: Rehash,
     ) -> Result<ScanReport, IndexError> {
-        self.scan_under(root, exclude, "", rehash)
+        self.scan_with(root, exclude, rehash, &ScanProgress::default())
+    }
+
+    /// [`Index::scan`], counting what it examines and hashes in `progress`, and stopping early
+    /// when asked to there.
+    pub fn scan_with(
+        &mut self,
+        root: &Path,
+        exclude: &[Pattern],
+        rehash: Rehash,
+        progress: &ScanProgress,
+    ) -> Result<ScanReport, IndexError> {
+        self.scan_tree(root, exclude, "", rehash, progress, false)
+    }
+
+    /// Counts the paths and file octets under `root` (not excluded) into `progress`, by their
+    /// metadata alone, changing nothing: the totals of a first scan's progress.
+    pub fn measure(
+        &mut self,
+        root: &Path,
+        exclude: &[Pattern],
+        progress: &ScanProgress,
+    ) -> Result<(), IndexError> {
+        self.scan_tree(root, exclude, "", Rehash::IfChanged, progress, true)
+            .map(drop)
     }
 
     /// [`Index::scan`] of one subtree, `under` (a relative path; `""` is the root): after a
@@ -96,10 +123,26 @@ impl Index {
         under: &str,
         rehash: Rehash,
     ) -> Result<ScanReport, IndexError> {
+        let progress = ScanProgress::default();
+        self.scan_tree(root, exclude, under, rehash, &progress, false)
+    }
+
+    /// Scans (or with `measuring`, only measures) `under`.
+    fn scan_tree(
+        &mut self,
+        root: &Path,
+        exclude: &[Pattern],
+        under: &str,
+        rehash: Rehash,
+        progress: &ScanProgress,
+        measuring: bool,
+    ) -> Result<ScanReport, IndexError> {
         let mut scan = Scan {
             index: self,
             exclude,
             rehash,
+            progress,
+            measuring,
             report: ScanReport::default(),
             seen: HashSet::new(),
             unreadable: Vec::new(),
@@ -116,6 +159,14 @@ impl Index {
                 return Ok(scan.report);
             }
             scan.visit(root.join(under), under.to_owned());
+        }
+        if measuring {
+            return Ok(scan.report);
+        }
+        if progress.stopped() {
+            // Not everything was seen: what was not is not deleted.
+            scan.report.stopped = true;
+            return Ok(scan.report);
         }
         scan.finish(under);
         if under.is_empty() {
@@ -144,6 +195,9 @@ struct Scan<'a> {
     index: &'a mut Index,
     exclude: &'a [Pattern],
     rehash: Rehash,
+    progress: &'a ScanProgress,
+    /// Only count paths and octets into `progress` ([`Index::measure`]).
+    measuring: bool,
     report: ScanReport,
     /// Paths found on disk (and not excluded).
     seen: HashSet<String>,
@@ -157,6 +211,9 @@ impl Scan<'_> {
     fn walk(&mut self, dir: PathBuf, rel: String) {
         let mut stack = vec![(dir, rel)];
         while let Some((dir, rel)) = stack.pop() {
+            if self.progress.stopped() {
+                return;
+            }
             let entries = match fs::read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(error) => {
@@ -241,7 +298,13 @@ impl Scan<'_> {
             self.report.special += 1;
             return None;
         };
+        if self.measuring {
+            let octets = if kind == Kind::File { meta.len() } else { 0 };
+            self.progress.measured(octets);
+            return is_dir.then_some((abs, rel));
+        }
         self.seen.insert(rel.clone());
+        self.progress.examined();
         self.compare(&abs, &rel, kind, &meta);
         is_dir.then_some((abs, rel))
     }
@@ -270,7 +333,10 @@ impl Scan<'_> {
         }
         let hash = if kind == Kind::File {
             match hash_file(abs, meta) {
-                Ok(Some(hash)) => hash,
+                Ok(Some(hash)) => {
+                    self.progress.hashed(size);
+                    hash
+                }
                 Ok(None) => {
                     self.report.changing += 1;
                     return;
@@ -320,6 +386,7 @@ impl Scan<'_> {
     fn rehash_in_place(&mut self, abs: &Path, rel: &str, meta: &Metadata) {
         match hash_file(abs, meta) {
             Ok(Some(hash)) => {
+                self.progress.hashed(meta.len());
                 if let Some(entry) = self.index.entries.get_mut(rel) {
                     entry.hash = hash;
                     self.index.dirty = true;

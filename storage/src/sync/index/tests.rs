@@ -685,3 +685,61 @@ fn a_path_made_again_after_its_deletion_was_forgotten_reaches_a_peer_that_rememb
         other => panic!("B must take the new file, decided {other:?}"),
     }
 }
+
+// Input: a tree of two directories and three files of 10, 20 and 30 octets; measured, then
+// scanned with the same progress. Output: measuring counts 5 paths and 60 octets and records
+// nothing; the scan examines the 5 paths and hashes the 60 octets.
+#[test]
+fn a_measured_scan_counts_its_progress_against_the_totals() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::create_dir_all(r.join("a/b")).unwrap();
+    fs::write(r.join("a/ten"), [1; 10]).unwrap();
+    fs::write(r.join("a/b/twenty"), [2; 20]).unwrap();
+    fs::write(r.join("thirty"), [3; 30]).unwrap();
+    let mut index = Index::new("n1").unwrap();
+    let progress = ScanProgress::default();
+    index.measure(r, &[], &progress).unwrap();
+    assert!(index.is_empty());
+    let measured = progress.counts();
+    assert_eq!((measured.total_paths, measured.total_bytes), (5, 60));
+    assert_eq!((measured.examined, measured.hashed), (0, 0));
+    assert_eq!(measured.fraction(), Some((0, 60)));
+
+    let report = index
+        .scan_with(r, &[], Rehash::IfChanged, &progress)
+        .unwrap();
+    assert_eq!(report.changes.len(), 5);
+    let scanned = progress.counts();
+    assert_eq!((scanned.examined, scanned.hashed), (5, 60));
+    assert_eq!(scanned.fraction(), Some((60, 60)));
+}
+
+// Input: an index of two files, both since deleted from disk; a scan whose progress was
+// stopped first, then one that was not. Output: the stopped scan says so and deletes
+// nothing, since it did not see everything; the full scan tombstones both.
+#[test]
+fn a_stopped_scan_deletes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::write(r.join("one"), b"1").unwrap();
+    fs::write(r.join("two"), b"2").unwrap();
+    let mut index = Index::new("n1").unwrap();
+    scan(&mut index, r);
+    fs::remove_file(r.join("one")).unwrap();
+    fs::remove_file(r.join("two")).unwrap();
+
+    let stopped = ScanProgress::default();
+    stopped.stop();
+    let report = index
+        .scan_with(r, &[], Rehash::IfChanged, &stopped)
+        .unwrap();
+    assert!(report.stopped);
+    assert!(report.changes.is_empty(), "{report:?}");
+    assert!(index.entries().all(|e| !e.deleted));
+
+    assert_eq!(
+        scan(&mut index, r),
+        [ch("one", Deleted), ch("two", Deleted)]
+    );
+}

@@ -1,0 +1,148 @@
+//! The start-up scan in the background: [`super::SyncSet::start`] returns once the index is
+//! open, the watcher watching and the listener bound, so that a first start that hashes a
+//! large tree holds up neither the rest of the appliance nor `fulcrum status sync`, which
+//! shows the scan's progress. The links, the watcher's batches and the saves begin once the
+//! scan is done: peers are sent an index that describes the disk.
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use tokio::{net::TcpListener, task::JoinHandle};
+use tracing::{error, info};
+
+use super::{Shared, link, local};
+use crate::sync::{
+    index::{Rehash, ScanCounts},
+    watch::Watcher,
+};
+
+/// How often a running start-up scan logs its progress.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// A test's hold on the start-up scan: called on the scan's thread after the tree was measured
+/// and before it is scanned.
+#[derive(Clone)]
+pub struct ScanHook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for ScanHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScanHook")
+    }
+}
+
+/// What the set runs once its scan is done.
+pub(super) struct Startup {
+    pub(super) watcher: Watcher,
+    pub(super) listener: TcpListener,
+    pub(super) save_interval: Duration,
+    pub(super) forget_interval: Duration,
+    pub(super) before_scan: Option<ScanHook>,
+}
+
+impl Startup {
+    /// Scans, then runs the set's tasks until it stops. A scan stopped by
+    /// [`super::SyncSet::stop`] starts nothing; a failed one is logged and counted, and the
+    /// set stays without links (the root was readable a moment before, so this is rare).
+    pub(super) async fn run(self, shared: Arc<Shared>) {
+        let scan = {
+            let shared = Arc::clone(&shared);
+            let hook = self.before_scan;
+            tokio::task::spawn_blocking(move || scan(&shared, hook))
+        };
+        let scanned = log_progress(&shared, scan).await;
+        shared.scanning.store(false, Ordering::Release);
+        shared.notify_changed();
+        match scanned {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(reason) => {
+                shared.error();
+                error!(set = %shared.config.name, %reason, "sync: start-up scan failed; the set does not sync");
+                return;
+            }
+        }
+        let mut tasks = vec![
+            tokio::spawn(local::watch(Arc::clone(&shared), self.watcher)),
+            tokio::spawn(local::save(Arc::clone(&shared), self.save_interval)),
+            tokio::spawn(local::forget(Arc::clone(&shared), self.forget_interval)),
+            tokio::spawn(link::accept(Arc::clone(&shared), self.listener)),
+        ];
+        for i in 0..shared.peers.len() {
+            if shared.config.listen < shared.peers[i].addr {
+                tasks.push(tokio::spawn(link::dial(Arc::clone(&shared), i)));
+            }
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The scan, on a blocking thread: a first start (an empty index) measures the tree first, so
+/// that its progress has a total; a restart expects the paths its index holds. Saves the
+/// index. `Ok(false)`: stopped before the end.
+fn scan(shared: &Shared, hook: Option<ScanHook>) -> Result<bool, String> {
+    let (root, exclude, progress) = (&shared.root, &shared.config.exclude, &shared.scan);
+    let mut index = shared.index();
+    if index.is_empty() {
+        index
+            .measure(root, exclude, progress)
+            .map_err(|e| e.to_string())?;
+    } else {
+        progress.expect_paths(index.entries().filter(|e| !e.deleted).count() as u64);
+    }
+    if let Some(ScanHook(hook)) = hook {
+        hook();
+    }
+    let report = index
+        .scan_with(root, exclude, Rehash::IfChanged, progress)
+        .map_err(|e| e.to_string())?;
+    let counts = progress.counts();
+    if report.stopped {
+        info!(set = %shared.config.name, examined = counts.examined, "sync: start-up scan stopped");
+        return Ok(false);
+    }
+    local::forget_old_deletions(shared, &mut index);
+    index.save(&shared.index_dir).map_err(|e| e.to_string())?;
+    info!(set = %shared.config.name, changes = report.changes.len(), entries = index.len(),
+        examined = counts.examined, hashed_bytes = counts.hashed, "sync: start-up scan done");
+    Ok(true)
+}
+
+/// Waits for the scan, logging its progress every [`LOG_EVERY`].
+async fn log_progress(
+    shared: &Shared,
+    mut scan: JoinHandle<Result<bool, String>>,
+) -> Result<bool, String> {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + LOG_EVERY, LOG_EVERY);
+    loop {
+        tokio::select! {
+            done = &mut scan => return done.map_err(|e| e.to_string())?,
+            _ = tick.tick() => {
+                let counts = shared.scan.counts();
+                let percent = counts.fraction().map(|(done, total)| done.min(total) * 100 / total.max(1));
+                info!(set = %shared.config.name, percent, progress = %describe(&counts),
+                    "sync: start-up scan running");
+            }
+        }
+    }
+}
+
+/// What the scan has done, against its total when there is one: `2150 of 4710 MiB hashed`,
+/// `1200 of 10000 paths examined`, or `1200 paths examined, 3 MiB hashed`.
+pub fn describe(counts: &ScanCounts) -> String {
+    const MIB: u64 = 1024 * 1024;
+    match counts.fraction() {
+        Some((done, total)) if counts.total_bytes > 0 => {
+            format!("{} of {} MiB hashed", done / MIB, total / MIB)
+        }
+        Some((done, total)) => format!("{done} of {total} paths examined"),
+        None => format!(
+            "{} paths examined, {} MiB hashed",
+            counts.examined,
+            counts.hashed / MIB
+        ),
+    }
+}

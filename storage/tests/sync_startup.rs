@@ -1,0 +1,128 @@
+//! The start-up scan runs in the background: `SyncSet::start` returns before it, the status
+//! shows its progress without waiting for it, the links begin after it, and a stop during it
+//! deletes nothing the scan did not see.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+#[path = "support/sync_nodes.rs"]
+#[allow(dead_code, reason = "this test uses some of the sync helpers")]
+mod support;
+
+use std::fs;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use fulcrum_storage::sync::index::{Index, index_dir};
+use fulcrum_storage::sync::{ScanHook, SyncOptions};
+use support::{Node, SET, connected, converge, nodes, wait_for};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A hook that holds the scan until `release` is sent to, and says on `reached` that it does.
+struct Hold {
+    hook: ScanHook,
+    reached: mpsc::Receiver<()>,
+    release: mpsc::Sender<()>,
+}
+
+fn hold() -> Hold {
+    let (reached_tx, reached) = mpsc::channel();
+    let (release, held) = mpsc::channel::<()>();
+    let (reached_tx, held) = (Mutex::new(reached_tx), Mutex::new(held));
+    let hook = ScanHook(Arc::new(move || {
+        let _ = reached_tx.lock().unwrap().send(());
+        let _ = held.lock().unwrap().recv();
+    }));
+    Hold {
+        hook,
+        reached,
+        release,
+    }
+}
+
+fn held_options(hold: &Hold) -> SyncOptions {
+    SyncOptions {
+        before_scan: Some(hold.hook.clone()),
+        ..SyncOptions::default()
+    }
+}
+
+/// Waits until the hook holds the scan.
+async fn until_reached(hold: &Hold) {
+    let reached = wait_for(PATIENCE, || hold.reached.try_recv().is_ok()).await;
+    assert!(reached.is_some(), "the scan never reached the hook");
+}
+
+// Input: A with 40 files of 64 KiB under two directories and no index; its scan held after
+// the tree was measured. Output: `start` returned; the status, asked while the scan holds the
+// index, answers at once with the scan's totals (44 paths, 2.5 MiB) and nothing hashed, and
+// no peer is linked. Released: the status drops the scan, which hashed everything, A links
+// to B, and B gets the files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn start_returns_before_the_scan_and_the_status_shows_its_progress() {
+    let mut n = nodes(&["a", "b"]);
+    for i in 0..40 {
+        n[0].write(&format!("d{}/e/f{i}", i % 2), &[i as u8; 64 * 1024]);
+    }
+    let hold = hold();
+    let a = n[0].start_scanning(held_options(&hold)).await;
+    until_reached(&hold).await;
+    let b = n[1].start().await;
+
+    let asked = Instant::now();
+    let status = a.status();
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    let scan = status
+        .scan
+        .expect("the status shows the scan while it runs");
+    assert_eq!((scan.total_paths, scan.total_bytes), (44, 40 * 64 * 1024));
+    assert_eq!((scan.examined, scan.hashed), (0, 0));
+    assert!(status.peers.iter().all(|p| !p.connected), "{status:?}");
+
+    hold.release.send(()).unwrap();
+    connected(&a, PATIENCE).await;
+    let status = a.status();
+    assert_eq!(status.scan, None);
+    converge(&n[0], &n[1], PATIENCE).await;
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+/// The entries of `node`'s index on disk: (live, deleted).
+fn indexed(node: &Node) -> (usize, usize) {
+    let index = Index::open(&index_dir(&node.state, SET), &node.name).unwrap();
+    let deleted = index.entries().filter(|e| e.deleted).count();
+    (index.len() - deleted, deleted)
+}
+
+// Input: A indexes three files and stops; they are deleted while it is down; it starts with
+// its scan held, is stopped meanwhile, and the hold is released. Output: the stop returns,
+// and the index still holds the three files as live: a scan that did not see everything
+// deletes nothing. The next full start records the three deletions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stop_during_the_scan_deletes_nothing_unseen() {
+    let mut n = nodes(&["a", "b"]);
+    for name in ["one", "two", "three"] {
+        n[0].write(name, name.as_bytes());
+    }
+    n[0].start().await.stop().await.unwrap();
+    assert_eq!(indexed(&n[0]), (3, 0));
+    for name in ["one", "two", "three"] {
+        fs::remove_file(n[0].path(name)).unwrap();
+    }
+
+    let hold = hold();
+    let a = n[0].start_scanning(held_options(&hold)).await;
+    until_reached(&hold).await;
+    let stopping = tokio::spawn(a.stop());
+    hold.release.send(()).unwrap();
+    stopping.await.unwrap().unwrap();
+    assert_eq!(indexed(&n[0]), (3, 0));
+
+    n[0].start().await.stop().await.unwrap();
+    assert_eq!(indexed(&n[0]), (0, 3));
+}
