@@ -28,6 +28,12 @@ const SECOND: Duration = Duration::from_secs(1);
 /// tests at once on two cores; the time it took is printed, never asserted.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// The scale, with `FULCRUM_SYNC_FULL=1` (a separate, slower run; see README.md):
+/// 50,000 files in the burst and a 200 MiB upload, where the suite uses 5,000 and 64 MiB.
+fn full_scale() -> bool {
+    std::env::var_os("FULCRUM_SYNC_FULL").is_some()
+}
+
 /// Ops on one side, checked on the other within the 1 s (polled up to 3 s, the time
 /// printed, so that a loaded CI machine does not flake while a slow sync still shows).
 async fn ops_propagate(from: &Node, to: &Node, tag: &str) {
@@ -186,10 +192,12 @@ async fn a_restart_catches_up_with_the_changes_only() {
     stop_both(a, b).await;
 }
 
-// Input: 5,000 files created in a burst on A, with a watcher that holds at most 500 pending
-// paths. Output: the watcher overflowed (counted), rescanned, and B converges.
+// Input: 5,000 files (50,000 at full scale) created in a burst on A, with a watcher that holds
+// at most 500 pending paths. Output: the watcher overflowed (counted), rescanned, and B
+// converges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_burst_of_5000_files_converges_through_an_overflow() {
+async fn a_burst_of_small_files_converges_through_an_overflow() {
+    let files = if full_scale() { 50_000 } else { 5_000 };
     let small = || SyncOptions {
         watch: Some(WatchOptions {
             delay: Duration::from_millis(50),
@@ -199,15 +207,18 @@ async fn a_burst_of_5000_files_converges_through_an_overflow() {
         ..SyncOptions::default()
     };
     let (n, a, b) = started_pair_with(small).await;
-    for i in 0..5_000 {
+    for i in 0..files {
         n[0].write(&format!("d{}/f{i}", i % 50), format!("file {i}").as_bytes());
     }
-    let took = converge(&n[0], &n[1], PATIENCE).await;
+    let took = converge(&n[0], &n[1], 4 * PATIENCE).await;
     let status = a.status();
-    println!("5000 files converged in {took:?}; A: {:?}", status.counters);
+    println!(
+        "{files} files converged in {took:?}; A: {:?}",
+        status.counters
+    );
     assert!(status.counters.overflows > 0, "{:?}", status.counters);
     assert!(status.counters.rescans > 0);
-    assert!(b.status().counters.files_received >= 5_000);
+    assert!(b.status().counters.files_received >= files);
     stop_both(a, b).await;
 }
 
@@ -349,18 +360,24 @@ async fn a_small_change_to_a_large_file_is_sent_as_a_delta() {
     stop_both(a, b).await;
 }
 
-// Input: a reader polls B's copy while A replaces a 64 MiB file. Output: every read is the old
-// or the new content, never a mix or a partial file.
+// Input: a reader polls B's copy while A replaces a 64 MiB file (at full scale: uploads a
+// wholly new 200 MiB one). Output: every read is the old or the new content, never a mix or a
+// partial file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reader_never_sees_a_partial_file() {
     let (n, a, b) = started_pair().await;
-    let old = pseudo_random(64 << 20, 1);
-    // Changed in a few places: the transfer is a delta (fast_rsync's diff of wholly new
-    // content is slow in an unoptimised test build), but B still writes all 64 MiB.
-    let mut new = old.clone();
-    for at in [1usize << 20, 20 << 20, 63 << 20] {
-        new[at..at + 4096].copy_from_slice(&pseudo_random(4096, at as u32));
-    }
+    let (old, new) = if full_scale() {
+        (pseudo_random(200 << 20, 1), pseudo_random(200 << 20, 2))
+    } else {
+        // Changed in a few places: the transfer is a delta (fast_rsync's diff of wholly new
+        // content is slow in an unoptimised test build), but B still writes all 64 MiB.
+        let old = pseudo_random(64 << 20, 1);
+        let mut new = old.clone();
+        for at in [1usize << 20, 20 << 20, 63 << 20] {
+            new[at..at + 4096].copy_from_slice(&pseudo_random(4096, at as u32));
+        }
+        (old, new)
+    };
     let digest = |c: &[u8]| {
         ring::digest::digest(&ring::digest::SHA256, c)
             .as_ref()
@@ -392,7 +409,7 @@ async fn a_reader_never_sees_a_partial_file() {
         })
     };
     n[0].write_atomic("upload.bin", &new);
-    converge(&n[0], &n[1], PATIENCE).await;
+    converge(&n[0], &n[1], 4 * PATIENCE).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (reads, saw_new) = reader.join().unwrap();
     println!("{reads} reads during the replacement");

@@ -118,6 +118,7 @@ async fn a_stop_during_the_scan_deletes_nothing_unseen() {
     let hold = hold();
     let a = n[0].start_scanning(held_options(&hold)).await;
     until_reached(&hold).await;
+    // `stop` tells the scan at the call; the scan sees it once released.
     let stopping = tokio::spawn(a.stop());
     hold.release.send(()).unwrap();
     stopping.await.unwrap().unwrap();

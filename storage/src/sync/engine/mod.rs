@@ -355,22 +355,25 @@ impl SyncSet {
         self.local_addr
     }
 
-    /// Stops every task and saves the index.
-    pub async fn stop(mut self) -> Result<(), SyncError> {
+    /// Stops every task and saves the index. The tasks (and a start-up scan) are told to stop
+    /// when this is called, not when the returned future is first polled.
+    pub fn stop(mut self) -> impl Future<Output = Result<(), SyncError>> {
         self.shared.cancel.cancel();
         self.shared.scan.stop();
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
+        async move {
+            for task in self.tasks.drain(..) {
+                let _ = task.await;
+            }
+            let shared = Arc::clone(&self.shared);
+            let name = shared.config.name.clone();
+            tokio::task::spawn_blocking(move || shared.index().save(&shared.index_dir))
+                .await
+                .map_err(|e| SyncError::Task {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?
+                .map_err(|source| SyncError::Index { name, source })
         }
-        let shared = Arc::clone(&self.shared);
-        let name = shared.config.name.clone();
-        tokio::task::spawn_blocking(move || shared.index().save(&shared.index_dir))
-            .await
-            .map_err(|e| SyncError::Task {
-                name: name.clone(),
-                reason: e.to_string(),
-            })?
-            .map_err(|source| SyncError::Index { name, source })
     }
 }
 
