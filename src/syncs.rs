@@ -64,9 +64,14 @@ impl Syncs {
             Ok(mut sets) => std::mem::take(&mut *sets),
             Err(_) => return,
         };
-        for set in sets {
-            let name = set.status().name;
-            if let Err(error) = set.stop().await {
+        // Every set is told at once (a set in the middle of its start-up scan takes a moment
+        // to stop), then each is awaited.
+        let stopping: Vec<_> = sets
+            .into_iter()
+            .map(|set| (set.status().name, set.stop()))
+            .collect();
+        for (name, stopped) in stopping {
+            if let Err(error) = stopped.await {
                 tracing::warn!(sync = %name, %error, "sync set did not stop cleanly");
             }
         }
@@ -78,6 +83,7 @@ fn to_stats(status: &SyncStatus) -> stats::SyncSet {
     let scan = status.scan.unwrap_or_default();
     let connected = status.peers.iter().filter(|p| p.connected).count();
     let state = match (connected, status.peers.len()) {
+        _ if status.scan_failed.is_some() => "scan failed",
         _ if status.scan.is_some() => "scanning",
         (0, _) => "connecting",
         (c, n) if c == n => "connected",
@@ -132,5 +138,6 @@ fn to_stats(status: &SyncStatus) -> stats::SyncSet {
         scan_hashed: scan.hashed,
         scan_total_paths: scan.total_paths,
         scan_total_bytes: scan.total_bytes,
+        scan_error: status.scan_failed.clone(),
     }
 }

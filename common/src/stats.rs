@@ -283,7 +283,8 @@ pub struct Volume {
 pub struct SyncSet {
     pub name: String,
     pub path: String,
-    /// `scanning` (the start-up scan), `connected`, `partly connected` or `connecting`.
+    /// `scanning` (the start-up scan), `scan failed` (it is tried again), `connected`,
+    /// `partly connected` or `connecting`.
     pub state: String,
     /// Each peer: its address, its node name once known, and whether the link is `up`.
     pub peers: Vec<String>,
@@ -318,4 +319,7 @@ pub struct SyncSet {
     pub scan_total_paths: u64,
     #[serde(default)]
     pub scan_total_bytes: u64,
+    /// Why the start-up scan failed (state `scan failed`), while it waits to be tried again.
+    #[serde(default)]
+    pub scan_error: Option<String>,
 }

@@ -39,6 +39,9 @@ pub(crate) fn render(sets: &[SyncSet]) -> String {
             "  pending      {} change(s)   last sync {last}",
             s.pending
         );
+        if let Some(error) = &s.scan_error {
+            let _ = writeln!(out, "  scan failed  {error} (tried again every 30 s)");
+        }
         if s.state == "scanning" {
             let counts = ScanCounts {
                 examined: s.scan_examined,
@@ -172,6 +175,17 @@ mod tests {
             ..scanning(0, 0, 0, 0)
         };
         assert!(!render(&[done]).contains("scanning"));
+        let failed = SyncSet {
+            state: "scan failed".into(),
+            scan_error: Some("cannot write the index: Is a directory".into()),
+            ..scanning(10, 0, 0, 0)
+        };
+        assert!(
+            render(&[failed]).contains(
+                "scan failed  cannot write the index: Is a directory (tried again every 30 s)"
+            ),
+            "a failed scan says why"
+        );
     }
 
     #[test]

@@ -127,3 +127,42 @@ async fn a_stop_during_the_scan_deletes_nothing_unseen() {
     n[0].start().await.stop().await.unwrap();
     assert_eq!(indexed(&n[0]), (0, 3));
 }
+
+// Input: A's first start-up scan cannot save its index (the scan hook puts a directory where
+// the index file goes); the obstacle is removed once the status reports the failure. Output:
+// the status says why the scan failed, the scan is tried again, and A then links to B, which
+// gets A's file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_scan_is_reported_and_tried_again() {
+    let mut n = nodes(&["a", "b"]);
+    n[0].write("page.html", b"from A");
+    let index_file = index_dir(&n[0].state, SET).join("index");
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hook = {
+        let (index_file, first) = (index_file.clone(), Arc::clone(&first));
+        ScanHook(Arc::new(move || {
+            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                let _ = fs::remove_file(&index_file);
+                fs::create_dir_all(index_file.join("in-the-way")).unwrap();
+            }
+        }))
+    };
+    let a = n[0]
+        .start_scanning(SyncOptions {
+            before_scan: Some(hook),
+            scan_retry: Duration::from_millis(200),
+            ..SyncOptions::default()
+        })
+        .await;
+    let b = n[1].start().await;
+    let failed = wait_for(PATIENCE, || a.status().scan_failed.is_some()).await;
+    assert!(failed.is_some(), "{:?}", a.status());
+    assert!(a.status().counters.errors >= 1);
+    fs::remove_dir_all(&index_file).unwrap();
+
+    connected(&a, PATIENCE).await;
+    assert_eq!(a.status().scan_failed, None);
+    converge(&n[0], &n[1], PATIENCE).await;
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}

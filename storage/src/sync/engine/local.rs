@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::{Shared, status::Counters};
 use crate::sync::{
-    index::{Index, Rehash},
+    index::{CLOCK_MARGIN_SECS, Index, Rehash, unix_ns},
     watch::Watcher,
 };
 
@@ -90,11 +90,12 @@ pub(super) fn forget_old_deletions(shared: &Shared, index: &mut Index) -> usize 
     let Some(retention) = shared.config.delete_retention else {
         return 0;
     };
-    let before = SystemTime::now()
-        .checked_sub(retention)
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    let forgotten = index.forget_deletions_before(before);
+    let now = SystemTime::now();
+    let before = now.checked_sub(retention).map_or(0, unix_ns);
+    // The margin is an hour in use (the least retention); tests' shorter retentions shrink it.
+    let margin = retention.as_secs().min(CLOCK_MARGIN_SECS);
+    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let forgotten = index.forget_deletions_before(before, now_secs.saturating_sub(margin));
     if forgotten > 0 {
         info!(set = %shared.config.name, forgotten, retention = %fulcrum_common::Duration(retention),
             "sync: forgot deletions older than delete_retention");

@@ -110,6 +110,8 @@ pub struct SyncOptions {
     /// How often deletions older than the config's `delete_retention` are forgotten (and once
     /// at start).
     pub forget_interval: Duration,
+    /// How long after a failed start-up scan it is tried again.
+    pub scan_retry: Duration,
     /// Tests: holds the start-up scan (see [`ScanHook`]).
     pub before_scan: Option<ScanHook>,
 }
@@ -125,6 +127,7 @@ impl Default for SyncOptions {
             peer_timeout: Duration::from_secs(30),
             parked_retry: receive::PARKED_RETRY,
             forget_interval: local::FORGET_INTERVAL,
+            scan_retry: startup::SCAN_RETRY,
             before_scan: None,
         }
     }
@@ -172,6 +175,8 @@ pub(crate) struct Shared {
     /// Until the start-up scan is over: it holds the index meanwhile, so the status does not
     /// wait for it.
     scanning: AtomicBool,
+    /// Why the last start-up scan failed, while it waits to be tried again.
+    scan_failed: Mutex<Option<String>>,
 }
 
 /// A configured peer and what we know of it.
@@ -311,6 +316,7 @@ impl SyncSet {
             refusals: link::Throttle::new(link::WARN_EVERY),
             scan: ScanProgress::default(),
             scanning: AtomicBool::new(true),
+            scan_failed: Mutex::new(None),
             config,
         });
 
@@ -328,6 +334,7 @@ impl SyncSet {
             listener,
             save_interval: options.save_interval,
             forget_interval: options.forget_interval,
+            scan_retry: options.scan_retry,
             before_scan: options.before_scan,
         };
         let tasks = vec![tokio::spawn(startup.run(Arc::clone(&shared)))];
@@ -407,6 +414,12 @@ impl Shared {
         });
     }
 
+    fn scan_failed(&self) -> MutexGuard<'_, Option<String>> {
+        self.scan_failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn emit(&self, event: SyncEvent) {
         // Nobody listening is fine.
         let _ = self.events.send(event);
@@ -480,6 +493,7 @@ impl Shared {
                 .load(std::sync::atomic::Ordering::Relaxed),
             counters: self.counters.snapshot(),
             scan: scanning.then(|| self.scan.counts()),
+            scan_failed: self.scan_failed().clone(),
         }
     }
 }

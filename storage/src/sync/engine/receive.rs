@@ -37,7 +37,7 @@ use super::{
 use crate::{
     sync::{
         config::is_excluded,
-        index::{Causality, Decision, Entry, Hash, Index, Kind, Rehash, Side, check_path},
+        index::{Causality, Decision, Entry, Hash, Index, Kind, Rehash, Side, check_path, unix_ns},
         proto::Message,
         watch::TEMP_PREFIX,
     },
@@ -711,7 +711,7 @@ fn prepare(
                     };
                     apply().map_err(|e| retry(&remote, e))?;
                     index.record(target.entry);
-                    index.record(tomb);
+                    index.record(received_deletion(tomb));
                     Counters::add(&shared.counters.renames, 1);
                     return Ok(None);
                 }
@@ -777,6 +777,14 @@ pub(super) fn commit(
 
 /// Applies a tombstone: deletes the path (a directory only when nothing but excluded entries
 /// is left in it) and records the deletion, unless `delete = false`.
+/// A peer's tombstone as this node records it: dated now, when this node learnt of the
+/// deletion, so that `delete_retention` counts from here. A node back after a long absence
+/// then keeps the deletion as long as any other, and passes it on.
+fn received_deletion(mut tombstone: Entry) -> Entry {
+    tombstone.mtime_ns = unix_ns(SystemTime::now());
+    tombstone
+}
+
 fn delete(shared: &Shared, remote: Entry) -> Result<(), Failure> {
     if already_have(shared, &remote) || !admit(shared, &remote)? {
         return Ok(());
@@ -796,7 +804,7 @@ fn delete(shared: &Shared, remote: Entry) -> Result<(), Failure> {
     }
     match fsops::delete(&shared.root, &target.entry.path, &shared.config.exclude) {
         Ok(Deleted::Yes) => {
-            index.record(target.entry);
+            index.record(received_deletion(target.entry));
             Counters::add(&shared.counters.deletes, 1);
             Ok(())
         }
@@ -805,5 +813,40 @@ fn delete(shared: &Shared, remote: Entry) -> Result<(), Failure> {
             Ok(())
         }
         Err(e) => Err(Failure::Retry(Box::new(remote), e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::fs;
+
+    use super::*;
+    use crate::sync::engine::testing;
+
+    // Input: a peer's deletion of our file, found on the peer long ago (its tombstone dated
+    // 1970). Output: the file is deleted, and our tombstone is dated now, so that our
+    // `delete_retention` counts from when we learnt of it and we pass it on as long as any
+    // node would.
+    #[test]
+    fn a_received_deletion_is_dated_when_it_is_received() {
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::write(root.path().join("f"), b"x").unwrap();
+        let shared = testing::shared(root.path(), state.path());
+        let mut tombstone = shared.index().get("f").unwrap().clone();
+        tombstone.deleted = true;
+        tombstone.mtime_ns = 5;
+        tombstone.version.bump_from("b", 1);
+        tombstone.modified_by = "b".to_owned();
+        let before = unix_ns(SystemTime::now());
+
+        delete(&shared, tombstone)
+            .map_err(|_| "delete failed")
+            .unwrap();
+        assert!(!root.path().join("f").exists());
+        let recorded = shared.index().get("f").unwrap().clone();
+        assert!(recorded.deleted);
+        assert!(recorded.mtime_ns >= before, "{}", recorded.mtime_ns);
     }
 }

@@ -21,6 +21,9 @@ use crate::sync::{
 /// How often a running start-up scan logs its progress.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
+/// How long after a failed start-up scan it is tried again.
+pub(super) const SCAN_RETRY: Duration = Duration::from_secs(30);
+
 /// A test's hold on the start-up scan: called on the scan's thread after the tree was measured
 /// and before it is scanned.
 #[derive(Clone)]
@@ -38,31 +41,41 @@ pub(super) struct Startup {
     pub(super) listener: TcpListener,
     pub(super) save_interval: Duration,
     pub(super) forget_interval: Duration,
+    pub(super) scan_retry: Duration,
     pub(super) before_scan: Option<ScanHook>,
 }
 
 impl Startup {
     /// Scans, then runs the set's tasks until it stops. A scan stopped by
-    /// [`super::SyncSet::stop`] starts nothing; a failed one is logged and counted, and the
-    /// set stays without links (the root was readable a moment before, so this is rare).
+    /// [`super::SyncSet::stop`] starts nothing. A failed one (the root gone since the start
+    /// checked it, the state directory full) is logged, counted, shown in the status, and
+    /// tried again every `scan_retry` ([`SCAN_RETRY`]): the set has no links meanwhile.
     pub(super) async fn run(self, shared: Arc<Shared>) {
-        let scan = {
-            let shared = Arc::clone(&shared);
-            let hook = self.before_scan;
-            tokio::task::spawn_blocking(move || scan(&shared, hook))
-        };
-        let scanned = log_progress(&shared, scan).await;
-        shared.scanning.store(false, Ordering::Release);
-        shared.notify_changed();
-        match scanned {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(reason) => {
-                shared.error();
-                error!(set = %shared.config.name, %reason, "sync: start-up scan failed; the set does not sync");
-                return;
+        loop {
+            let scan = {
+                let shared = Arc::clone(&shared);
+                let hook = self.before_scan.clone();
+                tokio::task::spawn_blocking(move || scan(&shared, hook))
+            };
+            match log_progress(&shared, scan).await {
+                Ok(true) => break,
+                Ok(false) => return,
+                Err(reason) => {
+                    shared.error();
+                    error!(set = %shared.config.name, %reason, retry_in = ?self.scan_retry,
+                        "sync: start-up scan failed, will retry");
+                    *shared.scan_failed() = Some(reason);
+                    tokio::select! {
+                        () = shared.cancel.cancelled() => return,
+                        () = tokio::time::sleep(self.scan_retry) => {}
+                    }
+                    shared.scan.restart();
+                }
             }
         }
+        *shared.scan_failed() = None;
+        shared.scanning.store(false, Ordering::Release);
+        shared.notify_changed();
         let mut tasks = vec![
             tokio::spawn(local::watch(Arc::clone(&shared), self.watcher)),
             tokio::spawn(local::save(Arc::clone(&shared), self.save_interval)),

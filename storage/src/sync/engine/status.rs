@@ -22,6 +22,8 @@ pub struct SyncStatus {
     pub counters: SyncCounters,
     /// While the start-up scan runs (the set has no links yet): how far it is.
     pub scan: Option<ScanCounts>,
+    /// Why the start-up scan failed, while it waits to be tried again.
+    pub scan_failed: Option<String>,
 }
 
 /// One configured peer.

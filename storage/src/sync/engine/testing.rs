@@ -64,6 +64,7 @@ pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
         scan: crate::sync::index::ScanProgress::default(),
         // Scanned above.
         scanning: std::sync::atomic::AtomicBool::new(false),
+        scan_failed: Mutex::new(None),
         config,
     })
 }

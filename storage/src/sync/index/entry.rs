@@ -12,6 +12,12 @@ pub const NO_HASH: Hash = [0; 32];
 /// The longest relative path accepted, Linux's `PATH_MAX`.
 pub const MAX_PATH: usize = 4096;
 
+/// `time` in nanoseconds since the Unix epoch, as entries keep mtimes (0 before the epoch).
+pub fn unix_ns(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// What a path is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Kind {

@@ -33,7 +33,7 @@ pub mod version;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use content_hash::{ContentHasher, content_hash};
-pub use entry::{Entry, Hash, Kind, MAX_PATH, NO_HASH, PathError, check_path};
+pub use entry::{Entry, Hash, Kind, MAX_PATH, NO_HASH, PathError, check_path, unix_ns};
 pub use error::IndexError;
 pub use progress::{ScanCounts, ScanProgress};
 pub use remote::{Conflict, Decision, Side, conflict_name};
@@ -45,6 +45,11 @@ pub use version::{Causality, VersionVector};
 fn after(sequence: u64) -> std::ops::RangeFrom<(u64, String)> {
     (sequence.saturating_add(1), String::new())..
 }
+
+/// How far below the clock (seconds) this node's counter in a tombstone must be for the
+/// tombstone to be forgotten (see [`Index::forget_deletions_before`]): room for the clock
+/// being stepped back a little afterwards.
+pub const CLOCK_MARGIN_SECS: u64 = 3600;
 
 /// How far this node has received a peer's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -209,20 +214,34 @@ impl Index {
         removed
     }
 
-    /// Forgets the tombstones of deletions found before `before_ns` (nanoseconds since the Unix
-    /// epoch), as Syncthing forgets old deletions, so that deleted paths do not cost an entry
-    /// for ever; returns how many. From then on a peer's tombstone that old, of a path this
-    /// index does not hold, is taken as applied ([`Index::apply_remote`]), so that a peer that
-    /// keeps its own longer does not bring it back. The cost: a peer that was away since
-    /// before `before_ns`, and never saw a deletion, sends its copy of the file back. A path
-    /// made again after its tombstone is forgotten still gets a version that no peer's old
-    /// tombstone dominates (see [`VersionVector::bump`]).
-    pub fn forget_deletions_before(&mut self, before_ns: i64) -> usize {
+    /// Forgets the tombstones of deletions this node recorded before `before_ns` (nanoseconds
+    /// since the Unix epoch; a tombstone's `mtime_ns` is when this node found the deletion or
+    /// received it), as Syncthing forgets old deletions, so that deleted paths do not cost an
+    /// entry for ever; returns how many. From then on a peer's tombstone that old, of a path
+    /// this index does not hold, is taken as applied ([`Index::apply_remote`]), so that a peer
+    /// that keeps its own longer does not bring it back. The cost: a peer that was away since
+    /// before `before_ns` and never saw a deletion keeps its copy of the file.
+    ///
+    /// A path made again after its tombstone is forgotten must get a version that no peer's
+    /// copy of the tombstone dominates: its counter for this node is the clock's second
+    /// ([`VersionVector::bump`]), so a tombstone whose counter for this node is not below
+    /// `counters_below` (the clock's second less a margin, [`CLOCK_MARGIN_SECS`] in use) is
+    /// kept until the clock has passed it: a clock that was once fast, or a path changed
+    /// faster than once a second, left a counter ahead of the clock. So is a tombstone not yet
+    /// saved ([`Index::published`]).
+    pub fn forget_deletions_before(&mut self, before_ns: i64, counters_below: u64) -> usize {
         self.forgotten_before = self.forgotten_before.max(before_ns);
+        let node = &self.node;
+        let published = self.published;
         let old: Vec<String> = self
             .entries
             .values()
-            .filter(|e| e.deleted && e.mtime_ns < before_ns)
+            .filter(|e| {
+                e.deleted
+                    && e.mtime_ns < before_ns
+                    && e.sequence <= published
+                    && e.version.get(node) < counters_below
+            })
             .map(|e| e.path.clone())
             .collect();
         for path in &old {

@@ -38,10 +38,22 @@ impl ScanProgress {
         }
     }
 
-    /// Asks the scan to stop at the next directory: it then records no deletions, since it
-    /// has not seen everything.
+    /// Asks the scan to stop at the next path (or within the file it is hashing): it then
+    /// records no deletions, since it has not seen everything.
     pub fn stop(&self) {
         self.stop.store(true, Relaxed);
+    }
+
+    /// Zeroes the counts for another scan (after a failed one); a stop stays.
+    pub fn restart(&self) {
+        for count in [
+            &self.examined,
+            &self.hashed,
+            &self.total_paths,
+            &self.total_bytes,
+        ] {
+            count.store(0, Relaxed);
+        }
     }
 
     pub(super) fn stopped(&self) -> bool {

@@ -22,7 +22,7 @@ use tracing::warn;
 
 use super::{
     ContentHasher, Index, IndexError, ScanProgress,
-    entry::{Entry, Hash, Kind, NO_HASH, check_path, in_scope},
+    entry::{Entry, Hash, Kind, NO_HASH, check_path, in_scope, unix_ns},
     version::VersionVector,
 };
 use crate::sync::{config::Pattern, watch::TEMP_PREFIX};
@@ -222,6 +222,9 @@ impl Scan<'_> {
                 }
             };
             for child in entries {
+                if self.progress.stopped() {
+                    return;
+                }
                 let child = match child {
                     Ok(child) => child,
                     Err(error) => {
@@ -332,7 +335,7 @@ impl Scan<'_> {
             return;
         }
         let hash = if kind == Kind::File {
-            match hash_file(abs, meta) {
+            match hash_file(abs, meta, self.progress) {
                 Ok(Some(hash)) => {
                     self.progress.hashed(size);
                     hash
@@ -384,7 +387,7 @@ impl Scan<'_> {
     /// Replaces an unchanged file's legacy hash with its content hash: the same content, so
     /// no new version.
     fn rehash_in_place(&mut self, abs: &Path, rel: &str, meta: &Metadata) {
-        match hash_file(abs, meta) {
+        match hash_file(abs, meta, self.progress) {
             Ok(Some(hash)) => {
                 self.progress.hashed(meta.len());
                 if let Some(entry) = self.index.entries.get_mut(rel) {
@@ -414,9 +417,7 @@ impl Scan<'_> {
             .filter(|(path, e)| !e.deleted && in_scope(path, scope) && !self.seen.contains(*path))
             .map(|(path, _)| path.clone())
             .collect();
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let now = unix_ns(SystemTime::now());
         for path in candidates {
             if self.unreadable.iter().any(|u| in_scope(&path, u)) {
                 continue;
@@ -457,12 +458,16 @@ fn mtime_ns(meta: &Metadata) -> i64 {
 }
 
 /// The file's content hash; `None` if it changed while being read (its size or mtime
-/// moved), in which case a later event or scan will look again.
-fn hash_file(path: &Path, before: &Metadata) -> io::Result<Option<Hash>> {
+/// moved), in which case a later event or scan will look again, or if the scan was stopped
+/// meanwhile (a large file is not read to its end first).
+fn hash_file(path: &Path, before: &Metadata, progress: &ScanProgress) -> io::Result<Option<Hash>> {
     let mut file = fs::File::open(path)?;
     let mut hasher = ContentHasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
+        if progress.stopped() {
+            return Ok(None);
+        }
         let n = match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,

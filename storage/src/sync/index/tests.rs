@@ -623,23 +623,38 @@ fn fifty_thousand_entries_save_and_load_quickly() {
     assert_eq!(loaded, index);
 }
 
-// Input: our tombstones of deletions found at t=100 and t=300 and a live file; deletions
-// before t=200 forgotten. Output: only the older tombstone goes, and the index is dirty. Then
-// a peer's tombstone from before t=200 of a path we no longer hold is up to date (not taken
-// back), one from after is taken, and an old one of a path we hold is judged as always.
+// Input: our tombstones of deletions recorded at t=100 and t=300, a live file, and two more
+// old tombstones: one whose counter for us is ahead of the clock, one not yet saved;
+// deletions before t=200 forgotten, counters below 1000. Output: only the first old tombstone
+// goes, and the index is dirty; the one ahead of the clock waits for it, the unsaved one for
+// its save. Then a peer's tombstone from before t=200 of a path we no longer hold is up to
+// date (not taken back), one from after is taken, and an old one of a path we hold is judged
+// as always.
 #[test]
 fn old_deletions_are_forgotten_and_not_taken_back_from_peers() {
     let mut index = Index::new("a").unwrap();
     index.record(tombstone(remote("old", "a", &[("a", 2)], b"x", 100)));
     index.record(tombstone(remote("recent", "a", &[("a", 2)], b"x", 300)));
     index.record(remote("live", "a", &[("a", 1)], b"x", 50));
+    index.record(tombstone(remote("ahead", "a", &[("a", 5_000)], b"x", 100)));
+    index.publish(index.sequence());
+    index.record(tombstone(remote("unsaved", "a", &[("a", 2)], b"x", 100)));
     let _ = index.take_snapshot();
-    assert_eq!(index.forget_deletions_before(200), 1);
+    assert_eq!(index.forget_deletions_before(200, 1000), 1);
     assert!(index.is_dirty());
     assert!(index.get("old").is_none());
     assert!(index.get("recent").is_some_and(|e| e.deleted));
     assert!(index.get("live").is_some_and(|e| !e.deleted));
-    assert_eq!(index.forget_deletions_before(200), 0);
+    assert!(index.get("ahead").is_some_and(|e| e.deleted));
+    assert!(index.get("unsaved").is_some_and(|e| e.deleted));
+    assert_eq!(index.forget_deletions_before(200, 1000), 0);
+    assert_eq!(
+        index.forget_deletions_before(200, 5_001),
+        1,
+        "the clock passed it"
+    );
+    index.publish(index.sequence());
+    assert_eq!(index.forget_deletions_before(200, 5_001), 1, "saved");
 
     let theirs_old = tombstone(remote("old", "b", &[("a", 2), ("b", 1)], b"x", 150));
     assert_eq!(index.apply_remote(&theirs_old).unwrap(), Decision::UpToDate);
@@ -673,7 +688,8 @@ fn a_path_made_again_after_its_deletion_was_forgotten_reaches_a_peer_that_rememb
     let mut b = Index::new("b").unwrap();
     b.record(a.get("f").unwrap().clone());
 
-    assert_eq!(a.forget_deletions_before(200), 1);
+    a.publish(a.sequence());
+    assert_eq!(a.forget_deletions_before(200, u64::MAX), 1);
     fs::write(root.path().join("f"), b"new").unwrap();
     assert_eq!(scan(&mut a, root.path()), [ch("f", Created)]);
     let made_again = a.get("f").unwrap().clone();
