@@ -141,3 +141,49 @@ fn to_stats(status: &SyncStatus) -> stats::SyncSet {
         scan_error: status.scan_failed.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use fulcrum_storage::sync::index::ScanCounts;
+
+    use super::*;
+
+    fn status(scan: Option<ScanCounts>, scan_failed: Option<&str>) -> SyncStatus {
+        SyncStatus {
+            name: "web".to_owned(),
+            path: PathBuf::from("/data"),
+            peers: Vec::new(),
+            conflicts: 0,
+            counters: Default::default(),
+            scan,
+            scan_failed: scan_failed.map(str::to_owned),
+        }
+    }
+
+    // Input: a set scanning (1 of 4 MiB hashed), one whose scan failed, one done. Output: the
+    // states `scanning` (with the counts), `scan failed` (with the reason), and the link
+    // state once the scan is over.
+    #[test]
+    fn the_start_up_scan_shows_in_the_state() {
+        let counts = ScanCounts {
+            examined: 3,
+            hashed: 1 << 20,
+            total_paths: 10,
+            total_bytes: 4 << 20,
+        };
+        let scanning = to_stats(&status(Some(counts), None));
+        assert_eq!(scanning.state, "scanning");
+        assert_eq!(
+            (scanning.scan_hashed, scanning.scan_total_bytes),
+            (1 << 20, 4 << 20)
+        );
+        let failed = to_stats(&status(Some(counts), Some("disk full")));
+        assert_eq!(failed.state, "scan failed");
+        assert_eq!(failed.scan_error.as_deref(), Some("disk full"));
+        let done = to_stats(&status(None, None));
+        assert_eq!(done.state, "connecting");
+        assert_eq!(done.scan_error, None);
+    }
+}

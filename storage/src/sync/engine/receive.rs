@@ -775,16 +775,17 @@ pub(super) fn commit(
     Ok(true)
 }
 
-/// Applies a tombstone: deletes the path (a directory only when nothing but excluded entries
-/// is left in it) and records the deletion, unless `delete = false`.
 /// A peer's tombstone as this node records it: dated now, when this node learnt of the
 /// deletion, so that `delete_retention` counts from here. A node back after a long absence
-/// then keeps the deletion as long as any other, and passes it on.
+/// then keeps the deletion as long as any other, and passes it on. Never dated earlier than
+/// the peer dated it: a clock that is behind does not age it.
 fn received_deletion(mut tombstone: Entry) -> Entry {
-    tombstone.mtime_ns = unix_ns(SystemTime::now());
+    tombstone.mtime_ns = tombstone.mtime_ns.max(unix_ns(SystemTime::now()));
     tombstone
 }
 
+/// Applies a tombstone: deletes the path (a directory only when nothing but excluded entries
+/// is left in it) and records the deletion, unless `delete = false`.
 fn delete(shared: &Shared, remote: Entry) -> Result<(), Failure> {
     if already_have(shared, &remote) || !admit(shared, &remote)? {
         return Ok(());

@@ -10,7 +10,7 @@ use std::{
 };
 
 use tokio::{net::TcpListener, task::JoinHandle};
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use super::{Shared, link, local};
 use crate::sync::{
@@ -51,6 +51,7 @@ impl Startup {
     /// checked it, the state directory full) is logged, counted, shown in the status, and
     /// tried again every `scan_retry` ([`SCAN_RETRY`]): the set has no links meanwhile.
     pub(super) async fn run(self, shared: Arc<Shared>) {
+        let mut last_failure = None;
         loop {
             let scan = {
                 let shared = Arc::clone(&shared);
@@ -62,18 +63,26 @@ impl Startup {
                 Ok(false) => return,
                 Err(reason) => {
                     shared.error();
-                    error!(set = %shared.config.name, %reason, retry_in = ?self.scan_retry,
-                        "sync: start-up scan failed, will retry");
-                    *shared.scan_failed() = Some(reason);
+                    // Once per reason at ERROR: a state directory that stays full must not
+                    // write a line every 30 s.
+                    if last_failure.as_ref() == Some(&reason) {
+                        debug!(set = %shared.config.name, %reason, "sync: start-up scan failed again");
+                    } else {
+                        error!(set = %shared.config.name, %reason, retry_in = ?self.scan_retry,
+                            "sync: start-up scan failed, will retry");
+                    }
+                    *shared.scan_failed() = Some(reason.clone());
+                    last_failure = Some(reason);
                     tokio::select! {
                         () = shared.cancel.cancelled() => return,
                         () = tokio::time::sleep(self.scan_retry) => {}
                     }
+                    // Scanning again: the status shows the new scan's progress.
+                    *shared.scan_failed() = None;
                     shared.scan.restart();
                 }
             }
         }
-        *shared.scan_failed() = None;
         shared.scanning.store(false, Ordering::Release);
         shared.notify_changed();
         let mut tasks = vec![

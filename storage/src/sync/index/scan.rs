@@ -482,3 +482,25 @@ fn hash_file(path: &Path, before: &Metadata, progress: &ScanProgress) -> io::Res
     }
     Ok(Some(hasher.finish()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    // Input: a 1 MiB file hashed with a progress not stopped, then with one stopped. Output:
+    // its hash, then nothing: a stopped scan does not read a large file to its end first.
+    #[test]
+    fn hashing_gives_up_once_the_scan_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        let progress = ScanProgress::default();
+        let hash = hash_file(&path, &meta, &progress).unwrap();
+        assert_eq!(hash, Some(super::super::content_hash(&vec![7u8; 1 << 20])));
+        progress.stop();
+        assert_eq!(hash_file(&path, &meta, &progress).unwrap(), None);
+    }
+}
