@@ -322,13 +322,12 @@ impl SyncSet {
 
         // The root must be readable now, so that a start that cannot work fails at once; the
         // scan itself runs in the background (see `startup`).
-        std::fs::read_dir(&shared.root).map_err(|e| SyncError::Index {
-            name: name.clone(),
-            source: IndexError::Io {
-                file: shared.root.clone(),
-                source: e,
-            },
-        })?;
+        std::fs::read_dir(&shared.root)
+            .map_err(IndexError::io(&shared.root))
+            .map_err(|source| SyncError::Index {
+                name: name.clone(),
+                source,
+            })?;
         let startup = startup::Startup {
             watcher,
             listener,

@@ -33,7 +33,7 @@ pub enum IndexError {
 }
 
 impl IndexError {
-    pub(super) fn io(file: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+    pub(crate) fn io(file: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let file = file.into();
         move |source| Self::Io { file, source }
     }
