@@ -69,9 +69,26 @@ impl Alerts {
     }
 
     /// Follows a reload: a changed `[alert]` starts a new alerter before the old one flushes
-    /// and stops, so no event falls between them (one in the overlap may go out twice).
-    pub(crate) async fn follow(&mut self, config: Option<AlertConfig>, sources: Sources<'_>) {
+    /// and stops, so no event falls between them (one in the overlap may go out twice). An
+    /// unchanged one keeps running and follows the sync sets the reload started
+    /// (`started_syncs`); a stopped set's feed ends with its events.
+    pub(crate) async fn follow(
+        &mut self,
+        config: Option<AlertConfig>,
+        sources: Sources<'_>,
+        started_syncs: &[String],
+    ) {
         if self.0.as_ref().map(|r| &r.config) == config.as_ref() {
+            if let Some(running) = &mut self.0 {
+                let stopping = running.stop_feeds.subscribe();
+                let mut feeds = Feeds {
+                    tasks: std::mem::take(&mut running.feeds),
+                    sender: &running.alerter.sender(),
+                    stopping: &stopping,
+                };
+                add_syncs(&mut feeds, sources.syncs.subscribe(Some(started_syncs)));
+                running.feeds = feeds.tasks;
+            }
             return;
         }
         let old = std::mem::replace(self, Self::start(config, sources));
@@ -114,10 +131,15 @@ fn subscribe(
         let name = volume.status().name;
         feeds.add(volume.subscribe(), move |event| volume_event(&name, event));
     }
-    for (name, events) in sources.syncs.subscribe_all() {
+    add_syncs(&mut feeds, sources.syncs.subscribe(None));
+    feeds.tasks
+}
+
+/// A feed for each sync set's events.
+fn add_syncs(feeds: &mut Feeds<'_>, sets: Vec<(String, broadcast::Receiver<SyncEvent>)>) {
+    for (name, events) in sets {
         feeds.add(events, move |event| Some(sync_event(&name, event)));
     }
-    feeds.tasks
 }
 
 /// The feed tasks being spawned, and what each gets.

@@ -99,7 +99,6 @@ pub(crate) async fn serve(
     // them; before the admin server, so the stats page shows VRRP from its first page.
     let running_vrrp = loaded.vrrp.clone();
     let running_volumes = loaded.volumes.clone();
-    let running_syncs = loaded.syncs.clone();
     let vrrp = match loaded.vrrp {
         Some(config) => {
             let options = fulcrum_vrrp::run::Options {
@@ -212,7 +211,9 @@ pub(crate) async fn serve(
                 if let Some(new) = reload(path, &proxy) {
                     admin.follow(new.admin, &registry, &appliance).await;
                     nrpe.follow(new.nrpe, &registry, &appliance).await;
-                    alerts.follow(new.alert, sources(&registry)).await;
+                    // The sets before the alerts, which then follow the ones just started.
+                    let started_syncs = syncs.follow(new.syncs).await;
+                    alerts.follow(new.alert, sources(&registry), &started_syncs).await;
                     if new.vrrp != running_vrrp {
                         // Restarting instances would make a master send priority 0 and flap
                         // every VIP; keepalived users restart a node to change VRRP too.
@@ -222,9 +223,6 @@ pub(crate) async fn serve(
                         // Restarting a volume drops its link and its NBD clients; DRBD users
                         // run `drbdadm adjust` for the same reason, deliberately.
                         tracing::warn!("[volume] changed: the volumes keep running on the old settings until fulcrum restarts");
-                    }
-                    if new.syncs != running_syncs {
-                        tracing::warn!("[sync] changed: the sync sets keep running on the old settings until fulcrum restarts");
                     }
                 }
             }

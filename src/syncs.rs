@@ -1,17 +1,32 @@
 //! The directory sync sets of `[sync.NAME]` in this process: started with the other modules,
-//! read by the stats page and `fulcrum status sync`, stopped last (their index saved) on exit.
+//! restarted by a reload that changes their section, read by the stats page and `fulcrum
+//! status sync`, stopped last (their index saved) on exit.
 
-use std::{path::Path, sync::Mutex};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard},
+};
 
 use fulcrum_common::stats;
 use fulcrum_storage::sync::{SyncEvent, SyncSet, SyncStatus, config::SyncConfig};
 use tokio::sync::broadcast;
 
 /// The running sync sets, in name order. A std mutex is enough: it is taken to read a status
-/// for the page or the control socket, and once at stop, never on a data path.
-#[derive(Debug, Default)]
+/// for the page or the control socket, and at a reload or the stop, never on a data path, and
+/// never held across an await.
+#[derive(Debug)]
 pub(crate) struct Syncs {
-    sets: Mutex<Vec<SyncSet>>,
+    sets: Mutex<Vec<Running>>,
+    /// `[global]`'s, read at start: a reload does not move an index or rename the node.
+    state_dir: PathBuf,
+    node: String,
+}
+
+/// A set and the section it runs on.
+#[derive(Debug)]
+struct Running {
+    config: SyncConfig,
+    set: SyncSet,
 }
 
 impl Syncs {
@@ -23,12 +38,10 @@ impl Syncs {
     ) -> Result<Syncs, String> {
         let mut sets = Vec::with_capacity(configs.len());
         for config in configs {
-            match SyncSet::start(config, state_dir, node).await {
-                Ok(set) => sets.push(set),
+            match SyncSet::start(config.clone(), state_dir, node).await {
+                Ok(set) => sets.push(Running { config, set }),
                 Err(error) => {
-                    for set in sets {
-                        let _ = set.stop().await;
-                    }
+                    stop_all(sets).await;
                     // The error names its set already ("sync set NAME: ...").
                     return Err(error.to_string());
                 }
@@ -36,44 +49,100 @@ impl Syncs {
         }
         Ok(Syncs {
             sets: Mutex::new(sets),
+            state_dir: state_dir.to_owned(),
+            node: node.to_owned(),
         })
+    }
+
+    /// Follows a reload: a set whose section is unchanged keeps running untouched; one whose
+    /// section changed is stopped (its index saved) and started on the new one, as a restart
+    /// of Fulcrum would; one whose section is gone is stopped; a new one is started. Its
+    /// start-up scan then catches up with whatever changed meanwhile, and its peers reconnect.
+    /// A set that cannot start is logged and left stopped (a later reload tries it again).
+    /// Returns the names of the sets started, whose events the alerts have yet to follow.
+    pub(crate) async fn follow(&self, configs: Vec<SyncConfig>) -> Vec<String> {
+        let (stopping, to_start) = {
+            let mut sets = self.sets();
+            let (keep, stop): (Vec<_>, Vec<_>) = std::mem::take(&mut *sets)
+                .into_iter()
+                .partition(|running| configs.contains(&running.config));
+            *sets = keep;
+            let to_start: Vec<_> = configs
+                .into_iter()
+                .filter(|config| !sets.iter().any(|running| running.config == *config))
+                .collect();
+            (stop, to_start)
+        };
+        for running in &stopping {
+            tracing::info!(sync = %running.config.name, "[sync] section changed or removed: stopping the set");
+        }
+        // All stopped before any starts, so an address or a path a changed section hands on is
+        // free by then.
+        stop_all(stopping).await;
+        let mut started = Vec::new();
+        for config in to_start {
+            let name = config.name.clone();
+            match SyncSet::start(config.clone(), &self.state_dir, &self.node).await {
+                Ok(set) => {
+                    tracing::info!(sync = %name, "sync set started on the reloaded [sync] section");
+                    let mut sets = self.sets();
+                    sets.push(Running { config, set });
+                    sets.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+                    started.push(name);
+                }
+                Err(error) => {
+                    tracing::error!(sync = %name, %error, "cannot start the sync set on the reloaded [sync] section; it is not running");
+                }
+            }
+        }
+        started
     }
 
     /// Every set now, as the stats page and `fulcrum status sync` show it.
     pub(crate) fn stats(&self) -> Vec<stats::SyncSet> {
-        let Ok(sets) = self.sets.lock() else {
-            return Vec::new();
-        };
-        sets.iter().map(|s| to_stats(&s.status())).collect()
+        self.sets()
+            .iter()
+            .map(|r| to_stats(&r.set.status()))
+            .collect()
     }
 
-    /// Each set's name and its events from now on (conflicts, peers lost and back, failed
-    /// transfers), for the alerts.
-    pub(crate) fn subscribe_all(&self) -> Vec<(String, broadcast::Receiver<SyncEvent>)> {
-        let Ok(sets) = self.sets.lock() else {
-            return Vec::new();
-        };
-        sets.iter()
-            .map(|s| (s.status().name, s.subscribe()))
+    /// The events from now on (conflicts, peers lost and back, failed transfers) of each set,
+    /// or of those named in `only`, with the set's name, for the alerts.
+    pub(crate) fn subscribe(
+        &self,
+        only: Option<&[String]>,
+    ) -> Vec<(String, broadcast::Receiver<SyncEvent>)> {
+        self.sets()
+            .iter()
+            .filter(|r| only.is_none_or(|names| names.contains(&r.config.name)))
+            .map(|r| (r.config.name.clone(), r.set.subscribe()))
             .collect()
     }
 
     /// Stops every set, saving its index.
     pub(crate) async fn stop(&self) {
-        let sets = match self.sets.lock() {
-            Ok(mut sets) => std::mem::take(&mut *sets),
-            Err(_) => return,
-        };
-        // Every set is told at once (a set in the middle of its start-up scan takes a moment
-        // to stop), then each is awaited.
-        let stopping: Vec<_> = sets
-            .into_iter()
-            .map(|set| (set.status().name, set.stop()))
-            .collect();
-        for (name, stopped) in stopping {
-            if let Err(error) = stopped.await {
-                tracing::warn!(sync = %name, %error, "sync set did not stop cleanly");
-            }
+        let sets = std::mem::take(&mut *self.sets());
+        stop_all(sets).await;
+    }
+
+    /// A panic while the list was held leaves a list of running sets, still usable.
+    fn sets(&self) -> MutexGuard<'_, Vec<Running>> {
+        self.sets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Stops `sets`: every one is told at once (a set in the middle of its start-up scan takes a
+/// moment to stop), then each is awaited.
+async fn stop_all(sets: Vec<Running>) {
+    let stopping: Vec<_> = sets
+        .into_iter()
+        .map(|r| (r.config.name, r.set.stop()))
+        .collect();
+    for (name, stopped) in stopping {
+        if let Err(error) = stopped.await {
+            tracing::warn!(sync = %name, %error, "sync set did not stop cleanly");
         }
     }
 }

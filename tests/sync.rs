@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Fulcrum, PATIENCE, free_port, netns::wait_until, status_json, status_text};
+use support::{Fulcrum, PATIENCE, free_port, message, netns::wait_until, status_json, status_text};
 
 /// One node's `[sync.uploads]` on `dir/uploads`, created first (the path must exist).
 fn node(dir: &std::path::Path, listen: u16, peer: u16) -> String {
@@ -107,4 +107,101 @@ fn the_sync_state_is_in_the_prometheus_metrics() {
         metrics()
     );
     assert!(metrics().contains(r#"fulcrum_sync_peers{sync="uploads"} 1"#));
+}
+
+/// A reload that changes a set's section restarts that set on the new section (here an
+/// `exclude` pattern added), as a restart of Fulcrum would, and the alerts follow the new set;
+/// a reload that leaves the section as it is leaves the set running.
+#[test]
+fn a_reload_restarts_a_changed_set_on_its_new_section_and_the_alerts_follow_it() {
+    let (pa, pb) = (free_port(), free_port());
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let (ua, ub) = (a_dir.path().join("uploads"), b_dir.path().join("uploads"));
+    // A's alert command appends each alert's text to a file.
+    let texts = a_dir.path().join("alerts.txt");
+    let script = a_dir.path().join("alert.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ncat >> {}\n", texts.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // The restart itself is a link lost and back: room for those past the flap limit.
+    let alert = format!(
+        "[alert]\nevents = [\"sync\"]\ncommand = \"{}\"\nrate_limit = {{ max = 20, window = \"1m\" }}\n",
+        script.display()
+    );
+    let a_config = format!("{}{alert}", node(a_dir.path(), pa, pb));
+    let a = Fulcrum::start(&a_config);
+    let mut b = Some(Fulcrum::start(&node(b_dir.path(), pb, pa)));
+    let connected = |n: &Fulcrum| status(n)["state"] == "connected";
+    assert!(
+        wait_until(PATIENCE, Duration::from_millis(50), || connected(&a)),
+        "never connected: {}",
+        status(&a)
+    );
+    let arrives = |name: &str| {
+        wait_until(PATIENCE, Duration::from_millis(20), || {
+            ub.join(name).exists()
+        })
+    };
+    std::fs::write(ua.join("before.log"), b"1").unwrap();
+    assert!(arrives("before.log"), "before.log never reached B");
+
+    // The same file again: nothing to restart.
+    assert!(a.reload(), "the unchanged reload applied");
+    // `*.log` excluded from now on.
+    let restarted = a.log_len();
+    a.write_config(&a_config.replace("exclude = [\"*.tmp\"]", "exclude = [\"*.tmp\", \"*.log\"]"));
+    assert!(a.reload(), "the changed reload applied");
+    a.wait_log_from(restarted, |l| {
+        message(l) == "sync set started on the reloaded [sync] section" && l["sync"] == "uploads"
+    });
+    let stops = a
+        .logs()
+        .iter()
+        .filter(|l| message(l) == "[sync] section changed or removed: stopping the set")
+        .count();
+    assert_eq!(stops, 1, "only the changed section restarts its set");
+    assert!(
+        wait_until(PATIENCE, Duration::from_millis(50), || connected(&a)),
+        "the restarted set never reconnected: {}",
+        status(&a)
+    );
+    std::fs::write(ua.join("after.log"), b"2").unwrap();
+    // A batch later, so that after.log would have gone first had it not been excluded.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(ua.join("after.txt"), b"3").unwrap();
+    assert!(arrives("after.txt"), "after.txt never reached B");
+    assert!(
+        !ub.join("after.log").exists(),
+        "the restarted set still sent what its new section excludes"
+    );
+
+    // The alerts follow the new set: B going away is reported.
+    let lost = || {
+        std::fs::read_to_string(&texts)
+            .unwrap_or_default()
+            .matches("=> Sync peer unreachable <=")
+            .count()
+    };
+    let before = lost();
+    drop(b.take());
+    assert!(
+        wait_until(PATIENCE, Duration::from_millis(50), || lost() > before),
+        "no alert when the restarted set lost its peer: {}",
+        std::fs::read_to_string(&texts).unwrap_or_default()
+    );
+
+    // A section removed stops its set, which lets go of its address.
+    a.write_config(&alert);
+    assert!(a.reload(), "the reload without [sync] applied");
+    assert!(
+        wait_until(PATIENCE, Duration::from_millis(50), || status(&a).is_null()),
+        "the set of the removed section still runs: {}",
+        status(&a)
+    );
+    assert!(
+        wait_until(PATIENCE, Duration::from_millis(50), || {
+            std::net::TcpStream::connect(("127.0.0.1", pa)).is_err()
+        }),
+        "the removed set still listens"
+    );
 }
