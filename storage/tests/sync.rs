@@ -192,6 +192,34 @@ async fn a_restart_catches_up_with_the_changes_only() {
     stop_both(a, b).await;
 }
 
+// Input: 20 files synced; B stopped; A changes 2 files, then A restarts while B is still away.
+// Output: A's queue for B is those 2 changes before and after its restart (not every entry of
+// its index), and empties once B is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queue_for_a_peer_away_is_kept_across_a_restart() {
+    let (mut n, a, b) = started_pair().await;
+    for i in 0..20 {
+        n[0].write(&format!("f{i:02}"), format!("file {i}").as_bytes());
+    }
+    converge(&n[0], &n[1], PATIENCE).await;
+    b.stop().await.unwrap();
+    n[0].write("f03", b"changed while B is away");
+    n[0].write("new", b"made while B is away");
+    let queue = |set: &fulcrum_storage::sync::SyncSet| set.status().peers[0].queue;
+    assert!(
+        wait_for(PATIENCE, || queue(&a) == 2).await.is_some(),
+        "queue {} before the restart",
+        queue(&a)
+    );
+    a.stop().await.unwrap();
+    let a = n[0].start().await;
+    assert_eq!(queue(&a), 2, "the queue for B after A's restart");
+    let b = n[1].start().await;
+    converge(&n[0], &n[1], PATIENCE).await;
+    assert!(wait_for(2 * SECOND, || queue(&a) == 0).await.is_some());
+    stop_both(a, b).await;
+}
+
 // Input: 5,000 files (50,000 at full scale) created in a burst on A, with a watcher that holds
 // at most 500 pending paths. Output: the watcher overflowed (counted), rescanned, and B
 // converges.

@@ -71,3 +71,29 @@ async fn a_push_node_feeds_a_pull_node_and_nothing_flows_back() {
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
+
+// Input: A syncs both ways with B, which only pushes. A writes files, which B never applies;
+// then B goes away and A restarts. Output: A counts nothing waiting for B, linked or not,
+// before and after its restart, since B would never take it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_waits_for_a_peer_that_only_pushes() {
+    let mut n = nodes(&["web", "upload"]);
+    n[1].config.direction = Direction::Push;
+    let a = n[0].start().await;
+    let b = n[1].start().await;
+    connected(&a, Duration::from_secs(10)).await;
+    n[1].write("from-b.txt", b"pushed");
+    let arrived = wait_for(PATIENCE, || n[0].path("from-b.txt").exists()).await;
+    assert!(arrived.is_some(), "B's push never reached A");
+    n[0].write("a-only.txt", b"B does not take this");
+    tokio::time::sleep(SETTLE).await;
+    let queue = |set: &fulcrum_storage::sync::SyncSet| set.status().peers[0].queue;
+    assert_eq!(queue(&a), 0, "nothing waits for a push-only peer");
+    b.stop().await.unwrap();
+    a.stop().await.unwrap();
+    let a = n[0].start().await;
+    n[0].write("after-restart.txt", b"nor this");
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(queue(&a), 0, "after A's restart, with B away");
+    a.stop().await.unwrap();
+}

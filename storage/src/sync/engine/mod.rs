@@ -56,7 +56,7 @@ pub use status::{CatchUp, PeerStatus, SyncCounters, SyncEvent, SyncStatus};
 use self::status::Counters;
 use super::{
     config::SyncConfig,
-    index::{Index, IndexError, ScanProgress, index_dir},
+    index::{AckedMark, Index, IndexError, ScanProgress, index_dir},
     watch::{self as watcher, WatchError, Watcher},
 };
 
@@ -191,8 +191,11 @@ struct PeerState {
     node: Option<String>,
     connected: bool,
     last_sync: Option<SystemTime>,
-    /// The last of our sequences the peer acknowledged (this run).
+    /// The last of our sequences the peer acknowledged, as last known (saved in the index,
+    /// so a restart while the peer is away still counts what waits for it).
     acked: u64,
+    /// Set once the peer said it does not apply our changes (a `push` peer).
+    ignores_ours: bool,
     /// The backlog the peer lacked when its session started, while it is being sent (0: none
     /// or done).
     catch_up_total: u64,
@@ -290,9 +293,16 @@ impl SyncSet {
         let peers = config
             .peers
             .iter()
-            .map(|&addr| Peer {
-                addr,
-                state: Mutex::new(PeerState::default()),
+            .map(|&addr| {
+                let acked = index.acked_by(&addr.to_string());
+                Peer {
+                    addr,
+                    state: Mutex::new(PeerState {
+                        acked: acked.map_or(0, |a| a.sequence),
+                        ignores_ours: acked.is_some_and(|a| !a.applies),
+                        ..PeerState::default()
+                    }),
+                }
             })
             .collect();
         let (changed, _) = watch::channel(index.published());
@@ -428,6 +438,19 @@ impl Shared {
         Counters::add(&self.counters.errors, 1);
     }
 
+    /// Records how far peer `i` has acknowledged our index, and whether it applies our
+    /// changes at all, in its state and in the index (saved with it).
+    fn set_acked(&self, i: usize, sequence: u64, applies: bool) {
+        {
+            let mut state = self.peer_state(i);
+            state.acked = sequence;
+            state.ignores_ours = !applies;
+        }
+        let addr = self.peers[i].addr.to_string();
+        self.index()
+            .set_acked_by(&addr, AckedMark { sequence, applies });
+    }
+
     fn peer_state(&self, i: usize) -> MutexGuard<'_, PeerState> {
         self.peers[i]
             .state
@@ -443,7 +466,7 @@ impl Shared {
                     s.node.clone(),
                     s.connected,
                     s.last_sync,
-                    s.acked,
+                    (!s.ignores_ours).then_some(s.acked),
                     s.catch_up_total,
                 )
             })
@@ -456,7 +479,9 @@ impl Shared {
             let index = self.index();
             marks
                 .iter()
-                .map(|(_, _, _, acked, _)| index.count_changed_since(*acked) as u64)
+                .map(|(_, _, _, acked, _)| {
+                    acked.map_or(0, |acked| index.count_changed_since(acked) as u64)
+                })
                 .collect()
         };
         let peers = self

@@ -99,6 +99,12 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
     let direction = shared.config.direction;
     let we_send = direction.sends() && hello.flags & FLAG_RECEIVES != 0;
     let we_receive = direction.receives() && hello.flags & FLAG_SENDS != 0;
+    if direction.sends() && !we_send {
+        // A peer that does not apply our changes: nothing waits for it, now or after a
+        // restart.
+        let acked = shared.peer_state(peer).acked;
+        shared.set_acked(peer, acked, false);
+    }
 
     let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
     let (frames_tx, frames_rx) = mpsc::channel(ANSWER_QUEUE);
@@ -368,11 +374,8 @@ async fn send_loop(
         None => return Ok(()),
     };
     let backlog = shared.index().count_changed_since(mark) as u64;
-    {
-        let mut state = shared.peer_state(peer);
-        state.acked = mark;
-        state.catch_up_total = backlog;
-    }
+    shared.peer_state(peer).catch_up_total = backlog;
+    shared.set_acked(peer, mark, true);
     let mut progress = CatchUpLog::new(backlog);
     let mut changed = shared.changed.subscribe();
     // The batches sent and not yet acknowledged (their `up_to`), and the last sequence sent.
@@ -393,7 +396,6 @@ async fn send_loop(
         let Some(&oldest) = outstanding.front() else {
             {
                 let mut state = shared.peer_state(peer);
-                state.acked = mark;
                 state.last_sync = Some(SystemTime::now());
                 state.catch_up_total = 0;
             }
@@ -408,7 +410,7 @@ async fn send_loop(
                 Some(Message::Ack { up_to }) if up_to == oldest => {
                     outstanding.pop_front();
                     mark = up_to;
-                    shared.peer_state(peer).acked = mark;
+                    shared.set_acked(peer, mark, true);
                     progress.tick(&shared, peer);
                 }
                 Some(other) => {

@@ -61,6 +61,18 @@ pub struct PeerMark {
     pub sequence: u64,
 }
 
+/// How far a peer has acknowledged this node's index, as last known. It only feeds the status
+/// (the changes waiting for that peer), so that a restart while the peer is away still counts
+/// them; the peer's own mark, sent when it is back, is what sending resumes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AckedMark {
+    /// This index's sequence the peer acknowledged up to.
+    pub sequence: u64,
+    /// Whether the peer applies this node's changes at all: a `push` peer does not, so
+    /// nothing waits for it.
+    pub applies: bool,
+}
+
 /// One node's index of one synced directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Index {
@@ -79,6 +91,8 @@ pub struct Index {
     /// a pass over every entry: senders ask for it per batch, the status on every poll.
     by_sequence: BTreeSet<(u64, String)>,
     peers: BTreeMap<String, PeerMark>,
+    /// By peer `listen` address, as the config writes it.
+    acked: BTreeMap<String, AckedMark>,
     /// Entries changed since loaded or saved.
     dirty: bool,
     /// Peer marks changed since loaded or saved (see [`Index::only_marks_dirty`]).
@@ -108,6 +122,7 @@ impl Index {
             entries: BTreeMap::new(),
             by_sequence: BTreeSet::new(),
             peers: BTreeMap::new(),
+            acked: BTreeMap::new(),
             dirty: true,
             marks_dirty: false,
             legacy_hashes: false,
@@ -258,6 +273,18 @@ impl Index {
     pub fn set_peer_mark(&mut self, peer: &str, mark: PeerMark) {
         if self.peers.get(peer) != Some(&mark) {
             self.peers.insert(peer.to_owned(), mark);
+            self.marks_dirty = true;
+        }
+    }
+
+    /// How far the peer at `addr` has acknowledged this index, as last known.
+    pub fn acked_by(&self, addr: &str) -> Option<AckedMark> {
+        self.acked.get(addr).copied()
+    }
+
+    pub fn set_acked_by(&mut self, addr: &str, mark: AckedMark) {
+        if self.acked.get(addr) != Some(&mark) {
+            self.acked.insert(addr.to_owned(), mark);
             self.marks_dirty = true;
         }
     }

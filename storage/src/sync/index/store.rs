@@ -21,9 +21,12 @@
 //!     target str32       symlinks only
 //!     modified_by u32 (name)
 //!     version: u16 count, (name u32, counter u64) each
+//!   acked: u32 count, (addr str16, sequence u64, applies u8) each
+//!                      how far each peer acknowledged this index (format 3 on)
 //! ```
 //!
-//! Format 1 differs only in its hashes. It is still read, for an upgrade: its tombstones lose
+//! Format 2 has no `acked` list: it is read as an empty one. Format 1 differs from format 2
+//! only in its hashes. It is still read, for an upgrade: its tombstones lose
 //! their hashes (they served only to spot renames), and the start-up scan hashes every file
 //! again and puts the new hash in place without a new version, since the content is the same
 //! (a file whose size or mtime changed meanwhile is a change as usual). Peers then agree on
@@ -39,7 +42,7 @@ use std::{
 };
 
 use super::{
-    Index, IndexError, PeerMark,
+    AckedMark, Index, IndexError, PeerMark,
     entry::{Entry, Kind, check_path},
     version::VersionVector,
 };
@@ -48,8 +51,11 @@ use crate::volume::meta::durable;
 /// The index file's name in its directory.
 pub const INDEX_FILE: &str = "index";
 
-/// The format written; [`LEGACY_FORMAT`] is read too.
-pub const FORMAT_VERSION: u32 = 2;
+/// The format written; [`NO_ACKED_FORMAT`] and [`LEGACY_FORMAT`] are read too.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The format without the peers' acknowledged marks.
+const NO_ACKED_FORMAT: u32 = 2;
 
 /// The format of SHA-256 hashes, read for an upgrade.
 const LEGACY_FORMAT: u32 = 1;
@@ -201,6 +207,14 @@ pub(super) fn encode(index: &Index) -> Vec<u8> {
             out.extend_from_slice(&counter.to_le_bytes());
         }
     }
+    if format != LEGACY_FORMAT {
+        out.extend_from_slice(&(index.acked.len() as u32).to_le_bytes());
+        for (addr, mark) in &index.acked {
+            put_str16(&mut out, addr);
+            out.extend_from_slice(&mark.sequence.to_le_bytes());
+            out.push(u8::from(mark.applies));
+        }
+    }
     let body_len = (out.len() - HEADER) as u64;
     out[12..HEADER].copy_from_slice(&body_len.to_le_bytes());
     let checksum = durable::sha256(&out);
@@ -276,7 +290,7 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         bytes: &bytes[8..HEADER],
     };
     let version = r.u32()?;
-    if version != FORMAT_VERSION && version != LEGACY_FORMAT {
+    if ![FORMAT_VERSION, NO_ACKED_FORMAT, LEGACY_FORMAT].contains(&version) {
         return Err(DecodeError::Version(version));
     }
     let legacy_hashes = version == LEGACY_FORMAT;
@@ -374,9 +388,30 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
             return Err(corrupt(format!("{path}: listed twice")));
         }
     }
+    let mut acked = BTreeMap::new();
+    if version == FORMAT_VERSION {
+        for _ in 0..r.u32()? {
+            let addr = r.str16()?;
+            let mark = AckedMark {
+                sequence: r.u64()?,
+                applies: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    other => return Err(corrupt(format!("{addr}: applies flag {other}"))),
+                },
+            };
+            if mark.sequence > sequence {
+                return Err(corrupt(format!(
+                    "{addr}: acknowledged sequence {} above the index's {sequence}",
+                    mark.sequence
+                )));
+            }
+            acked.insert(addr, mark);
+        }
+    }
     if !r.bytes.is_empty() {
         return Err(corrupt(format!(
-            "{} bytes after the last entry",
+            "{} bytes after the last record",
             r.bytes.len()
         )));
     }
@@ -393,6 +428,7 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         entries,
         by_sequence,
         peers,
+        acked,
         // A legacy index is saved in the current format once its hashes are redone.
         dirty: legacy_hashes,
         marks_dirty: false,

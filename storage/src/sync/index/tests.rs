@@ -475,6 +475,9 @@ fn persistence_round_trips_and_marks_peers() {
             sequence: 42,
         },
     );
+    let acked = |sequence, applies| AckedMark { sequence, applies };
+    index.set_acked_by("10.0.0.2:8730", acked(index.sequence() - 1, true));
+    index.set_acked_by("10.0.0.3:8730", acked(0, false));
     assert!(index.is_dirty());
     index.save(&dir).unwrap();
     assert!(!index.is_dirty());
@@ -490,6 +493,12 @@ fn persistence_round_trips_and_marks_peers() {
         })
     );
     assert!(loaded.get("l").unwrap().deleted);
+    assert_eq!(
+        loaded.acked_by("10.0.0.2:8730"),
+        Some(acked(index.sequence() - 1, true))
+    );
+    assert_eq!(loaded.acked_by("10.0.0.3:8730"), Some(acked(0, false)));
+    assert_eq!(loaded.acked_by("10.0.0.4:8730"), None);
 
     // A leftover temp file from a crash is cleared; a renamed node keeps its entries.
     fs::write(dir.join("index.tmp"), b"half").unwrap();
@@ -563,6 +572,50 @@ fn a_format_1_index_gets_content_hashes_without_new_versions() {
         FORMAT_VERSION.to_le_bytes()
     );
     assert_eq!(Index::open(&dir, "n1").unwrap(), index);
+}
+
+/// A format 2 index (before the peers' acknowledged marks were kept) is read, with none, and
+/// saved in the current format.
+#[test]
+fn a_format_2_index_is_read_without_acknowledged_marks() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path();
+    let mut index = Index::new("n1").unwrap();
+    index.record(remote("f", "n1", &[("n1", 1)], b"x", 1));
+    index.save(dir).unwrap();
+    // The same file as format 2 wrote it: no `acked` count (4 bytes before the checksum).
+    let file = dir.join(INDEX_FILE);
+    let current = fs::read(&file).unwrap();
+    let end = current.len() - 32;
+    assert_eq!(
+        current[end - 4..end],
+        0u32.to_le_bytes(),
+        "an empty acked list"
+    );
+    let mut old = current[..end - 4].to_vec();
+    old[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let body = (old.len() - 20) as u64;
+    old[12..20].copy_from_slice(&body.to_le_bytes());
+    let checksum = crate::volume::meta::durable::sha256(&old);
+    old.extend_from_slice(&checksum);
+    fs::write(&file, &old).unwrap();
+
+    let mut loaded = Index::open(dir, "n1").unwrap();
+    assert_eq!(loaded, index);
+    assert_eq!(loaded.acked_by("10.0.0.2:8730"), None);
+    loaded.set_acked_by(
+        "10.0.0.2:8730",
+        AckedMark {
+            sequence: 1,
+            applies: true,
+        },
+    );
+    loaded.save(dir).unwrap();
+    assert_eq!(
+        fs::read(&file).unwrap()[8..12],
+        FORMAT_VERSION.to_le_bytes()
+    );
+    assert_eq!(Index::open(dir, "n1").unwrap(), loaded);
 }
 
 #[test]
