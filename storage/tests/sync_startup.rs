@@ -166,3 +166,43 @@ async fn a_failed_scan_is_reported_and_tried_again() {
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
+
+// Input: a temporary file a transfer cut short left beside its target (as one on another
+// filesystem mounted inside the root is written), dated before the start, and another made
+// while the start-up scan runs. Output: the scan removes the leftover and keeps the newer one,
+// which a transfer of this run could be writing; neither is indexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_start_up_scan_removes_temporary_files_left_beside_their_targets() {
+    let mut n = nodes(&["a", "b"]);
+    n[0].write("uploads/kept.txt", b"a file");
+    let leftover = n[0].path("uploads/.fulcrum-tmp-00000000deadbeef-1");
+    fs::write(&leftover, b"half a transfer").unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(&leftover)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    let during = n[0].path("uploads/.fulcrum-tmp-00000000cafef00d-2");
+    let made = during.clone();
+    let options = SyncOptions {
+        before_scan: Some(ScanHook(Arc::new(move || {
+            fs::write(&made, b"being written").unwrap();
+        }))),
+        ..SyncOptions::default()
+    };
+    let a = n[0].start_with(options).await;
+    assert!(!leftover.exists(), "the leftover is still there");
+    assert!(
+        during.exists(),
+        "a temporary file newer than the start was removed"
+    );
+    let index = Index::open(&index_dir(&n[0].state, SET), "a").unwrap();
+    assert!(
+        index.entries().all(|e| !e.path.contains(".fulcrum-tmp-")),
+        "a temporary file was indexed"
+    );
+    assert!(index.get("uploads/kept.txt").is_some());
+    a.stop().await.unwrap();
+}

@@ -5,12 +5,13 @@
 //! scan is done: peers are sent an index that describes the disk.
 
 use std::{
+    path::PathBuf,
     sync::{Arc, atomic::Ordering},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use tokio::{net::TcpListener, task::JoinHandle};
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use super::{Shared, link, local};
 use crate::sync::{
@@ -106,6 +107,9 @@ impl Startup {
 /// that its progress has a total; a restart expects the paths its index holds. Saves the
 /// index. `Ok(false)`: stopped before the end.
 fn scan(shared: &Shared, hook: Option<ScanHook>) -> Result<bool, String> {
+    // No transfer runs before the scan is done; a temporary file older than its start is a
+    // leftover.
+    let began = SystemTime::now();
     let (root, exclude, progress) = (&shared.root, &shared.config.exclude, &shared.scan);
     let mut index = shared.index();
     if index.is_empty() {
@@ -126,11 +130,42 @@ fn scan(shared: &Shared, hook: Option<ScanHook>) -> Result<bool, String> {
         info!(set = %shared.config.name, examined = counts.examined, "sync: start-up scan stopped");
         return Ok(false);
     }
+    remove_leftovers(&shared.config.name, &report.temporary, began);
     local::forget_old_deletions(shared, &mut index);
     index.save(&shared.index_dir).map_err(|e| e.to_string())?;
     info!(set = %shared.config.name, changes = report.changes.len(), entries = index.len(),
         examined = counts.examined, hashed_bytes = counts.hashed, "sync: start-up scan done");
     Ok(true)
+}
+
+/// Removes the temporary files a transfer cut short left beside their targets (those written
+/// in the staging directory are gone with it; these are the ones on another filesystem
+/// mounted inside the root, or all of them when the staging directory cannot be made). Only
+/// those dated a second or more before `began`: a file's mtime comes from the kernel's coarse
+/// clock, a few milliseconds behind, so one made just after `began` can look older.
+fn remove_leftovers(set: &str, temporary: &[PathBuf], began: SystemTime) {
+    let cutoff = began - Duration::from_secs(1);
+    let mut removed = 0;
+    for path in temporary {
+        let older = std::fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|mtime| mtime < cutoff);
+        if !older {
+            continue;
+        }
+        match std::fs::remove_file(path) {
+            Ok(()) => removed += 1,
+            Err(error) => {
+                warn!(set, path = %path.display(), %error, "sync: cannot remove a leftover temporary file");
+            }
+        }
+    }
+    if removed > 0 {
+        info!(
+            set,
+            removed, "sync: removed temporary files left by transfers cut short"
+        );
+    }
 }
 
 /// Waits for the scan, logging its progress every [`LOG_EVERY`].

@@ -53,6 +53,9 @@ pub struct ScanReport {
     pub changing: u64,
     /// Entries of newly excluded paths, removed without a tombstone.
     pub forgotten: u64,
+    /// Files (not directories) named as a receiver's temporary files ([`TEMP_PREFIX`]): at
+    /// start, what a transfer cut short left beside its target.
+    pub temporary: Vec<PathBuf>,
     /// The scan was stopped ([`ScanProgress::stop`]) before it saw everything: it recorded
     /// what it found, but no deletions.
     pub stopped: bool,
@@ -240,6 +243,9 @@ impl Scan<'_> {
                 };
                 // A receiver's file in the making: it becomes its real name by a rename.
                 if name.starts_with(TEMP_PREFIX) {
+                    if child.file_type().is_ok_and(|t| !t.is_dir()) {
+                        self.report.temporary.push(child.path());
+                    }
                     continue;
                 }
                 let child_rel = if rel.is_empty() {
