@@ -58,6 +58,14 @@ async fn ops_propagate(from: &Node, to: &Node, tag: &str) {
         f.write_all(b" and appended").unwrap();
     }
     check("append").await;
+    // A new mtime alone (`touch -d`).
+    fs::File::options()
+        .write(true)
+        .open(at("f.txt"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000))
+        .unwrap();
+    check("touch").await;
     fs::rename(at("f.txt"), at("g.txt")).unwrap();
     check("rename").await;
     for i in 0..20 {
@@ -68,6 +76,14 @@ async fn ops_propagate(from: &Node, to: &Node, tag: &str) {
     }
     std::os::unix::fs::symlink("sub0/file0.bin", at("tree/link")).unwrap();
     check("tree + symlink").await;
+    // A link's own mtime alone (`touch -h`).
+    let status = std::process::Command::new("touch")
+        .args(["-h", "-d", "2020-09-13 12:26:40"])
+        .arg(at("tree/link"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    check("touch -h").await;
     fs::rename(at("tree"), at("moved")).unwrap();
     check("directory rename").await;
     fs::remove_file(at("g.txt")).unwrap();
@@ -97,6 +113,74 @@ async fn changes_propagate_both_ways() {
     assert!(sb.counters.deletes >= 1);
     stop_both(a, b).await;
     drop(n.pop());
+}
+
+// Input: a file synced, then its mtime alone changed on A (`touch`). Output: B's copy takes
+// the mtime without a transfer: no file received, no content byte sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_touch_alone_is_sent_without_the_content() {
+    let (n, a, b) = started_pair().await;
+    n[0].write("photo.jpg", &pseudo_random(200_000, 7));
+    converge(&n[0], &n[1], PATIENCE).await;
+    let (sent, received) = (
+        a.status().counters.bytes_sent,
+        b.status().counters.files_received,
+    );
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(n[0].path("photo.jpg"))
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    converge(&n[0], &n[1], PATIENCE).await;
+    assert_eq!(
+        fs::metadata(n[1].path("photo.jpg"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        an_hour_ago
+    );
+    assert_eq!(
+        a.status().counters.bytes_sent,
+        sent,
+        "content was sent again"
+    );
+    assert_eq!(b.status().counters.files_received, received);
+    stop_both(a, b).await;
+}
+
+// Input: before their first link, A and B each hold the same file with the same content, B's
+// copy an hour newer. Output: no conflict and no transfer; both end with B's mtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_file_on_both_sides_keeps_the_newer_mtime() {
+    let mut n = nodes(&["a", "b"]);
+    let content = pseudo_random(50_000, 3);
+    n[0].write("logo.png", &content);
+    n[1].write("logo.png", &content);
+    let now = std::time::SystemTime::now();
+    for (node, mtime) in [(&n[0], now - Duration::from_secs(3600)), (&n[1], now)] {
+        fs::File::options()
+            .write(true)
+            .open(node.path("logo.png"))
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    }
+    let a = n[0].start().await;
+    let b = n[1].start().await;
+    converge(&n[0], &n[1], PATIENCE).await;
+    assert_eq!(
+        fs::metadata(n[0].path("logo.png"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        now
+    );
+    let (sa, sb) = (a.status(), b.status());
+    assert_eq!(sa.conflicts + sb.conflicts, 0);
+    assert_eq!(sa.counters.files_received + sb.counters.files_received, 0);
+    stop_both(a, b).await;
 }
 
 // Input: A and B each write a different file at the same moment. Output: both on both.

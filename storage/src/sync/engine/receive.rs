@@ -529,7 +529,8 @@ fn decide(shared: &Shared, index: &mut Index, remote: &Entry) -> Result<Option<T
         return Ok(match decision {
             Decision::UpToDate | Decision::Ignore => None,
             Decision::Merge(entry) => {
-                index.record(entry);
+                record_merge(root, index, entry)
+                    .map_err(|e| Failure::Retry(Box::new(remote.clone()), e.to_string()))?;
                 None
             }
             Decision::Accept(entry) => Some(Target {
@@ -567,6 +568,27 @@ fn conflict_event(shared: &Shared, path: &str, kept_as: Option<String>) {
         path: path.to_owned(),
         kept_as,
     });
+}
+
+/// Records a merge (the same content reached on both sides), first giving our file or link
+/// the merge's mtime, the newer of the two, if it is not ours: both nodes end with it.
+fn record_merge(root: &Path, index: &mut Index, entry: Entry) -> io::Result<()> {
+    let ours = index.get(&entry.path).map(|e| e.mtime_ns);
+    if ours == Some(entry.mtime_ns) || entry.deleted {
+        index.record(entry);
+        return Ok(());
+    }
+    let path = root.join(&entry.path);
+    match entry.kind {
+        Kind::File => fsops::set_attributes(&path, entry.mode, Some(entry.mtime_ns))?,
+        Kind::Symlink(_) => fsops::set_link_mtime(&path, entry.mtime_ns)?,
+        Kind::Dir => {}
+    }
+    index.record(Entry {
+        mtime_ns: mtime_ns(&fs::symlink_metadata(&path)?),
+        ..entry
+    });
+    Ok(())
 }
 
 /// Keeps our losing version under its conflict name (before the winner takes its place).
@@ -668,9 +690,16 @@ fn prepare(
                 .get(&target.entry.path)
                 .is_some_and(|e| e.is_file() && e.hash == target.entry.hash);
             if same_here && !target.conflict {
-                fsops::set_attributes(&path, target.entry.mode, Some(target.entry.mtime_ns))
-                    .map_err(|e| retry(&remote, e))?;
-                index.record(target.entry);
+                // The content is here: a new mode or mtime only (a `touch` on the peer).
+                let apply = || -> io::Result<i64> {
+                    fsops::set_attributes(&path, target.entry.mode, Some(target.entry.mtime_ns))?;
+                    Ok(mtime_ns(&fs::symlink_metadata(&path)?))
+                };
+                let mtime = apply().map_err(|e| retry(&remote, e))?;
+                index.record(Entry {
+                    mtime_ns: mtime,
+                    ..target.entry
+                });
                 return Ok(None);
             }
             // The content under another name: the old name of a rename, or a copy. Each
@@ -700,17 +729,21 @@ fn prepare(
                 });
                 if let Some(tomb) = moved.cloned() {
                     let from = root.join(&source);
-                    let apply = || -> io::Result<()> {
+                    let apply = || -> io::Result<i64> {
                         fsops::check_parents(root, &target.entry.path, true)?;
                         fsops::set_attributes(
                             &from,
                             target.entry.mode,
                             Some(target.entry.mtime_ns),
                         )?;
-                        fs::rename(&from, &path)
+                        fs::rename(&from, &path)?;
+                        Ok(mtime_ns(&fs::symlink_metadata(&path)?))
                     };
-                    apply().map_err(|e| retry(&remote, e))?;
-                    index.record(target.entry);
+                    let mtime = apply().map_err(|e| retry(&remote, e))?;
+                    index.record(Entry {
+                        mtime_ns: mtime,
+                        ..target.entry
+                    });
                     index.record(received_deletion(tomb));
                     Counters::add(&shared.counters.renames, 1);
                     return Ok(None);
@@ -771,7 +804,13 @@ pub(super) fn commit(
         let _ = fs::remove_file(temp);
         return Err(e.to_string());
     }
-    index.record(target.entry);
+    // The mtime as the disk keeps it (a filesystem may round the sender's), so that the
+    // scan does not take the rounding for a change of ours.
+    let mtime = fs::symlink_metadata(&path).map_or(target.entry.mtime_ns, |m| mtime_ns(&m));
+    index.record(Entry {
+        mtime_ns: mtime,
+        ..target.entry
+    });
     Ok(true)
 }
 

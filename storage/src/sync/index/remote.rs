@@ -133,8 +133,16 @@ impl Index {
             Causality::Concurrent => {
                 let version = local.version.merge(&remote.version);
                 if local.same_content(remote) {
+                    // Both nodes keep the newer mtime of a file or link (a directory's is
+                    // not synced).
+                    let mtime_ns = if local.kind == Kind::Dir {
+                        local.mtime_ns
+                    } else {
+                        local.mtime_ns.max(remote.mtime_ns)
+                    };
                     Decision::Merge(Entry {
                         version,
+                        mtime_ns,
                         ..local.clone()
                     })
                 } else {

@@ -2,8 +2,10 @@
 //! looked, each change a bump of this node's counter in the path's version vector.
 //!
 //! A file is hashed only when its size, mtime or mode differ from the index (or always, with
-//! [`Rehash::Always`]); a version is made only when the content, the mode, a symlink's target
-//! or the kind changed, so `touch` alone updates the stored mtime without a new version. A path
+//! [`Rehash::Always`]); a version is made when the content, the mode, a symlink's target, the
+//! kind, or a file's or symlink's mtime changed, so `touch` alone is sent (the peers set the
+//! mtime without a transfer). A directory's mtime is stored without a version: it changes with
+//! every name made or removed in it, which is a change of its own already. A path
 //! that cannot be read is left as it is in the index, never taken for deleted: an unreadable
 //! directory must not delete its files on every peer. The sync's own temporary files
 //! ([`TEMP_PREFIX`]) are never indexed.
@@ -72,7 +74,7 @@ pub struct Change {
 pub enum ChangeKind {
     /// New, or back after a deletion.
     Created,
-    /// Content, mode, symlink target or kind changed.
+    /// Content, mode, symlink target, kind, or a file's or symlink's mtime changed.
     Modified,
     /// Gone: now a tombstone.
     Deleted,
@@ -374,12 +376,15 @@ impl Scan<'_> {
             None => self
                 .index
                 .bump(fresh, ChangeKind::Created, &mut self.report),
-            Some(old) if !old.same_content(&fresh) => {
+            Some(old)
+                if !old.same_content(&fresh)
+                    || (fresh.kind != Kind::Dir && old.mtime_ns != mtime_ns) =>
+            {
                 self.index
                     .bump(fresh, ChangeKind::Modified, &mut self.report);
             }
             Some(old) => {
-                // Same content and mode: keep the version, take the new mtime.
+                // A directory whose mode is the same: keep the version, take the new mtime.
                 if old.mtime_ns != mtime_ns
                     && let Some(entry) = self.index.entries.get_mut(rel)
                 {

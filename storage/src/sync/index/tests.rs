@@ -96,11 +96,19 @@ fn scan_finds_creations_modifications_and_deletions() {
     assert_eq!(index.get("a/b/one.txt").unwrap().mode, 0o600);
     assert_eq!(index.changed_since(sequence).len(), 3);
 
-    // `touch` alone is not a new version.
+    // `touch` alone is a new version of a file, for the peers to take its mtime; not of a
+    // directory, whose mtime follows the names made and removed in it.
     set_mtime(&r.join("top"), 1_000_000);
-    assert_eq!(scan(&mut index, r), []);
+    let dir_version = index.get("a").unwrap().version.clone();
+    fs::File::open(r.join("a"))
+        .unwrap()
+        .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000))
+        .unwrap();
+    assert_eq!(scan(&mut index, r), [ch("top", Modified)]);
     assert_eq!(index.get("top").unwrap().mtime_ns, 1_000_000_000_000_000);
-    assert_eq!(index.get("top").unwrap().version.get("n1"), modified);
+    assert!(index.get("top").unwrap().version.get("n1") > modified);
+    assert_eq!(index.get("a").unwrap().mtime_ns, 2_000_000_000_000_000);
+    assert_eq!(index.get("a").unwrap().version, dir_version);
 
     // A deleted tree: a tombstone each, with a bumped counter.
     fs::remove_dir_all(r.join("a")).unwrap();
@@ -334,6 +342,13 @@ fn remote_entries_are_judged_by_version_vectors() {
     };
     assert_eq!(merged.version, [("a", 2), ("b", 2)].into_iter().collect());
     assert_eq!(merged.hash, ours.hash);
+    // With the newer of the two mtimes, which both nodes then keep; whichever side has it.
+    assert_eq!(merged.mtime_ns, 300);
+    let older_same = remote("f", "b", &[("a", 1), ("b", 2)], b"ours", 10);
+    let Decision::Merge(merged) = index.apply_remote(&older_same).unwrap() else {
+        panic!("not a merge");
+    };
+    assert_eq!(merged.mtime_ns, ours.mtime_ns);
 }
 
 #[test]
