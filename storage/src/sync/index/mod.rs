@@ -282,7 +282,10 @@ impl Index {
         self.acked.get(addr).copied()
     }
 
-    pub fn set_acked_by(&mut self, addr: &str, mark: AckedMark) {
+    /// Records how far the peer at `addr` acknowledged this index. The sequence comes from the
+    /// peer (its Resume): never past ours, whatever it says.
+    pub fn set_acked_by(&mut self, addr: &str, mut mark: AckedMark) {
+        mark.sequence = mark.sequence.min(self.sequence);
         if self.acked.get(addr) != Some(&mark) {
             self.acked.insert(addr.to_owned(), mark);
             self.marks_dirty = true;

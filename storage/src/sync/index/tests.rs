@@ -514,6 +514,15 @@ fn persistence_round_trips_and_marks_peers() {
     );
     assert_eq!(loaded.acked_by("10.0.0.3:8730"), Some(acked(0, false)));
     assert_eq!(loaded.acked_by("10.0.0.4:8730"), None);
+    // A peer's word past our sequence is taken as all of it: the index still loads.
+    let mut index = loaded;
+    index.set_acked_by("10.0.0.4:8730", acked(u64::MAX, true));
+    assert_eq!(
+        index.acked_by("10.0.0.4:8730"),
+        Some(acked(index.sequence(), true))
+    );
+    index.save(&dir).unwrap();
+    assert_eq!(Index::open(&dir, "n1").unwrap(), index);
 
     // A leftover temp file from a crash is cleared; a renamed node keeps its entries.
     fs::write(dir.join("index.tmp"), b"half").unwrap();
