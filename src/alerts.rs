@@ -80,6 +80,9 @@ impl Alerts {
     ) {
         if self.0.as_ref().map(|r| &r.config) == config.as_ref() {
             if let Some(running) = &mut self.0 {
+                // The feeds of sets the reload stopped have ended: reaped here, not kept until
+                // the alerts stop.
+                while running.feeds.try_join_next().is_some() {}
                 let stopping = running.stop_feeds.subscribe();
                 let mut feeds = Feeds {
                     tasks: std::mem::take(&mut running.feeds),

@@ -123,7 +123,7 @@ fn a_reload_restarts_a_changed_set_on_its_new_section_and_the_alerts_follow_it()
     let script = a_dir.path().join("alert.sh");
     std::fs::write(&script, format!("#!/bin/sh\ncat >> {}\n", texts.display())).unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    // The restart itself is a link lost and back: room for those past the flap limit.
+    // The link up at start and again after the restart, then lost: room past the flap limit.
     let alert = format!(
         "[alert]\nevents = [\"sync\"]\ncommand = \"{}\"\nrate_limit = {{ max = 20, window = \"1m\" }}\n",
         script.display()

@@ -304,6 +304,49 @@ async fn the_queue_for_a_peer_away_is_kept_across_a_restart() {
     stop_both(a, b).await;
 }
 
+/// Every name under `dir`, temporary and staging files included, with its size.
+fn everything(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for child in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let meta = child.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(child.path());
+            }
+            out.push((child.path().display().to_string(), meta.len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+// Input: A's 64 MiB file on its way to B, where the connection is the one B accepted; B
+// stopped in the middle. Output: once B's `stop` returns, nothing in B's tree changes any more
+// (its fetcher has ended, not only been told to), as a reload that restarts the set needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stop_waits_for_the_transfers_of_the_connections_it_accepted() {
+    let (n, a, b) = started_pair().await;
+    // The lower `listen` dials: the other node accepts.
+    let (sender, receiver, sending, receiving) = if n[0].addr < n[1].addr {
+        (&n[0], &n[1], a, b)
+    } else {
+        (&n[1], &n[0], b, a)
+    };
+    sender.write("big.bin", &pseudo_random(64 << 20, 9));
+    let started = wait_for(PATIENCE, || receiving.status().counters.bytes_received > 0).await;
+    assert!(started.is_some(), "the transfer never started");
+    receiving.stop().await.unwrap();
+    let after_stop = everything(&receiver.root);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        everything(&receiver.root),
+        after_stop,
+        "the tree changed after the stop returned"
+    );
+    sending.stop().await.unwrap();
+}
+
 // Input: 5,000 files (50,000 at full scale) created in a burst on A, with a watcher that holds
 // at most 500 pending paths. Output: the watcher overflowed (counted), rescanned, and B
 // converges.

@@ -168,27 +168,34 @@ async fn a_failed_scan_is_reported_and_tried_again() {
 }
 
 // Input: a temporary file a transfer cut short left beside its target (as one on another
-// filesystem mounted inside the root is written), dated before the start, and another made
-// while the start-up scan runs. Output: the scan removes the leftover and keeps the newer one,
-// which a transfer of this run could be writing; neither is indexed.
+// filesystem mounted inside the root is written), made before the start but dated in the
+// future (a transfer dates its file as the sender's), and another made while the start-up
+// scan runs but dated an hour back. Output: the scan removes the leftover and keeps the newer
+// one, which a transfer could be writing: their age is their inode's, not their mtime. Neither
+// is indexed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_start_up_scan_removes_temporary_files_left_beside_their_targets() {
     let mut n = nodes(&["a", "b"]);
     n[0].write("uploads/kept.txt", b"a file");
+    let now = std::time::SystemTime::now();
+    let dated = |path: &std::path::Path, mtime| {
+        fs::write(path, b"part of a transfer").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    };
     let leftover = n[0].path("uploads/.fulcrum-tmp-00000000deadbeef-1");
-    fs::write(&leftover, b"half a transfer").unwrap();
-    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-    fs::File::options()
-        .write(true)
-        .open(&leftover)
-        .unwrap()
-        .set_modified(an_hour_ago)
-        .unwrap();
+    dated(&leftover, now + Duration::from_secs(3600));
+    // Past the coarse clock's margin.
+    std::thread::sleep(Duration::from_millis(300));
     let during = n[0].path("uploads/.fulcrum-tmp-00000000cafef00d-2");
     let made = during.clone();
     let options = SyncOptions {
         before_scan: Some(ScanHook(Arc::new(move || {
-            fs::write(&made, b"being written").unwrap();
+            dated(&made, now - Duration::from_secs(3600));
         }))),
         ..SyncOptions::default()
     };

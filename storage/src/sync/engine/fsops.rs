@@ -186,6 +186,15 @@ pub(super) fn mtime_ns(meta: &fs::Metadata) -> i64 {
         .saturating_add(meta.mtime_nsec())
 }
 
+/// The mtime to record for `path` once it was set to `wanted`: the disk's when it is `wanted`
+/// rounded down (a filesystem with coarser timestamps), so that the scan does not take the
+/// rounding for a change of ours; `wanted` when the disk's is later, which only a local write
+/// made since can explain, so that the scan finds that write.
+pub(super) fn recorded_mtime(path: &Path, wanted: i64) -> io::Result<i64> {
+    let disk = mtime_ns(&fs::symlink_metadata(path)?);
+    Ok(disk.min(wanted))
+}
+
 /// Sets a file's or directory's mode and mtime (not a symlink's: Linux ignores a link's mode,
 /// and its mtime is [`set_link_mtime`]'s).
 pub(super) fn set_attributes(path: &Path, mode: u32, mtime_ns: Option<i64>) -> io::Result<()> {

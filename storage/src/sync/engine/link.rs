@@ -16,7 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    task::JoinSet,
+};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{Shared, session};
@@ -79,12 +82,17 @@ pub(super) struct Introduced {
     pub(super) writer: ProtoWriter<LinkWrite>,
 }
 
-/// Accepts the peers that dial us until the set stops.
+/// Accepts the peers that dial us until the set stops, then waits for their sessions to end:
+/// a stopped set leaves no fetcher behind still writing into the tree (a reload starts the set
+/// again at once).
 pub(super) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
+    let mut sessions = JoinSet::new();
     loop {
         let accepted = tokio::select! {
-            () = shared.cancel.cancelled() => return,
+            () = shared.cancel.cancelled() => break,
             accepted = listener.accept() => accepted,
+            // Reaps the sessions that ended.
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
         };
         let (stream, from) = match accepted {
             Ok(accepted) => accepted,
@@ -94,18 +102,33 @@ pub(super) async fn accept(shared: Arc<Shared>, listener: TcpListener) {
                 continue;
             }
         };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let cancel = shared.cancel.clone();
-            tokio::select! {
-                () = cancel.cancelled() => {}
-                () = incoming(shared, stream, from) => {}
-            }
-        });
+        sessions.spawn(incoming(Arc::clone(&shared), stream, from));
+    }
+    drop(listener);
+    // Each session ends on the cancel by itself, its blocking threads included.
+    while sessions.join_next().await.is_some() {}
+}
+
+/// One accepted connection: the handshake, cut short if the set stops, then its session,
+/// which ends on the stop by itself.
+async fn incoming(shared: Arc<Shared>, stream: TcpStream, from: SocketAddr) {
+    let cancel = shared.cancel.clone();
+    let link = tokio::select! {
+        () = cancel.cancelled() => return,
+        link = handshake(&shared, stream, from) => link,
+    };
+    if let Some(link) = link {
+        let _ = session::run(&shared, link).await;
     }
 }
 
-async fn incoming(shared: Arc<Shared>, stream: TcpStream, from: SocketAddr) {
+/// TLS if set, the authentication and the Hello of an accepted connection; `None` (counted and
+/// logged) if it fails.
+async fn handshake(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    from: SocketAddr,
+) -> Option<Introduced> {
     let _ = stream.set_nodelay(true);
     let mut stream = match &shared.config.tls {
         None => LinkStream::Plain(stream),
@@ -113,8 +136,8 @@ async fn incoming(shared: Arc<Shared>, stream: TcpStream, from: SocketAddr) {
             Ok(stream) => stream,
             Err(reason) => {
                 shared.error();
-                refused(&shared, from, &reason);
-                return;
+                refused(shared, from, &reason);
+                return None;
             }
         },
     };
@@ -130,20 +153,19 @@ async fn incoming(shared: Arc<Shared>, stream: TcpStream, from: SocketAddr) {
     if let Err(error) = auth {
         shared.error();
         match speaks_tls(&error) {
-            Some(reason) => refused(&shared, from, reason),
+            Some(reason) => refused(shared, from, reason),
             None => {
                 debug!(set = %shared.config.name, %from, %error, "sync: incoming peer not authenticated")
             }
         }
-        return;
+        return None;
     }
-    match introduce(&shared, stream, None).await {
-        Ok(link) => {
-            let _ = session::run(&shared, link).await;
-        }
+    match introduce(shared, stream, None).await {
+        Ok(link) => Some(link),
         Err(reason) => {
             shared.error();
-            refused(&shared, from, &reason);
+            refused(shared, from, &reason);
+            None
         }
     }
 }

@@ -441,14 +441,16 @@ impl Shared {
     /// Records how far peer `i` has acknowledged our index, and whether it applies our
     /// changes at all, in its state and in the index (saved with it).
     fn set_acked(&self, i: usize, sequence: u64, applies: bool) {
-        {
-            let mut state = self.peer_state(i);
-            state.acked = sequence;
-            state.ignores_ours = !applies;
-        }
         let addr = self.peers[i].addr.to_string();
-        self.index()
-            .set_acked_by(&addr, AckedMark { sequence, applies });
+        // As the index keeps it: never past our own sequence, whatever the peer said.
+        let sequence = {
+            let mut index = self.index();
+            index.set_acked_by(&addr, AckedMark { sequence, applies });
+            index.acked_by(&addr).map_or(0, |mark| mark.sequence)
+        };
+        let mut state = self.peer_state(i);
+        state.acked = sequence;
+        state.ignores_ours = !applies;
     }
 
     fn peer_state(&self, i: usize) -> MutexGuard<'_, PeerState> {

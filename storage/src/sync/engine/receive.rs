@@ -585,7 +585,7 @@ fn record_merge(root: &Path, index: &mut Index, entry: Entry) -> io::Result<()> 
         Kind::Dir => {}
     }
     index.record(Entry {
-        mtime_ns: mtime_ns(&fs::symlink_metadata(&path)?),
+        mtime_ns: fsops::recorded_mtime(&path, entry.mtime_ns)?,
         ..entry
     });
     Ok(())
@@ -693,7 +693,7 @@ fn prepare(
                 // The content is here: a new mode or mtime only (a `touch` on the peer).
                 let apply = || -> io::Result<i64> {
                     fsops::set_attributes(&path, target.entry.mode, Some(target.entry.mtime_ns))?;
-                    Ok(mtime_ns(&fs::symlink_metadata(&path)?))
+                    fsops::recorded_mtime(&path, target.entry.mtime_ns)
                 };
                 let mtime = apply().map_err(|e| retry(&remote, e))?;
                 index.record(Entry {
@@ -737,7 +737,7 @@ fn prepare(
                             Some(target.entry.mtime_ns),
                         )?;
                         fs::rename(&from, &path)?;
-                        Ok(mtime_ns(&fs::symlink_metadata(&path)?))
+                        fsops::recorded_mtime(&path, target.entry.mtime_ns)
                     };
                     let mtime = apply().map_err(|e| retry(&remote, e))?;
                     index.record(Entry {
@@ -793,6 +793,10 @@ pub(super) fn commit(
     let maybe_dir = index
         .get(&target.entry.path)
         .is_some_and(|e| !e.deleted && e.kind == Kind::Dir);
+    // The mtime as the disk keeps it (a filesystem may round the sender's), so that the scan
+    // does not take the rounding for a change of ours: read from the temporary file, which no
+    // one else writes, and which the rename keeps.
+    let mtime = fsops::recorded_mtime(temp, target.entry.mtime_ns).unwrap_or(target.entry.mtime_ns);
     let apply = || -> io::Result<()> {
         keep_loser(shared, &target)?;
         if maybe_dir && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
@@ -804,9 +808,6 @@ pub(super) fn commit(
         let _ = fs::remove_file(temp);
         return Err(e.to_string());
     }
-    // The mtime as the disk keeps it (a filesystem may round the sender's), so that the
-    // scan does not take the rounding for a change of ours.
-    let mtime = fs::symlink_metadata(&path).map_or(target.entry.mtime_ns, |m| mtime_ns(&m));
     index.record(Entry {
         mtime_ns: mtime,
         ..target.entry

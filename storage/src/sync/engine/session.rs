@@ -207,10 +207,12 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
             state.connected = false;
         }
     }
+    // A set that stops (Fulcrum stopping, or a reload restarting it) has not lost its peer:
+    // no alert for that.
     if !shared.cancel.is_cancelled() {
         info!(set = %shared.config.name, peer = %addr, %reason, "sync: peer link ended");
+        shared.emit(SyncEvent::PeerLost { addr });
     }
-    shared.emit(SyncEvent::PeerLost { addr });
     heard.load(Ordering::Relaxed)
 }
 

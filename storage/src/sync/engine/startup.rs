@@ -5,6 +5,7 @@
 //! scan is done: peers are sent an index that describes the disk.
 
 use std::{
+    os::unix::fs::MetadataExt,
     path::PathBuf,
     sync::{Arc, atomic::Ordering},
     time::{Duration, SystemTime},
@@ -15,7 +16,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{Shared, link, local};
 use crate::sync::{
-    index::{Rehash, ScanCounts},
+    index::{Rehash, ScanCounts, unix_ns},
     watch::Watcher,
 };
 
@@ -141,15 +142,15 @@ fn scan(shared: &Shared, hook: Option<ScanHook>) -> Result<bool, String> {
 /// Removes the temporary files a transfer cut short left beside their targets (those written
 /// in the staging directory are gone with it; these are the ones on another filesystem
 /// mounted inside the root, or all of them when the staging directory cannot be made). Only
-/// those dated a second or more before `began`: a file's mtime comes from the kernel's coarse
-/// clock, a few milliseconds behind, so one made just after `began` can look older.
+/// those whose inode last changed 100 ms or more before `began`: by the ctime, which a
+/// transfer cannot date back as it does the mtime (to the sender's), and which comes from the
+/// kernel's coarse clock, up to a tick behind, so one made just after `began` can look older.
 fn remove_leftovers(set: &str, temporary: &[PathBuf], began: SystemTime) {
-    let cutoff = began - Duration::from_secs(1);
+    let cutoff = unix_ns(began - Duration::from_millis(100));
     let mut removed = 0;
     for path in temporary {
         let older = std::fs::symlink_metadata(path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|mtime| mtime < cutoff);
+            .is_ok_and(|m| m.ctime() * 1_000_000_000 + m.ctime_nsec() < cutoff);
         if !older {
             continue;
         }

@@ -400,12 +400,12 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
                     other => return Err(corrupt(format!("{addr}: applies flag {other}"))),
                 },
             };
-            if mark.sequence > sequence {
-                return Err(corrupt(format!(
-                    "{addr}: acknowledged sequence {} above the index's {sequence}",
-                    mark.sequence
-                )));
-            }
+            // Only the status's count of what waits for the peer: never a reason to refuse
+            // the index.
+            let mark = AckedMark {
+                sequence: mark.sequence.min(sequence),
+                ..mark
+            };
             acked.insert(addr, mark);
         }
     }

@@ -254,7 +254,13 @@ async fn a_burst_of_20000_files_arrives_in_a_few_batches() {
     assert_eq!(missing, 0, "{missing} files never reported");
     // Not 20,000 wakeups: one batch per `delay`, whatever the burst.
     assert!(seen.batches <= 10, "{} batches", seen.batches);
-    assert!(watcher.stats().events >= FILES as u64);
+    // Every event counted, unless the kernel's queue overflowed under a loaded machine, which
+    // a rescan covers (the names were all reported above).
+    let stats = watcher.stats();
+    assert!(
+        stats.events >= FILES as u64 || stats.overflows > 0,
+        "{stats:?}"
+    );
 }
 
 /// The kernel's queue overflowing for real: notify's thread is held on the first event while
