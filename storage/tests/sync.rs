@@ -19,7 +19,7 @@ use fulcrum_storage::sync::{SyncOptions, SyncSet};
 use fulcrum_storage::volume::peer::Side;
 use support::{
     Node, SET, Writer, authenticated, connected, converge, hello, next_within, node_for_raw_peer,
-    nodes, raw_peer, started_pair, started_pair_with, stop_both, tree, wait_for,
+    nodes, raw_peer, set_mtime, started_pair, started_pair_with, stop_both, tree, wait_for,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -59,12 +59,10 @@ async fn ops_propagate(from: &Node, to: &Node, tag: &str) {
     }
     check("append").await;
     // A new mtime alone (`touch -d`).
-    fs::File::options()
-        .write(true)
-        .open(at("f.txt"))
-        .unwrap()
-        .set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000))
-        .unwrap();
+    set_mtime(
+        &at("f.txt"),
+        std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000),
+    );
     check("touch").await;
     fs::rename(at("f.txt"), at("g.txt")).unwrap();
     check("rename").await;
@@ -127,12 +125,7 @@ async fn a_touch_alone_is_sent_without_the_content() {
         b.status().counters.files_received,
     );
     let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-    fs::File::options()
-        .write(true)
-        .open(n[0].path("photo.jpg"))
-        .unwrap()
-        .set_modified(an_hour_ago)
-        .unwrap();
+    set_mtime(&n[0].path("photo.jpg"), an_hour_ago);
     converge(&n[0], &n[1], PATIENCE).await;
     assert_eq!(
         fs::metadata(n[1].path("photo.jpg"))
@@ -159,14 +152,8 @@ async fn the_same_file_on_both_sides_keeps_the_newer_mtime() {
     n[0].write("logo.png", &content);
     n[1].write("logo.png", &content);
     let now = std::time::SystemTime::now();
-    for (node, mtime) in [(&n[0], now - Duration::from_secs(3600)), (&n[1], now)] {
-        fs::File::options()
-            .write(true)
-            .open(node.path("logo.png"))
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-    }
+    set_mtime(&n[0].path("logo.png"), now - Duration::from_secs(3600));
+    set_mtime(&n[1].path("logo.png"), now);
     let a = n[0].start().await;
     let b = n[1].start().await;
     converge(&n[0], &n[1], PATIENCE).await;

@@ -180,12 +180,7 @@ async fn the_start_up_scan_removes_temporary_files_left_beside_their_targets() {
     let now = std::time::SystemTime::now();
     let dated = |path: &std::path::Path, mtime| {
         fs::write(path, b"part of a transfer").unwrap();
-        fs::File::options()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
+        support::set_mtime(path, mtime);
     };
     let leftover = n[0].path("uploads/.fulcrum-tmp-00000000deadbeef-1");
     dated(&leftover, now + Duration::from_secs(3600));

@@ -38,6 +38,16 @@ pub(crate) fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// Sets `path`'s mtime, as `touch -d` does.
+pub(crate) fn set_mtime(path: &Path, mtime: std::time::SystemTime) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+}
+
 /// One node: its root, state dir, address and config.
 pub(crate) struct Node {
     pub(crate) name: String,

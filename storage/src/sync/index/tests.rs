@@ -598,15 +598,21 @@ fn a_format_1_index_gets_content_hashes_without_new_versions() {
     assert_eq!(Index::open(&dir, "n1").unwrap(), index);
 }
 
+/// An index of node `n1` with one entry, saved in `dir`.
+fn one_entry_saved_in(dir: &Path) -> Index {
+    let mut index = Index::new("n1").unwrap();
+    index.record(remote("f", "n1", &[("n1", 1)], b"x", 1));
+    index.save(dir).unwrap();
+    index
+}
+
 /// A format 2 index (before the peers' acknowledged marks were kept) is read, with none, and
 /// saved in the current format.
 #[test]
 fn a_format_2_index_is_read_without_acknowledged_marks() {
     let state = tempfile::tempdir().unwrap();
     let dir = state.path();
-    let mut index = Index::new("n1").unwrap();
-    index.record(remote("f", "n1", &[("n1", 1)], b"x", 1));
-    index.save(dir).unwrap();
+    let index = one_entry_saved_in(dir);
     // The same file as format 2 wrote it: no `acked` count (4 bytes before the checksum).
     let file = dir.join(INDEX_FILE);
     let current = fs::read(&file).unwrap();
@@ -646,9 +652,7 @@ fn a_format_2_index_is_read_without_acknowledged_marks() {
 fn corruption_is_refused_naming_the_file() {
     let state = tempfile::tempdir().unwrap();
     let dir = state.path();
-    let mut index = Index::new("n1").unwrap();
-    index.record(remote("f", "n1", &[("n1", 1)], b"x", 1));
-    index.save(dir).unwrap();
+    one_entry_saved_in(dir);
     let file = dir.join(INDEX_FILE);
     let good = fs::read(&file).unwrap();
 
