@@ -233,7 +233,7 @@ impl SyncSet {
             reason: e.to_string(),
         };
         let dir = index_dir(state_dir, &config.name);
-        let index = {
+        let mut index = {
             let (dir, node) = (dir.clone(), node.to_owned());
             tokio::task::spawn_blocking(move || Index::open(&dir, &node))
                 .await
@@ -290,6 +290,14 @@ impl SyncSet {
         })?;
         let local_addr = listener.local_addr().unwrap_or(config.listen);
 
+        // The marks of peers taken out of the config go.
+        index.keep_acked_of(
+            &config
+                .peers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        );
         let peers = config
             .peers
             .iter()

@@ -292,6 +292,13 @@ impl Index {
         }
     }
 
+    /// Forgets the acknowledged marks of the peers not in `peers` (taken out of the config).
+    pub fn keep_acked_of(&mut self, peers: &[String]) {
+        let before = self.acked.len();
+        self.acked.retain(|addr, _| peers.contains(addr));
+        self.marks_dirty |= self.acked.len() != before;
+    }
+
     /// Whether the index changed since it was loaded or last saved.
     pub fn is_dirty(&self) -> bool {
         self.dirty || self.marks_dirty

@@ -523,6 +523,11 @@ fn persistence_round_trips_and_marks_peers() {
     );
     index.save(&dir).unwrap();
     assert_eq!(Index::open(&dir, "n1").unwrap(), index);
+    // A peer taken out of the config leaves its mark behind.
+    index.keep_acked_of(&["10.0.0.2:8730".to_owned()]);
+    assert!(index.is_dirty());
+    assert_eq!(index.acked_by("10.0.0.4:8730"), None);
+    assert!(index.acked_by("10.0.0.2:8730").is_some());
 
     // A leftover temp file from a crash is cleared; a renamed node keeps its entries.
     fs::write(dir.join("index.tmp"), b"half").unwrap();
