@@ -162,6 +162,11 @@ impl Fetcher {
                 if wants_delta && delta_busy {
                     break;
                 }
+                // A stopping set does not copy the rest of its queue before it ends (a stop
+                // waits for this thread); what is left is fetched after the next start.
+                if self.shared.cancel.is_cancelled() {
+                    return Err("the set is stopping".to_owned());
+                }
                 let Some((job, fetch)) = queue.pop_front() else {
                     break;
                 };

@@ -186,13 +186,19 @@ pub(super) fn mtime_ns(meta: &fs::Metadata) -> i64 {
         .saturating_add(meta.mtime_nsec())
 }
 
-/// The mtime to record for `path` once it was set to `wanted`: the disk's when it is `wanted`
-/// rounded down (a filesystem with coarser timestamps), so that the scan does not take the
-/// rounding for a change of ours; `wanted` when the disk's is later, which only a local write
-/// made since can explain, so that the scan finds that write.
-pub(super) fn recorded_mtime(path: &Path, wanted: i64) -> io::Result<i64> {
+/// The kernel stamps files from its coarse clock, up to a tick (at most 10 ms) behind the
+/// time `SystemTime::now` reads.
+const COARSE_CLOCK_NS: i64 = 20_000_000;
+
+/// The mtime to record for `path`, set to `wanted` at `before` (nanoseconds since the epoch,
+/// read just before). The disk's when it differs only by the filesystem's doing (coarser
+/// timestamps, or a range that starts later, as FAT's in 1980), so that the scan does not
+/// take that for a change of ours; `wanted` when the disk's is from `before` on, which a local
+/// write made since explains, so that the scan finds that write.
+pub(super) fn recorded_mtime(path: &Path, wanted: i64, before: i64) -> io::Result<i64> {
     let disk = mtime_ns(&fs::symlink_metadata(path)?);
-    Ok(disk.min(wanted))
+    let written_since = disk != wanted && disk >= before.saturating_sub(COARSE_CLOCK_NS);
+    Ok(if written_since { wanted } else { disk })
 }
 
 /// Sets a file's or directory's mode and mtime (not a symlink's: Linux ignores a link's mode,
@@ -200,7 +206,10 @@ pub(super) fn recorded_mtime(path: &Path, wanted: i64) -> io::Result<i64> {
 pub(super) fn set_attributes(path: &Path, mode: u32, mtime_ns: Option<i64>) -> io::Result<()> {
     fs::set_permissions(path, Permissions::from_mode(mode))?;
     if let Some(ns) = mtime_ns {
-        File::open(path)?.set_times(FileTimes::new().set_modified(system_time(ns)))?;
+        // Without waiting, as in [`open_file_no_wait`]; a directory too.
+        no_wait_options()
+            .open(path)?
+            .set_times(FileTimes::new().set_modified(system_time(ns)))?;
     }
     Ok(())
 }
@@ -318,7 +327,7 @@ pub(super) fn copy_to_temp(
             "not a regular file",
         ));
     }
-    let mut source = File::open(from)?;
+    let mut source = open_file_no_wait(from)?;
     let mut temp = TempFile::create(root, staging, rel, true)?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -339,6 +348,28 @@ pub(super) fn copy_to_temp(
     Ok(temp)
 }
 
+/// Opens `path` for reading if it is a regular file, without following a final symlink and
+/// without waiting: a path swapped for a FIFO after it was checked would otherwise block the
+/// open for ever, and with it the set's stop, which waits for its threads.
+pub(super) fn open_file_no_wait(path: &Path) -> io::Result<File> {
+    let file = no_wait_options().open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// Read-only, not following a final symlink, not waiting for a FIFO's writer.
+fn no_wait_options() -> OpenOptions {
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW;
+    let mut options = OpenOptions::new();
+    options.read(true).custom_flags(flags.bits() as i32);
+    options
+}
+
 /// Opens `rel` for a peer: a regular file reached without any symlink.
 pub(super) fn open_regular(root: &Path, rel: &str) -> io::Result<(File, fs::Metadata)> {
     check_parents(root, rel, false)?;
@@ -350,13 +381,62 @@ pub(super) fn open_regular(root: &Path, rel: &str) -> io::Result<(File, fs::Meta
             "not a regular file",
         ));
     }
-    let file = File::open(&path)?;
+    let file = open_file_no_wait(&path)?;
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
     Ok((file, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::sync::index::unix_ns;
+
+    // Input: a file set to the wanted mtime; then one whose filesystem kept another mtime
+    // (FAT's range starts in 1980); then one written after the mtime was set. Output: the
+    // disk's mtime is recorded for the first two, the wanted one for the written file, so that
+    // the scan finds that write.
+    #[test]
+    fn the_recorded_mtime_tells_the_filesystems_doing_from_a_local_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"content").unwrap();
+        let wanted = 1_700_000_000_123_456_789;
+        let before = unix_ns(SystemTime::now());
+        set_attributes(&path, 0o644, Some(wanted)).unwrap();
+        assert_eq!(recorded_mtime(&path, wanted, before).unwrap(), wanted);
+
+        let clamped = 315_532_800_000_000_000;
+        set_attributes(&path, 0o644, Some(clamped)).unwrap();
+        assert_eq!(recorded_mtime(&path, 0, before).unwrap(), clamped);
+
+        let before = unix_ns(SystemTime::now());
+        set_attributes(&path, 0o644, Some(wanted)).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        fs::write(&path, b"edited!").unwrap();
+        assert_eq!(recorded_mtime(&path, wanted, before).unwrap(), wanted);
+        assert_ne!(mtime_ns(&fs::metadata(&path).unwrap()), wanted);
+    }
+
+    // Input: a FIFO where a file was (no writer ever comes), and a symlink to a file. Output:
+    // both refused at once; a plain open would block on the FIFO for ever.
+    #[test]
+    fn a_fifo_or_a_symlink_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("was-a-file");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = open_file_no_wait(&fifo).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        fs::write(dir.path().join("f"), b"x").unwrap();
+        std::os::unix::fs::symlink("f", dir.path().join("link")).unwrap();
+        assert!(open_file_no_wait(&dir.path().join("link")).is_err());
+        assert!(open_file_no_wait(&dir.path().join("f")).is_ok());
+    }
 }

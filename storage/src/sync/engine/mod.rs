@@ -47,7 +47,7 @@ use tokio::{
     sync::{Notify, broadcast, watch},
     task::JoinHandle,
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::info;
 
 pub use startup::{ScanHook, describe as describe_scan};
@@ -163,6 +163,9 @@ pub(crate) struct Shared {
     events: broadcast::Sender<SyncEvent>,
     peers: Vec<Peer>,
     cancel: CancellationToken,
+    /// The receivers' blocking work on the tree (applying a batch, deleting): a receiver that
+    /// stops may leave it running, so the set's stop waits for it before the index is saved.
+    disk_work: TaskTracker,
     timeout: Duration,
     keepalive: Duration,
     peer_timeout: Duration,
@@ -327,6 +330,7 @@ impl SyncSet {
             events,
             peers,
             cancel: CancellationToken::new(),
+            disk_work: TaskTracker::new(),
             timeout: options.timeout,
             keepalive: options.keepalive,
             peer_timeout: options.peer_timeout,
@@ -388,6 +392,8 @@ impl SyncSet {
             for task in self.tasks.drain(..) {
                 let _ = task.await;
             }
+            self.shared.disk_work.close();
+            self.shared.disk_work.wait().await;
             let shared = Arc::clone(&self.shared);
             let name = shared.config.name.clone();
             tokio::task::spawn_blocking(move || shared.index().save(&shared.index_dir))

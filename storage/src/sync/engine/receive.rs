@@ -243,17 +243,20 @@ impl Receiver {
     ) -> Result<(Vec<Fetch>, Vec<Entry>), String> {
         let shared = Arc::clone(&self.shared);
         let tombs = Arc::clone(tombstones);
-        let steps = tokio::task::spawn_blocking(move || {
-            let mut by_hash = ByHash::new(&live);
-            live.into_iter()
-                .map(|remote| {
-                    let path = remote.path.clone();
-                    (path, prepare(&shared, remote, &tombs, &mut by_hash))
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        let steps = self
+            .shared
+            .disk_work
+            .spawn_blocking(move || {
+                let mut by_hash = ByHash::new(&live);
+                live.into_iter()
+                    .map(|remote| {
+                        let path = remote.path.clone();
+                        (path, prepare(&shared, remote, &tombs, &mut by_hash))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
         let (mut fetches, mut failed) = (Vec::new(), Vec::new());
         for (path, step) in steps {
             match step {
@@ -294,7 +297,10 @@ impl Receiver {
             for remote in pending.drain(..) {
                 let shared = Arc::clone(&self.shared);
                 let path = remote.path.clone();
-                let done = tokio::task::spawn_blocking(move || delete(&shared, remote))
+                let done = self
+                    .shared
+                    .disk_work
+                    .spawn_blocking(move || delete(&shared, remote))
                     .await
                     .map_err(|e| e.to_string())?;
                 match done {
@@ -579,13 +585,14 @@ fn record_merge(root: &Path, index: &mut Index, entry: Entry) -> io::Result<()> 
         return Ok(());
     }
     let path = root.join(&entry.path);
+    let before = unix_ns(SystemTime::now());
     match entry.kind {
         Kind::File => fsops::set_attributes(&path, entry.mode, Some(entry.mtime_ns))?,
         Kind::Symlink(_) => fsops::set_link_mtime(&path, entry.mtime_ns)?,
         Kind::Dir => {}
     }
     index.record(Entry {
-        mtime_ns: fsops::recorded_mtime(&path, entry.mtime_ns)?,
+        mtime_ns: fsops::recorded_mtime(&path, entry.mtime_ns, before)?,
         ..entry
     });
     Ok(())
@@ -692,8 +699,9 @@ fn prepare(
             if same_here && !target.conflict {
                 // The content is here: a new mode or mtime only (a `touch` on the peer).
                 let apply = || -> io::Result<i64> {
+                    let before = unix_ns(SystemTime::now());
                     fsops::set_attributes(&path, target.entry.mode, Some(target.entry.mtime_ns))?;
-                    fsops::recorded_mtime(&path, target.entry.mtime_ns)
+                    fsops::recorded_mtime(&path, target.entry.mtime_ns, before)
                 };
                 let mtime = apply().map_err(|e| retry(&remote, e))?;
                 index.record(Entry {
@@ -730,6 +738,7 @@ fn prepare(
                 if let Some(tomb) = moved.cloned() {
                     let from = root.join(&source);
                     let apply = || -> io::Result<i64> {
+                        let before = unix_ns(SystemTime::now());
                         fsops::check_parents(root, &target.entry.path, true)?;
                         fsops::set_attributes(
                             &from,
@@ -737,7 +746,7 @@ fn prepare(
                             Some(target.entry.mtime_ns),
                         )?;
                         fs::rename(&from, &path)?;
-                        fsops::recorded_mtime(&path, target.entry.mtime_ns)
+                        fsops::recorded_mtime(&path, target.entry.mtime_ns, before)
                     };
                     let mtime = apply().map_err(|e| retry(&remote, e))?;
                     index.record(Entry {
@@ -796,7 +805,7 @@ pub(super) fn commit(
     // The mtime as the disk keeps it (a filesystem may round the sender's), so that the scan
     // does not take the rounding for a change of ours: read from the temporary file, which no
     // one else writes, and which the rename keeps.
-    let mtime = fsops::recorded_mtime(temp, target.entry.mtime_ns).unwrap_or(target.entry.mtime_ns);
+    let mtime = fs::symlink_metadata(temp).map_or(target.entry.mtime_ns, |m| mtime_ns(&m));
     let apply = || -> io::Result<()> {
         keep_loser(shared, &target)?;
         if maybe_dir && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {

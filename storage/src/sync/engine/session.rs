@@ -80,6 +80,10 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
         writer,
     } = link;
     let addr = shared.peers[peer].addr;
+    if shared.cancel.is_cancelled() {
+        // The handshake ended as the set stopped: no session to start.
+        return false;
+    }
     let cancel = shared.cancel.child_token();
     let id = {
         let mut state = shared.peer_state(peer);
@@ -196,22 +200,25 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
         },
     };
     tasks.shutdown().await;
-    {
+    let current = {
         let mut state = shared.peer_state(peer);
-        if state
+        let current = state
             .session
             .as_ref()
-            .is_some_and(|(current, _)| *current == id)
-        {
+            .is_some_and(|(current, _)| *current == id);
+        if current {
             state.session = None;
             state.connected = false;
         }
-    }
-    // A set that stops (Fulcrum stopping, or a reload restarting it) has not lost its peer:
-    // no alert for that.
+        current
+    };
+    // A set that stops (Fulcrum stopping, or a reload restarting it) has not lost its peer,
+    // nor has one whose newer connection replaced this one: no alert for those.
     if !shared.cancel.is_cancelled() {
         info!(set = %shared.config.name, peer = %addr, %reason, "sync: peer link ended");
-        shared.emit(SyncEvent::PeerLost { addr });
+        if current {
+            shared.emit(SyncEvent::PeerLost { addr });
+        }
     }
     heard.load(Ordering::Relaxed)
 }
@@ -370,7 +377,14 @@ async fn send_loop(
 ) -> TaskResult {
     let our_id = shared.index().id();
     let mut mark = match acks.recv().await {
-        Some(Message::Resume { index_id, from }) if index_id == our_id => from,
+        // Past our sequence, the peer saw a history this index no longer has (restored from a
+        // snapshot, say): everything again, or the entries that reuse those sequences would
+        // never be sent.
+        Some(Message::Resume { index_id, from })
+            if index_id == our_id && from <= shared.index().sequence() =>
+        {
+            from
+        }
         Some(Message::Resume { .. }) => 0,
         Some(other) => return Err(format!("{} before Resume", other.name())),
         None => return Ok(()),

@@ -56,6 +56,7 @@ pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
             state: Mutex::new(PeerState::default()),
         }],
         cancel: CancellationToken::new(),
+        disk_work: tokio_util::task::TaskTracker::new(),
         timeout: Duration::from_secs(5),
         keepalive: Duration::from_secs(10),
         peer_timeout: Duration::from_secs(30),
