@@ -408,6 +408,73 @@ async fn send_entries(writer: &mut Writer, up_to: u64, entries: Vec<Entry>) {
         .unwrap();
 }
 
+// Input: a raw peer that takes A's changes says it has A's index (same id) up to a sequence
+// far past A's own, as a peer would after A's state was restored from an older snapshot.
+// Output: A sends its whole index, rather than nothing until its sequence passes that mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_ahead_of_our_sequence_gets_our_whole_index() {
+    let mut a = node_for_raw_peer("a");
+    a.write("one.txt", b"1");
+    a.write("two.txt", b"2");
+    let set = a.start().await;
+    let stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+    let (mut reader, mut writer) = authenticated(stream, Side::Connecting).await;
+    let Message::Hello(mut ours) = hello("evil", support::RAW_PEER_LISTEN.to_owned(), 7) else {
+        unreachable!()
+    };
+    ours.flags = proto::FLAG_SENDS | proto::FLAG_RECEIVES;
+    writer.send(&Message::Hello(ours)).await.unwrap();
+    let Ok(Some(Message::Hello(theirs))) = reader.next().await else {
+        panic!("no Hello from A");
+    };
+    writer
+        .send(&Message::Resume {
+            index_id: theirs.index_id,
+            from: 1_000_000,
+        })
+        .await
+        .unwrap();
+    let mut sent = Vec::new();
+    while sent.len() < 2 {
+        match next_within(&mut reader, 3 * SECOND).await {
+            Ok(Some(Message::Entries { entries, .. })) => {
+                sent.extend(entries.into_iter().map(|e| e.path));
+            }
+            Ok(Some(_)) => {}
+            other => panic!("A sent {sent:?}, then {other:?}"),
+        }
+    }
+    sent.sort();
+    assert_eq!(sent, ["one.txt", "two.txt"]);
+    set.stop().await.unwrap();
+}
+
+// Input: a raw peer connects, then connects again (its first connection stalled, say), which
+// replaces the first session. Output: the peer shows as connected, and no PeerLost follows
+// the second PeerConnected: an alert would otherwise fire while the peer is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replaced_connection_does_not_report_its_peer_lost() {
+    use fulcrum_storage::sync::SyncEvent;
+    let mut a = node_for_raw_peer("a");
+    let set = a.start().await;
+    let mut events = set.subscribe();
+    let _first = raw_peer(&a).await;
+    let _second = raw_peer(&a).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen: Vec<_> = std::iter::from_fn(|| events.try_recv().ok()).collect();
+    let connected = seen
+        .iter()
+        .filter(|e| matches!(e, SyncEvent::PeerConnected { .. }))
+        .count();
+    assert_eq!(connected, 2, "{seen:?}");
+    assert!(
+        !seen.iter().any(|e| matches!(e, SyncEvent::PeerLost { .. })),
+        "{seen:?}"
+    );
+    assert!(set.status().peers[0].connected);
+    set.stop().await.unwrap();
+}
+
 // Input: a raw client with the right secret sends entries for `../x`, `/etc/x`, and a path
 // through a symlinked directory, then asks for `../` files. Output: each refused and counted;
 // nothing written outside the root; the batch is still acknowledged.
