@@ -327,7 +327,7 @@ pub(super) fn copy_to_temp(
             "not a regular file",
         ));
     }
-    let mut source = open_file_no_wait(from)?;
+    let (mut source, _) = open_file_no_wait(from)?;
     let mut temp = TempFile::create(root, staging, rel, true)?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -348,18 +348,19 @@ pub(super) fn copy_to_temp(
     Ok(temp)
 }
 
-/// Opens `path` for reading if it is a regular file, without following a final symlink and
-/// without waiting: a path swapped for a FIFO after it was checked would otherwise block the
-/// open for ever, and with it the set's stop, which waits for its threads.
-pub(super) fn open_file_no_wait(path: &Path) -> io::Result<File> {
+/// Opens `path` for reading if it is a regular file, with its metadata, without following a
+/// final symlink and without waiting: a path swapped for a FIFO after it was checked would
+/// otherwise block the open for ever, and with it the set's stop, which waits for its threads.
+pub(super) fn open_file_no_wait(path: &Path) -> io::Result<(File, fs::Metadata)> {
     let file = no_wait_options().open(path)?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a regular file",
         ));
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 /// Read-only, not following a final symlink, not waiting for a FIFO's writer.
@@ -381,9 +382,7 @@ pub(super) fn open_regular(root: &Path, rel: &str) -> io::Result<(File, fs::Meta
             "not a regular file",
         ));
     }
-    let file = open_file_no_wait(&path)?;
-    let meta = file.metadata()?;
-    Ok((file, meta))
+    open_file_no_wait(&path)
 }
 
 #[cfg(test)]

@@ -194,11 +194,6 @@ struct PeerState {
     node: Option<String>,
     connected: bool,
     last_sync: Option<SystemTime>,
-    /// The last of our sequences the peer acknowledged, as last known (saved in the index,
-    /// so a restart while the peer is away still counts what waits for it).
-    acked: u64,
-    /// Set once the peer said it does not apply our changes (a `push` peer).
-    ignores_ours: bool,
     /// The backlog the peer lacked when its session started, while it is being sent (0: none
     /// or done).
     catch_up_total: u64,
@@ -304,16 +299,9 @@ impl SyncSet {
         let peers = config
             .peers
             .iter()
-            .map(|&addr| {
-                let acked = index.acked_by(&addr.to_string());
-                Peer {
-                    addr,
-                    state: Mutex::new(PeerState {
-                        acked: acked.map_or(0, |a| a.sequence),
-                        ignores_ours: acked.is_some_and(|a| !a.applies),
-                        ..PeerState::default()
-                    }),
-                }
+            .map(|&addr| Peer {
+                addr,
+                state: Mutex::new(PeerState::default()),
             })
             .collect();
         let (changed, _) = watch::channel(index.published());
@@ -452,19 +440,30 @@ impl Shared {
         Counters::add(&self.counters.errors, 1);
     }
 
-    /// Records how far peer `i` has acknowledged our index, and whether it applies our
-    /// changes at all, in its state and in the index (saved with it).
-    fn set_acked(&self, i: usize, sequence: u64, applies: bool) {
-        let addr = self.peers[i].addr.to_string();
-        // As the index keeps it: never past our own sequence, whatever the peer said.
-        let sequence = {
-            let mut index = self.index();
-            index.set_acked_by(&addr, AckedMark { sequence, applies });
-            index.acked_by(&addr).map_or(0, |mark| mark.sequence)
+    /// Records in the index (saved with it, so that a restart while the peer is away still
+    /// counts what waits for it) that peer `i` acknowledged our index up to `sequence`.
+    fn set_acked(&self, i: usize, sequence: u64) {
+        let mark = AckedMark {
+            sequence,
+            applies: true,
         };
-        let mut state = self.peer_state(i);
-        state.acked = sequence;
-        state.ignores_ours = !applies;
+        self.index()
+            .set_acked_by(&self.peers[i].addr.to_string(), mark);
+    }
+
+    /// Records in the index that peer `i` does not apply our changes (a `push` peer):
+    /// nothing waits for it.
+    fn set_not_applying(&self, i: usize) {
+        let addr = self.peers[i].addr.to_string();
+        let mut index = self.index();
+        let sequence = index.acked_by(&addr).map_or(0, |mark| mark.sequence);
+        index.set_acked_by(
+            &addr,
+            AckedMark {
+                sequence,
+                applies: false,
+            },
+        );
     }
 
     fn peer_state(&self, i: usize) -> MutexGuard<'_, PeerState> {
@@ -475,38 +474,33 @@ impl Shared {
     }
 
     fn status(&self) -> SyncStatus {
-        let marks: Vec<_> = (0..self.peers.len())
+        let states: Vec<_> = (0..self.peers.len())
             .map(|i| {
                 let s = self.peer_state(i);
-                (
-                    s.node.clone(),
-                    s.connected,
-                    s.last_sync,
-                    (!s.ignores_ours).then_some(s.acked),
-                    s.catch_up_total,
-                )
+                (s.node.clone(), s.connected, s.last_sync, s.catch_up_total)
             })
             .collect();
         let scanning = self.scanning.load(Ordering::Acquire);
         // The start-up scan holds the index; no peer is linked before it is done.
         let queues: Vec<u64> = if scanning {
-            vec![0; marks.len()]
+            vec![0; states.len()]
         } else {
             let index = self.index();
-            marks
+            self.peers
                 .iter()
-                .map(|(_, _, _, acked, _)| {
-                    acked.map_or(0, |acked| index.count_changed_since(acked) as u64)
+                .map(|peer| match index.acked_by(&peer.addr.to_string()) {
+                    Some(mark) if !mark.applies => 0,
+                    mark => index.count_changed_since(mark.map_or(0, |m| m.sequence)) as u64,
                 })
                 .collect()
         };
         let peers = self
             .peers
             .iter()
-            .zip(marks)
+            .zip(states)
             .zip(queues)
             .map(
-                |((peer, (node, connected, last_sync, _, catch_up_total)), queue)| {
+                |((peer, (node, connected, last_sync, catch_up_total)), queue)| {
                     let queue = if self.config.direction.sends() {
                         queue
                     } else {

@@ -106,8 +106,7 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
     if direction.sends() && !we_send {
         // A peer that does not apply our changes: nothing waits for it, now or after a
         // restart.
-        let acked = shared.peer_state(peer).acked;
-        shared.set_acked(peer, acked, false);
+        shared.set_not_applying(peer);
     }
 
     let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
@@ -391,7 +390,7 @@ async fn send_loop(
     };
     let backlog = shared.index().count_changed_since(mark) as u64;
     shared.peer_state(peer).catch_up_total = backlog;
-    shared.set_acked(peer, mark, true);
+    shared.set_acked(peer, mark);
     let mut progress = CatchUpLog::new(backlog);
     let mut changed = shared.changed.subscribe();
     // The batches sent and not yet acknowledged (their `up_to`), and the last sequence sent.
@@ -426,7 +425,7 @@ async fn send_loop(
                 Some(Message::Ack { up_to }) if up_to == oldest => {
                     outstanding.pop_front();
                     mark = up_to;
-                    shared.set_acked(peer, mark, true);
+                    shared.set_acked(peer, mark);
                     progress.tick(&shared, peer);
                 }
                 Some(other) => {

@@ -338,11 +338,7 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
     for _ in 0..r.u64()? {
         let path = r.str32()?;
         check_path(&path).map_err(|e| corrupt(e.to_string()))?;
-        let deleted = match r.u8()? {
-            0 => false,
-            1 => true,
-            other => return Err(corrupt(format!("{path}: deleted flag {other}"))),
-        };
+        let deleted = r.flag(|| format!("{path}: deleted flag"))?;
         let kind = r.u8()?;
         let size = r.u64()?;
         let mtime_ns = r.i64()?;
@@ -393,18 +389,10 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         for _ in 0..r.u32()? {
             let addr = r.str16()?;
             let mark = AckedMark {
-                sequence: r.u64()?,
-                applies: match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    other => return Err(corrupt(format!("{addr}: applies flag {other}"))),
-                },
-            };
-            // Only the status's count of what waits for the peer: never a reason to refuse
-            // the index.
-            let mark = AckedMark {
-                sequence: mark.sequence.min(sequence),
-                ..mark
+                // Only the status's count of what waits for the peer: never a reason to
+                // refuse the index.
+                sequence: r.u64()?.min(sequence),
+                applies: r.flag(|| format!("{addr}: applies flag"))?,
             };
             acked.insert(addr, mark);
         }
@@ -456,6 +444,15 @@ impl<'a> Reader<'a> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
+    }
+
+    /// A flag octet, 0 or 1; `what` names it in the error otherwise.
+    fn flag(&mut self, what: impl FnOnce() -> String) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(corrupt(format!("{} {other}", what()))),
+        }
     }
 
     fn u8(&mut self) -> Result<u8, DecodeError> {
