@@ -34,6 +34,7 @@ mod session;
 mod status;
 mod verify;
 mod volume;
+mod writeback;
 
 pub use error::VolumeError;
 pub use export::VolumeExport;
