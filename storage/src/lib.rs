@@ -7,6 +7,7 @@
 
 mod buffers;
 mod config_check;
+mod dirty_pages;
 pub mod nbd;
 mod positional;
 pub mod sync;

@@ -1,8 +1,14 @@
 //! Fetching the contents the batches need, on one blocking thread for the session: requests
 //! go out ahead of the answers (a window bounded by count and by octets, spanning batches),
 //! the answers come back in request order and are written into temporary files as they
-//! arrive, and each file is checked against its content hash and committed at its End. There is no
-//! task hop per piece or per file: the thread does the disk work itself.
+//! arrive, and each file is checked against its content hash at its End. There is no task hop
+//! per piece or per file: the thread does the disk work itself.
+//!
+//! Files are committed (synced, renamed into place, recorded) in groups: at its End a file's
+//! writeback is started, and the group is synced and renamed once it holds [`GROUP_FILES`]
+//! files or [`GROUP_OCTETS`], and whenever the thread would wait (for the peer's next answer,
+//! or for a job). One `fsync` per file, each a journal commit, made a journaled ext4 take
+//! 7 × rsync's time for 10,000 small files; a group costs about one commit.
 
 use std::{
     collections::VecDeque,
@@ -12,12 +18,15 @@ use std::{
 };
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{
+    mpsc::{self, error::TryRecvError},
+    oneshot,
+};
 use tracing::debug;
 
 use super::{
     Shared, delta,
-    fsops::{self, TempFile},
+    fsops::{self, TempFile, Unsynced},
     hasher::Answer,
     receive::{commit, report_failed},
     status::Counters,
@@ -36,6 +45,12 @@ const WINDOW_OCTETS: u64 = 16 * 1024 * 1024;
 /// A whole file up to this size is held in memory until its end, then written in one go: an
 /// answer that turns out Stale never creates a file.
 const SMALL_FILE: usize = 1024 * 1024;
+
+/// Received files committed together, at most (each holds a descriptor until then).
+const GROUP_FILES: usize = 64;
+
+/// Octets of received files committed together, at most (a larger file goes alone).
+const GROUP_OCTETS: u64 = 64 * 1024 * 1024;
 
 /// How an entry's content will be obtained.
 pub(super) enum Source {
@@ -70,6 +85,16 @@ struct Progress {
     done: Option<oneshot::Sender<Result<Vec<Entry>, String>>>,
 }
 
+/// A received file, checked, its writeback started: synced and committed with its group.
+struct Ready {
+    job: u64,
+    unsynced: Unsynced,
+    hash: Hash,
+    remote: Entry,
+    /// The octets a delta saved, if it came as one.
+    saved_by_delta: Option<u64>,
+}
+
 /// A request in flight.
 struct InFlight {
     fetch: Fetch,
@@ -99,6 +124,11 @@ pub(super) struct Fetcher {
     /// The rest of the current run.
     run: VecDeque<Answer>,
     next_id: u32,
+    /// Received files not committed yet, and their octets.
+    group: Vec<Ready>,
+    group_octets: u64,
+    /// Fetches finished since the run loop last counted them: job and entry to retry.
+    settled: Vec<(u64, Option<Entry>)>,
 }
 
 impl Fetcher {
@@ -115,13 +145,23 @@ impl Fetcher {
             responses,
             run: VecDeque::new(),
             next_id: 0,
+            group: Vec::new(),
+            group_octets: 0,
+            settled: Vec::new(),
         }
     }
 
     /// Runs the jobs the receiver queues until it goes; `Err` when the link is gone. The
     /// window spans jobs: the next batch's requests go out while this one's last answers
     /// arrive, so the transfers do not drain and start again at every batch. Blocking.
-    pub(super) fn run(&mut self, mut jobs: mpsc::UnboundedReceiver<Job>) -> Result<(), String> {
+    pub(super) fn run(&mut self, jobs: mpsc::UnboundedReceiver<Job>) -> Result<(), String> {
+        let result = self.run_jobs(jobs);
+        // The files received whole and checked are committed even when the link is gone.
+        self.commit_group();
+        result
+    }
+
+    fn run_jobs(&mut self, mut jobs: mpsc::UnboundedReceiver<Job>) -> Result<(), String> {
         let mut queue: VecDeque<(u64, Fetch)> = VecDeque::new();
         let mut in_flight: VecDeque<(u64, InFlight)> = VecDeque::new();
         // The jobs not yet done, oldest first; `first` is the number of the oldest.
@@ -131,7 +171,9 @@ impl Fetcher {
         let mut delta_busy = false;
         loop {
             if queue.is_empty() && in_flight.is_empty() {
-                // Idle: wait for a job (the oldest open ones have none left to fetch).
+                // Idle: commit what was received, then wait for a job.
+                self.commit_group();
+                self.count_settled(&mut open, first);
                 Self::close_done(&mut open, &mut first);
                 match jobs.blocking_recv() {
                     Some(job) => Self::open(job, &mut open, first, &mut queue),
@@ -172,6 +214,8 @@ impl Fetcher {
                 };
                 let outcome = match &fetch.source {
                     Source::Local(from) => {
+                        // After the files received before it, as if committed one by one.
+                        self.commit_group();
                         let from = from.clone();
                         if let Some(retry) = self.copy_local(fetch, &from) {
                             queue.push_back((job, retry));
@@ -199,9 +243,9 @@ impl Fetcher {
                 if flight.base.is_some() {
                     delta_busy = false;
                 }
-                let outcome = self.receive(flight)?;
-                Self::finished(&mut open, first, job, outcome);
+                self.receive(job, flight)?;
             }
+            self.count_settled(&mut open, first);
             Self::close_done(&mut open, &mut first);
         }
     }
@@ -233,6 +277,13 @@ impl Fetcher {
             done: Some(job.done),
         });
         queue.extend(job.fetches.into_iter().map(|fetch| (number, fetch)));
+    }
+
+    /// Counts the fetches settled since the last call.
+    fn count_settled(&mut self, open: &mut VecDeque<Progress>, first: u64) {
+        for (job, outcome) in self.settled.drain(..) {
+            Self::finished(open, first, job, outcome);
+        }
     }
 
     /// Counts one of job `job`'s fetches as finished, with the entry to retry if it failed.
@@ -338,9 +389,9 @@ impl Fetcher {
         }))
     }
 
-    /// Receives one request's answer into its temporary file and commits it; returns the entry
-    /// if it is to be retried.
-    fn receive(&mut self, mut flight: InFlight) -> Result<Option<Entry>, String> {
+    /// Receives one request's answer (of job `job`) into its temporary file, and settles it or
+    /// adds it to the group to commit.
+    fn receive(&mut self, job: u64, mut flight: InFlight) -> Result<(), String> {
         loop {
             let Answer { msg, received } = self.next_response()?;
             match msg {
@@ -357,14 +408,16 @@ impl Fetcher {
                     self.write(&mut flight, delta, true);
                 }
                 Message::End { id, hash } if id == flight.id => {
-                    return Ok(self.end(flight, hash, received));
+                    self.end(job, flight, hash, received);
+                    return Ok(());
                 }
                 Message::Stale { id } if id == flight.id => {
                     debug!(path = %flight.fetch.remote.path, "sync: the peer's file moved on");
                     if let Some(temp) = flight.temp.take() {
                         temp.discard();
                     }
-                    return Ok(None);
+                    self.settled.push((job, None));
+                    return Ok(());
                 }
                 Message::Failed { id, reason } if id == flight.id => {
                     if let Some(temp) = flight.temp.take() {
@@ -372,7 +425,8 @@ impl Fetcher {
                     }
                     let error = format!("the peer cannot read it: {reason}");
                     report_failed(&self.shared, &self.node, &flight.fetch.remote.path, &error);
-                    return Ok(Some(flight.fetch.remote));
+                    self.settled.push((job, Some(flight.fetch.remote)));
+                    return Ok(());
                 }
                 other => {
                     return Err(format!(
@@ -385,16 +439,21 @@ impl Fetcher {
         }
     }
 
-    /// The peer's next answer, waiting for it. `Err` when the link is gone.
+    /// The peer's next answer, waiting for it (after committing the group: nothing else
+    /// would for as long as the wait). `Err` when the link is gone.
     fn next_response(&mut self) -> Result<Answer, String> {
         loop {
             if let Some(msg) = self.run.pop_front() {
                 return Ok(msg);
             }
-            let run = self
-                .responses
-                .blocking_recv()
-                .ok_or_else(|| "link closed".to_owned())?;
+            let run = match self.responses.try_recv() {
+                Ok(run) => run,
+                Err(TryRecvError::Empty) => {
+                    self.commit_group();
+                    self.responses.blocking_recv().ok_or("link closed")?
+                }
+                Err(TryRecvError::Disconnected) => return Err("link closed".to_owned()),
+            };
             self.run = run.into();
         }
     }
@@ -463,59 +522,116 @@ impl Fetcher {
     }
 
     /// The answer is complete: check it (hashed by the temporary file as it was written, or
-    /// else by the hasher as it arrived) and commit. Returns the entry if it is to be retried.
-    fn end(&self, mut flight: InFlight, sent_hash: Hash, received: Option<Hash>) -> Option<Entry> {
+    /// else by the hasher as it arrived), and add it to the group to commit, or settle it.
+    fn end(&mut self, job: u64, mut flight: InFlight, sent_hash: Hash, received: Option<Hash>) {
         let temp = flight.temp.take();
         if let Some(error) = flight.error.take() {
             if let Some(temp) = temp {
                 temp.discard();
             }
             report_failed(&self.shared, &self.node, &flight.fetch.remote.path, &error);
-            return Some(flight.fetch.remote);
+            self.settled.push((job, Some(flight.fetch.remote)));
+            return;
         }
-        let shared = &self.shared;
         let mut pieces = std::mem::take(&mut flight.pieces);
-        let (remote, target) = (&flight.fetch.remote, &flight.fetch.target);
-        let checked = || -> Result<bool, String> {
+        let target = &flight.fetch.target;
+        let checked = || -> Result<Option<(Unsynced, Hash)>, String> {
             let temp = match temp {
                 Some(temp) => temp,
                 None => self
                     .create_temp(&target.path, &mut pieces)
                     .map_err(|e| e.to_string())?,
             };
-            let (path, written) = temp
-                .finish(target.mode, target.mtime_ns)
+            let unsynced = temp
+                .finish_unsynced(target.mode, target.mtime_ns)
                 .map_err(|e| e.to_string())?;
-            let Some(hash) = written.or(received) else {
-                let _ = fs::remove_file(&path);
+            let Some(hash) = unsynced.hash.or(received) else {
+                let _ = fs::remove_file(&unsynced.path);
                 return Err("the content was not hashed".to_owned());
             };
             if hash != sent_hash {
-                let _ = fs::remove_file(&path);
+                let _ = fs::remove_file(&unsynced.path);
                 return Err("content does not match the sender's hash".to_owned());
             }
             if hash != target.hash {
                 // The peer's file changed after it sent the entry: a newer entry follows.
-                let _ = fs::remove_file(&path);
-                return Ok(false);
+                let _ = fs::remove_file(&unsynced.path);
+                return Ok(None);
             }
-            commit(shared, remote, &path, &hash)
+            Ok(Some((unsynced, hash)))
         };
         match checked() {
-            Ok(committed) => {
-                if committed {
-                    Counters::add(&shared.counters.files_received, 1);
-                    if flight.base.is_some() {
-                        let saved = target.size.saturating_sub(flight.delta_octets);
-                        Counters::add(&shared.counters.bytes_saved_by_delta, saved);
-                    }
+            Ok(Some((unsynced, hash))) => {
+                let saved_by_delta = flight
+                    .base
+                    .is_some()
+                    .then(|| target.size.saturating_sub(flight.delta_octets));
+                self.group_octets += target.size;
+                self.group.push(Ready {
+                    job,
+                    unsynced,
+                    hash,
+                    remote: flight.fetch.remote,
+                    saved_by_delta,
+                });
+                if self.group.len() >= GROUP_FILES || self.group_octets >= GROUP_OCTETS {
+                    self.commit_group();
                 }
-                None
             }
+            Ok(None) => self.settled.push((job, None)),
             Err(error) => {
-                report_failed(shared, &self.node, &remote.path, &error);
-                Some(flight.fetch.remote)
+                report_failed(&self.shared, &self.node, &flight.fetch.remote.path, &error);
+                self.settled.push((job, Some(flight.fetch.remote)));
             }
+        }
+    }
+
+    /// Syncs the group's files, then renames them into place and records them, in the order
+    /// they came. Their writeback started as each ended, so the first sync commits the journal
+    /// for them all, and the others find their data on the disk already.
+    fn commit_group(&mut self) {
+        let group = std::mem::take(&mut self.group);
+        self.group_octets = 0;
+        let synced: Vec<_> = group
+            .into_iter()
+            .map(|ready| {
+                let synced = ready.unsynced.file.sync_all();
+                (ready, synced)
+            })
+            .collect();
+        for (ready, synced) in synced {
+            let Ready {
+                job,
+                unsynced,
+                hash,
+                remote,
+                saved_by_delta,
+            } = ready;
+            let Unsynced { path, file, .. } = unsynced;
+            drop(file);
+            let committed = match synced {
+                Ok(()) => commit(&self.shared, &remote, &path, &hash),
+                Err(e) => {
+                    let _ = fs::remove_file(&path);
+                    Err(e.to_string())
+                }
+            };
+            let counters = &self.shared.counters;
+            let outcome = match committed {
+                Ok(true) => {
+                    Counters::add(&counters.files_received, 1);
+                    if let Some(saved) = saved_by_delta {
+                        Counters::add(&counters.bytes_saved_by_delta, saved);
+                    }
+                    None
+                }
+                Ok(false) => None,
+                Err(error) => {
+                    report_failed(&self.shared, &self.node, &remote.path, &error);
+                    Some(remote)
+                }
+            };
+            self.settled.push((job, outcome));
         }
     }
 }

@@ -290,7 +290,7 @@ mod tests {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[tokio::test]
     async fn buffered_writes_are_on_their_way_to_the_disk_before_a_flush() {
-        use crate::volume::engine::writeback::cached_and_dirty_pages;
+        use crate::dirty_pages::cached_and_dirty;
 
         let Some(dir) = disk_backed_dir() else {
             eprintln!(
@@ -317,7 +317,7 @@ mod tests {
         let patience = Duration::from_secs(10);
         let deadline = Instant::now() + patience;
         loop {
-            let (cached, dirty) = match cached_and_dirty_pages(&disk.file) {
+            let (cached, dirty) = match cached_and_dirty(&disk.file) {
                 Ok(counts) => counts,
                 Err(error) => {
                     eprintln!("skipped: cachestat(2) (Linux 6.5) counts the dirty pages: {error}");

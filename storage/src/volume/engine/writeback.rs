@@ -17,19 +17,14 @@
 //! disk would then hold up every write behind it, where the page cache would have taken them.
 //! The kicker waits instead; kicks asked for meanwhile become one.
 //!
-//! Where it does nothing: tmpfs (nothing is written back) and overlayfs (a container's root),
-//! whose files keep their pages in the file below, which this call does not reach.
-#![allow(
-    unsafe_code,
-    reason = "sync_file_range(2) has no safe wrapper in rustix or nix; one call, plain integers"
-)]
-
+//! It does nothing on tmpfs or overlayfs (see [`crate::dirty_pages`]).
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
+
+use crate::dirty_pages;
 
 /// Buffered bytes written between two kicks. Whole-file kicks cover scattered small writes
 /// too; 8 MiB keeps a FLUSH's leftover small and the kicks rare (one per 2,048 4 KiB writes).
@@ -60,7 +55,7 @@ impl Writeback {
             .name("volume-writeback".to_owned())
             .spawn(move || {
                 while kicks.recv().is_ok() {
-                    start_writeback(&file);
+                    dirty_pages::start_writeback(&file);
                 }
             })?;
         Ok(Self {
@@ -83,54 +78,6 @@ impl Writeback {
         }
         crossed
     }
-}
-
-/// Starts the writeback of every dirty page of `file`. A failure is left to the next
-/// `fdatasync`, which reports the file's write errors: this call only moves work earlier.
-fn start_writeback(file: &File) {
-    // SAFETY: sync_file_range takes a descriptor that `file` keeps open for the call and three
-    // integers; it reads and writes no memory of ours.
-    let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-}
-
-/// `file`'s pages in the page cache, and how many of them are dirty (not yet under writeback),
-/// from `cachestat(2)` (Linux 6.5).
-#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub(crate) fn cached_and_dirty_pages(file: &File) -> io::Result<(u64, u64)> {
-    /// `__NR_cachestat` on x86_64 and on the generic table (arm64).
-    const SYS_CACHESTAT: libc::c_long = 451;
-    #[repr(C)]
-    struct Range {
-        off: u64,
-        len: u64,
-    }
-    #[repr(C)]
-    #[derive(Default)]
-    struct Stat {
-        cache: u64,
-        dirty: u64,
-        writeback: u64,
-        evicted: u64,
-        recently_evicted: u64,
-    }
-    // A zero length: to the end of the file.
-    let range = Range { off: 0, len: 0 };
-    let mut stat = Stat::default();
-    // SAFETY: cachestat reads `range` and writes `stat`, both live `repr(C)` values laid out
-    // as the kernel's `struct cachestat_range` and `struct cachestat`; flags must be 0.
-    let rc = unsafe {
-        libc::syscall(
-            SYS_CACHESTAT,
-            file.as_raw_fd(),
-            &raw const range,
-            &raw mut stat,
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((stat.cache, stat.dirty))
 }
 
 #[cfg(test)]
