@@ -127,8 +127,9 @@ pub(super) struct Fetcher {
     /// Received files not committed yet, and their octets.
     group: Vec<Ready>,
     group_octets: u64,
-    /// Fetches finished since the run loop last counted them: job and entry to retry.
-    settled: Vec<(u64, Option<Entry>)>,
+    /// The jobs not yet done, oldest first; `first` is the number of the oldest.
+    open: VecDeque<Progress>,
+    first: u64,
 }
 
 impl Fetcher {
@@ -147,7 +148,8 @@ impl Fetcher {
             next_id: 0,
             group: Vec::new(),
             group_octets: 0,
-            settled: Vec::new(),
+            open: VecDeque::new(),
+            first: 0,
         }
     }
 
@@ -156,32 +158,36 @@ impl Fetcher {
     /// arrive, so the transfers do not drain and start again at every batch. Blocking.
     pub(super) fn run(&mut self, jobs: mpsc::UnboundedReceiver<Job>) -> Result<(), String> {
         let result = self.run_jobs(jobs);
-        // The files received whole and checked are committed even when the link is gone.
-        self.commit_group();
+        if self.shared.cancel.is_cancelled() {
+            // A stop waits for this thread: no syncing on a disk that may hang. The files come
+            // again after the next start.
+            for ready in self.group.drain(..) {
+                let _ = fs::remove_file(&ready.unsynced.path);
+            }
+        } else {
+            // The files received whole and checked are committed even when the link is gone.
+            self.commit_group();
+        }
         result
     }
 
     fn run_jobs(&mut self, mut jobs: mpsc::UnboundedReceiver<Job>) -> Result<(), String> {
         let mut queue: VecDeque<(u64, Fetch)> = VecDeque::new();
         let mut in_flight: VecDeque<(u64, InFlight)> = VecDeque::new();
-        // The jobs not yet done, oldest first; `first` is the number of the oldest.
-        let mut open: VecDeque<Progress> = VecDeque::new();
-        let mut first = 0u64;
         let mut octets = 0u64;
         let mut delta_busy = false;
         loop {
             if queue.is_empty() && in_flight.is_empty() {
-                // Idle: commit what was received, then wait for a job.
+                // Idle: commit what was received (which reports the jobs it completes), then
+                // wait for a job.
                 self.commit_group();
-                self.count_settled(&mut open, first);
-                Self::close_done(&mut open, &mut first);
                 match jobs.blocking_recv() {
-                    Some(job) => Self::open(job, &mut open, first, &mut queue),
+                    Some(job) => self.open_job(job, &mut queue),
                     None => return Ok(()),
                 }
             }
             while let Ok(job) = jobs.try_recv() {
-                Self::open(job, &mut open, first, &mut queue);
+                self.open_job(job, &mut queue);
             }
             // Refilled only once half the window is free, then to the full: requests leave in
             // bursts, so the writer wakes (and a segment goes) once per burst, not per file.
@@ -236,7 +242,7 @@ impl Fetcher {
                         }
                     },
                 };
-                Self::finished(&mut open, first, job, outcome);
+                self.finished(job, outcome);
             }
             if let Some((job, flight)) = in_flight.pop_front() {
                 octets -= flight.fetch.remote.size;
@@ -245,8 +251,7 @@ impl Fetcher {
                 }
                 self.receive(job, flight)?;
             }
-            self.count_settled(&mut open, first);
-            Self::close_done(&mut open, &mut first);
+            self.close_done();
         }
     }
 
@@ -264,14 +269,9 @@ impl Fetcher {
     }
 
     /// Queues a job's fetches, numbered after the open jobs.
-    fn open(
-        job: Job,
-        open: &mut VecDeque<Progress>,
-        first: u64,
-        queue: &mut VecDeque<(u64, Fetch)>,
-    ) {
-        let number = first + open.len() as u64;
-        open.push_back(Progress {
+    fn open_job(&mut self, job: Job, queue: &mut VecDeque<(u64, Fetch)>) {
+        let number = self.first + self.open.len() as u64;
+        self.open.push_back(Progress {
             left: job.fetches.len(),
             failed: Vec::new(),
             done: Some(job.done),
@@ -279,18 +279,11 @@ impl Fetcher {
         queue.extend(job.fetches.into_iter().map(|fetch| (number, fetch)));
     }
 
-    /// Counts the fetches settled since the last call.
-    fn count_settled(&mut self, open: &mut VecDeque<Progress>, first: u64) {
-        for (job, outcome) in self.settled.drain(..) {
-            Self::finished(open, first, job, outcome);
-        }
-    }
-
     /// Counts one of job `job`'s fetches as finished, with the entry to retry if it failed.
-    fn finished(open: &mut VecDeque<Progress>, first: u64, job: u64, outcome: Option<Entry>) {
-        if let Some(progress) = usize::try_from(job - first)
+    fn finished(&mut self, job: u64, outcome: Option<Entry>) {
+        if let Some(progress) = usize::try_from(job - self.first)
             .ok()
-            .and_then(|i| open.get_mut(i))
+            .and_then(|i| self.open.get_mut(i))
         {
             progress.left -= 1;
             progress.failed.extend(outcome);
@@ -298,10 +291,10 @@ impl Fetcher {
     }
 
     /// Reports the oldest jobs that are done, in order.
-    fn close_done(open: &mut VecDeque<Progress>, first: &mut u64) {
-        while open.front().is_some_and(|p| p.left == 0) {
-            if let Some(mut progress) = open.pop_front() {
-                *first += 1;
+    fn close_done(&mut self) {
+        while self.open.front().is_some_and(|p| p.left == 0) {
+            if let Some(mut progress) = self.open.pop_front() {
+                self.first += 1;
                 if let Some(done) = progress.done.take() {
                     // The receiver may be gone: the session is ending.
                     let _ = done.send(Ok(progress.failed));
@@ -416,7 +409,7 @@ impl Fetcher {
                     if let Some(temp) = flight.temp.take() {
                         temp.discard();
                     }
-                    self.settled.push((job, None));
+                    self.finished(job, None);
                     return Ok(());
                 }
                 Message::Failed { id, reason } if id == flight.id => {
@@ -425,7 +418,7 @@ impl Fetcher {
                     }
                     let error = format!("the peer cannot read it: {reason}");
                     report_failed(&self.shared, &self.node, &flight.fetch.remote.path, &error);
-                    self.settled.push((job, Some(flight.fetch.remote)));
+                    self.finished(job, Some(flight.fetch.remote));
                     return Ok(());
                 }
                 other => {
@@ -530,7 +523,7 @@ impl Fetcher {
                 temp.discard();
             }
             report_failed(&self.shared, &self.node, &flight.fetch.remote.path, &error);
-            self.settled.push((job, Some(flight.fetch.remote)));
+            self.finished(job, Some(flight.fetch.remote));
             return;
         }
         let mut pieces = std::mem::take(&mut flight.pieces);
@@ -578,10 +571,10 @@ impl Fetcher {
                     self.commit_group();
                 }
             }
-            Ok(None) => self.settled.push((job, None)),
+            Ok(None) => self.finished(job, None),
             Err(error) => {
                 report_failed(&self.shared, &self.node, &flight.fetch.remote.path, &error);
-                self.settled.push((job, Some(flight.fetch.remote)));
+                self.finished(job, Some(flight.fetch.remote));
             }
         }
     }
@@ -631,8 +624,11 @@ impl Fetcher {
                     Some(remote)
                 }
             };
-            self.settled.push((job, outcome));
+            self.finished(job, outcome);
         }
+        // Now, not once the answer being received ends: a batch's Ack (and its deletions)
+        // must not wait for the next batch's large file.
+        self.close_done();
     }
 }
 
@@ -774,5 +770,80 @@ mod tests {
             );
         }
         assert_eq!(shared.index().len(), contents.len());
+    }
+
+    // Input: two jobs of one file each, from a peer that answers the second request only once
+    // the first job is reported done. Output: the first job is reported done (its file
+    // committed) while the second file is still awaited; had its report waited for the next
+    // answer to end, neither would ever come.
+    #[test]
+    fn a_job_is_reported_done_without_waiting_for_the_next_answer() {
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let shared = testing::shared(root.path(), state.path());
+        let (first, second) = (b"first".as_slice(), b"second".as_slice());
+        let job = |path: &str, content: &[u8]| {
+            let (done, result) = oneshot::channel();
+            let fetches = vec![Fetch {
+                remote: entry(path, content),
+                target: entry(path, content),
+                source: Source::Remote { delta: false },
+            }];
+            (Job { fetches, done }, result)
+        };
+        let (job_a, done_a) = job("a.txt", first);
+        let (job_b, done_b) = job("b.txt", second);
+
+        let (ctrl_tx, mut ctrl_rx) = mpsc::unbounded_channel();
+        let (runs_tx, runs_rx) = mpsc::channel(4);
+        let (answers_tx, answers_rx) = mpsc::channel(4);
+        thread::spawn(move || hasher::hash_loop(runs_rx, answers_tx));
+        let (a_done_tx, a_done_rx) = std::sync::mpsc::channel::<()>();
+        let peer = thread::spawn(move || {
+            let mut answer = |content: &[u8]| {
+                let Some(Message::Get(request)) = ctrl_rx.blocking_recv() else {
+                    panic!("no request")
+                };
+                let run = vec![
+                    Message::Data {
+                        id: request.id,
+                        data: Bytes::copy_from_slice(content),
+                    },
+                    Message::End {
+                        id: request.id,
+                        hash: request.hash,
+                    },
+                ];
+                runs_tx.blocking_send(run).unwrap();
+            };
+            answer(first);
+            // Held until the first job is reported (or the test gave up on it).
+            let _ = a_done_rx.recv_timeout(Duration::from_secs(10));
+            answer(second);
+        });
+
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        jobs_tx.send(job_a).unwrap();
+        jobs_tx.send(job_b).unwrap();
+        drop(jobs_tx);
+        let mut fetcher = Fetcher::new(Arc::clone(&shared), "b".to_owned(), ctrl_tx, answers_rx);
+        let fetching = thread::spawn(move || fetcher.run(jobs_rx));
+
+        let (reported_tx, reported_rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let _ = reported_tx.send(done_a.blocking_recv());
+        });
+        let reported = reported_rx.recv_timeout(Duration::from_secs(5));
+        let _ = a_done_tx.send(());
+        let failed = reported
+            .expect("the first job is reported before the second answer")
+            .unwrap()
+            .unwrap();
+        assert!(failed.is_empty());
+        assert_eq!(fs::read(root.path().join("a.txt")).unwrap(), first);
+
+        assert!(done_b.blocking_recv().unwrap().unwrap().is_empty());
+        fetching.join().unwrap().unwrap();
+        peer.join().unwrap();
+        assert_eq!(fs::read(root.path().join("b.txt")).unwrap(), second);
     }
 }
