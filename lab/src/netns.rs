@@ -132,6 +132,18 @@ impl Netns {
         out.status.success() || String::from_utf8_lossy(&out.stderr).contains("Connection refused")
     }
 
+    /// Whether a TCP connection to `addr`:`port` from here is accepted within `timeout` (a
+    /// refusal is not enough: something must listen there).
+    pub fn accepts(&self, addr: IpAddr, port: u16, timeout: Duration) -> bool {
+        self.cmd("timeout")
+            .arg(format!("{}", timeout.as_secs_f64()))
+            .args(["bash", "-c", &format!("exec 3<>/dev/tcp/{addr}/{port}")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
     /// The ids of the processes in the namespace.
     fn pids(&self) -> Vec<String> {
         Command::new("ip")

@@ -110,6 +110,17 @@ impl Lab {
         if !reached {
             bail!("the client cannot reach the VIP on A");
         }
+        // And A's listener is up on it: on a loaded machine it may bind after the VIP came,
+        // and a refusal then, before A fails, would void the round.
+        let listening = wait_until(Duration::from_secs(5), POLL, || {
+            lab.client.accepts(vip, PORT, Duration::from_millis(500))
+        });
+        if !listening {
+            bail!(
+                "nothing accepts on the VIP's port {PORT} on A\n--- A:\n{}",
+                lab.a.log()
+            );
+        }
         Ok(lab)
     }
 }
