@@ -123,25 +123,24 @@ impl Netns {
     /// `timeout`: an accept or a refusal (RST) both prove two-way IP reachability. Uses bash's
     /// `/dev/tcp`, since `ping` is not on a minimal Debian.
     pub fn reachable(&self, addr: IpAddr, timeout: Duration) -> bool {
-        let out = self
-            .cmd("timeout")
-            .arg(format!("{}", timeout.as_secs_f64()))
-            .args(["bash", "-c", &format!("exec 3<>/dev/tcp/{addr}/9")])
-            .output()
-            .unwrap();
+        let out = self.tcp_connect(addr, 9, timeout);
         out.status.success() || String::from_utf8_lossy(&out.stderr).contains("Connection refused")
     }
 
     /// Whether a TCP connection to `addr`:`port` from here is accepted within `timeout` (a
     /// refusal is not enough: something must listen there).
     pub fn accepts(&self, addr: IpAddr, port: u16, timeout: Duration) -> bool {
+        self.tcp_connect(addr, port, timeout).status.success()
+    }
+
+    /// A TCP connection attempt to `addr`:`port` from here with bash's `/dev/tcp`, given up
+    /// after `timeout`.
+    fn tcp_connect(&self, addr: IpAddr, port: u16, timeout: Duration) -> Output {
         self.cmd("timeout")
             .arg(format!("{}", timeout.as_secs_f64()))
             .args(["bash", "-c", &format!("exec 3<>/dev/tcp/{addr}/{port}")])
             .output()
             .unwrap()
-            .status
-            .success()
     }
 
     /// The ids of the processes in the namespace.

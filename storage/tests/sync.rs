@@ -18,8 +18,9 @@ use fulcrum_storage::sync::watch::Options as WatchOptions;
 use fulcrum_storage::sync::{SyncOptions, SyncSet};
 use fulcrum_storage::volume::peer::Side;
 use support::{
-    Node, SET, Writer, authenticated, connected, converge, hello, next_within, node_for_raw_peer,
-    nodes, raw_peer, set_mtime, started_pair, started_pair_with, stop_both, tree, wait_for,
+    Node, SET, Writer, authenticated, connected, converge, hello, mtime, next_within,
+    node_for_raw_peer, nodes, raw_peer, set_mtime, started_pair, started_pair_with, stop_both,
+    tree, wait_for,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -127,13 +128,7 @@ async fn a_touch_alone_is_sent_without_the_content() {
     let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
     set_mtime(&n[0].path("photo.jpg"), an_hour_ago);
     converge(&n[0], &n[1], PATIENCE).await;
-    assert_eq!(
-        fs::metadata(n[1].path("photo.jpg"))
-            .unwrap()
-            .modified()
-            .unwrap(),
-        an_hour_ago
-    );
+    assert_eq!(mtime(&n[1].path("photo.jpg")), an_hour_ago);
     assert_eq!(
         a.status().counters.bytes_sent,
         sent,
@@ -157,13 +152,7 @@ async fn the_same_file_on_both_sides_keeps_the_newer_mtime() {
     let a = n[0].start().await;
     let b = n[1].start().await;
     converge(&n[0], &n[1], PATIENCE).await;
-    assert_eq!(
-        fs::metadata(n[0].path("logo.png"))
-            .unwrap()
-            .modified()
-            .unwrap(),
-        now
-    );
+    assert_eq!(mtime(&n[0].path("logo.png")), now);
     let (sa, sb) = (a.status(), b.status());
     assert_eq!(sa.conflicts + sb.conflicts, 0);
     assert_eq!(sa.counters.files_received + sb.counters.files_received, 0);

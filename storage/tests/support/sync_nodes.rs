@@ -48,6 +48,11 @@ pub(crate) fn set_mtime(path: &Path, mtime: std::time::SystemTime) {
         .unwrap();
 }
 
+/// The mtime of `path` (following a symlink).
+pub(crate) fn mtime(path: &Path) -> std::time::SystemTime {
+    fs::metadata(path).unwrap().modified().unwrap()
+}
+
 /// One node: its root, state dir, address and config.
 pub(crate) struct Node {
     pub(crate) name: String,

@@ -164,7 +164,7 @@ impl TempFile {
     /// Flushes to disk, sets `mode` and `mtime_ns`, and returns the content's hash if it
     /// was hashed; the file is then ready to be renamed into place.
     pub(super) fn finish(self, mode: u32, mtime_ns: i64) -> io::Result<(PathBuf, Option<Hash>)> {
-        let finished = self.finish_unsynced(mode, mtime_ns)?;
+        let finished = self.with_attributes(mode, mtime_ns)?;
         finished.file.sync_all()?;
         Ok((finished.path, finished.hash))
     }
@@ -174,10 +174,16 @@ impl TempFile {
     /// such files one after the other costs about one journal commit for all of them, where
     /// [`TempFile::finish`] costs one per file.
     pub(super) fn finish_unsynced(self, mode: u32, mtime_ns: i64) -> io::Result<Unsynced> {
+        let finished = self.with_attributes(mode, mtime_ns)?;
+        crate::dirty_pages::start_writeback(&finished.file);
+        Ok(finished)
+    }
+
+    /// Sets `mode` and `mtime_ns`; the file is written, not synced.
+    fn with_attributes(self, mode: u32, mtime_ns: i64) -> io::Result<Unsynced> {
         self.file.set_permissions(Permissions::from_mode(mode))?;
         self.file
             .set_times(FileTimes::new().set_modified(system_time(mtime_ns)))?;
-        crate::dirty_pages::start_writeback(&self.file);
         Ok(Unsynced {
             path: self.path,
             file: self.file,

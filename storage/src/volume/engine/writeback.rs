@@ -9,8 +9,9 @@
 //! waits, and the disk was idle while the data came in. DRBD has no such pile: it hands each
 //! write to its lower device as it arrives. With the kick the disk works alongside the network,
 //! and on a disk that keeps up a FLUSH waits only for the last few MiB. In `fulcrum-bench nbd`
-//! (1 GiB written by nbdcopy, then FLUSH) it took the protocol C pair from 0.68 × to 0.92 ×
-//! qemu-nbd's rate and the lone primary from 1.08 × to 1.31 × (`bench/results/README.md`).
+//! (1 GiB written by nbdcopy, then FLUSH) the stored runs went from 0.68 × to 0.87 × qemu-nbd's
+//! rate for the protocol C pair, and from 1.08 × to 1.45 × for the lone primary
+//! (`bench/results/README.md`).
 //!
 //! Why a thread: `sync_file_range` waits for room in the device's queue, for page locks and,
 //! on ext4, for the journal. On the writer thread (or the secondary's applier) a slow or hung
