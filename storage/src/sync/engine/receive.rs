@@ -7,7 +7,8 @@
 //! a renamed file's old name still exists when its new name arrives and is moved rather than
 //! transferred. Contents are fetched with a window of requests in flight; a file is written
 //! under a temporary name, given its mode and mtime, checked against its content hash, synced
-//! (in groups, see [`super::fetch`]) and only then renamed into place. A failed transfer is reported and retried with backoff, up to
+//! (in groups, see [`super::fetch`]) and only then renamed into place. A failed transfer is
+//! reported and retried with backoff, up to
 //! [`MAX_ATTEMPTS`] times: then that entry is set aside (reported, counted, not recorded) so
 //! that one path failing for long (a full disk, an unreadable file on the peer, a name too
 //! long here) does not stall every later change, and tried again every [`PARKED_RETRY`] (by
