@@ -6,21 +6,22 @@
 mod support;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{PermissionsExt, lchown};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fulcrum_storage::sync::config::SharedSecret;
 use fulcrum_storage::sync::index::{Entry, Kind, VersionVector};
+use fulcrum_storage::sync::owner::can_chown;
 use fulcrum_storage::sync::proto::{self, Message};
 use fulcrum_storage::sync::watch::Options as WatchOptions;
 use fulcrum_storage::sync::{SyncOptions, SyncSet};
 use fulcrum_storage::volume::peer::Side;
 use support::{
     Node, SET, Writer, authenticated, connected, converge, hello, mtime, next_within,
-    node_for_raw_peer, nodes, raw_peer, set_mtime, started_pair, started_pair_with, stop_both,
-    tree, wait_for,
+    node_for_raw_peer, nodes, owner, raw_peer, set_mtime, started_pair, started_pair_with,
+    stop_both, tree, wait_for,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -65,6 +66,22 @@ async fn ops_propagate(from: &Node, to: &Node, tag: &str) {
         std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000),
     );
     check("touch").await;
+    if can_chown() {
+        // A new owner and group (`chown`), then the set-user-ID bit, which a receiver that
+        // changed the owner after the mode would lose.
+        lchown(at("f.txt"), Some(4242), Some(4343)).unwrap();
+        fs::set_permissions(at("f.txt"), fs::Permissions::from_mode(0o4750)).unwrap();
+        check("chown + chmod u+s").await;
+        let copy = fs::metadata(to.path(&format!("{tag}-f.txt"))).unwrap();
+        assert_eq!(
+            copy.permissions().mode() & 0o7777,
+            0o4750,
+            "the set-user-ID bit"
+        );
+        assert_eq!(owner(&to.path(&format!("{tag}-f.txt"))), (4242, 4343));
+    } else {
+        println!("{tag}: chown skipped: changing owners needs root");
+    }
     fs::rename(at("f.txt"), at("g.txt")).unwrap();
     check("rename").await;
     for i in 0..20 {
@@ -83,6 +100,12 @@ async fn ops_propagate(from: &Node, to: &Node, tag: &str) {
         .unwrap();
     assert!(status.success());
     check("touch -h").await;
+    if can_chown() {
+        // A directory's owner, and a link's own (`chown -h`).
+        lchown(at("tree/sub1"), Some(4242), Some(4343)).unwrap();
+        lchown(at("tree/link"), Some(4244), Some(4345)).unwrap();
+        check("chown of a directory + chown -h").await;
+    }
     fs::rename(at("tree"), at("moved")).unwrap();
     check("directory rename").await;
     fs::remove_file(at("g.txt")).unwrap();
@@ -90,9 +113,9 @@ async fn ops_propagate(from: &Node, to: &Node, tag: &str) {
     check("delete all").await;
 }
 
-// Input: create, modify, chmod, append, rename, a tree with a symlink, a directory rename,
-// deletes, first on A then on B. Output: the other side matches (hashes, modes, mtimes) each
-// time; the renames moved files locally instead of transferring them.
+// Input: create, modify, chmod, append, chown (as root), rename, a tree with a symlink, a
+// directory rename, deletes, first on A then on B. Output: the other side matches (hashes,
+// modes, mtimes, owners) each time; the renames moved files locally instead of transferring them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn changes_propagate_both_ways() {
     let (mut n, a, b) = started_pair().await;
@@ -381,6 +404,7 @@ fn file_entry(path: &str, content: &[u8]) -> Entry {
         size: content.len() as u64,
         mtime_ns: 1_700_000_000_000_000_000,
         mode: 0o644,
+        owner: None,
         hash,
         version: [("evil", 1)].into_iter().collect::<VersionVector>(),
         modified_by: "evil".to_owned(),

@@ -53,6 +53,12 @@ pub(crate) fn mtime(path: &Path) -> std::time::SystemTime {
     fs::metadata(path).unwrap().modified().unwrap()
 }
 
+/// The owner and group of `path` (not followed).
+pub(crate) fn owner(path: &Path) -> (u32, u32) {
+    let meta = fs::symlink_metadata(path).unwrap();
+    (meta.uid(), meta.gid())
+}
+
 /// One node: its root, state dir, address and config.
 pub(crate) struct Node {
     pub(crate) name: String,
@@ -85,6 +91,7 @@ impl Node {
             conflict: ConflictPolicy::NewestWins,
             delete: true,
             delete_retention: None,
+            owners: true,
             tls: None,
         };
         Self {
@@ -241,19 +248,22 @@ pub(crate) fn nodes(names: &[&str]) -> Vec<Node> {
     nodes
 }
 
-/// What a tree holds, for comparison: per path its kind, mode, and for files the SHA-256 and
-/// mtime, for symlinks the target and the link's own mtime.
+/// What a tree holds, for comparison: per path its kind, owner and group, mode, and for files
+/// the SHA-256 and mtime, for symlinks the target and the link's own mtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Item {
     Dir {
+        owner: (u32, u32),
         mode: u32,
     },
     File {
+        owner: (u32, u32),
         mode: u32,
         mtime_ns: i64,
         sha256: Vec<u8>,
     },
     Link {
+        owner: (u32, u32),
         target: PathBuf,
         mtime_ns: i64,
     },
@@ -263,12 +273,20 @@ pub(crate) fn tree(root: &Path) -> BTreeMap<String, Item> {
     let mut out = BTreeMap::new();
     walk(root, "", &mut |child, path, meta| {
         let mode = meta.mode() & 0o7777;
+        let owner = (meta.uid(), meta.gid());
         if meta.is_dir() {
-            out.insert(child, Item::Dir { mode });
+            out.insert(child, Item::Dir { owner, mode });
         } else if meta.file_type().is_symlink() {
             let target = fs::read_link(path).unwrap_or_default();
             let mtime_ns = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
-            out.insert(child, Item::Link { target, mtime_ns });
+            out.insert(
+                child,
+                Item::Link {
+                    owner,
+                    target,
+                    mtime_ns,
+                },
+            );
         } else if let Ok(content) = fs::read(path) {
             let sha256 = ring::digest::digest(&ring::digest::SHA256, &content)
                 .as_ref()
@@ -277,6 +295,7 @@ pub(crate) fn tree(root: &Path) -> BTreeMap<String, Item> {
             out.insert(
                 child,
                 Item::File {
+                    owner,
                     mode,
                     mtime_ns,
                     sha256,
@@ -328,8 +347,10 @@ pub(crate) async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) ->
     }
 }
 
-/// A tree by stat only (kind, size, mode, mtime): cheap enough to poll.
-fn stat_tree(root: &Path) -> BTreeMap<String, (bool, u64, u32, i64)> {
+/// A tree by stat only (kind, size, mode, mtime, owner and group): cheap enough to poll.
+type Stat = (bool, u64, u32, i64, (u32, u32));
+
+fn stat_tree(root: &Path) -> BTreeMap<String, Stat> {
     let mut out = BTreeMap::new();
     walk(root, "", &mut |child, _, meta| {
         let (size, mtime) = if meta.is_file() {
@@ -337,7 +358,11 @@ fn stat_tree(root: &Path) -> BTreeMap<String, (bool, u64, u32, i64)> {
         } else {
             (0, 0)
         };
-        out.insert(child, (meta.is_dir(), size, meta.mode() & 0o7777, mtime));
+        let owner = (meta.uid(), meta.gid());
+        out.insert(
+            child,
+            (meta.is_dir(), size, meta.mode() & 0o7777, mtime, owner),
+        );
     });
     out
 }

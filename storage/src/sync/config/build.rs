@@ -88,6 +88,7 @@ impl SyncSection {
                     conflict,
                     delete: self.delete,
                     delete_retention,
+                    owners: self.owners,
                     tls,
                 })
             }

@@ -47,6 +47,9 @@ pub struct SyncConfig {
     /// How long a tombstone is kept before it is forgotten; `None`: for ever. At least
     /// [`MIN_DELETE_RETENTION`] when built from a config.
     pub delete_retention: Option<Duration>,
+    /// Whether owners and groups are synced, where this node may set them (as root); see
+    /// [`crate::sync::owner`].
+    pub owners: bool,
     /// Mutual TLS on every link (see [`crate::sync::tls`]); `None`: plain TCP.
     pub tls: Option<SyncTls>,
 }

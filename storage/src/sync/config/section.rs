@@ -50,6 +50,10 @@ pub struct SyncSection {
     /// ever; otherwise at least 1h. 1 year by default.
     #[serde(default = "default_delete_retention")]
     pub delete_retention: Spanned<Duration>,
+    /// Whether files' owners and groups are synced, as `rsync -o -g`; true by default. It takes
+    /// effect only when Fulcrum runs as root (only root may `chown`), as with rsync.
+    #[serde(default = "default_owners")]
+    pub owners: bool,
     /// Mutual TLS on every link of the set; without it, plain TCP (authenticated by the
     /// shared secret, not encrypted).
     pub tls: Option<SyncTlsSection>,
@@ -82,6 +86,10 @@ fn default_conflict() -> Spanned<String> {
 }
 
 fn default_delete() -> bool {
+    true
+}
+
+fn default_owners() -> bool {
     true
 }
 

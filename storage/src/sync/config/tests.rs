@@ -252,6 +252,16 @@ fn delete_retention_is_a_year_by_default_for_ever_at_zero_and_at_least_an_hour()
     );
 }
 
+// Input: no `owners`, then `owners = false`. Output: on by default (rsync -a as root), off
+// when asked.
+#[test]
+fn owners_are_synced_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(built(&minimal(d, "")).owners);
+    assert!(!built(&with(d, "owners", "false")).owners);
+}
+
 #[test]
 fn bad_names_and_unknown_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();

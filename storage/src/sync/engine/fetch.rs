@@ -309,7 +309,7 @@ impl Fetcher {
         let shared = &self.shared;
         let (remote, target) = (&fetch.remote, &fetch.target);
         let copied = fsops::copy_to_temp(&shared.root, shared.staging.as_ref(), from, &target.path)
-            .and_then(|temp| temp.finish(target.mode, target.mtime_ns))
+            .and_then(|temp| temp.finish(target))
             .and_then(|(temp, hash)| {
                 if hash != Some(target.hash) {
                     let _ = fs::remove_file(&temp);
@@ -535,9 +535,7 @@ impl Fetcher {
                     .create_temp(&target.path, &mut pieces)
                     .map_err(|e| e.to_string())?,
             };
-            let unsynced = temp
-                .finish_unsynced(target.mode, target.mtime_ns)
-                .map_err(|e| e.to_string())?;
+            let unsynced = temp.finish_unsynced(target).map_err(|e| e.to_string())?;
             let Some(hash) = unsynced.hash.or(received) else {
                 let _ = fs::remove_file(&unsynced.path);
                 return Err("the content was not hashed".to_owned());
@@ -663,6 +661,7 @@ mod tests {
             size: content.len() as u64,
             mtime_ns: 1_700_000_000_000_000_000,
             mode: 0o644,
+            owner: None,
             hash,
             version: [("b", 1)].into_iter().collect::<VersionVector>(),
             modified_by: "b".to_owned(),

@@ -20,6 +20,7 @@ use super::staging::Staging;
 use crate::sync::{
     config::{Pattern, is_excluded},
     index::{ContentHasher, Entry, Hash, Kind},
+    owner::Owner,
     watch::TEMP_PREFIX,
 };
 
@@ -161,29 +162,36 @@ impl TempFile {
         Ok(())
     }
 
-    /// Flushes to disk, sets `mode` and `mtime_ns`, and returns the content's hash if it
-    /// was hashed; the file is then ready to be renamed into place.
-    pub(super) fn finish(self, mode: u32, mtime_ns: i64) -> io::Result<(PathBuf, Option<Hash>)> {
-        let finished = self.with_attributes(mode, mtime_ns)?;
+    /// Flushes to disk, gives the file `target`'s attributes ([`set_attributes`]), and returns
+    /// the content's hash if it was hashed; the file is then ready to be renamed into place.
+    pub(super) fn finish(self, target: &Entry) -> io::Result<(PathBuf, Option<Hash>)> {
+        let finished = self.with_attributes(target)?;
         finished.file.sync_all()?;
         Ok((finished.path, finished.hash))
     }
 
-    /// Sets `mode` and `mtime_ns` and starts the writeback, without waiting for it: the file
-    /// must be synced ([`File::sync_all`]) before it is renamed into place. Syncing a group of
-    /// such files one after the other costs about one journal commit for all of them, where
-    /// [`TempFile::finish`] costs one per file.
-    pub(super) fn finish_unsynced(self, mode: u32, mtime_ns: i64) -> io::Result<Unsynced> {
-        let finished = self.with_attributes(mode, mtime_ns)?;
+    /// Gives the file `target`'s attributes and starts the writeback, without waiting for it:
+    /// the file must be synced ([`File::sync_all`]) before it is renamed into place. Syncing a
+    /// group of such files one after the other costs about one journal commit for all of them,
+    /// where [`TempFile::finish`] costs one per file.
+    pub(super) fn finish_unsynced(self, target: &Entry) -> io::Result<Unsynced> {
+        let finished = self.with_attributes(target)?;
         crate::dirty_pages::start_writeback(&finished.file);
         Ok(finished)
     }
 
-    /// Sets `mode` and `mtime_ns`; the file is written, not synced.
-    fn with_attributes(self, mode: u32, mtime_ns: i64) -> io::Result<Unsynced> {
-        self.file.set_permissions(Permissions::from_mode(mode))?;
+    /// Gives the file `target`'s owner, mode and mtime, in that order (as
+    /// [`set_attributes`]); the file is written, not synced.
+    fn with_attributes(self, target: &Entry) -> io::Result<Unsynced> {
+        if let Some(owner) = target.owner
+            && Owner::of(&self.file.metadata()?) != owner
+        {
+            std::os::unix::fs::fchown(&self.file, Some(owner.uid), Some(owner.gid))?;
+        }
         self.file
-            .set_times(FileTimes::new().set_modified(system_time(mtime_ns)))?;
+            .set_permissions(Permissions::from_mode(target.mode))?;
+        self.file
+            .set_times(FileTimes::new().set_modified(system_time(target.mtime_ns)))?;
         Ok(Unsynced {
             path: self.path,
             file: self.file,
@@ -217,20 +225,62 @@ pub(super) fn mtime_ns(meta: &fs::Metadata) -> i64 {
 /// time `SystemTime::now` reads.
 const COARSE_CLOCK_NS: i64 = 20_000_000;
 
-/// The mtime to record for `path`, set to `wanted` at `before` (nanoseconds since the epoch,
-/// read just before). The disk's when it differs only by the filesystem's doing (coarser
-/// timestamps, or a range that starts later, as FAT's in 1980), so that the scan does not
-/// take that for a change of ours; `wanted` when the disk's is from `before` on, which a local
-/// write made since explains, so that the scan finds that write.
-pub(super) fn recorded_mtime(path: &Path, wanted: i64, before: i64) -> io::Result<i64> {
-    let disk = mtime_ns(&fs::symlink_metadata(path)?);
-    let written_since = disk != wanted && disk >= before.saturating_sub(COARSE_CLOCK_NS);
-    Ok(if written_since { wanted } else { disk })
+/// What the index records of a path the receiver has just given an entry's attributes: its
+/// mtime and owner as the disk keeps them, so that the scan does not take the filesystem's
+/// rounding, or an owner this node could not or did not set, for a change of ours.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Applied {
+    pub(super) mtime_ns: i64,
+    pub(super) owner: Owner,
 }
 
-/// Sets a file's or directory's mode and mtime (not a symlink's: Linux ignores a link's mode,
-/// and its mtime is [`set_link_mtime`]'s).
-pub(super) fn set_attributes(path: &Path, mode: u32, mtime_ns: Option<i64>) -> io::Result<()> {
+impl Applied {
+    /// `path` (not followed) as it is now.
+    pub(super) fn read(path: &Path) -> io::Result<Self> {
+        let meta = fs::symlink_metadata(path)?;
+        Ok(Self {
+            mtime_ns: mtime_ns(&meta),
+            owner: Owner::of(&meta),
+        })
+    }
+
+    /// `entry` with this mtime and owner (which [`crate::sync::index::Index::record`] drops
+    /// where owners are not synced).
+    pub(super) fn onto(self, entry: Entry) -> Entry {
+        Entry {
+            mtime_ns: self.mtime_ns,
+            owner: Some(self.owner),
+            ..entry
+        }
+    }
+}
+
+/// `path`, set to mtime `wanted` at `before` (nanoseconds since the epoch, read just before),
+/// as it is to be recorded. The mtime is the disk's when it differs only by the filesystem's
+/// doing (coarser timestamps, or a range that starts later, as FAT's in 1980), so that the
+/// scan does not take that for a change of ours; `wanted` when the disk's is from `before` on,
+/// which a local write made since explains, so that the scan finds that write.
+pub(super) fn recorded(path: &Path, wanted: i64, before: i64) -> io::Result<Applied> {
+    let disk = Applied::read(path)?;
+    let written_since =
+        disk.mtime_ns != wanted && disk.mtime_ns >= before.saturating_sub(COARSE_CLOCK_NS);
+    Ok(Applied {
+        mtime_ns: if written_since { wanted } else { disk.mtime_ns },
+        ..disk
+    })
+}
+
+/// Sets a file's or directory's owner (if given), mode and mtime (not a symlink's: Linux
+/// ignores a link's mode, and its owner and mtime are [`set_owner`]'s and [`set_link_mtime`]'s).
+/// The owner goes first: a `chown` clears a file's set-user-ID and set-group-ID bits, which the
+/// mode then restores.
+pub(super) fn set_attributes(
+    path: &Path,
+    mode: u32,
+    mtime_ns: Option<i64>,
+    owner: Option<Owner>,
+) -> io::Result<()> {
+    set_owner(path, owner)?;
     fs::set_permissions(path, Permissions::from_mode(mode))?;
     if let Some(ns) = mtime_ns {
         // Without waiting, as in [`open_file_no_wait`]; a directory too.
@@ -239,6 +289,18 @@ pub(super) fn set_attributes(path: &Path, mode: u32, mtime_ns: Option<i64>) -> i
             .set_times(FileTimes::new().set_modified(system_time(ns)))?;
     }
     Ok(())
+}
+
+/// Gives `path` (a symlink itself, not its target) `owner`, if there is one: an entry has an
+/// owner only where owners are synced (see [`crate::sync::owner`]).
+/// Nothing is done if it has it already: a `chown` also drops a file's capabilities.
+pub(super) fn set_owner(path: &Path, owner: Option<Owner>) -> io::Result<()> {
+    match owner {
+        Some(owner) if Owner::of(&fs::symlink_metadata(path)?) != owner => {
+            std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Sets a symlink's own mtime (not its target's), so that a synced link keeps the sender's.
@@ -258,8 +320,8 @@ pub(super) fn set_link_mtime(path: &Path, mtime_ns: i64) -> io::Result<()> {
 }
 
 /// Whether the disk at `entry`'s path (or `rel`, for no entry) still is what the index says,
-/// so that a change not yet scanned is never overwritten: for files size, mtime and mode,
-/// for the rest the kind. An unreadable path counts as matching (the scan would leave it).
+/// so that a change not yet scanned is never overwritten: the owner where the index has one,
+/// for files size, mtime and mode, for the rest the kind. An unreadable path counts as matching (the scan would leave it).
 pub(super) fn disk_matches(root: &Path, rel: &str, entry: Option<&Entry>) -> bool {
     let meta = fs::symlink_metadata(root.join(rel));
     let live = entry.filter(|e| !e.deleted);
@@ -269,16 +331,18 @@ pub(super) fn disk_matches(root: &Path, rel: &str, entry: Option<&Entry>) -> boo
         (Some(_), Err(e)) => e.kind() != io::ErrorKind::NotFound,
         (Some(e), Ok(meta)) => {
             let ft = meta.file_type();
-            match &e.kind {
-                Kind::File => {
-                    ft.is_file()
-                        && meta.len() == e.size
-                        && mtime_ns(&meta) == e.mtime_ns
-                        && meta.mode() & 0o7777 == e.mode
+            let owner_matches = e.owner.is_none_or(|owner| Owner::of(&meta) == owner);
+            owner_matches
+                && match &e.kind {
+                    Kind::File => {
+                        ft.is_file()
+                            && meta.len() == e.size
+                            && mtime_ns(&meta) == e.mtime_ns
+                            && meta.mode() & 0o7777 == e.mode
+                    }
+                    Kind::Dir => ft.is_dir(),
+                    Kind::Symlink(_) => ft.is_symlink(),
                 }
-                Kind::Dir => ft.is_dir(),
-                Kind::Symlink(_) => ft.is_symlink(),
-            }
         }
     }
 }
@@ -432,18 +496,18 @@ mod tests {
         fs::write(&path, b"content").unwrap();
         let wanted = 1_700_000_000_123_456_789;
         let before = unix_ns(SystemTime::now());
-        set_attributes(&path, 0o644, Some(wanted)).unwrap();
-        assert_eq!(recorded_mtime(&path, wanted, before).unwrap(), wanted);
+        set_attributes(&path, 0o644, Some(wanted), None).unwrap();
+        assert_eq!(recorded(&path, wanted, before).unwrap().mtime_ns, wanted);
 
         let clamped = 315_532_800_000_000_000;
-        set_attributes(&path, 0o644, Some(clamped)).unwrap();
-        assert_eq!(recorded_mtime(&path, 0, before).unwrap(), clamped);
+        set_attributes(&path, 0o644, Some(clamped), None).unwrap();
+        assert_eq!(recorded(&path, 0, before).unwrap().mtime_ns, clamped);
 
         let before = unix_ns(SystemTime::now());
-        set_attributes(&path, 0o644, Some(wanted)).unwrap();
+        set_attributes(&path, 0o644, Some(wanted), None).unwrap();
         std::thread::sleep(Duration::from_millis(30));
         fs::write(&path, b"edited!").unwrap();
-        assert_eq!(recorded_mtime(&path, wanted, before).unwrap(), wanted);
+        assert_eq!(recorded(&path, wanted, before).unwrap().mtime_ns, wanted);
         assert_ne!(mtime_ns(&fs::metadata(&path).unwrap()), wanted);
     }
 

@@ -180,6 +180,10 @@ pub(crate) struct Shared {
     scanning: AtomicBool,
     /// Why the last start-up scan failed, while it waits to be tried again.
     scan_failed: Mutex<Option<String>>,
+    /// Owners are synced: `owners` in the config, and this node runs as root. Otherwise the
+    /// index keeps none, and the peers' are dropped as their entries arrive, so that a node
+    /// that cannot `chown` neither applies them nor sends its own user's.
+    owners: bool,
 }
 
 /// A configured peer and what we know of it.
@@ -288,6 +292,11 @@ impl SyncSet {
         })?;
         let local_addr = listener.local_addr().unwrap_or(config.listen);
 
+        let owners = config.owners && crate::sync::owner::can_chown();
+        if config.owners && !owners {
+            tracing::info!(set = %name, "sync: owners and groups are not synced: not running as root");
+        }
+        index.set_track_owners(owners);
         // The marks of peers taken out of the config go.
         index.keep_acked_of(
             &config
@@ -327,6 +336,7 @@ impl SyncSet {
             scan: ScanProgress::default(),
             scanning: AtomicBool::new(true),
             scan_failed: Mutex::new(None),
+            owners,
             config,
         });
 

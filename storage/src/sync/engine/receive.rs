@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 use super::{
     Shared, delta,
     fetch::{Fetch, Job, Source},
-    fsops::{self, Deleted, disk_matches, mtime_ns},
+    fsops::{self, Applied, Deleted, disk_matches},
     session::set_mark,
     status::{Counters, SyncEvent},
 };
@@ -222,6 +222,11 @@ impl Receiver {
         let Message::Entries { up_to, entries } = msg else {
             return Err(format!("{} where Entries were expected", msg.name()));
         };
+        let mut entries = entries;
+        if !self.shared.owners {
+            // Not ours to apply (see [`Shared::owners`]).
+            entries.iter_mut().for_each(|e| e.owner = None);
+        }
         let (live, dead, tombstones) = in_order(entries);
         let (fetches, failed) = self.prepare_live(live, &tombstones).await?;
         Ok((
@@ -578,24 +583,28 @@ fn conflict_event(shared: &Shared, path: &str, kept_as: Option<String>) {
 }
 
 /// Records a merge (the same content reached on both sides), first giving our file or link
-/// the merge's mtime, the newer of the two, if it is not ours: both nodes end with it.
+/// the merge's mtime, the newer of the two, and its owner, if they are not ours: both nodes
+/// end with them.
 fn record_merge(root: &Path, index: &mut Index, entry: Entry) -> io::Result<()> {
-    let ours = index.get(&entry.path).map(|e| e.mtime_ns);
-    if ours == Some(entry.mtime_ns) || entry.deleted {
+    let ours = index.get(&entry.path);
+    let owner = entry
+        .owner
+        .filter(|owner| ours.is_none_or(|e| e.owner != Some(*owner)));
+    if entry.deleted || (ours.map(|e| e.mtime_ns) == Some(entry.mtime_ns) && owner.is_none()) {
         index.record(entry);
         return Ok(());
     }
     let path = root.join(&entry.path);
     let before = unix_ns(SystemTime::now());
     match entry.kind {
-        Kind::File => fsops::set_attributes(&path, entry.mode, Some(entry.mtime_ns))?,
-        Kind::Symlink(_) => fsops::set_link_mtime(&path, entry.mtime_ns)?,
-        Kind::Dir => {}
+        Kind::File => fsops::set_attributes(&path, entry.mode, Some(entry.mtime_ns), owner)?,
+        Kind::Symlink(_) => {
+            fsops::set_owner(&path, owner)?;
+            fsops::set_link_mtime(&path, entry.mtime_ns)?;
+        }
+        Kind::Dir => fsops::set_owner(&path, owner)?,
     }
-    index.record(Entry {
-        mtime_ns: fsops::recorded_mtime(&path, entry.mtime_ns, before)?,
-        ..entry
-    });
+    index.record(fsops::recorded(&path, entry.mtime_ns, before)?.onto(entry));
     Ok(())
 }
 
@@ -633,7 +642,7 @@ fn prepare(
     // commit of a transfer, which judges the entry again; not here as well.
     let unknown_file =
         remote.kind == Kind::File && !remote.deleted && index.get(&remote.path).is_none();
-    let target = if unknown_file {
+    let mut target = if unknown_file {
         Target {
             entry: remote.clone(),
             copy: None,
@@ -645,11 +654,19 @@ fn prepare(
         };
         target
     };
+    if target.entry.owner.is_none() {
+        // A version from a node that does not sync owners keeps the owner the path has here,
+        // rather than taking ours (root) when its content is replaced.
+        target.entry.owner = index
+            .get(&target.entry.path)
+            .filter(|e| !e.deleted)
+            .and_then(|e| e.owner);
+    }
     let root = &shared.root;
     let path = root.join(&target.entry.path);
     match &target.entry.kind {
         Kind::Dir => {
-            let apply = || -> io::Result<i64> {
+            let apply = || -> io::Result<Applied> {
                 match fs::symlink_metadata(&path) {
                     Ok(meta) if meta.is_dir() => {}
                     Ok(_) => {
@@ -662,35 +679,31 @@ fn prepare(
                         fs::create_dir(&path)?;
                     }
                 }
-                fsops::set_attributes(&path, target.entry.mode, None)?;
-                Ok(mtime_ns(&fs::symlink_metadata(&path)?))
+                fsops::set_attributes(&path, target.entry.mode, None, target.entry.owner)?;
+                Applied::read(&path)
             };
-            let mtime = apply().map_err(|e| retry(&remote, e))?;
-            index.record(Entry {
-                mtime_ns: mtime,
-                ..target.entry
-            });
+            let applied = apply().map_err(|e| retry(&remote, e))?;
+            index.record(applied.onto(target.entry));
             Ok(None)
         }
         Kind::Symlink(link) => {
-            let apply = || -> io::Result<i64> {
+            let apply = || -> io::Result<Applied> {
                 fsops::check_parents(root, &target.entry.path, true)?;
                 let temp = fsops::temp_path(root, &target.entry.path);
                 std::os::unix::fs::symlink(link, &temp)?;
-                // Set before the rename, which keeps it: the link never shows another mtime.
+                // Set before the rename, which keeps them: the link never shows another owner
+                // or mtime.
+                fsops::set_owner(&temp, target.entry.owner)?;
                 fsops::set_link_mtime(&temp, target.entry.mtime_ns)?;
                 keep_loser(shared, &target)?;
                 if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                     fs::remove_dir(&path)?;
                 }
                 fs::rename(&temp, &path)?;
-                Ok(mtime_ns(&fs::symlink_metadata(&path)?))
+                Applied::read(&path)
             };
-            let mtime = apply().map_err(|e| retry(&remote, e))?;
-            index.record(Entry {
-                mtime_ns: mtime,
-                ..target.entry
-            });
+            let applied = apply().map_err(|e| retry(&remote, e))?;
+            index.record(applied.onto(target.entry));
             Ok(None)
         }
         Kind::File => {
@@ -698,17 +711,20 @@ fn prepare(
                 .get(&target.entry.path)
                 .is_some_and(|e| e.is_file() && e.hash == target.entry.hash);
             if same_here && !target.conflict {
-                // The content is here: a new mode or mtime only (a `touch` on the peer).
-                let apply = || -> io::Result<i64> {
+                // The content is here: a new mode, owner or mtime only (a `chmod`, `chown` or
+                // `touch` on the peer).
+                let apply = || -> io::Result<Applied> {
                     let before = unix_ns(SystemTime::now());
-                    fsops::set_attributes(&path, target.entry.mode, Some(target.entry.mtime_ns))?;
-                    fsops::recorded_mtime(&path, target.entry.mtime_ns, before)
+                    fsops::set_attributes(
+                        &path,
+                        target.entry.mode,
+                        Some(target.entry.mtime_ns),
+                        target.entry.owner,
+                    )?;
+                    fsops::recorded(&path, target.entry.mtime_ns, before)
                 };
-                let mtime = apply().map_err(|e| retry(&remote, e))?;
-                index.record(Entry {
-                    mtime_ns: mtime,
-                    ..target.entry
-                });
+                let applied = apply().map_err(|e| retry(&remote, e))?;
+                index.record(applied.onto(target.entry));
                 return Ok(None);
             }
             // The content under another name: the old name of a rename, or a copy. Each
@@ -738,22 +754,20 @@ fn prepare(
                 });
                 if let Some(tomb) = moved.cloned() {
                     let from = root.join(&source);
-                    let apply = || -> io::Result<i64> {
+                    let apply = || -> io::Result<Applied> {
                         let before = unix_ns(SystemTime::now());
                         fsops::check_parents(root, &target.entry.path, true)?;
                         fsops::set_attributes(
                             &from,
                             target.entry.mode,
                             Some(target.entry.mtime_ns),
+                            target.entry.owner,
                         )?;
                         fs::rename(&from, &path)?;
-                        fsops::recorded_mtime(&path, target.entry.mtime_ns, before)
+                        fsops::recorded(&path, target.entry.mtime_ns, before)
                     };
-                    let mtime = apply().map_err(|e| retry(&remote, e))?;
-                    index.record(Entry {
-                        mtime_ns: mtime,
-                        ..target.entry
-                    });
+                    let applied = apply().map_err(|e| retry(&remote, e))?;
+                    index.record(applied.onto(target.entry));
                     index.record(received_deletion(tomb));
                     Counters::add(&shared.counters.renames, 1);
                     return Ok(None);
@@ -803,10 +817,10 @@ pub(super) fn commit(
     let maybe_dir = index
         .get(&target.entry.path)
         .is_some_and(|e| !e.deleted && e.kind == Kind::Dir);
-    // The mtime as the disk keeps it (a filesystem may round the sender's), so that the scan
-    // does not take the rounding for a change of ours: read from the temporary file, which no
-    // one else writes, and which the rename keeps.
-    let mtime = fs::symlink_metadata(temp).map_or(target.entry.mtime_ns, |m| mtime_ns(&m));
+    // The mtime and owner as the disk keeps them (a filesystem may round the sender's mtime),
+    // so that the scan does not take that for a change of ours: read from the temporary file,
+    // which no one else writes, and which the rename keeps.
+    let applied = Applied::read(temp);
     let apply = || -> io::Result<()> {
         keep_loser(shared, &target)?;
         if maybe_dir && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
@@ -818,9 +832,9 @@ pub(super) fn commit(
         let _ = fs::remove_file(temp);
         return Err(e.to_string());
     }
-    index.record(Entry {
-        mtime_ns: mtime,
-        ..target.entry
+    index.record(match applied {
+        Ok(applied) => applied.onto(target.entry),
+        Err(_) => target.entry,
     });
     Ok(true)
 }

@@ -37,6 +37,7 @@ pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
         conflict: ConflictPolicy::NewestWins,
         delete: true,
         delete_retention: None,
+        owners: false,
         tls: None,
     };
     let (changed, _) = watch::channel(index.published());
@@ -66,6 +67,7 @@ pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
         // Scanned above.
         scanning: std::sync::atomic::AtomicBool::new(false),
         scan_failed: Mutex::new(None),
+        owners: false,
         config,
     })
 }

@@ -1,7 +1,8 @@
-//! One path's record in the index: what the path is on disk (kind, size, mtime, mode, content
-//! hash), which version it is (a version vector), and whether it was deleted (a tombstone).
+//! One path's record in the index: what the path is on disk (kind, size, mtime, mode, owner,
+//! content hash), which version it is (a version vector), and whether it was deleted (a tombstone).
 
 use super::version::VersionVector;
+use crate::sync::owner::Owner;
 
 /// A file's content hash ([`super::content_hash`]).
 pub type Hash = [u8; 32];
@@ -42,6 +43,9 @@ pub struct Entry {
     pub mtime_ns: i64,
     /// Permission bits (`0o7777`); 0 for symlinks, whose mode Linux ignores.
     pub mode: u32,
+    /// The owner and group, when the node that made this version syncs them (`owners`, as
+    /// root); `None` otherwise, and then a receiver leaves its copy's owner as it is.
+    pub owner: Option<Owner>,
     /// The content hash ([`super::content_hash`]), for files (kept in a tombstone, so a rename can be recognised);
     /// [`NO_HASH`] otherwise.
     pub hash: Hash,
@@ -58,8 +62,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Whether two entries hold the same thing, ignoring mtime and version: both tombstones, or
-    /// both the same kind with the same content and mode.
+    /// Whether two entries hold the same thing, ignoring mtime, owner and version: both
+    /// tombstones, or both the same kind with the same content and mode. Two nodes that made the
+    /// same file merge it rather than keep a conflict copy when only its owner differs.
     pub fn same_content(&self, other: &Self) -> bool {
         if self.deleted || other.deleted {
             return self.deleted == other.deleted;

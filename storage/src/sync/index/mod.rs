@@ -1,5 +1,5 @@
 //! A node's persistent index of one synced directory: per relative path its kind, size, mtime,
-//! mode, content hash (BLAKE3) and version vector, and tombstones for deletions. A restart compares the disk
+//! mode, owner, content hash (BLAKE3) and version vector, and tombstones for deletions. A restart compares the disk
 //! to it ([`Index::scan`]) to find what changed while the node was down, and a peer's entry is
 //! judged against it ([`Index::apply_remote`]) so that conflicts are detected, not guessed.
 //!
@@ -22,6 +22,8 @@
 mod content_hash;
 mod entry;
 mod error;
+#[cfg(test)]
+mod owner_tests;
 mod progress;
 mod remote;
 mod scan;
@@ -100,6 +102,9 @@ pub struct Index {
     /// The file hashes are SHA-256, read from a format 1 index: the next scan of the whole
     /// tree hashes every file again, in place (see [`store`]).
     legacy_hashes: bool,
+    /// Owners are synced ([`Index::set_track_owners`]). Not saved: the config says it at
+    /// every start.
+    track_owners: bool,
     /// Deletions found before this (nanoseconds since the Unix epoch) are forgotten (see
     /// [`Index::forget_deletions_before`]); `i64::MIN` until the first collection.
     forgotten_before: i64,
@@ -126,6 +131,7 @@ impl Index {
             dirty: true,
             marks_dirty: false,
             legacy_hashes: false,
+            track_owners: false,
             forgotten_before: i64::MIN,
         }
     }
@@ -205,9 +211,33 @@ impl Index {
             .filter(move |e| e.kind == Kind::File && e.hash == *hash)
     }
 
+    /// Whether this node syncs owners: its scans then record each path's owner, and a new
+    /// owner is a new version. Off (the default), entries have no owner: the disk's owners,
+    /// which a node that cannot `chown` does not control, are never sent, and what a peer sent
+    /// is not kept, so that turning it on later does not take a difference for a change.
+    /// Turning it off forgets the owners held.
+    pub fn set_track_owners(&mut self, on: bool) {
+        self.track_owners = on;
+        if !on {
+            for entry in self.entries.values_mut().filter(|e| e.owner.is_some()) {
+                entry.owner = None;
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// See [`Index::set_track_owners`].
+    pub fn tracks_owners(&self) -> bool {
+        self.track_owners
+    }
+
     /// Stores `entry` as the path's current state (after the disk was made to match a peer's
-    /// version, see [`Decision`]), with the next sequence.
+    /// version, see [`Decision`]), with the next sequence. Without [`Index::tracks_owners`],
+    /// its owner is dropped.
     pub fn record(&mut self, mut entry: Entry) {
+        if !self.track_owners {
+            entry.owner = None;
+        }
         self.sequence += 1;
         entry.sequence = self.sequence;
         self.by_sequence

@@ -28,6 +28,7 @@ use super::{
     entry::{Entry, Kind, PathError, check_path},
     version::Causality,
 };
+use crate::sync::owner::Owner;
 
 /// What to do with a peer's entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +144,7 @@ impl Index {
                     Decision::Merge(Entry {
                         version,
                         mtime_ns,
+                        owner: merged_owner(local, remote),
                         ..local.clone()
                     })
                 } else {
@@ -180,6 +182,26 @@ fn newest_wins(local: &Entry, remote: &Entry) -> Side {
     } else {
         Side::Local
     }
+}
+
+/// The owner that two nodes merging the same content both keep: the newer version's, in
+/// [`newest_wins`]'s order but without a directory's mtime (each node updates its own in place,
+/// without a version, so the two would judge by different ones), and the owner itself as the
+/// last tie-break, so that every node picks alike. An entry without one (from a node that does
+/// not sync owners) gives way to one with one.
+fn merged_owner(local: &Entry, remote: &Entry) -> Option<Owner> {
+    let (Some(ours), Some(theirs)) = (local.owner, remote.owner) else {
+        return local.owner.or(remote.owner);
+    };
+    let key = |e: &Entry, owner: Owner| {
+        let mtime = (e.kind != Kind::Dir).then_some(e.mtime_ns);
+        (mtime, e.modified_by.clone(), owner.uid, owner.gid)
+    };
+    Some(if key(remote, theirs) > key(local, ours) {
+        theirs
+    } else {
+        ours
+    })
 }
 
 /// Where a losing version is kept, in Syncthing's shape: `dir/NAME.conflict-NODE-TIME.EXT`,

@@ -3,8 +3,10 @@
 //!
 //! A file is hashed only when its size, mtime or mode differ from the index (or always, with
 //! [`Rehash::Always`]); a version is made when the content, the mode, a symlink's target, the
-//! kind, or a file's or symlink's mtime changed, so `touch` alone is sent (the peers set the
-//! mtime without a transfer). A directory's mtime is stored without a version: it changes with
+//! kind, a file's or symlink's mtime, or (when the index tracks owners) the owner or group
+//! changed, so `touch` or `chown` alone is sent (the peers set it without a transfer). An entry
+//! without an owner (from an index saved before owners were tracked) takes the disk's in
+//! place, without a version. A directory's mtime is stored without a version: it changes with
 //! every name made or removed in it, which is a change of its own already. A path
 //! that cannot be read is left as it is in the index, never taken for deleted: an unreadable
 //! directory must not delete its files on every peer. The sync's own temporary files
@@ -27,7 +29,13 @@ use super::{
     entry::{Entry, Hash, Kind, NO_HASH, check_path, in_scope, unix_ns},
     version::VersionVector,
 };
-use crate::sync::{config::Pattern, watch::TEMP_PREFIX};
+use crate::sync::{config::Pattern, owner::Owner, watch::TEMP_PREFIX};
+
+/// Whether the disk's owner (`None` when owners are not tracked) differs from an entry's that
+/// has one: a change. An entry without one is filled in place instead ([`Scan::fill_owner`]).
+fn owner_changed(indexed: Option<Owner>, disk: Option<Owner>) -> bool {
+    indexed.is_some() && disk.is_some() && indexed != disk
+}
 
 /// When a scan hashes a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -329,17 +337,24 @@ impl Scan<'_> {
         };
         let size = if kind == Kind::File { meta.len() } else { 0 };
         let mtime_ns = mtime_ns(meta);
+        let owner = self.index.track_owners.then(|| Owner::of(meta));
         let old = self.index.entries.get(rel);
         let live = old.filter(|e| !e.deleted);
 
         let unchanged_stat = live.is_some_and(|e| {
-            e.kind == kind && e.size == size && e.mtime_ns == mtime_ns && e.mode == mode
+            e.kind == kind
+                && e.size == size
+                && e.mtime_ns == mtime_ns
+                && e.mode == mode
+                && !owner_changed(e.owner, owner)
         });
         if unchanged_stat && kind == Kind::File && self.index.legacy_hashes {
             self.rehash_in_place(abs, rel, meta);
+            self.fill_owner(rel, owner);
             return;
         }
         if unchanged_stat && (kind != Kind::File || self.rehash == Rehash::IfChanged) {
+            self.fill_owner(rel, owner);
             return;
         }
         let hash = if kind == Kind::File {
@@ -366,6 +381,7 @@ impl Scan<'_> {
             size,
             mtime_ns,
             mode,
+            owner,
             hash,
             version: old.map_or_else(VersionVector::new, |e| e.version.clone()),
             modified_by: String::new(),
@@ -378,7 +394,8 @@ impl Scan<'_> {
                 .bump(fresh, ChangeKind::Created, &mut self.report),
             Some(old)
                 if !old.same_content(&fresh)
-                    || (fresh.kind != Kind::Dir && old.mtime_ns != mtime_ns) =>
+                    || (fresh.kind != Kind::Dir && old.mtime_ns != mtime_ns)
+                    || owner_changed(old.owner, owner) =>
             {
                 self.index
                     .bump(fresh, ChangeKind::Modified, &mut self.report);
@@ -391,7 +408,20 @@ impl Scan<'_> {
                     entry.mtime_ns = mtime_ns;
                     self.index.dirty = true;
                 }
+                self.fill_owner(rel, owner);
             }
+        }
+    }
+
+    /// Gives `rel`'s entry the disk's `owner` if it has none, without a version: an index
+    /// saved before owners were tracked says nothing about them, so the disk is taken as it is.
+    fn fill_owner(&mut self, rel: &str, owner: Option<Owner>) {
+        if let Some(owner) = owner
+            && let Some(entry) = self.index.entries.get_mut(rel)
+            && entry.owner.is_none()
+        {
+            entry.owner = Some(owner);
+            self.index.dirty = true;
         }
     }
 

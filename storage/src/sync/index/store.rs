@@ -17,6 +17,7 @@
 //!   entries: u64 count, each:
 //!     path str32 | deleted u8 | kind u8 (0 file, 1 dir, 2 symlink)
 //!     size u64 | mtime_ns i64 | mode u32 | sequence u64
+//!     owner u8 (0 none, 1 uid u32 | gid u32 follow)   format 4 on
 //!     hash [32]          files only: BLAKE3 of the content (SHA-256 in format 1)
 //!     target str32       symlinks only
 //!     modified_by u32 (name)
@@ -25,7 +26,10 @@
 //!                      how far each peer acknowledged this index (format 3 on)
 //! ```
 //!
-//! Format 2 has no `acked` list: it is read as an empty one. Format 1 differs from format 2
+//! Format 3 has no owners: its entries are read with none, and the start-up scan of a node
+//! that syncs owners puts the disk's in place without a new version, as it does with format 1's
+//! hashes below. Format 2 has no `acked` list either: it is read as an empty one. Format 1
+//! differs from format 2
 //! only in its hashes. It is still read, for an upgrade: its tombstones lose
 //! their hashes (they served only to spot renames), and the start-up scan hashes every file
 //! again and puts the new hash in place without a new version, since the content is the same
@@ -46,16 +50,19 @@ use super::{
     entry::{Entry, Kind, check_path},
     version::VersionVector,
 };
-use crate::volume::meta::durable;
+use crate::{sync::owner::Owner, volume::meta::durable};
 
 /// The index file's name in its directory.
 pub const INDEX_FILE: &str = "index";
 
-/// The format written; [`NO_ACKED_FORMAT`] and [`LEGACY_FORMAT`] are read too.
-pub const FORMAT_VERSION: u32 = 3;
+/// The format written; every format from [`LEGACY_FORMAT`] on is read too.
+pub const FORMAT_VERSION: u32 = 4;
 
-/// The format without the peers' acknowledged marks.
-const NO_ACKED_FORMAT: u32 = 2;
+/// The first format with owners.
+const OWNERS_SINCE: u32 = 4;
+
+/// The first format with the peers' acknowledged marks.
+const ACKED_SINCE: u32 = 3;
 
 /// The format of SHA-256 hashes, read for an upgrade.
 const LEGACY_FORMAT: u32 = 1;
@@ -143,8 +150,20 @@ impl Index {
     }
 }
 
-/// The file's bytes.
+/// The file's bytes, in the current format (until a scan has redone its hashes, a legacy
+/// index is saved as what it still is).
 pub(super) fn encode(index: &Index) -> Vec<u8> {
+    let format = if index.legacy_hashes {
+        LEGACY_FORMAT
+    } else {
+        FORMAT_VERSION
+    };
+    encode_as(index, format)
+}
+
+/// The file's bytes in `format`, one of those [`decode`] reads: what an older release wrote,
+/// without the fields it did not know.
+pub(super) fn encode_as(index: &Index, format: u32) -> Vec<u8> {
     // Names first, so the table precedes the entries that refer to it (entries' names in entry
     // order, then the peers'); the entries then look their names up again, which is cheap.
     let mut names = NameTable::default();
@@ -161,12 +180,6 @@ pub(super) fn encode(index: &Index) -> Vec<u8> {
     // Header, body and checksum in one buffer: the body's length is filled in at the end.
     let mut out = Vec::with_capacity(HEADER + 64 + index.entries.len() * 120 + CHECKSUM);
     out.extend_from_slice(MAGIC);
-    // Until a scan has redone its hashes, a legacy index is saved as what it still is.
-    let format = if index.legacy_hashes {
-        LEGACY_FORMAT
-    } else {
-        FORMAT_VERSION
-    };
     out.extend_from_slice(&format.to_le_bytes());
     out.extend_from_slice(&0u64.to_le_bytes());
     put_str16(&mut out, &index.node);
@@ -195,6 +208,16 @@ pub(super) fn encode(index: &Index) -> Vec<u8> {
         out.extend_from_slice(&entry.mtime_ns.to_le_bytes());
         out.extend_from_slice(&entry.mode.to_le_bytes());
         out.extend_from_slice(&entry.sequence.to_le_bytes());
+        if format >= OWNERS_SINCE {
+            match entry.owner {
+                None => out.push(0),
+                Some(owner) => {
+                    out.push(1);
+                    out.extend_from_slice(&owner.uid.to_le_bytes());
+                    out.extend_from_slice(&owner.gid.to_le_bytes());
+                }
+            }
+        }
         match &entry.kind {
             Kind::File => out.extend_from_slice(&entry.hash),
             Kind::Symlink(target) => put_str32(&mut out, target),
@@ -207,7 +230,7 @@ pub(super) fn encode(index: &Index) -> Vec<u8> {
             out.extend_from_slice(&counter.to_le_bytes());
         }
     }
-    if format != LEGACY_FORMAT {
+    if format >= ACKED_SINCE {
         out.extend_from_slice(&(index.acked.len() as u32).to_le_bytes());
         for (addr, mark) in &index.acked {
             put_str16(&mut out, addr);
@@ -290,7 +313,7 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         bytes: &bytes[8..HEADER],
     };
     let version = r.u32()?;
-    if ![FORMAT_VERSION, NO_ACKED_FORMAT, LEGACY_FORMAT].contains(&version) {
+    if !(LEGACY_FORMAT..=FORMAT_VERSION).contains(&version) {
         return Err(DecodeError::Version(version));
     }
     let legacy_hashes = version == LEGACY_FORMAT;
@@ -344,6 +367,14 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         let mtime_ns = r.i64()?;
         let mode = r.u32()?;
         let entry_sequence = r.u64()?;
+        let owner = if version >= OWNERS_SINCE && r.flag(|| format!("{path}: owner flag"))? {
+            Some(Owner {
+                uid: r.u32()?,
+                gid: r.u32()?,
+            })
+        } else {
+            None
+        };
         let mut hash = super::NO_HASH;
         let kind = match kind {
             0 => {
@@ -374,6 +405,7 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
             size,
             mtime_ns,
             mode,
+            owner,
             hash,
             version,
             modified_by,
@@ -385,7 +417,7 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         }
     }
     let mut acked = BTreeMap::new();
-    if version == FORMAT_VERSION {
+    if version >= ACKED_SINCE {
         for _ in 0..r.u32()? {
             let addr = r.str16()?;
             let mark = AckedMark {
@@ -421,6 +453,7 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         dirty: legacy_hashes,
         marks_dirty: false,
         legacy_hashes,
+        track_owners: false,
         forgotten_before: i64::MIN,
     })
 }

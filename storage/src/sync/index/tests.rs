@@ -14,7 +14,7 @@ use std::{
 use super::*;
 use crate::sync::config::Pattern;
 
-fn scan(index: &mut Index, root: &Path) -> Vec<(String, ChangeKind)> {
+pub(super) fn scan(index: &mut Index, root: &Path) -> Vec<(String, ChangeKind)> {
     changes(index.scan(root, &[], Rehash::IfChanged).unwrap())
 }
 
@@ -26,7 +26,7 @@ fn changes(report: ScanReport) -> Vec<(String, ChangeKind)> {
         .collect()
 }
 
-fn ch(path: &str, kind: ChangeKind) -> (String, ChangeKind) {
+pub(super) fn ch(path: &str, kind: ChangeKind) -> (String, ChangeKind) {
     (path.to_owned(), kind)
 }
 
@@ -230,7 +230,7 @@ fn a_subtree_scan_touches_only_its_subtree() {
 
 #[test]
 fn an_unreadable_directory_is_not_taken_for_deleted() {
-    if nix_is_root() {
+    if crate::sync::owner::can_chown() {
         // Root reads through permissions; the case cannot be produced.
         return;
     }
@@ -245,18 +245,6 @@ fn an_unreadable_directory_is_not_taken_for_deleted() {
     fs::set_permissions(r.join("locked"), fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(report.unreadable, 1);
     assert!(!index.get("locked/f").unwrap().deleted);
-}
-
-/// Whether the tests run as root (in a container, often).
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
-                .unwrap_or(false)
-        })
-        .unwrap_or(false)
 }
 
 #[test]
@@ -287,7 +275,13 @@ fn a_missing_root_fails_instead_of_deleting_everything() {
 }
 
 /// An entry as a peer would send it.
-fn remote(path: &str, by: &str, version: &[(&str, u64)], content: &[u8], mtime: i64) -> Entry {
+pub(super) fn remote(
+    path: &str,
+    by: &str,
+    version: &[(&str, u64)],
+    content: &[u8],
+    mtime: i64,
+) -> Entry {
     let hash = super::content_hash(content);
     Entry {
         path: path.to_owned(),
@@ -295,6 +289,7 @@ fn remote(path: &str, by: &str, version: &[(&str, u64)], content: &[u8], mtime: 
         size: content.len() as u64,
         mtime_ns: mtime,
         mode: 0o644,
+        owner: None,
         hash,
         version: version.iter().copied().collect(),
         modified_by: by.to_owned(),
@@ -618,22 +613,9 @@ fn a_format_2_index_is_read_without_acknowledged_marks() {
     let state = tempfile::tempdir().unwrap();
     let dir = state.path();
     let index = one_entry_saved_in(dir);
-    // The same file as format 2 wrote it: no `acked` count (4 bytes before the checksum).
+    // The same index as format 2 wrote it: no `acked` list, no owners.
     let file = dir.join(INDEX_FILE);
-    let current = fs::read(&file).unwrap();
-    let end = current.len() - 32;
-    assert_eq!(
-        current[end - 4..end],
-        0u32.to_le_bytes(),
-        "an empty acked list"
-    );
-    let mut old = current[..end - 4].to_vec();
-    old[8..12].copy_from_slice(&2u32.to_le_bytes());
-    let body = (old.len() - 20) as u64;
-    old[12..20].copy_from_slice(&body.to_le_bytes());
-    let checksum = crate::volume::meta::durable::sha256(&old);
-    old.extend_from_slice(&checksum);
-    fs::write(&file, &old).unwrap();
+    fs::write(&file, super::store::encode_as(&index, 2)).unwrap();
 
     let mut loaded = Index::open(dir, "n1").unwrap();
     assert_eq!(loaded, index);

@@ -4,9 +4,13 @@
 //!
 //! ```text
 //!   path str32 | deleted u8 | kind u8 (0 file, 1 dir, 2 symlink) | size u64 | mtime_ns i64
-//!   mode u32 | hash [32] (files only) | target str32 (symlinks only) | modified_by str16
+//!   mode u32 | owner u8 (0 none, 1: uid u32 | gid u32 | user str16 | group str16 follow)
+//!   hash [32] (files only) | target str32 (symlinks only) | modified_by str16
 //!   version: u16 count, (node str16, counter u64) each
 //! ```
+//!
+//! An owner's names are empty when the sender's numbers have none. The receiver takes its own
+//! number for a name it knows, the sender's number otherwise (see [`crate::sync::owner`]).
 //!
 //! A path is decoded as the peer sent it: whether it stays inside the root is for the engine to
 //! judge (and refuse, loudly), not for the codec to hide.
@@ -14,7 +18,10 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{Hello, MAGIC, MAX_ENTRIES, MAX_PAYLOAD, MAX_SIGNATURE, Message, Request};
-use crate::sync::index::{Entry, Hash, Kind, MAX_PATH, NO_HASH, VersionVector};
+use crate::sync::{
+    index::{Entry, Hash, Kind, MAX_PATH, NO_HASH, VersionVector},
+    owner::{self, Owner},
+};
 
 pub(super) const HEADER_LEN: usize = 8;
 
@@ -312,6 +319,7 @@ fn put_entry(dst: &mut BytesMut, e: &Entry) {
     dst.put_u64(e.size);
     dst.put_i64(e.mtime_ns);
     dst.put_u32(e.mode);
+    put_owner(dst, e.owner);
     match &e.kind {
         Kind::File => dst.put_slice(&e.hash),
         Kind::Symlink(target) => put_str32(dst, target),
@@ -323,6 +331,18 @@ fn put_entry(dst: &mut BytesMut, e: &Entry) {
         put_str16(dst, node);
         dst.put_u64(counter);
     }
+}
+
+fn put_owner(dst: &mut BytesMut, owner: Option<Owner>) {
+    let Some(owner) = owner else {
+        dst.put_u8(0);
+        return;
+    };
+    dst.put_u8(1);
+    dst.put_u32(owner.uid);
+    dst.put_u32(owner.gid);
+    put_str16(dst, owner::user_name(owner.uid).as_deref().unwrap_or(""));
+    put_str16(dst, owner::group_name(owner.gid).as_deref().unwrap_or(""));
 }
 
 /// Bounds-checked reads of one payload; running out is a malformed message.
@@ -427,6 +447,7 @@ impl Reader {
         let size = self.u64()?;
         let mtime_ns = self.i64()?;
         let mode = self.u32()? & 0o7777;
+        let owner = self.owner()?;
         let mut hash = NO_HASH;
         let kind = match kind {
             0 => {
@@ -453,11 +474,34 @@ impl Reader {
             size,
             mtime_ns,
             mode,
+            owner,
             hash,
             version,
             modified_by,
             deleted,
             sequence: 0,
         })
+    }
+
+    /// An entry's owner, in this node's numbers.
+    fn owner(&mut self) -> Result<Option<Owner>, ProtoError> {
+        match self.u8()? {
+            0 => return Ok(None),
+            1 => {}
+            _ => return Err(self.malformed("owner flag not 0 or 1")),
+        }
+        let (uid, gid) = (self.u32()?, self.u32()?);
+        if uid == u32::MAX || gid == u32::MAX {
+            // -1: `chown` would read it as "leave it as it is".
+            return Err(self.malformed("owner or group -1"));
+        }
+        let (user, group) = (self.str16()?, self.str16()?);
+        let ours = |name: &str, look_up: fn(&str) -> Option<u32>| {
+            (!name.is_empty()).then(|| look_up(name)).flatten()
+        };
+        Ok(Some(Owner {
+            uid: ours(&user, owner::uid_named).unwrap_or(uid),
+            gid: ours(&group, owner::gid_named).unwrap_or(gid),
+        }))
     }
 }

@@ -61,8 +61,9 @@ pub use stream::{ProtoReader, ProtoWriter};
 pub const MAGIC: u16 = 0xF1C6;
 
 /// The protocol version in the Hello (2: Ping and Pong, which version 1 did not know; 3:
-/// content hashes are BLAKE3, not SHA-256, so a version 2 peer would fail every check).
-pub const VERSION: u16 = 3;
+/// content hashes are BLAKE3, not SHA-256, so a version 2 peer would fail every check; 4:
+/// entries carry their owner).
+pub const VERSION: u16 = 4;
 
 /// What starts the handshake's MACs, so that a volume's response never verifies here.
 pub const AUTH_LABEL: &[u8] = b"fulcrum-sync v1";

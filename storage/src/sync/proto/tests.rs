@@ -2,7 +2,10 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
 use super::*;
-use crate::sync::index::{Kind, NO_HASH, VersionVector};
+use crate::sync::{
+    index::{Kind, NO_HASH, VersionVector},
+    owner::Owner,
+};
 
 fn entry(path: &str, kind: Kind, deleted: bool) -> Entry {
     Entry {
@@ -11,6 +14,7 @@ fn entry(path: &str, kind: Kind, deleted: bool) -> Entry {
         size: 42,
         mtime_ns: -5,
         mode: 0o644,
+        owner: None,
         hash: [7; 32],
         version: [("a", 3), ("b", 1)].into_iter().collect::<VersionVector>(),
         modified_by: "a".to_owned(),
@@ -59,6 +63,20 @@ fn every_message_round_trips() {
                     l
                 },
                 entry("gone", Kind::File, true),
+                {
+                    let mut owned = entry("owned", Kind::File, false);
+                    owned.owner = Some(Owner { uid: 0, gid: 0 });
+                    owned
+                },
+                {
+                    // Numbers without a name here travel as numbers.
+                    let mut nameless = entry("nameless", Kind::File, false);
+                    nameless.owner = Some(Owner {
+                        uid: 3_999_999_999,
+                        gid: 3_999_999_998,
+                    });
+                    nameless
+                },
             ],
         },
         Message::Ack { up_to: 9 },
@@ -105,6 +123,58 @@ fn every_message_round_trips() {
     for msg in &messages {
         assert_eq!(&round_trip(msg), msg);
     }
+}
+
+// Input: an owner `root`/`root` as a peer whose root is 4242/4343 sends it, then with names
+// unknown here, then owner -1, then a bad flag. Output: this node's numbers for the names it knows, the
+// peer's otherwise; a malformed message.
+#[test]
+fn an_owners_names_become_this_nodes_numbers() {
+    let mut owned = entry("f", Kind::File, false);
+    owned.owner = Some(Owner { uid: 0, gid: 0 });
+    let mut frame = BytesMut::new();
+    let msg = Message::Entries {
+        up_to: 1,
+        entries: vec![owned],
+    };
+    assert!(encode(&msg, &mut frame).is_ok());
+    let as_encoded = [&[1u8][..], &[0; 8], b"\0\x04root\0\x04root"].concat();
+    let at = frame
+        .windows(as_encoded.len())
+        .position(|w| w == as_encoded)
+        .expect("the owner as documented");
+    frame[at + 1..at + 9]
+        .copy_from_slice(&[&4242u32.to_be_bytes()[..], &4343u32.to_be_bytes()].concat());
+    let owner_of = |mut frame: BytesMut| match decode(&mut frame) {
+        Ok(Some(Message::Entries { entries, .. })) => entries[0].owner,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(owner_of(frame.clone()), Some(Owner { uid: 0, gid: 0 }));
+
+    let mut unknown = frame.clone();
+    unknown[at + 11..at + 15].copy_from_slice(b"qqqq");
+    unknown[at + 17..at + 21].copy_from_slice(b"qqqq");
+    assert_eq!(
+        owner_of(unknown),
+        Some(Owner {
+            uid: 4242,
+            gid: 4343
+        })
+    );
+
+    let mut minus_one = frame.clone();
+    minus_one[at + 1..at + 5].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(matches!(
+        decode(&mut minus_one),
+        Err(ProtoError::Malformed { reason, .. }) if reason.contains("-1")
+    ));
+
+    let mut bad = frame;
+    bad[at] = 2;
+    assert!(matches!(
+        decode(&mut bad),
+        Err(ProtoError::Malformed { reason, .. }) if reason.contains("owner")
+    ));
 }
 
 // Input: a header announcing 4 GiB. Output: refused from the header alone.
