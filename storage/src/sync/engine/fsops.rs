@@ -162,27 +162,12 @@ impl TempFile {
         Ok(())
     }
 
-    /// Flushes to disk, gives the file `target`'s attributes ([`set_attributes`]), and returns
-    /// the content's hash if it was hashed; the file is then ready to be renamed into place.
-    pub(super) fn finish(self, target: &Entry) -> io::Result<(PathBuf, Option<Hash>)> {
-        let finished = self.with_attributes(target)?;
-        finished.file.sync_all()?;
-        Ok((finished.path, finished.hash))
-    }
-
-    /// Gives the file `target`'s attributes and starts the writeback, without waiting for it:
-    /// the file must be synced ([`File::sync_all`]) before it is renamed into place. Syncing a
-    /// group of such files one after the other costs about one journal commit for all of them,
-    /// where [`TempFile::finish`] costs one per file.
+    /// Gives the file `target`'s owner, mode and mtime, in that order (as [`set_attributes`]),
+    /// and starts the writeback, without waiting for it: the file must be synced
+    /// ([`File::sync_all`]) before it is renamed into place. Syncing a group of such files one
+    /// after the other costs about one journal commit for all of them, where syncing each as
+    /// it ends would cost one per file.
     pub(super) fn finish_unsynced(self, target: &Entry) -> io::Result<Unsynced> {
-        let finished = self.with_attributes(target)?;
-        crate::dirty_pages::start_writeback(&finished.file);
-        Ok(finished)
-    }
-
-    /// Gives the file `target`'s owner, mode and mtime, in that order (as
-    /// [`set_attributes`]); the file is written, not synced.
-    fn with_attributes(self, target: &Entry) -> io::Result<Unsynced> {
         if let Some(owner) = target.owner
             && Owner::of(&self.file.metadata()?) != owner
         {
@@ -192,6 +177,7 @@ impl TempFile {
             .set_permissions(Permissions::from_mode(target.mode))?;
         self.file
             .set_times(FileTimes::new().set_modified(system_time(target.mtime_ns)))?;
+        crate::dirty_pages::start_writeback(&self.file);
         Ok(Unsynced {
             path: self.path,
             file: self.file,
