@@ -4,7 +4,9 @@
 //! entry. On the wire each number travels with its name, and the receiver turns the name back
 //! into its own number ([`uid_named`], [`gid_named`]), as rsync does without `--numeric-ids`:
 //! two nodes whose `apache` user has different numbers still agree on who owns a file. A name
-//! the receiver does not know, or a number without a name, is kept as the number.
+//! the receiver does not know, or a number without a name, is kept as the number. A lookup
+//! that fails (NSS unreachable) sends, or takes, the entry without an owner: the receiver then
+//! keeps the owner its copy has, rather than guess one.
 //!
 //! Lookups go through the C library (`getpwuid_r` and friends, so NSS: LDAP users too), and
 //! are cached for [`CACHE_FOR`]: an index exchange names the same few users thousands of times,
@@ -47,8 +49,8 @@ pub fn can_chown() -> bool {
 /// How long a looked-up name or number is trusted.
 pub const CACHE_FOR: Duration = Duration::from_secs(60);
 
-/// The name of user `uid`, if it has one.
-pub fn user_name(uid: u32) -> Option<Arc<str>> {
+/// The name of user `uid`, if it has one; `Err` when the lookup failed (NSS unreachable).
+pub fn user_name(uid: u32) -> nix::Result<Option<Arc<str>>> {
     cached(
         &names().users,
         &uid,
@@ -57,8 +59,8 @@ pub fn user_name(uid: u32) -> Option<Arc<str>> {
     )
 }
 
-/// The name of group `gid`, if it has one.
-pub fn group_name(gid: u32) -> Option<Arc<str>> {
+/// The name of group `gid`, if it has one; `Err` when the lookup failed.
+pub fn group_name(gid: u32) -> nix::Result<Option<Arc<str>>> {
     cached(
         &names().groups,
         &gid,
@@ -67,8 +69,8 @@ pub fn group_name(gid: u32) -> Option<Arc<str>> {
     )
 }
 
-/// The number of the user called `name` here, if there is one.
-pub fn uid_named(name: &str) -> Option<u32> {
+/// The number of the user called `name` here, if there is one; `Err` when the lookup failed.
+pub fn uid_named(name: &str) -> nix::Result<Option<u32>> {
     cached(
         &names().uids,
         name,
@@ -77,8 +79,9 @@ pub fn uid_named(name: &str) -> Option<u32> {
     )
 }
 
-/// The number of the group called `name` here, if there is one.
-pub fn gid_named(name: &str) -> Option<u32> {
+/// The number of the group called `name` here, if there is one; `Err` when the lookup
+/// failed.
+pub fn gid_named(name: &str) -> nix::Result<Option<u32>> {
     cached(
         &names().gids,
         name,
@@ -115,7 +118,7 @@ fn cached<K, Q, V>(
     key: &Q,
     owned: impl FnOnce(&Q) -> K,
     look_up: impl FnOnce() -> nix::Result<Option<V>>,
-) -> Option<V>
+) -> nix::Result<Option<V>>
 where
     K: Borrow<Q> + Hash + Eq,
     Q: Hash + Eq + ?Sized,
@@ -125,16 +128,16 @@ where
     if let Some((value, at)) = lock(cache).get(key)
         && now.duration_since(*at) < CACHE_FOR
     {
-        return value.clone();
+        return Ok(value.clone());
     }
     // Looked up without the lock: NSS may be slow (LDAP), and other keys need not wait.
-    let value = look_up().ok()?;
+    let value = look_up()?;
     let mut cache = lock(cache);
     if cache.len() >= CACHE_MAX {
         cache.clear();
     }
     cache.insert(owned(key), (value.clone(), now));
-    value
+    Ok(value)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -143,23 +146,25 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
     use super::*;
 
     #[test]
     fn names_and_numbers_of_root_map_both_ways() {
-        assert_eq!(user_name(0).as_deref(), Some("root"));
-        assert_eq!(group_name(0).as_deref(), Some("root"));
-        assert_eq!(uid_named("root"), Some(0));
-        assert_eq!(gid_named("root"), Some(0));
+        assert_eq!(user_name(0).unwrap().as_deref(), Some("root"));
+        assert_eq!(group_name(0).unwrap().as_deref(), Some("root"));
+        assert_eq!(uid_named("root"), Ok(Some(0)));
+        assert_eq!(gid_named("root"), Ok(Some(0)));
         // Asked again: the cached answer is the same.
-        assert_eq!(uid_named("root"), Some(0));
+        assert_eq!(uid_named("root"), Ok(Some(0)));
     }
 
     #[test]
     fn unknown_names_and_numbers_have_no_counterpart() {
-        assert_eq!(uid_named("fulcrum-no-such-user"), None);
-        assert_eq!(gid_named("fulcrum-no-such-group"), None);
-        assert_eq!(user_name(3_999_999_999), None);
-        assert_eq!(group_name(3_999_999_999), None);
+        assert_eq!(uid_named("fulcrum-no-such-user"), Ok(None));
+        assert_eq!(gid_named("fulcrum-no-such-group"), Ok(None));
+        assert_eq!(user_name(3_999_999_999), Ok(None));
+        assert_eq!(group_name(3_999_999_999), Ok(None));
     }
 }

@@ -5,9 +5,9 @@
 //! per piece or per file: the thread does the disk work itself.
 //!
 //! Files are committed (synced, renamed into place, recorded) in groups: as a received file
-//! ends (at its End) or a local copy is made, its writeback is started, and the group is synced and renamed once it holds [`GROUP_FILES`]
-//! files or [`GROUP_OCTETS`], and whenever the thread would wait (for the peer's next answer,
-//! or for a job). One `fsync` per file, each a journal commit, made a journaled ext4 take
+//! ends (at its End) or a local copy is made, its writeback is started, and the group is
+//! synced and renamed once it holds [`GROUP_FILES`] files or [`GROUP_OCTETS`], and whenever
+//! the thread would wait (for the peer's next answer, or for a job). One `fsync` per file, each a journal commit, made a journaled ext4 take
 //! 7 × rsync's time for 10,000 small files; a group costs about one commit.
 
 use std::{
@@ -54,7 +54,8 @@ const GROUP_OCTETS: u64 = 64 * 1024 * 1024;
 
 /// How an entry's content will be obtained.
 pub(super) enum Source {
-    /// A local file with the same content (a copy; a rename is done at once).
+    /// A local file with the same content, copied (a rename is applied before any fetch, as
+    /// a move of the local file, and never comes here).
     Local(PathBuf),
     /// From the peer; `delta` when we have an older copy worth an rsync delta.
     Remote { delta: bool },

@@ -167,16 +167,26 @@ impl TempFile {
     /// ([`File::sync_all`]) before it is renamed into place. Syncing a group of such files one
     /// after the other costs about one journal commit for all of them, where syncing each as
     /// it ends would cost one per file.
+    /// On failure the file is removed.
     pub(super) fn finish_unsynced(self, target: &Entry) -> io::Result<Unsynced> {
-        if let Some(owner) = target.owner
-            && Owner::of(&self.file.metadata()?) != owner
-        {
-            std::os::unix::fs::fchown(&self.file, Some(owner.uid), Some(owner.gid))?;
+        let file = &self.file;
+        let set = || -> io::Result<()> {
+            if let Some(owner) = target.owner
+                && Owner::of(&file.metadata()?) != owner
+            {
+                unless_refused(std::os::unix::fs::fchown(
+                    file,
+                    Some(owner.uid),
+                    Some(owner.gid),
+                ))?;
+            }
+            file.set_permissions(Permissions::from_mode(target.mode))?;
+            file.set_times(FileTimes::new().set_modified(system_time(target.mtime_ns)))
+        };
+        if let Err(e) = set() {
+            self.discard();
+            return Err(e);
         }
-        self.file
-            .set_permissions(Permissions::from_mode(target.mode))?;
-        self.file
-            .set_times(FileTimes::new().set_modified(system_time(target.mtime_ns)))?;
         crate::dirty_pages::start_writeback(&self.file);
         Ok(Unsynced {
             path: self.path,
@@ -282,10 +292,33 @@ pub(super) fn set_attributes(
 /// Nothing is done if it has it already: a `chown` also drops a file's capabilities.
 pub(super) fn set_owner(path: &Path, owner: Option<Owner>) -> io::Result<()> {
     match owner {
-        Some(owner) if Owner::of(&fs::symlink_metadata(path)?) != owner => {
-            std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))
-        }
+        Some(owner) if Owner::of(&fs::symlink_metadata(path)?) != owner => unless_refused(
+            std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid)),
+        ),
         _ => Ok(()),
+    }
+}
+
+/// A `chown`'s result, where a refusal (a filesystem without owners, such as FAT, or NFS with
+/// `root_squash`; a user namespace that does not map the user) is not a failure: the path
+/// keeps the owner it has, as rsync goes on with a warning. What the index records is read
+/// from the disk ([`Applied`]), so it stays true. Warned once.
+fn unless_refused(chowned: io::Result<()>) -> io::Result<()> {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    match chowned {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput
+            ) =>
+        {
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(error = %e,
+                    "sync: cannot give received files their owners here; they keep this node's (set owners = false to stop trying)");
+            }
+            Ok(())
+        }
+        other => other,
     }
 }
 
@@ -470,6 +503,17 @@ mod tests {
 
     use super::*;
     use crate::sync::index::unix_ns;
+
+    // Input: chown results: refused by the filesystem (EPERM), by a user namespace (EINVAL),
+    // and failed otherwise (EIO). Output: the refusals are not failures, the rest is.
+    #[test]
+    fn a_refused_chown_is_not_a_failure() {
+        let errno = |code| Err(io::Error::from_raw_os_error(code));
+        assert!(unless_refused(errno(1)).is_ok(), "EPERM");
+        assert!(unless_refused(errno(22)).is_ok(), "EINVAL");
+        assert!(unless_refused(errno(5)).is_err(), "EIO");
+        assert!(unless_refused(Ok(())).is_ok());
+    }
 
     // Input: a file set to the wanted mtime; then one whose filesystem kept another mtime
     // (FAT's range starts in 1980); then one written after the mtime was set. Output: the

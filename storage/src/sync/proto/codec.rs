@@ -334,15 +334,18 @@ fn put_entry(dst: &mut BytesMut, e: &Entry) {
 }
 
 fn put_owner(dst: &mut BytesMut, owner: Option<Owner>) {
-    let Some(owner) = owner else {
+    let names = owner.map(|o| (o, owner::user_name(o.uid), owner::group_name(o.gid)));
+    let Some((owner, Ok(user), Ok(group))) = names else {
+        // None, or names that could not be looked up: no owner rather than a bare number
+        // that may name someone else on the peer.
         dst.put_u8(0);
         return;
     };
     dst.put_u8(1);
     dst.put_u32(owner.uid);
     dst.put_u32(owner.gid);
-    put_str16(dst, owner::user_name(owner.uid).as_deref().unwrap_or(""));
-    put_str16(dst, owner::group_name(owner.gid).as_deref().unwrap_or(""));
+    put_str16(dst, user.as_deref().unwrap_or(""));
+    put_str16(dst, group.as_deref().unwrap_or(""));
 }
 
 /// Bounds-checked reads of one payload; running out is a malformed message.
@@ -496,12 +499,22 @@ impl Reader {
             return Err(self.malformed("owner or group -1"));
         }
         let (user, group) = (self.str16()?, self.str16()?);
-        let ours = |name: &str, look_up: fn(&str) -> Option<u32>| {
-            (!name.is_empty()).then(|| look_up(name)).flatten()
+        // This node's number for a name it knows, the sender's otherwise.
+        let ours = |name: &str, number: u32, look_up: fn(&str) -> nix::Result<Option<u32>>| {
+            if name.is_empty() {
+                return Ok(number);
+            }
+            look_up(name).map(|found| found.unwrap_or(number))
         };
-        Ok(Some(Owner {
-            uid: ours(&user, owner::uid_named).unwrap_or(uid),
-            gid: ours(&group, owner::gid_named).unwrap_or(gid),
-        }))
+        Ok(
+            match (
+                ours(&user, uid, owner::uid_named),
+                ours(&group, gid, owner::gid_named),
+            ) {
+                (Ok(uid), Ok(gid)) => Some(Owner { uid, gid }),
+                // A failed lookup: no owner rather than a guess (see `crate::sync::owner`).
+                _ => None,
+            },
+        )
     }
 }
