@@ -29,6 +29,7 @@ use super::{
     fsops::{self, TempFile, Unsynced},
     hasher::Answer,
     receive::{commit, report_failed},
+    signing::{Signed, Signing},
     status::Counters,
 };
 use crate::sync::{
@@ -138,6 +139,8 @@ pub(super) struct Fetcher {
     /// The jobs not yet done, oldest first; `first` is the number of the oldest.
     open: VecDeque<Progress>,
     first: u64,
+    /// The delta fetch whose base is being signed, at most one.
+    signing: Option<Signing>,
 }
 
 impl Fetcher {
@@ -158,6 +161,7 @@ impl Fetcher {
             group_octets: 0,
             open: VecDeque::new(),
             first: 0,
+            signing: None,
         }
     }
 
@@ -166,6 +170,9 @@ impl Fetcher {
     /// arrive, so the transfers do not drain and start again at every batch. Blocking.
     pub(super) fn run(&mut self, jobs: mpsc::UnboundedReceiver<Job>) -> Result<(), String> {
         let result = self.run_jobs(jobs);
+        if let Some(signing) = self.signing.take() {
+            signing.discard();
+        }
         if self.shared.cancel.is_cancelled() {
             // A stop waits for this thread: no syncing on a disk that may hang. The files come
             // again after the next start.
@@ -185,7 +192,7 @@ impl Fetcher {
         let mut octets = 0u64;
         let mut delta_busy = false;
         loop {
-            if queue.is_empty() && in_flight.is_empty() {
+            if queue.is_empty() && in_flight.is_empty() && self.signing.is_none() {
                 // Idle: commit what was received (which reports the jobs it completes), then
                 // wait for a job.
                 self.commit_group();
@@ -234,20 +241,49 @@ impl Fetcher {
                         }
                         continue;
                     }
-                    &Source::Remote { delta } => match self.request(fetch, delta)? {
-                        Ok(flight) => {
-                            delta_busy |= flight.base.is_some();
-                            octets += flight.fetch.remote.size;
-                            in_flight.push_back((job, flight));
-                            continue;
+                    Source::Remote { delta: true } => {
+                        let shared = &self.shared;
+                        let path = &fetch.target.path;
+                        match TempFile::create(&shared.root, shared.staging.as_ref(), path, true) {
+                            Ok(temp) => {
+                                let cancel = shared.cancel.clone();
+                                let root = &shared.root;
+                                self.signing = Some(Signing::start(root, job, fetch, temp, cancel));
+                                delta_busy = true;
+                                continue;
+                            }
+                            Err(e) => {
+                                report_failed(
+                                    shared,
+                                    &self.node,
+                                    &fetch.remote.path,
+                                    &e.to_string(),
+                                );
+                                Some(fetch.remote)
+                            }
                         }
-                        Err((remote, error)) => {
-                            report_failed(&self.shared, &self.node, &remote.path, &error);
-                            Some(remote)
-                        }
-                    },
+                    }
+                    Source::Remote { delta: false } => {
+                        let flight = self.request(fetch, None, None)?;
+                        octets += flight.fetch.remote.size;
+                        in_flight.push_back((job, flight));
+                        continue;
+                    }
                 };
                 self.finished(job, outcome);
+            }
+            if self.signing.is_some() {
+                // With nothing in flight there is nothing else to wait for: the refill sent
+                // what it could.
+                let wait = in_flight.is_empty();
+                if wait {
+                    self.commit_group();
+                }
+                if let Some((job, flight)) = self.signed(wait)? {
+                    delta_busy = flight.base.is_some();
+                    octets += flight.fetch.remote.size;
+                    in_flight.push_back((job, flight));
+                }
             }
             if let Some((job, flight)) = in_flight.pop_front() {
                 octets -= flight.fetch.remote.size;
@@ -352,32 +388,35 @@ impl Fetcher {
         }
     }
 
-    /// Sends the request (for a delta: after reading our copy, signing it and creating the
-    /// temporary file). The inner `Err` is a local failure to report and retry.
-    #[allow(clippy::type_complexity, reason = "a link failure, or a local one")]
+    /// The delta request whose base is signed, sent (with `wait`, after waiting a little for
+    /// the signature); whole if there turned out to be no base.
+    fn signed(&mut self, wait: bool) -> Result<Option<(u64, InFlight)>, String> {
+        let Some(outcome) = self.signing.as_ref().and_then(|s| s.poll(wait)) else {
+            return Ok(None);
+        };
+        let Some((job, fetch, temp)) = self.signing.take().map(Signing::into_parts) else {
+            return Ok(None);
+        };
+        let based = outcome
+            .inspect_err(|e| {
+                debug!(path = %fetch.target.path, error = %e, "sync: no delta base, fetching whole");
+            })
+            .ok();
+        Ok(Some((job, self.request(fetch, Some(temp), based)?)))
+    }
+
+    /// Sends the request: a delta against `based` (our copy and its signature) if given, else
+    /// the whole file, written to `temp` if given (else created once its size is known).
+    /// `Err` only when the link is gone.
     fn request(
         &mut self,
         fetch: Fetch,
-        delta: bool,
-    ) -> Result<Result<InFlight, (Entry, String)>, String> {
-        let mut temp = None;
-        let mut base = None;
-        let mut signature = None;
-        if delta {
-            let root = &self.shared.root;
-            let path = &fetch.target.path;
-            match TempFile::create(root, self.shared.staging.as_ref(), path, true) {
-                Ok(created) => temp = Some(created),
-                Err(e) => return Ok(Err((fetch.remote, e.to_string()))),
-            }
-            match open_base(root, path) {
-                Ok((file, signed)) => {
-                    signature = Some(Bytes::from(signed));
-                    base = Some(file);
-                }
-                Err(e) => debug!(path, error = %e, "sync: no delta base, fetching whole"),
-            }
-        }
+        temp: Option<TempFile>,
+        based: Option<Signed>,
+    ) -> Result<InFlight, String> {
+        let (base, signature) = based
+            .map(|(file, signed)| (file, Bytes::from(signed)))
+            .unzip();
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
         let request = Request {
@@ -392,7 +431,7 @@ impl Fetcher {
             None => Message::Get(request),
         };
         self.ctrl.send(msg).map_err(|_| "writer gone".to_owned())?;
-        Ok(Ok(InFlight {
+        Ok(InFlight {
             fetch,
             id,
             temp,
@@ -402,7 +441,7 @@ impl Fetcher {
             buffered: 0,
             delta_octets: 0,
             error: None,
-        }))
+        })
     }
 
     /// Receives one request's answer (of job `job`) into its temporary file, and settles it or
@@ -658,16 +697,6 @@ impl Fetcher {
     }
 }
 
-/// Our older copy of `rel`, the base of a delta, and its signature.
-fn open_base(root: &Path, rel: &str) -> io::Result<(fs::File, Vec<u8>)> {
-    let (mut file, meta) = fsops::open_regular(root, rel)?;
-    if meta.len() > delta::DELTA_MAX {
-        return Err(io::Error::other("too large for a delta"));
-    }
-    let signature = delta::sign(&mut file, meta.len())?;
-    Ok((file, signature))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -861,6 +890,75 @@ mod tests {
         }
         let counters = shared.counters.snapshot();
         assert_eq!((counters.renames, counters.files_received), (2, 1));
+    }
+
+    // Input: a delta fetch of a 64 MiB file whose older copy is here, queued before a small
+    // whole file. Output: the small file's Get leaves first, while the base is still being
+    // signed (some 60 ms at 1 GB/s), then the GetDelta with the base's signature; both are
+    // answered and settled. Signed inline, the GetDelta would leave first.
+    #[test]
+    fn requests_go_out_while_a_delta_base_is_signed() {
+        const BASE: usize = 64 << 20;
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let base: Vec<u8> = (0..BASE).map(|i| (i % 251) as u8).collect();
+        fs::write(root.path().join("big.bin"), &base).unwrap();
+        let shared = testing::shared(root.path(), state.path());
+        let mut newer = base;
+        newer[0] ^= 1;
+        let fetches = vec![
+            Fetch {
+                remote: entry("big.bin", &newer),
+                target: entry("big.bin", &newer),
+                source: Source::Remote { delta: true },
+            },
+            Fetch {
+                remote: entry("small.txt", b"small"),
+                target: entry("small.txt", b"small"),
+                source: Source::Remote { delta: false },
+            },
+        ];
+
+        let (ctrl_tx, mut ctrl_rx) = mpsc::unbounded_channel();
+        let (runs_tx, runs_rx) = mpsc::channel(4);
+        let (answers_tx, answers_rx) = mpsc::channel(4);
+        thread::spawn(move || hasher::hash_loop(runs_rx, answers_tx));
+        let peer = thread::spawn(move || {
+            let mut order = Vec::new();
+            while order.len() < 2 {
+                let run = match ctrl_rx.blocking_recv() {
+                    Some(Message::Get(request)) => {
+                        order.push(format!("Get {}", request.path));
+                        vec![
+                            Message::Data {
+                                id: request.id,
+                                data: Bytes::from_static(b"small"),
+                            },
+                            Message::End {
+                                id: request.id,
+                                hash: request.hash,
+                            },
+                        ]
+                    }
+                    Some(Message::GetDelta { request, signature }) => {
+                        order.push(format!("GetDelta {} signed", request.path));
+                        assert!(!signature.is_empty());
+                        // The peer's file moved on: settled without content.
+                        vec![Message::Stale { id: request.id }]
+                    }
+                    other => panic!("{other:?}"),
+                };
+                runs_tx.blocking_send(run).unwrap();
+            }
+            order
+        });
+        let mut fetcher = Fetcher::new(Arc::clone(&shared), "b".to_owned(), ctrl_tx, answers_rx);
+        assert!(fetcher.fetch_all(fetches).unwrap().is_empty());
+        assert_eq!(
+            peer.join().unwrap(),
+            ["Get small.txt", "GetDelta big.bin signed"]
+        );
+        assert_eq!(fs::read(root.path().join("small.txt")).unwrap(), b"small");
+        assert_eq!(fs::read(root.path().join("big.bin")).unwrap().len(), BASE);
     }
 
     // Input: two jobs of one file each, from a peer that answers the second request only once

@@ -25,6 +25,7 @@ mod local;
 mod receive;
 mod serve;
 mod session;
+mod signing;
 mod staging;
 mod startup;
 mod status;
