@@ -277,6 +277,10 @@ impl Fetcher {
                 // what it could.
                 let wait = in_flight.is_empty();
                 if wait {
+                    if self.ctrl.is_closed() {
+                        // The link is gone: the session ends without waiting for the base.
+                        return Err("writer gone".to_owned());
+                    }
                     self.commit_group();
                 }
                 if let Some((job, flight)) = self.signed(wait)? {
@@ -397,6 +401,11 @@ impl Fetcher {
         let Some((job, fetch, temp)) = self.signing.take().map(Signing::into_parts) else {
             return Ok(None);
         };
+        if self.shared.cancel.is_cancelled() {
+            // Not a missing base: a stop, which fetches nothing more.
+            temp.discard();
+            return Err("the set is stopping".to_owned());
+        }
         let based = outcome
             .inspect_err(|e| {
                 debug!(path = %fetch.target.path, error = %e, "sync: no delta base, fetching whole");
@@ -430,7 +439,12 @@ impl Fetcher {
             Some(signature) => Message::GetDelta { request, signature },
             None => Message::Get(request),
         };
-        self.ctrl.send(msg).map_err(|_| "writer gone".to_owned())?;
+        if self.ctrl.send(msg).is_err() {
+            if let Some(temp) = temp {
+                temp.discard();
+            }
+            return Err("writer gone".to_owned());
+        }
         Ok(InFlight {
             fetch,
             id,

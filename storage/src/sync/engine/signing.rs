@@ -33,11 +33,14 @@ pub(super) struct Signing {
     /// Where the answer will be written.
     temp: TempFile,
     signed: mpsc::Receiver<io::Result<Signed>>,
+    /// Stops the thread's reads.
+    cancel: CancellationToken,
 }
 
 impl Signing {
     /// Starts signing our copy of `fetch`'s path under `root`, for job `job`, whose answer
-    /// will be written to `temp`. The signing stops early when `cancel` fires.
+    /// will be written to `temp`. The signing stops early when `cancel` fires, or when it is
+    /// discarded.
     pub(super) fn start(
         root: &Path,
         job: u64,
@@ -47,17 +50,20 @@ impl Signing {
     ) -> Self {
         let (done, signed) = mpsc::channel();
         let (root, rel) = (root.to_owned(), fetch.target.path.clone());
+        let cancel = cancel.child_token();
+        let stop = cancel.clone();
         // A thread that cannot be made drops `done`: the fetch goes whole (see `poll`).
         let _ = thread::Builder::new()
             .name("sync-sign".to_owned())
             .spawn(move || {
-                let _ = done.send(open_base(&root, &rel, &cancel));
+                let _ = done.send(open_base(&root, &rel, &stop));
             });
         Self {
             job,
             fetch,
             temp,
             signed,
+            cancel,
         }
     }
 
@@ -83,9 +89,10 @@ impl Signing {
         (self.job, self.fetch, self.temp)
     }
 
-    /// Gives up (the fetcher is ending): the temporary file goes; the thread stops at its
-    /// next read if the set is stopping, else finishes and its signature is dropped.
+    /// Gives up (the fetcher is ending): the thread stops at its next read, and the
+    /// temporary file goes.
     pub(super) fn discard(self) {
+        self.cancel.cancel();
         self.temp.discard();
     }
 }
@@ -153,27 +160,33 @@ mod tests {
         (fetch, TempFile::create(root, None, rel, true).unwrap())
     }
 
-    // Input: a 64 MiB base. Output: `start` returns before the signature is ready (signed
-    // inline, the first poll would find it), and the signature comes later, for the whole
-    // base.
+    /// Polls `signing` until it is over, for a minute at most.
+    fn outcome(signing: &Signing) -> io::Result<Signed> {
+        for _ in 0..3000 {
+            if let Some(outcome) = signing.poll(true) {
+                return outcome;
+            }
+        }
+        panic!("no signature within a minute");
+    }
+
+    // Input: a 128 MiB base (over 100 ms to sign). Output: `start` returns before the
+    // signature is ready (signed inline, the first poll would find it), and the signature
+    // comes later, for the whole base.
     #[test]
     fn a_base_is_signed_while_the_caller_goes_on() {
         let root = tempfile::tempdir().unwrap();
-        let base: Vec<u8> = (0..64 << 20).map(|i: u32| (i % 251) as u8).collect();
-        fs::write(root.path().join("big.bin"), &base).unwrap();
+        let path = root.path().join("big.bin");
+        let mib: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+        fs::write(&path, mib.repeat(128)).unwrap();
         let (fetch, temp) = fetch_of(root.path(), "big.bin");
         let signing = Signing::start(root.path(), 7, fetch, temp, CancellationToken::new());
         assert!(
             signing.poll(false).is_none(),
             "signed before start returned"
         );
-        let outcome = loop {
-            if let Some(outcome) = signing.poll(true) {
-                break outcome;
-            }
-        };
-        let (_, signature) = outcome.unwrap();
-        let expected = delta::sign(&mut base.as_slice(), base.len() as u64).unwrap();
+        let (_, signature) = outcome(&signing).unwrap();
+        let expected = delta::sign(&mut fs::File::open(&path).unwrap(), 128 << 20).unwrap();
         assert_eq!(signature, expected);
         let (job, fetch, temp) = signing.into_parts();
         assert_eq!((job, fetch.target.path.as_str()), (7, "big.bin"));
@@ -191,12 +204,7 @@ mod tests {
         for (rel, cancel) in [("f", cancel), ("gone", CancellationToken::new())] {
             let (fetch, temp) = fetch_of(root.path(), rel);
             let signing = Signing::start(root.path(), 1, fetch, temp, cancel);
-            let outcome = loop {
-                if let Some(outcome) = signing.poll(true) {
-                    break outcome;
-                }
-            };
-            assert!(outcome.is_err(), "{rel}");
+            assert!(outcome(&signing).is_err(), "{rel}");
             signing.discard();
             let left: Vec<_> = fs::read_dir(root.path())
                 .unwrap()
