@@ -904,7 +904,14 @@ async fn a_transfer_set_aside_is_tried_again_without_a_reconnect() {
                 let data = bytes::Bytes::from_static(content);
                 writer.send(&Message::Data { id, data }).await.unwrap();
                 let hash = file_entry("bad.txt", content).hash;
-                writer.send(&Message::End { id, hash }).await.unwrap();
+                writer
+                    .send(&Message::End {
+                        id,
+                        hash,
+                        sha256: None,
+                    })
+                    .await
+                    .unwrap();
                 // A stores it once the End is read: wait for that with the link open.
                 let stored = wait_for(5 * SECOND, || a.path("bad.txt").exists()).await;
                 assert!(stored.is_some(), "not stored after the retry");

@@ -2,9 +2,10 @@
 //! goes as a delta in bounded memory: the receiver signs its older copy a chunk at a time,
 //! the sender reads the new content and diffs it against that signature one window at a time
 //! (so a delta message stays under the frame limit), and the receiver applies each window's
-//! delta reading the blocks it copies from its copy on disk. Neither side holds the file. The
-//! whole-file content hash (BLAKE3) is checked afterwards: MD4 block hashes alone are not
-//! trusted.
+//! delta reading the blocks it copies from its copy on disk. Neither side holds the file. MD4
+//! block hashes alone are not trusted: the file rebuilt is checked afterwards against the
+//! sender's SHA-256 of the whole file ([`WholeFileSha256`]), and against its content hash
+//! (BLAKE3) as every received file is.
 
 use std::{
     fs::File,
@@ -14,7 +15,30 @@ use std::{
 
 use fast_rsync::{Signature, SignatureOptions};
 
-use crate::sync::proto::{MAX_DATA, MAX_SIGNATURE};
+use crate::sync::{
+    index::Hash,
+    proto::{MAX_DATA, MAX_SIGNATURE},
+};
+
+/// The SHA-256 of a whole file sent as deltas: the sender's as it reads the file to diff it,
+/// the receiver's as it rebuilds it.
+pub(super) struct WholeFileSha256(ring::digest::Context);
+
+impl WholeFileSha256 {
+    pub(super) fn new() -> Self {
+        Self(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+
+    pub(super) fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub(super) fn finish(self) -> Hash {
+        let mut hash = [0; 32];
+        hash.copy_from_slice(self.0.finish().as_ref());
+        hash
+    }
+}
 
 /// Files smaller than this are sent whole: a signature round trip saves nothing.
 pub(super) const DELTA_MIN: u64 = 256 * 1024;

@@ -119,7 +119,25 @@ struct InFlight {
     buffered: usize,
     /// Delta octets received (for the bytes a delta saved).
     delta_octets: u64,
+    /// For a delta request: the SHA-256 of the file as it is rebuilt, checked at the End.
+    sha256: Option<delta::WholeFileSha256>,
     error: Option<String>,
+}
+
+impl InFlight {
+    /// Checks the file rebuilt from deltas against the sender's SHA-256 of it, `sent` with the
+    /// End; the error to fail the transfer with, if any.
+    fn check_sha256(&mut self, sent: Option<Hash>) -> Option<String> {
+        let rebuilt = self.sha256.take()?.finish();
+        match sent {
+            Some(sent) if sent == rebuilt => None,
+            Some(_) => {
+                Some("the file rebuilt from deltas does not match the sender's SHA-256".to_owned())
+            }
+            None if self.delta_octets > 0 => Some("deltas without the sender's SHA-256".to_owned()),
+            None => None,
+        }
+    }
 }
 
 /// The session's receiving end of file contents.
@@ -449,6 +467,7 @@ impl Fetcher {
             fetch,
             id,
             temp,
+            sha256: base.is_some().then(delta::WholeFileSha256::new),
             base,
             applied: Vec::new(),
             pieces: Vec::new(),
@@ -476,7 +495,10 @@ impl Fetcher {
                     Counters::add(&self.shared.counters.bytes_received, delta.len() as u64);
                     self.write(&mut flight, delta, true);
                 }
-                Message::End { id, hash } if id == flight.id => {
+                Message::End { id, hash, sha256 } if id == flight.id => {
+                    if let Some(error) = flight.check_sha256(sha256) {
+                        flight.error.get_or_insert(error);
+                    }
                     self.end(job, flight, hash, received);
                     return Ok(());
                 }
@@ -570,8 +592,13 @@ impl Fetcher {
         } else {
             temp.write(&piece).map_err(|e| e.to_string())
         };
-        if let Err(error) = result {
-            flight.error = Some(error);
+        match result {
+            Err(error) => flight.error = Some(error),
+            Ok(()) => {
+                if let Some(sha256) = &mut flight.sha256 {
+                    sha256.update(if is_delta { &flight.applied } else { &piece });
+                }
+            }
         }
     }
 
@@ -817,7 +844,11 @@ mod tests {
                     })
                     .collect();
                 let (id, hash) = (request.id, request.hash);
-                run.push(Message::End { id, hash });
+                run.push(Message::End {
+                    id,
+                    hash,
+                    sha256: None,
+                });
                 runs_tx.blocking_send(run).unwrap();
                 answered += 1;
             }
@@ -882,6 +913,7 @@ mod tests {
                 Message::End {
                     id: request.id,
                     hash: request.hash,
+                    sha256: None,
                 },
             ];
             runs_tx.blocking_send(run).unwrap();
@@ -950,6 +982,7 @@ mod tests {
                             Message::End {
                                 id: request.id,
                                 hash: request.hash,
+                                sha256: None,
                             },
                         ]
                     }
@@ -973,6 +1006,76 @@ mod tests {
         );
         assert_eq!(fs::read(root.path().join("small.txt")).unwrap(), b"small");
         assert_eq!(fs::read(root.path().join("big.bin")).unwrap().len(), BASE);
+    }
+
+    /// Fetches a 512 KiB file as a delta against an older copy, from a peer that diffs it
+    /// properly and ends with `sha256` (given the true SHA-256 of the new content); returns
+    /// the entries to retry and the file then on disk.
+    fn fetch_as_delta(
+        sha256: impl FnOnce(Hash) -> Option<Hash> + Send + 'static,
+    ) -> (Vec<Entry>, Vec<u8>) {
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old: Vec<u8> = (0..512u32 << 10).map(|i| (i % 253) as u8).collect();
+        fs::write(root.path().join("doc.bin"), &old).unwrap();
+        let shared = testing::shared(root.path(), state.path());
+        let mut new = old.clone();
+        new[1000..1100].fill(7);
+        // A version after ours (the scan's), so that it replaces it.
+        let mut newer = entry("doc.bin", &new);
+        newer.version = shared.index().get("doc.bin").unwrap().version.clone();
+        newer.version.set("b", 1);
+        let fetches = vec![Fetch {
+            remote: newer.clone(),
+            target: newer,
+            source: Source::Remote { delta: true },
+        }];
+        let (ctrl_tx, mut ctrl_rx) = mpsc::unbounded_channel();
+        let (runs_tx, runs_rx) = mpsc::channel(4);
+        let (answers_tx, answers_rx) = mpsc::channel(4);
+        thread::spawn(move || hasher::hash_loop(runs_rx, answers_tx));
+        thread::spawn(move || {
+            let Some(Message::GetDelta { request, signature }) = ctrl_rx.blocking_recv() else {
+                panic!("no GetDelta")
+            };
+            let signature = delta::parse_signature(signature.to_vec()).unwrap();
+            let diff = delta::diff(&signature.index(), &new).unwrap();
+            let mut whole = delta::WholeFileSha256::new();
+            whole.update(&new);
+            let run = vec![
+                Message::Delta {
+                    id: request.id,
+                    delta: Bytes::from(diff),
+                },
+                Message::End {
+                    id: request.id,
+                    hash: request.hash,
+                    sha256: sha256(whole.finish()),
+                },
+            ];
+            runs_tx.blocking_send(run).unwrap();
+        });
+        let mut fetcher = Fetcher::new(Arc::clone(&shared), "b".to_owned(), ctrl_tx, answers_rx);
+        let failed = fetcher.fetch_all(fetches).unwrap();
+        (failed, fs::read(root.path().join("doc.bin")).unwrap())
+    }
+
+    // Input: a file fetched as a delta, ended with the sender's SHA-256 of the whole file; with
+    // another SHA-256; with none. Output: the first is rebuilt and in place; the other two
+    // fail (to be retried), and the older copy stays.
+    #[test]
+    fn a_file_rebuilt_from_deltas_is_checked_against_the_senders_sha256() {
+        let (failed, content) = fetch_as_delta(Some);
+        assert!(failed.is_empty());
+        assert_eq!(&content[1000..1100], &[7; 100]);
+
+        for wrong in [
+            Box::new(|_| Some([9u8; 32])) as Box<dyn FnOnce(Hash) -> Option<Hash> + Send>,
+            Box::new(|_| None),
+        ] {
+            let (failed, content) = fetch_as_delta(wrong);
+            assert_eq!(failed.len(), 1, "the transfer failed");
+            assert_eq!(content[1000], (1000 % 253) as u8, "the older copy stays");
+        }
     }
 
     // Input: two jobs of one file each, from a peer that answers the second request only once
@@ -1014,6 +1117,7 @@ mod tests {
                     Message::End {
                         id: request.id,
                         hash: request.hash,
+                        sha256: None,
                     },
                 ];
                 runs_tx.blocking_send(run).unwrap();

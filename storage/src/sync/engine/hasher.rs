@@ -91,6 +91,7 @@ mod tests {
         let end = |id| Message::End {
             id,
             hash: crate::sync::index::NO_HASH,
+            sha256: None,
         };
         runs_tx
             .try_send(vec![data(1, b"hello "), data(1, b"world")])

@@ -189,7 +189,11 @@ fn serve_whole(shared: &Shared, request: &Request, out: &mut Out) -> TaskResult 
         return out.put(&Message::Stale { id });
     }
     Counters::add(&shared.counters.files_sent, 1);
-    out.put(&Message::End { id, hash })
+    out.put(&Message::End {
+        id,
+        hash,
+        sha256: None,
+    })
 }
 
 /// Sends the file as rsync deltas against the peer's signature, one window per message, read
@@ -210,6 +214,8 @@ fn serve_delta(shared: &Shared, request: &Request, signature: Bytes, out: &mut O
     };
     let indexed = signature.index();
     let mut window = vec![0; delta::window(&signature)];
+    // Of the whole file as read to make the deltas: the receiver checks what it rebuilt.
+    let mut sha256 = delta::WholeFileSha256::new();
     // Up to the size it had: a file that grows or shrinks meanwhile is Stale below.
     let mut left = meta.len();
     while left > 0 {
@@ -222,6 +228,7 @@ fn serve_delta(shared: &Shared, request: &Request, signature: Bytes, out: &mut O
             Err(e) => return out.put(&failed(e.to_string())),
         };
         left -= read as u64;
+        sha256.update(&window[..read]);
         let delta = match delta::diff(&indexed, &window[..read]) {
             Ok(delta) => delta,
             Err(e) => return out.put(&failed(e.to_string())),
@@ -236,7 +243,11 @@ fn serve_delta(shared: &Shared, request: &Request, signature: Bytes, out: &mut O
         return out.put(&Message::Stale { id });
     }
     Counters::add(&shared.counters.files_sent, 1);
-    out.put(&Message::End { id, hash })
+    out.put(&Message::End {
+        id,
+        hash,
+        sha256: Some(sha256.finish()),
+    })
 }
 
 #[cfg(test)]
@@ -335,7 +346,7 @@ mod tests {
                     }
                     ("Data", *id)
                 }
-                Message::End { id, hash } => {
+                Message::End { id, hash, .. } => {
                     let path = if *id == 2 { "big.bin" } else { "a.txt" };
                     assert_eq!(*hash, hash_of(path));
                     ("End", *id)

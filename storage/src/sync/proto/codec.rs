@@ -103,9 +103,12 @@ pub fn encode(msg: &Message, dst: &mut BytesMut) -> Result<(), ProtoError> {
             dst.put_u32(*id);
             dst.put_slice(bytes);
         }
-        Message::End { id, hash } => {
+        Message::End { id, hash, sha256 } => {
             dst.put_u32(*id);
             dst.put_slice(hash);
+            if let Some(sha256) = sha256 {
+                dst.put_slice(sha256);
+            }
         }
         Message::Stale { id } => dst.put_u32(*id),
         Message::Failed { id, reason } => {
@@ -269,6 +272,11 @@ fn decode_payload(ty: u8, payload: Bytes) -> Result<Message, ProtoError> {
         END => Message::End {
             id: r.u32()?,
             hash: r.hash()?,
+            sha256: if r.buf.is_empty() {
+                None
+            } else {
+                Some(r.hash()?)
+            },
         },
         STALE => Message::Stale { id: r.u32()? },
         FAILED => Message::Failed {

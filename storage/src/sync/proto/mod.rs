@@ -23,7 +23,8 @@
 //!   0x15 GetDelta id u32 | path str32 | size u64 | mtime_ns i64 | hash [32] | signature bytes32
 //!   0x16 Data     id u32 | octets (the rest)      a piece of the file, in order
 //!   0x17 Delta    id u32 | octets (the rest)      an rsync delta of the next window
-//!   0x18 End      id u32 | hash [32]              content hash of the version sent
+//!   0x18 End      id u32 | hash [32] | sha256 [32] (after Deltas only)
+//!                 content hash of the version sent; SHA-256 of the whole file rebuilt
 //!   0x19 Stale    id u32                          the file is no longer that version
 //!   0x1A Failed   id u32 | reason str16           the sender could not read it
 //!   0x1B Refuse   reason str16                    the Hello was not accepted
@@ -37,7 +38,9 @@
 //! Contents are requested by the receiver (Get, or GetDelta with its rsync signature when it
 //! has an older copy), several at a time, and answered in request order; the End of an answer
 //! carries the content hash (BLAKE3) the sender's index holds for the version asked for, which the receiver
-//! checks every octet against.
+//! checks every octet against. An answer made of Deltas also carries the SHA-256 of the whole
+//! file as the sender read it to make them, which the receiver checks the file it rebuilt
+//! against: the deltas' MD4 block hashes alone are not a proof.
 //!
 //! Nothing here panics on what a peer sends, and no frame longer than [`MAX_PAYLOAD`] is
 //! buffered: the length is checked from the header.
@@ -62,8 +65,9 @@ pub const MAGIC: u16 = 0xF1C6;
 
 /// The protocol version in the Hello (2: Ping and Pong, which version 1 did not know; 3:
 /// content hashes are BLAKE3, not SHA-256, so a version 2 peer would fail every check; 4:
-/// entries carry their owner).
-pub const VERSION: u16 = 4;
+/// entries carry their owner; 5: the End of a delta answer carries the whole file's SHA-256,
+/// which a version 5 receiver requires).
+pub const VERSION: u16 = 5;
 
 /// What starts the handshake's MACs, so that a volume's response never verifies here.
 pub const AUTH_LABEL: &[u8] = b"fulcrum-sync v1";
@@ -105,19 +109,52 @@ pub struct Hello {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Hello(Hello),
-    Resume { index_id: u64, from: u64 },
-    Entries { up_to: u64, entries: Vec<Entry> },
-    Ack { up_to: u64 },
+    Resume {
+        index_id: u64,
+        from: u64,
+    },
+    Entries {
+        up_to: u64,
+        entries: Vec<Entry>,
+    },
+    Ack {
+        up_to: u64,
+    },
     Get(Request),
-    GetDelta { request: Request, signature: Bytes },
-    Data { id: u32, data: Bytes },
-    Delta { id: u32, delta: Bytes },
-    End { id: u32, hash: Hash },
-    Stale { id: u32 },
-    Failed { id: u32, reason: String },
-    Refuse { reason: String },
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    GetDelta {
+        request: Request,
+        signature: Bytes,
+    },
+    Data {
+        id: u32,
+        data: Bytes,
+    },
+    Delta {
+        id: u32,
+        delta: Bytes,
+    },
+    /// `sha256`: of the whole file, after Deltas (see the module's header).
+    End {
+        id: u32,
+        hash: Hash,
+        sha256: Option<Hash>,
+    },
+    Stale {
+        id: u32,
+    },
+    Failed {
+        id: u32,
+        reason: String,
+    },
+    Refuse {
+        reason: String,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
 }
 
 /// A request for one version of a file's content.

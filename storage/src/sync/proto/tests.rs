@@ -108,6 +108,12 @@ fn every_message_round_trips() {
         Message::End {
             id: 3,
             hash: [3; 32],
+            sha256: None,
+        },
+        Message::End {
+            id: 3,
+            hash: [3; 32],
+            sha256: Some([4; 32]),
         },
         Message::Stale { id: 4 },
         Message::Failed {
