@@ -16,13 +16,18 @@ use std::os::unix::fs::lchown;
 use std::time::Duration;
 
 use fulcrum_storage::sync::owner::can_chown;
-use support::{connected, converge, nodes, owner, started_pair, stop_both, wait_for};
+use support::{Node, connected, converge, nodes, owner, started_pair, stop_both, wait_for};
 
 /// Generous, as the suite runs many tests at once on two cores.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Long enough for a change to cross loopback many times over (they take tens of ms).
 const SETTLE: Duration = Duration::from_millis(500);
+
+/// Whether `node`'s `rel` holds `content` now.
+fn holds(node: &Node, rel: &str, content: &[u8]) -> bool {
+    fs::read(node.path(rel)).is_ok_and(|c| c == content)
+}
 
 fn needs_root() -> bool {
     if can_chown() {
@@ -116,10 +121,7 @@ async fn a_node_that_does_not_sync_owners_neither_applies_nor_sends_them() {
 
     n[0].write("upload.bin", b"from A");
     lchown(n[0].path("upload.bin"), Some(4242), Some(4343)).unwrap();
-    let arrived = wait_for(PATIENCE, || {
-        fs::read(n[1].path("upload.bin")).is_ok_and(|c| c == b"from A")
-    })
-    .await;
+    let arrived = wait_for(PATIENCE, || holds(&n[1], "upload.bin", b"from A")).await;
     assert!(arrived.is_some(), "A's file never reached B");
     tokio::time::sleep(SETTLE).await;
     assert_eq!(
@@ -129,10 +131,7 @@ async fn a_node_that_does_not_sync_owners_neither_applies_nor_sends_them() {
     );
 
     n[1].write("upload.bin", b"rewritten on B");
-    let arrived = wait_for(PATIENCE, || {
-        fs::read(n[0].path("upload.bin")).is_ok_and(|c| c == b"rewritten on B")
-    })
-    .await;
+    let arrived = wait_for(PATIENCE, || holds(&n[0], "upload.bin", b"rewritten on B")).await;
     assert!(arrived.is_some(), "B's edit never reached A");
     tokio::time::sleep(SETTLE).await;
     assert_eq!(

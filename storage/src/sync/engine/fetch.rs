@@ -7,8 +7,9 @@
 //! Files are committed (synced, renamed into place, recorded) in groups: as a received file
 //! ends (at its End) or a local copy is made, its writeback is started, and the group is
 //! synced and renamed once it holds [`GROUP_FILES`] files or [`GROUP_OCTETS`], and whenever
-//! the thread would wait (for the peer's next answer, or for a job). One `fsync` per file, each a journal commit, made a journaled ext4 take
-//! 7 × rsync's time for 10,000 small files; a group costs about one commit.
+//! the thread would wait (for the peer's next answer, or for a job). One `fsync` per file,
+//! each a journal commit, made a journaled ext4 take 7 × rsync's time for 10,000 small files;
+//! a group costs about one commit.
 
 use std::{
     collections::VecDeque,
@@ -259,28 +260,13 @@ impl Fetcher {
                         }
                         continue;
                     }
-                    Source::Remote { delta: true } => {
-                        let shared = &self.shared;
-                        let path = &fetch.target.path;
-                        match TempFile::create(&shared.root, shared.staging.as_ref(), path, true) {
-                            Ok(temp) => {
-                                let cancel = shared.cancel.clone();
-                                let root = &shared.root;
-                                self.signing = Some(Signing::start(root, job, fetch, temp, cancel));
-                                delta_busy = true;
-                                continue;
-                            }
-                            Err(e) => {
-                                report_failed(
-                                    shared,
-                                    &self.node,
-                                    &fetch.remote.path,
-                                    &e.to_string(),
-                                );
-                                Some(fetch.remote)
-                            }
+                    Source::Remote { delta: true } => match self.start_signing(job, fetch) {
+                        None => {
+                            delta_busy = true;
+                            continue;
                         }
-                    }
+                        failed => failed,
+                    },
                     Source::Remote { delta: false } => {
                         let flight = self.request(fetch, None, None)?;
                         octets += flight.fetch.remote.size;
@@ -407,6 +393,24 @@ impl Fetcher {
         self.group.push(ready);
         if self.group.len() >= GROUP_FILES || self.group_octets >= GROUP_OCTETS {
             self.commit_group();
+        }
+    }
+
+    /// Starts job `job`'s delta fetch: its temporary file, and the signing of its base.
+    /// Returns the entry to retry if the file could not be made (reported).
+    fn start_signing(&mut self, job: u64, fetch: Fetch) -> Option<Entry> {
+        let shared = &self.shared;
+        let path = &fetch.target.path;
+        match TempFile::create(&shared.root, shared.staging.as_ref(), path, true) {
+            Ok(temp) => {
+                let cancel = shared.cancel.clone();
+                self.signing = Some(Signing::start(&shared.root, job, fetch, temp, cancel));
+                None
+            }
+            Err(e) => {
+                report_failed(shared, &self.node, &fetch.remote.path, &e.to_string());
+                Some(fetch.remote)
+            }
         }
     }
 

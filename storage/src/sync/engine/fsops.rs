@@ -340,7 +340,8 @@ pub(super) fn set_link_mtime(path: &Path, mtime_ns: i64) -> io::Result<()> {
 
 /// Whether the disk at `entry`'s path (or `rel`, for no entry) still is what the index says,
 /// so that a change not yet scanned is never overwritten: the owner where the index has one,
-/// for files size, mtime and mode, for the rest the kind. An unreadable path counts as matching (the scan would leave it).
+/// for files size, mtime and mode, for the rest the kind. An unreadable path counts as
+/// matching (the scan would leave it).
 pub(super) fn disk_matches(root: &Path, rel: &str, entry: Option<&Entry>) -> bool {
     let meta = fs::symlink_metadata(root.join(rel));
     let live = entry.filter(|e| !e.deleted);

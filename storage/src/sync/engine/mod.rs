@@ -181,10 +181,6 @@ pub(crate) struct Shared {
     scanning: AtomicBool,
     /// Why the last start-up scan failed, while it waits to be tried again.
     scan_failed: Mutex<Option<String>>,
-    /// Owners are synced: `owners` in the config, and this node runs as root. Otherwise the
-    /// index keeps none, and the peers' are dropped as their entries arrive, so that a node
-    /// that cannot `chown` neither applies them nor sends its own user's.
-    owners: bool,
 }
 
 /// A configured peer and what we know of it.
@@ -293,6 +289,9 @@ impl SyncSet {
         })?;
         let local_addr = listener.local_addr().unwrap_or(config.listen);
 
+        // Owners are synced with `owners` in the config, as root. Otherwise the index keeps
+        // none, and the peers' are dropped as their entries arrive (see `receive`), so that a
+        // node that cannot `chown` neither applies them nor sends its own user's.
         let owners = config.owners && crate::sync::owner::can_chown();
         if config.owners && !owners {
             tracing::info!(set = %name, "sync: owners and groups are not synced: not running as root");
@@ -337,7 +336,6 @@ impl SyncSet {
             scan: ScanProgress::default(),
             scanning: AtomicBool::new(true),
             scan_failed: Mutex::new(None),
-            owners,
             config,
         });
 

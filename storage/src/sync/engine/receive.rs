@@ -223,8 +223,8 @@ impl Receiver {
             return Err(format!("{} where Entries were expected", msg.name()));
         };
         let mut entries = entries;
-        if !self.shared.owners {
-            // Not ours to apply (see [`Shared::owners`]).
+        if !self.shared.index().tracks_owners() {
+            // Not ours to apply (see [`Index::set_track_owners`]).
             entries.iter_mut().for_each(|e| e.owner = None);
         }
         let (live, dead, tombstones) = in_order(entries);

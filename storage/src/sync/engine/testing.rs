@@ -67,7 +67,6 @@ pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
         // Scanned above.
         scanning: std::sync::atomic::AtomicBool::new(false),
         scan_failed: Mutex::new(None),
-        owners: false,
         config,
     })
 }

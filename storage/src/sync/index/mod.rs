@@ -1,7 +1,7 @@
 //! A node's persistent index of one synced directory: per relative path its kind, size, mtime,
-//! mode, owner, content hash (BLAKE3) and version vector, and tombstones for deletions. A restart compares the disk
-//! to it ([`Index::scan`]) to find what changed while the node was down, and a peer's entry is
-//! judged against it ([`Index::apply_remote`]) so that conflicts are detected, not guessed.
+//! mode, owner, content hash (BLAKE3) and version vector, and tombstones for deletions. A
+//! restart compares the disk to it ([`Index::scan`]) to find what changed while the node was
+//! down, and a peer's entry is judged against it ([`Index::apply_remote`]) so that conflicts are detected, not guessed.
 //!
 //! How the protocol (next to come) is meant to use it:
 //! - Each change to the index takes the next [`Index::sequence`]; a peer that has received this

@@ -132,8 +132,8 @@ fn every_message_round_trips() {
 }
 
 // Input: an owner `root`/`root` as a peer whose root is 4242/4343 sends it, then with names
-// unknown here, then owner -1, then a bad flag. Output: this node's numbers for the names it knows, the
-// peer's otherwise; a malformed message.
+// unknown here, then owner -1, then a bad flag. Output: this node's numbers for the names it
+// knows, the peer's otherwise; a malformed message.
 #[test]
 fn an_owners_names_become_this_nodes_numbers() {
     let mut owned = entry("f", Kind::File, false);
