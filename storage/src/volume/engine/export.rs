@@ -64,14 +64,16 @@ impl VolumeExport {
         self.check_writable()?;
         let inner = &self.inner;
         let order = inner.overlaps.lock(offset, offset + len).await;
-        inner
-            .meta
-            .try_call(move |m| m.begin_write(offset, len))
-            .await
-            .map_err(|error| {
-                warn!(volume = %inner.config.name, %error, "activity log");
-                NbdError::Io
-            })?;
+        if !inner.meta.try_begin_write(offset, len) {
+            inner
+                .meta
+                .try_call(move |m| m.begin_write(offset, len))
+                .await
+                .map_err(|error| {
+                    warn!(volume = %inner.config.name, %error, "activity log");
+                    NbdError::Io
+                })?;
+        }
         let result = self.after_begin(offset, len, local, request, order).await;
         inner.meta.post(move |m| m.end_write(offset, len));
         result

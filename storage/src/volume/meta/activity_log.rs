@@ -12,6 +12,13 @@
 //! ordered, so the volume task calls it from a blocking context (`spawn_blocking` or a dedicated
 //! thread) rather than interleaving it on the runtime.
 //!
+//! A write into extents already in the log needs no transaction, only a count, so it may start
+//! from any thread through [`HotExtents`] without a round trip to the log's owner. For that the
+//! active set sits behind a mutex shared with those handles, held for in-memory changes only.
+//! An evicted extent leaves the set *before* its transaction is written, and a new one joins it
+//! only *after* its transaction is fsynced: a handle never lets a write into an extent that a
+//! crash would not mark.
+//!
 //! ```text
 //! transaction = header, then `count` entries of 8 bytes (little endian):
 //!  0                   4       5       8                              16
@@ -33,6 +40,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Bytes covered by one activity-log extent (DRBD's `AL_EXTENT_SIZE`).
 pub const EXTENT_SIZE: u64 = 4 << 20;
@@ -53,17 +61,66 @@ pub struct ActivityLog {
     file: File,
     capacity: usize,
     next_seq: u64,
-    active: HashMap<u64, Slot>,
-    /// Logical clock for least-recently-used eviction.
-    tick: u64,
+    active: HotExtents,
     /// Transactions in the file, to know when to compact it.
     transactions: u64,
+}
+
+/// The extents in the log and the writes in flight in each; shared with [`HotExtents`].
+#[derive(Debug, Default)]
+struct Active {
+    slots: HashMap<u64, Slot>,
+    /// Logical clock for least-recently-used eviction.
+    tick: u64,
+    /// Set by [`ActivityLog::close`]: no write may start any more.
+    closed: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     in_flight: u32,
     last_used: u64,
+}
+
+impl Active {
+    /// Counts one more write in each extent of `touched`, all of which are in the set.
+    fn pin(&mut self, touched: Range<u64>) {
+        self.tick += 1;
+        let tick = self.tick;
+        for e in touched {
+            let slot = self.slots.entry(e).or_insert(Slot {
+                in_flight: 0,
+                last_used: 0,
+            });
+            slot.in_flight += 1;
+            slot.last_used = tick;
+        }
+    }
+}
+
+/// The log's active set, for starting writes into extents already in it from any thread.
+#[derive(Debug, Clone, Default)]
+pub struct HotExtents(Arc<Mutex<Active>>);
+
+impl HotExtents {
+    /// [`ActivityLog::begin_write`] for a write whose extents are all in the log already, which
+    /// needs no transaction. Returns whether the write started; when not, the log's owner must
+    /// start it. Paired with [`ActivityLog::end_write`] like the owner's.
+    pub fn try_begin_write(&self, offset: u64, len: u64) -> bool {
+        let touched = extents(offset, len);
+        let mut active = self.lock();
+        if active.closed || !touched.clone().all(|e| active.slots.contains_key(&e)) {
+            return false;
+        }
+        active.pin(touched);
+        true
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Active> {
+        // Every change under this lock is complete before it is released: a panic elsewhere
+        // cannot leave the set half changed.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl ActivityLog {
@@ -111,8 +168,7 @@ impl ActivityLog {
             file,
             capacity: capacity.max(1),
             next_seq: 0,
-            active: HashMap::new(),
-            tick: 0,
+            active: HotExtents::default(),
             transactions: 0,
         })
     }
@@ -135,15 +191,20 @@ impl ActivityLog {
                 capacity: self.capacity,
             });
         }
-        let add: Vec<u64> = touched
-            .clone()
-            .filter(|e| !self.active.contains_key(e))
-            .collect();
-        let over = (self.active.len() + add.len()).saturating_sub(self.capacity);
-        let mut evict = Vec::new();
-        if over > 0 {
-            let mut idle: Vec<(u64, u64)> = self
-                .active
+        let (add, evicted) = {
+            let mut active = self.active.lock();
+            let add: Vec<u64> = touched
+                .clone()
+                .filter(|e| !active.slots.contains_key(e))
+                .collect();
+            if add.is_empty() {
+                // Already in the log: no transaction.
+                active.pin(touched);
+                return Ok(());
+            }
+            let over = (active.slots.len() + add.len()).saturating_sub(self.capacity);
+            let mut idle: Vec<(u64, u64)> = active
+                .slots
                 .iter()
                 .filter(|(e, s)| s.in_flight == 0 && !touched.contains(*e))
                 .map(|(&e, s)| (s.last_used, e))
@@ -153,30 +214,35 @@ impl ActivityLog {
                     capacity: self.capacity,
                 });
             }
-            idle.select_nth_unstable(over - 1);
-            evict = idle[..over].iter().map(|&(_, e)| e).collect();
-            before_evict(&evict)?;
-        }
-        if !add.is_empty() || !evict.is_empty() {
+            let mut evicted = Vec::new();
+            if over > 0 {
+                idle.select_nth_unstable(over - 1);
+                // Out of the set before the transaction: no write may start in them meanwhile.
+                evicted = idle[..over]
+                    .iter()
+                    .filter_map(|&(_, e)| active.slots.remove_entry(&e))
+                    .collect();
+            }
+            (add, evicted)
+        };
+        let evict: Vec<u64> = evicted.iter().map(|&(e, _)| e).collect();
+        let logged = (|| {
+            if !evict.is_empty() {
+                before_evict(&evict)?;
+            }
             let entries: Vec<u64> = evict
                 .iter()
                 .map(|e| e | LEAVING)
                 .chain(add.iter().copied())
                 .collect();
-            self.append(&entries)?;
+            self.append(&entries)
+        })();
+        if let Err(error) = logged {
+            // Still in the log on disk: back in the set.
+            self.active.lock().slots.extend(evicted);
+            return Err(error);
         }
-        for e in &evict {
-            self.active.remove(e);
-        }
-        self.tick += 1;
-        for e in touched {
-            let slot = self.active.entry(e).or_insert(Slot {
-                in_flight: 0,
-                last_used: 0,
-            });
-            slot.in_flight += 1;
-            slot.last_used = self.tick;
-        }
+        self.active.lock().pin(touched);
         if self.transactions > 4 * self.capacity as u64 + 64 {
             self.compact()?;
         }
@@ -186,8 +252,9 @@ impl ActivityLog {
     /// After the write `[offset, offset + len)` finished (on both nodes, or marked out of sync):
     /// its extents become evictable once no other write uses them.
     pub fn end_write(&mut self, offset: u64, len: u64) {
+        let mut active = self.active.lock();
         for e in extents(offset, len) {
-            if let Some(slot) = self.active.get_mut(&e) {
+            if let Some(slot) = active.slots.get_mut(&e) {
                 slot.in_flight = slot.in_flight.saturating_sub(1);
             }
         }
@@ -195,17 +262,35 @@ impl ActivityLog {
 
     /// Writes between `begin_write` and `end_write`.
     pub fn in_flight(&self) -> u64 {
-        self.active.values().map(|s| u64::from(s.in_flight)).sum()
+        in_flight(&self.active.lock())
+    }
+
+    /// Refuses every write from now on, [`HotExtents`]' too, unless writes are in flight:
+    /// then returns how many, and changes nothing.
+    pub fn close(&mut self) -> Result<(), u64> {
+        let mut active = self.active.lock();
+        match in_flight(&active) {
+            0 => {
+                active.closed = true;
+                Ok(())
+            }
+            n => Err(n),
+        }
     }
 
     /// Whether `extent` is in the log (so a crash would mark it out of sync).
     pub fn contains(&self, extent: u64) -> bool {
-        self.active.contains_key(&extent)
+        self.active.lock().slots.contains_key(&extent)
     }
 
     /// The active extents, unordered.
-    pub fn active(&self) -> impl Iterator<Item = u64> + '_ {
-        self.active.keys().copied()
+    pub fn active(&self) -> Vec<u64> {
+        self.active.lock().slots.keys().copied().collect()
+    }
+
+    /// A handle for starting writes into active extents without this owner.
+    pub fn hot_extents(&self) -> HotExtents {
+        self.active.clone()
     }
 
     /// The byte range of extent `extent`.
@@ -231,13 +316,17 @@ impl ActivityLog {
 
     /// Rewrites the log as one transaction listing the active set, so it does not grow forever.
     fn compact(&mut self) -> Result<(), MetaError> {
-        let entries: Vec<u64> = self.active.keys().copied().collect();
+        let entries = self.active();
         durable::write_atomic(&self.dir, &self.name, &encode(self.next_seq, &entries))?;
         self.file = open_append(&self.path())?;
         self.next_seq += 1;
         self.transactions = 1;
         Ok(())
     }
+}
+
+fn in_flight(active: &Active) -> u64 {
+    active.slots.values().map(|s| u64::from(s.in_flight)).sum()
 }
 
 /// Extent numbers `[first, last]` touched by a byte range (empty for an empty range).
@@ -369,6 +458,83 @@ mod tests {
     }
 
     #[test]
+    fn hot_extents_start_writes_only_in_extents_already_logged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut al = ActivityLog::create(dir.path(), NAME, 2).expect("create");
+        let hot = al.hot_extents();
+        assert!(!hot.try_begin_write(0, 4096), "extent 0 is not logged yet");
+        al.begin_write(0, 4096, no_evict).expect("write");
+        assert!(hot.try_begin_write(MIB, 4096), "extent 0 is logged");
+        assert!(
+            !hot.try_begin_write(EXTENT_SIZE - 1, 2),
+            "the write spans into extent 1, which is not logged"
+        );
+        assert_eq!(al.in_flight(), 2);
+        assert_eq!(al.transactions, 1, "the hot start wrote no transaction");
+        al.end_write(0, 4096);
+        al.end_write(MIB, 4096);
+        assert_eq!(al.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_extent_being_evicted_takes_no_hot_write_while_its_transaction_is_written() {
+        // Input: capacity 1, extent 0 logged and idle; a write to extent 1 evicts it. Inside
+        // the eviction hook (before the transaction), a hot start in extent 0 or 1 is tried.
+        // Output: both refused; once logged, extent 1 takes hot writes and extent 0 does not.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut al = ActivityLog::create(dir.path(), NAME, 1).expect("create");
+        let hot = al.hot_extents();
+        al.begin_write(0, 1, no_evict).expect("write");
+        al.end_write(0, 1);
+        let mut tried = Vec::new();
+        al.begin_write(EXTENT_SIZE, 1, |evicted| {
+            assert_eq!(evicted, [0]);
+            tried.push(hot.try_begin_write(0, 1));
+            tried.push(hot.try_begin_write(EXTENT_SIZE, 1));
+            Ok(())
+        })
+        .expect("write");
+        assert_eq!(tried, [false, false]);
+        assert!(hot.try_begin_write(EXTENT_SIZE + 1, 1));
+        assert!(!hot.try_begin_write(0, 1));
+        assert_eq!(
+            ActivityLog::recover(&dir.path().join(NAME)).expect("recover"),
+            vec![1]
+        );
+    }
+
+    #[test]
+    fn a_failed_eviction_keeps_its_extents_hot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut al = ActivityLog::create(dir.path(), NAME, 1).expect("create");
+        let hot = al.hot_extents();
+        al.begin_write(0, 1, no_evict).expect("write");
+        al.end_write(0, 1);
+        let err = al.begin_write(EXTENT_SIZE, 1, |_| Err(MetaError::WritesInFlight(9)));
+        assert!(err.is_err());
+        assert!(
+            hot.try_begin_write(0, 1),
+            "extent 0 is still in the log on disk"
+        );
+    }
+
+    #[test]
+    fn close_waits_for_hot_writes_and_then_refuses_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut al = ActivityLog::create(dir.path(), NAME, 4).expect("create");
+        let hot = al.hot_extents();
+        al.begin_write(0, 1, no_evict).expect("write");
+        al.end_write(0, 1);
+        assert!(hot.try_begin_write(0, 1));
+        assert_eq!(al.close(), Err(1), "a hot write is in flight");
+        assert!(hot.try_begin_write(0, 1), "a refused close changes nothing");
+        al.end_write(0, 1);
+        al.end_write(0, 1);
+        assert_eq!(al.close(), Ok(()));
+        assert!(!hot.try_begin_write(0, 1), "closed");
+    }
+
+    #[test]
     fn a_failing_hook_changes_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut al = ActivityLog::create(dir.path(), NAME, 1).expect("create");
@@ -376,7 +542,7 @@ mod tests {
         al.end_write(0, 1);
         let err = al.begin_write(EXTENT_SIZE, 1, |_| Err(MetaError::WritesInFlight(9)));
         assert!(matches!(err, Err(MetaError::WritesInFlight(9))));
-        assert_eq!(al.active().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(al.active(), vec![0]);
         assert_eq!(
             ActivityLog::recover(&dir.path().join(NAME)).expect("recover"),
             vec![0]

@@ -13,7 +13,8 @@
 //!   peer's, `to_bytes`/`from_bytes`.
 //! - [`activity_log`]: [`ActivityLog`], the 4 MiB extents that may hold writes in flight,
 //!   logged durably before a write proceeds (`begin_write`/`end_write`, bounded, LRU eviction
-//!   behind a hook), and `recover` after a crash.
+//!   behind a hook), and `recover` after a crash; [`HotExtents`] starts writes into extents
+//!   already logged from any thread.
 //! - [`store`]: [`Meta`], the directory: `create(dir, size, disk)`, `open(dir)` (detects an
 //!   unclean shutdown and marks the logged extents out of sync), `begin_write`/`end_write`,
 //!   `mark_out_of_sync`/`mark_in_sync`, `merge_peer_bitmap`, `set_all_out_of_sync`,
@@ -30,7 +31,7 @@ pub mod error;
 pub mod generation;
 pub mod store;
 
-pub use activity_log::ActivityLog;
+pub use activity_log::{ActivityLog, HotExtents};
 pub use bitmap::Bitmap;
 pub use error::MetaError;
 pub use generation::{DiskState, GenerationIds, Side, SplitBrain, SyncDecision, compare};

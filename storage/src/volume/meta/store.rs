@@ -12,7 +12,7 @@
 //! A missing or corrupt superblock or bitmap is an error naming the file, never a silent reset:
 //! resetting would forget which blocks differ from the peer.
 
-use super::activity_log::{self, ActivityLog};
+use super::activity_log::{self, ActivityLog, HotExtents};
 use super::bitmap::{BLOCK_SIZE, Bitmap};
 use super::durable::{self, sha256};
 use super::error::MetaError;
@@ -226,6 +226,12 @@ impl Meta {
         })
     }
 
+    /// Starts writes into extents already in the activity log from any thread, without this
+    /// owner (see [`HotExtents`]).
+    pub fn hot_extents(&self) -> HotExtents {
+        self.al.hot_extents()
+    }
+
     /// After the write finished locally and on the peer (or was marked out of sync).
     pub fn end_write(&mut self, offset: u64, len: u64) {
         self.al.end_write(offset, len);
@@ -279,10 +285,7 @@ impl Meta {
     /// open needs no recovery. Refused while writes are in flight (the metadata is then left as
     /// after a crash, which is safe).
     pub fn close(mut self) -> Result<(), MetaError> {
-        let in_flight = self.al.in_flight();
-        if in_flight > 0 {
-            return Err(MetaError::WritesInFlight(in_flight));
-        }
+        self.al.close().map_err(MetaError::WritesInFlight)?;
         self.persist_bitmap()?;
         write_superblock(
             &self.dir,
