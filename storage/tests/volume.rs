@@ -150,8 +150,12 @@ async fn only_the_changed_blocks_are_resynced_after_the_secondary_returns() {
         .await
         .unwrap();
     let changed = 10 * BLOCK + MIB;
-    assert_eq!(va.status().out_of_sync_bytes, changed);
     assert_eq!(va.status().counters.writes_out_of_sync, 11);
+    // The bitmap is marked by the metadata thread, a moment after the writes' acks.
+    wait_for(&va, "the changed blocks marked", |s| {
+        s.out_of_sync_bytes == changed
+    })
+    .await;
 
     let vb = b.start().await;
     wait_connected(&vb).await;

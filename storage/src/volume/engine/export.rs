@@ -129,7 +129,7 @@ impl VolumeExport {
                     return Err(NbdError::Io);
                 }
                 // Under the gate: a session attaching after this sees the bit.
-                self.mark_out_of_sync(offset, len).await;
+                self.post_out_of_sync(offset, len);
             }
             queued
         };
@@ -158,6 +158,22 @@ impl VolumeExport {
     async fn mark_out_of_sync(&self, offset: u64, len: u64) {
         Counters::add(&self.inner.counters.writes_out_of_sync, 1);
         self.mark(offset, len).await;
+    }
+
+    /// [`mark_out_of_sync`](Self::mark_out_of_sync) without waiting for the metadata thread: a
+    /// round trip there costs a peer-absent 4 KiB write a third of its latency. Nothing is
+    /// lost by not waiting. The write is in the activity log until its `end_write`, which the
+    /// thread runs after this job, so a crash before the bitmap is persisted still resyncs the
+    /// block. A session attaching later reads the bitmap with a job sent after this one.
+    fn post_out_of_sync(&self, offset: u64, len: u64) {
+        let inner = &self.inner;
+        Counters::add(&inner.counters.writes_out_of_sync, 1);
+        let name = inner.config.name.clone();
+        inner.meta.post(move |m| {
+            if let Err(error) = m.mark_out_of_sync(offset, len) {
+                warn!(volume = %name, %error, "cannot mark out of sync");
+            }
+        });
     }
 
     async fn mark(&self, offset: u64, len: u64) {
