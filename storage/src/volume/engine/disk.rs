@@ -7,10 +7,6 @@
 //! blocking pool waited for it spinning, a core's worth of CPU taken from the peer and the
 //! client in `fulcrum-bench nbd` (a fifth of the primary's time, 18% in `rwsem_spin_on_owner`).
 //!
-//! Small whole-page writes skip that thread ([`is_small_and_aligned`]): their copy is shorter
-//! than the hand-off. Overlapping writes never race there, as the export runs them one at a
-//! time ([`super::overlap`]).
-//!
 //! Buffered writes are sent on their way to the disk every few MiB ([`super::writeback`]), so
 //! that a FLUSH does not find the whole burst still in the page cache.
 
@@ -31,20 +27,6 @@ use super::writeback::Writeback;
 
 /// Linux's EIO: what a failing disk returns.
 const EIO: i32 = 5;
-
-/// Writes up to this size are copied into the page cache on the calling task's thread.
-const INLINE_MAX: usize = 64 << 10;
-
-/// The page size the kernel caches files in (4 KiB on every platform Fulcrum targets).
-const PAGE: u64 = 4096;
-
-/// Whether a buffered write is done in place rather than on the writer thread: a 4 KiB
-/// `pwrite` into the page cache takes a few microseconds, and the two thread wake-ups of the
-/// hand-off took fifty on a 2-vCPU VM, a third of a peer-absent write's latency at queue
-/// depth 1. Only whole pages: a partial one may have to be read from the disk first.
-fn is_small_and_aligned(offset: u64, len: usize) -> bool {
-    len <= INLINE_MAX && offset.is_multiple_of(PAGE) && (len as u64).is_multiple_of(PAGE)
-}
 
 /// The backing store; cheap to clone.
 #[derive(Debug, Clone)]
@@ -176,9 +158,6 @@ impl LocalDisk {
                 .blocking(move |_| disk.write_now(offset, &data, true))
                 .await;
         }
-        if is_small_and_aligned(offset, data.len()) {
-            return self.write_now(offset, &data, false);
-        }
         let (done, result) = oneshot::channel();
         let gone = || io::Error::other("the volume's writer thread is gone");
         self.writes
@@ -306,15 +285,6 @@ mod tests {
                 let fs = rustix::fs::fstatfs(&dir_file).expect("statfs of the temp dir");
                 fs.f_type != TMPFS_MAGIC && fs.f_type != OVERLAYFS_MAGIC
             })
-    }
-
-    #[test]
-    fn only_small_whole_page_writes_skip_the_writer_thread() {
-        assert!(is_small_and_aligned(0, 4096));
-        assert!(is_small_and_aligned(1 << 30, INLINE_MAX));
-        assert!(!is_small_and_aligned(0, INLINE_MAX + 4096), "too large");
-        assert!(!is_small_and_aligned(512, 4096), "straddles two pages");
-        assert!(!is_small_and_aligned(0, 512), "a partial page");
     }
 
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
