@@ -64,6 +64,8 @@ pub struct ActivityLog {
     active: HotExtents,
     /// Transactions in the file, to know when to compact it.
     transactions: u64,
+    /// Whether the file may not hold the set (see [`ActivityLog::transact`]).
+    stale: bool,
 }
 
 /// The extents in the log and the writes in flight in each; shared with [`HotExtents`].
@@ -114,6 +116,12 @@ impl HotExtents {
         }
         active.pin(touched);
         true
+    }
+
+    /// Refuses every hot start from now on: the log's owner is gone, so nothing would end
+    /// the writes or mark what they change.
+    pub fn refuse(&self) {
+        self.lock().closed = true;
     }
 
     fn lock(&self) -> MutexGuard<'_, Active> {
@@ -170,6 +178,7 @@ impl ActivityLog {
             next_seq: 0,
             active: HotExtents::default(),
             transactions: 0,
+            stale: false,
         })
     }
 
@@ -226,25 +235,28 @@ impl ActivityLog {
             (add, evicted)
         };
         let evict: Vec<u64> = evicted.iter().map(|&(e, _)| e).collect();
-        let logged = (|| {
-            if !evict.is_empty() {
-                before_evict(&evict)?;
-            }
-            let entries: Vec<u64> = evict
-                .iter()
-                .map(|e| e | LEAVING)
-                .chain(add.iter().copied())
-                .collect();
-            self.append(&entries)
-        })();
-        if let Err(error) = logged {
-            // Still in the log on disk: back in the set.
+        if !evict.is_empty()
+            && let Err(error) = before_evict(&evict)
+        {
+            // Nothing written: still in the log on disk, so back in the set.
             self.active.lock().slots.extend(evicted);
             return Err(error);
         }
+        // From here the evicted extents stay out of the set even if the transaction fails: it
+        // may have reached the disk, and their bits are persisted, so out is safe either way.
+        let entries: Vec<u64> = evict
+            .iter()
+            .map(|e| e | LEAVING)
+            .chain(add.iter().copied())
+            .collect();
+        self.transact(&entries)?;
         self.active.lock().pin(touched);
-        if self.transactions > 4 * self.capacity as u64 + 64 {
-            self.compact()?;
+        if self.transactions > 4 * self.capacity as u64 + 64
+            && let Err(error) = self.compact()
+        {
+            // This write's transaction is durable, so the write goes on; the next rewrites.
+            tracing::warn!(%error, "activity log not compacted; retried with the next transaction");
+            self.stale = true;
         }
         Ok(())
     }
@@ -265,8 +277,8 @@ impl ActivityLog {
         in_flight(&self.active.lock())
     }
 
-    /// Refuses every write from now on, [`HotExtents`]' too, unless writes are in flight:
-    /// then returns how many, and changes nothing.
+    /// Before the owner closes the metadata: refuses hot starts ([`HotExtents`]) from now on,
+    /// unless writes are in flight; then returns how many, and changes nothing.
     pub fn close(&mut self) -> Result<(), u64> {
         let mut active = self.active.lock();
         match in_flight(&active) {
@@ -301,6 +313,17 @@ impl ActivityLog {
 
     fn path(&self) -> PathBuf {
         self.dir.join(&self.name)
+    }
+
+    /// Logs one transaction. After a failed append or compaction the whole log is rewritten
+    /// first: the file may end in a torn transaction, which would hide every later one from
+    /// [`ActivityLog::recover`], or the handle may be to a file already replaced.
+    fn transact(&mut self, entries: &[u64]) -> Result<(), MetaError> {
+        if self.stale {
+            self.compact()?;
+            self.stale = false;
+        }
+        self.append(entries).inspect_err(|_| self.stale = true)
     }
 
     /// Appends one transaction and fsyncs it.
@@ -516,6 +539,39 @@ mod tests {
             hot.try_begin_write(0, 1),
             "extent 0 is still in the log on disk"
         );
+    }
+
+    #[test]
+    fn after_a_failed_transaction_the_log_is_rewritten_before_the_next() {
+        // Input: capacity 1, extent 0 logged and idle; the transaction bringing in extent 1
+        // (evicting 0) fails, then a write to extent 2 comes. Output: extent 0 is out of the set
+        // after the failure, and the next transaction rewrites the log, so recovery is right.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(NAME);
+        let mut al = ActivityLog::create(dir.path(), NAME, 1).expect("create");
+        let hot = al.hot_extents();
+        al.begin_write(0, 1, no_evict).expect("write");
+        al.end_write(0, 1);
+        // A handle that cannot write, as a full or failing disk would have.
+        al.file = File::open(&path).expect("read-only handle");
+        assert!(al.begin_write(EXTENT_SIZE, 1, no_evict).is_err());
+        assert!(
+            !hot.try_begin_write(0, 1),
+            "extent 0's leaving may be on the disk"
+        );
+        assert!(
+            !hot.try_begin_write(EXTENT_SIZE, 1),
+            "extent 1 was never logged"
+        );
+        // Torn tail: half a transaction, which would hide every later one from recovery.
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&encode(al.next_seq, &[5])[..20]))
+            .expect("torn tail");
+        al.begin_write(2 * EXTENT_SIZE, 1, no_evict).expect("write");
+        assert_eq!(ActivityLog::recover(&path).expect("recover"), vec![2]);
+        assert!(hot.try_begin_write(2 * EXTENT_SIZE + 1, 1));
     }
 
     #[test]
