@@ -247,7 +247,7 @@ mod tests {
                 i as u64 * BLOCK_SIZE,
                 ((i as u64 + 1) * BLOCK_SIZE).min(size),
             );
-            let touches = bs < end && offset < be;
+            let touches = offset < end && bs < end && offset < be;
             let covers = offset <= bs && be <= end;
             if value && touches {
                 *bit = true;
