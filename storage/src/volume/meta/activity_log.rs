@@ -30,8 +30,9 @@
 //! +-------------------+---------------+-------------------------------+
 //! entry: extent number (bits 0..62); bit 63 set = the extent leaves the log
 //! ```
-//! A crash can only tear the last transaction (the next starts after the previous was fsynced),
-//! and a torn one never let a write through, so replay stops at the first invalid transaction.
+//! A crash can only tear the last transaction (the next starts after the previous was fsynced,
+//! or after a failed one the whole log is rewritten first), and a torn one never let a write
+//! through, so replay stops at the first invalid transaction.
 
 use super::durable::{self, check64};
 use super::error::MetaError;
@@ -64,7 +65,8 @@ pub struct ActivityLog {
     active: HotExtents,
     /// Transactions in the file, to know when to compact it.
     transactions: u64,
-    /// Whether the file may not hold the set (see [`ActivityLog::transact`]).
+    /// Whether the file is unsafe to append to: it may end in a torn transaction, or the
+    /// handle may be to a file already replaced (see [`ActivityLog::transact`]).
     stale: bool,
 }
 
@@ -74,7 +76,7 @@ struct Active {
     slots: HashMap<u64, Slot>,
     /// Logical clock for least-recently-used eviction.
     tick: u64,
-    /// Set by [`ActivityLog::close`]: no write may start any more.
+    /// Set by [`ActivityLog::close`] and [`HotExtents::refuse`]: no hot start any more.
     closed: bool,
 }
 
@@ -185,7 +187,8 @@ impl ActivityLog {
     /// Before writing `[offset, offset + len)`: makes sure every extent it touches is in the log,
     /// durably, evicting idle extents if the log is full. `before_evict` runs first with the
     /// extents about to leave (the caller persists their bitmap bits there); if it fails nothing
-    /// changes. Every successful call must be paired with [`ActivityLog::end_write`].
+    /// changes. If the transaction fails, the extents stay out of the set. Every successful call
+    /// must be paired with [`ActivityLog::end_write`].
     pub fn begin_write(
         &mut self,
         offset: u64,
@@ -572,6 +575,29 @@ mod tests {
         al.begin_write(2 * EXTENT_SIZE, 1, no_evict).expect("write");
         assert_eq!(ActivityLog::recover(&path).expect("recover"), vec![2]);
         assert!(hot.try_begin_write(2 * EXTENT_SIZE + 1, 1));
+    }
+
+    #[test]
+    fn a_failed_compaction_does_not_fail_the_write_and_is_retried() {
+        // Input: the log is due for compaction, but its temp file's name is taken by a
+        // directory, so the rewrite fails (even as root). Output: the write that triggered it
+        // still starts (its transaction is durable) and ends; once the name is free, the next
+        // transaction rewrites the log and recovery is right.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(NAME);
+        let mut al = ActivityLog::create(dir.path(), NAME, 1).expect("create");
+        let blocker = dir.path().join(format!("{NAME}{}", durable::TEMP_SUFFIX));
+        fs::create_dir(&blocker).expect("block the temp name");
+        al.transactions = 4 * al.capacity as u64 + 64;
+        al.begin_write(0, 1, no_evict)
+            .expect("the write starts though the compaction failed");
+        assert_eq!(al.in_flight(), 1);
+        al.end_write(0, 1);
+        assert_eq!(al.in_flight(), 0);
+        fs::remove_dir(&blocker).expect("unblock");
+        al.begin_write(EXTENT_SIZE, 1, no_evict).expect("write");
+        assert_eq!(al.transactions, 2, "rewritten, then appended");
+        assert_eq!(ActivityLog::recover(&path).expect("recover"), vec![1]);
     }
 
     #[test]
