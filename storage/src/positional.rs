@@ -1,6 +1,7 @@
 //! Positional I/O on a shared file, for the NBD file export and the volume's local disk:
 //! `pread`/`pwrite` on a blocking thread (tokio's file API would copy every buffer once more),
-//! into and out of the request's own buffer, with `fdatasync` when asked.
+//! into and out of the request's own buffer, with `fdatasync` when asked; zeroes written or
+//! holes punched for WRITE_ZEROES and TRIM.
 
 use std::fs::File;
 use std::io;
@@ -57,4 +58,27 @@ pub(crate) fn write_zeroes_at(file: &File, offset: u64, len: u64, sync: bool) ->
         file.sync_data()?;
     }
     Ok(())
+}
+
+/// Makes `[offset, offset + len)` read back as zeroes and frees its space where the file
+/// system or device can (`fallocate` punching a hole, which reads back as zeroes on every file
+/// system that offers it and on block devices); elsewhere writes the zeroes. With `sync`,
+/// returns once the result is on stable storage.
+pub(crate) fn punch_hole_at(file: &File, offset: u64, len: u64, sync: bool) -> io::Result<()> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    match fallocate(
+        file,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        offset,
+        len,
+    ) {
+        Ok(()) if sync => file.sync_data(),
+        Ok(()) => Ok(()),
+        // No hole punching here (an old file system, a device with unaligned bounds): the
+        // range must still read back as zeroes, as on the peer.
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS | rustix::io::Errno::INVAL) => {
+            write_zeroes_at(file, offset, len, sync)
+        }
+        Err(errno) => Err(errno.into()),
+    }
 }

@@ -128,6 +128,64 @@ async fn nbdcopy_to_the_primary_is_on_the_secondary_when_it_returns() {
     vb.stop().await;
 }
 
+// Input: a protocol C pair with 8 MiB written through A; qemu-io (QEMU's NBD client) discards
+// [1 MiB, 5 MiB + 4 KiB) on A's export. Output: when qemu-io returns, the range reads back as
+// zeroes in both backing files, which stay identical, and both freed its space.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trim_frees_the_range_on_both_nodes_and_keeps_them_identical() {
+    use std::os::unix::fs::MetadataExt;
+    if !require_tool("qemu-io") {
+        return;
+    }
+    let (a, b) = pair(16 * MIB, Protocol::C, Role::Primary);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    wait_connected(&vb).await;
+    write_through(&va.export(), 8 * MIB, 40).await;
+    // In 512-byte units, as st_blocks counts.
+    let allocated = |path: &std::path::Path| std::fs::metadata(path).unwrap().blocks();
+    let before = [allocated(&a.backing()), allocated(&b.backing())];
+    let (offset, len) = (MIB, 4 * MIB + BLOCK);
+    let uri = format!("nbd://{}/{}", va.nbd_addr().unwrap(), support::NAME);
+    let out = tokio::process::Command::new("qemu-io")
+        .args(["-f", "raw", "-c"])
+        .arg(format!("discard {offset} {len}"))
+        .arg(&uri)
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains(&format!("discard {len}/{len} bytes")),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_files(&a.backing(), &b.backing());
+    let content = std::fs::read(a.backing()).unwrap();
+    let range = offset as usize..(offset + len) as usize;
+    assert!(
+        content[range].iter().all(|&byte| byte == 0),
+        "the trimmed range reads as zeroes"
+    );
+    assert_eq!(
+        content[..offset as usize],
+        pattern(40, MIB as usize)[..],
+        "the bytes before it are untouched"
+    );
+    let after = [allocated(&a.backing()), allocated(&b.backing())];
+    for (node, (before, after)) in ["A", "B"].iter().zip(before.iter().zip(after)) {
+        assert!(
+            before - after >= len / 512,
+            "{node} freed {} of {} bytes trimmed",
+            (before - after) * 512,
+            len
+        );
+    }
+    assert_eq!(va.status().counters.writes_out_of_sync, 0);
+    va.stop().await;
+    vb.stop().await;
+}
+
 // Input: B stopped; A writes 10 scattered blocks and one 1 MiB range; B restarted. Output:
 // exactly those 10 × 4 KiB + 1 MiB are resynced (counted on both sides), the files end equal.
 #[tokio::test(flavor = "multi_thread")]

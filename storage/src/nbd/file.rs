@@ -1,9 +1,9 @@
 //! [`FileExport`]: a regular file (or a block device node) served as it is.
 //!
 //! Reads and writes are `pread`/`pwrite` on a blocking thread, into and out of the request's
-//! own buffer; FLUSH and FUA are `fdatasync`. Without `fallocate` (it needs `unsafe` or libc),
-//! TRIM is accepted as the hint the spec lets it be and does nothing, WRITE_ZEROES writes
-//! zeroes from a static buffer, and block status reports everything as allocated data.
+//! own buffer; FLUSH and FUA are `fdatasync`. TRIM is accepted as the hint the spec lets it be
+//! and does nothing (the replicated volume's punches holes), WRITE_ZEROES writes zeroes from a
+//! static buffer, and block status reports everything as allocated data.
 
 use std::fs::{File, OpenOptions};
 use std::io;

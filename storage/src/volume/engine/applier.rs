@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::disk::digest;
+use super::disk::{Zeroing, digest};
 use super::inner::Inner;
 use super::status::{Counters, VolumeEvent};
 use crate::volume::config::BLOCK_SIZE;
@@ -34,10 +34,12 @@ pub(crate) enum Apply {
         data: Bytes,
         flags: WriteFlags,
     },
+    /// A write-zeroes, or a trim with [`Zeroing::Hole`].
     Zeroes {
         seq: u64,
         offset: u64,
         len: u64,
+        zeroing: Zeroing,
         flags: WriteFlags,
     },
     Flush {
@@ -160,10 +162,17 @@ fn apply_one(inner: &Inner, apply: Apply) -> Applied {
             seq,
             offset,
             len,
+            zeroing,
             flags,
         } => {
-            let result = disk.write_zeroes_now(offset, len, flags.fua);
-            report("write zeroes", &result);
+            let result = disk.zero_now(zeroing, offset, len, flags.fua);
+            report(
+                match zeroing {
+                    Zeroing::Allocated => "write zeroes",
+                    Zeroing::Hole => "trim",
+                },
+                &result,
+            );
             Applied::Write {
                 seq,
                 offset,

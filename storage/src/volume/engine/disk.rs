@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::positional::{self, read_at, write_at, write_zeroes_at};
+use crate::positional::{self, punch_hole_at, read_at, write_at, write_zeroes_at};
 use crate::volume::config::{Backing, BackingKind};
 use crate::volume::peer::Digest;
 
@@ -27,6 +27,15 @@ use super::writeback::Writeback;
 
 /// Linux's EIO: what a failing disk returns.
 const EIO: i32 = 5;
+
+/// How a range is made to read back as zeroes, on both nodes alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Zeroing {
+    /// Zeroes written, the space kept allocated (NBD WRITE_ZEROES, which may carry NO_HOLE).
+    Allocated,
+    /// A hole punched where the backing can, its space freed (NBD TRIM).
+    Hole,
+}
 
 /// The backing store; cheap to clone.
 #[derive(Debug, Clone)]
@@ -166,9 +175,15 @@ impl LocalDisk {
         result.await.unwrap_or_else(|_| Err(gone()))
     }
 
-    pub(crate) async fn write_zeroes(&self, offset: u64, len: u64, sync: bool) -> io::Result<()> {
+    pub(crate) async fn zero(
+        &self,
+        zeroing: Zeroing,
+        offset: u64,
+        len: u64,
+        sync: bool,
+    ) -> io::Result<()> {
         let disk = self.clone();
-        self.blocking(move |_| disk.write_zeroes_now(offset, len, sync))
+        self.blocking(move |_| disk.zero_now(zeroing, offset, len, sync))
             .await
     }
 
@@ -208,6 +223,27 @@ impl LocalDisk {
             self.writeback.wrote(len);
         }
         Ok(())
+    }
+
+    /// A trim: the range reads back as zeroes, its space freed where the backing allows.
+    pub(crate) fn punch_hole_now(&self, offset: u64, len: u64, sync: bool) -> io::Result<()> {
+        self.faults.check(offset, len)?;
+        punch_hole_at(&self.file, offset, len, sync)
+    }
+
+    /// [`write_zeroes_now`](Self::write_zeroes_now) or
+    /// [`punch_hole_now`](Self::punch_hole_now), as `zeroing` says.
+    pub(crate) fn zero_now(
+        &self,
+        zeroing: Zeroing,
+        offset: u64,
+        len: u64,
+        sync: bool,
+    ) -> io::Result<()> {
+        match zeroing {
+            Zeroing::Allocated => self.write_zeroes_now(offset, len, sync),
+            Zeroing::Hole => self.punch_hole_now(offset, len, sync),
+        }
     }
 
     pub(crate) fn digests_now(

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use tracing::warn;
 
 use super::detach;
+use super::disk::Zeroing;
 use super::inner::Inner;
 use super::link::{Delivery, Request};
 use super::status::{Counters, VolumeEvent};
@@ -198,8 +199,7 @@ impl Export for VolumeExport {
             read_only: false,
             can_flush: true,
             can_fua: true,
-            // Not replicated yet: advertising no trim keeps both copies identical.
-            can_trim: false,
+            can_trim: true,
             can_write_zeroes: true,
             // One local file and one ordered stream to the peer: a flush on any connection
             // covers what every connection had acknowledged.
@@ -291,11 +291,26 @@ impl Export for VolumeExport {
         Ok(())
     }
 
-    async fn trim(&self, _offset: u64, _len: u64, _fua: bool) -> Result<(), NbdError> {
-        self.check_writable()
+    /// Punched out on both nodes (or zeroes written where a backing cannot punch), so the
+    /// copies stay byte-identical and both free the space, as DRBD passes discards down.
+    async fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), NbdError> {
+        self.zero(Zeroing::Hole, offset, len, fua).await
     }
 
     async fn write_zeroes(&self, offset: u64, len: u64, fua: bool) -> Result<(), NbdError> {
+        self.zero(Zeroing::Allocated, offset, len, fua).await
+    }
+}
+
+impl VolumeExport {
+    /// A write-zeroes or a trim, replicated like a write in pieces of [`ZEROES_CHUNK`].
+    async fn zero(
+        &self,
+        zeroing: Zeroing,
+        offset: u64,
+        len: u64,
+        fua: bool,
+    ) -> Result<(), NbdError> {
         let mut done = 0;
         while done < len {
             let (at, n) = (offset + done, (len - done).min(ZEROES_CHUNK));
@@ -303,10 +318,11 @@ impl Export for VolumeExport {
             self.replicated(
                 at,
                 n,
-                move || async move { disk.write_zeroes(at, n, fua).await },
+                move || async move { disk.zero(zeroing, at, n, fua).await },
                 move |done| Request::WriteZeroes {
                     offset: at,
                     len: n,
+                    zeroing,
                     fua,
                     done,
                 },

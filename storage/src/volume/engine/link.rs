@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::disk::Zeroing;
 use crate::volume::peer::{Digest, DiskState, Role};
 
 /// A request for the session, queued in the order the session must send it.
@@ -14,9 +15,11 @@ pub(crate) enum Request {
         fua: bool,
         done: oneshot::Sender<Delivery>,
     },
+    /// A write-zeroes, or a trim with [`Zeroing::Hole`].
     WriteZeroes {
         offset: u64,
         len: u64,
+        zeroing: Zeroing,
         fua: bool,
         done: oneshot::Sender<Delivery>,
     },

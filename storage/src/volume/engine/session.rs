@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use super::applier::{self, Applied, Apply};
 use super::counting::Counted;
 use super::decide::Plan;
-use super::disk::digest;
+use super::disk::{Zeroing, digest};
 use super::handshake::Established;
 use super::inner::{Admin, Inner, ResyncState, from_wire_role, to_wire_role};
 use super::link::{Delivery, Request};
@@ -364,22 +364,30 @@ impl Session<'_> {
             Request::WriteZeroes {
                 offset,
                 len,
+                zeroing,
                 fua,
                 done,
             } => {
                 let seq = self.next_seq();
-                Self::feed(
-                    writer,
-                    &Message::WriteZeroes {
+                let flags = WriteFlags {
+                    fua,
+                    flush_before: false,
+                };
+                let message = match zeroing {
+                    Zeroing::Allocated => Message::WriteZeroes {
                         seq,
                         offset,
                         len,
-                        flags: WriteFlags {
-                            fua,
-                            flush_before: false,
-                        },
+                        flags,
                     },
-                )?;
+                    Zeroing::Hole => Message::Trim {
+                        seq,
+                        offset,
+                        len,
+                        flags,
+                    },
+                };
+                Self::feed(writer, &message)?;
                 self.sent_write(seq, offset, len, Some(done));
             }
             Request::Flush { done } => {
@@ -473,32 +481,17 @@ impl Session<'_> {
                 len,
                 flags,
             } => {
-                self.check_secondary("WriteZeroes")?;
-                if self.protocol == Protocol::B {
-                    Self::feed(
-                        writer,
-                        &Message::Ack {
-                            seq,
-                            kind: AckKind::Received,
-                        },
-                    )?;
-                }
-                self.queue_apply(Apply::Zeroes {
-                    seq,
-                    offset,
-                    len,
-                    flags,
-                })
-                .await?;
+                self.on_zeroes(writer, seq, offset, len, Zeroing::Allocated, flags)
+                    .await?;
             }
-            Message::Trim { seq, .. } => {
-                // We never send trims; a peer that does gets its ack (a trim is a hint).
-                let kind = match self.protocol {
-                    Protocol::A => return Ok(()),
-                    Protocol::B => AckKind::Received,
-                    Protocol::C => AckKind::Written,
-                };
-                Self::feed(writer, &Message::Ack { seq, kind })?;
+            Message::Trim {
+                seq,
+                offset,
+                len,
+                flags,
+            } => {
+                self.on_zeroes(writer, seq, offset, len, Zeroing::Hole, flags)
+                    .await?;
             }
             Message::Flush { seq } => self.queue_apply(Apply::Flush { seq }).await?,
             Message::Ack { seq, kind } => self.on_ack(seq, kind),
@@ -603,6 +596,39 @@ impl Session<'_> {
     }
 
     /// A secondary applies the peer's writes; a primary must never receive one.
+    /// The primary's write-zeroes or trim: applied like a write, acked per protocol.
+    async fn on_zeroes(
+        &mut self,
+        writer: &mut Writer,
+        seq: u64,
+        offset: u64,
+        len: u64,
+        zeroing: Zeroing,
+        flags: WriteFlags,
+    ) -> Result<(), End> {
+        self.check_secondary(match zeroing {
+            Zeroing::Allocated => "WriteZeroes",
+            Zeroing::Hole => "Trim",
+        })?;
+        if self.protocol == Protocol::B {
+            Self::feed(
+                writer,
+                &Message::Ack {
+                    seq,
+                    kind: AckKind::Received,
+                },
+            )?;
+        }
+        self.queue_apply(Apply::Zeroes {
+            seq,
+            offset,
+            len,
+            zeroing,
+            flags,
+        })
+        .await
+    }
+
     fn check_secondary(&self, what: &'static str) -> Result<(), End> {
         if self.inner.is_primary() {
             return Err(self.unexpected(what));

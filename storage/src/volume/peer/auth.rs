@@ -38,7 +38,8 @@ use super::frame::{HEADER_LEN, Header};
 use super::wire::WireError;
 
 /// The protocol version this build speaks, sent first so that a mismatch is a clear error.
-pub const VERSION: u16 = 1;
+/// 2: volume trims are applied by the secondary (a version-1 node acked them unapplied).
+pub const VERSION: u16 = 2;
 
 /// Length of a challenge.
 pub const CHALLENGE_LEN: usize = 32;
