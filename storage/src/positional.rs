@@ -63,8 +63,9 @@ pub(crate) fn write_zeroes_at(file: &File, offset: u64, len: u64, sync: bool) ->
 /// Makes `[offset, offset + len)` read back as zeroes and frees its space where the file
 /// system or device can (`fallocate` punching a hole, which reads back as zeroes on every file
 /// system that offers it and on block devices); elsewhere writes the zeroes. With `sync`,
-/// returns once the result is on stable storage.
-pub(crate) fn punch_hole_at(file: &File, offset: u64, len: u64, sync: bool) -> io::Result<()> {
+/// returns once the result is on stable storage. Returns whether the hole was punched (false:
+/// the zeroes were written).
+pub(crate) fn punch_hole_at(file: &File, offset: u64, len: u64, sync: bool) -> io::Result<bool> {
     use rustix::fs::{FallocateFlags, fallocate};
     match fallocate(
         file,
@@ -72,12 +73,12 @@ pub(crate) fn punch_hole_at(file: &File, offset: u64, len: u64, sync: bool) -> i
         offset,
         len,
     ) {
-        Ok(()) if sync => file.sync_data(),
-        Ok(()) => Ok(()),
+        Ok(()) if sync => file.sync_data().map(|()| true),
+        Ok(()) => Ok(true),
         // No hole punching here (an old file system, a device with unaligned bounds): the
         // range must still read back as zeroes, as on the peer.
         Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS | rustix::io::Errno::INVAL) => {
-            write_zeroes_at(file, offset, len, sync)
+            write_zeroes_at(file, offset, len, sync).map(|()| false)
         }
         Err(errno) => Err(errno.into()),
     }

@@ -2,7 +2,7 @@
 //!
 //! Reads and writes are `pread`/`pwrite` on a blocking thread, into and out of the request's
 //! own buffer; FLUSH and FUA are `fdatasync`. TRIM is accepted as the hint the spec lets it be
-//! and does nothing (the replicated volume's punches holes), WRITE_ZEROES writes zeroes from a
+//! and does nothing (the replicated volume punches holes for it), WRITE_ZEROES writes zeroes from a
 //! static buffer, and block status reports everything as allocated data.
 
 use std::fs::{File, OpenOptions};

@@ -228,7 +228,12 @@ impl LocalDisk {
     /// A trim: the range reads back as zeroes, its space freed where the backing allows.
     pub(crate) fn punch_hole_now(&self, offset: u64, len: u64, sync: bool) -> io::Result<()> {
         self.faults.check(offset, len)?;
-        punch_hole_at(&self.file, offset, len, sync)
+        let punched = punch_hole_at(&self.file, offset, len, sync)?;
+        if !punched && !sync {
+            // Zeroes written after all: dirty pages, for the kick like any write's.
+            self.writeback.wrote(len);
+        }
+        Ok(())
     }
 
     /// [`write_zeroes_now`](Self::write_zeroes_now) or

@@ -22,6 +22,7 @@ use super::inner::Inner;
 use super::link::{Delivery, Request};
 use super::status::{Counters, VolumeEvent};
 use crate::nbd::{Export, ExportFlags, NbdError};
+use crate::volume::config::BackingKind;
 
 /// Write-zeroes requests are logged and replicated in pieces of this size, so one request never
 /// needs more of the activity log than it holds.
@@ -199,7 +200,9 @@ impl Export for VolumeExport {
             read_only: false,
             can_flush: true,
             can_fua: true,
-            can_trim: true,
+            // Not on a block device: there a punch is a zero-out, which many devices do by
+            // writing zeroes, so `mkfs` would write the whole device on both nodes.
+            can_trim: self.inner.config.backing.kind != BackingKind::BlockDevice,
             can_write_zeroes: true,
             // One local file and one ordered stream to the peer: a flush on any connection
             // covers what every connection had acknowledged.

@@ -595,7 +595,6 @@ impl Session<'_> {
         End::Protocol
     }
 
-    /// A secondary applies the peer's writes; a primary must never receive one.
     /// The primary's write-zeroes or trim: applied like a write, acked per protocol.
     async fn on_zeroes(
         &mut self,
@@ -629,6 +628,7 @@ impl Session<'_> {
         .await
     }
 
+    /// A secondary applies the peer's writes; a primary must never receive one.
     fn check_secondary(&self, what: &'static str) -> Result<(), End> {
         if self.inner.is_primary() {
             return Err(self.unexpected(what));

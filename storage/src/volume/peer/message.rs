@@ -66,7 +66,7 @@ pub enum Message {
     FlushAck {
         seq: u64,
     },
-    /// Discard a range (the peer may deallocate it).
+    /// Trim a range: it must read back as zeroes, its space freed where the backing can.
     Trim {
         seq: u64,
         offset: u64,

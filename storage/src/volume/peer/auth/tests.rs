@@ -216,7 +216,7 @@ async fn both_ends_on_the_same_side_are_refused() {
     );
 }
 
-// Input: a greeting of version 2. Output: VersionMismatch, and the peer told.
+// Input: a greeting of a version after ours. Output: VersionMismatch, and the peer told.
 #[tokio::test]
 async fn another_version_is_a_clear_error() {
     let (result, told) = against_fake(async |fake| {
