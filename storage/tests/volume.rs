@@ -186,6 +186,37 @@ async fn a_trim_frees_the_range_on_both_nodes_and_keeps_them_identical() {
     vb.stop().await;
 }
 
+// Input: a protocol C pair with 8 MiB written through A; B stopped; A trims [2 MiB, 3 MiB);
+// B restarted. Output: the trim was marked out of sync and is resynced, so both files end
+// identical with zeroes in the range.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trim_made_while_the_peer_is_away_is_resynced() {
+    let (a, b) = pair(16 * MIB, Protocol::C, Role::Primary);
+    let (va, vb) = (a.start().await, b.start().await);
+    wait_connected(&va).await;
+    write_through(&va.export(), 8 * MIB, 50).await;
+    vb.stop().await;
+    wait_for(&va, "disconnect", |s| s.connection == ConnState::Connecting).await;
+    va.export().trim(2 * MIB, MIB, false).await.unwrap();
+    wait_for(&va, "the trim marked", |s| s.out_of_sync_bytes == MIB).await;
+    let vb = b.start().await;
+    wait_connected(&vb).await;
+    wait_for(&va, "resynced", |s| s.out_of_sync_bytes == 0).await;
+    wait_for(&vb, "the trimmed MiB resynced", |s| {
+        s.counters.resynced_bytes == MIB
+    })
+    .await;
+    assert_same_files(&a.backing(), &b.backing());
+    let content = std::fs::read(b.backing()).unwrap();
+    assert!(
+        content[(2 * MIB) as usize..(3 * MIB) as usize]
+            .iter()
+            .all(|&byte| byte == 0)
+    );
+    va.stop().await;
+    vb.stop().await;
+}
+
 // Input: B stopped; A writes 10 scattered blocks and one 1 MiB range; B restarted. Output:
 // exactly those 10 × 4 KiB + 1 MiB are resynced (counted on both sides), the files end equal.
 #[tokio::test(flavor = "multi_thread")]
