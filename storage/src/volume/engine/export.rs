@@ -77,7 +77,7 @@ impl VolumeExport {
                 })?;
         }
         let result = self.after_begin(offset, len, local, request, order).await;
-        inner.meta.post(move |m| m.end_write(offset, len));
+        inner.meta.post_later(move |m| m.end_write(offset, len));
         result
     }
 
@@ -166,12 +166,13 @@ impl VolumeExport {
     /// round trip there costs a peer-absent 4 KiB write a third of its latency. Nothing is
     /// lost by not waiting. The write is in the activity log until its `end_write`, which the
     /// thread runs after this job, so a crash before the bitmap is persisted still resyncs the
-    /// block. A session attaching later reads the bitmap with a job sent after this one.
+    /// block. A session attaching later reads the bitmap with a command, which the thread runs
+    /// after this job (see [`super::meta_thread`]).
     fn post_out_of_sync(&self, offset: u64, len: u64) {
         let inner = &self.inner;
         Counters::add(&inner.counters.writes_out_of_sync, 1);
         let name = inner.config.name.clone();
-        inner.meta.post(move |m| {
+        inner.meta.post_later(move |m| {
             if let Err(error) = m.mark_out_of_sync(offset, len) {
                 warn!(volume = %name, %error, "cannot mark out of sync");
             }
