@@ -4,17 +4,16 @@
 //! Dropping every handle ends the thread without [`Meta::close`], which is what a crash looks
 //! like to the next open (the activity log is replayed): that is what an abrupt stop should be.
 //!
-//! The write path's bookkeeping (a write's end, its out-of-sync mark with no peer) needs no
-//! answer and need not be prompt, so it is queued without waking the thread
-//! ([`MetaHandle::post_later`]): waking it twice per write took a third of the context
-//! switches of a 4 KiB write. The thread runs those jobs before its next command, so a
-//! command always sees them done: an eviction never takes an extent whose write has not
-//! ended, and a write ends after its mark. Otherwise it runs them every [`LATER_TICK`].
+//! Jobs run strictly in the order they were queued, on one queue. The write path's bookkeeping
+//! (a write's end, its out-of-sync mark with no peer) needs no answer and need not be prompt,
+//! so it is queued without waking the thread ([`MetaHandle::post_later`]): waking it twice per
+//! write took a third of the context switches of a 4 KiB write. It runs with the next job
+//! that does wake the thread, in its place before it, or after at most [`LATER_TICK`].
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -24,50 +23,13 @@ use crate::volume::meta::{HotExtents, Meta, MetaError};
 
 type Job = Box<dyn FnOnce(&mut Meta) + Send>;
 
-/// How long a job queued with [`MetaHandle::post_later`] may wait when no command comes: how
+/// How long a job queued with [`MetaHandle::post_later`] may wait when no other comes: how
 /// stale the status's out-of-sync figure may be.
 const LATER_TICK: Duration = Duration::from_millis(50);
-
-/// Jobs queued without waking the thread, in the order they were queued.
-#[derive(Default)]
-struct Later(Mutex<Vec<Job>>);
-
-impl Later {
-    fn push(&self, job: Job) {
-        self.lock().push(job);
-    }
-
-    fn take(&self) -> Vec<Job> {
-        std::mem::take(&mut *self.lock())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
-        // Pushes and takes are whole under the lock: a panic elsewhere leaves nothing half done.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl std::fmt::Debug for Later {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Later({} jobs)", self.lock().len())
-    }
-}
 
 enum Command {
     Run(Job),
     Close(oneshot::Sender<Result<(), MetaError>>),
-}
-
-/// A handle to the metadata thread; cheap to clone.
-#[derive(Debug, Clone)]
-pub(crate) struct MetaHandle {
-    tx: mpsc::Sender<Command>,
-    /// The bitmap's out-of-sync bytes after the last job, for status snapshots without a
-    /// round trip.
-    out_of_sync: Arc<AtomicU64>,
-    /// Starts writes into extents already in the activity log without a round trip.
-    hot: HotExtents,
-    later: Arc<Later>,
 }
 
 impl std::fmt::Debug for Command {
@@ -79,55 +41,118 @@ impl std::fmt::Debug for Command {
     }
 }
 
-/// Refuses hot starts of writes when dropped, with the metadata thread.
-struct RefuseOnExit(HotExtents);
+/// The thread's queue, and its doorbell.
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<Queued>,
+    doorbell: Condvar,
+}
 
-impl Drop for RefuseOnExit {
+#[derive(Debug, Default)]
+struct Queued {
+    commands: VecDeque<Command>,
+    /// The thread has ended: nothing queued would ever run.
+    gone: bool,
+}
+
+impl Queue {
+    /// Queues `command`, waking the thread if `ring`; the command comes back when the thread
+    /// has ended.
+    fn push(&self, command: Command, ring: bool) -> Result<(), Command> {
+        let mut queued = self.lock();
+        if queued.gone {
+            return Err(command);
+        }
+        queued.commands.push_back(command);
+        drop(queued);
+        if ring {
+            self.doorbell.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Every queued command, in order, once the doorbell rings or the tick passes.
+    fn take(&self) -> VecDeque<Command> {
+        let mut queued = self.lock();
+        if queued.commands.is_empty() {
+            queued = match self.doorbell.wait_timeout(queued, LATER_TICK) {
+                Ok((queued, _)) => queued,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        std::mem::take(&mut queued.commands)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queued> {
+        // Every change under the lock is whole: a panic elsewhere leaves nothing half done.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A handle to the metadata thread; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct MetaHandle {
+    queue: Arc<Queue>,
+    /// The bitmap's out-of-sync bytes after the last job, for status snapshots without a
+    /// round trip.
+    out_of_sync: Arc<AtomicU64>,
+    /// Starts writes into extents already in the activity log without a round trip.
+    hot: HotExtents,
+}
+
+/// When dropped, with the metadata thread however it ends (closed, every handle dropped, a
+/// job panicking): refuses hot starts of writes, which nothing would end any more, and drops
+/// what is queued, so that callers waiting for a reply learn the thread is gone.
+struct OnExit {
+    hot: HotExtents,
+    queue: Arc<Queue>,
+}
+
+impl Drop for OnExit {
     fn drop(&mut self) {
-        self.0.refuse();
+        self.hot.refuse();
+        let mut queued = self.queue.lock();
+        queued.gone = true;
+        queued.commands.clear();
     }
 }
 
 impl MetaHandle {
     pub(crate) fn spawn(meta: Meta, name: &str) -> io::Result<MetaHandle> {
-        let (tx, rx) = mpsc::channel::<Command>();
+        let queue = Arc::new(Queue::default());
         let out_of_sync = Arc::new(AtomicU64::new(meta.bitmap().out_of_sync_bytes()));
         let oos = Arc::clone(&out_of_sync);
         let hot = meta.hot_extents();
-        let later = Arc::new(Later::default());
-        let queued = Arc::clone(&later);
+        let exit = OnExit {
+            hot: meta.hot_extents(),
+            queue: Arc::clone(&queue),
+        };
         std::thread::Builder::new()
             .name(format!("meta-{name}"))
             .spawn(move || {
-                // However the thread ends (closed, every handle dropped, a job panicking), no
-                // write may start without it any more.
-                let _refuse = RefuseOnExit(meta.hot_extents());
+                let exit = exit;
                 let mut meta = meta;
                 loop {
-                    let command = match rx.recv_timeout(LATER_TICK) {
-                        Ok(command) => Some(command),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => return,
-                    };
-                    for job in queued.take() {
-                        job(&mut meta);
-                    }
-                    match command {
-                        Some(Command::Run(job)) => job(&mut meta),
-                        Some(Command::Close(reply)) => {
-                            let _ = reply.send(meta.close());
-                            return;
+                    for command in exit.queue.take() {
+                        match command {
+                            Command::Run(job) => job(&mut meta),
+                            Command::Close(reply) => {
+                                let _ = reply.send(meta.close());
+                                return;
+                            }
                         }
-                        None => {}
                     }
                     oos.store(meta.bitmap().out_of_sync_bytes(), Ordering::Relaxed);
+                    // Only this thread's own reference is left: every handle was dropped.
+                    if Arc::strong_count(&exit.queue) == 1 {
+                        return;
+                    }
                 }
             })?;
         Ok(MetaHandle {
-            tx,
+            queue,
             out_of_sync,
             hot,
-            later,
         })
     }
 
@@ -145,8 +170,8 @@ impl MetaHandle {
             out_of_sync.store(meta.bitmap().out_of_sync_bytes(), Ordering::Relaxed);
             let _ = reply.send(result);
         });
-        self.tx
-            .send(Command::Run(job))
+        self.queue
+            .push(Command::Run(job), true)
             .map_err(|_| VolumeError::Stopped)?;
         rx.await.map_err(|_| VolumeError::Stopped)
     }
@@ -163,13 +188,13 @@ impl MetaHandle {
     /// Runs `job` without waiting for it (it still runs after every job sent before).
     pub(crate) fn post(&self, job: impl FnOnce(&mut Meta) + Send + 'static) {
         // The thread is gone only when the volume is going down; the job is moot then.
-        let _ = self.tx.send(Command::Run(Box::new(job)));
+        let _ = self.queue.push(Command::Run(Box::new(job)), true);
     }
 
-    /// Queues `job` without waking the thread: it runs before the thread's next command, or
-    /// within [`LATER_TICK`] (see the module's note).
+    /// [`post`](Self::post) without waking the thread: the job runs in its place, before any
+    /// job queued after it, but possibly [`LATER_TICK`] later.
     pub(crate) fn post_later(&self, job: impl FnOnce(&mut Meta) + Send + 'static) {
-        self.later.push(Box::new(job));
+        let _ = self.queue.push(Command::Run(Box::new(job)), false);
     }
 
     /// [`Meta::begin_write`] without the thread when the write's extents are all in the
@@ -187,8 +212,8 @@ impl MetaHandle {
     /// Closes the metadata cleanly (clean flag set) and ends the thread.
     pub(crate) async fn close(&self) -> Result<(), VolumeError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Close(reply))
+        self.queue
+            .push(Command::Close(reply), true)
             .map_err(|_| VolumeError::Stopped)?;
         Ok(rx.await.map_err(|_| VolumeError::Stopped)??)
     }
@@ -202,17 +227,33 @@ mod tests {
     const SIZE: u64 = 16 << 20;
 
     #[tokio::test]
-    async fn jobs_posted_later_run_before_the_next_command_or_within_the_tick() {
+    async fn jobs_posted_later_keep_their_place_and_run_without_a_ring() {
+        // Input: block 0 marked; the thread held inside a job while a waking job marks block 0
+        // in sync and then a later job marks it out of sync again. Output: the block ends out
+        // of sync (run in the order queued, though the later job never rang); then a later
+        // job with nothing after it still runs, on the tick.
         let dir = tempfile::tempdir().expect("tempdir");
         let meta = Meta::create(dir.path(), SIZE, DiskState::UpToDate).expect("create");
         let handle = MetaHandle::spawn(meta, "test").expect("spawn");
+        handle
+            .try_call(|m| m.mark_out_of_sync(0, 4096))
+            .await
+            .expect("marked");
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        handle.post(move |_| {
+            let _ = held.recv();
+        });
+        handle.post(|m| m.mark_in_sync(0, 4096));
         handle.post_later(|m| m.mark_out_of_sync(0, 4096).expect("marked"));
+        release.send(()).expect("the thread holds");
         let seen = handle
             .call(|m| m.bitmap().out_of_sync_bytes())
             .await
             .expect("called");
-        assert_eq!(seen, 4096, "the command saw the job queued before it");
-        // No command now: the tick runs the job, and the status figure follows.
+        assert_eq!(
+            seen, 4096,
+            "the later mark ran after the in-sync queued before it"
+        );
         handle.post_later(|m| m.mark_out_of_sync(1 << 20, 4096).expect("marked"));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while handle.out_of_sync_bytes() != 8192 {
@@ -223,6 +264,10 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         handle.close().await.expect("closed");
+        assert!(
+            matches!(handle.call(|_| ()).await, Err(VolumeError::Stopped)),
+            "nothing is queued to a thread that has ended"
+        );
     }
 
     #[tokio::test]
