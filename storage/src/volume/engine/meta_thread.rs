@@ -113,7 +113,10 @@ impl Drop for OnExit {
         self.hot.refuse();
         let mut queued = self.queue.lock();
         queued.gone = true;
-        queued.commands.clear();
+        let dropped = std::mem::take(&mut queued.commands);
+        drop(queued);
+        // Outside the lock: a job's captures may do anything when dropped.
+        drop(dropped);
     }
 }
 
@@ -143,8 +146,11 @@ impl MetaHandle {
                         }
                     }
                     oos.store(meta.bitmap().out_of_sync_bytes(), Ordering::Relaxed);
-                    // Only this thread's own reference is left: every handle was dropped.
-                    if Arc::strong_count(&exit.queue) == 1 {
+                    // Only this thread's own reference is left: every handle was dropped, and
+                    // with them every way to queue more. What they queued runs first, as
+                    // with a channel's buffered messages.
+                    if Arc::strong_count(&exit.queue) == 1 && exit.queue.lock().commands.is_empty()
+                    {
                         return;
                     }
                 }
@@ -266,7 +272,7 @@ mod tests {
         handle.close().await.expect("closed");
         assert!(
             matches!(handle.call(|_| ()).await, Err(VolumeError::Stopped)),
-            "nothing is queued to a thread that has ended"
+            "a thread that has ended answers nothing"
         );
     }
 
