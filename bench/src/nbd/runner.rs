@@ -298,10 +298,15 @@ impl Round<'_> {
             options.connections,
         )
         .context("cannot write while the secondary is away")?;
-        let behind = super::status::volume_status(&primary_node.socket(), EXPORT)?;
-        if behind.out_of_sync_bytes == 0 {
-            bail!("nothing is out of sync after writing without the secondary");
-        }
+        // The primary marks its writes out of sync a moment after acknowledging them.
+        let behind = wait_status(
+            &primary_node.socket(),
+            EXPORT,
+            CONNECT_PATIENCE,
+            POLL,
+            |s| s.out_of_sync_bytes >= options.size,
+        )
+        .context("the writes made without the secondary are not all marked out of sync")?;
         sync_disks()?;
 
         let started = Instant::now();
