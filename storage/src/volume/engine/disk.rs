@@ -216,28 +216,8 @@ impl LocalDisk {
         self.writer().write(offset, data, sync)
     }
 
-    pub(crate) fn write_zeroes_now(&self, offset: u64, len: u64, sync: bool) -> io::Result<()> {
-        self.faults.check(offset, len)?;
-        write_zeroes_at(&self.file, offset, len, sync)?;
-        if !sync {
-            self.writeback.wrote(len);
-        }
-        Ok(())
-    }
-
-    /// A trim: the range reads back as zeroes, its space freed where the backing allows.
-    pub(crate) fn punch_hole_now(&self, offset: u64, len: u64, sync: bool) -> io::Result<()> {
-        self.faults.check(offset, len)?;
-        let punched = punch_hole_at(&self.file, offset, len, sync)?;
-        if !punched && !sync {
-            // Zeroes written after all: dirty pages, for the kick like any write's.
-            self.writeback.wrote(len);
-        }
-        Ok(())
-    }
-
-    /// [`write_zeroes_now`](Self::write_zeroes_now) or
-    /// [`punch_hole_now`](Self::punch_hole_now), as `zeroing` says.
+    /// Makes the range read back as zeroes: written, or for a trim punched out where the
+    /// backing can, as `zeroing` says.
     pub(crate) fn zero_now(
         &self,
         zeroing: Zeroing,
@@ -245,10 +225,17 @@ impl LocalDisk {
         len: u64,
         sync: bool,
     ) -> io::Result<()> {
-        match zeroing {
-            Zeroing::Allocated => self.write_zeroes_now(offset, len, sync),
-            Zeroing::Hole => self.punch_hole_now(offset, len, sync),
+        self.faults.check(offset, len)?;
+        let dirtied = match zeroing {
+            Zeroing::Allocated => write_zeroes_at(&self.file, offset, len, sync).map(|()| true)?,
+            // Where no hole could be punched, the zeroes were written after all.
+            Zeroing::Hole => !punch_hole_at(&self.file, offset, len, sync)?,
+        };
+        if dirtied && !sync {
+            // Dirty pages, for the kick like any write's.
+            self.writeback.wrote(len);
         }
+        Ok(())
     }
 
     pub(crate) fn digests_now(

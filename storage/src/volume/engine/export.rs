@@ -156,6 +156,36 @@ impl VolumeExport {
         Ok(())
     }
 
+    /// A write-zeroes or a trim, replicated like a write in pieces of [`ZEROES_CHUNK`].
+    async fn zero(
+        &self,
+        zeroing: Zeroing,
+        offset: u64,
+        len: u64,
+        fua: bool,
+    ) -> Result<(), NbdError> {
+        let mut done = 0;
+        while done < len {
+            let (at, n) = (offset + done, (len - done).min(ZEROES_CHUNK));
+            let disk = self.inner.disk.clone();
+            self.replicated(
+                at,
+                n,
+                move || async move { disk.zero(zeroing, at, n, fua).await },
+                move |done| Request::WriteZeroes {
+                    offset: at,
+                    len: n,
+                    zeroing,
+                    fua,
+                    done,
+                },
+            )
+            .await?;
+            done += n;
+        }
+        Ok(())
+    }
+
     /// A write the peer did not get.
     async fn mark_out_of_sync(&self, offset: u64, len: u64) {
         Counters::add(&self.inner.counters.writes_out_of_sync, 1);
@@ -303,37 +333,5 @@ impl Export for VolumeExport {
 
     async fn write_zeroes(&self, offset: u64, len: u64, fua: bool) -> Result<(), NbdError> {
         self.zero(Zeroing::Allocated, offset, len, fua).await
-    }
-}
-
-impl VolumeExport {
-    /// A write-zeroes or a trim, replicated like a write in pieces of [`ZEROES_CHUNK`].
-    async fn zero(
-        &self,
-        zeroing: Zeroing,
-        offset: u64,
-        len: u64,
-        fua: bool,
-    ) -> Result<(), NbdError> {
-        let mut done = 0;
-        while done < len {
-            let (at, n) = (offset + done, (len - done).min(ZEROES_CHUNK));
-            let disk = self.inner.disk.clone();
-            self.replicated(
-                at,
-                n,
-                move || async move { disk.zero(zeroing, at, n, fua).await },
-                move |done| Request::WriteZeroes {
-                    offset: at,
-                    len: n,
-                    zeroing,
-                    fua,
-                    done,
-                },
-            )
-            .await?;
-            done += n;
-        }
-        Ok(())
     }
 }

@@ -457,23 +457,13 @@ impl Session<'_> {
                 flags,
                 data,
             } => {
-                self.check_secondary("Write")?;
-                if self.protocol == Protocol::B {
-                    Self::feed(
-                        writer,
-                        &Message::Ack {
-                            seq,
-                            kind: AckKind::Received,
-                        },
-                    )?;
-                }
-                self.queue_apply(Apply::Write {
+                let apply = Apply::Write {
                     seq,
                     offset,
                     data,
                     flags,
-                })
-                .await?;
+                };
+                self.on_write(writer, "Write", seq, apply).await?;
             }
             Message::WriteZeroes {
                 seq,
@@ -481,8 +471,14 @@ impl Session<'_> {
                 len,
                 flags,
             } => {
-                self.on_zeroes(writer, seq, offset, len, Zeroing::Allocated, flags)
-                    .await?;
+                let apply = Apply::Zeroes {
+                    seq,
+                    offset,
+                    len,
+                    zeroing: Zeroing::Allocated,
+                    flags,
+                };
+                self.on_write(writer, "WriteZeroes", seq, apply).await?;
             }
             Message::Trim {
                 seq,
@@ -490,8 +486,14 @@ impl Session<'_> {
                 len,
                 flags,
             } => {
-                self.on_zeroes(writer, seq, offset, len, Zeroing::Hole, flags)
-                    .await?;
+                let apply = Apply::Zeroes {
+                    seq,
+                    offset,
+                    len,
+                    zeroing: Zeroing::Hole,
+                    flags,
+                };
+                self.on_write(writer, "Trim", seq, apply).await?;
             }
             Message::Flush { seq } => self.queue_apply(Apply::Flush { seq }).await?,
             Message::Ack { seq, kind } => self.on_ack(seq, kind),
@@ -595,20 +597,16 @@ impl Session<'_> {
         End::Protocol
     }
 
-    /// The primary's write-zeroes or trim: applied like a write, acked per protocol.
-    async fn on_zeroes(
+    /// The primary's write, write-zeroes or trim (`what`, for the log): applied in order,
+    /// acked on receipt with protocol B (and once applied, by the applier, with C).
+    async fn on_write(
         &mut self,
         writer: &mut Writer,
+        what: &'static str,
         seq: u64,
-        offset: u64,
-        len: u64,
-        zeroing: Zeroing,
-        flags: WriteFlags,
+        apply: Apply,
     ) -> Result<(), End> {
-        self.check_secondary(match zeroing {
-            Zeroing::Allocated => "WriteZeroes",
-            Zeroing::Hole => "Trim",
-        })?;
+        self.check_secondary(what)?;
         if self.protocol == Protocol::B {
             Self::feed(
                 writer,
@@ -618,14 +616,7 @@ impl Session<'_> {
                 },
             )?;
         }
-        self.queue_apply(Apply::Zeroes {
-            seq,
-            offset,
-            len,
-            zeroing,
-            flags,
-        })
-        .await
+        self.queue_apply(apply).await
     }
 
     /// A secondary applies the peer's writes; a primary must never receive one.
