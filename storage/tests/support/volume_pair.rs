@@ -74,6 +74,7 @@ pub(crate) fn pair(size: u64, protocol: Protocol, a_role: Role) -> (Node, Node) 
             connect_interval: Duration::from_millis(100),
             ping_interval: Duration::from_millis(500),
             checksum_resync: false,
+            direct_io: true,
         };
         Node { name, dir, config }
     };

@@ -135,7 +135,7 @@ impl<R> ProtoReader<R> {
         }
         next[..tail].copy_from_slice(&self.buf[whole..self.end]);
         let full = std::mem::replace(&mut self.buf, next);
-        self.ready = READS.share(full, whole);
+        self.ready = READS.share(full, 0..whole);
         self.end = tail;
         Ok(())
     }

@@ -115,6 +115,7 @@ impl VolumeSection {
                     connect_interval: self.connect_interval.get_ref().get(),
                     ping_interval: self.ping_interval.get_ref().get(),
                     checksum_resync: self.checksum_resync,
+                    direct_io: self.direct_io,
                 })
             }
             _ => Err(errors),

@@ -54,6 +54,8 @@ pub struct VolumeConfig {
     pub ping_interval: Duration,
     /// Resync compares block checksums and sends only the blocks that differ.
     pub checksum_resync: bool,
+    /// Whole-block writes bypass the page cache (`O_DIRECT`) where the backing allows it.
+    pub direct_io: bool,
 }
 
 /// The local store of a volume's data.

@@ -69,6 +69,14 @@ pub struct VolumeSection {
     /// unset by default).
     #[serde(default)]
     pub checksum_resync: bool,
+    /// Writes of whole 4 KiB blocks go to the backing with `O_DIRECT`, past the page cache, as
+    /// DRBD's go straight to its lower device; on by default.
+    #[serde(default = "default_direct_io")]
+    pub direct_io: bool,
+}
+
+fn default_direct_io() -> bool {
+    true
 }
 
 fn default_timeout() -> Spanned<Duration> {

@@ -54,8 +54,9 @@ impl Volume {
         node: &str,
     ) -> Result<Volume, VolumeError> {
         let backing = config.backing.clone();
+        let direct_io = config.direct_io;
         let dir = state_dir.join("volume").join(&config.name);
-        let (disk, meta) = tokio::task::spawn_blocking(move || open(&backing, &dir))
+        let (disk, meta) = tokio::task::spawn_blocking(move || open(&backing, direct_io, &dir))
             .await
             .map_err(|e| VolumeError::Io(std::io::Error::other(e)))??;
         if meta.size() != config.backing.size {
@@ -203,10 +204,11 @@ impl Volume {
 /// Opens the backing and the metadata (both blocking).
 fn open(
     backing: &crate::volume::config::Backing,
+    direct_io: bool,
     dir: &Path,
 ) -> Result<(LocalDisk, Meta), VolumeError> {
     let (disk, created) =
-        LocalDisk::open_or_create(backing).map_err(|source| VolumeError::Backing {
+        LocalDisk::open_or_create(backing, direct_io).map_err(|source| VolumeError::Backing {
             path: backing.path.clone(),
             source,
         })?;

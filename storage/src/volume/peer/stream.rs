@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::frame::{HEADER_LEN, Header};
 use super::message::Message;
 use super::wire::{self, MAX_PAYLOAD, WireError};
+use crate::buffers::{ALIGN, aligned_start};
 use crate::nbd::buffers;
 
 /// How much to read at a time when the buffer has no room.
@@ -38,6 +39,8 @@ pub struct MessageReader<R> {
 struct Large {
     ty: u8,
     payload: Vec<u8>,
+    /// Where in `payload` the body starts (see [`wire::data_offset`]).
+    start: usize,
     len: usize,
     filled: usize,
 }
@@ -66,7 +69,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             {
                 let n = self
                     .inner
-                    .read(&mut large.payload[large.filled..large.len])
+                    .read(&mut large.payload[large.start + large.filled..large.start + large.len])
                     .await?;
                 if n == 0 {
                     return Err(WireError::UnexpectedEof);
@@ -74,10 +77,15 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                 large.filled += n;
             }
             if let Some(Large {
-                ty, payload, len, ..
+                ty,
+                payload,
+                start,
+                len,
+                ..
             }) = self.large.take()
             {
-                return wire::decode_payload(ty, buffers::WRITES.share(payload, len)).map(Some);
+                let body = buffers::WRITES.share(payload, start..start + len);
+                return wire::decode_payload(ty, body).map(Some);
             }
             if let Some(msg) = wire::decode(&mut self.buf)? {
                 return Ok(Some(msg));
@@ -109,13 +117,15 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         if header.len < buffers::POOLED_FROM || self.buf.len() >= HEADER_LEN + header.len {
             return Ok(None);
         }
-        let mut payload = buffers::WRITES.take(header.len);
+        let mut payload = buffers::WRITES.take(header.len + ALIGN);
+        let start = aligned_start(&payload, wire::data_offset(header.ty));
         let have = self.buf.len() - HEADER_LEN;
-        payload[..have].copy_from_slice(&self.buf[HEADER_LEN..]);
+        payload[start..start + have].copy_from_slice(&self.buf[HEADER_LEN..]);
         self.buf.clear();
         Ok(Some(Large {
             ty: header.ty,
             payload,
+            start,
             len: header.len,
             filled: have,
         }))
@@ -246,6 +256,51 @@ mod tests {
         let (sent_result, received) = tokio::join!(send, receive);
         assert!(sent_result.is_ok());
         assert_eq!(received.ok(), Some(sent));
+    }
+
+    // Input: a large Write and a large ResyncData through a small pipe. Output: the data of
+    // each arrives at an address the disk can write from with O_DIRECT.
+    #[tokio::test]
+    async fn large_write_data_arrives_aligned_for_direct_writes() {
+        let (a, b) = tokio::io::duplex(4096);
+        let mut writer = MessageWriter::new(a);
+        let mut reader = MessageReader::new(b);
+        let data = Bytes::from(vec![0x5A; 1 << 20]);
+        let sent = [
+            Message::Write {
+                seq: 1,
+                offset: 0,
+                flags: WriteFlags::default(),
+                data: data.clone(),
+            },
+            Message::ResyncData {
+                offset: 1 << 20,
+                data: data.clone(),
+            },
+        ];
+        let send = async {
+            for msg in &sent {
+                writer.feed(msg)?;
+            }
+            writer.flush().await
+        };
+        let receive = async {
+            let mut got = Vec::new();
+            for _ in 0..sent.len() {
+                got.push(reader.next().await?.unwrap());
+            }
+            Ok::<_, WireError>(got)
+        };
+        let (sent_result, received) = tokio::join!(send, receive);
+        sent_result.unwrap();
+        for msg in received.unwrap() {
+            let (Message::Write { data: got, .. } | Message::ResyncData { data: got, .. }) = msg
+            else {
+                panic!("unexpected {msg:?}");
+            };
+            assert_eq!(got, data);
+            assert_eq!(got.as_ptr().align_offset(crate::buffers::ALIGN), 0);
+        }
     }
 
     #[tokio::test]

@@ -200,6 +200,17 @@ pub(super) fn encode_head(msg: &Message, dst: &mut BytesMut) -> Result<Option<By
     Ok(Some(trailing))
 }
 
+/// Where the trailing data of a message of type `ty` begins in its body: after a write's
+/// sequence number, offset and flags, or a resync block's offset (the fields written above).
+/// The reader places a large body so that this data can go to the disk with `O_DIRECT`.
+pub(super) fn data_offset(ty: u8) -> usize {
+    match ty {
+        WRITE => 8 + 8 + 1,
+        RESYNC_DATA | READ_DATA => 8,
+        _ => 0,
+    }
+}
+
 /// Takes one message off the front of `src`, or `None` while its frame is incomplete.
 ///
 /// After an error the stream is out of step and the connection is to be dropped.
