@@ -27,6 +27,31 @@ pub(crate) fn kernel() -> String {
         .map_or_else(|_| "unknown".to_owned(), |k| k.trim().to_owned())
 }
 
+/// The largest block order of Linux's buddy allocator on x86_64 and arm64 with 4 KiB pages
+/// (`MAX_PAGE_ORDER`): free page reporting set above it reports nothing.
+const MAX_PAGE_ORDER: u32 = 10;
+
+/// Whether freed memory goes back to the host (virtio-balloon free page reporting), from
+/// `page_reporting_order` (above [`MAX_PAGE_ORDER`]: off); `None` where the kernel has no such
+/// parameter. When it is on, a
+/// process that touches memory the host took back waits for the host to fault it in again,
+/// on every 4 KiB page: on the VM of 2026-11-22 that made a tmpfs copy 10× slower, so a run
+/// then measures which process got such memory as much as the servers.
+pub(crate) fn free_page_reporting() -> Option<String> {
+    let order =
+        std::fs::read_to_string("/sys/module/page_reporting/parameters/page_reporting_order")
+            .ok()?;
+    let order: u32 = order.trim().parse().ok()?;
+    Some(if order > MAX_PAGE_ORDER {
+        format!("off (page_reporting_order {order})")
+    } else {
+        format!(
+            "on: freed blocks of {} KiB go back to the host (page_reporting_order {order})",
+            4u64 << order
+        )
+    })
+}
+
 /// The first non-empty line `program arg` prints, on stdout or else on stderr (keepalived
 /// prints its version there).
 pub(crate) fn version_line(program: &Path, arg: &str) -> anyhow::Result<String> {

@@ -34,8 +34,11 @@ pub use self::tools::{MissingTools, Tools, find_tools};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Server {
-    /// `qemu-nbd -f raw` on a file: the reference, unreplicated.
+    /// `qemu-nbd -f raw --cache=writeback` on a file: the reference of the goals, unreplicated.
     QemuNbd,
+    /// `qemu-nbd -f raw --cache=none --aio=native`: `O_DIRECT`, the I/O path of Fulcrum's large
+    /// writes (`direct_io`), shown beside the goals' reference.
+    QemuNbdDirect,
     /// A Fulcrum primary whose peer never comes (its `peer` is a closed port).
     FulcrumAlone,
     /// A Fulcrum primary with a protocol C secondary on loopback, Connected and UpToDate.
@@ -44,11 +47,17 @@ pub enum Server {
 
 impl Server {
     /// The order of every round: the reference first.
-    pub const ALL: [Self; 3] = [Self::QemuNbd, Self::FulcrumAlone, Self::FulcrumPair];
+    pub const ALL: [Self; 4] = [
+        Self::QemuNbd,
+        Self::QemuNbdDirect,
+        Self::FulcrumAlone,
+        Self::FulcrumPair,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
             Self::QemuNbd => "qemu-nbd",
+            Self::QemuNbdDirect => "qemu-nbd, cache=none",
             Self::FulcrumAlone => "Fulcrum, peer absent",
             Self::FulcrumPair => "Fulcrum, protocol C pair",
         }

@@ -18,10 +18,14 @@ use crate::harness::{pair_ports, start_fulcrum};
 pub(crate) const EXPORT: &str = "bench";
 
 /// `qemu-nbd -f raw --cache=writeback` serving `file` (created sparse at `size`) on `port`.
+/// `qemu-nbd` on a fresh sparse file in `dir`: through the page cache (`--cache=writeback`,
+/// the goals' reference), or with `direct` past it (`--cache=none --aio=native`, as qemu
+/// recommends for `O_DIRECT`).
 pub(crate) fn start_qemu_nbd(
     qemu_nbd: &Path,
     dir: &Path,
     size: u64,
+    direct: bool,
 ) -> anyhow::Result<(Running, SocketAddr)> {
     let file = dir.join("qemu.img");
     File::create(&file)
@@ -34,8 +38,13 @@ pub(crate) fn start_qemu_nbd(
         .arg(addr.ip().to_string())
         .arg("-p")
         .arg(addr.port().to_string())
-        // The same I/O path as Fulcrum's: the page cache, with fdatasync on FLUSH and FUA.
-        .args(["--cache=writeback", "--aio=threads", "--persistent"])
+        // FLUSH and FUA become fdatasync either way.
+        .args(if direct {
+            ["--cache=none", "--aio=native"]
+        } else {
+            ["--cache=writeback", "--aio=threads"]
+        })
+        .arg("--persistent")
         .arg(&file);
     let mut running = Running::spawn("qemu-nbd", command, dir.join("qemu-nbd.log"))?;
     running.wait_listening(addr)?;

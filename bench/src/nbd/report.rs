@@ -41,6 +41,10 @@ pub struct NbdReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NbdMachine {
     pub cpu_model: String,
+    /// The guest's free page reporting, which hands freed memory back to the host (see
+    /// [`crate::harness::results::free_page_reporting`]); absent from older reports.
+    #[serde(default)]
+    pub free_page_reporting: Option<String>,
     pub cores: usize,
     pub kernel: String,
     /// The file system of the backing files' directory, from `/proc/self/mounts`.
@@ -131,6 +135,9 @@ pub struct ServerSummary {
     pub server: Server,
     pub write_mib_per_s: Option<f64>,
     pub write_ratio: Option<f64>,
+    /// Over `qemu-nbd --cache=none`'s median (absent from reports made before it ran).
+    #[serde(default)]
+    pub write_ratio_direct: Option<f64>,
     pub p50_us: Option<f64>,
     pub p99_us: Option<f64>,
     pub iops: Option<f64>,
@@ -148,6 +155,7 @@ impl NbdSummary {
         let p50 = |r: &NbdRun| r.latency.as_ref().map(|l| l.p50_us);
         let p99 = |r: &NbdRun| r.latency.as_ref().map(|l| l.p99_us);
         let iops = |r: &NbdRun| r.latency.as_ref().map(|l| l.iops);
+        let qemu_direct_write = of(Server::QemuNbdDirect, write);
         let (qemu_write, qemu_p50, qemu_p99) = (
             of(Server::QemuNbd, write),
             of(Server::QemuNbd, p50),
@@ -161,6 +169,7 @@ impl NbdSummary {
                     server,
                     write_mib_per_s: w,
                     write_ratio: ratio(w, qemu_write),
+                    write_ratio_direct: ratio(w, qemu_direct_write),
                     p50_us: l50,
                     p99_us: l99,
                     iops: of(server, iops),
@@ -246,10 +255,12 @@ mod tests {
 
     #[test]
     fn medians_ratios_and_goals_skip_failed_runs() {
-        // Input: 3 rounds of qemu-nbd 800 MiB/s; Fulcrum alone at 760, 820, 840; the pair at
-        // 600, one failure, 500; resyncs of 1 GiB in 2 s, 1.6 s and a failure.
+        // Input: 3 rounds of qemu-nbd 800 MiB/s, with cache=none 1100; Fulcrum alone at 760,
+        // 820, 840; the pair at 600, one failure, 500; resyncs of 1 GiB in 2 s, 1.6 s and a
+        // failure.
         let runs = vec![
             run(1, Server::QemuNbd, Some(800.0), 200.0),
+            run(1, Server::QemuNbdDirect, Some(1100.0), 200.0),
             run(1, Server::FulcrumAlone, Some(760.0), 100.0),
             run(1, Server::FulcrumPair, Some(600.0), 400.0),
             run(2, Server::QemuNbd, Some(700.0), 200.0),
@@ -262,10 +273,13 @@ mod tests {
         let resyncs = vec![resync(1, Some(2.0)), resync(2, Some(1.6)), resync(3, None)];
         let summary = NbdSummary::new(&runs, &resyncs);
 
-        // Output: medians 800 / 820 / 550 MiB/s, so ratios 1.025 and 0.6875.
-        let [qemu, alone, pair] = &summary.servers[..] else {
-            panic!("three servers expected");
+        // Output: medians 800 / 820 / 550 MiB/s, so ratios 1.025 and 0.6875; over cache=none's
+        // 1100, 0.5 for the pair.
+        let [qemu, direct, alone, pair] = &summary.servers[..] else {
+            panic!("four servers expected");
         };
+        assert_eq!(direct.write_mib_per_s, Some(1100.0));
+        assert_eq!(pair.write_ratio_direct, Some(0.5));
         assert_eq!(qemu.write_mib_per_s, Some(800.0));
         assert_eq!(qemu.write_ratio, Some(1.0));
         assert_eq!(alone.write_ratio, Some(1.025));

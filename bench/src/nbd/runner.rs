@@ -25,7 +25,8 @@ use super::report::{
 use super::status::wait_status;
 use super::{BLOCK, NbdOptions, Server};
 use crate::harness::{
-    cores, cpu_model_or_unknown, filesystem_of, kernel, version_line, write_files,
+    cores, cpu_model_or_unknown, filesystem_of, free_page_reporting, kernel, version_line,
+    write_files,
 };
 
 /// How long a pair may take to connect, and a resync to finish.
@@ -63,7 +64,8 @@ pub fn run_nbd(options: &NbdOptions) -> anyhow::Result<NbdReport> {
                 dir: &dir,
             };
             let (measured, resync) = match server {
-                Server::QemuNbd => (bench.qemu_nbd(), None),
+                Server::QemuNbd => (bench.qemu_nbd(false), None),
+                Server::QemuNbdDirect => (bench.qemu_nbd(true), None),
                 Server::FulcrumAlone => (bench.fulcrum_alone(), None),
                 Server::FulcrumPair => {
                     let (measured, resync) = bench.fulcrum_pair();
@@ -189,9 +191,9 @@ struct Round<'a> {
 type Measured = anyhow::Result<(WriteRun, Option<LatencyRun>)>;
 
 impl Round<'_> {
-    fn qemu_nbd(&self) -> Measured {
+    fn qemu_nbd(&self, direct: bool) -> Measured {
         let size = volume_size(self.options.size);
-        let (qemu, addr) = start_qemu_nbd(&self.options.tools.qemu_nbd, self.dir, size)?;
+        let (qemu, addr) = start_qemu_nbd(&self.options.tools.qemu_nbd, self.dir, size, direct)?;
         let measured = self.measure(addr)?;
         qemu.terminate()?;
         Ok(measured)
@@ -390,7 +392,7 @@ fn warm_up(options: &NbdOptions, source: &Path, work: &Path) -> anyhow::Result<(
         source,
         dir: &dir,
     };
-    let (write, _) = round.qemu_nbd().context("the warm-up write failed")?;
+    let (write, _) = round.qemu_nbd(false).context("the warm-up write failed")?;
     info!(mib_per_s = write.mib_per_s, "warm-up done");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -453,6 +455,7 @@ fn describe_machine(options: &NbdOptions) -> anyhow::Result<NbdMachine> {
     let tools = &options.tools;
     Ok(NbdMachine {
         cpu_model: cpu_model_or_unknown(),
+        free_page_reporting: free_page_reporting(),
         cores: cores(),
         kernel: kernel(),
         filesystem: filesystem_of(&options.dir),
