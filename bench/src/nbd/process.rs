@@ -17,7 +17,6 @@ use crate::harness::{pair_ports, start_fulcrum};
 /// The volume's name, and its NBD export's.
 pub(crate) const EXPORT: &str = "bench";
 
-/// `qemu-nbd -f raw --cache=writeback` serving `file` (created sparse at `size`) on `port`.
 /// `qemu-nbd` on a fresh sparse file in `dir`: through the page cache (`--cache=writeback`,
 /// the goals' reference), or with `direct` past it (`--cache=none --aio=native`, as qemu
 /// recommends for `O_DIRECT`).

@@ -12,3 +12,7 @@ pub(crate) const POOLED_FROM: usize = 128 << 10;
 /// (see [`crate::buffers::aligned_start`]); a stream of megabyte writes takes one as another
 /// comes back, so few spares are needed (each stays resident).
 pub(crate) static WRITES: Pool = Pool::new((1 << 20) + 4096 + ALIGN, 4);
+
+/// A large read's data, read from the disk with `O_DIRECT` (see
+/// [`crate::volume::engine::direct`]) and handed to the socket without a copy.
+pub(crate) static READS: Pool = Pool::new((1 << 20) + ALIGN, 4);

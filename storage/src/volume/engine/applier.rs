@@ -68,6 +68,22 @@ pub(crate) enum Apply {
     },
 }
 
+impl Apply {
+    /// The octets of the volume it touches, as `(offset, len)`; `None` for a flush.
+    pub(crate) fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Apply::Write { offset, data, .. } | Apply::Resync { offset, data } => {
+                Some((*offset, data.len() as u64))
+            }
+            Apply::Zeroes { offset, len, .. } => Some((*offset, *len)),
+            Apply::Verify { offset, len, .. }
+            | Apply::Digests { offset, len }
+            | Apply::Read { offset, len, .. } => Some((*offset, u64::from(*len))),
+            Apply::Flush { .. } => None,
+        }
+    }
+}
+
 /// Something applied.
 #[derive(Debug, Clone)]
 pub(crate) enum Applied {

@@ -7,14 +7,8 @@
 //! blocking pool waited for it spinning, a core's worth of CPU taken from the peer and the
 //! client in `fulcrum-bench nbd` (a fifth of the primary's time, 18% in `rwsem_spin_on_owner`).
 //!
-//! Writes of whole blocks from aligned buffers (every large NBD write and replicated write,
-//! see [`crate::buffers::aligned_start`]) go through a second descriptor opened with
-//! `O_DIRECT` (`direct_io`, on by default): straight to the disk, as DRBD's writes go to its
-//! lower device, instead of copied into the page cache first. That copy was the largest cost
-//! of a replicated write in `fulcrum-bench nbd`, and the client's page cache above the export
-//! holds the same data already. Reads, small or unaligned writes and zeroing use the page cache,
-//! which the kernel keeps coherent with the direct writes. A backing whose file system refuses
-//! `O_DIRECT` is written through the page cache, with a warning.
+//! Large reads and writes of whole pages go past the page cache, through a second descriptor
+//! ([`super::direct`], `direct_io`).
 //!
 //! Buffered writes are sent on their way to the disk every few MiB ([`super::writeback`]), so
 //! that a FLUSH does not find the whole burst still in the page cache.
@@ -22,26 +16,21 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
 
-use crate::buffers::ALIGN;
 use crate::positional::{self, punch_hole_at, read_at, write_at, write_zeroes_at};
 use crate::volume::config::{Backing, BackingKind};
 use crate::volume::peer::Digest;
 
+use super::direct::{Direct, Outcome};
 use super::writeback::Writeback;
 
 /// Linux's EIO: what a failing disk returns.
 const EIO: i32 = 5;
-/// Linux's EINVAL: what a file system that cannot write a range directly returns.
-const EINVAL: i32 = 22;
 
 /// How a range is made to read back as zeroes, on both nodes alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,66 +58,6 @@ struct Write {
     offset: u64,
     data: Bytes,
     done: oneshot::Sender<io::Result<()>>,
-}
-
-/// The backing opened with `O_DIRECT`, while it takes direct writes.
-#[derive(Debug)]
-struct Direct {
-    file: Option<File>,
-    /// For the log line.
-    path: PathBuf,
-    /// Cleared when the file system refused a direct write after all: from then on every write
-    /// goes through the page cache.
-    usable: AtomicBool,
-}
-
-impl Direct {
-    /// Opens `path` for direct writes, if `wanted` and the file system allows it.
-    fn open(path: &Path, wanted: bool) -> io::Result<Direct> {
-        let file = if wanted {
-            match OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(path)
-            {
-                Ok(file) => Some(file),
-                Err(e) if e.raw_os_error() == Some(EINVAL) => {
-                    warn!(path = %path.display(), "the file system does not take O_DIRECT: writes go through the page cache");
-                    None
-                }
-                Err(e) => return Err(e),
-            }
-        } else {
-            None
-        };
-        Ok(Direct {
-            usable: AtomicBool::new(file.is_some()),
-            file,
-            path: path.to_owned(),
-        })
-    }
-
-    /// The descriptor to write `data` at `offset` with, if the write can go direct: whole
-    /// blocks from an aligned buffer.
-    fn for_write(&self, offset: u64, data: &[u8]) -> Option<&File> {
-        let aligned = data.as_ptr().align_offset(ALIGN) == 0
-            && offset.is_multiple_of(ALIGN as u64)
-            && data.len().is_multiple_of(ALIGN)
-            && !data.is_empty();
-        if aligned && self.usable.load(Ordering::Relaxed) {
-            self.file.as_ref()
-        } else {
-            None
-        }
-    }
-
-    /// A direct write was refused as invalid although it was aligned: the file system wants
-    /// more than [`ALIGN`], or direct writes only in some places. Stops using it.
-    fn refused(&self) {
-        if self.usable.swap(false, Ordering::Relaxed) {
-            warn!(path = %self.path.display(), "a direct write was refused (EINVAL): writes go through the page cache from now on");
-        }
-    }
 }
 
 /// Injected failures (test support): reads and writes touching one of `ranges` fail with EIO.
@@ -164,7 +93,8 @@ pub(crate) fn digest(data: &[u8]) -> Digest {
 impl LocalDisk {
     /// Opens the backing, creating a regular file of `backing.size` zero bytes when it does not
     /// exist. Returns whether it was created: only then are its contents known (all zeroes).
-    /// With `direct_io`, whole-block writes go past the page cache where the file system allows.
+    /// With `direct_io`, large requests of whole pages go past the page cache where the file
+    /// system allows.
     pub(crate) fn open_or_create(
         backing: &Backing,
         direct_io: bool,
@@ -292,7 +222,10 @@ impl LocalDisk {
 
     pub(crate) fn read_now(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         self.faults.check(offset, len as u64)?;
-        read_at(&self.file, offset, len)
+        match self.direct.read(offset, len)? {
+            Outcome::Done(data) => Ok(data),
+            Outcome::Fallback(_) => read_at(&self.file, offset, len),
+        }
     }
 
     pub(crate) fn write_now(&self, offset: u64, data: &[u8], sync: bool) -> io::Result<()> {
@@ -327,8 +260,7 @@ impl LocalDisk {
         len: usize,
         block: usize,
     ) -> io::Result<Vec<Digest>> {
-        self.faults.check(offset, len as u64)?;
-        let buf = read_at(&self.file, offset, len)?;
+        let buf = self.read_now(offset, len)?;
         Ok(buf.chunks(block.max(1)).map(digest).collect())
     }
 
@@ -366,17 +298,21 @@ impl Writer {
 
     fn write(&self, offset: u64, data: &[u8], sync: bool) -> io::Result<()> {
         self.faults.check(offset, data.len() as u64)?;
-        if let Some(direct) = self.direct.for_write(offset, data) {
-            match write_at(direct, offset, data, sync) {
-                // Nothing left in the page cache for the writeback kick.
-                Ok(()) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(EINVAL) => self.direct.refused(),
-                Err(e) => return Err(e),
+        let done = match self.direct.write(offset, data)? {
+            Outcome::Done(()) => data.len(),
+            Outcome::Fallback(done) => done,
+        };
+        let (offset, rest) = (offset + done as u64, &data[done..]);
+        if !rest.is_empty() {
+            write_at(&self.file, offset, rest, false)?;
+            if !sync {
+                // Only what went through the page cache is left for the writeback kick.
+                self.writeback.wrote(rest.len() as u64);
             }
         }
-        write_at(&self.file, offset, data, sync)?;
-        if !sync {
-            self.writeback.wrote(data.len() as u64);
+        if sync {
+            // Either descriptor's fdatasync covers the whole file.
+            self.file.sync_data()?;
         }
         Ok(())
     }
@@ -387,6 +323,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::buffers::ALIGN;
     use crate::volume::engine::writeback::KICK_EVERY;
 
     /// tmpfs keeps its pages in memory: nothing there is ever written back.
@@ -473,9 +410,10 @@ mod tests {
     }
 
     // Input: 1 MiB written from an aligned buffer at an aligned offset, with direct_io on and
-    // off, on a disk-backed file system. Output: with it on, the page cache holds none of the
-    // file (the write went past it) and the data reads back; with it off, the write is cached.
-    // A misaligned buffer is written through the cache either way.
+    // off, on a disk-backed file system; then 1 MiB from a misaligned buffer; then both read.
+    // Output: with it on, the page cache holds none of the first write (it went past it), nor
+    // of the read; with it off, the write is cached. A misaligned buffer is written through
+    // the cache either way, and everything reads back.
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[tokio::test]
     async fn whole_aligned_blocks_are_written_past_the_page_cache() {
@@ -522,12 +460,17 @@ mod tests {
             );
             let read = disk.read(1 << 20, 2 << 20).await.expect("read");
             assert!(read[..1 << 20] == data[..] && read[1 << 20..] == data[..]);
+            if direct_io {
+                let (cached, _) = cached_and_dirty(&disk.file).expect("cachestat");
+                assert_eq!(cached, after, "a large read goes past the page cache too");
+            }
         }
     }
 
     // Input: overlapping writes to one range, alternating between the page cache (small or
-    // misaligned) and the direct descriptor (whole aligned blocks), each read back at once.
-    // Output: every read sees the latest write of each octet, as if one descriptor wrote all.
+    // misaligned) and the direct descriptor (large, whole aligned pages), each read back at
+    // once, directly. Output: every read sees the latest write of each octet, as if one
+    // descriptor did all.
     #[tokio::test]
     async fn direct_and_cached_writes_to_one_range_read_back_in_order() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -537,12 +480,17 @@ mod tests {
             size: 1 << 20,
         };
         let (disk, _) = LocalDisk::open_or_create(&backing, true).expect("opens");
-        let mut model = vec![0u8; 3 * ALIGN];
+        if !disk.direct.is_open() {
+            eprintln!("skipped: the temp dir's file system does not take O_DIRECT");
+            return;
+        }
+        const S: usize = super::super::direct::DIRECT_FROM;
+        let mut model = vec![0u8; 3 * S];
         let writes: [(usize, Bytes); 4] = [
-            (0, misaligned(&[1; 3 * ALIGN])),
-            (ALIGN, aligned(&[2; ALIGN])),
-            (ALIGN - 100, Bytes::from(vec![3; 300])),
-            (0, aligned(&[4; 2 * ALIGN])),
+            (0, misaligned(&[1; 3 * S])),
+            (S, aligned(&[2; S])),
+            (S - 100, Bytes::from(vec![3; 300])),
+            (0, aligned(&[4; 2 * S])),
         ];
         for (offset, data) in writes {
             model[offset..offset + data.len()].copy_from_slice(&data);

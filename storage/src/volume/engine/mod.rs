@@ -19,6 +19,7 @@ mod connect;
 mod counting;
 mod decide;
 mod detach;
+mod direct;
 mod disk;
 mod error;
 mod export;

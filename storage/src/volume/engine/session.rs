@@ -627,7 +627,16 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Hands `apply` to the applier; one that reaches past the volume's end is the peer's
+    /// error (a sound peer never sends it), which ends the connection.
     async fn queue_apply(&mut self, apply: Apply) -> Result<(), End> {
+        if let Some((offset, len)) = apply.range()
+            && offset
+                .checked_add(len)
+                .is_none_or(|end| end > self.inner.config.backing.size)
+        {
+            return Err(self.unexpected("a request past the volume's end"));
+        }
         // Waits while the applier is behind: the socket then fills and the peer slows down.
         self.apply.send(apply).await.map_err(|_| End::Lost)
     }
