@@ -8,7 +8,9 @@
 //! (a write's end, its out-of-sync mark with no peer) needs no answer and need not be prompt,
 //! so it is queued without waking the thread ([`MetaHandle::post_later`]): waking it twice per
 //! write took a third of the context switches of a 4 KiB write. It runs with the next job
-//! that does wake the thread, in its place before it, or after at most [`LATER_TICK`].
+//! that does wake the thread, in its place before it, or after at most [`LATER_TICK`]. A thread
+//! that found nothing in that tick parks until a job comes, so an idle volume costs no
+//! wake-ups; a job posted later to a parked thread wakes it.
 
 use std::collections::VecDeque;
 use std::io;
@@ -53,6 +55,10 @@ struct Queued {
     commands: VecDeque<Command>,
     /// The thread has ended: nothing queued would ever run.
     gone: bool,
+    /// The thread waits for a ring with no tick: every job must ring.
+    parked: bool,
+    /// Every handle was dropped: nothing more will be queued.
+    abandoned: bool,
 }
 
 impl Queue {
@@ -64,6 +70,7 @@ impl Queue {
             return Err(command);
         }
         queued.commands.push_back(command);
+        let ring = ring || queued.parked;
         drop(queued);
         if ring {
             self.doorbell.notify_one();
@@ -71,16 +78,32 @@ impl Queue {
         Ok(())
     }
 
-    /// Every queued command, in order, once the doorbell rings or the tick passes.
+    /// Every queued command, in order, once the doorbell rings or the tick passes with
+    /// something queued; empty once the queue is abandoned and drained.
     fn take(&self) -> VecDeque<Command> {
         let mut queued = self.lock();
-        if queued.commands.is_empty() {
+        if queued.commands.is_empty() && !queued.abandoned {
+            // Jobs posted later may be on their way without ringing: give them a tick.
             queued = match self.doorbell.wait_timeout(queued, LATER_TICK) {
                 Ok((queued, _)) => queued,
                 Err(poisoned) => poisoned.into_inner().0,
             };
+            while queued.commands.is_empty() && !queued.abandoned {
+                queued.parked = true;
+                queued = self
+                    .doorbell
+                    .wait(queued)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            queued.parked = false;
         }
         std::mem::take(&mut queued.commands)
+    }
+
+    /// Whether every handle is gone and everything they queued has run.
+    fn finished(&self) -> bool {
+        let queued = self.lock();
+        queued.abandoned && queued.commands.is_empty()
     }
 
     fn lock(&self) -> MutexGuard<'_, Queued> {
@@ -89,10 +112,22 @@ impl Queue {
     }
 }
 
+/// The handles' side of the queue: when the last handle goes, it tells the thread, which may
+/// be parked, to finish what is queued and end.
+#[derive(Debug)]
+struct Handles(Arc<Queue>);
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        self.0.lock().abandoned = true;
+        self.0.doorbell.notify_one();
+    }
+}
+
 /// A handle to the metadata thread; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct MetaHandle {
-    queue: Arc<Queue>,
+    queue: Arc<Handles>,
     /// The bitmap's out-of-sync bytes after the last job, for status snapshots without a
     /// round trip.
     out_of_sync: Arc<AtomicU64>,
@@ -146,17 +181,15 @@ impl MetaHandle {
                         }
                     }
                     oos.store(meta.bitmap().out_of_sync_bytes(), Ordering::Relaxed);
-                    // Only this thread's own reference is left: every handle was dropped, and
-                    // with them every way to queue more. What they queued runs first, as
-                    // with a channel's buffered messages.
-                    if Arc::strong_count(&exit.queue) == 1 && exit.queue.lock().commands.is_empty()
-                    {
+                    // Every handle was dropped, and with them every way to queue more. What
+                    // they queued runs first, as with a channel's buffered messages.
+                    if exit.queue.finished() {
                         return;
                     }
                 }
             })?;
         Ok(MetaHandle {
-            queue,
+            queue: Arc::new(Handles(queue)),
             out_of_sync,
             hot,
         })
@@ -177,6 +210,7 @@ impl MetaHandle {
             let _ = reply.send(result);
         });
         self.queue
+            .0
             .push(Command::Run(job), true)
             .map_err(|_| VolumeError::Stopped)?;
         rx.await.map_err(|_| VolumeError::Stopped)
@@ -194,13 +228,13 @@ impl MetaHandle {
     /// Runs `job` without waiting for it (it still runs after every job sent before).
     pub(crate) fn post(&self, job: impl FnOnce(&mut Meta) + Send + 'static) {
         // The thread is gone only when the volume is going down; the job is moot then.
-        let _ = self.queue.push(Command::Run(Box::new(job)), true);
+        let _ = self.queue.0.push(Command::Run(Box::new(job)), true);
     }
 
     /// [`post`](Self::post) without waking the thread: the job runs in its place, before any
     /// job queued after it, but possibly [`LATER_TICK`] later.
     pub(crate) fn post_later(&self, job: impl FnOnce(&mut Meta) + Send + 'static) {
-        let _ = self.queue.push(Command::Run(Box::new(job)), false);
+        let _ = self.queue.0.push(Command::Run(Box::new(job)), false);
     }
 
     /// [`Meta::begin_write`] without the thread when the write's extents are all in the
@@ -219,6 +253,7 @@ impl MetaHandle {
     pub(crate) async fn close(&self) -> Result<(), VolumeError> {
         let (reply, rx) = oneshot::channel();
         self.queue
+            .0
             .push(Command::Close(reply), true)
             .map_err(|_| VolumeError::Stopped)?;
         Ok(rx.await.map_err(|_| VolumeError::Stopped)??)
@@ -305,6 +340,50 @@ mod tests {
                 );
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
+        }
+    }
+
+    /// The voluntary context switches of this process's thread named `name`, from
+    /// `/proc/self/task/*/status`.
+    fn switches_of(name: &str) -> u64 {
+        for task in std::fs::read_dir("/proc/self/task").expect("tasks") {
+            let task = task.expect("task").path();
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if comm.trim_end() != name {
+                continue;
+            }
+            let status = std::fs::read_to_string(task.join("status")).expect("status");
+            return status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|n| n.trim().parse().ok())
+                .expect("a switch count");
+        }
+        panic!("no thread named {name}");
+    }
+
+    #[tokio::test]
+    async fn an_idle_thread_parks_and_a_later_job_still_wakes_it() {
+        // Input: a job, then 100 ms of nothing (more than the tick), then 300 ms more. Output:
+        // no context switch in those 300 ms (a thread waking on the tick would switch about
+        // six times); then a job posted later, which does not ring, still runs.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta = Meta::create(dir.path(), SIZE, DiskState::UpToDate).expect("create");
+        let handle = MetaHandle::spawn(meta, "parktest").expect("spawn");
+        handle.call(|_| ()).await.expect("called");
+        tokio::time::sleep(LATER_TICK * 2).await;
+        let before = switches_of("meta-parktest");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = switches_of("meta-parktest");
+        assert!(after - before < 2, "{} wake-ups while idle", after - before);
+        handle.post_later(|m| m.mark_out_of_sync(0, 4096).expect("marked"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while handle.out_of_sync_bytes() != 4096 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the parked thread never ran the job"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
