@@ -12,104 +12,154 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fulcrum_storage::volume::peer::{
-    self, AckKind, DiskState, Hello, Message, MessageReader, MessageWriter, Side, WriteFlags,
+    self, DiskState, Hello, Message, MessageReader, MessageWriter, Side, WriteFlags,
 };
-use fulcrum_storage::volume::{ConnState, Protocol, Role};
-use support::{pair, pattern, wait_for};
+use fulcrum_storage::volume::{ConnState, Protocol, Role, Volume};
+use support::{Node, pair, pattern, wait_for};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 const SIZE: u64 = 1 << 20;
 
-/// The next message that is not a ping, answering pings on the way; `None` once the
-/// secondary has closed the connection (or broken it: the same to a peer).
-async fn next_answering_pings(
-    reader: &mut MessageReader<OwnedReadHalf>,
-    writer: &mut MessageWriter<tokio::net::tcp::OwnedWriteHalf>,
-) -> Option<Message> {
-    loop {
-        match reader.next().await {
-            Ok(Some(Message::Ping)) => writer.send(&Message::PingAck).await.unwrap(),
-            Ok(Some(msg)) => return Some(msg),
-            Ok(None) | Err(_) => return None,
+/// This test as the secondary's primary: connected, authenticated, Hellos exchanged.
+struct FakePrimary {
+    reader: MessageReader<OwnedReadHalf>,
+    writer: MessageWriter<OwnedWriteHalf>,
+}
+
+impl FakePrimary {
+    /// Dials `node` (which listens on the higher port and waits to be dialed, as its real
+    /// peer would) and answers its Hello with a matching one: same generations, primary,
+    /// UpToDate, so that the two are Connected with nothing to resync.
+    async fn connect(node: &Node, secondary: &Volume) -> FakePrimary {
+        let mut stream = TcpStream::connect(node.config.listen).await.unwrap();
+        peer::authenticate(
+            &mut stream,
+            node.config.shared_secret.as_bytes(),
+            Side::Connecting,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let (read, write) = stream.into_split();
+        let (mut reader, mut writer) = (MessageReader::new(read), MessageWriter::new(write));
+        let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
+            panic!("the secondary's Hello expected first");
+        };
+        let ours = Hello {
+            node: "fake".to_owned(),
+            role: peer::Role::Primary,
+            disk: DiskState::UpToDate,
+            was_primary: false,
+            discard_my_data: false,
+            ..theirs
+        };
+        writer.send(&Message::Hello(ours)).await.unwrap();
+        wait_for(secondary, "Connected", |s| {
+            s.connection == ConnState::Connected
+        })
+        .await;
+        FakePrimary { reader, writer }
+    }
+
+    async fn write(&mut self, seq: u64, offset: u64, data: &Bytes) {
+        let msg = Message::Write {
+            seq,
+            offset,
+            flags: WriteFlags::default(),
+            data: data.clone(),
+        };
+        self.writer.send(&msg).await.unwrap();
+    }
+
+    /// The next message that is not a ping, answering pings on the way; `None` once the
+    /// secondary has closed the connection (or broken it: the same to a peer).
+    async fn next(&mut self) -> Option<Message> {
+        loop {
+            match self.reader.next().await {
+                Ok(Some(Message::Ping)) => self.writer.send(&Message::PingAck).await.unwrap(),
+                Ok(Some(msg)) => return Some(msg),
+                Ok(None) | Err(_) => return None,
+            }
         }
+    }
+
+    /// Waits for the ack of write `seq` (on receipt with protocol B, once written with C).
+    async fn acked(&mut self, seq: u64) {
+        loop {
+            match self.next().await {
+                Some(Message::Ack { seq: s, .. }) if s == seq => return,
+                Some(_) => {}
+                None => panic!("the connection ended before write {seq} was acked"),
+            }
+        }
+    }
+
+    /// Waits for the connection to end, failing on any ack of write `seq`.
+    async fn ended_without_ack(mut self, seq: u64) {
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match self.next().await {
+                    Some(Message::Ack { seq: s, kind }) if s == seq => {
+                        panic!("write {seq}, past the end, was acked ({kind:?})")
+                    }
+                    Some(_) => {}
+                    None => return,
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "the connection is still open after write {seq}"
+        );
     }
 }
 
-// Input: a secondary whose primary is this test; a 4 KiB Write at offset 0, then one at the
-// volume's end. Output: the first is acknowledged once written (protocol C) and is on the
-// secondary's disk; the second ends the connection without an ack, and the backing file keeps
-// its size (a write past the end of a regular file would have grown it).
+// Input: a secondary whose primary is this test, with protocol B (an ack on receipt) and C
+// (once written); a 4 KiB write at offset 0, then a write past the end: 4 KiB at the
+// volume's end, or 128 KiB (a direct write's size) at 2^63, beyond any file. Output: the first
+// is acknowledged and on the secondary's disk; the second ends the connection without any ack,
+// the backing file keeps its size (a write past the end of a regular file would have grown
+// it), and the secondary stops counting itself Connected.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_past_the_volumes_end_ends_the_connection_unwritten() {
-    let (fake, node) = pair(SIZE, Protocol::C, Role::Primary);
-    let secondary = node.start().await;
-    let secret = fake.config.shared_secret.clone();
+    let cases = [
+        (Protocol::C, SIZE, 4096),
+        (Protocol::B, SIZE, 4096),
+        (Protocol::C, 1 << 63, 128 << 10),
+    ];
+    for (protocol, bad_offset, bad_len) in cases {
+        let (_, node) = pair(SIZE, protocol, Role::Primary);
+        let secondary = node.start().await;
+        let mut fake = FakePrimary::connect(&node, &secondary).await;
 
-    // The secondary listens on the higher port and waits for its peer to dial, as `fake` would.
-    let mut stream = TcpStream::connect(node.config.listen).await.unwrap();
-    peer::authenticate(
-        &mut stream,
-        secret.as_bytes(),
-        Side::Connecting,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    let (read, write) = stream.into_split();
-    let (mut reader, mut writer) = (MessageReader::new(read), MessageWriter::new(write));
-    let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
-        panic!("the secondary's Hello expected first");
-    };
-    let ours = Hello {
-        node: "fake".to_owned(),
-        role: peer::Role::Primary,
-        disk: DiskState::UpToDate,
-        was_primary: false,
-        discard_my_data: false,
-        ..theirs
-    };
-    writer.send(&Message::Hello(ours)).await.unwrap();
-    wait_for(&secondary, "Connected", |s| {
-        s.connection == ConnState::Connected
-    })
-    .await;
-
-    let data = Bytes::from(pattern(7, 4096));
-    let write = |seq, offset| Message::Write {
-        seq,
-        offset,
-        flags: WriteFlags::default(),
-        data: data.clone(),
-    };
-    writer.send(&write(1, 0)).await.unwrap();
-    loop {
-        match next_answering_pings(&mut reader, &mut writer).await {
-            Some(Message::Ack { seq: 1, kind }) if kind != AckKind::Received => break,
-            Some(_) => {}
-            None => panic!("the connection ended before the write inside the volume was acked"),
+        let data = Bytes::from(pattern(7, 4096));
+        fake.write(1, 0, &data).await;
+        fake.acked(1).await;
+        // With protocol B the ack may come before the write is applied.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read(node.backing()).unwrap()[..4096] != data[..] {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{protocol:?}: write 1 never reached the disk"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+
+        fake.write(2, bad_offset, &Bytes::from(pattern(8, bad_len)))
+            .await;
+        fake.ended_without_ack(2).await;
+        let on_disk = std::fs::read(node.backing()).unwrap();
+        assert_eq!(
+            on_disk.len() as u64,
+            SIZE,
+            "{protocol:?}: the backing file grew"
+        );
+        assert_eq!(&on_disk[..4096], &data[..]);
+        wait_for(&secondary, "no longer Connected", |s| {
+            s.connection != ConnState::Connected
+        })
+        .await;
     }
-    let on_disk = std::fs::read(node.backing()).unwrap();
-    assert_eq!(&on_disk[..4096], &data[..]);
-
-    writer.send(&write(2, SIZE)).await.unwrap();
-    let ended = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match next_answering_pings(&mut reader, &mut writer).await {
-                Some(Message::Ack { seq: 2, .. }) => panic!("a write past the end was acked"),
-                Some(_) => {}
-                None => return,
-            }
-        }
-    })
-    .await;
-    assert!(
-        ended.is_ok(),
-        "the connection is still open after a write past the end"
-    );
-    let on_disk = std::fs::read(node.backing()).unwrap();
-    assert_eq!(on_disk.len() as u64, SIZE, "the backing file grew");
-    assert_eq!(&on_disk[..4096], &data[..]);
-    assert_ne!(secondary.status().connection, ConnState::Connected);
 }

@@ -128,14 +128,24 @@ impl Direct {
         match file.read_at(&mut buf[start..start + len], offset) {
             Ok(n) if n == len => Ok(Outcome::Done(READS.share(buf, start..start + len))),
             // Short only at the end of the file: the cache's read reports it.
-            Ok(_) => Ok(Outcome::Fallback(0)),
-            Err(e) => self.failed(e).map(|()| Outcome::Fallback(0)),
+            Ok(_) => {
+                READS.give_back(buf);
+                Ok(Outcome::Fallback(0))
+            }
+            Err(e) => {
+                READS.give_back(buf);
+                self.failed(e).map(|()| Outcome::Fallback(0))
+            }
         }
     }
 
     /// A request's error: EINVAL means the file system will not do it directly (then stop
-    /// trying, and let the caller retry through the cache); anything else is the disk's.
+    /// trying, and let the caller retry through the cache), EINTR that a signal came first
+    /// (retried through the cache, as the cache's calls retry it); anything else is the disk's.
     fn failed(&self, error: io::Error) -> io::Result<()> {
+        if error.kind() == io::ErrorKind::Interrupted {
+            return Ok(());
+        }
         if error.raw_os_error() != Some(EINVAL) {
             return Err(error);
         }

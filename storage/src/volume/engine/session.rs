@@ -607,6 +607,8 @@ impl Session<'_> {
         apply: Apply,
     ) -> Result<(), End> {
         self.check_secondary(what)?;
+        // Before a protocol B ack: a request past the end is never acknowledged.
+        self.check_in_volume(&apply)?;
         if self.protocol == Protocol::B {
             Self::feed(
                 writer,
@@ -627,9 +629,9 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Hands `apply` to the applier; one that reaches past the volume's end is the peer's
-    /// error (a sound peer never sends it), which ends the connection.
-    async fn queue_apply(&mut self, apply: Apply) -> Result<(), End> {
+    /// A request that reaches past the volume's end is the peer's error (a sound peer never
+    /// sends one: the handshake made both sizes equal), which ends the connection.
+    fn check_in_volume(&self, apply: &Apply) -> Result<(), End> {
         if let Some((offset, len)) = apply.range()
             && offset
                 .checked_add(len)
@@ -637,6 +639,12 @@ impl Session<'_> {
         {
             return Err(self.unexpected("a request past the volume's end"));
         }
+        Ok(())
+    }
+
+    /// Hands `apply` to the applier, once it is known to lie within the volume.
+    async fn queue_apply(&mut self, apply: Apply) -> Result<(), End> {
+        self.check_in_volume(&apply)?;
         // Waits while the applier is behind: the socket then fills and the peer slows down.
         self.apply.send(apply).await.map_err(|_| End::Lost)
     }
