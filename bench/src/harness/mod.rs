@@ -12,5 +12,5 @@ pub(crate) use self::goals::{render_goals, render_goals_by};
 pub use self::results::mib_per_s;
 pub(crate) use self::results::{
     cores, cpu_model_or_unknown, filesystem_of, first_line, free_page_reporting, kernel,
-    markdown_header, median_of, number, version_line, write_files,
+    markdown_header, median_of, number, version_line, warn_if_free_page_reporting, write_files,
 };

@@ -38,10 +38,7 @@ const MAX_PAGE_ORDER: u32 = 10;
 /// on every 4 KiB page: on the VM of 2026-11-22 that made a tmpfs copy 10× slower, so a run
 /// then measures which process got such memory as much as the servers.
 pub(crate) fn free_page_reporting() -> Option<String> {
-    let order =
-        std::fs::read_to_string("/sys/module/page_reporting/parameters/page_reporting_order")
-            .ok()?;
-    let order: u32 = order.trim().parse().ok()?;
+    let order = page_reporting_order()?;
     Some(if order > MAX_PAGE_ORDER {
         format!("off (page_reporting_order {order})")
     } else {
@@ -50,6 +47,24 @@ pub(crate) fn free_page_reporting() -> Option<String> {
             4u64 << order
         )
     })
+}
+
+/// Warns through the log when free page reporting is on (see [`free_page_reporting`]), with
+/// how to switch it off for the run.
+pub(crate) fn warn_if_free_page_reporting() {
+    if page_reporting_order().is_some_and(|order| order <= MAX_PAGE_ORDER) {
+        tracing::warn!(
+            "free page reporting is on: whichever server first touches memory the host took back runs slower, so runs vary; as root, `echo 11 > /sys/module/page_reporting/parameters/page_reporting_order` switches it off (put the old value back afterwards)"
+        );
+    }
+}
+
+fn page_reporting_order() -> Option<u32> {
+    std::fs::read_to_string("/sys/module/page_reporting/parameters/page_reporting_order")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The first non-empty line `program arg` prints, on stdout or else on stderr (keepalived

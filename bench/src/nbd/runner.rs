@@ -26,7 +26,7 @@ use super::status::wait_status;
 use super::{BLOCK, NbdOptions, Server};
 use crate::harness::{
     cores, cpu_model_or_unknown, filesystem_of, free_page_reporting, kernel, version_line,
-    write_files,
+    warn_if_free_page_reporting, write_files,
 };
 
 /// How long a pair may take to connect, and a resync to finish.
@@ -41,6 +41,7 @@ pub fn run_nbd(options: &NbdOptions) -> anyhow::Result<NbdReport> {
     let started = UtcTime::now();
     let machine = describe_machine(options)?;
     info!(fulcrum = %machine.fulcrum_version, qemu_nbd = %machine.qemu_nbd_version, "measuring NBD");
+    warn_if_free_page_reporting();
     let work = tempfile::Builder::new()
         .prefix("fulcrum-nbd-")
         .tempdir_in(&options.dir)
