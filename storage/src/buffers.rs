@@ -58,6 +58,14 @@ impl Pool {
         vec![0; size.max(self.size)]
     }
 
+    /// A buffer for a message of `len` octets whose data begins `lead` octets into it, and
+    /// the range to put the message at so that its data starts on an [`ALIGN`] boundary.
+    pub(crate) fn take_aligned(&self, len: usize, lead: usize) -> (Vec<u8>, Range<usize>) {
+        let buf = self.take(len + ALIGN);
+        let start = aligned_start(&buf, lead);
+        (buf, start..start + len)
+    }
+
     /// `buf[range]`, shared: `buf` comes back once every slice of it is dropped.
     pub(crate) fn share(&'static self, buf: Vec<u8>, range: Range<usize>) -> Bytes {
         Bytes::from_owner(Returning {

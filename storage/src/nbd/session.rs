@@ -26,7 +26,6 @@ use super::proto::{
 };
 use super::server::Counters;
 use super::{Export, Extent, MAX_IN_FLIGHT, MAX_REQUEST_LEN, NbdError};
-use crate::buffers::{ALIGN, aligned_start};
 
 /// Read and write data one connection may hold at once (two maximum-length requests).
 pub(crate) const MAX_IN_FLIGHT_BYTES: u32 = 2 * MAX_REQUEST_LEN;
@@ -333,9 +332,7 @@ async fn acquire(
 async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, length: u32) -> io::Result<Bytes> {
     let length = length as usize;
     if length >= buffers::POOLED_FROM {
-        let mut buf = buffers::WRITES.take(length + ALIGN);
-        let start = aligned_start(&buf, 0);
-        let data = start..start + length;
+        let (mut buf, data) = buffers::WRITES.take_aligned(length, 0);
         reader.read_exact(&mut buf[data.clone()]).await?;
         return Ok(buffers::WRITES.share(buf, data));
     }
@@ -585,7 +582,7 @@ mod tests {
         let mut reader = &sent[..];
         let large = read_payload(&mut reader, 256 << 10).await.expect("read");
         assert_eq!(large[..], sent[..]);
-        assert_eq!(large.as_ptr().align_offset(ALIGN), 0);
+        assert_eq!(large.as_ptr().align_offset(crate::buffers::ALIGN), 0);
         let mut reader = &sent[..512];
         let small = read_payload(&mut reader, 512).await.expect("read");
         assert_eq!(small[..], sent[..512]);

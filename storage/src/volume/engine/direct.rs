@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use tracing::warn;
 
-use crate::buffers::{ALIGN, aligned_start};
+use crate::buffers::ALIGN;
 use crate::nbd::buffers::{POOLED_FROM, READS};
 
 /// The smallest request that goes direct: the size from which payloads get a pooled, aligned
@@ -34,15 +34,6 @@ pub(crate) const DIRECT_FROM: usize = POOLED_FROM;
 
 /// Linux's EINVAL: what a file system that cannot do a request directly returns.
 const EINVAL: i32 = 22;
-
-/// What a direct request did.
-#[derive(Debug)]
-pub(crate) enum Outcome<T> {
-    Done(T),
-    /// The request was not made, or only its first `usize` octets: the caller does the rest
-    /// through the page cache.
-    Fallback(usize),
-}
 
 #[derive(Debug)]
 pub(crate) struct Direct {
@@ -102,41 +93,35 @@ impl Direct {
     }
 
     /// Writes `data` at `offset` past the page cache if it can (one `pwrite`): whole pages
-    /// from an aligned buffer.
-    pub(crate) fn write(&self, offset: u64, data: &[u8]) -> io::Result<Outcome<()>> {
+    /// from an aligned buffer. Returns how many of its first octets were written: the caller
+    /// writes the rest through the page cache (all of it when the write could not go direct;
+    /// after a short write, which a full disk gives, the rest reports the error).
+    pub(crate) fn write(&self, offset: u64, data: &[u8]) -> io::Result<usize> {
         let Some(file) = self
             .for_range(offset, data.len())
             .filter(|_| data.as_ptr().align_offset(ALIGN) == 0)
         else {
-            return Ok(Outcome::Fallback(0));
+            return Ok(0);
         };
-        match file.write_at(data, offset) {
-            Ok(n) if n == data.len() => Ok(Outcome::Done(())),
-            // A short write (a full disk answers so): the rest, through the cache, reports it.
-            Ok(n) => Ok(Outcome::Fallback(n)),
-            Err(e) => self.failed(e).map(|()| Outcome::Fallback(0)),
-        }
+        file.write_at(data, offset)
+            .or_else(|e| self.failed(e).map(|()| 0))
     }
 
-    /// Reads `len` octets at `offset` past the page cache if it can, into a pooled buffer.
-    pub(crate) fn read(&self, offset: u64, len: usize) -> io::Result<Outcome<Bytes>> {
+    /// Reads `len` octets at `offset` past the page cache if it can, into a pooled buffer;
+    /// `None`: the caller reads them through the page cache.
+    pub(crate) fn read(&self, offset: u64, len: usize) -> io::Result<Option<Bytes>> {
         let Some(file) = self.for_range(offset, len) else {
-            return Ok(Outcome::Fallback(0));
+            return Ok(None);
         };
-        let mut buf = READS.take(len + ALIGN);
-        let start = aligned_start(&buf, 0);
-        match file.read_at(&mut buf[start..start + len], offset) {
-            Ok(n) if n == len => Ok(Outcome::Done(READS.share(buf, start..start + len))),
+        let (mut buf, data) = READS.take_aligned(len, 0);
+        let fallback = match file.read_at(&mut buf[data.clone()], offset) {
+            Ok(n) if n == len => return Ok(Some(READS.share(buf, data))),
             // Short only at the end of the file: the cache's read reports it.
-            Ok(_) => {
-                READS.give_back(buf);
-                Ok(Outcome::Fallback(0))
-            }
-            Err(e) => {
-                READS.give_back(buf);
-                self.failed(e).map(|()| Outcome::Fallback(0))
-            }
-        }
+            Ok(_) => Ok(None),
+            Err(e) => self.failed(e).map(|()| None),
+        };
+        READS.give_back(buf);
+        fallback
     }
 
     /// A request's error: EINVAL means the file system will not do it directly (then stop

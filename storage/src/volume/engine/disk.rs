@@ -26,7 +26,7 @@ use crate::positional::{self, punch_hole_at, read_at, write_at, write_zeroes_at}
 use crate::volume::config::{Backing, BackingKind};
 use crate::volume::peer::Digest;
 
-use super::direct::{Direct, Outcome};
+use super::direct::Direct;
 use super::writeback::Writeback;
 
 /// Linux's EIO: what a failing disk returns.
@@ -223,8 +223,8 @@ impl LocalDisk {
     pub(crate) fn read_now(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         self.faults.check(offset, len as u64)?;
         match self.direct.read(offset, len)? {
-            Outcome::Done(data) => Ok(data),
-            Outcome::Fallback(_) => read_at(&self.file, offset, len),
+            Some(data) => Ok(data),
+            None => read_at(&self.file, offset, len),
         }
     }
 
@@ -298,10 +298,7 @@ impl Writer {
 
     fn write(&self, offset: u64, data: &[u8], sync: bool) -> io::Result<()> {
         self.faults.check(offset, data.len() as u64)?;
-        let done = match self.direct.write(offset, data)? {
-            Outcome::Done(()) => data.len(),
-            Outcome::Fallback(done) => done,
-        };
+        let done = self.direct.write(offset, data)?;
         let (offset, rest) = (offset + done as u64, &data[done..]);
         if !rest.is_empty() {
             write_at(&self.file, offset, rest, false)?;

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 
 use std::io::IoSlice;
+use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -15,7 +16,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::frame::{HEADER_LEN, Header};
 use super::message::Message;
 use super::wire::{self, MAX_PAYLOAD, WireError};
-use crate::buffers::{ALIGN, aligned_start};
 use crate::nbd::buffers;
 
 /// How much to read at a time when the buffer has no room.
@@ -39,9 +39,8 @@ pub struct MessageReader<R> {
 struct Large {
     ty: u8,
     payload: Vec<u8>,
-    /// Where in `payload` the body starts (see [`wire::data_offset`]).
-    start: usize,
-    len: usize,
+    /// Where in `payload` the body goes (placed for its data, see [`wire::data_offset`]).
+    body: Range<usize>,
     filled: usize,
 }
 
@@ -65,11 +64,11 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             }
             // Kept in `self` while it fills, so that a cancelled call loses nothing.
             while let Some(large) = self.large.as_mut()
-                && large.filled < large.len
+                && large.filled < large.body.len()
             {
                 let n = self
                     .inner
-                    .read(&mut large.payload[large.start + large.filled..large.start + large.len])
+                    .read(&mut large.payload[large.body.start + large.filled..large.body.end])
                     .await?;
                 if n == 0 {
                     return Err(WireError::UnexpectedEof);
@@ -77,15 +76,10 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                 large.filled += n;
             }
             if let Some(Large {
-                ty,
-                payload,
-                start,
-                len,
-                ..
+                ty, payload, body, ..
             }) = self.large.take()
             {
-                let body = buffers::WRITES.share(payload, start..start + len);
-                return wire::decode_payload(ty, body).map(Some);
+                return wire::decode_payload(ty, buffers::WRITES.share(payload, body)).map(Some);
             }
             if let Some(msg) = wire::decode(&mut self.buf)? {
                 return Ok(Some(msg));
@@ -117,16 +111,15 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         if header.len < buffers::POOLED_FROM || self.buf.len() >= HEADER_LEN + header.len {
             return Ok(None);
         }
-        let mut payload = buffers::WRITES.take(header.len + ALIGN);
-        let start = aligned_start(&payload, wire::data_offset(header.ty));
+        let (mut payload, body) =
+            buffers::WRITES.take_aligned(header.len, wire::data_offset(header.ty));
         let have = self.buf.len() - HEADER_LEN;
-        payload[start..start + have].copy_from_slice(&self.buf[HEADER_LEN..]);
+        payload[body.start..body.start + have].copy_from_slice(&self.buf[HEADER_LEN..]);
         self.buf.clear();
         Ok(Some(Large {
             ty: header.ty,
             payload,
-            start,
-            len: header.len,
+            body,
             filled: have,
         }))
     }
