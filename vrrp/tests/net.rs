@@ -348,8 +348,12 @@ impl Lab {
         Self { netlink, va, vb }
     }
 
-    /// The primary addresses of `va` and `vb` for `family`; panics where one has none.
+    /// The primary addresses of `va` and `vb` for `family`, once usable; panics where one has none.
     async fn primaries(&self, family: Family) -> (IpAddr, IpAddr) {
+        if family == Family::Ipv6 {
+            netns::wait_for_link_local("va");
+            netns::wait_for_link_local("vb");
+        }
         let primary = async |link| {
             self.netlink
                 .primary_address(link, family)

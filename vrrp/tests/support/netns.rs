@@ -102,6 +102,24 @@ pub(crate) fn link(name: &str) -> Link {
     }
 }
 
+/// Waits until `name` has a link-local IPv6 address that is no longer tentative. Even without
+/// duplicate address detection the kernel adds the address tentative and clears the flag from
+/// a work queue a moment later; sending from it before then fails (EINVAL).
+pub(crate) fn wait_for_link_local(name: &str) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let shown = ip(&["-6", "-o", "addr", "show", "dev", name, "scope", "link"]);
+        if shown.lines().any(|line| !line.contains("tentative")) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} has no usable link-local address: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs `ip args...` and returns its output; panics with its stderr if it fails.
 pub(crate) fn ip(args: &[&str]) -> String {
     let output = Command::new("ip")
