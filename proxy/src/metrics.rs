@@ -154,6 +154,7 @@ const METRICS: &[Def] = &[
     def(VS, "fulcrum_virtual_service_bytes_out_total", C(|r, _| Some(r.bout)), "Total number of bytes from real servers to clients."),
     def(VS, "fulcrum_virtual_service_connection_errors_total", C(|r, _| r.econ), "Total number of failed connections to real servers."),
     def(VS, "fulcrum_virtual_service_no_server_total", C(|_, x| x.no_server), "Total number of clients refused for want of an available real server."),
+    def(VS, "fulcrum_virtual_service_flows_refused_total", C(|_, x| x.flows_refused), "Total number of UDP datagrams dropped because the flow they would open was over the process's connection limit."),
     def(VS, "fulcrum_virtual_service_active_servers", G(|r, _| r.act.map(u64::from)), "Current number of real servers UP."),
     def(VS, "fulcrum_virtual_service_backup_servers", G(|r, _| r.bck.map(u64::from)), "Current number of fallback servers UP."),
     def(VS, "fulcrum_virtual_service_weight", G(|r, _| r.weight.map(u64::from)), "Total weight of the real servers that take the traffic."),

@@ -83,19 +83,24 @@ impl ConnLimit {
         self.freed.notify_waiters();
     }
 
+    /// Takes a connection if the limit has room, without waiting: for a datagram, which has no
+    /// backlog to wait in.
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<ConnPermit> {
+        let max = self.max.load(Relaxed);
+        self.cur
+            .fetch_update(Relaxed, Relaxed, |c| (max == 0 || c < max).then_some(c + 1))
+            .is_ok()
+            .then(|| ConnPermit(Arc::clone(self)))
+    }
+
     /// Waits until a connection may be taken, then takes it.
     pub(crate) async fn acquire(self: &Arc<Self>) -> ConnPermit {
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            let max = self.max.load(Relaxed);
-            let taken = self
-                .cur
-                .fetch_update(Relaxed, Relaxed, |c| (max == 0 || c < max).then_some(c + 1))
-                .is_ok();
-            if taken {
-                return ConnPermit(Arc::clone(self));
+            if let Some(permit) = self.try_acquire() {
+                return permit;
             }
             freed.await;
         }

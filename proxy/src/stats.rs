@@ -32,6 +32,8 @@ pub(crate) struct Extra {
     pub(crate) inactive: Option<u64>,
     /// L4 virtual services: clients refused for want of a real server.
     pub(crate) no_server: Option<u64>,
+    /// L4 virtual services: UDP datagrams dropped at the connection limit.
+    pub(crate) flows_refused: Option<u64>,
 }
 
 /// Every frontend, then every backend in config order, then every virtual service.
@@ -152,6 +154,7 @@ fn virtual_service(service: &Service, now: u64) -> Part {
     ));
     extras.push(Extra {
         no_server: Some(counters::load(&service.no_server)),
+        flows_refused: Some(counters::load(&service.flows_refused)),
         ..Extra::default()
     });
     let mode = match config.protocol {

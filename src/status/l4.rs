@@ -172,6 +172,7 @@ mod tests {
             quiescent: true,
             persistent_clients: 0,
             no_server: 0,
+            flows_refused: 0,
             real_servers: vec![
                 real("192.168.60.78:80", 3, 2, "UP"),
                 real("192.168.60.55:80", 1, 0, "DOWN"),

@@ -47,13 +47,15 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The `[global]` section every test config starts with: JSON logs, so the harness can read them.
 /// The control socket lives in the test's temp dir, so parallel tests never share one.
-const GLOBAL: &str = "[global]\nmax_connections = 1000\ngrace = \"5s\"\ncontrol_socket = \"control.sock\"\nstate_dir = \"state\"\nlog = { format = \"json\", level = \"info\", access_log = true }\n\n";
+const GLOBAL: &str = "[global]\ngrace = \"5s\"\ncontrol_socket = \"control.sock\"\nstate_dir = \"state\"\nlog = { format = \"json\", level = \"info\", access_log = true }\n\n";
 
 /// A running `fulcrum run` process.
 pub struct Fulcrum {
     child: Option<Child>,
     dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<Value>>>,
+    /// `[global] max_connections`.
+    max_connections: usize,
 }
 
 impl Fulcrum {
@@ -66,6 +68,15 @@ impl Fulcrum {
     /// As [`Fulcrum::start`], with the command line prefixed by `wrapper` (e.g.
     /// `["ip", "netns", "exec", NAME]` to run inside a network namespace).
     pub fn start_wrapped(wrapper: &[&str], config: &str) -> Self {
+        Self::start_limited(wrapper, 1000, config)
+    }
+
+    /// As [`Fulcrum::start`], with `[global] max_connections = max_connections`.
+    pub fn start_with_max_connections(max_connections: usize, config: &str) -> Self {
+        Self::start_limited(&[], max_connections, config)
+    }
+
+    fn start_limited(wrapper: &[&str], max_connections: usize, config: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("fulcrum-test-")
             .tempdir()
@@ -74,6 +85,7 @@ impl Fulcrum {
             child: None,
             dir,
             logs: Arc::new(Mutex::new(Vec::new())),
+            max_connections,
         };
         fulcrum.write_config(config);
         fulcrum.spawn(wrapper)
@@ -135,7 +147,14 @@ impl Fulcrum {
     pub fn write_config(&self, config: &str) {
         // A node name of its own, as two processes on one host are two nodes to each other.
         let node = self.dir.path().file_name().unwrap().to_string_lossy();
-        let global = GLOBAL.replacen("[global]\n", &format!("[global]\nnode = \"{node}\"\n"), 1);
+        let global = GLOBAL.replacen(
+            "[global]\n",
+            &format!(
+                "[global]\nnode = \"{node}\"\nmax_connections = {}\n",
+                self.max_connections
+            ),
+            1,
+        );
         std::fs::write(self.config_path(), format!("{global}{config}")).unwrap();
     }
 

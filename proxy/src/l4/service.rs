@@ -167,6 +167,9 @@ pub(crate) struct Service {
     next_conn: AtomicU64,
     /// Connections refused because no real server (and no fallback) was available.
     pub(crate) no_server: AtomicU64,
+    /// UDP datagrams dropped because the new flow they would open was over
+    /// `[global] max_connections`.
+    pub(crate) flows_refused: AtomicU64,
     /// The service's own counts, as a backend's: connections open and in all, bytes, errors.
     pub(crate) counters: BackendCounters,
     /// UP while any real server (or the fallback) takes new clients.
@@ -199,6 +202,7 @@ impl Service {
             conns: DashMap::new(),
             next_conn: AtomicU64::new(0),
             no_server: AtomicU64::new(0),
+            flows_refused: AtomicU64::new(0),
             counters: BackendCounters::default(),
             availability,
             epoch: Instant::now(),

@@ -24,6 +24,9 @@ pub struct ServiceStatus {
     pub persistent_clients: usize,
     /// Connections refused for want of any available real server.
     pub no_server: u64,
+    /// UDP datagrams dropped because their new flow was over `[global] max_connections`.
+    #[serde(default)]
+    pub flows_refused: u64,
     pub real_servers: Vec<RealServerStatus>,
     pub fallback: Option<RealServerStatus>,
     /// Open connections (UDP: flows), oldest first.
@@ -118,6 +121,7 @@ pub(crate) fn snapshot(service: &Service, address: SocketAddr) -> ServiceStatus 
         quiescent: config.quiescent,
         persistent_clients: service.persistent_clients(),
         no_server: counters::load(&service.no_server),
+        flows_refused: counters::load(&service.flows_refused),
         real_servers: members
             .servers
             .iter()

@@ -3,15 +3,19 @@
 //! both ways for `timeout.idle` ends (IPVS's UDP timeout, 300 s by default there).
 //!
 //! Each flow has its own socket connected to its real server, so the kernel sorts replies by
-//! flow and drops datagrams from anyone else. With `proxy_protocol = "v2"` every datagram to the
+//! flow and drops datagrams from anyone else. A flow holds a slot of `[global] max_connections`,
+//! as a TCP connection does, since its socket is a file descriptor: a datagram that would open
+//! a flow past the limit is dropped and counted. A waiting flow holds no buffer; replies are
+//! read into one buffer per thread. With `proxy_protocol = "v2"` every datagram to the
 //! real server starts with a PROXY v2 `DGRAM` header, as HAProxy's spec has it for UDP.
 
 use std::{
+    cell::RefCell,
     io,
     net::{IpAddr, SocketAddr},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     },
     time::{Duration, Instant},
 };
@@ -24,7 +28,11 @@ use super::{
     proxy_protocol,
     service::{ConnEntry, Pick, Service},
 };
-use crate::{config::ProxyProtocol, runtime::Runtime, state::counters::Total};
+use crate::{
+    config::ProxyProtocol,
+    runtime::{ConnPermit, Runtime},
+    state::counters::{self, Total},
+};
 
 /// The largest datagram relayed.
 const MAX_DATAGRAM: usize = 65_535;
@@ -36,6 +44,8 @@ struct Flow {
     pick: Pick,
     /// Milliseconds since the service socket's start at the last datagram either way.
     last: AtomicU64,
+    /// The flow's slot of the process's connection limit.
+    _permit: ConnPermit,
 }
 
 /// Binds a UDP virtual address with IP_FREEBIND, so a VIP this node does not hold yet works.
@@ -54,6 +64,9 @@ struct Endpoint {
     flows: DashMap<SocketAddr, Arc<Flow>>,
     /// The clock of the flows' `last` stamps.
     epoch: Instant,
+    /// Set while new flows are refused at the connection limit, so that a flood of them logs
+    /// once, not once per datagram.
+    refusing: AtomicBool,
     stop: CancellationToken,
 }
 
@@ -74,6 +87,7 @@ pub(crate) async fn serve(
         local,
         flows: DashMap::new(),
         epoch: Instant::now(),
+        refusing: AtomicBool::new(false),
         stop,
     });
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -115,9 +129,18 @@ pub(crate) async fn serve(
     }
 }
 
-/// Schedules a new client and starts the task that carries its replies.
+/// Schedules a new client and starts the task that carries its replies; `None` drops the
+/// client's datagram.
 async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<Flow>> {
     let service = &endpoint.service;
+    let Some(permit) = endpoint.rt.limit.try_acquire() else {
+        counters::inc(&service.flows_refused);
+        if !endpoint.refusing.swap(true, Relaxed) {
+            tracing::warn!(virtual_server = %service.name, %client, "udp flow refused: max_connections reached; datagrams for new flows are dropped until flows end");
+        }
+        return None;
+    };
+    endpoint.refusing.store(false, Relaxed);
     let pick = service.pick(client, endpoint.local)?;
     let epoch = pick.real.server.sessions_epoch();
     let transparent = service.config().transparent;
@@ -134,6 +157,7 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         upstream,
         pick,
         last: AtomicU64::new(millis_since(endpoint.epoch)),
+        _permit: permit,
     });
     endpoint.flows.insert(client, Arc::clone(&flow));
     service.session_opened(&flow.pick.real);
@@ -172,7 +196,6 @@ async fn replies(
     client: SocketAddr,
     epoch: Instant,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let idle = match service.config().timeout_idle {
             d if d.is_zero() => Duration::from_secs(300),
@@ -183,24 +206,36 @@ async fn replies(
         if Instant::now() >= deadline {
             return;
         }
-        tokio::select! {
-            received = flow.upstream.recv(&mut buf) => match received {
-                Ok(n) => {
-                    flow.last.store(millis_since(epoch), Relaxed);
-                    if socket.send_to(&buf[..n], client).await.is_ok() {
-                        service.count(&flow.pick.real, Total::BytesOut, n as u64);
-                    }
+        let received = tokio::select! {
+            ready = flow.upstream.readable() => ready.and_then(|()| receive(&flow.upstream)),
+            () = tokio::time::sleep_until(deadline.into()) => continue,
+        };
+        match received {
+            Ok(reply) => {
+                flow.last.store(millis_since(epoch), Relaxed);
+                if socket.send_to(&reply, client).await.is_ok() {
+                    service.count(&flow.pick.real, Total::BytesOut, reply.len() as u64);
                 }
-                // ECONNREFUSED: nothing listens on the real server's port. The flow ends; the
-                // client's next datagram is scheduled afresh.
-                Err(_) => {
-                    service.count(&flow.pick.real, Total::ResponseErrors, 1);
-                    return;
-                }
-            },
-            () = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            // Readiness that was not (another reader took it, or a spurious wake-up).
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            // ECONNREFUSED: nothing listens on the real server's port. The flow ends; the
+            // client's next datagram is scheduled afresh.
+            Err(_) => {
+                service.count(&flow.pick.real, Total::ResponseErrors, 1);
+                return;
+            }
         }
     }
+}
+
+/// One datagram waiting on `socket`, read into this thread's buffer and copied out at its
+/// size, so that the flows waiting for replies hold no 64 KiB buffer each.
+fn receive(socket: &UdpSocket) -> io::Result<Vec<u8>> {
+    thread_local! {
+        static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; MAX_DATAGRAM]);
+    }
+    BUF.with_borrow_mut(|buf| socket.try_recv(buf).map(|n| buf[..n].to_vec()))
 }
 
 /// A socket connected to `real`, from the client's address in transparent mode.

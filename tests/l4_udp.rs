@@ -1,0 +1,137 @@
+//! UDP virtual services against `[global] max_connections`: every flow holds a socket, so flows
+//! count against the limit as TCP connections do, and a datagram that would open one more is
+//! dropped and counted instead of taking a file descriptor.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod support;
+
+use std::{net::SocketAddr, time::Duration};
+
+use support::{Fulcrum, PATIENCE};
+use tokio::{net::UdpSocket, time::Instant};
+
+/// The largest payload one IPv4 datagram carries.
+const LARGEST: usize = 65_507;
+
+#[tokio::test]
+async fn udp_flows_beyond_max_connections_are_dropped_and_counted_until_one_ends() {
+    let echo = Echo::start().await;
+    let fulcrum = Fulcrum::start_with_max_connections(
+        4,
+        &format!(
+            "[virtual_server.dns]\nlisten = \"127.0.0.1:0\"\nprotocol = \"udp\"\ntimeout = {{ idle = \"3s\" }}\nreal_servers = [{{ address = \"{}\" }}]\n",
+            echo.addr
+        ),
+    );
+    let vip = fulcrum.virtual_server_addr("dns");
+
+    // Four clients, four flows: the limit. One of them sends the largest datagram, which comes
+    // back whole through the thread's shared receive buffer.
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let client = client(vip).await;
+        let payload = if i == 0 {
+            vec![7; LARGEST]
+        } else {
+            format!("hello {i}").into_bytes()
+        };
+        assert_eq!(
+            ask(&client, &payload, PATIENCE).await.as_deref(),
+            Some(&payload[..])
+        );
+        held.push(client);
+    }
+
+    // A fifth client would open a fifth flow: its datagram is dropped.
+    let fifth = client(vip).await;
+    assert_eq!(
+        ask(&fifth, b"let me in", Duration::from_millis(500)).await,
+        None
+    );
+    let status = l4_json(&fulcrum);
+    assert_eq!(status["flows_refused"], 1, "{status:#}");
+    assert_eq!(
+        status["connections"].as_array().unwrap().len(),
+        4,
+        "{status:#}"
+    );
+    assert!(
+        fulcrum
+            .logs()
+            .iter()
+            .any(|l| support::message(l).starts_with("udp flow refused")),
+        "no log of the refusal"
+    );
+
+    // The held flows fall idle and end, freeing their slots: the fifth client gets in.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if ask(&fifth, b"let me in", Duration::from_millis(300))
+            .await
+            .as_deref()
+            == Some(b"let me in")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fifth client was never served"
+        );
+    }
+}
+
+/// A UDP server that sends every datagram back to its sender.
+struct Echo {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Echo {
+    async fn start() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0; 65_536];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let _ = socket.send_to(&buf[..n], from).await;
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A client socket of its own port, connected to `vip`.
+async fn client(vip: SocketAddr) -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect(vip).await.unwrap();
+    socket
+}
+
+/// Sends `payload` and returns the reply, or `None` when none comes within `wait`.
+async fn ask(socket: &UdpSocket, payload: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    socket.send(payload).await.unwrap();
+    let mut buf = vec![0; 65_536];
+    let n = tokio::time::timeout(wait, socket.recv(&mut buf))
+        .await
+        .ok()?
+        .unwrap();
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// The one virtual service of `fulcrum status l4 --json`.
+fn l4_json(fulcrum: &Fulcrum) -> serde_json::Value {
+    let config = fulcrum.config_path();
+    let (ok, out, err) =
+        support::fulcrum_command(["status", "l4", "--json", "-c", config.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+    all[0].clone()
+}
