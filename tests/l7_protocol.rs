@@ -250,3 +250,88 @@ async fn http2_over_alpn_and_h2c_complete_under_h2load() {
         "servers are spoken to in HTTP/1.1"
     );
 }
+
+/// A frontend for h2c with one-second idle timeouts, before the first request and between two.
+fn h2c_site(server: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[frontend.clear]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+timeout = {{ http_request = "1s", keep_alive = "1s" }}
+
+[backend.web]
+servers = [{{ name = "s1", address = "{server}" }}]
+"#
+    )
+}
+
+/// The client connection preface and an empty SETTINGS frame: an h2c client that then says
+/// nothing.
+const H2C_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_connection_without_a_request_is_closed_after_http_request_timeout() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
+    let mut stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
+        .await
+        .unwrap();
+    stream.write_all(H2C_PREFACE).await.unwrap();
+    let mut frames = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut frames)).await;
+    assert!(read.is_ok(), "the idle connection is still open after 10 s");
+    // The server's SETTINGS, then a GOAWAY (type 7) before the end.
+    assert!(
+        h2_frame_types(&frames).contains(&7),
+        "no GOAWAY: {frames:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_connection_is_closed_after_keep_alive_once_its_streams_end() {
+    use http_body_util::BodyExt;
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
+    let stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    // Requests a second apart, each within the keep-alive time of the one before, hold the
+    // connection past both timeouts.
+    let started = Instant::now();
+    for _ in 0..3 {
+        let request = http::Request::get(format!("http://{}/", fulcrum.addr("clear")))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    assert!(!conn.is_finished(), "closed while requests kept coming");
+    assert!(started.elapsed() >= Duration::from_millis(1800));
+    // Then silence: the server ends the connection.
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(
+        ended.is_ok(),
+        "the idle connection is still open after 10 s"
+    );
+}
+
+/// The frame types of an HTTP/2 byte stream from a server (9-octet headers, then payloads).
+fn h2_frame_types(mut bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    while bytes.len() >= 9 {
+        let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        types.push(bytes[3]);
+        bytes = bytes.get(9 + len..).unwrap_or_default();
+    }
+    types
+}

@@ -8,6 +8,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::{Buf, Bytes};
@@ -33,6 +34,7 @@ use super::{
         head::{self, BodyKind},
     },
     h2_body::{Finish, LengthBody},
+    h2_idle::Streams,
     headers::{HopByHop, add_forwarded, strip_hop_by_hop},
     listener::FrontendName,
     log::{Ended, Phase, Record},
@@ -53,16 +55,36 @@ where
 {
     let frontend = Arc::clone(frontend);
     let shutdown = rt.shutdown.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let rt = Arc::clone(&rt);
-        let frontend = Arc::clone(&frontend);
-        // Boxed: hyper moves each stream's future several times (into its stream task, into
-        // the task's cell) before and after running it, and the handler's state is kilobytes.
-        async move {
-            let response = Box::pin(handle(&rt, &frontend.load_full(), client, req)).await;
-            Ok::<_, Infallible>(response)
-        }
-    });
+    let (first, between) = rt
+        .table
+        .load()
+        .frontend(&frontend.load())
+        .map_or((Duration::ZERO, Duration::ZERO), |(_, fe)| {
+            (fe.timeout_http_request, fe.timeout_keep_alive)
+        });
+    let streams = Arc::new(Streams::default());
+    let service = {
+        let streams = Arc::clone(&streams);
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let rt = Arc::clone(&rt);
+            let frontend = Arc::clone(&frontend);
+            let open = streams.open();
+            // Boxed: hyper moves each stream's future several times (into its stream task,
+            // into the task's cell) before and after running it, and the handler's state is
+            // kilobytes.
+            async move {
+                let response = Box::pin(handle(&rt, &frontend.load_full(), client, req)).await;
+                // The stream stays open until hyper drops the body, after its last frame.
+                let response = response.map(|body| {
+                    BoxBody::new(body.map_frame(move |frame| {
+                        let _open = &open;
+                        frame
+                    }))
+                });
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder.timer(TokioTimer::new()).max_concurrent_streams(256);
     let conn = builder.serve_connection(TokioIo::new(io), service);
@@ -77,8 +99,17 @@ where
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+        () = streams.idle(first, between) => {
+            tracing::debug!(client = %client.peer, "h2 connection idle: closed");
+            // GOAWAY, then the end; a client that does not take part gets no longer than this.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(IDLE_CLOSE_GRACE, conn).await;
+        }
     }
 }
+
+/// How long an idle connection's GOAWAY exchange may take before the socket is closed.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 async fn handle(
     rt: &Runtime,

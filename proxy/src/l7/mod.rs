@@ -10,6 +10,7 @@ mod exchange;
 pub(crate) mod h1;
 mod h2;
 mod h2_body;
+mod h2_idle;
 mod headers;
 pub(crate) mod listener;
 mod log;
