@@ -374,6 +374,47 @@ async fn server_timeout_gives_504_and_upgrade_is_tunnelled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_lives_while_bytes_move_and_closes_after_timeout_tunnel_of_silence() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&support::site(
+        r#""#,
+        r#"timeout = { server = "30s", tunnel = "500ms" }"#,
+        &[("s1", s1.addr())],
+    ));
+    let mut stream = tokio::net::TcpStream::connect(fulcrum.addr("main"))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    // A ping every 300 ms keeps the tunnel open past its 500 ms.
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        stream.write_all(b"ping").await.unwrap();
+        let mut echoed = [0u8; 4];
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"ping");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1200));
+    // Silence both ways: the proxy closes the tunnel.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the silent tunnel is still open after 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_uploads_stream_with_expect_continue_and_chunked_bodies() {
     let echo = origin_with(OriginOptions {
         name: "echo".into(),

@@ -345,6 +345,7 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
             .queue
             .unwrap_or(section.timeout.connect)
             .get(),
+        timeout_tunnel: section.timeout.tunnel.map(|t| t.get()),
         retries: section.retries,
         redispatch: section.redispatch,
         pool_max_idle: section.pool_max_idle as usize,

@@ -85,6 +85,8 @@ pub struct Backend {
     pub timeout_connect: Duration,
     pub timeout_server: Duration,
     pub timeout_queue: Duration,
+    /// `None`: the larger of the frontend's client and this server timeout.
+    pub timeout_tunnel: Option<Duration>,
     pub retries: u32,
     pub redispatch: bool,
     pub pool_max_idle: usize,

@@ -247,6 +247,9 @@ pub struct BackendTimeoutSection {
     pub server: Duration,
     /// Time a request may wait for a server slot; then 503. Defaults to `connect`, as HAProxy.
     pub queue: Option<Duration>,
+    /// Inactivity both ways of a tunnel after a `101`. Defaults to the larger of the frontend's
+    /// `client` and this `server` timeout.
+    pub tunnel: Option<Duration>,
 }
 
 impl Default for BackendTimeoutSection {
@@ -255,6 +258,7 @@ impl Default for BackendTimeoutSection {
             connect: Duration::from_secs(5),
             server: Duration::from_secs(30),
             queue: None,
+            tunnel: None,
         }
     }
 }

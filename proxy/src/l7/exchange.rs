@@ -2,7 +2,7 @@
 //! get a connection (pool, connect, retries, redispatch), send the request, and stream the
 //! response back with persistence cookies and hop-by-hop headers handled.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use http::{HeaderMap, HeaderName, Method, StatusCode, Version, header};
 use tokio::{
@@ -64,8 +64,9 @@ pub(crate) struct Ctx<'a> {
 pub(crate) enum Next {
     KeepAlive,
     Close,
-    /// The server switched protocols: relay bytes both ways from now on.
-    Tunnel(Upstream, Slot),
+    /// The server switched protocols: relay bytes both ways from now on, until both sides
+    /// have been silent for the duration (zero: no limit).
+    Tunnel(Upstream, Slot, Duration),
 }
 
 /// Forwards one request read from `client` and its response. `scratch` is the connection's
@@ -333,7 +334,7 @@ where
             return Next::Close;
         }
         log.bytes_out = head_len;
-        return Next::Tunnel(up, slot);
+        return Next::Tunnel(up, slot, tunnel_timeout(fe, bcfg));
     }
 
     let timeouts = CopyTimeouts {
@@ -545,4 +546,17 @@ where
             .add(FrontendTotal::BytesOut, log.bytes_out);
     }
     Next::Close
+}
+
+/// How long a tunnel may stay silent both ways: the backend's `timeout.tunnel`, else the larger
+/// of the client and server timeouts, as HAProxy falls back on them; zero when either is zero
+/// (no limit).
+fn tunnel_timeout(fe: &Frontend, bcfg: &Backend) -> Duration {
+    bcfg.timeout_tunnel.unwrap_or_else(|| {
+        if fe.timeout_client.is_zero() || bcfg.timeout_server.is_zero() {
+            Duration::ZERO
+        } else {
+            fe.timeout_client.max(bcfg.timeout_server)
+        }
+    })
 }

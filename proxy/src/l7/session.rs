@@ -2,7 +2,7 @@
 //! past it, the slowloris guard), refuse malformed ones, run each exchange, and keep the
 //! connection for the next request while both sides agree, up to `timeout keep-alive`.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
@@ -181,9 +181,11 @@ pub(crate) async fn serve_h1<S>(
         match next {
             Next::KeepAlive => first = false,
             Next::Close => return,
-            Next::Tunnel(mut up, slot) => {
+            Next::Tunnel(mut up, slot, idle) => {
                 // An operator's `shutdown sessions` on the server ends the tunnel too.
-                let _ = slot.unless_shut(tunnel(&mut conn, &mut up.conn)).await;
+                let _ = slot
+                    .unless_shut(tunnel(&mut conn, &mut up.conn, idle))
+                    .await;
                 drop(slot);
                 return;
             }
@@ -191,8 +193,9 @@ pub(crate) async fn serve_h1<S>(
     }
 }
 
-/// Relays bytes both ways after a 101, starting with what each side already sent.
-async fn tunnel<A, B>(client: &mut Conn<A>, server: &mut Conn<B>)
+/// Relays bytes both ways after a 101, starting with what each side already sent, until both
+/// sides are done or silent for `idle` (zero: no limit).
+async fn tunnel<A, B>(client: &mut Conn<A>, server: &mut Conn<B>, idle: Duration)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -209,7 +212,10 @@ where
             return;
         }
     }
-    let _ = tokio::io::copy_bidirectional(&mut client.io, &mut server.io).await;
+    let relayed = crate::l4::relay::relay(&mut client.io, &mut server.io, idle).await;
+    if relayed.ended == crate::l4::relay::RelayEnd::Idle {
+        tracing::debug!(?idle, "tunnel idle: closed");
+    }
 }
 
 /// Sends an error page for a request the proxy refused, then the caller closes.
