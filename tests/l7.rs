@@ -415,6 +415,49 @@ async fn a_tunnel_lives_while_bytes_move_and_closes_after_timeout_tunnel_of_sile
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_0_client_expecting_100_continue_gets_no_interim_response() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = origin_with(OriginOptions {
+        name: "echo".into(),
+        echo: true,
+        ..OriginOptions::default()
+    })
+    .await;
+    let fulcrum = Fulcrum::start(&support::site("", "", &[("echo", echo.addr())]));
+    let body = vec![b'x'; 70_000];
+    let mut stream = tokio::net::TcpStream::connect(fulcrum.addr("main"))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /upload HTTP/1.0\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // A 1.1 client would get `100 Continue` now; this one sends its body after a pause, as
+    // an HTTP/1.0 client that knows nothing of 100 does.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(&body).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..text.len().min(200)]
+    );
+    assert!(
+        !text.contains(" 100 Continue"),
+        "an interim response reached a 1.0 client"
+    );
+    assert!(answer.ends_with(&body), "the body came back whole");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_uploads_stream_with_expect_continue_and_chunked_bodies() {
     let echo = origin_with(OriginOptions {
         name: "echo".into(),

@@ -335,3 +335,43 @@ fn h2_frame_types(mut bytes: &[u8]) -> Vec<u8> {
     }
     types
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_cookie_fields_reach_the_server_as_one_line_and_a_request_without_authority_gets_a_host()
+{
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
+    let stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for uri in [
+        format!("http://{}/crumbs", fulcrum.addr("clear")),
+        "/crumbs".to_owned(),
+    ] {
+        let request = http::Request::get(&uri)
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200, "{uri}");
+    }
+    let seen = s1.requests();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        let cookies: Vec<_> = request.headers.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"], "{:?}", request.headers);
+    }
+    assert_eq!(
+        seen[0].headers["host"],
+        fulcrum.addr("clear").to_string().as_str()
+    );
+    assert_eq!(seen[1].headers["host"], s1.addr().to_string().as_str());
+}

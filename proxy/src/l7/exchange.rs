@@ -153,9 +153,10 @@ where
     let forwarded = fe
         .forward_for
         .then_some((ctx.client.peer.ip(), ctx.client.tls));
+    let target = head.path_and_query();
     let outgoing = OutgoingRequest {
         method: &head.method,
-        target: head.path_and_query(),
+        target: &target,
         headers: &headers,
         hop: &hop,
         // The proxy answers `Expect: 100-continue` itself.
@@ -172,7 +173,13 @@ where
         BodyKind::Length(n) if replayable => n as usize,
         _ => 0,
     };
-    if head.expect_continue && head.body != BodyKind::Empty && !replayable {
+    // An HTTP/1.0 client cannot take an interim response: its expectation is ignored (RFC 9110,
+    // 10.1.1), and the body it sends anyway is read as usual.
+    if head.expect_continue
+        && head.version != Version::HTTP_10
+        && head.body != BodyKind::Empty
+        && !replayable
+    {
         let sent = client
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", fe.timeout_client)
             .await;

@@ -137,6 +137,7 @@ async fn handle(
     }
     log.t_request = Some(start.elapsed());
     let mut headers = parts.headers;
+    join_cookies(&mut headers);
     if !headers.contains_key(header::HOST)
         && let Some(authority) = parts.uri.authority()
         && let Ok(value) = HeaderValue::from_str(authority.as_str())
@@ -251,6 +252,11 @@ async fn handle(
         out.push(b' ');
         out.extend_from_slice(path_and_query.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
+        // HTTP/1.1 requires a Host; without `:authority` or `host`, the server's address, as
+        // for an HTTP/1.0 client.
+        if !headers.contains_key(header::HOST) {
+            out.extend_from_slice(format!("host: {}\r\n", slot.server.addr).as_bytes());
+        }
         head::write_headers(&mut out, &headers);
         out.extend_from_slice(b"\r\n");
         // Sends the request, then reads the response head: the phase an operator's `shutdown
@@ -515,6 +521,25 @@ fn finish_error(
 fn killed(log: &mut Record, phase: Phase, fe_state: &FrontendState) -> Response<ResponseBody> {
     log.end(Ended::Killed, phase);
     finish_error(log, StatusCode::SERVICE_UNAVAILABLE, fe_state)
+}
+
+/// Joins the `cookie` fields of an HTTP/2 request into one, `; ` between them, before it goes
+/// out as HTTP/1.1 (RFC 9113, 8.2.3): HTTP/2 clients send each cookie as a field of its own,
+/// and HTTP/1 servers read only one `Cookie` line.
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let joined = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
 }
 
 fn error_response(status: StatusCode) -> Response<ResponseBody> {

@@ -11,7 +11,7 @@
 //! Every refusal is a 400 and the connection is closed after it, so nothing of a smuggled request
 //! is read as a next request.
 
-use std::mem::MaybeUninit;
+use std::{borrow::Cow, mem::MaybeUninit};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
@@ -79,27 +79,46 @@ impl RequestHead {
 
     /// The path part of the target, without the query string.
     pub(crate) fn path(&self) -> &str {
-        let path_and_query = self.path_and_query();
-        path_and_query
-            .split_once('?')
-            .map_or(path_and_query, |(p, _)| p)
+        let part = self.origin_part();
+        match part.split_once('?').map_or(part, |(path, _)| path) {
+            "" => "/",
+            path => path,
+        }
     }
 
     /// The query string, if any.
     pub(crate) fn query(&self) -> Option<&str> {
-        self.path_and_query().split_once('?').map(|(_, q)| q)
+        self.origin_part().split_once('?').map(|(_, q)| q)
     }
 
-    /// The path and query of the target, which is what servers are sent.
-    pub(crate) fn path_and_query(&self) -> &str {
+    /// The path and query of the target, which is what servers are sent: an absolute-form
+    /// target loses its scheme and authority, and gets the path `/` if it has none.
+    pub(crate) fn path_and_query(&self) -> Cow<'_, str> {
+        let part = self.origin_part();
+        if part.is_empty() {
+            Cow::Borrowed("/")
+        } else if part.starts_with('?') {
+            Cow::Owned(format!("/{part}"))
+        } else {
+            Cow::Borrowed(part)
+        }
+    }
+
+    /// The target without an absolute form's scheme and authority, nor a fragment: `/x?y`, or
+    /// `?y` or nothing after an authority without a path; other forms (`*`) as they are.
+    fn origin_part(&self) -> &str {
         let target = self.target();
-        if target.starts_with('/') {
-            return target;
-        }
-        match target.split_once("://") {
-            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
-            None => target,
-        }
+        let rest = match target.split_once("://") {
+            Some((_, after_scheme)) if !target.starts_with('/') => {
+                // The authority ends at the first `/`, `?` or `#` (RFC 3986, 3.2).
+                let end = after_scheme
+                    .find(['/', '?', '#'])
+                    .unwrap_or(after_scheme.len());
+                &after_scheme[end..]
+            }
+            _ => target,
+        };
+        rest.split_once('#').map_or(rest, |(before, _)| before)
     }
 }
 
@@ -500,6 +519,24 @@ mod tests {
             .unwrap();
         assert_eq!(head.path_and_query(), "/x?y");
         assert_eq!(head.path(), "/x");
+    }
+
+    #[test]
+    fn absolute_form_authority_ends_at_a_query_or_fragment() {
+        for (target, sent, path, query) in [
+            ("http://h?x=/admin", "/?x=/admin", "/", Some("x=/admin")),
+            ("http://h?x=1", "/?x=1", "/", Some("x=1")),
+            ("http://h", "/", "/", None),
+            ("http://h#frag/x", "/", "/", None),
+            ("http://h:8080/a/b?c=d#e", "/a/b?c=d", "/a/b", Some("c=d")),
+        ] {
+            let (head, _) = req(&format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(head.path_and_query(), sent, "{target}");
+            assert_eq!(head.path(), path, "{target}");
+            assert_eq!(head.query(), query, "{target}");
+        }
     }
 
     #[test]
