@@ -375,3 +375,42 @@ async fn h2_cookie_fields_reach_the_server_as_one_line_and_a_request_without_aut
     );
     assert_eq!(seen[1].headers["host"], s1.addr().to_string().as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_in_a_transfer_coding_http2_cannot_carry_gets_502_not_its_coded_bytes() {
+    // A server answering in `gzip, chunked`, which is framed by reading until it closes.
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_addr = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = server.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read_exact(&mut byte).await.is_ok() {
+                    head.push(byte[0]);
+                }
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let fulcrum = Fulcrum::start(&h2c_site(server_addr));
+    let stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get(format!("http://{}/", fulcrum.addr("clear")))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 502);
+}

@@ -31,7 +31,7 @@ use super::{
     h1::{
         body::{self, CopyTimeouts},
         conn::{IoFailure, with_timeout},
-        head::{self, BodyKind},
+        head::{self, BodyKind, ResponseHead},
     },
     h2_body::{Finish, LengthBody},
     h2_idle::Streams,
@@ -310,6 +310,12 @@ async fn handle(
             }
         };
         match read {
+            Ok(response) if foreign_transfer_coding(&response) => {
+                tracing::debug!(server = %slot.server.name, "response in a transfer coding HTTP/2 cannot carry");
+                slot.count_resp_error();
+                log.end(Ended::Proxy, Phase::Headers);
+                return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
+            }
             Ok(response) => break (slot, up, response, sent_at),
             Err(UpstreamError::ClosedEarly) if up.reused && replayable => {
                 attempts.fresh_only = true;
@@ -521,6 +527,18 @@ fn finish_error(
 fn killed(log: &mut Record, phase: Phase, fe_state: &FrontendState) -> Response<ResponseBody> {
     log.end(Ended::Killed, phase);
     finish_error(log, StatusCode::SERVICE_UNAVAILABLE, fe_state)
+}
+
+/// Whether a response's body is in a transfer coding other than `chunked` alone (`gzip`, or
+/// `gzip, chunked`; read until the server closes): HTTP/2 has no transfer codings, so the body
+/// cannot be relayed as the server meant it, and the client gets 502 rather than the coded
+/// bytes as content.
+fn foreign_transfer_coding(response: &ResponseHead) -> bool {
+    response.body == BodyKind::UntilClose
+        && response
+            .fields
+            .iter()
+            .any(|(name, _)| *name == header::TRANSFER_ENCODING)
 }
 
 /// Joins the `cookie` fields of an HTTP/2 request into one, `; ` between them, before it goes
