@@ -393,6 +393,30 @@ fn ctl(socket: &Path, args: &[&str]) -> (bool, String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_socket_client_that_sends_nothing_is_dropped_after_ten_seconds() {
+    use tokio::io::AsyncReadExt;
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));
+    let socket = fulcrum.control_socket();
+    let mut silent = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let started = std::time::Instant::now();
+    // Others are answered meanwhile.
+    let (ok, _, err) = ctl(&socket, &["show", "servers", "state"]);
+    assert!(ok, "{err}");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        silent.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the silent client is still connected after 30 s"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(9));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctl_drains_weighs_and_reports_like_the_runtime_api() {
     let (s1, s2) = (origin("s1").await, origin("s2").await);
     let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));

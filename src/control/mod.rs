@@ -14,6 +14,7 @@ use std::{
     os::unix::fs::{FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use self::command::Request;
@@ -42,6 +43,10 @@ pub(crate) const ERROR_PREFIX: &str = "error: ";
 
 /// The longest request line read.
 const MAX_REQUEST: u64 = 1024;
+
+/// How long a client may take to send its request line, and to take the answer: HAProxy's
+/// `stats timeout` default. The work between the two (a volume action) is not bounded by it.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The bound socket; the file is removed when this drops.
 #[derive(Debug)]
@@ -82,8 +87,14 @@ pub(crate) async fn start(path: &Path, appliance: Arc<Appliance>) -> io::Result<
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%error, "control socket: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let appliance = Arc::clone(&appliance);
             tokio::spawn(async move {
@@ -106,15 +117,24 @@ async fn answer(stream: UnixStream, appliance: &Appliance) -> io::Result<()> {
         .map_or_else(|_| "unknown".to_owned(), |c| format!("uid {}", c.uid()));
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(read.take(MAX_REQUEST))
-        .read_line(&mut line)
-        .await?;
+    let mut reader = BufReader::new(read.take(MAX_REQUEST));
+    in_time(reader.read_line(&mut line)).await?;
     let reply = match command::parse(&line) {
         Ok(request) => reply(request, appliance, &peer).await?,
         Err(error) => format!("{ERROR_PREFIX}{error}\n"),
     };
-    write.write_all(reply.as_bytes()).await?;
-    write.shutdown().await
+    in_time(async {
+        write.write_all(reply.as_bytes()).await?;
+        write.shutdown().await
+    })
+    .await
+}
+
+/// `io` within [`CLIENT_TIMEOUT`], else a `TimedOut` error (the connection is then dropped).
+async fn in_time<T>(io: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(CLIENT_TIMEOUT, io)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "control socket client too slow"))?
 }
 
 /// The answer to one request.
