@@ -393,6 +393,34 @@ fn ctl(socket: &Path, args: &[&str]) -> (bool, String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_client_that_stops_reading_its_answers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const REQUESTS: usize = 1000;
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));
+    // A small receive window, and far more answers asked for than the buffers on the way hold.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(fulcrum.admin_addr()).await.unwrap();
+    let requests = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(REQUESTS);
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    // Past the 10 s without progress, the server gives up on this client.
+    tokio::time::sleep(std::time::Duration::from_secs(13)).await;
+    let mut answers = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut answers),
+    )
+    .await;
+    assert!(read.is_ok(), "still connected after 30 s more");
+    let answered = answers.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
+    assert!(
+        answered < REQUESTS,
+        "all {REQUESTS} answers were kept waiting for a client that did not read"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_socket_client_that_sends_nothing_is_dropped_after_ten_seconds() {
     use tokio::io::AsyncReadExt;
     let (s1, s2) = (origin("s1").await, origin("s2").await);

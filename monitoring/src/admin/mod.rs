@@ -45,13 +45,16 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 
 pub use self::csv::csv;
-use crate::{Appliance, config::AdminConfig};
+use crate::{Appliance, config::AdminConfig, inactivity::Inactivity};
 
 /// Connections served at once; past that, new ones wait in the listen backlog. The page is for a
 /// few operators and a scraper, so this only bounds what a misbehaving client can hold.
 const MAX_CONNECTIONS: usize = 256;
 /// How long a client has to send a request's headers, and to finish the TLS handshake.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may make no progress either way: idle between requests, or with a
+/// response its client does not read. Then it is closed, freeing its slot.
+const INACTIVITY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the admin server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +205,10 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(
+            TokioIo::new(Inactivity::new(stream, INACTIVITY_TIMEOUT)),
+            service,
+        )
         .await;
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "admin connection ended with an error");
