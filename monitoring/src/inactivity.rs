@@ -100,6 +100,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Inactivity<S> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
