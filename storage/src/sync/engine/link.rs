@@ -355,11 +355,12 @@ async fn introduce(
             })
         }
         Err(reason) => {
-            let _ = writer
-                .send(&Message::Refuse {
-                    reason: reason.clone(),
-                })
-                .await;
+            // Best effort, and no longer than the Hello exchange could take: a peer that does
+            // not read must not hold this task.
+            let refuse = Message::Refuse {
+                reason: reason.clone(),
+            };
+            let _ = tokio::time::timeout(shared.timeout, writer.send(&refuse)).await;
             Err(reason)
         }
     }

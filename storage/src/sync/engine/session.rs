@@ -16,7 +16,9 @@
 //!
 //! Keepalive: the writer sends a Ping after `keepalive` with nothing to send, the reader
 //! answers Pings with Pongs and drops the link after `peer_timeout` without any frame, so that
-//! a peer that vanished silently is noticed (and the lower node dials again).
+//! a peer that vanished silently is noticed (and the lower node dials again). A write that
+//! does not complete within `peer_timeout` drops the link too, and Pongs not yet sent are
+//! coalesced into one, so that a peer sending Pings without reading costs no memory.
 
 use std::{
     collections::VecDeque,
@@ -110,6 +112,7 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
     }
 
     let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
+    let (pong_tx, pong_rx) = mpsc::channel(1);
     let (frames_tx, frames_rx) = mpsc::channel(ANSWER_QUEUE);
     let (spent_tx, spent_rx) = std_mpsc::channel();
     let (acks_tx, acks_rx) = mpsc::channel(4);
@@ -121,12 +124,16 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
     let mut tasks = JoinSet::new();
     tasks.spawn(write_loop(
         writer,
-        ctrl_rx,
-        Answers {
-            frames: frames_rx,
-            spent: spent_tx,
+        Outgoing {
+            ctrl: ctrl_rx,
+            pongs: pong_rx,
+            answers: Answers {
+                frames: frames_rx,
+                spent: spent_tx,
+            },
         },
         shared.keepalive,
+        shared.peer_timeout,
     ));
     tasks.spawn(read_loop(
         reader,
@@ -135,7 +142,7 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
             entries: entries_tx,
             serve: serve_tx,
             responses: resp_tx,
-            pong: ctrl_tx.clone(),
+            pong: pong_tx,
         },
         shared.peer_timeout,
         Arc::clone(&heard),
@@ -230,19 +237,38 @@ struct Answers {
     spent: std_mpsc::Sender<FrameBuf>,
 }
 
+/// What the writer sends.
+struct Outgoing {
+    /// Control messages from the session's tasks.
+    ctrl: mpsc::UnboundedReceiver<Message>,
+    /// The nonce of the last Ping to answer (one at most waits: later ones replace it).
+    pongs: mpsc::Receiver<u64>,
+    answers: Answers,
+}
+
 /// Sends control messages before file data; a Ping when nothing was sent for `keepalive`.
+/// Fails when a write does not complete within `timeout`.
 async fn write_loop(
     mut writer: ProtoWriter<LinkWrite>,
-    mut ctrl: mpsc::UnboundedReceiver<Message>,
-    mut answers: Answers,
+    outgoing: Outgoing,
     keepalive: Duration,
+    timeout: Duration,
 ) -> TaskResult {
+    let Outgoing {
+        mut ctrl,
+        mut pongs,
+        mut answers,
+    } = outgoing;
+    let stalled = |what: &str| format!("{what}: not done within {timeout:?}: lost");
     let mut nonce = 0u64;
     loop {
         let mut frames = None;
         tokio::select! {
             biased;
             Some(msg) = ctrl.recv() => writer.feed(&msg).map_err(|e| e.to_string())?,
+            Some(nonce) = pongs.recv() => {
+                writer.feed(&Message::Pong { nonce }).map_err(|e| e.to_string())?;
+            }
             Some(buf) = answers.frames.recv() => frames = Some(buf),
             () = tokio::time::sleep(keepalive) => {
                 nonce = nonce.wrapping_add(1);
@@ -259,14 +285,17 @@ async fn write_loop(
         }
         match frames {
             Some(buf) => {
-                writer
-                    .send_frames(buf.as_slice())
+                tokio::time::timeout(timeout, writer.send_frames(buf.as_slice()))
                     .await
+                    .map_err(|_| stalled("write"))?
                     .map_err(|e| format!("write: {e}"))?;
                 // The server may be gone; the buffer is then dropped.
                 let _ = answers.spent.send(buf);
             }
-            None => writer.flush().await.map_err(|e| format!("write: {e}"))?,
+            None => tokio::time::timeout(timeout, writer.flush())
+                .await
+                .map_err(|_| stalled("write"))?
+                .map_err(|e| format!("write: {e}"))?,
         }
     }
 }
@@ -278,8 +307,8 @@ struct Channels {
     serve: mpsc::Sender<Message>,
     /// Answers to our requests, in runs.
     responses: mpsc::Sender<Vec<Message>>,
-    /// The control queue, for Pongs.
-    pong: mpsc::UnboundedSender<Message>,
+    /// The nonce of a Ping to answer, to the writer.
+    pong: mpsc::Sender<u64>,
 }
 
 /// Dispatches the peer's messages; drops the link when no frame (not even a Ping) came for
@@ -338,8 +367,9 @@ async fn read_loop(
             }
             Message::End { .. } | Message::Stale { .. } | Message::Failed { .. } => run.push(msg),
             Message::Ping { nonce } => {
-                // Ignored if the writer is gone: the session is ending anyway.
-                let _ = pong.send(Message::Pong { nonce });
+                // With a Pong already waiting this one is not needed: one answer shows we are
+                // alive. Ignored too if the writer is gone: the session is ending anyway.
+                let _ = pong.try_send(nonce);
             }
             Message::Pong { .. } => {}
             Message::Hello(_) | Message::Refuse { .. } => {
@@ -528,6 +558,55 @@ mod tests {
         engine::{local, testing},
         index::{INDEX_FILE, Index, Rehash},
     };
+
+    /// A write loop on one end of a TCP connection whose other end never reads, fed file data
+    /// faster than the socket buffers take it: it gives up after its timeout instead of
+    /// waiting for ever.
+    #[tokio::test]
+    async fn the_writer_gives_up_on_a_peer_that_does_not_read() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_theirs, _) = listener.accept().await.unwrap();
+        let (_read, write) = ours.into_split();
+        let (_ctrl_tx, ctrl) = mpsc::unbounded_channel();
+        let (_pong_tx, pongs) = mpsc::channel(1);
+        let (frames_tx, frames) = mpsc::channel(1);
+        let (spent, _spent_rx) = std_mpsc::channel();
+        let started = Instant::now();
+        let writer = write_loop(
+            ProtoWriter::new(LinkWrite::Plain(write)),
+            Outgoing {
+                ctrl,
+                pongs,
+                answers: Answers { frames, spent },
+            },
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        );
+        let feeder = async {
+            loop {
+                let mut buf = FrameBuf::new();
+                buf.put_data_from(1, &mut std::io::repeat(7), usize::MAX)
+                    .unwrap();
+                if frames_tx.send(buf).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::select! {
+                ended = writer => ended,
+                () = feeder => unreachable!("the writer took every buffer"),
+            }
+        })
+        .await
+        .expect("the writer still waits after 20 s");
+        let error = ended.unwrap_err();
+        assert!(error.contains("not done within 1s"), "{error}");
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    }
 
     /// The next Entries the sender sends (within 5 s): its `up_to` and size.
     async fn entries(ctrl: &mut mpsc::UnboundedReceiver<Message>) -> (u64, usize) {
