@@ -694,3 +694,46 @@ async fn a_streaming_upload_reuses_a_pooled_server_connection() {
         "the upload went over the pooled connection"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_an_upload_before_its_end_has_its_answer_relayed_not_a_502() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server that answers 413 as soon as it has the head, and closes without reading the body.
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_addr = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = server.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read_exact(&mut byte).await.is_ok() {
+                    head.push(byte[0]);
+                }
+                let _ = conn
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big\n")
+                    .await;
+            });
+        }
+    });
+    let fulcrum = Fulcrum::start(&support::site("", "", &[("s1", server_addr)]));
+    let stream = tokio::net::TcpStream::connect(fulcrum.addr("main"))
+        .await
+        .unwrap();
+    let (mut read, mut write) = stream.into_split();
+    const BODY: usize = 50 * 1024 * 1024;
+    let uploader = tokio::spawn(async move {
+        let head = format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {BODY}\r\n\r\n");
+        write.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..BODY / chunk.len() {
+            write.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), read.read_to_end(&mut answer)).await;
+    uploader.abort();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.ends_with("too big\n"), "{text}");
+}

@@ -414,3 +414,50 @@ async fn a_response_in_a_transfer_coding_http2_cannot_carry_gets_502_not_its_cod
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 502);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_h2_response_leaves_its_server_connection_to_the_next_request() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
+    let stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let request = http::Request::head(format!("http://{}/", fulcrum.addr("clear")))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let seen = s1.requests();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|r| r.peer == seen[0].peer),
+        "a new server connection per HEAD: {:?}",
+        seen.iter().map(|r| r.peer).collect::<Vec<_>>()
+    );
+    // Logged as complete, not as cut by the client.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let heads = loop {
+        let heads: Vec<_> = fulcrum
+            .logs()
+            .into_iter()
+            .filter(|l| l["request"].as_str().is_some_and(|r| r.starts_with("HEAD")))
+            .collect();
+        if heads.len() == 3 || Instant::now() > deadline {
+            break heads;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(heads.len(), 3);
+    for log in heads {
+        assert_eq!(&log["termination"].as_str().unwrap()[..2], "--", "{log}");
+    }
+}

@@ -190,6 +190,9 @@ where
     }
 
     let mut attempts = Attempts::new(key, sticky, replayable);
+    // The server answered before it took the whole request body: the rest of the body is not
+    // read, so neither connection can carry another request.
+    let mut answered_early = false;
     let (slot, mut up, mut response, sent_at) = loop {
         let Acquired { slot, mut up } = match acquire(bcfg, bentry, &mut attempts, log).await {
             Ok(acquired) => acquired,
@@ -240,6 +243,15 @@ where
                 continue;
             }
             Err(BodyError::Write(error)) => {
+                // A server may refuse a body before taking it all (413, 401) and close: its
+                // answer is relayed, as HAProxy does, rather than replaced by a 502.
+                let early =
+                    upstream::read_response_head(&mut up.conn, &head.method, EARLY_ANSWER_WAIT)
+                        .await;
+                if let Ok(response) = early {
+                    answered_early = true;
+                    break (slot, up, response, Instant::now());
+                }
                 tracing::debug!(server = %server.name, %error, "sending request failed");
                 slot.count_resp_error();
                 log.end(Ended::ServerAbort, Phase::Headers);
@@ -308,6 +320,7 @@ where
     }
     let dechunk = head.version == Version::HTTP_10 && response.body == BodyKind::Chunked;
     let keep_alive = head.keep_alive
+        && !answered_early
         && response.body != BodyKind::UntilClose
         && !dechunk
         && !tunnel
@@ -389,14 +402,46 @@ where
         .counters
         .totals
         .add(Total::BytesOut, log.bytes_out);
-    if response.keep_alive {
+    if response.keep_alive && !answered_early {
         slot.server.pool.put(up.conn);
+    }
+    if answered_early {
+        linger(client, fe.timeout_client).await;
     }
     if keep_alive {
         Next::KeepAlive
     } else {
         Next::Close
     }
+}
+
+/// How long a server whose connection failed while the request body was sent has to have
+/// its early answer read.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
+/// The most of a client's unwanted body read after an early answer before closing anyway.
+const LINGER_MAX: u64 = 1024 * 1024;
+
+/// Ends the client's side after an answer that left part of its request body unread: sends
+/// FIN, then reads and drops what the client still sends (up to [`LINGER_MAX`], and for at
+/// most `timeout`), so that closing with unread data does not reset the connection before the
+/// client has read the answer.
+async fn linger<S>(client: &mut Conn<S>, timeout: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    if client.io.shutdown().await.is_err() {
+        return;
+    }
+    let mut rest = (&mut client.io).take(LINGER_MAX);
+    let mut sink = tokio::io::sink();
+    let drain = tokio::io::copy(&mut rest, &mut sink);
+    let wait = if timeout.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        timeout.min(Duration::from_secs(2))
+    };
+    let _ = tokio::time::timeout(wait, drain).await;
 }
 
 /// Answers a request with a frontend's `return` rule. The request body, if any, is read and

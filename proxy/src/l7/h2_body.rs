@@ -113,8 +113,11 @@ impl<G> LengthBody<G> {
 
 impl<G> Drop for LengthBody<G> {
     fn drop(&mut self) {
-        // The client went away before the end: the connection is mid-body, so it is not reused.
-        self.end(Some(Ended::ClientAbort));
+        // An empty body (HEAD, 204, 304, length 0) is complete: hyper ends the stream without
+        // polling it. Any other dropped before its end means the client went away: the
+        // connection is mid-body, so it is not reused.
+        let cut = (self.remaining > 0).then_some(Ended::ClientAbort);
+        self.end(cut);
     }
 }
 

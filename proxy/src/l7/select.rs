@@ -9,7 +9,10 @@ use tokio::time::Instant;
 use super::balance::{Candidate, PickKey};
 use crate::{
     config::Backend,
-    state::{BackendState, ServerState, counters::Total},
+    state::{
+        BackendState, ServerState,
+        counters::{Gauge, Total},
+    },
     table::BackendEntry,
 };
 
@@ -102,7 +105,9 @@ pub(crate) async fn select(
     // The clock is read only once the request has to wait.
     let mut started = None;
     let mut deadline = None;
-    let mut queued = false;
+    // Counted in the backend's queue while set; dropped with the request too, when its client
+    // goes away while it waits (an HTTP/2 stream reset drops this future).
+    let mut queued = None;
     let result = loop {
         // Register interest before looking, so a slot freed in between is not missed.
         let backend_freed = entry.state.slot_freed.notified();
@@ -124,9 +129,8 @@ pub(crate) async fn select(
             }
             Target::AllFull => None,
         };
-        if !queued {
-            queued = true;
-            entry.state.counters.queue.up();
+        if queued.is_none() {
+            queued = Some(InQueue::enter(&entry.state.counters.queue));
             let now = Instant::now();
             started = Some(now);
             // Zero `timeout queue` means no limit, as every zero timeout.
@@ -155,14 +159,28 @@ pub(crate) async fn select(
             break Err(NoServer::QueueTimeout);
         }
     };
-    if queued {
-        entry.state.counters.queue.down();
-    }
+    drop(queued);
     let index = result?;
     Ok((
         take_slot(entry, index),
         started.map_or(Duration::ZERO, |t| t.elapsed()),
     ))
+}
+
+/// A request counted in its backend's queue until dropped.
+struct InQueue<'a>(&'a Gauge);
+
+impl<'a> InQueue<'a> {
+    fn enter(queue: &'a Gauge) -> Self {
+        queue.up();
+        Self(queue)
+    }
+}
+
+impl Drop for InQueue<'_> {
+    fn drop(&mut self) {
+        self.0.down();
+    }
 }
 
 /// The slot just taken on server `index`, counted as load balanced.
@@ -319,6 +337,25 @@ servers = [{ name = "s1", address = "127.0.0.1:1", max_connections = 1 }, { name
         );
         assert_eq!(started.elapsed(), Duration::from_secs(1));
         drop(b);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_dropped_while_queued_leaves_the_queue() {
+        let t = table(TWO);
+        let (cfg, entry) = t.backend(0).unwrap();
+        let key = PickKey::default();
+        let _held = [
+            select(cfg, entry, None, None, &key).await.unwrap(),
+            select(cfg, entry, None, None, &key).await.unwrap(),
+        ];
+        // Its client goes away (an HTTP/2 stream reset) after 100 ms in the queue.
+        let waited = tokio::time::timeout(
+            Duration::from_millis(100),
+            select(cfg, entry, None, None, &key),
+        )
+        .await;
+        assert!(waited.is_err());
+        assert_eq!(entry.state.counters.queue.get(), 0);
     }
 
     #[tokio::test]

@@ -16,7 +16,8 @@ use std::{borrow::Cow, mem::MaybeUninit};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 
-/// Headers a request or response may carry; more gets 431, as HAProxy's `tune.http.maxhdr`.
+/// Headers a request or response may carry: HAProxy's `tune.http.maxhdr` default. More gets
+/// 431 (RFC 6585), where HAProxy answers 400.
 pub(crate) const MAX_HEADERS: usize = 100;
 /// Largest request or response head accepted; more gets 431.
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
