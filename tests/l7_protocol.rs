@@ -461,3 +461,46 @@ async fn an_empty_h2_response_leaves_its_server_connection_to_the_next_request()
         assert_eq!(&log["termination"].as_str().unwrap()[..2], "--", "{log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_that_stops_reading_a_response_is_cut_off() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.clear]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+timeout = {{ client = "1s" }}
+
+[backend.web]
+timeout = {{ server = "1s" }}
+servers = [{{ name = "s1", address = "{}" }}]
+"#,
+        s1.addr()
+    ));
+    let stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
+        .await
+        .unwrap();
+    // A small window the client never opens again: it takes the head and stops reading.
+    let (mut sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(16 * 1024)
+            .initial_connection_window_size(16 * 1024)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = http::Request::get(format!("http://{}/size/8MiB", fulcrum.addr("clear")))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(15), conn).await;
+    assert!(
+        ended.is_ok(),
+        "the stalled connection is still open after 15 s"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    drop(response);
+}

@@ -34,7 +34,7 @@ use super::{
         head::{self, BodyKind, ResponseHead},
     },
     h2_body::{Finish, LengthBody},
-    h2_idle::Streams,
+    h2_idle::{Streams, Touching},
     headers::{HopByHop, add_forwarded, strip_hop_by_hop},
     listener::FrontendName,
     log::{Ended, Phase, Record},
@@ -42,6 +42,7 @@ use super::{
     upstream::{self, UpstreamError},
 };
 use crate::{
+    l4::relay::Activity,
     runtime::Runtime,
     state::{BackendSession, FrontendState, counters::FrontendTotal},
 };
@@ -55,14 +56,13 @@ where
 {
     let frontend = Arc::clone(frontend);
     let shutdown = rt.shutdown.clone();
-    let (first, between) = rt
-        .table
-        .load()
-        .frontend(&frontend.load())
-        .map_or((Duration::ZERO, Duration::ZERO), |(_, fe)| {
-            (fe.timeout_http_request, fe.timeout_keep_alive)
-        });
+    let Timeouts {
+        first,
+        between,
+        stall,
+    } = Timeouts::of(&rt.table.load(), &frontend.load());
     let streams = Arc::new(Streams::default());
+    let activity = Arc::new(Activity::new());
     let service = {
         let streams = Arc::clone(&streams);
         hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -87,6 +87,7 @@ where
     };
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder.timer(TokioTimer::new()).max_concurrent_streams(256);
+    let io = Touching::new(io, Arc::clone(&activity));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -104,6 +105,45 @@ where
             // GOAWAY, then the end; a client that does not take part gets no longer than this.
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(IDLE_CLOSE_GRACE, conn).await;
+        }
+        () = streams.stalled(&activity, stall) => {
+            // Nothing moves: no GOAWAY exchange to wait for either.
+            tracing::debug!(client = %client.peer, ?stall, "h2 connection stalled: closed");
+        }
+    }
+}
+
+/// The connection timeouts of an HTTP/2 client connection (see [`super::h2_idle`]).
+struct Timeouts {
+    /// Idle before the first request: `timeout.http_request`.
+    first: Duration,
+    /// Idle between requests: `timeout.keep_alive`.
+    between: Duration,
+    /// No byte either way with a stream open: the larger of `timeout.client` and the longest
+    /// `timeout.server`; zero (no limit) if any of them is zero.
+    stall: Duration,
+}
+
+impl Timeouts {
+    fn of(table: &crate::table::Table, frontend: &str) -> Self {
+        let Some((_, fe)) = table.frontend(frontend) else {
+            return Self {
+                first: Duration::ZERO,
+                between: Duration::ZERO,
+                stall: Duration::ZERO,
+            };
+        };
+        let servers = table.config.backends.iter().map(|b| b.timeout_server);
+        let all = std::iter::once(fe.timeout_client).chain(servers);
+        let stall = if all.clone().any(|t| t.is_zero()) {
+            Duration::ZERO
+        } else {
+            all.max().unwrap_or_default()
+        };
+        Self {
+            first: fe.timeout_http_request,
+            between: fe.timeout_keep_alive,
+            stall,
         }
     }
 }

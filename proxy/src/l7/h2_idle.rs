@@ -1,20 +1,32 @@
-//! The idle timeout of an HTTP/2 client connection, as HAProxy's H2 mux keeps it: while no
-//! stream is open, the connection may wait `timeout.http_request` for its first request and
-//! `timeout.keep_alive` between requests; past it, it is closed. hyper offers only PING-based
-//! keep-alive, which a live but silent client answers forever.
+//! The idle and stall timeouts of an HTTP/2 client connection. hyper offers only PING-based
+//! keep-alive, which a live but silent client answers for ever.
 //!
-//! A stream is open from its request's arrival until hyper drops its response body, that is
-//! after the last frame was sent or the stream was reset.
+//! - Idle, as HAProxy's H2 mux keeps it: while no stream is open, the connection may wait
+//!   `timeout.http_request` for its first request and `timeout.keep_alive` between requests;
+//!   past it, it is closed. A stream is open from its request's arrival until hyper drops its
+//!   response body, that is after the last frame was sent or the stream was reset.
+//! - Stalled: with a stream open, no byte moved either way for the larger of `timeout.client`
+//!   and `timeout.server`. A waiting server is bounded by `timeout.server` (its 504 moves
+//!   bytes), so this only catches a client that stopped reading (its flow-control window
+//!   stays shut, and hyper waits for it without a timer) and sends nothing either.
 
 use std::{
+    io,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Acquire},
     },
+    task::{Context, Poll},
     time::Duration,
 };
 
-use tokio::sync::Notify;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    sync::Notify,
+};
+
+use crate::l4::relay::Activity;
 
 /// The streams of one connection.
 #[derive(Debug, Default)]
@@ -36,6 +48,23 @@ impl Streams {
         self.opened.fetch_add(1, AcqRel);
         self.changed.notify_waiters();
         StreamGuard(Arc::clone(self))
+    }
+
+    fn any_open(&self) -> bool {
+        self.open.load(Acquire) > 0
+    }
+
+    /// Returns once a stream is open and no byte has moved either way for `limit` (zero: no
+    /// limit), by `activity`.
+    pub(crate) async fn stalled(&self, activity: &Activity, limit: Duration) {
+        loop {
+            activity.idle(limit).await;
+            if self.any_open() {
+                return;
+            }
+            // Quiet with no stream open is the idle timeout's business: look again later.
+            activity.touch();
+        }
     }
 
     /// Returns once no stream has been open for the idle time allowed: `first` before any
@@ -71,6 +100,75 @@ impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, AcqRel);
         self.0.changed.notify_waiters();
+    }
+}
+
+/// A connection's stream that notes in an [`Activity`] every time bytes move.
+#[derive(Debug)]
+pub(crate) struct Touching<S> {
+    io: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Touching<S> {
+    pub(crate) fn new(io: S, activity: Arc<Activity>) -> Self {
+        Self { io, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Touching<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Touching<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        poll
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
