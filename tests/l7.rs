@@ -737,3 +737,36 @@ async fn a_server_refusing_an_upload_before_its_end_has_its_answer_relayed_not_a
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.ends_with("too big\n"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_removed_then_restored_by_reloads_judge_the_server_afresh() {
+    // Nothing listens here: every check fails.
+    let dead = support::dead_addr();
+    let config = |checked: bool| {
+        let check = if checked {
+            r#"health_check = { type = "tcp", interval = "100ms", fall = 1, rise = 1 }"#
+        } else {
+            ""
+        };
+        format!(
+            "[frontend.main]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"web\"\n\n[backend.web]\n{check}\nservers = [{{ name = \"gone\", address = \"{dead}\" }}]\n"
+        )
+    };
+    let fulcrum = Fulcrum::start(&config(true));
+    let is = |what: &'static str| {
+        move |l: &serde_json::Value| support::message(l) == what && l["server"] == "gone"
+    };
+    fulcrum.wait_log(is("server is DOWN"));
+
+    // Checks removed: UP, and said so, as an alert needs to hear.
+    let from = fulcrum.logs().len();
+    fulcrum.write_config(&config(false));
+    assert!(fulcrum.reload());
+    fulcrum.wait_log_from(from, is("server is UP: its health check was removed"));
+
+    // Checks back: the first failure takes it DOWN again.
+    let from = fulcrum.logs().len();
+    fulcrum.write_config(&config(true));
+    assert!(fulcrum.reload());
+    fulcrum.wait_log_from(from, is("server is DOWN"));
+}

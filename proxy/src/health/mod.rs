@@ -70,10 +70,7 @@ impl Supervisor {
                             state: Arc::clone(state),
                         });
                     }
-                    _ => {
-                        state.set_check_configured(false);
-                        state.set_healthy(true);
-                    }
+                    _ => unchecked(rt, state),
                 }
             }
         }
@@ -115,6 +112,27 @@ impl Supervisor {
     }
 }
 
+/// A server the config no longer gives checks: healthy, with its check progress forgotten (so
+/// that a reload giving it checks again starts from its status), and the change reported as a
+/// check's verdict would be.
+pub(crate) fn unchecked(rt: &Runtime, state: &ServerState) {
+    state.set_check_configured(false);
+    if let Ok(mut health) = state.health.lock() {
+        *health = None;
+    }
+    let (from, to) = state.set_healthy(true);
+    if from != to {
+        tracing::info!(backend = %state.backend, server = %state.name, "server is UP: its health check was removed");
+        rt.emit(Event::ServerStatus {
+            backend: state.backend.clone(),
+            server: state.name.clone(),
+            from,
+            to,
+            reason: "health check removed".to_owned(),
+        });
+    }
+}
+
 /// A task handle that cancels its task when dropped, so no check outlives its config.
 #[derive(Debug)]
 struct AbortOnDrop(JoinHandle<()>);
@@ -131,8 +149,15 @@ async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: Sock
     let mut epoch = state.check_epoch();
     let mut health = {
         match state.health_counter() {
-            // A reload that changed rise/fall keeps the verdict, not the arithmetic.
-            Some(h) if h.rise() == check.rise && h.fall() == check.fall => h,
+            // A reload that changed rise/fall keeps the verdict, not the arithmetic; so does a
+            // counter that disagrees with the status (which then wins).
+            Some(h)
+                if h.rise() == check.rise
+                    && h.fall() == check.fall
+                    && h.is_up() == state.is_healthy() =>
+            {
+                h
+            }
             Some(_) => HealthCounter::new(check.rise, check.fall, state.is_healthy()),
             None => HealthCounter::at_startup(check.rise, check.fall),
         }

@@ -194,10 +194,7 @@ impl Tier {
                             state: Arc::clone(&real.server),
                         });
                     }
-                    None => {
-                        real.server.set_check_configured(false);
-                        real.server.set_healthy(true);
-                    }
+                    None => crate::health::unchecked(rt, &real.server),
                 }
             }
         }
