@@ -7,7 +7,7 @@
 //! `SplitBrain`, ...), `FULCRUM_ALERT_FIRING` (`1` for a problem, else `0`) and
 //! `FULCRUM_ALERT_SUBJECT`.
 
-use std::process::Stdio;
+use std::{process::Stdio, time::Duration};
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
@@ -88,8 +88,23 @@ impl Deliver for Command {
                     let _ = stdin.write_all(input.stdin.as_bytes()).await;
                 }
             };
-            let (_, stderr, status) = tokio::join!(write, read_kept(stderr), child.wait());
-            (stderr, status)
+            let mut kept = Vec::new();
+            let status = {
+                let exited = async { tokio::join!(write, child.wait()).1 };
+                let reading = read_kept(stderr, &mut kept);
+                tokio::pin!(exited, reading);
+                // Stderr is read while the program runs, so it never blocks on a full pipe.
+                // Its exit is the verdict: a background process it left may hold stderr open
+                // for long, and is not waited for beyond a moment.
+                tokio::select! {
+                    status = &mut exited => {
+                        let _ = tokio::time::timeout(STDERR_GRACE, &mut reading).await;
+                        status
+                    }
+                    () = &mut reading => exited.await,
+                }
+            };
+            (kept, status)
         };
         let outcome = tokio::time::timeout(self.config.timeout, run).await;
         let Ok((stderr, status)) = outcome else {
@@ -130,11 +145,15 @@ async fn kill_group(group: u32) {
     }
 }
 
-/// Reads `from` to its end (so the program never blocks on a full pipe), keeping the start.
-async fn read_kept(from: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
-    let mut kept = Vec::new();
+/// How long stderr may stay open after the program exited (a background process it started
+/// holds it): what the program itself wrote is in the pipe by then.
+const STDERR_GRACE: Duration = Duration::from_millis(100);
+
+/// Reads `from` to its end (so the program never blocks on a full pipe), keeping the start in
+/// `kept`.
+async fn read_kept(from: Option<impl AsyncRead + Unpin>, kept: &mut Vec<u8>) {
     let Some(mut from) = from else {
-        return kept;
+        return;
     };
     let mut buf = [0u8; 1024];
     while let Ok(n) = from.read(&mut buf).await {
@@ -144,13 +163,12 @@ async fn read_kept(from: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
         let room = STDERR_KEPT.saturating_sub(kept.len()).min(n);
         kept.extend_from_slice(&buf[..room]);
     }
-    kept
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::time::SystemTime;
 
     use super::*;
     use crate::alert::Event;
@@ -212,5 +230,26 @@ mod tests {
         );
         let i = input(&mut c);
         c.deliver(&i).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_program_that_leaves_a_background_process_is_judged_by_its_exit() {
+        // The background `sleep` keeps stderr open long after the program exited with 0.
+        let mut c = command(
+            &["sh", "-c", "echo sent >&2; sleep 30 & exit 0"],
+            Duration::from_secs(5),
+        );
+        let i = input(&mut c);
+        let started = std::time::Instant::now();
+        c.deliver(&i).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        let mut c = command(
+            &["sh", "-c", "echo failed >&2; sleep 30 & exit 4"],
+            Duration::from_secs(5),
+        );
+        let i = input(&mut c);
+        let e = c.deliver(&i).await.unwrap_err().to_string();
+        assert!(e.contains("exit status: 4") && e.contains("failed"), "{e}");
     }
 }
