@@ -23,8 +23,10 @@ pub enum ScriptHealth {
 /// - Builtin(Proxy): `builtin` receives "the local proxy is healthy"; each interval samples it
 ///   (no process). Missing or closed, it counts as a failure: no one says the proxy is up.
 ///
-/// The verdict starts Good (keepalived without `init_fail`), turns Bad after `fall` consecutive
-/// failures and Good again after `rise` consecutive successes; the receiver sees only changes.
+/// The first run decides the verdict, as keepalived's start (`rise - 1`, "one success is
+/// enough", and a first failure fails at once); the receiver starts on Good. After that it turns
+/// Bad after `fall` consecutive failures and Good again after `rise` consecutive successes; the
+/// receiver sees only changes.
 /// The task ends, killing a run in progress, once every receiver is dropped.
 ///
 /// # Panics
@@ -92,6 +94,8 @@ fn sample(config: &ScriptConfig, builtin: Option<&watch::Receiver<bool>>) -> boo
 #[derive(Debug)]
 struct Verdict {
     health: ScriptHealth,
+    /// No result yet: the first one decides.
+    first: bool,
     /// Consecutive results disagreeing with `health`.
     streak: u32,
     fall: u32,
@@ -102,6 +106,7 @@ impl Verdict {
     fn new(fall: u32, rise: u32) -> Self {
         Verdict {
             health: ScriptHealth::Good,
+            first: true,
             streak: 0,
             fall,
             rise,
@@ -110,6 +115,10 @@ impl Verdict {
 
     /// Records one result; returns the new verdict if it changed.
     fn record(&mut self, ok: bool) -> Option<ScriptHealth> {
+        if std::mem::take(&mut self.first) && !ok {
+            self.health = ScriptHealth::Bad;
+            return Some(ScriptHealth::Bad);
+        }
         let (agrees, needed, other) = match self.health {
             ScriptHealth::Good => (ok, self.fall, ScriptHealth::Bad),
             ScriptHealth::Bad => (!ok, self.rise, ScriptHealth::Good),

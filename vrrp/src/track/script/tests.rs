@@ -35,8 +35,22 @@ async fn until(rx: &mut watch::Receiver<ScriptHealth>, want: ScriptHealth) {
 }
 
 #[test]
+fn the_first_result_decides_as_keepalived_starts_a_script() {
+    // A first failure fails at once, whatever `fall`; then `rise` successes are needed.
+    let mut verdict = Verdict::new(3, 2);
+    assert_eq!(verdict.record(false), Some(ScriptHealth::Bad));
+    assert_eq!(verdict.record(true), None);
+    assert_eq!(verdict.record(true), Some(ScriptHealth::Good));
+    // A first success keeps the Good the receiver starts on.
+    let mut verdict = Verdict::new(3, 2);
+    assert_eq!(verdict.record(true), None);
+    assert_eq!(verdict.record(false), None);
+}
+
+#[test]
 fn verdict_follows_fall_and_rise() {
     let mut verdict = Verdict::new(2, 3);
+    assert_eq!(verdict.record(true), None);
     // One failure is forgiven; a success in between resets the count.
     assert_eq!(verdict.record(false), None);
     assert_eq!(verdict.record(true), None);
@@ -82,14 +96,41 @@ async fn passing_script_stays_good() {
 #[tokio::test]
 async fn failing_script_turns_bad_after_fall() {
     let dir = tempfile::tempdir().unwrap();
-    let runs = dir.path().join("runs");
+    let failures = dir.path().join("failures");
+    let flag = dir.path().join("failing");
+    // Passes until the flag exists, then fails, noting each failed run.
     let mut rx = spawn_script(
-        command(format!("echo >> '{}'; false", runs.display()), 2, 1),
+        command(
+            format!(
+                "test ! -f '{}' || {{ echo >> '{}'; false; }}",
+                flag.display(),
+                failures.display()
+            ),
+            2,
+            1,
+        ),
         None,
     );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::write(&flag, b"").unwrap();
     until(&mut rx, ScriptHealth::Bad).await;
     // Bad only once the second failure is in: the first one was forgiven.
-    assert!(lines(&runs) >= 2, "Bad after {} run(s)", lines(&runs));
+    assert!(
+        lines(&failures) >= 2,
+        "Bad after {} failure(s)",
+        lines(&failures)
+    );
+}
+
+#[tokio::test]
+async fn a_script_failing_from_the_start_is_bad_after_its_first_run() {
+    // One run only (the next would come a minute later), and a fall of 3: Bad all the same.
+    let config = ScriptConfig {
+        interval: Duration::from_secs(60),
+        ..command("false".to_owned(), 3, 1)
+    };
+    let mut rx = spawn_script(config, None);
+    until(&mut rx, ScriptHealth::Bad).await;
 }
 
 #[tokio::test]
