@@ -62,7 +62,12 @@ impl Instance {
         let tracked = *inputs.tracking.borrow_and_update();
         self.apply_tracking(tracked).await;
         self.handle(Event::Startup).await;
-        let mut group = Group::new(&mut inputs.siblings);
+        // Siblings that got ahead while this instance started (one already MASTER) are followed
+        // at once, not only on their next change.
+        let mut group = Group::new(inputs.siblings.len());
+        for event in group.follow(&mut inputs.siblings) {
+            self.handle(event).await;
+        }
         loop {
             let wakeup = self.next_wakeup();
             tokio::select! {
@@ -292,13 +297,10 @@ struct Group {
 }
 
 impl Group {
-    fn new(siblings: &mut [watch::Receiver<InstanceStatus>]) -> Self {
-        let states = siblings
-            .iter_mut()
-            .map(|s| s.borrow_and_update().state)
-            .collect();
+    /// `siblings` siblings, none seen yet: the first [`Self::follow`] acts on their states.
+    fn new(siblings: usize) -> Self {
         Group {
-            states,
+            states: vec![State::Initialize; siblings],
             hold: false,
         }
     }
@@ -350,7 +352,36 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 #[cfg(test)]
 mod tests {
-    use super::label;
+    use super::*;
+
+    #[test]
+    fn a_sibling_already_master_at_start_is_followed_at_once() {
+        let status = |state| InstanceStatus {
+            name: "VI_2".to_owned(),
+            interface: "eth0".to_owned(),
+            vrid: 2,
+            version: 2,
+            state,
+            reason: None,
+            since: std::time::SystemTime::now(),
+            base_priority: 255,
+            effective_priority: 255,
+            local_addr: std::net::IpAddr::from([10, 0, 0, 1]),
+            master: None,
+            virtual_ips: Vec::new(),
+            faulted: false,
+            following: false,
+            counters: Default::default(),
+        };
+        let (master, rx) = watch::channel(status(State::Master));
+        let mut siblings = [rx];
+        let mut group = Group::new(siblings.len());
+        assert_eq!(group.follow(&mut siblings), [Event::GroupMaster]);
+        // Seen once, it is not followed again until it changes.
+        assert_eq!(group.follow(&mut siblings), []);
+        master.send_replace(status(State::Backup));
+        assert_eq!(group.follow(&mut siblings), [Event::GroupBackup]);
+    }
 
     #[test]
     fn labels_fit_the_kernels_fifteen_bytes() {
