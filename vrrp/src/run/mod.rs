@@ -23,6 +23,7 @@
 mod follower;
 mod instance;
 mod metrics;
+mod mismatch;
 mod receiver;
 mod status;
 mod template;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::mismatch::Mismatches;
 use crate::net::AdvertSocket;
 use crate::packet::{Accepted, ChecksumMode, DropCounters, Expected};
 
@@ -31,6 +32,7 @@ pub(crate) fn spawn_reader(
 ) -> JoinHandle<()> {
     let expected: Vec<Expected> = routes.iter().map(|r| r.expected.clone()).collect();
     tokio::spawn(async move {
+        let mut mismatches = Mismatches::default();
         loop {
             match socket.recv(checksum, &expected).await {
                 Ok(Ok(accepted)) => {
@@ -50,7 +52,11 @@ pub(crate) fn spawn_reader(
                     }
                 }
                 Ok(Err(reason)) => {
-                    tracing::debug!(%reason, "VRRP packet dropped");
+                    if mismatches.warn(&reason, std::time::Instant::now()) {
+                        tracing::warn!(%reason, "VRRP advert dropped (the first of its kind this minute; all are counted)");
+                    } else {
+                        tracing::debug!(%reason, "VRRP packet dropped");
+                    }
                     dropped.record(&reason);
                 }
                 Err(error) => {
