@@ -254,11 +254,13 @@ impl Instance {
             return;
         };
         let addresses: Vec<IpAddr> = self.config.virtual_ips.iter().map(|n| n.addr()).collect();
-        for _ in 0..self.config.garp.repeat {
-            if let Err(error) = announcer.announce(&addresses) {
-                tracing::warn!(instance = %self.config.name, %error, "gratuitous ARP not sent");
-                return;
-            }
+        // Every round is sent even when one fails (a transient ENOBUFS, say), as keepalived
+        // does: the announcer has logged each address that failed.
+        let failed = (0..self.config.garp.repeat)
+            .filter(|_| announcer.announce(&addresses).is_err())
+            .count();
+        if failed > 0 {
+            tracing::warn!(instance = %self.config.name, failed, rounds = self.config.garp.repeat, "gratuitous ARP rounds with a failure");
         }
     }
 
