@@ -13,6 +13,7 @@
 
 pub mod action;
 mod error;
+pub mod http_message;
 pub mod secret;
 pub mod stats;
 mod units;

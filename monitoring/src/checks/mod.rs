@@ -12,7 +12,7 @@ pub mod connect;
 pub mod disk;
 pub mod free;
 pub mod http;
-pub mod http_message;
+pub use fulcrum_common::http_message;
 pub mod load;
 pub mod options;
 pub mod perfdata;

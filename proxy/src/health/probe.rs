@@ -5,6 +5,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use fulcrum_common::http_message;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -77,25 +78,31 @@ async fn run(check: &Check, addr: SocketAddr) -> (bool, String) {
 }
 
 /// Whether enough of the response is in to judge it, so a server that keeps the connection open
-/// despite `Connection: close` does not turn a pass into a timeout.
+/// despite `Connection: close` does not turn a pass into a timeout: the whole response, or
+/// (without `expect_body`) its head, or the wanted text once it is in the body.
 fn done_reading(response: &[u8], check: &Check) -> bool {
-    let Some(head_end) = find(response, b"\r\n\r\n") else {
-        return false;
-    };
-    match &check.expect_body {
-        None => true,
-        Some(needle) => find(&response[head_end..], needle.as_bytes()).is_some(),
+    match http_message::parse(response, false) {
+        Some(_) => true,
+        None => {
+            // A body that runs until the server closes: what has arrived, as it is.
+            let Some(partial) = http_message::parse(response, true) else {
+                return false;
+            };
+            let head_in = http_message::find(response, b"\r\n\r\n").is_some()
+                || http_message::find(response, b"\n\n").is_some();
+            head_in
+                && check.expect_body.as_ref().is_none_or(|needle| {
+                    http_message::find(&partial.body, needle.as_bytes()).is_some()
+                })
+        }
     }
 }
 
-/// Decides a check from the raw response.
+/// Decides a check from the response read: its status, and the text wanted in its body once
+/// chunked coding is undone.
 pub(crate) fn judge(check: &Check, response: &[u8]) -> (bool, String) {
-    let status = response
-        .strip_prefix(b"HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|code| std::str::from_utf8(code).ok())
-        .and_then(|code| code.parse::<u16>().ok());
-    let Some(status) = status else {
+    let parsed = http_message::parse(response, true);
+    let Some(status) = parsed.as_ref().and_then(|r| r.code) else {
         return (false, "L7RSP invalid response".to_owned());
     };
     let (lo, hi) = check.expect_status;
@@ -103,19 +110,12 @@ pub(crate) fn judge(check: &Check, response: &[u8]) -> (bool, String) {
         return (false, format!("L7STS {status}"));
     }
     if let Some(needle) = &check.expect_body {
-        let body = find(response, b"\r\n\r\n").map_or(&[][..], |i| &response[i + 4..]);
-        if find(body, needle.as_bytes()).is_none() {
+        let body = parsed.map(|r| r.body).unwrap_or_default();
+        if http_message::find(&body, needle.as_bytes()).is_none() {
             return (false, "L7RSP content mismatch".to_owned());
         }
     }
     (true, format!("L7OK {status}"))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// How long to wait before a server's first check: spread over one interval so a backend of many
@@ -163,5 +163,21 @@ mod tests {
         assert!(why.contains("mismatch"));
         // The needle in a header does not count.
         assert!(!judge(&c, b"HTTP/1.1 200 OK\r\nX: Test Page\r\n\r\n").0);
+    }
+
+    #[test]
+    fn the_body_is_read_through_chunked_coding_and_bare_line_ends() {
+        let c = check(Some("Test Page"));
+        // The needle split across two chunks.
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nTest\r\n5\r\n Page\r\n0\r\n\r\n";
+        assert!(done_reading(chunked, &c));
+        assert_eq!(judge(&c, chunked), (true, "L7OK 200".to_owned()));
+        // Bare LF line ends, and a server that keeps the connection open: done once it is in.
+        let bare = b"HTTP/1.1 200 OK\nContent-Length: 9\n\nTest Page";
+        assert!(done_reading(bare, &c));
+        assert!(judge(&c, bare).0);
+        let open_ended = b"HTTP/1.1 200 OK\n\n<h1>Test Page";
+        assert!(done_reading(open_ended, &c));
+        assert!(!done_reading(b"HTTP/1.1 200 OK\n\n<h1>Test", &c));
     }
 }

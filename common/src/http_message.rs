@@ -1,6 +1,7 @@
-//! The HTTP/1.1 of the `http` check: its GET request, and a lenient reading of the response
-//! as it arrives (status line, headers, a body framed by Content-Length, chunked coding or the
-//! end of the connection), so the check can stop as soon as the response is whole.
+//! The HTTP/1.1 of the health checks (the NRPE agent's `http` check and the proxy's `http`
+//! health checks): a GET request, and a lenient reading of the response as it arrives (status
+//! line, headers ended by CRLF or bare LF, a body framed by Content-Length, chunked coding or the
+//! end of the connection), so a check can stop as soon as the response is whole.
 
 /// A response read whole (or as much of it as the connection gave).
 #[derive(Debug, Clone, PartialEq, Eq)]
