@@ -24,7 +24,7 @@ use fulcrum_bench::origin::Origin;
 use support::{Fulcrum, KeepAlive, PATIENCE, get, message, origin};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::{TcpSocket, TcpStream},
+    net::{TcpListener, TcpSocket, TcpStream},
     task::JoinHandle,
 };
 
@@ -663,3 +663,38 @@ async fn read_until_closed(stream: &mut (impl AsyncReadExt + Unpin)) -> (bool, V
 /// The health check used by the health tests: TCP, every 200ms, one probe to change state.
 const TCP_CHECK: &str =
     r#"health_check = { type = "tcp", interval = "200ms", timeout = "200ms", rise = 1, fall = 1 }"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_by_the_idle_timeout_is_reset_not_closed_as_if_complete() {
+    // A real server that sends far more than the buffers on the way hold.
+    let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_addr = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = server.accept().await {
+            tokio::spawn(async move {
+                let chunk = vec![7u8; 1024 * 1024];
+                for _ in 0..256 {
+                    if conn.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let fulcrum = Fulcrum::start(&service(
+        "127.0.0.1:0",
+        "timeout = { idle = \"300ms\" }",
+        &[(server_addr, 1, 0)],
+    ));
+    let mut client = dial(fulcrum.virtual_server_addr("vs"), None).await;
+    // The client stops reading: nothing moves, and the relay gives up with data still on its way.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, client.read_to_end(&mut received)).await;
+    let read = read.expect("the connection is still open");
+    assert!(
+        read.is_err(),
+        "a cut stream ended like a whole one after {} bytes",
+        received.len()
+    );
+}

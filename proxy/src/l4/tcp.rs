@@ -144,8 +144,11 @@ async fn serve(
         service.release(&pick);
         return;
     };
-    if relayed.ended == RelayEnd::Error {
-        // A reset on one side is passed on as a reset to the other, as a router would.
+    if relayed.ended != RelayEnd::Closed {
+        // A reset on one side is passed on as a reset to the other, as a router would. So is
+        // the idle timeout, which may cut a stream with bytes still on their way: a FIN would
+        // end it like a whole one, and IPVS sends nothing either (the next segment meets no
+        // entry and gets a reset).
         reset(&client);
         reset(&server);
     }
