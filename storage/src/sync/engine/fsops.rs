@@ -6,7 +6,10 @@
 use std::{
     fs::{self, File, FileTimes, OpenOptions, Permissions},
     io::{self, Read, Write},
-    os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt},
+    os::{
+        fd::OwnedFd,
+        unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt},
+    },
     path::{Path, PathBuf},
     sync::{
         OnceLock,
@@ -59,6 +62,59 @@ pub(super) fn check_parents(root: &Path, rel: &str, create: bool) -> io::Result<
         }
     }
     Ok(dev)
+}
+
+/// The directory of `rel` under `root`, opened so that no part of the way may be a symlink nor
+/// lead out of `root` (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), and `rel`'s last
+/// component. Renames and removals done relative to it cannot be sent elsewhere by a directory
+/// swapped for a symlink after [`check_parents`] looked, whether the peer or a local user swaps
+/// it.
+fn parent_beneath<'r>(root: &Path, rel: &'r str) -> io::Result<(OwnedFd, &'r str)> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let (dir, name) = rel.rsplit_once('/').unwrap_or((".", rel));
+    let root = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let parent = rustix::fs::openat2(
+        &root,
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    Ok((parent, name))
+}
+
+/// Renames `from` (a temporary file, or a file elsewhere in the tree) to `rel` under `root`,
+/// through [`parent_beneath`].
+pub(super) fn rename_into(from: &Path, root: &Path, rel: &str) -> io::Result<()> {
+    let (parent, name) = parent_beneath(root, rel)?;
+    rustix::fs::renameat(rustix::fs::CWD, from, &parent, name)?;
+    Ok(())
+}
+
+/// Removes the empty directory `rel` under `root`, through [`parent_beneath`].
+pub(super) fn remove_dir_beneath(root: &Path, rel: &str) -> io::Result<()> {
+    let (parent, name) = parent_beneath(root, rel)?;
+    rustix::fs::unlinkat(&parent, name, rustix::fs::AtFlags::REMOVEDIR)?;
+    Ok(())
+}
+
+/// Renames `from` to `to`, both under `root`, without replacing anything at `to`
+/// (`RENAME_NOREPLACE`), through [`parent_beneath`]: a conflict copy never overwrites a file.
+pub(super) fn rename_noreplace_beneath(root: &Path, from: &str, to: &str) -> io::Result<()> {
+    let (from_dir, from_name) = parent_beneath(root, from)?;
+    let (to_dir, to_name) = parent_beneath(root, to)?;
+    rustix::fs::renameat_with(
+        &from_dir,
+        from_name,
+        &to_dir,
+        to_name,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )?;
+    Ok(())
 }
 
 /// A fresh temporary name in `rel`'s directory: the watcher and the scan ignore it.
@@ -277,13 +333,22 @@ pub(super) fn set_attributes(
     owner: Option<Owner>,
 ) -> io::Result<()> {
     set_owner(path, owner)?;
-    fs::set_permissions(path, Permissions::from_mode(mode))?;
+    set_mode(path, mode)?;
     if let Some(ns) = mtime_ns {
         // Without waiting, as in [`open_file_no_wait`]; a directory too.
         no_wait_options()
             .open(path)?
             .set_times(FileTimes::new().set_modified(system_time(ns)))?;
     }
+    Ok(())
+}
+
+/// Gives `path` `mode` through a descriptor opened without following a symlink, so that a file
+/// swapped for a link a moment ago does not pass the mode (a set-user-ID bit, say) on to the
+/// link's target; a symlink there fails with ELOOP.
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    let file = no_wait_options().open(path)?;
+    rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode))?;
     Ok(())
 }
 
@@ -397,7 +462,10 @@ pub(super) fn delete(root: &Path, rel: &str, exclude: &[Pattern]) -> io::Result<
         Err(e) => return Err(e),
     };
     if !meta.is_dir() {
-        fs::remove_file(&path)?;
+        // Through the parent as it is now (see [`parent_beneath`]), not a path that a directory
+        // swapped for a symlink since the check would send elsewhere.
+        let (parent, name) = parent_beneath(root, rel)?;
+        rustix::fs::unlinkat(&parent, name, rustix::fs::AtFlags::empty())?;
         return Ok(Deleted::Yes);
     }
     let mut leftovers = Vec::new();
@@ -420,7 +488,7 @@ pub(super) fn delete(root: &Path, rel: &str, exclude: &[Pattern]) -> io::Result<
             fs::remove_file(child)?;
         }
     }
-    fs::remove_dir(&path)?;
+    remove_dir_beneath(root, rel)?;
     Ok(Deleted::Yes)
 }
 
@@ -504,6 +572,74 @@ mod tests {
 
     use super::*;
     use crate::sync::index::unix_ns;
+
+    // Input: a directory `d` of the tree swapped for a symlink to a directory outside it, after
+    // a file for `d/passwd` was received into a temporary file. Output: renaming it into place
+    // fails (the link is not followed), and nothing lands outside the tree; a plain `d` takes
+    // it.
+    #[test]
+    fn a_received_file_is_never_renamed_through_a_symlinked_directory() {
+        let (root, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let temp = root.path().join(".fulcrum-tmp-x");
+        fs::write(&temp, b"from the peer").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("d")).unwrap();
+        assert!(rename_into(&temp, root.path(), "d/passwd").is_err());
+        assert!(
+            !outside.path().join("passwd").exists(),
+            "written outside the tree"
+        );
+        // Nor through `..`, whatever a path check missed.
+        assert!(rename_into(&temp, root.path(), "../escaped").is_err());
+
+        fs::remove_file(root.path().join("d")).unwrap();
+        fs::create_dir(root.path().join("d")).unwrap();
+        rename_into(&temp, root.path(), "d/passwd").unwrap();
+        assert_eq!(
+            fs::read(root.path().join("d/passwd")).unwrap(),
+            b"from the peer"
+        );
+    }
+
+    // Input: a peer's deletion of `d/passwd` where `d` became a symlink to a directory outside
+    // the tree. Output: refused; the outside file stays.
+    #[test]
+    fn a_deletion_never_goes_through_a_symlinked_directory() {
+        let (root, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::write(outside.path().join("passwd"), b"root:x:0:0").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("d")).unwrap();
+        assert!(delete(root.path(), "d/passwd", &[]).is_err());
+        assert!(outside.path().join("passwd").exists());
+    }
+
+    // Input: the mode of a peer's entry applied to a path that was swapped for a symlink to a
+    // file outside the tree. Output: refused; the outside file keeps its mode (no set-user-ID
+    // bit passed on through the link).
+    #[test]
+    fn a_mode_is_never_applied_through_a_symlink() {
+        let (root, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let target = outside.path().join("bash");
+        fs::write(&target, b"#!").unwrap();
+        fs::set_permissions(&target, Permissions::from_mode(0o755)).unwrap();
+        let link = root.path().join("f");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(set_attributes(&link, 0o4755, None, None).is_err());
+        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o755);
+    }
+
+    // Input: a conflict copy's name taken by an existing file. Output: the existing file is
+    // kept; the rename refuses.
+    #[test]
+    fn a_conflict_copy_never_replaces_a_file() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("a.txt"), b"loser").unwrap();
+        fs::write(root.path().join("a.conflict.txt"), b"older copy").unwrap();
+        let refused = rename_noreplace_beneath(root.path(), "a.txt", "a.conflict.txt");
+        assert_eq!(refused.unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            fs::read(root.path().join("a.conflict.txt")).unwrap(),
+            b"older copy"
+        );
+    }
 
     // Input: chown results: refused by the filesystem (EPERM), by a user namespace (EINVAL),
     // and failed otherwise (EIO). Output: the refusals are not failures, the rest is.

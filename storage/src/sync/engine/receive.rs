@@ -611,15 +611,43 @@ fn record_merge(root: &Path, index: &mut Index, entry: Entry) -> io::Result<()> 
 /// Keeps our losing version under its conflict name (before the winner takes its place).
 fn keep_loser(shared: &Shared, target: &Target) -> io::Result<()> {
     if target.conflict {
-        if let Some(copy) = &target.copy {
-            let from = shared.root.join(&target.entry.path);
-            if fs::symlink_metadata(&from).is_ok() {
-                fs::rename(&from, shared.root.join(copy))?;
-            }
+        let mut copy = target.copy.clone();
+        if let Some(name) = &copy
+            && fs::symlink_metadata(shared.root.join(&target.entry.path)).is_ok()
+        {
+            copy = Some(place_copy(&shared.root, &target.entry.path, name)?);
         }
-        conflict_event(shared, &target.entry.path, target.copy.clone());
+        conflict_event(shared, &target.entry.path, copy);
     }
     Ok(())
+}
+
+/// Renames the losing `path` to its conflict copy `copy`, or, when a file has that name already
+/// (two conflicts within a second), to `copy` numbered `-2`, `-3`... before its extension:
+/// a conflict copy never replaces a file. Returns the name used.
+fn place_copy(root: &Path, path: &str, copy: &str) -> io::Result<String> {
+    let (dir, name) = copy.rsplit_once('/').map_or(("", copy), |(d, n)| (d, n));
+    let (stem, ext) = match name.rfind('.') {
+        Some(dot) if dot > 0 => name.split_at(dot),
+        _ => (name, ""),
+    };
+    let slash = if dir.is_empty() { "" } else { "/" };
+    for n in 1..=100 {
+        let candidate = if n == 1 {
+            copy.to_owned()
+        } else {
+            format!("{dir}{slash}{stem}-{n}{ext}")
+        };
+        match fsops::rename_noreplace_beneath(root, path, &candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("no free name for the conflict copy {copy}"),
+    ))
 }
 
 /// Applies a live entry as far as it can be without the peer: directories, symlinks, content
@@ -697,9 +725,9 @@ fn prepare(
                 fsops::set_link_mtime(&temp, target.entry.mtime_ns)?;
                 keep_loser(shared, &target)?;
                 if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                    fs::remove_dir(&path)?;
+                    fsops::remove_dir_beneath(root, &target.entry.path)?;
                 }
-                fs::rename(&temp, &path)?;
+                fsops::rename_into(&temp, root, &target.entry.path)?;
                 Applied::read(&path)
             };
             let applied = apply().map_err(|e| retry(&remote, e))?;
@@ -763,7 +791,7 @@ fn prepare(
                             Some(target.entry.mtime_ns),
                             target.entry.owner,
                         )?;
-                        fs::rename(&from, &path)?;
+                        fsops::rename_into(&from, root, &target.entry.path)?;
                         fsops::recorded(&path, target.entry.mtime_ns, before)
                     };
                     let applied = apply().map_err(|e| retry(&remote, e))?;
@@ -824,9 +852,12 @@ pub(super) fn commit(
     let apply = || -> io::Result<()> {
         keep_loser(shared, &target)?;
         if maybe_dir && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            fs::remove_dir(&path)?;
+            fsops::remove_dir_beneath(&shared.root, &target.entry.path)?;
         }
-        fs::rename(temp, &path)
+        // Through the parent as it is now, not as it was when the transfer began: a directory
+        // on the way swapped for a symlink meanwhile fails the rename (ELOOP), it is not
+        // followed out of the tree.
+        fsops::rename_into(temp, &shared.root, &target.entry.path)
     };
     if let Err(e) = apply() {
         let _ = fs::remove_file(temp);
@@ -889,6 +920,21 @@ mod tests {
 
     use super::*;
     use crate::sync::engine::testing;
+
+    // Input: two conflicts on `a.txt` within one second, so both copies get the same name.
+    // Output: the second copy is numbered; the first is kept.
+    #[test]
+    fn conflict_copies_within_one_second_are_numbered() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("a.txt"), b"first").unwrap();
+        let copy = "a.conflict-web1-20261122-235959.txt";
+        assert_eq!(place_copy(root.path(), "a.txt", copy).unwrap(), copy);
+        fs::write(root.path().join("a.txt"), b"second").unwrap();
+        let numbered = place_copy(root.path(), "a.txt", copy).unwrap();
+        assert_eq!(numbered, "a.conflict-web1-20261122-235959-2.txt");
+        assert_eq!(fs::read(root.path().join(copy)).unwrap(), b"first");
+        assert_eq!(fs::read(root.path().join(&numbered)).unwrap(), b"second");
+    }
 
     // Input: a peer's deletion of our file, found on the peer long ago (its tombstone dated
     // 1970). Output: the file is deleted, and our tombstone is dated now, so that our
