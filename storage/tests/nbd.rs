@@ -388,6 +388,53 @@ async fn stop_answers_in_flight_requests_then_closes() {
     assert!(TcpStream::connect(addr).await.is_err());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_ends_a_session_whose_client_does_not_read_its_replies() {
+    let (_file, export) = file_export(64 << 20, false);
+    let server = start(export).await;
+    let c = Client::connect(server.local_addr(), true).await;
+    // Far more reply data than the socket buffers hold, and a client that never reads.
+    let mut wire = Vec::new();
+    for cookie in 0..4u64 {
+        wire.extend_from_slice(&header(cookie, CMD_READ, 0, cookie << 24, 16 << 20));
+    }
+    let mut stream = c.stream;
+    stream.write_all(&wire).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A demotion waits for this: it ends after the grace, not never.
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), server.stop()).await;
+    assert!(
+        stopped.is_ok(),
+        "stop still waits for a client that does not read"
+    );
+    drop(stream);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_requests_are_held_back_when_their_replies_are_not_read() {
+    let export = Arc::new(MemExport::new(1 << 20));
+    let server = NbdServer::start(listener().await, "vol", export).unwrap();
+    let c = Client::connect(server.local_addr(), true).await;
+    let mut stream = c.stream;
+    // Requests the server refuses (CACHE, command 5, is not offered), never reading a reply:
+    // the server stops reading them once its requests in flight are used up, instead of
+    // queueing a refusal for each in memory, so the client's writes stall.
+    let one = header(1, 5, 0, 0, 4096);
+    let batch: Vec<u8> = std::iter::repeat_n(one, 4096).flatten().collect();
+    let sent = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        for _ in 0..1024 {
+            stream.write_all(&batch).await.unwrap();
+        }
+    })
+    .await;
+    assert!(
+        sent.is_err(),
+        "4 million refused requests were all taken in"
+    );
+    drop(stream);
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 

@@ -38,6 +38,13 @@ const MAX_EXTENTS: usize = 1 << 16;
 
 /// Buffered bytes on each side of the stream.
 const READ_BUFFER: usize = 64 << 10;
+/// How long a reply may wait for the client to take any of it: a client that stops reading
+/// must not hold its requests' memory, nor a demotion waiting for the sessions to end, for
+/// ever.
+const REPLY_STALL: Duration = Duration::from_secs(60);
+/// How long, once the server stops (a demotion), the sessions still get to deliver replies
+/// or to send a refused write's data before they are closed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 const WRITE_BUFFER: usize = 256 << 10;
 
 /// Why a session ended other than by the client's choice.
@@ -188,7 +195,7 @@ where
     let read = read_requests(
         reader, &session, &export, counters, shutdown, &broken, &tasks, replies,
     );
-    let write = write_replies(writer, outgoing, &broken);
+    let write = write_replies(writer, outgoing, &broken, shutdown);
     let (read, write) = tokio::join!(read, write);
     read.and(write.map_err(SessionError::Io))
 }
@@ -239,8 +246,21 @@ where
             Ok(Command::Disconnect) => break Ok(()),
             Ok(command) => command,
             Err(rejection) => {
+                // A refusal's reply counts against the requests in flight like any other, so a
+                // client that sends bad requests without reading the answers is held back.
+                let permits = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break Ok(()),
+                    () = broken.cancelled() => break Ok(()),
+                    permits = acquire(&requests, &bytes, 0) => permits,
+                };
                 // A refused write's data is still on the wire: drop it to stay in step.
-                if let Err(error) = discard(&mut reader, u64::from(header.payload_len())).await {
+                let discarded = tokio::select! {
+                    biased;
+                    () = stopped_for(shutdown, STOP_GRACE) => break Ok(()),
+                    discarded = discard(&mut reader, u64::from(header.payload_len())) => discarded,
+                };
+                if let Err(error) = discarded {
                     break Err(error.into());
                 }
                 counters.request_errors.fetch_add(1, Ordering::Relaxed);
@@ -254,7 +274,7 @@ where
                 let _ = replies.send(Outgoing {
                     head,
                     data: None,
-                    _permits: None,
+                    _permits: permits,
                 });
                 continue;
             }
@@ -267,6 +287,7 @@ where
         };
         let permits = tokio::select! {
             biased;
+            () = shutdown.cancelled() => break Ok(()),
             () = broken.cancelled() => break Ok(()),
             permits = acquire(&requests, &bytes, data_len) => permits,
         };
@@ -358,22 +379,24 @@ async fn discard<R: AsyncRead + Unpin>(reader: &mut R, len: u64) -> io::Result<(
     Ok(())
 }
 
-/// Sends replies as they come, batching what is queued into one flush.
+/// Sends replies as they come, batching what is queued into one flush. Fails when the client
+/// takes nothing for [`REPLY_STALL`], or for [`STOP_GRACE`] once the server stops.
 async fn write_replies<W: AsyncWrite + Unpin>(
     writer: W,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     broken: &CancellationToken,
+    shutdown: &CancellationToken,
 ) -> io::Result<()> {
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
     let result: io::Result<()> = async {
         while let Some(first) = outgoing.recv().await {
-            send(&mut writer, first).await?;
+            send(&mut writer, first, shutdown).await?;
             while let Ok(next) = outgoing.try_recv() {
-                send(&mut writer, next).await?;
+                send(&mut writer, next, shutdown).await?;
             }
-            writer.flush().await?;
+            progressing(writer.flush(), shutdown).await?;
         }
-        writer.shutdown().await
+        progressing(writer.shutdown(), shutdown).await
     }
     .await;
     if result.is_err() {
@@ -382,12 +405,58 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     result
 }
 
-async fn send<W: AsyncWrite + Unpin>(writer: &mut W, reply: Outgoing) -> io::Result<()> {
-    writer.write_all(&reply.head).await?;
+async fn send<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    reply: Outgoing,
+    shutdown: &CancellationToken,
+) -> io::Result<()> {
+    write_all(writer, &reply.head, shutdown).await?;
     if let Some(data) = &reply.data {
-        writer.write_all(data).await?;
+        write_all(writer, data, shutdown).await?;
     }
     Ok(())
+}
+
+/// `write_all`, one write at a time, each within [`progressing`]: a slow client that keeps
+/// taking bytes is never cut, one that takes none is.
+async fn write_all<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    mut buf: &[u8],
+    shutdown: &CancellationToken,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = progressing(writer.write(buf), shutdown).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// `io`, unless it makes no progress for [`REPLY_STALL`], or the server has been stopping for
+/// [`STOP_GRACE`].
+async fn progressing<T>(
+    io: impl Future<Output = io::Result<T>>,
+    shutdown: &CancellationToken,
+) -> io::Result<T> {
+    tokio::select! {
+        done = io => done,
+        () = tokio::time::sleep(REPLY_STALL) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client took no reply data for a minute",
+        )),
+        () = stopped_for(shutdown, STOP_GRACE) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the server stopped and the client does not take its replies",
+        )),
+    }
+}
+
+/// Resolves `grace` after `shutdown` is cancelled.
+async fn stopped_for(shutdown: &CancellationToken, grace: Duration) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(grace).await;
 }
 
 /// Runs one validated command and builds its reply.
