@@ -163,3 +163,112 @@ async fn a_write_past_the_volumes_end_ends_the_connection_unwritten() {
         .await;
     }
 }
+
+// Input: a Connected secondary (nothing to resync) asked by its peer for resync data, which
+// only a SyncTarget asks its SyncSource for. Output: the connection ends; no data is sent
+// (serving it would also mark the range in sync on the secondary).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resync_request_to_a_node_that_is_not_sync_source_ends_the_connection() {
+    let (_, node) = pair(SIZE, Protocol::C, Role::Primary);
+    let secondary = node.start().await;
+    let mut fake = FakePrimary::connect(&node, &secondary).await;
+    fake.writer
+        .send(&Message::ResyncRequest {
+            offset: 0,
+            len: 4096,
+        })
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match fake.next().await {
+                Some(Message::ResyncData { .. }) => panic!("resync data served to a non-target"),
+                Some(_) => {}
+                None => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection is still open");
+}
+
+// Input: a protocol C primary whose secondary is this test: it takes the replicated write,
+// never acknowledges it, and answers every ping, so it never looks silent. Output: the write
+// does not wait for ever: after 7 timeouts (DRBD's ko-count) the link is dropped and the
+// write completes on the primary alone, its block out of sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_the_peer_never_acknowledges_ends_the_link_though_it_answers_pings() {
+    use fulcrum_storage::nbd::Export as _;
+    let (mut primary_node, secondary_node) = pair(SIZE, Protocol::C, Role::Primary);
+    primary_node.config.timeout = Duration::from_millis(300);
+    primary_node.config.connect_interval = Duration::from_secs(1);
+    primary_node.config.ping_interval = Duration::from_secs(1);
+    // The primary dials the secondary's address: this test listens there.
+    let listener = tokio::net::TcpListener::bind(secondary_node.config.listen)
+        .await
+        .unwrap();
+    let primary = primary_node.start().await;
+    // The first connection the dialer makes may be one it gives up (it dials again each
+    // connect_interval): take the first that authenticates.
+    let stream = loop {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let authenticated = peer::authenticate(
+            &mut stream,
+            secondary_node.config.shared_secret.as_bytes(),
+            Side::Accepting,
+            Duration::from_secs(5),
+        )
+        .await;
+        if authenticated.is_ok() {
+            break stream;
+        }
+    };
+    let (read, write) = stream.into_split();
+    let (mut reader, mut writer) = (MessageReader::new(read), MessageWriter::new(write));
+    let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
+        panic!("the primary's Hello expected first");
+    };
+    let ours = Hello {
+        node: "fake".to_owned(),
+        role: peer::Role::Secondary,
+        disk: DiskState::UpToDate,
+        was_primary: false,
+        discard_my_data: false,
+        ..theirs
+    };
+    writer.send(&Message::Hello(ours)).await.unwrap();
+    wait_for(&primary, "Connected", |s| {
+        s.connection == ConnState::Connected
+    })
+    .await;
+    // Lively: a ping of its own every 100 ms, and the primary's answered; writes ignored.
+    let answering = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            let reply = tokio::select! {
+                _ = tick.tick() => Message::Ping,
+                msg = reader.next() => match msg {
+                    Ok(Some(Message::Ping)) => Message::PingAck,
+                    Ok(Some(_)) => continue,
+                    _ => return,
+                },
+            };
+            if writer.send(&reply).await.is_err() {
+                return;
+            }
+        }
+    });
+    let export = primary.export();
+    let started = tokio::time::Instant::now();
+    let written = tokio::time::timeout(
+        Duration::from_secs(15),
+        export.write(0, Bytes::from(pattern(3, 4096)), false),
+    )
+    .await;
+    assert!(
+        written.is_ok(),
+        "the write still waits for an ack that never comes"
+    );
+    assert!(primary.status().connection != ConnState::Connected);
+    answering.abort();
+}

@@ -64,7 +64,14 @@ struct Pending {
     offset: u64,
     len: u64,
     done: Option<oneshot::Sender<Delivery>>,
+    /// When it was sent: a write the peer does not acknowledge in [`STUCK_AFTER`] timeouts
+    /// ends the link, however alive the peer otherwise looks.
+    sent: Instant,
 }
+
+/// Timeouts a single replicated write may wait for its acknowledgement: DRBD's `ko-count`
+/// default, 7 (42 s with the default `timeout` of 6 s).
+const STUCK_AFTER: u32 = 7;
 
 /// The session's state.
 struct Session<'a> {
@@ -442,7 +449,15 @@ impl Session<'_> {
             }
             return;
         }
-        self.pending.insert(seq, Pending { offset, len, done });
+        self.pending.insert(
+            seq,
+            Pending {
+                offset,
+                len,
+                done,
+                sent: Instant::now(),
+            },
+        );
         self.expect_answer();
     }
 
@@ -517,6 +532,10 @@ impl Session<'_> {
                 }
             }
             Message::ResyncRequest { offset, len } => {
+                // Only our SyncTarget asks: serving one marks the range in sync here.
+                if !self.source {
+                    return Err(self.unexpected("ResyncRequest"));
+                }
                 self.serve_resync(offset, len, writer).await?;
             }
             Message::ResyncData { offset, data } => {
@@ -559,6 +578,12 @@ impl Session<'_> {
                     return Err(self.unexpected("ChecksumMatch"));
                 };
                 let len = u64::from(len);
+                // An answer to one of our ChecksumRequests: one block at most, and no more than
+                // is outstanding. Anything larger would mark unsent blocks in sync and end the
+                // resync early.
+                if len > BLOCK_SIZE || len > target.in_flight() {
+                    return Err(self.unexpected("ChecksumMatch"));
+                }
                 target.received(len);
                 self.inner.meta.post(move |m| m.mark_in_sync(offset, len));
                 self.skipped(len);
@@ -941,6 +966,13 @@ impl Session<'_> {
             && now.duration_since(since) > config.timeout
         {
             warn!(volume = %config.name, timeout = ?config.timeout, "peer did not answer: lost");
+            return Err(End::Lost);
+        }
+        // A peer that answers pings but not a write (the oldest is first: sequence numbers grow).
+        if let Some(oldest) = self.pending.values().next()
+            && now.duration_since(oldest.sent) > config.timeout * STUCK_AFTER
+        {
+            warn!(volume = %config.name, timeout = ?config.timeout, offset = oldest.offset, "peer did not acknowledge a write: lost");
             return Err(End::Lost);
         }
         Ok(())
