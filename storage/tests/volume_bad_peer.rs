@@ -269,6 +269,10 @@ async fn a_write_the_peer_never_acknowledges_ends_the_link_though_it_answers_pin
         written.is_ok(),
         "the write still waits for an ack that never comes"
     );
+    assert!(
+        started.elapsed() >= Duration::from_millis(2100),
+        "ended before 7 timeouts: the pings did not keep the link alive"
+    );
     assert!(primary.status().connection != ConnState::Connected);
     answering.abort();
 }
