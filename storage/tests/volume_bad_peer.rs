@@ -273,6 +273,9 @@ async fn a_write_the_peer_never_acknowledges_ends_the_link_though_it_answers_pin
         started.elapsed() >= Duration::from_millis(2100),
         "ended before 7 timeouts: the pings did not keep the link alive"
     );
-    assert!(primary.status().connection != ConnState::Connected);
+    wait_for(&primary, "no longer Connected", |s| {
+        s.connection != ConnState::Connected
+    })
+    .await;
     answering.abort();
 }
