@@ -87,6 +87,29 @@ fn parent_beneath<'r>(root: &Path, rel: &'r str) -> io::Result<(OwnedFd, &'r str
     Ok((parent, name))
 }
 
+/// Creates the new file `path` (under `root`), mode 0600, through [`parent_beneath`]'s rules: a
+/// staging directory, or a target's directory, swapped for a symlink since it was checked fails
+/// the creation (ELOOP) instead of making us write where the link points.
+fn create_beneath(root: &Path, path: &Path) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let rel = path
+        .strip_prefix(root)
+        .map_err(|_| io::Error::other("a temporary file outside the tree"))?;
+    let root = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let file = rustix::fs::openat2(
+        &root,
+        rel,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    Ok(File::from(file))
+}
+
 /// Renames `from` (a temporary file, or a file elsewhere in the tree) to `rel` under `root`,
 /// through [`parent_beneath`].
 pub(super) fn rename_into(from: &Path, root: &Path, rel: &str) -> io::Result<()> {
@@ -188,11 +211,7 @@ impl TempFile {
                 Some(dir) => temp_in(dir),
                 None => temp_path(root, rel),
             };
-            let created = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path);
+            let created = create_beneath(root, &path);
             match created {
                 Ok(file) => break (path, file),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 3 => {
@@ -598,6 +617,24 @@ mod tests {
             fs::read(root.path().join("d/passwd")).unwrap(),
             b"from the peer"
         );
+    }
+
+    // Input: the staging directory swapped for a symlink to a directory outside the tree after
+    // it was opened. Output: a temporary file for a received file cannot be created (the link
+    // is not followed); nothing appears outside.
+    #[test]
+    fn a_temporary_file_is_never_created_through_a_swapped_staging_directory() {
+        let (root, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let staging = Staging::open(root.path()).unwrap();
+        let dir = root.path().join(super::super::staging::STAGING_DIR);
+        fs::remove_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &dir).unwrap();
+        assert!(TempFile::create(root.path(), Some(&staging), "f", false).is_err());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        // Beside its target, in a plain directory, it is made.
+        fs::create_dir(root.path().join("d")).unwrap();
+        let temp = TempFile::create(root.path(), None, "d/f", false).unwrap();
+        assert!(temp.path.starts_with(root.path().join("d")));
     }
 
     // Input: a peer's deletion of `d/passwd` where `d` became a symlink to a directory outside

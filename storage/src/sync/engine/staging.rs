@@ -40,15 +40,21 @@ impl Staging {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
-            // Not a symlink planted to make us write elsewhere, and on the root's filesystem.
-            let meta = fs::symlink_metadata(&dir)?;
-            if !meta.is_dir() {
-                return Err(io::Error::other("not a directory"));
-            }
+            // Not a symlink planted to make us write elsewhere (opened without following one,
+            // so that the mode goes to what was checked), and on the root's filesystem.
+            let opened = fs::File::from(rustix::fs::open(
+                &dir,
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::NOFOLLOW
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )?);
+            let meta = opened.metadata()?;
             if meta.dev() != fs::metadata(root)?.dev() {
                 return Err(io::Error::other("on another filesystem than the root"));
             }
-            fs::set_permissions(&dir, Permissions::from_mode(0o700))?;
+            opened.set_permissions(Permissions::from_mode(0o700))?;
             Ok(meta.dev())
         };
         let dev = match made() {
@@ -118,12 +124,19 @@ mod tests {
         assert_eq!(staging.dir_for(Some(dev + 1)), None);
     }
 
-    // Input: a symlink where the staging directory goes. Output: not used.
+    // Input: a symlink to a directory outside the tree where the staging directory goes.
+    // Output: not used (temporary files then go beside their targets), and the outside
+    // directory neither emptied nor given mode 0700 through the link.
     #[test]
     fn a_symlink_in_its_place_is_not_used() {
         let root = tempfile::tempdir().unwrap();
         let elsewhere = tempfile::tempdir().unwrap();
+        fs::write(elsewhere.path().join("keep"), b"x").unwrap();
+        fs::set_permissions(elsewhere.path(), Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), root.path().join(STAGING_DIR)).unwrap();
         assert!(Staging::open(root.path()).is_none());
+        assert!(elsewhere.path().join("keep").exists());
+        let mode = fs::metadata(elsewhere.path()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o755);
     }
 }
