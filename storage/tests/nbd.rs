@@ -435,6 +435,36 @@ async fn refused_requests_are_held_back_when_their_replies_are_not_read() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_limit_wait_until_one_ends() {
+    let server =
+        NbdServer::start(listener().await, "vol", Arc::new(MemExport::new(1 << 20))).unwrap();
+    let mut held = Vec::new();
+    for _ in 0..fulcrum_storage::nbd::MAX_CONNECTIONS {
+        held.push(greet(server.local_addr()).await);
+    }
+    // One more: connected by the kernel, but not greeted while the others are held.
+    let mut extra = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut greeting = [0; 18];
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        extra.read_exact(&mut greeting),
+    )
+    .await;
+    assert!(early.is_err(), "a connection past the limit was served");
+    drop(held.pop());
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        extra.read_exact(&mut greeting),
+    )
+    .await
+    .expect("still waiting after a connection ended")
+    .unwrap();
+    assert_eq!(&greeting[..8], b"NBDMAGIC");
+    drop(held);
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 

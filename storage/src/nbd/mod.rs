@@ -44,6 +44,11 @@ pub const MAX_REQUEST_LEN: u32 = 32 << 20;
 /// Requests one connection may have in flight; the reader stops reading past that.
 pub const MAX_IN_FLIGHT: u32 = 64;
 
+/// Connections served at once; more wait in the listen backlog. Each may hold
+/// [`MAX_IN_FLIGHT`] requests and 64 MiB of data, so this bounds what the clients together can
+/// hold (a volume's clients are few: a file system's kernel client, `nbdcopy`'s 4 connections).
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// What an [`NbdServer`] serves: a range of `size()` bytes.
 ///
 /// The server validates every request before calling these (the range lies within `size()`,

@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::Export;
 use super::proto::MAX_STRING_LEN;
 use super::session::{self, SessionError};
+use super::{Export, MAX_CONNECTIONS};
 
 /// A running NBD server for one export.
 #[derive(Debug)]
@@ -139,7 +139,15 @@ async fn accept_loop<E: Export>(
     shutdown: CancellationToken,
     connections: TaskTracker,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // Room first, so that clients past the limit wait in the kernel's backlog.
+        let slot = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { return };
         let accepted = tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
@@ -170,6 +178,7 @@ async fn accept_loop<E: Export>(
             debug!(%peer, "nbd connection accepted");
             let result = session::run(stream, &export_name, export, &counters, &shutdown).await;
             counters.connections_active.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
             match result {
                 Ok(()) => debug!(%peer, "nbd connection closed"),
                 Err(SessionError::Protocol(violation)) => {
