@@ -347,20 +347,7 @@ async fn server_timeout_gives_504_and_upgrade_is_tunnelled() {
     assert_eq!(get(addr, "/delay/2000", &[]).await.status, 504);
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        stream.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let (mut stream, head) = upgrade(addr).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(
         head.to_ascii_lowercase().contains("upgrade: websocket"),
@@ -382,22 +369,8 @@ async fn a_tunnel_lives_while_bytes_move_and_closes_after_timeout_tunnel_of_sile
         r#"timeout = { server = "30s", tunnel = "500ms" }"#,
         &[("s1", s1.addr())],
     ));
-    let mut stream = tokio::net::TcpStream::connect(fulcrum.addr("main"))
-        .await
-        .unwrap();
-    stream
-        .write_all(
-            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        stream.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let (mut stream, head) = upgrade(fulcrum.addr("main")).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     // A ping every 300 ms keeps the tunnel open past its 500 ms.
     let started = std::time::Instant::now();
     for _ in 0..4 {
@@ -699,22 +672,10 @@ async fn a_streaming_upload_reuses_a_pooled_server_connection() {
 async fn a_server_refusing_an_upload_before_its_end_has_its_answer_relayed_not_a_502() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // A server that answers 413 as soon as it has the head, and closes without reading the body.
-    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server_addr = server.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = server.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && conn.read_exact(&mut byte).await.is_ok() {
-                    head.push(byte[0]);
-                }
-                let _ = conn
-                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big\n")
-                    .await;
-            });
-        }
-    });
+    let server_addr = support::answering_server(
+        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big\n",
+    )
+    .await;
     let fulcrum = Fulcrum::start(&support::site("", "", &[("s1", server_addr)]));
     let stream = tokio::net::TcpStream::connect(fulcrum.addr("main"))
         .await
@@ -769,4 +730,18 @@ async fn checks_removed_then_restored_by_reloads_judge_the_server_afresh() {
     fulcrum.write_config(&config(true));
     assert!(fulcrum.reload());
     fulcrum.wait_log_from(from, is("server is DOWN"));
+}
+
+/// Asks `addr` for a WebSocket upgrade of `/chat`: the connection and the response head.
+async fn upgrade(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = support::read_head(&mut stream).await;
+    (stream, String::from_utf8(head).unwrap())
 }

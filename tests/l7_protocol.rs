@@ -293,16 +293,7 @@ async fn an_h2c_connection_is_closed_after_keep_alive_once_its_streams_end() {
     use http_body_util::BodyExt;
     let s1 = origin("s1").await;
     let fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
-    let stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2c(fulcrum.addr("clear")).await;
     // Requests a second apart, each within the keep-alive time of the one before, hold the
     // connection past both timeouts.
     let started = Instant::now();
@@ -341,16 +332,7 @@ async fn h2_cookie_fields_reach_the_server_as_one_line_and_a_request_without_aut
 {
     let s1 = origin("s1").await;
     let fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
-    let stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
     for uri in [
         format!("http://{}/crumbs", fulcrum.addr("clear")),
         "/crumbs".to_owned(),
@@ -379,35 +361,12 @@ async fn h2_cookie_fields_reach_the_server_as_one_line_and_a_request_without_aut
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_in_a_transfer_coding_http2_cannot_carry_gets_502_not_its_coded_bytes() {
     // A server answering in `gzip, chunked`, which is framed by reading until it closes.
-    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server_addr = server.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = server.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && conn.read_exact(&mut byte).await.is_ok() {
-                    head.push(byte[0]);
-                }
-                let _ = conn
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-                    )
-                    .await;
-            });
-        }
-    });
-    let fulcrum = Fulcrum::start(&h2c_site(server_addr));
-    let stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
+    let server_addr = support::answering_server(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    .await;
+    let fulcrum = Fulcrum::start(&h2c_site(server_addr));
+    let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
     let request = http::Request::get(format!("http://{}/", fulcrum.addr("clear")))
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
@@ -419,16 +378,7 @@ async fn a_response_in_a_transfer_coding_http2_cannot_carry_gets_502_not_its_cod
 async fn an_empty_h2_response_leaves_its_server_connection_to_the_next_request() {
     let s1 = origin("s1").await;
     let fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
-    let stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
     for _ in 0..3 {
         let request = http::Request::head(format!("http://{}/", fulcrum.addr("clear")))
             .body(http_body_util::Empty::<bytes::Bytes>::new())
@@ -503,4 +453,22 @@ servers = [{{ name = "s1", address = "{}" }}]
     );
     assert!(started.elapsed() >= Duration::from_millis(900));
     drop(response);
+}
+
+/// An HTTP/2 client connection with prior knowledge to `addr`: its sender, and the task that
+/// drives it (which ends when the connection does).
+async fn h2c(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    (sender, tokio::spawn(conn))
 }

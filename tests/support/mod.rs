@@ -455,6 +455,33 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Reads one message head, through its blank line, a byte at a time so that nothing after it is
+/// taken; at an early end, what came.
+pub async fn read_head(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read_exact(&mut byte).await.is_ok() {
+        head.push(byte[0]);
+    }
+    head
+}
+
+/// A server on a free loopback port that reads each request's head and answers `response`,
+/// leaving any body unread, then closes: a server no origin option makes.
+pub async fn answering_server(response: &'static [u8]) -> SocketAddr {
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = server.accept().await {
+            tokio::spawn(async move {
+                read_head(&mut conn).await;
+                let _ = conn.write_all(response).await;
+            });
+        }
+    });
+    addr
+}
+
 /// Runs curl with `args` and returns (exit status, stdout, stderr).
 pub async fn curl(args: &[&str]) -> (ExitStatus, String, String) {
     let out = tokio::process::Command::new("curl")
