@@ -64,49 +64,51 @@ pub(super) fn check_parents(root: &Path, rel: &str, create: bool) -> io::Result<
     Ok(dev)
 }
 
-/// The directory of `rel` under `root`, opened so that no part of the way may be a symlink nor
-/// lead out of `root` (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), and `rel`'s last
-/// component. Renames and removals done relative to it cannot be sent elsewhere by a directory
-/// swapped for a symlink after [`check_parents`] looked, whether the peer or a local user swaps
-/// it.
-fn parent_beneath<'r>(root: &Path, rel: &'r str) -> io::Result<(OwnedFd, &'r str)> {
+/// Opens `rel` under `root` with `flags` and `mode` so that no part of the way may be a symlink
+/// nor lead out of `root` (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`). Whatever is
+/// done through it cannot be sent elsewhere by a directory swapped for a symlink after
+/// [`check_parents`] looked, whether the peer or a local user swaps it: the open fails (ELOOP).
+fn open_beneath(
+    root: &Path,
+    rel: impl rustix::path::Arg,
+    flags: rustix::fs::OFlags,
+    mode: rustix::fs::Mode,
+) -> io::Result<OwnedFd> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let (dir, name) = rel.rsplit_once('/').unwrap_or((".", rel));
     let root = rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let parent = rustix::fs::openat2(
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    Ok(rustix::fs::openat2(
         &root,
-        dir,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )?;
+        rel,
+        flags | OFlags::CLOEXEC,
+        mode,
+        resolve,
+    )?)
+}
+
+/// The directory of `rel` under `root`, through [`open_beneath`], and `rel`'s last component:
+/// renames and removals are done relative to it.
+fn parent_beneath<'r>(root: &Path, rel: &'r str) -> io::Result<(OwnedFd, &'r str)> {
+    use rustix::fs::{Mode, OFlags};
+    let (dir, name) = rel.rsplit_once('/').unwrap_or((".", rel));
+    let parent = open_beneath(root, dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
     Ok((parent, name))
 }
 
-/// Creates the new file `path` (under `root`), mode 0600, through [`parent_beneath`]'s rules: a
-/// staging directory, or a target's directory, swapped for a symlink since it was checked fails
-/// the creation (ELOOP) instead of making us write where the link points.
+/// Creates the new file `path` (under `root`), mode 0600, through [`open_beneath`]: a staging
+/// directory, or a target's directory, swapped for a symlink since it was checked fails the
+/// creation instead of making us write where the link points.
 fn create_beneath(root: &Path, path: &Path) -> io::Result<File> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::fs::{Mode, OFlags};
     let rel = path
         .strip_prefix(root)
         .map_err(|_| io::Error::other("a temporary file outside the tree"))?;
-    let root = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let file = rustix::fs::openat2(
-        &root,
-        rel,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )?;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
+    let file = open_beneath(root, rel, flags, Mode::from_raw_mode(0o600))?;
     Ok(File::from(file))
 }
 

@@ -38,7 +38,10 @@ use super::{
 use crate::{
     sync::{
         config::is_excluded,
-        index::{Causality, Decision, Entry, Hash, Index, Kind, Rehash, Side, check_path, unix_ns},
+        index::{
+            Causality, Decision, Entry, Hash, Index, Kind, Rehash, Side, check_path, unix_ns,
+            with_suffix,
+        },
         proto::Message,
         watch::TEMP_PREFIX,
     },
@@ -626,17 +629,11 @@ fn keep_loser(shared: &Shared, target: &Target) -> io::Result<()> {
 /// (two conflicts within a second), to `copy` numbered `-2`, `-3`... before its extension:
 /// a conflict copy never replaces a file. Returns the name used.
 fn place_copy(root: &Path, path: &str, copy: &str) -> io::Result<String> {
-    let (dir, name) = copy.rsplit_once('/').map_or(("", copy), |(d, n)| (d, n));
-    let (stem, ext) = match name.rfind('.') {
-        Some(dot) if dot > 0 => name.split_at(dot),
-        _ => (name, ""),
-    };
-    let slash = if dir.is_empty() { "" } else { "/" };
     for n in 1..=100 {
         let candidate = if n == 1 {
             copy.to_owned()
         } else {
-            format!("{dir}{slash}{stem}-{n}{ext}")
+            with_suffix(copy, &format!("-{n}"))
         };
         match fsops::rename_noreplace_beneath(root, path, &candidate) {
             Ok(()) => return Ok(candidate),

@@ -38,7 +38,7 @@ pub use content_hash::{ContentHasher, content_hash};
 pub use entry::{Entry, Hash, Kind, MAX_PATH, NO_HASH, PathError, check_path, unix_ns};
 pub use error::IndexError;
 pub use progress::{ScanCounts, ScanProgress};
-pub use remote::{Conflict, Decision, Side, conflict_name};
+pub use remote::{Conflict, Decision, Side, conflict_name, with_suffix};
 pub use scan::{Change, ChangeKind, Rehash, ScanReport};
 pub use store::{FORMAT_VERSION, INDEX_FILE, index_dir};
 pub use version::{Causality, VersionVector};

@@ -210,6 +210,21 @@ fn merged_owner(local: &Entry, remote: &Entry) -> Option<Owner> {
 /// with no extension, or a dotfile, gets the suffix at its end. Characters of NODE that cannot
 /// be in a name (`/`, NUL) become `_`.
 pub fn conflict_name(path: &str, node: &str, time: SystemTime) -> String {
+    let node: String = node
+        .chars()
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect();
+    let t = UtcTime::from_system(time);
+    let suffix = format!(
+        ".conflict-{node}-{:04}{:02}{:02}-{:02}{:02}{:02}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    );
+    with_suffix(path, &suffix)
+}
+
+/// `path` with `suffix` put before the extension of its last component, or at its end when it
+/// has none or is a dotfile: `a/report.pdf` and `-2` give `a/report-2.pdf`.
+pub fn with_suffix(path: &str, suffix: &str) -> String {
     let (dir, name) = match path.rfind('/') {
         Some(slash) => (&path[..=slash], &path[slash + 1..]),
         None => ("", path),
@@ -218,13 +233,5 @@ pub fn conflict_name(path: &str, node: &str, time: SystemTime) -> String {
         Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
         _ => (name, ""),
     };
-    let node: String = node
-        .chars()
-        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
-        .collect();
-    let t = UtcTime::from_system(time);
-    format!(
-        "{dir}{stem}.conflict-{node}-{:04}{:02}{:02}-{:02}{:02}{:02}{ext}",
-        t.year, t.month, t.day, t.hour, t.minute, t.second
-    )
+    format!("{dir}{stem}{suffix}{ext}")
 }
