@@ -27,6 +27,34 @@ struct FakePrimary {
     writer: MessageWriter<OwnedWriteHalf>,
 }
 
+/// Answers `volume`'s Hello on the authenticated `stream` with a matching one (same
+/// generations, UpToDate, in `role`), so that the two are Connected with nothing to resync.
+async fn introduce(
+    stream: TcpStream,
+    role: peer::Role,
+    volume: &Volume,
+) -> (MessageReader<OwnedReadHalf>, MessageWriter<OwnedWriteHalf>) {
+    let (read, write) = stream.into_split();
+    let (mut reader, mut writer) = (MessageReader::new(read), MessageWriter::new(write));
+    let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
+        panic!("the volume's Hello expected first");
+    };
+    let ours = Hello {
+        node: "fake".to_owned(),
+        role,
+        disk: DiskState::UpToDate,
+        was_primary: false,
+        discard_my_data: false,
+        ..theirs
+    };
+    writer.send(&Message::Hello(ours)).await.unwrap();
+    wait_for(volume, "Connected", |s| {
+        s.connection == ConnState::Connected
+    })
+    .await;
+    (reader, writer)
+}
+
 impl FakePrimary {
     /// Dials `node` (which listens on the higher port and waits to be dialed, as its real
     /// peer would) and answers its Hello with a matching one: same generations, primary,
@@ -41,24 +69,7 @@ impl FakePrimary {
         )
         .await
         .unwrap();
-        let (read, write) = stream.into_split();
-        let (mut reader, mut writer) = (MessageReader::new(read), MessageWriter::new(write));
-        let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
-            panic!("the secondary's Hello expected first");
-        };
-        let ours = Hello {
-            node: "fake".to_owned(),
-            role: peer::Role::Primary,
-            disk: DiskState::UpToDate,
-            was_primary: false,
-            discard_my_data: false,
-            ..theirs
-        };
-        writer.send(&Message::Hello(ours)).await.unwrap();
-        wait_for(secondary, "Connected", |s| {
-            s.connection == ConnState::Connected
-        })
-        .await;
+        let (reader, writer) = introduce(stream, peer::Role::Primary, secondary).await;
         FakePrimary { reader, writer }
     }
 
@@ -223,24 +234,7 @@ async fn a_write_the_peer_never_acknowledges_ends_the_link_though_it_answers_pin
             break stream;
         }
     };
-    let (read, write) = stream.into_split();
-    let (mut reader, mut writer) = (MessageReader::new(read), MessageWriter::new(write));
-    let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
-        panic!("the primary's Hello expected first");
-    };
-    let ours = Hello {
-        node: "fake".to_owned(),
-        role: peer::Role::Secondary,
-        disk: DiskState::UpToDate,
-        was_primary: false,
-        discard_my_data: false,
-        ..theirs
-    };
-    writer.send(&Message::Hello(ours)).await.unwrap();
-    wait_for(&primary, "Connected", |s| {
-        s.connection == ConnState::Connected
-    })
-    .await;
+    let (mut reader, mut writer) = introduce(stream, peer::Role::Secondary, &primary).await;
     // Lively: a ping of its own every 100 ms, and the primary's answered; writes ignored.
     let answering = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
