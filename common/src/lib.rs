@@ -10,8 +10,11 @@
 //! - [`stats`] and [`action`]: the statistics every module reports and the actions operators
 //!   take on servers, shared by the proxy (which fills and obeys them) and the monitoring crate
 //!   (which renders and sends them).
+//! - [`activity`] and [`http_message`]: a connection's idle clock and a lenient HTTP/1 response
+//!   reader, which the proxy and the monitoring crate both need.
 
 pub mod action;
+pub mod activity;
 mod error;
 pub mod http_message;
 pub mod secret;

@@ -11,7 +11,6 @@ pub mod admin;
 pub mod alert;
 pub mod checks;
 pub mod config;
-mod inactivity;
 pub mod nrpe;
 pub mod process;
 pub mod storage_metrics;

@@ -33,6 +33,7 @@ use std::{
     time::Duration,
 };
 
+use fulcrum_common::activity::{Activity, Touching};
 use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::Registry;
@@ -45,7 +46,7 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 
 pub use self::csv::csv;
-use crate::{Appliance, config::AdminConfig, inactivity::Inactivity};
+use crate::{Appliance, config::AdminConfig};
 
 /// Connections served at once; past that, new ones wait in the listen backlog. The page is for a
 /// few operators and a scraper, so this only bounds what a misbehaving client can hold.
@@ -201,16 +202,25 @@ where
         let shared = Arc::clone(&shared);
         async move { Ok::<_, Infallible>(routes::handle(&shared, peer, request).await) }
     });
-    let result = http1::Builder::new()
+    // hyper bounds only the reading of request headers: a client that stops reading its
+    // answers would otherwise hold its slot for ever.
+    let activity = Arc::new(Activity::new());
+    let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(64 * 1024)
         .serve_connection(
-            TokioIo::new(Inactivity::new(stream, INACTIVITY_TIMEOUT)),
+            TokioIo::new(Touching::new(stream, Arc::clone(&activity))),
             service,
-        )
-        .await;
-    if let Err(error) = result {
-        tracing::debug!(%peer, %error, "admin connection ended with an error");
+        );
+    tokio::select! {
+        result = connection => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "admin connection ended with an error");
+            }
+        }
+        () = activity.idle(INACTIVITY_TIMEOUT) => {
+            tracing::debug!(%peer, "admin connection made no progress: closed");
+        }
     }
 }

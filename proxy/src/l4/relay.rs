@@ -9,10 +9,8 @@ use std::{
     time::Duration,
 };
 
-use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    time::Instant,
-};
+use fulcrum_common::activity::Activity;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Buffer per direction.
 const BUFFER: usize = 16 * 1024;
@@ -82,52 +80,6 @@ impl Tally {
             client_to_server: self.up.load(Relaxed),
             server_to_client: self.down.load(Relaxed),
             ended,
-        }
-    }
-}
-
-/// When bytes last moved either way, for the idle timeout; shared by both directions of one
-/// relay (here and in [`super::splice`]).
-#[derive(Debug)]
-pub(crate) struct Activity {
-    start: Instant,
-    /// Nanoseconds after `start`. Atomic, not a cell, only so the relay future stays `Send`;
-    /// both directions run in one task.
-    last: AtomicU64,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Activity {
-    pub(crate) fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            last: AtomicU64::new(0),
-        }
-    }
-
-    /// Records that bytes moved now.
-    pub(crate) fn touch(&self) {
-        self.last
-            .store(self.start.elapsed().as_nanos() as u64, Relaxed);
-    }
-
-    /// Returns once nothing has moved for `idle`; never if `idle` is zero (no limit).
-    pub(crate) async fn idle(&self, idle: Duration) {
-        if idle.is_zero() {
-            return std::future::pending().await;
-        }
-        loop {
-            let deadline = self.start + Duration::from_nanos(self.last.load(Relaxed)) + idle;
-            tokio::time::sleep_until(deadline).await;
-            // Activity during the sleep moved the deadline on: sleep again until the new one.
-            if self.start + Duration::from_nanos(self.last.load(Relaxed)) + idle <= Instant::now() {
-                return;
-            }
         }
     }
 }

@@ -53,7 +53,8 @@ mod linux {
     };
     use tracing::debug;
 
-    use super::relay::{Activity, Relayed, Tally};
+    use super::relay::{Relayed, Tally};
+    use fulcrum_common::activity::Activity;
 
     /// Most bytes asked for per splice: the default pipe capacity (16 pages), so a splice into
     /// an empty pipe is bounded by what the socket has rather than by the pipe.
@@ -271,7 +272,8 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
     use super::{linux::*, *};
-    use crate::l4::relay::{Activity, RelayEnd};
+    use crate::l4::relay::RelayEnd;
+    use fulcrum_common::activity::Activity;
 
     /// Bounds every wait on the relay, so a relay that hangs fails the test instead.
     const PATIENCE: Duration = Duration::from_secs(30);

@@ -12,6 +12,7 @@ use std::{
 };
 
 use bytes::{Buf, Bytes};
+use fulcrum_common::activity::{Activity, Touching};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Body as _, Frame, Incoming};
@@ -34,7 +35,7 @@ use super::{
         head::{self, BodyKind, ResponseHead},
     },
     h2_body::{Finish, LengthBody},
-    h2_idle::{Streams, Touching},
+    h2_idle::Streams,
     headers::{HopByHop, add_forwarded, strip_hop_by_hop},
     listener::FrontendName,
     log::{Ended, Phase, Record},
@@ -42,7 +43,6 @@ use super::{
     upstream::{self, UpstreamError},
 };
 use crate::{
-    l4::relay::Activity,
     runtime::Runtime,
     state::{BackendSession, FrontendState, counters::FrontendTotal},
 };
