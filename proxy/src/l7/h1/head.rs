@@ -109,17 +109,23 @@ impl RequestHead {
     /// `?y` or nothing after an authority without a path; other forms (`*`) as they are.
     fn origin_part(&self) -> &str {
         let target = self.target();
-        let rest = match target.split_once("://") {
-            Some((_, after_scheme)) if !target.starts_with('/') => {
-                // The authority ends at the first `/`, `?` or `#` (RFC 3986, 3.2).
-                let end = after_scheme
-                    .find(['/', '?', '#'])
-                    .unwrap_or(after_scheme.len());
-                &after_scheme[end..]
-            }
-            _ => target,
+        // The origin form, nearly every request, is checked first: searching it for `://` cost
+        // more than the rest of the routing (callgrind).
+        let rest = if target.starts_with('/') {
+            target
+        } else if let Some((_, after_scheme)) = target.split_once("://") {
+            // The authority ends at the first `/`, `?` or `#` (RFC 3986, 3.2).
+            let end = after_scheme
+                .find(['/', '?', '#'])
+                .unwrap_or(after_scheme.len());
+            &after_scheme[end..]
+        } else {
+            target
         };
-        rest.split_once('#').map_or(rest, |(before, _)| before)
+        match rest.bytes().position(|b| b == b'#') {
+            Some(end) => &rest[..end],
+            None => rest,
+        }
     }
 }
 
