@@ -16,6 +16,7 @@ use fulcrum_storage::volume::peer::{
 };
 use fulcrum_storage::volume::{ConnState, Protocol, Role, Volume};
 use support::{Node, pair, pattern, wait_for};
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -272,4 +273,119 @@ async fn a_write_the_peer_never_acknowledges_ends_the_link_though_it_answers_pin
     })
     .await;
     answering.abort();
+}
+
+/// Answers `volume`'s Hello as a secondary with the same generations and an Inconsistent
+/// disk, and its bitmap with a clean one, so that `volume` becomes our SyncSource.
+async fn sync_target<R: AsyncRead + Unpin>(
+    reader: &mut MessageReader<R>,
+    writer: &mut MessageWriter<OwnedWriteHalf>,
+    volume: &Volume,
+) {
+    let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
+        panic!("the volume's Hello expected first");
+    };
+    let ours = Hello {
+        node: "fake".to_owned(),
+        role: peer::Role::Secondary,
+        disk: DiskState::Inconsistent,
+        was_primary: false,
+        discard_my_data: false,
+        ..theirs
+    };
+    writer.send(&Message::Hello(ours)).await.unwrap();
+    loop {
+        let Some(Message::Bitmap { offset, last, bits }) = reader.next().await.unwrap() else {
+            panic!("the volume's bitmap expected after the Hellos");
+        };
+        let clean = Bytes::from(vec![0u8; bits.len()]);
+        let ours = Message::Bitmap {
+            offset,
+            last,
+            bits: clean,
+        };
+        writer.send(&ours).await.unwrap();
+        if last {
+            break;
+        }
+    }
+    wait_for(volume, "SyncSource", |s| {
+        s.connection == ConnState::SyncSource
+    })
+    .await;
+}
+
+/// Dials `node`, authenticates, and asks `node.config`'s volume `source` for its whole copy
+/// `count` times at once, reading nothing.
+async fn flood(
+    node: &Node,
+    source: &Volume,
+    count: u32,
+) -> (OwnedReadHalf, MessageWriter<OwnedWriteHalf>) {
+    let mut stream = TcpStream::connect(node.config.listen).await.unwrap();
+    peer::authenticate(
+        &mut stream,
+        node.config.shared_secret.as_bytes(),
+        Side::Connecting,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let (mut read, write) = stream.into_split();
+    let mut writer = MessageWriter::new(write);
+    sync_target(&mut MessageReader::new(&mut read), &mut writer, source).await;
+    let whole = u32::try_from(SIZE).unwrap();
+    for _ in 0..count {
+        let request = Message::ResyncRequest {
+            offset: 0,
+            len: whole,
+        };
+        writer.feed(&request).unwrap();
+    }
+    writer.flush().await.unwrap();
+    (read, writer)
+}
+
+// Input: a secondary that becomes SyncSource for this test (whose Hello says its disk is
+// Inconsistent), then 256 requests for the volume's whole 1 MiB, sent at once, with nothing
+// read for 2 s. Output: the node stops reading once about 32 MiB of answers wait for the
+// socket, so it has served far less than the 256 MiB asked (without the limit it read every
+// request and queued all the answers in memory); once the test reads, it serves every request
+// on the same connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_target_that_asks_and_never_reads_is_held_back() {
+    const REQUESTS: u32 = 256;
+    let (_, mut node) = pair(SIZE, Protocol::C, Role::Primary);
+    // Its ping, unanswered while it reads nothing, must not end the link before we read.
+    node.config.timeout = Duration::from_secs(10);
+    let source = node.start().await;
+    let (read, mut writer) = flood(&node, &source, REQUESTS).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let served = source.status().counters.resynced_bytes;
+    assert!(
+        served < 96 * SIZE,
+        "{} MiB served to a peer that reads nothing",
+        served / SIZE
+    );
+
+    // `flood`'s reader stopped at the last Bitmap frame. The Hello with the sync id, sent
+    // after ours, and all that follows are still in the socket.
+    let mut reader = MessageReader::new(read);
+    let mut answers = 0;
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        while answers < REQUESTS {
+            match reader.next().await.unwrap() {
+                Some(Message::ResyncData { data, .. }) => {
+                    assert_eq!(data.len(), SIZE as usize);
+                    answers += 1;
+                }
+                Some(Message::Ping) => writer.send(&Message::PingAck).await.unwrap(),
+                Some(_) => {}
+                None => panic!("the connection ended after {answers} answers"),
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "{answers} of {REQUESTS} answers came");
+    assert_eq!(source.status().connection, ConnState::SyncSource);
 }

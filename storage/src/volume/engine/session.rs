@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -42,6 +43,14 @@ pub(crate) type Writer = MessageWriter<Counted<OwnedWriteHalf>>;
 
 /// Stop taking requests while this much is queued for the socket (protocol A's back-pressure).
 const HIGH_WATER: usize = 8 << 20;
+
+/// Stop reading the peer while this much is queued for it. Past [`HIGH_WATER`] the queue
+/// grows only with answers to the peer (resync data, reads for a diskless peer, acks), so a
+/// peer that kept asking and never read would otherwise make it grow without bound. Only one
+/// node of a pair sends large answers (the SyncSource, or the node whose disk serves a
+/// diskless primary), so the two never both stop reading and wait on each other. While it does
+/// not read, the peer taking our bytes counts as hearing from it.
+const READ_GATE: usize = 4 * HIGH_WATER;
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +106,8 @@ struct Session<'a> {
     /// Our reads from the peer's copy, by id: the length asked and the waiter.
     reads: HashMap<u64, (u32, oneshot::Sender<Option<bytes::Bytes>>)>,
     next_read: u64,
+    /// Octets sent on the link at the last tick (the volume's `net_sent` counter).
+    sent_at_tick: u64,
 }
 
 /// Runs the session until it ends.
@@ -134,6 +145,7 @@ pub(crate) async fn run(
         verifies: HashMap::new(),
         reads: HashMap::new(),
         next_read: 0,
+        sent_at_tick: 0,
     };
     s.start(&est, now).await;
     let tick = (config.timeout.min(config.ping_interval) / 4).max(Duration::from_millis(10));
@@ -170,7 +182,7 @@ pub(crate) async fn run(
                     break End::Lost;
                 }
             }
-            msg = reader.next() => match msg {
+            msg = reader.next(), if writer.queued() < READ_GATE => match msg {
                 Ok(Some(msg)) => {
                     s.heard();
                     if let Err(end) = s.on_message(msg, &mut writer).await {
@@ -955,6 +967,13 @@ impl Session<'_> {
     fn on_tick(&mut self, writer: &mut Writer) -> Result<(), End> {
         let config = &self.inner.config;
         let now = Instant::now();
+        let sent = self.inner.counters.net_sent.load(Ordering::Relaxed);
+        if writer.queued() >= READ_GATE && sent != self.sent_at_tick {
+            // Not reading (see READ_GATE): the peer's answers wait unread, but it is alive
+            // as long as it takes what we send.
+            self.heard();
+        }
+        self.sent_at_tick = sent;
         if !self.ping_out && now.duration_since(self.last_rx) >= config.ping_interval {
             Self::feed(writer, &Message::Ping)?;
             self.ping_out = true;

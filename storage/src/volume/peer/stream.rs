@@ -134,6 +134,8 @@ pub struct MessageWriter<W> {
     buf: BytesMut,
     /// What goes before `buf`, in order: gathered headers and payloads.
     segments: VecDeque<Bytes>,
+    /// Octets in `segments`, kept as they change: the session asks on every turn.
+    in_segments: usize,
 }
 
 impl<W: AsyncWrite + Unpin> MessageWriter<W> {
@@ -142,15 +144,17 @@ impl<W: AsyncWrite + Unpin> MessageWriter<W> {
             inner,
             buf: BytesMut::new(),
             segments: VecDeque::new(),
+            in_segments: 0,
         }
     }
 
     /// Queues `msg` without writing it; nothing is queued if it cannot be encoded.
     pub fn feed(&mut self, msg: &Message) -> Result<(), WireError> {
         if let Some(data) = wire::encode_head(msg, &mut self.buf)? {
-            self.segments.push_back(self.buf.split().freeze());
+            let head = self.buf.split().freeze();
+            self.push(head);
             if !data.is_empty() {
-                self.segments.push_back(data);
+                self.push(data);
             }
         }
         Ok(())
@@ -161,7 +165,8 @@ impl<W: AsyncWrite + Unpin> MessageWriter<W> {
     /// If cancelled, what was not yet written stays queued for the next flush.
     pub async fn flush(&mut self) -> Result<(), WireError> {
         if !self.buf.is_empty() {
-            self.segments.push_back(self.buf.split().freeze());
+            let gathered = self.buf.split().freeze();
+            self.push(gathered);
         }
         while !self.segments.is_empty() {
             // A write's header and payload, and whatever follows, in one system call: a header
@@ -182,8 +187,14 @@ impl<W: AsyncWrite + Unpin> MessageWriter<W> {
         Ok(())
     }
 
+    fn push(&mut self, segment: Bytes) {
+        self.in_segments += segment.len();
+        self.segments.push_back(segment);
+    }
+
     /// Drops `n` written octets off the front of the queue.
     fn advance(&mut self, mut n: usize) {
+        self.in_segments -= n.min(self.in_segments);
         while let Some(segment) = self.segments.front_mut() {
             if n < segment.len() {
                 segment.advance(n);
@@ -202,7 +213,7 @@ impl<W: AsyncWrite + Unpin> MessageWriter<W> {
 
     /// Octets queued and not yet written (back-pressure for protocol A).
     pub fn queued(&self) -> usize {
-        self.buf.len() + self.segments.iter().map(Bytes::len).sum::<usize>()
+        self.buf.len() + self.in_segments
     }
 }
 
