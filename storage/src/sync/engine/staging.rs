@@ -10,8 +10,10 @@
 //! that is not our directory in its place).
 
 use std::{
+    ffi::{CStr, CString},
     fs::{self, Permissions},
     io,
+    os::fd::AsFd,
     os::unix::fs::{MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
 };
@@ -34,7 +36,7 @@ impl Staging {
     /// `None` (logged) when it cannot be used. Call it before any transfer starts.
     pub(super) fn open(root: &Path) -> Option<Self> {
         let dir = root.join(STAGING_DIR);
-        let made = || -> io::Result<u64> {
+        let made = || -> io::Result<(fs::File, u64)> {
             match fs::create_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -55,17 +57,17 @@ impl Staging {
                 return Err(io::Error::other("on another filesystem than the root"));
             }
             opened.set_permissions(Permissions::from_mode(0o700))?;
-            Ok(meta.dev())
+            Ok((opened, meta.dev()))
         };
-        let dev = match made() {
-            Ok(dev) => dev,
+        let (opened, dev) = match made() {
+            Ok(made) => made,
             Err(error) => {
                 warn!(dir = %dir.display(), %error,
                     "sync: no staging directory, temporary files go beside their targets");
                 return None;
             }
         };
-        empty(&dir);
+        empty(&opened, &dir);
         Some(Self { dir, dev })
     }
 
@@ -79,21 +81,51 @@ impl Staging {
     }
 }
 
-/// Removes what a previous run left in the staging directory (only ever our temporary files).
-fn empty(dir: &Path) {
-    let Ok(children) = fs::read_dir(dir) else {
-        return;
+/// Removes what a previous run left in the staging directory (only ever our temporary files),
+/// through `dir`, the directory `path` that [`Staging::open`] opened and checked: one swapped
+/// for a symlink since cannot make us remove what the link points to.
+fn empty(dir: &fs::File, path: &Path) {
+    let names = match children(dir) {
+        Ok(names) => names,
+        Err(error) => {
+            warn!(dir = %path.display(), %error, "sync: cannot list the staging directory");
+            return;
+        }
     };
-    for child in children.flatten() {
-        let path = child.path();
-        let removed = match child.file_type() {
-            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
-            _ => fs::remove_file(&path),
-        };
-        if let Err(error) = removed {
-            warn!(path = %path.display(), %error, "sync: cannot remove a leftover temporary file");
+    for name in names {
+        if let Err(error) = remove_at(dir, &name) {
+            warn!(dir = %path.display(), name = %name.to_string_lossy(), %error,
+                "sync: cannot remove a leftover temporary file");
         }
     }
+}
+
+/// The names in `dir`, but `.` and `..`.
+fn children(dir: impl AsFd) -> io::Result<Vec<CString>> {
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let name = entry?.file_name().to_owned();
+        if name.as_bytes() != b"." && name.as_bytes() != b".." {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Removes `name` from `dir`, a directory with all it holds, never following a symlink.
+fn remove_at(dir: impl AsFd, name: &CStr) -> io::Result<()> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+        Err(rustix::io::Errno::ISDIR) => {}
+        done => return Ok(done?),
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let child = rustix::fs::openat(&dir, name, flags, Mode::empty())?;
+    for grandchild in children(&child)? {
+        remove_at(&child, &grandchild)?;
+    }
+    rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -106,6 +138,29 @@ mod tests {
     #[test]
     fn the_staging_directory_is_skipped_like_a_temporary_file() {
         assert!(STAGING_DIR.starts_with(TEMP_PREFIX));
+    }
+
+    // Input: a staging directory holding a leftover file and a directory with a file in it,
+    // opened, then moved away and replaced by a symlink to a directory holding a file.
+    // Output: emptying it removes both leftovers from the moved directory, and nothing where
+    // the link points (by path, `victim/keep` would be gone).
+    #[test]
+    fn emptying_goes_through_the_opened_directory_not_its_path() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(STAGING_DIR);
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join(".fulcrum-tmp-0123"), b"half").unwrap();
+        fs::write(dir.join("sub/x"), b"half").unwrap();
+        let opened = fs::File::open(&dir).unwrap();
+        let moved = root.path().join("moved");
+        fs::rename(&dir, &moved).unwrap();
+        let victim = root.path().join("victim");
+        fs::create_dir(&victim).unwrap();
+        fs::write(victim.join("keep"), b"mine").unwrap();
+        std::os::unix::fs::symlink(&victim, &dir).unwrap();
+        empty(&opened, &dir);
+        assert!(victim.join("keep").exists(), "emptied through the symlink");
+        assert_eq!(fs::read_dir(&moved).unwrap().count(), 0);
     }
 
     // Input: a root whose staging directory holds a leftover file. Output: opening it keeps
