@@ -20,6 +20,7 @@ use super::{
         body::{self, BodyError, CopyTimeouts},
         conn::{Conn, IoFailure, with_timeout},
         head::{self, BodyKind, RequestHead},
+        spare,
     },
     headers::{HopByHop, X_FORWARDED_PROTO, write_forwarded},
     log::{Ended, Phase, Record},
@@ -116,7 +117,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let fe = ctx.frontend;
-    let mut headers = std::mem::take(&mut head.headers);
+    let mut headers = spare::Recycled::new(std::mem::take(&mut head.headers));
     let head = &*head;
     let req_cookie = bcfg.cookie.as_ref().map(|c| {
         cookie::from_request(

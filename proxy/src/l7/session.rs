@@ -87,6 +87,8 @@ pub(crate) async fn serve_h1<S>(
         let mut log = Record::new(client.peer, &name, client.tls, start);
         log.json = table.config.json_log;
         let deadline = start + fe.timeout_http_request;
+        // Whether the head took more than the read that ended the idle wait.
+        let mut waited = false;
 
         let head = loop {
             let buffered = conn.buf.len();
@@ -118,6 +120,7 @@ pub(crate) async fn serve_h1<S>(
             let read = if remaining.is_zero() && !fe.timeout_http_request.is_zero() {
                 Err(IoFailure::Timeout)
             } else {
+                waited = true;
                 conn.fill(remaining).await
             };
             match read {
@@ -142,7 +145,13 @@ pub(crate) async fn serve_h1<S>(
                 }
             }
         };
-        log.t_request = Some(start.elapsed());
+        // A keep-alive request whose head came whole in one read took no time to receive, at
+        // the log's millisecond resolution: no clock read for it.
+        log.t_request = Some(if first || waited {
+            start.elapsed()
+        } else {
+            Duration::ZERO
+        });
         // The request is routed on the newest table: a reload that happened while this
         // connection sat idle applies to its next request.
         let name = frontend.load_full();

@@ -332,7 +332,8 @@ pub(crate) fn header_map(fields: Fields) -> HeaderMap {
 /// Builds the header map (values share `raw`'s memory) and scans the headers that frame the
 /// message: see [`scan_fields`].
 fn to_header_map(raw: &Bytes, spans: &[Span]) -> Result<(HeaderMap, Scan), HeadError> {
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut headers = super::spare::take_headers();
+    headers.reserve(spans.len());
     let scan = scan_fields(raw, spans, |name, value| {
         headers.append(name, value);
     })?;

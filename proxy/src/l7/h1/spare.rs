@@ -1,11 +1,17 @@
 //! Spare buffers, kept per thread: a keep-alive connection gives its buffers back whenever it
 //! waits for its client, so an idle one holds none, and takes them again when input arrives.
 //! Between two requests of a busy client that is a pop and a push here instead of a 16 KiB
-//! allocation, the re-growth of the head buffer from empty, and their frees.
+//! allocation, the re-growth of the head buffer from empty, and their frees. A request's
+//! header map comes from here too, saving its two allocations and their frees (callgrind:
+//! 2 % of the instructions of a small proxied GET).
 
-use std::cell::RefCell;
+use std::{
+    cell::RefCell,
+    ops::{Deref, DerefMut},
+};
 
 use bytes::BytesMut;
+use http::HeaderMap;
 
 /// Buffers kept per thread and kind. Beyond that they are freed, so idle connections cost no
 /// more than this in all (4 MiB of read buffers). Client and server connections share the read
@@ -19,7 +25,11 @@ const MAX_KEPT: usize = 64 * 1024;
 thread_local! {
     static READ: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     static HEAD: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static HEADERS: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
 }
+
+/// A header map with room for more fields than this is freed rather than kept.
+const MAX_KEPT_FIELDS: usize = 128;
 
 /// A read buffer: a spare one (empty, with whatever room it had) or a new empty one.
 pub(crate) fn take_read() -> BytesMut {
@@ -47,6 +57,46 @@ pub(crate) fn put_head(mut buf: Vec<u8>) {
     }
     buf.clear();
     put(&HEAD, buf);
+}
+
+/// An empty header map: a spare one, with the room it had, or a new one.
+pub(crate) fn take_headers() -> HeaderMap {
+    take(&HEADERS).unwrap_or_default()
+}
+
+/// A request's header map, given back to the spares when dropped.
+#[derive(Debug)]
+pub(crate) struct Recycled(HeaderMap);
+
+impl Recycled {
+    pub(crate) fn new(map: HeaderMap) -> Self {
+        Self(map)
+    }
+}
+
+impl Deref for Recycled {
+    type Target = HeaderMap;
+
+    fn deref(&self) -> &HeaderMap {
+        &self.0
+    }
+}
+
+impl DerefMut for Recycled {
+    fn deref_mut(&mut self) -> &mut HeaderMap {
+        &mut self.0
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        let mut map = std::mem::take(&mut self.0);
+        if map.capacity() == 0 || map.capacity() > MAX_KEPT_FIELDS {
+            return;
+        }
+        map.clear();
+        put(&HEADERS, map);
+    }
 }
 
 fn take<T: 'static>(spare: &'static std::thread::LocalKey<RefCell<Vec<T>>>) -> Option<T> {
@@ -84,6 +134,19 @@ mod tests {
         let again = take_head();
         assert!(again.is_empty());
         assert!(again.capacity() >= 512);
+    }
+
+    #[test]
+    fn a_recycled_header_map_comes_back_empty_with_its_room() {
+        while take(&HEADERS).is_some() {}
+        let mut map = take_headers();
+        map.reserve(16);
+        map.insert(http::header::HOST, http::HeaderValue::from_static("a"));
+        let room = map.capacity();
+        drop(Recycled::new(map));
+        let again = take_headers();
+        assert!(again.is_empty());
+        assert_eq!(again.capacity(), room);
     }
 
     #[test]
