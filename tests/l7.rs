@@ -745,3 +745,30 @@ async fn upgrade(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, String) 
     let head = support::read_head(&mut stream).await;
     (stream, String::from_utf8(head).unwrap())
 }
+
+// Input: a running site whose one server answers; then a reload that puts that server in MAINT
+// (`disabled = true`) and adds a frontend on an address this test holds. Output: the reload
+// fails on the bind, and the server is not in MAINT: requests still reach it. (The file's
+// weights and MAINT states used to be applied before the binding.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_cannot_bind_leaves_the_servers_as_they_were() {
+    let s1 = origin("s1").await;
+    let servers = [("s1", s1.addr())];
+    let fulcrum = Fulcrum::start(&support::site("", "", &servers));
+    let addr = fulcrum.addr("main");
+    assert_eq!(get(addr, "/", &[]).await.server(), "s1");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap();
+    let maint = format!(
+        "[frontend.main]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"web\"\n\n\
+         [frontend.more]\nbind = [\"{busy}\"]\ndefault_backend = \"web\"\n\n\
+         [backend.web]\nservers = [{{ name = \"s1\", address = \"{}\", disabled = true }}]\n",
+        s1.addr()
+    );
+    fulcrum.write_config(&maint);
+    assert!(!fulcrum.reload(), "the reload bound an address in use");
+    let reply = get(addr, "/", &[]).await;
+    assert_eq!(reply.status, 200, "the failed reload put s1 in MAINT");
+    assert_eq!(reply.server(), "s1");
+}

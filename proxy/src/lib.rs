@@ -135,6 +135,7 @@ impl Proxy {
         let virtual_servers = take_virtual_servers(&mut config);
         let registry = Registry::default();
         let max_connections = config.max_connections;
+        let bound_frontends = bind_new::<()>(&HashMap::new(), &config.frontends)?;
         let table = Table::build(config, &registry);
         let rt = Runtime::new(table, registry, max_connections);
         let proxy = Self {
@@ -145,23 +146,28 @@ impl Proxy {
         };
         let table = proxy.rt.table.load_full();
         proxy.apply_limits(&table);
-        let bound = proxy.bind_new(&table)?;
         let l4_bound = proxy.l4.bind_new(&virtual_servers)?;
-        proxy.start_listeners(bound);
+        proxy.start_listeners(bound_frontends);
         proxy.l4.apply(&proxy.rt, virtual_servers, l4_bound);
         proxy.health.reconcile(&proxy.rt, &table);
         Ok(proxy)
     }
 
-    /// Swaps in `config`: new listeners are bound first (on failure nothing changes), then the
-    /// table is swapped, removed listeners stop accepting, and health checks follow the change.
-    /// Requests in flight finish on the table they started with.
+    /// Swaps in `config`: new listeners are bound first (on failure nothing changes, the
+    /// servers' runtime state included), then the table is built against the running state and
+    /// swapped, removed listeners stop accepting, and health checks follow the change. Requests
+    /// in flight finish on the table they started with.
     pub fn reload(&self, mut config: Config) -> Result<(), Error> {
         let virtual_servers = take_virtual_servers(&mut config);
         let max_connections = config.max_connections;
-        let table = Arc::new(Table::build(config, &self.rt.registry));
-        let bound = self.bind_new(&table)?;
+        let bound = match self.listeners.lock() {
+            Ok(running) => bind_new(&running, &config.frontends)?,
+            Err(_) => Vec::new(),
+        };
         let l4_bound = self.l4.bind_new(&virtual_servers)?;
+        // Only now: building the table applies the file's weights and MAINT states to the
+        // running servers and replaces those whose address changed.
+        let table = Arc::new(Table::build(config, &self.rt.registry));
         self.rt.table.store(Arc::clone(&table));
         self.rt.limit.set_max(max_connections);
         self.apply_limits(&table);
@@ -274,28 +280,6 @@ impl Proxy {
 
     /// Binds the addresses `table` has and the running listeners lack; running listeners whose
     /// address moved to another frontend are handed to it.
-    fn bind_new(&self, table: &Table) -> Result<Vec<(ListenKey, String, TcpListener)>, Error> {
-        let Ok(running) = self.listeners.lock() else {
-            return Ok(Vec::new());
-        };
-        let mut bound = Vec::new();
-        for fe in &table.config.frontends {
-            for addr in &fe.binds {
-                let key = ListenKey::new(&fe.name, *addr);
-                if running.contains_key(&key) {
-                    continue;
-                }
-                let listener = l7::listener::bind(*addr).map_err(|source| Error::Bind {
-                    frontend: fe.name.clone(),
-                    addr: *addr,
-                    source,
-                })?;
-                bound.push((key, fe.name.clone(), listener));
-            }
-        }
-        Ok(bound)
-    }
-
     fn start_listeners(&self, bound: Vec<(ListenKey, String, TcpListener)>) {
         let Ok(mut listeners) = self.listeners.lock() else {
             return;
@@ -361,4 +345,27 @@ fn take_virtual_servers(config: &mut Config) -> Vec<Arc<config::VirtualServer>> 
         .into_iter()
         .map(Arc::new)
         .collect()
+}
+
+/// Binds the addresses of `frontends` that are not among the `running` listeners.
+fn bind_new<V>(
+    running: &HashMap<ListenKey, V>,
+    frontends: &[config::Frontend],
+) -> Result<Vec<(ListenKey, String, TcpListener)>, Error> {
+    let mut bound = Vec::new();
+    for fe in frontends {
+        for addr in &fe.binds {
+            let key = ListenKey::new(&fe.name, *addr);
+            if running.contains_key(&key) {
+                continue;
+            }
+            let listener = l7::listener::bind(*addr).map_err(|source| Error::Bind {
+                frontend: fe.name.clone(),
+                addr: *addr,
+                source,
+            })?;
+            bound.push((key, fe.name.clone(), listener));
+        }
+    }
+    Ok(bound)
 }
