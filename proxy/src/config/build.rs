@@ -358,6 +358,7 @@ fn build_server(section: &ServerSection, errors: &mut Vec<ConfigError>) -> Serve
     if weight > 256 {
         errors.push(ConfigError::at(&section.weight, "weight must be 0..=256"));
     }
+    check_server_address(&section.address, "address", errors);
     Server {
         name: section.name.get_ref().clone(),
         addr: *section.address.get_ref(),
@@ -410,6 +411,7 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
             (200, 399)
         }),
     };
+    check_probe_target(section, errors);
     if http::Method::from_bytes(section.method.get_ref().as_bytes()).is_err() {
         errors.push(ConfigError::at(
             &section.method,
@@ -422,8 +424,8 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
     Some(Check {
         kind: section.kind,
         method: section.method.get_ref().clone(),
-        path: section.path.clone(),
-        host: section.host.clone(),
+        path: section.path.get_ref().clone(),
+        host: section.host.as_ref().map(|h| h.get_ref().clone()),
         expect_status,
         expect_body: section.expect_body.clone(),
         interval: section.interval.get_ref().get(),
@@ -434,8 +436,56 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
             .get(),
         rise: (*section.rise.get_ref()).max(1),
         fall: (*section.fall.get_ref()).max(1),
-        port: section.port,
+        port: section.port.as_ref().map(|p| *p.get_ref()),
     })
+}
+
+/// The check's `path`, `host` and `port` go into the probe as they are: a path that is not an
+/// origin-form target (no leading `/`, a space) would have every server answer 400 and be
+/// marked DOWN, and a `host` with a line break would add header fields of its own.
+fn check_probe_target(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) {
+    let path = section.path.get_ref();
+    if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        errors.push(ConfigError::at(
+            &section.path,
+            format!(
+                "health_check.path `{}` must start with `/` and hold no spaces or control characters",
+                path.escape_debug()
+            ),
+        ));
+    }
+    if let Some(host) = &section.host
+        && (host.get_ref().is_empty() || http::HeaderValue::from_str(host.get_ref()).is_err())
+    {
+        errors.push(ConfigError::at(
+            host,
+            "health_check.host must be a non-empty header value (no line breaks or control characters)",
+        ));
+    }
+    if let Some(port) = &section.port
+        && *port.get_ref() == 0
+    {
+        errors.push(ConfigError::at(port, "health_check.port must be 1..=65535"));
+    }
+}
+
+/// A server's address must name one host and one port: not port 0, not `0.0.0.0` or `::`, not
+/// a multicast group. Such an address was accepted, and every request to it failed.
+fn check_server_address(addr: &Spanned<SocketAddr>, key: &str, errors: &mut Vec<ConfigError>) {
+    let a = addr.get_ref();
+    let problem = if a.port() == 0 {
+        "port 0"
+    } else if a.ip().is_unspecified() {
+        "an unspecified address"
+    } else if a.ip().is_multicast() {
+        "a multicast address"
+    } else {
+        return;
+    };
+    errors.push(ConfigError::at(
+        addr,
+        format!("{key} `{a}` has {problem}: it must name one host and one port"),
+    ));
 }
 
 fn parse_status_range(text: &str) -> Option<(u16, u16)> {
@@ -531,6 +581,7 @@ fn build_virtual_server(
                     "weight must be 0..=65535, as in IPVS",
                 ));
             }
+            check_server_address(&rs.address, "address", errors);
             if !seen.insert(*rs.address.get_ref()) {
                 errors.push(ConfigError::at(
                     &rs.address,
@@ -552,6 +603,9 @@ fn build_virtual_server(
             &section.listen,
             "PROXY protocol v1 is for TCP only; use \"v2\" or \"none\" with protocol = \"udp\"",
         ));
+    }
+    if let Some(fallback) = &section.fallback {
+        check_server_address(fallback, "fallback", errors);
     }
     let check = section
         .health_check
@@ -693,6 +747,45 @@ servers = [
                 "{expected}: {errs:#?}"
             );
         }
+    }
+
+    #[test]
+    fn addresses_and_probes_that_cannot_work_are_errors() {
+        let errs = errors(
+            r#"
+[backend.web]
+health_check = { type = "http", path = "health", host = "x\r\nX-Injected: 1", port = 0 }
+servers = [
+  { name = "zero", address = "10.0.0.1:0" },
+  { name = "any", address = "0.0.0.0:80" },
+  { name = "group", address = "[ff02::1]:80" },
+]
+
+[virtual_server.db]
+listen = "10.0.0.1:3306"
+fallback = "127.0.0.1:0"
+real_servers = [{ address = "[::]:3306" }]
+"#,
+        );
+        for expected in [
+            "health_check.path `health` must start with `/`",
+            "health_check.host must be a non-empty header value",
+            "health_check.port must be 1..=65535",
+            "address `10.0.0.1:0` has port 0",
+            "address `0.0.0.0:80` has an unspecified address",
+            "address `[ff02::1]:80` has a multicast address",
+            "fallback `127.0.0.1:0` has port 0",
+            "address `[::]:3306` has an unspecified address",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(expected)),
+                "{expected}: {errs:#?}"
+            );
+        }
+        assert!(
+            errors("[backend.web]\nhealth_check = { type = \"http\", path = \"/a?b=1\", host = \"example.com\", port = 8080 }\nservers = [{ name = \"a\", address = \"10.0.0.1:80\" }]\n").is_empty(),
+            "a sound probe is refused"
+        );
     }
 
     #[test]

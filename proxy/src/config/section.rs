@@ -187,9 +187,9 @@ pub struct HealthCheckSection {
     #[serde(default = "default_check_method")]
     pub method: Spanned<String>,
     #[serde(default = "default_check_path")]
-    pub path: String,
+    pub path: Spanned<String>,
     /// `Host` header of the check request; the server's address when unset.
-    pub host: Option<String>,
+    pub host: Option<Spanned<String>>,
     /// Status codes that pass, `"200"` or `"200-399"`; 200-399 when unset, as HAProxy's
     /// `option httpchk`. With `expect_body`, both must pass.
     pub expect_status: Option<Spanned<String>>,
@@ -205,7 +205,7 @@ pub struct HealthCheckSection {
     #[serde(default = "default_fall")]
     pub fall: Spanned<u32>,
     /// Port to check instead of the server's.
-    pub port: Option<u16>,
+    pub port: Option<Spanned<u16>>,
 }
 
 /// What a health check does.
@@ -222,8 +222,8 @@ fn default_check_method() -> Spanned<String> {
     Spanned::new(0..0, "GET".to_owned())
 }
 
-fn default_check_path() -> String {
-    "/".to_owned()
+fn default_check_path() -> Spanned<String> {
+    Spanned::new(0..0, "/".to_owned())
 }
 
 fn default_check_interval() -> Spanned<Duration> {
