@@ -61,6 +61,18 @@ pub fn build(sections: &Sections) -> Result<Config, Vec<ConfigError>> {
         .map(|(name, section)| build_virtual_server(name, section, &mut errors))
         .collect();
     check_unique_binds(&sections.frontend, &sections.virtual_server, &mut errors);
+    for (name, section) in &sections.virtual_server {
+        if sections.backend.contains_key(name) {
+            // Admin actions, the runtime API and the metrics find a server by its proxy's
+            // name and its own: one name for both would act on the backend's server.
+            errors.push(ConfigError::at(
+                &section.listen,
+                format!(
+                    "virtual_server `{name}` has the name of a backend: the stats page, `fulcrum ctl` and the metrics tell them apart by name; rename one"
+                ),
+            ));
+        }
+    }
     if errors.is_empty() {
         Ok(Config {
             frontends,
@@ -704,6 +716,13 @@ listen = "10.0.0.1:53"
 protocol = "udp"
 proxy_protocol = "v1"
 real_servers = []
+
+[backend.web]
+servers = [{ name = "a", address = "10.0.0.3:80" }]
+
+[virtual_server.web]
+listen = "10.0.0.1:8080"
+real_servers = [{ address = "10.0.0.3:80" }]
 "#,
         );
         for expected in [
@@ -712,6 +731,7 @@ real_servers = []
             "weight must be 0..=65535",
             "lists real server 10.0.0.2:80 twice",
             "PROXY protocol v1 is for TCP only",
+            "virtual_server `web` has the name of a backend",
         ] {
             assert!(
                 errs.iter().any(|e| e.contains(expected)),
