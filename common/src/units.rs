@@ -13,6 +13,9 @@ use serde::{Deserialize, Deserializer, de};
 pub struct Duration(pub std::time::Duration);
 
 impl Duration {
+    /// The longest duration a config may give: 100 years (of 365 days).
+    pub const MAX: Self = Self::from_secs(100 * 365 * 86_400);
+
     /// `secs` seconds, for defaults.
     pub const fn from_secs(secs: u64) -> Self {
         Self(std::time::Duration::from_secs(secs))
@@ -44,9 +47,17 @@ impl FromStr for Duration {
                 "duration `{s}` has no unit: write e.g. \"{trimmed}s\" or \"{trimmed}ms\""
             ));
         }
-        humantime::parse_duration(trimmed).map(Self).map_err(|e| {
+        let parsed = humantime::parse_duration(trimmed).map_err(|e| {
             format!("invalid duration `{s}` ({e}): expected a number with a unit, e.g. \"250ms\", \"2s\", \"5m\"")
-        })
+        })?;
+        if parsed > Self::MAX.0 {
+            // A clock reading plus billions of years overflows, and panics, where the
+            // timeout is armed.
+            return Err(format!(
+                "duration `{s}` is longer than 100 years, the longest accepted"
+            ));
+        }
+        Ok(Self(parsed))
     }
 }
 
@@ -200,6 +211,17 @@ mod tests {
                 .contains("invalid duration")
         );
         assert!("".parse::<Duration>().is_err());
+    }
+
+    // Input: a timeout of 300 billion years, which overflowed `Instant + d` (a panic) where it
+    // was armed; then exactly 100 years. Output: the first is refused, the second accepted.
+    #[test]
+    fn durations_longer_than_a_century_are_refused() {
+        let error = "300000000000y".parse::<Duration>().unwrap_err();
+        assert!(error.contains("longer than 100 years"), "{error}");
+        assert_eq!("36500d".parse::<Duration>().unwrap(), Duration::MAX);
+        let now = std::time::Instant::now();
+        assert!(now.checked_add(Duration::MAX.get()).is_some());
     }
 
     #[test]

@@ -525,9 +525,21 @@ fn check_preemption(
     initial
 }
 
+/// Most gratuitous ARPs per VIP in one burst.
+const MAX_GARP_REPEAT: u32 = 100;
+
 fn build_garp(section: &GarpSection, errors: &mut Vec<ConfigError>) -> Garp {
     let repeat = match u32::try_from(*section.repeat.get_ref()) {
-        Ok(n) if n >= 1 => n,
+        Ok(n) if (1..=MAX_GARP_REPEAT).contains(&n) => n,
+        Ok(n) if n > MAX_GARP_REPEAT => {
+            // A burst is sent in one go, between two adverts: millions of rounds would hold
+            // them back and hand the VIPs to the peer.
+            errors.push(ConfigError::at(
+                &section.repeat,
+                format!("garp.repeat must be at most {MAX_GARP_REPEAT}"),
+            ));
+            MAX_GARP_REPEAT
+        }
         _ => {
             errors.push(ConfigError::at(
                 &section.repeat,
