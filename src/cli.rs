@@ -140,23 +140,43 @@ pub(crate) enum VolumeCommand {
     /// Promote to primary: refused unless the local data is UpToDate and the peer is not
     /// primary; `--force` promotes anyway and starts a new generation.
     Primary {
+        #[arg(value_parser = volume_name)]
         name: String,
         #[arg(long)]
         force: bool,
     },
     /// Demote to secondary, after the NBD clients are drained.
-    Secondary { name: String },
+    Secondary {
+        #[arg(value_parser = volume_name)]
+        name: String,
+    },
     /// Leave StandAlone and connect to the peer; `--discard-my-data` resolves a split brain by
     /// making this side take the peer's data.
     Connect {
+        #[arg(value_parser = volume_name)]
         name: String,
         #[arg(long)]
         discard_my_data: bool,
     },
     /// Drop the link and stay StandAlone.
-    Disconnect { name: String },
+    Disconnect {
+        #[arg(value_parser = volume_name)]
+        name: String,
+    },
     /// Compare both copies online.
-    Verify { name: String },
+    Verify {
+        #[arg(value_parser = volume_name)]
+        name: String,
+    },
+}
+
+/// A volume name as the control socket request carries it: the request is split on spaces, so
+/// `"nfs --discard-my-data"` (a script's `"$1"`, say) would otherwise add an option.
+fn volume_name(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.starts_with('-') || name.chars().any(|c| c.is_whitespace()) {
+        return Err("a volume name is one word, not starting with `-`".to_owned());
+    }
+    Ok(name.to_owned())
 }
 
 impl VolumeCommand {
@@ -207,5 +227,20 @@ mod tests {
         };
         assert_eq!(listen.to_string(), "127.0.0.1:8080");
         assert_eq!(admin.to_string(), "127.0.0.1:8404");
+    }
+
+    // Input: a volume name with an option inside, as a script passing "$1" would send it.
+    // Output: refused, where it used to reach the socket as `volume connect nfs
+    // --discard-my-data`; a plain name still gives the plain request.
+    #[test]
+    fn a_volume_name_cannot_carry_an_option() {
+        let parsed = Cli::try_parse_from(["fulcrum", "volume", "connect", "nfs --discard-my-data"]);
+        assert!(parsed.is_err(), "{parsed:?}");
+        assert!(Cli::try_parse_from(["fulcrum", "volume", "verify", "--", "-x"]).is_err());
+        let cli = Cli::try_parse_from(["fulcrum", "volume", "connect", "nfs"]).unwrap();
+        let Command::Volume { action, .. } = cli.command else {
+            panic!("not volume: {:?}", cli.command);
+        };
+        assert_eq!(action.request(), "volume connect nfs");
     }
 }

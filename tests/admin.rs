@@ -535,3 +535,120 @@ async fn bytes_in_count_request_heads_and_bodies() {
     );
     assert_eq!(row("web", "BACKEND")["bin"], to_server);
 }
+
+// Input: `set server web/s1 state maint`, padded with spaces past the control socket's
+// 1,024-byte limit, so the server reads it cut and without its newline. Output: refused, and
+// s1 stays UP (the cut line used to be carried out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_request_cut_at_its_limit_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));
+    let socket = fulcrum.control_socket();
+    let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let request = format!("set server web/s1 state maint{}x\n", " ".repeat(1100));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.contains("ended by a newline"), "{answer}");
+    let (ok, out, err) = ctl(&socket, &["show", "servers", "state"]);
+    assert!(ok, "{err}");
+    let s1_line = out.lines().find(|l| l.starts_with("web s1 ")).unwrap();
+    assert!(s1_line.contains(" UP "), "{out}");
+}
+
+// Input: the control socket opened to everyone (as it is for a moment between its creation and
+// its chmod), and a request from uid 65534 (python3 run as nobody). Output: refused and logged;
+// s1 stays UP. Needs root to run a process as another user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_client_of_another_user_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() != 0) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: this test must run there"
+        );
+        eprintln!("SKIPPED: needs root to connect as another user");
+        return;
+    }
+    if !support::require_tool("python3") {
+        return;
+    }
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));
+    let socket = fulcrum.control_socket();
+    let open = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(fulcrum.dir(), open).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
+                  s.sendall(b'set server web/s1 state maint\\n')\nprint(s.makefile().read())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, socket.to_str().unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        answer.contains("refused"),
+        "{answer} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fulcrum.wait_log(|l| support::message(l) == "control socket: refused a client of another user");
+    let (ok, out, err) = ctl(&socket, &["show", "servers", "state"]);
+    assert!(ok, "{err}");
+    let s1_line = out.lines().find(|l| l.starts_with("web s1 ")).unwrap();
+    assert!(s1_line.contains(" UP "), "{out}");
+}
+
+// Input: a socket at the control socket's path served by uid 65534 (python3 run as nobody), as
+// another user could take `/tmp/fulcrum-UID.sock` first. Output: `fulcrum ctl` refuses to
+// talk to it, and sends it nothing. Needs root to run a process as another user.
+#[test]
+fn ctl_does_not_talk_to_a_socket_of_another_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() != 0) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: this test must run there"
+        );
+        eprintln!("SKIPPED: needs root to serve a socket as another user");
+        return;
+    }
+    if !support::require_tool("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.path().join("impostor.sock");
+    let heard = dir.path().join("heard");
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\n\
+                  s.listen(1)\nc,_=s.accept()\nc.settimeout(2)\ntry:\n    data=c.recv(100)\n\
+                  except Exception:\n    data=b''\nopen(sys.argv[2],'wb').write(data)\n\
+                  c.sendall(b'all fine\\n')\n";
+    let mut impostor = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            socket.to_str().unwrap(),
+            heard.to_str().unwrap(),
+        ])
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (ok, out, err) = ctl(&socket, &["show", "servers", "state"]);
+    let _ = impostor.wait();
+    assert!(!ok, "ctl trusted the impostor: {out}");
+    assert!(err.contains("neither root nor this user"), "{err}");
+    let heard = std::fs::read(&heard).unwrap_or_default();
+    assert!(heard.is_empty(), "the request was sent: {heard:?}");
+}

@@ -112,22 +112,38 @@ pub(crate) async fn start(path: &Path, appliance: Arc<Appliance>) -> io::Result<
 
 /// Reads one request line and writes its answer.
 async fn answer(stream: UnixStream, appliance: &Appliance) -> io::Result<()> {
-    let peer = stream
-        .peer_cred()
-        .map_or_else(|_| "unknown".to_owned(), |c| format!("uid {}", c.uid()));
+    let uid = stream.peer_cred().map(|c| c.uid()).ok();
+    let peer = uid.map_or_else(|| "unknown".to_owned(), |uid| format!("uid {uid}"));
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST));
     in_time(reader.read_line(&mut line)).await?;
-    let reply = match command::parse(&line) {
-        Ok(request) => reply(request, appliance, &peer).await?,
-        Err(error) => format!("{ERROR_PREFIX}{error}\n"),
+    let reply = if !trusted(uid) {
+        // The socket is made 0600, but a client could connect between its creation and the
+        // chmod: the credentials decide, not the file mode alone.
+        tracing::warn!(%peer, "control socket: refused a client of another user");
+        format!("{ERROR_PREFIX}refused: only root and the appliance's user may use this socket\n")
+    } else if !line.ends_with('\n') {
+        // Cut at MAX_REQUEST, or the client stopped mid-line: not a request to act on.
+        format!(
+            "{ERROR_PREFIX}a request is one line of at most {MAX_REQUEST} bytes, ended by a newline\n"
+        )
+    } else {
+        match command::parse(&line) {
+            Ok(request) => reply(request, appliance, &peer).await?,
+            Err(error) => format!("{ERROR_PREFIX}{error}\n"),
+        }
     };
     in_time(async {
         write.write_all(reply.as_bytes()).await?;
         write.shutdown().await
     })
     .await
+}
+
+/// Root, or the user the appliance runs as.
+fn trusted(uid: Option<u32>) -> bool {
+    uid.is_some_and(|uid| uid == 0 || uid == rustix::process::geteuid().as_raw())
 }
 
 /// `io` within [`CLIENT_TIMEOUT`], else a `TimedOut` error (the connection is then dropped).
@@ -222,6 +238,18 @@ pub(crate) fn find_socket(config_path: &Path, socket: Option<&Path>) -> Option<P
 pub(crate) fn ask(path: &Path, request: &str) -> io::Result<String> {
     use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    // In /tmp, another user could have taken the path first: talk only to root or ourselves.
+    let server = rustix::net::sockopt::socket_peercred(&stream)?;
+    if !trusted(Some(server.uid.as_raw())) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is served by uid {}, neither root nor this user: not asking it",
+                path.display(),
+                server.uid.as_raw()
+            ),
+        ));
+    }
     stream.write_all(request.as_bytes())?;
     stream.write_all(b"\n")?;
     let mut answer = String::new();
