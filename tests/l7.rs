@@ -772,3 +772,51 @@ async fn a_reload_that_cannot_bind_leaves_the_servers_as_they_were() {
     assert_eq!(reply.status, 200, "the failed reload put s1 in MAINT");
     assert_eq!(reply.server(), "s1");
 }
+
+// Input: s1, at most one connection, busy with a slow request; a second request with the
+// cookie naming s1 waiting for it; then s1 put in MAINT over the control socket. Output: when
+// the slow request ends, the waiting one is served by s2 with a new cookie, not sent to s1 in
+// MAINT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sticky_request_queued_for_a_server_put_in_maint_goes_elsewhere() {
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+cookie = {{ name = "SRV", mode = "insert" }}
+servers = [
+  {{ name = "s1", address = "{}", max_connections = 1 }},
+  {{ name = "s2", address = "{}" }},
+]
+"#,
+        s1.addr(),
+        s2.addr()
+    ));
+    let addr = fulcrum.addr("main");
+    let slow = tokio::spawn(async move { get(addr, "/delay/800", &[("Cookie", "SRV=s1")]).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let waiting = tokio::spawn(async move { get(addr, "/", &[("Cookie", "SRV=s1")]).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let socket = fulcrum.control_socket();
+    let (ok, _, err) = support::fulcrum_command([
+        "ctl",
+        "--socket",
+        socket.to_str().unwrap(),
+        "set",
+        "server",
+        "web/s1",
+        "state",
+        "maint",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(slow.await.unwrap().server(), "s1");
+    let reply = waiting.await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.server(), "s2", "sent to s1 in MAINT");
+    let cookie = reply.header("set-cookie").unwrap_or_default();
+    assert!(cookie.starts_with("SRV=s2"), "{cookie}");
+}

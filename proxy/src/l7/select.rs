@@ -87,7 +87,7 @@ impl Drop for Slot {
 pub(crate) async fn select(
     cfg: &Backend,
     entry: &BackendEntry,
-    sticky: Option<usize>,
+    mut sticky: Option<usize>,
     avoid: Option<usize>,
     key: &PickKey<'_>,
 ) -> Result<(Slot, Duration), NoServer> {
@@ -114,6 +114,11 @@ pub(crate) async fn select(
         tokio::pin!(backend_freed);
         backend_freed.as_mut().enable();
 
+        // A sticky server that went into MAINT or DOWN while this request waited for it no
+        // longer gets it: balanced afresh, the request is answered with a new cookie.
+        if sticky.is_some_and(|index| !entry.servers[index].takes_sticky_clients()) {
+            sticky = None;
+        }
         let target = match sticky {
             Some(index) => Target::Server(index),
             None => pick(cfg, entry, avoid, key),
