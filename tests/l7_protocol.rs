@@ -182,6 +182,23 @@ async fn tls_picks_the_certificate_by_sni_over_tls12_and_tls13() {
         };
         assert!(err.contains(expected), "{expected} negotiated: {err}");
     }
+    // A client that offers only HTTP/1.0 over ALPN is served, not refused in the handshake.
+    let resolve = format!("a.fulcrum.test:{port}:127.0.0.1");
+    let cacert = format!("{fixtures}/a.crt");
+    let url = format!("https://a.fulcrum.test:{port}/");
+    let (status, body, err) = curl(&[
+        "-v",
+        "--http1.0",
+        "--resolve",
+        &resolve,
+        "--cacert",
+        &cacert,
+        &url,
+    ])
+    .await;
+    assert!(status.success(), "HTTP/1.0 over TLS: {err}");
+    assert!(err.contains("ALPN: offers http/1.0"), "{err}");
+    assert!(body.starts_with("s1"), "{body}");
     // The other certificate's CA does not validate a name's certificate: proof it is a different one.
     let resolve = format!("a.fulcrum.test:{port}:127.0.0.1");
     let wrong_ca = format!("{fixtures}/b.crt");

@@ -31,6 +31,12 @@ pub(crate) fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    // A client that offers only `http/1.0` (`curl --http1.0`) shares no protocol with
+    // `http/1.1`: rustls would end its handshake with `no_application_protocol`, where HAProxy
+    // (OpenSSL) goes on without ALPN. It is offered last, and served as HTTP/1.
+    if alpn.iter().any(|p| p == "http/1.1") {
+        config.alpn_protocols.push(b"http/1.0".to_vec());
+    }
     Ok(Arc::new(config))
 }
 
