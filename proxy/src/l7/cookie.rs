@@ -90,25 +90,27 @@ pub(crate) fn rewrite_request(cfg: &Cookie, headers: &mut HeaderMap) {
     }
     let mut kept = Vec::new();
     for value in headers.get_all(header::COOKIE) {
-        let Ok(text) = value.to_str() else {
-            kept.push(value.as_bytes().to_vec());
-            continue;
-        };
-        let pairs: Vec<String> = text
-            .split(';')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .filter_map(|pair| match pair.split_once('=') {
-                Some((name, _)) if strip && name.trim() == cfg.name => None,
-                Some((name, v)) if unprefix && name.trim() == cfg.name => {
-                    let rest = v.split_once('~').map_or(v, |(_, rest)| rest);
-                    Some(format!("{name}={rest}"))
+        // Bytes, not text: a browser sends other cookies' non-ASCII values as they are, and
+        // they must not hide ours.
+        let mut line = Vec::with_capacity(value.len());
+        for pair in pairs(value) {
+            let out: Option<Vec<u8>> = match name_value(pair) {
+                Some((name, _)) if strip && name == cfg.name.as_bytes() => None,
+                Some((name, v)) if unprefix && name == cfg.name.as_bytes() => {
+                    let rest = v.iter().position(|b| *b == b'~').map_or(v, |i| &v[i + 1..]);
+                    Some([name, b"=", rest].concat())
                 }
-                _ => Some(pair.to_owned()),
-            })
-            .collect();
-        if !pairs.is_empty() {
-            kept.push(pairs.join("; ").into_bytes());
+                _ => Some(pair.to_vec()),
+            };
+            if let Some(out) = out {
+                if !line.is_empty() {
+                    line.extend_from_slice(b"; ");
+                }
+                line.extend_from_slice(&out);
+            }
+        }
+        if !line.is_empty() {
+            kept.push(line);
         }
     }
     headers.remove(header::COOKIE);
@@ -150,12 +152,8 @@ pub(crate) fn rewrite_response(
 
 /// Removes every `Set-Cookie` of cookie `name`.
 fn remove_set_cookie(headers: &mut HeaderMap, name: &str) {
-    let named = |v: &HeaderValue| {
-        v.to_str()
-            .ok()
-            .and_then(|t| t.split_once('='))
-            .is_some_and(|(n, _)| n.trim() == name)
-    };
+    let named =
+        |v: &HeaderValue| name_value(v.as_bytes()).is_some_and(|(n, _)| n == name.as_bytes());
     if !headers.get_all(header::SET_COOKIE).iter().any(named) {
         return;
     }
@@ -263,16 +261,33 @@ fn add_cache_control_private(headers: &mut HeaderMap) {
     }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers (its first occurrence).
 pub(crate) fn find<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim())
+        .flat_map(pairs)
+        .filter_map(name_value)
+        .find(|(n, _)| *n == name.as_bytes())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+/// The `name=value` pairs of one `Cookie` header, trimmed, empty ones left out.
+fn pairs(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|b| *b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty())
+}
+
+/// A cookie pair (or a `Set-Cookie` value's first pair) split at its first `=`, both sides
+/// trimmed.
+fn name_value(pair: &[u8]) -> Option<(&[u8], &[u8])> {
+    let eq = pair.iter().position(|b| *b == b'=')?;
+    let value = &pair[eq + 1..];
+    let value = value.split(|b| *b == b';').next().unwrap_or(value);
+    Some((pair[..eq].trim_ascii(), value.trim_ascii()))
 }
 
 #[cfg(test)]
@@ -358,6 +373,46 @@ mod tests {
         );
         let all: Vec<_> = h.get_all(header::SET_COOKIE).iter().collect();
         assert_eq!(all, ["session=42", "webserver=s1; path=/"]);
+    }
+
+    // Input: our cookie beside another whose value is UTF-8 (`José`), which `to_str` refuses.
+    // Output: ours is still found, stripped with `indirect`, unprefixed in prefix mode, and a
+    // server's non-ASCII `Set-Cookie` of our name is still dropped in insert mode; the other
+    // cookie goes on untouched.
+    #[test]
+    fn a_non_ascii_cookie_does_not_hide_ours() {
+        let raw = "name=Jos\u{e9}; webserver=s2".as_bytes();
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_bytes(raw).unwrap());
+        let c = cfg(CookieMode::Insert);
+        assert_eq!(
+            from_request(&c, &h, by_cookie, |_| true),
+            RequestCookie::Valid(1)
+        );
+        let indirect = Cookie {
+            indirect: true,
+            ..cfg(CookieMode::Insert)
+        };
+        let mut stripped = h.clone();
+        rewrite_request(&indirect, &mut stripped);
+        assert_eq!(
+            stripped.get(header::COOKIE).unwrap().as_bytes(),
+            "name=Jos\u{e9}".as_bytes()
+        );
+        let mut prefixed = HeaderMap::new();
+        let raw = "name=Jos\u{e9}; webserver=s2~abc".as_bytes();
+        prefixed.insert(header::COOKIE, HeaderValue::from_bytes(raw).unwrap());
+        rewrite_request(&cfg(CookieMode::Prefix), &mut prefixed);
+        assert_eq!(
+            prefixed.get(header::COOKIE).unwrap().as_bytes(),
+            "name=Jos\u{e9}; webserver=abc".as_bytes()
+        );
+        let mut response = HeaderMap::new();
+        let own = "webserver=Jos\u{e9}; Path=/".as_bytes();
+        response.append(header::SET_COOKIE, HeaderValue::from_bytes(own).unwrap());
+        rewrite_response(&c, &mut response, "s1", false);
+        let all: Vec<_> = response.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(all, ["webserver=s1; path=/"]);
     }
 
     #[test]
