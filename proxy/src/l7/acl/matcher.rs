@@ -254,7 +254,8 @@ fn text_matches(method: TextMethod, icase: bool, sample: &[u8], value: &[u8]) ->
         TextMethod::Sub => {
             value.is_empty() || sample.windows(value.len()).any(|window| eq(window, value))
         }
-        TextMethod::Dir => match_word(sample, value, icase, b"/"),
+        // HAProxy's `pat_match_dir`: slashes and the query's `?` delimit.
+        TextMethod::Dir => match_word(sample, value, icase, b"/?"),
         TextMethod::Dom => match_word(sample, value, icase, b"/?.:"),
     }
 }

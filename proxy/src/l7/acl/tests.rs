@@ -253,6 +253,9 @@ fn query_and_url() {
     assert!(hit("url_reg q=[a-z]+&", &with));
     assert!(hit("url_len 21", &with));
     assert!(hit("url_dir search?q=rust&page=2", &with));
+    // `?` is a `dir` delimiter too, as in HAProxy.
+    assert!(hit("url_dir search", &with));
+    assert!(!hit("url_dir sear", &with));
     // `?` is a `dom` delimiter, so the query's first word stands alone.
     assert!(hit("url_dom search", &with));
     // An empty query still has its `?`.
