@@ -60,7 +60,8 @@ volume connect NAME [--discard-my-data]  leave StandAlone; resolve a split brain
 volume disconnect NAME                 go StandAlone
 volume verify NAME                     online verify
 set server B/S state ready|drain|maint
-set server B/S weight N
+set server B/S weight N                (also: set weight B/S N)
+disable server B/S | enable server B/S  maint, and back to ready
 enable health B/S | disable health B/S
 shutdown sessions server B/S
 server set-state B/S ready|drain|maint  (also: set-weight, enable-health, disable-health,
@@ -132,8 +133,15 @@ pub(crate) fn parse(line: &str) -> Result<Request, String> {
         ["set", "server", s, "state", st] | ["server", "set-state", s, st] => {
             Request::Server(server(s)?, state(st)?)
         }
-        ["set", "server", s, "weight", w] | ["server", "set-weight", s, w] => {
-            Request::Server(server(s)?, weight(w)?)
+        ["set", "server", s, "weight", w]
+        | ["set", "weight", s, w]
+        | ["server", "set-weight", s, w] => Request::Server(server(s)?, weight(w)?),
+        // HAProxy's older spellings of `state maint` and `state ready`.
+        ["disable", "server", s] => {
+            Request::Server(server(s)?, ServerAction::SetState(AdminState::Maint))
+        }
+        ["enable", "server", s] => {
+            Request::Server(server(s)?, ServerAction::SetState(AdminState::Ready))
         }
         ["enable", "health", s] | ["server", "enable-health", s] => {
             Request::Server(server(s)?, ServerAction::EnableHealth)
@@ -164,7 +172,22 @@ mod tests {
         assert_eq!(parse("server set-state web/s1 drain"), Ok(drain));
         let weight = Request::Server(web_s1(), ServerAction::SetWeight(5));
         assert_eq!(parse("set server web/s1 weight 5"), Ok(weight.clone()));
+        assert_eq!(parse("set weight web/s1 5"), Ok(weight.clone()));
         assert_eq!(parse("server set-weight web/s1 5"), Ok(weight));
+        assert_eq!(
+            parse("disable server web/s1"),
+            Ok(Request::Server(
+                web_s1(),
+                ServerAction::SetState(AdminState::Maint)
+            ))
+        );
+        assert_eq!(
+            parse("enable server web/s1"),
+            Ok(Request::Server(
+                web_s1(),
+                ServerAction::SetState(AdminState::Ready)
+            ))
+        );
         assert_eq!(
             parse("disable health web/s1"),
             Ok(Request::Server(web_s1(), ServerAction::DisableHealth))
