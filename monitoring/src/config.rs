@@ -93,24 +93,39 @@ impl std::fmt::Debug for User {
     }
 }
 
+/// A byte a path may hold as written (RFC 3986 `pchar` and `/`, without percent-encoding or
+/// `;`, which starts the stats page's `;csv`).
+fn is_path_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,=:@".contains(&b)
+}
+
 impl AdminSection {
     /// Checks the section; every problem is reported, each at its key.
     pub fn build(&self) -> Result<AdminConfig, Vec<ConfigError>> {
         let mut errors = Vec::new();
         for path in [&self.stats_path, &self.metrics_path] {
-            if !path.get_ref().starts_with('/') || path.get_ref().contains(['?', '#', ';']) {
+            // Requests arrive percent-encoded and are matched as they come: a space or a
+            // non-ASCII letter here would never match, and could not go into the session
+            // cookie's `Path` either.
+            if !path.get_ref().starts_with('/') || !path.get_ref().bytes().all(is_path_byte) {
                 errors.push(ConfigError::at(
                     path,
                     format!(
-                        "`{}` is not a path: write one that starts with `/`, without `?`, `#` or `;`",
+                        "`{}` is not a path: write one that starts with `/`, made of letters, digits and `/-._~!$&'()*+,=:@` (no `?`, `#`, `;`, `%` or spaces)",
                         path.get_ref()
                     ),
                 ));
             }
         }
         if self.stats_path.get_ref() == self.metrics_path.get_ref() {
+            // At the key the file sets: a default has no place in the file.
+            let written = if self.metrics_path.span().is_empty() {
+                &self.stats_path
+            } else {
+                &self.metrics_path
+            };
             errors.push(ConfigError::at(
-                &self.metrics_path,
+                written,
                 "`metrics_path` and `stats_path` must differ",
             ));
         }

@@ -605,6 +605,39 @@ default_backend = "web"
 servers = [{ name = "s1", address = "127.0.0.1:8081" }]
 "#;
 
+    // Input: a stats path with a space, and a stats path equal to the default metrics path.
+    // Output: the first is refused at its key; the clash is reported at the key the file wrote
+    // (line 3), not at the default's empty place (line 1).
+    #[test]
+    fn admin_paths_are_checked_where_they_are_written() {
+        let errs = errors(&format!(
+            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\nstats_path = \"/my stats\"\n"
+        ));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].key, "admin.stats_path");
+        assert!(
+            errs[0].message.contains("is not a path"),
+            "{}",
+            errs[0].message
+        );
+        let text =
+            format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\nstats_path = \"/metrics\"\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].key, "admin.stats_path");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("stats_path"))
+            .unwrap()
+            + 1;
+        assert_eq!(errs[0].line, line);
+        assert!(
+            errs[0].message.contains("must differ"),
+            "{}",
+            errs[0].message
+        );
+    }
+
     #[test]
     fn a_good_file_loads() {
         let loaded = load_str(Path::new("test.toml"), GOOD).unwrap();
