@@ -76,6 +76,9 @@ pub struct AdminConfig {
     pub refresh: std::time::Duration,
     /// The PEM file (chain + key) to serve HTTPS with.
     pub tls_cert: Option<PathBuf>,
+    /// A hash of that file's content when it was checked: a certificate renewed in place
+    /// changes the config, so a reload restarts the server with it.
+    pub tls_fingerprint: Option<u64>,
 }
 
 /// A user of the stats page.
@@ -91,6 +94,15 @@ impl std::fmt::Debug for User {
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
+}
+
+/// A hash of the file at `path`, to tell a changed file from the same one.
+fn fingerprint(path: &std::path::Path) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let content = std::fs::read(path).ok()?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    content.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// A byte a path may hold as written (RFC 3986 `pchar` and `/`, without percent-encoding or
@@ -167,6 +179,15 @@ impl AdminSection {
                 Err(e) => errors.push(e),
             }
         }
+        let mut tls_fingerprint = None;
+        if let Some(tls) = &self.tls {
+            // Checked with the file, as the proxy's certificates are: at start-up the server
+            // would fail with no place in the file, and on reload after the old one stopped.
+            match crate::admin::tls::server_config(tls.cert.get_ref()) {
+                Ok(_) => tls_fingerprint = fingerprint(tls.cert.get_ref()),
+                Err(error) => errors.push(ConfigError::at(&tls.cert, error.to_string())),
+            }
+        }
         if errors.is_empty() {
             Ok(AdminConfig {
                 listen: *self.listen.get_ref(),
@@ -177,6 +198,7 @@ impl AdminSection {
                 admin_actions: self.admin_actions,
                 refresh,
                 tls_cert: self.tls.as_ref().map(|t| t.cert.get_ref().clone()),
+                tls_fingerprint,
             })
         } else {
             Err(errors)

@@ -638,6 +638,53 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
         );
     }
 
+    // Input: `[admin] tls.cert` naming a file that does not exist, then the proxy's test
+    // certificate. Output: the first is an error at its key (it used to pass `fulcrum check`
+    // and fail the start with no place in the file); the second loads.
+    #[test]
+    fn the_admin_certificate_is_checked_with_the_file() {
+        let text = format!(
+            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = \"missing.pem\" }}\n"
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].key, "admin.tls.cert");
+        assert!(
+            errs[0].message.contains("missing.pem"),
+            "{}",
+            errs[0].message
+        );
+        let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/a.pem");
+        let text =
+            format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = \"{pem}\" }}\n");
+        let first = load_str(Path::new("test.toml"), &text)
+            .unwrap()
+            .admin
+            .unwrap();
+
+        // The same path with another certificate in it, as after a renewal: the config
+        // differs, so a reload restarts the admin server with the new one.
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("admin.pem");
+        std::fs::copy(pem, &copy).unwrap();
+        let text = format!(
+            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\" }}\n",
+            copy.display()
+        );
+        let before = load_str(Path::new("test.toml"), &text)
+            .unwrap()
+            .admin
+            .unwrap();
+        assert_eq!(before.tls_fingerprint, first.tls_fingerprint);
+        let other = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/b.pem");
+        std::fs::copy(other, &copy).unwrap();
+        let after = load_str(Path::new("test.toml"), &text)
+            .unwrap()
+            .admin
+            .unwrap();
+        assert_ne!(before, after, "a renewed certificate went unnoticed");
+    }
+
     #[test]
     fn a_good_file_loads() {
         let loaded = load_str(Path::new("test.toml"), GOOD).unwrap();

@@ -24,7 +24,7 @@ mod routes;
 mod session;
 #[cfg(test)]
 mod tests;
-mod tls;
+pub(crate) mod tls;
 
 use std::{
     convert::Infallible,

@@ -86,6 +86,7 @@ fn config(users: bool, admin_actions: bool) -> AdminConfig {
         admin_actions,
         refresh: Duration::from_secs(5),
         tls_cert: None,
+        tls_fingerprint: None,
     }
 }
 

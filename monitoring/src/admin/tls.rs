@@ -8,7 +8,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use super::Error;
 
 /// Builds the server config from `path`; every error says what is wrong with the file.
-pub(super) fn server_config(path: &Path) -> Result<Arc<rustls::ServerConfig>, Error> {
+pub(crate) fn server_config(path: &Path) -> Result<Arc<rustls::ServerConfig>, Error> {
     let error = |reason: String| Error::Tls {
         path: path.display().to_string(),
         reason,
