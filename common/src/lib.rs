@@ -17,6 +17,7 @@ pub mod action;
 pub mod activity;
 mod error;
 pub mod http_message;
+pub mod net;
 pub mod secret;
 pub mod stats;
 mod units;

@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use fulcrum_common::ConfigError;
+use fulcrum_common::{ConfigError, net::binds_overlap};
 use serde::Deserialize;
 use toml::de::DeTable;
 
@@ -255,7 +255,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
         .as_ref()
         .and_then(|section| collect(section.build(), &mut found));
     if let (Some(section), Some(proxy)) = (&file.nrpe, &proxy) {
-        check_nrpe_listen(&file, section, proxy, &mut found);
+        check_nrpe_listen(&file, section, proxy, &volumes, &syncs, &mut found);
     }
     let alert = file
         .alert
@@ -298,12 +298,14 @@ fn check_admin_listen(
     }
 }
 
-/// The NRPE agent must not take an address a frontend, a virtual service or the admin server
-/// binds.
+/// The NRPE agent must not take an address a frontend, a virtual service, the admin server, a
+/// volume or a sync set binds.
 fn check_nrpe_listen(
     file: &FileConfig,
     section: &fulcrum_monitoring::nrpe::NrpeSection,
     proxy: &fulcrum_proxy::Config,
+    volumes: &[fulcrum_storage::volume::config::VolumeConfig],
+    syncs: &[fulcrum_storage::sync::config::SyncConfig],
     found: &mut Vec<(Option<Range<usize>>, String)>,
 ) {
     let listen = *section.listen.get_ref();
@@ -311,7 +313,15 @@ fn check_nrpe_listen(
     if listen.port() == 0 {
         return;
     }
-    if let Some(owner) = listener_owner(listen, proxy, admin) {
+    let owner = listener_owner(listen, proxy, admin)
+        .or_else(|| volume_owner(listen, volumes))
+        .or_else(|| {
+            syncs
+                .iter()
+                .find(|s| binds_overlap(s.listen, listen))
+                .map(|s| format!("sync set `{}`", s.name))
+        });
+    if let Some(owner) = owner {
         found.push((
             Some(section.listen.span()),
             format!(
@@ -362,8 +372,24 @@ fn check_volume_listens(
     }
 }
 
-/// Who else binds `addr`: a frontend or virtual service of `proxy`, or the admin server
-/// listening on `admin`.
+/// The volume whose replication or NBD listener overlaps `addr`, as ``volume `NAME` ``.
+fn volume_owner(
+    addr: std::net::SocketAddr,
+    volumes: &[fulcrum_storage::volume::config::VolumeConfig],
+) -> Option<String> {
+    volumes
+        .iter()
+        .find(|v| {
+            binds_overlap(v.listen, addr)
+                || v.nbd
+                    .as_ref()
+                    .is_some_and(|n| binds_overlap(n.listen, addr))
+        })
+        .map(|v| format!("volume `{}`", v.name))
+}
+
+/// Who else binds `addr`, or an address whose port it overlaps: a frontend or virtual service
+/// of `proxy`, or the admin server listening on `admin`.
 fn listener_owner(
     addr: std::net::SocketAddr,
     proxy: &fulcrum_proxy::Config,
@@ -372,7 +398,11 @@ fn listener_owner(
     proxy
         .tcp_bind_owner(addr)
         .map(|o| o.to_string())
-        .or_else(|| (admin == Some(addr)).then(|| "the admin server".to_owned()))
+        .or_else(|| {
+            admin
+                .is_some_and(|admin| binds_overlap(admin, addr))
+                .then(|| "the admin server".to_owned())
+        })
 }
 
 /// A sync set's listener must not take an address a frontend, a virtual service, the admin
@@ -393,11 +423,7 @@ fn check_sync_listens(
         if addr.port() == 0 {
             continue;
         }
-        let volume = volumes
-            .iter()
-            .find(|v| v.listen == addr || v.nbd.as_ref().is_some_and(|n| n.listen == addr));
-        let owner = listener_owner(addr, proxy, admin)
-            .or_else(|| volume.map(|v| format!("volume `{}`", v.name)));
+        let owner = listener_owner(addr, proxy, admin).or_else(|| volume_owner(addr, volumes));
         if let Some(owner) = owner {
             found.push((
                 Some(section.listen.span()),
@@ -878,6 +904,30 @@ real_servers = [{ address = "127.0.0.1:3307" }]
             "{}",
             errs[0].message
         );
+    }
+
+    // Input: the NRPE agent on the wildcard of the volume's port; then on the volume's own
+    // address. Output: both refused at `nrpe.listen` (the agent used to be checked against
+    // the proxy and the admin server only, by exact address: the start then failed after VRRP
+    // had begun).
+    #[test]
+    fn the_nrpe_agent_may_not_overlap_a_volume() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("does-not-exist")).unwrap();
+        let path = dir.path().join("fulcrum.toml");
+        for listen in ["0.0.0.0:7788", "127.0.0.1:7788"] {
+            let text = format!(
+                "{GOOD}\n{VOLUME}\n[nrpe]\nlisten = \"{listen}\"\n[nrpe.command]\ncheck_x = \"/bin/true\"\n"
+            );
+            let errs = load_str(&path, &text).unwrap_err().errors;
+            assert_eq!(errs.len(), 1, "{listen}: {errs:?}");
+            assert_eq!(errs[0].key, "nrpe.listen");
+            assert!(
+                errs[0].message.contains("volume `nfs`"),
+                "{}",
+                errs[0].message
+            );
+        }
     }
 
     #[test]

@@ -178,11 +178,4 @@ pub(crate) fn build_all<S, C>(
     }
 }
 
-/// Whether two listeners cannot both bind: the same port and address, or the same port with a
-/// wildcard address of the same family. Port 0 (any free port) never collides.
-pub(crate) fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port()
-        && a.port() != 0
-        && a.is_ipv4() == b.is_ipv4()
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
-}
+pub(crate) use fulcrum_common::net::binds_overlap;

@@ -8,7 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use fulcrum_common::{ConfigError, Spanned, list_or_none};
+use fulcrum_common::{ConfigError, Spanned, list_or_none, net::binds_overlap};
 
 use super::{
     Backend, Check, Config, Cookie, CookieMode, Frontend, L4Protocol, ProxyProtocol, RealServer,
@@ -533,7 +533,7 @@ fn check_unique_binds(
     virtual_servers: &BTreeMap<String, VirtualServerSection>,
     errors: &mut Vec<ConfigError>,
 ) {
-    let mut seen: HashMap<(SocketAddr, L4Protocol), String> = HashMap::new();
+    let mut seen: Vec<(SocketAddr, L4Protocol, String)> = Vec::new();
     let frontend_binds = frontends.iter().flat_map(|(name, section)| {
         section
             .bind
@@ -545,14 +545,22 @@ fn check_unique_binds(
         .iter()
         .map(|(name, vs)| (&vs.listen, vs.protocol, format!("virtual_server `{name}`")));
     for (bind, protocol, owner) in frontend_binds.chain(vs_binds) {
-        if bind.get_ref().port() == 0 {
-            continue;
-        }
-        if let Some(other) = seen.insert((*bind.get_ref(), protocol), owner.clone()) {
-            errors.push(ConfigError::at(
+        let addr = *bind.get_ref();
+        let clash = seen
+            .iter()
+            .find(|(other, p, _)| *p == protocol && binds_overlap(*other, addr));
+        match clash {
+            Some((other, _, by)) if *other == addr => errors.push(ConfigError::at(
                 bind,
-                format!("{} is bound by {other} and {owner}", bind.get_ref()),
-            ));
+                format!("{addr} is bound by {by} and {owner}"),
+            )),
+            Some((other, _, by)) => errors.push(ConfigError::at(
+                bind,
+                format!(
+                    "{addr} of {owner} overlaps {other} of {by}: a wildcard address takes its port on every address, so only one of them could listen"
+                ),
+            )),
+            None => seen.push((addr, protocol, owner)),
         }
     }
 }
@@ -723,6 +731,18 @@ servers = [{ name = "a", address = "10.0.0.3:80" }]
 [virtual_server.web]
 listen = "10.0.0.1:8080"
 real_servers = [{ address = "10.0.0.3:80" }]
+
+[frontend.any]
+bind = ["0.0.0.0:8081"]
+
+[frontend.specific]
+bind = ["10.0.0.1:8081"]
+
+[frontend.dual]
+bind = ["[::]:9090"]
+
+[frontend.v4]
+bind = ["0.0.0.0:9090"]
 "#,
         );
         for expected in [
@@ -732,6 +752,8 @@ real_servers = [{ address = "10.0.0.3:80" }]
             "lists real server 10.0.0.2:80 twice",
             "PROXY protocol v1 is for TCP only",
             "virtual_server `web` has the name of a backend",
+            "10.0.0.1:8081 of frontend `specific` overlaps 0.0.0.0:8081 of frontend `any`",
+            "0.0.0.0:9090 of frontend `v4` overlaps [::]:9090 of frontend `dual`",
         ] {
             assert!(
                 errs.iter().any(|e| e.contains(expected)),

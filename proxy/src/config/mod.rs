@@ -8,6 +8,8 @@ pub mod section;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use fulcrum_common::net::binds_overlap;
+
 pub use build::{Sections, build};
 pub use l4_section::{L4Protocol, ProxyProtocolSection as ProxyProtocol};
 pub use section::{CheckKind, CookieMode};
@@ -177,18 +179,19 @@ impl Config {
         self.frontends.iter().find(|f| f.name == name)
     }
 
-    /// What binds TCP address `addr`, as ``frontend `NAME` `` or ``virtual_server `NAME` ``, so
+    /// What binds TCP address `addr`, or an address whose port it overlaps (see
+    /// [`binds_overlap`]), as ``frontend `NAME` `` or ``virtual_server `NAME` ``, so
     /// another listener of the appliance can refuse it.
     pub fn tcp_bind_owner(&self, addr: SocketAddr) -> Option<String> {
         let frontend = self
             .frontends
             .iter()
-            .find(|fe| fe.binds.contains(&addr))
+            .find(|fe| fe.binds.iter().any(|b| binds_overlap(*b, addr)))
             .map(|fe| format!("frontend `{}`", fe.name));
         frontend.or_else(|| {
             self.virtual_servers
                 .iter()
-                .find(|vs| vs.listen == addr && vs.protocol == L4Protocol::Tcp)
+                .find(|vs| binds_overlap(vs.listen, addr) && vs.protocol == L4Protocol::Tcp)
                 .map(|vs| format!("virtual_server `{}`", vs.name))
         })
     }
