@@ -219,7 +219,7 @@ pub(crate) async fn serve(
                         // every VIP; keepalived users restart a node to change VRRP too.
                         tracing::warn!("[vrrp] changed: VRRP keeps running on the old settings until fulcrum restarts");
                     }
-                    if new.volumes != running_volumes {
+                    if as_running(&new.volumes) != as_running(&running_volumes) {
                         // Restarting a volume drops its link and its NBD clients; DRBD users
                         // run `drbdadm adjust` for the same reason, deliberately.
                         tracing::warn!("[volume] changed: the volumes keep running on the old settings until fulcrum restarts");
@@ -374,4 +374,23 @@ impl Admin {
             }
         }
     }
+}
+
+/// `volumes` as a reload compares them: a backing file the first start created is a `File`
+/// from then on, where that start's config said `NewFile`. Without this, every reload warned
+/// that `[volume]` had changed.
+fn as_running(
+    volumes: &[fulcrum_storage::volume::config::VolumeConfig],
+) -> Vec<fulcrum_storage::volume::config::VolumeConfig> {
+    use fulcrum_storage::volume::config::BackingKind;
+    volumes
+        .iter()
+        .cloned()
+        .map(|mut volume| {
+            if volume.backing.kind == BackingKind::NewFile {
+                volume.backing.kind = BackingKind::File;
+            }
+            volume
+        })
+        .collect()
 }

@@ -166,3 +166,20 @@ fn the_volume_state_is_in_the_prometheus_metrics() {
     );
     assert!(metrics().contains(r#"fulcrum_volume_disk{state="UpToDate",volume="data"} 1"#));
 }
+
+// Input: a node whose backing file did not exist at start (so it was created), then a reload
+// of the unchanged file. Output: no `[volume] changed` warning; the file names a backing that
+// now exists, and that used to look like a change on every reload.
+#[test]
+fn a_reload_of_an_unchanged_volume_does_not_warn_of_a_change() {
+    let node = Fulcrum::start(&volume(free_port(), free_port(), "secondary", "C"));
+    assert!(node.dir().join("data.img").exists());
+    let from = node.log_len();
+    assert!(node.reload());
+    // The warning would follow the `reloaded` line that `reload` waits for.
+    std::thread::sleep(Duration::from_millis(300));
+    let warned = node.logs()[from..]
+        .iter()
+        .any(|l| support::message(l).starts_with("[volume] changed"));
+    assert!(!warned, "an unchanged [volume] was reported as changed");
+}
