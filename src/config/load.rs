@@ -228,9 +228,12 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
         &mut found,
     )
     .unwrap_or_default();
-    let instances: Vec<&str> = vrrp
+    // Named by the file, not by the built `[vrrp]`: an error elsewhere in that section leaves
+    // no built instances, and every `follow_vrrp` would be reported as naming none.
+    let instances: Vec<&str> = file
+        .vrrp
         .iter()
-        .flat_map(|v| v.instances.iter().map(|i| i.name.as_str()))
+        .flat_map(|v| v.instance.keys().map(|name| name.get_ref().as_str()))
         .collect();
     found.extend(
         fulcrum_storage::volume::config::check_follow_vrrp(&volumes, &instances)
@@ -976,6 +979,22 @@ real_servers = [{ address = "127.0.0.1:3307" }]
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].key, "volume.nfs.follow_vrrp");
         assert!(errs[0].message.contains("VI_9"), "{}", errs[0].message);
+    }
+
+    // Input: a volume following VI_1, defined, in a `[vrrp]` section with an unrelated error
+    // (virtual_router_id 300). Output: that one error only; the follow_vrrp used to be
+    // reported too, as naming an instance that is not defined (defined: none).
+    #[test]
+    fn a_vrrp_error_does_not_make_follow_vrrp_look_dangling() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("does-not-exist")).unwrap();
+        let path = dir.path().join("fulcrum.toml");
+        let text = format!(
+            "{GOOD}\n{VOLUME}follow_vrrp = \"VI_1\"\n\n[vrrp.instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 300\nvirtual_ips = [\"10.0.0.1/32\"]\n"
+        );
+        let errs = load_str(&path, &text).unwrap_err().errors;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "vrrp.instance.VI_1.virtual_router_id");
     }
 
     #[test]
