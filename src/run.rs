@@ -99,6 +99,7 @@ pub(crate) async fn serve(
     // them; before the admin server, so the stats page shows VRRP from its first page.
     let running_vrrp = loaded.vrrp.clone();
     let running_volumes = loaded.volumes.clone();
+    let running_global = loaded.file.global.clone();
     let vrrp = match loaded.vrrp {
         Some(config) => {
             let options = fulcrum_vrrp::run::Options {
@@ -219,6 +220,9 @@ pub(crate) async fn serve(
                         // every VIP; keepalived users restart a node to change VRRP too.
                         tracing::warn!("[vrrp] changed: VRRP keeps running on the old settings until fulcrum restarts");
                     }
+                    if new.global.restart_only() != running_global.restart_only() {
+                        tracing::warn!("[global] changed: node, state_dir, threads, grace, log and control_socket keep their running values until fulcrum restarts (max_connections was applied)");
+                    }
                     if as_running(&new.volumes) != as_running(&running_volumes) {
                         // Restarting a volume drops its link and its NBD clients; DRBD users
                         // run `drbdadm adjust` for the same reason, deliberately.
@@ -285,6 +289,7 @@ async fn stop_vrrp(vrrp: Option<Vrrp>) {
 
 /// The sections a reload hands to the modules other than the proxy.
 struct Reloaded {
+    global: crate::config::GlobalSection,
     admin: Option<AdminConfig>,
     nrpe: Option<NrpeConfig>,
     alert: Option<AlertConfig>,
@@ -300,6 +305,7 @@ fn reload(path: &Path, proxy: &Proxy) -> Option<Reloaded> {
             Ok(()) => {
                 tracing::info!(config = %path.display(), "reloaded");
                 Some(Reloaded {
+                    global: loaded.file.global,
                     admin: loaded.admin,
                     nrpe: loaded.nrpe,
                     alert: loaded.alert,

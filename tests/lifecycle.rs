@@ -351,3 +351,34 @@ async fn a_second_stop_signal_closes_at_once() {
         "the request in flight was cut"
     );
 }
+
+// Input: a reload that changes `[global] grace`, read at start only; then one that changes
+// `max_connections` alone. Output: the first logs that `[global]` keeps its running values
+// until a restart (it used to say only "reloaded"); the second, which a reload applies, does
+// not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_says_which_global_settings_wait_for_a_restart() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&site(&[("s1", s1.addr())], "path_beg /x", false));
+    let written = std::fs::read_to_string(fulcrum.config_path()).unwrap();
+    let changed = |from: usize| {
+        // The warning follows the `reloaded` line that `reload` waits for.
+        std::thread::sleep(Duration::from_millis(300));
+        fulcrum.logs()[from..]
+            .iter()
+            .any(|l| message(l).starts_with("[global] changed"))
+    };
+    let graceful = written.replacen("grace = \"5s\"", "grace = \"7s\"", 1);
+    assert_ne!(graceful, written);
+    std::fs::write(fulcrum.config_path(), graceful).unwrap();
+    let from = fulcrum.log_len();
+    assert!(fulcrum.reload());
+    assert!(changed(from), "a changed grace was reloaded without a word");
+
+    let limited = written.replacen("max_connections = 1000", "max_connections = 500", 1);
+    assert_ne!(limited, written);
+    std::fs::write(fulcrum.config_path(), limited).unwrap();
+    let from = fulcrum.log_len();
+    assert!(fulcrum.reload());
+    assert!(!changed(from), "max_connections is applied by a reload");
+}

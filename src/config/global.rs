@@ -26,6 +26,23 @@ pub(crate) struct GlobalSection {
 }
 
 impl GlobalSection {
+    /// The keys only a start reads, to tell a reload that changed them (it cannot apply them;
+    /// `max_connections` it does apply).
+    pub(crate) fn restart_only(&self) -> impl PartialEq + use<'_> {
+        (
+            &self.node,
+            &self.state_dir,
+            self.threads,
+            self.grace,
+            (
+                self.log.format,
+                self.log.level.get_ref(),
+                self.log.access_log,
+            ),
+            self.control_socket(),
+        )
+    }
+
     /// The control socket this config names, or the default.
     pub(crate) fn control_socket(&self) -> PathBuf {
         if self.control_socket.as_os_str().is_empty() {
