@@ -108,13 +108,23 @@ fn report(
     }
 }
 
+/// The names of an error message, the first few of a long list: each refused server of an
+/// action gets its own message.
+fn known_list(names: &[String]) -> String {
+    const SHOWN: usize = 10;
+    match names.len().checked_sub(SHOWN) {
+        Some(more) if more > 0 => format!("{}, and {more} more", names[..SHOWN].join(", ")),
+        _ => names.join(", "),
+    }
+}
+
 /// The server `target` names: an L7 backend's server by name, else a virtual service's real
 /// server (or fallback) by address.
 fn find(rt: &Runtime, l4: &Tier, target: &ServerRef) -> Result<Arc<ServerState>, ActionError> {
     let unknown = |names: Vec<String>| ActionError::UnknownServer {
         backend: target.backend.clone(),
         server: target.server.clone(),
-        known: names.join(", "),
+        known: known_list(&names),
     };
     let table = rt.table.load();
     if let Some(index) = table
@@ -142,4 +152,19 @@ fn find(rt: &Runtime, l4: &Tier, target: &ServerRef) -> Result<Arc<ServerState>,
         Err(_) => None,
     };
     found.ok_or_else(|| unknown(members.all().map(|s| s.name.clone()).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::known_list;
+
+    #[test]
+    fn a_long_list_of_known_servers_is_cut_after_ten() {
+        let names: Vec<String> = (1..=3).map(|i| format!("s{i}")).collect();
+        assert_eq!(known_list(&names), "s1, s2, s3");
+        let names: Vec<String> = (1..=500).map(|i| format!("s{i}")).collect();
+        let shown = known_list(&names);
+        assert!(shown.starts_with("s1, s2,"), "{shown}");
+        assert!(shown.ends_with("s10, and 490 more"), "{shown}");
+    }
 }

@@ -7,6 +7,10 @@ use fulcrum_common::action::{ServerAction, ServerRef};
 /// The largest body accepted; a form for a few hundred servers is a few KiB.
 pub(super) const MAX_BODY: usize = 64 * 1024;
 
+/// The most servers one action names: a backend's checkboxes, not thousands of copies of one
+/// (each becomes an action, a log line and a message on the next page).
+pub(super) const MAX_SERVERS: usize = 1024;
+
 /// The decoded form. Unknown fields are ignored, as browsers may add some (the submit button's).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct ActionForm {
@@ -49,15 +53,21 @@ impl ActionForm {
             .filter(|a| !a.is_empty())
             .ok_or("no action chosen")?;
         let action = ServerAction::from_form(action, self.weight.as_deref())?;
-        let servers: Vec<ServerRef> = self
-            .servers
-            .iter()
-            .filter(|s| !s.is_empty())
-            .map(|server| ServerRef {
+        let mut servers: Vec<ServerRef> = Vec::new();
+        for server in self.servers.iter().filter(|s| !s.is_empty()) {
+            if servers.iter().any(|s| s.server == *server) {
+                continue;
+            }
+            if servers.len() == MAX_SERVERS {
+                return Err(format!(
+                    "too many servers in one action: at most {MAX_SERVERS}"
+                ));
+            }
+            servers.push(ServerRef {
                 backend: backend.to_owned(),
                 server: server.clone(),
-            })
-            .collect();
+            });
+        }
         if servers.is_empty() {
             return Err("no server selected: tick at least one".to_owned());
         }
@@ -91,6 +101,20 @@ mod tests {
         assert_eq!(action, ServerAction::SetState(AdminState::Drain));
         assert_eq!(servers.len(), 3);
         assert_eq!(servers[1].to_string(), "web/x/10.0.0.5:3306");
+    }
+
+    // Input: a body naming s1 sixteen thousand times; then 1,025 different servers. Output:
+    // the first is one action on one server (it was 16,000 actions, log lines and messages);
+    // the second is refused.
+    #[test]
+    fn repeated_servers_count_once_and_one_action_names_at_most_1024() {
+        let body = format!("b=web&action=drain{}", "&s=s1".repeat(16_000));
+        let (_, servers) = ActionForm::parse(body.as_bytes()).request().unwrap();
+        assert_eq!(servers.len(), 1);
+        let many: String = (0..=MAX_SERVERS).map(|i| format!("&s=s{i}")).collect();
+        let body = format!("b=web&action=drain{many}");
+        let error = ActionForm::parse(body.as_bytes()).request().unwrap_err();
+        assert!(error.contains("too many servers"), "{error}");
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //!
 //! A name goes into an id through [`id_part`]: ASCII letters, digits, `-`, `_` and `.` are kept,
 //! every other character becomes `_` (`10.0.0.5:3306` gives `10.0.0.5_3306`). Should two ids
-//! come out the same, the later gets `-2`, `-3`, ... The exact names are in the `data-pxname` and
-//! `data-svname` attributes. With P the proxy's and S the row's part:
+//! come out the same, the later gets `-2`, `-3`, ..., frontends coming after backends and virtual
+//! services (so a frontend named like its backend gets `web-2`, and the backend keeps `web`).
+//! The exact names are in the `data-pxname` and `data-svname` attributes. With P the proxy's and S the row's part:
 //!
 //! - `header#summary`: node, pid, uptime, version (unless `hide_version`), server counts; in it
 //!   `a#csv-link` and `a#refresh-toggle`, and the colour legend `ul#legend`.
@@ -81,8 +82,19 @@ pub(super) fn render(page: &Page<'_>) -> String {
             "<p class=\"not-configured\">No frontend, backend or virtual service configured.</p>\n",
         );
     }
-    for proxy in &page.snapshot.proxies {
-        proxy_section(&mut h, page, proxy);
+    // Backends and virtual services take their ids first: a frontend of the same name (HAProxy's
+    // usual style) must not shift the documented ids that scripts act through.
+    let proxies = &page.snapshot.proxies;
+    let mut px_ids = vec![String::new(); proxies.len()];
+    for frontends in [false, true] {
+        for (i, proxy) in proxies.iter().enumerate() {
+            if (proxy.kind == ProxyKind::Frontend) == frontends {
+                px_ids[i] = h.unique(format!("px-{}", id_part(&proxy.name)));
+            }
+        }
+    }
+    for (proxy, px) in proxies.iter().zip(px_ids) {
+        proxy_section(&mut h, page, proxy, px);
     }
     h.raw("</section>\n");
     vrrp(&mut h, page.snapshot);
@@ -361,8 +373,8 @@ impl State {
     }
 }
 
-fn proxy_section(h: &mut Html, page: &Page<'_>, proxy: &ProxyStats) {
-    let px = h.unique(format!("px-{}", id_part(&proxy.name)));
+/// One proxy's section; `px` is its id (`px-P`).
+fn proxy_section(h: &mut Html, page: &Page<'_>, proxy: &ProxyStats, px: String) {
     let key = px.strip_prefix("px-").unwrap_or(&px).to_owned();
     let (kind_class, kind_label) = match proxy.kind {
         ProxyKind::Frontend => ("frontend", "frontend"),
@@ -990,6 +1002,33 @@ mod tests {
             assert!(html.contains(&format!("<section id=\"{section}\">")));
         }
         assert_eq!(html.matches("class=\"not-configured\"").count(), 3);
+    }
+
+    // Input: the test snapshot with its frontend renamed `web`, as its backend is (HAProxy's
+    // usual style), and rendered first. Output: the backend keeps the documented ids
+    // (`form#form-web`, `tr#row-web-s1`, `input#cb-web-s1`) and the frontend takes `web-2`.
+    #[test]
+    fn a_frontend_named_like_its_backend_leaves_it_the_documented_ids() {
+        let mut snapshot = snapshot();
+        let frontend = snapshot
+            .proxies
+            .iter_mut()
+            .find(|p| p.kind == ProxyKind::Frontend)
+            .unwrap();
+        frontend.name = "web".into();
+        for row in &mut frontend.rows {
+            row.pxname = "web".into();
+        }
+        let html = render(&page(&snapshot, Some("t0k"), &[]));
+        assert!(
+            html.contains("<section class=\"proxy backend\" id=\"px-web\""),
+            "{html}"
+        );
+        assert!(html.contains("<form id=\"form-web\""));
+        assert!(html.contains("<tr id=\"row-web-s1\""));
+        assert!(html.contains("id=\"cb-web-s1\""));
+        assert!(html.contains("<section class=\"proxy frontend\" id=\"px-web-2\""));
+        assert!(html.contains("id=\"row-web-2-FRONTEND\""));
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod routes;
 mod session;
 #[cfg(test)]
 mod tests;
+mod throttle;
 pub(crate) mod tls;
 
 use std::{
@@ -112,6 +113,7 @@ impl AdminServer {
             tls: tls.is_some(),
             sessions: session::Sessions::default(),
             rates: Arc::clone(&rates),
+            login_refusals: throttle::LogThrottle::default(),
             appliance: Arc::clone(&appliance),
             config,
             registry,
@@ -161,6 +163,8 @@ struct Shared {
     /// Filled each second by [`rates::sample`]; read by each request. A std mutex is right here:
     /// it is held for a map update or lookup, never across an await, and off the traffic path.
     rates: Arc<Mutex<rates::Rates>>,
+    /// Refused logins are logged at most ten a minute.
+    login_refusals: throttle::LogThrottle,
 }
 
 async fn accept(

@@ -28,6 +28,7 @@ use super::{
     form::{ActionForm, MAX_BODY},
     html,
     session::{self, Flash},
+    throttle::Admit,
 };
 use crate::process;
 
@@ -114,7 +115,13 @@ async fn route(shared: &Shared, peer: SocketAddr, request: Request<Incoming>) ->
         Auth::Missing => return unauthorized(),
         Auth::Refused(name) => {
             let user = name.as_deref().map(auth::loggable).unwrap_or_default();
-            tracing::warn!(?user, %peer, "stats login refused");
+            match shared.login_refusals.admit(std::time::Instant::now()) {
+                Admit::Log { unlogged: 0 } => tracing::warn!(?user, %peer, "stats login refused"),
+                Admit::Log { unlogged } => {
+                    tracing::warn!(?user, %peer, unlogged, "stats login refused");
+                }
+                Admit::Skip => {}
+            }
             return unauthorized();
         }
     };
