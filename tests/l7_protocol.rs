@@ -489,3 +489,103 @@ async fn h2c(
     .unwrap();
     (sender, tokio::spawn(conn))
 }
+
+// Input: a TLS client that keeps its sessions, connecting once, then again after a reload of
+// the unchanged file. Output: the first handshake is full and the second resumes. (Each reload
+// builds new TLS configs, which came with a fresh 256-session cache of their own: every client
+// did a full handshake again after each reload.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_session_is_resumed_across_a_reload() {
+    use rustls::HandshakeKind;
+    use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&tls_site(s1.addr()));
+    let port = fulcrum.addr("tls").port();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let pinned = CertificateDer::from_pem_file(format!("{fixtures}/a.crt")).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Pinned {
+        cert: pinned,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = ServerName::try_from("a.fulcrum.test").unwrap();
+    let exchange = || async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
+        let request = b"GET / HTTP/1.1\r\nHost: a.fulcrum.test\r\nConnection: close\r\n\r\n";
+        tls.write_all(request).await.unwrap();
+        // Read to the end: TLS 1.3 session tickets come after the handshake.
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        tls.get_ref().1.handshake_kind()
+    };
+    assert_eq!(exchange().await, Some(HandshakeKind::Full));
+    assert!(fulcrum.reload());
+    assert_eq!(
+        exchange().await,
+        Some(HandshakeKind::Resumed),
+        "the reload forgot the client's session"
+    );
+}
+
+/// Trusts one certificate, the fixture's: it is self-signed with CA rights, which webpki refuses
+/// as a server's own. Handshake signatures are still checked.
+#[derive(Debug)]
+struct Pinned {
+    cert: rustls_pki_types::CertificateDer<'static>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.cert.as_ref() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("not the pinned certificate".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}

@@ -30,6 +30,7 @@ pub(crate) fn server_config(
         .map_err(|e| (0, e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
+    config.session_storage = session_cache(pem_files);
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     // A client that offers only `http/1.0` (`curl --http1.0`) shares no protocol with
     // `http/1.1`: rustls would end its handshake with `no_application_protocol`, where HAProxy
@@ -38,6 +39,27 @@ pub(crate) fn server_config(
         config.alpn_protocols.push(b"http/1.0".to_vec());
     }
     Ok(Arc::new(config))
+}
+
+/// Sessions kept for resumption, per set of certificate files, as HAProxy's
+/// `tune.ssl.cachesize` (20,000 by default) does: rustls keeps 256 per config by default.
+const SESSIONS: usize = 20_000;
+
+/// The session cache of the configs serving `pem_files`. It outlives the config, so sessions
+/// survive a reload (each builds new configs), and it is shared only by configs serving the same
+/// files, hence the same identities: a session is never resumed under another certificate.
+fn session_cache(pem_files: &[&Path]) -> Arc<dyn rustls::server::StoresServerSessions> {
+    type Caches = HashMap<Vec<std::path::PathBuf>, Arc<rustls::server::ServerSessionMemoryCache>>;
+    static CACHES: std::sync::OnceLock<std::sync::Mutex<Caches>> = std::sync::OnceLock::new();
+    let key: Vec<_> = pem_files.iter().map(|p| p.to_path_buf()).collect();
+    let caches = CACHES.get_or_init(Default::default);
+    let Ok(mut caches) = caches.lock() else {
+        return rustls::server::ServerSessionMemoryCache::new(SESSIONS);
+    };
+    caches
+        .entry(key)
+        .or_insert_with(|| rustls::server::ServerSessionMemoryCache::new(SESSIONS))
+        .clone()
 }
 
 fn load_certified_key(path: &Path, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, String> {
