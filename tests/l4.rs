@@ -698,3 +698,51 @@ async fn a_connection_cut_by_the_idle_timeout_is_reset_not_closed_as_if_complete
         received.len()
     );
 }
+
+// Input: lc over A and B; four connections held on A; a reload removing A, then one adding it
+// back while those connections stay open. Output: the next connections go to B until B holds
+// four too: A came back counting its four. (It came back counting none and took them all.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_server_removed_and_added_back_keeps_counting_its_connections() {
+    let (a, b) = (origin("A").await, origin("B").await);
+    let both = simple("scheduler = \"lc\"", &[(&a, 1), (&b, 0)]);
+    let fulcrum = Fulcrum::start(&both);
+    let vs = fulcrum.virtual_server_addr("vs");
+    let (on_a, _held_a) = hold_n(vs, None, 4).await;
+    assert_eq!(seq(&on_a), "AAAA");
+    fulcrum.write_config(&simple("scheduler = \"lc\"", &[(&b, 1)]));
+    assert!(fulcrum.reload());
+    fulcrum.write_config(&simple("scheduler = \"lc\"", &[(&a, 1), (&b, 1)]));
+    assert!(fulcrum.reload());
+    let (next, _held) = hold_n(vs, None, 5).await;
+    assert_eq!(seq(&next), "BBBBA");
+}
+
+// Input: a TCP service on the dual-stack wildcard `[::]` with PROXY protocol v1, and an IPv4
+// client. Output: the real server reads `PROXY TCP4 127.0.0.1 127.0.0.1 ...`: the client as
+// the IPv4 address it is, not `TCP6 ::ffff:127.0.0.1` as the listener sees it (the schedulers,
+// persistence and transparent mode use that same address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv4_client_of_a_dual_stack_service_is_ipv4_to_the_real_server() {
+    use tokio::io::AsyncReadExt;
+    let real = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fulcrum = Fulcrum::start(&service(
+        "[::]:0",
+        "proxy_protocol = \"v1\"",
+        &[(real.local_addr().unwrap(), 1, 0)],
+    ));
+    let port = fulcrum.virtual_server_addr("vs").port();
+    let client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    let (mut accepted, _) = real.accept().await.unwrap();
+    let mut header = vec![0; 108];
+    let n = tokio::time::timeout(PATIENCE, accepted.read(&mut header))
+        .await
+        .unwrap()
+        .unwrap();
+    let header = String::from_utf8_lossy(&header[..n]).into_owned();
+    assert_eq!(
+        header,
+        format!("PROXY TCP4 127.0.0.1 127.0.0.1 {client_port} {port}\r\n")
+    );
+}

@@ -81,6 +81,47 @@ async fn udp_flows_beyond_max_connections_are_dropped_and_counted_until_one_ends
     }
 }
 
+// Input: a UDP service, not quiescent, over real servers `one` (127.0.0.1) and `two`
+// (127.0.0.2), checked by TCP connects to a port of their address; a client whose flow went
+// to `one`, and that keeps sending; then `one`'s check port closed. Output: once `one` is
+// DOWN the client's datagrams reach `two`. (Every datagram renewed the flow's idle timeout, so
+// the client stayed on the DOWN server for as long as it kept sending.)
+#[tokio::test]
+async fn a_udp_flow_leaves_a_server_that_goes_down_when_not_quiescent() {
+    let (one, two) = (
+        Echo::named("127.0.0.1", "one:").await,
+        Echo::named("127.0.0.2", "two:").await,
+    );
+    let check_one = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = check_one.local_addr().unwrap().port();
+    let _check_two = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
+    let fulcrum = Fulcrum::start(&format!(
+        "[virtual_server.dns]\nlisten = \"127.0.0.1:0\"\nprotocol = \"udp\"\nscheduler = \"rr\"\n\
+         quiescent = false\ntimeout = {{ idle = \"30s\" }}\n\
+         health_check = {{ type = \"tcp\", port = {port}, interval = \"100ms\", timeout = \"100ms\", rise = 1, fall = 1 }}\n\
+         real_servers = [{{ address = \"{}\" }}, {{ address = \"{}\" }}]\n",
+        one.addr, two.addr
+    ));
+    let vip = fulcrum.virtual_server_addr("dns");
+    let client = client(vip).await;
+    let first = ask(&client, b"x", PATIENCE).await.unwrap();
+    assert_eq!(first, b"one:x");
+
+    drop(check_one);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let answer = ask(&client, b"x", Duration::from_millis(300)).await;
+        if answer.as_deref() == Some(b"two:x") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flow stayed on the DOWN server: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A UDP server that sends every datagram back to its sender.
 struct Echo {
     addr: SocketAddr,
@@ -89,12 +130,19 @@ struct Echo {
 
 impl Echo {
     async fn start() -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        Self::named("127.0.0.1", "").await
+    }
+
+    /// An echo server on `ip` whose answers start with `name`.
+    async fn named(ip: &str, name: &str) -> Self {
+        let socket = UdpSocket::bind((ip, 0)).await.unwrap();
         let addr = socket.local_addr().unwrap();
+        let name = name.as_bytes().to_vec();
         let task = tokio::spawn(async move {
             let mut buf = vec![0; 65_536];
             while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                let _ = socket.send_to(&buf[..n], from).await;
+                let answer = [&name[..], &buf[..n]].concat();
+                let _ = socket.send_to(&answer, from).await;
             }
         });
         Self { addr, task }

@@ -27,6 +27,13 @@ pub(crate) fn bind_freebind(addr: SocketAddr, ty: Type) -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how a dual-stack listener sees an
+/// IPv4 client) turned back into IPv4: the schedulers hash it, persistence keys on it, the PROXY
+/// header names it and a transparent connection binds to it, all as the IPv4 address it is.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 /// A nonblocking socket for reaching `real`, bound to the client's address `source` with
 /// IP_TRANSPARENT, so the real server sees the true client (needs CAP_NET_ADMIN and the routing
 /// in docs/config.md). The port is the kernel's choice, as HAProxy's `usesrc clientip`: one

@@ -627,6 +627,14 @@ fn build_virtual_server(
     if let Some(fallback) = &section.fallback {
         check_server_address(fallback, "fallback", errors);
     }
+    if section.protocol == L4Protocol::Udp && section.listen.get_ref().ip().is_unspecified() {
+        // A reply leaves a wildcard socket from whatever address the route picks, not the VIP
+        // the client wrote to, and clients drop it.
+        errors.push(ConfigError::at(
+            &section.listen,
+            "a UDP virtual_server listens on one address (the VIP), not a wildcard: its replies must come from the address the client sent to",
+        ));
+    }
     let check = section
         .health_check
         .as_ref()
@@ -743,6 +751,11 @@ bind = ["[::]:9090"]
 
 [frontend.v4]
 bind = ["0.0.0.0:9090"]
+
+[virtual_server.syslog]
+listen = "0.0.0.0:514"
+protocol = "udp"
+real_servers = [{ address = "10.0.0.9:514" }]
 "#,
         );
         for expected in [
@@ -754,6 +767,7 @@ bind = ["0.0.0.0:9090"]
             "virtual_server `web` has the name of a backend",
             "10.0.0.1:8081 of frontend `specific` overlaps 0.0.0.0:8081 of frontend `any`",
             "0.0.0.0:9090 of frontend `v4` overlaps [::]:9090 of frontend `dual`",
+            "a UDP virtual_server listens on one address",
         ] {
             assert!(
                 errs.iter().any(|e| e.contains(expected)),

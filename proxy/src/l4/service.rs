@@ -60,18 +60,19 @@ impl Real {
 
     /// IPVS's overload flag with its hysteresis (`ip_vs_dest_totalconns` against `u_threshold`
     /// and `l_threshold`): set at `upper` connections, cleared only below three quarters of it,
-    /// the kernel's lower threshold when none is set. So a server at its limit does not flip
-    /// with every connection that opens or closes.
+    /// the kernel's lower threshold when none is set (`ip_vs_unbind_dest`: `conns * 4 <
+    /// u_threshold * 3`, in 64 bits here so that no threshold overflows). So a server at its
+    /// limit does not flip with every connection that opens or closes.
     fn overloaded(&self, connections: u32, upper: u32) -> bool {
         if upper == 0 {
             return false;
         }
-        let lower = (upper * 3 / 4).max(1);
+        let (conns, upper) = (u64::from(connections), u64::from(upper));
         let was = self.overloaded.load(Relaxed);
         let now = if was {
-            connections >= lower
+            conns * 4 >= upper * 3
         } else {
-            connections >= upper
+            conns >= upper
         };
         if now != was {
             self.overloaded.store(now, Relaxed);
@@ -517,6 +518,17 @@ mod tests {
             .collect();
         assert_eq!(seq, [false, true, true, true, false, true]);
         assert!(!real.overloaded(1_000, 0), "no threshold, never overloaded");
+        // At 10 the kernel clears at 7 (28 < 30), where flooring 3/4 of 10 to 7 held it.
+        let real = Real::new("vs", addr(2), 1);
+        let seq: Vec<bool> = [10, 8, 7]
+            .into_iter()
+            .map(|c| real.overloaded(c, 10))
+            .collect();
+        assert_eq!(seq, [true, true, false]);
+        // A threshold whose three quarters overflow 32 bits.
+        let real = Real::new("vs", addr(3), 1);
+        assert!(real.overloaded(u32::MAX, u32::MAX));
+        assert!(real.overloaded(u32::MAX - 1, u32::MAX));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use super::{
 };
 use crate::{
     config::{ProxyProtocol, VirtualServer},
+    net::canonical,
     runtime::Runtime,
     state::{ServerStatus, counters::Total},
 };
@@ -84,6 +85,7 @@ async fn serve(
     let Some(local) = fixed_local.or_else(|| client.local_addr().ok()) else {
         return;
     };
+    let (peer, local) = (canonical(peer), canonical(local));
     let config = service.config();
     let Some(pick) = service.pick(peer, local) else {
         tracing::debug!(virtual_server = %service.name, client = %peer, "no real server available");
@@ -242,7 +244,7 @@ async fn until_reset(real: &Real, quiescent: bool, epoch: u64) -> Reset {
 }
 
 /// Resolves once `real` is DOWN.
-async fn until_down(real: &Real) {
+pub(super) async fn until_down(real: &Real) {
     loop {
         let changed = real.server.status_changed.notified();
         tokio::pin!(changed);

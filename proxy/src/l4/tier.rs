@@ -118,8 +118,13 @@ impl Tier {
             old.stop.cancel();
         }
         *running = next;
-        self.reals
-            .retain(|(name, addr), _| wanted.iter().any(|vs| vs.name == *name && uses(vs, *addr)));
+        // A real server still carrying connections keeps its state even when this reload
+        // removed it: re-added by a later one, it must not come back counting none of them
+        // (IPVS keeps such a dest in its trash, counters and all).
+        self.reals.retain(|(name, addr), real| {
+            Arc::strong_count(real) > 1
+                || wanted.iter().any(|vs| vs.name == *name && uses(vs, *addr))
+        });
         self.reconcile_health(rt, &wanted);
     }
 

@@ -30,6 +30,7 @@ use super::{
 };
 use crate::{
     config::ProxyProtocol,
+    net::canonical,
     runtime::{ConnPermit, Runtime},
     state::counters::{self, Total},
 };
@@ -44,6 +45,8 @@ struct Flow {
     pick: Pick,
     /// Milliseconds since the service socket's start at the last datagram either way.
     last: AtomicU64,
+    /// Cancelled when sending to the real server fails: the flow ends.
+    ended: CancellationToken,
     /// The flow's slot of the process's connection limit.
     _permit: ConnPermit,
 }
@@ -115,7 +118,7 @@ pub(crate) async fn serve(
         flow.last.store(millis_since(endpoint.epoch), Relaxed);
         let payload = if endpoint.service.config().proxy_protocol == ProxyProtocol::V2 {
             datagram.clear();
-            proxy_protocol::encode_v2_udp(client, local, &mut datagram);
+            proxy_protocol::encode_v2_udp(canonical(client), canonical(local), &mut datagram);
             datagram.extend_from_slice(&buf[..n]);
             &datagram[..]
         } else {
@@ -123,7 +126,13 @@ pub(crate) async fn serve(
         };
         let (total, n) = match flow.upstream.send(payload).await {
             Ok(_) => (Total::BytesIn, n as u64),
-            Err(_) => (Total::ConnectErrors, 1),
+            Err(_) => {
+                // ECONNREFUSED from an earlier datagram's ICMP error surfaces on whichever of
+                // send and receive comes first: the flow ends here as it would there, and the
+                // client's next datagram is scheduled afresh.
+                flow.ended.cancel();
+                (Total::ConnectErrors, 1)
+            }
         };
         endpoint.service.count(&flow.pick.real, total, n);
     }
@@ -141,10 +150,14 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         return None;
     };
     endpoint.refusing.store(false, Relaxed);
-    let pick = service.pick(client, endpoint.local)?;
+    // Flows are keyed and answered by the address as received; scheduling and the transparent
+    // bind use the client's own (IPv4, not IPv4-mapped).
+    let source = canonical(client);
+    let pick = service.pick(source, canonical(endpoint.local))?;
     let epoch = pick.real.server.sessions_epoch();
-    let transparent = service.config().transparent;
-    let upstream = match connect(pick.real.addr(), transparent.then_some(client.ip())).await {
+    let config = service.config();
+    let upstream = match connect(pick.real.addr(), config.transparent.then_some(source.ip())).await
+    {
         Ok(s) => s,
         Err(error) => {
             service.count(&pick.real, Total::ConnectErrors, 1);
@@ -157,6 +170,7 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         upstream,
         pick,
         last: AtomicU64::new(millis_since(endpoint.epoch)),
+        ended: CancellationToken::new(),
         _permit: permit,
     });
     endpoint.flows.insert(client, Arc::clone(&flow));
@@ -165,7 +179,7 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
     endpoint.rt.connections.clone().spawn(async move {
         let service = &endpoint.service;
         let entry = service.track(ConnEntry {
-            client,
+            client: source,
             virtual_addr: endpoint.local,
             real: flow2.pick.real.addr(),
             established: true,
@@ -175,10 +189,22 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         // no end of its own, and its socket must free the address for a reload or a restart.
         // So does an operator's `shutdown sessions`; the client's next datagram is scheduled
         // afresh.
+        // Without quiescence a DOWN server loses its flows at once, as its TCP connections are
+        // reset (IPVS's expire_nodest_conn): a client that keeps sending would otherwise stay
+        // on it for ever, each datagram renewing the idle timeout.
+        let down = async {
+            if config.quiescent {
+                std::future::pending().await
+            } else {
+                super::tcp::until_down(&flow2.pick.real).await;
+            }
+        };
         tokio::select! {
             () = replies(service, &endpoint.socket, &flow2, client, endpoint.epoch) => {}
             () = endpoint.stop.cancelled() => {}
             () = flow2.pick.real.server.sessions_shut(epoch) => {}
+            () = flow2.ended.cancelled() => {}
+            () = down => {}
         }
         endpoint.flows.remove(&client);
         drop(entry);
