@@ -27,6 +27,13 @@ pub enum IndexError {
         version: u32,
         supported: u32,
     },
+    /// The root lacks the marker directory the index says it had: most likely the filesystem
+    /// the set lives on is not mounted, and the empty mount point would read as every file
+    /// deleted, on every node.
+    #[error("{}: no `{marker}` directory, though this set's index says it was there: the directory is \
+             most likely not mounted (or not the one indexed). Nothing is taken for deleted. If \
+             the files are there on purpose, `mkdir {}` and restart", root.display(), root.join(marker).display())]
+    RootUnmarked { root: PathBuf, marker: &'static str },
     /// No randomness for a new index's id.
     #[error("no randomness for a new index id: {0}")]
     Random(getrandom::Error),

@@ -39,7 +39,7 @@ pub use entry::{Entry, Hash, Kind, MAX_PATH, NO_HASH, PathError, check_path, uni
 pub use error::IndexError;
 pub use progress::{ScanCounts, ScanProgress};
 pub use remote::{Conflict, Decision, Side, conflict_name, with_suffix};
-pub use scan::{Change, ChangeKind, Rehash, ScanReport};
+pub use scan::{Change, ChangeKind, ROOT_MARKER, Rehash, ScanReport};
 pub use store::{FORMAT_VERSION, INDEX_FILE, index_dir};
 pub use version::{Causality, VersionVector};
 
@@ -102,6 +102,9 @@ pub struct Index {
     /// The file hashes are SHA-256, read from a format 1 index: the next scan of the whole
     /// tree hashes every file again, in place (see [`store`]).
     legacy_hashes: bool,
+    /// The root held the [`ROOT_MARKER`] directory when this index was saved (see
+    /// [`scan`]): a full scan of a root without it fails instead of deleting everything.
+    root_marked: bool,
     /// Owners are synced ([`Index::set_track_owners`]). Not saved: the config says it at
     /// every start.
     track_owners: bool,
@@ -131,6 +134,7 @@ impl Index {
             dirty: true,
             marks_dirty: false,
             legacy_hashes: false,
+            root_marked: false,
             track_owners: false,
             forgotten_before: i64::MIN,
         }

@@ -31,6 +31,10 @@ use super::{
 };
 use crate::sync::{config::Pattern, owner::Owner, watch::TEMP_PREFIX};
 
+/// The directory that marks a sync root as the one indexed (see [`Index::check_root_marker`]).
+/// Its name is a temporary file's, so it is never indexed, sent or removed as a leftover.
+pub const ROOT_MARKER: &str = ".fulcrum-tmp-root";
+
 /// Whether the disk's owner (`None` when owners are not tracked) differs from an entry's that
 /// has one: a change. An entry without one is filled in place instead ([`Scan::fill_owner`]).
 fn owner_changed(indexed: Option<Owner>, disk: Option<Owner>) -> bool {
@@ -162,6 +166,9 @@ impl Index {
         };
         if under.is_empty() {
             fs::read_dir(root).map_err(IndexError::io(root))?;
+            if !measuring {
+                scan.index.check_root_marker(root)?;
+            }
             scan.walk(root.to_path_buf(), String::new());
         } else {
             check_path(under).map_err(|e| IndexError::Io {
@@ -189,6 +196,35 @@ impl Index {
         let mut report = scan.report;
         report.changes.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(report)
+    }
+
+    /// Before a scan of the whole tree: the root must hold [`ROOT_MARKER`] if it did when the
+    /// index was saved. An unmounted filesystem leaves an empty mount point (or the files of
+    /// the filesystem below it), which a scan would take for every file deleted, and the peers
+    /// would delete them too, as Syncthing's folder marker guards against. A root without the
+    /// marker and an index that never saw one (a first start, or an index from before markers)
+    /// gets it now.
+    fn check_root_marker(&mut self, root: &Path) -> Result<(), IndexError> {
+        let marker = root.join(ROOT_MARKER);
+        let marked = fs::symlink_metadata(&marker).is_ok_and(|m| m.is_dir());
+        if !marked && self.root_marked {
+            return Err(IndexError::RootUnmarked {
+                root: root.to_path_buf(),
+                marker: ROOT_MARKER,
+            });
+        }
+        if !marked {
+            if let Err(error) = fs::create_dir(&marker) {
+                // A read-only tree cannot be marked, nor changed by a peer either.
+                warn!(path = %marker.display(), %error, "sync: cannot create the root marker; an unmounted root would not be told from an emptied one");
+                return Ok(());
+            }
+        }
+        if !self.root_marked {
+            self.root_marked = true;
+            self.dirty = true;
+        }
+        Ok(())
     }
 
     /// Records a local change to `entry` (a new version by this node).

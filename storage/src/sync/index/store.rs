@@ -24,6 +24,7 @@
 //!     version: u16 count, (name u32, counter u64) each
 //!   acked: u32 count, (addr str16, sequence u64, applies u8) each
 //!                      how far each peer acknowledged this index (format 3 on)
+//!   root_marked u8     the root held its marker directory (format 5 on; read as 0 before)
 //! ```
 //!
 //! Format 3 has no owners: its entries are read with none, and the start-up scan of a node
@@ -56,7 +57,10 @@ use crate::{sync::owner::Owner, volume::meta::durable};
 pub const INDEX_FILE: &str = "index";
 
 /// The format written; every format from [`LEGACY_FORMAT`] on is read too.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
+
+/// The first format that says whether the root was marked.
+const MARKED_SINCE: u32 = 5;
 
 /// The first format with owners.
 const OWNERS_SINCE: u32 = 4;
@@ -237,6 +241,9 @@ pub(super) fn encode_as(index: &Index, format: u32) -> Vec<u8> {
             out.extend_from_slice(&mark.sequence.to_le_bytes());
             out.push(u8::from(mark.applies));
         }
+    }
+    if format >= MARKED_SINCE {
+        out.push(u8::from(index.root_marked));
     }
     let body_len = (out.len() - HEADER) as u64;
     out[12..HEADER].copy_from_slice(&body_len.to_le_bytes());
@@ -429,6 +436,7 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
             acked.insert(addr, mark);
         }
     }
+    let root_marked = version >= MARKED_SINCE && r.flag(|| "root marked flag".to_owned())?;
     if !r.bytes.is_empty() {
         return Err(corrupt(format!(
             "{} bytes after the last record",
@@ -453,6 +461,7 @@ fn decode(bytes: &[u8]) -> Result<Index, DecodeError> {
         dirty: legacy_hashes,
         marks_dirty: false,
         legacy_hashes,
+        root_marked,
         track_owners: false,
         forgotten_before: i64::MIN,
     })

@@ -827,3 +827,67 @@ fn a_stopped_scan_deletes_nothing() {
         [ch("one", Deleted), ch("two", Deleted)]
     );
 }
+
+// Input: a tree scanned once (which marks its root), then the same index scanning an empty
+// directory in its place, as an unmounted filesystem leaves its mount point. Output: the scan
+// fails naming the marker, and no entry becomes a tombstone (the peers would delete them all).
+#[test]
+fn an_unmounted_root_is_refused_not_taken_for_every_file_deleted() {
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("data"), b"precious").unwrap();
+    let mut index = Index::new("n1").unwrap();
+    assert_eq!(scan(&mut index, root.path()), [ch("data", Created)]);
+    assert!(root.path().join(ROOT_MARKER).is_dir());
+
+    let mount_point = tempfile::tempdir().unwrap();
+    let error = index
+        .scan(mount_point.path(), &[], Rehash::IfChanged)
+        .unwrap_err();
+    assert!(matches!(error, IndexError::RootUnmarked { .. }), "{error}");
+    assert!(error.to_string().contains("not mounted"), "{error}");
+    assert!(index.entries().all(|e| !e.deleted));
+    assert!(!mount_point.path().join(ROOT_MARKER).exists());
+}
+
+// Input: a marked tree whose files are all deleted, then its index saved and loaded, and a
+// scan of an unmarked empty directory. Output: the emptied tree is a deletion like any other
+// (the marker says it is the same directory), and the loaded index still knows the root was
+// marked, so the unmarked directory is refused.
+#[test]
+fn an_emptied_root_is_a_deletion_and_the_mark_survives_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("data"), b"old").unwrap();
+    let mut index = Index::new("n1").unwrap();
+    scan(&mut index, root.path());
+    fs::remove_file(root.path().join("data")).unwrap();
+    assert_eq!(scan(&mut index, root.path()), [ch("data", Deleted)]);
+
+    let state = tempfile::tempdir().unwrap();
+    index.save(state.path()).unwrap();
+    let mut loaded = Index::open(state.path(), "n1").unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        loaded.scan(elsewhere.path(), &[], Rehash::IfChanged),
+        Err(IndexError::RootUnmarked { .. })
+    ));
+}
+
+// Input: an index with entries saved by the release before markers (format 4), and its tree.
+// Output: the scan marks the root instead of refusing it, so an upgrade starts.
+#[test]
+fn an_index_from_before_markers_marks_its_root() {
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("data"), b"x").unwrap();
+    let mut index = Index::new("n1").unwrap();
+    scan(&mut index, root.path());
+    fs::remove_dir(root.path().join(ROOT_MARKER)).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    fs::write(
+        state.path().join(INDEX_FILE),
+        super::store::encode_as(&index, 4),
+    )
+    .unwrap();
+    let mut old = Index::open(state.path(), "n1").unwrap();
+    assert_eq!(scan(&mut old, root.path()), []);
+    assert!(root.path().join(ROOT_MARKER).is_dir());
+}
