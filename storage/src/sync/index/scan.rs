@@ -213,12 +213,10 @@ impl Index {
                 marker: ROOT_MARKER,
             });
         }
-        if !marked {
-            if let Err(error) = fs::create_dir(&marker) {
-                // A read-only tree cannot be marked, nor changed by a peer either.
-                warn!(path = %marker.display(), %error, "sync: cannot create the root marker; an unmounted root would not be told from an emptied one");
-                return Ok(());
-            }
+        if !marked && let Err(error) = fs::create_dir(&marker) {
+            // A read-only tree cannot be marked, nor changed by a peer either.
+            warn!(path = %marker.display(), %error, "sync: cannot create the root marker; an unmounted root would not be told from an emptied one");
+            return Ok(());
         }
         if !self.root_marked {
             self.root_marked = true;
