@@ -493,7 +493,11 @@ impl Scan<'_> {
             .map(|(path, _)| path.clone())
             .collect();
         let now = unix_ns(SystemTime::now());
-        for path in candidates {
+        // Deepest first: a directory's tombstone then follows those of everything in it, so a
+        // peer applying them in sequence order (in batches) finds it empty. In path order a
+        // large directory's own tombstone came first, met a directory still full, and was
+        // dropped, leaving it behind for good.
+        for path in candidates.into_iter().rev() {
             if self.unreadable.iter().any(|u| in_scope(&path, u)) {
                 continue;
             }

@@ -891,3 +891,26 @@ fn an_index_from_before_markers_marks_its_root() {
     assert_eq!(scan(&mut old, root.path()), []);
     assert!(root.path().join(ROOT_MARKER).is_dir());
 }
+
+// Input: a directory with files and a subdirectory, scanned, then removed whole. Output: every
+// tombstone of its content has a lower sequence than the directory's own, so a peer applying
+// them in sequence order empties the directory before it removes it.
+#[test]
+fn a_removed_directory_is_tombstoned_after_its_content() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("d");
+    fs::create_dir_all(d.join("sub")).unwrap();
+    for name in ["a", "b", "sub/c"] {
+        fs::write(d.join(name), name).unwrap();
+    }
+    let mut index = Index::new("n1").unwrap();
+    scan(&mut index, root.path());
+    fs::remove_dir_all(&d).unwrap();
+    let deleted = scan(&mut index, root.path());
+    assert_eq!(deleted.len(), 5, "{deleted:?}");
+    let seq = |path: &str| index.get(path).unwrap().sequence;
+    for inside in ["d/a", "d/b", "d/sub", "d/sub/c"] {
+        assert!(seq(inside) < seq("d"), "{inside} after d");
+    }
+    assert!(seq("d/sub/c") < seq("d/sub"));
+}
