@@ -154,6 +154,14 @@ pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
             let Some(snapshot) = snapshot else {
                 return Ok(false);
             };
+            // The tree's renames and unlinks before the index that records them: after a power
+            // loss an index ahead of the disk would take the old content it finds for a local
+            // change that beats the peer's version, and send it back. The received files are
+            // fsynced already; their directory entries, and the application's own writes, are
+            // what this flushes (the state directory is often on another filesystem).
+            if let Err(error) = sync_filesystem(&saver.root) {
+                warn!(set = %saver.config.name, %error, "sync: cannot flush the synced tree before saving the index");
+            }
             let written = Index::write_snapshot(&saver.index_dir, &snapshot);
             let mut index = saver.index();
             match written {
@@ -177,4 +185,16 @@ pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
             Err(_) => shared.error(),
         }
     }
+}
+
+/// `syncfs(2)` of the filesystem holding `root`.
+fn sync_filesystem(root: &std::path::Path) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let dir = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::syncfs(&dir)?;
+    Ok(())
 }
