@@ -176,7 +176,13 @@ fn newest_wins(local: &Entry, remote: &Entry) -> Side {
         (false, true) => return Side::Local,
         _ => {}
     }
-    let key = |e: &Entry| (e.mtime_ns, e.modified_by.clone(), e.hash, e.mode);
+    // Not a directory's mtime: each node updates its own in place, without a new version,
+    // so the two would judge by different ones and each could win on its side (as
+    // `merged_owner` leaves it out for the same reason).
+    let key = |e: &Entry| {
+        let mtime = (e.kind != Kind::Dir).then_some(e.mtime_ns);
+        (mtime, e.modified_by.clone(), e.hash, e.mode)
+    };
     if key(remote) > key(local) {
         Side::Remote
     } else {

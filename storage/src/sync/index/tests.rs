@@ -914,3 +914,39 @@ fn a_removed_directory_is_tombstoned_after_its_content() {
     }
     assert!(seq("d/sub/c") < seq("d/sub"));
 }
+
+// Input: one directory changed concurrently on two nodes (mode 0755 on `a`, 0700 on `b`),
+// each node's own entry with the mtime it has now (its directory changes in place, without a
+// new version) and the peer's with the older one it was sent. Output: both nodes pick the
+// same side. (Compared by those mtimes, each picked its own mode, for good.)
+#[test]
+fn both_nodes_pick_the_same_winner_between_two_directory_versions() {
+    let dir = |by: &str, version: &[(&str, u64)], mode: u32, mtime: i64| Entry {
+        kind: Kind::Dir,
+        size: 0,
+        hash: NO_HASH,
+        mode,
+        ..remote("d", by, version, b"", mtime)
+    };
+    let on_a = dir("a", &[("a", 2), ("b", 1)], 0o755, 500);
+    let on_b = dir("b", &[("a", 1), ("b", 2)], 0o700, 600);
+    let (sent_by_a, sent_by_b) = (
+        Entry {
+            mtime_ns: 200,
+            ..on_a.clone()
+        },
+        Entry {
+            mtime_ns: 100,
+            ..on_b.clone()
+        },
+    );
+    let mut a = Index::new("a").unwrap();
+    a.record(on_a);
+    let mut b = Index::new("b").unwrap();
+    b.record(on_b);
+    let mode_kept = |index: &Index, remote: &Entry| match index.apply_remote(remote).unwrap() {
+        Decision::Conflict(conflict) => conflict.resolved.mode,
+        other => panic!("not a conflict: {other:?}"),
+    };
+    assert_eq!(mode_kept(&a, &sent_by_b), mode_kept(&b, &sent_by_a));
+}
