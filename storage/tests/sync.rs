@@ -938,3 +938,22 @@ async fn a_transfer_set_aside_is_tried_again_without_a_reconnect() {
     drop((reader, writer));
     set.stop().await.unwrap();
 }
+
+// Input: a directory of three files synced, then replaced on A by a file of the same name (its
+// content removed first, as `rm -r d; echo > d` does). Output: B converges within seconds, with
+// at most the one failed attempt made before the batch's deletions emptied the directory. (B
+// retried the file before those deletions: five failed transfers, then 30 s set aside.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_directory_replaced_by_a_file_converges_at_once() {
+    let (n, a, b) = started_pair().await;
+    for name in ["d/one", "d/two", "d/three"] {
+        n[0].write(name, name.as_bytes());
+    }
+    converge(&n[0], &n[1], PATIENCE).await;
+    std::fs::remove_dir_all(n[0].path("d")).unwrap();
+    n[0].write("d", b"now a file");
+    converge(&n[0], &n[1], Duration::from_secs(10)).await;
+    assert_eq!(std::fs::read(n[1].path("d")).unwrap(), b"now a file");
+    assert!(b.status().counters.errors <= 1, "{:?}", b.status());
+    stop_both(a, b).await;
+}

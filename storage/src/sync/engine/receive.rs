@@ -281,8 +281,10 @@ impl Receiver {
         Ok((fetches, failed))
     }
 
-    /// Retries what failed (with backoff) until it succeeds or is given up, then applies the
-    /// deletions; returns the entries given up (see [`MAX_ATTEMPTS`]).
+    /// Applies the deletions, then retries what failed (with backoff) until it succeeds or is
+    /// given up; returns the entries given up (see [`MAX_ATTEMPTS`]). The deletions come first
+    /// because a live entry may wait for them: a directory replaced by a file fails while the
+    /// directory still holds what this batch deletes.
     async fn complete(
         &mut self,
         failed: Vec<Entry>,
@@ -291,14 +293,7 @@ impl Receiver {
     ) -> Result<Vec<Entry>, String> {
         let mut attempts: HashMap<String, u32> = HashMap::new();
         let mut given_up = Vec::new();
-        let mut pending = self.give_up_some(failed, &mut attempts, &mut given_up);
-        while !pending.is_empty() {
-            tokio::time::sleep(self.backoff.next_delay()).await;
-            let (fetches, mut failed) = self.prepare_live(pending, &tombstones).await?;
-            let mut fetching = self.start_fetch(fetches)?;
-            failed.extend(finish_fetch(&mut fetching).await?);
-            pending = self.give_up_some(failed, &mut attempts, &mut given_up);
-        }
+        let mut retry_live = self.give_up_some(failed, &mut attempts, &mut given_up);
 
         let mut pending = dead;
         while !pending.is_empty() {
@@ -325,6 +320,14 @@ impl Receiver {
             if !pending.is_empty() {
                 tokio::time::sleep(self.backoff.next_delay()).await;
             }
+        }
+
+        while !retry_live.is_empty() {
+            tokio::time::sleep(self.backoff.next_delay()).await;
+            let (fetches, mut failed) = self.prepare_live(retry_live, &tombstones).await?;
+            let mut fetching = self.start_fetch(fetches)?;
+            failed.extend(finish_fetch(&mut fetching).await?);
+            retry_live = self.give_up_some(failed, &mut attempts, &mut given_up);
         }
         self.backoff.succeeded();
         Ok(given_up)
