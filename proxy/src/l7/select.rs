@@ -114,10 +114,21 @@ pub(crate) async fn select(
         tokio::pin!(backend_freed);
         backend_freed.as_mut().enable();
 
+        // The sticky server's state changes too: registered before it is looked at.
+        let status_changed = sticky.map(|index| entry.servers[index].status_changed.notified());
+        tokio::pin!(status_changed);
+        if let Some(changed) = status_changed.as_mut().as_pin_mut() {
+            changed.enable();
+        }
         // A sticky server that went into MAINT or DOWN while this request waited for it no
-        // longer gets it: balanced afresh, the request is answered with a new cookie.
-        if sticky.is_some_and(|index| !entry.servers[index].takes_sticky_clients()) {
+        // longer gets it: balanced afresh, the request is answered with a new cookie. The
+        // wake-up this request may have taken from that server's freed slot is passed on, so
+        // the next request waiting there looks again too.
+        if let Some(index) = sticky
+            && !entry.servers[index].takes_sticky_clients()
+        {
             sticky = None;
+            entry.servers[index].slot_freed.notify_one();
         }
         let target = match sticky {
             Some(index) => Target::Server(index),
@@ -150,8 +161,15 @@ pub(crate) async fn select(
         let woke = match waiting_on {
             Some(server) => {
                 let server_freed = server.slot_freed.notified();
+                let left = async {
+                    match status_changed.as_mut().as_pin_mut() {
+                        Some(changed) => changed.await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = server_freed => true,
+                    () = left => true,
                     () = expiry => false,
                 }
             }
