@@ -13,8 +13,9 @@ use serde::{Deserialize, Deserializer, de};
 pub struct Duration(pub std::time::Duration);
 
 impl Duration {
-    /// The longest duration a config may give: 100 years (of 365 days).
-    pub const MAX: Self = Self::from_secs(100 * 365 * 86_400);
+    /// The longest duration a config may give: 100 years, of humantime's 365.25 days (so that
+    /// `"100y"` itself is accepted).
+    pub const MAX: Self = Self::from_secs(100 * 31_557_600);
 
     /// `secs` seconds, for defaults.
     pub const fn from_secs(secs: u64) -> Self {
@@ -214,12 +215,13 @@ mod tests {
     }
 
     // Input: a timeout of 300 billion years, which overflowed `Instant + d` (a panic) where it
-    // was armed; then exactly 100 years. Output: the first is refused, the second accepted.
+    // was armed; then exactly 100 years, and 101. Output: only 100 years is accepted.
     #[test]
     fn durations_longer_than_a_century_are_refused() {
         let error = "300000000000y".parse::<Duration>().unwrap_err();
         assert!(error.contains("longer than 100 years"), "{error}");
-        assert_eq!("36500d".parse::<Duration>().unwrap(), Duration::MAX);
+        assert_eq!("100y".parse::<Duration>().unwrap(), Duration::MAX);
+        assert!("101y".parse::<Duration>().is_err());
         let now = std::time::Instant::now();
         assert!(now.checked_add(Duration::MAX.get()).is_some());
     }

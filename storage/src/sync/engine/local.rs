@@ -187,8 +187,9 @@ pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
     }
 }
 
-/// `syncfs(2)` of the filesystem holding `root`.
-fn sync_filesystem(root: &std::path::Path) -> std::io::Result<()> {
+/// `syncfs(2)` of the filesystem holding `root`: before every save of the index, so that the
+/// index is never ahead of the tree it records.
+pub(super) fn sync_filesystem(root: &std::path::Path) -> std::io::Result<()> {
     use rustix::fs::{Mode, OFlags};
     let dir = rustix::fs::open(
         root,

@@ -393,7 +393,12 @@ impl SyncSet {
             self.shared.disk_work.wait().await;
             let shared = Arc::clone(&self.shared);
             let name = shared.config.name.clone();
-            tokio::task::spawn_blocking(move || shared.index().save(&shared.index_dir))
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = local::sync_filesystem(&shared.root) {
+                    tracing::warn!(set = %shared.config.name, %error, "sync: cannot flush the synced tree before saving the index");
+                }
+                shared.index().save(&shared.index_dir)
+            })
                 .await
                 .map_err(|e| SyncError::Task {
                     name: name.clone(),

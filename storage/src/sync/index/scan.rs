@@ -171,6 +171,14 @@ impl Index {
             }
             scan.walk(root.to_path_buf(), String::new());
         } else {
+            // A subtree's scan after a watch event would tombstone it all just the same when
+            // the filesystem went away under a running set.
+            if !measuring && scan.index.root_marked && !is_marked(root) {
+                return Err(IndexError::RootUnmarked {
+                    root: root.to_path_buf(),
+                    marker: ROOT_MARKER,
+                });
+            }
             check_path(under).map_err(|e| IndexError::Io {
                 file: root.join(under),
                 source: io::Error::new(io::ErrorKind::InvalidInput, e),
@@ -206,7 +214,7 @@ impl Index {
     /// gets it now.
     fn check_root_marker(&mut self, root: &Path) -> Result<(), IndexError> {
         let marker = root.join(ROOT_MARKER);
-        let marked = fs::symlink_metadata(&marker).is_ok_and(|m| m.is_dir());
+        let marked = is_marked(root);
         if !marked && self.root_marked {
             return Err(IndexError::RootUnmarked {
                 root: root.to_path_buf(),
@@ -517,6 +525,11 @@ impl Scan<'_> {
                 .bump(tombstone, ChangeKind::Deleted, &mut self.report);
         }
     }
+}
+
+/// Whether `root` holds the [`ROOT_MARKER`] directory.
+fn is_marked(root: &Path) -> bool {
+    fs::symlink_metadata(root.join(ROOT_MARKER)).is_ok_and(|m| m.is_dir())
 }
 
 /// The key range holding `scope` and everything under it (and a few siblings such as

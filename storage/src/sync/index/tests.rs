@@ -950,3 +950,19 @@ fn both_nodes_pick_the_same_winner_between_two_directory_versions() {
     };
     assert_eq!(mode_kept(&a, &sent_by_b), mode_kept(&b, &sent_by_a));
 }
+
+// Input: a marked tree with a directory, then the same index scanning only that directory
+// under an unmarked root (the filesystem gone while the set runs, and a watch event on the
+// directory). Output: refused as a whole-tree scan is; nothing becomes a tombstone.
+#[test]
+fn a_subtree_scan_of_an_unmounted_root_is_refused_too() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("uploads")).unwrap();
+    fs::write(root.path().join("uploads/a"), b"a").unwrap();
+    let mut index = Index::new("n1").unwrap();
+    scan(&mut index, root.path());
+    let mount_point = tempfile::tempdir().unwrap();
+    let refused = index.scan_under(mount_point.path(), &[], "uploads", Rehash::IfChanged);
+    assert!(matches!(refused, Err(IndexError::RootUnmarked { .. })), "{refused:?}");
+    assert!(index.entries().all(|e| !e.deleted));
+}
