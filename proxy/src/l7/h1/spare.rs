@@ -13,13 +13,17 @@ use std::{
 use bytes::BytesMut;
 use http::HeaderMap;
 
-/// Buffers kept per thread and kind. Beyond that they are freed, so idle connections cost no
-/// more than this in all (4 MiB of read buffers). Client and server connections share the read
-/// buffers, so N busy clients cycle about 2 × N of them: at 64 clients and a cap of 64, one
-/// buffer was freed and another allocated for nearly every request (callgrind).
-const KEEP: usize = 256;
-/// A buffer that grew larger (a large head, a body gathered for one write) is freed rather than
-/// kept for a request that would not need it.
+/// Read buffers kept per thread. Client and server connections share them, so N busy clients
+/// cycle about 2 × N: at 64 clients and a cap of 64, one buffer was freed and another allocated
+/// for nearly every request (callgrind). Beyond the cap they are freed, so idle connections
+/// cost no more than 256 × [`MAX_KEPT_READ`] (8 MiB, 4 MiB at the usual 16 KiB) per thread.
+const KEEP_READ: usize = 256;
+/// Head buffers and header maps kept per thread: one per request in progress, not per side.
+const KEEP_HEAD: usize = 64;
+/// A read buffer that grew larger (a body gathered for one write) is freed rather than kept.
+const MAX_KEPT_READ: usize = 32 * 1024;
+/// A head buffer that grew larger (a large head) is freed rather than kept for a request that
+/// would not need it: 64 × 64 KiB at most per thread.
 const MAX_KEPT: usize = 64 * 1024;
 
 thread_local! {
@@ -38,11 +42,11 @@ pub(crate) fn take_read() -> BytesMut {
 
 /// Gives back a read buffer; its content, if any, is dropped.
 pub(crate) fn put_read(mut buf: BytesMut) {
-    if buf.capacity() == 0 || buf.capacity() > MAX_KEPT {
+    if buf.capacity() == 0 || buf.capacity() > MAX_KEPT_READ {
         return;
     }
     buf.clear();
-    put(&READ, buf);
+    put(&READ, buf, KEEP_READ);
 }
 
 /// A buffer for serialized heads: a spare one (empty) or a new empty one.
@@ -56,7 +60,7 @@ pub(crate) fn put_head(mut buf: Vec<u8>) {
         return;
     }
     buf.clear();
-    put(&HEAD, buf);
+    put(&HEAD, buf, KEEP_HEAD);
 }
 
 /// An empty header map: a spare one, with the room it had, or a new one.
@@ -95,7 +99,7 @@ impl Drop for Recycled {
             return;
         }
         map.clear();
-        put(&HEADERS, map);
+        put(&HEADERS, map, KEEP_HEAD);
     }
 }
 
@@ -105,10 +109,11 @@ fn take<T: 'static>(spare: &'static std::thread::LocalKey<RefCell<Vec<T>>>) -> O
     spare.with(|cell| cell.try_borrow_mut().ok()?.pop())
 }
 
-fn put<T: 'static>(spare: &'static std::thread::LocalKey<RefCell<Vec<T>>>, buf: T) {
+/// Keeps `buf` unless `keep` are kept already.
+fn put<T: 'static>(spare: &'static std::thread::LocalKey<RefCell<Vec<T>>>, buf: T, keep: usize) {
     spare.with(|cell| {
         if let Ok(mut spare) = cell.try_borrow_mut()
-            && spare.len() < KEEP
+            && spare.len() < keep
         {
             spare.push(buf);
         }
@@ -160,13 +165,13 @@ mod tests {
     #[test]
     fn at_most_keep_buffers_per_thread() {
         while take(&HEAD).is_some() {}
-        for _ in 0..KEEP + 10 {
+        for _ in 0..KEEP_HEAD + 10 {
             put_head(Vec::with_capacity(16));
         }
         let mut kept = 0;
         while take(&HEAD).is_some() {
             kept += 1;
         }
-        assert_eq!(kept, KEEP);
+        assert_eq!(kept, KEEP_HEAD);
     }
 }

@@ -963,6 +963,9 @@ fn a_subtree_scan_of_an_unmounted_root_is_refused_too() {
     scan(&mut index, root.path());
     let mount_point = tempfile::tempdir().unwrap();
     let refused = index.scan_under(mount_point.path(), &[], "uploads", Rehash::IfChanged);
-    assert!(matches!(refused, Err(IndexError::RootUnmarked { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(IndexError::RootUnmarked { .. })),
+        "{refused:?}"
+    );
     assert!(index.entries().all(|e| !e.deleted));
 }
