@@ -491,18 +491,28 @@ async fn h2c(
 }
 
 // Input: a TLS client that keeps its sessions, connecting once, then again after a reload of
-// the unchanged file. Output: the first handshake is full and the second resumes. (Each reload
-// builds new TLS configs, which came with a fresh 256-session cache of their own: every client
-// did a full handshake again after each reload.)
+// the unchanged file, then after the certificate file was replaced in place (another
+// certificate, as after a renewal) and reloaded. Output: full, resumed, and not resumed: the
+// new certificate is served (which the client, pinned to the old one, refuses). (Each reload
+// built new TLS configs with a fresh 256-session cache: every client did a full handshake
+// again. A cache kept by file path would have resumed under the replaced certificate.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tls_session_is_resumed_across_a_reload() {
+async fn a_tls_session_is_resumed_across_a_reload_but_not_a_new_certificate() {
     use rustls::HandshakeKind;
     use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s1 = origin("s1").await;
-    let fulcrum = Fulcrum::start(&tls_site(s1.addr()));
-    let port = fulcrum.addr("tls").port();
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let certs = tempfile::tempdir().unwrap();
+    let pem = certs.path().join("site.pem");
+    std::fs::copy(format!("{fixtures}/a.pem"), &pem).unwrap();
+    let fulcrum = Fulcrum::start(&format!(
+        "[frontend.tls]\nbind = [\"127.0.0.1:0\"]\ntls = {{ certs = [\"{}\"] }}\ndefault_backend = \"web\"\n\n\
+         [backend.web]\nservers = [{{ name = \"s1\", address = \"{}\" }}]\n",
+        pem.display(),
+        s1.addr()
+    ));
+    let port = fulcrum.addr("tls").port();
     let pinned = CertificateDer::from_pem_file(format!("{fixtures}/a.crt")).unwrap();
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Pinned {
@@ -517,11 +527,12 @@ async fn a_tls_session_is_resumed_across_a_reload() {
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let name = ServerName::try_from("a.fulcrum.test").unwrap();
+    // The handshake's kind, or `None` when the client refused it.
     let exchange = || async {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
-        let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
+        let mut tls = connector.connect(name.clone(), tcp).await.ok()?;
         let request = b"GET / HTTP/1.1\r\nHost: a.fulcrum.test\r\nConnection: close\r\n\r\n";
         tls.write_all(request).await.unwrap();
         // Read to the end: TLS 1.3 session tickets come after the handshake.
@@ -540,6 +551,13 @@ async fn a_tls_session_is_resumed_across_a_reload() {
         exchange().await,
         Some(HandshakeKind::Resumed),
         "the reload forgot the client's session"
+    );
+    std::fs::copy(format!("{fixtures}/b.pem"), &pem).unwrap();
+    assert!(fulcrum.reload());
+    assert_eq!(
+        exchange().await,
+        None,
+        "a session made under the replaced certificate was resumed"
     );
 }
 

@@ -47,15 +47,27 @@ const SESSIONS: usize = 20_000;
 
 /// The session cache of the configs serving `pem_files`. It outlives the config, so sessions
 /// survive a reload (each builds new configs), and it is shared only by configs serving the same
-/// files, hence the same identities: a session is never resumed under another certificate.
+/// certificates and keys, hence the same identities: it is keyed by the files' content, so a
+/// certificate renewed in place (after a key compromise, say) starts a cache of its own, and a
+/// session is never resumed under another identity. Caches no config uses any more are dropped
+/// here, when a config is built.
 fn session_cache(pem_files: &[&Path]) -> Arc<dyn rustls::server::StoresServerSessions> {
-    type Caches = HashMap<Vec<std::path::PathBuf>, Arc<rustls::server::ServerSessionMemoryCache>>;
+    type Caches = HashMap<u64, Arc<rustls::server::ServerSessionMemoryCache>>;
     static CACHES: std::sync::OnceLock<std::sync::Mutex<Caches>> = std::sync::OnceLock::new();
-    let key: Vec<_> = pem_files.iter().map(|p| p.to_path_buf()).collect();
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        for path in pem_files {
+            std::fs::read(path).unwrap_or_default().hash(&mut hasher);
+        }
+        hasher.finish()
+    };
     let caches = CACHES.get_or_init(Default::default);
     let Ok(mut caches) = caches.lock() else {
         return rustls::server::ServerSessionMemoryCache::new(SESSIONS);
     };
+    // Held only here: no running config uses it.
+    caches.retain(|k, cache| *k == key || Arc::strong_count(cache) > 1);
     caches
         .entry(key)
         .or_insert_with(|| rustls::server::ServerSessionMemoryCache::new(SESSIONS))
