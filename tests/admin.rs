@@ -652,3 +652,48 @@ fn ctl_does_not_talk_to_a_socket_of_another_user() {
     let heard = std::fs::read(&heard).unwrap_or_default();
     assert!(heard.is_empty(), "the request was sent: {heard:?}");
 }
+
+// Input: as root, a socket served by uid 65534 (python3 run as nobody) in a directory that
+// user owns and no one else may write, as an appliance run as its own user keeps it. Output:
+// `fulcrum ctl` talks to it and prints its answer. Needs root.
+#[test]
+fn ctl_as_root_talks_to_an_appliance_run_as_its_own_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() != 0) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: this test must run there"
+        );
+        eprintln!("SKIPPED: needs root to serve a socket as another user");
+        return;
+    }
+    if !support::require_tool("python3") {
+        return;
+    }
+    let outer = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(outer.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = outer.path().join("run");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.join("fulcrum.sock");
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\n\
+                  s.listen(1)\nc,_=s.accept()\nc.recv(100)\nc.sendall(b'served\\n')\nc.close()\n";
+    let mut appliance = std::process::Command::new("python3")
+        .args(["-c", script, socket.to_str().unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (ok, out, err) = ctl(&socket, &["show", "servers", "state"]);
+    let _ = appliance.wait();
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "served");
+}

@@ -146,6 +146,28 @@ fn trusted(uid: Option<u32>) -> bool {
     uid.is_some_and(|uid| uid == 0 || uid == rustix::process::geteuid().as_raw())
 }
 
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Whether the socket at `path` belongs to `uid` and sits in a directory no other user may
+/// write to: then `uid` made it (an appliance run as its own user, in `/run/fulcrum/`, say),
+/// not someone who got to a shared path like `/tmp` first.
+fn owns_in_private_dir(path: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(socket) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(dir) = std::fs::metadata(dir) else {
+        return false;
+    };
+    socket.uid() == uid && dir.mode() & 0o002 == 0 && (dir.uid() == uid || dir.uid() == 0)
+}
+
 /// `io` within [`CLIENT_TIMEOUT`], else a `TimedOut` error (the connection is then dropped).
 async fn in_time<T>(io: impl Future<Output = io::Result<T>>) -> io::Result<T> {
     tokio::time::timeout(CLIENT_TIMEOUT, io)
@@ -238,9 +260,11 @@ pub(crate) fn find_socket(config_path: &Path, socket: Option<&Path>) -> Option<P
 pub(crate) fn ask(path: &Path, request: &str) -> io::Result<String> {
     use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(path)?;
-    // In /tmp, another user could have taken the path first: talk only to root or ourselves.
+    // In /tmp, another user could have taken the path first: talk only to root, ourselves, or
+    // (when we are root) the user a socket in a directory only its owners write belongs to.
     let server = rustix::net::sockopt::socket_peercred(&stream)?;
-    if !trusted(Some(server.uid.as_raw())) {
+    let uid = server.uid.as_raw();
+    if !trusted(Some(uid)) && !(is_root() && owns_in_private_dir(path, uid)) {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
