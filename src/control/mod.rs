@@ -264,7 +264,8 @@ pub(crate) fn ask(path: &Path, request: &str) -> io::Result<String> {
     // (when we are root) the user a socket in a directory only its owners write belongs to.
     let server = rustix::net::sockopt::socket_peercred(&stream)?;
     let uid = server.uid.as_raw();
-    if !trusted(Some(uid)) && !(is_root() && owns_in_private_dir(path, uid)) {
+    let by_owner = is_root() && owns_in_private_dir(path, uid);
+    if !(trusted(Some(uid)) || by_owner) {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
