@@ -27,12 +27,13 @@ pub(crate) struct Kind {
 }
 
 impl Kind {
-    /// 1 to 64 letters, digits, `-`, `_` and `.`, not starting with `.`.
+    /// 1 to 64 letters, digits, `-`, `_` and `.`, not starting with `.` or `-` (a name
+    /// starting with `-` would read as an option to `fulcrum volume`).
     pub(crate) fn check_name(&self, name: &Spanned<String>, errors: &mut Vec<ConfigError>) {
         let text = name.get_ref();
         let valid = !text.is_empty()
             && text.len() <= MAX_NAME
-            && !text.starts_with('.')
+            && !text.starts_with(['.', '-'])
             && text
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -47,7 +48,7 @@ impl Kind {
                 name,
                 format!(
                     "`{text}` cannot name a {what}: use 1 to {MAX_NAME} letters, digits, `-`, `_` \
-                     or `.`, not starting with `.` (it names {state} in state_dir), e.g. \
+                     or `.`, not starting with `.` or `-` (it names {state} in state_dir), e.g. \
                      \"{example_name}\""
                 ),
             ));

@@ -457,7 +457,9 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
 /// marked DOWN, and a `host` with a line break would add header fields of its own.
 fn check_probe_target(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) {
     let path = section.path.get_ref();
-    if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+    // `*` is the target of an `OPTIONS *` check, as the proxy accepts it from clients.
+    let origin_form = path.starts_with('/') || path == "*";
+    if !origin_form || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
         errors.push(ConfigError::at(
             &section.path,
             format!(
@@ -841,6 +843,10 @@ real_servers = [{ address = "[::]:3306" }]
         assert!(
             errors("[backend.web]\nhealth_check = { type = \"http\", path = \"/a?b=1\", host = \"example.com\", port = 8080 }\nservers = [{ name = \"a\", address = \"10.0.0.1:80\" }]\n").is_empty(),
             "a sound probe is refused"
+        );
+        assert!(
+            errors("[backend.web]\nhealth_check = { type = \"http\", method = \"OPTIONS\", path = \"*\" }\nservers = [{ name = \"a\", address = \"10.0.0.1:80\" }]\n").is_empty(),
+            "OPTIONS * is refused"
         );
     }
 

@@ -561,7 +561,7 @@ fn resync_rate_is_at_least_a_block_per_second() {
 #[test]
 fn volume_names_are_file_name_safe() {
     let dir = scratch();
-    for bad in ["\"../etc\"", "\"a b\"", "\".hidden\"", "\"\""] {
+    for bad in ["\"../etc\"", "\"a b\"", "\".hidden\"", "\"-x\"", "\"\""] {
         let text = volume(dir.path(), &[]).replace("[volume.nfs]", &format!("[volume.{bad}]"));
         let (at, message) = one_error(&text);
         assert_eq!(at, bad);
