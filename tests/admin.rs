@@ -554,7 +554,8 @@ async fn a_control_request_cut_at_its_limit_is_refused() {
     let (ok, out, err) = ctl(&socket, &["show", "servers", "state"]);
     assert!(ok, "{err}");
     let s1_line = out.lines().find(|l| l.starts_with("web s1 ")).unwrap();
-    assert!(s1_line.contains(" UP "), "{out}");
+    // Not MAINT (its health may waver: the site's checks run meanwhile).
+    assert!(!s1_line.contains("MAINT"), "{out}");
 }
 
 // Input: the control socket opened to everyone (as it is for a moment between its creation and
@@ -599,7 +600,8 @@ async fn a_control_client_of_another_user_is_refused() {
     let (ok, out, err) = ctl(&socket, &["show", "servers", "state"]);
     assert!(ok, "{err}");
     let s1_line = out.lines().find(|l| l.starts_with("web s1 ")).unwrap();
-    assert!(s1_line.contains(" UP "), "{out}");
+    // Not MAINT (its health may waver: the site's checks run meanwhile).
+    assert!(!s1_line.contains("MAINT"), "{out}");
 }
 
 // Input: a socket at the control socket's path served by uid 65534 (python3 run as nobody), as

@@ -138,7 +138,26 @@ async fn answer(stream: UnixStream, appliance: &Appliance) -> io::Result<()> {
         write.write_all(reply.as_bytes()).await?;
         write.shutdown().await
     })
-    .await
+    .await?;
+    if !line.ends_with('\n') {
+        // The rest of a cut request is still unread, and a unix socket closed with unread
+        // input resets its peer (ECONNRESET), which may then lose the answer: read it away.
+        drain(reader.into_inner().into_inner()).await;
+    }
+    Ok(())
+}
+
+/// Reads and drops what the client sent beyond its request: at most 64 KiB, until it ends or
+/// pauses for 200 ms.
+async fn drain(mut read: tokio::net::unix::OwnedReadHalf) {
+    let mut buf = [0u8; 4096];
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        match tokio::time::timeout(Duration::from_millis(200), read.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
+    }
 }
 
 /// Root, or the user the appliance runs as.
