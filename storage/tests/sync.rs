@@ -462,6 +462,49 @@ async fn a_peer_ahead_of_our_sequence_gets_our_whole_index() {
     set.stop().await.unwrap();
 }
 
+// Input: A starts on a fresh index whose start-up scan records two files (sequences 1 and 2);
+// a raw peer then says it has A's index up to 2, as a peer that saw an older history of it
+// would after A's state was rolled back and the scan reused those sequences. Output: A sends
+// both files: the mark is past the sequence the index was loaded at (0), whatever the scan
+// added since. (It was compared with the sequence after the scan, and nothing was sent.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_mark_past_the_loaded_index_gets_everything_even_after_the_scan() {
+    let mut a = node_for_raw_peer("a");
+    a.write("one.txt", b"1");
+    a.write("two.txt", b"2");
+    let set = a.start().await;
+    let stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+    let (mut reader, mut writer) = authenticated(stream, Side::Connecting).await;
+    let Message::Hello(mut ours) = hello("evil", support::RAW_PEER_LISTEN.to_owned(), 7) else {
+        unreachable!()
+    };
+    ours.flags = proto::FLAG_SENDS | proto::FLAG_RECEIVES;
+    writer.send(&Message::Hello(ours)).await.unwrap();
+    let Ok(Some(Message::Hello(theirs))) = reader.next().await else {
+        panic!("no Hello from A");
+    };
+    writer
+        .send(&Message::Resume {
+            index_id: theirs.index_id,
+            from: 2,
+        })
+        .await
+        .unwrap();
+    let mut sent = Vec::new();
+    while sent.len() < 2 {
+        match next_within(&mut reader, 3 * SECOND).await {
+            Ok(Some(Message::Entries { entries, .. })) => {
+                sent.extend(entries.into_iter().map(|e| e.path));
+            }
+            Ok(Some(_)) => {}
+            other => panic!("A sent {sent:?}, then {other:?}"),
+        }
+    }
+    sent.sort();
+    assert_eq!(sent, ["one.txt", "two.txt"]);
+    set.stop().await.unwrap();
+}
+
 // Input: a raw peer connects, then connects again (its first connection stalled, say), which
 // replaces the first session. Output: the peer shows as connected, and no PeerLost follows
 // the second PeerConnected: an alert would otherwise fire while the peer is up.

@@ -155,6 +155,10 @@ pub(crate) struct Shared {
     node: String,
     index_dir: PathBuf,
     index: Mutex<Index>,
+    /// The index's sequence when it was loaded, before the start-up scan: a peer's Resume
+    /// beyond it (and beyond what this run sent it) speaks of a history this index does not
+    /// have (see `session::send_loop`).
+    loaded_sequence: u64,
     /// The index's published sequence (see [`Index::published`]), so that senders wake up
     /// when there is more they may send.
     changed: watch::Sender<u64>,
@@ -201,6 +205,9 @@ struct PeerState {
     /// The current session, cancelled when a newer connection replaces it.
     session: Option<(u64, CancellationToken)>,
     next_session: u64,
+    /// The highest sequence sent to the peer since this process started: how far a peer's
+    /// Resume may be trusted beyond [`Shared::loaded_sequence`].
+    sent_this_run: u64,
 }
 
 impl SyncSet {
@@ -315,7 +322,9 @@ impl SyncSet {
             .collect();
         let (changed, _) = watch::channel(index.published());
         let (events, _) = broadcast::channel(1024);
+        let loaded_sequence = index.sequence();
         let shared = Arc::new(Shared {
+            loaded_sequence,
             root,
             staging,
             node: node.to_owned(),

@@ -405,15 +405,15 @@ async fn send_loop(
     ctrl: mpsc::UnboundedSender<Message>,
 ) -> TaskResult {
     let our_id = shared.index().id();
+    // Past the sequence this index was loaded at (and past what this run sent the peer), the
+    // peer saw a history this index no longer has (restored from a snapshot, say): everything
+    // again, or the entries that reuse those sequences would never be sent. The sequence now
+    // is no bound: the start-up scan may have pushed it past the peer's mark meanwhile.
+    let known = shared
+        .loaded_sequence
+        .max(shared.peer_state(peer).sent_this_run);
     let mut mark = match acks.recv().await {
-        // Past our sequence, the peer saw a history this index no longer has (restored from a
-        // snapshot, say): everything again, or the entries that reuse those sequences would
-        // never be sent.
-        Some(Message::Resume { index_id, from })
-            if index_id == our_id && from <= shared.index().sequence() =>
-        {
-            from
-        }
+        Some(Message::Resume { index_id, from }) if index_id == our_id && from <= known => from,
         Some(Message::Resume { .. }) => 0,
         Some(other) => return Err(format!("{} before Resume", other.name())),
         None => return Ok(()),
@@ -437,6 +437,8 @@ async fn send_loop(
                 .map_err(|_| "writer gone".to_owned())?;
             outstanding.push_back(up_to);
             sent = up_to;
+            let mut state = shared.peer_state(peer);
+            state.sent_this_run = state.sent_this_run.max(up_to);
         }
         let Some(&oldest) = outstanding.front() else {
             {

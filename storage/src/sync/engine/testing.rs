@@ -43,6 +43,7 @@ pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
     let (changed, _) = watch::channel(index.published());
     let (events, _) = broadcast::channel(16);
     Arc::new(Shared {
+        loaded_sequence: index.sequence(),
         staging: Staging::open(&root),
         root,
         node: "a".to_owned(),
