@@ -1000,3 +1000,31 @@ async fn a_directory_replaced_by_a_file_converges_at_once() {
     assert!(b.status().counters.errors <= 1, "{:?}", b.status());
     stop_both(a, b).await;
 }
+
+// Input: a linked pair; B's tree moved away and an empty directory put in its place, as an
+// unmount leaves its mount point; then a new file on A. Output: B writes nothing into the
+// empty directory (it would land on the filesystem below the mount), and B's index keeps
+// every entry live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_is_received_into_a_root_that_lost_its_marker() {
+    let (n, a, b) = started_pair().await;
+    n[0].write("kept.txt", b"kept");
+    converge(&n[0], &n[1], PATIENCE).await;
+    let mounted = n[1].root.with_extension("mounted");
+    std::fs::rename(&n[1].root, &mounted).unwrap();
+    std::fs::create_dir(&n[1].root).unwrap();
+    n[0].write("new.txt", b"new");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let landed: Vec<_> = std::fs::read_dir(&n[1].root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        landed.is_empty(),
+        "received into the mount point: {landed:?}"
+    );
+    // Put back, for a clean stop.
+    std::fs::remove_dir(&n[1].root).unwrap();
+    std::fs::rename(&mounted, &n[1].root).unwrap();
+    stop_both(a, b).await;
+}

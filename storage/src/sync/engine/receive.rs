@@ -534,6 +534,11 @@ fn admit(shared: &Shared, remote: &Entry) -> Result<bool, Failure> {
 /// version won); returns the entry to make the disk match, if any.
 fn decide(shared: &Shared, index: &mut Index, remote: &Entry) -> Result<Option<Target>, Failure> {
     let (root, exclude) = (&shared.root, &shared.config.exclude);
+    // A root that lost its marker (unmounted) takes nothing: a new file would land on the
+    // filesystem below the mount point, where no scan looks for it.
+    if let Err(e) = index.require_marker(root) {
+        return Err(Failure::Retry(Box::new(remote.clone()), e.to_string()));
+    }
     for _ in 0..3 {
         if !disk_matches(root, &remote.path, index.get(&remote.path)) {
             if let Err(e) = index.scan_under(root, exclude, &remote.path, Rehash::IfChanged) {

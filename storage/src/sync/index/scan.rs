@@ -173,11 +173,8 @@ impl Index {
         } else {
             // A subtree's scan after a watch event would tombstone it all just the same when
             // the filesystem went away under a running set.
-            if !measuring && scan.index.root_marked && !is_marked(root) {
-                return Err(IndexError::RootUnmarked {
-                    root: root.to_path_buf(),
-                    marker: ROOT_MARKER,
-                });
+            if !measuring {
+                scan.index.require_marker(root)?;
             }
             check_path(under).map_err(|e| IndexError::Io {
                 file: root.join(under),
@@ -229,6 +226,18 @@ impl Index {
         if !self.root_marked {
             self.root_marked = true;
             self.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Fails when the index says `root` was marked and it is not: the filesystem is most likely
+    /// not mounted, and nothing may be read as deleted or written there.
+    pub fn require_marker(&self, root: &Path) -> Result<(), IndexError> {
+        if self.root_marked && !is_marked(root) {
+            return Err(IndexError::RootUnmarked {
+                root: root.to_path_buf(),
+                marker: ROOT_MARKER,
+            });
         }
         Ok(())
     }
