@@ -551,11 +551,7 @@ async fn a_control_request_cut_at_its_limit_is_refused() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.contains("ended by a newline"), "{answer}");
-    let (ok, out, err) = ctl(&socket, &["show", "servers", "state"]);
-    assert!(ok, "{err}");
-    let s1_line = out.lines().find(|l| l.starts_with("web s1 ")).unwrap();
-    // Not MAINT (its health may waver: the site's checks run meanwhile).
-    assert!(!s1_line.contains("MAINT"), "{out}");
+    assert_not_in_maint(&socket, "web s1 ");
 }
 
 // Input: the control socket opened to everyone (as it is for a moment between its creation and
@@ -563,17 +559,8 @@ async fn a_control_request_cut_at_its_limit_is_refused() {
 // s1 stays UP. Needs root to run a process as another user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_client_of_another_user_is_refused() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    use std::os::unix::process::CommandExt;
-    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() != 0) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root: this test must run there"
-        );
-        eprintln!("SKIPPED: needs root to connect as another user");
-        return;
-    }
-    if !support::require_tool("python3") {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_run_as_nobody("connect as another user") {
         return;
     }
     let (s1, s2) = (origin("s1").await, origin("s2").await);
@@ -584,12 +571,7 @@ async fn a_control_client_of_another_user_is_refused() {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
     let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
                   s.sendall(b'set server web/s1 state maint\\n')\nprint(s.makefile().read())";
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, socket.to_str().unwrap()])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    let out = python_as_nobody(script, &[&socket]).output().unwrap();
     let answer = String::from_utf8_lossy(&out.stdout);
     assert!(
         answer.contains("refused"),
@@ -597,11 +579,7 @@ async fn a_control_client_of_another_user_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
     fulcrum.wait_log(|l| support::message(l) == "control socket: refused a client of another user");
-    let (ok, out, err) = ctl(&socket, &["show", "servers", "state"]);
-    assert!(ok, "{err}");
-    let s1_line = out.lines().find(|l| l.starts_with("web s1 ")).unwrap();
-    // Not MAINT (its health may waver: the site's checks run meanwhile).
-    assert!(!s1_line.contains("MAINT"), "{out}");
+    assert_not_in_maint(&socket, "web s1 ");
 }
 
 // Input: a socket at the control socket's path served by uid 65534 (python3 run as nobody), as
@@ -609,17 +587,8 @@ async fn a_control_client_of_another_user_is_refused() {
 // talk to it, and sends it nothing. Needs root to run a process as another user.
 #[test]
 fn ctl_does_not_talk_to_a_socket_of_another_user() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    use std::os::unix::process::CommandExt;
-    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() != 0) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root: this test must run there"
-        );
-        eprintln!("SKIPPED: needs root to serve a socket as another user");
-        return;
-    }
-    if !support::require_tool("python3") {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_run_as_nobody("serve a socket as another user") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -630,23 +599,10 @@ fn ctl_does_not_talk_to_a_socket_of_another_user() {
                   s.listen(1)\nc,_=s.accept()\nc.settimeout(2)\ntry:\n    data=c.recv(100)\n\
                   except Exception:\n    data=b''\nopen(sys.argv[2],'wb').write(data)\n\
                   c.sendall(b'all fine\\n')\n";
-    let mut impostor = std::process::Command::new("python3")
-        .args([
-            "-c",
-            script,
-            socket.to_str().unwrap(),
-            heard.to_str().unwrap(),
-        ])
-        .uid(65534)
-        .gid(65534)
+    let mut impostor = python_as_nobody(script, &[&socket, &heard])
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_file(&socket);
     let (ok, out, err) = ctl(&socket, &["show", "servers", "state"]);
     let _ = impostor.wait();
     assert!(!ok, "ctl trusted the impostor: {out}");
@@ -660,17 +616,8 @@ fn ctl_does_not_talk_to_a_socket_of_another_user() {
 // `fulcrum ctl` talks to it and prints its answer. Needs root.
 #[test]
 fn ctl_as_root_talks_to_an_appliance_run_as_its_own_user() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    use std::os::unix::process::CommandExt;
-    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() != 0) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root: this test must run there"
-        );
-        eprintln!("SKIPPED: needs root to serve a socket as another user");
-        return;
-    }
-    if !support::require_tool("python3") {
+    use std::os::unix::fs::PermissionsExt;
+    if !can_run_as_nobody("serve a socket as another user") {
         return;
     }
     let outer = tempfile::tempdir().unwrap();
@@ -682,20 +629,57 @@ fn ctl_as_root_talks_to_an_appliance_run_as_its_own_user() {
     let socket = dir.join("fulcrum.sock");
     let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\n\
                   s.listen(1)\nc,_=s.accept()\nc.recv(100)\nc.sendall(b'served\\n')\nc.close()\n";
-    let mut appliance = std::process::Command::new("python3")
-        .args(["-c", script, socket.to_str().unwrap()])
-        .uid(65534)
-        .gid(65534)
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut appliance = python_as_nobody(script, &[&socket]).spawn().unwrap();
+    wait_for_file(&socket);
     let (ok, out, err) = ctl(&socket, &["show", "servers", "state"]);
     let _ = appliance.wait();
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "served");
+}
+
+/// Whether this test can run a process as another user: root, with python3. Says why when it
+/// skips (to do `what`); in CI, which runs as root, not being able to is a failure.
+fn can_run_as_nobody(what: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() != 0) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: this test must run there"
+        );
+        eprintln!("SKIPPED: needs root to {what}");
+        return false;
+    }
+    support::require_tool("python3")
+}
+
+/// `python3 -c script args...`, to run as uid and gid 65534 (nobody).
+fn python_as_nobody(script: &str, args: &[&Path]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new("python3");
+    command
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .uid(65534)
+        .gid(65534);
+    command
+}
+
+/// Waits up to 5 s for `path` to exist.
+fn wait_for_file(path: &Path) {
+    for _ in 0..100 {
+        if path.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The server whose `show servers state` line starts with `line_start` is not in MAINT (its
+/// health may waver: the site's checks run meanwhile).
+fn assert_not_in_maint(socket: &Path, line_start: &str) {
+    let (ok, out, err) = ctl(socket, &["show", "servers", "state"]);
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.starts_with(line_start)).unwrap();
+    assert!(!line.contains("MAINT"), "{out}");
 }

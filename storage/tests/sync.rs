@@ -426,40 +426,10 @@ async fn send_entries(writer: &mut Writer, up_to: u64, entries: Vec<Entry>) {
 // Output: A sends its whole index, rather than nothing until its sequence passes that mark.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_ahead_of_our_sequence_gets_our_whole_index() {
-    let mut a = node_for_raw_peer("a");
-    a.write("one.txt", b"1");
-    a.write("two.txt", b"2");
-    let set = a.start().await;
-    let stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
-    let (mut reader, mut writer) = authenticated(stream, Side::Connecting).await;
-    let Message::Hello(mut ours) = hello("evil", support::RAW_PEER_LISTEN.to_owned(), 7) else {
-        unreachable!()
-    };
-    ours.flags = proto::FLAG_SENDS | proto::FLAG_RECEIVES;
-    writer.send(&Message::Hello(ours)).await.unwrap();
-    let Ok(Some(Message::Hello(theirs))) = reader.next().await else {
-        panic!("no Hello from A");
-    };
-    writer
-        .send(&Message::Resume {
-            index_id: theirs.index_id,
-            from: 1_000_000,
-        })
-        .await
-        .unwrap();
-    let mut sent = Vec::new();
-    while sent.len() < 2 {
-        match next_within(&mut reader, 3 * SECOND).await {
-            Ok(Some(Message::Entries { entries, .. })) => {
-                sent.extend(entries.into_iter().map(|e| e.path));
-            }
-            Ok(Some(_)) => {}
-            other => panic!("A sent {sent:?}, then {other:?}"),
-        }
-    }
-    sent.sort();
-    assert_eq!(sent, ["one.txt", "two.txt"]);
-    set.stop().await.unwrap();
+    assert_eq!(
+        sent_after_resume_from(1_000_000).await,
+        ["one.txt", "two.txt"]
+    );
 }
 
 // Input: A starts on a fresh index whose start-up scan records two files (sequences 1 and 2);
@@ -469,6 +439,12 @@ async fn a_peer_ahead_of_our_sequence_gets_our_whole_index() {
 // added since. (It was compared with the sequence after the scan, and nothing was sent.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_mark_past_the_loaded_index_gets_everything_even_after_the_scan() {
+    assert_eq!(sent_after_resume_from(2).await, ["one.txt", "two.txt"]);
+}
+
+/// Starts A on a fresh index with `one.txt` and `two.txt`, links a raw peer that says it has
+/// A's index up to `mark`, and returns the paths A then sends it (waiting for two), sorted.
+async fn sent_after_resume_from(mark: u64) -> Vec<String> {
     let mut a = node_for_raw_peer("a");
     a.write("one.txt", b"1");
     a.write("two.txt", b"2");
@@ -486,7 +462,7 @@ async fn a_peer_mark_past_the_loaded_index_gets_everything_even_after_the_scan()
     writer
         .send(&Message::Resume {
             index_id: theirs.index_id,
-            from: 2,
+            from: mark,
         })
         .await
         .unwrap();
@@ -501,8 +477,8 @@ async fn a_peer_mark_past_the_loaded_index_gets_everything_even_after_the_scan()
         }
     }
     sent.sort();
-    assert_eq!(sent, ["one.txt", "two.txt"]);
     set.stop().await.unwrap();
+    sent
 }
 
 // Input: a raw peer connects, then connects again (its first connection stalled, say), which

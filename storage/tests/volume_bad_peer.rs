@@ -28,6 +28,43 @@ struct FakePrimary {
     writer: MessageWriter<OwnedWriteHalf>,
 }
 
+/// Reads the volume's Hello and answers with its generations, as node `fake` in `role` with
+/// its disk in `disk`.
+async fn answer_hello<R: AsyncRead + Unpin>(
+    reader: &mut MessageReader<R>,
+    writer: &mut MessageWriter<OwnedWriteHalf>,
+    role: peer::Role,
+    disk: DiskState,
+) {
+    let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
+        panic!("the volume's Hello expected first");
+    };
+    let ours = Hello {
+        node: "fake".to_owned(),
+        role,
+        disk,
+        was_primary: false,
+        discard_my_data: false,
+        ..theirs
+    };
+    writer.send(&Message::Hello(ours)).await.unwrap();
+}
+
+/// Connects to `node`'s replication listener (it listens on the higher port and waits to be
+/// dialed, as its real peer would) and authenticates.
+async fn dial(node: &Node) -> TcpStream {
+    let mut stream = TcpStream::connect(node.config.listen).await.unwrap();
+    peer::authenticate(
+        &mut stream,
+        node.config.shared_secret.as_bytes(),
+        Side::Connecting,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    stream
+}
+
 /// Answers `volume`'s Hello on the authenticated `stream` with a matching one (same
 /// generations, UpToDate, in `role`), so that the two are Connected with nothing to resync.
 async fn introduce(
@@ -37,18 +74,7 @@ async fn introduce(
 ) -> (MessageReader<OwnedReadHalf>, MessageWriter<OwnedWriteHalf>) {
     let (read, write) = stream.into_split();
     let (mut reader, mut writer) = (MessageReader::new(read), MessageWriter::new(write));
-    let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
-        panic!("the volume's Hello expected first");
-    };
-    let ours = Hello {
-        node: "fake".to_owned(),
-        role,
-        disk: DiskState::UpToDate,
-        was_primary: false,
-        discard_my_data: false,
-        ..theirs
-    };
-    writer.send(&Message::Hello(ours)).await.unwrap();
+    answer_hello(&mut reader, &mut writer, role, DiskState::UpToDate).await;
     wait_for(volume, "Connected", |s| {
         s.connection == ConnState::Connected
     })
@@ -61,15 +87,7 @@ impl FakePrimary {
     /// peer would) and answers its Hello with a matching one: same generations, primary,
     /// UpToDate, so that the two are Connected with nothing to resync.
     async fn connect(node: &Node, secondary: &Volume) -> FakePrimary {
-        let mut stream = TcpStream::connect(node.config.listen).await.unwrap();
-        peer::authenticate(
-            &mut stream,
-            node.config.shared_secret.as_bytes(),
-            Side::Connecting,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+        let stream = dial(node).await;
         let (reader, writer) = introduce(stream, peer::Role::Primary, secondary).await;
         FakePrimary { reader, writer }
     }
@@ -282,18 +300,13 @@ async fn sync_target<R: AsyncRead + Unpin>(
     writer: &mut MessageWriter<OwnedWriteHalf>,
     volume: &Volume,
 ) {
-    let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
-        panic!("the volume's Hello expected first");
-    };
-    let ours = Hello {
-        node: "fake".to_owned(),
-        role: peer::Role::Secondary,
-        disk: DiskState::Inconsistent,
-        was_primary: false,
-        discard_my_data: false,
-        ..theirs
-    };
-    writer.send(&Message::Hello(ours)).await.unwrap();
+    answer_hello(
+        reader,
+        writer,
+        peer::Role::Secondary,
+        DiskState::Inconsistent,
+    )
+    .await;
     loop {
         let Some(Message::Bitmap { offset, last, bits }) = reader.next().await.unwrap() else {
             panic!("the volume's bitmap expected after the Hellos");
@@ -322,16 +335,7 @@ async fn flood(
     source: &Volume,
     count: u32,
 ) -> (OwnedReadHalf, MessageWriter<OwnedWriteHalf>) {
-    let mut stream = TcpStream::connect(node.config.listen).await.unwrap();
-    peer::authenticate(
-        &mut stream,
-        node.config.shared_secret.as_bytes(),
-        Side::Connecting,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    let (mut read, write) = stream.into_split();
+    let (mut read, write) = dial(node).await.into_split();
     let mut writer = MessageWriter::new(write);
     sync_target(&mut MessageReader::new(&mut read), &mut writer, source).await;
     let whole = u32::try_from(SIZE).unwrap();
