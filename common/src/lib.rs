@@ -16,6 +16,7 @@
 pub mod action;
 pub mod activity;
 mod error;
+pub mod fingerprint;
 pub mod http_message;
 pub mod net;
 pub mod secret;

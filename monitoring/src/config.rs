@@ -96,15 +96,6 @@ impl std::fmt::Debug for User {
     }
 }
 
-/// A hash of the file at `path`, to tell a changed file from the same one.
-fn fingerprint(path: &std::path::Path) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let content = std::fs::read(path).ok()?;
-    let mut hasher = std::hash::DefaultHasher::new();
-    content.hash(&mut hasher);
-    Some(hasher.finish())
-}
-
 /// A byte a path may hold as written (RFC 3986 `pchar` and `/`, without percent-encoding or
 /// `;`, which starts the stats page's `;csv`).
 fn is_path_byte(b: u8) -> bool {
@@ -184,7 +175,9 @@ impl AdminSection {
             // Checked with the file, as the proxy's certificates are: at start-up the server
             // would fail with no place in the file, and on reload after the old one stopped.
             match crate::admin::tls::server_config(tls.cert.get_ref()) {
-                Ok(_) => tls_fingerprint = fingerprint(tls.cert.get_ref()),
+                Ok(_) => {
+                    tls_fingerprint = fulcrum_common::fingerprint::of_files(&[tls.cert.get_ref()]);
+                }
                 Err(error) => errors.push(ConfigError::at(&tls.cert, error.to_string())),
             }
         }

@@ -54,14 +54,8 @@ const SESSIONS: usize = 20_000;
 fn session_cache(pem_files: &[&Path]) -> Arc<dyn rustls::server::StoresServerSessions> {
     type Caches = HashMap<u64, Arc<rustls::server::ServerSessionMemoryCache>>;
     static CACHES: std::sync::OnceLock<std::sync::Mutex<Caches>> = std::sync::OnceLock::new();
-    let key = {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::hash::DefaultHasher::new();
-        for path in pem_files {
-            std::fs::read(path).unwrap_or_default().hash(&mut hasher);
-        }
-        hasher.finish()
-    };
+    // The files were just read whole to load them: unreadable now, they key a cache of their own.
+    let key = fulcrum_common::fingerprint::of_files(pem_files).unwrap_or_default();
     let caches = CACHES.get_or_init(Default::default);
     let Ok(mut caches) = caches.lock() else {
         return rustls::server::ServerSessionMemoryCache::new(SESSIONS);

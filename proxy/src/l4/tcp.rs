@@ -230,21 +230,24 @@ enum Reset {
 
 /// Resolves, saying why, when `real`'s connections of `epoch` must be reset.
 async fn until_reset(real: &Real, quiescent: bool, epoch: u64) -> Reset {
-    let down = async {
-        if quiescent {
-            std::future::pending().await
-        } else {
-            until_down(real).await;
-        }
-    };
     tokio::select! {
-        () = down => Reset::Down,
+        () = until_taken_out(real, quiescent) => Reset::Down,
         () = real.server.sessions_shut(epoch) => Reset::Shutdown,
     }
 }
 
+/// Resolves once `real` is DOWN in a service that is not quiescent (never in one that is): its
+/// connections and flows then end, as with IPVS's `expire_nodest_conn`.
+pub(super) async fn until_taken_out(real: &Real, quiescent: bool) {
+    if quiescent {
+        std::future::pending().await
+    } else {
+        until_down(real).await;
+    }
+}
+
 /// Resolves once `real` is DOWN.
-pub(super) async fn until_down(real: &Real) {
+async fn until_down(real: &Real) {
     loop {
         let changed = real.server.status_changed.notified();
         tokio::pin!(changed);

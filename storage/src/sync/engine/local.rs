@@ -159,9 +159,7 @@ pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
             // change that beats the peer's version, and send it back. The received files are
             // fsynced already; their directory entries, and the application's own writes, are
             // what this flushes (the state directory is often on another filesystem).
-            if let Err(error) = sync_filesystem(&saver.root) {
-                warn!(set = %saver.config.name, %error, "sync: cannot flush the synced tree before saving the index");
-            }
+            flush_tree(&saver);
             let written = Index::write_snapshot(&saver.index_dir, &snapshot);
             let mut index = saver.index();
             match written {
@@ -187,9 +185,16 @@ pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
     }
 }
 
-/// `syncfs(2)` of the filesystem holding `root`: before every save of the index, so that the
-/// index is never ahead of the tree it records.
-pub(super) fn sync_filesystem(root: &std::path::Path) -> std::io::Result<()> {
+/// Flushes the filesystem of the set's tree (logged when it cannot): before every save of the
+/// index, so that the index is never ahead of the tree it records.
+pub(super) fn flush_tree(shared: &Shared) {
+    if let Err(error) = sync_filesystem(&shared.root) {
+        warn!(set = %shared.config.name, %error, "sync: cannot flush the synced tree before saving the index");
+    }
+}
+
+/// `syncfs(2)` of the filesystem holding `root`.
+fn sync_filesystem(root: &std::path::Path) -> std::io::Result<()> {
     use rustix::fs::{Mode, OFlags};
     let dir = rustix::fs::open(
         root,

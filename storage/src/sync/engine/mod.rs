@@ -403,17 +403,15 @@ impl SyncSet {
             let shared = Arc::clone(&self.shared);
             let name = shared.config.name.clone();
             tokio::task::spawn_blocking(move || {
-                if let Err(error) = local::sync_filesystem(&shared.root) {
-                    tracing::warn!(set = %shared.config.name, %error, "sync: cannot flush the synced tree before saving the index");
-                }
+                local::flush_tree(&shared);
                 shared.index().save(&shared.index_dir)
             })
-                .await
-                .map_err(|e| SyncError::Task {
-                    name: name.clone(),
-                    reason: e.to_string(),
-                })?
-                .map_err(|source| SyncError::Index { name, source })
+            .await
+            .map_err(|e| SyncError::Task {
+                name: name.clone(),
+                reason: e.to_string(),
+            })?
+            .map_err(|source| SyncError::Index { name, source })
         }
     }
 }

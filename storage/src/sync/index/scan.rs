@@ -210,15 +210,11 @@ impl Index {
     /// marker and an index that never saw one (a first start, or an index from before markers)
     /// gets it now.
     fn check_root_marker(&mut self, root: &Path) -> Result<(), IndexError> {
+        self.require_marker(root)?;
         let marker = root.join(ROOT_MARKER);
-        let marked = is_marked(root);
-        if !marked && self.root_marked {
-            return Err(IndexError::RootUnmarked {
-                root: root.to_path_buf(),
-                marker: ROOT_MARKER,
-            });
-        }
-        if !marked && let Err(error) = fs::create_dir(&marker) {
+        if !is_marked(root)
+            && let Err(error) = fs::create_dir(&marker)
+        {
             // A read-only tree cannot be marked, nor changed by a peer either.
             warn!(path = %marker.display(), %error, "sync: cannot create the root marker; an unmounted root would not be told from an emptied one");
             return Ok(());
