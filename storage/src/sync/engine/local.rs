@@ -154,12 +154,6 @@ pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
             let Some(snapshot) = snapshot else {
                 return Ok(false);
             };
-            // The tree's renames and unlinks before the index that records them: after a power
-            // loss an index ahead of the disk would take the old content it finds for a local
-            // change that beats the peer's version, and send it back. The received files are
-            // fsynced already; their directory entries, and the application's own writes, are
-            // what this flushes (the state directory is often on another filesystem).
-            flush_tree(&saver);
             let written = Index::write_snapshot(&saver.index_dir, &snapshot);
             let mut index = saver.index();
             match written {
@@ -183,24 +177,4 @@ pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
             Err(_) => shared.error(),
         }
     }
-}
-
-/// Flushes the filesystem of the set's tree (logged when it cannot): before every save of the
-/// index, so that the index is never ahead of the tree it records.
-pub(super) fn flush_tree(shared: &Shared) {
-    if let Err(error) = sync_filesystem(&shared.root) {
-        warn!(set = %shared.config.name, %error, "sync: cannot flush the synced tree before saving the index");
-    }
-}
-
-/// `syncfs(2)` of the filesystem holding `root`.
-fn sync_filesystem(root: &std::path::Path) -> std::io::Result<()> {
-    use rustix::fs::{Mode, OFlags};
-    let dir = rustix::fs::open(
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    rustix::fs::syncfs(&dir)?;
-    Ok(())
 }

@@ -402,16 +402,13 @@ impl SyncSet {
             self.shared.disk_work.wait().await;
             let shared = Arc::clone(&self.shared);
             let name = shared.config.name.clone();
-            tokio::task::spawn_blocking(move || {
-                local::flush_tree(&shared);
-                shared.index().save(&shared.index_dir)
-            })
-            .await
-            .map_err(|e| SyncError::Task {
-                name: name.clone(),
-                reason: e.to_string(),
-            })?
-            .map_err(|source| SyncError::Index { name, source })
+            tokio::task::spawn_blocking(move || shared.index().save(&shared.index_dir))
+                .await
+                .map_err(|e| SyncError::Task {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?
+                .map_err(|source| SyncError::Index { name, source })
         }
     }
 }
