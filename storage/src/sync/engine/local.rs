@@ -154,7 +154,9 @@ pub(super) async fn save(shared: Arc<Shared>, interval: Duration) {
             let Some(snapshot) = snapshot else {
                 return Ok(false);
             };
-            let written = Index::write_snapshot(&saver.index_dir, &snapshot);
+            let written = saver
+                .sync_touched()
+                .and_then(|()| Index::write_snapshot(&saver.index_dir, &snapshot));
             let mut index = saver.index();
             match written {
                 Ok(()) => index.publish(sequence),

@@ -11,7 +11,8 @@
 //! - [`receive`]: applying a peer's entries: decisions, renames found by hash, deletions,
 //!   conflicts; [`fetch`] transfers the contents (whole or rsync delta) into temporary files
 //!   renamed into place, on a blocking thread, with [`hasher`] hashing what arrives and
-//!   [`staging`] keeping the temporary files out of the watcher's sight.
+//!   [`staging`] keeping the temporary files out of the watcher's sight; [`touched`] fsyncs the
+//!   directories they changed before the index that records it is saved.
 //!
 //! The index is the only queue: what a peer has not acknowledged is what its mark lags behind,
 //! so a peer that is down costs no memory here.
@@ -31,6 +32,7 @@ mod startup;
 mod status;
 #[cfg(test)]
 mod testing;
+mod touched;
 
 use std::{
     io,
@@ -155,6 +157,8 @@ pub(crate) struct Shared {
     node: String,
     index_dir: PathBuf,
     index: Mutex<Index>,
+    /// The directories the receiver changed since the last save, synced before the next.
+    touched: touched::TouchedDirs,
     /// The index's sequence when it was loaded, before the start-up scan: a peer's Resume
     /// beyond it (and beyond what this run sent it) speaks of a history this index does not
     /// have (see `session::send_loop`).
@@ -345,6 +349,7 @@ impl SyncSet {
             scan: ScanProgress::default(),
             scanning: AtomicBool::new(true),
             scan_failed: Mutex::new(None),
+            touched: touched::TouchedDirs::default(),
             config,
         });
 
@@ -402,7 +407,7 @@ impl SyncSet {
             self.shared.disk_work.wait().await;
             let shared = Arc::clone(&self.shared);
             let name = shared.config.name.clone();
-            tokio::task::spawn_blocking(move || shared.index().save(&shared.index_dir))
+            tokio::task::spawn_blocking(move || shared.save_index())
                 .await
                 .map_err(|e| SyncError::Task {
                     name: name.clone(),
@@ -421,6 +426,20 @@ impl Drop for SyncSet {
 }
 
 impl Shared {
+    /// Saves the index whole (if it changed), after the directories it records changes in.
+    fn save_index(&self) -> Result<(), IndexError> {
+        self.sync_touched()?;
+        self.index().save(&self.index_dir)
+    }
+
+    /// Fsyncs the directories the receiver changed (see [`touched`]): before any save of the
+    /// index, once the snapshot to be saved is taken.
+    fn sync_touched(&self) -> Result<(), IndexError> {
+        self.touched
+            .sync(&self.root)
+            .map_err(IndexError::io(&self.root))
+    }
+
     /// The index; a panic while it was held leaves it as the panicking task left it, which is
     /// still an index describing a disk (each change is one `record`).
     fn index(&self) -> MutexGuard<'_, Index> {

@@ -716,7 +716,7 @@ fn prepare(
                 Applied::read(&path)
             };
             let applied = apply().map_err(|e| retry(&remote, e))?;
-            index.record(applied.onto(target.entry));
+            record_applied(shared, &mut index, applied.onto(target.entry));
             Ok(None)
         }
         Kind::Symlink(link) => {
@@ -736,7 +736,7 @@ fn prepare(
                 Applied::read(&path)
             };
             let applied = apply().map_err(|e| retry(&remote, e))?;
-            index.record(applied.onto(target.entry));
+            record_applied(shared, &mut index, applied.onto(target.entry));
             Ok(None)
         }
         Kind::File => {
@@ -800,8 +800,8 @@ fn prepare(
                         fsops::recorded(&path, target.entry.mtime_ns, before)
                     };
                     let applied = apply().map_err(|e| retry(&remote, e))?;
-                    index.record(applied.onto(target.entry));
-                    index.record(received_deletion(tomb));
+                    record_applied(shared, &mut index, applied.onto(target.entry));
+                    record_applied(shared, &mut index, received_deletion(tomb));
                     Counters::add(&shared.counters.renames, 1);
                     return Ok(None);
                 }
@@ -868,11 +868,20 @@ pub(super) fn commit(
         let _ = fs::remove_file(temp);
         return Err(e.to_string());
     }
-    index.record(match applied {
+    let entry = match applied {
         Ok(applied) => applied.onto(target.entry),
         Err(_) => target.entry,
-    });
+    };
+    record_applied(shared, &mut index, entry);
     Ok(true)
+}
+
+/// Records an entry this node has just written, moved or deleted on the disk, noting its
+/// directories first: they are synced before an index that says so is saved (see
+/// [`super::touched`]).
+fn record_applied(shared: &Shared, index: &mut Index, entry: Entry) {
+    shared.touched.note(&entry.path);
+    index.record(entry);
 }
 
 /// A peer's tombstone as this node records it: dated now, when this node learnt of the
@@ -905,7 +914,7 @@ fn delete(shared: &Shared, remote: Entry) -> Result<(), Failure> {
     }
     match fsops::delete(&shared.root, &target.entry.path, &shared.config.exclude) {
         Ok(Deleted::Yes) => {
-            index.record(received_deletion(target.entry));
+            record_applied(shared, &mut index, received_deletion(target.entry));
             Counters::add(&shared.counters.deletes, 1);
             Ok(())
         }
@@ -964,5 +973,28 @@ mod tests {
         let recorded = shared.index().get("f").unwrap().clone();
         assert!(recorded.deleted);
         assert!(recorded.mtime_ns >= before, "{}", recorded.mtime_ns);
+    }
+
+    // Input: a peer's deletion of `d/f`. Output: `d` and the root, where the deletion was
+    // written, are noted to be synced before the index recording it is saved; the save syncs
+    // them and forgets them.
+    #[test]
+    fn a_received_change_is_synced_in_its_directories_before_the_index_is_saved() {
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::create_dir(root.path().join("d")).unwrap();
+        fs::write(root.path().join("d/f"), b"x").unwrap();
+        let shared = testing::shared(root.path(), state.path());
+        let mut tombstone = shared.index().get("d/f").unwrap().clone();
+        tombstone.deleted = true;
+        tombstone.version.bump_from("b", 1);
+        tombstone.modified_by = "b".to_owned();
+
+        delete(&shared, tombstone)
+            .map_err(|_| "delete failed")
+            .unwrap();
+        assert!(!root.path().join("d/f").exists());
+        assert_eq!(shared.touched.noted(), ["", "d"]);
+        shared.save_index().unwrap();
+        assert!(shared.touched.noted().is_empty());
     }
 }

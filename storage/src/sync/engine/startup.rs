@@ -133,6 +133,7 @@ fn scan(shared: &Shared, hook: Option<ScanHook>) -> Result<bool, String> {
     }
     remove_leftovers(&shared.config.name, &report.temporary, began);
     local::forget_old_deletions(shared, &mut index);
+    shared.sync_touched().map_err(|e| e.to_string())?;
     index.save(&shared.index_dir).map_err(|e| e.to_string())?;
     info!(set = %shared.config.name, changes = report.changes.len(), entries = index.len(),
         examined = counts.examined, hashed_bytes = counts.hashed, "sync: start-up scan done");

@@ -68,6 +68,7 @@ pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
         // Scanned above.
         scanning: std::sync::atomic::AtomicBool::new(false),
         scan_failed: Mutex::new(None),
+        touched: super::touched::TouchedDirs::default(),
         config,
     })
 }

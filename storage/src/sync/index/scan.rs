@@ -219,6 +219,13 @@ impl Index {
             warn!(path = %marker.display(), %error, "sync: cannot create the root marker; an unmounted root would not be told from an emptied one");
             return Ok(());
         }
+        if !self.root_marked
+            && let Err(error) = fs::File::open(root).and_then(|dir| dir.sync_all())
+        {
+            // Saved ahead of the marker, the index would, after a power loss, take the root
+            // for unmounted.
+            return Err(IndexError::io(root)(error));
+        }
         if !self.root_marked {
             self.root_marked = true;
             self.dirty = true;
