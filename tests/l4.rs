@@ -335,6 +335,37 @@ async fn quiescent_server_going_down_keeps_its_connections_and_gets_no_new_ones(
     assert_eq!(held.round_trip("still").await.unwrap(), "still");
 }
 
+// Input: a quiescent service, a connection held to A, A DOWN (the connection lives on), then a
+// reload that turns quiescent off. Output: the connection is reset, as ldirectord reloaded with
+// `quiescent = no` takes a failed server out of IPVS. (It lived on: a connection read the
+// setting once, when it opened.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_turning_quiescent_off_resets_the_connections_of_a_down_server() {
+    let (a, b) = (EchoServer::start("A").await, EchoServer::start("B").await);
+    let config = |quiescent: bool| {
+        service(
+            "127.0.0.1:0",
+            &format!("scheduler = \"rr\"\nquiescent = {quiescent}\n{TCP_CHECK}"),
+            &[(a.addr, 1, 0), (b.addr, 1, 0)],
+        )
+    };
+    let fulcrum = Fulcrum::start(&config(true));
+    let vs = fulcrum.virtual_server_addr("vs");
+    let mut held = EchoClient::connect(vs).await;
+    assert_eq!(held.server, "A");
+    a.close_listener().await;
+    wait_down(&fulcrum, a.addr);
+    assert_eq!(held.round_trip("after").await.unwrap(), "after");
+
+    fulcrum.write_config(&config(false));
+    assert!(fulcrum.reload());
+    let (closed, bytes) = read_until_closed(&mut held.stream).await;
+    assert!(closed, "the connection to a DOWN server outlived quiescent");
+    assert!(bytes.is_empty(), "unexpected bytes {bytes:?}");
+}
+
+// Input: a connection to A held open, then A goes DOWN without quiescent. Output: the
+// connection is reset, and the bytes it carried are counted (they were lost with the relay).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_quiescent_server_going_down_has_its_connections_reset() {
     let (a, b) = (EchoServer::start("A").await, EchoServer::start("B").await);
@@ -355,6 +386,19 @@ async fn non_quiescent_server_going_down_has_its_connections_reset() {
     assert!(closed, "the connection to a DOWN server was not closed");
     assert!(bytes.is_empty(), "unexpected bytes {bytes:?}");
     fulcrum.wait_log(|l| message(l).starts_with("connection reset: real server is DOWN"));
+    // What the reset connection carried counts: `before\n` in; the greeting and the echo out.
+    let status = support::status_json(&fulcrum, "l4");
+    let real_a = status["real_servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == a.addr.to_string())
+        .unwrap();
+    assert_eq!(
+        (&real_a["bytes_in"], &real_a["bytes_out"]),
+        (&7.into(), &9.into()),
+        "{real_a}"
+    );
     for _ in 0..4 {
         assert_eq!(EchoClient::connect(vs).await.server, "B");
     }

@@ -41,7 +41,20 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let tally = Tally::default();
+    relay_counted(client, server, idle, &Tally::default()).await
+}
+
+/// [`relay`], counting the bytes in `tally` as they move.
+pub async fn relay_counted<C, S>(
+    client: &mut C,
+    server: &mut S,
+    idle: Duration,
+    tally: &Tally,
+) -> Relayed
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let (client_read, client_write) = tokio::io::split(client);
     let (server_read, server_write) = tokio::io::split(server);
     // The two directions run side by side in this task: each finishes on its own EOF, so a
@@ -57,7 +70,7 @@ where
 
 /// What one relay counts, both directions together: bytes each way, and when they last moved.
 #[derive(Debug, Default)]
-pub(crate) struct Tally {
+pub struct Tally {
     pub(crate) activity: Activity,
     /// Client to server.
     pub(crate) up: AtomicU64,

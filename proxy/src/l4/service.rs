@@ -175,6 +175,9 @@ pub(crate) struct Service {
     pub(crate) counters: BackendCounters,
     /// UP while any real server (or the fallback) takes new clients.
     pub(crate) availability: Arc<Availability>,
+    /// Woken when a reload swaps the config in, for what depends on it while a connection
+    /// lives (`quiescent`).
+    pub(crate) reconfigured: tokio::sync::Notify,
     epoch: Instant,
 }
 
@@ -206,6 +209,7 @@ impl Service {
             flows_refused: AtomicU64::new(0),
             counters: BackendCounters::default(),
             availability,
+            reconfigured: tokio::sync::Notify::new(),
             epoch: Instant::now(),
         }
     }
@@ -233,6 +237,7 @@ impl Service {
         self.availability.set_members(members.all());
         self.members.store(Arc::new(members));
         self.config.store(config);
+        self.reconfigured.notify_waiters();
     }
 
     fn now(&self) -> Duration {

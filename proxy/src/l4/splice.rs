@@ -13,23 +13,34 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::relay::{self, Relayed};
+use super::relay::{self, Relayed, Tally};
 
 /// Relays between `client` and `server` until both directions are closed, one fails, or the
-/// connection is idle for `idle` (zero: no limit), splicing where the kernel allows it. The
+/// connection is idle for `idle` (zero: no limit), splicing where the kernel allows it, and
+/// counts the bytes in `tally` as they move (so that a relay cut off still counts them). The
 /// caller closes both sockets once this returns: the direction that ends last leaves its FIN to
 /// that close rather than spend a `shutdown` on it.
 #[cfg(target_os = "linux")]
-pub async fn relay_tcp(client: &mut TcpStream, server: &mut TcpStream, idle: Duration) -> Relayed {
-    linux::relay_with(client, server, idle, true).await
+pub async fn relay_tcp(
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+    idle: Duration,
+    tally: &Tally,
+) -> Relayed {
+    linux::relay_with(client, server, idle, true, tally).await
 }
 
 /// Relays between `client` and `server` until both directions are closed, one fails, or the
 /// connection is idle for `idle` (zero: no limit); splice is Linux's, so this is the buffered
 /// relay.
 #[cfg(not(target_os = "linux"))]
-pub async fn relay_tcp(client: &mut TcpStream, server: &mut TcpStream, idle: Duration) -> Relayed {
-    relay::relay(client, server, idle).await
+pub async fn relay_tcp(
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+    idle: Duration,
+    tally: &Tally,
+) -> Relayed {
+    relay::relay_counted(client, server, idle, tally).await
 }
 
 #[cfg(target_os = "linux")]
@@ -75,10 +86,10 @@ mod linux {
         server: &mut TcpStream,
         idle: Duration,
         splice: bool,
+        tally: &Tally,
     ) -> Relayed {
         let (client_read, client_write) = client.split();
         let (server_read, server_write) = server.split();
-        let tally = Tally::default();
         let one_ended = AtomicBool::new(false);
         let up = Direction {
             to: server_write.as_ref(),
@@ -291,7 +302,8 @@ mod tests {
         let (client, mut client_side) = connected().await;
         let (mut server_side, server) = connected().await;
         let relay = tokio::spawn(async move {
-            relay_with(&mut client_side, &mut server_side, idle, splice).await
+            let tally = Tally::default();
+            relay_with(&mut client_side, &mut server_side, idle, splice, &tally).await
         });
         (client, server, relay)
     }

@@ -123,10 +123,11 @@ async fn serve(
     };
     entry.established();
     service.session_opened(&real);
-    let relay = super::splice::relay_tcp(&mut client, &mut server, config.timeout_idle);
+    let tally = super::relay::Tally::default();
+    let relay = super::splice::relay_tcp(&mut client, &mut server, config.timeout_idle, &tally);
     let relayed = tokio::select! {
         relayed = relay => Some(relayed),
-        why = until_reset(&real, config.quiescent, epoch) => {
+        why = until_reset(service, &real, epoch) => {
             match why {
                 Reset::Down => tracing::info!(virtual_server = %service.name, real_server = %real.addr(), client = %peer, "connection reset: real server is DOWN and the service is not quiescent"),
                 Reset::Shutdown => tracing::info!(virtual_server = %service.name, real_server = %real.addr(), client = %peer, "connection reset: sessions shut down by an operator"),
@@ -134,11 +135,18 @@ async fn serve(
             None
         }
     };
-    // Bytes before the session count, so a reader that sees the connection gone sees its bytes.
-    if let Some(relayed) = &relayed {
-        service.count(&real, Total::BytesIn, relayed.client_to_server);
-        service.count(&real, Total::BytesOut, relayed.server_to_client);
-    }
+    // Bytes before the session count, so a reader that sees the connection gone sees its bytes;
+    // a connection reset midway counts what it carried until then, as IPVS's do.
+    service.count(
+        &real,
+        Total::BytesIn,
+        tally.up.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    service.count(
+        &real,
+        Total::BytesOut,
+        tally.down.load(std::sync::atomic::Ordering::Relaxed),
+    );
     service.session_closed(&real);
     let Some(relayed) = relayed else {
         reset(&client);
@@ -229,33 +237,31 @@ enum Reset {
 }
 
 /// Resolves, saying why, when `real`'s connections of `epoch` must be reset.
-async fn until_reset(real: &Real, quiescent: bool, epoch: u64) -> Reset {
+async fn until_reset(service: &Service, real: &Real, epoch: u64) -> Reset {
     tokio::select! {
-        () = until_taken_out(real, quiescent) => Reset::Down,
+        () = until_taken_out(service, real) => Reset::Down,
         () = real.server.sessions_shut(epoch) => Reset::Shutdown,
     }
 }
 
-/// Resolves once `real` is DOWN in a service that is not quiescent (never in one that is): its
-/// connections and flows then end, as with IPVS's `expire_nodest_conn`.
-pub(super) async fn until_taken_out(real: &Real, quiescent: bool) {
-    if quiescent {
-        std::future::pending().await
-    } else {
-        until_down(real).await;
-    }
-}
-
-/// Resolves once `real` is DOWN.
-async fn until_down(real: &Real) {
+/// Resolves once `real` is DOWN while `service` is not quiescent: its connections and flows
+/// then end, as with IPVS's `expire_nodest_conn`. Either may come first: a reload that turns
+/// `quiescent` off ends the connections of a server already DOWN, as ldirectord reloaded with
+/// `quiescent = no` takes such a server out of IPVS.
+pub(super) async fn until_taken_out(service: &Service, real: &Real) {
     loop {
-        let changed = real.server.status_changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        if real.server.status() == ServerStatus::Down {
+        let status_changed = real.server.status_changed.notified();
+        let reconfigured = service.reconfigured.notified();
+        tokio::pin!(status_changed, reconfigured);
+        status_changed.as_mut().enable();
+        reconfigured.as_mut().enable();
+        if !service.config().quiescent && real.server.status() == ServerStatus::Down {
             return;
         }
-        changed.await;
+        tokio::select! {
+            () = status_changed => {}
+            () = reconfigured => {}
+        }
     }
 }
 

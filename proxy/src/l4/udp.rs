@@ -192,7 +192,7 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         // Without quiescence a DOWN server loses its flows at once, as its TCP connections are
         // reset (IPVS's expire_nodest_conn): a client that keeps sending would otherwise stay
         // on it for ever, each datagram renewing the idle timeout.
-        let down = super::tcp::until_taken_out(&flow2.pick.real, config.quiescent);
+        let down = super::tcp::until_taken_out(service, &flow2.pick.real);
         tokio::select! {
             () = replies(service, &endpoint.socket, &flow2, client, endpoint.epoch) => {}
             () = endpoint.stop.cancelled() => {}
