@@ -205,6 +205,40 @@ async fn copy_64_mib_in_and_out_is_byte_identical() {
     server2.stop().await;
 }
 
+// Input: a sparse 96 MiB image, data only in its first and last MiB, copied in by nbdcopy,
+// which zeroes each hole of its source with one WRITE_ZEROES, here 94 MiB long. Output: the
+// copy succeeds and reads back identical. (A zeroing longer than the 32 MiB maximum block size
+// was refused with EINVAL, and nbdcopy failed.)
+#[tokio::test(flavor = "multi_thread")]
+async fn nbdcopy_of_a_sparse_image_zeroes_its_long_holes() {
+    if !require_tool("nbdcopy") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("sparse.img");
+    let size = 96u64 << 20;
+    let mut expected = vec![0u8; size as usize];
+    expected[..1 << 20].fill(0xA5);
+    expected[(95 << 20)..].fill(0x5A);
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::create(&source).unwrap();
+        file.set_len(size).unwrap();
+        file.write_all_at(&expected[..1 << 20], 0).unwrap();
+        file.write_all_at(&expected[(95 << 20)..], 95 << 20).unwrap();
+    }
+    let (target, export) = file_export(size, false);
+    // Garbage where the hole goes, so that only the zeroing makes it read back as zeroes.
+    {
+        use std::os::unix::fs::FileExt;
+        target.as_file().write_all_at(&vec![0xFF; 8 << 20], 40 << 20).unwrap();
+    }
+    let server = start(export).await;
+    run(&["nbdcopy", "--flush", source.to_str().unwrap(), &uri(&server)]).await;
+    assert_same(&expected, target.path());
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // A raw client
 

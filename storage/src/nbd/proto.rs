@@ -91,9 +91,10 @@
 //!
 //! `*` FUA is valid on every command once `SEND_FUA` is advertised. Any other command (CACHE
 //! included, which is not advertised), flag, or a command whose transmission flag was not
-//! advertised, is answered `EINVAL`, as the spec's "Error values" section asks; so is a READ,
-//! WRITE or WRITE_ZEROES longer than [`MAX_REQUEST_LEN`] (the data of a rejected WRITE is read
-//! and dropped, so the connection stays in step).
+//! advertised, is answered `EINVAL`, as the spec's "Error values" section asks; so is a READ
+//! or WRITE longer than [`MAX_REQUEST_LEN`] (the data of a rejected WRITE is read and dropped,
+//! so the connection stays in step). TRIM and WRITE_ZEROES carry no data and may be longer,
+//! as the spec allows and qemu-nbd and nbdkit accept.
 
 use super::{ExportFlags, MAX_REQUEST_LEN, NbdError};
 
@@ -457,7 +458,7 @@ pub enum Command {
     WriteZeroes {
         /// Byte offset.
         offset: u64,
-        /// Byte length, at most [`MAX_REQUEST_LEN`].
+        /// Byte length, any (no data comes with it).
         length: u32,
         /// Reply only once durable.
         fua: bool,
@@ -578,12 +579,8 @@ pub fn validate(header: &RequestHeader, session: &Transmission) -> Result<Comman
             })
         }
         CMD_WRITE_ZEROES => {
-            if length > MAX_REQUEST_LEN {
-                return Err(reject(
-                    Invalid,
-                    "write zeroes longer than the maximum block size",
-                ));
-            }
+            // No length limit: the maximum block size bounds requests that carry data
+            // (proto.md), and nbdcopy zeroes a sparse source's holes up to 128 MiB at a time.
             if !in_range {
                 return Err(reject(NoSpace, "write zeroes past the end of the export"));
             }
@@ -818,6 +815,12 @@ mod tests {
         assert!(invalid(header(CMD_CACHE, 0, 0, 1), &plain));
         assert!(invalid(header(99, 0, 0, 1), &plain));
         assert!(invalid(header(CMD_READ, 0, 0, MAX_REQUEST_LEN + 1), &plain));
+        // Requests without data may be longer than the maximum block size.
+        let mut zeroes = session(FLAG_SEND_WRITE_ZEROES | FLAG_SEND_TRIM);
+        zeroes.size = 1 << 30;
+        for command in [CMD_WRITE_ZEROES, CMD_TRIM] {
+            assert!(validate(&header(command, 0, 0, MAX_REQUEST_LEN + 1), &zeroes).is_ok());
+        }
         let fua = session(FLAG_SEND_FUA);
         assert!(validate(&header(CMD_READ, CMD_FLAG_FUA, 0, 1), &fua).is_ok());
         let read_only = session(FLAG_READ_ONLY);
