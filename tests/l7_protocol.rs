@@ -472,6 +472,115 @@ servers = [{{ name = "s1", address = "{}" }}]
     drop(response);
 }
 
+// Input: a server that answers a plain GET with `101 Switching Protocols`. Output: the client
+// gets a 502, not a switch it did not ask for on a connection the pool would keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_of_protocols_the_request_did_not_ask_for_is_a_502() {
+    let server = support::answering_server(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
+    )
+    .await;
+    let fulcrum = Fulcrum::start(&plain_site(server));
+    let reply = raw_exchange(
+        fulcrum.addr("main"),
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
+}
+
+// Input: requests whose Host the server could read otherwise than the ACLs: an absolute-form
+// target with another Host, `Connection: host`, and over HTTP/2 a `host` beside `:authority`
+// (the same, and another). Output: the server sees the target's host, the Host, the authority;
+// another host than `:authority` is a 400 that never reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_sees_the_host_the_request_was_sent_to() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&plain_site(s1.addr()));
+    for (request, host) in [
+        (
+            "GET http://a.example/x HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+            "a.example",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: c.example\r\nConnection: host, close\r\n\r\n",
+            "c.example",
+        ),
+    ] {
+        let reply = raw_exchange(fulcrum.addr("main"), request.as_bytes()).await;
+        assert!(reply.starts_with(b"HTTP/1.1 200"), "{request}");
+        let seen = s1.requests();
+        assert_eq!(seen.last().unwrap().headers["host"], host, "{request}");
+    }
+    let (mut sender, _conn) = h2c(fulcrum.addr("main")).await;
+    for (host, status) in [("A.example", 200), ("b.example", 400)] {
+        let request = http::Request::get("http://a.example/h2")
+            .header("host", host)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), status, "host {host}");
+    }
+    let seen = s1.requests();
+    assert_eq!(seen.len(), 3, "the 400 reached the server");
+    assert_eq!(seen[2].headers["host"], "a.example");
+}
+
+// Input: an HTTP/2 CONNECT. Output: 501, as over HTTP/1, and nothing reaches the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_connect_gets_501() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
+    let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
+    let request = http::Request::connect("a.example:443")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 501);
+    assert!(s1.requests().is_empty());
+}
+
+// Input: a POST that waits for `100 Continue` before its body, answered by a `return` rule.
+// Output: the 100 comes, then the body is taken and the rule's 200 follows. (The client
+// waited for a 100 that never came, then for its timeout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_return_rule_lets_a_client_that_expects_100_continue_send_its_body() {
+    let fulcrum = Fulcrum::start(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+return = [{ if = "TRUE", status = 200, content_type = "text/plain", body = "ok\n" }]
+"#,
+    );
+    let mut stream = tokio::net::TcpStream::connect(fulcrum.addr("main"))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let interim = tokio::time::timeout(Duration::from_secs(5), support::read_head(&mut stream))
+        .await
+        .expect("no answer to the expectation");
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
+    stream.write_all(b"hello").await.unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), support::read_head(&mut stream))
+        .await
+        .unwrap();
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+}
+
 /// An HTTP/2 client connection with prior knowledge to `addr`: its sender, and the task that
 /// drives it (which ends when the connection does).
 async fn h2c(

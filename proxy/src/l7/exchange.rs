@@ -174,20 +174,10 @@ where
         BodyKind::Length(n) if replayable => n as usize,
         _ => 0,
     };
-    // An HTTP/1.0 client cannot take an interim response: its expectation is ignored (RFC 9110,
-    // 10.1.1), and the body it sends anyway is read as usual.
-    if head.expect_continue
-        && head.version != Version::HTTP_10
-        && head.body != BodyKind::Empty
-        && !replayable
-    {
-        let sent = client
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", fe.timeout_client)
-            .await;
-        if sent.is_err() {
-            log.end(Ended::ClientAbort, Phase::Request);
-            return Next::Close;
-        }
+    // A replayable body is in hand already: the client did not wait.
+    if !replayable && !send_continue(client, head, fe.timeout_client).await {
+        log.end(Ended::ClientAbort, Phase::Request);
+        return Next::Close;
     }
 
     let mut attempts = Attempts::new(key, sticky, replayable);
@@ -230,8 +220,13 @@ where
             phase = Phase::Headers;
             // The response time (HAProxy's Tr): from the request sent to the response head.
             let sent_at = Instant::now();
-            let read =
-                upstream::read_response_head(&mut up.conn, &head.method, bcfg.timeout_server).await;
+            let read = upstream::read_response_head(
+                &mut up.conn,
+                &head.method,
+                head.upgrade,
+                bcfg.timeout_server,
+            )
+            .await;
             Ok::<_, BodyError>((read, sent_at))
         };
         let Some(exchanged) = slot.unless_shut(exchanging).await else {
@@ -246,9 +241,13 @@ where
             Err(BodyError::Write(error)) => {
                 // A server may refuse a body before taking it all (413, 401) and close: its
                 // answer is relayed, as HAProxy does, rather than replaced by a 502.
-                let early =
-                    upstream::read_response_head(&mut up.conn, &head.method, EARLY_ANSWER_WAIT)
-                        .await;
+                let early = upstream::read_response_head(
+                    &mut up.conn,
+                    &head.method,
+                    head.upgrade,
+                    EARLY_ANSWER_WAIT,
+                )
+                .await;
                 if let Ok(response) = early {
                     answered_early = true;
                     break (slot, up, response, Instant::now());
@@ -447,6 +446,22 @@ where
 
 /// Answers a request with a frontend's `return` rule. The request body, if any, is read and
 /// dropped so the connection can carry the next request.
+/// Sends `100 Continue` if the client waits for it before sending its body; an HTTP/1.0
+/// client cannot take an interim response, so its expectation is ignored (RFC 9110, 10.1.1)
+/// and the body it sends anyway is read as usual. False if the client is gone.
+async fn send_continue<S>(client: &mut Conn<S>, head: &RequestHead, timeout: Duration) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if !head.expect_continue || head.version == Version::HTTP_10 || head.body == BodyKind::Empty {
+        return true;
+    }
+    client
+        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", timeout)
+        .await
+        .is_ok()
+}
+
 async fn direct_response<S>(
     client: &mut Conn<S>,
     head: &RequestHead,
@@ -459,6 +474,10 @@ where
 {
     let fe = ctx.frontend;
     if head.body != BodyKind::Empty {
+        if !send_continue(client, head, fe.timeout_client).await {
+            log.end(Ended::ClientAbort, Phase::Request);
+            return Next::Close;
+        }
         let timeouts = CopyTimeouts {
             read: fe.timeout_client,
             write: fe.timeout_client,
@@ -472,9 +491,21 @@ where
             false,
         )
         .await;
-        if drained.is_err() {
-            log.end(Ended::ClientAbort, Phase::Data);
-            return Next::Close;
+        match drained {
+            Ok(_) => {}
+            Err(BodyError::Malformed(_)) => {
+                ctx.fe_state.counters.inc(FrontendTotal::RequestErrors);
+                log.end(Ended::Proxy, Phase::Data);
+                return reply_error(client, StatusCode::BAD_REQUEST, ctx, log).await;
+            }
+            Err(BodyError::Read(IoFailure::Timeout)) => {
+                log.end(Ended::ClientTimeout, Phase::Data);
+                return reply_error(client, StatusCode::REQUEST_TIMEOUT, ctx, log).await;
+            }
+            Err(_) => {
+                log.end(Ended::ClientAbort, Phase::Data);
+                return Next::Close;
+            }
         }
     }
     let keep_alive = head.keep_alive && !ctx.rt.shutdown.is_cancelled();

@@ -36,6 +36,7 @@ use super::{
     },
     h2_body::{Finish, LengthBody},
     h2_idle::Streams,
+    h2_request,
     headers::{HopByHop, add_forwarded, strip_hop_by_hop},
     listener::FrontendName,
     log::{Ended, Phase, Record},
@@ -167,23 +168,22 @@ async fn handle(
     let mut log = Record::new(client.peer, frontend, client.tls, start);
     log.json = table.config.json_log;
     let (parts, body) = req.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
     if log.enabled {
-        log.request_line = format!("{} {} HTTP/2.0", parts.method, path_and_query);
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        log.request_line = format!("{} {} HTTP/2.0", parts.method, target);
     }
     log.t_request = Some(start.elapsed());
     let mut headers = parts.headers;
     join_cookies(&mut headers);
-    if !headers.contains_key(header::HOST)
-        && let Some(authority) = parts.uri.authority()
-        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    let path_and_query = match h2_request::target_and_host(&parts.method, &parts.uri, &mut headers)
     {
-        headers.insert(header::HOST, value);
-    }
+        Ok(target) => target,
+        Err(status) => {
+            fe_state.counters.inc(FrontendTotal::RequestErrors);
+            log.end(Ended::Proxy, Phase::Request);
+            return finish_error(&mut log, status, fe_state);
+        }
+    };
     let path = parts.uri.path().to_owned();
     let facts = RequestFacts {
         method: &parts.method,
@@ -250,6 +250,14 @@ async fn handle(
     };
 
     strip_hop_by_hop(&mut headers, false);
+    // As over HTTP/1, a `100-continue` expectation is Fulcrum's to answer, not the server's (whose
+    // 100 would be skipped). HTTP/2 lets a client send its body without one; hyper sends none.
+    if headers
+        .get(header::EXPECT)
+        .is_some_and(|e| e.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    {
+        headers.remove(header::EXPECT);
+    }
     if let Some(c) = &bcfg.cookie {
         cookie::rewrite_request(c, &mut headers);
     }
@@ -324,9 +332,13 @@ async fn handle(
             phase = Phase::Headers;
             // The response time (HAProxy's Tr): from the request sent to the response head.
             let sent_at = Instant::now();
-            let read =
-                upstream::read_response_head(&mut up.conn, &parts.method, bcfg.timeout_server)
-                    .await;
+            let read = upstream::read_response_head(
+                &mut up.conn,
+                &parts.method,
+                false,
+                bcfg.timeout_server,
+            )
+            .await;
             Ok::<_, SendError>((read, sent_at))
         };
         let Some(exchanged) = slot.unless_shut(exchanging).await else {

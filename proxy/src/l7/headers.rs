@@ -67,12 +67,20 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, tunnel: bool) {
     }
 }
 
-/// The headers the `Connection` header names, which are hop-by-hop too; the framing headers are
-/// never among them, since bodies are forwarded with their framing.
+/// The headers the `Connection` header names, which are hop-by-hop too; never the framing
+/// headers, since bodies are forwarded with their framing, nor `Host`, which an HTTP/1.1
+/// request must carry (RFC 9112 §3.2) and which the ACLs have already read.
 fn named_by_connection(headers: &HeaderMap) -> Vec<HeaderName> {
     connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .filter(|n| *n != header::TRANSFER_ENCODING && *n != header::CONTENT_LENGTH)
+        .filter(|n| {
+            ![
+                header::TRANSFER_ENCODING,
+                header::CONTENT_LENGTH,
+                header::HOST,
+            ]
+            .contains(n)
+        })
         .collect()
 }
 
@@ -132,6 +140,23 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["host", "transfer-encoding"]);
+    }
+
+    // Input: `Connection: host, content-length`. Output: neither is dropped.
+    #[test]
+    fn connection_cannot_name_host_or_framing_away() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("host, content-length"),
+        );
+        let tokens = super::super::h1::head::ConnectionTokens {
+            names_headers: true,
+            ..Default::default()
+        };
+        let hop = HopByHop::of(&h, tokens, false);
+        assert!(!hop.drops(&header::HOST));
+        assert!(!hop.drops(&header::CONTENT_LENGTH));
     }
 
     #[test]

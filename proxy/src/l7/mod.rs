@@ -11,6 +11,7 @@ pub(crate) mod h1;
 mod h2;
 mod h2_body;
 mod h2_idle;
+mod h2_request;
 mod headers;
 pub(crate) mod listener;
 mod log;

@@ -21,10 +21,12 @@ const MAX_IDLE: Duration = Duration::from_secs(4);
 
 /// A server's idle connections, the least recently used at the front.
 ///
-/// The server may have closed one while it was idle. A request whose body is in hand takes it
-/// unchecked (a check costs a syscall): if the server turns out to have closed it, the request is
-/// replayed on a fresh connection. A request whose body is still streaming from the client cannot
-/// be replayed, so it asks for a probed connection.
+/// The server may have closed one while it was idle, or written to it unasked. A request whose
+/// body is in hand takes it checked only when the runtime saw it become readable (no syscall):
+/// if the server closes it meanwhile, the request is replayed on a fresh connection. A request
+/// whose body is still streaming from the client cannot be replayed, so it asks for a probed
+/// connection (a syscall). Bytes a server sent unasked would otherwise be read as the next
+/// request's response; HAProxy likewise closes an idle connection on which data arrives.
 #[derive(Debug)]
 pub struct Pool {
     idle: Mutex<VecDeque<(Conn<TcpStream>, Instant)>>,
@@ -41,12 +43,13 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection, if one is at hand; with `probe`, only one the
-    /// server has neither closed nor written to.
+    /// The most recently used idle connection, if one is at hand, that the server has neither
+    /// written to nor (as far as the runtime saw, or for sure with `probe`) closed.
     pub(crate) fn take(&self, probe: bool) -> Option<Conn<TcpStream>> {
         loop {
             let (conn, since) = self.idle().pop_back()?;
-            if since.elapsed() < MAX_IDLE && (!probe || is_open(&conn)) {
+            let check = probe || seen_readable(&conn);
+            if since.elapsed() < MAX_IDLE && (!check || is_open(&conn)) {
                 return Some(conn);
             }
         }
@@ -99,6 +102,13 @@ impl Pool {
     fn idle(&self) -> MutexGuard<'_, VecDeque<(Conn<TcpStream>, Instant)>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Whether the runtime saw an idle connection become readable (bytes, or the server's FIN)
+/// since its last read left it drained: its cached readiness, read without a syscall.
+fn seen_readable(conn: &Conn<TcpStream>) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    conn.io.poll_read_ready(&mut cx).is_ready()
 }
 
 /// Whether an idle connection is still open: a read that would block means the server has
@@ -157,6 +167,29 @@ mod tests {
         let off = Pool::new(0);
         off.put(ours.into_iter().next().unwrap());
         assert!(off.take(false).is_none(), "capacity 0 disables reuse");
+    }
+
+    // Input: an idle connection whose server wrote to it unasked, once the runtime saw it.
+    // Output: a request that needs no probe does not get it (the bytes would be read as its
+    // response); a quiet one it does get.
+    #[tokio::test]
+    async fn a_connection_the_server_wrote_to_while_idle_is_not_reused() {
+        use tokio::io::AsyncWriteExt;
+        let (mut ours, mut theirs) = conns(2).await;
+        let pool = Pool::new(4);
+        let quiet = ours.pop().unwrap();
+        pool.put(quiet);
+        let written = ours.pop().unwrap();
+        theirs[0].write_all(b"HTTP/1.1 418 \r\n\r\n").await.unwrap();
+        written.io.readable().await.unwrap();
+        pool.put(written);
+        let taken = pool.take(false).unwrap();
+        assert_eq!(
+            taken.io.peer_addr().unwrap(),
+            theirs[1].local_addr().unwrap(),
+            "the quiet connection"
+        );
+        assert!(pool.take(false).is_none());
     }
 
     // Input: a burst leaves 4 idle connections; then the load needs one at a time for 6 s,

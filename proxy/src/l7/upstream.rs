@@ -50,10 +50,13 @@ pub(crate) async fn connect(
     })
 }
 
-/// Reads a final response head, skipping interim 1xx responses other than 101.
+/// Reads a final response head, skipping interim 1xx responses other than 101. A 101 to a
+/// request that asked for no upgrade (`upgrade` false) is invalid (RFC 9110 §15.2.2): the
+/// server would speak another protocol on a connection that goes back to the pool.
 pub(crate) async fn read_response_head(
     conn: &mut Conn<TcpStream>,
     method: &Method,
+    upgrade: bool,
     timeout: Duration,
 ) -> Result<ResponseHead, UpstreamError> {
     let mut received_any = !conn.buf.is_empty();
@@ -66,6 +69,11 @@ pub(crate) async fn read_response_head(
         };
         match parsed {
             Ok(Some(head)) => {
+                if head.status == http::StatusCode::SWITCHING_PROTOCOLS && !upgrade {
+                    return Err(UpstreamError::Invalid(HeadError::Malformed(
+                        "101 Switching Protocols to a request that asked for no upgrade",
+                    )));
+                }
                 if head.status.is_informational()
                     && head.status != http::StatusCode::SWITCHING_PROTOCOLS
                 {

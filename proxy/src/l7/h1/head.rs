@@ -183,12 +183,23 @@ pub(crate) fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, H
     {
         return Err(HeadError::Malformed("invalid request target"));
     }
-    let (headers, scan) = to_header_map(&raw, &spans)?;
+    let (mut headers, scan) = to_header_map(&raw, &spans)?;
     match scan.host {
         1 => {}
         0 if version == Version::HTTP_10 => {}
         0 => return Err(HeadError::Malformed("missing Host header")),
         _ => return Err(HeadError::Malformed("several Host headers")),
+    }
+    if !target_text.starts_with('/')
+        && let Some(authority) = absolute_authority(target_text)
+    {
+        // A proxy takes the host from an absolute-form target, whatever Host says (RFC 9112
+        // §3.2.2): the ACLs and the server then read the host the request was sent to.
+        let host = HeaderValue::from_str(authority)
+            .ok()
+            .filter(|_| !authority.is_empty())
+            .ok_or(HeadError::Malformed("invalid request target"))?;
+        headers.insert(header::HOST, host);
     }
     let body = match (scan.chunked, scan.content_length) {
         (Some(_), Some(_)) => {
@@ -396,6 +407,21 @@ fn parse_length(digits: &[u8]) -> Result<u64, HeadError> {
     Ok(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
+/// The authority of an absolute-form target, without its user information: `a.example:8080`
+/// of `http://u@a.example:8080/x`; `None` for other forms.
+fn absolute_authority(target: &str) -> Option<&str> {
+    if !is_absolute(target) {
+        return None;
+    }
+    let (_, rest) = target.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    Some(
+        authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host),
+    )
+}
+
 fn is_absolute(target: &str) -> bool {
     let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
     lower.starts_with("http://") || lower.starts_with("https://")
@@ -513,6 +539,31 @@ mod tests {
         assert_eq!(head.query(), Some("x=1"));
         assert_eq!(head.body, BodyKind::Empty);
         assert!(head.keep_alive);
+    }
+
+    // Input: absolute-form targets with another Host, without one (HTTP/1.0), with user
+    // information, and without an authority. Output: the Host is the target's authority; no
+    // authority is a 400.
+    #[test]
+    fn an_absolute_target_gives_the_host() {
+        let host = |raw: &str| {
+            let (head, _) = req(raw).unwrap().unwrap();
+            head.headers[header::HOST].to_str().unwrap().to_owned()
+        };
+        assert_eq!(
+            host("GET http://a.example/x HTTP/1.1\r\nHost: b.example\r\n\r\n"),
+            "a.example"
+        );
+        assert_eq!(
+            host("GET HTTP://a.example:81 HTTP/1.0\r\n\r\n"),
+            "a.example:81"
+        );
+        assert_eq!(
+            host("GET http://u:p@a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n"),
+            "a.example"
+        );
+        let err = req("GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err();
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]
