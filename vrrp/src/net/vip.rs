@@ -9,7 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::AddressMessageBuilder;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
+};
 use tracing::debug;
 
 use super::error::{is_errno, to_io};
@@ -17,6 +19,11 @@ use super::{Link, Netlink};
 
 /// The longest IPv4 address label the kernel takes: IFNAMSIZ less the NUL.
 const MAX_LABEL_LEN: usize = 15;
+
+/// The address protocol (`IFA_PROTO`, `ip addr` shows `proto 18`) VIPs are added with:
+/// keepalived's `RTPROT_KEEPALIVED`, which keepalived (2.2.8 on) gives its own. It tells a VIP
+/// left by a crash, to be removed, from an address the interface has of its own.
+const VIP_PROTOCOL: u8 = 18;
 
 impl Netlink {
     /// Adds `vip` to `link`; already present is success.
@@ -32,6 +39,11 @@ impl Netlink {
             .address()
             .add(link.index, vip.addr(), vip.prefix_len());
         let message = request.message_mut();
+        message
+            .attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::Other(
+                VIP_PROTOCOL,
+            )));
         match vip {
             IpNet::V4(_) => {
                 if label.len() > MAX_LABEL_LEN {
@@ -102,6 +114,28 @@ impl Netlink {
         }
     }
 
+    /// The addresses on `link` that are not VIPs: neither marked with [`VIP_PROTOCOL`], nor
+    /// (as older releases left them) labelled `label` (IPv4, when the label is not just the
+    /// interface's name) or added without duplicate address detection (IPv6). A VIP among them
+    /// is an address the interface has of its own (an RFC 5798 address owner's), never removed.
+    pub async fn own_addresses(&self, link: &Link, label: &str) -> io::Result<Vec<IpNet>> {
+        let mut addresses = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(link.index)
+            .execute();
+        let mut own = Vec::new();
+        while let Some(message) = addresses.try_next().await.map_err(to_io)? {
+            if !is_vip(&message, label, &link.name)
+                && let Some(net) = address_of(&message)
+            {
+                own.push(net);
+            }
+        }
+        Ok(own)
+    }
+
     /// Whether `addr` is configured on `link`, whatever its prefix length.
     pub async fn has_address(&self, link: &Link, addr: IpAddr) -> io::Result<bool> {
         let mut addresses = self
@@ -113,4 +147,29 @@ impl Netlink {
             .execute();
         Ok(addresses.try_next().await.map_err(to_io)?.is_some())
     }
+}
+
+/// Whether an address was added as a VIP (see [`Netlink::own_addresses`]).
+fn is_vip(message: &AddressMessage, label: &str, interface: &str) -> bool {
+    message.attributes.iter().any(|attribute| match attribute {
+        AddressAttribute::Protocol(protocol) => u8::from(*protocol) == VIP_PROTOCOL,
+        AddressAttribute::Label(l) => l == label && label != interface,
+        AddressAttribute::Flags(flags) => flags.contains(AddressFlags::Nodad),
+        _ => false,
+    })
+}
+
+/// The address and prefix length of an address message: IPv4's local address (its `Address`
+/// is the peer's on a point-to-point link), IPv6's address.
+fn address_of(message: &AddressMessage) -> Option<IpNet> {
+    let prefix = message.header.prefix_len;
+    let local = message.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    let address = message.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Address(ip) => Some(*ip),
+        _ => None,
+    });
+    IpNet::new(local.or(address)?, prefix).ok()
 }

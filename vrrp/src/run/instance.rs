@@ -55,10 +55,14 @@ pub(crate) struct Instance {
     pub(crate) garp_second: Option<Instant>,
     /// The next periodic burst while master (`garp.refresh`).
     pub(crate) garp_refresh: Option<Instant>,
+    /// VIPs the interface had as addresses of its own when the instance started (an address
+    /// owner's): added (a no-op) but never removed, or the node would lose its own address.
+    pub(crate) kept_vips: Vec<ipnet::IpNet>,
 }
 
 impl Instance {
     pub(crate) async fn run(mut self, mut inputs: Inputs) {
+        self.find_kept_vips().await;
         let tracked = *inputs.tracking.borrow_and_update();
         self.apply_tracking(tracked).await;
         self.handle(Event::Startup).await;
@@ -240,8 +244,34 @@ impl Instance {
         }
     }
 
+    /// Finds the VIPs the interface has as addresses of its own (see `kept_vips`), before the
+    /// start-up removal of VIPs a crash may have left.
+    async fn find_kept_vips(&mut self) {
+        let label = label(&self.config.interface, self.fsm.config().vrid());
+        match self.netlink.own_addresses(&self.link, &label).await {
+            Ok(own) => {
+                self.kept_vips = (self.config.virtual_ips.iter())
+                    .filter(|vip| own.contains(vip))
+                    .copied()
+                    .collect();
+            }
+            Err(error) => {
+                tracing::warn!(instance = %self.config.name, %error, "cannot list the interface's addresses; a VIP that is one of them would be removed with the others");
+            }
+        }
+        for vip in &self.kept_vips {
+            tracing::warn!(instance = %self.config.name, %vip, interface = %self.config.interface,
+                "virtual IP is an address the interface already has: it is kept when this node leaves MASTER or stops");
+        }
+    }
+
     async fn remove_vips(&self) {
-        for vip in &self.config.virtual_ips {
+        for vip in self
+            .config
+            .virtual_ips
+            .iter()
+            .filter(|v| !self.kept_vips.contains(v))
+        {
             if let Err(error) = self.netlink.remove_vip(&self.link, vip).await {
                 tracing::error!(instance = %self.config.name, %vip, %error, "virtual IP not removed");
             }

@@ -258,6 +258,7 @@ impl Vrrp {
                 events: events.clone(),
                 epoch,
                 garp_second: None,
+                kept_vips: Vec::new(),
                 garp_refresh: None,
             };
             let inputs = Inputs {

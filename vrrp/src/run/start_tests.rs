@@ -54,8 +54,86 @@ fn an_owners_first_notify_master_waits_for_a_follower_registered_before_start() 
     });
 }
 
+// Input: an address owner whose VIP is `va`'s own address (10.0.0.1/24, as RFC 5798's owner
+// has), MASTER, then stopped. Output: `va` still has 10.0.0.1/24 (a stop removes the VIPs, and
+// took the node's own address with them).
+#[test]
+fn a_vip_that_is_the_interfaces_own_address_is_kept_at_stop() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let config = owner_of(&log, "10.0.0.1/24");
+        let vrrp = Vrrp::prepare(&config, Options::default())
+            .await
+            .unwrap()
+            .start();
+        let ran = async {
+            while !logged_lines(&log).contains(&"master".to_owned()) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), ran)
+            .await
+            .expect("notify_master ran");
+        vrrp.stop().await;
+        let shown = Command::new("ip")
+            .args(["-4", "addr", "show", "va"])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        assert!(shown.contains("10.0.0.1/24"), "{shown}");
+    });
+}
+
+// Input: a VIP left on `va` by a crash (added as VIPs are), and a backup starting with it.
+// Output: the backup removes it, as keepalived does, though it keeps an address of the
+// interface's own (the test above).
+#[test]
+fn a_vip_left_by_a_crash_is_removed_at_start() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let netlink = crate::net::Netlink::new().unwrap();
+        let va = netlink.link("va").await.unwrap();
+        let vip = "10.0.0.100/32".parse().unwrap();
+        netlink.add_vip(&va, &vip, "va:53").await.unwrap();
+        assert!(netlink.has_address(&va, vip.addr()).await.unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        // A backup for a long while: 3 adverts of 10 s before it would take over.
+        let config = instance(&dir.path().join("log"), "10.0.0.100/32", 100, "10s");
+        let vrrp = Vrrp::prepare(&config, Options::default())
+            .await
+            .unwrap()
+            .start();
+        let removed = async {
+            while netlink.has_address(&va, vip.addr()).await.unwrap() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), removed)
+            .await
+            .expect("the left-over VIP is still there");
+        vrrp.stop().await;
+    });
+}
+
 /// VI_1 on `va` with priority 255 (MASTER at once), logging its `notify_master` to `log`.
 fn owner(log: &Path) -> VrrpConfig {
+    owner_of(log, "10.0.0.100/32")
+}
+
+/// [`owner`] with the VIP `vip`.
+fn owner_of(log: &Path, vip: &str) -> VrrpConfig {
+    instance(log, vip, 255, "1s")
+}
+
+/// VI_1 on `va` with the VIP `vip`, `priority` and `advert_interval`, logging its
+/// `notify_master` to `log`.
+fn instance(log: &Path, vip: &str, priority: u8, advert_interval: &str) -> VrrpConfig {
     #[derive(serde::Deserialize)]
     struct File {
         vrrp: VrrpSection,
@@ -67,8 +145,9 @@ interface = "va"
 
 [vrrp.instance.VI_1]
 virtual_router_id = 53
-priority = 255
-virtual_ips = ["10.0.0.100/32"]
+priority = {priority}
+advert_interval = "{advert_interval}"
+virtual_ips = ["{vip}"]
 notify_master = "echo master >> '{}'"
 "#,
         log.display()
