@@ -25,8 +25,15 @@ impl Fsm {
             }
             // The RFC discards it; keepalived (without `lower_prio_no_advert`) advertises at once
             // so that a lower-priority router that became master, after a partition for
-            // instance, hears us and steps down without waiting for our next advert.
-            Ordering::Less => self.send_advert(now, out),
+            // instance, hears us and steps down without waiting for our next advert. It also
+            // announces the VIPs again (`vrrp_garp_lower_prio_repeat`, by default a burst now and
+            // one after `garp.delay`, as on becoming master): the hosts that learnt the VIPs from
+            // the other master would otherwise send it their traffic until their ARP entries
+            // expire.
+            Ordering::Less => {
+                self.send_advert(now, out);
+                out.push(Action::SendGratuitousArp);
+            }
             // Our own priority and address: a looped-back advert or a misconfigured twin.
             // keepalived only warns, and so neither side moves.
             Ordering::Equal => {}

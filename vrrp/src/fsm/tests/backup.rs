@@ -93,7 +93,7 @@ fn preempt_ignores_a_lower_priority_master() {
                 poll(),
                 to_master(State::Backup, 100, Reason::Preempt),
             ),
-            (ms(4500), advert(LOWER, 50), vec![send(100)]),
+            (ms(4500), advert(LOWER, 50), reassert(100)),
         ],
     );
 }

@@ -7,14 +7,15 @@ const T0: u64 = 3_609_375; // when a v2 priority-100 router started at 0 becomes
 #[test]
 fn lower_priority_advert_is_answered_at_once() {
     // Input: master (v2, 100) since T0; a priority-50 advert at T0 + 0.3 s.
-    // Output: our advert at once, and the next one a full interval later (keepalived resets the
-    // timer after any advert it receives as master); still MASTER.
+    // Output: our advert at once with the VIPs announced again (keepalived's
+    // `vrrp_garp_lower_prio_repeat`), and the next advert a full interval later (keepalived
+    // resets the timer after any advert it receives as master); still MASTER.
     let mut fsm = fsm(v2(100));
     assert_eq!(master_at_startup(&mut fsm), us(T0));
     replay(
         &mut fsm,
         vec![
-            (us(T0 + 300_000), advert(LOWER, 50), vec![send(100)]),
+            (us(T0 + 300_000), advert(LOWER, 50), reassert(100)),
             (us(T0 + 1_000_000), poll(), vec![]),
             (us(T0 + 1_299_999), poll(), vec![]),
             (us(T0 + 1_300_000), poll(), vec![send(100)]),
@@ -77,7 +78,7 @@ fn equal_priority_is_broken_by_the_greater_ipv4_address() {
     replay(
         &mut fsm,
         vec![
-            (us(T0 + 100_000), advert(LOWER, 100), vec![send(100)]),
+            (us(T0 + 100_000), advert(LOWER, 100), reassert(100)),
             (us(T0 + 200_000), advert(LOCAL, 100), vec![]),
             (
                 us(T0 + 300_000),
@@ -120,7 +121,7 @@ fn equal_priority_is_broken_by_the_greater_ipv6_address() {
             (
                 t0 + Duration::from_millis(100),
                 advert(LOWER6, 100),
-                vec![send(100)],
+                reassert(100),
             ),
             (
                 t0 + Duration::from_millis(200),

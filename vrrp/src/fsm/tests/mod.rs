@@ -152,6 +152,12 @@ pub(super) fn send(priority: u8) -> Action {
     Action::SendAdvert { priority }
 }
 
+/// A master's answer to a lower-priority master: an advert at once, and the VIPs announced
+/// again.
+pub(super) fn reassert(priority: u8) -> Vec<Action> {
+    vec![send(priority), Action::SendGratuitousArp]
+}
+
 pub(super) fn changed(from: State, to: State, reason: Reason) -> Action {
     Action::StateChanged { from, to, reason }
 }
