@@ -51,14 +51,19 @@ pub(crate) struct Sources<'a> {
 
 impl Alerts {
     /// Starts the alerter of `config` and subscribes to every source now, so no event after
-    /// start is missed.
-    pub(crate) fn start(config: Option<AlertConfig>, sources: Sources<'_>) -> Self {
+    /// start is missed; VRRP's events come from `vrrp_events` if given, a receiver subscribed
+    /// before the instances started, so that their first changes are not missed either.
+    pub(crate) fn start(
+        config: Option<AlertConfig>,
+        sources: Sources<'_>,
+        vrrp_events: Option<broadcast::Receiver<VrrpEvent>>,
+    ) -> Self {
         let Some(config) = config else {
             return Self(None);
         };
         let alerter = Alerter::start(config.clone(), sources.node.to_owned(), sources.registry);
         let (stop_feeds, stopping) = watch::channel(false);
-        let feeds = subscribe(&alerter.sender(), &stopping, sources);
+        let feeds = subscribe(&alerter.sender(), &stopping, sources, vrrp_events);
         tracing::info!(categories = ?config.events, "alerts ready");
         Self(Some(Running {
             config,
@@ -94,7 +99,7 @@ impl Alerts {
             }
             return;
         }
-        let old = std::mem::replace(self, Self::start(config, sources));
+        let old = std::mem::replace(self, Self::start(config, sources, None));
         old.stop().await;
     }
 
@@ -114,6 +119,7 @@ fn subscribe(
     sender: &AlertSender,
     stopping: &watch::Receiver<bool>,
     sources: Sources<'_>,
+    vrrp_events: Option<broadcast::Receiver<VrrpEvent>>,
 ) -> JoinSet<()> {
     let mut feeds = Feeds {
         tasks: JoinSet::new(),
@@ -126,9 +132,8 @@ fn subscribe(
     });
     if let Some(vrrp) = sources.vrrp {
         let status = vrrp.status_handle();
-        feeds.add(vrrp.subscribe(), move |event| {
-            Some(vrrp_event(&status, event))
-        });
+        let events = vrrp_events.unwrap_or_else(|| vrrp.subscribe());
+        feeds.add(events, move |event| Some(vrrp_event(&status, event)));
     }
     for volume in sources.volumes.handles() {
         let name = volume.status().name;

@@ -119,6 +119,9 @@ pub(crate) async fn serve(
     // the first MASTER (at once with priority 255) waits for its promotion before
     // `notify_master`; the volumes themselves start after VRRP, which promotes them.
     let planned = Volumes::plan(loaded.volumes, vrrp.as_ref());
+    // The alerts start after the volumes and syncs; their VRRP feed is subscribed now, so that
+    // the instances' first changes (an owner's MASTER at once) are mailed too.
+    let vrrp_events = vrrp.as_ref().map(Prepared::subscribe);
     let vrrp = vrrp.map(Prepared::start);
     let global = &loaded.file.global;
     let volumes = match Volumes::start(planned, &global.state_dir, &global.node_name()).await {
@@ -165,7 +168,7 @@ pub(crate) async fn serve(
         node: &node,
         registry,
     };
-    let mut alerts = Alerts::start(loaded.alert, sources(&registry));
+    let mut alerts = Alerts::start(loaded.alert, sources(&registry), vrrp_events);
     let mut admin = match Admin::start(loaded.admin, &registry, &appliance).await {
         Ok(admin) => admin,
         Err(error) => {

@@ -101,15 +101,7 @@ fn a_vrrp_transition_is_mailed_in_keepalived_shape_while_a_webhook_hangs() {
     veth(&a, "eth0", "10.61.0.1/24", &b, "eth0", "10.61.0.2/24");
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("maildir");
-    let _smtp = KillOnDrop(
-        a.cmd("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:2525"])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _smtp = smtp(&a, &maildir);
     // Accepts connections (the kernel's backlog does) and never reads or answers them.
     let _hang = KillOnDrop(
         a.cmd("/usr/bin/python3")
@@ -119,13 +111,6 @@ fn a_vrrp_transition_is_mailed_in_keepalived_shape_while_a_webhook_hangs() {
             ])
             .spawn()
             .unwrap(),
-    );
-    assert!(
-        wait_until(PATIENCE, POLL, || a
-            .exec(&["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/2525"])
-            .status
-            .success()),
-        "aiosmtpd never listened"
     );
     let mut fulcrum = vrrp::start_fulcrum(
         &a,
@@ -169,6 +154,58 @@ fn a_vrrp_transition_is_mailed_in_keepalived_shape_while_a_webhook_hangs() {
 }
 
 /// An origin named s1 on `listen`, so it can come back on the same address.
+// Input: an address owner (priority 255), MASTER the moment it starts, with mail alerts.
+// Output: its "Entering MASTER state" is mailed. (The alerts subscribed to VRRP after the
+// volumes and syncs had started, and missed it.)
+#[test]
+fn an_owners_first_master_is_mailed() {
+    if !can_use_netns() || !require_aiosmtpd() {
+        return;
+    }
+    let a = Netns::new("alert-o");
+    let b = Netns::new("alert-p");
+    veth(&a, "eth0", "10.62.0.1/24", &b, "eth0", "10.62.0.2/24");
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let _smtp = smtp(&a, &maildir);
+    let _fulcrum = vrrp::start_fulcrum(
+        &a,
+        &format!(
+            "{}\n\
+             [alert]\nevents = [\"vrrp\"]\n\
+             email = {{ smtp = \"127.0.0.1:2525\", from = \"fulcrum@example.com\", to = [\"ops@example.com\"] }}\n",
+            vrrp::fulcrum_vrrp(2, &[vrrp::instance("VI_1", 62, 255, "10.62.0.100", "")])
+        ),
+    );
+    let mail = wait_mail(&maildir, "Entering MASTER state");
+    assert!(
+        mail.contains("VRRP Instance VI_1 - Entering MASTER state"),
+        "{mail}"
+    );
+}
+
+/// Debian's aiosmtpd in `ns`, on 127.0.0.1:2525, keeping the mails it gets in `maildir`; once
+/// it listens.
+fn smtp(ns: &Netns, maildir: &Path) -> KillOnDrop {
+    let server = KillOnDrop(
+        ns.cmd("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", "127.0.0.1:2525"])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_until(PATIENCE, POLL, || ns
+            .exec(&["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/2525"])
+            .status
+            .success()),
+        "aiosmtpd never listened"
+    );
+    server
+}
+
 async fn origin(listen: SocketAddr) -> fulcrum_bench::origin::Origin {
     let options = fulcrum_bench::origin::OriginOptions {
         name: "s1".to_owned(),

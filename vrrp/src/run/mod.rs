@@ -133,6 +133,14 @@ pub struct Prepared {
     shutdown: CancellationToken,
 }
 
+impl Prepared {
+    /// State changes from the start on: subscribed before [`Prepared::start`], a receiver
+    /// misses none of the first ones (an address owner's MASTER at once).
+    pub fn subscribe(&self) -> broadcast::Receiver<VrrpEvent> {
+        self.events.subscribe()
+    }
+}
+
 impl Vrrp {
     /// Starts every instance of `config` on the current tokio runtime: [`Vrrp::prepare`], then
     /// [`Prepared::start`] at once, for a caller with no followers to register.
