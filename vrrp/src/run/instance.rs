@@ -27,6 +27,8 @@ pub(crate) struct Inputs {
     pub(crate) tracking: watch::Receiver<Option<u8>>,
     /// The other members of the instance's sync group, if any.
     pub(crate) siblings: Vec<watch::Receiver<InstanceStatus>>,
+    /// The verdicts of the scripts the instance tracks, for an owner to wait on at start.
+    pub(crate) scripts: Vec<watch::Receiver<crate::track::ScriptHealth>>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -63,6 +65,17 @@ pub(crate) struct Instance {
 impl Instance {
     pub(crate) async fn run(mut self, mut inputs: Inputs) {
         self.find_kept_vips().await;
+        if self.fsm.config().is_owner() {
+            // An owner takes the VIPs the moment it starts: not before its scripts have said
+            // whether it may, or it would take them and give them back. At most one
+            // Master_Down_Interval, as keepalived's owner starts as a backup while its scripts
+            // have not answered (`num_script_init`) and takes over when that timer fires.
+            let limit = self.fsm.master_down_interval();
+            tokio::select! {
+                () = inputs.shutdown.cancelled() => {}
+                _ = tokio::time::timeout(limit, super::tracking::first_verdicts(&mut inputs.scripts)) => {}
+            }
+        }
         let tracked = *inputs.tracking.borrow_and_update();
         self.apply_tracking(tracked).await;
         self.handle(Event::Startup).await;

@@ -234,6 +234,7 @@ impl Vrrp {
                     base: instance.fsm.priority(),
                     sources: Vec::new(),
                 });
+            let scripts = own.scripts();
             let tracking = tracking::spawn_tracking(own, siblings);
             let announcer = match Announcer::open(&link) {
                 Ok(announcer) => Some(announcer),
@@ -273,6 +274,7 @@ impl Vrrp {
                 adverts,
                 tracking,
                 siblings: Vec::new(),
+                scripts,
                 shutdown: shutdown.clone(),
             };
             tasks.push((task, inputs));

@@ -88,6 +88,45 @@ fn a_vip_that_is_the_interfaces_own_address_is_kept_at_stop() {
     });
 }
 
+// Input: an address owner tracking a weight-0 script whose first run fails after 300 ms.
+// Output: the instance never runs `notify_master` and ends in FAULT. (It took the VIPs at once,
+// as if the script were good, then gave them back.)
+#[test]
+fn an_owner_waits_for_its_scripts_first_verdict() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let text = instance_toml(&log, "10.0.0.100/32", 255, "1s").replace(
+            "[vrrp.instance.VI_1]",
+            "[vrrp.instance.VI_1]\ntrack_scripts = [\"chk\"]",
+        ) + "\n[vrrp.script.chk]\ncommand = \"sleep 0.3; exit 1\"\ntimeout = \"5s\"\n";
+        let vrrp = Vrrp::prepare(&parse(&text), Options::default())
+            .await
+            .unwrap()
+            .start();
+        let faulted = async {
+            while vrrp.status()[0].state != State::Fault {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), faulted)
+            .await
+            .expect("never in FAULT");
+        // The notify scripts run one after the other: a `master` queued before the fault
+        // would have run by the time a later one does.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !logged_lines(&log).contains(&"master".to_owned()),
+            "{:?}",
+            logged_lines(&log)
+        );
+        vrrp.stop().await;
+    });
+}
+
 // Input: a VIP left on `va` by a crash (added as VIPs are), and a backup starting with it.
 // Output: the backup removes it, as keepalived does, though it keeps an address of the
 // interface's own (the test above).
@@ -134,11 +173,12 @@ fn owner_of(log: &Path, vip: &str) -> VrrpConfig {
 /// VI_1 on `va` with the VIP `vip`, `priority` and `advert_interval`, logging its
 /// `notify_master` to `log`.
 fn instance(log: &Path, vip: &str, priority: u8, advert_interval: &str) -> VrrpConfig {
-    #[derive(serde::Deserialize)]
-    struct File {
-        vrrp: VrrpSection,
-    }
-    let text = format!(
+    parse(&instance_toml(log, vip, priority, advert_interval))
+}
+
+/// The `[vrrp]` file of [`instance`].
+fn instance_toml(log: &Path, vip: &str, priority: u8, advert_interval: &str) -> String {
+    format!(
         r#"
 [vrrp]
 interface = "va"
@@ -151,8 +191,16 @@ virtual_ips = ["{vip}"]
 notify_master = "echo master >> '{}'"
 "#,
         log.display()
-    );
-    toml::from_str::<File>(&text)
+    )
+}
+
+/// Builds the `[vrrp]` section of `text`.
+fn parse(text: &str) -> VrrpConfig {
+    #[derive(serde::Deserialize)]
+    struct File {
+        vrrp: VrrpSection,
+    }
+    toml::from_str::<File>(text)
         .unwrap()
         .vrrp
         .build()

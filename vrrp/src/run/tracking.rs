@@ -33,6 +33,16 @@ pub(crate) struct Member {
 }
 
 impl Member {
+    /// The verdicts of the scripts this member tracks.
+    pub(crate) fn scripts(&self) -> Vec<watch::Receiver<ScriptHealth>> {
+        (self.sources.iter())
+            .filter_map(|source| match source {
+                Source::Script { health, .. } => Some(health.clone()),
+                Source::Interface { .. } => None,
+            })
+            .collect()
+    }
+
     fn tracked(&self) -> Option<u8> {
         let now: Vec<Tracked> = self.sources.iter().map(Source::read).collect();
         tracked_priority(self.base, &now)
@@ -99,4 +109,12 @@ pub(crate) fn spawn_tracking(own: Member, siblings: Vec<Member>) -> watch::Recei
         }
     });
     rx
+}
+
+/// Resolves once every script of `scripts` has a verdict (its first run has ended), or its
+/// checker has stopped.
+pub(crate) async fn first_verdicts(scripts: &mut [watch::Receiver<ScriptHealth>]) {
+    for health in scripts {
+        let _ = health.wait_for(|h| *h != ScriptHealth::Pending).await;
+    }
 }

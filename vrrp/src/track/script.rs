@@ -2,7 +2,7 @@
 //! with keepalived's fall/rise hysteresis, so one flaky run does not move the VIPs.
 
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::shell::{self, Outcome};
 use crate::config::{BuiltinCheck, ScriptCheck, ScriptConfig};
@@ -10,6 +10,9 @@ use crate::config::{BuiltinCheck, ScriptCheck, ScriptConfig};
 /// A tracked script's verdict after fall/rise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScriptHealth {
+    /// Not run to its end yet (keepalived's `INIT`): it neither faults nor weighs (see
+    /// [`super::tracked_priority`]), and an address owner waits for it before it starts.
+    Pending,
     Good,
     Bad,
 }
@@ -23,10 +26,10 @@ pub enum ScriptHealth {
 /// - Builtin(Proxy): `builtin` receives "the local proxy is healthy"; each interval samples it
 ///   (no process). Missing or closed, it counts as a failure: no one says the proxy is up.
 ///
-/// The first run decides the verdict, as keepalived's start (`rise - 1`, "one success is
-/// enough", and a first failure fails at once); the receiver starts on Good. After that it turns
-/// Bad after `fall` consecutive failures and Good again after `rise` consecutive successes; the
-/// receiver sees only changes.
+/// The receiver starts on Pending, and the first run's end decides the verdict, as keepalived's
+/// start (`rise - 1`, "one success is enough", and a first failure fails at once). After that
+/// it turns Bad after `fall` consecutive failures and Good again after `rise` consecutive
+/// successes; the receiver sees only changes.
 /// The task ends, killing a run in progress, once every receiver is dropped.
 ///
 /// # Panics
@@ -36,7 +39,7 @@ pub fn spawn_script(
     config: ScriptConfig,
     builtin: Option<watch::Receiver<bool>>,
 ) -> watch::Receiver<ScriptHealth> {
-    let (tx, rx) = watch::channel(ScriptHealth::Good);
+    let (tx, rx) = watch::channel(ScriptHealth::Pending);
     tokio::spawn(async move {
         tokio::select! {
             () = tx.closed() => debug!(script = %config.name, "tracked script no longer watched"),
@@ -59,8 +62,13 @@ async fn check_forever(
             ScriptCheck::Command(command) => run_command(config, command).await,
             ScriptCheck::Builtin(BuiltinCheck::Proxy) => sample(config, builtin.as_ref()),
         };
+        let was = verdict.health;
         if let Some(health) = verdict.record(ok) {
-            warn!(script = %config.name, ?health, "tracked script verdict changed");
+            if was == ScriptHealth::Pending {
+                info!(script = %config.name, ?health, "tracked script's first verdict");
+            } else {
+                warn!(script = %config.name, ?health, "tracked script verdict changed");
+            }
             tx.send_replace(health);
         }
         tokio::time::sleep(config.interval).await;
@@ -93,9 +101,8 @@ fn sample(config: &ScriptConfig, builtin: Option<&watch::Receiver<bool>>) -> boo
 /// keepalived's fall/rise: the streak of results against the current verdict.
 #[derive(Debug)]
 struct Verdict {
+    /// Pending until the first result, which decides.
     health: ScriptHealth,
-    /// No result yet: the first one decides.
-    first: bool,
     /// Consecutive results disagreeing with `health`.
     streak: u32,
     fall: u32,
@@ -105,8 +112,7 @@ struct Verdict {
 impl Verdict {
     fn new(fall: u32, rise: u32) -> Self {
         Verdict {
-            health: ScriptHealth::Good,
-            first: true,
+            health: ScriptHealth::Pending,
             streak: 0,
             fall,
             rise,
@@ -115,11 +121,15 @@ impl Verdict {
 
     /// Records one result; returns the new verdict if it changed.
     fn record(&mut self, ok: bool) -> Option<ScriptHealth> {
-        if std::mem::take(&mut self.first) && !ok {
-            self.health = ScriptHealth::Bad;
-            return Some(ScriptHealth::Bad);
-        }
         let (agrees, needed, other) = match self.health {
+            ScriptHealth::Pending => {
+                self.health = if ok {
+                    ScriptHealth::Good
+                } else {
+                    ScriptHealth::Bad
+                };
+                return Some(self.health);
+            }
             ScriptHealth::Good => (ok, self.fall, ScriptHealth::Bad),
             ScriptHealth::Bad => (!ok, self.rise, ScriptHealth::Good),
         };

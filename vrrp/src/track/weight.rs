@@ -15,7 +15,8 @@ pub enum Tracked {
 ///
 /// A Bad script with weight 0 or a down interface faults the instance. A Bad script with a
 /// negative weight adds it, a Good script with a positive weight adds it; nothing else counts (a
-/// failing positive-weight script only loses its bonus, it does not fault). The sum goes through
+/// failing positive-weight script only loses its bonus, it does not fault; a Pending one, not
+/// run to its end yet, neither faults nor weighs, as keepalived's `INIT`). The sum goes through
 /// [`effective_priority`]: 1..=254, an owner (255) stays 255.
 pub fn tracked_priority(base: u8, tracked: &[Tracked]) -> Option<u8> {
     let mut sum: i32 = 0;
@@ -43,7 +44,7 @@ pub fn tracked_priority(base: u8, tracked: &[Tracked]) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::ScriptHealth::{Bad, Good};
+    use super::ScriptHealth::{Bad, Good, Pending};
     use super::*;
 
     fn script(weight: i16, health: ScriptHealth) -> Tracked {
@@ -102,6 +103,16 @@ mod tests {
                 Some(255),
             ),
             ("owner still faults", 255, &[DOWN], None),
+            (
+                "pending neither faults nor weighs",
+                100,
+                &[
+                    script(0, Pending),
+                    script(30, Pending),
+                    script(-20, Pending),
+                ],
+                Some(100),
+            ),
             (
                 "fault wins over weights",
                 100,

@@ -41,16 +41,16 @@ fn the_first_result_decides_as_keepalived_starts_a_script() {
     assert_eq!(verdict.record(false), Some(ScriptHealth::Bad));
     assert_eq!(verdict.record(true), None);
     assert_eq!(verdict.record(true), Some(ScriptHealth::Good));
-    // A first success keeps the Good the receiver starts on.
+    // A first success is Good at once, whatever `rise`.
     let mut verdict = Verdict::new(3, 2);
-    assert_eq!(verdict.record(true), None);
+    assert_eq!(verdict.record(true), Some(ScriptHealth::Good));
     assert_eq!(verdict.record(false), None);
 }
 
 #[test]
 fn verdict_follows_fall_and_rise() {
     let mut verdict = Verdict::new(2, 3);
-    assert_eq!(verdict.record(true), None);
+    assert_eq!(verdict.record(true), Some(ScriptHealth::Good));
     // One failure is forgiven; a success in between resets the count.
     assert_eq!(verdict.record(false), None);
     assert_eq!(verdict.record(true), None);
@@ -69,7 +69,7 @@ fn verdict_follows_fall_and_rise() {
 #[test]
 fn verdict_with_fall_and_rise_one_flips_at_once() {
     let mut verdict = Verdict::new(1, 1);
-    assert_eq!(verdict.record(true), None);
+    assert_eq!(verdict.record(true), Some(ScriptHealth::Good));
     assert_eq!(verdict.record(false), Some(ScriptHealth::Bad));
     assert_eq!(verdict.record(true), Some(ScriptHealth::Good));
 }
@@ -89,7 +89,7 @@ async fn passing_script_stays_good() {
     assert_eq!(*rx.borrow_and_update(), ScriptHealth::Good);
     assert!(
         !rx.has_changed().unwrap(),
-        "a passing script never publishes"
+        "a passing script publishes its first verdict only"
     );
 }
 
