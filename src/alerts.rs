@@ -128,7 +128,7 @@ fn subscribe(
     };
     let proxy = Arc::clone(sources.proxy);
     feeds.add(sources.proxy.subscribe(), move |event| {
-        Some(server_event(&proxy, event))
+        server_event(&proxy, event)
     });
     if let Some(vrrp) = sources.vrrp {
         let status = vrrp.status_handle();
@@ -197,14 +197,17 @@ impl Feeds<'_> {
     }
 }
 
-fn server_event(proxy: &Proxy, event: fulcrum_proxy::Event) -> Event {
+fn server_event(proxy: &Proxy, event: fulcrum_proxy::Event) -> Option<Event> {
     let fulcrum_proxy::Event::ServerStatus {
         backend,
         server,
         to,
         reason,
         ..
-    } = event;
+    } = event
+    else {
+        return None;
+    };
     // The address, for keepalived's "Realserver [ip]:port" subject, from the stats rows.
     let addr = proxy
         .stats()
@@ -213,13 +216,13 @@ fn server_event(proxy: &Proxy, event: fulcrum_proxy::Event) -> Event {
         .flat_map(|p| p.rows)
         .find(|row| row.svname == server)
         .and_then(|row| row.addr);
-    Event::Server {
+    Some(Event::Server {
         proxy: backend,
         server,
         addr,
         state: to.to_string(),
         reason: (!reason.is_empty()).then_some(reason),
-    }
+    })
 }
 
 fn vrrp_event(status: &StatusHandle, event: VrrpEvent) -> Event {

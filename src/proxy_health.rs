@@ -1,7 +1,8 @@
 //! The input of VRRP's built-in tracking script (`builtin = "proxy"`, in place of keepalived's
 //! `killall -0 haproxy`): the local proxy is healthy while no backend or virtual service is DOWN
-//! (HAProxy's word for one without a usable server). It follows the proxy's server events, so a
-//! backend losing its last server is seen at once, not at the next poll.
+//! (HAProxy's word for one without a usable server). It follows the proxy's server events and
+//! reloads, so a backend losing its last server, or a reload removing a DOWN backend, is seen at
+//! once, not at the next poll.
 
 use std::sync::Arc;
 

@@ -489,16 +489,16 @@ fn the_builtin_proxy_check_moves_the_vip_when_the_proxy_cannot_serve() {
     let mut peer = KeepalivedInstance::new("VI_1", "eth0", 51, 100);
     peer.vips = vec![format!("{VIP1}/32")];
     let _keepalived = Keepalived::start(&pair.b, &config("kb", &[peer]));
-    let fulcrum = start_fulcrum(
-        &pair.a,
-        &format!(
+    let site = |server: &str, address: &str| {
+        format!(
             "[frontend.web]\nbind = [\"{VIP1}:8080\"]\ndefault_backend = \"app\"\n\n\
-             [backend.app]\nservers = [{{ name = \"s1\", address = \"127.0.0.1:9\" }}]\n\n\
+             [backend.app]\nservers = [{{ name = \"{server}\", address = \"{address}\" }}]\n\n\
              [vrrp]\ninterface = \"eth0\"\n\n\
              [vrrp.script.chk_proxy]\nbuiltin = \"proxy\"\ninterval = \"100ms\"\nweight = -10\nfall = 1\nrise = 1\n\n{}",
             instance("VI_1", 51, 105, VIP1, "track_scripts = [\"chk_proxy\"]"),
-        ),
-    );
+        )
+    };
+    let fulcrum = start_fulcrum(&pair.a, &site("s1", "127.0.0.1:9"));
     assert!(
         wait_vip(&pair.a, VIP1, true, CONVERGE),
         "Fulcrum never became master"
@@ -526,6 +526,17 @@ fn the_builtin_proxy_check_moves_the_vip_when_the_proxy_cannot_serve() {
         "the VIP did not come back"
     );
     assert_eq!(status(&fulcrum)[0]["effective_priority"], 105);
+
+    // DOWN again, then a reload that replaces the server: the check follows the reload, which
+    // changes no server's status (it waited for one that never came).
+    ctl("maint");
+    assert!(wait_vip(&pair.b, VIP1, true, CONVERGE));
+    fulcrum.write_config(&site("s2", "127.0.0.1:10"));
+    assert!(fulcrum.reload());
+    assert!(
+        wait_vip(&pair.a, VIP1, true, CONVERGE),
+        "the VIP did not come back after the reload"
+    );
 }
 
 #[test]

@@ -57,6 +57,9 @@ pub enum Event {
         to: ServerStatus,
         reason: String,
     },
+    /// A reload swapped a new config in: backends and servers may have come or gone without a
+    /// status change of their own.
+    Reloaded,
 }
 
 /// A listener the proxy runs: the frontend, the address configured and the address bound (they
@@ -184,6 +187,7 @@ impl Proxy {
             |b| cfg.backend(b).is_some(),
             |f| cfg.frontend(f).is_some(),
         );
+        let _ = self.rt.events.send(Event::Reloaded);
         Ok(())
     }
 

@@ -225,16 +225,26 @@ async fn nbdcopy_of_a_sparse_image_zeroes_its_long_holes() {
         let file = std::fs::File::create(&source).unwrap();
         file.set_len(size).unwrap();
         file.write_all_at(&expected[..1 << 20], 0).unwrap();
-        file.write_all_at(&expected[(95 << 20)..], 95 << 20).unwrap();
+        file.write_all_at(&expected[(95 << 20)..], 95 << 20)
+            .unwrap();
     }
     let (target, export) = file_export(size, false);
     // Garbage where the hole goes, so that only the zeroing makes it read back as zeroes.
     {
         use std::os::unix::fs::FileExt;
-        target.as_file().write_all_at(&vec![0xFF; 8 << 20], 40 << 20).unwrap();
+        target
+            .as_file()
+            .write_all_at(&vec![0xFF; 8 << 20], 40 << 20)
+            .unwrap();
     }
     let server = start(export).await;
-    run(&["nbdcopy", "--flush", source.to_str().unwrap(), &uri(&server)]).await;
+    run(&[
+        "nbdcopy",
+        "--flush",
+        source.to_str().unwrap(),
+        &uri(&server),
+    ])
+    .await;
     assert_same(&expected, target.path());
     server.stop().await;
 }
