@@ -103,7 +103,7 @@ pub struct Usage {
 pub async fn run(opts: &Options) -> Outcome {
     let paths = opts.paths.clone();
     // statvfs on a hung network filesystem blocks; keep it off the runtime's threads.
-    let read = tokio::task::spawn_blocking(move || {
+    let read = super::blocking::run(move || {
         paths
             .into_iter()
             .map(|path| {

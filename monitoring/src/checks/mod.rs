@@ -8,6 +8,7 @@
 //! judging it, so tests feed it `/proc`-like text or a made-up snapshot.
 
 pub mod backends;
+pub mod blocking;
 pub mod connect;
 pub mod disk;
 pub mod free;

@@ -107,7 +107,8 @@ impl Process {
 
 /// Lists `/proc` and judges the count.
 pub async fn run(opts: &Options) -> Outcome {
-    match tokio::task::spawn_blocking(|| list(Path::new("/proc"))).await {
+    // A process stuck on a hung mount blocks the read of its cmdline.
+    match super::blocking::run(|| list(Path::new("/proc"))).await {
         Ok(Ok(procs)) => evaluate(&procs, opts),
         Ok(Err(e)) => Outcome::unknown("PROCS", format!("cannot list /proc: {e}")),
         Err(e) => Outcome::unknown("PROCS", format!("cannot list /proc: {e}")),
