@@ -96,7 +96,9 @@ mod tests {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             };
-            tokio::time::timeout(Duration::from_secs(5), freed).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(5), freed)
+                .await
+                .unwrap();
         });
     }
 }

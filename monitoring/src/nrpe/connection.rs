@@ -60,9 +60,11 @@ impl ReadError {
             Self::Packet(DecodeError::Crc { .. }) => Refusal::Crc,
             Self::Packet(DecodeError::Type(_)) | Self::NotQuery(_) => Refusal::Type,
             Self::Request(RequestError::Empty) => Refusal::Empty,
-            Self::Request(RequestError::ArgumentsNotAllowed | RequestError::EmptyArgument) => {
-                Refusal::Arguments
-            }
+            Self::Request(
+                RequestError::ArgumentsNotAllowed
+                | RequestError::EmptyArgument
+                | RequestError::NotUtf8,
+            ) => Refusal::Arguments,
             Self::Request(RequestError::Metachars | RequestError::CommandSubstitution) => {
                 Refusal::Metachar
             }

@@ -39,6 +39,10 @@ pub enum RequestError {
     EmptyArgument,
     #[error("Request contained a bash command substitution!")]
     CommandSubstitution,
+    /// NRPE passes arguments on as bytes; ours are text, and one read lossily would name
+    /// another path than the client meant.
+    #[error("Request contained a command argument that is not UTF-8")]
+    NotUtf8,
 }
 
 /// Checks `text` (a query packet's text) and splits it. `allow_arguments` is `[nrpe]`'s
@@ -46,9 +50,11 @@ pub enum RequestError {
 ///
 /// The order is NRPE's: no query, metacharacters anywhere, `!` while arguments are off, then each
 /// argument. Unlike NRPE's `strtok`, an empty argument (`cmd!!x`) is refused rather than
-/// skipped, which would shift `x` into `$ARG1$`. Text that is not UTF-8 is read lossily: such a
-/// command name can match no configured command.
+/// skipped, which would shift `x` into `$ARG1$`. A command name that is not UTF-8 is read
+/// lossily, and can match no configured command; an argument that is not is refused, where NRPE
+/// would pass its bytes on.
 pub fn parse(text: &[u8], allow_arguments: bool) -> Result<Request, RequestError> {
+    let utf8 = std::str::from_utf8(text).is_ok();
     let text = String::from_utf8_lossy(text);
     if text.is_empty() {
         return Err(RequestError::Empty);
@@ -72,6 +78,13 @@ pub fn parse(text: &[u8], allow_arguments: bool) -> Result<Request, RequestError
         if arg.contains("$(") {
             return Err(RequestError::CommandSubstitution);
         }
+    }
+    if !utf8
+        && args
+            .iter()
+            .any(|arg| arg.contains(char::REPLACEMENT_CHARACTER))
+    {
+        return Err(RequestError::NotUtf8);
     }
     Ok(Request {
         command: command.to_owned(),
@@ -128,6 +141,15 @@ mod tests {
             );
         }
         assert_eq!(parse(b"c;md", false), Err(RequestError::Metachars));
+        // An argument that is not UTF-8 is refused rather than changed.
+        assert_eq!(
+            parse(b"check_disk!/srv/caf\xe9", true),
+            Err(RequestError::NotUtf8)
+        );
+        assert_eq!(
+            parse(b"check_caf\xe9", true).unwrap().command,
+            "check_caf\u{fffd}"
+        );
     }
 
     #[test]
