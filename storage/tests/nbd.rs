@@ -26,6 +26,7 @@ use tokio::process::Command;
 const EINVAL: u32 = 22;
 const ENOSPC: u32 = 28;
 const EPERM: u32 = 1;
+const ESHUTDOWN: u32 = 108;
 
 // ---------------------------------------------------------------------------------------------
 // Real clients
@@ -430,6 +431,37 @@ async fn stop_answers_in_flight_requests_then_closes() {
     assert!(rest.is_empty());
     stop.await.unwrap();
     assert!(TcpStream::connect(addr).await.is_err());
+}
+
+// Input: three 32 MiB reads sent without reading the replies, so that the third waits for
+// room (64 MiB of data in flight at most), then the server stops. Output: three replies, the
+// third one ESHUTDOWN, then the end. (The third was dropped without a reply.)
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_answers_a_request_waiting_for_room() {
+    let (_file, export) = file_export(96 << 20, false);
+    let server = start(export).await;
+    let mut c = Client::connect(server.local_addr(), true).await;
+    let mut wire = Vec::new();
+    let mut lengths = HashMap::new();
+    for cookie in 0..3u64 {
+        wire.extend_from_slice(&header(cookie, CMD_READ, 0, cookie << 25, 32 << 20));
+        lengths.insert(cookie, (cookie << 25, 32 << 20));
+    }
+    c.stream.write_all(&wire).await.unwrap();
+    // The first two are read and answered into the socket's buffers; the third waits.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let stop = tokio::spawn(server.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut errors = HashMap::new();
+    for _ in 0..3 {
+        let reply = c.reply(&lengths).await;
+        errors.insert(reply.cookie, reply.error);
+    }
+    assert_eq!(errors, HashMap::from([(0, 0), (1, 0), (2, ESHUTDOWN)]));
+    let mut rest = Vec::new();
+    c.stream.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+    stop.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

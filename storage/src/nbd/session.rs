@@ -285,23 +285,43 @@ where
             Command::Read { length, .. } | Command::Write { length, .. } => length,
             _ => 0,
         };
+        // A request whose header was read is answered even when the server stops before it can
+        // be carried out: ESHUTDOWN, as the spec asks, before the session ends (a write's data
+        // still on the wire is left unread: nothing follows on this connection).
+        let shut_down = |permits| Outgoing {
+            head: error_reply(
+                session,
+                header.cookie,
+                NbdError::Shutdown,
+                "server stopping",
+            ),
+            data: None,
+            _permits: permits,
+        };
         let permits = tokio::select! {
             biased;
-            () = shutdown.cancelled() => break Ok(()),
             () = broken.cancelled() => break Ok(()),
             permits = acquire(&requests, &bytes, data_len) => permits,
+            () = shutdown.cancelled() => {
+                let _ = replies.send(shut_down(None));
+                break Ok(());
+            }
         };
         let payload = match command {
             Command::Write { length, .. } => {
                 let read = tokio::select! {
                     biased;
-                    () = shutdown.cancelled() => break Ok(()),
                     () = broken.cancelled() => break Ok(()),
-                    read = read_payload(&mut reader, length) => read,
+                    read = read_payload(&mut reader, length) => Some(read),
+                    () = shutdown.cancelled() => None,
                 };
                 match read {
-                    Ok(payload) => Some(payload),
-                    Err(error) => break Err(error.into()),
+                    Some(Ok(payload)) => Some(payload),
+                    Some(Err(error)) => break Err(error.into()),
+                    None => {
+                        let _ = replies.send(shut_down(permits));
+                        break Ok(());
+                    }
                 }
             }
             _ => None,
