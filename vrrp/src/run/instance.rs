@@ -27,8 +27,8 @@ pub(crate) struct Inputs {
     pub(crate) tracking: watch::Receiver<Option<u8>>,
     /// The other members of the instance's sync group, if any.
     pub(crate) siblings: Vec<watch::Receiver<InstanceStatus>>,
-    /// The verdicts of the scripts the instance tracks, for an owner to wait on at start.
-    pub(crate) scripts: Vec<watch::Receiver<crate::track::ScriptHealth>>,
+    /// Whether a tracked script has no verdict yet, for an owner to wait on at start.
+    pub(crate) scripts_pending: watch::Receiver<bool>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -73,7 +73,7 @@ impl Instance {
             let limit = self.fsm.master_down_interval();
             tokio::select! {
                 () = inputs.shutdown.cancelled() => {}
-                _ = tokio::time::timeout(limit, super::tracking::first_verdicts(&mut inputs.scripts)) => {}
+                _ = tokio::time::timeout(limit, inputs.scripts_pending.wait_for(|p| !p)) => {}
             }
         }
         let tracked = *inputs.tracking.borrow_and_update();

@@ -234,7 +234,6 @@ impl Vrrp {
                     base: instance.fsm.priority(),
                     sources: Vec::new(),
                 });
-            let scripts = own.scripts();
             let tracking = tracking::spawn_tracking(own, siblings);
             let announcer = match Announcer::open(&link) {
                 Ok(announcer) => Some(announcer),
@@ -272,9 +271,9 @@ impl Vrrp {
             };
             let inputs = Inputs {
                 adverts,
-                tracking,
+                tracking: tracking.priority,
                 siblings: Vec::new(),
-                scripts,
+                scripts_pending: tracking.pending,
                 shutdown: shutdown.clone(),
             };
             tasks.push((task, inputs));

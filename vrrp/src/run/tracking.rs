@@ -33,14 +33,11 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    /// The verdicts of the scripts this member tracks.
-    pub(crate) fn scripts(&self) -> Vec<watch::Receiver<ScriptHealth>> {
-        (self.sources.iter())
-            .filter_map(|source| match source {
-                Source::Script { health, .. } => Some(health.clone()),
-                Source::Interface { .. } => None,
-            })
-            .collect()
+    /// Whether a script of this member has no verdict yet (its first run has not ended).
+    fn pending(&self) -> bool {
+        self.sources.iter().any(|source| {
+            matches!(source, Source::Script { health, .. } if *health.borrow() == ScriptHealth::Pending)
+        })
     }
 
     fn tracked(&self) -> Option<u8> {
@@ -68,9 +65,20 @@ impl Source {
     }
 }
 
+/// The instance's side of its tracking task.
+#[derive(Debug)]
+pub(crate) struct Tracking {
+    /// The effective priority, or `None` while tracking puts the instance in FAULT.
+    pub(crate) priority: watch::Receiver<Option<u8>>,
+    /// Whether one of the instance's own scripts has no verdict yet. It turns false only after
+    /// `priority` took that verdict in, so a reader that waited for it reads a priority that
+    /// counts every first verdict.
+    pub(crate) pending: watch::Receiver<bool>,
+}
+
 /// Starts the task folding `own` and the group `siblings` into the instance's tracking value.
 /// It ends when the instance drops the receiver, or when a source ends (the value then stays).
-pub(crate) fn spawn_tracking(own: Member, siblings: Vec<Member>) -> watch::Receiver<Option<u8>> {
+pub(crate) fn spawn_tracking(own: Member, siblings: Vec<Member>) -> Tracking {
     let fold = move |own: &Member, siblings: &[Member]| {
         if siblings.iter().any(|m| m.tracked().is_none()) {
             None
@@ -79,6 +87,7 @@ pub(crate) fn spawn_tracking(own: Member, siblings: Vec<Member>) -> watch::Recei
         }
     };
     let (tx, rx) = watch::channel(fold(&own, &siblings));
+    let (pending_tx, pending) = watch::channel(own.pending());
     tokio::spawn(async move {
         let (mut own, mut siblings) = (own, siblings);
         loop {
@@ -106,15 +115,13 @@ pub(crate) fn spawn_tracking(own: Member, siblings: Vec<Member>) -> watch::Recei
                 *value = new;
                 changed
             });
+            // After the priority, which already counts the verdicts read here.
+            let now_pending = own.pending();
+            pending_tx.send_if_modified(|was| std::mem::replace(was, now_pending) != now_pending);
         }
     });
-    rx
-}
-
-/// Resolves once every script of `scripts` has a verdict (its first run has ended), or its
-/// checker has stopped.
-pub(crate) async fn first_verdicts(scripts: &mut [watch::Receiver<ScriptHealth>]) {
-    for health in scripts {
-        let _ = health.wait_for(|h| *h != ScriptHealth::Pending).await;
+    Tracking {
+        priority: rx,
+        pending,
     }
 }
