@@ -581,6 +581,55 @@ return = [{ if = "TRUE", status = 200, content_type = "text/plain", body = "ok\n
     );
 }
 
+// Input: an HTTP/2 POST that sends 4 bytes of its body, then nothing, with `timeout.client`
+// 1 s. Output: 408, as over HTTP/1 (it was a 400, as for a broken body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_body_that_stalls_gets_408() {
+    use std::{
+        pin::Pin,
+        task::{Context, Poll},
+    };
+    /// A body that sends one frame, then never another.
+    struct Stalls(bool);
+    impl hyper::body::Body for Stalls {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+            if std::mem::replace(&mut self.0, true) {
+                Poll::Pending
+            } else {
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(
+                    bytes::Bytes::from_static(b"part"),
+                ))))
+            }
+        }
+    }
+    let s1 = origin("s1").await;
+    let fulcrum =
+        Fulcrum::start(&plain_site(s1.addr()).replace("client = \"5s\"", "client = \"1s\""));
+    let stream = tokio::net::TcpStream::connect(fulcrum.addr("main"))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::post(format!("http://{}/upload", fulcrum.addr("main")))
+        .body(Stalls(false))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("no answer")
+        .unwrap();
+    assert_eq!(response.status(), 408);
+}
+
 /// An HTTP/2 client connection with prior knowledge to `addr`: its sender, and the task that
 /// drives it (which ends when the connection does).
 async fn h2c(

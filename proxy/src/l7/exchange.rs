@@ -444,8 +444,6 @@ where
     let _ = tokio::time::timeout(wait, drain).await;
 }
 
-/// Answers a request with a frontend's `return` rule. The request body, if any, is read and
-/// dropped so the connection can carry the next request.
 /// Sends `100 Continue` if the client waits for it before sending its body; an HTTP/1.0
 /// client cannot take an interim response, so its expectation is ignored (RFC 9110, 10.1.1)
 /// and the body it sends anyway is read as usual. False if the client is gone.
@@ -462,6 +460,8 @@ where
         .is_ok()
 }
 
+/// Answers a request with a frontend's `return` rule. The request body, if any, is read and
+/// dropped so the connection can carry the next request.
 async fn direct_response<S>(
     client: &mut Conn<S>,
     head: &RequestHead,

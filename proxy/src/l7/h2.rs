@@ -360,6 +360,11 @@ async fn handle(
                 log.end(Ended::ClientAbort, Phase::Data);
                 return finish_error(&mut log, StatusCode::BAD_REQUEST, fe_state);
             }
+            // As over HTTP/1 (termination `cD`).
+            Err(SendError::ClientTimeout) => {
+                log.end(Ended::ClientTimeout, Phase::Data);
+                return finish_error(&mut log, StatusCode::REQUEST_TIMEOUT, fe_state);
+            }
         };
         match read {
             Ok(response) if foreign_transfer_coding(&response) => {
@@ -507,7 +512,10 @@ async fn handle(
 }
 
 enum SendError {
+    /// The client's body failed (a reset stream, a length it did not keep).
     Client,
+    /// The client sent none of its body for `timeout.client`.
+    ClientTimeout,
     Server(IoFailure),
 }
 
@@ -525,7 +533,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
     let chunked = framing == BodyKind::Chunked;
     loop {
         let frame = match with_timeout(client_timeout, incoming.frame()).await {
-            Err(_) => return Err(SendError::Client),
+            Err(_) => return Err(SendError::ClientTimeout),
             Ok(None) => break,
             Ok(Some(Ok(frame))) => frame,
             Ok(Some(Err(_))) => return Err(SendError::Client),
