@@ -227,6 +227,47 @@ async fn alertmanager_gets_firing_then_resolved_with_the_same_labels() {
     );
 }
 
+// Input: an Alertmanager receiver that holds its first request while web1 goes DOWN, 300
+// other alerts follow (more than a sink's queue of 256 holds), then web1 comes back UP.
+// Output: once the receiver answers, web1's resolve reaches it: the overflow waited for room
+// instead of being dropped. (It was dropped, and `resend` would have fired web1 for good.)
+#[tokio::test]
+async fn a_recovery_past_a_full_sink_queue_still_resolves_its_alert() {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let receiver = Receiver::start(Behaviour::Gate(gate)).await;
+    let mut section = section();
+    section.webhooks = vec![webhook(&receiver.url("/api/v2/alerts"), "alertmanager")];
+    let alerter = Alerter::start(build(&section), "lb1".into(), &Registry::new());
+    alerter.send(server("DOWN"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while receiver.requests() == 0 {
+        assert!(Instant::now() < deadline, "the receiver was not tried");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in 0..300 {
+        alerter.send(vrrp(&format!("VI_{i}"), "MASTER", None));
+    }
+    alerter.send(server("UP"));
+    open.send_replace(true);
+    let resolved = async {
+        loop {
+            let alerts = postable_alerts(&receiver.next().await.body);
+            if alerts.iter().any(|a| {
+                a["labels"]["server"] == "web1"
+                    && a["endsAt"]
+                        .as_str()
+                        .is_some_and(|end| end <= rfc3339_now().as_str())
+            }) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), resolved)
+        .await
+        .expect("web1 was never resolved");
+    alerter.stop().await;
+}
+
 #[tokio::test]
 async fn alertmanager_gets_firing_alerts_again_until_resolved() {
     let receiver = Receiver::start(Behaviour::Answer(vec![200])).await;
@@ -450,6 +491,8 @@ enum Behaviour {
     Answer(Vec<u16>),
     /// Reads the request and never answers.
     Hang,
+    /// Answers 200 once the gate is open.
+    Gate(tokio::sync::watch::Receiver<bool>),
 }
 
 /// One request a receiver got.
@@ -582,6 +625,10 @@ where
             };
             let status = match &shared.behaviour {
                 Behaviour::Hang => std::future::pending::<u16>().await,
+                Behaviour::Gate(open) => {
+                    let _ = open.clone().wait_for(|open| *open).await;
+                    200
+                }
                 Behaviour::Answer(statuses) => statuses[(n - 1).min(statuses.len() - 1)],
             };
             if status == 200 {

@@ -21,6 +21,7 @@ use super::{
     event::{Alert, Category, Event},
     limit::FlapLimiter,
     metrics::Metrics,
+    outbox::Outbox,
     sink::{self, Deliver},
     smtp::Email,
     webhook::Webhook,
@@ -156,8 +157,11 @@ impl Alerter {
     }
 }
 
+/// How often alerts waiting for room in a sink's queue are handed on again.
+const OUTBOX_RETRY: Duration = Duration::from_millis(50);
+
 /// Counts a dropped alert, logging the 1st, 2nd, 4th, 8th... so a storm cannot flood the log.
-fn dropped(metrics: &Metrics, event: &Event, why: &'static str) {
+pub(super) fn dropped(metrics: &Metrics, event: &Event, why: &'static str) {
     metrics.dropped.inc();
     let total = metrics.dropped.get();
     if total.is_power_of_two() {
@@ -204,7 +208,8 @@ async fn dispatch(
     sinks: Vec<mpsc::Sender<Arc<Alert>>>,
     metrics: Metrics,
 ) {
-    let fan_out = |item: (Event, SystemTime), suppressed: u32| {
+    let mut outboxes: Vec<Outbox> = sinks.into_iter().map(Outbox::new).collect();
+    let fan_out = |outboxes: &mut [Outbox], item: (Event, SystemTime), suppressed: u32| {
         let (event, time) = item;
         let alert = Arc::new(Alert {
             event,
@@ -212,34 +217,39 @@ async fn dispatch(
             time,
             suppressed,
         });
-        for sink in &sinks {
-            if sink.try_send(Arc::clone(&alert)).is_err() {
-                dropped(&metrics, &alert.event, "a sink's queue is full");
+        for outbox in outboxes {
+            outbox.offer(Arc::clone(&alert), &metrics);
+        }
+    };
+    let offer =
+        |limiter: &mut FlapLimiter<_>, outboxes: &mut [Outbox], item: (Event, SystemTime)| {
+            let key = item.0.flap_key();
+            let offered = limiter.offer(Instant::now(), key, item);
+            if offered.replaced {
+                metrics.suppressed.inc();
             }
-        }
-    };
-    let offer = |limiter: &mut FlapLimiter<_>, item: (Event, SystemTime)| {
-        let key = item.0.flap_key();
-        let offered = limiter.offer(Instant::now(), key, item);
-        if offered.replaced {
-            metrics.suppressed.inc();
-        }
-        if let Some(r) = offered.released {
-            fan_out(r.item, r.suppressed);
-        }
-    };
+            if let Some(r) = offered.released {
+                fan_out(outboxes, r.item, r.suppressed);
+            }
+        };
     loop {
         let deadline = limiter.next_deadline();
+        let waiting = outboxes.iter().any(Outbox::is_waiting);
         tokio::select! {
             biased;
             _ = &mut stop => break,
             event = events.recv() => match event {
-                Some(item) => offer(&mut limiter, item),
+                Some(item) => offer(&mut limiter, &mut outboxes, item),
                 None => break,
             },
             () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 for r in limiter.due(Instant::now()) {
-                    fan_out(r.item, r.suppressed);
+                    fan_out(&mut outboxes, r.item, r.suppressed);
+                }
+            }
+            () = tokio::time::sleep(OUTBOX_RETRY), if waiting => {
+                for outbox in &mut outboxes {
+                    outbox.flush();
                 }
             }
         }
@@ -248,10 +258,18 @@ async fn dispatch(
     // everything held, since the last states matter more than the limit.
     events.close();
     while let Ok(item) = events.try_recv() {
-        offer(&mut limiter, item);
+        offer(&mut limiter, &mut outboxes, item);
     }
     for r in limiter.drain() {
-        fan_out(r.item, r.suppressed);
+        fan_out(&mut outboxes, r.item, r.suppressed);
     }
-    // Dropping `sinks` closes their queues: each worker ends once its queue is delivered.
+    // What still waits for room is handed on as the workers take it, within the stop's deadline
+    // (a worker stuck on a hung receiver takes nothing).
+    let handed_on = async {
+        for outbox in outboxes {
+            outbox.close().await;
+        }
+    };
+    let _ = tokio::time::timeout(STOP_DEADLINE, handed_on).await;
+    // Dropping the outboxes closes the queues: each worker ends once its queue is delivered.
 }

@@ -100,6 +100,7 @@ mod event;
 mod http;
 mod limit;
 mod metrics;
+mod outbox;
 mod sink;
 mod smtp;
 mod text;
