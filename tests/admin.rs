@@ -595,8 +595,8 @@ fn ctl_does_not_talk_to_a_socket_of_another_user() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let socket = dir.path().join("impostor.sock");
     let heard = dir.path().join("heard");
-    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\n\
-                  s.listen(1)\nc,_=s.accept()\nc.settimeout(2)\ntry:\n    data=c.recv(100)\n\
+    let script = "import socket,sys,os\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1]+'.new')\n\
+                  s.listen(1)\nos.rename(sys.argv[1]+'.new',sys.argv[1])\nc,_=s.accept()\nc.settimeout(2)\ntry:\n    data=c.recv(100)\n\
                   except Exception:\n    data=b''\nopen(sys.argv[2],'wb').write(data)\n\
                   c.sendall(b'all fine\\n')\n";
     let mut impostor = python_as_nobody(script, &[&socket, &heard])
@@ -627,8 +627,8 @@ fn ctl_as_root_talks_to_an_appliance_run_as_its_own_user() {
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = dir.join("fulcrum.sock");
-    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\n\
-                  s.listen(1)\nc,_=s.accept()\nc.recv(100)\nc.sendall(b'served\\n')\nc.close()\n";
+    let script = "import socket,sys,os\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1]+'.new')\n\
+                  s.listen(1)\nos.rename(sys.argv[1]+'.new',sys.argv[1])\nc,_=s.accept()\nc.recv(100)\nc.sendall(b'served\\n')\nc.close()\n";
     let mut appliance = python_as_nobody(script, &[&socket]).spawn().unwrap();
     wait_for_file(&socket);
     let (ok, out, err) = ctl(&socket, &["show", "servers", "state"]);

@@ -294,8 +294,9 @@ pub(crate) fn ask(path: &Path, request: &str) -> io::Result<String> {
             ),
         ));
     }
-    stream.write_all(request.as_bytes())?;
-    stream.write_all(b"\n")?;
+    // One write: a server that answers as soon as it has read a request (and closes) must not
+    // find half of it, nor make the second half fail with EPIPE.
+    stream.write_all(format!("{request}\n").as_bytes())?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     Ok(answer)
