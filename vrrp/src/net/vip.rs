@@ -138,15 +138,23 @@ impl Netlink {
 
     /// Whether `addr` is configured on `link`, whatever its prefix length.
     pub async fn has_address(&self, link: &Link, addr: IpAddr) -> io::Result<bool> {
-        let mut addresses = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(link.index)
-            .set_address_filter(addr)
-            .execute();
-        Ok(addresses.try_next().await.map_err(to_io)?.is_some())
+        address_present(&self.handle, link.index, addr).await
     }
+}
+
+/// Whether `addr` is configured on the interface of index `index`, whatever its prefix length.
+pub(super) async fn address_present(
+    handle: &rtnetlink::Handle,
+    index: u32,
+    addr: IpAddr,
+) -> io::Result<bool> {
+    let mut addresses = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .set_address_filter(addr)
+        .execute();
+    Ok(addresses.try_next().await.map_err(to_io)?.is_some())
 }
 
 /// Whether an address was added as a VIP (see [`Netlink::own_addresses`]).

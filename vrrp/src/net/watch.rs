@@ -1,4 +1,5 @@
-//! Following an interface's up/down state for `track_interface` and for the FAULT state.
+//! Following an interface's up/down state for `track_interface` and for the FAULT state, and
+//! for an instance's own interface whether its sockets still reach it ([`Netlink::watch_binding`]).
 //!
 //! The watcher subscribes to rtnetlink's RTNLGRP_LINK notifications on a connection of its own
 //! (what `ip monitor link` does), so a change is seen as soon as the kernel makes it; it does
@@ -6,6 +7,7 @@
 //! lost: each notification carries the link's whole state, and the last one applied is the
 //! newest.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -18,6 +20,7 @@ use tracing::{debug, warn};
 
 use super::Netlink;
 use super::link::{is_up, query_link};
+use super::vip::address_present;
 
 /// How long to wait before subscribing again after the subscription failed or closed.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
@@ -31,11 +34,26 @@ impl Netlink {
     /// changes only. Changes arrive by rtnetlink notification (RTNLGRP_LINK), not by polling.
     /// The watcher task ends when every receiver is dropped.
     pub fn watch_link(&self, name: &str) -> watch::Receiver<bool> {
+        self.spawn_watcher(name, None)
+    }
+
+    /// As [`Netlink::watch_link`], for the interface an instance's sockets were bound to:
+    /// usable while `name` is up, still the interface of index `index` (not one deleted and made
+    /// again under that name, which the sockets, their multicast membership and the VIPs of the
+    /// old index do not reach), and still holds `local`, the address adverts go from (a removed
+    /// source address fails every send). keepalived goes to FAULT in both cases. Address
+    /// changes arrive by notification too (RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR).
+    pub fn watch_binding(&self, name: &str, index: u32, local: IpAddr) -> watch::Receiver<bool> {
+        self.spawn_watcher(name, Some((index, local)))
+    }
+
+    fn spawn_watcher(&self, name: &str, bound: Option<(u32, IpAddr)>) -> watch::Receiver<bool> {
         let (tx, rx) = watch::channel(false);
         let watcher = Watcher {
             handle: self.handle.clone(),
             name: name.to_owned(),
             index: None,
+            bound,
             first: true,
             tx,
         };
@@ -51,6 +69,8 @@ struct Watcher {
     name: String,
     /// The index the name had when last seen, to notice the interface being renamed away.
     index: Option<u32>,
+    /// For [`Netlink::watch_binding`]: the index and address the interface must keep.
+    bound: Option<(u32, IpAddr)>,
     /// Whether nothing has been published yet (the first state is published even if `false`).
     first: bool,
     tx: watch::Sender<bool>,
@@ -81,14 +101,21 @@ impl Watcher {
     /// Subscribes, reads the current state, then follows notifications until the subscription
     /// ends or nobody listens.
     async fn subscribe(&mut self) -> Ended {
-        let (connection, _handle, mut events) =
-            match rtnetlink::new_multicast_connection(&[MulticastGroup::Link]) {
-                Ok(subscription) => subscription,
-                Err(error) => {
-                    warn!(interface = %self.name, %error, "cannot subscribe to link changes");
-                    return Ended::Lost;
-                }
-            };
+        let groups: &[MulticastGroup] = match self.bound {
+            None => &[MulticastGroup::Link],
+            Some(_) => &[
+                MulticastGroup::Link,
+                MulticastGroup::Ipv4Ifaddr,
+                MulticastGroup::Ipv6Ifaddr,
+            ],
+        };
+        let (connection, _handle, mut events) = match rtnetlink::new_multicast_connection(groups) {
+            Ok(subscription) => subscription,
+            Err(error) => {
+                warn!(interface = %self.name, %error, "cannot subscribe to link changes");
+                return Ended::Lost;
+            }
+        };
         // Driven here rather than spawned, so it stops with this task.
         let mut connection = std::pin::pin!(connection);
         self.refresh().await;
@@ -111,6 +138,25 @@ impl Watcher {
     }
 
     async fn on_event(&mut self, message: NetlinkMessage<RouteNetlinkMessage>) {
+        if let Some((index, _)) = self.bound {
+            // Rare events: any about our name or index is answered by reading the state again,
+            // the address included.
+            let ours = match &message.payload {
+                NetlinkPayload::InnerMessage(
+                    RouteNetlinkMessage::NewLink(link) | RouteNetlinkMessage::DelLink(link),
+                ) => link.header.index == index || self.names_ours(link),
+                NetlinkPayload::InnerMessage(
+                    RouteNetlinkMessage::NewAddress(address)
+                    | RouteNetlinkMessage::DelAddress(address),
+                ) => address.header.index == index,
+                NetlinkPayload::Overrun(_) => true,
+                _ => false,
+            };
+            if ours {
+                self.refresh().await;
+            }
+            return;
+        }
         let (link, deleted) = match message.payload {
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => (link, false),
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => (link, true),
@@ -131,10 +177,7 @@ impl Watcher {
     /// renamed away from our name counts as gone.
     fn state_from(&mut self, link: &LinkMessage, deleted: bool) -> Option<bool> {
         let index = link.header.index;
-        let named_ours = link.attributes.iter().any(
-            |attribute| matches!(attribute, LinkAttribute::IfName(name) if *name == self.name),
-        );
-        if named_ours {
+        if self.names_ours(link) {
             self.index = (!deleted).then_some(index);
             Some(!deleted && is_up(link.header.flags))
         } else if self.index == Some(index) {
@@ -145,16 +188,49 @@ impl Watcher {
         }
     }
 
+    fn names_ours(&self, link: &LinkMessage) -> bool {
+        link.attributes
+            .iter()
+            .any(|attribute| matches!(attribute, LinkAttribute::IfName(name) if *name == self.name))
+    }
+
     /// Reads the current state from the kernel and publishes it. A failed read is logged and
     /// leaves the last state standing; the next notification corrects it.
     async fn refresh(&mut self) {
-        match query_link(&self.handle, &self.name).await {
-            Ok(link) => {
-                self.index = link.as_ref().map(|link| link.index);
-                self.publish(link.is_some_and(|link| link.up));
+        let link = match query_link(&self.handle, &self.name).await {
+            Ok(link) => link,
+            Err(error) => {
+                warn!(interface = %self.name, %error, "cannot read link state");
+                return;
             }
-            Err(error) => warn!(interface = %self.name, %error, "cannot read link state"),
-        }
+        };
+        self.index = link.as_ref().map(|link| link.index);
+        let Some((index, local)) = self.bound else {
+            self.publish(link.is_some_and(|link| link.up));
+            return;
+        };
+        let usable = match &link {
+            Some(link) if link.index != index => {
+                warn!(interface = %self.name, was = index, now = link.index,
+                    "VRRP interface was deleted and made again: its sockets and VIPs are bound to the old one; restart Fulcrum to use the new one");
+                false
+            }
+            Some(link) if link.up => match address_present(&self.handle, index, local).await {
+                Ok(present) => {
+                    if !present {
+                        warn!(interface = %self.name, address = %local,
+                            "VRRP source address is gone from the interface: adverts cannot be sent from it");
+                    }
+                    present
+                }
+                Err(error) => {
+                    warn!(interface = %self.name, %error, "cannot read the interface's addresses");
+                    return;
+                }
+            },
+            _ => false,
+        };
+        self.publish(usable);
     }
 
     fn publish(&mut self, up: bool) {

@@ -213,7 +213,11 @@ impl Vrrp {
             advert_queues.push((Arc::clone(&shared.socket), Arc::clone(&shared.dropped), rx));
         }
 
-        let members = tracking_members(config, &netlink, &options).await;
+        let bindings: BTreeMap<&str, (u32, IpAddr)> = resolved
+            .iter()
+            .map(|(instance, link, local, _)| (instance.name.as_str(), (link.index, *local)))
+            .collect();
+        let members = tracking_members(config, &netlink, &options, &bindings).await;
         let epoch = Instant::now();
         let mut tasks = Vec::with_capacity(resolved.len());
         let mut statuses = Vec::with_capacity(resolved.len());
@@ -445,14 +449,18 @@ fn interface_error(instance: &InstanceConfig, source: std::io::Error) -> StartEr
 
 /// Each instance's tracking, with one checker per script and one watcher per interface however
 /// many instances track it. As keepalived does (unless `dont_track_primary`), an instance also
-/// tracks its own interface: adverts cannot leave through a link that is down.
+/// tracks its own interface: adverts cannot leave through a link that is down, nor reach one
+/// made again under its name, nor go from a source address removed from it (`bindings`: each
+/// instance's interface index and source address, as its sockets were opened).
 async fn tracking_members(
     config: &VrrpConfig,
     netlink: &Netlink,
     options: &Options,
+    bindings: &BTreeMap<&str, (u32, IpAddr)>,
 ) -> BTreeMap<String, Member> {
     let mut scripts: BTreeMap<&str, watch::Receiver<ScriptHealth>> = BTreeMap::new();
     let mut links: BTreeMap<&str, watch::Receiver<bool>> = BTreeMap::new();
+    let mut bound: BTreeMap<(&str, u32, IpAddr), watch::Receiver<bool>> = BTreeMap::new();
     let mut members = BTreeMap::new();
     for instance in &config.instances {
         let mut sources = Vec::new();
@@ -476,9 +484,18 @@ async fn tracking_members(
                 health,
             });
         }
-        let own = std::iter::once(&instance.interface)
-            .filter(|own| !instance.track_interfaces.contains(own));
-        for name in own.chain(&instance.track_interfaces) {
+        if let Some(&(index, local)) = bindings.get(instance.name.as_str()) {
+            let name = instance.interface.as_str();
+            let up = match bound.entry((name, index, local)) {
+                std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
+                std::collections::btree_map::Entry::Vacant(e) => e
+                    .insert(first_link_state(netlink.watch_binding(name, index, local)).await)
+                    .clone(),
+            };
+            sources.push(Source::Interface { up });
+        }
+        let others = (instance.track_interfaces.iter()).filter(|name| **name != instance.interface);
+        for name in others {
             let up = match links.entry(name) {
                 std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
                 std::collections::btree_map::Entry::Vacant(e) => e

@@ -127,6 +127,76 @@ fn an_owner_waits_for_its_scripts_first_verdict() {
     });
 }
 
+// Input: a MASTER owner whose source address (10.0.0.1/24) is removed from `va`, then added
+// back. Output: FAULT (VIP removed) while it is gone, MASTER again once it is back. (It stayed
+// MASTER with its VIP, every advert failing, while the peer took over too.)
+#[test]
+fn losing_the_source_address_faults_until_it_is_back() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let vrrp = Vrrp::prepare(&owner(&dir.path().join("log")), Options::default())
+            .await
+            .unwrap()
+            .start();
+        let netlink = crate::net::Netlink::new().unwrap();
+        let va = netlink.link("va").await.unwrap();
+        let vip = "10.0.0.100".parse().unwrap();
+        wait_state(&vrrp, State::Master).await;
+        ip(&["addr", "del", "10.0.0.1/24", "dev", "va"]);
+        wait_state(&vrrp, State::Fault).await;
+        assert!(
+            !netlink.has_address(&va, vip).await.unwrap(),
+            "the VIP stayed"
+        );
+        ip(&["addr", "add", "10.0.0.1/24", "dev", "va"]);
+        wait_state(&vrrp, State::Master).await;
+        assert!(netlink.has_address(&va, vip).await.unwrap());
+        vrrp.stop().await;
+    });
+}
+
+// Input: a MASTER owner whose interface is deleted and made again under its name, with the
+// same address. Output: FAULT, and it stays there (its sockets are bound to the old index): no
+// MASTER on an interface it can neither hear nor advertise on.
+#[test]
+fn an_interface_made_again_leaves_the_instance_in_fault() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let vrrp = Vrrp::prepare(&owner(&dir.path().join("log")), Options::default())
+            .await
+            .unwrap()
+            .start();
+        wait_state(&vrrp, State::Master).await;
+        ip(&["link", "del", "va"]);
+        wait_state(&vrrp, State::Fault).await;
+        ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb"]);
+        ip(&["addr", "add", "10.0.0.1/24", "dev", "va"]);
+        ip(&["link", "set", "va", "up"]);
+        ip(&["link", "set", "vb", "up"]);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(vrrp.status()[0].state, State::Fault);
+        vrrp.stop().await;
+    });
+}
+
+/// Waits (at most 10 s) until the first instance of `vrrp` is in `state`.
+async fn wait_state(vrrp: &Vrrp, state: State) {
+    let reached = async {
+        while vrrp.status()[0].state != state {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), reached)
+        .await
+        .unwrap_or_else(|_| panic!("never {state:?}: {:?}", vrrp.status()[0].state));
+}
+
 // Input: a VIP left on `va` by a crash (added as VIPs are), and a backup starting with it.
 // Output: the backup removes it, as keepalived does, though it keeps an address of the
 // interface's own (the test above).
