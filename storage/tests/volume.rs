@@ -49,6 +49,24 @@ async fn a_fresh_pair_connects_up_to_date_without_a_sync() {
     vb.stop().await;
 }
 
+// Input: B's backing file already holds data (adopted: Fulcrum did not create it), A's is new
+// (zeros, UpToDate); both secondary. Output: B, Inconsistent, is resynced whole from A, and the
+// two files end identical. (B's metadata started with an empty bitmap, the resync copied
+// nothing, and B called itself UpToDate with its old data.)
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adopted_backing_is_resynced_whole() {
+    let (a, b) = pair(4 * MIB, Protocol::C, Role::Secondary);
+    std::fs::write(b.backing(), pattern(9, 4 * MIB as usize)).unwrap();
+    let (va, vb) = start_connected(&a, &b).await;
+    wait_for(&vb, "UpToDate", |s| {
+        s.disk == DiskState::UpToDate && s.resync.is_none()
+    })
+    .await;
+    assert_same_files(&a.backing(), &b.backing());
+    va.stop().await;
+    vb.stop().await;
+}
+
 /// Writes `total` bytes of pattern data through A's export, 1 MiB at a time, 8 in flight.
 async fn write_through(export: &fulcrum_storage::volume::VolumeExport, total: u64, seed: u64) {
     let mut tasks = tokio::task::JoinSet::new();
@@ -195,6 +213,8 @@ async fn a_trim_made_while_the_peer_is_away_is_resynced() {
     let (va, vb) = (a.start().await, b.start().await);
     wait_connected(&va).await;
     write_through(&va.export(), 8 * MIB, 50).await;
+    // Flushed, so that the peer has the writes for good: those it has not flushed are resynced.
+    va.export().flush().await.unwrap();
     vb.stop().await;
     wait_for(&va, "disconnect", |s| s.connection == ConnState::Connecting).await;
     va.export().trim(2 * MIB, MIB, false).await.unwrap();
@@ -225,6 +245,8 @@ async fn only_the_changed_blocks_are_resynced_after_the_secondary_returns() {
     let (va, vb) = (a.start().await, b.start().await);
     wait_connected(&va).await;
     write_through(&va.export(), 8 * MIB, 3).await;
+    // Flushed, so that the peer has the writes for good: those it has not flushed are resynced.
+    va.export().flush().await.unwrap();
     vb.stop().await;
     wait_for(&va, "disconnect", |s| s.connection == ConnState::Connecting).await;
 

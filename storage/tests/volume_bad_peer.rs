@@ -293,6 +293,110 @@ async fn a_write_the_peer_never_acknowledges_ends_the_link_though_it_answers_pin
     answering.abort();
 }
 
+// Input: a secondary whose primary is this test, with protocol B (an ack on receipt): 100 FUA
+// writes (each synced, so the applier falls behind), then the connection closed as soon as the
+// last one is acked. Output: every write reaches the secondary's disk. (The applier stopped
+// after one more write once the session had ended, dropping what it had queued, acked writes
+// among them.)
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_acked_on_receipt_are_applied_after_the_link_ends() {
+    let (_, node) = pair(SIZE, Protocol::B, Role::Primary);
+    let secondary = node.start().await;
+    let mut fake = FakePrimary::connect(&node, &secondary).await;
+    let flags = WriteFlags {
+        fua: true,
+        flush_before: false,
+    };
+    for seq in 1..=100u64 {
+        let msg = Message::Write {
+            seq,
+            offset: (seq - 1) * 4096,
+            flags,
+            data: Bytes::from(pattern(seq, 4096)),
+        };
+        fake.writer.send(&msg).await.unwrap();
+    }
+    fake.acked(100).await;
+    drop(fake);
+    let applied = |disk: &[u8]| {
+        (1..=100u64).all(|seq| {
+            let at = ((seq - 1) * 4096) as usize;
+            disk[at..at + 4096] == pattern(seq, 4096)[..]
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !applied(&std::fs::read(node.backing()).unwrap()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "acked writes never reached the disk"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// Input: a primary (protocol C) whose secondary is this test: a write acked as written, a
+// flush acked, another write acked as written, then the link closed. Output: the primary
+// counts the second write (4 KiB) out of sync, not the first: the peer may have lost a write
+// it acked but never flushed (a power cut), so the next connection resyncs it, as DRBD
+// resyncs what its transfer log holds past the last barrier. (Nothing was out of sync.)
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_the_peer_never_flushed_are_resynced_after_the_link_ends() {
+    use fulcrum_storage::nbd::Export as _;
+    let (mut primary_node, secondary_node) = pair(SIZE, Protocol::C, Role::Primary);
+    primary_node.config.connect_interval = Duration::from_secs(30);
+    let listener = tokio::net::TcpListener::bind(secondary_node.config.listen)
+        .await
+        .unwrap();
+    let primary = primary_node.start().await;
+    let stream = loop {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let authenticated = peer::authenticate(
+            &mut stream,
+            secondary_node.config.shared_secret.as_bytes(),
+            Side::Accepting,
+            Duration::from_secs(5),
+        )
+        .await;
+        if authenticated.is_ok() {
+            break stream;
+        }
+    };
+    let (mut reader, mut writer) = introduce(stream, peer::Role::Secondary, &primary).await;
+    // A secondary that acks every write as written, and flushes when asked.
+    let answering = tokio::spawn(async move {
+        loop {
+            let reply = match reader.next().await {
+                Ok(Some(Message::Ping)) => Message::PingAck,
+                Ok(Some(Message::Write { seq, .. })) => Message::Ack {
+                    seq,
+                    kind: peer::AckKind::Written,
+                },
+                Ok(Some(Message::Flush { seq })) => Message::FlushAck { seq },
+                Ok(Some(_)) => continue,
+                _ => return,
+            };
+            if writer.send(&reply).await.is_err() {
+                return;
+            }
+        }
+    });
+    let export = primary.export();
+    export
+        .write(0, Bytes::from(pattern(1, 4096)), false)
+        .await
+        .unwrap();
+    export.flush().await.unwrap();
+    export
+        .write(8192, Bytes::from(pattern(2, 4096)), false)
+        .await
+        .unwrap();
+    answering.abort();
+    wait_for(&primary, "the unflushed write marked out of sync", |s| {
+        s.connection != ConnState::Connected && s.out_of_sync_bytes == 4096
+    })
+    .await;
+}
+
 /// Answers `volume`'s Hello as a secondary with the same generations and an Inconsistent
 /// disk, and its bitmap with a clean one, so that `volume` becomes our SyncSource.
 async fn sync_target<R: AsyncRead + Unpin>(

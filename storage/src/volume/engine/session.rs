@@ -78,6 +78,9 @@ struct Pending {
     sent: Instant,
 }
 
+/// Writes the peer may have acknowledged without a flush before the session asks for one.
+const MAX_UNFLUSHED: usize = 4096;
+
 /// Timeouts a single replicated write may wait for its acknowledgement: DRBD's `ko-count`
 /// default, 7 (42 s with the default `timeout` of 6 s).
 const STUCK_AFTER: u32 = 7;
@@ -88,6 +91,13 @@ struct Session<'a> {
     protocol: Protocol,
     seq: u64,
     pending: BTreeMap<u64, Pending>,
+    /// Writes acknowledged to our client (the peer has them, or will: protocol A) that no flush
+    /// of the peer has covered yet, by sequence: they may be only in its page cache, or its
+    /// applier's queue. A flush acked clears those before it; the link lost, they are marked out
+    /// of sync, as DRBD marks the requests its transfer log holds until their barrier is acked.
+    unflushed: BTreeMap<u64, (u64, u64)>,
+    /// The flush of our own in flight, if any (see [`Session::barrier`]).
+    own_flush: Option<u64>,
     flushes: HashMap<u64, oneshot::Sender<Delivery>>,
     ping_out: bool,
     last_rx: Instant,
@@ -133,6 +143,8 @@ pub(crate) async fn run(
         protocol: est.peer.protocol,
         seq: 0,
         pending: BTreeMap::new(),
+        unflushed: BTreeMap::new(),
+        own_flush: None,
         flushes: HashMap::new(),
         ping_out: false,
         last_rx: now,
@@ -228,8 +240,25 @@ pub(crate) async fn run(
             () = sleep_until(paced), if paced.is_some() => {}
         }
     };
-    // Dropping the session's maps drops every waiter: those writes count as lost.
+    // Dropping the session's maps drops every waiter: those writes count as lost. Those the
+    // peer acked but did not flush may be lost on its side: resynced at the next connection.
+    s.mark_unflushed();
     drop(s);
+    // The applier applies what the peer sent before the end (it may have been acked already,
+    // protocol B) before the session returns: a next session's applier must not race it.
+    while let Some(done) = applied.recv().await {
+        if let Applied::Write {
+            offset,
+            len,
+            ok: false,
+            ..
+        } = done
+        {
+            inner.meta.post(move |m| {
+                let _ = m.mark_out_of_sync(offset, len);
+            });
+        }
+    }
     end
 }
 
@@ -459,6 +488,7 @@ impl Session<'_> {
             if let Some(done) = done {
                 let _ = done.send(Delivery::Done);
             }
+            self.acked_unflushed(seq, offset, len);
             return;
         }
         self.pending.insert(
@@ -527,6 +557,11 @@ impl Session<'_> {
             Message::FlushAck { seq } => {
                 if let Some(done) = self.flushes.remove(&seq) {
                     let _ = done.send(Delivery::Done);
+                }
+                // The peer flushed after applying every write sent before this flush.
+                self.unflushed = self.unflushed.split_off(&seq);
+                if self.own_flush == Some(seq) {
+                    self.own_flush = None;
                 }
             }
             Message::StateChange { role, disk } => {
@@ -686,12 +721,52 @@ impl Session<'_> {
         self.apply.send(apply).await.map_err(|_| End::Lost)
     }
 
+    /// Records a write acknowledged to our client that the peer has not flushed yet.
+    fn acked_unflushed(&mut self, seq: u64, offset: u64, len: u64) {
+        self.unflushed.insert(seq, (offset, len));
+    }
+
+    /// Past [`MAX_UNFLUSHED`] writes the peer has not flushed, or on each tick (`now`) with any,
+    /// asks it for a flush of our own (DRBD's barrier), one at a time: a client that never
+    /// flushes neither grows `unflushed` without bound nor leaves more than a tick's writes to
+    /// resync after the link ends.
+    fn barrier(&mut self, writer: &mut Writer, now: bool) -> Result<(), End> {
+        let due = self.unflushed.len() >= MAX_UNFLUSHED || now && !self.unflushed.is_empty();
+        if !due || self.own_flush.is_some() {
+            return Ok(());
+        }
+        let seq = self.next_seq();
+        Self::feed(writer, &Message::Flush { seq })?;
+        // No one waits for it; in `flushes` all the same, so that the peer owes its answer.
+        let (done, _) = oneshot::channel();
+        self.flushes.insert(seq, done);
+        self.own_flush = Some(seq);
+        self.expect_answer();
+        Ok(())
+    }
+
+    /// Marks out of sync every write the peer acked without a flush since (see `unflushed`).
+    fn mark_unflushed(&mut self) {
+        let unflushed = std::mem::take(&mut self.unflushed);
+        if unflushed.is_empty() {
+            return;
+        }
+        self.inner.meta.post(move |m| {
+            for (offset, len) in unflushed.into_values() {
+                let _ = m.mark_out_of_sync(offset, len);
+            }
+        });
+    }
+
     fn on_ack(&mut self, seq: u64, kind: AckKind) {
         let Some(pending) = self.pending.remove(&seq) else {
             return;
         };
         let delivery = match kind {
-            AckKind::Received | AckKind::Written => Delivery::Done,
+            AckKind::Received | AckKind::Written => {
+                self.acked_unflushed(seq, pending.offset, pending.len);
+                Delivery::Done
+            }
             AckKind::Failed => {
                 let (offset, len) = (pending.offset, pending.len);
                 warn!(volume = %self.inner.config.name, offset, len, "peer failed a write: out of sync");
@@ -801,6 +876,7 @@ impl Session<'_> {
     /// SyncTarget: sends as many requests as the window and the rate allow; finishes the resync
     /// once everything came back.
     async fn pump(&mut self, writer: &mut Writer) -> Result<(), End> {
+        self.barrier(writer, false)?;
         let Some(target) = self.target.as_mut() else {
             return Ok(());
         };
@@ -974,6 +1050,7 @@ impl Session<'_> {
             self.heard();
         }
         self.sent_at_tick = sent;
+        self.barrier(writer, true)?;
         if !self.ping_out && now.duration_since(self.last_rx) >= config.ping_interval {
             Self::feed(writer, &Message::Ping)?;
             self.ping_out = true;

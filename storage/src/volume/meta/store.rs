@@ -90,7 +90,13 @@ impl Meta {
             return Err(MetaError::Exists { file: sb_path });
         }
         durable::remove_temps(dir)?;
-        let bitmap = Bitmap::new(size);
+        let mut bitmap = Bitmap::new(size);
+        if disk == DiskState::Inconsistent {
+            // Data this metadata knows nothing of (an existing backing adopted): every block
+            // differs from the peer's until a sync says otherwise, so whichever sync comes is a
+            // full one, as after DRBD's create-md.
+            bitmap.set_all();
+        }
         write_bitmap(dir, &bitmap)?;
         let al = ActivityLog::create(dir, ACTIVITY_LOG, al_extents)?;
         let state = State {
