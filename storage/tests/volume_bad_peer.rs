@@ -397,6 +397,68 @@ async fn writes_the_peer_never_flushed_are_resynced_after_the_link_ends() {
     .await;
 }
 
+// Input: a secondary whose backing was adopted (Inconsistent, every block out of sync) and a
+// peer, this test, UpToDate with the same generations, so that the volume becomes its
+// SyncTarget and asks for its whole 1 MiB. The test answers the first half twice and never
+// the second. Output: the repeated answer ends the connection and the volume stays
+// Inconsistent. (The two halves counted as the whole: the volume called itself UpToDate with
+// half its blocks never sent.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_source_that_answers_twice_does_not_end_the_resync() {
+    let (_, node) = pair(SIZE, Protocol::C, Role::Primary);
+    std::fs::write(node.backing(), vec![7u8; SIZE as usize]).unwrap();
+    let target = node.start().await;
+    let (read, write) = dial(&node).await.into_split();
+    let (mut reader, mut writer) = (MessageReader::new(read), MessageWriter::new(write));
+    let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
+        panic!("the volume's Hello expected first");
+    };
+    let ours = Hello {
+        node: "fake".to_owned(),
+        role: peer::Role::Secondary,
+        disk: DiskState::UpToDate,
+        was_primary: false,
+        discard_my_data: false,
+        ..theirs.clone()
+    };
+    writer.send(&Message::Hello(ours.clone())).await.unwrap();
+    let mut asked = None;
+    while asked.is_none() {
+        match reader.next().await.unwrap() {
+            Some(Message::Bitmap { offset, last, bits }) => {
+                writer
+                    .send(&Message::Bitmap { offset, last, bits })
+                    .await
+                    .unwrap();
+                if last {
+                    // The sync id, in a second Hello (DRBD's P_SYNC_UUID).
+                    let mut sync = ours.clone();
+                    sync.generations.bitmap = 0x5eed_0000_0000_0002;
+                    writer.send(&Message::Hello(sync)).await.unwrap();
+                }
+            }
+            Some(Message::ResyncRequest { offset, len }) => asked = Some((offset, len)),
+            Some(Message::Ping) => writer.send(&Message::PingAck).await.unwrap(),
+            Some(_) => {}
+            None => panic!("the connection ended before a resync request"),
+        }
+    }
+    let (offset, len) = asked.unwrap();
+    let half = Bytes::from(vec![0u8; len as usize / 2]);
+    for _ in 0..2 {
+        let answer = Message::ResyncData {
+            offset,
+            data: half.clone(),
+        };
+        writer.send(&answer).await.unwrap();
+    }
+    wait_for(&target, "the connection ended", |s| {
+        s.connection != ConnState::SyncTarget && s.connection != ConnState::Connected
+    })
+    .await;
+    assert_eq!(target.status().disk, DiskState::Inconsistent);
+}
+
 /// Answers `volume`'s Hello as a secondary with the same generations and an Inconsistent
 /// disk, and its bitmap with a clean one, so that `volume` becomes our SyncSource.
 async fn sync_target<R: AsyncRead + Unpin>(

@@ -2,6 +2,7 @@
 //! a bounded window of bytes in flight and `resync_rate` pacing, and when it is finished. A
 //! range may come back in pieces (checksum-based resync answers per 4 KiB block).
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ pub(crate) struct TargetResync {
     at: u64,
     /// Bytes requested and not yet received.
     in_flight: u64,
+    /// The ranges requested and not yet answered (start to end): an answer must fall within
+    /// one, as DRBD matches each answer to its request. An unasked or repeated answer would
+    /// otherwise count as received and end the resync early, ranges never sent marked in sync.
+    outstanding: BTreeMap<u64, u64>,
     pub(crate) total: u64,
     pub(crate) done: u64,
     rate: Option<u64>,
@@ -38,6 +43,7 @@ impl TargetResync {
             next: 0,
             at,
             in_flight: 0,
+            outstanding: BTreeMap::new(),
             total,
             done: 0,
             rate,
@@ -59,6 +65,7 @@ impl TargetResync {
             self.at = self.ranges.get(self.next).map_or(0, |r| r.start);
         }
         self.in_flight += len;
+        self.outstanding.insert(offset, offset + len);
         if let Some(rate) = self.rate {
             let cost = Duration::from_secs_f64(len as f64 / rate.max(1) as f64);
             self.not_before = self.not_before.max(now) + cost;
@@ -71,6 +78,28 @@ impl TargetResync {
     pub(crate) fn paced_until(&self) -> Option<Instant> {
         let more = self.next < self.ranges.len() && self.in_flight < WINDOW;
         more.then_some(self.not_before)
+    }
+
+    /// Takes `[offset, offset + len)` off what is outstanding, if all of it is: an answer as it
+    /// arrives. False for an answer to no request of ours (or to one already answered).
+    pub(crate) fn claim(&mut self, offset: u64, len: u64) -> bool {
+        let Some(end) = offset.checked_add(len) else {
+            return false;
+        };
+        let Some((&start, &stop)) = self.outstanding.range(..=offset).next_back() else {
+            return false;
+        };
+        if len == 0 || end > stop {
+            return false;
+        }
+        self.outstanding.remove(&start);
+        if start < offset {
+            self.outstanding.insert(start, offset);
+        }
+        if end < stop {
+            self.outstanding.insert(end, stop);
+        }
+        true
     }
 
     /// `len` bytes of a requested range were applied (or found equal).
@@ -120,6 +149,22 @@ mod tests {
         }
         assert!(r.finished());
         assert_eq!(r.done, r.total);
+    }
+
+    // Input: a 1 MiB request, answered in two pieces, then the first piece again, a piece of
+    // no request, and one running past the request. Output: only the two pieces are claimed.
+    #[test]
+    fn an_answer_must_match_a_request() {
+        let now = Instant::now();
+        let mb = MAX_DATA as u64;
+        let mut r = TargetResync::new(std::iter::once(mb..2 * mb).collect(), None, now);
+        assert_eq!(r.next_request(now), Some((mb, MAX_DATA as u32)));
+        assert!(r.claim(mb, 4096));
+        assert!(!r.claim(mb, 4096), "answered twice");
+        assert!(!r.claim(0, 4096), "never asked");
+        assert!(!r.claim(2 * mb - 4096, 8192), "past the request");
+        assert!(r.claim(mb + 4096, mb - 4096));
+        assert!(!r.claim(mb + 4096, 4096));
     }
 
     // Input: a rate of 1 MiB/s. Output: the second 1 MiB request waits a second.

@@ -586,7 +586,9 @@ impl Session<'_> {
                 self.serve_resync(offset, len, writer).await?;
             }
             Message::ResyncData { offset, data } => {
-                if self.target.is_none() {
+                let asked =
+                    (self.target.as_mut()).is_some_and(|t| t.claim(offset, data.len() as u64));
+                if !asked {
                     return Err(self.unexpected("ResyncData"));
                 }
                 self.queue_apply(Apply::Resync { offset, data }).await?;
@@ -625,10 +627,10 @@ impl Session<'_> {
                     return Err(self.unexpected("ChecksumMatch"));
                 };
                 let len = u64::from(len);
-                // An answer to one of our ChecksumRequests: one block at most, and no more than
-                // is outstanding. Anything larger would mark unsent blocks in sync and end the
-                // resync early.
-                if len > BLOCK_SIZE || len > target.in_flight() {
+                // An answer to one of our ChecksumRequests: one block at most, within a range
+                // asked and not answered yet. Anything else would mark unsent blocks in sync
+                // and end the resync early.
+                if len > BLOCK_SIZE || !target.claim(offset, len) {
                     return Err(self.unexpected("ChecksumMatch"));
                 }
                 target.received(len);
