@@ -8,6 +8,8 @@
 #[allow(dead_code, reason = "this test uses some of the pair helpers")]
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -362,7 +364,10 @@ async fn writes_the_peer_never_flushed_are_resynced_after_the_link_ends() {
         }
     };
     let (mut reader, mut writer) = introduce(stream, peer::Role::Secondary, &primary).await;
-    // A secondary that acks every write as written, and flushes when asked.
+    // A secondary that acks every write as written, and answers flushes until the client's
+    // has returned: the primary's own flushes, each tick, must not cover the second write.
+    let flushing = Arc::new(AtomicBool::new(true));
+    let answers_flushes = Arc::clone(&flushing);
     let answering = tokio::spawn(async move {
         loop {
             let reply = match reader.next().await {
@@ -371,7 +376,9 @@ async fn writes_the_peer_never_flushed_are_resynced_after_the_link_ends() {
                     seq,
                     kind: peer::AckKind::Written,
                 },
-                Ok(Some(Message::Flush { seq })) => Message::FlushAck { seq },
+                Ok(Some(Message::Flush { seq })) if answers_flushes.load(Ordering::SeqCst) => {
+                    Message::FlushAck { seq }
+                }
                 Ok(Some(_)) => continue,
                 _ => return,
             };
@@ -386,6 +393,7 @@ async fn writes_the_peer_never_flushed_are_resynced_after_the_link_ends() {
         .await
         .unwrap();
     export.flush().await.unwrap();
+    flushing.store(false, Ordering::SeqCst);
     export
         .write(8192, Bytes::from(pattern(2, 4096)), false)
         .await

@@ -249,7 +249,7 @@ async fn dispatch(
             }
             () = tokio::time::sleep(OUTBOX_RETRY), if waiting => {
                 for outbox in &mut outboxes {
-                    outbox.flush();
+                    outbox.flush(&metrics);
                 }
             }
         }
@@ -263,13 +263,14 @@ async fn dispatch(
     for r in limiter.drain() {
         fan_out(&mut outboxes, r.item, r.suppressed);
     }
-    // What still waits for room is handed on as the workers take it, within the stop's deadline
-    // (a worker stuck on a hung receiver takes nothing).
-    let handed_on = async {
-        for outbox in outboxes {
-            outbox.close().await;
-        }
-    };
-    let _ = tokio::time::timeout(STOP_DEADLINE, handed_on).await;
+    // What still waits for room is handed on as the workers take it, all sinks at once (one
+    // stuck on a hung receiver must not hold the others' back), within part of the stop's
+    // deadline, so that the workers have the rest to deliver it.
+    let mut closing = tokio::task::JoinSet::new();
+    for outbox in outboxes {
+        closing.spawn(outbox.close());
+    }
+    // Past the deadline, dropping the set aborts what is left, which closes those queues.
+    let _ = tokio::time::timeout(STOP_DEADLINE / 2, closing.join_all()).await;
     // Dropping the outboxes closes the queues: each worker ends once its queue is delivered.
 }

@@ -33,7 +33,7 @@ impl Outbox {
     /// sink sees the alerts in order). An older alert for the same object still waiting is
     /// replaced (and counted dropped): only the object's last state matters.
     pub(super) fn offer(&mut self, alert: Arc<Alert>, metrics: &Metrics) {
-        self.flush();
+        self.flush(metrics);
         if !self.waiting.is_empty() {
             self.keep(alert, metrics);
             return;
@@ -47,14 +47,21 @@ impl Outbox {
         }
     }
 
-    /// Hands on what waits, as far as the queue has room.
-    pub(super) fn flush(&mut self) {
+    /// Hands on what waits, as far as the queue has room. A sink that has stopped takes nothing
+    /// more: what waits for it is dropped and counted.
+    pub(super) fn flush(&mut self, metrics: &Metrics) {
         while let Some((_, alert)) = self.waiting.front() {
             match self.queue.try_send(Arc::clone(alert)) {
                 Ok(()) => {
                     self.waiting.pop_front();
                 }
-                Err(_) => return,
+                Err(TrySendError::Full(_)) => return,
+                Err(TrySendError::Closed(_)) => {
+                    for (_, alert) in self.waiting.drain(..) {
+                        super::dispatch::dropped(metrics, &alert.event, "the sink has stopped");
+                    }
+                    return;
+                }
             }
         }
     }

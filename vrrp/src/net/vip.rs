@@ -157,13 +157,33 @@ pub(super) async fn address_present(
     Ok(addresses.try_next().await.map_err(to_io)?.is_some())
 }
 
-/// Whether an address was added as a VIP (see [`Netlink::own_addresses`]).
+/// Whether an address was added as a VIP (see [`Netlink::own_addresses`]). Where nothing tells
+/// (a kernel that drops the address protocol, and a VIP label that is the interface's name
+/// alone), it counts as one, as every configured address did before marks existed: a VIP left
+/// by a crash must not stay on two nodes.
 fn is_vip(message: &AddressMessage, label: &str, interface: &str) -> bool {
-    message.attributes.iter().any(|attribute| match attribute {
+    let marked = message.attributes.iter().any(|attribute| match attribute {
         AddressAttribute::Protocol(protocol) => u8::from(*protocol) == VIP_PROTOCOL,
         AddressAttribute::Label(l) => l == label && label != interface,
         AddressAttribute::Flags(flags) => flags.contains(AddressFlags::Nodad),
         _ => false,
+    });
+    let v4 = message.header.family == rtnetlink::packet_route::AddressFamily::Inet;
+    let undecidable = v4 && label == interface && !kernel_keeps_protocols();
+    marked || undecidable
+}
+
+/// Whether the kernel keeps an address's protocol (`IFA_PROTO`, Linux 5.18 on); older ones
+/// drop it, so a VIP they hold carries no mark but its label.
+fn kernel_keeps_protocols() -> bool {
+    static KEEPS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KEEPS.get_or_init(|| {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut numbers = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+        (major, minor) >= (5, 18)
     })
 }
 
@@ -180,4 +200,36 @@ fn address_of(message: &AddressMessage) -> Option<IpNet> {
         _ => None,
     });
     IpNet::new(local.or(address)?, prefix).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use rtnetlink::packet_route::AddressFamily;
+
+    use super::*;
+
+    fn v4(attributes: Vec<AddressAttribute>) -> AddressMessage {
+        let mut message = AddressMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.attributes = attributes;
+        message
+    }
+
+    // Input: IPv4 addresses with protocol 18, with the VIP label, with the interface's own
+    // label, and with a label that is the interface's name on both sides. Output: the first
+    // two are VIPs, the third the interface's own; the last is one only where the kernel
+    // would have dropped the protocol.
+    #[test]
+    fn vips_are_told_by_their_protocol_or_label() {
+        let proto = AddressAttribute::Protocol(AddressProtocol::Other(VIP_PROTOCOL));
+        let label = |l: &str| AddressAttribute::Label(l.to_owned());
+        assert!(is_vip(&v4(vec![proto]), "eth0:53", "eth0"));
+        assert!(is_vip(&v4(vec![label("eth0:53")]), "eth0:53", "eth0"));
+        assert!(!is_vip(&v4(vec![label("eth0")]), "eth0:53", "eth0"));
+        let long = "enp129s0f0np0";
+        assert_eq!(
+            is_vip(&v4(vec![label(long)]), long, long),
+            !kernel_keeps_protocols()
+        );
+    }
 }
