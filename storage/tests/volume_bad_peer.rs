@@ -84,6 +84,25 @@ async fn introduce(
     (reader, writer)
 }
 
+/// Accepts, on `listener` (at `secondary`'s address, which the primary dials), the primary's
+/// connection as `secondary` would, authenticated. The first connection the dialer makes may
+/// be one it gives up (it dials again each `connect_interval`): the first that authenticates.
+async fn accept_primary(listener: &tokio::net::TcpListener, secondary: &Node) -> TcpStream {
+    loop {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let authenticated = peer::authenticate(
+            &mut stream,
+            secondary.config.shared_secret.as_bytes(),
+            Side::Accepting,
+            Duration::from_secs(5),
+        )
+        .await;
+        if authenticated.is_ok() {
+            return stream;
+        }
+    }
+}
+
 impl FakePrimary {
     /// Dials `node` (which listens on the higher port and waits to be dialed, as its real
     /// peer would) and answers its Hello with a matching one: same generations, primary,
@@ -240,21 +259,7 @@ async fn a_write_the_peer_never_acknowledges_ends_the_link_though_it_answers_pin
         .await
         .unwrap();
     let primary = primary_node.start().await;
-    // The first connection the dialer makes may be one it gives up (it dials again each
-    // connect_interval): take the first that authenticates.
-    let stream = loop {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let authenticated = peer::authenticate(
-            &mut stream,
-            secondary_node.config.shared_secret.as_bytes(),
-            Side::Accepting,
-            Duration::from_secs(5),
-        )
-        .await;
-        if authenticated.is_ok() {
-            break stream;
-        }
-    };
+    let stream = accept_primary(&listener, &secondary_node).await;
     let (mut reader, mut writer) = introduce(stream, peer::Role::Secondary, &primary).await;
     // Lively: a ping of its own every 100 ms, and the primary's answered; writes ignored.
     let answering = tokio::spawn(async move {
@@ -350,19 +355,7 @@ async fn writes_the_peer_never_flushed_are_resynced_after_the_link_ends() {
         .await
         .unwrap();
     let primary = primary_node.start().await;
-    let stream = loop {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let authenticated = peer::authenticate(
-            &mut stream,
-            secondary_node.config.shared_secret.as_bytes(),
-            Side::Accepting,
-            Duration::from_secs(5),
-        )
-        .await;
-        if authenticated.is_ok() {
-            break stream;
-        }
-    };
+    let stream = accept_primary(&listener, &secondary_node).await;
     let (mut reader, mut writer) = introduce(stream, peer::Role::Secondary, &primary).await;
     // A secondary that acks every write as written, and answers flushes until the client's
     // has returned: the primary's own flushes, each tick, must not cover the second write.

@@ -65,19 +65,8 @@ fn a_vip_that_is_the_interfaces_own_address_is_kept_at_stop() {
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let config = owner_of(&log, "10.0.0.1/24");
-        let vrrp = Vrrp::prepare(&config, Options::default())
-            .await
-            .unwrap()
-            .start();
-        let ran = async {
-            while !logged_lines(&log).contains(&"master".to_owned()) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), ran)
-            .await
-            .expect("notify_master ran");
+        let vrrp = start(&owner_of(&log, "10.0.0.1/24")).await;
+        wait_state(&vrrp, State::Master).await;
         vrrp.stop().await;
         let shown = Command::new("ip")
             .args(["-4", "addr", "show", "va"])
@@ -103,18 +92,8 @@ fn an_owner_waits_for_its_scripts_first_verdict() {
             "[vrrp.instance.VI_1]",
             "[vrrp.instance.VI_1]\ntrack_scripts = [\"chk\"]",
         ) + "\n[vrrp.script.chk]\ncommand = \"sleep 0.3; exit 1\"\ntimeout = \"5s\"\n";
-        let vrrp = Vrrp::prepare(&parse(&text), Options::default())
-            .await
-            .unwrap()
-            .start();
-        let faulted = async {
-            while vrrp.status()[0].state != State::Fault {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), faulted)
-            .await
-            .expect("never in FAULT");
+        let vrrp = start(&parse(&text)).await;
+        wait_state(&vrrp, State::Fault).await;
         // The notify scripts run one after the other: a `master` queued before the fault
         // would have run by the time a later one does.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -137,10 +116,7 @@ fn losing_the_source_address_faults_until_it_is_back() {
     };
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let vrrp = Vrrp::prepare(&owner(&dir.path().join("log")), Options::default())
-            .await
-            .unwrap()
-            .start();
+        let vrrp = start(&owner(&dir.path().join("log"))).await;
         let netlink = crate::net::Netlink::new().unwrap();
         let va = netlink.link("va").await.unwrap();
         let vip = "10.0.0.100".parse().unwrap();
@@ -168,10 +144,7 @@ fn an_interface_made_again_leaves_the_instance_in_fault() {
     };
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let vrrp = Vrrp::prepare(&owner(&dir.path().join("log")), Options::default())
-            .await
-            .unwrap()
-            .start();
+        let vrrp = start(&owner(&dir.path().join("log"))).await;
         wait_state(&vrrp, State::Master).await;
         ip(&["link", "del", "va"]);
         wait_state(&vrrp, State::Fault).await;
@@ -183,6 +156,14 @@ fn an_interface_made_again_leaves_the_instance_in_fault() {
         assert_eq!(vrrp.status()[0].state, State::Fault);
         vrrp.stop().await;
     });
+}
+
+/// `config` prepared and started, with no follower.
+async fn start(config: &VrrpConfig) -> Vrrp {
+    Vrrp::prepare(config, Options::default())
+        .await
+        .unwrap()
+        .start()
 }
 
 /// Waits (at most 10 s) until the first instance of `vrrp` is in `state`.
@@ -214,10 +195,7 @@ fn a_vip_left_by_a_crash_is_removed_at_start() {
         let dir = tempfile::tempdir().unwrap();
         // A backup for a long while: 3 adverts of 10 s before it would take over.
         let config = instance(&dir.path().join("log"), "10.0.0.100/32", 100, "10s");
-        let vrrp = Vrrp::prepare(&config, Options::default())
-            .await
-            .unwrap()
-            .start();
+        let vrrp = start(&config).await;
         let removed = async {
             while netlink.has_address(&va, vip.addr()).await.unwrap() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
