@@ -68,8 +68,27 @@ fn protocol_a_writes_are_on_the_secondary_after_a_flush() {
     let data = nbdcopy_random(&a, true);
     assert!(
         backing(&b) == data,
-        "the secondary's copy differs after the flush"
+        "the secondary's copy differs after the flush; {}",
+        diagnosis(&a, &b)
     );
+}
+
+/// Both nodes' status and warnings, for a failure message: a copy that differs is the
+/// link's or a disk's doing (a full disk on the test machine), which only these tell apart.
+fn diagnosis(a: &Fulcrum, b: &Fulcrum) -> String {
+    let warnings = |node: &Fulcrum| {
+        node.logs()
+            .into_iter()
+            .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR")
+            .collect::<Vec<_>>()
+    };
+    format!(
+        "primary: {:#} {:#?}\nsecondary: {:#} {:#?}",
+        status(a),
+        warnings(a),
+        status(b),
+        warnings(b)
+    )
 }
 
 /// `fulcrum status volume --json` of `node`.
@@ -115,8 +134,16 @@ fn protocol_c_writes_are_on_the_secondary_when_nbdcopy_returns() {
     // 256 MiB of random data through NBD, no flush asked: with protocol C, acknowledged
     // means on both disks.
     let data = nbdcopy_random(&a, false);
-    assert!(backing(&a) == data, "the primary's own copy differs");
-    assert!(backing(&b) == data, "the secondary's copy differs");
+    assert!(
+        backing(&a) == data,
+        "the primary's own copy differs; {}",
+        diagnosis(&a, &b)
+    );
+    assert!(
+        backing(&b) == data,
+        "the secondary's copy differs; {}",
+        diagnosis(&a, &b)
+    );
 
     // The /proc/drbd view.
     let text = status_text(&a, "volume");

@@ -49,6 +49,24 @@ async fn a_fresh_pair_connects_up_to_date_without_a_sync() {
     vb.stop().await;
 }
 
+// Input: the dialing node A started alone, its first dial refused, so that it sits out a
+// 60 s connect interval; then B starts. Output: the pair connects well within that interval
+// (B's start wakes A's dialer).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pair_started_one_node_after_the_other_connects_at_once() {
+    let (mut a, b) = pair(4 * MIB, Protocol::C, Role::Secondary);
+    a.config.connect_interval = Duration::from_secs(60);
+    let va = a.start().await;
+    // A dials as it starts; B is not listening yet, so the dial is refused at once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_ne!(va.status().connection, ConnState::Connected);
+    let vb = b.start().await;
+    wait_connected(&va).await;
+    wait_connected(&vb).await;
+    va.stop().await;
+    vb.stop().await;
+}
+
 // Input: B's backing file already holds data (adopted: Fulcrum did not create it), A's is new
 // (zeros, UpToDate); both secondary. Output: B, Inconsistent, is resynced whole from A, and the
 // two files end identical. (B's metadata started with an empty bitmap, the resync copied
@@ -114,6 +132,31 @@ async fn protocol_a_writes_are_on_the_secondary_after_a_flush() {
     assert_same_files(&a.backing(), &b.backing());
     va.stop().await;
     vb.stop().await;
+}
+
+// Input: for each protocol, a connected pair whose secondary's disk fails over one 4 KiB
+// block; a write there through the primary, then a flush. Output: the client's write and flush
+// succeed (the primary's copy is good), and the primary has the block marked out of sync, so
+// the next connection resyncs it; with protocol A too, whose writes the peer never acks unless
+// they fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_the_secondary_failed_is_out_of_sync_on_the_primary() {
+    for protocol in [Protocol::A, Protocol::B, Protocol::C] {
+        let (a, b) = pair(4 * MIB, protocol, Role::Primary);
+        let (va, vb) = start_connected(&a, &b).await;
+        vb.inject_local_io_errors(MIB, BLOCK);
+        let export = va.export();
+        export
+            .write(MIB, Bytes::from(pattern(5, BLOCK as usize)), false)
+            .await
+            .unwrap();
+        export.flush().await.unwrap();
+        let s = va.status();
+        assert_eq!(s.out_of_sync_bytes, BLOCK, "{protocol:?}: {s:#?}");
+        assert_eq!(s.counters.writes_out_of_sync, 1, "{protocol:?}: {s:#?}");
+        va.stop().await;
+        vb.stop().await;
+    }
 }
 
 // Input: 32 MiB of random data copied by libnbd's nbdcopy to the primary's NBD export

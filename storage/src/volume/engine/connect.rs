@@ -9,7 +9,8 @@
 //!
 //! A promotion that finds the link down asks for the peer now (see `reach`): the dialer's pause
 //! ends early when its own node wakes it, or when the accepting node connects to the dialer's
-//! listener, which the dialer otherwise never reads, to say "dial me".
+//! listener, which the dialer otherwise never reads, to say "dial me". The accepting node also
+//! says so when it starts, so that a pair started one node after the other connects at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use super::counting::{Counted, Direction};
 use super::handshake::{self, Failure};
 use super::inner::Inner;
 use super::link::Request;
+use super::reach;
 use super::session::{self, End};
 use super::status::{ConnState, Counters, VolumeEvent};
 use crate::volume::config::VolumeConfig;
@@ -41,6 +43,16 @@ pub(crate) async fn run(inner: Arc<Inner>, listener: TcpListener) {
         (config.connect_interval * 32).max(Duration::from_secs(30)),
     );
     let mut admin = inner.admin.subscribe();
+    if !dialer {
+        // The dialer may have started first and be sitting out its backoff: our start is
+        // worth a dial now, as when both of DRBD's nodes dial.
+        let waker = Arc::clone(&inner);
+        tokio::spawn(async move {
+            if let Err(error) = reach::wake_peer(&waker).await {
+                debug!(volume = %waker.config.name, %error, "peer not there to wake at start");
+            }
+        });
+    }
     loop {
         if inner.cancel.is_cancelled() {
             return;
@@ -168,9 +180,10 @@ pub(crate) fn dials(config: &VolumeConfig) -> bool {
     config.listen < config.peer
 }
 
-/// The dialer's wait before its next attempt. A promotion on either node cuts it short, but
-/// never below [`peer::MIN_CONNECT_INTERVAL`] from its start, so that wake-ups repeated by a
-/// confused or hostile peer cannot make a tight loop; the backoff itself is left as it is.
+/// The dialer's wait before its next attempt. A promotion on either node, or the accepting
+/// node's start, cuts it short, but never below [`peer::MIN_CONNECT_INTERVAL`] from its start,
+/// so that wake-ups repeated by a confused or hostile peer cannot make a tight loop; the
+/// backoff itself is left as it is.
 async fn pause(inner: &Inner, listener: &TcpListener, backoff: &mut Backoff) {
     let delay = backoff.next_delay();
     let now = Instant::now();
@@ -197,7 +210,7 @@ async fn pause(inner: &Inner, listener: &TcpListener, backoff: &mut Backoff) {
             }
         },
     };
-    info!(volume = %inner.config.name, by, "redialing the peer at once: a promotion waits for it");
+    info!(volume = %inner.config.name, by, "redialing the peer at once: woken");
     // The early dial is the promotion's, not a retry of the schedule's: its failure must not
     // lengthen the next wait (a node promoted at start, before its peer runs, would otherwise
     // wait twice the connect interval for a peer that starts a moment later).

@@ -91,7 +91,7 @@ pub(crate) async fn before_promotion(inner: &Inner) {
 
 /// The accepting node's wake-up call: a bare connection to the peer's listener, closed at once.
 /// Refused or unanswered, the peer is not there to dial us.
-async fn wake_peer(inner: &Inner) -> std::io::Result<()> {
+pub(crate) async fn wake_peer(inner: &Inner) -> std::io::Result<()> {
     let config = &inner.config;
     match tokio::time::timeout(config.timeout, TcpStream::connect(config.peer)).await {
         Ok(stream) => stream.map(drop),

@@ -762,6 +762,14 @@ impl Session<'_> {
 
     fn on_ack(&mut self, seq: u64, kind: AckKind) {
         let Some(pending) = self.pending.remove(&seq) else {
+            // Already acknowledged to our client (protocol A on sending, B on receipt): a
+            // failure the peer's disk reports later still leaves its copy short of the write.
+            if kind == AckKind::Failed
+                && let Some((offset, len)) = self.unflushed.remove(&seq)
+            {
+                Counters::add(&self.inner.counters.writes_out_of_sync, 1);
+                self.peer_failed(offset, len);
+            }
             return;
         };
         let delivery = match kind {
@@ -770,17 +778,21 @@ impl Session<'_> {
                 Delivery::Done
             }
             AckKind::Failed => {
-                let (offset, len) = (pending.offset, pending.len);
-                warn!(volume = %self.inner.config.name, offset, len, "peer failed a write: out of sync");
-                self.inner.meta.post(move |m| {
-                    let _ = m.mark_out_of_sync(offset, len);
-                });
+                self.peer_failed(pending.offset, pending.len);
                 Delivery::Failed
             }
         };
         if let Some(done) = pending.done {
             let _ = done.send(delivery);
         }
+    }
+
+    /// The peer could not write `[offset, offset + len)`: resynced at the next connection.
+    fn peer_failed(&self, offset: u64, len: u64) {
+        warn!(volume = %self.inner.config.name, offset, len, "peer failed a write: out of sync");
+        self.inner.meta.post(move |m| {
+            let _ = m.mark_out_of_sync(offset, len);
+        });
     }
 
     async fn on_applied(&mut self, applied: Applied, writer: &mut Writer) -> Result<(), End> {
