@@ -560,3 +560,73 @@ async fn a_sync_target_that_asks_and_never_reads_is_held_back() {
     assert!(drained.is_ok(), "{answers} of {REQUESTS} answers came");
     assert_eq!(source.status().connection, ConnState::SyncSource);
 }
+
+// Input: a 128 GiB secondary (a 4 MiB bitmap) with a 1 s timeout, so a 5 s handshake limit,
+// and a peer, this test, Inconsistent, that sends its bitmap in 32 KiB pieces, one every
+// 50 ms: about 6.4 s in all, never silent. Output: the handshake completes and the volume
+// becomes SyncSource. (A fixed limit on the whole handshake dropped the link, and a large
+// volume over a slow link could never connect.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_but_steady_bitmap_exchange_is_not_cut_short() {
+    const PIECE: usize = 32 << 10;
+    let (_, mut node) = pair(128 << 30, Protocol::C, Role::Secondary);
+    node.config.timeout = Duration::from_secs(1);
+    let source = node.start().await;
+    let (read, write) = dial(&node).await.into_split();
+    let (mut reader, mut writer) = (MessageReader::new(read), MessageWriter::new(write));
+    answer_hello(
+        &mut reader,
+        &mut writer,
+        peer::Role::Secondary,
+        DiskState::Inconsistent,
+    )
+    .await;
+    let mut len = 0;
+    loop {
+        let Some(Message::Bitmap { last, bits, .. }) = reader.next().await.unwrap() else {
+            panic!("the volume's bitmap expected after the Hellos");
+        };
+        len += bits.len();
+        if last {
+            break;
+        }
+    }
+    let pieces = len.div_ceil(PIECE);
+    assert!(pieces >= 128, "a bitmap of {len} bytes");
+    for i in 0..pieces {
+        let piece = Message::Bitmap {
+            offset: (i * PIECE) as u64,
+            last: i + 1 == pieces,
+            bits: Bytes::from(vec![0u8; PIECE.min(len - i * PIECE)]),
+        };
+        writer.send(&piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for(&source, "SyncSource", |s| {
+        s.connection == ConnState::SyncSource
+    })
+    .await;
+    source.stop().await;
+}
+
+// Input: a 512 GiB secondary (a 16 MiB bitmap, so the handshake may last 5 + 16 s in all) with
+// a 1 s timeout, and a peer, this test, that reads its Hello and then says nothing with the
+// link open. Output: the volume drops the link once nothing has crossed it for 5 s, well
+// before that bound.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_silent_in_the_handshake_is_dropped() {
+    let (_, mut node) = pair(512 << 30, Protocol::C, Role::Secondary);
+    node.config.timeout = Duration::from_secs(1);
+    let volume = node.start().await;
+    let (read, _write) = dial(&node).await.into_split();
+    let mut reader = MessageReader::new(read);
+    let Some(Message::Hello(_)) = reader.next().await.unwrap() else {
+        panic!("the volume's Hello expected first");
+    };
+    let dropped = tokio::time::timeout(Duration::from_secs(15), reader.next()).await;
+    assert!(
+        matches!(dropped, Ok(Ok(None) | Err(_))),
+        "the link is still open: {dropped:?}"
+    );
+    volume.stop().await;
+}

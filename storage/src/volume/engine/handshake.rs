@@ -9,7 +9,10 @@
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::decide::{self, First, Intent, Plan, Refusal};
@@ -53,7 +56,15 @@ impl From<super::error::VolumeError> for Failure {
     }
 }
 
+/// The slowest bitmap exchange [`run`] waits for, in bytes per second: a peer that sends its
+/// bitmap slower than this, however steadily, is dropped.
+const SLOWEST_BITMAP: u64 = 1 << 20;
+
 /// Runs the handshake; `dialer` says which end of the connection we are.
+///
+/// It fails when the link carries no byte either way for `4 × timeout` (at least 5 s): a peer
+/// that went silent. A bitmap exchange that keeps moving may take longer (a 64 TiB volume's is
+/// 2 GiB each way: about 17 s on 1 GbE), but not longer than at [`SLOWEST_BITMAP`].
 pub(crate) async fn run(
     inner: &Arc<Inner>,
     reader: &mut Reader,
@@ -61,18 +72,40 @@ pub(crate) async fn run(
     dialer: bool,
     discard_my_data: bool,
 ) -> Result<Established, Failure> {
-    // Long enough for a bitmap exchange of a large volume, short enough not to hang.
-    let limit = (inner.config.timeout * 4).max(std::time::Duration::from_secs(5));
-    match tokio::time::timeout(
-        limit,
+    let stall = (inner.config.timeout * 4).max(Duration::from_secs(5));
+    let bitmap = Bitmap::new(inner.config.backing.size).encoded_len() as u64;
+    let bound = stall + Duration::from_secs(bitmap.div_ceil(SLOWEST_BITMAP));
+    let handshake = tokio::time::timeout(
+        bound,
         exchange(inner, reader, writer, dialer, discard_my_data),
-    )
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => {
-            warn!(volume = %inner.config.name, "handshake timed out");
-            Err(Failure::Retry)
+    );
+    let why = tokio::select! {
+        outcome = handshake => match outcome {
+            Ok(result) => return result,
+            Err(_) => "it took too long",
+        },
+        () = stalled(inner, stall) => "the link was silent",
+    };
+    warn!(volume = %inner.config.name, why, "handshake timed out");
+    Err(Failure::Retry)
+}
+
+/// Returns once no byte has crossed the link, either way, for `stall`.
+async fn stalled(inner: &Inner, stall: Duration) {
+    let counters = &inner.counters;
+    let crossed = || {
+        counters.net_sent.load(Ordering::Relaxed) + counters.net_received.load(Ordering::Relaxed)
+    };
+    let mut last = crossed();
+    let mut since = Instant::now();
+    let mut ticks = tokio::time::interval(stall / 8);
+    loop {
+        ticks.tick().await;
+        let now = crossed();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= stall {
+            return;
         }
     }
 }
