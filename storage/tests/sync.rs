@@ -1004,3 +1004,42 @@ async fn nothing_is_received_into_a_root_that_lost_its_marker() {
     std::fs::rename(&mounted, &n[1].root).unwrap();
     stop_both(a, b).await;
 }
+
+// Input: `src/f` synced; on B (whose watcher waits 10 s before it looks) `src` is swapped for
+// a symlink to a directory outside the tree holding a file just like `f` (content, size, mode,
+// mtime); then A moves `src/f` to `dst/f`. Output: B takes `dst/f` from A, and the outside
+// file stays where it is. (B took the outside file, reached through the symlink, for the
+// rename's source and moved it into its tree.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rename_never_moves_a_file_from_behind_a_symlink() {
+    let mut n = nodes(&["a", "b"]);
+    let a = n[0].start().await;
+    let blind = SyncOptions {
+        watch: Some(WatchOptions::new(Duration::from_secs(10))),
+        ..SyncOptions::default()
+    };
+    let b = n[1].start_with(blind).await;
+    connected(&a, Duration::from_secs(5)).await;
+    let content = b"the same bytes on both sides".repeat(100);
+    n[0].write("src/f", &content);
+    converge(&n[0], &n[1], PATIENCE).await;
+
+    // Beside B's root, on its filesystem, so that a rename could move it.
+    let outside = n[1].path("").parent().unwrap().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let lure = outside.join("f");
+    fs::copy(n[1].path("src/f"), &lure).unwrap();
+    set_mtime(&lure, mtime(&n[1].path("src/f")));
+    fs::rename(n[1].path("src"), n[1].path("src.old")).unwrap();
+    std::os::unix::fs::symlink(&outside, n[1].path("src")).unwrap();
+
+    fs::create_dir(n[0].path("dst")).unwrap();
+    fs::rename(n[0].path("src/f"), n[0].path("dst/f")).unwrap();
+    let arrived = wait_for(PATIENCE, || {
+        fs::read(n[1].path("dst/f")).is_ok_and(|got| got == content)
+    })
+    .await;
+    assert!(arrived.is_some(), "dst/f never reached B");
+    assert!(lure.exists(), "the file outside the tree was moved into it");
+    stop_both(a, b).await;
+}

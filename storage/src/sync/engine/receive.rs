@@ -770,6 +770,9 @@ fn prepare(
                         && e.hash == target.entry.hash
                         && e.path != target.entry.path
                         && e.size == target.entry.size
+                        // Not through a directory swapped for a symlink: the file it leads to
+                        // is outside the tree, and would be moved into it.
+                        && fsops::check_parents(root, &e.path, false).is_ok()
                         && disk_matches(root, &e.path, Some(e))
                 })
                 .map(|e| e.path.clone());
@@ -790,13 +793,16 @@ fn prepare(
                     let apply = || -> io::Result<Applied> {
                         let before = unix_ns(SystemTime::now());
                         fsops::check_parents(root, &target.entry.path, true)?;
+                        fsops::check_parents(root, &source, false)?;
                         fsops::set_attributes(
                             &from,
                             target.entry.mode,
                             Some(target.entry.mtime_ns),
                             target.entry.owner,
                         )?;
-                        fsops::rename_into(&from, root, &target.entry.path)?;
+                        // Both ends resolved beneath the root, so that a parent swapped for a
+                        // symlink since the check fails the move rather than redirect it.
+                        fsops::rename_noreplace_beneath(root, &source, &target.entry.path)?;
                         fsops::recorded(&path, target.entry.mtime_ns, before)
                     };
                     let applied = apply().map_err(|e| retry(&remote, e))?;
