@@ -1043,3 +1043,48 @@ async fn a_rename_never_moves_a_file_from_behind_a_symlink() {
     assert!(lure.exists(), "the file outside the tree was moved into it");
     stop_both(a, b).await;
 }
+
+/// The temporary files of transfers under `node`'s root and state directory.
+fn temp_files(node: &Node) -> Vec<String> {
+    [node.root.as_path(), node.state.as_path()]
+        .into_iter()
+        .flat_map(everything)
+        .map(|(path, _)| path)
+        .filter(|path| {
+            std::path::Path::new(path)
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with(".fulcrum-tmp-"))
+                && !fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        })
+        .collect()
+}
+
+// Input: a raw peer sends a 4 MiB file, answers A's request for it with its first 2 MiB, then
+// drops the link. Output: A removes the partial temporary file. (It stayed until the next
+// start: one partial copy per dropped link, on a flapping link, until the disk was full.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_cut_by_the_link_leaves_no_partial_file() {
+    let mut a = node_for_raw_peer("a");
+    let set = a.start().await;
+    let (mut reader, mut writer) = raw_peer(&a).await;
+    let content = vec![7u8; 4 << 20];
+    send_entries(&mut writer, 1, vec![file_entry("big.bin", &content)]).await;
+    loop {
+        let msg = next_within(&mut reader, 10 * SECOND)
+            .await
+            .expect("the link failed")
+            .expect("the link closed");
+        if let Message::Get(request) = msg {
+            let data = bytes::Bytes::copy_from_slice(&content[..2 << 20]);
+            let id = request.id;
+            writer.send(&Message::Data { id, data }).await.unwrap();
+            break;
+        }
+    }
+    let started = wait_for(5 * SECOND, || !temp_files(&a).is_empty()).await;
+    assert!(started.is_some(), "no temporary file for the transfer");
+    drop((reader, writer));
+    let removed = wait_for(5 * SECOND, || temp_files(&a).is_empty()).await;
+    assert!(removed.is_some(), "left behind: {:?}", temp_files(&a));
+    set.stop().await.unwrap();
+}

@@ -171,9 +171,11 @@ fn temp_in(dir: &Path) -> PathBuf {
 }
 
 /// A file being received: written under a temporary name, and hashed as it is written unless
-/// its content is hashed elsewhere.
+/// its content is hashed elsewhere. Dropped before it is finished (given up on, or left when a
+/// link ends mid-transfer), it is removed: a partial copy would otherwise stay until the next
+/// start, one per dropped link for a large file on a flapping one.
 pub(super) struct TempFile {
-    pub(super) path: PathBuf,
+    pub(super) path: TempPath,
     file: File,
     hasher: Option<ContentHasher>,
     pub(super) written: u64,
@@ -193,6 +195,33 @@ impl std::fmt::Debug for TempFile {
             .field("path", &self.path)
             .field("written", &self.written)
             .finish()
+    }
+}
+
+/// A temporary file's name, removed with it when dropped unless [kept](TempPath::keep).
+#[derive(Debug)]
+pub(super) struct TempPath(PathBuf);
+
+impl TempPath {
+    /// The name, no longer removed on drop: the file is on its way into the tree.
+    fn keep(mut self) -> PathBuf {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl std::ops::Deref for TempPath {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.0);
+        }
     }
 }
 
@@ -223,7 +252,7 @@ impl TempFile {
             }
         };
         Ok(Self {
-            path,
+            path: TempPath(path),
             file,
             hasher: hashed.then(ContentHasher::new),
             written: 0,
@@ -266,16 +295,15 @@ impl TempFile {
         }
         crate::dirty_pages::start_writeback(&self.file);
         Ok(Unsynced {
-            path: self.path,
+            path: self.path.keep(),
             file: self.file,
             hash: self.hasher.map(|hasher| hasher.finish()),
         })
     }
 
-    /// Gives up on the file.
+    /// Gives up on the file: closed and removed.
     pub(super) fn discard(self) {
-        drop(self.file);
-        let _ = fs::remove_file(&self.path);
+        drop(self);
     }
 }
 
