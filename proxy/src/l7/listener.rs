@@ -27,9 +27,13 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(crate) type FrontendName = Arc<ArcSwap<String>>;
 
 /// Binds `addr` the way a load balancer needs: SO_REUSEADDR so a restart does not wait for
-/// TIME_WAIT, IP_FREEBIND so a VIP not yet on this node can be bound, a deep backlog.
+/// TIME_WAIT, IP_FREEBIND so a VIP not yet on this node can be bound, a deep backlog, and
+/// TCP_NODELAY, which every accepted connection inherits (as HAProxy sets it on its
+/// listeners): a response, or an L4 relay's write, that goes out in pieces must not wait for
+/// the client's delayed ACK of the first.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = crate::net::bind_freebind(addr, socket2::Type::STREAM)?;
+    socket.set_tcp_nodelay(true)?;
     socket.listen(4096)?;
     TcpListener::from_std(socket.into())
 }
@@ -82,7 +86,6 @@ pub(crate) async fn accept_loop(
             () = stop.cancelled() => return,
         };
         let accepted = Instant::now();
-        let _ = stream.set_nodelay(true);
         let local = stream.local_addr().ok().or(local).unwrap_or(peer);
         let rt2 = Arc::clone(&rt);
         let frontend = Arc::clone(&frontend);
@@ -195,4 +198,22 @@ async fn is_h2c(conn: &mut Conn<TcpStream>, timeout: std::time::Duration) -> boo
         }
     };
     with_timeout(timeout, sniff).await.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::bind;
+
+    /// Both tiers' client connections come from this listener: each must have Nagle off
+    /// without a system call of its own.
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }
