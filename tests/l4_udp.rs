@@ -122,6 +122,43 @@ async fn a_udp_flow_leaves_a_server_that_goes_down_when_not_quiescent() {
     }
 }
 
+// Input: a UDP service over real server `one`; a client whose flow went there and that keeps
+// sending; then a reload that replaces `one` by `two`. Output: the client's datagrams reach
+// `two`. (The flow kept going to the removed server for as long as the client kept sending,
+// each datagram renewing its idle timeout.)
+#[tokio::test]
+async fn a_udp_flow_leaves_a_server_a_reload_removed() {
+    let (one, two) = (
+        Echo::named("127.0.0.1", "one:").await,
+        Echo::named("127.0.0.1", "two:").await,
+    );
+    let service = |real: SocketAddr| {
+        format!(
+            "[virtual_server.dns]\nlisten = \"127.0.0.1:0\"\nprotocol = \"udp\"\nscheduler = \"rr\"\n\
+             timeout = {{ idle = \"30s\" }}\nreal_servers = [{{ address = \"{real}\" }}]\n"
+        )
+    };
+    let fulcrum = Fulcrum::start(&service(one.addr));
+    let vip = fulcrum.virtual_server_addr("dns");
+    let client = client(vip).await;
+    assert_eq!(ask(&client, b"x", PATIENCE).await.unwrap(), b"one:x");
+
+    fulcrum.write_config(&service(two.addr));
+    assert!(fulcrum.reload());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let answer = ask(&client, b"x", Duration::from_millis(300)).await;
+        if answer.as_deref() == Some(b"two:x") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flow stayed on the removed server: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A UDP server that sends every datagram back to its sender.
 struct Echo {
     addr: SocketAddr,

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     proxy_protocol,
-    service::{ConnEntry, Pick, Service},
+    service::{ConnEntry, Pick, Real, Service},
 };
 use crate::{
     config::ProxyProtocol,
@@ -192,6 +192,8 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         // Without quiescence a DOWN server loses its flows at once, as its TCP connections are
         // reset (IPVS's expire_nodest_conn): a client that keeps sending would otherwise stay
         // on it for ever, each datagram renewing the idle timeout.
+        // Likewise a server a reload removed: IPVS forwards nothing more to a deleted dest,
+        // and this flow's next datagram is scheduled among the servers there are now.
         let down = super::tcp::until_taken_out(service, &flow2.pick.real);
         tokio::select! {
             () = replies(service, &endpoint.socket, &flow2, client, endpoint.epoch) => {}
@@ -199,6 +201,7 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
             () = flow2.pick.real.server.sessions_shut(epoch) => {}
             () = flow2.ended.cancelled() => {}
             () = down => {}
+            () = until_removed(service, &flow2.pick.real) => {}
         }
         endpoint.flows.remove(&client);
         drop(entry);
@@ -206,6 +209,23 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         service.release(&flow2.pick);
     });
     Some(flow)
+}
+
+/// Resolves once a reload has left `real` out of `service`'s real servers and fallback.
+async fn until_removed(service: &Service, real: &Arc<Real>) {
+    loop {
+        let reconfigured = service.reconfigured.notified();
+        tokio::pin!(reconfigured);
+        reconfigured.as_mut().enable();
+        let members = service.members();
+        if !members
+            .find(real.addr())
+            .is_some_and(|r| Arc::ptr_eq(r, real))
+        {
+            return;
+        }
+        reconfigured.await;
+    }
 }
 
 /// Sends the real server's replies to `client` until the flow is idle for `timeout.idle`.
