@@ -683,3 +683,27 @@ fn assert_not_in_maint(socket: &Path, line_start: &str) {
     let line = out.lines().find(|l| l.starts_with(line_start)).unwrap();
     assert!(!line.contains("MAINT"), "{out}");
 }
+
+// Input: `[admin]` and `[nrpe]` listening on 192.0.2.77, an address this host does not hold
+// (a VIP, on the node that is BACKUP). Output: fulcrum starts, as it does with a frontend on
+// such an address. (Both were bound without IP_FREEBIND: the start failed with
+// EADDRNOTAVAIL, and the HA pair lost its standby.)
+#[test]
+fn admin_and_nrpe_start_on_a_vip_the_node_does_not_hold_yet() {
+    let fulcrum = Fulcrum::start(
+        "[admin]\nlisten = \"192.0.2.77:0\"\nusers = [{ name = \"admin\", password = \"s3cret\" }]\n\n\
+         [nrpe]\nlisten = \"192.0.2.77:0\"\n",
+    );
+    let logs = fulcrum.logs();
+    for what in ["admin", "nrpe"] {
+        assert!(
+            logs.iter().any(|l| l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(what) && m.contains("listening"))
+                && l["addr"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("192.0.2.77:"))),
+            "no {what} listener on 192.0.2.77: {logs:#?}"
+        );
+    }
+}

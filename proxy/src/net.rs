@@ -1,31 +1,13 @@
-//! Socket set-up both tiers share: binding an address the node may not hold yet (a VIP), and
-//! opening a socket to a real server from the client's own address (transparent mode).
+//! Socket set-up both tiers share: opening a socket to a real server from the client's own
+//! address (transparent mode). Listeners are bound with [`fulcrum_common::net::bind_freebind`].
 
 use std::{
     io,
     net::{IpAddr, SocketAddr},
 };
 
-use socket2::{Domain, Protocol, Socket, Type};
-
-/// A nonblocking TCP or UDP socket bound to `addr` with IP_FREEBIND, so a VIP not yet on this
-/// node can be bound and serves the moment it arrives; TCP also gets SO_REUSEADDR, so a restart
-/// does not wait for TIME_WAIT. IPv6 sockets also take IPv4 (`[::]` means both).
-pub(crate) fn bind_freebind(addr: SocketAddr, ty: Type) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), ty, protocol(ty))?;
-    if ty == Type::STREAM {
-        socket.set_reuse_address(true)?;
-    }
-    if addr.is_ipv6() {
-        socket.set_only_v6(false).ok();
-        socket.set_freebind_v6(true).ok();
-    } else {
-        socket.set_freebind_v4(true).ok();
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    Ok(socket)
-}
+use fulcrum_common::net::protocol;
+use socket2::{Domain, Socket, Type};
 
 /// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how a dual-stack listener sees an
 /// IPv4 client) turned back into IPv4: the schedulers hash it, persistence keys on it, the PROXY
@@ -51,12 +33,4 @@ pub(crate) fn bind_transparent(real: SocketAddr, source: IpAddr, ty: Type) -> io
     socket.set_nonblocking(true)?;
     socket.bind(&SocketAddr::new(source, 0).into())?;
     Ok(socket)
-}
-
-fn protocol(ty: Type) -> Option<Protocol> {
-    Some(if ty == Type::DGRAM {
-        Protocol::UDP
-    } else {
-        Protocol::TCP
-    })
 }

@@ -97,8 +97,9 @@ impl AdminServer {
             Some(path) => Some(TlsAcceptor::from(tls::server_config(path)?)),
             None => None,
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
+        // IP_FREEBIND, as the frontends: a stats page on a VIP starts on the backup node too.
+        let listener = fulcrum_common::net::tcp_listener(config.listen, 1024)
+            .and_then(TcpListener::from_std)
             .map_err(|source| Error::Bind {
                 addr: config.listen,
                 source,

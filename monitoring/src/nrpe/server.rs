@@ -76,7 +76,10 @@ impl NrpeServer {
             addr: config.listen,
             source,
         };
-        let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
+        // IP_FREEBIND, as the frontends: an agent on a VIP starts on the backup node too.
+        let listener = fulcrum_common::net::tcp_listener(config.listen, 1024)
+            .and_then(TcpListener::from_std)
+            .map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
         let metrics = Metrics::register(registry)?;
         if config.allow_arguments {

@@ -53,7 +53,7 @@ struct Flow {
 
 /// Binds a UDP virtual address with IP_FREEBIND, so a VIP this node does not hold yet works.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    UdpSocket::from_std(crate::net::bind_freebind(addr, socket2::Type::DGRAM)?.into())
+    UdpSocket::from_std(fulcrum_common::net::bind_freebind(addr, socket2::Type::DGRAM)?.into())
 }
 
 /// What a virtual address's receive loop shares with the tasks of its flows.

@@ -32,10 +32,9 @@ pub(crate) type FrontendName = Arc<ArcSwap<String>>;
 /// listeners): a response, or an L4 relay's write, that goes out in pieces must not wait for
 /// the client's delayed ACK of the first.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = crate::net::bind_freebind(addr, socket2::Type::STREAM)?;
-    socket.set_tcp_nodelay(true)?;
-    socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
+    let listener = fulcrum_common::net::tcp_listener(addr, 4096)?;
+    socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+    TcpListener::from_std(listener)
 }
 
 /// Accepts clients on `listener` for the frontend `frontend` names (a reload may hand the
