@@ -110,12 +110,14 @@ impl AdminSection {
             // Requests arrive percent-encoded and are matched as they come: a space or a
             // non-ASCII letter here would never match, and could not go into the session
             // cookie's `Path` either.
-            if !path.get_ref().starts_with('/') || !path.get_ref().bytes().all(is_path_byte) {
+            // `//host/...` would be a URL of another host in the page's links, its form's
+            // `action` and the redirect after an action, which would then post there.
+            let text = path.get_ref();
+            if !text.starts_with('/') || text.starts_with("//") || !text.bytes().all(is_path_byte) {
                 errors.push(ConfigError::at(
                     path,
                     format!(
-                        "`{}` is not a path: write one that starts with `/`, made of letters, digits and `/-._~!$&'()*+,=:@` (no `?`, `#`, `;`, `%` or spaces)",
-                        path.get_ref()
+                        "`{text}` is not a path: write one that starts with a single `/`, made of letters, digits and `/-._~!$&'()*+,=:@` (no `?`, `#`, `;`, `%` or spaces)",
                     ),
                 ));
             }
@@ -159,6 +161,15 @@ impl AdminSection {
                 user.password.as_ref(),
                 user.password_file.as_ref(),
             ) {
+                Ok(Some(password)) if password.is_empty() => {
+                    let span = (user.password.as_ref().map(|p| p.span()))
+                        .or_else(|| user.password_file.as_ref().map(|p| p.span()))
+                        .unwrap_or_else(|| user.name.span());
+                    errors.push(ConfigError::spanned(
+                        span,
+                        format!("user `{name}` has an empty password: anyone could log in"),
+                    ));
+                }
                 Ok(Some(password)) => users.push(User {
                     name: name.clone(),
                     password,

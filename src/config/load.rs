@@ -667,6 +667,34 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
         );
     }
 
+    // Input: a stats path starting with `//`, then an admin user with an empty password,
+    // inline and in a file holding only a newline. Output: each refused at its key. (`//stats`
+    // made the page's links and form point at the host `stats`; an empty password let anyone
+    // log in as that user.)
+    #[test]
+    fn a_protocol_relative_stats_path_and_an_empty_password_are_refused() {
+        let errs = errors(&format!(
+            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\nstats_path = \"//stats\"\n"
+        ));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].key, "admin.stats_path");
+        let errs = errors(&format!(
+            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\nusers = [{{ name = \"admin\", password = \"\" }}]\n"
+        ));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].key.starts_with("admin.users"), "{errs:#?}");
+        assert!(errs[0].message.contains("empty password"), "{errs:#?}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "\n").unwrap();
+        let errs = errors(&format!(
+            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\nusers = [{{ name = \"admin\", password_file = \"{}\" }}]\n",
+            file.display()
+        ));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].message.contains("empty password"), "{errs:#?}");
+    }
+
     // Input: `[admin] tls.cert` naming a file that does not exist, then the proxy's test
     // certificate. Output: the first is an error at its key (it used to pass `fulcrum check`
     // and fail the start with no place in the file); the second loads.
