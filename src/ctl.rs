@@ -11,6 +11,15 @@ pub(crate) fn ctl(config_path: &Path, socket: Option<&Path>, request: &str) -> E
         return ExitCode::FAILURE;
     };
     match control::ask(&path, request) {
+        // Every answer is at least a line: none means the process closed the connection
+        // first (it is stopping), and whatever was asked may not have been done.
+        Ok(answer) if answer.is_empty() => {
+            eprintln!(
+                "fulcrum: the running fulcrum at {} closed the connection without an answer (is it stopping?)",
+                path.display()
+            );
+            ExitCode::FAILURE
+        }
         Ok(answer) => match answer.strip_prefix(control::ERROR_PREFIX) {
             Some(error) => {
                 eprint!("fulcrum: {error}");

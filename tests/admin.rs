@@ -637,6 +637,31 @@ fn ctl_as_root_talks_to_an_appliance_run_as_its_own_user() {
     assert_eq!(out.trim(), "served");
 }
 
+// Input: a control socket whose server reads the request and closes the connection without
+// an answer, as a process that is stopping does. Output: `fulcrum ctl` fails (exit 1) and says
+// so. (It printed nothing and exited 0, as if the action had been done.)
+#[test]
+fn ctl_fails_when_the_process_closes_without_an_answer() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("fulcrum.sock");
+    let binding = dir.path().join("fulcrum.sock.new");
+    let listener = std::os::unix::net::UnixListener::bind(&binding).unwrap();
+    std::fs::rename(&binding, &socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(&stream)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    });
+    let (ok, out, err) = ctl(&socket, &["set", "server", "web/s1", "state", "maint"]);
+    assert_eq!(server.join().unwrap(), "set server web/s1 state maint\n");
+    assert!(!ok, "ctl succeeded on no answer: {out}");
+    assert!(err.contains("without an answer"), "{err}");
+}
+
 /// Whether this test can run a process as another user: root, with python3. Says why when it
 /// skips (to do `what`); in CI, which runs as root, not being able to is a failure.
 fn can_run_as_nobody(what: &str) -> bool {
