@@ -41,7 +41,7 @@ pub(crate) fn run(path: &Path) -> ExitCode {
     logging::init(&loaded.file.global);
     // One thread: a current-thread runtime, without the work-stealing scheduler's atomics and
     // cross-thread wake-ups, which a single worker never needs.
-    let mut builder = match loaded.file.global.threads {
+    let mut builder = match *loaded.file.global.threads.get_ref() {
         1 => tokio::runtime::Builder::new_current_thread(),
         n => {
             let mut b = tokio::runtime::Builder::new_multi_thread();

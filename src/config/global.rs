@@ -5,6 +5,11 @@ use std::path::PathBuf;
 use fulcrum_common::{Duration, Spanned};
 use serde::Deserialize;
 
+/// The most worker threads `threads` may ask for (HAProxy's `nbthread` stops at 4096 on the
+/// largest machines): more would fail the start on the thread limit, or run hundreds of idle
+/// threads on a few cores.
+pub(crate) const MAX_THREADS: usize = 1024;
+
 /// `[global]` as users write it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -13,8 +18,8 @@ pub(crate) struct GlobalSection {
     pub(crate) node: Option<String>,
     /// Persistent state: volume metadata, sync indexes.
     pub(crate) state_dir: PathBuf,
-    /// Worker threads; 0 = one per CPU core.
-    pub(crate) threads: usize,
+    /// Worker threads; 0 = one per CPU core; at most [`MAX_THREADS`].
+    pub(crate) threads: Spanned<usize>,
     /// Client connections the whole process accepts at once; 0 = no limit.
     pub(crate) max_connections: u32,
     /// How long a shutdown (SIGTERM/SIGINT) lets requests in flight finish.
@@ -32,7 +37,7 @@ impl GlobalSection {
         (
             &self.node,
             &self.state_dir,
-            self.threads,
+            *self.threads.get_ref(),
             self.grace,
             (
                 self.log.format,
@@ -85,7 +90,7 @@ impl Default for GlobalSection {
         Self {
             node: None,
             state_dir: PathBuf::from("/var/lib/fulcrum"),
-            threads: 0,
+            threads: Spanned::new(0..0, 0),
             max_connections: 100_000,
             grace: Duration::from_secs(10),
             log: LogSection::default(),

@@ -199,6 +199,17 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
     let Some(mut file) = file else {
         return Err(locate(path, text, &original, found));
     };
+    let threads = &file.global.threads;
+    if *threads.get_ref() > super::global::MAX_THREADS {
+        found.push((
+            Some(threads.span()),
+            format!(
+                "threads = {} is more than {}: give the number of cores to use, or 0 for one per core",
+                threads.get_ref(),
+                super::global::MAX_THREADS
+            ),
+        ));
+    }
     let level = &file.global.log.level;
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(level.get_ref()) {
         found.push((
@@ -665,6 +676,22 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
             "{}",
             errs[0].message
         );
+    }
+
+    // Input: `threads = 100000`, then 1024. Output: the first refused at its key (line 2); the
+    // second accepted. (It passed the check, and the start panicked in tokio on the thread
+    // limit, with no file, line or key.)
+    #[test]
+    fn too_many_threads_are_refused_at_the_key() {
+        let errs = errors(&format!("[global]\nthreads = 100000\n{GOOD}"));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!((errs[0].key.as_str(), errs[0].line), ("global.threads", 2));
+        assert!(errs[0].message.contains("more than 1024"), "{errs:#?}");
+        load_str(
+            Path::new("test.toml"),
+            &format!("[global]\nthreads = 1024\n{GOOD}"),
+        )
+        .unwrap();
     }
 
     // Input: a stats path starting with `//`, then an admin user with an empty password,
