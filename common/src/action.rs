@@ -4,6 +4,16 @@
 
 use std::fmt;
 
+/// Whether `name` can name a frontend, a backend, a virtual server or a backend's server:
+/// HAProxy's rule (letters, digits, `-`, `_`, `.` and `:`), which keeps `/` and spaces out of
+/// the `BACKEND/SERVER` that [`ServerRef::parse`] reads from a request line split at spaces.
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
 /// A server of a backend (or a real server of a virtual service, named by its address).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServerRef {

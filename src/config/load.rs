@@ -166,6 +166,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
         return Err(locate(path, text, &root, found));
     }
     let original = root.clone();
+    check_section_names(original.get_ref(), &mut found);
 
     let mut removed: Vec<(String, Range<usize>)> = Vec::new();
     let mut file = None;
@@ -450,6 +451,31 @@ fn check_sync_listens(
     }
 }
 
+/// The tables whose names `fulcrum ctl`, the stats page and `show servers state` take back
+/// as `NAME/SERVER`, in a line split at spaces.
+const NAMED_BY_CTL: [&str; 3] = ["frontend", "backend", "virtual_server"];
+
+/// Refuses, at their header, the names of [`NAMED_BY_CTL`] tables that
+/// [`fulcrum_common::action::is_name`] does not allow.
+fn check_section_names(root: &DeTable<'_>, found: &mut Vec<(Option<Range<usize>>, String)>) {
+    for kind in NAMED_BY_CTL {
+        let Some(toml::de::DeValue::Table(table)) = root.get(kind).map(|v| v.get_ref()) else {
+            continue;
+        };
+        for name in table.keys() {
+            if !fulcrum_common::action::is_name(name.get_ref()) {
+                found.push((
+                    Some(name.span()),
+                    format!(
+                        "`{}` cannot name a {kind}: use letters, digits, `-`, `_`, `.` and `:` (`fulcrum ctl` and the stats page name a server as {kind}/server)",
+                        name.get_ref()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 /// `[global] state_dir` must not lie inside a synced directory: the indexes saved there would
 /// change on every save and be sent to the peers, which would change theirs in turn.
 fn check_state_dir_outside_syncs(
@@ -675,6 +701,35 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
             errs[0].message.contains("must differ"),
             "{}",
             errs[0].message
+        );
+    }
+
+    // Input: a backend named `api/v1`, a virtual server named `my db`, and a server named
+    // `s 1`. Output: each refused at its name. (`fulcrum ctl set server api/v1/s1 ...` acted on
+    // backend `api`'s server `v1/s1`, and a name with a space could not be given to it at all.)
+    #[test]
+    fn names_that_ctl_cannot_address_are_refused() {
+        let text = format!(
+            "{GOOD}\n[backend.\"api/v1\"]\nservers = [{{ name = \"s 1\", address = \"127.0.0.1:8082\" }}]\n\n\
+             [virtual_server.\"my db\"]\nlisten = \"127.0.0.1:3306\"\nreal_servers = [{{ address = \"127.0.0.1:3307\" }}]\n"
+        );
+        let errs = errors(&text);
+        let mut messages: Vec<_> = errs.iter().map(|e| (e.line, e.message.as_str())).collect();
+        messages.sort();
+        assert_eq!(messages.len(), 3, "{errs:#?}");
+        assert!(
+            messages[0].1.starts_with("`api/v1` cannot name a backend"),
+            "{errs:#?}"
+        );
+        assert!(
+            messages[1].1.starts_with("`s 1` cannot name a server"),
+            "{errs:#?}"
+        );
+        assert!(
+            messages[2]
+                .1
+                .starts_with("`my db` cannot name a virtual_server"),
+            "{errs:#?}"
         );
     }
 

@@ -366,6 +366,15 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
 }
 
 fn build_server(section: &ServerSection, errors: &mut Vec<ConfigError>) -> Server {
+    if !fulcrum_common::action::is_name(section.name.get_ref()) {
+        errors.push(ConfigError::at(
+            &section.name,
+            format!(
+                "`{}` cannot name a server: use letters, digits, `-`, `_`, `.` and `:` (`fulcrum ctl` and the stats page name it as backend/server)",
+                section.name.get_ref()
+            ),
+        ));
+    }
     let weight = *section.weight.get_ref();
     if weight > 256 {
         errors.push(ConfigError::at(&section.weight, "weight must be 0..=256"));
