@@ -4,11 +4,11 @@
 //! telling whether the disk still matches the index.
 
 use std::{
-    fs::{self, File, FileTimes, OpenOptions, Permissions},
+    fs::{self, File, FileTimes, Permissions},
     io::{self, Read, Write},
     os::{
         fd::OwnedFd,
-        unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt},
+        unix::fs::{MetadataExt, PermissionsExt},
     },
     path::{Path, PathBuf},
     sync::{
@@ -22,7 +22,7 @@ use super::staging::Staging;
 
 use crate::sync::{
     config::{Pattern, is_excluded},
-    index::{ContentHasher, Entry, Hash, Kind},
+    index::{ContentHasher, Entry, Hash, Kind, no_wait_options},
     owner::Owner,
     watch::TEMP_PREFIX,
 };
@@ -589,14 +589,6 @@ pub(super) fn open_file_no_wait(path: &Path) -> io::Result<(File, fs::Metadata)>
         ));
     }
     Ok((file, meta))
-}
-
-/// Read-only, not following a final symlink, not waiting for a FIFO's writer.
-fn no_wait_options() -> OpenOptions {
-    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW;
-    let mut options = OpenOptions::new();
-    options.read(true).custom_flags(flags.bits() as i32);
-    options
 }
 
 /// Opens `rel` for a peer: a regular file reached without any symlink.

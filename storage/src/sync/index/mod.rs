@@ -39,6 +39,7 @@ pub use entry::{Entry, Hash, Kind, MAX_PATH, NO_HASH, PathError, check_path, uni
 pub use error::IndexError;
 pub use progress::{ScanCounts, ScanProgress};
 pub use remote::{Conflict, Decision, Side, conflict_name, with_suffix};
+pub(crate) use scan::no_wait_options;
 pub use scan::{Change, ChangeKind, ROOT_MARKER, Rehash, ScanReport};
 pub use store::{FORMAT_VERSION, INDEX_FILE, index_dir};
 pub use version::{Causality, VersionVector};

@@ -561,11 +561,28 @@ fn mtime_ns(meta: &Metadata) -> i64 {
         .saturating_add(meta.mtime_nsec())
 }
 
+/// Read-only, not following a final symlink, not waiting for a FIFO's writer: a path swapped
+/// for a FIFO after it was looked at must not block the open for ever (the scan holds the
+/// index meanwhile, and a set's stop waits for its threads), nor a symlink lead the read out
+/// of the tree.
+pub(crate) fn no_wait_options() -> fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW;
+    let mut options = fs::OpenOptions::new();
+    options.read(true).custom_flags(flags.bits() as i32);
+    options
+}
+
 /// The file's content hash; `None` if it changed while being read (its size or mtime
-/// moved), in which case a later event or scan will look again, or if the scan was stopped
-/// meanwhile (a large file is not read to its end first).
+/// moved, or it is no longer the file `before` describes), in which case a later event or
+/// scan will look again, or if the scan was stopped meanwhile (a large file is not read to
+/// its end first).
 fn hash_file(path: &Path, before: &Metadata, progress: &ScanProgress) -> io::Result<Option<Hash>> {
-    let mut file = fs::File::open(path)?;
+    let mut file = no_wait_options().open(path)?;
+    let opened = file.metadata()?;
+    if !opened.is_file() || (opened.dev(), opened.ino()) != (before.dev(), before.ino()) {
+        return Ok(None);
+    }
     let mut hasher = ContentHasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -606,5 +623,31 @@ mod tests {
         assert_eq!(hash, Some(super::super::content_hash(&vec![7u8; 1 << 20])));
         progress.stop();
         assert_eq!(hash_file(&path, &meta, &progress).unwrap(), None);
+    }
+
+    // Input: a file looked at, then swapped for a FIFO with no writer before it is hashed.
+    // Output: hashing returns at once with no hash. (The open waited for a writer for ever,
+    // holding the index: receivers, saves, status and the set's stop all hung.)
+    #[test]
+    fn a_file_swapped_for_a_fifo_is_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upload");
+        fs::write(&path, b"content").unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        fs::remove_file(&path).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(hash_file(&path, &meta, &ScanProgress::default()).unwrap());
+        });
+        let hashed = rx.recv_timeout(std::time::Duration::from_secs(5));
+        assert_eq!(hashed, Ok(None), "the FIFO's open blocked");
     }
 }
