@@ -373,13 +373,32 @@ impl Admin {
             return;
         }
         // The old server must let go of its address before the new one binds it.
-        if let Some((_, old)) = self.0.take() {
-            old.stop().await;
-        }
-        match Self::start(config, registry, appliance).await {
-            Ok(admin) => *self = admin,
-            Err(error) => {
-                tracing::error!(%error, "cannot start the admin server with the new [admin]; it is not running");
+        let previous = match self.0.take() {
+            Some((previous, old)) => {
+                old.stop().await;
+                Some(previous)
+            }
+            None => None,
+        };
+        let error = match Self::start(config, registry, appliance).await {
+            Ok(admin) => {
+                *self = admin;
+                return;
+            }
+            Err(error) => error,
+        };
+        // An address that cannot be bound (another process holds it) must not take the stats
+        // page and /metrics away: the previous section serves on.
+        match Self::start(previous, registry, appliance).await {
+            Ok(admin) if admin.0.is_some() => {
+                tracing::error!(%error, "cannot start the admin server with the new [admin]; it keeps serving with the previous one");
+                *self = admin;
+            }
+            Ok(_) => {
+                tracing::error!(%error, "cannot start the admin server with the new [admin]; it is not running")
+            }
+            Err(again) => {
+                tracing::error!(%error, %again, "cannot start the admin server with the new [admin], nor again with the previous one; it is not running")
             }
         }
     }

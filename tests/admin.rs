@@ -732,3 +732,34 @@ fn admin_and_nrpe_start_on_a_vip_the_node_does_not_hold_yet() {
         );
     }
 }
+
+// Input: `[admin]` and `[nrpe]` on fixed ports; a reload that moves each to a port another
+// process holds. Output: the reload logs that each keeps serving with its previous section,
+// and both still answer on their old ports. (The old servers were stopped first, the new binds
+// failed, and the stats page, /metrics and the NRPE agent were gone until a restart.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_a_taken_address_keeps_admin_and_nrpe_serving() {
+    let (admin_port, nrpe_port) = (support::free_port(), support::free_port());
+    let taken: Vec<_> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let port = |i: usize| taken[i].local_addr().unwrap().port();
+    let config = |admin: u16, nrpe: u16| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[nrpe]\nlisten = \"127.0.0.1:{nrpe}\"\n"
+        )
+    };
+    let fulcrum = Fulcrum::start(&config(admin_port, nrpe_port));
+    fulcrum.write_config(&config(port(0), port(1)));
+    fulcrum.reload();
+    for what in ["admin server", "NRPE agent"] {
+        fulcrum.wait_log(|l| {
+            let m = support::message(l);
+            m.contains(what) && m.contains("keeps serving with the previous one")
+        });
+    }
+    let (code, _, _) = status_of(&[&format!("http://127.0.0.1:{admin_port}/stats")]).await;
+    assert_eq!(code, 200, "the stats page is gone");
+    let nrpe = std::net::TcpStream::connect(("127.0.0.1", nrpe_port));
+    assert!(nrpe.is_ok(), "the NRPE agent is gone: {nrpe:?}");
+}
