@@ -662,7 +662,11 @@ fn build_virtual_server(
         transparent: section.transparent,
         check,
         timeout_connect: section.timeout.connect.get(),
-        timeout_idle: section.timeout.idle.get(),
+        timeout_idle: match (section.timeout.idle, section.protocol) {
+            (Some(idle), _) => idle.get(),
+            (None, L4Protocol::Tcp) => std::time::Duration::from_secs(15 * 60),
+            (None, L4Protocol::Udp) => std::time::Duration::from_secs(5 * 60),
+        },
         fallback: section.fallback.as_ref().map(|f| *f.get_ref()),
         real_servers,
     }
@@ -723,6 +727,28 @@ real_servers = [{ address = "192.168.60.78:80" }, { address = "192.168.60.55:80"
             Some("Test Page")
         );
         assert_eq!(vs.fallback, Some("127.0.0.1:8081".parse().unwrap()));
+        assert_eq!(vs.timeout_idle, std::time::Duration::from_secs(900));
+    }
+
+    // Input: a UDP virtual server without `timeout.idle`, and one with it. Output: 300 s, as
+    // IPVS's UDP timeout (`ipvsadm --set` 900 120 300), and the value given. (UDP flows took the
+    // TCP default of 15 minutes, each holding a socket and a slot of max_connections.)
+    #[test]
+    fn a_udp_virtual_server_idles_out_after_ipvs_udp_timeout() {
+        let udp = |timeout: &str| {
+            built(&format!(
+                "[virtual_server.dns]\nlisten = \"10.0.0.1:53\"\nprotocol = \"udp\"\n{timeout}\n\
+                 real_servers = [{{ address = \"10.0.0.2:53\" }}]\n"
+            ))
+            .unwrap()
+            .virtual_servers[0]
+                .timeout_idle
+        };
+        assert_eq!(udp(""), std::time::Duration::from_secs(300));
+        assert_eq!(
+            udp("timeout = { idle = \"30s\" }"),
+            std::time::Duration::from_secs(30)
+        );
     }
 
     #[test]

@@ -103,15 +103,16 @@ impl Default for SchedulerOptionsSection {
 #[serde(deny_unknown_fields, default)]
 pub struct L4TimeoutSection {
     pub connect: Duration,
-    /// A connection (or UDP flow) with no traffic either way this long is closed.
-    pub idle: Duration,
+    /// A connection (or UDP flow) with no traffic either way this long is closed; unset, 15 min
+    /// for TCP and 5 min for UDP, IPVS's defaults (`ipvsadm --set 900 120 300`).
+    pub idle: Option<Duration>,
 }
 
 impl Default for L4TimeoutSection {
     fn default() -> Self {
         Self {
             connect: Duration::from_secs(5),
-            idle: Duration::from_secs(15 * 60),
+            idle: None,
         }
     }
 }
