@@ -159,6 +159,34 @@ async fn a_udp_flow_leaves_a_server_a_reload_removed() {
     }
 }
 
+// Input: a UDP service with `proxy_protocol = "v2"`; a client whose flow is open sends a
+// datagram that fits the VIP but not the 28-byte PROXY header on top, then a small one.
+// Output: the large one is dropped alone: the small one comes back over the same flow (one
+// flow opened in all), and the real server counts no connect error. (The send's EMSGSIZE
+// ended the flow and was charged to the healthy server as a connect error.)
+#[tokio::test]
+async fn a_datagram_too_large_for_its_proxy_header_is_dropped_alone() {
+    let echo = Echo::start().await;
+    let fulcrum = Fulcrum::start(&format!(
+        "[virtual_server.dns]\nlisten = \"127.0.0.1:0\"\nprotocol = \"udp\"\nproxy_protocol = \"v2\"\n\
+         real_servers = [{{ address = \"{}\" }}]\n",
+        echo.addr
+    ));
+    let client = client(fulcrum.virtual_server_addr("dns")).await;
+    let first = ask(&client, b"one", PATIENCE).await.unwrap();
+    assert!(first.ends_with(b"one"), "{first:?}");
+    assert_eq!(
+        ask(&client, &vec![7; LARGEST], Duration::from_millis(500)).await,
+        None
+    );
+    let after = ask(&client, b"two", PATIENCE).await.unwrap();
+    assert!(after.ends_with(b"two"), "{after:?}");
+    let status = l4_json(&fulcrum);
+    let real = &status["real_servers"][0];
+    assert_eq!(real["connect_errors"], 0, "{status:#}");
+    assert_eq!(real["connections_total"], 1, "{status:#}");
+}
+
 /// A UDP server that sends every datagram back to its sender.
 struct Echo {
     addr: SocketAddr,

@@ -126,12 +126,18 @@ pub(crate) async fn serve(
         };
         let (total, n) = match flow.upstream.send(payload).await {
             Ok(_) => (Total::BytesIn, n as u64),
-            Err(_) => {
+            Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
                 // ECONNREFUSED from an earlier datagram's ICMP error surfaces on whichever of
                 // send and receive comes first: the flow ends here as it would there, and the
                 // client's next datagram is scheduled afresh.
                 flow.ended.cancel();
                 (Total::ConnectErrors, 1)
+            }
+            Err(error) => {
+                // This datagram's own trouble (too large once a PROXY header is added: EMSGSIZE;
+                // no buffer: ENOBUFS), not the server's: it alone is dropped.
+                tracing::debug!(virtual_server = %endpoint.service.name, %client, %error, "udp datagram dropped");
+                continue;
             }
         };
         endpoint.service.count(&flow.pick.real, total, n);
