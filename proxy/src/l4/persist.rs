@@ -16,6 +16,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Template {
     server: SocketAddr,
+    /// Which template this is for the client: a connection counted by an earlier one (to the
+    /// same server or not) is not this one's to uncount, as IPVS ties a connection to its
+    /// template object, not to its address.
+    generation: u64,
     /// The client's connections through the service now.
     connections: u32,
     /// When `connections` last dropped to zero (meaningless while it is above zero).
@@ -28,6 +32,8 @@ pub(crate) struct Persistence {
     timeout: Duration,
     templates: HashMap<IpAddr, Template>,
     last_sweep: Duration,
+    /// The generation the next new template takes.
+    next_generation: u64,
 }
 
 impl Persistence {
@@ -37,6 +43,7 @@ impl Persistence {
             timeout,
             templates: HashMap::new(),
             last_sweep: Duration::ZERO,
+            next_generation: 0,
         }
     }
 
@@ -53,29 +60,35 @@ impl Persistence {
     }
 
     /// Counts a new connection of `client` to `server`, binding the client to it (replacing a
-    /// template for another server, which the caller found unusable).
-    pub(crate) fn open(&mut self, client: IpAddr, server: SocketAddr, now: Duration) {
+    /// template for another server, which the caller found unusable). Returns the template's
+    /// generation, for [`close`](Self::close).
+    pub(crate) fn open(&mut self, client: IpAddr, server: SocketAddr, now: Duration) -> u64 {
         self.sweep(now);
-        let template = self.templates.entry(client).or_insert(Template {
+        let fresh = Template {
             server,
+            generation: self.next_generation,
             connections: 0,
             idle_since: now,
-        });
-        if template.server != server {
+        };
+        let timeout = self.timeout;
+        let template = self.templates.entry(client).or_insert(fresh);
+        let expired = template.connections == 0 && now >= template.idle_since + timeout;
+        if template.server != server || expired {
             // The old server's connections still close later; they no longer count here.
-            *template = Template {
-                server,
-                connections: 0,
-                idle_since: now,
-            };
+            *template = fresh;
+        }
+        if template.generation == self.next_generation {
+            self.next_generation += 1;
         }
         template.connections += 1;
+        template.generation
     }
 
-    /// Counts a connection of `client` to `server` as closed at `now`.
-    pub(crate) fn close(&mut self, client: IpAddr, server: SocketAddr, now: Duration) {
+    /// Counts a connection of `client`, counted by the template of `generation`, as closed at
+    /// `now`.
+    pub(crate) fn close(&mut self, client: IpAddr, generation: u64, now: Duration) {
         if let Some(t) = self.templates.get_mut(&client)
-            && t.server == server
+            && t.generation == generation
             && t.connections > 0
         {
             t.connections -= 1;
@@ -126,13 +139,13 @@ mod tests {
     fn a_client_keeps_its_server_while_connected_and_for_the_timeout_after() {
         let mut p = Persistence::new(secs(300));
         assert_eq!(p.lookup(CLIENT, secs(0)), None);
-        p.open(CLIENT, A, secs(0));
+        let g = p.open(CLIENT, A, secs(0));
         assert_eq!(
             p.lookup(CLIENT, secs(10_000)),
             Some(A),
             "held while connected"
         );
-        p.close(CLIENT, A, secs(10_000));
+        p.close(CLIENT, g, secs(10_000));
         assert_eq!(p.lookup(CLIENT, secs(10_299)), Some(A));
         assert_eq!(p.lookup(CLIENT, secs(10_300)), None, "expired");
     }
@@ -140,11 +153,12 @@ mod tests {
     #[test]
     fn the_timeout_runs_from_the_last_connection_closing() {
         let mut p = Persistence::new(secs(60));
-        p.open(CLIENT, A, secs(0));
-        p.open(CLIENT, A, secs(1));
-        p.close(CLIENT, A, secs(2));
+        let first = p.open(CLIENT, A, secs(0));
+        let second = p.open(CLIENT, A, secs(1));
+        assert_eq!(first, second, "one template");
+        p.close(CLIENT, first, secs(2));
         assert_eq!(p.lookup(CLIENT, secs(100)), Some(A), "one still open");
-        p.close(CLIENT, A, secs(100));
+        p.close(CLIENT, second, secs(100));
         assert_eq!(p.lookup(CLIENT, secs(159)), Some(A));
         assert_eq!(p.lookup(CLIENT, secs(160)), None);
     }
@@ -152,9 +166,9 @@ mod tests {
     #[test]
     fn rebinding_moves_the_client_and_ignores_the_old_servers_closes() {
         let mut p = Persistence::new(secs(60));
-        p.open(CLIENT, A, secs(0));
+        let on_a = p.open(CLIENT, A, secs(0));
         p.open(CLIENT, B, secs(1));
-        p.close(CLIENT, A, secs(2));
+        p.close(CLIENT, on_a, secs(2));
         assert_eq!(
             p.lookup(CLIENT, secs(1_000)),
             Some(B),
@@ -162,13 +176,28 @@ mod tests {
         );
     }
 
+    // Input: a connection to A; A taken out, so the next goes to B; B taken out, so the next
+    // goes back to A; then the first connection closes. Output: the client stays on A while the
+    // third connection is open. (The first connection's close, to A as well, uncounted the
+    // third's template, which then expired under it.)
+    #[test]
+    fn a_close_from_an_older_template_of_the_same_server_is_not_counted() {
+        let mut p = Persistence::new(secs(60));
+        let first = p.open(CLIENT, A, secs(0));
+        p.open(CLIENT, B, secs(1));
+        let third = p.open(CLIENT, A, secs(2));
+        assert_ne!(first, third);
+        p.close(CLIENT, first, secs(3));
+        assert_eq!(p.lookup(CLIENT, secs(1_000)), Some(A), "the third is open");
+    }
+
     #[test]
     fn expired_templates_are_swept() {
         let mut p = Persistence::new(secs(5));
         for i in 0..100u8 {
             let ip = IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 0, i));
-            p.open(ip, A, secs(0));
-            p.close(ip, A, secs(0));
+            let g = p.open(ip, A, secs(0));
+            p.close(ip, g, secs(0));
         }
         assert_eq!(p.len(secs(1)), 100);
         p.open(CLIENT, B, secs(10));

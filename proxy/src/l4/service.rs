@@ -185,8 +185,9 @@ pub(crate) struct Service {
 #[derive(Debug)]
 pub(crate) struct Pick {
     pub(crate) real: Arc<Real>,
-    /// The client's address, when persistence counted this connection.
-    persistent: Option<SocketAddr>,
+    /// The client's address and its template's generation, when persistence counted this
+    /// connection.
+    persistent: Option<(SocketAddr, u64)>,
 }
 
 impl Service {
@@ -260,8 +261,8 @@ impl Service {
             && real.in_service(config.quiescent)
             && real.server.status() != ServerStatus::Maint
         {
-            decider.persistence.open(client.ip(), addr, now);
-            return Some(self.picked(real, Some(client)));
+            let generation = decider.persistence.open(client.ip(), addr, now);
+            return Some(self.picked(real, Some((client, generation))));
         }
         let mut in_service = smallvec::SmallVec::<[&Arc<Real>; 16]>::new();
         let mut dests = smallvec::SmallVec::<[Dest; 16]>::new();
@@ -296,12 +297,13 @@ impl Service {
         match decider.scheduler.schedule(&dests, &packet, now) {
             Some(i) => {
                 let real = in_service[i];
-                if persistent {
-                    decider.persistence.open(client.ip(), real.addr(), now);
-                }
+                let counted = persistent.then(|| {
+                    let generation = decider.persistence.open(client.ip(), real.addr(), now);
+                    (client, generation)
+                });
                 real.server.counters.totals.inc(Total::LoadBalanced);
                 self.counters.totals.inc(Total::LoadBalanced);
-                Some(self.picked(real, persistent.then_some(client)))
+                Some(self.picked(real, counted))
             }
             None => {
                 drop(decider);
@@ -316,7 +318,7 @@ impl Service {
         }
     }
 
-    fn picked(&self, real: &Arc<Real>, persistent: Option<SocketAddr>) -> Pick {
+    fn picked(&self, real: &Arc<Real>, persistent: Option<(SocketAddr, u64)>) -> Pick {
         Pick {
             real: Arc::clone(real),
             persistent,
@@ -325,11 +327,11 @@ impl Service {
 
     /// Ends what [`Self::pick`] started for a connection now closed.
     pub(crate) fn release(&self, pick: &Pick) {
-        if let Some(client) = pick.persistent
+        if let Some((client, generation)) = pick.persistent
             && let Ok(mut d) = self.decider.lock()
         {
             let now = self.now();
-            d.persistence.close(client.ip(), pick.real.addr(), now);
+            d.persistence.close(client.ip(), generation, now);
         }
     }
 
