@@ -1088,3 +1088,85 @@ async fn a_transfer_cut_by_the_link_leaves_no_partial_file() {
     assert!(removed.is_some(), "left behind: {:?}", temp_files(&a));
     set.stop().await.unwrap();
 }
+
+/// Answers the node's requests for `contents` (by path) until it acknowledges the batch
+/// numbered `up_to`.
+async fn serve_until_acked(
+    reader: &mut support::Reader,
+    writer: &mut Writer,
+    up_to: u64,
+    contents: &[(&str, &[u8])],
+) {
+    loop {
+        let msg = next_within(reader, 10 * SECOND)
+            .await
+            .expect("the link failed")
+            .expect("the link closed");
+        match msg {
+            Message::Get(request) => {
+                let (_, content) = contents
+                    .iter()
+                    .find(|(path, _)| *path == request.path)
+                    .unwrap_or_else(|| panic!("asked for {}", request.path));
+                let (id, hash) = (request.id, file_entry(&request.path, content).hash);
+                let data = bytes::Bytes::copy_from_slice(content);
+                writer.send(&Message::Data { id, data }).await.unwrap();
+                let end = Message::End {
+                    id,
+                    hash,
+                    sha256: None,
+                };
+                writer.send(&end).await.unwrap();
+            }
+            Message::Ack { up_to: acked } if acked >= up_to => return,
+            _ => {}
+        }
+    }
+}
+
+// Input: a raw peer gives A the directory `up` (mode 0750) holding `up/old.txt`, deletes both,
+// then sends `up/new.jpg`, as when one node's `rm -rf up` crosses another's upload into it.
+// Output: A recreates `up` for the new file with mode 0750, the mode it last recorded there.
+// (It was made 0755 and owned by the process, and A's scan then took that for a change of its
+// own, which the peers applied over their real directory: uploads there then failed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_directory_recreated_for_a_received_file_keeps_its_recorded_mode() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut a = node_for_raw_peer("a");
+    let set = a.start().await;
+    let (mut reader, mut writer) = raw_peer(&a).await;
+    assert!(matches!(
+        reader.next().await,
+        Ok(Some(Message::Resume { from: 0, .. }))
+    ));
+    let mut dir = file_entry("up", b"");
+    (dir.kind, dir.mode, dir.hash) = (Kind::Dir, 0o750, [0; 32]);
+    let old = file_entry("up/old.txt", b"old");
+    send_entries(&mut writer, 1, vec![dir.clone(), old.clone()]).await;
+    serve_until_acked(&mut reader, &mut writer, 1, &[("up/old.txt", b"old")]).await;
+    assert_eq!(
+        fs::metadata(a.path("up")).unwrap().permissions().mode() & 0o7777,
+        0o750
+    );
+
+    let deleted = |mut entry: Entry| {
+        entry.deleted = true;
+        entry.version = [("evil", 2)].into_iter().collect();
+        entry
+    };
+    send_entries(&mut writer, 2, vec![deleted(old), deleted(dir)]).await;
+    serve_until_acked(&mut reader, &mut writer, 2, &[]).await;
+    assert!(!a.path("up").exists(), "the directory was not deleted");
+
+    let new = file_entry("up/new.jpg", b"new");
+    send_entries(&mut writer, 3, vec![new]).await;
+    serve_until_acked(&mut reader, &mut writer, 3, &[("up/new.jpg", b"new")]).await;
+    assert_eq!(fs::read(a.path("up/new.jpg")).unwrap(), b"new");
+    assert_eq!(
+        fs::metadata(a.path("up")).unwrap().permissions().mode() & 0o7777,
+        0o750,
+        "the directory lost its mode"
+    );
+    drop((reader, writer));
+    set.stop().await.unwrap();
+}

@@ -32,12 +32,39 @@ use crate::sync::{
 /// are made (one level at a time, each checked), mode 0755. Returns the filesystem of `rel`'s
 /// directory (`None` for the root itself).
 pub(super) fn check_parents(root: &Path, rel: &str, create: bool) -> io::Result<Option<u64>> {
+    let defaults = |_: &str| None;
+    parents(root, rel, create.then_some(&defaults))
+}
+
+/// The mode and owner a directory is to be made with, if known.
+pub(super) type DirAttributes = Option<(u32, Option<Owner>)>;
+
+/// [`check_parents`], making the missing ones each with the mode and owner `known` gives for it
+/// (the index's last entry there, a deleted directory's included) where it gives one. A
+/// directory made again under a received file thus keeps what it had, rather than coming back
+/// 0755 and ours: the scan would take that for a change of this node's, and the peers would
+/// apply it over their own directory.
+pub(super) fn make_parents(
+    root: &Path,
+    rel: &str,
+    known: &dyn Fn(&str) -> DirAttributes,
+) -> io::Result<()> {
+    parents(root, rel, Some(known)).map(drop)
+}
+
+fn parents(
+    root: &Path,
+    rel: &str,
+    create: Option<&dyn Fn(&str) -> DirAttributes>,
+) -> io::Result<Option<u64>> {
     let mut dir = root.to_path_buf();
     let mut dev = None;
     let mut segments: Vec<&str> = rel.split('/').collect();
     segments.pop();
+    let mut at = 0;
     for segment in segments {
         dir.push(segment);
+        at += segment.len() + 1;
         match fs::symlink_metadata(&dir) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 return Err(io::Error::new(
@@ -53,11 +80,20 @@ pub(super) fn check_parents(root: &Path, rel: &str, create: bool) -> io::Result<
                 ));
             }
             // A new directory is on its parent's filesystem: `dev` stays.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => match fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let Some(known) = create else {
+                    return Err(e);
+                };
+                match fs::create_dir(&dir) {
+                    Ok(()) => {
+                        if let Some((mode, owner)) = known(&rel[..at - 1]) {
+                            set_attributes(&dir, mode, None, owner)?;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+            }
             Err(e) => return Err(e),
         }
     }

@@ -708,7 +708,9 @@ fn prepare(
                         fs::create_dir(&path)?;
                     }
                     Err(_) => {
-                        fsops::check_parents(root, &target.entry.path, true)?;
+                        fsops::make_parents(root, &target.entry.path, &|dir| {
+                            known_dir(&index, dir)
+                        })?;
                         fs::create_dir(&path)?;
                     }
                 }
@@ -721,7 +723,7 @@ fn prepare(
         }
         Kind::Symlink(link) => {
             let apply = || -> io::Result<Applied> {
-                fsops::check_parents(root, &target.entry.path, true)?;
+                fsops::make_parents(root, &target.entry.path, &|dir| known_dir(&index, dir))?;
                 let temp = fsops::temp_path(root, &target.entry.path);
                 std::os::unix::fs::symlink(link, &temp)?;
                 // Set before the rename, which keeps them: the link never shows another owner
@@ -792,7 +794,9 @@ fn prepare(
                     let from = root.join(&source);
                     let apply = || -> io::Result<Applied> {
                         let before = unix_ns(SystemTime::now());
-                        fsops::check_parents(root, &target.entry.path, true)?;
+                        fsops::make_parents(root, &target.entry.path, &|dir| {
+                            known_dir(&index, dir)
+                        })?;
                         fsops::check_parents(root, &source, false)?;
                         fsops::set_attributes(
                             &from,
@@ -811,6 +815,8 @@ fn prepare(
                     Counters::add(&shared.counters.renames, 1);
                     return Ok(None);
                 }
+                fsops::make_parents(root, &target.entry.path, &|dir| known_dir(&index, dir))
+                    .map_err(|e| retry(&remote, e))?;
                 return Ok(Some(Fetch {
                     remote,
                     target: target.entry,
@@ -821,6 +827,9 @@ fn prepare(
                 && here.is_some_and(|e| {
                     e.is_file() && e.size >= delta::DELTA_MIN && e.size <= delta::DELTA_MAX
                 });
+            // Made here, where the index says what they were, rather than by the fetch.
+            fsops::make_parents(root, &target.entry.path, &|dir| known_dir(&index, dir))
+                .map_err(|e| retry(&remote, e))?;
             Ok(Some(Fetch {
                 remote,
                 target: target.entry,
@@ -828,6 +837,15 @@ fn prepare(
             }))
         }
     }
+}
+
+/// The mode and owner `index` last recorded for the directory `dir`, deleted or not, for
+/// [`fsops::make_parents`].
+fn known_dir(index: &Index, dir: &str) -> fsops::DirAttributes {
+    index
+        .get(dir)
+        .filter(|e| e.kind == Kind::Dir)
+        .map(|e| (e.mode, e.owner))
 }
 
 /// Renames a received file into place if the entry is still to be applied (judged again: the
