@@ -765,3 +765,45 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
         self.algorithms.supported_schemes()
     }
 }
+
+// Input: a POST of a 4 MiB body to a backend whose only server is in MAINT, so Fulcrum answers
+// 503 before reading the body; the client writes the whole body, half-closes, then reads.
+// Output: the client's upload is not cut off, and it reads the 503 page to a clean end. (The
+// connection was closed with the body unread, which resets it: the client's upload failed with
+// "connection reset", which is what a browser then shows instead of the page.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_page_sent_before_the_body_is_read_reaches_an_uploading_client() {
+    let fulcrum = Fulcrum::start(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+servers = [{ name = "s1", address = "127.0.0.1:9", disabled = true }]
+"#,
+    );
+    let body = vec![b'x'; 4 << 20];
+    let mut stream = tokio::net::TcpStream::connect(fulcrum.addr("main"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let sent = stream.write_all(&body).await;
+    let _ = stream.shutdown().await;
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        sent.is_ok(),
+        "the upload was cut off: {sent:?}; got {answer:?}"
+    );
+    assert!(
+        read.is_ok(),
+        "the answer was reset: {read:?}; got {answer:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+}

@@ -65,6 +65,9 @@ pub(crate) struct Ctx<'a> {
 pub(crate) enum Next {
     KeepAlive,
     Close,
+    /// Close once the client's unread request is drained (see [`linger`]): an answer left part
+    /// of it unread.
+    Linger,
     /// The server switched protocols: relay bytes both ways from now on, until both sides
     /// have been silent for the duration (zero: no limit).
     Tunnel(Upstream, Slot, Duration),
@@ -406,7 +409,7 @@ where
         slot.server.pool.put(up.conn);
     }
     if answered_early {
-        linger(client, fe.timeout_client).await;
+        return Next::Linger;
     }
     if keep_alive {
         Next::KeepAlive
@@ -418,14 +421,18 @@ where
 /// How long a server whose connection failed while the request body was sent has to have
 /// its early answer read.
 const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
-/// The most of a client's unwanted body read after an early answer before closing anyway.
-const LINGER_MAX: u64 = 1024 * 1024;
+/// How long, at most, a client's unwanted body is read after an answer that left it unread
+/// (nginx's `lingering_time`), and how long a pause in it may be (its `lingering_timeout`).
+const LINGER_TIME: Duration = Duration::from_secs(30);
+const LINGER_PAUSE: Duration = Duration::from_secs(5);
 
-/// Ends the client's side after an answer that left part of its request body unread: sends
-/// FIN, then reads and drops what the client still sends (up to [`LINGER_MAX`], and for at
-/// most `timeout`), so that closing with unread data does not reset the connection before the
-/// client has read the answer.
-async fn linger<S>(client: &mut Conn<S>, timeout: Duration)
+/// Ends the client's side after an answer that may have left part of its request unread (an
+/// error page, a server's early answer): sends FIN, then reads and drops what the client still
+/// sends, until it half-closes, pauses [`LINGER_PAUSE`], or [`LINGER_TIME`] (at most
+/// `timeout`) has passed. Closing with unread data resets the connection, and a client still
+/// uploading then sees the reset, not the answer: a browser shows "connection reset" instead of
+/// the page, as nginx's lingering close and HAProxy's avoid.
+pub(super) async fn linger<S>(client: &mut Conn<S>, timeout: Duration)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -433,15 +440,21 @@ where
     if client.io.shutdown().await.is_err() {
         return;
     }
-    let mut rest = (&mut client.io).take(LINGER_MAX);
-    let mut sink = tokio::io::sink();
-    let drain = tokio::io::copy(&mut rest, &mut sink);
-    let wait = if timeout.is_zero() {
-        Duration::from_secs(1)
+    let total = if timeout.is_zero() {
+        LINGER_TIME
     } else {
-        timeout.min(Duration::from_secs(2))
+        timeout.min(LINGER_TIME)
     };
-    let _ = tokio::time::timeout(wait, drain).await;
+    let drain = async {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match tokio::time::timeout(LINGER_PAUSE, client.io.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(total, drain).await;
 }
 
 /// Sends `100 Continue` if the client waits for it before sending its body; an HTTP/1.0
@@ -628,6 +641,7 @@ where
         ctx.fe_state
             .counters
             .add(FrontendTotal::BytesOut, log.bytes_out);
+        return Next::Linger;
     }
     Next::Close
 }

@@ -190,6 +190,10 @@ pub(crate) async fn serve_h1<S>(
         match next {
             Next::KeepAlive => first = false,
             Next::Close => return,
+            Next::Linger => {
+                exchange::linger(&mut conn, fe.timeout_client).await;
+                return;
+            }
             Next::Tunnel(mut up, slot, idle) => {
                 // An operator's `shutdown sessions` on the server ends the tunnel too.
                 let _ = slot
@@ -245,7 +249,9 @@ async fn refuse<S>(
         fe_state
             .counters
             .add(FrontendTotal::BytesOut, log.bytes_out);
-        let _ = conn.io.shutdown().await;
+        log.emit();
+        super::exchange::linger(conn, timeout).await;
+        return;
     }
     log.emit();
 }
