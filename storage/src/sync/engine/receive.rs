@@ -552,7 +552,7 @@ fn decide(shared: &Shared, index: &mut Index, remote: &Entry) -> Result<Option<T
         return Ok(match decision {
             Decision::UpToDate | Decision::Ignore => None,
             Decision::Merge(entry) => {
-                record_merge(root, index, entry)
+                record_merge(shared, index, entry)
                     .map_err(|e| Failure::Retry(Box::new(remote.clone()), e.to_string()))?;
                 None
             }
@@ -596,7 +596,8 @@ fn conflict_event(shared: &Shared, path: &str, kept_as: Option<String>) {
 /// Records a merge (the same content reached on both sides), first giving our file or link
 /// the merge's mtime, the newer of the two, and its owner, if they are not ours: both nodes
 /// end with them.
-fn record_merge(root: &Path, index: &mut Index, entry: Entry) -> io::Result<()> {
+fn record_merge(shared: &Shared, index: &mut Index, entry: Entry) -> io::Result<()> {
+    let root = &shared.root;
     let ours = index.get(&entry.path);
     let owner = entry
         .owner
@@ -615,7 +616,11 @@ fn record_merge(root: &Path, index: &mut Index, entry: Entry) -> io::Result<()> 
         }
         Kind::Dir => fsops::set_owner(&path, owner)?,
     }
-    index.record(fsops::recorded(&path, entry.mtime_ns, before)?.onto(entry));
+    record_applied(
+        shared,
+        index,
+        fsops::recorded(&path, entry.mtime_ns, before)?.onto(entry),
+    );
     Ok(())
 }
 
@@ -759,7 +764,11 @@ fn prepare(
                     fsops::recorded(&path, target.entry.mtime_ns, before)
                 };
                 let applied = apply().map_err(|e| retry(&remote, e))?;
-                index.record(applied.onto(target.entry));
+                // Noted like any applied change: the sync of its directory before the index
+                // is saved commits the inode's change too, on the journaled filesystems of the
+                // tree (one journal per filesystem), so a power cut cannot leave the index
+                // recording a mode the disk lost (the next scan would send it back as ours).
+                record_applied(shared, &mut index, applied.onto(target.entry));
                 return Ok(None);
             }
             // The content under another name: the old name of a rename, or a copy. Each
@@ -1020,5 +1029,33 @@ mod tests {
         assert_eq!(shared.touched.noted(), ["", "d"]);
         shared.save_index().unwrap();
         assert!(shared.touched.noted().is_empty());
+    }
+
+    // Input: the peer's `chmod 600` of a file we have with the same content. Output: the mode
+    // is applied and the file's directories are noted for the sync before the index save, as
+    // for any received change. (The index could be saved recording 0600 while a power cut lost
+    // the chmod: the next scan then sent 0644 back to every node as this node's change.)
+    #[test]
+    fn a_received_mode_change_is_synced_before_the_index_is_saved() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::create_dir(root.path().join("d")).unwrap();
+        fs::write(root.path().join("d/f"), b"x").unwrap();
+        let shared = testing::shared(root.path(), state.path());
+        let mut chmod = shared.index().get("d/f").unwrap().clone();
+        chmod.mode = 0o600;
+        chmod.version.bump_from("b", 1);
+        chmod.modified_by = "b".to_owned();
+
+        let fetch = prepare(&shared, chmod, &HashMap::new(), &mut ByHash::new(&[]))
+            .map_err(|_| "prepare failed")
+            .unwrap();
+        assert!(fetch.is_none(), "no content to fetch");
+        let mode = fs::metadata(root.path().join("d/f"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o600);
+        assert_eq!(shared.touched.noted(), ["", "d"]);
     }
 }
