@@ -832,3 +832,82 @@ servers = [
     );
     assert_eq!(slow.await.unwrap().server(), "s1");
 }
+
+/// A server that answers each connection's first request (200, kept alive), then reads the
+/// next request whole (a 4-byte body when it is a POST) and closes without answering, as a
+/// server that crashed while handling it. Returns its address and the request lines it saw.
+async fn server_dying_on_the_second_request() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = server.accept().await {
+            let log = std::sync::Arc::clone(&log);
+            tokio::spawn(async move {
+                for answered in [true, false] {
+                    let head = support::read_head(&mut conn).await;
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let Some(line) = head.lines().next().filter(|l| !l.is_empty()) else {
+                        return;
+                    };
+                    log.lock().unwrap().push(line.to_owned());
+                    if line.starts_with("POST") {
+                        let mut body = [0u8; 4];
+                        let _ = conn.read_exact(&mut body).await;
+                    }
+                    if answered {
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        let _ = conn.write_all(ok).await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+// Input: a keep-alive client's GET, then a POST with a small body (replayable by size) that
+// goes over the pooled server connection; the server reads it whole and closes without
+// answering. Output: the client gets 502 and the server saw the POST once; a GET in the same
+// place is sent again on a fresh connection and answered. (The POST was sent again too: an
+// order or a payment the server had taken was made twice; RFC 9110, 9.2.2.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_the_server_may_have_taken_is_not_sent_again() {
+    let (addr, seen) = server_dying_on_the_second_request().await;
+    let fulcrum = Fulcrum::start(&support::site("", "", &[("s1", addr)]));
+    let mut client = KeepAlive::connect(fulcrum.addr("main")).await;
+    assert_eq!(client.get("/first", &[]).await.unwrap().status, 200);
+    let reply = client
+        .send("POST", "/pay", &[], Bytes::from_static(b"1 EU"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 502);
+    let posts = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("POST"))
+        .count();
+    assert_eq!(posts, 1, "{:?}", seen.lock().unwrap());
+
+    let mut client = KeepAlive::connect(fulcrum.addr("main")).await;
+    assert_eq!(client.get("/first", &[]).await.unwrap().status, 200);
+    assert_eq!(client.get("/again", &[]).await.unwrap().status, 200);
+    let gets = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("GET /again"))
+        .count();
+    assert_eq!(
+        gets,
+        2,
+        "the GET was sent again: {:?}",
+        seen.lock().unwrap()
+    );
+}

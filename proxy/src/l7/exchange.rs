@@ -276,7 +276,12 @@ where
         };
         match read {
             Ok(response) => break (slot, up, response, sent_at),
-            Err(UpstreamError::ClosedEarly) if up.reused && replayable => {
+            // The server had the whole request: only a method that may be repeated is sent
+            // again (RFC 9110, 9.2.2). A POST it may have acted on gets 502, for the client to
+            // decide, as HAProxy does.
+            Err(UpstreamError::ClosedEarly)
+                if up.reused && replayable && head.method.is_idempotent() =>
+            {
                 attempts.fresh_only = true;
                 continue;
             }

@@ -374,7 +374,10 @@ async fn handle(
                 return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
             }
             Ok(response) => break (slot, up, response, sent_at),
-            Err(UpstreamError::ClosedEarly) if up.reused && replayable => {
+            // As over HTTP/1: only a method that may be repeated is sent again.
+            Err(UpstreamError::ClosedEarly)
+                if up.reused && replayable && parts.method.is_idempotent() =>
+            {
                 attempts.fresh_only = true;
             }
             Err(UpstreamError::Timeout) => {
