@@ -911,3 +911,58 @@ async fn a_post_the_server_may_have_taken_is_not_sent_again() {
         seen.lock().unwrap()
     );
 }
+
+// Input: two servers of one connection each (`max_connections = 1`), cookie stickiness; s1
+// busy for 6 s and s2 for 1 s; then request A, sticky to s1, queues for s1, and request B,
+// with no cookie, queues for any server. Output: B is served on s2 as soon as s2 is free,
+// before s1's request ends. (A, queued first, took the backend's wake-up for s2's freed slot
+// and sat on it until s1 freed: B slept next to an idle server.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_any_server_is_not_held_back_by_one_waiting_for_its_own() {
+    use std::time::Instant;
+    let slow = |name: &str, secs: u64| OriginOptions {
+        name: name.into(),
+        delay: Duration::from_secs(secs),
+        ..OriginOptions::default()
+    };
+    let (s1, s2) = (
+        origin_with(slow("s1", 6)).await,
+        origin_with(slow("s2", 1)).await,
+    );
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+cookie = {{ name = "SRV", mode = "insert" }}
+timeout = {{ queue = "20s", server = "20s" }}
+servers = [
+  {{ name = "s1", address = "{}", max_connections = 1 }},
+  {{ name = "s2", address = "{}", max_connections = 1 }},
+]
+"#,
+        s1.addr(),
+        s2.addr()
+    ));
+    let addr = fulcrum.addr("main");
+    let request = |cookie: Option<&'static str>| {
+        tokio::spawn(async move {
+            let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+            let reply = get(addr, "/", &headers).await;
+            (reply.status, Instant::now())
+        })
+    };
+    let busy_s1 = request(Some("SRV=s1"));
+    let busy_s2 = request(Some("SRV=s2"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _a = request(Some("SRV=s1"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = request(None);
+    let (status, b_done) = b.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(busy_s2.await.unwrap().0, 200);
+    let (_, s1_done) = busy_s1.await.unwrap();
+    assert!(b_done < s1_done, "B waited for s1's request to end");
+}

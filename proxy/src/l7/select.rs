@@ -109,10 +109,14 @@ pub(crate) async fn select(
     // goes away while it waits (an HTTP/2 stream reset drops this future).
     let mut queued = None;
     let result = loop {
-        // Register interest before looking, so a slot freed in between is not missed.
-        let backend_freed = entry.state.slot_freed.notified();
-        tokio::pin!(backend_freed);
-        backend_freed.as_mut().enable();
+        // Register interest before looking, so a slot freed in between is not missed. Boxed,
+        // so that a request that turns out to wait for one server drops it at once: it would
+        // otherwise take the backend's wake-ups (the oldest waiter gets each) and sit on them,
+        // while a request that can take any server slept next to an idle one.
+        let mut backend_freed = Some(Box::pin(entry.state.slot_freed.notified()));
+        if let Some(freed) = backend_freed.as_mut() {
+            freed.as_mut().enable();
+        }
 
         // The sticky server's state changes too: registered before it is looked at.
         let status_changed = sticky.map(|index| entry.servers[index].status_changed.notified());
@@ -160,7 +164,12 @@ pub(crate) async fn select(
         };
         let woke = match waiting_on {
             Some(server) => {
+                // Dropped unawaited, a wake-up it took passes to the next waiter.
+                drop(backend_freed.take());
                 let server_freed = server.slot_freed.notified();
+                // A hashed request's server too may go DOWN while it waits: picked afresh, it
+                // goes to a live one, as HAProxy redistributes a DOWN server's queue.
+                let server_changed = server.status_changed.notified();
                 let left = async {
                     match status_changed.as_mut().as_pin_mut() {
                         Some(changed) => changed.await,
@@ -170,13 +179,22 @@ pub(crate) async fn select(
                 tokio::select! {
                     _ = server_freed => true,
                     () = left => true,
+                    () = server_changed => true,
                     () = expiry => false,
                 }
             }
-            None => tokio::select! {
-                _ = backend_freed => true,
-                () = expiry => false,
-            },
+            None => {
+                let freed = async {
+                    match backend_freed.as_mut() {
+                        Some(freed) => freed.await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = freed => true,
+                    () = expiry => false,
+                }
+            }
         };
         if !woke {
             break Err(NoServer::QueueTimeout);
