@@ -245,18 +245,24 @@ enum Target {
 }
 
 fn pick(cfg: &Backend, entry: &BackendEntry, avoid: Option<usize>, key: &PickKey<'_>) -> Target {
-    let mut candidates = candidates(cfg, entry, false, avoid);
-    if candidates.is_empty() {
-        candidates = candidates_backup(cfg, entry, avoid);
+    let mut found = candidates(cfg, entry, false, avoid);
+    if found.is_empty() && avoid.is_some() && !candidates(cfg, entry, false, None).is_empty() {
+        // The active server avoided is the only one: it is tried again, as HAProxy does,
+        // rather than a backup, which takes clients only while no active server can (and
+        // whose cookie would then keep the client there).
+        return pick(cfg, entry, None, key);
     }
-    if candidates.is_empty() {
+    if found.is_empty() {
+        found = candidates_backup(cfg, entry, avoid);
+    }
+    if found.is_empty() {
         // Redispatching away from the only server left still beats refusing the request.
         return match avoid {
             Some(_) => pick(cfg, entry, None, key),
             None => Target::None,
         };
     }
-    match entry.balancer.pick(&candidates, key) {
+    match entry.balancer.pick(&found, key) {
         Some(index) => Target::Server(index),
         None => Target::AllFull,
     }
@@ -414,6 +420,27 @@ servers = [{ name = "s1", address = "127.0.0.1:1", max_connections = 1 }, { name
         assert_eq!(
             select(cfg, entry, None, None, &key).await.unwrap().0.index,
             1
+        );
+    }
+
+    // Input: one active server, up, and a backup; a redispatch away from the active server
+    // (its connection was refused). Output: the active server is picked again, not the backup.
+    // (The backup took the retry, and its cookie then kept the client there while the active
+    // server was up.)
+    #[tokio::test]
+    async fn a_redispatch_from_the_only_active_server_does_not_go_to_a_backup() {
+        let t = table(
+            r#"servers = [{ name = "a", address = "127.0.0.1:1" }, { name = "bk", address = "127.0.0.1:2", backup = true }]"#,
+        );
+        let (cfg, entry) = t.backend(0).unwrap();
+        let key = PickKey::default();
+        assert_eq!(
+            select(cfg, entry, None, Some(0), &key)
+                .await
+                .unwrap()
+                .0
+                .index,
+            0
         );
     }
 }
