@@ -25,6 +25,8 @@ default_backend = "web"
 
 [backend.web]
 balance = "roundrobin"
+# Each request to the stopped server fails at once: retries would wait 1 s each.
+retries = 0
 cookie = {{ name = "webserver", mode = "insert", nocache = true }}
 health_check = {{ type = "http", path = "/", interval = "{interval_ms}ms", timeout = "150ms", rise = 2, fall = {fall} }}
 servers = [
@@ -965,4 +967,40 @@ servers = [
     assert_eq!(busy_s2.await.unwrap().0, 200);
     let (_, s1_done) = busy_s1.await.unwrap();
     assert!(b_done < s1_done, "B waited for s1's request to end");
+}
+
+// Input: a server that is restarting: nothing listens on its port for its first 300 ms;
+// `retries = 3`. Output: the request is answered 200 by the server once it listens. (The three
+// retries were made back to back within a millisecond, all refused, and the client got 503;
+// HAProxy waits min(timeout.connect, 1 s) before each retry.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_wait_for_a_restarting_server() {
+    use tokio::io::AsyncWriteExt;
+    let port = support::free_port();
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+retries = 3
+servers = [{{ name = "restarting", address = "127.0.0.1:{port}" }}]
+"#
+    ));
+    let addr = fulcrum.addr("main");
+    let request = tokio::spawn(async move { get(addr, "/", &[]).await.status });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = server.accept().await {
+            support::read_head(&mut conn).await;
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+        }
+    });
+    assert_eq!(request.await.unwrap(), 200);
 }

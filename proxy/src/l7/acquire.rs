@@ -133,8 +133,17 @@ pub(crate) async fn acquire(
                     bentry.state.counters.totals.inc(Total::Redispatches);
                 } else {
                     attempts.retry_on = Some(slot.index);
+                    // HAProxy's turn-around: a server restarting refuses connections for a
+                    // moment, which retries made back to back would all meet. The slot is
+                    // freed meanwhile.
+                    drop(slot);
+                    tokio::time::sleep(bcfg.timeout_connect.min(RETRY_TURN_AROUND)).await;
                 }
             }
         }
     }
 }
+
+/// The most a retry on the same server waits after a failed connection (HAProxy's
+/// min(`timeout connect`, 1 s)).
+const RETRY_TURN_AROUND: std::time::Duration = std::time::Duration::from_secs(1);
