@@ -807,3 +807,76 @@ servers = [{ name = "s1", address = "127.0.0.1:9", disabled = true }]
     );
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
 }
+
+// Input: an HTTP/2 POST (h2c, curl) carrying `content-length: 5` twice. Output: the server
+// gets the request with a single `content-length` line. (Both went through, and servers that
+// refuse a repeated Content-Length, nginx among them, answered 400.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_content_length_sent_twice_reaches_the_server_once() {
+    if !require_tool("curl") {
+        return;
+    }
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_addr = server.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&heads);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = server.accept().await {
+            let head = support::read_head(&mut conn).await;
+            seen.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).to_lowercase());
+            let mut body = [0u8; 5];
+            let _ = conn.read_exact(&mut body).await;
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+        }
+    });
+    let fulcrum = Fulcrum::start(&plain_site(server_addr));
+    let url = format!("http://{}/form", fulcrum.addr("main"));
+    let (status, body, err) = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "content-length: 5",
+        "-H",
+        "content-length: 5",
+        "--data-binary",
+        "hello",
+        &url,
+    ])
+    .await;
+    assert!(status.success() && body == "ok", "{err} {body}");
+    let heads = heads.lock().unwrap();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert_eq!(
+        heads[0].matches("content-length:").count(),
+        1,
+        "{}",
+        heads[0]
+    );
+}
+
+// Input: an HTTP/2 HEAD (h2c, curl) to a backend whose only server is in MAINT. Output: curl
+// gets the 503 head cleanly. (The error page's body went out as DATA on a HEAD response, which
+// an HTTP/2 client takes as a protocol error and resets.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_head_gets_an_error_page_without_a_body() {
+    if !require_tool("curl") {
+        return;
+    }
+    let fulcrum = Fulcrum::start(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+servers = [{ name = "s1", address = "127.0.0.1:9", disabled = true }]
+"#,
+    );
+    let url = format!("http://{}/", fulcrum.addr("main"));
+    let (status, out, err) = curl(&["--http2-prior-knowledge", "--head", &url]).await;
+    assert!(status.success(), "curl failed: {err}");
+    assert!(out.starts_with("HTTP/2 503"), "{out}");
+}

@@ -74,7 +74,16 @@ where
             // into the task's cell) before and after running it, and the handler's state is
             // kilobytes.
             async move {
-                let response = Box::pin(handle(&rt, &frontend.load_full(), client, req)).await;
+                let head = req.method() == http::Method::HEAD;
+                let mut response = Box::pin(handle(&rt, &frontend.load_full(), client, req)).await;
+                // An error page answers a HEAD with its head alone (RFC 9110, 9.3.2): hyper
+                // would send its body, and an h2 client resets a stream whose HEAD response
+                // carries DATA. A relayed answer to a HEAD has no body already.
+                if head && !response.body().is_end_stream() {
+                    *response.body_mut() = Full::new(Bytes::new())
+                        .map_err(|never| match never {})
+                        .boxed();
+                }
                 // The stream stays open until hyper drops the body, after its last frame.
                 let response = response.map(|body| {
                     BoxBody::new(body.map_frame(move |frame| {
@@ -87,7 +96,12 @@ where
         })
     };
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder.timer(TokioTimer::new()).max_concurrent_streams(256);
+    // Response data buffered per stream ahead of the client's reads: hyper's 400 KiB default
+    // let a client that grants huge windows and reads slowly park 100 MiB per connection.
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_send_buf_size(H2_SEND_BUFFER);
     let io = Touching::new(io, Arc::clone(&activity));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
@@ -151,6 +165,9 @@ impl Timeouts {
 
 /// How long an idle connection's GOAWAY exchange may take before the socket is closed.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Response data hyper buffers per stream ahead of the client's reads: four frames.
+const H2_SEND_BUFFER: usize = 64 * 1024;
 
 async fn handle(
     rt: &Runtime,
@@ -272,6 +289,9 @@ async fn handle(
         headers.remove(header::CONTENT_LENGTH);
         BodyKind::Empty
     } else if let Some(n) = declared_length {
+        // One field, whatever the client repeated (h2 refuses only differing values): servers
+        // such as nginx answer 400 to two, as the HTTP/1 path folds them.
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         BodyKind::Length(n)
     } else {
         headers.insert(
