@@ -880,3 +880,29 @@ servers = [{ name = "s1", address = "127.0.0.1:9", disabled = true }]
     assert!(status.success(), "curl failed: {err}");
     assert!(out.starts_with("HTTP/2 503"), "{out}");
 }
+
+// Input: a `return` rule of status 204; two requests pipelined on one connection. Output: two
+// 204 heads, neither with a Content-Length (RFC 9110, 8.6). (A `content-length: 0` went with
+// each.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_204_return_rule_sends_no_length() {
+    let fulcrum = Fulcrum::start(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+return = [{ if = "TRUE", status = 204 }]
+default_backend = "web"
+
+[backend.web]
+servers = [{ name = "s1", address = "127.0.0.1:9" }]
+"#,
+    );
+    let answer = raw_exchange(
+        fulcrum.addr("main"),
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert_eq!(answer.matches("http/1.1 204").count(), 2, "{answer}");
+    assert!(!answer.contains("content-length"), "{answer}");
+}

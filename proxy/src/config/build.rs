@@ -191,6 +191,15 @@ fn build_frontend(
                 continue;
             }
         };
+        if matches!(status.as_u16(), 204 | 304) && !rule.body.is_empty() {
+            // Their responses end at the head: a body would be read as the start of the next
+            // response on a kept-alive connection.
+            errors.push(ConfigError::at(
+                &rule.status,
+                format!("a {} response has no body: remove `body`", status.as_u16()),
+            ));
+            continue;
+        }
         let Ok(content_type) = http::HeaderValue::from_str(rule.content_type.get_ref()) else {
             errors.push(ConfigError::at(
                 &rule.content_type,
@@ -939,5 +948,24 @@ servers = []
             errs.iter().any(|e| e.contains("roundrobin")),
             "the balance error lists the algorithms: {errs:#?}"
         );
+    }
+
+    // Input: `return` rules of status 204 and 304 with a body, and a 204 without one. Output:
+    // the first two refused, the third accepted. (The body went out after the head, and a
+    // kept-alive client read it as the start of the next response.)
+    #[test]
+    fn a_204_or_304_return_rule_may_not_have_a_body() {
+        let config = |rules: &str| {
+            format!(
+                "[frontend.main]\nbind = [\"127.0.0.1:0\"]\nreturn = [{rules}]\ndefault_backend = \"web\"\n\n\
+                 [backend.web]\nservers = [{{ name = \"s1\", address = \"127.0.0.1:8081\" }}]\n"
+            )
+        };
+        let errs = errors(&config(
+            r#"{ if = "TRUE", status = 204, body = "x" }, { if = "TRUE", status = 304, body = "y" }"#,
+        ));
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert!(errs.iter().all(|e| e.contains("has no body")), "{errs:#?}");
+        assert!(errors(&config(r#"{ if = "TRUE", status = 204 }"#)).is_empty());
     }
 }

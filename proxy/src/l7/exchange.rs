@@ -531,13 +531,11 @@ where
     head::write_status_line(&mut out, answer.status);
     out.extend_from_slice(b"content-type: ");
     out.extend_from_slice(answer.content_type.as_bytes());
-    out.extend_from_slice(
-        format!(
-            "\r\ncontent-length: {}\r\ncache-control: no-cache\r\n",
-            answer.body.len()
-        )
-        .as_bytes(),
-    );
+    out.extend_from_slice(b"\r\ncache-control: no-cache\r\n");
+    // A 204 or 304 has no body and says no length (RFC 9110, 8.6): the config gives it none.
+    if !matches!(answer.status.as_u16(), 204 | 304) {
+        out.extend_from_slice(format!("content-length: {}\r\n", answer.body.len()).as_bytes());
+    }
     match (keep_alive, head.version) {
         (false, _) => out.extend_from_slice(b"connection: close\r\n"),
         (true, Version::HTTP_10) => out.extend_from_slice(b"connection: keep-alive\r\n"),
