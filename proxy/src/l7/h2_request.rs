@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 /// `OPTIONS`), with `headers` given the Host the server must see; or the status that refuses it:
 /// - `CONNECT` gets 501, as over HTTP/1 (no tunnels).
 /// - A `:path` that is neither absolute nor `*` on an `OPTIONS` gets 400.
+/// - An `:authority` with user information gets 400 (RFC 9113 §8.3.1 forbids it).
 /// - More than one `host`, or a `host` that names another authority than `:authority`, gets 400
 ///   (RFC 9113 §8.3.1 lets a server treat that as malformed; the ACLs and the server would
 ///   otherwise each read another host). Otherwise `:authority`, when there is one, is the Host
@@ -31,6 +32,11 @@ pub(super) fn target_and_host(
         return Err(StatusCode::BAD_REQUEST);
     }
     if let Some(authority) = uri.authority() {
+        // RFC 9113 §8.3.1: `:authority` must not include user information, which would make
+        // `x@admin.example` the Host the ACLs match and the server reads.
+        if authority.as_str().contains('@') {
+            return Err(StatusCode::BAD_REQUEST);
+        }
         if host.is_some_and(|h| {
             !h.as_bytes()
                 .eq_ignore_ascii_case(authority.as_str().as_bytes())
@@ -66,6 +72,16 @@ mod tests {
             .map(|h| h.to_str().unwrap().to_owned())
             .collect();
         Ok((target, hosts))
+    }
+
+    // Input: an `:authority` with user information. Output: 400. (It became the Host, which an
+    // ACL on the host then did not match.)
+    #[test]
+    fn an_authority_with_user_information_is_refused() {
+        assert_eq!(
+            check(Method::GET, "http://x@admin.example/", &[]),
+            Err(StatusCode::BAD_REQUEST)
+        );
     }
 
     // Input: `:authority` alone, with the same `host`, with another `host`, and with two.
