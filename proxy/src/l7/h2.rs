@@ -84,10 +84,12 @@ where
                         .map_err(|never| match never {})
                         .boxed();
                 }
-                // The stream stays open until hyper drops the body, after its last frame.
+                // The stream stays open until hyper drops the body, after its last frame; from
+                // now on its body must keep moving (see `Streams::stalled`).
+                open.moved();
                 let response = response.map(|body| {
                     BoxBody::new(body.map_frame(move |frame| {
-                        let _open = &open;
+                        open.moved();
                         frame
                     }))
                 });

@@ -6,42 +6,111 @@
 //!   past it, it is closed. A stream is open from its request's arrival until hyper drops its
 //!   response body, that is after the last frame was sent or the stream was reset.
 //! - Stalled: with a stream open, no byte moved either way for the larger of `timeout.client`
-//!   and `timeout.server`. A waiting server is bounded by `timeout.server` (its 504 moves
-//!   bytes), so this only catches a client that stopped reading (its flow-control window
-//!   stays shut, and hyper waits for it without a timer) and sends nothing either.
+//!   and `timeout.server`; or one stream's response gave hyper no frame for that long while
+//!   others, or PINGs, kept the connection busy. A waiting server is bounded by
+//!   `timeout.server` (its 504 moves bytes), so this only catches a client that stopped
+//!   reading a stream (its flow-control window stays shut, and hyper waits for it without a
+//!   timer, never polling the body whose timers and server slot would end it).
 
 use std::{
     sync::{
-        Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Acquire},
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Acquire, Ordering::Release},
     },
     time::Duration,
 };
 
-use tokio::sync::Notify;
+use tokio::{sync::Notify, time::Instant};
 
 use fulcrum_common::activity::Activity;
 
 /// The streams of one connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Streams {
     open: AtomicUsize,
     /// Streams opened since the connection started: tells a connection that stayed idle from
     /// one that served a request in between.
     opened: AtomicU64,
     changed: Notify,
+    /// When each open stream last gave hyper its response head or a frame of its body, in
+    /// milliseconds since `epoch`; [`NOT_ANSWERED`] before the head (a request waiting in a
+    /// queue or for its server is bounded by their timeouts).
+    moved: Mutex<Vec<Weak<AtomicU64>>>,
+    epoch: Instant,
 }
+
+impl Default for Streams {
+    fn default() -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            opened: AtomicU64::new(0),
+            changed: Notify::new(),
+            moved: Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+/// A stream whose response head has not gone to hyper yet.
+const NOT_ANSWERED: u64 = u64::MAX;
 
 /// Holds a stream open; dropping it closes the stream.
 #[derive(Debug)]
-pub(crate) struct StreamGuard(Arc<Streams>);
+pub(crate) struct StreamGuard {
+    streams: Arc<Streams>,
+    moved: Arc<AtomicU64>,
+}
+
+impl StreamGuard {
+    /// The stream's response moved: its head, or a frame of its body, went to hyper.
+    pub(crate) fn moved(&self) {
+        self.moved.store(self.streams.now(), Release);
+    }
+}
 
 impl Streams {
     pub(crate) fn open(self: &Arc<Self>) -> StreamGuard {
         self.open.fetch_add(1, AcqRel);
         self.opened.fetch_add(1, AcqRel);
         self.changed.notify_waiters();
-        StreamGuard(Arc::clone(self))
+        let moved = Arc::new(AtomicU64::new(NOT_ANSWERED));
+        if let Ok(mut all) = self.moved.lock() {
+            all.retain(|m| m.strong_count() > 0);
+            all.push(Arc::downgrade(&moved));
+        }
+        StreamGuard {
+            streams: Arc::clone(self),
+            moved,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Since when the open stream that moved least recently has not moved.
+    fn oldest_move(&self) -> Option<Duration> {
+        let all = self.moved.lock().ok()?;
+        let oldest = all
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|m| m.load(Acquire))
+            .filter(|&at| at != NOT_ANSWERED)
+            .min()?;
+        Some(Duration::from_millis(self.now().saturating_sub(oldest)))
+    }
+
+    /// Returns once an open stream's response has not moved for `limit` (zero: never).
+    async fn stream_stuck(&self, limit: Duration) {
+        if limit.is_zero() {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(limit / 4).await;
+            if self.oldest_move().is_some_and(|still| still >= limit) {
+                return;
+            }
+        }
     }
 
     fn any_open(&self) -> bool {
@@ -49,15 +118,21 @@ impl Streams {
     }
 
     /// Returns once a stream is open and no byte has moved either way for `limit` (zero: no
-    /// limit), by `activity`.
+    /// limit), by `activity`, or one open stream's response has not moved for `limit`.
     pub(crate) async fn stalled(&self, activity: &Activity, limit: Duration) {
-        loop {
-            activity.idle(limit).await;
-            if self.any_open() {
-                return;
+        let quiet = async {
+            loop {
+                activity.idle(limit).await;
+                if self.any_open() {
+                    return;
+                }
+                // Quiet with no stream open is the idle timeout's business: look again later.
+                activity.touch();
             }
-            // Quiet with no stream open is the idle timeout's business: look again later.
-            activity.touch();
+        };
+        tokio::select! {
+            () = quiet => {}
+            () = self.stream_stuck(limit) => {}
         }
     }
 
@@ -92,14 +167,69 @@ impl Streams {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, AcqRel);
-        self.0.changed.notify_waiters();
+        self.streams.open.fetch_sub(1, AcqRel);
+        self.streams.changed.notify_waiters();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Input: a connection kept busy (bytes every second, as PINGs or another stream would),
+    // one stream answered whose body then gives hyper nothing (the client's window stays
+    // shut), and one not answered yet. Output: the connection is stalled after the limit.
+    // (Only a quiet connection was: a stuck stream held its server slot and backend connection
+    // for as long as the client kept sending PINGs.)
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_stream_stalls_a_busy_connection() {
+        let streams = Arc::new(Streams::default());
+        let activity = Activity::new();
+        let stuck = streams.open();
+        stuck.moved();
+        let _waiting = streams.open();
+        let started = Instant::now();
+        let busy = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                activity.touch();
+            }
+        };
+        let stalled = tokio::time::timeout(Duration::from_secs(60), async {
+            tokio::select! {
+                () = streams.stalled(&activity, Duration::from_secs(10)) => {}
+                () = busy => {}
+            }
+        })
+        .await;
+        assert!(stalled.is_ok(), "the busy connection never stalled");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(10), "{took:?}");
+        assert!(took < Duration::from_secs(14), "{took:?}");
+    }
+
+    // Input: a busy connection whose one answered stream keeps moving. Output: no stall.
+    #[tokio::test(start_paused = true)]
+    async fn a_moving_stream_does_not_stall() {
+        let streams = Arc::new(Streams::default());
+        let activity = Activity::new();
+        let stream = streams.open();
+        let moving = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                stream.moved();
+                activity.touch();
+            }
+        };
+        let stalled = tokio::time::timeout(Duration::from_secs(60), async {
+            tokio::select! {
+                () = streams.stalled(&activity, Duration::from_secs(10)) => {}
+                () = moving => {}
+            }
+        })
+        .await;
+        assert!(stalled.is_err(), "a moving stream stalled the connection");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_ends_after_the_first_request_timeout() {
