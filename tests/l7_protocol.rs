@@ -906,3 +906,36 @@ servers = [{ name = "s1", address = "127.0.0.1:9" }]
     assert_eq!(answer.matches("http/1.1 204").count(), 2, "{answer}");
     assert!(!answer.contains("content-length"), "{answer}");
 }
+
+// Input: a TLS frontend with `alpn = ["h2"]`; curl offering only `http/1.1` over ALPN. Output:
+// it is served (HTTP/1.1), as HAProxy serves a client whose ALPN matches nothing. (rustls ended
+// its handshake with `no_application_protocol`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_is_served_by_an_h2_only_alpn_list() {
+    if !require_tool("curl") {
+        return;
+    }
+    let s1 = origin("s1").await;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let fulcrum = Fulcrum::start(&format!(
+        "[frontend.tls]\nbind = [\"127.0.0.1:0\"]\ntls = {{ certs = [\"{fixtures}/a.pem\"], alpn = [\"h2\"] }}\n\
+         default_backend = \"web\"\n\n[backend.web]\nservers = [{{ name = \"s1\", address = \"{}\" }}]\n",
+        s1.addr()
+    ));
+    let port = fulcrum.addr("tls").port();
+    let resolve = format!("a.fulcrum.test:{port}:127.0.0.1");
+    let cacert = format!("{fixtures}/a.crt");
+    let url = format!("https://a.fulcrum.test:{port}/");
+    let (status, body, err) = curl(&[
+        "-v",
+        "--http1.1",
+        "--resolve",
+        &resolve,
+        "--cacert",
+        &cacert,
+        &url,
+    ])
+    .await;
+    assert!(status.success(), "HTTP/1.1 to an h2-only ALPN list: {err}");
+    assert!(body.starts_with("s1"), "{body}");
+}

@@ -32,11 +32,14 @@ pub(crate) fn server_config(
         .with_cert_resolver(Arc::new(resolver));
     config.session_storage = session_cache(pem_files);
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    // A client that offers only `http/1.0` (`curl --http1.0`) shares no protocol with
-    // `http/1.1`: rustls would end its handshake with `no_application_protocol`, where HAProxy
-    // (OpenSSL) goes on without ALPN. It is offered last, and served as HTTP/1.
-    if alpn.iter().any(|p| p == "http/1.1") {
-        config.alpn_protocols.push(b"http/1.0".to_vec());
+    // A client that shares no protocol with the list (one offering only `http/1.1` to
+    // `alpn = ["h2"]`, or only `http/1.0`: `curl --http1.0`) would have its handshake ended by
+    // rustls with `no_application_protocol`, where HAProxy (OpenSSL) goes on without ALPN and
+    // serves it HTTP/1. Both are offered last, and served as HTTP/1.
+    for fallback in ["http/1.1", "http/1.0"] {
+        if !alpn.iter().any(|p| p == fallback) {
+            config.alpn_protocols.push(fallback.as_bytes().to_vec());
+        }
     }
     Ok(Arc::new(config))
 }
