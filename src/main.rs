@@ -12,6 +12,7 @@ mod logging;
 mod malloc;
 mod nrpe;
 mod proxy_health;
+mod restart;
 mod run;
 mod status;
 mod syncs;

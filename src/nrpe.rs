@@ -53,27 +53,11 @@ impl Nrpe {
         // The old agent must let go of its address before the new one binds it.
         let previous = self.0.as_ref().map(|(previous, _)| previous.clone());
         self.stop().await;
-        let error = match Self::start(config, registry, appliance).await {
-            Ok(nrpe) => {
-                *self = nrpe;
-                return;
-            }
-            Err(error) => error,
-        };
-        // An address that cannot be bound must not leave Nagios without its agent: the
-        // previous section serves on.
-        match Self::start(previous, registry, appliance).await {
-            Ok(nrpe) if nrpe.0.is_some() => {
-                tracing::error!(%error, "cannot start the NRPE agent with the new [nrpe]; it keeps serving with the previous one");
-                *self = nrpe;
-            }
-            Ok(_) => {
-                tracing::error!(%error, "cannot start the NRPE agent with the new [nrpe]; it is not running")
-            }
-            Err(again) => {
-                tracing::error!(%error, %again, "cannot start the NRPE agent with the new [nrpe], nor again with the previous one; it is not running")
-            }
-        }
+        let start = |config| Self::start(config, registry, appliance);
+        *self =
+            crate::restart::start_or_restore("the NRPE agent", "[nrpe]", config, previous, start)
+                .await
+                .unwrap_or_default();
     }
 
     pub(crate) async fn stop(&mut self) {

@@ -380,27 +380,16 @@ impl Admin {
             }
             None => None,
         };
-        let error = match Self::start(config, registry, appliance).await {
-            Ok(admin) => {
-                *self = admin;
-                return;
-            }
-            Err(error) => error,
-        };
-        // An address that cannot be bound (another process holds it) must not take the stats
-        // page and /metrics away: the previous section serves on.
-        match Self::start(previous, registry, appliance).await {
-            Ok(admin) if admin.0.is_some() => {
-                tracing::error!(%error, "cannot start the admin server with the new [admin]; it keeps serving with the previous one");
-                *self = admin;
-            }
-            Ok(_) => {
-                tracing::error!(%error, "cannot start the admin server with the new [admin]; it is not running")
-            }
-            Err(again) => {
-                tracing::error!(%error, %again, "cannot start the admin server with the new [admin], nor again with the previous one; it is not running")
-            }
-        }
+        let start = |config| Self::start(config, registry, appliance);
+        *self = crate::restart::start_or_restore(
+            "the admin server",
+            "[admin]",
+            config,
+            previous,
+            start,
+        )
+        .await
+        .unwrap_or(Self(None));
     }
 }
 
