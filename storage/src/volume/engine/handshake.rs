@@ -73,7 +73,7 @@ pub(crate) async fn run(
     discard_my_data: bool,
 ) -> Result<Established, Failure> {
     let stall = (inner.config.timeout * 4).max(Duration::from_secs(5));
-    let bitmap = Bitmap::new(inner.config.backing.size).encoded_len() as u64;
+    let bitmap = Bitmap::encoded_len_of(inner.config.backing.size) as u64;
     let bound = stall + Duration::from_secs(bitmap.div_ceil(SLOWEST_BITMAP));
     let handshake = tokio::time::timeout(
         bound,
@@ -292,7 +292,7 @@ async fn exchange_bitmaps(
         })
         .await?;
     let size = inner.config.backing.size;
-    let expected = Bitmap::new(size).encoded_len();
+    let expected = Bitmap::encoded_len_of(size);
     let send = async {
         let count = ours.len().div_ceil(MAX_DATA).max(1);
         for (i, chunk) in ours.chunks(MAX_DATA).enumerate() {

@@ -134,7 +134,13 @@ impl Bitmap {
 
     /// Length of [`Bitmap::to_bytes`]: one bit per block, rounded up to bytes.
     pub fn encoded_len(&self) -> usize {
-        usize::try_from(self.blocks.div_ceil(8)).unwrap_or(usize::MAX)
+        Self::encoded_len_of(self.size)
+    }
+
+    /// [`encoded_len`](Self::encoded_len) of a bitmap for a volume of `size` bytes, without
+    /// making one (a 64 TiB volume's is 2 GiB).
+    pub fn encoded_len_of(size: u64) -> usize {
+        usize::try_from(size.div_ceil(BLOCK_SIZE).div_ceil(8)).unwrap_or(usize::MAX)
     }
 
     /// The bits, block 0 first, least significant bit first within a byte.
