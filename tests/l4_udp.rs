@@ -108,18 +108,7 @@ async fn a_udp_flow_leaves_a_server_that_goes_down_when_not_quiescent() {
     assert_eq!(first, b"one:x");
 
     drop(check_one);
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let answer = ask(&client, b"x", Duration::from_millis(300)).await;
-        if answer.as_deref() == Some(b"two:x") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the flow stayed on the DOWN server: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    answered_by_two(&client, "DOWN").await;
 }
 
 // Input: a UDP service over real server `one`; a client whose flow went there and that keeps
@@ -145,18 +134,7 @@ async fn a_udp_flow_leaves_a_server_a_reload_removed() {
 
     fulcrum.write_config(&service(two.addr));
     assert!(fulcrum.reload());
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let answer = ask(&client, b"x", Duration::from_millis(300)).await;
-        if answer.as_deref() == Some(b"two:x") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the flow stayed on the removed server: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    answered_by_two(&client, "removed").await;
 }
 
 // Input: a UDP service with `proxy_protocol = "v2"`; a client whose flow is open sends a
@@ -217,6 +195,23 @@ impl Echo {
 impl Drop for Echo {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Sends `x` from `client` until server `two` answers it (`two:x`), within `PATIENCE`; the
+/// flow was on the server `left` describes.
+async fn answered_by_two(client: &UdpSocket, left: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let answer = ask(client, b"x", Duration::from_millis(300)).await;
+        if answer.as_deref() == Some(b"two:x") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flow stayed on the {left} server: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -975,7 +975,6 @@ servers = [
 // HAProxy waits min(timeout.connect, 1 s) before each retry.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_wait_for_a_restarting_server() {
-    use tokio::io::AsyncWriteExt;
     let port = support::free_port();
     let fulcrum = Fulcrum::start(&format!(
         r#"
@@ -994,13 +993,6 @@ servers = [{{ name = "restarting", address = "127.0.0.1:{port}" }}]
     let server = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = server.accept().await {
-            support::read_head(&mut conn).await;
-            let _ = conn
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                .await;
-        }
-    });
+    support::serve_answers(server, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
     assert_eq!(request.await.unwrap(), 200);
 }

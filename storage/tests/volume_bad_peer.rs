@@ -84,11 +84,24 @@ async fn introduce(
     (reader, writer)
 }
 
-/// Accepts, on `listener` (at `secondary`'s address, which the primary dials), the primary's
-/// connection as `secondary` would, authenticated. The first connection the dialer makes may
-/// be one it gives up (it dials again each `connect_interval`): the first that authenticates.
-async fn accept_primary(listener: &tokio::net::TcpListener, secondary: &Node) -> TcpStream {
-    loop {
+/// Starts `primary` with this test as its peer `secondary`: listens at `secondary`'s address,
+/// which the primary dials, accepts the primary's connection as `secondary` would,
+/// authenticated, and answers its Hello as a secondary. The first connection the dialer makes
+/// may be one it gives up (it dials again each `connect_interval`): the first that
+/// authenticates is taken. Returns the volume, Connected, and the link.
+async fn start_with_fake_secondary(
+    primary: &Node,
+    secondary: &Node,
+) -> (
+    Volume,
+    MessageReader<OwnedReadHalf>,
+    MessageWriter<OwnedWriteHalf>,
+) {
+    let listener = tokio::net::TcpListener::bind(secondary.config.listen)
+        .await
+        .unwrap();
+    let volume = primary.start().await;
+    let stream = loop {
         let (mut stream, _) = listener.accept().await.unwrap();
         let authenticated = peer::authenticate(
             &mut stream,
@@ -98,9 +111,11 @@ async fn accept_primary(listener: &tokio::net::TcpListener, secondary: &Node) ->
         )
         .await;
         if authenticated.is_ok() {
-            return stream;
+            break stream;
         }
-    }
+    };
+    let (reader, writer) = introduce(stream, peer::Role::Secondary, &volume).await;
+    (volume, reader, writer)
 }
 
 impl FakePrimary {
@@ -254,13 +269,8 @@ async fn a_write_the_peer_never_acknowledges_ends_the_link_though_it_answers_pin
     primary_node.config.timeout = Duration::from_millis(300);
     primary_node.config.connect_interval = Duration::from_secs(1);
     primary_node.config.ping_interval = Duration::from_secs(1);
-    // The primary dials the secondary's address: this test listens there.
-    let listener = tokio::net::TcpListener::bind(secondary_node.config.listen)
-        .await
-        .unwrap();
-    let primary = primary_node.start().await;
-    let stream = accept_primary(&listener, &secondary_node).await;
-    let (mut reader, mut writer) = introduce(stream, peer::Role::Secondary, &primary).await;
+    let (primary, mut reader, mut writer) =
+        start_with_fake_secondary(&primary_node, &secondary_node).await;
     // Lively: a ping of its own every 100 ms, and the primary's answered; writes ignored.
     let answering = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -351,12 +361,8 @@ async fn writes_the_peer_never_flushed_are_resynced_after_the_link_ends() {
     use fulcrum_storage::nbd::Export as _;
     let (mut primary_node, secondary_node) = pair(SIZE, Protocol::C, Role::Primary);
     primary_node.config.connect_interval = Duration::from_secs(30);
-    let listener = tokio::net::TcpListener::bind(secondary_node.config.listen)
-        .await
-        .unwrap();
-    let primary = primary_node.start().await;
-    let stream = accept_primary(&listener, &secondary_node).await;
-    let (mut reader, mut writer) = introduce(stream, peer::Role::Secondary, &primary).await;
+    let (primary, mut reader, mut writer) =
+        start_with_fake_secondary(&primary_node, &secondary_node).await;
     // A secondary that acks every write as written, and answers flushes until the client's
     // has returned: the primary's own flushes, each tick, must not cover the second write.
     let flushing = Arc::new(AtomicBool::new(true));

@@ -471,6 +471,13 @@ pub async fn read_head(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<
 pub async fn answering_server(response: &'static [u8]) -> SocketAddr {
     let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
+    serve_answers(server, response);
+    addr
+}
+
+/// Serves [`answering_server`]'s way on a listener the test bound itself (at a given port, or
+/// at a given moment).
+pub fn serve_answers(server: tokio::net::TcpListener, response: &'static [u8]) {
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = server.accept().await {
             tokio::spawn(async move {
@@ -479,7 +486,6 @@ pub async fn answering_server(response: &'static [u8]) -> SocketAddr {
             });
         }
     });
-    addr
 }
 
 /// Runs curl with `args` and returns (exit status, stdout, stderr).
