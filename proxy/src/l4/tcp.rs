@@ -9,14 +9,14 @@
 
 use std::{
     io,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::Arc,
     time::Instant,
 };
 
 use tokio::{
     io::AsyncWriteExt,
-    net::{TcpListener, TcpSocket, TcpStream},
+    net::{TcpListener, TcpStream},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     config::{ProxyProtocol, VirtualServer},
-    net::canonical,
+    net::{canonical, server_socket},
     runtime::Runtime,
     state::{ServerStatus, counters::Total},
 };
@@ -192,9 +192,8 @@ async fn connect(
     local: SocketAddr,
 ) -> io::Result<TcpStream> {
     let opening = async {
-        let socket = outgoing_socket(real, config.transparent.then_some(client.ip()))?;
-        let mut stream = socket.connect(real).await?;
-        let _ = stream.set_nodelay(true);
+        let source = config.transparent.then_some(client.ip());
+        let mut stream = crate::net::connect(server_socket(real, source)?, real).await?;
         let version = match config.proxy_protocol {
             ProxyProtocol::None => None,
             ProxyProtocol::V1 => Some(proxy_protocol::Version::V1),
@@ -213,18 +212,6 @@ async fn connect(
     tokio::time::timeout(config.timeout_connect, opening)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))?
-}
-
-/// A socket to `real`; with `source`, bound to the client's address in transparent mode (see
-/// [`crate::net::bind_transparent`]).
-pub(crate) fn outgoing_socket(real: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpSocket> {
-    match source {
-        Some(source) => Ok(TcpSocket::from_std_stream(
-            crate::net::bind_transparent(real, source, socket2::Type::STREAM)?.into(),
-        )),
-        None if real.is_ipv4() => TcpSocket::new_v4(),
-        None => TcpSocket::new_v6(),
-    }
 }
 
 /// Why a relayed connection is reset before its end.

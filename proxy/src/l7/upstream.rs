@@ -6,6 +6,8 @@ use std::{io, net::SocketAddr, time::Duration};
 use http::Method;
 use tokio::net::TcpStream;
 
+use crate::net::server_socket;
+
 use super::h1::{
     conn::{Conn, IoFailure, with_timeout},
     head::{self, HeadError, ResponseHead},
@@ -38,12 +40,13 @@ pub(crate) async fn connect(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<Upstream, UpstreamError> {
-    let stream = with_timeout(timeout, TcpStream::connect(addr))
+    // Nagle off: heads and small bodies go out in one write each, and Nagle would only delay
+    // them.
+    let socket = server_socket(addr, None).map_err(|e| UpstreamError::Connect(e.into()))?;
+    let stream = with_timeout(timeout, crate::net::connect(socket, addr))
         .await
         .map_err(UpstreamError::Connect)?
         .map_err(|e| UpstreamError::Connect(e.into()))?;
-    // Heads and small bodies go out in one write each; Nagle would only delay them.
-    let _ = stream.set_nodelay(true);
     Ok(Upstream {
         conn: Conn::new(stream),
         reused: false,
