@@ -86,7 +86,9 @@ mod tests {
     async fn a_connection_comes_up_with_nagle_off() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let stream = connect(server_socket(addr, None).unwrap(), addr).await.unwrap();
+        let stream = connect(server_socket(addr, None).unwrap(), addr)
+            .await
+            .unwrap();
         let (accepted, peer) = listener.accept().await.unwrap();
         assert_eq!(peer, stream.local_addr().unwrap());
         assert!(stream.nodelay().unwrap());

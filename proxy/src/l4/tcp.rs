@@ -7,12 +7,7 @@
 //! resets its connections, as ldirectord removing it from IPVS does (`expire_nodest_conn`); an
 //! operator's `shutdown sessions` resets them whatever the service's mode.
 
-use std::{
-    io,
-    net::SocketAddr,
-    sync::Arc,
-    time::Instant,
-};
+use std::{io, net::SocketAddr, sync::Arc, time::Instant};
 
 use tokio::{
     io::AsyncWriteExt,
@@ -47,11 +42,15 @@ pub(crate) async fn accept_loop(
         .filter(|a| !a.ip().is_unspecified());
     loop {
         // Wait for room before accepting, so excess clients stay in the kernel's backlog.
+        // `biased` here and below: the branches in order, without a random number per poll
+        // (see `Tally::until_done`); the work comes before the stop, which wins at the next wait.
         let permit = tokio::select! {
+            biased;
             permit = rt.limit.acquire() => permit,
             () = stop.cancelled() => return,
         };
         let (stream, peer) = tokio::select! {
+            biased;
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -65,12 +64,15 @@ pub(crate) async fn accept_loop(
         };
         let rt2 = Arc::clone(&rt);
         let service = Arc::clone(&service);
-        rt.connections.spawn(async move {
+        // Boxed: the connection's future is about 4 KB, and tokio moves a spawned future
+        // several times (into its task cell, through the tracker's wrapper); behind a box each
+        // move is a pointer's. Callgrind: 1,900 fewer instructions per connection in tcp-close.
+        rt.connections.spawn(Box::pin(async move {
             rt2.active.up();
             serve(&service, stream, peer, fixed_local).await;
             rt2.active.down();
             drop(permit);
-        });
+        }));
     }
 }
 
@@ -126,6 +128,7 @@ async fn serve(
     let tally = super::relay::Tally::default();
     let relay = super::splice::relay_tcp(&mut client, &mut server, config.timeout_idle, &tally);
     let relayed = tokio::select! {
+        biased;
         relayed = relay => Some(relayed),
         why = until_reset(service, &real, epoch) => {
             match why {
@@ -226,6 +229,7 @@ enum Reset {
 /// Resolves, saying why, when `real`'s connections of `epoch` must be reset.
 async fn until_reset(service: &Service, real: &Real, epoch: u64) -> Reset {
     tokio::select! {
+        biased;
         () = until_taken_out(service, real) => Reset::Down,
         () = real.server.sessions_shut(epoch) => Reset::Shutdown,
     }
@@ -246,6 +250,7 @@ pub(super) async fn until_taken_out(service: &Service, real: &Real) {
             return;
         }
         tokio::select! {
+            biased;
             () = status_changed => {}
             () = reconfigured => {}
         }
