@@ -763,3 +763,37 @@ async fn a_reload_to_a_taken_address_keeps_admin_and_nrpe_serving() {
     let nrpe = std::net::TcpStream::connect(("127.0.0.1", nrpe_port));
     assert!(nrpe.is_ok(), "the NRPE agent is gone: {nrpe:?}");
 }
+
+// Input: a WebSocket upgrade through the site, answered 101 by the origin and left open.
+// Output: while the tunnel is open, the stats count its session on the backend as on the
+// server (HAProxy's `scur` of both rows). (The backend's count dropped to 0 when the exchange
+// became a tunnel, while the server's stayed at 1.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_websocket_tunnel_counts_as_a_backend_session() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));
+    let mut stream = tokio::net::TcpStream::connect(fulcrum.addr("main"))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = String::from_utf8(support::read_head(&mut stream).await).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream.write_all(b"ping").await.unwrap();
+    stream.read_exact(&mut [0; 4]).await.unwrap();
+
+    let rows = rows(fulcrum.admin_addr()).await;
+    let scur = |sv: &str| -> u64 {
+        rows.iter()
+            .filter(|r| r["pxname"] == "web" && r["svname"] == sv)
+            .map(|r| r["scur"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(scur("s1") + scur("s2"), 1, "the tunnel's server session");
+    assert_eq!(scur("BACKEND"), 1, "the tunnel's backend session");
+}

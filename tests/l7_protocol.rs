@@ -939,3 +939,42 @@ async fn an_http1_client_is_served_by_an_h2_only_alpn_list() {
     assert!(status.success(), "HTTP/1.1 to an h2-only ALPN list: {err}");
     assert!(body.starts_with("s1"), "{body}");
 }
+
+// Input: an HTTP/2 POST of 50 MiB to a server that answers 413 as soon as it has the head and
+// closes without reading the body. Output: the client gets that 413 and its body, as over
+// HTTP/1 and as HAProxy relays it. (It got a 502: the failed write of the body ended the
+// exchange before the server's answer was read.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_an_h2_upload_before_its_end_has_its_answer_relayed() {
+    use http_body_util::BodyExt;
+    let server_addr = support::answering_server(
+        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big\n",
+    )
+    .await;
+    let fulcrum = Fulcrum::start(&plain_site(server_addr));
+    let stream = tokio::net::TcpStream::connect(fulcrum.addr("main"))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let body = http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 50 * 1024 * 1024]));
+    let request = http::Request::post(format!("http://{}/upload", fulcrum.addr("main")))
+        .body(body)
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(20), sender.send_request(request))
+        .await
+        .expect("an answer within 20 s")
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body = tokio::time::timeout(Duration::from_secs(20), response.into_body().collect())
+        .await
+        .expect("the whole answer within 20 s")
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"too big\n");
+}

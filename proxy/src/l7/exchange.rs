@@ -32,7 +32,7 @@ use crate::{
     config::{Backend, Frontend, Return},
     runtime::Runtime,
     state::{
-        BackendSession, FrontendState, ServerState,
+        BackendSession, BackendState, FrontendState, ServerState,
         counters::{FrontendTotal, Total},
     },
     table::{BackendEntry, Table},
@@ -70,7 +70,20 @@ pub(crate) enum Next {
     Linger,
     /// The server switched protocols: relay bytes both ways from now on, until both sides
     /// have been silent for the duration (zero: no limit).
-    Tunnel(Upstream, Slot, Duration),
+    Tunnel(Tunnel),
+}
+
+/// An upgraded connection (a WebSocket) after its 101, relayed as bytes both ways.
+#[derive(Debug)]
+pub(crate) struct Tunnel {
+    pub(crate) up: Upstream,
+    /// The server's slot, held until the tunnel ends.
+    pub(crate) slot: Slot,
+    /// How long both sides may be silent (zero: no limit).
+    pub(crate) idle: Duration,
+    /// The backend's session, held for its drop as the slot is: the tunnel counts in the
+    /// backend's `scur` until it ends, as in the server's.
+    pub(crate) session: BackendSession<Arc<BackendState>>,
 }
 
 /// Forwards one request read from `client` and its response. `scratch` is the connection's
@@ -103,7 +116,6 @@ where
         return reply_error(client, StatusCode::SERVICE_UNAVAILABLE, ctx, log).await;
     };
     log.set_backend(&bcfg.name);
-    let _session = BackendSession::open(&*bentry.state);
     forward(client, &mut head, ctx, bcfg, bentry, log, scratch).await
 }
 
@@ -120,6 +132,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let fe = ctx.frontend;
+    let session = BackendSession::open(&*bentry.state);
     let mut headers = spare::Recycled::new(std::mem::take(&mut head.headers));
     let head = &*head;
     let req_cookie = bcfg.cookie.as_ref().map(|c| {
@@ -362,7 +375,12 @@ where
             return Next::Close;
         }
         log.bytes_out = head_len;
-        return Next::Tunnel(up, slot, tunnel_timeout(fe, bcfg));
+        return Next::Tunnel(Tunnel {
+            up,
+            slot,
+            idle: tunnel_timeout(fe, bcfg),
+            session: session.hold_by(Arc::clone(&bentry.state)),
+        });
     }
 
     let timeouts = CopyTimeouts {
@@ -425,7 +443,7 @@ where
 
 /// How long a server whose connection failed while the request body was sent has to have
 /// its early answer read.
-const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
+pub(super) const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
 /// How long, at most, a client's unwanted body is read after an answer that left it unread
 /// (nginx's `lingering_time`), and how long a pause in it may be (its `lingering_timeout`).
 const LINGER_TIME: Duration = Duration::from_secs(30);

@@ -194,12 +194,17 @@ pub(crate) async fn serve_h1<S>(
                 exchange::linger(&mut conn, fe.timeout_client).await;
                 return;
             }
-            Next::Tunnel(mut up, slot, idle) => {
+            Next::Tunnel(exchange::Tunnel {
+                mut up,
+                slot,
+                idle,
+                session,
+            }) => {
                 // An operator's `shutdown sessions` on the server ends the tunnel too.
                 let _ = slot
                     .unless_shut(tunnel(&mut conn, &mut up.conn, idle))
                     .await;
-                drop(slot);
+                drop((slot, session));
                 return;
             }
         }

@@ -32,6 +32,16 @@ impl<B: Deref<Target = BackendState>> BackendSession<B> {
         counters.sessions.up();
         Self(backend)
     }
+
+    /// The same session, held through `backend` (the same backend's state, owned) so that it
+    /// can outlive the borrow it was opened with: a WebSocket tunnel is its backend's session
+    /// until it closes, as in HAProxy. Nothing is counted again.
+    pub(crate) fn hold_by<C: Deref<Target = BackendState>>(self, backend: C) -> BackendSession<C> {
+        debug_assert!(std::ptr::eq(&*self.0, &*backend), "another backend");
+        // Not dropped: the session goes on in the new holder, which ends it.
+        let _ = std::mem::ManuallyDrop::new(self);
+        BackendSession(backend)
+    }
 }
 
 impl<B: Deref<Target = BackendState>> Drop for BackendSession<B> {
