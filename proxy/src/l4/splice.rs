@@ -50,6 +50,7 @@ mod linux {
         net::Shutdown,
         os::fd::OwnedFd,
         sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        task::{Context, Waker},
         time::Duration,
     };
 
@@ -66,6 +67,8 @@ mod linux {
     use tracing::debug;
 
     use super::relay::{Relayed, Tally};
+    use crate::l7::h1::spare;
+    use bytes::BytesMut;
     use fulcrum_common::activity::Activity;
 
     /// Most bytes asked for per splice: the default pipe capacity (16 pages), so a splice into
@@ -104,10 +107,22 @@ mod linux {
             moved: &tally.down,
             ..up
         };
+        // The thread's spare read buffers (those of the L7 tier), given back when the relay
+        // ends: a short connection then costs no allocation and no free of 2 × 16 KiB, and
+        // the memory it reads into is warm.
+        let (mut up_buf, mut down_buf) = (spare::take_read(), spare::take_read());
         // Both directions in this task, each finishing on its own EOF, so a half-closed
         // connection keeps carrying the other way.
-        let both = async { tokio::try_join!(pump(client_read, up), pump(server_read, down)) };
-        tally.until_done(both, idle).await
+        let both = async {
+            tokio::try_join!(
+                pump(client_read, up, &mut up_buf),
+                pump(server_read, down, &mut down_buf)
+            )
+        };
+        let relayed = tally.until_done(both, idle).await;
+        spare::put_read(up_buf);
+        spare::put_read(down_buf);
+        relayed
     }
 
     /// Where one direction's bytes go, and what it shares with the other direction.
@@ -165,7 +180,11 @@ mod linux {
     /// before any byte moved) leaves it on the buffer. A peer gone away shows as EPIPE, not
     /// SIGPIPE: the Rust runtime ignores that signal. Bytes that end the stream (a server that
     /// answers and closes) go on in one segment with the FIN passed on, as HAProxy sends them.
-    pub(super) async fn pump(mut from: ReadHalf<'_>, direction: Direction<'_>) -> io::Result<Mode> {
+    pub(super) async fn pump(
+        mut from: ReadHalf<'_>,
+        direction: Direction<'_>,
+        buf: &mut BytesMut,
+    ) -> io::Result<Mode> {
         let Direction {
             to,
             mut may_splice,
@@ -175,28 +194,23 @@ mod linux {
         } = direction;
         // Read into spare capacity: zeroing 16 KiB per direction and connection showed in the
         // profile of short connections (bench tcp-close), and the bytes are overwritten anyway.
-        let mut buf = Vec::with_capacity(BUFFER);
+        buf.clear();
+        buf.reserve(BUFFER);
         loop {
             buf.clear();
-            // Whether the source's FIN was already in when it turned readable (EPOLLRDHUP).
-            let closing = from
-                .as_ref()
-                .ready(Interest::READABLE)
-                .await?
-                .is_read_closed();
             // Through `AsyncRead`, which takes a short read as the socket drained (as HAProxy
             // does) and waits for readiness next, rather than spending a read on the EAGAIN.
-            let n = from.read_buf(&mut buf).await?;
+            let n = from.read_buf(buf).await?;
             if n == 0 {
                 direction.end()?;
                 return Ok(Mode::Buffered);
             }
-            let after = if closing && n < buf.capacity() {
-                read_rest(from.as_ref(), &mut buf)
+            let after = if n < buf.capacity() && readable_again(from.as_ref()) {
+                read_rest(from.as_ref(), buf)
             } else {
                 After::Open
             };
-            send_all(to, &buf, matches!(after, After::Eof)).await?;
+            send_all(to, buf, matches!(after, After::Eof)).await?;
             moved.fetch_add(buf.len() as u64, Relaxed);
             activity.touch();
             match after {
@@ -222,7 +236,7 @@ mod linux {
         }
     }
 
-    /// What follows the bytes of a short read from a source whose FIN is in.
+    /// What follows the bytes of a short read from a source readable again.
     #[derive(Debug)]
     enum After {
         /// The FIN: these bytes are the last.
@@ -233,11 +247,19 @@ mod linux {
         Failed(io::Error),
     }
 
-    /// Reads on after a short read from a source whose FIN is in, to learn whether the FIN is
-    /// next. It nearly always is (the queue ahead of a FIN is whole once the FIN is in, and a
-    /// short read took all of it), but a read also stops short at TCP urgent data, so one more
-    /// read says it for sure. Bytes it finds join `buf`.
-    fn read_rest(from: &TcpStream, buf: &mut Vec<u8>) -> After {
+    /// Whether `from` has more to give right after a short read, which took all it had: its FIN
+    /// came in (EPOLLRDHUP), or bytes since. It asks tokio's readiness without waiting for it:
+    /// the waker left behind does nothing, and the next read registers the task's own.
+    fn readable_again(from: &TcpStream) -> bool {
+        let mut probe = Context::from_waker(Waker::noop());
+        from.poll_read_ready(&mut probe).is_ready()
+    }
+
+    /// Reads on after a short read from a source readable again, to learn whether the FIN is
+    /// next. Once the FIN is in, it nearly always is (the queue ahead of a FIN is whole by then,
+    /// and a short read took all of it), but a read also stops short at TCP urgent data, and
+    /// bytes may have come in since; one more read says it for sure. Bytes it finds join `buf`.
+    fn read_rest(from: &TcpStream, buf: &mut BytesMut) -> After {
         match from.try_read_buf(buf) {
             Ok(0) => After::Eof,
             Ok(_) => After::Open,
@@ -391,7 +413,9 @@ mod tests {
                 moved: &moved,
                 one_ended: &one_ended,
             };
-            let mode = pump(from.split().0, direction).await.unwrap();
+            let mode = pump(from.split().0, direction, &mut bytes::BytesMut::new())
+                .await
+                .unwrap();
             assert_eq!(moved.load(Relaxed), bytes as u64);
             mode
         });
@@ -460,10 +484,13 @@ mod tests {
             moved: &moved,
             one_ended: &one_ended,
         };
-        timeout(PATIENCE, pump(from.split().0, direction))
-            .await
-            .expect("the pump ended")
-            .unwrap();
+        timeout(
+            PATIENCE,
+            pump(from.split().0, direction, &mut bytes::BytesMut::new()),
+        )
+        .await
+        .expect("the pump ended")
+        .unwrap();
     }
 
     async fn read_all(from: &mut TcpStream) -> Vec<u8> {
