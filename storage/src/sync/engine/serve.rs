@@ -9,7 +9,11 @@
 //! its size and mtime kept (which our index cannot see either), at the cost of a second
 //! content hash of everything sent.
 
-use std::sync::{Arc, mpsc as std_mpsc};
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering::Relaxed},
+    mpsc as std_mpsc,
+};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -36,6 +40,58 @@ const HAND_OVER_AT: usize = MAX_DATA / 2;
 /// What the server's thread ends with: `Err` says why the link is dropped.
 type TaskResult = Result<(), String>;
 
+/// Most requests a peer may have waiting to be served.
+const MAX_REQUESTS: usize = 1024;
+
+/// Most octets of rsync signatures a peer may have waiting in its GetDeltas. An honest receiver
+/// has at most 16 MiB of files in flight, or one larger file (see `fetch`), and a signature is a
+/// few percent of its file, 2 MiB at most; without a cap, 1,024 GetDeltas of 2 MiB signatures
+/// would hold 2 GiB here.
+pub(super) const MAX_SIGNATURE_OCTETS: usize = 64 * 1024 * 1024;
+
+/// The peer's requests on their way from the reader to the server: at most [`MAX_REQUESTS`] of
+/// them, holding at most [`MAX_SIGNATURE_OCTETS`] of signatures.
+pub(super) fn request_queue() -> (Requests, Queued) {
+    let (tx, rx) = mpsc::channel(MAX_REQUESTS);
+    let signatures = Arc::new(AtomicUsize::new(0));
+    let requests = Requests {
+        tx,
+        signatures: Arc::clone(&signatures),
+    };
+    (requests, Queued { rx, signatures })
+}
+
+/// The reader's end of the [`request_queue`].
+pub(super) struct Requests {
+    tx: mpsc::Sender<Message>,
+    signatures: Arc<AtomicUsize>,
+}
+
+impl Requests {
+    /// Queues a Get or GetDelta; `Err` says why the peer broke the protocol's window.
+    pub(super) fn push(&self, msg: Message) -> TaskResult {
+        let name = msg.name();
+        if let Message::GetDelta { signature, .. } = &msg {
+            let held = self.signatures.fetch_add(signature.len(), Relaxed) + signature.len();
+            if held > MAX_SIGNATURE_OCTETS {
+                return Err(format!(
+                    "the peer has more than {} MiB of delta signatures waiting",
+                    MAX_SIGNATURE_OCTETS >> 20
+                ));
+            }
+        }
+        self.tx
+            .try_send(msg)
+            .map_err(|_| format!("the peer sent {name} beyond the protocol's window"))
+    }
+}
+
+/// The server's end of the [`request_queue`].
+pub(super) struct Queued {
+    rx: mpsc::Receiver<Message>,
+    signatures: Arc<AtomicUsize>,
+}
+
 /// The server's ends of its channels.
 pub(super) struct Outbox {
     /// To the writer: buffers of whole frames (bounded, so at most a few MiB wait).
@@ -45,11 +101,11 @@ pub(super) struct Outbox {
 }
 
 /// Answers the peer's requests in order until the link goes. Blocking.
-pub(super) fn serve_loop(
-    shared: Arc<Shared>,
-    mut requests: mpsc::Receiver<Message>,
-    outbox: Outbox,
-) -> TaskResult {
+pub(super) fn serve_loop(shared: Arc<Shared>, queued: Queued, outbox: Outbox) -> TaskResult {
+    let Queued {
+        rx: mut requests,
+        signatures,
+    } = queued;
     let mut out = Out {
         outbox,
         buf: FrameBuf::new(),
@@ -59,7 +115,9 @@ pub(super) fn serve_loop(
         match msg {
             Message::Get(request) => serve_whole(&shared, &request, &mut out)?,
             Message::GetDelta { request, signature } => {
+                let len = signature.len();
                 serve_delta(&shared, &request, signature, &mut out)?;
+                signatures.fetch_sub(len, Relaxed);
             }
             other => return Err(format!("{} is not a request", other.name())),
         }
@@ -254,7 +312,7 @@ fn serve_delta(shared: &Shared, request: &Request, signature: Bytes, out: &mut O
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
-    use std::{fs, sync::mpsc as std_mpsc};
+    use std::{fs, sync::mpsc as std_mpsc, time::Duration};
 
     use bytes::BytesMut;
 
@@ -297,7 +355,7 @@ mod tests {
             mtime_ns: 0,
             hash: [0; 32],
         };
-        let (requests_tx, requests_rx) = mpsc::channel(16);
+        let (requests_tx, requests_rx) = request_queue();
         for request in [
             request(&shared, 1, "a.txt"),
             request(&shared, 2, "big.bin"),
@@ -306,7 +364,7 @@ mod tests {
             outside,
             request(&shared, 6, "c.txt"),
         ] {
-            requests_tx.try_send(Message::Get(request)).unwrap();
+            requests_tx.push(Message::Get(request)).unwrap();
         }
         drop(requests_tx);
 
@@ -373,5 +431,61 @@ mod tests {
             ]
         );
         assert_eq!(big_received, big);
+    }
+
+    /// A GetDelta for a file this node does not have, with a signature of 2 MiB.
+    fn get_delta(id: u32) -> Message {
+        Message::GetDelta {
+            request: Request {
+                id,
+                path: format!("missing-{id}"),
+                size: 1,
+                mtime_ns: 0,
+                hash: [0; 32],
+            },
+            signature: Bytes::from(vec![0u8; 2 << 20]),
+        }
+    }
+
+    // Input: 32 GetDeltas with 2 MiB signatures (the cap, 64 MiB) waiting, then one more; then
+    // the same again once the server has answered the first 32. Output: the 33rd is refused
+    // (the link drops, naming why); once answered, the first 32 leave room for 32 more. (All
+    // 1,024 requests the queue holds were taken, 2 GiB of signatures.)
+    #[test]
+    fn the_delta_signatures_waiting_to_be_served_are_capped() {
+        let (requests, queued) = request_queue();
+        for id in 0..32 {
+            requests.push(get_delta(id)).unwrap();
+        }
+        let error = requests.push(get_delta(32)).unwrap_err();
+        assert!(error.contains("64 MiB of delta signatures"), "{error}");
+
+        drop(queued);
+
+        let (requests, queued) = request_queue();
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let shared = testing::shared(root.path(), state.path());
+        let (frames_tx, mut frames_rx) = mpsc::channel(2);
+        let (_spent_tx, spent_rx) = std_mpsc::channel();
+        let outbox = Outbox {
+            frames: frames_tx,
+            spent: spent_rx,
+        };
+        let server = std::thread::spawn(move || serve_loop(shared, queued, outbox));
+        let writer = std::thread::spawn(move || while frames_rx.blocking_recv().is_some() {});
+        for id in 0..32 {
+            requests.push(get_delta(id)).unwrap();
+        }
+        let answered = std::time::Instant::now();
+        while requests.signatures.load(Relaxed) > 0 {
+            assert!(answered.elapsed() < Duration::from_secs(10), "not answered");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for id in 32..64 {
+            requests.push(get_delta(id)).unwrap();
+        }
+        drop(requests);
+        server.join().unwrap().unwrap();
+        writer.join().unwrap();
     }
 }

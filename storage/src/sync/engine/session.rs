@@ -47,9 +47,6 @@ use crate::sync::{
     },
 };
 
-/// Most requests a peer may have outstanding with us.
-const MAX_REQUESTS: usize = 1024;
-
 /// Buffers of answers waiting for the writer (each up to about 2 MiB).
 const ANSWER_QUEUE: usize = 4;
 
@@ -117,7 +114,7 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
     let (spent_tx, spent_rx) = std_mpsc::channel();
     let (acks_tx, acks_rx) = mpsc::channel(4);
     let (entries_tx, entries_rx) = mpsc::channel(4);
-    let (serve_tx, serve_rx) = mpsc::channel(MAX_REQUESTS);
+    let (serve_tx, serve_rx) = serve::request_queue();
     let (resp_tx, resp_rx) = mpsc::channel(RESPONSE_QUEUE);
 
     let heard = Arc::new(AtomicBool::new(false));
@@ -304,7 +301,7 @@ async fn write_loop(
 struct Channels {
     acks: mpsc::Sender<Message>,
     entries: mpsc::Sender<Message>,
-    serve: mpsc::Sender<Message>,
+    serve: serve::Requests,
     /// Answers to our requests, in runs.
     responses: mpsc::Sender<Vec<Message>>,
     /// The nonce of a Ping to answer, to the writer.
@@ -355,7 +352,7 @@ async fn read_loop(
         match msg {
             Message::Resume { .. } | Message::Ack { .. } => acks.try_send(msg).map_err(full)?,
             Message::Entries { .. } => entries.try_send(msg).map_err(full)?,
-            Message::Get(_) | Message::GetDelta { .. } => serve.try_send(msg).map_err(full)?,
+            Message::Get(_) | Message::GetDelta { .. } => serve.push(msg)?,
             Message::Data {
                 data: ref octets, ..
             }
