@@ -30,7 +30,6 @@ use std::{
 };
 
 pub use action::ActionError;
-use arc_swap::ArcSwap;
 pub use config::Config;
 use fulcrum_common::{
     action::{ServerAction, ServerRef},
@@ -127,7 +126,7 @@ impl ListenKey {
 struct RunningListener {
     bound: SocketAddr,
     /// The frontend this listener serves; a reload may hand the address to another one.
-    frontend: Arc<ArcSwap<String>>,
+    frontend: l7::listener::FrontendName,
     stop: CancellationToken,
 }
 
@@ -171,6 +170,10 @@ impl Proxy {
         // Only now: building the table applies the file's weights and MAINT states to the
         // running servers and replaces those whose address changed.
         let table = Arc::new(Table::build(config, &self.rt.registry));
+        // Listeners are handed to their new frontends before the table that has them is
+        // stored, so a request that sees the new table sees the new name (see
+        // `l7::frontend_name`).
+        self.hand_over(&table);
         self.rt.table.store(Arc::clone(&table));
         self.rt.limit.set_max(max_connections);
         self.apply_limits(&table);
@@ -204,7 +207,7 @@ impl Proxy {
         let mut out: Vec<_> = listeners
             .iter()
             .map(|(key, l)| Listener {
-                frontend: l.frontend.load().to_string(),
+                frontend: l.frontend.current().to_string(),
                 configured: key.addr(),
                 bound: l.bound,
             })
@@ -282,8 +285,8 @@ impl Proxy {
         }
     }
 
-    /// Binds the addresses `table` has and the running listeners lack; running listeners whose
-    /// address moved to another frontend are handed to it.
+    /// Starts serving the addresses [`bind_new`] bound for the new config (those the running
+    /// listeners lack).
     fn start_listeners(&self, bound: Vec<(ListenKey, String, TcpListener)>) {
         let Ok(mut listeners) = self.listeners.lock() else {
             return;
@@ -292,7 +295,7 @@ impl Proxy {
             let local = listener.local_addr().unwrap_or(key.addr());
             tracing::info!(%frontend, addr = %local, "listening");
             let stop = CancellationToken::new();
-            let frontend = Arc::new(ArcSwap::from_pointee(frontend));
+            let frontend = Arc::new(l7::listener::ListenerFrontend::new(frontend));
             tokio::spawn(l7::listener::accept_loop(
                 Arc::clone(&self.rt),
                 Arc::clone(&frontend),
@@ -310,37 +313,52 @@ impl Proxy {
         }
     }
 
-    /// Stops listeners no frontend binds any more, and points the others at the frontend that
-    /// binds their address now.
+    /// Points the running listeners at the frontend of `table` that binds their address, where
+    /// that is another frontend now.
+    fn hand_over(&self, table: &Table) {
+        let wanted = bound_frontends(table);
+        let Ok(listeners) = self.listeners.lock() else {
+            return;
+        };
+        for (key, l) in listeners.iter() {
+            if let Some(frontend) = wanted.get(key)
+                && l.frontend.current().as_str() != *frontend
+            {
+                tracing::info!(from = %l.frontend.current(), to = %frontend, addr = %l.bound, "listener handed to another frontend");
+                l.frontend.hand_to(frontend);
+            }
+        }
+    }
+
+    /// Stops listeners no frontend of `table` binds any more.
     fn stop_removed(&self, table: &Table) {
-        let wanted: HashMap<ListenKey, &str> = table
-            .config
-            .frontends
-            .iter()
-            .flat_map(|fe| {
-                fe.binds
-                    .iter()
-                    .map(|a| (ListenKey::new(&fe.name, *a), fe.name.as_str()))
-            })
-            .collect();
+        let wanted = bound_frontends(table);
         let Ok(mut listeners) = self.listeners.lock() else {
             return;
         };
-        listeners.retain(|key, l| match wanted.get(key) {
-            Some(frontend) => {
-                if l.frontend.load().as_str() != *frontend {
-                    tracing::info!(from = %l.frontend.load(), to = %frontend, addr = %l.bound, "listener handed to another frontend");
-                    l.frontend.store(Arc::new((*frontend).to_owned()));
-                }
-                true
+        listeners.retain(|key, l| {
+            if wanted.contains_key(key) {
+                return true;
             }
-            None => {
-                tracing::info!(frontend = %l.frontend.load(), addr = %l.bound, "listener closed");
-                l.stop.cancel();
-                false
-            }
+            tracing::info!(frontend = %l.frontend.current(), addr = %l.bound, "listener closed");
+            l.stop.cancel();
+            false
         });
     }
+}
+
+/// Each address `table`'s frontends bind, with the frontend that binds it.
+fn bound_frontends(table: &Table) -> HashMap<ListenKey, &str> {
+    table
+        .config
+        .frontends
+        .iter()
+        .flat_map(|fe| {
+            fe.binds
+                .iter()
+                .map(|a| (ListenKey::new(&fe.name, *a), fe.name.as_str()))
+        })
+        .collect()
 }
 
 /// Moves the virtual services out of `config`: the L4 tier keeps them, the L7 table the rest.

@@ -61,7 +61,7 @@ where
         first,
         between,
         stall,
-    } = Timeouts::of(&rt.table.load(), &frontend.load());
+    } = Timeouts::of(&rt.table.load(), &frontend);
     let streams = Arc::new(Streams::default());
     let activity = Arc::new(Activity::new());
     let service = {
@@ -75,7 +75,7 @@ where
             // kilobytes.
             async move {
                 let head = req.method() == http::Method::HEAD;
-                let mut response = Box::pin(handle(&rt, &frontend.load_full(), client, req)).await;
+                let mut response = Box::pin(handle(&rt, &frontend, client, req)).await;
                 // An error page answers a HEAD with its head alone (RFC 9110, 9.3.2): hyper
                 // would send its body, and an h2 client resets a stream whose HEAD response
                 // carries DATA. A relayed answer to a HEAD has no body already.
@@ -142,8 +142,8 @@ struct Timeouts {
 }
 
 impl Timeouts {
-    fn of(table: &crate::table::Table, frontend: &str) -> Self {
-        let Some((_, fe)) = table.frontend(frontend) else {
+    fn of(table: &crate::table::Table, frontend: &FrontendName) -> Self {
+        let Some((_, fe)) = frontend.find(table) else {
             return Self {
                 first: Duration::ZERO,
                 between: Duration::ZERO,
@@ -173,18 +173,18 @@ const H2_SEND_BUFFER: usize = 64 * 1024;
 
 async fn handle(
     rt: &Runtime,
-    frontend: &str,
+    frontend: &FrontendName,
     client: ClientInfo,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     let table = rt.table.load_full();
-    let Some((fe_index, fe)) = table.frontend(frontend) else {
+    let Some((fe_index, fe)) = frontend.find(&table) else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE);
     };
     let fe_state = &table.frontends[fe_index].state;
     fe_state.counters.inc(FrontendTotal::Requests);
-    let mut log = Record::new(client.peer, frontend, client.tls, start);
+    let mut log = Record::new(client.peer, &fe.name, client.tls, start);
     log.json = table.config.json_log;
     let (parts, body) = req.into_parts();
     if log.enabled {

@@ -4,13 +4,13 @@
 
 use std::{io, net::SocketAddr, sync::Arc};
 
-use arc_swap::ArcSwap;
 use tokio::{
     net::{TcpListener, TcpStream},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use super::frontend_name::ListenerFrontend;
 use super::{
     exchange::ClientInfo,
     h1::conn::{Conn, with_timeout},
@@ -23,8 +23,8 @@ use crate::{runtime::Runtime, state::counters::FrontendTotal};
 /// prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// The name of the frontend a listener serves, which a reload may change.
-pub(crate) type FrontendName = Arc<ArcSwap<String>>;
+/// The frontend a listener serves, which a reload may change (see [`ListenerFrontend`]).
+pub(crate) type FrontendName = Arc<ListenerFrontend>;
 
 /// Binds `addr` the way a load balancer needs: SO_REUSEADDR so a restart does not wait for
 /// TIME_WAIT, IP_FREEBIND so a VIP not yet on this node can be bound, a deep backlog, and
@@ -52,16 +52,15 @@ pub(crate) async fn accept_loop(
             permit = rt.limit.acquire() => permit,
             () = stop.cancelled() => return,
         };
-        let name = frontend.load_full();
         let found = {
             let table = rt.table.load();
-            table
-                .frontend(&name)
+            frontend
+                .find(&table)
                 .map(|(i, _)| Arc::clone(&table.frontends[i].state))
         };
         let Some(fe_state) = found else {
-            // Mid-reload: the table and this listener's frontend name change one after the
-            // other. Wait for them to agree, or for the reload to stop this listener.
+            // Mid-reload: this listener's frontend is gone from the table, and the reload is
+            // about to stop the listener. Wait for that (or for the address to be handed on).
             drop(global);
             tokio::select! {
                 () = tokio::time::sleep(std::time::Duration::from_millis(5)) => continue,
@@ -77,7 +76,7 @@ pub(crate) async fn accept_loop(
                 Ok(pair) => pair,
                 Err(error) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(frontend = %name, %error, "accept failed");
+                    tracing::warn!(frontend = %frontend.current(), %error, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
@@ -111,7 +110,7 @@ async fn serve_connection(
 ) {
     let (tls, handshake_timeout) = {
         let table = rt.table.load();
-        let Some((_, fe)) = table.frontend(&frontend.load()) else {
+        let Some((_, fe)) = frontend.find(&table) else {
             return;
         };
         (fe.tls.clone(), fe.timeout_http_request)

@@ -7,6 +7,7 @@ pub mod balance;
 pub(crate) mod cookie;
 mod errors;
 mod exchange;
+mod frontend_name;
 pub(crate) mod h1;
 mod h2;
 mod h2_body;

@@ -36,11 +36,11 @@ pub(crate) async fn serve_h1<S>(
     // The timer of every idle wait, set again for each (see `Conn::fill_idle`).
     let mut idle_timer = std::pin::pin!(tokio::time::sleep(std::time::Duration::ZERO));
     loop {
-        let name = frontend.load_full();
         let table = rt.table.load_full();
-        let Some((fe_index, fe)) = table.frontend(&name) else {
+        let Some((fe_index, fe)) = frontend.find(&table) else {
             return; // the frontend was removed by a reload
         };
+        let name = fe.name.as_str();
         let fe_state = Arc::clone(&table.frontends[fe_index].state);
 
         // Idle until the next request starts; only a first request owes us anything.
@@ -66,7 +66,7 @@ pub(crate) async fn serve_h1<S>(
             match read {
                 Ok(_) => {}
                 Err(IoFailure::Timeout) if first => {
-                    let mut log = Record::new(client.peer, &name, client.tls, accepted);
+                    let mut log = Record::new(client.peer, name, client.tls, accepted);
                     log.json = table.config.json_log;
                     fe_state.counters.inc(FrontendTotal::RequestErrors);
                     log.end(Ended::ClientTimeout, Phase::Request);
@@ -84,7 +84,7 @@ pub(crate) async fn serve_h1<S>(
             }
         }
         let start = if first { accepted } else { Instant::now() };
-        let mut log = Record::new(client.peer, &name, client.tls, start);
+        let mut log = Record::new(client.peer, name, client.tls, start);
         log.json = table.config.json_log;
         let deadline = start + fe.timeout_http_request;
         // Whether the head took more than the read that ended the idle wait.
@@ -154,12 +154,11 @@ pub(crate) async fn serve_h1<S>(
         });
         // The request is routed on the newest table: a reload that happened while this
         // connection sat idle applies to its next request.
-        let name = frontend.load_full();
         let table = rt.table.load_full();
-        let Some((fe_index, fe)) = table.frontend(&name) else {
+        let Some((fe_index, fe)) = frontend.find(&table) else {
             return;
         };
-        log.set_frontend(&name);
+        log.set_frontend(&fe.name);
         let fe_state = Arc::clone(&table.frontends[fe_index].state);
         if log.enabled {
             log.request_line = format!(
