@@ -60,24 +60,33 @@ impl ResponseCookie {
 
 /// Reads the persistence cookie from a request. `server_by_cookie` maps a cookie value to a
 /// server index; `usable` says whether that server takes sticky clients now.
+///
+/// A browser may send several cookies of one name (set for different paths or domains, an old
+/// one among them). As in HAProxy, the first that names a server able to take the client wins,
+/// and one naming a server that cannot does not end the search: the result is then `Down`, or
+/// `Invalid` if none named a server at all.
 pub(crate) fn from_request(
     cfg: &Cookie,
     headers: &HeaderMap,
     server_by_cookie: impl Fn(&str) -> Option<usize>,
     usable: impl Fn(usize) -> bool,
 ) -> RequestCookie {
-    let Some(value) = find(headers, &cfg.name) else {
-        return RequestCookie::None;
-    };
-    let id = match cfg.mode {
-        CookieMode::Prefix => value.split_once('~').map_or(value, |(id, _)| id),
-        CookieMode::Insert | CookieMode::Rewrite => value,
-    };
-    match server_by_cookie(id) {
-        None => RequestCookie::Invalid,
-        Some(server) if usable(server) => RequestCookie::Valid(server),
-        Some(server) => RequestCookie::Down(server),
+    let mut found = RequestCookie::None;
+    for value in values(headers, &cfg.name) {
+        let id = match cfg.mode {
+            CookieMode::Prefix => value.split_once('~').map_or(value, |(id, _)| id),
+            CookieMode::Insert | CookieMode::Rewrite => value,
+        };
+        match server_by_cookie(id) {
+            Some(server) if usable(server) => return RequestCookie::Valid(server),
+            Some(server) if !matches!(found, RequestCookie::Down(_)) => {
+                found = RequestCookie::Down(server);
+            }
+            None if found == RequestCookie::None => found = RequestCookie::Invalid,
+            _ => {}
+        }
     }
+    found
 }
 
 /// Rewrites the request's `Cookie` headers before they go to the server: with `indirect` the
@@ -261,15 +270,15 @@ fn add_cache_control_private(headers: &mut HeaderMap) {
     }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers (its first occurrence).
-pub(crate) fn find<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// The values of cookie `name` in the request's `Cookie` headers, in order.
+fn values<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .flat_map(pairs)
         .filter_map(name_value)
-        .find(|(n, _)| *n == name.as_bytes())
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .filter(move |(n, _)| *n == name.as_bytes())
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 /// The `name=value` pairs of one `Cookie` header, trimmed, empty ones left out.
@@ -337,6 +346,50 @@ mod tests {
         assert_eq!(
             from_request(&c, &HeaderMap::new(), by_cookie, |_| true),
             RequestCookie::None
+        );
+    }
+
+    // Input: two cookies of the persistence name, the first for a server that cannot take the
+    // client, or naming no server, the second for one that can. Output: the second wins, as in
+    // HAProxy; with no usable one, Down outranks Invalid. (Only the first was read: the client
+    // was sent elsewhere while its valid cookie was ignored.)
+    #[test]
+    fn the_first_cookie_of_the_name_naming_a_usable_server_wins() {
+        let c = cfg(CookieMode::Insert);
+        let s2_only = |i: usize| i == 1;
+        for sent in [
+            "webserver=s1; webserver=s2",
+            "webserver=zz; a=1; webserver=s2",
+        ] {
+            assert_eq!(
+                from_request(&c, &headers(sent), by_cookie, s2_only),
+                RequestCookie::Valid(1),
+                "{sent}"
+            );
+        }
+        let mut two_headers = headers("webserver=s1");
+        two_headers.append(header::COOKIE, HeaderValue::from_static("webserver=s2"));
+        assert_eq!(
+            from_request(&c, &two_headers, by_cookie, s2_only),
+            RequestCookie::Valid(1)
+        );
+        assert_eq!(
+            from_request(
+                &c,
+                &headers("webserver=zz; webserver=s1"),
+                by_cookie,
+                s2_only
+            ),
+            RequestCookie::Down(0)
+        );
+        assert_eq!(
+            from_request(
+                &c,
+                &headers("webserver=zz; webserver=yy"),
+                by_cookie,
+                s2_only
+            ),
+            RequestCookie::Invalid
         );
     }
 
