@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -99,6 +99,9 @@ struct Session<'a> {
     /// The flush of our own in flight, if any (see [`Session::barrier`]).
     own_flush: Option<u64>,
     flushes: HashMap<u64, oneshot::Sender<Delivery>>,
+    /// Marks of writes the peer failed, posted to the metadata thread and not yet run there
+    /// (see [`Session::peer_failed`]).
+    failed_marks: Arc<AtomicUsize>,
     ping_out: bool,
     last_rx: Instant,
     /// Since when an answer is owed to us with none received.
@@ -146,6 +149,7 @@ pub(crate) async fn run(
         unflushed: BTreeMap::new(),
         own_flush: None,
         flushes: HashMap::new(),
+        failed_marks: Arc::default(),
         ping_out: false,
         last_rx: now,
         awaiting: None,
@@ -556,7 +560,7 @@ impl Session<'_> {
             Message::Ack { seq, kind } => self.on_ack(seq, kind),
             Message::FlushAck { seq } => {
                 if let Some(done) = self.flushes.remove(&seq) {
-                    let _ = done.send(Delivery::Done);
+                    self.complete_flush(done);
                 }
                 // The peer flushed after applying every write sent before this flush.
                 self.unflushed = self.unflushed.split_off(&seq);
@@ -790,8 +794,29 @@ impl Session<'_> {
     /// The peer could not write `[offset, offset + len)`: resynced at the next connection.
     fn peer_failed(&self, offset: u64, len: u64) {
         warn!(volume = %self.inner.config.name, offset, len, "peer failed a write: out of sync");
+        let pending = Arc::clone(&self.failed_marks);
+        pending.fetch_add(1, Ordering::Relaxed);
         self.inner.meta.post(move |m| {
             let _ = m.mark_out_of_sync(offset, len);
+            pending.fetch_sub(1, Ordering::Release);
+        });
+    }
+
+    /// Tells the waiter of a flush the peer acknowledged that it is done. While the mark of a
+    /// write the peer failed is still queued for the metadata thread (protocol A and B learn of
+    /// such a failure after their client had its write acked), the news goes through that thread
+    /// behind it: a client whose flush returned then finds the write out of sync, and the mark
+    /// persisted, even if the node stops right after.
+    fn complete_flush(&self, done: oneshot::Sender<Delivery>) {
+        if self.failed_marks.load(Ordering::Acquire) == 0 {
+            let _ = done.send(Delivery::Done);
+            return;
+        }
+        // A call, not a post: it also publishes the out-of-sync count before it answers.
+        let inner = Arc::clone(self.inner);
+        tokio::spawn(async move {
+            let _ = inner.meta.call(|_| ()).await;
+            let _ = done.send(Delivery::Done);
         });
     }
 
