@@ -1,4 +1,4 @@
-//! Two volumes of one pair in one test process: configs on 127.0.0.1 with free ports, temp
+//! Two volumes of one pair in one test process: configs on loopback with free ports, temp
 //! directories for state and backing, and waits on their status.
 
 use std::net::SocketAddr;
@@ -13,9 +13,22 @@ use fulcrum_storage::volume::{ConnState, Protocol, Role, Volume, VolumeStatus};
 
 pub(crate) const NAME: &str = "r0";
 
-/// A free port on 127.0.0.1 (bound and released: a tiny race, accepted in tests).
+/// A free port on a loopback address of this test process's own (127.X.Y.Z, from its pid and
+/// a count), bound and released. Each node of a pair must know the other's address before
+/// either starts, so the port is freed before the volume binds it again; on 127.0.0.1 another
+/// test took it in between now and then (EADDRINUSE in 2 of 96 runs 24 at a time). No other
+/// process binds this address, nor picks it as a source for its connections.
 pub(crate) fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static COUNT: AtomicU8 = AtomicU8::new(0);
+    let pid = std::process::id();
+    let ip = std::net::Ipv4Addr::new(
+        127,
+        1 + (pid >> 8) as u8 % 254,
+        pid as u8,
+        1 + COUNT.fetch_add(1, Ordering::Relaxed) % 254,
+    );
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
     listener.local_addr().unwrap()
 }
 
