@@ -24,7 +24,7 @@ use crate::sync::{
     config::{Pattern, is_excluded},
     index::{ContentHasher, Entry, Hash, Kind, no_wait_options},
     owner::Owner,
-    watch::TEMP_PREFIX,
+    watch::{TEMP_PREFIX, is_temp_name},
 };
 
 /// Checks every parent directory of `rel` under `root`: none may be a symlink (a peer must not
@@ -560,7 +560,7 @@ pub(super) fn delete(root: &Path, rel: &str, exclude: &[Pattern]) -> io::Result<
         let name = name.to_string_lossy();
         let is_dir = child.file_type()?.is_dir();
         let child_rel = format!("{rel}/{name}");
-        if name.starts_with(TEMP_PREFIX) || is_excluded(exclude, &child_rel, is_dir) {
+        if is_temp_name(name.as_bytes()) || is_excluded(exclude, &child_rel, is_dir) {
             leftovers.push((child.path(), is_dir));
         } else {
             return Ok(Deleted::NotEmpty);
@@ -649,6 +649,18 @@ mod tests {
 
     use super::*;
     use crate::sync::index::unix_ns;
+
+    /// The scan, the watcher and the receiver tell the sync's files by name: the names made
+    /// here must be the ones `is_temp_name` knows.
+    #[test]
+    fn temporary_names_are_known_as_the_syncs_own() {
+        let dir = Path::new("/d");
+        for _ in 0..3 {
+            let name = temp_in(dir);
+            let name = name.file_name().unwrap();
+            assert!(is_temp_name(name.as_encoded_bytes()), "{name:?}");
+        }
+    }
 
     // Input: a directory `d` of the tree swapped for a symlink to a directory outside it, after
     // a file for `d/passwd` was received into a temporary file. Output: renaming it into place

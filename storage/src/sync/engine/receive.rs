@@ -43,7 +43,7 @@ use crate::{
             with_suffix,
         },
         proto::Message,
-        watch::TEMP_PREFIX,
+        watch::is_temp_name,
     },
     volume::peer::Backoff,
 };
@@ -511,7 +511,7 @@ fn admit(shared: &Shared, remote: &Entry) -> Result<bool, Failure> {
     if remote
         .path
         .split('/')
-        .any(|name| name.starts_with(TEMP_PREFIX))
+        .any(|name| is_temp_name(name.as_bytes()))
     {
         return Ok(false);
     }

@@ -10,7 +10,7 @@
 //! every name made or removed in it, which is a change of its own already. A path
 //! that cannot be read is left as it is in the index, never taken for deleted: an unreadable
 //! directory must not delete its files on every peer. The sync's own temporary files
-//! ([`TEMP_PREFIX`]) are never indexed.
+//! ([`is_temp_name`]) are never indexed.
 
 use std::{
     collections::HashSet,
@@ -29,7 +29,7 @@ use super::{
     entry::{Entry, Hash, Kind, NO_HASH, check_path, in_scope, unix_ns},
     version::VersionVector,
 };
-use crate::sync::{config::Pattern, owner::Owner, watch::TEMP_PREFIX};
+use crate::sync::{config::Pattern, owner::Owner, watch::is_temp_name};
 
 /// The directory that marks a sync root as the one indexed (see [`Index::check_root_marker`]).
 /// Its name is a temporary file's, so it is never indexed, sent or removed as a leftover.
@@ -67,7 +67,7 @@ pub struct ScanReport {
     pub changing: u64,
     /// Entries of newly excluded paths, removed without a tombstone.
     pub forgotten: u64,
-    /// Files (not directories) named as a receiver's temporary files ([`TEMP_PREFIX`]): at
+    /// Files (not directories) named as a receiver's temporary files ([`is_temp_name`]): at
     /// start, what a transfer cut short left beside its target.
     pub temporary: Vec<PathBuf>,
     /// The scan was stopped ([`ScanProgress::stop`]) before it saw everything: it recorded
@@ -306,7 +306,7 @@ impl Scan<'_> {
                     continue;
                 };
                 // A receiver's file in the making: it becomes its real name by a rename.
-                if name.starts_with(TEMP_PREFIX) {
+                if is_temp_name(name.as_bytes()) {
                     if child.file_type().is_ok_and(|t| !t.is_dir()) {
                         self.report.temporary.push(child.path());
                     }

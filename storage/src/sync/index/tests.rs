@@ -179,7 +179,7 @@ fn excludes_are_not_indexed_and_newly_excluded_paths_are_forgotten_not_deleted()
     fs::write(r.join("cache/x/big"), b"1").unwrap();
     fs::write(r.join("upload.tmp"), b"2").unwrap();
     fs::write(r.join("keep.txt"), b"3").unwrap();
-    let temp = format!("{}upload", crate::sync::watch::TEMP_PREFIX);
+    let temp = format!("{}00000000000000ab-3", crate::sync::watch::TEMP_PREFIX);
     fs::write(r.join(&temp), b"receiving").unwrap();
     let exclude = [
         Pattern::new("*.tmp").unwrap(),
@@ -197,6 +197,28 @@ fn excludes_are_not_indexed_and_newly_excluded_paths_are_forgotten_not_deleted()
     assert_eq!(report.forgotten, 4);
     assert_eq!(report.changes, []);
     assert_eq!(index.len(), 1);
+}
+
+// Input: a tree with a receiver's file in the making (`.fulcrum-tmp-` + 16 hex digits + a
+// count) and a user's file that merely starts like one (`.fulcrum-tmp-notes.txt`). Output: the
+// first is reported as a leftover and not indexed; the user's file is indexed like any other,
+// and is no leftover. (Every name with the prefix was taken for the sync's own: the user's file
+// was never synced, and was deleted at the next start as a leftover.)
+#[test]
+fn a_users_file_named_like_a_temporary_one_is_synced_not_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let prefix = crate::sync::watch::TEMP_PREFIX;
+    let ours = r.join(format!("{prefix}0123456789abcdef-7"));
+    fs::write(&ours, b"half a transfer").unwrap();
+    fs::write(r.join(format!("{prefix}notes.txt")), b"mine").unwrap();
+    let mut index = Index::new("n1").unwrap();
+    let report = index.scan(r, &[], Rehash::IfChanged).unwrap();
+    assert_eq!(report.temporary, [ours]);
+    assert_eq!(
+        changes(report),
+        [ch(&format!("{prefix}notes.txt"), Created)]
+    );
 }
 
 #[test]

@@ -31,7 +31,7 @@
 //!   are watched too. A watch-limit error (`ENOSPC`): that subtree goes to `rescan` at once, then
 //!   is rescanned and its watch retried every `poll_interval` until the limit allows it.
 //!
-//! Events for the sync's own temporary files ([`TEMP_PREFIX`]) are never reported.
+//! Events for the sync's own temporary files ([`is_temp_name`]) are never reported.
 
 mod backend;
 mod batch;
@@ -59,9 +59,33 @@ use backend::{AddError, Backend};
 use tree::Tree;
 use worker::{Msg, Shared, Worker};
 
-/// Names starting with this are the sync's own temporary files (a receiver writes
-/// `.fulcrum-tmp-…` and renames it into place): never reported, never watched.
+/// What the sync's own names start with (a receiver writes `.fulcrum-tmp-…` and renames it
+/// into place); see [`is_temp_name`].
 pub const TEMP_PREFIX: &str = ".fulcrum-tmp-";
+
+/// Whether `name` is one of the sync's own: the staging directory (`.fulcrum-tmp-staging`),
+/// the root marker (`.fulcrum-tmp-root`), or a file in the making, [`TEMP_PREFIX`] then 16 hex
+/// digits, `-` and a count (`fsops::temp_path`). Such names are never reported, watched,
+/// indexed or sent, and a file of them the scan finds at start is a leftover of a cut transfer.
+/// A user's file that merely starts with the prefix is none of these: it is synced like any
+/// other, and never removed.
+pub fn is_temp_name(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(TEMP_PREFIX.as_bytes()) else {
+        return false;
+    };
+    if rest == b"staging" || rest == b"root" {
+        return true;
+    }
+    let Some((seed, count)) = rest.split_at_checked(16) else {
+        return false;
+    };
+    let Some(count) = count.strip_prefix(b"-") else {
+        return false;
+    };
+    seed.iter().all(u8::is_ascii_hexdigit)
+        && !count.is_empty()
+        && count.iter().all(u8::is_ascii_digit)
+}
 
 /// How often a subtree left unwatched by the watch limit is rescanned and its watch retried.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
@@ -287,5 +311,34 @@ struct Hooks {
 /// Whether a relative path names one of the sync's own temporary files.
 fn is_temp(rel: &Path) -> bool {
     rel.file_name()
-        .is_some_and(|name| name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes()))
+        .is_some_and(|name| is_temp_name(name.as_encoded_bytes()))
+}
+
+#[cfg(test)]
+mod temp_name_tests {
+    use super::is_temp_name;
+
+    #[test]
+    fn only_the_syncs_own_names_are_temporary() {
+        for ours in [
+            ".fulcrum-tmp-staging",
+            ".fulcrum-tmp-root",
+            ".fulcrum-tmp-0123456789abcdef-0",
+            ".fulcrum-tmp-00000000000000ff-12345",
+        ] {
+            assert!(is_temp_name(ours.as_bytes()), "{ours}");
+        }
+        for users in [
+            ".fulcrum-tmp-notes.txt",
+            ".fulcrum-tmp-",
+            ".fulcrum-tmp-0123456789abcdef",
+            ".fulcrum-tmp-0123456789abcdef-",
+            ".fulcrum-tmp-0123456789abcdeg-1",
+            ".fulcrum-tmp-0123456789abcdef-1x",
+            ".fulcrum-tmp-stagingx",
+            "notes.txt",
+        ] {
+            assert!(!is_temp_name(users.as_bytes()), "{users}");
+        }
+    }
 }

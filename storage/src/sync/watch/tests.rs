@@ -216,11 +216,11 @@ async fn excluded_paths_are_neither_watched_nor_reported() {
 async fn the_syncs_own_temporary_files_are_ignored() {
     let dir = tempdir();
     let mut watcher = start(&dir);
-    let temp = dir.path().join(format!("{TEMP_PREFIX}123"));
+    let temp = dir.path().join(format!("{TEMP_PREFIX}0123456789abcdef-1"));
 
     fs::write(&temp, b"half an upload").expect("write");
     fs::rename(&temp, dir.path().join("upload.jpg")).expect("rename");
-    fs::create_dir(dir.path().join(format!("{TEMP_PREFIX}dir"))).expect("mkdir");
+    fs::create_dir(dir.path().join(format!("{TEMP_PREFIX}staging"))).expect("mkdir");
     let mut seen = expect_paths(&mut watcher, &["upload.jpg"]).await;
     seen.paths
         .extend(drain(&mut watcher, DELAY * 4).await.paths);
