@@ -739,18 +739,16 @@ fn admin_and_nrpe_start_on_a_vip_the_node_does_not_hold_yet() {
 // failed, and the stats page, /metrics and the NRPE agent were gone until a restart.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_to_a_taken_address_keeps_admin_and_nrpe_serving() {
-    let (admin_port, nrpe_port) = (support::free_port(), support::free_port());
+    let (admin_addr, nrpe_addr) = (support::free_addr(), support::free_addr());
     let taken: Vec<_> = (0..2)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
-    let port = |i: usize| taken[i].local_addr().unwrap().port();
-    let config = |admin: u16, nrpe: u16| {
-        format!(
-            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[nrpe]\nlisten = \"127.0.0.1:{nrpe}\"\n"
-        )
+    let addr = |i: usize| taken[i].local_addr().unwrap();
+    let config = |admin: SocketAddr, nrpe: SocketAddr| {
+        format!("[admin]\nlisten = \"{admin}\"\n\n[nrpe]\nlisten = \"{nrpe}\"\n")
     };
-    let fulcrum = Fulcrum::start(&config(admin_port, nrpe_port));
-    fulcrum.write_config(&config(port(0), port(1)));
+    let fulcrum = Fulcrum::start(&config(admin_addr, nrpe_addr));
+    fulcrum.write_config(&config(addr(0), addr(1)));
     fulcrum.reload();
     for what in ["admin server", "NRPE agent"] {
         fulcrum.wait_log(|l| {
@@ -758,9 +756,9 @@ async fn a_reload_to_a_taken_address_keeps_admin_and_nrpe_serving() {
             m.contains(what) && m.contains("keeps serving with the previous one")
         });
     }
-    let (code, _, _) = status_of(&[&format!("http://127.0.0.1:{admin_port}/stats")]).await;
+    let (code, _, _) = status_of(&[&format!("http://{admin_addr}/stats")]).await;
     assert_eq!(code, 200, "the stats page is gone");
-    let nrpe = std::net::TcpStream::connect(("127.0.0.1", nrpe_port));
+    let nrpe = std::net::TcpStream::connect(nrpe_addr);
     assert!(nrpe.is_ok(), "the NRPE agent is gone: {nrpe:?}");
 }
 

@@ -21,7 +21,7 @@ use std::{
 use fulcrum_lab::alerts::AlertReceiver;
 use serde_json::Value;
 use support::{
-    Fulcrum, PATIENCE, free_port,
+    Fulcrum, PATIENCE, free_addr,
     netns::{Netns, can_use_netns, veth, wait_until},
     vrrp,
 };
@@ -30,8 +30,7 @@ const POLL: Duration = Duration::from_millis(50);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_down_then_up_fires_then_resolves_and_runs_the_command() {
-    let port = free_port();
-    let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+    let listen = free_addr();
     let s1 = origin(listen).await;
     let receiver = AlertReceiver::on_host(([127, 0, 0, 1], 0).into());
     let dir = tempfile::tempdir().unwrap();
@@ -61,8 +60,11 @@ async fn a_server_down_then_up_fires_then_resolves_and_runs_the_command() {
     assert_eq!(firing["labels"]["proxy"], "web", "{firing}");
     assert_eq!(firing["labels"]["server"], "s1");
     assert_eq!(firing["labels"]["instance"], node.as_str());
-    let subject =
-        format!("[{node}] Realserver [127.0.0.1]:tcp:{port} of virtual server web - DOWN");
+    let subject = format!(
+        "[{node}] Realserver [{}]:tcp:{} of virtual server web - DOWN",
+        listen.ip(),
+        listen.port()
+    );
     assert!(
         wait_until(PATIENCE, POLL, || read(&texts).contains(&subject)),
         "the command never got the DOWN text: {}",

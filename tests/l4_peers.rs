@@ -695,9 +695,11 @@ fn temp_dir(peer: &str) -> tempfile::TempDir {
         .unwrap()
 }
 
-/// A loopback TCP port free at the time of asking.
+/// A TCP port free on 127.0.0.1 at the time of asking (the peers' configs bind that address;
+/// `Peer::start` tries another port if one was taken meanwhile).
 fn free_tcp_port() -> u16 {
-    support::dead_addr().port()
+    let listener = StdTcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
 
 /// A loopback port free for both UDP and TCP (dnsmasq binds both) at the time of asking.

@@ -12,10 +12,14 @@
 
 mod support;
 
-use std::{net::SocketAddr, process::Command, time::Duration};
+use std::{
+    net::SocketAddr,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use support::{
-    Fulcrum, PATIENCE, dead_addr, free_port,
+    Fulcrum, PATIENCE, dead_addr, free_addr,
     netns::{Netns, can_use_netns, veth, wait_until},
     origin, vrrp,
 };
@@ -30,7 +34,9 @@ async fn check_nrpe_runs_every_builtin_check_and_an_external_plugin() {
     }
     let s1 = origin("s1").await;
     let web = s1.addr();
-    let port = free_port();
+    let nrpe = free_addr();
+    let dead = dead_addr();
+    let refused = format!("TCP CRITICAL - connect to address {}", dead.ip());
     let dir = tempfile::tempdir().unwrap();
     let uploads = dir.path().join("uploads");
     std::fs::create_dir(&uploads).unwrap();
@@ -51,7 +57,7 @@ async fn check_nrpe_runs_every_builtin_check_and_an_external_plugin() {
         ("tcp", format!("builtin tcp -H 127.0.0.1 -p {}", web.port())),
         (
             "tcp_refused",
-            format!("builtin tcp -H 127.0.0.1 -p {}", dead_addr().port()),
+            format!("builtin tcp -H {} -p {}", dead.ip(), dead.port()),
         ),
         (
             "http",
@@ -73,23 +79,22 @@ async fn check_nrpe_runs_every_builtin_check_and_an_external_plugin() {
         .iter()
         .map(|(name, line)| format!("check_{name} = \"{line}\"\n"))
         .collect();
-    let (volume_port, volume_peer, sync_port, sync_peer) =
-        (free_port(), free_port(), free_port(), free_port());
+    let (volume_addr, volume_peer, sync_addr, sync_peer) =
+        (free_addr(), free_addr(), free_addr(), free_addr());
     let fulcrum = Fulcrum::start(&format!(
         "[frontend.main]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"web\"\n\n\
          [backend.web]\nhealth_check = {{ type = \"tcp\", interval = \"100ms\", timeout = \"100ms\" }}\n\
          servers = [{{ name = \"s1\", address = \"{web}\" }}]\n\n\
          [backend.dead]\nhealth_check = {{ type = \"tcp\", interval = \"100ms\", timeout = \"100ms\", fall = 1 }}\n\
          servers = [{{ name = \"gone\", address = \"{}\" }}]\n\n\
-         [volume.data]\nbacking = \"data.img\"\nsize = \"16MiB\"\nlisten = \"127.0.0.1:{volume_port}\"\n\
-         peer = \"127.0.0.1:{volume_peer}\"\nshared_secret = \"s3cret\"\nrole = \"primary\"\n\n\
-         [sync.uploads]\npath = \"{}\"\nlisten = \"127.0.0.1:{sync_port}\"\npeers = [\"127.0.0.1:{sync_peer}\"]\n\
+         [volume.data]\nbacking = \"data.img\"\nsize = \"16MiB\"\nlisten = \"{volume_addr}\"\n\
+         peer = \"{volume_peer}\"\nshared_secret = \"s3cret\"\nrole = \"primary\"\n\n\
+         [sync.uploads]\npath = \"{}\"\nlisten = \"{sync_addr}\"\npeers = [\"{sync_peer}\"]\n\
          shared_secret = \"s3cret\"\n\n\
-         [nrpe]\nlisten = \"127.0.0.1:{port}\"\n\n[nrpe.command]\n{command_lines}",
+         [nrpe]\nlisten = \"{nrpe}\"\n\n[nrpe.command]\n{command_lines}",
         dead_addr(),
         uploads.display(),
     ));
-    let nrpe: SocketAddr = ([127, 0, 0, 1], port).into();
     // The dead backend's one check has failed once the agent reports it.
     assert!(
         wait_until(PATIENCE, Duration::from_millis(50), || check(
@@ -101,6 +106,8 @@ async fn check_nrpe_runs_every_builtin_check_and_an_external_plugin() {
         check(nrpe, "check_backends")
     );
 
+    // `check_load_r` warns above a scaled load of 0: an idle machine has none to show.
+    until_the_load_average_is_above_zero();
     let expected = [
         ("check_load", 0, "LOAD OK - total load average: "),
         ("check_load_r", 1, "LOAD WARNING - scaled load average: "),
@@ -110,11 +117,7 @@ async fn check_nrpe_runs_every_builtin_check_and_an_external_plugin() {
         ("check_procs", 0, "PROCS OK: "),
         ("check_users", 0, "USERS OK - "),
         ("check_tcp", 0, "TCP OK - "),
-        (
-            "check_tcp_refused",
-            2,
-            "TCP CRITICAL - connect to address 127.0.0.1",
-        ),
+        ("check_tcp_refused", 2, refused.as_str()),
         ("check_http", 0, "HTTP OK: HTTP/1.1 200 OK - "),
         (
             "check_http_miss",
@@ -218,7 +221,13 @@ fn the_vrrp_check_is_critical_while_an_instance_is_in_fault() {
 /// `check_nrpe -n -H 127.0.0.1 -p PORT -c COMMAND`: its exit code and first output line.
 fn check(nrpe: SocketAddr, command: &str) -> (i32, String) {
     let out = Command::new(CHECK_NRPE)
-        .args(["-n", "-H", "127.0.0.1", "-p", &nrpe.port().to_string()])
+        .args([
+            "-n",
+            "-H",
+            &nrpe.ip().to_string(),
+            "-p",
+            &nrpe.port().to_string(),
+        ])
         .args(["-t", "20", "-c", command])
         .output()
         .unwrap();
@@ -227,4 +236,32 @@ fn check(nrpe: SocketAddr, command: &str) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         text.lines().next().unwrap_or("").to_owned(),
     )
+}
+
+/// Keeps a thread busy until the kernel's load average (sampled every 5 s) is above 0, if it is
+/// not already (a machine idle for minutes shows 0.00).
+fn until_the_load_average_is_above_zero() {
+    let idle = || {
+        let text = std::fs::read_to_string("/proc/loadavg").unwrap();
+        text.split_whitespace()
+            .take(3)
+            .all(|v| v.parse::<f64>().unwrap() == 0.0)
+    };
+    if !idle() {
+        return;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinning = std::sync::Arc::clone(&stop);
+    let spinner = std::thread::spawn(move || {
+        while !spinning.load(std::sync::atomic::Ordering::Relaxed) {
+            std::hint::spin_loop();
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while idle() {
+        assert!(Instant::now() < deadline, "the load average stays at 0");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spinner.join().unwrap();
 }

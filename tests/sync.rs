@@ -8,14 +8,14 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Fulcrum, PATIENCE, free_port, message, netns::wait_until, status_json, status_text};
+use support::{Fulcrum, PATIENCE, free_addr, message, netns::wait_until, status_json, status_text};
 
 /// One node's `[sync.uploads]` on `dir/uploads`, created first (the path must exist).
-fn node(dir: &std::path::Path, listen: u16, peer: u16) -> String {
+fn node(dir: &std::path::Path, listen: std::net::SocketAddr, peer: std::net::SocketAddr) -> String {
     let uploads = dir.join("uploads");
     std::fs::create_dir_all(&uploads).unwrap();
     format!(
-        "[sync.uploads]\npath = \"{}\"\nlisten = \"127.0.0.1:{listen}\"\npeers = [\"127.0.0.1:{peer}\"]\n\
+        "[sync.uploads]\npath = \"{}\"\nlisten = \"{listen}\"\npeers = [\"{peer}\"]\n\
          shared_secret = \"s3cret\"\ndelay = \"50ms\"\nexclude = [\"*.tmp\"]\n",
         uploads.display()
     )
@@ -27,7 +27,7 @@ fn status(node: &Fulcrum) -> serde_json::Value {
 
 #[test]
 fn an_upload_on_either_node_appears_on_the_other() {
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (free_addr(), free_addr());
     let a_dir = tempfile::tempdir().unwrap();
     let b_dir = tempfile::tempdir().unwrap();
     let a = Fulcrum::start(&node(a_dir.path(), pa, pb));
@@ -84,7 +84,7 @@ fn an_upload_on_either_node_appears_on_the_other() {
 /// `/metrics` carries each set's peers, queue and counters.
 #[test]
 fn the_sync_state_is_in_the_prometheus_metrics() {
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (free_addr(), free_addr());
     let a_dir = tempfile::tempdir().unwrap();
     let b_dir = tempfile::tempdir().unwrap();
     let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n";
@@ -114,7 +114,7 @@ fn the_sync_state_is_in_the_prometheus_metrics() {
 /// a reload that leaves the section as it is leaves the set running.
 #[test]
 fn a_reload_restarts_a_changed_set_on_its_new_section_and_the_alerts_follow_it() {
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (free_addr(), free_addr());
     let a_dir = tempfile::tempdir().unwrap();
     let b_dir = tempfile::tempdir().unwrap();
     let (ua, ub) = (a_dir.path().join("uploads"), b_dir.path().join("uploads"));
@@ -200,7 +200,7 @@ fn a_reload_restarts_a_changed_set_on_its_new_section_and_the_alerts_follow_it()
     );
     assert!(
         wait_until(PATIENCE, Duration::from_millis(50), || {
-            std::net::TcpStream::connect(("127.0.0.1", pa)).is_err()
+            std::net::TcpStream::connect(pa).is_err()
         }),
         "the removed set still listens"
     );

@@ -12,22 +12,27 @@ mod support;
 use std::{path::Path, time::Duration};
 
 use support::{
-    Fulcrum, PATIENCE, free_port, fulcrum_on, netns::wait_until, status_json, status_text,
+    Fulcrum, PATIENCE, free_addr, fulcrum_on, netns::wait_until, status_json, status_text,
 };
 
 /// One node's `[volume.data]` (256 MiB, `protocol`): its replication port, the peer's, and NBD
 /// on port 0.
-fn volume(listen: u16, peer: u16, role: &str, protocol: &str) -> String {
+fn volume(
+    listen: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+    role: &str,
+    protocol: &str,
+) -> String {
     format!(
-        "[volume.data]\nbacking = \"data.img\"\nsize = \"256MiB\"\nlisten = \"127.0.0.1:{listen}\"\n\
-         peer = \"127.0.0.1:{peer}\"\nshared_secret = \"s3cret\"\nrole = \"{role}\"\n\
+        "[volume.data]\nbacking = \"data.img\"\nsize = \"256MiB\"\nlisten = \"{listen}\"\n\
+         peer = \"{peer}\"\nshared_secret = \"s3cret\"\nrole = \"{role}\"\n\
          protocol = \"{protocol}\"\nnbd = {{ listen = \"127.0.0.1:0\", export = \"data\" }}\n"
     )
 }
 
 /// A connected pair, `a` primary.
 fn pair(protocol: &str) -> (Fulcrum, Fulcrum) {
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (free_addr(), free_addr());
     let a = Fulcrum::start(&volume(pa, pb, "primary", protocol));
     let b = Fulcrum::start(&volume(pb, pa, "secondary", protocol));
     assert!(
@@ -172,7 +177,7 @@ fn protocol_c_writes_are_on_the_secondary_when_nbdcopy_returns() {
 /// Prometheus rule can page on `fulcrum_volume_connection{state="Connected"} == 0`.
 #[test]
 fn the_volume_state_is_in_the_prometheus_metrics() {
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (free_addr(), free_addr());
     let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n";
     let a = Fulcrum::start(&format!("{}{admin}", volume(pa, pb, "primary", "C")));
     let metrics = || a.metrics();
@@ -199,7 +204,7 @@ fn the_volume_state_is_in_the_prometheus_metrics() {
 // now exists, and that used to look like a change on every reload.
 #[test]
 fn a_reload_of_an_unchanged_volume_does_not_warn_of_a_change() {
-    let node = Fulcrum::start(&volume(free_port(), free_port(), "secondary", "C"));
+    let node = Fulcrum::start(&volume(free_addr(), free_addr(), "secondary", "C"));
     assert!(node.dir().join("data.img").exists());
     let from = node.log_len();
     assert!(node.reload());

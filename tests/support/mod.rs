@@ -315,15 +315,28 @@ pub async fn origin_with(options: OriginOptions) -> Origin {
         .unwrap()
 }
 
-/// A loopback address nothing listens on: bound, read, released.
-pub fn dead_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// A free address on a loopback address of this test process's own: 127.X.Y.Z from its pid
+/// and a count, bound and released. A config that names two nodes' addresses is written
+/// before either starts, so the port is free again until the node binds it; on 127.0.0.1
+/// another test could take it in between. No other process binds this address, nor picks it
+/// as a source of its connections.
+pub fn free_addr() -> SocketAddr {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static COUNT: AtomicU8 = AtomicU8::new(0);
+    let pid = std::process::id();
+    let ip = std::net::Ipv4Addr::new(
+        127,
+        1 + (pid >> 8) as u8 % 254,
+        pid as u8,
+        1 + COUNT.fetch_add(1, Ordering::Relaxed) % 254,
+    );
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
     listener.local_addr().unwrap()
 }
 
-/// A free loopback port (bound and released: the tiny race is acceptable in tests).
-pub fn free_port() -> u16 {
-    dead_addr().port()
+/// An address nothing listens on (see [`free_addr`]: nothing else binds it either).
+pub fn dead_addr() -> SocketAddr {
+    free_addr()
 }
 
 /// Waits until connections to `addr` are refused (a listener closed), failing after `PATIENCE`.
