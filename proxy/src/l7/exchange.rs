@@ -255,16 +255,9 @@ where
                 continue;
             }
             Err(BodyError::Write(error)) => {
-                // A server may refuse a body before taking it all (413, 401) and close: its
-                // answer is relayed, as HAProxy does, rather than replaced by a 502.
-                let early = upstream::read_response_head(
-                    &mut up.conn,
-                    &head.method,
-                    head.upgrade,
-                    EARLY_ANSWER_WAIT,
-                )
-                .await;
-                if let Ok(response) = early {
+                if let Some(response) =
+                    upstream::read_early_answer(&mut up.conn, &head.method, head.upgrade).await
+                {
                     answered_early = true;
                     break (slot, up, response, Instant::now());
                 }
@@ -428,7 +421,8 @@ where
         .counters
         .totals
         .add(Total::BytesOut, log.bytes_out);
-    if response.keep_alive && !answered_early {
+    // An early answer is not (see `upstream::read_early_answer`).
+    if response.keep_alive {
         slot.server.pool.put(up.conn);
     }
     if answered_early {
@@ -441,9 +435,6 @@ where
     }
 }
 
-/// How long a server whose connection failed while the request body was sent has to have
-/// its early answer read.
-pub(super) const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
 /// How long, at most, a client's unwanted body is read after an answer that left it unread
 /// (nginx's `lingering_time`), and how long a pause in it may be (its `lingering_timeout`).
 const LINGER_TIME: Duration = Duration::from_secs(30);

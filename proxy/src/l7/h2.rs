@@ -28,7 +28,7 @@ use super::{
     balance::{Algorithm, PickKey},
     cookie::{self, RequestCookie},
     errors,
-    exchange::{ClientInfo, EARLY_ANSWER_WAIT},
+    exchange::ClientInfo,
     h1::{
         body::{self, CopyTimeouts},
         conn::{IoFailure, with_timeout},
@@ -373,20 +373,11 @@ async fn handle(
                 continue;
             }
             Err(SendError::Server(error)) => {
-                // A server may refuse a body before taking it all (413, 401) and close: its
-                // answer is relayed, as over HTTP/1 (see `exchange`), rather than a 502. The
-                // rest of the client's body is left unread, and hyper resets its stream once
-                // the answer is sent (RFC 9113 §8.1).
-                let early = upstream::read_response_head(
-                    &mut up.conn,
-                    &parts.method,
-                    false,
-                    EARLY_ANSWER_WAIT,
-                )
-                .await;
-                if let Ok(mut response) = early {
-                    // The connection is mid-request: it cannot go back to the pool.
-                    response.keep_alive = false;
+                // As over HTTP/1 (see `exchange`): the rest of the client's body is left
+                // unread, and hyper resets its stream once the answer is sent (RFC 9113 §8.1).
+                if let Some(response) =
+                    upstream::read_early_answer(&mut up.conn, &parts.method, false).await
+                {
                     break (slot, up, response, Instant::now());
                 }
                 tracing::debug!(server = %slot.server.name, %error, "sending request failed");

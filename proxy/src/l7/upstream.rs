@@ -53,6 +53,26 @@ pub(crate) async fn connect(
     })
 }
 
+/// How long a server whose connection failed while the request body was sent has to have
+/// its early answer read.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
+
+/// The answer of a server whose connection failed while the request (its body) was being sent,
+/// if it left one: a server may refuse a body before taking it all (413, 401) and close. Its
+/// answer is relayed, as HAProxy does, rather than replaced by a 502. The connection is
+/// mid-request either way: the answer says it cannot go back to the pool.
+pub(crate) async fn read_early_answer(
+    conn: &mut Conn<TcpStream>,
+    method: &Method,
+    upgrade: bool,
+) -> Option<ResponseHead> {
+    let mut answer = read_response_head(conn, method, upgrade, EARLY_ANSWER_WAIT)
+        .await
+        .ok()?;
+    answer.keep_alive = false;
+    Some(answer)
+}
+
 /// Reads a final response head, skipping interim 1xx responses other than 101. A 101 to a
 /// request that asked for no upgrade (`upgrade` false) is invalid (RFC 9110 §15.2.2): the
 /// server would speak another protocol on a connection that goes back to the pool.
