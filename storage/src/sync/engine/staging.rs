@@ -20,7 +20,7 @@ use std::{
 
 use tracing::warn;
 
-/// The staging directory's name in the root (it starts with [`crate::sync::watch::TEMP_PREFIX`]).
+/// The staging directory's name in the root (one of [`crate::sync::watch::is_temp_name`]).
 pub(super) const STAGING_DIR: &str = ".fulcrum-tmp-staging";
 
 /// A usable staging directory.
@@ -133,11 +133,11 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
-    use crate::sync::watch::TEMP_PREFIX;
+    use crate::sync::watch::is_temp_name;
 
     #[test]
     fn the_staging_directory_is_skipped_like_a_temporary_file() {
-        assert!(STAGING_DIR.starts_with(TEMP_PREFIX));
+        assert!(is_temp_name(STAGING_DIR.as_bytes()));
     }
 
     // Input: a staging directory holding a leftover file and a directory with a file in it,

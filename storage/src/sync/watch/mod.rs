@@ -322,7 +322,7 @@ mod temp_name_tests {
     fn only_the_syncs_own_names_are_temporary() {
         for ours in [
             ".fulcrum-tmp-staging",
-            ".fulcrum-tmp-root",
+            crate::sync::index::ROOT_MARKER,
             ".fulcrum-tmp-0123456789abcdef-0",
             ".fulcrum-tmp-00000000000000ff-12345",
         ] {
