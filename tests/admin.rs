@@ -771,16 +771,7 @@ async fn an_open_websocket_tunnel_counts_as_a_backend_session() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (s1, s2) = (origin("s1").await, origin("s2").await);
     let fulcrum = Fulcrum::start(&site(s1.addr(), s2.addr()));
-    let mut stream = tokio::net::TcpStream::connect(fulcrum.addr("main"))
-        .await
-        .unwrap();
-    stream
-        .write_all(
-            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let head = String::from_utf8(support::read_head(&mut stream).await).unwrap();
+    let (mut stream, head) = support::upgrade(fulcrum.addr("main")).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     stream.write_all(b"ping").await.unwrap();
     stream.read_exact(&mut [0; 4]).await.unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fulcrum_bench::origin::OriginOptions;
-use support::{Fulcrum, KeepAlive, curl, dead_addr, get, origin, origin_with, parse_head};
+use support::{Fulcrum, KeepAlive, curl, dead_addr, get, origin, origin_with, parse_head, upgrade};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_insert_nocache_sticks_and_fails_over_after_health_checks() {
@@ -732,20 +732,6 @@ async fn checks_removed_then_restored_by_reloads_judge_the_server_afresh() {
     fulcrum.write_config(&config(true));
     assert!(fulcrum.reload());
     fulcrum.wait_log_from(from, is("server is DOWN"));
-}
-
-/// Asks `addr` for a WebSocket upgrade of `/chat`: the connection and the response head.
-async fn upgrade(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let head = support::read_head(&mut stream).await;
-    (stream, String::from_utf8(head).unwrap())
 }
 
 // Input: a running site whose one server answers; then a reload that puts that server in MAINT

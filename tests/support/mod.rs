@@ -650,3 +650,17 @@ pub fn status_text(node: &Fulcrum, what: &str) -> String {
     assert!(ok, "{err}");
     text
 }
+
+/// Asks `addr` for a WebSocket upgrade of `/chat`: the connection and the response head.
+pub async fn upgrade(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await;
+    (stream, String::from_utf8(head).unwrap())
+}
