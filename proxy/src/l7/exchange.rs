@@ -439,6 +439,8 @@ where
 /// (nginx's `lingering_time`), and how long a pause in it may be (its `lingering_timeout`).
 const LINGER_TIME: Duration = Duration::from_secs(30);
 const LINGER_PAUSE: Duration = Duration::from_secs(5);
+/// Room made for each read of a lingering client.
+const LINGER_READ: usize = 16 * 1024;
 
 /// Ends the client's side after an answer that may have left part of its request unread (an
 /// error page, a server's early answer): sends FIN, then reads and drops what the client still
@@ -459,10 +461,13 @@ where
     } else {
         timeout.min(LINGER_TIME)
     };
+    // The connection's own buffer takes what is dropped: a buffer on the stack would sit in
+    // every connection's task, lingering or not, and make an idle one cost 16 KiB more.
     let drain = async {
-        let mut buf = [0u8; 16 * 1024];
         loop {
-            match tokio::time::timeout(LINGER_PAUSE, client.io.read(&mut buf)).await {
+            client.buf.clear();
+            client.buf.reserve(LINGER_READ);
+            match tokio::time::timeout(LINGER_PAUSE, client.io.read_buf(&mut client.buf)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }

@@ -199,10 +199,11 @@ pub(crate) async fn serve_h1<S>(
                 idle,
                 session,
             }) => {
-                // An operator's `shutdown sessions` on the server ends the tunnel too.
-                let _ = slot
-                    .unless_shut(tunnel(&mut conn, &mut up.conn, idle))
-                    .await;
+                // An operator's `shutdown sessions` on the server ends the tunnel too. Boxed,
+                // as the exchange is: a relay's state would make every connection's task
+                // larger, tunnel or not.
+                let relay = slot.unless_shut(tunnel(&mut conn, &mut up.conn, idle));
+                let _ = Box::pin(relay).await;
                 drop((slot, session));
                 return;
             }
