@@ -1,5 +1,5 @@
 //! Following an interface's up/down state for `track_interface` and for the FAULT state, and
-//! for an instance's own interface whether its sockets still reach it ([`Netlink::watch_binding`]).
+//! for an instance's own interface where its sockets can reach it ([`Netlink::watch_binding`]).
 //!
 //! The watcher subscribes to rtnetlink's RTNLGRP_LINK notifications on a connection of its own
 //! (what `ip monitor link` does), so a change is seen as soon as the kernel makes it; it does
@@ -34,31 +34,34 @@ impl Netlink {
     /// changes only. Changes arrive by rtnetlink notification (RTNLGRP_LINK), not by polling.
     /// The watcher task ends when every receiver is dropped.
     pub fn watch_link(&self, name: &str) -> watch::Receiver<bool> {
-        self.spawn_watcher(name, None)
-    }
-
-    /// As [`Netlink::watch_link`], for the interface an instance's sockets were bound to:
-    /// usable while `name` is up, still the interface of index `index` (not one deleted and made
-    /// again under that name, which the sockets, their multicast membership and the VIPs of the
-    /// old index do not reach), and still holds `local`, the address adverts go from (a removed
-    /// source address fails every send). keepalived goes to FAULT in both cases. Address
-    /// changes arrive by notification too (RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR).
-    pub fn watch_binding(&self, name: &str, index: u32, local: IpAddr) -> watch::Receiver<bool> {
-        self.spawn_watcher(name, Some((index, local)))
-    }
-
-    fn spawn_watcher(&self, name: &str, bound: Option<(u32, IpAddr)>) -> watch::Receiver<bool> {
         let (tx, rx) = watch::channel(false);
+        self.spawn_watcher(name, None, Publish::Up(tx));
+        rx
+    }
+
+    /// As [`Netlink::watch_link`], for the interface an instance's sockets are bound to: the
+    /// index of the interface named `name` while it is up and holds `local`, the address adverts
+    /// go from (a removed source address fails every send); `None` otherwise, as at first. The
+    /// index changes when the interface is deleted and made again under its name (`ifdown` and
+    /// `ifup` of a VLAN or a bond), which sockets bound to the old one do not reach: the caller
+    /// opens new ones. Address changes arrive by notification too (RTNLGRP_IPV4_IFADDR,
+    /// RTNLGRP_IPV6_IFADDR).
+    pub fn watch_binding(&self, name: &str, local: IpAddr) -> watch::Receiver<Option<u32>> {
+        let (tx, rx) = watch::channel(None);
+        self.spawn_watcher(name, Some(local), Publish::Usable(tx));
+        rx
+    }
+
+    fn spawn_watcher(&self, name: &str, local: Option<IpAddr>, tx: Publish) {
         let watcher = Watcher {
             handle: self.handle.clone(),
             name: name.to_owned(),
             index: None,
-            bound,
+            local,
             first: true,
             tx,
         };
         self.runtime.spawn(watcher.run());
-        rx
     }
 }
 
@@ -69,11 +72,28 @@ struct Watcher {
     name: String,
     /// The index the name had when last seen, to notice the interface being renamed away.
     index: Option<u32>,
-    /// For [`Netlink::watch_binding`]: the index and address the interface must keep.
-    bound: Option<(u32, IpAddr)>,
+    /// For [`Netlink::watch_binding`]: the address the interface must hold.
+    local: Option<IpAddr>,
     /// Whether nothing has been published yet (the first state is published even if `false`).
     first: bool,
-    tx: watch::Sender<bool>,
+    tx: Publish,
+}
+
+/// Where a watcher publishes, and what.
+enum Publish {
+    /// [`Netlink::watch_link`]: whether the link is up.
+    Up(watch::Sender<bool>),
+    /// [`Netlink::watch_binding`]: the index at which the link is usable.
+    Usable(watch::Sender<Option<u32>>),
+}
+
+impl Publish {
+    async fn closed(&self) {
+        match self {
+            Publish::Up(tx) => tx.closed().await,
+            Publish::Usable(tx) => tx.closed().await,
+        }
+    }
 }
 
 /// Why a subscription ended.
@@ -101,7 +121,7 @@ impl Watcher {
     /// Subscribes, reads the current state, then follows notifications until the subscription
     /// ends or nobody listens.
     async fn subscribe(&mut self) -> Ended {
-        let groups: &[MulticastGroup] = match self.bound {
+        let groups: &[MulticastGroup] = match self.local {
             None => &[MulticastGroup::Link],
             Some(_) => &[
                 MulticastGroup::Link,
@@ -138,17 +158,17 @@ impl Watcher {
     }
 
     async fn on_event(&mut self, message: NetlinkMessage<RouteNetlinkMessage>) {
-        if let Some((index, _)) = self.bound {
+        if self.local.is_some() {
             // Rare events: any about our name or index is answered by reading the state again,
             // the address included.
             let ours = match &message.payload {
                 NetlinkPayload::InnerMessage(
                     RouteNetlinkMessage::NewLink(link) | RouteNetlinkMessage::DelLink(link),
-                ) => link.header.index == index || self.names_ours(link),
+                ) => self.index == Some(link.header.index) || self.names_ours(link),
                 NetlinkPayload::InnerMessage(
                     RouteNetlinkMessage::NewAddress(address)
                     | RouteNetlinkMessage::DelAddress(address),
-                ) => address.header.index == index,
+                ) => self.index == Some(address.header.index),
                 NetlinkPayload::Overrun(_) => true,
                 _ => false,
             };
@@ -169,7 +189,7 @@ impl Watcher {
             _ => return,
         };
         if let Some(up) = self.state_from(&link, deleted) {
-            self.publish(up);
+            self.publish(up.then_some(link.header.index));
         }
     }
 
@@ -205,43 +225,53 @@ impl Watcher {
             }
         };
         self.index = link.as_ref().map(|link| link.index);
-        let Some((index, local)) = self.bound else {
-            self.publish(link.is_some_and(|link| link.up));
+        let up = link.filter(|link| link.up).map(|link| link.index);
+        let Some(local) = self.local else {
+            self.publish(up);
             return;
         };
-        let usable = match &link {
-            Some(link) if link.index != index => {
-                warn!(interface = %self.name, was = index, now = link.index,
-                    "VRRP interface was deleted and made again: its sockets and VIPs are bound to the old one; restart Fulcrum to use the new one");
-                false
-            }
-            Some(link) if link.up => match address_present(&self.handle, index, local).await {
+        let usable = match up {
+            Some(index) => match address_present(&self.handle, index, local).await {
                 Ok(present) => {
                     if !present {
                         warn!(interface = %self.name, address = %local,
                             "VRRP source address is gone from the interface: adverts cannot be sent from it");
                     }
-                    present
+                    present.then_some(index)
                 }
                 Err(error) => {
                     warn!(interface = %self.name, %error, "cannot read the interface's addresses");
                     return;
                 }
             },
-            _ => false,
+            None => None,
         };
         self.publish(usable);
     }
 
-    fn publish(&mut self, up: bool) {
-        if std::mem::take(&mut self.first) {
-            self.tx.send_replace(up);
-            debug!(interface = %self.name, up, "link state");
-        } else if self
-            .tx
-            .send_if_modified(|state| std::mem::replace(state, up) != up)
-        {
-            debug!(interface = %self.name, up, "link state changed");
+    /// Publishes `usable` (the index while usable) if it changed, or if it is the first state.
+    fn publish(&mut self, usable: Option<u32>) {
+        let first = std::mem::take(&mut self.first);
+        let changed = match &self.tx {
+            Publish::Up(tx) => send(tx, usable.is_some(), first),
+            Publish::Usable(tx) => send(tx, usable, first),
+        };
+        if changed {
+            debug!(interface = %self.name, ?usable, first, "link state");
         }
     }
+}
+
+/// Sends `value` if it differs from the last one, or in any case if it is the `first`: receivers
+/// wait for a first state, whatever it is. Whether it was sent.
+fn send<T: PartialEq>(tx: &watch::Sender<T>, value: T, first: bool) -> bool {
+    if first {
+        tx.send_replace(value);
+        return true;
+    }
+    tx.send_if_modified(|state| {
+        let changed = *state != value;
+        *state = value;
+        changed
+    })
 }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::VrrpEvent;
+use super::binding::Bound;
 use super::follower::Leader;
 use super::status::{Counters, InstanceStatus, reason_name, state_name};
 use crate::config::InstanceConfig;
@@ -37,8 +38,11 @@ pub(crate) struct Inputs {
 pub(crate) struct Instance {
     pub(crate) config: InstanceConfig,
     pub(crate) fsm: Fsm,
+    /// The interface, and the socket adverts go out on: both from `binding`, whose latest the
+    /// instance takes before it acts.
     pub(crate) link: Link,
     pub(crate) socket: Arc<AdvertSocket>,
+    pub(crate) binding: watch::Receiver<Bound>,
     pub(crate) template: Advert,
     pub(crate) checksum: ChecksumMode,
     pub(crate) netlink: Arc<Netlink>,
@@ -141,6 +145,7 @@ impl Instance {
     }
 
     async fn timers(&mut self) {
+        self.follow_binding();
         let now = Instant::now();
         if self.garp_second.is_some_and(|t| t <= now) {
             self.garp_second = None;
@@ -158,10 +163,25 @@ impl Instance {
     }
 
     async fn handle(&mut self, event: Event) {
+        self.follow_binding();
         let now = self.clock(Instant::now());
         let actions = self.fsm.handle(now, event);
         self.execute(actions).await;
         self.publish_following();
+    }
+
+    /// Takes the link and socket the binding opened last. A new link is the interface made
+    /// again: the ARP socket is opened on it too (the VIPs of the old one went with it).
+    fn follow_binding(&mut self) {
+        if !self.binding.has_changed().unwrap_or(false) {
+            return;
+        }
+        let bound = self.binding.borrow_and_update().clone();
+        if bound.link.index != self.link.index {
+            self.announcer = announcer(&bound.link, &self.config.name);
+            self.link = bound.link;
+        }
+        self.socket = bound.socket;
     }
 
     /// Sync-group siblings hold back while this instance follows a master.
@@ -317,6 +337,18 @@ impl Instance {
 
     fn clock(&self, now: Instant) -> Time {
         Time::from(now.saturating_duration_since(self.epoch))
+    }
+}
+
+/// The gratuitous ARP / unsolicited NA sender of `link`; `None` (logged) if it cannot be opened:
+/// the VIPs still move, neighbours learn them when they next ask.
+pub(crate) fn announcer(link: &Link, instance: &str) -> Option<Announcer> {
+    match Announcer::open(link) {
+        Ok(announcer) => Some(announcer),
+        Err(error) => {
+            tracing::warn!(%instance, %error, "gratuitous ARP disabled");
+            None
+        }
     }
 }
 

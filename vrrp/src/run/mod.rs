@@ -14,12 +14,14 @@
 //! without `stop` still asks the instances to shut down, but cannot wait for them.
 //!
 //! - `instance`: the instance task.
+//! - `binding`: the sockets of an interface, opened again when it is made again.
 //! - `follower`: followers of an instance, and the order they keep with its notify scripts.
 //! - `receiver`: the shared sockets and their reader tasks.
 //! - `tracking`: tracking inputs folded into an effective priority or FAULT.
 //! - `template`: the advert an instance sends.
 //! - `status`: what the instances publish.
 
+mod binding;
 mod follower;
 mod instance;
 mod metrics;
@@ -42,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 pub use follower::{FOLLOWERS_TIMEOUT, Follower, Transition};
 pub use status::{CounterSnapshot, InstanceStatus, reason_name, state_name};
 
+use self::binding::{Binding, Bound, Reopen};
 use self::follower::{Leader, Roster};
 use self::instance::{Inputs, Instance};
 use self::receiver::Route;
@@ -49,7 +52,7 @@ use self::status::Counters;
 use self::tracking::{Member, Source};
 use crate::config::{InstanceConfig, ScriptCheck, VrrpConfig};
 use crate::fsm::{Fsm, Reason, State};
-use crate::net::{AdvertSocket, Announcer, Netlink};
+use crate::net::{AdvertSocket, Netlink};
 use crate::notify::Notifier;
 use crate::packet::{ChecksumMode, DropCounters, Family};
 use crate::track::{ScriptHealth, spawn_script};
@@ -181,6 +184,8 @@ impl Vrrp {
         // One socket per (interface, family), its reader routing adverts by VRID.
         let mut sockets: BTreeMap<(String, Family), Shared> = BTreeMap::new();
         let mut advert_queues = Vec::with_capacity(resolved.len());
+        // Each instance's view of whether its socket reaches its interface.
+        let mut bindings: BTreeMap<&str, watch::Receiver<bool>> = BTreeMap::new();
         for (instance, link, local, template) in &resolved {
             let key = (instance.interface.clone(), instance.family);
             let shared = match sockets.entry(key) {
@@ -197,8 +202,17 @@ impl Vrrp {
                             interface: instance.interface.clone(),
                             source,
                         })?;
-                    e.insert(Shared {
+                    let first = Bound {
+                        link: link.clone(),
                         socket: Arc::new(socket),
+                    };
+                    let reopen = Reopen {
+                        family: instance.family,
+                        local: *local,
+                        unicast,
+                    };
+                    e.insert(Shared {
+                        binding: binding::spawn(Arc::clone(&netlink), first, reopen),
                         local: *local,
                         routes: Vec::new(),
                         dropped: Arc::new(DropCounters::new()),
@@ -210,20 +224,21 @@ impl Vrrp {
                 expected: template::expected(instance, template),
                 to: tx,
             });
-            advert_queues.push((Arc::clone(&shared.socket), Arc::clone(&shared.dropped), rx));
+            advert_queues.push((
+                shared.binding.bound.clone(),
+                Arc::clone(&shared.dropped),
+                rx,
+            ));
+            bindings.insert(instance.name.as_str(), shared.binding.usable.clone());
         }
 
-        let bindings: BTreeMap<&str, (u32, IpAddr)> = resolved
-            .iter()
-            .map(|(instance, link, local, _)| (instance.name.as_str(), (link.index, *local)))
-            .collect();
         let members = tracking_members(config, &netlink, &options, &bindings).await;
         let epoch = Instant::now();
         let mut tasks = Vec::with_capacity(resolved.len());
         let mut statuses = Vec::with_capacity(resolved.len());
         let mut all_counters = Vec::with_capacity(resolved.len());
         let mut rosters = BTreeMap::new();
-        for ((instance, link, local, template), (socket, dropped, adverts)) in
+        for ((instance, link, local, template), (bound, dropped, adverts)) in
             resolved.into_iter().zip(advert_queues)
         {
             let fsm = Fsm::new(instance.fsm.clone(), local).map_err(|e| StartError::Instance {
@@ -239,13 +254,8 @@ impl Vrrp {
                     sources: Vec::new(),
                 });
             let tracking = tracking::spawn_tracking(own, siblings);
-            let announcer = match Announcer::open(&link) {
-                Ok(announcer) => Some(announcer),
-                Err(error) => {
-                    tracing::warn!(instance = %instance.name, %error, "gratuitous ARP disabled");
-                    None
-                }
-            };
+            let announcer = instance::announcer(&link, &instance.name);
+            let socket = Arc::clone(&bound.borrow().socket);
             let counters = Arc::new(Counters::new(dropped));
             let (status, status_rx) = watch::channel(initial_status(instance, &fsm));
             let (leader, roster) = Leader::new(instance.name.clone(), follower::FOLLOWERS_TIMEOUT);
@@ -255,6 +265,7 @@ impl Vrrp {
                 fsm,
                 link,
                 socket,
+                binding: bound,
                 template,
                 checksum: config.checksum,
                 netlink: Arc::clone(&netlink),
@@ -361,7 +372,10 @@ impl Prepared {
         let readers = self
             .sockets
             .into_iter()
-            .map(|s| receiver::spawn_reader(s.socket, s.local, self.checksum, s.routes, s.dropped))
+            .map(|s| {
+                let bound = s.binding.bound;
+                receiver::spawn_reader(bound, s.local, self.checksum, s.routes, s.dropped)
+            })
             .collect();
         let instances = self
             .instances
@@ -433,7 +447,7 @@ impl StatusHandle {
 /// A socket and the instances it serves, while starting.
 #[derive(Debug)]
 struct Shared {
-    socket: Arc<AdvertSocket>,
+    binding: Binding,
     local: IpAddr,
     routes: Vec<Route>,
     dropped: Arc<DropCounters>,
@@ -450,17 +464,16 @@ fn interface_error(instance: &InstanceConfig, source: std::io::Error) -> StartEr
 /// Each instance's tracking, with one checker per script and one watcher per interface however
 /// many instances track it. As keepalived does (unless `dont_track_primary`), an instance also
 /// tracks its own interface: adverts cannot leave through a link that is down, nor reach one
-/// made again under its name, nor go from a source address removed from it (`bindings`: each
-/// instance's interface index and source address, as its sockets were opened).
+/// made again under its name until its sockets are opened there again, nor go from a source
+/// address removed from it (`bindings`: each instance's view of that, from its [`Binding`]).
 async fn tracking_members(
     config: &VrrpConfig,
     netlink: &Netlink,
     options: &Options,
-    bindings: &BTreeMap<&str, (u32, IpAddr)>,
+    bindings: &BTreeMap<&str, watch::Receiver<bool>>,
 ) -> BTreeMap<String, Member> {
     let mut scripts: BTreeMap<&str, watch::Receiver<ScriptHealth>> = BTreeMap::new();
     let mut links: BTreeMap<&str, watch::Receiver<bool>> = BTreeMap::new();
-    let mut bound: BTreeMap<(&str, u32, IpAddr), watch::Receiver<bool>> = BTreeMap::new();
     let mut members = BTreeMap::new();
     for instance in &config.instances {
         let mut sources = Vec::new();
@@ -484,14 +497,8 @@ async fn tracking_members(
                 health,
             });
         }
-        if let Some(&(index, local)) = bindings.get(instance.name.as_str()) {
-            let name = instance.interface.as_str();
-            let up = match bound.entry((name, index, local)) {
-                std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
-                std::collections::btree_map::Entry::Vacant(e) => e
-                    .insert(first_link_state(netlink.watch_binding(name, index, local)).await)
-                    .clone(),
-            };
+        if let Some(usable) = bindings.get(instance.name.as_str()) {
+            let up = first_link_state(usable.clone()).await;
             sources.push(Source::Interface { up });
         }
         let others = (instance.track_interfaces.iter()).filter(|name| **name != instance.interface);

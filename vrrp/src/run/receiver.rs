@@ -7,11 +7,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::binding::Bound;
 use super::mismatch::Mismatches;
-use crate::net::AdvertSocket;
 use crate::packet::{Accepted, ChecksumMode, DropCounters, Expected};
 
 /// Where the adverts of one VRID go.
@@ -21,10 +21,11 @@ pub(crate) struct Route {
     pub(crate) to: mpsc::Sender<Accepted>,
 }
 
-/// Reads `socket` until aborted. `local` is our own address there: adverts from it are our own
-/// (unicast peers may list us) and are skipped.
+/// Reads the socket in `bound`, and the next one when the interface is made again, until aborted
+/// or the binding ends. `local` is our own address there: adverts from it are our own (unicast
+/// peers may list us) and are skipped.
 pub(crate) fn spawn_reader(
-    socket: Arc<AdvertSocket>,
+    mut bound: watch::Receiver<Bound>,
     local: IpAddr,
     checksum: ChecksumMode,
     routes: Vec<Route>,
@@ -33,8 +34,20 @@ pub(crate) fn spawn_reader(
     let expected: Vec<Expected> = routes.iter().map(|r| r.expected.clone()).collect();
     tokio::spawn(async move {
         let mut mismatches = Mismatches::default();
+        let mut socket = Arc::clone(&bound.borrow_and_update().socket);
         loop {
-            match socket.recv(checksum, &expected).await {
+            let received = tokio::select! {
+                biased;
+                changed = bound.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    socket = Arc::clone(&bound.borrow_and_update().socket);
+                    continue;
+                }
+                received = socket.recv(checksum, &expected) => received,
+            };
+            match received {
                 Ok(Ok(accepted)) => {
                     if accepted.src == local {
                         continue;
