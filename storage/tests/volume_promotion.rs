@@ -19,6 +19,8 @@ use fulcrum_storage::nbd::Export;
 use fulcrum_storage::volume::{ConnState, Protocol, Role, Volume, VolumeError, VolumeEvent};
 use link_cut::{Link, relayed_pair};
 use support::{pair, pattern, wait_connected, wait_for};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const MIB: u64 = 1 << 20;
 
@@ -142,6 +144,81 @@ async fn volume_promotion_without_a_live_peer_is_not_delayed() {
         assert_eq!(left.status().role, Role::Primary);
         left.stop().await;
     }
+}
+
+// Input: A primary and connected to B through a link; an NBD client of A asks for more than
+// the socket buffers hold and reads nothing, so that A's demotion waits in its drain (up to the
+// 5 s grace). Meanwhile the link is cut, and A acknowledges a write of its own. B is then
+// promoted alone and writes, and the link comes back. Output: a split brain, both nodes
+// StandAlone: each wrote on its own. (A's link loss waited for the demotion, found A secondary
+// and started no generation, so B resynced over A's acknowledged write without a word.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_lost_during_a_demotion_drain_is_a_generation_of_its_own() {
+    let (a, b, routes) = relayed_pair(64 * MIB, Protocol::C, Role::Primary);
+    let link = Link::new(&routes).await;
+    let vb = b.start().await;
+    let va = a.start().await;
+    wait_connected(&va).await;
+    wait_connected(&vb).await;
+
+    let mut reader = unread_nbd_client(va.nbd_addr().unwrap()).await;
+    let acked = Bytes::from(pattern(1, MIB as usize));
+    let during_the_drain = async {
+        // Let the demotion start its drain.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        link.cut().await;
+        wait_for(&va, "link lost", |s| s.connection == ConnState::Connecting).await;
+        assert_eq!(va.status().role, Role::Primary, "the drain ended too soon");
+        va.export().write(0, acked.clone(), true).await.unwrap();
+    };
+    let (demoted, ()) = tokio::join!(va.demote(), during_the_drain);
+    demoted.unwrap();
+    reader.shutdown().await.unwrap();
+
+    vb.promote(false).await.unwrap();
+    vb.export()
+        .write(MIB, Bytes::from(pattern(2, MIB as usize)), true)
+        .await
+        .unwrap();
+    link.restore().await;
+    for v in [&va, &vb] {
+        wait_for(v, "split brain", |s| s.connection == ConnState::StandAlone).await;
+    }
+    assert!(
+        va.export().read(0, MIB as usize).await.unwrap() == acked,
+        "A lost the write it acknowledged"
+    );
+    drop(link);
+    va.stop().await;
+    vb.stop().await;
+}
+
+/// An NBD client of the export at `addr` (fixed newstyle, `EXPORT_NAME`) that has asked for
+/// 64 MiB of reads and reads none of it: the server's replies stall.
+async fn unread_nbd_client(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut greeting = [0; 18];
+    stream.read_exact(&mut greeting).await.unwrap();
+    assert_eq!(&greeting[..8], b"NBDMAGIC");
+    // Fixed newstyle, no zeroes; then NBD_OPT_EXPORT_NAME, answered with size and flags.
+    let mut wire = 3u32.to_be_bytes().to_vec();
+    wire.extend_from_slice(b"IHAVEOPT");
+    wire.extend_from_slice(&1u32.to_be_bytes());
+    wire.extend_from_slice(&(support::NAME.len() as u32).to_be_bytes());
+    wire.extend_from_slice(support::NAME.as_bytes());
+    stream.write_all(&wire).await.unwrap();
+    let mut export = [0; 10];
+    stream.read_exact(&mut export).await.unwrap();
+    for cookie in 0..4u64 {
+        let mut request = 0x2560_9513u32.to_be_bytes().to_vec();
+        request.extend_from_slice(&0u16.to_be_bytes()); // flags
+        request.extend_from_slice(&0u16.to_be_bytes()); // NBD_CMD_READ
+        request.extend_from_slice(&cookie.to_be_bytes());
+        request.extend_from_slice(&(cookie * 16 * MIB).to_be_bytes());
+        request.extend_from_slice(&(16 * MIB as u32).to_be_bytes());
+        stream.write_all(&request).await.unwrap();
+    }
+    stream
 }
 
 /// Promotes `volume`, retrying as the VRRP follower does while the peer still holds the role

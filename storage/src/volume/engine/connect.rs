@@ -276,8 +276,15 @@ async fn after_session(inner: &Arc<Inner>) {
     }
     inner.set_conn(ConnState::Connecting);
     inner.emit(VolumeEvent::Disconnected);
+    // A demotion holds the role lock while it drains the NBD clients, and the writes it lets
+    // finish now are this node's alone: a primary at the loss starts a new generation even if it
+    // is secondary once the lock is free. Else its current id stays the peer's, and a peer
+    // promoted meanwhile would resync over those acknowledged writes instead of seeing a split
+    // brain.
+    let was_primary = inner.is_primary();
     let _roles = inner.role_lock.lock().await;
-    if inner.is_primary() {
+    let primary = inner.is_primary();
+    if was_primary || primary {
         let Ok(id) = GenerationIds::random_id() else {
             return;
         };
@@ -285,7 +292,7 @@ async fn after_session(inner: &Arc<Inner>) {
             .meta
             .try_call(move |m| {
                 m.update(|s| {
-                    s.ids.new_current(id, true);
+                    s.ids.new_current(id, primary);
                     s.peer_disk = None;
                 })
             })
