@@ -122,7 +122,7 @@ fn tls_site(server: std::net::SocketAddr) -> String {
         r#"
 [frontend.tls]
 bind = ["127.0.0.1:0"]
-tls = {{ certs = ["{fixtures}/a.pem", "{fixtures}/b.pem"] }}
+tls = {{ certs = ["{fixtures}/a.pem", "{fixtures}/b.pem", "{fixtures}/c.pem"] }}
 default_backend = "web"
 
 [frontend.clear]
@@ -149,6 +149,8 @@ async fn tls_picks_the_certificate_by_sni_over_tls12_and_tls13() {
         ("b", "--tlsv1.3"),
         ("a", "--tls-max"),
         ("b", "--tls-max"),
+        // c.pem names its host in its CN alone, with no subjectAltName.
+        ("c", "--tlsv1.3"),
     ] {
         let host = format!("{name}.fulcrum.test");
         let resolve = format!("{host}:{port}:127.0.0.1");

@@ -1,8 +1,10 @@
 //! TLS termination settings: certificate chains loaded from PEM files and chosen by SNI.
 //!
 //! Like HAProxy's `crt` list, each file holds a chain and its key; a certificate serves the DNS
-//! names in its subjectAltName (wildcards included), and the first file is the default for clients
-//! that send no SNI or an unknown name.
+//! names in its subjectAltName and the Common Names of its subject (wildcards included), and the
+//! first file is the default for clients that send no SNI or an unknown name.
+
+mod subject_cn;
 
 use std::{collections::HashMap, path::Path, sync::Arc};
 
@@ -90,7 +92,7 @@ fn load_certified_key(path: &Path, provider: &CryptoProvider) -> Result<Arc<Cert
 }
 
 /// Picks a certificate by the client's SNI: exact names first, then `*.domain` wildcards, then
-/// the first certificate loaded.
+/// the first certificate loaded. A name two certificates serve is the first one's.
 #[derive(Debug, Default)]
 struct SniResolver {
     exact: HashMap<String, Arc<CertifiedKey>>,
@@ -103,7 +105,10 @@ impl SniResolver {
         let leaf = key.end_entity_cert().map_err(|e| e.to_string())?;
         let parsed = webpki::EndEntityCert::try_from(leaf)
             .map_err(|e| format!("cannot parse certificate: {e}"))?;
-        for name in parsed.valid_dns_names() {
+        // HAProxy keys its SNI table the same way: the subjectAltName's DNS names, then every
+        // CN, so that a certificate naming its host in the CN alone is still found.
+        let names = parsed.valid_dns_names();
+        for name in names.chain(subject_cn::common_names(parsed.subject())) {
             let name = name.to_ascii_lowercase();
             match name.strip_prefix("*.") {
                 Some(domain) => self.wildcard.entry(domain.to_owned()),
@@ -130,5 +135,41 @@ impl SniResolver {
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.find(hello.server_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    /// `tests/fixtures/tls/NAME.pem`, loaded.
+    fn fixture(name: &str) -> Arc<CertifiedKey> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tls");
+        let provider = rustls::crypto::ring::default_provider();
+        load_certified_key(Path::new(&format!("{dir}/{name}.pem")), &provider).unwrap()
+    }
+
+    // Input: a certificate with a subjectAltName (a.fulcrum.test, the default) and one naming
+    // its host in its subject's CN alone (c.fulcrum.test). Output: SNI c.fulcrum.test, in any
+    // case, gets the second, as with HAProxy; an unknown name gets the default.
+    #[test]
+    fn a_certificate_is_found_by_its_common_name() {
+        let (a, c) = (fixture("a"), fixture("c"));
+        let mut resolver = SniResolver::default();
+        resolver.add(Arc::clone(&a)).unwrap();
+        resolver.add(Arc::clone(&c)).unwrap();
+        for sni in ["c.fulcrum.test", "C.Fulcrum.TEST"] {
+            assert!(Arc::ptr_eq(&resolver.find(Some(sni)).unwrap(), &c), "{sni}");
+        }
+        assert!(Arc::ptr_eq(
+            &resolver.find(Some("a.fulcrum.test")).unwrap(),
+            &a
+        ));
+        assert!(Arc::ptr_eq(
+            &resolver.find(Some("x.fulcrum.test")).unwrap(),
+            &a
+        ));
     }
 }
