@@ -46,8 +46,8 @@ pub(crate) struct Reopen {
     pub(crate) unicast: bool,
 }
 
-/// Starts following the interface of `first`, which `reopen` opened. The task ends when every
-/// receiver is gone.
+/// Starts following the interface of `first`, which `reopen` opened. The task ends when the
+/// reader and the instances, which hold the receivers of [`Binding::bound`], are all gone.
 pub(crate) fn spawn(netlink: Arc<Netlink>, first: Bound, reopen: Reopen) -> Binding {
     let index = netlink.watch_binding(&first.link.name, reopen.local);
     let (bound_tx, bound) = watch::channel(first);
@@ -85,7 +85,6 @@ async fn follow(
         tokio::select! {
             changed = index.changed() => if changed.is_err() { return },
             () = bound.closed() => return,
-            () = usable.closed() => return,
             () = tokio::time::sleep(RETRY), if retry => {}
         }
     }

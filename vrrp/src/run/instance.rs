@@ -145,7 +145,7 @@ impl Instance {
     }
 
     async fn timers(&mut self) {
-        self.follow_binding();
+        self.follow_binding().await;
         let now = Instant::now();
         if self.garp_second.is_some_and(|t| t <= now) {
             self.garp_second = None;
@@ -163,7 +163,7 @@ impl Instance {
     }
 
     async fn handle(&mut self, event: Event) {
-        self.follow_binding();
+        self.follow_binding().await;
         let now = self.clock(Instant::now());
         let actions = self.fsm.handle(now, event);
         self.execute(actions).await;
@@ -171,17 +171,25 @@ impl Instance {
     }
 
     /// Takes the link and socket the binding opened last. A new link is the interface made
-    /// again: the ARP socket is opened on it too (the VIPs of the old one went with it).
-    fn follow_binding(&mut self) {
+    /// again: the ARP socket is opened on it too, and a master puts its VIPs there, as those of
+    /// the old one went with it. Usually the instance was in FAULT meanwhile and takes them as
+    /// it becomes master again; but the watch channels between the kernel and here keep only
+    /// the latest value, so an interface made again at once may show no FAULT at all.
+    async fn follow_binding(&mut self) {
         if !self.binding.has_changed().unwrap_or(false) {
             return;
         }
         let bound = self.binding.borrow_and_update().clone();
-        if bound.link.index != self.link.index {
-            self.announcer = announcer(&bound.link, &self.config.name);
-            self.link = bound.link;
-        }
         self.socket = bound.socket;
+        if bound.link.index == self.link.index {
+            return;
+        }
+        self.announcer = announcer(&bound.link, &self.config.name);
+        self.link = bound.link;
+        if self.fsm.state() == State::Master {
+            self.execute(vec![Action::AddVips, Action::SendGratuitousArp])
+                .await;
+        }
     }
 
     /// Sync-group siblings hold back while this instance follows a master.

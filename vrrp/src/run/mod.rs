@@ -474,6 +474,8 @@ async fn tracking_members(
 ) -> BTreeMap<String, Member> {
     let mut scripts: BTreeMap<&str, watch::Receiver<ScriptHealth>> = BTreeMap::new();
     let mut links: BTreeMap<&str, watch::Receiver<bool>> = BTreeMap::new();
+    // One wait for the first state per binding, however many instances share it.
+    let mut bound: Vec<watch::Receiver<bool>> = Vec::new();
     let mut members = BTreeMap::new();
     for instance in &config.instances {
         let mut sources = Vec::new();
@@ -498,7 +500,14 @@ async fn tracking_members(
             });
         }
         if let Some(usable) = bindings.get(instance.name.as_str()) {
-            let up = first_link_state(usable.clone()).await;
+            let up = match bound.iter().find(|seen| seen.same_channel(usable)) {
+                Some(seen) => seen.clone(),
+                None => {
+                    let up = first_link_state(usable.clone()).await;
+                    bound.push(up.clone());
+                    up
+                }
+            };
             sources.push(Source::Interface { up });
         }
         let others = (instance.track_interfaces.iter()).filter(|name| **name != instance.interface);

@@ -191,6 +191,52 @@ fn an_interface_made_again_is_used_again() {
     });
 }
 
+// Input: a MASTER owner whose interface is deleted and made again, and which never sees it
+// down: its tracking input is replaced by one that stays healthy, as when the watch channels
+// between the kernel and the instance (each keeps its latest value only) fold a quick
+// `ifdown`/`ifup` into no change. Output: its VIP is on the new interface. (It took the new
+// socket and link, stayed MASTER, and left its VIP with the old interface.)
+#[test]
+fn a_master_that_sees_no_fault_still_puts_its_vip_on_the_interface_made_again() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut prepared = Vrrp::prepare(&owner(&dir.path().join("log")), Options::default())
+            .await
+            .unwrap();
+        let (_healthy, tracking) = watch::channel(Some(255));
+        prepared.instances[0].1.tracking = tracking;
+        let vrrp = prepared.start();
+        wait_state(&vrrp, State::Master).await;
+        let netlink = crate::net::Netlink::new().unwrap();
+        let old = netlink.link("va").await.unwrap();
+        ip(&["link", "del", "va"]);
+        ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb"]);
+        ip(&["addr", "add", "10.0.0.1/24", "dev", "va"]);
+        ip(&["link", "set", "va", "up"]);
+        ip(&["link", "set", "vb", "up"]);
+        let vip = "10.0.0.100".parse().unwrap();
+        let back = async {
+            loop {
+                if let Ok(va) = netlink.link("va").await
+                    && va.index != old.index
+                    && netlink.has_address(&va, vip).await.unwrap()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), back)
+            .await
+            .expect("the VIP on the new interface");
+        assert_eq!(vrrp.status()[0].state, State::Master);
+        vrrp.stop().await;
+    });
+}
+
 /// `config` prepared and started, with no follower.
 async fn start(config: &VrrpConfig) -> Vrrp {
     Vrrp::prepare(config, Options::default())
