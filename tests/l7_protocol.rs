@@ -431,6 +431,67 @@ async fn an_empty_h2_response_leaves_its_server_connection_to_the_next_request()
     }
 }
 
+// Input: an HTTP/2 client that takes the head of an 8 MiB response and stops reading it (its
+// stream window stays shut), while it goes on sending requests on the same connection.
+// Output: the requests keep being answered past the stall limit; the stuck stream alone is
+// cut, and once the client reads it again it ends in a reset, short of its 8 MiB. (The whole
+// connection was closed, with every other stream on it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_h2_stream_is_cut_and_its_connection_goes_on() {
+    use http_body_util::BodyExt;
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.clear]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+timeout = {{ client = "1s" }}
+
+[backend.web]
+timeout = {{ server = "1s" }}
+servers = [{{ name = "s1", address = "{}" }}]
+"#,
+        s1.addr()
+    ));
+    let stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
+        .await
+        .unwrap();
+    // A small window per stream, a large one for the connection: one stream left unread does
+    // not hold the others up.
+    let (mut sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(16 * 1024)
+            .initial_connection_window_size(64 * 1024 * 1024)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let get = |path: &str| {
+        http::Request::get(format!("http://{}{path}", fulcrum.addr("clear")))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let stuck = sender.send_request(get("/size/8MiB")).await.unwrap();
+    assert_eq!(stuck.status(), 200);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let response = sender.send_request(get("/")).await.unwrap();
+        assert_eq!(response.status(), 200, "after {:?}", started.elapsed());
+        response.into_body().collect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut body = stuck.into_body();
+    let mut read = 0;
+    let ended = loop {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len()),
+            Some(Err(error)) => break error,
+            None => panic!("the stuck stream was not cut: all {read} bytes came"),
+        }
+    };
+    assert!(read < 8 << 20, "{read} bytes, then {ended}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2_client_that_stops_reading_a_response_is_cut_off() {
     let s1 = origin("s1").await;

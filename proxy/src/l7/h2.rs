@@ -14,7 +14,7 @@ use std::{
 use bytes::{Buf, Bytes};
 use fulcrum_common::activity::{Activity, Touching};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
@@ -35,7 +35,7 @@ use super::{
         head::{self, BodyKind, ResponseHead},
     },
     h2_body::{Finish, LengthBody},
-    h2_idle::Streams,
+    h2_idle::{ResponseBody, Streams},
     h2_request,
     headers::{HopByHop, add_forwarded, strip_hop_by_hop},
     listener::FrontendName,
@@ -47,8 +47,6 @@ use crate::{
     runtime::Runtime,
     state::{BackendSession, FrontendState, counters::FrontendTotal},
 };
-
-type ResponseBody = BoxBody<Bytes, io::Error>;
 
 /// Serves one HTTP/2 connection until the client closes it or shutdown asks for a graceful end.
 pub(crate) async fn serve<S>(rt: Arc<Runtime>, frontend: &FrontendName, client: ClientInfo, io: S)
@@ -85,15 +83,9 @@ where
                         .boxed();
                 }
                 // The stream stays open until hyper drops the body, after its last frame; from
-                // now on its body must keep moving (see `Streams::stalled`).
+                // now on its body must keep moving (see `Streams::cut_stuck`).
                 open.moved();
-                let response = response.map(|body| {
-                    BoxBody::new(body.map_frame(move |frame| {
-                        open.moved();
-                        frame
-                    }))
-                });
-                Ok::<_, Infallible>(response)
+                Ok::<_, Infallible>(response.map(|body| open.body(body)))
             }
         })
     };
@@ -127,6 +119,7 @@ where
             // Nothing moves: no GOAWAY exchange to wait for either.
             tracing::debug!(client = %client.peer, ?stall, "h2 connection stalled: closed");
         }
+        () = streams.cut_stuck(stall) => {}
     }
 }
 

@@ -6,20 +6,33 @@
 //!   past it, it is closed. A stream is open from its request's arrival until hyper drops its
 //!   response body, that is after the last frame was sent or the stream was reset.
 //! - Stalled: with a stream open, no byte moved either way for the larger of `timeout.client`
-//!   and `timeout.server`; or one stream's response gave hyper no frame for that long while
-//!   others, or PINGs, kept the connection busy. A waiting server is bounded by
-//!   `timeout.server` (its 504 moves bytes), so this only catches a client that stopped
-//!   reading a stream (its flow-control window stays shut, and hyper waits for it without a
-//!   timer, never polling the body whose timers and server slot would end it).
+//!   and `timeout.server`: the connection is closed.
+//! - Stuck: one stream's response gave hyper no frame for that long while others, or PINGs,
+//!   kept the connection busy. A waiting server is bounded by `timeout.server` (its 504 moves
+//!   bytes), so this only catches a client that stopped reading a stream: its flow-control
+//!   window stays shut, and hyper waits for it without a timer, never polling the body whose
+//!   timers and server slot would end it. That stream alone is cut, as HAProxy ends one
+//!   stream at its client timeout: its body is dropped, which frees the server connection and
+//!   slot, and should hyper poll it again it fails, which resets the stream. The other streams
+//!   go on.
 
 use std::{
+    io,
+    pin::Pin,
     sync::{
         Arc, Mutex, Weak,
-        atomic::{AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Acquire, Ordering::Release},
+        atomic::{
+            AtomicBool, AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Acquire,
+            Ordering::Release,
+        },
     },
+    task::{Context, Poll},
     time::Duration,
 };
 
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::{sync::Notify, time::Instant};
 
 use fulcrum_common::activity::Activity;
@@ -32,11 +45,25 @@ pub(crate) struct Streams {
     /// one that served a request in between.
     opened: AtomicU64,
     changed: Notify,
-    /// When each open stream last gave hyper its response head or a frame of its body, in
+    /// The open streams, for the watch that cuts stuck ones.
+    states: Mutex<Vec<Weak<StreamState>>>,
+    epoch: Instant,
+}
+
+/// A response body as hyper takes it.
+pub(crate) type ResponseBody = BoxBody<Bytes, io::Error>;
+
+/// One stream, as its guard, its body and the connection's watch share it.
+#[derive(Default)]
+struct StreamState {
+    /// When the stream last gave hyper its response head or a frame of its body, in
     /// milliseconds since `epoch`; [`NOT_ANSWERED`] before the head (a request waiting in a
     /// queue or for its server is bounded by their timeouts).
-    moved: Mutex<Vec<Weak<AtomicU64>>>,
-    epoch: Instant,
+    moved: AtomicU64,
+    /// The response body, until the stream is cut.
+    body: Mutex<Option<ResponseBody>>,
+    /// Whether the stream no longer counts as open: it ended, or it was cut.
+    closed: AtomicBool,
 }
 
 impl Default for Streams {
@@ -45,7 +72,7 @@ impl Default for Streams {
             open: AtomicUsize::new(0),
             opened: AtomicU64::new(0),
             changed: Notify::new(),
-            moved: Mutex::new(Vec::new()),
+            states: Mutex::new(Vec::new()),
             epoch: Instant::now(),
         }
     }
@@ -55,16 +82,76 @@ impl Default for Streams {
 const NOT_ANSWERED: u64 = u64::MAX;
 
 /// Holds a stream open; dropping it closes the stream.
-#[derive(Debug)]
 pub(crate) struct StreamGuard {
     streams: Arc<Streams>,
-    moved: Arc<AtomicU64>,
+    state: Arc<StreamState>,
+}
+
+impl std::fmt::Debug for StreamGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamGuard").finish_non_exhaustive()
+    }
 }
 
 impl StreamGuard {
     /// The stream's response moved: its head, or a frame of its body, went to hyper.
     pub(crate) fn moved(&self) {
-        self.moved.store(self.streams.now(), Release);
+        self.state.moved.store(self.streams.now(), Release);
+    }
+
+    /// The body hyper sends for the stream, which the connection's watch can cut; the stream
+    /// is open until hyper drops it, after its last frame, or until it is cut.
+    pub(crate) fn body(self, body: ResponseBody) -> StreamBody {
+        if let Ok(mut slot) = self.state.body.lock() {
+            *slot = Some(body);
+        }
+        StreamBody { guard: self }
+    }
+}
+
+/// A stream's response body: its frames mark the stream as moving, and once the stream is cut
+/// it fails, which makes hyper reset the stream.
+#[derive(Debug)]
+pub(crate) struct StreamBody {
+    guard: StreamGuard,
+}
+
+impl Body for StreamBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let guard = &self.guard;
+        let Ok(mut slot) = guard.state.body.lock() else {
+            return Poll::Ready(Some(Err(io::Error::other("stream state poisoned"))));
+        };
+        let Some(body) = slot.as_mut() else {
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing of this stream for too long",
+            ))));
+        };
+        let polled = Pin::new(body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            guard.moved();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let slot = self.guard.state.body.lock();
+        slot.is_ok_and(|slot| slot.as_ref().is_some_and(Body::is_end_stream))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let slot = self.guard.state.body.lock();
+        match slot.as_deref() {
+            Ok(Some(body)) => body.size_hint(),
+            _ => SizeHint::default(),
+        }
     }
 }
 
@@ -73,14 +160,25 @@ impl Streams {
         self.open.fetch_add(1, AcqRel);
         self.opened.fetch_add(1, AcqRel);
         self.changed.notify_waiters();
-        let moved = Arc::new(AtomicU64::new(NOT_ANSWERED));
-        if let Ok(mut all) = self.moved.lock() {
+        let state = Arc::new(StreamState {
+            moved: AtomicU64::new(NOT_ANSWERED),
+            ..StreamState::default()
+        });
+        if let Ok(mut all) = self.states.lock() {
             all.retain(|m| m.strong_count() > 0);
-            all.push(Arc::downgrade(&moved));
+            all.push(Arc::downgrade(&state));
         }
         StreamGuard {
             streams: Arc::clone(self),
-            moved,
+            state,
+        }
+    }
+
+    /// Counts `state`'s stream as closed, once.
+    fn close(&self, state: &StreamState) {
+        if !state.closed.swap(true, AcqRel) {
+            self.open.fetch_sub(1, AcqRel);
+            self.changed.notify_waiters();
         }
     }
 
@@ -88,27 +186,36 @@ impl Streams {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Since when the open stream that moved least recently has not moved.
-    fn oldest_move(&self) -> Option<Duration> {
-        let all = self.moved.lock().ok()?;
-        let oldest = all
-            .iter()
+    /// The open streams whose response was answered and has not moved for `limit`.
+    fn stuck(&self, limit: Duration) -> Vec<Arc<StreamState>> {
+        let Ok(all) = self.states.lock() else {
+            return Vec::new();
+        };
+        let now = self.now();
+        all.iter()
             .filter_map(Weak::upgrade)
-            .map(|m| m.load(Acquire))
-            .filter(|&at| at != NOT_ANSWERED)
-            .min()?;
-        Some(Duration::from_millis(self.now().saturating_sub(oldest)))
+            .filter(|state| !state.closed.load(Acquire))
+            .filter(|state| {
+                let at = state.moved.load(Acquire);
+                at != NOT_ANSWERED && Duration::from_millis(now.saturating_sub(at)) >= limit
+            })
+            .collect()
     }
 
-    /// Returns once an open stream's response has not moved for `limit` (zero: never).
-    async fn stream_stuck(&self, limit: Duration) {
+    /// Cuts every stream whose response has not moved for `limit` (zero: never), for as long
+    /// as the connection lasts (see the module documentation). Never returns.
+    pub(crate) async fn cut_stuck(&self, limit: Duration) {
         if limit.is_zero() {
             return std::future::pending().await;
         }
         loop {
             tokio::time::sleep(limit / 4).await;
-            if self.oldest_move().is_some_and(|still| still >= limit) {
-                return;
+            for state in self.stuck(limit) {
+                // Dropped outside the lock: the body's drop frees its server connection.
+                let body = state.body.lock().ok().and_then(|mut slot| slot.take());
+                drop(body);
+                self.close(&state);
+                tracing::debug!(?limit, "h2 stream stuck: cut");
             }
         }
     }
@@ -118,21 +225,15 @@ impl Streams {
     }
 
     /// Returns once a stream is open and no byte has moved either way for `limit` (zero: no
-    /// limit), by `activity`, or one open stream's response has not moved for `limit`.
+    /// limit), by `activity`.
     pub(crate) async fn stalled(&self, activity: &Activity, limit: Duration) {
-        let quiet = async {
-            loop {
-                activity.idle(limit).await;
-                if self.any_open() {
-                    return;
-                }
-                // Quiet with no stream open is the idle timeout's business: look again later.
-                activity.touch();
+        loop {
+            activity.idle(limit).await;
+            if self.any_open() {
+                return;
             }
-        };
-        tokio::select! {
-            () = quiet => {}
-            () = self.stream_stuck(limit) => {}
+            // Quiet with no stream open is the idle timeout's business: look again later.
+            activity.touch();
         }
     }
 
@@ -167,8 +268,7 @@ impl Streams {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.streams.open.fetch_sub(1, AcqRel);
-        self.streams.changed.notify_waiters();
+        self.streams.close(&self.state);
     }
 }
 
@@ -176,17 +276,41 @@ impl Drop for StreamGuard {
 mod tests {
     use super::*;
 
+    /// A body that never yields and says when it is dropped, as a server connection would be.
+    struct Held(Arc<AtomicBool>);
+
+    impl Body for Held {
+        type Data = Bytes;
+        type Error = io::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            self.0.store(true, Release);
+        }
+    }
+
     // Input: a connection kept busy (bytes every second, as PINGs or another stream would),
     // one stream answered whose body then gives hyper nothing (the client's window stays
-    // shut), and one not answered yet. Output: the connection is stalled after the limit.
-    // (Only a quiet connection was: a stuck stream held its server slot and backend connection
-    // for as long as the client kept sending PINGs.)
+    // shut), and one not answered yet. Output: after the limit the stuck stream is cut (its
+    // body dropped, so its server connection goes; polled again, it fails) and no longer open;
+    // the waiting stream and the connection go on. (The whole connection used to be closed,
+    // with its other streams.)
     #[tokio::test(start_paused = true)]
-    async fn a_stuck_stream_stalls_a_busy_connection() {
+    async fn a_stuck_stream_is_cut_and_the_busy_connection_goes_on() {
         let streams = Arc::new(Streams::default());
         let activity = Activity::new();
+        let dropped = Arc::new(AtomicBool::new(false));
         let stuck = streams.open();
         stuck.moved();
+        let mut body = stuck.body(BoxBody::new(Held(Arc::clone(&dropped))));
         let _waiting = streams.open();
         let started = Instant::now();
         let busy = async {
@@ -195,40 +319,65 @@ mod tests {
                 activity.touch();
             }
         };
-        let stalled = tokio::time::timeout(Duration::from_secs(60), async {
-            tokio::select! {
-                () = streams.stalled(&activity, Duration::from_secs(10)) => {}
-                () = busy => {}
+        let cut = async {
+            while !dropped.load(Acquire) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-        })
-        .await;
-        assert!(stalled.is_ok(), "the busy connection never stalled");
+        };
+        let limit = Duration::from_secs(10);
+        tokio::select! {
+            () = cut => {}
+            () = streams.cut_stuck(limit) => unreachable!(),
+            () = streams.stalled(&activity, limit) => panic!("the busy connection stalled"),
+            () = busy => unreachable!(),
+            () = tokio::time::sleep(Duration::from_secs(60)) => panic!("never cut"),
+        }
         let took = started.elapsed();
-        assert!(took >= Duration::from_secs(10), "{took:?}");
+        assert!(took >= limit, "{took:?}");
         assert!(took < Duration::from_secs(14), "{took:?}");
+        assert_eq!(
+            streams.open.load(Acquire),
+            1,
+            "the cut stream still counts as open"
+        );
+        let polled = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(matches!(polled, Some(Err(_))), "{polled:?}");
+        drop(body);
+        assert_eq!(
+            streams.open.load(Acquire),
+            1,
+            "the cut stream was closed twice"
+        );
     }
 
-    // Input: a busy connection whose one answered stream keeps moving. Output: no stall.
+    // Input: a busy connection whose one answered stream keeps moving. Output: neither a
+    // stall nor a cut.
     #[tokio::test(start_paused = true)]
-    async fn a_moving_stream_does_not_stall() {
+    async fn a_moving_stream_is_not_cut() {
         let streams = Arc::new(Streams::default());
         let activity = Activity::new();
+        let dropped = Arc::new(AtomicBool::new(false));
         let stream = streams.open();
+        stream.moved();
+        let body = stream.body(BoxBody::new(Held(Arc::clone(&dropped))));
         let moving = async {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                stream.moved();
+                body.guard.moved();
                 activity.touch();
             }
         };
-        let stalled = tokio::time::timeout(Duration::from_secs(60), async {
+        let limit = Duration::from_secs(10);
+        let ended = tokio::time::timeout(Duration::from_secs(60), async {
             tokio::select! {
-                () = streams.stalled(&activity, Duration::from_secs(10)) => {}
+                () = streams.stalled(&activity, limit) => {}
+                () = streams.cut_stuck(limit) => {}
                 () = moving => {}
             }
         })
         .await;
-        assert!(stalled.is_err(), "a moving stream stalled the connection");
+        assert!(ended.is_err(), "a moving stream stalled the connection");
+        assert!(!dropped.load(Acquire), "a moving stream was cut");
     }
 
     #[tokio::test(start_paused = true)]
