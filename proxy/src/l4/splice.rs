@@ -56,7 +56,7 @@ mod linux {
 
     use rustix::{
         io::Errno,
-        net::{SendFlags, send},
+        net::{RecvFlags, SendFlags, recv, send},
         pipe::{PipeFlags, SpliceFlags, pipe_with, splice},
     };
     use socket2::SockRef;
@@ -223,7 +223,7 @@ mod linux {
             }
             if n == buf.capacity() && may_splice {
                 match Pipe::new() {
-                    Ok(pipe) => match spliced(from.as_ref(), direction, &pipe).await? {
+                    Ok(pipe) => match spliced(from.as_ref(), direction, &pipe, buf).await? {
                         Some(()) => return Ok(Mode::Spliced),
                         None => may_splice = false,
                     },
@@ -268,6 +268,24 @@ mod linux {
         }
     }
 
+    /// After a splice that found nothing (EAGAIN) or the end (0): splice stops at TCP urgent
+    /// data and cannot step past it, so there it says one of those with bytes still behind the
+    /// mark, and a stream would stall or be cut short. A read steps past the urgent byte (out of
+    /// band, as without SO_OOBINLINE) and takes what follows into `buf`; at a real end or an
+    /// empty socket it says so, and EAGAIN lets tokio wait for the next bytes. One more system
+    /// call each time the source runs dry, for a spliced (bulk) direction only. HAProxy's splice
+    /// has the same blind spot and no such read.
+    fn read_past_mark(from: &TcpStream, buf: &mut BytesMut) -> io::Result<Filled> {
+        let mut past = [0u8; 4096];
+        let (read, _) = recv(from, &mut past[..], RecvFlags::empty())?;
+        if read == 0 {
+            return Ok(Filled::End);
+        }
+        buf.clear();
+        buf.extend_from_slice(&past[..read]);
+        Ok(Filled::Read)
+    }
+
     /// Writes all of `bytes` to `to`. The `last` bytes before a FIN go with MSG_MORE, which
     /// holds them for the shutdown or close that follows at once, so they leave in one segment
     /// with the FIN: the peer then acknowledges both with one ACK. On loopback, where this
@@ -290,12 +308,24 @@ mod linux {
         Ok(())
     }
 
+    /// What one turn of [`spliced`] took from the source.
+    enum Filled {
+        /// Bytes now in the pipe.
+        Piped(usize),
+        /// Bytes past TCP urgent data, read into the buffer (see [`read_past_mark`]).
+        Read,
+        /// The FIN, with nothing left before it.
+        End,
+    }
+
     /// The splicing rest of [`pump`]: `Some(())` at EOF, `None` if the kernel refused the very
-    /// first splice, so the caller goes on with its buffer.
+    /// first splice, so the caller goes on with its buffer, which this uses only past TCP
+    /// urgent data.
     async fn spliced(
         from: &TcpStream,
         direction: Direction<'_>,
         pipe: &Pipe,
+        buf: &mut BytesMut,
     ) -> io::Result<Option<()>> {
         let Direction {
             to,
@@ -311,11 +341,27 @@ mod linux {
             // that never comes while the socket still holds data.
             let filled = from
                 .async_io(Interest::READABLE, || {
-                    splice(from, None, &pipe.write, None, CHUNK, FLAGS).map_err(io::Error::from)
+                    match splice(from, None, &pipe.write, None, CHUNK, FLAGS) {
+                        Ok(0) | Err(Errno::AGAIN) => read_past_mark(from, buf),
+                        Ok(n) => Ok(Filled::Piped(n)),
+                        Err(e) => Err(e.into()),
+                    }
                 })
                 .await;
             let mut in_pipe = match filled {
-                Ok(n) => n,
+                Ok(Filled::Piped(n)) => n,
+                Ok(Filled::Read) => {
+                    send_all(to, buf, false).await?;
+                    moved.fetch_add(buf.len() as u64, Relaxed);
+                    activity.touch();
+                    first = false;
+                    continue;
+                }
+                Ok(Filled::End) => {
+                    // EOF with the pipe empty: all that came has gone on.
+                    direction.end()?;
+                    return Ok(Some(()));
+                }
                 Err(e) if first && refused(&e) => {
                     debug!(error = %e, "splice refused, relaying through buffers");
                     return Ok(None);
@@ -323,11 +369,6 @@ mod linux {
                 Err(e) => return Err(e),
             };
             first = false;
-            if in_pipe == 0 {
-                // EOF with the pipe empty: all that came has gone on.
-                direction.end()?;
-                return Ok(Some(()));
-            }
             // Likewise the pipe holds data here, so EAGAIN is `to`'s send buffer being full.
             while in_pipe > 0 {
                 let n = to
@@ -536,6 +577,61 @@ mod tests {
         pump_closed(from, &to).await;
         // The urgent byte itself is out of band, not in the stream, so it is not relayed.
         assert_eq!(read_all(&mut receiver).await, b"beforeafter");
+    }
+
+    // Input: a direction that splices (its first read filled the buffer), then urgent data
+    // followed by bytes, first with no FIN after them, then with one. Output: the bytes after
+    // each urgent byte arrive. (Splice stops at the urgent mark and cannot step past it: the
+    // first case stalled for good, the second ended the stream there, short of its bytes.)
+    #[tokio::test]
+    async fn a_spliced_direction_carries_the_bytes_past_urgent_data() {
+        let (mut client, mut server, relay) = relayed(Duration::ZERO, true).await;
+        let bulk = vec![7u8; 64 * 1024]; // past the 16 KiB buffer: the direction splices
+        client.write_all(&bulk).await.unwrap();
+        let mut got = vec![0; bulk.len()];
+        timeout(PATIENCE, server.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        for (urgent, after) in [(b"!", &b"after the mark"[..]), (b"?", b"and the end")] {
+            socket2::SockRef::from(&client)
+                .send_out_of_band(urgent)
+                .unwrap();
+            client.write_all(after).await.unwrap();
+            let mut got = vec![0; after.len()];
+            let read = timeout(PATIENCE, server.read_exact(&mut got)).await;
+            assert!(read.is_ok(), "the bytes past the mark never came");
+            assert_eq!(got, after);
+        }
+        client.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        timeout(PATIENCE, server.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rest.is_empty());
+        drop((client, server));
+        finished(relay).await;
+    }
+
+    // Input: a spliced direction, then urgent data, bytes and the FIN, all in before the relay
+    // reads on. Output: the bytes past the mark arrive before the end. (Splice said 0 at the
+    // mark with the FIN in, and the stream ended there.)
+    #[tokio::test]
+    async fn a_spliced_direction_does_not_end_at_urgent_data() {
+        let (mut sender, from) = connected().await;
+        let (to, mut receiver) = connected().await;
+        let bulk = vec![7u8; 64 * 1024]; // past the 16 KiB buffer: the direction splices
+        sender.write_all(&bulk).await.unwrap();
+        socket2::SockRef::from(&sender)
+            .send_out_of_band(b"!")
+            .unwrap();
+        sender.write_all(b"after").await.unwrap();
+        sender.shutdown().await.unwrap();
+        pump_closed(from, &to).await;
+        let got = read_all(&mut receiver).await;
+        assert_eq!(got.len(), bulk.len() + 5, "the stream ended at the mark");
+        assert_eq!(&got[bulk.len()..], b"after");
     }
 
     #[tokio::test]
