@@ -440,31 +440,10 @@ async fn an_empty_h2_response_leaves_its_server_connection_to_the_next_request()
 async fn a_stuck_h2_stream_is_cut_and_its_connection_goes_on() {
     use http_body_util::BodyExt;
     let s1 = origin("s1").await;
-    let fulcrum = Fulcrum::start(&format!(
-        r#"
-[frontend.clear]
-bind = ["127.0.0.1:0"]
-default_backend = "web"
-timeout = {{ client = "1s" }}
-
-[backend.web]
-timeout = {{ server = "1s" }}
-servers = [{{ name = "s1", address = "{}" }}]
-"#,
-        s1.addr()
-    ));
-    let stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
-        .await
-        .unwrap();
+    let fulcrum = Fulcrum::start(&stall_site(s1.addr()));
     // A small window per stream, a large one for the connection: one stream left unread does
     // not hold the others up.
-    let (mut sender, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .initial_stream_window_size(16 * 1024)
-            .initial_connection_window_size(64 * 1024 * 1024)
-            .handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
+    let (mut sender, conn) = h2c_with_windows(fulcrum.addr("clear"), 16 << 10, 64 << 20).await;
     tokio::spawn(conn);
     let get = |path: &str| {
         http::Request::get(format!("http://{}{path}", fulcrum.addr("clear")))
@@ -495,30 +474,9 @@ servers = [{{ name = "s1", address = "{}" }}]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2_client_that_stops_reading_a_response_is_cut_off() {
     let s1 = origin("s1").await;
-    let fulcrum = Fulcrum::start(&format!(
-        r#"
-[frontend.clear]
-bind = ["127.0.0.1:0"]
-default_backend = "web"
-timeout = {{ client = "1s" }}
-
-[backend.web]
-timeout = {{ server = "1s" }}
-servers = [{{ name = "s1", address = "{}" }}]
-"#,
-        s1.addr()
-    ));
-    let stream = tokio::net::TcpStream::connect(fulcrum.addr("clear"))
-        .await
-        .unwrap();
+    let fulcrum = Fulcrum::start(&stall_site(s1.addr()));
     // A small window the client never opens again: it takes the head and stops reading.
-    let (mut sender, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .initial_stream_window_size(16 * 1024)
-            .initial_connection_window_size(16 * 1024)
-            .handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
+    let (mut sender, conn) = h2c_with_windows(fulcrum.addr("clear"), 16 << 10, 16 << 10).await;
     let conn = tokio::spawn(conn);
     let request = http::Request::get(format!("http://{}/size/8MiB", fulcrum.addr("clear")))
         .body(http_body_util::Empty::<bytes::Bytes>::new())
@@ -691,6 +649,45 @@ async fn an_h2_body_that_stalls_gets_408() {
         .expect("no answer")
         .unwrap();
     assert_eq!(response.status(), 408);
+}
+
+/// A cleartext frontend (h2c) with `timeout.client` and `timeout.server` of 1 s, before `server`.
+fn stall_site(server: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[frontend.clear]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+timeout = {{ client = "1s" }}
+
+[backend.web]
+timeout = {{ server = "1s" }}
+servers = [{{ name = "s1", address = "{server}" }}]
+"#
+    )
+}
+
+/// An h2c client of `addr` that grants each stream `stream_window` bytes and the connection
+/// `connection_window`, and only as it reads them.
+async fn h2c_with_windows(
+    addr: std::net::SocketAddr,
+    stream_window: u32,
+    connection_window: u32,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    hyper::client::conn::http2::Connection<
+        hyper_util::rt::TokioIo<tokio::net::TcpStream>,
+        http_body_util::Empty<bytes::Bytes>,
+        hyper_util::rt::TokioExecutor,
+    >,
+) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .initial_stream_window_size(stream_window)
+        .initial_connection_window_size(connection_window)
+        .handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap()
 }
 
 /// An HTTP/2 client connection with prior knowledge to `addr`: its sender, and the task that
