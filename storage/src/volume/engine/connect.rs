@@ -266,6 +266,12 @@ async fn connected(inner: &Arc<Inner>, stream: TcpStream, dialer: bool, discard:
 /// The peer is gone: a primary starts a new generation (its writes from now on are known only
 /// here, so the next connect syncs from the bitmap, or sees a split brain).
 async fn after_session(inner: &Arc<Inner>) {
+    // A demotion holds the role lock while it drains the NBD clients, and the writes it lets
+    // finish now are this node's alone: a primary at the loss starts a new generation even if it
+    // is secondary once the lock is free. Else its current id stays the peer's, and a peer
+    // promoted meanwhile would resync over those acknowledged writes instead of seeing a split
+    // brain. Read first, so that a drain ending meanwhile is still counted.
+    let was_primary = inner.is_primary();
     // Detach first so that writes stop queueing for a session that is gone.
     *inner.gate.write().await = None;
     {
@@ -276,12 +282,6 @@ async fn after_session(inner: &Arc<Inner>) {
     }
     inner.set_conn(ConnState::Connecting);
     inner.emit(VolumeEvent::Disconnected);
-    // A demotion holds the role lock while it drains the NBD clients, and the writes it lets
-    // finish now are this node's alone: a primary at the loss starts a new generation even if it
-    // is secondary once the lock is free. Else its current id stays the peer's, and a peer
-    // promoted meanwhile would resync over those acknowledged writes instead of seeing a split
-    // brain.
-    let was_primary = inner.is_primary();
     let _roles = inner.role_lock.lock().await;
     let primary = inner.is_primary();
     if was_primary || primary {
@@ -292,7 +292,7 @@ async fn after_session(inner: &Arc<Inner>) {
             .meta
             .try_call(move |m| {
                 m.update(|s| {
-                    s.ids.new_current(id, primary);
+                    s.ids.lost_peer(id, was_primary, primary);
                     s.peer_disk = None;
                 })
             })

@@ -74,6 +74,18 @@ impl GenerationIds {
         self.current = with_role(id, primary);
     }
 
+    /// The peer is gone while this node was primary (`primary_at_loss`): a new generation, as
+    /// [`new_current`](Self::new_current), whose bitmap id says this node was primary at the
+    /// split even if it is secondary by now (`primary_now`): a demotion may have ended between
+    /// the loss and this call, and the policies that look for the primary at the split
+    /// (`discard-younger-primary`, `discard-older-primary`) must still find it.
+    pub fn lost_peer(&mut self, id: u64, primary_at_loss: bool, primary_now: bool) {
+        if primary_at_loss {
+            self.set_role(true);
+        }
+        self.new_current(id, primary_now);
+    }
+
     /// Records the role in bit 0 of the current id, as DRBD's `__drbd_uuid_set` does.
     pub fn set_role(&mut self, primary: bool) {
         self.current = with_role(self.current, primary);

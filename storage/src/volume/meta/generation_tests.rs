@@ -204,6 +204,30 @@ fn rule_90_split_brain_with_common_bitmap_base() {
 }
 
 #[test]
+fn a_primary_that_lost_its_peer_during_its_demotion_was_primary_at_the_split() {
+    // Input: a connected pair on A, this node primary; it demotes, and the loss of the link
+    // that came during the demotion is recorded after it (lost_peer, primary at the loss,
+    // secondary now); the peer was promoted alone. Both secondary when they meet again.
+    // Output: a split brain in which this node was the primary at the split, the peer not, as
+    // `discard-younger-primary` and `discard-older-primary` need to know. (Its new generation
+    // took A as bitmap id without the role bit: neither side looked primary at the split.)
+    let mut ours = ids(A | 1, 0, H, 0);
+    ours.set_role(false);
+    ours.lost_peer(B, true, false);
+    let mut theirs = ids(A, 0, H, 0);
+    theirs.new_current(C, true);
+    theirs.set_role(false);
+    let sb = SplitBrain {
+        bitmap_based: true,
+        local_primary_at_split: true,
+        peer_primary_at_split: false,
+        local_primary: false,
+        peer_primary: false,
+    };
+    check(side(ours), side(theirs), SyncDecision::SplitBrain(sb), 90);
+}
+
+#[test]
 fn rule_100_split_brain_sharing_only_history() {
     // Input: both moved on twice from a shared history entry H. Output: split brain (-100),
     // full sync needed to resolve.
