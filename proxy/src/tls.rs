@@ -1,8 +1,8 @@
 //! TLS termination settings: certificate chains loaded from PEM files and chosen by SNI.
 //!
 //! Like HAProxy's `crt` list, each file holds a chain and its key; a certificate serves the DNS
-//! names in its subjectAltName and the Common Names of its subject (wildcards included), and the
-//! first file is the default for clients that send no SNI or an unknown name.
+//! names in its subjectAltName, or without any, the Common Names of its subject (wildcards
+//! included), and the first file is the default for clients that send no SNI or an unknown name.
 
 mod subject_cn;
 
@@ -105,10 +105,15 @@ impl SniResolver {
         let leaf = key.end_entity_cert().map_err(|e| e.to_string())?;
         let parsed = webpki::EndEntityCert::try_from(leaf)
             .map_err(|e| format!("cannot parse certificate: {e}"))?;
-        // HAProxy keys its SNI table the same way: the subjectAltName's DNS names, then every
-        // CN, so that a certificate naming its host in the CN alone is still found.
-        let names = parsed.valid_dns_names();
-        for name in names.chain(subject_cn::common_names(parsed.subject())) {
+        // The subjectAltName's DNS names; for a certificate with none, the CNs, so that one
+        // naming its host in the CN alone is still found. HAProxy takes the CNs of every
+        // certificate, but a client checks the CN only when there is no DNS name (RFC 6125): a
+        // CN beside them would only take a name from a later file that serves it by SAN.
+        let mut names: Vec<&str> = parsed.valid_dns_names().collect();
+        if names.is_empty() {
+            names = subject_cn::common_names(parsed.subject());
+        }
+        for name in names {
             let name = name.to_ascii_lowercase();
             match name.strip_prefix("*.") {
                 Some(domain) => self.wildcard.entry(domain.to_owned()),
@@ -170,6 +175,25 @@ mod tests {
         assert!(Arc::ptr_eq(
             &resolver.find(Some("x.fulcrum.test")).unwrap(),
             &a
+        ));
+    }
+
+    // Input: d.pem first, which serves d.fulcrum.test by SAN and has the CN b.fulcrum.test,
+    // then b.pem, which serves b.fulcrum.test by SAN. Output: SNI b.fulcrum.test gets b.pem.
+    // (A CN beside DNS names is one no client checks: serving d.pem would fail every client.)
+    #[test]
+    fn a_common_name_beside_dns_names_takes_no_name() {
+        let (d, b) = (fixture("d"), fixture("b"));
+        let mut resolver = SniResolver::default();
+        resolver.add(Arc::clone(&d)).unwrap();
+        resolver.add(Arc::clone(&b)).unwrap();
+        assert!(Arc::ptr_eq(
+            &resolver.find(Some("b.fulcrum.test")).unwrap(),
+            &b
+        ));
+        assert!(Arc::ptr_eq(
+            &resolver.find(Some("d.fulcrum.test")).unwrap(),
+            &d
         ));
     }
 }

@@ -220,16 +220,19 @@ impl Streams {
         }
     }
 
-    fn any_open(&self) -> bool {
-        self.open.load(Acquire) > 0
+    /// Whether hyper holds a stream: an open one, or one cut but not reset yet, which waits
+    /// for a window that may never open.
+    fn any_held(&self) -> bool {
+        let all = self.states.lock();
+        all.is_ok_and(|all| all.iter().any(|state| state.strong_count() > 0))
     }
 
-    /// Returns once a stream is open and no byte has moved either way for `limit` (zero: no
+    /// Returns once hyper holds a stream and no byte has moved either way for `limit` (zero: no
     /// limit), by `activity`.
     pub(crate) async fn stalled(&self, activity: &Activity, limit: Duration) {
         loop {
             activity.idle(limit).await;
-            if self.any_open() {
+            if self.any_held() {
                 return;
             }
             // Quiet with no stream open is the idle timeout's business: look again later.
@@ -348,6 +351,41 @@ mod tests {
             1,
             "the cut stream was closed twice"
         );
+    }
+
+    // Input: a stream cut while other traffic kept the connection busy, which hyper still
+    // holds (its window never opened), then silence. Output: the connection is stalled a limit
+    // after the last byte. (A cut stream no longer counted, and only the idle timeout, if any,
+    // closed the connection.)
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_connection_holding_a_cut_stream_stalls() {
+        let streams = Arc::new(Streams::default());
+        let activity = Activity::new();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let stuck = streams.open();
+        stuck.moved();
+        let _held = stuck.body(BoxBody::new(Held(Arc::clone(&dropped))));
+        let limit = Duration::from_secs(10);
+        let busy_until_cut = async {
+            while !dropped.load(Acquire) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                activity.touch();
+            }
+        };
+        tokio::select! {
+            () = busy_until_cut => {}
+            () = streams.cut_stuck(limit) => unreachable!(),
+        }
+        let quiet_from = Instant::now();
+        let stalled = tokio::time::timeout(Duration::from_secs(60), async {
+            tokio::select! {
+                () = streams.stalled(&activity, limit) => {}
+                () = streams.cut_stuck(limit) => unreachable!(),
+            }
+        })
+        .await;
+        assert!(stalled.is_ok(), "the quiet connection never stalled");
+        assert!(quiet_from.elapsed() <= limit, "{:?}", quiet_from.elapsed());
     }
 
     // Input: a busy connection whose one answered stream keeps moving. Output: neither a
