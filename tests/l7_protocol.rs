@@ -434,7 +434,8 @@ async fn an_empty_h2_response_leaves_its_server_connection_to_the_next_request()
 // Input: an HTTP/2 client that takes the head of an 8 MiB response and stops reading it (its
 // stream window stays shut), while it goes on sending requests on the same connection.
 // Output: the requests keep being answered past the stall limit; the stuck stream alone is
-// cut, and once the client reads it again it ends in a reset, short of its 8 MiB. (The whole
+// cut, and once the client reads it again it fails (the stream is reset), short of its 8 MiB.
+// (The whole
 // connection was closed, with every other stream on it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_h2_stream_is_cut_and_its_connection_goes_on() {

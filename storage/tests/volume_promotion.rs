@@ -1,7 +1,9 @@
-//! Promotion while the link is down: a node asked to become primary without its peer first tries
+//! Roles while the link is down: a node asked to become primary without its peer first tries
 //! to reach it, so that a partition that has healed, but that its dialer has not noticed yet,
 //! does not end in two primaries of their own generations (a split brain that loses one side's
-//! acknowledged writes). A peer that is really gone does not delay the promotion.
+//! acknowledged writes). A peer that is really gone does not delay the promotion. And a link
+//! lost while a demotion drains its NBD clients starts a generation of its own, so the writes
+//! the drain acknowledges are never resynced over.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -15,7 +17,7 @@ mod link_cut;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fulcrum_storage::nbd::Export;
+use fulcrum_storage::nbd::{Export, proto};
 use fulcrum_storage::volume::{ConnState, Protocol, Role, Volume, VolumeError, VolumeEvent};
 use link_cut::{Link, relayed_pair};
 use support::{pair, pattern, wait_connected, wait_for};
@@ -201,22 +203,25 @@ async fn unread_nbd_client(addr: std::net::SocketAddr) -> TcpStream {
     stream.read_exact(&mut greeting).await.unwrap();
     assert_eq!(&greeting[..8], b"NBDMAGIC");
     // Fixed newstyle, no zeroes; then NBD_OPT_EXPORT_NAME, answered with size and flags.
-    let mut wire = 3u32.to_be_bytes().to_vec();
-    wire.extend_from_slice(b"IHAVEOPT");
-    wire.extend_from_slice(&1u32.to_be_bytes());
+    let mut wire = (proto::FLAG_C_FIXED_NEWSTYLE | proto::FLAG_C_NO_ZEROES)
+        .to_be_bytes()
+        .to_vec();
+    wire.extend_from_slice(&proto::IHAVEOPT.to_be_bytes());
+    wire.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
     wire.extend_from_slice(&(support::NAME.len() as u32).to_be_bytes());
     wire.extend_from_slice(support::NAME.as_bytes());
     stream.write_all(&wire).await.unwrap();
     let mut export = [0; 10];
     stream.read_exact(&mut export).await.unwrap();
     for cookie in 0..4u64 {
-        let mut request = 0x2560_9513u32.to_be_bytes().to_vec();
-        request.extend_from_slice(&0u16.to_be_bytes()); // flags
-        request.extend_from_slice(&0u16.to_be_bytes()); // NBD_CMD_READ
-        request.extend_from_slice(&cookie.to_be_bytes());
-        request.extend_from_slice(&(cookie * 16 * MIB).to_be_bytes());
-        request.extend_from_slice(&(16 * MIB as u32).to_be_bytes());
-        stream.write_all(&request).await.unwrap();
+        let read = proto::RequestHeader {
+            flags: 0,
+            command: proto::CMD_READ,
+            cookie,
+            offset: cookie * 16 * MIB,
+            length: 16 * MIB as u32,
+        };
+        stream.write_all(&read.encode()).await.unwrap();
     }
     stream
 }

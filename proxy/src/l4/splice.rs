@@ -137,6 +137,14 @@ mod linux {
     }
 
     impl Direction<'_> {
+        /// Sends `bytes` on (see [`send_all`] for `last`), and counts them as moved.
+        async fn send(&self, bytes: &[u8], last: bool) -> io::Result<()> {
+            send_all(self.to, bytes, last).await?;
+            self.moved.fetch_add(bytes.len() as u64, Relaxed);
+            self.activity.touch();
+            Ok(())
+        }
+
         /// Passes the EOF on. Only while the other direction is open: the last one to end
         /// leaves its FIN to the close that follows the relay, one syscall fewer per
         /// connection. Nothing is left unread by then, so that close sends a FIN, not a reset.
@@ -185,13 +193,7 @@ mod linux {
         direction: Direction<'_>,
         buf: &mut BytesMut,
     ) -> io::Result<Mode> {
-        let Direction {
-            to,
-            mut may_splice,
-            activity,
-            moved,
-            ..
-        } = direction;
+        let mut may_splice = direction.may_splice;
         // Read into spare capacity: zeroing 16 KiB per direction and connection showed in the
         // profile of short connections (bench tcp-close), and the bytes are overwritten anyway.
         buf.clear();
@@ -210,9 +212,7 @@ mod linux {
             } else {
                 After::Open
             };
-            send_all(to, buf, matches!(after, After::Eof)).await?;
-            moved.fetch_add(buf.len() as u64, Relaxed);
-            activity.touch();
+            direction.send(buf, matches!(after, After::Eof)).await?;
             match after {
                 After::Eof => {
                     direction.end()?;
@@ -276,7 +276,7 @@ mod linux {
     /// call each time the source runs dry, for a spliced (bulk) direction only. HAProxy's splice
     /// has the same blind spot and no such read.
     fn read_past_mark(from: &TcpStream, buf: &mut BytesMut) -> io::Result<Filled> {
-        let mut past = [0u8; 4096];
+        let mut past = [0u8; PAST_MARK];
         let (read, _) = recv(from, &mut past[..], RecvFlags::empty())?;
         if read == 0 {
             return Ok(Filled::End);
@@ -285,6 +285,10 @@ mod linux {
         buf.extend_from_slice(&past[..read]);
         Ok(Filled::Read)
     }
+
+    /// The most [`read_past_mark`] takes at once: the bytes after urgent data go on through
+    /// this small buffer, then splicing resumes.
+    const PAST_MARK: usize = 4096;
 
     /// Writes all of `bytes` to `to`. The `last` bytes before a FIN go with MSG_MORE, which
     /// holds them for the shutdown or close that follows at once, so they leave in one segment
@@ -351,9 +355,7 @@ mod linux {
             let mut in_pipe = match filled {
                 Ok(Filled::Piped(n)) => n,
                 Ok(Filled::Read) => {
-                    send_all(to, buf, false).await?;
-                    moved.fetch_add(buf.len() as u64, Relaxed);
-                    activity.touch();
+                    direction.send(buf, false).await?;
                     first = false;
                     continue;
                 }
@@ -579,10 +581,10 @@ mod tests {
         assert_eq!(read_all(&mut receiver).await, b"beforeafter");
     }
 
-    // Input: a direction that splices (its first read filled the buffer), then urgent data
-    // followed by bytes, first with no FIN after them, then with one. Output: the bytes after
-    // each urgent byte arrive. (Splice stops at the urgent mark and cannot step past it: the
-    // first case stalled for good, the second ended the stream there, short of its bytes.)
+    // Input: a direction that splices (its first read filled the buffer), then twice urgent
+    // data followed by bytes and no FIN, then the FIN. Output: the bytes after each urgent byte
+    // arrive, then the end. (Splice stops at the urgent mark and cannot step past it: the
+    // direction stalled there for good. The FIN case is the next test.)
     #[tokio::test]
     async fn a_spliced_direction_carries_the_bytes_past_urgent_data() {
         let (mut client, mut server, relay) = relayed(Duration::ZERO, true).await;

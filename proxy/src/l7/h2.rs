@@ -119,7 +119,8 @@ where
             // Nothing moves: no GOAWAY exchange to wait for either.
             tracing::debug!(client = %client.peer, ?stall, "h2 connection stalled: closed");
         }
-        () = streams.cut_stuck(stall) => {}
+        // Never returns: it cuts stuck streams for as long as the connection lasts.
+        () = streams.cut_stuck(stall, client.peer) => {}
     }
 }
 
@@ -129,8 +130,9 @@ struct Timeouts {
     first: Duration,
     /// Idle between requests: `timeout.keep_alive`.
     between: Duration,
-    /// No byte either way with a stream open: the larger of `timeout.client` and the longest
-    /// `timeout.server`; zero (no limit) if any of them is zero.
+    /// No byte either way with a stream held, or no frame of one stream's response: the
+    /// larger of `timeout.client` and the longest `timeout.server`; zero (no limit) if any of
+    /// them is zero. Past it the connection is closed, or the stream cut.
     stall: Duration,
 }
 

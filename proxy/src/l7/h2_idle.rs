@@ -4,9 +4,10 @@
 //! - Idle, as HAProxy's H2 mux keeps it: while no stream is open, the connection may wait
 //!   `timeout.http_request` for its first request and `timeout.keep_alive` between requests;
 //!   past it, it is closed. A stream is open from its request's arrival until hyper drops its
-//!   response body, that is after the last frame was sent or the stream was reset.
-//! - Stalled: with a stream open, no byte moved either way for the larger of `timeout.client`
-//!   and `timeout.server`: the connection is closed.
+//!   response body, that is after the last frame was sent or the stream was reset, or until
+//!   it is cut (below).
+//! - Stalled: with a stream hyper holds (open, or cut and not reset yet), no byte moved either
+//!   way for the larger of `timeout.client` and `timeout.server`: the connection is closed.
 //! - Stuck: one stream's response gave hyper no frame for that long while others, or PINGs,
 //!   kept the connection busy. A waiting server is bounded by `timeout.server` (its 504 moves
 //!   bytes), so this only catches a client that stopped reading a stream: its flow-control
@@ -45,7 +46,7 @@ pub(crate) struct Streams {
     /// one that served a request in between.
     opened: AtomicU64,
     changed: Notify,
-    /// The open streams, for the watch that cuts stuck ones.
+    /// The streams hyper holds, for the watch that cuts stuck ones and for the stall.
     states: Mutex<Vec<Weak<StreamState>>>,
     epoch: Instant,
 }
@@ -116,6 +117,8 @@ pub(crate) struct StreamBody {
     guard: StreamGuard,
 }
 
+// A std Mutex per frame, uncontended: another task (the cut watch) must be able to drop the
+// body, which hyper owns and polls only when the client's window opens.
 impl Body for StreamBody {
     type Data = Bytes;
     type Error = io::Error;
@@ -203,8 +206,9 @@ impl Streams {
     }
 
     /// Cuts every stream whose response has not moved for `limit` (zero: never), for as long
-    /// as the connection lasts (see the module documentation). Never returns.
-    pub(crate) async fn cut_stuck(&self, limit: Duration) {
+    /// as the connection lasts (see the module documentation). Never returns. `client` names
+    /// the connection in the log.
+    pub(crate) async fn cut_stuck(&self, limit: Duration, client: std::net::SocketAddr) {
         if limit.is_zero() {
             return std::future::pending().await;
         }
@@ -215,7 +219,7 @@ impl Streams {
                 let body = state.body.lock().ok().and_then(|mut slot| slot.take());
                 drop(body);
                 self.close(&state);
-                tracing::debug!(?limit, "h2 stream stuck: cut");
+                tracing::debug!(%client, ?limit, "h2 stream stuck: cut");
             }
         }
     }
@@ -235,7 +239,7 @@ impl Streams {
             if self.any_held() {
                 return;
             }
-            // Quiet with no stream open is the idle timeout's business: look again later.
+            // Quiet with no stream held is the idle timeout's business: look again later.
             activity.touch();
         }
     }
@@ -278,6 +282,9 @@ impl Drop for StreamGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CLIENT: std::net::SocketAddr =
+        std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
 
     /// A body that never yields and says when it is dropped, as a server connection would be.
     struct Held(Arc<AtomicBool>);
@@ -330,7 +337,7 @@ mod tests {
         let limit = Duration::from_secs(10);
         tokio::select! {
             () = cut => {}
-            () = streams.cut_stuck(limit) => unreachable!(),
+            () = streams.cut_stuck(limit, CLIENT) => unreachable!(),
             () = streams.stalled(&activity, limit) => panic!("the busy connection stalled"),
             () = busy => unreachable!(),
             () = tokio::time::sleep(Duration::from_secs(60)) => panic!("never cut"),
@@ -374,18 +381,23 @@ mod tests {
         };
         tokio::select! {
             () = busy_until_cut => {}
-            () = streams.cut_stuck(limit) => unreachable!(),
+            () = streams.cut_stuck(limit, CLIENT) => unreachable!(),
         }
         let quiet_from = Instant::now();
         let stalled = tokio::time::timeout(Duration::from_secs(60), async {
             tokio::select! {
                 () = streams.stalled(&activity, limit) => {}
-                () = streams.cut_stuck(limit) => unreachable!(),
+                () = streams.cut_stuck(limit, CLIENT) => unreachable!(),
             }
         })
         .await;
         assert!(stalled.is_ok(), "the quiet connection never stalled");
-        assert!(quiet_from.elapsed() <= limit, "{:?}", quiet_from.elapsed());
+        // The last byte moved within the second before `quiet_from`.
+        let quiet = quiet_from.elapsed();
+        assert!(
+            quiet >= limit - Duration::from_secs(1) && quiet <= limit,
+            "{quiet:?}"
+        );
     }
 
     // Input: a busy connection whose one answered stream keeps moving. Output: neither a
@@ -409,7 +421,7 @@ mod tests {
         let ended = tokio::time::timeout(Duration::from_secs(60), async {
             tokio::select! {
                 () = streams.stalled(&activity, limit) => {}
-                () = streams.cut_stuck(limit) => {}
+                () = streams.cut_stuck(limit, CLIENT) => {}
                 () = moving => {}
             }
         })

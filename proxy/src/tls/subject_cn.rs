@@ -20,7 +20,7 @@ const IA5_STRING: u8 = 0x16;
 /// The Common Names in `subject`, the contents of a DER Name (webpki's `Cert::subject`), in
 /// order. Values in encodings other than UTF8String, PrintableString and IA5String (a host name
 /// is ASCII) are skipped, and malformed DER ends the walk with what was found before it.
-pub(crate) fn common_names(subject: &[u8]) -> Vec<&str> {
+pub(super) fn common_names(subject: &[u8]) -> Vec<&str> {
     let mut names = Vec::new();
     let mut rdns = subject;
     while let Some((SET, rdn, rest)) = next(rdns) {

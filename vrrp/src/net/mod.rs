@@ -24,3 +24,4 @@ pub use frames::{
 };
 pub use link::{Link, Netlink};
 pub use socket::AdvertSocket;
+pub(crate) use watch::send_state;

@@ -253,8 +253,8 @@ impl Watcher {
     fn publish(&mut self, usable: Option<u32>) {
         let first = std::mem::take(&mut self.first);
         let changed = match &self.tx {
-            Publish::Up(tx) => send(tx, usable.is_some(), first),
-            Publish::Usable(tx) => send(tx, usable, first),
+            Publish::Up(tx) => send_state(tx, usable.is_some(), first),
+            Publish::Usable(tx) => send_state(tx, usable, first),
         };
         if changed {
             debug!(interface = %self.name, ?usable, first, "link state");
@@ -264,7 +264,7 @@ impl Watcher {
 
 /// Sends `value` if it differs from the last one, or in any case if it is the `first`: receivers
 /// wait for a first state, whatever it is. Whether it was sent.
-fn send<T: PartialEq>(tx: &watch::Sender<T>, value: T, first: bool) -> bool {
+pub(crate) fn send_state<T: PartialEq>(tx: &watch::Sender<T>, value: T, first: bool) -> bool {
     if first {
         tx.send_replace(value);
         return true;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::net::{AdvertSocket, Link, Netlink};
+use crate::net::{AdvertSocket, Link, Netlink, send_state};
 use crate::packet::Family;
 
 /// How soon a socket that failed to open on a new interface is tried again, if no change of the
@@ -76,11 +76,7 @@ async fn follow(
             Some(wanted) => open_again(&netlink, &bound, wanted, reopen).await,
             None => false,
         };
-        if std::mem::take(&mut first) {
-            usable.send_replace(now);
-        } else {
-            usable.send_if_modified(|was| std::mem::replace(was, now) != now);
-        }
+        send_state(&usable, now, std::mem::take(&mut first));
         let retry = wanted.is_some() && !now;
         tokio::select! {
             changed = index.changed() => if changed.is_err() { return },

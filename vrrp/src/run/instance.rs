@@ -350,7 +350,7 @@ impl Instance {
 
 /// The gratuitous ARP / unsolicited NA sender of `link`; `None` (logged) if it cannot be opened:
 /// the VIPs still move, neighbours learn them when they next ask.
-pub(crate) fn announcer(link: &Link, instance: &str) -> Option<Announcer> {
+pub(super) fn announcer(link: &Link, instance: &str) -> Option<Announcer> {
     match Announcer::open(link) {
         Ok(announcer) => Some(announcer),
         Err(error) => {

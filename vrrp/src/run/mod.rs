@@ -1,6 +1,6 @@
 //! The running VRRP: one task per instance around its [`Fsm`](crate::fsm::Fsm), one raw socket
-//! per interface and family shared by the instances there, one checker per tracked script and one
-//! watcher per tracked interface.
+//! per interface and family shared by the instances there (opened again if the interface is
+//! made again), one checker per tracked script and one watcher per tracked interface.
 //!
 //! Starting takes two steps. [`Vrrp::prepare`] resolves interfaces and addresses (an error names
 //! the instance) and opens the sockets; [`Prepared::follower`] then lets another part of Fulcrum
@@ -14,9 +14,9 @@
 //! without `stop` still asks the instances to shut down, but cannot wait for them.
 //!
 //! - `instance`: the instance task.
-//! - `binding`: the sockets of an interface, opened again when it is made again.
+//! - `binding`: each interface's socket, opened again when the interface is made again.
 //! - `follower`: followers of an instance, and the order they keep with its notify scripts.
-//! - `receiver`: the shared sockets and their reader tasks.
+//! - `receiver`: the task reading each socket and routing its adverts by VRID.
 //! - `tracking`: tracking inputs folded into an effective priority or FAULT.
 //! - `template`: the advert an instance sends.
 //! - `status`: what the instances publish.
@@ -185,7 +185,7 @@ impl Vrrp {
         let mut sockets: BTreeMap<(String, Family), Shared> = BTreeMap::new();
         let mut advert_queues = Vec::with_capacity(resolved.len());
         // Each instance's view of whether its socket reaches its interface.
-        let mut bindings: BTreeMap<&str, watch::Receiver<bool>> = BTreeMap::new();
+        let mut usable: BTreeMap<&str, watch::Receiver<bool>> = BTreeMap::new();
         for (instance, link, local, template) in &resolved {
             let key = (instance.interface.clone(), instance.family);
             let shared = match sockets.entry(key) {
@@ -229,10 +229,10 @@ impl Vrrp {
                 Arc::clone(&shared.dropped),
                 rx,
             ));
-            bindings.insert(instance.name.as_str(), shared.binding.usable.clone());
+            usable.insert(instance.name.as_str(), shared.binding.usable.clone());
         }
 
-        let members = tracking_members(config, &netlink, &options, &bindings).await;
+        let members = tracking_members(config, &netlink, &options, &usable).await;
         let epoch = Instant::now();
         let mut tasks = Vec::with_capacity(resolved.len());
         let mut statuses = Vec::with_capacity(resolved.len());
@@ -465,17 +465,17 @@ fn interface_error(instance: &InstanceConfig, source: std::io::Error) -> StartEr
 /// many instances track it. As keepalived does (unless `dont_track_primary`), an instance also
 /// tracks its own interface: adverts cannot leave through a link that is down, nor reach one
 /// made again under its name until its sockets are opened there again, nor go from a source
-/// address removed from it (`bindings`: each instance's view of that, from its [`Binding`]).
+/// address removed from it (`usable`: each instance's view of that, from its [`Binding`]).
 async fn tracking_members(
     config: &VrrpConfig,
     netlink: &Netlink,
     options: &Options,
-    bindings: &BTreeMap<&str, watch::Receiver<bool>>,
+    usable: &BTreeMap<&str, watch::Receiver<bool>>,
 ) -> BTreeMap<String, Member> {
     let mut scripts: BTreeMap<&str, watch::Receiver<ScriptHealth>> = BTreeMap::new();
     let mut links: BTreeMap<&str, watch::Receiver<bool>> = BTreeMap::new();
     // One wait for the first state per binding, however many instances share it.
-    let mut bound: Vec<watch::Receiver<bool>> = Vec::new();
+    let mut seen: Vec<watch::Receiver<bool>> = Vec::new();
     let mut members = BTreeMap::new();
     for instance in &config.instances {
         let mut sources = Vec::new();
@@ -499,12 +499,12 @@ async fn tracking_members(
                 health,
             });
         }
-        if let Some(usable) = bindings.get(instance.name.as_str()) {
-            let up = match bound.iter().find(|seen| seen.same_channel(usable)) {
-                Some(seen) => seen.clone(),
+        if let Some(usable) = usable.get(instance.name.as_str()) {
+            let up = match seen.iter().find(|first| first.same_channel(usable)) {
+                Some(first) => first.clone(),
                 None => {
                     let up = first_link_state(usable.clone()).await;
-                    bound.push(up.clone());
+                    seen.push(up.clone());
                     up
                 }
             };

@@ -21,8 +21,8 @@ pub(crate) struct Route {
     pub(crate) to: mpsc::Sender<Accepted>,
 }
 
-/// Reads the socket in `bound`, and the next one when the interface is made again, until aborted
-/// or the binding ends. `local` is our own address there: adverts from it are our own (unicast
+/// Reads the socket in `bound`, and the next one when the interface is made again, until
+/// aborted. `local` is our own address there: adverts from it are our own (unicast
 /// peers may list us) and are skipped.
 pub(crate) fn spawn_reader(
     mut bound: watch::Receiver<Bound>,

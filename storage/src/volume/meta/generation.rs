@@ -74,10 +74,11 @@ impl GenerationIds {
         self.current = with_role(id, primary);
     }
 
-    /// The peer is gone while this node was primary (`primary_at_loss`): a new generation, as
-    /// [`new_current`](Self::new_current), whose bitmap id says this node was primary at the
-    /// split even if it is secondary by now (`primary_now`): a demotion may have ended between
-    /// the loss and this call, and the policies that look for the primary at the split
+    /// The peer is gone, with this node primary then (`primary_at_loss`) or now
+    /// (`primary_now`, after a promotion in between): a new generation, as
+    /// [`new_current`](Self::new_current). Its bitmap id says whether this node was primary at
+    /// the split even if it is secondary by now: a demotion may have ended between the loss and
+    /// this call, and the policies that look for the primary at the split
     /// (`discard-younger-primary`, `discard-older-primary`) must still find it.
     pub fn lost_peer(&mut self, id: u64, primary_at_loss: bool, primary_now: bool) {
         if primary_at_loss {
