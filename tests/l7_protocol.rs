@@ -272,14 +272,24 @@ async fn http2_over_alpn_and_h2c_complete_under_h2load() {
 
 /// A frontend for h2c with one-second idle timeouts, before the first request and between two.
 fn h2c_site(server: std::net::SocketAddr) -> String {
+    clear_site(
+        server,
+        r#"{ http_request = "1s", keep_alive = "1s" }"#,
+        "{}",
+    )
+}
+
+/// A cleartext frontend (h2c) with the `timeout` tables `frontend` and `backend`, before `server`.
+fn clear_site(server: std::net::SocketAddr, frontend: &str, backend: &str) -> String {
     format!(
         r#"
 [frontend.clear]
 bind = ["127.0.0.1:0"]
 default_backend = "web"
-timeout = {{ http_request = "1s", keep_alive = "1s" }}
+timeout = {frontend}
 
 [backend.web]
+timeout = {backend}
 servers = [{{ name = "s1", address = "{server}" }}]
 "#
     )
@@ -654,18 +664,7 @@ async fn an_h2_body_that_stalls_gets_408() {
 
 /// A cleartext frontend (h2c) with `timeout.client` and `timeout.server` of 1 s, before `server`.
 fn stall_site(server: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-[frontend.clear]
-bind = ["127.0.0.1:0"]
-default_backend = "web"
-timeout = {{ client = "1s" }}
-
-[backend.web]
-timeout = {{ server = "1s" }}
-servers = [{{ name = "s1", address = "{server}" }}]
-"#
-    )
+    clear_site(server, r#"{ client = "1s" }"#, r#"{ server = "1s" }"#)
 }
 
 /// An h2c client of `addr` that grants each stream `stream_window` bytes and the connection

@@ -564,21 +564,30 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn bytes_past_urgent_data_are_not_taken_for_the_end() {
+    /// What one direction relays of `before`, an urgent byte, `after` and the FIN, all in
+    /// before it first reads.
+    async fn relayed_around_urgent_data(before: &[u8], after: &[u8]) -> Vec<u8> {
         let (mut sender, from) = connected().await;
         let (to, mut receiver) = connected().await;
-        // A read stops short at the urgent mark although the FIN is in: what follows the mark
-        // must still go on.
-        sender.write_all(b"before").await.unwrap();
+        sender.write_all(before).await.unwrap();
         socket2::SockRef::from(&sender)
             .send_out_of_band(b"!")
             .unwrap();
-        sender.write_all(b"after").await.unwrap();
+        sender.write_all(after).await.unwrap();
         sender.shutdown().await.unwrap();
         pump_closed(from, &to).await;
-        // The urgent byte itself is out of band, not in the stream, so it is not relayed.
-        assert_eq!(read_all(&mut receiver).await, b"beforeafter");
+        read_all(&mut receiver).await
+    }
+
+    #[tokio::test]
+    async fn bytes_past_urgent_data_are_not_taken_for_the_end() {
+        // A read stops short at the urgent mark although the FIN is in: what follows the mark
+        // must still go on. The urgent byte itself is out of band, not in the stream, so it is
+        // not relayed.
+        assert_eq!(
+            relayed_around_urgent_data(b"before", b"after").await,
+            b"beforeafter"
+        );
     }
 
     // Input: a direction that splices (its first read filled the buffer), then twice urgent
@@ -621,17 +630,8 @@ mod tests {
     // mark with the FIN in, and the stream ended there.)
     #[tokio::test]
     async fn a_spliced_direction_does_not_end_at_urgent_data() {
-        let (mut sender, from) = connected().await;
-        let (to, mut receiver) = connected().await;
         let bulk = vec![7u8; 64 * 1024]; // past the 16 KiB buffer: the direction splices
-        sender.write_all(&bulk).await.unwrap();
-        socket2::SockRef::from(&sender)
-            .send_out_of_band(b"!")
-            .unwrap();
-        sender.write_all(b"after").await.unwrap();
-        sender.shutdown().await.unwrap();
-        pump_closed(from, &to).await;
-        let got = read_all(&mut receiver).await;
+        let got = relayed_around_urgent_data(&bulk, b"after").await;
         assert_eq!(got.len(), bulk.len() + 5, "the stream ended at the mark");
         assert_eq!(&got[bulk.len()..], b"after");
     }
