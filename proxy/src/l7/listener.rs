@@ -2,12 +2,13 @@
 //! be bound before it arrives), wait under the global and per-frontend connection limits, then
 //! hand each client to TLS, HTTP/2 or HTTP/1 serving.
 
-use std::{io, net::SocketAddr, sync::Arc};
+use std::{future::Future, io, net::SocketAddr, pin::Pin, sync::Arc};
 
 use tokio::{
     net::{TcpListener, TcpStream},
     time::Instant,
 };
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use super::frontend_name::ListenerFrontend;
@@ -116,15 +117,15 @@ async fn serve_connection(
         (fe.tls.clone(), fe.timeout_http_request)
     };
     match tls {
-        // Boxed: a TLS session's state is large, and plain connections should not carry room
-        // for it in their task.
+        // Not boxed: `serve_tls` keeps its large parts (the handshake, then the TLS session
+        // and what serves it) in boxes of their own.
         Some(config) => {
             let client = ClientInfo {
                 peer,
                 local,
                 tls: true,
             };
-            Box::pin(serve_tls(
+            serve_tls(
                 rt,
                 frontend,
                 client,
@@ -132,7 +133,7 @@ async fn serve_connection(
                 config,
                 handshake_timeout,
                 accepted,
-            ))
+            )
             .await;
         }
         None => {
@@ -152,7 +153,10 @@ async fn serve_connection(
     }
 }
 
-/// Completes the TLS handshake, then serves HTTP/2 or HTTP/1 as ALPN chose.
+/// Completes the TLS handshake, then serves HTTP/2 or HTTP/1 as ALPN chose. The handshake's
+/// state is boxed and dropped once it ends; the session moves into a box that holds it and its
+/// serving, and nothing else: an idle TLS connection keeps no room for a handshake, nor a
+/// second copy of the session's place (a local moved into an `.await`ed call keeps its slot).
 async fn serve_tls(
     rt: Arc<Runtime>,
     frontend: &FrontendName,
@@ -163,7 +167,8 @@ async fn serve_tls(
     accepted: Instant,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let stream = match with_timeout(handshake_timeout, acceptor.accept(stream)).await {
+    let handshake = Box::pin(with_timeout(handshake_timeout, acceptor.accept(stream)));
+    let stream = match handshake.await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
             tracing::debug!(client = %client.peer, %error, "TLS handshake failed");
@@ -171,10 +176,21 @@ async fn serve_tls(
         }
         Err(_) => return,
     };
+    serving(rt, frontend, client, stream, accepted).await;
+}
+
+/// What serves a TLS session, boxed with it: HTTP/2 or HTTP/1 as ALPN chose.
+fn serving(
+    rt: Arc<Runtime>,
+    frontend: &FrontendName,
+    client: ClientInfo,
+    stream: TlsStream<TcpStream>,
+    accepted: Instant,
+) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        h2::serve(rt, frontend, client, stream).await;
+        Box::pin(h2::serve(rt, frontend, client, stream))
     } else {
-        serve_h1(rt, frontend, client, Conn::new(stream), accepted).await;
+        Box::pin(serve_h1(rt, frontend, client, Conn::new(stream), accepted))
     }
 }
 
