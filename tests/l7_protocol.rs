@@ -441,6 +441,38 @@ async fn an_empty_h2_response_leaves_its_server_connection_to_the_next_request()
     }
 }
 
+// Input: a server streaming a chunked response that never ends, to an HTTP/2 client that takes
+// the head and resets its stream. Output: the request is logged as ended by the client
+// (termination `CD`). (Any failure of the relay was logged as the server's, `SD`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_resetting_a_chunked_response_is_logged_as_its_abort() {
+    use tokio::io::AsyncWriteExt;
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = server.accept().await {
+            tokio::spawn(async move {
+                support::read_head(&mut conn).await;
+                let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                let _ = conn.write_all(head).await;
+                while conn.write_all(b"5\r\nhello\r\n").await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+        }
+    });
+    let fulcrum = Fulcrum::start(&h2c_site(addr));
+    let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
+    let request = http::Request::get(format!("http://{}/stream", fulcrum.addr("clear")))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let log = fulcrum.wait_log(|l| l["request"].as_str().is_some_and(|r| r.contains("/stream")));
+    assert_eq!(&log["termination"].as_str().unwrap()[..2], "CD", "{log}");
+}
+
 // Input: an HTTP/2 client that takes the head of an 8 MiB response and stops reading it (its
 // stream window stays shut), while it goes on sending requests on the same connection.
 // Output: the requests keep being answered past the stall limit; the stuck stream alone is

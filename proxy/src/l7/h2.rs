@@ -30,7 +30,7 @@ use super::{
     errors,
     exchange::ClientInfo,
     h1::{
-        body::{self, CopyTimeouts},
+        body::{self, BodyError, CopyTimeouts},
         conn::{IoFailure, with_timeout},
         head::{self, BodyKind, ResponseHead},
     },
@@ -516,7 +516,7 @@ async fn handle(
             }
             Some(Err(error)) => {
                 tracing::debug!(server = %slot.server.name, %error, "h2 response body aborted");
-                log.end(Ended::ServerAbort, Phase::Data);
+                log.end(body_error_end(&error), Phase::Data);
                 // Set before the pipe closes, so the client's stream ends in an error (a
                 // RST_STREAM), not in what would look like a complete body.
                 relay_aborted.store(true, std::sync::atomic::Ordering::Release);
@@ -536,6 +536,18 @@ async fn handle(
     builder
         .body(body)
         .unwrap_or_else(|_| error_response(StatusCode::INTERNAL_SERVER_ERROR))
+}
+
+/// Which side ended a response body relayed through the pipe: the pipe's reader is the
+/// client's stream, gone when the client reset it or its stream was cut for not reading, and
+/// slow when the client reads too little.
+fn body_error_end(error: &BodyError) -> Ended {
+    match error {
+        BodyError::Write(IoFailure::Timeout) => Ended::ClientTimeout,
+        BodyError::Write(_) => Ended::ClientAbort,
+        BodyError::Read(IoFailure::Timeout) => Ended::ServerTimeout,
+        BodyError::Read(_) | BodyError::Malformed(_) => Ended::ServerAbort,
+    }
 }
 
 enum SendError {
