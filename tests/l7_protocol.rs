@@ -476,7 +476,8 @@ async fn an_h2_client_resetting_a_chunked_response_is_logged_as_its_abort() {
 // Input: an HTTP/2 client that takes the head of an 8 MiB response and stops reading it (its
 // stream window stays shut), while it goes on sending requests on the same connection.
 // Output: the requests keep being answered past the stall limit; the stuck stream alone is
-// cut, and once the client reads it again it fails (the stream is reset), short of its 8 MiB.
+// cut, and once the client reads it again it fails (the stream is reset), short of its 8 MiB;
+// its request is logged with termination `cD`.
 // (The whole
 // connection was closed, with every other stream on it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -512,6 +513,9 @@ async fn a_stuck_h2_stream_is_cut_and_its_connection_goes_on() {
         }
     };
     assert!(read < 8 << 20, "{read} bytes, then {ended}");
+    // Logged as a client timeout during the body, as HAProxy logs a client that stops reading.
+    let log = fulcrum.wait_log(|l| l["request"].as_str().is_some_and(|r| r.contains("/size/")));
+    assert_eq!(&log["termination"].as_str().unwrap()[..2], "cD", "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,7 +35,7 @@ use super::{
         head::{self, BodyKind, ResponseHead},
     },
     h2_body::{Finish, LengthBody},
-    h2_idle::{ResponseBody, Streams},
+    h2_idle::{CutMark, ResponseBody, Streams},
     h2_request,
     headers::{HopByHop, add_forwarded, strip_hop_by_hop},
     listener::FrontendName,
@@ -73,7 +73,8 @@ where
             // kilobytes.
             async move {
                 let head = req.method() == http::Method::HEAD;
-                let mut response = Box::pin(handle(&rt, &frontend, client, req)).await;
+                let mark = open.cut_mark();
+                let mut response = Box::pin(handle(&rt, &frontend, client, req, mark)).await;
                 // An error page answers a HEAD with its head alone (RFC 9110, 9.3.2): hyper
                 // would send its body, and an h2 client resets a stream whose HEAD response
                 // carries DATA. A relayed answer to a HEAD has no body already.
@@ -171,6 +172,7 @@ async fn handle(
     frontend: &FrontendName,
     client: ClientInfo,
     req: Request<Incoming>,
+    cut: CutMark,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     let table = rt.table.load_full();
@@ -467,6 +469,7 @@ async fn handle(
             slot,
             guard: backend_session,
             log,
+            cut,
         };
         let body = LengthBody::new(
             up.conn,

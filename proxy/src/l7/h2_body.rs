@@ -17,6 +17,7 @@ use tokio::{net::TcpStream, time::Sleep};
 
 use super::{
     h1::conn::Conn,
+    h2_idle::CutMark,
     log::{Ended, Phase, Record},
     select::Slot,
 };
@@ -34,6 +35,8 @@ pub(crate) struct Finish<G> {
     )]
     pub(crate) guard: G,
     pub(crate) log: Record,
+    /// Whether the stream was cut for being stuck, which a drop before the end then logs.
+    pub(crate) cut: CutMark,
 }
 
 /// A `Content-Length` response body read from the server connection as hyper asks for it.
@@ -114,9 +117,15 @@ impl<G> LengthBody<G> {
 impl<G> Drop for LengthBody<G> {
     fn drop(&mut self) {
         // An empty body (HEAD, 204, 304, length 0) is complete: hyper ends the stream without
-        // polling it. Any other dropped before its end means the client went away: the
-        // connection is mid-body, so it is not reused.
-        let cut = (self.remaining > 0).then_some(Ended::ClientAbort);
+        // polling it. Any other dropped before its end means the client went away, or read
+        // nothing of it for too long (the stream was cut): the connection is mid-body, so it is
+        // not reused.
+        let timed_out = self.finish.as_ref().is_some_and(|f| f.cut.is_cut());
+        let cut = (self.remaining > 0).then_some(if timed_out {
+            Ended::ClientTimeout
+        } else {
+            Ended::ClientAbort
+        });
         self.end(cut);
     }
 }

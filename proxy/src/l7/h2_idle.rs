@@ -65,6 +65,21 @@ struct StreamState {
     body: Mutex<Option<ResponseBody>>,
     /// Whether the stream no longer counts as open: it ended, or it was cut.
     closed: AtomicBool,
+    /// Whether it was cut (see [`CutMark`]).
+    cut: AtomicBool,
+}
+
+/// Tells a stream's response body, as it is dropped, whether the stream was cut for being
+/// stuck: its log then says the client timed out (`cD`), not that it went away (`CD`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CutMark(Weak<StreamState>);
+
+impl CutMark {
+    pub(crate) fn is_cut(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|state| state.cut.load(Acquire))
+    }
 }
 
 impl Default for Streams {
@@ -98,6 +113,11 @@ impl StreamGuard {
     /// The stream's response moved: its head, or a frame of its body, went to hyper.
     pub(crate) fn moved(&self) {
         self.state.moved.store(self.streams.now(), Release);
+    }
+
+    /// What the stream's response body asks, as it is dropped, to log how it ended.
+    pub(crate) fn cut_mark(&self) -> CutMark {
+        CutMark(Arc::downgrade(&self.state))
     }
 
     /// The body hyper sends for the stream, which the connection's watch can cut; the stream
@@ -215,7 +235,9 @@ impl Streams {
         loop {
             tokio::time::sleep(limit / 4).await;
             for state in self.stuck(limit) {
-                // Dropped outside the lock: the body's drop frees its server connection.
+                // Dropped outside the lock: the body's drop frees its server connection, and
+                // logs the request as timed out (the mark is set first).
+                state.cut.store(true, Release);
                 let body = state.body.lock().ok().and_then(|mut slot| slot.take());
                 drop(body);
                 self.close(&state);
