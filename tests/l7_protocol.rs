@@ -327,10 +327,10 @@ async fn an_h2c_connection_is_closed_after_keep_alive_once_its_streams_end() {
     // connection past both timeouts.
     let started = Instant::now();
     for _ in 0..3 {
-        let request = http::Request::get(format!("http://{}/", fulcrum.addr("clear")))
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
+        let response = sender
+            .send_request(h2_get(fulcrum.addr("clear"), "/"))
+            .await
             .unwrap();
-        let response = sender.send_request(request).await.unwrap();
         assert_eq!(response.status(), 200);
         response.into_body().collect().await.unwrap();
         tokio::time::sleep(Duration::from_millis(600)).await;
@@ -396,10 +396,10 @@ async fn a_response_in_a_transfer_coding_http2_cannot_carry_gets_502_not_its_cod
     .await;
     let fulcrum = Fulcrum::start(&h2c_site(server_addr));
     let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
-    let request = http::Request::get(format!("http://{}/", fulcrum.addr("clear")))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
+    let response = sender
+        .send_request(h2_get(fulcrum.addr("clear"), "/"))
+        .await
         .unwrap();
-    let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 502);
 }
 
@@ -463,9 +463,7 @@ async fn an_h2_client_resetting_a_chunked_response_is_logged_as_its_abort() {
     });
     let fulcrum = Fulcrum::start(&h2c_site(addr));
     let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
-    let request = http::Request::get(format!("http://{}/stream", fulcrum.addr("clear")))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = h2_get(fulcrum.addr("clear"), "/stream");
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
     drop(response);
@@ -477,9 +475,8 @@ async fn an_h2_client_resetting_a_chunked_response_is_logged_as_its_abort() {
 // stream window stays shut), while it goes on sending requests on the same connection.
 // Output: the requests keep being answered past the stall limit; the stuck stream alone is
 // cut, and once the client reads it again it fails (the stream is reset), short of its 8 MiB;
-// its request is logged with termination `cD`.
-// (The whole
-// connection was closed, with every other stream on it.)
+// its request is logged with termination `cD`. (The whole connection was closed, with every
+// other stream on it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_h2_stream_is_cut_and_its_connection_goes_on() {
     use http_body_util::BodyExt;
@@ -489,11 +486,7 @@ async fn a_stuck_h2_stream_is_cut_and_its_connection_goes_on() {
     // not hold the others up.
     let (mut sender, conn) = h2c_with_windows(fulcrum.addr("clear"), 16 << 10, 64 << 20).await;
     tokio::spawn(conn);
-    let get = |path: &str| {
-        http::Request::get(format!("http://{}{path}", fulcrum.addr("clear")))
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap()
-    };
+    let get = |path: &str| h2_get(fulcrum.addr("clear"), path);
     let stuck = sender.send_request(get("/size/8MiB")).await.unwrap();
     assert_eq!(stuck.status(), 200);
     let started = Instant::now();
@@ -525,9 +518,7 @@ async fn an_h2_client_that_stops_reading_a_response_is_cut_off() {
     // A small window the client never opens again: it takes the head and stops reading.
     let (mut sender, conn) = h2c_with_windows(fulcrum.addr("clear"), 16 << 10, 16 << 10).await;
     let conn = tokio::spawn(conn);
-    let request = http::Request::get(format!("http://{}/size/8MiB", fulcrum.addr("clear")))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = h2_get(fulcrum.addr("clear"), "/size/8MiB");
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
     let started = Instant::now();
@@ -728,6 +719,16 @@ async fn h2c_with_windows(
 
 /// An HTTP/2 client connection with prior knowledge to `addr`: its sender, and the task that
 /// drives it (which ends when the connection does).
+/// A GET of `path` from `addr`, with no body, for an h2c client.
+fn h2_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
+    http::Request::get(format!("http://{addr}{path}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap()
+}
+
 async fn h2c(
     addr: std::net::SocketAddr,
 ) -> (
