@@ -97,7 +97,7 @@ pub(crate) async fn serve(
     };
     // After the proxy, whose listeners bind VIPs with IP_FREEBIND and so need not wait for
     // them; before the admin server, so the stats page shows VRRP from its first page.
-    let running_vrrp = loaded.vrrp.clone();
+    let mut running_vrrp = loaded.vrrp.clone();
     let running_volumes = loaded.volumes.clone();
     let running_global = loaded.file.global.clone();
     let vrrp = match loaded.vrrp {
@@ -219,9 +219,13 @@ pub(crate) async fn serve(
                     let started_syncs = syncs.follow(new.syncs).await;
                     alerts.follow(new.alert, sources(&registry), &started_syncs).await;
                     if new.vrrp != running_vrrp {
-                        // Restarting instances would make a master send priority 0 and flap
-                        // every VIP; keepalived users restart a node to change VRRP too.
-                        tracing::warn!("[vrrp] changed: VRRP keeps running on the old settings until fulcrum restarts");
+                        match adjust_vrrp(vrrp.as_ref(), running_vrrp.as_ref(), new.vrrp.as_ref()) {
+                            Ok(()) => {
+                                tracing::info!("[vrrp] changed: applied to the running instances");
+                                running_vrrp = new.vrrp.clone();
+                            }
+                            Err(change) => tracing::warn!(%change, "[vrrp] changed: VRRP keeps running on the old settings until fulcrum restarts"),
+                        }
                     }
                     if new.global.restart_only() != running_global.restart_only() {
                         tracing::warn!("[global] changed: node, state_dir, threads, grace, log and control_socket keep their running values until fulcrum restarts (max_connections was applied)");
@@ -287,6 +291,20 @@ async fn stop_vrrp(vrrp: Option<Vrrp>) {
     if let Some(vrrp) = vrrp {
         vrrp.stop().await;
         tracing::info!("VRRP stopped");
+    }
+}
+
+/// Applies a reloaded `[vrrp]` to the running instances in place (see [`Vrrp::adjust`]), or
+/// says what keeps it from applying: a `[vrrp]` added or removed needs a restart too.
+fn adjust_vrrp(
+    vrrp: Option<&Vrrp>,
+    running: Option<&VrrpConfig>,
+    new: Option<&VrrpConfig>,
+) -> Result<(), String> {
+    match (vrrp, running, new) {
+        (Some(vrrp), Some(running), Some(new)) => vrrp.adjust(running, new),
+        (_, None, Some(_)) => Err("[vrrp] added".to_owned()),
+        _ => Err("[vrrp] removed".to_owned()),
     }
 }
 

@@ -540,6 +540,58 @@ fn the_builtin_proxy_check_moves_the_vip_when_the_proxy_cannot_serve() {
 }
 
 #[test]
+fn a_reload_applies_a_new_priority_and_notify_script_without_a_restart() {
+    // Fulcrum at 105 is master of VI_1 over keepalived at 100. A reload to 95 lets keepalived,
+    // which preempts, take over; a reload to 110 with a `notify_master` brings the VIP back, and
+    // the new script runs. One process throughout, which logs each reload as applied.
+    let Some(pair) = pair("krl") else { return };
+    let mut peer = KeepalivedInstance::new("VI_1", "eth0", 51, 100);
+    peer.vips = vec![format!("{VIP1}/32")];
+    let keepalived = Keepalived::start(&pair.b, &config("kb", &[peer]));
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events");
+    let node =
+        |priority: u8, extra: &str| fulcrum_vrrp(2, &[instance("VI_1", 51, priority, VIP1, extra)]);
+    let fulcrum = start_fulcrum(&pair.a, &node(105, ""));
+    assert!(wait_vip(&pair.a, VIP1, true, CONVERGE));
+    let pid = fulcrum.pid();
+
+    fulcrum.write_config(&node(95, ""));
+    assert!(fulcrum.reload());
+    assert!(
+        wait_vip(&pair.b, VIP1, true, CONVERGE),
+        "keepalived did not preempt a Fulcrum reloaded to priority 95"
+    );
+    assert!(wait_vip(&pair.a, VIP1, false, CONVERGE));
+    let now = status(&fulcrum);
+    assert_eq!(now[0]["state"], "BACKUP");
+    assert_eq!(now[0]["priority"], 95);
+
+    let notify = format!(
+        "notify_master = \"echo reloaded-master >> '{}'\"",
+        events.display()
+    );
+    fulcrum.write_config(&node(110, &notify));
+    assert!(fulcrum.reload());
+    assert!(
+        wait_vip(&pair.a, VIP1, true, CONVERGE),
+        "a Fulcrum reloaded to priority 110 did not preempt"
+    );
+    assert!(
+        wait_until(CONVERGE, POLL, || std::fs::read_to_string(&events)
+            .is_ok_and(|e| e.contains("reloaded-master"))),
+        "the reloaded notify_master did not run"
+    );
+    assert_eq!(status(&fulcrum)[0]["reason"], "preempt");
+    assert_eq!(fulcrum.pid(), pid);
+    let applied = (fulcrum.logs().iter())
+        .filter(|l| support::message(l) == "[vrrp] changed: applied to the running instances")
+        .count();
+    assert_eq!(applied, 2);
+    assert_keepalived_accepted_everything(&keepalived);
+}
+
+#[test]
 fn gratuitous_arps_come_in_bursts_then_a_delayed_burst_then_refreshes() {
     // garp: bursts of 2 at becoming master, a second burst 400 ms later, then one every
     // 1 s while master. The peer captures them; bursts are told apart by the gaps between them.

@@ -115,6 +115,11 @@ impl Notifier {
         }
     }
 
+    /// The scripts of later state changes: a reload's. Those already queued run as they were.
+    pub fn set_notify(&mut self, notify: Notify) {
+        self.notify = notify;
+    }
+
     /// Queues the scripts for entering `state`: first the state's own (`notify_master`,
     /// `notify_backup`, `notify_fault`, or `notify_stop` for Initialize, i.e. stopped) as
     /// `sh -c SCRIPT` with no arguments (keepalived passes none unless the line has them), then

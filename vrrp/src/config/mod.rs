@@ -2,6 +2,7 @@
 //! [`VrrpConfig`] the instances run on. A `VrrpConfig` that exists is one every instance can run:
 //! ranges of the wire format checked, references resolved, secrets read.
 
+mod adjust;
 mod build;
 pub mod section;
 #[cfg(test)]
@@ -11,6 +12,7 @@ use std::{net::IpAddr, time::Duration};
 
 use ipnet::IpNet;
 
+pub use adjust::needs_restart;
 pub use section::{
     BuiltinCheck, GarpSection, GroupSection, InstanceSection, ScriptSection, VrrpSection,
 };

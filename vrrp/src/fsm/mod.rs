@@ -221,6 +221,28 @@ impl Fsm {
         out
     }
 
+    /// Takes `config` in place of the running one, keeping the state and its timers: a reload
+    /// that changed only what [`crate::config::needs_restart`] lets through (preemption, the
+    /// initial-state hint, a base priority that the effective one then follows through
+    /// [`Event::PriorityChanged`]). Version, VRID, interval and ownership are the running ones.
+    pub fn reconfigure(&mut self, config: Config) {
+        debug_assert_eq!(
+            (
+                config.version(),
+                config.vrid(),
+                config.advert_interval(),
+                config.is_owner()
+            ),
+            (
+                self.config.version(),
+                self.config.vrid(),
+                self.config.advert_interval(),
+                self.config.is_owner()
+            ),
+        );
+        self.config = config;
+    }
+
     /// Fires the timer if it is due at `now`: the next advert in Master, the takeover in Backup.
     pub fn poll(&mut self, now: Time) -> Vec<Action> {
         let mut out = Vec::new();

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use ipnet::IpNet;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,7 @@ use super::VrrpEvent;
 use super::binding::Bound;
 use super::follower::Leader;
 use super::status::{Counters, InstanceStatus, reason_name, state_name};
+use super::template;
 use crate::config::InstanceConfig;
 use crate::fsm::{self, Action, Event, Fsm, State, Time};
 use crate::net::{AdvertSocket, Announcer, Link, Netlink};
@@ -30,6 +32,8 @@ pub(crate) struct Inputs {
     pub(crate) siblings: Vec<watch::Receiver<InstanceStatus>>,
     /// Whether a tracked script has no verdict yet, for an owner to wait on at start.
     pub(crate) scripts_pending: watch::Receiver<bool>,
+    /// The instance's config after a reload changed it ([`super::Vrrp::adjust`]).
+    pub(crate) retune: watch::Receiver<InstanceConfig>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -52,6 +56,8 @@ pub(crate) struct Instance {
     pub(crate) notifier: Notifier,
     /// Tells the instance's followers of each change, and queues the notify scripts around them.
     pub(crate) leader: Leader,
+    /// The base priority the tracking task folds the tracked inputs into.
+    pub(crate) base: watch::Sender<u8>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) status: watch::Sender<InstanceStatus>,
     pub(crate) events: broadcast::Sender<VrrpEvent>,
@@ -68,7 +74,8 @@ pub(crate) struct Instance {
 
 impl Instance {
     pub(crate) async fn run(mut self, mut inputs: Inputs) {
-        self.find_kept_vips().await;
+        let vips = self.config.virtual_ips.clone();
+        self.find_kept_vips(&vips).await;
         if self.fsm.config().is_owner() {
             // An owner takes the VIPs the moment it starts: not before its scripts have said
             // whether it may, or it would take them and give them back. At most one
@@ -99,6 +106,10 @@ impl Instance {
                     let tracked = *inputs.tracking.borrow_and_update();
                     self.apply_tracking(tracked).await;
                 }
+                Ok(()) = inputs.retune.changed() => {
+                    let config = inputs.retune.borrow_and_update().clone();
+                    self.retune(config).await;
+                }
                 () = changed_any(&mut inputs.siblings) => {
                     for event in group.follow(&mut inputs.siblings) {
                         self.handle(event).await;
@@ -125,6 +136,64 @@ impl Instance {
             let master = (advert.priority > 0).then_some(advert.src);
             self.status.send_modify(|s| s.master = master);
         }
+    }
+
+    /// A reload changed the config in what may change in place (see
+    /// [`crate::config::needs_restart`]). The state stays. A master puts the VIPs added on the
+    /// interface and announces them, and takes off those removed; a new base priority reaches
+    /// the state machine through tracking, which adds the tracked weights to it, and a master
+    /// advertises it at once.
+    async fn retune(&mut self, config: InstanceConfig) {
+        let template = match template::advert_template(&config) {
+            Ok(template) => template,
+            // `Vrrp::adjust` built every template before sending any config.
+            Err(error) => {
+                tracing::error!(instance = %config.name, %error, "reloaded VRRP instance not applied");
+                return;
+            }
+        };
+        let old = std::mem::replace(&mut self.config, config);
+        self.template = template;
+        self.fsm.reconfigure(self.config.fsm.clone());
+        self.notifier.set_notify(self.config.notify.clone());
+        let added: Vec<IpNet> = (self.config.virtual_ips.iter())
+            .filter(|vip| !old.virtual_ips.contains(vip))
+            .copied()
+            .collect();
+        let removed: Vec<IpNet> = (old.virtual_ips.iter())
+            .filter(|vip| !self.config.virtual_ips.contains(vip))
+            .copied()
+            .collect();
+        self.find_kept_vips(&added).await;
+        if self.fsm.state() == State::Master {
+            self.remove_these(&removed).await;
+            if !added.is_empty() {
+                self.execute(vec![Action::AddVips, Action::SendGratuitousArp])
+                    .await;
+            }
+        }
+        // After the removal, which leaves the interface's own addresses where they are.
+        self.kept_vips.retain(|vip| !removed.contains(vip));
+        let base = self.config.fsm.priority();
+        self.base
+            .send_if_modified(|b| std::mem::replace(b, base) != base);
+        let vips = self
+            .config
+            .virtual_ips
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        self.status.send_modify(|s| {
+            s.base_priority = base;
+            s.virtual_ips = vips;
+        });
+        tracing::info!(
+            instance = %self.config.name,
+            priority = base,
+            added = ?added,
+            removed = ?removed,
+            "VRRP instance reloaded in place"
+        );
     }
 
     /// Tracking changed: the priority first, so that an instance leaving FAULT starts its
@@ -285,34 +354,38 @@ impl Instance {
         }
     }
 
-    /// Finds the VIPs the interface has as addresses of its own (see `kept_vips`), before the
-    /// start-up removal of VIPs a crash may have left.
-    async fn find_kept_vips(&mut self) {
+    /// Finds which of `vips` the interface has as addresses of its own (see `kept_vips`):
+    /// at start, before the removal of VIPs a crash may have left, and for VIPs a reload adds.
+    async fn find_kept_vips(&mut self, vips: &[IpNet]) {
+        if vips.is_empty() {
+            return;
+        }
         let label = label(&self.config.interface, self.fsm.config().vrid());
-        match self.netlink.own_addresses(&self.link, &label).await {
-            Ok(own) => {
-                self.kept_vips = (self.config.virtual_ips.iter())
-                    .filter(|vip| own.contains(vip))
-                    .copied()
-                    .collect();
-            }
+        let found: Vec<IpNet> = match self.netlink.own_addresses(&self.link, &label).await {
+            Ok(own) => vips
+                .iter()
+                .filter(|vip| own.contains(vip))
+                .copied()
+                .collect(),
             Err(error) => {
                 tracing::warn!(instance = %self.config.name, %error, "cannot list the interface's addresses; a VIP that is one of them would be removed with the others");
+                Vec::new()
             }
-        }
-        for vip in &self.kept_vips {
+        };
+        for vip in &found {
             tracing::warn!(instance = %self.config.name, %vip, interface = %self.config.interface,
                 "virtual IP is an address the interface already has: it is kept when this node leaves MASTER or stops");
         }
+        self.kept_vips.extend(found);
     }
 
     async fn remove_vips(&self) {
-        for vip in self
-            .config
-            .virtual_ips
-            .iter()
-            .filter(|v| !self.kept_vips.contains(v))
-        {
+        self.remove_these(&self.config.virtual_ips).await;
+    }
+
+    /// Takes `vips` off the interface, but not those that are its own addresses.
+    async fn remove_these(&self, vips: &[IpNet]) {
+        for vip in vips.iter().filter(|v| !self.kept_vips.contains(v)) {
             if let Err(error) = self.netlink.remove_vip(&self.link, vip).await {
                 tracing::error!(instance = %self.config.name, %vip, %error, "virtual IP not removed");
             }

@@ -54,7 +54,7 @@ use crate::config::{InstanceConfig, ScriptCheck, VrrpConfig};
 use crate::fsm::{Fsm, Reason, State};
 use crate::net::{AdvertSocket, Netlink};
 use crate::notify::Notifier;
-use crate::packet::{ChecksumMode, DropCounters, Family};
+use crate::packet::{ChecksumMode, DropCounters, Expected, Family};
 use crate::track::{ScriptHealth, spawn_script};
 
 /// What the rest of the appliance gives VRRP.
@@ -115,6 +115,10 @@ pub enum StartError {
 pub struct Vrrp {
     instances: Vec<JoinHandle<()>>,
     readers: Vec<JoinHandle<()>>,
+    /// Where a reload sends each instance its new config ([`Vrrp::adjust`]), in name order.
+    retunes: Vec<watch::Sender<InstanceConfig>>,
+    /// What each socket's reader accepts, by interface and family.
+    expectations: Vec<Expectations>,
     status: StatusHandle,
     events: broadcast::Sender<VrrpEvent>,
     shutdown: CancellationToken,
@@ -127,6 +131,7 @@ pub struct Vrrp {
 pub struct Prepared {
     /// Each instance's task and what it listens to, in name order.
     instances: Vec<(Instance, Inputs)>,
+    retunes: Vec<watch::Sender<InstanceConfig>>,
     sockets: Vec<Shared>,
     checksum: ChecksumMode,
     status: StatusHandle,
@@ -213,17 +218,21 @@ impl Vrrp {
                     };
                     e.insert(Shared {
                         binding: binding::spawn(Arc::clone(&netlink), first, reopen),
+                        interface: instance.interface.clone(),
+                        family: instance.family,
                         local: *local,
                         routes: Vec::new(),
+                        expected: Vec::new(),
                         dropped: Arc::new(DropCounters::new()),
                     })
                 }
             };
             let (tx, rx) = mpsc::channel(64);
             shared.routes.push(Route {
-                expected: template::expected(instance, template),
+                vrid: instance.fsm.vrid(),
                 to: tx,
             });
+            shared.expected.push(template::expected(instance, template));
             advert_queues.push((
                 shared.binding.bound.clone(),
                 Arc::clone(&shared.dropped),
@@ -238,6 +247,7 @@ impl Vrrp {
         let mut statuses = Vec::with_capacity(resolved.len());
         let mut all_counters = Vec::with_capacity(resolved.len());
         let mut rosters = BTreeMap::new();
+        let mut retunes = Vec::with_capacity(resolved.len());
         for ((instance, link, local, template), (bound, dropped, adverts)) in
             resolved.into_iter().zip(advert_queues)
         {
@@ -253,7 +263,10 @@ impl Vrrp {
                     base: instance.fsm.priority(),
                     sources: Vec::new(),
                 });
-            let tracking = tracking::spawn_tracking(own, siblings);
+            let (base, base_rx) = watch::channel(instance.fsm.priority());
+            let tracking = tracking::spawn_tracking(own, siblings, base_rx);
+            let (retune, retune_rx) = watch::channel(instance.clone());
+            retunes.push(retune);
             let announcer = instance::announcer(&link, &instance.name);
             let socket = Arc::clone(&bound.borrow().socket);
             let counters = Arc::new(Counters::new(dropped));
@@ -276,6 +289,7 @@ impl Vrrp {
                     instance.notify.clone(),
                 ),
                 leader,
+                base,
                 counters: Arc::clone(&counters),
                 status,
                 events: events.clone(),
@@ -289,6 +303,7 @@ impl Vrrp {
                 tracking: tracking.priority,
                 siblings: Vec::new(),
                 scripts_pending: tracking.pending,
+                retune: retune_rx,
                 shutdown: shutdown.clone(),
             };
             tasks.push((task, inputs));
@@ -308,6 +323,7 @@ impl Vrrp {
 
         Ok(Prepared {
             instances: tasks,
+            retunes,
             sockets: sockets.into_values().collect(),
             checksum: config.checksum,
             status: StatusHandle {
@@ -341,6 +357,37 @@ impl Vrrp {
         self.events.subscribe()
     }
 
+    /// Applies a reloaded `new` to the running instances in place, keeping their states, when it
+    /// differs from `running` (what they run on) only in what
+    /// [`needs_restart`](crate::config::needs_restart) lets through. Otherwise nothing changes,
+    /// and the error is the key of the first change that needs a restart.
+    pub fn adjust(&self, running: &VrrpConfig, new: &VrrpConfig) -> Result<(), String> {
+        if let Some(key) = crate::config::needs_restart(running, new) {
+            return Err(key);
+        }
+        // Every advert first: nothing changes unless all of them can be built.
+        let templates = (new.instances.iter())
+            .map(|i| match template::advert_template(i) {
+                Ok(template) => Ok((i, template)),
+                Err(error) => Err(format!("vrrp.instance.{}: {error}", i.name)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // The readers first, so that a peer already on the new addresses is heard at once.
+        for socket in &self.expectations {
+            let expected: Vec<Expected> = (templates.iter())
+                .filter(|(i, _)| i.interface == socket.interface && i.family == socket.family)
+                .map(|(i, template)| template::expected(i, template))
+                .collect();
+            socket
+                .expected
+                .send_if_modified(|old| replace_changed(old, expected));
+        }
+        for (retune, instance) in self.retunes.iter().zip(&new.instances) {
+            retune.send_if_modified(|old| replace_changed(old, instance.clone()));
+        }
+        Ok(())
+    }
+
     /// Shuts every instance down (priority 0 from masters, VIPs removed, `notify_stop` run) and
     /// waits for them.
     pub async fn stop(mut self) {
@@ -369,12 +416,26 @@ impl Prepared {
 
     /// Starts the socket readers and the instances, on the current tokio runtime.
     pub fn start(self) -> Vrrp {
+        let mut expectations = Vec::with_capacity(self.sockets.len());
         let readers = self
             .sockets
             .into_iter()
             .map(|s| {
+                let (expected, expected_rx) = watch::channel(s.expected);
+                expectations.push(Expectations {
+                    interface: s.interface,
+                    family: s.family,
+                    expected,
+                });
                 let bound = s.binding.bound;
-                receiver::spawn_reader(bound, s.local, self.checksum, s.routes, s.dropped)
+                receiver::spawn_reader(
+                    bound,
+                    s.local,
+                    self.checksum,
+                    s.routes,
+                    expected_rx,
+                    s.dropped,
+                )
             })
             .collect();
         let instances = self
@@ -385,6 +446,8 @@ impl Prepared {
         Vrrp {
             instances,
             readers,
+            retunes: self.retunes,
+            expectations,
             status: self.status,
             events: self.events,
             shutdown: self.shutdown,
@@ -448,9 +511,31 @@ impl StatusHandle {
 #[derive(Debug)]
 struct Shared {
     binding: Binding,
+    interface: String,
+    family: Family,
     local: IpAddr,
     routes: Vec<Route>,
+    /// What each of `routes` accepts, in the same order.
+    expected: Vec<Expected>,
     dropped: Arc<DropCounters>,
+}
+
+/// What one socket's reader accepts, for [`Vrrp::adjust`] to change.
+#[derive(Debug)]
+struct Expectations {
+    interface: String,
+    family: Family,
+    /// One per instance on the socket, in name order.
+    expected: watch::Sender<Vec<Expected>>,
+}
+
+/// Puts `new` in `slot` if it differs, saying whether it did.
+fn replace_changed<T: PartialEq>(slot: &mut T, new: T) -> bool {
+    let changed = *slot != new;
+    if changed {
+        *slot = new;
+    }
+    changed
 }
 
 fn interface_error(instance: &InstanceConfig, source: std::io::Error) -> StartError {
@@ -588,3 +673,7 @@ fn initial_status(instance: &InstanceConfig, fsm: &Fsm) -> InstanceStatus {
 #[cfg(test)]
 #[path = "start_tests.rs"]
 mod start_tests;
+
+#[cfg(test)]
+#[path = "adjust_tests.rs"]
+mod adjust_tests;

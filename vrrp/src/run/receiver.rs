@@ -17,22 +17,24 @@ use crate::packet::{Accepted, ChecksumMode, DropCounters, Expected};
 /// Where the adverts of one VRID go.
 #[derive(Debug)]
 pub(crate) struct Route {
-    pub(crate) expected: Expected,
+    pub(crate) vrid: u8,
     pub(crate) to: mpsc::Sender<Accepted>,
 }
 
 /// Reads the socket in `bound`, and the next one when the interface is made again, until
-/// aborted. `local` is our own address there: adverts from it are our own (unicast
-/// peers may list us) and are skipped.
+/// aborted, checking each packet against the latest of `expectations` (what the instances
+/// there accept, which a reload may change). `local` is our own address there: adverts from it
+/// are our own (unicast peers may list us) and are skipped.
 pub(crate) fn spawn_reader(
     mut bound: watch::Receiver<Bound>,
     local: IpAddr,
     checksum: ChecksumMode,
     routes: Vec<Route>,
+    mut expectations: watch::Receiver<Vec<Expected>>,
     dropped: Arc<DropCounters>,
 ) -> JoinHandle<()> {
-    let expected: Vec<Expected> = routes.iter().map(|r| r.expected.clone()).collect();
     tokio::spawn(async move {
+        let mut expected = expectations.borrow_and_update().clone();
         let mut mismatches = Mismatches::default();
         let mut socket = Arc::clone(&bound.borrow_and_update().socket);
         loop {
@@ -43,6 +45,10 @@ pub(crate) fn spawn_reader(
                         return;
                     }
                     socket = Arc::clone(&bound.borrow_and_update().socket);
+                    continue;
+                }
+                Ok(()) = expectations.changed() => {
+                    expected = expectations.borrow_and_update().clone();
                     continue;
                 }
                 received = socket.recv(checksum, &expected) => received,
@@ -56,7 +62,7 @@ pub(crate) fn spawn_reader(
                         tracing::debug!(vrid = accepted.advert.vrid(), src = %accepted.src, "{warning}");
                     }
                     let vrid = accepted.advert.vrid();
-                    if let Some(route) = routes.iter().find(|r| r.expected.vrid == vrid) {
+                    if let Some(route) = routes.iter().find(|r| r.vrid == vrid) {
                         // A full queue means the instance is far behind; dropping an advert
                         // then is what the network would do, and the next one follows.
                         if route.to.try_send(accepted).is_err() {

@@ -238,7 +238,7 @@ fn a_master_that_sees_no_fault_still_puts_its_vip_on_the_interface_made_again() 
 }
 
 /// `config` prepared and started, with no follower.
-async fn start(config: &VrrpConfig) -> Vrrp {
+pub(super) async fn start(config: &VrrpConfig) -> Vrrp {
     Vrrp::prepare(config, Options::default())
         .await
         .unwrap()
@@ -322,7 +322,7 @@ notify_master = "echo master >> '{}'"
 }
 
 /// Builds the `[vrrp]` section of `text`.
-fn parse(text: &str) -> VrrpConfig {
+pub(super) fn parse(text: &str) -> VrrpConfig {
     #[derive(serde::Deserialize)]
     struct File {
         vrrp: VrrpSection,
@@ -355,7 +355,7 @@ async fn promote_on_master(mut follower: Follower, log: PathBuf) {
 /// (10.0.0.1/24) <-> `vb` (10.0.0.2/24) up, and builds the test's runtime there (its threads
 /// inherit the namespace). Multi-threaded as Fulcrum's own: an instance task runs the moment it
 /// is spawned. `None`, after saying so, without root.
-fn enter_with_veth_pair() -> Option<tokio::runtime::Runtime> {
+pub(super) fn enter_with_veth_pair() -> Option<tokio::runtime::Runtime> {
     if unshare(CloneFlags::CLONE_NEWNET).is_err() {
         eprintln!("skipped: needs root to create a network namespace");
         return None;

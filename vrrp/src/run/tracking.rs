@@ -76,9 +76,14 @@ pub(crate) struct Tracking {
     pub(crate) pending: watch::Receiver<bool>,
 }
 
-/// Starts the task folding `own` and the group `siblings` into the instance's tracking value.
-/// It ends when the instance drops the receiver, or when a source ends (the value then stays).
-pub(crate) fn spawn_tracking(own: Member, siblings: Vec<Member>) -> Tracking {
+/// Starts the task folding `own` and the group `siblings` into the instance's tracking value,
+/// with `own`'s base priority from `base` once it changes (a reload). It ends when the instance
+/// drops the receiver, or when a source ends (the value then stays).
+pub(crate) fn spawn_tracking(
+    own: Member,
+    siblings: Vec<Member>,
+    mut base: watch::Receiver<u8>,
+) -> Tracking {
     let fold = move |own: &Member, siblings: &[Member]| {
         if siblings.iter().any(|m| m.tracked().is_none()) {
             None
@@ -97,17 +102,24 @@ pub(crate) fn spawn_tracking(own: Member, siblings: Vec<Member>) -> Tracking {
                 .chain(siblings.iter_mut().flat_map(|m| m.sources.iter_mut()))
                 .map(Source::changed)
                 .collect();
-            if waits.is_empty() {
-                tx.closed().await;
-                return;
-            }
-            let source_alive = tokio::select! {
+            let sources = async {
+                if waits.is_empty() {
+                    std::future::pending().await
+                } else {
+                    select_all(waits.iter_mut()).await.0
+                }
+            };
+            let (source_alive, new_base) = tokio::select! {
                 () = tx.closed() => return,
-                (alive, _, _) = select_all(waits.iter_mut()) => alive,
+                alive = sources => (alive, None),
+                Ok(()) = base.changed() => (true, Some(*base.borrow_and_update())),
             };
             drop(waits);
             if !source_alive {
                 return;
+            }
+            if let Some(new_base) = new_base {
+                own.base = new_base;
             }
             tx.send_if_modified(|value| {
                 let new = fold(&own, &siblings);
