@@ -52,13 +52,26 @@ pub fn needs_restart(running: &VrrpConfig, new: &VrrpConfig) -> Option<String> {
     if running.checksum != new.checksum {
         return Some("vrrp.v3_checksum_as_v2".to_owned());
     }
-    running
-        .instances
-        .iter()
-        .zip(&new.instances)
+    let pairs = || running.instances.iter().zip(&new.instances);
+    pairs()
         .find_map(|(old, new)| {
             instance_needs_restart(old, new).map(|key| format!("vrrp.instance.{}.{key}", new.name))
         })
+        .or_else(|| pairs().find_map(|(_, new)| moved_vip(running, new)))
+}
+
+/// A VIP of `new` that another running instance holds: each instance applies its reload on its
+/// own, so the one giving the address up could take it off the interface after the other put
+/// it there.
+fn moved_vip(running: &VrrpConfig, new: &InstanceConfig) -> Option<String> {
+    new.virtual_ips.iter().find_map(|vip| {
+        let from = (running.instances.iter())
+            .find(|other| other.name != new.name && other.virtual_ips.contains(vip))?;
+        Some(format!(
+            "vrrp.instance.{}.virtual_ips ({vip} moves from {})",
+            new.name, from.name
+        ))
+    })
 }
 
 /// The key of the first change of one instance that needs a restart.
@@ -207,7 +220,7 @@ track_scripts = ["chk"]
     }
 
     #[test]
-    fn an_instance_added_or_removed_is_named() {
+    fn an_instance_added_or_removed_and_a_vip_that_moves_are_named() {
         let added = format!(
             "{BASE}\n[vrrp.instance.VI_2]\nvirtual_router_id = 52\npriority = 100\nvirtual_ips = [\"10.0.0.52/32\"]\n"
         );
@@ -218,6 +231,12 @@ track_scripts = ["chk"]
         assert_eq!(
             needs_restart(&built(&added), &built(BASE)).as_deref(),
             Some("vrrp.instance.VI_2 (removed)")
+        );
+        let moved = added.replace("10.0.0.52/32", "10.0.0.53/32");
+        let moved = moved.replace("[\"10.0.0.51/32\"]", "[\"10.0.0.52/32\"]");
+        assert_eq!(
+            needs_restart(&built(&added), &built(&moved)).as_deref(),
+            Some("vrrp.instance.VI_1.virtual_ips (10.0.0.52/32 moves from VI_2)")
         );
         let grouped = format!("{BASE}\n[vrrp.group.G1]\ninstances = [\"VI_1\"]\n");
         assert_eq!(

@@ -225,6 +225,8 @@ impl Fsm {
     /// that changed only what [`crate::config::needs_restart`] lets through (preemption, the
     /// initial-state hint, a base priority that the effective one then follows through
     /// [`Event::PriorityChanged`]). Version, VRID, interval and ownership are the running ones.
+    /// A `preempt_delay` added to a backup counts from the next lower-priority advert, as one
+    /// not yet started does; the initial state matters only at the next start.
     pub fn reconfigure(&mut self, config: Config) {
         debug_assert_eq!(
             (

@@ -115,6 +115,45 @@ fn a_reload_moves_a_masters_vips_and_priority_without_leaving_master() {
     });
 }
 
+// Input: a MASTER with `garp.refresh = "100ms"`, reloaded without a refresh after its first
+// refresh burst was due. Output: the process stays idle over the next second. (The past
+// refresh deadline stayed armed and woke the instance at once, forever: a whole core.)
+#[test]
+fn a_garp_refresh_turned_off_by_a_reload_stops() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let plain = node_text("va", 100, &["10.0.0.100"]);
+        let refreshing = parse(&plain.replace(
+            "version = 3",
+            "version = 3\ngarp = { delay = \"0s\", refresh = \"100ms\" }",
+        ));
+        let vrrp = start(&refreshing).await;
+        wait_for(&vrrp, "MASTER", |s| s.state == State::Master).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        vrrp.adjust(&refreshing, &parse(&plain)).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = cpu_time();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let used = cpu_time() - before;
+        // Idle, this is a few milliseconds; the busy loop took the whole second.
+        assert!(used < Duration::from_millis(300), "{used:?} of CPU in 1 s");
+        vrrp.stop().await;
+    });
+}
+
+/// The CPU time (user and system) of this process so far.
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).unwrap();
+    let time = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec().unsigned_abs())
+            + Duration::from_micros(t.tv_usec().unsigned_abs())
+    };
+    time(usage.user_time()) + time(usage.system_time())
+}
+
 // Input: a running instance, then a config whose VRID differs. Output: the change is refused
 // with its key, and the instance runs on as it was.
 #[test]

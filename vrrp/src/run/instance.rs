@@ -154,6 +154,9 @@ impl Instance {
         };
         let old = std::mem::replace(&mut self.config, config);
         self.template = template;
+        if self.fsm.state() == State::Master && self.config.garp.refresh != old.garp.refresh {
+            self.garp_refresh = self.config.garp.refresh.map(|r| Instant::now() + r);
+        }
         self.fsm.reconfigure(self.config.fsm.clone());
         self.notifier.set_notify(self.config.notify.clone());
         let added: Vec<IpNet> = (self.config.virtual_ips.iter())
@@ -220,11 +223,12 @@ impl Instance {
             self.garp_second = None;
             self.announce();
         }
-        if let Some(refresh) = self.config.garp.refresh
-            && self.garp_refresh.is_some_and(|t| t <= now)
-        {
-            self.garp_refresh = Some(now + refresh);
-            self.announce();
+        if self.garp_refresh.is_some_and(|t| t <= now) {
+            // From the config as it is now: a reload may have turned the refresh off.
+            self.garp_refresh = self.config.garp.refresh.map(|r| now + r);
+            if self.garp_refresh.is_some() {
+                self.announce();
+            }
         }
         let actions = self.fsm.poll(self.clock(now));
         self.execute(actions).await;
