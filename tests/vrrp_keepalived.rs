@@ -540,10 +540,11 @@ fn the_builtin_proxy_check_moves_the_vip_when_the_proxy_cannot_serve() {
 }
 
 #[test]
-fn a_reload_applies_a_new_priority_and_notify_script_without_a_restart() {
+fn a_reload_applies_a_new_priority_notify_script_and_vips_without_a_restart() {
     // Fulcrum at 105 is master of VI_1 over keepalived at 100. A reload to 95 lets keepalived,
     // which preempts, take over; a reload to 110 with a `notify_master` brings the VIP back, and
-    // the new script runs. One process throughout, which logs each reload as applied.
+    // the new script runs; then both nodes take a second VIP. One process throughout, which
+    // logs each reload as applied.
     let Some(pair) = pair("krl") else { return };
     let mut peer = KeepalivedInstance::new("VI_1", "eth0", 51, 100);
     peer.vips = vec![format!("{VIP1}/32")];
@@ -583,12 +584,46 @@ fn a_reload_applies_a_new_priority_and_notify_script_without_a_restart() {
         "the reloaded notify_master did not run"
     );
     assert_eq!(status(&fulcrum)[0]["reason"], "preempt");
+    assert_keepalived_accepted_everything(&keepalived);
+
+    // Both nodes reloaded onto two VIPs, Fulcrum first: Fulcrum, still master, puts VIP2 on
+    // and keepalived, once reloaded, hears it again. The adverts between the two reloads differ
+    // in their VIP list and are dropped, so keepalived does not become master only if it
+    // reloads within Master_Down_Interval (3.6 s), as a user changing both nodes would.
+    let both = |text: String| {
+        text.replace(
+            &format!("[\"{VIP1}/32\"]"),
+            &format!("[\"{VIP1}/32\", \"{VIP2}/32\"]"),
+        )
+    };
+    let masters = || keepalived.log().matches("Entering MASTER STATE").count();
+    let keepalived_masters = masters();
+    let mut peer = KeepalivedInstance::new("VI_1", "eth0", 51, 100);
+    peer.vips = vec![format!("{VIP1}/32"), format!("{VIP2}/32")];
+    fulcrum.write_config(&both(node(110, &notify)));
+    assert!(fulcrum.reload());
+    keepalived.reload(&config("kb", &[peer]));
+    assert!(
+        wait_vip(&pair.a, VIP2, true, CONVERGE),
+        "Fulcrum did not add {VIP2}"
+    );
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let (a, b) = (pair.a.addresses("eth0"), pair.b.addresses("eth0"));
+        assert!(a.contains(&ip(VIP1)) && a.contains(&ip(VIP2)), "A: {a:?}");
+        assert!(!b.contains(&ip(VIP1)) && !b.contains(&ip(VIP2)), "B: {b:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(masters(), keepalived_masters, "{}", keepalived.log());
+    let now = status(&fulcrum);
+    assert_eq!(now[0]["state"], "MASTER");
+    assert_eq!(now[0]["master"], "10.77.0.1");
+
     assert_eq!(fulcrum.pid(), pid);
     let applied = (fulcrum.logs().iter())
         .filter(|l| support::message(l) == "[vrrp] changed: applied to the running instances")
         .count();
-    assert_eq!(applied, 2);
-    assert_keepalived_accepted_everything(&keepalived);
+    assert_eq!(applied, 3);
 }
 
 #[test]

@@ -20,6 +20,8 @@ pub const KEEPALIVED: &str = "/usr/sbin/keepalived";
 
 /// The log line the VRRP child writes once its instances are set up.
 const STARTED: &str = "Startup complete";
+/// What the VRRP child logs once it has read its config again after SIGHUP.
+const RELOADED: &str = "Reload complete";
 
 /// How long keepalived may take to start or to stop.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -116,6 +118,18 @@ impl Keepalived {
             keepalived.log()
         );
         keepalived
+    }
+
+    /// Replaces the config file with `config` and sends SIGHUP, as `systemctl reload keepalived`
+    /// does; returns once the VRRP child has read it again. Fails the test if it does not.
+    pub fn reload(&self, config: &str) {
+        std::fs::write(self.dir.path().join("keepalived.conf"), config).unwrap();
+        let before = self.log().matches(RELOADED).count();
+        signal("-HUP", self.pid());
+        let reloaded = wait_until(PATIENCE, Duration::from_millis(20), || {
+            self.log().matches(RELOADED).count() > before
+        });
+        assert!(reloaded, "keepalived did not reload:\n{}", self.log());
     }
 
     /// Everything logged so far (stdout and stderr of both processes).
