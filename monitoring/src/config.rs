@@ -33,6 +33,10 @@ pub struct AdminSection {
     pub refresh: Spanned<Duration>,
     /// Serve HTTPS instead of HTTP.
     pub tls: Option<AdminTlsSection>,
+    /// Names a request's `Host` may give besides IP addresses, `localhost` and this machine's
+    /// host name (against DNS rebinding): `name`, `.domain`, or `*` for any.
+    #[serde(default)]
+    pub allowed_hosts: Vec<Spanned<String>>,
 }
 
 /// One `users` entry: `{ name = "admin", password = "..." }` or `password_file`.
@@ -79,6 +83,8 @@ pub struct AdminConfig {
     /// A hash of that file's content when it was checked: a certificate renewed in place
     /// changes the config, so a reload restarts the server with it.
     pub tls_fingerprint: Option<u64>,
+    /// Lowercased; see [`AdminSection::allowed_hosts`].
+    pub allowed_hosts: Vec<String>,
 }
 
 /// A user of the stats page.
@@ -181,6 +187,19 @@ impl AdminSection {
                 Err(e) => errors.push(e),
             }
         }
+        for host in &self.allowed_hosts {
+            let name = host.get_ref();
+            let label = |l: &str| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
+            let valid = name == "*" || name.strip_prefix('.').unwrap_or(name).split('.').all(label);
+            if !valid {
+                errors.push(ConfigError::at(
+                    host,
+                    format!("`{name}` is not a host name: write `lb1.example.com`, `.example.com` for it and every name under it, or `*` for any (no port, scheme or path)"),
+                ));
+            }
+        }
         let mut tls_fingerprint = None;
         if let Some(tls) = &self.tls {
             // Checked with the file, as the proxy's certificates are: at start-up the server
@@ -203,6 +222,9 @@ impl AdminSection {
                 refresh,
                 tls_cert: self.tls.as_ref().map(|t| t.cert.get_ref().clone()),
                 tls_fingerprint,
+                allowed_hosts: (self.allowed_hosts.iter())
+                    .map(|h| h.get_ref().to_ascii_lowercase())
+                    .collect(),
             })
         } else {
             Err(errors)

@@ -671,6 +671,25 @@ default_backend = "web"
 servers = [{ name = "s1", address = "127.0.0.1:8081" }]
 "#;
 
+    // Input: `allowed_hosts` with a good name, a domain, the wildcard, a URL and a name with a
+    // port. Output: the last two are refused, each at its place in the list.
+    #[test]
+    fn admin_allowed_hosts_are_host_names() {
+        let errs = errors(&format!(
+            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\nallowed_hosts = [\"lb1.example.com\", \".corp\", \"*\", \"http://lb1\", \"lb1:8404\"]\n"
+        ));
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        for (err, name) in errs.iter().zip(["http://lb1", "lb1:8404"]) {
+            assert!(err.key.starts_with("admin.allowed_hosts"), "{}", err.key);
+            assert!(
+                err.message
+                    .contains(&format!("`{name}` is not a host name")),
+                "{}",
+                err.message
+            );
+        }
+    }
+
     // Input: a stats path with a space, and a stats path equal to the default metrics path.
     // Output: the first is refused at its key; the clash is reported at the key the file wrote
     // (line 3), not at the default's empty place (line 1).

@@ -18,6 +18,7 @@
 mod auth;
 mod csv;
 mod form;
+mod host;
 mod html;
 mod rates;
 mod routes;
@@ -115,6 +116,8 @@ impl AdminServer {
             sessions: session::Sessions::default(),
             rates: Arc::clone(&rates),
             login_refusals: throttle::LogThrottle::default(),
+            hosts: host::AllowedHosts::new(&config.allowed_hosts),
+            host_refusals: throttle::LogThrottle::default(),
             appliance: Arc::clone(&appliance),
             config,
             registry,
@@ -166,6 +169,10 @@ struct Shared {
     rates: Arc<Mutex<rates::Rates>>,
     /// Refused logins are logged at most ten a minute.
     login_refusals: throttle::LogThrottle,
+    /// What a request's `Host` may name.
+    hosts: host::AllowedHosts,
+    /// Requests refused for their `Host` are logged at most ten a minute.
+    host_refusals: throttle::LogThrottle,
 }
 
 async fn accept(

@@ -106,6 +106,20 @@ async fn route(shared: &Shared, peer: SocketAddr, request: Request<Incoming>) ->
             _ => method_not_allowed("GET, HEAD"),
         };
     }
+    // After the metrics, which have no password to guess and which scrapers often reach by a
+    // name of their own; before the password, which a rebinding page could otherwise try.
+    if let Err(host) = shared.hosts.allows(request.headers()) {
+        match shared.host_refusals.admit(std::time::Instant::now()) {
+            Admit::Log { unlogged } => {
+                tracing::warn!(%host, %peer, unlogged, "admin request refused: Host is not this server's (see [admin] allowed_hosts)")
+            }
+            Admit::Skip => {}
+        }
+        return plain(
+            StatusCode::FORBIDDEN,
+            "403 Forbidden: this Host is not one of the admin server's names; add it to [admin] allowed_hosts\n",
+        );
+    }
     let Some(view) = stats_view(path, &config.stats_path) else {
         return plain(StatusCode::NOT_FOUND, "404 Not Found\n");
     };

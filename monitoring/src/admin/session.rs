@@ -216,7 +216,7 @@ pub(super) fn origin_allowed(headers: &HeaderMap, tls: bool) -> bool {
 }
 
 /// `host[:port]` or `[v6]:port`, lowercased, with the scheme's default port filled in.
-fn authority(s: &str, default_port: u16) -> Option<(String, u16)> {
+pub(super) fn authority(s: &str, default_port: u16) -> Option<(String, u16)> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         match after {

@@ -87,6 +87,7 @@ fn config(users: bool, admin_actions: bool) -> AdminConfig {
         refresh: Duration::from_secs(5),
         tls_cert: None,
         tls_fingerprint: None,
+        allowed_hosts: Vec::new(),
     }
 }
 
@@ -538,6 +539,63 @@ async fn bad_posts_get_their_4xx() {
     assert_eq!(json.status, 415);
     assert_eq!(post(addr, &logged_in, "%%%&&&==").await.status, 403);
     assert!(appliance.actions().is_empty());
+}
+
+// Input: what a DNS-rebinding page sends: a logged-in page load, and an admin action with a
+// valid session and token, each with `Host: evil.example:PORT` and a matching `Origin`; then
+// the page with that name in `allowed_hosts`, and the metrics by any name.
+// Output: 403 and no action for the unknown name; the page for the listed one; the metrics
+// always.
+#[tokio::test]
+async fn a_request_for_another_host_is_refused() {
+    let (server, appliance) = start(config(true, true)).await;
+    let addr = server.local_addr();
+    let evil = format!("evil.example:{}", addr.port());
+    let as_evil = |head: String| head.replace(&format!("Host: {addr}"), &format!("Host: {evil}"));
+    let page = send(
+        addr,
+        &as_evil(format!(
+            "GET /stats HTTP/1.1\r\nHost: {addr}\r\n{}",
+            auth(ADMIN)
+        )),
+        b"",
+    )
+    .await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("allowed_hosts"));
+
+    let (cookie, token) = session_of(&get(addr, "/stats", &auth(ADMIN)).await);
+    let form = format!("s=s1&b=web&action=drain&token={token}");
+    let action = format!(
+        "POST /stats HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         {}Cookie: {cookie}\r\nOrigin: http://{evil}\r\n",
+        auth(ADMIN)
+    );
+    assert_eq!(
+        send(addr, &as_evil(action), form.as_bytes()).await.status,
+        403
+    );
+    assert!(appliance.actions().is_empty());
+    let metrics = send(
+        addr,
+        &as_evil(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n")),
+        b"",
+    )
+    .await;
+    assert_eq!(metrics.status, 200);
+    server.stop().await;
+
+    let mut listed = config(true, true);
+    listed.allowed_hosts = vec!["evil.example".to_owned()];
+    let (server, _) = start(listed).await;
+    let addr = server.local_addr();
+    let head = format!(
+        "GET /stats HTTP/1.1\r\nHost: evil.example:{}\r\n{}",
+        addr.port(),
+        auth(ADMIN)
+    );
+    assert_eq!(send(addr, &head, b"").await.status, 200);
+    server.stop().await;
 }
 
 #[tokio::test]
