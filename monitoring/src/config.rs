@@ -36,7 +36,7 @@ pub struct AdminSection {
     /// Names a request's `Host` may give besides IP addresses, `localhost` and this machine's
     /// host name (against DNS rebinding): `name`, `.domain`, or `*` for any.
     #[serde(default)]
-    pub allowed_hosts: Vec<Spanned<String>>,
+    pub server_names: Vec<Spanned<String>>,
 }
 
 /// One `users` entry: `{ name = "admin", password = "..." }` or `password_file`.
@@ -83,8 +83,8 @@ pub struct AdminConfig {
     /// A hash of that file's content when it was checked: a certificate renewed in place
     /// changes the config, so a reload restarts the server with it.
     pub tls_fingerprint: Option<u64>,
-    /// Lowercased; see [`AdminSection::allowed_hosts`].
-    pub allowed_hosts: Vec<String>,
+    /// As written; see [`AdminSection::server_names`].
+    pub server_names: Vec<String>,
 }
 
 /// A user of the stats page.
@@ -187,16 +187,25 @@ impl AdminSection {
                 Err(e) => errors.push(e),
             }
         }
-        for host in &self.allowed_hosts {
+        for host in &self.server_names {
             let name = host.get_ref();
+            // Underscores too: browsers send them (Docker's and NetBIOS names have them).
             let label = |l: &str| {
-                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
             };
-            let valid = name == "*" || name.strip_prefix('.').unwrap_or(name).split('.').all(label);
-            if !valid {
+            let bare = name.strip_prefix('.').unwrap_or(name);
+            let bare = bare.strip_suffix('.').unwrap_or(bare);
+            if name.parse::<std::net::IpAddr>().is_ok() {
                 errors.push(ConfigError::at(
                     host,
-                    format!("`{name}` is not a host name: write `lb1.example.com`, `.example.com` for it and every name under it, or `*` for any (no port, scheme or path)"),
+                    format!("`{name}` is an address: requests that name the server by any IP address always pass, and this key does not choose who may connect (use a firewall, or `listen` on a management address)"),
+                ));
+            } else if name != "*" && !bare.split('.').all(label) {
+                errors.push(ConfigError::at(
+                    host,
+                    format!("`{name}` is not a host name: write `lb1.example.com`, `.example.com` for it and every name under it, or `*` for any (no port, scheme or path; a non-ASCII name in its xn-- form)"),
                 ));
             }
         }
@@ -222,8 +231,8 @@ impl AdminSection {
                 refresh,
                 tls_cert: self.tls.as_ref().map(|t| t.cert.get_ref().clone()),
                 tls_fingerprint,
-                allowed_hosts: (self.allowed_hosts.iter())
-                    .map(|h| h.get_ref().to_ascii_lowercase())
+                server_names: (self.server_names.iter())
+                    .map(|h| h.get_ref().clone())
                     .collect(),
             })
         } else {

@@ -671,23 +671,38 @@ default_backend = "web"
 servers = [{ name = "s1", address = "127.0.0.1:8081" }]
 "#;
 
-    // Input: `allowed_hosts` with a good name, a domain, the wildcard, a URL and a name with a
-    // port. Output: the last two are refused, each at its place in the list.
+    // Input: `server_names` with a good name, a domain, the wildcard, a name with an
+    // underscore and a trailing dot, then a URL, a name with a port and an address.
+    // Output: the last three are refused, each at its place in the list; the others are in the
+    // built config.
     #[test]
-    fn admin_allowed_hosts_are_host_names() {
+    fn admin_server_names_are_host_names() {
+        let names =
+            r#"["lb1.example.com", ".corp", "*", "my_box.", "http://lb1", "lb1:8404", "10.0.0.5"]"#;
         let errs = errors(&format!(
-            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\nallowed_hosts = [\"lb1.example.com\", \".corp\", \"*\", \"http://lb1\", \"lb1:8404\"]\n"
+            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\nserver_names = {names}\n"
         ));
-        assert_eq!(errs.len(), 2, "{errs:#?}");
-        for (err, name) in errs.iter().zip(["http://lb1", "lb1:8404"]) {
-            assert!(err.key.starts_with("admin.allowed_hosts"), "{}", err.key);
-            assert!(
-                err.message
-                    .contains(&format!("`{name}` is not a host name")),
-                "{}",
-                err.message
-            );
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        let messages = [
+            "`http://lb1` is not a host name",
+            "`lb1:8404` is not a host name",
+            "`10.0.0.5` is an address",
+        ];
+        for (err, message) in errs.iter().zip(messages) {
+            assert!(err.key.starts_with("admin.server_names"), "{}", err.key);
+            assert!(err.message.contains(message), "{}", err.message);
         }
+        let good = r#"["lb1.example.com", ".corp", "*", "my_box."]"#;
+        let loaded = load_str(
+            Path::new("test.toml"),
+            &format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\nserver_names = {good}\n"),
+        )
+        .unwrap();
+        let admin = loaded.admin.unwrap();
+        assert_eq!(
+            admin.server_names,
+            ["lb1.example.com", ".corp", "*", "my_box."]
+        );
     }
 
     // Input: a stats path with a space, and a stats path equal to the default metrics path.

@@ -3,8 +3,9 @@
 //! server for that site, lets the page read it and post to it with that `Host`, and the
 //! `Origin` check passes, since both name the attacker's site. With the well-known password
 //! of a default install, such a page could act on the servers. So every request but the
-//! metrics must name this server: by an IP address, `localhost`, this machine's host name, or
-//! a name listed in `allowed_hosts`. An attacker's name is none of those.
+//! metrics must name this server: by an IP address (which no DNS name can pose as),
+//! `localhost`, this machine's host name, or a name listed in `server_names`. An attacker's
+//! name is none of those.
 
 use std::net::IpAddr;
 
@@ -13,26 +14,24 @@ use http::{HeaderMap, header::HOST};
 /// The names a request's `Host` may give, besides IP addresses and `localhost`.
 #[derive(Debug, Clone)]
 pub(super) struct AllowedHosts {
-    /// From `allowed_hosts`, lowercased: a name, `.domain` for it and every name under it, or
+    /// From `server_names`, lowercased: a name, `.domain` for it and every name under it, or
     /// `*` for any.
     listed: Vec<String>,
-    /// This machine's host name, lowercased, if it has one.
-    hostname: Option<String>,
+    /// This machine's host name, read when a request needs it: `hostnamectl` may change it.
+    hostname: fn() -> Option<String>,
 }
 
 impl AllowedHosts {
-    /// `listed` as `allowed_hosts` gives them, and this machine's host name.
+    /// `listed` as `server_names` gives them, and this machine's host name.
     pub(super) fn new(listed: &[String]) -> Self {
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| h.trim().to_ascii_lowercase())
-            .filter(|h| !h.is_empty());
-        Self::with_hostname(listed, hostname)
+        Self::with_hostname(listed, machine_hostname)
     }
 
-    fn with_hostname(listed: &[String], hostname: Option<String>) -> Self {
+    fn with_hostname(listed: &[String], hostname: fn() -> Option<String>) -> Self {
         AllowedHosts {
-            listed: listed.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            listed: (listed.iter())
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
             hostname,
         }
     }
@@ -51,14 +50,22 @@ impl AllowedHosts {
         let allowed = host.parse::<IpAddr>().is_ok()
             || host == "localhost"
             || host.ends_with(".localhost")
-            || self.hostname.as_deref() == Some(host)
-            || self.listed.iter().any(|name| listed_match(name, host));
+            || self.listed.iter().any(|name| listed_match(name, host))
+            || (self.hostname)().as_deref() == Some(host);
         if allowed {
             Ok(())
         } else {
             Err(text.to_owned())
         }
     }
+}
+
+/// The kernel's host name, lowercased, if it has one.
+fn machine_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
 }
 
 /// Whether `host` is the listed `name`: equal, under a `.domain`, or anything for `*`.
@@ -89,7 +96,7 @@ mod tests {
 
     #[test]
     fn addresses_localhost_and_the_host_name_pass_and_other_names_do_not() {
-        let allowed = AllowedHosts::with_hostname(&[], Some("lb1".to_owned()));
+        let allowed = AllowedHosts::with_hostname(&[], || Some("lb1".to_owned()));
         for host in [
             "127.0.0.1:8404",
             "10.0.0.5",
@@ -117,8 +124,12 @@ mod tests {
 
     #[test]
     fn listed_names_domains_and_the_wildcard_pass() {
-        let listed = ["LB.example.com".to_owned(), ".corp.example".to_owned()];
-        let allowed = AllowedHosts::with_hostname(&listed, None);
+        let listed = [
+            "LB.example.com.".to_owned(),
+            ".corp.example".to_owned(),
+            "my_box".to_owned(),
+        ];
+        let allowed = AllowedHosts::with_hostname(&listed, || None);
         for host in [
             "lb.example.com:8404",
             "corp.example",
@@ -133,7 +144,7 @@ mod tests {
         ] {
             assert!(!check(&allowed, host), "{host}");
         }
-        let any = AllowedHosts::with_hostname(&["*".to_owned()], None);
+        let any = AllowedHosts::with_hostname(&["*".to_owned()], || None);
         assert!(check(&any, "evil.example"));
     }
 }

@@ -8,7 +8,9 @@
 //! | `POST STATS_PATH` | an admin action from the page's form (`routes.rs`), answered `303 See Other` back to the page, which then shows the result |
 //! | `GET`/`HEAD METRICS_PATH` | Prometheus text format, without authentication |
 //!
-//! Anything else is 404, another method 405. With `users` configured every stats route but
+//! Anything else is 404, another method 405. Every route but `METRICS_PATH` answers 403 to a
+//! `Host` that is not one of the server's names (`host.rs`, against DNS rebinding). With
+//! `users` configured every stats route but
 //! `METRICS_PATH` needs HTTP basic auth (`auth.rs`); admin actions also need `admin_actions`, a
 //! session cookie and its CSRF token (`session.rs`).
 //!
@@ -116,7 +118,7 @@ impl AdminServer {
             sessions: session::Sessions::default(),
             rates: Arc::clone(&rates),
             login_refusals: throttle::LogThrottle::default(),
-            hosts: host::AllowedHosts::new(&config.allowed_hosts),
+            hosts: host::AllowedHosts::new(&config.server_names),
             host_refusals: throttle::LogThrottle::default(),
             appliance: Arc::clone(&appliance),
             config,

@@ -111,13 +111,13 @@ async fn route(shared: &Shared, peer: SocketAddr, request: Request<Incoming>) ->
     if let Err(host) = shared.hosts.allows(request.headers()) {
         match shared.host_refusals.admit(std::time::Instant::now()) {
             Admit::Log { unlogged } => {
-                tracing::warn!(%host, %peer, unlogged, "admin request refused: Host is not this server's (see [admin] allowed_hosts)")
+                tracing::warn!(%host, %peer, unlogged, "admin request refused: Host is not this server's (see [admin] server_names)")
             }
             Admit::Skip => {}
         }
         return plain(
             StatusCode::FORBIDDEN,
-            "403 Forbidden: this Host is not one of the admin server's names; add it to [admin] allowed_hosts\n",
+            "403 Forbidden: this Host is not one of the admin server's names; add it to [admin] server_names\n",
         );
     }
     let Some(view) = stats_view(path, &config.stats_path) else {
