@@ -14,8 +14,9 @@ use http::{HeaderMap, header::HOST};
 /// The names a request's `Host` may give, besides IP addresses and `localhost`.
 #[derive(Debug, Clone)]
 pub(super) struct AllowedHosts {
-    /// From `server_names`, lowercased: a name, `.domain` for it and every name under it, or
-    /// `*` for any.
+    /// From `server_names` and the HTTPS certificate, lowercased: a name, `.domain` for it and
+    /// every name under it, `*.domain` (a certificate's) for one label under it, or `*` for
+    /// any.
     listed: Vec<String>,
     /// This machine's host name, read when a request needs it: `hostnamectl` may change it.
     hostname: fn() -> Option<String>,
@@ -72,6 +73,12 @@ fn machine_hostname() -> Option<String> {
 fn listed_match(name: &str, host: &str) -> bool {
     if name == "*" {
         return true;
+    }
+    if let Some(domain) = name.strip_prefix("*.") {
+        return host
+            .strip_suffix(domain)
+            .and_then(|label| label.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty() && !label.contains('.'));
     }
     match name.strip_prefix('.') {
         Some(domain) => host == domain || host.ends_with(name),
@@ -143,6 +150,11 @@ mod tests {
             "lb.example.com.evil.example",
         ] {
             assert!(!check(&allowed, host), "{host}");
+        }
+        let certificate = AllowedHosts::with_hostname(&["*.lb.example".to_owned()], || None);
+        assert!(check(&certificate, "a.lb.example:8404"));
+        for host in ["lb.example", "a.b.lb.example", ".lb.example", "alb.example"] {
+            assert!(!check(&certificate, host), "{host}");
         }
         let any = AllowedHosts::with_hostname(&["*".to_owned()], || None);
         assert!(check(&any, "evil.example"));

@@ -118,7 +118,7 @@ impl AdminServer {
             sessions: session::Sessions::default(),
             rates: Arc::clone(&rates),
             login_refusals: throttle::LogThrottle::default(),
-            hosts: host::AllowedHosts::new(&config.server_names),
+            hosts: host::AllowedHosts::new(&server_names(&config)),
             host_refusals: throttle::LogThrottle::default(),
             appliance: Arc::clone(&appliance),
             config,
@@ -175,6 +175,17 @@ struct Shared {
     hosts: host::AllowedHosts,
     /// Requests refused for their `Host` are logged at most ten a minute.
     host_refusals: throttle::LogThrottle,
+}
+
+/// The names the Host check lets through besides addresses, `localhost` and the host name:
+/// `server_names`, and those of the HTTPS certificate, which a browser reaching the server by
+/// one of them has already checked.
+fn server_names(config: &AdminConfig) -> Vec<String> {
+    let mut names = config.server_names.clone();
+    if let Some(cert) = &config.tls_cert {
+        names.extend(tls::certificate_names(cert));
+    }
+    names
 }
 
 async fn accept(

@@ -685,14 +685,10 @@ fn test_cert() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/admin/testdata/localhost.pem")
 }
 
-#[tokio::test]
-async fn https_serves_the_page_with_a_secure_cookie() {
+/// `GET /stats` as the admin user over TLS to `addr` (SNI `server_name`, trusting
+/// [`test_cert`]), with `Host: host`.
+async fn https_get(addr: SocketAddr, server_name: &str, host: &str) -> Reply {
     use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
-
-    let mut config = config(true, true);
-    config.tls_cert = Some(test_cert());
-    let (server, _) = start(config).await;
-    let addr = server.local_addr();
 
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(test_cert()).unwrap() {
@@ -706,20 +702,39 @@ async fn https_serves_the_page_with_a_secure_cookie() {
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let reply = exchange(
-        tls,
-        &format!(
-            "GET /stats HTTP/1.1\r\nHost: localhost:{}\r\n{}",
-            addr.port(),
-            auth(ADMIN)
-        ),
-        b"",
-    )
-    .await;
+    let name = ServerName::try_from(server_name.to_owned()).unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let head = format!("GET /stats HTTP/1.1\r\nHost: {host}\r\n{}", auth(ADMIN));
+    exchange(tls, &head, b"").await
+}
+
+// Input: the HTTPS admin server, whose certificate names `admin.fulcrum.test` and
+// `*.lb.fulcrum.test`, asked by those names (none in `server_names`) and by another.
+// Output: 200 for the certificate's names (a browser has checked them), 403 for the other.
+#[tokio::test]
+async fn the_https_certificates_names_pass_the_host_check() {
+    let mut config = config(true, true);
+    config.tls_cert = Some(test_cert());
+    let (server, _) = start(config).await;
+    let addr = server.local_addr();
+    let port = addr.port();
+    for name in ["admin.fulcrum.test", "a.lb.fulcrum.test"] {
+        let reply = https_get(addr, name, &format!("{name}:{port}")).await;
+        assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+    }
+    let reply = https_get(addr, "localhost", &format!("a.b.lb.fulcrum.test:{port}")).await;
+    assert_eq!(reply.status, 403);
+    let reply = https_get(addr, "localhost", &format!("evil.example:{port}")).await;
+    assert_eq!(reply.status, 403);
+}
+
+#[tokio::test]
+async fn https_serves_the_page_with_a_secure_cookie() {
+    let mut config = config(true, true);
+    config.tls_cert = Some(test_cert());
+    let (server, _) = start(config).await;
+    let addr = server.local_addr();
+    let reply = https_get(addr, "localhost", &format!("localhost:{}", addr.port())).await;
     assert_eq!(reply.status, 200);
     assert!(reply.header("set-cookie").unwrap().ends_with("; Secure"));
 

@@ -35,3 +35,19 @@ pub(crate) fn server_config(path: &Path) -> Result<Arc<rustls::ServerConfig>, Er
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// The DNS names of the first certificate in `path` (its subjectAltName's), which a browser
+/// checks and so names the server by: they pass the Host check as `server_names` do
+/// (`*.example.com` for one label under it). None if the file cannot be read or parsed, which
+/// [`server_config`] reports.
+pub(crate) fn certificate_names(path: &Path) -> Vec<String> {
+    let Some(Ok(leaf)) = CertificateDer::pem_file_iter(path)
+        .ok()
+        .and_then(|mut c| c.next())
+    else {
+        return Vec::new();
+    };
+    webpki::EndEntityCert::try_from(&leaf)
+        .map(|cert| cert.valid_dns_names().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
