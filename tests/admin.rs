@@ -456,7 +456,9 @@ async fn ctl_drains_weighs_and_reports_like_the_runtime_api() {
     let (ok, out, _) = ctl(&socket, &["show", "servers", "state"]);
     assert!(ok);
     let s1_line = out.lines().find(|l| l.starts_with("web s1 ")).unwrap();
-    assert!(s1_line.contains(" DRAIN "), "{out}");
+    // `DRAIN`, or `DRAIN_2/3` while a check that timed out under load is being counted.
+    let status = s1_line.split(' ').nth(3).unwrap();
+    assert!(status == "DRAIN" || status.starts_with("DRAIN_"), "{out}");
 
     // Drained: new clients all go to s2.
     let mut client = KeepAlive::connect(fulcrum.addr("main")).await;
