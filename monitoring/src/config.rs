@@ -37,6 +37,10 @@ pub struct AdminSection {
     /// host name (against DNS rebinding): `name`, `.domain`, or `*` for any.
     #[serde(default)]
     pub server_names: Vec<Spanned<String>>,
+    /// Connections one client (an IPv4 address, an IPv6 /64) may hold at once; its next ones
+    /// are closed at once. 1 to 256, the server's own limit (256 turns the cap off).
+    #[serde(default = "default_max_connections_per_source")]
+    pub max_connections_per_source: Spanned<u32>,
 }
 
 /// One `users` entry: `{ name = "admin", password = "..." }` or `password_file`.
@@ -67,6 +71,12 @@ fn default_refresh() -> Spanned<Duration> {
     Spanned::new(0..0, Duration::from_secs(5))
 }
 
+/// A browser opens up to six connections to a server, a scraper one: room for a few of each
+/// behind one NAT address, while one client alone takes at most a sixteenth of the slots.
+fn default_max_connections_per_source() -> Spanned<u32> {
+    Spanned::new(0..0, 16)
+}
+
 /// A checked `[admin]`. Compared on reload: the admin server restarts only when it changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
@@ -85,6 +95,8 @@ pub struct AdminConfig {
     pub tls_fingerprint: Option<u64>,
     /// As written; see [`AdminSection::server_names`].
     pub server_names: Vec<String>,
+    /// 1 to [`MAX_CONNECTIONS`](crate::admin::MAX_CONNECTIONS).
+    pub max_connections_per_source: usize,
 }
 
 /// A user of the stats page.
@@ -209,6 +221,16 @@ impl AdminSection {
                 ));
             }
         }
+        let per_source = *self.max_connections_per_source.get_ref() as usize;
+        if !(1..=crate::admin::MAX_CONNECTIONS).contains(&per_source) {
+            errors.push(ConfigError::at(
+                &self.max_connections_per_source,
+                format!(
+                    "`max_connections_per_source` must be 1 to {} (the admin server's own limit, which turns the cap off)",
+                    crate::admin::MAX_CONNECTIONS
+                ),
+            ));
+        }
         let mut tls_fingerprint = None;
         if let Some(tls) = &self.tls {
             // Checked with the file, as the proxy's certificates are: at start-up the server
@@ -234,6 +256,7 @@ impl AdminSection {
                 server_names: (self.server_names.iter())
                     .map(|h| h.get_ref().clone())
                     .collect(),
+                max_connections_per_source: per_source,
             })
         } else {
             Err(errors)

@@ -705,6 +705,31 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
         );
     }
 
+    // Input: `max_connections_per_source` of 0, of 257, then unset and 256.
+    // Output: the first two refused at their key; the default is 16; 256 is taken.
+    #[test]
+    fn admin_max_connections_per_source_is_1_to_256() {
+        for bad in ["0", "257"] {
+            let errs = errors(&format!(
+                "{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\nmax_connections_per_source = {bad}\n"
+            ));
+            assert_eq!(errs.len(), 1, "{errs:#?}");
+            assert_eq!(errs[0].key, "admin.max_connections_per_source");
+            assert!(
+                errs[0].message.contains("must be 1 to 256"),
+                "{}",
+                errs[0].message
+            );
+        }
+        let load = |extra: &str| {
+            let text = format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}");
+            let loaded = load_str(Path::new("test.toml"), &text).unwrap();
+            loaded.admin.unwrap().max_connections_per_source
+        };
+        assert_eq!(load(""), 16);
+        assert_eq!(load("max_connections_per_source = 256\n"), 256);
+    }
+
     // Input: a stats path with a space, and a stats path equal to the default metrics path.
     // Output: the first is refused at its key; the clash is reported at the key the file wrote
     // (line 3), not at the default's empty place (line 1).

@@ -22,6 +22,7 @@ mod csv;
 mod form;
 mod host;
 mod html;
+mod per_source;
 mod rates;
 mod routes;
 mod session;
@@ -34,7 +35,7 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use fulcrum_common::activity::{Activity, Touching};
@@ -50,11 +51,13 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 
 pub use self::csv::csv;
+use self::throttle::Admit;
 use crate::{Appliance, config::AdminConfig};
 
 /// Connections served at once; past that, new ones wait in the listen backlog. The page is for a
-/// few operators and a scraper, so this only bounds what a misbehaving client can hold.
-const MAX_CONNECTIONS: usize = 256;
+/// few operators and a scraper, so this only bounds what misbehaving clients can hold; one
+/// client alone holds at most `max_connections_per_source` (`per_source.rs`).
+pub(crate) const MAX_CONNECTIONS: usize = 256;
 /// How long a client has to send a request's headers, and to finish the TLS handshake.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection may make no progress either way: idle between requests, or with a
@@ -120,6 +123,8 @@ impl AdminServer {
             login_refusals: throttle::LogThrottle::default(),
             hosts: host::AllowedHosts::new(&server_names(&config)),
             host_refusals: throttle::LogThrottle::default(),
+            per_source: per_source::PerSource::new(config.max_connections_per_source),
+            source_refusals: throttle::LogThrottle::default(),
             appliance: Arc::clone(&appliance),
             config,
             registry,
@@ -175,6 +180,10 @@ struct Shared {
     hosts: host::AllowedHosts,
     /// Requests refused for their `Host` are logged at most ten a minute.
     host_refusals: throttle::LogThrottle,
+    /// The connections each client holds.
+    per_source: Arc<per_source::PerSource>,
+    /// Connections closed for their client's count are logged at most ten a minute.
+    source_refusals: throttle::LogThrottle,
 }
 
 /// The names the Host check lets through besides addresses, `localhost` and the host name:
@@ -196,7 +205,20 @@ async fn accept(
     stop: watch::Receiver<bool>,
 ) {
     crate::accept::accept(listener, "admin", slots, stop, |stream, peer| {
-        Some(connection(stream, peer, tls.clone(), Arc::clone(&shared)))
+        let Some(source) = shared.per_source.admit(peer.ip()) else {
+            if let Admit::Log { unlogged } = shared.source_refusals.admit(Instant::now()) {
+                let max = shared.config.max_connections_per_source;
+                tracing::warn!(%peer, max, unlogged, "admin connection closed: its client holds max_connections_per_source already");
+            }
+            // Dropping the stream closes it: like HAProxy's `tcp-request connection reject`.
+            return None;
+        };
+        let shared = Arc::clone(&shared);
+        let tls = tls.clone();
+        Some(async move {
+            connection(stream, peer, tls, shared).await;
+            drop(source);
+        })
     })
     .await;
 }

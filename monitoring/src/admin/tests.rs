@@ -88,6 +88,7 @@ fn config(users: bool, admin_actions: bool) -> AdminConfig {
         tls_cert: None,
         tls_fingerprint: None,
         server_names: Vec::new(),
+        max_connections_per_source: 16,
     }
 }
 
@@ -679,6 +680,62 @@ async fn stopping_closes_the_port() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(refused, "still accepting after drop");
+}
+
+/// A connection to `addr` from the loopback address `source` (any of 127/8 reaches the server).
+async fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Whether the server closes `stream` within a few seconds without a request sent.
+async fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
+    // An end of stream or a reset; a timeout means it is still open.
+    read.is_ok() && rest.is_empty()
+}
+
+// Input: `max_connections_per_source = 2`; two idle connections from 127.0.0.1, then a third,
+// one from 127.0.0.2, and, after one of the first two ends, a fourth from 127.0.0.1.
+// Output: the third is closed unanswered; the others are served.
+#[tokio::test]
+async fn one_client_holds_at_most_max_connections_per_source() {
+    let mut cfg = config(false, false);
+    cfg.max_connections_per_source = 2;
+    let (server, _) = start(cfg).await;
+    let addr = server.local_addr();
+    let first = connect_from("127.0.0.1", addr).await;
+    let _second = connect_from("127.0.0.1", addr).await;
+    let mut third = connect_from("127.0.0.1", addr).await;
+    assert!(
+        closed_by_server(&mut third).await,
+        "a third connection from one client was kept"
+    );
+    let head = format!("GET /stats;csv HTTP/1.1\r\nHost: {addr}\r\n");
+    let other = exchange(connect_from("127.0.0.2", addr).await, &head, b"").await;
+    assert_eq!(other.status, 200, "another client was held back");
+    drop(first);
+    // The server sees the end of `first` on its own time: retry until its slot is back.
+    let mut served = None;
+    for _ in 0..50 {
+        let mut stream = connect_from("127.0.0.1", addr).await;
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+            .write_all(b"Connection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut raw)).await;
+        if !raw.is_empty() {
+            served = Some(String::from_utf8_lossy(&raw).into_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let served = served.expect("the client's slot never came back");
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
 }
 
 fn test_cert() -> PathBuf {
