@@ -11,7 +11,7 @@ use fulcrum_proxy::Proxy;
 use fulcrum_storage::{sync::config::SyncConfig, volume::config::VolumeConfig};
 use fulcrum_vrrp::{
     config::VrrpConfig,
-    run::{Prepared, Vrrp},
+    run::{Prepared, Reloaded as VrrpReloaded, Vrrp},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -122,7 +122,7 @@ pub(crate) async fn serve(
     // The alerts start after the volumes and syncs; their VRRP feed is subscribed now, so that
     // the instances' first changes (an owner's MASTER at once) are mailed too.
     let vrrp_events = vrrp.as_ref().map(Prepared::subscribe);
-    let vrrp = vrrp.map(Prepared::start);
+    let mut vrrp = vrrp.map(Prepared::start);
     let global = &loaded.file.global;
     let volumes = match Volumes::start(planned, &global.state_dir, &global.node_name()).await {
         Ok(volumes) => volumes,
@@ -160,15 +160,23 @@ pub(crate) async fn serve(
         tracing::warn!(%error, "cannot register metrics; /metrics will lack them");
     }
     let node = global.node_name();
+    // VRRP is filled in at each use, not captured: a reload may rebuild it (`&mut`) in between.
     let sources = |registry| alerts::Sources {
         proxy: &proxy,
-        vrrp: vrrp.as_ref(),
+        vrrp: None,
         volumes: &volumes,
         syncs: &syncs,
         node: &node,
         registry,
     };
-    let mut alerts = Alerts::start(loaded.alert, sources(&registry), vrrp_events);
+    let mut alerts = Alerts::start(
+        loaded.alert,
+        alerts::Sources {
+            vrrp: vrrp.as_ref(),
+            ..sources(&registry)
+        },
+        vrrp_events,
+    );
     let mut admin = match Admin::start(loaded.admin, &registry, &appliance).await {
         Ok(admin) => admin,
         Err(error) => {
@@ -217,11 +225,15 @@ pub(crate) async fn serve(
                     nrpe.follow(new.nrpe, &registry, &appliance).await;
                     // The sets before the alerts, which then follow the ones just started.
                     let started_syncs = syncs.follow(new.syncs).await;
-                    alerts.follow(new.alert, sources(&registry), &started_syncs).await;
+                    alerts.follow(new.alert, alerts::Sources { vrrp: vrrp.as_ref(), ..sources(&registry) }, &started_syncs).await;
                     if new.vrrp != running_vrrp {
-                        match adjust_vrrp(vrrp.as_ref(), running_vrrp.as_ref(), new.vrrp.as_ref()) {
-                            Ok(()) => {
+                        match reload_vrrp(vrrp.as_mut(), running_vrrp.as_ref(), new.vrrp.as_ref()).await {
+                            Ok(VrrpReloaded::InPlace) => {
                                 tracing::info!("[vrrp] changed: applied to the running instances");
+                                running_vrrp = new.vrrp.clone();
+                            }
+                            Ok(VrrpReloaded::Rebuilt) => {
+                                tracing::info!("[vrrp] changed: VRRP rebuilt, the instances kept resuming their states");
                                 running_vrrp = new.vrrp.clone();
                             }
                             Err(change) => tracing::warn!(%change, "[vrrp] changed: VRRP keeps running on the old settings until fulcrum restarts"),
@@ -294,15 +306,16 @@ async fn stop_vrrp(vrrp: Option<Vrrp>) {
     }
 }
 
-/// Applies a reloaded `[vrrp]` to the running instances in place (see [`Vrrp::adjust`]), or
-/// says what keeps it from applying: a `[vrrp]` added or removed needs a restart too.
-fn adjust_vrrp(
-    vrrp: Option<&Vrrp>,
+/// Applies a reloaded `[vrrp]` (see [`Vrrp::reload`]): in place, or by building VRRP again with
+/// the instances resuming their states. The error says what keeps it from applying; a `[vrrp]`
+/// added or removed needs a restart.
+async fn reload_vrrp(
+    vrrp: Option<&mut Vrrp>,
     running: Option<&VrrpConfig>,
     new: Option<&VrrpConfig>,
-) -> Result<(), String> {
+) -> Result<VrrpReloaded, String> {
     match (vrrp, running, new) {
-        (Some(vrrp), Some(running), Some(new)) => vrrp.adjust(running, new),
+        (Some(vrrp), Some(running), Some(new)) => vrrp.reload(running, new).await,
         (_, None, Some(_)) => Err("[vrrp] added".to_owned()),
         _ => Err("[vrrp] removed".to_owned()),
     }

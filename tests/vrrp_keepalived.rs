@@ -627,6 +627,73 @@ fn a_reload_applies_a_new_priority_notify_script_and_vips_without_a_restart() {
 }
 
 #[test]
+fn a_reload_adds_and_removes_instances_while_the_master_that_stays_keeps_its_vip() {
+    // keepalived runs VI_1 at 100 and VI_2 at 100; Fulcrum runs VI_1 alone at 105, so each
+    // holds one VIP. A reload adds VI_2 at 105 to Fulcrum (an added instance: VRRP is rebuilt):
+    // Fulcrum preempts VI_2 while VI_1 stays MASTER throughout, with the state, reason and
+    // count it had, keepalived never becoming its master. A second reload
+    // removes VI_1: it says goodbye with priority 0, so keepalived takes VIP1 after its skew,
+    // not after Master_Down_Interval. One process throughout.
+    let Some(pair) = pair("krb") else { return };
+    let keepalived = Keepalived::start(&pair.b, &keepalived_pair(2, 100, 100));
+    let auth = "auth_pass = \"s3cret\"";
+    let vi_1 = instance("VI_1", 51, 105, VIP1, auth);
+    let vi_2 = instance("VI_2", 52, 105, VIP2, auth);
+    let fulcrum = start_fulcrum(&pair.a, &fulcrum_vrrp(2, std::slice::from_ref(&vi_1)));
+    assert_split(&pair, VIP1, VIP2);
+    let pid = fulcrum.pid();
+    let vi_1_masters = || {
+        keepalived
+            .log()
+            .matches("(VI_1) Entering MASTER STATE")
+            .count()
+    };
+    let before = vi_1_masters();
+    let fulcrum_before = status(&fulcrum)[0].clone();
+
+    fulcrum.write_config(&fulcrum_vrrp(2, &[vi_1, vi_2.clone()]));
+    assert!(fulcrum.reload());
+    assert!(
+        wait_vip(&pair.a, VIP2, true, CONVERGE),
+        "the added VI_2 did not preempt keepalived"
+    );
+    assert!(wait_vip(&pair.b, VIP2, false, CONVERGE));
+    let now = status(&fulcrum);
+    assert_eq!(now[0]["name"], "VI_1");
+    assert_eq!(now[0]["state"], "MASTER");
+    assert_eq!(
+        now[0]["reason"], fulcrum_before["reason"],
+        "VI_1 restarted: {now:#}"
+    );
+    assert_eq!(now[0]["became_master"], 1, "{now:#}");
+    assert_eq!(now[1]["name"], "VI_2");
+    assert!(pair.a.addresses("eth0").contains(&ip(VIP1)));
+    assert_eq!(vi_1_masters(), before, "{}", keepalived.log());
+
+    fulcrum.write_config(&fulcrum_vrrp(2, &[vi_2]));
+    let removed = Instant::now();
+    assert!(fulcrum.reload());
+    let gap = takeover(&pair.b, VIP1, removed, CONVERGE);
+    eprintln!("keepalived took {VIP1} {gap:?} after the reload that removed VI_1");
+    assert!(gap < Duration::from_millis(2500), "took {gap:?}");
+    assert!(wait_vip(&pair.a, VIP1, false, CONVERGE), "A kept {VIP1}");
+    let now = status(&fulcrum);
+    assert_eq!(now.as_array().unwrap().len(), 1, "{now:#}");
+    assert_eq!(now[0]["name"], "VI_2");
+    assert_eq!(now[0]["state"], "MASTER");
+    assert!(pair.a.addresses("eth0").contains(&ip(VIP2)));
+
+    assert_eq!(fulcrum.pid(), pid);
+    let rebuilt = (fulcrum.logs().iter())
+        .filter(|l| {
+            support::message(l)
+                == "[vrrp] changed: VRRP rebuilt, the instances kept resuming their states"
+        })
+        .count();
+    assert_eq!(rebuilt, 2);
+}
+
+#[test]
 fn gratuitous_arps_come_in_bursts_then_a_delayed_burst_then_refreshes() {
     // garp: bursts of 2 at becoming master, a second burst 400 ms later, then one every
     // 1 s while master. The peer captures them; bursts are told apart by the gaps between them.

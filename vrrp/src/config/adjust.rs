@@ -3,15 +3,16 @@
 //! priority, virtual addresses, notify scripts, preemption and gratuitous ARP settings in place.
 //!
 //! The rest names the instance on the wire or in the kernel (interface, VRID, version,
-//! interval, authentication, peers) or its tracking, and changing it means leaving the
-//! election: it waits for a restart, which a master ends with a priority-0 advert as it should.
+//! interval, authentication, peers) or its tracking, or adds and removes instances: VRRP is then
+//! built again, each instance that keeps its identity resuming its state
+//! ([`Vrrp::reload`](crate::run::Vrrp::reload)).
 
 use super::{InstanceConfig, VrrpConfig};
 
 /// The first change from `running` to `new` that running instances cannot take in place, as
 /// the config key it is at (`vrrp.instance.VI_1.interface`); `None` when a reload can apply
 /// `new` to them.
-pub fn needs_restart(running: &VrrpConfig, new: &VrrpConfig) -> Option<String> {
+pub fn needs_rebuild(running: &VrrpConfig, new: &VrrpConfig) -> Option<String> {
     let names = |c: &VrrpConfig| {
         c.instances
             .iter()
@@ -55,7 +56,7 @@ pub fn needs_restart(running: &VrrpConfig, new: &VrrpConfig) -> Option<String> {
     let pairs = || running.instances.iter().zip(&new.instances);
     pairs()
         .find_map(|(old, new)| {
-            instance_needs_restart(old, new).map(|key| format!("vrrp.instance.{}.{key}", new.name))
+            instance_needs_rebuild(old, new).map(|key| format!("vrrp.instance.{}.{key}", new.name))
         })
         .or_else(|| pairs().find_map(|(_, new)| moved_vip(running, new)))
 }
@@ -74,8 +75,8 @@ fn moved_vip(running: &VrrpConfig, new: &InstanceConfig) -> Option<String> {
     })
 }
 
-/// The key of the first change of one instance that needs a restart.
-fn instance_needs_restart(old: &InstanceConfig, new: &InstanceConfig) -> Option<&'static str> {
+/// The key of the first change of one instance that needs a rebuild.
+fn instance_needs_rebuild(old: &InstanceConfig, new: &InstanceConfig) -> Option<&'static str> {
     let (a, b) = (&old.fsm, &new.fsm);
     let owner_changed = a.is_owner() != b.is_owner();
     [
@@ -133,10 +134,10 @@ track_scripts = ["chk"]
         toml::from_str::<File>(text).unwrap().vrrp.build().unwrap()
     }
 
-    /// `needs_restart` from BASE to BASE with `from` replaced by `to`.
+    /// `needs_rebuild` from BASE to BASE with `from` replaced by `to`.
     fn change(from: &str, to: &str) -> Option<String> {
         assert!(BASE.contains(from), "{from}");
-        needs_restart(&built(BASE), &built(&BASE.replace(from, to)))
+        needs_rebuild(&built(BASE), &built(&BASE.replace(from, to)))
     }
 
     #[test]
@@ -225,22 +226,22 @@ track_scripts = ["chk"]
             "{BASE}\n[vrrp.instance.VI_2]\nvirtual_router_id = 52\npriority = 100\nvirtual_ips = [\"10.0.0.52/32\"]\n"
         );
         assert_eq!(
-            needs_restart(&built(BASE), &built(&added)).as_deref(),
+            needs_rebuild(&built(BASE), &built(&added)).as_deref(),
             Some("vrrp.instance.VI_2 (added)")
         );
         assert_eq!(
-            needs_restart(&built(&added), &built(BASE)).as_deref(),
+            needs_rebuild(&built(&added), &built(BASE)).as_deref(),
             Some("vrrp.instance.VI_2 (removed)")
         );
         let moved = added.replace("10.0.0.52/32", "10.0.0.53/32");
         let moved = moved.replace("[\"10.0.0.51/32\"]", "[\"10.0.0.52/32\"]");
         assert_eq!(
-            needs_restart(&built(&added), &built(&moved)).as_deref(),
+            needs_rebuild(&built(&added), &built(&moved)).as_deref(),
             Some("vrrp.instance.VI_1.virtual_ips (10.0.0.52/32 moves from VI_2)")
         );
         let grouped = format!("{BASE}\n[vrrp.group.G1]\ninstances = [\"VI_1\"]\n");
         assert_eq!(
-            needs_restart(&built(BASE), &built(&grouped)).as_deref(),
+            needs_rebuild(&built(BASE), &built(&grouped)).as_deref(),
             Some("vrrp.group")
         );
     }

@@ -12,7 +12,7 @@ use std::{net::IpAddr, time::Duration};
 
 use ipnet::IpNet;
 
-pub use adjust::needs_restart;
+pub use adjust::needs_rebuild;
 pub use section::{
     BuiltinCheck, GarpSection, GroupSection, InstanceSection, ScriptSection, VrrpSection,
 };

@@ -22,6 +22,54 @@ impl Fsm {
         }
     }
 
+    /// Starts in `state`, the state the instance had in the run a reload ended, instead of
+    /// [`Event::Startup`](super::Event::Startup): a reload that rebuilt VRRP leaves each
+    /// instance that kept its identity where it was, as keepalived's reload does. A master
+    /// advertises at once and puts its (maybe new) VIPs on again and announces them; a backup
+    /// starts a fresh Master_Down_Timer; no state change is reported unless tracking now says
+    /// otherwise (a fault that appeared or cleared, an address owner that must be master), and
+    /// then from `state`. Does nothing unless the machine is in Initialize; `Initialize` as
+    /// `state` is a plain startup.
+    pub fn resume(&mut self, now: Time, state: State) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state != State::Initialize {
+            return out;
+        }
+        self.master_adver_interval = self.config.advert_interval();
+        if state == State::Initialize {
+            self.startup(now, &mut out);
+            return out;
+        }
+        self.state = state;
+        match (state, self.faulted) {
+            (State::Master, false) => {
+                self.send_advert(now, &mut out);
+                out.push(Action::AddVips);
+                out.push(Action::SendGratuitousArp);
+            }
+            // Tracking failed while VRRP was rebuilt: leave as a master leaving for FAULT does.
+            (State::Master, true) => {
+                out.push(Action::SendAdvert { priority: 0 });
+                out.push(Action::RemoveVips);
+                self.enter_fault(&mut out);
+            }
+            (State::Backup, true) => self.enter_fault(&mut out),
+            (State::Backup, false) if self.config.is_owner() => {
+                self.become_master(now, Reason::Owner, &mut out);
+            }
+            (State::Backup, false) => {
+                self.deadline = Some(now + self.master_down_interval());
+                self.next_master_reason = Reason::MasterNoResponse;
+            }
+            (State::Fault, false) if self.config.is_owner() => {
+                self.become_master(now, Reason::FaultCleared, &mut out);
+            }
+            (State::Fault, false) => self.become_backup(now, Reason::FaultCleared, &mut out),
+            (State::Fault | State::Initialize, _) => {}
+        }
+        out
+    }
+
     pub(super) fn shutdown(&mut self, out: &mut Vec<Action>) {
         let from = self.state;
         match from {

@@ -222,7 +222,7 @@ impl Fsm {
     }
 
     /// Takes `config` in place of the running one, keeping the state and its timers: a reload
-    /// that changed only what [`crate::config::needs_restart`] lets through (preemption, the
+    /// that changed only what [`crate::config::needs_rebuild`] lets through (preemption, the
     /// initial-state hint, a base priority that the effective one then follows through
     /// [`Event::PriorityChanged`]). Version, VRID, interval and ownership are the running ones.
     /// A `preempt_delay` added to a backup counts from the next lower-priority advert, as one

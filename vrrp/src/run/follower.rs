@@ -192,6 +192,12 @@ impl Leader {
 }
 
 impl Roster {
+    /// Whether a follower is registered and not dropped: a reload must not remove the instance
+    /// under it.
+    pub(crate) fn has_followers(&self) -> bool {
+        !self.reports.borrow().done.is_empty()
+    }
+
     /// A new follower of the instance; MASTER changes from now on wait for it.
     pub(crate) fn follower(&self) -> Follower {
         let mut id = 0;

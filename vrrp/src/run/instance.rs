@@ -34,7 +34,35 @@ pub(crate) struct Inputs {
     pub(crate) scripts_pending: watch::Receiver<bool>,
     /// The instance's config after a reload changed it ([`super::Vrrp::adjust`]).
     pub(crate) retune: watch::Receiver<InstanceConfig>,
+    /// Leave the election: a master says goodbye and removes its VIPs, `notify_stop` runs.
     pub(crate) shutdown: CancellationToken,
+    /// End without leaving the election, handing what goes on to a rebuilt VRRP ([`Carried`]).
+    pub(crate) hand_over: CancellationToken,
+    /// Where the run a reload ended left the instance: it resumes there instead of starting.
+    pub(crate) resume: Option<Resume>,
+}
+
+/// What an instance hands over to its successor when a reload rebuilds VRRP
+/// ([`super::Vrrp::reload`]): where it is in the election, and what must outlive it.
+#[derive(Debug)]
+pub(crate) struct Carried {
+    pub(crate) resume: Resume,
+    /// Its followers (volumes) go on following the successor.
+    pub(crate) leader: Leader,
+    /// Scripts still queued run before the successor's, in order.
+    pub(crate) notifier: Notifier,
+}
+
+/// Where an instance was when it handed over.
+#[derive(Debug)]
+pub(crate) struct Resume {
+    pub(crate) state: State,
+    /// What it published: why and since when it is in `state`, and the master it followed.
+    pub(crate) status: InstanceStatus,
+    /// The VIPs it had on the interface (as master).
+    pub(crate) held: Vec<IpNet>,
+    /// See [`Instance::kept_vips`].
+    pub(crate) kept_vips: Vec<IpNet>,
 }
 
 /// One running instance.
@@ -73,23 +101,12 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
-    pub(crate) async fn run(mut self, mut inputs: Inputs) {
-        let vips = self.config.virtual_ips.clone();
-        self.find_kept_vips(&vips).await;
-        if self.fsm.config().is_owner() {
-            // An owner takes the VIPs the moment it starts: not before its scripts have said
-            // whether it may, or it would take them and give them back. At most one
-            // Master_Down_Interval, as keepalived's owner starts as a backup while its scripts
-            // have not answered (`num_script_init`) and takes over when that timer fires.
-            let limit = self.fsm.master_down_interval();
-            tokio::select! {
-                () = inputs.shutdown.cancelled() => {}
-                _ = tokio::time::timeout(limit, inputs.scripts_pending.wait_for(|p| !p)) => {}
-            }
+    /// Runs until shut down (then `None`) or handed over (then what goes on).
+    pub(crate) async fn run(mut self, mut inputs: Inputs) -> Option<Carried> {
+        match inputs.resume.take() {
+            Some(resume) => self.resume(resume, &mut inputs).await,
+            None => self.start(&mut inputs).await,
         }
-        let tracked = *inputs.tracking.borrow_and_update();
-        self.apply_tracking(tracked).await;
-        self.handle(Event::Startup).await;
         // Siblings that got ahead while this instance started (one already MASTER) are followed
         // at once, not only on their next change.
         let mut group = Group::new(inputs.siblings.len());
@@ -101,6 +118,7 @@ impl Instance {
             tokio::select! {
                 biased;
                 () = inputs.shutdown.cancelled() => break,
+                () = inputs.hand_over.cancelled() => return Some(self.carry()),
                 Some(accepted) = inputs.adverts.recv() => self.received(accepted).await,
                 Ok(()) = inputs.tracking.changed() => {
                     let tracked = *inputs.tracking.borrow_and_update();
@@ -121,6 +139,87 @@ impl Instance {
         self.handle(Event::Shutdown).await;
         // notify_stop must have run before the process exits.
         self.notifier.drain().await;
+        None
+    }
+
+    /// RFC 5798's Startup, once tracking has a first value.
+    async fn start(&mut self, inputs: &mut Inputs) {
+        let vips = self.config.virtual_ips.clone();
+        self.find_kept_vips(&vips).await;
+        if self.fsm.config().is_owner() {
+            // An owner takes the VIPs the moment it starts: not before its scripts have said
+            // whether it may, or it would take them and give them back. At most one
+            // Master_Down_Interval, as keepalived's owner starts as a backup while its scripts
+            // have not answered (`num_script_init`) and takes over when that timer fires.
+            let limit = self.fsm.master_down_interval();
+            tokio::select! {
+                () = inputs.shutdown.cancelled() => {}
+                _ = tokio::time::timeout(limit, inputs.scripts_pending.wait_for(|p| !p)) => {}
+            }
+        }
+        let tracked = *inputs.tracking.borrow_and_update();
+        self.apply_tracking(tracked).await;
+        self.handle(Event::Startup).await;
+    }
+
+    /// Takes up where the predecessor a reload ended left off ([`Fsm::resume`]): the same
+    /// state, published as it was, with no notify script and no event unless tracking now
+    /// moves it. A master takes off the VIPs its new config no longer lists, and puts the new
+    /// list on and announces it.
+    async fn resume(&mut self, resume: Resume, inputs: &mut Inputs) {
+        self.kept_vips = resume.kept_vips;
+        let added: Vec<IpNet> = (self.config.virtual_ips.iter())
+            .filter(|vip| !resume.held.contains(vip))
+            .copied()
+            .collect();
+        self.find_kept_vips(&added).await;
+        let dropped: Vec<IpNet> = (resume.held.iter())
+            .filter(|vip| !self.config.virtual_ips.contains(vip))
+            .copied()
+            .collect();
+        self.remove_these(&dropped).await;
+        self.kept_vips.retain(|vip| !dropped.contains(vip));
+        // In Initialize the state machine only takes the priority and the fault in.
+        let tracked = *inputs.tracking.borrow_and_update();
+        self.apply_tracking(tracked).await;
+        let was = resume.status;
+        self.status.send_modify(|s| {
+            s.state = resume.state;
+            s.reason = was.reason;
+            s.since = was.since;
+            s.master = was.master;
+        });
+        self.follow_binding().await;
+        let now = self.clock(Instant::now());
+        let actions = self.fsm.resume(now, resume.state);
+        self.execute(actions).await;
+        self.publish_following();
+        tracing::info!(
+            instance = %self.config.name,
+            state = state_name(self.fsm.state()),
+            priority = self.fsm.priority(),
+            "VRRP instance carried over a reload"
+        );
+    }
+
+    /// What goes on in the successor (see [`Carried`]).
+    fn carry(self) -> Carried {
+        let state = self.fsm.state();
+        let held = if state == State::Master {
+            self.config.virtual_ips.clone()
+        } else {
+            Vec::new()
+        };
+        Carried {
+            resume: Resume {
+                state,
+                status: self.status.borrow().clone(),
+                held,
+                kept_vips: self.kept_vips,
+            },
+            leader: self.leader,
+            notifier: self.notifier,
+        }
     }
 
     async fn received(&mut self, accepted: Accepted) {
@@ -139,7 +238,7 @@ impl Instance {
     }
 
     /// A reload changed the config in what may change in place (see
-    /// [`crate::config::needs_restart`]). The state stays. A master puts the VIPs added on the
+    /// [`crate::config::needs_rebuild`]). The state stays. A master puts the VIPs added on the
     /// interface and announces them, and takes off those removed; a new base priority reaches
     /// the state machine through tracking, which adds the tracked weights to it, and a master
     /// advertises it at once.

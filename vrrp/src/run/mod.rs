@@ -16,6 +16,7 @@
 //! - `instance`: the instance task.
 //! - `binding`: each interface's socket, opened again when the interface is made again.
 //! - `follower`: followers of an instance, and the order they keep with its notify scripts.
+//! - `rebuild`: a reload that builds VRRP again, the instances resuming their states.
 //! - `receiver`: the task reading each socket and routing its adverts by VRID.
 //! - `tracking`: tracking inputs folded into an effective priority or FAULT.
 //! - `template`: the advert an instance sends.
@@ -26,6 +27,7 @@ mod follower;
 mod instance;
 mod metrics;
 mod mismatch;
+mod rebuild;
 mod receiver;
 mod status;
 mod template;
@@ -36,21 +38,23 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use follower::{FOLLOWERS_TIMEOUT, Follower, Transition};
+pub use rebuild::Reloaded;
 pub use status::{CounterSnapshot, InstanceStatus, reason_name, state_name};
 
 use self::binding::{Binding, Bound, Reopen};
 use self::follower::{Leader, Roster};
-use self::instance::{Inputs, Instance};
+use self::instance::{Carried, Inputs, Instance};
 use self::receiver::Route;
 use self::status::Counters;
 use self::tracking::{Member, Source};
-use crate::config::{InstanceConfig, ScriptCheck, VrrpConfig};
+use crate::config::{InstanceConfig, ScriptCheck, ScriptConfig, VrrpConfig};
 use crate::fsm::{Fsm, Reason, State};
 use crate::net::{AdvertSocket, Netlink};
 use crate::notify::Notifier;
@@ -58,7 +62,7 @@ use crate::packet::{ChecksumMode, DropCounters, Expected, Family};
 use crate::track::{ScriptHealth, spawn_script};
 
 /// What the rest of the appliance gives VRRP.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Options {
     /// "The local proxy is healthy", for scripts with `builtin = "proxy"`. Without it such a
     /// script fails: nothing says the proxy is healthy.
@@ -113,15 +117,66 @@ pub enum StartError {
 /// The running instances. See the module documentation.
 #[derive(Debug)]
 pub struct Vrrp {
-    instances: Vec<JoinHandle<()>>,
+    /// In name order.
+    slots: Vec<Slot>,
     readers: Vec<JoinHandle<()>>,
-    /// Where a reload sends each instance its new config ([`Vrrp::adjust`]), in name order.
-    retunes: Vec<watch::Sender<InstanceConfig>>,
     /// What each socket's reader accepts, by interface and family.
     expectations: Vec<Expectations>,
     status: StatusHandle,
     events: broadcast::Sender<VrrpEvent>,
+    /// Every instance's `stop` is a child of it.
     shutdown: CancellationToken,
+    /// Ends every instance without leaving the election, for a rebuild ([`Vrrp::reload`]).
+    hand_over: CancellationToken,
+    /// What a rebuild reuses: the script checkers (their verdicts stand), each socket's drop
+    /// counters, and the options VRRP was started with.
+    scripts: Scripts,
+    dropped: BTreeMap<(String, Family), Arc<DropCounters>>,
+    options: Options,
+}
+
+/// One instance's handles, beside its task.
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    /// What names the instance on the wire and in the kernel; see [`identity`].
+    identity: Identity,
+    /// Where a reload sends the instance its new config ([`Vrrp::adjust`]).
+    retune: watch::Sender<InstanceConfig>,
+    /// Shuts this instance alone down (a reload that removes it).
+    stop: CancellationToken,
+    counters: Arc<Counters>,
+    /// Hands out followers, and says whether there are any.
+    roster: Roster,
+    /// `None` until started.
+    task: Option<JoinHandle<Option<Carried>>>,
+}
+
+/// The interface, VRID and address family of an instance: an instance that keeps them through
+/// a rebuild keeps its state, one that changes any of them leaves the election and starts
+/// again.
+type Identity = (String, u8, Family);
+
+fn identity(instance: &InstanceConfig) -> Identity {
+    (
+        instance.interface.clone(),
+        instance.fsm.vrid(),
+        instance.family,
+    )
+}
+
+/// The running script checkers by script name, with the config each runs.
+type Scripts = BTreeMap<String, (ScriptConfig, watch::Receiver<ScriptHealth>)>;
+
+/// What a rebuild hands the VRRP it prepares (nothing for a first start).
+#[derive(Debug, Default)]
+struct Previous {
+    /// Checkers whose script is unchanged.
+    scripts: Scripts,
+    dropped: BTreeMap<(String, Family), Arc<DropCounters>>,
+    /// The counters of the instances that keep their identity.
+    counters: BTreeMap<String, Arc<Counters>>,
+    events: Option<broadcast::Sender<VrrpEvent>>,
 }
 
 /// VRRP with its sockets open and its instances built but not yet running, from
@@ -131,14 +186,16 @@ pub struct Vrrp {
 pub struct Prepared {
     /// Each instance's task and what it listens to, in name order.
     instances: Vec<(Instance, Inputs)>,
-    retunes: Vec<watch::Sender<InstanceConfig>>,
+    slots: Vec<Slot>,
     sockets: Vec<Shared>,
     checksum: ChecksumMode,
-    status: StatusHandle,
+    status: Published,
     events: broadcast::Sender<VrrpEvent>,
-    /// Each instance's followers, by instance name.
-    rosters: BTreeMap<String, Roster>,
     shutdown: CancellationToken,
+    hand_over: CancellationToken,
+    scripts: Scripts,
+    dropped: BTreeMap<(String, Family), Arc<DropCounters>>,
+    options: Options,
 }
 
 impl Prepared {
@@ -159,9 +216,19 @@ impl Vrrp {
     /// Resolves every instance of `config` and opens its sockets, on the current tokio runtime,
     /// without starting any instance (the tracking checkers and watchers do start).
     pub async fn prepare(config: &VrrpConfig, options: Options) -> Result<Prepared, StartError> {
+        Vrrp::prepare_with(config, options, Previous::default()).await
+    }
+
+    /// [`Vrrp::prepare`], reusing what `previous` hands over.
+    async fn prepare_with(
+        config: &VrrpConfig,
+        options: Options,
+        mut previous: Previous,
+    ) -> Result<Prepared, StartError> {
         let netlink = Arc::new(Netlink::new().map_err(StartError::Netlink)?);
         let shutdown = CancellationToken::new();
-        let (events, _) = broadcast::channel(64);
+        let hand_over = CancellationToken::new();
+        let events = (previous.events.take()).unwrap_or_else(|| broadcast::channel(64).0);
 
         let mut resolved = Vec::with_capacity(config.instances.len());
         for instance in &config.instances {
@@ -193,6 +260,8 @@ impl Vrrp {
         let mut usable: BTreeMap<&str, watch::Receiver<bool>> = BTreeMap::new();
         for (instance, link, local, template) in &resolved {
             let key = (instance.interface.clone(), instance.family);
+            let dropped = (previous.dropped.get(&key).cloned())
+                .unwrap_or_else(|| Arc::new(DropCounters::new()));
             let shared = match sockets.entry(key) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
@@ -223,7 +292,7 @@ impl Vrrp {
                         local: *local,
                         routes: Vec::new(),
                         expected: Vec::new(),
-                        dropped: Arc::new(DropCounters::new()),
+                        dropped,
                     })
                 }
             };
@@ -241,13 +310,13 @@ impl Vrrp {
             usable.insert(instance.name.as_str(), shared.binding.usable.clone());
         }
 
-        let members = tracking_members(config, &netlink, &options, &usable).await;
+        let mut scripts = std::mem::take(&mut previous.scripts);
+        let members = tracking_members(config, &netlink, &options, &usable, &mut scripts).await;
         let epoch = Instant::now();
         let mut tasks = Vec::with_capacity(resolved.len());
         let mut statuses = Vec::with_capacity(resolved.len());
         let mut all_counters = Vec::with_capacity(resolved.len());
-        let mut rosters = BTreeMap::new();
-        let mut retunes = Vec::with_capacity(resolved.len());
+        let mut slots = Vec::with_capacity(resolved.len());
         for ((instance, link, local, template), (bound, dropped, adverts)) in
             resolved.into_iter().zip(advert_queues)
         {
@@ -266,13 +335,22 @@ impl Vrrp {
             let (base, base_rx) = watch::channel(instance.fsm.priority());
             let tracking = tracking::spawn_tracking(own, siblings, base_rx);
             let (retune, retune_rx) = watch::channel(instance.clone());
-            retunes.push(retune);
             let announcer = instance::announcer(&link, &instance.name);
             let socket = Arc::clone(&bound.borrow().socket);
-            let counters = Arc::new(Counters::new(dropped));
+            let counters = (previous.counters.remove(&instance.name))
+                .unwrap_or_else(|| Arc::new(Counters::new(dropped)));
             let (status, status_rx) = watch::channel(initial_status(instance, &fsm));
             let (leader, roster) = Leader::new(instance.name.clone(), follower::FOLLOWERS_TIMEOUT);
-            rosters.insert(instance.name.clone(), roster);
+            let stop = shutdown.child_token();
+            slots.push(Slot {
+                name: instance.name.clone(),
+                identity: identity(instance),
+                retune,
+                stop: stop.clone(),
+                counters: Arc::clone(&counters),
+                roster,
+                task: None,
+            });
             let task = Instance {
                 config: instance.clone(),
                 fsm,
@@ -304,7 +382,9 @@ impl Vrrp {
                 siblings: Vec::new(),
                 scripts_pending: tracking.pending,
                 retune: retune_rx,
-                shutdown: shutdown.clone(),
+                shutdown: stop,
+                hand_over: hand_over.clone(),
+                resume: None,
             };
             tasks.push((task, inputs));
             statuses.push(status_rx);
@@ -321,18 +401,24 @@ impl Vrrp {
                 .collect();
         }
 
+        let dropped = (sockets.iter())
+            .map(|(key, shared)| (key.clone(), Arc::clone(&shared.dropped)))
+            .collect();
         Ok(Prepared {
             instances: tasks,
-            retunes,
+            slots,
             sockets: sockets.into_values().collect(),
             checksum: config.checksum,
-            status: StatusHandle {
-                statuses: statuses.into(),
-                counters: all_counters.into(),
+            status: Published {
+                statuses,
+                counters: all_counters,
             },
             events,
-            rosters,
             shutdown,
+            hand_over,
+            scripts,
+            dropped,
+            options,
         })
     }
 
@@ -359,10 +445,10 @@ impl Vrrp {
 
     /// Applies a reloaded `new` to the running instances in place, keeping their states, when it
     /// differs from `running` (what they run on) only in what
-    /// [`needs_restart`](crate::config::needs_restart) lets through. Otherwise nothing changes,
-    /// and the error is the key of the first change that needs a restart.
+    /// [`needs_rebuild`](crate::config::needs_rebuild) lets through. Otherwise nothing changes,
+    /// and the error is the key of the first change that needs a rebuild ([`Vrrp::reload`]).
     pub fn adjust(&self, running: &VrrpConfig, new: &VrrpConfig) -> Result<(), String> {
-        if let Some(key) = crate::config::needs_restart(running, new) {
+        if let Some(key) = crate::config::needs_rebuild(running, new) {
             return Err(key);
         }
         // Every advert first: nothing changes unless all of them can be built.
@@ -382,8 +468,8 @@ impl Vrrp {
                 .expected
                 .send_if_modified(|old| replace_changed(old, expected));
         }
-        for (retune, instance) in self.retunes.iter().zip(&new.instances) {
-            retune.send_if_modified(|old| replace_changed(old, instance.clone()));
+        for (slot, instance) in self.slots.iter().zip(&new.instances) {
+            (slot.retune).send_if_modified(|old| replace_changed(old, instance.clone()));
         }
         Ok(())
     }
@@ -392,7 +478,7 @@ impl Vrrp {
     /// waits for them.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        for task in std::mem::take(&mut self.instances) {
+        for task in self.slots.iter_mut().filter_map(|slot| slot.task.take()) {
             if let Err(error) = task.await {
                 tracing::error!(%error, "VRRP instance task failed");
             }
@@ -411,11 +497,22 @@ impl Prepared {
     /// [`Transition::notified`] before it undoes what it did. The instance is not running yet,
     /// so every change it makes, its first MASTER included, waits for the follower.
     pub fn follower(&self, instance: &str) -> Option<Follower> {
-        self.rosters.get(instance).map(Roster::follower)
+        (self.slots.iter())
+            .find(|slot| slot.name == instance)
+            .map(|slot| slot.roster.follower())
     }
 
     /// Starts the socket readers and the instances, on the current tokio runtime.
     pub fn start(self) -> Vrrp {
+        let status = StatusHandle::new(Published::default());
+        self.launch(status)
+    }
+
+    /// [`Prepared::start`], publishing the instances to `status`.
+    fn launch(mut self, status: StatusHandle) -> Vrrp {
+        status
+            .published
+            .store(Arc::new(std::mem::take(&mut self.status)));
         let mut expectations = Vec::with_capacity(self.sockets.len());
         let readers = self
             .sockets
@@ -438,19 +535,20 @@ impl Prepared {
                 )
             })
             .collect();
-        let instances = self
-            .instances
-            .into_iter()
-            .map(|(task, inputs)| tokio::spawn(task.run(inputs)))
-            .collect();
+        for ((task, inputs), slot) in self.instances.into_iter().zip(&mut self.slots) {
+            slot.task = Some(tokio::spawn(task.run(inputs)));
+        }
         Vrrp {
-            instances,
+            slots: self.slots,
             readers,
-            retunes: self.retunes,
             expectations,
-            status: self.status,
+            status,
             events: self.events,
             shutdown: self.shutdown,
+            hand_over: self.hand_over,
+            scripts: self.scripts,
+            dropped: self.dropped,
+            options: self.options,
         }
     }
 }
@@ -464,19 +562,33 @@ impl Drop for Vrrp {
     }
 }
 
-/// Reads the instances' status; see [`Vrrp::status_handle`].
+/// Reads the instances' status; see [`Vrrp::status_handle`]. A reload that rebuilds VRRP
+/// ([`Vrrp::reload`]) publishes its instances to the same handle, so its readers (the control
+/// socket, the stats page, the metrics) follow.
 #[derive(Debug, Clone)]
 pub struct StatusHandle {
-    statuses: Arc<[watch::Receiver<InstanceStatus>]>,
-    counters: Arc<[Arc<Counters>]>,
+    published: Arc<ArcSwap<Published>>,
+}
+
+/// The instances a [`StatusHandle`] reads, in name order.
+#[derive(Debug, Default)]
+struct Published {
+    statuses: Vec<watch::Receiver<InstanceStatus>>,
+    counters: Vec<Arc<Counters>>,
 }
 
 impl StatusHandle {
+    fn new(published: Published) -> StatusHandle {
+        StatusHandle {
+            published: Arc::new(ArcSwap::from_pointee(published)),
+        }
+    }
+
     /// Every instance now, in name order.
     pub fn instances(&self) -> Vec<InstanceStatus> {
-        self.statuses
-            .iter()
-            .zip(self.counters.iter())
+        let published = self.published.load();
+        (published.statuses.iter())
+            .zip(&published.counters)
             .map(|(status, counters)| {
                 let mut status = status.borrow().clone();
                 status.counters = counters.snapshot();
@@ -488,9 +600,10 @@ impl StatusHandle {
     /// The drop counters of each socket (one per interface and family), with the interface's
     /// name: instances on one socket share them, so they are counted once here.
     pub(crate) fn dropped(&self) -> Vec<(String, Vec<(&'static str, u64)>)> {
+        let published = self.published.load();
         let mut seen: Vec<&Arc<DropCounters>> = Vec::new();
         let mut out = Vec::new();
-        for (status, counters) in self.statuses.iter().zip(self.counters.iter()) {
+        for (status, counters) in published.statuses.iter().zip(&published.counters) {
             if seen.iter().any(|s| Arc::ptr_eq(s, &counters.dropped)) {
                 continue;
             }
@@ -556,8 +669,8 @@ async fn tracking_members(
     netlink: &Netlink,
     options: &Options,
     usable: &BTreeMap<&str, watch::Receiver<bool>>,
+    scripts: &mut Scripts,
 ) -> BTreeMap<String, Member> {
-    let mut scripts: BTreeMap<&str, watch::Receiver<ScriptHealth>> = BTreeMap::new();
     let mut links: BTreeMap<&str, watch::Receiver<bool>> = BTreeMap::new();
     // One wait for the first state per binding, however many instances share it.
     let mut seen: Vec<watch::Receiver<bool>> = Vec::new();
@@ -569,16 +682,14 @@ async fn tracking_members(
             let Some(script) = config.script(name) else {
                 continue;
             };
-            let health = scripts
-                .entry(name)
-                .or_insert_with(|| {
-                    let builtin = match script.check {
-                        ScriptCheck::Builtin(_) => options.proxy_health.clone(),
-                        ScriptCheck::Command(_) => None,
-                    };
-                    spawn_script(script.clone(), builtin)
-                })
-                .clone();
+            let (_, health) = scripts.entry(name.clone()).or_insert_with(|| {
+                let builtin = match script.check {
+                    ScriptCheck::Builtin(_) => options.proxy_health.clone(),
+                    ScriptCheck::Command(_) => None,
+                };
+                (script.clone(), spawn_script(script.clone(), builtin))
+            });
+            let health = health.clone();
             sources.push(Source::Script {
                 weight: script.weight,
                 health,
@@ -677,3 +788,7 @@ mod start_tests;
 #[cfg(test)]
 #[path = "adjust_tests.rs"]
 mod adjust_tests;
+
+#[cfg(test)]
+#[path = "rebuild_tests.rs"]
+mod rebuild_tests;

@@ -2,7 +2,8 @@
 //! of timed inputs and checks the exact actions each one produces, and is commented
 //! `// Input: ... // Output: ...`. Times are `us(..)` or `ms(..)` since the epoch of the test.
 //!
-//! - `startup`, `master`, `backup`, `v3`, `fault`, `priority`: the rules, one file per concern.
+//! - `startup`, `master`, `backup`, `v3`, `fault`, `priority`, `resume`: the rules, one file per
+//!   concern.
 //! - `sim`: routers on a simulated link; `pair`: two of them, with the convergence property.
 //! - `walk`: arbitrary event sequences against the invariants.
 
@@ -14,6 +15,7 @@ mod group;
 mod master;
 mod pair;
 mod priority;
+mod resume;
 mod sim;
 mod startup;
 mod v3;

@@ -1,0 +1,140 @@
+//! A reload (SIGHUP) that changes what running instances cannot take in place: an instance
+//! added or removed, its interface, VRID, interval, authentication, peers or tracking, the
+//! scripts, the sync groups. VRRP is built again from the new config, as keepalived rebuilds
+//! its instances on a reload, and each instance that keeps its name, interface, VRID and
+//! address family carries its state over: a master stays master (it sends no priority 0 and
+//! keeps its VIPs), a backup stays backup, with no notify script and no event, and its
+//! followers (volumes), its queued notify scripts and its counters go on.
+//!
+//! The order makes a failed rebuild harmless and keeps an address on one instance at a time:
+//! 1. the new VRRP is prepared (interfaces resolved, sockets opened, the scripts' checkers
+//!    reused where unchanged): if that fails, nothing has changed and the error says why;
+//! 2. the instances that go (removed, or changed in identity) leave the election as at a stop:
+//!    a master says goodbye with priority 0 and takes its VIPs off;
+//! 3. the others hand over and the new VRRP starts, resuming them where they were.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::follower::Roster;
+use super::instance::Carried;
+use super::{Prepared, Previous, Slot, Vrrp, identity};
+use crate::config::VrrpConfig;
+
+/// How long a rebuild waits for a removed instance to have left the election (a priority-0
+/// advert and its VIPs removed take milliseconds). Its `notify_stop` may run longer, and goes on
+/// after the rebuild.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How a reload was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    /// Every change could be applied to the running instances ([`Vrrp::adjust`]).
+    InPlace,
+    /// VRRP was built again, the instances that kept their identity resuming their state.
+    Rebuilt,
+}
+
+impl Vrrp {
+    /// Applies a reloaded `new` to VRRP running on `running`: in place when the changes allow
+    /// it ([`Vrrp::adjust`]), otherwise by building VRRP again (see the module documentation).
+    /// On an error nothing has changed, and it says why: an interface that does not exist, say,
+    /// or an instance a volume follows that the new config removes.
+    pub async fn reload(
+        &mut self,
+        running: &VrrpConfig,
+        new: &VrrpConfig,
+    ) -> Result<Reloaded, String> {
+        if crate::config::needs_rebuild(running, new).is_none() {
+            self.adjust(running, new)?;
+            return Ok(Reloaded::InPlace);
+        }
+        self.rebuild(new).await?;
+        Ok(Reloaded::Rebuilt)
+    }
+
+    async fn rebuild(&mut self, new: &VrrpConfig) -> Result<(), String> {
+        let kept = |slot: &Slot| {
+            new.instance(&slot.name)
+                .is_some_and(|instance| identity(instance) == slot.identity)
+        };
+        // A volume's promotion follows the instance: it cannot be taken from under it.
+        if let Some(slot) =
+            (self.slots.iter()).find(|slot| !kept(slot) && slot.roster.has_followers())
+        {
+            return Err(format!(
+                "vrrp.instance.{} (a volume follows it: removing it or changing its interface, VRID or address family needs a restart)",
+                slot.name
+            ));
+        }
+        let previous = Previous {
+            scripts: (self.scripts.iter())
+                .filter(|(name, (config, _))| new.script(name) == Some(config))
+                .map(|(name, script)| (name.clone(), script.clone()))
+                .collect(),
+            dropped: self.dropped.clone(),
+            counters: (self.slots.iter())
+                .filter(|slot| kept(slot))
+                .map(|slot| (slot.name.clone(), slot.counters.clone()))
+                .collect(),
+            events: Some(self.events.clone()),
+        };
+        let mut prepared = Vrrp::prepare_with(new, self.options.clone(), previous)
+            .await
+            .map_err(|error| error.to_string())?;
+
+        let (staying, leaving): (Vec<Slot>, Vec<Slot>) =
+            std::mem::take(&mut self.slots).into_iter().partition(kept);
+        for mut slot in leaving {
+            slot.stop.cancel();
+            if let Some(task) = slot.task.take()
+                && tokio::time::timeout(LEAVE_TIMEOUT, task).await.is_err()
+            {
+                tracing::warn!(instance = %slot.name, "VRRP instance still stopping (its notify_stop runs on)");
+            }
+            tracing::info!(instance = %slot.name, "VRRP instance removed by a reload");
+        }
+        self.hand_over.cancel();
+        let mut carried = BTreeMap::new();
+        for mut slot in staying {
+            let Some(task) = slot.task.take() else {
+                continue;
+            };
+            match task.await {
+                Ok(Some(carry)) => {
+                    carried.insert(slot.name.clone(), (carry, slot.roster));
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(instance = %slot.name, %error, "VRRP instance task failed; it starts afresh");
+                }
+            }
+        }
+        for reader in self.readers.drain(..) {
+            reader.abort();
+        }
+        prepared.carry_over(carried);
+        let next = prepared.launch(self.status.clone());
+        // The old VRRP has nothing left running: dropping it ends its sockets and bindings.
+        drop(std::mem::replace(self, next));
+        Ok(())
+    }
+}
+
+impl Prepared {
+    /// Gives each prepared instance that `carried` holds its predecessor's followers and
+    /// notify queue (with the new config's scripts), and where to resume.
+    fn carry_over(&mut self, mut carried: BTreeMap<String, (Carried, Roster)>) {
+        for ((task, inputs), slot) in self.instances.iter_mut().zip(&mut self.slots) {
+            let Some((carry, roster)) = carried.remove(&slot.name) else {
+                continue;
+            };
+            let mut notifier = carry.notifier;
+            notifier.set_notify(task.config.notify.clone());
+            task.notifier = notifier;
+            task.leader = carry.leader;
+            slot.roster = roster;
+            inputs.resume = Some(carry.resume);
+        }
+    }
+}

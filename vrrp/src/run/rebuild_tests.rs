@@ -1,0 +1,199 @@
+//! A reload that rebuilds VRRP ([`Vrrp::reload`]) against a real kernel: instances added and
+//! removed while a master that stays keeps its state, its VIP, its followers and its counters,
+//! and runs no notify script again. Needs root, as `start_tests`, and prints "skipped" without.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::start_tests::{enter_with_veth_pair, parse, start};
+use super::*;
+use crate::net::Netlink;
+use crate::testing::logged_lines;
+
+/// A VRRPv3 `[vrrp]` on `interface` with 100 ms adverts. `instances` are `(name, VRID,
+/// priority, VIP)`; each logs `NAME master` to `log` on MASTER.
+fn config(interface: &str, log: &Path, instances: &[(&str, u8, u8, &str)]) -> VrrpConfig {
+    let mut text = format!("[vrrp]\ninterface = \"{interface}\"\nversion = 3\n");
+    for (name, vrid, priority, vip) in instances {
+        text.push_str(&format!(
+            "\n[vrrp.instance.{name}]\nvirtual_router_id = {vrid}\npriority = {priority}\n\
+             advert_interval = \"100ms\"\nvirtual_ips = [\"{vip}/32\"]\n\
+             notify_master = \"echo '{name} master' >> '{}'\"\n",
+            log.display()
+        ));
+    }
+    parse(&text)
+}
+
+/// The status of `name` in `vrrp`.
+fn instance(vrrp: &Vrrp, name: &str) -> Option<InstanceStatus> {
+    vrrp.status().into_iter().find(|s| s.name == name)
+}
+
+/// Waits (at most 5 s) until `check` holds for instance `name` of `vrrp`.
+async fn wait_for(vrrp: &Vrrp, name: &str, what: &str, check: impl Fn(&InstanceStatus) -> bool) {
+    let reached = async {
+        while !instance(vrrp, name).is_some_and(|s| check(&s)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), reached)
+        .await
+        .unwrap_or_else(|_| panic!("{name} never {what}: {:?}", vrrp.status()));
+}
+
+/// Whether `interface` has `addr` now.
+async fn has(netlink: &Netlink, interface: &str, addr: &str) -> bool {
+    let link = netlink.link(interface).await.unwrap();
+    let addr: IpAddr = addr.parse().unwrap();
+    netlink.has_address(&link, addr).await.unwrap()
+}
+
+/// Plays a volume that acts at once on each change of its instance, until the instance is gone.
+async fn follow(mut follower: Follower) {
+    while let Some(transition) = follower.next().await {
+        follower.done(&transition);
+    }
+}
+
+fn is_master(s: &InstanceStatus) -> bool {
+    s.state == State::Master
+}
+
+// Input: A has VI_1 (VRID 53, priority 100, 10.0.0.100), MASTER, with a follower; B has VI_1 at
+// priority 50, BACKUP. A is reloaded with VI_1's interval changed (200 ms, which needs a
+// rebuild) and VI_2 added (VRID 54, 10.0.0.102); then with VI_1 removed.
+// Output: after the first reload A's VI_1 is still MASTER, became master once, ran
+// `notify_master` once, kept 10.0.0.100 and its advert count; B never took over; VI_2 became
+// MASTER with its VIP; a status handle taken before the reload shows both. The second reload
+// is refused while the follower holds VI_1; once it is dropped, VI_1 leaves with priority 0 and
+// B takes 10.0.0.100 at once, while VI_2 stays MASTER.
+#[test]
+fn a_rebuild_adds_and_removes_instances_and_a_master_that_stays_stays_master() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    // A and B share the namespace: B's side must take packets from an address of its own.
+    for conf in ["all", "vb"] {
+        std::fs::write(format!("/proc/sys/net/ipv4/conf/{conf}/accept_local"), "1").unwrap();
+    }
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let netlink = Netlink::new().unwrap();
+        let one = config("va", &log, &[("VI_1", 53, 100, "10.0.0.100")]);
+        let prepared = Vrrp::prepare(&one, Options::default()).await.unwrap();
+        let following = tokio::spawn(follow(prepared.follower("VI_1").unwrap()));
+        let mut a = prepared.start();
+        let b = start(&config(
+            "vb",
+            &dir.path().join("b"),
+            &[("VI_1", 53, 50, "10.0.0.100")],
+        ))
+        .await;
+        let handle = a.status_handle();
+        wait_for(&a, "VI_1", "MASTER", is_master).await;
+        wait_for(&b, "VI_1", "BACKUP hearing A", |s| s.master.is_some()).await;
+        wait_for(&a, "VI_1", "notified", |_| logged_lines(&log).len() == 1).await;
+        let sent_before = instance(&a, "VI_1").unwrap().counters.adverts_sent;
+
+        let two = two_instances(&log);
+        assert_eq!(a.reload(&one, &two).await, Ok(Reloaded::Rebuilt));
+        wait_for(&a, "VI_2", "MASTER", is_master).await;
+        assert!(has(&netlink, "va", "10.0.0.102").await);
+        // Ten of B's Master_Down_Intervals: B would have taken over had A fallen silent.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let vi_1 = instance(&a, "VI_1").unwrap();
+        assert_eq!(vi_1.state, State::Master, "{vi_1:?}");
+        assert_eq!(vi_1.counters.became_master, 1, "{vi_1:?}");
+        assert!(vi_1.counters.adverts_sent > sent_before, "{vi_1:?}");
+        assert!(has(&netlink, "va", "10.0.0.100").await);
+        let b_now = instance(&b, "VI_1").unwrap();
+        assert_eq!(b_now.state, State::Backup, "{b_now:?}");
+        assert_eq!(b_now.counters.became_master, 0, "{b_now:?}");
+        let mut notified = logged_lines(&log);
+        notified.sort();
+        assert_eq!(notified, ["VI_1 master", "VI_2 master"]);
+        let names: Vec<String> = handle.instances().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["VI_1", "VI_2"]);
+
+        let only_two = config("va", &log, &[("VI_2", 54, 100, "10.0.0.102")]);
+        let refused = a.reload(&two, &only_two).await.unwrap_err();
+        assert!(
+            refused.contains("vrrp.instance.VI_1 (a volume follows it"),
+            "{refused}"
+        );
+        assert!(instance(&a, "VI_1").is_some_and(|s| is_master(&s)));
+        // Still following across the first rebuild: it would have ended with the old instance.
+        assert!(!following.is_finished());
+        following.abort();
+        assert!(following.await.unwrap_err().is_cancelled());
+        assert_eq!(a.reload(&two, &only_two).await, Ok(Reloaded::Rebuilt));
+        // Priority 0 from VI_1: B takes over after its skew, well before Master_Down_Interval.
+        wait_for(&b, "VI_1", "MASTER", is_master).await;
+        assert!(!has(&netlink, "va", "10.0.0.100").await);
+        assert!(has(&netlink, "vb", "10.0.0.100").await);
+        let names: Vec<String> = handle.instances().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["VI_2"]);
+        let vi_2 = instance(&a, "VI_2").unwrap();
+        assert_eq!(
+            (vi_2.state, vi_2.counters.became_master),
+            (State::Master, 1)
+        );
+        a.stop().await;
+        b.stop().await;
+    });
+}
+
+/// A's config of the first reload: VI_1 at a 200 ms interval, and VI_2.
+fn two_instances(log: &Path) -> VrrpConfig {
+    let text = format!(
+        "[vrrp]\ninterface = \"va\"\nversion = 3\n\
+         [vrrp.instance.VI_1]\nvirtual_router_id = 53\npriority = 100\n\
+         advert_interval = \"200ms\"\nvirtual_ips = [\"10.0.0.100/32\"]\n\
+         notify_master = \"echo 'VI_1 master' >> '{log}'\"\n\
+         [vrrp.instance.VI_2]\nvirtual_router_id = 54\npriority = 100\n\
+         advert_interval = \"100ms\"\nvirtual_ips = [\"10.0.0.102/32\"]\n\
+         notify_master = \"echo 'VI_2 master' >> '{log}'\"\n",
+        log = log.display()
+    );
+    parse(&text)
+}
+
+// Input: a MASTER, then a reload adding an instance on an interface that does not exist.
+// Output: the reload fails naming the interface, and the instance runs on: still MASTER, its
+// advert count growing.
+#[test]
+fn a_rebuild_that_cannot_start_changes_nothing() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let one = config("va", &log, &[("VI_1", 53, 100, "10.0.0.100")]);
+        let mut vrrp = start(&one).await;
+        wait_for(&vrrp, "VI_1", "MASTER", is_master).await;
+        let text = format!(
+            "[vrrp]\ninterface = \"va\"\nversion = 3\n\
+             [vrrp.instance.VI_1]\nvirtual_router_id = 53\npriority = 100\n\
+             advert_interval = \"100ms\"\nvirtual_ips = [\"10.0.0.100/32\"]\n\
+             notify_master = \"echo 'VI_1 master' >> '{}'\"\n\
+             [vrrp.instance.VI_9]\ninterface = \"nope0\"\nvirtual_router_id = 59\n\
+             virtual_ips = [\"10.0.0.109/32\"]\n",
+            log.display()
+        );
+        let error = vrrp.reload(&one, &parse(&text)).await.unwrap_err();
+        assert!(error.contains("nope0"), "{error}");
+        let sent = instance(&vrrp, "VI_1").unwrap().counters.adverts_sent;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = instance(&vrrp, "VI_1").unwrap();
+        assert_eq!(now.state, State::Master);
+        assert!(now.counters.adverts_sent > sent, "{now:?}");
+        assert_eq!(vrrp.status().len(), 1);
+        vrrp.stop().await;
+    });
+}
