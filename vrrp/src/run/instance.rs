@@ -53,6 +53,23 @@ pub(crate) struct Carried {
     pub(crate) notifier: Notifier,
 }
 
+impl Resume {
+    /// Shows `status` (a successor's, not yet running) where the predecessor was, so that
+    /// readers never see it start over.
+    pub(crate) fn publish(&self, status: &watch::Sender<InstanceStatus>) {
+        let was = &self.status;
+        status.send_modify(|s| {
+            s.state = self.state;
+            s.reason = was.reason;
+            s.since = was.since;
+            s.master = was.master;
+            s.effective_priority = was.effective_priority;
+            s.faulted = was.faulted;
+            s.following = was.following;
+        });
+    }
+}
+
 /// Where an instance was when it handed over.
 #[derive(Debug)]
 pub(crate) struct Resume {
@@ -163,8 +180,8 @@ impl Instance {
     }
 
     /// Takes up where the predecessor a reload ended left off ([`Fsm::resume`]): the same
-    /// state, published as it was, with no notify script and no event unless tracking now
-    /// moves it. A master takes off the VIPs its new config no longer lists, and puts the new
+    /// state (published as it was from the start, see [`Resume::publish`]), with no notify
+    /// script and no event unless tracking now moves it. A master takes off the VIPs its new config no longer lists, and puts the new
     /// list on and announces it.
     async fn resume(&mut self, resume: Resume, inputs: &mut Inputs) {
         self.kept_vips = resume.kept_vips;
@@ -182,13 +199,6 @@ impl Instance {
         // In Initialize the state machine only takes the priority and the fault in.
         let tracked = *inputs.tracking.borrow_and_update();
         self.apply_tracking(tracked).await;
-        let was = resume.status;
-        self.status.send_modify(|s| {
-            s.state = resume.state;
-            s.reason = was.reason;
-            s.since = was.since;
-            s.master = was.master;
-        });
         self.follow_binding().await;
         let now = self.clock(Instant::now());
         let actions = self.fsm.resume(now, resume.state);

@@ -134,6 +134,7 @@ impl Prepared {
             task.notifier = notifier;
             task.leader = carry.leader;
             slot.roster = roster;
+            carry.resume.publish(&task.status);
             inputs.resume = Some(carry.resume);
         }
     }

@@ -197,3 +197,45 @@ fn a_rebuild_that_cannot_start_changes_nothing() {
         vrrp.stop().await;
     });
 }
+
+// Input: a MASTER tracking a script (weight +20, every 10 s) that logs each run, then a reload
+// adding an instance. Output: after the rebuild the script has still run once, and the
+// priority is still 120: the checker and its verdict were kept. (A new checker would run the
+// script again at once, the priority at 100 until its first verdict.)
+#[test]
+fn a_rebuild_keeps_an_unchanged_scripts_checker_and_verdict() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let text = |extra: &str| {
+            format!(
+                "[vrrp]\ninterface = \"va\"\nversion = 3\n\
+                 [vrrp.script.chk]\ncommand = \"echo run >> '{}'\"\ninterval = \"10s\"\nweight = 20\n\
+                 [vrrp.instance.VI_1]\nvirtual_router_id = 53\npriority = 100\n\
+                 advert_interval = \"100ms\"\nvirtual_ips = [\"10.0.0.100/32\"]\n\
+                 track_scripts = [\"chk\"]\n{extra}",
+                runs.display()
+            )
+        };
+        let one = parse(&text(""));
+        let mut vrrp = start(&one).await;
+        wait_for(&vrrp, "VI_1", "MASTER at 120", |s| {
+            is_master(s) && s.effective_priority == 120
+        })
+        .await;
+        let two = parse(&text(
+            "[vrrp.instance.VI_2]\nvirtual_router_id = 54\n\
+             virtual_ips = [\"10.0.0.102/32\"]\n",
+        ));
+        assert_eq!(vrrp.reload(&one, &two).await, Ok(Reloaded::Rebuilt));
+        assert_eq!(instance(&vrrp, "VI_1").unwrap().effective_priority, 120);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(logged_lines(&runs), ["run"]);
+        let vi_1 = instance(&vrrp, "VI_1").unwrap();
+        assert_eq!((vi_1.state, vi_1.effective_priority), (State::Master, 120));
+        vrrp.stop().await;
+    });
+}
