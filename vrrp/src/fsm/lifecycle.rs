@@ -1,7 +1,9 @@
 //! Leaving and entering the running states: startup (RFC 5798 §6.4.1), shutdown (§6.4.2 and
 //! §6.4.3), keepalived's FAULT, and effective priority changes from tracking.
 
-use super::{Action, Fsm, Reason, State, Time, priority};
+use std::time::Duration;
+
+use super::{Action, Fsm, Reason, State, Time, Version, priority};
 
 impl Fsm {
     pub(super) fn startup(&mut self, now: Time, out: &mut Vec<Action>) {
@@ -28,14 +30,25 @@ impl Fsm {
     /// advertises at once and puts its (maybe new) VIPs on again and announces them; a backup
     /// starts a fresh Master_Down_Timer; no state change is reported unless tracking now says
     /// otherwise (a fault that appeared or cleared, an address owner that must be master), and
-    /// then from `state`. Does nothing unless the machine is in Initialize; `Initialize` as
-    /// `state` is a plain startup.
-    pub fn resume(&mut self, now: Time, state: State) -> Vec<Action> {
+    /// then from `state`. A v3 backup keeps `master_adver_interval`, the interval of the master
+    /// it followed, so that its timer does not fire before that master's next advert. Does
+    /// nothing unless the machine is in Initialize; `Initialize` as `state` is a plain startup.
+    pub fn resume(
+        &mut self,
+        now: Time,
+        state: State,
+        master_adver_interval: Duration,
+    ) -> Vec<Action> {
         let mut out = Vec::new();
         if self.state != State::Initialize {
             return out;
         }
-        self.master_adver_interval = self.config.advert_interval();
+        self.master_adver_interval =
+            if state == State::Backup && self.config.version() == Version::V3 {
+                master_adver_interval
+            } else {
+                self.config.advert_interval()
+            };
         if state == State::Initialize {
             self.startup(now, &mut out);
             return out;

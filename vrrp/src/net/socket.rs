@@ -188,6 +188,12 @@ impl AdvertSocket {
         }
     }
 
+    /// Drops every packet queued on the socket, without waiting.
+    pub fn discard_queued(&self) {
+        let mut buffer = [0u8; RECV_BUFFER_LEN];
+        while self.socket.try_recv(&mut buffer).is_ok() {}
+    }
+
     /// One non-blocking `sendmsg`, the source and interface given with `IP_PKTINFO` /
     /// `IPV6_PKTINFO`.
     fn send_now(&self, message: &[u8], dst: IpAddr) -> io::Result<usize> {

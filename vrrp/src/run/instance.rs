@@ -47,10 +47,34 @@ pub(crate) struct Inputs {
 #[derive(Debug)]
 pub(crate) struct Carried {
     pub(crate) resume: Resume,
+    /// To take off the VIPs the new config drops before any successor puts its own on
+    /// ([`Carried::release`]).
+    netlink: Arc<Netlink>,
+    link: Link,
     /// Its followers (volumes) go on following the successor.
     pub(crate) leader: Leader,
     /// Scripts still queued run before the successor's, in order.
     pub(crate) notifier: Notifier,
+}
+
+impl Carried {
+    /// Takes off the VIPs this instance held that `vips` (its successor's list) drops, but not
+    /// the interface's own addresses. Done for every instance before any successor starts: a
+    /// VIP moving to another instance is then off before the other puts it on, never taken
+    /// off after (adding an address that is there already succeeds and changes nothing).
+    pub(crate) async fn release(&mut self, vips: &[IpNet]) {
+        let resume = &mut self.resume;
+        let dropped: Vec<IpNet> = (resume.held.iter())
+            .filter(|vip| !vips.contains(vip) && !resume.kept_vips.contains(vip))
+            .copied()
+            .collect();
+        for vip in &dropped {
+            if let Err(error) = self.netlink.remove_vip(&self.link, vip).await {
+                tracing::error!(instance = %resume.status.name, %vip, %error, "virtual IP not removed");
+            }
+        }
+        resume.held.retain(|vip| vips.contains(vip));
+    }
 }
 
 impl Resume {
@@ -78,6 +102,11 @@ pub(crate) struct Resume {
     pub(crate) status: InstanceStatus,
     /// The VIPs it had on the interface (as master).
     pub(crate) held: Vec<IpNet>,
+    /// Its config's VIPs, whatever its state: those the successor adds are looked up among the
+    /// interface's own addresses.
+    pub(crate) configured: Vec<IpNet>,
+    /// v3: the interval of the master a backup follows, for its Master_Down_Timer.
+    pub(crate) master_adver_interval: std::time::Duration,
     /// See [`Instance::kept_vips`].
     pub(crate) kept_vips: Vec<IpNet>,
 }
@@ -171,6 +200,9 @@ impl Instance {
             let limit = self.fsm.master_down_interval();
             tokio::select! {
                 () = inputs.shutdown.cancelled() => {}
+                // A rebuild meanwhile: the loop hands over at once, in Initialize, and the
+                // successor starts afresh.
+                () = inputs.hand_over.cancelled() => return,
                 _ = tokio::time::timeout(limit, inputs.scripts_pending.wait_for(|p| !p)) => {}
             }
         }
@@ -184,24 +216,23 @@ impl Instance {
     /// script and no event unless tracking now moves it. A master takes off the VIPs its new config no longer lists, and puts the new
     /// list on and announces it.
     async fn resume(&mut self, resume: Resume, inputs: &mut Inputs) {
+        // The predecessor took off what the new list drops ([`Carried::release`]).
         self.kept_vips = resume.kept_vips;
+        self.kept_vips
+            .retain(|vip| self.config.virtual_ips.contains(vip));
         let added: Vec<IpNet> = (self.config.virtual_ips.iter())
-            .filter(|vip| !resume.held.contains(vip))
+            .filter(|vip| !resume.configured.contains(vip))
             .copied()
             .collect();
         self.find_kept_vips(&added).await;
-        let dropped: Vec<IpNet> = (resume.held.iter())
-            .filter(|vip| !self.config.virtual_ips.contains(vip))
-            .copied()
-            .collect();
-        self.remove_these(&dropped).await;
-        self.kept_vips.retain(|vip| !dropped.contains(vip));
         // In Initialize the state machine only takes the priority and the fault in.
         let tracked = *inputs.tracking.borrow_and_update();
         self.apply_tracking(tracked).await;
         self.follow_binding().await;
         let now = self.clock(Instant::now());
-        let actions = self.fsm.resume(now, resume.state);
+        let actions = self
+            .fsm
+            .resume(now, resume.state, resume.master_adver_interval);
         self.execute(actions).await;
         self.publish_following();
         tracing::info!(
@@ -225,8 +256,12 @@ impl Instance {
                 state,
                 status: self.status.borrow().clone(),
                 held,
+                configured: self.config.virtual_ips.clone(),
+                master_adver_interval: self.fsm.master_adver_interval(),
                 kept_vips: self.kept_vips,
             },
+            netlink: self.netlink,
+            link: self.link,
             leader: self.leader,
             notifier: self.notifier,
         }

@@ -682,13 +682,15 @@ async fn tracking_members(
             let Some(script) = config.script(name) else {
                 continue;
             };
-            let (_, health) = scripts.entry(name.clone()).or_insert_with(|| {
+            let (config, health) = scripts.entry(name.clone()).or_insert_with(|| {
                 let builtin = match script.check {
                     ScriptCheck::Builtin(_) => options.proxy_health.clone(),
                     ScriptCheck::Command(_) => None,
                 };
                 (script.clone(), spawn_script(script.clone(), builtin))
             });
+            // A checker kept by a rebuild runs the same check; its weight may be new.
+            config.clone_from(script);
             let health = health.clone();
             sources.push(Source::Script {
                 weight: script.weight,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::follower::Roster;
 use super::instance::Carried;
 use super::{Prepared, Previous, Slot, Vrrp, identity};
-use crate::config::VrrpConfig;
+use crate::config::{ScriptConfig, VrrpConfig};
 
 /// How long a rebuild waits for a removed instance to have left the election (a priority-0
 /// advert and its VIPs removed take milliseconds). Its `notify_stop` may run longer, and goes on
@@ -69,7 +69,7 @@ impl Vrrp {
         }
         let previous = Previous {
             scripts: (self.scripts.iter())
-                .filter(|(name, (config, _))| new.script(name) == Some(config))
+                .filter(|(name, (config, _))| same_check(new, name, config))
                 .map(|(name, script)| (name.clone(), script.clone()))
                 .collect(),
             dropped: self.dropped.clone(),
@@ -85,10 +85,14 @@ impl Vrrp {
 
         let (staying, leaving): (Vec<Slot>, Vec<Slot>) =
             std::mem::take(&mut self.slots).into_iter().partition(kept);
-        for mut slot in leaving {
+        // All of them at once, then one bound for all.
+        for slot in &leaving {
             slot.stop.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + LEAVE_TIMEOUT;
+        for mut slot in leaving {
             if let Some(task) = slot.task.take()
-                && tokio::time::timeout(LEAVE_TIMEOUT, task).await.is_err()
+                && tokio::time::timeout_at(deadline, task).await.is_err()
             {
                 tracing::warn!(instance = %slot.name, "VRRP instance still stopping (its notify_stop runs on)");
             }
@@ -106,13 +110,21 @@ impl Vrrp {
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    tracing::error!(instance = %slot.name, %error, "VRRP instance task failed; it starts afresh");
+                    tracing::error!(instance = %slot.name, %error, "VRRP instance task failed; it starts afresh, and a volume following it stops following");
                 }
             }
         }
         for reader in self.readers.drain(..) {
             reader.abort();
         }
+        // One after another, before any successor puts its VIPs on.
+        for (name, (carry, _)) in &mut carried {
+            let vips = new.instance(name).map_or(&[][..], |i| &i.virtual_ips[..]);
+            carry.release(vips).await;
+        }
+        // What the new sockets queued while VRRP was prepared is seconds old, and the old
+        // readers have handled it.
+        prepared.discard_queued();
         prepared.carry_over(carried);
         let next = prepared.launch(self.status.clone());
         // The old VRRP has nothing left running: dropping it ends its sockets and bindings.
@@ -121,7 +133,27 @@ impl Vrrp {
     }
 }
 
+/// Whether `new` has script `name` running the same check as `config`: only its weight may
+/// differ, which the checker does not use (the instances add it), so the verdict stands.
+fn same_check(new: &VrrpConfig, name: &str, config: &ScriptConfig) -> bool {
+    let tracked = (new.instances.iter()).any(|i| i.track_scripts.iter().any(|s| s == name));
+    new.script(name).is_some_and(|script| {
+        tracked
+            && ScriptConfig {
+                weight: config.weight,
+                ..script.clone()
+            } == *config
+    })
+}
+
 impl Prepared {
+    /// Drops the packets each socket has queued.
+    fn discard_queued(&self) {
+        for socket in &self.sockets {
+            socket.binding.bound.borrow().socket.discard_queued();
+        }
+    }
+
     /// Gives each prepared instance that `carried` holds its predecessor's followers and
     /// notify queue (with the new config's scripts), and where to resume.
     fn carry_over(&mut self, mut carried: BTreeMap<String, (Carried, Roster)>) {

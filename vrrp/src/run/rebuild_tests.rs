@@ -104,7 +104,8 @@ fn a_rebuild_adds_and_removes_instances_and_a_master_that_stays_stays_master() {
         assert_eq!(a.reload(&one, &two).await, Ok(Reloaded::Rebuilt));
         wait_for(&a, "VI_2", "MASTER", is_master).await;
         assert!(has(&netlink, "va", "10.0.0.102").await);
-        // Ten of B's Master_Down_Intervals: B would have taken over had A fallen silent.
+        // More than B's Master_Down_Interval (0.76 s once it follows A's 200 ms adverts): B
+        // would have taken over had the rebuilt VI_1 started over as a backup.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let vi_1 = instance(&a, "VI_1").unwrap();
         assert_eq!(vi_1.state, State::Master, "{vi_1:?}");
@@ -236,6 +237,70 @@ fn a_rebuild_keeps_an_unchanged_scripts_checker_and_verdict() {
         assert_eq!(logged_lines(&runs), ["run"]);
         let vi_1 = instance(&vrrp, "VI_1").unwrap();
         assert_eq!((vi_1.state, vi_1.effective_priority), (State::Master, 120));
+        vrrp.stop().await;
+    });
+}
+
+// Input: VI_1 (10.0.0.100, 10.0.0.20-34, 10.0.0.103) and VI_2 (10.0.0.102), both MASTER with
+// no peer; five reloads move 10.0.0.20-34 and 10.0.0.103 to VI_2 and back (a VIP moving
+// between instances rebuilds VRRP). Output: after each, 10.0.0.103 is on `va` under the label
+// of the instance that now holds it, and both are still MASTER. (When each successor took
+// its predecessor's dropped VIPs off itself, VI_1's sixteen removals ran beside VI_2's adds,
+// and 10.0.0.103 came off after VI_2 had put it on again: on no node.)
+#[test]
+fn a_vip_moved_between_two_masters_by_a_rebuild_stays_on() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let netlink = Netlink::new().unwrap();
+        let text = |one: &str, two: &str| {
+            parse(&format!(
+                "[vrrp]\ninterface = \"va\"\nversion = 3\n\
+                 [vrrp.instance.VI_1]\nvirtual_router_id = 53\nadvert_interval = \"100ms\"\n\
+                 virtual_ips = [{one}]\n\
+                 [vrrp.instance.VI_2]\nvirtual_router_id = 54\nadvert_interval = \"100ms\"\n\
+                 virtual_ips = [{two}]\n"
+            ))
+        };
+        let moving: Vec<String> = (20..35)
+            .map(|i| format!("\"10.0.0.{i}/32\""))
+            .chain(["\"10.0.0.103/32\"".to_owned()])
+            .collect();
+        let moving = moving.join(", ");
+        let on_one = text(&format!("\"10.0.0.100/32\", {moving}"), "\"10.0.0.102/32\"");
+        let on_two = text("\"10.0.0.100/32\"", &format!("\"10.0.0.102/32\", {moving}"));
+        let mut vrrp = start(&on_one).await;
+        wait_for(&vrrp, "VI_1", "MASTER", is_master).await;
+        wait_for(&vrrp, "VI_2", "MASTER", is_master).await;
+        let mut running = on_one.clone();
+        for round in 0..5 {
+            let (next, label) = if round % 2 == 0 {
+                (on_two.clone(), "va:54")
+            } else {
+                (on_one.clone(), "va:53")
+            };
+            assert_eq!(vrrp.reload(&running, &next).await, Ok(Reloaded::Rebuilt));
+            running = next;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(
+                has(&netlink, "va", "10.0.0.103").await,
+                "round {round}: gone"
+            );
+            let shown = std::process::Command::new("ip")
+                .args(["-4", "-o", "addr", "show", "dev", "va"])
+                .output()
+                .unwrap();
+            let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+            let line = shown.lines().find(|l| l.contains("10.0.0.103/32")).unwrap();
+            assert!(line.contains(label), "round {round}: {line}");
+            for name in ["VI_1", "VI_2"] {
+                assert!(
+                    instance(&vrrp, name).is_some_and(|s| is_master(&s)),
+                    "{name}"
+                );
+            }
+        }
         vrrp.stop().await;
     });
 }

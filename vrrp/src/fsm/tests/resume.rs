@@ -8,7 +8,7 @@ fn a_resumed_master_advertises_at_once_and_reports_no_change() {
     // Output: an advert, the VIPs put on and announced at 5 s, no StateChanged; then an advert
     // every second, as a master that never stopped.
     let mut fsm = fsm(v2(100));
-    let actions = fsm.resume(ms(5000), State::Master);
+    let actions = fsm.resume(ms(5000), State::Master, SECOND);
     assert_eq!(
         actions,
         [send(100), Action::AddVips, Action::SendGratuitousArp]
@@ -31,7 +31,7 @@ fn a_resumed_backup_waits_a_whole_master_down_interval() {
     // Output: nothing at the resume (no VIPs removed, no StateChanged); the advert restarts the
     // timer, which fires 3.609375 s after it.
     let mut fsm = fsm(v2(100));
-    assert_eq!(fsm.resume(ms(1000), State::Backup), []);
+    assert_eq!(fsm.resume(ms(1000), State::Backup, SECOND), []);
     assert_eq!(fsm.state(), State::Backup);
     replay(
         &mut fsm,
@@ -54,7 +54,7 @@ fn a_master_resumed_in_fault_says_goodbye() {
     let mut fsm = fsm(v2(100));
     fsm.handle(Time::ZERO, Event::Fault(true));
     assert_eq!(
-        fsm.resume(ms(10), State::Master),
+        fsm.resume(ms(10), State::Master, SECOND),
         [
             send(0),
             Action::RemoveVips,
@@ -71,13 +71,13 @@ fn a_fault_that_cleared_meanwhile_resumes_as_backup_and_an_owner_as_master() {
     // Output: FAULT -> BACKUP with a fresh timer; BACKUP -> MASTER at once as the owner.
     let mut fsm = fsm(v2(100));
     assert_eq!(
-        fsm.resume(ms(0), State::Fault),
+        fsm.resume(ms(0), State::Fault, SECOND),
         [changed(State::Fault, State::Backup, Reason::FaultCleared)]
     );
     assert_eq!(fsm.next_wakeup(), Some(us(3_609_375)));
     let mut owner = super::fsm(v2(255));
     assert_eq!(
-        owner.resume(ms(0), State::Backup),
+        owner.resume(ms(0), State::Backup, SECOND),
         to_master(State::Backup, 255, Reason::Owner)
     );
 }
@@ -87,7 +87,31 @@ fn resume_from_initialize_is_a_startup_and_a_running_machine_ignores_it() {
     // Input: resume as INIT; then a resume as MASTER on the running backup.
     // Output: the startup's actions; then nothing.
     let mut fsm = fsm(v2(100));
-    assert_eq!(fsm.resume(ms(0), State::Initialize), started_backup());
-    assert_eq!(fsm.resume(ms(1), State::Master), []);
+    assert_eq!(
+        fsm.resume(ms(0), State::Initialize, SECOND),
+        started_backup()
+    );
+    assert_eq!(fsm.resume(ms(1), State::Master, SECOND), []);
     assert_eq!(fsm.state(), State::Backup);
+}
+
+#[test]
+fn a_resumed_v3_backup_keeps_the_masters_interval() {
+    // Input: v3 priority 100 with 10 cs adverts, resumed as BACKUP at 0 following a master
+    // that advertises every 100 cs; then silence.
+    // Output: MASTER only after 3 × 1 s + (256 - 100) × 1 s / 256 = 3.609375 s, the master's
+    // Master_Down_Interval, not after its own 0.36 s.
+    let mut fsm = fsm(v3(100, 10));
+    assert_eq!(fsm.resume(ms(0), State::Backup, SECOND), []);
+    replay(
+        &mut fsm,
+        vec![
+            (us(3_609_374), poll(), vec![]),
+            (
+                us(3_609_375),
+                poll(),
+                to_master(State::Backup, 100, Reason::MasterNoResponse),
+            ),
+        ],
+    );
 }
