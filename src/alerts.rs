@@ -76,12 +76,14 @@ impl Alerts {
     /// Follows a reload: a changed `[alert]` starts a new alerter before the old one flushes
     /// and stops, so no event falls between them (one in the overlap may go out twice). An
     /// unchanged one keeps running and follows the sync sets the reload started
-    /// (`started_syncs`); a stopped set's feed ends with its events.
+    /// (`started_syncs`), and VRRP when the reload started it (`started_vrrp`, subscribed
+    /// before its instances started); a stopped set's or VRRP's feed ends with its events.
     pub(crate) async fn follow(
         &mut self,
         config: Option<AlertConfig>,
         sources: Sources<'_>,
         started_syncs: &[String],
+        started_vrrp: Option<broadcast::Receiver<VrrpEvent>>,
     ) {
         if self.0.as_ref().map(|r| &r.config) == config.as_ref() {
             if let Some(running) = &mut self.0 {
@@ -95,11 +97,14 @@ impl Alerts {
                     stopping: &stopping,
                 };
                 add_syncs(&mut feeds, sources.syncs.subscribe(Some(started_syncs)));
+                if let (Some(vrrp), Some(events)) = (sources.vrrp, started_vrrp) {
+                    add_vrrp(&mut feeds, vrrp, events);
+                }
                 running.feeds = feeds.tasks;
             }
             return;
         }
-        let old = std::mem::replace(self, Self::start(config, sources, None));
+        let old = std::mem::replace(self, Self::start(config, sources, started_vrrp));
         old.stop().await;
     }
 
@@ -131,9 +136,11 @@ fn subscribe(
         server_event(&proxy, event)
     });
     if let Some(vrrp) = sources.vrrp {
-        let status = vrrp.status_handle();
-        let events = vrrp_events.unwrap_or_else(|| vrrp.subscribe());
-        feeds.add(events, move |event| Some(vrrp_event(&status, event)));
+        add_vrrp(
+            &mut feeds,
+            vrrp,
+            vrrp_events.unwrap_or_else(|| vrrp.subscribe()),
+        );
     }
     for volume in sources.volumes.handles() {
         let name = volume.status().name;
@@ -141,6 +148,12 @@ fn subscribe(
     }
     add_syncs(&mut feeds, sources.syncs.subscribe(None));
     feeds.tasks
+}
+
+/// The feed of VRRP's state changes.
+fn add_vrrp(feeds: &mut Feeds<'_>, vrrp: &Vrrp, events: broadcast::Receiver<VrrpEvent>) {
+    let status = vrrp.status_handle();
+    feeds.add(events, move |event| Some(vrrp_event(&status, event)));
 }
 
 /// A feed for each sync set's events.

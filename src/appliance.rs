@@ -16,8 +16,8 @@ use crate::{control::command::VolumeAction, syncs::Syncs};
 #[derive(Debug, Clone)]
 pub(crate) struct Appliance {
     pub(crate) proxy: Arc<Proxy>,
-    /// `None` without `[vrrp]`.
-    pub(crate) vrrp: Option<fulcrum_vrrp::run::StatusHandle>,
+    /// No instance without `[vrrp]`; a `[vrrp]` a reload adds or removes publishes here.
+    pub(crate) vrrp: fulcrum_vrrp::run::StatusHandle,
     /// `[volume.NAME]`s, in name order.
     pub(crate) volumes: Vec<Volume>,
     /// `[sync.NAME]`s.
@@ -90,8 +90,8 @@ impl Appliance {
 
     /// Every VRRP instance, in name order.
     pub(crate) fn vrrp_stats(&self) -> Vec<fulcrum_common::stats::VrrpInstance> {
-        self.vrrp.as_ref().map_or_else(Vec::new, |vrrp| {
-            vrrp.instances().iter().map(|i| i.to_stats()).collect()
-        })
+        (self.vrrp.instances().iter())
+            .map(|i| i.to_stats())
+            .collect()
     }
 }

@@ -14,6 +14,7 @@ mod nrpe;
 mod proxy_health;
 mod restart;
 mod run;
+mod running_vrrp;
 mod status;
 mod syncs;
 mod volumes;

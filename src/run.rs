@@ -11,7 +11,7 @@ use fulcrum_proxy::Proxy;
 use fulcrum_storage::{sync::config::SyncConfig, volume::config::VolumeConfig};
 use fulcrum_vrrp::{
     config::VrrpConfig,
-    run::{Prepared, Reloaded as VrrpReloaded, Vrrp},
+    run::{Prepared, Vrrp},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -20,6 +20,7 @@ use crate::{
     appliance::Appliance,
     config, control, logging,
     nrpe::Nrpe,
+    running_vrrp::{self, RunningVrrp},
     syncs::Syncs,
     volumes::Volumes,
 };
@@ -97,22 +98,16 @@ pub(crate) async fn serve(
     };
     // After the proxy, whose listeners bind VIPs with IP_FREEBIND and so need not wait for
     // them; before the admin server, so the stats page shows VRRP from its first page.
-    let mut running_vrrp = loaded.vrrp.clone();
     let running_volumes = loaded.volumes.clone();
     let running_global = loaded.file.global.clone();
-    let vrrp = match loaded.vrrp {
-        Some(config) => {
-            let options = fulcrum_vrrp::run::Options {
-                proxy_health: Some(crate::proxy_health::watch(Arc::clone(&proxy))),
-            };
-            match Vrrp::prepare(&config, options).await {
-                Ok(vrrp) => Some(vrrp),
-                Err(error) => {
-                    tracing::error!(%error, "cannot start VRRP");
-                    return ExitCode::FAILURE;
-                }
+    let vrrp = match &loaded.vrrp {
+        Some(config) => match Vrrp::prepare(config, running_vrrp::options(&proxy)).await {
+            Ok(vrrp) => Some(vrrp),
+            Err(error) => {
+                tracing::error!(%error, "cannot start VRRP");
+                return ExitCode::FAILURE;
             }
-        }
+        },
         None => None,
     };
     // Each volume that follows an instance registers before the instances start, so that even
@@ -122,13 +117,13 @@ pub(crate) async fn serve(
     // The alerts start after the volumes and syncs; their VRRP feed is subscribed now, so that
     // the instances' first changes (an owner's MASTER at once) are mailed too.
     let vrrp_events = vrrp.as_ref().map(Prepared::subscribe);
-    let mut vrrp = vrrp.map(Prepared::start);
+    let mut vrrp = RunningVrrp::start(vrrp, loaded.vrrp);
     let global = &loaded.file.global;
     let volumes = match Volumes::start(planned, &global.state_dir, &global.node_name()).await {
         Ok(volumes) => volumes,
         Err(error) => {
             tracing::error!(%error, "cannot start the replicated volumes");
-            stop_vrrp(vrrp).await;
+            vrrp.stop().await;
             return ExitCode::FAILURE;
         }
     };
@@ -136,14 +131,14 @@ pub(crate) async fn serve(
         Ok(syncs) => Arc::new(syncs),
         Err(error) => {
             tracing::error!(%error, "cannot start the directory sync");
-            stop_vrrp(vrrp).await;
+            vrrp.stop().await;
             volumes.stop().await;
             return ExitCode::FAILURE;
         }
     };
     let appliance = Arc::new(Appliance {
         proxy: Arc::clone(&proxy),
-        vrrp: vrrp.as_ref().map(Vrrp::status_handle),
+        vrrp: vrrp.status(),
         volumes: volumes.handles(),
         syncs: Arc::clone(&syncs),
     });
@@ -151,10 +146,7 @@ pub(crate) async fn serve(
     if let Err(error) = proxy
         .register_metrics(&registry)
         .and_then(|()| fulcrum_monitoring::process::register(&registry))
-        .and_then(|()| {
-            vrrp.as_ref()
-                .map_or(Ok(()), |v| v.register_metrics(&registry))
-        })
+        .and_then(|()| vrrp.register_metrics(&registry))
         .and_then(|()| register_storage_metrics(&appliance, &registry))
     {
         tracing::warn!(%error, "cannot register metrics; /metrics will lack them");
@@ -172,7 +164,7 @@ pub(crate) async fn serve(
     let mut alerts = Alerts::start(
         loaded.alert,
         alerts::Sources {
-            vrrp: vrrp.as_ref(),
+            vrrp: vrrp.vrrp.as_ref(),
             ..sources(&registry)
         },
         vrrp_events,
@@ -182,7 +174,7 @@ pub(crate) async fn serve(
         Err(error) => {
             tracing::error!(%error, "cannot start the admin server");
             alerts.stop().await;
-            stop_vrrp(vrrp).await;
+            vrrp.stop().await;
             volumes.stop().await;
             syncs.stop().await;
             return ExitCode::FAILURE;
@@ -194,7 +186,7 @@ pub(crate) async fn serve(
             tracing::error!(%error, "cannot start the NRPE agent");
             drop(admin);
             alerts.stop().await;
-            stop_vrrp(vrrp).await;
+            vrrp.stop().await;
             volumes.stop().await;
             syncs.stop().await;
             return ExitCode::FAILURE;
@@ -225,20 +217,10 @@ pub(crate) async fn serve(
                     nrpe.follow(new.nrpe, &registry, &appliance).await;
                     // The sets before the alerts, which then follow the ones just started.
                     let started_syncs = syncs.follow(new.syncs).await;
-                    alerts.follow(new.alert, alerts::Sources { vrrp: vrrp.as_ref(), ..sources(&registry) }, &started_syncs).await;
-                    if new.vrrp != running_vrrp {
-                        match reload_vrrp(vrrp.as_mut(), running_vrrp.as_ref(), new.vrrp.as_ref()).await {
-                            Ok(VrrpReloaded::InPlace) => {
-                                tracing::info!("[vrrp] changed: applied to the running instances");
-                                running_vrrp = new.vrrp.clone();
-                            }
-                            Ok(VrrpReloaded::Rebuilt) => {
-                                tracing::info!("[vrrp] changed: VRRP rebuilt, the instances kept resuming their states");
-                                running_vrrp = new.vrrp.clone();
-                            }
-                            Err(change) => tracing::warn!(%change, "[vrrp] changed: VRRP keeps running on the old settings until fulcrum restarts"),
-                        }
-                    }
+                    // VRRP before the alerts, which then follow a VRRP the reload started.
+                    let started_vrrp = vrrp.follow(new.vrrp, &proxy, &registry).await;
+                    let sources = alerts::Sources { vrrp: vrrp.vrrp.as_ref(), ..sources(&registry) };
+                    alerts.follow(new.alert, sources, &started_syncs, started_vrrp).await;
                     if new.global.restart_only() != running_global.restart_only() {
                         tracing::warn!("[global] changed: node, state_dir, threads, grace, log and control_socket keep their running values until fulcrum restarts (max_connections was applied)");
                     }
@@ -256,7 +238,7 @@ pub(crate) async fn serve(
     // VRRP first: a master's priority-0 advert lets the peer take the VIPs after Skew_Time
     // rather than after Master_Down_Interval. Connections to a VIP end with it (its packets now
     // reach the peer); the grace period serves those on the node's own addresses.
-    stop_vrrp(vrrp).await;
+    vrrp.stop().await;
     // Their last alerts (each instance's STOP) go out while the rest stops.
     let alerts = tokio::spawn(alerts.stop());
     // Then the volumes (NBD drained, metadata closed clean): the peer, MASTER now, promotes its
@@ -296,29 +278,6 @@ fn register_storage_metrics(
         Arc::new(move || syncs.syncs.stats()),
     )?;
     registry.register(Box::new(collector))
-}
-
-/// Shuts VRRP down: masters send priority 0 and remove their VIPs, `notify_stop` scripts run.
-async fn stop_vrrp(vrrp: Option<Vrrp>) {
-    if let Some(vrrp) = vrrp {
-        vrrp.stop().await;
-        tracing::info!("VRRP stopped");
-    }
-}
-
-/// Applies a reloaded `[vrrp]` (see [`Vrrp::reload`]): in place, or by building VRRP again with
-/// the instances resuming their states. The error says what keeps it from applying; a `[vrrp]`
-/// added or removed needs a restart.
-async fn reload_vrrp(
-    vrrp: Option<&mut Vrrp>,
-    running: Option<&VrrpConfig>,
-    new: Option<&VrrpConfig>,
-) -> Result<VrrpReloaded, String> {
-    match (vrrp, running, new) {
-        (Some(vrrp), Some(running), Some(new)) => vrrp.reload(running, new).await,
-        (_, None, Some(_)) => Err("[vrrp] added".to_owned()),
-        _ => Err("[vrrp] removed".to_owned()),
-    }
 }
 
 /// The sections a reload hands to the modules other than the proxy.

@@ -2,7 +2,8 @@
 //! that goes DOWN and comes back fires and resolves an Alertmanager alert and runs the alert
 //! command; a VRRP instance (in network namespaces) that becomes MASTER, then stops, mails
 //! keepalived's subjects to a real SMTP server (Debian's aiosmtpd) while a webhook receiver
-//! that never answers holds its connection open.
+//! that never answers holds its connection open; so does a `[vrrp]` a reload adds, then
+//! removes.
 //!
 //! The VRRP test needs root, iproute2 and aiosmtpd (python3-aiosmtpd); it skips with a message
 //! without them, and fails in CI (`CI` set), where `.ci/run` installs them.
@@ -184,6 +185,75 @@ fn an_owners_first_master_is_mailed() {
         mail.contains("VRRP Instance VI_1 - Entering MASTER state"),
         "{mail}"
     );
+}
+
+// Input: Fulcrum without `[vrrp]` (mail alerts and an admin server on), reloaded with a
+// `[vrrp]` whose instance owns its address (MASTER the moment it starts), then reloaded
+// without it. Output: after the first reload the VIP is on, `fulcrum status vrrp` and
+// `/metrics` show the instance, and its first MASTER is mailed; after the second the VIP is
+// off, the status shows none, and the instance's "Stopping" is mailed. One process throughout.
+#[test]
+fn a_vrrp_added_by_a_reload_starts_and_one_removed_stops() {
+    if !can_use_netns() || !require_aiosmtpd() {
+        return;
+    }
+    let a = Netns::new("alert-r");
+    let b = Netns::new("alert-s");
+    veth(&a, "eth0", "10.63.0.1/24", &b, "eth0", "10.63.0.2/24");
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let _smtp = smtp(&a, &maildir);
+    let rest = "[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [alert]\nevents = [\"vrrp\"]\n\
+         email = { smtp = \"127.0.0.1:2525\", from = \"fulcrum@example.com\", to = [\"ops@example.com\"] }\n";
+    let fulcrum = vrrp::start_fulcrum(&a, rest);
+    let pid = fulcrum.pid();
+    assert_eq!(vrrp::status(&fulcrum), serde_json::json!([]));
+
+    let with_vrrp = format!(
+        "{}\n{rest}",
+        vrrp::fulcrum_vrrp(2, &[vrrp::instance("VI_1", 63, 255, "10.63.0.100", "")])
+    );
+    fulcrum.write_config(&with_vrrp);
+    assert!(fulcrum.reload());
+    assert!(
+        vrrp::wait_vip(&a, "10.63.0.100", true, PATIENCE),
+        "the added VRRP never took its VIP"
+    );
+    let mail = wait_mail(&maildir, "Entering MASTER state");
+    assert!(
+        mail.contains("VRRP Instance VI_1 - Entering MASTER state"),
+        "{mail}"
+    );
+    let now = vrrp::status(&fulcrum);
+    assert_eq!(now[0]["name"], "VI_1", "{now:#}");
+    assert_eq!(now[0]["state"], "MASTER", "{now:#}");
+    let metrics = a.exec(&[
+        "curl",
+        "--silent",
+        "--max-time",
+        "10",
+        &format!("http://{}/metrics", fulcrum.admin_addr()),
+    ]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("fulcrum_vrrp_state{instance=\"VI_1\",interface=\"eth0\",vrid=\"63\",state=\"MASTER\"} 1"),
+        "{metrics}"
+    );
+
+    fulcrum.write_config(rest);
+    assert!(fulcrum.reload());
+    assert!(
+        vrrp::wait_vip(&a, "10.63.0.100", false, PATIENCE),
+        "the removed VRRP kept its VIP"
+    );
+    let mail = wait_mail(&maildir, "Stopping");
+    assert!(mail.contains("VRRP Instance VI_1 - Stopping"), "{mail}");
+    assert_eq!(vrrp::status(&fulcrum), serde_json::json!([]));
+    assert_eq!(fulcrum.pid(), pid);
+    let said = |text: &str| (fulcrum.logs().iter()).any(|l| support::message(l) == text);
+    assert!(said("[vrrp] added: VRRP started"));
+    assert!(said("[vrrp] removed: VRRP stopped"));
 }
 
 /// Debian's aiosmtpd in `ns`, on 127.0.0.1:2525, keeping the mails it gets in `maildir`; once

@@ -188,10 +188,14 @@ impl AdvertSocket {
         }
     }
 
-    /// Drops every packet queued on the socket, without waiting.
+    /// Drops every packet queued on the socket, without waiting (straight on the descriptor:
+    /// tokio's `try_recv` reads nothing until its reactor has seen the socket readable).
     pub fn discard_queued(&self) {
         let mut buffer = [0u8; RECV_BUFFER_LEN];
-        while self.socket.try_recv(&mut buffer).is_ok() {}
+        let fd = self.socket.as_raw_fd();
+        while nix::sys::socket::recv(fd, &mut buffer, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
+            .is_ok()
+        {}
     }
 
     /// One non-blocking `sendmsg`, the source and interface given with `IP_PKTINFO` /

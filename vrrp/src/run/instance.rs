@@ -150,8 +150,11 @@ impl Instance {
     /// Runs until shut down (then `None`) or handed over (then what goes on).
     pub(crate) async fn run(mut self, mut inputs: Inputs) -> Option<Carried> {
         match inputs.resume.take() {
-            Some(resume) => self.resume(resume, &mut inputs).await,
-            None => self.start(&mut inputs).await,
+            // A predecessor still starting (an owner waiting for its scripts) starts again.
+            Some(resume) if resume.state != State::Initialize => {
+                self.resume(resume, &mut inputs).await;
+            }
+            _ => self.start(&mut inputs).await,
         }
         // Siblings that got ahead while this instance started (one already MASTER) are followed
         // at once, not only on their next change.
@@ -199,9 +202,9 @@ impl Instance {
             // have not answered (`num_script_init`) and takes over when that timer fires.
             let limit = self.fsm.master_down_interval();
             tokio::select! {
-                () = inputs.shutdown.cancelled() => {}
-                // A rebuild meanwhile: the loop hands over at once, in Initialize, and the
-                // successor starts afresh.
+                // Stopped or rebuilt meanwhile: not started, so the loop then leaves at once
+                // without having taken the VIPs (a successor starts afresh).
+                () = inputs.shutdown.cancelled() => return,
                 () = inputs.hand_over.cancelled() => return,
                 _ = tokio::time::timeout(limit, inputs.scripts_pending.wait_for(|p| !p)) => {}
             }
@@ -213,8 +216,8 @@ impl Instance {
 
     /// Takes up where the predecessor a reload ended left off ([`Fsm::resume`]): the same
     /// state (published as it was from the start, see [`Resume::publish`]), with no notify
-    /// script and no event unless tracking now moves it. A master takes off the VIPs its new config no longer lists, and puts the new
-    /// list on and announces it.
+    /// script and no event unless tracking now moves it. A master puts its new list on and
+    /// announces it (the VIPs the list dropped are off already, see [`Carried::release`]).
     async fn resume(&mut self, resume: Resume, inputs: &mut Inputs) {
         // The predecessor took off what the new list drops ([`Carried::release`]).
         self.kept_vips = resume.kept_vips;

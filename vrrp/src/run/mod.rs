@@ -119,6 +119,9 @@ pub enum StartError {
 pub struct Vrrp {
     /// In name order.
     slots: Vec<Slot>,
+    /// Instances a rebuild removed that were still running their notify scripts after its
+    /// wait: [`Vrrp::stop`] waits for them.
+    stopping: Vec<JoinHandle<Option<Carried>>>,
     readers: Vec<JoinHandle<()>>,
     /// What each socket's reader accepts, by interface and family.
     expectations: Vec<Expectations>,
@@ -435,7 +438,7 @@ impl Vrrp {
 
     /// Registers the `fulcrum_vrrp_*` metrics, read from the instances at each scrape.
     pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(metrics::VrrpCollector::new(self.status.clone())?))
+        self.status.register_metrics(registry)
     }
 
     /// State changes from now on.
@@ -478,7 +481,9 @@ impl Vrrp {
     /// waits for them.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        for task in self.slots.iter_mut().filter_map(|slot| slot.task.take()) {
+        let tasks = self.slots.iter_mut().filter_map(|slot| slot.task.take());
+        let tasks: Vec<_> = tasks.chain(std::mem::take(&mut self.stopping)).collect();
+        for task in tasks {
             if let Err(error) = task.await {
                 tracing::error!(%error, "VRRP instance task failed");
             }
@@ -504,7 +509,13 @@ impl Prepared {
 
     /// Starts the socket readers and the instances, on the current tokio runtime.
     pub fn start(self) -> Vrrp {
-        let status = StatusHandle::new(Published::default());
+        self.start_into(StatusHandle::default())
+    }
+
+    /// [`Prepared::start`], publishing the instances to `status`: a handle the appliance has
+    /// held from before this VRRP existed (a `[vrrp]` a reload added), so that its readers
+    /// follow.
+    pub fn start_into(self, status: StatusHandle) -> Vrrp {
         self.launch(status)
     }
 
@@ -540,6 +551,7 @@ impl Prepared {
         }
         Vrrp {
             slots: self.slots,
+            stopping: Vec::new(),
             readers,
             expectations,
             status,
@@ -577,11 +589,26 @@ struct Published {
     counters: Vec<Arc<Counters>>,
 }
 
-impl StatusHandle {
-    fn new(published: Published) -> StatusHandle {
+/// No instance: the handle of an appliance without `[vrrp]`, which a `[vrrp]` added by a
+/// reload then publishes to ([`Prepared::start_into`]).
+impl Default for StatusHandle {
+    fn default() -> Self {
         StatusHandle {
-            published: Arc::new(ArcSwap::from_pointee(published)),
+            published: Arc::new(ArcSwap::from_pointee(Published::default())),
         }
+    }
+}
+
+impl StatusHandle {
+    /// Registers the `fulcrum_vrrp_*` metrics of the instances published here, read at each
+    /// scrape (none while there are none).
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(metrics::VrrpCollector::new(self.clone())?))
+    }
+
+    /// Publishes no instance: VRRP stopped by a reload that removed `[vrrp]`.
+    pub fn clear(&self) {
+        self.published.store(Arc::new(Published::default()));
     }
 
     /// Every instance now, in name order.

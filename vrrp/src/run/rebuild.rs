@@ -21,10 +21,15 @@ use super::instance::Carried;
 use super::{Prepared, Previous, Slot, Vrrp, identity};
 use crate::config::{ScriptConfig, VrrpConfig};
 
-/// How long a rebuild waits for a removed instance to have left the election (a priority-0
-/// advert and its VIPs removed take milliseconds). Its `notify_stop` may run longer, and goes on
-/// after the rebuild.
+/// How long a rebuild waits for the removed instances to have left the election (a priority-0
+/// advert and VIPs removed take milliseconds). Their `notify_stop` may run longer, and goes on
+/// after the rebuild ([`Vrrp::stop`] waits for it).
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a rebuild waits for the staying instances to hand over: each leaves its loop at
+/// once, so only a stuck task takes this long; it is then aborted and its successor starts
+/// afresh, rather than the reload (and with it SIGTERM) waiting for ever.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a reload was applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,21 +95,29 @@ impl Vrrp {
             slot.stop.cancel();
         }
         let deadline = tokio::time::Instant::now() + LEAVE_TIMEOUT;
+        let mut stopping = std::mem::take(&mut self.stopping);
         for mut slot in leaving {
-            if let Some(task) = slot.task.take()
-                && tokio::time::timeout_at(deadline, task).await.is_err()
+            if let Some(mut task) = slot.task.take()
+                && tokio::time::timeout_at(deadline, &mut task).await.is_err()
             {
                 tracing::warn!(instance = %slot.name, "VRRP instance still stopping (its notify_stop runs on)");
+                stopping.push(task);
             }
             tracing::info!(instance = %slot.name, "VRRP instance removed by a reload");
         }
         self.hand_over.cancel();
+        let deadline = tokio::time::Instant::now() + HAND_OVER_TIMEOUT;
         let mut carried = BTreeMap::new();
         for mut slot in staying {
-            let Some(task) = slot.task.take() else {
+            let Some(mut task) = slot.task.take() else {
                 continue;
             };
-            match task.await {
+            let Ok(handed) = tokio::time::timeout_at(deadline, &mut task).await else {
+                task.abort();
+                tracing::error!(instance = %slot.name, "VRRP instance did not hand over in time; it starts afresh");
+                continue;
+            };
+            match handed {
                 Ok(Some(carry)) => {
                     carried.insert(slot.name.clone(), (carry, slot.roster));
                 }
@@ -126,7 +139,8 @@ impl Vrrp {
         // readers have handled it.
         prepared.discard_queued();
         prepared.carry_over(carried);
-        let next = prepared.launch(self.status.clone());
+        let mut next = prepared.launch(self.status.clone());
+        next.stopping = stopping;
         // The old VRRP has nothing left running: dropping it ends its sockets and bindings.
         drop(std::mem::replace(self, next));
         Ok(())

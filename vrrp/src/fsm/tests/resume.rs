@@ -33,6 +33,7 @@ fn a_resumed_backup_waits_a_whole_master_down_interval() {
     let mut fsm = fsm(v2(100));
     assert_eq!(fsm.resume(ms(1000), State::Backup, SECOND), []);
     assert_eq!(fsm.state(), State::Backup);
+    assert_eq!(fsm.next_wakeup(), Some(us(4_609_375)));
     replay(
         &mut fsm,
         vec![
@@ -114,4 +115,14 @@ fn a_resumed_v3_backup_keeps_the_masters_interval() {
             ),
         ],
     );
+}
+
+#[test]
+fn a_resumed_v2_backup_counts_from_its_own_interval() {
+    // Input: v2 priority 100 at 1 s, resumed as BACKUP at 0 with a 5 s interval carried (v2
+    // has no interval to learn: adverts with another one are dropped).
+    // Output: Master_Down_Interval from its own 1 s, 3.609375 s.
+    let mut fsm = fsm(v2(100));
+    assert_eq!(fsm.resume(ms(0), State::Backup, 5 * SECOND), []);
+    assert_eq!(fsm.next_wakeup(), Some(us(3_609_375)));
 }
