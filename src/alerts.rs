@@ -12,7 +12,7 @@ use fulcrum_proxy::Proxy;
 use fulcrum_storage::{sync::SyncEvent, volume::VolumeEvent};
 use fulcrum_vrrp::{
     fsm::State,
-    run::{StatusHandle, Vrrp, VrrpEvent, state_name},
+    run::{Vrrp, VrrpEvent, state_name},
 };
 use tokio::{
     sync::{
@@ -76,14 +76,15 @@ impl Alerts {
     /// Follows a reload: a changed `[alert]` starts a new alerter before the old one flushes
     /// and stops, so no event falls between them (one in the overlap may go out twice). An
     /// unchanged one keeps running and follows the sync sets the reload started
-    /// (`started_syncs`), and VRRP when the reload started it (`started_vrrp`, subscribed
-    /// before its instances started); a stopped set's or VRRP's feed ends with its events.
+    /// (`started_syncs`), and VRRP when the reload started it; a stopped set's or VRRP's feed
+    /// ends with its events. `vrrp` holds VRRP's events from before the reload changed it, so
+    /// that a new alerter has the changes a rebuild or a start made.
     pub(crate) async fn follow(
         &mut self,
         config: Option<AlertConfig>,
         sources: Sources<'_>,
         started_syncs: &[String],
-        started_vrrp: Option<broadcast::Receiver<VrrpEvent>>,
+        vrrp: VrrpFeed,
     ) {
         if self.0.as_ref().map(|r| &r.config) == config.as_ref() {
             if let Some(running) = &mut self.0 {
@@ -97,14 +98,16 @@ impl Alerts {
                     stopping: &stopping,
                 };
                 add_syncs(&mut feeds, sources.syncs.subscribe(Some(started_syncs)));
-                if let (Some(vrrp), Some(events)) = (sources.vrrp, started_vrrp) {
-                    add_vrrp(&mut feeds, vrrp, events);
+                // A running VRRP has its feed already.
+                if let (Some(_), Some(events)) = (sources.vrrp, vrrp.started) {
+                    add_vrrp(&mut feeds, events);
                 }
                 running.feeds = feeds.tasks;
             }
             return;
         }
-        let old = std::mem::replace(self, Self::start(config, sources, started_vrrp));
+        let events = vrrp.started.or(vrrp.before);
+        let old = std::mem::replace(self, Self::start(config, sources, events));
         old.stop().await;
     }
 
@@ -117,6 +120,15 @@ impl Alerts {
             running.alerter.stop().await;
         }
     }
+}
+
+/// VRRP's events around a reload, each subscribed before the instances could change.
+#[derive(Debug, Default)]
+pub(crate) struct VrrpFeed {
+    /// From the VRRP that ran before the reload (a rebuild keeps its sender).
+    pub(crate) before: Option<broadcast::Receiver<VrrpEvent>>,
+    /// From a VRRP the reload started.
+    pub(crate) started: Option<broadcast::Receiver<VrrpEvent>>,
 }
 
 /// One task per event source, converting its events to alerts for `sender`.
@@ -136,11 +148,7 @@ fn subscribe(
         server_event(&proxy, event)
     });
     if let Some(vrrp) = sources.vrrp {
-        add_vrrp(
-            &mut feeds,
-            vrrp,
-            vrrp_events.unwrap_or_else(|| vrrp.subscribe()),
-        );
+        add_vrrp(&mut feeds, vrrp_events.unwrap_or_else(|| vrrp.subscribe()));
     }
     for volume in sources.volumes.handles() {
         let name = volume.status().name;
@@ -151,9 +159,8 @@ fn subscribe(
 }
 
 /// The feed of VRRP's state changes.
-fn add_vrrp(feeds: &mut Feeds<'_>, vrrp: &Vrrp, events: broadcast::Receiver<VrrpEvent>) {
-    let status = vrrp.status_handle();
-    feeds.add(events, move |event| Some(vrrp_event(&status, event)));
+fn add_vrrp(feeds: &mut Feeds<'_>, events: broadcast::Receiver<VrrpEvent>) {
+    feeds.add(events, |event| Some(vrrp_event(event)));
 }
 
 /// A feed for each sync set's events.
@@ -238,13 +245,7 @@ fn server_event(proxy: &Proxy, event: fulcrum_proxy::Event) -> Option<Event> {
     })
 }
 
-fn vrrp_event(status: &StatusHandle, event: VrrpEvent) -> Event {
-    let vips = status
-        .instances()
-        .into_iter()
-        .find(|i| i.name == event.instance)
-        .map(|i| i.virtual_ips)
-        .unwrap_or_default();
+fn vrrp_event(event: VrrpEvent) -> Event {
     // keepalived's notify_stop and its "Stopping" mail: the instance left for good.
     let state = match event.to {
         State::Initialize => "STOP",
@@ -254,7 +255,7 @@ fn vrrp_event(status: &StatusHandle, event: VrrpEvent) -> Event {
         instance: event.instance,
         state: state.to_owned(),
         previous: Some(state_name(event.from).to_owned()),
-        vips,
+        vips: event.virtual_ips,
     }
 }
 

@@ -173,8 +173,9 @@ pub(crate) async fn serve(
         Ok(admin) => admin,
         Err(error) => {
             tracing::error!(%error, "cannot start the admin server");
-            alerts.stop().await;
+            // VRRP first, so that its instances' STOP is alerted, as at a normal stop.
             vrrp.stop().await;
+            alerts.stop().await;
             volumes.stop().await;
             syncs.stop().await;
             return ExitCode::FAILURE;
@@ -185,8 +186,9 @@ pub(crate) async fn serve(
         Err(error) => {
             tracing::error!(%error, "cannot start the NRPE agent");
             drop(admin);
-            alerts.stop().await;
+            // VRRP first, so that its instances' STOP is alerted, as at a normal stop.
             vrrp.stop().await;
+            alerts.stop().await;
             volumes.stop().await;
             syncs.stop().await;
             return ExitCode::FAILURE;
@@ -217,10 +219,12 @@ pub(crate) async fn serve(
                     nrpe.follow(new.nrpe, &registry, &appliance).await;
                     // The sets before the alerts, which then follow the ones just started.
                     let started_syncs = syncs.follow(new.syncs).await;
-                    // VRRP before the alerts, which then follow a VRRP the reload started.
-                    let started_vrrp = vrrp.follow(new.vrrp, &proxy, &registry).await;
+                    // VRRP before the alerts, which then follow what it did.
+                    let before = vrrp.vrrp.as_ref().map(Vrrp::subscribe);
+                    let started = vrrp.follow(new.vrrp, &proxy, &registry).await;
                     let sources = alerts::Sources { vrrp: vrrp.vrrp.as_ref(), ..sources(&registry) };
-                    alerts.follow(new.alert, sources, &started_syncs, started_vrrp).await;
+                    let feed = alerts::VrrpFeed { before, started };
+                    alerts.follow(new.alert, sources, &started_syncs, feed).await;
                     if new.global.restart_only() != running_global.restart_only() {
                         tracing::warn!("[global] changed: node, state_dir, threads, grace, log and control_socket keep their running values until fulcrum restarts (max_connections was applied)");
                     }

@@ -11,7 +11,7 @@ use fulcrum_vrrp::{
     config::VrrpConfig,
     run::{Options, Prepared, Reloaded, StatusHandle, Vrrp, VrrpEvent},
 };
-use tokio::sync::broadcast;
+use tokio::{sync::broadcast, task::JoinHandle};
 
 /// See the module documentation.
 pub(crate) struct RunningVrrp {
@@ -20,6 +20,10 @@ pub(crate) struct RunningVrrp {
     status: StatusHandle,
     /// Whether the `fulcrum_vrrp_*` metrics are registered: once VRRP first runs.
     metrics: bool,
+    /// A VRRP a reload removed, still stopping (its `notify_stop` scripts may take a while):
+    /// the reload does not wait for it, so SIGTERM is still heard; [`RunningVrrp::stop`] and a
+    /// `[vrrp]` added again do.
+    stopping: Option<JoinHandle<()>>,
 }
 
 impl RunningVrrp {
@@ -31,6 +35,7 @@ impl RunningVrrp {
             config,
             status,
             metrics: false,
+            stopping: None,
         }
     }
 
@@ -63,13 +68,7 @@ impl RunningVrrp {
             return None;
         }
         let Some(config) = new.as_ref() else {
-            // As at SIGTERM: priority 0 from the masters, VIPs off, `notify_stop` run.
-            if let Some(vrrp) = self.vrrp.take() {
-                vrrp.stop().await;
-            }
-            self.status.clear();
-            self.config = None;
-            tracing::info!("[vrrp] removed: VRRP stopped");
+            self.remove();
             return None;
         };
         let mut started = None;
@@ -82,7 +81,7 @@ impl RunningVrrp {
                     }
                 })
             }
-            (None, None) => match Vrrp::prepare(config, options(proxy)).await {
+            (None, None) => match self.prepare_again(config, proxy).await {
                 Ok(prepared) => {
                     started = Some(prepared.subscribe());
                     self.vrrp = Some(prepared.start_into(self.status.clone()));
@@ -97,8 +96,12 @@ impl RunningVrrp {
                     return None;
                 }
             },
-            // A `[vrrp]` runs from the start or the process did not start.
-            _ => Err("[vrrp] (not running)".to_owned()),
+            // A `[vrrp]` in the file runs (the process does not start without it), and one
+            // removed leaves no VRRP behind.
+            (Some(_), None) | (None, Some(_)) => {
+                tracing::error!("[vrrp] changed: VRRP and its config disagree; restart fulcrum");
+                return None;
+            }
         };
         match done {
             Ok(message) => {
@@ -112,9 +115,47 @@ impl RunningVrrp {
         started
     }
 
+    /// A reload removed `[vrrp]`: VRRP stops as at SIGTERM (priority 0 from the masters, VIPs
+    /// off, `notify_stop` run), in the background. Not while a volume follows an instance:
+    /// its promotion hangs on it, as a rebuild refuses too.
+    fn remove(&mut self) {
+        if let Some(instance) = self.vrrp.as_ref().and_then(Vrrp::followed) {
+            let change = format!(
+                "vrrp.instance.{instance} (a volume follows it: removing [vrrp] needs a restart)"
+            );
+            tracing::warn!(%change, "[vrrp] changed: VRRP keeps running on the old settings until fulcrum restarts");
+            return;
+        }
+        self.config = None;
+        let Some(vrrp) = self.vrrp.take() else {
+            return;
+        };
+        let status = self.status.clone();
+        self.stopping = Some(tokio::spawn(async move {
+            vrrp.stop().await;
+            status.clear();
+            tracing::info!("[vrrp] removed: VRRP stopped");
+        }));
+    }
+
+    /// [`Vrrp::prepare`] for a `[vrrp]` added, once a removed one has stopped.
+    async fn prepare_again(
+        &mut self,
+        config: &VrrpConfig,
+        proxy: &Arc<Proxy>,
+    ) -> Result<Prepared, fulcrum_vrrp::run::StartError> {
+        if let Some(stopping) = self.stopping.take() {
+            let _ = stopping.await;
+        }
+        Vrrp::prepare(config, options(proxy)).await
+    }
+
     /// Shuts VRRP down: masters send priority 0 and remove their VIPs, `notify_stop` scripts
     /// run.
     pub(crate) async fn stop(self) {
+        if let Some(stopping) = self.stopping {
+            let _ = stopping.await;
+        }
         if let Some(vrrp) = self.vrrp {
             vrrp.stop().await;
             tracing::info!("VRRP stopped");

@@ -191,7 +191,8 @@ fn an_owners_first_master_is_mailed() {
 // `[vrrp]` whose instance owns its address (MASTER the moment it starts), then reloaded
 // without it. Output: after the first reload the VIP is on, `fulcrum status vrrp` and
 // `/metrics` show the instance, and its first MASTER is mailed; after the second the VIP is
-// off, the status shows none, and the instance's "Stopping" is mailed. One process throughout.
+// off, the status and `/metrics` show none, and the instance's "Stopping" is mailed (with its
+// VIP). Each mail once; one process throughout.
 #[test]
 fn a_vrrp_added_by_a_reload_starts_and_one_removed_stops() {
     if !can_use_netns() || !require_aiosmtpd() {
@@ -228,17 +229,20 @@ fn a_vrrp_added_by_a_reload_starts_and_one_removed_stops() {
     let now = vrrp::status(&fulcrum);
     assert_eq!(now[0]["name"], "VI_1", "{now:#}");
     assert_eq!(now[0]["state"], "MASTER", "{now:#}");
-    let metrics = a.exec(&[
-        "curl",
-        "--silent",
-        "--max-time",
-        "10",
-        &format!("http://{}/metrics", fulcrum.admin_addr()),
-    ]);
-    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let metrics = || {
+        let out = a.exec(&[
+            "curl",
+            "--silent",
+            "--max-time",
+            "10",
+            &format!("http://{}/metrics", fulcrum.admin_addr()),
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = metrics();
     assert!(
-        metrics.contains("fulcrum_vrrp_state{instance=\"VI_1\",interface=\"eth0\",vrid=\"63\",state=\"MASTER\"} 1"),
-        "{metrics}"
+        shown.contains("fulcrum_vrrp_state{instance=\"VI_1\",interface=\"eth0\",vrid=\"63\",state=\"MASTER\"} 1"),
+        "{shown}"
     );
 
     fulcrum.write_config(rest);
@@ -249,11 +253,21 @@ fn a_vrrp_added_by_a_reload_starts_and_one_removed_stops() {
     );
     let mail = wait_mail(&maildir, "Stopping");
     assert!(mail.contains("VRRP Instance VI_1 - Stopping"), "{mail}");
+    assert!(mail.contains("10.63.0.100"), "{mail}");
+    fulcrum.wait_log(|l| support::message(l) == "[vrrp] removed: VRRP stopped");
     assert_eq!(vrrp::status(&fulcrum), serde_json::json!([]));
+    assert!(!metrics().contains("fulcrum_vrrp_state{"));
     assert_eq!(fulcrum.pid(), pid);
-    let said = |text: &str| (fulcrum.logs().iter()).any(|l| support::message(l) == text);
-    assert!(said("[vrrp] added: VRRP started"));
-    assert!(said("[vrrp] removed: VRRP stopped"));
+    assert!((fulcrum.logs().iter()).any(|l| support::message(l) == "[vrrp] added: VRRP started"));
+    // One feed: each change mailed once.
+    std::thread::sleep(Duration::from_millis(500));
+    for subject in ["Entering MASTER state", "Stopping"] {
+        let sent = mails(&maildir)
+            .iter()
+            .filter(|m| m.contains(subject))
+            .count();
+        assert_eq!(sent, 1, "{subject}: {:?}", mails(&maildir));
+    }
 }
 
 /// Debian's aiosmtpd in `ns`, on 127.0.0.1:2525, keeping the mails it gets in `maildir`; once

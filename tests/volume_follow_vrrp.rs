@@ -147,3 +147,53 @@ fn the_volume_is_primary_where_its_instance_is_master_and_moves_with_it() {
     drop(a);
     std::thread::sleep(Duration::from_millis(10));
 }
+
+// Input: one node whose volume follows VI_1 (its peer never comes), reloaded first with VI_1
+// replaced by VI_2, then without `[vrrp]` (and without `follow_vrrp`, which then has nothing
+// to name). Output: both reloads leave VRRP as it was, each warning that a volume follows
+// VI_1; VI_1 keeps the VIP.
+#[test]
+fn a_reload_does_not_take_a_followed_instance_away() {
+    if !can_use_netns() {
+        return;
+    }
+    let scripts = tempfile::tempdir().unwrap();
+    let probe = scripts.path().join("probe.sh");
+    std::fs::write(&probe, PROBE).unwrap();
+    let log = scripts.path().join("log");
+    let (na, nb) = (Netns::new("fvr"), Netns::new("fvs"));
+    veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
+    let followed = node("10.78.0.1", "10.78.0.2", 150, &probe, &log);
+    let a = start_fulcrum(&na, &followed);
+    assert!(
+        wait_until(CONVERGE, POLL, || na
+            .has_address("eth0", VIP.parse().unwrap())),
+        "A never took the VIP"
+    );
+    let refused = |from: usize| {
+        a.wait_log_from(from, |l| {
+            support::message(l)
+                == "[vrrp] changed: VRRP keeps running on the old settings until fulcrum restarts"
+        })["change"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    let renamed = followed.replace("[vrrp.instance.VI_1]", "[vrrp.instance.VI_2]");
+    let from = a.log_len();
+    a.write_config(&renamed.replace("follow_vrrp = \"VI_1\"", "follow_vrrp = \"VI_2\""));
+    assert!(a.reload());
+    assert!(refused(from).starts_with("vrrp.instance.VI_1 (a volume follows it"));
+
+    let (vrrp, volume) = followed.split_at(followed.find("[volume.data]").unwrap());
+    assert!(vrrp.contains("[vrrp]"));
+    let from = a.log_len();
+    a.write_config(&volume.replace("follow_vrrp = \"VI_1\"\n", ""));
+    assert!(a.reload());
+    assert!(refused(from).starts_with("vrrp.instance.VI_1 (a volume follows it"));
+    let now = vrrp_status(&a);
+    assert_eq!(now[0]["name"], "VI_1", "{now:#}");
+    assert_eq!(now[0]["state"], "MASTER", "{now:#}");
+    assert!(na.has_address("eth0", VIP.parse().unwrap()));
+}

@@ -5,7 +5,8 @@
 //! `tcp-request connection reject if { src_conn_cur ge N }`.
 //!
 //! A client is its IPv4 address, or its IPv6 /64: one IPv6 host is given a whole /64 and may use
-//! any address in it.
+//! any address in it. A link-local or loopback IPv6 address counts alone: every host on a link
+//! shares `fe80::/64`.
 
 use std::{
     collections::HashMap,
@@ -66,12 +67,13 @@ impl Drop for SourceSlot {
 }
 
 /// Who `peer` counts as: an IPv4 address (also when written IPv4-mapped, as a dual-stack
-/// listener sees it), or an IPv6 address's /64.
+/// listener sees it), an IPv6 address's /64, or a link-local or loopback IPv6 address itself.
 fn client_of(peer: IpAddr) -> IpAddr {
     match peer {
         IpAddr::V4(_) => peer,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
+            None if v6.is_unicast_link_local() || v6.is_loopback() => peer,
             None => {
                 let prefix = u128::from(v6) & !((1u128 << 64) - 1);
                 IpAddr::V6(Ipv6Addr::from(prefix))
@@ -116,12 +118,15 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_slash_64_is_one_client_and_a_mapped_ipv4_is_its_address() {
+    fn an_ipv6_slash_64_is_one_client_but_a_link_local_address_is_one_alone() {
         let counts = PerSource::new(1);
         let _held = counts.admit(ip("2001:db8:1:2::1"));
         assert!(counts.admit(ip("2001:db8:1:2:ffff::9")).is_none());
         assert!(counts.admit(ip("2001:db8:1:3::1")).is_some());
         let _v4 = counts.admit(ip("192.0.2.7"));
         assert!(counts.admit(ip("::ffff:192.0.2.7")).is_none());
+        // Every host on a link shares fe80::/64: each link-local address is a client.
+        let _one = counts.admit(ip("fe80::1"));
+        assert!(counts.admit(ip("fe80::2")).is_some());
     }
 }

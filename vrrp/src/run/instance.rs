@@ -466,6 +466,9 @@ impl Instance {
                         to,
                         reason,
                         priority: self.fsm.priority(),
+                        virtual_ips: (self.config.virtual_ips.iter())
+                            .map(ToString::to_string)
+                            .collect(),
                     });
                 }
             }

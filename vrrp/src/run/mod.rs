@@ -80,6 +80,9 @@ pub struct VrrpEvent {
     pub reason: Reason,
     /// The effective priority at the change.
     pub priority: u8,
+    /// The instance's virtual addresses (`10.0.0.100/32`), as its status lists them: carried
+    /// here so a reader has them after the instance is gone.
+    pub virtual_ips: Vec<String>,
 }
 
 /// Why VRRP could not start.
@@ -475,6 +478,13 @@ impl Vrrp {
             (slot.retune).send_if_modified(|old| replace_changed(old, instance.clone()));
         }
         Ok(())
+    }
+
+    /// The first instance a follower (a volume) follows, if any: what must not stop under it.
+    pub fn followed(&self) -> Option<&str> {
+        (self.slots.iter())
+            .find(|slot| slot.roster.has_followers())
+            .map(|slot| slot.name.as_str())
     }
 
     /// Shuts every instance down (priority 0 from masters, VIPs removed, `notify_stop` run) and
