@@ -320,3 +320,45 @@ fn a_vip_moved_between_two_masters_by_a_rebuild_stays_on() {
         vrrp.stop().await;
     });
 }
+
+// Input: a MASTER rebuilt twenty times (an instance added, then removed, in turn). Output: the
+// process holds as many descriptors after the last rebuild as after the first two: each
+// rebuild's sockets, netlink connection and tasks end with the VRRP it replaced.
+#[test]
+fn rebuilds_leave_no_descriptors_behind() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let one = config("va", &log, &[("VI_1", 53, 100, "10.0.0.100")]);
+        let two = config(
+            "va",
+            &log,
+            &[
+                ("VI_1", 53, 100, "10.0.0.100"),
+                ("VI_2", 54, 100, "10.0.0.102"),
+            ],
+        );
+        let mut vrrp = start(&one).await;
+        wait_for(&vrrp, "VI_1", "MASTER", is_master).await;
+        let open = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let mut counts = Vec::new();
+        for round in 0..20 {
+            let (from, to) = if round % 2 == 0 {
+                (&one, &two)
+            } else {
+                (&two, &one)
+            };
+            assert_eq!(vrrp.reload(from, to).await, Ok(Reloaded::Rebuilt));
+            // Dropped tasks end on the runtime's next turns.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            counts.push(open());
+        }
+        assert!(instance(&vrrp, "VI_1").is_some_and(|s| is_master(&s)));
+        // Rounds 2 and 20 both end with VI_1 alone.
+        assert!(counts[19] <= counts[1], "{counts:?}");
+        vrrp.stop().await;
+    });
+}
