@@ -362,3 +362,71 @@ fn rebuilds_leave_no_descriptors_behind() {
         vrrp.stop().await;
     });
 }
+
+/// An address owner (priority 255) on `va` tracking a weight-0 script whose first run takes a
+/// second and passes, logging `notify_master` to `log`; `extra` is appended to the file.
+fn owner_waiting(log: &Path, extra: &str) -> VrrpConfig {
+    parse(&format!(
+        "[vrrp]\ninterface = \"va\"\nversion = 3\n\
+         [vrrp.script.slow]\ncommand = \"sleep 1\"\ninterval = \"10s\"\ntimeout = \"5s\"\n\
+         [vrrp.instance.VI_1]\nvirtual_router_id = 53\npriority = 255\n\
+         advert_interval = \"200ms\"\nvirtual_ips = [\"10.0.0.100/32\"]\n\
+         track_scripts = [\"slow\"]\n\
+         notify_master = \"echo master >> '{}'\"\n{extra}",
+        log.display()
+    ))
+}
+
+// Input: an address owner still waiting for its script's first verdict (a second) when a
+// rebuild comes 100 ms after its start. Output: 300 ms later it has not taken the VIP (it
+// started again, waiting on), and it becomes MASTER once its wait ends (at most a
+// Master_Down_Interval, 0.6 s here). (It resumed its Initialize as a plain startup: MASTER at
+// once.)
+#[test]
+fn an_owner_waiting_for_its_scripts_waits_on_across_a_rebuild() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let netlink = Netlink::new().unwrap();
+        let one = owner_waiting(&log, "");
+        let two = owner_waiting(
+            &log,
+            "[vrrp.instance.VI_2]\nvirtual_router_id = 54\nvirtual_ips = [\"10.0.0.102/32\"]\n",
+        );
+        let mut vrrp = start(&one).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(vrrp.reload(&one, &two).await, Ok(Reloaded::Rebuilt));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let vi_1 = instance(&vrrp, "VI_1").unwrap();
+        assert_ne!(vi_1.state, State::Master, "{vi_1:?}");
+        assert!(!has(&netlink, "va", "10.0.0.100").await);
+        wait_for(&vrrp, "VI_1", "MASTER", is_master).await;
+        assert!(has(&netlink, "va", "10.0.0.100").await);
+        vrrp.stop().await;
+    });
+}
+
+// Input: an address owner stopped while it waits for its script's first verdict. Output: its
+// `notify_master` never runs and it never reports MASTER. (The stop fell through to a startup:
+// MASTER, VIPs and `notify_master`, then priority 0.)
+#[test]
+fn an_owner_stopped_while_waiting_for_its_scripts_is_never_master() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let vrrp = start(&owner_waiting(&log, "")).await;
+        let mut events = vrrp.subscribe();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        vrrp.stop().await;
+        assert!(logged_lines(&log).is_empty(), "{:?}", logged_lines(&log));
+        while let Ok(event) = events.try_recv() {
+            assert_ne!(event.to, State::Master, "{event:?}");
+        }
+    });
+}
