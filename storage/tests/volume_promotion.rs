@@ -196,7 +196,9 @@ async fn a_link_lost_during_a_demotion_drain_is_a_generation_of_its_own() {
 }
 
 /// An NBD client of the export at `addr` (fixed newstyle, `EXPORT_NAME`) that has asked for
-/// 64 MiB of reads and reads none of it: the server's replies stall.
+/// 64 MiB of reads and reads no more than the first reply's header: the server's replies
+/// stall. That header says the server is serving the reads, so a demotion started next finds
+/// them in flight (on a loaded machine it could come before the server had read them).
 async fn unread_nbd_client(addr: std::net::SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut greeting = [0; 18];
@@ -223,6 +225,9 @@ async fn unread_nbd_client(addr: std::net::SocketAddr) -> TcpStream {
         };
         stream.write_all(&read.encode()).await.unwrap();
     }
+    // The simple reply's magic, error and cookie.
+    let mut header = [0; 16];
+    stream.read_exact(&mut header).await.unwrap();
     stream
 }
 
