@@ -270,6 +270,35 @@ fn a_vrrp_added_by_a_reload_starts_and_one_removed_stops() {
     }
 }
 
+// Input: two address owners VI_1 and VI_2 without `[alert]`; one reload adds `[alert]` (mail)
+// and removes VI_2, which rebuilds VRRP. Output: VI_2's "Stopping" is mailed. (The new
+// alerter subscribed to VRRP after the rebuild, when VI_2 had already stopped.)
+#[test]
+fn a_new_alerter_mails_what_the_same_reloads_rebuild_did() {
+    if !can_use_netns() || !require_aiosmtpd() {
+        return;
+    }
+    let a = Netns::new("alert-t");
+    let b = Netns::new("alert-u");
+    veth(&a, "eth0", "10.64.0.1/24", &b, "eth0", "10.64.0.2/24");
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let _smtp = smtp(&a, &maildir);
+    let vi_1 = vrrp::instance("VI_1", 64, 255, "10.64.0.100", "");
+    let vi_2 = vrrp::instance("VI_2", 65, 255, "10.64.0.102", "");
+    let fulcrum = vrrp::start_fulcrum(&a, &vrrp::fulcrum_vrrp(2, &[vi_1.clone(), vi_2]));
+    assert!(vrrp::wait_vip(&a, "10.64.0.102", true, PATIENCE));
+
+    fulcrum.write_config(&format!(
+        "{}\n[alert]\nevents = [\"vrrp\"]\n\
+         email = {{ smtp = \"127.0.0.1:2525\", from = \"fulcrum@example.com\", to = [\"ops@example.com\"] }}\n",
+        vrrp::fulcrum_vrrp(2, &[vi_1]),
+    ));
+    assert!(fulcrum.reload());
+    let mail = wait_mail(&maildir, "VRRP Instance VI_2 - Stopping");
+    assert!(mail.contains("10.64.0.102"), "{mail}");
+}
+
 /// Debian's aiosmtpd in `ns`, on 127.0.0.1:2525, keeping the mails it gets in `maildir`; once
 /// it listens.
 fn smtp(ns: &Netns, maildir: &Path) -> KillOnDrop {
