@@ -47,8 +47,9 @@ pub(crate) struct Inputs {
 #[derive(Debug)]
 pub(crate) struct Carried {
     pub(crate) resume: Resume,
-    /// To take off the VIPs the new config drops before any successor puts its own on
-    /// ([`Carried::release`]).
+    /// The VIPs it had on the interface (as master), and where, to take off those the new
+    /// config drops before any successor puts its own on ([`Carried::release`]).
+    held: Vec<IpNet>,
     netlink: Arc<Netlink>,
     link: Link,
     /// Its followers (volumes) go on following the successor.
@@ -62,18 +63,21 @@ impl Carried {
     /// the interface's own addresses. Done for every instance before any successor starts: a
     /// VIP moving to another instance is then off before the other puts it on, never taken
     /// off after (adding an address that is there already succeeds and changes nothing).
-    pub(crate) async fn release(&mut self, vips: &[IpNet]) {
-        let resume = &mut self.resume;
-        let dropped: Vec<IpNet> = (resume.held.iter())
-            .filter(|vip| !vips.contains(vip) && !resume.kept_vips.contains(vip))
+    pub(crate) async fn release(&self, vips: &[IpNet]) {
+        let dropped: Vec<IpNet> = (self.held.iter())
+            .filter(|vip| !vips.contains(vip))
             .copied()
             .collect();
-        for vip in &dropped {
-            if let Err(error) = self.netlink.remove_vip(&self.link, vip).await {
-                tracing::error!(instance = %resume.status.name, %vip, %error, "virtual IP not removed");
-            }
-        }
-        resume.held.retain(|vip| vips.contains(vip));
+        let resume = &self.resume;
+        let instance = &resume.status.name;
+        take_off(
+            &self.netlink,
+            &self.link,
+            instance,
+            &dropped,
+            &resume.kept_vips,
+        )
+        .await;
     }
 }
 
@@ -100,8 +104,6 @@ pub(crate) struct Resume {
     pub(crate) state: State,
     /// What it published: why and since when it is in `state`, and the master it followed.
     pub(crate) status: InstanceStatus,
-    /// The VIPs it had on the interface (as master).
-    pub(crate) held: Vec<IpNet>,
     /// Its config's VIPs, whatever its state: those the successor adds are looked up among the
     /// interface's own addresses.
     pub(crate) configured: Vec<IpNet>,
@@ -258,11 +260,11 @@ impl Instance {
             resume: Resume {
                 state,
                 status: self.status.borrow().clone(),
-                held,
                 configured: self.config.virtual_ips.clone(),
                 master_adver_interval: self.fsm.master_adver_interval(),
                 kept_vips: self.kept_vips,
             },
+            held,
             netlink: self.netlink,
             link: self.link,
             leader: self.leader,
@@ -539,11 +541,8 @@ impl Instance {
 
     /// Takes `vips` off the interface, but not those that are its own addresses.
     async fn remove_these(&self, vips: &[IpNet]) {
-        for vip in vips.iter().filter(|v| !self.kept_vips.contains(v)) {
-            if let Err(error) = self.netlink.remove_vip(&self.link, vip).await {
-                tracing::error!(instance = %self.config.name, %vip, %error, "virtual IP not removed");
-            }
-        }
+        let instance = &self.config.name;
+        take_off(&self.netlink, &self.link, instance, vips, &self.kept_vips).await;
     }
 
     /// One burst of `garp.repeat` gratuitous ARPs / unsolicited NAs for every VIP.
@@ -572,6 +571,16 @@ impl Instance {
 
     fn clock(&self, now: Instant) -> Time {
         Time::from(now.saturating_duration_since(self.epoch))
+    }
+}
+
+/// Takes `vips` off `link`, but not those in `kept` (the interface's own addresses), logging
+/// each that fails for `instance`.
+async fn take_off(netlink: &Netlink, link: &Link, instance: &str, vips: &[IpNet], kept: &[IpNet]) {
+    for vip in vips.iter().filter(|v| !kept.contains(v)) {
+        if let Err(error) = netlink.remove_vip(link, vip).await {
+            tracing::error!(%instance, %vip, %error, "virtual IP not removed");
+        }
     }
 }
 

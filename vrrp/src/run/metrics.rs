@@ -64,7 +64,7 @@ const STATES: [State; 4] = [
     State::Fault,
 ];
 
-/// The collector `Vrrp::register_metrics` registers.
+/// The collector `StatusHandle::register_metrics` registers.
 pub(crate) struct VrrpCollector {
     status: StatusHandle,
     descs: Vec<Desc>,

@@ -439,11 +439,6 @@ impl Vrrp {
         self.status.clone()
     }
 
-    /// Registers the `fulcrum_vrrp_*` metrics, read from the instances at each scrape.
-    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
-        self.status.register_metrics(registry)
-    }
-
     /// State changes from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<VrrpEvent> {
         self.events.subscribe()
@@ -523,14 +518,9 @@ impl Prepared {
     }
 
     /// [`Prepared::start`], publishing the instances to `status`: a handle the appliance has
-    /// held from before this VRRP existed (a `[vrrp]` a reload added), so that its readers
-    /// follow.
-    pub fn start_into(self, status: StatusHandle) -> Vrrp {
-        self.launch(status)
-    }
-
-    /// [`Prepared::start`], publishing the instances to `status`.
-    fn launch(mut self, status: StatusHandle) -> Vrrp {
+    /// held from before this VRRP existed (a `[vrrp]` a reload added), or the one a rebuild
+    /// replaces the instances of, so that its readers follow.
+    pub fn start_into(mut self, status: StatusHandle) -> Vrrp {
         status
             .published
             .store(Arc::new(std::mem::take(&mut self.status)));

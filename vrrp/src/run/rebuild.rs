@@ -131,7 +131,7 @@ impl Vrrp {
             reader.abort();
         }
         // One after another, before any successor puts its VIPs on.
-        for (name, (carry, _)) in &mut carried {
+        for (name, (carry, _)) in &carried {
             let vips = new.instance(name).map_or(&[][..], |i| &i.virtual_ips[..]);
             carry.release(vips).await;
         }
@@ -139,7 +139,7 @@ impl Vrrp {
         // readers have handled it.
         prepared.discard_queued();
         prepared.carry_over(carried);
-        let mut next = prepared.launch(self.status.clone());
+        let mut next = prepared.start_into(self.status.clone());
         next.stopping = stopping;
         // The old VRRP has nothing left running: dropping it ends its sockets and bindings.
         drop(std::mem::replace(self, next));
