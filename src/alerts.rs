@@ -75,15 +75,15 @@ impl Alerts {
 
     /// Follows a reload: a changed `[alert]` starts a new alerter before the old one flushes
     /// and stops, so no event falls between them (one in the overlap may go out twice). An
-    /// unchanged one keeps running and follows the sync sets the reload started
-    /// (`started_syncs`), and VRRP when the reload started it; a stopped set's or VRRP's feed
-    /// ends with its events. `vrrp` holds VRRP's events from before the reload changed it, so
+    /// unchanged one keeps running and follows the sync sets and volumes the reload `started`,
+    /// and VRRP when the reload started it; a stopped set's, volume's or VRRP's feed ends with
+    /// its events. `vrrp` holds VRRP's events from before the reload changed it, so
     /// that a new alerter has the changes a rebuild or a start made.
     pub(crate) async fn follow(
         &mut self,
         config: Option<AlertConfig>,
         sources: Sources<'_>,
-        started_syncs: &[String],
+        started: Started<'_>,
         vrrp: VrrpFeed,
     ) {
         if self.0.as_ref().map(|r| &r.config) == config.as_ref() {
@@ -97,7 +97,8 @@ impl Alerts {
                     sender: &running.alerter.sender(),
                     stopping: &stopping,
                 };
-                add_syncs(&mut feeds, sources.syncs.subscribe(Some(started_syncs)));
+                add_syncs(&mut feeds, sources.syncs.subscribe(Some(started.syncs)));
+                add_volumes(&mut feeds, sources.volumes.subscribe(Some(started.volumes)));
                 // A running VRRP has its feed already.
                 if let (Some(_), Some(events)) = (sources.vrrp, vrrp.started) {
                     add_vrrp(&mut feeds, events);
@@ -120,6 +121,13 @@ impl Alerts {
             running.alerter.stop().await;
         }
     }
+}
+
+/// What a reload started, by name: their feeds are new.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Started<'a> {
+    pub(crate) syncs: &'a [String],
+    pub(crate) volumes: &'a [String],
 }
 
 /// VRRP's events around a reload, each subscribed before the instances could change.
@@ -150,10 +158,7 @@ fn subscribe(
     if let Some(vrrp) = sources.vrrp {
         add_vrrp(&mut feeds, vrrp_events.unwrap_or_else(|| vrrp.subscribe()));
     }
-    for volume in sources.volumes.handles() {
-        let name = volume.status().name;
-        feeds.add(volume.subscribe(), move |event| volume_event(&name, event));
-    }
+    add_volumes(&mut feeds, sources.volumes.subscribe(None));
     add_syncs(&mut feeds, sources.syncs.subscribe(None));
     feeds.tasks
 }
@@ -161,6 +166,13 @@ fn subscribe(
 /// The feed of VRRP's state changes.
 fn add_vrrp(feeds: &mut Feeds<'_>, events: broadcast::Receiver<VrrpEvent>) {
     feeds.add(events, |event| Some(vrrp_event(event)));
+}
+
+/// A feed for each volume's events.
+fn add_volumes(feeds: &mut Feeds<'_>, volumes: Vec<(String, broadcast::Receiver<VolumeEvent>)>) {
+    for (name, events) in volumes {
+        feeds.add(events, move |event| volume_event(&name, event));
+    }
 }
 
 /// A feed for each sync set's events.

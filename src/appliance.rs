@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
+use crate::{control::command::VolumeAction, syncs::Syncs, volumes::Volumes};
 use fulcrum_common::{
     action::{ServerAction, ServerRef},
     stats::Snapshot,
 };
 use fulcrum_proxy::Proxy;
-use fulcrum_storage::volume::Volume;
-
-use crate::{control::command::VolumeAction, syncs::Syncs};
 
 /// The modules this process runs.
 #[derive(Debug, Clone)]
@@ -18,8 +16,8 @@ pub(crate) struct Appliance {
     pub(crate) proxy: Arc<Proxy>,
     /// No instance without `[vrrp]`; a `[vrrp]` a reload adds or removes publishes here.
     pub(crate) vrrp: fulcrum_vrrp::run::StatusHandle,
-    /// `[volume.NAME]`s, in name order.
-    pub(crate) volumes: Vec<Volume>,
+    /// `[volume.NAME]`s; a reload may add, restart or remove them.
+    pub(crate) volumes: Arc<Volumes>,
     /// `[sync.NAME]`s.
     pub(crate) syncs: Arc<Syncs>,
 }
@@ -44,10 +42,7 @@ impl fulcrum_monitoring::Appliance for Appliance {
 impl Appliance {
     /// Every volume, in name order.
     pub(crate) fn volume_stats(&self) -> Vec<fulcrum_common::stats::Volume> {
-        self.volumes
-            .iter()
-            .map(|v| crate::volumes::to_stats(&v.status()))
-            .collect()
+        self.volumes.stats()
     }
 
     /// Carries out `action` on the volume called `name`; the message says what happened.
@@ -56,18 +51,7 @@ impl Appliance {
         name: &str,
         action: VolumeAction,
     ) -> Result<String, String> {
-        let volume = self
-            .volumes
-            .iter()
-            .find(|v| v.status().name == name)
-            .ok_or_else(|| {
-                let names: Vec<String> = self.volumes.iter().map(|v| v.status().name).collect();
-                let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                format!(
-                    "no volume `{name}` (defined: {})",
-                    fulcrum_common::list_or_none(&names)
-                )
-            })?;
+        let volume = self.volumes.find(name)?;
         let done = match action {
             VolumeAction::Primary { force } => {
                 volume.promote(force).await.map(|()| "primary".to_owned())

@@ -98,7 +98,6 @@ pub(crate) async fn serve(
     };
     // After the proxy, whose listeners bind VIPs with IP_FREEBIND and so need not wait for
     // them; before the admin server, so the stats page shows VRRP from its first page.
-    let running_volumes = loaded.volumes.clone();
     let running_global = loaded.file.global.clone();
     let vrrp = match &loaded.vrrp {
         Some(config) => match Vrrp::prepare(config, running_vrrp::options(&proxy)).await {
@@ -120,7 +119,7 @@ pub(crate) async fn serve(
     let mut vrrp = RunningVrrp::start(vrrp, loaded.vrrp);
     let global = &loaded.file.global;
     let volumes = match Volumes::start(planned, &global.state_dir, &global.node_name()).await {
-        Ok(volumes) => volumes,
+        Ok(volumes) => Arc::new(volumes),
         Err(error) => {
             tracing::error!(%error, "cannot start the replicated volumes");
             vrrp.stop().await;
@@ -139,7 +138,7 @@ pub(crate) async fn serve(
     let appliance = Arc::new(Appliance {
         proxy: Arc::clone(&proxy),
         vrrp: vrrp.status(),
-        volumes: volumes.handles(),
+        volumes: Arc::clone(&volumes),
         syncs: Arc::clone(&syncs),
     });
     let registry = prometheus::Registry::new();
@@ -219,19 +218,19 @@ pub(crate) async fn serve(
                     nrpe.follow(new.nrpe, &registry, &appliance).await;
                     // The sets before the alerts, which then follow the ones just started.
                     let started_syncs = syncs.follow(new.syncs).await;
+                    // Volumes leaving let go of their instances before VRRP follows, and new
+                    // ones follow the instances it has then: VRRP's reload goes in between.
+                    let restarted = volumes.stop_changed(&new.volumes, vrrp.vrrp.as_ref()).await;
                     // VRRP before the alerts, which then follow what it did.
                     let before = vrrp.vrrp.as_ref().map(Vrrp::subscribe);
                     let started = vrrp.follow(new.vrrp, &proxy, &registry).await;
+                    let started_volumes = volumes.start_new(new.volumes, vrrp.vrrp.as_ref(), &restarted).await;
                     let sources = alerts::Sources { vrrp: vrrp.vrrp.as_ref(), ..sources(&registry) };
                     let feed = alerts::VrrpFeed { before, started };
-                    alerts.follow(new.alert, sources, &started_syncs, feed).await;
+                    let started = alerts::Started { syncs: &started_syncs, volumes: &started_volumes };
+                    alerts.follow(new.alert, sources, started, feed).await;
                     if new.global.restart_only() != running_global.restart_only() {
                         tracing::warn!("[global] changed: node, state_dir, threads, grace, log and control_socket keep their running values until fulcrum restarts (max_connections was applied)");
-                    }
-                    if as_running(&new.volumes) != as_running(&running_volumes) {
-                        // Restarting a volume drops its link and its NBD clients; DRBD users
-                        // run `drbdadm adjust` for the same reason, deliberately.
-                        tracing::warn!("[volume] changed: the volumes keep running on the old settings until fulcrum restarts");
                     }
                 }
             }
@@ -385,23 +384,4 @@ impl Admin {
         .await
         .unwrap_or(Self(None));
     }
-}
-
-/// `volumes` as a reload compares them: a backing file the first start created is a `File`
-/// from then on, where that start's config said `NewFile`. Without this, every reload warned
-/// that `[volume]` had changed.
-fn as_running(
-    volumes: &[fulcrum_storage::volume::config::VolumeConfig],
-) -> Vec<fulcrum_storage::volume::config::VolumeConfig> {
-    use fulcrum_storage::volume::config::BackingKind;
-    volumes
-        .iter()
-        .cloned()
-        .map(|mut volume| {
-            if volume.backing.kind == BackingKind::NewFile {
-                volume.backing.kind = BackingKind::File;
-            }
-            volume
-        })
-        .collect()
 }

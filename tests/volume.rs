@@ -215,3 +215,148 @@ fn a_reload_of_an_unchanged_volume_does_not_warn_of_a_change() {
         .any(|l| support::message(l).starts_with("[volume] changed"));
     assert!(!warned, "an unchanged [volume] was reported as changed");
 }
+
+/// Every volume `fulcrum status volume --json` lists, in name order.
+fn all_volumes(node: &Fulcrum) -> Vec<serde_json::Value> {
+    let (ok, out, err) = fulcrum_on(node, &["status", "volume", "--json"], &[]);
+    assert!(ok, "fulcrum status volume: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Whether `nbdinfo` finds `export` at `nbd` (host:port).
+fn nbd_answers(nbd: &str, export: &str) -> bool {
+    std::process::Command::new("nbdinfo")
+        .args(["--size", &format!("nbd://{nbd}/{export}")])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// How many of `node`'s log lines say `message` of `volume`.
+fn logged(node: &Fulcrum, message: &str, volume: &str) -> usize {
+    node.logs()
+        .iter()
+        .filter(|l| support::message(l) == message && l["volume"] == volume)
+        .count()
+}
+
+// Input: A primary and B secondary for `data`, connected, A alerting on volume events. A is
+// reloaded with `data`'s export renamed while primary, then again once demoted; then with a
+// second volume added, then removed. Output: as `drbdadm adjust`, the primary is left on its
+// old section (warned, still serving the old export); once secondary it restarts on the new
+// one, secondary as it was, reconnects (and that is alerted: the alerts follow the restarted
+// volume), and serves the new export when promoted; the added volume runs beside `data`
+// without restarting it, and the removed one stops and lets go of its port.
+#[test]
+fn a_reload_adds_restarts_and_removes_volumes_as_drbdadm_adjust() {
+    const KEPT: &str = "[volume] changed or removed, but the volume is primary: it keeps running on its old settings; demote it (`fulcrum volume secondary NAME`, or move its VRRP instance to the peer), then reload";
+    const STOPPING: &str = "[volume] section changed or removed: stopping the volume";
+    const STARTED: &str = "volume started on the reloaded [volume] section";
+    if !support::require_tool("nbdinfo") {
+        return;
+    }
+    let (pa, pb) = (free_addr(), free_addr());
+    let dir = tempfile::tempdir().unwrap();
+    let texts = dir.path().join("alerts.txt");
+    let script = dir.path().join("alert.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ncat >> {}\n", texts.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let alert = format!(
+        "[alert]\nevents = [\"volume\"]\ncommand = \"{}\"\nrate_limit = {{ max = 20, window = \"1m\" }}\n",
+        script.display()
+    );
+    let a_config = format!("{}{alert}", volume(pa, pb, "primary", "C"));
+    let a = Fulcrum::start(&a_config);
+    let b = Fulcrum::start(&volume(pb, pa, "secondary", "C"));
+    let connected = |n: &Fulcrum| status(n)["connection"] == "Connected";
+    let links_up = || {
+        std::fs::read_to_string(&texts)
+            .unwrap_or_default()
+            .matches("=> Volume replication link is up <=")
+            .count()
+    };
+    assert!(
+        wait_until(PATIENCE, Duration::from_millis(50), || connected(&a)
+            && links_up() == 1),
+        "never connected, or not alerted: {}",
+        status(&a)
+    );
+    let nbd = status(&a)["nbd"].as_str().unwrap().to_owned();
+    assert!(nbd_answers(&nbd, "data"));
+
+    // Primary: the renamed export waits.
+    let renamed = a_config.replace("export = \"data\"", "export = \"renamed\"");
+    assert_ne!(renamed, a_config);
+    let from = a.log_len();
+    a.write_config(&renamed);
+    assert!(a.reload());
+    a.wait_log_from(from, |l| {
+        support::message(l) == KEPT && l["volume"] == "data"
+    });
+    assert_eq!(status(&a)["role"], "Primary");
+    assert_eq!(logged(&a, STOPPING, "data"), 0);
+    assert!(nbd_answers(&nbd, "data"), "the primary stopped serving");
+
+    // Secondary: restarted on the new section, secondary still, and connected again.
+    let (ok, out, err) = fulcrum_on(&a, &["volume"], &["secondary", "data"]);
+    assert!(ok, "demote: {out} {err}");
+    let from = a.log_len();
+    assert!(a.reload());
+    a.wait_log_from(from, |l| {
+        support::message(l) == STARTED && l["volume"] == "data"
+    });
+    assert_eq!(logged(&a, STOPPING, "data"), 1);
+    assert_eq!(status(&a)["role"], "Secondary", "the restart promoted it");
+    assert!(
+        wait_until(PATIENCE, Duration::from_millis(50), || connected(&a)
+            && links_up() == 2),
+        "the restarted volume never reconnected, or its link was not alerted: {} / {:?}",
+        status(&a),
+        std::fs::read_to_string(&texts)
+    );
+    let (ok, out, err) = fulcrum_on(&a, &["volume"], &["primary", "data"]);
+    assert!(ok, "promote: {out} {err}");
+    let nbd = status(&a)["nbd"].as_str().unwrap().to_owned();
+    assert!(nbd_answers(&nbd, "renamed"), "the new export is not served");
+    assert!(!nbd_answers(&nbd, "data"), "the old export is still served");
+
+    // A second volume added beside it (its peer never comes), then removed.
+    let logs_port = free_addr();
+    let logs = volume(logs_port, support::dead_addr(), "secondary", "C")
+        .replace("[volume.data]", "[volume.logs]")
+        .replace("data.img", "logs.img");
+    a.write_config(&format!("{renamed}{logs}"));
+    let from = a.log_len();
+    assert!(a.reload());
+    a.wait_log_from(from, |l| {
+        support::message(l) == STARTED && l["volume"] == "logs"
+    });
+    let names: Vec<_> = all_volumes(&a).iter().map(|v| v["name"].clone()).collect();
+    assert_eq!(names, ["data", "logs"]);
+    assert_eq!(
+        logged(&a, STOPPING, "data"),
+        1,
+        "adding a volume restarted another"
+    );
+    assert!(std::net::TcpStream::connect(logs_port).is_ok());
+
+    a.write_config(&renamed);
+    assert!(a.reload());
+    assert!(
+        wait_until(PATIENCE, Duration::from_millis(50), || all_volumes(&a)
+            .len()
+            == 1),
+        "the removed volume still runs: {:?}",
+        all_volumes(&a)
+    );
+    assert_eq!(logged(&a, STOPPING, "logs"), 1);
+    assert!(
+        wait_until(PATIENCE, Duration::from_millis(50), || {
+            std::net::TcpStream::connect(logs_port).is_err()
+        }),
+        "the removed volume still listens"
+    );
+    assert_eq!(status(&a)["role"], "Primary");
+    drop(b);
+}

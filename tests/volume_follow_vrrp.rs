@@ -197,3 +197,72 @@ fn a_reload_does_not_take_a_followed_instance_away() {
     assert_eq!(now[0]["state"], "MASTER", "{now:#}");
     assert!(na.has_address("eth0", VIP.parse().unwrap()));
 }
+
+// Input: one node running VI_1 alone (its peer never comes), reloaded to add a volume that
+// follows VI_1; then, the volume demoted by hand, reloaded without the volume and with VI_1
+// replaced by VI_2. Output: the added volume is promoted by the MASTER it follows and serves
+// NBD; the second reload stops the volume before VRRP applies the file, so VI_1, no longer
+// followed, is removed (its VIP gone) and VI_2 takes its own.
+#[test]
+fn a_reload_adds_a_volume_that_follows_a_running_master_and_removes_it_with_its_instance() {
+    if !can_use_netns() || !require_tool("nbdinfo") {
+        return;
+    }
+    const VIP2: &str = "10.78.0.51";
+    let scripts = tempfile::tempdir().unwrap();
+    let probe = scripts.path().join("probe.sh");
+    std::fs::write(&probe, PROBE).unwrap();
+    let log = scripts.path().join("log");
+    let na = Netns::new("fvn");
+    let nb = Netns::new("fvo");
+    veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
+    let followed = node("10.78.0.1", "10.78.0.2", 150, &probe, &log);
+    let (vrrp, with_volume) = followed.split_at(followed.find("[volume.data]").unwrap());
+    let a = start_fulcrum(&na, vrrp);
+    assert!(
+        wait_until(CONVERGE, POLL, || na
+            .has_address("eth0", VIP.parse().unwrap())),
+        "A never took the VIP"
+    );
+    assert!(
+        status_json(&a, "volume").is_null(),
+        "a volume before the reload"
+    );
+
+    a.write_config(&followed);
+    assert!(a.reload());
+    assert!(
+        wait_until(PATIENCE, POLL, || volume(&a)["role"] == "Primary"),
+        "the added volume was not promoted by the MASTER it follows: {}",
+        volume(&a)
+    );
+    assert!(volume(&a)["nbd"].is_string());
+    assert_eq!(
+        vrrp_status(&a)[0]["became_master"],
+        1,
+        "VI_1 went through MASTER again"
+    );
+
+    let (ok, out, err) = support::fulcrum_on(&a, &["volume"], &["secondary", "data"]);
+    assert!(ok, "demote: {out} {err}");
+    let replaced = vrrp
+        .replace("[vrrp.instance.VI_1]", "[vrrp.instance.VI_2]")
+        .replace(VIP, VIP2);
+    assert!(with_volume.contains("follow_vrrp"));
+    a.write_config(&replaced);
+    assert!(a.reload());
+    assert!(
+        wait_until(CONVERGE, POLL, || na
+            .has_address("eth0", VIP2.parse().unwrap())),
+        "VI_2 never came: {}",
+        vrrp_status(&a)
+    );
+    assert!(
+        !na.has_address("eth0", VIP.parse().unwrap()),
+        "VI_1's VIP stayed"
+    );
+    let now = vrrp_status(&a);
+    assert_eq!(now.as_array().unwrap().len(), 1, "{now:#}");
+    assert_eq!(now[0]["name"], "VI_2", "{now:#}");
+    assert!(status_json(&a, "volume").is_null(), "the volume still runs");
+}

@@ -482,6 +482,16 @@ impl Vrrp {
             .map(|slot| slot.name.as_str())
     }
 
+    /// A new follower of the running `instance` (`None` if there is no such instance), for a
+    /// part of Fulcrum a reload added: [`Follower::current`] is the state the instance is in
+    /// now (MASTER included, whose scripts have run), and from its next change on the instance
+    /// waits for it as for those registered before it started ([`Prepared::follower`]).
+    pub fn follower(&self, instance: &str) -> Option<Follower> {
+        (self.slots.iter())
+            .find(|slot| slot.name == instance)
+            .map(|slot| slot.roster.follower())
+    }
+
     /// Shuts every instance down (priority 0 from masters, VIPs removed, `notify_stop` run) and
     /// waits for them.
     pub async fn stop(mut self) {
