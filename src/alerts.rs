@@ -98,7 +98,7 @@ impl Alerts {
                     stopping: &stopping,
                 };
                 add_syncs(&mut feeds, sources.syncs.subscribe(Some(started.syncs)));
-                add_volumes(&mut feeds, sources.volumes.subscribe(Some(started.volumes)));
+                add_volumes(&mut feeds, started.volumes);
                 // A running VRRP has its feed already.
                 if let (Some(_), Some(events)) = (sources.vrrp, vrrp.started) {
                     add_vrrp(&mut feeds, events);
@@ -123,11 +123,12 @@ impl Alerts {
     }
 }
 
-/// What a reload started, by name: their feeds are new.
-#[derive(Debug, Clone, Copy)]
+/// What a reload started, whose feeds are new: sync sets by name, and the events of volumes,
+/// subscribed as each started.
+#[derive(Debug)]
 pub(crate) struct Started<'a> {
     pub(crate) syncs: &'a [String],
-    pub(crate) volumes: &'a [String],
+    pub(crate) volumes: Vec<(String, broadcast::Receiver<VolumeEvent>)>,
 }
 
 /// VRRP's events around a reload, each subscribed before the instances could change.
@@ -158,7 +159,7 @@ fn subscribe(
     if let Some(vrrp) = sources.vrrp {
         add_vrrp(&mut feeds, vrrp_events.unwrap_or_else(|| vrrp.subscribe()));
     }
-    add_volumes(&mut feeds, sources.volumes.subscribe(None));
+    add_volumes(&mut feeds, sources.volumes.subscribe());
     add_syncs(&mut feeds, sources.syncs.subscribe(None));
     feeds.tasks
 }

@@ -220,14 +220,14 @@ pub(crate) async fn serve(
                     let started_syncs = syncs.follow(new.syncs).await;
                     // Volumes leaving let go of their instances before VRRP follows, and new
                     // ones follow the instances it has then: VRRP's reload goes in between.
-                    let restarted = volumes.stop_changed(&new.volumes, vrrp.vrrp.as_ref()).await;
+                    let handover = volumes.stop_changed(&new.volumes).await;
                     // VRRP before the alerts, which then follow what it did.
                     let before = vrrp.vrrp.as_ref().map(Vrrp::subscribe);
                     let started = vrrp.follow(new.vrrp, &proxy, &registry).await;
-                    let started_volumes = volumes.start_new(new.volumes, vrrp.vrrp.as_ref(), &restarted).await;
+                    let started_volumes = volumes.start_new(new.volumes, vrrp.vrrp.as_ref(), handover).await;
                     let sources = alerts::Sources { vrrp: vrrp.vrrp.as_ref(), ..sources(&registry) };
                     let feed = alerts::VrrpFeed { before, started };
-                    let started = alerts::Started { syncs: &started_syncs, volumes: &started_volumes };
+                    let started = alerts::Started { syncs: &started_syncs, volumes: started_volumes };
                     alerts.follow(new.alert, sources, started, feed).await;
                     if new.global.restart_only() != running_global.restart_only() {
                         tracing::warn!("[global] changed: node, state_dir, threads, grace, log and control_socket keep their running values until fulcrum restarts (max_connections was applied)");

@@ -299,6 +299,67 @@ fn a_new_alerter_mails_what_the_same_reloads_rebuild_did() {
     assert!(mail.contains("10.64.0.102"), "{mail}");
 }
 
+// Input: an address owner (MASTER at once) with mail alerts, and an admin server whose port
+// another program holds, so that the start fails after VRRP has started.
+// Output: the process exits with a failure, and the instance's "Stopping" is mailed before it
+// does. (The alerts used to stop before VRRP on that path, and its STOP was never sent.)
+#[test]
+fn a_start_that_fails_after_vrrp_still_mails_its_stop() {
+    if !can_use_netns() || !require_aiosmtpd() {
+        return;
+    }
+    let a = Netns::new("alert-v");
+    let b = Netns::new("alert-w");
+    veth(&a, "eth0", "10.66.0.1/24", &b, "eth0", "10.66.0.2/24");
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let _smtp = smtp(&a, &maildir);
+    let _holder = KillOnDrop(a.spawn(&[
+        "/usr/bin/python3",
+        "-c",
+        "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 8080))\ns.listen()\ntime.sleep(120)",
+    ]));
+    assert!(
+        wait_until(PATIENCE, POLL, || a
+            .exec(&["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"])
+            .status
+            .success()),
+        "the port holder never listened"
+    );
+    let config = dir.path().join("fulcrum.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[global]\nstate_dir = \"state\"\ncontrol_socket = \"control.sock\"\n\n{}\n\
+             [admin]\nlisten = \"127.0.0.1:8080\"\n\n\
+             [alert]\nevents = [\"vrrp\"]\n\
+             email = {{ smtp = \"127.0.0.1:2525\", from = \"fulcrum@example.com\", to = [\"ops@example.com\"] }}\n",
+            vrrp::fulcrum_vrrp(2, &[vrrp::instance("VI_1", 66, 255, "10.66.0.100", "")])
+        ),
+    )
+    .unwrap();
+    let run = a
+        .cmd(env!("CARGO_BIN_EXE_fulcrum"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "started: {log}");
+    assert!(log.contains("cannot start the admin server"), "{log}");
+    // The alerter delivers what is queued before the process exits.
+    let stopping = mails(&maildir)
+        .into_iter()
+        .find(|m| m.contains("VRRP Instance VI_1 - Stopping"));
+    assert!(
+        stopping.is_some(),
+        "the stop was not mailed before the exit: {:?}\n{log}",
+        mails(&maildir)
+    );
+    assert!(!a.has_address("eth0", "10.66.0.100".parse().unwrap()));
+}
+
 /// Debian's aiosmtpd in `ns`, on 127.0.0.1:2525, keeping the mails it gets in `maildir`; once
 /// it listens.
 fn smtp(ns: &Netns, maildir: &Path) -> KillOnDrop {

@@ -14,7 +14,7 @@ mod support;
 
 use std::{
     path::Path,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use support::{
@@ -82,7 +82,7 @@ fn the_volume_is_primary_where_its_instance_is_master_and_moves_with_it() {
     let (log_a, log_b) = (scripts.path().join("a.log"), scripts.path().join("b.log"));
     let (na, nb) = (Netns::new("fva"), Netns::new("fvb"));
     veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
-    let a = start_fulcrum(&na, &node("10.78.0.1", "10.78.0.2", 150, &probe, &log_a));
+    let mut a = start_fulcrum(&na, &node("10.78.0.1", "10.78.0.2", 150, &probe, &log_a));
     let b = start_fulcrum(&nb, &node("10.78.0.2", "10.78.0.1", 100, &probe, &log_b));
 
     // A wins the election (150 > 100) and its volume is promoted; B's stays secondary.
@@ -144,8 +144,12 @@ fn the_volume_is_primary_where_its_instance_is_master_and_moves_with_it() {
             vec!["backup not-serving".to_owned(), "master serving".to_owned()]
         )
     );
-    drop(a);
-    std::thread::sleep(Duration::from_millis(10));
+    // A stopped as it should: the volume's metadata closed clean, the process exiting 0.
+    assert!(a.wait_exit().success(), "A's stop failed: {:#?}", a.logs());
+    assert!(
+        (a.logs().iter()).any(|l| support::message(l) == "volume stopped"),
+        "A's volume was not stopped cleanly"
+    );
 }
 
 // Input: one node whose volume follows VI_1 (its peer never comes), reloaded first with VI_1

@@ -15,42 +15,66 @@ use tokio_util::sync::CancellationToken;
 /// the instance stays MASTER.
 const PROMOTE_RETRY: Duration = Duration::from_millis(500);
 
+/// What comes after a step of [`follow_vrrp`].
+enum After {
+    /// The instance changed again: act on this.
+    Change(Transition),
+    /// Acted on the change: wait for the next.
+    Wait,
+    /// Told to leave.
+    Leave,
+    /// The instance has stopped for good.
+    Stopped,
+}
+
 /// Keeps `volume` primary exactly while the followed instance is MASTER: entering MASTER,
 /// promoted before `notify_master` runs (the instance waits for `done`); leaving it, demoted
 /// only after that change's notify scripts have run (they stop the service and unmount). Ends
-/// when the instance has stopped and the volume is demoted, or at `leave` (a reload stopping the
-/// volume) once a promotion or demotion under way has finished: never half-way through one.
-pub(super) async fn follow_vrrp(volume: Volume, mut follower: Follower, leave: CancellationToken) {
+/// with `None` when the instance has stopped for good and the volume is demoted. At `leave` (a
+/// reload stopping the volume) it ends once a promotion or demotion under way has finished,
+/// never half-way through one, and hands the follower back: a MASTER change it has not acted
+/// on then waits for the volume that follows with it next, rather than for nobody.
+pub(super) async fn follow_vrrp(
+    volume: Volume,
+    mut follower: Follower,
+    leave: CancellationToken,
+) -> Option<Follower> {
     let instance = follower.instance().to_owned();
     let mut transition = follower.current();
     loop {
-        let newer = if transition.state() == State::Master {
-            let newer = promote_while_master(&volume, &instance, &mut follower, &leave).await;
+        let after = if transition.state() == State::Master {
+            let after = promote_while_master(&volume, &instance, &mut follower, &leave).await;
+            if matches!(after, After::Leave) {
+                return Some(follower);
+            }
             // Promoted, refused, or MASTER already left: `notify_master` may run.
             follower.done(&transition);
-            newer
+            after
         } else {
             // Reported first: a MASTER change queued before this one waits for it.
             follower.done(&transition);
             transition.notified().await;
             demote(&volume, &instance).await;
-            None
+            After::Wait
         };
-        transition = match newer {
-            Some(newer) => newer,
-            None => match next(&mut follower, &leave).await {
-                Some(next) => next,
-                None => return,
-            },
+        let after = match after {
+            After::Wait => next(&mut follower, &leave).await,
+            after => after,
+        };
+        transition = match after {
+            After::Change(newer) => newer,
+            After::Leave => return Some(follower),
+            After::Stopped | After::Wait => return None,
         };
     }
 }
 
-/// The instance's next change; `None` once it has stopped for good or at `leave`.
-async fn next(follower: &mut Follower, leave: &CancellationToken) -> Option<Transition> {
+/// Waits for the instance's next change, or `leave` (first, when both are there).
+async fn next(follower: &mut Follower, leave: &CancellationToken) -> After {
     tokio::select! {
-        next = follower.next() => next,
-        () = leave.cancelled() => None,
+        biased;
+        () = leave.cancelled() => After::Leave,
+        next = follower.next() => next.map_or(After::Stopped, After::Change),
     }
 }
 
@@ -73,22 +97,21 @@ async fn demote(volume: &Volume, instance: &str) {
 /// Promotes `volume`, retrying while the peer still holds the primary role (its demotion is
 /// under way: it runs its notify scripts first) and while this node is still receiving the
 /// resync that makes it current (after a healed partition the peer, primary meanwhile, may
-/// demote before the resync ends). Returns once promoted, when promotion cannot
-/// succeed without an operator (the local data is not UpToDate), with the instance's next
-/// change if one comes first, or `None` at `leave`.
+/// demote before the resync ends). Returns `Wait` once promoted or when promotion cannot
+/// succeed without an operator (the local data is not UpToDate), or what [`next`] finds first.
 async fn promote_while_master(
     volume: &Volume,
     instance: &str,
     follower: &mut Follower,
     leave: &CancellationToken,
-) -> Option<Transition> {
+) -> After {
     let name = volume.status().name;
     let mut logged = false;
     loop {
         match volume.promote(false).await {
             Ok(()) => {
                 tracing::info!(volume = %name, %instance, "promoted: the VRRP instance is MASTER");
-                return None;
+                return After::Wait;
             }
             Err(error)
                 if matches!(error, VolumeError::SyncTarget)
@@ -100,14 +123,12 @@ async fn promote_while_master(
                 }
                 tokio::select! {
                     () = tokio::time::sleep(PROMOTE_RETRY) => {}
-                    // None: the instance stopped, or the volume leaves; the caller finds that
-                    // out again.
                     next = next(follower, leave) => return next,
                 }
             }
             Err(error) => {
                 tracing::error!(volume = %name, %instance, %error, "promotion refused; the volume stays secondary");
-                return None;
+                return After::Wait;
             }
         }
     }

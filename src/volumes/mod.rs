@@ -14,6 +14,7 @@
 mod follow_vrrp;
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
     time::Duration,
@@ -42,6 +43,9 @@ const LAST_DEMOTION: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct Volumes {
     running: Mutex<Vec<Running>>,
+    /// Every volume started in this process, running or not: `role` applies to a volume's
+    /// first start only.
+    started_before: Mutex<BTreeSet<String>>,
     /// `[global]`'s, read at start: a reload does not move the metadata or rename the node.
     state_dir: PathBuf,
     node: String,
@@ -54,7 +58,7 @@ struct Running {
     config: VolumeConfig,
     volume: Volume,
     /// Following the instance of `follow_vrrp`, until it stops or `leave`.
-    follower: Option<JoinHandle<()>>,
+    follower: Option<JoinHandle<Option<Follower>>>,
     leave: CancellationToken,
     /// Logging a resync's progress, for as long as the volume runs.
     _progress: AbortOnDropHandle<()>,
@@ -65,6 +69,15 @@ struct Running {
 #[derive(Debug)]
 pub(crate) struct Planned {
     volumes: Vec<(VolumeConfig, Option<Follower>)>,
+}
+
+/// What [`Volumes::stop_changed`] hands to [`Volumes::start_new`]: the followers of the
+/// volumes it stopped that follow the same instance on their new section. Held in between, so
+/// that a MASTER change meanwhile waits for the restarted volume's promotion before its
+/// `notify_master`, as it would have for the volume that left.
+#[derive(Debug, Default)]
+pub(crate) struct Handover {
+    followers: BTreeMap<String, Follower>,
 }
 
 impl Volumes {
@@ -92,6 +105,7 @@ impl Volumes {
     ) -> Result<Volumes, String> {
         let volumes = Volumes {
             running: Mutex::default(),
+            started_before: Mutex::default(),
             state_dir: state_dir.to_owned(),
             node: node.to_owned(),
         };
@@ -99,11 +113,13 @@ impl Volumes {
             let name = config.name.clone();
             match Volume::start(config.clone(), state_dir, node).await {
                 Ok(volume) => {
+                    lock(&volumes.started_before).insert(name);
                     let running = Running::new(as_running(config), volume, follower);
                     volumes.running().push(running);
                 }
                 Err(error) => {
-                    volumes.stop_now().await;
+                    let running = std::mem::take(&mut *volumes.running());
+                    stop_all(running).await;
                     return Err(format!("volume {name}: {error}"));
                 }
             }
@@ -132,15 +148,11 @@ impl Volumes {
         ))
     }
 
-    /// The events from now on (link lost and back, split brain, disk detached) of each volume,
-    /// or of those named in `only`, with the volume's name, for the alerts.
-    pub(crate) fn subscribe(
-        &self,
-        only: Option<&[String]>,
-    ) -> Vec<(String, broadcast::Receiver<VolumeEvent>)> {
+    /// The events from now on (link lost and back, split brain, disk detached) of every
+    /// volume, with the volume's name, for the alerts.
+    pub(crate) fn subscribe(&self) -> Vec<(String, broadcast::Receiver<VolumeEvent>)> {
         self.running()
             .iter()
-            .filter(|r| only.is_none_or(|names| names.contains(&r.config.name)))
             .map(|r| (r.config.name.clone(), r.volume.subscribe()))
             .collect()
     }
@@ -149,74 +161,84 @@ impl Volumes {
     /// changed or is gone, cleanly, as `drbdadm down` does (its peer sees the link drop, and
     /// resyncs what changed meanwhile when it comes back). A volume that is primary keeps
     /// running on its old section, with a warning: stopping it would pull the device from
-    /// under its NBD clients. Returns the names stopped; [`Volumes::start_new`] starts the
-    /// changed ones again.
-    pub(crate) async fn stop_changed(
-        &self,
-        configs: &[VolumeConfig],
-        vrrp: Option<&Vrrp>,
-    ) -> Vec<String> {
+    /// under its NBD clients. So does one whose backing's size changed, which a restart would
+    /// refuse. [`Volumes::start_new`] starts the changed ones again.
+    pub(crate) async fn stop_changed(&self, configs: &[VolumeConfig]) -> Handover {
         let configs: Vec<_> = configs.iter().cloned().map(as_running).collect();
+        let new_section = |name: &str| configs.iter().find(|c| c.name == name);
         let leaving = {
             let mut running = self.running();
-            let (stay, leaving): (Vec<_>, Vec<_>) = std::mem::take(&mut *running)
-                .into_iter()
-                .partition(|r| configs.contains(&r.config) || r.kept_as_primary());
+            let (stay, leaving): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut *running).into_iter().partition(|r| {
+                    let new = new_section(&r.config.name);
+                    new == Some(&r.config) || r.kept_as_primary() || r.kept_at_its_size(new)
+                });
             *running = stay;
             leaving
         };
+        let mut handover = Handover::default();
         let mut stopping = Vec::new();
         for mut leaving in leaving {
-            // The follower ends between two promotions, never inside one.
-            leaving.leave.cancel();
-            if let Some(follower) = leaving.follower.take() {
-                let _ = follower.await;
-            }
+            let follower = leaving.leave().await;
             if leaving.kept_as_primary() {
                 // Its instance became MASTER meanwhile and promoted it.
-                leaving.follow_again(vrrp);
+                leaving.follow(follower);
                 self.insert(leaving);
                 continue;
             }
             tracing::info!(volume = %leaving.config.name, "[volume] section changed or removed: stopping the volume");
+            let same_instance = |new: &VolumeConfig| {
+                new.follow_vrrp.as_ref().map(|i| i.get_ref())
+                    == leaving.config.follow_vrrp.as_ref().map(|i| i.get_ref())
+            };
+            if let Some(follower) = follower
+                && new_section(&leaving.config.name).is_some_and(same_instance)
+            {
+                handover
+                    .followers
+                    .insert(leaving.config.name.clone(), follower);
+            }
             stopping.push(leaving);
         }
-        let names = stopping.iter().map(|r| r.config.name.clone()).collect();
         // All stopped before any starts, so the addresses a changed section keeps are free.
         for leaving in stopping {
             leaving.volume.stop().await;
         }
-        names
+        handover
     }
 
     /// The second step of a reload, after VRRP has followed it: starts each volume of
-    /// `configs` that is not running, its follower registered with the running instance (a
-    /// MASTER one promotes it at once). One that [`Volumes::stop_changed`] stopped
-    /// (`restarted`) comes back secondary, as it was: `role` applies to a volume's first
-    /// start. One that cannot start is logged and left stopped; the next reload tries again.
-    /// Returns the names started, whose events the alerts have yet to follow.
+    /// `configs` that is not running, following its instance (a MASTER one promotes it at
+    /// once), with the follower `handover` holds for it if any. `role` applies to a volume's
+    /// first start in this process only: one started before comes back secondary, as it left.
+    /// One that cannot start is logged and left stopped; the next reload tries again. A
+    /// running volume that follows no instance (VRRP was off, or did not take the file that
+    /// added the instance) is given its follower now. Returns the events of the volumes
+    /// started, subscribed at once, for the alerts.
     pub(crate) async fn start_new(
         &self,
         configs: Vec<VolumeConfig>,
         vrrp: Option<&Vrrp>,
-        restarted: &[String],
-    ) -> Vec<String> {
+        mut handover: Handover,
+    ) -> Vec<(String, broadcast::Receiver<VolumeEvent>)> {
         let mut started = Vec::new();
         for config in configs {
             let name = config.name.clone();
-            if self.running().iter().any(|r| r.config.name == name) {
+            if self.running_with_follower(&name, vrrp) {
                 continue;
             }
             let mut starting = config.clone();
-            if restarted.contains(&name) {
+            if !lock(&self.started_before).insert(name.clone()) {
                 starting.role = Role::Secondary;
             }
             match Volume::start(starting, &self.state_dir, &self.node).await {
                 Ok(volume) => {
-                    let follower = follower(&config, |instance| vrrp?.follower(instance));
+                    let events = volume.subscribe();
+                    let follower = (handover.followers.remove(&name))
+                        .or_else(|| follower(&config, |instance| vrrp?.follower(instance)));
                     self.insert(Running::new(as_running(config), volume, follower));
                     tracing::info!(volume = %name, "volume started on the reloaded [volume] section");
-                    started.push(name);
+                    started.push((name, events));
                 }
                 Err(error) => {
                     tracing::error!(volume = %name, %error, "cannot start the volume on the reloaded [volume] section; it is not running");
@@ -226,17 +248,28 @@ impl Volumes {
         started
     }
 
+    /// Whether the volume `name` runs; if it should follow an instance and does not, it is
+    /// given a follower from `vrrp`.
+    fn running_with_follower(&self, name: &str, vrrp: Option<&Vrrp>) -> bool {
+        let mut running = self.running();
+        let Some(found) = running.iter_mut().find(|r| r.config.name == name) else {
+            return false;
+        };
+        let following = (found.follower.as_ref()).is_some_and(|task| !task.is_finished());
+        if found.config.follow_vrrp.is_some() && !following {
+            let follower = follower(&found.config, |instance| vrrp?.follower(instance));
+            found.follow(follower);
+        }
+        true
+    }
+
     /// Lets the followers finish (after VRRP has stopped, each demotes once its instance's
     /// `notify_stop` has run; bounded), then stops every volume cleanly (NBD drained, metadata
     /// closed).
     pub(crate) async fn stop(&self) {
         let mut running = std::mem::take(&mut *self.running());
-        let mut followers: Vec<_> = running
-            .iter_mut()
-            .filter_map(|r| r.follower.take())
-            .collect();
         let last_demotions = async {
-            for follower in &mut followers {
+            for follower in running.iter_mut().filter_map(|r| r.follower.as_mut()) {
                 let _ = follower.await;
             }
         };
@@ -249,17 +282,7 @@ impl Volumes {
                 "volumes still following VRRP; stopping them anyway"
             );
         }
-        stop_all(running, followers).await;
-    }
-
-    /// Stops the followers at once, then every volume.
-    async fn stop_now(&self) {
-        let mut running = std::mem::take(&mut *self.running());
-        let followers = running
-            .iter_mut()
-            .filter_map(|r| r.follower.take())
-            .collect();
-        stop_all(running, followers).await;
+        stop_all(running).await;
     }
 
     fn insert(&self, volume: Running) {
@@ -269,11 +292,7 @@ impl Volumes {
     }
 
     fn running(&self) -> MutexGuard<'_, Vec<Running>> {
-        // A panic elsewhere while holding it leaves the list whole: it is only ever replaced or
-        // pushed to.
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.running)
     }
 }
 
@@ -302,10 +321,11 @@ impl Running {
         });
     }
 
-    /// Follows its instance again, after a reload told its follower to leave.
-    fn follow_again(&mut self, vrrp: Option<&Vrrp>) {
-        let follower = follower(&self.config, |instance| vrrp?.follower(instance));
-        self.follow(follower);
+    /// Tells the follower to leave and waits for it (a promotion or demotion under way ends
+    /// first): its follower, unless the instance had stopped.
+    async fn leave(&mut self) -> Option<Follower> {
+        self.leave.cancel();
+        self.follower.take()?.await.ok().flatten()
     }
 
     /// Whether the volume is primary, and so stays on its old section through a reload that
@@ -313,21 +333,43 @@ impl Running {
     fn kept_as_primary(&self) -> bool {
         let primary = self.volume.status().role == Role::Primary;
         if primary {
-            tracing::warn!(volume = %self.config.name, "[volume] changed or removed, but the volume is primary: it keeps running on its old settings; demote it (`fulcrum volume secondary NAME`, or move its VRRP instance to the peer), then reload");
+            tracing::warn!(volume = %self.config.name, "[volume] changed or removed, but the volume is primary: it keeps running on its old settings; demote it (fulcrum volume secondary NAME, or move its VRRP instance to the peer), then reload");
         }
         primary
     }
+
+    /// Whether `new`, this volume's new section, gives its backing another size (a block
+    /// device grown, say), so that it stays on its old section (warned): the metadata holds
+    /// the size, and a restart would refuse the difference.
+    fn kept_at_its_size(&self, new: Option<&VolumeConfig>) -> bool {
+        let Some(new) = new.filter(|new| new.backing.size != self.config.backing.size) else {
+            return false;
+        };
+        tracing::warn!(volume = %self.config.name, size = self.config.backing.size, new_size = new.backing.size, "[volume] changed, but its backing's size differs: a volume cannot be resized, so it keeps running on its old settings");
+        true
+    }
 }
 
-/// Aborts `followers` (a promotion or demotion under way included), then stops every volume.
-async fn stop_all(running: Vec<Running>, followers: Vec<JoinHandle<()>>) {
-    for follower in followers {
-        follower.abort();
-        let _ = follower.await;
-    }
-    for running in running {
+/// Aborts the followers not done yet (a promotion or demotion under way included), then stops
+/// every volume.
+async fn stop_all(running: Vec<Running>) {
+    for mut running in running {
+        if let Some(follower) = running.follower.take()
+            && !follower.is_finished()
+        {
+            follower.abort();
+            let _ = follower.await;
+        }
         running.volume.stop().await;
     }
+}
+
+/// A std mutex's guard; a panic elsewhere while holding one leaves what it guards whole (the
+/// lists here are only ever replaced or pushed to).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The follower of `config`'s `follow_vrrp` instance, found with `find`, if it has one.
