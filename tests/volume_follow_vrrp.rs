@@ -12,10 +12,7 @@
 
 mod support;
 
-use std::{
-    path::Path,
-    time::Instant,
-};
+use std::{path::Path, time::Instant};
 
 use support::{
     Fulcrum, PATIENCE,
@@ -269,4 +266,56 @@ fn a_reload_adds_a_volume_that_follows_a_running_master_and_removes_it_with_its_
     assert_eq!(now.as_array().unwrap().len(), 1, "{now:#}");
     assert_eq!(now[0]["name"], "VI_2", "{now:#}");
     assert!(status_json(&a, "volume").is_null(), "the volume still runs");
+}
+
+// Input: one node running VI_1, reloaded to add VI_2 on an interface that does not exist and a
+// volume that follows VI_2 (VRRP keeps its old instances; the volume starts following
+// nothing), then reloaded with VI_2 on eth0 and the volume's section unchanged. Output: the
+// second reload gives the running volume its follower, and VI_2's MASTER promotes it.
+#[test]
+fn a_volume_whose_instance_could_not_start_follows_it_once_a_reload_starts_it() {
+    if !can_use_netns() {
+        return;
+    }
+    const VIP2: &str = "10.78.0.52";
+    let scripts = tempfile::tempdir().unwrap();
+    let probe = scripts.path().join("probe.sh");
+    std::fs::write(&probe, PROBE).unwrap();
+    let log = scripts.path().join("log");
+    let na = Netns::new("fvq");
+    let nb = Netns::new("fvp");
+    veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
+    let followed = node("10.78.0.1", "10.78.0.2", 150, &probe, &log);
+    let (vrrp, volume_section) = followed.split_at(followed.find("[volume.data]").unwrap());
+    let a = start_fulcrum(&na, vrrp);
+    let follows_vi_2 = volume_section.replace("follow_vrrp = \"VI_1\"", "follow_vrrp = \"VI_2\"");
+    let with_vi_2 = |extra: &str| {
+        format!(
+            "{vrrp}\n{}\n{follows_vi_2}",
+            instance("VI_2", 62, 150, VIP2, extra)
+        )
+    };
+
+    let from = a.log_len();
+    a.write_config(&with_vi_2("interface = \"eth9\""));
+    assert!(a.reload());
+    a.wait_log_from(from, |l| {
+        support::message(l)
+            == "follow_vrrp: no such VRRP instance running; the volume does not follow it"
+    });
+    assert_eq!(volume(&a)["role"], "Secondary");
+
+    a.write_config(&with_vi_2(""));
+    assert!(a.reload());
+    assert!(
+        wait_until(CONVERGE, POLL, || na
+            .has_address("eth0", VIP2.parse().unwrap())),
+        "VI_2 never came: {}",
+        vrrp_status(&a)
+    );
+    assert!(
+        wait_until(PATIENCE, POLL, || volume(&a)["role"] == "Primary"),
+        "the volume was not promoted by the MASTER it follows: {}",
+        volume(&a)
+    );
 }
