@@ -53,7 +53,14 @@ pub(super) async fn follow_vrrp(
         } else {
             // Reported first: a MASTER change queued before this one waits for it.
             follower.done(&transition);
-            transition.notified().await;
+            tokio::select! {
+                // Leaving, the volume is stopped, or kept primary and followed again: either
+                // way the demotion is done by whoever follows on, not waited for here (the
+                // scripts may themselves wait for a follower another leaving volume holds).
+                biased;
+                () = leave.cancelled() => return Some(follower),
+                () = transition.notified() => {}
+            }
             demote(&volume, &instance).await;
             After::Wait
         };

@@ -228,14 +228,18 @@ impl Volumes {
                 continue;
             }
             let mut starting = config.clone();
-            if !lock(&self.started_before).insert(name.clone()) {
+            if lock(&self.started_before).contains(&name) {
                 starting.role = Role::Secondary;
             }
             match Volume::start(starting, &self.state_dir, &self.node).await {
                 Ok(volume) => {
+                    lock(&self.started_before).insert(name.clone());
                     let events = volume.subscribe();
-                    let follower = (handover.followers.remove(&name))
-                        .or_else(|| follower(&config, |instance| vrrp?.follower(instance)));
+                    // One whose instance's task was lost at the rebuild would tell the state
+                    // of an instance that no longer runs.
+                    let held = (handover.followers.remove(&name)).filter(|f| !f.is_gone());
+                    let follower =
+                        held.or_else(|| follower(&config, |instance| vrrp?.follower(instance)));
                     self.insert(Running::new(as_running(config), volume, follower));
                     tracing::info!(volume = %name, "volume started on the reloaded [volume] section");
                     started.push((name, events));

@@ -58,6 +58,13 @@ impl Follower {
         &self.instance
     }
 
+    /// Whether the instance it was registered with is gone for good (stopped, or its task
+    /// lost at a rebuild): its [`Follower::current`] is then stale, and a follower of the
+    /// instance running now must be asked for anew.
+    pub fn is_gone(&self) -> bool {
+        self.transitions.has_changed().is_err()
+    }
+
     /// The instance's latest state change, which [`Follower::next`] will not return again.
     pub fn current(&mut self) -> Transition {
         self.transitions.borrow_and_update().clone()

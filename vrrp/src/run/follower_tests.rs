@@ -159,3 +159,12 @@ async fn a_follower_starts_from_the_current_state_and_ends_with_the_instance() {
     assert_eq!(before.next().await.unwrap().state(), State::Initialize);
     assert!(before.next().await.is_none());
 }
+
+#[test]
+fn a_follower_knows_when_its_instance_is_gone() {
+    let (leader, roster) = Leader::new("VI_1".to_owned(), FOLLOWERS_TIMEOUT);
+    let follower = roster.follower();
+    assert!(!follower.is_gone());
+    drop(leader);
+    assert!(follower.is_gone(), "the leader is gone, its state stale");
+}

@@ -123,7 +123,7 @@ impl Vrrp {
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    tracing::error!(instance = %slot.name, %error, "VRRP instance task failed; it starts afresh, and a volume following it stops following");
+                    tracing::error!(instance = %slot.name, %error, "VRRP instance task failed; it starts afresh, and a volume following it follows it again at the next reload");
                 }
             }
         }
