@@ -319,3 +319,71 @@ fn a_volume_whose_instance_could_not_start_follows_it_once_a_reload_starts_it() 
         volume(&a)
     );
 }
+
+// Input: B MASTER of VI_1 with the volume primary, A its backup with the volume secondary and
+// a second instance VI_3 whose notify_stop takes 1.9 s (a rebuild waits up to 2 s for it). A is reloaded with its volume's
+// section changed and VI_3 removed, and B is stopped while A's reload waits for VI_3's
+// script. Output: A's VI_1 becomes MASTER while its volume is restarting, and its
+// notify_master still finds the volume serving: the restarted volume took over the follower
+// the stopped one held, so the MASTER waited for its promotion.
+#[test]
+fn a_master_that_comes_while_its_volume_restarts_waits_for_the_restarted_volume() {
+    if !can_use_netns() || !require_tool("nbdinfo") {
+        return;
+    }
+    let scripts = tempfile::tempdir().unwrap();
+    let probe = scripts.path().join("probe.sh");
+    std::fs::write(&probe, PROBE).unwrap();
+    let (log_a, log_b) = (scripts.path().join("a.log"), scripts.path().join("b.log"));
+    let (na, nb) = (Netns::new("fvh"), Netns::new("fvi"));
+    veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
+    let a_node = node("10.78.0.1", "10.78.0.2", 100, &probe, &log_a);
+    let (vrrp, volume_section) = a_node.split_at(a_node.find("[volume.data]").unwrap());
+    let slow_stop = instance("VI_3", 63, 100, "10.78.0.53", "notify_stop = \"sleep 1.9\"");
+    let a = start_fulcrum(&na, &format!("{vrrp}\n{slow_stop}\n{volume_section}"));
+    let mut b = start_fulcrum(&nb, &node("10.78.0.2", "10.78.0.1", 150, &probe, &log_b));
+    assert!(
+        wait_until(CONVERGE, POLL, || {
+            let (va, vb) = (volume(&a), volume(&b));
+            vb["role"] == "Primary" && va["role"] == "Secondary" && va["connection"] == "Connected"
+        }),
+        "A: {} / B: {}",
+        volume(&a),
+        volume(&b)
+    );
+    assert!(
+        wait_until(PATIENCE, POLL, || records(&log_a) == ["backup not-serving"]),
+        "{:?}",
+        records(&log_a)
+    );
+
+    let changed = volume_section.replace("ping_interval = \"1s\"", "ping_interval = \"2s\"");
+    assert_ne!(changed, volume_section);
+    let from = a.log_len();
+    a.write_config(&format!("{vrrp}\n{changed}"));
+    a.signal(libc::SIGHUP);
+    a.wait_log_from(from, |l| {
+        support::message(l) == "[volume] section changed or removed: stopping the volume"
+    });
+    b.signal(libc::SIGTERM);
+    assert!(b.wait_exit().success());
+    assert!(
+        wait_until(CONVERGE, POLL, || records(&log_a).len() >= 2),
+        "A's notify_master never ran: {:?} / VRRP {}",
+        records(&log_a),
+        vrrp_status(&a)
+    );
+    assert_eq!(records(&log_a), ["backup not-serving", "master serving"]);
+    assert_eq!(volume(&a)["role"], "Primary");
+    // VI_1 became MASTER before the restarted volume was up, as meant.
+    let logs = a.logs();
+    let position = |message: &str| logs.iter().position(|l| support::message(l) == message);
+    let started = position("volume started on the reloaded [volume] section").unwrap();
+    let master = (logs.iter())
+        .position(|l| l["instance"] == "VI_1" && l["to"] == "MASTER")
+        .unwrap_or_else(|| panic!("no MASTER line: {logs:#?}"));
+    assert!(
+        master < started,
+        "VI_1 became MASTER only after the restart: {logs:#?}"
+    );
+}
