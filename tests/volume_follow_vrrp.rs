@@ -321,9 +321,9 @@ fn a_volume_whose_instance_could_not_start_follows_it_once_a_reload_starts_it() 
 }
 
 // Input: B MASTER of VI_1 with the volume primary, A its backup with the volume secondary and
-// a second instance VI_3 whose notify_stop takes 1.9 s (a rebuild waits up to 2 s for it). A is reloaded with its volume's
-// section changed and VI_3 removed, and B is stopped while A's reload waits for VI_3's
-// script. Output: A's VI_1 becomes MASTER while its volume is restarting, and its
+// a second instance VI_3 whose notify_stop takes 1.9 s (a rebuild waits up to 2 s for it). A
+// is reloaded with its volume's section changed and VI_3 removed, and B is stopped while A's
+// reload waits for VI_3's script. Output: A's VI_1 becomes MASTER while its volume is restarting, and its
 // notify_master still finds the volume serving: the restarted volume took over the follower
 // the stopped one held, so the MASTER waited for its promotion.
 #[test]
