@@ -68,6 +68,43 @@ fn volume(node: &Fulcrum) -> serde_json::Value {
     status_json(node, "volume")
 }
 
+/// A node alone on its link (the peer namespace runs nothing), and its config: `vrrp` holds
+/// `[vrrp]` with VI_1 at priority 150, `volume` the `[volume.data]` that follows VI_1. The temp
+/// dir holds the probe script and its log.
+struct Lone {
+    na: Netns,
+    _nb: Netns,
+    _scripts: tempfile::TempDir,
+    vrrp: String,
+    volume: String,
+}
+
+/// A [`Lone`] node in namespaces named `names`.
+fn lone(names: (&str, &str)) -> Lone {
+    let scripts = tempfile::tempdir().unwrap();
+    let probe = scripts.path().join("probe.sh");
+    std::fs::write(&probe, PROBE).unwrap();
+    let log = scripts.path().join("log");
+    let (na, nb) = (Netns::new(names.0), Netns::new(names.1));
+    veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
+    let config = node("10.78.0.1", "10.78.0.2", 150, &probe, &log);
+    let (vrrp, volume) = config.split_at(config.find("[volume.data]").unwrap());
+    Lone {
+        na,
+        _nb: nb,
+        _scripts: scripts,
+        vrrp: vrrp.to_owned(),
+        volume: volume.to_owned(),
+    }
+}
+
+/// Waits until `ns` holds `vip`; false after [`CONVERGE`].
+fn holds(ns: &Netns, vip: &str) -> bool {
+    wait_until(CONVERGE, POLL, || {
+        ns.has_address("eth0", vip.parse().unwrap())
+    })
+}
+
 #[test]
 fn the_volume_is_primary_where_its_instance_is_master_and_moves_with_it() {
     if !can_use_netns() || !require_tool("nbdinfo") {
@@ -158,19 +195,15 @@ fn a_reload_does_not_take_a_followed_instance_away() {
     if !can_use_netns() {
         return;
     }
-    let scripts = tempfile::tempdir().unwrap();
-    let probe = scripts.path().join("probe.sh");
-    std::fs::write(&probe, PROBE).unwrap();
-    let log = scripts.path().join("log");
-    let (na, nb) = (Netns::new("fvr"), Netns::new("fvs"));
-    veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
-    let followed = node("10.78.0.1", "10.78.0.2", 150, &probe, &log);
-    let a = start_fulcrum(&na, &followed);
-    assert!(
-        wait_until(CONVERGE, POLL, || na
-            .has_address("eth0", VIP.parse().unwrap())),
-        "A never took the VIP"
-    );
+    let Lone {
+        na,
+        vrrp,
+        volume: section,
+        ..
+    } = &lone(("fvr", "fvs"));
+    let followed = format!("{vrrp}{section}");
+    let a = start_fulcrum(na, &followed);
+    assert!(holds(na, VIP), "A never took the VIP");
     let refused = |from: usize| {
         a.wait_log_from(from, |l| {
             support::message(l)
@@ -187,10 +220,8 @@ fn a_reload_does_not_take_a_followed_instance_away() {
     assert!(a.reload());
     assert!(refused(from).starts_with("vrrp.instance.VI_1 (a volume follows it"));
 
-    let (vrrp, volume) = followed.split_at(followed.find("[volume.data]").unwrap());
-    assert!(vrrp.contains("[vrrp]"));
     let from = a.log_len();
-    a.write_config(&volume.replace("follow_vrrp = \"VI_1\"\n", ""));
+    a.write_config(&section.replace("follow_vrrp = \"VI_1\"\n", ""));
     assert!(a.reload());
     assert!(refused(from).starts_with("vrrp.instance.VI_1 (a volume follows it"));
     let now = vrrp_status(&a);
@@ -210,21 +241,15 @@ fn a_reload_adds_a_volume_that_follows_a_running_master_and_removes_it_with_its_
         return;
     }
     const VIP2: &str = "10.78.0.51";
-    let scripts = tempfile::tempdir().unwrap();
-    let probe = scripts.path().join("probe.sh");
-    std::fs::write(&probe, PROBE).unwrap();
-    let log = scripts.path().join("log");
-    let na = Netns::new("fvn");
-    let nb = Netns::new("fvo");
-    veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
-    let followed = node("10.78.0.1", "10.78.0.2", 150, &probe, &log);
-    let (vrrp, with_volume) = followed.split_at(followed.find("[volume.data]").unwrap());
-    let a = start_fulcrum(&na, vrrp);
-    assert!(
-        wait_until(CONVERGE, POLL, || na
-            .has_address("eth0", VIP.parse().unwrap())),
-        "A never took the VIP"
-    );
+    let Lone {
+        na,
+        vrrp,
+        volume: section,
+        ..
+    } = &lone(("fvn", "fvo"));
+    let followed = format!("{vrrp}{section}");
+    let a = start_fulcrum(na, vrrp);
+    assert!(holds(na, VIP), "A never took the VIP");
     assert!(
         status_json(&a, "volume").is_null(),
         "a volume before the reload"
@@ -249,15 +274,9 @@ fn a_reload_adds_a_volume_that_follows_a_running_master_and_removes_it_with_its_
     let replaced = vrrp
         .replace("[vrrp.instance.VI_1]", "[vrrp.instance.VI_2]")
         .replace(VIP, VIP2);
-    assert!(with_volume.contains("follow_vrrp"));
     a.write_config(&replaced);
     assert!(a.reload());
-    assert!(
-        wait_until(CONVERGE, POLL, || na
-            .has_address("eth0", VIP2.parse().unwrap())),
-        "VI_2 never came: {}",
-        vrrp_status(&a)
-    );
+    assert!(holds(na, VIP2), "VI_2 never came: {}", vrrp_status(&a));
     assert!(
         !na.has_address("eth0", VIP.parse().unwrap()),
         "VI_1's VIP stayed"
@@ -278,17 +297,14 @@ fn a_volume_whose_instance_could_not_start_follows_it_once_a_reload_starts_it() 
         return;
     }
     const VIP2: &str = "10.78.0.52";
-    let scripts = tempfile::tempdir().unwrap();
-    let probe = scripts.path().join("probe.sh");
-    std::fs::write(&probe, PROBE).unwrap();
-    let log = scripts.path().join("log");
-    let na = Netns::new("fvq");
-    let nb = Netns::new("fvp");
-    veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
-    let followed = node("10.78.0.1", "10.78.0.2", 150, &probe, &log);
-    let (vrrp, volume_section) = followed.split_at(followed.find("[volume.data]").unwrap());
-    let a = start_fulcrum(&na, vrrp);
-    let follows_vi_2 = volume_section.replace("follow_vrrp = \"VI_1\"", "follow_vrrp = \"VI_2\"");
+    let Lone {
+        na,
+        vrrp,
+        volume: section,
+        ..
+    } = &lone(("fvq", "fvp"));
+    let a = start_fulcrum(na, vrrp);
+    let follows_vi_2 = section.replace("follow_vrrp = \"VI_1\"", "follow_vrrp = \"VI_2\"");
     let with_vi_2 = |extra: &str| {
         format!(
             "{vrrp}\n{}\n{follows_vi_2}",
@@ -307,12 +323,7 @@ fn a_volume_whose_instance_could_not_start_follows_it_once_a_reload_starts_it() 
 
     a.write_config(&with_vi_2(""));
     assert!(a.reload());
-    assert!(
-        wait_until(CONVERGE, POLL, || na
-            .has_address("eth0", VIP2.parse().unwrap())),
-        "VI_2 never came: {}",
-        vrrp_status(&a)
-    );
+    assert!(holds(na, VIP2), "VI_2 never came: {}", vrrp_status(&a));
     assert!(
         wait_until(PATIENCE, POLL, || volume(&a)["role"] == "Primary"),
         "the volume was not promoted by the MASTER it follows: {}",
