@@ -68,34 +68,45 @@ fn volume(node: &Fulcrum) -> serde_json::Value {
     status_json(node, "volume")
 }
 
-/// A node alone on its link (the peer namespace runs nothing), and its config: `vrrp` holds
-/// `[vrrp]` with VI_1 at priority 150, `volume` the `[volume.data]` that follows VI_1. The temp
-/// dir holds the probe script and its log.
-struct Lone {
+/// Two namespaces linked by a veth pair, A (10.78.0.1) and B (10.78.0.2), and a temp dir with
+/// the probe script and each node's notify log.
+struct Lab {
     na: Netns,
-    _nb: Netns,
-    _scripts: tempfile::TempDir,
-    vrrp: String,
-    volume: String,
+    nb: Netns,
+    scripts: tempfile::TempDir,
 }
 
-/// A [`Lone`] node in namespaces named `names`.
-fn lone(names: (&str, &str)) -> Lone {
-    let scripts = tempfile::tempdir().unwrap();
-    let probe = scripts.path().join("probe.sh");
-    std::fs::write(&probe, PROBE).unwrap();
-    let log = scripts.path().join("log");
-    let (na, nb) = (Netns::new(names.0), Netns::new(names.1));
-    veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
-    let config = node("10.78.0.1", "10.78.0.2", 150, &probe, &log);
-    let (vrrp, volume) = config.split_at(config.find("[volume.data]").unwrap());
-    Lone {
-        na,
-        _nb: nb,
-        _scripts: scripts,
-        vrrp: vrrp.to_owned(),
-        volume: volume.to_owned(),
+impl Lab {
+    /// A lab in namespaces named `names`.
+    fn new(names: (&str, &str)) -> Lab {
+        let scripts = tempfile::tempdir().unwrap();
+        std::fs::write(scripts.path().join("probe.sh"), PROBE).unwrap();
+        let (na, nb) = (Netns::new(names.0), Netns::new(names.1));
+        veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
+        Lab { na, nb, scripts }
     }
+
+    /// The notify log of node `name` ("a" or "b").
+    fn log(&self, name: &str) -> std::path::PathBuf {
+        self.scripts.path().join(format!("{name}.log"))
+    }
+
+    /// A's config ([`node`]) at `priority`.
+    fn a(&self, priority: u8) -> String {
+        let probe = self.scripts.path().join("probe.sh");
+        node("10.78.0.1", "10.78.0.2", priority, &probe, &self.log("a"))
+    }
+
+    /// B's config at `priority`.
+    fn b(&self, priority: u8) -> String {
+        let probe = self.scripts.path().join("probe.sh");
+        node("10.78.0.2", "10.78.0.1", priority, &probe, &self.log("b"))
+    }
+}
+
+/// A node's config split into its `[vrrp]` and its `[volume.data]`.
+fn split(config: &str) -> (&str, &str) {
+    config.split_at(config.find("[volume.data]").unwrap())
 }
 
 /// Waits until `ns` holds `vip`; false after [`CONVERGE`].
@@ -110,14 +121,10 @@ fn the_volume_is_primary_where_its_instance_is_master_and_moves_with_it() {
     if !can_use_netns() || !require_tool("nbdinfo") {
         return;
     }
-    let scripts = tempfile::tempdir().unwrap();
-    let probe = scripts.path().join("probe.sh");
-    std::fs::write(&probe, PROBE).unwrap();
-    let (log_a, log_b) = (scripts.path().join("a.log"), scripts.path().join("b.log"));
-    let (na, nb) = (Netns::new("fva"), Netns::new("fvb"));
-    veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
-    let mut a = start_fulcrum(&na, &node("10.78.0.1", "10.78.0.2", 150, &probe, &log_a));
-    let b = start_fulcrum(&nb, &node("10.78.0.2", "10.78.0.1", 100, &probe, &log_b));
+    let lab = Lab::new(("fva", "fvb"));
+    let (log_a, log_b) = (lab.log("a"), lab.log("b"));
+    let mut a = start_fulcrum(&lab.na, &lab.a(150));
+    let b = start_fulcrum(&lab.nb, &lab.b(100));
 
     // A wins the election (150 > 100) and its volume is promoted; B's stays secondary.
     assert!(
@@ -195,13 +202,10 @@ fn a_reload_does_not_take_a_followed_instance_away() {
     if !can_use_netns() {
         return;
     }
-    let Lone {
-        na,
-        vrrp,
-        volume: section,
-        ..
-    } = &lone(("fvr", "fvs"));
-    let followed = format!("{vrrp}{section}");
+    let lab = Lab::new(("fvr", "fvs"));
+    let na = &lab.na;
+    let followed = lab.a(150);
+    let section = split(&followed).1;
     let a = start_fulcrum(na, &followed);
     assert!(holds(na, VIP), "A never took the VIP");
     let refused = |from: usize| {
@@ -241,13 +245,10 @@ fn a_reload_adds_a_volume_that_follows_a_running_master_and_removes_it_with_its_
         return;
     }
     const VIP2: &str = "10.78.0.51";
-    let Lone {
-        na,
-        vrrp,
-        volume: section,
-        ..
-    } = &lone(("fvn", "fvo"));
-    let followed = format!("{vrrp}{section}");
+    let lab = Lab::new(("fvn", "fvo"));
+    let na = &lab.na;
+    let followed = lab.a(150);
+    let vrrp = split(&followed).0;
     let a = start_fulcrum(na, vrrp);
     assert!(holds(na, VIP), "A never took the VIP");
     assert!(
@@ -297,12 +298,10 @@ fn a_volume_whose_instance_could_not_start_follows_it_once_a_reload_starts_it() 
         return;
     }
     const VIP2: &str = "10.78.0.52";
-    let Lone {
-        na,
-        vrrp,
-        volume: section,
-        ..
-    } = &lone(("fvq", "fvp"));
+    let lab = Lab::new(("fvq", "fvp"));
+    let na = &lab.na;
+    let followed = lab.a(150);
+    let (vrrp, section) = split(&followed);
     let a = start_fulcrum(na, vrrp);
     let follows_vi_2 = section.replace("follow_vrrp = \"VI_1\"", "follow_vrrp = \"VI_2\"");
     let with_vi_2 = |extra: &str| {
@@ -334,25 +333,21 @@ fn a_volume_whose_instance_could_not_start_follows_it_once_a_reload_starts_it() 
 // Input: B MASTER of VI_1 with the volume primary, A its backup with the volume secondary and
 // a second instance VI_3 whose notify_stop takes 1.9 s (a rebuild waits up to 2 s for it). A
 // is reloaded with its volume's section changed and VI_3 removed, and B is stopped while A's
-// reload waits for VI_3's script. Output: A's VI_1 becomes MASTER while its volume is restarting, and its
-// notify_master still finds the volume serving: the restarted volume took over the follower
-// the stopped one held, so the MASTER waited for its promotion.
+// reload waits for VI_3's script. Output: A's VI_1 becomes MASTER while its volume is
+// restarting, and its notify_master still finds the volume serving: the restarted volume took
+// over the follower the stopped one held, so the MASTER waited for its promotion.
 #[test]
 fn a_master_that_comes_while_its_volume_restarts_waits_for_the_restarted_volume() {
     if !can_use_netns() || !require_tool("nbdinfo") {
         return;
     }
-    let scripts = tempfile::tempdir().unwrap();
-    let probe = scripts.path().join("probe.sh");
-    std::fs::write(&probe, PROBE).unwrap();
-    let (log_a, log_b) = (scripts.path().join("a.log"), scripts.path().join("b.log"));
-    let (na, nb) = (Netns::new("fvh"), Netns::new("fvi"));
-    veth(&na, "eth0", "10.78.0.1/24", &nb, "eth0", "10.78.0.2/24");
-    let a_node = node("10.78.0.1", "10.78.0.2", 100, &probe, &log_a);
-    let (vrrp, volume_section) = a_node.split_at(a_node.find("[volume.data]").unwrap());
+    let lab = Lab::new(("fvh", "fvi"));
+    let log_a = lab.log("a");
+    let a_node = lab.a(100);
+    let (vrrp, volume_section) = split(&a_node);
     let slow_stop = instance("VI_3", 63, 100, "10.78.0.53", "notify_stop = \"sleep 1.9\"");
-    let a = start_fulcrum(&na, &format!("{vrrp}\n{slow_stop}\n{volume_section}"));
-    let mut b = start_fulcrum(&nb, &node("10.78.0.2", "10.78.0.1", 150, &probe, &log_b));
+    let a = start_fulcrum(&lab.na, &format!("{vrrp}\n{slow_stop}\n{volume_section}"));
+    let mut b = start_fulcrum(&lab.nb, &lab.b(150));
     assert!(
         wait_until(CONVERGE, POLL, || {
             let (va, vb) = (volume(&a), volume(&b));
