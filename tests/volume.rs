@@ -371,3 +371,38 @@ fn a_reload_adds_restarts_and_removes_volumes_as_drbdadm_adjust() {
     assert_eq!(status(&a)["role"], "Primary");
     drop(b);
 }
+
+// Input: a running secondary volume whose backing file is grown to 512 MiB, and a reload whose
+// section says so. Output: the volume keeps running on its old size, warned (its metadata
+// holds the size, and a restart would refuse the difference), rather than stopped and left
+// down by a restart that fails.
+#[test]
+fn a_reload_keeps_a_volume_whose_backing_grew_on_its_old_size() {
+    let config = volume(free_addr(), free_addr(), "secondary", "C");
+    let node = Fulcrum::start(&config);
+    std::fs::File::options()
+        .write(true)
+        .open(node.dir().join("data.img"))
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
+    let grown = config.replace("size = \"256MiB\"", "size = \"512MiB\"");
+    assert_ne!(grown, config);
+    let from = node.log_len();
+    node.write_config(&grown);
+    assert!(node.reload());
+    let kept = node.wait_log_from(from, |l| {
+        support::message(l).starts_with("[volume] changed, but its backing's size differs")
+    });
+    assert_eq!(kept["new_size"], 512 << 20, "{kept}");
+    assert_eq!(
+        logged(
+            &node,
+            "[volume] section changed or removed: stopping the volume",
+            "data"
+        ),
+        0
+    );
+    assert_eq!(all_volumes(&node).len(), 1);
+    assert_eq!(status(&node)["disk"], "UpToDate");
+}

@@ -181,7 +181,9 @@ impl Volumes {
         for mut leaving in leaving {
             let follower = leaving.leave().await;
             if leaving.kept_as_primary() {
-                // Its instance became MASTER meanwhile and promoted it.
+                // Promoted meanwhile by its instance's MASTER, or left before the demotion
+                // that follows a MASTER: it follows on with the same follower, which demotes
+                // it in turn where due.
                 leaving.follow(follower);
                 self.insert(leaving);
                 continue;
