@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use crate::{control::command::VolumeAction, syncs::Syncs, volumes::Volumes};
 use fulcrum_common::{
     action::{ServerAction, ServerRef},
     stats::Snapshot,
 };
 use fulcrum_proxy::Proxy;
+
+use crate::{control::command::VolumeAction, syncs::Syncs, volumes::Volumes};
 
 /// The modules this process runs.
 #[derive(Debug, Clone)]

@@ -112,11 +112,7 @@ impl Volumes {
         for (config, follower) in planned.volumes {
             let name = config.name.clone();
             match Volume::start(config.clone(), state_dir, node).await {
-                Ok(volume) => {
-                    lock(&volumes.started_before).insert(name);
-                    let running = Running::new(as_running(config), volume, follower);
-                    volumes.running().push(running);
-                }
+                Ok(volume) => volumes.add(config, volume, follower),
                 Err(error) => {
                     let running = std::mem::take(&mut *volumes.running());
                     stop_all(running).await;
@@ -235,14 +231,13 @@ impl Volumes {
             }
             match Volume::start(starting, &self.state_dir, &self.node).await {
                 Ok(volume) => {
-                    lock(&self.started_before).insert(name.clone());
                     let events = volume.subscribe();
                     // One whose instance's task was lost at the rebuild would tell the state
                     // of an instance that no longer runs.
                     let held = (handover.followers.remove(&name)).filter(|f| !f.is_gone());
                     let follower =
                         held.or_else(|| follower(&config, |instance| vrrp?.follower(instance)));
-                    self.insert(Running::new(as_running(config), volume, follower));
+                    self.add(config, volume, follower);
                     tracing::info!(volume = %name, "volume started on the reloaded [volume] section");
                     started.push((name, events));
                 }
@@ -289,6 +284,13 @@ impl Volumes {
             );
         }
         stop_all(running).await;
+    }
+
+    /// Takes `volume`, just started on `config`, into the running ones, following its
+    /// instance with `follower` if given.
+    fn add(&self, config: VolumeConfig, volume: Volume, follower: Option<Follower>) {
+        lock(&self.started_before).insert(config.name.clone());
+        self.insert(Running::new(as_running(config), volume, follower));
     }
 
     fn insert(&self, volume: Running) {

@@ -204,6 +204,13 @@ pub struct Prepared {
     options: Options,
 }
 
+/// A new follower of the instance of `slots` called `instance`, if there is one.
+fn follower_of(slots: &[Slot], instance: &str) -> Option<Follower> {
+    (slots.iter())
+        .find(|slot| slot.name == instance)
+        .map(|slot| slot.roster.follower())
+}
+
 impl Prepared {
     /// State changes from the start on: subscribed before [`Prepared::start`], a receiver
     /// misses none of the first ones (an address owner's MASTER at once).
@@ -487,9 +494,7 @@ impl Vrrp {
     /// now (MASTER included, whose scripts have run), and from its next change on the instance
     /// waits for it as for those registered before it started ([`Prepared::follower`]).
     pub fn follower(&self, instance: &str) -> Option<Follower> {
-        (self.slots.iter())
-            .find(|slot| slot.name == instance)
-            .map(|slot| slot.roster.follower())
+        follower_of(&self.slots, instance)
     }
 
     /// Shuts every instance down (priority 0 from masters, VIPs removed, `notify_stop` run) and
@@ -517,9 +522,7 @@ impl Prepared {
     /// [`Transition::notified`] before it undoes what it did. The instance is not running yet,
     /// so every change it makes, its first MASTER included, waits for the follower.
     pub fn follower(&self, instance: &str) -> Option<Follower> {
-        (self.slots.iter())
-            .find(|slot| slot.name == instance)
-            .map(|slot| slot.roster.follower())
+        follower_of(&self.slots, instance)
     }
 
     /// Starts the socket readers and the instances, on the current tokio runtime.
