@@ -10,6 +10,7 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, Add
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use tracing::debug;
 
+use super::dump;
 use super::error::{is_errno, no_such_interface, to_io};
 use crate::packet::Family;
 
@@ -64,14 +65,8 @@ impl Netlink {
     /// a tentative one is returned only when there is no other, and sending from it fails until
     /// DAD completes (a second or two after the link comes up).
     pub async fn primary_address(&self, link: &Link, family: Family) -> io::Result<Option<IpAddr>> {
-        let mut addresses = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(link.index)
-            .execute();
         let mut tentative = None;
-        while let Some(message) = addresses.try_next().await.map_err(to_io)? {
+        for message in dump::addresses(&self.handle, link.index, None).await? {
             match family {
                 Family::Ipv4 => {
                     if message.header.family == AddressFamily::Inet

@@ -11,6 +11,7 @@
 //! in a network namespace of its own.
 
 mod announce;
+mod dump;
 mod error;
 mod frames;
 mod link;

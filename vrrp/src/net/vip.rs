@@ -6,7 +6,6 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::AddressMessageBuilder;
 use rtnetlink::packet_route::address::{
@@ -15,7 +14,7 @@ use rtnetlink::packet_route::address::{
 use tracing::debug;
 
 use super::error::{is_errno, to_io};
-use super::{Link, Netlink};
+use super::{Link, Netlink, dump};
 
 /// The longest IPv4 address label the kernel takes: IFNAMSIZ less the NUL.
 const MAX_LABEL_LEN: usize = 15;
@@ -119,14 +118,8 @@ impl Netlink {
     /// interface's name) or added without duplicate address detection (IPv6). A VIP among them
     /// is an address the interface has of its own (an RFC 5798 address owner's), never removed.
     pub async fn own_addresses(&self, link: &Link, label: &str) -> io::Result<Vec<IpNet>> {
-        let mut addresses = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(link.index)
-            .execute();
         let mut own = Vec::new();
-        while let Some(message) = addresses.try_next().await.map_err(to_io)? {
+        for message in dump::addresses(&self.handle, link.index, None).await? {
             if !is_vip(&message, label, &link.name)
                 && let Some(net) = address_of(&message)
             {
@@ -148,13 +141,7 @@ pub(super) async fn address_present(
     index: u32,
     addr: IpAddr,
 ) -> io::Result<bool> {
-    let mut addresses = handle
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .set_address_filter(addr)
-        .execute();
-    Ok(addresses.try_next().await.map_err(to_io)?.is_some())
+    Ok(!dump::addresses(handle, index, Some(addr)).await?.is_empty())
 }
 
 /// Whether an address was added as a VIP (see [`Netlink::own_addresses`]). Where nothing tells
