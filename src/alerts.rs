@@ -52,10 +52,12 @@ pub(crate) struct Sources<'a> {
 impl Alerts {
     /// Starts the alerter of `config` and subscribes to every source now, so no event after
     /// start is missed; VRRP's events come from `vrrp_events` if given, a receiver subscribed
-    /// before the instances started, so that their first changes are not missed either.
+    /// before the instances started, and those of the volumes and sets in `started` from their
+    /// own start, so that their first changes are not missed either.
     pub(crate) fn start(
         config: Option<AlertConfig>,
         sources: Sources<'_>,
+        started: Started,
         vrrp_events: Option<broadcast::Receiver<VrrpEvent>>,
     ) -> Self {
         let Some(config) = config else {
@@ -63,7 +65,7 @@ impl Alerts {
         };
         let alerter = Alerter::start(config.clone(), sources.node.to_owned(), sources.registry);
         let (stop_feeds, stopping) = watch::channel(false);
-        let feeds = subscribe(&alerter.sender(), &stopping, sources, vrrp_events);
+        let feeds = subscribe(&alerter.sender(), &stopping, sources, started, vrrp_events);
         tracing::info!(categories = ?config.events, "alerts ready");
         Self(Some(Running {
             config,
@@ -83,7 +85,7 @@ impl Alerts {
         &mut self,
         config: Option<AlertConfig>,
         sources: Sources<'_>,
-        started: Started<'_>,
+        started: Started,
         vrrp: VrrpFeed,
     ) {
         if self.0.as_ref().map(|r| &r.config) == config.as_ref() {
@@ -97,7 +99,7 @@ impl Alerts {
                     sender: &running.alerter.sender(),
                     stopping: &stopping,
                 };
-                add_syncs(&mut feeds, sources.syncs.subscribe(Some(started.syncs)));
+                add_syncs(&mut feeds, started.syncs);
                 add_volumes(&mut feeds, started.volumes);
                 // A running VRRP has its feed already.
                 if let (Some(_), Some(events)) = (sources.vrrp, vrrp.started) {
@@ -108,7 +110,7 @@ impl Alerts {
             return;
         }
         let events = vrrp.started.or(vrrp.before);
-        let old = std::mem::replace(self, Self::start(config, sources, events));
+        let old = std::mem::replace(self, Self::start(config, sources, started, events));
         old.stop().await;
     }
 
@@ -123,11 +125,13 @@ impl Alerts {
     }
 }
 
-/// What a reload started, whose feeds are new: sync sets by name, and the events of volumes,
-/// subscribed as each started.
-#[derive(Debug)]
-pub(crate) struct Started<'a> {
-    pub(crate) syncs: &'a [String],
+/// What a reload started, whose feeds are new: the events of each sync set and volume, by
+/// name, subscribed as each started. A reload goes on for seconds after a set starts (VRRP's
+/// rebuild waits for notify scripts), and a set's catch-up with its peer may find conflicts in
+/// that time.
+#[derive(Debug, Default)]
+pub(crate) struct Started {
+    pub(crate) syncs: Vec<(String, broadcast::Receiver<SyncEvent>)>,
     pub(crate) volumes: Vec<(String, broadcast::Receiver<VolumeEvent>)>,
 }
 
@@ -145,6 +149,7 @@ fn subscribe(
     sender: &AlertSender,
     stopping: &watch::Receiver<bool>,
     sources: Sources<'_>,
+    started: Started,
     vrrp_events: Option<broadcast::Receiver<VrrpEvent>>,
 ) -> JoinSet<()> {
     let mut feeds = Feeds {
@@ -159,9 +164,29 @@ fn subscribe(
     if let Some(vrrp) = sources.vrrp {
         add_vrrp(&mut feeds, vrrp_events.unwrap_or_else(|| vrrp.subscribe()));
     }
-    add_volumes(&mut feeds, sources.volumes.subscribe());
-    add_syncs(&mut feeds, sources.syncs.subscribe(None));
+    add_volumes(
+        &mut feeds,
+        since_start(sources.volumes.subscribe(), started.volumes),
+    );
+    add_syncs(
+        &mut feeds,
+        since_start(sources.syncs.subscribe(), started.syncs),
+    );
     feeds.tasks
+}
+
+/// The receivers of `now`, each replaced by the one of `started` of the same name: subscribed
+/// when its source started, it holds what the source sent since.
+fn since_start<T>(
+    now: Vec<(String, broadcast::Receiver<T>)>,
+    mut started: Vec<(String, broadcast::Receiver<T>)>,
+) -> Vec<(String, broadcast::Receiver<T>)> {
+    let older: Vec<_> = now
+        .into_iter()
+        .filter(|(name, _)| !started.iter().any(|(s, _)| s == name))
+        .collect();
+    started.extend(older);
+    started
 }
 
 /// The feed of VRRP's state changes.

@@ -126,6 +126,8 @@ pub(crate) async fn serve(
             return ExitCode::FAILURE;
         }
     };
+    // Their events from their start on, for the alerts, which start later.
+    let started_volumes = volumes.subscribe();
     let syncs = match Syncs::start(loaded.syncs, &global.state_dir, &global.node_name()).await {
         Ok(syncs) => Arc::new(syncs),
         Err(error) => {
@@ -165,6 +167,10 @@ pub(crate) async fn serve(
         alerts::Sources {
             vrrp: vrrp.vrrp.as_ref(),
             ..sources(&registry)
+        },
+        alerts::Started {
+            syncs: syncs.subscribe(),
+            volumes: started_volumes,
         },
         vrrp_events,
     );
@@ -227,7 +233,7 @@ pub(crate) async fn serve(
                     let started_volumes = volumes.start_new(new.volumes, vrrp.vrrp.as_ref(), handover).await;
                     let sources = alerts::Sources { vrrp: vrrp.vrrp.as_ref(), ..sources(&registry) };
                     let feed = alerts::VrrpFeed { before, started };
-                    let started = alerts::Started { syncs: &started_syncs, volumes: started_volumes };
+                    let started = alerts::Started { syncs: started_syncs, volumes: started_volumes };
                     alerts.follow(new.alert, sources, started, feed).await;
                     if new.global.restart_only() != running_global.restart_only() {
                         tracing::warn!("[global] changed: node, state_dir, threads, grace, log and control_socket keep their running values until fulcrum restarts (max_connections was applied)");

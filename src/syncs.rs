@@ -59,8 +59,12 @@ impl Syncs {
     /// of Fulcrum would; one whose section is gone is stopped; a new one is started. Its
     /// start-up scan then catches up with whatever changed meanwhile, and its peers reconnect.
     /// A set that cannot start is logged and left stopped (a later reload tries it again).
-    /// Returns the names of the sets started, whose events the alerts have yet to follow.
-    pub(crate) async fn follow(&self, configs: Vec<SyncConfig>) -> Vec<String> {
+    /// Returns the events of each set started, subscribed at its start, for the alerts to
+    /// follow.
+    pub(crate) async fn follow(
+        &self,
+        configs: Vec<SyncConfig>,
+    ) -> Vec<(String, broadcast::Receiver<SyncEvent>)> {
         let (stopping, to_start) = {
             let mut sets = self.sets();
             let (keep, stop): (Vec<_>, Vec<_>) = std::mem::take(&mut *sets)
@@ -85,10 +89,10 @@ impl Syncs {
             match SyncSet::start(config.clone(), &self.state_dir, &self.node).await {
                 Ok(set) => {
                     tracing::info!(sync = %name, "sync set started on the reloaded [sync] section");
+                    started.push((name, set.subscribe()));
                     let mut sets = self.sets();
                     sets.push(Running { config, set });
                     sets.sort_by(|a, b| a.config.name.cmp(&b.config.name));
-                    started.push(name);
                 }
                 Err(error) => {
                     tracing::error!(sync = %name, %error, "cannot start the sync set on the reloaded [sync] section; it is not running");
@@ -107,14 +111,10 @@ impl Syncs {
     }
 
     /// The events from now on (conflicts, peers lost and back, failed transfers) of each set,
-    /// or of those named in `only`, with the set's name, for the alerts.
-    pub(crate) fn subscribe(
-        &self,
-        only: Option<&[String]>,
-    ) -> Vec<(String, broadcast::Receiver<SyncEvent>)> {
+    /// with the set's name, for the alerts.
+    pub(crate) fn subscribe(&self) -> Vec<(String, broadcast::Receiver<SyncEvent>)> {
         self.sets()
             .iter()
-            .filter(|r| only.is_none_or(|names| names.contains(&r.config.name)))
             .map(|r| (r.config.name.clone(), r.set.subscribe()))
             .collect()
     }
@@ -212,12 +212,78 @@ fn to_stats(status: &SyncStatus) -> stats::SyncSet {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
+    use std::net::{SocketAddr, TcpListener};
     use std::path::PathBuf;
+    use std::time::Duration;
 
+    use fulcrum_storage::sync::config::{ConflictPolicy, Direction, SharedSecret};
     use fulcrum_storage::sync::index::ScanCounts;
 
     use super::*;
+
+    /// A set called `web` syncing `dir/root`, listening on `listen`, with `peer`.
+    fn set_config(dir: &Path, listen: SocketAddr, peer: SocketAddr) -> SyncConfig {
+        let path = dir.join("root");
+        std::fs::create_dir_all(&path).unwrap();
+        SyncConfig {
+            name: "web".to_owned(),
+            path,
+            listen,
+            peers: vec![peer],
+            shared_secret: SharedSecret::new("a test secret"),
+            direction: Direction::Both,
+            exclude: Vec::new(),
+            delay: Duration::from_millis(20),
+            conflict: ConflictPolicy::NewestWins,
+            delete: true,
+            delete_retention: None,
+            owners: false,
+            tls: None,
+        }
+    }
+
+    /// A loopback address with a port free now.
+    fn free_addr() -> SocketAddr {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    // Input: a reload adds a set whose peer is running; the reload goes on (here: waits) until
+    // the link is up. Output: the events `follow` returned hold the link's coming up, which an
+    // alerter subscribing once the reload is done would miss.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_hands_the_alerts_each_started_sets_events_from_its_start() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (free_addr(), free_addr());
+        let peer = SyncSet::start(set_config(b_dir.path(), b, a), b_dir.path(), "b")
+            .await
+            .unwrap();
+        let syncs = Syncs::start(Vec::new(), a_dir.path(), "a").await.unwrap();
+
+        let mut started = syncs.follow(vec![set_config(a_dir.path(), a, b)]).await;
+        for _ in 0..500 {
+            if syncs.stats()[0].state == "connected" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(syncs.stats()[0].state, "connected");
+
+        assert_eq!(started.len(), 1);
+        let (name, events) = &mut started[0];
+        assert_eq!(name, "web");
+        let event = events.try_recv().unwrap();
+        assert!(
+            matches!(&event, SyncEvent::PeerConnected { addr, node } if *addr == b && node == "b"),
+            "{event:?}"
+        );
+        syncs.stop().await;
+        peer.stop().await.unwrap();
+    }
 
     fn status(scan: Option<ScanCounts>, scan_failed: Option<&str>) -> SyncStatus {
         SyncStatus {
