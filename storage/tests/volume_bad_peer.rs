@@ -404,6 +404,82 @@ async fn writes_the_peer_never_flushed_are_resynced_after_the_link_ends() {
     .await;
 }
 
+/// Answers the primary's pings and acks each write with `kind`, until `reader` ends; sends
+/// `after_write` after the first ack.
+fn fake_secondary(
+    mut reader: MessageReader<OwnedReadHalf>,
+    mut writer: MessageWriter<OwnedWriteHalf>,
+    kind: peer::AckKind,
+    after_write: Option<Message>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut after_write = after_write;
+        loop {
+            let reply = match reader.next().await {
+                Ok(Some(Message::Ping)) => Message::PingAck,
+                Ok(Some(Message::Write { seq, .. })) => Message::Ack { seq, kind },
+                Ok(Some(_)) => continue,
+                _ => return,
+            };
+            if writer.send(&reply).await.is_err() {
+                return;
+            }
+            if let (Message::Ack { .. }, Some(extra)) = (&reply, after_write.take())
+                && writer.send(&extra).await.is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
+// Input: protocol B; this test as the secondary acks a write on receipt, never answers a
+// flush, and then acks a flush that was never sent (seq 2^64 - 1). Output: the primary ends
+// the connection, and the write, never made durable on the peer, is out of sync. (The stray
+// ack used to forget every write not yet flushed: the link stayed up, and a later break left
+// nothing to resync.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flush_ack_for_no_flush_sent_ends_the_link_and_keeps_the_write_out_of_sync() {
+    use fulcrum_storage::nbd::Export as _;
+    let (mut primary_node, secondary_node) = pair(SIZE, Protocol::B, Role::Primary);
+    primary_node.config.connect_interval = Duration::from_secs(30);
+    let (primary, reader, writer) = start_with_fake_secondary(&primary_node, &secondary_node).await;
+    let stray = Message::FlushAck { seq: u64::MAX };
+    let answering = fake_secondary(reader, writer, peer::AckKind::Received, Some(stray));
+    primary
+        .export()
+        .write(8192, Bytes::from(pattern(3, 4096)), false)
+        .await
+        .unwrap();
+    wait_for(&primary, "the link ended, the write out of sync", |s| {
+        s.connection != ConnState::Connected && s.out_of_sync_bytes == 4096
+    })
+    .await;
+    answering.abort();
+}
+
+// Input: protocol C; this test as the secondary acks a write as received, not as written,
+// and goes on answering pings. Output: the primary ends the connection (with C only the
+// peer's disk completes a write), and the write is out of sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ack_of_receipt_with_protocol_c_ends_the_link() {
+    use fulcrum_storage::nbd::Export as _;
+    let (mut primary_node, secondary_node) = pair(SIZE, Protocol::C, Role::Primary);
+    primary_node.config.connect_interval = Duration::from_secs(30);
+    let (primary, reader, writer) = start_with_fake_secondary(&primary_node, &secondary_node).await;
+    let answering = fake_secondary(reader, writer, peer::AckKind::Received, None);
+    primary
+        .export()
+        .write(8192, Bytes::from(pattern(4, 4096)), false)
+        .await
+        .unwrap();
+    wait_for(&primary, "the link ended, the write out of sync", |s| {
+        s.connection != ConnState::Connected && s.out_of_sync_bytes == 4096
+    })
+    .await;
+    answering.abort();
+}
+
 // Input: a secondary whose backing was adopted (Inconsistent, every block out of sync) and a
 // peer, this test, UpToDate with the same generations, so that the volume becomes its
 // SyncTarget and asks for its whole 1 MiB. The test answers the first half twice and never

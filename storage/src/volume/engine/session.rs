@@ -557,11 +557,14 @@ impl Session<'_> {
                 self.on_write(writer, "Trim", seq, apply).await?;
             }
             Message::Flush { seq } => self.queue_apply(Apply::Flush { seq }).await?,
-            Message::Ack { seq, kind } => self.on_ack(seq, kind),
+            Message::Ack { seq, kind } => self.on_ack(seq, kind)?,
             Message::FlushAck { seq } => {
-                if let Some(done) = self.flushes.remove(&seq) {
-                    self.complete_flush(done);
-                }
+                // Only for a flush sent: trimming `unflushed` at any other `seq` would forget
+                // writes the peer has not made durable, and no resync would cover them.
+                let Some(done) = self.flushes.remove(&seq) else {
+                    return Err(self.unexpected("FlushAck"));
+                };
+                self.complete_flush(done);
                 // The peer flushed after applying every write sent before this flush.
                 self.unflushed = self.unflushed.split_off(&seq);
                 if self.own_flush == Some(seq) {
@@ -764,7 +767,12 @@ impl Session<'_> {
         });
     }
 
-    fn on_ack(&mut self, seq: u64, kind: AckKind) {
+    fn on_ack(&mut self, seq: u64, kind: AckKind) -> Result<(), End> {
+        // With protocol C a write is done once on the peer's disk: an ack of its mere receipt
+        // must not complete it.
+        if kind == AckKind::Received && self.protocol == Protocol::C {
+            return Err(self.unexpected("Ack of receipt with protocol C"));
+        }
         let Some(pending) = self.pending.remove(&seq) else {
             // Already acknowledged to our client (protocol A on sending, B on receipt): a
             // failure the peer's disk reports later still leaves its copy short of the write.
@@ -774,7 +782,7 @@ impl Session<'_> {
                 Counters::add(&self.inner.counters.writes_out_of_sync, 1);
                 self.peer_failed(offset, len);
             }
-            return;
+            return Ok(());
         };
         let delivery = match kind {
             AckKind::Received | AckKind::Written => {
@@ -789,6 +797,7 @@ impl Session<'_> {
         if let Some(done) = pending.done {
             let _ = done.send(delivery);
         }
+        Ok(())
     }
 
     /// The peer could not write `[offset, offset + len)`: resynced at the next connection.
