@@ -442,7 +442,7 @@ fn fake_secondary(
 async fn a_flush_ack_for_no_flush_sent_ends_the_link_and_keeps_the_write_out_of_sync() {
     use fulcrum_storage::nbd::Export as _;
     let (mut primary_node, secondary_node) = pair(SIZE, Protocol::B, Role::Primary);
-    primary_node.config.connect_interval = Duration::from_secs(30);
+    primary_node.config.connect_interval = Duration::from_secs(1);
     let (primary, reader, writer) = start_with_fake_secondary(&primary_node, &secondary_node).await;
     let stray = Message::FlushAck { seq: u64::MAX };
     let answering = fake_secondary(reader, writer, peer::AckKind::Received, Some(stray));
@@ -465,7 +465,7 @@ async fn a_flush_ack_for_no_flush_sent_ends_the_link_and_keeps_the_write_out_of_
 async fn an_ack_of_receipt_with_protocol_c_ends_the_link() {
     use fulcrum_storage::nbd::Export as _;
     let (mut primary_node, secondary_node) = pair(SIZE, Protocol::C, Role::Primary);
-    primary_node.config.connect_interval = Duration::from_secs(30);
+    primary_node.config.connect_interval = Duration::from_secs(1);
     let (primary, reader, writer) = start_with_fake_secondary(&primary_node, &secondary_node).await;
     let answering = fake_secondary(reader, writer, peer::AckKind::Received, None);
     primary

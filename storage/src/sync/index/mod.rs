@@ -42,7 +42,7 @@ pub use remote::{Conflict, Decision, Side, conflict_name, with_suffix};
 pub(crate) use scan::no_wait_options;
 pub use scan::{Change, ChangeKind, ROOT_MARKER, Rehash, ScanReport};
 pub use store::{FORMAT_VERSION, INDEX_FILE, index_dir};
-pub use version::{Causality, VersionVector};
+pub use version::{Causality, MAX_VERSION_NODES, VersionVector};
 
 /// The `by_sequence` keys after `sequence`.
 fn after(sequence: u64) -> std::ops::RangeFrom<(u64, String)> {

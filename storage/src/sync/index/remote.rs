@@ -119,6 +119,9 @@ impl Index {
     /// the same winner on its own.
     pub fn apply_remote(&self, remote: &Entry) -> Result<Decision, PathError> {
         check_path(&remote.path)?;
+        if !remote.version.has_room_for(&self.node) {
+            return Err(too_many_nodes(&remote.path));
+        }
         let Some(local) = self.entries.get(&remote.path) else {
             if remote.deleted && remote.mtime_ns < self.forgotten_before {
                 // A deletion so old that ours would have been forgotten: nothing to delete,
@@ -133,6 +136,9 @@ impl Index {
             Causality::DominatedBy => Decision::Accept(remote.clone()),
             Causality::Concurrent => {
                 let version = local.version.merge(&remote.version);
+                if !version.has_room_for(&self.node) {
+                    return Err(too_many_nodes(&remote.path));
+                }
                 if local.same_content(remote) {
                     // Both nodes keep the newer mtime of a file or link (a directory's is
                     // not synced).
@@ -166,6 +172,15 @@ impl Index {
             }
         };
         Ok(decision)
+    }
+}
+
+/// The refusal of an entry whose version, taken or merged, would leave this node no room in
+/// its vector (see [`MAX_VERSION_NODES`](super::MAX_VERSION_NODES)): no sound peer sends one.
+fn too_many_nodes(path: &str) -> PathError {
+    PathError {
+        path: path.chars().take(256).collect(),
+        reason: "its version vector has too many nodes",
     }
 }
 

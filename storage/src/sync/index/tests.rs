@@ -459,6 +459,53 @@ fn paths_escaping_the_root_are_refused() {
     }
 }
 
+// Input: our file `f` (a: 5), then a peer's tombstones of `f`, each concurrent with ours and
+// naming 1,000 made-up nodes; a new path whose vector names 1,024 nodes. Output: the first
+// merge is taken (1,001 nodes and room for us); the next, which would make 2,001, is refused,
+// and so is the new path, which would leave us no room: vectors stay within what the wire
+// format and the saved index carry, and our own changes always fit.
+#[test]
+fn a_version_vector_never_grows_past_its_bound() {
+    let mut index = Index::new("a").unwrap();
+    index.record(remote("f", "a", &[("a", 5)], b"ours", 100));
+    let made_up = |from: usize| -> Vec<(String, u64)> {
+        (from..from + 1000).map(|i| (format!("x{i}"), 1)).collect()
+    };
+    let tomb = |nodes: &[(String, u64)]| {
+        let version: Vec<(&str, u64)> = nodes.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+        tombstone(remote("f", "b", &version, b"", 50))
+    };
+
+    let Decision::Conflict(first) = index.apply_remote(&tomb(&made_up(0))).unwrap() else {
+        panic!("not a conflict");
+    };
+    assert_eq!(first.resolved.version.len(), 1001);
+    index.record(first.resolved.clone());
+    let refused = index.apply_remote(&tomb(&made_up(1000)));
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("too many nodes")),
+        "a merge to 2,001 nodes was not refused"
+    );
+
+    let full: Vec<(String, u64)> = (0..MAX_VERSION_NODES)
+        .map(|i| (format!("y{i}"), 1))
+        .collect();
+    let full: Vec<(&str, u64)> = full.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    assert!(
+        index
+            .apply_remote(&remote("g", "b", &full, b"g", 1))
+            .is_err()
+    );
+    assert!(
+        index
+            .apply_remote(&remote("g", "b", &full[1..], b"g", 1))
+            .is_ok(),
+        "1,023 nodes leave room for ours"
+    );
+}
+
 #[test]
 fn conflict_names_have_syncthings_shape() {
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000); // 2023-11-14 22:13:20

@@ -8,6 +8,11 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+/// The most nodes one version vector may hold: what a peer may send, and what this node
+/// records. A cluster has a handful; the bound keeps a peer from growing a vector (by merges
+/// with made-up node names) past what the wire format and the saved index can carry.
+pub const MAX_VERSION_NODES: usize = 1024;
+
 /// Node name -> how many versions of the path that node made. A missing node counts 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct VersionVector(BTreeMap<String, u64>);
@@ -103,6 +108,13 @@ impl VersionVector {
     /// How many nodes have a counter.
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Whether `node` can still change the path within [`MAX_VERSION_NODES`]: the vector is
+    /// within the bound, with a counter for `node` or room for one.
+    pub fn has_room_for(&self, node: &str) -> bool {
+        self.0.len() < MAX_VERSION_NODES
+            || self.0.len() == MAX_VERSION_NODES && self.0.contains_key(node)
     }
 
     /// Whether no node changed the path.

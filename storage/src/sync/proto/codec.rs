@@ -19,14 +19,11 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{Hello, MAGIC, MAX_ENTRIES, MAX_PAYLOAD, MAX_SIGNATURE, Message, Request};
 use crate::sync::{
-    index::{Entry, Hash, Kind, MAX_PATH, NO_HASH, VersionVector},
+    index::{Entry, Hash, Kind, MAX_PATH, MAX_VERSION_NODES, NO_HASH, VersionVector},
     owner::{self, Owner},
 };
 
 pub(super) const HEADER_LEN: usize = 8;
-
-/// The most nodes in one entry's version vector.
-const MAX_VERSION_NODES: usize = 1024;
 
 const HELLO: u8 = 0x10;
 const RESUME: u8 = 0x11;
