@@ -115,14 +115,18 @@ struct InFlight {
     base: Option<fs::File>,
     /// One window's content, rebuilt from a delta before it is written.
     applied: Vec<u8>,
-    /// A whole file's first pieces, before its temporary file exists.
-    pieces: Vec<Bytes>,
-    buffered: usize,
+    /// A whole file's first octets, before its temporary file exists: copied, not the
+    /// pieces themselves, each of which would keep its whole read buffer (2 MiB) alive.
+    pieces: Vec<u8>,
     /// Delta octets received (for the bytes a delta saved).
     delta_octets: u64,
     /// For a delta request: the SHA-256 of the file as it is rebuilt, checked at the End.
     sha256: Option<delta::WholeFileSha256>,
     error: Option<String>,
+    /// Whether more octets came than the entry's size: the peer's file grew after it sent the
+    /// entry (a newer entry follows), or a peer is filling our disk. The rest is drained
+    /// unwritten, and the answer dropped as a changed file's is.
+    outgrown: bool,
 }
 
 impl InFlight {
@@ -269,7 +273,9 @@ impl Fetcher {
                     },
                     Source::Remote { delta: false } => {
                         let flight = self.request(fetch, None, None)?;
-                        octets += flight.fetch.remote.size;
+                        // Sizes are the peer's word: saturating, as a size of 2^64 - 1 must
+                        // not wrap the window.
+                        octets = octets.saturating_add(flight.fetch.remote.size);
                         in_flight.push_back((job, flight));
                         continue;
                     }
@@ -289,12 +295,12 @@ impl Fetcher {
                 }
                 if let Some((job, flight)) = self.signed(wait)? {
                     delta_busy = flight.base.is_some();
-                    octets += flight.fetch.remote.size;
+                    octets = octets.saturating_add(flight.fetch.remote.size);
                     in_flight.push_back((job, flight));
                 }
             }
             if let Some((job, flight)) = in_flight.pop_front() {
-                octets -= flight.fetch.remote.size;
+                octets = octets.saturating_sub(flight.fetch.remote.size);
                 if flight.base.is_some() {
                     delta_busy = false;
                 }
@@ -389,7 +395,7 @@ impl Fetcher {
 
     /// Adds a file of `size` octets to the group, and commits the group if it is full.
     fn ready(&mut self, ready: Ready, size: u64) {
-        self.group_octets += size;
+        self.group_octets = self.group_octets.saturating_add(size);
         self.group.push(ready);
         if self.group.len() >= GROUP_FILES || self.group_octets >= GROUP_OCTETS {
             self.commit_group();
@@ -475,9 +481,9 @@ impl Fetcher {
             base,
             applied: Vec::new(),
             pieces: Vec::new(),
-            buffered: 0,
             delta_octets: 0,
             error: None,
+            outgrown: false,
         })
     }
 
@@ -557,17 +563,27 @@ impl Fetcher {
     /// failure (disk full) is kept, and the rest of the answer drained, so the link stays in
     /// step.
     fn write(&self, flight: &mut InFlight, piece: Bytes, is_delta: bool) {
-        if flight.error.is_some() {
+        if flight.error.is_some() || flight.outgrown {
             return;
         }
+        if !is_delta {
+            // The hash check at the end would drop a longer file too, but only once the peer
+            // had filled the disk with it.
+            let written = flight
+                .temp
+                .as_ref()
+                .map_or(flight.pieces.len() as u64, |t| t.written);
+            if written.saturating_add(piece.len() as u64) > flight.fetch.target.size {
+                flight.outgrown = true;
+                return;
+            }
+        }
         if !is_delta && flight.temp.is_none() {
-            if flight.buffered + piece.len() <= SMALL_FILE {
-                flight.buffered += piece.len();
-                flight.pieces.push(piece);
+            if flight.pieces.len() + piece.len() <= SMALL_FILE {
+                flight.pieces.extend_from_slice(&piece);
                 return;
             }
             let created = self.create_temp(&flight.fetch.target.path, &mut flight.pieces);
-            flight.buffered = 0;
             match created {
                 Ok(temp) => flight.temp = Some(temp),
                 Err(e) => {
@@ -606,17 +622,18 @@ impl Fetcher {
         }
     }
 
-    /// The temporary file of a whole-file answer for `rel`, holding the `pieces` buffered so
-    /// far.
-    fn create_temp(&self, rel: &str, pieces: &mut Vec<Bytes>) -> io::Result<TempFile> {
+    /// The temporary file of a whole-file answer for `rel`, holding the octets buffered so
+    /// far (`pieces`, emptied).
+    fn create_temp(&self, rel: &str, pieces: &mut Vec<u8>) -> io::Result<TempFile> {
         // The hasher hashes whole-file answers: not again here.
         let mut temp =
             TempFile::create(&self.shared.root, self.shared.staging.as_ref(), rel, false)?;
-        for piece in pieces.drain(..) {
-            if let Err(e) = temp.write(&piece) {
-                temp.discard();
-                return Err(e);
-            }
+        let buffered = std::mem::take(pieces);
+        if !buffered.is_empty()
+            && let Err(e) = temp.write(&buffered)
+        {
+            temp.discard();
+            return Err(e);
         }
         Ok(temp)
     }
@@ -625,6 +642,13 @@ impl Fetcher {
     /// else by the hasher as it arrived), and add it to the group to commit, or settle it.
     fn end(&mut self, job: u64, mut flight: InFlight, sent_hash: Hash, received: Option<Hash>) {
         let temp = flight.temp.take();
+        if flight.outgrown && flight.error.is_none() {
+            if let Some(temp) = temp {
+                temp.discard();
+            }
+            self.finished(job, None);
+            return;
+        }
         if let Some(error) = flight.error.take() {
             if let Some(temp) = temp {
                 temp.discard();
@@ -1156,5 +1180,75 @@ mod tests {
         fetching.join().unwrap().unwrap();
         peer.join().unwrap();
         assert_eq!(fs::read(root.path().join("b.txt")).unwrap(), second);
+    }
+
+    /// The largest file under `dir`, however deep (temporary and staged files included).
+    fn largest_file(dir: &Path) -> u64 {
+        let mut largest = 0;
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = fs::symlink_metadata(entry.path()).unwrap();
+            largest = largest.max(if meta.is_dir() {
+                largest_file(&entry.path())
+            } else {
+                meta.len()
+            });
+        }
+        largest
+    }
+
+    // Input: an entry of 4 KiB, whose answer brings 3 MiB (the peer's file grew since, or a
+    // peer filling our disk). Output: while the answer arrives, no file under the root holds
+    // more than the entry's 4 KiB; at its end the file is dropped as a changed one is (no
+    // failure, no file), for the newer entry to bring it.
+    #[test]
+    fn an_answer_longer_than_its_entry_is_not_written_past_the_entrys_size() {
+        let (root, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let shared = testing::shared(root.path(), state.path());
+        let small = vec![7u8; 4096];
+        let fetches = vec![Fetch {
+            remote: entry("grew.log", &small),
+            target: entry("grew.log", &small),
+            source: Source::Remote { delta: false },
+        }];
+        let (ctrl_tx, mut ctrl_rx) = mpsc::unbounded_channel();
+        let (runs_tx, runs_rx) = mpsc::channel(4);
+        let (answers_tx, answers_rx) = mpsc::channel(4);
+        thread::spawn(move || hasher::hash_loop(runs_rx, answers_tx));
+        let watched = root.path().to_owned();
+        let peer = thread::spawn(move || {
+            let Some(Message::Get(request)) = ctrl_rx.blocking_recv() else {
+                panic!("no request")
+            };
+            let grown = vec![7u8; 3 << 20];
+            let run = grown
+                .chunks(1 << 20)
+                .map(|piece| Message::Data {
+                    id: request.id,
+                    data: Bytes::copy_from_slice(piece),
+                })
+                .collect();
+            runs_tx.blocking_send(run).unwrap();
+            // Time for the fetcher to take the pieces before the End comes.
+            let mut largest = 0;
+            for _ in 0..30 {
+                thread::sleep(Duration::from_millis(10));
+                largest = largest.max(largest_file(&watched));
+            }
+            let end = Message::End {
+                id: request.id,
+                hash: crate::sync::index::content_hash(&grown),
+                sha256: None,
+            };
+            runs_tx.blocking_send(vec![end]).unwrap();
+            largest
+        });
+        let mut fetcher = Fetcher::new(Arc::clone(&shared), "b".to_owned(), ctrl_tx, answers_rx);
+        let failed = fetcher.fetch_all(fetches).unwrap();
+        let largest = peer.join().unwrap();
+        assert!(largest <= 4096, "a file of {largest} octets was written");
+        assert!(failed.is_empty(), "{failed:?}");
+        assert!(!root.path().join("grew.log").exists());
+        assert_eq!(largest_file(root.path()), 0, "a temporary file is left");
     }
 }

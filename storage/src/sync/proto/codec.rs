@@ -25,6 +25,9 @@ use crate::sync::{
 
 pub(super) const HEADER_LEN: usize = 8;
 
+/// The longest user or group name looked up: Linux's LOGIN_NAME_MAX, with its NUL.
+const MAX_OWNER_NAME: usize = 255;
+
 const HELLO: u8 = 0x10;
 const RESUME: u8 = 0x11;
 const ENTRIES: u8 = 0x12;
@@ -504,9 +507,11 @@ impl Reader {
             return Err(self.malformed("owner or group -1"));
         }
         let (user, group) = (self.str16()?, self.str16()?);
-        // This node's number for a name it knows, the sender's otherwise.
+        // This node's number for a name it knows, the sender's otherwise. A name longer than
+        // Linux allows (LOGIN_NAME_MAX) is not looked up: no sound peer sends one, and the
+        // lookup caches keep what they are asked.
         let ours = |name: &str, number: u32, look_up: fn(&str) -> nix::Result<Option<u32>>| {
-            if name.is_empty() {
+            if name.is_empty() || name.len() > MAX_OWNER_NAME {
                 return Ok(number);
             }
             look_up(name).map(|found| found.unwrap_or(number))
