@@ -448,14 +448,14 @@ const LINGER_READ: usize = 16 * 1024;
 /// `timeout`) has passed. Closing with unread data resets the connection, and a client still
 /// uploading then sees the reset, not the answer: a browser shows "connection reset" instead of
 /// the page, as nginx's lingering close and HAProxy's avoid.
+///
+/// The FIN counts in that time: over TLS it first flushes what rustls holds and its
+/// close_notify, which wait for a client that never reads for ever.
 pub(super) async fn linger<S>(client: &mut Conn<S>, timeout: Duration)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     use tokio::io::AsyncReadExt;
-    if client.io.shutdown().await.is_err() {
-        return;
-    }
     let total = if timeout.is_zero() {
         LINGER_TIME
     } else {
@@ -464,6 +464,9 @@ where
     // The connection's own buffer takes what is dropped: a buffer on the stack would sit in
     // every connection's task, lingering or not, and make an idle one cost 16 KiB more.
     let drain = async {
+        if client.io.shutdown().await.is_err() {
+            return;
+        }
         loop {
             client.buf.clear();
             client.buf.reserve(LINGER_READ);

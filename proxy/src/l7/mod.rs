@@ -20,4 +20,6 @@ pub(crate) mod pool;
 mod route;
 mod select;
 mod session;
+#[cfg(test)]
+mod stuck_peer_tests;
 mod upstream;

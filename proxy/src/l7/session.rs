@@ -212,21 +212,30 @@ pub(crate) async fn serve_h1<S>(
 }
 
 /// Relays bytes both ways after a 101, starting with what each side already sent, until both
-/// sides are done or silent for `idle` (zero: no limit).
-async fn tunnel<A, B>(client: &mut Conn<A>, server: &mut Conn<B>, idle: Duration)
+/// sides are done or silent for `idle` (zero: no limit). What each side sent first is written
+/// within `idle` too: a peer that reads nothing would otherwise hold the tunnel (and its
+/// server slot) before the relay's own idle timer starts.
+pub(super) async fn tunnel<A, B>(client: &mut Conn<A>, server: &mut Conn<B>, idle: Duration)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
+    use super::h1::conn::with_timeout;
     if !client.buf.is_empty() {
         let pending = client.buf.split();
-        if server.io.write_all(&pending).await.is_err() {
+        if !matches!(
+            with_timeout(idle, server.io.write_all(&pending)).await,
+            Ok(Ok(()))
+        ) {
             return;
         }
     }
     if !server.buf.is_empty() {
         let pending = server.buf.split();
-        if client.io.write_all(&pending).await.is_err() {
+        if !matches!(
+            with_timeout(idle, client.io.write_all(&pending)).await,
+            Ok(Ok(()))
+        ) {
             return;
         }
     }

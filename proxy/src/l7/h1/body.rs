@@ -131,9 +131,7 @@ where
             if line.is_empty() {
                 return self.framing(b"\r\n").await;
             }
-            if !line.contains(&b':') {
-                return Err(BodyError::Malformed("invalid trailer line"));
-            }
+            check_trailer(&line)?;
             self.framing(&line).await?;
             self.framing(b"\r\n").await?;
         }
@@ -221,6 +219,26 @@ where
     }
 }
 
+/// Refuses a trailer line the head's parser would refuse as a header line: a name that is not
+/// a token (an obs-fold continuation starts with a space), a value with control bytes (NUL,
+/// a bare CR). The framing fields too: a trailer cannot change how the message was framed,
+/// and a server that merges trailers into the head (RFC 9110 6.5.1 forbids it) would be
+/// misled by a `Content-Length` or `Transfer-Encoding` there.
+fn check_trailer(line: &[u8]) -> Result<(), BodyError> {
+    let invalid = BodyError::Malformed("invalid trailer line");
+    let colon = line.iter().position(|&b| b == b':').ok_or(invalid)?;
+    let name = http::HeaderName::from_bytes(&line[..colon])
+        .map_err(|_| BodyError::Malformed("invalid trailer line"))?;
+    let value = line[colon + 1..].trim_ascii();
+    if http::HeaderValue::from_bytes(value).is_err() {
+        return Err(BodyError::Malformed("invalid trailer line"));
+    }
+    if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+        return Err(BodyError::Malformed("a framing field in the trailer"));
+    }
+    Ok(())
+}
+
 /// Reads the hex size at the start of a chunk-size line, ignoring chunk extensions.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
     let hex_end = line
@@ -288,6 +306,40 @@ mod tests {
             b"HEAD5\r\nhello\r\na\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n"
         );
         assert_eq!(rest, b"GET");
+    }
+
+    // Input: chunked bodies ending in one trailer line each: a NUL in a name, an obs-fold
+    // continuation, an empty name, a bare CR in a value, a Content-Length, a Transfer-Encoding.
+    // Output: each is refused, and the bad line is not forwarded; a sound trailer (with
+    // optional whitespace) still is.
+    #[tokio::test]
+    async fn a_trailer_the_head_would_refuse_is_refused() {
+        let bad: [&[u8]; 6] = [
+            b"X\x00y: 1",
+            b" folded: x",
+            b": empty",
+            b"X-A: a\rb",
+            b"Content-Length: 5",
+            b"transfer-encoding: chunked",
+        ];
+        for line in bad {
+            let input = [b"1\r\na\r\n0\r\n", line, b"\r\n\r\n"].concat();
+            let (read, written, _) = run(&input, BodyKind::Chunked).await;
+            assert!(
+                matches!(read, Err(BodyError::Malformed(_))),
+                "{:?}: {read:?}",
+                String::from_utf8_lossy(line)
+            );
+            assert!(
+                !written.ends_with(line),
+                "{:?} forwarded",
+                String::from_utf8_lossy(line)
+            );
+        }
+        let input = b"1\r\na\r\n0\r\nX-Checksum:  abc \t\r\n\r\n";
+        let (read, written, _) = run(input, BodyKind::Chunked).await;
+        assert!(read.is_ok(), "{read:?}");
+        assert!(written.ends_with(b"X-Checksum:  abc \t\r\n\r\n"));
     }
 
     #[tokio::test]
