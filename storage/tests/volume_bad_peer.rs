@@ -404,6 +404,42 @@ async fn writes_the_peer_never_flushed_are_resynced_after_the_link_ends() {
     .await;
 }
 
+// Input: three connections to the accepting node that send nothing, each made again as soon
+// as it is closed, held from before the dialing node starts. Output: the two nodes connect
+// all the same. (The accepting node ran one handshake at a time, each waiting out its 2 s
+// timeout: the peer's own connection, queued behind them, always timed out first.)
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_send_nothing_do_not_keep_the_peer_out() {
+    use tokio::io::AsyncReadExt;
+    let (dialing, accepting) = pair(SIZE, Protocol::C, Role::Primary);
+    let b = accepting.start().await;
+    let target = accepting.config.listen;
+    let squatters: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn(async move {
+                loop {
+                    let Ok(mut squat) = TcpStream::connect(target).await else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
+                    let mut sink = [0u8; 256];
+                    while squat.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let a = dialing.start().await;
+    wait_for(&a, "Connected beside the silent connections", |s| {
+        s.connection == ConnState::Connected
+    })
+    .await;
+    for squatter in squatters {
+        squatter.abort();
+    }
+    drop(b);
+}
+
 /// Answers the primary's pings and acks each write with `kind`, until `reader` ends; sends
 /// `after_write` after the first ack.
 fn fake_secondary(

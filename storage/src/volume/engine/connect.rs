@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -79,42 +80,27 @@ pub(crate) async fn run(inner: Arc<Inner>, listener: TcpListener) {
             continue;
         }
         inner.set_conn(ConnState::Connecting);
-        let stream = tokio::select! {
+        let link = tokio::select! {
             () = inner.cancel.cancelled() => return,
             _ = admin.changed() => continue,
-            stream = get_stream(&inner, &listener, dialer) => stream,
+            link = async {
+                if dialer {
+                    dial_authenticated(&inner).await
+                } else {
+                    accept_authenticated(&inner, &listener).await
+                }
+            } => link,
         };
-        let Some(mut stream) = stream else {
-            inner.attempt_failed();
-            if dialer {
-                pause(&inner, &listener, &mut backoff).await;
+        let (attempt, stream) = match link {
+            Ok(link) => link,
+            Err(attempt) => {
+                inner.attempt_failed(attempt);
+                if dialer {
+                    pause(&inner, &listener, &mut backoff).await;
+                }
+                continue;
             }
-            continue;
         };
-        Counters::add(&inner.counters.connect_attempts, 1);
-        let side = if dialer {
-            peer::Side::Connecting
-        } else {
-            peer::Side::Accepting
-        };
-        let auth = peer::authenticate(
-            &mut stream,
-            config.shared_secret.as_bytes(),
-            side,
-            config.timeout,
-        )
-        .await;
-        if let Err(error) = auth {
-            if error.is_rejection() {
-                Counters::add(&inner.counters.auth_failures, 1);
-                inner.emit(VolumeEvent::AuthRefused);
-            }
-            inner.attempt_failed();
-            if dialer {
-                pause(&inner, &listener, &mut backoff).await;
-            }
-            continue;
-        }
         match connected(&inner, stream, dialer, state.discard_my_data).await {
             Outcome::Ended(End::Shutdown) => return,
             Outcome::Ended(End::Admin) | Outcome::Refused(Failure::StandAlone) => {
@@ -130,7 +116,7 @@ pub(crate) async fn run(inner: Arc<Inner>, listener: TcpListener) {
                 }
             }
             Outcome::Refused(Failure::Retry) => {
-                inner.attempt_failed();
+                inner.attempt_failed(attempt);
                 if dialer {
                     pause(&inner, &listener, &mut backoff).await;
                 }
@@ -144,35 +130,95 @@ enum Outcome {
     Ended(End),
 }
 
-/// Dials the peer, or accepts its connection; `None` when that failed.
-async fn get_stream(inner: &Inner, listener: &TcpListener, dialer: bool) -> Option<TcpStream> {
+/// The most handshakes the accepting node runs side by side; connections past them are closed.
+const MAX_HANDSHAKES: usize = 16;
+
+/// A link to the peer, authenticated, with its attempt's number; `Err` with the number of the
+/// attempt that failed.
+type Link = Result<(u64, TcpStream), u64>;
+
+/// Dials the peer and authenticates.
+async fn dial_authenticated(inner: &Inner) -> Link {
     let config = &inner.config;
-    let stream = if dialer {
-        inner.attempt_begun();
+    let attempt = inner.attempt_begun();
+    let mut stream =
         match tokio::time::timeout(config.timeout, TcpStream::connect(config.peer)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
-                tracing::debug!(volume = %config.name, peer = %config.peer, %error, "connect failed");
-                return None;
+                debug!(volume = %config.name, peer = %config.peer, %error, "connect failed");
+                return Err(attempt);
             }
-            Err(_) => return None,
-        }
+            Err(_) => return Err(attempt),
+        };
+    if authenticate(inner, &mut stream, peer::Side::Connecting).await {
+        Ok((attempt, stream))
     } else {
-        let accepted = listener.accept().await;
-        inner.attempt_begun();
-        match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                warn!(volume = %config.name, %error, "accept failed");
-                // Out of descriptors and the like: do not spin.
-                tokio::time::sleep(peer::MIN_CONNECT_INTERVAL).await;
-                return None;
-            }
+        Err(attempt)
+    }
+}
+
+/// The first accepted connection that authenticates. The handshakes run side by side, each
+/// within `timeout`: with one at a time, anyone able to reach the port could hold it with a
+/// connection that sends nothing, and the peer's own would time out behind it, again and again.
+async fn accept_authenticated(inner: &Arc<Inner>, listener: &TcpListener) -> Link {
+    // Dropped with the handshakes still running when one has passed.
+    let mut handshakes = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((mut stream, from)) => {
+                    let attempt = inner.attempt_begun();
+                    if handshakes.len() >= MAX_HANDSHAKES {
+                        debug!(volume = %inner.config.name, %from, "too many handshakes at once: connection closed");
+                        inner.attempt_failed(attempt);
+                        continue;
+                    }
+                    let inner = Arc::clone(inner);
+                    handshakes.spawn(async move {
+                        if authenticate(&inner, &mut stream, peer::Side::Accepting).await {
+                            Ok((attempt, stream))
+                        } else {
+                            Err(attempt)
+                        }
+                    });
+                }
+                Err(error) => {
+                    warn!(volume = %inner.config.name, %error, "accept failed");
+                    // Out of descriptors and the like: do not spin.
+                    tokio::time::sleep(peer::MIN_CONNECT_INTERVAL).await;
+                }
+            },
+            Some(done) = handshakes.join_next() => match done {
+                Ok(Ok(link)) => return Ok(link),
+                Ok(Err(attempt)) => inner.attempt_failed(attempt),
+                // A handshake cannot panic; were one to, the others go on.
+                Err(_) => {}
+            },
         }
-    };
+    }
+}
+
+/// Authenticates a connection to or from the peer, counting a refusal; whether it passed.
+async fn authenticate(inner: &Inner, stream: &mut TcpStream, side: peer::Side) -> bool {
     // Acks must not wait for Nagle.
     let _ = stream.set_nodelay(true);
-    Some(stream)
+    Counters::add(&inner.counters.connect_attempts, 1);
+    let config = &inner.config;
+    let auth = peer::authenticate(
+        stream,
+        config.shared_secret.as_bytes(),
+        side,
+        config.timeout,
+    )
+    .await;
+    if let Err(error) = auth {
+        if error.is_rejection() {
+            Counters::add(&inner.counters.auth_failures, 1);
+            inner.emit(VolumeEvent::AuthRefused);
+        }
+        return false;
+    }
+    true
 }
 
 /// Whether this node dials (the other accepts): the one whose `listen` sorts lower.

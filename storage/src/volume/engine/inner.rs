@@ -169,14 +169,21 @@ impl Inner {
         self.link_news.send_modify(|_| {});
     }
 
-    /// The connection manager begins an attempt to reach the peer.
-    pub(crate) fn attempt_begun(&self) {
-        self.link_news.send_modify(|a| a.begun += 1);
+    /// The connection manager begins an attempt to reach the peer; returns its number.
+    pub(crate) fn attempt_begun(&self) -> u64 {
+        let mut number = 0;
+        self.link_news.send_modify(|a| {
+            a.begun += 1;
+            number = a.begun;
+        });
+        number
     }
 
-    /// The current attempt failed before a session started.
-    pub(crate) fn attempt_failed(&self) {
-        self.link_news.send_modify(|a| a.last_failed = a.begun);
+    /// Attempt `attempt` failed before a session started. The accepting node runs several
+    /// handshakes side by side: one failing says nothing of those begun after it.
+    pub(crate) fn attempt_failed(&self, attempt: u64) {
+        self.link_news
+            .send_modify(|a| a.last_failed = a.last_failed.max(attempt));
     }
 
     pub(crate) fn status(&self) -> VolumeStatus {
