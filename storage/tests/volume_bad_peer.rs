@@ -525,44 +525,7 @@ async fn an_ack_of_receipt_with_protocol_c_ends_the_link() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sync_source_that_answers_twice_does_not_end_the_resync() {
     let (_, node) = pair(SIZE, Protocol::C, Role::Primary);
-    std::fs::write(node.backing(), vec![7u8; SIZE as usize]).unwrap();
-    let target = node.start().await;
-    let (read, write) = dial(&node).await.into_split();
-    let (mut reader, mut writer) = (MessageReader::new(read), MessageWriter::new(write));
-    let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
-        panic!("the volume's Hello expected first");
-    };
-    let ours = Hello {
-        node: "fake".to_owned(),
-        role: peer::Role::Secondary,
-        disk: DiskState::UpToDate,
-        was_primary: false,
-        discard_my_data: false,
-        ..theirs.clone()
-    };
-    writer.send(&Message::Hello(ours.clone())).await.unwrap();
-    let mut asked = None;
-    while asked.is_none() {
-        match reader.next().await.unwrap() {
-            Some(Message::Bitmap { offset, last, bits }) => {
-                writer
-                    .send(&Message::Bitmap { offset, last, bits })
-                    .await
-                    .unwrap();
-                if last {
-                    // The sync id, in a second Hello (DRBD's P_SYNC_UUID).
-                    let mut sync = ours.clone();
-                    sync.generations.bitmap = 0x5eed_0000_0000_0002;
-                    writer.send(&Message::Hello(sync)).await.unwrap();
-                }
-            }
-            Some(Message::ResyncRequest { offset, len }) => asked = Some((offset, len)),
-            Some(Message::Ping) => writer.send(&Message::PingAck).await.unwrap(),
-            Some(_) => {}
-            None => panic!("the connection ended before a resync request"),
-        }
-    }
-    let (offset, len) = asked.unwrap();
+    let (target, _reader, mut writer, (offset, len)) = as_sync_source(&node).await;
     let half = Bytes::from(vec![0u8; len as usize / 2]);
     for _ in 0..2 {
         let answer = Message::ResyncData {
@@ -576,6 +539,76 @@ async fn a_sync_source_that_answers_twice_does_not_end_the_resync() {
     })
     .await;
     assert_eq!(target.status().disk, DiskState::Inconsistent);
+}
+
+// Input: as above, without `checksum_resync`, the test answers the volume's request for data
+// with a ChecksumMatch for its first 4 KiB block. Output: the connection ends, the volume stays
+// Inconsistent with every block still out of sync. (A match marked the block in sync: no data
+// had been asked for by checksum, and none was sent.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checksum_match_nobody_asked_for_ends_the_resync() {
+    let (_, node) = pair(SIZE, Protocol::C, Role::Primary);
+    let (target, _reader, mut writer, (offset, _)) = as_sync_source(&node).await;
+    let out_of_sync = target.status().out_of_sync_bytes;
+    let answer = Message::ChecksumMatch { offset, len: 4096 };
+    writer.send(&answer).await.unwrap();
+    wait_for(&target, "the connection ended", |s| {
+        s.connection != ConnState::SyncTarget && s.connection != ConnState::Connected
+    })
+    .await;
+    assert_eq!(target.status().disk, DiskState::Inconsistent);
+    assert_eq!(target.status().out_of_sync_bytes, out_of_sync);
+}
+
+/// Starts `node` on a backing it adopts (Inconsistent, every block out of sync), and connects
+/// to it as an UpToDate peer with the same generations, so that it becomes this test's
+/// SyncTarget. Returns the volume, the link, and the first range it asks for.
+async fn as_sync_source(
+    node: &Node,
+) -> (
+    Volume,
+    MessageReader<OwnedReadHalf>,
+    MessageWriter<OwnedWriteHalf>,
+    (u64, u64),
+) {
+    std::fs::write(node.backing(), vec![7u8; SIZE as usize]).unwrap();
+    let target = node.start().await;
+    let (read, write) = dial(node).await.into_split();
+    let (mut reader, mut writer) = (MessageReader::new(read), MessageWriter::new(write));
+    let Some(Message::Hello(theirs)) = reader.next().await.unwrap() else {
+        panic!("the volume's Hello expected first");
+    };
+    let ours = Hello {
+        node: "fake".to_owned(),
+        role: peer::Role::Secondary,
+        disk: DiskState::UpToDate,
+        was_primary: false,
+        discard_my_data: false,
+        ..theirs.clone()
+    };
+    writer.send(&Message::Hello(ours.clone())).await.unwrap();
+    loop {
+        match reader.next().await.unwrap() {
+            Some(Message::Bitmap { offset, last, bits }) => {
+                writer
+                    .send(&Message::Bitmap { offset, last, bits })
+                    .await
+                    .unwrap();
+                if last {
+                    // The sync id, in a second Hello (DRBD's P_SYNC_UUID).
+                    let mut sync = ours.clone();
+                    sync.generations.bitmap = 0x5eed_0000_0000_0002;
+                    writer.send(&Message::Hello(sync)).await.unwrap();
+                }
+            }
+            Some(Message::ResyncRequest { offset, len }) => {
+                return (target, reader, writer, (offset, len.into()));
+            }
+            Some(Message::Ping) => writer.send(&Message::PingAck).await.unwrap(),
+            Some(_) => {}
+            None => panic!("the connection ended before a resync request"),
+        }
+    }
 }
 
 /// Answers `volume`'s Hello as a secondary with the same generations and an Inconsistent

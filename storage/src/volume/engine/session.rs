@@ -630,7 +630,9 @@ impl Session<'_> {
                 self.serve_checksum(offset, len, digest, writer).await?;
             }
             Message::ChecksumMatch { offset, len } => {
-                let Some(target) = self.target.as_mut() else {
+                // Only checksums were asked for with `checksum_resync`; without it every range
+                // was asked for as data, and a match would skip sending it.
+                let Some(target) = self.target.as_mut().filter(|_| self.checksum) else {
                     return Err(self.unexpected("ChecksumMatch"));
                 };
                 let len = u64::from(len);
