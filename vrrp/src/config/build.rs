@@ -549,10 +549,20 @@ fn build_garp(section: &GarpSection, errors: &mut Vec<ConfigError>) -> Garp {
             1
         }
     };
+    let refresh = *section.refresh.get_ref();
+    if !refresh.is_zero() && refresh.get() < std::time::Duration::from_secs(1) {
+        // keepalived takes whole seconds here: a refresh every millisecond would send
+        // thousands of broadcast frames a second.
+        errors.push(ConfigError::at(
+            &section.refresh,
+            "garp.refresh must be at least 1s (or \"0s\": no refresh): each refresh is a full \
+             burst to every host of the LAN",
+        ));
+    }
     Garp {
         delay: off_if_zero(section.delay),
         repeat,
-        refresh: off_if_zero(section.refresh),
+        refresh: off_if_zero(refresh),
     }
 }
 

@@ -55,9 +55,9 @@ pub struct GarpSection {
     /// Gratuitous ARPs per burst, at least 1; 5 by default (keepalived
     /// `vrrp_garp_master_repeat`).
     pub repeat: Spanned<i64>,
-    /// While master, repeat a burst this often; `"0s"` (the default, as keepalived's
-    /// `vrrp_garp_master_refresh`): never.
-    pub refresh: Duration,
+    /// While master, repeat a burst this often, at least each second; `"0s"` (the default, as
+    /// keepalived's `vrrp_garp_master_refresh`): never.
+    pub refresh: Spanned<Duration>,
 }
 
 impl Default for GarpSection {
@@ -65,7 +65,7 @@ impl Default for GarpSection {
         Self {
             delay: Duration::from_secs(5),
             repeat: Spanned::new(0..0, 5),
-            refresh: Duration::from_secs(0),
+            refresh: Spanned::new(0..0, Duration::from_secs(0)),
         }
     }
 }

@@ -530,6 +530,9 @@ fn garp_repeat_must_send_something() {
     let (at, message) = one_error(&with_instance("garp = { repeat = 100000000 }", ""));
     assert_eq!(at, "100000000");
     assert!(message.contains("at most 100"), "{message}");
+    let (at, message) = one_error(&with_instance("garp = { refresh = \"1ms\" }", ""));
+    assert_eq!(at, "\"1ms\"");
+    assert!(message.contains("at least 1s"), "{message}");
     let config = built(&with_instance(
         "garp = { delay = \"0s\", refresh = \"1m\" }",
         "",
