@@ -14,8 +14,9 @@ pub(crate) const MAX_THREADS: usize = 1024;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct GlobalSection {
-    /// This node's name in logs, alerts and peers' views; defaults to the host name.
-    pub(crate) node: Option<String>,
+    /// This node's name in logs, alerts and peers' views; defaults to the host name. Checked
+    /// by [`check_node`].
+    pub(crate) node: Option<Spanned<String>>,
     /// Persistent state: volume metadata, sync indexes.
     pub(crate) state_dir: PathBuf,
     /// Worker threads; 0 = one per CPU core; at most [`MAX_THREADS`].
@@ -58,6 +59,27 @@ impl GlobalSection {
     }
 }
 
+/// The longest node name: what a volume's peer protocol carries in its Hello.
+pub(crate) const MAX_NODE_NAME: usize = 255;
+
+/// Why `node` cannot name this node, if it cannot: empty, longer than [`MAX_NODE_NAME`] bytes,
+/// or holding a control character (it goes into logs, alerts, conflict copies' names and the
+/// peers' messages).
+pub(crate) fn check_node(node: &str) -> Option<String> {
+    if node.trim().is_empty() {
+        Some("node is empty: name this node, or leave `node` out for the host name".to_owned())
+    } else if node.len() > MAX_NODE_NAME {
+        Some(format!(
+            "node is {} bytes long: at most {MAX_NODE_NAME}, what a volume's peer protocol carries",
+            node.len()
+        ))
+    } else if node.chars().any(char::is_control) {
+        Some("node holds a control character (a newline, a tab, ...): use a plain name".to_owned())
+    } else {
+        None
+    }
+}
+
 /// `/run/fulcrum.sock` for root, as daemons keep theirs; otherwise the user's runtime directory
 /// (`$XDG_RUNTIME_DIR/fulcrum.sock`), or `/tmp/fulcrum-UID.sock` without one.
 pub(crate) fn default_control_socket() -> PathBuf {
@@ -75,13 +97,16 @@ pub(crate) fn default_control_socket() -> PathBuf {
 impl GlobalSection {
     /// `node`, else the host name (from `/proc/sys/kernel/hostname`), else `fulcrum`.
     pub(crate) fn node_name(&self) -> String {
-        self.node.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_owned())
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "fulcrum".to_owned())
-        })
+        self.node
+            .as_ref()
+            .map(|n| n.get_ref().clone())
+            .unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .ok()
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "fulcrum".to_owned())
+            })
     }
 }
 
