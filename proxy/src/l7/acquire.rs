@@ -137,7 +137,7 @@ pub(crate) async fn acquire(
                     // moment, which retries made back to back would all meet. The slot is
                     // freed meanwhile.
                     drop(slot);
-                    tokio::time::sleep(bcfg.timeout_connect.min(RETRY_TURN_AROUND)).await;
+                    tokio::time::sleep(turn_around(bcfg.timeout_connect)).await;
                 }
             }
         }
@@ -147,3 +147,33 @@ pub(crate) async fn acquire(
 /// The most a retry on the same server waits after a failed connection (HAProxy's
 /// min(`timeout connect`, 1 s)).
 const RETRY_TURN_AROUND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The wait before a retry on the same server: min(`timeout.connect`, 1 s), where a zero
+/// `timeout.connect` is no limit, as HAProxy reads `timeout connect 0`, not no wait: with it,
+/// a server refusing connections met every retry back to back.
+fn turn_around(connect: std::time::Duration) -> std::time::Duration {
+    if connect.is_zero() {
+        RETRY_TURN_AROUND
+    } else {
+        connect.min(RETRY_TURN_AROUND)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    // Input: `timeout.connect` of 0 (no limit), 200 ms, 5 s. Output: a turn-around of 1 s,
+    // 200 ms and 1 s. (Zero waited nothing, and a refusing server met every retry at once.)
+    #[test]
+    fn a_retry_waits_the_lesser_of_the_connect_timeout_and_a_second_zero_being_no_limit() {
+        assert_eq!(turn_around(Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(
+            turn_around(Duration::from_millis(200)),
+            Duration::from_millis(200)
+        );
+        assert_eq!(turn_around(Duration::from_secs(5)), Duration::from_secs(1));
+    }
+}
