@@ -237,6 +237,13 @@ fn build_backing(section: &VolumeSection, errors: &mut Vec<ConfigError>) -> Opti
         BackingKind::BlockDevice => "block device",
         _ => "file",
     };
+    if let Some(message) = too_large(existing) {
+        errors.push(ConfigError::at(
+            at,
+            format!("the {what} {}: {message}", path.display()),
+        ));
+        return None;
+    }
     if existing == 0 || !existing.is_multiple_of(BLOCK_SIZE) {
         errors.push(ConfigError::at(
             at,
@@ -325,9 +332,30 @@ fn new_file(
     })
 }
 
-/// A non-zero multiple of 4KiB.
+/// The largest volume: its out-of-sync bitmap (a bit per 4 KiB block) is held in memory whole,
+/// and at this size takes 8 GiB. A larger `size` would fail to allocate at start, and abort.
+pub(super) const MAX_VOLUME_SIZE: u64 = 256 << 40;
+
+/// Why a volume of `bytes` is too large, if it is.
+fn too_large(bytes: u64) -> Option<String> {
+    (bytes > MAX_VOLUME_SIZE).then(|| {
+        format!(
+            "{} is more than the largest volume, {}: the out-of-sync bitmap, a bit per 4KiB \
+             block, is held in memory, and would take {}",
+            Size(bytes),
+            Size(MAX_VOLUME_SIZE),
+            Size(bytes.div_ceil(BLOCK_SIZE).div_ceil(8)),
+        )
+    })
+}
+
+/// A non-zero multiple of 4KiB, at most [`MAX_VOLUME_SIZE`].
 fn check_size(size: &Spanned<Size>, errors: &mut Vec<ConfigError>) -> Option<u64> {
     let bytes = size.get_ref().bytes();
+    if let Some(message) = too_large(bytes) {
+        errors.push(ConfigError::at(size, format!("size {message}")));
+        return None;
+    }
     if bytes == 0 || !bytes.is_multiple_of(BLOCK_SIZE) {
         errors.push(ConfigError::at(
             size,

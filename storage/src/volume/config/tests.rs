@@ -260,6 +260,19 @@ fn sizes_are_non_zero_multiples_of_4kib() {
     );
     let (at, _) = one_error(&volume(dir.path(), &[("size", "\"0B\"")]));
     assert_eq!(at, "\"0B\"");
+    // The bitmap of a million TiB would take 32TiB of memory: the start aborted on it.
+    let (at, message) = one_error(&volume(dir.path(), &[("size", "\"1000000TiB\"")]));
+    assert_eq!(at, "\"1000000TiB\"");
+    assert!(
+        message.contains("more than the largest volume, 256TiB"),
+        "{message}"
+    );
+    assert_eq!(
+        built(&volume(dir.path(), &[("size", "\"256TiB\"")]))
+            .backing
+            .size,
+        256 << 40
+    );
 }
 
 #[test]
