@@ -104,7 +104,7 @@ fn section(commands: &[(String, String)]) -> NrpeSection {
     let spanned = |value: &str| Spanned::new(0..0, value.to_owned());
     NrpeSection {
         listen: Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()),
-        allowed_hosts: vec![spanned("127.0.0.1")],
+        allowed_hosts: Spanned::new(0..0, vec![spanned("127.0.0.1")]),
         tls: None,
         allow_arguments: false,
         command_timeout: Spanned::new(0..0, fulcrum_common::Duration::from_secs(1)),

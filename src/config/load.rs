@@ -277,10 +277,10 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
     if let (Some(section), Some(proxy)) = (&file.nrpe, &proxy) {
         check_nrpe_listen(&file, section, proxy, &volumes, &syncs, &mut found);
     }
-    let alert = file
-        .alert
-        .as_ref()
-        .and_then(|section| collect(section.build(), &mut found));
+    let alert = file.alert.as_ref().and_then(|section| {
+        let built = section.get_ref().build();
+        collect(built.map_err(|e| in_section(e, section.span())), &mut found)
+    });
     match proxy {
         Some(proxy) if found.is_empty() => Ok(Loaded {
             path: path.to_owned(),
@@ -526,6 +526,18 @@ fn resolve_existing(path: &Path) -> PathBuf {
 }
 
 /// A section's built value, its errors moved into `found`.
+/// `errors`, those about no key in particular put at `section`, the span of the section they
+/// are about, rather than at no place (`FILE:0:0`).
+fn in_section(errors: Vec<ConfigError>, section: Range<usize>) -> Vec<ConfigError> {
+    errors
+        .into_iter()
+        .map(|error| ConfigError {
+            span: error.span.or_else(|| Some(section.clone())),
+            ..error
+        })
+        .collect()
+}
+
 fn collect<T>(
     built: Result<T, Vec<ConfigError>>,
     found: &mut Vec<(Option<Range<usize>>, String)>,
@@ -594,7 +606,7 @@ fn resolve_paths(file: &mut FileConfig, path: &Path) {
         relative_to(base, tls.cert.get_mut());
         relative_to(base, tls.key.get_mut());
     }
-    if let Some(alert) = &mut file.alert {
+    if let Some(alert) = file.alert.as_mut().map(fulcrum_common::Spanned::get_mut) {
         if let Some(email) = &mut alert.email {
             for file in [&mut email.ca, &mut email.password_file]
                 .into_iter()
@@ -811,6 +823,20 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
             &format!("[global]\nthreads = 1024\n{GOOD}"),
         )
         .unwrap();
+    }
+
+    // Input: an `[alert]` with events but no email, webhook or command. Output: refused at the
+    // section (its line), not at `FILE:0:0`, which names no place.
+    #[test]
+    fn an_alert_section_that_sends_nowhere_is_refused_at_the_section() {
+        let errs = errors(&format!("{GOOD}\n[alert]\nevents = [\"vrrp\"]\n"));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].message.contains("sends nowhere"), "{errs:#?}");
+        let section_line = format!("{GOOD}\n").lines().count() + 1;
+        assert!(
+            errs[0].line >= section_line && errs[0].key.starts_with("alert"),
+            "{errs:#?}"
+        );
     }
 
     // Input: `node` empty, 300 bytes long, with a newline; then a plain name. Output: each of

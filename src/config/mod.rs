@@ -42,5 +42,6 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) sync: BTreeMap<Spanned<String>, SyncSection>,
     pub(crate) nrpe: Option<NrpeSection>,
-    pub(crate) alert: Option<AlertSection>,
+    /// Spanned, so that an error about the whole section (it sends nowhere) points at it.
+    pub(crate) alert: Option<Spanned<AlertSection>>,
 }

@@ -24,7 +24,7 @@ pub struct NrpeSection {
     pub listen: Spanned<SocketAddr>,
     /// Client addresses and networks let in (NRPE's `allowed_hosts`, without host names).
     #[serde(default = "default_allowed_hosts")]
-    pub allowed_hosts: Vec<Spanned<String>>,
+    pub allowed_hosts: Spanned<Vec<Spanned<String>>>,
     /// TLS, for a default `check_nrpe`; without it the agent speaks plain TCP (`check_nrpe -n`).
     pub tls: Option<NrpeTlsSection>,
     /// Let requests carry `!`-separated arguments into `$ARGn$` (NRPE's `dont_blame_nrpe`).
@@ -50,11 +50,12 @@ pub struct NrpeTlsSection {
 }
 
 /// NRPE's own default is `127.0.0.1`; the IPv6 loopback is let in too, as NRPE 4 packages do.
-fn default_allowed_hosts() -> Vec<Spanned<String>> {
-    ["127.0.0.1", "::1"]
+fn default_allowed_hosts() -> Spanned<Vec<Spanned<String>>> {
+    let hosts = ["127.0.0.1", "::1"]
         .into_iter()
         .map(|host| Spanned::new(0..0, host.to_owned()))
-        .collect()
+        .collect();
+    Spanned::new(0..0, hosts)
 }
 
 fn default_command_timeout() -> Spanned<Duration> {
@@ -86,14 +87,15 @@ impl NrpeSection {
     pub fn build(&self) -> Result<NrpeConfig, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut allowed_hosts = Vec::new();
-        for host in &self.allowed_hosts {
+        for host in self.allowed_hosts.get_ref() {
             match parse_host(host.get_ref()) {
                 Ok(net) => allowed_hosts.push(net),
                 Err(message) => errors.push(ConfigError::at(host, message)),
             }
         }
-        if self.allowed_hosts.is_empty() {
-            errors.push(ConfigError::global(
+        if self.allowed_hosts.get_ref().is_empty() {
+            errors.push(ConfigError::at(
+                &self.allowed_hosts,
                 "`allowed_hosts` is empty, so no client could connect: list the Nagios servers' addresses, or \"0.0.0.0/0\" and \"::/0\" for anyone",
             ));
         }

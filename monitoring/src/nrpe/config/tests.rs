@@ -67,39 +67,36 @@ fn defaults_are_nrpes() {
 #[test]
 fn hosts_are_addresses_or_networks() {
     let mut s = section();
-    s.allowed_hosts = vec![
-        at(1, "10.1.2.3/8".into()),
-        at(2, "2001:db8::1".into()),
-        at(3, "nagios.example".into()),
-        at(4, "10.0.0.0/33".into()),
-    ];
-    let errors = errors(&s);
-    assert_eq!(errors.len(), 2, "{errors:?}");
-    assert_eq!(errors[0].0, Some(3..4));
+    s.allowed_hosts = at(
+        9,
+        vec![
+            at(1, "10.1.2.3/8".into()),
+            at(2, "2001:db8::1".into()),
+            at(3, "nagios.example".into()),
+            at(4, "10.0.0.0/33".into()),
+        ],
+    );
+    let found = errors(&s);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].0, Some(3..4));
     assert!(
-        errors[0]
+        found[0]
             .1
             .contains("`nagios.example` is neither an IP address nor a network"),
         "{}",
-        errors[0].1
+        found[0].1
     );
-    assert_eq!(errors[1].0, Some(4..5));
-    s.allowed_hosts.truncate(2);
+    assert_eq!(found[1].0, Some(4..5));
+    s.allowed_hosts.get_mut().truncate(2);
     // A network written with host bits is read as its network.
     assert_eq!(
         s.build().unwrap().allowed_hosts[0],
         "10.0.0.0/8".parse::<IpNet>().unwrap()
     );
-    s.allowed_hosts.clear();
-    assert!(errors_of(&s).contains("`allowed_hosts` is empty"));
-}
-
-fn errors_of(section: &NrpeSection) -> String {
-    errors(section)
-        .into_iter()
-        .map(|(_, m)| m)
-        .collect::<Vec<_>>()
-        .join("\n")
+    s.allowed_hosts.get_mut().clear();
+    let empty = errors(&s);
+    assert_eq!(empty[0].0, Some(9..10), "at the key's value, not FILE:0:0");
+    assert!(empty[0].1.contains("`allowed_hosts` is empty"), "{empty:?}");
 }
 
 #[test]
