@@ -517,15 +517,22 @@ pub(super) fn disk_matches(root: &Path, rel: &str, entry: Option<&Entry>) -> boo
     }
 }
 
-/// Removes whatever is at `path` to make room for another kind of entry: a file or symlink,
-/// or an empty directory.
-pub(super) fn remove_any(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir(path),
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
+/// Removes whatever is at `rel` under `root` to make room for another kind of entry: a file or
+/// symlink, or an empty directory; through [`parent_beneath`], so that a parent swapped for a
+/// symlink cannot send the removal out of `root`.
+pub(super) fn remove_any(root: &Path, rel: &str) -> io::Result<()> {
+    use rustix::fs::{AtFlags, FileType};
+    let (parent, name) = parent_beneath(root, rel)?;
+    let flags = match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
+            AtFlags::REMOVEDIR
+        }
+        Ok(_) => AtFlags::empty(),
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    rustix::fs::unlinkat(&parent, name, flags)?;
+    Ok(())
 }
 
 /// What deleting a path did.
@@ -553,28 +560,77 @@ pub(super) fn delete(root: &Path, rel: &str, exclude: &[Pattern]) -> io::Result<
         rustix::fs::unlinkat(&parent, name, rustix::fs::AtFlags::empty())?;
         return Ok(Deleted::Yes);
     }
+    // Read and emptied through a descriptor opened beneath the root: by path, a parent swapped
+    // for a symlink since the check would have these removals done elsewhere, recursively.
+    let dir = open_beneath(
+        root,
+        rel,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )?;
     let mut leftovers = Vec::new();
-    for child in fs::read_dir(&path)? {
-        let child = child?;
-        let name = child.file_name();
-        let name = name.to_string_lossy();
-        let is_dir = child.file_type()?.is_dir();
-        let child_rel = format!("{rel}/{name}");
-        if is_temp_name(name.as_bytes()) || is_excluded(exclude, &child_rel, is_dir) {
-            leftovers.push((child.path(), is_dir));
+    for (name, is_dir) in entries_at(&dir)? {
+        let shown = name.to_string_lossy();
+        let child_rel = format!("{rel}/{shown}");
+        if is_temp_name(name.to_bytes()) || is_excluded(exclude, &child_rel, is_dir) {
+            leftovers.push((name, is_dir));
         } else {
             return Ok(Deleted::NotEmpty);
         }
     }
-    for (child, is_dir) in leftovers {
+    for (name, is_dir) in leftovers {
         if is_dir {
-            fs::remove_dir_all(child)?;
+            remove_tree_at(&dir, &name)?;
         } else {
-            fs::remove_file(child)?;
+            rustix::fs::unlinkat(&dir, name.as_c_str(), rustix::fs::AtFlags::empty())?;
         }
     }
     remove_dir_beneath(root, rel)?;
     Ok(Deleted::Yes)
+}
+
+/// The entries of the open directory `dir` but `.` and `..`, each with whether it is a
+/// directory (not following symlinks).
+fn entries_at(dir: &OwnedFd) -> io::Result<Vec<(std::ffi::CString, bool)>> {
+    use rustix::fs::{AtFlags, FileType};
+    let mut entries = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let kind = match entry.file_type() {
+            FileType::Unknown => {
+                let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+                FileType::from_raw_mode(stat.st_mode)
+            }
+            kind => kind,
+        };
+        entries.push((name.to_owned(), kind == FileType::Directory));
+    }
+    Ok(entries)
+}
+
+/// Removes the directory `name` in `parent` and all it holds, each level opened from the one
+/// above without following symlinks: a symlink inside is removed, never followed.
+fn remove_tree_at(parent: &OwnedFd, name: &std::ffi::CStr) -> io::Result<()> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let dir = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for (child, is_dir) in entries_at(&dir)? {
+        if is_dir {
+            remove_tree_at(&dir, &child)?;
+        } else {
+            rustix::fs::unlinkat(&dir, child.as_c_str(), AtFlags::empty())?;
+        }
+    }
+    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)?;
+    Ok(())
 }
 
 /// Copies the regular file `from` into a new temporary file for `rel`, hashing it.
@@ -716,6 +772,40 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), root.path().join("d")).unwrap();
         assert!(delete(root.path(), "d/passwd", &[]).is_err());
         assert!(outside.path().join("passwd").exists());
+    }
+
+    // Input: a peer's deletion of the directory `d/cache`, and a room made for another kind
+    // at `d/cache`, where `d` became a symlink to a directory outside the tree whose `cache`
+    // holds only excluded files (`*.tmp`) and an excluded directory. Output: both refused;
+    // everything outside stays. (The directory's excluded content was read and removed through
+    // the link, recursively, before its own removal was refused.)
+    #[test]
+    fn a_directory_is_never_emptied_through_a_symlinked_directory() {
+        let (root, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cache = outside.path().join("cache");
+        fs::create_dir_all(cache.join("sub.tmp")).unwrap();
+        fs::write(cache.join("a.tmp"), b"outside").unwrap();
+        fs::write(cache.join("sub.tmp/b"), b"outside").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("d")).unwrap();
+        let exclude = [Pattern::new("*.tmp").unwrap()];
+        assert!(delete(root.path(), "d/cache", &exclude).is_err());
+        assert!(remove_any(root.path(), "d/cache").is_err());
+        assert!(cache.join("a.tmp").exists() && cache.join("sub.tmp/b").exists());
+
+        // In a plain directory, the same goes whole, excluded content and all.
+        let plain = root.path().join("p/cache");
+        fs::create_dir_all(plain.join("sub.tmp")).unwrap();
+        fs::write(plain.join("a.tmp"), b"x").unwrap();
+        fs::write(plain.join("sub.tmp/b"), b"x").unwrap();
+        std::os::unix::fs::symlink("/", plain.join("sub.tmp/link")).unwrap();
+        assert_eq!(
+            delete(root.path(), "p/cache", &exclude).unwrap(),
+            Deleted::Yes
+        );
+        assert!(!plain.exists());
+        fs::write(root.path().join("p/file"), b"x").unwrap();
+        remove_any(root.path(), "p/file").unwrap();
+        assert!(!root.path().join("p/file").exists());
     }
 
     // Input: the mode of a peer's entry applied to a path that was swapped for a symlink to a

@@ -709,7 +709,7 @@ fn prepare(
                     Ok(meta) if meta.is_dir() => {}
                     Ok(_) => {
                         keep_loser(shared, &target)?;
-                        fsops::remove_any(&path)?;
+                        fsops::remove_any(root, &target.entry.path)?;
                         fs::create_dir(&path)?;
                     }
                     Err(_) => {
