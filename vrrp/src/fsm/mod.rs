@@ -66,9 +66,10 @@ pub enum Event {
     /// Sync groups: a sibling became master, so a backup becomes master with it at once
     /// (keepalived's `vrrp_sync_master`).
     GroupMaster,
-    /// Sync groups: a sibling gave way to a better master, so a master steps down with it,
-    /// saying goodbye with priority 0 so its peer takes over after Skew_Time (keepalived's
-    /// `vrrp_sync_backup`).
+    /// Sync groups: a sibling gave way to a better master, so a master steps down with it
+    /// (keepalived's `vrrp_sync_backup`), saying goodbye with priority 0 so that its peer takes
+    /// over after Skew_Time. keepalived sends no advert there, and its peer waits for
+    /// Master_Down_Interval.
     GroupBackup,
     /// Sync groups: whether a sibling follows a better master. While one does, a backup whose
     /// Master_Down_Timer fires does not take over (it would drag the sibling along, only for the
