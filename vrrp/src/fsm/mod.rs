@@ -337,6 +337,10 @@ impl Fsm {
         self.state = State::Master;
         self.preempt_until = None;
         self.following = false;
+        // The interval learnt from a former master is no one's now: a later step-down (a sync
+        // group's, which hears no advert first) must time out on our own, as keepalived's
+        // `vrrp_state_become_master` resets it.
+        self.master_adver_interval = self.config.advert_interval();
         self.send_advert(now, out);
         out.push(Action::AddVips);
         out.push(Action::SendGratuitousArp);

@@ -92,7 +92,9 @@ fn priority_zero_skew_uses_the_adopted_interval() {
 fn master_giving_way_adopts_the_new_master_interval() {
     // Input: v3 master (100, own 1 s) since 3.609375 s; a priority-150 advert with a 2 s interval
     // at 4 s, then silence.
-    // Output: BACKUP with Master_Down_Interval 3 x 2 s + 1.21875 s: MASTER again at 11.21875 s.
+    // Output: BACKUP with Master_Down_Interval 3 x 2 s + 1.21875 s: MASTER again at 11.21875 s,
+    // its Master_Adver_Interval back to its own 1 s (it kept the 2 s, which a sync group's
+    // step-down, hearing no advert first, then timed out on).
     let mut fsm = fsm(v3(100, 100));
     master_at_startup(&mut fsm);
     replay(
@@ -111,7 +113,7 @@ fn master_giving_way_adopts_the_new_master_interval() {
             ),
         ],
     );
-    assert_eq!(fsm.master_adver_interval(), Duration::from_secs(2));
+    assert_eq!(fsm.master_adver_interval(), SECOND);
 }
 
 #[test]
