@@ -26,8 +26,9 @@ pub struct AdminSection {
     #[serde(default)]
     pub hide_version: bool,
     /// Let authenticated users act on servers from the page (HAProxy's `stats admin if TRUE`).
-    #[serde(default)]
-    pub admin_actions: bool,
+    /// Needs `users`.
+    #[serde(default = "no_admin_actions")]
+    pub admin_actions: Spanned<bool>,
     /// How often the page reloads itself.
     #[serde(default = "default_refresh")]
     pub refresh: Spanned<Duration>,
@@ -65,6 +66,10 @@ fn default_stats_path() -> Spanned<String> {
 
 fn default_metrics_path() -> Spanned<String> {
     Spanned::new(0..0, "/metrics".to_owned())
+}
+
+fn no_admin_actions() -> Spanned<bool> {
+    Spanned::new(0..0, false)
 }
 
 fn default_refresh() -> Spanned<Duration> {
@@ -242,6 +247,14 @@ impl AdminSection {
                 Err(error) => errors.push(ConfigError::at(&tls.cert, error.to_string())),
             }
         }
+        if *self.admin_actions.get_ref() && self.users.is_empty() {
+            // Refused at run time (no one to act as); said here, where it can be fixed.
+            errors.push(ConfigError::at(
+                &self.admin_actions,
+                "admin_actions needs users: actions are taken as a logged-in user, and without \
+                 `users` the page is open to anyone and offers none",
+            ));
+        }
         if errors.is_empty() {
             Ok(AdminConfig {
                 listen: *self.listen.get_ref(),
@@ -249,7 +262,7 @@ impl AdminSection {
                 metrics_path: self.metrics_path.get_ref().clone(),
                 users,
                 hide_version: self.hide_version,
-                admin_actions: self.admin_actions,
+                admin_actions: *self.admin_actions.get_ref(),
                 refresh,
                 tls_cert: self.tls.as_ref().map(|t| t.cert.get_ref().clone()),
                 tls_fingerprint,

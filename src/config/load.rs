@@ -747,6 +747,25 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
         assert_eq!(load("max_connections_per_source = 256\n"), 256);
     }
 
+    // Input: `admin_actions = true` without `users`, then with one. Output: the first refused
+    // at the key (the page would be open and offer no action, silently); the second loads.
+    #[test]
+    fn admin_actions_without_users_are_refused_at_the_key() {
+        let admin = format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:0\"\nadmin_actions = true\n");
+        let errs = errors(&admin);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].key, "admin.admin_actions");
+        assert!(errs[0].message.contains("needs users"), "{errs:#?}");
+        let with_user = format!("{admin}users = [{{ name = \"a\", password = \"b\" }}]\n");
+        assert!(
+            load_str(Path::new("test.toml"), &with_user)
+                .unwrap()
+                .admin
+                .unwrap()
+                .admin_actions
+        );
+    }
+
     // Input: a stats path with a space, and a stats path equal to the default metrics path.
     // Output: the first is refused at its key; the clash is reported at the key the file wrote
     // (line 3), not at the default's empty place (line 1).

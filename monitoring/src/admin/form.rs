@@ -53,6 +53,12 @@ impl ActionForm {
             .filter(|a| !a.is_empty())
             .ok_or("no action chosen")?;
         let action = ServerAction::from_form(action, self.weight.as_deref())?;
+        // No name of a backend or a server holds one; logged, a newline would start a forged
+        // line of its own in the text log.
+        let has_control = |name: &str| name.chars().any(char::is_control);
+        if has_control(backend) || self.servers.iter().any(|s| has_control(s)) {
+            return Err("a name in the form holds a control character".to_owned());
+        }
         let mut servers: Vec<ServerRef> = Vec::new();
         for server in self.servers.iter().filter(|s| !s.is_empty()) {
             if servers.iter().any(|s| s.server == *server) {
@@ -115,6 +121,19 @@ mod tests {
         let body = format!("b=web&action=drain{many}");
         let error = ActionForm::parse(body.as_bytes()).request().unwrap_err();
         assert!(error.contains("too many servers"), "{error}");
+    }
+
+    // Input: a server name, then a backend name, with an encoded newline and a forged log line
+    // after it. Output: both refused before any action (and any log line naming them).
+    #[test]
+    fn names_with_control_characters_are_refused() {
+        for body in [
+            "b=web&action=drain&s=s1%0Afake+admin+action",
+            "b=web%0D%0Afake&action=drain&s=s1",
+        ] {
+            let error = ActionForm::parse(body.as_bytes()).request().unwrap_err();
+            assert!(error.contains("control character"), "{body}: {error}");
+        }
     }
 
     #[test]

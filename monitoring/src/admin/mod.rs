@@ -22,6 +22,7 @@ mod csv;
 mod form;
 mod host;
 mod html;
+mod lockout;
 mod per_source;
 mod rates;
 mod routes;
@@ -121,6 +122,7 @@ impl AdminServer {
             sessions: session::Sessions::default(),
             rates: Arc::clone(&rates),
             login_refusals: throttle::LogThrottle::default(),
+            lockout: lockout::Lockout::default(),
             hosts: host::AllowedHosts::new(&server_names(&config)),
             host_refusals: throttle::LogThrottle::default(),
             per_source: per_source::PerSource::new(config.max_connections_per_source),
@@ -176,6 +178,8 @@ struct Shared {
     rates: Arc<Mutex<rates::Rates>>,
     /// Refused logins are logged at most ten a minute.
     login_refusals: throttle::LogThrottle,
+    /// Refused logins per client: too many, and the client waits.
+    lockout: lockout::Lockout,
     /// What a request's `Host` may name.
     hosts: host::AllowedHosts,
     /// Requests refused for their `Host` are logged at most ten a minute.

@@ -123,13 +123,22 @@ async fn route(shared: &Shared, peer: SocketAddr, request: Request<Incoming>) ->
     let Some(view) = stats_view(path, &config.stats_path) else {
         return plain(StatusCode::NOT_FOUND, "404 Not Found\n");
     };
+    let now = std::time::Instant::now();
+    // Before the credentials are looked at: a client held off learns nothing from them.
+    if let Err(wait) = shared.lockout.check(peer.ip(), now) {
+        return too_many_refusals(wait);
+    }
     let user = match auth::check(&config.users, request.headers()) {
         Auth::Open => None,
-        Auth::User(name) => Some(name),
+        Auth::User(name) => {
+            shared.lockout.succeeded(peer.ip());
+            Some(name)
+        }
         Auth::Missing => return unauthorized(),
         Auth::Refused(name) => {
+            shared.lockout.failed(peer.ip(), now);
             let user = name.as_deref().map(auth::loggable).unwrap_or_default();
-            match shared.login_refusals.admit(std::time::Instant::now()) {
+            match shared.login_refusals.admit(now) {
                 Admit::Log { unlogged: 0 } => tracing::warn!(?user, %peer, "stats login refused"),
                 Admit::Log { unlogged } => {
                     tracing::warn!(?user, %peer, unlogged, "stats login refused");
@@ -467,6 +476,21 @@ fn unauthorized() -> Answer {
     response
         .headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static(auth::CHALLENGE));
+    response
+}
+
+/// 429 for a client that used up its refused logins, with `Retry-After` in whole seconds.
+fn too_many_refusals(wait: std::time::Duration) -> Answer {
+    let mut response = plain(
+        StatusCode::TOO_MANY_REQUESTS,
+        "429 Too Many Requests: too many refused logins from this address; wait, then log in again\n",
+    );
+    let seconds = wait.as_secs().max(1).to_string();
+    if let Ok(value) = HeaderValue::from_str(&seconds) {
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, value);
+    }
     response
 }
 

@@ -210,6 +210,26 @@ fn session_of(reply: &Reply) -> (String, String) {
     (pair, token)
 }
 
+// Input: ten logins with a wrong password from one address, then the right one, the CSV and
+// the metrics. Output: 401 ten times, then 429 with Retry-After even for the right password
+// (its credentials are not looked at), the CSV too; the metrics, which need no login, still
+// answer. (Every guess got its 401 at once, as fast as a client could send them.)
+#[tokio::test]
+async fn a_client_that_keeps_guessing_passwords_is_held_off() {
+    let (server, _) = start(config(true, true)).await;
+    let addr = server.local_addr();
+    for i in 0..10 {
+        let reply = get(addr, "/stats", &auth("admin:guess")).await;
+        assert_eq!(reply.status, 401, "guess {i}");
+    }
+    let reply = get(addr, "/stats", &auth(ADMIN)).await;
+    assert_eq!(reply.status, 429);
+    let wait: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=300).contains(&wait), "{wait}");
+    assert_eq!(get(addr, "/stats;csv", &auth(ADMIN)).await.status, 429);
+    assert_eq!(get(addr, "/metrics", "").await.status, 200);
+}
+
 #[tokio::test]
 async fn the_stats_page_needs_a_login() {
     let (server, _) = start(config(true, true)).await;

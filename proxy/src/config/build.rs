@@ -646,6 +646,18 @@ fn build_virtual_server(
     }
     if let Some(fallback) = &section.fallback {
         check_server_address(fallback, "fallback", errors);
+        // One address would be one server, in the table twice: its rows, counters and
+        // metrics series doubled, and the fallback checked as the real server it is.
+        if seen.contains(fallback.get_ref()) {
+            errors.push(ConfigError::at(
+                fallback,
+                format!(
+                    "fallback {} is also a real server of virtual_server `{name}`: the fallback \
+                     answers while no real server is up, so give it an address of its own",
+                    fallback.get_ref()
+                ),
+            ));
+        }
     }
     if section.protocol == L4Protocol::Udp && section.listen.get_ref().ip().is_unspecified() {
         // A reply leaves a wildcard socket from whatever address the route picks, not the VIP
@@ -867,6 +879,11 @@ servers = [
 listen = "10.0.0.1:3306"
 fallback = "127.0.0.1:0"
 real_servers = [{ address = "[::]:3306" }]
+
+[virtual_server.mail]
+listen = "10.0.0.1:25"
+fallback = "10.0.0.5:25"
+real_servers = [{ address = "10.0.0.5:25" }]
 "#,
         );
         for expected in [
@@ -878,6 +895,7 @@ real_servers = [{ address = "[::]:3306" }]
             "address `[ff02::1]:80` has a multicast address",
             "fallback `127.0.0.1:0` has port 0",
             "address `[::]:3306` has an unspecified address",
+            "fallback 10.0.0.5:25 is also a real server of virtual_server `mail`",
         ] {
             assert!(
                 errs.iter().any(|e| e.contains(expected)),
