@@ -1,6 +1,6 @@
 //! UDP virtual services against `[global] max_connections`: every flow holds a socket, so flows
-//! count against the limit as TCP connections do, and a datagram that would open one more is
-//! dropped and counted instead of taking a file descriptor.
+//! count against the limit as TCP connections do, and may take half of it at most; a datagram
+//! that would open one more is dropped and counted instead of taking a file descriptor.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -14,20 +14,28 @@ use tokio::{net::UdpSocket, time::Instant};
 /// The largest payload one IPv4 datagram carries.
 const LARGEST: usize = 65_507;
 
+// Input: max_connections = 8, a UDP service and a TCP one; five UDP clients, then a TCP
+// client; the UDP flows left to fall idle. Output: four flows (half the limit), the fifth
+// client's datagram dropped, counted and logged; the TCP client served all the same; the fifth
+// UDP client served once a flow has ended. (Flows could take the whole limit, and a flood of
+// datagrams from made-up sources left TCP and HTTP no slot.)
 #[tokio::test]
-async fn udp_flows_beyond_max_connections_are_dropped_and_counted_until_one_ends() {
+async fn udp_flows_beyond_their_half_of_max_connections_are_dropped_and_counted_until_one_ends() {
     let echo = Echo::start().await;
+    let tcp_server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp_real = tcp_server.local_addr().unwrap();
     let fulcrum = Fulcrum::start_with_max_connections(
-        4,
+        8,
         &format!(
-            "[virtual_server.dns]\nlisten = \"127.0.0.1:0\"\nprotocol = \"udp\"\ntimeout = {{ idle = \"3s\" }}\nreal_servers = [{{ address = \"{}\" }}]\n",
+            "[virtual_server.dns]\nlisten = \"127.0.0.1:0\"\nprotocol = \"udp\"\ntimeout = {{ idle = \"3s\" }}\nreal_servers = [{{ address = \"{}\" }}]\n\n\
+             [virtual_server.db]\nlisten = \"127.0.0.1:0\"\nreal_servers = [{{ address = \"{tcp_real}\" }}]\n",
             echo.addr
         ),
     );
     let vip = fulcrum.virtual_server_addr("dns");
 
-    // Four clients, four flows: the limit. One of them sends the largest datagram, which comes
-    // back whole through the thread's shared receive buffer.
+    // Four clients, four flows: half the limit. One of them sends the largest datagram, which
+    // comes back whole through the thread's shared receive buffer.
     let mut held = Vec::new();
     for i in 0..4 {
         let client = client(vip).await;
@@ -63,6 +71,23 @@ async fn udp_flows_beyond_max_connections_are_dropped_and_counted_until_one_ends
             .any(|l| support::message(l).starts_with("udp flow refused")),
         "no log of the refusal"
     );
+
+    // The other half is left to connections: a TCP client is relayed.
+    let db = fulcrum.virtual_server_addr("db");
+    let mut tcp = tokio::net::TcpStream::connect(db).await.unwrap();
+    let (mut served, _) = tokio::time::timeout(PATIENCE, tcp_server.accept())
+        .await
+        .expect("the TCP client was not relayed while the UDP flows held their half")
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"q")
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    tokio::io::AsyncReadExt::read_exact(&mut served, &mut byte)
+        .await
+        .unwrap();
+    assert_eq!(&byte, b"q");
+    drop((tcp, served));
 
     // The held flows fall idle and end, freeing their slots: the fifth client gets in.
     let deadline = Instant::now() + PATIENCE;
@@ -234,12 +259,14 @@ async fn ask(socket: &UdpSocket, payload: &[u8], wait: Duration) -> Option<Vec<u
     Some(buf)
 }
 
-/// The one virtual service of `fulcrum status l4 --json`.
+/// Virtual service `dns` in `fulcrum status l4 --json`.
 fn l4_json(fulcrum: &Fulcrum) -> serde_json::Value {
     let config = fulcrum.config_path();
     let (ok, out, err) =
         support::fulcrum_command(["status", "l4", "--json", "-c", config.to_str().unwrap()]);
     assert!(ok, "{err}");
-    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
-    all[0].clone()
+    let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    all.into_iter()
+        .find(|service| service["name"] == "dns")
+        .expect("virtual server `dns` in `fulcrum status l4`")
 }

@@ -175,7 +175,7 @@ impl Proxy {
         // `l7::frontend_name`).
         self.hand_over(&table);
         self.rt.table.store(Arc::clone(&table));
-        self.rt.limit.set_max(max_connections);
+        self.rt.set_max_connections(max_connections);
         self.apply_limits(&table);
         self.start_listeners(bound);
         self.stop_removed(&table);

@@ -28,6 +28,8 @@ pub(crate) struct Runtime {
     pub(crate) connections: TaskTracker,
     /// `[global] max_connections`.
     pub(crate) limit: Arc<ConnLimit>,
+    /// The share of `limit` UDP flows may take (see [`udp_share`]).
+    pub(crate) udp_flows: Arc<ConnLimit>,
     /// Client connections being served now (the limit also counts accept loops waiting for a
     /// client, so it cannot tell).
     pub(crate) active: Gauge,
@@ -43,13 +45,32 @@ impl Runtime {
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             limit: Arc::new(ConnLimit::new(max_connections)),
+            udp_flows: Arc::new(ConnLimit::new(udp_share(max_connections))),
             active: Gauge::default(),
         })
+    }
+
+    /// Applies a reloaded `[global] max_connections`, and the UDP flows' share of it.
+    pub(crate) fn set_max_connections(&self, max_connections: usize) {
+        self.limit.set_max(max_connections);
+        self.udp_flows.set_max(udp_share(max_connections));
     }
 
     /// Publishes an event; nobody listening is fine.
     pub(crate) fn emit(&self, event: Event) {
         let _ = self.events.send(event);
+    }
+}
+
+/// How many of `max_connections` UDP flows may hold: half (0, no limit, stays no limit). A UDP
+/// source is easily spoofed, so a flood of datagrams from made-up addresses opens a flow each;
+/// with the whole limit to take, it would leave TCP and HTTP clients no slot, and the node
+/// would stop accepting connections. IPVS has no limit (its flows cost no descriptor).
+pub(crate) fn udp_share(max_connections: usize) -> usize {
+    if max_connections == 0 {
+        0
+    } else {
+        (max_connections / 2).max(1)
     }
 }
 

@@ -47,8 +47,8 @@ struct Flow {
     last: AtomicU64,
     /// Cancelled when sending to the real server fails: the flow ends.
     ended: CancellationToken,
-    /// The flow's slot of the process's connection limit.
-    _permit: ConnPermit,
+    /// The flow's slots of the process's connection limit and of the UDP flows' share of it.
+    _permits: (ConnPermit, ConnPermit),
 }
 
 /// Binds a UDP virtual address with IP_FREEBIND, so a VIP this node does not hold yet works.
@@ -148,10 +148,14 @@ pub(crate) async fn serve(
 /// client's datagram.
 async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<Flow>> {
     let service = &endpoint.service;
-    let Some(permit) = endpoint.rt.limit.try_acquire() else {
+    let permits = endpoint.rt.udp_flows.try_acquire().and_then(|share| {
+        let slot = endpoint.rt.limit.try_acquire()?;
+        Some((share, slot))
+    });
+    let Some(permits) = permits else {
         counters::inc(&service.flows_refused);
         if !endpoint.refusing.swap(true, Relaxed) {
-            tracing::warn!(virtual_server = %service.name, %client, "udp flow refused: max_connections reached; datagrams for new flows are dropped until flows end");
+            tracing::warn!(virtual_server = %service.name, %client, "udp flow refused: the UDP flows' share of max_connections (half) is taken, or max_connections itself; datagrams for new flows are dropped until flows end");
         }
         return None;
     };
@@ -177,7 +181,7 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         pick,
         last: AtomicU64::new(millis_since(endpoint.epoch)),
         ended: CancellationToken::new(),
-        _permit: permit,
+        _permits: permits,
     });
     endpoint.flows.insert(client, Arc::clone(&flow));
     service.session_opened(&flow.pick.real);
