@@ -476,22 +476,8 @@ fn fake_secondary(
 // nothing to resync.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flush_ack_for_no_flush_sent_ends_the_link_and_keeps_the_write_out_of_sync() {
-    use fulcrum_storage::nbd::Export as _;
-    let (mut primary_node, secondary_node) = pair(SIZE, Protocol::B, Role::Primary);
-    primary_node.config.connect_interval = Duration::from_secs(1);
-    let (primary, reader, writer) = start_with_fake_secondary(&primary_node, &secondary_node).await;
     let stray = Message::FlushAck { seq: u64::MAX };
-    let answering = fake_secondary(reader, writer, peer::AckKind::Received, Some(stray));
-    primary
-        .export()
-        .write(8192, Bytes::from(pattern(3, 4096)), false)
-        .await
-        .unwrap();
-    wait_for(&primary, "the link ended, the write out of sync", |s| {
-        s.connection != ConnState::Connected && s.out_of_sync_bytes == 4096
-    })
-    .await;
-    answering.abort();
+    a_write_ends_the_link(Protocol::B, Some(stray)).await;
 }
 
 // Input: protocol C; this test as the secondary acks a write as received, not as written,
@@ -499,14 +485,21 @@ async fn a_flush_ack_for_no_flush_sent_ends_the_link_and_keeps_the_write_out_of_
 // peer's disk completes a write), and the write is out of sync.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ack_of_receipt_with_protocol_c_ends_the_link() {
+    a_write_ends_the_link(Protocol::C, None).await;
+}
+
+/// Starts a primary with `protocol` whose secondary, this test, acks its writes on receipt
+/// and sends `after_write` after the first ack; writes 4 KiB, and waits for the link to end
+/// with that write out of sync.
+async fn a_write_ends_the_link(protocol: Protocol, after_write: Option<Message>) {
     use fulcrum_storage::nbd::Export as _;
-    let (mut primary_node, secondary_node) = pair(SIZE, Protocol::C, Role::Primary);
+    let (mut primary_node, secondary_node) = pair(SIZE, protocol, Role::Primary);
     primary_node.config.connect_interval = Duration::from_secs(1);
     let (primary, reader, writer) = start_with_fake_secondary(&primary_node, &secondary_node).await;
-    let answering = fake_secondary(reader, writer, peer::AckKind::Received, None);
+    let answering = fake_secondary(reader, writer, peer::AckKind::Received, after_write);
     primary
         .export()
-        .write(8192, Bytes::from(pattern(4, 4096)), false)
+        .write(8192, Bytes::from(pattern(3, 4096)), false)
         .await
         .unwrap();
     wait_for(&primary, "the link ended, the write out of sync", |s| {
