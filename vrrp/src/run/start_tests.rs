@@ -106,6 +106,28 @@ fn an_owner_waits_for_its_scripts_first_verdict() {
     });
 }
 
+// Input: an address owner (adverts each 10 s, so Master_Down_Interval is 30 s) tracking a
+// weighted script whose first run takes 30 s. Output: MASTER at once, long before the
+// script's verdict. (It waited for that verdict, which cannot move an owner's 255, up to
+// Master_Down_Interval; keepalived drops weighted scripts from an owner.)
+#[test]
+fn an_owner_does_not_wait_for_a_weighted_script() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let text = instance_toml(&log, "10.0.0.100/32", 255, "10s").replace(
+            "[vrrp.instance.VI_1]",
+            "[vrrp.instance.VI_1]\ntrack_scripts = [\"chk\"]",
+        ) + "\n[vrrp.script.chk]\ncommand = \"sleep 30\"\ninterval = \"60s\"\ntimeout = \"40s\"\nweight = -10\n";
+        let vrrp = start(&parse(&text)).await;
+        wait_state(&vrrp, State::Master).await;
+        vrrp.stop().await;
+    });
+}
+
 // Input: a MASTER owner whose source address (10.0.0.1/24) is removed from `va`, then added
 // back. Output: FAULT (VIP removed) while it is gone, MASTER again once it is back. (It stayed
 // MASTER with its VIP, every advert failing, while the peer took over too.)

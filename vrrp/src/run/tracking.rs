@@ -33,10 +33,14 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    /// Whether a script of this member has no verdict yet (its first run has not ended).
+    /// Whether a script that can move this member has no verdict yet (its first run has not
+    /// ended). An address owner's priority stays 255 whatever its weighted scripts say, so only
+    /// its weight-0 ones (FAULT) count: keepalived drops weighted scripts from an owner.
     fn pending(&self) -> bool {
+        let owner = self.base == 255;
         self.sources.iter().any(|source| {
-            matches!(source, Source::Script { health, .. } if *health.borrow() == ScriptHealth::Pending)
+            matches!(source, Source::Script { health, weight }
+                if *health.borrow() == ScriptHealth::Pending && (*weight == 0 || !owner))
         })
     }
 
