@@ -87,7 +87,7 @@ fn parents(
                 match fs::create_dir(&dir) {
                     Ok(()) => {
                         if let Some((mode, owner)) = known(&rel[..at - 1]) {
-                            set_attributes(&dir, mode, None, owner)?;
+                            set_attributes(root, &rel[..at - 1], mode, None, owner)?;
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -407,46 +407,61 @@ pub(super) fn recorded(path: &Path, wanted: i64, before: i64) -> io::Result<Appl
     })
 }
 
-/// Sets a file's or directory's owner (if given), mode and mtime (not a symlink's: Linux
-/// ignores a link's mode, and its owner and mtime are [`set_owner`]'s and [`set_link_mtime`]'s).
-/// The owner goes first: a `chown` clears a file's set-user-ID and set-group-ID bits, which the
-/// mode then restores.
+/// Sets the owner (if given), mode and mtime of the file or directory `rel` under `root` (not
+/// a symlink's: Linux ignores a link's mode, and its owner and mtime are [`set_owner`]'s and
+/// [`set_link_mtime`]'s). The owner goes first: a `chown` clears a file's set-user-ID and
+/// set-group-ID bits, which the mode then restores.
+///
+/// Mode and mtime are set through a descriptor opened beneath `root` ([`open_beneath`]): a
+/// parent swapped for a symlink, or the path itself swapped for one (ELOOP), cannot pass the
+/// mode (a set-user-ID bit, say) on to a file outside the tree. Opened without waiting, as in
+/// [`open_file_no_wait`].
 pub(super) fn set_attributes(
-    path: &Path,
+    root: &Path,
+    rel: &str,
     mode: u32,
     mtime_ns: Option<i64>,
     owner: Option<Owner>,
 ) -> io::Result<()> {
-    set_owner(path, owner)?;
-    set_mode(path, mode)?;
+    use rustix::fs::{Mode, OFlags};
+    set_owner(root, rel, owner)?;
+    let file = fs::File::from(open_beneath(
+        root,
+        rel,
+        OFlags::RDONLY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )?);
+    rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
     if let Some(ns) = mtime_ns {
-        // Without waiting, as in [`open_file_no_wait`]; a directory too.
-        no_wait_options()
-            .open(path)?
-            .set_times(FileTimes::new().set_modified(system_time(ns)))?;
+        file.set_times(FileTimes::new().set_modified(system_time(ns)))?;
     }
     Ok(())
 }
 
-/// Gives `path` `mode` through a descriptor opened without following a symlink, so that a file
-/// swapped for a link a moment ago does not pass the mode (a set-user-ID bit, say) on to the
-/// link's target; a symlink there fails with ELOOP.
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    let file = no_wait_options().open(path)?;
-    rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode))?;
-    Ok(())
-}
-
-/// Gives `path` (a symlink itself, not its target) `owner`, if there is one: an entry has an
-/// owner only where owners are synced (see [`crate::sync::owner`]).
-/// Nothing is done if it has it already: a `chown` also drops a file's capabilities.
-pub(super) fn set_owner(path: &Path, owner: Option<Owner>) -> io::Result<()> {
-    match owner {
-        Some(owner) if Owner::of(&fs::symlink_metadata(path)?) != owner => unless_refused(
-            std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid)),
-        ),
-        _ => Ok(()),
+/// Gives `rel` under `root` (a symlink itself, not its target) `owner`, if there is one: an
+/// entry has an owner only where owners are synced (see [`crate::sync::owner`]). Through its
+/// parent opened beneath `root` ([`parent_beneath`]), so that a `chown` never lands outside the
+/// tree. Nothing is done if it has it already: a `chown` also drops a file's capabilities.
+pub(super) fn set_owner(root: &Path, rel: &str, owner: Option<Owner>) -> io::Result<()> {
+    use rustix::fs::{AtFlags, Gid, Uid};
+    let Some(owner) = owner else {
+        return Ok(());
+    };
+    let (parent, name) = parent_beneath(root, rel)?;
+    let stat = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if (stat.st_uid, stat.st_gid) == (owner.uid, owner.gid) {
+        return Ok(());
     }
+    unless_refused(
+        rustix::fs::chownat(
+            &parent,
+            name,
+            Some(Uid::from_raw(owner.uid)),
+            Some(Gid::from_raw(owner.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(io::Error::from),
+    )
 }
 
 /// A `chown`'s result, where a refusal (a filesystem without owners, such as FAT, or NFS with
@@ -817,10 +832,33 @@ mod tests {
         let target = outside.path().join("bash");
         fs::write(&target, b"#!").unwrap();
         fs::set_permissions(&target, Permissions::from_mode(0o755)).unwrap();
-        let link = root.path().join("f");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(set_attributes(&link, 0o4755, None, None).is_err());
+        std::os::unix::fs::symlink(&target, root.path().join("f")).unwrap();
+        assert!(set_attributes(root.path(), "f", 0o4755, None, None).is_err());
         assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o755);
+    }
+
+    // Input: a peer's mode, mtime and owner for `d/bash`, where `d` became a symlink to a
+    // directory outside the tree. Output: each refused; the outside file keeps its mode, mtime
+    // and owner. (They were set by path, through the link: a set-user-ID bit, or root's
+    // `chown`, could land on any file.)
+    #[test]
+    fn attributes_are_never_set_through_a_symlinked_directory() {
+        let (root, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let target = outside.path().join("bash");
+        fs::write(&target, b"#!").unwrap();
+        fs::set_permissions(&target, Permissions::from_mode(0o755)).unwrap();
+        let before = fs::metadata(&target).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("d")).unwrap();
+        let owner = Owner {
+            uid: before.uid() + 1,
+            gid: before.gid() + 1,
+        };
+        assert!(set_attributes(root.path(), "d/bash", 0o4755, Some(1), None).is_err());
+        assert!(set_owner(root.path(), "d/bash", Some(owner)).is_err());
+        let after = fs::metadata(&target).unwrap();
+        assert_eq!(after.mode() & 0o7777, 0o755);
+        assert_eq!(mtime_ns(&after), mtime_ns(&before));
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
     }
 
     // Input: a conflict copy's name taken by an existing file. Output: the existing file is
@@ -860,15 +898,15 @@ mod tests {
         fs::write(&path, b"content").unwrap();
         let wanted = 1_700_000_000_123_456_789;
         let before = unix_ns(SystemTime::now());
-        set_attributes(&path, 0o644, Some(wanted), None).unwrap();
+        set_attributes(dir.path(), "f", 0o644, Some(wanted), None).unwrap();
         assert_eq!(recorded(&path, wanted, before).unwrap().mtime_ns, wanted);
 
         let clamped = 315_532_800_000_000_000;
-        set_attributes(&path, 0o644, Some(clamped), None).unwrap();
+        set_attributes(dir.path(), "f", 0o644, Some(clamped), None).unwrap();
         assert_eq!(recorded(&path, 0, before).unwrap().mtime_ns, clamped);
 
         let before = unix_ns(SystemTime::now());
-        set_attributes(&path, 0o644, Some(wanted), None).unwrap();
+        set_attributes(dir.path(), "f", 0o644, Some(wanted), None).unwrap();
         std::thread::sleep(Duration::from_millis(30));
         fs::write(&path, b"edited!").unwrap();
         assert_eq!(recorded(&path, wanted, before).unwrap().mtime_ns, wanted);

@@ -609,12 +609,14 @@ fn record_merge(shared: &Shared, index: &mut Index, entry: Entry) -> io::Result<
     let path = root.join(&entry.path);
     let before = unix_ns(SystemTime::now());
     match entry.kind {
-        Kind::File => fsops::set_attributes(&path, entry.mode, Some(entry.mtime_ns), owner)?,
+        Kind::File => {
+            fsops::set_attributes(root, &entry.path, entry.mode, Some(entry.mtime_ns), owner)?;
+        }
         Kind::Symlink(_) => {
-            fsops::set_owner(&path, owner)?;
+            fsops::set_owner(root, &entry.path, owner)?;
             fsops::set_link_mtime(&path, entry.mtime_ns)?;
         }
-        Kind::Dir => fsops::set_owner(&path, owner)?,
+        Kind::Dir => fsops::set_owner(root, &entry.path, owner)?,
     }
     record_applied(
         shared,
@@ -719,7 +721,13 @@ fn prepare(
                         fs::create_dir(&path)?;
                     }
                 }
-                fsops::set_attributes(&path, target.entry.mode, None, target.entry.owner)?;
+                fsops::set_attributes(
+                    root,
+                    &target.entry.path,
+                    target.entry.mode,
+                    None,
+                    target.entry.owner,
+                )?;
                 Applied::read(&path)
             };
             let applied = apply().map_err(|e| retry(&remote, e))?;
@@ -733,7 +741,12 @@ fn prepare(
                 std::os::unix::fs::symlink(link, &temp)?;
                 // Set before the rename, which keeps them: the link never shows another owner
                 // or mtime.
-                fsops::set_owner(&temp, target.entry.owner)?;
+                let temp_rel = temp
+                    .strip_prefix(root)
+                    .ok()
+                    .and_then(Path::to_str)
+                    .ok_or_else(|| io::Error::other("a temporary link outside the root"))?;
+                fsops::set_owner(root, temp_rel, target.entry.owner)?;
                 fsops::set_link_mtime(&temp, target.entry.mtime_ns)?;
                 keep_loser(shared, &target)?;
                 if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
@@ -756,7 +769,8 @@ fn prepare(
                 let apply = || -> io::Result<Applied> {
                     let before = unix_ns(SystemTime::now());
                     fsops::set_attributes(
-                        &path,
+                        root,
+                        &target.entry.path,
                         target.entry.mode,
                         Some(target.entry.mtime_ns),
                         target.entry.owner,
@@ -800,7 +814,6 @@ fn prepare(
                         && matches!(index.apply_remote(tomb), Ok(Decision::Accept(_)))
                 });
                 if let Some(tomb) = moved.cloned() {
-                    let from = root.join(&source);
                     let apply = || -> io::Result<Applied> {
                         let before = unix_ns(SystemTime::now());
                         fsops::make_parents(root, &target.entry.path, &|dir| {
@@ -808,7 +821,8 @@ fn prepare(
                         })?;
                         fsops::check_parents(root, &source, false)?;
                         fsops::set_attributes(
-                            &from,
+                            root,
+                            &source,
                             target.entry.mode,
                             Some(target.entry.mtime_ns),
                             target.entry.owner,
