@@ -947,7 +947,13 @@ fn arbitrary_requests_get_an_answer_and_never_stop_the_server() {
             Ok(())
         })
         .unwrap();
-    // A valid session and token, then arbitrary forms through the action path itself.
+    // Still serving: its refused logins have this address held off (429), which is an answer.
+    let held_off = rt.block_on(get(addr, "/stats", &auth(ADMIN))).status;
+    assert!(matches!(held_off, 200 | 429), "{held_off}");
+    // A valid session and token, then arbitrary forms through the action path itself, on a
+    // server that has refused no login from this address.
+    let (server, _appliance) = rt.block_on(start(config(true, true)));
+    let addr = server.local_addr();
     let page = rt.block_on(get(addr, "/stats", &auth(ADMIN)));
     let (cookie, token) = session_of(&page);
     let mut runner = TestRunner::new(Config {
