@@ -277,6 +277,10 @@ async fn introduce(
 ) -> Result<Introduced, String> {
     let (read, write) = stream.into_split();
     let mut reader = ProtoReader::new(read);
+    if !shared.index().tracks_owners() {
+        // Its owners are dropped on arrival: no name lookup on this (tokio) thread for them.
+        reader = reader.ignoring_owner_names();
+    }
     let mut writer = ProtoWriter::new(write);
     let direction = shared.config.direction;
     let flags = if direction.sends() { FLAG_SENDS } else { 0 }

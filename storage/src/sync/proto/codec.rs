@@ -155,6 +155,17 @@ pub(super) fn frame_len(src: &[u8]) -> Result<Option<usize>, ProtoError> {
     Ok(Some(HEADER_LEN + len))
 }
 
+/// What decoding does with an owner's user and group names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerNames {
+    /// Looks each up here (NSS: `/etc/passwd`, or LDAP), for this node's numbers.
+    LookUp,
+    /// Keeps the sender's numbers, looking nothing up: for a node that does not sync owners,
+    /// which drops them as entries arrive. A lookup blocks the thread decoding, which is a
+    /// tokio worker that the proxy may share.
+    Ignore,
+}
+
 /// Takes one message off the front of `src`, or `None` while more bytes are needed.
 pub fn decode(src: &mut BytesMut) -> Result<Option<Message>, ProtoError> {
     let Some(frame) = frame_len(src)? else {
@@ -167,11 +178,14 @@ pub fn decode(src: &mut BytesMut) -> Result<Option<Message>, ProtoError> {
     let ty = src[2];
     src.advance(HEADER_LEN);
     let payload = src.split_to(frame - HEADER_LEN).freeze();
-    decode_payload(ty, payload).map(Some)
+    decode_payload(ty, payload, OwnerNames::LookUp).map(Some)
 }
 
 /// [`decode`] from shared octets: the message's payloads are slices of `src`, not copies.
-pub(super) fn decode_shared(src: &mut Bytes) -> Result<Option<Message>, ProtoError> {
+pub(super) fn decode_shared(
+    src: &mut Bytes,
+    names: OwnerNames,
+) -> Result<Option<Message>, ProtoError> {
     let Some(frame) = frame_len(src)? else {
         return Ok(None);
     };
@@ -181,7 +195,7 @@ pub(super) fn decode_shared(src: &mut Bytes) -> Result<Option<Message>, ProtoErr
     let mut payload = src.split_to(frame);
     let ty = payload[2];
     payload.advance(HEADER_LEN);
-    decode_payload(ty, payload).map(Some)
+    decode_payload(ty, payload, names).map(Some)
 }
 
 fn type_of(msg: &Message) -> u8 {
@@ -203,7 +217,7 @@ fn type_of(msg: &Message) -> u8 {
     }
 }
 
-fn decode_payload(ty: u8, payload: Bytes) -> Result<Message, ProtoError> {
+fn decode_payload(ty: u8, payload: Bytes, names: OwnerNames) -> Result<Message, ProtoError> {
     let name = match ty {
         HELLO => "Hello",
         RESUME => "Resume",
@@ -224,6 +238,7 @@ fn decode_payload(ty: u8, payload: Bytes) -> Result<Message, ProtoError> {
     let mut r = Reader {
         buf: payload,
         message: name,
+        names,
     };
     let msg = match ty {
         HELLO => Message::Hello(Hello {
@@ -360,6 +375,7 @@ fn put_owner(dst: &mut BytesMut, owner: Option<Owner>) {
 struct Reader {
     buf: Bytes,
     message: &'static str,
+    names: OwnerNames,
 }
 
 impl Reader {
@@ -507,6 +523,9 @@ impl Reader {
             return Err(self.malformed("owner or group -1"));
         }
         let (user, group) = (self.str16()?, self.str16()?);
+        if self.names == OwnerNames::Ignore {
+            return Ok(Some(Owner { uid, gid }));
+        }
         // This node's number for a name it knows, the sender's otherwise. A name longer than
         // Linux allows (LOGIN_NAME_MAX) is not looked up: no sound peer sends one, and the
         // lookup caches keep what they are asked.

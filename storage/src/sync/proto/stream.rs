@@ -27,6 +27,7 @@ pub struct ProtoReader<R> {
     end: usize,
     /// Whole frames handed over and not yet decoded.
     ready: Bytes,
+    names: codec::OwnerNames,
 }
 
 impl<R> fmt::Debug for ProtoReader<R> {
@@ -45,7 +46,15 @@ impl<R: AsyncRead + Unpin> ProtoReader<R> {
             buf: Vec::new(),
             end: 0,
             ready: Bytes::new(),
+            names: codec::OwnerNames::LookUp,
         }
+    }
+
+    /// Decodes owners without looking their names up (see [`codec::OwnerNames::Ignore`]).
+    #[must_use]
+    pub fn ignoring_owner_names(mut self) -> Self {
+        self.names = codec::OwnerNames::Ignore;
+        self
     }
 
     /// The next message, or `None` if the peer closed the stream between two frames. Cancel
@@ -112,7 +121,7 @@ impl<R> ProtoReader<R> {
         if self.ready.is_empty() {
             self.hand_over()?;
         }
-        codec::decode_shared(&mut self.ready)
+        codec::decode_shared(&mut self.ready, self.names)
     }
 
     /// Shares the whole frames read so far as `ready`, and moves the partial one after them

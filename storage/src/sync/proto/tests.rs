@@ -131,9 +131,10 @@ fn every_message_round_trips() {
     }
 }
 
-// Input: an owner `root`/`root` as a peer whose root is 4242/4343 sends it, then with names
-// unknown here, then owner -1, then a bad flag. Output: this node's numbers for the names it
-// knows, the peer's otherwise; a malformed message.
+// Input: an owner `root`/`root` as a peer whose root is 4242/4343 sends it, decoded with and
+// without name lookups; then with names unknown here, then owner -1, then a bad flag. Output:
+// this node's numbers for the names it knows (the peer's without lookups), the peer's
+// otherwise; a malformed message.
 #[test]
 fn an_owners_names_become_this_nodes_numbers() {
     let mut owned = entry("f", Kind::File, false);
@@ -156,6 +157,18 @@ fn an_owners_names_become_this_nodes_numbers() {
         other => panic!("{other:?}"),
     };
     assert_eq!(owner_of(frame.clone()), Some(Owner { uid: 0, gid: 0 }));
+    // A node that does not sync owners looks nothing up: the sender's numbers stay.
+    let mut shared = frame.clone().freeze();
+    match super::codec::decode_shared(&mut shared, super::OwnerNames::Ignore) {
+        Ok(Some(Message::Entries { entries, .. })) => assert_eq!(
+            entries[0].owner,
+            Some(Owner {
+                uid: 4242,
+                gid: 4343
+            })
+        ),
+        other => panic!("{other:?}"),
+    }
 
     let mut unknown = frame.clone();
     unknown[at + 11..at + 15].copy_from_slice(b"qqqq");
