@@ -159,7 +159,7 @@ fn dual_master_with_keepalived_over_v2_pass_and_sigterm_hands_over_after_skew() 
     for line in [
         r#"fulcrum_vrrp_state{instance="VI_1",interface="eth0",vrid="51",state="MASTER"} 1"#,
         r#"fulcrum_vrrp_state{instance="VI_2",interface="eth0",vrid="52",state="BACKUP"} 1"#,
-        r#"fulcrum_vrrp_dropped_packets_total{interface="eth0",reason="auth_failed"} 0"#,
+        r#"fulcrum_vrrp_dropped_packets_total{interface="eth0",family="ipv4",reason="auth_failed"} 0"#,
     ] {
         assert!(metrics.contains(line), "no {line} in /metrics:\n{metrics}");
     }

@@ -119,7 +119,7 @@ impl Collector for VrrpCollector {
 /// Every family, from the instances and the drop counters of each socket.
 pub(crate) fn families(
     instances: &[InstanceStatus],
-    dropped: &[(String, Vec<(&'static str, u64)>)],
+    dropped: &[super::SocketDrops],
 ) -> Vec<MetricFamily> {
     if instances.is_empty() {
         return Vec::new();
@@ -159,21 +159,22 @@ pub(crate) fn families(
         .collect();
     out.push(family(STATE, STATE_HELP, MetricType::GAUGE, states));
 
-    // Per interface: the sockets of one interface (IPv4, IPv6) add up.
-    let mut by_interface: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-    for (interface, reasons) in dropped {
+    // Per socket, that is per interface and family: summed per interface, a reload that closes
+    // one family's socket would make the sum go down, which Prometheus reads as a reset.
+    let mut by_socket: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
+    for (interface, family, reasons) in dropped {
         for (reason, n) in reasons {
-            *by_interface
-                .entry((interface.as_str(), reason))
+            *by_socket
+                .entry((interface.as_str(), family, reason))
                 .or_default() += n;
         }
     }
-    let drops: Vec<proto::Metric> = by_interface
+    let drops: Vec<proto::Metric> = by_socket
         .into_iter()
-        .map(|((interface, reason), n)| {
+        .map(|((interface, family, reason), n)| {
             sample(
-                &["interface", "reason"],
-                vec![interface.to_owned(), reason.to_owned()],
+                &["interface", "family", "reason"],
+                vec![interface.to_owned(), family.to_owned(), reason.to_owned()],
                 MetricType::COUNTER,
                 n,
             )
@@ -266,8 +267,12 @@ mod tests {
     #[test]
     fn instances_and_drops_are_exposed() {
         let dropped = vec![
-            ("eth0".to_owned(), vec![("auth_failed", 2), ("bad_ttl", 0)]),
-            ("eth0".to_owned(), vec![("auth_failed", 1)]),
+            (
+                "eth0".to_owned(),
+                "ipv4",
+                vec![("auth_failed", 2), ("bad_ttl", 0)],
+            ),
+            ("eth0".to_owned(), "ipv6", vec![("auth_failed", 1)]),
         ];
         let out = text(&families(&[instance("VI_1", State::Master)], &dropped));
         let labels = r#"instance="VI_1",interface="eth0",vrid="51""#;
@@ -279,10 +284,14 @@ mod tests {
             format!("fulcrum_vrrp_became_master_total{{{labels}}} 1"),
             format!("fulcrum_vrrp_state{{{labels},state=\"MASTER\"}} 1"),
             format!("fulcrum_vrrp_state{{{labels},state=\"BACKUP\"}} 0"),
-            // The IPv4 and IPv6 sockets of one interface add up.
-            r#"fulcrum_vrrp_dropped_packets_total{interface="eth0",reason="auth_failed"} 3"#
+            // The IPv4 and IPv6 sockets of one interface each have their own series: a reload
+            // that closes one leaves the other's as it was.
+            r#"fulcrum_vrrp_dropped_packets_total{interface="eth0",family="ipv4",reason="auth_failed"} 2"#
                 .to_owned(),
-            r#"fulcrum_vrrp_dropped_packets_total{interface="eth0",reason="bad_ttl"} 0"#.to_owned(),
+            r#"fulcrum_vrrp_dropped_packets_total{interface="eth0",family="ipv6",reason="auth_failed"} 1"#
+                .to_owned(),
+            r#"fulcrum_vrrp_dropped_packets_total{interface="eth0",family="ipv4",reason="bad_ttl"} 0"#
+                .to_owned(),
         ] {
             assert!(out.contains(&line), "missing {line} in\n{out}");
         }

@@ -595,6 +595,10 @@ pub struct StatusHandle {
     published: Arc<ArcSwap<Published>>,
 }
 
+/// One socket's drop counts: its interface, its family (`ipv4`, `ipv6`), and each reason's
+/// count.
+pub(crate) type SocketDrops = (String, &'static str, Vec<(&'static str, u64)>);
+
 /// The instances a [`StatusHandle`] reads, in name order.
 #[derive(Debug, Default)]
 struct Published {
@@ -638,8 +642,9 @@ impl StatusHandle {
     }
 
     /// The drop counters of each socket (one per interface and family), with the interface's
-    /// name: instances on one socket share them, so they are counted once here.
-    pub(crate) fn dropped(&self) -> Vec<(String, Vec<(&'static str, u64)>)> {
+    /// name and the family (`ipv4`, `ipv6`): instances on one socket share them, so they are
+    /// counted once here.
+    pub(crate) fn dropped(&self) -> Vec<SocketDrops> {
         let published = self.published.load();
         let mut seen: Vec<&Arc<DropCounters>> = Vec::new();
         let mut out = Vec::new();
@@ -654,7 +659,13 @@ impl StatusHandle {
                 .into_iter()
                 .map(|(kind, n)| (kind.name(), n))
                 .collect();
-            out.push((status.borrow().interface.clone(), reasons));
+            let status = status.borrow();
+            let family = if status.local_addr.is_ipv4() {
+                "ipv4"
+            } else {
+                "ipv6"
+            };
+            out.push((status.interface.clone(), family, reasons));
         }
         out
     }
