@@ -126,7 +126,8 @@ pub(crate) async fn serve(
             return ExitCode::FAILURE;
         }
     };
-    // Their events from their start on, for the alerts, which start later.
+    // Their events from their start on, for the alerts, which start after the sync sets (whose
+    // start awaits). The sets' own are subscribed by the alerts' start: nothing awaits between.
     let started_volumes = volumes.subscribe();
     let syncs = match Syncs::start(loaded.syncs, &global.state_dir, &global.node_name()).await {
         Ok(syncs) => Arc::new(syncs),
@@ -169,8 +170,8 @@ pub(crate) async fn serve(
             ..sources(&registry)
         },
         alerts::Started {
-            syncs: syncs.subscribe(),
             volumes: started_volumes,
+            ..alerts::Started::default()
         },
         vrrp_events,
     );

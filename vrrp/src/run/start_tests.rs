@@ -88,10 +88,11 @@ fn an_owner_waits_for_its_scripts_first_verdict() {
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let text = instance_toml(&log, "10.0.0.100/32", 255, "1s").replace(
-            "[vrrp.instance.VI_1]",
-            "[vrrp.instance.VI_1]\ntrack_scripts = [\"chk\"]",
-        ) + "\n[vrrp.script.chk]\ncommand = \"sleep 0.3; exit 1\"\ntimeout = \"5s\"\n";
+        let text = owner_tracking(
+            &log,
+            "1s",
+            "command = \"sleep 0.3; exit 1\"\ntimeout = \"5s\"",
+        );
         let vrrp = start(&parse(&text)).await;
         wait_state(&vrrp, State::Fault).await;
         // The notify scripts run one after the other: a `master` queued before the fault
@@ -118,10 +119,8 @@ fn an_owner_does_not_wait_for_a_weighted_script() {
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let text = instance_toml(&log, "10.0.0.100/32", 255, "10s").replace(
-            "[vrrp.instance.VI_1]",
-            "[vrrp.instance.VI_1]\ntrack_scripts = [\"chk\"]",
-        ) + "\n[vrrp.script.chk]\ncommand = \"sleep 30\"\ninterval = \"60s\"\ntimeout = \"40s\"\nweight = -10\n";
+        let script = "command = \"sleep 30\"\ninterval = \"60s\"\ntimeout = \"40s\"\nweight = -10";
+        let text = owner_tracking(&log, "10s", script);
         let vrrp = start(&parse(&text)).await;
         wait_state(&vrrp, State::Master).await;
         vrrp.stop().await;
@@ -323,6 +322,15 @@ fn owner_of(log: &Path, vip: &str) -> VrrpConfig {
 /// `notify_master` to `log`.
 fn instance(log: &Path, vip: &str, priority: u8, advert_interval: &str) -> VrrpConfig {
     parse(&instance_toml(log, vip, priority, advert_interval))
+}
+
+/// The `[vrrp]` file of an address owner of VIP 10.0.0.100 advertising each `advert_interval`,
+/// that tracks script `chk`, whose section holds `script`.
+fn owner_tracking(log: &Path, advert_interval: &str, script: &str) -> String {
+    instance_toml(log, "10.0.0.100/32", 255, advert_interval).replace(
+        "[vrrp.instance.VI_1]",
+        "[vrrp.instance.VI_1]\ntrack_scripts = [\"chk\"]",
+    ) + &format!("\n[vrrp.script.chk]\n{script}\n")
 }
 
 /// The `[vrrp]` file of [`instance`].

@@ -225,14 +225,11 @@ where
 /// and a server that merges trailers into the head (RFC 9110 6.5.1 forbids it) would be
 /// misled by a `Content-Length` or `Transfer-Encoding` there.
 fn check_trailer(line: &[u8]) -> Result<(), BodyError> {
-    let invalid = BodyError::Malformed("invalid trailer line");
-    let colon = line.iter().position(|&b| b == b':').ok_or(invalid)?;
-    let name = http::HeaderName::from_bytes(&line[..colon])
-        .map_err(|_| BodyError::Malformed("invalid trailer line"))?;
+    let invalid = || BodyError::Malformed("invalid trailer line");
+    let colon = line.iter().position(|&b| b == b':').ok_or_else(invalid)?;
+    let name = http::HeaderName::from_bytes(&line[..colon]).map_err(|_| invalid())?;
     let value = line[colon + 1..].trim_ascii();
-    if http::HeaderValue::from_bytes(value).is_err() {
-        return Err(BodyError::Malformed("invalid trailer line"));
-    }
+    http::HeaderValue::from_bytes(value).map_err(|_| invalid())?;
     if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
         return Err(BodyError::Malformed("a framing field in the trailer"));
     }

@@ -593,13 +593,7 @@ pub(super) fn delete(root: &Path, rel: &str, exclude: &[Pattern]) -> io::Result<
             return Ok(Deleted::NotEmpty);
         }
     }
-    for (name, is_dir) in leftovers {
-        if is_dir {
-            remove_tree_at(&dir, &name)?;
-        } else {
-            rustix::fs::unlinkat(&dir, name.as_c_str(), rustix::fs::AtFlags::empty())?;
-        }
-    }
+    remove_entries_at(&dir, leftovers)?;
     remove_dir_beneath(root, rel)?;
     Ok(Deleted::Yes)
 }
@@ -627,6 +621,19 @@ fn entries_at(dir: &OwnedFd) -> io::Result<Vec<(std::ffi::CString, bool)>> {
     Ok(entries)
 }
 
+/// Removes `entries` (as [`entries_at`] gives them) from the open directory `dir`, each
+/// directory with all it holds.
+fn remove_entries_at(dir: &OwnedFd, entries: Vec<(std::ffi::CString, bool)>) -> io::Result<()> {
+    for (name, is_dir) in entries {
+        if is_dir {
+            remove_tree_at(dir, &name)?;
+        } else {
+            rustix::fs::unlinkat(dir, name.as_c_str(), rustix::fs::AtFlags::empty())?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes the directory `name` in `parent` and all it holds, each level opened from the one
 /// above without following symlinks: a symlink inside is removed, never followed.
 fn remove_tree_at(parent: &OwnedFd, name: &std::ffi::CStr) -> io::Result<()> {
@@ -637,13 +644,7 @@ fn remove_tree_at(parent: &OwnedFd, name: &std::ffi::CStr) -> io::Result<()> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    for (child, is_dir) in entries_at(&dir)? {
-        if is_dir {
-            remove_tree_at(&dir, &child)?;
-        } else {
-            rustix::fs::unlinkat(&dir, child.as_c_str(), AtFlags::empty())?;
-        }
-    }
+    remove_entries_at(&dir, entries_at(&dir)?)?;
     rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)?;
     Ok(())
 }

@@ -88,16 +88,22 @@ pub struct PathError {
     pub reason: &'static str,
 }
 
+impl PathError {
+    /// The refusal of `path` for `reason`, naming at most its first 256 characters: a peer's
+    /// path may be long, and the error goes into logs.
+    pub(crate) fn new(path: &str, reason: &'static str) -> Self {
+        Self {
+            path: path.chars().take(256).collect(),
+            reason,
+        }
+    }
+}
+
 /// A relative path that stays inside the synced directory: not empty, no leading `/`, no empty,
 /// `.` or `..` segment, no NUL, at most [`MAX_PATH`] bytes. Every path from a peer or from disk
 /// is checked, so that `../` cannot escape the root.
 pub fn check_path(path: &str) -> Result<(), PathError> {
-    let fail = |reason| {
-        Err(PathError {
-            path: path.chars().take(256).collect(),
-            reason,
-        })
-    };
+    let fail = |reason| Err(PathError::new(path, reason));
     if path.is_empty() {
         return fail("empty");
     }

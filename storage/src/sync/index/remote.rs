@@ -178,10 +178,7 @@ impl Index {
 /// The refusal of an entry whose version, taken or merged, would leave this node no room in
 /// its vector (see [`MAX_VERSION_NODES`](super::MAX_VERSION_NODES)): no sound peer sends one.
 fn too_many_nodes(path: &str) -> PathError {
-    PathError {
-        path: path.chars().take(256).collect(),
-        reason: "its version vector has too many nodes",
-    }
+    PathError::new(path, "its version vector has too many nodes")
 }
 
 /// The winner of two concurrent, different versions.

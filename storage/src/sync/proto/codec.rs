@@ -157,7 +157,7 @@ pub(super) fn frame_len(src: &[u8]) -> Result<Option<usize>, ProtoError> {
 
 /// What decoding does with an owner's user and group names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OwnerNames {
+pub(crate) enum OwnerNames {
     /// Looks each up here (NSS: `/etc/passwd`, or LDAP), for this node's numbers.
     LookUp,
     /// Keeps the sender's numbers, looking nothing up: for a node that does not sync owners,

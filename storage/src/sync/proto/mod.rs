@@ -56,7 +56,7 @@ use bytes::Bytes;
 
 use super::index::{Entry, Hash};
 
-pub use codec::{OwnerNames, ProtoError, decode, encode};
+pub use codec::{ProtoError, decode, encode};
 pub use frames::FrameBuf;
 pub use stream::{ProtoReader, ProtoWriter};
 

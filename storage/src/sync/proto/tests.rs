@@ -159,7 +159,7 @@ fn an_owners_names_become_this_nodes_numbers() {
     assert_eq!(owner_of(frame.clone()), Some(Owner { uid: 0, gid: 0 }));
     // A node that does not sync owners looks nothing up: the sender's numbers stay.
     let mut shared = frame.clone().freeze();
-    match super::codec::decode_shared(&mut shared, super::OwnerNames::Ignore) {
+    match super::codec::decode_shared(&mut shared, super::codec::OwnerNames::Ignore) {
         Ok(Some(Message::Entries { entries, .. })) => assert_eq!(
             entries[0].owner,
             Some(Owner {
