@@ -223,10 +223,12 @@ fn html_page(
     // Only a logged-in user who may act gets a session: its token goes into the forms.
     let session = match user {
         Some(user) if config.admin_actions => {
-            match shared
-                .sessions
-                .open(session::cookie(request.headers()), user, Instant::now())
-            {
+            match shared.sessions.open(
+                session::cookie(request.headers()),
+                user,
+                Instant::now(),
+                request.method() != Method::HEAD,
+            ) {
                 Ok(session) => Some(session),
                 Err(error) => {
                     tracing::error!(%error, "cannot open an admin session");

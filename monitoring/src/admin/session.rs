@@ -73,13 +73,15 @@ pub(super) struct PageSession {
 pub(super) struct RandomError(getrandom::Error);
 
 impl Sessions {
-    /// The session of `id` if it is live and `user`'s, or a new one for `user`. Taking the
-    /// page's flash messages clears them.
+    /// The session of `id` if it is live and `user`'s, or a new one for `user`. A page that
+    /// shows the flash messages (`take_flash`) clears them; a HEAD request, whose body nobody
+    /// sees, leaves them for the next GET.
     pub(super) fn open(
         &self,
         id: Option<&str>,
         user: &str,
         now: Instant,
+        take_flash: bool,
     ) -> Result<PageSession, RandomError> {
         let mut map = self.lock();
         if let Some(id) = id
@@ -90,7 +92,11 @@ impl Sessions {
             session.expires = now + IDLE;
             return Ok(PageSession {
                 token: session.token.clone(),
-                flash: std::mem::take(&mut session.flash),
+                flash: if take_flash {
+                    std::mem::take(&mut session.flash)
+                } else {
+                    Vec::new()
+                },
                 new_id: None,
             });
         }
@@ -250,7 +256,7 @@ mod tests {
     fn a_session_allows_only_its_token_and_user() {
         let sessions = Sessions::default();
         let now = Instant::now();
-        let page = sessions.open(None, "admin", now).unwrap();
+        let page = sessions.open(None, "admin", now, true).unwrap();
         let id = page.new_id.unwrap();
         assert_eq!((id.len(), page.token.len()), (32, 32));
         assert!(sessions.allows(Some(&id), "admin", &page.token, now));
@@ -265,21 +271,23 @@ mod tests {
     fn a_live_session_is_reused_and_keeps_its_flash_for_one_page() {
         let sessions = Sessions::default();
         let now = Instant::now();
-        let first = sessions.open(None, "admin", now).unwrap();
+        let first = sessions.open(None, "admin", now, true).unwrap();
         let id = first.new_id.unwrap();
         let flash = vec![Flash {
             ok: true,
             text: "done".into(),
         }];
         sessions.set_flash(&id, flash.clone());
-        let again = sessions.open(Some(&id), "admin", now).unwrap();
+        let head = sessions.open(Some(&id), "admin", now, false).unwrap();
+        assert!(head.flash.is_empty(), "a HEAD shows no flash");
+        let again = sessions.open(Some(&id), "admin", now, true).unwrap();
         assert_eq!(
             (again.new_id, again.token, again.flash),
             (None, first.token, flash)
         );
         assert!(
             sessions
-                .open(Some(&id), "admin", now)
+                .open(Some(&id), "admin", now, true)
                 .unwrap()
                 .flash
                 .is_empty()
@@ -287,7 +295,7 @@ mod tests {
         // Another user's cookie does not carry over: a new session.
         assert!(
             sessions
-                .open(Some(&id), "ops", now)
+                .open(Some(&id), "ops", now, true)
                 .unwrap()
                 .new_id
                 .is_some()
@@ -298,19 +306,19 @@ mod tests {
     fn sessions_expire_and_are_bounded() {
         let sessions = Sessions::default();
         let now = Instant::now();
-        let page = sessions.open(None, "admin", now).unwrap();
+        let page = sessions.open(None, "admin", now, true).unwrap();
         let id = page.new_id.unwrap();
         let later = now + IDLE + Duration::from_secs(1);
         assert!(!sessions.allows(Some(&id), "admin", &page.token, later));
         assert!(
             sessions
-                .open(Some(&id), "admin", later)
+                .open(Some(&id), "admin", later, true)
                 .unwrap()
                 .new_id
                 .is_some()
         );
         for _ in 0..MAX_SESSIONS + 10 {
-            sessions.open(None, "admin", later).unwrap();
+            sessions.open(None, "admin", later, true).unwrap();
         }
         assert_eq!(sessions.lock().len(), MAX_SESSIONS);
     }
