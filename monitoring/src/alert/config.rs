@@ -410,10 +410,13 @@ impl EmailSection {
                 None
             }
             (None, Some(_)) => {
-                errors.push(ConfigError::at(
-                    &self.smtp,
-                    "a `password` without a `user`: set `user` too",
-                ));
+                let message = "a password without a `user`: set `user` too";
+                // At whichever key gave the password.
+                errors.push(match (&self.password, &self.password_file) {
+                    (Some(password), _) => ConfigError::at(password, message),
+                    (None, Some(file)) => ConfigError::at(file, message),
+                    (None, None) => ConfigError::at(&self.smtp, message),
+                });
                 None
             }
             (None, None) => None,
@@ -664,6 +667,11 @@ mod tests {
         e.password = Some(st("p"));
         sec.email = Some(e.clone());
         assert!(error_at(&sec, e.user.as_ref().unwrap()).contains("in clear"));
+
+        let mut e = email("m", "a@b.c", &["r@b.c"]);
+        e.password = Some(st("p"));
+        sec.email = Some(e.clone());
+        assert!(error_at(&sec, e.password.as_ref().unwrap()).contains("without a `user`"));
 
         let mut sec = section();
         for (url, format, at_url) in [
