@@ -16,6 +16,10 @@ use fulcrum_bench::nbd::{NbdOptions, SCHEMA, Server, find_tools, run_nbd};
 #[test]
 fn one_small_round_measures_every_server_and_a_resync() {
     let Ok(tools) = find_tools(None) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs qemu-utils and libnbd-bin"
+        );
         eprintln!("skipped: qemu-nbd or nbdcopy is not installed");
         return;
     };
@@ -23,6 +27,10 @@ fn one_small_round_measures_every_server_and_a_resync() {
     let fulcrum = std::env::var_os("FULCRUM_BIN")
         .map_or_else(|| bench.with_file_name("fulcrum"), PathBuf::from);
     if !fulcrum.is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI builds the fulcrum binary"
+        );
         eprintln!("skipped: no fulcrum binary at {}", fulcrum.display());
         return;
     }

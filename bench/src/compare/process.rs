@@ -284,6 +284,10 @@ mod tests {
             args: vec!["-c".into(), "echo $$; ulimit -n".into()],
         };
         if crate::compare::tools::find_in_path("taskset").is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI has util-linux's taskset"
+            );
             eprintln!("skipped: taskset is not installed");
             return;
         }
