@@ -957,6 +957,35 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
         assert_ne!(before, after, "a renewed certificate went unnoticed");
     }
 
+    // Input: `[nrpe]` serving a certificate and key from one file, loaded, then the file
+    // replaced in place (certbot's renewal) and loaded again. Output: the two configs differ,
+    // so the reload restarts the agent with the new certificate.
+    #[test]
+    fn a_renewed_nrpe_certificate_changes_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("nrpe.pem");
+        let fixture = |name: &str| {
+            let path = format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+            std::fs::copy(path, &pem).unwrap();
+        };
+        let text = format!(
+            "{GOOD}\n[nrpe]\nlisten = \"127.0.0.1:0\"\nallowed_hosts = [\"127.0.0.1\"]\n\
+             tls = {{ cert = \"{0}\", key = \"{0}\" }}\n",
+            pem.display()
+        );
+        let nrpe = || {
+            load_str(Path::new("test.toml"), &text)
+                .unwrap()
+                .nrpe
+                .unwrap()
+        };
+        fixture("a.pem");
+        let before = nrpe();
+        assert_eq!(nrpe(), before, "the same files, the same config");
+        fixture("b.pem");
+        assert_ne!(nrpe(), before, "a renewed certificate went unnoticed");
+    }
+
     #[test]
     fn a_good_file_loads() {
         let loaded = load_str(Path::new("test.toml"), GOOD).unwrap();

@@ -102,6 +102,10 @@ impl NrpeSection {
         let tls = self.tls.as_ref().map(|tls| TlsFiles {
             cert: tls.cert.get_ref().clone(),
             key: tls.key.get_ref().clone(),
+            fingerprint: fulcrum_common::fingerprint::of_files(&[
+                tls.cert.get_ref(),
+                tls.key.get_ref(),
+            ]),
         });
         if let (Some(section), Some(files)) = (&self.tls, &tls)
             && let Err(e) = tls::server_config(files)

@@ -19,6 +19,9 @@ pub struct TlsFiles {
     /// The certificate, then its chain.
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// A hash of both files' content when the config was checked: a certificate renewed in
+    /// place makes the config differ, so a reload restarts the agent with it.
+    pub fingerprint: Option<u64>,
 }
 
 /// A certificate or key that cannot be served; the text says which file and why.
