@@ -44,6 +44,13 @@ impl Notified {
         Notified(notified)
     }
 
+    /// One that resolves once the returned sender is dropped: for what ends outside a notify
+    /// queue (a removed instance's task, say).
+    pub(crate) fn until_dropped() -> (watch::Sender<()>, Notified) {
+        let (sender, notified) = watch::channel(());
+        (sender, Notified(notified))
+    }
+
     /// Waits for those scripts; returns at once if they are done.
     pub async fn wait(&self) {
         let mut notified = self.0.clone();

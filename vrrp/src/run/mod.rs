@@ -51,6 +51,7 @@ pub use status::{CounterSnapshot, InstanceStatus, reason_name, state_name};
 use self::binding::{Binding, Bound, Reopen};
 use self::follower::{Leader, Roster};
 use self::instance::{Carried, Inputs, Instance};
+use self::rebuild::Stopping;
 use self::receiver::Route;
 use self::status::Counters;
 use self::tracking::{Member, Source};
@@ -124,7 +125,7 @@ pub struct Vrrp {
     slots: Vec<Slot>,
     /// Instances a rebuild removed that were still running their notify scripts after its
     /// wait: [`Vrrp::stop`] waits for them.
-    stopping: Vec<JoinHandle<Option<Carried>>>,
+    stopping: Vec<Stopping>,
     readers: Vec<JoinHandle<()>>,
     /// What each socket's reader accepts, by interface and family.
     expectations: Vec<Expectations>,
@@ -502,7 +503,8 @@ impl Vrrp {
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         let tasks = self.slots.iter_mut().filter_map(|slot| slot.task.take());
-        let tasks: Vec<_> = tasks.chain(std::mem::take(&mut self.stopping)).collect();
+        let stopping = std::mem::take(&mut self.stopping).into_iter();
+        let tasks: Vec<_> = tasks.chain(stopping.map(|s| s.task)).collect();
         for task in tasks {
             if let Err(error) = task.await {
                 tracing::error!(%error, "VRRP instance task failed");

@@ -12,14 +12,22 @@
 //! 2. the instances that go (removed, or changed in identity) leave the election as at a stop:
 //!    a master says goodbye with priority 0 and takes its VIPs off;
 //! 3. the others hand over and the new VRRP starts, resuming them where they were.
+//!
+//! A removed instance whose `notify_stop` outlasts the wait runs on ([`Stopping`]); a new
+//! instance of the same name (its VRID or interface changed, or added back by a later reload)
+//! holds its notify scripts back until that ends, so its `notify_master` never runs before
+//! or during its predecessor's `notify_stop`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+use tokio::task::JoinHandle;
 
 use super::follower::Roster;
 use super::instance::Carried;
 use super::{Prepared, Previous, Slot, Vrrp, identity};
 use crate::config::{ScriptConfig, VrrpConfig};
+use crate::notify::Notified;
 
 /// How long a rebuild waits for the removed instances to have left the election (a priority-0
 /// advert and VIPs removed take milliseconds). Their `notify_stop` may run longer, and goes on
@@ -96,12 +104,13 @@ impl Vrrp {
         }
         let deadline = tokio::time::Instant::now() + LEAVE_TIMEOUT;
         let mut stopping = std::mem::take(&mut self.stopping);
+        stopping.retain(|s| !s.task.is_finished());
         for mut slot in leaving {
             if let Some(mut task) = slot.task.take()
                 && tokio::time::timeout_at(deadline, &mut task).await.is_err()
             {
                 tracing::warn!(instance = %slot.name, "VRRP instance still stopping (its notify_stop runs on)");
-                stopping.push(task);
+                stopping.push(Stopping::new(slot.name.clone(), task));
             }
             tracing::info!(instance = %slot.name, "VRRP instance removed by a reload");
         }
@@ -139,6 +148,7 @@ impl Vrrp {
         // readers have handled it.
         prepared.discard_queued();
         prepared.carry_over(carried);
+        prepared.hold_scripts_behind(&stopping);
         let mut next = prepared.start_into(self.status.clone());
         next.stopping = stopping;
         // The old VRRP has nothing left running: dropping it ends its sockets and bindings.
@@ -160,7 +170,42 @@ fn same_check(new: &VrrpConfig, name: &str, config: &ScriptConfig) -> bool {
     })
 }
 
+/// A removed instance's task that was still running its `notify_stop` when its rebuild went
+/// on, and what resolves when it ends.
+#[derive(Debug)]
+pub(super) struct Stopping {
+    name: String,
+    pub(super) task: JoinHandle<Option<Carried>>,
+    ended: Notified,
+}
+
+impl Stopping {
+    fn new(name: String, task: JoinHandle<Option<Carried>>) -> Stopping {
+        let (ending, ended) = Notified::until_dropped();
+        let task = tokio::spawn(async move {
+            let carried = task.await;
+            drop(ending);
+            carried.unwrap_or_else(|error| {
+                tracing::error!(%error, "VRRP instance task failed");
+                None
+            })
+        });
+        Stopping { name, task, ended }
+    }
+}
+
 impl Prepared {
+    /// Holds back the notify scripts of each prepared instance named as one still `stopping`
+    /// until that one has ended: scripts are ordered within one queue, and these are two.
+    fn hold_scripts_behind(&self, stopping: &[Stopping]) {
+        for (task, _) in &self.instances {
+            for predecessor in stopping.iter().filter(|s| s.name == task.config.name) {
+                let ended = predecessor.ended.clone();
+                task.notifier.gate(async move { ended.wait().await });
+            }
+        }
+    }
+
     /// Drops the packets each socket has queued.
     fn discard_queued(&self) {
         for socket in &self.sockets {

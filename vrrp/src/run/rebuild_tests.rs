@@ -430,3 +430,52 @@ fn an_owner_stopped_while_waiting_for_its_scripts_is_never_master() {
         }
     });
 }
+
+/// VI_1 alone on `va` with VRID `vrid`, logging `VI_1 master` and, after `stop_sleep` seconds,
+/// `VI_1 stop` to `log`.
+fn slow_to_stop(log: &Path, vrid: u8, stop_sleep: u32) -> VrrpConfig {
+    parse(&format!(
+        "[vrrp]\ninterface = \"va\"\nversion = 3\n\
+         [vrrp.instance.VI_1]\nvirtual_router_id = {vrid}\npriority = 100\n\
+         advert_interval = \"200ms\"\nvirtual_ips = [\"10.0.0.100/32\"]\n\
+         notify_master = \"echo 'VI_1 master' >> '{log}'\"\n\
+         notify_stop = \"sleep {stop_sleep}; echo 'VI_1 stop' >> '{log}'\"\n",
+        log = log.display()
+    ))
+}
+
+// Input: VI_1 (VRID 53) MASTER alone on its link, whose `notify_stop` takes 5 s; a reload
+// changes its VRID to 54, which removes it and adds a new VI_1 that becomes MASTER in about
+// 0.7 s (Master_Down_Interval at 200 ms). The rebuild waits 2 s for the old one, then goes on.
+// Output: the log reads master, stop, master: the new VI_1's `notify_master` waited for its
+// predecessor's `notify_stop`, where it would otherwise have run about 2 s before it ended.
+#[test]
+fn a_recreated_instances_scripts_wait_for_its_predecessors_notify_stop() {
+    let Some(runtime) = enter_with_veth_pair() else {
+        return;
+    };
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let old = slow_to_stop(&log, 53, 5);
+        let mut a = start(&old).await;
+        wait_for(&a, "VI_1", "notified", |_| logged_lines(&log).len() == 1).await;
+
+        let new = slow_to_stop(&log, 54, 0);
+        assert_eq!(a.reload(&old, &new).await, Ok(Reloaded::Rebuilt));
+        let three = async {
+            while logged_lines(&log).len() < 3 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), three)
+            .await
+            .unwrap_or_else(|_| panic!("the log never had 3 lines: {:?}", logged_lines(&log)));
+        assert_eq!(
+            logged_lines(&log),
+            ["VI_1 master", "VI_1 stop", "VI_1 master"]
+        );
+        assert!(instance(&a, "VI_1").is_some_and(|s| is_master(&s)));
+        a.stop().await;
+    });
+}
