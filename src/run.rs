@@ -221,6 +221,8 @@ pub(crate) async fn serve(
         tokio::select! {
             _ = hup.recv() => {
                 if let Some(new) = reload(path, &proxy) {
+                    // An address the proxy gave up may be what a sidecar binds next.
+                    proxy.released().await;
                     admin.follow(new.admin, &registry, &appliance).await;
                     nrpe.follow(new.nrpe, &registry, &appliance).await;
                     // The sets before the alerts, which then follow the ones just started.

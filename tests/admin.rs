@@ -764,6 +764,39 @@ async fn a_reload_to_a_taken_address_keeps_admin_and_nrpe_serving() {
     assert!(nrpe.is_ok(), "the NRPE agent is gone: {nrpe:?}");
 }
 
+// Input: a frontend on one fixed port and a TCP virtual server on another, with `threads = 1`;
+// a reload removes both and puts `[admin]` on the
+// first port and `[nrpe]` on the second. Output: both start on them and answer. (The reload
+// only told the old listeners to stop; their sockets closed when their tasks next ran, after
+// the admin server and the NRPE agent had failed to bind: `Address already in use`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_can_give_a_removed_listeners_port_to_admin_and_nrpe() {
+    let (l7_addr, l4_addr) = (support::free_addr(), support::free_addr());
+    let dead = support::dead_addr();
+    let fulcrum = Fulcrum::start_single_threaded(&format!(
+        "[frontend.stats]\nbind = [\"{l7_addr}\"]\ndefault_backend = \"web\"\n\n\
+             [backend.web]\nservers = [{{ name = \"s1\", address = \"{dead}\" }}]\n\n\
+             [virtual_server.vs]\nlisten = \"{l4_addr}\"\nprotocol = \"tcp\"\n\
+             real_servers = [{{ address = \"{dead}\" }}]\n"
+    ));
+    fulcrum.write_config(&format!(
+        "[admin]\nlisten = \"{l7_addr}\"\n\n[nrpe]\nlisten = \"{l4_addr}\"\n"
+    ));
+    fulcrum.reload();
+    fulcrum.wait_log(|l| {
+        let m = support::message(l);
+        m.contains("NRPE agent listening") || m.contains("not running")
+    });
+    let not_running: Vec<_> = (fulcrum.logs().into_iter())
+        .filter(|l| support::message(l).contains("not running"))
+        .collect();
+    assert!(not_running.is_empty(), "{not_running:#?}");
+    let (code, _, _) = status_of(&[&format!("http://{l7_addr}/stats")]).await;
+    assert_eq!(code, 200, "the stats page is not served");
+    let nrpe = std::net::TcpStream::connect(l4_addr);
+    assert!(nrpe.is_ok(), "the NRPE agent is not listening: {nrpe:?}");
+}
+
 // Input: a WebSocket upgrade through the site, answered 101 by the origin and left open.
 // Output: while the tunnel is open, the stats count its session on the backend as on the
 // server (HAProxy's `scur` of both rows). (The backend's count dropped to 0 when the exchange

@@ -10,6 +10,7 @@
 //! actions on servers, and [`Proxy::register_metrics`] exports the same numbers to Prometheus.
 
 mod action;
+mod closing;
 pub mod config;
 pub mod health;
 pub mod l4;
@@ -35,7 +36,7 @@ use fulcrum_common::{
     action::{ServerAction, ServerRef},
     stats::ProxyStats,
 };
-use tokio::{net::TcpListener, sync::broadcast};
+use tokio::{net::TcpListener, sync::broadcast, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -93,6 +94,8 @@ pub struct Proxy {
     rt: Arc<Runtime>,
     health: Supervisor,
     listeners: Mutex<HashMap<ListenKey, RunningListener>>,
+    /// The listeners reloads removed, until their sockets are closed.
+    closing: closing::Closing,
     /// Shared with the metrics collector, which a Prometheus registry owns.
     l4: Arc<l4::tier::Tier>,
 }
@@ -128,6 +131,8 @@ struct RunningListener {
     /// The frontend this listener serves; a reload may hand the address to another one.
     frontend: l7::listener::FrontendName,
     stop: CancellationToken,
+    /// The accept loop, which owns the socket.
+    task: JoinHandle<()>,
 }
 
 impl Proxy {
@@ -144,6 +149,7 @@ impl Proxy {
             rt,
             health: Supervisor::default(),
             listeners: Mutex::new(HashMap::new()),
+            closing: closing::Closing::default(),
             l4: Arc::default(),
         };
         let table = proxy.rt.table.load_full();
@@ -296,7 +302,7 @@ impl Proxy {
             tracing::info!(%frontend, addr = %local, "listening");
             let stop = CancellationToken::new();
             let frontend = Arc::new(l7::listener::ListenerFrontend::new(frontend));
-            tokio::spawn(l7::listener::accept_loop(
+            let task = tokio::spawn(l7::listener::accept_loop(
                 Arc::clone(&self.rt),
                 Arc::clone(&frontend),
                 listener,
@@ -308,6 +314,7 @@ impl Proxy {
                     bound: local,
                     frontend,
                     stop,
+                    task,
                 },
             );
         }
@@ -336,14 +343,19 @@ impl Proxy {
         let Ok(mut listeners) = self.listeners.lock() else {
             return;
         };
-        listeners.retain(|key, l| {
-            if wanted.contains_key(key) {
-                return true;
-            }
+        for (_, l) in listeners.extract_if(|key, _| !wanted.contains_key(key)) {
             tracing::info!(frontend = %l.frontend.current(), addr = %l.bound, "listener closed");
             l.stop.cancel();
-            false
-        });
+            self.closing.add(l.task);
+        }
+    }
+
+    /// Waits until the sockets of the listeners and virtual services that reloads removed are
+    /// closed: a reload's [`reload`](Self::reload) returns once they are told to stop, and
+    /// their addresses are free a moment later. Whatever binds one next waits for this first.
+    pub async fn released(&self) {
+        self.closing.wait().await;
+        self.l4.closing.wait().await;
     }
 }
 

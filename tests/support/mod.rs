@@ -54,8 +54,9 @@ pub struct Fulcrum {
     child: Option<Child>,
     dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<Value>>>,
-    /// `[global] max_connections`.
-    max_connections: usize,
+    /// Lines of `[global]` beyond the node name and the suite's own (`max_connections = 1000`
+    /// unless a test says otherwise).
+    global: String,
 }
 
 impl Fulcrum {
@@ -68,15 +69,22 @@ impl Fulcrum {
     /// As [`Fulcrum::start`], with the command line prefixed by `wrapper` (e.g.
     /// `["ip", "netns", "exec", NAME]` to run inside a network namespace).
     pub fn start_wrapped(wrapper: &[&str], config: &str) -> Self {
-        Self::start_limited(wrapper, 1000, config)
+        Self::start_with_global(wrapper, "max_connections = 1000\n", config)
     }
 
     /// As [`Fulcrum::start`], with `[global] max_connections = max_connections`.
     pub fn start_with_max_connections(max_connections: usize, config: &str) -> Self {
-        Self::start_limited(&[], max_connections, config)
+        let global = format!("max_connections = {max_connections}\n");
+        Self::start_with_global(&[], &global, config)
     }
 
-    fn start_limited(wrapper: &[&str], max_connections: usize, config: &str) -> Self {
+    /// As [`Fulcrum::start`], with `[global] threads = 1`: one event loop, which runs nothing
+    /// else while a task goes on without yielding.
+    pub fn start_single_threaded(config: &str) -> Self {
+        Self::start_with_global(&[], "max_connections = 1000\nthreads = 1\n", config)
+    }
+
+    fn start_with_global(wrapper: &[&str], global: &str, config: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("fulcrum-test-")
             .tempdir()
@@ -85,7 +93,7 @@ impl Fulcrum {
             child: None,
             dir,
             logs: Arc::new(Mutex::new(Vec::new())),
-            max_connections,
+            global: global.to_owned(),
         };
         fulcrum.write_config(config);
         fulcrum.spawn(wrapper)
@@ -149,10 +157,7 @@ impl Fulcrum {
         let node = self.dir.path().file_name().unwrap().to_string_lossy();
         let global = GLOBAL.replacen(
             "[global]\n",
-            &format!(
-                "[global]\nnode = \"{node}\"\nmax_connections = {}\n",
-                self.max_connections
-            ),
+            &format!("[global]\nnode = \"{node}\"\n{}", self.global),
             1,
         );
         std::fs::write(self.config_path(), format!("{global}{config}")).unwrap();

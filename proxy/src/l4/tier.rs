@@ -10,11 +10,13 @@ use std::{
 
 use dashmap::DashMap;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::service::{Members, Real, Service};
 use crate::{
     Error,
+    closing::Closing,
     config::{L4Protocol, VirtualServer},
     health::{Supervisor, Target},
     runtime::Runtime,
@@ -43,6 +45,8 @@ struct Running {
     listen: (SocketAddr, L4Protocol),
     bound: SocketAddr,
     stop: CancellationToken,
+    /// The accept loop or datagram reader, which owns the socket.
+    task: JoinHandle<()>,
 }
 
 /// Every virtual service running, by name.
@@ -52,6 +56,8 @@ pub(crate) struct Tier {
     /// Real server state by service and address, kept across reloads.
     reals: DashMap<(String, SocketAddr), Arc<Real>>,
     health: Supervisor,
+    /// The services reloads removed or moved, until their sockets are closed.
+    pub(crate) closing: Closing,
 }
 
 impl Tier {
@@ -105,6 +111,7 @@ impl Tier {
                 if let Some(old) = running.remove(&vs.name) {
                     tracing::info!(virtual_server = %vs.name, addr = %old.bound, "virtual service moved");
                     old.stop.cancel();
+                    self.closing.add(old.task);
                 }
                 let service = Arc::new(Service::new(Arc::clone(vs), members));
                 next.insert(vs.name.clone(), start(rt, service, vs, socket));
@@ -116,6 +123,7 @@ impl Tier {
         for (name, old) in running.drain() {
             tracing::info!(virtual_server = %name, addr = %old.bound, "virtual service closed");
             old.stop.cancel();
+            self.closing.add(old.task);
         }
         *running = next;
         // A real server still carrying connections keeps its state even when this reload
@@ -216,28 +224,25 @@ fn start(rt: &Arc<Runtime>, service: Arc<Service>, vs: &VirtualServer, socket: B
     let bound = socket.local_addr().unwrap_or(vs.listen);
     let stop = CancellationToken::new();
     tracing::info!(virtual_server = %vs.name, protocol = vs.protocol.name(), addr = %bound, scheduler = vs.scheduler.name(), "listening");
-    match socket {
-        Bound::Tcp(listener) => {
-            tokio::spawn(super::tcp::accept_loop(
-                Arc::clone(rt),
-                Arc::clone(&service),
-                listener,
-                stop.clone(),
-            ));
-        }
-        Bound::Udp(socket) => {
-            tokio::spawn(super::udp::serve(
-                Arc::clone(rt),
-                Arc::clone(&service),
-                socket,
-                stop.clone(),
-            ));
-        }
-    }
+    let task = match socket {
+        Bound::Tcp(listener) => tokio::spawn(super::tcp::accept_loop(
+            Arc::clone(rt),
+            Arc::clone(&service),
+            listener,
+            stop.clone(),
+        )),
+        Bound::Udp(socket) => tokio::spawn(super::udp::serve(
+            Arc::clone(rt),
+            Arc::clone(&service),
+            socket,
+            stop.clone(),
+        )),
+    };
     Running {
         service,
         listen: (vs.listen, vs.protocol),
         bound,
         stop,
+        task,
     }
 }
