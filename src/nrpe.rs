@@ -54,10 +54,15 @@ impl Nrpe {
         let previous = self.0.as_ref().map(|(previous, _)| previous.clone());
         self.stop().await;
         let start = |config| Self::start(config, registry, appliance);
-        *self =
-            crate::restart::start_or_restore("the NRPE agent", "[nrpe]", config, previous, start)
-                .await
-                .unwrap_or_default();
+        *self = crate::restart::start_or_restore(
+            "the NRPE agent",
+            "[nrpe]",
+            config,
+            previous.map(Some),
+            start,
+        )
+        .await
+        .unwrap_or_default();
     }
 
     pub(crate) async fn stop(&mut self) {

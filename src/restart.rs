@@ -1,7 +1,8 @@
-//! Restarting one of the appliance's own servers (the admin server, the NRPE agent) on a reload
-//! that changed its section. The old server has let go of its address first, so that the new
-//! one can bind it; when the new one cannot start (its address is held by another process,
-//! say), the previous section starts again rather than leave the server gone until a restart.
+//! Restarting one of the appliance's own servers (the admin server, the NRPE agent, a volume, a
+//! sync set) on a reload that changed its section. The old one has let go of its address first,
+//! so that the new one can bind it; when the new one cannot start (its address is held by
+//! another process, say), the previous section starts again rather than leave it gone until a
+//! restart.
 
 use std::fmt::Display;
 
@@ -11,9 +12,9 @@ use std::fmt::Display;
 pub(crate) async fn start_or_restore<C, T, E, Fut>(
     what: &str,
     section: &str,
-    config: Option<C>,
+    config: C,
     previous: Option<C>,
-    start: impl Fn(Option<C>) -> Fut,
+    start: impl Fn(C) -> Fut,
 ) -> Option<T>
 where
     Fut: Future<Output = Result<T, E>>,
@@ -27,7 +28,7 @@ where
         tracing::error!(%error, "cannot start {what} with the new {section}; it is not running");
         return None;
     };
-    match start(Some(previous)).await {
+    match start(previous).await {
         Ok(restored) => {
             tracing::error!(%error, "cannot start {what} with the new {section}; it keeps serving with the previous one");
             Some(restored)

@@ -387,7 +387,7 @@ impl Admin {
             "the admin server",
             "[admin]",
             config,
-            previous,
+            previous.map(Some),
             start,
         )
         .await

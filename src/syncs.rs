@@ -58,7 +58,9 @@ impl Syncs {
     /// section changed is stopped (its index saved) and started on the new one, as a restart
     /// of Fulcrum would; one whose section is gone is stopped; a new one is started. Its
     /// start-up scan then catches up with whatever changed meanwhile, and its peers reconnect.
-    /// A set that cannot start is logged and left stopped (a later reload tries it again).
+    /// A changed set that cannot start on its new section (its port held by another process,
+    /// say) starts again on its previous one; a set that cannot start at all is logged and left
+    /// stopped (a later reload tries it again).
     /// Returns the events of each set started, subscribed at its start, for the alerts to
     /// follow.
     pub(crate) async fn follow(
@@ -80,24 +82,33 @@ impl Syncs {
         for running in &stopping {
             tracing::info!(sync = %running.config.name, "[sync] section changed or removed: stopping the set");
         }
+        let previous: Vec<SyncConfig> = stopping.iter().map(|r| r.config.clone()).collect();
         // All stopped before any starts, so an address or a path a changed section hands on is
         // free by then.
         stop_all(stopping).await;
         let mut started = Vec::new();
         for config in to_start {
             let name = config.name.clone();
-            match SyncSet::start(config.clone(), &self.state_dir, &self.node).await {
-                Ok(set) => {
-                    tracing::info!(sync = %name, "sync set started on the reloaded [sync] section");
-                    started.push((name, set.subscribe()));
-                    let mut sets = self.sets();
-                    sets.push(Running { config, set });
-                    sets.sort_by(|a, b| a.config.name.cmp(&b.config.name));
-                }
-                Err(error) => {
-                    tracing::error!(sync = %name, %error, "cannot start the sync set on the reloaded [sync] section; it is not running");
-                }
+            let previous = previous.iter().find(|p| p.name == name).cloned();
+            let start = |config: SyncConfig| async move {
+                let set = SyncSet::start(config.clone(), &self.state_dir, &self.node).await?;
+                Ok::<_, fulcrum_storage::sync::SyncError>(Running { config, set })
+            };
+            let reloaded = config.clone();
+            let what = format!("the sync set `{name}`");
+            let section = format!("[sync.{name}]");
+            let Some(running) =
+                crate::restart::start_or_restore(&what, &section, config, previous, start).await
+            else {
+                continue;
+            };
+            if running.config == reloaded {
+                tracing::info!(sync = %name, "sync set started on the reloaded [sync] section");
             }
+            started.push((name, running.set.subscribe()));
+            let mut sets = self.sets();
+            sets.push(running);
+            sets.sort_by(|a, b| a.config.name.cmp(&b.config.name));
         }
         started
     }

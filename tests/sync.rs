@@ -109,6 +109,38 @@ fn the_sync_state_is_in_the_prometheus_metrics() {
     assert!(metrics().contains(r#"fulcrum_sync_peers{sync="uploads"} 1"#));
 }
 
+// Input: a set whose peer never comes, and a reload that moves its `listen` to a port another
+// process holds. Output: the new section cannot start, so the set starts again on its previous
+// one (logged), and listens on its old port. (It was stopped and left down until the next
+// reload, and the directories drifted apart meanwhile.)
+#[test]
+fn a_set_whose_new_section_cannot_start_runs_on_its_previous_one() {
+    let port = free_addr();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = node(dir.path(), port, support::dead_addr());
+    let a = Fulcrum::start(&config);
+    let moved = config.replace(&port.to_string(), &taken.local_addr().unwrap().to_string());
+    assert_ne!(moved, config);
+    a.write_config(&moved);
+    let from = a.log_len();
+    assert!(a.reload());
+    let restored = a.wait_log_from(from, |l| {
+        let m = message(l);
+        m.contains("the sync set `uploads`")
+            && (m.contains("previous one") || m.contains("not running"))
+    });
+    assert!(
+        message(&restored).ends_with("it keeps serving with the previous one"),
+        "{restored:#}"
+    );
+    assert_eq!(status(&a)["name"], "uploads");
+    assert!(
+        std::net::TcpStream::connect(port).is_ok(),
+        "not listening on its old port"
+    );
+}
+
 /// A reload that changes a set's section restarts that set on the new section (here an
 /// `exclude` pattern added), as a restart of Fulcrum would, and the alerts follow the new set;
 /// a reload that leaves the section as it is leaves the set running.

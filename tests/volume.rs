@@ -372,6 +372,40 @@ fn a_reload_adds_restarts_and_removes_volumes_as_drbdadm_adjust() {
     drop(b);
 }
 
+// Input: a secondary volume whose peer never comes, and a reload that moves its `listen` to a
+// port another process holds. Output: the new section cannot start, so the volume starts again
+// on its previous one (logged), runs, and listens on its old port. (It was stopped and left
+// down until the next reload: its instance's next MASTER had no volume to promote.)
+#[test]
+fn a_volume_whose_new_section_cannot_start_runs_on_its_previous_one() {
+    let port = free_addr();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = volume(port, support::dead_addr(), "secondary", "C");
+    let node = Fulcrum::start(&config);
+    let moved = config.replace(&port.to_string(), &taken.local_addr().unwrap().to_string());
+    assert_ne!(moved, config);
+    node.write_config(&moved);
+    let from = node.log_len();
+    assert!(node.reload());
+    let restored = node.wait_log_from(from, |l| {
+        let m = support::message(l);
+        m.contains("the volume `data`") && (m.contains("previous one") || m.contains("not running"))
+    });
+    assert!(
+        support::message(&restored).ends_with("it keeps serving with the previous one"),
+        "{restored:#}"
+    );
+    let names: Vec<_> = all_volumes(&node)
+        .iter()
+        .map(|v| v["name"].clone())
+        .collect();
+    assert_eq!(names, ["data"]);
+    assert!(
+        std::net::TcpStream::connect(port).is_ok(),
+        "not listening on its old port"
+    );
+}
+
 // Input: a running secondary volume whose backing file is grown to 512 MiB, and a reload whose
 // section says so. Output: the volume keeps running on its old size, warned (its metadata
 // holds the size, and a restart would refuse the difference), rather than stopped and left

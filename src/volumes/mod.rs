@@ -22,7 +22,7 @@ use std::{
 
 use fulcrum_common::stats;
 use fulcrum_storage::volume::{
-    Volume, VolumeEvent, VolumeStatus,
+    Volume, VolumeError, VolumeEvent, VolumeStatus,
     config::{BackingKind, Role, VolumeConfig},
 };
 use fulcrum_vrrp::run::{Follower, Prepared, Vrrp};
@@ -74,10 +74,12 @@ pub(crate) struct Planned {
 /// What [`Volumes::stop_changed`] hands to [`Volumes::start_new`]: the followers of the
 /// volumes it stopped that follow the same instance on their new section. Held in between, so
 /// that a MASTER change meanwhile waits for the restarted volume's promotion before its
-/// `notify_master`, as it would have for the volume that left.
+/// `notify_master`, as it would have for the volume that left. And the sections the stopped
+/// volumes ran on, to start one again on if its new section cannot start.
 #[derive(Debug, Default)]
 pub(crate) struct Handover {
     followers: BTreeMap<String, Follower>,
+    previous: BTreeMap<String, VolumeConfig>,
 }
 
 impl Volumes {
@@ -196,6 +198,7 @@ impl Volumes {
                     .followers
                     .insert(leaving.config.name.clone(), follower);
             }
+            (handover.previous).insert(leaving.config.name.clone(), leaving.config.clone());
             stopping.push(leaving);
         }
         // All stopped before any starts, so the addresses a changed section keeps are free.
@@ -209,7 +212,9 @@ impl Volumes {
     /// `configs` that is not running, following its instance (a MASTER one promotes it at
     /// once), with the follower `handover` holds for it if any. `role` applies to a volume's
     /// first start in this process only: one started before comes back secondary, as it left.
-    /// One that cannot start is logged and left stopped; the next reload tries again. A
+    /// A changed one that cannot start on its new section (its port held by another process,
+    /// say) starts again on the section it ran on. One that cannot start at all is logged and
+    /// left stopped; the next reload tries again. A
     /// running volume that follows no instance (VRRP was off, or did not take the file that
     /// added the instance) is given its follower now. Returns the events of the volumes
     /// started, subscribed at once, for the alerts.
@@ -225,26 +230,34 @@ impl Volumes {
             if self.running_with_follower(&name, vrrp) {
                 continue;
             }
-            let mut starting = config.clone();
-            if lock(&self.started_before).contains(&name) {
-                starting.role = Role::Secondary;
-            }
-            match Volume::start(starting, &self.state_dir, &self.node).await {
-                Ok(volume) => {
-                    let events = volume.subscribe();
-                    // One whose instance's task was lost at the rebuild would tell the state
-                    // of an instance that no longer runs.
-                    let held = (handover.followers.remove(&name)).filter(|f| !f.is_gone());
-                    let follower =
-                        held.or_else(|| follower(&config, |instance| vrrp?.follower(instance)));
-                    self.add(config, volume, follower);
-                    tracing::info!(volume = %name, "volume started on the reloaded [volume] section");
-                    started.push((name, events));
+            let start = |config: VolumeConfig| async move {
+                let mut starting = config.clone();
+                if lock(&self.started_before).contains(&config.name) {
+                    starting.role = Role::Secondary;
                 }
-                Err(error) => {
-                    tracing::error!(volume = %name, %error, "cannot start the volume on the reloaded [volume] section; it is not running");
-                }
+                let volume = Volume::start(starting, &self.state_dir, &self.node).await?;
+                Ok::<_, VolumeError>((config, volume))
+            };
+            let previous = handover.previous.remove(&name);
+            let reloaded = config.clone();
+            let what = format!("the volume `{name}`");
+            let section = format!("[volume.{name}]");
+            let Some((config, volume)) =
+                crate::restart::start_or_restore(&what, &section, config, previous, start).await
+            else {
+                continue;
+            };
+            let events = volume.subscribe();
+            // One whose instance's task was lost at the rebuild would tell the state of an
+            // instance that no longer runs. A held one follows the same instance on the new
+            // section as on the previous one.
+            let held = (handover.followers.remove(&name)).filter(|f| !f.is_gone());
+            let follower = held.or_else(|| follower(&config, |instance| vrrp?.follower(instance)));
+            if config == reloaded {
+                tracing::info!(volume = %name, "volume started on the reloaded [volume] section");
             }
+            self.add(config, volume, follower);
+            started.push((name, events));
         }
         started
     }
