@@ -8,6 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::h2::{h2_get, h2c};
 use support::{Fulcrum, curl, get, origin, raw_exchange, require_tool};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -389,7 +390,7 @@ async fn h2_cookie_fields_reach_the_server_as_one_line_and_a_request_without_aut
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_in_a_transfer_coding_http2_cannot_carry_gets_502_not_its_coded_bytes() {
-    // A server answering in `gzip, chunked`, which is framed by reading until it closes.
+    // A server answering in `gzip, chunked`: framed by its chunks, its content still gzip.
     let server_addr = support::answering_server(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     )
@@ -715,34 +716,6 @@ async fn h2c_with_windows(
         .handshake(hyper_util::rt::TokioIo::new(stream))
         .await
         .unwrap()
-}
-
-/// An HTTP/2 client connection with prior knowledge to `addr`: its sender, and the task that
-/// drives it (which ends when the connection does).
-/// A GET of `path` from `addr`, with no body, for an h2c client.
-fn h2_get(
-    addr: std::net::SocketAddr,
-    path: &str,
-) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
-    http::Request::get(format!("http://{addr}{path}"))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap()
-}
-
-async fn h2c(
-    addr: std::net::SocketAddr,
-) -> (
-    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
-    tokio::task::JoinHandle<hyper::Result<()>>,
-) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    (sender, tokio::spawn(conn))
 }
 
 // Input: a TLS client that keeps its sessions, connecting once, then again after a reload of

@@ -12,6 +12,7 @@
 )]
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+pub mod h2;
 pub mod seed004;
 pub mod vrrp;
 pub mod webdriver;

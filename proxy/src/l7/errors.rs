@@ -32,6 +32,14 @@ pub(crate) fn h1_response(status: StatusCode) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The length of the head of `response`, an [`h1_response`]: up to its blank line.
+pub(crate) fn h1_head_len(response: &[u8]) -> usize {
+    response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |at| at + 4)
+}
+
 /// The HTML body of an error page.
 pub(crate) fn html_body(status: StatusCode) -> String {
     format!(

@@ -113,7 +113,14 @@ where
     }
     let Some((bcfg, bentry)) = choose_backend(fe, &facts).and_then(|i| ctx.table.backend(i)) else {
         log.end(Ended::Resource, Phase::Request);
-        return reply_error(client, StatusCode::SERVICE_UNAVAILABLE, ctx, log).await;
+        return reply_error(
+            client,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &head.method,
+            ctx,
+            log,
+        )
+        .await;
     };
     log.set_backend(&bcfg.name);
     forward(client, &mut head, ctx, bcfg, bentry, log, scratch).await
@@ -203,7 +210,7 @@ where
     let (slot, mut up, mut response, sent_at) = loop {
         let Acquired { slot, mut up } = match acquire(bcfg, bentry, &mut attempts, log).await {
             Ok(acquired) => acquired,
-            Err(status) => return reply_error(client, status, ctx, log).await,
+            Err(status) => return reply_error(client, status, &head.method, ctx, log).await,
         };
         let server = Arc::clone(&slot.server);
         log.conn_counts[2] = bentry.state.counters.sessions.get();
@@ -264,11 +271,12 @@ where
                 tracing::debug!(server = %server.name, %error, "sending request failed");
                 slot.count_resp_error();
                 log.end(Ended::ServerAbort, Phase::Headers);
-                return reply_error(client, StatusCode::BAD_GATEWAY, ctx, log).await;
+                return reply_error(client, StatusCode::BAD_GATEWAY, &head.method, ctx, log).await;
             }
             Err(BodyError::Read(IoFailure::Timeout)) => {
                 log.end(Ended::ClientTimeout, Phase::Data);
-                return reply_error(client, StatusCode::REQUEST_TIMEOUT, ctx, log).await;
+                return reply_error(client, StatusCode::REQUEST_TIMEOUT, &head.method, ctx, log)
+                    .await;
             }
             Err(BodyError::Read(_)) => {
                 log.end(Ended::ClientAbort, Phase::Data);
@@ -277,10 +285,23 @@ where
             Err(BodyError::Malformed(_)) => {
                 ctx.fe_state.counters.inc(FrontendTotal::RequestErrors);
                 log.end(Ended::Proxy, Phase::Data);
-                return reply_error(client, StatusCode::BAD_REQUEST, ctx, log).await;
+                return reply_error(client, StatusCode::BAD_REQUEST, &head.method, ctx, log).await;
             }
         };
         match read {
+            // An HTTP/1.0 client gets a chunked body de-chunked, and a coding besides chunked
+            // (`gzip, chunked`) would reach it as content, with no header to say so: 502, as
+            // over HTTP/2.
+            Ok(response)
+                if head.version == Version::HTTP_10
+                    && response.body == BodyKind::Chunked
+                    && response.foreign_coding =>
+            {
+                tracing::debug!(server = %server.name, "response in a transfer coding HTTP/1.0 cannot carry");
+                slot.count_resp_error();
+                log.end(Ended::Proxy, Phase::Headers);
+                return reply_error(client, StatusCode::BAD_GATEWAY, &head.method, ctx, log).await;
+            }
             Ok(response) => break (slot, up, response, sent_at),
             // The server had the whole request: only a method that may be repeated is sent
             // again (RFC 9110, 9.2.2). A POST it may have acted on gets 502, for the client to
@@ -294,7 +315,8 @@ where
             Err(UpstreamError::Timeout) => {
                 slot.count_resp_error();
                 log.end(Ended::ServerTimeout, Phase::Headers);
-                return reply_error(client, StatusCode::GATEWAY_TIMEOUT, ctx, log).await;
+                return reply_error(client, StatusCode::GATEWAY_TIMEOUT, &head.method, ctx, log)
+                    .await;
             }
             Err(error) => {
                 tracing::debug!(server = %server.name, %error, "bad response");
@@ -305,7 +327,7 @@ where
                     Ended::ServerAbort
                 };
                 log.end(who, Phase::Headers);
-                return reply_error(client, StatusCode::BAD_GATEWAY, ctx, log).await;
+                return reply_error(client, StatusCode::BAD_GATEWAY, &head.method, ctx, log).await;
             }
         }
     };
@@ -531,11 +553,12 @@ where
             Err(BodyError::Malformed(_)) => {
                 ctx.fe_state.counters.inc(FrontendTotal::RequestErrors);
                 log.end(Ended::Proxy, Phase::Data);
-                return reply_error(client, StatusCode::BAD_REQUEST, ctx, log).await;
+                return reply_error(client, StatusCode::BAD_REQUEST, &head.method, ctx, log).await;
             }
             Err(BodyError::Read(IoFailure::Timeout)) => {
                 log.end(Ended::ClientTimeout, Phase::Data);
-                return reply_error(client, StatusCode::REQUEST_TIMEOUT, ctx, log).await;
+                return reply_error(client, StatusCode::REQUEST_TIMEOUT, &head.method, ctx, log)
+                    .await;
             }
             Err(_) => {
                 log.end(Ended::ClientAbort, Phase::Data);
@@ -644,13 +667,19 @@ fn killed(log: &mut Record, phase: Phase) -> Next {
 pub(crate) async fn reply_error<S>(
     client: &mut Conn<S>,
     status: StatusCode,
+    method: &Method,
     ctx: &Ctx<'_>,
     log: &mut Record,
 ) -> Next
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let page = errors::h1_response(status);
+    let mut page = errors::h1_response(status);
+    if *method == Method::HEAD {
+        // The headers of the page, its content-length included, without the page (RFC 9110
+        // §9.3.2): a client reads no body after a HEAD, and would take it for the next response.
+        page.truncate(errors::h1_head_len(&page));
+    }
     log.status = Some(status.as_u16());
     ctx.fe_state.counters.response(status.as_u16());
     if with_timeout(ctx.frontend.timeout_client, client.io.write_all(&page))

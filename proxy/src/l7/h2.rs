@@ -32,7 +32,7 @@ use super::{
     h1::{
         body::{self, BodyError, CopyTimeouts},
         conn::{IoFailure, with_timeout},
-        head::{self, BodyKind, ResponseHead},
+        head::{self, BodyKind},
     },
     h2_body::{Finish, LengthBody},
     h2_idle::{CutMark, ResponseBody, Streams},
@@ -93,10 +93,13 @@ where
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     // Response data buffered per stream ahead of the client's reads: hyper's 400 KiB default
     // let a client that grants huge windows and reads slowly park 100 MiB per connection.
+    // Request headers up to the size an HTTP/1 head may have, rather than hyper's 16 KiB: a
+    // large cookie that passes over HTTP/1 passes over HTTP/2 too.
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
-        .max_send_buf_size(H2_SEND_BUFFER);
+        .max_send_buf_size(H2_SEND_BUFFER)
+        .max_header_list_size(head::MAX_HEAD_BYTES as u32);
     let io = Touching::new(io, Arc::clone(&activity));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
@@ -285,7 +288,13 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let framing = if body.is_end_stream() {
-        headers.remove(header::CONTENT_LENGTH);
+        // An empty body still says so where it was said, or where the method expects content
+        // (RFC 9110 §8.6): servers such as IIS answer 411 to a POST without a length.
+        if declared_length == Some(0) || expects_content(&parts.method) {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+        } else {
+            headers.remove(header::CONTENT_LENGTH);
+        }
         BodyKind::Empty
     } else if let Some(n) = declared_length {
         // One field, whatever the client repeated (h2 refuses only differing values): servers
@@ -393,7 +402,10 @@ async fn handle(
             }
         };
         match read {
-            Ok(response) if foreign_transfer_coding(&response) => {
+            // HTTP/2 has no transfer codings: a body still coded once de-chunked (`gzip,
+            // chunked`) cannot be relayed as the server meant it, and the client gets 502
+            // rather than the coded bytes as content.
+            Ok(response) if response.foreign_coding => {
                 tracing::debug!(server = %slot.server.name, "response in a transfer coding HTTP/2 cannot carry");
                 slot.count_resp_error();
                 log.end(Ended::Proxy, Phase::Headers);
@@ -414,7 +426,13 @@ async fn handle(
             Err(error) => {
                 tracing::debug!(server = %slot.server.name, %error, "bad response");
                 slot.count_resp_error();
-                log.end(Ended::ServerAbort, Phase::Headers);
+                // As over HTTP/1: a response the proxy refused is `PH`, not the server's abort.
+                let who = if matches!(error, UpstreamError::Invalid(_)) {
+                    Ended::Proxy
+                } else {
+                    Ended::ServerAbort
+                };
+                log.end(who, Phase::Headers);
                 return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
             }
         }
@@ -631,16 +649,10 @@ fn killed(log: &mut Record, phase: Phase, fe_state: &FrontendState) -> Response<
     finish_error(log, StatusCode::SERVICE_UNAVAILABLE, fe_state)
 }
 
-/// Whether a response's body is in a transfer coding other than `chunked` alone (`gzip`, or
-/// `gzip, chunked`; read until the server closes): HTTP/2 has no transfer codings, so the body
-/// cannot be relayed as the server meant it, and the client gets 502 rather than the coded
-/// bytes as content.
-fn foreign_transfer_coding(response: &ResponseHead) -> bool {
-    response.body == BodyKind::UntilClose
-        && response
-            .fields
-            .iter()
-            .any(|(name, _)| *name == header::TRANSFER_ENCODING)
+/// Whether requests with `method` are meant to carry content, so that an empty one is sent with
+/// `content-length: 0`, as HTTP/1 clients send it.
+fn expects_content(method: &http::Method) -> bool {
+    [http::Method::POST, http::Method::PUT, http::Method::PATCH].contains(method)
 }
 
 /// Joins the `cookie` fields of an HTTP/2 request into one, `; ` between them, before it goes

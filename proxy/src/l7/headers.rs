@@ -8,14 +8,14 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use super::h1::head::{ConnectionTokens, connection_tokens};
 
 /// Headers that describe one connection, never forwarded. `Transfer-Encoding` is not among them:
-/// bodies are forwarded with their framing as received. `Upgrade` is hop-by-hop too, except on a
-/// tunnel (see [`HopByHop::drops`]).
-const HOP_BY_HOP: [HeaderName; 5] = [
+/// bodies are forwarded with their framing as received; nor is `Trailer`, which announces the
+/// trailer fields that go on with the body (end to end, RFC 9110 §6.6.2). `Upgrade` is
+/// hop-by-hop too, except on a tunnel (see [`HopByHop::drops`]).
+const HOP_BY_HOP: [HeaderName; 4] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::TE,
-    header::TRAILER,
 ];
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -137,9 +137,11 @@ mod tests {
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),
         );
+        // End to end: it announces the trailer fields, which go on with the body.
+        h.insert(header::TRAILER, HeaderValue::from_static("server-timing"));
         strip_hop_by_hop(&mut h, false);
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["host", "transfer-encoding"]);
+        assert_eq!(left, ["host", "trailer", "transfer-encoding"]);
     }
 
     // Input: `Connection: host, content-length`. Output: neither is dropped.
