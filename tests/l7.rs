@@ -359,7 +359,6 @@ async fn server_timeout_gives_504_and_upgrade_is_tunnelled() {
     let mut echoed = [0u8; 20];
     stream.read_exact(&mut echoed).await.unwrap();
     assert_eq!(&echoed, b"ping over the tunnel");
-    let _ = Bytes::new();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

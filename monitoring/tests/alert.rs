@@ -344,14 +344,10 @@ async fn send_never_waits_and_a_hung_receiver_delays_no_other() {
     let alerter = Alerter::start(build(&section), "lb1".into(), &Registry::new());
     let sender = alerter.sender();
     let started = Instant::now();
+    // The hung receiver never answers: a send that waited for delivery would never return.
     for i in 0..2000 {
         sender.send(vrrp(&format!("VI_{i}"), "MASTER", None));
     }
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_millis(200),
-        "2000 sends took {took:?}"
-    );
     let first = good.next().await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -390,9 +386,9 @@ async fn failures_are_retried_then_given_up_and_counted() {
     section.backoff = s(fulcrum_common::Duration::from_millis(20));
     let registry = Registry::new();
     let alerter = Alerter::start(build(&section), "lb1".into(), &registry);
-    let started = Instant::now();
     alerter.send(server("DOWN"));
-    assert!(started.elapsed() < Duration::from_millis(20));
+    // Returned before the tries were made: they take 2 backoffs of 20 ms at least.
+    assert!(flaky.requests() < 3, "send waited for the tries");
     alerter.stop().await;
 
     assert_eq!(flaky.requests(), 3);
