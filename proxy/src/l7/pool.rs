@@ -8,6 +8,7 @@
 //! The lock is held for a push or a pop.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -30,8 +31,8 @@ const MAX_IDLE: Duration = Duration::from_secs(4);
 #[derive(Debug)]
 pub struct Pool {
     idle: Mutex<VecDeque<(Conn<TcpStream>, Instant)>>,
-    /// At most this many are kept (0 disables reuse).
-    capacity: usize,
+    /// At most this many are kept (0 disables reuse); a reload may change it.
+    capacity: AtomicUsize,
 }
 
 impl Pool {
@@ -39,7 +40,7 @@ impl Pool {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             idle: Mutex::new(VecDeque::new()),
-            capacity,
+            capacity: AtomicUsize::new(capacity),
         }
     }
 
@@ -58,7 +59,8 @@ impl Pool {
     /// Keeps `conn` for reuse; drops it when the pool is full. The connections that expired
     /// at the bottom are closed first.
     pub(crate) fn put(&self, mut conn: Conn<TcpStream>) {
-        if self.capacity == 0 || !conn.buf.is_empty() {
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        if capacity == 0 || !conn.buf.is_empty() {
             return;
         }
         // An idle connection holds no read buffer (16 KiB each, for as many connections as a
@@ -75,7 +77,7 @@ impl Pool {
             {
                 expired.extend(idle.pop_front());
             }
-            if idle.len() < self.capacity {
+            if idle.len() < capacity {
                 idle.push_back((conn, now));
             }
         }
@@ -83,10 +85,29 @@ impl Pool {
         drop(expired);
     }
 
+    /// Holds at most `capacity` idle connections from now on (a reload changed
+    /// `pool_max_idle`): the least recently used beyond it are closed.
+    pub(crate) fn set_capacity(&self, capacity: usize) {
+        self.capacity.store(capacity, Ordering::Relaxed);
+        let excess = {
+            let mut idle = self.idle();
+            let excess = idle.len().saturating_sub(capacity);
+            idle.drain(..excess).collect::<Vec<_>>()
+        };
+        // Closed outside the lock.
+        drop(excess);
+    }
+
     /// Drops every idle connection (the server went DOWN or into MAINT).
     pub(crate) fn clear(&self) {
         let all = std::mem::take(&mut *self.idle());
         drop(all);
+    }
+
+    /// The most idle connections it holds.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
     }
 
     /// Idle connections held now.
@@ -172,6 +193,32 @@ mod tests {
         let off = Pool::new(0);
         off.put(ours.into_iter().next().unwrap());
         assert!(off.take(false).is_none(), "capacity 0 disables reuse");
+    }
+
+    // Input: a pool of 3 holding 3, its capacity lowered to 1 (a reload's `pool_max_idle`),
+    // then raised to 2. Output: the most recent one is kept, and then two are. (A reload left
+    // the running servers' pools at their old size.)
+    #[tokio::test]
+    async fn a_new_capacity_closes_the_oldest_beyond_it_and_holds_from_then_on() {
+        let (ours, _theirs) = conns(5).await;
+        let ports: Vec<u16> = (ours.iter())
+            .map(|c| c.io.local_addr().unwrap().port())
+            .collect();
+        let pool = Pool::new(3);
+        let mut ours = ours.into_iter();
+        for conn in ours.by_ref().take(3) {
+            pool.put(conn);
+        }
+        pool.set_capacity(1);
+        assert_eq!(pool.len(), 1);
+        pool.set_capacity(2);
+        for conn in ours {
+            pool.put(conn);
+        }
+        let kept: Vec<u16> = std::iter::from_fn(|| pool.take(true))
+            .map(|c| c.io.local_addr().unwrap().port())
+            .collect();
+        assert_eq!(kept, [ports[3], ports[2]]);
     }
 
     // Input: an idle connection whose server wrote to it unasked, once the runtime saw it.

@@ -68,7 +68,8 @@ pub struct Registry {
 
 impl Registry {
     /// The state of server `name` of `backend`, created when the name is new or its address
-    /// changed (pooled connections and health would be about another machine).
+    /// changed (pooled connections and health would be about another machine); a kept one
+    /// takes the backend's `pool_max_idle` as it is now.
     pub(crate) fn server(
         &self,
         backend: &str,
@@ -82,6 +83,8 @@ impl Registry {
         let mut entry = self.servers.entry(key).or_insert_with(fresh);
         if entry.addr != addr {
             *entry = fresh();
+        } else {
+            entry.pool.set_capacity(pool_max_idle);
         }
         Arc::clone(&entry)
     }
@@ -104,5 +107,27 @@ impl Registry {
         self.servers.retain(|(b, s), _| keep_server(b, s));
         self.backends.retain(|b, _| keep_backend(b));
         self.frontends.retain(|f, _| keep_frontend(f));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::Registry;
+
+    // Input: server `s1` of `web` asked for with a pool of 16, then again at the same address
+    // with 4 (a reload's new `pool_max_idle`), then at another address. Output: one state,
+    // its pool now 4; then a fresh state. (The kept server's pool stayed at 16.)
+    #[test]
+    fn a_kept_server_takes_the_new_pool_size_and_a_moved_one_starts_afresh() {
+        let registry = Registry::default();
+        let addr = "127.0.0.1:8080".parse().unwrap();
+        let first = registry.server("web", "s1", addr, 1, 16);
+        let again = registry.server("web", "s1", addr, 1, 4);
+        assert!(std::sync::Arc::ptr_eq(&first, &again));
+        assert_eq!(again.pool.capacity(), 4);
+        let moved = registry.server("web", "s1", "127.0.0.1:8081".parse().unwrap(), 1, 4);
+        assert!(!std::sync::Arc::ptr_eq(&first, &moved));
     }
 }
