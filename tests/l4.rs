@@ -465,6 +465,39 @@ async fn a_reload_keeps_established_connections_and_applies_new_weights() {
     assert_eq!((reply.status, reply.server()), (200, "A"));
 }
 
+// Input: a service on a fixed address with a connection held through it; a reload that
+// renames the service; then one that gives its address to a frontend. Output: each reload
+// takes, the renamed service and then the frontend answer on the address, and the held
+// connection goes on. (The new socket was bound while the old one listened: both reloads
+// failed with `Address already in use`, and had to be done as a removal, then an addition.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_moves_to_a_renamed_service_or_a_frontend_in_one_reload() {
+    let (a, b) = (origin("A").await, origin("B").await);
+    let addr = support::free_addr();
+    let config = service(&addr.to_string(), "", &[(a.addr(), 1, 0)]);
+    let fulcrum = Fulcrum::start(&config);
+    let (server, mut held) = hold(addr, None).await;
+    assert_eq!(server, "A");
+
+    fulcrum.write_config(&config.replace("[virtual_server.vs]", "[virtual_server.web]"));
+    assert!(
+        fulcrum.reload(),
+        "the renamed service could not take its address"
+    );
+    assert_eq!(ask(addr, None).await, "A");
+
+    fulcrum.write_config(
+        &support::site("", "", &[("b", b.addr())]).replace("127.0.0.1:0", &addr.to_string()),
+    );
+    assert!(
+        fulcrum.reload(),
+        "the frontend could not take the service's address"
+    );
+    assert_eq!(get(addr, "/", &[]).await.server(), "B");
+    let reply = held.get("/", &[]).await.unwrap();
+    assert_eq!((reply.status, reply.server()), (200, "A"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_available_server_or_fallback_a_client_is_reset_at_once() {
     let real = origin("real").await;

@@ -105,12 +105,16 @@ impl AdminServer {
             None => None,
         };
         // IP_FREEBIND, as the frontends: a stats page on a VIP starts on the backup node too.
-        let listener = fulcrum_common::net::tcp_listener(config.listen, 1024)
-            .and_then(TcpListener::from_std)
-            .map_err(|source| Error::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener = fulcrum_common::net::tcp_listener(
+            config.listen,
+            1024,
+            fulcrum_common::net::Sharing::Exclusive,
+        )
+        .and_then(TcpListener::from_std)
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let local_addr = listener.local_addr().map_err(|source| Error::Bind {
             addr: config.listen,
             source,

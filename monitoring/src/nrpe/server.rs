@@ -77,9 +77,13 @@ impl NrpeServer {
             source,
         };
         // IP_FREEBIND, as the frontends: an agent on a VIP starts on the backup node too.
-        let listener = fulcrum_common::net::tcp_listener(config.listen, 1024)
-            .and_then(TcpListener::from_std)
-            .map_err(bind_error)?;
+        let listener = fulcrum_common::net::tcp_listener(
+            config.listen,
+            1024,
+            fulcrum_common::net::Sharing::Exclusive,
+        )
+        .and_then(TcpListener::from_std)
+        .map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
         let metrics = Metrics::register(registry)?;
         if config.allow_arguments {

@@ -21,6 +21,7 @@ use std::{
 };
 
 use dashmap::DashMap;
+use fulcrum_common::net::{Sharing, bind_freebind};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
@@ -51,9 +52,11 @@ struct Flow {
     _permits: (ConnPermit, ConnPermit),
 }
 
-/// Binds a UDP virtual address with IP_FREEBIND, so a VIP this node does not hold yet works.
+/// Binds a UDP virtual address with IP_FREEBIND, so a VIP this node does not hold yet works,
+/// and SO_REUSEPORT, so a reload can bind it while the service it replaces still does.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    UdpSocket::from_std(fulcrum_common::net::bind_freebind(addr, socket2::Type::DGRAM)?.into())
+    let socket = bind_freebind(addr, socket2::Type::DGRAM, Sharing::ReusePort)?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// What a virtual address's receive loop shares with the tasks of its flows.

@@ -4,6 +4,7 @@
 
 use std::{future::Future, io, net::SocketAddr, pin::Pin, sync::Arc};
 
+use fulcrum_common::net::{Sharing, tcp_listener};
 use tokio::{
     net::{TcpListener, TcpStream},
     time::Instant,
@@ -28,12 +29,13 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(crate) type FrontendName = Arc<ListenerFrontend>;
 
 /// Binds `addr` the way a load balancer needs: SO_REUSEADDR so a restart does not wait for
-/// TIME_WAIT, IP_FREEBIND so a VIP not yet on this node can be bound, a deep backlog, and
+/// TIME_WAIT, IP_FREEBIND so a VIP not yet on this node can be bound, SO_REUSEPORT so a reload
+/// can bind it while the listener it replaces still listens, a deep backlog, and
 /// TCP_NODELAY, which every accepted connection inherits (as HAProxy sets it on its
 /// listeners): a response, or an L4 relay's write, that goes out in pieces must not wait for
 /// the client's delayed ACK of the first.
 pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let listener = fulcrum_common::net::tcp_listener(addr, 4096)?;
+    let listener = tcp_listener(addr, 4096, Sharing::ReusePort)?;
     socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
     TcpListener::from_std(listener)
 }
