@@ -241,3 +241,48 @@ async fn a_malformed_response_is_logged_as_the_proxys_refusal_over_either_versio
         "{logs:#?}"
     );
 }
+
+// Input: a server that sends `103 Early Hints` (and, on another connection, a `100 Continue`)
+// before its 200; an HTTP/1.1 client, then an HTTP/1.0 one. Output: the 1.1 client gets the
+// 103 with its `link` field, then the 200; the 1.0 client gets the 200 alone (RFC 9110 §15.2
+// forbids a 1xx to it), and a server's 100 goes to no one, since the proxy answers `Expect`
+// itself. (Every interim response was dropped.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_hints_reach_an_http11_client_before_the_response() {
+    let hints = support::answering_server(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n\
+          HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    )
+    .await;
+    let fulcrum = Fulcrum::start(&site(hints));
+    let addr = fulcrum.addr("main");
+    let reply = raw_exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.starts_with(
+            "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
+        ),
+        "{reply}"
+    );
+    assert!(reply.ends_with("\r\n\r\nok"), "{reply}");
+    let reply = raw_exchange(addr, b"GET / HTTP/1.0\r\n\r\n").await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+
+    let continues = support::answering_server(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    )
+    .await;
+    let fulcrum = Fulcrum::start(&site(continues));
+    let reply = raw_exchange(
+        fulcrum.addr("main"),
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+}

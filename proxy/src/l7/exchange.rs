@@ -243,13 +243,29 @@ where
             phase = Phase::Headers;
             // The response time (HAProxy's Tr): from the request sent to the response head.
             let sent_at = Instant::now();
-            let read = upstream::read_response_head(
-                &mut up.conn,
-                &head.method,
-                head.upgrade,
-                bcfg.timeout_server,
-            )
-            .await;
+            // Interim responses (`103 Early Hints`) go on to an HTTP/1.1 client as they come;
+            // an HTTP/1.0 client may not be sent one (RFC 9110 §15.2).
+            let interim = if head.version == Version::HTTP_11 {
+                upstream::Interim::Return
+            } else {
+                upstream::Interim::Skip
+            };
+            let read = loop {
+                let read = upstream::read_response_head(
+                    &mut up.conn,
+                    &head.method,
+                    head.upgrade,
+                    bcfg.timeout_server,
+                    interim,
+                )
+                .await;
+                match read {
+                    Ok(response) if is_interim(&response) => {
+                        forward_interim(client, &response, out, fe.timeout_client).await?;
+                    }
+                    read => break read,
+                }
+            };
             Ok::<_, BodyError>((read, sent_at))
         };
         let Some(exchanged) = slot.unless_shut(exchanging).await else {
@@ -664,6 +680,40 @@ fn killed(log: &mut Record, phase: Phase) -> Next {
 }
 
 /// Answers the client with an error page and closes the connection.
+/// Whether `response` is an interim one to pass on: a 1xx that does not switch protocols.
+fn is_interim(response: &head::ResponseHead) -> bool {
+    response.status.is_informational() && response.status != StatusCode::SWITCHING_PROTOCOLS
+}
+
+/// Writes an interim response to the client, its hop-by-hop fields left out. A client that
+/// does not take it has gone, or stopped reading: the exchange ends as at a client abort.
+async fn forward_interim<S>(
+    client: &mut Conn<S>,
+    response: &head::ResponseHead,
+    out: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<(), BodyError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let map =
+        (response.connection.names_headers).then(|| head::header_map(response.fields.clone()));
+    let hop = HopByHop::of(
+        map.as_ref().unwrap_or(&HeaderMap::new()),
+        response.connection,
+        false,
+    );
+    out.clear();
+    head::write_status_line(out, response.status);
+    let fields = response.fields.iter().map(|(name, value)| (name, value));
+    head::write_fields_except(out, fields, |name| hop.drops(name));
+    out.extend_from_slice(b"\r\n");
+    client
+        .write_all(out, timeout)
+        .await
+        .map_err(|_| BodyError::Read(IoFailure::Closed))
+}
+
 pub(crate) async fn reply_error<S>(
     client: &mut Conn<S>,
     status: StatusCode,

@@ -360,11 +360,13 @@ async fn handle(
             phase = Phase::Headers;
             // The response time (HAProxy's Tr): from the request sent to the response head.
             let sent_at = Instant::now();
+            // Interim responses are not passed on: hyper's server cannot send them.
             let read = upstream::read_response_head(
                 &mut up.conn,
                 &parts.method,
                 false,
                 bcfg.timeout_server,
+                upstream::Interim::Skip,
             )
             .await;
             Ok::<_, SendError>((read, sent_at))

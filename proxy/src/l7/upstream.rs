@@ -66,21 +66,33 @@ pub(crate) async fn read_early_answer(
     method: &Method,
     upgrade: bool,
 ) -> Option<ResponseHead> {
-    let mut answer = read_response_head(conn, method, upgrade, EARLY_ANSWER_WAIT)
+    let mut answer = read_response_head(conn, method, upgrade, EARLY_ANSWER_WAIT, Interim::Skip)
         .await
         .ok()?;
     answer.keep_alive = false;
     Some(answer)
 }
 
-/// Reads a final response head, skipping interim 1xx responses other than 101. A 101 to a
-/// request that asked for no upgrade (`upgrade` false) is invalid (RFC 9110 §15.2.2): the
+/// What [`read_response_head`] does with an interim response (1xx other than 101).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interim {
+    /// Reads past it to the final response.
+    Skip,
+    /// Returns it, for the caller to forward, except a `100 Continue`: the proxy answers a
+    /// client's `Expect` itself and does not pass it on, so a server's 100 is for the proxy.
+    Return,
+}
+
+/// Reads a response head: the final one, or an interim 1xx other than 101 and 100 when
+/// `interim` asks for it (`103 Early Hints`, which a proxy must forward, RFC 9110 §15.2). A 101
+/// to a request that asked for no upgrade (`upgrade` false) is invalid (RFC 9110 §15.2.2): the
 /// server would speak another protocol on a connection that goes back to the pool.
 pub(crate) async fn read_response_head(
     conn: &mut Conn<TcpStream>,
     method: &Method,
     upgrade: bool,
     timeout: Duration,
+    interim: Interim,
 ) -> Result<ResponseHead, UpstreamError> {
     let mut received_any = !conn.buf.is_empty();
     loop {
@@ -97,9 +109,12 @@ pub(crate) async fn read_response_head(
                         "101 Switching Protocols to a request that asked for no upgrade",
                     )));
                 }
-                if head.status.is_informational()
-                    && head.status != http::StatusCode::SWITCHING_PROTOCOLS
-                {
+                let skipped = match head.status {
+                    http::StatusCode::SWITCHING_PROTOCOLS => false,
+                    http::StatusCode::CONTINUE => true,
+                    status => status.is_informational() && interim == Interim::Skip,
+                };
+                if skipped {
                     continue;
                 }
                 return Ok(head);
