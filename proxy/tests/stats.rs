@@ -848,3 +848,132 @@ servers = [{{ name = "s1", address = "{s1}" }}]
     })
     .await;
 }
+
+/// A port on 127.0.0.1 that refuses connections (it was free a moment ago).
+fn refusing_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn server(backend: &str, server: &str) -> ServerRef {
+    ServerRef {
+        backend: backend.into(),
+        server: server.into(),
+    }
+}
+
+// Input: a server in MAINT from its config, checked every 60 s on a port that refuses, fall 3;
+// the operator sets it READY. Output: UP at once, then DOWN after one failed check made at
+// once: HAProxy's "start OK but check immediately". (It kept the verdict from before MAINT
+// and waited for its next interval, up to a minute, with any failure before it forgiven.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_maint_is_up_at_once_and_checked_at_once() {
+    let s1 = origin("s1").await;
+    let refusing = refusing_port();
+    let proxy = Proxy::start(config(&format!(
+        r#"
+[frontend.web]
+bind = ["127.0.0.1:0"]
+default_backend = "app"
+
+[backend.app]
+health_check = {{ type = "tcp", port = {refusing}, interval = "60s", fall = 3 }}
+servers = [{{ name = "s1", address = "{s1}", disabled = true }}]
+"#
+    )))
+    .unwrap();
+    assert_eq!(row(&proxy.stats(), "app", "s1").status, "MAINT");
+    assert_eq!(
+        proxy
+            .server_action(
+                &server("app", "s1"),
+                ServerAction::SetState(AdminState::Ready)
+            )
+            .unwrap(),
+        "app/s1: MAINT -> UP"
+    );
+    wait_for(&proxy, "one failed check to take s1 DOWN", |s| {
+        row(s, "app", "s1").status == "DOWN"
+    })
+    .await;
+    assert_eq!(
+        row(&proxy.stats(), "app", "s1").check_status.as_deref(),
+        Some("L4CON")
+    );
+}
+
+// Input: a server whose HTTP check never gets an answer (timeout 1 s, every 50 ms), put into
+// MAINT while a check is under way, and held there past that check's timeout. Output: no
+// status change, no DOWN and no failed check counted while in MAINT. (The check under way was
+// counted, logged `server is DOWN`, and sent a MAINT -> MAINT event to the alerts.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_under_way_when_maint_begins_does_not_count() {
+    let s1 = origin("s1").await;
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let proxy = Proxy::start(config(&format!(
+        r#"
+[frontend.web]
+bind = ["127.0.0.1:0"]
+default_backend = "app"
+
+[backend.app]
+health_check = {{ type = "http", port = {port}, interval = "50ms", timeout = "1s", fall = 1 }}
+servers = [{{ name = "s1", address = "{s1}" }}]
+"#
+    )))
+    .unwrap();
+    // The first check is under way once the silent server has its connection.
+    let (_conn, _) = tokio::time::timeout(PATIENCE, silent.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut events = proxy.subscribe();
+    proxy
+        .server_action(
+            &server("app", "s1"),
+            ServerAction::SetState(AdminState::Maint),
+        )
+        .unwrap();
+    let failed_before = row(&proxy.stats(), "app", "s1").chkfail;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s1_row = row(&proxy.stats(), "app", "s1").clone();
+    assert_eq!(s1_row.status, "MAINT");
+    assert_eq!(s1_row.chkfail, failed_before, "a failure counted in MAINT");
+    let mut statuses = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let Event::ServerStatus { from, to, .. } = event {
+            statuses.push((from, to));
+        }
+    }
+    assert_eq!(statuses, [(ServerStatus::Up, ServerStatus::Maint)]);
+}
+
+// Input: a server whose check port refuses, checked every 50 ms, left DOWN for half a second.
+// Output: `chkfail` is 1, the failure that took it DOWN (UP at `rise` at start-up, it falls at
+// its first failure), as HAProxy counts only the checks failed while a server is not fully
+// DOWN. (Every failure counted: about ten more here, 1,800 an hour at a 2 s interval.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_checks_stop_counting_once_the_server_is_down() {
+    let s1 = origin("s1").await;
+    let refusing = refusing_port();
+    let proxy = Proxy::start(config(&format!(
+        r#"
+[frontend.web]
+bind = ["127.0.0.1:0"]
+default_backend = "app"
+
+[backend.app]
+health_check = {{ type = "tcp", port = {refusing}, interval = "50ms" }}
+servers = [{{ name = "s1", address = "{s1}" }}]
+"#
+    )))
+    .unwrap();
+    wait_for(&proxy, "s1 to go DOWN", |s| {
+        row(s, "app", "s1").status == "DOWN"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // At start-up a server is UP at `rise`, so its first failure takes it DOWN: 1.
+    assert_eq!(row(&proxy.stats(), "app", "s1").chkfail, Some(1));
+}

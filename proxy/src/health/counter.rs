@@ -4,7 +4,9 @@
 /// HAProxy's check health counter: `0..=rise+fall-1`; UP while `health >= rise`.
 ///
 /// From UP it takes `fall` consecutive failures to go DOWN, from DOWN `rise` consecutive
-/// successes to go UP; mixed results move the counter one step at a time.
+/// successes to go UP, as in HAProxy's `set_server_check_status`: a success that leaves the
+/// counter at `rise` or more lifts it to the top (the failures in between are forgiven), and a
+/// failure that leaves it below `rise` drops it to 0 (the successes towards UP are lost).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthCounter {
     /// The whole state: UP is exactly `health >= rise`, because crossing that line in either
@@ -66,21 +68,23 @@ impl HealthCounter {
         if success {
             if self.health < self.top() {
                 self.health += 1;
+                if self.health >= self.rise {
+                    // Fully healthy: it takes `fall` failures in a row to bring it down.
+                    self.health = self.top();
+                }
             }
-            if !was_up && self.health >= self.rise {
-                // Now fully healthy: it takes `fall` failures to bring it down again.
-                self.health = self.top();
-                return Transition::WentUp;
-            }
-        } else {
-            self.health = self.health.saturating_sub(1);
-            if was_up && self.health < self.rise {
-                // Now fully unhealthy: it takes `rise` successes to bring it back.
+        } else if self.health > 0 {
+            self.health -= 1;
+            if self.health < self.rise {
+                // Fully unhealthy: it takes `rise` successes in a row to bring it back.
                 self.health = 0;
-                return Transition::WentDown;
             }
         }
-        Transition::None
+        match (was_up, self.is_up()) {
+            (false, true) => Transition::WentUp,
+            (true, false) => Transition::WentDown,
+            _ => Transition::None,
+        }
     }
 
     /// The current counter value, `0..=rise+fall-1`.
@@ -123,48 +127,46 @@ mod tests {
 
     use super::*;
 
-    /// HAProxy's counter written out the long way, with its own UP flag, to check against.
+    /// What the thresholds promise, kept the long way with run lengths, to check against:
+    /// UP after `rise` successes in a row, DOWN after `fall` failures in a row, each run
+    /// broken by the other result.
     #[derive(Debug)]
     struct Reference {
         up: bool,
-        health: u64,
+        /// Successes in a row while DOWN, failures in a row while UP.
+        run: u64,
         rise: u64,
         fall: u64,
     }
 
     impl Reference {
         fn new(rise: u32, fall: u32, start_up: bool) -> Self {
-            let rise = u64::from(rise.max(1));
-            let fall = u64::from(fall.max(1));
             Self {
                 up: start_up,
-                health: if start_up { rise + fall - 1 } else { 0 },
-                rise,
-                fall,
+                run: 0,
+                rise: u64::from(rise.max(1)),
+                fall: u64::from(fall.max(1)),
             }
         }
 
         fn record(&mut self, success: bool) -> Transition {
-            if success {
-                if self.health < self.rise + self.fall - 1 {
-                    self.health += 1;
-                }
-                if !self.up && self.health == self.rise {
-                    self.up = true;
-                    self.health = self.rise + self.fall - 1;
-                    return Transition::WentUp;
-                }
-            } else {
-                if self.health > 0 {
-                    self.health -= 1;
-                }
-                if self.up && self.health == self.rise - 1 {
-                    self.up = false;
-                    self.health = 0;
-                    return Transition::WentDown;
-                }
+            // A result that agrees with the state breaks the run towards the other one.
+            if success == self.up {
+                self.run = 0;
+                return Transition::None;
             }
-            Transition::None
+            self.run += 1;
+            let needed = if self.up { self.fall } else { self.rise };
+            if self.run < needed {
+                return Transition::None;
+            }
+            self.up = !self.up;
+            self.run = 0;
+            if self.up {
+                Transition::WentUp
+            } else {
+                Transition::WentDown
+            }
         }
     }
 
@@ -212,25 +214,34 @@ mod tests {
         assert_eq!(c.health(), 4);
     }
 
+    // Input: with rise 2, fall 3, an UP server failing twice, passing once, failing twice
+    // again; then, DOWN, passing once, failing once, passing once. Output: it stays UP (never
+    // three failures in a row) and stays DOWN (never two successes in a row), as in HAProxy.
+    // (The counter moved one step per result: it went DOWN on the fifth check, and with rise
+    // 3 a pass, pass, fail, pass, pass brought a server UP.)
     #[test]
-    fn interleaved_results_move_one_step_at_a_time() {
+    fn only_results_in_a_row_change_the_state() {
         let mut c = HealthCounter::new(2, 3, true); // health 4
         assert_eq!(c.record(false), Transition::None); // 3
-        assert_eq!(c.record(true), Transition::None); // 4
+        assert_eq!(c.record(false), Transition::None); // 2
+        assert_eq!(c.record(true), Transition::None); // 3, at least rise: back to 4
+        assert_eq!(c.health(), 4);
         assert_eq!(c.record(false), Transition::None); // 3
         assert_eq!(c.record(false), Transition::None); // 2
-        assert_eq!(c.health(), 2);
-        assert_eq!(c.record(true), Transition::None); // 3
-        assert_eq!(c.record(false), Transition::None); // 2
-        assert_eq!(c.record(false), Transition::WentDown); // 1 < rise -> 0
-        assert_eq!(c.health(), 0);
+        assert!(c.is_up());
+        assert_eq!(c.record(false), Transition::WentDown); // 1 < rise: 0
         assert_eq!(c.record(true), Transition::None); // 1
         assert_eq!(c.record(false), Transition::None); // 0
-        assert_eq!(c.record(false), Transition::None); // stays 0
-        assert_eq!(c.health(), 0);
         assert_eq!(c.record(true), Transition::None); // 1
-        assert_eq!(c.record(true), Transition::WentUp); // 2 -> 4
+        assert!(!c.is_up());
+        assert_eq!(c.record(true), Transition::WentUp); // 2: the top, 4
         assert_eq!(c.health(), 4);
+
+        let mut c = HealthCounter::new(3, 3, false);
+        for success in [true, true, false, true, true] {
+            assert_eq!(c.record(success), Transition::None);
+        }
+        assert!(!c.is_up());
     }
 
     proptest! {
@@ -270,7 +281,6 @@ mod tests {
             for success in results {
                 prop_assert_eq!(c.record(success), r.record(success));
                 prop_assert_eq!(c.is_up(), r.up);
-                prop_assert_eq!(u64::from(c.health()), r.health);
                 prop_assert!(u64::from(c.health()) < r.rise + r.fall);
             }
         }
@@ -302,9 +312,12 @@ mod tests {
         let mut c = HealthCounter::at_startup(2, 3);
         assert!(c.is_up());
         assert_eq!(c.record(false), Transition::WentDown);
+        // One success gives it its full `fall` tolerance, as in HAProxy.
         let mut c = HealthCounter::at_startup(2, 3);
         assert_eq!(c.record(true), Transition::None);
-        assert_eq!(c.health(), 3);
+        assert_eq!(c.health(), 4);
         assert_eq!(c.record(false), Transition::None);
+        assert_eq!(c.record(false), Transition::None);
+        assert_eq!(c.record(false), Transition::WentDown);
     }
 }

@@ -162,11 +162,15 @@ async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: Sock
             None => HealthCounter::at_startup(check.rise, check.fall),
         }
     };
-    let mut next = tokio::time::Instant::now() + probe::first_delay(check.interval);
+    let mut wait = probe::first_delay(check.interval);
     loop {
-        // `interval` is the period between probe starts, as HAProxy's `inter`.
-        tokio::time::sleep_until(next).await;
-        next = tokio::time::Instant::now() + check.interval;
+        // `interval` runs from the end of one check to the start of the next, as HAProxy
+        // schedules `inter`; leaving MAINT or `enable health` asks for a check at once.
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = state.check_now.notified() => {}
+        }
+        wait = check.interval;
         let current = state.check_epoch();
         if current != epoch {
             epoch = current;
@@ -174,10 +178,17 @@ async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: Sock
         }
         if state.admin() != AdminState::Maint && !state.checks_disabled() {
             let result = probe::probe(&check, addr).await;
-            if state.checks_disabled() || state.check_epoch() != epoch {
-                continue; // disabled or re-enabled while probing: the result no longer counts
+            // Disabled, re-enabled, or put into MAINT while probing: the result no longer
+            // counts (HAProxy pauses the checks of a server in maintenance).
+            if state.checks_disabled()
+                || state.check_epoch() != epoch
+                || state.admin() == AdminState::Maint
+            {
+                continue;
             }
-            if !result.ok {
+            // Counted while the server is not fully DOWN, as HAProxy's `chkfail`: a server
+            // down for an hour does not add a failure per interval.
+            if !result.ok && health.health() > 0 {
                 counters::inc(&state.counters.failed_checks);
             }
             let transition = health.record(result.ok);

@@ -21,20 +21,21 @@ use crate::{
 /// nothing.
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// Probes `addr` as `check` says.
+/// Probes `addr` as `check` says, all of it within `check.timeout`. A timeout while
+/// connecting is `L4TOUT` whatever the kind of check (the server's address does not answer),
+/// one while waiting for the HTTP response `L7TOUT` (the application does not).
 pub(crate) async fn probe(check: &Check, addr: SocketAddr) -> CheckResult {
     let started = Instant::now();
-    let (ok, description) = match tokio::time::timeout(check.timeout, run(check, addr)).await {
-        Ok(outcome) => outcome,
-        Err(_) => (
-            false,
-            if check.kind == CheckKind::Http {
-                "L7TOUT"
-            } else {
-                "L4TOUT"
-            }
-            .to_owned(),
-        ),
+    let deadline = started + check.timeout;
+    let timed_out = |what: &str| (false, what.to_owned());
+    let (ok, description) = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await
+    {
+        Err(_) => timed_out("L4TOUT"),
+        Ok(Err(e)) => (false, format!("L4CON {e}")),
+        Ok(Ok(_)) if check.kind != CheckKind::Http => (true, "L4OK".to_owned()),
+        Ok(Ok(stream)) => tokio::time::timeout_at(deadline, http(check, addr, stream))
+            .await
+            .unwrap_or_else(|_| timed_out("L7TOUT")),
     };
     CheckResult {
         ok,
@@ -43,14 +44,8 @@ pub(crate) async fn probe(check: &Check, addr: SocketAddr) -> CheckResult {
     }
 }
 
-async fn run(check: &Check, addr: SocketAddr) -> (bool, String) {
-    let mut stream = match TcpStream::connect(addr).await {
-        Ok(s) => s,
-        Err(e) => return (false, format!("L4CON {e}")),
-    };
-    if check.kind != CheckKind::Http {
-        return (true, "L4OK".to_owned());
-    }
+/// The HTTP part of a check, on a connection to `addr`.
+async fn http(check: &Check, addr: SocketAddr, mut stream: TcpStream) -> (bool, String) {
     let host = check.host.clone().unwrap_or_else(|| addr.to_string());
     let request = format!(
         "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: fulcrum-check\r\nConnection: close\r\nAccept: */*\r\n\r\n",
@@ -81,6 +76,7 @@ async fn run(check: &Check, addr: SocketAddr) -> (bool, String) {
 /// despite `Connection: close` does not turn a pass into a timeout: the whole response, or
 /// (without `expect_body`) its head, or the wanted text once it is in the body.
 fn done_reading(response: &[u8], check: &Check) -> bool {
+    let response = final_part(response);
     match http_message::parse(response, false) {
         Some(_) => true,
         None => {
@@ -101,7 +97,7 @@ fn done_reading(response: &[u8], check: &Check) -> bool {
 /// Decides a check from the response read: its status, and the text wanted in its body once
 /// chunked coding is undone.
 pub(crate) fn judge(check: &Check, response: &[u8]) -> (bool, String) {
-    let parsed = http_message::parse(response, true);
+    let parsed = http_message::parse(final_part(response), true);
     let Some(status) = parsed.as_ref().and_then(|r| r.code) else {
         return (false, "L7RSP invalid response".to_owned());
     };
@@ -116,6 +112,29 @@ pub(crate) fn judge(check: &Check, response: &[u8]) -> (bool, String) {
         }
     }
     (true, format!("L7OK {status}"))
+}
+
+/// The response after the interim ones (`103 Early Hints`, `100 Continue`) a server may send
+/// before it: those say nothing of its health. An interim head not yet whole is left in, so
+/// the response reads as incomplete.
+fn final_part(mut response: &[u8]) -> &[u8] {
+    let interim = |r: &[u8]| {
+        r.len() > 12
+            && r.starts_with(b"HTTP/1.")
+            && r[9] == b'1'
+            && r[10..12].iter().all(u8::is_ascii_digit)
+            && r[12] == b' '
+            && &r[9..12] != b"101"
+    };
+    while interim(response) {
+        let end = [&b"\r\n\r\n"[..], b"\n\n"]
+            .iter()
+            .filter_map(|blank| http_message::find(response, blank).map(|at| at + blank.len()))
+            .min();
+        let Some(end) = end else { break };
+        response = &response[end..];
+    }
+    response
 }
 
 /// How long to wait before a server's first check: spread over one interval so a backend of many
@@ -163,6 +182,63 @@ mod tests {
         assert!(why.contains("mismatch"));
         // The needle in a header does not count.
         assert!(!judge(&c, b"HTTP/1.1 200 OK\r\nX: Test Page\r\n\r\n").0);
+    }
+
+    // Input: a `103 Early Hints` then a 200, a 103 then a 503, a 103 alone, and a 103 not yet
+    // whole. Output: judged by the final response; with no final response yet, not done.
+    // (The 103 was judged as the response: `L7STS 103`, and the server went DOWN.)
+    #[test]
+    fn interim_responses_are_read_past() {
+        let c = check(Some("ok"));
+        let hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n";
+        let pass = [
+            &hints[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ]
+        .concat();
+        assert!(done_reading(&pass, &c));
+        assert_eq!(judge(&c, &pass), (true, "L7OK 200".to_owned()));
+        let fail = [
+            &hints[..],
+            b"HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(judge(&c, &fail), (false, "L7STS 503".to_owned()));
+        assert!(!done_reading(hints, &c));
+        assert!(!done_reading(&hints[..20], &c));
+        let continued = b"HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\nContent-Length: 2\n\nok";
+        assert_eq!(judge(&c, continued), (true, "L7OK 200".to_owned()));
+    }
+
+    // Input: an HTTP check of a listener whose accept queue is full (so the kernel drops the
+    // SYN), then of a server that accepts but never answers. Output: `L4TOUT` for the first,
+    // `L7TOUT` for the second. (An HTTP check's connect timeout read `L7TOUT`, as if the
+    // application were at fault.)
+    #[tokio::test]
+    async fn a_connect_timeout_is_l4tout_and_a_response_timeout_l7tout() {
+        let mut c = check(None);
+        c.timeout = Duration::from_millis(300);
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
+        socket.bind(&any.into()).unwrap_or_else(|e| panic!("{e}"));
+        socket.listen(0).unwrap_or_else(|e| panic!("{e}"));
+        let full = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(any);
+        // One connection fills a queue of 0; the next SYN is dropped.
+        let _queued = TcpStream::connect(full)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(probe(&c, full).await.description, "L4TOUT");
+
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = silent.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(probe(&c, addr).await.description, "L7TOUT");
     }
 
     #[test]

@@ -78,8 +78,11 @@ pub struct ServerState {
     check_configured: AtomicBool,
     /// An operator's `disable health`: no check runs and the server counts as healthy.
     checks_disabled: AtomicBool,
-    /// Bumped by `enable health`, so the check task starts its rise/fall count afresh.
+    /// Bumped by `enable health` and by leaving MAINT, so the check task starts its rise/fall
+    /// count afresh.
     check_epoch: AtomicU64,
+    /// Wakes the check task for a check now rather than at its next interval.
+    pub(crate) check_now: Notify,
     /// Ends the sessions under way at an operator's `shutdown sessions`.
     kill: SessionKill,
     /// The backend or virtual service whose availability depends on this server's.
@@ -120,6 +123,7 @@ impl ServerState {
             check_configured: AtomicBool::new(false),
             checks_disabled: AtomicBool::new(false),
             check_epoch: AtomicU64::new(0),
+            check_now: Notify::new(),
             kill: SessionKill::default(),
             group: Mutex::new(Weak::new()),
             last_change: AtomicU64::new(unix_millis()),
@@ -201,9 +205,17 @@ impl ServerState {
     }
 
     /// Sets the admin state; returns the status before and after, for the caller to report.
+    ///
+    /// Leaving MAINT with checks running is HAProxy's "start OK but check immediately": the
+    /// server is UP at once, its count starts afresh (DOWN at the first failure), and it is
+    /// checked now. The verdict from before the maintenance is stale.
     pub fn set_admin(&self, admin: AdminState) -> (ServerStatus, ServerStatus) {
         let before = self.status();
-        self.admin.store(admin as u8, Relaxed);
+        let previous = admin_from_u8(self.admin.swap(admin as u8, Relaxed));
+        if previous == AdminState::Maint && admin != AdminState::Maint && self.checks_enabled() {
+            self.restart_checks();
+            self.healthy.store(true, Relaxed);
+        }
         let after = self.status();
         self.note_change(before, after);
         if admin == AdminState::Maint {
@@ -311,15 +323,20 @@ impl ServerState {
     /// ([`HealthCounter::at_startup`]: UP, DOWN at the first failure), since the verdict from
     /// before they were disabled is stale and the server has been serving as UP since.
     pub(crate) fn enable_checks(&self) {
-        if !self.checks_disabled.swap(false, Relaxed) {
-            return;
+        if self.checks_disabled.swap(false, Relaxed) {
+            self.restart_checks();
         }
+    }
+
+    /// Starts the check count afresh from HAProxy's start-up state, and checks now.
+    fn restart_checks(&self) {
         self.check_epoch.fetch_add(1, Relaxed);
         if let Ok(mut slot) = self.health.lock()
             && let Some(h) = slot.as_mut()
         {
             *h = HealthCounter::at_startup(h.rise(), h.fall());
         }
+        self.check_now.notify_one();
     }
 
     /// The epoch a session starting on this server now belongs to, for
