@@ -132,3 +132,65 @@ fn status_l4_says_when_no_process_answers() {
         "{stderr}"
     );
 }
+
+// Input: a TCP service whose real server holds its connection open, a client that sends a
+// byte and then half-closes (its FIN); and a UDP service with one flow answered. Output: the
+// TCP connection shows as InActConn once the FIN went through, the UDP flow as InActConn
+// throughout, as ipvsadm shows them (IPVS counts FIN_WAIT/CLOSE_WAIT and every UDP entry
+// inactive). (Both showed as ActiveConn, and lc/wlc weighed them 256 times as much.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_closed_connection_and_a_udp_flow_count_as_inactive() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let holder = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp_real = holder.local_addr().unwrap();
+    let echo = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let udp_real = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0; 512];
+        while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+            let _ = echo.send_to(&buf[..n], from).await;
+        }
+    });
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[virtual_server.tcp]
+listen = "127.0.0.1:0"
+real_servers = [{{ address = "{tcp_real}" }}]
+
+[virtual_server.udp]
+listen = "127.0.0.1:0"
+protocol = "udp"
+real_servers = [{{ address = "{udp_real}" }}]
+"#
+    ));
+    let mut client = tokio::net::TcpStream::connect(fulcrum.virtual_server_addr("tcp"))
+        .await
+        .unwrap();
+    let (mut held, _) = holder.accept().await.unwrap();
+    client.write_all(b"x").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    // The server sees the byte, then the FIN: the relay passed the half-close on.
+    held.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"x");
+
+    let flow = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    flow.connect(fulcrum.virtual_server_addr("udp"))
+        .await
+        .unwrap();
+    flow.send(b"query").await.unwrap();
+    let mut answer = [0; 16];
+    let n = tokio::time::timeout(support::PATIENCE, flow.recv(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&answer[..n], b"query");
+
+    let counts = |table: &str, real| server_line(table, real)[4..6].to_vec();
+    let (ok, table, err) = status(&fulcrum, &[]);
+    assert!(ok, "{err}");
+    assert_eq!(counts(&table, tcp_real), ["0", "1"], "{table}");
+    assert_eq!(counts(&table, udp_real), ["0", "1"], "{table}");
+    drop((client, held));
+}

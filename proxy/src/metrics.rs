@@ -163,8 +163,8 @@ const METRICS: &[Def] = &[
     def(VS, "fulcrum_virtual_service_downtime_seconds_total", C(|r, _| r.downtime), "Total number of seconds the virtual service was DOWN."),
 
     def(RS, "fulcrum_real_server_status", Value::States, "Current status of the real server, 1 for its state."),
-    def(RS, "fulcrum_real_server_active_connections", G(|r, _| Some(r.scur)), "Current number of established connections (IPVS ActiveConn)."),
-    def(RS, "fulcrum_real_server_inactive_connections", G(|_, x| x.inactive), "Current number of connections being opened (IPVS InActConn)."),
+    def(RS, "fulcrum_real_server_active_connections", G(|_, x| x.active), "Current number of active connections (IPVS ActiveConn: TCP opening or established, neither side closed)."),
+    def(RS, "fulcrum_real_server_inactive_connections", G(|_, x| x.inactive), "Current number of inactive connections (IPVS InActConn: TCP half-closed, and every UDP flow)."),
     def(RS, "fulcrum_real_server_max_connections", G(|r, _| Some(r.smax)), "Maximum observed number of established connections."),
     def(RS, "fulcrum_real_server_limit_connections", G(|r, _| r.slim), "Configured upper connection threshold."),
     def(RS, "fulcrum_real_server_connections_total", C(|r, _| Some(r.stot)), "Total number of connections relayed."),

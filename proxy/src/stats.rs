@@ -28,7 +28,8 @@ pub(crate) struct Part {
 pub(crate) struct Extra {
     /// L7 backends and servers: the response times.
     pub(crate) response_time: Option<Histogram>,
-    /// L4 real servers: connections being opened (IPVS's InActConn).
+    /// L4 real servers: IPVS's ActiveConn and InActConn (see `Real::connections`).
+    pub(crate) active: Option<u64>,
     pub(crate) inactive: Option<u64>,
     /// L4 virtual services: clients refused for want of a real server.
     pub(crate) no_server: Option<u64>,
@@ -139,7 +140,9 @@ fn virtual_service(service: &Service, now: u64) -> Part {
         let (mut row, mut extra) = server_row(&service.name, &real.server, backup, now);
         row.slim = (threshold > 0).then_some(u64::from(threshold));
         extra.response_time = None;
-        extra.inactive = Some(u64::from(real.inactive()));
+        let (active, inactive) = real.connections(config.protocol);
+        extra.active = Some(u64::from(active));
+        extra.inactive = Some(u64::from(inactive));
         states.push((real.server.status(), backup, row.weight.unwrap_or(0)));
         rows.push(row);
         extras.push(extra);

@@ -5,7 +5,10 @@
 
 use std::{
     io,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed},
+    },
     time::Duration,
 };
 
@@ -76,6 +79,26 @@ pub struct Tally {
     pub(crate) up: AtomicU64,
     /// Server to client.
     pub(crate) down: AtomicU64,
+    /// Set by the first direction to end (its side sent a FIN).
+    pub(crate) one_ended: AtomicBool,
+    /// Raised by one when a direction first ends: the real server's half-closed connections
+    /// (IPVS counts them inactive). The relay's owner lowers it when the connection closes.
+    pub(crate) half_closes: Option<Arc<AtomicU32>>,
+}
+
+impl Tally {
+    /// A tally that counts its connection in `half_closes` once one side has closed.
+    pub(crate) fn counting_half_closes(half_closes: Arc<AtomicU32>) -> Tally {
+        Tally {
+            half_closes: Some(half_closes),
+            ..Tally::default()
+        }
+    }
+
+    /// Whether this relay raised its `half_closes` counter (and must lower it).
+    pub(crate) fn counted_half_close(&self) -> bool {
+        self.half_closes.is_some() && self.one_ended.load(Relaxed)
+    }
 }
 
 impl Tally {

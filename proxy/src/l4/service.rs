@@ -26,7 +26,7 @@ use super::{
     sched::{Dest, Packet, Scheduler},
 };
 use crate::{
-    config::VirtualServer,
+    config::{L4Protocol, VirtualServer},
     state::{
         Availability, BackendCounters, ServerState, ServerStatus,
         counters::{self, Total},
@@ -38,12 +38,16 @@ use crate::{
 #[derive(Debug)]
 pub(crate) struct Real {
     /// Health, admin state, weight and counters, as for L7 servers; `counters.sessions` is the
-    /// number of established connections (IPVS's ActiveConn).
+    /// number of connections relayed (UDP: flows), half-closed ones included.
     pub(crate) server: Arc<ServerState>,
-    /// Connections being opened to it (IPVS's InActConn: not established yet).
+    /// Connections being opened to it.
     pub(crate) connecting: AtomicU32,
+    /// Relayed connections one side has closed (sent its FIN), which IPVS counts inactive.
+    pub(crate) half_closed: Arc<AtomicU32>,
     /// Above its upper threshold, and not yet back below the lower one.
     overloaded: AtomicBool,
+    /// The upper threshold the overload flag was last judged against.
+    upper: AtomicU32,
 }
 
 impl Real {
@@ -54,7 +58,9 @@ impl Real {
                 ServerState::new(service, &name, addr, weight, 0).with_weight_max(65_535),
             ),
             connecting: AtomicU32::new(0),
+            half_closed: Arc::default(),
             overloaded: AtomicBool::new(false),
+            upper: AtomicU32::new(0),
         }
     }
 
@@ -62,8 +68,13 @@ impl Real {
     /// and `l_threshold`): set at `upper` connections, cleared only below three quarters of it,
     /// the kernel's lower threshold when none is set (`ip_vs_unbind_dest`: `conns * 4 <
     /// u_threshold * 3`, in 64 bits here so that no threshold overflows). So a server at its
-    /// limit does not flip with every connection that opens or closes.
+    /// limit does not flip with every connection that opens or closes. A threshold raised or
+    /// removed (a reload) clears the flag, as `__ip_vs_update_dest` does.
     fn overloaded(&self, connections: u32, upper: u32) -> bool {
+        let previous = self.upper.swap(upper, Relaxed);
+        if upper == 0 || upper > previous {
+            self.overloaded.store(false, Relaxed);
+        }
         if upper == 0 {
             return false;
         }
@@ -84,12 +95,22 @@ impl Real {
         self.server.addr
     }
 
-    pub(crate) fn active(&self) -> u32 {
-        self.server.active()
-    }
-
-    pub(crate) fn inactive(&self) -> u32 {
-        self.connecting.load(Relaxed)
+    /// IPVS's ActiveConn and InActConn, as the kernel's connection states make them
+    /// (`tcp_state_active_table` in ip_vs_proto_tcp.c): a TCP connection is active from its
+    /// first packet (SYN_RECV, SYN_SENT, ESTABLISHED) until either side sends its FIN, then
+    /// inactive (FIN_WAIT, CLOSE_WAIT) until it closes. A UDP flow is inactive throughout: IPVS
+    /// makes every entry inactive and its UDP states never change that. (IPVS also keeps a
+    /// closed TCP connection inactive through TIME_WAIT, two minutes; Fulcrum forgets it.)
+    pub(crate) fn connections(&self, protocol: L4Protocol) -> (u32, u32) {
+        let relayed = self.server.active();
+        match protocol {
+            L4Protocol::Udp => (0, relayed),
+            L4Protocol::Tcp => {
+                let half_closed = self.half_closed.load(Relaxed).min(relayed);
+                let active = relayed - half_closed + self.connecting.load(Relaxed);
+                (active, half_closed)
+            }
+        }
     }
 
     /// The weight the scheduler sees: the set weight while UP, 0 otherwise (quiescent).
@@ -270,7 +291,7 @@ impl Service {
             if !real.in_service(config.quiescent) {
                 continue;
             }
-            let (active, inactive) = (real.active(), real.inactive());
+            let (active, inactive) = real.connections(config.protocol);
             in_service.push(real);
             dests.push(Dest {
                 addr: real.addr(),
@@ -514,6 +535,39 @@ mod tests {
         s.members().servers[0].0.server.set_healthy(false);
         assert_eq!(pick(&s, client(1)), None);
         assert_eq!(s.no_server.load(Relaxed), 1);
+    }
+
+    // Input: a real server overloaded at its threshold of 100, then the threshold raised to
+    // 120 (a reload) with the same 100 connections; then, overloaded at 120, the threshold
+    // removed and set again. Output: not overloaded after the raise, nor after the removal,
+    // as the kernel clears the flag on either. (It stayed overloaded until the connections
+    // fell below 90, three quarters of the new threshold.)
+    #[test]
+    fn raising_or_removing_the_threshold_clears_the_overload() {
+        let real = Real::new("vs", addr(1), 1);
+        assert!(real.overloaded(100, 100));
+        assert!(!real.overloaded(100, 120));
+        assert!(real.overloaded(120, 120));
+        assert!(!real.overloaded(120, 0));
+        assert!(!real.overloaded(100, 120));
+        // Lowered, it holds: the kernel leaves the flag as it is.
+        assert!(real.overloaded(120, 120));
+        assert!(real.overloaded(100, 110));
+    }
+
+    // Input: a TCP real server with one connection being opened, two relayed of which one is
+    // half-closed; the same counts read as UDP. Output: TCP active 2 (opening and established),
+    // inactive 1 (half-closed); UDP active 0, inactive 2, as IPVS counts them.
+    #[test]
+    fn connections_are_counted_as_ipvs_counts_them() {
+        let real = Real::new("vs", addr(1), 1);
+        real.connecting.fetch_add(1, Relaxed);
+        real.server.counters.sessions.up();
+        real.server.counters.sessions.up();
+        real.half_closed.fetch_add(1, Relaxed);
+        assert_eq!(real.connections(L4Protocol::Tcp), (2, 1));
+        real.connecting.fetch_sub(1, Relaxed);
+        assert_eq!(real.connections(L4Protocol::Udp), (0, 2));
     }
 
     #[test]

@@ -49,7 +49,7 @@ mod linux {
         io,
         net::Shutdown,
         os::fd::OwnedFd,
-        sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed},
         task::{Context, Waker},
         time::Duration,
     };
@@ -94,13 +94,13 @@ mod linux {
     ) -> Relayed {
         let (client_read, client_write) = client.split();
         let (server_read, server_write) = server.split();
-        let one_ended = AtomicBool::new(false);
         let up = Direction {
             to: server_write.as_ref(),
             may_splice: splice,
             activity: &tally.activity,
             moved: &tally.up,
-            one_ended: &one_ended,
+            one_ended: &tally.one_ended,
+            half_closes: tally.half_closes.as_deref(),
         };
         let down = Direction {
             to: client_write.as_ref(),
@@ -134,6 +134,8 @@ mod linux {
         pub(super) moved: &'a AtomicU64,
         /// Set by the first direction to end.
         pub(super) one_ended: &'a AtomicBool,
+        /// Raised by the first direction to end (see [`Tally::half_closes`]).
+        pub(super) half_closes: Option<&'a AtomicU32>,
     }
 
     impl Direction<'_> {
@@ -151,6 +153,9 @@ mod linux {
         fn end(&self) -> io::Result<()> {
             if self.one_ended.swap(true, Relaxed) {
                 return Ok(());
+            }
+            if let Some(half_closes) = self.half_closes {
+                half_closes.fetch_add(1, Relaxed);
             }
             SockRef::from(self.to).shutdown(Shutdown::Write)
         }
@@ -455,6 +460,7 @@ mod tests {
                 activity: &activity,
                 moved: &moved,
                 one_ended: &one_ended,
+                half_closes: None,
             };
             let mode = pump(from.split().0, direction, &mut bytes::BytesMut::new())
                 .await
@@ -526,6 +532,7 @@ mod tests {
             activity: &activity,
             moved: &moved,
             one_ended: &one_ended,
+            half_closes: None,
         };
         timeout(
             PATIENCE,

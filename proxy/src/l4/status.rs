@@ -76,14 +76,15 @@ pub(crate) fn snapshot(service: &Service, address: SocketAddr) -> ServiceStatus 
     let real_status = |real: &super::service::Real| {
         let s = &real.server;
         let totals = s.counters.totals.snapshot();
+        let (active, inactive) = real.connections(config.protocol);
         RealServerStatus {
             address: real.addr(),
             status: s.status().to_string(),
             weight: s.weight(),
             effective_weight: real.effective_weight(),
             in_service: real.in_service(config.quiescent),
-            active: real.active(),
-            inactive: real.inactive(),
+            active,
+            inactive,
             connections_total: totals.sessions,
             bytes_in: totals.bytes_in,
             bytes_out: totals.bytes_out,

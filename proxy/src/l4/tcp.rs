@@ -125,7 +125,7 @@ async fn serve(
     };
     entry.established();
     service.session_opened(&real);
-    let tally = super::relay::Tally::default();
+    let tally = super::relay::Tally::counting_half_closes(Arc::clone(&real.half_closed));
     let relay = super::splice::relay_tcp(&mut client, &mut server, config.timeout_idle, &tally);
     let relayed = tokio::select! {
         biased;
@@ -150,6 +150,10 @@ async fn serve(
         Total::BytesOut,
         tally.down.load(std::sync::atomic::Ordering::Relaxed),
     );
+    if tally.counted_half_close() {
+        real.half_closed
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
     service.session_closed(&real);
     let Some(relayed) = relayed else {
         reset(&client);
