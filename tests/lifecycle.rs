@@ -228,6 +228,43 @@ async fn reload_adds_and_removes_listeners() {
     assert_eq!(get(fulcrum.addr("main"), "/", &[]).await.status, 200);
 }
 
+// Input: a client of the `extra` frontend sends half of a POST's head; a reload removes the
+// frontend; the client sends the rest. Output: a 503 (the request was not acted on, so the
+// client may send it again) with `connection: close`, logged `PR`. (The connection was closed
+// without an answer, which a client cannot tell from a response lost after the server acted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_frontend_a_reload_removed_mid_head_gets_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&site(&[("s1", s1.addr())], "path /x", true));
+    let mut client = tokio::net::TcpStream::connect(fulcrum.addr("extra"))
+        .await
+        .unwrap();
+    client.write_all(b"POST /pay HTTP/1.1\r\n").await.unwrap();
+    fulcrum.write_config(&site(&[("s1", s1.addr())], "path /x", false));
+    assert!(fulcrum.reload());
+    client
+        .write_all(b"Host: h\r\nContent-Length: 2\r\n\r\nok")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(support::PATIENCE, client.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply:?}");
+    assert!(reply.contains("connection: close"), "{reply}");
+    assert_eq!(s1.request_count(), 0);
+    let logged = fulcrum.wait_access_logs(1);
+    assert_eq!(
+        &logged[0]["termination"].as_str().unwrap()[..2],
+        "PR",
+        "{logged:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_accepting_and_lets_requests_in_flight_finish() {
     let s1 = origin("s1").await;

@@ -32,12 +32,19 @@ pub(crate) fn h1_response(status: StatusCode) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The length of the head of `response`, an [`h1_response`]: up to its blank line.
-pub(crate) fn h1_head_len(response: &[u8]) -> usize {
-    response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(response.len(), |at| at + 4)
+/// [`h1_response`] to a request made with `method`: to a HEAD, the headers of the page, its
+/// content-length included, without the page (RFC 9110 §9.3.2): a client reads no body after
+/// a HEAD, and would take it for the next response.
+pub(crate) fn h1_response_to(method: &http::Method, status: StatusCode) -> Vec<u8> {
+    let mut page = h1_response(status);
+    if *method == http::Method::HEAD {
+        let head_len = page
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(page.len(), |at| at + 4);
+        page.truncate(head_len);
+    }
+    page
 }
 
 /// The HTML body of an error page.

@@ -724,12 +724,7 @@ pub(crate) async fn reply_error<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut page = errors::h1_response(status);
-    if *method == Method::HEAD {
-        // The headers of the page, its content-length included, without the page (RFC 9110
-        // §9.3.2): a client reads no body after a HEAD, and would take it for the next response.
-        page.truncate(errors::h1_head_len(&page));
-    }
+    let page = errors::h1_response_to(method, status);
     log.status = Some(status.as_u16());
     ctx.fe_state.counters.response(status.as_u16());
     if with_timeout(ctx.frontend.timeout_client, client.io.write_all(&page))

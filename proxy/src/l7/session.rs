@@ -73,6 +73,7 @@ pub(crate) async fn serve_h1<S>(
                     refuse(
                         &mut conn,
                         http::StatusCode::REQUEST_TIMEOUT,
+                        None,
                         &fe_state,
                         &mut log,
                         fe.timeout_client,
@@ -107,6 +108,7 @@ pub(crate) async fn serve_h1<S>(
                     refuse(
                         &mut conn,
                         error.status(),
+                        None,
                         &fe_state,
                         &mut log,
                         fe.timeout_client,
@@ -131,6 +133,7 @@ pub(crate) async fn serve_h1<S>(
                     refuse(
                         &mut conn,
                         http::StatusCode::REQUEST_TIMEOUT,
+                        None,
                         &fe_state,
                         &mut log,
                         fe.timeout_client,
@@ -156,6 +159,21 @@ pub(crate) async fn serve_h1<S>(
         // connection sat idle applies to its next request.
         let table = rt.table.load_full();
         let Some((fe_index, fe)) = frontend.find(&table) else {
+            // A reload removed this frontend while the head arrived: nothing routes it. A 503
+            // tells the client the request was not acted on, so it may send it again, rather
+            // than a close it could not tell from a lost response.
+            log.end(Ended::Proxy, Phase::Request);
+            let unavailable = http::StatusCode::SERVICE_UNAVAILABLE;
+            let timeout = fe.timeout_client;
+            refuse(
+                &mut conn,
+                unavailable,
+                Some(&head.method),
+                &fe_state,
+                &mut log,
+                timeout,
+            )
+            .await;
             return;
         };
         log.set_frontend(&fe.name);
@@ -245,17 +263,23 @@ where
     }
 }
 
-/// Sends an error page for a request the proxy refused, then the caller closes.
+/// Sends an error page for a request the proxy refused (made with `method`, when its head was
+/// read), then the caller closes.
 async fn refuse<S>(
     conn: &mut Conn<S>,
     status: http::StatusCode,
+    method: Option<&http::Method>,
     fe_state: &crate::state::FrontendState,
     log: &mut Record,
     timeout: std::time::Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let page = super::errors::h1_response(status);
+    let page = match method {
+        Some(method) => super::errors::h1_response_to(method, status),
+        // No request head was read: no method to answer to.
+        None => super::errors::h1_response(status),
+    };
     log.status = Some(status.as_u16());
     fe_state.counters.response(status.as_u16());
     if conn.write_all(&page, timeout).await.is_ok() {
