@@ -135,16 +135,7 @@ async fn a_repeated_content_length_reaches_the_server_as_one_field() {
 // GET's 503. (The page went out after the HEAD's head, where a client reads the next response.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http1_head_gets_an_error_page_without_a_body() {
-    let fulcrum = Fulcrum::start(
-        r#"
-[frontend.main]
-bind = ["127.0.0.1:0"]
-default_backend = "web"
-
-[backend.web]
-servers = [{ name = "s1", address = "127.0.0.1:9", disabled = true }]
-"#,
-    );
+    let fulcrum = Fulcrum::start(support::ONLY_SERVER_IN_MAINT);
     let reply = raw_exchange(
         fulcrum.addr("main"),
         b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
@@ -256,12 +247,7 @@ async fn early_hints_reach_an_http11_client_before_the_response() {
     .await;
     let fulcrum = Fulcrum::start(&site(hints));
     let addr = fulcrum.addr("main");
-    let reply = raw_exchange(
-        addr,
-        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    let reply = String::from_utf8_lossy(&reply);
+    let reply = support::get_and_close(addr).await;
     assert!(
         reply.starts_with(
             "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
@@ -278,11 +264,6 @@ async fn early_hints_reach_an_http11_client_before_the_response() {
     )
     .await;
     let fulcrum = Fulcrum::start(&site(continues));
-    let reply = raw_exchange(
-        fulcrum.addr("main"),
-        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    let reply = String::from_utf8_lossy(&reply);
+    let reply = support::get_and_close(fulcrum.addr("main")).await;
     assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
 }

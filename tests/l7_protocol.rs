@@ -541,12 +541,7 @@ async fn a_switch_of_protocols_the_request_did_not_ask_for_is_a_502() {
     )
     .await;
     let fulcrum = Fulcrum::start(&plain_site(server));
-    let reply = raw_exchange(
-        fulcrum.addr("main"),
-        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    let reply = String::from_utf8_lossy(&reply);
+    let reply = support::get_and_close(fulcrum.addr("main")).await;
     assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
 }
 
@@ -843,16 +838,7 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
 // "connection reset", which is what a browser then shows instead of the page.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_page_sent_before_the_body_is_read_reaches_an_uploading_client() {
-    let fulcrum = Fulcrum::start(
-        r#"
-[frontend.main]
-bind = ["127.0.0.1:0"]
-default_backend = "web"
-
-[backend.web]
-servers = [{ name = "s1", address = "127.0.0.1:9", disabled = true }]
-"#,
-    );
+    let fulcrum = Fulcrum::start(support::ONLY_SERVER_IN_MAINT);
     let body = vec![b'x'; 4 << 20];
     let mut stream = tokio::net::TcpStream::connect(fulcrum.addr("main"))
         .await
@@ -935,16 +921,7 @@ async fn an_h2_head_gets_an_error_page_without_a_body() {
     if !require_tool("curl") {
         return;
     }
-    let fulcrum = Fulcrum::start(
-        r#"
-[frontend.main]
-bind = ["127.0.0.1:0"]
-default_backend = "web"
-
-[backend.web]
-servers = [{ name = "s1", address = "127.0.0.1:9", disabled = true }]
-"#,
-    );
+    let fulcrum = Fulcrum::start(support::ONLY_SERVER_IN_MAINT);
     let url = format!("http://{}/", fulcrum.addr("main"));
     let (status, out, err) = curl(&["--http2-prior-knowledge", "--head", &url]).await;
     assert!(status.success(), "curl failed: {err}");

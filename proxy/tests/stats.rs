@@ -855,6 +855,23 @@ fn refusing_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// A proxy with frontend `web` before backend `app`, whose one server `s1` at `s1` is checked
+/// with `health_check` (an inline table) and has the `extra` keys on its line.
+fn checked_app(s1: SocketAddr, health_check: &str, extra: &str) -> Proxy {
+    Proxy::start(config(&format!(
+        r#"
+[frontend.web]
+bind = ["127.0.0.1:0"]
+default_backend = "app"
+
+[backend.app]
+health_check = {health_check}
+servers = [{{ name = "s1", address = "{s1}"{extra} }}]
+"#
+    )))
+    .unwrap()
+}
+
 fn server(backend: &str, server: &str) -> ServerRef {
     ServerRef {
         backend: backend.into(),
@@ -870,18 +887,11 @@ fn server(backend: &str, server: &str) -> ServerRef {
 async fn leaving_maint_is_up_at_once_and_checked_at_once() {
     let s1 = origin("s1").await;
     let refusing = refusing_port();
-    let proxy = Proxy::start(config(&format!(
-        r#"
-[frontend.web]
-bind = ["127.0.0.1:0"]
-default_backend = "app"
-
-[backend.app]
-health_check = {{ type = "tcp", port = {refusing}, interval = "60s", fall = 3 }}
-servers = [{{ name = "s1", address = "{s1}", disabled = true }}]
-"#
-    )))
-    .unwrap();
+    let proxy = checked_app(
+        s1,
+        &format!(r#"{{ type = "tcp", port = {refusing}, interval = "60s", fall = 3 }}"#),
+        ", disabled = true",
+    );
     assert_eq!(row(&proxy.stats(), "app", "s1").status, "MAINT");
     assert_eq!(
         proxy
@@ -911,18 +921,13 @@ async fn a_check_under_way_when_maint_begins_does_not_count() {
     let s1 = origin("s1").await;
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = silent.local_addr().unwrap().port();
-    let proxy = Proxy::start(config(&format!(
-        r#"
-[frontend.web]
-bind = ["127.0.0.1:0"]
-default_backend = "app"
-
-[backend.app]
-health_check = {{ type = "http", port = {port}, interval = "50ms", timeout = "1s", fall = 1 }}
-servers = [{{ name = "s1", address = "{s1}" }}]
-"#
-    )))
-    .unwrap();
+    let proxy = checked_app(
+        s1,
+        &format!(
+            r#"{{ type = "http", port = {port}, interval = "50ms", timeout = "1s", fall = 1 }}"#
+        ),
+        "",
+    );
     // The first check is under way once the silent server has its connection.
     let (_conn, _) = tokio::time::timeout(PATIENCE, silent.accept())
         .await
@@ -957,18 +962,11 @@ servers = [{{ name = "s1", address = "{s1}" }}]
 async fn failed_checks_stop_counting_once_the_server_is_down() {
     let s1 = origin("s1").await;
     let refusing = refusing_port();
-    let proxy = Proxy::start(config(&format!(
-        r#"
-[frontend.web]
-bind = ["127.0.0.1:0"]
-default_backend = "app"
-
-[backend.app]
-health_check = {{ type = "tcp", port = {refusing}, interval = "50ms" }}
-servers = [{{ name = "s1", address = "{s1}" }}]
-"#
-    )))
-    .unwrap();
+    let proxy = checked_app(
+        s1,
+        &format!(r#"{{ type = "tcp", port = {refusing}, interval = "50ms" }}"#),
+        "",
+    );
     wait_for(&proxy, "s1 to go DOWN", |s| {
         row(s, "app", "s1").status == "DOWN"
     })

@@ -462,6 +462,12 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Repl
         .unwrap()
 }
 
+/// `GET /` with `Connection: close` on a fresh connection: the whole answer, as text.
+pub async fn get_and_close(addr: SocketAddr) -> String {
+    let request = b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    String::from_utf8_lossy(&raw_exchange(addr, request).await).into_owned()
+}
+
 /// Sends raw bytes and reads until the server closes (or `PATIENCE` runs out).
 pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -562,6 +568,17 @@ pub fn require_tool(tool: &str) -> bool {
     }
     found
 }
+
+/// Frontend `main` on a free loopback port before backend `web`, whose only server is in
+/// MAINT: every request gets Fulcrum's own 503.
+pub const ONLY_SERVER_IN_MAINT: &str = r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+servers = [{ name = "s1", address = "127.0.0.1:9", disabled = true }]
+"#;
 
 /// A config with frontend `main` on a free loopback port sending everything to backend `web`
 /// with `servers`; `frontend` and `backend` are extra lines for each section.
