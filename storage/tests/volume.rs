@@ -85,6 +85,27 @@ async fn an_adopted_backing_is_resynced_whole() {
     vb.stop().await;
 }
 
+// Input: both backing files adopted (both Inconsistent), connected; A promoted with `force`.
+// Output: B is resynced whole from A and the files end identical, as DRBD's forced promotion
+// starts the initial sync. (The link stayed up with B Inconsistent, no resync started, and a
+// failover to B was impossible until someone disconnected and connected again.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forced_promotion_of_two_adopted_disks_resyncs_the_peer_whole() {
+    let (a, b) = pair(4 * MIB, Protocol::C, Role::Secondary);
+    std::fs::write(a.backing(), pattern(3, 4 * MIB as usize)).unwrap();
+    std::fs::write(b.backing(), pattern(9, 4 * MIB as usize)).unwrap();
+    let (va, vb) = start_connected(&a, &b).await;
+    assert_eq!(vb.status().disk, DiskState::Inconsistent);
+    va.promote(true).await.unwrap();
+    wait_for(&vb, "UpToDate", |s| {
+        s.disk == DiskState::UpToDate && s.resync.is_none()
+    })
+    .await;
+    assert_same_files(&a.backing(), &b.backing());
+    va.stop().await;
+    vb.stop().await;
+}
+
 /// Writes `total` bytes of pattern data through A's export, 1 MiB at a time, 8 in flight.
 async fn write_through(export: &fulcrum_storage::volume::VolumeExport, total: u64, seed: u64) {
     let mut tasks = tokio::task::JoinSet::new();

@@ -67,6 +67,9 @@ pub(crate) struct Admin {
     pub(crate) standalone: bool,
     /// The next handshake resolves a split brain by discarding our changes.
     pub(crate) discard_my_data: bool,
+    /// Raised to end the link and make it again, for a new handshake: a forced promotion whose
+    /// peer must now be resynced from this node (see `roles::promote`).
+    pub(crate) renegotiate: u64,
 }
 
 /// The connection manager's attempts to reach the peer, numbered from 1.

@@ -34,9 +34,9 @@ pub(crate) async fn promote(inner: &Arc<Inner>, force: bool) -> Result<(), Volum
     if inner.is_primary() {
         return Ok(());
     }
-    let (conn, peer_role, disk) = {
+    let (conn, peer_role, disk, peer_disk) = {
         let c = inner.control();
-        (c.conn, c.peer_role, c.disk)
+        (c.conn, c.peer_role, c.disk, c.peer_disk)
     };
     if peer_role == Some(Role::Primary) {
         return Err(VolumeError::PeerPrimary);
@@ -66,6 +66,10 @@ pub(crate) async fn promote(inner: &Arc<Inner>, force: bool) -> Result<(), Volum
         None => None,
     };
     let new_generation = !conn.is_connected() || force;
+    // Forced while connected to a peer that is not UpToDate (two adopted disks, both
+    // Inconsistent, settled on no resync): as DRBD, the peer is resynced from this node now. The
+    // link is made again, and its handshake finds this node UpToDate and the peer not.
+    let resync_peer = force && conn.is_connected() && peer_disk != Some(DiskState::UpToDate);
     let id = GenerationIds::random_id()
         .map_err(|e| VolumeError::Io(std::io::Error::other(e.to_string())))?;
     inner
@@ -98,6 +102,9 @@ pub(crate) async fn promote(inner: &Arc<Inner>, force: bool) -> Result<(), Volum
         inner.control().nbd = Some(server.local_addr());
         info!(volume = %inner.config.name, nbd = %server.local_addr(), "serving NBD");
         *nbd = Some(server);
+    }
+    if resync_peer {
+        inner.admin.send_modify(|a| a.renegotiate += 1);
     }
     info!(volume = %inner.config.name, force, new_generation, "promoted to primary");
     inner.emit(VolumeEvent::RoleChanged(Role::Primary));

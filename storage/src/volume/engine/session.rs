@@ -164,6 +164,7 @@ pub(crate) async fn run(
         sent_at_tick: 0,
     };
     s.start(&est, now).await;
+    let renegotiate = admin.borrow_and_update().renegotiate;
     let tick = (config.timeout.min(config.ping_interval) / 4).max(Duration::from_millis(10));
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -183,13 +184,24 @@ pub(crate) async fn run(
                 break End::Shutdown;
             }
             changed = admin.changed() => {
-                if changed.is_err() || admin.borrow_and_update().standalone {
+                let now = *admin.borrow_and_update();
+                if changed.is_err() || now.standalone {
                     let _ = writer.feed(&Message::Disconnect {
                         reason: DisconnectReason::Admin,
                         detail: String::new(),
                     });
                     let _ = tokio::time::timeout(config.timeout, writer.flush()).await;
                     break End::Admin;
+                }
+                if now.renegotiate != renegotiate {
+                    // Both nodes connect again at once; the new handshake decides the resync.
+                    let _ = writer.feed(&Message::Disconnect {
+                        reason: DisconnectReason::Admin,
+                        detail: "a new handshake".to_owned(),
+                    });
+                    let _ = tokio::time::timeout(config.timeout, writer.flush()).await;
+                    info!(volume = %config.name, "link ended for a new handshake");
+                    break End::Closed;
                 }
             }
             flushed = writer.flush(), if writer.queued() > 0 => {
