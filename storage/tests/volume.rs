@@ -180,6 +180,46 @@ async fn a_write_the_secondary_failed_is_out_of_sync_on_the_primary() {
     }
 }
 
+// Input: a connected pair, the secondary's disk failing over one block, with `on_io_error`
+// detach then pass_on; a write there through the primary; then the primary demoted and the
+// secondary asked to become primary. Output: the secondary goes Diskless (detach) or
+// Inconsistent (pass_on), the primary sees that disk state, and the promotion is refused.
+// (It stayed UpToDate and could be promoted: it served the block's old contents, and a later
+// resync from it overwrote the primary's good copy.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secondary_whose_disk_fails_a_write_is_no_longer_up_to_date() {
+    for (policy, after) in [
+        (IoErrorPolicy::Detach, DiskState::Diskless),
+        (IoErrorPolicy::PassOn, DiskState::Inconsistent),
+    ] {
+        let (a, mut b) = pair(4 * MIB, Protocol::C, Role::Primary);
+        b.config.on_io_error = policy;
+        let (va, vb) = start_connected(&a, &b).await;
+        vb.inject_local_io_errors(MIB, BLOCK);
+        va.export()
+            .write(MIB, Bytes::from(pattern(5, BLOCK as usize)), false)
+            .await
+            .unwrap();
+        wait_for(&vb, "the failed write to take the disk down", |s| {
+            s.disk == after
+        })
+        .await;
+        wait_for(&va, "the primary to see it", |s| s.peer_disk == Some(after)).await;
+        va.demote().await.unwrap();
+        wait_for(&vb, "the demotion", |s| {
+            s.peer_role == Some(Role::Secondary)
+        })
+        .await;
+        let refused = vb.promote(false).await;
+        assert!(
+            matches!(refused, Err(VolumeError::NotUpToDate(disk)) if disk == after),
+            "{policy:?}: {refused:?}"
+        );
+        va.stop().await;
+        vb.stop().await;
+    }
+}
+
 // Input: 32 MiB of random data copied by libnbd's nbdcopy to the primary's NBD export
 // (protocol C). Output: the secondary's backing file equals the source once nbdcopy returns.
 #[tokio::test(flavor = "multi_thread")]

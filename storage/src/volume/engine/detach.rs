@@ -71,6 +71,43 @@ pub(crate) async fn detach(inner: &Arc<Inner>, error: &io::Error) -> bool {
     true
 }
 
+/// A write the peer replicated failed on this node's disk (this node is the secondary): its
+/// copy is no longer good, and must not be promoted as if it were. With `detach` the disk is
+/// detached as for a failed local request; with `pass_on`, or when there is no UpToDate peer to
+/// detach to, the disk goes Inconsistent, as DRBD's does: promotion is refused (short of
+/// `--force`) until a resync makes it UpToDate again. The block is already marked out of sync.
+pub(crate) async fn replicated_write_failed(inner: &Arc<Inner>) {
+    let error = io::Error::other("a replicated write failed on the local disk");
+    if detach(inner, &error).await {
+        return;
+    }
+    let role = {
+        let mut c = inner.control();
+        if c.disk != DiskState::UpToDate {
+            return;
+        }
+        c.disk = DiskState::Inconsistent;
+        to_wire_role(c.role)
+    };
+    warn!(volume = %inner.config.name, "a replicated write failed on the local disk: Inconsistent until resynced");
+    let recorded = inner
+        .meta
+        .try_call(|m| m.update(|s| s.disk = meta::DiskState::Inconsistent))
+        .await;
+    if let Err(error) = recorded {
+        warn!(volume = %inner.config.name, %error, "cannot record the Inconsistent disk");
+    }
+    let tx = inner.gate.read().await.clone();
+    if let Some(tx) = tx {
+        let _ = tx
+            .send(Request::State {
+                role,
+                disk: DiskState::Inconsistent,
+            })
+            .await;
+    }
+}
+
 /// Reads `[offset, offset + len)` from the peer's copy, in pieces of at most [`MAX_DATA`]
 /// requested together. The peer reads each after applying every write sent before it.
 pub(crate) async fn read_from_peer(

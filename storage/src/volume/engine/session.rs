@@ -857,6 +857,11 @@ impl Session<'_> {
                     self.inner.meta.post(move |m| {
                         let _ = m.mark_out_of_sync(offset, len);
                     });
+                    // Spawned: it tells the peer through this session's own request queue.
+                    let inner = Arc::clone(self.inner);
+                    tokio::spawn(
+                        async move { super::detach::replicated_write_failed(&inner).await },
+                    );
                 }
                 let kind = if ok {
                     AckKind::Written
