@@ -251,7 +251,8 @@ impl Service {
             if d.scheduler.kind() != config.scheduler
                 || d.scheduler.options() != config.scheduler_options
             {
-                d.scheduler = new_scheduler(&config);
+                let previous = std::mem::replace(&mut d.scheduler, new_scheduler(&config));
+                d.scheduler.carry_over(&previous);
                 d.signature.clear();
             }
             d.persistence.set_timeout(config.persistence);

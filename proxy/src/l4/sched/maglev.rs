@@ -67,6 +67,11 @@ impl Mh {
         }
     }
 
+    /// Remembers `previous`'s latest non-zero weights, which the next [`Mh::update`] reads.
+    pub(super) fn carry_over(&mut self, previous: &Mh) {
+        self.last_weights.clone_from(&previous.last_weights);
+    }
+
     /// `ip_vs_mh_dest_changed`: recompute the gcd and shift, then rebuild the table.
     ///
     /// Servers claim slots by `last_weight`, the latest weight that was not 0 (a server added at

@@ -276,6 +276,17 @@ impl Scheduler {
         })
     }
 
+    /// Takes over from `previous`, a scheduler of the same service that new options replace,
+    /// what the kernel keeps in its servers rather than in the scheduler: `mh`'s latest
+    /// non-zero weights (`dest->last_weight`), so a quiesced server keeps its slots across the
+    /// change. Everything else starts afresh, as `ipvsadm -E` with a new scheduler does.
+    pub fn carry_over(&mut self, previous: &Scheduler) {
+        if let (State::Mh(mh), State::Mh(before)) = (&mut self.state, &previous.state) {
+            mh.carry_over(before);
+            self.addrs.clone_from(&previous.addrs);
+        }
+    }
+
     /// The scheduler's kind.
     pub fn kind(&self) -> Kind {
         self.kind

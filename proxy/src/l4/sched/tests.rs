@@ -732,6 +732,38 @@ fn mh_quiesced_server_keeps_its_slots() {
     assert_eq!(mapping(&mut s, &d, 3000), before);
 }
 
+// Input: five servers under mh, one quiesced (weight 0); then new options (fallback on, as a
+// reload may set) with the server still quiesced, then back at weight 1. Output: with the new
+// options its clients go elsewhere and the others keep their servers; back at weight 1 every
+// client is where it was at first. (The new scheduler forgot the quiesced server's weight:
+// it lost its slots, and its clients and some others moved twice.)
+#[test]
+fn mh_new_options_keep_a_quiesced_servers_slots() {
+    let mut s = scheduler(Kind::Mh);
+    let mut d = dests(&[1; 5]);
+    s.update(&d);
+    let before = mapping(&mut s, &d, 3000);
+    d[2].weight = 0;
+    s.update(&d);
+
+    let options = Options {
+        fallback: true,
+        ..Options::default()
+    };
+    let mut next = with_options(Kind::Mh, options);
+    next.carry_over(&s);
+    next.update(&d);
+    let quiesced = mapping(&mut next, &d, 3000);
+    for (b, q) in before.iter().zip(&quiesced) {
+        if *b != Some(server(2)) {
+            assert_eq!(q, b);
+        }
+    }
+    d[2].weight = 1;
+    next.update(&d);
+    assert_eq!(mapping(&mut next, &d, 3000), before);
+}
+
 #[test]
 fn mh_fallback_finds_another_server() {
     let options = Options {
