@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 use tracing::warn;
 
-use super::inner::{Inner, to_wire_role};
+use super::inner::Inner;
 use super::link::Request;
 use super::status::{ConnState, Counters, VolumeEvent};
 use crate::nbd::NbdError;
@@ -44,31 +44,24 @@ pub(crate) async fn detach(inner: &Arc<Inner>, error: &io::Error) -> bool {
     if inner.detached.swap(true, Ordering::AcqRel) {
         return true;
     }
-    let role = {
-        let mut c = inner.control();
-        c.disk = DiskState::Diskless;
-        to_wire_role(c.role)
-    };
+    inner.control().disk = DiskState::Diskless;
     warn!(volume = %inner.config.name, %error, "local disk failed: detached, serving from the peer");
-    // The restart must not trust this copy: it resyncs from the peer.
+    distrust_and_tell(inner).await;
+    inner.emit(VolumeEvent::Detached);
+    true
+}
+
+/// Records this node's copy as Inconsistent, so that the next start resyncs it from the peer
+/// rather than trust it, and tells the peer the disk state now held.
+async fn distrust_and_tell(inner: &Inner) {
     let recorded = inner
         .meta
         .try_call(|m| m.update(|s| s.disk = meta::DiskState::Inconsistent))
         .await;
     if let Err(error) = recorded {
-        warn!(volume = %inner.config.name, %error, "cannot record the detached disk");
+        warn!(volume = %inner.config.name, %error, "cannot record the disk as Inconsistent");
     }
-    let tx = inner.gate.read().await.clone();
-    if let Some(tx) = tx {
-        let _ = tx
-            .send(Request::State {
-                role,
-                disk: DiskState::Diskless,
-            })
-            .await;
-    }
-    inner.emit(VolumeEvent::Detached);
-    true
+    super::roles::tell_peer(inner).await;
 }
 
 /// A write the peer replicated failed on this node's disk (this node is the secondary): its
@@ -81,31 +74,15 @@ pub(crate) async fn replicated_write_failed(inner: &Arc<Inner>) {
     if detach(inner, &error).await {
         return;
     }
-    let role = {
+    {
         let mut c = inner.control();
         if c.disk != DiskState::UpToDate {
             return;
         }
         c.disk = DiskState::Inconsistent;
-        to_wire_role(c.role)
-    };
+    }
     warn!(volume = %inner.config.name, "a replicated write failed on the local disk: Inconsistent until resynced");
-    let recorded = inner
-        .meta
-        .try_call(|m| m.update(|s| s.disk = meta::DiskState::Inconsistent))
-        .await;
-    if let Err(error) = recorded {
-        warn!(volume = %inner.config.name, %error, "cannot record the Inconsistent disk");
-    }
-    let tx = inner.gate.read().await.clone();
-    if let Some(tx) = tx {
-        let _ = tx
-            .send(Request::State {
-                role,
-                disk: DiskState::Inconsistent,
-            })
-            .await;
-    }
+    distrust_and_tell(inner).await;
 }
 
 /// Reads `[offset, offset + len)` from the peer's copy, in pieces of at most [`MAX_DATA`]

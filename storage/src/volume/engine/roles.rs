@@ -148,7 +148,8 @@ pub(crate) async fn stop_nbd(inner: &Inner) {
     inner.control().nbd = None;
 }
 
-async fn tell_peer(inner: &Inner) {
+/// Tells the peer this node's role and disk state as they stand now.
+pub(super) async fn tell_peer(inner: &Inner) {
     let tx = inner.gate.read().await.clone();
     if let Some(tx) = tx {
         let (role, disk) = {
