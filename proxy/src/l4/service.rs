@@ -71,9 +71,14 @@ impl Real {
     /// limit does not flip with every connection that opens or closes. A threshold raised or
     /// removed (a reload) clears the flag, as `__ip_vs_update_dest` does.
     fn overloaded(&self, connections: u32, upper: u32) -> bool {
-        let previous = self.upper.swap(upper, Relaxed);
-        if upper == 0 || upper > previous {
-            self.overloaded.store(false, Relaxed);
+        // Read, and written only when it changed: this runs for every server at every
+        // decision, and a write each time would bounce the line between the cores.
+        let previous = self.upper.load(Relaxed);
+        if previous != upper {
+            self.upper.store(upper, Relaxed);
+            if upper == 0 || upper > previous {
+                self.overloaded.store(false, Relaxed);
+            }
         }
         if upper == 0 {
             return false;
