@@ -205,10 +205,7 @@ pub(crate) fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, H
         0 => return Err(HeadError::Malformed("missing Host header")),
         _ => return Err(HeadError::Malformed("several Host headers")),
     }
-    if headers
-        .get(header::HOST)
-        .is_some_and(|host| !is_authority(host.as_bytes()))
-    {
+    if scan.bad_host {
         return Err(HeadError::Malformed("invalid Host header"));
     }
     if let (Some(n), true) = (scan.content_length, scan.length_folded) {
@@ -369,6 +366,8 @@ struct Scan {
     /// What `Transfer-Encoding`, if any, says of the framing.
     coding: Option<Coding>,
     host: usize,
+    /// A `Host` value is not an authority (see [`is_authority`]).
+    bad_host: bool,
     connection: ConnectionTokens,
     upgrade_header: bool,
     expect_continue: bool,
@@ -488,6 +487,7 @@ fn scan_fields(
             scan.coding = Some(Coding::of(value.as_bytes()));
         } else if name == header::HOST {
             scan.host += 1;
+            scan.bad_host |= !is_authority(value.as_bytes());
         } else if name == header::CONNECTION {
             scan.connection.add(value.as_bytes());
         } else if name == header::UPGRADE {
