@@ -679,7 +679,6 @@ fn killed(log: &mut Record, phase: Phase) -> Next {
     Next::Close
 }
 
-/// Answers the client with an error page and closes the connection.
 /// Whether `response` is an interim one to pass on: a 1xx that does not switch protocols.
 fn is_interim(response: &head::ResponseHead) -> bool {
     response.status.is_informational() && response.status != StatusCode::SWITCHING_PROTOCOLS
@@ -714,6 +713,7 @@ where
         .map_err(|_| BodyError::Read(IoFailure::Closed))
 }
 
+/// Answers the client with an error page (to a HEAD, its head only) and closes the connection.
 pub(crate) async fn reply_error<S>(
     client: &mut Conn<S>,
     status: StatusCode,
