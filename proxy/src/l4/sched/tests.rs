@@ -708,16 +708,22 @@ fn mh_spreads_by_weight() {
     assert!((0.22..0.28).contains(&share), "{share}");
 }
 
-#[test]
-fn mh_quiesced_server_keeps_its_slots() {
+/// Five servers of weight 1 under mh, then server 2 quiesced (weight 0): the scheduler, the
+/// servers, and where 3000 clients went before the quiescing.
+fn mh_with_server_2_quiesced() -> (Scheduler, Vec<Dest>, Vec<Option<SocketAddr>>) {
     let mut s = scheduler(Kind::Mh);
     let mut d = dests(&[1; 5]);
     s.update(&d);
     let before = mapping(&mut s, &d, 3000);
-
-    // Weight 0: its clients get no server (no fallback), everyone else is untouched.
     d[2].weight = 0;
     s.update(&d);
+    (s, d, before)
+}
+
+#[test]
+fn mh_quiesced_server_keeps_its_slots() {
+    // Weight 0: its clients get no server (no fallback), everyone else is untouched.
+    let (mut s, mut d, before) = mh_with_server_2_quiesced();
     let quiesced = mapping(&mut s, &d, 3000);
     for (b, q) in before.iter().zip(&quiesced) {
         if *b == Some(server(2)) {
@@ -739,13 +745,7 @@ fn mh_quiesced_server_keeps_its_slots() {
 // it lost its slots, and its clients and some others moved twice.)
 #[test]
 fn mh_new_options_keep_a_quiesced_servers_slots() {
-    let mut s = scheduler(Kind::Mh);
-    let mut d = dests(&[1; 5]);
-    s.update(&d);
-    let before = mapping(&mut s, &d, 3000);
-    d[2].weight = 0;
-    s.update(&d);
-
+    let (s, mut d, before) = mh_with_server_2_quiesced();
     let options = Options {
         fallback: true,
         ..Options::default()
