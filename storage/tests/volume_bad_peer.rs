@@ -404,6 +404,128 @@ async fn writes_the_peer_never_flushed_are_resynced_after_the_link_ends() {
     .await;
 }
 
+// Input: a primary (protocol C) with the smallest activity log DRBD allows (67 extents of
+// 4 MiB) and this test as its secondary, which acks every write as written. A write into each
+// of 67 extents fills the log; then the test holds its answers to flushes, and a write into a
+// 68th extent, which must evict one, comes. Output: a flush reaches the peer and the write
+// waits for its answer: it reaches the peer only after the test answered. (The least recently
+// used extent left the log at once, its write on neither disk for sure: after a power cut of
+// both nodes, no bit would have said that the copies differ there.)
+#[tokio::test(flavor = "multi_thread")]
+async fn an_extent_leaves_the_activity_log_only_after_the_peer_flushed_it() {
+    use fulcrum_storage::nbd::Export as _;
+    use fulcrum_storage::volume::meta::activity_log::EXTENT_SIZE;
+    use tokio::sync::Notify;
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Seen {
+        Write(u64),
+        Flush,
+        FlushAnswered,
+    }
+    const EXTENTS: u64 = 67;
+    let (mut primary_node, secondary_node) =
+        pair((EXTENTS + 1) * EXTENT_SIZE, Protocol::C, Role::Primary);
+    primary_node.config.al_extents = EXTENTS as usize;
+    primary_node.config.connect_interval = Duration::from_secs(30);
+    let (primary, mut reader, mut writer) =
+        start_with_fake_secondary(&primary_node, &secondary_node).await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let holding = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(Notify::new());
+    let answering = {
+        let (seen, holding, release) = (
+            Arc::clone(&seen),
+            Arc::clone(&holding),
+            Arc::clone(&release),
+        );
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let message = tokio::select! {
+                    message = reader.next() => message,
+                    () = release.notified() => {
+                        for seq in held.drain(..) {
+                            writer.send(&Message::FlushAck { seq }).await.unwrap();
+                            seen.lock().unwrap().push(Seen::FlushAnswered);
+                        }
+                        continue;
+                    }
+                };
+                let reply = match message {
+                    Ok(Some(Message::Ping)) => Message::PingAck,
+                    Ok(Some(Message::Write { seq, offset, .. })) => {
+                        seen.lock().unwrap().push(Seen::Write(offset));
+                        Message::Ack {
+                            seq,
+                            kind: peer::AckKind::Written,
+                        }
+                    }
+                    Ok(Some(Message::Flush { seq })) => {
+                        if holding.load(Ordering::SeqCst) {
+                            seen.lock().unwrap().push(Seen::Flush);
+                            held.push(seq);
+                            continue;
+                        }
+                        Message::FlushAck { seq }
+                    }
+                    Ok(Some(_)) => continue,
+                    _ => return,
+                };
+                writer.send(&reply).await.unwrap();
+            }
+        })
+    };
+    let export = primary.export();
+    for extent in 0..EXTENTS {
+        let data = Bytes::from(pattern(extent, 4096));
+        export
+            .write(extent * EXTENT_SIZE, data, false)
+            .await
+            .unwrap();
+    }
+    holding.store(true, Ordering::SeqCst);
+    let evicting = EXTENTS * EXTENT_SIZE;
+    let write = tokio::spawn(async move {
+        let data = Bytes::from(pattern(EXTENTS, 4096));
+        export.write(evicting, data, false).await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.lock().unwrap().contains(&Seen::Flush) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no flush reached the peer"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Well inside the 2 s after which an unanswered flush ends the link.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !seen.lock().unwrap().contains(&Seen::Write(evicting)),
+        "the write into the 68th extent went out before the peer answered the flush: {:?}",
+        seen.lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+    );
+    assert!(!write.is_finished(), "the write was acknowledged unflushed");
+    holding.store(false, Ordering::SeqCst);
+    release.notify_one();
+    write.await.unwrap().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let answered = seen.iter().position(|s| *s == Seen::FlushAnswered);
+    let written = seen.iter().position(|s| *s == Seen::Write(evicting));
+    assert!(
+        answered < written,
+        "{:?}",
+        &seen[seen.len().saturating_sub(4)..]
+    );
+    assert_eq!(primary.status().out_of_sync_bytes, 0);
+    answering.abort();
+}
+
 // Input: three connections to the accepting node that send nothing, each made again as soon
 // as it is closed, held from before the dialing node starts. Output: the two nodes connect
 // all the same. (The accepting node ran one handshake at a time, each waiting out its 2 s

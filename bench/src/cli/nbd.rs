@@ -35,6 +35,10 @@ pub(crate) struct Args {
     /// the latency.
     #[arg(long, default_value = "5s")]
     latency_duration: humantime::Duration,
+    /// The volumes' `al_extents` [default: Fulcrum's, 1237 extents of 4 MiB]: one covering
+    /// less than the volume makes fio's random writes evict extents, each after a flush.
+    #[arg(long)]
+    al_extents: Option<u64>,
     /// Directory for the backing files: a disk, not tmpfs.
     #[arg(long, default_value = "/var/tmp")]
     dir: PathBuf,
@@ -64,6 +68,7 @@ impl Args {
             request_size: self.request_size,
             connections: self.connections,
             latency_duration: self.latency_duration.into(),
+            al_extents: self.al_extents,
             dir: self.dir,
             secondary_dir: self.secondary_dir,
             source_dir: self.source_dir,

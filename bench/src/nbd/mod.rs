@@ -85,6 +85,8 @@ pub struct NbdOptions {
     pub connections: usize,
     /// How long fio writes 4 KiB blocks at queue depth 1, after a 1 s ramp; zero skips it.
     pub latency_duration: Duration,
+    /// The volumes' `al_extents`; Fulcrum's default (1237, 4.8 GiB) without.
+    pub al_extents: Option<u64>,
     /// Where the backing files go (a disk, not tmpfs).
     pub dir: PathBuf,
     /// Where the pair's secondary keeps its backing file: on two real nodes it has a disk of its

@@ -63,6 +63,8 @@ pub(crate) struct Node {
     /// The primary's NBD address.
     pub(crate) nbd: Option<SocketAddr>,
     pub(crate) size: u64,
+    /// The volume's `al_extents`; Fulcrum's default without.
+    pub(crate) al_extents: Option<u64>,
 }
 
 impl Node {
@@ -76,6 +78,9 @@ impl Node {
         let nbd = self.nbd.map_or_else(String::new, |addr| {
             format!("nbd = {{ listen = \"{addr}\", export = \"{EXPORT}\" }}\n")
         });
+        let al_extents = self
+            .al_extents
+            .map_or_else(String::new, |n| format!("al_extents = {n}\n"));
         format!(
             "[global]\n\
              node = \"{role}\"\n\
@@ -91,7 +96,7 @@ impl Node {
              peer = \"{peer}\"\n\
              shared_secret = \"fulcrum-bench\"\n\
              role = \"{role}\"\n\
-             {nbd}",
+             {nbd}{al_extents}",
             role = self.role,
             backing = self.backing,
             kib = self.size / 1024,
@@ -117,6 +122,7 @@ pub(crate) fn pair_nodes(
     dir: &Path,
     secondary_backing: PathBuf,
     size: u64,
+    al_extents: Option<u64>,
 ) -> anyhow::Result<(Node, Node)> {
     let (low, high) = pair_ports()?;
     let primary = Node {
@@ -127,6 +133,7 @@ pub(crate) fn pair_nodes(
         peer: low,
         nbd: Some(free_port()?),
         size,
+        al_extents,
     };
     let secondary = Node {
         role: "secondary",
@@ -136,6 +143,7 @@ pub(crate) fn pair_nodes(
         peer: high,
         nbd: None,
         size,
+        al_extents,
     };
     Ok((primary, secondary))
 }
@@ -165,7 +173,7 @@ mod tests {
     #[test]
     fn the_secondary_dials_and_the_primary_serves() {
         let (primary, secondary) =
-            pair_nodes(Path::new("/tmp/x"), "/dev/shm/s.img".into(), 1 << 30).unwrap();
+            pair_nodes(Path::new("/tmp/x"), "/dev/shm/s.img".into(), 1 << 30, None).unwrap();
         assert!(secondary.listen < primary.listen, "the lower listen dials");
         assert_eq!(primary.peer, secondary.listen);
         assert_eq!(secondary.peer, primary.listen);

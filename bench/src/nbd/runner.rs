@@ -210,6 +210,7 @@ impl Round<'_> {
             peer: free_port()?,
             nbd: Some(free_port()?),
             size: volume_size(self.options.size),
+            al_extents: self.options.al_extents,
         };
         let primary = node.start(&self.options.fulcrum)?;
         let nbd = wait_primary(&node, &primary)?;
@@ -238,6 +239,7 @@ impl Round<'_> {
                 self.dir,
                 secondary_backing(self.dir, backing.path())?,
                 volume_size(self.options.size),
+                self.options.al_extents,
             )?;
             let primary = primary_node.start(&self.options.fulcrum)?;
             let nbd = wait_primary(&primary_node, &primary)?;

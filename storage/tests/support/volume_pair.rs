@@ -88,6 +88,7 @@ pub(crate) fn pair(size: u64, protocol: Protocol, a_role: Role) -> (Node, Node) 
             ping_interval: Duration::from_millis(500),
             checksum_resync: false,
             direct_io: true,
+            al_extents: fulcrum_storage::volume::meta::activity_log::DEFAULT_EXTENTS,
         };
         Node { name, dir, config }
     };

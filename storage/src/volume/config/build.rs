@@ -15,8 +15,8 @@ use std::{
 use fulcrum_common::{ConfigError, Duration, Size, Spanned, list_or_none};
 
 use super::{
-    BLOCK_SIZE, Backing, BackingKind, MAX_EXPORT_NAME, NbdConfig, Policy, SplitBrainPolicies,
-    VolumeConfig,
+    AL_EXTENTS, BLOCK_SIZE, Backing, BackingKind, MAX_EXPORT_NAME, NbdConfig, Policy,
+    SplitBrainPolicies, VolumeConfig,
     section::{NbdSection, SplitBrainSection, VolumeSection},
 };
 use crate::config_check::{self, Kind, binds_overlap};
@@ -83,6 +83,7 @@ impl VolumeSection {
             .as_ref()
             .and_then(|rate| build_resync_rate(rate, &mut errors));
         check_timers(self, &mut errors);
+        let al_extents = build_al_extents(&self.al_extents, &mut errors);
         if let Some(follow) = self
             .follow_vrrp
             .as_ref()
@@ -94,30 +95,41 @@ impl VolumeSection {
             ));
         }
 
-        match (listen, peer, shared_secret, backing, after_split_brain) {
-            (Some(listen), Some(peer), Some(shared_secret), Some(backing), Some(policies))
-                if errors.is_empty() =>
-            {
-                Ok(VolumeConfig {
-                    name: name_str.to_owned(),
-                    backing,
-                    protocol: self.protocol,
-                    listen,
-                    peer,
-                    shared_secret,
-                    role: self.role,
-                    follow_vrrp: self.follow_vrrp.clone(),
-                    nbd,
-                    after_split_brain: policies,
-                    on_io_error: self.on_io_error,
-                    resync_rate,
-                    timeout: self.timeout.get_ref().get(),
-                    connect_interval: self.connect_interval.get_ref().get(),
-                    ping_interval: self.ping_interval.get_ref().get(),
-                    checksum_resync: self.checksum_resync,
-                    direct_io: self.direct_io,
-                })
-            }
+        match (
+            listen,
+            peer,
+            shared_secret,
+            backing,
+            after_split_brain,
+            al_extents,
+        ) {
+            (
+                Some(listen),
+                Some(peer),
+                Some(shared_secret),
+                Some(backing),
+                Some(policies),
+                Some(al_extents),
+            ) if errors.is_empty() => Ok(VolumeConfig {
+                name: name_str.to_owned(),
+                backing,
+                protocol: self.protocol,
+                listen,
+                peer,
+                shared_secret,
+                role: self.role,
+                follow_vrrp: self.follow_vrrp.clone(),
+                nbd,
+                after_split_brain: policies,
+                on_io_error: self.on_io_error,
+                resync_rate,
+                timeout: self.timeout.get_ref().get(),
+                connect_interval: self.connect_interval.get_ref().get(),
+                ping_interval: self.ping_interval.get_ref().get(),
+                checksum_resync: self.checksum_resync,
+                direct_io: self.direct_io,
+                al_extents,
+            }),
             _ => Err(errors),
         }
     }
@@ -490,6 +502,23 @@ fn build_resync_rate(rate: &Spanned<Size>, errors: &mut Vec<ConfigError>) -> Opt
 
 /// `timeout`, `connect_interval` and `ping_interval`: DRBD's ranges, and the timeout shorter than
 /// both intervals (drbd.conf(5): "must be lower than connect-int and ping-int").
+/// `al_extents`, within DRBD's bounds.
+fn build_al_extents(value: &Spanned<u64>, errors: &mut Vec<ConfigError>) -> Option<usize> {
+    let extents = *value.get_ref();
+    if !AL_EXTENTS.contains(&extents) {
+        errors.push(ConfigError::at(
+            value,
+            format!(
+                "al_extents {extents} is out of range: DRBD allows {} to {}",
+                AL_EXTENTS.start(),
+                AL_EXTENTS.end()
+            ),
+        ));
+        return None;
+    }
+    usize::try_from(extents).ok()
+}
+
 fn check_timers(section: &VolumeSection, errors: &mut Vec<ConfigError>) {
     let in_range = |value: &Spanned<Duration>,
                     range: &RangeInclusive<std::time::Duration>,

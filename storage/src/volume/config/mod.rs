@@ -20,6 +20,9 @@ pub use section::{NbdSection, SplitBrainSection, VolumeSection};
 /// sizes are whole multiples of it.
 pub const BLOCK_SIZE: u64 = 4096;
 
+/// The values `al_extents` may take: DRBD's `DRBD_AL_EXTENTS_MIN` to `DRBD_AL_EXTENTS_MAX`.
+pub const AL_EXTENTS: std::ops::RangeInclusive<u64> = 67..=65534;
+
 /// A validated `[volume.NAME]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeConfig {
@@ -56,6 +59,8 @@ pub struct VolumeConfig {
     pub checksum_resync: bool,
     /// Whole-block writes bypass the page cache (`O_DIRECT`) where the backing allows it.
     pub direct_io: bool,
+    /// Extents the activity log keeps hot, within [`AL_EXTENTS`].
+    pub al_extents: usize,
 }
 
 /// The local store of a volume's data.

@@ -73,6 +73,17 @@ pub struct VolumeSection {
     /// DRBD's go straight to its lower device; on by default.
     #[serde(default = "default_direct_io")]
     pub direct_io: bool,
+    /// How many 4 MiB extents the activity log keeps hot, 67..=65534; 1237 by default (DRBD's
+    /// `al-extents`, `DRBD_AL_EXTENTS_DEF`, within `DRBD_AL_EXTENTS_MIN` and `_MAX`).
+    #[serde(default = "default_al_extents")]
+    pub al_extents: Spanned<u64>,
+}
+
+fn default_al_extents() -> Spanned<u64> {
+    Spanned::new(
+        0..0,
+        crate::volume::meta::activity_log::DEFAULT_EXTENTS as u64,
+    )
 }
 
 fn default_direct_io() -> bool {

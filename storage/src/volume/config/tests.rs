@@ -154,6 +154,7 @@ fn defaults_are_drbd_s() {
     assert_eq!(v.connect_interval, Duration::from_secs(10));
     assert_eq!(v.ping_interval, Duration::from_secs(10));
     assert!(!v.checksum_resync);
+    assert_eq!(v.al_extents, 1237, "DRBD_AL_EXTENTS_DEF");
 }
 
 #[test]
@@ -174,6 +175,7 @@ fn every_key_can_be_set() {
             ("connect_interval", "\"2s\""),
             ("ping_interval", "\"1s\""),
             ("checksum_resync", "true"),
+            ("al_extents", "3389"),
         ],
     ));
     assert_eq!(v.protocol, Protocol::A);
@@ -195,6 +197,25 @@ fn every_key_can_be_set() {
     assert_eq!(v.connect_interval, Duration::from_secs(2));
     assert_eq!(v.ping_interval, Duration::from_secs(1));
     assert!(v.checksum_resync);
+    assert_eq!(v.al_extents, 3389);
+}
+
+#[test]
+fn al_extents_outside_drbds_bounds_is_refused_at_its_value() {
+    let dir = scratch();
+    for value in ["66", "65535"] {
+        let (at, message) = one_error(&volume(dir.path(), &[("al_extents", value)]));
+        assert_eq!(at, value);
+        assert!(
+            message.contains(&format!(
+                "al_extents {value} is out of range: DRBD allows 67 to 65534"
+            )),
+            "{message}"
+        );
+    }
+    let dir = scratch();
+    let v = built(&volume(dir.path(), &[("al_extents", "67")]));
+    assert_eq!(v.al_extents, 67);
 }
 
 #[test]

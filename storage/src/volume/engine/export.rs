@@ -18,11 +18,13 @@ use tracing::warn;
 
 use super::detach;
 use super::disk::Zeroing;
+use super::error::VolumeError;
 use super::inner::Inner;
 use super::link::{Delivery, Request};
 use super::status::{Counters, VolumeEvent};
 use crate::nbd::{Export, ExportFlags, NbdError};
 use crate::volume::config::BackingKind;
+use crate::volume::meta::MetaError;
 
 /// Write-zeroes requests are logged and replicated in pieces of this size, so one request never
 /// needs more of the activity log than it holds.
@@ -66,19 +68,39 @@ impl VolumeExport {
         self.check_writable()?;
         let inner = &self.inner;
         let order = inner.overlaps.lock(offset, offset + len).await;
-        if !inner.meta.try_begin_write(offset, len) {
-            inner
-                .meta
-                .try_call(move |m| m.begin_write(offset, len))
-                .await
-                .map_err(|error| {
-                    warn!(volume = %inner.config.name, %error, "activity log");
-                    NbdError::Io
-                })?;
-        }
+        self.begin_write(offset, len).await?;
         let result = self.after_begin(offset, len, local, request, order).await;
         inner.meta.post_later(move |m| m.end_write(offset, len));
         result
+    }
+
+    /// Logs `[offset, offset + len)` in the activity log before it is written. When the log is
+    /// full of extents whose writes no flush has covered, flushes both nodes first, as DRBD
+    /// holds an extent until the peer's barrier ack: an extent out of the log is trusted to be
+    /// the same on both disks after a power cut.
+    async fn begin_write(&self, offset: u64, len: u64) -> Result<(), NbdError> {
+        let inner = &self.inner;
+        if inner.meta.try_begin_write(offset, len) {
+            return Ok(());
+        }
+        loop {
+            match inner
+                .meta
+                .try_call(move |m| m.begin_write(offset, len))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                // Each flush covers every write ended before it: the idle extents it finds
+                // are free after it, unless written again meanwhile.
+                Err(VolumeError::Meta(MetaError::ActivityLogUnflushed { .. })) => {
+                    self.flush_both().await?;
+                }
+                Err(error) => {
+                    warn!(volume = %inner.config.name, %error, "activity log");
+                    return Err(NbdError::Io);
+                }
+            }
+        }
     }
 
     async fn after_begin<L, F>(
@@ -284,10 +306,35 @@ impl Export for VolumeExport {
     }
 
     async fn flush(&self) -> Result<(), NbdError> {
+        self.flush_both().await
+    }
+
+    /// Punched out on both nodes (or zeroes written where a backing cannot punch), so the
+    /// copies stay byte-identical and both free the space, as DRBD passes discards down.
+    async fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), NbdError> {
+        self.zero(Zeroing::Hole, offset, len, fua).await
+    }
+
+    async fn write_zeroes(&self, offset: u64, len: u64, fua: bool) -> Result<(), NbdError> {
+        self.zero(Zeroing::Allocated, offset, len, fua).await
+    }
+}
+
+impl VolumeExport {
+    /// A client's FLUSH, or one the activity log needs: every write acknowledged before it
+    /// reaches both disks, or is marked out of sync where the peer's copy cannot be flushed.
+    /// Numbered in the activity log, whose extents it covers may then leave it.
+    async fn flush_both(&self) -> Result<(), NbdError> {
         if self.inner.cancel.is_cancelled() {
             return Err(NbdError::Shutdown);
         }
         let inner = &self.inner;
+        // After the ends of the writes acknowledged so far, which were posted before it.
+        let flush = inner
+            .meta
+            .call(|m| m.begin_flush())
+            .await
+            .map_err(|_| NbdError::Shutdown)?;
         // Both copies at once: the peer's flush waits for its applier to catch up, ours for the
         // page cache to reach the disk, and neither needs the other first.
         let local = async {
@@ -322,16 +369,9 @@ impl Export for VolumeExport {
         if self.inner.cancel.is_cancelled() {
             return Err(NbdError::Shutdown);
         }
+        // A peer flush that failed left its writes marked out of sync (the session marks them
+        // before it drops the flush), so they are covered all the same.
+        inner.meta.post(move |m| m.end_flush(flush));
         Ok(())
-    }
-
-    /// Punched out on both nodes (or zeroes written where a backing cannot punch), so the
-    /// copies stay byte-identical and both free the space, as DRBD passes discards down.
-    async fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), NbdError> {
-        self.zero(Zeroing::Hole, offset, len, fua).await
-    }
-
-    async fn write_zeroes(&self, offset: u64, len: u64, fua: bool) -> Result<(), NbdError> {
-        self.zero(Zeroing::Allocated, offset, len, fua).await
     }
 }

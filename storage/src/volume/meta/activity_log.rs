@@ -12,6 +12,13 @@
 //! ordered, so the volume task calls it from a blocking context (`spawn_blocking` or a dedicated
 //! thread) rather than interleaving it on the runtime.
 //!
+//! An idle extent leaves only once a flush of both copies covers its last write (DRBD keeps a
+//! request's extent until the peer's barrier ack): a write the client was told is done may
+//! still sit in either node's cache, and once its extent is out of the log a power cut there
+//! would leave the two copies different with no bit saying so. [`ActivityLog::begin_write`]
+//! then answers [`MetaError::ActivityLogUnflushed`], the caller flushes both nodes between
+//! [`ActivityLog::begin_flush`] and [`ActivityLog::end_flush`], and asks again.
+//!
 //! A write into extents already in the log needs no transaction, only a count, so it may start
 //! from any thread through [`HotExtents`] without a round trip to the log's owner. For that the
 //! active set sits behind a mutex shared with those handles, held for in-memory changes only.
@@ -78,12 +85,26 @@ struct Active {
     tick: u64,
     /// Set by [`ActivityLog::close`] and [`HotExtents::refuse`]: no hot start any more.
     closed: bool,
+    /// Flushes begun ([`ActivityLog::begin_flush`]): a write ending now is covered by the next.
+    flushes_begun: u64,
+    /// Every write stamped with this flush or an earlier one is on both nodes' disks.
+    flushed_through: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     in_flight: u32,
     last_used: u64,
+    /// The first flush to begin after the extent's last write ended; 0: never written.
+    covered_by: u64,
+}
+
+impl Slot {
+    /// Whether the extent may leave the log: no write in it is in flight, and every write that
+    /// ended is flushed on both nodes.
+    fn evictable(&self, flushed_through: u64) -> bool {
+        self.in_flight == 0 && self.covered_by <= flushed_through
+    }
 }
 
 impl Active {
@@ -95,6 +116,7 @@ impl Active {
             let slot = self.slots.entry(e).or_insert(Slot {
                 in_flight: 0,
                 last_used: 0,
+                covered_by: 0,
             });
             slot.in_flight += 1;
             slot.last_used = tick;
@@ -189,6 +211,9 @@ impl ActivityLog {
     /// extents about to leave (the caller persists their bitmap bits there); if it fails nothing
     /// changes. If the transaction fails, the extents stay out of the set. Every successful call
     /// must be paired with [`ActivityLog::end_write`].
+    ///
+    /// Only idle extents whose writes a flush has covered are evicted: when too few are, this
+    /// fails with [`MetaError::ActivityLogUnflushed`] and changes nothing.
     pub fn begin_write(
         &mut self,
         offset: u64,
@@ -215,14 +240,19 @@ impl ActivityLog {
                 return Ok(());
             }
             let over = (active.slots.len() + add.len()).saturating_sub(self.capacity);
-            let mut idle: Vec<(u64, u64)> = active
-                .slots
-                .iter()
-                .filter(|(e, s)| s.in_flight == 0 && !touched.contains(*e))
+            let idle = |s: &Slot| s.in_flight == 0;
+            let others = || active.slots.iter().filter(|(e, _)| !touched.contains(*e));
+            if others().filter(|(_, s)| idle(s)).count() < over {
+                return Err(MetaError::ActivityLogBusy {
+                    capacity: self.capacity,
+                });
+            }
+            let mut idle: Vec<(u64, u64)> = others()
+                .filter(|(_, s)| s.evictable(active.flushed_through))
                 .map(|(&e, s)| (s.last_used, e))
                 .collect();
             if idle.len() < over {
-                return Err(MetaError::ActivityLogBusy {
+                return Err(MetaError::ActivityLogUnflushed {
                     capacity: self.capacity,
                 });
             }
@@ -265,14 +295,32 @@ impl ActivityLog {
     }
 
     /// After the write `[offset, offset + len)` finished (on both nodes, or marked out of sync):
-    /// its extents become evictable once no other write uses them.
+    /// its extents become evictable once no other write uses them and the next flush to begin
+    /// has ended.
     pub fn end_write(&mut self, offset: u64, len: u64) {
         let mut active = self.active.lock();
+        let covered_by = active.flushes_begun + 1;
         for e in extents(offset, len) {
             if let Some(slot) = active.slots.get_mut(&e) {
                 slot.in_flight = slot.in_flight.saturating_sub(1);
+                slot.covered_by = covered_by;
             }
         }
+    }
+
+    /// Before a flush of both nodes' disks: returns its number for [`ActivityLog::end_flush`].
+    /// It covers every write ended before this call.
+    pub fn begin_flush(&mut self) -> u64 {
+        let mut active = self.active.lock();
+        active.flushes_begun += 1;
+        active.flushes_begun
+    }
+
+    /// Flush `flush` reached both nodes' disks (or the peer's part was marked out of sync): the
+    /// idle extents it covers may leave the log.
+    pub fn end_flush(&mut self, flush: u64) {
+        let mut active = self.active.lock();
+        active.flushed_through = active.flushed_through.max(flush);
     }
 
     /// Writes between `begin_write` and `end_write`.
@@ -422,6 +470,52 @@ mod tests {
         Ok(())
     }
 
+    /// Ends a write and flushes it on both nodes, so that its extents may leave the log.
+    fn finish(al: &mut ActivityLog, offset: u64, len: u64) {
+        al.end_write(offset, len);
+        let flush = al.begin_flush();
+        al.end_flush(flush);
+    }
+
+    #[test]
+    fn an_extent_leaves_only_once_a_flush_begun_after_its_last_write_has_ended() {
+        // Input: capacity 1; a write to extent 0 ends, then a write to extent 1 comes. Output:
+        // refused until a flush covers extent 0's write, with nothing changed; a write into
+        // extent 0 ending after a flush began needs a later flush; then extent 0 leaves.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(NAME);
+        let mut al = ActivityLog::create(dir.path(), NAME, 1).expect("create");
+        let hot = al.hot_extents();
+        al.begin_write(0, 1, no_evict).expect("write");
+        al.end_write(0, 1);
+        let unflushed = al.begin_write(EXTENT_SIZE, 1, no_evict);
+        assert!(
+            matches!(
+                unflushed,
+                Err(MetaError::ActivityLogUnflushed { capacity: 1 })
+            ),
+            "{unflushed:?}"
+        );
+        assert_eq!(ActivityLog::recover(&path).expect("recover"), vec![0]);
+        assert!(hot.try_begin_write(0, 1), "extent 0 stays in the log");
+        let first = al.begin_flush();
+        al.end_write(0, 1);
+        al.end_flush(first);
+        assert!(
+            matches!(
+                al.begin_write(EXTENT_SIZE, 1, no_evict),
+                Err(MetaError::ActivityLogUnflushed { .. })
+            ),
+            "the second write ended after the flush began"
+        );
+        let second = al.begin_flush();
+        al.end_flush(second);
+        al.end_flush(first);
+        al.begin_write(EXTENT_SIZE, 1, no_evict)
+            .expect("extent 0 flushed: evicted");
+        assert_eq!(ActivityLog::recover(&path).expect("recover"), vec![1]);
+    }
+
     #[test]
     fn extents_of_a_write() {
         assert_eq!(extents(0, 0), 0..0);
@@ -457,7 +551,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut al = ActivityLog::create(dir.path(), NAME, 2).expect("create");
         al.begin_write(0, 1, no_evict).expect("write");
-        al.end_write(0, 1);
+        finish(&mut al, 0, 1);
         al.begin_write(EXTENT_SIZE, 1, no_evict).expect("write");
         let mut seen = Vec::new();
         al.begin_write(2 * EXTENT_SIZE, 1, |e| {
@@ -497,8 +591,8 @@ mod tests {
         );
         assert_eq!(al.in_flight(), 2);
         assert_eq!(al.transactions, 1, "the hot start wrote no transaction");
-        al.end_write(0, 4096);
-        al.end_write(MIB, 4096);
+        finish(&mut al, 0, 4096);
+        finish(&mut al, MIB, 4096);
         assert_eq!(al.in_flight(), 0);
     }
 
@@ -511,7 +605,7 @@ mod tests {
         let mut al = ActivityLog::create(dir.path(), NAME, 1).expect("create");
         let hot = al.hot_extents();
         al.begin_write(0, 1, no_evict).expect("write");
-        al.end_write(0, 1);
+        finish(&mut al, 0, 1);
         let mut tried = Vec::new();
         al.begin_write(EXTENT_SIZE, 1, |evicted| {
             assert_eq!(evicted, [0]);
@@ -535,7 +629,7 @@ mod tests {
         let mut al = ActivityLog::create(dir.path(), NAME, 1).expect("create");
         let hot = al.hot_extents();
         al.begin_write(0, 1, no_evict).expect("write");
-        al.end_write(0, 1);
+        finish(&mut al, 0, 1);
         let err = al.begin_write(EXTENT_SIZE, 1, |_| Err(MetaError::WritesInFlight(9)));
         assert!(err.is_err());
         assert!(
@@ -554,7 +648,7 @@ mod tests {
         let mut al = ActivityLog::create(dir.path(), NAME, 1).expect("create");
         let hot = al.hot_extents();
         al.begin_write(0, 1, no_evict).expect("write");
-        al.end_write(0, 1);
+        finish(&mut al, 0, 1);
         // A handle that cannot write, as a full or failing disk would have.
         al.file = File::open(&path).expect("read-only handle");
         assert!(al.begin_write(EXTENT_SIZE, 1, no_evict).is_err());
@@ -592,7 +686,7 @@ mod tests {
         al.begin_write(0, 1, no_evict)
             .expect("the write starts though the compaction failed");
         assert_eq!(al.in_flight(), 1);
-        al.end_write(0, 1);
+        finish(&mut al, 0, 1);
         assert_eq!(al.in_flight(), 0);
         fs::remove_dir(&blocker).expect("unblock");
         al.begin_write(EXTENT_SIZE, 1, no_evict).expect("write");
@@ -606,12 +700,12 @@ mod tests {
         let mut al = ActivityLog::create(dir.path(), NAME, 4).expect("create");
         let hot = al.hot_extents();
         al.begin_write(0, 1, no_evict).expect("write");
-        al.end_write(0, 1);
+        finish(&mut al, 0, 1);
         assert!(hot.try_begin_write(0, 1));
         assert_eq!(al.close(), Err(1), "a hot write is in flight");
         assert!(hot.try_begin_write(0, 1), "a refused close changes nothing");
-        al.end_write(0, 1);
-        al.end_write(0, 1);
+        finish(&mut al, 0, 1);
+        finish(&mut al, 0, 1);
         assert_eq!(al.close(), Ok(()));
         assert!(!hot.try_begin_write(0, 1), "closed");
     }
@@ -621,7 +715,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut al = ActivityLog::create(dir.path(), NAME, 1).expect("create");
         al.begin_write(0, 1, no_evict).expect("write");
-        al.end_write(0, 1);
+        finish(&mut al, 0, 1);
         let err = al.begin_write(EXTENT_SIZE, 1, |_| Err(MetaError::WritesInFlight(9)));
         assert!(matches!(err, Err(MetaError::WritesInFlight(9))));
         assert_eq!(al.active(), vec![0]);
@@ -658,7 +752,7 @@ mod tests {
         let mut al = ActivityLog::create(dir.path(), NAME, 1).expect("create");
         for i in 0..100u64 {
             al.begin_write(i * EXTENT_SIZE, 1, no_evict).expect("write");
-            al.end_write(i * EXTENT_SIZE, 1);
+            finish(&mut al, i * EXTENT_SIZE, 1);
         }
         assert!(al.transactions < 68, "compacted: {}", al.transactions);
         assert_eq!(

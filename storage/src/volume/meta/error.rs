@@ -59,6 +59,13 @@ pub enum MetaError {
         /// The log's capacity in extents.
         capacity: usize,
     },
+    /// The log is full and its idle extents hold writes no flush of both nodes has covered
+    /// yet; retry after a flush between `begin_flush` and `end_flush`.
+    #[error("activity log full: its idle extents hold writes not yet flushed on both nodes")]
+    ActivityLogUnflushed {
+        /// The log's capacity in extents.
+        capacity: usize,
+    },
     /// A peer's bitmap does not fit this volume.
     #[error("peer bitmap: {0}")]
     PeerBitmap(#[from] super::bitmap::LengthMismatch),

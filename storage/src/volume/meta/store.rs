@@ -78,7 +78,8 @@ impl Meta {
         Self::open_with(dir, activity_log::DEFAULT_EXTENTS)
     }
 
-    fn create_with(
+    /// [`Meta::create`] with an activity log of `al_extents` extents.
+    pub fn create_with(
         dir: &Path,
         size: u64,
         disk: DiskState,
@@ -110,7 +111,9 @@ impl Meta {
         Self::mark_open(dir, size, state, bitmap, al, None)
     }
 
-    fn open_with(dir: &Path, al_extents: usize) -> Result<Self, MetaError> {
+    /// [`Meta::open`] with an activity log of `al_extents` extents (it may differ from the
+    /// last open's).
+    pub fn open_with(dir: &Path, al_extents: usize) -> Result<Self, MetaError> {
         let sb_path = dir.join(SUPERBLOCK);
         if !sb_path.exists() {
             return Err(MetaError::Missing { file: sb_path });
@@ -241,6 +244,16 @@ impl Meta {
     /// After the write finished locally and on the peer (or was marked out of sync).
     pub fn end_write(&mut self, offset: u64, len: u64) {
         self.al.end_write(offset, len);
+    }
+
+    /// Before flushing both nodes' disks; see [`ActivityLog::begin_flush`].
+    pub fn begin_flush(&mut self) -> u64 {
+        self.al.begin_flush()
+    }
+
+    /// After flush `flush` reached both disks; see [`ActivityLog::end_flush`].
+    pub fn end_flush(&mut self, flush: u64) {
+        self.al.end_flush(flush);
     }
 
     /// Marks `[offset, offset + len)` out of sync (a write the peer did not get). Covered by the

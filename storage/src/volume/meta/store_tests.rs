@@ -125,6 +125,8 @@ fn eviction_persists_the_bitmap_before_the_extent_leaves_the_log() {
     meta.begin_write(4096, 4096).expect("begin");
     meta.mark_out_of_sync(4096, 4096).expect("mark");
     meta.end_write(4096, 4096);
+    let flush = meta.begin_flush();
+    meta.end_flush(flush);
     let on_disk = read_bitmap(&dir.join(BITMAP), SIZE).expect("bitmap");
     assert_eq!(
         on_disk.out_of_sync_bytes(),
