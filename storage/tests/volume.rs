@@ -220,6 +220,44 @@ async fn a_secondary_whose_disk_fails_a_write_is_no_longer_up_to_date() {
     }
 }
 
+// Input: a pair whose secondary was stopped while the primary wrote 2 MiB; the secondary
+// restarts with `resync_rate` 1 MiB/s, and while it is SyncTarget its disk fails over one block
+// past the resynced range, where the primary then writes. Output: once the 2 MiB have come,
+// the secondary is not UpToDate but Inconsistent: the failed write ended the link, and the
+// resync it runs again cannot write that block either. (The resync ended UpToDate, the block
+// holding its old data, so the node could be promoted with it.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_target_whose_disk_fails_a_write_does_not_end_up_to_date() {
+    let (a, mut b) = pair(4 * MIB, Protocol::C, Role::Primary);
+    b.config.on_io_error = IoErrorPolicy::PassOn;
+    b.config.resync_rate = Some(MIB);
+    let (va, vb) = start_connected(&a, &b).await;
+    vb.stop().await;
+    va.export()
+        .write(0, Bytes::from(pattern(1, 2 * MIB as usize)), false)
+        .await
+        .unwrap();
+    let vb = b.start().await;
+    wait_for(&vb, "SyncTarget", |s| s.connection == ConnState::SyncTarget).await;
+    vb.inject_local_io_errors(3 * MIB, BLOCK);
+    va.export()
+        .write(3 * MIB, Bytes::from(pattern(2, BLOCK as usize)), false)
+        .await
+        .unwrap();
+    wait_for(&vb, "the 2 MiB resynced and the link down", |s| {
+        s.counters.resynced_bytes >= 2 * MIB && s.connection != ConnState::SyncTarget
+    })
+    .await;
+    let s = vb.status();
+    assert_eq!(s.disk, DiskState::Inconsistent, "{s:#?}");
+    assert!(matches!(
+        vb.promote(false).await,
+        Err(VolumeError::NotUpToDate(DiskState::Inconsistent))
+    ));
+    va.stop().await;
+    vb.stop().await;
+}
+
 // Input: 32 MiB of random data copied by libnbd's nbdcopy to the primary's NBD export
 // (protocol C). Output: the secondary's backing file equals the source once nbdcopy returns.
 #[tokio::test(flavor = "multi_thread")]

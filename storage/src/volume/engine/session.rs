@@ -871,6 +871,13 @@ impl Session<'_> {
                 if self.protocol == Protocol::C || !ok {
                     Self::feed(writer, &Message::Ack { seq, kind })?;
                 }
+                if !ok && self.target.is_some() {
+                    // A SyncTarget's copy turns UpToDate when the last resync answer lands: a
+                    // block it could not write would be called good with the rest. End the
+                    // link as a failed resync write does; the block is marked for the next.
+                    warn!(volume = %self.inner.config.name, offset, len, "a replicated write failed during the resync into this node");
+                    return Err(End::Lost);
+                }
             }
             Applied::Flush { seq, ok } => {
                 if !ok {
