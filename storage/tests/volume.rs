@@ -258,6 +258,59 @@ async fn a_sync_target_whose_disk_fails_a_write_does_not_end_up_to_date() {
     vb.stop().await;
 }
 
+// Input: a pair whose secondary was stopped while the primary wrote 2 MiB, then the primary's
+// disk failing over one block of them; the secondary restarts, with `checksum_resync` off and
+// then on. Output: the resync ends with both Connected, the secondary Inconsistent and the
+// primary seeing it so, only that block out of sync on both, and every other block resynced.
+// (The failed read ended the link; every new connection ran the resync into the same block
+// again, and the two were never Connected.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_block_the_sync_source_cannot_read_leaves_the_target_connected_and_inconsistent() {
+    for checksum in [false, true] {
+        let (mut a, mut b) = pair(4 * MIB, Protocol::C, Role::Primary);
+        a.config.checksum_resync = checksum;
+        b.config.checksum_resync = checksum;
+        let (va, vb) = start_connected(&a, &b).await;
+        vb.stop().await;
+        va.export()
+            .write(0, Bytes::from(pattern(1, 2 * MIB as usize)), false)
+            .await
+            .unwrap();
+        va.inject_local_io_errors(MIB, BLOCK);
+        let vb = b.start().await;
+        wait_for(&vb, "the resync over", |s| {
+            s.connection == ConnState::Connected && s.counters.resyncs == 1
+        })
+        .await;
+        let s = vb.status();
+        assert_eq!(
+            s.disk,
+            DiskState::Inconsistent,
+            "checksum {checksum}: {s:#?}"
+        );
+        assert_eq!(s.out_of_sync_bytes, BLOCK, "checksum {checksum}");
+        wait_for(&va, "the source's side over", |s| {
+            s.connection == ConnState::Connected
+                && s.peer_disk == Some(DiskState::Inconsistent)
+                && s.out_of_sync_bytes == BLOCK
+        })
+        .await;
+        let (x, y) = (
+            std::fs::read(a.backing()).unwrap(),
+            std::fs::read(b.backing()).unwrap(),
+        );
+        let failed = MIB as usize..(MIB + BLOCK) as usize;
+        assert!(
+            x[..failed.start] == y[..failed.start],
+            "checksum {checksum}"
+        );
+        assert!(x[failed.end..] == y[failed.end..], "checksum {checksum}");
+        assert_ne!(x[failed.clone()], y[failed], "checksum {checksum}");
+        va.stop().await;
+        vb.stop().await;
+    }
+}
+
 // Input: 32 MiB of random data copied by libnbd's nbdcopy to the primary's NBD export
 // (protocol C). Output: the secondary's backing file equals the source once nbdcopy returns.
 #[tokio::test(flavor = "multi_thread")]

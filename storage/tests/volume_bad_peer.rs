@@ -656,6 +656,41 @@ async fn a_sync_source_that_answers_twice_does_not_end_the_resync() {
     assert_eq!(target.status().disk, DiskState::Inconsistent);
 }
 
+// Input: as above; the test answers the volume's one request (the whole volume) with a failed
+// read, then again. Output: the first ends the resync with the volume Connected, Inconsistent
+// and every block still out of sync, and the source told so; the second, an answer to nothing
+// asked, ends the connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_source_that_fails_a_range_leaves_it_out_of_sync_and_not_twice() {
+    let (_, node) = pair(SIZE, Protocol::C, Role::Primary);
+    let (target, mut reader, mut writer, (offset, len)) = as_sync_source(&node).await;
+    assert_eq!(len, SIZE, "one request for the whole volume");
+    let failed = Message::ResyncFailed {
+        offset,
+        len: u32::try_from(len).unwrap(),
+    };
+    writer.send(&failed).await.unwrap();
+    loop {
+        match reader.next().await.unwrap() {
+            Some(Message::ResyncIncomplete { failed }) => break assert_eq!(failed, SIZE),
+            Some(Message::Ping) => writer.send(&Message::PingAck).await.unwrap(),
+            Some(_) => {}
+            None => panic!("the connection ended before the resync did"),
+        }
+    }
+    let s = target.status();
+    assert_eq!(
+        (s.connection, s.disk, s.out_of_sync_bytes),
+        (ConnState::Connected, DiskState::Inconsistent, SIZE)
+    );
+    writer.send(&failed).await.unwrap();
+    wait_for(&target, "the connection ended", |s| {
+        s.connection != ConnState::SyncTarget && s.connection != ConnState::Connected
+    })
+    .await;
+    assert_eq!(target.status().disk, DiskState::Inconsistent);
+}
+
 // Input: as above, without `checksum_resync`, the test answers the volume's request for data
 // with a ChecksumMatch for its first 4 KiB block. Output: the connection ends, the volume stays
 // Inconsistent with every block still out of sync. (A match marked the block in sync: no data

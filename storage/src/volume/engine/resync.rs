@@ -29,6 +29,8 @@ pub(crate) struct TargetResync {
     outstanding: BTreeMap<u64, u64>,
     pub(crate) total: u64,
     pub(crate) done: u64,
+    /// Bytes the source could not read: answered, but still out of sync.
+    pub(crate) failed: u64,
     rate: Option<u64>,
     /// Pacing: no request before this instant.
     not_before: Instant,
@@ -46,6 +48,7 @@ impl TargetResync {
             outstanding: BTreeMap::new(),
             total,
             done: 0,
+            failed: 0,
             rate,
             not_before: now,
         }
@@ -106,6 +109,12 @@ impl TargetResync {
     pub(crate) fn received(&mut self, len: u64) {
         self.in_flight = self.in_flight.saturating_sub(len);
         self.done += len;
+    }
+
+    /// `len` bytes of a requested range came back unread (the source's disk failed them).
+    pub(crate) fn missed(&mut self, len: u64) {
+        self.in_flight = self.in_flight.saturating_sub(len);
+        self.failed += len;
     }
 
     pub(crate) fn in_flight(&self) -> u64 {
@@ -193,6 +202,23 @@ mod tests {
         assert!(!r.finished());
         r.received(4096);
         assert!(r.finished());
+    }
+
+    // Input: two 1 MiB requests, the first answered unread. Output: finished once the second
+    // comes back, with the first counted failed, not done.
+    #[test]
+    fn a_range_the_source_could_not_read_is_answered_but_failed() {
+        let now = Instant::now();
+        let mb = MAX_DATA as u64;
+        let mut r = TargetResync::new(std::iter::once(0..2 * mb).collect(), None, now);
+        assert!(r.next_request(now).is_some() && r.next_request(now).is_some());
+        assert!(r.claim(0, mb));
+        r.missed(mb);
+        assert!(!r.finished());
+        assert!(r.claim(mb, mb));
+        r.received(mb);
+        assert!(r.finished());
+        assert_eq!((r.done, r.failed), (mb, mb));
     }
 
     #[test]

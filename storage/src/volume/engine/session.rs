@@ -612,6 +612,25 @@ impl Session<'_> {
                 }
                 self.queue_apply(Apply::Resync { offset, data }).await?;
             }
+            Message::ResyncFailed { offset, len } => {
+                let len = u64::from(len);
+                let asked = (self.target.as_mut()).is_some_and(|t| t.claim(offset, len));
+                if !asked {
+                    return Err(self.unexpected("ResyncFailed"));
+                }
+                if let Some(t) = self.target.as_mut() {
+                    t.missed(len);
+                }
+                warn!(volume = %inner.config.name, offset, len, "the peer could not read a range for the resync: left out of sync");
+            }
+            Message::ResyncIncomplete { failed } => {
+                if !self.source {
+                    return Err(self.unexpected("ResyncIncomplete"));
+                }
+                warn!(volume = %inner.config.name, failed, "resync ended with blocks this node could not read: the peer stays Inconsistent");
+                self.source = false;
+                self.resync_done();
+            }
             Message::VerifyRequest {
                 offset,
                 len,
@@ -971,8 +990,12 @@ impl Session<'_> {
             self.expect_answer();
         }
         if self.target.as_ref().is_some_and(TargetResync::finished) {
-            self.target = None;
-            self.finish_target(writer).await?;
+            let failed = self.target.take().map_or(0, |t| t.failed);
+            if failed > 0 {
+                self.end_incomplete(failed, writer)?;
+            } else {
+                self.finish_target(writer).await?;
+            }
         }
         Ok(())
     }
@@ -1011,6 +1034,17 @@ impl Session<'_> {
                 disk: DiskState::UpToDate,
             },
         )?;
+        self.resync_done();
+        Ok(())
+    }
+
+    /// SyncTarget: every request was answered, but the source could not read `failed` bytes.
+    /// As DRBD at a resync end with `rs_failed`, this node stays Inconsistent and connected,
+    /// those blocks out of sync on both nodes until a later resync (after a reconnect) gets
+    /// them; the source is told, so that it ends its side too.
+    fn end_incomplete(&mut self, failed: u64, writer: &mut Writer) -> Result<(), End> {
+        warn!(volume = %self.inner.config.name, failed, "resync ended with blocks the peer could not read: Inconsistent until a later resync");
+        Self::feed(writer, &Message::ResyncIncomplete { failed })?;
         self.resync_done();
         Ok(())
     }
@@ -1058,9 +1092,44 @@ impl Session<'_> {
         {
             return Err(self.unexpected("ResyncRequest out of range"));
         }
-        let data = self.read(offset, len).await.map_err(|()| End::Lost)?;
+        if let Ok(data) = self.read(offset, len).await {
+            return self.send_resync_data(offset, data, writer);
+        }
+        // Some block of the range is unreadable: block by block, each unreadable one gets
+        // DRBD's negative reply. Those stay out of sync on both nodes; the rest of the resync
+        // goes on.
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(BLOCK_SIZE as u32);
+            let read = if n == len {
+                Err(())
+            } else {
+                self.read(offset + u64::from(at), n).await
+            };
+            match read {
+                Ok(data) => self.send_resync_data(offset + u64::from(at), data, writer)?,
+                Err(()) => {
+                    let failed = Message::ResyncFailed {
+                        offset: offset + u64::from(at),
+                        len: n,
+                    };
+                    Self::feed(writer, &failed)?;
+                }
+            }
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// SyncSource: a range read for the target, sent; its bits here are forgotten.
+    fn send_resync_data(
+        &mut self,
+        offset: u64,
+        data: bytes::Bytes,
+        writer: &mut Writer,
+    ) -> Result<(), End> {
+        let len = data.len() as u64;
         Self::feed(writer, &Message::ResyncData { offset, data })?;
-        let len = u64::from(len);
         self.inner.meta.post(move |m| m.mark_in_sync(offset, len));
         self.progress(len);
         Ok(())
@@ -1079,7 +1148,9 @@ impl Session<'_> {
         if offset.saturating_add(u64::from(len)) > self.inner.config.backing.size {
             return Err(self.unexpected("ChecksumRequest out of range"));
         }
-        let data = self.read(offset, len).await.map_err(|()| End::Lost)?;
+        let Ok(data) = self.read(offset, len).await else {
+            return Self::feed(writer, &Message::ResyncFailed { offset, len });
+        };
         let equal = digest(&data) == theirs;
         let msg = if equal {
             Message::ChecksumMatch { offset, len }

@@ -110,6 +110,18 @@ pub enum Message {
         offset: u64,
         len: u32,
     },
+    /// Resync: the sender (SyncSource) could not read this range of a request; the target
+    /// keeps it out of sync (DRBD's `P_NEG_RS_DREPLY`).
+    ResyncFailed {
+        offset: u64,
+        len: u32,
+    },
+    /// Resync: every request is answered, but `failed` bytes could not be read on the source;
+    /// the sender (SyncTarget) stays Inconsistent, and the blocks stay out of sync on both
+    /// nodes until a later resync gets them (DRBD's resync end with `rs_failed`).
+    ResyncIncomplete {
+        failed: u64,
+    },
     /// Online verify: this is my range's digest; compare it with yours.
     VerifyRequest {
         offset: u64,
@@ -165,6 +177,8 @@ impl Message {
             Self::ChecksumMatch { .. } => "ChecksumMatch",
             Self::VerifyRequest { .. } => "VerifyRequest",
             Self::VerifyResult { .. } => "VerifyResult",
+            Self::ResyncFailed { .. } => "ResyncFailed",
+            Self::ResyncIncomplete { .. } => "ResyncIncomplete",
             Self::ReadRequest { .. } => "ReadRequest",
             Self::ReadData { .. } => "ReadData",
             Self::ReadFailed { .. } => "ReadFailed",

@@ -76,6 +76,8 @@
 //!  0x34  ChecksumMatch    offset u64, len u32
 //!  0x35  VerifyRequest    offset u64, len u32 (at most MAX_DATA), digest
 //!  0x36  VerifyResult     offset u64, len u32, equal bool
+//!  0x37  ResyncFailed     offset u64, len u32
+//!  0x38  ResyncIncomplete failed u64
 //!  0x40  ReadRequest      id u64, offset u64, len u32 (at most MAX_DATA)
 //!  0x41  ReadData         id u64, data (to the end)
 //!  0x42  ReadFailed       id u64
@@ -151,6 +153,8 @@ const CHECKSUM_REQUEST: u8 = 0x33;
 const CHECKSUM_MATCH: u8 = 0x34;
 const VERIFY_REQUEST: u8 = 0x35;
 const VERIFY_RESULT: u8 = 0x36;
+const RESYNC_FAILED: u8 = 0x37;
+const RESYNC_INCOMPLETE: u8 = 0x38;
 const READ_REQUEST: u8 = 0x40;
 const READ_DATA: u8 = 0x41;
 const READ_FAILED: u8 = 0x42;
@@ -248,6 +252,8 @@ fn type_of(msg: &Message) -> u8 {
         Message::ChecksumMatch { .. } => CHECKSUM_MATCH,
         Message::VerifyRequest { .. } => VERIFY_REQUEST,
         Message::VerifyResult { .. } => VERIFY_RESULT,
+        Message::ResyncFailed { .. } => RESYNC_FAILED,
+        Message::ResyncIncomplete { .. } => RESYNC_INCOMPLETE,
         Message::ReadRequest { .. } => READ_REQUEST,
         Message::ReadData { .. } => READ_DATA,
         Message::ReadFailed { .. } => READ_FAILED,
@@ -333,10 +339,11 @@ fn put_body(msg: &Message, dst: &mut BytesMut) -> Result<(), WireError> {
             dst.put_u32(*len);
             dst.put_slice(digest);
         }
-        Message::ChecksumMatch { offset, len } => {
+        Message::ChecksumMatch { offset, len } | Message::ResyncFailed { offset, len } => {
             dst.put_u64(*offset);
             dst.put_u32(*len);
         }
+        Message::ResyncIncomplete { failed } => dst.put_u64(*failed),
         Message::VerifyResult { offset, len, equal } => {
             dst.put_u64(*offset);
             dst.put_u32(*len);
@@ -488,6 +495,13 @@ fn decode_body(ty: u8, payload: Bytes) -> Result<Message, WireError> {
             offset: body.u64()?,
             len: body.u32()?,
         },
+        RESYNC_FAILED => Message::ResyncFailed {
+            offset: body.u64()?,
+            len: body.u32()?,
+        },
+        RESYNC_INCOMPLETE => Message::ResyncIncomplete {
+            failed: body.u64()?,
+        },
         VERIFY_REQUEST => Message::VerifyRequest {
             offset: body.u64()?,
             len: body.range_len()?,
@@ -542,6 +556,8 @@ impl Body {
             CHECKSUM_MATCH => "ChecksumMatch",
             VERIFY_REQUEST => "VerifyRequest",
             VERIFY_RESULT => "VerifyResult",
+            RESYNC_FAILED => "ResyncFailed",
+            RESYNC_INCOMPLETE => "ResyncIncomplete",
             READ_REQUEST => "ReadRequest",
             READ_DATA => "ReadData",
             READ_FAILED => "ReadFailed",

@@ -354,6 +354,9 @@ fn any_message() -> impl Strategy<Value = Message> {
         }),
         (any::<u64>(), any::<u32>())
             .prop_map(|(offset, len)| Message::ChecksumMatch { offset, len }),
+        (any::<u64>(), any::<u32>())
+            .prop_map(|(offset, len)| Message::ResyncFailed { offset, len }),
+        any::<u64>().prop_map(|failed| Message::ResyncIncomplete { failed }),
         (any::<u64>(), any_range_len(), any::<Digest>()).prop_map(|(offset, len, digest)| {
             Message::VerifyRequest {
                 offset,
