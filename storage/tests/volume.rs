@@ -261,8 +261,8 @@ async fn a_sync_target_whose_disk_fails_a_write_does_not_end_up_to_date() {
 // Input: a pair whose secondary was stopped while the primary wrote 2 MiB, then the primary's
 // disk failing over one block of them; the secondary restarts, with `checksum_resync` off and
 // then on. Output: the resync ends with both Connected, the secondary Inconsistent and the
-// primary seeing it so, only that block out of sync on both, and every other block resynced.
-// (The failed read ended the link; every new connection ran the resync into the same block
+// primary seeing it so, only that block out of sync on both, and every other block resynced;
+// no `ResyncDone` event, whose alert says the copies are in sync. (The failed read ended the link; every new connection ran the resync into the same block
 // again, and the two were never Connected.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_block_the_sync_source_cannot_read_leaves_the_target_connected_and_inconsistent() {
@@ -278,10 +278,14 @@ async fn a_block_the_sync_source_cannot_read_leaves_the_target_connected_and_inc
             .unwrap();
         va.inject_local_io_errors(MIB, BLOCK);
         let vb = b.start().await;
+        let mut events = vb.subscribe();
         wait_for(&vb, "the resync over", |s| {
             s.connection == ConnState::Connected && s.counters.resyncs == 1
         })
         .await;
+        while let Ok(event) = events.try_recv() {
+            assert_ne!(event, VolumeEvent::ResyncDone, "checksum {checksum}");
+        }
         let s = vb.status();
         assert_eq!(
             s.disk,

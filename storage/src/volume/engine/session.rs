@@ -629,7 +629,7 @@ impl Session<'_> {
                 }
                 warn!(volume = %inner.config.name, failed, "resync ended with blocks this node could not read: the peer stays Inconsistent");
                 self.source = false;
-                self.resync_done();
+                self.resync_done(false);
             }
             Message::VerifyRequest {
                 offset,
@@ -1034,7 +1034,7 @@ impl Session<'_> {
                 disk: DiskState::UpToDate,
             },
         )?;
-        self.resync_done();
+        self.resync_done(true);
         Ok(())
     }
 
@@ -1045,7 +1045,7 @@ impl Session<'_> {
     fn end_incomplete(&mut self, failed: u64, writer: &mut Writer) -> Result<(), End> {
         warn!(volume = %self.inner.config.name, failed, "resync ended with blocks the peer could not read: Inconsistent until a later resync");
         Self::feed(writer, &Message::ResyncIncomplete { failed })?;
-        self.resync_done();
+        self.resync_done(false);
         Ok(())
     }
 
@@ -1065,10 +1065,12 @@ impl Session<'_> {
         if let Err(error) = result {
             warn!(volume = %self.inner.config.name, %error, "cannot record the end of the resync");
         }
-        self.resync_done();
+        self.resync_done(true);
     }
 
-    fn resync_done(&self) {
+    /// The resync is over; `complete` unless blocks the source could not read are left, in
+    /// which case the alerts hear of the link, not of copies in sync.
+    fn resync_done(&self, complete: bool) {
         let inner = self.inner;
         let done = inner.control().resync.take();
         if let Some(r) = done {
@@ -1076,7 +1078,11 @@ impl Session<'_> {
         }
         Counters::add(&inner.counters.resyncs, 1);
         inner.set_conn(ConnState::Connected);
-        inner.emit(VolumeEvent::ResyncDone);
+        inner.emit(if complete {
+            VolumeEvent::ResyncDone
+        } else {
+            VolumeEvent::Connected
+        });
     }
 
     /// SyncSource: reads and sends a range in one step (see the write path's ordering note in
