@@ -912,6 +912,33 @@ async fn leaving_maint_is_up_at_once_and_checked_at_once() {
     );
 }
 
+// Input: a server checked (tcp) every 60 s, with `down_interval` and `fast_interval` of 20 ms,
+// rise 3 and fall 2, on a port that refuses; once it is DOWN, the port starts accepting.
+// Output: UP again within seconds: checked every 20 ms while DOWN and while it rises, as
+// HAProxy's `downinter` and `fastinter`. (Checked every `interval` whatever the state, it
+// waited a minute for each of its three checks.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_server_is_checked_every_down_interval_and_rises_every_fast_interval() {
+    let s1 = origin("s1").await;
+    let port = refusing_port();
+    let proxy = checked_app(
+        s1,
+        &format!(
+            r#"{{ type = "tcp", port = {port}, interval = "60s", fast_interval = "20ms", down_interval = "20ms", rise = 3, fall = 2 }}"#
+        ),
+        "",
+    );
+    wait_for(&proxy, "s1 DOWN at its first failed check", |s| {
+        row(s, "app", "s1").status == "DOWN"
+    })
+    .await;
+    let _accepting = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    wait_for(&proxy, "s1 UP after three checks", |s| {
+        row(s, "app", "s1").status == "UP"
+    })
+    .await;
+}
+
 // Input: a server whose HTTP check never gets an answer (timeout 1 s, every 50 ms), put into
 // MAINT while a check is under way, and held there past that check's timeout. Output: no
 // status change, no DOWN and no failed check counted while in MAINT. (The check under way was

@@ -423,6 +423,19 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
             "health_check.interval must be longer than 0s",
         ));
     }
+    for (value, key) in [
+        (&section.fast_interval, "fast_interval"),
+        (&section.down_interval, "down_interval"),
+    ] {
+        if let Some(value) = value
+            && value.get_ref().is_zero()
+        {
+            errors.push(ConfigError::at(
+                value,
+                format!("health_check.{key} must be longer than 0s (leave it out to use interval)"),
+            ));
+        }
+    }
     if let Some(timeout) = &section.timeout
         && timeout.get_ref().is_zero()
     {
@@ -459,6 +472,16 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
         expect_status,
         expect_body: section.expect_body.clone(),
         interval: section.interval.get_ref().get(),
+        fast_interval: section
+            .fast_interval
+            .as_ref()
+            .map_or(*section.interval.get_ref(), |i| *i.get_ref())
+            .get(),
+        down_interval: section
+            .down_interval
+            .as_ref()
+            .map_or(*section.interval.get_ref(), |i| *i.get_ref())
+            .get(),
         timeout: section
             .timeout
             .as_ref()
@@ -749,6 +772,26 @@ real_servers = [{ address = "192.168.60.78:80" }, { address = "192.168.60.55:80"
         );
         assert_eq!(vs.fallback, Some("127.0.0.1:8081".parse().unwrap()));
         assert_eq!(vs.timeout_idle, std::time::Duration::from_secs(900));
+        let check = vs.check.as_ref().unwrap();
+        let second = std::time::Duration::from_secs(1);
+        assert_eq!(
+            (check.fast_interval, check.down_interval),
+            (second, second),
+            "interval, as HAProxy's fastinter and downinter default to inter"
+        );
+        let config = built(
+            "[backend.app]\nhealth_check = { interval = \"10s\", fast_interval = \"500ms\", down_interval = \"1m\" }\nservers = [{ name = \"a\", address = \"10.0.0.1:80\" }]\n",
+        )
+        .unwrap();
+        let check = config.backends[0].check.as_ref().unwrap();
+        assert_eq!(
+            (check.interval, check.fast_interval, check.down_interval),
+            (
+                10 * second,
+                std::time::Duration::from_millis(500),
+                60 * second
+            )
+        );
     }
 
     // Input: a UDP virtual server without `timeout.idle`, and one with it. Output: 300 s, as
@@ -839,7 +882,7 @@ real_servers = [{ address = "10.0.0.9:514" }]
         let errs = errors(
             r#"
 [backend.web]
-health_check = { type = "http", interval = "0s", timeout = "0s", rise = 0, method = "G E T", expect_status = "600" }
+health_check = { type = "http", interval = "0s", fast_interval = "0s", down_interval = "0s", timeout = "0s", rise = 0, method = "G E T", expect_status = "600" }
 servers = [
   { name = "a", address = "127.0.0.1:1", weight = 300, max_connections = 0 },
   { name = "a", address = "127.0.0.1:2" },
@@ -848,6 +891,8 @@ servers = [
         );
         for expected in [
             "interval must be longer than 0s",
+            "health_check.fast_interval must be longer than 0s",
+            "health_check.down_interval must be longer than 0s",
             "timeout must be longer than 0s",
             "rise must be at least 1",
             "is not an HTTP method",

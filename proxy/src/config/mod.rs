@@ -148,6 +148,11 @@ pub struct Check {
     pub expect_status: (u16, u16),
     pub expect_body: Option<String>,
     pub interval: Duration,
+    /// The period while the server is on its way UP or DOWN (HAProxy's `fastinter`);
+    /// `interval` unless set.
+    pub fast_interval: Duration,
+    /// The period while the server is fully DOWN (HAProxy's `downinter`); `interval` unless set.
+    pub down_interval: Duration,
     pub timeout: Duration,
     pub rise: u32,
     pub fall: u32,

@@ -198,6 +198,11 @@ pub struct HealthCheckSection {
     /// Period between two probes (HAProxy's `inter`).
     #[serde(default = "default_check_interval")]
     pub interval: Spanned<Duration>,
+    /// Period while the server is on its way UP or DOWN (HAProxy's `fastinter`); `interval`
+    /// unless set.
+    pub fast_interval: Option<Spanned<Duration>>,
+    /// Period while the server is fully DOWN (HAProxy's `downinter`); `interval` unless set.
+    pub down_interval: Option<Spanned<Duration>>,
     /// Defaults to `interval`, as HAProxy's `timeout check`.
     pub timeout: Option<Spanned<Duration>>,
     #[serde(default = "default_rise")]

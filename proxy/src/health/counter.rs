@@ -27,6 +27,17 @@ pub enum Transition {
     WentDown,
 }
 
+/// Where a counter stands between its two ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Fully UP: it takes `fall` failures to go DOWN.
+    Up,
+    /// Fully DOWN: it takes `rise` successes to go UP.
+    Down,
+    /// Anywhere between, including a server not checked yet (UP, DOWN at its first failure).
+    Moving,
+}
+
 /// Upper bound for `rise` and `fall`, so `rise + fall - 1` always fits in a `u32` (HAProxy's
 /// own values are small; this only keeps absurd configurations from overflowing).
 const MAX_THRESHOLD: u32 = u32::MAX / 2;
@@ -111,6 +122,16 @@ impl HealthCounter {
             (self.health < self.top()).then(|| (self.health - self.rise + 1, self.fall))
         } else {
             (self.health > 0).then_some((self.health, self.rise))
+        }
+    }
+
+    /// Where the counter rests, for choosing the next check's period as HAProxy's
+    /// `srv_getinter` does.
+    pub fn stage(&self) -> Stage {
+        match self.health {
+            0 => Stage::Down,
+            h if h == self.top() => Stage::Up,
+            _ => Stage::Moving,
         }
     }
 
@@ -305,6 +326,27 @@ mod tests {
         c.record(true);
         assert_eq!(c.progress(), None);
         assert_eq!(HealthCounter::at_startup(2, 3).progress(), Some((1, 3)));
+    }
+
+    #[test]
+    fn the_stage_is_up_or_down_only_at_the_ends() {
+        // rise 2, fall 3: health 0..=4, UP from 2.
+        let mut c = HealthCounter::at_startup(2, 3);
+        assert_eq!(c.stage(), Stage::Moving, "not checked yet");
+        c.record(true);
+        assert_eq!(c.stage(), Stage::Up);
+        c.record(false);
+        assert_eq!(c.stage(), Stage::Moving, "UP, one failure on its way DOWN");
+        c.record(false);
+        c.record(false);
+        assert_eq!(c.stage(), Stage::Down);
+        c.record(true);
+        assert_eq!(c.stage(), Stage::Moving, "DOWN, one success on its way UP");
+        // rise 1, fall 1: the two ends only.
+        let mut c = HealthCounter::new(1, 1, true);
+        assert_eq!(c.stage(), Stage::Up);
+        c.record(false);
+        assert_eq!(c.stage(), Stage::Down);
     }
 
     #[test]

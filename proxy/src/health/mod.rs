@@ -16,7 +16,7 @@ use std::{
 
 use tokio::task::JoinHandle;
 
-use self::counter::{HealthCounter, Transition};
+use self::counter::{HealthCounter, Stage, Transition};
 use crate::{
     Event,
     config::Check,
@@ -133,6 +133,16 @@ pub(crate) fn unchecked(rt: &Runtime, state: &ServerState) {
     }
 }
 
+/// The wait before the next check, as HAProxy's `srv_getinter`: `interval` while the server is
+/// fully UP, `down_interval` while fully DOWN, `fast_interval` on its way between.
+fn period(check: &Check, health: &HealthCounter) -> std::time::Duration {
+    match health.stage() {
+        Stage::Up => check.interval,
+        Stage::Down => check.down_interval,
+        Stage::Moving => check.fast_interval,
+    }
+}
+
 /// A task handle that cancels its task when dropped, so no check outlives its config.
 #[derive(Debug)]
 struct AbortOnDrop(JoinHandle<()>);
@@ -162,7 +172,7 @@ async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: Sock
             None => HealthCounter::at_startup(check.rise, check.fall),
         }
     };
-    let mut wait = probe::first_delay(check.interval);
+    let mut wait = probe::first_delay(period(&check, &health));
     loop {
         // `interval` runs from the end of one check to the start of the next, as HAProxy
         // schedules `inter`; leaving MAINT or `enable health` asks for a check at once.
@@ -192,6 +202,7 @@ async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: Sock
                 counters::inc(&state.counters.failed_checks);
             }
             let transition = health.record(result.ok);
+            wait = period(&check, &health);
             if let Ok(mut slot) = state.health.lock() {
                 *slot = Some(health);
             }

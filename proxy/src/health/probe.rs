@@ -156,6 +156,8 @@ mod tests {
             expect_status: (200, 399),
             expect_body: expect_body.map(str::to_owned),
             interval: Duration::from_secs(2),
+            fast_interval: Duration::from_secs(2),
+            down_interval: Duration::from_secs(2),
             timeout: Duration::from_secs(1),
             rise: 2,
             fall: 3,
