@@ -304,7 +304,8 @@ fn volume_event(name: &str, event: VolumeEvent) -> Option<Event> {
         VolumeEvent::SplitBrain => VolumeEventKind::SplitBrain,
         VolumeEvent::ResyncDone => VolumeEventKind::ResyncDone,
         // A refused peer never connects, so its Disconnected-free silence would hide it: say
-        // so as a link problem. Detaching a failed disk loses the local copy: the same.
+        // so as a link problem. Detaching a failed disk loses the local copy: the same, and so
+        // does an incomplete resync.
         VolumeEvent::AuthRefused => {
             return Some(Event::Volume {
                 name: name.to_owned(),
@@ -321,6 +322,16 @@ fn volume_event(name: &str, event: VolumeEvent) -> Option<Event> {
                 detail: Some(
                     "the local disk failed and was detached; I/O goes to the peer".to_owned(),
                 ),
+            });
+        }
+        // No second good copy either, until a later resync: a warning, as a lost link is.
+        VolumeEvent::ResyncIncomplete(bytes) => {
+            return Some(Event::Volume {
+                name: name.to_owned(),
+                kind: VolumeEventKind::Disconnected,
+                detail: Some(format!(
+                    "the resync ended with {bytes} bytes that could not be copied (a disk failed them); the SyncTarget stays Inconsistent until a later resync"
+                )),
             });
         }
         VolumeEvent::ResyncStarted | VolumeEvent::RoleChanged(_) | VolumeEvent::IoError => {
@@ -358,5 +369,23 @@ fn sync_event(name: &str, event: SyncEvent) -> Event {
         name: name.to_owned(),
         kind,
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incomplete_resync_is_a_warning_naming_what_was_left() {
+        let event = volume_event("r0", VolumeEvent::ResyncIncomplete(4096));
+        let Some(Event::Volume { name, kind, detail }) = event else {
+            panic!("no volume alert: {event:?}");
+        };
+        assert_eq!((name.as_str(), kind), ("r0", VolumeEventKind::Disconnected));
+        assert!(
+            detail.is_some_and(|d| d.contains("4096 bytes") && d.contains("Inconsistent")),
+            "the detail says what is left"
+        );
     }
 }

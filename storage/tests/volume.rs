@@ -222,10 +222,12 @@ async fn a_secondary_whose_disk_fails_a_write_is_no_longer_up_to_date() {
 
 // Input: a pair whose secondary was stopped while the primary wrote 2 MiB; the secondary
 // restarts with `resync_rate` 1 MiB/s, and while it is SyncTarget its disk fails over one block
-// past the resynced range, where the primary then writes. Output: once the 2 MiB have come,
-// the secondary is not UpToDate but Inconsistent: the failed write ended the link, and the
-// resync it runs again cannot write that block either. (The resync ended UpToDate, the block
-// holding its old data, so the node could be promoted with it.)
+// in the second MiB the resync brings and one past it, where the primary then writes. Output:
+// the resync ends with the secondary Connected but Inconsistent, the failed resync write (its
+// whole 1 MiB) and the failed block out of sync, promotion refused, and a ResyncIncomplete
+// event for them. (The failed write: the resync ended UpToDate, the block holding its old
+// data, so the node could be promoted with it. The failed resync write ended the link, and
+// each connection after ran into it again.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sync_target_whose_disk_fails_a_write_does_not_end_up_to_date() {
     let (a, mut b) = pair(4 * MIB, Protocol::C, Role::Primary);
@@ -238,22 +240,37 @@ async fn a_sync_target_whose_disk_fails_a_write_does_not_end_up_to_date() {
         .await
         .unwrap();
     let vb = b.start().await;
+    let mut events = vb.subscribe();
     wait_for(&vb, "SyncTarget", |s| s.connection == ConnState::SyncTarget).await;
+    // The second 1 MiB of the resync, paced a second later, fails too.
+    vb.inject_local_io_errors(MIB + BLOCK, BLOCK);
     vb.inject_local_io_errors(3 * MIB, BLOCK);
     va.export()
         .write(3 * MIB, Bytes::from(pattern(2, BLOCK as usize)), false)
         .await
         .unwrap();
-    wait_for(&vb, "the 2 MiB resynced and the link down", |s| {
-        s.counters.resynced_bytes >= 2 * MIB && s.connection != ConnState::SyncTarget
+    wait_for(&vb, "the resync over", |s| {
+        s.connection == ConnState::Connected && s.counters.resyncs == 1
     })
     .await;
     let s = vb.status();
     assert_eq!(s.disk, DiskState::Inconsistent, "{s:#?}");
-    assert!(matches!(
-        vb.promote(false).await,
-        Err(VolumeError::NotUpToDate(DiskState::Inconsistent))
-    ));
+    assert_eq!(s.out_of_sync_bytes, MIB + BLOCK, "{s:#?}");
+    let ended = std::iter::from_fn(|| events.try_recv().ok()).last();
+    assert_eq!(ended, Some(VolumeEvent::ResyncIncomplete(MIB + BLOCK)));
+    va.demote().await.unwrap();
+    wait_for(&vb, "the demotion", |s| {
+        s.peer_role == Some(Role::Secondary)
+    })
+    .await;
+    let refused = vb.promote(false).await;
+    assert!(
+        matches!(
+            refused,
+            Err(VolumeError::NotUpToDate(DiskState::Inconsistent))
+        ),
+        "{refused:?}"
+    );
     va.stop().await;
     vb.stop().await;
 }
@@ -262,7 +279,8 @@ async fn a_sync_target_whose_disk_fails_a_write_does_not_end_up_to_date() {
 // disk failing over one block of them; the secondary restarts, with `checksum_resync` off and
 // then on. Output: the resync ends with both Connected, the secondary Inconsistent and the
 // primary seeing it so, only that block out of sync on both, and every other block resynced;
-// no `ResyncDone` event, whose alert says the copies are in sync. (The failed read ended the link; every new connection ran the resync into the same block
+// a `ResyncIncomplete` event for the block, not `ResyncDone`, whose alert says the copies are
+// in sync. (The failed read ended the link; every new connection ran the resync into the same block
 // again, and the two were never Connected.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_block_the_sync_source_cannot_read_leaves_the_target_connected_and_inconsistent() {
@@ -283,9 +301,12 @@ async fn a_block_the_sync_source_cannot_read_leaves_the_target_connected_and_inc
             s.connection == ConnState::Connected && s.counters.resyncs == 1
         })
         .await;
-        while let Ok(event) = events.try_recv() {
-            assert_ne!(event, VolumeEvent::ResyncDone, "checksum {checksum}");
-        }
+        let ended = std::iter::from_fn(|| events.try_recv().ok()).last();
+        assert_eq!(
+            ended,
+            Some(VolumeEvent::ResyncIncomplete(BLOCK)),
+            "checksum {checksum}"
+        );
         let s = vb.status();
         assert_eq!(
             s.disk,
@@ -312,6 +333,35 @@ async fn a_block_the_sync_source_cannot_read_leaves_the_target_connected_and_inc
         assert_ne!(x[failed.clone()], y[failed], "checksum {checksum}");
         va.stop().await;
         vb.stop().await;
+    }
+}
+
+// Input: a connected pair, with `on_io_error` detach then pass_on; 4 KiB written through the
+// primary into extent 0, then every flush of its disk made to fail, and a client FLUSH.
+// Output: the whole of extent 0 (4 MiB, what the activity log covers) is out of sync on the
+// primary; with detach the FLUSH succeeds (the peer has the data), with pass_on it fails.
+// (Nothing was marked: the kernel reports a lost writeback once, a later flush succeeded, and
+// the extent left the log with the write lost and no bit to say so.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_local_flush_marks_the_activity_log_out_of_sync() {
+    use fulcrum_storage::nbd::Export as _;
+    for (policy, flush_ok) in [
+        (IoErrorPolicy::Detach, true),
+        (IoErrorPolicy::PassOn, false),
+    ] {
+        let (mut a, b) = pair(8 * MIB, Protocol::C, Role::Primary);
+        a.config.on_io_error = policy;
+        let (va, vb) = start_connected(&a, &b).await;
+        let export = va.export();
+        export
+            .write(MIB, Bytes::from(pattern(3, BLOCK as usize)), false)
+            .await
+            .unwrap();
+        va.inject_local_flush_errors();
+        assert_eq!(export.flush().await.is_ok(), flush_ok, "{policy:?}");
+        assert_eq!(va.status().out_of_sync_bytes, 4 * MIB, "{policy:?}");
+        vb.stop().await;
+        drop(va);
     }
 }
 
@@ -798,10 +848,11 @@ async fn checksum_resync_sends_only_the_blocks_that_differ() {
 // Input: a connected pair (on_io_error = detach) with 4 MiB written; A's disk made to fail
 // over one 4 KiB block. Output: a read of that block through A still returns its data (from
 // B); A is Diskless, and B sees it; writes then go to B only (A's file keeps zeroes there) and
-// read back through A; a flush succeeds; A marks the failed block and the new writes out of
-// sync, and verify is refused (Diskless). A restarted (its disk
-// healthy again) comes back Inconsistent, stays secondary, resyncs exactly those blocks from
-// B, and the files end identical.
+// read back through A; a flush succeeds; A marks out of sync its activity log's extent (the
+// first 4 MiB, which hold the failed block and writes that may not have reached the failing
+// disk) and the new writes, and verify is refused (Diskless). A restarted (its disk healthy
+// again) comes back Inconsistent, stays secondary, resyncs exactly those blocks from B, and
+// the files end identical.
 #[tokio::test(flavor = "multi_thread")]
 async fn detach_serves_from_the_peer_after_a_local_io_error() {
     let (a, b) = pair(8 * MIB, Protocol::C, Role::Primary);
@@ -844,7 +895,7 @@ async fn detach_serves_from_the_peer_after_a_local_io_error() {
             .iter()
             .all(|&x| x == 0)
     );
-    assert_eq!(va.status().out_of_sync_bytes, BLOCK + 64 * 1024);
+    assert_eq!(va.status().out_of_sync_bytes, 4 * MIB + 64 * 1024);
     assert!(va.status().counters.peer_read_bytes >= BLOCK + 64 * 1024 + 2 * MIB);
     assert!(matches!(
         va.verify().await,
@@ -863,7 +914,7 @@ async fn detach_serves_from_the_peer_after_a_local_io_error() {
         s.disk == DiskState::UpToDate && s.connection == ConnState::Connected && s.resync.is_none()
     })
     .await;
-    assert_eq!(va.status().counters.resynced_bytes, BLOCK + 64 * 1024);
+    assert_eq!(va.status().counters.resynced_bytes, 4 * MIB + 64 * 1024);
     assert_same_files(&a.backing(), &b.backing());
     va.stop().await;
     vb.stop().await;

@@ -52,11 +52,15 @@ pub(crate) async fn detach(inner: &Arc<Inner>, error: &io::Error) -> bool {
 }
 
 /// Records this node's copy as Inconsistent, so that the next start resyncs it from the peer
-/// rather than trust it, and tells the peer the disk state now held.
+/// rather than trust it, with every extent of the activity log marked out of sync (a write
+/// there may not have reached the failing disk), and tells the peer the disk state now held.
 async fn distrust_and_tell(inner: &Inner) {
     let recorded = inner
         .meta
-        .try_call(|m| m.update(|s| s.disk = meta::DiskState::Inconsistent))
+        .try_call(|m| {
+            m.update(|s| s.disk = meta::DiskState::Inconsistent)?;
+            m.mark_log_out_of_sync()
+        })
         .await;
     if let Err(error) = recorded {
         warn!(volume = %inner.config.name, %error, "cannot record the disk as Inconsistent");

@@ -67,6 +67,8 @@ struct Faults {
     armed: AtomicBool,
     // A std mutex: only taken once a test armed a fault, never across an await.
     ranges: Mutex<Vec<Range<u64>>>,
+    /// Every flush fails.
+    flushes: AtomicBool,
 }
 
 impl Faults {
@@ -213,7 +215,16 @@ impl LocalDisk {
             .await
     }
 
+    /// From now on, every flush fails with EIO, as after a lost writeback. Test support only
+    /// (see [`crate::volume::Volume::inject_local_flush_errors`]).
+    pub(crate) fn inject_flush_errors(&self) {
+        self.faults.flushes.store(true, Ordering::Release);
+    }
+
     pub(crate) async fn sync(&self) -> io::Result<()> {
+        if self.faults.flushes.load(Ordering::Acquire) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
         self.blocking(|file| file.sync_data()).await
     }
 

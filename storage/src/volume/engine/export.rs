@@ -357,6 +357,12 @@ impl VolumeExport {
         if let Err(error) = local {
             warn!(volume = %inner.config.name, %error, "local flush failed");
             inner.emit(VolumeEvent::IoError);
+            // Any write here since the last good flush may be lost, and the kernel says so only
+            // once: every extent such a write can be in is marked before any leaves the log.
+            if let Err(error) = inner.meta.try_call(|m| m.mark_log_out_of_sync()).await {
+                warn!(volume = %inner.config.name, %error, "cannot mark the activity log out of sync");
+                return Err(NbdError::Io);
+            }
             if !detach::detach(inner, &error).await {
                 return Err(error.into());
             }

@@ -627,9 +627,9 @@ impl Session<'_> {
                 if !self.source {
                     return Err(self.unexpected("ResyncIncomplete"));
                 }
-                warn!(volume = %inner.config.name, failed, "resync ended with blocks this node could not read: the peer stays Inconsistent");
+                warn!(volume = %inner.config.name, failed, "resync ended with blocks that could not be copied: the peer stays Inconsistent");
                 self.source = false;
-                self.resync_done(false);
+                self.resync_done(Some(failed));
             }
             Message::VerifyRequest {
                 offset,
@@ -890,12 +890,12 @@ impl Session<'_> {
                 if self.protocol == Protocol::C || !ok {
                     Self::feed(writer, &Message::Ack { seq, kind })?;
                 }
-                if !ok && self.target.is_some() {
+                if !ok && let Some(t) = self.target.as_mut() {
                     // A SyncTarget's copy turns UpToDate when the last resync answer lands: a
-                    // block it could not write would be called good with the rest. End the
-                    // link as a failed resync write does; the block is marked for the next.
+                    // block it could not write would be called good with the rest. The
+                    // resync ends incomplete instead; the block is marked for the next.
+                    t.failed += len;
                     warn!(volume = %self.inner.config.name, offset, len, "a replicated write failed during the resync into this node");
-                    return Err(End::Lost);
                 }
             }
             Applied::Flush { seq, ok } => {
@@ -906,15 +906,19 @@ impl Session<'_> {
                 Self::feed(writer, &Message::FlushAck { seq })?;
             }
             Applied::Resync { offset, len, ok } => {
+                // A block our disk failed stays out of sync, and the resync goes on without
+                // it, as DRBD's `drbd_rs_failed_io`: ending the link would only bring the
+                // same resync into the same block at the next connection.
                 if ok {
                     self.inner.meta.post(move |m| m.mark_in_sync(offset, len));
+                    self.progress(len);
                 }
                 if let Some(t) = self.target.as_mut() {
-                    t.received(len);
-                }
-                self.progress(len);
-                if !ok {
-                    return Err(End::Lost);
+                    if ok {
+                        t.received(len);
+                    } else {
+                        t.missed(len);
+                    }
                 }
             }
             Applied::Verify { offset, len, equal } => {
@@ -1034,18 +1038,19 @@ impl Session<'_> {
                 disk: DiskState::UpToDate,
             },
         )?;
-        self.resync_done(true);
+        self.resync_done(None);
         Ok(())
     }
 
-    /// SyncTarget: every request was answered, but the source could not read `failed` bytes.
-    /// As DRBD at a resync end with `rs_failed`, this node stays Inconsistent and connected,
-    /// those blocks out of sync on both nodes until a later resync (after a reconnect) gets
-    /// them; the source is told, so that it ends its side too.
+    /// SyncTarget: every request was answered, but `failed` bytes could not be copied (the
+    /// source could not read them, or our disk could not write them). As DRBD at a resync end
+    /// with `rs_failed`, this node stays Inconsistent and connected, those blocks out of sync
+    /// on both nodes until a later resync (after a reconnect) gets them; the source is told,
+    /// so that it ends its side too.
     fn end_incomplete(&mut self, failed: u64, writer: &mut Writer) -> Result<(), End> {
-        warn!(volume = %self.inner.config.name, failed, "resync ended with blocks the peer could not read: Inconsistent until a later resync");
+        warn!(volume = %self.inner.config.name, failed, "resync ended with blocks that could not be copied: Inconsistent until a later resync");
         Self::feed(writer, &Message::ResyncIncomplete { failed })?;
-        self.resync_done(false);
+        self.resync_done(Some(failed));
         Ok(())
     }
 
@@ -1065,12 +1070,11 @@ impl Session<'_> {
         if let Err(error) = result {
             warn!(volume = %self.inner.config.name, %error, "cannot record the end of the resync");
         }
-        self.resync_done(true);
+        self.resync_done(None);
     }
 
-    /// The resync is over; `complete` unless blocks the source could not read are left, in
-    /// which case the alerts hear of the link, not of copies in sync.
-    fn resync_done(&self, complete: bool) {
+    /// The resync is over, with `failed` bytes that could not be copied if any.
+    fn resync_done(&self, failed: Option<u64>) {
         let inner = self.inner;
         let done = inner.control().resync.take();
         if let Some(r) = done {
@@ -1078,10 +1082,9 @@ impl Session<'_> {
         }
         Counters::add(&inner.counters.resyncs, 1);
         inner.set_conn(ConnState::Connected);
-        inner.emit(if complete {
-            VolumeEvent::ResyncDone
-        } else {
-            VolumeEvent::Connected
+        inner.emit(match failed {
+            None => VolumeEvent::ResyncDone,
+            Some(bytes) => VolumeEvent::ResyncIncomplete(bytes),
         });
     }
 

@@ -116,6 +116,9 @@ pub enum VolumeEvent {
     SplitBrain,
     ResyncStarted,
     ResyncDone,
+    /// The resync ended with this many bytes that could not be copied (unreadable on the
+    /// source, or unwritable on the target): the SyncTarget stays Inconsistent.
+    ResyncIncomplete(u64),
     RoleChanged(Role),
     /// The peer failed authentication (or refused ours).
     AuthRefused,

@@ -154,6 +154,14 @@ impl Volume {
         verify::run(&self.inner).await
     }
 
+    /// Test support, not part of the stable API: from now on, every flush of the local disk
+    /// fails with EIO, as after the kernel lost a writeback, until the volume stops.
+    #[doc(hidden)]
+    pub fn inject_local_flush_errors(&self) {
+        warn!(volume = %self.inner.config.name, "test: injecting local flush errors");
+        self.inner.disk.inject_flush_errors();
+    }
+
     /// Test support, not part of the stable API: from now on, local reads and writes touching
     /// `[offset, offset + len)` fail with EIO, as a failing disk's would, until the volume
     /// stops. It exercises `on_io_error` without a broken disk.
@@ -172,6 +180,15 @@ impl Volume {
         inner.tasks.close();
         inner.tasks.wait().await;
         *inner.gate.write().await = None;
+        // The clean flag tells the next start that no extent of the activity log needs a
+        // resync, which holds only once every acknowledged write is on the disk, not in a cache
+        // a power cut would empty (DRBD flushes its lower device on `down` too).
+        if !inner.is_detached()
+            && let Err(error) = inner.disk.sync().await
+        {
+            warn!(volume = %inner.config.name, %error, "backing not flushed: metadata left as after a crash (the activity log is replayed at the next start)");
+            return;
+        }
         let result = inner
             .meta
             .try_call(|m| {
@@ -183,15 +200,6 @@ impl Volume {
             .await;
         if let Err(error) = result {
             warn!(volume = %inner.config.name, %error, "cannot record the demotion");
-        }
-        // The clean flag tells the next start that no extent of the activity log needs a
-        // resync, which holds only once every acknowledged write is on the disk, not in a cache
-        // a power cut would empty (DRBD flushes its lower device on `down` too).
-        if !inner.is_detached()
-            && let Err(error) = inner.disk.sync().await
-        {
-            warn!(volume = %inner.config.name, %error, "backing not flushed: metadata left as after a crash");
-            return;
         }
         match inner.meta.close().await {
             Ok(()) => info!(volume = %inner.config.name, "volume stopped"),

@@ -269,6 +269,17 @@ impl Meta {
         }
     }
 
+    /// Marks every extent of the activity log out of sync, persisted: after a failed flush of
+    /// the local disk, any write since the last good one may be lost here, and the kernel
+    /// reports such a loss only once.
+    pub fn mark_log_out_of_sync(&mut self) -> Result<(), MetaError> {
+        for extent in self.al.active() {
+            let range = ActivityLog::extent_range(extent);
+            self.bitmap.set_range(range.start, range.end - range.start);
+        }
+        self.persist_bitmap()
+    }
+
     /// Marks `[offset, offset + len)` in sync (resync progress). Not persisted at once: a stale
     /// bit only makes a later resync copy a block again.
     pub fn mark_in_sync(&mut self, offset: u64, len: u64) {
