@@ -113,6 +113,8 @@ pub struct Row {
     pub downtime: Option<u64>,
     /// The effective weight (servers), or the sum of the active servers' (backends).
     pub weight: Option<u32>,
+    /// While `slow_start` ramps a server back UP: the share of its weight it gets, in percent.
+    pub throttle: Option<u32>,
     /// The weight from the config (servers), so an operator sees a runtime change.
     pub config_weight: Option<u32>,
     /// Active servers: 1/0 for a server, the number UP for a backend.
@@ -173,6 +175,7 @@ impl Row {
             lastchg: None,
             downtime: None,
             weight: None,
+            throttle: None,
             config_weight: None,
             act: None,
             bck: None,

@@ -939,6 +939,54 @@ async fn a_down_server_is_checked_every_down_interval_and_rises_every_fast_inter
     .await;
 }
 
+// Input: `roundrobin` over s1 and s2, weight 100 each, `slow_start = "60s"`; s2 put into MAINT
+// and back to READY, then 100 requests. Output: s2, back UP for well under a minute, takes a
+// small share (its weight ramps from 1), and the stats show it throttled with a reduced
+// weight; s1 takes the rest. (s2 took its half at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_back_from_maint_takes_its_weight_over_slow_start() {
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let proxy = Proxy::start(config(&format!(
+        r#"
+[frontend.web]
+bind = ["127.0.0.1:0"]
+default_backend = "app"
+
+[backend.app]
+balance = "roundrobin"
+slow_start = "60s"
+servers = [
+  {{ name = "s1", address = "{s1}", weight = 100 }},
+  {{ name = "s2", address = "{s2}", weight = 100 }},
+]
+"#
+    )))
+    .unwrap();
+    let web = proxy.listeners()[0].bound;
+    for state in [AdminState::Maint, AdminState::Ready] {
+        proxy
+            .server_action(&server("app", "s2"), ServerAction::SetState(state))
+            .unwrap();
+    }
+    let mut conn = TcpStream::connect(web).await.unwrap();
+    let mut to_s2 = 0;
+    for _ in 0..100 {
+        let (_, response) = get(&mut conn, "/", None).await;
+        to_s2 += usize::from(response.unwrap().body == "s2");
+    }
+    assert!(to_s2 < 20, "s2 took {to_s2} of 100 at once");
+    let s2_row = row(&proxy.stats(), "app", "s2").clone();
+    assert!(
+        s2_row.throttle.is_some_and(|t| t < 100) && s2_row.weight < Some(100),
+        "{s2_row:?}"
+    );
+    assert_eq!(
+        row(&proxy.stats(), "app", "s1").throttle,
+        None,
+        "s1 never left"
+    );
+}
+
 // Input: a server whose HTTP check never gets an answer (timeout 1 s, every 50 ms), put into
 // MAINT while a check is under way, and held there past that check's timeout. Output: no
 // status change, no DOWN and no failed check counted while in MAINT. (The check under way was

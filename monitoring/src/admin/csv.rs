@@ -3,8 +3,8 @@
 //!
 //! The columns are HAProxy 2.x's, in its order, from `pxname` (0) to `mode` (75), the last one
 //! Fulcrum has a value for; HAProxy's later columns are left out. Columns Fulcrum does not have
-//! (`throttle`, `comp_in`, `qtime`, ...) are empty, as HAProxy leaves a column that does not apply
-//! to a row, and so is every `None`. As in HAProxy, the header starts with `# `, and every line,
+//! (`comp_in`, `qtime`, ...) are empty, as HAProxy leaves a column that does not apply to a row,
+//! and so is every `None` (`throttle` while no `slow_start` ramps the server). As in HAProxy, the header starts with `# `, and every line,
 //! the header included, ends with a `,`. Fields holding `,`, `"`, a line break, or starting with
 //! `#`, are quoted (RFC 4180), which HAProxy's names never need but ours may.
 //!
@@ -188,6 +188,7 @@ fn cell<'a>(column: &str, proxy: &'a ProxyStats, row: &'a Row, ids: Ids, http: b
         "pid" => num(1),
         "iid" => num(ids.iid),
         "sid" => num(ids.sid),
+        "throttle" => opt32(row.throttle),
         "lbtot" => opt(row.lbtot),
         "type" => num(u64::from(row.kind.code())),
         "rate" => num(row.rate),

@@ -354,6 +354,14 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
         .health_check
         .as_ref()
         .and_then(|c| build_check(c, errors));
+    if let Some(slow_start) = &section.slow_start
+        && slow_start.get_ref().is_zero()
+    {
+        errors.push(ConfigError::at(
+            slow_start,
+            "slow_start must be longer than 0s (leave it out for none)",
+        ));
+    }
     Backend {
         name: name.to_owned(),
         algorithm,
@@ -370,6 +378,7 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
         retries: section.retries,
         redispatch: section.redispatch,
         pool_max_idle: section.pool_max_idle as usize,
+        slow_start: section.slow_start.as_ref().map(|s| s.get_ref().get()),
         servers,
     }
 }
@@ -882,6 +891,7 @@ real_servers = [{ address = "10.0.0.9:514" }]
         let errs = errors(
             r#"
 [backend.web]
+slow_start = "0s"
 health_check = { type = "http", interval = "0s", fast_interval = "0s", down_interval = "0s", timeout = "0s", rise = 0, method = "G E T", expect_status = "600" }
 servers = [
   { name = "a", address = "127.0.0.1:1", weight = 300, max_connections = 0 },
@@ -893,6 +903,7 @@ servers = [
             "interval must be longer than 0s",
             "health_check.fast_interval must be longer than 0s",
             "health_check.down_interval must be longer than 0s",
+            "slow_start must be longer than 0s",
             "timeout must be longer than 0s",
             "rise must be at least 1",
             "is not an HTTP method",

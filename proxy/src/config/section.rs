@@ -130,6 +130,8 @@ pub struct BackendSection {
     /// Idle keep-alive connections kept per server for reuse.
     #[serde(default = "default_pool_idle")]
     pub pool_max_idle: u32,
+    /// A server back UP takes its weight in steps over this long (HAProxy's `slowstart`).
+    pub slow_start: Option<Spanned<Duration>>,
     pub servers: Vec<ServerSection>,
 }
 

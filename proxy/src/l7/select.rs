@@ -282,6 +282,7 @@ fn candidates(
     backup: bool,
     avoid: Option<usize>,
 ) -> Candidates {
+    let slow_start = cfg.slow_start.filter(|_| cfg.algorithm.is_dynamic());
     cfg.servers
         .iter()
         .zip(&entry.servers)
@@ -291,7 +292,7 @@ fn candidates(
         })
         .map(|(index, (s, state))| Candidate {
             index,
-            weight: state.weight(),
+            weight: state.weight_now(slow_start),
             active: state.active(),
             max: s.max_connections,
         })

@@ -11,6 +11,7 @@ mod registry;
 mod server;
 mod shard;
 mod shutdown;
+mod slow_start;
 
 pub use availability::Availability;
 pub use counters::{

@@ -12,7 +12,7 @@ use std::{
 
 use tokio::sync::Notify;
 
-use super::{Availability, ServerCounters, shutdown::SessionKill, unix_millis};
+use super::{Availability, ServerCounters, shutdown::SessionKill, slow_start, unix_millis};
 use crate::{health::counter::HealthCounter, l7::pool::Pool};
 
 pub use fulcrum_common::action::AdminState;
@@ -89,6 +89,9 @@ pub struct ServerState {
     group: Mutex<Weak<Availability>>,
     /// Unix milliseconds of the last status change.
     pub last_change: AtomicU64,
+    /// Unix milliseconds when the server last came UP from DOWN or MAINT, for `slow_start`;
+    /// 0 while it has not, or is not UP.
+    up_again_at: AtomicU64,
     /// Milliseconds spent DOWN before the current state.
     pub downtime: AtomicU64,
     /// Woken when a slot frees on this server, for requests queued on it.
@@ -127,6 +130,7 @@ impl ServerState {
             kill: SessionKill::default(),
             group: Mutex::new(Weak::new()),
             last_change: AtomicU64::new(unix_millis()),
+            up_again_at: AtomicU64::new(0),
             downtime: AtomicU64::new(0),
             slot_freed: Notify::new(),
             status_changed: Notify::new(),
@@ -194,6 +198,27 @@ impl ServerState {
         self.tell_group();
     }
 
+    /// The weight new clients are balanced by with a dynamic algorithm: [`Self::weight`],
+    /// ramped over `slow_start` after the server came back UP.
+    pub fn weight_now(&self, slow_start: Option<Duration>) -> u32 {
+        let weight = self.weight();
+        match (slow_start, self.ramp_elapsed()) {
+            (Some(slow_start), Some(elapsed)) => slow_start::ramped(weight, elapsed, slow_start),
+            _ => weight,
+        }
+    }
+
+    /// The share of its weight the server gets while `slow_start` ramps it up, in percent.
+    pub fn throttle(&self, slow_start: Option<Duration>) -> Option<u32> {
+        slow_start::throttle(self.ramp_elapsed()?, slow_start?)
+    }
+
+    /// Time since the server came back UP, if it did.
+    fn ramp_elapsed(&self) -> Option<Duration> {
+        let since = self.up_again_at.load(Relaxed);
+        (since != 0).then(|| Duration::from_millis(unix_millis().saturating_sub(since)))
+    }
+
     /// The largest weight [`Self::set_weight`] takes.
     pub fn weight_max(&self) -> u32 {
         self.weight_max
@@ -244,6 +269,9 @@ impl ServerState {
         self.tell_group();
         let now = unix_millis();
         let previous = self.last_change.swap(now, Relaxed);
+        let back =
+            after == ServerStatus::Up && matches!(before, ServerStatus::Down | ServerStatus::Maint);
+        self.up_again_at.store(if back { now } else { 0 }, Relaxed);
         if before == ServerStatus::Down {
             self.downtime
                 .fetch_add(now.saturating_sub(previous), Relaxed);

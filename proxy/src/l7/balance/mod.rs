@@ -37,6 +37,14 @@ pub enum Algorithm {
     Random,
 }
 
+impl Algorithm {
+    /// Whether weights changed at run time take effect (HAProxy's `BE_LB_PROP_DYN`), which
+    /// `slow_start` needs: not for `static-rr`, `first` and the hashes, whose map is fixed.
+    pub fn is_dynamic(&self) -> bool {
+        matches!(self, Self::RoundRobin | Self::LeastConn | Self::Random)
+    }
+}
+
 /// The `balance` value could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseAlgorithmError {
