@@ -180,6 +180,21 @@ async fn a_write_the_secondary_failed_is_out_of_sync_on_the_primary() {
     }
 }
 
+/// Demotes `primary`, then asserts that `other`, its peer now secondary, may not be promoted
+/// with its disk `disk`.
+async fn demote_and_refuse_promotion(primary: &Volume, other: &Volume, disk: DiskState) {
+    primary.demote().await.unwrap();
+    wait_for(other, "the demotion", |s| {
+        s.peer_role == Some(Role::Secondary)
+    })
+    .await;
+    let refused = other.promote(false).await;
+    assert!(
+        matches!(refused, Err(VolumeError::NotUpToDate(d)) if d == disk),
+        "{disk:?}: {refused:?}"
+    );
+}
+
 // Input: a connected pair, the secondary's disk failing over one block, with `on_io_error`
 // detach then pass_on; a write there through the primary; then the primary demoted and the
 // secondary asked to become primary. Output: the secondary goes Diskless (detach) or
@@ -205,16 +220,7 @@ async fn a_secondary_whose_disk_fails_a_write_is_no_longer_up_to_date() {
         })
         .await;
         wait_for(&va, "the primary to see it", |s| s.peer_disk == Some(after)).await;
-        va.demote().await.unwrap();
-        wait_for(&vb, "the demotion", |s| {
-            s.peer_role == Some(Role::Secondary)
-        })
-        .await;
-        let refused = vb.promote(false).await;
-        assert!(
-            matches!(refused, Err(VolumeError::NotUpToDate(disk)) if disk == after),
-            "{policy:?}: {refused:?}"
-        );
+        demote_and_refuse_promotion(&va, &vb, after).await;
         va.stop().await;
         vb.stop().await;
     }
@@ -258,19 +264,7 @@ async fn a_sync_target_whose_disk_fails_a_write_does_not_end_up_to_date() {
     assert_eq!(s.out_of_sync_bytes, MIB + BLOCK, "{s:#?}");
     let ended = std::iter::from_fn(|| events.try_recv().ok()).last();
     assert_eq!(ended, Some(VolumeEvent::ResyncIncomplete(MIB + BLOCK)));
-    va.demote().await.unwrap();
-    wait_for(&vb, "the demotion", |s| {
-        s.peer_role == Some(Role::Secondary)
-    })
-    .await;
-    let refused = vb.promote(false).await;
-    assert!(
-        matches!(
-            refused,
-            Err(VolumeError::NotUpToDate(DiskState::Inconsistent))
-        ),
-        "{refused:?}"
-    );
+    demote_and_refuse_promotion(&va, &vb, DiskState::Inconsistent).await;
     va.stop().await;
     vb.stop().await;
 }
