@@ -233,3 +233,56 @@ async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: Sock
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::CheckKind;
+
+    #[test]
+    fn the_period_follows_the_counter_as_haproxys_srv_getinter() {
+        let check = Check {
+            kind: CheckKind::Tcp,
+            method: "GET".into(),
+            path: "/".into(),
+            host: None,
+            expect_status: (200, 399),
+            expect_body: None,
+            interval: Duration::from_secs(1),
+            fast_interval: Duration::from_secs(2),
+            down_interval: Duration::from_secs(3),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+            port: None,
+        };
+        let mut health = HealthCounter::at_startup(2, 3);
+        assert_eq!(
+            period(&check, &health),
+            check.fast_interval,
+            "not checked yet"
+        );
+        health.record(true);
+        assert_eq!(period(&check, &health), check.interval, "fully UP");
+        health.record(false);
+        assert_eq!(
+            period(&check, &health),
+            check.fast_interval,
+            "UP, going DOWN"
+        );
+        health.record(false);
+        health.record(false);
+        assert_eq!(period(&check, &health), check.down_interval, "fully DOWN");
+        health.record(true);
+        assert_eq!(
+            period(&check, &health),
+            check.fast_interval,
+            "DOWN, going UP"
+        );
+        // With fall 1, a server not checked yet is at the top already, as in HAProxy.
+        let fall_1 = HealthCounter::at_startup(2, 1);
+        assert_eq!(period(&check, &fall_1), check.interval);
+    }
+}

@@ -89,9 +89,8 @@ pub struct ServerState {
     group: Mutex<Weak<Availability>>,
     /// Unix milliseconds of the last status change.
     pub last_change: AtomicU64,
-    /// Unix milliseconds when the server last came UP from DOWN or MAINT, for `slow_start`;
-    /// 0 while it has not, or is not UP.
-    up_again_at: AtomicU64,
+    /// Since the server last came back from DOWN or MAINT, for `slow_start`.
+    ramp: slow_start::Ramp,
     /// Milliseconds spent DOWN before the current state.
     pub downtime: AtomicU64,
     /// Woken when a slot frees on this server, for requests queued on it.
@@ -130,7 +129,7 @@ impl ServerState {
             kill: SessionKill::default(),
             group: Mutex::new(Weak::new()),
             last_change: AtomicU64::new(unix_millis()),
-            up_again_at: AtomicU64::new(0),
+            ramp: slow_start::Ramp::default(),
             downtime: AtomicU64::new(0),
             slot_freed: Notify::new(),
             status_changed: Notify::new(),
@@ -202,21 +201,15 @@ impl ServerState {
     /// ramped over `slow_start` after the server came back UP.
     pub fn weight_now(&self, slow_start: Option<Duration>) -> u32 {
         let weight = self.weight();
-        match (slow_start, self.ramp_elapsed()) {
-            (Some(slow_start), Some(elapsed)) => slow_start::ramped(weight, elapsed, slow_start),
-            _ => weight,
+        match slow_start {
+            Some(slow_start) => self.ramp.weight(weight, slow_start),
+            None => weight,
         }
     }
 
     /// The share of its weight the server gets while `slow_start` ramps it up, in percent.
     pub fn throttle(&self, slow_start: Option<Duration>) -> Option<u32> {
-        slow_start::throttle(self.ramp_elapsed()?, slow_start?)
-    }
-
-    /// Time since the server came back UP, if it did.
-    fn ramp_elapsed(&self) -> Option<Duration> {
-        let since = self.up_again_at.load(Relaxed);
-        (since != 0).then(|| Duration::from_millis(unix_millis().saturating_sub(since)))
+        self.ramp.throttle(self.weight(), slow_start?)
     }
 
     /// The largest weight [`Self::set_weight`] takes.
@@ -269,9 +262,14 @@ impl ServerState {
         self.tell_group();
         let now = unix_millis();
         let previous = self.last_change.swap(now, Relaxed);
-        let back =
-            after == ServerStatus::Up && matches!(before, ServerStatus::Down | ServerStatus::Maint);
-        self.up_again_at.store(if back { now } else { 0 }, Relaxed);
+        // As HAProxy's warmup: begun by leaving DOWN or MAINT (for UP or DRAIN), ended only by
+        // going back to either.
+        let out = |s| matches!(s, ServerStatus::Down | ServerStatus::Maint);
+        if out(after) {
+            self.ramp.cancel();
+        } else if out(before) {
+            self.ramp.start();
+        }
         if before == ServerStatus::Down {
             self.downtime
                 .fetch_add(now.saturating_sub(previous), Relaxed);
@@ -434,6 +432,24 @@ mod tests {
         assert_eq!(s.counters.down_transitions.load(Relaxed), 1);
         s.set_weight(0);
         assert!(!s.takes_new_clients(), "weight 0 gets no new clients");
+    }
+
+    #[test]
+    fn a_ramp_starts_on_leaving_down_or_maint_and_drain_does_not_end_it() {
+        let minute = Some(Duration::from_secs(60));
+        let s = ServerState::new("b", "s", SocketAddr::from(([127, 0, 0, 1], 1)), 100, 0);
+        assert_eq!(s.weight_now(minute), 100, "not ramped at start-up");
+        s.set_admin(AdminState::Maint);
+        s.set_admin(AdminState::Drain);
+        s.set_admin(AdminState::Ready);
+        assert_eq!(s.weight_now(minute), 1, "MAINT -> DRAIN -> UP ramps");
+        assert_eq!(s.weight_now(None), 100, "without slow_start");
+        s.set_healthy(false);
+        s.set_healthy(true);
+        assert_eq!(s.weight_now(minute), 1, "DOWN -> UP ramps");
+        assert_eq!(s.throttle(minute), Some(1));
+        s.set_healthy(false);
+        assert_eq!(s.throttle(minute), None, "no ramp while DOWN");
     }
 
     #[test]
