@@ -987,6 +987,38 @@ servers = [
     );
 }
 
+// Input: a server checked on a port of the test's every 50 ms, fall 1, `on_marked_down =
+// "shutdown-sessions"`, with a request to it waiting for its response; the port then closes.
+// Output: the server goes DOWN and the waiting client's connection is closed at once, as
+// HAProxy's `on-marked-down shutdown-sessions`. (It waited on, for `timeout.server`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_marked_down_shuts_its_sessions_when_asked() {
+    let s1 = origin("s1").await;
+    let check_port = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = check_port.local_addr().unwrap().port();
+    let proxy = checked_app(
+        s1,
+        &format!(
+            r#"{{ type = "tcp", port = {port}, interval = "50ms", fall = 1, on_marked_down = "shutdown-sessions" }}"#
+        ),
+        "",
+    );
+    let web = proxy.listeners()[0].bound;
+    let slow = tokio::spawn(async move {
+        let mut conn = TcpStream::connect(web).await.unwrap();
+        get(&mut conn, "/slow", None).await.1
+    });
+    wait_for(&proxy, "the slow request to reach s1", |s| {
+        row(s, "app", "s1").scur == 1
+    })
+    .await;
+    drop(check_port);
+    let cut = tokio::time::timeout(PATIENCE, slow).await.unwrap().unwrap();
+    assert!(cut.is_none(), "the client connection is closed: {cut:?}");
+    let s1_row = row(&proxy.stats(), "app", "s1").clone();
+    assert_eq!((s1_row.status.as_str(), s1_row.scur), ("DOWN", 0));
+}
+
 // Input: a server whose HTTP check never gets an answer (timeout 1 s, every 50 ms), put into
 // MAINT while a check is under way, and held there past that check's timeout. Output: no
 // status change, no DOWN and no failed check counted while in MAINT. (The check under way was

@@ -499,6 +499,7 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
         rise: (*section.rise.get_ref()).max(1),
         fall: (*section.fall.get_ref()).max(1),
         port: section.port.as_ref().map(|p| *p.get_ref()),
+        on_marked_down: section.on_marked_down,
     })
 }
 
@@ -884,6 +885,28 @@ real_servers = [{ address = "10.0.0.9:514" }]
                 "{expected}: {errs:#?}"
             );
         }
+    }
+
+    #[test]
+    fn on_marked_down_takes_haproxys_one_action() {
+        let config = built(
+            "[backend.app]\nhealth_check = { on_marked_down = \"shutdown-sessions\" }\nservers = [{ name = \"a\", address = \"10.0.0.1:80\" }]\n",
+        )
+        .unwrap();
+        let check = config.backends[0].check.as_ref().unwrap();
+        assert_eq!(
+            check.on_marked_down,
+            Some(super::super::OnMarkedDown::ShutdownSessions)
+        );
+        let err = toml::from_str::<BackendSection>(
+            "health_check = { on_marked_down = \"shutdown\" }\nservers = []\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.message().contains("`shutdown-sessions`"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use fulcrum_common::net::binds_overlap;
 
 pub use build::{Sections, build};
 pub use l4_section::{L4Protocol, ProxyProtocolSection as ProxyProtocol};
-pub use section::{CheckKind, CookieMode};
+pub use section::{CheckKind, CookieMode, OnMarkedDown};
 
 use crate::l7::{acl::Condition, balance::Algorithm};
 
@@ -160,6 +160,8 @@ pub struct Check {
     pub rise: u32,
     pub fall: u32,
     pub port: Option<u16>,
+    /// What a server marked DOWN by the check does to its sessions.
+    pub on_marked_down: Option<OnMarkedDown>,
 }
 
 /// One server of a backend.

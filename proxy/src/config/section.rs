@@ -213,6 +213,17 @@ pub struct HealthCheckSection {
     pub fall: Spanned<u32>,
     /// Port to check instead of the server's.
     pub port: Option<Spanned<u16>>,
+    /// What a server marked DOWN by its check does to its sessions (HAProxy's
+    /// `on-marked-down`): nothing, or `"shutdown-sessions"`.
+    pub on_marked_down: Option<OnMarkedDown>,
+}
+
+/// HAProxy's `on-marked-down` actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnMarkedDown {
+    /// Every session on the server ends at once, instead of running on (or timing out).
+    ShutdownSessions,
 }
 
 /// What a health check does.

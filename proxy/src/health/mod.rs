@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use self::counter::{HealthCounter, Stage, Transition};
 use crate::{
     Event,
-    config::Check,
+    config::{Check, OnMarkedDown},
     runtime::Runtime,
     state::{AdminState, ServerState, counters},
     table::Table,
@@ -217,6 +217,9 @@ async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: Sock
             };
             if let Some(healthy) = healthy {
                 let (from, to) = state.set_healthy(healthy);
+                if !healthy && check.on_marked_down == Some(OnMarkedDown::ShutdownSessions) {
+                    state.shutdown_sessions();
+                }
                 if healthy {
                     tracing::info!(backend = %state.backend, server = %state.name, %reason, "server is UP");
                 } else {
@@ -257,6 +260,7 @@ mod tests {
             rise: 2,
             fall: 3,
             port: None,
+            on_marked_down: None,
         };
         let mut health = HealthCounter::at_startup(2, 3);
         assert_eq!(

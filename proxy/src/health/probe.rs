@@ -162,6 +162,7 @@ mod tests {
             rise: 2,
             fall: 3,
             port: None,
+            on_marked_down: None,
         }
     }
 
