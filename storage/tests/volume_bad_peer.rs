@@ -404,117 +404,169 @@ async fn writes_the_peer_never_flushed_are_resynced_after_the_link_ends() {
     .await;
 }
 
-// Input: a primary (protocol C) with the smallest activity log DRBD allows (67 extents of
-// 4 MiB) and this test as its secondary, which acks every write as written. A write into each
-// of 67 extents fills the log; then the test holds its answers to flushes, and a write into a
-// 68th extent, which must evict one, comes. Output: a flush reaches the peer and the write
-// waits for its answer: it reaches the peer only after the test answered. (The least recently
-// used extent left the log at once, its write on neither disk for sure: after a power cut of
-// both nodes, no bit would have said that the copies differ there.)
-#[tokio::test(flavor = "multi_thread")]
-async fn an_extent_leaves_the_activity_log_only_after_the_peer_flushed_it() {
-    use fulcrum_storage::nbd::Export as _;
-    use fulcrum_storage::volume::meta::activity_log::EXTENT_SIZE;
-    use tokio::sync::Notify;
+/// What [`HoldingSecondary`] saw, in order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Seen {
+    Write(u64),
+    Flush,
+    FlushAnswered,
+}
 
-    #[derive(Debug, Clone, Copy, PartialEq)]
-    enum Seen {
-        Write(u64),
-        Flush,
-        FlushAnswered,
-    }
-    const EXTENTS: u64 = 67;
-    let (mut primary_node, secondary_node) =
-        pair((EXTENTS + 1) * EXTENT_SIZE, Protocol::C, Role::Primary);
-    primary_node.config.al_extents = EXTENTS as usize;
-    primary_node.config.connect_interval = Duration::from_secs(30);
-    let (primary, mut reader, mut writer) =
-        start_with_fake_secondary(&primary_node, &secondary_node).await;
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let holding = Arc::new(AtomicBool::new(false));
-    let release = Arc::new(Notify::new());
-    let answering = {
-        let (seen, holding, release) = (
-            Arc::clone(&seen),
-            Arc::clone(&holding),
-            Arc::clone(&release),
-        );
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            loop {
-                let message = tokio::select! {
-                    message = reader.next() => message,
-                    () = release.notified() => {
-                        for seq in held.drain(..) {
-                            writer.send(&Message::FlushAck { seq }).await.unwrap();
-                            seen.lock().unwrap().push(Seen::FlushAnswered);
-                        }
-                        continue;
-                    }
-                };
-                let reply = match message {
-                    Ok(Some(Message::Ping)) => Message::PingAck,
-                    Ok(Some(Message::Write { seq, offset, .. })) => {
-                        seen.lock().unwrap().push(Seen::Write(offset));
-                        Message::Ack {
-                            seq,
-                            kind: peer::AckKind::Written,
-                        }
-                    }
-                    Ok(Some(Message::Flush { seq })) => {
-                        if holding.load(Ordering::SeqCst) {
-                            seen.lock().unwrap().push(Seen::Flush);
-                            held.push(seq);
+/// This test as a secondary that acks every write as written and answers flushes at once,
+/// except while told to hold them.
+struct HoldingSecondary {
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    holding: Arc<AtomicBool>,
+    release: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HoldingSecondary {
+    fn spawn(
+        mut reader: MessageReader<OwnedReadHalf>,
+        mut writer: MessageWriter<OwnedWriteHalf>,
+    ) -> Self {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let holding = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let task = {
+            let (seen, holding, release) = (
+                Arc::clone(&seen),
+                Arc::clone(&holding),
+                Arc::clone(&release),
+            );
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                loop {
+                    let message = tokio::select! {
+                        message = reader.next() => message,
+                        () = release.notified() => {
+                            for seq in held.drain(..) {
+                                writer.send(&Message::FlushAck { seq }).await.unwrap();
+                                seen.lock().unwrap().push(Seen::FlushAnswered);
+                            }
                             continue;
                         }
-                        Message::FlushAck { seq }
-                    }
-                    Ok(Some(_)) => continue,
-                    _ => return,
-                };
-                writer.send(&reply).await.unwrap();
-            }
-        })
-    };
+                    };
+                    let reply = match message {
+                        Ok(Some(Message::Ping)) => Message::PingAck,
+                        Ok(Some(Message::Write { seq, offset, .. })) => {
+                            seen.lock().unwrap().push(Seen::Write(offset));
+                            Message::Ack {
+                                seq,
+                                kind: peer::AckKind::Written,
+                            }
+                        }
+                        Ok(Some(Message::Flush { seq })) => {
+                            if holding.load(Ordering::SeqCst) {
+                                seen.lock().unwrap().push(Seen::Flush);
+                                held.push(seq);
+                                continue;
+                            }
+                            Message::FlushAck { seq }
+                        }
+                        Ok(Some(_)) => continue,
+                        _ => return,
+                    };
+                    writer.send(&reply).await.unwrap();
+                }
+            })
+        };
+        Self {
+            seen,
+            holding,
+            release,
+            task,
+        }
+    }
+
+    fn hold(&self) {
+        self.holding.store(true, Ordering::SeqCst);
+    }
+
+    /// Answers the flushes held, and every one after at once.
+    fn answer(&self) {
+        self.holding.store(false, Ordering::SeqCst);
+        self.release.notify_one();
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until a flush is held, then a while longer (well inside the 2 s after which an
+    /// unanswered flush ends the link), for whatever else would come meanwhile.
+    async fn held_a_while(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.seen().contains(&Seen::Flush) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no flush reached the peer"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The smallest activity log DRBD allows, in extents of 4 MiB.
+const AL_EXTENTS: u64 = 67;
+
+/// A primary (protocol C) with an activity log of [`AL_EXTENTS`], each written once (so the
+/// log is full, of extents no flush of both nodes has covered), on a volume `more` extents
+/// larger; its secondary is a [`HoldingSecondary`]. The nodes hold the volume's directories.
+async fn full_activity_log(more: u64) -> (Volume, HoldingSecondary, (Node, Node)) {
+    use fulcrum_storage::nbd::Export as _;
+    use fulcrum_storage::volume::meta::activity_log::EXTENT_SIZE;
+    let (mut primary_node, secondary_node) = pair(
+        (AL_EXTENTS + more) * EXTENT_SIZE,
+        Protocol::C,
+        Role::Primary,
+    );
+    primary_node.config.al_extents = AL_EXTENTS as usize;
+    primary_node.config.connect_interval = Duration::from_secs(30);
+    let (primary, reader, writer) = start_with_fake_secondary(&primary_node, &secondary_node).await;
+    let secondary = HoldingSecondary::spawn(reader, writer);
     let export = primary.export();
-    for extent in 0..EXTENTS {
+    for extent in 0..AL_EXTENTS {
         let data = Bytes::from(pattern(extent, 4096));
         export
             .write(extent * EXTENT_SIZE, data, false)
             .await
             .unwrap();
     }
-    holding.store(true, Ordering::SeqCst);
-    let evicting = EXTENTS * EXTENT_SIZE;
+    (primary, secondary, (primary_node, secondary_node))
+}
+
+// Input: a full activity log (see `full_activity_log`); the secondary holds its answers to
+// flushes, and a write into a 68th extent, which must evict one, comes. Output: a flush
+// reaches the peer and the write waits for its answer: it reaches the peer only after the
+// test answered. (The least recently used extent left the log at once, its write on neither
+// disk for sure: after a power cut of both nodes, no bit would have said that the copies
+// differ there.)
+#[tokio::test(flavor = "multi_thread")]
+async fn an_extent_leaves_the_activity_log_only_after_the_peer_flushed_it() {
+    use fulcrum_storage::nbd::Export as _;
+    use fulcrum_storage::volume::meta::activity_log::EXTENT_SIZE;
+    let (primary, secondary, _nodes) = full_activity_log(1).await;
+    secondary.hold();
+    let evicting = AL_EXTENTS * EXTENT_SIZE;
+    let export = primary.export();
     let write = tokio::spawn(async move {
-        let data = Bytes::from(pattern(EXTENTS, 4096));
+        let data = Bytes::from(pattern(AL_EXTENTS, 4096));
         export.write(evicting, data, false).await
     });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !seen.lock().unwrap().contains(&Seen::Flush) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no flush reached the peer"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    // Well inside the 2 s after which an unanswered flush ends the link.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    secondary.held_a_while().await;
+    let seen = secondary.seen();
     assert!(
-        !seen.lock().unwrap().contains(&Seen::Write(evicting)),
+        !seen.contains(&Seen::Write(evicting)),
         "the write into the 68th extent went out before the peer answered the flush: {:?}",
-        seen.lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
+        &seen[seen.len().saturating_sub(4)..]
     );
     assert!(!write.is_finished(), "the write was acknowledged unflushed");
-    holding.store(false, Ordering::SeqCst);
-    release.notify_one();
+    secondary.answer();
     write.await.unwrap().unwrap();
-    let seen = seen.lock().unwrap().clone();
+    let seen = secondary.seen();
     let answered = seen.iter().position(|s| *s == Seen::FlushAnswered);
     let written = seen.iter().position(|s| *s == Seen::Write(evicting));
     assert!(
@@ -523,7 +575,42 @@ async fn an_extent_leaves_the_activity_log_only_after_the_peer_flushed_it() {
         &seen[seen.len().saturating_sub(4)..]
     );
     assert_eq!(primary.status().out_of_sync_bytes, 0);
-    answering.abort();
+    secondary.task.abort();
+}
+
+// Input: a full activity log; the secondary holds its answers to flushes, and eight writes
+// into eight new extents come at once, each needing room. Output: at most two flushes reach
+// the peer while it holds them (the writers' one, and perhaps the session's own periodic
+// barrier), and all eight writes complete once it answers. (Each writer flushed both nodes on
+// its own: eight flushes, each an fdatasync on both.)
+#[tokio::test(flavor = "multi_thread")]
+async fn writers_needing_room_in_the_activity_log_share_one_flush() {
+    use fulcrum_storage::nbd::Export as _;
+    use fulcrum_storage::volume::meta::activity_log::EXTENT_SIZE;
+    const WRITERS: u64 = 8;
+    let (primary, secondary, _nodes) = full_activity_log(WRITERS).await;
+    secondary.hold();
+    let writes: Vec<_> = (AL_EXTENTS..AL_EXTENTS + WRITERS)
+        .map(|extent| {
+            let export = primary.export();
+            tokio::spawn(async move {
+                let data = Bytes::from(pattern(extent, 4096));
+                export.write(extent * EXTENT_SIZE, data, false).await
+            })
+        })
+        .collect();
+    secondary.held_a_while().await;
+    let flushes = secondary
+        .seen()
+        .iter()
+        .filter(|s| **s == Seen::Flush)
+        .count();
+    assert!(flushes <= 2, "{flushes} flushes for {WRITERS} writers");
+    secondary.answer();
+    for write in writes {
+        write.await.unwrap().unwrap();
+    }
+    secondary.task.abort();
 }
 
 // Input: three connections to the accepting node that send nothing, each made again as soon

@@ -83,24 +83,31 @@ impl VolumeExport {
         if inner.meta.try_begin_write(offset, len) {
             return Ok(());
         }
-        loop {
+        let begin = || async {
             match inner
                 .meta
                 .try_call(move |m| m.begin_write(offset, len))
                 .await
             {
-                Ok(()) => return Ok(()),
-                // Each flush covers every write ended before it: the idle extents it finds
-                // are free after it, unless written again meanwhile.
-                Err(VolumeError::Meta(MetaError::ActivityLogUnflushed { .. })) => {
-                    self.flush_both().await?;
-                }
+                Ok(()) => Ok(true),
+                Err(VolumeError::Meta(MetaError::ActivityLogUnflushed { .. })) => Ok(false),
                 Err(error) => {
                     warn!(volume = %inner.config.name, %error, "activity log");
-                    return Err(NbdError::Io);
+                    Err(NbdError::Io)
                 }
             }
+        };
+        while !begin().await? {
+            // Each flush covers every write ended before it: the idle extents it finds are
+            // free after it, unless written again meanwhile. Writers that needed room while it
+            // ran try again before flushing on their own.
+            let _one_at_a_time = inner.evicting.lock().await;
+            if begin().await? {
+                return Ok(());
+            }
+            self.flush_both().await?;
         }
+        Ok(())
     }
 
     async fn after_begin<L, F>(

@@ -56,6 +56,9 @@ pub(crate) struct Inner {
     /// Serializes role changes (and the handshake, which reports the role); holds the NBD
     /// server while primary.
     pub(crate) role_lock: tokio::sync::Mutex<Option<NbdServer>>,
+    /// One flush at a time for writes that need room in the activity log: the writers waiting
+    /// behind it try again first, and most find the room it made.
+    pub(crate) evicting: tokio::sync::Mutex<()>,
     pub(crate) cancel: CancellationToken,
     pub(crate) tasks: TaskTracker,
 }
@@ -138,6 +141,7 @@ impl Inner {
             redial: Notify::new(),
             link_news,
             role_lock: tokio::sync::Mutex::new(None),
+            evicting: tokio::sync::Mutex::new(()),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
