@@ -408,12 +408,12 @@ fn proxy_section(h: &mut Html, page: &Page<'_>, proxy: &ProxyStats, px: String) 
     h.raw("<div class=\"scroll\"><table class=\"stats\">\n<thead>\n<tr class=\"groups\"><th rowspan=\"2\">Name</th>")
         .raw("<th colspan=\"3\">Queue</th><th colspan=\"3\">Session rate</th><th colspan=\"6\">Sessions</th>")
         .raw("<th colspan=\"2\">Bytes</th><th colspan=\"2\">Denied</th><th colspan=\"3\">Errors</th>")
-        .raw("<th colspan=\"2\">Warnings</th><th colspan=\"8\">Server</th></tr>\n<tr class=\"cols\">")
+        .raw("<th colspan=\"2\">Warnings</th><th colspan=\"9\">Server</th></tr>\n<tr class=\"cols\">")
         .raw("<th>Cur</th><th>Max</th><th>Limit</th><th>Cur</th><th>Max</th><th>Limit</th>")
         .raw("<th>Cur</th><th>Max</th><th>Limit</th><th>Total</th><th>LbTot</th><th>Last</th>")
         .raw("<th>In</th><th>Out</th><th>Req</th><th>Resp</th><th>Req</th><th>Conn</th><th>Resp</th>")
         .raw("<th>Retr</th><th>Redis</th><th>Status</th><th>LastChk</th><th>Wght</th><th>Act</th>")
-        .raw("<th>Bck</th><th>Chk</th><th>Dwn</th><th>Dwntme</th></tr>\n</thead>\n<tbody>\n");
+        .raw("<th>Bck</th><th>Chk</th><th>Dwn</th><th>Dwntme</th><th>Thrtle</th></tr>\n</thead>\n<tbody>\n");
     for row in &proxy.rows {
         stats_row(h, &key, row, token.is_some());
     }
@@ -557,6 +557,11 @@ fn stats_row(h: &mut Html, px_key: &str, row: &Row, form: bool) {
     h.raw("<td>");
     if let Some(down) = row.downtime {
         h.text(&duration(down));
+    }
+    // HAProxy's Thrtle: the share of its weight a server gets while `slow_start` ramps it.
+    h.raw("</td><td>");
+    if let Some(throttle) = row.throttle {
+        h.num(u64::from(throttle)).raw(" %");
     }
     h.raw("</td></tr>\n");
 }
@@ -867,6 +872,7 @@ mod tests {
         checked.check_duration = Some(2);
         checked.weight = Some(50);
         checked.config_weight = Some(100);
+        checked.throttle = Some(50);
         let mut backend = Row::new("web", "BACKEND", RowKind::Backend);
         backend.status = "UP".into();
         Snapshot {
@@ -991,6 +997,10 @@ mod tests {
             "<td class=\"status\"><span class=\"state\">UP</span> <span class=\"since\">2h3m</span></td>"
         ));
         assert!(html.contains("<td class=\"lastchk\">L7OK/200 in 2ms</td><td>50/100</td>"));
+        assert!(
+            html.contains("<td>50 %</td></tr>"),
+            "the Thrtle column ends the row of a server that slow_start ramps"
+        );
         assert!(html.contains("data-svname=\"10.0.0.5:3306\""));
         assert!(html.contains("id=\"legend\""));
         assert!(html.contains("<dd>0.1.0</dd>"));
