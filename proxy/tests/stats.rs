@@ -1019,6 +1019,37 @@ async fn a_server_marked_down_shuts_its_sessions_when_asked() {
     assert_eq!((s1_row.status.as_str(), s1_row.scur), ("DOWN", 0));
 }
 
+// Input: the same for a virtual service's real server (quiescent, so it keeps its connections
+// without the key), with a relayed connection open. Output: the connection is reset once the
+// real server is DOWN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_server_marked_down_resets_its_connections_when_asked() {
+    let s1 = origin("s1").await;
+    let check_port = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = check_port.local_addr().unwrap().port();
+    let proxy = Proxy::start(config(&format!(
+        r#"
+[virtual_server.vs]
+listen = "127.0.0.1:0"
+health_check = {{ type = "tcp", port = {port}, interval = "50ms", fall = 1, on_marked_down = "shutdown-sessions" }}
+real_servers = [{{ address = "{s1}" }}]
+"#
+    )))
+    .unwrap();
+    let vs = proxy.l4_status()[0].address;
+    let mut l4 = TcpStream::connect(vs).await.unwrap();
+    assert_eq!(get(&mut l4, "/", None).await.1.unwrap().body, "s1");
+    drop(check_port);
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(PATIENCE, l4.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the relayed connection is reset: {read:?}"
+    );
+}
+
 // Input: a server whose HTTP check never gets an answer (timeout 1 s, every 50 ms), put into
 // MAINT while a check is under way, and held there past that check's timeout. Output: no
 // status change, no DOWN and no failed check counted while in MAINT. (The check under way was
