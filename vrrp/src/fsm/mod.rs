@@ -74,7 +74,7 @@ pub enum Event {
     /// Sync groups: whether a sibling follows a better master. While one does, a backup whose
     /// Master_Down_Timer fires does not take over (it would drag the sibling along, only for the
     /// sibling to give way again): the timer restarts instead (keepalived's
-    /// `vrrp_sync_can_goto_master`).
+    /// `vrrp_sync_can_goto_master`). A master steps down as for [`Event::GroupBackup`].
     GroupHold(bool),
 }
 
@@ -193,6 +193,12 @@ impl Fsm {
     /// [`Fsm::next_wakeup`] is `None` or later than `now`.
     pub fn handle(&mut self, now: Time, event: Event) -> Vec<Action> {
         let mut out = Vec::new();
+        // A sibling's hold counts before a timer that fell due while it was on its way: the
+        // sibling follows a better master already, and taking over now would only drag it
+        // along to give way again.
+        if let Event::GroupHold(hold) = event {
+            self.group_hold = hold;
+        }
         self.fire_due_timer(now, &mut out);
         match event {
             Event::Startup => self.startup(now, &mut out),
@@ -210,13 +216,16 @@ impl Fsm {
                     self.become_master(now, Reason::SyncGroup, &mut out);
                 }
             }
-            Event::GroupBackup => {
+            // Level, not edge, for the hold: a master whose sibling follows a better master has
+            // split the group, whether or not the sibling's passage through MASTER was seen
+            // (keepalived's `vrrp_sync_backup` forces the whole group down).
+            Event::GroupBackup | Event::GroupHold(true) => {
                 if self.state == State::Master {
                     out.push(Action::SendAdvert { priority: 0 });
                     self.become_backup(now, Reason::SyncGroup, &mut out);
                 }
             }
-            Event::GroupHold(hold) => self.group_hold = hold,
+            Event::GroupHold(false) => {}
         }
         self.fire_due_timer(now, &mut out);
         out

@@ -48,6 +48,38 @@ fn a_master_steps_down_with_its_sibling_and_says_goodbye() {
 }
 
 #[test]
+fn a_master_whose_sibling_follows_a_better_master_steps_down() {
+    // Input: master (v2, 100) since 3.609375 s; at 3.7 s its sibling is seen following a better
+    // master, without its step down from MASTER having been seen (only the latest status of a
+    // sibling is read). Output: the same step down as for GroupBackup. (It stayed MASTER, its
+    // VIP held for good: the peer's lower-priority instance never took over.)
+    let mut fsm = fsm(v2(100));
+    master_at_startup(&mut fsm);
+    let mut down = vec![send(0)];
+    down.extend(master_to_backup(Reason::SyncGroup));
+    replay(
+        &mut fsm,
+        vec![(ms(3700), group(Event::GroupHold(true)), down)],
+    );
+}
+
+#[test]
+fn a_hold_arriving_with_a_due_timer_keeps_the_backup_back() {
+    // Input: backup (v2, 100) hearing nobody; its sibling's hold is handled only at 3.7 s, after
+    // the Master_Down_Timer fell due (3.609375 s) but before it was polled. Output: it stays
+    // BACKUP. (The due timer fired first: MASTER, dragging the sibling along.)
+    let mut fsm = fsm(v2(100));
+    replay(
+        &mut fsm,
+        vec![
+            (us(0), startup(), started_backup()),
+            (ms(3700), group(Event::GroupHold(true)), vec![]),
+        ],
+    );
+    assert_eq!(fsm.state(), State::Backup);
+}
+
+#[test]
 fn a_held_backup_does_not_take_over_on_its_own() {
     // Input: backup (v2, 100) preempting a priority-50 master (whose adverts it discards); a
     // sibling follows a better master from 0.5 s.
