@@ -1019,6 +1019,46 @@ async fn a_server_marked_down_shuts_its_sessions_when_asked() {
     assert_eq!((s1_row.status.as_str(), s1_row.scur), ("DOWN", 0));
 }
 
+// Input: an active server s1 checked on a port that refuses (rise 1, fall 1), with
+// `on_marked_up = "shutdown-backup-sessions"`, and an unchecked backup b1; once s1 is DOWN a
+// request waits on b1 for its response; then the port accepts. Output: s1 UP, and the client
+// on b1 has its connection closed, to come back to s1 (HAProxy's `on-marked-up
+// shutdown-backup-sessions`). (It stayed on the backup.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_server_marked_up_shuts_the_backups_sessions_when_asked() {
+    let (s1, b1) = (origin("s1").await, origin("b1").await);
+    let port = refusing_port();
+    let proxy = Proxy::start(config(&format!(
+        r#"
+[frontend.web]
+bind = ["127.0.0.1:0"]
+default_backend = "app"
+
+[backend.app]
+health_check = {{ type = "tcp", port = {port}, interval = "50ms", rise = 1, fall = 1, on_marked_up = "shutdown-backup-sessions" }}
+servers = [
+  {{ name = "s1", address = "{s1}" }},
+  {{ name = "b1", address = "{b1}", backup = true, check = false }},
+]
+"#
+    )))
+    .unwrap();
+    wait_for(&proxy, "s1 DOWN", |s| row(s, "app", "s1").status == "DOWN").await;
+    let web = proxy.listeners()[0].bound;
+    let slow = tokio::spawn(async move {
+        let mut conn = TcpStream::connect(web).await.unwrap();
+        get(&mut conn, "/slow", None).await.1
+    });
+    wait_for(&proxy, "the slow request to reach b1", |s| {
+        row(s, "app", "b1").scur == 1
+    })
+    .await;
+    let _accepting = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let cut = tokio::time::timeout(PATIENCE, slow).await.unwrap().unwrap();
+    assert!(cut.is_none(), "the client connection is closed: {cut:?}");
+    assert_eq!(row(&proxy.stats(), "app", "s1").status, "UP");
+}
+
 // Input: the same for a virtual service's real server (quiescent, so it keeps its connections
 // without the key), with a relayed connection open. Output: the connection is reset once the
 // real server is DOWN.

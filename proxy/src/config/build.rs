@@ -500,6 +500,7 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
         fall: (*section.fall.get_ref()).max(1),
         port: section.port.as_ref().map(|p| *p.get_ref()),
         on_marked_down: section.on_marked_down,
+        on_marked_up: section.on_marked_up,
     })
 }
 
@@ -888,15 +889,19 @@ real_servers = [{ address = "10.0.0.9:514" }]
     }
 
     #[test]
-    fn on_marked_down_takes_haproxys_one_action() {
+    fn on_marked_down_and_up_take_haproxys_actions() {
         let config = built(
-            "[backend.app]\nhealth_check = { on_marked_down = \"shutdown-sessions\" }\nservers = [{ name = \"a\", address = \"10.0.0.1:80\" }]\n",
+            "[backend.app]\nhealth_check = { on_marked_down = \"shutdown-sessions\", on_marked_up = \"shutdown-backup-sessions\" }\nservers = [{ name = \"a\", address = \"10.0.0.1:80\" }]\n",
         )
         .unwrap();
         let check = config.backends[0].check.as_ref().unwrap();
         assert_eq!(
             check.on_marked_down,
             Some(super::super::OnMarkedDown::ShutdownSessions)
+        );
+        assert_eq!(
+            check.on_marked_up,
+            Some(super::super::OnMarkedUp::ShutdownBackupSessions)
         );
         let err = toml::from_str::<BackendSection>(
             "health_check = { on_marked_down = \"shutdown\" }\nservers = []\n",

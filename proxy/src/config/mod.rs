@@ -12,7 +12,7 @@ use fulcrum_common::net::binds_overlap;
 
 pub use build::{Sections, build};
 pub use l4_section::{L4Protocol, ProxyProtocolSection as ProxyProtocol};
-pub use section::{CheckKind, CookieMode, OnMarkedDown};
+pub use section::{CheckKind, CookieMode, OnMarkedDown, OnMarkedUp};
 
 use crate::l7::{acl::Condition, balance::Algorithm};
 
@@ -162,6 +162,8 @@ pub struct Check {
     pub port: Option<u16>,
     /// What a server marked DOWN by the check does to its sessions.
     pub on_marked_down: Option<OnMarkedDown>,
+    /// What an active server marked UP by the check does to the backups' sessions.
+    pub on_marked_up: Option<OnMarkedUp>,
 }
 
 /// One server of a backend.

@@ -216,6 +216,18 @@ pub struct HealthCheckSection {
     /// What a server marked DOWN by its check does to its sessions (HAProxy's
     /// `on-marked-down`): nothing, or `"shutdown-sessions"`.
     pub on_marked_down: Option<OnMarkedDown>,
+    /// What a server marked UP by its check does to the backup servers' sessions (HAProxy's
+    /// `on-marked-up`): nothing, or `"shutdown-backup-sessions"`.
+    pub on_marked_up: Option<OnMarkedUp>,
+}
+
+/// HAProxy's `on-marked-up` actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnMarkedUp {
+    /// Every session on the backend's backup servers ends, so that their clients come back to
+    /// the active server.
+    ShutdownBackupSessions,
 }
 
 /// HAProxy's `on-marked-down` actions.

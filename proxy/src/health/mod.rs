@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use self::counter::{HealthCounter, Stage, Transition};
 use crate::{
     Event,
-    config::{Check, OnMarkedDown},
+    config::{Check, OnMarkedDown, OnMarkedUp},
     runtime::Runtime,
     state::{AdminState, ServerState, counters},
     table::Table,
@@ -32,6 +32,8 @@ struct Spec {
     addr: SocketAddr,
     /// Identity of the server state: a server whose state was replaced needs a new task.
     state: usize,
+    /// Identities of the backup servers' states, for `on_marked_up`.
+    backups: Vec<usize>,
 }
 
 /// One server to check: its key (backend and server name, or virtual service and address), the
@@ -42,6 +44,9 @@ pub(crate) struct Target {
     pub(crate) check: Check,
     pub(crate) addr: SocketAddr,
     pub(crate) state: Arc<ServerState>,
+    /// The servers whose sessions end when the check marks this one UP
+    /// (`on_marked_up = "shutdown-backup-sessions"`): its backend's backups.
+    pub(crate) backups: Vec<Arc<ServerState>>,
 }
 
 /// The running check tasks, by backend and server name.
@@ -56,10 +61,20 @@ impl Supervisor {
     pub(crate) fn reconcile(&self, rt: &Arc<Runtime>, table: &Table) {
         let mut targets = Vec::new();
         for (bcfg, bentry) in table.config.backends.iter().zip(&table.backends) {
+            let backups: Vec<_> = (bcfg.servers.iter().zip(&bentry.servers))
+                .filter(|(scfg, _)| scfg.backup)
+                .map(|(_, state)| Arc::clone(state))
+                .collect();
             for (scfg, state) in bcfg.servers.iter().zip(&bentry.servers) {
                 match (&bcfg.check, scfg.check) {
                     (Some(check), true) => {
                         state.set_check_configured(true);
+                        let backups = match check.on_marked_up {
+                            Some(OnMarkedUp::ShutdownBackupSessions) if !scfg.backup => {
+                                backups.clone()
+                            }
+                            _ => Vec::new(),
+                        };
                         targets.push(Target {
                             key: (bcfg.name.clone(), scfg.name.clone()),
                             addr: SocketAddr::new(
@@ -68,6 +83,7 @@ impl Supervisor {
                             ),
                             check: check.clone(),
                             state: Arc::clone(state),
+                            backups,
                         });
                     }
                     _ => unchecked(rt, state),
@@ -87,19 +103,26 @@ impl Supervisor {
                     check: t.check,
                     addr: t.addr,
                     state: Arc::as_ptr(&t.state) as usize,
+                    backups: t.backups.iter().map(|b| Arc::as_ptr(b) as usize).collect(),
                 };
-                (t.key, (spec, t.state))
+                (t.key, (spec, t.state, t.backups))
             })
             .collect();
         let Ok(mut tasks) = self.tasks.lock() else {
             return;
         };
-        tasks.retain(|key, (spec, _)| wanted.get(key).is_some_and(|(want, _)| want == spec));
-        for (key, (spec, state)) in wanted {
+        tasks.retain(|key, (spec, _)| wanted.get(key).is_some_and(|(want, ..)| want == spec));
+        for (key, (spec, state, backups)) in wanted {
             if tasks.contains_key(&key) {
                 continue;
             }
-            let handle = tokio::spawn(run(Arc::clone(rt), state, spec.check.clone(), spec.addr));
+            let checked = Checked {
+                state,
+                check: spec.check.clone(),
+                addr: spec.addr,
+                backups,
+            };
+            let handle = tokio::spawn(run(Arc::clone(rt), checked));
             tasks.insert(key, (spec, AbortOnDrop(handle)));
         }
     }
@@ -153,9 +176,24 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// What one check task checks, and what it acts on.
+struct Checked {
+    state: Arc<ServerState>,
+    check: Check,
+    addr: SocketAddr,
+    /// See [`Target::backups`].
+    backups: Vec<Arc<ServerState>>,
+}
+
 /// Checks one server forever. While an operator has disabled its checks, none is sent; once
 /// enabled again, the count starts afresh ([`ServerState::enable_checks`]).
-async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: SocketAddr) {
+async fn run(rt: Arc<Runtime>, checked: Checked) {
+    let Checked {
+        state,
+        check,
+        addr,
+        backups,
+    } = checked;
     let mut epoch = state.check_epoch();
     let mut health = {
         match state.health_counter() {
@@ -220,6 +258,11 @@ async fn run(rt: Arc<Runtime>, state: Arc<ServerState>, check: Check, addr: Sock
                 if !healthy && check.on_marked_down == Some(OnMarkedDown::ShutdownSessions) {
                     state.shutdown_sessions();
                 }
+                // Clients on a backup come back to this server (HAProxy's `on-marked-up
+                // shutdown-backup-sessions`); `backups` is empty unless asked for.
+                if healthy {
+                    backups.iter().for_each(|b| b.shutdown_sessions());
+                }
                 if healthy {
                     tracing::info!(backend = %state.backend, server = %state.name, %reason, "server is UP");
                 } else {
@@ -261,6 +304,7 @@ mod tests {
             fall: 3,
             port: None,
             on_marked_down: None,
+            on_marked_up: None,
         };
         let mut health = HealthCounter::at_startup(2, 3);
         assert_eq!(

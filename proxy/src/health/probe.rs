@@ -163,6 +163,7 @@ mod tests {
             fall: 3,
             port: None,
             on_marked_down: None,
+            on_marked_up: None,
         }
     }
 

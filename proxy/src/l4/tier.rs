@@ -205,6 +205,8 @@ impl Tier {
                             ),
                             check: check.clone(),
                             state: Arc::clone(&real.server),
+                            // A virtual service has no backups, only a fallback.
+                            backups: Vec::new(),
                         });
                     }
                     None => crate::health::unchecked(rt, &real.server),
