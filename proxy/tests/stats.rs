@@ -682,17 +682,10 @@ real_servers = [{{ address = "{s1}" }}]
     let real = format!("{s1}");
 
     // An HTTP request waiting for its response, and an idle L4 connection.
-    let slow = tokio::spawn(async move {
-        let mut conn = TcpStream::connect(web).await.unwrap();
-        get(&mut conn, "/slow", None).await.1
-    });
+    let slow = slow_request_held_by(&proxy, web, "s1").await;
     let mut l4 = TcpStream::connect(vs).await.unwrap();
     let (_, res) = get(&mut l4, "/", None).await;
     assert_eq!(res.unwrap().status, 200);
-    wait_for(&proxy, "the slow request to reach s1", |s| {
-        row(s, "app", "s1").scur == 1
-    })
-    .await;
 
     let message = proxy
         .server_action(
@@ -704,8 +697,7 @@ real_servers = [{{ address = "{s1}" }}]
         )
         .unwrap();
     assert_eq!(message, "app/s1: 1 sessions shut down");
-    let cut = tokio::time::timeout(PATIENCE, slow).await.unwrap().unwrap();
-    assert!(cut.is_none(), "the client connection is closed: {cut:?}");
+    assert_closed(slow).await;
     assert_eq!(row(&proxy.stats(), "app", "s1").scur, 0);
 
     proxy
@@ -847,6 +839,30 @@ servers = [{{ name = "s1", address = "{s1}" }}]
         row(s, "app", "s1").scur == 0
     })
     .await;
+}
+
+/// A `GET /slow` on a new connection to `web`, left waiting for its response; returns once
+/// `server` of `app` holds it. The task yields the response, `None` once the proxy closed.
+async fn slow_request_held_by(
+    proxy: &Proxy,
+    web: SocketAddr,
+    server: &'static str,
+) -> tokio::task::JoinHandle<Option<Response>> {
+    let slow = tokio::spawn(async move {
+        let mut conn = TcpStream::connect(web).await.unwrap();
+        get(&mut conn, "/slow", None).await.1
+    });
+    wait_for(proxy, "the slow request to reach its server", |s| {
+        row(s, "app", server).scur == 1
+    })
+    .await;
+    slow
+}
+
+/// Asserts that the proxy closed `slow`'s connection without a response.
+async fn assert_closed(slow: tokio::task::JoinHandle<Option<Response>>) {
+    let cut = tokio::time::timeout(PATIENCE, slow).await.unwrap().unwrap();
+    assert!(cut.is_none(), "the client connection is closed: {cut:?}");
 }
 
 /// A port on 127.0.0.1 that refuses connections (it was free a moment ago).
@@ -1003,18 +1019,9 @@ async fn a_server_marked_down_shuts_its_sessions_when_asked() {
         ),
         "",
     );
-    let web = proxy.listeners()[0].bound;
-    let slow = tokio::spawn(async move {
-        let mut conn = TcpStream::connect(web).await.unwrap();
-        get(&mut conn, "/slow", None).await.1
-    });
-    wait_for(&proxy, "the slow request to reach s1", |s| {
-        row(s, "app", "s1").scur == 1
-    })
-    .await;
+    let slow = slow_request_held_by(&proxy, proxy.listeners()[0].bound, "s1").await;
     drop(check_port);
-    let cut = tokio::time::timeout(PATIENCE, slow).await.unwrap().unwrap();
-    assert!(cut.is_none(), "the client connection is closed: {cut:?}");
+    assert_closed(slow).await;
     let s1_row = row(&proxy.stats(), "app", "s1").clone();
     assert_eq!((s1_row.status.as_str(), s1_row.scur), ("DOWN", 0));
 }
@@ -1044,18 +1051,9 @@ servers = [
     )))
     .unwrap();
     wait_for(&proxy, "s1 DOWN", |s| row(s, "app", "s1").status == "DOWN").await;
-    let web = proxy.listeners()[0].bound;
-    let slow = tokio::spawn(async move {
-        let mut conn = TcpStream::connect(web).await.unwrap();
-        get(&mut conn, "/slow", None).await.1
-    });
-    wait_for(&proxy, "the slow request to reach b1", |s| {
-        row(s, "app", "b1").scur == 1
-    })
-    .await;
+    let slow = slow_request_held_by(&proxy, proxy.listeners()[0].bound, "b1").await;
     let _accepting = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let cut = tokio::time::timeout(PATIENCE, slow).await.unwrap().unwrap();
-    assert!(cut.is_none(), "the client connection is closed: {cut:?}");
+    assert_closed(slow).await;
     assert_eq!(row(&proxy.stats(), "app", "s1").status, "UP");
 }
 
