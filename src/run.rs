@@ -221,8 +221,12 @@ pub(crate) async fn serve(
         tokio::select! {
             _ = hup.recv() => {
                 if let Some(new) = reload(path, &proxy) {
-                    // An address the proxy gave up may be what a sidecar binds next.
+                    // An address the proxy gave up may be what a sidecar binds next. And a
+                    // client that connects once "reloaded" is logged must not land in the
+                    // backlog of a listener given up (SO_REUSEPORT shares its port with the new
+                    // one), which its close would reset.
                     proxy.released().await;
+                    tracing::info!(config = %path.display(), "reloaded");
                     admin.follow(new.admin, &registry, &appliance).await;
                     nrpe.follow(new.nrpe, &registry, &appliance).await;
                     // The sets before the alerts, which then follow the ones just started.
@@ -308,7 +312,7 @@ fn reload(path: &Path, proxy: &Proxy) -> Option<Reloaded> {
     match config::load(path) {
         Ok(loaded) => match proxy.reload(loaded.proxy) {
             Ok(()) => {
-                tracing::info!(config = %path.display(), "reloaded");
+                // "reloaded" is logged once the listeners given up are closed (see `run`).
                 Some(Reloaded {
                     global: loaded.file.global,
                     admin: loaded.admin,
