@@ -99,9 +99,11 @@ fn backend(
     for (scfg, state) in cfg.servers.iter().zip(servers) {
         let (mut row, extra) = server_row(&cfg.name, state, scfg.backup, now);
         row.slim = (scfg.max_connections > 0).then_some(u64::from(scfg.max_connections));
-        let slow_start = cfg.slow_start.filter(|_| cfg.algorithm.is_dynamic());
-        if let Some(throttle) = state.throttle(slow_start).filter(|_| row.weight > Some(0)) {
-            row.weight = Some(state.weight_now(slow_start));
+        if let Some(throttle) = state
+            .throttle(cfg.slow_start)
+            .filter(|_| row.weight > Some(0))
+        {
+            row.weight = Some(state.weight_now(cfg.slow_start));
             row.throttle = Some(throttle);
         }
         members.push((state.status(), scfg.backup, row.weight.unwrap_or(0)));

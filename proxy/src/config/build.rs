@@ -362,6 +362,10 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
             "slow_start must be longer than 0s (leave it out for none)",
         ));
     }
+    // Static algorithms ignore it, as HAProxy's do: resolved here, not at every pick.
+    let slow_start = (section.slow_start.as_ref())
+        .filter(|_| algorithm.is_dynamic())
+        .map(|s| s.get_ref().get());
     Backend {
         name: name.to_owned(),
         algorithm,
@@ -378,7 +382,7 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
         retries: section.retries,
         redispatch: section.redispatch,
         pool_max_idle: section.pool_max_idle as usize,
-        slow_start: section.slow_start.as_ref().map(|s| s.get_ref().get()),
+        slow_start,
         servers,
     }
 }
@@ -912,6 +916,23 @@ real_servers = [{ address = "10.0.0.9:514" }]
             "{}",
             err.message()
         );
+    }
+
+    #[test]
+    fn slow_start_holds_only_for_a_dynamic_algorithm() {
+        let slow_start = |balance: &str| {
+            built(&format!(
+                "[backend.app]\nbalance = \"{balance}\"\nslow_start = \"10s\"\nservers = [{{ name = \"a\", address = \"10.0.0.1:80\" }}]\n"
+            ))
+            .unwrap()
+            .backends[0]
+                .slow_start
+        };
+        assert_eq!(
+            slow_start("leastconn"),
+            Some(std::time::Duration::from_secs(10))
+        );
+        assert_eq!(slow_start("static-rr"), None, "static algorithms ignore it");
     }
 
     #[test]

@@ -92,8 +92,8 @@ pub struct Backend {
     pub retries: u32,
     pub redispatch: bool,
     pub pool_max_idle: usize,
-    /// A server back UP (from DOWN or MAINT) takes its weight in steps over this long, with a
-    /// dynamic algorithm (HAProxy's `slowstart`).
+    /// A server back UP (from DOWN or MAINT) takes its weight in steps over this long
+    /// (HAProxy's `slowstart`); `None` too with a static algorithm, which ignores it.
     pub slow_start: Option<Duration>,
     pub servers: Vec<Server>,
 }

@@ -282,7 +282,6 @@ fn candidates(
     backup: bool,
     avoid: Option<usize>,
 ) -> Candidates {
-    let slow_start = cfg.slow_start.filter(|_| cfg.algorithm.is_dynamic());
     cfg.servers
         .iter()
         .zip(&entry.servers)
@@ -292,7 +291,7 @@ fn candidates(
         })
         .map(|(index, (s, state))| Candidate {
             index,
-            weight: state.weight_now(slow_start),
+            weight: state.weight_now(cfg.slow_start),
             active: state.active(),
             max: s.max_connections,
         })
