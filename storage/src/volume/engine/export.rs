@@ -366,11 +366,12 @@ impl VolumeExport {
             inner.emit(VolumeEvent::IoError);
             // Any write here since the last good flush may be lost, and the kernel says so only
             // once: every extent such a write can be in is marked before any leaves the log.
-            if let Err(error) = inner.meta.try_call(|m| m.mark_log_out_of_sync()).await {
-                warn!(volume = %inner.config.name, %error, "cannot mark the activity log out of sync");
-                return Err(NbdError::Io);
-            }
+            // Detaching marks them (`distrust_and_tell`); a disk kept needs it here.
             if !detach::detach(inner, &error).await {
+                let marked = inner.meta.try_call(|m| m.mark_log_out_of_sync()).await;
+                if let Err(mark_error) = marked {
+                    warn!(volume = %inner.config.name, error = %mark_error, "cannot mark the activity log out of sync");
+                }
                 return Err(error.into());
             }
         }
