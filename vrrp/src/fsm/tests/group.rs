@@ -33,18 +33,23 @@ fn a_master_steps_down_with_its_sibling_and_says_goodbye() {
     // Input: master (v2, 100) since 3.609375 s; a sibling gave way to a better master at 3.7 s,
     // before our next advert is due.
     // Output: a priority-0 advert (its peer takes over after Skew_Time), VIPs removed, BACKUP.
+    let mut fsm = master_stepping_down_at_3700_ms_on(Event::GroupBackup);
+    // Already backup: nothing more.
+    replay(
+        &mut fsm,
+        vec![(ms(3800), group(Event::GroupBackup), vec![])],
+    );
+}
+
+/// A master (v2, 100) since 3.609375 s that gets `event` at 3.7 s, checked to step down with a
+/// priority-0 advert, its VIPs removed.
+fn master_stepping_down_at_3700_ms_on(event: Event) -> Fsm {
     let mut fsm = fsm(v2(100));
     master_at_startup(&mut fsm);
     let mut down = vec![send(0)];
     down.extend(master_to_backup(Reason::SyncGroup));
-    replay(
-        &mut fsm,
-        vec![
-            (ms(3700), group(Event::GroupBackup), down),
-            // Already backup: nothing more.
-            (ms(3800), group(Event::GroupBackup), vec![]),
-        ],
-    );
+    replay(&mut fsm, vec![(ms(3700), group(event), down)]);
+    fsm
 }
 
 #[test]
@@ -53,14 +58,7 @@ fn a_master_whose_sibling_follows_a_better_master_steps_down() {
     // master, without its step down from MASTER having been seen (only the latest status of a
     // sibling is read). Output: the same step down as for GroupBackup. (It stayed MASTER, its
     // VIP held for good: the peer's lower-priority instance never took over.)
-    let mut fsm = fsm(v2(100));
-    master_at_startup(&mut fsm);
-    let mut down = vec![send(0)];
-    down.extend(master_to_backup(Reason::SyncGroup));
-    replay(
-        &mut fsm,
-        vec![(ms(3700), group(Event::GroupHold(true)), down)],
-    );
+    master_stepping_down_at_3700_ms_on(Event::GroupHold(true));
 }
 
 #[test]
