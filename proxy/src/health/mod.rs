@@ -100,29 +100,23 @@ impl Supervisor {
             .into_iter()
             .map(|t| {
                 let spec = Spec {
-                    check: t.check,
+                    check: t.check.clone(),
                     addr: t.addr,
                     state: Arc::as_ptr(&t.state) as usize,
                     backups: t.backups.iter().map(|b| Arc::as_ptr(b) as usize).collect(),
                 };
-                (t.key, (spec, t.state, t.backups))
+                (t.key.clone(), (spec, t))
             })
             .collect();
         let Ok(mut tasks) = self.tasks.lock() else {
             return;
         };
-        tasks.retain(|key, (spec, _)| wanted.get(key).is_some_and(|(want, ..)| want == spec));
-        for (key, (spec, state, backups)) in wanted {
+        tasks.retain(|key, (spec, _)| wanted.get(key).is_some_and(|(want, _)| want == spec));
+        for (key, (spec, target)) in wanted {
             if tasks.contains_key(&key) {
                 continue;
             }
-            let checked = Checked {
-                state,
-                check: spec.check.clone(),
-                addr: spec.addr,
-                backups,
-            };
-            let handle = tokio::spawn(run(Arc::clone(rt), checked));
+            let handle = tokio::spawn(run(Arc::clone(rt), target));
             tasks.insert(key, (spec, AbortOnDrop(handle)));
         }
     }
@@ -176,24 +170,16 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// What one check task checks, and what it acts on.
-struct Checked {
-    state: Arc<ServerState>,
-    check: Check,
-    addr: SocketAddr,
-    /// See [`Target::backups`].
-    backups: Vec<Arc<ServerState>>,
-}
-
 /// Checks one server forever. While an operator has disabled its checks, none is sent; once
 /// enabled again, the count starts afresh ([`ServerState::enable_checks`]).
-async fn run(rt: Arc<Runtime>, checked: Checked) {
-    let Checked {
+async fn run(rt: Arc<Runtime>, target: Target) {
+    let Target {
         state,
         check,
         addr,
         backups,
-    } = checked;
+        ..
+    } = target;
     let mut epoch = state.check_epoch();
     let mut health = {
         match state.health_counter() {
