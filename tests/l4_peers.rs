@@ -203,6 +203,51 @@ async fn postgresql_creates_inserts_and_selects_through_a_virtual_service() {
     );
 }
 
+// Input: a virtual service over PostgreSQL whose external check runs PostgreSQL's own
+// `pg_isready` on the address it is given (as with ldirectord's `checktype = external` or
+// HAProxy's `external-check command`), every 100 ms, fall 1; PostgreSQL then stops. Output:
+// `PROCOK` while PostgreSQL answers; once it has stopped, the real server is DOWN with
+// pg_isready's exit status 2 and its own words in the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_check_runs_pg_isready_on_the_real_server() {
+    let Some(bin) = require_postgres() else {
+        return;
+    };
+    let postgres = Postgres::start(&bin);
+    let pg_isready = bin.join("pg_isready");
+    // HAProxy's four arguments follow the command: $3 and $4 are the real server's.
+    let check = format!(
+        r#"health_check = {{ type = "external", command = '''sh -c 'exec "$0" -h "$3" -p "$4" -U postgres' {}''', interval = "100ms", fall = 1 }}"#,
+        pg_isready.display()
+    );
+    let fulcrum = Fulcrum::start(&virtual_service("db", "tcp", postgres.addr(), &check));
+    let server = |fulcrum: &Fulcrum| fulcrum.l4_status("db")["real_servers"][0].clone();
+    let deadline = Instant::now() + PATIENCE;
+    while server(&fulcrum)["last_check"] != "PROCOK" {
+        assert!(
+            Instant::now() < deadline,
+            "no passing check: {}",
+            server(&fulcrum)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let addr = postgres.addr();
+    drop(postgres);
+    let down = loop {
+        let now = server(&fulcrum);
+        if now["status"] == "DOWN" {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "still UP: {now}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        down["last_check"],
+        format!("PROCERR exit 2: {addr} - no response"),
+        "pg_isready's status and words"
+    );
+}
+
 /// The directory with PostgreSQL's `initdb`, `postgres` and `psql`: Debian keeps them in
 /// `/usr/lib/postgresql/VERSION/bin` (the newest is taken), off the `PATH`; elsewhere `initdb`
 /// on the `PATH` says where. Outside CI a missing server skips the test, as `require_tool` does.

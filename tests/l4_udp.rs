@@ -57,7 +57,7 @@ async fn udp_flows_beyond_their_half_of_max_connections_are_dropped_and_counted_
         ask(&fifth, b"let me in", Duration::from_millis(500)).await,
         None
     );
-    let status = l4_json(&fulcrum);
+    let status = fulcrum.l4_status("dns");
     assert_eq!(status["flows_refused"], 1, "{status:#}");
     assert_eq!(
         status["connections"].as_array().unwrap().len(),
@@ -184,7 +184,7 @@ async fn a_datagram_too_large_for_its_proxy_header_is_dropped_alone() {
     );
     let after = ask(&client, b"two", PATIENCE).await.unwrap();
     assert!(after.ends_with(b"two"), "{after:?}");
-    let status = l4_json(&fulcrum);
+    let status = fulcrum.l4_status("dns");
     let real = &status["real_servers"][0];
     assert_eq!(real["connect_errors"], 0, "{status:#}");
     assert_eq!(real["connections_total"], 1, "{status:#}");
@@ -257,16 +257,4 @@ async fn ask(socket: &UdpSocket, payload: &[u8], wait: Duration) -> Option<Vec<u
         .unwrap();
     buf.truncate(n);
     Some(buf)
-}
-
-/// Virtual service `dns` in `fulcrum status l4 --json`.
-fn l4_json(fulcrum: &Fulcrum) -> serde_json::Value {
-    let config = fulcrum.config_path();
-    let (ok, out, err) =
-        support::fulcrum_command(["status", "l4", "--json", "-c", config.to_str().unwrap()]);
-    assert!(ok, "{err}");
-    let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    all.into_iter()
-        .find(|service| service["name"] == "dns")
-        .expect("virtual server `dns` in `fulcrum status l4`")
 }

@@ -10,11 +10,14 @@
 //! - [`stats`] and [`action`]: the statistics every module reports and the actions operators
 //!   take on servers, shared by the proxy (which fills and obeys them) and the monitoring crate
 //!   (which renders and sends them).
+//! - [`child`]: a program run with a deadline, its process group killed past it (NRPE
+//!   commands, external health checks).
 //! - [`activity`] and [`http_message`]: a connection's idle clock and a lenient HTTP/1 response
 //!   reader, which the proxy and the monitoring crate both need.
 
 pub mod action;
 pub mod activity;
+pub mod child;
 mod error;
 pub mod fingerprint;
 pub mod http_message;

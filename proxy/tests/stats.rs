@@ -1151,3 +1151,41 @@ async fn failed_checks_stop_counting_once_the_server_is_down() {
     // At start-up a server is UP at `rise`, so its first failure takes it DOWN: 1.
     assert_eq!(row(&proxy.stats(), "app", "s1").chkfail, Some(1));
 }
+
+// Input: a backend server checked every 50 ms (fall 1, rise 1) by an external command that
+// passes while a flag file exists and is told the server's name; the file is removed, then
+// made again. Output: `PROCOK` while it exists, DOWN with `PROCERR` and the command's words
+// once it is gone, UP again once it is back: the program's exit status is the verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_check_decides_a_backend_servers_health() {
+    let s1 = origin("s1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("up");
+    std::fs::write(&flag, "").unwrap();
+    let proxy = checked_app(
+        s1,
+        &format!(
+            r#"{{ type = "external", command = '''sh -c 'test -e "$0" || {{ echo "$HAPROXY_SERVER_NAME: no $0"; exit 1; }}' {}''', interval = "50ms", rise = 1, fall = 1 }}"#,
+            flag.display()
+        ),
+        "",
+    );
+    wait_for(&proxy, "a passing check", |s| {
+        row(s, "app", "s1").check_status.as_deref() == Some("PROCOK")
+    })
+    .await;
+    let mut events = proxy.subscribe();
+    std::fs::remove_file(&flag).unwrap();
+    wait_for(&proxy, "s1 DOWN", |s| row(s, "app", "s1").status == "DOWN").await;
+    let reason = loop {
+        if let Event::ServerStatus { reason, .. } = events.recv().await.unwrap() {
+            break reason;
+        }
+    };
+    assert_eq!(reason, format!("PROCERR exit 1: s1: no {}", flag.display()));
+    std::fs::write(&flag, "").unwrap();
+    wait_for(&proxy, "s1 UP again", |s| {
+        row(s, "app", "s1").status == "UP"
+    })
+    .await;
+}

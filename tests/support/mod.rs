@@ -598,7 +598,7 @@ pub fn servers_list(servers: &[(&str, SocketAddr)]) -> String {
     format!("[{}]", servers.join(", "))
 }
 
-// L4 virtual services (`[virtual_server.NAME]`), used by tests/l4_peers.rs.
+// L4 virtual services (`[virtual_server.NAME]`), used by tests/l4_*.rs.
 
 impl Fulcrum {
     /// The address virtual service `name` is bound to (the last one bound under that name), read
@@ -607,6 +607,18 @@ impl Fulcrum {
         self.logged_addr(&format!("virtual server {name}"), |l| {
             message(l) == "listening" && l["virtual_server"] == name
         })
+    }
+
+    /// Virtual service `name` as `fulcrum status l4 --json` shows it.
+    pub fn l4_status(&self, name: &str) -> serde_json::Value {
+        let config = self.config_path();
+        let (ok, out, err) =
+            fulcrum_command(["status", "l4", "--json", "-c", config.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        all.into_iter()
+            .find(|service| service["name"] == name)
+            .unwrap_or_else(|| panic!("virtual server `{name}` in `fulcrum status l4`"))
     }
 }
 

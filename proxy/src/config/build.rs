@@ -419,7 +419,8 @@ fn build_server(section: &ServerSection, errors: &mut Vec<ConfigError>) -> Serve
 }
 
 fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> Option<Check> {
-    if section.kind == CheckKind::None {
+    let kind = *section.kind.get_ref();
+    if kind == CheckKind::None {
         return None;
     }
     for (value, key) in [(&section.rise, "rise"), (&section.fall, "fall")] {
@@ -477,8 +478,9 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
             ),
         ));
     }
+    let command = check_command(section, errors);
     Some(Check {
-        kind: section.kind,
+        kind,
         method: section.method.get_ref().clone(),
         path: section.path.get_ref().clone(),
         host: section.host.as_ref().map(|h| h.get_ref().clone()),
@@ -505,7 +507,48 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
         port: section.port.as_ref().map(|p| *p.get_ref()),
         on_marked_down: section.on_marked_down,
         on_marked_up: section.on_marked_up,
+        command,
     })
+}
+
+/// An `external` check's `command`, split into words as a shell would (the alert `command`
+/// is split the same way); required with that type, and refused with the others, where it
+/// would be silently ignored.
+fn check_command(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> Vec<String> {
+    let external = *section.kind.get_ref() == CheckKind::External;
+    let Some(text) = &section.command else {
+        if external {
+            errors.push(ConfigError::at(
+                &section.kind,
+                "an external health check needs `command`: the program to run, e.g. command = \"/usr/local/bin/check_mysql\"",
+            ));
+        }
+        return Vec::new();
+    };
+    if !external {
+        errors.push(ConfigError::at(
+            text,
+            "health_check.command is only for type = \"external\"",
+        ));
+        return Vec::new();
+    }
+    match shell_words::split(text.get_ref()) {
+        Ok(words) if !words.is_empty() => words,
+        Ok(_) => {
+            errors.push(ConfigError::at(
+                text,
+                "health_check.command is empty: name a program",
+            ));
+            Vec::new()
+        }
+        Err(e) => {
+            errors.push(ConfigError::at(
+                text,
+                format!("cannot split health_check.command: {e}"),
+            ));
+            Vec::new()
+        }
+    }
 }
 
 /// The check's `path`, `host` and `port` go into the probe as they are: a path that is not an
@@ -760,6 +803,52 @@ mod tests {
     /// The error messages of building `text`; none when it is valid.
     fn errors(text: &str) -> Vec<String> {
         built(text).err().unwrap_or_default()
+    }
+
+    // Input: external checks with a command split as a shell would, without a command, with
+    // an empty or unbalanced one, and a command on a tcp check. Output: the words, or an
+    // error naming the key.
+    #[test]
+    fn an_external_check_needs_a_command_and_only_it_takes_one() {
+        let with = |check: &str| {
+            format!(
+                "[virtual_server.db]\nlisten = \"10.0.0.1:3306\"\nhealth_check = {check}\nreal_servers = [{{ address = \"10.0.0.2:3306\" }}]\n"
+            )
+        };
+        let config = built(&with(
+            r#"{ type = "external", command = "/usr/local/bin/check_mysql --user 'mon itor'" }"#,
+        ))
+        .unwrap();
+        let check = config.virtual_servers[0].check.as_ref().unwrap();
+        assert_eq!(check.kind, CheckKind::External);
+        assert_eq!(
+            check.command,
+            ["/usr/local/bin/check_mysql", "--user", "mon itor"]
+        );
+        for (check, expected) in [
+            (
+                r#"{ type = "external" }"#,
+                "an external health check needs `command`",
+            ),
+            (
+                r#"{ type = "external", command = " " }"#,
+                "health_check.command is empty",
+            ),
+            (
+                r#"{ type = "external", command = "check 'open" }"#,
+                "cannot split health_check.command",
+            ),
+            (
+                r#"{ type = "tcp", command = "/bin/true" }"#,
+                "health_check.command is only for type = \"external\"",
+            ),
+        ] {
+            let errors = errors(&with(check));
+            assert!(
+                errors.len() == 1 && errors[0].contains(expected),
+                "{check}: {errors:?}"
+            );
+        }
     }
 
     #[test]

@@ -164,6 +164,8 @@ pub struct Check {
     pub on_marked_down: Option<OnMarkedDown>,
     /// What an active server marked UP by the check does to the backups' sessions.
     pub on_marked_up: Option<OnMarkedUp>,
+    /// An `external` check's program and first arguments; empty for other kinds.
+    pub command: Vec<String>,
 }
 
 /// One server of a backend.

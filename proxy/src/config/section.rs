@@ -184,8 +184,8 @@ pub enum CookieMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckSection {
-    #[serde(rename = "type", default)]
-    pub kind: CheckKind,
+    #[serde(rename = "type", default = "default_check_kind")]
+    pub kind: Spanned<CheckKind>,
     #[serde(default = "default_check_method")]
     pub method: Spanned<String>,
     #[serde(default = "default_check_path")]
@@ -219,6 +219,9 @@ pub struct HealthCheckSection {
     /// What a server marked UP by its check does to the backup servers' sessions (HAProxy's
     /// `on-marked-up`): nothing, or `"shutdown-backup-sessions"`.
     pub on_marked_up: Option<OnMarkedUp>,
+    /// The program an `external` check runs, with its first arguments, split as a shell would
+    /// (HAProxy's `external-check command`, ldirectord's `checkcommand`).
+    pub command: Option<Spanned<String>>,
 }
 
 /// HAProxy's `on-marked-up` actions.
@@ -245,7 +248,13 @@ pub enum CheckKind {
     Http,
     #[default]
     Tcp,
+    /// A program's exit status: 0 passes.
+    External,
     None,
+}
+
+fn default_check_kind() -> Spanned<CheckKind> {
+    Spanned::new(0..0, CheckKind::default())
 }
 
 fn default_check_method() -> Spanned<String> {

@@ -2,10 +2,11 @@
 //! rise/fall counter deciding UP and DOWN, and an event for every change.
 //!
 //! - [`counter`]: the rise/fall arithmetic, pure.
-//! - [`probe`]: one TCP or HTTP probe.
+//! - [`probe`]: one TCP or HTTP probe, or [`external`]: one program run.
 //! - [`Supervisor`]: the tasks, started, kept or restarted as reloads change the config.
 
 pub mod counter;
+mod external;
 mod probe;
 
 use std::{
@@ -16,7 +17,10 @@ use std::{
 
 use tokio::task::JoinHandle;
 
-use self::counter::{HealthCounter, Stage, Transition};
+use self::{
+    counter::{HealthCounter, Stage, Transition},
+    external::Subject,
+};
 use crate::{
     Event,
     config::{Check, OnMarkedDown, OnMarkedUp},
@@ -30,6 +34,7 @@ use crate::{
 struct Spec {
     check: Check,
     addr: SocketAddr,
+    listener: Option<SocketAddr>,
     /// Identity of the server state: a server whose state was replaced needs a new task.
     state: usize,
     /// Identities of the backup servers' states, for `on_marked_up`.
@@ -43,6 +48,8 @@ pub(crate) struct Target {
     pub(crate) key: (String, String),
     pub(crate) check: Check,
     pub(crate) addr: SocketAddr,
+    /// A virtual service's address, which an `external` check's program is given.
+    pub(crate) listener: Option<SocketAddr>,
     pub(crate) state: Arc<ServerState>,
     /// The servers whose sessions end when the check marks this one UP
     /// (`on_marked_up = "shutdown-backup-sessions"`): its backend's backups.
@@ -81,6 +88,7 @@ impl Supervisor {
                                 scfg.addr.ip(),
                                 check.port.unwrap_or(scfg.addr.port()),
                             ),
+                            listener: None,
                             check: check.clone(),
                             state: Arc::clone(state),
                             backups,
@@ -102,6 +110,7 @@ impl Supervisor {
                 let spec = Spec {
                     check: t.check.clone(),
                     addr: t.addr,
+                    listener: t.listener,
                     state: Arc::as_ptr(&t.state) as usize,
                     backups: t.backups.iter().map(|b| Arc::as_ptr(b) as usize).collect(),
                 };
@@ -177,9 +186,16 @@ async fn run(rt: Arc<Runtime>, target: Target) {
         state,
         check,
         addr,
+        listener,
         backups,
         ..
     } = target;
+    let subject = Subject {
+        proxy: &state.backend,
+        server: &state.name,
+        listener,
+        addr,
+    };
     let mut epoch = state.check_epoch();
     let mut health = {
         match state.health_counter() {
@@ -211,7 +227,7 @@ async fn run(rt: Arc<Runtime>, target: Target) {
             health = HealthCounter::at_startup(check.rise, check.fall);
         }
         if state.admin() != AdminState::Maint && !state.checks_disabled() {
-            let result = probe::probe(&check, addr).await;
+            let result = probe::probe(&check, &subject).await;
             // Disabled, re-enabled, or put into MAINT while probing: the result no longer
             // counts (HAProxy pauses the checks of a server in maintenance).
             if state.checks_disabled()
@@ -291,6 +307,7 @@ mod tests {
             port: None,
             on_marked_down: None,
             on_marked_up: None,
+            command: Vec::new(),
         };
         let mut health = HealthCounter::at_startup(2, 3);
         assert_eq!(

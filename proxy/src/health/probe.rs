@@ -1,7 +1,8 @@
-//! One health probe of one server: a TCP connect, or an HTTP request whose status and body are
-//! checked (HAProxy's `option httpchk`, ldirectord's `request`/`receive`). Results carry
-//! HAProxy's short descriptions (`L4OK`, `L4TOUT`, `L4CON`, `L7OK`, `L7STS`, `L7RSP`, `L7TOUT`)
-//! so operators read them as they always have.
+//! One health probe of one server: a TCP connect, an HTTP request whose status and body are
+//! checked (HAProxy's `option httpchk`, ldirectord's `request`/`receive`), or a program run
+//! ([`external`](super::external)). Results carry HAProxy's short descriptions (`L4OK`,
+//! `L4TOUT`, `L4CON`, `L7OK`, `L7STS`, `L7RSP`, `L7TOUT`, `PROCOK`, ...) so operators read
+//! them as they always have.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -12,6 +13,7 @@ use tokio::{
     time::Instant,
 };
 
+use super::external::{self, Subject};
 use crate::{
     config::{Check, CheckKind},
     state::CheckResult,
@@ -21,26 +23,32 @@ use crate::{
 /// nothing.
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// Probes `addr` as `check` says, all of it within `check.timeout`. A timeout while
+/// Probes `subject.addr` as `check` says, all of it within `check.timeout`. A timeout while
 /// connecting is `L4TOUT` whatever the kind of check (the server's address does not answer),
 /// one while waiting for the HTTP response `L7TOUT` (the application does not).
-pub(crate) async fn probe(check: &Check, addr: SocketAddr) -> CheckResult {
+pub(crate) async fn probe(check: &Check, subject: &Subject<'_>) -> CheckResult {
     let started = Instant::now();
-    let deadline = started + check.timeout;
+    let (ok, description) = match check.kind {
+        CheckKind::External => external::probe(check, subject).await,
+        _ => connect_and_ask(check, subject.addr, started + check.timeout).await,
+    };
+    CheckResult {
+        ok,
+        description,
+        duration: started.elapsed(),
+    }
+}
+
+/// A `tcp` or `http` probe of `addr`, over by `deadline`.
+async fn connect_and_ask(check: &Check, addr: SocketAddr, deadline: Instant) -> (bool, String) {
     let timed_out = |what: &str| (false, what.to_owned());
-    let (ok, description) = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await
-    {
+    match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
         Err(_) => timed_out("L4TOUT"),
         Ok(Err(e)) => (false, format!("L4CON {e}")),
         Ok(Ok(_)) if check.kind != CheckKind::Http => (true, "L4OK".to_owned()),
         Ok(Ok(stream)) => tokio::time::timeout_at(deadline, http(check, addr, stream))
             .await
             .unwrap_or_else(|_| timed_out("L7TOUT")),
-    };
-    CheckResult {
-        ok,
-        description,
-        duration: started.elapsed(),
     }
 }
 
@@ -164,6 +172,16 @@ mod tests {
             port: None,
             on_marked_down: None,
             on_marked_up: None,
+            command: Vec::new(),
+        }
+    }
+
+    fn subject(addr: SocketAddr) -> Subject<'static> {
+        Subject {
+            proxy: "app",
+            server: "s1",
+            listener: None,
+            addr,
         }
     }
 
@@ -236,13 +254,13 @@ mod tests {
         let _queued = TcpStream::connect(full)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(probe(&c, full).await.description, "L4TOUT");
+        assert_eq!(probe(&c, &subject(full)).await.description, "L4TOUT");
 
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let addr = silent.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(probe(&c, addr).await.description, "L7TOUT");
+        assert_eq!(probe(&c, &subject(addr)).await.description, "L7TOUT");
     }
 
     #[test]

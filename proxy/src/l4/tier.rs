@@ -203,6 +203,7 @@ impl Tier {
                                 rs.addr.ip(),
                                 check.port.unwrap_or(rs.addr.port()),
                             ),
+                            listener: Some(vs.listen),
                             check: check.clone(),
                             state: Arc::clone(&real.server),
                             // A virtual service has no backups, only a fallback.
