@@ -724,7 +724,9 @@ async fn checks_removed_then_restored_by_reloads_judge_the_server_afresh() {
     let from = fulcrum.logs().len();
     fulcrum.write_config(&config(false));
     assert!(fulcrum.reload());
-    fulcrum.wait_log_from(from, is("server is UP: its health check was removed"));
+    fulcrum.wait_log_from(from, |l| {
+        is("server is UP")(l) && l["reason"] == "health check removed"
+    });
 
     // Checks back: the first failure takes it DOWN again.
     let from = fulcrum.logs().len();

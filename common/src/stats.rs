@@ -131,6 +131,12 @@ pub struct Row {
     pub check_status: Option<String>,
     pub check_code: Option<u16>,
     pub check_duration: Option<u64>,
+    /// The last agent check (HAProxy's `agent-check`): its short status (`L7OK`, `L7STS`,
+    /// `L4CON`, ...), its reply line or why there was none, and how long it took in
+    /// milliseconds.
+    pub agent_status: Option<String>,
+    pub last_agt: Option<String>,
+    pub agent_duration: Option<u64>,
     /// HTTP responses by class: 1xx, 2xx, 3xx, 4xx, 5xx, other.
     pub hrsp_1xx: u64,
     pub hrsp_2xx: u64,
@@ -185,6 +191,9 @@ impl Row {
             check_status: None,
             check_code: None,
             check_duration: None,
+            agent_status: None,
+            last_agt: None,
+            agent_duration: None,
             hrsp_1xx: 0,
             hrsp_2xx: 0,
             hrsp_3xx: 0,

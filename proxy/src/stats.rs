@@ -98,7 +98,8 @@ fn backend(
     let mut members = Vec::with_capacity(servers.len());
     for (scfg, state) in cfg.servers.iter().zip(servers) {
         let (mut row, extra) = server_row(&cfg.name, state, scfg.backup, now);
-        row.slim = (scfg.max_connections > 0).then_some(u64::from(scfg.max_connections));
+        let max = state.max_connections(scfg.max_connections);
+        row.slim = (max > 0).then_some(u64::from(max));
         if let Some(throttle) = state
             .throttle(cfg.slow_start)
             .filter(|_| row.weight > Some(0))
@@ -211,6 +212,11 @@ fn server_row(pxname: &str, s: &ServerState, backup: bool, now: u64) -> (Row, Ex
         row.check_code = code;
         row.check_duration = Some(check.duration.as_millis() as u64);
     }
+    if let Some(agent) = s.last_agent() {
+        row.agent_status = Some(agent.status);
+        row.last_agt = Some(agent.text);
+        row.agent_duration = Some(agent.duration.as_millis() as u64);
+    }
     let extra = Extra {
         response_time: Some(t.response_time),
         ..Extra::default()
@@ -266,7 +272,7 @@ pub(crate) fn status_text(s: &ServerState) -> String {
     let progress = checked
         .then(|| s.health_counter())
         .flatten()
-        .filter(|h| h.is_up() == s.is_healthy())
+        .filter(|h| h.is_up() == s.check_healthy())
         .and_then(|h| h.progress());
     let with_progress = |word: &str| match progress {
         Some((n, of)) => format!("{word} {n}/{of}"),
@@ -274,6 +280,8 @@ pub(crate) fn status_text(s: &ServerState) -> String {
     };
     match s.status() {
         ServerStatus::Maint => "MAINT".to_owned(),
+        // The agent holds it DOWN while its check passes, as HAProxy shows it.
+        ServerStatus::Down if s.check_healthy() => "DOWN (agent)".to_owned(),
         ServerStatus::Down => with_progress("DOWN"),
         ServerStatus::Drain => with_progress("DRAIN"),
         ServerStatus::Up if !checked => "no check".to_owned(),

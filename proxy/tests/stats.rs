@@ -1189,3 +1189,138 @@ async fn an_external_check_decides_a_backend_servers_health() {
     })
     .await;
 }
+
+/// A server agent on 127.0.0.1: each connection gets `send` checked, then the current reply
+/// line. The reply can be changed while it runs.
+struct Agent {
+    port: u16,
+    reply: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Agent {
+    async fn start(expect: &'static str) -> Agent {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reply = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let line = std::sync::Arc::clone(&reply);
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut got = vec![0u8; expect.len()];
+                if conn.read_exact(&mut got).await.is_err() || got != expect.as_bytes() {
+                    continue;
+                }
+                let answer = format!("{}\n", line.lock().unwrap());
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
+        Agent { port, reply }
+    }
+
+    fn say(&self, line: &str) {
+        *self.reply.lock().unwrap() = line.to_owned();
+    }
+}
+
+// Input: s1 (weight 100, max_connections 0) with HAProxy's agent check every 20 ms and no
+// health check, and s2 without checks; the agent says `50% maxconn:7`, then `drain`, then
+// `ready`, then `down#disk full` (three times: fall 3), then `up`. Output: the weight halves
+// and the limit is 7; DRAIN, then UP; DOWN with the agent's words, shown as `DOWN (agent)`,
+// and new requests go to s2; UP again once the agent says so. The agent's reply is in the
+// stats (`agent_status`, `last_agt`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_sets_weight_limit_admin_state_and_health() {
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let agent = Agent::start("hello\n").await;
+    agent.say("50% maxconn:7");
+    let proxy = Proxy::start(config(&format!(
+        r#"
+[frontend.web]
+bind = ["127.0.0.1:0"]
+default_backend = "app"
+
+[backend.app]
+agent_check = {{ port = {}, interval = "20ms", send = "hello\n" }}
+servers = [
+  {{ name = "s1", address = "{s1}", weight = 100 }},
+  {{ name = "s2", address = "{s2}", check = false }},
+]
+"#,
+        agent.port
+    )))
+    .unwrap();
+    let web = proxy.listeners()[0].bound;
+    wait_for(&proxy, "weight 50 and limit 7", |s| {
+        let r = row(s, "app", "s1");
+        r.weight == Some(50) && r.slim == Some(7)
+    })
+    .await;
+    let s1_row = row(&proxy.stats(), "app", "s1").clone();
+    assert_eq!(
+        (s1_row.agent_status.as_deref(), s1_row.last_agt.as_deref()),
+        (Some("L7OK"), Some("50% maxconn:7"))
+    );
+    agent.say("drain");
+    wait_for(&proxy, "s1 DRAIN", |s| {
+        row(s, "app", "s1").status == "DRAIN"
+    })
+    .await;
+    agent.say("ready");
+    // UP, shown as HAProxy shows a server without a health check of its own.
+    let up = |s: &[ProxyStats]| row(s, "app", "s1").status == "no check";
+    wait_for(&proxy, "s1 UP", up).await;
+
+    let mut events = proxy.subscribe();
+    agent.say("down#disk full");
+    wait_for(&proxy, "s1 DOWN", |s| {
+        row(s, "app", "s1").status == "DOWN (agent)"
+    })
+    .await;
+    let reason = loop {
+        if let Event::ServerStatus { reason, to, .. } = events.recv().await.unwrap()
+            && to == ServerStatus::Down
+        {
+            break reason;
+        }
+    };
+    assert_eq!(reason, "agent says down: disk full");
+    assert_eq!(
+        row(&proxy.stats(), "app", "s1").agent_status.as_deref(),
+        Some("L7STS")
+    );
+    let mut conn = TcpStream::connect(web).await.unwrap();
+    for _ in 0..4 {
+        let (_, response) = get(&mut conn, "/", None).await;
+        assert_eq!(response.unwrap().body, "s2", "s1 is DOWN");
+    }
+    agent.say("up");
+    wait_for(&proxy, "s1 UP again", up).await;
+}
+
+// Input: the same agent holding s1 DOWN with `stopped`, then a reload without `agent_check`.
+// Output: s1 is UP again and its agent columns are empty: only the agent held it down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_without_the_agent_check_lets_go_of_what_the_agent_held() {
+    let s1 = origin("s1").await;
+    let agent = Agent::start("").await;
+    agent.say("stopped maxconn:3");
+    let text = |agent_check: &str| {
+        format!(
+            "[frontend.web]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"app\"\n\n[backend.app]\n{agent_check}\nservers = [{{ name = \"s1\", address = \"{s1}\" }}]\n"
+        )
+    };
+    let proxy = Proxy::start(config(&text(&format!(
+        r#"agent_check = {{ port = {}, interval = "20ms" }}"#,
+        agent.port
+    ))))
+    .unwrap();
+    wait_for(&proxy, "s1 DOWN", |s| {
+        row(s, "app", "s1").status == "DOWN (agent)"
+    })
+    .await;
+    proxy.reload(config(&text(""))).unwrap();
+    let s1_row = row(&proxy.stats(), "app", "s1").clone();
+    assert_eq!(
+        (s1_row.status.as_str(), s1_row.slim, s1_row.agent_status),
+        ("no check", None, None)
+    );
+}

@@ -337,7 +337,8 @@ impl State {
             Self::Drain
         } else if status == "UP" {
             Self::Up
-        } else if status == "DOWN" {
+        } else if status == "DOWN" || status == "DOWN (agent)" {
+            // The second: held DOWN by its agent check, whatever its health check says.
             Self::Down
         } else if let Some(rest) = status.strip_prefix("UP")
             && transitional(rest)
@@ -965,6 +966,7 @@ mod tests {
         for (status, class) in [
             ("UP", "state-up"),
             ("DOWN", "state-down"),
+            ("DOWN (agent)", "state-down"),
             ("UP 2/3", "state-going-down"),
             ("DOWN 1/2", "state-going-up"),
             ("MAINT", "state-maint"),

@@ -11,10 +11,13 @@ use std::{
 use fulcrum_common::{ConfigError, Spanned, list_or_none, net::binds_overlap};
 
 use super::{
-    Backend, Check, Config, Cookie, CookieMode, Frontend, L4Protocol, ProxyProtocol, RealServer,
-    Return, Rule, Server, VirtualServer,
+    AgentCheck, Backend, Check, Config, Cookie, CookieMode, Frontend, L4Protocol, ProxyProtocol,
+    RealServer, Return, Rule, Server, VirtualServer,
     l4_section::VirtualServerSection,
-    section::{BackendSection, CheckKind, FrontendSection, HealthCheckSection, ServerSection},
+    section::{
+        AgentCheckSection, BackendSection, CheckKind, FrontendSection, HealthCheckSection,
+        ServerSection,
+    },
 };
 use crate::{
     l4::sched::{Kind, Options as SchedOptions, Scheduler},
@@ -354,6 +357,8 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
         .health_check
         .as_ref()
         .and_then(|c| build_check(c, errors));
+    let agent = (section.agent_check.as_ref())
+        .map(|a| build_agent(a, section.health_check.as_ref(), errors));
     if let Some(slow_start) = &section.slow_start
         && slow_start.get_ref().is_zero()
     {
@@ -371,6 +376,7 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
         algorithm,
         cookie,
         check,
+        agent,
         timeout_connect: section.timeout.connect.get(),
         timeout_server: section.timeout.server.get(),
         timeout_queue: section
@@ -509,6 +515,47 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
         on_marked_up: section.on_marked_up,
         command,
     })
+}
+
+/// An `agent_check`, with the `health_check`'s rise and fall (2 and 3 without one).
+fn build_agent(
+    section: &AgentCheckSection,
+    check: Option<&HealthCheckSection>,
+    errors: &mut Vec<ConfigError>,
+) -> AgentCheck {
+    if *section.port.get_ref() == 0 {
+        errors.push(ConfigError::at(
+            &section.port,
+            "agent_check.port must be 1..=65535",
+        ));
+    }
+    let interval = *section.interval.get_ref();
+    for (value, key) in [
+        (Some(&section.interval), "interval"),
+        (section.timeout.as_ref(), "timeout"),
+    ] {
+        if let Some(value) = value
+            && value.get_ref().is_zero()
+        {
+            errors.push(ConfigError::at(
+                value,
+                format!("agent_check.{key} must be longer than 0s"),
+            ));
+        }
+    }
+    let (rise, fall) = check.map_or((2, 3), |c| (*c.rise.get_ref(), *c.fall.get_ref()));
+    AgentCheck {
+        port: *section.port.get_ref(),
+        interval: interval.get(),
+        timeout: section
+            .timeout
+            .as_ref()
+            .map_or(interval, |t| *t.get_ref())
+            .get(),
+        send: section.send.clone().unwrap_or_default(),
+        rise: rise.max(1),
+        fall: fall.max(1),
+    }
 }
 
 /// An `external` check's `command`, split into words as a shell would (the alert `command`
@@ -803,6 +850,53 @@ mod tests {
     /// The error messages of building `text`; none when it is valid.
     fn errors(text: &str) -> Vec<String> {
         built(text).err().unwrap_or_default()
+    }
+
+    // Input: agent checks with and without a health check beside them, with a port of 0 and
+    // a zero interval. Output: the health check's rise and fall (2 and 3 without one),
+    // `interval` as the timeout, and an error at each bad key.
+    #[test]
+    fn an_agent_check_takes_the_health_checks_rise_and_fall() {
+        let with = |keys: &str| {
+            format!(
+                "[backend.app]\n{keys}\nservers = [{{ name = \"s1\", address = \"10.0.0.2:80\" }}]\n"
+            )
+        };
+        let agent = |keys: &str| {
+            let config = built(&with(keys)).unwrap();
+            config.backends[0].agent.clone().unwrap()
+        };
+        let alone = agent(r#"agent_check = { port = 9999, send = "hello\n" }"#);
+        assert_eq!(
+            (alone.rise, alone.fall, alone.port, alone.send.as_str()),
+            (2, 3, 9999, "hello\n")
+        );
+        assert_eq!(
+            (alone.interval, alone.timeout),
+            (
+                std::time::Duration::from_secs(2),
+                std::time::Duration::from_secs(2)
+            )
+        );
+        let beside = agent(
+            "agent_check = { port = 9999, interval = \"5s\", timeout = \"1s\" }\nhealth_check = { rise = 1, fall = 5 }",
+        );
+        assert_eq!(
+            (beside.rise, beside.fall, beside.interval, beside.timeout),
+            (
+                1,
+                5,
+                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(1)
+            )
+        );
+        assert_eq!(
+            errors(&with(r#"agent_check = { port = 0, interval = "0s" }"#)),
+            [
+                "agent_check.port must be 1..=65535",
+                "agent_check.interval must be longer than 0s"
+            ]
+        );
     }
 
     // Input: external checks with a command split as a shell would, without a command, with

@@ -84,6 +84,7 @@ pub struct Backend {
     pub algorithm: Algorithm,
     pub cookie: Option<Cookie>,
     pub check: Option<Check>,
+    pub agent: Option<AgentCheck>,
     pub timeout_connect: Duration,
     pub timeout_server: Duration,
     pub timeout_queue: Duration,
@@ -166,6 +167,19 @@ pub struct Check {
     pub on_marked_up: Option<OnMarkedUp>,
     /// An `external` check's program and first arguments; empty for other kinds.
     pub command: Vec<String>,
+}
+
+/// Agent check settings of a backend (HAProxy's `agent-check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCheck {
+    pub port: u16,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Sent once connected; empty: nothing.
+    pub send: String,
+    /// The health check's `rise` and `fall`, or 2 and 3, as HAProxy's agent takes the server's.
+    pub rise: u32,
+    pub fall: u32,
 }
 
 /// One server of a backend.

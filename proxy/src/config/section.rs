@@ -118,6 +118,9 @@ pub struct BackendSection {
     pub balance: Option<Spanned<String>>,
     pub cookie: Option<CookieSection>,
     pub health_check: Option<HealthCheckSection>,
+    /// An agent on each server that reports its weight, state and health (HAProxy's
+    /// `agent-check`).
+    pub agent_check: Option<AgentCheckSection>,
     #[serde(default)]
     pub timeout: BackendTimeoutSection,
     /// Connection attempts after the first fails.
@@ -222,6 +225,21 @@ pub struct HealthCheckSection {
     /// The program an `external` check runs, with its first arguments, split as a shell would
     /// (HAProxy's `external-check command`, ldirectord's `checkcommand`).
     pub command: Option<Spanned<String>>,
+}
+
+/// `agent_check = { ... }` of a backend: HAProxy's `agent-port`, `agent-inter` and
+/// `agent-send`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentCheckSection {
+    /// The agent's TCP port on the server's address.
+    pub port: Spanned<u16>,
+    #[serde(default = "default_check_interval")]
+    pub interval: Spanned<Duration>,
+    /// For the connect and the reply together; `interval` when unset.
+    pub timeout: Option<Spanned<Duration>>,
+    /// Sent once connected, before the reply is read.
+    pub send: Option<String>,
 }
 
 /// HAProxy's `on-marked-up` actions.

@@ -3,8 +3,10 @@
 //!
 //! - [`counter`]: the rise/fall arithmetic, pure.
 //! - [`probe`]: one TCP or HTTP probe, or [`external`]: one program run.
+//! - [`agent`]: HAProxy's agent checks, run beside the health check of the same server.
 //! - [`Supervisor`]: the tasks, started, kept or restarted as reloads change the config.
 
+mod agent;
 pub mod counter;
 mod external;
 mod probe;
@@ -23,16 +25,17 @@ use self::{
 };
 use crate::{
     Event,
-    config::{Check, OnMarkedDown, OnMarkedUp},
+    config::{AgentCheck, Check, OnMarkedDown, OnMarkedUp},
     runtime::Runtime,
-    state::{AdminState, ServerState, counters},
+    state::{AdminState, ServerState, ServerStatus, counters},
     table::Table,
 };
 
 /// What a check task was started with; a reload that changes any of it restarts the task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Spec {
-    check: Check,
+    check: Option<Check>,
+    agent: Option<AgentCheck>,
     addr: SocketAddr,
     listener: Option<SocketAddr>,
     /// Identity of the server state: a server whose state was replaced needs a new task.
@@ -42,11 +45,13 @@ struct Spec {
 }
 
 /// One server to check: its key (backend and server name, or virtual service and address), the
-/// check, the address probed and the state the verdicts go to.
+/// health check and the agent check (at least one), the address probed and the state the
+/// verdicts go to.
 #[derive(Debug)]
 pub(crate) struct Target {
     pub(crate) key: (String, String),
-    pub(crate) check: Check,
+    pub(crate) check: Option<Check>,
+    pub(crate) agent: Option<AgentCheck>,
     pub(crate) addr: SocketAddr,
     /// A virtual service's address, which an `external` check's program is given.
     pub(crate) listener: Option<SocketAddr>,
@@ -73,29 +78,35 @@ impl Supervisor {
                 .map(|(_, state)| Arc::clone(state))
                 .collect();
             for (scfg, state) in bcfg.servers.iter().zip(&bentry.servers) {
-                match (&bcfg.check, scfg.check) {
-                    (Some(check), true) => {
-                        state.set_check_configured(true);
-                        let backups = match check.on_marked_up {
-                            Some(OnMarkedUp::ShutdownBackupSessions) if !scfg.backup => {
-                                backups.clone()
-                            }
-                            _ => Vec::new(),
-                        };
-                        targets.push(Target {
-                            key: (bcfg.name.clone(), scfg.name.clone()),
-                            addr: SocketAddr::new(
-                                scfg.addr.ip(),
-                                check.port.unwrap_or(scfg.addr.port()),
-                            ),
-                            listener: None,
-                            check: check.clone(),
-                            state: Arc::clone(state),
-                            backups,
-                        });
-                    }
-                    _ => unchecked(rt, state),
+                // `check = false` on a server turns off both.
+                let (check, agent) = match scfg.check {
+                    true => (bcfg.check.as_ref(), bcfg.agent.as_ref()),
+                    false => (None, None),
+                };
+                match check {
+                    Some(_) => state.set_check_configured(true),
+                    None => unchecked(rt, state),
                 }
+                if agent.is_none() {
+                    agent_removed(rt, state);
+                }
+                if check.is_none() && agent.is_none() {
+                    continue;
+                }
+                let backups = match check.and_then(|c| c.on_marked_up) {
+                    Some(OnMarkedUp::ShutdownBackupSessions) if !scfg.backup => backups.clone(),
+                    _ => Vec::new(),
+                };
+                let port = check.and_then(|c| c.port).unwrap_or(scfg.addr.port());
+                targets.push(Target {
+                    key: (bcfg.name.clone(), scfg.name.clone()),
+                    addr: SocketAddr::new(scfg.addr.ip(), port),
+                    listener: None,
+                    check: check.cloned(),
+                    agent: agent.cloned(),
+                    state: Arc::clone(state),
+                    backups,
+                });
             }
         }
         self.reconcile_targets(rt, targets);
@@ -109,6 +120,7 @@ impl Supervisor {
             .map(|t| {
                 let spec = Spec {
                     check: t.check.clone(),
+                    agent: t.agent.clone(),
                     addr: t.addr,
                     listener: t.listener,
                     state: Arc::as_ptr(&t.state) as usize,
@@ -147,16 +159,46 @@ pub(crate) fn unchecked(rt: &Runtime, state: &ServerState) {
         *health = None;
     }
     let (from, to) = state.set_healthy(true);
-    if from != to {
-        tracing::info!(backend = %state.backend, server = %state.name, "server is UP: its health check was removed");
-        rt.emit(Event::ServerStatus {
-            backend: state.backend.clone(),
-            server: state.name.clone(),
-            from,
-            to,
-            reason: "health check removed".to_owned(),
-        });
+    report_status(rt, state, from, to, "health check removed".to_owned());
+}
+
+/// A server the config no longer gives an agent check: whatever the agent held it to (DOWN, a
+/// connection limit) is let go, reported as a check's verdict would be. Its weight and admin
+/// state stay, as an operator's would: only an agent could revert them.
+fn agent_removed(rt: &Runtime, state: &ServerState) {
+    state.set_agent_max_connections(None);
+    if let Ok(mut last) = state.last_agent.lock() {
+        *last = None;
     }
+    let (from, to) = state.set_agent_down(false);
+    report_status(rt, state, from, to, "agent check removed".to_owned());
+}
+
+/// Logs a change of a server's status that a check, an agent or a reload made (`server is
+/// DOWN`, at WARN; `server is UP`, ... at INFO) and tells the alerts; nothing if it did not
+/// change.
+fn report_status(
+    rt: &Runtime,
+    state: &ServerState,
+    from: ServerStatus,
+    to: ServerStatus,
+    reason: String,
+) {
+    if from == to {
+        return;
+    }
+    if to == ServerStatus::Down {
+        tracing::warn!(backend = %state.backend, server = %state.name, %reason, "server is DOWN");
+    } else {
+        tracing::info!(backend = %state.backend, server = %state.name, %reason, "server is {to}");
+    }
+    rt.emit(Event::ServerStatus {
+        backend: state.backend.clone(),
+        server: state.name.clone(),
+        from,
+        to,
+        reason,
+    });
 }
 
 /// The wait before the next check, as HAProxy's `srv_getinter`: `interval` while the server is
@@ -179,9 +221,24 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Checks one server forever. While an operator has disabled its checks, none is sent; once
-/// enabled again, the count starts afresh ([`ServerState::enable_checks`]).
+/// Runs a server's health check and agent check, forever.
 async fn run(rt: Arc<Runtime>, target: Target) {
+    let agent = target.agent.clone().map(|agent| {
+        let addr = SocketAddr::new(target.state.addr.ip(), agent.port);
+        agent::run(Arc::clone(&rt), Arc::clone(&target.state), agent, addr)
+    });
+    let agent = async {
+        if let Some(agent) = agent {
+            agent.await;
+        }
+    };
+    tokio::join!(agent, run_check(rt, target));
+}
+
+/// Checks one server forever, if it has a health check. While an operator has disabled its
+/// checks, none is sent; once enabled again, the count starts afresh
+/// ([`ServerState::enable_checks`]).
+async fn run_check(rt: Arc<Runtime>, target: Target) {
     let Target {
         state,
         check,
@@ -190,6 +247,9 @@ async fn run(rt: Arc<Runtime>, target: Target) {
         backups,
         ..
     } = target;
+    let Some(check) = check else {
+        return;
+    };
     let subject = Subject {
         proxy: &state.backend,
         server: &state.name,
@@ -204,11 +264,11 @@ async fn run(rt: Arc<Runtime>, target: Target) {
             Some(h)
                 if h.rise() == check.rise
                     && h.fall() == check.fall
-                    && h.is_up() == state.is_healthy() =>
+                    && h.is_up() == state.check_healthy() =>
             {
                 h
             }
-            Some(_) => HealthCounter::new(check.rise, check.fall, state.is_healthy()),
+            Some(_) => HealthCounter::new(check.rise, check.fall, state.check_healthy()),
             None => HealthCounter::at_startup(check.rise, check.fall),
         }
     };
@@ -265,18 +325,7 @@ async fn run(rt: Arc<Runtime>, target: Target) {
                 if healthy {
                     backups.iter().for_each(|b| b.shutdown_sessions());
                 }
-                if healthy {
-                    tracing::info!(backend = %state.backend, server = %state.name, %reason, "server is UP");
-                } else {
-                    tracing::warn!(backend = %state.backend, server = %state.name, %reason, "server is DOWN");
-                }
-                rt.emit(Event::ServerStatus {
-                    backend: state.backend.clone(),
-                    server: state.name.clone(),
-                    from,
-                    to,
-                    reason,
-                });
+                report_status(&rt, &state, from, to, reason);
             }
         }
     }

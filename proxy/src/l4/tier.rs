@@ -204,7 +204,8 @@ impl Tier {
                                 check.port.unwrap_or(rs.addr.port()),
                             ),
                             listener: Some(vs.listen),
-                            check: check.clone(),
+                            check: Some(check.clone()),
+                            agent: None,
                             state: Arc::clone(&real.server),
                             // A virtual service has no backups, only a fallback.
                             backups: Vec::new(),

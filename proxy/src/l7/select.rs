@@ -293,13 +293,14 @@ fn candidates(
             index,
             weight: state.weight_now(cfg.slow_start),
             active: state.active(),
-            max: s.max_connections,
+            max: state.max_connections(s.max_connections),
         })
         .collect()
 }
 
 fn try_take(cfg: &Backend, entry: &BackendEntry, index: usize) -> bool {
-    entry.servers[index].try_take_slot(cfg.servers[index].max_connections)
+    let state = &entry.servers[index];
+    state.try_take_slot(state.max_connections(cfg.servers[index].max_connections))
 }
 
 #[cfg(test)]

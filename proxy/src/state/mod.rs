@@ -20,7 +20,7 @@ pub use counters::{
 };
 pub(crate) use registry::BackendSession;
 pub use registry::{BackendState, FrontendState, Registry};
-pub use server::{AdminState, CheckResult, ServerState, ServerStatus};
+pub use server::{AdminState, AgentResult, CheckResult, ServerState, ServerStatus};
 
 /// Milliseconds since the Unix epoch, for "last change" times shown to operators.
 pub(crate) fn unix_millis() -> u64 {

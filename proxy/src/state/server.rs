@@ -55,6 +55,17 @@ pub struct CheckResult {
     pub duration: Duration,
 }
 
+/// The outcome of the last agent check, for the stats page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentResult {
+    /// HAProxy's short status: `L7OK` (a reply), `L7STS` (a reply saying `down`, `fail` or
+    /// `stopped`), `L4CON`, `L4TOUT` or `L7TOUT` (none).
+    pub status: String,
+    /// The agent's reply line, or why there was none (HAProxy's `last_agt`).
+    pub text: String,
+    pub duration: Duration,
+}
+
 /// A server's runtime state, shared by the routing tables of successive reloads.
 #[derive(Debug)]
 pub struct ServerState {
@@ -74,6 +85,14 @@ pub struct ServerState {
     config_disabled: AtomicBool,
     pub(crate) health: Mutex<Option<HealthCounter>>,
     pub(crate) last_check: Mutex<Option<CheckResult>>,
+    /// The agent's verdict (HAProxy's `agent-check`): DOWN after it said `down`, `fail` or
+    /// `stopped` `fall` times, until it says `up` `rise` times. Separate from the health
+    /// check's, and both must be UP for the server to be.
+    agent_down: AtomicBool,
+    /// The `maxconn:N` the agent last gave, replacing the config's `max_connections`; 0: none.
+    agent_max_connections: AtomicU32,
+    /// The agent's last reply, or why there was none.
+    pub(crate) last_agent: Mutex<Option<AgentResult>>,
     /// Whether the config gives this server a health check.
     check_configured: AtomicBool,
     /// An operator's `disable health`: no check runs and the server counts as healthy.
@@ -122,6 +141,9 @@ impl ServerState {
             config_disabled: AtomicBool::new(false),
             health: Mutex::new(None),
             last_check: Mutex::new(None),
+            agent_down: AtomicBool::new(false),
+            agent_max_connections: AtomicU32::new(0),
+            last_agent: Mutex::new(None),
             check_configured: AtomicBool::new(false),
             checks_disabled: AtomicBool::new(false),
             check_epoch: AtomicU64::new(0),
@@ -179,8 +201,51 @@ impl ServerState {
         matches!(self.status(), ServerStatus::Up | ServerStatus::Drain)
     }
 
+    /// Whether both the health check and the agent (where there are any) let it be UP.
     pub fn is_healthy(&self) -> bool {
+        self.check_healthy() && !self.agent_down()
+    }
+
+    /// The health check's verdict alone.
+    pub fn check_healthy(&self) -> bool {
         self.healthy.load(Relaxed)
+    }
+
+    /// Whether the agent holds the server DOWN.
+    pub fn agent_down(&self) -> bool {
+        self.agent_down.load(Relaxed)
+    }
+
+    /// Records the agent's verdict; returns the status before and after.
+    pub(crate) fn set_agent_down(&self, down: bool) -> (ServerStatus, ServerStatus) {
+        let before = self.status();
+        self.agent_down.store(down, Relaxed);
+        let after = self.status();
+        self.note_change(before, after);
+        if down {
+            self.pool.clear();
+        }
+        (before, after)
+    }
+
+    /// The connection limit: the agent's `maxconn:N` if it gave one, else `configured` (0 = no
+    /// limit).
+    pub fn max_connections(&self, configured: u32) -> u32 {
+        match self.agent_max_connections.load(Relaxed) {
+            0 => configured,
+            agent => agent,
+        }
+    }
+
+    /// The agent's `maxconn:N`; `None` forgets it.
+    pub(crate) fn set_agent_max_connections(&self, max: Option<u32>) {
+        self.agent_max_connections.store(max.unwrap_or(0), Relaxed);
+        self.slot_freed.notify_waiters();
+    }
+
+    /// The last agent check's outcome.
+    pub fn last_agent(&self) -> Option<AgentResult> {
+        self.last_agent.lock().ok().and_then(|g| g.clone())
     }
 
     pub fn admin(&self) -> AdminState {
