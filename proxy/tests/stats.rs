@@ -1190,11 +1190,19 @@ async fn an_external_check_decides_a_backend_servers_health() {
     .await;
 }
 
+/// Frontend `web` before backend `app`, which has the `keys` and `servers`.
+fn app_config(keys: &str, servers: &str) -> Config {
+    config(&format!(
+        "[frontend.web]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"app\"\n\n[backend.app]\n{keys}\nservers = [{servers}]\n"
+    ))
+}
+
 /// A server agent on 127.0.0.1: each connection gets `send` checked, then the current reply
-/// line. The reply can be changed while it runs.
+/// line. The reply can be changed while it runs, and the replies sent are counted.
 struct Agent {
     port: u16,
     reply: std::sync::Arc<std::sync::Mutex<String>>,
+    answered: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Agent {
@@ -1203,6 +1211,8 @@ impl Agent {
         let port = listener.local_addr().unwrap().port();
         let reply = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let line = std::sync::Arc::clone(&reply);
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&answered);
         tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
                 let mut got = vec![0u8; expect.len()];
@@ -1211,9 +1221,18 @@ impl Agent {
                 }
                 let answer = format!("{}\n", line.lock().unwrap());
                 let _ = conn.write_all(answer.as_bytes()).await;
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         });
-        Agent { port, reply }
+        Agent {
+            port,
+            reply,
+            answered,
+        }
+    }
+
+    fn answered(&self) -> usize {
+        self.answered.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn say(&self, line: &str) {
@@ -1222,43 +1241,45 @@ impl Agent {
 }
 
 // Input: s1 (weight 100, max_connections 0) with HAProxy's agent check every 20 ms and no
-// health check, and s2 without checks; the agent says `50% maxconn:7`, then `drain`, then
-// `ready`, then `down#disk full` (three times: fall 3), then `up`. Output: the weight halves
-// and the limit is 7; DRAIN, then UP; DOWN with the agent's words, shown as `DOWN (agent)`,
-// and new requests go to s2; UP again once the agent says so. The agent's reply is in the
-// stats (`agent_status`, `last_agt`).
+// health check, and s2 (weight 1) without checks; the agent says `50% maxconn:1`, then
+// `drain`, then `ready`, then `down#disk full`, then `up`. Output: the weight halves and the
+// limit is 1, so while a slow request holds s1, requests go to s2; DRAIN, then UP; DOWN with
+// the agent's words, shown as `DOWN (agent)`, and requests go to s2; UP again once the agent
+// says so. The agent's reply is in the stats (`agent_status`, `last_agt`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_sets_weight_limit_admin_state_and_health() {
     let (s1, s2) = (origin("s1").await, origin("s2").await);
     let agent = Agent::start("hello\n").await;
-    agent.say("50% maxconn:7");
-    let proxy = Proxy::start(config(&format!(
-        r#"
-[frontend.web]
-bind = ["127.0.0.1:0"]
-default_backend = "app"
-
-[backend.app]
-agent_check = {{ port = {}, interval = "20ms", send = "hello\n" }}
-servers = [
-  {{ name = "s1", address = "{s1}", weight = 100 }},
-  {{ name = "s2", address = "{s2}", check = false }},
-]
-"#,
-        agent.port
-    )))
+    agent.say("50% maxconn:1");
+    let proxy = Proxy::start(app_config(
+        &format!(
+            r#"agent_check = {{ port = {}, interval = "20ms", send = "hello\n" }}"#,
+            agent.port
+        ),
+        &format!(
+            r#"{{ name = "s1", address = "{s1}", weight = 100 }}, {{ name = "s2", address = "{s2}", check = false }}"#
+        ),
+    ))
     .unwrap();
     let web = proxy.listeners()[0].bound;
-    wait_for(&proxy, "weight 50 and limit 7", |s| {
+    wait_for(&proxy, "weight 50 and limit 1", |s| {
         let r = row(s, "app", "s1");
-        r.weight == Some(50) && r.slim == Some(7)
+        r.weight == Some(50) && r.slim == Some(1) && r.agent_status.is_some()
     })
     .await;
     let s1_row = row(&proxy.stats(), "app", "s1").clone();
     assert_eq!(
         (s1_row.agent_status.as_deref(), s1_row.last_agt.as_deref()),
-        (Some("L7OK"), Some("50% maxconn:7"))
+        (Some("L7OK"), Some("50% maxconn:1"))
     );
+    // Weight 50 against 1: s1 takes the first request, and the next ones too unless full.
+    let slow = slow_request_held_by(&proxy, web, "s1").await;
+    let mut conn = TcpStream::connect(web).await.unwrap();
+    for _ in 0..4 {
+        let (_, response) = get(&mut conn, "/", None).await;
+        assert_eq!(response.unwrap().body, "s2", "s1 is at the agent's limit");
+    }
+    slow.abort();
     agent.say("drain");
     wait_for(&proxy, "s1 DRAIN", |s| {
         row(s, "app", "s1").status == "DRAIN"
@@ -1296,31 +1317,54 @@ servers = [
     wait_for(&proxy, "s1 UP again", up).await;
 }
 
-// Input: the same agent holding s1 DOWN with `stopped`, then a reload without `agent_check`.
-// Output: s1 is UP again and its agent columns are empty: only the agent held it down.
+// Input: an agent saying `stopped` every 100 ms, then a reload without `agent_check`.
+// Output: s1 DOWN after the first or second reply, not after `fall` (3) of them: as in
+// HAProxy, the agent's word acts at once. After the reload, s1 is UP again and its agent
+// columns are empty: only the agent held it down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_without_the_agent_check_lets_go_of_what_the_agent_held() {
     let s1 = origin("s1").await;
     let agent = Agent::start("").await;
     agent.say("stopped maxconn:3");
-    let text = |agent_check: &str| {
-        format!(
-            "[frontend.web]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"app\"\n\n[backend.app]\n{agent_check}\nservers = [{{ name = \"s1\", address = \"{s1}\" }}]\n"
-        )
-    };
-    let proxy = Proxy::start(config(&text(&format!(
-        r#"agent_check = {{ port = {}, interval = "20ms" }}"#,
+    let servers = format!(r#"{{ name = "s1", address = "{s1}" }}"#);
+    let agent_check = format!(
+        r#"agent_check = {{ port = {}, interval = "100ms" }}"#,
         agent.port
-    ))))
-    .unwrap();
+    );
+    let proxy = Proxy::start(app_config(&agent_check, &servers)).unwrap();
     wait_for(&proxy, "s1 DOWN", |s| {
         row(s, "app", "s1").status == "DOWN (agent)"
     })
     .await;
-    proxy.reload(config(&text(""))).unwrap();
+    assert!(agent.answered() < 3, "{} replies", agent.answered());
+    proxy.reload(app_config("", &servers)).unwrap();
     let s1_row = row(&proxy.stats(), "app", "s1").clone();
     assert_eq!(
         (s1_row.status.as_str(), s1_row.slim, s1_row.agent_status),
         ("no check", None, None)
     );
+}
+
+// Input: s1 checked (tcp, every 60 s) with `on_marked_down = "shutdown-sessions"` and an agent
+// check, with a request to it waiting for its response; the agent then says `fail`. Output:
+// s1 goes DOWN and the waiting client's connection is closed, as when the health check marks
+// it DOWN: HAProxy applies `on-marked-down` to any change of the server's state. (It waited
+// on.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_the_agent_takes_down_shuts_its_sessions_when_asked() {
+    let s1 = origin("s1").await;
+    let agent = Agent::start("").await;
+    agent.say("up");
+    let proxy = Proxy::start(app_config(
+        &format!(
+            "health_check = {{ type = \"tcp\", interval = \"60s\", on_marked_down = \"shutdown-sessions\" }}\nagent_check = {{ port = {}, interval = \"20ms\" }}",
+            agent.port
+        ),
+        &format!(r#"{{ name = "s1", address = "{s1}" }}"#),
+    ))
+    .unwrap();
+    let slow = slow_request_held_by(&proxy, proxy.listeners()[0].bound, "s1").await;
+    agent.say("fail");
+    assert_closed(slow).await;
+    assert_eq!(row(&proxy.stats(), "app", "s1").status, "DOWN (agent)");
 }

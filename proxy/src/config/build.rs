@@ -357,8 +357,7 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
         .health_check
         .as_ref()
         .and_then(|c| build_check(c, errors));
-    let agent = (section.agent_check.as_ref())
-        .map(|a| build_agent(a, section.health_check.as_ref(), errors));
+    let agent = (section.agent_check.as_ref()).map(|a| build_agent(a, errors));
     if let Some(slow_start) = &section.slow_start
         && slow_start.get_ref().is_zero()
     {
@@ -517,12 +516,8 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
     })
 }
 
-/// An `agent_check`, with the `health_check`'s rise and fall (2 and 3 without one).
-fn build_agent(
-    section: &AgentCheckSection,
-    check: Option<&HealthCheckSection>,
-    errors: &mut Vec<ConfigError>,
-) -> AgentCheck {
+/// An `agent_check`.
+fn build_agent(section: &AgentCheckSection, errors: &mut Vec<ConfigError>) -> AgentCheck {
     if *section.port.get_ref() == 0 {
         errors.push(ConfigError::at(
             &section.port,
@@ -543,7 +538,6 @@ fn build_agent(
             ));
         }
     }
-    let (rise, fall) = check.map_or((2, 3), |c| (*c.rise.get_ref(), *c.fall.get_ref()));
     AgentCheck {
         port: *section.port.get_ref(),
         interval: interval.get(),
@@ -553,8 +547,6 @@ fn build_agent(
             .map_or(interval, |t| *t.get_ref())
             .get(),
         send: section.send.clone().unwrap_or_default(),
-        rise: rise.max(1),
-        fall: fall.max(1),
     }
 }
 
@@ -852,11 +844,11 @@ mod tests {
         built(text).err().unwrap_or_default()
     }
 
-    // Input: agent checks with and without a health check beside them, with a port of 0 and
-    // a zero interval. Output: the health check's rise and fall (2 and 3 without one),
-    // `interval` as the timeout, and an error at each bad key.
+    // Input: an agent check with only a port and `send`, one with an interval and a timeout,
+    // and one with a port of 0 and a zero interval. Output: a 2 s interval, `interval` as the
+    // timeout, and an error at each bad key.
     #[test]
-    fn an_agent_check_takes_the_health_checks_rise_and_fall() {
+    fn an_agent_check_defaults_to_two_seconds_and_refuses_zeros() {
         let with = |keys: &str| {
             format!(
                 "[backend.app]\n{keys}\nservers = [{{ name = \"s1\", address = \"10.0.0.2:80\" }}]\n"
@@ -866,30 +858,19 @@ mod tests {
             let config = built(&with(keys)).unwrap();
             config.backends[0].agent.clone().unwrap()
         };
+        let second = std::time::Duration::from_secs(1);
         let alone = agent(r#"agent_check = { port = 9999, send = "hello\n" }"#);
         assert_eq!(
-            (alone.rise, alone.fall, alone.port, alone.send.as_str()),
-            (2, 3, 9999, "hello\n")
-        );
-        assert_eq!(
-            (alone.interval, alone.timeout),
             (
-                std::time::Duration::from_secs(2),
-                std::time::Duration::from_secs(2)
-            )
+                alone.port,
+                alone.send.as_str(),
+                alone.interval,
+                alone.timeout
+            ),
+            (9999, "hello\n", 2 * second, 2 * second)
         );
-        let beside = agent(
-            "agent_check = { port = 9999, interval = \"5s\", timeout = \"1s\" }\nhealth_check = { rise = 1, fall = 5 }",
-        );
-        assert_eq!(
-            (beside.rise, beside.fall, beside.interval, beside.timeout),
-            (
-                1,
-                5,
-                std::time::Duration::from_secs(5),
-                std::time::Duration::from_secs(1)
-            )
-        );
+        let timed = agent(r#"agent_check = { port = 9999, interval = "5s", timeout = "1s" }"#);
+        assert_eq!((timed.interval, timed.timeout), (5 * second, second));
         assert_eq!(
             errors(&with(r#"agent_check = { port = 0, interval = "0s" }"#)),
             [

@@ -177,9 +177,6 @@ pub struct AgentCheck {
     pub timeout: Duration,
     /// Sent once connected; empty: nothing.
     pub send: String,
-    /// The health check's `rise` and `fall`, or 2 and 3, as HAProxy's agent takes the server's.
-    pub rise: u32,
-    pub fall: u32,
 }
 
 /// One server of a backend.

@@ -8,8 +8,8 @@
 //!   tabs or commas, case does not matter, and a `#` starts a description;
 //! - what the agent does not say is left as it is, and unknown words are ignored;
 //! - an agent that cannot be reached changes nothing: the health check tests reachability;
-//! - `down`, `fail` and `stopped` count as failures and `up` as successes on a rise/fall counter
-//!   of its own; only the agent can bring back a server it took down.
+//! - `down`, `fail` and `stopped` take the server DOWN at once, and only `up` brings it back
+//!   (HAProxy sets the agent's health to 0 or to the top, with no rise or fall).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -19,7 +19,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::counter::{HealthCounter, Transition};
+use super::OnMarked;
 use crate::{
     config::AgentCheck,
     runtime::Runtime,
@@ -117,62 +117,73 @@ async fn ask(
     }
 }
 
-/// Asks the agent of `state` at `addr` every `agent.interval`, forever, and applies its replies.
+/// Asks the agent of `state` at `addr` every `agent.interval` and applies its replies, until a
+/// reload removes the agent check.
 pub(super) async fn run(
     rt: Arc<Runtime>,
     state: Arc<ServerState>,
     agent: AgentCheck,
     addr: SocketAddr,
+    marked: Arc<OnMarked>,
 ) {
-    // A task restarted by a reload takes up the verdict the last one left.
-    let mut health = HealthCounter::new(agent.rise, agent.fall, !state.agent_down());
+    let epoch = state.agent_epoch();
     let mut wait = super::probe::first_delay(agent.interval);
     loop {
         tokio::time::sleep(wait).await;
         wait = agent.interval;
         let started = Instant::now();
-        let result = match ask(addr, &agent.send, agent.timeout).await {
-            Ok(line) => {
-                let reply = parse(&line);
-                apply(&rt, &state, &reply, &mut health);
-                let status = match reply.health {
-                    Some((false, _)) => "L7STS",
-                    _ => "L7OK",
-                };
-                AgentResult {
-                    status: status.to_owned(),
-                    text: printable(&line),
-                    duration: started.elapsed(),
+        let answer = ask(addr, &agent.send, agent.timeout).await;
+        let duration = started.elapsed();
+        let applied = state.if_agent_current(epoch, || {
+            let result = match answer {
+                Ok(line) => {
+                    let reply = parse(&line);
+                    apply(&rt, &state, &reply, &marked);
+                    let status = match reply.health {
+                        Some((false, _)) => "L7STS",
+                        _ => "L7OK",
+                    };
+                    AgentResult {
+                        status: status.to_owned(),
+                        text: printable(&line),
+                        duration,
+                    }
                 }
+                // Not a failure: the health check is what tests that the server answers.
+                Err((status, why)) => AgentResult {
+                    status: status.to_owned(),
+                    text: why,
+                    duration,
+                },
+            };
+            if let Ok(mut last) = state.last_agent.lock() {
+                *last = Some(result);
             }
-            // Not a failure: the health check is what tests that the server answers.
-            Err((status, why)) => AgentResult {
-                status: status.to_owned(),
-                text: why,
-                duration: started.elapsed(),
-            },
-        };
-        if let Ok(mut last) = state.last_agent.lock() {
-            *last = Some(result);
+        });
+        if applied.is_none() {
+            return;
         }
     }
 }
 
 /// Does what `reply` asks of `state`, reporting each change of status.
-fn apply(rt: &Runtime, state: &ServerState, reply: &Reply, health: &mut HealthCounter) {
+fn apply(rt: &Runtime, state: &ServerState, reply: &Reply, marked: &OnMarked) {
     let said = |word: &str| match &reply.description {
         Some(description) => format!("agent says {word}: {description}"),
         None => format!("agent says {word}"),
     };
     if let Some(percent) = reply.weight_percent {
-        let weight = (u64::from(state.config_weight()) * u64::from(percent) / 100) as u32;
+        let weight = u64::from(state.config_weight()) * u64::from(percent) / 100;
+        let weight = u32::try_from(weight)
+            .unwrap_or(u32::MAX)
+            .min(state.weight_max());
         if weight != state.weight() {
             tracing::info!(backend = %state.backend, server = %state.name, weight, "agent set the weight to {percent}%");
             state.set_weight(weight);
         }
     }
     if let Some(max) = reply.max_connections {
-        state.set_agent_max_connections(Some(max));
+        state.set_agent_max_connections(max);
     }
     if let Some(admin) = reply.admin
         && admin != state.admin()
@@ -185,14 +196,11 @@ fn apply(rt: &Runtime, state: &ServerState, reply: &Reply, health: &mut HealthCo
         let (from, to) = state.set_admin(admin);
         super::report_status(rt, state, from, to, said(word));
     }
-    if let Some((up, word)) = &reply.health {
-        let transition = health.record(*up);
-        let down = match transition {
-            Transition::WentDown => true,
-            Transition::WentUp => false,
-            Transition::None => return,
-        };
-        let (from, to) = state.set_agent_down(down);
+    if let Some((up, word)) = &reply.health
+        && *up == state.agent_down()
+    {
+        let (from, to) = state.set_agent_down(!up);
+        marked.status_changed(state, from, to);
         super::report_status(rt, state, from, to, said(word));
     }
 }

@@ -1,8 +1,7 @@
 //! An `external` check: a program whose exit status is the verdict, as HAProxy's
 //! `external-check command`, ldirectord's `checktype = external` and keepalived's `MISC_CHECK`
 //! run one. It gets HAProxy's four arguments (`PROXY_ADDR PROXY_PORT SERVER_ADDR
-//! SERVER_PORT`, which are also ldirectord's) and HAProxy's environment variables, so scripts
-//! written for either run unchanged. Results read `PROCOK`, `PROCERR` and `PROCTOUT`, HAProxy's
+//! SERVER_PORT`, which are also ldirectord's) and most of HAProxy's environment variables. Results read `PROCOK`, `PROCERR` and `PROCTOUT`, HAProxy's
 //! words for them.
 
 use std::net::SocketAddr;
@@ -10,21 +9,20 @@ use std::net::SocketAddr;
 use fulcrum_common::child::{self, Caps, Exit};
 use tokio::process::Command;
 
-use crate::config::Check;
+use crate::{config::Check, state::ServerState};
 
 /// What a program's output may add to its result: the first line, at most this long.
 const MAX_OUTPUT: usize = 1024;
 
-/// What the program is told about the server it checks.
+/// The server a probe is about.
 #[derive(Debug)]
 pub(crate) struct Subject<'a> {
-    /// The backend or virtual service.
-    pub(crate) proxy: &'a str,
-    /// The server's name (a real server's is its address).
-    pub(crate) server: &'a str,
+    /// Its name, backend (or virtual service), address and connections.
+    pub(crate) state: &'a ServerState,
     /// The virtual service's address; a backend has none (HAProxy's `NOT_USED`).
     pub(crate) listener: Option<SocketAddr>,
-    /// The address checked: the server's, with `health_check.port` applied.
+    /// The address a `tcp` or `http` probe connects to: the server's, with
+    /// `health_check.port` applied.
     pub(crate) addr: SocketAddr,
 }
 
@@ -40,20 +38,21 @@ pub(crate) async fn probe(check: &Check, subject: &Subject<'_>) -> (bool, String
         || (NOT_USED.to_owned(), NOT_USED.to_owned()),
         |l| (l.ip().to_string(), l.port().to_string()),
     );
-    let (server_addr, server_port) = (
-        subject.addr.ip().to_string(),
-        subject.addr.port().to_string(),
-    );
+    // The server's own port, as HAProxy passes it: `health_check.port` is for the probes that
+    // connect.
+    let server = subject.state;
+    let (server_addr, server_port) = (server.addr.ip().to_string(), server.addr.port().to_string());
     let mut command = Command::new(program);
     command
         .args(first_args)
         .args([&proxy_addr, &proxy_port, &server_addr, &server_port])
-        .env("HAPROXY_PROXY_NAME", subject.proxy)
+        .env("HAPROXY_PROXY_NAME", &server.backend)
         .env("HAPROXY_PROXY_ADDR", &proxy_addr)
         .env("HAPROXY_PROXY_PORT", &proxy_port)
-        .env("HAPROXY_SERVER_NAME", subject.server)
+        .env("HAPROXY_SERVER_NAME", &server.name)
         .env("HAPROXY_SERVER_ADDR", &server_addr)
-        .env("HAPROXY_SERVER_PORT", &server_port);
+        .env("HAPROXY_SERVER_PORT", &server_port)
+        .env("HAPROXY_SERVER_CURCONN", server.active().to_string());
     let caps = Caps {
         stdout: MAX_OUTPUT,
         stderr: MAX_OUTPUT,
@@ -121,34 +120,42 @@ mod tests {
         }
     }
 
-    fn subject(listener: Option<SocketAddr>) -> Subject<'static> {
+    /// Server `s1` of `db` at 127.0.0.1:3306, checked on port 9200.
+    fn server() -> ServerState {
+        ServerState::new("db", "s1", "127.0.0.1:3306".parse().unwrap(), 1, 0)
+    }
+
+    fn subject(state: &ServerState, listener: Option<SocketAddr>) -> Subject<'_> {
         Subject {
-            proxy: "db",
-            server: "s1",
+            state,
             listener,
-            addr: "127.0.0.1:3306".parse().unwrap(),
+            addr: "127.0.0.1:9200".parse().unwrap(),
         }
     }
 
     // Input: a script that prints its four arguments and HAProxy's variables, run for a
-    // virtual service and for a backend. Output: HAProxy's arguments and environment, with
-    // `NOT_USED` for a backend's proxy address and port; exit 0 is `PROCOK`.
+    // virtual service and for a backend, for a server checked on another port. Output:
+    // HAProxy's arguments and environment, with the server's own port and `NOT_USED` for a
+    // backend's proxy address and port; exit 0 is `PROCOK`.
     #[tokio::test]
     async fn the_program_gets_haproxys_arguments_and_environment() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("seen");
         let script = format!(
-            r#"echo "$@ $HAPROXY_PROXY_NAME $HAPROXY_PROXY_ADDR $HAPROXY_PROXY_PORT $HAPROXY_SERVER_NAME $HAPROXY_SERVER_ADDR $HAPROXY_SERVER_PORT" >> {}"#,
+            r#"echo "$@ $HAPROXY_PROXY_NAME $HAPROXY_PROXY_ADDR $HAPROXY_PROXY_PORT $HAPROXY_SERVER_NAME $HAPROXY_SERVER_ADDR $HAPROXY_SERVER_PORT $HAPROXY_SERVER_CURCONN" >> {}"#,
             out.display()
         );
         let c = check(&script, Duration::from_secs(10));
         let vip = Some("192.0.2.10:3306".parse().unwrap());
-        assert_eq!(probe(&c, &subject(vip)).await, (true, "PROCOK".to_owned()));
-        assert!(probe(&c, &subject(None)).await.0);
+        assert_eq!(
+            probe(&c, &subject(&server(), vip)).await,
+            (true, "PROCOK".to_owned())
+        );
+        assert!(probe(&c, &subject(&server(), None)).await.0);
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
-            "192.0.2.10 3306 127.0.0.1 3306 db 192.0.2.10 3306 s1 127.0.0.1 3306\n\
-             NOT_USED NOT_USED 127.0.0.1 3306 db NOT_USED NOT_USED s1 127.0.0.1 3306\n"
+            "192.0.2.10 3306 127.0.0.1 3306 db 192.0.2.10 3306 s1 127.0.0.1 3306 0\n\
+             NOT_USED NOT_USED 127.0.0.1 3306 db NOT_USED NOT_USED s1 127.0.0.1 3306 0\n"
         );
     }
 
@@ -159,7 +166,7 @@ mod tests {
     async fn failures_say_how_and_what_the_program_said() {
         let run = |script: &str, timeout_ms| {
             let c = check(script, Duration::from_millis(timeout_ms));
-            async move { probe(&c, &subject(None)).await }
+            async move { probe(&c, &subject(&server(), None)).await }
         };
         assert_eq!(
             run(
@@ -183,7 +190,7 @@ mod tests {
         assert_eq!(run("sleep 30", 200).await, (false, "PROCTOUT".to_owned()));
         let mut missing = check("", Duration::from_secs(1));
         missing.command = vec!["/nonexistent/check".into()];
-        let (ok, why) = probe(&missing, &subject(None)).await;
+        let (ok, why) = probe(&missing, &subject(&server(), None)).await;
         assert!(!ok);
         assert!(
             why.starts_with("PROCERR cannot run /nonexistent/check: "),

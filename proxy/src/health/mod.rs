@@ -166,12 +166,32 @@ pub(crate) fn unchecked(rt: &Runtime, state: &ServerState) {
 /// connection limit) is let go, reported as a check's verdict would be. Its weight and admin
 /// state stay, as an operator's would: only an agent could revert them.
 fn agent_removed(rt: &Runtime, state: &ServerState) {
-    state.set_agent_max_connections(None);
-    if let Ok(mut last) = state.last_agent.lock() {
-        *last = None;
-    }
-    let (from, to) = state.set_agent_down(false);
+    let (from, to) = state.forget_agent();
     report_status(rt, state, from, to, "agent check removed".to_owned());
+}
+
+/// What a server's change of status does to sessions, as HAProxy's `on-marked-down` and
+/// `on-marked-up` ask, whether its health check or its agent made the change.
+#[derive(Debug, Default)]
+struct OnMarked {
+    /// `on_marked_down = "shutdown-sessions"`: a server going DOWN ends its sessions.
+    shutdown_sessions: bool,
+    /// `on_marked_up = "shutdown-backup-sessions"`: the backups whose sessions end when this
+    /// server comes back UP from DOWN; empty unless asked for.
+    backups: Vec<Arc<ServerState>>,
+}
+
+impl OnMarked {
+    fn status_changed(&self, state: &ServerState, from: ServerStatus, to: ServerStatus) {
+        if self.shutdown_sessions && to == ServerStatus::Down && from != ServerStatus::Down {
+            state.shutdown_sessions();
+        }
+        // Clients on a backup come back to this server. Not while it stays DOWN for its
+        // agent, nor for a draining server, which takes no new clients.
+        if from == ServerStatus::Down && to == ServerStatus::Up {
+            self.backups.iter().for_each(|b| b.shutdown_sessions());
+        }
+    }
 }
 
 /// Logs a change of a server's status that a check, an agent or a reload made (`server is
@@ -223,36 +243,44 @@ impl Drop for AbortOnDrop {
 
 /// Runs a server's health check and agent check, forever.
 async fn run(rt: Arc<Runtime>, target: Target) {
+    let marked = Arc::new(OnMarked {
+        shutdown_sessions: (target.check.as_ref())
+            .is_some_and(|c| c.on_marked_down == Some(OnMarkedDown::ShutdownSessions)),
+        backups: target.backups.clone(),
+    });
     let agent = target.agent.clone().map(|agent| {
         let addr = SocketAddr::new(target.state.addr.ip(), agent.port);
-        agent::run(Arc::clone(&rt), Arc::clone(&target.state), agent, addr)
+        let (rt, state, marked) = (
+            Arc::clone(&rt),
+            Arc::clone(&target.state),
+            Arc::clone(&marked),
+        );
+        agent::run(rt, state, agent, addr, marked)
     });
     let agent = async {
         if let Some(agent) = agent {
             agent.await;
         }
     };
-    tokio::join!(agent, run_check(rt, target));
+    tokio::join!(agent, run_check(rt, target, &marked));
 }
 
 /// Checks one server forever, if it has a health check. While an operator has disabled its
 /// checks, none is sent; once enabled again, the count starts afresh
 /// ([`ServerState::enable_checks`]).
-async fn run_check(rt: Arc<Runtime>, target: Target) {
+async fn run_check(rt: Arc<Runtime>, target: Target, marked: &OnMarked) {
     let Target {
         state,
         check,
         addr,
         listener,
-        backups,
         ..
     } = target;
     let Some(check) = check else {
         return;
     };
     let subject = Subject {
-        proxy: &state.backend,
-        server: &state.name,
+        state: &state,
         listener,
         addr,
     };
@@ -317,14 +345,7 @@ async fn run_check(rt: Arc<Runtime>, target: Target) {
             };
             if let Some(healthy) = healthy {
                 let (from, to) = state.set_healthy(healthy);
-                if !healthy && check.on_marked_down == Some(OnMarkedDown::ShutdownSessions) {
-                    state.shutdown_sessions();
-                }
-                // Clients on a backup come back to this server (HAProxy's `on-marked-up
-                // shutdown-backup-sessions`); `backups` is empty unless asked for.
-                if healthy {
-                    backups.iter().for_each(|b| b.shutdown_sessions());
-                }
+                marked.status_changed(&state, from, to);
                 report_status(&rt, &state, from, to, reason);
             }
         }

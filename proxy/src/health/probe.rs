@@ -176,14 +176,15 @@ mod tests {
         }
     }
 
-    fn subject(addr: SocketAddr) -> Subject<'static> {
+    fn subject(state: &ServerState, addr: SocketAddr) -> Subject<'_> {
         Subject {
-            proxy: "app",
-            server: "s1",
+            state,
             listener: None,
             addr,
         }
     }
+
+    use crate::state::ServerState;
 
     #[test]
     fn status_range_decides() {
@@ -240,6 +241,7 @@ mod tests {
     async fn a_connect_timeout_is_l4tout_and_a_response_timeout_l7tout() {
         let mut c = check(None);
         c.timeout = Duration::from_millis(300);
+        let state = ServerState::new("app", "s1", SocketAddr::from(([127, 0, 0, 1], 1)), 1, 0);
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .unwrap_or_else(|e| panic!("{e}"));
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
@@ -254,13 +256,19 @@ mod tests {
         let _queued = TcpStream::connect(full)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(probe(&c, &subject(full)).await.description, "L4TOUT");
+        assert_eq!(
+            probe(&c, &subject(&state, full)).await.description,
+            "L4TOUT"
+        );
 
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let addr = silent.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(probe(&c, &subject(addr)).await.description, "L7TOUT");
+        assert_eq!(
+            probe(&c, &subject(&state, addr)).await.description,
+            "L7TOUT"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::{
     net::SocketAddr,
     sync::{
-        Mutex, Weak,
+        Mutex, PoisonError, Weak,
         atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed},
     },
     time::Duration,
@@ -55,6 +55,9 @@ pub struct CheckResult {
     pub duration: Duration,
 }
 
+/// `agent_max_connections` when the agent gave no `maxconn:N`.
+const NO_AGENT_LIMIT: u64 = u64::MAX;
+
 /// The outcome of the last agent check, for the stats page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentResult {
@@ -85,12 +88,16 @@ pub struct ServerState {
     config_disabled: AtomicBool,
     pub(crate) health: Mutex<Option<HealthCounter>>,
     pub(crate) last_check: Mutex<Option<CheckResult>>,
-    /// The agent's verdict (HAProxy's `agent-check`): DOWN after it said `down`, `fail` or
-    /// `stopped` `fall` times, until it says `up` `rise` times. Separate from the health
-    /// check's, and both must be UP for the server to be.
+    /// The agent's verdict (HAProxy's `agent-check`): DOWN once it said `down`, `fail` or
+    /// `stopped`, until it says `up`. Separate from the health check's, and both must be UP
+    /// for the server to be.
     agent_down: AtomicBool,
-    /// The `maxconn:N` the agent last gave, replacing the config's `max_connections`; 0: none.
-    agent_max_connections: AtomicU32,
+    /// The `maxconn:N` the agent last gave, replacing the config's `max_connections` (0: no
+    /// limit); [`NO_AGENT_LIMIT`]: none given.
+    agent_max_connections: AtomicU64,
+    /// Bumped when a reload removes the agent check; held while an agent's reply is applied,
+    /// so a task the reload aborted mid-reply cannot put back what the removal let go.
+    agent_epoch: Mutex<u64>,
     /// The agent's last reply, or why there was none.
     pub(crate) last_agent: Mutex<Option<AgentResult>>,
     /// Whether the config gives this server a health check.
@@ -142,7 +149,8 @@ impl ServerState {
             health: Mutex::new(None),
             last_check: Mutex::new(None),
             agent_down: AtomicBool::new(false),
-            agent_max_connections: AtomicU32::new(0),
+            agent_max_connections: AtomicU64::new(NO_AGENT_LIMIT),
+            agent_epoch: Mutex::new(0),
             last_agent: Mutex::new(None),
             check_configured: AtomicBool::new(false),
             checks_disabled: AtomicBool::new(false),
@@ -232,15 +240,51 @@ impl ServerState {
     /// limit).
     pub fn max_connections(&self, configured: u32) -> u32 {
         match self.agent_max_connections.load(Relaxed) {
-            0 => configured,
-            agent => agent,
+            NO_AGENT_LIMIT => configured,
+            agent => agent as u32,
         }
     }
 
-    /// The agent's `maxconn:N`; `None` forgets it.
-    pub(crate) fn set_agent_max_connections(&self, max: Option<u32>) {
-        self.agent_max_connections.store(max.unwrap_or(0), Relaxed);
+    /// The agent's `maxconn:N` (0: no limit).
+    pub(crate) fn set_agent_max_connections(&self, max: u32) {
+        self.agent_max_connections.store(u64::from(max), Relaxed);
         self.slot_freed.notify_waiters();
+    }
+
+    /// The current agent epoch, for [`Self::if_agent_current`].
+    pub(crate) fn agent_epoch(&self) -> u64 {
+        *self
+            .agent_epoch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` unless the agent check was removed since `epoch`, and keeps it from being
+    /// removed meanwhile.
+    pub(crate) fn if_agent_current<R>(&self, epoch: u64, f: impl FnOnce() -> R) -> Option<R> {
+        let current = self
+            .agent_epoch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (*current == epoch).then(f)
+    }
+
+    /// The config no longer gives an agent check: what the agent held the server to (DOWN, a
+    /// connection limit) is let go, and its last result forgotten. Returns the status before
+    /// and after.
+    pub(crate) fn forget_agent(&self) -> (ServerStatus, ServerStatus) {
+        let mut epoch = self
+            .agent_epoch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *epoch += 1;
+        if self.agent_max_connections.swap(NO_AGENT_LIMIT, Relaxed) != NO_AGENT_LIMIT {
+            self.slot_freed.notify_waiters();
+        }
+        if let Ok(mut last) = self.last_agent.lock() {
+            *last = None;
+        }
+        self.set_agent_down(false)
     }
 
     /// The last agent check's outcome.
