@@ -1368,3 +1368,28 @@ async fn a_server_the_agent_takes_down_shuts_its_sessions_when_asked() {
     assert_closed(slow).await;
     assert_eq!(row(&proxy.stats(), "app", "s1").status, "DOWN (agent)");
 }
+
+// Input: one server (max_connections 20, `slow_start = "60s"`, `timeout.queue` 300 ms) put
+// into MAINT and back; a slow request then holds it, and another request comes. Output: the
+// second request waits in the queue and gets 503: just back, the server takes 1 connection,
+// not 20, as HAProxy's warmup ramps `maxconn` with the weight. (It was served at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_back_from_maint_takes_its_connection_limit_over_slow_start() {
+    let s1 = origin("s1").await;
+    let proxy = Proxy::start(app_config(
+        "slow_start = \"60s\"\ntimeout = { queue = \"300ms\" }",
+        &format!(r#"{{ name = "s1", address = "{s1}", max_connections = 20 }}"#),
+    ))
+    .unwrap();
+    for state in [AdminState::Maint, AdminState::Ready] {
+        proxy
+            .server_action(&server("app", "s1"), ServerAction::SetState(state))
+            .unwrap();
+    }
+    let web = proxy.listeners()[0].bound;
+    let slow = slow_request_held_by(&proxy, web, "s1").await;
+    let mut conn = TcpStream::connect(web).await.unwrap();
+    let (_, response) = get(&mut conn, "/", None).await;
+    assert_eq!(response.unwrap().status, 503, "s1 takes one connection");
+    slow.abort();
+}

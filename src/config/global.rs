@@ -10,6 +10,9 @@ use serde::Deserialize;
 /// threads on a few cores.
 pub(crate) const MAX_THREADS: usize = 1024;
 
+/// The largest `spread_checks`, HAProxy's.
+pub(crate) const MAX_SPREAD_CHECKS: u32 = 50;
+
 /// `[global]` as users write it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -25,6 +28,9 @@ pub(crate) struct GlobalSection {
     pub(crate) max_connections: u32,
     /// How long a shutdown (SIGTERM/SIGINT) lets requests in flight finish.
     pub(crate) grace: Duration,
+    /// Percent by which each health and agent check interval is randomly shortened or
+    /// lengthened (HAProxy's `spread-checks`), 0..=50; checked in `load`.
+    pub(crate) spread_checks: Spanned<u32>,
     pub(crate) log: LogSection,
     /// The local control socket `fulcrum status` talks to; empty: the default of
     /// [`default_control_socket`]. Relative paths are taken from the config file's directory.
@@ -118,6 +124,7 @@ impl Default for GlobalSection {
             threads: Spanned::new(0..0, 0),
             max_connections: 100_000,
             grace: Duration::from_secs(10),
+            spread_checks: Spanned::new(0..0, 0),
             log: LogSection::default(),
             control_socket: PathBuf::new(),
         }

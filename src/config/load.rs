@@ -211,6 +211,17 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
             ),
         ));
     }
+    let spread = &file.global.spread_checks;
+    if *spread.get_ref() > super::global::MAX_SPREAD_CHECKS {
+        found.push((
+            Some(spread.span()),
+            format!(
+                "spread_checks = {} is more than {}: give a percentage of the check interval, 2 to 5 is usual",
+                spread.get_ref(),
+                super::global::MAX_SPREAD_CHECKS
+            ),
+        ));
+    }
     if let Some(node) = &file.global.node
         && let Some(message) = super::global::check_node(node.get_ref())
     {
@@ -230,6 +241,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
         virtual_server: file.virtual_server.clone(),
         max_connections: file.global.max_connections as usize,
         json_log: file.global.log.format == super::LogFormat::Json,
+        spread_checks: (*file.global.spread_checks.get_ref()).min(super::global::MAX_SPREAD_CHECKS),
     };
     let proxy = collect(fulcrum_proxy::config::build(&sections), &mut found);
     let admin = file
@@ -842,6 +854,24 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
             &format!("[global]\nthreads = 1024\n{GOOD}"),
         )
         .unwrap();
+    }
+
+    // Input: `spread_checks = 51`, then 5 with a backend's check. Output: the first refused at
+    // its key; the second reaching the check.
+    #[test]
+    fn spread_checks_is_a_percentage_up_to_50() {
+        let errs = errors(&format!("[global]\nspread_checks = 51\n{GOOD}"));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(
+            (errs[0].key.as_str(), errs[0].line),
+            ("global.spread_checks", 2)
+        );
+        let text = format!(
+            "[global]\nspread_checks = 5\n{GOOD}\n[backend.spread]\nhealth_check = {{ type = \"tcp\" }}\nservers = [{{ name = \"s\", address = \"127.0.0.1:9\" }}]\n"
+        );
+        let config = load_str(Path::new("test.toml"), &text).unwrap();
+        let backend = config.proxy.backend("spread").unwrap();
+        assert_eq!(backend.check.as_ref().unwrap().spread_percent, 5);
     }
 
     // Input: an `[alert]` with events but no email, webhook or command. Output: refused at the

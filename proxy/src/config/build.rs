@@ -37,6 +37,8 @@ pub struct Sections {
     pub max_connections: usize,
     /// `[global] log.format = "json"`: access log records carry their fields as JSON fields.
     pub json_log: bool,
+    /// `[global] spread_checks`: the percent each check interval varies by, 0..=50.
+    pub spread_checks: u32,
 }
 
 /// Validates `sections`; the error list names every problem found.
@@ -48,7 +50,7 @@ pub fn build(sections: &Sections) -> Result<Config, Vec<ConfigError>> {
         .enumerate()
         .map(|(i, name)| (name.as_str(), i))
         .collect();
-    let backends = sections
+    let mut backends: Vec<Backend> = sections
         .backend
         .iter()
         .map(|(name, section)| build_backend(name, section, &mut errors))
@@ -58,11 +60,27 @@ pub fn build(sections: &Sections) -> Result<Config, Vec<ConfigError>> {
         .iter()
         .map(|(name, section)| build_frontend(name, section, &backend_index, &mut errors))
         .collect::<Vec<_>>();
-    let virtual_servers = sections
+    let mut virtual_servers: Vec<VirtualServer> = sections
         .virtual_server
         .iter()
         .map(|(name, section)| build_virtual_server(name, section, &mut errors))
         .collect();
+    // A global setting every check carries, so its task needs nothing else.
+    let spread = sections.spread_checks;
+    for backend in &mut backends {
+        if let Some(check) = &mut backend.check {
+            check.spread_percent = spread;
+        }
+        if let Some(agent) = &mut backend.agent {
+            agent.spread_percent = spread;
+        }
+    }
+    for check in virtual_servers
+        .iter_mut()
+        .filter_map(|vs| vs.check.as_mut())
+    {
+        check.spread_percent = spread;
+    }
     check_unique_binds(&sections.frontend, &sections.virtual_server, &mut errors);
     for (name, section) in &sections.virtual_server {
         if sections.backend.contains_key(name) {
@@ -513,6 +531,7 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
         on_marked_down: section.on_marked_down,
         on_marked_up: section.on_marked_up,
         command,
+        spread_percent: 0,
     })
 }
 
@@ -547,6 +566,7 @@ fn build_agent(section: &AgentCheckSection, errors: &mut Vec<ConfigError>) -> Ag
             .map_or(interval, |t| *t.get_ref())
             .get(),
         send: section.send.clone().unwrap_or_default(),
+        spread_percent: 0,
     }
 }
 

@@ -167,6 +167,8 @@ pub struct Check {
     pub on_marked_up: Option<OnMarkedUp>,
     /// An `external` check's program and first arguments; empty for other kinds.
     pub command: Vec<String>,
+    /// `[global] spread_checks`: each wait varies by up to this percent either way.
+    pub spread_percent: u32,
 }
 
 /// Agent check settings of a backend (HAProxy's `agent-check`).
@@ -177,6 +179,8 @@ pub struct AgentCheck {
     pub timeout: Duration,
     /// Sent once connected; empty: nothing.
     pub send: String,
+    /// `[global] spread_checks`, as for health checks.
+    pub spread_percent: u32,
 }
 
 /// One server of a backend.

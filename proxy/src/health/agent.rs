@@ -130,7 +130,7 @@ pub(super) async fn run(
     let mut wait = super::probe::first_delay(agent.interval);
     loop {
         tokio::time::sleep(wait).await;
-        wait = agent.interval;
+        wait = super::probe::spread(agent.interval, agent.spread_percent);
         let started = Instant::now();
         let answer = ask(addr, &agent.send, agent.timeout).await;
         let duration = started.elapsed();

@@ -117,6 +117,7 @@ mod tests {
             on_marked_down: None,
             on_marked_up: None,
             command: vec!["/bin/sh".into(), "-c".into(), script.into(), "check".into()],
+            spread_percent: 0,
         }
     }
 

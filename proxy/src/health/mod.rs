@@ -308,7 +308,7 @@ async fn run_check(rt: Arc<Runtime>, target: Target, marked: &OnMarked) {
             () = tokio::time::sleep(wait) => {}
             () = state.check_now.notified() => {}
         }
-        wait = check.interval;
+        wait = probe::spread(check.interval, check.spread_percent);
         let current = state.check_epoch();
         if current != epoch {
             epoch = current;
@@ -330,7 +330,7 @@ async fn run_check(rt: Arc<Runtime>, target: Target, marked: &OnMarked) {
                 counters::inc(&state.counters.failed_checks);
             }
             let transition = health.record(result.ok);
-            wait = period(&check, &health);
+            wait = probe::spread(period(&check, &health), check.spread_percent);
             if let Ok(mut slot) = state.health.lock() {
                 *slot = Some(health);
             }
@@ -378,6 +378,7 @@ mod tests {
             on_marked_down: None,
             on_marked_up: None,
             command: Vec::new(),
+            spread_percent: 0,
         };
         let mut health = HealthCounter::at_startup(2, 3);
         assert_eq!(

@@ -145,6 +145,17 @@ fn final_part(mut response: &[u8]) -> &[u8] {
     response
 }
 
+/// `period` lengthened or shortened at random by up to `percent` of it (HAProxy's
+/// `spread-checks`): servers checked at the same interval drift apart instead of being probed
+/// in step.
+pub(crate) fn spread(period: Duration, percent: u32) -> Duration {
+    if percent == 0 {
+        return period;
+    }
+    let most = period.mul_f64(f64::from(percent.min(100)) / 100.0);
+    period - most + most.mul_f64(2.0 * fastrand::f64())
+}
+
 /// How long to wait before a server's first check: spread over one interval so a backend of many
 /// servers is not probed in one burst.
 pub(crate) fn first_delay(interval: Duration) -> Duration {
@@ -173,6 +184,7 @@ mod tests {
             on_marked_down: None,
             on_marked_up: None,
             command: Vec::new(),
+            spread_percent: 0,
         }
     }
 
@@ -185,6 +197,19 @@ mod tests {
     }
 
     use crate::state::ServerState;
+
+    // Input: 1 s spread by 0 %, and by 20 % a thousand times. Output: exactly 1 s; then every
+    // wait within 0.8 to 1.2 s, both halves of the range used.
+    #[test]
+    fn spread_varies_the_wait_within_the_percent() {
+        let second = Duration::from_secs(1);
+        assert_eq!(spread(second, 0), second);
+        let waits: Vec<_> = (0..1000).map(|_| spread(second, 20)).collect();
+        assert!(waits.iter().all(|w| (800..=1200).contains(&w.as_millis())));
+        assert!(
+            waits.iter().any(|w| w.as_millis() < 900) && waits.iter().any(|w| w.as_millis() > 1100)
+        );
+    }
 
     #[test]
     fn status_range_decides() {

@@ -293,14 +293,16 @@ fn candidates(
             index,
             weight: state.weight_now(cfg.slow_start),
             active: state.active(),
-            max: state.max_connections(s.max_connections),
+            max: state.max_connections_now(s.max_connections, cfg.slow_start),
         })
         .collect()
 }
 
 fn try_take(cfg: &Backend, entry: &BackendEntry, index: usize) -> bool {
     let state = &entry.servers[index];
-    state.try_take_slot(state.max_connections(cfg.servers[index].max_connections))
+    state.try_take_slot(
+        state.max_connections_now(cfg.servers[index].max_connections, cfg.slow_start),
+    )
 }
 
 #[cfg(test)]

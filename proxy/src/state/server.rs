@@ -245,6 +245,16 @@ impl ServerState {
         }
     }
 
+    /// The limit new requests are held to now: [`Self::max_connections`], ramped over
+    /// `slow_start` as the weight is, since HAProxy's warmup ramps both.
+    pub fn max_connections_now(&self, configured: u32, slow_start: Option<Duration>) -> u32 {
+        let max = self.max_connections(configured);
+        match slow_start {
+            Some(slow_start) => self.ramp.weight(max, slow_start),
+            None => max,
+        }
+    }
+
     /// The agent's `maxconn:N` (0: no limit).
     pub(crate) fn set_agent_max_connections(&self, max: u32) {
         self.agent_max_connections.store(u64::from(max), Relaxed);
