@@ -1,6 +1,7 @@
 //! What an operator can do to a server, from the stats page's form, `fulcrum ctl` or the control
 //! socket, in HAProxy's vocabulary: its form's `action` values (`ready`, `drain`, `maint`,
-//! `dhlth`, `ehlth`, `shutdown`) and its runtime API's `set server B/S state|weight`.
+//! `dhlth`, `ehlth`, `dagent`, `eagent`, `shutdown`) and its runtime API's
+//! `set server B/S state|weight`.
 
 use std::fmt;
 
@@ -84,6 +85,10 @@ pub enum ServerAction {
     /// Health checks stop and their last verdict is ignored: the server counts as UP
     /// (HAProxy's `disable health`).
     DisableHealth,
+    /// The agent check runs again; its next reply applies (HAProxy's `enable agent`).
+    EnableAgent,
+    /// The agent check stops and a DOWN it held is let go (HAProxy's `disable agent`).
+    DisableAgent,
     /// Closes every connection the server is serving now (`shutdown sessions server`).
     ShutdownSessions,
 }
@@ -98,6 +103,8 @@ impl ServerAction {
         Ok(match action {
             "ehlth" => Self::EnableHealth,
             "dhlth" => Self::DisableHealth,
+            "eagent" => Self::EnableAgent,
+            "dagent" => Self::DisableAgent,
             "shutdown" => Self::ShutdownSessions,
             "weight" => Self::SetWeight(parse_weight(weight.unwrap_or(""))?),
             other => return Err(format!("unknown action `{other}`")),
@@ -119,6 +126,8 @@ impl fmt::Display for ServerAction {
             Self::SetWeight(w) => write!(f, "set weight {w}"),
             Self::EnableHealth => f.write_str("enable health"),
             Self::DisableHealth => f.write_str("disable health"),
+            Self::EnableAgent => f.write_str("enable agent"),
+            Self::DisableAgent => f.write_str("disable agent"),
             Self::ShutdownSessions => f.write_str("shutdown sessions"),
         }
     }
@@ -148,6 +157,14 @@ mod tests {
         assert_eq!(
             ServerAction::from_form("dhlth", None),
             Ok(ServerAction::DisableHealth)
+        );
+        assert_eq!(
+            ServerAction::from_form("dagent", None),
+            Ok(ServerAction::DisableAgent)
+        );
+        assert_eq!(
+            ServerAction::from_form("eagent", None),
+            Ok(ServerAction::EnableAgent)
         );
         assert_eq!(
             ServerAction::from_form("weight", Some("7")),

@@ -34,6 +34,8 @@ pub enum ActionError {
     },
     #[error("{0}: health checks are not configured on this server")]
     NoHealthCheck(String),
+    #[error("{0}: no agent check is configured on this server")]
+    NoAgentCheck(String),
 }
 
 /// Carries out `action` on `target`; the message says what changed, as `web/s1: UP -> DRAIN`.
@@ -78,6 +80,21 @@ pub(crate) fn apply(
             }
             server.enable_checks();
             format!("{label}: health checks enabled, {}", server.status())
+        }
+        ServerAction::DisableAgent => {
+            if !server.agent_configured() {
+                return Err(ActionError::NoAgentCheck(label));
+            }
+            let (from, to) = server.disable_agent();
+            report(rt, &server, from, to, action);
+            format!("{label}: agent check disabled, {from} -> {to}")
+        }
+        ServerAction::EnableAgent => {
+            if !server.agent_configured() {
+                return Err(ActionError::NoAgentCheck(label));
+            }
+            server.enable_agent();
+            format!("{label}: agent check enabled, {}", server.status())
         }
         ServerAction::ShutdownSessions => {
             let sessions = server.active();

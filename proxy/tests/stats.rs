@@ -1393,3 +1393,37 @@ async fn a_server_back_from_maint_takes_its_connection_limit_over_slow_start() {
     assert_eq!(response.unwrap().status, 503, "s1 takes one connection");
     slow.abort();
 }
+
+// Input: an agent saying `stopped` every 20 ms; an operator's `disable agent`, a wait of
+// several intervals, then `enable agent`; `disable agent` on a server without an agent.
+// Output: DOWN (agent); UP once disabled, and still UP while the agent goes on saying
+// `stopped` (it is not asked); DOWN again once enabled; the last refused, as HAProxy's `disable
+// agent` and `enable agent` do. (An agent's DOWN could only be undone by a reload.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_disables_and_enables_an_agent_check() {
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let agent = Agent::start("").await;
+    agent.say("stopped");
+    let proxy = Proxy::start(app_config(
+        &format!(r#"agent_check = {{ port = {}, interval = "20ms" }}"#, agent.port),
+        &format!(
+            r#"{{ name = "s1", address = "{s1}" }}, {{ name = "s2", address = "{s2}", check = false }}"#
+        ),
+    ))
+    .unwrap();
+    let down = |s: &[ProxyStats]| row(s, "app", "s1").status == "DOWN (agent)";
+    wait_for(&proxy, "s1 DOWN", down).await;
+    let act = |action| proxy.server_action(&server("app", "s1"), action);
+    act(ServerAction::DisableAgent).unwrap();
+    assert_eq!(row(&proxy.stats(), "app", "s1").status, "no check");
+    let asked = agent.answered();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(row(&proxy.stats(), "app", "s1").status, "no check");
+    assert!(agent.answered() <= asked + 1, "asked while disabled");
+    act(ServerAction::EnableAgent).unwrap();
+    wait_for(&proxy, "s1 DOWN again", down).await;
+    assert!(matches!(
+        proxy.server_action(&server("app", "s2"), ServerAction::DisableAgent),
+        Err(ActionError::NoAgentCheck(_))
+    ));
+}

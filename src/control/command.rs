@@ -1,6 +1,7 @@
 //! The control socket's request language: HAProxy's runtime API lines where one exists (`show
 //! stat`, `show servers state`, `set server B/S state drain`, `set server B/S weight 5`,
-//! `enable health B/S`, `disable health B/S`, `shutdown sessions server B/S`), Fulcrum's own
+//! `enable health B/S`, `disable health B/S`, `enable agent B/S`, `disable agent B/S`,
+//! `shutdown sessions server B/S`), Fulcrum's own
 //! (`show l4`, `show vrrp`, `show stat json`), and the `fulcrum ctl server set-state B/S drain` spelling.
 
 use fulcrum_common::action::{AdminState, ServerAction, ServerRef, parse_weight};
@@ -63,9 +64,10 @@ set server B/S state ready|drain|maint
 set server B/S weight N                (also: set weight B/S N)
 disable server B/S | enable server B/S  maint, and back to ready
 enable health B/S | disable health B/S
+enable agent B/S | disable agent B/S
 shutdown sessions server B/S
 server set-state B/S ready|drain|maint  (also: set-weight, enable-health, disable-health,
-                                         shutdown-sessions)
+                                         enable-agent, disable-agent, shutdown-sessions)
 ";
 
 /// Parses one request line; the error says what was wrong.
@@ -149,6 +151,12 @@ pub(crate) fn parse(line: &str) -> Result<Request, String> {
         ["disable", "health", s] | ["server", "disable-health", s] => {
             Request::Server(server(s)?, ServerAction::DisableHealth)
         }
+        ["enable", "agent", s] | ["server", "enable-agent", s] => {
+            Request::Server(server(s)?, ServerAction::EnableAgent)
+        }
+        ["disable", "agent", s] | ["server", "disable-agent", s] => {
+            Request::Server(server(s)?, ServerAction::DisableAgent)
+        }
         ["shutdown", "sessions", "server", s] | ["server", "shutdown-sessions", s] => {
             Request::Server(server(s)?, ServerAction::ShutdownSessions)
         }
@@ -191,6 +199,14 @@ mod tests {
         assert_eq!(
             parse("disable health web/s1"),
             Ok(Request::Server(web_s1(), ServerAction::DisableHealth))
+        );
+        assert_eq!(
+            parse("disable agent web/s1"),
+            Ok(Request::Server(web_s1(), ServerAction::DisableAgent))
+        );
+        assert_eq!(
+            parse("server enable-agent web/s1"),
+            Ok(Request::Server(web_s1(), ServerAction::EnableAgent))
         );
         assert_eq!(
             parse("shutdown sessions server web/s1"),

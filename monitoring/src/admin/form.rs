@@ -1,6 +1,6 @@
 //! The admin form's body, with HAProxy's field names: `b` the backend, `s` each checked server
-//! (repeated), `action` (`ready`, `drain`, `maint`, `dhlth`, `ehlth`, `shutdown`, `weight`),
-//! `weight` for the `weight` action, and our `token` (the CSRF token, see [`super::session`]).
+//! (repeated), `action` (`ready`, `drain`, `maint`, `dhlth`, `ehlth`, `dagent`, `eagent`,
+//! `shutdown`, `weight`), `weight` for the `weight` action, and our `token` (the CSRF token, see [`super::session`]).
 
 use fulcrum_common::action::{ServerAction, ServerRef};
 

@@ -434,6 +434,8 @@ fn proxy_section(h: &mut Html, page: &Page<'_>, proxy: &ProxyStats, px: String) 
             .raw("<option value=\"maint\">Set state to MAINT</option>")
             .raw("<option value=\"dhlth\">Health: disable checks</option>")
             .raw("<option value=\"ehlth\">Health: enable checks</option>")
+            .raw("<option value=\"dagent\">Agent: disable checks</option>")
+            .raw("<option value=\"eagent\">Agent: enable checks</option>")
             .raw("<option value=\"shutdown\">Kill sessions</option>")
             .raw("<option value=\"weight\">Set weight</option></select> <label for=\"weight-")
             .raw(&key)
@@ -1077,7 +1079,7 @@ mod tests {
         assert!(html.contains("<input type=\"hidden\" name=\"token\" value=\"t0k\">"));
         assert!(html.contains("<select name=\"action\" id=\"action-web\">"));
         for action in [
-            "ready", "drain", "maint", "dhlth", "ehlth", "shutdown", "weight",
+            "ready", "drain", "maint", "dhlth", "ehlth", "dagent", "eagent", "shutdown", "weight",
         ] {
             assert!(html.contains(&format!("<option value=\"{action}\">")));
         }

@@ -131,10 +131,17 @@ pub(super) async fn run(
     loop {
         tokio::time::sleep(wait).await;
         wait = super::probe::spread(agent.interval, agent.spread_percent);
+        if state.agent_disabled() {
+            continue;
+        }
         let started = Instant::now();
         let answer = ask(addr, &agent.send, agent.timeout).await;
         let duration = started.elapsed();
         let applied = state.if_agent_current(epoch, || {
+            // Disabled by an operator while it was asked: the reply no longer counts.
+            if state.agent_disabled() {
+                return;
+            }
             let result = match answer {
                 Ok(line) => {
                     let reply = parse(&line);

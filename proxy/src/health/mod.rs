@@ -87,8 +87,9 @@ impl Supervisor {
                     Some(_) => state.set_check_configured(true),
                     None => unchecked(rt, state),
                 }
-                if agent.is_none() {
-                    agent_removed(rt, state);
+                match agent {
+                    Some(_) => state.set_agent_configured(),
+                    None => agent_removed(rt, state),
                 }
                 if check.is_none() && agent.is_none() {
                     continue;

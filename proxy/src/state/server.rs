@@ -95,6 +95,10 @@ pub struct ServerState {
     /// The `maxconn:N` the agent last gave, replacing the config's `max_connections` (0: no
     /// limit); [`NO_AGENT_LIMIT`]: none given.
     agent_max_connections: AtomicU64,
+    /// Whether the config gives this server an agent check.
+    agent_configured: AtomicBool,
+    /// An operator's `disable agent`: no agent check runs, and a DOWN it held is let go.
+    agent_disabled: AtomicBool,
     /// Bumped when a reload removes the agent check; held while an agent's reply is applied,
     /// so a task the reload aborted mid-reply cannot put back what the removal let go.
     agent_epoch: Mutex<u64>,
@@ -150,6 +154,8 @@ impl ServerState {
             last_check: Mutex::new(None),
             agent_down: AtomicBool::new(false),
             agent_max_connections: AtomicU64::new(NO_AGENT_LIMIT),
+            agent_configured: AtomicBool::new(false),
+            agent_disabled: AtomicBool::new(false),
             agent_epoch: Mutex::new(0),
             last_agent: Mutex::new(None),
             check_configured: AtomicBool::new(false),
@@ -261,6 +267,38 @@ impl ServerState {
         self.slot_freed.notify_waiters();
     }
 
+    /// Whether the config gives this server an agent check.
+    pub fn agent_configured(&self) -> bool {
+        self.agent_configured.load(Relaxed)
+    }
+
+    pub(crate) fn set_agent_configured(&self) {
+        self.agent_configured.store(true, Relaxed);
+    }
+
+    /// Whether an operator stopped the agent check.
+    pub fn agent_disabled(&self) -> bool {
+        self.agent_disabled.load(Relaxed)
+    }
+
+    /// HAProxy's `disable agent`: the agent is no longer asked, and a DOWN it held no longer
+    /// counts (its weight, limit and admin state stay, as an operator's would). Returns the
+    /// status before and after.
+    pub(crate) fn disable_agent(&self) -> (ServerStatus, ServerStatus) {
+        // Under the epoch's lock, so that a reply being applied finishes first.
+        let _epoch = self
+            .agent_epoch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.agent_disabled.store(true, Relaxed);
+        self.set_agent_down(false)
+    }
+
+    /// HAProxy's `enable agent`: the agent is asked again, and its next reply applies.
+    pub(crate) fn enable_agent(&self) {
+        self.agent_disabled.store(false, Relaxed);
+    }
+
     /// The current agent epoch, for [`Self::if_agent_current`].
     pub(crate) fn agent_epoch(&self) -> u64 {
         *self
@@ -288,6 +326,8 @@ impl ServerState {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         *epoch += 1;
+        self.agent_configured.store(false, Relaxed);
+        self.agent_disabled.store(false, Relaxed);
         if self.agent_max_connections.swap(NO_AGENT_LIMIT, Relaxed) != NO_AGENT_LIMIT {
             self.slot_freed.notify_waiters();
         }
