@@ -82,10 +82,9 @@ pub(crate) fn apply(
             format!("{label}: health checks enabled, {}", server.status())
         }
         ServerAction::DisableAgent => {
-            if !server.agent_configured() {
+            let Some((from, to)) = server.disable_agent() else {
                 return Err(ActionError::NoAgentCheck(label));
-            }
-            let (from, to) = server.disable_agent();
+            };
             report(rt, &server, from, to, action);
             format!("{label}: agent check disabled, {from} -> {to}")
         }

@@ -212,7 +212,10 @@ fn server_row(pxname: &str, s: &ServerState, backup: bool, now: u64) -> (Row, Ex
         row.check_code = code;
         row.check_duration = Some(check.duration.as_millis() as u64);
     }
-    if let Some(agent) = s.last_agent() {
+    // A disabled agent's last word is stale, as a disabled health check's is.
+    if !s.agent_disabled()
+        && let Some(agent) = s.last_agent()
+    {
         row.agent_status = Some(agent.status);
         row.last_agt = Some(agent.text);
         row.agent_duration = Some(agent.duration.as_millis() as u64);

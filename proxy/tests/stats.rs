@@ -1220,8 +1220,10 @@ impl Agent {
                     continue;
                 }
                 let answer = format!("{}\n", line.lock().unwrap());
-                let _ = conn.write_all(answer.as_bytes()).await;
+                // Counted before it can be read, so a count read once the proxy acted on a
+                // reply includes it.
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = conn.write_all(answer.as_bytes()).await;
             }
         });
         Agent {
@@ -1426,4 +1428,38 @@ async fn an_operator_disables_and_enables_an_agent_check() {
         proxy.server_action(&server("app", "s2"), ServerAction::DisableAgent),
         Err(ActionError::NoAgentCheck(_))
     ));
+}
+
+// Input: one server whose agent says `maxconn:1`, a slow request holding it, a second request
+// waiting in the queue (`timeout.queue` 5 s), then the agent says `maxconn:5`. Output: the
+// waiting request is served once the limit grew, with no slot freed. (It waited out the queue
+// timeout and got 503.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_the_queue_is_served_once_the_agent_raises_the_limit() {
+    let s1 = origin("s1").await;
+    let agent = Agent::start("").await;
+    agent.say("maxconn:1");
+    let proxy = Proxy::start(app_config(
+        &format!(
+            "agent_check = {{ port = {}, interval = \"20ms\" }}\ntimeout = {{ queue = \"5s\" }}",
+            agent.port
+        ),
+        &format!(r#"{{ name = "s1", address = "{s1}" }}"#),
+    ))
+    .unwrap();
+    wait_for(&proxy, "limit 1", |s| row(s, "app", "s1").slim == Some(1)).await;
+    let web = proxy.listeners()[0].bound;
+    let slow = slow_request_held_by(&proxy, web, "s1").await;
+    let waiting = tokio::spawn(async move {
+        let mut conn = TcpStream::connect(web).await.unwrap();
+        get(&mut conn, "/", None).await.1
+    });
+    wait_for(&proxy, "a request queued", |s| {
+        proxy_of(s, "app").rows.iter().any(|r| r.qcur == Some(1))
+    })
+    .await;
+    agent.say("maxconn:5");
+    let response = waiting.await.unwrap().unwrap();
+    assert_eq!((response.status, response.body.as_str()), (200, "s1"));
+    slow.abort();
 }

@@ -872,6 +872,11 @@ servers = [{ name = "s1", address = "127.0.0.1:8081" }]
         let config = load_str(Path::new("test.toml"), &text).unwrap();
         let backend = config.proxy.backend("spread").unwrap();
         assert_eq!(backend.check.as_ref().unwrap().spread_percent, 5);
+        load_str(
+            Path::new("test.toml"),
+            &format!("[global]\nspread_checks = 50\n{GOOD}"),
+        )
+        .unwrap();
     }
 
     // Input: an `[alert]` with events but no email, webhook or command. Output: refused at the

@@ -152,8 +152,9 @@ pub(crate) fn spread(period: Duration, percent: u32) -> Duration {
     if percent == 0 {
         return period;
     }
-    let most = period.mul_f64(f64::from(percent.min(100)) / 100.0);
-    period - most + most.mul_f64(2.0 * fastrand::f64())
+    // At most half either way, as HAProxy's `spread-checks` allows: never a wait near zero.
+    let most = period.mul_f64(f64::from(percent.min(50)) / 100.0);
+    period.saturating_sub(most) + most.mul_f64(2.0 * fastrand::f64())
 }
 
 /// How long to wait before a server's first check: spread over one interval so a backend of many
@@ -209,6 +210,8 @@ mod tests {
         assert!(
             waits.iter().any(|w| w.as_millis() < 900) && waits.iter().any(|w| w.as_millis() > 1100)
         );
+        // Past HAProxy's 50 %, held to it: never a wait near zero.
+        assert!((0..1000).all(|_| spread(second, 100) >= second / 2));
     }
 
     #[test]

@@ -16,6 +16,9 @@ use crate::{
     table::BackendEntry,
 };
 
+/// How often a request waiting for a server whose limit may grow looks again.
+const RELOOK: Duration = Duration::from_secs(1);
+
 /// Why no server could be had; both are a 503 to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NoServer {
@@ -162,6 +165,16 @@ pub(crate) async fn select(
                 None => std::future::pending().await,
             }
         };
+        // A limit can grow with no slot freed: a `slow_start` step, an agent's larger
+        // `maxconn`. Looked at again every second then (the ramp's steps are a second or
+        // more), where HAProxy's warmup hands its queue on at each step.
+        let relook = async {
+            if cfg.slow_start.is_some() || cfg.agent.is_some() {
+                tokio::time::sleep(RELOOK).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         let woke = match waiting_on {
             Some(server) => {
                 // Dropped unawaited, a wake-up it took passes to the next waiter.
@@ -180,6 +193,7 @@ pub(crate) async fn select(
                     _ = server_freed => true,
                     () = left => true,
                     () = server_changed => true,
+                    () = relook => true,
                     () = expiry => false,
                 }
             }
@@ -192,6 +206,7 @@ pub(crate) async fn select(
                 };
                 tokio::select! {
                     () = freed => true,
+                    () = relook => true,
                     () = expiry => false,
                 }
             }

@@ -283,15 +283,19 @@ impl ServerState {
 
     /// HAProxy's `disable agent`: the agent is no longer asked, and a DOWN it held no longer
     /// counts (its weight, limit and admin state stay, as an operator's would). Returns the
-    /// status before and after.
-    pub(crate) fn disable_agent(&self) -> (ServerStatus, ServerStatus) {
-        // Under the epoch's lock, so that a reply being applied finishes first.
+    /// status before and after; `None` if the server has no agent check.
+    pub(crate) fn disable_agent(&self) -> Option<(ServerStatus, ServerStatus)> {
+        // Under the epoch's lock, so that a reply being applied finishes first, and a reload
+        // removing the agent check cannot come between the look and the change.
         let _epoch = self
             .agent_epoch
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if !self.agent_configured() {
+            return None;
+        }
         self.agent_disabled.store(true, Relaxed);
-        self.set_agent_down(false)
+        Some(self.set_agent_down(false))
     }
 
     /// HAProxy's `enable agent`: the agent is asked again, and its next reply applies.
