@@ -4,7 +4,7 @@
 use std::{
     net::SocketAddr,
     sync::{
-        Mutex, PoisonError, Weak,
+        Mutex, MutexGuard, PoisonError, Weak,
         atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed},
     },
     time::Duration,
@@ -117,6 +117,8 @@ pub struct ServerState {
     kill: SessionKill,
     /// The backend or virtual service whose availability depends on this server's.
     group: Mutex<Weak<Availability>>,
+    /// Serialises the status changes (see [`Self::one_change_at_a_time`]).
+    status_change: Mutex<()>,
     /// Unix milliseconds of the last status change.
     pub last_change: AtomicU64,
     /// Since the server last came back from DOWN or MAINT, for `slow_start`.
@@ -164,6 +166,7 @@ impl ServerState {
             check_now: Notify::new(),
             kill: SessionKill::default(),
             group: Mutex::new(Weak::new()),
+            status_change: Mutex::new(()),
             last_change: AtomicU64::new(unix_millis()),
             ramp: slow_start::Ramp::default(),
             downtime: AtomicU64::new(0),
@@ -232,6 +235,7 @@ impl ServerState {
 
     /// Records the agent's verdict; returns the status before and after.
     pub(crate) fn set_agent_down(&self, down: bool) -> (ServerStatus, ServerStatus) {
+        let _one = self.one_change_at_a_time();
         let before = self.status();
         self.agent_down.store(down, Relaxed);
         let after = self.status();
@@ -391,6 +395,7 @@ impl ServerState {
     /// server is UP at once, its count starts afresh (DOWN at the first failure), and it is
     /// checked now. The verdict from before the maintenance is stale.
     pub fn set_admin(&self, admin: AdminState) -> (ServerStatus, ServerStatus) {
+        let _one = self.one_change_at_a_time();
         let before = self.status();
         let previous = admin_from_u8(self.admin.swap(admin as u8, Relaxed));
         if previous == AdminState::Maint && admin != AdminState::Maint && self.checks_enabled() {
@@ -407,6 +412,7 @@ impl ServerState {
 
     /// Records a health verdict; returns the status before and after.
     pub(crate) fn set_healthy(&self, healthy: bool) -> (ServerStatus, ServerStatus) {
+        let _one = self.one_change_at_a_time();
         let before = self.status();
         self.healthy.store(healthy, Relaxed);
         let after = self.status();
@@ -415,6 +421,15 @@ impl ServerState {
             self.pool.clear();
         }
         (before, after)
+    }
+
+    /// Held while a status changes: the health check, the agent and an operator may change it
+    /// at once, and each must see the status the other left, or both would report (and count,
+    /// and act on) the same UP -> DOWN.
+    fn one_change_at_a_time(&self) -> MutexGuard<'_, ()> {
+        self.status_change
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn note_change(&self, before: ServerStatus, after: ServerStatus) {
@@ -595,6 +610,61 @@ mod tests {
         assert_eq!(s.counters.down_transitions.load(Relaxed), 1);
         s.set_weight(0);
         assert!(!s.takes_new_clients(), "weight 0 gets no new clients");
+    }
+
+    // Input: 10,000 rounds of an UP server taken DOWN by its health check and its agent at the
+    // same moment, from two threads. Output: each round, exactly one of them reports the
+    // UP -> DOWN, and `chkdown` counts one per round. (Both could read UP before either
+    // wrote, and both reported and counted it.)
+    #[test]
+    fn a_status_change_is_reported_once_when_check_and_agent_race() {
+        use std::sync::{Arc, Barrier, atomic::AtomicUsize};
+        let s = Arc::new(ServerState::new(
+            "b",
+            "s",
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            1,
+            0,
+        ));
+        let rounds = 10_000;
+        // Start and end of each round: the two racers and this thread, which resets between.
+        let (start, end) = (Arc::new(Barrier::new(3)), Arc::new(Barrier::new(3)));
+        let reported = Arc::new(AtomicUsize::new(0));
+        let racer = |agent: bool| {
+            let (s, start, end, reported) = (
+                Arc::clone(&s),
+                Arc::clone(&start),
+                Arc::clone(&end),
+                Arc::clone(&reported),
+            );
+            std::thread::spawn(move || {
+                for _ in 0..rounds {
+                    start.wait();
+                    let (from, to) = if agent {
+                        s.set_agent_down(true)
+                    } else {
+                        s.set_healthy(false)
+                    };
+                    reported.fetch_add(usize::from(from != to), Relaxed);
+                    end.wait();
+                }
+            })
+        };
+        let racers = [racer(false), racer(true)];
+        let mut twice = 0;
+        for _ in 0..rounds {
+            start.wait();
+            end.wait();
+            twice += usize::from(reported.swap(0, Relaxed) != 1);
+            s.set_agent_down(false);
+            s.set_healthy(true);
+        }
+        racers.into_iter().for_each(|r| r.join().unwrap_or(()));
+        assert_eq!(
+            twice, 0,
+            "rounds where the UP -> DOWN was not reported once"
+        );
+        assert_eq!(s.counters.down_transitions.load(Relaxed), rounds as u64);
     }
 
     #[test]
