@@ -171,6 +171,34 @@ pub struct Check {
     pub spread_percent: u32,
 }
 
+#[cfg(test)]
+impl Check {
+    /// A check of `kind` with the config's defaults (`GET /`, 200-399, every 2 s, a 1 s
+    /// timeout, rise 2, fall 3), for tests to change what they are about.
+    pub(crate) fn of_kind(kind: CheckKind) -> Self {
+        let every = Duration::from_secs(2);
+        Check {
+            kind,
+            method: "GET".into(),
+            path: "/".into(),
+            host: None,
+            expect_status: (200, 399),
+            expect_body: None,
+            interval: every,
+            fast_interval: every,
+            down_interval: every,
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+            port: None,
+            on_marked_down: None,
+            on_marked_up: None,
+            command: Vec::new(),
+            spread_percent: 0,
+        }
+    }
+}
+
 /// Agent check settings of a backend (HAProxy's `agent-check`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentCheck {

@@ -152,7 +152,7 @@ pub(super) async fn run(
                     };
                     AgentResult {
                         status: status.to_owned(),
-                        text: printable(&line),
+                        text: super::printable(&line),
                         duration,
                     }
                 }
@@ -210,13 +210,6 @@ fn apply(rt: &Runtime, state: &ServerState, reply: &Reply, marked: &OnMarked) {
         marked.status_changed(state, from, to);
         super::report_status(rt, state, from, to, said(word));
     }
-}
-
-/// `line` with control characters replaced: it goes to the stats page and logs.
-fn printable(line: &str) -> String {
-    line.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 #[cfg(test)]

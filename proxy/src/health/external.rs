@@ -80,14 +80,10 @@ pub(crate) async fn probe(check: &Check, subject: &Subject<'_>) -> (bool, String
     }
 }
 
-/// The first line of `output`, trimmed, with anything not printable replaced: it goes into logs
-/// and the stats page.
+/// The first line of `output`, trimmed, made [printable](super::printable).
 fn first_line(output: &[u8]) -> String {
     let text = String::from_utf8_lossy(output);
-    let line = text.lines().next().unwrap_or_default().trim();
-    line.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    super::printable(text.lines().next().unwrap_or_default().trim())
 }
 
 #[cfg(test)]
@@ -101,23 +97,9 @@ mod tests {
 
     fn check(script: &str, timeout: Duration) -> Check {
         Check {
-            kind: CheckKind::External,
-            method: "GET".into(),
-            path: "/".into(),
-            host: None,
-            expect_status: (200, 399),
-            expect_body: None,
-            interval: Duration::from_secs(2),
-            fast_interval: Duration::from_secs(2),
-            down_interval: Duration::from_secs(2),
             timeout,
-            rise: 2,
-            fall: 3,
-            port: None,
-            on_marked_down: None,
-            on_marked_up: None,
             command: vec!["/bin/sh".into(), "-c".into(), script.into(), "check".into()],
-            spread_percent: 0,
+            ..Check::of_kind(CheckKind::External)
         }
     }
 

@@ -163,6 +163,14 @@ pub(crate) fn unchecked(rt: &Runtime, state: &ServerState) {
     report_status(rt, state, from, to, "health check removed".to_owned());
 }
 
+/// `text` from a server (an agent's reply, a program's output) with its control characters
+/// replaced: it goes into logs and the stats page.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// A server the config no longer gives an agent check: whatever the agent held it to (DOWN, a
 /// connection limit) is let go, reported as a check's verdict would be. Its weight and admin
 /// state stay, as an operator's would: only an agent could revert them.
@@ -363,23 +371,10 @@ mod tests {
     #[test]
     fn the_period_follows_the_counter_as_haproxys_srv_getinter() {
         let check = Check {
-            kind: CheckKind::Tcp,
-            method: "GET".into(),
-            path: "/".into(),
-            host: None,
-            expect_status: (200, 399),
-            expect_body: None,
             interval: Duration::from_secs(1),
             fast_interval: Duration::from_secs(2),
             down_interval: Duration::from_secs(3),
-            timeout: Duration::from_secs(1),
-            rise: 2,
-            fall: 3,
-            port: None,
-            on_marked_down: None,
-            on_marked_up: None,
-            command: Vec::new(),
-            spread_percent: 0,
+            ..Check::of_kind(CheckKind::Tcp)
         };
         let mut health = HealthCounter::at_startup(2, 3);
         assert_eq!(

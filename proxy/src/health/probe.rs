@@ -169,23 +169,9 @@ mod tests {
 
     fn check(expect_body: Option<&str>) -> Check {
         Check {
-            kind: CheckKind::Http,
-            method: "GET".into(),
             path: "/test.html".into(),
-            host: None,
-            expect_status: (200, 399),
             expect_body: expect_body.map(str::to_owned),
-            interval: Duration::from_secs(2),
-            fast_interval: Duration::from_secs(2),
-            down_interval: Duration::from_secs(2),
-            timeout: Duration::from_secs(1),
-            rise: 2,
-            fall: 3,
-            port: None,
-            on_marked_down: None,
-            on_marked_up: None,
-            command: Vec::new(),
-            spread_percent: 0,
+            ..Check::of_kind(CheckKind::Http)
         }
     }
 
