@@ -1,15 +1,16 @@
-//! A program run with a deadline, as NRPE runs its plugins and HAProxy its external checks: in a
-//! process group of its own, stdin from `/dev/null`, stdout and stderr captured up to a cap (the
-//! rest read and dropped, so the program never blocks on a full pipe), and the whole group
-//! killed when it outlives its time or the caller loses interest.
+//! A program run with a deadline, as NRPE runs its plugins, HAProxy its external checks,
+//! keepalived its tracked and notify scripts: in a process group of its own, stdin from
+//! `/dev/null` or fed a message, stdout and stderr discarded or captured up to a cap (the rest
+//! read and dropped, so the program never blocks on a full pipe), and the whole group killed when
+//! it outlives its time or the caller loses interest.
 //!
 //! The caller builds the [`Command`] (program, arguments, environment, directory); [`run`] owns
-//! its stdio and its process group.
+//! its stdio and its process group, and [`Io`] says what goes in and out.
 
 use std::{io, process::Stdio, time::Duration};
 
 use tokio::{
-    io::{AsyncRead, AsyncReadExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     process::Command,
 };
 
@@ -22,26 +23,83 @@ pub enum Exit {
         stdout: Vec<u8>,
         stderr: Vec<u8>,
     },
-    /// Still running (or its output still open) at the deadline; its group was killed.
+    /// Still running (or, with [`Until::OutputClosed`], its output still open) at the deadline;
+    /// its group was killed.
     TimedOut,
     /// It could not be started.
     NotStarted(io::Error),
 }
 
-/// The most of each output stream kept.
+/// How a finished program ended, in words: `exit status: N`, or `killed by a signal`.
+pub fn ended(code: Option<i32>) -> String {
+    code.map_or_else(
+        || "killed by a signal".to_owned(),
+        |code| format!("exit status: {code}"),
+    )
+}
+
+/// The most of each output stream kept; 0 sends that stream to `/dev/null`.
 #[derive(Debug, Clone, Copy)]
 pub struct Caps {
     pub stdout: usize,
     pub stderr: usize,
 }
 
-/// Runs `command` for at most `timeout`, keeping at most `caps` of its output. Dropping the
-/// future kills the run's process group.
-pub async fn run(mut command: Command, timeout: Duration, caps: Caps) -> Exit {
+/// What a run is given and what ends it.
+#[derive(Debug, Clone, Copy)]
+pub struct Io<'a> {
+    /// Written to its stdin, which is then closed; `None` gives it `/dev/null`.
+    pub stdin: Option<&'a [u8]>,
+    pub caps: Caps,
+    pub until: Until,
+}
+
+impl Io<'_> {
+    /// Stdin from `/dev/null`, output kept up to `caps`, the run over when its output closes:
+    /// how NRPE reads a plugin.
+    pub fn output(caps: Caps) -> Self {
+        Io {
+            stdin: None,
+            caps,
+            until: Until::OutputClosed,
+        }
+    }
+
+    /// All three streams on `/dev/null`, the exit the only result: how keepalived runs its
+    /// scripts.
+    pub fn exit_only() -> Self {
+        Io {
+            stdin: None,
+            caps: Caps {
+                stdout: 0,
+                stderr: 0,
+            },
+            until: Until::Exit,
+        }
+    }
+}
+
+/// What ends a run before its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Its exit and the end of its output: a process it left in the background with its
+    /// stdout open keeps the run going to the deadline, as NRPE reads until end of file.
+    OutputClosed,
+    /// Its exit. Output still open then (a background process holds it) is read for
+    /// [`OUTPUT_GRACE`] more: what the program itself wrote is in the pipe by then.
+    Exit,
+}
+
+/// How long [`Until::Exit`] reads output after the exit.
+pub const OUTPUT_GRACE: Duration = Duration::from_millis(100);
+
+/// Runs `command` for at most `timeout`, fed and read as `io` says. Dropping the future kills
+/// the run's process group.
+pub async fn run(mut command: Command, timeout: Duration, io: Io<'_>) -> Exit {
     let spawned = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdin(piped_if(io.stdin.is_some()))
+        .stdout(piped_if(io.caps.stdout > 0))
+        .stderr(piped_if(io.caps.stderr > 0))
         // Its own group, so a timeout can kill whatever it started too.
         .process_group(0)
         .kill_on_drop(true)
@@ -52,20 +110,42 @@ pub async fn run(mut command: Command, timeout: Duration, caps: Caps) -> Exit {
     };
     // Kills the group if this future is dropped mid-run.
     let mut group = child.id().map(GroupGuard);
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let (mut kept_out, mut kept_err) = (Vec::new(), Vec::new());
     let finished = tokio::time::timeout(timeout, async {
-        tokio::join!(
-            read_capped(stdout, caps.stdout),
-            read_capped(stderr, caps.stderr),
-            child.wait()
-        )
+        let write = async {
+            if let (Some(mut pipe), Some(bytes)) = (stdin, io.stdin) {
+                // A program may exit without reading it all; its exit status tells. The pipe
+                // closes when dropped here.
+                let _ = pipe.write_all(bytes).await;
+            }
+        };
+        let exited = async { tokio::join!(write, child.wait()).1 };
+        let reading = async {
+            tokio::join!(
+                read_capped(stdout, io.caps.stdout, &mut kept_out),
+                read_capped(stderr, io.caps.stderr, &mut kept_err),
+            )
+        };
+        match io.until {
+            Until::OutputClosed => tokio::join!(exited, reading).0,
+            Until::Exit => {
+                tokio::pin!(exited, reading);
+                tokio::select! {
+                    status = &mut exited => {
+                        let _ = tokio::time::timeout(OUTPUT_GRACE, &mut reading).await;
+                        status
+                    }
+                    _ = &mut reading => exited.await,
+                }
+            }
+        }
     })
     .await;
     match finished {
-        Ok((stdout, stderr, status)) => {
+        Ok(status) => {
             // It ended on its own: whatever it left running in the background is not ours to
-            // kill (NRPE does not either).
+            // kill (NRPE and keepalived do not either).
             if let Some(group) = group.as_mut() {
                 group.disarm();
             }
@@ -78,8 +158,8 @@ pub async fn run(mut command: Command, timeout: Duration, caps: Caps) -> Exit {
             };
             Exit::Finished {
                 code,
-                stdout,
-                stderr,
+                stdout: kept_out,
+                stderr: kept_err,
             }
         }
         Err(_) => {
@@ -93,16 +173,19 @@ pub async fn run(mut command: Command, timeout: Duration, caps: Caps) -> Exit {
     }
 }
 
-/// Reads `reader` to its end, keeping the first `max` bytes.
-async fn read_capped(reader: Option<impl AsyncRead + Unpin>, max: usize) -> Vec<u8> {
-    let mut kept = Vec::new();
+fn piped_if(piped: bool) -> Stdio {
+    if piped { Stdio::piped() } else { Stdio::null() }
+}
+
+/// Reads `reader` to its end, keeping its first `max` bytes in `kept`.
+async fn read_capped(reader: Option<impl AsyncRead + Unpin>, max: usize, kept: &mut Vec<u8>) {
     let Some(mut reader) = reader else {
-        return kept;
+        return;
     };
     let mut chunk = [0u8; 8192];
     loop {
         match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => return kept,
+            Ok(0) | Err(_) => return,
             Ok(n) => {
                 let room = max.saturating_sub(kept.len());
                 kept.extend_from_slice(&chunk[..n.min(room)]);
@@ -160,6 +243,19 @@ mod tests {
         stderr: 1024,
     };
 
+    /// The exit code and outputs of a run that finished.
+    fn finished(exit: Exit) -> (Option<i32>, Vec<u8>, Vec<u8>) {
+        let Exit::Finished {
+            code,
+            stdout,
+            stderr,
+        } = exit
+        else {
+            panic!("{exit:?}")
+        };
+        (code, stdout, stderr)
+    }
+
     fn sh(script: &str) -> Command {
         let mut command = Command::new("/bin/sh");
         command.args(["-c", script]);
@@ -171,17 +267,10 @@ mod tests {
         let exit = run(
             sh("echo out; echo err >&2; exit 2"),
             Duration::from_secs(10),
-            CAPS,
+            Io::output(CAPS),
         )
         .await;
-        let Exit::Finished {
-            code,
-            stdout,
-            stderr,
-        } = exit
-        else {
-            panic!("{exit:?}")
-        };
+        let (code, stdout, stderr) = finished(exit);
         assert_eq!(code, Some(2));
         assert_eq!(stdout, b"out\n");
         assert_eq!(stderr, b"err\n");
@@ -189,7 +278,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_signal_gives_no_code() {
-        let exit = run(sh("kill -9 $$"), Duration::from_secs(10), CAPS).await;
+        let exit = run(sh("kill -9 $$"), Duration::from_secs(10), Io::output(CAPS)).await;
         assert!(
             matches!(exit, Exit::Finished { code: None, .. }),
             "{exit:?}"
@@ -201,7 +290,7 @@ mod tests {
         let exit = run(
             sh("head -c 200000 /dev/zero | tr '\\0' x; exit 1"),
             Duration::from_secs(10),
-            CAPS,
+            Io::output(CAPS),
         )
         .await;
         let Exit::Finished { code, stdout, .. } = exit else {
@@ -216,7 +305,7 @@ mod tests {
         let exit = run(
             Command::new("/nonexistent/plugin"),
             Duration::from_secs(10),
-            CAPS,
+            Io::output(CAPS),
         )
         .await;
         assert!(matches!(exit, Exit::NotStarted(_)), "{exit:?}");
@@ -232,7 +321,7 @@ mod tests {
             pid_file.display()
         );
         let started = tokio::time::Instant::now();
-        let exit = run(sh(&script), Duration::from_millis(500), CAPS).await;
+        let exit = run(sh(&script), Duration::from_millis(500), Io::output(CAPS)).await;
         assert!(matches!(exit, Exit::TimedOut), "{exit:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
         let pid = std::fs::read_to_string(&pid_file).unwrap();
@@ -248,5 +337,65 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(gone, "the grandchild {pid} outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn stdin_is_fed_and_closed() {
+        let io = Io {
+            stdin: Some(b"subject\n\nbody\n"),
+            ..Io::output(CAPS)
+        };
+        // `cat` ends only when its stdin closes.
+        let exit = run(Command::new("cat"), Duration::from_secs(10), io).await;
+        assert!(
+            matches!(&exit, Exit::Finished { code: Some(0), stdout, .. } if stdout == b"subject\n\nbody\n"),
+            "{exit:?}"
+        );
+    }
+
+    /// A program that writes, exits 3 and leaves a `sleep` holding its stdout and stderr.
+    const LEAVES_OUTPUT_OPEN: &str = "echo said; echo why >&2; sleep 30 & exit 3";
+
+    #[tokio::test]
+    async fn until_exit_is_over_at_the_exit_with_what_was_written() {
+        let io = Io {
+            until: Until::Exit,
+            ..Io::output(CAPS)
+        };
+        let started = tokio::time::Instant::now();
+        let exit = run(sh(LEAVES_OUTPUT_OPEN), Duration::from_secs(20), io).await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let (code, stdout, stderr) = finished(exit);
+        assert_eq!(
+            (code, &stdout[..], &stderr[..]),
+            (Some(3), &b"said\n"[..], &b"why\n"[..])
+        );
+    }
+
+    #[tokio::test]
+    async fn until_output_closed_waits_for_the_background_holder() {
+        let exit = run(
+            sh(LEAVES_OUTPUT_OPEN),
+            Duration::from_millis(500),
+            Io::output(CAPS),
+        )
+        .await;
+        assert!(matches!(exit, Exit::TimedOut), "{exit:?}");
+    }
+
+    #[tokio::test]
+    async fn exit_only_discards_the_output() {
+        let exit = run(
+            sh("head -c 200000 /dev/zero; exit 1"),
+            Duration::from_secs(10),
+            Io::exit_only(),
+        )
+        .await;
+        assert!(
+            matches!(&exit, Exit::Finished { code: Some(1), stdout, stderr } if stdout.is_empty() && stderr.is_empty()),
+            "{exit:?}"
+        );
+        assert_eq!(ended(Some(1)), "exit status: 1");
+        assert_eq!(ended(None), "killed by a signal");
     }
 }

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use crate::{
     config::Notify,
     fsm::State,
-    track::shell::{self, Outcome},
+    track::shell::{self, Exit},
 };
 
 /// How long a notify script may run before its process group is killed: long enough for real
@@ -216,13 +216,22 @@ async fn execute(kind: &'static str, name: &str, timeout: Duration, run: &Run) {
     let args: Vec<&str> = run.args.iter().map(String::as_str).collect();
     let (key, state, script) = (run.key, run.state, run.script.as_str());
     match shell::run(script, &args, timeout).await {
-        Outcome::Exited(status) if status.success() => {
-            info!(kind, name, state, key, script, %status, "notify script ran");
+        Exit::Finished { code: Some(0), .. } => {
+            info!(
+                kind,
+                name,
+                state,
+                key,
+                script,
+                status = "exit status: 0",
+                "notify script ran"
+            );
         }
-        Outcome::Exited(status) => {
+        Exit::Finished { code, .. } => {
+            let status = fulcrum_common::child::ended(code);
             warn!(kind, name, state, key, script, %status, "notify script failed");
         }
-        Outcome::TimedOut => {
+        Exit::TimedOut => {
             warn!(
                 kind,
                 name,
@@ -233,7 +242,7 @@ async fn execute(kind: &'static str, name: &str, timeout: Duration, run: &Run) {
                 "notify script timed out, killed"
             );
         }
-        Outcome::Failed(error) => {
+        Exit::NotStarted(error) => {
             warn!(kind, name, state, key, script, %error, "notify script did not run");
         }
     }

@@ -1,18 +1,15 @@
 //! The command sink: runs the configured program (no shell) with the alert's text on standard
 //! input (subject, blank line, body) and its facts in the environment, within a timeout; a
-//! non-zero exit is a failure.
+//! non-zero exit is a failure. [`fulcrum_common::child`] runs it in a process group of its own,
+//! killed at the timeout.
 //!
 //! Environment: `FULCRUM_ALERT_NODE`, `FULCRUM_ALERT_CATEGORY` (vrrp, server, volume, sync),
 //! `FULCRUM_ALERT_OBJECT` (`VI_1`, `www/web1`, ...), `FULCRUM_ALERT_STATE` (`MASTER`, `DOWN`,
 //! `SplitBrain`, ...), `FULCRUM_ALERT_FIRING` (`1` for a problem, else `0`) and
 //! `FULCRUM_ALERT_SUBJECT`.
 
-use std::{process::Stdio, time::Duration};
-
-use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
-    process::Command as Process,
-};
+use fulcrum_common::child::{self, Caps, Exit, Io, Until};
+use tokio::process::Command as Process;
 
 use super::{config::CommandConfig, error::DeliveryError, event::Alert, sink::Deliver, text};
 
@@ -64,111 +61,37 @@ impl Deliver for Command {
 
     async fn deliver(&self, input: &Input) -> Result<(), DeliveryError> {
         let program = self.program();
-        let mut child = Process::new(&program)
+        let mut command = Process::new(&program);
+        command
             .args(self.config.argv.iter().skip(1))
-            .envs(input.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            // Its own process group, so a timeout also ends what a script started (a `curl`).
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| DeliveryError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
-        let group = child.id();
-        let stdin = child.stdin.take();
-        let stderr = child.stderr.take();
-        let run = async {
-            let write = async {
-                if let Some(mut stdin) = stdin {
-                    // A program may exit without reading it all; its exit status tells.
-                    let _ = stdin.write_all(input.stdin.as_bytes()).await;
-                }
-            };
-            let mut kept = Vec::new();
-            let status = {
-                let exited = async { tokio::join!(write, child.wait()).1 };
-                let reading = read_kept(stderr, &mut kept);
-                tokio::pin!(exited, reading);
-                // Stderr is read while the program runs, so it never blocks on a full pipe.
-                // Its exit is the verdict: a background process it left may hold stderr open
-                // for long, and is not waited for beyond a moment.
-                tokio::select! {
-                    status = &mut exited => {
-                        let _ = tokio::time::timeout(STDERR_GRACE, &mut reading).await;
-                        status
-                    }
-                    () = &mut reading => exited.await,
-                }
-            };
-            (kept, status)
+            .envs(input.env.iter().map(|(k, v)| (k, v)));
+        // Its exit is the verdict: a background process it left (a `curl`) may hold stderr
+        // open for long, and is not waited for beyond a moment.
+        let io = Io {
+            stdin: Some(input.stdin.as_bytes()),
+            caps: Caps {
+                stdout: 0,
+                stderr: STDERR_KEPT,
+            },
+            until: Until::Exit,
         };
-        let outcome = tokio::time::timeout(self.config.timeout, run).await;
-        let Ok((stderr, status)) = outcome else {
-            if let Some(group) = group {
-                kill_group(group).await;
-            }
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-            return Err(DeliveryError::Timeout(self.config.timeout));
-        };
-        let status = status.map_err(|source| DeliveryError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(DeliveryError::Exit {
+        match child::run(command, self.config.timeout, io).await {
+            Exit::Finished { code: Some(0), .. } => Ok(()),
+            Exit::Finished { code, stderr, .. } => Err(DeliveryError::Exit {
                 program,
-                status: status.to_string(),
+                status: child::ended(code),
                 stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
-            })
+            }),
+            Exit::TimedOut => Err(DeliveryError::Timeout(self.config.timeout)),
+            Exit::NotStarted(source) => Err(DeliveryError::Spawn { program, source }),
         }
-    }
-}
-
-/// `kill -KILL -- -GROUP`: std cannot signal a process group, and the crate forbids `unsafe`.
-async fn kill_group(group: u32) {
-    let kill = Process::new("kill")
-        .args(["-KILL", "--", &format!("-{group}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-    if let Err(error) = kill {
-        tracing::warn!(%error, group, "cannot kill an alert command's process group");
-    }
-}
-
-/// How long stderr may stay open after the program exited (a background process it started
-/// holds it): what the program itself wrote is in the pipe by then.
-const STDERR_GRACE: Duration = Duration::from_millis(100);
-
-/// Reads `from` to its end (so the program never blocks on a full pipe), keeping the start in
-/// `kept`.
-async fn read_kept(from: Option<impl AsyncRead + Unpin>, kept: &mut Vec<u8>) {
-    let Some(mut from) = from else {
-        return;
-    };
-    let mut buf = [0u8; 1024];
-    while let Ok(n) = from.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        let room = STDERR_KEPT.saturating_sub(kept.len()).min(n);
-        kept.extend_from_slice(&buf[..room]);
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
-    use std::time::SystemTime;
+    use std::time::{Duration, SystemTime};
 
     use super::*;
     use crate::alert::Event;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 pub(crate) use fulcrum_common::child::Exit;
-use fulcrum_common::child::{self, Caps};
+use fulcrum_common::child::{self, Caps, Io};
 use tokio::process::Command;
 
 use super::packet::MAX_TEXT;
@@ -37,7 +37,7 @@ pub(crate) async fn run(words: &[String], timeout: Duration) -> Exit {
         stdout: MAX_TEXT,
         stderr: MAX_STDERR,
     };
-    child::run(command, timeout, caps).await
+    child::run(command, timeout, Io::output(caps)).await
 }
 
 #[cfg(test)]

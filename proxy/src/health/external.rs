@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use fulcrum_common::child::{self, Caps, Exit};
+use fulcrum_common::child::{self, Caps, Exit, Io};
 use tokio::process::Command;
 
 use crate::{config::Check, state::ServerState};
@@ -57,7 +57,7 @@ pub(crate) async fn probe(check: &Check, subject: &Subject<'_>) -> (bool, String
         stdout: MAX_OUTPUT,
         stderr: MAX_OUTPUT,
     };
-    match child::run(command, check.timeout, caps).await {
+    match child::run(command, check.timeout, Io::output(caps)).await {
         Exit::Finished { code: Some(0), .. } => (true, "PROCOK".to_owned()),
         Exit::Finished {
             code,

@@ -1,10 +1,11 @@
 //! The checker of one tracked script: runs it every interval and turns the results into a verdict
 //! with keepalived's fall/rise hysteresis, so one flaky run does not move the VIPs.
 
+use fulcrum_common::child;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::shell::{self, Outcome};
+use super::shell::{self, Exit};
 use crate::config::{BuiltinCheck, ScriptCheck, ScriptConfig};
 
 /// A tracked script's verdict after fall/rise.
@@ -76,18 +77,20 @@ async fn check_forever(
 }
 
 async fn run_command(config: &ScriptConfig, command: &str) -> bool {
-    let outcome = shell::run(command, &[], config.timeout).await;
-    match &outcome {
-        Outcome::Exited(status) if status.success() => {}
-        Outcome::Exited(status) => debug!(script = %config.name, %status, "tracked script failed"),
-        Outcome::TimedOut => {
+    let exit = shell::run(command, &[], config.timeout).await;
+    match &exit {
+        Exit::Finished { code: Some(0), .. } => {}
+        Exit::Finished { code, .. } => {
+            debug!(script = %config.name, status = %child::ended(*code), "tracked script failed");
+        }
+        Exit::TimedOut => {
             debug!(script = %config.name, timeout = ?config.timeout, "tracked script timed out");
         }
-        Outcome::Failed(error) => {
+        Exit::NotStarted(error) => {
             debug!(script = %config.name, %error, "tracked script did not run");
         }
     }
-    outcome.success()
+    shell::success(&exit)
 }
 
 fn sample(config: &ScriptConfig, builtin: Option<&watch::Receiver<bool>>) -> bool {
