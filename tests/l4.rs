@@ -465,6 +465,57 @@ async fn a_reload_keeps_established_connections_and_applies_new_weights() {
     assert_eq!((reply.status, reply.server()), (200, "A"));
 }
 
+// Input: rr over A (127.0.0.1) and B (127.0.0.2) with `quiescent = false` and HAProxy's agent
+// check every 20 ms on a port only A's address answers: first `maxconn:1`, then
+// `down#disk full`, then `up maxconn:0`. Output: while a connection is held on A, new ones all
+// go to B (rr would alternate), the agent's limit standing in for `upper_threshold`; B, whose
+// agent cannot be reached, stays in; `down` takes A DOWN with the agent's words and resets the
+// connection held on it; `up` puts A back in the rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_limits_a_real_server_and_takes_it_down_and_up() {
+    let a = EchoServer::start("A").await;
+    let b = EchoServer::start_on("B", ip(127, 0, 0, 2)).await;
+    let agent = LineAgent::start(a.addr.ip()).await;
+    agent.say("maxconn:1");
+    let fulcrum = Fulcrum::start(&service(
+        "127.0.0.1:0",
+        &format!(
+            "scheduler = \"rr\"\nquiescent = false\nagent_check = {{ port = {}, interval = \"20ms\" }}",
+            agent.port
+        ),
+        &[(a.addr, 1, 0), (b.addr, 1, 0)],
+    ));
+    let vs = fulcrum.virtual_server_addr("vs");
+    // The first reply is applied before the agent is asked again.
+    agent.answered_at_least(2).await;
+    let mut held = EchoClient::connect(vs).await;
+    assert_eq!(held.server, "A");
+    for _ in 0..4 {
+        assert_eq!(
+            EchoClient::connect(vs).await.server,
+            "B",
+            "A is at the agent's limit"
+        );
+    }
+
+    agent.say("down#disk full");
+    let addr = a.addr.to_string();
+    let down = fulcrum.wait_log(|l| message(l) == "server is DOWN" && l["server"] == addr.as_str());
+    assert_eq!(down["reason"], "agent says down: disk full");
+    let (closed, bytes) = read_until_closed(&mut held.stream).await;
+    assert!(closed && bytes.is_empty(), "{bytes:?}");
+
+    // No limit any more either, so that the connections closed just before cannot hold A out.
+    agent.say("up maxconn:0");
+    fulcrum.wait_log(|l| message(l) == "server is UP" && l["server"] == addr.as_str());
+    let mut servers: Vec<_> = Vec::new();
+    for _ in 0..4 {
+        servers.push(EchoClient::connect(vs).await.server);
+    }
+    servers.sort();
+    assert_eq!(servers, ["A", "A", "B", "B"]);
+}
+
 // Input: a service on a fixed address with a connection held through it; a reload that
 // renames the service; then one that gives its address to a frontend. Output: each reload
 // takes, the renamed service and then the frontend answer on the address, and the held
@@ -624,7 +675,12 @@ struct EchoServer {
 
 impl EchoServer {
     async fn start(name: &'static str) -> Self {
-        let socket = shared_port_socket("127.0.0.1:0".parse().unwrap());
+        Self::start_on(name, ip(127, 0, 0, 1)).await
+    }
+
+    /// One on `ip`, a loopback address.
+    async fn start_on(name: &'static str, ip: IpAddr) -> Self {
+        let socket = shared_port_socket(SocketAddr::new(ip, 0));
         let listener = socket.listen(64).unwrap();
         let addr = listener.local_addr().unwrap();
         let accept = tokio::spawn(async move {
@@ -664,6 +720,48 @@ impl EchoServer {
 impl Drop for EchoServer {
     fn drop(&mut self) {
         self.accept.abort();
+    }
+}
+
+/// A server agent, HAProxy's `agent-check` peer, on one address: each connection gets the
+/// current line, which the test changes as it goes, and is counted.
+struct LineAgent {
+    port: u16,
+    line: tokio::sync::watch::Sender<String>,
+    answered: tokio::sync::watch::Receiver<usize>,
+}
+
+impl LineAgent {
+    async fn start(ip: IpAddr) -> Self {
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (line, current) = tokio::sync::watch::channel(String::new());
+        let (count, answered) = tokio::sync::watch::channel(0);
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let reply = format!("{}\n", *current.borrow());
+                // Counted once written: an answer counted has been sent.
+                let _ = conn.write_all(reply.as_bytes()).await;
+                count.send_modify(|n| *n += 1);
+            }
+        });
+        Self {
+            port,
+            line,
+            answered,
+        }
+    }
+
+    fn say(&self, line: &str) {
+        self.line.send_replace(line.to_owned());
+    }
+
+    async fn answered_at_least(&self, n: usize) {
+        let mut answered = self.answered.clone();
+        tokio::time::timeout(PATIENCE, answered.wait_for(|&count| count >= n))
+            .await
+            .expect("the agent was not asked in time")
+            .unwrap();
     }
 }
 

@@ -146,6 +146,7 @@ fn virtual_service(service: &Service, now: u64) -> Part {
     let mut states = Vec::new();
     for (real, backup, threshold) in members.reals() {
         let (mut row, mut extra) = server_row(&service.name, &real.server, backup, now);
+        let threshold = real.server.max_connections(threshold);
         row.slim = (threshold > 0).then_some(u64::from(threshold));
         extra.response_time = None;
         let (active, inactive) = real.connections(config.protocol);

@@ -75,11 +75,13 @@ pub fn build(sections: &Sections) -> Result<Config, Vec<ConfigError>> {
             agent.spread_percent = spread;
         }
     }
-    for check in virtual_servers
-        .iter_mut()
-        .filter_map(|vs| vs.check.as_mut())
-    {
-        check.spread_percent = spread;
+    for vs in &mut virtual_servers {
+        if let Some(check) = &mut vs.check {
+            check.spread_percent = spread;
+        }
+        if let Some(agent) = &mut vs.agent {
+            agent.spread_percent = spread;
+        }
     }
     check_unique_binds(&sections.frontend, &sections.virtual_server, &mut errors);
     for (name, section) in &sections.virtual_server {
@@ -811,6 +813,7 @@ fn build_virtual_server(
         .health_check
         .as_ref()
         .and_then(|c| build_check(c, errors));
+    let agent = (section.agent_check.as_ref()).map(|a| build_agent(a, errors));
     VirtualServer {
         name: name.to_owned(),
         listen: *section.listen.get_ref(),
@@ -822,6 +825,7 @@ fn build_virtual_server(
         proxy_protocol: section.proxy_protocol,
         transparent: section.transparent,
         check,
+        agent,
         timeout_connect: section.timeout.connect.get(),
         timeout_idle: match (section.timeout.idle, section.protocol) {
             (Some(idle), _) => idle.get(),
@@ -840,6 +844,11 @@ mod tests {
 
     /// Builds from `[frontend.*]`/`[backend.*]`/`[virtual_server.*]` TOML.
     fn built(text: &str) -> Result<Config, Vec<String>> {
+        built_spread(text, 0)
+    }
+
+    /// [`built`] with `[global] spread_checks = spread`.
+    fn built_spread(text: &str, spread: u32) -> Result<Config, Vec<String>> {
         #[derive(serde::Deserialize)]
         struct File {
             #[serde(default)]
@@ -854,6 +863,7 @@ mod tests {
             frontend: file.frontend,
             backend: file.backend,
             virtual_server: file.virtual_server,
+            spread_checks: spread,
             ..Sections::default()
         };
         build(&sections).map_err(|errors| errors.into_iter().map(|e| e.message).collect())
@@ -865,8 +875,9 @@ mod tests {
     }
 
     // Input: an agent check with only a port and `send`, one with an interval and a timeout,
-    // and one with a port of 0 and a zero interval. Output: a 2 s interval, `interval` as the
-    // timeout, and an error at each bad key.
+    // and one with a port of 0 and a zero interval; then one on a virtual service, with
+    // `[global] spread_checks = 20`. Output: a 2 s interval, `interval` as the timeout, and an
+    // error at each bad key; the virtual service's agent, spread by 20 %.
     #[test]
     fn an_agent_check_defaults_to_two_seconds_and_refuses_zeros() {
         let with = |keys: &str| {
@@ -898,6 +909,13 @@ mod tests {
                 "agent_check.interval must be longer than 0s"
             ]
         );
+        let config = built_spread(
+            "[virtual_server.db]\nlisten = \"10.0.0.1:3306\"\nagent_check = { port = 9999 }\nreal_servers = [{ address = \"10.0.0.2:3306\" }]\n",
+            20,
+        )
+        .unwrap();
+        let agent = config.virtual_servers[0].agent.as_ref().unwrap();
+        assert_eq!((agent.port, agent.spread_percent), (9999, 20));
     }
 
     // Input: external checks with a command split as a shell would, without a command, with

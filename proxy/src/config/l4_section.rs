@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use fulcrum_common::{Duration, Spanned};
 use serde::Deserialize;
 
-use super::section::HealthCheckSection;
+use super::section::{AgentCheckSection, HealthCheckSection};
 
 /// `[virtual_server.NAME]`: `ipvsadm -A` plus its `-a` real servers and ldirectord's checks.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +36,8 @@ pub struct VirtualServerSection {
     #[serde(default)]
     pub transparent: bool,
     pub health_check: Option<HealthCheckSection>,
+    /// HAProxy's agent check, asked on each real server's address.
+    pub agent_check: Option<AgentCheckSection>,
     #[serde(default)]
     pub timeout: L4TimeoutSection,
     /// Used while no real server is up (ldirectord's `fallback`).

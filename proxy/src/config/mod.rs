@@ -113,6 +113,7 @@ pub struct VirtualServer {
     pub proxy_protocol: ProxyProtocol,
     pub transparent: bool,
     pub check: Option<Check>,
+    pub agent: Option<AgentCheck>,
     pub timeout_connect: Duration,
     pub timeout_idle: Duration,
     pub fallback: Option<SocketAddr>,

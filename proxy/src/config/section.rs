@@ -227,7 +227,7 @@ pub struct HealthCheckSection {
     pub command: Option<Spanned<String>>,
 }
 
-/// `agent_check = { ... }` of a backend: HAProxy's `agent-port`, `agent-inter` and
+/// `agent_check = { ... }` of a backend or a virtual service: HAProxy's `agent-port`, `agent-inter` and
 /// `agent-send`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

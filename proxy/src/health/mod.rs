@@ -174,7 +174,7 @@ fn printable(text: &str) -> String {
 /// A server the config no longer gives an agent check: whatever the agent held it to (DOWN, a
 /// connection limit) is let go, reported as a check's verdict would be. Its weight and admin
 /// state stay, as an operator's would: only an agent could revert them.
-fn agent_removed(rt: &Runtime, state: &ServerState) {
+pub(crate) fn agent_removed(rt: &Runtime, state: &ServerState) {
     let (from, to) = state.forget_agent();
     report_status(rt, state, from, to, "agent check removed".to_owned());
 }

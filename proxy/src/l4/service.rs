@@ -304,7 +304,11 @@ impl Service {
                 weight: real.effective_weight(),
                 active,
                 inactive,
-                overloaded: real.overloaded(active.saturating_add(inactive), *upper_threshold),
+                // An agent's `maxconn:N` stands in for the configured threshold.
+                overloaded: real.overloaded(
+                    active.saturating_add(inactive),
+                    real.server.max_connections(*upper_threshold),
+                ),
             });
         }
         let signature_changed = decider.signature.len() != dests.len()
@@ -455,6 +459,7 @@ mod tests {
             proxy_protocol: ProxyProtocol::None,
             transparent: false,
             check: None,
+            agent: None,
             timeout_connect: Duration::from_secs(5),
             timeout_idle: Duration::from_secs(60),
             fallback: None,

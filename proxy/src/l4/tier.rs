@@ -195,24 +195,27 @@ impl Tier {
                     continue;
                 };
                 match &vs.check {
-                    Some(check) => {
-                        real.server.set_check_configured(true);
-                        targets.push(Target {
-                            key: (format!("virtual_server {}", vs.name), rs.addr.to_string()),
-                            addr: SocketAddr::new(
-                                rs.addr.ip(),
-                                check.port.unwrap_or(rs.addr.port()),
-                            ),
-                            listener: Some(vs.listen),
-                            check: Some(check.clone()),
-                            agent: None,
-                            state: Arc::clone(&real.server),
-                            // A virtual service has no backups, only a fallback.
-                            backups: Vec::new(),
-                        });
-                    }
+                    Some(_) => real.server.set_check_configured(true),
                     None => crate::health::unchecked(rt, &real.server),
                 }
+                match &vs.agent {
+                    Some(_) => real.server.set_agent_configured(),
+                    None => crate::health::agent_removed(rt, &real.server),
+                }
+                if vs.check.is_none() && vs.agent.is_none() {
+                    continue;
+                }
+                let port = vs.check.as_ref().and_then(|c| c.port);
+                targets.push(Target {
+                    key: (format!("virtual_server {}", vs.name), rs.addr.to_string()),
+                    addr: SocketAddr::new(rs.addr.ip(), port.unwrap_or(rs.addr.port())),
+                    listener: Some(vs.listen),
+                    check: vs.check.clone(),
+                    agent: vs.agent.clone(),
+                    state: Arc::clone(&real.server),
+                    // A virtual service has no backups, only a fallback.
+                    backups: Vec::new(),
+                });
             }
         }
         self.health.reconcile_targets(rt, targets);
