@@ -516,6 +516,40 @@ async fn an_agent_limits_a_real_server_and_takes_it_down_and_up() {
     assert_eq!(servers, ["A", "A", "B", "B"]);
 }
 
+// Input: rr over A, whose port refuses connections, and B, with a TCP check every 10 hours
+// and `observe = "layer4"`, `error_limit = 2`, `on_error = "mark-down"`; four clients, one
+// after the other. Output: the two sent to A are reset, and the second failure in a row takes
+// A DOWN with HAProxy's `HANA` words, long before its check would have; new clients then all
+// go to B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_connections_in_live_traffic_take_a_real_server_down() {
+    let (_refusing, a) = refusing_port();
+    let b = EchoServer::start("B").await;
+    let fulcrum = Fulcrum::start(&service(
+        "127.0.0.1:0",
+        "scheduler = \"rr\"\nhealth_check = { type = \"tcp\", interval = \"10h\", observe = \"layer4\", error_limit = 2, on_error = \"mark-down\" }",
+        &[(a, 1, 0), (b.addr, 1, 0)],
+    ));
+    let vs = fulcrum.virtual_server_addr("vs");
+    for _ in 0..2 {
+        // Reset by the service, possibly before `connect` has returned.
+        if let Ok(mut refused) = TcpStream::connect(vs).await {
+            let (closed, bytes) = read_until_closed(&mut refused).await;
+            assert!(closed && bytes.is_empty(), "{bytes:?}");
+        }
+        assert_eq!(EchoClient::connect(vs).await.server, "B");
+    }
+    let a = a.to_string();
+    let down = fulcrum.wait_log(|l| message(l) == "server is DOWN" && l["server"] == a.as_str());
+    assert_eq!(
+        down["reason"],
+        "HANA Detected 2 consecutive errors, last one was: L4 unsuccessful connection"
+    );
+    for _ in 0..4 {
+        assert_eq!(EchoClient::connect(vs).await.server, "B");
+    }
+}
+
 // Input: a service on a fixed address with a connection held through it; a reload that
 // renames the service; then one that gives its address to a frontend. Output: each reload
 // takes, the renamed service and then the frontend answer on the address, and the held

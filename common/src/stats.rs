@@ -124,6 +124,8 @@ pub struct Row {
     /// Failed health checks, and UP to DOWN transitions.
     pub chkfail: Option<u64>,
     pub chkdown: Option<u64>,
+    /// Times live traffic showed `error_limit` errors in a row (HAProxy's `observe`).
+    pub hanafail: Option<u64>,
     /// Whether health checks run (servers with a check configured and not disabled at runtime).
     pub check_enabled: Option<bool>,
     /// The last check: HAProxy's short status (`L4OK`, `L4CON`, `L7STS`, ...), the HTTP status
@@ -187,6 +189,7 @@ impl Row {
             bck: None,
             chkfail: None,
             chkdown: None,
+            hanafail: None,
             check_enabled: None,
             check_status: None,
             check_code: None,

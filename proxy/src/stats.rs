@@ -205,6 +205,7 @@ fn server_row(pxname: &str, s: &ServerState, backup: bool, now: u64) -> (Row, Ex
     row.bck = Some(u32::from(backup));
     row.chkfail = Some(counters::load(&s.counters.failed_checks));
     row.chkdown = Some(counters::load(&s.counters.down_transitions));
+    row.hanafail = Some(counters::load(&s.observer.failures));
     let checked = s.checks_enabled();
     row.check_enabled = Some(checked);
     if checked && let Some(check) = s.last_check() {

@@ -55,8 +55,9 @@ fn config(toml_text: &str) -> Config {
     fulcrum_proxy::config::build(&sections).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-/// An HTTP/1.1 origin answering `GET /missing` with 404, holding `GET /slow` forever, sending
-/// only part of the body of `GET /stall`, and anything else 200 with its `name` as the body.
+/// An HTTP/1.1 origin answering `GET /missing` with 404, `GET /error` with 500 and
+/// `GET /unimplemented` with 501, holding `GET /slow` forever, sending only part of the body of
+/// `GET /stall`, and anything else 200 with its `name` as the body.
 async fn origin(name: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -92,6 +93,13 @@ async fn origin(name: &'static str) -> SocketAddr {
                         }
                         "/missing" => {
                             "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_owned()
+                        }
+                        "/error" => {
+                            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"
+                                .to_owned()
+                        }
+                        "/unimplemented" => {
+                            "HTTP/1.1 501 Not Implemented\r\ncontent-length: 0\r\n\r\n".to_owned()
                         }
                         _ => format!(
                             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}",
@@ -1185,6 +1193,60 @@ async fn an_external_check_decides_a_backend_servers_health() {
     assert_eq!(reason, format!("PROCERR exit 1: s1: no {}", flag.display()));
     std::fs::write(&flag, "").unwrap();
     wait_for(&proxy, "s1 UP again", |s| {
+        row(s, "app", "s1").status == "UP"
+    })
+    .await;
+}
+
+// Input: s1 with a TCP check every 10 hours, `fast_interval = "50ms"`, and `observe =
+// "layer7"`, `error_limit = 3`, `on_error = "mark-down"`; requests for 500, 500, 501, 500, 500,
+// then a third 500 in a row. Output: 501 (a client's doing) clears the count, so only the last
+// 500 reaches the limit: s1 goes DOWN with HAProxy's `HANA` words, `hanafail` and `chkfail` are
+// 1; then its health check, brought forward to `fast_interval`, finds it answering and brings
+// it back UP (it would next have run hours later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_in_live_traffic_mark_a_server_down_and_bring_its_check_forward() {
+    let s1 = origin("s1").await;
+    let proxy = checked_app(
+        s1,
+        r#"{ type = "tcp", interval = "10h", fast_interval = "50ms", rise = 2, observe = "layer7", error_limit = 3, on_error = "mark-down" }"#,
+        "",
+    );
+    let web = proxy.listeners()[0].bound;
+    // The first check comes soon (a server not yet checked is on its way); the next one only
+    // after 10 hours, unless brought forward.
+    wait_for(&proxy, "the first check", |s| {
+        row(s, "app", "s1").check_status.as_deref() == Some("L4OK")
+    })
+    .await;
+    let mut events = proxy.subscribe();
+    let mut conn = TcpStream::connect(web).await.unwrap();
+    for path in ["/error", "/error", "/unimplemented", "/error", "/error"] {
+        get(&mut conn, path, None).await;
+    }
+    assert_eq!(row(&proxy.stats(), "app", "s1").status, "UP");
+    get(&mut conn, "/error", None).await;
+    let reason = loop {
+        if let Event::ServerStatus { reason, to, .. } = events.recv().await.unwrap()
+            && to == ServerStatus::Down
+        {
+            break reason;
+        }
+    };
+    assert_eq!(
+        reason,
+        "HANA Detected 3 consecutive errors, last one was: Wrong http response"
+    );
+    let s1_row = row(&proxy.stats(), "app", "s1").clone();
+    assert_eq!(
+        (
+            s1_row.hanafail,
+            s1_row.chkfail,
+            s1_row.check_status.as_deref()
+        ),
+        (Some(1), Some(1), Some("HANA"))
+    );
+    wait_for(&proxy, "s1 UP again by its check", |s| {
         row(s, "app", "s1").status == "UP"
     })
     .await;

@@ -182,6 +182,7 @@ fn cell<'a>(column: &str, proxy: &'a ProxyStats, row: &'a Row, ids: Ids, http: b
         "bck" => opt32(row.bck),
         "chkfail" => opt(row.chkfail),
         "chkdown" => opt(row.chkdown),
+        "hanafail" => opt(row.hanafail),
         "lastchg" => opt(row.lastchg),
         "downtime" => opt(row.downtime),
         "qlimit" => opt(row.qlimit),

@@ -11,8 +11,8 @@ use std::{
 use fulcrum_common::{ConfigError, Spanned, list_or_none, net::binds_overlap};
 
 use super::{
-    AgentCheck, Backend, Check, Config, Cookie, CookieMode, Frontend, L4Protocol, ProxyProtocol,
-    RealServer, Return, Rule, Server, VirtualServer,
+    AgentCheck, Backend, Check, Config, Cookie, CookieMode, DEFAULT_ERROR_LIMIT, Frontend,
+    L4Protocol, Observe, OnError, ProxyProtocol, RealServer, Return, Rule, Server, VirtualServer,
     l4_section::VirtualServerSection,
     section::{
         AgentCheckSection, BackendSection, CheckKind, FrontendSection, HealthCheckSection,
@@ -446,6 +446,12 @@ fn build_server(section: &ServerSection, errors: &mut Vec<ConfigError>) -> Serve
 fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> Option<Check> {
     let kind = *section.kind.get_ref();
     if kind == CheckKind::None {
+        if let Some(observe) = &section.observe {
+            errors.push(ConfigError::at(
+                observe,
+                "health_check.observe needs a health check, and type = \"none\" has none",
+            ));
+        }
         return None;
     }
     for (value, key) in [(&section.rise, "rise"), (&section.fall, "fall")] {
@@ -504,6 +510,7 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
         ));
     }
     let command = check_command(section, errors);
+    let (observe, error_limit, on_error) = check_observe(section, errors);
     Some(Check {
         kind,
         method: section.method.get_ref().clone(),
@@ -534,7 +541,54 @@ fn build_check(section: &HealthCheckSection, errors: &mut Vec<ConfigError>) -> O
         on_marked_up: section.on_marked_up,
         command,
         spread_percent: 0,
+        observe,
+        error_limit,
+        on_error,
     })
+}
+
+/// `observe`, `error_limit` and `on_error`: the last two only with the first, where they
+/// would otherwise be silently ignored.
+fn check_observe(
+    section: &HealthCheckSection,
+    errors: &mut Vec<ConfigError>,
+) -> (Option<Observe>, u32, OnError) {
+    let observe = section.observe.as_ref().map(|o| *o.get_ref());
+    if let Some(limit) = &section.error_limit
+        && *limit.get_ref() == 0
+    {
+        errors.push(ConfigError::at(
+            limit,
+            "health_check.error_limit must be at least 1",
+        ));
+    }
+    if observe.is_none() {
+        let set = [
+            section
+                .error_limit
+                .as_ref()
+                .map(|v| (v.span(), "error_limit")),
+            section.on_error.as_ref().map(|v| (v.span(), "on_error")),
+        ];
+        for (span, key) in set.into_iter().flatten() {
+            errors.push(ConfigError::spanned(
+                span,
+                format!("health_check.{key} needs `observe = \"layer4\"` or `\"layer7\"`: without it no traffic is counted"),
+            ));
+        }
+    }
+    (
+        observe,
+        section
+            .error_limit
+            .as_ref()
+            .map_or(DEFAULT_ERROR_LIMIT, |l| *l.get_ref()),
+        section
+            .on_error
+            .as_ref()
+            .map(|o| *o.get_ref())
+            .unwrap_or_default(),
+    )
 }
 
 /// An `agent_check`.
@@ -813,6 +867,18 @@ fn build_virtual_server(
         .health_check
         .as_ref()
         .and_then(|c| build_check(c, errors));
+    if let Some(observe) = (section.health_check.as_ref()).and_then(|c| c.observe.as_ref()) {
+        let refused = match (section.protocol, observe.get_ref()) {
+            (L4Protocol::Udp, _) => Some("a UDP virtual service makes no connections to observe"),
+            (L4Protocol::Tcp, Observe::Layer7) => Some(
+                "health_check.observe = \"layer7\" is for backends: a virtual service relays bytes, not HTTP responses; use \"layer4\"",
+            ),
+            (L4Protocol::Tcp, Observe::Layer4) => None,
+        };
+        if let Some(message) = refused {
+            errors.push(ConfigError::at(observe, message));
+        }
+    }
     let agent = (section.agent_check.as_ref()).map(|a| build_agent(a, errors));
     VirtualServer {
         name: name.to_owned(),
@@ -916,6 +982,57 @@ mod tests {
         .unwrap();
         let agent = config.virtual_servers[0].agent.as_ref().unwrap();
         assert_eq!((agent.port, agent.spread_percent), (9999, 20));
+    }
+
+    // Input: `observe` with and without `error_limit` and `on_error`; a limit of 0; the two
+    // keys without `observe`; `observe = "layer7"` on a TCP virtual service and any `observe` on
+    // a UDP one. Output: HAProxy's defaults (10, fastinter), the values given, and an error for
+    // each of the rest.
+    #[test]
+    fn observe_takes_a_limit_and_an_action_and_only_where_it_counts() {
+        let backend = |check: &str| {
+            format!(
+                "[backend.app]\nhealth_check = {check}\nservers = [{{ name = \"s1\", address = \"10.0.0.2:80\" }}]\n"
+            )
+        };
+        let check = |text: &str| {
+            built(&backend(text)).unwrap().backends[0]
+                .check
+                .clone()
+                .unwrap()
+        };
+        let plain = check(r#"{ observe = "layer7" }"#);
+        assert_eq!(
+            (plain.observe, plain.error_limit, plain.on_error),
+            (Some(Observe::Layer7), 10, OnError::Fastinter)
+        );
+        let set = check(r#"{ observe = "layer4", error_limit = 2, on_error = "sudden-death" }"#);
+        assert_eq!(
+            (set.observe, set.error_limit, set.on_error),
+            (Some(Observe::Layer4), 2, OnError::SuddenDeath)
+        );
+        assert_eq!(
+            errors(&backend(r#"{ observe = "layer7", error_limit = 0 }"#)),
+            ["health_check.error_limit must be at least 1"]
+        );
+        let alone = errors(&backend(r#"{ error_limit = 5, on_error = "mark-down" }"#));
+        assert_eq!(alone.len(), 2, "{alone:?}");
+        assert!(
+            alone.iter().all(|e| e.contains("needs `observe")),
+            "{alone:?}"
+        );
+        assert_eq!(
+            errors(&backend(r#"{ type = "none", observe = "layer7" }"#)),
+            ["health_check.observe needs a health check, and type = \"none\" has none"]
+        );
+        let service = |protocol: &str, observe: &str| {
+            format!(
+                "[virtual_server.vs]\nlisten = \"10.0.0.1:53\"\nprotocol = \"{protocol}\"\nhealth_check = {{ observe = \"{observe}\" }}\nreal_servers = [{{ address = \"10.0.0.2:53\" }}]\n"
+            )
+        };
+        assert_eq!(errors(&service("tcp", "layer4")), Vec::<String>::new());
+        assert!(errors(&service("tcp", "layer7"))[0].contains("is for backends"));
+        assert!(errors(&service("udp", "layer4"))[0].contains("no connections to observe"));
     }
 
     // Input: external checks with a command split as a shell would, without a command, with

@@ -12,7 +12,7 @@ use fulcrum_common::net::binds_overlap;
 
 pub use build::{Sections, build};
 pub use l4_section::{L4Protocol, ProxyProtocolSection as ProxyProtocol};
-pub use section::{CheckKind, CookieMode, OnMarkedDown, OnMarkedUp};
+pub use section::{CheckKind, CookieMode, Observe, OnError, OnMarkedDown, OnMarkedUp};
 
 use crate::l7::{acl::Condition, balance::Algorithm};
 
@@ -170,6 +170,11 @@ pub struct Check {
     pub command: Vec<String>,
     /// `[global] spread_checks`: each wait varies by up to this percent either way.
     pub spread_percent: u32,
+    /// Passive health: what live traffic counts (HAProxy's `observe`), if anything.
+    pub observe: Option<Observe>,
+    /// Consecutive errors in live traffic that set `on_error` off.
+    pub error_limit: u32,
+    pub on_error: OnError,
 }
 
 #[cfg(test)]
@@ -196,9 +201,15 @@ impl Check {
             on_marked_up: None,
             command: Vec::new(),
             spread_percent: 0,
+            observe: None,
+            error_limit: DEFAULT_ERROR_LIMIT,
+            on_error: OnError::Fastinter,
         }
     }
 }
+
+/// HAProxy's default `error-limit`.
+pub const DEFAULT_ERROR_LIMIT: u32 = 10;
 
 /// Agent check settings of a backend (HAProxy's `agent-check`).
 #[derive(Debug, Clone, PartialEq, Eq)]

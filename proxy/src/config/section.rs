@@ -225,6 +225,38 @@ pub struct HealthCheckSection {
     /// The program an `external` check runs, with its first arguments, split as a shell would
     /// (HAProxy's `external-check command`, ldirectord's `checkcommand`).
     pub command: Option<Spanned<String>>,
+    /// Passive health from live traffic (HAProxy's `observe`).
+    pub observe: Option<Spanned<Observe>>,
+    /// Consecutive errors that set `on_error` off (HAProxy's `error-limit`); 10 unless set.
+    pub error_limit: Option<Spanned<u32>>,
+    /// What `error_limit` consecutive errors do (HAProxy's `on-error`); `fastinter` unless set.
+    pub on_error: Option<Spanned<OnError>>,
+}
+
+/// What live traffic a server is judged by (HAProxy's `observe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Observe {
+    /// Connections: one that cannot be made is an error, one made clears the count.
+    Layer4,
+    /// HTTP responses as well: a 5xx other than 501 and 505, or a bad, aborted or late
+    /// response, is an error; any other response clears the count.
+    Layer7,
+}
+
+/// HAProxy's `on-error` actions, from the mildest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// The next health check comes within `fast_interval`.
+    #[default]
+    Fastinter,
+    /// As a failed health check.
+    FailCheck,
+    /// As failed health checks down to one short of DOWN.
+    SuddenDeath,
+    /// DOWN at once.
+    MarkDown,
 }
 
 /// `agent_check = { ... }` of a backend or a virtual service: HAProxy's `agent-port`, `agent-inter` and

@@ -98,6 +98,26 @@ impl HealthCounter {
         }
     }
 
+    /// HAProxy's `on-error sudden-death`: a failure that leaves an UP server one failure short
+    /// of DOWN, wherever it stood.
+    pub fn fail_to_last_chance(&mut self) -> Transition {
+        if self.health > self.rise {
+            self.health = self.rise + 1;
+        }
+        self.record(false)
+    }
+
+    /// HAProxy's `on-error mark-down`: DOWN at once, `rise` successes from UP.
+    pub fn fail_to_down(&mut self) -> Transition {
+        let was_up = self.is_up();
+        self.health = 0;
+        if was_up {
+            Transition::WentDown
+        } else {
+            Transition::None
+        }
+    }
+
     /// The current counter value, `0..=rise+fall-1`.
     pub fn health(&self) -> u32 {
         self.health
@@ -361,5 +381,25 @@ mod tests {
         assert_eq!(c.record(false), Transition::None);
         assert_eq!(c.record(false), Transition::None);
         assert_eq!(c.record(false), Transition::WentDown);
+    }
+
+    // Input: rise 2, fall 3 (health 0..=4, UP from 2), fully UP. Output: `sudden-death`
+    // leaves it UP at 2, one failure from DOWN, and the next failure takes it DOWN; again from
+    // fully UP, `mark-down` takes it DOWN at once, and on a DOWN server changes nothing; a
+    // `sudden-death` on a server already at its last chance takes it DOWN.
+    #[test]
+    fn on_error_actions_move_the_counter_as_haproxys_health_adjust() {
+        let mut c = HealthCounter::new(2, 3, true);
+        assert_eq!(c.fail_to_last_chance(), Transition::None);
+        assert_eq!((c.is_up(), c.health()), (true, 2));
+        assert_eq!(c.record(false), Transition::WentDown);
+
+        let mut c = HealthCounter::new(2, 3, true);
+        assert_eq!(c.fail_to_down(), Transition::WentDown);
+        assert_eq!(c.health(), 0);
+        assert_eq!(c.fail_to_down(), Transition::None);
+
+        let mut c = HealthCounter::at_startup(2, 3);
+        assert_eq!(c.fail_to_last_chance(), Transition::WentDown);
     }
 }

@@ -4,11 +4,13 @@
 //! - [`counter`]: the rise/fall arithmetic, pure.
 //! - [`probe`]: one TCP or HTTP probe, or [`external`]: one program run.
 //! - [`agent`]: HAProxy's agent checks, run beside the health check of the same server.
+//! - [`observed`]: what errors in live traffic (HAProxy's `observe`) do to the check.
 //! - [`Supervisor`]: the tasks, started, kept or restarted as reloads change the config.
 
 mod agent;
 pub mod counter;
 mod external;
+mod observed;
 mod probe;
 
 use std::{
@@ -17,7 +19,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use tokio::task::JoinHandle;
+use tokio::{task::JoinHandle, time::Instant};
 
 use self::{
     counter::{HealthCounter, Stage, Transition},
@@ -27,7 +29,7 @@ use crate::{
     Event,
     config::{AgentCheck, Check, OnMarkedDown, OnMarkedUp},
     runtime::Runtime,
-    state::{AdminState, ServerState, ServerStatus, counters},
+    state::{AdminState, CheckResult, ServerState, ServerStatus, counters},
     table::Table,
 };
 
@@ -87,6 +89,7 @@ impl Supervisor {
                     Some(_) => state.set_check_configured(true),
                     None => unchecked(rt, state),
                 }
+                state.observer.configure(check);
                 match agent {
                     Some(_) => state.set_agent_configured(),
                     None => agent_removed(rt, state),
@@ -313,9 +316,31 @@ async fn run_check(rt: Arc<Runtime>, target: Target, marked: &OnMarked) {
     loop {
         // `interval` runs from the end of one check to the start of the next, as HAProxy
         // schedules `inter`; leaving MAINT or `enable health` asks for a check at once.
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = state.check_now.notified() => {}
+        let mut next = Instant::now() + wait;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => break,
+                () = state.check_now.notified() => break,
+                () = state.observer.wake.notified() => {
+                    let Some(why) = state.observer.take() else {
+                        continue;
+                    };
+                    if state.admin() != AdminState::Maint && !state.checks_disabled() {
+                        let fully_down = health.health() == 0;
+                        let transition = observed::act(&check, &mut health);
+                        if let Some(transition) = transition {
+                            // A failed check, as HAProxy counts its `chkfail`.
+                            if !fully_down {
+                                counters::inc(&state.counters.failed_checks);
+                            }
+                            let result = observed::result(why);
+                            conclude(&rt, &state, marked, health, result, transition);
+                        }
+                    }
+                    // Every `on_error` brings the next check forward, as HAProxy's do.
+                    next = next.min(Instant::now() + check.fast_interval);
+                }
+            }
         }
         wait = probe::spread(check.interval, check.spread_percent);
         let current = state.check_epoch();
@@ -340,24 +365,37 @@ async fn run_check(rt: Arc<Runtime>, target: Target, marked: &OnMarked) {
             }
             let transition = health.record(result.ok);
             wait = probe::spread(period(&check, &health), check.spread_percent);
-            if let Ok(mut slot) = state.health.lock() {
-                *slot = Some(health);
-            }
-            let reason = result.description.clone();
-            if let Ok(mut last) = state.last_check.lock() {
-                *last = Some(result);
-            }
-            let healthy = match transition {
-                Transition::WentUp => Some(true),
-                Transition::WentDown => Some(false),
-                Transition::None => None,
-            };
-            if let Some(healthy) = healthy {
-                let (from, to) = state.set_healthy(healthy);
-                marked.status_changed(&state, from, to);
-                report_status(&rt, &state, from, to, reason);
-            }
+            conclude(&rt, &state, marked, health, result, transition);
         }
+    }
+}
+
+/// Publishes a check's `result` and the counter it left, and reports the change of status it
+/// made, if any.
+fn conclude(
+    rt: &Runtime,
+    state: &ServerState,
+    marked: &OnMarked,
+    health: HealthCounter,
+    result: CheckResult,
+    transition: Transition,
+) {
+    if let Ok(mut slot) = state.health.lock() {
+        *slot = Some(health);
+    }
+    let reason = result.description.clone();
+    if let Ok(mut last) = state.last_check.lock() {
+        *last = Some(result);
+    }
+    let healthy = match transition {
+        Transition::WentUp => Some(true),
+        Transition::WentDown => Some(false),
+        Transition::None => None,
+    };
+    if let Some(healthy) = healthy {
+        let (from, to) = state.set_healthy(healthy);
+        marked.status_changed(state, from, to);
+        report_status(rt, state, from, to, reason);
     }
 }
 

@@ -24,7 +24,7 @@ use crate::{
     config::{ProxyProtocol, VirtualServer},
     net::{canonical, server_socket},
     runtime::Runtime,
-    state::{ServerStatus, counters::Total},
+    state::{Seen, ServerStatus, counters::Total},
 };
 
 /// Accepts clients of `service` on `listener` until `stop` is cancelled.
@@ -109,13 +109,17 @@ async fn serve(
         connect(&config, real.addr(), peer, local).await
     };
     let mut server = match connected {
-        Ok(server) => server,
+        Ok(server) => {
+            real.server.observer.saw(Seen::Connected);
+            server
+        }
         Err(error) => {
             service.count(&real, Total::ConnectErrors, 1);
             if error.kind() == io::ErrorKind::PermissionDenied {
                 // Transparent mode without CAP_NET_ADMIN: a config problem, not a server's.
                 tracing::warn!(virtual_server = %service.name, real_server = %real.addr(), %error, "cannot connect: transparent mode needs root (CAP_NET_ADMIN)");
             } else {
+                real.server.observer.saw(Seen::ConnectFailed);
                 tracing::debug!(virtual_server = %service.name, real_server = %real.addr(), %error, "cannot connect");
             }
             reset(&client);

@@ -198,6 +198,7 @@ impl Tier {
                     Some(_) => real.server.set_check_configured(true),
                     None => crate::health::unchecked(rt, &real.server),
                 }
+                real.server.observer.configure(vs.check.as_ref());
                 match &vs.agent {
                     Some(_) => real.server.set_agent_configured(),
                     None => crate::health::agent_removed(rt, &real.server),

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     config::Backend,
-    state::{counters::Total, unix_millis},
+    state::{Seen, counters::Total, unix_millis},
     table::BackendEntry,
 };
 
@@ -99,7 +99,14 @@ pub(crate) async fn acquire(
         };
         let connected = match pooled {
             Some(conn) => Ok(Upstream { conn, reused: true }),
-            None => upstream::connect(server.addr, bcfg.timeout_connect).await,
+            None => {
+                let connected = upstream::connect(server.addr, bcfg.timeout_connect).await;
+                server.observer.saw(match connected {
+                    Ok(_) => Seen::Connected,
+                    Err(_) => Seen::ConnectFailed,
+                });
+                connected
+            }
         };
         match connected {
             Ok(up) => {

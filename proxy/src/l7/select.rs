@@ -10,7 +10,7 @@ use super::balance::{Candidate, PickKey};
 use crate::{
     config::Backend,
     state::{
-        BackendState, ServerState,
+        BackendState, Seen, ServerState,
         counters::{Gauge, Total},
     },
     table::BackendEntry,
@@ -55,12 +55,14 @@ impl Slot {
     pub(crate) fn count_response(&self, status: u16) {
         self.backend.counters.totals.response(status);
         self.server.counters.totals.response(status);
+        self.server.observer.saw(Seen::Response(status));
     }
 
     /// Counts a bad, aborted or timed-out response for the backend and the server.
     pub(crate) fn count_resp_error(&self) {
         self.backend.counters.totals.inc(Total::ResponseErrors);
         self.server.counters.totals.inc(Total::ResponseErrors);
+        self.server.observer.saw(Seen::BadResponse);
     }
 
     /// Records a response time for the backend and the server.

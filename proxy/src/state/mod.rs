@@ -7,6 +7,7 @@
 
 mod availability;
 pub(crate) mod counters;
+mod observe;
 mod registry;
 mod server;
 mod shard;
@@ -18,6 +19,8 @@ pub use counters::{
     BackendCounters, FrontendCounters, FrontendSnapshot, Gauge, Histogram,
     RESPONSE_TIME_BOUNDS_MICROS, ServerCounters, Totals, TotalsSnapshot,
 };
+pub use observe::Observer;
+pub(crate) use observe::Seen;
 pub(crate) use registry::BackendSession;
 pub use registry::{BackendState, FrontendState, Registry};
 pub use server::{AdminState, AgentResult, CheckResult, ServerState, ServerStatus};

@@ -12,7 +12,9 @@ use std::{
 
 use tokio::sync::Notify;
 
-use super::{Availability, ServerCounters, shutdown::SessionKill, slow_start, unix_millis};
+use super::{
+    Availability, Observer, ServerCounters, shutdown::SessionKill, slow_start, unix_millis,
+};
 use crate::{health::counter::HealthCounter, l7::pool::Pool};
 
 pub use fulcrum_common::action::AdminState;
@@ -113,6 +115,8 @@ pub struct ServerState {
     check_epoch: AtomicU64,
     /// Wakes the check task for a check now rather than at its next interval.
     pub(crate) check_now: Notify,
+    /// What live traffic says of it (HAProxy's `observe`).
+    pub(crate) observer: Observer,
     /// Ends the sessions under way at an operator's `shutdown sessions`.
     kill: SessionKill,
     /// The backend or virtual service whose availability depends on this server's.
@@ -164,6 +168,7 @@ impl ServerState {
             checks_disabled: AtomicBool::new(false),
             check_epoch: AtomicU64::new(0),
             check_now: Notify::new(),
+            observer: Observer::default(),
             kill: SessionKill::default(),
             group: Mutex::new(Weak::new()),
             status_change: Mutex::new(()),
