@@ -1269,7 +1269,12 @@ struct Agent {
 
 impl Agent {
     async fn start(expect: &'static str) -> Agent {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Agent::start_on("127.0.0.1", expect).await
+    }
+
+    /// One listening on `ip`, a loopback address.
+    async fn start_on(ip: &str, expect: &'static str) -> Agent {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let reply = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let line = std::sync::Arc::clone(&reply);
@@ -1379,6 +1384,28 @@ async fn an_agent_sets_weight_limit_admin_state_and_health() {
     }
     agent.say("up");
     wait_for(&proxy, "s1 UP again", up).await;
+}
+
+// Input: s1 on 127.0.0.1 whose agent listens on 127.0.0.3 only, named by the server's
+// `agent_addr`, and says `drain`. Output: s1 goes DRAIN: the agent was asked at `agent_addr`,
+// where on the server's own address nothing answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_is_asked_at_the_servers_agent_addr() {
+    let s1 = origin("s1").await;
+    let agent = Agent::start_on("127.0.0.3", "").await;
+    agent.say("drain");
+    let proxy = Proxy::start(app_config(
+        &format!(
+            r#"agent_check = {{ port = {}, interval = "20ms" }}"#,
+            agent.port
+        ),
+        &format!(r#"{{ name = "s1", address = "{s1}", agent_addr = "127.0.0.3" }}"#),
+    ))
+    .unwrap();
+    wait_for(&proxy, "s1 DRAIN", |s| {
+        row(s, "app", "s1").status == "DRAIN"
+    })
+    .await;
 }
 
 // Input: an agent saying `stopped` every 100 ms, then a reload without `agent_check`.

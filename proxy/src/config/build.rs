@@ -3,7 +3,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::Path,
     sync::Arc,
 };
@@ -378,6 +378,8 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
         .as_ref()
         .and_then(|c| build_check(c, errors));
     let agent = (section.agent_check.as_ref()).map(|a| build_agent(a, errors));
+    let agent_addrs = section.servers.iter().map(|s| s.agent_addr.as_ref());
+    check_agent_addrs(agent.is_some(), agent_addrs, errors);
     if let Some(slow_start) = &section.slow_start
         && slow_start.get_ref().is_zero()
     {
@@ -440,6 +442,25 @@ fn build_server(section: &ServerSection, errors: &mut Vec<ConfigError>) -> Serve
         backup: section.backup,
         check: section.check,
         disabled: section.disabled,
+        agent_addr: section.agent_addr.as_ref().map(|a| *a.get_ref()),
+    }
+}
+
+/// `agent_addr` on a server of a backend or virtual service without `agent_check`, where it
+/// would be silently ignored.
+fn check_agent_addrs<'a>(
+    has_agent: bool,
+    addrs: impl Iterator<Item = Option<&'a Spanned<IpAddr>>>,
+    errors: &mut Vec<ConfigError>,
+) {
+    if has_agent {
+        return;
+    }
+    for addr in addrs.flatten() {
+        errors.push(ConfigError::at(
+            addr,
+            "agent_addr needs an agent_check: without one no agent is asked",
+        ));
     }
 }
 
@@ -831,6 +852,7 @@ fn build_virtual_server(
                 addr: *rs.address.get_ref(),
                 weight: weight.min(65_535),
                 upper_threshold: rs.upper_threshold,
+                agent_addr: rs.agent_addr.as_ref().map(|a| *a.get_ref()),
             }
         })
         .collect();
@@ -880,6 +902,8 @@ fn build_virtual_server(
         }
     }
     let agent = (section.agent_check.as_ref()).map(|a| build_agent(a, errors));
+    let agent_addrs = section.real_servers.iter().map(|rs| rs.agent_addr.as_ref());
+    check_agent_addrs(agent.is_some(), agent_addrs, errors);
     VirtualServer {
         name: name.to_owned(),
         listen: *section.listen.get_ref(),
@@ -941,9 +965,10 @@ mod tests {
     }
 
     // Input: an agent check with only a port and `send`, one with an interval and a timeout,
-    // and one with a port of 0 and a zero interval; then one on a virtual service, with
-    // `[global] spread_checks = 20`. Output: a 2 s interval, `interval` as the timeout, and an
-    // error at each bad key; the virtual service's agent, spread by 20 %.
+    // and one with a port of 0 and a zero interval; a server's `agent_addr` without one; then
+    // one on a virtual service, with `[global] spread_checks = 20`. Output: a 2 s interval,
+    // `interval` as the timeout, and an error at each bad key and at the lone `agent_addr`; the
+    // virtual service's agent, spread by 20 %.
     #[test]
     fn an_agent_check_defaults_to_two_seconds_and_refuses_zeros() {
         let with = |keys: &str| {
@@ -974,6 +999,11 @@ mod tests {
                 "agent_check.port must be 1..=65535",
                 "agent_check.interval must be longer than 0s"
             ]
+        );
+        let addr_alone = "[backend.app]\nservers = [{ name = \"s1\", address = \"10.0.0.2:80\", agent_addr = \"10.0.1.2\" }]\n";
+        assert_eq!(
+            errors(addr_alone),
+            ["agent_addr needs an agent_check: without one no agent is asked"]
         );
         let config = built_spread(
             "[virtual_server.db]\nlisten = \"10.0.0.1:3306\"\nagent_check = { port = 9999 }\nreal_servers = [{ address = \"10.0.0.2:3306\" }]\n",

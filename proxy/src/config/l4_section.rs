@@ -1,7 +1,7 @@
 //! The serde types of `[virtual_server.NAME]`: an LVS-style virtual service, as users write it
 //! (see docs/config.md). `build` turns them into a validated [`crate::config::VirtualServer`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use fulcrum_common::{Duration, Spanned};
 use serde::Deserialize;
@@ -130,6 +130,9 @@ pub struct RealServerSection {
     /// Connections above which the server counts as overloaded (`ipvsadm -x`); 0: no limit.
     #[serde(default)]
     pub upper_threshold: u32,
+    /// Where the service's agent check asks this server's agent, when not on its `address`
+    /// (HAProxy's `agent-addr`).
+    pub agent_addr: Option<Spanned<IpAddr>>,
 }
 
 fn default_weight() -> Spanned<u32> {

@@ -6,7 +6,11 @@ mod build;
 pub mod l4_section;
 pub mod section;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use fulcrum_common::net::binds_overlap;
 
@@ -127,6 +131,8 @@ pub struct RealServer {
     pub weight: u32,
     /// 0: no limit.
     pub upper_threshold: u32,
+    /// The agent check's address, when not the server's.
+    pub agent_addr: Option<IpAddr>,
 }
 
 /// Cookie persistence settings of a backend.
@@ -235,6 +241,8 @@ pub struct Server {
     pub backup: bool,
     pub check: bool,
     pub disabled: bool,
+    /// The agent check's address, when not the server's.
+    pub agent_addr: Option<IpAddr>,
 }
 
 impl Config {

@@ -2,7 +2,11 @@
 //! as users write them (see docs/config.md). Nothing here is checked beyond types; `build` turns
 //! these into a validated [`crate::Config`].
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
 
 use fulcrum_common::{Duration, Spanned};
 use serde::Deserialize;
@@ -374,6 +378,9 @@ pub struct ServerSection {
     /// Start in MAINT, as HAProxy's `disabled`.
     #[serde(default)]
     pub disabled: bool,
+    /// Where the backend's agent check asks this server's agent, when not on its `address`
+    /// (HAProxy's `agent-addr`).
+    pub agent_addr: Option<Spanned<IpAddr>>,
 }
 
 fn default_weight() -> Spanned<u32> {

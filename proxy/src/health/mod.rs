@@ -15,7 +15,7 @@ mod probe;
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
 };
 
@@ -40,6 +40,7 @@ struct Spec {
     agent: Option<AgentCheck>,
     addr: SocketAddr,
     listener: Option<SocketAddr>,
+    agent_addr: Option<IpAddr>,
     /// Identity of the server state: a server whose state was replaced needs a new task.
     state: usize,
     /// Identities of the backup servers' states, for `on_marked_up`.
@@ -57,6 +58,8 @@ pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
     /// A virtual service's address, which an `external` check's program is given.
     pub(crate) listener: Option<SocketAddr>,
+    /// Where the agent is asked, when not at the server's address (`agent_addr`).
+    pub(crate) agent_addr: Option<IpAddr>,
     pub(crate) state: Arc<ServerState>,
     /// The servers whose sessions end when the check marks this one UP
     /// (`on_marked_up = "shutdown-backup-sessions"`): its backend's backups.
@@ -106,6 +109,7 @@ impl Supervisor {
                     key: (bcfg.name.clone(), scfg.name.clone()),
                     addr: SocketAddr::new(scfg.addr.ip(), port),
                     listener: None,
+                    agent_addr: scfg.agent_addr,
                     check: check.cloned(),
                     agent: agent.cloned(),
                     state: Arc::clone(state),
@@ -127,6 +131,7 @@ impl Supervisor {
                     agent: t.agent.clone(),
                     addr: t.addr,
                     listener: t.listener,
+                    agent_addr: t.agent_addr,
                     state: Arc::as_ptr(&t.state) as usize,
                     backups: t.backups.iter().map(|b| Arc::as_ptr(b) as usize).collect(),
                 };
@@ -261,7 +266,8 @@ async fn run(rt: Arc<Runtime>, target: Target) {
         backups: target.backups.clone(),
     });
     let agent = target.agent.clone().map(|agent| {
-        let addr = SocketAddr::new(target.state.addr.ip(), agent.port);
+        let ip = target.agent_addr.unwrap_or(target.state.addr.ip());
+        let addr = SocketAddr::new(ip, agent.port);
         let (rt, state, marked) = (
             Arc::clone(&rt),
             Arc::clone(&target.state),

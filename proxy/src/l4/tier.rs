@@ -211,6 +211,7 @@ impl Tier {
                     key: (format!("virtual_server {}", vs.name), rs.addr.to_string()),
                     addr: SocketAddr::new(rs.addr.ip(), port.unwrap_or(rs.addr.port())),
                     listener: Some(vs.listen),
+                    agent_addr: rs.agent_addr,
                     check: vs.check.clone(),
                     agent: vs.agent.clone(),
                     state: Arc::clone(&real.server),
