@@ -7,7 +7,11 @@
 //! The caller builds the [`Command`] (program, arguments, environment, directory); [`run`] owns
 //! its stdio and its process group, and [`Io`] says what goes in and out.
 
-use std::{io, process::Stdio, time::Duration};
+use std::{
+    io,
+    process::{ExitStatus, Stdio},
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
@@ -17,25 +21,18 @@ use tokio::{
 /// How a run ended.
 #[derive(Debug)]
 pub enum Exit {
-    /// It exited with `code`, or was killed by a signal (`None`).
+    /// It exited, or was killed by a signal: `status` says which (and shows as `exit status:
+    /// 2` or `signal: 9 (SIGKILL)`).
     Finished {
-        code: Option<i32>,
+        status: ExitStatus,
         stdout: Vec<u8>,
         stderr: Vec<u8>,
     },
     /// Still running (or, with [`Until::OutputClosed`], its output still open) at the deadline;
     /// its group was killed.
     TimedOut,
-    /// It could not be started.
-    NotStarted(io::Error),
-}
-
-/// How a finished program ended, in words: `exit status: N`, or `killed by a signal`.
-pub fn ended(code: Option<i32>) -> String {
-    code.map_or_else(
-        || "killed by a signal".to_owned(),
-        |code| format!("exit status: {code}"),
-    )
+    /// It could not be started, or not waited for.
+    Failed(io::Error),
 }
 
 /// The most of each output stream kept; 0 sends that stream to `/dev/null`.
@@ -106,7 +103,7 @@ pub async fn run(mut command: Command, timeout: Duration, io: Io<'_>) -> Exit {
         .spawn();
     let mut child = match spawned {
         Ok(child) => child,
-        Err(e) => return Exit::NotStarted(e),
+        Err(e) => return Exit::Failed(e),
     };
     // Kills the group if this future is dropped mid-run.
     let mut group = child.id().map(GroupGuard);
@@ -131,13 +128,19 @@ pub async fn run(mut command: Command, timeout: Duration, io: Io<'_>) -> Exit {
             Until::OutputClosed => tokio::join!(exited, reading).0,
             Until::Exit => {
                 tokio::pin!(exited, reading);
-                tokio::select! {
+                let status = tokio::select! {
                     status = &mut exited => {
+                        // Reaped: its group id may go to a stranger once its members are
+                        // gone, and what it left behind is not ours to kill.
+                        if let Some(group) = group.as_mut() {
+                            group.disarm();
+                        }
                         let _ = tokio::time::timeout(OUTPUT_GRACE, &mut reading).await;
                         status
                     }
                     _ = &mut reading => exited.await,
-                }
+                };
+                status
             }
         }
     })
@@ -149,17 +152,13 @@ pub async fn run(mut command: Command, timeout: Duration, io: Io<'_>) -> Exit {
             if let Some(group) = group.as_mut() {
                 group.disarm();
             }
-            let code = match status {
-                Ok(status) => status.code(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot wait for a command");
-                    None
-                }
-            };
-            Exit::Finished {
-                code,
-                stdout: kept_out,
-                stderr: kept_err,
+            match status {
+                Ok(status) => Exit::Finished {
+                    status,
+                    stdout: kept_out,
+                    stderr: kept_err,
+                },
+                Err(e) => Exit::Failed(e),
             }
         }
         Err(_) => {
@@ -246,14 +245,14 @@ mod tests {
     /// The exit code and outputs of a run that finished.
     fn finished(exit: Exit) -> (Option<i32>, Vec<u8>, Vec<u8>) {
         let Exit::Finished {
-            code,
+            status,
             stdout,
             stderr,
         } = exit
         else {
             panic!("{exit:?}")
         };
-        (code, stdout, stderr)
+        (status.code(), stdout, stderr)
     }
 
     fn sh(script: &str) -> Command {
@@ -277,10 +276,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_signal_gives_no_code() {
+    async fn a_signal_gives_no_code_and_says_which() {
         let exit = run(sh("kill -9 $$"), Duration::from_secs(10), Io::output(CAPS)).await;
         assert!(
-            matches!(exit, Exit::Finished { code: None, .. }),
+            matches!(&exit, Exit::Finished { status, .. } if status.code().is_none() && status.to_string() == "signal: 9 (SIGKILL)"),
             "{exit:?}"
         );
     }
@@ -293,22 +292,20 @@ mod tests {
             Io::output(CAPS),
         )
         .await;
-        let Exit::Finished { code, stdout, .. } = exit else {
-            panic!("{exit:?}")
-        };
+        let (code, stdout, _) = finished(exit);
         assert_eq!(code, Some(1));
         assert_eq!(stdout.len(), CAPS.stdout);
     }
 
     #[tokio::test]
-    async fn a_missing_program_is_not_started() {
+    async fn a_missing_program_fails() {
         let exit = run(
             Command::new("/nonexistent/plugin"),
             Duration::from_secs(10),
             Io::output(CAPS),
         )
         .await;
-        assert!(matches!(exit, Exit::NotStarted(_)), "{exit:?}");
+        assert!(matches!(exit, Exit::Failed(_)), "{exit:?}");
     }
 
     #[tokio::test]
@@ -348,7 +345,7 @@ mod tests {
         // `cat` ends only when its stdin closes.
         let exit = run(Command::new("cat"), Duration::from_secs(10), io).await;
         assert!(
-            matches!(&exit, Exit::Finished { code: Some(0), stdout, .. } if stdout == b"subject\n\nbody\n"),
+            matches!(&exit, Exit::Finished { status, stdout, .. } if status.success() && stdout == b"subject\n\nbody\n"),
             "{exit:?}"
         );
     }
@@ -392,10 +389,8 @@ mod tests {
         )
         .await;
         assert!(
-            matches!(&exit, Exit::Finished { code: Some(1), stdout, stderr } if stdout.is_empty() && stderr.is_empty()),
+            matches!(&exit, Exit::Finished { status, stdout, stderr } if status.code() == Some(1) && stdout.is_empty() && stderr.is_empty()),
             "{exit:?}"
         );
-        assert_eq!(ended(Some(1)), "exit status: 1");
-        assert_eq!(ended(None), "killed by a signal");
     }
 }

@@ -56,8 +56,9 @@ fn config(toml_text: &str) -> Config {
 }
 
 /// An HTTP/1.1 origin answering `GET /missing` with 404, `GET /error` with 500 and
-/// `GET /unimplemented` with 501, holding `GET /slow` forever, sending only part of the body of
-/// `GET /stall`, and anything else 200 with its `name` as the body.
+/// `GET /unimplemented` with 501, `GET /coded` in `gzip, chunked`, holding `GET /slow`
+/// forever, sending only part of the body of `GET /stall`, and anything else 200 with its
+/// `name` as the body.
 async fn origin(name: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -101,6 +102,8 @@ async fn origin(name: &'static str) -> SocketAddr {
                         "/unimplemented" => {
                             "HTTP/1.1 501 Not Implemented\r\ncontent-length: 0\r\n\r\n".to_owned()
                         }
+                        "/coded" => "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                            .to_owned(),
                         _ => format!(
                             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}",
                             name.len()
@@ -1250,6 +1253,43 @@ async fn errors_in_live_traffic_mark_a_server_down_and_bring_its_check_forward()
         row(s, "app", "s1").status == "UP"
     })
     .await;
+}
+
+// Input: `observe = "layer7"` with `error_limit = 1` and `on_error = "mark-down"`; an HTTP/1.0
+// client asks for a `gzip, chunked` response (Fulcrum's 502: HTTP/1.0 cannot carry it), then
+// a client gets a body the server stops sending (`timeout.server`), then a 500. Output: s1 is
+// still UP with `hanafail` 0 after the first two, which HAProxy's `health_adjust` does not
+// hold against a server either, and the 500 takes it DOWN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_does_not_hold_a_clients_502_or_a_stalled_body_against_the_server() {
+    let s1 = origin("s1").await;
+    let proxy = Proxy::start(app_config(
+        r#"health_check = { type = "tcp", interval = "10h", observe = "layer7", error_limit = 1, on_error = "mark-down" }
+timeout = { server = "200ms" }"#,
+        &format!(r#"{{ name = "s1", address = "{s1}" }}"#),
+    ))
+    .unwrap();
+    let web = proxy.listeners()[0].bound;
+    let mut old = TcpStream::connect(web).await.unwrap();
+    old.write_all(b"GET /coded HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, old.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 502"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let mut conn = TcpStream::connect(web).await.unwrap();
+    let (_, stalled) = get(&mut conn, "/stall", None).await;
+    assert!(stalled.is_none(), "the stalled body ends the connection");
+    let s1_row = row(&proxy.stats(), "app", "s1").clone();
+    assert_eq!((s1_row.status.as_str(), s1_row.hanafail), ("UP", Some(0)));
+    let mut conn = TcpStream::connect(web).await.unwrap();
+    get(&mut conn, "/error", None).await;
+    wait_for(&proxy, "s1 DOWN", |s| row(s, "app", "s1").status == "DOWN").await;
 }
 
 /// Frontend `web` before backend `app`, which has the `keys` and `servers`.

@@ -216,19 +216,10 @@ async fn execute(kind: &'static str, name: &str, timeout: Duration, run: &Run) {
     let args: Vec<&str> = run.args.iter().map(String::as_str).collect();
     let (key, state, script) = (run.key, run.state, run.script.as_str());
     match shell::run(script, &args, timeout).await {
-        Exit::Finished { code: Some(0), .. } => {
-            info!(
-                kind,
-                name,
-                state,
-                key,
-                script,
-                status = "exit status: 0",
-                "notify script ran"
-            );
+        Exit::Finished { status, .. } if status.success() => {
+            info!(kind, name, state, key, script, %status, "notify script ran");
         }
-        Exit::Finished { code, .. } => {
-            let status = fulcrum_common::child::ended(code);
+        Exit::Finished { status, .. } => {
             warn!(kind, name, state, key, script, %status, "notify script failed");
         }
         Exit::TimedOut => {
@@ -242,7 +233,7 @@ async fn execute(kind: &'static str, name: &str, timeout: Duration, run: &Run) {
                 "notify script timed out, killed"
             );
         }
-        Exit::NotStarted(error) => {
+        Exit::Failed(error) => {
             warn!(kind, name, state, key, script, %error, "notify script did not run");
         }
     }

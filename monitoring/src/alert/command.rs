@@ -76,14 +76,14 @@ impl Deliver for Command {
             until: Until::Exit,
         };
         match child::run(command, self.config.timeout, io).await {
-            Exit::Finished { code: Some(0), .. } => Ok(()),
-            Exit::Finished { code, stderr, .. } => Err(DeliveryError::Exit {
+            Exit::Finished { status, .. } if status.success() => Ok(()),
+            Exit::Finished { status, stderr, .. } => Err(DeliveryError::Exit {
                 program,
-                status: child::ended(code),
+                status: status.to_string(),
                 stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
             }),
             Exit::TimedOut => Err(DeliveryError::Timeout(self.config.timeout)),
-            Exit::NotStarted(source) => Err(DeliveryError::Spawn { program, source }),
+            Exit::Failed(source) => Err(DeliveryError::Spawn { program, source }),
         }
     }
 }

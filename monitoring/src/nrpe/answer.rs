@@ -59,7 +59,7 @@ pub(crate) async fn answer(
         }
         Ok(Resolved::Exec(words)) => match exec::run(&words, config.command_timeout).await {
             Exit::Finished {
-                code,
+                status,
                 stdout,
                 stderr,
             } => {
@@ -70,10 +70,10 @@ pub(crate) async fn answer(
                         "nrpe command wrote to stderr"
                     );
                 }
-                plugin_output(exit_state(code), stdout)
+                plugin_output(exit_state(status.code()), stdout)
             }
             Exit::TimedOut => timed_out(config.command_timeout),
-            Exit::NotStarted(error) => {
+            Exit::Failed(error) => {
                 tracing::warn!(command = name, program = %words[0], %error, "nrpe command cannot start");
                 (
                     State::Unknown,

@@ -22,7 +22,7 @@ const MAX_STDERR: usize = 4096;
 /// blocks.
 pub(crate) async fn run(words: &[String], timeout: Duration) -> Exit {
     let Some((program, args)) = words.split_first() else {
-        return Exit::NotStarted(std::io::Error::new(
+        return Exit::Failed(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "no program",
         ));
@@ -55,7 +55,7 @@ mod tests {
         let script = "echo $NRPE_PROGRAMVERSION $NRPE_MULTILINESUPPORT; pwd";
         let exit = run(&words(&["/bin/sh", "-c", script]), Duration::from_secs(10)).await;
         assert!(
-            matches!(&exit, Exit::Finished { code: Some(0), stdout, .. } if stdout == b"4.1.0 1\n/\n"),
+            matches!(&exit, Exit::Finished { status, stdout, .. } if status.success() && stdout == b"4.1.0 1\n/\n"),
             "{exit:?}"
         );
     }
@@ -71,10 +71,10 @@ mod tests {
             Duration::from_secs(10),
         )
         .await;
-        let Exit::Finished { code, stdout, .. } = exit else {
+        let Exit::Finished { status, stdout, .. } = exit else {
             panic!("{exit:?}")
         };
-        assert_eq!(code, Some(1));
+        assert_eq!(status.code(), Some(1));
         assert_eq!(stdout.len(), MAX_TEXT);
     }
 
@@ -82,9 +82,9 @@ mod tests {
     async fn no_program_or_a_missing_one_is_not_started() {
         assert!(matches!(
             run(&[], Duration::from_secs(1)).await,
-            Exit::NotStarted(_)
+            Exit::Failed(_)
         ));
         let exit = run(&words(&["/nonexistent/plugin"]), Duration::from_secs(10)).await;
-        assert!(matches!(exit, Exit::NotStarted(_)), "{exit:?}");
+        assert!(matches!(exit, Exit::Failed(_)), "{exit:?}");
     }
 }

@@ -58,13 +58,15 @@ pub(crate) async fn probe(check: &Check, subject: &Subject<'_>) -> (bool, String
         stderr: MAX_OUTPUT,
     };
     match child::run(command, check.timeout, Io::output(caps)).await {
-        Exit::Finished { code: Some(0), .. } => (true, "PROCOK".to_owned()),
+        Exit::Finished { status, .. } if status.success() => (true, "PROCOK".to_owned()),
         Exit::Finished {
-            code,
+            status,
             stdout,
             stderr,
         } => {
-            let how = code.map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit {c}"));
+            let how = status
+                .code()
+                .map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit {c}"));
             // What the program said, stdout first, as a Nagios plugin says it.
             let said = [&stdout, &stderr]
                 .into_iter()
@@ -76,7 +78,7 @@ pub(crate) async fn probe(check: &Check, subject: &Subject<'_>) -> (bool, String
             }
         }
         Exit::TimedOut => (false, "PROCTOUT".to_owned()),
-        Exit::NotStarted(e) => (false, format!("PROCERR cannot run {program}: {e}")),
+        Exit::Failed(e) => (false, format!("PROCERR cannot run {program}: {e}")),
     }
 }
 

@@ -328,18 +328,21 @@ async fn run_check(rt: Arc<Runtime>, target: Target, marked: &OnMarked) {
                 () = tokio::time::sleep_until(next) => break,
                 () = state.check_now.notified() => break,
                 () = state.observer.wake.notified() => {
-                    let Some(why) = state.observer.take() else {
+                    let Some((hits, why)) = state.observer.take() else {
                         continue;
                     };
+                    follow_epoch(&state, &check, &mut epoch, &mut health);
                     if state.admin() != AdminState::Maint && !state.checks_disabled() {
-                        let fully_down = health.health() == 0;
-                        let transition = observed::act(&check, &mut health);
-                        if let Some(transition) = transition {
+                        for _ in 0..hits {
+                            let fully_down = health.health() == 0;
+                            let Some(transition) = observed::act(&check, &mut health) else {
+                                break;
+                            };
                             // A failed check, as HAProxy counts its `chkfail`.
                             if !fully_down {
                                 counters::inc(&state.counters.failed_checks);
                             }
-                            let result = observed::result(why);
+                            let result = observed::result(why.clone());
                             conclude(&rt, &state, marked, health, result, transition);
                         }
                     }
@@ -349,11 +352,7 @@ async fn run_check(rt: Arc<Runtime>, target: Target, marked: &OnMarked) {
             }
         }
         wait = probe::spread(check.interval, check.spread_percent);
-        let current = state.check_epoch();
-        if current != epoch {
-            epoch = current;
-            health = HealthCounter::at_startup(check.rise, check.fall);
-        }
+        follow_epoch(&state, &check, &mut epoch, &mut health);
         if state.admin() != AdminState::Maint && !state.checks_disabled() {
             let result = probe::probe(&check, &subject).await;
             // Disabled, re-enabled, or put into MAINT while probing: the result no longer
@@ -370,9 +369,22 @@ async fn run_check(rt: Arc<Runtime>, target: Target, marked: &OnMarked) {
                 counters::inc(&state.counters.failed_checks);
             }
             let transition = health.record(result.ok);
+            if result.ok {
+                state.observer.clear();
+            }
             wait = probe::spread(period(&check, &health), check.spread_percent);
             conclude(&rt, &state, marked, health, result, transition);
         }
+    }
+}
+
+/// Starts `health` afresh, as at start-up, once an operator restarted the checks (`enable
+/// health`, leaving MAINT): their epoch moved on.
+fn follow_epoch(state: &ServerState, check: &Check, epoch: &mut u64, health: &mut HealthCounter) {
+    let current = state.check_epoch();
+    if current != *epoch {
+        *epoch = current;
+        *health = HealthCounter::at_startup(check.rise, check.fall);
     }
 }
 

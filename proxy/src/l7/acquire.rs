@@ -98,7 +98,11 @@ pub(crate) async fn acquire(
             server.pool.take(!attempts.replayable)
         };
         let connected = match pooled {
-            Some(conn) => Ok(Upstream { conn, reused: true }),
+            Some(conn) => {
+                // Established, as HAProxy's `back_establish` reports a reused connection too.
+                server.observer.saw(Seen::Connected);
+                Ok(Upstream { conn, reused: true })
+            }
             None => {
                 let connected = upstream::connect(server.addr, bcfg.timeout_connect).await;
                 server.observer.saw(match connected {

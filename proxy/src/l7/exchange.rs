@@ -314,7 +314,7 @@ where
                     && response.foreign_coding =>
             {
                 tracing::debug!(server = %server.name, "response in a transfer coding HTTP/1.0 cannot carry");
-                slot.count_resp_error();
+                slot.count_resp_error_unobserved();
                 log.end(Ended::Proxy, Phase::Headers);
                 return reply_error(client, StatusCode::BAD_GATEWAY, &head.method, ctx, log).await;
             }
@@ -439,8 +439,10 @@ where
                 BodyError::Write(IoFailure::Timeout) => Ended::ClientTimeout,
                 BodyError::Write(_) => Ended::ClientAbort,
             };
-            if matches!(who, Ended::ServerAbort | Ended::ServerTimeout) {
-                slot.count_resp_error();
+            match error {
+                BodyError::Malformed(_) => slot.count_resp_error(),
+                BodyError::Read(_) => slot.count_resp_error_unobserved(),
+                BodyError::Write(_) => {}
             }
             log.end(who, Phase::Data);
             return Next::Close;

@@ -409,7 +409,7 @@ async fn handle(
             // rather than the coded bytes as content.
             Ok(response) if response.foreign_coding => {
                 tracing::debug!(server = %slot.server.name, "response in a transfer coding HTTP/2 cannot carry");
-                slot.count_resp_error();
+                slot.count_resp_error_unobserved();
                 log.end(Ended::Proxy, Phase::Headers);
                 return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
             }

@@ -58,11 +58,19 @@ impl Slot {
         self.server.observer.saw(Seen::Response(status));
     }
 
-    /// Counts a bad, aborted or timed-out response for the backend and the server.
+    /// Counts a bad, aborted or timed-out response head, or a malformed body, for the backend
+    /// and the server, and for the server's passive check.
     pub(crate) fn count_resp_error(&self) {
+        self.count_resp_error_unobserved();
+        self.server.observer.saw(Seen::BadResponse);
+    }
+
+    /// Counts a response error that passive checks do not hold against the server, as
+    /// HAProxy's `health_adjust` does not: a body it cut short or sent too slowly, or a
+    /// response the client's HTTP version cannot carry.
+    pub(crate) fn count_resp_error_unobserved(&self) {
         self.backend.counters.totals.inc(Total::ResponseErrors);
         self.server.counters.totals.inc(Total::ResponseErrors);
-        self.server.observer.saw(Seen::BadResponse);
     }
 
     /// Records a response time for the backend and the server.

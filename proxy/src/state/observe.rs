@@ -4,9 +4,11 @@
 //!
 //! As HAProxy's `health_adjust`: with `layer4`, a connection made clears the count and one that
 //! failed adds to it; with `layer7`, a failed connection adds to it too, and responses decide
-//! the rest: a 5xx other than 501 and 505 (which a client's request can cause), or a bad,
-//! aborted or late response, adds to it, any other response clears it. Once the count reaches
-//! the limit it starts again from 0, so the action comes once per `error_limit` errors.
+//! the rest: a 5xx other than 501 and 505 (which a client's request can cause), or a response
+//! head that is malformed, cut short or late, or a malformed body, adds to it; any other
+//! response clears it. (A body the server cuts short does not count, as in HAProxy.) A passing
+//! health check clears it too. Once the count reaches the limit it starts again from 0, so the
+//! action comes once per `error_limit` errors in a row, and each time it comes counts.
 
 use std::sync::{
     Mutex,
@@ -26,7 +28,7 @@ pub(crate) enum Seen {
     ConnectFailed,
     /// It answered with this status.
     Response(u16),
-    /// Its response was malformed, cut short or late.
+    /// Its response head was malformed, cut short or late, or its body malformed.
     BadResponse,
 }
 
@@ -52,7 +54,7 @@ impl Seen {
             Seen::Connected => "L4 successful connection",
             Seen::ConnectFailed => "L4 unsuccessful connection",
             Seen::Response(_) => "Wrong http response",
-            Seen::BadResponse => "Invalid, aborted or late http response",
+            Seen::BadResponse => "Invalid or late http response",
         }
     }
 }
@@ -69,8 +71,9 @@ pub struct Observer {
     mode: AtomicU8,
     limit: AtomicU32,
     consecutive: AtomicU32,
-    /// Why the limit was last reached, until the health-check task takes it.
-    reached: Mutex<Option<String>>,
+    /// How many times the limit was reached, and why the last time, until the health-check
+    /// task takes them: several may come while it probes, and each is an action.
+    reached: Mutex<Option<(u32, String)>>,
     /// Wakes the health-check task when the limit is reached.
     pub(crate) wake: Notify,
     /// How many times the limit was reached (HAProxy's `hanafail`).
@@ -99,11 +102,8 @@ impl Observer {
             _ => Observe::Layer7,
         };
         match seen.failed(observe) {
-            // Read first: a server that keeps answering well is not written to at all.
-            Some(false) if self.consecutive.load(Relaxed) != 0 => {
-                self.consecutive.store(0, Relaxed);
-            }
-            None | Some(false) => {}
+            None => {}
+            Some(false) => self.clear(),
             Some(true) => {
                 let count = self.consecutive.fetch_add(1, Relaxed) + 1;
                 if count < self.limit.load(Relaxed) {
@@ -116,15 +116,25 @@ impl Observer {
                     seen.describe()
                 );
                 if let Ok(mut reached) = self.reached.lock() {
-                    *reached = Some(why);
+                    let before = reached.as_ref().map_or(0, |(hits, _)| *hits);
+                    *reached = Some((before + 1, why));
                 }
                 self.wake.notify_one();
             }
         }
     }
 
-    /// Why the limit was reached, if it was since the last call.
-    pub(crate) fn take(&self) -> Option<String> {
+    /// Starts the count again: a success, or a passing health check (as HAProxy's
+    /// `set_server_check_status` does).
+    pub(crate) fn clear(&self) {
+        // Read first: a server that keeps answering well is not written to at all.
+        if self.consecutive.load(Relaxed) != 0 {
+            self.consecutive.store(0, Relaxed);
+        }
+    }
+
+    /// How many times the limit was reached since the last call, and why the last time.
+    pub(crate) fn take(&self) -> Option<(u32, String)> {
         self.reached.lock().ok().and_then(|mut r| r.take())
     }
 }
@@ -159,18 +169,37 @@ mod tests {
         assert_eq!(o.take(), None);
         o.saw(Seen::BadResponse);
         assert_eq!(
-            o.take().as_deref(),
-            Some(
-                "Detected 3 consecutive errors, last one was: Invalid, aborted or late http response"
-            )
+            o.take(),
+            Some((
+                1,
+                "Detected 3 consecutive errors, last one was: Invalid or late http response"
+                    .to_owned()
+            ))
         );
         for seen in [500, 500, 501, 500, 500, 505, 500, 500] {
             o.saw(Seen::Response(seen));
         }
         assert_eq!(o.take(), None, "501 and 505 cleared the count");
         o.saw(Seen::ConnectFailed);
-        assert!(o.take().unwrap().ends_with("L4 unsuccessful connection"));
+        assert!(o.take().unwrap().1.ends_with("L4 unsuccessful connection"));
         assert_eq!(o.failures.load(Relaxed), 2);
+    }
+
+    // Input: with a limit of 2, six errors in a row before the check task looks, then two
+    // errors around a passing health check. Output: three hits, the last one's words; the
+    // passing check starts the count again, so no hit after it.
+    #[test]
+    fn hits_add_up_until_taken_and_a_passing_check_clears_the_count() {
+        let o = observing(Observe::Layer7, 2);
+        for _ in 0..6 {
+            o.saw(Seen::Response(502));
+        }
+        let (hits, why) = o.take().unwrap();
+        assert_eq!((hits, why.ends_with("Wrong http response")), (3, true));
+        o.saw(Seen::Response(502));
+        o.clear();
+        o.saw(Seen::Response(502));
+        assert_eq!(o.take(), None);
     }
 
     // Input: with layer4 and a limit of 2: a failed connection, one made, then two failed,
@@ -189,6 +218,7 @@ mod tests {
         assert!(
             o.take()
                 .unwrap()
+                .1
                 .starts_with("Detected 2 consecutive errors")
         );
     }

@@ -1,7 +1,6 @@
 //! The checker of one tracked script: runs it every interval and turns the results into a verdict
 //! with keepalived's fall/rise hysteresis, so one flaky run does not move the VIPs.
 
-use fulcrum_common::child;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -79,14 +78,14 @@ async fn check_forever(
 async fn run_command(config: &ScriptConfig, command: &str) -> bool {
     let exit = shell::run(command, &[], config.timeout).await;
     match &exit {
-        Exit::Finished { code: Some(0), .. } => {}
-        Exit::Finished { code, .. } => {
-            debug!(script = %config.name, status = %child::ended(*code), "tracked script failed");
+        Exit::Finished { status, .. } if status.success() => {}
+        Exit::Finished { status, .. } => {
+            debug!(script = %config.name, %status, "tracked script failed");
         }
         Exit::TimedOut => {
             debug!(script = %config.name, timeout = ?config.timeout, "tracked script timed out");
         }
-        Exit::NotStarted(error) => {
+        Exit::Failed(error) => {
             debug!(script = %config.name, %error, "tracked script did not run");
         }
     }

@@ -24,5 +24,5 @@ pub(crate) async fn run(script: &str, args: &[&str], timeout: Duration) -> Exit 
 
 /// Exit 0; anything else is a failure.
 pub(crate) fn success(exit: &Exit) -> bool {
-    matches!(exit, Exit::Finished { code: Some(0), .. })
+    matches!(exit, Exit::Finished { status, .. } if status.success())
 }
