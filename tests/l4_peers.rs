@@ -11,7 +11,10 @@ mod support;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket},
+    net::{
+        SocketAddr, TcpListener as StdTcpListener, TcpStream as StdTcpStream,
+        UdpSocket as StdUdpSocket,
+    },
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, LazyLock, Mutex},
@@ -221,28 +224,75 @@ async fn an_external_check_runs_pg_isready_on_the_real_server() {
         pg_isready.display()
     );
     let fulcrum = Fulcrum::start(&virtual_service("db", "tcp", postgres.addr(), &check));
-    let server = |fulcrum: &Fulcrum| fulcrum.l4_status("db")["real_servers"][0].clone();
-    let deadline = Instant::now() + PATIENCE;
-    while server(&fulcrum)["last_check"] != "PROCOK" {
-        assert!(
-            Instant::now() < deadline,
-            "no passing check: {}",
-            server(&fulcrum)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    real_server_until(&fulcrum, "db", "no passing check", |s| {
+        s["last_check"] == "PROCOK"
+    })
+    .await;
     let addr = postgres.addr();
     drop(postgres);
     // While it shuts down, PostgreSQL still answers, to refuse (pg_isready's exit 1); once it
     // has gone, nothing does (exit 2).
     let gone = format!("PROCERR exit 2: {addr} - no response");
+    let now = real_server_until(&fulcrum, "db", "not seen as gone", |s| {
+        s["last_check"] == gone.as_str()
+    })
+    .await;
+    assert_eq!(now["status"], "DOWN", "{now}");
+}
+
+// Input: a virtual service over `openssl s_server -www` with a certificate no client trusts,
+// checked by an `https` check (SNI a.fulcrum.test) that wants s_server's status page, every
+// 100 ms, fall 1; s_server then stops. Output: `L7OK 200` while it serves, the check having
+// spoken TLS to OpenSSL; DOWN with `L4CON` once it has gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_check_reads_openssl_s_server_over_tls() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/a.pem");
+    let server = Peer::start(
+        "openssl s_server",
+        None,
+        free_tcp_port,
+        |port| {
+            let mut command = Command::new("openssl");
+            command.args(["s_server", "-quiet", "-www", "-cert", pem, "-key", pem]);
+            command.args(["-accept", &format!("127.0.0.1:{port}")]);
+            command
+        },
+        |peer| StdTcpStream::connect(("127.0.0.1", peer.port)).is_ok(),
+    );
+    let real: SocketAddr = ([127, 0, 0, 1], server.port).into();
+    let check = r#"health_check = { type = "https", host = "a.fulcrum.test", expect_body = "s_server -quiet -www", interval = "100ms", fall = 1 }"#;
+    let fulcrum = Fulcrum::start(&virtual_service("tls", "tcp", real, check));
+    real_server_until(&fulcrum, "tls", "no passing check", |s| {
+        s["last_check"] == "L7OK 200"
+    })
+    .await;
+    drop(server);
+    let now = real_server_until(&fulcrum, "tls", "not seen as gone", |s| {
+        s["status"] == "DOWN"
+    })
+    .await;
+    let last = now["last_check"].as_str().unwrap_or_default();
+    assert!(last.starts_with("L4CON"), "{now}");
+}
+
+/// Waits until the first real server of `service`, as `fulcrum status l4 --json` shows it,
+/// passes `done`, and returns that view; fails with `what` after [`PATIENCE`].
+async fn real_server_until(
+    fulcrum: &Fulcrum,
+    service: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + PATIENCE;
     loop {
-        let now = server(&fulcrum);
-        if now["last_check"] == gone.as_str() {
-            assert_eq!(now["status"], "DOWN", "{now}");
-            break;
+        let now = fulcrum.l4_status(service)["real_servers"][0].clone();
+        if done(&now) {
+            return now;
         }
-        assert!(Instant::now() < deadline, "not seen as gone: {now}");
+        assert!(Instant::now() < deadline, "{what}: {now}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -11,7 +11,9 @@
 //!   take on servers, shared by the proxy (which fills and obeys them) and the monitoring crate
 //!   (which renders and sends them).
 //! - [`child`]: a program run with a deadline, its process group killed past it (NRPE
-//!   commands, external health checks).
+//!   commands, external health checks, VRRP scripts, alert commands).
+//! - [`tls`]: a TLS client's verifier that takes any certificate (`https` health checks, the
+//!   benchmark's `--insecure`).
 //! - [`activity`] and [`http_message`]: a connection's idle clock and a lenient HTTP/1 response
 //!   reader, which the proxy and the monitoring crate both need.
 
@@ -24,6 +26,7 @@ pub mod http_message;
 pub mod net;
 pub mod secret;
 pub mod stats;
+pub mod tls;
 mod units;
 mod utc;
 

@@ -300,6 +300,8 @@ pub enum OnMarkedDown {
 #[serde(rename_all = "lowercase")]
 pub enum CheckKind {
     Http,
+    /// HTTP over TLS, the server's certificate not verified.
+    Https,
     #[default]
     Tcp,
     /// A program's exit status: 0 passes.

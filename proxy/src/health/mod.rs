@@ -10,6 +10,7 @@
 mod agent;
 pub mod counter;
 mod external;
+mod https;
 mod observed;
 mod probe;
 

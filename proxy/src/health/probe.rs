@@ -8,12 +8,15 @@ use std::{net::SocketAddr, time::Duration};
 
 use fulcrum_common::http_message;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
     time::Instant,
 };
 
-use super::external::{self, Subject};
+use super::{
+    external::{self, Subject},
+    https,
+};
 use crate::{
     config::{Check, CheckKind},
     state::CheckResult,
@@ -39,21 +42,37 @@ pub(crate) async fn probe(check: &Check, subject: &Subject<'_>) -> CheckResult {
     }
 }
 
-/// A `tcp` or `http` probe of `addr`, over by `deadline`.
+/// A `tcp`, `http` or `https` probe of `addr`, over by `deadline`.
 async fn connect_and_ask(check: &Check, addr: SocketAddr, deadline: Instant) -> (bool, String) {
     let timed_out = |what: &str| (false, what.to_owned());
-    match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
-        Err(_) => timed_out("L4TOUT"),
-        Ok(Err(e)) => (false, format!("L4CON {e}")),
-        Ok(Ok(_)) if check.kind != CheckKind::Http => (true, "L4OK".to_owned()),
-        Ok(Ok(stream)) => tokio::time::timeout_at(deadline, http(check, addr, stream))
-            .await
-            .unwrap_or_else(|_| timed_out("L7TOUT")),
-    }
+    let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+        Err(_) => return timed_out("L4TOUT"),
+        Ok(Err(e)) => return (false, format!("L4CON {e}")),
+        Ok(Ok(stream)) => stream,
+    };
+    let asked = match check.kind {
+        CheckKind::Http => tokio::time::timeout_at(deadline, http(check, addr, stream)).await,
+        CheckKind::Https => {
+            let handshake = https::handshake(stream, check.host.as_deref(), addr);
+            // HAProxy's layer 6: the TLS handshake.
+            let stream = match tokio::time::timeout_at(deadline, handshake).await {
+                Err(_) => return timed_out("L6TOUT"),
+                Ok(Err(e)) => return (false, format!("L6RSP {e}")),
+                Ok(Ok(stream)) => stream,
+            };
+            tokio::time::timeout_at(deadline, http(check, addr, stream)).await
+        }
+        _ => return (true, "L4OK".to_owned()),
+    };
+    asked.unwrap_or_else(|_| timed_out("L7TOUT"))
 }
 
-/// The HTTP part of a check, on a connection to `addr`.
-async fn http(check: &Check, addr: SocketAddr, mut stream: TcpStream) -> (bool, String) {
+/// The HTTP part of a check, on a connection (or a TLS session) to `addr`.
+async fn http(
+    check: &Check,
+    addr: SocketAddr,
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+) -> (bool, String) {
     let host = check.host.clone().unwrap_or_else(|| addr.to_string());
     let request = format!(
         "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: fulcrum-check\r\nConnection: close\r\nAccept: */*\r\n\r\n",
@@ -282,6 +301,78 @@ mod tests {
         assert_eq!(
             probe(&c, &subject(&state, addr)).await.description,
             "L7TOUT"
+        );
+    }
+
+    /// A TLS server on loopback with `tests/fixtures/tls/a.pem` (a.fulcrum.test), answering
+    /// each request with `ok`; the SNI of each handshake goes to the returned channel.
+    async fn tls_server() -> (
+        SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<Option<String>>,
+    ) {
+        let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tls/a.pem");
+        let config = crate::tls::server_config(&[std::path::Path::new(pem)], &[])
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (names, seen) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let _ = names.send(tls.get_ref().1.server_name().map(str::to_owned));
+                let mut request = [0u8; 1024];
+                let _ = tls.read(&mut request).await;
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        (addr, seen)
+    }
+
+    // Input: `https` checks of a TLS server whose certificate no client trusts, with `host` a
+    // name with a port and with none; then of a plain HTTP server. Output: `L7OK 200` with the
+    // body found, SNI `a.fulcrum.test` (the port dropped) and none without `host`; `L6RSP` for
+    // the server that speaks no TLS.
+    #[tokio::test]
+    async fn an_https_check_speaks_tls_with_the_hosts_sni_and_any_certificate() {
+        let (addr, mut seen) = tls_server().await;
+        let state = ServerState::new("app", "s1", addr, 1, 0);
+        let named = Check {
+            host: Some("a.fulcrum.test:8443".to_owned()),
+            expect_body: Some("ok".to_owned()),
+            ..Check::of_kind(CheckKind::Https)
+        };
+        let result = probe(&named, &subject(&state, addr)).await;
+        assert_eq!(result.description, "L7OK 200");
+        assert_eq!(seen.recv().await, Some(Some("a.fulcrum.test".to_owned())));
+        let bare = Check::of_kind(CheckKind::Https);
+        assert_eq!(
+            probe(&bare, &subject(&state, addr)).await.description,
+            "L7OK 200"
+        );
+        assert_eq!(seen.recv().await, Some(None));
+
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let plain_addr = plain.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = plain.accept().await {
+                let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        let result = probe(&bare, &subject(&state, plain_addr)).await;
+        assert!(
+            result.description.starts_with("L6RSP"),
+            "{}",
+            result.description
         );
     }
 
