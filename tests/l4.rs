@@ -306,6 +306,27 @@ async fn persistence_keeps_a_client_on_its_server_where_rr_would_alternate() {
     );
 }
 
+// Input: rr with persistence and `persistence_netmask = "255.255.255.0"` (`ipvsadm -M`);
+// clients from 127.0.0.2, 127.0.0.3 and 127.0.0.200 (one /24), then from 127.0.1.2. Output:
+// the whole /24 shares A, as one client would; the other network gets B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistence_netmask_keeps_a_client_network_on_one_server() {
+    let (a, b) = (origin("A").await, origin("B").await);
+    let fulcrum = Fulcrum::start(&simple(
+        "scheduler = \"rr\"\npersistence = \"300s\"\npersistence_netmask = \"255.255.255.0\"",
+        &[(&a, 1), (&b, 1)],
+    ));
+    let vs = fulcrum.virtual_server_addr("vs");
+    let mut network = Vec::new();
+    for _ in 0..2 {
+        for last in [2, 3, 200] {
+            network.push(ask(vs, Some(ip(127, 0, 0, last))).await);
+        }
+    }
+    assert_eq!(seq(&network), "AAAAAA", "one network, one server");
+    assert_eq!(ask(vs, Some(ip(127, 0, 1, 2))).await, "B");
+}
+
 // ---------- health, fallback, reload ----------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,11 +117,15 @@ fn servers(s: &ServiceStatus) -> impl Iterator<Item = (&RealServerStatus, &'stat
         .chain(s.fallback.iter().map(|r| (r, " (fallback)")))
 }
 
-/// `wlc persistent 300 quiescent (web)`: scheduler, flags, and the service's name.
+/// `wlc persistent 300 mask 255.255.255.0 non-quiescent (web)`: scheduler, flags, and the
+/// service's name.
 fn flags(s: &ServiceStatus) -> String {
     let mut out = s.scheduler.clone();
     if s.persistence_secs > 0 {
         let _ = write!(out, " persistent {}", s.persistence_secs);
+    }
+    if let Some(mask) = &s.persistence_netmask {
+        let _ = write!(out, " mask {mask}");
     }
     if !s.quiescent {
         out.push_str(" non-quiescent");
@@ -169,6 +173,7 @@ mod tests {
             address: "10.10.60.22:80".parse().unwrap_or_else(|_| unreachable!()),
             scheduler: "wlc".to_owned(),
             persistence_secs: 300,
+            persistence_netmask: Some("255.255.255.0".to_owned()),
             quiescent: true,
             persistent_clients: 0,
             no_server: 0,
@@ -195,7 +200,10 @@ mod tests {
         let text = render(&[service()], View::Table);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "Prot LocalAddress:Port Scheduler Flags");
-        assert_eq!(lines[2], "TCP  10.10.60.22:80 wlc persistent 300 (web)");
+        assert_eq!(
+            lines[2],
+            "TCP  10.10.60.22:80 wlc persistent 300 mask 255.255.255.0 (web)"
+        );
         let up: Vec<&str> = lines[3].split_whitespace().collect();
         assert_eq!(up, ["->", "192.168.60.78:80", "Masq", "3", "2", "1", "UP"]);
         let down: Vec<&str> = lines[4].split_whitespace().collect();

@@ -20,7 +20,10 @@ use super::{
     },
 };
 use crate::{
-    l4::sched::{Kind, Options as SchedOptions, Scheduler},
+    l4::{
+        persist::Granularity,
+        sched::{Kind, Options as SchedOptions, Scheduler},
+    },
     l7::{
         acl::{Acl, Condition},
         balance::Algorithm,
@@ -444,6 +447,48 @@ fn build_server(section: &ServerSection, errors: &mut Vec<ConfigError>) -> Serve
         disabled: section.disabled,
         agent_addr: section.agent_addr.as_ref().map(|a| *a.get_ref()),
     }
+}
+
+/// `persistence_netmask`, as `ipvsadm -M` takes it: a dotted IPv4 netmask for IPv4 clients, a
+/// prefix length for IPv6 ones; each only where the service has such clients.
+fn build_granularity(section: &VirtualServerSection, errors: &mut Vec<ConfigError>) -> Granularity {
+    let mut granularity = Granularity::default();
+    let Some(text) = &section.persistence_netmask else {
+        return granularity;
+    };
+    let listen = section.listen.get_ref().ip();
+    let mut refuse = |message: &str| errors.push(ConfigError::at(text, message));
+    if section.persistence.get().is_zero() {
+        refuse("persistence_netmask needs persistence: without it no client is remembered");
+    }
+    let value = text.get_ref().trim();
+    if let Ok(mask) = value.parse::<std::net::Ipv4Addr>() {
+        let bits = u32::from(mask);
+        let prefix = bits.leading_ones();
+        if bits.checked_shl(prefix).unwrap_or(0) != 0 {
+            refuse(
+                "persistence_netmask is not a netmask: its one bits must come first (255.255.255.0)",
+            );
+        }
+        if listen.is_ipv6() && !listen.is_unspecified() {
+            refuse(
+                "persistence_netmask: a dotted netmask is for IPv4 clients; an IPv6 service takes a prefix length (\"64\")",
+            );
+        }
+        granularity.v4 = prefix as u8;
+    } else if let Ok(prefix @ 1..=128) = value.parse::<u8>() {
+        if listen.is_ipv4() {
+            refuse(
+                "persistence_netmask: an IPv4 service takes a dotted netmask (\"255.255.255.0\"), as ipvsadm -M does",
+            );
+        }
+        granularity.v6 = prefix;
+    } else {
+        refuse(
+            "persistence_netmask must be a dotted IPv4 netmask (\"255.255.255.0\") or an IPv6 prefix length (\"1\" to \"128\"), as ipvsadm -M takes",
+        );
+    }
+    granularity
 }
 
 /// `agent_addr` on a server of a backend or virtual service without `agent_check`, where it
@@ -911,6 +956,7 @@ fn build_virtual_server(
         scheduler,
         scheduler_options: options,
         persistence: section.persistence.get(),
+        persistence_granularity: build_granularity(section, errors),
         quiescent: section.quiescent,
         proxy_protocol: section.proxy_protocol,
         transparent: section.transparent,
@@ -1063,6 +1109,64 @@ mod tests {
         assert_eq!(errors(&service("tcp", "layer4")), Vec::<String>::new());
         assert!(errors(&service("tcp", "layer7"))[0].contains("is for backends"));
         assert!(errors(&service("udp", "layer4"))[0].contains("no connections to observe"));
+    }
+
+    // Input: `persistence_netmask` as ipvsadm -M takes it: dotted for an IPv4 service, a prefix
+    // length for an IPv6 one, both on a dual-stack one; then a mask with a hole, each form on
+    // the other family's service, a bad value, and a netmask without persistence. Output: the
+    // prefixes, and an error at the key for each of the rest.
+    #[test]
+    fn a_persistence_netmask_is_ipvsadms() {
+        let service = |listen: &str, keys: &str| {
+            format!(
+                "[virtual_server.vs]\nlisten = \"{listen}\"\n{keys}\nreal_servers = [{{ address = \"10.0.0.2:80\" }}]\n"
+            )
+        };
+        let with = |listen: &str, mask: &str| {
+            service(
+                listen,
+                &format!("persistence = \"300s\"\npersistence_netmask = \"{mask}\""),
+            )
+        };
+        let granularity =
+            |text: &str| built(text).unwrap().virtual_servers[0].persistence_granularity;
+        assert_eq!(
+            granularity(&with("10.0.0.1:80", "255.255.255.0")),
+            Granularity { v4: 24, v6: 128 }
+        );
+        assert_eq!(
+            granularity(&with("[2001:db8::1]:80", "64")),
+            Granularity { v4: 32, v6: 64 }
+        );
+        assert_eq!(
+            granularity(&with("[::]:80", "255.255.0.0")),
+            Granularity { v4: 16, v6: 128 }
+        );
+        for (listen, mask, expected) in [
+            ("10.0.0.1:80", "255.0.255.0", "its one bits must come first"),
+            (
+                "[2001:db8::1]:80",
+                "255.255.255.0",
+                "an IPv6 service takes a prefix length",
+            ),
+            (
+                "10.0.0.1:80",
+                "24",
+                "an IPv4 service takes a dotted netmask",
+            ),
+            ("[::]:80", "129", "must be a dotted IPv4 netmask"),
+        ] {
+            let found = errors(&with(listen, mask));
+            assert!(
+                found.len() == 1 && found[0].contains(expected),
+                "{mask}: {found:?}"
+            );
+        }
+        let alone = errors(&service(
+            "10.0.0.1:80",
+            "persistence_netmask = \"255.255.255.0\"",
+        ));
+        assert!(alone[0].contains("needs persistence"), "{alone:?}");
     }
 
     // Input: external checks with a command split as a shell would, without a command, with

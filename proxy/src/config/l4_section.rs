@@ -24,6 +24,9 @@ pub struct VirtualServerSection {
     /// Like `ipvsadm -p`: a client keeps its real server this long after its last connection.
     #[serde(default)]
     pub persistence: Duration,
+    /// Clients sharing a persistence template (`ipvsadm -M`): a dotted IPv4 netmask, or an
+    /// IPv6 prefix length.
+    pub persistence_netmask: Option<Spanned<String>>,
     /// A failed real server gets weight 0 and keeps its connections (ldirectord `quiescent=yes`);
     /// `false` removes it and resets its connections.
     #[serde(default = "default_true")]

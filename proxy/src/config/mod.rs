@@ -113,6 +113,8 @@ pub struct VirtualServer {
     pub scheduler_options: crate::l4::sched::Options,
     /// Zero: no persistence.
     pub persistence: Duration,
+    /// Which clients share a persistence template.
+    pub persistence_granularity: crate::l4::persist::Granularity,
     pub quiescent: bool,
     pub proxy_protocol: ProxyProtocol,
     pub transparent: bool,

@@ -11,7 +11,7 @@
 //! - `tier`: binding, starting, reloading and stopping services, and their health checks.
 //! - [`status`]: the `ipvsadm -L -n` view of it all.
 
-mod persist;
+pub(crate) mod persist;
 pub mod proxy_protocol;
 pub mod relay;
 pub mod sched;

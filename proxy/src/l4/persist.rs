@@ -1,13 +1,69 @@
 //! Persistence, as `ipvsadm -p TIMEOUT`: a client address keeps the real server it was given
 //! while it has connections through the service, and for `timeout` after its last one closes.
 //!
-//! IPVS keeps this in "persistence templates": one per client address, counting the client's
-//! connections, expiring `timeout` after the count drops to zero. This is the same bookkeeping,
+//! IPVS keeps this in "persistence templates": one per client address (or per client network,
+//! with `ipvsadm -M`: [`Granularity`]), counting the client's connections, expiring `timeout`
+//! after the count drops to zero. This is the same bookkeeping,
 //! pure and with time passed in, so it is tested without sockets or sleeps. Whether the
 //! remembered server may still be used (IPVS: it is still in the service; a quiescent server with
 //! weight 0 keeps its persistent clients) is the caller's call.
 
-use std::{collections::HashMap, net::IpAddr, net::SocketAddr, time::Duration};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
+
+/// Which clients share a template (`ipvsadm -M`, keepalived's `persistence_granularity`): those
+/// whose addresses agree on the first `v4` bits (IPv4) or `v6` bits (IPv6). By default each
+/// address is its own, 32 and 128 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granularity {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+impl Default for Granularity {
+    fn default() -> Self {
+        Self { v4: 32, v6: 128 }
+    }
+}
+
+impl Granularity {
+    /// The netmask as `ipvsadm -L` shows it: `255.255.255.0` for IPv4 clients, a prefix length
+    /// for IPv6 ones, both for a dual-stack service; none by default.
+    pub(crate) fn as_written(self) -> Option<String> {
+        let defaults = Self::default();
+        let v4 = (self.v4 != defaults.v4).then(|| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(self.v4)).unwrap_or(0);
+            Ipv4Addr::from(mask).to_string()
+        });
+        let v6 = (self.v6 != defaults.v6).then(|| self.v6.to_string());
+        match (v4, v6) {
+            (Some(v4), Some(v6)) => Some(format!("{v4} {v6}")),
+            (one, other) => one.or(other),
+        }
+    }
+
+    /// The template key of `client`: its address with the bits past the prefix cleared, as
+    /// IPVS masks the source address (`ip_vs_sched_persist`).
+    pub(crate) fn key(self, client: IpAddr) -> IpAddr {
+        match client {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.v4.min(32)))
+                    .unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.v6.min(128)))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        }
+    }
+}
 
 /// How often at most expired templates are swept out.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -202,5 +258,28 @@ mod tests {
         assert_eq!(p.len(secs(1)), 100);
         p.open(CLIENT, B, secs(10));
         assert_eq!(p.templates.len(), 1, "only the live template is kept");
+    }
+
+    // Input: a /24 for IPv4 and a /64 for IPv6, and the default. Output: the addresses with the
+    // host bits cleared; each address its own by default; /0 puts every client on one
+    // template.
+    #[test]
+    fn granularity_clears_the_host_bits() {
+        let net = Granularity { v4: 24, v6: 64 };
+        let v4 = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(net.key(v4("192.0.2.77")), v4("192.0.2.0"));
+        assert_eq!(net.key(v4("2001:db8:1:2:3:4:5:6")), v4("2001:db8:1:2::"));
+        assert_eq!(
+            Granularity::default().key(v4("192.0.2.77")),
+            v4("192.0.2.77")
+        );
+        assert_eq!(
+            Granularity::default().key(v4("2001:db8::7")),
+            v4("2001:db8::7")
+        );
+        let all = Granularity { v4: 0, v6: 0 };
+        assert_eq!(all.key(v4("192.0.2.77")), v4("0.0.0.0"));
+        assert_eq!(net.as_written().as_deref(), Some("255.255.255.0 64"));
+        assert_eq!(Granularity::default().as_written(), None);
     }
 }

@@ -10,7 +10,7 @@
 //! nanoseconds and only new connections take it.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed},
@@ -211,9 +211,9 @@ pub(crate) struct Service {
 #[derive(Debug)]
 pub(crate) struct Pick {
     pub(crate) real: Arc<Real>,
-    /// The client's address and its template's generation, when persistence counted this
-    /// connection.
-    persistent: Option<(SocketAddr, u64)>,
+    /// The client's template key (its address, masked by `persistence_netmask`) and the
+    /// template's generation, when persistence counted this connection.
+    persistent: Option<(IpAddr, u64)>,
 }
 
 impl Service {
@@ -279,17 +279,18 @@ impl Service {
         let members = self.members.load();
         let now = self.now();
         let persistent = !config.persistence.is_zero();
+        let key = config.persistence_granularity.key(client.ip());
         let Ok(mut decider) = self.decider.lock() else {
             return None;
         };
         if persistent
-            && let Some(addr) = decider.persistence.lookup(client.ip(), now)
+            && let Some(addr) = decider.persistence.lookup(key, now)
             && let Some((real, _)) = members.servers.iter().find(|(r, _)| r.addr() == addr)
             && real.in_service(config.quiescent)
             && real.server.status() != ServerStatus::Maint
         {
-            let generation = decider.persistence.open(client.ip(), addr, now);
-            return Some(self.picked(real, Some((client, generation))));
+            let generation = decider.persistence.open(key, addr, now);
+            return Some(self.picked(real, Some((key, generation))));
         }
         let mut in_service = smallvec::SmallVec::<[&Arc<Real>; 16]>::new();
         let mut dests = smallvec::SmallVec::<[Dest; 16]>::new();
@@ -329,8 +330,8 @@ impl Service {
             Some(i) => {
                 let real = in_service[i];
                 let counted = persistent.then(|| {
-                    let generation = decider.persistence.open(client.ip(), real.addr(), now);
-                    (client, generation)
+                    let generation = decider.persistence.open(key, real.addr(), now);
+                    (key, generation)
                 });
                 real.server.counters.totals.inc(Total::LoadBalanced);
                 self.counters.totals.inc(Total::LoadBalanced);
@@ -349,7 +350,7 @@ impl Service {
         }
     }
 
-    fn picked(&self, real: &Arc<Real>, persistent: Option<(SocketAddr, u64)>) -> Pick {
+    fn picked(&self, real: &Arc<Real>, persistent: Option<(IpAddr, u64)>) -> Pick {
         Pick {
             real: Arc::clone(real),
             persistent,
@@ -358,11 +359,11 @@ impl Service {
 
     /// Ends what [`Self::pick`] started for a connection now closed.
     pub(crate) fn release(&self, pick: &Pick) {
-        if let Some((client, generation)) = pick.persistent
+        if let Some((key, generation)) = pick.persistent
             && let Ok(mut d) = self.decider.lock()
         {
             let now = self.now();
-            d.persistence.close(client.ip(), generation, now);
+            d.persistence.close(key, generation, now);
         }
     }
 
@@ -455,6 +456,7 @@ mod tests {
             scheduler: kind,
             scheduler_options: Options::default(),
             persistence: Duration::from_secs(persistence),
+            persistence_granularity: Default::default(),
             quiescent,
             proxy_protocol: ProxyProtocol::None,
             transparent: false,

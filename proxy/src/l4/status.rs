@@ -19,6 +19,10 @@ pub struct ServiceStatus {
     pub scheduler: String,
     /// Persistence timeout in seconds; 0 when off.
     pub persistence_secs: u64,
+    /// `persistence_netmask` in ipvsadm's words (`255.255.255.0`, `64`); none when each client
+    /// address is its own.
+    #[serde(default)]
+    pub persistence_netmask: Option<String>,
     pub quiescent: bool,
     /// Clients with a live persistence template.
     pub persistent_clients: usize,
@@ -119,6 +123,7 @@ pub(crate) fn snapshot(service: &Service, address: SocketAddr) -> ServiceStatus 
         address,
         scheduler: config.scheduler.name().to_owned(),
         persistence_secs: config.persistence.as_secs(),
+        persistence_netmask: config.persistence_granularity.as_written(),
         quiescent: config.quiescent,
         persistent_clients: service.persistent_clients(),
         no_server: counters::load(&service.no_server),
