@@ -162,6 +162,17 @@ pub async fn run(mut command: Command, timeout: Duration, io: Io<'_>) -> Exit {
             }
         }
         Err(_) => {
+            // Exited just before the deadline, which ran out while its output was read for
+            // `OUTPUT_GRACE`: finished, not timed out (the guard is already disarmed).
+            if io.until == Until::Exit
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Exit::Finished {
+                    status,
+                    stdout: kept_out,
+                    stderr: kept_err,
+                };
+            }
             if let Some(group) = group.take() {
                 group.kill();
             }

@@ -456,7 +456,8 @@ fn build_granularity(section: &VirtualServerSection, errors: &mut Vec<ConfigErro
     let Some(text) = &section.persistence_netmask else {
         return granularity;
     };
-    let listen = section.listen.get_ref().ip();
+    // An IPv4-mapped listen address has IPv4 clients, as the relay sees them.
+    let listen = section.listen.get_ref().ip().to_canonical();
     let mut refuse = |message: &str| errors.push(ConfigError::at(text, message));
     if section.persistence.get().is_zero() {
         refuse("persistence_netmask needs persistence: without it no client is remembered");
@@ -1141,6 +1142,11 @@ mod tests {
         assert_eq!(
             granularity(&with("[::]:80", "255.255.0.0")),
             Granularity { v4: 16, v6: 128 }
+        );
+        // An IPv4-mapped address has IPv4 clients.
+        assert_eq!(
+            granularity(&with("[::ffff:10.0.0.1]:80", "255.255.255.0")),
+            Granularity { v4: 24, v6: 128 }
         );
         for (listen, mask, expected) in [
             ("10.0.0.1:80", "255.0.255.0", "its one bits must come first"),

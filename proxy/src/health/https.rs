@@ -52,6 +52,9 @@ fn config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // Every probe a full handshake: a resumed one shows no certificate and signs nothing,
+        // and a ticket cached under one `host` would be offered to every server sharing it.
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
     });
     built.clone()

@@ -78,14 +78,21 @@ async fn http(
         "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: fulcrum-check\r\nConnection: close\r\nAccept: */*\r\n\r\n",
         check.method, check.path
     );
-    if let Err(e) = stream.write_all(request.as_bytes()).await {
+    // Flushed: over TLS, a write may leave the request in the session's buffer.
+    let sent = async {
+        stream.write_all(request.as_bytes()).await?;
+        stream.flush().await
+    };
+    if let Err(e) = sent.await {
         return (false, format!("L4CON {e}"));
     }
     let mut response = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     loop {
         match stream.read(&mut chunk).await {
+            // A TLS server that closes without close_notify ends its response all the same.
             Ok(0) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Ok(n) => {
                 response.extend_from_slice(&chunk[..n]);
                 if response.len() >= MAX_RESPONSE || done_reading(&response, check) {
@@ -305,10 +312,11 @@ mod tests {
     }
 
     /// A TLS server on loopback with `tests/fixtures/tls/a.pem` (a.fulcrum.test), answering
-    /// each request with `ok`; the SNI of each handshake goes to the returned channel.
+    /// each request with `ok`; the SNI of each handshake, and whether it was a full one, go to
+    /// the returned channel.
     async fn tls_server() -> (
         SocketAddr,
-        tokio::sync::mpsc::UnboundedReceiver<Option<String>>,
+        tokio::sync::mpsc::UnboundedReceiver<(Option<String>, bool)>,
     ) {
         let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tls/a.pem");
         let config = crate::tls::server_config(&[std::path::Path::new(pem)], &[])
@@ -324,7 +332,9 @@ mod tests {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     continue;
                 };
-                let _ = names.send(tls.get_ref().1.server_name().map(str::to_owned));
+                let session = tls.get_ref().1;
+                let full = session.handshake_kind() == Some(rustls::HandshakeKind::Full);
+                let _ = names.send((session.server_name().map(str::to_owned), full));
                 let mut request = [0u8; 1024];
                 let _ = tls.read(&mut request).await;
                 let _ = tls
@@ -336,10 +346,10 @@ mod tests {
         (addr, seen)
     }
 
-    // Input: `https` checks of a TLS server whose certificate no client trusts, with `host` a
-    // name with a port and with none; then of a plain HTTP server. Output: `L7OK 200` with the
-    // body found, SNI `a.fulcrum.test` (the port dropped) and none without `host`; `L6RSP` for
-    // the server that speaks no TLS.
+    // Input: `https` checks of a TLS server whose certificate no client trusts, twice with `host`
+    // a name with a port, then with none; then of a plain HTTP server. Output: `L7OK 200` with
+    // the body found, SNI `a.fulcrum.test` (the port dropped) and none without `host`, a full
+    // handshake each time; `L6RSP` for the server that speaks no TLS.
     #[tokio::test]
     async fn an_https_check_speaks_tls_with_the_hosts_sni_and_any_certificate() {
         let (addr, mut seen) = tls_server().await;
@@ -349,15 +359,19 @@ mod tests {
             expect_body: Some("ok".to_owned()),
             ..Check::of_kind(CheckKind::Https)
         };
-        let result = probe(&named, &subject(&state, addr)).await;
-        assert_eq!(result.description, "L7OK 200");
-        assert_eq!(seen.recv().await, Some(Some("a.fulcrum.test".to_owned())));
+        let sni = Some("a.fulcrum.test".to_owned());
+        for _ in 0..2 {
+            let result = probe(&named, &subject(&state, addr)).await;
+            assert_eq!(result.description, "L7OK 200");
+            // Full each time: no session resumed, so the certificate is presented again.
+            assert_eq!(seen.recv().await, Some((sni.clone(), true)));
+        }
         let bare = Check::of_kind(CheckKind::Https);
         assert_eq!(
             probe(&bare, &subject(&state, addr)).await.description,
             "L7OK 200"
         );
-        assert_eq!(seen.recv().await, Some(None));
+        assert_eq!(seen.recv().await, Some((None, true)));
 
         let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -539,6 +539,13 @@ async fn handle(
             }
             Some(Err(error)) => {
                 tracing::debug!(server = %slot.server.name, %error, "h2 response body aborted");
+                // As over HTTP/1: a malformed body counts against the server, one it cut short
+                // only as an error.
+                match error {
+                    BodyError::Malformed(_) => slot.count_resp_error(),
+                    BodyError::Read(_) => slot.count_resp_error_unobserved(),
+                    BodyError::Write(_) => {}
+                }
                 log.end(body_error_end(&error), Phase::Data);
                 // Set before the pipe closes, so the client's stream ends in an error (a
                 // RST_STREAM), not in what would look like a complete body.
