@@ -404,6 +404,44 @@ async fn a_response_in_a_transfer_coding_http2_cannot_carry_gets_502_not_its_cod
     assert_eq!(response.status(), 502);
 }
 
+// Input: an h2c client asks a server whose chunked body has a chunk size that is not hex,
+// behind a backend with `observe = "layer7"`, `error_limit = 1` and `on_error = "mark-down"`.
+// Output: the server goes DOWN with HAProxy's `HANA` words: a malformed body counts against it
+// for an HTTP/2 client as for an HTTP/1 one. (Over HTTP/2 it went uncounted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_body_to_an_h2_client_counts_against_the_server() {
+    use http_body_util::BodyExt;
+    let server = support::answering_server(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.clear]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+health_check = {{ type = "tcp", interval = "10h", observe = "layer7", error_limit = 1, on_error = "mark-down" }}
+servers = [{{ name = "s1", address = "{server}" }}]
+"#
+    ));
+    let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
+    let response = sender
+        .send_request(h2_get(fulcrum.addr("clear"), "/"))
+        .await
+        .unwrap();
+    assert!(
+        response.into_body().collect().await.is_err(),
+        "the stream ends in an error"
+    );
+    let down = fulcrum.wait_log(|l| support::message(l) == "server is DOWN");
+    assert_eq!(
+        down["reason"],
+        "HANA Detected 1 consecutive errors, last one was: Invalid or late http response"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_h2_response_leaves_its_server_connection_to_the_next_request() {
     let s1 = origin("s1").await;
