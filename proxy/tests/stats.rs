@@ -1204,9 +1204,9 @@ async fn an_external_check_decides_a_backend_servers_health() {
 // Input: s1 with a TCP check every 10 hours, `fast_interval = "50ms"`, and `observe =
 // "layer7"`, `error_limit = 3`, `on_error = "mark-down"`; requests for 500, 500, 501, 500, 500,
 // then a third 500 in a row. Output: 501 (a client's doing) clears the count, so only the last
-// 500 reaches the limit: s1 goes DOWN with HAProxy's `HANA` words, `hanafail` and `chkfail` are
-// 1; then its health check, brought forward to `fast_interval`, finds it answering and brings
-// it back UP (it would next have run hours later).
+// 500 reaches the limit: s1 goes DOWN with HAProxy's `HANA` words, `hanafail` (and its metric)
+// and `chkfail` are 1; then its health check, brought forward to `fast_interval`, finds it
+// answering and brings it back UP (it would next have run hours later).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_in_live_traffic_mark_a_server_down_and_bring_its_check_forward() {
     let s1 = origin("s1").await;
@@ -1248,6 +1248,17 @@ async fn errors_in_live_traffic_mark_a_server_down_and_bring_its_check_forward()
             s1_row.check_status.as_deref()
         ),
         (Some(1), Some(1), Some("HANA"))
+    );
+    let registry = prometheus::Registry::new();
+    proxy.register_metrics(&registry).unwrap();
+    let s1 = [("proxy", "app"), ("server", "s1")];
+    assert_eq!(
+        value(
+            &registry.gather(),
+            "fulcrum_server_observe_failures_total",
+            &s1
+        ),
+        1.0
     );
     wait_for(&proxy, "s1 UP again by its check", |s| {
         row(s, "app", "s1").status == "UP"
