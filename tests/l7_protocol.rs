@@ -427,14 +427,16 @@ servers = [{{ name = "s1", address = "{server}" }}]
 "#
     ));
     let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
-    let response = sender
+    // The stream is reset, before or after its head reaches the client.
+    let answered = sender
         .send_request(h2_get(fulcrum.addr("clear"), "/"))
-        .await
-        .unwrap();
-    assert!(
-        response.into_body().collect().await.is_err(),
-        "the stream ends in an error"
-    );
+        .await;
+    if let Ok(response) = answered {
+        assert!(
+            response.into_body().collect().await.is_err(),
+            "the stream ends in an error"
+        );
+    }
     let down = fulcrum.wait_log(|l| support::message(l) == "server is DOWN");
     assert_eq!(
         down["reason"],
