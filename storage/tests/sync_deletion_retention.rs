@@ -11,7 +11,7 @@ use std::fs;
 use std::time::Duration;
 
 use fulcrum_storage::sync::SyncOptions;
-use fulcrum_storage::sync::index::{Index, index_dir};
+use fulcrum_storage::sync::index::{INDEX_FILE, Index, index_dir};
 use support::{SET, connected, converge, nodes, wait_for};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -38,7 +38,9 @@ async fn a_forgotten_deletion_leaves_the_index_and_the_path_can_come_back() {
     fs::remove_file(n[0].path("uploads/photo.jpg")).unwrap();
     converge(&n[0], &n[1], PATIENCE).await;
 
-    let on_disk = |node: usize| Index::open(&index_dir(&n[node].state, SET), &n[node].name);
+    // Read, not opened: `Index::open` clears the directory's temporary files, which would
+    // remove a save of the running node's under way, and fail it.
+    let on_disk = |node: usize| Index::load(&index_dir(&n[node].state, SET).join(INDEX_FILE));
     let forgotten = wait_for(PATIENCE, || {
         on_disk(0).is_ok_and(|index| index.get("uploads/photo.jpg").is_none())
     })
