@@ -128,7 +128,7 @@ pub async fn run(mut command: Command, timeout: Duration, io: Io<'_>) -> Exit {
             Until::OutputClosed => tokio::join!(exited, reading).0,
             Until::Exit => {
                 tokio::pin!(exited, reading);
-                let status = tokio::select! {
+                tokio::select! {
                     status = &mut exited => {
                         // Reaped: its group id may go to a stranger once its members are
                         // gone, and what it left behind is not ours to kill.
@@ -139,8 +139,7 @@ pub async fn run(mut command: Command, timeout: Duration, io: Io<'_>) -> Exit {
                         status
                     }
                     _ = &mut reading => exited.await,
-                };
-                status
+                }
             }
         }
     })

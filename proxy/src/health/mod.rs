@@ -89,26 +89,16 @@ impl Supervisor {
                     true => (bcfg.check.as_ref(), bcfg.agent.as_ref()),
                     false => (None, None),
                 };
-                match check {
-                    Some(_) => state.set_check_configured(true),
-                    None => unchecked(rt, state),
-                }
-                state.observer.configure(check);
-                match agent {
-                    Some(_) => state.set_agent_configured(),
-                    None => agent_removed(rt, state),
-                }
-                if check.is_none() && agent.is_none() {
+                if !follow_config(rt, state, check, agent) {
                     continue;
                 }
                 let backups = match check.and_then(|c| c.on_marked_up) {
                     Some(OnMarkedUp::ShutdownBackupSessions) if !scfg.backup => backups.clone(),
                     _ => Vec::new(),
                 };
-                let port = check.and_then(|c| c.port).unwrap_or(scfg.addr.port());
                 targets.push(Target {
                     key: (bcfg.name.clone(), scfg.name.clone()),
-                    addr: SocketAddr::new(scfg.addr.ip(), port),
+                    addr: probed(scfg.addr, check),
                     listener: None,
                     agent_addr: scfg.agent_addr,
                     check: check.cloned(),
@@ -160,10 +150,36 @@ impl Supervisor {
     }
 }
 
+/// Applies to `state` the checks the config gives it: a health check or none, its passive part,
+/// an agent check or none. Whether a check task must run for it.
+pub(crate) fn follow_config(
+    rt: &Runtime,
+    state: &ServerState,
+    check: Option<&Check>,
+    agent: Option<&AgentCheck>,
+) -> bool {
+    match check {
+        Some(_) => state.set_check_configured(true),
+        None => unchecked(rt, state),
+    }
+    state.observer.configure(check);
+    match agent {
+        Some(_) => state.set_agent_configured(),
+        None => agent_removed(rt, state),
+    }
+    check.is_some() || agent.is_some()
+}
+
+/// The address a server at `server` is probed at: its own, or `check.port` on its IP.
+pub(crate) fn probed(server: SocketAddr, check: Option<&Check>) -> SocketAddr {
+    let port = check.and_then(|c| c.port).unwrap_or(server.port());
+    SocketAddr::new(server.ip(), port)
+}
+
 /// A server the config no longer gives checks: healthy, with its check progress forgotten (so
 /// that a reload giving it checks again starts from its status), and the change reported as a
 /// check's verdict would be.
-pub(crate) fn unchecked(rt: &Runtime, state: &ServerState) {
+fn unchecked(rt: &Runtime, state: &ServerState) {
     state.set_check_configured(false);
     if let Ok(mut health) = state.health.lock() {
         *health = None;
@@ -183,7 +199,7 @@ fn printable(text: &str) -> String {
 /// A server the config no longer gives an agent check: whatever the agent held it to (DOWN, a
 /// connection limit) is let go, reported as a check's verdict would be. Its weight and admin
 /// state stay, as an operator's would: only an agent could revert them.
-pub(crate) fn agent_removed(rt: &Runtime, state: &ServerState) {
+fn agent_removed(rt: &Runtime, state: &ServerState) {
     let (from, to) = state.forget_agent();
     report_status(rt, state, from, to, "agent check removed".to_owned());
 }

@@ -34,10 +34,7 @@ impl Granularity {
     /// for IPv6 ones, both for a dual-stack service; none by default.
     pub(crate) fn as_written(self) -> Option<String> {
         let defaults = Self::default();
-        let v4 = (self.v4 != defaults.v4).then(|| {
-            let mask = u32::MAX.checked_shl(32 - u32::from(self.v4)).unwrap_or(0);
-            Ipv4Addr::from(mask).to_string()
-        });
+        let v4 = (self.v4 != defaults.v4).then(|| Ipv4Addr::from(self.v4_mask()).to_string());
         let v6 = (self.v6 != defaults.v6).then(|| self.v6.to_string());
         match (v4, v6) {
             (Some(v4), Some(v6)) => Some(format!("{v4} {v6}")),
@@ -45,16 +42,18 @@ impl Granularity {
         }
     }
 
+    /// The IPv4 prefix as a mask: `v4` one bits, then zeros.
+    fn v4_mask(self) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(self.v4.min(32)))
+            .unwrap_or(0)
+    }
+
     /// The template key of `client`: its address with the bits past the prefix cleared, as
     /// IPVS masks the source address (`ip_vs_sched_persist`).
     pub(crate) fn key(self, client: IpAddr) -> IpAddr {
         match client {
-            IpAddr::V4(v4) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.v4.min(32)))
-                    .unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
-            }
+            IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4) & self.v4_mask())),
             IpAddr::V6(v6) => {
                 let mask = u128::MAX
                     .checked_shl(128 - u32::from(self.v6.min(128)))

@@ -18,7 +18,7 @@ use crate::{
     Error,
     closing::Closing,
     config::{L4Protocol, VirtualServer},
-    health::{Supervisor, Target},
+    health::{self, Supervisor, Target},
     runtime::Runtime,
 };
 
@@ -194,22 +194,13 @@ impl Tier {
                 else {
                     continue;
                 };
-                match &vs.check {
-                    Some(_) => real.server.set_check_configured(true),
-                    None => crate::health::unchecked(rt, &real.server),
-                }
-                real.server.observer.configure(vs.check.as_ref());
-                match &vs.agent {
-                    Some(_) => real.server.set_agent_configured(),
-                    None => crate::health::agent_removed(rt, &real.server),
-                }
-                if vs.check.is_none() && vs.agent.is_none() {
+                let (check, agent) = (vs.check.as_ref(), vs.agent.as_ref());
+                if !health::follow_config(rt, &real.server, check, agent) {
                     continue;
                 }
-                let port = vs.check.as_ref().and_then(|c| c.port);
                 targets.push(Target {
                     key: (format!("virtual_server {}", vs.name), rs.addr.to_string()),
-                    addr: SocketAddr::new(rs.addr.ip(), port.unwrap_or(rs.addr.port())),
+                    addr: health::probed(rs.addr, check),
                     listener: Some(vs.listen),
                     agent_addr: rs.agent_addr,
                     check: vs.check.clone(),
