@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
 /// Shakes hands over `stream` as a client of the server at `addr`.
-pub(super) async fn handshake(
+pub(crate) async fn handshake(
     stream: TcpStream,
     host: Option<&str>,
     addr: std::net::SocketAddr,

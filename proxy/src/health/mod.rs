@@ -10,7 +10,7 @@
 mod agent;
 pub mod counter;
 mod external;
-mod https;
+pub(crate) mod https;
 mod observed;
 mod probe;
 

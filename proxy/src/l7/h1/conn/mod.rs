@@ -119,10 +119,20 @@ impl WaitReadable for tokio::net::TcpStream {
     }
 }
 
-impl<S: Sync> WaitReadable for tokio_rustls::server::TlsStream<S> {
-    /// TLS may hold decrypted bytes the socket no longer signals, so it does not wait.
+impl<S: WaitReadable + Sync> WaitReadable for tokio_rustls::server::TlsStream<S> {
+    /// Waits on the socket when rustls has nothing for the reader: an idle TLS client then
+    /// holds no read buffer either (it held 16 KiB, most of its memory). What rustls keeps
+    /// (decrypted bytes, or the peer's `close_notify`) is not signalled by the socket, so then
+    /// the read goes ahead at once. A partial record waits for the rest of it on the socket.
     fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        std::future::ready(Ok(()))
+        let (io, session) = self.get_ref();
+        let held = !session.wants_read();
+        async move {
+            if held {
+                return Ok(());
+            }
+            io.wait_readable().await
+        }
     }
 }
 
@@ -146,3 +156,6 @@ pub(crate) async fn with_timeout<F: Future>(
             .map_err(|_| IoFailure::Timeout),
     }
 }
+
+#[cfg(test)]
+mod tests;
