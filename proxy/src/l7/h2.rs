@@ -203,10 +203,10 @@ async fn handle(
             return finish_error(&mut log, status, fe_state);
         }
     };
-    let path = parts.uri.path().to_owned();
+    let path = parts.uri.path();
     let facts = RequestFacts {
         method: &parts.method,
-        path: &path,
+        path,
         query: parts.uri.query(),
         headers: &headers,
         src: client.peer.ip(),
@@ -264,7 +264,7 @@ async fn handle(
     };
     let key = PickKey {
         src: Some(client.peer.ip()),
-        uri_path: Some(&path),
+        uri_path: Some(path),
         header: hdr_value.as_deref(),
     };
 

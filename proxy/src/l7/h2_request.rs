@@ -13,11 +13,11 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 ///   (RFC 9113 §8.3.1 lets a server treat that as malformed; the ACLs and the server would
 ///   otherwise each read another host). Otherwise `:authority`, when there is one, is the Host
 ///   (RFC 9113 §8.3.1: an intermediary builds it from `:authority`).
-pub(super) fn target_and_host(
+pub(super) fn target_and_host<'u>(
     method: &Method,
-    uri: &Uri,
+    uri: &'u Uri,
     headers: &mut HeaderMap,
-) -> Result<String, StatusCode> {
+) -> Result<&'u str, StatusCode> {
     if method == Method::CONNECT {
         return Err(StatusCode::NOT_IMPLEMENTED);
     }
@@ -47,7 +47,7 @@ pub(super) fn target_and_host(
             HeaderValue::from_str(authority.as_str()).map_err(|_| StatusCode::BAD_REQUEST)?;
         headers.insert(header::HOST, value);
     }
-    Ok(target.to_owned())
+    Ok(target)
 }
 
 #[cfg(test)]
@@ -65,7 +65,8 @@ mod tests {
         for host in hosts {
             headers.append(header::HOST, HeaderValue::from_str(host).unwrap());
         }
-        let target = target_and_host(&method, &uri.parse().unwrap(), &mut headers)?;
+        let uri = uri.parse().unwrap();
+        let target = target_and_host(&method, &uri, &mut headers)?.to_owned();
         let hosts = headers
             .get_all(header::HOST)
             .iter()
