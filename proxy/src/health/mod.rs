@@ -10,6 +10,7 @@
 mod agent;
 pub mod counter;
 mod external;
+// The TLS tests of `l7::h1::conn` shake hands as this check does.
 pub(crate) mod https;
 mod observed;
 mod probe;

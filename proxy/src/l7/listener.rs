@@ -273,8 +273,9 @@ mod tests {
     /// The most a TLS connection's task may take: its handshake and its session are boxed.
     const TLS_TASK_BUDGET: usize = 512;
 
-    // Input: the task of a plain client and of a TLS one, as `accept_loop` spawns them.
-    // Output: each within its budget.
+    // Input: the futures of a plain client's task and of a TLS one, of the types `accept_loop`
+    // spawns (the tracker and tokio add a few words and a header). Output: each within its
+    // budget.
     #[tokio::test]
     async fn a_connections_task_stays_small() {
         let config = crate::config::build(&crate::config::Sections::default()).unwrap();

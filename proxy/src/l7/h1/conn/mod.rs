@@ -121,9 +121,10 @@ impl WaitReadable for tokio::net::TcpStream {
 
 impl<S: WaitReadable + Sync> WaitReadable for tokio_rustls::server::TlsStream<S> {
     /// Waits on the socket when rustls has nothing for the reader: an idle TLS client then
-    /// holds no read buffer either (it held 16 KiB, most of its memory). What rustls keeps
-    /// (decrypted bytes, or the peer's `close_notify`) is not signalled by the socket, so then
-    /// the read goes ahead at once. A partial record waits for the rest of it on the socket.
+    /// holds no read buffer either (it held 16 KiB, most of its memory). A partial record waits
+    /// for the rest of it on the socket. What rustls keeps (decrypted bytes, or the peer's
+    /// `close_notify`) is not signalled by the socket, so then the read goes ahead at once:
+    /// `fill_idle`'s first read takes those already, so this is a guard for other callers.
     fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send {
         let (io, session) = self.get_ref();
         let held = !session.wants_read();

@@ -8,7 +8,7 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, client, server};
 
-use super::{Conn, READ_CHUNK};
+use super::{Conn, IoFailure, READ_CHUNK};
 use crate::l7::h1::spare;
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -84,4 +84,26 @@ async fn an_idle_tls_connection_waits_without_its_read_buffer() {
     };
     assert!(matches!(read, Ok(Ok(6))), "{read:?}");
     assert_eq!(&conn.buf[..], b"second");
+}
+
+// Input: a TLS client sends a request, which the server side reads, then closes its side
+// (`close_notify`, then FIN) while the server side waits in `fill_idle`. Output: the wait ends
+// with `Closed` at once, not at its timeout.
+#[tokio::test]
+async fn an_idle_tls_connection_sees_its_client_close() {
+    let (mut conn, mut client) = tls_pair().await;
+    client
+        .write_all(b"first")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    conn.fill(PATIENCE).await.unwrap_or_else(|e| panic!("{e}"));
+    conn.buf.clear();
+
+    let mut idle_timer = pin!(tokio::time::sleep(Duration::ZERO));
+    let mut idle = pin!(conn.fill_idle(PATIENCE, idle_timer.as_mut()));
+    assert!(poll_once(idle.as_mut()).await.is_pending());
+    client.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+    let read = tokio::time::timeout(PATIENCE / 2, idle).await;
+    assert!(matches!(read, Ok(Err(IoFailure::Closed))), "{read:?}");
 }
