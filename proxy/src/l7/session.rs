@@ -22,208 +22,219 @@ use crate::{runtime::Runtime, state::counters::FrontendTotal};
 
 /// Serves HTTP/1 requests on `conn` until either side closes, each for the frontend the listener
 /// serves at the time (a reload may rename it).
-pub(crate) async fn serve_h1<S>(
+///
+/// An `async` block, not an `async fn`: an `async fn` keeps each argument twice in its state,
+/// as it came and as the local it is moved into (rust-lang/rust#62958), and a TLS `conn` is
+/// 1,256 bytes that every idle client would carry twice.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice"
+)]
+pub(crate) fn serve_h1<S>(
     rt: Arc<Runtime>,
     frontend: &FrontendName,
     client: ClientInfo,
     mut conn: Conn<S>,
     accepted: Instant,
-) where
+) -> impl Future<Output = ()>
+where
     S: AsyncRead + AsyncWrite + Unpin + WaitReadable,
 {
-    let mut first = true;
-    let mut scratch = Vec::new();
-    // The timer of every idle wait, set again for each (see `Conn::fill_idle`).
-    let mut idle_timer = std::pin::pin!(tokio::time::sleep(std::time::Duration::ZERO));
-    loop {
-        let table = rt.table.load_full();
-        let Some((fe_index, fe)) = frontend.find(&table) else {
-            return; // the frontend was removed by a reload
-        };
-        let name = fe.name.as_str();
-        let fe_state = Arc::clone(&table.frontends[fe_index].state);
-
-        // Idle until the next request starts; only a first request owes us anything.
-        if conn.buf.is_empty() {
-            // An idle keep-alive connection holds no buffers: its head buffer goes back to the
-            // thread's spares now, its read buffer in `fill_idle`.
-            spare::put_head(std::mem::take(&mut scratch));
-            // A first request's whole head is due `http_request` after accept, including any
-            // time the listener spent sniffing for an h2c preface.
-            let idle = if first {
-                fe.timeout_http_request.saturating_sub(accepted.elapsed())
-            } else {
-                fe.timeout_keep_alive
+    async move {
+        let mut first = true;
+        let mut scratch = Vec::new();
+        // The timer of every idle wait, set again for each (see `Conn::fill_idle`).
+        let mut idle_timer = std::pin::pin!(tokio::time::sleep(std::time::Duration::ZERO));
+        loop {
+            let table = rt.table.load_full();
+            let Some((fe_index, fe)) = frontend.find(&table) else {
+                return; // the frontend was removed by a reload
             };
-            let read = if first && idle.is_zero() && !fe.timeout_http_request.is_zero() {
-                Err(IoFailure::Timeout)
-            } else {
-                tokio::select! {
-                    read = conn.fill_idle(idle, idle_timer.as_mut()) => read,
-                    () = rt.shutdown.cancelled() => return,
-                }
-            };
-            match read {
-                Ok(_) => {}
-                Err(IoFailure::Timeout) if first => {
-                    let mut log = Record::new(client.peer, name, client.tls, accepted);
-                    log.json = table.config.json_log;
-                    fe_state.counters.inc(FrontendTotal::RequestErrors);
-                    log.end(Ended::ClientTimeout, Phase::Request);
-                    refuse(
-                        &mut conn,
-                        http::StatusCode::REQUEST_TIMEOUT,
-                        None,
-                        &fe_state,
-                        &mut log,
-                        fe.timeout_client,
-                    )
-                    .await;
-                    return;
-                }
-                Err(_) => return,
-            }
-        }
-        let start = if first { accepted } else { Instant::now() };
-        let mut log = Record::new(client.peer, name, client.tls, start);
-        log.json = table.config.json_log;
-        let deadline = start + fe.timeout_http_request;
-        // Whether the head took more than the read that ended the idle wait.
-        let mut waited = false;
+            let name = fe.name.as_str();
+            let fe_state = Arc::clone(&table.frontends[fe_index].state);
 
-        let head = loop {
-            let buffered = conn.buf.len();
-            match head::parse_request(&mut conn.buf) {
-                Ok(Some(head)) => {
-                    let len = buffered - conn.buf.len();
-                    fe_state.counters.add(FrontendTotal::BytesIn, len as u64);
-                    break head;
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::debug!(client = %client.peer, %error, "request refused");
-                    fe_state.counters.inc(FrontendTotal::RequestErrors);
-                    log.request_line = "<BADREQ>".to_owned();
-                    log.end(Ended::Proxy, Phase::Request);
-                    refuse(
-                        &mut conn,
-                        error.status(),
-                        None,
-                        &fe_state,
-                        &mut log,
-                        fe.timeout_client,
-                    )
-                    .await;
-                    return;
+            // Idle until the next request starts; only a first request owes us anything.
+            if conn.buf.is_empty() {
+                // An idle keep-alive connection holds no buffers: its head buffer goes back to the
+                // thread's spares now, its read buffer in `fill_idle`.
+                spare::put_head(std::mem::take(&mut scratch));
+                // A first request's whole head is due `http_request` after accept, including any
+                // time the listener spent sniffing for an h2c preface.
+                let idle = if first {
+                    fe.timeout_http_request.saturating_sub(accepted.elapsed())
+                } else {
+                    fe.timeout_keep_alive
+                };
+                let read = if first && idle.is_zero() && !fe.timeout_http_request.is_zero() {
+                    Err(IoFailure::Timeout)
+                } else {
+                    tokio::select! {
+                        read = conn.fill_idle(idle, idle_timer.as_mut()) => read,
+                        () = rt.shutdown.cancelled() => return,
+                    }
+                };
+                match read {
+                    Ok(_) => {}
+                    Err(IoFailure::Timeout) if first => {
+                        let mut log = Record::new(client.peer, name, client.tls, accepted);
+                        log.json = table.config.json_log;
+                        fe_state.counters.inc(FrontendTotal::RequestErrors);
+                        log.end(Ended::ClientTimeout, Phase::Request);
+                        Box::pin(refuse(
+                            &mut conn,
+                            http::StatusCode::REQUEST_TIMEOUT,
+                            None,
+                            &fe_state,
+                            &mut log,
+                            fe.timeout_client,
+                        ))
+                        .await;
+                        return;
+                    }
+                    Err(_) => return,
                 }
             }
-            // Zero `http_request` means no limit, as in HAProxy; `fill` reads zero the same way.
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let read = if remaining.is_zero() && !fe.timeout_http_request.is_zero() {
-                Err(IoFailure::Timeout)
-            } else {
-                waited = true;
-                conn.fill(remaining).await
-            };
-            match read {
-                Ok(_) => {}
-                Err(IoFailure::Timeout) => {
-                    fe_state.counters.inc(FrontendTotal::RequestErrors);
-                    log.end(Ended::ClientTimeout, Phase::Request);
-                    refuse(
-                        &mut conn,
-                        http::StatusCode::REQUEST_TIMEOUT,
-                        None,
-                        &fe_state,
-                        &mut log,
-                        fe.timeout_client,
-                    )
-                    .await;
-                    return;
-                }
-                Err(_) => {
-                    log.end(Ended::ClientAbort, Phase::Request);
-                    log.emit();
-                    return;
-                }
-            }
-        };
-        // A keep-alive request whose head came whole in one read took no time to receive, at
-        // the log's millisecond resolution: no clock read for it.
-        log.t_request = Some(if first || waited {
-            start.elapsed()
-        } else {
-            Duration::ZERO
-        });
-        // The request is routed on the newest table: a reload that happened while this
-        // connection sat idle applies to its next request.
-        let table = rt.table.load_full();
-        let Some((fe_index, fe)) = frontend.find(&table) else {
-            // A reload removed this frontend while the head arrived: nothing routes it. A 503
-            // tells the client the request was not acted on, so it may send it again, rather
-            // than a close it could not tell from a lost response.
-            log.end(Ended::Proxy, Phase::Request);
-            let unavailable = http::StatusCode::SERVICE_UNAVAILABLE;
-            let timeout = fe.timeout_client;
-            refuse(
-                &mut conn,
-                unavailable,
-                Some(&head.method),
-                &fe_state,
-                &mut log,
-                timeout,
-            )
-            .await;
-            return;
-        };
-        log.set_frontend(&fe.name);
-        let fe_state = Arc::clone(&table.frontends[fe_index].state);
-        if log.enabled {
-            log.request_line = format!(
-                "{} {} {}",
-                head.method,
-                head.target(),
-                version_str(head.version)
-            );
-        }
-        fe_state.counters.inc(FrontendTotal::Requests);
+            let start = if first { accepted } else { Instant::now() };
+            let mut log = Record::new(client.peer, name, client.tls, start);
+            log.json = table.config.json_log;
+            let deadline = start + fe.timeout_http_request;
+            // Whether the head took more than the read that ended the idle wait.
+            let mut waited = false;
 
-        let ctx = Ctx {
-            rt: &rt,
-            table: &table,
-            frontend: fe,
-            fe_state: &fe_state,
-            client,
-        };
-        if scratch.capacity() == 0 {
-            scratch = spare::take_head();
-        }
-        // Boxed: the exchange's state lives only while a request is under way, so an idle
-        // connection's task stays small.
-        let next = Box::pin(exchange::run(&mut conn, head, &ctx, &mut log, &mut scratch)).await;
-        log.conn_counts[0] = rt.active.get();
-        log.conn_counts[1] = fe_state.counters.sessions.get();
-        log.emit();
-        match next {
-            Next::KeepAlive => first = false,
-            Next::Close => return,
-            Next::Linger => {
-                exchange::linger(&mut conn, fe.timeout_client).await;
+            let head = loop {
+                let buffered = conn.buf.len();
+                match head::parse_request(&mut conn.buf) {
+                    Ok(Some(head)) => {
+                        let len = buffered - conn.buf.len();
+                        fe_state.counters.add(FrontendTotal::BytesIn, len as u64);
+                        break head;
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::debug!(client = %client.peer, %error, "request refused");
+                        fe_state.counters.inc(FrontendTotal::RequestErrors);
+                        log.request_line = "<BADREQ>".to_owned();
+                        log.end(Ended::Proxy, Phase::Request);
+                        Box::pin(refuse(
+                            &mut conn,
+                            error.status(),
+                            None,
+                            &fe_state,
+                            &mut log,
+                            fe.timeout_client,
+                        ))
+                        .await;
+                        return;
+                    }
+                }
+                // Zero `http_request` means no limit, as in HAProxy; `fill` reads zero the same way.
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let read = if remaining.is_zero() && !fe.timeout_http_request.is_zero() {
+                    Err(IoFailure::Timeout)
+                } else {
+                    waited = true;
+                    conn.fill(remaining).await
+                };
+                match read {
+                    Ok(_) => {}
+                    Err(IoFailure::Timeout) => {
+                        fe_state.counters.inc(FrontendTotal::RequestErrors);
+                        log.end(Ended::ClientTimeout, Phase::Request);
+                        Box::pin(refuse(
+                            &mut conn,
+                            http::StatusCode::REQUEST_TIMEOUT,
+                            None,
+                            &fe_state,
+                            &mut log,
+                            fe.timeout_client,
+                        ))
+                        .await;
+                        return;
+                    }
+                    Err(_) => {
+                        log.end(Ended::ClientAbort, Phase::Request);
+                        log.emit();
+                        return;
+                    }
+                }
+            };
+            // A keep-alive request whose head came whole in one read took no time to receive, at
+            // the log's millisecond resolution: no clock read for it.
+            log.t_request = Some(if first || waited {
+                start.elapsed()
+            } else {
+                Duration::ZERO
+            });
+            // The request is routed on the newest table: a reload that happened while this
+            // connection sat idle applies to its next request.
+            let table = rt.table.load_full();
+            let Some((fe_index, fe)) = frontend.find(&table) else {
+                // A reload removed this frontend while the head arrived: nothing routes it. A 503
+                // tells the client the request was not acted on, so it may send it again, rather
+                // than a close it could not tell from a lost response.
+                log.end(Ended::Proxy, Phase::Request);
+                let unavailable = http::StatusCode::SERVICE_UNAVAILABLE;
+                let timeout = fe.timeout_client;
+                Box::pin(refuse(
+                    &mut conn,
+                    unavailable,
+                    Some(&head.method),
+                    &fe_state,
+                    &mut log,
+                    timeout,
+                ))
+                .await;
                 return;
+            };
+            log.set_frontend(&fe.name);
+            let fe_state = Arc::clone(&table.frontends[fe_index].state);
+            if log.enabled {
+                log.request_line = format!(
+                    "{} {} {}",
+                    head.method,
+                    head.target(),
+                    version_str(head.version)
+                );
             }
-            Next::Tunnel(exchange::Tunnel {
-                mut up,
-                slot,
-                idle,
-                session,
-            }) => {
-                // An operator's `shutdown sessions` on the server ends the tunnel too. Boxed,
-                // as the exchange is: a relay's state would make every connection's task
-                // larger, tunnel or not.
-                let relay = slot.unless_shut(tunnel(&mut conn, &mut up.conn, idle));
-                let _ = Box::pin(relay).await;
-                drop((slot, session));
-                return;
+            fe_state.counters.inc(FrontendTotal::Requests);
+
+            let ctx = Ctx {
+                rt: &rt,
+                table: &table,
+                frontend: fe,
+                fe_state: &fe_state,
+                client,
+            };
+            if scratch.capacity() == 0 {
+                scratch = spare::take_head();
+            }
+            // Boxed: the exchange's state lives only while a request is under way, so an idle
+            // connection's task stays small.
+            let next = Box::pin(exchange::run(&mut conn, head, &ctx, &mut log, &mut scratch)).await;
+            log.conn_counts[0] = rt.active.get();
+            log.conn_counts[1] = fe_state.counters.sessions.get();
+            log.emit();
+            match next {
+                Next::KeepAlive => first = false,
+                Next::Close => return,
+                Next::Linger => {
+                    Box::pin(exchange::linger(&mut conn, fe.timeout_client)).await;
+                    return;
+                }
+                Next::Tunnel(exchange::Tunnel {
+                    mut up,
+                    slot,
+                    idle,
+                    session,
+                }) => {
+                    // An operator's `shutdown sessions` on the server ends the tunnel too. Boxed,
+                    // as the exchange is: a relay's state would make every connection's task
+                    // larger, tunnel or not.
+                    let relay = slot.unless_shut(tunnel(&mut conn, &mut up.conn, idle));
+                    let _ = Box::pin(relay).await;
+                    drop((slot, session));
+                    return;
+                }
             }
         }
     }
@@ -264,7 +275,8 @@ where
 }
 
 /// Sends an error page for a request the proxy refused (made with `method`, when its head was
-/// read), then the caller closes.
+/// read), then the caller closes. Its callers box it: its state, at 432 bytes the largest of
+/// [`serve_h1`]'s awaits, would otherwise be room that every idle connection keeps.
 async fn refuse<S>(
     conn: &mut Conn<S>,
     status: http::StatusCode,
