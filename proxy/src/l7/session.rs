@@ -2,7 +2,7 @@
 //! past it, the slowloris guard), refuse malformed ones, run each exchange, and keep the
 //! connection for the next request while both sides agree, up to `timeout keep-alive`.
 
-use std::{sync::Arc, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
@@ -80,14 +80,14 @@ where
                         log.json = table.config.json_log;
                         fe_state.counters.inc(FrontendTotal::RequestErrors);
                         log.end(Ended::ClientTimeout, Phase::Request);
-                        Box::pin(refuse(
+                        refuse(
                             &mut conn,
                             http::StatusCode::REQUEST_TIMEOUT,
                             None,
                             &fe_state,
                             &mut log,
                             fe.timeout_client,
-                        ))
+                        )
                         .await;
                         return;
                     }
@@ -115,14 +115,14 @@ where
                         fe_state.counters.inc(FrontendTotal::RequestErrors);
                         log.request_line = "<BADREQ>".to_owned();
                         log.end(Ended::Proxy, Phase::Request);
-                        Box::pin(refuse(
+                        refuse(
                             &mut conn,
                             error.status(),
                             None,
                             &fe_state,
                             &mut log,
                             fe.timeout_client,
-                        ))
+                        )
                         .await;
                         return;
                     }
@@ -140,14 +140,14 @@ where
                     Err(IoFailure::Timeout) => {
                         fe_state.counters.inc(FrontendTotal::RequestErrors);
                         log.end(Ended::ClientTimeout, Phase::Request);
-                        Box::pin(refuse(
+                        refuse(
                             &mut conn,
                             http::StatusCode::REQUEST_TIMEOUT,
                             None,
                             &fe_state,
                             &mut log,
                             fe.timeout_client,
-                        ))
+                        )
                         .await;
                         return;
                     }
@@ -175,14 +175,14 @@ where
                 log.end(Ended::Proxy, Phase::Request);
                 let unavailable = http::StatusCode::SERVICE_UNAVAILABLE;
                 let timeout = fe.timeout_client;
-                Box::pin(refuse(
+                refuse(
                     &mut conn,
                     unavailable,
                     Some(&head.method),
                     &fe_state,
                     &mut log,
                     timeout,
-                ))
+                )
                 .await;
                 return;
             };
@@ -275,35 +275,39 @@ where
 }
 
 /// Sends an error page for a request the proxy refused (made with `method`, when its head was
-/// read), then the caller closes. Its callers box it: its state, at 432 bytes the largest of
-/// [`serve_h1`]'s awaits, would otherwise be room that every idle connection keeps.
-async fn refuse<S>(
-    conn: &mut Conn<S>,
+/// read), then the caller closes. Boxed: its state, at 432 bytes the largest of [`serve_h1`]'s
+/// awaits, would otherwise be room that every idle connection keeps, and it is paid for once,
+/// as the connection ends.
+fn refuse<'a, S>(
+    conn: &'a mut Conn<S>,
     status: http::StatusCode,
-    method: Option<&http::Method>,
-    fe_state: &crate::state::FrontendState,
-    log: &mut Record,
+    method: Option<&'a http::Method>,
+    fe_state: &'a crate::state::FrontendState,
+    log: &'a mut Record,
     timeout: std::time::Duration,
-) where
+) -> Pin<Box<impl Future<Output = ()> + 'a>>
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let page = match method {
-        Some(method) => super::errors::h1_response_to(method, status),
-        // No request head was read: no method to answer to.
-        None => super::errors::h1_response(status),
-    };
-    log.status = Some(status.as_u16());
-    fe_state.counters.response(status.as_u16());
-    if conn.write_all(&page, timeout).await.is_ok() {
-        log.bytes_out = page.len() as u64;
-        fe_state
-            .counters
-            .add(FrontendTotal::BytesOut, log.bytes_out);
+    Box::pin(async move {
+        let page = match method {
+            Some(method) => super::errors::h1_response_to(method, status),
+            // No request head was read: no method to answer to.
+            None => super::errors::h1_response(status),
+        };
+        log.status = Some(status.as_u16());
+        fe_state.counters.response(status.as_u16());
+        if conn.write_all(&page, timeout).await.is_ok() {
+            log.bytes_out = page.len() as u64;
+            fe_state
+                .counters
+                .add(FrontendTotal::BytesOut, log.bytes_out);
+            log.emit();
+            super::exchange::linger(conn, timeout).await;
+            return;
+        }
         log.emit();
-        super::exchange::linger(conn, timeout).await;
-        return;
-    }
-    log.emit();
+    })
 }
 
 fn version_str(v: http::Version) -> &'static str {

@@ -42,6 +42,24 @@ async fn tls_pair() -> (
     (Conn::new(accepted), client)
 }
 
+/// A TLS pair whose server side has read the client's first request, `first`, whole and
+/// consumed it, as a keep-alive connection between requests.
+async fn served_once() -> (
+    Conn<server::TlsStream<TcpStream>>,
+    client::TlsStream<TcpStream>,
+) {
+    let (mut conn, mut client) = tls_pair().await;
+    client
+        .write_all(b"first")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    conn.fill(PATIENCE).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&conn.buf[..], b"first");
+    conn.buf.clear();
+    (conn, client)
+}
+
 /// Polls `fut` once.
 async fn poll_once<F: Future + Unpin>(mut fut: F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut fut).poll(cx))).await
@@ -53,15 +71,7 @@ async fn poll_once<F: Future + Unpin>(mut fut: F) -> Poll<F::Output> {
 // wakes it and is read.
 #[tokio::test]
 async fn an_idle_tls_connection_waits_without_its_read_buffer() {
-    let (mut conn, mut client) = tls_pair().await;
-    client
-        .write_all(b"first")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    client.flush().await.unwrap_or_else(|e| panic!("{e}"));
-    conn.fill(PATIENCE).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(&conn.buf[..], b"first");
-    conn.buf.clear();
+    let (mut conn, mut client) = served_once().await;
 
     let mut idle_timer = pin!(tokio::time::sleep(Duration::ZERO));
     let read = {
@@ -91,14 +101,7 @@ async fn an_idle_tls_connection_waits_without_its_read_buffer() {
 // with `Closed` at once, not at its timeout.
 #[tokio::test]
 async fn an_idle_tls_connection_sees_its_client_close() {
-    let (mut conn, mut client) = tls_pair().await;
-    client
-        .write_all(b"first")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    client.flush().await.unwrap_or_else(|e| panic!("{e}"));
-    conn.fill(PATIENCE).await.unwrap_or_else(|e| panic!("{e}"));
-    conn.buf.clear();
+    let (mut conn, mut client) = served_once().await;
 
     let mut idle_timer = pin!(tokio::time::sleep(Duration::ZERO));
     let mut idle = pin!(conn.fill_idle(PATIENCE, idle_timer.as_mut()));
