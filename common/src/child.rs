@@ -379,6 +379,30 @@ mod tests {
         );
     }
 
+    // Input: a program that exits at once, leaving its output open, with a deadline shorter
+    // than the `OUTPUT_GRACE` that follows its exit. Output: finished with its exit code, not
+    // timed out (the deadline ran out while its output was read, after it had exited).
+    #[tokio::test]
+    async fn an_exit_whose_output_grace_outlasts_the_deadline_is_finished() {
+        let io = Io {
+            until: Until::Exit,
+            ..Io::output(CAPS)
+        };
+        let deadline = OUTPUT_GRACE * 9 / 10;
+        // The shell must exit within the deadline, which a loaded machine may miss once: a
+        // few tries. Without the check of the exit at the deadline, none finishes.
+        let mut last = None;
+        for _ in 0..10 {
+            let exit = run(sh("echo said; sleep 2 & exit 3"), deadline, io).await;
+            if let Exit::Finished { status, stdout, .. } = &exit {
+                assert_eq!((status.code(), &stdout[..]), (Some(3), &b"said\n"[..]));
+                return;
+            }
+            last = Some(exit);
+        }
+        panic!("never finished within {deadline:?}: {last:?}");
+    }
+
     #[tokio::test]
     async fn until_output_closed_waits_for_the_background_holder() {
         let exit = run(
