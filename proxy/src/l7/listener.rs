@@ -91,6 +91,9 @@ pub(crate) async fn accept_loop(
         };
         let accepted = Instant::now();
         let local = stream.local_addr().ok().or(local).unwrap_or(peer);
+        // Counted from the accept: a client whose frontend a reload has just removed is closed
+        // at once below, and counted in the totals all the same.
+        let held = Held::new(Arc::clone(&rt), fe_state, (local_permit, global));
         // Looked up once the client is in, so that it meets the settings of that moment.
         let settings = {
             let table = rt.table.load();
@@ -99,14 +102,13 @@ pub(crate) async fn accept_loop(
                 .map(|(_, fe)| (fe.tls.clone(), fe.timeout_http_request))
         };
         let Some((tls, handshake_timeout)) = settings else {
-            continue; // the frontend was removed by a reload
+            continue; // the frontend was removed by a reload: closed, counted out by `held`
         };
         let client = ClientInfo {
             peer,
             local,
             tls: tls.is_some(),
         };
-        let held = Held::new(Arc::clone(&rt), fe_state, (local_permit, global));
         let frontend = Arc::clone(&frontend);
         // Two kinds of task, each sized for its own path: a TLS connection's task holds only
         // boxes, where the plain path's state would cost every idle TLS client 2.8 KB more.
