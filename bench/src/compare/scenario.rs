@@ -167,6 +167,25 @@ impl Scenario {
     /// report says for each whether this run met it.
     pub fn goals(self) -> &'static [Goal] {
         match self {
+            // Issue 3's goals for the L7 tier: less CPU than HAProxy for the same requests, a
+            // lower p99 at the same fixed rate, and no less throughput on one core.
+            Self::Get => &[
+                Goal {
+                    metric: Metric::CpuUsPerRequest,
+                    baseline: Baseline::Haproxy,
+                    bound: Bound::AtMost(0.8),
+                },
+                Goal {
+                    metric: Metric::LatencyP99Us,
+                    baseline: Baseline::Haproxy,
+                    bound: Bound::AtMost(1.0),
+                },
+                Goal {
+                    metric: Metric::ThroughputRps,
+                    baseline: Baseline::Haproxy,
+                    bound: Bound::AtLeast(1.0),
+                },
+            ],
             // An L4 relay has no HTTP to parse: per connection, it should cost well under what
             // HAProxy's stream machinery does.
             Self::TcpClose => &[Goal {
@@ -246,6 +265,7 @@ mod tests {
 
     use super::{COOKIE_NAME, Scenario, parse_scenarios};
     use crate::compare::goal::{Baseline, Bound};
+    use crate::compare::report::Metric;
     use crate::compare::site::Mode;
 
     #[test]
@@ -291,8 +311,20 @@ mod tests {
     }
 
     #[test]
-    fn goals_of_the_l4_scenarios() {
-        assert!(Scenario::Get.goals().is_empty());
+    fn goals_of_get_and_the_l4_scenarios() {
+        let get: Vec<(Metric, Bound)> = (Scenario::Get.goals().iter())
+            .inspect(|g| assert_eq!(g.baseline, Baseline::Haproxy))
+            .map(|g| (g.metric, g.bound))
+            .collect();
+        assert_eq!(
+            get,
+            [
+                (Metric::CpuUsPerRequest, Bound::AtMost(0.8)),
+                (Metric::LatencyP99Us, Bound::AtMost(1.0)),
+                (Metric::ThroughputRps, Bound::AtLeast(1.0)),
+            ]
+        );
+        assert!(Scenario::Post.goals().is_empty());
         let [close] = Scenario::TcpClose.goals() else {
             panic!("one goal for tcp-close");
         };
