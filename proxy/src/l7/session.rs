@@ -78,12 +78,10 @@ where
                     Err(IoFailure::Timeout) if first => {
                         let mut log = Record::new(client.peer, name, client.tls, accepted);
                         log.json = table.config.json_log;
-                        fe_state.counters.inc(FrontendTotal::RequestErrors);
-                        log.end(Ended::ClientTimeout, Phase::Request);
-                        refuse(
+                        refuse_head(
                             &mut conn,
                             http::StatusCode::REQUEST_TIMEOUT,
-                            None,
+                            Ended::ClientTimeout,
                             &fe_state,
                             &mut log,
                             fe.timeout_client,
@@ -112,13 +110,11 @@ where
                     Ok(None) => {}
                     Err(error) => {
                         tracing::debug!(client = %client.peer, %error, "request refused");
-                        fe_state.counters.inc(FrontendTotal::RequestErrors);
                         log.request_line = "<BADREQ>".to_owned();
-                        log.end(Ended::Proxy, Phase::Request);
-                        refuse(
+                        refuse_head(
                             &mut conn,
                             error.status(),
-                            None,
+                            Ended::Proxy,
                             &fe_state,
                             &mut log,
                             fe.timeout_client,
@@ -138,12 +134,10 @@ where
                 match read {
                     Ok(_) => {}
                     Err(IoFailure::Timeout) => {
-                        fe_state.counters.inc(FrontendTotal::RequestErrors);
-                        log.end(Ended::ClientTimeout, Phase::Request);
-                        refuse(
+                        refuse_head(
                             &mut conn,
                             http::StatusCode::REQUEST_TIMEOUT,
-                            None,
+                            Ended::ClientTimeout,
                             &fe_state,
                             &mut log,
                             fe.timeout_client,
@@ -272,6 +266,25 @@ where
     if relayed.ended == crate::l4::relay::RelayEnd::Idle {
         tracing::debug!(?idle, "tunnel idle: closed");
     }
+}
+
+/// Refuses a request whose head was not read (malformed, or too slow to come): one more
+/// request error for the frontend, the log ended by `who` in the request phase, then `status`
+/// sent as [`refuse`] sends it.
+fn refuse_head<'a, S>(
+    conn: &'a mut Conn<S>,
+    status: http::StatusCode,
+    who: Ended,
+    fe_state: &'a crate::state::FrontendState,
+    log: &'a mut Record,
+    timeout: std::time::Duration,
+) -> Pin<Box<impl Future<Output = ()> + 'a>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    fe_state.counters.inc(FrontendTotal::RequestErrors);
+    log.end(who, Phase::Request);
+    refuse(conn, status, None, fe_state, log, timeout)
 }
 
 /// Sends an error page for a request the proxy refused (made with `method`, when its head was
