@@ -143,6 +143,14 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
+/// A server config for `tests/fixtures/tls/a.pem` (a.fulcrum.test), no ALPN: the TLS server of
+/// the crate's unit tests.
+#[cfg(test)]
+pub(crate) fn fixture_server_config() -> Arc<rustls::ServerConfig> {
+    let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tls/a.pem");
+    server_config(&[Path::new(pem)], &[]).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]

@@ -318,10 +318,7 @@ mod tests {
         SocketAddr,
         tokio::sync::mpsc::UnboundedReceiver<(Option<String>, bool)>,
     ) {
-        let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tls/a.pem");
-        let config = crate::tls::server_config(&[std::path::Path::new(pem)], &[])
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::fixture_server_config());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("{e}"));

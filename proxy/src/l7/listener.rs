@@ -258,7 +258,7 @@ async fn is_h2c(conn: &mut Conn<TcpStream>, timeout: std::time::Duration) -> boo
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
-    use std::{path::Path, sync::Arc, time::Duration};
+    use std::{sync::Arc, time::Duration};
 
     use tokio::time::Instant;
 
@@ -323,8 +323,7 @@ mod tests {
             "a plain connection's task takes {size} bytes"
         );
 
-        let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tls/a.pem");
-        let tls_config = crate::tls::server_config(&[Path::new(pem)], &[]).unwrap();
+        let tls_config = crate::tls::fixture_server_config();
         let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
         let task = tls_task(

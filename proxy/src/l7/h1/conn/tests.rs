@@ -1,6 +1,6 @@
 //! What a [`Conn`] holds while its client is idle.
 
-use std::{future::Future, net::SocketAddr, path::Path, pin::pin, task::Poll, time::Duration};
+use std::{future::Future, net::SocketAddr, pin::pin, task::Poll, time::Duration};
 
 use tokio::{
     io::AsyncWriteExt,
@@ -18,9 +18,7 @@ async fn tls_pair() -> (
     Conn<server::TlsStream<TcpStream>>,
     client::TlsStream<TcpStream>,
 ) {
-    let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tls/a.pem");
-    let config =
-        crate::tls::server_config(&[Path::new(pem)], &[]).unwrap_or_else(|e| panic!("{e:?}"));
+    let config = crate::tls::fixture_server_config();
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
