@@ -4,9 +4,12 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use http::HeaderMap;
+
 use crate::{
-    config::{Backend, Config, Frontend},
+    config::{Backend, Config, Cookie, Frontend},
     l7::balance::Balancer,
+    l7::cookie::{self, RequestCookie},
     state::{BackendState, FrontendState, Registry, ServerState},
 };
 
@@ -36,9 +39,25 @@ pub(crate) struct BackendEntry {
 }
 
 impl BackendEntry {
-    /// The server whose persistence cookie value is `value`.
-    pub(crate) fn server_by_cookie(&self, value: &str) -> Option<usize> {
-        self.cookies.get(value).copied()
+    /// What the request's persistence cookie says ([`cookie::from_request`]) when the backend
+    /// sets one (`cookie` is its config's).
+    pub(crate) fn request_cookie(
+        &self,
+        cookie: Option<&Cookie>,
+        headers: &HeaderMap,
+    ) -> Option<RequestCookie> {
+        cookie.map(|c| {
+            cookie::from_request(
+                c,
+                headers,
+                |value| self.cookies.get(value).copied(),
+                |i| {
+                    self.servers
+                        .get(i)
+                        .is_some_and(|s| s.takes_sticky_clients())
+                },
+            )
+        })
     }
 }
 

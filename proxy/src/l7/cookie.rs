@@ -27,6 +27,14 @@ pub(crate) enum RequestCookie {
 }
 
 impl RequestCookie {
+    /// The server the client sticks to: one that can take it.
+    pub(crate) fn sticky(self) -> Option<usize> {
+        match self {
+            Self::Valid(server) => Some(server),
+            Self::None | Self::Invalid | Self::Down(_) => None,
+        }
+    }
+
     pub(crate) fn log_char(self) -> char {
         match self {
             Self::None => 'N',

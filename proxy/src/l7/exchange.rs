@@ -142,24 +142,9 @@ where
     let session = BackendSession::open(&*bentry.state);
     let mut headers = spare::Recycled::new(std::mem::take(&mut head.headers));
     let head = &*head;
-    let req_cookie = bcfg.cookie.as_ref().map(|c| {
-        cookie::from_request(
-            c,
-            &headers,
-            |v| bentry.server_by_cookie(v),
-            |i| {
-                bentry
-                    .servers
-                    .get(i)
-                    .is_some_and(|s| s.takes_sticky_clients())
-            },
-        )
-    });
+    let req_cookie = bentry.request_cookie(bcfg.cookie.as_ref(), &headers);
     log.cookie_req = req_cookie.map_or('-', RequestCookie::log_char);
-    let sticky = match req_cookie {
-        Some(RequestCookie::Valid(i)) => Some(i),
-        _ => None,
-    };
+    let sticky = req_cookie.and_then(RequestCookie::sticky);
     // A clone of a header value shares its bytes; it outlives the cookie rewrite below.
     let hdr_value = match &bcfg.algorithm {
         Algorithm::Hdr(name) => headers.get(name).cloned(),

@@ -240,24 +240,9 @@ async fn handle(
     log.set_backend(&bcfg.name);
     let backend_session = BackendSession::open(Arc::clone(&bentry.state));
 
-    let req_cookie = bcfg.cookie.as_ref().map(|c| {
-        cookie::from_request(
-            c,
-            &headers,
-            |v| bentry.server_by_cookie(v),
-            |i| {
-                bentry
-                    .servers
-                    .get(i)
-                    .is_some_and(|s| s.takes_sticky_clients())
-            },
-        )
-    });
+    let req_cookie = bentry.request_cookie(bcfg.cookie.as_ref(), &headers);
     log.cookie_req = req_cookie.map_or('-', RequestCookie::log_char);
-    let sticky = match req_cookie {
-        Some(RequestCookie::Valid(i)) => Some(i),
-        _ => None,
-    };
+    let sticky = req_cookie.and_then(RequestCookie::sticky);
     let hdr_value = match &bcfg.algorithm {
         Algorithm::Hdr(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
         _ => None,
