@@ -2,7 +2,7 @@
 //!
 //! Every child is spawned with `kill_on_drop`, and no handle is moved into a spawned task, so
 //! anything that drops the comparison's future (an error, a panic, Ctrl-C in the CLI) kills every
-//! origin, proxy and load generator it started. On the normal path [`Spawned::stop`] kills and
+//! origin, proxy and load generator it started. On the normal path [`Spawned::stop`] stops and
 //! reaps the process, so the next proxy never shares its CPU with the last one.
 
 use std::ffi::OsString;
@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use rustix::process::{Pid, Signal, kill_process};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdout, Command};
@@ -19,6 +20,10 @@ use tokio::time::{Instant, sleep, timeout};
 
 /// How long a child may take to start listening.
 const START_PATIENCE: Duration = Duration::from_secs(15);
+
+/// How long a child may take to exit after SIGTERM before it is killed: Fulcrum's grace period
+/// in the configs `compare` writes is 1 s.
+const STOP_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Raises the open-files limit as far as allowed, then runs the rest of the arguments. `ulimit -n`
 /// above the hard limit fails for a non-root user, and then the hard limit is the best there is.
@@ -175,10 +180,24 @@ impl Spawned {
         }
     }
 
-    /// Kills the process and waits for it to be gone.
+    /// Stops the process as its service manager would, SIGTERM, and waits for it to be gone;
+    /// kills it if it lingers. A clean exit is what lets a build instrumented for
+    /// profile-guided optimisation write its profile (`scripts/build-pgo.sh`).
     pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         if self.child.try_wait().ok().flatten().is_some() {
             return Ok(());
+        }
+        let pid = self
+            .child
+            .id()
+            .and_then(|id| Pid::from_raw(id.try_into().ok()?));
+        if let Some(pid) = pid
+            && kill_process(pid, Signal::TERM).is_ok()
+            && let Ok(exited) = timeout(STOP_PATIENCE, self.child.wait()).await
+        {
+            return exited
+                .map(drop)
+                .with_context(|| format!("cannot wait for {} to stop", self.name));
         }
         self.child
             .kill()
