@@ -278,8 +278,42 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use std::path::Path;
+    use std::process::Stdio;
 
-    use super::{Launch, parse_listening_line};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::process::Command;
+
+    use super::{Launch, Spawned, parse_listening_line};
+
+    #[tokio::test]
+    async fn stop_asks_with_sigterm_before_it_kills() {
+        // A child that does something only at a clean stop, as an instrumented build writes
+        // its profile (`scripts/build-pgo.sh`); SIGKILL would leave no file.
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("stopped");
+        let script = format!(
+            "trap 'echo cleanly > \"{}\"; exit 0' TERM; echo ready; while :; do sleep 0.01; done",
+            marker.display()
+        );
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // The trap is set once the child says so.
+        assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("ready"));
+        let spawned = Spawned {
+            name: "a trapping shell".to_owned(),
+            child,
+            log: None,
+            _stdout: Some(lines),
+        };
+        spawned.stop().await.unwrap();
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "cleanly\n");
+    }
 
     #[test]
     fn the_origin_line_gives_its_address() {
