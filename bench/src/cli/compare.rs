@@ -25,8 +25,9 @@ pub(crate) struct Args {
     /// tcp-bulk with --quick].
     #[arg(long, value_parser = parse_scenarios)]
     scenarios: Option<Scenarios>,
-    /// Rounds per scenario, each measuring Fulcrum then HAProxy (get-metrics: then Fulcrum with
-    /// metrics on) [default: 3; 1 with --quick].
+    /// Rounds per scenario, each measuring Fulcrum and HAProxy, Fulcrum first in odd rounds and
+    /// HAProxy first in even ones (get-metrics: Fulcrum, then Fulcrum with metrics on)
+    /// [default: 3; 1 with --quick].
     #[arg(long)]
     rounds: Option<usize>,
     /// Length of each measured run [default: 10s; 1s with --quick].

@@ -1,7 +1,8 @@
 //! The rounds of `tcp-bulk`: in each, one stream from the bulk source straight to the client (the
 //! baseline: what loopback carries with no proxy), then one through Fulcrum and one through
-//! HAProxy, each on a fresh proxy pinned to the proxy CPU, with its CPU time read around the
-//! stream. The source and the client both run on the load CPU, in every case.
+//! HAProxy in the round's order ([`Proxy::order_in_round`]), each on a fresh proxy pinned to the
+//! proxy CPU, with its CPU time read around the stream. The source and the client both run on
+//! the load CPU, in every case.
 
 use anyhow::Context;
 use tracing::info;
@@ -9,7 +10,7 @@ use tracing::info;
 use super::procfs::{read_cpu_ticks, read_task_run_times};
 use super::proxy::Proxy;
 use super::report::{BulkCpu, BulkRound, BulkRun, ScenarioReport};
-use super::runner::Bench;
+use super::runner::{Bench, both_in_order};
 use super::scenario::Scenario;
 use super::summary::summarize_bulk;
 
@@ -28,8 +29,8 @@ impl Bench<'_> {
 
     async fn bulk_round(&self, scenario: Scenario, round: usize) -> anyhow::Result<BulkRound> {
         let direct = self.direct_stream(scenario).await?;
-        let fulcrum = self.proxied_stream(scenario, Proxy::Fulcrum).await?;
-        let haproxy = self.proxied_stream(scenario, Proxy::Haproxy).await?;
+        let (fulcrum, haproxy) =
+            both_in_order(round, |proxy| self.proxied_stream(scenario, proxy)).await?;
         Ok(BulkRound {
             round,
             direct,

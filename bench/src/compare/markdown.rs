@@ -17,7 +17,10 @@ pub fn render_markdown(report: &CompareReport) -> String {
     let (title, order) = if metrics_only {
         ("Fulcrum, metrics on vs off", "Fulcrum then Fulcrum+metrics")
     } else {
-        ("Fulcrum vs HAProxy", "Fulcrum then HAProxy")
+        (
+            "Fulcrum vs HAProxy",
+            "Fulcrum first in odd rounds, HAProxy first in even ones",
+        )
     };
     let mut out = Vec::new();
     out.push(format!(
@@ -58,8 +61,8 @@ pub fn render_markdown(report: &CompareReport) -> String {
     ));
     if s.scenarios.iter().any(|s| s.bulk()) {
         out.push(format!(
-            "| tcp-bulk | one stream of {} MiB per run: without a proxy, then through Fulcrum, \
-             then HAProxy; proxy CPU from `/proc/PID/task/*/schedstat` |",
+            "| tcp-bulk | one stream of {} MiB per run: without a proxy, then through each \
+             proxy in the round's order; proxy CPU from `/proc/PID/task/*/schedstat` |",
             s.bulk_size_bytes >> 20
         ));
     }

@@ -22,7 +22,8 @@ pub struct CompareOptions {
     pub load_cmd: PathBuf,
     /// In report order.
     pub scenarios: Vec<Scenario>,
-    /// Rounds per scenario, each measuring Fulcrum then HAProxy.
+    /// Rounds per scenario, each measuring both proxies: Fulcrum first in odd rounds, HAProxy
+    /// first in even ones.
     pub rounds: usize,
     /// Length of each measured run.
     pub duration: Duration,

@@ -28,8 +28,19 @@ pub enum Proxy {
 }
 
 impl Proxy {
-    /// Both, in the order every round runs them.
+    /// Both, Fulcrum first.
     pub const BOTH: [Self; 2] = [Self::Fulcrum, Self::Haproxy];
+
+    /// Both, in the order round `round` (counted from 1) runs them: Fulcrum first in odd
+    /// rounds, HAProxy first in even ones, so that neither always finds the machine as the
+    /// other left it (its caches, its clock, a neighbour's burst on a shared host).
+    pub fn order_in_round(round: usize) -> [Self; 2] {
+        if round % 2 == 1 {
+            Self::BOTH
+        } else {
+            [Self::Haproxy, Self::Fulcrum]
+        }
+    }
 
     /// The name in tables and charts.
     pub fn name(self) -> &'static str {

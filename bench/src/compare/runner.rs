@@ -1,5 +1,6 @@
-//! The rounds of one scenario: Fulcrum then HAProxy, each on a fresh process pinned to the proxy
-//! CPU, behind the same origins.
+//! The rounds of one scenario: Fulcrum and HAProxy, each on a fresh process pinned to the proxy
+//! CPU, behind the same origins; Fulcrum first in odd rounds, HAProxy first in even ones
+//! ([`Proxy::order_in_round`]).
 //!
 //! A round has two phases. First each proxy gets its idle-memory measurement (on the fresh
 //! process, before any load), a warm-up, the saturation run that gives throughput and CPU per
@@ -102,14 +103,16 @@ impl Bench<'_> {
     }
 
     async fn round(&self, scenario: Scenario, round: usize) -> anyhow::Result<RoundReport> {
-        let mut fulcrum = self.saturate(scenario, Proxy::Fulcrum).await?;
-        let mut haproxy = self.saturate(scenario, Proxy::Haproxy).await?;
+        let (mut fulcrum, mut haproxy) =
+            both_in_order(round, |proxy| self.saturate(scenario, proxy)).await?;
         if scenario.fixed_rate() {
             let haproxy_rps = haproxy.saturation.load.throughput_rps;
             if haproxy_rps >= 2.0 {
                 let rate = haproxy_rps * FIXED_RATE_SHARE;
-                fulcrum.fixed_rate = Some(self.fixed_rate(scenario, Proxy::Fulcrum, rate).await?);
-                haproxy.fixed_rate = Some(self.fixed_rate(scenario, Proxy::Haproxy, rate).await?);
+                let (fulcrum_run, haproxy_run) =
+                    both_in_order(round, |proxy| self.fixed_rate(scenario, proxy, rate)).await?;
+                fulcrum.fixed_rate = Some(fulcrum_run);
+                haproxy.fixed_rate = Some(haproxy_run);
             } else {
                 warn!(%scenario, round, haproxy_rps, "no fixed-rate run: HAProxy's throughput is too low");
             }
@@ -335,6 +338,56 @@ impl Bench<'_> {
             warmup: None,
             rate: None,
             flags: scenario.load_flags(),
+        }
+    }
+}
+
+/// Runs `run` for both proxies in `round`'s order ([`Proxy::order_in_round`]) and gives the
+/// results back as (Fulcrum's, HAProxy's), whichever ran first.
+pub(super) async fn both_in_order<T>(
+    round: usize,
+    run: impl AsyncFn(Proxy) -> anyhow::Result<T>,
+) -> anyhow::Result<(T, T)> {
+    let [first, second] = Proxy::order_in_round(round);
+    let first_result = run(first).await?;
+    let second_result = run(second).await?;
+    Ok(if first == Proxy::Fulcrum {
+        (first_result, second_result)
+    } else {
+        (second_result, first_result)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::cell::RefCell;
+
+    use super::{Proxy, both_in_order};
+
+    #[test]
+    fn rounds_alternate_which_proxy_goes_first() {
+        assert_eq!(Proxy::order_in_round(1), [Proxy::Fulcrum, Proxy::Haproxy]);
+        assert_eq!(Proxy::order_in_round(2), [Proxy::Haproxy, Proxy::Fulcrum]);
+        assert_eq!(Proxy::order_in_round(3), [Proxy::Fulcrum, Proxy::Haproxy]);
+    }
+
+    #[tokio::test]
+    async fn both_in_order_runs_in_the_rounds_order_and_answers_by_proxy() {
+        for (round, expected_order) in [
+            (1, [Proxy::Fulcrum, Proxy::Haproxy]),
+            (2, [Proxy::Haproxy, Proxy::Fulcrum]),
+        ] {
+            let ran = RefCell::new(Vec::new());
+            let results = both_in_order(round, async |proxy| {
+                ran.borrow_mut().push(proxy);
+                Ok(proxy.key())
+            })
+            .await
+            .unwrap();
+            assert_eq!(results, ("fulcrum", "haproxy"), "round {round}");
+            assert_eq!(ran.into_inner(), expected_order, "round {round}");
         }
     }
 }
