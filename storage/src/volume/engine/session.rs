@@ -629,6 +629,7 @@ impl Session<'_> {
                 }
                 warn!(volume = %inner.config.name, failed, "resync ended with blocks that could not be copied: the peer stays Inconsistent");
                 self.source = false;
+                self.checkpoint_resync().await;
                 self.resync_done(Some(failed));
             }
             Message::VerifyRequest {
@@ -996,7 +997,7 @@ impl Session<'_> {
         if self.target.as_ref().is_some_and(TargetResync::finished) {
             let failed = self.target.take().map_or(0, |t| t.failed);
             if failed > 0 {
-                self.end_incomplete(failed, writer)?;
+                self.end_incomplete(failed, writer).await?;
             } else {
                 self.finish_target(writer).await?;
             }
@@ -1047,11 +1048,23 @@ impl Session<'_> {
     /// with `rs_failed`, this node stays Inconsistent and connected, those blocks out of sync
     /// on both nodes until a later resync (after a reconnect) gets them; the source is told,
     /// so that it ends its side too.
-    fn end_incomplete(&mut self, failed: u64, writer: &mut Writer) -> Result<(), End> {
+    async fn end_incomplete(&mut self, failed: u64, writer: &mut Writer) -> Result<(), End> {
         warn!(volume = %self.inner.config.name, failed, "resync ended with blocks that could not be copied: Inconsistent until a later resync");
         Self::feed(writer, &Message::ResyncIncomplete { failed })?;
+        self.checkpoint_resync().await;
         self.resync_done(Some(failed));
         Ok(())
+    }
+
+    /// At the end of an incomplete resync: waits for the bits marked in sync so far (posted to
+    /// the metadata thread, not waited for) and persists them, so that the status read after
+    /// the `ResyncIncomplete` event counts only the blocks left out of sync, and a restart
+    /// does not copy again what was copied.
+    async fn checkpoint_resync(&self) {
+        let result = self.inner.meta.try_call(|m| m.checkpoint()).await;
+        if let Err(error) = result {
+            warn!(volume = %self.inner.config.name, %error, "cannot record the end of the resync");
+        }
     }
 
     async fn finish_source(&mut self) {
