@@ -181,8 +181,8 @@ async fn accept_loop<E: Export>(
             drop(slot);
             match result {
                 Ok(()) => debug!(%peer, "nbd connection closed"),
+                // Counted by the session, before it closed the connection.
                 Err(SessionError::Protocol(violation)) => {
-                    counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
                     warn!(%peer, violation, "nbd client broke the protocol, disconnected");
                 }
                 Err(error) => debug!(%peer, %error, "nbd connection ended"),

@@ -106,7 +106,7 @@ where
             Err(_) => return Err(SessionError::HandshakeTimeout),
             Ok(Ok(Some(transmission))) => transmission,
             Ok(Ok(None)) => return Ok(()),
-            Ok(Err(error)) => return Err(error),
+            Ok(Err(error)) => return Err(counted(error, counters)),
         },
     };
     debug!(
@@ -116,6 +116,15 @@ where
         "nbd transmission started"
     );
     transmit(reader, writer, transmission, export, counters, shutdown).await
+}
+
+/// Counts a broken protocol while the connection is still open: a client that sees the
+/// hang-up finds it counted.
+fn counted(error: SessionError, counters: &Counters) -> SessionError {
+    if matches!(error, SessionError::Protocol(_)) {
+        counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    error
 }
 
 /// The handshake phase; `None` when the client aborted.
@@ -348,6 +357,7 @@ where
             });
         });
     };
+    let result = result.map_err(|error| counted(error, counters));
     // DISC, EOF, shutdown or a violation: answer what is in flight, then close.
     drop(replies);
     tasks.close();
