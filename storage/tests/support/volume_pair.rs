@@ -9,7 +9,8 @@ use fulcrum_storage::volume::config::VolumeConfig;
 use fulcrum_storage::volume::config::{
     Backing, BackingKind, IoErrorPolicy, NbdConfig, SharedSecret, SplitBrainPolicies,
 };
-use fulcrum_storage::volume::{ConnState, Protocol, Role, Volume, VolumeStatus};
+use fulcrum_storage::volume::{ConnState, Protocol, Role, Volume, VolumeEvent, VolumeStatus};
+use tokio::sync::broadcast;
 
 pub(crate) const NAME: &str = "r0";
 
@@ -108,6 +109,26 @@ pub(crate) async fn wait_for(volume: &Volume, what: &str, check: impl Fn(&Volume
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Waits (up to 8 s) for the event that ends a resync: `ResyncDone` or `ResyncIncomplete`.
+/// The status shows the resync over just before the event is sent, so a test that waited on
+/// the status may still have to wait for the event.
+pub(crate) async fn resync_end(events: &mut broadcast::Receiver<VolumeEvent>) -> VolumeEvent {
+    let end = async {
+        loop {
+            match events.recv().await {
+                Ok(event @ (VolumeEvent::ResyncDone | VolumeEvent::ResyncIncomplete(_))) => {
+                    return event;
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("the volume stopped"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(8), end)
+        .await
+        .expect("timed out waiting for the end of the resync")
 }
 
 /// Waits until the volume is Connected and in sync (no resync running).

@@ -202,12 +202,10 @@ impl MetaHandle {
         F: FnOnce(&mut Meta) -> T + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let out_of_sync = Arc::clone(&self.out_of_sync);
+        // Published before the reply: a caller reading the status next sees its own change.
+        let job = self.published(job);
         let job: Job = Box::new(move |meta| {
-            let result = job(meta);
-            // Before the reply: a caller reading the status next sees its own change.
-            out_of_sync.store(meta.bitmap().out_of_sync_bytes(), Ordering::Relaxed);
-            let _ = reply.send(result);
+            let _ = reply.send(job(meta));
         });
         self.queue
             .0
@@ -223,6 +221,21 @@ impl MetaHandle {
         F: FnOnce(&mut Meta) -> Result<T, MetaError> + Send + 'static,
     {
         Ok(self.call(job).await??)
+    }
+
+    /// `job`, then the out-of-sync count it leaves published for the status, before whatever
+    /// runs after it on the thread. Without this, the count is published once the thread has
+    /// run every job queued.
+    pub(crate) fn published<T>(
+        &self,
+        job: impl FnOnce(&mut Meta) -> T + Send + 'static,
+    ) -> impl FnOnce(&mut Meta) -> T + Send + 'static {
+        let out_of_sync = Arc::clone(&self.out_of_sync);
+        move |meta| {
+            let result = job(meta);
+            out_of_sync.store(meta.bitmap().out_of_sync_bytes(), Ordering::Relaxed);
+            result
+        }
     }
 
     /// Runs `job` without waiting for it (it still runs after every job sent before).

@@ -839,8 +839,12 @@ impl Session<'_> {
         warn!(volume = %self.inner.config.name, offset, len, "peer failed a write: out of sync");
         let pending = Arc::clone(&self.failed_marks);
         pending.fetch_add(1, Ordering::Relaxed);
-        self.inner.meta.post(move |m| {
+        // Published before the count drops: a flush answered then finds the block counted.
+        let mark = (self.inner.meta).published(move |m| {
             let _ = m.mark_out_of_sync(offset, len);
+        });
+        self.inner.meta.post(move |m| {
+            mark(m);
             pending.fetch_sub(1, Ordering::Release);
         });
     }
@@ -878,10 +882,12 @@ impl Session<'_> {
                         let _ = m.mark_out_of_sync(offset, len);
                     });
                     // Spawned: it tells the peer through this session's own request queue.
+                    // Tracked: `stop` waits for the disk state it records before it closes
+                    // the metadata.
                     let inner = Arc::clone(self.inner);
-                    tokio::spawn(
-                        async move { super::detach::replicated_write_failed(&inner).await },
-                    );
+                    (self.inner.tasks).spawn(async move {
+                        super::detach::replicated_write_failed(&inner).await;
+                    });
                 }
                 let kind = if ok {
                     AckKind::Written
