@@ -205,14 +205,14 @@ servers = [{{ name = "slow", address = "{}", max_connections = 1 }}]
     // The second request waits for the first to finish, then is served.
     let addr = fulcrum.addr("main");
     let first = tokio::spawn(async move { get(addr, "/delay/600", &[]).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    support::wait_origin_requests(&slow, 1).await;
     let second_sent = Instant::now();
     let second = get(addr, "/delay/0", &[]).await;
     let second_took = second_sent.elapsed();
     let first = first.await.unwrap();
     assert_eq!((first.status, second.status), (200, 200));
     // The second request asks for no delay; it can only take this long by waiting for the slot
-    // the first one holds until about 450ms after the second was sent.
+    // the first one holds until nearly 600ms after the second was sent.
     assert!(
         second_took >= Duration::from_millis(300),
         "the second request did not wait: {second_took:?}"
@@ -236,7 +236,7 @@ servers = [{{ name = "slow", address = "{}", max_connections = 1 }}]
     // With `timeout queue = 200ms` the second request gets 503 while the first holds the slot.
     let addr = fulcrum.addr("short");
     let first = tokio::spawn(async move { get(addr, "/delay/1000", &[]).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    support::wait_origin_requests(&slow, 3).await;
     let refused = get(addr, "/", &[]).await;
     assert_eq!(refused.status, 503);
     assert_eq!(first.await.unwrap().status, 200);
@@ -367,21 +367,21 @@ async fn a_tunnel_lives_while_bytes_move_and_closes_after_timeout_tunnel_of_sile
     let s1 = origin("s1").await;
     let fulcrum = Fulcrum::start(&support::site(
         r#""#,
-        r#"timeout = { server = "30s", tunnel = "500ms" }"#,
+        r#"timeout = { server = "30s", tunnel = "1s" }"#,
         &[("s1", s1.addr())],
     ));
     let (mut stream, head) = upgrade(fulcrum.addr("main")).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    // A ping every 300 ms keeps the tunnel open past its 500 ms.
+    // A ping every 300 ms keeps the tunnel open past its 1 s, with room for a loaded machine.
     let started = std::time::Instant::now();
-    for _ in 0..4 {
+    for _ in 0..5 {
         stream.write_all(b"ping").await.unwrap();
         let mut echoed = [0u8; 4];
         stream.read_exact(&mut echoed).await.unwrap();
         assert_eq!(&echoed, b"ping");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(started.elapsed() >= Duration::from_millis(1200));
+    assert!(started.elapsed() >= Duration::from_millis(1500));
     // Silence both ways: the proxy closes the tunnel.
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
@@ -787,12 +787,13 @@ servers = [
         s2.addr()
     ));
     let addr = fulcrum.addr("main");
-    let slow = tokio::spawn(async move { get(addr, "/delay/3000", &[("Cookie", "SRV=s1")]).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let slow = tokio::spawn(async move { get(addr, "/delay/5000", &[("Cookie", "SRV=s1")]).await });
+    support::wait_origin_requests(&s1, 1).await;
     let waiting: Vec<_> = (0..2)
         .map(|_| tokio::spawn(async move { get(addr, "/", &[("Cookie", "SRV=s1")]).await }))
         .collect();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Fulcrum queues a backend's waiting requests in the backend, sticky ones included.
+    support::wait_queued(&fulcrum, "web", "BACKEND", 2).await;
     let socket = fulcrum.control_socket();
     let (ok, _, err) = support::fulcrum_command([
         "ctl",
@@ -806,7 +807,7 @@ servers = [
     ]);
     assert!(ok, "{err}");
     for request in waiting {
-        let reply = tokio::time::timeout(Duration::from_millis(1500), request)
+        let reply = tokio::time::timeout(Duration::from_secs(2), request)
             .await
             .expect("a queued request still waits for s1")
             .unwrap();

@@ -324,20 +324,20 @@ async fn an_h2c_connection_is_closed_after_keep_alive_once_its_streams_end() {
     let s1 = origin("s1").await;
     let fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
     let (mut sender, conn) = h2c(fulcrum.addr("clear")).await;
-    // Requests a second apart, each within the keep-alive time of the one before, hold the
-    // connection past both timeouts.
+    // Requests 300 ms apart, each well within the keep-alive time (1 s) of the one before,
+    // hold the connection past both timeouts.
     let started = Instant::now();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let response = sender
             .send_request(h2_get(fulcrum.addr("clear"), "/"))
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
         response.into_body().collect().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(!conn.is_finished(), "closed while requests kept coming");
-    assert!(started.elapsed() >= Duration::from_millis(1800));
+    assert!(started.elapsed() >= Duration::from_millis(1200));
     // Then silence: the server ends the connection.
     let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
     assert!(

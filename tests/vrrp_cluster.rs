@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use support::{
     keepalived::{Keepalived, KeepalivedInstance, config, require_keepalived},
     netns::{Bridge, Netns, can_use_netns, veth, wait_until},
-    vrrp::{CONVERGE, POLL, fulcrum_vrrp, instance, ip, start_fulcrum, status, takeover, wait_vip},
+    vrrp::{
+        CONVERGE, POLL, fulcrum_vrrp, instance, ip, start_fulcrum, status, takeover, wait_status,
+        wait_vip,
+    },
 };
 
 #[test]
@@ -78,8 +81,7 @@ fn three_nodes_on_a_bridge_keep_one_master_per_vrid_and_heal_fast() {
         "F1 kept {VIP} on a link without carrier: {:#}",
         status(&fulcrum1)
     );
-    let f1_status = status(&fulcrum1);
-    assert_eq!(f1_status[0]["state"], "FAULT", "{f1_status:#}");
+    let f1_status = wait_status(&fulcrum1, "state", "FAULT");
     assert_eq!(f1_status[0]["reason"], "fault", "{f1_status:#}");
     let mut f2_held = false;
     let elected = wait_until(CONVERGE, POLL, || {
@@ -120,7 +122,7 @@ fn three_nodes_on_a_bridge_keep_one_master_per_vrid_and_heal_fast() {
         preempted > Duration::from_secs(3) && preempted < Duration::from_millis(5000),
         "F1 preempted {preempted:?} after the heal"
     );
-    assert_eq!(status(&fulcrum1)[0]["reason"], "preempt");
+    wait_status(&fulcrum1, "reason", "preempt");
 }
 
 /// The heal `three_nodes_on_a_bridge_keep_one_master_per_vrid_and_heal_fast` cannot show once
@@ -163,7 +165,7 @@ fn a_partition_with_carrier_up_heals_within_one_advert_interval() {
         "no master on each side: {:?}",
         holders(&nodes, VIP)
     );
-    assert_eq!(status(&fulcrum)[0]["state"], "MASTER");
+    wait_status(&fulcrum, "state", "MASTER");
 
     // Heal: whichever advert crosses first settles it (K steps down on F1's 110 > 100, and F1
     // answers K's at once), so two masters last at most one advert interval (1 s). 1.3 s
@@ -184,7 +186,7 @@ fn a_partition_with_carrier_up_heals_within_one_advert_interval() {
         "F1 never held {VIP} alone after the heal: {:?}",
         holders(&nodes, VIP)
     );
-    assert_eq!(status(&fulcrum)[0]["state"], "MASTER");
+    wait_status(&fulcrum, "state", "MASTER");
 }
 
 #[test]
@@ -249,7 +251,7 @@ fn two_fulcrum_nodes_in_unicast_mode() {
     let gap = takeover(&b, VIP, stopped, CONVERGE);
     eprintln!("B took {VIP} {gap:?} after SIGTERM");
     assert!(gap < Duration::from_millis(2500), "took {gap:?}");
-    assert_eq!(status(&backup)[0]["reason"], "master-released");
+    wait_status(&backup, "reason", "master-released");
     assert!(wait_vip(&a, VIP, false, CONVERGE), "A kept {VIP}");
 }
 
@@ -285,14 +287,14 @@ fn a_v3_pair_with_100ms_adverts_fails_over_within_master_down() {
     assert!(!b.has_address("eth0", ip(VIP)), "B holds {VIP} too");
 
     // SIGKILL (what dropping a Fulcrum sends): no goodbye, so B waits its Master_Down_Interval,
-    // 3 x 0.1 s + Skew_Time (156/256 x 0.1 s) = 0.36 s from A's last advert. 1 s tells that
-    // apart from the 3.6 s of 1 s adverts.
+    // 3 x 0.1 s + Skew_Time (156/256 x 0.1 s) = 0.36 s from A's last advert. 2 s tells that
+    // apart from the 3.6 s of 1 s adverts, with room for a loaded machine.
     let killed = Instant::now();
     drop(master);
     let gap = takeover(&b, VIP, killed, CONVERGE);
     eprintln!("B took {VIP} {gap:?} after SIGKILL (Master_Down_Interval 0.36 s)");
-    assert!(gap < Duration::from_secs(1), "took {gap:?}");
-    assert_eq!(status(&backup)[0]["reason"], "master-no-response");
+    assert!(gap < Duration::from_secs(2), "took {gap:?}");
+    wait_status(&backup, "reason", "master-no-response");
 }
 
 /// The names of the `nodes` holding `vip` on eth0 now.

@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus::proto::MetricFamily;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpSocket, TcpStream},
 };
 
 /// Longest any wait may take before it is a failure.
@@ -876,10 +876,13 @@ async fn assert_closed(slow: tokio::task::JoinHandle<Option<Response>>) {
     assert!(cut.is_none(), "the client connection is closed: {cut:?}");
 }
 
-/// A port on 127.0.0.1 that refuses connections (it was free a moment ago).
-fn refusing_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+/// A port on 127.0.0.1 that refuses connections: bound, not listening. The socket holds it,
+/// so no other test takes it meanwhile; `listen` on it makes the port accept.
+fn refusing_port() -> (TcpSocket, u16) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }
 
 /// A proxy with frontend `web` before backend `app`, whose one server `s1` at `s1` is checked
@@ -913,7 +916,7 @@ fn server(backend: &str, server: &str) -> ServerRef {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaving_maint_is_up_at_once_and_checked_at_once() {
     let s1 = origin("s1").await;
-    let refusing = refusing_port();
+    let (_held, refusing) = refusing_port();
     let proxy = checked_app(
         s1,
         &format!(r#"{{ type = "tcp", port = {refusing}, interval = "60s", fall = 3 }}"#),
@@ -947,7 +950,7 @@ async fn leaving_maint_is_up_at_once_and_checked_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_server_is_checked_every_down_interval_and_rises_every_fast_interval() {
     let s1 = origin("s1").await;
-    let port = refusing_port();
+    let (socket, port) = refusing_port();
     let proxy = checked_app(
         s1,
         &format!(
@@ -959,7 +962,7 @@ async fn a_down_server_is_checked_every_down_interval_and_rises_every_fast_inter
         row(s, "app", "s1").status == "DOWN"
     })
     .await;
-    let _accepting = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let _accepting = socket.listen(16).unwrap();
     wait_for(&proxy, "s1 UP after three checks", |s| {
         row(s, "app", "s1").status == "UP"
     })
@@ -1045,7 +1048,7 @@ async fn a_server_marked_down_shuts_its_sessions_when_asked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_active_server_marked_up_shuts_the_backups_sessions_when_asked() {
     let (s1, b1) = (origin("s1").await, origin("b1").await);
-    let port = refusing_port();
+    let (socket, port) = refusing_port();
     let proxy = Proxy::start(config(&format!(
         r#"
 [frontend.web]
@@ -1063,7 +1066,7 @@ servers = [
     .unwrap();
     wait_for(&proxy, "s1 DOWN", |s| row(s, "app", "s1").status == "DOWN").await;
     let slow = slow_request_held_by(&proxy, proxy.listeners()[0].bound, "b1").await;
-    let _accepting = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let _accepting = socket.listen(16).unwrap();
     assert_closed(slow).await;
     assert_eq!(row(&proxy.stats(), "app", "s1").status, "UP");
 }
@@ -1148,7 +1151,7 @@ async fn a_check_under_way_when_maint_begins_does_not_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_checks_stop_counting_once_the_server_is_down() {
     let s1 = origin("s1").await;
-    let refusing = refusing_port();
+    let (_held, refusing) = refusing_port();
     let proxy = checked_app(
         s1,
         &format!(r#"{{ type = "tcp", port = {refusing}, interval = "50ms" }}"#),
@@ -1201,7 +1204,7 @@ async fn an_external_check_decides_a_backend_servers_health() {
     .await;
 }
 
-// Input: s1 with a TCP check every 10 hours, `fast_interval = "50ms"`, and `observe =
+// Input: s1 with a TCP check every 10 hours, `fast_interval = "500ms"`, and `observe =
 // "layer7"`, `error_limit = 3`, `on_error = "mark-down"`; requests for 500, 500, 501, 500, 500,
 // then a third 500 in a row. Output: 501 (a client's doing) clears the count, so only the last
 // 500 reaches the limit: s1 goes DOWN with HAProxy's `HANA` words, `hanafail` (and its metric)
@@ -1212,7 +1215,9 @@ async fn errors_in_live_traffic_mark_a_server_down_and_bring_its_check_forward()
     let s1 = origin("s1").await;
     let proxy = checked_app(
         s1,
-        r#"{ type = "tcp", interval = "10h", fast_interval = "50ms", rise = 2, observe = "layer7", error_limit = 3, on_error = "mark-down" }"#,
+        // Not shorter: the check brought forward overwrites `HANA` once it runs, and the test
+        // must read the row before that.
+        r#"{ type = "tcp", interval = "10h", fast_interval = "500ms", rise = 2, observe = "layer7", error_limit = 3, on_error = "mark-down" }"#,
         "",
     );
     let web = proxy.listeners()[0].bound;
@@ -1459,7 +1464,7 @@ async fn an_agent_is_asked_at_the_servers_agent_addr() {
     .await;
 }
 
-// Input: an agent saying `stopped` every 100 ms, then a reload without `agent_check`.
+// Input: an agent saying `stopped` every 500 ms, then a reload without `agent_check`.
 // Output: s1 DOWN after the first or second reply, not after `fall` (3) of them: as in
 // HAProxy, the agent's word acts at once. After the reload, s1 is UP again and its agent
 // columns are empty: only the agent held it down.
@@ -1469,8 +1474,9 @@ async fn a_reload_without_the_agent_check_lets_go_of_what_the_agent_held() {
     let agent = Agent::start("").await;
     agent.say("stopped maxconn:3");
     let servers = format!(r#"{{ name = "s1", address = "{s1}" }}"#);
+    // Long enough for the test to see DOWN before a third reply on a loaded machine.
     let agent_check = format!(
-        r#"agent_check = {{ port = {}, interval = "100ms" }}"#,
+        r#"agent_check = {{ port = {}, interval = "500ms" }}"#,
         agent.port
     );
     let proxy = Proxy::start(app_config(&agent_check, &servers)).unwrap();

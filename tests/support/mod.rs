@@ -321,6 +321,22 @@ pub async fn origin_with(options: OriginOptions) -> Origin {
         .unwrap()
 }
 
+/// Waits until `origin` has received `n` requests in all. A request sent from a spawned task
+/// has then come through the proxy, and holds whatever it holds there (a connection slot), not
+/// only after a sleep that a loaded machine may outlast.
+pub async fn wait_origin_requests(origin: &Origin, n: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    while origin.request_count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} received {} requests of {n}",
+            origin.name(),
+            origin.request_count()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A free address on a loopback address of this test process's own: 127.X.Y.Z from its pid
 /// and a count, bound and released. A config that names two nodes' addresses is written
 /// before either starts, so the port is free again until the node binds it; on 127.0.0.1
@@ -670,6 +686,29 @@ pub fn fulcrum_on(node: &Fulcrum, before: &[&str], after: &[&str]) -> (bool, Str
         .chain(["--socket".as_ref(), socket.as_os_str()])
         .chain(after.iter().map(std::ffi::OsStr::new));
     fulcrum_command(args)
+}
+
+/// Waits until the row `server` (a server's name, or `BACKEND`) of backend `backend` has `n`
+/// requests in its queue, as `fulcrum ctl show stat` (HAProxy's CSV, `qcur` third) shows it.
+pub async fn wait_queued(node: &Fulcrum, backend: &str, server: &str, n: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (ok, csv, err) = fulcrum_on(node, &["ctl"], &["show", "stat"]);
+        assert!(ok, "fulcrum ctl show stat: {err}");
+        let queued = csv
+            .lines()
+            .map(|line| line.split(',').collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && f[0] == backend && f[1] == server)
+            .and_then(|f| f[2].parse::<u64>().ok());
+        if queued == Some(n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{backend}/{server} queue: {queued:?}, not {n}\n{csv}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `fulcrum status WHAT --json` of `node` (`what` is "volume" or "sync"): its first entry.

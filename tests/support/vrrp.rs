@@ -57,3 +57,16 @@ pub fn status(fulcrum: &Fulcrum) -> serde_json::Value {
     assert!(ok, "fulcrum status vrrp failed: {err}");
     serde_json::from_str(&out).unwrap()
 }
+
+/// Waits until the first instance's `field` in `fulcrum status vrrp --json` is `value`, and
+/// returns that status. An instance changes its VIPs on the interface before it publishes its
+/// new state, so a test that saw a VIP move may read the status a moment too early.
+pub fn wait_status(fulcrum: &Fulcrum, field: &str, value: &str) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let reached = wait_until(CONVERGE, POLL, || {
+        last = status(fulcrum);
+        last[0][field] == value
+    });
+    assert!(reached, "{field} never became {value}: {last:#}");
+    last
+}
