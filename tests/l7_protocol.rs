@@ -676,6 +676,70 @@ return = [{ if = "TRUE", status = 200, content_type = "text/plain", body = "ok\n
     );
 }
 
+// Input: an HTTP/2 (h2c) GET answered by a `return` rule. Output: the frontend's `bout` in
+// `fulcrum ctl show stat` counts the rule's body, as over HTTP/1, and its `bin` nothing (no
+// body came; HPACK-coded heads are not counted). (HTTP/2 streams were not counted at all.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_answer_from_a_return_rule_is_counted_in_bout() {
+    use http_body_util::BodyExt;
+    let fulcrum = Fulcrum::start(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+return = [{ if = "TRUE", status = 200, content_type = "text/plain", body = "ok\n" }]
+"#,
+    );
+    let addr = fulcrum.addr("main");
+    let (mut sender, _conn) = h2c(addr).await;
+    let response = sender.send_request(h2_get(addr, "/")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok\n");
+    let (ok, csv, err) = support::fulcrum_on(&fulcrum, &["ctl"], &["show", "stat"]);
+    assert!(ok, "{err}");
+    let row: Vec<&str> = csv
+        .lines()
+        .find(|l| l.starts_with("main,FRONTEND,"))
+        .unwrap()
+        .split(',')
+        .collect();
+    assert_eq!((row[8], row[9]), ("0", "3"), "bin, bout: {csv}");
+}
+
+// Input: an HTTP/2 (h2c) POST of 5 bytes to s1. Output: in `fulcrum ctl show stat`, the
+// frontend's `bin` is the body's 5 bytes; s1's and its backend's are the whole HTTP/1.1 request
+// s1 was sent, head and body. (HTTP/2 streams were not counted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_request_body_is_counted_in_bin() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&clear_site(s1.addr(), "{}", "{}"));
+    let addr = fulcrum.addr("clear");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let body = http_body_util::Full::new(bytes::Bytes::from_static(b"hello"));
+    let request = http::Request::post(format!("http://{addr}/"))
+        .body(body)
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let (ok, csv, err) = support::fulcrum_on(&fulcrum, &["ctl"], &["show", "stat"]);
+    assert!(ok, "{err}");
+    let bin = |prefix: &str| -> u64 {
+        let line = csv.lines().find(|l| l.starts_with(prefix)).unwrap();
+        line.split(',').nth(8).unwrap().parse().unwrap()
+    };
+    assert_eq!(bin("clear,FRONTEND,"), 5, "{csv}");
+    let to_s1 = bin("web,s1,");
+    assert!(to_s1 > 5 + "POST / HTTP/1.1\r\n\r\n".len() as u64, "{csv}");
+    assert_eq!(bin("web,BACKEND,"), to_s1, "{csv}");
+}
+
 // Input: an HTTP/2 POST that sends 4 bytes of its body, then nothing, with `timeout.client`
 // 1 s. Output: 408, as over HTTP/1 (it was a 400, as for a broken body).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

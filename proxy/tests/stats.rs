@@ -104,6 +104,8 @@ async fn origin(name: &'static str) -> SocketAddr {
                         }
                         "/coded" => "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
                             .to_owned(),
+                        "/chunked" => "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                            .to_owned(),
                         _ => format!(
                             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}",
                             name.len()
@@ -774,10 +776,30 @@ servers = [{{ name = "s1", address = "{s1}" }}]
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"s1");
     }
+    // A body of unknown length, relayed through a pipe rather than read by hyper.
+    let res = client.send_request(h2_get("/chunked")).await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"hello");
     let stats = proxy.stats();
-    assert_eq!(row(&stats, "web", "FRONTEND").req_tot, Some(N));
+    assert_eq!(row(&stats, "web", "FRONTEND").req_tot, Some(N + 1));
     let s1_row = row(&stats, "app", "s1");
-    assert_eq!((s1_row.stot, s1_row.hrsp_2xx), (N, N));
+    assert_eq!((s1_row.stot, s1_row.hrsp_2xx), (N + 1, N + 1));
+    // Bytes: the bodies out as s1 sent them ("s1" each, then "hello" in 15 bytes of chunked
+    // coding, as the access log counts it), for the frontend, the backend and the server; in,
+    // the requests sent to s1 (heads only: GETs), and no body for the frontend, whose heads
+    // came HPACK-coded.
+    let (fe, be) = (
+        row(&stats, "web", "FRONTEND"),
+        row(&stats, "app", "BACKEND"),
+    );
+    let out = 2 * N + "5\r\nhello\r\n0\r\n\r\n".len() as u64;
+    assert_eq!((fe.bout, be.bout, s1_row.bout), (out, out, out));
+    assert_eq!(fe.bin, 0);
+    assert!(
+        s1_row.bin > N * "GET / HTTP/1.1\r\n\r\n".len() as u64,
+        "{s1_row:?}"
+    );
+    assert_eq!(be.bin, s1_row.bin);
     let registry = prometheus::Registry::new();
     proxy.register_metrics(&registry).unwrap();
     assert_eq!(
@@ -786,7 +808,7 @@ servers = [{{ name = "s1", address = "{s1}" }}]
             "fulcrum_server_http_response_time_seconds",
             &[("server", "s1")]
         ),
-        N as f64
+        (N + 1) as f64
     );
 
     // Shutting s1's sessions down cuts a request waiting for its response (503) and one

@@ -34,7 +34,7 @@ use super::{
         conn::{IoFailure, with_timeout},
         head::{self, BodyKind},
     },
-    h2_body::{Finish, LengthBody},
+    h2_body::{Finish, LengthBody, count_bytes_out},
     h2_idle::{CutMark, ResponseBody, Streams},
     h2_request,
     headers::{HopByHop, add_forwarded, strip_hop_by_hop},
@@ -45,7 +45,10 @@ use super::{
 };
 use crate::{
     runtime::Runtime,
-    state::{BackendSession, FrontendState, counters::FrontendTotal},
+    state::{
+        BackendSession, FrontendState,
+        counters::{FrontendTotal, Total},
+    },
 };
 
 /// Serves one HTTP/2 connection until the client closes it or shutdown asks for a graceful end.
@@ -217,6 +220,9 @@ async fn handle(
         log.status = Some(answer.status.as_u16());
         fe_state.counters.response(answer.status.as_u16());
         log.bytes_out = answer.body.len() as u64;
+        fe_state
+            .counters
+            .add(FrontendTotal::BytesOut, log.bytes_out);
         log.emit();
         let body = if parts.method == http::Method::HEAD {
             Bytes::new()
@@ -324,7 +330,7 @@ async fn handle(
         // sessions` cuts is Data until the request is sent, Headers after.
         let mut phase = Phase::Data;
         let exchanging = async {
-            match body.take() {
+            let sent = match body.take() {
                 Some(incoming) if !replayable => {
                     send_body(
                         &mut up.conn.io,
@@ -340,8 +346,16 @@ async fn handle(
                     .conn
                     .write_all(&out, bcfg.timeout_server)
                     .await
+                    .map(|()| Sent {
+                        total: out.len() as u64,
+                        body: 0,
+                    })
                     .map_err(SendError::Server),
             }?;
+            // HAProxy's `bin`: what went to the server, head and body, for it and its backend;
+            // the body for the frontend, whose head came HPACK-coded and is not counted.
+            fe_state.counters.add(FrontendTotal::BytesIn, sent.body);
+            slot.count_bytes(Total::BytesIn, sent.total);
             phase = Phase::Headers;
             // The response time (HAProxy's Tr): from the request sent to the response head.
             let sent_at = Instant::now();
@@ -472,6 +486,7 @@ async fn handle(
     if let Some(length) = length {
         let finish = Finish {
             slot,
+            frontend: Arc::clone(&table.frontends[fe_index].state),
             guard: backend_session,
             log,
             cut,
@@ -497,6 +512,7 @@ async fn handle(
     let client_timeout = fe.timeout_client;
     let body_kind = response.body;
     let server_keep_alive = response.keep_alive;
+    let frontend = Arc::clone(&table.frontends[fe_index].state);
     tokio::spawn(async move {
         let mut out = Vec::new();
         let timeouts = CopyTimeouts {
@@ -537,6 +553,8 @@ async fn handle(
                 relay_aborted.store(true, std::sync::atomic::Ordering::Release);
             }
         }
+        // Counted before the pipe closes: a client that has the whole body finds it counted.
+        count_bytes_out(&frontend, &slot, &log);
         drop(pipe_write);
         drop(slot);
         drop(backend_session);
@@ -573,6 +591,12 @@ enum SendError {
     Server(IoFailure),
 }
 
+/// What a request sent to a server came to: all its bytes, and those of the client's body.
+struct Sent {
+    total: u64,
+    body: u64,
+}
+
 /// Sends the head in `out` and then the client's body frames, chunk-encoded when the client gave
 /// no length.
 async fn send_body<W: AsyncWrite + Unpin>(
@@ -582,9 +606,10 @@ async fn send_body<W: AsyncWrite + Unpin>(
     framing: BodyKind,
     timeout: std::time::Duration,
     client_timeout: std::time::Duration,
-) -> Result<(), SendError> {
+) -> Result<Sent, SendError> {
     use tokio::io::AsyncWriteExt;
     let chunked = framing == BodyKind::Chunked;
+    let mut sent = Sent { total: 0, body: 0 };
     loop {
         let frame = match with_timeout(client_timeout, incoming.frame()).await {
             Err(_) => return Err(SendError::ClientTimeout),
@@ -601,6 +626,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
         if chunked {
             out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
         }
+        sent.body += data.remaining() as u64;
         while data.has_remaining() {
             let piece = data.chunk();
             out.extend_from_slice(piece);
@@ -614,6 +640,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
             .await
             .map_err(SendError::Server)?
             .map_err(|e| SendError::Server(e.into()))?;
+        sent.total += out.len() as u64;
         out.clear();
     }
     if chunked {
@@ -622,7 +649,9 @@ async fn send_body<W: AsyncWrite + Unpin>(
     with_timeout(timeout, server.write_all(&out))
         .await
         .map_err(SendError::Server)?
-        .map_err(|e| SendError::Server(e.into()))
+        .map_err(|e| SendError::Server(e.into()))?;
+    sent.total += out.len() as u64;
+    Ok(sent)
 }
 
 fn finish_error(

@@ -7,6 +7,7 @@ use std::{
     future::Future,
     io,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -21,6 +22,20 @@ use super::{
     log::{Ended, Phase, Record},
     select::Slot,
 };
+use crate::state::{
+    FrontendState,
+    counters::{FrontendTotal, Total},
+};
+
+/// Counts a response body relayed to an HTTP/2 client (HAProxy's `bout`): the bytes the log
+/// gives, for the frontend, the backend and the server. The head went out HPACK-coded and is
+/// not counted.
+pub(crate) fn count_bytes_out(frontend: &FrontendState, slot: &Slot, log: &Record) {
+    frontend
+        .counters
+        .add(FrontendTotal::BytesOut, log.bytes_out);
+    slot.count_bytes(Total::BytesOut, log.bytes_out);
+}
 
 /// Largest frame handed to hyper at once.
 const MAX_FRAME: usize = 16 * 1024;
@@ -29,6 +44,8 @@ const MAX_FRAME: usize = 16 * 1024;
 /// record, which is written then.
 pub(crate) struct Finish<G> {
     pub(crate) slot: Slot,
+    /// The frontend the request came in by, whose `bout` counts the body.
+    pub(crate) frontend: Arc<FrontendState>,
     #[allow(
         dead_code,
         reason = "held for its drop, which ends the backend session with the body"
@@ -94,6 +111,7 @@ impl<G> LengthBody<G> {
         if let Some(who) = cut {
             finish.log.end(who, Phase::Data);
         }
+        count_bytes_out(&finish.frontend, &finish.slot, &finish.log);
         finish.log.emit();
     }
 

@@ -51,6 +51,12 @@ impl Slot {
         }
     }
 
+    /// Adds `n` to the backend's and the server's `total` (bytes in or out).
+    pub(crate) fn count_bytes(&self, total: Total, n: u64) {
+        self.backend.counters.totals.add(total, n);
+        self.server.counters.totals.add(total, n);
+    }
+
     /// Counts a response with `status` for the backend and the server.
     pub(crate) fn count_response(&self, status: u16) {
         self.backend.counters.totals.response(status);
