@@ -189,6 +189,8 @@ async fn handle(
     fe_state.counters.inc(FrontendTotal::Requests);
     let mut log = Record::new(client.peer, &fe.name, client.tls, start);
     log.json = table.config.json_log;
+    // An error page answers a HEAD with no body (see `serve`), and counts none.
+    let head = req.method() == http::Method::HEAD;
     let (parts, body) = req.into_parts();
     if log.enabled {
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -203,7 +205,7 @@ async fn handle(
         Err(status) => {
             fe_state.counters.inc(FrontendTotal::RequestErrors);
             log.end(Ended::Proxy, Phase::Request);
-            return finish_error(&mut log, status, fe_state);
+            return finish_error(&mut log, head, status, fe_state);
         }
     };
     let path = parts.uri.path();
@@ -219,16 +221,16 @@ async fn handle(
     if let Some(answer) = fe.returns.iter().find(|r| r.applies(&facts)) {
         log.status = Some(answer.status.as_u16());
         fe_state.counters.response(answer.status.as_u16());
-        log.bytes_out = answer.body.len() as u64;
-        fe_state
-            .counters
-            .add(FrontendTotal::BytesOut, log.bytes_out);
-        log.emit();
         let body = if parts.method == http::Method::HEAD {
             Bytes::new()
         } else {
             answer.body.clone()
         };
+        log.bytes_out = body.len() as u64;
+        fe_state
+            .counters
+            .add(FrontendTotal::BytesOut, log.bytes_out);
+        log.emit();
         let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
         *response.status_mut() = answer.status;
         response
@@ -241,7 +243,7 @@ async fn handle(
     }
     let Some((bcfg, bentry)) = choose_backend(fe, &facts).and_then(|i| table.backend(i)) else {
         log.end(Ended::Resource, Phase::Request);
-        return finish_error(&mut log, StatusCode::SERVICE_UNAVAILABLE, fe_state);
+        return finish_error(&mut log, head, StatusCode::SERVICE_UNAVAILABLE, fe_state);
     };
     log.set_backend(&bcfg.name);
     let backend_session = BackendSession::open(Arc::clone(&bentry.state));
@@ -306,7 +308,7 @@ async fn handle(
     let (slot, mut up, response, sent_at) = loop {
         let Acquired { slot, mut up } = match acquire(bcfg, bentry, &mut attempts, &mut log).await {
             Ok(acquired) => acquired,
-            Err(status) => return finish_error(&mut log, status, fe_state),
+            Err(status) => return finish_error(&mut log, head, status, fe_state),
         };
         log.conn_counts = [
             rt.active.get(),
@@ -371,7 +373,7 @@ async fn handle(
             Ok::<_, SendError>((read, sent_at))
         };
         let Some(exchanged) = slot.unless_shut(exchanging).await else {
-            return killed(&mut log, phase, fe_state);
+            return killed(&mut log, head, phase, fe_state);
         };
         let (read, sent_at) = match exchanged {
             Ok(read) => read,
@@ -390,16 +392,16 @@ async fn handle(
                 tracing::debug!(server = %slot.server.name, %error, "sending request failed");
                 slot.count_resp_error();
                 log.end(Ended::ServerAbort, Phase::Headers);
-                return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
+                return finish_error(&mut log, head, StatusCode::BAD_GATEWAY, fe_state);
             }
             Err(SendError::Client) => {
                 log.end(Ended::ClientAbort, Phase::Data);
-                return finish_error(&mut log, StatusCode::BAD_REQUEST, fe_state);
+                return finish_error(&mut log, head, StatusCode::BAD_REQUEST, fe_state);
             }
             // As over HTTP/1 (termination `cD`).
             Err(SendError::ClientTimeout) => {
                 log.end(Ended::ClientTimeout, Phase::Data);
-                return finish_error(&mut log, StatusCode::REQUEST_TIMEOUT, fe_state);
+                return finish_error(&mut log, head, StatusCode::REQUEST_TIMEOUT, fe_state);
             }
         };
         match read {
@@ -410,7 +412,7 @@ async fn handle(
                 tracing::debug!(server = %slot.server.name, "response in a transfer coding HTTP/2 cannot carry");
                 slot.count_resp_error_unobserved();
                 log.end(Ended::Proxy, Phase::Headers);
-                return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
+                return finish_error(&mut log, head, StatusCode::BAD_GATEWAY, fe_state);
             }
             Ok(response) => break (slot, up, response, sent_at),
             // As over HTTP/1: only a method that may be repeated is sent again.
@@ -422,7 +424,7 @@ async fn handle(
             Err(UpstreamError::Timeout) => {
                 slot.count_resp_error();
                 log.end(Ended::ServerTimeout, Phase::Headers);
-                return finish_error(&mut log, StatusCode::GATEWAY_TIMEOUT, fe_state);
+                return finish_error(&mut log, head, StatusCode::GATEWAY_TIMEOUT, fe_state);
             }
             Err(error) => {
                 tracing::debug!(server = %slot.server.name, %error, "bad response");
@@ -434,7 +436,7 @@ async fn handle(
                     Ended::ServerAbort
                 };
                 log.end(who, Phase::Headers);
-                return finish_error(&mut log, StatusCode::BAD_GATEWAY, fe_state);
+                return finish_error(&mut log, head, StatusCode::BAD_GATEWAY, fe_state);
             }
         }
     };
@@ -656,20 +658,34 @@ async fn send_body<W: AsyncWrite + Unpin>(
 
 fn finish_error(
     log: &mut Record,
+    head: bool,
     status: StatusCode,
     fe_state: &FrontendState,
 ) -> Response<ResponseBody> {
     log.status = Some(status.as_u16());
     fe_state.counters.response(status.as_u16());
+    let response = error_response(status);
+    // The error page, as HTTP/1 counts its own; none goes with the answer to a HEAD.
+    if !head {
+        log.bytes_out = response.body().size_hint().exact().unwrap_or(0);
+    }
+    fe_state
+        .counters
+        .add(FrontendTotal::BytesOut, log.bytes_out);
     log.emit();
-    error_response(status)
+    response
 }
 
 /// Ends a request whose server's sessions an operator shut down before the response came: the
 /// client gets a 503, the log a `K`.
-fn killed(log: &mut Record, phase: Phase, fe_state: &FrontendState) -> Response<ResponseBody> {
+fn killed(
+    log: &mut Record,
+    head: bool,
+    phase: Phase,
+    fe_state: &FrontendState,
+) -> Response<ResponseBody> {
     log.end(Ended::Killed, phase);
-    finish_error(log, StatusCode::SERVICE_UNAVAILABLE, fe_state)
+    finish_error(log, head, StatusCode::SERVICE_UNAVAILABLE, fe_state)
 }
 
 /// Whether requests with `method` are meant to carry content, so that an empty one is sent with
