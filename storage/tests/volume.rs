@@ -195,6 +195,23 @@ async fn demote_and_refuse_promotion(primary: &Volume, other: &Volume, disk: Dis
     );
 }
 
+/// A connected pair (protocol C) whose secondary, with `on_io_error = policy`, has just
+/// failed a 4 KiB write through the primary: its disk fails over that block. The write
+/// returned to the primary's client.
+async fn a_write_failed_on_the_secondary(
+    policy: IoErrorPolicy,
+) -> (support::Node, support::Node, Volume, Volume) {
+    let (a, mut b) = pair(4 * MIB, Protocol::C, Role::Primary);
+    b.config.on_io_error = policy;
+    let (va, vb) = start_connected(&a, &b).await;
+    vb.inject_local_io_errors(MIB, BLOCK);
+    va.export()
+        .write(MIB, Bytes::from(pattern(5, BLOCK as usize)), false)
+        .await
+        .unwrap();
+    (a, b, va, vb)
+}
+
 // Input: a connected pair, the secondary's disk failing over one block, with `on_io_error`
 // detach then pass_on; a write there through the primary; then the primary demoted and the
 // secondary asked to become primary. Output: the secondary goes Diskless (detach) or
@@ -207,14 +224,7 @@ async fn a_secondary_whose_disk_fails_a_write_is_no_longer_up_to_date() {
         (IoErrorPolicy::Detach, DiskState::Diskless),
         (IoErrorPolicy::PassOn, DiskState::Inconsistent),
     ] {
-        let (a, mut b) = pair(4 * MIB, Protocol::C, Role::Primary);
-        b.config.on_io_error = policy;
-        let (va, vb) = start_connected(&a, &b).await;
-        vb.inject_local_io_errors(MIB, BLOCK);
-        va.export()
-            .write(MIB, Bytes::from(pattern(5, BLOCK as usize)), false)
-            .await
-            .unwrap();
+        let (_a, _b, va, vb) = a_write_failed_on_the_secondary(policy).await;
         wait_for(&vb, "the failed write to take the disk down", |s| {
             s.disk == after
         })
@@ -235,14 +245,7 @@ async fn a_secondary_whose_disk_fails_a_write_is_no_longer_up_to_date() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secondary_stopped_right_after_its_disk_failed_a_write_comes_back_inconsistent() {
     for policy in [IoErrorPolicy::Detach, IoErrorPolicy::PassOn] {
-        let (a, mut b) = pair(4 * MIB, Protocol::C, Role::Primary);
-        b.config.on_io_error = policy;
-        let (va, vb) = start_connected(&a, &b).await;
-        vb.inject_local_io_errors(MIB, BLOCK);
-        va.export()
-            .write(MIB, Bytes::from(pattern(5, BLOCK as usize)), false)
-            .await
-            .unwrap();
+        let (_a, b, va, vb) = a_write_failed_on_the_secondary(policy).await;
         vb.stop().await;
         va.stop().await;
         let vb = b.start().await;

@@ -688,24 +688,35 @@ pub fn fulcrum_on(node: &Fulcrum, before: &[&str], after: &[&str]) -> (bool, Str
     fulcrum_command(args)
 }
 
+/// Column `column` (`qcur`, `bin`, `bout`, ...) of row `pxname,svname` (`svname` a server's
+/// name, `FRONTEND` or `BACKEND`) in `fulcrum ctl show stat`, HAProxy's CSV, on `node`; `None`
+/// when the row is missing or the field empty.
+pub fn stat_field(node: &Fulcrum, pxname: &str, svname: &str, column: &str) -> Option<u64> {
+    let (ok, csv, err) = fulcrum_on(node, &["ctl"], &["show", "stat"]);
+    assert!(ok, "fulcrum ctl show stat: {err}");
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap_or_default();
+    let at = (header.trim_start_matches("# ").split(','))
+        .position(|name| name == column)
+        .unwrap_or_else(|| panic!("no column {column} in {header}"));
+    lines
+        .map(|line| line.split(',').collect::<Vec<_>>())
+        .find(|fields| fields.len() > at && fields[0] == pxname && fields[1] == svname)
+        .and_then(|fields| fields[at].parse().ok())
+}
+
 /// Waits until the row `server` (a server's name, or `BACKEND`) of backend `backend` has `n`
-/// requests in its queue, as `fulcrum ctl show stat` (HAProxy's CSV, `qcur` third) shows it.
+/// requests in its queue (`qcur`).
 pub async fn wait_queued(node: &Fulcrum, backend: &str, server: &str, n: u64) {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let (ok, csv, err) = fulcrum_on(node, &["ctl"], &["show", "stat"]);
-        assert!(ok, "fulcrum ctl show stat: {err}");
-        let queued = csv
-            .lines()
-            .map(|line| line.split(',').collect::<Vec<_>>())
-            .find(|f| f.len() > 2 && f[0] == backend && f[1] == server)
-            .and_then(|f| f[2].parse::<u64>().ok());
+        let queued = stat_field(node, backend, server, "qcur");
         if queued == Some(n) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "{backend}/{server} queue: {queued:?}, not {n}\n{csv}"
+            "{backend}/{server} queue: {queued:?}, not {n}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -32,7 +32,7 @@ use crate::{
     config::{Backend, Frontend, Return},
     runtime::Runtime,
     state::{
-        BackendSession, BackendState, FrontendState, ServerState,
+        BackendSession, BackendState, FrontendState,
         counters::{FrontendTotal, Total},
     },
     table::{BackendEntry, Table},
@@ -224,7 +224,7 @@ where
                 body::forward(client, &mut up.conn.io, out, head.body, timeouts, false).await
             }?;
             let body = replay_len as u64 + body_read;
-            count_request_bytes(ctx, bentry, &server, buffered + body_read, body);
+            count_request_bytes(ctx, &slot, buffered + body_read, body);
             phase = Phase::Headers;
             // The response time (HAProxy's Tr): from the request sent to the response head.
             let sent_at = Instant::now();
@@ -437,15 +437,7 @@ where
     ctx.fe_state
         .counters
         .add(FrontendTotal::BytesOut, log.bytes_out);
-    bentry
-        .state
-        .counters
-        .totals
-        .add(Total::BytesOut, log.bytes_out);
-    slot.server
-        .counters
-        .totals
-        .add(Total::BytesOut, log.bytes_out);
+    slot.count_bytes(Total::BytesOut, log.bytes_out);
     // An early answer is not (see `upstream::read_early_answer`).
     if response.keep_alive {
         slot.server.pool.put(up.conn);
@@ -647,16 +639,9 @@ impl OutgoingRequest<'_> {
 /// Counts a request sent to a server (HAProxy's `bin`): `sent` bytes, head and body, for the
 /// server and its backend; the `body` bytes for the frontend, which counted the head when it
 /// parsed it.
-fn count_request_bytes(
-    ctx: &Ctx<'_>,
-    bentry: &BackendEntry,
-    server: &ServerState,
-    sent: u64,
-    body: u64,
-) {
+fn count_request_bytes(ctx: &Ctx<'_>, slot: &Slot, sent: u64, body: u64) {
     ctx.fe_state.counters.add(FrontendTotal::BytesIn, body);
-    bentry.state.counters.totals.add(Total::BytesIn, sent);
-    server.counters.totals.add(Total::BytesIn, sent);
+    slot.count_bytes(Total::BytesIn, sent);
 }
 
 /// Ends an exchange an operator's `shutdown sessions` cut: the client connection closes with
