@@ -163,16 +163,7 @@ where
         .forward_for
         .then_some((ctx.client.peer.ip(), ctx.client.tls));
     let target = head.path_and_query();
-    let outgoing = OutgoingRequest {
-        method: &head.method,
-        target: &target,
-        headers: &headers,
-        hop: &hop,
-        // The proxy answers `Expect: 100-continue` itself.
-        drop_expect: head.expect_continue,
-        forwarded,
-        tunnel: head.upgrade,
-    };
+    let outgoing = OutgoingRequest::of(head, &target, &headers, &hop, forwarded);
     let replayable = match head.body {
         BodyKind::Empty => true,
         BodyKind::Length(n) => n <= REPLAY_MAX && n <= client.buf.len() as u64,
@@ -610,7 +601,28 @@ struct OutgoingRequest<'a> {
     tunnel: bool,
 }
 
-impl OutgoingRequest<'_> {
+impl<'a> OutgoingRequest<'a> {
+    /// The request `head` as it goes on: to `target` (its origin form), with `headers` (the
+    /// client's, perhaps rewritten) less those `hop` drops.
+    fn of(
+        head: &'a RequestHead,
+        target: &'a str,
+        headers: &'a HeaderMap,
+        hop: &'a HopByHop,
+        forwarded: Option<(std::net::IpAddr, bool)>,
+    ) -> Self {
+        Self {
+            method: &head.method,
+            target,
+            headers,
+            hop,
+            // The proxy answers `Expect: 100-continue` itself.
+            drop_expect: head.expect_continue,
+            forwarded,
+            tunnel: head.upgrade,
+        }
+    }
+
     /// Always HTTP/1.1 with an origin-form target, hop-by-hop headers left out, and a `Host`
     /// header (the server's address) when an HTTP/1.0 client sent none.
     fn serialize_into(&self, out: &mut Vec<u8>, server: SocketAddr) {
@@ -634,6 +646,21 @@ impl OutgoingRequest<'_> {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Writes the head `head` goes to `server` with, as [`forward`] does when the backend has no
+/// persistence cookie: for the fuzz targets and property tests, which check what a server
+/// would read of it.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn write_request_to_server(
+    head: &RequestHead,
+    forwarded: Option<(std::net::IpAddr, bool)>,
+    server: SocketAddr,
+    out: &mut Vec<u8>,
+) {
+    let hop = HopByHop::of(&head.headers, head.connection, head.upgrade);
+    let target = head.path_and_query();
+    OutgoingRequest::of(head, &target, &head.headers, &hop, forwarded).serialize_into(out, server);
 }
 
 /// Counts a request sent to a server (HAProxy's `bin`): `sent` bytes, head and body, for the

@@ -4,11 +4,14 @@
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 
+use super::h1::head::is_authority;
+
 /// The request's target as the HTTP/1.1 request line carries it (origin form, or `*` for
 /// `OPTIONS`), with `headers` given the Host the server must see; or the status that refuses it:
 /// - `CONNECT` gets 501, as over HTTP/1 (no tunnels).
 /// - A `:path` that is neither absolute nor `*` on an `OPTIONS` gets 400.
-/// - An `:authority` with user information gets 400 (RFC 9113 §8.3.1 forbids it).
+/// - An `:authority` with user information gets 400 (RFC 9113 §8.3.1 forbids it), as does an
+///   `:authority` or `host` that HTTP/1's parser would refuse as a Host (a path, a space, `@`).
 /// - More than one `host`, or a `host` that names another authority than `:authority`, gets 400
 ///   (RFC 9113 §8.3.1 lets a server treat that as malformed; the ACLs and the server would
 ///   otherwise each read another host). Otherwise `:authority`, when there is one, is the Host
@@ -28,13 +31,13 @@ pub(super) fn target_and_host<'u>(
     }
     let mut hosts = headers.get_all(header::HOST).iter();
     let (host, another) = (hosts.next(), hosts.next());
-    if another.is_some() {
+    if another.is_some() || host.is_some_and(|h| !is_authority(h.as_bytes())) {
         return Err(StatusCode::BAD_REQUEST);
     }
     if let Some(authority) = uri.authority() {
         // RFC 9113 §8.3.1: `:authority` must not include user information, which would make
         // `x@admin.example` the Host the ACLs match and the server reads.
-        if authority.as_str().contains('@') {
+        if !is_authority(authority.as_str().as_bytes()) {
             return Err(StatusCode::BAD_REQUEST);
         }
         if host.is_some_and(|h| {
@@ -97,11 +100,18 @@ mod tests {
             ok(&["a.example", "b.example"]),
             Err(StatusCode::BAD_REQUEST)
         );
-        // Without `:authority`, the one `host` stays.
+        // Without `:authority`, the one `host` stays, if HTTP/1 would take it as a Host.
         assert_eq!(
             check(Method::GET, "/", &["b.example"]).unwrap().1,
             ["b.example"]
         );
+        for bad in ["x@admin.example", "a/b", "a b", "[::1"] {
+            assert_eq!(
+                check(Method::GET, "/", &[bad]),
+                Err(StatusCode::BAD_REQUEST),
+                "{bad}"
+            );
+        }
     }
 
     // Input: CONNECT, `*` on GET and on OPTIONS. Output: 501, 400, and `*` passed on.

@@ -8,6 +8,8 @@ pub(crate) mod cookie;
 mod errors;
 mod exchange;
 mod frontend_name;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub(crate) mod h1;
 mod h2;
 mod h2_body;

@@ -236,17 +236,22 @@ fn check_trailer(line: &[u8]) -> Result<(), BodyError> {
     Ok(())
 }
 
-/// Reads the hex size at the start of a chunk-size line, ignoring chunk extensions.
+/// Reads the hex size at the start of a chunk-size line, ignoring chunk extensions: after the
+/// digits only whitespace, then `;` and an extension (RFC 9112 §7.1.1), may come, as HAProxy
+/// reads it. `5 x` is refused, not read as 5: a server that stops at the space would agree, one
+/// that refused the line would not.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
     let hex_end = line
         .iter()
         .position(|b| !b.is_ascii_hexdigit())
         .unwrap_or(line.len());
     let (hex, rest) = line.split_at(hex_end);
-    let rest_ok = rest.is_empty()
-        || rest.first() == Some(&b';')
-        || rest.first() == Some(&b' ')
-        || rest.first() == Some(&b'\t');
+    let space = rest
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count();
+    let after_space = &rest[space..];
+    let rest_ok = after_space.is_empty() || after_space.starts_with(b";");
     if hex.is_empty() || hex.len() > 15 || !rest_ok {
         return Err(BodyError::Malformed("invalid chunk size"));
     }
@@ -362,12 +367,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn whitespace_may_come_before_an_extension_or_the_line_end() {
+        let input = b"5 ;a=1\r\nhello\r\n3\t\r\nabc\r\n0\r\n\r\n";
+        let (read, written, _) = run(input, BodyKind::Chunked).await;
+        assert_eq!(read.unwrap(), input.len() as u64);
+        assert_eq!(written, b"HEAD5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n");
+    }
+
+    #[tokio::test]
     async fn malformed_chunks_are_refused() {
         for bad in [
             &b"zz\r\n"[..],
             b"5\r\nhelloXX\r\n0\r\n\r\n",
             b"5\nhello\r\n",
             b"5\r\nhe\rlo\r\n",
+            // After the size, only whitespace and then `;` may come.
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"5\tx;a\r\nhello\r\n0\r\n\r\n",
         ] {
             let (read, _, _) = run(bad, BodyKind::Chunked).await;
             assert!(read.is_err(), "{bad:?}");

@@ -216,9 +216,10 @@ pub(crate) fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, H
     {
         // A proxy takes the host from an absolute-form target, whatever Host says (RFC 9112
         // §3.2.2): the ACLs and the server then read the host the request was sent to.
+        // Held to the rules of a `Host` value: the server and the ACLs read this one.
         let host = HeaderValue::from_str(authority)
             .ok()
-            .filter(|_| !authority.is_empty())
+            .filter(|_| !authority.is_empty() && is_authority(authority.as_bytes()))
             .ok_or(HeadError::Malformed("invalid request target"))?;
         headers.insert(header::HOST, host);
     }
@@ -410,7 +411,7 @@ impl Coding {
 /// Whether a `Host` value is an authority (RFC 9112 §3.2, RFC 3986 §3.2): a host, an IP literal
 /// in brackets, or nothing, then perhaps `:port`; no user information (`x@admin.example`, which
 /// the ACLs and the server would read as different hosts), path, space or control character.
-fn is_authority(host: &[u8]) -> bool {
+pub(crate) fn is_authority(host: &[u8]) -> bool {
     let (name, port) = match host.iter().rposition(|b| *b == b':') {
         Some(colon) if !host[colon..].contains(&b']') => (&host[..colon], &host[colon + 1..]),
         _ => (host, &b""[..]),
@@ -642,8 +643,9 @@ mod tests {
     }
 
     // Input: absolute-form targets with another Host, without one (HTTP/1.0), with user
-    // information, and without an authority. Output: the Host is the target's authority; no
-    // authority is a 400.
+    // information, without an authority, and with authorities no `Host` may carry (found by
+    // the `h1_request` fuzz target). Output: the Host is the target's authority; no authority,
+    // or one that is not an authority, is a 400.
     #[test]
     fn an_absolute_target_gives_the_host() {
         let host = |raw: &str| {
@@ -662,8 +664,18 @@ mod tests {
             host("GET http://u:p@a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n"),
             "a.example"
         );
-        let err = req("GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err();
-        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        for bad in [
+            "http:///x",
+            "http://[/x",
+            "http://[::1/x",
+            "http://a:b/",
+            "http://a b/",
+        ] {
+            let raw = format!("GET {bad} HTTP/1.0\r\n\r\n");
+            let err = req(&raw).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+        assert_eq!(host("GET http://[::1]:8/ HTTP/1.0\r\n\r\n"), "[::1]:8");
     }
 
     #[test]
