@@ -21,7 +21,7 @@ use fulcrum_storage::volume::peer::Side;
 use support::{
     Node, SET, Writer, authenticated, connected, converge, hello, mtime, next_within,
     node_for_raw_peer, nodes, owner, raw_peer, set_mtime, started_pair, started_pair_with,
-    stop_both, tree, wait_for,
+    stop_both, tree, wait_for, wait_received,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -148,10 +148,7 @@ async fn a_touch_alone_is_sent_without_the_content() {
     let (n, a, b) = started_pair().await;
     n[0].write("photo.jpg", &pseudo_random(200_000, 7));
     converge(&n[0], &n[1], PATIENCE).await;
-    let (sent, received) = (
-        a.status().counters.bytes_sent,
-        b.status().counters.files_received,
-    );
+    let (sent, received) = (a.status().counters.bytes_sent, wait_received(&b, 1).await);
     let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
     set_mtime(&n[0].path("photo.jpg"), an_hour_ago);
     converge(&n[0], &n[1], PATIENCE).await;
@@ -376,7 +373,7 @@ async fn a_burst_of_small_files_converges_through_an_overflow() {
     );
     assert!(status.counters.overflows > 0, "{:?}", status.counters);
     assert!(status.counters.rescans > 0);
-    assert!(b.status().counters.files_received >= files);
+    wait_received(&b, files).await;
     stop_both(a, b).await;
 }
 

@@ -16,7 +16,9 @@ use std::os::unix::fs::lchown;
 use std::time::Duration;
 
 use fulcrum_storage::sync::owner::can_chown;
-use support::{Node, connected, converge, nodes, owner, started_pair, stop_both, wait_for};
+use support::{
+    Node, connected, converge, nodes, owner, started_pair, stop_both, wait_for, wait_received,
+};
 
 /// Generous, as the suite runs many tests at once on two cores.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -48,10 +50,7 @@ async fn a_chown_alone_is_sent_without_the_content() {
     let (n, a, b) = started_pair().await;
     n[0].write("photo.jpg", &vec![7u8; 200_000]);
     converge(&n[0], &n[1], PATIENCE).await;
-    let (sent, received) = (
-        a.status().counters.bytes_sent,
-        b.status().counters.files_received,
-    );
+    let (sent, received) = (a.status().counters.bytes_sent, wait_received(&b, 1).await);
     lchown(n[0].path("photo.jpg"), Some(4242), Some(4343)).unwrap();
     converge(&n[0], &n[1], PATIENCE).await;
     assert_eq!(owner(&n[1].path("photo.jpg")), (4242, 4343));

@@ -347,6 +347,20 @@ pub(crate) async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) ->
     }
 }
 
+/// Waits until `set` counts at least `files` files received, and returns its count. The count
+/// goes up just after the rename that shows a file, so a test that has seen the file's
+/// content may read the count a moment early.
+pub(crate) async fn wait_received(set: &SyncSet, files: u64) -> u64 {
+    let received = || set.status().counters.files_received;
+    let waited = wait_for(Duration::from_secs(10), || received() >= files).await;
+    assert!(
+        waited.is_some(),
+        "{} of {files} files counted received",
+        received()
+    );
+    received()
+}
+
 /// A tree by stat only (kind, size, mode, mtime, owner and group): cheap enough to poll.
 type Stat = (bool, u64, u32, i64, (u32, u32));
 
