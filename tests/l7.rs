@@ -792,8 +792,8 @@ servers = [
     let waiting: Vec<_> = (0..2)
         .map(|_| tokio::spawn(async move { get(addr, "/", &[("Cookie", "SRV=s1")]).await }))
         .collect();
-    // Fulcrum queues a backend's waiting requests in the backend, sticky ones included.
-    support::wait_queued(&fulcrum, "web", "BACKEND", 2).await;
+    // Sticky requests wait in their server's queue, as in HAProxy.
+    support::wait_queued(&fulcrum, "web", "s1", 2).await;
     let socket = fulcrum.control_socket();
     let (ok, _, err) = support::fulcrum_command([
         "ctl",

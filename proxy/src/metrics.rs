@@ -102,8 +102,8 @@ const METRICS: &[Def] = &[
     def(FE, "fulcrum_frontend_http_responses_total", Value::Responses, "Total number of HTTP responses by status class."),
 
     def(BE, "fulcrum_backend_status", G(|r, _| Some(u64::from(r.status == "UP"))), "Current status of the backend: 1 UP (a server takes new clients), 0 DOWN."),
-    def(BE, "fulcrum_backend_current_queue", G(|r, _| r.qcur), "Current number of queued requests."),
-    def(BE, "fulcrum_backend_max_queue", G(|r, _| r.qmax), "Maximum observed number of queued requests."),
+    def(BE, "fulcrum_backend_current_queue", G(|r, _| r.qcur), "Current number of requests queued for any server of the backend."),
+    def(BE, "fulcrum_backend_max_queue", G(|r, _| r.qmax), "Maximum observed number of requests queued for any server of the backend."),
     def(BE, "fulcrum_backend_current_sessions", G(|r, _| Some(r.scur)), "Current number of active sessions."),
     def(BE, "fulcrum_backend_max_sessions", G(|r, _| Some(r.smax)), "Maximum observed number of active sessions."),
     def(BE, "fulcrum_backend_sessions_total", C(|r, _| Some(r.stot)), "Total number of sessions."),
@@ -125,6 +125,8 @@ const METRICS: &[Def] = &[
     def(BE, "fulcrum_backend_http_response_time_seconds", Value::ResponseTime, "Time from a request sent to a server to its response headers."),
 
     def(SV, "fulcrum_server_status", Value::States, "Current status of the server, 1 for its state."),
+    def(SV, "fulcrum_server_current_queue", G(|r, _| r.qcur), "Current number of requests queued for the server."),
+    def(SV, "fulcrum_server_max_queue", G(|r, _| r.qmax), "Maximum observed number of requests queued for the server."),
     def(SV, "fulcrum_server_current_sessions", G(|r, _| Some(r.scur)), "Current number of active sessions."),
     def(SV, "fulcrum_server_max_sessions", G(|r, _| Some(r.smax)), "Maximum observed number of active sessions."),
     def(SV, "fulcrum_server_limit_sessions", G(|r, _| r.slim), "Configured session limit."),

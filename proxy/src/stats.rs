@@ -100,6 +100,8 @@ fn backend(
         let (mut row, extra) = server_row(&cfg.name, state, scfg.backup, now);
         let max = state.max_connections(scfg.max_connections);
         row.slim = (max > 0).then_some(u64::from(max));
+        row.qcur = Some(state.counters.queue.get());
+        row.qmax = Some(state.counters.queue.max());
         if let Some(throttle) = state
             .throttle(cfg.slow_start)
             .filter(|_| row.weight > Some(0))

@@ -1631,3 +1631,74 @@ async fn a_request_in_the_queue_is_served_once_the_agent_raises_the_limit() {
     assert_eq!((response.status, response.body.as_str()), (200, "s1"));
     slow.abort();
 }
+
+// Input: s1 and s2 with `max_connections = 1` and cookie persistence, each held by a slow
+// request; then a request with s1's cookie and one with none; then s1 put into MAINT.
+// Output: the sticky request is counted in s1's queue and the other in the backend's, as
+// HAProxy counts them, in the stats and the metrics; once s1 is in MAINT the sticky request
+// waits for any server and is counted in the backend's queue, s1's maximum kept. (Every
+// queued request was counted in the backend's queue, and servers had none.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_for_its_server_is_counted_in_that_servers_queue() {
+    let (s1, s2) = (origin("s1").await, origin("s2").await);
+    let proxy = Proxy::start(app_config(
+        "cookie = { name = \"SRV\" }\ntimeout = { queue = \"30s\" }",
+        &format!(
+            r#"{{ name = "s1", address = "{s1}", max_connections = 1, cookie = "s1" }},
+               {{ name = "s2", address = "{s2}", max_connections = 1, cookie = "s2" }}"#
+        ),
+    ))
+    .unwrap();
+    let registry = prometheus::Registry::new();
+    proxy.register_metrics(&registry).unwrap();
+    let web = proxy.listeners()[0].bound;
+    let _slow1 = slow_request_held_by(&proxy, web, "s1").await;
+    let _slow2 = slow_request_held_by(&proxy, web, "s2").await;
+    let waiting = |cookie: Option<&'static str>| {
+        tokio::spawn(async move {
+            let mut conn = TcpStream::connect(web).await.unwrap();
+            get(&mut conn, "/", cookie).await
+        })
+    };
+    let _sticky = waiting(Some("s1"));
+    let queue = |s: &[ProxyStats], sv: &str| (row(s, "app", sv).qcur, row(s, "app", sv).qmax);
+    wait_for(&proxy, "the sticky request queued", |s| {
+        queue(s, "s1").0 == Some(1)
+    })
+    .await;
+    let _any = waiting(None);
+    wait_for(&proxy, "the other request queued", |s| {
+        queue(s, "BACKEND").0 == Some(1)
+    })
+    .await;
+    let stats = proxy.stats();
+    assert_eq!(queue(&stats, "s1"), (Some(1), Some(1)));
+    assert_eq!(queue(&stats, "s2"), (Some(0), Some(0)));
+    assert_eq!(queue(&stats, "BACKEND"), (Some(1), Some(1)));
+    let families = registry.gather();
+    let s1_labels = [("proxy", "app"), ("server", "s1")];
+    assert_eq!(
+        value(&families, "fulcrum_server_current_queue", &s1_labels),
+        1.0
+    );
+    assert_eq!(
+        value(&families, "fulcrum_server_max_queue", &s1_labels),
+        1.0
+    );
+    let app = [("proxy", "app")];
+    assert_eq!(value(&families, "fulcrum_backend_current_queue", &app), 1.0);
+
+    proxy
+        .server_action(
+            &server("app", "s1"),
+            ServerAction::SetState(AdminState::Maint),
+        )
+        .unwrap();
+    wait_for(
+        &proxy,
+        "the sticky request handed to the backend's queue",
+        |s| queue(s, "BACKEND") == (Some(2), Some(2)),
+    )
+    .await;
+    assert_eq!(queue(&proxy.stats(), "s1"), (Some(0), Some(1)));
+}

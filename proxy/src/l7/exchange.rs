@@ -191,7 +191,10 @@ where
         let server = Arc::clone(&slot.server);
         log.conn_counts[2] = bentry.state.counters.sessions.get();
         log.conn_counts[3] = server.counters.sessions.get();
-        log.queues = [0, bentry.state.counters.queue.get()];
+        log.queues = [
+            server.counters.queue.get(),
+            bentry.state.counters.queue.get(),
+        ];
         out.clear();
         outgoing.serialize_into(out, server.addr);
         out.extend_from_slice(&client.buf[..replay_len]);

@@ -316,6 +316,10 @@ async fn handle(
             bentry.state.counters.sessions.get(),
             slot.server.counters.sessions.get(),
         ];
+        log.queues = [
+            slot.server.counters.queue.get(),
+            bentry.state.counters.queue.get(),
+        ];
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(parts.method.as_str().as_bytes());
         out.push(b' ');

@@ -124,9 +124,9 @@ pub(crate) async fn select(
     // The clock is read only once the request has to wait.
     let mut started = None;
     let mut deadline = None;
-    // Counted in the backend's queue while set; dropped with the request too, when its client
-    // goes away while it waits (an HTTP/2 stream reset drops this future).
-    let mut queued = None;
+    // Counted in a queue while set; dropped with the request too, when its client goes away
+    // while it waits (an HTTP/2 stream reset drops this future).
+    let mut queued: Option<InQueue<'_>> = None;
     let result = loop {
         // Register interest before looking, so a slot freed in between is not missed. Boxed,
         // so that a request that turns out to wait for one server drops it at once: it would
@@ -168,8 +168,19 @@ pub(crate) async fn select(
             }
             Target::AllFull => None,
         };
-        if queued.is_none() {
-            queued = Some(InQueue::enter(&entry.state.counters.queue));
+        // As HAProxy counts them: a request that waits for one server (sticky, hashed, or
+        // retried there) in that server's queue, one that any server will do in the backend's.
+        // A sticky server that goes DOWN hands its requests to the backend's.
+        let queue = match waiting_on {
+            Some(server) => &server.counters.queue,
+            None => &entry.state.counters.queue,
+        };
+        if !queued.as_ref().is_some_and(|q| q.is(queue)) {
+            // Out of the old queue before into the new, so no moment counts it twice.
+            drop(queued.take());
+            queued = Some(InQueue::enter(queue));
+        }
+        if started.is_none() {
             let now = Instant::now();
             started = Some(now);
             // Zero `timeout queue` means no limit, as every zero timeout.
@@ -239,13 +250,17 @@ pub(crate) async fn select(
     ))
 }
 
-/// A request counted in its backend's queue until dropped.
+/// A request counted in a queue (its backend's or one server's) until dropped.
 struct InQueue<'a>(&'a Gauge);
 
 impl<'a> InQueue<'a> {
     fn enter(queue: &'a Gauge) -> Self {
         queue.up();
         Self(queue)
+    }
+
+    fn is(&self, queue: &Gauge) -> bool {
+        std::ptr::eq(self.0, queue)
     }
 }
 

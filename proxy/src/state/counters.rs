@@ -282,7 +282,8 @@ impl Histogram {
 pub struct BackendCounters {
     /// Requests being served by this backend now and at most.
     pub sessions: Gauge,
-    /// Requests waiting for a server slot.
+    /// Requests waiting for a slot on any of its servers (HAProxy's backend queue); those that
+    /// wait for one server are in that server's.
     pub queue: Gauge,
     pub totals: Totals,
 }
@@ -292,6 +293,8 @@ pub struct BackendCounters {
 pub struct ServerCounters {
     /// Requests under way on this server now and at most.
     pub sessions: Gauge,
+    /// Requests waiting for a slot on this server: sticky, hashed, or retried on it.
+    pub queue: Gauge,
     pub totals: Totals,
     /// Failed health checks and UP to DOWN transitions: written by one health task or an admin
     /// action, never by the request path, so single atomics.
