@@ -82,10 +82,12 @@ pub(crate) fn from_request(
     let mut found = RequestCookie::None;
     for value in values(headers, &cfg.name) {
         let id = match cfg.mode {
-            CookieMode::Prefix => value.split_once('~').map_or(value, |(id, _)| id),
+            CookieMode::Prefix => value.split(|b| *b == b'~').next().unwrap_or(value),
             CookieMode::Insert | CookieMode::Rewrite => value,
         };
-        match server_by_cookie(id) {
+        // Server cookie values are ASCII: an id that is not text names no server. The value
+        // after a prefix's `~` is the application's, whatever its bytes.
+        match std::str::from_utf8(id).ok().and_then(&server_by_cookie) {
             Some(server) if usable(server) => return RequestCookie::Valid(server),
             Some(server) if !matches!(found, RequestCookie::Down(_)) => {
                 found = RequestCookie::Down(server);
@@ -230,26 +232,7 @@ fn rewrite_set_cookie(
     }
     headers.remove(header::SET_COOKIE);
     for value in values {
-        let rewritten = value.to_str().ok().and_then(|text| {
-            let (pair, attrs) = text
-                .split_once(';')
-                .map_or((text, None), |(p, a)| (p, Some(a)));
-            let (name, v) = pair.split_once('=')?;
-            if name.trim() != cfg.name {
-                return None;
-            }
-            let new_value = match cfg.mode {
-                CookieMode::Prefix => format!("{server_cookie}~{}", v.trim()),
-                _ => server_cookie.to_owned(),
-            };
-            let mut out = format!("{}={new_value}", cfg.name);
-            if let Some(attrs) = attrs {
-                out.push(';');
-                out.push_str(attrs);
-            }
-            HeaderValue::from_str(&out).ok()
-        });
-        match rewritten {
+        match rewritten_set_cookie(cfg, value.as_bytes(), server_cookie) {
             Some(v) => {
                 outcome = ResponseCookie::Rewritten;
                 headers.append(header::SET_COOKIE, v);
@@ -265,6 +248,31 @@ fn rewrite_set_cookie(
     outcome
 }
 
+/// A `Set-Cookie` value for cookie `cfg.name` with its value replaced by the server's cookie
+/// (rewrite mode) or prefixed with it and `~` (prefix mode), its attributes kept; `None` for
+/// another cookie. Bytes, not text: the application's value or an attribute may carry
+/// non-ASCII bytes, and the cookie must still be rewritten.
+fn rewritten_set_cookie(cfg: &Cookie, value: &[u8], server_cookie: &str) -> Option<HeaderValue> {
+    let (pair, attrs) = value
+        .iter()
+        .position(|b| *b == b';')
+        .map_or((value, &b""[..]), |at| value.split_at(at));
+    let (name, own) = name_value(pair)?;
+    if name != cfg.name.as_bytes() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(value.len() + server_cookie.len() + 1);
+    out.extend_from_slice(name);
+    out.push(b'=');
+    out.extend_from_slice(server_cookie.as_bytes());
+    if cfg.mode == CookieMode::Prefix {
+        out.push(b'~');
+        out.extend_from_slice(own);
+    }
+    out.extend_from_slice(attrs);
+    HeaderValue::from_bytes(&out).ok()
+}
+
 /// Marks a response that sets a persistence cookie as private, so a shared cache does not hand
 /// one client's cookie to everyone.
 fn add_cache_control_private(headers: &mut HeaderMap) {
@@ -278,15 +286,15 @@ fn add_cache_control_private(headers: &mut HeaderMap) {
     }
 }
 
-/// The values of cookie `name` in the request's `Cookie` headers, in order.
-fn values<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h str> {
+/// The values of cookie `name` in the request's `Cookie` headers, in order, as bytes.
+fn values<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h [u8]> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .flat_map(pairs)
         .filter_map(name_value)
         .filter(move |(n, _)| *n == name.as_bytes())
-        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .map(|(_, v)| v)
 }
 
 /// The `name=value` pairs of one `Cookie` header, trimmed, empty ones left out.
@@ -540,6 +548,47 @@ mod tests {
         );
         rewrite_request(&c, &mut req);
         assert_eq!(req.get(header::COOKIE).unwrap(), "webserver=abc");
+    }
+
+    // Input: in prefix and rewrite modes, a server's `Set-Cookie` of our name whose value, or
+    // an attribute, is UTF-8 (`José`, `/café`); a client's prefixed cookie whose application
+    // value is not UTF-8. Output: the cookie is prefixed or replaced, its attributes kept as
+    // sent, and the client's prefix still names its server. (Each went through unchanged, or
+    // was ignored, as `to_str` refuses them: persistence never started.)
+    #[test]
+    fn non_ascii_bytes_do_not_stop_prefix_and_rewrite() {
+        let set_cookie = |mode, raw: &str| {
+            let mut res = HeaderMap::new();
+            let value = HeaderValue::from_bytes(raw.as_bytes()).unwrap();
+            res.insert(header::SET_COOKIE, value);
+            let outcome = rewrite_response(&cfg(mode), &mut res, "s1", false);
+            let sent = res.get(header::SET_COOKIE).unwrap().as_bytes().to_vec();
+            (outcome, String::from_utf8(sent).unwrap())
+        };
+        let (outcome, sent) = set_cookie(CookieMode::Prefix, "webserver=Jos\u{e9}; Path=/");
+        assert_eq!(outcome, ResponseCookie::Rewritten);
+        assert_eq!(sent, "webserver=s1~Jos\u{e9}; Path=/");
+        let (outcome, sent) = set_cookie(CookieMode::Prefix, "webserver = abc ;Path=/caf\u{e9}");
+        assert_eq!(outcome, ResponseCookie::Rewritten);
+        assert_eq!(sent, "webserver=s1~abc;Path=/caf\u{e9}");
+        let (outcome, sent) = set_cookie(CookieMode::Rewrite, "webserver=Jos\u{e9}");
+        assert_eq!(outcome, ResponseCookie::Rewritten);
+        assert_eq!(sent, "webserver=s1");
+
+        let mut req = HeaderMap::new();
+        let raw = b"webserver=s2~\xe9t\xe9; other=1";
+        req.insert(header::COOKIE, HeaderValue::from_bytes(raw).unwrap());
+        let c = cfg(CookieMode::Prefix);
+        assert_eq!(
+            from_request(&c, &req, by_cookie, |_| true),
+            RequestCookie::Valid(1)
+        );
+        let raw = b"webserver=\xe9~abc";
+        req.insert(header::COOKIE, HeaderValue::from_bytes(raw).unwrap());
+        assert_eq!(
+            from_request(&c, &req, by_cookie, |_| true),
+            RequestCookie::Invalid
+        );
     }
 
     #[test]
