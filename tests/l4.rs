@@ -976,3 +976,36 @@ async fn an_ipv4_client_of_a_dual_stack_service_is_ipv4_to_the_real_server() {
         format!("PROXY TCP4 127.0.0.1 127.0.0.1 {client_port} {port}\r\n")
     );
 }
+
+// Input: a real server B with a TCP check every 10 hours and `observe = "layer4"`,
+// `error_limit = 1`, `on_error = "mark-down"`, and Fulcrum left one open-files descriptor
+// (`prlimit`): the client's connection takes it, and the connection to B fails with EMFILE.
+// Output: the client is reset and B stays UP; with its descriptors back, Fulcrum relays the
+// next client to B. (The shortage was held against B, which went DOWN.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_fulcrum_lacks_descriptors_for_is_not_held_against_the_real_server() {
+    if !support::require_tool("prlimit") {
+        return;
+    }
+    let b = EchoServer::start("B").await;
+    let fulcrum = Fulcrum::start(&service(
+        "127.0.0.1:0",
+        "health_check = { type = \"tcp\", interval = \"10h\", observe = \"layer4\", error_limit = 1, on_error = \"mark-down\" }",
+        &[(b.addr, 1, 0)],
+    ));
+    let vs = fulcrum.virtual_server_addr("vs");
+    {
+        let _short = support::OneDescriptorLeft::on(&fulcrum);
+        // Reset by the service, possibly before `connect` has returned.
+        if let Ok(mut refused) = TcpStream::connect(vs).await {
+            let (closed, bytes) = read_until_closed(&mut refused).await;
+            assert!(closed && bytes.is_empty(), "{bytes:?}");
+        }
+        // The connect error is counted before the client is reset.
+        let errors = support::stat_field(&fulcrum, "vs", &b.addr.to_string(), "econ");
+        assert_eq!(errors, Some(1), "the connection to B did not fail");
+    }
+    let down = support::stat_field(&fulcrum, "vs", &b.addr.to_string(), "chkdown");
+    assert_eq!(down, Some(0), "B was marked DOWN");
+    assert_eq!(EchoClient::connect(vs).await.server, "B");
+}

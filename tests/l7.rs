@@ -982,3 +982,36 @@ servers = [{{ name = "restarting", address = "{server}" }}]
     support::serve_answers(server, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
     assert_eq!(request.await.unwrap(), 200);
 }
+
+// Input: a backend with `observe = "layer4"`, `error_limit = 1`, `on_error = "mark-down"` and
+// no retries, and Fulcrum left one open-files descriptor (`prlimit`): the client's connection
+// takes it, and the connection to the server fails with EMFILE. Output: the client gets 503,
+// logged `RC` (a local resource), and the server stays UP; with its descriptors back, Fulcrum
+// serves the next request from that server. (The shortage was held against the server, which
+// went DOWN: one shortage on an appliance would take every server down.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_fulcrum_lacks_descriptors_for_is_not_held_against_the_server() {
+    if !support::require_tool("prlimit") {
+        return;
+    }
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&support::site(
+        "",
+        "retries = 0\nhealth_check = { type = \"tcp\", interval = \"10h\", observe = \"layer4\", error_limit = 1, on_error = \"mark-down\" }",
+        &[("s1", s1.addr())],
+    ));
+    let addr = fulcrum.addr("main");
+    {
+        let _short = support::OneDescriptorLeft::on(&fulcrum);
+        assert_eq!(get(addr, "/", &[]).await.status, 503);
+    }
+    let log = fulcrum.wait_log(|l| l["target"] == "access" && l["status"] == 503);
+    assert_eq!(&log["termination"].as_str().unwrap()[..2], "RC", "{log}");
+    assert_eq!(
+        support::stat_field(&fulcrum, "web", "s1", "chkdown"),
+        Some(0),
+        "the server was marked DOWN"
+    );
+    let served = get(addr, "/", &[]).await;
+    assert_eq!((served.status, served.server()), (200, "s1"));
+}

@@ -4,6 +4,8 @@
 use std::{
     io,
     net::{IpAddr, SocketAddr},
+    sync::atomic::{AtomicU64, Ordering},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use fulcrum_common::net::protocol;
@@ -69,6 +71,37 @@ pub(crate) async fn connect(socket: Socket, addr: SocketAddr) -> io::Result<TcpS
         return Err(error);
     }
     Ok(stream)
+}
+
+/// Whether a failed connect is this host's doing, not the server's: out of descriptors, memory
+/// or local ports, or a source address already taken. Such a failure says nothing of the
+/// server's health: passive checks (`observe`) must not count it, or a shortage on the
+/// appliance would take every server down, as HAProxy's `RC` (a local resource exhausted) is
+/// not held against the server either.
+pub(crate) fn is_local_failure(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::EADDRNOTAVAIL
+                | libc::EADDRINUSE
+        )
+    )
+}
+
+/// Logs a connect to `server` that failed for want of local resources, at most once a second:
+/// in such a shortage every connection fails, and a line for each would bury the log.
+pub(crate) fn warn_local_failure(server: SocketAddr, error: &io::Error) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(%server, %error, "cannot connect: out of local resources (not the server's failure)");
+    }
 }
 
 /// A nonblocking connect's EINPROGRESS: the handshake goes on. (`io::ErrorKind::InProgress`

@@ -749,3 +749,54 @@ pub async fn upgrade(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, Stri
     let head = read_head(&mut stream).await;
     (stream, String::from_utf8(head).unwrap())
 }
+
+/// `node`'s soft limit on open files, lowered (with util-linux's `prlimit`) so that exactly one
+/// descriptor is left: a client's connection is accepted, and the connection to its server
+/// then fails with EMFILE, as on an appliance out of descriptors. Dropped, it puts the limit
+/// back.
+pub struct OneDescriptorLeft {
+    pid: i32,
+    limits: (u64, u64),
+}
+
+impl OneDescriptorLeft {
+    pub fn on(node: &Fulcrum) -> OneDescriptorLeft {
+        let pid = node.pid();
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let numbers: Vec<u64> = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let limits = (numbers[0], numbers[1]);
+        let open: std::collections::BTreeSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        // The kernel hands out the lowest free descriptor below the limit: with the limit at
+        // the second free one, only the first is left.
+        let second_free = (0..).filter(|fd| !open.contains(fd)).nth(1).unwrap();
+        set_nofile(pid, (second_free, limits.1));
+        OneDescriptorLeft { pid, limits }
+    }
+}
+
+impl Drop for OneDescriptorLeft {
+    fn drop(&mut self) {
+        set_nofile(self.pid, self.limits);
+    }
+}
+
+fn set_nofile(pid: i32, (soft, hard): (u64, u64)) {
+    let status = Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={soft}:{hard}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "prlimit --nofile={soft}:{hard}");
+}

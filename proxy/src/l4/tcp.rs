@@ -118,6 +118,8 @@ async fn serve(
             if error.kind() == io::ErrorKind::PermissionDenied {
                 // Transparent mode without CAP_NET_ADMIN: a config problem, not a server's.
                 tracing::warn!(virtual_server = %service.name, real_server = %real.addr(), %error, "cannot connect: transparent mode needs root (CAP_NET_ADMIN)");
+            } else if crate::net::is_local_failure(&error) {
+                crate::net::warn_local_failure(real.addr(), &error);
             } else {
                 real.server.observer.saw(Seen::ConnectFailed);
                 tracing::debug!(virtual_server = %service.name, real_server = %real.addr(), %error, "cannot connect");

@@ -8,9 +8,10 @@ use http::StatusCode;
 
 use super::{
     balance::PickKey,
+    h1::conn::IoFailure,
     log::{Ended, Phase, Record},
     select::{NoServer, Slot, select},
-    upstream::{self, Upstream},
+    upstream::{self, Upstream, UpstreamError},
 };
 use crate::{
     config::Backend,
@@ -105,10 +106,11 @@ pub(crate) async fn acquire(
             }
             None => {
                 let connected = upstream::connect(server.addr, bcfg.timeout_connect).await;
-                server.observer.saw(match connected {
-                    Ok(_) => Seen::Connected,
-                    Err(_) => Seen::ConnectFailed,
-                });
+                match &connected {
+                    Ok(_) => server.observer.saw(Seen::Connected),
+                    Err(error) if error.is_local() => {}
+                    Err(_) => server.observer.saw(Seen::ConnectFailed),
+                }
                 connected
             }
         };
@@ -121,9 +123,23 @@ pub(crate) async fn acquire(
             Err(error) => {
                 server.counters.totals.inc(Total::ConnectErrors);
                 bentry.state.counters.totals.inc(Total::ConnectErrors);
-                tracing::debug!(backend = %bcfg.name, server = %server.name, %error, "connect failed");
+                let local = error.is_local();
+                match &error {
+                    UpstreamError::Connect(IoFailure::Io(e)) if local => {
+                        crate::net::warn_local_failure(server.addr, e);
+                    }
+                    _ => {
+                        tracing::debug!(backend = %bcfg.name, server = %server.name, %error, "connect failed");
+                    }
+                }
                 if attempts.retries >= bcfg.retries {
-                    log.end(Ended::ServerAbort, Phase::Connect);
+                    // `RC` for a local shortage, as HAProxy logs it; `SC` for the server.
+                    let ended = if local {
+                        Ended::Resource
+                    } else {
+                        Ended::ServerAbort
+                    };
+                    log.end(ended, Phase::Connect);
                     return Err(StatusCode::SERVICE_UNAVAILABLE);
                 }
                 attempts.retries += 1;

@@ -53,6 +53,14 @@ pub(crate) async fn connect(
     })
 }
 
+impl UpstreamError {
+    /// A connection that could not be made for want of this host's own resources (see
+    /// [`crate::net::is_local_failure`]): not the server's failure.
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(self, Self::Connect(IoFailure::Io(e)) if crate::net::is_local_failure(e))
+    }
+}
+
 /// How long a server whose connection failed while the request body was sent has to have
 /// its early answer read.
 const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
