@@ -79,6 +79,17 @@ struct Template {
     connections: u32,
     /// When `connections` last dropped to zero (meaningless while it is above zero).
     idle_since: Duration,
+    /// How long it outlives its last connection: the service's timeout when a connection last
+    /// opened it. A reload's new timeout applies from the next connection on, so that raising
+    /// it does not bring back templates already expired (and not yet swept), nor lowering it
+    /// end the others at once.
+    timeout: Duration,
+}
+
+impl Template {
+    fn alive(&self, now: Duration) -> bool {
+        self.connections > 0 || now < self.idle_since + self.timeout
+    }
 }
 
 /// The templates of one virtual service.
@@ -102,6 +113,7 @@ impl Persistence {
         }
     }
 
+    /// The timeout of templates from their next connection on (a reload).
     pub(crate) fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
     }
@@ -110,7 +122,7 @@ impl Persistence {
     pub(crate) fn lookup(&self, client: IpAddr, now: Duration) -> Option<SocketAddr> {
         self.templates
             .get(&client)
-            .filter(|t| self.alive(t, now))
+            .filter(|t| t.alive(now))
             .map(|t| t.server)
     }
 
@@ -124,14 +136,14 @@ impl Persistence {
             generation: self.next_generation,
             connections: 0,
             idle_since: now,
+            timeout: self.timeout,
         };
-        let timeout = self.timeout;
         let template = self.templates.entry(client).or_insert(fresh);
-        let expired = template.connections == 0 && now >= template.idle_since + timeout;
-        if template.server != server || expired {
+        if template.server != server || !template.alive(now) {
             // The old server's connections still close later; they no longer count here.
             *template = fresh;
         }
+        template.timeout = self.timeout;
         if template.generation == self.next_generation {
             self.next_generation += 1;
         }
@@ -155,14 +167,7 @@ impl Persistence {
 
     /// Templates alive now (`ipvsadm -L -c` lists them as `NONE` entries).
     pub(crate) fn len(&self, now: Duration) -> usize {
-        self.templates
-            .values()
-            .filter(|t| self.alive(t, now))
-            .count()
-    }
-
-    fn alive(&self, t: &Template, now: Duration) -> bool {
-        t.connections > 0 || now < t.idle_since + self.timeout
+        self.templates.values().filter(|t| t.alive(now)).count()
     }
 
     /// Drops expired templates, at most once per [`SWEEP_EVERY`], so memory follows the clients
@@ -172,9 +177,7 @@ impl Persistence {
             return;
         }
         self.last_sweep = now;
-        let timeout = self.timeout;
-        self.templates
-            .retain(|_, t| t.connections > 0 || now < t.idle_since + timeout);
+        self.templates.retain(|_, t| t.alive(now));
     }
 }
 
@@ -188,6 +191,32 @@ mod tests {
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    // Input: a template idle past its 60 s timeout (not swept yet), then the service's timeout
+    // raised to an hour by a reload; another idle for 30 s, then the timeout lowered to 10 s.
+    // Output: the first stays expired, the second lasts its own 60 s; a connection opened
+    // after the reload takes the new timeout. (The first came back for an hour, the second
+    // ended at once: every template read the service's current timeout.)
+    #[test]
+    fn a_template_keeps_the_timeout_it_was_given_until_its_next_connection() {
+        const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 8));
+        let mut p = Persistence::new(secs(60));
+        let g = p.open(CLIENT, A, secs(0));
+        p.close(CLIENT, g, secs(1));
+        p.set_timeout(secs(3600));
+        assert_eq!(p.lookup(CLIENT, secs(200)), None, "an expired template came back");
+
+        let mut p = Persistence::new(secs(60));
+        let g = p.open(CLIENT, A, secs(0));
+        p.close(CLIENT, g, secs(0));
+        p.set_timeout(secs(10));
+        assert_eq!(p.lookup(CLIENT, secs(30)), Some(A), "ended by the new timeout");
+        assert_eq!(p.lookup(CLIENT, secs(61)), None);
+        let g = p.open(OTHER, B, secs(61));
+        p.close(OTHER, g, secs(61));
+        assert_eq!(p.lookup(OTHER, secs(70)), Some(B));
+        assert_eq!(p.lookup(OTHER, secs(72)), None, "the new timeout is 10 s");
     }
 
     #[test]
