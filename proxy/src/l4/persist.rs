@@ -205,13 +205,21 @@ mod tests {
         let g = p.open(CLIENT, A, secs(0));
         p.close(CLIENT, g, secs(1));
         p.set_timeout(secs(3600));
-        assert_eq!(p.lookup(CLIENT, secs(200)), None, "an expired template came back");
+        assert_eq!(
+            p.lookup(CLIENT, secs(200)),
+            None,
+            "an expired template came back"
+        );
 
         let mut p = Persistence::new(secs(60));
         let g = p.open(CLIENT, A, secs(0));
         p.close(CLIENT, g, secs(0));
         p.set_timeout(secs(10));
-        assert_eq!(p.lookup(CLIENT, secs(30)), Some(A), "ended by the new timeout");
+        assert_eq!(
+            p.lookup(CLIENT, secs(30)),
+            Some(A),
+            "ended by the new timeout"
+        );
         assert_eq!(p.lookup(CLIENT, secs(61)), None);
         let g = p.open(OTHER, B, secs(61));
         p.close(OTHER, g, secs(61));
