@@ -110,15 +110,20 @@ pub(crate) async fn serve(
             },
             () = endpoint.stop.cancelled() => return,
         };
-        let existing = endpoint.flows.get(&client).map(|f| Arc::clone(&f));
+        // Marked busy while the map's entry is held: the flow's task removes an idle flow only
+        // under the same lock, so it either sees this datagram or is gone before the lookup.
+        let existing = endpoint.flows.get(&client).map(|f| {
+            f.last.store(millis_since(endpoint.epoch), Relaxed);
+            Arc::clone(&f)
+        });
         let flow = match existing {
             Some(flow) => flow,
+            // A new flow starts busy.
             None => match open_flow(&endpoint, client).await {
                 Some(flow) => flow,
                 None => continue,
             },
         };
-        flow.last.store(millis_since(endpoint.epoch), Relaxed);
         let payload = if endpoint.service.config().proxy_protocol == ProxyProtocol::V2 {
             datagram.clear();
             proxy_protocol::encode_v2_udp(canonical(client), canonical(local), &mut datagram);
@@ -208,15 +213,31 @@ async fn open_flow(endpoint: &Arc<Endpoint>, client: SocketAddr) -> Option<Arc<F
         // Likewise a server a reload removed: IPVS forwards nothing more to a deleted dest,
         // and this flow's next datagram is scheduled among the servers there are now.
         let down = super::tcp::until_taken_out(service, &flow2.pick.real);
-        tokio::select! {
-            () = replies(service, &endpoint.socket, &flow2, client, endpoint.epoch) => {}
-            () = endpoint.stop.cancelled() => {}
-            () = flow2.pick.real.server.sessions_shut(epoch) => {}
-            () = flow2.ended.cancelled() => {}
-            () = down => {}
-            () = until_removed(service, &flow2.pick.real) => {}
+        tokio::pin!(down);
+        loop {
+            let idle = tokio::select! {
+                end = replies(service, &endpoint.socket, &flow2, client, endpoint.epoch) => {
+                    end == RepliesEnd::Idle
+                }
+                () = endpoint.stop.cancelled() => false,
+                () = flow2.pick.real.server.sessions_shut(epoch) => false,
+                () = flow2.ended.cancelled() => false,
+                () = &mut down => false,
+                () = until_removed(service, &flow2.pick.real) => false,
+            };
+            if !idle {
+                endpoint.flows.remove(&client);
+                break;
+            }
+            // Idle: removed only if still idle under the map's lock. A datagram that found the
+            // flow meanwhile keeps it, and its reply still comes back through it.
+            let still_idle = |_: &SocketAddr, f: &Arc<Flow>| {
+                Arc::ptr_eq(f, &flow2) && Instant::now() >= idle_at(service, f, endpoint.epoch)
+            };
+            if endpoint.flows.remove_if(&client, still_idle).is_some() {
+                break;
+            }
         }
-        endpoint.flows.remove(&client);
         drop(entry);
         service.session_closed(&flow2.pick.real);
         service.release(&flow2.pick);
@@ -241,6 +262,25 @@ async fn until_removed(service: &Service, real: &Arc<Real>) {
     }
 }
 
+/// Why a flow's replies stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RepliesEnd {
+    /// Nothing either way for `timeout.idle`.
+    Idle,
+    /// The real server's port refused (ECONNREFUSED): the flow ends.
+    Refused,
+}
+
+/// When `flow` goes idle: `timeout.idle` (5 minutes when `"0s"`) after its last datagram
+/// either way.
+fn idle_at(service: &Service, flow: &Flow, epoch: Instant) -> Instant {
+    let idle = match service.config().timeout_idle {
+        d if d.is_zero() => Duration::from_secs(300),
+        d => d,
+    };
+    epoch + Duration::from_millis(flow.last.load(Relaxed)) + idle
+}
+
 /// Sends the real server's replies to `client` until the flow is idle for `timeout.idle`.
 async fn replies(
     service: &Service,
@@ -248,16 +288,11 @@ async fn replies(
     flow: &Flow,
     client: SocketAddr,
     epoch: Instant,
-) {
+) -> RepliesEnd {
     loop {
-        let idle = match service.config().timeout_idle {
-            d if d.is_zero() => Duration::from_secs(300),
-            d => d,
-        };
-        let last = Duration::from_millis(flow.last.load(Relaxed));
-        let deadline = epoch + last + idle;
+        let deadline = idle_at(service, flow, epoch);
         if Instant::now() >= deadline {
-            return;
+            return RepliesEnd::Idle;
         }
         let received = tokio::select! {
             ready = flow.upstream.readable() => ready.and_then(|()| receive(&flow.upstream)),
@@ -276,7 +311,7 @@ async fn replies(
             // client's next datagram is scheduled afresh.
             Err(_) => {
                 service.count(&flow.pick.real, Total::ResponseErrors, 1);
-                return;
+                return RepliesEnd::Refused;
             }
         }
     }
