@@ -1143,3 +1143,129 @@ async fn a_server_refusing_an_h2_upload_before_its_end_has_its_answer_relayed() 
         .to_bytes();
     assert_eq!(&body[..], b"too big\n");
 }
+
+// Input: an h2c client POSTs with `content-length: 100`, sends 10 bytes, then resets its
+// stream with NO_ERROR; the server answers each connection's first request at once, with an
+// empty 200, before its body. Then a GET on another stream. Output: the GET is answered, by a
+// new server connection. (hyper ends a body the client reset with NO_ERROR as it ends a whole
+// one: the short body was sent as complete, and the server connection, still owed 90 bytes,
+// went back to the pool; the GET went down it and got 504.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_body_the_client_resets_with_no_error_leaves_its_server_connection_out_of_the_pool() {
+    let (fulcrum, received, client) = post_reset_with_no_error(Some("100")).await;
+    // The POST's record is written once its server connection was pooled or dropped.
+    fulcrum.wait_log(|l| {
+        l["target"] == "access" && l["request"].as_str().is_some_and(|r| r.contains("/upload"))
+    });
+    let mut client = client.ready().await.unwrap();
+    let addr = fulcrum.addr("clear");
+    let get = http::Request::get(format!("http://{addr}/next"))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(get, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let connections = received.lock().unwrap().len();
+    assert_eq!(connections, 2, "the GET went down the first connection");
+}
+
+// Input: an h2c client POSTs with no length (the server gets it chunked), sends 10 bytes, then
+// resets its stream with NO_ERROR; the server answers at once. Output: the server never gets
+// the last chunk: the body stays unfinished, as the client left it. (hyper ends such a body
+// as a whole one, and the `0` chunk told the server the upload was complete.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_body_the_client_resets_with_no_error_is_not_ended_to_the_server() {
+    let (_fulcrum, received, _client) = post_reset_with_no_error(None).await;
+    // Either Fulcrum closes the connection, or it ends the body.
+    let deadline = Instant::now() + support::PATIENCE;
+    let first = loop {
+        let first = received.lock().unwrap()[0].clone();
+        if first.ends_with(CLOSED) || first.ends_with(b"0\r\n\r\n") {
+            break first;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the connection stayed open, the body unended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&first),
+        format!("a\r\n{}\r\n<closed>", "x".repeat(10)),
+        "the body was ended"
+    );
+}
+
+/// Fulcrum before [`first_request_answered_at_once`]; an h2c client POSTs 10 bytes to it
+/// (with `content-length: LENGTH` when given, chunked to the server otherwise), waits for the
+/// server to have the request, and resets the stream with NO_ERROR.
+async fn post_reset_with_no_error(
+    length: Option<&str>,
+) -> (Fulcrum, Received, h2::client::SendRequest<bytes::Bytes>) {
+    let (server, received) = first_request_answered_at_once().await;
+    let fulcrum = Fulcrum::start(&clear_site(
+        server,
+        r#"{ http_request = "5s" }"#,
+        r#"{ server = "2s" }"#,
+    ));
+    let addr = fulcrum.addr("clear");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let mut post = http::Request::post(format!("http://{addr}/upload"));
+    if let Some(length) = length {
+        post = post.header("content-length", length);
+    }
+    let (_response, mut body) = client.send_request(post.body(()).unwrap(), false).unwrap();
+    body.send_data(bytes::Bytes::from_static(&[b'x'; 10]), false)
+        .unwrap();
+    let deadline = Instant::now() + support::PATIENCE;
+    while received.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the POST never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    body.send_reset(h2::Reason::NO_ERROR);
+    (fulcrum, received, client)
+}
+
+/// A server that answers each connection's first request head at once with an empty 200, then
+/// reads on without answering; and what each of its connections received after that head, as
+/// it comes (a connection is counted once its first head is in).
+async fn first_request_answered_at_once() -> (std::net::SocketAddr, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Received::default();
+    let all = std::sync::Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let all = std::sync::Arc::clone(&all);
+            tokio::spawn(async move {
+                support::read_head(&mut conn).await;
+                let index = {
+                    let mut all = all.lock().unwrap();
+                    all.push(Vec::new());
+                    all.len() - 1
+                };
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = conn.read(&mut buf).await {
+                    all.lock().unwrap()[index].extend_from_slice(&buf[..n]);
+                }
+                all.lock().unwrap()[index].extend_from_slice(CLOSED);
+            });
+        }
+    });
+    (addr, received)
+}
+
+/// What each connection of [`first_request_answered_at_once`] received after its first head,
+/// then [`CLOSED`] once it closed.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
+/// Appended to what a connection received once Fulcrum closed it.
+const CLOSED: &[u8] = b"<closed>";

@@ -649,7 +649,20 @@ async fn send_body<W: AsyncWrite + Unpin>(
         sent.total += out.len() as u64;
         out.clear();
     }
+    // hyper ends the body of a stream the client reset with NO_ERROR as it ends a whole one,
+    // and h2 checks a declared length only at END_STREAM. Sent as ended, the short body would
+    // leave the server waiting for the rest, which it would read from the next request on the
+    // connection (RFC 9113 §8.1: only a server's NO_ERROR keeps a request standing).
+    if let BodyKind::Length(n) = framing
+        && sent.body != n
+    {
+        return Err(SendError::Client);
+    }
     if chunked {
+        // Nothing tells a chunked body's end from a reset but the stream: one yield lets
+        // hyper, which looks for a reset whenever this future waits, drop it before the last
+        // chunk would say the body is whole.
+        tokio::task::yield_now().await;
         out.extend_from_slice(b"0\r\n\r\n");
     }
     with_timeout(timeout, server.write_all(&out))
