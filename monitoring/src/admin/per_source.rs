@@ -68,7 +68,7 @@ impl Drop for SourceSlot {
 
 /// Who `peer` counts as: an IPv4 address (also when written IPv4-mapped, as a dual-stack
 /// listener sees it), an IPv6 address's /64, or a link-local or loopback IPv6 address itself.
-fn client_of(peer: IpAddr) -> IpAddr {
+pub(super) fn client_of(peer: IpAddr) -> IpAddr {
     match peer {
         IpAddr::V4(_) => peer,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
