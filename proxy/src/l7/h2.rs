@@ -409,15 +409,6 @@ async fn handle(
             }
         };
         match read {
-            // HTTP/2 has no transfer codings: a body still coded once de-chunked (`gzip,
-            // chunked`) cannot be relayed as the server meant it, and the client gets 502
-            // rather than the coded bytes as content.
-            Ok(response) if response.foreign_coding => {
-                tracing::debug!(server = %slot.server.name, "response in a transfer coding HTTP/2 cannot carry");
-                slot.count_resp_error_unobserved();
-                log.end(Ended::Proxy, Phase::Headers);
-                return finish_error(&mut log, head, StatusCode::BAD_GATEWAY, fe_state);
-            }
             Ok(response) => break (slot, up, response, sent_at),
             // As over HTTP/1: only a method that may be repeated is sent again.
             Err(UpstreamError::ClosedEarly)
@@ -444,6 +435,15 @@ async fn handle(
             }
         }
     };
+    // HTTP/2 has no transfer codings: a body still coded once de-chunked (`gzip, chunked`)
+    // cannot be relayed as the server meant it, and the client gets 502 rather than the coded
+    // bytes as content. An early answer (the server refused the body midway) too.
+    if response.foreign_coding {
+        tracing::debug!(server = %slot.server.name, "response in a transfer coding HTTP/2 cannot carry");
+        slot.count_resp_error_unobserved();
+        log.end(Ended::Proxy, Phase::Headers);
+        return finish_error(&mut log, head, StatusCode::BAD_GATEWAY, fe_state);
+    }
     let t_response = sent_at.elapsed();
     log.t_response = Some(t_response);
     slot.observe(t_response);
