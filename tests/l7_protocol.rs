@@ -1287,3 +1287,50 @@ type Received = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
 
 /// Appended to what a connection received once Fulcrum closed it.
 const CLOSED: &[u8] = b"<closed>";
+
+// Input: an h2c GET to a server that sends a chunked head and one chunk, then waits, as an
+// event stream or a long poll does (`timeout.server` 60 s); the client takes the head, then
+// cancels its stream. Output: Fulcrum closes the server connection at once and frees the
+// server's slot. (Both were held until the server's next chunk, or `timeout.server`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cancelling_an_h2_stream_frees_a_waiting_chunked_response_at_once() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let closed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = std::sync::Arc::clone(&closed);
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        support::read_head(&mut conn).await;
+        let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
+        conn.write_all(head).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest).await;
+        notify.notify_one();
+    });
+    let fulcrum = Fulcrum::start(&clear_site(
+        server,
+        r#"{ http_request = "5s" }"#,
+        r#"{ server = "60s" }"#,
+    ));
+    let addr = fulcrum.addr("clear");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let get = http::Request::get(format!("http://{addr}/events"))
+        .body(())
+        .unwrap();
+    let (response, mut stream) = client.send_request(get, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(support::stat_field(&fulcrum, "web", "s1", "scur"), Some(1));
+    stream.send_reset(h2::Reason::CANCEL);
+    tokio::time::timeout(support::PATIENCE, closed.notified())
+        .await
+        .expect("the server connection stayed open");
+    let deadline = Instant::now() + support::PATIENCE;
+    while support::stat_field(&fulcrum, "web", "s1", "scur") != Some(0) {
+        assert!(Instant::now() < deadline, "the server's slot stayed taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -519,6 +519,9 @@ async fn handle(
     let body_kind = response.body;
     let server_keep_alive = response.keep_alive;
     let frontend = Arc::clone(&table.frontends[fe_index].state);
+    // Cancelled when hyper drops the body: the client reset its stream, or it was cut.
+    let client_gone = tokio_util::sync::CancellationToken::new();
+    let gone = client_gone.clone();
     tokio::spawn(async move {
         let mut out = Vec::new();
         let timeouts = CopyTimeouts {
@@ -533,18 +536,27 @@ async fn handle(
             timeouts,
             true,
         );
-        match slot.unless_shut(copying).await {
-            None => {
+        let relayed = tokio::select! {
+            biased;
+            relayed = slot.unless_shut(copying) => Some(relayed),
+            // A client that went away frees the server connection and the slot at once, as
+            // HAProxy closes the server side of an aborted stream, rather than when the server
+            // next sends (a long poll, an event stream) or `timeout.server` ends.
+            () = gone.cancelled() => None,
+        };
+        match relayed {
+            None => log.end(Ended::ClientAbort, Phase::Data),
+            Some(None) => {
                 log.end(Ended::Killed, Phase::Data);
                 relay_aborted.store(true, std::sync::atomic::Ordering::Release);
             }
-            Some(Ok(n)) => {
+            Some(Some(Ok(n))) => {
                 log.bytes_out = n;
                 if server_keep_alive {
                     slot.server.pool.put(up.conn);
                 }
             }
-            Some(Err(error)) => {
+            Some(Some(Err(error))) => {
                 tracing::debug!(server = %slot.server.name, %error, "h2 response body aborted");
                 // As over HTTP/1: a malformed body counts against the server, one it cut short
                 // only as an error.
@@ -570,6 +582,7 @@ async fn handle(
         reader: pipe_read,
         buf: bytes::BytesMut::new(),
         aborted,
+        _client_gone: client_gone.drop_guard(),
     }
     .boxed();
     builder
@@ -800,6 +813,8 @@ struct PipeBody {
     buf: bytes::BytesMut,
     /// The relay failed: end of pipe is an error, not the end of the body.
     aborted: Arc<std::sync::atomic::AtomicBool>,
+    /// Tells the relay, once hyper drops the body, that no one reads it any more.
+    _client_gone: tokio_util::sync::DropGuard,
 }
 
 impl hyper::body::Body for PipeBody {
