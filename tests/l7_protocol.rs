@@ -1226,10 +1226,7 @@ async fn post_reset_with_no_error(
         r#"{ server = "2s" }"#,
     ));
     let addr = fulcrum.addr("clear");
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(conn);
-    let mut client = client.ready().await.unwrap();
+    let mut client = support::h2::h2c_frames(addr).await;
     let mut post = http::Request::post(format!("http://{addr}/upload"));
     if let Some(length) = length {
         post = post.header("content-length", length);
@@ -1313,10 +1310,7 @@ async fn a_client_cancelling_an_h2_stream_frees_a_waiting_chunked_response_at_on
         r#"{ server = "60s" }"#,
     ));
     let addr = fulcrum.addr("clear");
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(conn);
-    let mut client = client.ready().await.unwrap();
+    let mut client = support::h2::h2c_frames(addr).await;
     let get = http::Request::get(format!("http://{addr}/events"))
         .body(())
         .unwrap();

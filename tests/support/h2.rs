@@ -27,3 +27,13 @@ pub async fn h2c(
     .unwrap();
     (sender, tokio::spawn(conn))
 }
+
+/// An HTTP/2 client connection with prior knowledge to `addr` from the `h2` crate, for frames
+/// hyper's client does not send (a stream reset with a chosen reason), ready for a request;
+/// its connection is driven by a task of its own.
+pub async fn h2c_frames(addr: std::net::SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    client.ready().await.unwrap()
+}

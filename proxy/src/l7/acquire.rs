@@ -8,10 +8,9 @@ use http::StatusCode;
 
 use super::{
     balance::PickKey,
-    h1::conn::IoFailure,
     log::{Ended, Phase, Record},
     select::{NoServer, Slot, select},
-    upstream::{self, Upstream, UpstreamError},
+    upstream::{self, Upstream},
 };
 use crate::{
     config::Backend,
@@ -108,7 +107,7 @@ pub(crate) async fn acquire(
                 let connected = upstream::connect(server.addr, bcfg.timeout_connect).await;
                 match &connected {
                     Ok(_) => server.observer.saw(Seen::Connected),
-                    Err(error) if error.is_local() => {}
+                    Err(error) if error.local_failure().is_some() => {}
                     Err(_) => server.observer.saw(Seen::ConnectFailed),
                 }
                 connected
@@ -123,18 +122,16 @@ pub(crate) async fn acquire(
             Err(error) => {
                 server.counters.totals.inc(Total::ConnectErrors);
                 bentry.state.counters.totals.inc(Total::ConnectErrors);
-                let local = error.is_local();
-                match &error {
-                    UpstreamError::Connect(IoFailure::Io(e)) if local => {
-                        crate::net::warn_local_failure(server.addr, e);
-                    }
-                    _ => {
+                let local = error.local_failure();
+                match local {
+                    Some(e) => crate::net::warn_local_failure(server.addr, e),
+                    None => {
                         tracing::debug!(backend = %bcfg.name, server = %server.name, %error, "connect failed");
                     }
                 }
                 if attempts.retries >= bcfg.retries {
                     // `RC` for a local shortage, as HAProxy logs it; `SC` for the server.
-                    let ended = if local {
+                    let ended = if local.is_some() {
                         Ended::Resource
                     } else {
                         Ended::ServerAbort

@@ -54,10 +54,13 @@ pub(crate) async fn connect(
 }
 
 impl UpstreamError {
-    /// A connection that could not be made for want of this host's own resources (see
-    /// [`crate::net::is_local_failure`]): not the server's failure.
-    pub(crate) fn is_local(&self) -> bool {
-        matches!(self, Self::Connect(IoFailure::Io(e)) if crate::net::is_local_failure(e))
+    /// Why a connection could not be made, when it was for want of this host's own resources
+    /// (see [`crate::net::is_local_failure`]): not the server's failure.
+    pub(crate) fn local_failure(&self) -> Option<&io::Error> {
+        match self {
+            Self::Connect(IoFailure::Io(e)) if crate::net::is_local_failure(e) => Some(e),
+            _ => None,
+        }
     }
 }
 

@@ -7,7 +7,6 @@
 //! turn its crate-private types into plain ones; [`invariants`] says what must hold of them.
 
 use std::{
-    cell::RefCell,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     time::Duration,
 };
@@ -138,17 +137,12 @@ pub struct CopiedBody {
 /// between a client and a server; with `dechunk`, a chunked body goes out as bare data.
 pub fn copy_body(input: &[u8], framing: Framing, dechunk: bool) -> CopiedBody {
     thread_local! {
-        static RUNTIME: RefCell<Option<tokio::runtime::Runtime>> = const { RefCell::new(None) };
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime");
     }
-    RUNTIME.with_borrow_mut(|rt| {
-        let rt = rt.get_or_insert_with(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a current-thread runtime")
-        });
-        rt.block_on(copy(input, framing, dechunk))
-    })
+    RUNTIME.with(|rt| rt.block_on(copy(input, framing, dechunk)))
 }
 
 async fn copy(input: &[u8], framing: Framing, dechunk: bool) -> CopiedBody {
