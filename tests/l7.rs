@@ -98,6 +98,38 @@ servers = [
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_naming_set_cookie_in_connection_keeps_the_inserted_cookie() {
+    // The server's own `Set-Cookie` and `Cache-Control` are hop-by-hop here (RFC 9110
+    // §7.6.1), so they stop at the proxy; the persistence cookie Fulcrum inserts, and its
+    // `nocache`, are the proxy's own and must reach the client, over HTTP/1.1 and HTTP/2.
+    let server = support::answering_server(
+        b"HTTP/1.1 200 OK\r\nConnection: set-cookie, cache-control\r\n\
+          Set-Cookie: hop=1\r\nCache-Control: public\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
+    let fulcrum = Fulcrum::start(&format!(
+        r#"
+[frontend.main]
+bind = ["127.0.0.1:0"]
+default_backend = "web"
+
+[backend.web]
+cookie = {{ name = "srv", mode = "insert", nocache = true }}
+servers = [ {{ name = "s1", address = "{server}", cookie = "s1" }} ]
+"#
+    ));
+    let url = format!("http://{}/", fulcrum.addr("main"));
+    for version in ["--http1.1", "--http2-prior-knowledge"] {
+        let (status, out, err) = curl(&["-sS", version, "-D", "-", "-o", "/dev/null", &url]).await;
+        assert!(status.success(), "{err}");
+        let (code, headers) = parse_head(&out);
+        assert_eq!(code, 200, "{version}");
+        assert_eq!(headers["set-cookie"], ["srv=s1; path=/"], "{version}");
+        assert_eq!(headers["cache-control"], ["private"], "{version}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redispatch_moves_a_sticky_client_off_a_dead_server_at_once() {
     let s2 = origin("s2").await;
     let fulcrum = Fulcrum::start(&format!(

@@ -339,11 +339,10 @@ where
     // headers the server's `Connection` header names. Otherwise the fields go out as received.
     let mut res_map = (bcfg.cookie.is_some() || response.connection.names_headers)
         .then(|| head::header_map(std::mem::take(&mut response.fields)));
-    let hop = HopByHop::of(
-        res_map.as_ref().unwrap_or(&HeaderMap::new()),
-        response.connection,
-        tunnel,
-    );
+    let hop = match &mut res_map {
+        Some(map) => HopByHop::removed_from(map, response.connection, tunnel),
+        None => HopByHop::of(&HeaderMap::new(), response.connection, tunnel),
+    };
     if let (Some(c), Some(res_map)) = (&bcfg.cookie, &mut res_map) {
         let had_valid = req_cookie == Some(RequestCookie::Valid(slot.index));
         let outcome = cookie::rewrite_response(c, res_map, &server_cfg.cookie, had_valid);

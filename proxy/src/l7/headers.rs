@@ -41,6 +41,23 @@ impl HopByHop {
         Self { named, tunnel }
     }
 
+    /// As [`HopByHop::of`], but the headers the `Connection` header names are removed from
+    /// `headers` now rather than skipped when it is written, so that fields the proxy adds
+    /// under those names afterwards (the persistence cookie's `Set-Cookie` and
+    /// `Cache-Control`) still go on.
+    pub(crate) fn removed_from(
+        headers: &mut HeaderMap,
+        tokens: ConnectionTokens,
+        tunnel: bool,
+    ) -> Self {
+        let mut hop = Self::of(headers, tokens, tunnel);
+        for name in hop.named.iter().filter(|n| hop.drops(n)) {
+            headers.remove(name);
+        }
+        hop.named.clear();
+        hop
+    }
+
     /// Whether `name` must not be forwarded.
     pub(crate) fn drops(&self, name: &HeaderName) -> bool {
         if *name == header::UPGRADE {
