@@ -512,6 +512,25 @@ async fn an_h2_client_resetting_a_chunked_response_is_logged_as_its_abort() {
     assert_eq!(&log["termination"].as_str().unwrap()[..2], "CD", "{log}");
 }
 
+// Input: an h2c GET to a server that takes a minute to answer; once the server has it, the
+// client cancels its stream. Output: the request is logged, as ended by the client while
+// waiting for the response head (termination `CH`). (hyper drops the handler of a reset
+// stream, and its record went with it: the request left no line at all.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_request_its_client_cancels_before_the_answer_is_logged() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
+    let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
+    let request = h2_get(fulcrum.addr("clear"), "/delay/60000");
+    let waiting = tokio::spawn(async move { sender.send_request(request).await });
+    support::wait_origin_requests(&s1, 1).await;
+    // Dropping the response future resets the stream with CANCEL.
+    waiting.abort();
+    let log = fulcrum.wait_log(|l| l["request"].as_str().is_some_and(|r| r.contains("/delay/")));
+    assert_eq!(&log["termination"].as_str().unwrap()[..2], "CH", "{log}");
+    assert_eq!(log["server"], "s1", "{log}");
+}
+
 // Input: an HTTP/2 client that takes the head of an 8 MiB response and stops reading it (its
 // stream window stays shut), while it goes on sending requests on the same connection.
 // Output: the requests keep being answered past the stall limit; the stuck stream alone is

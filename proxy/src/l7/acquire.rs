@@ -67,6 +67,7 @@ pub(crate) async fn acquire(
     log: &mut Record,
 ) -> Result<Acquired, StatusCode> {
     loop {
+        log.reached(Phase::Queue);
         let (slot, waited) = match select(
             bcfg,
             bentry,
@@ -89,6 +90,7 @@ pub(crate) async fn acquire(
         };
         attempts.queued += waited;
         log.t_queue = Some(attempts.queued);
+        log.reached(Phase::Connect);
         let server = Arc::clone(&slot.server);
         log.set_server(&server.name);
         let connect_started = log.clock();

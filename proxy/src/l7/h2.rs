@@ -189,6 +189,7 @@ async fn handle(
     fe_state.counters.inc(FrontendTotal::Requests);
     let mut log = Record::new(client.peer, &fe.name, client.tls, start);
     log.json = table.config.json_log;
+    log.written_if_dropped();
     // An error page answers a HEAD with no body (see `serve`), and counts none.
     let head = req.method() == http::Method::HEAD;
     let (parts, body) = req.into_parts();
@@ -333,8 +334,8 @@ async fn handle(
         head::write_headers(&mut out, &headers);
         out.extend_from_slice(b"\r\n");
         // Sends the request, then reads the response head: the phase an operator's `shutdown
-        // sessions` cuts is Data until the request is sent, Headers after.
-        let mut phase = Phase::Data;
+        // sessions` or the client's reset cuts is Data until the request is sent, Headers after.
+        log.reached(Phase::Data);
         let exchanging = async {
             let sent = match body.take() {
                 Some(incoming) if !replayable => {
@@ -362,7 +363,7 @@ async fn handle(
             // the body for the frontend, whose head came HPACK-coded and is not counted.
             fe_state.counters.add(FrontendTotal::BytesIn, sent.body);
             slot.count_bytes(Total::BytesIn, sent.total);
-            phase = Phase::Headers;
+            log.reached(Phase::Headers);
             // The response time (HAProxy's Tr): from the request sent to the response head.
             let sent_at = Instant::now();
             // Interim responses are not passed on: hyper's server cannot send them.
@@ -377,6 +378,7 @@ async fn handle(
             Ok::<_, SendError>((read, sent_at))
         };
         let Some(exchanged) = slot.unless_shut(exchanging).await else {
+            let phase = log.phase;
             return killed(&mut log, head, phase, fe_state);
         };
         let (read, sent_at) = match exchanged {
@@ -446,6 +448,7 @@ async fn handle(
     }
     let t_response = sent_at.elapsed();
     log.t_response = Some(t_response);
+    log.reached(Phase::Data);
     slot.observe(t_response);
 
     // HTTP/2 frames the body itself: no hop-by-hop header and no Transfer-Encoding goes on.

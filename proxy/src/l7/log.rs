@@ -88,6 +88,10 @@ pub(crate) struct Record {
     pub(crate) json: bool,
     /// Whether the access log is on: when it is not, nothing is formatted or copied for it.
     pub(crate) enabled: bool,
+    /// Whether the record has been written.
+    emitted: bool,
+    /// Whether a drop writes a record not yet written (see [`Record::written_if_dropped`]).
+    written_if_dropped: bool,
 }
 
 impl Record {
@@ -126,7 +130,23 @@ impl Record {
             queues: [0; 2],
             json: false,
             enabled,
+            emitted: false,
+            written_if_dropped: false,
         }
+    }
+
+    /// Makes a drop write the record if nothing has, as ended by the client in the phase the
+    /// request had reached ([`Record::reached`]). hyper drops the handler of an HTTP/2 stream
+    /// its client resets, and that request still gets its line, as HAProxy logs `CQ`, `CC`,
+    /// `CH` or `CD`.
+    pub(crate) fn written_if_dropped(&mut self) {
+        self.written_if_dropped = true;
+    }
+
+    /// Notes that the request has reached `phase`, for a record written as it is dropped.
+    /// A record that ends normally does not show it.
+    pub(crate) fn reached(&mut self, phase: Phase) {
+        self.phase = phase;
     }
 
     /// The time now, when the access log will show timers; nothing (and no clock read) when
@@ -222,7 +242,8 @@ impl Record {
     }
 
     /// Writes the record to the access log.
-    pub(crate) fn emit(&self) {
+    pub(crate) fn emit(&mut self) {
+        self.emitted = true;
         if !self.enabled {
             return;
         }
@@ -244,6 +265,15 @@ impl Record {
             request = %self.request_line,
             "{line}"
         );
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if self.written_if_dropped && !self.emitted {
+            self.end(Ended::ClientAbort, self.phase);
+            self.emit();
+        }
     }
 }
 
