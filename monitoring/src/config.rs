@@ -51,6 +51,10 @@ pub struct UserSection {
     pub name: Spanned<String>,
     pub password: Option<Spanned<String>>,
     pub password_file: Option<Spanned<PathBuf>>,
+    /// This user sees the page but may not act from it, even with `admin_actions` (HAProxy's
+    /// `stats auth` user left out of `stats admin if ...`).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// `tls = { cert = "etc/tls/admin.pem" }`: one PEM file with the chain and its key.
@@ -109,12 +113,15 @@ pub struct AdminConfig {
 pub struct User {
     pub name: String,
     pub password: String,
+    /// Sees the page, takes no admin action.
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("User")
             .field("name", &self.name)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -196,6 +203,7 @@ impl AdminSection {
                 Ok(Some(password)) => users.push(User {
                     name: name.clone(),
                     password,
+                    read_only: user.read_only,
                 }),
                 Ok(None) => errors.push(ConfigError::at(
                     &user.name,

@@ -19,7 +19,7 @@ pub(super) enum Auth<'a> {
     /// No users are configured: the page is open, and admin actions are refused.
     Open,
     /// Logged in as this configured user.
-    User(&'a str),
+    User(&'a User),
     /// No `Authorization` header: a browser's first request, answered with the challenge.
     Missing,
     /// Credentials that match no user; the user name given, if one could be read, for the log.
@@ -43,7 +43,7 @@ pub(super) fn check<'a>(users: &'a [User], headers: &HeaderMap) -> Auth<'a> {
         let matches = user.name.as_bytes().ct_eq(name.as_bytes())
             & user.password.as_bytes().ct_eq(password.as_bytes());
         if bool::from(matches) {
-            found = Some(user.name.as_str());
+            found = Some(user);
         }
     }
     match found {
@@ -85,10 +85,12 @@ mod tests {
             User {
                 name: "admin".into(),
                 password: "s3cret".into(),
+                read_only: false,
             },
             User {
                 name: "ops".into(),
                 password: "pässword".into(),
+                read_only: true,
             },
         ]
     }
@@ -109,19 +111,20 @@ mod tests {
     #[test]
     fn right_credentials_are_accepted() {
         let users = users();
-        assert_eq!(check(&users, &basic("admin:s3cret")), Auth::User("admin"));
-        assert_eq!(check(&users, &basic("ops:pässword")), Auth::User("ops"));
+        assert_eq!(check(&users, &basic("admin:s3cret")), Auth::User(&users[0]));
+        assert_eq!(check(&users, &basic("ops:pässword")), Auth::User(&users[1]));
         // The scheme is case-insensitive, and a password may hold `:`.
         let colon = vec![User {
             name: "a".into(),
             password: "b:c".into(),
+            read_only: false,
         }];
-        assert_eq!(check(&colon, &basic("a:b:c")), Auth::User("a"));
+        assert_eq!(check(&colon, &basic("a:b:c")), Auth::User(&colon[0]));
         let lower = format!(
             "basic {}",
             base64::engine::general_purpose::STANDARD.encode("admin:s3cret")
         );
-        assert_eq!(check(&users, &headers(&lower)), Auth::User("admin"));
+        assert_eq!(check(&users, &headers(&lower)), Auth::User(&users[0]));
     }
 
     #[test]

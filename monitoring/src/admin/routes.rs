@@ -30,7 +30,7 @@ use super::{
     session::{self, Flash},
     throttle::Admit,
 };
-use crate::process;
+use crate::{config::User, process};
 
 type Answer = Response<Full<Bytes>>;
 
@@ -130,9 +130,9 @@ async fn route(shared: &Shared, peer: SocketAddr, request: Request<Incoming>) ->
     }
     let user = match auth::check(&config.users, request.headers()) {
         Auth::Open => None,
-        Auth::User(name) => {
+        Auth::User(user) => {
             shared.lockout.succeeded(peer.ip());
-            Some(name)
+            Some(user)
         }
         Auth::Missing => return unauthorized(),
         Auth::Refused(name) => {
@@ -187,7 +187,7 @@ fn metrics(shared: &Shared) -> Answer {
 }
 
 /// The HTML page, or the snapshot as JSON for a client that prefers it.
-fn page(shared: &Shared, request: &Request<Incoming>, user: Option<&str>) -> Answer {
+fn page(shared: &Shared, request: &Request<Incoming>, user: Option<&User>) -> Answer {
     let snapshot = snapshot(shared);
     let mut response = if prefers_json(request.headers()) {
         json(&snapshot)
@@ -216,16 +216,16 @@ fn json(snapshot: &Snapshot) -> Answer {
 fn html_page(
     shared: &Shared,
     request: &Request<Incoming>,
-    user: Option<&str>,
+    user: Option<&User>,
     snapshot: &Snapshot,
 ) -> Answer {
     let config = &shared.config;
     // Only a logged-in user who may act gets a session: its token goes into the forms.
     let session = match user {
-        Some(user) if config.admin_actions => {
+        Some(user) if config.admin_actions && !user.read_only => {
             match shared.sessions.open(
                 session::cookie(request.headers()),
-                user,
+                &user.name,
                 Instant::now(),
                 request.method() != Method::HEAD,
             ) {
@@ -254,7 +254,7 @@ fn html_page(
         refresh_secs: config.refresh.as_secs(),
         norefresh: wants_norefresh(request),
         stats_path: &config.stats_path,
-        user,
+        user: user.map(|u| u.name.as_str()),
         token: session.as_ref().map(|s| s.token.as_str()),
         flash: session.as_ref().map_or(&[], |s| s.flash.as_slice()),
     });
@@ -279,7 +279,7 @@ async fn action(
     shared: &Shared,
     peer: SocketAddr,
     request: Request<Incoming>,
-    user: Option<&str>,
+    user: Option<&User>,
 ) -> Answer {
     if !shared.config.admin_actions {
         return plain(
@@ -293,6 +293,14 @@ async fn action(
             "admin actions need a login: add `users` to [admin]\n",
         );
     };
+    let (user, read_only) = (user.name.as_str(), user.read_only);
+    if read_only {
+        tracing::warn!(user, %peer, "admin action refused: the user is read_only");
+        return plain(
+            StatusCode::FORBIDDEN,
+            "refused: this user may see the page but not act from it (read_only in [admin] users)\n",
+        );
+    }
     let headers = request.headers();
     if !session::origin_allowed(headers, shared.tls) {
         let origin = headers

@@ -75,10 +75,18 @@ fn config(users: bool, admin_actions: bool) -> AdminConfig {
         stats_path: "/stats".into(),
         metrics_path: "/metrics".into(),
         users: if users {
-            vec![User {
-                name: "admin".into(),
-                password: "s3cret".into(),
-            }]
+            vec![
+                User {
+                    name: "admin".into(),
+                    password: "s3cret".into(),
+                    read_only: false,
+                },
+                User {
+                    name: "viewer".into(),
+                    password: "l00k".into(),
+                    read_only: true,
+                },
+            ]
         } else {
             Vec::new()
         },
@@ -126,6 +134,8 @@ fn auth(credentials: &str) -> String {
 }
 
 const ADMIN: &str = "admin:s3cret";
+/// A user with `read_only = true`.
+const VIEWER: &str = "viewer:l00k";
 
 /// Sends `head` (request line and headers, without the blank line) and `body`, and reads the
 /// whole answer (the request says `Connection: close`).
@@ -637,6 +647,35 @@ async fn without_users_the_page_is_open_and_actions_refused() {
     assert!(page.header("set-cookie").is_none());
     let reply = post(addr, "", "s=s1&b=web&action=maint").await;
     assert_eq!(reply.status, 403);
+    assert!(appliance.actions().is_empty());
+}
+
+// Input: with admin actions on, a `read_only` user loads the page, then posts an action with
+// everything else right (a live session and its token, the page's origin). Output: the page
+// shows the servers with no form and opens no session; the post gets 403 for being read-only,
+// and nothing is done. (Every user in `users` could act.)
+#[tokio::test]
+async fn a_read_only_user_sees_the_page_but_cannot_act() {
+    let (server, appliance) = start(config(true, true)).await;
+    let addr = server.local_addr();
+    let page = get(addr, "/stats", &auth(VIEWER)).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("row-web-s1"));
+    assert!(!page.body.contains("<form"));
+    assert!(page.header("set-cookie").is_none());
+    let (cookie, token) = session_of(&get(addr, "/stats", &auth(ADMIN)).await);
+    let as_viewer = format!(
+        "{}Cookie: {cookie}\r\nOrigin: http://{addr}\r\n",
+        auth(VIEWER)
+    );
+    let reply = post(
+        addr,
+        &as_viewer,
+        &format!("s=s1&b=web&action=maint&token={token}"),
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+    assert!(reply.body.contains("read_only"), "{}", reply.body);
     assert!(appliance.actions().is_empty());
 }
 
