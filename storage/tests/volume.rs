@@ -951,6 +951,39 @@ async fn detach_serves_from_the_peer_after_a_local_io_error() {
     vb.stop().await;
 }
 
+// Input: protocol A, then B; the primary A detached after its disk failed a block, and B's disk
+// (on_io_error = pass_on) failing over another. Through A, a write there and then a flush;
+// on a second pair, a FUA write there. Output: the write returns (A and B acknowledge it before
+// the peer's disk has it), but the flush fails: the write is on neither disk; the FUA write
+// fails. (Both succeeded, and the client was told its data was safe.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_detached_primary_reports_a_write_its_peer_failed() {
+    for protocol in [Protocol::A, Protocol::B] {
+        for fua in [false, true] {
+            let (a, mut b) = pair(4 * MIB, protocol, Role::Primary);
+            b.config.on_io_error = IoErrorPolicy::PassOn;
+            let (va, vb) = start_connected(&a, &b).await;
+            let export = va.export();
+            va.inject_local_io_errors(0, BLOCK);
+            export.read(0, BLOCK as usize).await.unwrap();
+            assert_eq!(va.status().disk, DiskState::Diskless, "{protocol:?}");
+            vb.inject_local_io_errors(MIB, BLOCK);
+            let data = Bytes::from(pattern(7, BLOCK as usize));
+            let written = export.write(MIB, data, fua).await;
+            let flushed = export.flush().await;
+            let case = format!("{protocol:?}, fua {fua}");
+            if fua {
+                assert!(matches!(written, Err(NbdError::Io)), "{case}: {written:?}");
+            } else {
+                written.unwrap();
+                assert!(matches!(flushed, Err(NbdError::Io)), "{case}: {flushed:?}");
+            }
+            va.stop().await;
+            vb.stop().await;
+        }
+    }
+}
+
 // Input: on_io_error = pass_on, A's disk failing over one block; then a detach-configured
 // primary alone (no peer to go on with). Output: in both, a read and a write there get EIO, the
 // write's block is marked out of sync, the disk stays UpToDate and attached, and the other

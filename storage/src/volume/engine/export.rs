@@ -10,7 +10,7 @@
 //! With the local disk detached after an I/O error (see [`super::detach`]), reads come from
 //! the peer and writes go to the peer only, marked out of sync here.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::Ordering};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -24,6 +24,7 @@ use super::link::{Delivery, Request};
 use super::status::{Counters, VolumeEvent};
 use crate::nbd::{Export, ExportFlags, NbdError};
 use crate::volume::config::BackingKind;
+use crate::volume::config::Protocol;
 use crate::volume::meta::MetaError;
 
 /// Write-zeroes requests are logged and replicated in pieces of this size, so one request never
@@ -212,7 +213,7 @@ impl VolumeExport {
             .await?;
             done += n;
         }
-        Ok(())
+        self.unit_access(fua).await
     }
 
     /// A write the peer did not get.
@@ -309,7 +310,8 @@ impl Export for VolumeExport {
                 done,
             },
         )
-        .await
+        .await?;
+        self.unit_access(fua).await
     }
 
     async fn flush(&self) -> Result<(), NbdError> {
@@ -328,6 +330,17 @@ impl Export for VolumeExport {
 }
 
 impl VolumeExport {
+    /// Makes a FUA write durable before it is acknowledged. Attached, the local FUA write is;
+    /// detached, the peer's copy is the only one, and protocols A and B acknowledge it before
+    /// the peer's disk has it: a flush of the peer then makes it durable, or fails if the peer
+    /// failed it (or another write since the last flush).
+    async fn unit_access(&self, fua: bool) -> Result<(), NbdError> {
+        if fua && self.inner.is_detached() && self.inner.config.protocol != Protocol::C {
+            return self.flush_both().await;
+        }
+        Ok(())
+    }
+
     /// A client's FLUSH, or one the activity log needs: every write acknowledged before it
     /// reaches both disks, or is marked out of sync where the peer's copy cannot be flushed.
     /// Numbered in the activity log, whose extents it covers may then leave it.
@@ -378,6 +391,10 @@ impl VolumeExport {
         // Attached, a lost link is fine: the writes it did not confirm are marked out of sync.
         // Detached, the peer holds the only copy.
         if inner.is_detached() && !flushed {
+            return Err(NbdError::Io);
+        }
+        // Reported once, as a disk reports a write its cache lost at the next flush.
+        if inner.lost_acked_write.swap(false, Ordering::AcqRel) {
             return Err(NbdError::Io);
         }
         if self.inner.cancel.is_cancelled() {

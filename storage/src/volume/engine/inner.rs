@@ -38,6 +38,9 @@ pub(crate) struct Inner {
     /// The local disk failed and is no longer used (`on_io_error = "detach"`): reads and
     /// writes go to the peer only. Set once, until the volume restarts.
     pub(crate) detached: AtomicBool,
+    /// Detached, a write acknowledged before the peer had it on disk (protocol A or B) that
+    /// the peer then failed: it is on neither node, and the next flush fails to say so.
+    pub(crate) lost_acked_write: AtomicBool,
     /// An online verify is running (one at a time).
     pub(crate) verifying: AtomicBool,
     // A std mutex: status fields only, changed on state transitions and read by `status()`,
@@ -126,6 +129,7 @@ impl Inner {
             gate: RwLock::new(None),
             primary: AtomicBool::new(false),
             detached: AtomicBool::new(false),
+            lost_acked_write: AtomicBool::new(false),
             verifying: AtomicBool::new(false),
             control: Mutex::new(Control {
                 role: Role::Secondary,

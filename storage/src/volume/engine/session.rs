@@ -815,6 +815,12 @@ impl Session<'_> {
             {
                 Counters::add(&self.inner.counters.writes_out_of_sync, 1);
                 self.peer_failed(offset, len);
+                // Detached, the peer's copy was the only one. Set before the answer to any
+                // flush sent after the write, which the peer sends after this ack.
+                if self.inner.is_detached() {
+                    warn!(volume = %self.inner.config.name, offset, len, "a write acknowledged while detached is lost: the peer failed it");
+                    self.inner.lost_acked_write.store(true, Ordering::Release);
+                }
             }
             return Ok(());
         };
