@@ -15,7 +15,7 @@ use fulcrum_storage::sync::proto::{
 };
 use fulcrum_storage::sync::watch::TEMP_PREFIX;
 use fulcrum_storage::sync::{SyncOptions, SyncSet, SyncStatus};
-use fulcrum_storage::volume::peer::{Side, authenticate_labelled};
+use fulcrum_storage::volume::peer::{OwnChallenges, Side, authenticate_labelled};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -198,6 +198,7 @@ pub(crate) async fn authenticated(mut stream: TcpStream, side: Side) -> (Reader,
         AUTH_LABEL,
         side,
         Duration::from_secs(5),
+        &OwnChallenges::default(),
     )
     .await
     .unwrap();

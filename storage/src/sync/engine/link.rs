@@ -147,6 +147,7 @@ async fn handshake(
         AUTH_LABEL,
         peer::Side::Accepting,
         shared.timeout,
+        &shared.challenges,
     )
     .instrument(info_span!("sync", set = %shared.config.name, %from))
     .await;
@@ -221,6 +222,7 @@ pub(super) async fn dial(shared: Arc<Shared>, i: usize) {
                 AUTH_LABEL,
                 peer::Side::Connecting,
                 shared.timeout,
+                &shared.challenges,
             )
             .instrument(info_span!("sync", set = %shared.config.name, peer = %addr))
             .await

@@ -182,6 +182,9 @@ pub(crate) struct Shared {
     parked_retry: Duration,
     /// The accepting side's refusals, logged at most once a minute per peer and reason.
     refusals: link::Throttle,
+    /// The challenges of this node's handshakes in progress, dialing and accepting: the
+    /// middle node of three both dials and accepts, and must not answer itself.
+    challenges: crate::volume::peer::OwnChallenges,
     /// The start-up scan's progress, and its stop.
     scan: ScanProgress,
     /// Until the start-up scan is over: it holds the index meanwhile, so the status does not
@@ -346,6 +349,7 @@ impl SyncSet {
             peer_timeout: options.peer_timeout,
             parked_retry: options.parked_retry,
             refusals: link::Throttle::new(link::WARN_EVERY),
+            challenges: Default::default(),
             scan: ScanProgress::default(),
             scanning: AtomicBool::new(true),
             scan_failed: Mutex::new(None),

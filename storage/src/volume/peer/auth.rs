@@ -15,7 +15,11 @@
 //! response names the side that made it and both challenges: a peer that echoes our challenge
 //! is refused outright (the reflection attack), and one that opens a second connection to get
 //! a response to replay gets one made by the other side, for other challenges, which does not
-//! verify. The last step is a verdict, so each side learns whether the other accepted it: a
+//! verify. A node that both dials and accepts (the middle node of a sync set of three) could
+//! still be made to answer itself: a relay sends each of its two connections the challenge the
+//! node made on the other, and passes the node's responses across. So a challenge the node is
+//! still waiting on, on any of its connections ([`OwnChallenges`]), is refused as a reflection
+//! too. The last step is a verdict, so each side learns whether the other accepted it: a
 //! wrong secret is reported as [`AuthError::WrongSecret`] on both sides, and logged there.
 //!
 //! The handshake reads exactly its own frames: the stream is left at the first byte after it.
@@ -25,7 +29,9 @@ mod frame;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -207,24 +213,28 @@ pub async fn authenticate<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    authenticate_labelled(stream, secret, LABEL, we_are, timeout).await
+    // A volume node only dials or only accepts: its challenges are its connection's own.
+    let challenges = OwnChallenges::default();
+    authenticate_labelled(stream, secret, LABEL, we_are, timeout, &challenges).await
 }
 
 /// [`authenticate`] for another protocol on the same handshake: `label` starts every
 /// response MAC in place of the volume's, so that a response made for one protocol never
 /// verifies for another that shares the secret (the directory sync uses its own).
+/// `challenges` are those of every handshake of this node in progress.
 pub async fn authenticate_labelled<S>(
     stream: &mut S,
     secret: &[u8],
     label: &'static [u8],
     we_are: Side,
     timeout: Duration,
+    challenges: &OwnChallenges,
 ) -> Result<(), AuthError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let protocol = protocol_name(label);
-    let handshake = handshake(stream, secret, label, we_are);
+    let handshake = handshake(stream, secret, label, we_are, challenges);
     let result = match tokio::time::timeout(timeout, handshake).await {
         Ok(result) => result,
         Err(_elapsed) => Err(AuthError::Timeout(timeout)),
@@ -261,6 +271,7 @@ async fn handshake<S>(
     secret: &[u8],
     label: &[u8],
     we_are: Side,
+    challenges: &OwnChallenges,
 ) -> Result<(), AuthError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -271,6 +282,7 @@ where
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
     let mut ours = [0; CHALLENGE_LEN];
     getrandom::getrandom(&mut ours).map_err(AuthError::Random)?;
+    let _waiting = challenges.issue(ours);
 
     let greeting = AuthFrame::Greeting {
         version: VERSION,
@@ -299,7 +311,7 @@ where
         return Err(refuse(stream, Refusal::SameSide, AuthError::SameSide(we_are)).await);
     }
     // The challenges are public: comparing them in constant time would hide nothing.
-    if theirs == ours {
+    if challenges.contains(&theirs) {
         return Err(refuse(stream, Refusal::Reflected, AuthError::Reflected).await);
     }
 
@@ -325,6 +337,42 @@ where
     match receive(stream).await? {
         AuthFrame::Accepted => Ok(()),
         other => Err(out_of_turn(stream, other).await),
+    }
+}
+
+/// The challenges one node has sent on its handshakes in progress, dialing out and accepting:
+/// a peer that sends one of them back is reflecting it (see the module's header). One per
+/// node, shared by all its handshakes; two nodes in one process (tests) each have their own.
+#[derive(Debug, Default)]
+pub struct OwnChallenges(Mutex<BTreeSet<Challenge>>);
+
+impl OwnChallenges {
+    fn issue(&self, challenge: Challenge) -> Outstanding<'_> {
+        self.set().insert(challenge);
+        Outstanding {
+            challenges: self,
+            challenge,
+        }
+    }
+
+    fn contains(&self, challenge: &Challenge) -> bool {
+        self.set().contains(challenge)
+    }
+
+    fn set(&self) -> std::sync::MutexGuard<'_, BTreeSet<Challenge>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One of our challenges, in its [`OwnChallenges`] until its handshake ends.
+struct Outstanding<'a> {
+    challenges: &'a OwnChallenges,
+    challenge: Challenge,
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.challenges.set().remove(&self.challenge);
     }
 }
 

@@ -20,8 +20,8 @@ mod stream;
 mod wire;
 
 pub use auth::{
-    AuthError, CHALLENGE_LEN, Refusal, Side, VERSION, authenticate, authenticate_labelled,
-    protocol_name,
+    AuthError, CHALLENGE_LEN, OwnChallenges, Refusal, Side, VERSION, authenticate,
+    authenticate_labelled, protocol_name,
 };
 pub use backoff::{Backoff, MIN_CONNECT_INTERVAL};
 pub use message::{

@@ -198,6 +198,51 @@ async fn a_response_replayed_from_another_connection_is_refused() {
     assert!(r2.is_err());
 }
 
+// Input: one node with two handshakes at once, one dialing out and one accepting (the middle
+// node of a sync set of three); an attacker without the secret at the far end of both sends
+// each connection the challenge the node made on the other, and passes the node's responses
+// across. Output: a connection given the other's challenge is refused as Reflected, and
+// neither authenticates. (The node answered its own challenges, and both handshakes verified:
+// the attacker was in as a peer.)
+#[tokio::test]
+async fn a_node_cannot_be_made_to_answer_itself_across_two_connections() {
+    let (mut dialed, mut attacker1) = duplex(1024);
+    let (mut accepted, mut attacker2) = duplex(1024);
+    let attack = async move {
+        let challenge1 = their_challenge(&mut attacker1).await;
+        let challenge2 = their_challenge(&mut attacker2).await;
+        fake_send(&mut attacker1, greeting(Side::Accepting, challenge2)).await;
+        fake_send(&mut attacker2, greeting(Side::Connecting, challenge1)).await;
+        let response1 = read_frame(&mut attacker1).await;
+        let response2 = read_frame(&mut attacker2).await;
+        if let (Ok(r1 @ AuthFrame::Response(_)), Ok(r2 @ AuthFrame::Response(_))) =
+            (response1, response2)
+        {
+            fake_send(&mut attacker1, r2).await;
+            fake_send(&mut attacker2, r1).await;
+            fake_send(&mut attacker1, AuthFrame::Accepted).await;
+            fake_send(&mut attacker2, AuthFrame::Accepted).await;
+        }
+    };
+    let node = OwnChallenges::default();
+    let label = b"fulcrum-sync v1";
+    let (r1, r2, ()) = tokio::join!(
+        authenticate_labelled(&mut dialed, SECRET, label, Side::Connecting, TIMEOUT, &node),
+        authenticate_labelled(
+            &mut accepted,
+            SECRET,
+            label,
+            Side::Accepting,
+            TIMEOUT,
+            &node
+        ),
+        attack,
+    );
+    let reflected = |r: &Result<(), AuthError>| matches!(r, Err(AuthError::Reflected));
+    assert!(reflected(&r1) || reflected(&r2), "{r1:?}, {r2:?}");
+    assert!(r1.is_err() && r2.is_err(), "{r1:?}, {r2:?}");
+}
+
 // Input: two connecting ends. Output: SameSide on both.
 #[tokio::test]
 async fn both_ends_on_the_same_side_are_refused() {
@@ -280,6 +325,7 @@ async fn a_labelled_handshake_names_its_protocol() {
         b"fulcrum-sync v1",
         Side::Accepting,
         TIMEOUT,
+        &OwnChallenges::default(),
     )
     .await;
     let message = result.err().map(|e| e.to_string()).unwrap_or_default();
