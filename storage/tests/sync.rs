@@ -482,6 +482,44 @@ async fn sent_after_resume_from(mark: u64) -> Vec<String> {
     sent
 }
 
+// Input: a raw peer whose Hello says it neither sends nor receives, so that A asks it for
+// nothing, sends 2,000 answers (End) all the same. Output: A ends the link. (The answers went
+// into a queue that nothing read: after four runs of them A's reader stopped for good, with
+// the link still up.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn answers_nothing_asked_for_end_the_link() {
+    let mut a = node_for_raw_peer("a");
+    let set = a.start().await;
+    let stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+    let (mut reader, mut writer) = authenticated(stream, Side::Connecting).await;
+    let Message::Hello(mut ours) = hello("evil", support::RAW_PEER_LISTEN.to_owned(), 7) else {
+        unreachable!()
+    };
+    ours.flags = 0;
+    writer.send(&Message::Hello(ours)).await.unwrap();
+    assert!(matches!(reader.next().await, Ok(Some(Message::Hello(_)))));
+    for id in 0..2_000 {
+        let end = Message::End {
+            id,
+            hash: [0; 32],
+            sha256: None,
+        };
+        if writer.send(&end).await.is_err() {
+            break;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + 5 * SECOND;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, reader.next()).await {
+            Err(_) => panic!("the link is still up"),
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None) | Err(_)) => break,
+        }
+    }
+    set.stop().await.unwrap();
+}
+
 // Input: a raw peer connects, then connects again (its first connection stalled, say), which
 // replaces the first session. Output: the peer shows as connected, and no PeerLost follows
 // the second PeerConnected: an alert would otherwise fire while the peer is up.

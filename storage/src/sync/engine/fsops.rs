@@ -699,18 +699,23 @@ pub(super) fn open_file_no_wait(path: &Path) -> io::Result<(File, fs::Metadata)>
     Ok((file, meta))
 }
 
-/// Opens `rel` for a peer: a regular file reached without any symlink.
+/// Opens `rel` for a peer: a regular file reached without any symlink. Through
+/// [`open_beneath`], so that a directory on the way swapped for a symlink after
+/// [`check_parents`] looked fails the open, rather than sending a file from outside the tree.
+/// Without waiting: a FIFO put there is opened and refused, not waited on.
 pub(super) fn open_regular(root: &Path, rel: &str) -> io::Result<(File, fs::Metadata)> {
+    use rustix::fs::{Mode, OFlags};
     check_parents(root, rel, false)?;
-    let path = root.join(rel);
-    let meta = fs::symlink_metadata(&path)?;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK;
+    let file = File::from(open_beneath(root, rel, flags, Mode::empty())?);
+    let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a regular file",
         ));
     }
-    open_file_no_wait(&path)
+    Ok((file, meta))
 }
 
 #[cfg(test)]

@@ -190,6 +190,10 @@ pub(super) async fn run(shared: &Arc<Shared>, link: Introduced) -> bool {
             jobs_tx,
         );
         tasks.spawn(receiver.run(entries_rx));
+    } else {
+        // Nothing here asks this peer for files: answers from it end the link (see
+        // `send_run`) rather than fill a queue no one reads, which would stop the reader.
+        drop(resp_rx);
     }
     drop(ctrl_tx);
 
