@@ -541,6 +541,33 @@ async fn connections_past_the_limit_wait_until_one_ends() {
     server.stop().await;
 }
 
+// Input: a client that connects, takes the greeting and goes silent. Output: the server's side
+// of the connection runs TCP keepalive probes, the first within 60 s, as /proc/net/tcp shows
+// (timer 2, keepalive). (It had no timer at all: a client that vanished held its slot, one of
+// 64, forever.)
+#[tokio::test]
+async fn an_idle_connection_is_probed_by_tcp_keepalive() {
+    let server =
+        NbdServer::start(listener().await, "vol", Arc::new(MemExport::new(1 << 20))).unwrap();
+    let client = greet(server.local_addr()).await;
+    let (local, remote) = (server.local_addr(), client.local_addr().unwrap());
+    let hex = |a: SocketAddr| format!("0100007F:{:04X}", a.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let row = table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 5 && f[1] == hex(local) && f[2] == hex(remote))
+        .unwrap_or_else(|| panic!("no server-side socket for {remote} in\n{table}"));
+    // `tr:tm->when`: the timer, and clock ticks until it fires.
+    let (timer, when) = row[5].split_once(':').unwrap();
+    let ticks = u64::from_str_radix(when, 16).unwrap();
+    let hz = 100; // USER_HZ, which /proc/net/tcp counts in on Linux
+    assert_eq!(timer, "02", "no keepalive timer: {row:?}");
+    assert!(ticks <= 60 * hz, "first probe in {ticks} ticks: {row:?}");
+    drop(client);
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 

@@ -131,6 +131,13 @@ impl NbdServer {
     }
 }
 
+/// How long a connection is silent before the first keepalive probe.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Between probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Unanswered probes that end the connection.
+const KEEPALIVE_PROBES: u32 = 6;
+
 async fn accept_loop<E: Export>(
     listener: TcpListener,
     export_name: Arc<str>,
@@ -165,6 +172,16 @@ async fn accept_loop<E: Export>(
         // The spec asks for it: replies must not wait for the previous one's ACK.
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%peer, %error, "nbd set_nodelay failed");
+        }
+        // A client may stay idle for hours, so no idle timeout; but one that vanished (power
+        // lost, a partition) would hold its slot forever. Probes find it, as nbd-server's
+        // SO_KEEPALIVE does, within KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_PROBES);
+        if let Err(error) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+            debug!(%peer, %error, "nbd keepalive failed");
         }
         counters
             .connections_accepted
