@@ -3,8 +3,22 @@
 //! never holds up the state machine. Gates hold later scripts back (`notify_master` waits for the
 //! volumes that follow the instance), and each state change hands back a [`Notified`] that
 //! resolves once its scripts have run (a following volume is demoted only then).
+//!
+//! An instance that flaps faster than its scripts run (a peer gone wrong, or adverts forged on
+//! the LAN) would grow the queue without bound, and run each script long after its state was
+//! gone. So the scripts of a change more than [`MAX_BEHIND`] changes behind the latest are
+//! skipped, and the skips logged.
 
-use std::{fmt, future::Future, pin::Pin, time::Duration};
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -20,6 +34,10 @@ use crate::{
 /// every later state's scripts forever.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many state changes' scripts may wait behind the latest before the oldest are skipped:
+/// a few quick changes (MASTER, then FAULT, BACKUP and STOP on the way out) all run, in order.
+const MAX_BEHIND: u64 = 4;
+
 /// Runs an instance's notify scripts in order without blocking the state machine: one task per
 /// instance draining a queue; each script runs to completion (or its 60 s timeout) before the
 /// next starts, so MASTER's script finishes before BACKUP's starts.
@@ -29,6 +47,8 @@ pub struct Notifier {
     name: String,
     notify: Notify,
     queue: mpsc::UnboundedSender<Job>,
+    /// The number of the latest state change, counted from 1; shared with the task.
+    latest: Arc<AtomicU64>,
 }
 
 /// Resolves once the scripts queued for one state change (and every one before them) have
@@ -93,6 +113,8 @@ struct Run {
     /// Empty for the state's own script; `KIND NAME STATE PRIORITY` for the generic one.
     args: Vec<String>,
     state: &'static str,
+    /// The number of its state change.
+    change: u64,
 }
 
 impl Notifier {
@@ -113,12 +135,14 @@ impl Notifier {
         timeout: Duration,
     ) -> Notifier {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(work(kind, name.clone(), timeout, jobs));
+        let latest = Arc::new(AtomicU64::new(0));
+        tokio::spawn(work(kind, name.clone(), timeout, jobs, Arc::clone(&latest)));
         Notifier {
             kind,
             name,
             notify,
             queue,
+            latest,
         }
     }
 
@@ -139,12 +163,14 @@ impl Notifier {
             State::Fault => ("notify_fault", &self.notify.fault, "FAULT"),
             State::Initialize => ("notify_stop", &self.notify.stop, "STOP"),
         };
+        let change = self.latest.fetch_add(1, Ordering::AcqRel) + 1;
         if let Some(script) = own {
             self.queue(Job::Run(Run {
                 key,
                 script: script.clone(),
                 args: Vec::new(),
                 state: label,
+                change,
             }));
         }
         if let Some(script) = &self.notify.any {
@@ -161,6 +187,7 @@ impl Notifier {
                 script,
                 args,
                 state: label,
+                change,
             }));
         }
         self.done()
@@ -202,10 +229,26 @@ async fn work(
     name: String,
     timeout: Duration,
     mut jobs: mpsc::UnboundedReceiver<Job>,
+    latest: Arc<AtomicU64>,
 ) {
+    let mut skipped = 0u64;
     while let Some(job) = jobs.recv().await {
         match job {
-            Job::Run(run) => execute(kind, &name, timeout, &run).await,
+            Job::Run(run) if latest.load(Ordering::Acquire) - run.change >= MAX_BEHIND => {
+                skipped += 1;
+            }
+            Job::Run(run) => {
+                if skipped > 0 {
+                    warn!(
+                        kind,
+                        name,
+                        skipped,
+                        "notify scripts skipped: the state changed faster than they ran"
+                    );
+                    skipped = 0;
+                }
+                execute(kind, &name, timeout, &run).await;
+            }
             Job::Gate(gate) => gate.await,
             Job::Done(done) => drop(done),
         }
@@ -293,6 +336,34 @@ mod tests {
                 "stop 0",
                 "notify INSTANCE VI_1 STOP 100",
             ]
+        );
+    }
+
+    // Input: 21 state changes queued at once, MASTER and BACKUP in turn, each with a script.
+    // Output: only the last four changes' scripts run, in order. (All 21 ran, one after the
+    // other: a flapping instance queued scripts without bound, each run long after its state.)
+    #[tokio::test]
+    async fn the_scripts_of_changes_far_behind_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let notify = Notify {
+            master: own("master", &log),
+            backup: own("backup", &log),
+            ..Notify::default()
+        };
+        let notifier = Notifier::spawn("INSTANCE", "VI_1".to_owned(), notify);
+        for change in 1..=21 {
+            let state = if change % 2 == 1 {
+                State::Master
+            } else {
+                State::Backup
+            };
+            notifier.state_changed(state, 100);
+        }
+        notifier.drain().await;
+        assert_eq!(
+            logged_lines(&log),
+            ["backup 0", "master 0", "backup 0", "master 0"]
         );
     }
 
