@@ -156,34 +156,33 @@ impl AdvertSocket {
     ) -> io::Result<Result<Accepted, DropReason>> {
         let mut buffer = vec![0u8; RECV_BUFFER_LEN];
         let fd = self.socket.as_raw_fd();
-        loop {
-            match self.family {
-                Family::Ipv4 => {
-                    let len = self.socket.recv(&mut buffer).await?;
-                    let packet = buffer.get(..len).unwrap_or(&buffer[..]);
-                    return Ok(packet::decode_ipv4_packet(packet, checksum, expected));
-                }
-                Family::Ipv6 => {
-                    let received = self
-                        .socket
-                        .async_io(Interest::READABLE, || recv_v6(fd, &mut buffer))
-                        .await?;
-                    // The kernel always reports these once asked to; a packet without them cannot
-                    // be checked, so it is skipped rather than guessed at.
-                    let Some(Ipv6Received { len, ttl, src, dst }) = received else {
-                        debug!("IPv6 advert without source or destination skipped");
-                        continue;
-                    };
-                    let ctx = RecvContext {
-                        ttl,
-                        src: IpAddr::V6(src),
-                        dst: IpAddr::V6(dst),
-                        checksum,
-                        expected,
-                    };
-                    let message = buffer.get(..len).unwrap_or(&buffer[..]);
-                    return Ok(packet::decode(message, &ctx));
-                }
+        match self.family {
+            Family::Ipv4 => {
+                let len = self.socket.recv(&mut buffer).await?;
+                let packet = buffer.get(..len).unwrap_or(&buffer[..]);
+                Ok(packet::decode_ipv4_packet(packet, checksum, expected))
+            }
+            Family::Ipv6 => {
+                let received = self
+                    .socket
+                    .async_io(Interest::READABLE, || recv_v6(fd, &mut buffer))
+                    .await?;
+                // The kernel always reports these once asked to; a packet without them cannot
+                // be checked, so it is dropped rather than guessed at.
+                let Some(Ipv6Received { len, ttl, src, dst }) = received else {
+                    return Ok(Err(DropReason::BadIpHeader {
+                        reason: "an IPv6 packet came without its source or destination",
+                    }));
+                };
+                let ctx = RecvContext {
+                    ttl,
+                    src: IpAddr::V6(src),
+                    dst: IpAddr::V6(dst),
+                    checksum,
+                    expected,
+                };
+                let message = buffer.get(..len).unwrap_or(&buffer[..]);
+                Ok(packet::decode(message, &ctx))
             }
         }
     }

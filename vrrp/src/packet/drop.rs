@@ -140,11 +140,19 @@ pub enum DropReason {
         /// The protocol number.
         protocol: u8,
     },
-    /// The IPv4 header is malformed or the packet is a fragment.
-    #[error("bad IPv4 header: {reason}")]
+    /// The IPv4 header is malformed or the packet is a fragment; or an IPv6 packet came
+    /// without the source and destination the kernel reports.
+    #[error("bad IP header: {reason}")]
     BadIpHeader {
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// A sound advert for an instance so far behind that its queue of adverts is full: dropped
+    /// as a congested network would drop it (the next one follows), and counted.
+    #[error("the instance of VRID {vrid} is busy: its queue of adverts is full")]
+    InstanceBusy {
+        /// The advert's VRID.
+        vrid: u8,
     },
 }
 
@@ -169,6 +177,7 @@ impl DropReason {
             DropReason::IntervalMismatch { .. } => DropKind::IntervalMismatch,
             DropReason::NotVrrp { .. } => DropKind::NotVrrp,
             DropReason::BadIpHeader { .. } => DropKind::BadIpHeader,
+            DropReason::InstanceBusy { .. } => DropKind::InstanceBusy,
         }
     }
 }
@@ -210,11 +219,13 @@ pub enum DropKind {
     NotVrrp,
     /// [`DropReason::BadIpHeader`].
     BadIpHeader,
+    /// [`DropReason::InstanceBusy`].
+    InstanceBusy,
 }
 
 impl DropKind {
     /// How many kinds there are.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
 
     /// Every kind, in declaration order (its index in [`DropCounters`]).
     pub const ALL: [DropKind; Self::COUNT] = [
@@ -235,6 +246,7 @@ impl DropKind {
         DropKind::IntervalMismatch,
         DropKind::NotVrrp,
         DropKind::BadIpHeader,
+        DropKind::InstanceBusy,
     ];
 
     /// A stable snake_case name, fit for a metric label (`reason="bad_checksum"`).
@@ -257,6 +269,7 @@ impl DropKind {
             DropKind::IntervalMismatch => "interval_mismatch",
             DropKind::NotVrrp => "not_vrrp",
             DropKind::BadIpHeader => "bad_ip_header",
+            DropKind::InstanceBusy => "instance_busy",
         }
     }
 

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::binding::Bound;
 use super::mismatch::Mismatches;
-use crate::packet::{Accepted, ChecksumMode, DropCounters, Expected};
+use crate::packet::{Accepted, ChecksumMode, DropCounters, DropReason, Expected};
 
 /// Where the adverts of one VRID go.
 #[derive(Debug)]
@@ -66,7 +66,9 @@ pub(crate) fn spawn_reader(
                         // A full queue means the instance is far behind; dropping an advert
                         // then is what the network would do, and the next one follows.
                         if route.to.try_send(accepted).is_err() {
-                            tracing::debug!(vrid, "advert dropped: the instance is busy");
+                            let reason = DropReason::InstanceBusy { vrid };
+                            tracing::debug!(%reason, "VRRP advert dropped");
+                            dropped.record(&reason);
                         }
                     }
                 }
