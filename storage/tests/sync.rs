@@ -1016,6 +1016,28 @@ async fn a_directory_replaced_by_a_file_converges_at_once() {
     stop_both(a, b).await;
 }
 
+// Input: a directory of two files synced, then replaced on A by a symlink of the same name.
+// Output: B converges, and no temporary link is left in its tree. (The first attempt, made
+// before the batch's deletions emptied the directory, failed and left its temporary link,
+// pointing where the peer said, until the next start.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_directory_replaced_by_a_symlink_leaves_no_temporary_link() {
+    let (n, a, b) = started_pair().await;
+    for name in ["d/one", "d/two"] {
+        n[0].write(name, name.as_bytes());
+    }
+    converge(&n[0], &n[1], PATIENCE).await;
+    std::fs::remove_dir_all(n[0].path("d")).unwrap();
+    std::os::unix::fs::symlink("elsewhere", n[0].path("d")).unwrap();
+    converge(&n[0], &n[1], Duration::from_secs(10)).await;
+    assert_eq!(
+        std::fs::read_link(n[1].path("d")).unwrap(),
+        std::path::Path::new("elsewhere")
+    );
+    assert_eq!(temp_files(&n[1]), Vec::<String>::new());
+    stop_both(a, b).await;
+}
+
 // Input: a linked pair; B's tree moved away and an empty directory put in its place, as an
 // unmount leaves its mount point; then a new file on A. Output: B writes nothing into the
 // empty directory (it would land on the filesystem below the mount), and B's index keeps

@@ -239,8 +239,13 @@ impl std::fmt::Debug for TempFile {
 pub(super) struct TempPath(PathBuf);
 
 impl TempPath {
+    /// Guards `path`, which the caller has just created.
+    pub(super) fn new(path: PathBuf) -> Self {
+        Self(path)
+    }
+
     /// The name, no longer removed on drop: the file is on its way into the tree.
-    fn keep(mut self) -> PathBuf {
+    pub(super) fn keep(mut self) -> PathBuf {
         std::mem::take(&mut self.0)
     }
 }

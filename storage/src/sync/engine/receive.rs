@@ -739,6 +739,9 @@ fn prepare(
                 fsops::make_parents(root, &target.entry.path, &|dir| known_dir(&index, dir))?;
                 let temp = fsops::temp_path(root, &target.entry.path);
                 std::os::unix::fs::symlink(link, &temp)?;
+                // Removed if a step below fails (a directory in the way still holds files, and
+                // the batch is tried again): not left in the tree, pointing where the peer said.
+                let temp = fsops::TempPath::new(temp);
                 // Set before the rename, which keeps them: the link never shows another owner
                 // or mtime.
                 let temp_rel = temp
@@ -753,6 +756,7 @@ fn prepare(
                     fsops::remove_dir_beneath(root, &target.entry.path)?;
                 }
                 fsops::rename_into(&temp, root, &target.entry.path)?;
+                temp.keep();
                 Applied::read(&path)
             };
             let applied = apply().map_err(|e| retry(&remote, e))?;
