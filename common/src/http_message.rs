@@ -14,6 +14,26 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// Where the head in `raw` ends, at its first empty line, whichever line ends the server uses
+/// (CRLF, bare LF, or both mixed): the head's length, without the line end before the empty
+/// line, and where the body starts. One pass, so a long run of heads costs no more than its
+/// bytes. `None` while no empty line has come.
+pub fn head_end(raw: &[u8]) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(offset) = raw[from..].iter().position(|&b| b == b'\n') {
+        let line_end = from + offset;
+        let next = &raw[line_end + 1..];
+        if next.starts_with(b"\n") {
+            return Some((line_end, line_end + 2));
+        }
+        if next.starts_with(b"\r\n") {
+            return Some((line_end, line_end + 3));
+        }
+        from = line_end + 1;
+    }
+    None
+}
+
 /// The request line and headers of a GET; `host` is the Host header's value.
 pub fn request(uri: &str, host: &str) -> String {
     format!(
@@ -25,14 +45,11 @@ pub fn request(uri: &str, host: &str) -> String {
 /// Reads `raw`, the bytes received so far; `ended` says the connection has closed. `None`
 /// while more bytes are needed.
 pub fn parse(raw: &[u8], ended: bool) -> Option<Response> {
-    let (head, body) = match find(raw, b"\r\n\r\n") {
-        Some(at) => (&raw[..at], &raw[at + 4..]),
-        None => match find(raw, b"\n\n") {
-            Some(at) => (&raw[..at], &raw[at + 2..]),
-            // Headers cut short by the end of the connection: read what there is.
-            None if ended => (raw, &[][..]),
-            None => return None,
-        },
+    let (head, body) = match head_end(raw) {
+        Some((head, body)) => (&raw[..head], &raw[body..]),
+        // Headers cut short by the end of the connection: read what there is.
+        None if ended => (raw, &[][..]),
+        None => return None,
     };
     let head = String::from_utf8_lossy(head);
     let mut lines = head.lines().map(|l| l.trim_end_matches('\r'));
@@ -193,6 +210,17 @@ mod tests {
         assert_eq!((r.status_line.as_str(), r.code), ("SSH-2.0-OpenSSH", None));
         assert_eq!(parse(b"", true).unwrap().status_line, "");
         assert_eq!(status_code("HTTP/1.1 2000 OK"), None);
+    }
+
+    #[test]
+    fn the_head_ends_at_its_first_empty_line_whatever_the_line_ends() {
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r\nx"), Some((16, 19)));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\n\nx"), Some((15, 17)));
+        // A bare-LF head, then CRLF blank lines in the body: the head's own line counts.
+        let raw = b"HTTP/1.1 200 OK\nA: b\n\nbody\r\n\r\nmore";
+        assert_eq!(head_end(raw), Some((20, 22)));
+        assert_eq!(parse(raw, true).unwrap().body, b"body\r\n\r\nmore");
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
     }
 
     #[test]

@@ -157,15 +157,14 @@ fn final_part(mut response: &[u8]) -> &[u8] {
             && r.starts_with(b"HTTP/1.")
             && r[9] == b'1'
             && r[10..12].iter().all(u8::is_ascii_digit)
-            && r[12] == b' '
+            // The reason phrase may be left out: `HTTP/1.1 100` and its line end.
+            && matches!(r[12], b' ' | b'\r' | b'\n')
             && &r[9..12] != b"101"
     };
     while interim(response) {
-        let end = [&b"\r\n\r\n"[..], b"\n\n"]
-            .iter()
-            .filter_map(|blank| http_message::find(response, blank).map(|at| at + blank.len()))
-            .min();
-        let Some(end) = end else { break };
+        let Some((_, end)) = http_message::head_end(response) else {
+            break;
+        };
         response = &response[end..];
     }
     response
@@ -271,6 +270,29 @@ mod tests {
         assert!(!done_reading(&hints[..20], &c));
         let continued = b"HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\nContent-Length: 2\n\nok";
         assert_eq!(judge(&c, continued), (true, "L7OK 200".to_owned()));
+    }
+
+    // Input: an interim response without a reason phrase (`HTTP/1.1 100`), then a 200.
+    // Output: judged by the 200. (The 100 was taken for the answer: `L7STS 100`, DOWN.)
+    #[test]
+    fn an_interim_response_without_a_reason_phrase_is_read_past() {
+        let c = check(Some("ok"));
+        for interim in [&b"HTTP/1.1 100\r\n\r\n"[..], b"HTTP/1.1 100\n\n"] {
+            let response = [interim, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"].concat();
+            assert!(done_reading(&response, &c));
+            assert_eq!(judge(&c, &response), (true, "L7OK 200".to_owned()));
+        }
+    }
+
+    // Input: a head ended by bare LFs whose body has CRLF blank lines, the text expected
+    // before them. Output: found, L7OK. (The head was taken to end at the body's first CRLF
+    // blank line, the text was left in it, and the server went DOWN on a content mismatch.)
+    #[test]
+    fn a_bare_lf_head_ends_at_its_own_empty_line() {
+        let c = check(Some("Test Page"));
+        let response =
+            b"HTTP/1.1 200 OK\nContent-Type: text/html\n\n<p>Test Page</p>\r\n\r\nfooter";
+        assert_eq!(judge(&c, response), (true, "L7OK 200".to_owned()));
     }
 
     // Input: an HTTP check of a listener whose accept queue is full (so the kernel drops the
