@@ -175,8 +175,9 @@ pub async fn run(mut command: Command, timeout: Duration, io: Io<'_>) -> Exit {
             if let Some(group) = group.take() {
                 group.kill();
             }
-            // Reaped, now that the group is gone.
-            let _ = child.kill().await;
+            // Not waited for: a process stuck in the kernel (a hung disk) dies only when it
+            // leaves it, and the caller must have its verdict now. tokio reaps it then.
+            let _ = child.start_kill();
             Exit::TimedOut
         }
     }

@@ -103,17 +103,24 @@ async fn ask(
         loop {
             let n = stream.read(&mut chunk).await?;
             line.extend_from_slice(&chunk[..n]);
-            let end = line.iter().position(|&b| b == b'\r' || b == b'\n');
-            if n == 0 || end.is_some() || line.len() >= MAX_LINE {
-                line.truncate(end.unwrap_or(line.len()).min(MAX_LINE));
-                return Ok::<_, std::io::Error>(String::from_utf8_lossy(&line).into_owned());
+            if let Some(end) = line.iter().position(|&b| b == b'\r' || b == b'\n')
+                && end <= MAX_LINE
+            {
+                line.truncate(end);
+                return Ok::<_, std::io::Error>(Some(String::from_utf8_lossy(&line).into_owned()));
+            }
+            // A line the agent did not finish (it closed, or ran past the limit) is not acted
+            // on, as HAProxy ignores it: `maxconn:1` cut from `maxconn:100` would be obeyed.
+            if n == 0 || line.len() >= MAX_LINE {
+                return Ok(None);
             }
         }
     };
     match tokio::time::timeout_at(deadline, exchange).await {
         Err(_) => Err(("L7TOUT", "no reply line in time".to_owned())),
         Ok(Err(e)) => Err(("L4CON", e.to_string())),
-        Ok(Ok(line)) => Ok(line),
+        Ok(Ok(Some(line))) => Ok(line),
+        Ok(Ok(None)) => Err(("L7RSP", "ignoring incomplete line from agent".to_owned())),
     }
 }
 
@@ -175,8 +182,9 @@ pub(super) async fn run(
 
 /// Does what `reply` asks of `state`, reporting each change of status.
 fn apply(rt: &Runtime, state: &ServerState, reply: &Reply, marked: &OnMarked) {
+    // Into the logs, events and alert mails: the agent's text without its control characters.
     let said = |word: &str| match &reply.description {
-        Some(description) => format!("agent says {word}: {description}"),
+        Some(description) => format!("agent says {word}: {}", super::printable(description)),
         None => format!("agent says {word}"),
     };
     if let Some(percent) = reply.weight_percent {
@@ -215,6 +223,35 @@ fn apply(rt: &Runtime, state: &ServerState, reply: &Reply, marked: &OnMarked) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `ask` makes of an agent that writes `reply`, then closes.
+    async fn asked(reply: &'static [u8]) -> Result<String, (&'static str, String)> {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(async move {
+            if let Ok((mut conn, _)) = listener.accept().await {
+                let _ = conn.write_all(reply).await;
+            }
+        });
+        ask(addr, "", Duration::from_secs(5)).await
+    }
+
+    // Input: an agent that closes after `maxconn:1` (cut from `maxconn:100\n`), one that sends
+    // 2 KiB without a line end, and whole lines. Output: the first two are ignored as
+    // incomplete (L7RSP), nothing applied; the lines are read up to their end. (The cut line
+    // was obeyed: the server's limit went to 1.)
+    #[tokio::test]
+    async fn an_incomplete_reply_line_is_ignored() {
+        for cut in [&b"maxconn:1"[..], &[b'x'; 2048]] {
+            let answer = asked(cut).await;
+            assert!(matches!(answer, Err(("L7RSP", _))), "{answer:?}");
+        }
+        assert_eq!(asked(b"up 50%\r\n").await, Ok("up 50%".to_owned()));
+        assert_eq!(asked(b"drain\nmore").await, Ok("drain".to_owned()));
+    }
 
     // Input: replies as HAProxy's documentation and agents write them. Output: each word read,
     // case-insensitively, between spaces, tabs or commas, with the text after `#`.
