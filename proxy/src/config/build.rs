@@ -325,7 +325,7 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
             }
             if section.cookie.is_some() && !cookies.insert(server.cookie.clone()) {
                 errors.push(ConfigError::at(
-                    &s.name,
+                    cookie_key(s),
                     format!(
                         "backend `{name}`: servers share the cookie value `{}`; give each its own `cookie`",
                         server.cookie
@@ -348,19 +348,21 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
             ));
         }
         if let Some(domain) = &c.domain
-            && (domain.is_empty() || !domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+            && (domain.get_ref().is_empty() || !domain.get_ref().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
         {
-            errors.push(ConfigError::at(&c.name, format!("cookie domain `{domain}` is not a domain name")));
+            errors.push(ConfigError::at(domain, format!("cookie domain `{}` is not a domain name", domain.get_ref())));
         }
-        if c.max_age.is_some_and(|d| d.get().as_secs() == 0) {
-            errors.push(ConfigError::at(&c.name, "cookie max_age must be at least 1s (Max-Age=0 deletes the cookie)"));
+        if let Some(max_age) = &c.max_age
+            && max_age.get_ref().get().as_secs() == 0
+        {
+            errors.push(ConfigError::at(max_age, "cookie max_age must be at least 1s (Max-Age=0 deletes the cookie)"));
         }
         for (server, section) in servers.iter().zip(&section.servers) {
             let value = &server.cookie;
             let ok = crate::l7::cookie::is_cookie_value(value) && !(c.mode == CookieMode::Prefix && value.contains('~'));
             if !ok {
                 errors.push(ConfigError::at(
-                    &section.name,
+                    cookie_key(section),
                     format!("server `{}`: cookie value `{value}` cannot be sent in a cookie (no spaces, quotes, commas, semicolons or backslashes; no `~` with mode = \"prefix\")", server.name),
                 ));
             }
@@ -372,8 +374,8 @@ fn build_backend(name: &str, section: &BackendSection, errors: &mut Vec<ConfigEr
             indirect: c.indirect,
             httponly: c.httponly,
             secure: c.secure,
-            domain: c.domain.clone(),
-            max_age: c.max_age.map(|d| d.get()),
+            domain: c.domain.as_ref().map(|d| d.get_ref().clone()),
+            max_age: c.max_age.as_ref().map(|d| d.get_ref().get()),
         }
     });
     let check = section
@@ -438,8 +440,8 @@ fn build_server(section: &ServerSection, errors: &mut Vec<ConfigError>) -> Serve
         weight: weight.min(256),
         cookie: section
             .cookie
-            .clone()
-            .unwrap_or_else(|| section.name.get_ref().clone()),
+            .as_ref()
+            .map_or_else(|| section.name.get_ref().clone(), |c| c.get_ref().clone()),
         max_connections: positive(section.max_connections.as_ref(), "max_connections", errors)
             as u32,
         backup: section.backup,
@@ -766,6 +768,12 @@ fn check_probe_target(section: &HealthCheckSection, errors: &mut Vec<ConfigError
 
 /// A server's address must name one host and one port: not port 0, not `0.0.0.0` or `::`, not
 /// a multicast group. Such an address was accepted, and every request to it failed.
+/// Where a server's cookie value is written: its `cookie` key, or else its `name`, which is the
+/// value then.
+fn cookie_key(server: &ServerSection) -> &Spanned<String> {
+    server.cookie.as_ref().unwrap_or(&server.name)
+}
+
 fn check_server_address(addr: &Spanned<SocketAddr>, key: &str, errors: &mut Vec<ConfigError>) {
     let a = addr.get_ref();
     let problem = if a.port() == 0 {
@@ -902,9 +910,10 @@ fn build_virtual_server(
             }
         })
         .collect();
-    if section.protocol == L4Protocol::Udp && section.proxy_protocol == ProxyProtocol::V1 {
+    if section.protocol == L4Protocol::Udp && *section.proxy_protocol.get_ref() == ProxyProtocol::V1
+    {
         errors.push(ConfigError::at(
-            &section.listen,
+            &section.proxy_protocol,
             "PROXY protocol v1 is for TCP only; use \"v2\" or \"none\" with protocol = \"udp\"",
         ));
     }
@@ -959,7 +968,7 @@ fn build_virtual_server(
         persistence: section.persistence.get(),
         persistence_granularity: build_granularity(section, errors),
         quiescent: section.quiescent,
-        proxy_protocol: section.proxy_protocol,
+        proxy_protocol: *section.proxy_protocol.get_ref(),
         transparent: section.transparent,
         check,
         agent,
@@ -986,6 +995,22 @@ mod tests {
 
     /// [`built`] with `[global] spread_checks = spread`.
     fn built_spread(text: &str, spread: u32) -> Result<Config, Vec<String>> {
+        build_text(text, spread).map_err(|errors| errors.into_iter().map(|e| e.message).collect())
+    }
+
+    /// Each error of building `text`, with the text its span covers.
+    fn errors_at(text: &str) -> Vec<(String, String)> {
+        let errors = build_text(text, 0).err().unwrap_or_default();
+        errors
+            .into_iter()
+            .map(|e| {
+                let at = e.span.and_then(|s| text.get(s)).unwrap_or_default();
+                (e.message, at.to_owned())
+            })
+            .collect()
+    }
+
+    fn build_text(text: &str, spread: u32) -> Result<Config, Vec<ConfigError>> {
         #[derive(serde::Deserialize)]
         struct File {
             #[serde(default)]
@@ -1003,7 +1028,44 @@ mod tests {
             spread_checks: spread,
             ..Sections::default()
         };
-        build(&sections).map_err(|errors| errors.into_iter().map(|e| e.message).collect())
+        build(&sections)
+    }
+
+    // Input: a cookie with a bad domain and a zero max_age, a server cookie value with a
+    // space, two servers sharing a value, and PROXY v1 on UDP. Output: each error points at
+    // the key that holds the mistake. (They pointed at the cookie's `name`, the server's
+    // `name`, and `listen`.)
+    #[test]
+    fn errors_point_at_the_key_that_is_wrong() {
+        let found = errors_at(
+            r#"
+[backend.web]
+cookie = { name = "srv", mode = "insert", domain = "bad domain", max_age = "0s" }
+servers = [
+  { name = "s1", address = "10.0.0.2:80", cookie = "a b" },
+  { name = "s2", address = "10.0.0.3:80", cookie = "same" },
+  { name = "s3", address = "10.0.0.4:80", cookie = "same" },
+]
+
+[virtual_server.dns]
+listen = "10.0.0.1:53"
+protocol = "udp"
+proxy_protocol = "v1"
+real_servers = [{ address = "10.0.0.9:53" }]
+"#,
+        );
+        for (message, at) in [
+            ("cookie domain", "\"bad domain\""),
+            ("max_age", "\"0s\""),
+            ("cookie value `a b`", "\"a b\""),
+            ("share the cookie value", "\"same\""),
+            ("PROXY protocol v1", "\"v1\""),
+        ] {
+            assert!(
+                found.iter().any(|(m, t)| m.contains(message) && t == at),
+                "{message} at {at}: {found:#?}"
+            );
+        }
     }
 
     /// The error messages of building `text`; none when it is valid.

@@ -32,8 +32,8 @@ pub struct VirtualServerSection {
     #[serde(default = "default_true")]
     pub quiescent: bool,
     /// Tell real servers the client's address with HAProxy's PROXY protocol.
-    #[serde(default)]
-    pub proxy_protocol: ProxyProtocolSection,
+    #[serde(default = "no_proxy_protocol")]
+    pub proxy_protocol: Spanned<ProxyProtocolSection>,
     /// Connect to real servers from the client's own address (IP_TRANSPARENT; needs root and
     /// policy routing, see docs/config.md).
     #[serde(default)]
@@ -69,6 +69,10 @@ impl L4Protocol {
             Self::Udp => "udp",
         }
     }
+}
+
+fn no_proxy_protocol() -> Spanned<ProxyProtocolSection> {
+    Spanned::new(0..0, ProxyProtocolSection::None)
 }
 
 /// `proxy_protocol = "none" | "v1" | "v2"`.

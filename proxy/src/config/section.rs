@@ -170,8 +170,8 @@ pub struct CookieSection {
     pub httponly: bool,
     #[serde(default)]
     pub secure: bool,
-    pub domain: Option<String>,
-    pub max_age: Option<Duration>,
+    pub domain: Option<Spanned<String>>,
+    pub max_age: Option<Spanned<Duration>>,
 }
 
 /// How the persistence cookie gets to the client.
@@ -368,7 +368,7 @@ pub struct ServerSection {
     #[serde(default = "default_weight")]
     pub weight: Spanned<u32>,
     /// Persistence cookie value; defaults to the server's name.
-    pub cookie: Option<String>,
+    pub cookie: Option<Spanned<String>>,
     /// Concurrent requests sent to this server; more wait in the backend's queue.
     pub max_connections: Option<Spanned<u32>>,
     /// Used only while no active server is UP.
