@@ -220,7 +220,7 @@ pub(crate) async fn serve(
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Some(new) = reload(path, &proxy) {
+                if let Some(new) = reload(path, &proxy, &running_global) {
                     // An address the proxy gave up may be what a sidecar binds next. And a
                     // client that connects once "reloaded" is logged must not land in the
                     // backlog of a listener given up (SO_REUSEPORT shares its port with the new
@@ -308,26 +308,14 @@ struct Reloaded {
 }
 
 /// Reloads the proxy; returns the new file's other sections when the reload went through.
-fn reload(path: &Path, proxy: &Proxy) -> Option<Reloaded> {
+fn reload(path: &Path, proxy: &Proxy, running: &config::GlobalSection) -> Option<Reloaded> {
     match config::load(path) {
-        Ok(loaded) => match proxy.reload(loaded.proxy) {
-            Ok(()) => {
-                // "reloaded" is logged once the listeners given up are closed (see `run`).
-                Some(Reloaded {
-                    global: loaded.file.global,
-                    admin: loaded.admin,
-                    nrpe: loaded.nrpe,
-                    alert: loaded.alert,
-                    vrrp: loaded.vrrp,
-                    volumes: loaded.volumes,
-                    syncs: loaded.syncs,
-                })
-            }
-            Err(error) => {
-                tracing::error!(%error, "reload failed, keeping the running config");
-                None
-            }
-        },
+        Ok(mut loaded) => {
+            // `log` keeps its running value until a restart, as the subscriber does: access
+            // records in JSON with a text subscriber would come out as doubled text lines.
+            loaded.proxy.json_log = running.log.format == config::LogFormat::Json;
+            reload_loaded(loaded, proxy)
+        }
         Err(errors) => {
             for line in errors.to_string().lines() {
                 tracing::error!(error = line, "reload refused");
@@ -336,6 +324,28 @@ fn reload(path: &Path, proxy: &Proxy) -> Option<Reloaded> {
                 count = errors.errors.len(),
                 "reload refused, keeping the running config"
             );
+            None
+        }
+    }
+}
+
+/// Applies a checked config to the proxy; the rest is for the caller to follow.
+fn reload_loaded(loaded: config::Loaded, proxy: &Proxy) -> Option<Reloaded> {
+    match proxy.reload(loaded.proxy) {
+        Ok(()) => {
+            // "reloaded" is logged once the listeners given up are closed (see `run`).
+            Some(Reloaded {
+                global: loaded.file.global,
+                admin: loaded.admin,
+                nrpe: loaded.nrpe,
+                alert: loaded.alert,
+                vrrp: loaded.vrrp,
+                volumes: loaded.volumes,
+                syncs: loaded.syncs,
+            })
+        }
+        Err(error) => {
+            tracing::error!(%error, "reload failed, keeping the running config");
             None
         }
     }

@@ -393,6 +393,27 @@ async fn a_second_stop_signal_closes_at_once() {
 // `max_connections` alone. Output: the first logs that `[global]` keeps its running values
 // until a restart (it used to say only "reloaded"); the second, which a reload applies, does
 // not.
+// Input: Fulcrum started with `log.format = "json"`, then reloaded with `"text"`, then a request.
+// Output: its access record still comes as JSON with its own fields (`client`, `status`), as
+// the log keeps its running format until a restart. (The records switched to text at once, and
+// came out as a text line inside the running JSON log, without their fields.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_leaves_the_access_log_in_its_running_format() {
+    let s1 = origin("s1").await;
+    let fulcrum = Fulcrum::start(&site(&[("s1", s1.addr())], "path_beg /x", false));
+    let written = std::fs::read_to_string(fulcrum.config_path()).unwrap();
+    let text = written.replacen("format = \"json\"", "format = \"text\"", 1);
+    assert_ne!(text, written);
+    std::fs::write(fulcrum.config_path(), text).unwrap();
+    assert!(fulcrum.reload());
+    let reply = get(fulcrum.addr("main"), "/after-reload", &[]).await;
+    assert_eq!(reply.status, 200);
+    let record =
+        fulcrum.wait_log(|l| l["target"] == "access" && message(l).contains("/after-reload"));
+    assert_eq!(record["status"], 200, "{record}");
+    assert!(record["client"].is_string(), "{record}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_says_which_global_settings_wait_for_a_restart() {
     let s1 = origin("s1").await;
