@@ -459,6 +459,28 @@ async fn fallback_answers_once_every_real_server_is_down() {
     }
 }
 
+// Input: a real server A taken DOWN by its check (on a port nothing listens on), then a
+// reload that makes A the fallback of the service and B its only real server. Output: A, as the
+// fallback, is UP and answers once B is DOWN too. (A kept its DOWN state as the fallback, no
+// longer checked: shown DOWN for good, and counted so in the service's availability.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_real_server_made_the_fallback_is_up() {
+    let (a, b) = (origin("A").await, origin("B").await);
+    let check = format!(
+        "health_check = {{ type = \"tcp\", port = {}, interval = \"100ms\", timeout = \"100ms\", rise = 1, fall = 1 }}",
+        support::dead_addr().port()
+    );
+    let fulcrum = Fulcrum::start(&simple(&check, &[(&a, 1)]));
+    wait_down(&fulcrum, a.addr());
+    let fallback = format!("{check}\nfallback = \"{}\"", a.addr());
+    fulcrum.write_config(&simple(&fallback, &[(&b, 1)]));
+    assert!(fulcrum.reload());
+    wait_down(&fulcrum, b.addr());
+    let status = fulcrum.l4_status("vs");
+    assert_eq!(status["fallback"]["status"], "UP", "{status:#}");
+    assert_eq!(ask(fulcrum.virtual_server_addr("vs"), None).await, "A");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_keeps_established_connections_and_applies_new_weights() {
     let (a, b) = (origin("A").await, origin("B").await);

@@ -179,13 +179,25 @@ impl Tier {
                     (r, rs.upper_threshold)
                 })
                 .collect(),
-            fallback: vs.fallback.map(|addr| real(addr, 1)),
+            // The weight a fallback always has, whatever the address had as a real server.
+            fallback: vs.fallback.map(|addr| {
+                let r = real(addr, 1);
+                r.server.apply_config(1, false);
+                r
+            }),
         }
     }
 
     fn reconcile_health(&self, rt: &Arc<Runtime>, wanted: &[Arc<VirtualServer>]) {
         let mut targets = Vec::new();
         for vs in wanted {
+            // A fallback is not checked: an address that was a real server, and DOWN, is
+            // healthy again as the fallback (its check task goes with the targets below).
+            if let Some(fallback) = vs.fallback
+                && let Some(real) = self.reals.get(&(vs.name.clone(), fallback))
+            {
+                health::follow_config(rt, &real.server, None, None);
+            }
             for rs in &vs.real_servers {
                 let Some(real) = self
                     .reals
