@@ -358,6 +358,32 @@ async fn a_reload_can_hand_an_address_to_another_frontend() {
     assert_eq!(frontends, ["old_name", "new_name", "new_name"]);
 }
 
+// Input: a frontend with `max_connections = 1`, full with one kept-alive client; a reload that
+// renames it (same address, a limit of its own), then a new client. Output: the new client is
+// served while the first stays connected. (The address kept waiting for room under the old
+// frontend's limit, so nothing was accepted until the first client left.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_frontend_accepts_under_its_own_limit() {
+    let s1 = origin("s1").await;
+    let addr = support::dead_addr();
+    let config = |frontend: &str| {
+        format!(
+            "[frontend.{frontend}]\nbind = [\"{addr}\"]\nmax_connections = 1\ndefault_backend = \"web\"\n\n[backend.web]\nservers = [{{ name = \"s1\", address = \"{}\" }}]\n",
+            s1.addr()
+        )
+    };
+    let fulcrum = Fulcrum::start(&config("old_name"));
+    let mut first = KeepAlive::connect(addr).await;
+    assert_eq!(first.get("/", &[]).await.unwrap().status, 200);
+    fulcrum.write_config(&config("new_name"));
+    assert!(fulcrum.reload());
+    let second = tokio::time::timeout(Duration::from_secs(5), get(addr, "/second", &[]))
+        .await
+        .expect("no room under the renamed frontend's own limit");
+    assert_eq!(second.status, 200);
+    assert_eq!(first.get("/again", &[]).await.unwrap().status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_stop_signal_closes_at_once() {
     let s1 = origin("s1").await;

@@ -43,6 +43,10 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(listener)
 }
 
+/// How often a listener waiting for room under its frontend's `max_connections` looks the
+/// frontend up again.
+const LIMIT_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Accepts clients on `listener` for the frontend `frontend` names (a reload may hand the
 /// address to another frontend) until `stop` is cancelled.
 pub(crate) async fn accept_loop(
@@ -73,9 +77,16 @@ pub(crate) async fn accept_loop(
                 () = stop.cancelled() => return,
             }
         };
-        let local_permit = tokio::select! {
-            permit = fe_state.limit.acquire() => permit,
-            () = stop.cancelled() => return,
+        // Room at once in the usual case, with no timer to set.
+        let local_permit = match fe_state.limit.try_acquire() {
+            Some(permit) => permit,
+            None => tokio::select! {
+                permit = fe_state.limit.acquire() => permit,
+                () = stop.cancelled() => return,
+                // A reload may hand this address to another frontend, whose limit has room
+                // while this one stays full (a rename): looked up again now and then.
+                () = tokio::time::sleep(LIMIT_RECHECK) => continue,
+            },
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
