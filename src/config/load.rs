@@ -17,7 +17,7 @@ use toml::de::DeTable;
 
 use super::{
     FileConfig,
-    locate::{key_path, line_col, remove_at},
+    locate::{is_named_section, key_path, line_col, remove_at},
 };
 
 /// Deserialization passes before giving up on recovering (each pass removes one bad key).
@@ -169,6 +169,9 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
     check_section_names(original.get_ref(), &mut found);
 
     let mut removed: Vec<(String, Range<usize>)> = Vec::new();
+    // A whole section removed to read on (a required key missing from it) would make every
+    // reference to it look dangling: the checks across sections then wait for the fix.
+    let mut section_removed = false;
     let mut file = None;
     for _ in 0..MAX_RECOVERIES {
         match FileConfig::deserialize(toml::de::Deserializer::from(root.clone())) {
@@ -189,6 +192,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
                 if !consequence {
                     found.push((Some(span.clone()), message));
                 }
+                section_removed |= is_named_section(root.get_ref(), &span);
                 match remove_at(&mut root, &span) {
                     Some(gone) => removed.push(gone),
                     None => break,
@@ -197,7 +201,7 @@ pub(crate) fn load_str(path: &Path, text: &str) -> Result<Loaded, LoadErrors> {
         }
     }
 
-    let Some(mut file) = file else {
+    let Some(mut file) = file.filter(|_| !section_removed) else {
         return Err(locate(path, text, &original, found));
     };
     let threads = &file.global.threads;
@@ -1291,6 +1295,31 @@ real_servers = [{ address = "127.0.0.1:3307" }]
     // Input: a volume following VI_1, defined, in a `[vrrp]` section with an unrelated error
     // (virtual_router_id 300). Output: that one error only; the follow_vrrp used to be
     // reported too, as naming an instance that is not defined (defined: none).
+    // Input: `[backend.web]` with `server` for `servers`, which the frontend names. Output:
+    // the unknown key and the missing one, and nothing about `web` being undefined. (Reading on
+    // without the broken section reported every reference to it as naming no backend.)
+    #[test]
+    fn a_section_missing_a_key_is_not_reported_as_undefined_where_it_is_named() {
+        let text = GOOD.replace("servers = [", "server = [");
+        let messages: Vec<String> = errors(&text).into_iter().map(|e| e.message).collect();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("unknown field `server`")),
+            "{messages:#?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("missing field `servers`")),
+            "{messages:#?}"
+        );
+        assert!(
+            !messages.iter().any(|m| m.contains("not defined")),
+            "{messages:#?}"
+        );
+    }
+
     #[test]
     fn a_vrrp_error_does_not_make_follow_vrrp_look_dangling() {
         let dir = tempfile::tempdir().unwrap();

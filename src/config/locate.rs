@@ -39,6 +39,24 @@ pub(crate) fn key_path(root: &DeTable<'_>, span: &Range<usize>) -> String {
     path
 }
 
+/// Whether the innermost key covering `span` is a whole named section (`[backend.web]`,
+/// `[vrrp.instance.VI_1]`): what other sections refer to by name.
+pub(crate) fn is_named_section(root: &DeTable<'_>, span: &Range<usize>) -> bool {
+    let keys: Vec<String> = find_in_table(root, span)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|segment| match segment {
+            Segment::Key(key) => key,
+            Segment::Index(i) => format!("[{i}]"),
+        })
+        .collect();
+    match keys.as_slice() {
+        [_kind, _name] => true,
+        [vrrp, kind, _name] => vrrp == "vrrp" && (kind == "instance" || kind == "group"),
+        _ => false,
+    }
+}
+
 /// Removes the innermost key or array element covering `span`; returns the removed key's name
 /// and the span of the table it was removed from, or `None` when nothing covers `span`.
 pub(crate) fn remove_at(
