@@ -95,6 +95,10 @@ fn instance_needs_rebuild(old: &InstanceConfig, new: &InstanceConfig) -> Option<
             "priority (to or from 255, the address owner)",
         ),
         (old.unicast_peers != new.unicast_peers, "unicast_peers"),
+        (
+            old.check_unicast_src != new.check_unicast_src,
+            "check_unicast_src",
+        ),
         (old.track_scripts != new.track_scripts, "track_scripts"),
         (
             old.track_interfaces != new.track_interfaces,

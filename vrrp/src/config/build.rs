@@ -170,6 +170,13 @@ fn build_instance(
         check_ifname(interface, "track_interfaces", errors);
     }
     let unicast_peers = build_unicast_peers(section, family, errors);
+    let check_unicast_src = *section.check_unicast_src.get_ref();
+    if check_unicast_src && unicast_peers.is_empty() {
+        errors.push(ConfigError::at(
+            &section.check_unicast_src,
+            "check_unicast_src needs unicast_peers: a multicast instance hears its peers from any address on the link",
+        ));
+    }
     let initial_state = check_preemption(name_str, section, priority, errors);
 
     if let (Some(interface), Some(vrid), Some(family)) = (&interface, vrid, family) {
@@ -222,6 +229,7 @@ fn build_instance(
         track_scripts,
         track_interfaces,
         unicast_peers,
+        check_unicast_src,
         notify: Notify {
             master: non_empty(&section.notify_master),
             backup: non_empty(&section.notify_backup),

@@ -51,6 +51,8 @@ pub struct InstanceConfig {
     pub track_interfaces: Vec<String>,
     /// Empty: multicast.
     pub unicast_peers: Vec<IpAddr>,
+    /// Adverts are taken only from `unicast_peers` (keepalived's `check_unicast_src`).
+    pub check_unicast_src: bool,
     pub notify: Notify,
     pub garp: Garp,
     /// The sync group the instance belongs to, if any.

@@ -160,6 +160,10 @@ pub struct InstanceSection {
     /// Non-empty: send adverts to these addresses instead of multicast.
     #[serde(default)]
     pub unicast_peers: Vec<Spanned<String>>,
+    /// With `unicast_peers`: drop an advert whose source is not one of them (keepalived's
+    /// `check_unicast_src`); off by default, as there.
+    #[serde(default = "default_false")]
+    pub check_unicast_src: Spanned<bool>,
     /// Commands run on a state change; empty or absent: none.
     #[serde(default)]
     pub notify_master: String,
@@ -189,6 +193,10 @@ fn default_priority() -> Spanned<i64> {
 
 fn default_advert_interval() -> Spanned<Duration> {
     Spanned::new(0..0, Duration::from_secs(1))
+}
+
+fn default_false() -> Spanned<bool> {
+    Spanned::new(0..0, false)
 }
 
 fn default_true() -> Spanned<bool> {

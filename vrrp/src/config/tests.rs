@@ -522,6 +522,20 @@ fn unicast_peers_are_addresses_of_the_instance_s_family() {
     assert!(all[1].1.contains("no port"), "{}", all[1].1);
 }
 
+// Input: `check_unicast_src` on a multicast instance, then on a unicast one. Output: an error
+// at the key for the first; the second checks its sources.
+#[test]
+fn check_unicast_src_needs_unicast_peers() {
+    let (at, message) = one_error(&with_instance("", "check_unicast_src = true"));
+    assert_eq!(at, "true");
+    assert!(message.contains("needs unicast_peers"), "{message}");
+    let config = built(&with_instance(
+        "",
+        "unicast_peers = [\"192.168.60.129\"]\ncheck_unicast_src = true",
+    ));
+    assert!(config.instances[0].check_unicast_src);
+}
+
 #[test]
 fn garp_repeat_must_send_something() {
     let (at, message) = one_error(&with_instance("garp = { repeat = 0 }", ""));

@@ -48,6 +48,8 @@ pub struct Expected {
     pub addresses: Vec<IpAddr>,
     /// Whether it talks to unicast peers rather than the multicast group.
     pub unicast: bool,
+    /// The only sources an advert may come from (`check_unicast_src`); empty: any.
+    pub sources: Vec<IpAddr>,
 }
 
 impl Expected {
@@ -60,6 +62,7 @@ impl Expected {
             interval: advert.interval(),
             addresses: advert.addresses().to_vec(),
             unicast,
+            sources: Vec::new(),
         }
     }
 }
@@ -181,6 +184,9 @@ pub fn decode(message: &[u8], ctx: &RecvContext<'_>) -> Result<Accepted, DropRea
         return Err(DropReason::CastMismatch {
             expected_unicast: expected.unicast,
         });
+    }
+    if !expected.sources.is_empty() && !expected.sources.contains(&ctx.src) {
+        return Err(DropReason::UnknownSource { src: ctx.src });
     }
 
     // The length check above makes the body exactly the addresses then the authentication data.

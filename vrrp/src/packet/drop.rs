@@ -147,6 +147,13 @@ pub enum DropReason {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A unicast advert from an address not among the instance's `unicast_peers`, with
+    /// `check_unicast_src`.
+    #[error("unicast advert from {src}, which is not one of unicast_peers (check_unicast_src)")]
+    UnknownSource {
+        /// Its source.
+        src: std::net::IpAddr,
+    },
     /// A sound advert for an instance so far behind that its queue of adverts is full: dropped
     /// as a congested network would drop it (the next one follows), and counted.
     #[error("the instance of VRID {vrid} is busy: its queue of adverts is full")]
@@ -177,6 +184,7 @@ impl DropReason {
             DropReason::IntervalMismatch { .. } => DropKind::IntervalMismatch,
             DropReason::NotVrrp { .. } => DropKind::NotVrrp,
             DropReason::BadIpHeader { .. } => DropKind::BadIpHeader,
+            DropReason::UnknownSource { .. } => DropKind::UnknownSource,
             DropReason::InstanceBusy { .. } => DropKind::InstanceBusy,
         }
     }
@@ -219,13 +227,15 @@ pub enum DropKind {
     NotVrrp,
     /// [`DropReason::BadIpHeader`].
     BadIpHeader,
+    /// [`DropReason::UnknownSource`].
+    UnknownSource,
     /// [`DropReason::InstanceBusy`].
     InstanceBusy,
 }
 
 impl DropKind {
     /// How many kinds there are.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
 
     /// Every kind, in declaration order (its index in [`DropCounters`]).
     pub const ALL: [DropKind; Self::COUNT] = [
@@ -246,6 +256,7 @@ impl DropKind {
         DropKind::IntervalMismatch,
         DropKind::NotVrrp,
         DropKind::BadIpHeader,
+        DropKind::UnknownSource,
         DropKind::InstanceBusy,
     ];
 
@@ -269,6 +280,7 @@ impl DropKind {
             DropKind::IntervalMismatch => "interval_mismatch",
             DropKind::NotVrrp => "not_vrrp",
             DropKind::BadIpHeader => "bad_ip_header",
+            DropKind::UnknownSource => "unknown_source",
             DropKind::InstanceBusy => "instance_busy",
         }
     }

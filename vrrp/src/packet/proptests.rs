@@ -95,6 +95,7 @@ fn expected() -> impl Strategy<Value = Expected> {
                 interval: Interval::from_centis(centis),
                 addresses,
                 unicast,
+                sources: Vec::new(),
             },
         )
 }

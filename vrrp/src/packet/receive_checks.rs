@@ -114,6 +114,35 @@ fn unicast_may_cross_routers() {
     assert!(decode(&message, &ctx).is_ok());
 }
 
+// Input: a unicast advert from SRC to an instance with `check_unicast_src`, whose peers
+// list SRC, then one whose peers do not. Output: accepted, then dropped as `UnknownSource`.
+// (Any address could send a unicast instance adverts, from anywhere.)
+#[test]
+fn check_unicast_src_takes_adverts_from_the_listed_peers_only() {
+    let advert = v3(150, Interval::from_secs(1));
+    let message = encode(&advert, ChecksumMode::PseudoHeader, SRC, US);
+    let other: IpAddr = "192.0.2.77".parse().unwrap();
+    for (peers, accepted) in [(vec![other, SRC], true), (vec![other], false)] {
+        let mut instance = Expected::for_advert(&advert, true);
+        instance.sources = peers;
+        let expected = [instance];
+        let ctx = RecvContext {
+            ttl: Some(255),
+            src: SRC,
+            dst: US,
+            checksum: ChecksumMode::PseudoHeader,
+            expected: &expected,
+        };
+        match decode(&message, &ctx) {
+            Ok(_) => assert!(accepted),
+            Err(reason) => {
+                assert!(!accepted, "{reason}");
+                assert_eq!(reason, DropReason::UnknownSource { src: SRC });
+            }
+        }
+    }
+}
+
 #[test]
 fn unknown_version() {
     let expected = [v2_instance()];

@@ -44,7 +44,11 @@ pub(crate) fn advert_template(config: &InstanceConfig) -> Result<Advert, AdvertE
 
 /// What an instance sending `template` accepts.
 pub(crate) fn expected(config: &InstanceConfig, template: &Advert) -> Expected {
-    Expected::for_advert(template, !config.unicast_peers.is_empty())
+    let mut expected = Expected::for_advert(template, !config.unicast_peers.is_empty());
+    if config.check_unicast_src {
+        expected.sources.clone_from(&config.unicast_peers);
+    }
+    expected
 }
 
 fn v4(addr: IpAddr) -> Option<std::net::Ipv4Addr> {
