@@ -346,6 +346,12 @@ fn volume_event(name: &str, event: VolumeEvent) -> Option<Event> {
 }
 
 fn sync_event(name: &str, event: SyncEvent) -> Event {
+    let peer = match &event {
+        SyncEvent::PeerConnected { addr, .. } | SyncEvent::PeerLost { addr } => {
+            Some(addr.to_string())
+        }
+        _ => None,
+    };
     let (kind, detail) = match event {
         SyncEvent::Conflict { path, kept_as } => (
             SyncEventKind::Conflict,
@@ -369,6 +375,7 @@ fn sync_event(name: &str, event: SyncEvent) -> Event {
         name: name.to_owned(),
         kind,
         detail,
+        peer,
     }
 }
 

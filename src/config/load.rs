@@ -1292,9 +1292,6 @@ real_servers = [{ address = "127.0.0.1:3307" }]
         assert!(errs[0].message.contains("VI_9"), "{}", errs[0].message);
     }
 
-    // Input: a volume following VI_1, defined, in a `[vrrp]` section with an unrelated error
-    // (virtual_router_id 300). Output: that one error only; the follow_vrrp used to be
-    // reported too, as naming an instance that is not defined (defined: none).
     // Input: `[backend.web]` with `server` for `servers`, which the frontend names. Output:
     // the unknown key and the missing one, and nothing about `web` being undefined. (Reading on
     // without the broken section reported every reference to it as naming no backend.)
@@ -1320,6 +1317,20 @@ real_servers = [{ address = "127.0.0.1:3307" }]
         );
     }
 
+    // Input: a key of the wrong type in `[global]`, and a frontend with an empty `bind`.
+    // Output: both reported in one run: a key removed to read on is not a whole section.
+    #[test]
+    fn a_bad_key_outside_named_sections_leaves_the_other_checks_running() {
+        let text = format!("[global]\nthreads = \"four\"\n{GOOD}")
+            .replace("bind = [\"127.0.0.1:0\"]", "bind = []");
+        let keys: Vec<String> = errors(&text).into_iter().map(|e| e.key).collect();
+        assert!(keys.contains(&"global.threads".to_owned()), "{keys:?}");
+        assert!(keys.contains(&"frontend.main.bind".to_owned()), "{keys:?}");
+    }
+
+    // Input: a volume following VI_1, defined, in a `[vrrp]` section with an unrelated error
+    // (virtual_router_id 300). Output: that one error only; the follow_vrrp used to be
+    // reported too, as naming an instance that is not defined (defined: none).
     #[test]
     fn a_vrrp_error_does_not_make_follow_vrrp_look_dangling() {
         let dir = tempfile::tempdir().unwrap();

@@ -39,8 +39,8 @@ pub(crate) fn key_path(root: &DeTable<'_>, span: &Range<usize>) -> String {
     path
 }
 
-/// Whether the innermost key covering `span` is a whole named section (`[backend.web]`,
-/// `[vrrp.instance.VI_1]`): what other sections refer to by name.
+/// Whether the innermost key covering `span` is a whole named section that other sections refer
+/// to by name (`[backend.web]`, `[vrrp.instance.VI_1]`), not a key inside one.
 pub(crate) fn is_named_section(root: &DeTable<'_>, span: &Range<usize>) -> bool {
     let keys: Vec<String> = find_in_table(root, span)
         .unwrap_or_default()
@@ -51,7 +51,9 @@ pub(crate) fn is_named_section(root: &DeTable<'_>, span: &Range<usize>) -> bool 
         })
         .collect();
     match keys.as_slice() {
-        [_kind, _name] => true,
+        [kind, _name] => {
+            ["frontend", "backend", "virtual_server", "volume", "sync"].contains(&kind.as_str())
+        }
         [vrrp, kind, _name] => vrrp == "vrrp" && (kind == "instance" || kind == "group"),
         _ => false,
     }

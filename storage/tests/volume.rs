@@ -984,6 +984,36 @@ async fn a_detached_primary_reports_a_write_its_peer_failed() {
     }
 }
 
+// Input: as above with protocol A: the detached primary's write there, failed by the peer;
+// then writes into as many new extents as the activity log holds, and one more, which makes
+// the log flush for room. Output: those writes all succeed, and the client's FLUSH after them
+// fails. (The log's own flush took the error: an unrelated write got EIO, and the client's
+// FLUSH then said the lost write was safe.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_write_is_reported_to_the_clients_flush_not_to_the_logs() {
+    use fulcrum_storage::volume::meta::activity_log::EXTENT_SIZE;
+    const AL_EXTENTS: u64 = 67; // the smallest DRBD allows
+    let (mut a, mut b) = pair((AL_EXTENTS + 2) * EXTENT_SIZE, Protocol::A, Role::Primary);
+    a.config.al_extents = AL_EXTENTS as usize;
+    b.config.on_io_error = IoErrorPolicy::PassOn;
+    let (va, vb) = start_connected(&a, &b).await;
+    let export = va.export();
+    va.inject_local_io_errors(0, BLOCK);
+    export.read(0, BLOCK as usize).await.unwrap();
+    assert_eq!(va.status().disk, DiskState::Diskless);
+    vb.inject_local_io_errors(MIB, BLOCK);
+    let data = || Bytes::from(pattern(9, BLOCK as usize));
+    export.write(MIB, data(), false).await.unwrap();
+    for extent in 1..=AL_EXTENTS + 1 {
+        let written = export.write(extent * EXTENT_SIZE, data(), false).await;
+        assert!(written.is_ok(), "extent {extent}: {written:?}");
+    }
+    let flushed = export.flush().await;
+    assert!(matches!(flushed, Err(NbdError::Io)), "{flushed:?}");
+    va.stop().await;
+    vb.stop().await;
+}
+
 // Input: on_io_error = pass_on, A's disk failing over one block; then a detach-configured
 // primary alone (no peer to go on with). Output: in both, a read and a write there get EIO, the
 // write's block is marked out of sync, the disk stays UpToDate and attached, and the other

@@ -6,8 +6,8 @@
 //!
 //! An instance that flaps faster than its scripts run (a peer gone wrong, or adverts forged on
 //! the LAN) would grow the queue without bound, and run each script long after its state was
-//! gone. So the scripts of a change more than [`MAX_BEHIND`] changes behind the latest are
-//! skipped, and the skips logged.
+//! gone. So only the scripts of the last [`MAX_BEHIND`] changes wait to run; older ones not yet
+//! started are skipped, and the skips logged.
 
 use std::{
     fmt,

@@ -189,18 +189,23 @@ fn effects(event: &Event) -> Vec<(Effect, Vec<(&'static str, String)>)> {
                 ],
             }
         }
-        Event::Sync { name, kind, .. } => {
+        Event::Sync {
+            name, kind, peer, ..
+        } => {
             let object = vec![("sync", name.clone())];
+            // Each peer of a set is its own alert: one peer back does not resolve another.
+            let mut with_peer = object.clone();
+            with_peer.push(("peer", peer.clone().unwrap_or_default()));
             match kind {
                 SyncEventKind::PeerLost => {
                     vec![(
                         Effect::Fire,
-                        named("FulcrumSyncPeerLost", "warning", object),
+                        named("FulcrumSyncPeerLost", "warning", with_peer),
                     )]
                 }
                 SyncEventKind::PeerBack => vec![(
                     Effect::Resolve,
-                    named("FulcrumSyncPeerLost", "warning", object),
+                    named("FulcrumSyncPeerLost", "warning", with_peer),
                 )],
                 SyncEventKind::Conflict => vec![(
                     Effect::Notice(INCIDENT_TTL),
@@ -310,6 +315,31 @@ mod tests {
         assert_eq!(master[1].ends_at.as_deref(), Some("1970-01-01T00:05:20Z"));
     }
 
+    // Input: peers A and B of one sync set lost, then B back. Output: B's alert resolved and
+    // A's still firing, each with a `peer` label, and the two have flap keys of their own.
+    // (They were one alert: B back resolved A's loss, or replaced it in the flap limiter.)
+    #[test]
+    fn sync_peers_are_lost_and_back_each_on_its_own() {
+        let sync = |kind, peer: &str| Event::Sync {
+            name: "etc".into(),
+            kind,
+            detail: String::new(),
+            peer: Some(peer.into()),
+        };
+        let (a, b) = ("10.0.0.2:8730", "10.0.0.3:8730");
+        assert_ne!(
+            sync(SyncEventKind::PeerLost, a).flap_key(),
+            sync(SyncEventKind::PeerBack, b).flap_key()
+        );
+        let mut f = Firing::default();
+        apply(&mut f, &at(1, sync(SyncEventKind::PeerLost, a)), 1);
+        apply(&mut f, &at(2, sync(SyncEventKind::PeerLost, b)), 2);
+        let back = apply(&mut f, &at(3, sync(SyncEventKind::PeerBack, b)), 3);
+        assert_eq!(back[0].labels["peer"], b);
+        let firing: Vec<&str> = f.alerts.keys().map(|l| l["peer"].as_str()).collect();
+        assert_eq!(firing, [a]);
+    }
+
     #[test]
     fn storage_pairs() {
         let volume = |kind| Event::Volume {
@@ -330,6 +360,7 @@ mod tests {
                     name: "etc".into(),
                     kind: SyncEventKind::Conflict,
                     detail: String::new(),
+                    peer: None,
                 },
             ),
             0,

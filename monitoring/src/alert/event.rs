@@ -41,6 +41,10 @@ pub enum Event {
         name: String,
         kind: SyncEventKind,
         detail: String,
+        /// The peer a PeerLost or PeerBack is about (its configured address): each peer of a
+        /// set is lost and back on its own.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
     },
 }
 
@@ -151,8 +155,11 @@ impl Event {
             Self::Vrrp { .. } => "vrrp",
             Self::Server { .. } => "server",
             Self::Volume { .. } => "volume",
-            Self::Sync { kind, .. } => match kind {
-                SyncEventKind::PeerLost | SyncEventKind::PeerBack => "sync",
+            Self::Sync { kind, peer, .. } => match kind {
+                SyncEventKind::PeerLost | SyncEventKind::PeerBack => {
+                    let peer = peer.as_deref().unwrap_or_default();
+                    return format!("sync:{}:{peer}", self.object());
+                }
                 SyncEventKind::Conflict => "sync-conflict",
                 SyncEventKind::TransferFailed => "sync-transfer",
             },
@@ -203,6 +210,7 @@ mod tests {
             name: "etc".into(),
             kind: SyncEventKind::Conflict,
             detail: String::new(),
+            peer: None,
         };
         assert!(conflict.is_problem());
         assert_eq!(conflict.flap_key(), "sync-conflict:etc");

@@ -80,7 +80,7 @@
 //! | `FulcrumServerDown`         | warning             | `proxy`, `server`        | DOWN                 | UP, MAINT, DRAIN      |
 //! | `FulcrumVolumeDisconnected` | warning             | `volume`                 | Disconnected         | Connected, ResyncDone |
 //! | `FulcrumVolumeSplitBrain`   | critical            | `volume`                 | SplitBrain           | Connected, ResyncDone |
-//! | `FulcrumSyncPeerLost`       | warning             | `sync`                   | PeerLost             | PeerBack              |
+//! | `FulcrumSyncPeerLost`       | warning             | `sync`, `peer`           | PeerLost             | PeerBack              |
 //! | `FulcrumSyncConflict`       | warning             | `sync`                   | Conflict             | by itself after 1 h   |
 //! | `FulcrumSyncTransferFailed` | warning             | `sync`                   | TransferFailed       | by itself after 1 h   |
 //!

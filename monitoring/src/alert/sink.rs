@@ -15,6 +15,15 @@ use super::{config::Retry, error::DeliveryError, event::Alert, metrics::Metrics}
 /// Alerts waiting for one sink; past this the dispatcher drops and counts them.
 pub(super) const QUEUE: usize = 256;
 
+/// The longest wait between two tries: doubling from `backoff` 19 times would reach days, with
+/// the sink's whole queue held behind the one alert.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
+
+/// The wait after `wait`: twice as long, up to [`MAX_RETRY_WAIT`].
+fn next_wait(wait: Duration) -> Duration {
+    wait.saturating_mul(2).min(MAX_RETRY_WAIT)
+}
+
 /// What a sink does with an alert.
 pub(super) trait Deliver: Send + 'static {
     /// The alert as this sink sends it, built once for every try.
@@ -96,7 +105,7 @@ async fn deliver<S: Deliver>(
             return;
         }
     };
-    let mut wait = retry.backoff;
+    let mut wait = retry.backoff.min(MAX_RETRY_WAIT);
     for attempt in 1..=retry.tries.max(1) {
         match sink.deliver(&payload).await {
             Ok(()) => {
@@ -108,7 +117,7 @@ async fn deliver<S: Deliver>(
                 tracing::warn!(sink = %name, %object, %state, attempt, %error, retry_in = ?wait, "alert delivery failed");
                 metrics.retries.with_label_values(&[name]).inc();
                 sleep(wait).await;
-                wait = wait.saturating_mul(2);
+                wait = next_wait(wait);
             }
             Err(error) => {
                 tracing::warn!(sink = %name, %object, %state, attempts = attempt, %error, "alert given up");
@@ -116,5 +125,25 @@ async fn deliver<S: Deliver>(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Input: the waits from a 1 s backoff over 20 tries. Output: 1, 2, 4 ... 256 s, then 300 s
+    // each. (The 19th wait was 2^18 s, three days.)
+    #[test]
+    fn retry_waits_double_up_to_five_minutes() {
+        let mut wait = Duration::from_secs(1);
+        let mut waits = vec![wait];
+        for _ in 2..20 {
+            wait = next_wait(wait);
+            waits.push(wait);
+        }
+        let secs: Vec<u64> = waits.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs[..9], [1, 2, 4, 8, 16, 32, 64, 128, 256]);
+        assert!(secs[9..].iter().all(|&s| s == 300), "{secs:?}");
     }
 }

@@ -114,7 +114,9 @@ pub(super) fn render(alert: &Alert) -> Text {
             }
             (format!("[{node}] Volume {name} - {what}"), line.to_owned())
         }
-        Event::Sync { name, kind, detail } => {
+        Event::Sync {
+            name, kind, detail, ..
+        } => {
             let (what, line) = match kind {
                 SyncEventKind::PeerLost => ("Peer lost", "=> Sync peer unreachable <="),
                 SyncEventKind::PeerBack => ("Peer back", "=> Sync peer reachable again <="),
@@ -243,6 +245,7 @@ mod tests {
             name: "etc".into(),
             kind: SyncEventKind::TransferFailed,
             detail: "haproxy.cfg: permission denied".into(),
+            peer: None,
         }));
         assert_eq!(t.subject, "[lb1] Sync etc - Transfer failed");
         assert!(t.body.ends_with("\n\nhaproxy.cfg: permission denied"));

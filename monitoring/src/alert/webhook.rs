@@ -151,6 +151,7 @@ mod tests {
                     name: "etc".into(),
                     kind: SyncEventKind::PeerLost,
                     detail: "lb2 unreachable".into(),
+                    peer: None,
                 },
                 node: "lb1".into(),
                 time: SystemTime::UNIX_EPOCH,

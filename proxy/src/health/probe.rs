@@ -118,9 +118,7 @@ fn done_reading(response: &[u8], check: &Check) -> bool {
             let Some(partial) = http_message::parse(response, true) else {
                 return false;
             };
-            let head_in = http_message::find(response, b"\r\n\r\n").is_some()
-                || http_message::find(response, b"\n\n").is_some();
-            head_in
+            http_message::head_end(response).is_some()
                 && check.expect_body.as_ref().is_none_or(|needle| {
                     http_message::find(&partial.body, needle.as_bytes()).is_some()
                 })
@@ -293,6 +291,10 @@ mod tests {
         let response =
             b"HTTP/1.1 200 OK\nContent-Type: text/html\n\n<p>Test Page</p>\r\n\r\nfooter";
         assert_eq!(judge(&c, response), (true, "L7OK 200".to_owned()));
+        // A head ended by LF then CRLF, a body until close, the connection still open: the
+        // head is in, so the check is done once the text is.
+        let mixed = b"HTTP/1.1 200 OK\nServer: x\n\r\n<p>Test Page</p>";
+        assert!(done_reading(mixed, &c));
     }
 
     // Input: an HTTP check of a listener whose accept queue is full (so the kernel drops the

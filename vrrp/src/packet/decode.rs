@@ -108,6 +108,17 @@ impl fmt::Display for Warning {
     }
 }
 
+/// Whether an advert from `src` comes from one of `peers`. An IPv6 advert comes from its
+/// sender's link-local address (RFC 5798 §5.1.2.1), not the address listed for it: any
+/// link-local source passes, which only a node on the link can send from, as routers do not
+/// forward such packets.
+fn from_listed_peer(peers: &[IpAddr], src: IpAddr) -> bool {
+    match src {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => true,
+        _ => peers.contains(&src),
+    }
+}
+
 /// Reads `message`, the VRRP payload of an IP packet, and checks it against `ctx`.
 pub fn decode(message: &[u8], ctx: &RecvContext<'_>) -> Result<Accepted, DropReason> {
     let Some(
@@ -185,7 +196,7 @@ pub fn decode(message: &[u8], ctx: &RecvContext<'_>) -> Result<Accepted, DropRea
             expected_unicast: expected.unicast,
         });
     }
-    if !expected.sources.is_empty() && !expected.sources.contains(&ctx.src) {
+    if !expected.sources.is_empty() && !from_listed_peer(&expected.sources, ctx.src) {
         return Err(DropReason::UnknownSource { src: ctx.src });
     }
 

@@ -143,6 +143,33 @@ fn check_unicast_src_takes_adverts_from_the_listed_peers_only() {
     }
 }
 
+// Input: IPv6 unicast adverts to an instance with `check_unicast_src` listing the peer's
+// global address, from the peer's link-local address (as VRRPv3 sends them), then from a global
+// address not listed. Output: the first accepted, the second dropped. (Every IPv6 advert was
+// dropped, its link-local source not being the listed address: both nodes became MASTER.)
+#[test]
+fn check_unicast_src_over_ipv6_takes_link_local_sources() {
+    let vip: Ipv6Addr = "2001:db8::100".parse().unwrap();
+    let advert = Advert::v3_ipv6(54, 150, Interval::from_secs(1), vec![vip]).unwrap();
+    let us: IpAddr = "2001:db8::1".parse().unwrap();
+    let cases = [("fe80::2", true), ("2001:db8::99", false)];
+    for (src, accepted) in cases {
+        let src: IpAddr = src.parse().unwrap();
+        let message = encode(&advert, ChecksumMode::PseudoHeader, src, us);
+        let mut instance = Expected::for_advert(&advert, true);
+        instance.sources = vec!["2001:db8::2".parse().unwrap()];
+        let expected = [instance];
+        let ctx = RecvContext {
+            ttl: Some(255),
+            src,
+            dst: us,
+            checksum: ChecksumMode::PseudoHeader,
+            expected: &expected,
+        };
+        assert_eq!(decode(&message, &ctx).is_ok(), accepted, "{src}");
+    }
+}
+
 #[test]
 fn unknown_version() {
     let expected = [v2_instance()];

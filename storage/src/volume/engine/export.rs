@@ -106,7 +106,9 @@ impl VolumeExport {
             if begin().await? {
                 return Ok(());
             }
-            self.flush_both().await?;
+            // The activity log's own flush: a write the peer lost is the client's next
+            // FLUSH (or FUA write) to hear of, not this unrelated write's.
+            self.flush_both(LostWrites::Keep).await?;
         }
         Ok(())
     }
@@ -315,7 +317,7 @@ impl Export for VolumeExport {
     }
 
     async fn flush(&self) -> Result<(), NbdError> {
-        self.flush_both().await
+        self.flush_both(LostWrites::Report).await
     }
 
     /// Punched out on both nodes (or zeroes written where a backing cannot punch), so the
@@ -329,6 +331,16 @@ impl Export for VolumeExport {
     }
 }
 
+/// Whether a flush reports (and so clears) a write the peer lost after it was acknowledged
+/// while detached (see `Inner::lost_acked_write`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LostWrites {
+    /// A client's FLUSH, or a FUA write's: the client hears of it.
+    Report,
+    /// The activity log's flush for room: left for the client's next one.
+    Keep,
+}
+
 impl VolumeExport {
     /// Makes a FUA write durable before it is acknowledged. Attached, the local FUA write is;
     /// detached, the peer's copy is the only one, and protocols A and B acknowledge it before
@@ -336,7 +348,7 @@ impl VolumeExport {
     /// failed it (or another write since the last flush).
     async fn unit_access(&self, fua: bool) -> Result<(), NbdError> {
         if fua && self.inner.is_detached() && self.inner.config.protocol != Protocol::C {
-            return self.flush_both().await;
+            return self.flush_both(LostWrites::Report).await;
         }
         Ok(())
     }
@@ -344,7 +356,7 @@ impl VolumeExport {
     /// A client's FLUSH, or one the activity log needs: every write acknowledged before it
     /// reaches both disks, or is marked out of sync where the peer's copy cannot be flushed.
     /// Numbered in the activity log, whose extents it covers may then leave it.
-    async fn flush_both(&self) -> Result<(), NbdError> {
+    async fn flush_both(&self, lost: LostWrites) -> Result<(), NbdError> {
         if self.inner.cancel.is_cancelled() {
             return Err(NbdError::Shutdown);
         }
@@ -394,7 +406,7 @@ impl VolumeExport {
             return Err(NbdError::Io);
         }
         // Reported once, as a disk reports a write its cache lost at the next flush.
-        if inner.lost_acked_write.swap(false, Ordering::AcqRel) {
+        if lost == LostWrites::Report && inner.lost_acked_write.swap(false, Ordering::AcqRel) {
             return Err(NbdError::Io);
         }
         if self.inner.cancel.is_cancelled() {
