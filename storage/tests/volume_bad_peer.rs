@@ -61,6 +61,7 @@ async fn dial(node: &Node) -> TcpStream {
         node.config.shared_secret.as_bytes(),
         Side::Connecting,
         Duration::from_secs(5),
+        &peer::OwnChallenges::of("fake peer"),
     )
     .await
     .unwrap();
@@ -108,6 +109,7 @@ async fn start_with_fake_secondary(
             secondary.config.shared_secret.as_bytes(),
             Side::Accepting,
             Duration::from_secs(5),
+            &peer::OwnChallenges::of("fake peer"),
         )
         .await;
         if authenticated.is_ok() {

@@ -198,7 +198,7 @@ pub(crate) async fn authenticated(mut stream: TcpStream, side: Side) -> (Reader,
         AUTH_LABEL,
         side,
         Duration::from_secs(5),
-        &OwnChallenges::default(),
+        &OwnChallenges::of("raw peer"),
     )
     .await
     .unwrap();

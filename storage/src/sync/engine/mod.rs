@@ -349,7 +349,7 @@ impl SyncSet {
             peer_timeout: options.peer_timeout,
             parked_retry: options.parked_retry,
             refusals: link::Throttle::new(link::WARN_EVERY),
-            challenges: Default::default(),
+            challenges: crate::volume::peer::OwnChallenges::of(node),
             scan: ScanProgress::default(),
             scanning: AtomicBool::new(true),
             scan_failed: Mutex::new(None),

@@ -64,7 +64,7 @@ pub(super) fn shared(root: &Path, state: &Path) -> Arc<Shared> {
         peer_timeout: Duration::from_secs(30),
         parked_retry: Duration::from_secs(30),
         refusals: link::Throttle::new(link::WARN_EVERY),
-        challenges: Default::default(),
+        challenges: crate::volume::peer::OwnChallenges::of("testing"),
         scan: crate::sync::index::ScanProgress::default(),
         // Scanned above.
         scanning: std::sync::atomic::AtomicBool::new(false),

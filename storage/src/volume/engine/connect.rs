@@ -209,6 +209,7 @@ async fn authenticate(inner: &Inner, stream: &mut TcpStream, side: peer::Side) -
         config.shared_secret.as_bytes(),
         side,
         config.timeout,
+        &peer::OwnChallenges::of(&inner.node),
     )
     .await;
     if let Err(error) = auth {

@@ -199,7 +199,8 @@ impl From<WireError> for AuthError {
 }
 
 /// Authenticates the peer at the other end of `stream` and it us, from `secret`, within
-/// `timeout`. `we_are` is our end of the connection, which the peer's must not be.
+/// `timeout`. `we_are` is our end of the connection, which the peer's must not be; `challenges`
+/// are those of this node's other handshakes.
 ///
 /// Failures are logged here, once (a rejection at warn, a failing link at info), so the
 /// caller need not. On success the stream is at the first byte the peer sent after the
@@ -209,13 +210,12 @@ pub async fn authenticate<S>(
     secret: &[u8],
     we_are: Side,
     timeout: Duration,
+    challenges: &OwnChallenges,
 ) -> Result<(), AuthError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // A volume node only dials or only accepts: its challenges are its connection's own.
-    let challenges = OwnChallenges::default();
-    authenticate_labelled(stream, secret, LABEL, we_are, timeout, &challenges).await
+    authenticate_labelled(stream, secret, LABEL, we_are, timeout, challenges).await
 }
 
 /// [`authenticate`] for another protocol on the same handshake: `label` starts every
@@ -340,39 +340,48 @@ where
     }
 }
 
-/// The challenges one node has sent on its handshakes in progress, dialing out and accepting:
-/// a peer that sends one of them back is reflecting it (see the module's header). One per
-/// node, shared by all its handshakes; two nodes in one process (tests) each have their own.
-#[derive(Debug, Default)]
-pub struct OwnChallenges(Mutex<BTreeSet<Challenge>>);
+/// The challenges of every handshake in progress in this process, with the node that made
+/// each: every volume and sync set of a node, dialing and accepting, sees them all, so a relay
+/// between two of them (sharing a secret) is caught too.
+static OUTSTANDING: Mutex<BTreeSet<(String, Challenge)>> = Mutex::new(BTreeSet::new());
+
+/// The challenges one node has out on its handshakes in progress: a peer that sends one of
+/// them back is reflecting it (see the module's header). Named by the node (`[global] node`),
+/// so that two nodes in one process (tests) never take each other's for their own.
+#[derive(Debug, Clone)]
+pub struct OwnChallenges {
+    node: String,
+}
 
 impl OwnChallenges {
-    fn issue(&self, challenge: Challenge) -> Outstanding<'_> {
-        self.set().insert(challenge);
-        Outstanding {
-            challenges: self,
-            challenge,
+    /// Those of the node `node`.
+    pub fn of(node: &str) -> Self {
+        Self {
+            node: node.to_owned(),
         }
     }
 
+    fn issue(&self, challenge: Challenge) -> Outstanding {
+        let entry = (self.node.clone(), challenge);
+        set().insert(entry.clone());
+        Outstanding(entry)
+    }
+
     fn contains(&self, challenge: &Challenge) -> bool {
-        self.set().contains(challenge)
-    }
-
-    fn set(&self) -> std::sync::MutexGuard<'_, BTreeSet<Challenge>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        set().contains(&(self.node.clone(), *challenge))
     }
 }
 
-/// One of our challenges, in its [`OwnChallenges`] until its handshake ends.
-struct Outstanding<'a> {
-    challenges: &'a OwnChallenges,
-    challenge: Challenge,
+fn set() -> std::sync::MutexGuard<'static, BTreeSet<(String, Challenge)>> {
+    OUTSTANDING.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Drop for Outstanding<'_> {
+/// One of our challenges, in [`OUTSTANDING`] until its handshake ends.
+struct Outstanding((String, Challenge));
+
+impl Drop for Outstanding {
     fn drop(&mut self) {
-        self.challenges.set().remove(&self.challenge);
+        set().remove(&self.0);
     }
 }
 

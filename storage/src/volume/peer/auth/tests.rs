@@ -10,6 +10,11 @@ use super::*;
 const SECRET: &[u8] = b"correct horse battery staple";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The challenges of the node `name`, for the whole test (in `join!` with the handshake).
+fn node(name: &str) -> &'static OwnChallenges {
+    Box::leak(Box::new(OwnChallenges::of(name)))
+}
+
 /// Runs both real ends over one in-memory connection.
 async fn both_ends(
     connecting_secret: &[u8],
@@ -20,8 +25,20 @@ async fn both_ends(
 ) {
     let (mut a, mut b) = duplex(1024);
     let (ra, rb) = tokio::join!(
-        authenticate(&mut a, connecting_secret, Side::Connecting, TIMEOUT),
-        authenticate(&mut b, accepting_secret, Side::Accepting, TIMEOUT),
+        authenticate(
+            &mut a,
+            connecting_secret,
+            Side::Connecting,
+            TIMEOUT,
+            node("a")
+        ),
+        authenticate(
+            &mut b,
+            accepting_secret,
+            Side::Accepting,
+            TIMEOUT,
+            node("b")
+        ),
     );
     ((a, ra), (b, rb))
 }
@@ -81,7 +98,7 @@ async fn against_fake<T>(
 ) -> (Result<(), AuthError>, T) {
     let (mut ours, mut fake) = duplex(1024);
     tokio::join!(
-        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
+        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT, node("ours")),
         peer(&mut fake)
     )
 }
@@ -190,8 +207,8 @@ async fn a_response_replayed_from_another_connection_is_refused() {
         read_frame(&mut attacker1).await
     };
     let (r1, r2, told) = tokio::join!(
-        authenticate(&mut node1, SECRET, Side::Accepting, TIMEOUT),
-        authenticate(&mut node2, SECRET, Side::Accepting, TIMEOUT),
+        authenticate(&mut node1, SECRET, Side::Accepting, TIMEOUT, node("node1")),
+        authenticate(&mut node2, SECRET, Side::Accepting, TIMEOUT, node("node2")),
         attack,
     );
     assert_refused!(r1, told, WrongSecret);
@@ -199,7 +216,7 @@ async fn a_response_replayed_from_another_connection_is_refused() {
 }
 
 // Input: one node with two handshakes at once, one dialing out and one accepting (the middle
-// node of a sync set of three); an attacker without the secret at the far end of both sends
+// node of a sync set of three, or two sets or volumes of one node sharing a secret); an attacker without the secret at the far end of both sends
 // each connection the challenge the node made on the other, and passes the node's responses
 // across. Output: a connection given the other's challenge is refused as Reflected, and
 // neither authenticates. (The node answered its own challenges, and both handshakes verified:
@@ -224,17 +241,18 @@ async fn a_node_cannot_be_made_to_answer_itself_across_two_connections() {
             fake_send(&mut attacker2, AuthFrame::Accepted).await;
         }
     };
-    let node = OwnChallenges::default();
+    // Two sets (or volumes) of one node, each with its own handle on the node's challenges.
+    let (set_x, set_y) = (node("middle"), node("middle"));
     let label = b"fulcrum-sync v1";
     let (r1, r2, ()) = tokio::join!(
-        authenticate_labelled(&mut dialed, SECRET, label, Side::Connecting, TIMEOUT, &node),
+        authenticate_labelled(&mut dialed, SECRET, label, Side::Connecting, TIMEOUT, set_x),
         authenticate_labelled(
             &mut accepted,
             SECRET,
             label,
             Side::Accepting,
             TIMEOUT,
-            &node
+            set_y
         ),
         attack,
     );
@@ -248,8 +266,8 @@ async fn a_node_cannot_be_made_to_answer_itself_across_two_connections() {
 async fn both_ends_on_the_same_side_are_refused() {
     let (mut a, mut b) = duplex(1024);
     let (ra, rb) = tokio::join!(
-        authenticate(&mut a, SECRET, Side::Connecting, TIMEOUT),
-        authenticate(&mut b, SECRET, Side::Connecting, TIMEOUT),
+        authenticate(&mut a, SECRET, Side::Connecting, TIMEOUT, node("a")),
+        authenticate(&mut b, SECRET, Side::Connecting, TIMEOUT, node("b")),
     );
     assert!(
         matches!(ra, Err(AuthError::SameSide(Side::Connecting))),
@@ -293,7 +311,7 @@ async fn another_version_is_a_clear_error() {
 async fn against_bytes(bytes: &[u8]) -> Result<(), AuthError> {
     let (mut ours, mut fake) = duplex(1024);
     fake.write_all(bytes).await.expect("write");
-    authenticate(&mut ours, SECRET, Side::Accepting, TIMEOUT).await
+    authenticate(&mut ours, SECRET, Side::Accepting, TIMEOUT, node("ours")).await
 }
 
 // Input: an HTTP request. Output: NotFulcrum, from the first two octets.
@@ -325,7 +343,7 @@ async fn a_labelled_handshake_names_its_protocol() {
         b"fulcrum-sync v1",
         Side::Accepting,
         TIMEOUT,
-        &OwnChallenges::default(),
+        node("ours"),
     )
     .await;
     let message = result.err().map(|e| e.to_string()).unwrap_or_default();
@@ -360,7 +378,7 @@ async fn a_peer_that_hangs_up_is_reported() {
         their_challenge(&mut fake).await;
     };
     let (result, ()) = tokio::join!(
-        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT),
+        authenticate(&mut ours, SECRET, Side::Connecting, TIMEOUT, node("ours")),
         peer
     );
     assert_err!(result, AuthError::Closed);
@@ -374,7 +392,7 @@ async fn a_peer_that_hangs_up_is_reported() {
 async fn a_silent_peer_times_out() {
     let (mut ours, _silent) = duplex(1024);
     let limit = Duration::from_millis(50);
-    let result = authenticate(&mut ours, SECRET, Side::Connecting, limit).await;
+    let result = authenticate(&mut ours, SECRET, Side::Connecting, limit, node("ours")).await;
     assert!(
         matches!(result, Err(AuthError::Timeout(d)) if d == limit),
         "{result:?}"
@@ -407,7 +425,7 @@ proptest! {
             let (mut ours, mut fake) = duplex(4096);
             fake.write_all(&bytes).await.expect("write");
             drop(fake);
-            authenticate(&mut ours, SECRET, Side::Accepting, TIMEOUT).await
+            authenticate(&mut ours, SECRET, Side::Accepting, TIMEOUT, node("ours")).await
         });
         prop_assert!(result.is_err());
     }
@@ -420,7 +438,7 @@ proptest! {
             fake_send(&mut fake, greeting(Side::Connecting, [9; CHALLENGE_LEN])).await;
             fake.write_all(&bytes).await.expect("write");
             drop(fake);
-            authenticate(&mut ours, SECRET, Side::Accepting, TIMEOUT).await
+            authenticate(&mut ours, SECRET, Side::Accepting, TIMEOUT, node("ours")).await
         });
         prop_assert!(result.is_err());
     }
