@@ -274,10 +274,17 @@ pub(crate) async fn serve(
                 tracing::info!("stopped");
             } else {
                 tracing::warn!(connections = proxy.connections(), "grace period over, closing the rest");
+                proxy.hard_stop();
             }
         }
-        _ = term.recv() => tracing::warn!(connections = proxy.connections(), "second stop signal, closing the rest now"),
-        _ = int.recv() => tracing::warn!(connections = proxy.connections(), "second stop signal, closing the rest now"),
+        _ = term.recv() => {
+            tracing::warn!(connections = proxy.connections(), "second stop signal, closing the rest now");
+            proxy.hard_stop();
+        }
+        _ = int.recv() => {
+            tracing::warn!(connections = proxy.connections(), "second stop signal, closing the rest now");
+            proxy.hard_stop();
+        }
     }
     ExitCode::SUCCESS
 }

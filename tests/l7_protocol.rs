@@ -531,6 +531,31 @@ async fn an_h2_request_its_client_cancels_before_the_answer_is_logged() {
     assert_eq!(log["server"], "s1", "{log}");
 }
 
+// Input: an h2c GET to a server that takes a minute to answer; once the server has it, Fulcrum
+// is stopped and stopped again (now). Output: the request is logged as killed by Fulcrum while
+// waiting for the response head (`KH`). (It was logged as the client's abort, `CH`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_request_cut_by_a_hard_stop_is_logged_as_killed() {
+    let s1 = origin("s1").await;
+    let mut fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
+    let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
+    let request = h2_get(fulcrum.addr("clear"), "/delay/60000");
+    let _waiting = tokio::spawn(async move { sender.send_request(request).await });
+    support::wait_origin_requests(&s1, 1).await;
+    fulcrum.signal(libc::SIGTERM);
+    fulcrum.wait_log(|l| support::message(l).starts_with("stopping"));
+    fulcrum.signal(libc::SIGTERM);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = fulcrum.wait_exit();
+        (status, fulcrum)
+    })
+    .await
+    .unwrap();
+    let (_, fulcrum) = status;
+    let log = fulcrum.wait_log(|l| l["request"].as_str().is_some_and(|r| r.contains("/delay/")));
+    assert_eq!(&log["termination"].as_str().unwrap()[..2], "KH", "{log}");
+}
+
 // Input: an HTTP/2 client that takes the head of an 8 MiB response and stops reading it (its
 // stream window stays shut), while it goes on sending requests on the same connection.
 // Output: the requests keep being answered past the stall limit; the stuck stream alone is

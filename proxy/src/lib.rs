@@ -268,6 +268,12 @@ impl Proxy {
         self.rt.active.get() as usize
     }
 
+    /// Says the stop's grace period is over: what is still open is closed now, by Fulcrum,
+    /// and an HTTP/2 request cut so is logged as killed (`K`).
+    pub fn hard_stop(&self) {
+        l7::log::hard_stop();
+    }
+
     /// Stops accepting, lets requests in flight finish for up to `grace`, closes idle keep-alive
     /// connections at once. Returns whether every connection finished in time.
     pub async fn shutdown(&self, grace: Duration) -> bool {

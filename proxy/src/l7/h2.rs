@@ -123,7 +123,9 @@ where
             let _ = tokio::time::timeout(IDLE_CLOSE_GRACE, conn).await;
         }
         () = streams.stalled(&activity, stall) => {
-            // Nothing moves: no GOAWAY exchange to wait for either.
+            // Nothing moves: no GOAWAY exchange to wait for either. Its streams end by timeout,
+            // and are logged so (`c`), not as their clients' aborts.
+            streams.cut_all();
             tracing::debug!(client = %client.peer, ?stall, "h2 connection stalled: closed");
         }
         // Never returns: it cuts stuck streams for as long as the connection lasts.
@@ -189,7 +191,7 @@ async fn handle(
     fe_state.counters.inc(FrontendTotal::Requests);
     let mut log = Record::new(client.peer, &fe.name, client.tls, start);
     log.json = table.config.json_log;
-    log.written_if_dropped();
+    log.written_if_dropped(cut.clone());
     // An error page answers a HEAD with no body (see `serve`), and counts none.
     let head = req.method() == http::Method::HEAD;
     let (parts, body) = req.into_parts();

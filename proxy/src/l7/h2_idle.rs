@@ -246,6 +246,16 @@ impl Streams {
         }
     }
 
+    /// Marks every stream hyper holds as cut: the connection is closed for not moving.
+    pub(crate) fn cut_all(&self) {
+        let Ok(all) = self.states.lock() else {
+            return;
+        };
+        for state in all.iter().filter_map(Weak::upgrade) {
+            state.cut.store(true, Release);
+        }
+    }
+
     /// Whether hyper holds a stream: an open one, or one cut but not reset yet, which waits
     /// for a window that may never open.
     fn any_held(&self) -> bool {

@@ -14,11 +14,14 @@
 
 use std::{
     net::SocketAddr,
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use fulcrum_common::UtcTime;
 use tokio::time::Instant;
+
+use super::h2_idle::CutMark;
 
 /// Who or what ended a transaction: HAProxy's first termination-state character.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +93,18 @@ pub(crate) struct Record {
     pub(crate) enabled: bool,
     /// Whether the record has been written.
     emitted: bool,
-    /// Whether a drop writes a record not yet written (see [`Record::written_if_dropped`]).
-    written_if_dropped: bool,
+    /// Set when a drop writes a record not yet written (see [`Record::written_if_dropped`]):
+    /// whether its stream was cut for not moving.
+    written_if_dropped: Option<CutMark>,
+}
+
+/// Set once the grace period of a stop is over and the connections left are closed: a record
+/// dropped then was ended by Fulcrum (`K`), not by its client.
+static HARD_STOPPED: AtomicBool = AtomicBool::new(false);
+
+/// Marks the stop's grace period over (see [`HARD_STOPPED`]).
+pub(crate) fn hard_stop() {
+    HARD_STOPPED.store(true, Ordering::Release);
 }
 
 impl Record {
@@ -131,16 +144,17 @@ impl Record {
             json: false,
             enabled,
             emitted: false,
-            written_if_dropped: false,
+            written_if_dropped: None,
         }
     }
 
-    /// Makes a drop write the record if nothing has, as ended by the client in the phase the
-    /// request had reached ([`Record::reached`]). hyper drops the handler of an HTTP/2 stream
-    /// its client resets, and that request still gets its line, as HAProxy logs `CQ`, `CC`,
-    /// `CH` or `CD`.
-    pub(crate) fn written_if_dropped(&mut self) {
-        self.written_if_dropped = true;
+    /// Makes a drop write the record if nothing has, in the phase the request had reached
+    /// ([`Record::reached`]): hyper drops the handler of an HTTP/2 stream its client resets,
+    /// and that request still gets its line, as HAProxy logs `CQ`, `CC`, `CH` or `CD`. Ended
+    /// by the client, unless `cut` says its stream (or connection) was cut for not moving
+    /// (`c`), or the stop's grace period was over (`K`).
+    pub(crate) fn written_if_dropped(&mut self, cut: CutMark) {
+        self.written_if_dropped = Some(cut);
     }
 
     /// Notes that the request has reached `phase`, for a record written as it is dropped.
@@ -270,10 +284,21 @@ impl Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
-        if self.written_if_dropped && !self.emitted {
-            self.end(Ended::ClientAbort, self.phase);
-            self.emit();
+        let Some(cut) = &self.written_if_dropped else {
+            return;
+        };
+        if self.emitted {
+            return;
         }
+        let who = if HARD_STOPPED.load(Ordering::Acquire) {
+            Ended::Killed
+        } else if cut.is_cut() {
+            Ended::ClientTimeout
+        } else {
+            Ended::ClientAbort
+        };
+        self.end(who, self.phase);
+        self.emit();
     }
 }
 

@@ -17,7 +17,7 @@ mod h2_idle;
 mod h2_request;
 mod headers;
 pub(crate) mod listener;
-mod log;
+pub(crate) mod log;
 pub(crate) mod pool;
 mod route;
 mod select;
