@@ -10,7 +10,8 @@
 //! ```
 
 use std::{
-    sync::Arc,
+    collections::BTreeMap,
+    sync::{Arc, Mutex, PoisonError, Weak},
     time::{Duration, SystemTime},
 };
 
@@ -32,7 +33,27 @@ use super::{
 pub(super) struct Webhook {
     config: WebhookConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-    firing: Firing,
+    /// What is firing at this receiver: shared with the sink a reload replaces (see
+    /// [`firing_at`]).
+    firing: Arc<Mutex<Firing>>,
+}
+
+/// The firing sets of the Alertmanager receivers, by URL, while a sink holds one.
+static FIRING: Mutex<BTreeMap<String, Weak<Mutex<Firing>>>> = Mutex::new(BTreeMap::new());
+
+/// The firing set of the receiver at `url`: the one a running sink for it holds, or a new one.
+/// A reload that changes `[alert]` starts new sinks before it stops the old: without it, the
+/// new sink would not know what fires, never send those alerts again, and Alertmanager would
+/// resolve them at their `endsAt` while the problem went on.
+fn firing_at(url: &str) -> Arc<Mutex<Firing>> {
+    let mut all = FIRING.lock().unwrap_or_else(PoisonError::into_inner);
+    all.retain(|_, firing| firing.strong_count() > 0);
+    if let Some(firing) = all.get(url).and_then(Weak::upgrade) {
+        return firing;
+    }
+    let firing = Arc::new(Mutex::new(Firing::default()));
+    all.insert(url.to_owned(), Arc::downgrade(&firing));
+    firing
 }
 
 impl Webhook {
@@ -50,11 +71,18 @@ impl Webhook {
         } else {
             None
         };
+        let firing = firing_at(&config.endpoint.url);
         Ok(Self {
             config,
             tls,
-            firing: Firing::default(),
+            firing,
         })
+    }
+}
+
+impl Webhook {
+    fn firing(&self) -> std::sync::MutexGuard<'_, Firing> {
+        self.firing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -76,7 +104,7 @@ impl Deliver for Webhook {
                 time: UtcTime::from_system(alert.time).rfc3339(),
                 event: &alert.event,
             }),
-            WebhookFormat::Alertmanager => serde_json::to_vec(&self.firing.apply(
+            WebhookFormat::Alertmanager => serde_json::to_vec(&self.firing().apply(
                 alert,
                 &text,
                 SystemTime::now(),
@@ -106,7 +134,7 @@ impl Deliver for Webhook {
 
     fn resend_payload(&mut self) -> Option<Bytes> {
         let every = self.resend_every()?;
-        let alerts = self.firing.resend(SystemTime::now(), every);
+        let alerts = self.firing().resend(SystemTime::now(), every);
         if alerts.is_empty() {
             return None;
         }
@@ -168,5 +196,39 @@ mod tests {
         assert_eq!(v["event"]["kind"], "PeerLost");
         assert_eq!(v["event"]["detail"], "lb2 unreachable");
         assert_eq!(w.resend_every(), None);
+    }
+
+    // Input: an Alertmanager sink that sent a DOWN, then a second sink for the same receiver
+    // started beside it, as a reload that changes `[alert]` starts one. Output: the new sink
+    // sends the DOWN again at its next resend. (It started with nothing firing, sent nothing
+    // again, and Alertmanager resolved the alert at its endsAt while the server was down.)
+    #[test]
+    fn a_sink_started_by_a_reload_knows_what_fires() {
+        let config = || WebhookConfig {
+            endpoint: Endpoint::parse("http://127.0.0.1:2/reload-handover").unwrap(),
+            format: WebhookFormat::Alertmanager,
+            timeout: Duration::from_secs(1),
+            resend: Some(Duration::from_secs(60)),
+            ca_pem: None,
+        };
+        let mut old = Webhook::new(config()).unwrap();
+        let down = Alert {
+            event: Event::Server {
+                proxy: "www".into(),
+                server: "web1".into(),
+                addr: None,
+                state: "DOWN".into(),
+                reason: None,
+            },
+            node: "lb1".into(),
+            time: SystemTime::now(),
+            suppressed: 0,
+        };
+        old.prepare(&down).unwrap();
+        let mut new = Webhook::new(config()).unwrap();
+        drop(old);
+        let resent = new.resend_payload().expect("the DOWN is sent again");
+        let v: serde_json::Value = serde_json::from_slice(&resent).unwrap();
+        assert_eq!(v[0]["labels"]["alertname"], "FulcrumServerDown", "{v}");
     }
 }
