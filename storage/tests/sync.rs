@@ -520,6 +520,52 @@ async fn answers_nothing_asked_for_end_the_link() {
     set.stop().await.unwrap();
 }
 
+// Input: a raw peer that sends, so that A receives from it, sends 20,000 answers (End) that A
+// never asked for, with `peer_timeout` 1 s. Output: A ends the link. (A's idle fetcher read
+// none of them: the queues filled, and A's reader stopped for good, Acks and Pings with it,
+// with the link up.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn answers_an_idle_receiver_never_asked_for_end_the_link() {
+    let mut a = node_for_raw_peer("a");
+    let set = a
+        .start_with(SyncOptions {
+            peer_timeout: SECOND,
+            ..SyncOptions::default()
+        })
+        .await;
+    let stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+    let (mut reader, mut writer) = authenticated(stream, Side::Connecting).await;
+    writer
+        .send(&hello("evil", support::RAW_PEER_LISTEN.to_owned(), 7))
+        .await
+        .unwrap();
+    assert!(matches!(reader.next().await, Ok(Some(Message::Hello(_)))));
+    let flood = tokio::spawn(async move {
+        for id in 0..20_000 {
+            let end = Message::End {
+                id,
+                hash: [0; 32],
+                sha256: None,
+            };
+            if writer.send(&end).await.is_err() {
+                break;
+            }
+        }
+        writer
+    });
+    let deadline = tokio::time::Instant::now() + 10 * SECOND;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, reader.next()).await {
+            Err(_) => panic!("the link is still up"),
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None) | Err(_)) => break,
+        }
+    }
+    flood.abort();
+    set.stop().await.unwrap();
+}
+
 // Input: a raw peer connects, then connects again (its first connection stalled, say), which
 // replaces the first session. Output: the peer shows as connected, and no PeerLost follows
 // the second PeerConnected: an alert would otherwise fire while the peer is up.

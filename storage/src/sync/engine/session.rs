@@ -313,7 +313,8 @@ struct Channels {
 }
 
 /// Dispatches the peer's messages; drops the link when no frame (not even a Ping) came for
-/// `timeout`. Sets `heard` on the first message that is not a refusal.
+/// `timeout`, or when a run of answers is not taken for that long. Sets `heard` on the first
+/// message that is not a refusal.
 async fn read_loop(
     mut reader: ProtoReader<LinkRead>,
     channels: Channels,
@@ -335,7 +336,7 @@ async fn read_loop(
             Ok(Some(msg)) => msg,
             Ok(None) => {
                 if !run.is_empty() {
-                    send_run(&responses, &mut run, &mut run_octets).await?;
+                    send_run(&responses, &mut run, &mut run_octets, timeout).await?;
                 }
                 let next = tokio::time::timeout(timeout, reader.next()).await;
                 match next {
@@ -378,23 +379,29 @@ async fn read_loop(
             }
         }
         if run_octets >= RUN_OCTETS || run.len() >= RUN_MESSAGES {
-            send_run(&responses, &mut run, &mut run_octets).await?;
+            send_run(&responses, &mut run, &mut run_octets, timeout).await?;
         }
     }
 }
 
 /// Hands a run of answers to the receiver (waiting while it is behind: the one flow with
-/// back-pressure).
+/// back-pressure), for up to `timeout`. Answers the receiver does not take for that long were
+/// not asked for (an idle fetcher reads none), and would stop this reader, Acks and Pings
+/// with them, for good; or the disk is stuck. Either way the link ends, to be made again.
 async fn send_run(
     responses: &mpsc::Sender<Vec<Message>>,
     run: &mut Vec<Message>,
     octets: &mut usize,
+    timeout: Duration,
 ) -> TaskResult {
     *octets = 0;
-    responses
-        .send(std::mem::take(run))
-        .await
-        .map_err(|_| "answers that nothing asked for".to_owned())
+    match tokio::time::timeout(timeout, responses.send(std::mem::take(run))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("answers that nothing asked for".to_owned()),
+        Err(_) => Err(format!(
+            "answers not taken for {timeout:?}: the peer sent what nothing asked for, or the disk is stuck"
+        )),
+    }
 }
 
 /// Sends our index after the peer's mark, batch by batch, at most [`OUTSTANDING_BATCHES`]
