@@ -114,12 +114,14 @@ fn report(
     action: ServerAction,
 ) {
     if from != to {
-        rt.emit(Event::ServerStatus {
-            backend: server.backend.clone(),
-            server: server.name.clone(),
-            from,
-            to,
-            reason: format!("admin action: {action}"),
+        server.report_in_order(to, || {
+            rt.emit(Event::ServerStatus {
+                backend: server.backend.clone(),
+                server: server.name.clone(),
+                from,
+                to,
+                reason: format!("admin action: {action}"),
+            });
         });
     }
 }

@@ -247,12 +247,14 @@ fn report_status(
     } else {
         tracing::info!(backend = %state.backend, server = %state.name, %reason, "server is {to}");
     }
-    rt.emit(Event::ServerStatus {
-        backend: state.backend.clone(),
-        server: state.name.clone(),
-        from,
-        to,
-        reason,
+    state.report_in_order(to, || {
+        rt.emit(Event::ServerStatus {
+            backend: state.backend.clone(),
+            server: state.name.clone(),
+            from,
+            to,
+            reason,
+        });
     });
 }
 

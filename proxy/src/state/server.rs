@@ -428,6 +428,17 @@ impl ServerState {
         (before, after)
     }
 
+    /// Runs `emit`, the report of a change that left the server `to`, unless a later change has
+    /// moved it on already, under the lock changes take. Two changes at once (a check and an
+    /// operator) are then reported in the order they were made, and a stale one not at all:
+    /// the alerts' last word on a server is its status.
+    pub(crate) fn report_in_order(&self, to: ServerStatus, emit: impl FnOnce()) {
+        let _one = self.one_change_at_a_time();
+        if self.status() == to {
+            emit();
+        }
+    }
+
     /// Held while a status changes: the health check, the agent and an operator may change it
     /// at once, and each must see the status the other left, or both would report (and count,
     /// and act on) the same UP -> DOWN.
@@ -615,6 +626,21 @@ mod tests {
         assert_eq!(s.counters.down_transitions.load(Relaxed), 1);
         s.set_weight(0);
         assert!(!s.takes_new_clients(), "weight 0 gets no new clients");
+    }
+
+    // Input: a check takes the server DOWN, then an operator puts it in MAINT before the check's
+    // report goes out. Output: the check's report (DOWN) is not sent, the operator's (MAINT) is.
+    // (Both went out, and could go out DOWN last: the alerts then said DOWN of a server in
+    // MAINT.)
+    #[test]
+    fn a_report_a_later_change_overtook_is_not_sent() {
+        let s = ServerState::new("b", "s", SocketAddr::from(([127, 0, 0, 1], 1)), 1, 0);
+        let (_, checked) = s.set_healthy(false);
+        let (_, operated) = s.set_admin(AdminState::Maint);
+        let mut sent = Vec::new();
+        s.report_in_order(operated, || sent.push(operated));
+        s.report_in_order(checked, || sent.push(checked));
+        assert_eq!(sent, [ServerStatus::Maint]);
     }
 
     // Input: 10,000 rounds of an UP server taken DOWN by its health check and its agent at the
