@@ -556,6 +556,49 @@ async fn an_h2_request_cut_by_a_hard_stop_is_logged_as_killed() {
     assert_eq!(&log["termination"].as_str().unwrap()[..2], "KH", "{log}");
 }
 
+// Input: an h2c GET whose server sends the head of a 1 MB body, ten bytes of it, and then
+// nothing; once the client has the head, Fulcrum is stopped and stopped again (now). Output:
+// the request is logged as killed during the body (`KD`). (It was logged as the client's
+// abort, `CD`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_download_cut_by_a_hard_stop_is_logged_as_killed() {
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = server.accept().await {
+            tokio::spawn(async move {
+                support::read_head(&mut conn).await;
+                let head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n0123456789";
+                let _ = conn.write_all(head).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        }
+    });
+    let mut fulcrum = Fulcrum::start(&h2c_site(addr));
+    let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
+    let response = sender
+        .send_request(h2_get(fulcrum.addr("clear"), "/download"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    fulcrum.signal(libc::SIGTERM);
+    fulcrum.wait_log(|l| support::message(l).starts_with("stopping"));
+    fulcrum.signal(libc::SIGTERM);
+    let fulcrum = tokio::task::spawn_blocking(move || {
+        fulcrum.wait_exit();
+        fulcrum
+    })
+    .await
+    .unwrap();
+    let log = fulcrum.wait_log(|l| {
+        l["request"]
+            .as_str()
+            .is_some_and(|r| r.contains("/download"))
+    });
+    assert_eq!(&log["termination"].as_str().unwrap()[..2], "KD", "{log}");
+    drop(response);
+}
+
 // Input: an HTTP/2 client that takes the head of an 8 MiB response and stops reading it (its
 // stream window stays shut), while it goes on sending requests on the same connection.
 // Output: the requests keep being answered past the stall limit; the stuck stream alone is

@@ -114,12 +114,12 @@ fn report(
     action: ServerAction,
 ) {
     if from != to {
-        server.report_in_order(to, || {
+        server.report_in_order(from, |now| {
             rt.emit(Event::ServerStatus {
                 backend: server.backend.clone(),
                 server: server.name.clone(),
                 from,
-                to,
+                to: now,
                 reason: format!("admin action: {action}"),
             });
         });

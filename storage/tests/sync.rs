@@ -521,7 +521,7 @@ async fn answers_nothing_asked_for_end_the_link() {
 }
 
 // Input: a raw peer that sends, so that A receives from it, sends 20,000 answers (End) that A
-// never asked for, with `peer_timeout` 1 s. Output: A ends the link. (A's idle fetcher read
+// never asked for, with `peer_timeout` 1 s. Output: A ends the link (within 4 s). (A's idle fetcher read
 // none of them: the queues filled, and A's reader stopped for good, Acks and Pings with it,
 // with the link up.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -247,12 +247,12 @@ fn report_status(
     } else {
         tracing::info!(backend = %state.backend, server = %state.name, %reason, "server is {to}");
     }
-    state.report_in_order(to, || {
+    state.report_in_order(from, |now| {
         rt.emit(Event::ServerStatus {
             backend: state.backend.clone(),
             server: state.name.clone(),
             from,
-            to,
+            to: now,
             reason,
         });
     });

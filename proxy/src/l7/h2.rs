@@ -550,6 +550,7 @@ async fn handle(
             () = gone.cancelled() => None,
         };
         match relayed {
+            None if super::log::hard_stopped() => log.end(Ended::Killed, Phase::Data),
             None => log.end(Ended::ClientAbort, Phase::Data),
             Some(None) => {
                 log.end(Ended::Killed, Phase::Data);

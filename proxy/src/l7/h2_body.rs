@@ -139,7 +139,9 @@ impl<G> Drop for LengthBody<G> {
         // nothing of it for too long (the stream was cut): the connection is mid-body, so it is
         // not reused.
         let timed_out = self.finish.as_ref().is_some_and(|f| f.cut.is_cut());
-        let cut = (self.remaining > 0).then_some(if timed_out {
+        let cut = (self.remaining > 0).then_some(if super::log::hard_stopped() {
+            Ended::Killed
+        } else if timed_out {
             Ended::ClientTimeout
         } else {
             Ended::ClientAbort

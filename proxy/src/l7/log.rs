@@ -107,6 +107,11 @@ pub(crate) fn hard_stop() {
     HARD_STOPPED.store(true, Ordering::Release);
 }
 
+/// Whether the stop's grace period is over: what ends now is Fulcrum's doing.
+pub(crate) fn hard_stopped() -> bool {
+    HARD_STOPPED.load(Ordering::Acquire)
+}
+
 impl Record {
     pub(crate) fn new(client: SocketAddr, frontend: &str, tls: bool, start: Instant) -> Self {
         let enabled = tracing::enabled!(target: "access", tracing::Level::INFO);
@@ -290,7 +295,7 @@ impl Drop for Record {
         if self.emitted {
             return;
         }
-        let who = if HARD_STOPPED.load(Ordering::Acquire) {
+        let who = if hard_stopped() {
             Ended::Killed
         } else if cut.is_cut() {
             Ended::ClientTimeout

@@ -428,14 +428,16 @@ impl ServerState {
         (before, after)
     }
 
-    /// Runs `emit`, the report of a change that left the server `to`, unless a later change has
-    /// moved it on already, under the lock changes take. Two changes at once (a check and an
-    /// operator) are then reported in the order they were made, and a stale one not at all:
-    /// the alerts' last word on a server is its status.
-    pub(crate) fn report_in_order(&self, to: ServerStatus, emit: impl FnOnce()) {
+    /// Runs `emit` with the server's status now, the report of a change from `from`, under the
+    /// lock changes take, unless the server is back at `from`. Two changes at once (a check
+    /// and an operator) are then reported in the order they were made, each with the status
+    /// the server has when it goes out: the alerts' last word on a server is its status, even
+    /// when a later change (a reload's `disabled`) is not reported itself.
+    pub(crate) fn report_in_order(&self, from: ServerStatus, emit: impl FnOnce(ServerStatus)) {
         let _one = self.one_change_at_a_time();
-        if self.status() == to {
-            emit();
+        let now = self.status();
+        if now != from {
+            emit(now);
         }
     }
 
@@ -628,19 +630,24 @@ mod tests {
         assert!(!s.takes_new_clients(), "weight 0 gets no new clients");
     }
 
-    // Input: a check takes the server DOWN, then an operator puts it in MAINT before the check's
-    // report goes out. Output: the check's report (DOWN) is not sent, the operator's (MAINT) is.
-    // (Both went out, and could go out DOWN last: the alerts then said DOWN of a server in
-    // MAINT.)
+    // Input: a check takes the server DOWN, then an operator (or a reload) puts it in MAINT
+    // before the check's report goes out; then a check takes another server DOWN and it comes
+    // back UP before the report. Output: every report that goes out says MAINT, the status the
+    // server has; the second server's says nothing. (The check's report said DOWN, and could go
+    // out last: the alerts then said DOWN of a server in MAINT.)
     #[test]
-    fn a_report_a_later_change_overtook_is_not_sent() {
+    fn a_report_says_the_status_the_server_has_when_it_goes_out() {
         let s = ServerState::new("b", "s", SocketAddr::from(([127, 0, 0, 1], 1)), 1, 0);
-        let (_, checked) = s.set_healthy(false);
-        let (_, operated) = s.set_admin(AdminState::Maint);
+        let (from_check, _) = s.set_healthy(false);
+        let (from_operator, _) = s.set_admin(AdminState::Maint);
         let mut sent = Vec::new();
-        s.report_in_order(operated, || sent.push(operated));
-        s.report_in_order(checked, || sent.push(checked));
-        assert_eq!(sent, [ServerStatus::Maint]);
+        s.report_in_order(from_operator, |now| sent.push(now));
+        s.report_in_order(from_check, |now| sent.push(now));
+        assert_eq!(sent, [ServerStatus::Maint, ServerStatus::Maint]);
+        let t = ServerState::new("b", "t", SocketAddr::from(([127, 0, 0, 1], 2)), 1, 0);
+        let (from, _) = t.set_healthy(false);
+        t.set_healthy(true);
+        t.report_in_order(from, |now| panic!("reported {now} for a server back UP"));
     }
 
     // Input: 10,000 rounds of an UP server taken DOWN by its health check and its agent at the

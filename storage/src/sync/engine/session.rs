@@ -385,9 +385,11 @@ async fn read_loop(
 }
 
 /// Hands a run of answers to the receiver (waiting while it is behind: the one flow with
-/// back-pressure), for up to `timeout`. Answers the receiver does not take for that long were
-/// not asked for (an idle fetcher reads none), and would stop this reader, Acks and Pings
-/// with them, for good; or the disk is stuck. Either way the link ends, to be made again.
+/// back-pressure), for up to four times `timeout`. Answers the receiver does not take for that
+/// long were not asked for (an idle fetcher reads none), and would stop this reader, Acks and
+/// Pings with them, for good; or the disk is stuck. Either way the link ends, to be made
+/// again, and what was received is kept. Four times, so that a slow commit or a long local
+/// copy does not end a link that is only behind.
 async fn send_run(
     responses: &mpsc::Sender<Vec<Message>>,
     run: &mut Vec<Message>,
@@ -395,11 +397,12 @@ async fn send_run(
     timeout: Duration,
 ) -> TaskResult {
     *octets = 0;
-    match tokio::time::timeout(timeout, responses.send(std::mem::take(run))).await {
+    let limit = timeout.saturating_mul(4);
+    match tokio::time::timeout(limit, responses.send(std::mem::take(run))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err("answers that nothing asked for".to_owned()),
         Err(_) => Err(format!(
-            "answers not taken for {timeout:?}: the peer sent what nothing asked for, or the disk is stuck"
+            "answers not taken for {limit:?}: the peer sent what nothing asked for, or the disk is stuck"
         )),
     }
 }

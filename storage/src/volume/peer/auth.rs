@@ -143,7 +143,9 @@ pub enum AuthError {
     /// The peer refused us for a reason other than the secret.
     #[error("the peer refused us: {0}")]
     RefusedByPeer(Refusal),
-    #[error("the peer sent our own challenge back (reflection)")]
+    #[error(
+        "the peer sent one of this node's own challenges back: a reflection, or this node connected to itself"
+    )]
     Reflected,
     /// Both ends claim the same side of the connection.
     #[error("both ends say they are {0}")]
