@@ -3,7 +3,7 @@
 //! monitoring crate's [`Alerter`], which sends them off the events' path: a slow mail server
 //! never delays a failover.
 
-use std::sync::Arc;
+use std::{collections::BTreeSet, sync::Arc};
 
 use fulcrum_monitoring::alert::{
     AlertConfig, AlertSender, Alerter, Event, SyncEventKind, VolumeEventKind,
@@ -158,8 +158,9 @@ fn subscribe(
         stopping,
     };
     let proxy = Arc::clone(sources.proxy);
+    let mut down = BTreeSet::new();
     feeds.add(sources.proxy.subscribe(), move |event| {
-        server_event(&proxy, event)
+        proxy_events(&proxy, &mut down, event)
     });
     if let Some(vrrp) = sources.vrrp {
         add_vrrp(&mut feeds, vrrp_events.unwrap_or_else(|| vrrp.subscribe()));
@@ -217,15 +218,16 @@ struct Feeds<'a> {
 
 impl Feeds<'_> {
     /// Spawns a task forwarding `events`, converted by `convert`, to the alerter.
-    fn add<T, F>(&mut self, mut events: broadcast::Receiver<T>, convert: F)
+    fn add<T, F, A>(&mut self, mut events: broadcast::Receiver<T>, mut convert: F)
     where
         T: Clone + Send + 'static,
-        F: Fn(T) -> Option<Event> + Send + 'static,
+        F: FnMut(T) -> A + Send + 'static,
+        A: IntoIterator<Item = Event>,
     {
         let sender = self.sender.clone();
         let mut stopping = self.stopping.clone();
-        let forward = move |event| {
-            if let Some(alert) = convert(event) {
+        let mut forward = move |event| {
+            for alert in convert(event) {
                 sender.send(alert);
             }
         };
@@ -253,6 +255,60 @@ impl Feeds<'_> {
             }
         });
     }
+}
+
+/// The alerts of one of the proxy's events: a server's new status; and after a reload, a
+/// `REMOVED` for each server last reported DOWN that the reload took away, which resolves its
+/// alert instead of leaving it firing for good. `down` holds the servers last reported DOWN.
+fn proxy_events(
+    proxy: &Proxy,
+    down: &mut BTreeSet<(String, String)>,
+    event: fulcrum_proxy::Event,
+) -> Vec<Event> {
+    if let fulcrum_proxy::Event::Reloaded = event {
+        let present: BTreeSet<(String, String)> = proxy
+            .stats()
+            .into_iter()
+            .flat_map(|p| {
+                let name = p.name;
+                p.rows
+                    .into_iter()
+                    .map(move |row| (name.clone(), row.svname))
+            })
+            .collect();
+        let gone: Vec<_> = down.difference(&present).cloned().collect();
+        return gone
+            .into_iter()
+            .map(|(backend, server)| {
+                down.remove(&(backend.clone(), server.clone()));
+                Event::Server {
+                    proxy: backend,
+                    server,
+                    addr: None,
+                    state: "REMOVED".to_owned(),
+                    reason: Some("removed from the configuration by a reload".to_owned()),
+                }
+            })
+            .collect();
+    }
+    let Some(event) = server_event(proxy, event) else {
+        return Vec::new();
+    };
+    if let Event::Server {
+        proxy,
+        server,
+        state,
+        ..
+    } = &event
+    {
+        let key = (proxy.clone(), server.clone());
+        if state == "DOWN" {
+            down.insert(key);
+        } else {
+            down.remove(&key);
+        }
+    }
+    vec![event]
 }
 
 fn server_event(proxy: &Proxy, event: fulcrum_proxy::Event) -> Option<Event> {

@@ -91,6 +91,44 @@ async fn a_server_down_then_up_fires_then_resolves_and_runs_the_command() {
     drop(fulcrum);
 }
 
+// Input: a server DOWN with its Alertmanager alert firing, then a reload that removes the
+// server. Output: the alert is resolved, with the firing alert's labels. (It stayed firing,
+// sent again at every resend, until Fulcrum restarted.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_down_server_a_reload_removes_has_its_alert_resolved() {
+    let s2 = origin(free_addr()).await;
+    let dead = support::dead_addr();
+    let receiver = AlertReceiver::on_host(([127, 0, 0, 1], 0).into());
+    let config = |servers: &str| {
+        format!(
+            "[frontend.main]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"web\"\n\n\
+             [backend.web]\nhealth_check = {{ type = \"tcp\", interval = \"100ms\", timeout = \"100ms\", rise = 1, fall = 1 }}\n\
+             servers = [{servers}]\n\n\
+             [alert]\nevents = [\"server\"]\n\
+             webhooks = [{{ url = \"{}\", format = \"alertmanager\" }}]\n",
+            receiver.url()
+        )
+    };
+    let s2_entry = format!("{{ name = \"s2\", address = \"{}\" }}", s2.addr());
+    let both = format!("{{ name = \"s1\", address = \"{dead}\" }}, {s2_entry}");
+    let fulcrum = Fulcrum::start(&config(&both));
+    let firing = receiver
+        .wait(PATIENCE, |a| {
+            a["labels"]["alertname"] == "FulcrumServerDown" && a["labels"]["server"] == "s1"
+        })
+        .expect("no FulcrumServerDown alert for s1");
+    fulcrum.write_config(&config(&s2_entry));
+    assert!(fulcrum.reload());
+    let resolved = receiver
+        .wait(PATIENCE, |a| {
+            a["labels"]["alertname"] == "FulcrumServerDown"
+                && a["labels"]["server"] == "s1"
+                && ended(a)
+        })
+        .expect("the removed server's alert was never resolved");
+    assert_eq!(resolved["labels"], firing["labels"]);
+}
+
 /// VRRP in a namespace pair: node A alone on its link becomes MASTER of VI_1, and mails it with
 /// keepalived's subject while its other alert sink, a webhook whose receiver accepts and never
 /// answers, hangs; a SIGTERM mails the instance's "Stopping" before the process exits.

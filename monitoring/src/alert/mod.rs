@@ -77,7 +77,7 @@
 //! |-----------------------------|---------------------|--------------------------|----------------------|-----------------------|
 //! | `FulcrumVrrpFault`          | critical            | `vrrp_instance`          | FAULT                | any other state       |
 //! | `FulcrumVrrpTransition`     | info; STOP: warning | `vrrp_instance`, `state` | MASTER, BACKUP, STOP | by itself after 5 min |
-//! | `FulcrumServerDown`         | warning             | `proxy`, `server`        | DOWN                 | UP, MAINT, DRAIN      |
+//! | `FulcrumServerDown`         | warning             | `proxy`, `server`        | DOWN                 | UP, MAINT, DRAIN, REMOVED |
 //! | `FulcrumVolumeDisconnected` | warning             | `volume`                 | Disconnected         | Connected, ResyncDone |
 //! | `FulcrumVolumeSplitBrain`   | critical            | `volume`                 | SplitBrain           | Connected, ResyncDone |
 //! | `FulcrumSyncPeerLost`       | warning             | `sync`, `peer`           | PeerLost             | PeerBack              |
