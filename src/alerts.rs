@@ -133,6 +133,9 @@ impl Alerts {
 pub(crate) struct Started {
     pub(crate) syncs: Vec<(String, broadcast::Receiver<SyncEvent>)>,
     pub(crate) volumes: Vec<(String, broadcast::Receiver<VolumeEvent>)>,
+    /// The proxy's events from its start on, at start-up: a server that fails its first check
+    /// while the rest of the appliance starts is alerted too.
+    pub(crate) proxy: Option<broadcast::Receiver<fulcrum_proxy::Event>>,
 }
 
 /// VRRP's events around a reload, each subscribed before the instances could change.
@@ -159,9 +162,8 @@ fn subscribe(
     };
     let proxy = Arc::clone(sources.proxy);
     let mut down = BTreeSet::new();
-    feeds.add(sources.proxy.subscribe(), move |event| {
-        proxy_events(&proxy, &mut down, event)
-    });
+    let events = started.proxy.unwrap_or_else(|| sources.proxy.subscribe());
+    feeds.add(events, move |event| proxy_events(&proxy, &mut down, event));
     if let Some(vrrp) = sources.vrrp {
         add_vrrp(&mut feeds, vrrp_events.unwrap_or_else(|| vrrp.subscribe()));
     }

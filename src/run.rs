@@ -171,6 +171,9 @@ pub(crate) async fn serve(
         },
         alerts::Started {
             volumes: started_volumes,
+            // From the proxy's start: a server that fails its first check while VRRP, the
+            // volumes and the sync sets start (seconds, maybe) is alerted too.
+            proxy: Some(proxy.events_since_start()),
             ..alerts::Started::default()
         },
         vrrp_events,
@@ -240,7 +243,7 @@ pub(crate) async fn serve(
                     let started_volumes = volumes.start_new(new.volumes, vrrp.vrrp.as_ref(), handover).await;
                     let sources = alerts::Sources { vrrp: vrrp.vrrp.as_ref(), ..sources(&registry) };
                     let feed = alerts::VrrpFeed { before, started };
-                    let started = alerts::Started { syncs: started_syncs, volumes: started_volumes };
+                    let started = alerts::Started { syncs: started_syncs, volumes: started_volumes, proxy: None };
                     alerts.follow(new.alert, sources, started, feed).await;
                     if new.global.restart_only() != running_global.restart_only() {
                         tracing::warn!("[global] changed: node, state_dir, threads, grace, log and control_socket keep their running values until fulcrum restarts (max_connections was applied)");

@@ -91,6 +91,29 @@ async fn a_server_down_then_up_fires_then_resolves_and_runs_the_command() {
     drop(fulcrum);
 }
 
+// Input: a server that is down from the start, checked every 100 ms. Output: its DOWN is
+// alerted. (The alerts followed the proxy from their own start, after the rest of the
+// appliance: a first failed check before then was never alerted, as CI once showed.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_down_from_the_start_is_alerted() {
+    let receiver = AlertReceiver::on_host(([127, 0, 0, 1], 0).into());
+    let _fulcrum = Fulcrum::start(&format!(
+        "[frontend.main]\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"web\"\n\n\
+         [backend.web]\nhealth_check = {{ type = \"tcp\", interval = \"100ms\", timeout = \"100ms\", rise = 1, fall = 1 }}\n\
+         servers = [{{ name = \"s1\", address = \"{}\" }}]\n\n\
+         [alert]\nevents = [\"server\"]\n\
+         webhooks = [{{ url = \"{}\", format = \"alertmanager\" }}]\n",
+        support::dead_addr(),
+        receiver.url()
+    ));
+    let firing = receiver
+        .wait(PATIENCE, |a| {
+            a["labels"]["alertname"] == "FulcrumServerDown"
+        })
+        .expect("no FulcrumServerDown alert");
+    assert_eq!(firing["labels"]["server"], "s1", "{firing}");
+}
+
 // Input: a server DOWN with its Alertmanager alert firing, then a reload that removes the
 // server. Output: the alert is resolved, with the firing alert's labels. (It stayed firing,
 // sent again at every resend, until Fulcrum restarted.)

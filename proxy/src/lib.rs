@@ -98,6 +98,9 @@ pub struct Proxy {
     closing: closing::Closing,
     /// Shared with the metrics collector, which a Prometheus registry owns.
     l4: Arc<l4::tier::Tier>,
+    /// The events from the start on, subscribed before the first health check, until
+    /// [`Proxy::events_since_start`] takes them.
+    first_events: Mutex<Option<broadcast::Receiver<Event>>>,
 }
 
 /// What identifies a listener across reloads: its address, so a reload that moves an address to
@@ -145,12 +148,14 @@ impl Proxy {
         let bound_frontends = bind_new::<()>(&HashMap::new(), &config.frontends)?;
         let table = Table::build(config, &registry);
         let rt = Runtime::new(table, registry, max_connections);
+        let first_events = Mutex::new(Some(rt.events.subscribe()));
         let proxy = Self {
             rt,
             health: Supervisor::default(),
             listeners: Mutex::new(HashMap::new()),
             closing: closing::Closing::default(),
             l4: Arc::default(),
+            first_events,
         };
         let table = proxy.rt.table.load_full();
         proxy.apply_limits(&table);
@@ -203,6 +208,14 @@ impl Proxy {
     /// Receives every [`Event`] from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.rt.events.subscribe()
+    }
+
+    /// Receives every [`Event`] since the proxy started, its first health verdicts included,
+    /// for the first caller (the alerts, which start after the rest of the appliance); from
+    /// now on for any later one.
+    pub fn events_since_start(&self) -> broadcast::Receiver<Event> {
+        let first = self.first_events.lock().ok().and_then(|mut f| f.take());
+        first.unwrap_or_else(|| self.subscribe())
     }
 
     /// The listeners running now.
