@@ -537,21 +537,12 @@ async fn an_h2_request_its_client_cancels_before_the_answer_is_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2_request_cut_by_a_hard_stop_is_logged_as_killed() {
     let s1 = origin("s1").await;
-    let mut fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
+    let fulcrum = Fulcrum::start(&h2c_site(s1.addr()));
     let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
     let request = h2_get(fulcrum.addr("clear"), "/delay/60000");
     let _waiting = tokio::spawn(async move { sender.send_request(request).await });
     support::wait_origin_requests(&s1, 1).await;
-    fulcrum.signal(libc::SIGTERM);
-    fulcrum.wait_log(|l| support::message(l).starts_with("stopping"));
-    fulcrum.signal(libc::SIGTERM);
-    let status = tokio::task::spawn_blocking(move || {
-        let status = fulcrum.wait_exit();
-        (status, fulcrum)
-    })
-    .await
-    .unwrap();
-    let (_, fulcrum) = status;
+    let fulcrum = stop_now(fulcrum).await;
     let log = fulcrum.wait_log(|l| l["request"].as_str().is_some_and(|r| r.contains("/delay/")));
     assert_eq!(&log["termination"].as_str().unwrap()[..2], "KH", "{log}");
 }
@@ -574,22 +565,14 @@ async fn an_h2_download_cut_by_a_hard_stop_is_logged_as_killed() {
             });
         }
     });
-    let mut fulcrum = Fulcrum::start(&h2c_site(addr));
+    let fulcrum = Fulcrum::start(&h2c_site(addr));
     let (mut sender, _conn) = h2c(fulcrum.addr("clear")).await;
     let response = sender
         .send_request(h2_get(fulcrum.addr("clear"), "/download"))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    fulcrum.signal(libc::SIGTERM);
-    fulcrum.wait_log(|l| support::message(l).starts_with("stopping"));
-    fulcrum.signal(libc::SIGTERM);
-    let fulcrum = tokio::task::spawn_blocking(move || {
-        fulcrum.wait_exit();
-        fulcrum
-    })
-    .await
-    .unwrap();
+    let fulcrum = stop_now(fulcrum).await;
     let log = fulcrum.wait_log(|l| {
         l["request"]
             .as_str()
@@ -597,6 +580,20 @@ async fn an_h2_download_cut_by_a_hard_stop_is_logged_as_killed() {
     });
     assert_eq!(&log["termination"].as_str().unwrap()[..2], "KD", "{log}");
     drop(response);
+}
+
+/// Stops `fulcrum`, then stops it again at once (the hard stop), and waits until it exits;
+/// its logs stay readable.
+async fn stop_now(mut fulcrum: Fulcrum) -> Fulcrum {
+    fulcrum.signal(libc::SIGTERM);
+    fulcrum.wait_log(|l| support::message(l).starts_with("stopping"));
+    fulcrum.signal(libc::SIGTERM);
+    tokio::task::spawn_blocking(move || {
+        fulcrum.wait_exit();
+        fulcrum
+    })
+    .await
+    .unwrap()
 }
 
 // Input: an HTTP/2 client that takes the head of an 8 MiB response and stops reading it (its

@@ -8,7 +8,6 @@ use std::{net::SocketAddr, sync::Arc};
 use fulcrum_common::action::{ServerAction, ServerRef};
 
 use crate::{
-    Event,
     l4::tier::Tier,
     runtime::Runtime,
     state::{ServerState, ServerStatus},
@@ -114,15 +113,7 @@ fn report(
     action: ServerAction,
 ) {
     if from != to {
-        server.report_in_order(from, |now| {
-            rt.emit(Event::ServerStatus {
-                backend: server.backend.clone(),
-                server: server.name.clone(),
-                from,
-                to: now,
-                reason: format!("admin action: {action}"),
-            });
-        });
+        rt.emit_status(server, from, format!("admin action: {action}"));
     }
 }
 

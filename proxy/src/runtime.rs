@@ -12,7 +12,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     Event,
-    state::{Registry, counters::Gauge},
+    state::{Registry, ServerState, ServerStatus, counters::Gauge},
     table::Table,
 };
 
@@ -59,6 +59,20 @@ impl Runtime {
     /// Publishes an event; nobody listening is fine.
     pub(crate) fn emit(&self, event: Event) {
         let _ = self.events.send(event);
+    }
+
+    /// Publishes that `server` changed from `from`, for `reason`: in the order its changes were
+    /// made, with the status it has then (see [`ServerState::report_in_order`]).
+    pub(crate) fn emit_status(&self, server: &ServerState, from: ServerStatus, reason: String) {
+        server.report_in_order(from, |now| {
+            self.emit(Event::ServerStatus {
+                backend: server.backend.clone(),
+                server: server.name.clone(),
+                from,
+                to: now,
+                reason,
+            });
+        });
     }
 }
 

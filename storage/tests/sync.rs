@@ -19,7 +19,7 @@ use fulcrum_storage::sync::watch::Options as WatchOptions;
 use fulcrum_storage::sync::{SyncOptions, SyncSet};
 use fulcrum_storage::volume::peer::Side;
 use support::{
-    Node, SET, Writer, authenticated, connected, converge, hello, mtime, next_within,
+    Node, Reader, SET, Writer, authenticated, connected, converge, hello, mtime, next_within,
     node_for_raw_peer, nodes, owner, raw_peer, set_mtime, started_pair, started_pair_with,
     stop_both, tree, wait_for, wait_received,
 };
@@ -498,7 +498,14 @@ async fn answers_nothing_asked_for_end_the_link() {
     ours.flags = 0;
     writer.send(&Message::Hello(ours)).await.unwrap();
     assert!(matches!(reader.next().await, Ok(Some(Message::Hello(_)))));
-    for id in 0..2_000 {
+    send_unasked_answers(&mut writer, 2_000).await;
+    wait_link_ended(&mut reader, 5 * SECOND).await;
+    set.stop().await.unwrap();
+}
+
+/// Sends `n` answers (End) that nothing asked for, until the link ends.
+async fn send_unasked_answers(writer: &mut Writer, n: u32) {
+    for id in 0..n {
         let end = Message::End {
             id,
             hash: [0; 32],
@@ -508,7 +515,11 @@ async fn answers_nothing_asked_for_end_the_link() {
             break;
         }
     }
-    let deadline = tokio::time::Instant::now() + 5 * SECOND;
+}
+
+/// Reads what comes until the link ends, which must be within `limit`.
+async fn wait_link_ended(reader: &mut Reader, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match tokio::time::timeout(left, reader.next()).await {
@@ -517,7 +528,6 @@ async fn answers_nothing_asked_for_end_the_link() {
             Ok(Ok(None) | Err(_)) => break,
         }
     }
-    set.stop().await.unwrap();
 }
 
 // Input: a raw peer that sends, so that A receives from it, sends 20,000 answers (End) that A
@@ -533,35 +543,13 @@ async fn answers_an_idle_receiver_never_asked_for_end_the_link() {
             ..SyncOptions::default()
         })
         .await;
-    let stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
-    let (mut reader, mut writer) = authenticated(stream, Side::Connecting).await;
-    writer
-        .send(&hello("evil", support::RAW_PEER_LISTEN.to_owned(), 7))
-        .await
-        .unwrap();
-    assert!(matches!(reader.next().await, Ok(Some(Message::Hello(_)))));
+    // A peer that sends, so A receives from it.
+    let (mut reader, mut writer) = raw_peer(&a).await;
     let flood = tokio::spawn(async move {
-        for id in 0..20_000 {
-            let end = Message::End {
-                id,
-                hash: [0; 32],
-                sha256: None,
-            };
-            if writer.send(&end).await.is_err() {
-                break;
-            }
-        }
+        send_unasked_answers(&mut writer, 20_000).await;
         writer
     });
-    let deadline = tokio::time::Instant::now() + 10 * SECOND;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left, reader.next()).await {
-            Err(_) => panic!("the link is still up"),
-            Ok(Ok(Some(_))) => {}
-            Ok(Ok(None) | Err(_)) => break,
-        }
-    }
+    wait_link_ended(&mut reader, 10 * SECOND).await;
     flood.abort();
     set.stop().await.unwrap();
 }

@@ -28,7 +28,6 @@ use self::{
     external::Subject,
 };
 use crate::{
-    Event,
     config::{AgentCheck, Check, OnMarkedDown, OnMarkedUp},
     runtime::Runtime,
     state::{AdminState, CheckResult, ServerState, ServerStatus, counters},
@@ -247,15 +246,7 @@ fn report_status(
     } else {
         tracing::info!(backend = %state.backend, server = %state.name, %reason, "server is {to}");
     }
-    state.report_in_order(from, |now| {
-        rt.emit(Event::ServerStatus {
-            backend: state.backend.clone(),
-            server: state.name.clone(),
-            from,
-            to: now,
-            reason,
-        });
-    });
+    rt.emit_status(state, from, reason);
 }
 
 /// The wait before the next check, as HAProxy's `srv_getinter`: `interval` while the server is
